@@ -1,0 +1,89 @@
+/**
+ * Kernel names and the Inputs/Attrs each kernel receives: the one contract shared by the ops (which validate
+ * and call runKernel) and every backend's kernels (which trust what the op checked).
+ * Optional inputs are omitted from the inputs map when absent (never passed as null).
+ */
+import type {NamedAttrMap, TensorInfo} from '@tensorflow/tfjs-core';
+
+/** Outputs: [topkIds int32 [T,k], topkWeights float32 [T,k]]. */
+export const MoeTopkSelect = 'MoeTopkSelect';
+export interface MoeTopkSelectInputs {
+  gatingLogits: TensorInfo;  // float32 [T,E]
+  bias?: TensorInfo;         // float32 [E], selection only
+}
+export interface MoeTopkSelectAttrs extends NamedAttrMap {
+  topK: number;
+  applyNormWeight: boolean;
+}
+
+/** Outputs: [scores float32 [T,E], topkWeights float32 [T,k], topkIds int32 [T,k]]. */
+export const GetMoeScores = 'GetMoeScores';
+export interface GetMoeScoresInputs {
+  gatingOutput: TensorInfo;          // float32 [T,E]
+  eScoreCorrectionBias?: TensorInfo; // float32 [E]
+}
+export interface GetMoeScoresAttrs extends NamedAttrMap {
+  nGroup: number;
+  topkGroup: number;
+  topK: number;
+  routedScalingFactor: number;
+  renormalize: boolean;
+}
+
+/**
+ * Outputs: [permutedX x.dtype [R,D], tokensPerExpert int32 [E], expertOffsets int32 [E+1], rowMap int32 [T,k]],
+ * R = permutedRowCount(T, k, E, alignment).
+ */
+export const MoePermute = 'MoePermute';
+export interface MoePermuteInputs {
+  x: TensorInfo;        // [T,D]
+  topkIds: TensorInfo;  // int32 [T,k]
+}
+export interface MoePermuteAttrs extends NamedAttrMap {
+  numExperts: number;
+  alignment: number;
+}
+
+/** Output: float32 [R,N]. */
+export const BatchedGemm = 'BatchedGemm';
+export interface BatchedGemmInputs {
+  lhs: TensorInfo;       // float32 [R,K]
+  rhs: TensorInfo;       // float32 [E,K,N], or [E,N,K] when transposeRhs
+  segments: TensorInfo;  // int32 [E+1] expertOffsets, or [E] tokensPerExpert (see segmentsAreOffsets)
+  bias?: TensorInfo;     // float32 [E,N]
+}
+export interface BatchedGemmAttrs extends NamedAttrMap {
+  transposeRhs: boolean;
+  /** true: segments is expertOffsets [E+1]; false: tokensPerExpert [E] (segments packed from row 0). */
+  segmentsAreOffsets: boolean;
+}
+
+/** Output: float32 [R,I]. */
+export const FusedSwigluScale = 'FusedSwigluScale';
+export interface FusedSwigluScaleInputs {
+  x: TensorInfo;       // float32 [R,2I], gate half first
+  scale?: TensorInfo;  // float32 [R]
+}
+export type FusedSwigluScaleAttrs = NamedAttrMap;
+
+/** Output: float32 [T,D]. */
+export const MoeCombine = 'MoeCombine';
+export interface MoeCombineInputs {
+  y: TensorInfo;             // float32 [R,D]
+  rowMap: TensorInfo;        // int32 [T,k]
+  topkWeights: TensorInfo;   // float32 [T,k]
+  topkIds: TensorInfo;       // int32 [T,k]
+  downProjBias?: TensorInfo; // float32 [E,D]
+}
+export interface MoeCombineAttrs extends NamedAttrMap {
+  weightsApplied: boolean;
+}
+
+export const ALL_MOE_KERNELS =
+    [MoeTopkSelect, GetMoeScores, MoePermute, BatchedGemm, FusedSwigluScale, MoeCombine] as const;
+export type MoeKernelName = typeof ALL_MOE_KERNELS[number];
+
+/** The static row count of moePermute's output (semantics doc section 3). */
+export function permutedRowCount(numTokens: number, topK: number, numExperts: number, alignment: number): number {
+  return alignment === 1 ? numTokens * topK : numTokens * topK + numExperts * (alignment - 1);
+}

@@ -1,0 +1,54 @@
+/**
+ * The one place that decides, per op call, whether a backend kernel of ours runs or the composite path
+ * (plain tfjs ops) does: a kernel registered for the active backend wins unless the composite path is forced.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type {NamedAttrMap, NamedTensorMap, Tensor} from '@tensorflow/tfjs-core';
+
+import type {MoeKernelName} from '../kernels/kernel_names.js';
+
+/** 'auto': our kernels where registered for the active backend, else composite. 'composite': always composite. */
+export type KernelPath = 'auto' | 'composite';
+
+let globalPath: KernelPath = 'auto';
+let compositeScopeDepth = 0;
+
+/** Sets the process-wide kernel path (for tests, debugging, or a backend whose kernels you distrust). */
+export function setKernelPath(path: KernelPath): void {
+  if (path !== 'auto' && path !== 'composite') {
+    throw new Error(`setKernelPath: argument 'path' must be 'auto' or 'composite', got ${JSON.stringify(path)}`);
+  }
+  globalPath = path;
+}
+
+export function getKernelPath(): KernelPath {
+  return compositeScopeDepth > 0 ? 'composite' : globalPath;
+}
+
+/** Runs fn (synchronously) with every MoE op on the composite path. */
+export function withCompositeKernels<T>(fn: () => T): T {
+  compositeScopeDepth++;
+  try {
+    return fn();
+  } finally {
+    compositeScopeDepth--;
+  }
+}
+
+/** Whether a kernel of ours named kernelName is registered for backendName (default: the active backend). */
+export function hasMoeKernel(kernelName: MoeKernelName, backendName: string = tf.getBackend()): boolean {
+  return tf.getKernel(kernelName, backendName) != null;
+}
+
+/** Whether every MoE kernel in kernelNames is registered for backendName. */
+export function hasMoeKernels(kernelNames: readonly MoeKernelName[], backendName: string = tf.getBackend()): boolean {
+  return kernelNames.every(name => hasMoeKernel(name, backendName));
+}
+
+export function runMoeKernel<R extends Tensor | Tensor[]>(
+    kernelName: MoeKernelName, inputs: NamedTensorMap, attrs: NamedAttrMap, composite: () => R): R {
+  if (getKernelPath() === 'composite' || !hasMoeKernel(kernelName)) {
+    return composite();
+  }
+  return tf.engine().runKernel(kernelName, inputs, attrs) as unknown as R;
+}

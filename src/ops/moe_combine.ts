@@ -1,0 +1,42 @@
+import type {Tensor, Tensor2D} from '@tensorflow/tfjs-core';
+
+import {moeCombineComposite} from '../kernels/composite/moe_combine_composite.js';
+import {MoeCombine, MoeCombineAttrs} from '../kernels/kernel_names.js';
+import {runMoeKernel} from './dispatch.js';
+import {checkBoolean, checkOptionalTensor, checkOptions, checkShape, checkTensor} from './validate.js';
+
+const OP = 'moeCombine';
+
+export interface MoeCombineOptions {
+  /** float32 [E,D]: each expert's down-projection bias, always weighted by the routing weight. */
+  downProjBias?: Tensor2D | null;
+  /** The rows of y were already scaled by their routing weights (probInAdvance). */
+  weightsApplied?: boolean;
+}
+
+/**
+ * Weighted combine (semantics doc section 6): out[t] = sum_j (weightsApplied ? y[rowMap[t,j]] :
+ * w[t,j] * y[rowMap[t,j]]) + w[t,j] * bias[id[t,j]], accumulated in float32.
+ */
+export function moeCombine(
+    y: Tensor2D, rowMap: Tensor2D, topkWeights: Tensor2D, topkIds: Tensor2D, options: MoeCombineOptions = {}): Tensor2D {
+  const $y = checkTensor(OP, 'y', y, 2, 'float32', '[R,D]') as Tensor2D;
+  const $rowMap = checkTensor(OP, 'rowMap', rowMap, 2, 'int32', '[T,k]') as Tensor2D;
+  const [numTokens, topK] = $rowMap.shape;
+  const $weights = checkTensor(OP, 'topkWeights', topkWeights, 2, 'float32', '[T,k]') as Tensor2D;
+  checkShape(OP, 'topkWeights', $weights, [numTokens, topK], '[T,k] (as rowMap)');
+  const $ids = checkTensor(OP, 'topkIds', topkIds, 2, 'int32', '[T,k]') as Tensor2D;
+  checkShape(OP, 'topkIds', $ids, [numTokens, topK], '[T,k] (as rowMap)');
+  const opts = checkOptions(OP, 'options', options, ['downProjBias', 'weightsApplied']);
+  const weightsApplied =
+      opts.weightsApplied == null ? false : checkBoolean(OP, 'options.weightsApplied', opts.weightsApplied);
+  const bias = checkOptionalTensor(OP, 'options.downProjBias', opts.downProjBias, 2, 'float32', '[E,D]') as
+      Tensor2D | null;
+  if (bias != null) checkShape(OP, 'options.downProjBias', bias, [bias.shape[0], $y.shape[1]], '[E,D]');
+
+  const attrs: MoeCombineAttrs = {weightsApplied};
+  const inputs: Record<string, Tensor> = {y: $y, rowMap: $rowMap, topkWeights: $weights, topkIds: $ids};
+  if (bias != null) inputs.downProjBias = bias;
+  return runMoeKernel(
+      MoeCombine, inputs, attrs, () => moeCombineComposite($y, $rowMap, $weights, $ids, bias, attrs));
+}
