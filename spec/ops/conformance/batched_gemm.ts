@@ -4,7 +4,7 @@ import {batchedGemm} from 'tfjs-moe';
 
 import {refBatchedGemm, refOffsetsFromCounts} from '../../reference/moe_reference.js';
 import {expectNoLeak, randInt, randn, rng} from '../../helpers/util.js';
-import {caseSeed, ConformanceContext, expectShape, readF32, TOL} from './context.js';
+import {caseSeed, ConformanceContext, expectShape, readF32, TOL, withInputs} from './context.js';
 
 const OP = 'batchedGemm';
 
@@ -33,11 +33,12 @@ async function runGemmCase(ctx: ConformanceContext, c: GemmCase): Promise<void> 
     const rhsT = tf.tensor3d(rhs, transposeRhs ? [E, N, K] : [E, K, N]);
     const segT = tf.tensor1d(segments, 'int32');
     const biasT = bias ? tf.tensor2d(bias, [E, N]) : null;
-    const outT = ctx.call(() => batchedGemm(lhsT, rhsT, segT, {transposeRhs, bias: biasT}));
-    expectShape(outT, [R, N], 'batchedGemm output');
-    const out = await readF32(outT);
-    tf.dispose([lhsT, rhsT, segT]);
-    biasT?.dispose();
+    const {out} = await withInputs([lhsT, rhsT, segT, biasT], async () => {
+      const outT = ctx.call(() => batchedGemm(lhsT, rhsT, segT, {transposeRhs, bias: biasT}));
+      expectShape(outT, [R, N], 'batchedGemm output');
+      const out = await readF32(outT);
+      return {out};
+    });
 
     const offsets = segments.length === E + 1 ? segments : refOffsetsFromCounts(segments);
     const ref = refBatchedGemm(lhs, R, K, rhs, E, N, offsets, transposeRhs, bias);

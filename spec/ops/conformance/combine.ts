@@ -4,7 +4,7 @@ import {moeCombine} from 'tfjs-moe';
 
 import {refMoeCombine} from '../../reference/moe_reference.js';
 import {expectNoLeak, randInt, randn, rng} from '../../helpers/util.js';
-import {caseSeed, ConformanceContext, expectShape, randomIds, randTokens, readF32, TOL, uniformF32} from './context.js';
+import {caseSeed, ConformanceContext, expectShape, randomIds, randTokens, readF32, TOL, uniformF32, withInputs} from './context.js';
 
 const OP = 'moeCombine';
 
@@ -34,11 +34,12 @@ async function runCombineCase(ctx: ConformanceContext, c: CombineCase): Promise<
     const weightsT = tf.tensor2d(weights, [T, k]);
     const idsT = tf.tensor2d(ids, [T, k], 'int32');
     const biasT = bias ? tf.tensor2d(bias, [E, D]) : null;
-    const outT = ctx.call(() => moeCombine(yT, rowMapT, weightsT, idsT, {downProjBias: biasT, weightsApplied}));
-    expectShape(outT, [T, D], 'moeCombine output');
-    const out = await readF32(outT);
-    tf.dispose([yT, rowMapT, weightsT, idsT]);
-    biasT?.dispose();
+    const {out} = await withInputs([yT, rowMapT, weightsT, idsT, biasT], async () => {
+      const outT = ctx.call(() => moeCombine(yT, rowMapT, weightsT, idsT, {downProjBias: biasT, weightsApplied}));
+      expectShape(outT, [T, D], 'moeCombine output');
+      const out = await readF32(outT);
+      return {out};
+    });
     const ref = refMoeCombine(y, R, D, rowMap, weights, ids, T, k, bias, weightsApplied);
     ctx.expectClose(OP, out, ref, TOL.combine, describeCase(c));
   });

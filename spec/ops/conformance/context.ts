@@ -115,3 +115,15 @@ export function expectSameInts(actual: ArrayLike<number>, expected: ArrayLike<nu
     }
   }
 }
+
+/**
+ * Runs fn with the given input tensors and disposes them afterwards, also when the op throws (so an op's
+ * failure is not reported a second time as a leak of the test's own inputs).
+ */
+export async function withInputs<T>(inputs: Array<tf.Tensor | null>, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } finally {
+    for (const t of inputs) t?.dispose();
+  }
+}

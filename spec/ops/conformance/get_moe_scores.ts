@@ -4,7 +4,7 @@ import {getMoeScores} from 'tfjs-moe';
 
 import {refGetMoeScores} from '../../reference/moe_reference.js';
 import {expectNoLeak, randInt, randn, rng} from '../../helpers/util.js';
-import {caseSeed, ConformanceContext, expectSameInts, expectShape, pick, randTokens, readF32, readI32, TOL, uniformF32} from './context.js';
+import {caseSeed, ConformanceContext, expectSameInts, expectShape, pick, randTokens, readF32, readI32, TOL, uniformF32, withInputs} from './context.js';
 import {checkGroupedSelection, groupedWeightsFor} from './routing_checks.js';
 
 const OP = 'getMoeScores';
@@ -31,15 +31,16 @@ async function runScoresCase(ctx: ConformanceContext, c: ScoresCase, strictIds: 
   await expectNoLeak(async () => {
     const logitsT = tf.tensor2d(logits, [T, E]);
     const biasT = bias ? tf.tensor1d(bias) : null;
-    const out = ctx.call(() => getMoeScores(logitsT, nGroup, topkGroup, k, rsf, biasT, renormalize));
-    expectShape(out.scores, [T, E], 'scores');
-    expectShape(out.topkWeights, [T, k], 'topkWeights');
-    expectShape(out.topkIds, [T, k], 'topkIds');
-    const scores = await readF32(out.scores);
-    const weights = await readF32(out.topkWeights);
-    const ids = await readI32(out.topkIds);
-    logitsT.dispose();
-    biasT?.dispose();
+    const {scores, weights, ids} = await withInputs([logitsT, biasT], async () => {
+      const out = ctx.call(() => getMoeScores(logitsT, nGroup, topkGroup, k, rsf, biasT, renormalize));
+      expectShape(out.scores, [T, E], 'scores');
+      expectShape(out.topkWeights, [T, k], 'topkWeights');
+      expectShape(out.topkIds, [T, k], 'topkIds');
+      const scores = await readF32(out.scores);
+      const weights = await readF32(out.topkWeights);
+      const ids = await readI32(out.topkIds);
+      return {scores, weights, ids};
+    });
 
     const ref = refGetMoeScores(logits, T, E, nGroup, topkGroup, k, rsf, bias, renormalize);
     ctx.expectClose(OP, scores, ref.scores, TOL.routing, `scores (${describeCase(c)})`);

@@ -4,7 +4,7 @@ import {moePermute} from 'tfjs-moe';
 
 import {refMoePermute} from '../../reference/moe_reference.js';
 import {expectNoLeak, randInt, randn, rng} from '../../helpers/util.js';
-import {caseSeed, ConformanceContext, expectSameInts, expectShape, pick, randomIds, randTokens, readF32, readI32, TOL} from './context.js';
+import {caseSeed, ConformanceContext, expectSameInts, expectShape, pick, randomIds, randTokens, readF32, readI32, TOL, withInputs} from './context.js';
 
 const OP = 'moePermute';
 
@@ -23,18 +23,20 @@ async function runPermuteCase(ctx: ConformanceContext, c: PermuteCase): Promise<
   await expectNoLeak(async () => {
     const xT = tf.tensor2d(x, [T, D]);
     const idsT = tf.tensor2d(ids, [T, k], 'int32');
-    const out = ctx.call(() => moePermute(xT, idsT, E, alignment));
     const ref = refMoePermute(x, T, D, ids, k, E, alignment);
-    expectShape(out.permutedX, [ref.R, D], 'permutedX');
-    expectShape(out.tokensPerExpert, [E], 'tokensPerExpert');
-    expectShape(out.expertOffsets, [E + 1], 'expertOffsets');
-    expectShape(out.rowMap, [T, k], 'rowMap');
-    const permutedX = await readF32(out.permutedX);
-    const tokensPerExpert = await readI32(out.tokensPerExpert);
-    const expertOffsets = await readI32(out.expertOffsets);
-    const rowMap = await readI32(out.rowMap);
-    xT.dispose();
-    idsT.dispose();
+    const {permutedX, tokensPerExpert, expertOffsets, rowMap} = await withInputs([xT, idsT], async () => {
+      const out = ctx.call(() => moePermute(xT, idsT, E, alignment));
+      expectShape(out.permutedX, [ref.R, D], 'permutedX');
+      expectShape(out.tokensPerExpert, [E], 'tokensPerExpert');
+      expectShape(out.expertOffsets, [E + 1], 'expertOffsets');
+      expectShape(out.rowMap, [T, k], 'rowMap');
+      return {
+        permutedX: await readF32(out.permutedX),
+        tokensPerExpert: await readI32(out.tokensPerExpert),
+        expertOffsets: await readI32(out.expertOffsets),
+        rowMap: await readI32(out.rowMap),
+      };
+    });
 
     expectSameInts(tokensPerExpert, ref.tokensPerExpert, 'tokensPerExpert');
     expectSameInts(expertOffsets, ref.expertOffsets, 'expertOffsets');

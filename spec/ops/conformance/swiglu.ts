@@ -4,7 +4,7 @@ import {fusedSwigluScale} from 'tfjs-moe';
 
 import {refSwigluScale} from '../../reference/moe_reference.js';
 import {expectNoLeak, randInt, randn, rng} from '../../helpers/util.js';
-import {caseSeed, ConformanceContext, expectShape, readF32, TOL, uniformF32} from './context.js';
+import {caseSeed, ConformanceContext, expectShape, readF32, TOL, uniformF32, withInputs} from './context.js';
 
 const OP = 'fusedSwigluScale';
 
@@ -13,11 +13,12 @@ async function runSwigluCase(
   await expectNoLeak(async () => {
     const xT = tf.tensor2d(x, [R, 2 * I]);
     const scaleT = scale ? tf.tensor1d(scale) : null;
-    const outT = ctx.call(() => fusedSwigluScale(xT, scaleT));
-    expectShape(outT, [R, I], 'fusedSwigluScale output');
-    const out = await readF32(outT);
-    xT.dispose();
-    scaleT?.dispose();
+    const {out} = await withInputs([xT, scaleT], async () => {
+      const outT = ctx.call(() => fusedSwigluScale(xT, scaleT));
+      expectShape(outT, [R, I], 'fusedSwigluScale output');
+      const out = await readF32(outT);
+      return {out};
+    });
     ctx.expectClose(OP, out, refSwigluScale(x, R, I, scale), TOL.swiglu, `R=${R} I=${I} scale=${scale != null}`);
   });
 }

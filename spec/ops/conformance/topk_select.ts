@@ -4,7 +4,7 @@ import {moeTopkSelect} from 'tfjs-moe';
 
 import {refMoeTopkSelect} from '../../reference/moe_reference.js';
 import {expectNoLeak, randInt, randn, rng} from '../../helpers/util.js';
-import {caseSeed, ConformanceContext, expectSameInts, expectShape, pick, randTokens, readF32, readI32, TOL, uniformF32} from './context.js';
+import {caseSeed, ConformanceContext, expectSameInts, expectShape, pick, randTokens, readF32, readI32, TOL, uniformF32, withInputs} from './context.js';
 import {checkSelection, topkWeightsFor} from './routing_checks.js';
 
 const OP = 'moeTopkSelect';
@@ -24,13 +24,14 @@ async function runTopkCase(ctx: ConformanceContext, c: TopkCase, strictIds: bool
   await expectNoLeak(async () => {
     const logitsT = tf.tensor2d(logits, [T, E]);
     const biasT = bias ? tf.tensor1d(bias) : null;
-    const {topkIds, topkWeights} = ctx.call(() => moeTopkSelect(logitsT, biasT, k, norm));
-    expectShape(topkIds, [T, k], 'topkIds');
-    expectShape(topkWeights, [T, k], 'topkWeights');
-    const ids = await readI32(topkIds);
-    const weights = await readF32(topkWeights);
-    logitsT.dispose();
-    biasT?.dispose();
+    const {ids, weights} = await withInputs([logitsT, biasT], async () => {
+      const {topkIds, topkWeights} = ctx.call(() => moeTopkSelect(logitsT, biasT, k, norm));
+      expectShape(topkIds, [T, k], 'topkIds');
+      expectShape(topkWeights, [T, k], 'topkWeights');
+      const ids = await readI32(topkIds);
+      const weights = await readF32(topkWeights);
+      return {ids, weights};
+    });
 
     const ref = refMoeTopkSelect(logits, T, E, bias, k, norm);
     if (strictIds) {
