@@ -59,7 +59,7 @@ export function uniformF32(rand: () => number, n: number, lo: number, hi: number
 /** A token count for a random case: 0 and 1 appear often, otherwise up to maxT. */
 export function randTokens(rand: () => number, maxT: number): number {
   const r = rand();
-  if (r < 0.1) return 0;
+  if (r < 0.04) return 0;
   if (r < 0.25) return 1;
   return randInt(rand, 2, maxT);
 }
