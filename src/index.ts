@@ -1,5 +1,6 @@
 /** tfjs-moe: Mixture-of-Experts ops, kernels and the FusedMoE layer for TensorFlow.js. */
 import './kernels/cpu/register_all.js';
+import './kernels/webgpu/register_all.js';
 
 export {moeTopkSelect} from './ops/moe_topk_select.js';
 export {getMoeScores} from './ops/get_moe_scores.js';
