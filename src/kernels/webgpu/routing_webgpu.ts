@@ -85,7 +85,8 @@ export class RoutingProgram implements WebGPUProgram {
         let e = lid + i * WG;
         var v = 0.0;
         if (e < E) { v = logits[row * E + e]; }
-        let sc = 1.0 / (1.0 + exp(-v));
+        // exp() need not propagate NaN on every GPU (SwiftShader's does not): keep NaN logits NaN explicitly.
+        let sc = select(1.0 / (1.0 + exp(-v)), uniforms.NAN, isnan(v));
         prob[i] = sc;
         ${emit === 'scores' ? '' : `if (e < E) { biased[e] = sc + ${biasOf('e')}; }`}
       }`;
