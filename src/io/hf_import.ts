@@ -148,23 +148,18 @@ export function loadHuggingFaceMoe(config: unknown, weights: HfWeights, options:
   const layerOptions: FusedMoEOptions = {...spec.options, useCorrectionBias: useBias, withBias,
     backend: options.backend ?? 'auto'};
 
-  const converted: Record<string, tf.Tensor> =
+  const converted: Partial<Record<FusedMoEWeightName, tf.Tensor>> =
       tf.tidy(() => Object.fromEntries(convertWeights(spec, src, useBias ? biasRel! : null, withBias)));
   let layer: FusedMoE | null = null;
   try {
-    layer = new FusedMoE({...layerOptions, name: options.name});
-    layer.build([null, spec.hiddenSize]);
-    layer.setWeights(layer.weights.map(v => {
-      const t = converted[v.originalName];
-      if (t == null) throw new Error(`loadHuggingFaceMoe: internal error, no value for weight '${v.originalName}'`);
-      return t;
-    }));
+    layer = new FusedMoE({...layerOptions, name: options.name}).buildFor(spec.hiddenSize);
+    layer.setNamedWeights(converted);
     return layer;
   } catch (e) {
     if (layer?.built) layer.dispose();
     throw e;
   } finally {
-    Object.values(converted).forEach(t => t.dispose());
+    Object.values(converted).forEach(t => t!.dispose());
   }
 }
 

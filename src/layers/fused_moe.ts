@@ -53,6 +53,34 @@ export class FusedMoE extends tfl.layers.Layer {
     return singleShape(inputShape);
   }
 
+  /**
+   * Builds the layer for inputs of hidden size H the way apply() in a model does, so that its weights are named
+   * `layerName/weightName` (a plain build() call names them without the layer scope).
+   */
+  buildFor(hiddenSize: number): this {
+    if (!this.built) this.apply(tfl.input({batchShape: [null, hiddenSize]}));
+    return this;
+  }
+
+  /** Sets weights by name (any subset); each value must have the weight's shape. */
+  setNamedWeights(values: Partial<Record<FusedMoEWeightName, tf.Tensor>>): void {
+    if (!this.built) throw new Error(`FusedMoE '${this.name}': the layer is not built yet (call build() or apply())`);
+    for (const [name, value] of Object.entries(values) as Array<[FusedMoEWeightName, tf.Tensor | undefined]>) {
+      const variable = this.weightVariables.get(name);
+      if (variable == null) {
+        throw new Error(`FusedMoE '${this.name}': no weight '${name}' (weights: ${[...this.weightVariables.keys()]})`);
+      }
+      if (value == null) continue;
+      if (value.dtype !== 'float32' || !tf.util.arraysEqual(value.shape, variable.shape as number[])) {
+        throw new Error(`FusedMoE '${this.name}': weight '${name}' must be float32 [${variable.shape}], got ${
+            value.dtype} [${value.shape}]`);
+      }
+    }
+    for (const [name, value] of Object.entries(values) as Array<[FusedMoEWeightName, tf.Tensor | undefined]>) {
+      if (value != null) this.weightVariables.get(name)!.write(value);
+    }
+  }
+
   /** Which implementation a call would run now (for logs and demos); throws like call() when it is unavailable. */
   selectedPath(): string {
     return selectMoeForward(this.options.backend).path;
@@ -103,7 +131,9 @@ export class FusedMoE extends tfl.layers.Layer {
 
   static override fromConfig<T extends tf.serialization.Serializable>(
       cls: tf.serialization.SerializableConstructor<T>, config: tf.serialization.ConfigDict): T {
-    return new cls(config);
+    // tfjs-layers camel-cases string values when it loads a saved model ('noaux_tc' comes back as 'noauxTc').
+    const topkMethod = config.topkMethod === 'noauxTc' ? 'noaux_tc' : config.topkMethod;
+    return new cls({...config, topkMethod});
   }
 }
 tf.serialization.registerClass(FusedMoE);
