@@ -116,3 +116,76 @@ describe('float64 reference', () => {
     for (let i = 0; i < 4; i++) expect(latent[i]).toBeCloseTo(out[i], 12);
   });
 });
+
+describe('float64 reference: refFusedMoE agrees with the chain of reference ops', () => {
+  // Two formulations of section 7 (token-by-token vs permute/gemm/swiglu/gemm/combine) must agree; a slip in
+  // either (layouts, probInAdvance, bias weighting, latent or shared paths) shows up as a difference.
+  const matmul = (a: ArrayLike<number>, M: number, K: number, b: ArrayLike<number>, N: number) => {
+    const out = new Float64Array(M * N);
+    for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) {
+      let s = 0;
+      for (let k = 0; k < K; k++) s += a[m * K + k] * b[k * N + n];
+      out[m * N + n] = s;
+    }
+    return out;
+  };
+  let seed = 1;
+  const rand = () => {
+    seed = (seed * 16807) % 2147483647;
+    return seed / 2147483647 - 0.5;
+  };
+  const arr = (n: number) => Float64Array.from({length: n}, () => rand());
+
+  for (const variant of ['greedy', 'greedy bias probInAdvance', 'noaux_tc latent', 'noaux_tc shared gate',
+    'greedy latent shared probInAdvance']) {
+    it(variant, () => {
+      const T = 5, H = 6, E = 8, k = 3, I = 4, L = 5, S = 3;
+      const latent = variant.includes('latent');
+      const withBias = variant.includes('bias') || variant.includes('noaux');
+      const cfg = {
+        numExperts: E, topK: k, intermediateSize: I, topkMethod: (variant.startsWith('greedy') ? 'greedy' : 'noaux_tc') as
+            'greedy' | 'noaux_tc', nGroup: 4, topkGroup: 2, routedScalingFactor: 2.5, renormalize: true,
+        useCorrectionBias: true, latentSize: latent ? L : null, withBias, probInAdvance: variant.includes('probInAdvance'),
+        sharedExpertIntermediateSize: variant.includes('shared') ? S : 0, sharedExpertGate: variant.includes('gate'),
+      };
+      const D = latent ? L : H;
+      const w = {
+        gateWeight: arr(H * E), gateCorrectionBias: arr(E), upGateProjWeight: arr(E * D * 2 * I),
+        upGateProjBias: arr(E * 2 * I), downProjWeight: arr(E * I * D), downProjBias: arr(E * D),
+        fc1LatentProjWeight: arr(H * L), fc2LatentProjWeight: arr(L * H), sharedUpGateProjWeight: arr(H * 2 * S),
+        sharedDownProjWeight: arr(S * H), sharedExpertGateWeight: arr(H),
+      };
+      const x = arr(T * H);
+      const got = refFusedMoE(x, T, H, w, cfg);
+
+      const logits = matmul(x, T, H, w.gateWeight, E);
+      const route = cfg.topkMethod === 'greedy' ?
+          refMoeTopkSelect(logits, T, E, w.gateCorrectionBias, k, cfg.renormalize) :
+          refGetMoeScores(logits, T, E, cfg.nGroup, cfg.topkGroup, k, cfg.routedScalingFactor, w.gateCorrectionBias,
+              cfg.renormalize);
+      const xl = latent ? matmul(x, T, H, w.fc1LatentProjWeight, L) : x;
+      const p = refMoePermute(xl, T, D, route.ids, k, E, 4);
+      const h = refBatchedGemm(p.permutedX, p.R, D, w.upGateProjWeight, E, 2 * I, p.expertOffsets, false,
+          withBias ? w.upGateProjBias : null);
+      let scale: Float64Array | null = null;
+      if (cfg.probInAdvance) {
+        scale = new Float64Array(p.R);
+        for (let i = 0; i < T * k; i++) scale[p.rowMap[i]] = route.weights[i];
+      }
+      const a = refSwigluScale(h, p.R, I, scale);
+      const y = refBatchedGemm(a, p.R, I, w.downProjWeight, E, D, p.expertOffsets, false, null);
+      const combined = refMoeCombine(y, p.R, D, p.rowMap, route.weights, route.ids, T, k,
+          withBias ? w.downProjBias : null, cfg.probInAdvance);
+      const want = latent ? matmul(combined, T, L, w.fc2LatentProjWeight, H) : combined;
+      if (cfg.sharedExpertIntermediateSize > 0) {
+        const sh = refSwigluScale(matmul(x, T, H, w.sharedUpGateProjWeight, 2 * S), T, S, null);
+        const so = matmul(sh, T, S, w.sharedDownProjWeight, H);
+        const g = matmul(x, T, H, w.sharedExpertGateWeight, 1);
+        for (let t = 0; t < T; t++) for (let hh = 0; hh < H; hh++) {
+          want[t * H + hh] += (cfg.sharedExpertGate ? sig(g[t]) : 1) * so[t * H + hh];
+        }
+      }
+      for (let i = 0; i < T * H; i++) expect(got[i]).toBeCloseTo(want[i], 12);
+    });
+  }
+});

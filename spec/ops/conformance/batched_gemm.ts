@@ -72,7 +72,7 @@ function randomGemmCase(seed: number, maxE: number, maxRowsPerExpert: number, ma
 
 export function describeBatchedGemmConformance(ctx: ConformanceContext): void {
   describe(OP, () => {
-    const n = ctx.cases(30, 4);
+    const n = ctx.cases(80, 4);
     for (let i = 0; i < n; i++) {
       const seed = caseSeed(OP, i);
       const c = ctx.full ? randomGemmCase(seed, 64, 12, 48) : randomGemmCase(seed, 6, 5, 12);

@@ -72,7 +72,7 @@ function randomCombineCase(seed: number, maxT: number, maxE: number, maxD: numbe
 
 export function describeCombineConformance(ctx: ConformanceContext): void {
   describe(OP, () => {
-    const n = ctx.cases(30, 4);
+    const n = ctx.cases(80, 4);
     for (let i = 0; i < n; i++) {
       const seed = caseSeed(OP, i);
       const c = randomCombineCase(seed, ctx.full ? 40 : 6, ctx.full ? 64 : 12, ctx.full ? 48 : 8);

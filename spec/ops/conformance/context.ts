@@ -59,7 +59,7 @@ export function uniformF32(rand: () => number, n: number, lo: number, hi: number
 /** A token count for a random case: 0 and 1 appear often, otherwise up to maxT. */
 export function randTokens(rand: () => number, maxT: number): number {
   const r = rand();
-  if (r < 0.1) return 0;
+  if (r < 0.04) return 0;
   if (r < 0.25) return 1;
   return randInt(rand, 2, maxT);
 }
@@ -118,11 +118,21 @@ export function expectSameInts(actual: ArrayLike<number>, expected: ArrayLike<nu
 
 /**
  * Runs fn with the given input tensors and disposes them afterwards, also when the op throws (so an op's
- * failure is not reported a second time as a leak of the test's own inputs).
+ * failure is not reported a second time as a leak of the test's own inputs). Also asserts the op left its
+ * inputs unchanged (a kernel writing into an input's buffer would corrupt the caller's tensors).
  */
 export async function withInputs<T>(inputs: Array<tf.Tensor | null>, fn: () => Promise<T>): Promise<T> {
   try {
-    return await fn();
+    const before = await Promise.all(inputs.map(t => t?.data()));
+    const result = await fn();
+    for (let i = 0; i < inputs.length; i++) {
+      const t = inputs[i];
+      if (t == null) continue;
+      const after = await t.data();
+      const changed = Array.prototype.findIndex.call(before[i]!, (v: number, j: number) => !Object.is(v, after[j]));
+      expect(changed).withContext(`input ${i} (shape [${t.shape}]) modified by the op at element ${changed}`).toBe(-1);
+    }
+    return result;
   } finally {
     for (const t of inputs) t?.dispose();
   }

@@ -72,7 +72,7 @@ function randomScoresCase(seed: number, maxT: number, maxGroups: number, maxGrou
 
 export function describeGetMoeScoresConformance(ctx: ConformanceContext): void {
   describe(OP, () => {
-    const n = ctx.cases(40, 5);
+    const n = ctx.cases(120, 5);
     for (let i = 0; i < n; i++) {
       const seed = caseSeed(OP, i);
       const c = randomScoresCase(seed, ctx.full ? 40 : 6, 8, ctx.full ? 8 : 4);

@@ -59,7 +59,7 @@ function randomPermuteCase(seed: number, maxT: number, maxE: number, maxD: numbe
 
 export function describePermuteConformance(ctx: ConformanceContext): void {
   describe(OP, () => {
-    const n = ctx.cases(30, 4);
+    const n = ctx.cases(80, 4);
     for (let i = 0; i < n; i++) {
       const seed = caseSeed(OP, i);
       const c = randomPermuteCase(seed, ctx.full ? 40 : 6, ctx.full ? 64 : 12, ctx.full ? 48 : 8);

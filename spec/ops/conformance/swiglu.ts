@@ -25,7 +25,7 @@ async function runSwigluCase(
 
 export function describeSwigluConformance(ctx: ConformanceContext): void {
   describe(OP, () => {
-    const n = ctx.cases(20, 3);
+    const n = ctx.cases(40, 3);
     for (let i = 0; i < n; i++) {
       const seed = caseSeed(OP, i);
       const rand = rng(seed);

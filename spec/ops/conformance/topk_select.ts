@@ -60,7 +60,7 @@ function randomTopkCase(seed: number, maxT: number, maxE: number): TopkCase {
 
 export function describeTopkSelectConformance(ctx: ConformanceContext): void {
   describe(OP, () => {
-    const n = ctx.cases(40, 5);
+    const n = ctx.cases(120, 5);
     for (let i = 0; i < n; i++) {
       const seed = caseSeed(OP, i);
       const c = randomTopkCase(seed, ctx.full ? 40 : 6, ctx.full ? 64 : 16);
