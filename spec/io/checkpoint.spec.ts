@@ -100,3 +100,18 @@ describe('readMoeLayerFromCheckpoint (tfjs-moe/node)', () => {
     await expectAsync(readMoeLayerFromCheckpoint(dir, {} as never)).toBeRejectedWithError(/options need 'layer'/);
   });
 });
+
+describe('entry points', () => {
+  it('the root entry bundles for browsers (no node: imports); tfjs-moe/node loads through require and import', async () => {
+    const {build} = await import('esbuild');
+    const result = await build({entryPoints: ['src/index.ts'], bundle: true, platform: 'browser', format: 'esm',
+      write: false, external: ['@tensorflow/*', 'webgpu'], logLevel: 'silent'});
+    expect(result.errors).toEqual([]);
+    const code = result.outputFiles[0].text;
+    expect(code).not.toMatch(/from\s*["']node:|require\(["']node:/);
+    const {execFileSync} = await import('node:child_process');
+    const script = `const n = require('tfjs-moe/node'); if (typeof n.readMoeLayerFromCheckpoint !== 'function') process.exit(3);` +
+        `import('tfjs-moe/node').then(e => process.exit(typeof e.readSafetensorsFile === 'function' ? 0 : 4));`;
+    expect(() => execFileSync(process.execPath, ['-e', script], {stdio: 'pipe'})).not.toThrow();
+  });
+});
