@@ -101,7 +101,8 @@ async function chooseBackend(requested) {
   const tried = [];
   if (requested === 'auto' || requested === 'webgpu') {
     const w = await initWebGpu(requested === 'webgpu');
-    if (w.ok) return {layerBackend: 'webgpu', tfBackend: 'webgpu', detail: w.detail, tried};
+    // 'auto' on webgpu: our webgpu kernels where registered, else the stock-ops path (selectedPath says which).
+    if (w.ok) return {layerBackend: 'auto', tfBackend: 'webgpu', detail: w.detail, tried};
     if (requested === 'webgpu') fail(`webgpu requested but unavailable: ${w.detail}`);
     tried.push(`webgpu: ${w.detail}`);
   }
@@ -180,7 +181,7 @@ async function main() {
   const x = tf.randomNormal([T, H], 0, 1, 'float32', opts.seed + 1000);
 
   // The check: the same weights on the cpu path (our cpu kernels; the composite path when cpu is under test).
-  const checkBackend = chosen.layerBackend === 'cpu' ? 'composite' : 'cpu';
+  const checkBackend = chosen.tfBackend === 'cpu' && chosen.layerBackend === 'cpu' ? 'composite' : 'cpu';
   const checker = new moe.FusedMoE({...layerArgs, backend: checkBackend, name: 'moe_check'}).buildFor(H);
   checker.setWeights(layer.getWeights());
   log(`computing the check output on the ${checkBackend === 'cpu' ? 'cpu kernels' : 'cpu composite path'} ...`);
@@ -196,7 +197,8 @@ async function main() {
   for (const e of idData) counts[e]++;
 
   await tf.setBackend(chosen.tfBackend);
-  log(`running on ${layer.selectedPath()}: 2 warm-up + ${opts.iters} timed calls`);
+  const path = layer.selectedPath();
+  log(`running on ${path}: 2 warm-up + ${opts.iters} timed calls`);
   const times = [];
   let y = null;
   const total = opts.iters + 2;
@@ -226,7 +228,7 @@ async function main() {
   const rel = maxDiff / Math.max(maxRef, 1e-30);
   const med = median(times);
   log('');
-  log(`backend used:     ${layer.options.backend} -> ${chosen.layerBackend === 'cuda' ? 'executor:cuda' : `kernels/paths on ${chosen.tfBackend}`} (${chosen.detail})`);
+  log(`backend used:     ${path} (${chosen.detail})`);
   log(`latency:          median ${med.toFixed(3)} ms over ${times.length} calls (min ${Math.min(...times).toFixed(3)} ms), ` +
       `${((T / med) * 1000).toFixed(0)} tokens/s`);
   log(`max difference:   ${maxDiff.toExponential(3)} absolute, ${rel.toExponential(3)} relative to max |y| ` +

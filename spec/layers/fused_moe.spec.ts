@@ -306,6 +306,17 @@ describe('FusedMoE leaks and bad input', () => {
     layer.dispose();
   });
 
+  it('handles zero tokens ([0,H] and [B,0,H]) on kernels and composite', async () => {
+    for (const backend of ['cpu', 'composite'] as const) {
+      const {layer} = randomLayer({...ALL_ON, backend}, 5, rng(43));
+      for (const shape of [[0, 5], [2, 0, 5]]) {
+        const y = await expectNoLeak(() => applyAndRead(layer, new Float32Array(0), shape));
+        expect(y.length).toBe(0);
+      }
+      layer.dispose();
+    }
+  });
+
   it('a layer built by build() alone can be disposed, freeing its weights', () => {
     const before = tf.memory().numTensors;
     const layer = new FusedMoE({...ALL_ON});
