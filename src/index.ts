@@ -21,7 +21,7 @@ export type {FusedMoEArgs, FusedMoEOptions, FusedMoEWeights, FusedMoEWeightName,
 export {weightSpecs} from './layers/fused_moe_config.js';
 export {getMoeLayerExecutor, registerMoeLayerExecutor, selectMoeForward, unregisterMoeLayerExecutor} from
     './layers/backend_selection.js';
-export type {MoeForwardFn, MoeForwardSelection, MoeLayerExecutor} from './layers/backend_selection.js';
+export type {MoeForwardContext, MoeForwardFn, MoeForwardSelection, MoeLayerExecutor} from './layers/backend_selection.js';
 export {fusedMoeForward, routeTokens} from './layers/fused_moe_forward.js';
 export {loadHuggingFaceMoe} from './io/hf_import.js';
 export type {HfWeights, LoadHuggingFaceMoeOptions} from './io/hf_import.js';

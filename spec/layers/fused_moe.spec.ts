@@ -261,18 +261,22 @@ describe('FusedMoE backend selection', () => {
     const rand = rng(33);
     const {layer, data} = randomLayer({...args, backend: 'cuda'}, H, rand);
     let calls = 0;
+    const owners: object[] = [], released: object[] = [];
     registerMoeLayerExecutor('cuda', {availability: () => ({available: true}),
-      forward: (x, w, o) => { calls++; return fusedMoeForward(x, w, o); }});
+      forward: (x, w, o, ctx) => { calls++; owners.push(ctx!.owner); return fusedMoeForward(x, w, o); },
+      release: owner => released.push(owner)});
     try {
       const x = randn(rand, 2 * T * H);
       const y = await expectNoLeak(() => applyAndRead(layer, x, [2, T, H]));
       expect(calls).toBe(1);
+      expect(owners).toEqual([layer]);
       expect(relError(y, referenceOutput(layer.options, data, x, 2 * T, H))).toBeLessThan(LAYER_TOLERANCE);
       expect(() => registerMoeLayerExecutor('auto', {availability: () => ({available: true}), forward: fusedMoeForward}))
           .toThrowError(/reserved/);
+      layer.dispose();
+      expect(released).toEqual([layer]);
     } finally {
       unregisterMoeLayerExecutor('cuda');
-      layer.dispose();
     }
   });
 });
@@ -300,6 +304,17 @@ describe('FusedMoE leaks and bad input', () => {
     bad.forEach((t, i) => expectThrowsNoLeak(() => layer.apply(t), patterns[i]));
     tf.dispose(bad);
     layer.dispose();
+  });
+
+  it('handles zero tokens ([0,H] and [B,0,H]) on kernels and composite', async () => {
+    for (const backend of ['cpu', 'composite'] as const) {
+      const {layer} = randomLayer({...ALL_ON, backend}, 5, rng(43));
+      for (const shape of [[0, 5], [2, 0, 5]]) {
+        const y = await expectNoLeak(() => applyAndRead(layer, new Float32Array(0), shape));
+        expect(y.length).toBe(0);
+      }
+      layer.dispose();
+    }
   });
 
   it('a layer built by build() alone can be disposed, freeing its weights', () => {

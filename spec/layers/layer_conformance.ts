@@ -16,6 +16,11 @@ export interface LayerConformanceOptions {
   layerBackend: MoeLayerBackend;
   /** Fewer/smaller cases for slow backends (e.g. SwiftShader). */
   small?: boolean;
+  /**
+   * Makes the backend available; resolves to null, or to why it cannot be (the specs are then reported pending
+   * with that reason), e.g. initWebGPU from the webgpu spec helpers.
+   */
+  init?: () => Promise<string | null>;
 }
 
 /** f32 tolerance of the layer: it chains two GEMMs (semantics: < 1e-4 for GEMMs). */
@@ -53,12 +58,19 @@ const CASES: Case[] = [
 export function describeLayerConformance(label: string, opts: LayerConformanceOptions): void {
   describe(`FusedMoE vs float64 reference [${label}]`, () => {
     let previousBackend = '';
+    let skipReason: string | null = null;
     beforeAll(async () => {
       previousBackend = tf.getBackend();
-      if (!await tf.setBackend(opts.backend)) throw new Error(`backend '${opts.backend}' failed to initialise`);
+      skipReason = opts.init ? await opts.init() : null;
+      if (skipReason == null && !await tf.setBackend(opts.backend)) {
+        throw new Error(`backend '${opts.backend}' failed to initialise`);
+      }
     });
     afterAll(async () => {
       await tf.setBackend(previousBackend);
+    });
+    beforeEach(() => {
+      if (skipReason != null) pending(`${opts.backend} unavailable: ${skipReason}`);
     });
 
     CASES.forEach((c, caseIndex) => {

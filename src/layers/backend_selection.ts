@@ -15,14 +15,23 @@ import {hasMoeKernels, withCompositeKernels} from '../ops/dispatch.js';
 import type {FusedMoEOptions, FusedMoEWeights, MoeLayerBackend} from './fused_moe_config.js';
 import {fusedMoeForward} from './fused_moe_forward.js';
 
+/** Who is calling: executors that keep per-layer state (e.g. weights resident on a GPU) key it by `owner`. */
+export interface MoeForwardContext {
+  /** The calling layer (stable across calls; passed to MoeLayerExecutor.release when the layer is disposed). */
+  owner: object;
+}
+
 /** Runs the whole layer forward: x [T,H] -> y [T,H] (a new tensor; it may create intermediates in the caller's tidy). */
-export type MoeForwardFn = (x: tf.Tensor2D, weights: FusedMoEWeights, options: FusedMoEOptions) => tf.Tensor2D;
+export type MoeForwardFn =
+    (x: tf.Tensor2D, weights: FusedMoEWeights, options: FusedMoEOptions, context?: MoeForwardContext) => tf.Tensor2D;
 
 /** An implementation of the whole layer forward that a module outside the core (e.g. the CUDA addon) provides. */
 export interface MoeLayerExecutor {
   /** Whether it can run now; `reason` says what is missing when it cannot (shown to the user verbatim). */
   availability(): {available: boolean, reason?: string};
   forward: MoeForwardFn;
+  /** Frees what the executor keeps for a layer (called when that layer is disposed). */
+  release?(owner: object): void;
 }
 
 const executors = new Map<string, MoeLayerExecutor>();
@@ -47,6 +56,11 @@ export function unregisterMoeLayerExecutor(name: string): boolean {
 
 export function getMoeLayerExecutor(name: string): MoeLayerExecutor | undefined {
   return executors.get(name);
+}
+
+/** Tells every executor that `owner` is gone (FusedMoE.dispose calls this). */
+export function releaseMoeLayerState(owner: object): void {
+  for (const executor of executors.values()) executor.release?.(owner);
 }
 
 /** What a call with this backend setting would run now: a label for logs and the function itself. */

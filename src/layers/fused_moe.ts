@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 
-import {MoeForwardSelection, selectMoeForward} from './backend_selection.js';
+import {MoeForwardSelection, releaseMoeLayerState, selectMoeForward} from './backend_selection.js';
 import {FusedMoEArgs, FusedMoEOptions, FusedMoEWeightName, FusedMoEWeights, Initializer, OPTION_KEYS, resolveInitializer,
   resolveOptions, serializeInitializer, weightSpecs} from './fused_moe_config.js';
 
@@ -106,7 +106,7 @@ export class FusedMoE extends tfl.layers.Layer {
     const weights = this.namedWeights();
     return tf.tidy(() => {
       const flat = tf.reshape(x, [-1, hidden!]) as tf.Tensor2D;
-      const y = selection.forward(flat, weights, this.options);
+      const y = selection.forward(flat, weights, this.options, {owner: this});
       return x.rank === 2 ? y : tf.reshape(y, x.shape);
     });
   }
@@ -118,7 +118,9 @@ export class FusedMoE extends tfl.layers.Layer {
   override dispose(): ReturnType<tfl.layers.Layer['dispose']> {
     const self = this as unknown as {_refCount: number | null};
     if (this.built && self._refCount === null) self._refCount = 1;
-    return super.dispose();
+    const result = super.dispose();
+    if (result.refCountAfterDispose === 0) releaseMoeLayerState(this);
+    return result;
   }
 
   override getConfig(): tf.serialization.ConfigDict {

@@ -111,8 +111,7 @@ export interface MoeLayerCheckpoint {
  * loadHuggingFaceMoe(config, weights, {prefix}) from 'tfjs-moe', then dispose `weights`.
  */
 export async function readMoeLayerFromCheckpoint(dir: string, options: ReadMoeLayerOptions): Promise<MoeLayerCheckpoint> {
-  const config = await readJson(path.join(dir, 'config.json'), 'model config');
-  const map = await weightMap(dir);
+  options = options ?? {};
   let candidates: string[];
   if (options.prefix != null) {
     candidates = [options.prefix.endsWith('.') ? options.prefix : `${options.prefix}.`];
@@ -122,6 +121,8 @@ export async function readMoeLayerFromCheckpoint(dir: string, options: ReadMoeLa
   } else {
     fail(`options need 'layer' (a non-negative integer) or 'prefix', got ${JSON.stringify(options)}`);
   }
+  const config = await readJson(path.join(dir, 'config.json'), 'model config');
+  const map = await weightMap(dir);
   const prefix = candidates.find(p => [...map.keys()].some(k => k.startsWith(p)));
   if (prefix == null) fail(`no tensor in '${dir}' starts with ${candidates.map(c => `'${c}'`).join(' or ')}`);
   const byFile = new Map<string, string[]>();
