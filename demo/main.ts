@@ -1,0 +1,160 @@
+/**
+ * The demo page (npm run demo:browser): pick a model shape and a token count, run one FusedMoE layer on every path
+ * the browser offers, and see latency, the expert load and parity with the cpu path. ?model=&divisor=&tokens=&run=1
+ * preselects (and runs) a configuration. The page's state is mirrored on window.__moeDemo for the automated check.
+ */
+import '@tensorflow/tfjs-backend-cpu';
+import '@tensorflow/tfjs-backend-webgpu';
+import * as tf from '@tensorflow/tfjs-core';
+
+import {DemoCharts} from './charts.js';
+import {expertLoad, makeWorkload, PathResult, PathSpec, relativeDifference, runPath} from './measure.js';
+import {DIVISORS, MODELS, scaledShape, TOKEN_COUNTS} from './models.js';
+import {probeWebGPU, WebGPUProbe} from './probe.js';
+
+/** f32 bound of the package's GEMM tests; the layer chains two GEMMs and every path must agree to it. */
+const PARITY_TOLERANCE = 1e-4;
+
+interface DemoState {
+  status: 'loading' | 'ready' | 'running' | 'done' | 'error';
+  probe?: WebGPUProbe;
+  backend?: string;
+  result?: {model: string, divisor: number, tokens: number,
+    paths: Array<{label: string, selected: string, medianMs: number, runs: number, parity: number}>,
+    maxParity: number, load: number[]};
+  charts?: {latencyBars: number, loadBars: number};
+  error?: string;
+}
+
+const state: DemoState = {status: 'loading'};
+(window as unknown as {__moeDemo: DemoState}).__moeDemo = state;
+
+const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
+const modelSelect = $<HTMLSelectElement>('model');
+const divisorSelect = $<HTMLSelectElement>('divisor');
+const tokenSelect = $<HTMLSelectElement>('tokens');
+const runButton = $<HTMLButtonElement>('run');
+const charts = new DemoCharts($<HTMLCanvasElement>('latency-chart'), $<HTMLCanvasElement>('load-chart'));
+
+function setStatus(status: DemoState['status'], text: string): void {
+  state.status = status;
+  document.body.dataset.status = status;
+  $('status').textContent = text;
+}
+
+function fmtBytes(n: number): string {
+  return n >= 1 << 30 ? `${(n / (1 << 30)).toFixed(1)} GiB` : n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MiB` :
+                        `${(n / 1024).toFixed(0)} KiB`;
+}
+
+function fill(select: HTMLSelectElement, items: Array<[string, string]>, value: string): void {
+  select.replaceChildren(...items.map(([v, label]) => new Option(label, v, false, v === value)));
+}
+
+function describeShape(): void {
+  const m = MODELS.find(x => x.id === modelSelect.value)!;
+  const {hidden, args} = scaledShape(m, Number(divisorSelect.value));
+  const I = args.moeIntermediateSize!;
+  const expertBytes = args.numExperts * hidden * 3 * I * 4;
+  const routing = args.topkMethod === 'noaux_tc' ?
+      `noaux_tc, ${args.nGroup} groups keep ${args.topkGroup}, scaling ${args.routedScalingFactor}` : 'softmax top-k';
+  const shared = args.sharedExpertIntermediateSize ? ` · shared expert ${args.sharedExpertIntermediateSize}` : '';
+  $('shape').textContent = `H ${hidden} · I ${I} · ${args.numExperts} experts · top-${args.topK} · ${routing}${shared}` +
+      ` · expert weights ${fmtBytes(expertBytes)} (real model: H ${m.hidden}, I ${m.intermediate})`;
+}
+
+function paths(probe: WebGPUProbe): PathSpec[] {
+  const list: PathSpec[] = [{label: 'cpu', tfBackend: 'cpu', layerBackend: 'cpu'}];
+  if (probe.available) {
+    list.push({label: 'webgpu', tfBackend: 'webgpu', layerBackend: 'webgpu'},
+              {label: 'webgpu composite', tfBackend: 'webgpu', layerBackend: 'composite'});
+  }
+  list.push({label: 'cpu composite', tfBackend: 'cpu', layerBackend: 'composite'});
+  return list;
+}
+
+async function run(): Promise<void> {
+  const probe = state.probe!;
+  const m = MODELS.find(x => x.id === modelSelect.value)!;
+  const divisor = Number(divisorSelect.value), tokens = Number(tokenSelect.value);
+  const {hidden, args} = scaledShape(m, divisor);
+  runButton.disabled = true;
+  try {
+    setStatus('running', 'Creating random weights…');
+    await new Promise(r => setTimeout(r, 0));  // let the status paint
+    const workload = makeWorkload(args, hidden, tokens);
+    const results: PathResult[] = [];
+    for (const p of paths(probe)) {
+      setStatus('running', `Running ${p.label} (first call compiles its shaders)…`);
+      results.push(await runPath(workload, p));
+    }
+    const reference = results[0].output;  // the cpu path (our cpu kernels)
+    const rows = results.map(r => ({label: r.label, selected: r.selected, medianMs: r.medianMs, runs: r.runs,
+      parity: r === results[0] ? 0 : relativeDifference(r.output, reference)}));
+    const primary = probe.available ? 'webgpu' : 'cpu';
+    await tf.setBackend(primary);
+    const load = await expertLoad(workload, primary);
+    const maxParity = Math.max(...rows.map(r => r.parity));
+
+    charts.showLatency(rows.map(r => ({label: r.label, ms: r.medianMs})));
+    charts.showLoad(load, args.topK);
+    const parityEl = $('parity');
+    const ok = maxParity < PARITY_TOLERANCE;
+    parityEl.textContent = `${ok ? '✓' : '✗'} max ${maxParity.toExponential(1)}`;
+    parityEl.className = `big ${ok ? 'ok' : 'bad'}`;
+    $('parity-note').textContent = rows.slice(1).map(r => `${r.label} ${r.parity.toExponential(1)}`).join(' · ') +
+        ` (max |Δ| / max |y|, bound ${PARITY_TOLERANCE.toExponential(0)})`;
+    const main = rows.find(r => r.label === primary)!;
+    $('backend-note').textContent = `${main.selected} · ${main.medianMs.toFixed(1)} ms for ${tokens} tokens`;
+    state.result = {model: m.id, divisor, tokens, paths: rows, maxParity, load: Array.from(load)};
+    state.charts = charts.summary();
+    setStatus('done', `Done: ${m.label}, width 1/${divisor}, ${tokens} tokens; ` +
+        rows.map(r => `${r.label} ${r.medianMs.toFixed(1)} ms (${r.runs} runs)`).join(', ') + '.');
+  } catch (e) {
+    state.error = (e as Error).message;
+    setStatus('error', `Error: ${(e as Error).message}`);
+  } finally {
+    runButton.disabled = false;
+  }
+}
+
+async function start(): Promise<void> {
+  const params = new URLSearchParams(location.search);
+  const model = MODELS.find(m => m.id === params.get('model')) ?? MODELS[0];
+  fill(modelSelect, MODELS.map(m => [m.id, m.label]), model.id);
+  fill(divisorSelect, DIVISORS.map(d => [String(d), d === 1 ? 'full' : `1/${d}`]),
+       params.get('divisor') ?? String(model.defaultDivisor));
+  fill(tokenSelect, TOKEN_COUNTS.map(t => [String(t), String(t)]), params.get('tokens') ?? '16');
+  modelSelect.addEventListener('change', () => {
+    divisorSelect.value = String(MODELS.find(m => m.id === modelSelect.value)!.defaultDivisor);
+    describeShape();
+  });
+  divisorSelect.addEventListener('change', describeShape);
+  runButton.addEventListener('click', () => void run());
+  describeShape();
+
+  setStatus('loading', 'Probing WebGPU…');
+  const probe = await probeWebGPU();
+  state.probe = probe;
+  state.backend = probe.available ? 'webgpu' : 'cpu';
+  await tf.setBackend(state.backend);
+  $('backend').textContent = state.backend;
+  $('adapter').textContent = probe.adapter ?? 'none';
+  $('adapter-note').textContent = probe.maxStorageBufferBindingSize != null ?
+      `max storage binding ${fmtBytes(probe.maxStorageBufferBindingSize)}` : '';
+  if (!probe.available) {
+    const banner = $('banner');
+    banner.hidden = false;
+    banner.textContent = `WebGPU is not available: ${probe.reason}. The page falls back to the cpu backend ` +
+        '(tfjs-moe cpu kernels and the composite path); the WebGPU bar is left out.';
+    $('backend-note').textContent = 'fallback: WebGPU unavailable';
+  }
+  runButton.disabled = false;
+  setStatus('ready', 'Ready: pick a configuration and press Run.');
+  if (params.get('run') === '1') await run();
+}
+
+start().catch(e => {
+  state.error = (e as Error).message;
+  setStatus('error', `Error: ${(e as Error).message}`);
+});

@@ -1,0 +1,74 @@
+// The demo page check of the browser suite: load the page as a user would, pick one configuration, run it, and
+// assert what the user is shown: WebGPU in use on an adapter, parity with the cpu path within the f32 bound, both
+// charts drawn with the right number of bars. Saves a screenshot to build/screenshots/demo.png (git-ignored).
+import {mkdirSync} from 'node:fs';
+import {resolve} from 'node:path';
+
+export const SCREENSHOT = resolve('build/screenshots/demo.png');
+/** The configuration the check runs (real Qwen3-30B-A3B routing: 128 experts, top-8; widths 1/16). */
+const CONFIG = {model: 'qwen3-30b-a3b', divisor: '16', tokens: '16', experts: 128, topK: 8};
+const PARITY_TOLERANCE = 1e-4;
+
+/** Resolves to [{name, ok, message}] (one per assertion group), never throws for a page failure. */
+export async function checkDemoPage(context, baseUrl, {timeoutMs = 600_000} = {}) {
+  const checks = [];
+  const check = (name, ok, message = '') => checks.push({name, ok: Boolean(ok), message});
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', e => errors.push(e.message));
+  page.on('console', m => { if (m.type() === 'error') errors.push(m.text()); });
+  try {
+    await page.goto(`${baseUrl}/demo/`);
+    await page.waitForFunction(() => document.body.dataset.status === 'ready' || document.body.dataset.status === 'error',
+                               null, {timeout: 120_000});
+    // As a user: choose the model, then width and tokens, then Run.
+    await page.selectOption('#model', CONFIG.model);
+    await page.selectOption('#divisor', CONFIG.divisor);
+    await page.selectOption('#tokens', CONFIG.tokens);
+    await page.click('#run');
+    await page.waitForFunction(() => ['done', 'error'].includes(document.body.dataset.status), null,
+                               {timeout: timeoutMs});
+    const state = await page.evaluate(() => window.__moeDemo);
+    check('runs the configuration without error', state.status === 'done', state.error ?? state.status);
+    check('shows WebGPU in use on an adapter', state.probe?.available && state.backend === 'webgpu' &&
+        (await page.textContent('#backend')) === 'webgpu' && (await page.textContent('#adapter')) !== 'none',
+    `probe ${JSON.stringify(state.probe)}`);
+    const r = state.result;
+    if (r != null) {
+      const labels = r.paths.map(p => p.label);
+      check('measures every path (cpu, webgpu, webgpu composite, cpu composite) with our kernels where expected',
+          ['cpu', 'webgpu', 'webgpu composite', 'cpu composite'].every(l => labels.includes(l)) &&
+          r.paths.find(p => p.label === 'webgpu').selected === 'kernels:webgpu' &&
+          r.paths.find(p => p.label === 'cpu').selected === 'kernels:cpu' &&
+          r.paths.every(p => p.medianMs > 0 && Number.isFinite(p.medianMs)),
+      JSON.stringify(r.paths.map(({label, selected, medianMs}) => ({label, selected, medianMs}))));
+      const parityText = await page.textContent('#parity');
+      check(`parity with the cpu path < ${PARITY_TOLERANCE} on every path, as the page shows`,
+          r.maxParity < PARITY_TOLERANCE && parityText.startsWith('✓'),
+      `maxParity ${r.maxParity}, page shows '${parityText}'`);
+      const routed = r.load.reduce((a, b) => a + b, 0);
+      check('expert load covers every expert and every routed row',
+          r.load.length === CONFIG.experts && routed === Number(CONFIG.tokens) * CONFIG.topK,
+      `${r.load.length} experts, ${routed} rows`);
+    }
+    check('charts hold the data (4 latency bars, one load bar per expert)',
+        state.charts?.latencyBars === 4 && state.charts?.loadBars === CONFIG.experts, JSON.stringify(state.charts));
+    // Drawn, not only configured: count the canvases' non-transparent pixels.
+    const inked = await page.evaluate(() => ['latency-chart', 'load-chart'].map(id => {
+      const c = document.getElementById(id);
+      const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+      let n = 0;
+      for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
+      return n / (c.width * c.height);
+    }));
+    check('both charts rendered on their canvases', inked.every(f => f > 0.01), `inked fractions ${inked}`);
+    check('no page errors', errors.length === 0, errors.join('\n'));
+  } catch (e) {
+    check('page check completed', false, e.message);
+  } finally {
+    mkdirSync(resolve('build/screenshots'), {recursive: true});
+    await page.screenshot({path: SCREENSHOT, fullPage: true}).catch(() => {});
+    await page.close();
+  }
+  return checks;
+}

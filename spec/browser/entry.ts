@@ -1,0 +1,15 @@
+/**
+ * The browser suite (npm run test:browser): the same conformance suites as in Node, against the same float64
+ * reference, on tfjs's webgpu backend (SwiftShader in CI: small shapes) and on cpu, plus the large-weights case
+ * under the default 128 MiB storage-binding limit. scripts/test-browser.mjs bundles this file and drives the page.
+ */
+import './setup_browser.js';
+import '../helpers/report_errors.js';
+import './environment.js';
+import '../webgpu/kernels_webgpu.spec.js';
+import './conformance_browser.js';
+import './large_weights.js';
+
+import {runJasmine} from './jasmine_boot.js';
+
+void runJasmine();

@@ -1,0 +1,116 @@
+/**
+ * Weights past WebGPU's default maxStorageBufferBindingSize (128 MiB), on a device that has only the defaults, as a
+ * page gets from Chromium when it asks for nothing more (tfjs itself asks for the adapter's maximum, which
+ * SwiftShader puts at 1 GiB, so the default-limit device is made here). One expert-weight tensor of ~151 MB: the
+ * kernels must not bind it whole. Checked against the float64 reference like every other case.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import {WebGPUBackend} from '@tensorflow/tfjs-backend-webgpu';
+import * as moe from 'tfjs-moe';
+
+import {randomLayer, referenceOutput} from '../layers/layer_util.js';
+import {LAYER_TOLERANCE} from '../layers/layer_conformance.js';
+import {expectNoLeak, randn, readAll, recordError, relError, rng} from '../helpers/util.js';
+import {refBatchedGemm} from '../reference/moe_reference.js';
+
+/** The WebGPU spec's default maxStorageBufferBindingSize. */
+const DEFAULT_BINDING_LIMIT = 128 * 1024 * 1024;
+const SLOW = 600_000;
+
+interface GpuAdapterLike {
+  limits: Record<string, number>;
+  info?: unknown;
+  requestDevice(d: {requiredLimits: Record<string, number>}): Promise<unknown>;
+}
+
+/** A 'webgpu' backend factory whose device keeps the default storage-binding and buffer-size limits. */
+async function defaultLimitBackend(): Promise<tf.KernelBackend> {
+  const gpu = (navigator as unknown as {gpu: {requestAdapter(): Promise<GpuAdapterLike | null>}}).gpu;
+  const adapter = await gpu.requestAdapter();
+  if (adapter == null) throw new Error('navigator.gpu.requestAdapter() returned null');
+  const l = adapter.limits;
+  // The limits tfjs's own shaders assume (workgroup shape and storage), but not the binding/buffer sizes.
+  const device = await adapter.requestDevice({requiredLimits: {
+    maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
+    maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension,
+    maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
+    maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
+  }});
+  return new WebGPUBackend(device as ConstructorParameters<typeof WebGPUBackend>[0],
+                           adapter.info as ConstructorParameters<typeof WebGPUBackend>[1]);
+}
+
+describe('webgpu with expert weights past the default 128 MiB storage-binding limit', () => {
+  let originalFactory: (() => tf.KernelBackend | Promise<tf.KernelBackend>) | null = null;
+
+  beforeAll(async () => {
+    await tf.setBackend('cpu');
+    originalFactory = tf.findBackendFactory('webgpu');
+    if (originalFactory == null) throw new Error('tfjs-backend-webgpu did not register a webgpu backend');
+    // Our kernels are registered by backend name; replacing the factory keeps them and swaps only the device.
+    tf.removeBackend('webgpu');
+    tf.registerBackend('webgpu', defaultLimitBackend);
+    if (!await tf.setBackend('webgpu')) throw new Error('the default-limit webgpu backend failed to initialise');
+  });
+
+  afterAll(async () => {
+    await tf.setBackend('cpu');
+    tf.removeBackend('webgpu');
+    if (originalFactory != null) tf.registerBackend('webgpu', originalFactory, 3);
+  });
+
+  it('runs on a device that has the default limit', () => {
+    const limits = (tf.backend() as unknown as {device: {limits: Record<string, number>}}).device.limits;
+    expect(tf.getBackend()).toBe('webgpu');
+    expect(limits.maxStorageBufferBindingSize).toBe(DEFAULT_BINDING_LIMIT);
+  });
+
+  it('batchedGemm with a [4, 2048, 4608] f32 rhs (151 MB) matches the reference', async () => {
+    const rand = rng(9001);
+    const E = 4, K = 2048, N = 4608, R = 12;
+    expect(E * K * N * 4).toBeGreaterThan(DEFAULT_BINDING_LIMIT);
+    const counts = [3, 0, 5, 2];  // an empty expert; 2 rows in no segment
+    const offsets = [0];
+    for (const c of counts) offsets.push(offsets[offsets.length - 1] + c);
+    const lhs = randn(rand, R * K);
+    const rhs = randn(rand, E * K * N, 0.05);
+    const bias = randn(rand, E * N, 0.1);
+    const got = await expectNoLeak(async () => {
+      const lt = tf.tensor2d(lhs, [R, K]);
+      const rt = tf.tensor3d(rhs, [E, K, N]);
+      const st = tf.tensor1d(offsets, 'int32');
+      const bt = tf.tensor2d(bias, [E, N]);
+      const out = moe.batchedGemm(lt, rt, st, {bias: bt});
+      const [data] = await readAll(out, lt, rt, st, bt);
+      return data;
+    });
+    const want = refBatchedGemm(lhs, R, K, rhs, E, N, offsets, false, bias);
+    const err = relError(got, want);
+    recordError('browser webgpu, 128 MiB limit: batchedGemm', err);
+    expect(err).toBeLessThan(1e-4);
+    // The last expert's segment is the part of the weights farthest from the buffer start.
+    const lastSegment = got.slice(offsets[2] * N, offsets[4] * N);
+    expect(relError(lastSegment, want.slice(offsets[2] * N, offsets[4] * N))).toBeLessThan(1e-4);
+  }, SLOW);
+
+  it('FusedMoE with up_gate_proj_weight [8, 1024, 4608] (151 MB) matches the reference', async () => {
+    const rand = rng(9002);
+    const E = 8, H = 1024, I = 2304, T = 6;
+    const {layer, data} = randomLayer({numExperts: E, topK: 2, moeIntermediateSize: I, backend: 'webgpu'}, H, rand);
+    try {
+      expect(data.up_gate_proj_weight.byteLength).toBeGreaterThan(DEFAULT_BINDING_LIMIT);
+      const x = randn(rand, T * H);
+      const got = await expectNoLeak(async () => {
+        const input = tf.tensor2d(x, [T, H]);
+        const out = layer.apply(input) as tf.Tensor;
+        const [d] = await readAll(out, input);
+        return d;
+      });
+      const err = relError(got, referenceOutput(layer.options, data, x, T, H));
+      recordError('browser webgpu, 128 MiB limit: FusedMoE', err);
+      expect(err).toBeLessThan(LAYER_TOLERANCE);
+    } finally {
+      layer.dispose();
+    }
+  }, SLOW);
+});
