@@ -42,57 +42,79 @@ export function segmentOffsets(
 }
 
 // Blocking: a packed K_TILE x N_TILE tile of one expert's weights (128 KiB of f32) stays in L2 while every row
-// of a PANEL_ROWS panel streams over it; 4 rows at a time reuse each loaded weight 4 times.
+// of a PANEL_ROWS panel streams over it.
 const K_TILE = 128;
 const N_TILE = 256;
 const PANEL_ROWS = 64;
 
-/** Copies rhs[e][k0:k0+kLen, n0:n0+nLen] (reading the [E,N,K] layout when transposed) into tile, row-major. */
+/**
+ * Packs rhs[e][k0:k0+kLen, n0:n0+nLen] (read from the [E,N,K] layout when transposed) as groups of 4 columns,
+ * each group kLen x 4 row-major, so the inner loop reads 4 consecutive weights per k step. A last partial
+ * group is zero-filled (its extra columns are computed and never stored).
+ */
 function packTile(
     rhs: Float32Array, expertBase: number, k: number, n: number, transposeRhs: boolean, k0: number, kLen: number,
     n0: number, nLen: number, tile: Float32Array): void {
-  if (transposeRhs) {
-    for (let nn = 0; nn < nLen; nn++) {
+  const groups = Math.ceil(nLen / 4);
+  tile.fill(0, 0, groups * kLen * 4);
+  for (let nn = 0; nn < nLen; nn++) {
+    const base = (nn >> 2) * kLen * 4 + (nn & 3);
+    if (transposeRhs) {
       const src = expertBase + (n0 + nn) * k + k0;
-      for (let kk = 0; kk < kLen; kk++) tile[kk * nLen + nn] = rhs[src + kk];
-    }
-  } else {
-    for (let kk = 0; kk < kLen; kk++) {
-      const src = expertBase + (k0 + kk) * n + n0;
-      tile.set(rhs.subarray(src, src + nLen), kk * nLen);
+      for (let kk = 0; kk < kLen; kk++) tile[base + kk * 4] = rhs[src + kk];
+    } else {
+      const src = expertBase + k0 * n + n0 + nn;
+      for (let kk = 0; kk < kLen; kk++) tile[base + kk * 4] = rhs[src + kk * n];
     }
   }
 }
 
-/** acc[rows r0..r1 of the panel, n0..n0+nLen) += lhs[r, k0..k0+kLen) @ tile. */
+/** acc[row r - panelStart, n0..n0+nLen) += lhs[r, k0..k0+kLen) @ tile, for r in [r0, r1). */
 function multiplyTile(
     lhs: Float32Array, k: number, r0: number, r1: number, panelStart: number, acc: Float64Array, n: number,
     tile: Float32Array, k0: number, kLen: number, n0: number, nLen: number): void {
-  let r = r0;
-  for (; r + 4 <= r1; r += 4) {
-    const acc0 = (r - panelStart) * n + n0, acc1 = acc0 + n, acc2 = acc1 + n, acc3 = acc2 + n;
-    const lhs0 = r * k + k0, lhs1 = lhs0 + k, lhs2 = lhs1 + k, lhs3 = lhs2 + k;
-    for (let kk = 0; kk < kLen; kk++) {
-      const a0 = lhs[lhs0 + kk], a1 = lhs[lhs1 + kk], a2 = lhs[lhs2 + kk], a3 = lhs[lhs3 + kk];
-      const t = kk * nLen;
-      for (let nn = 0; nn < nLen; nn++) {
-        const b = tile[t + nn];
-        acc[acc0 + nn] += a0 * b;
-        acc[acc1 + nn] += a1 * b;
-        acc[acc2 + nn] += a2 * b;
-        acc[acc3 + nn] += a3 * b;
+  const groups = Math.ceil(nLen / 4);
+  // 4x4 register tile: 16 multiply-adds per 8 loads, sums kept in locals across the k loop.
+  const rEnd4 = r0 + ((r1 - r0) & ~3);
+  for (let r = r0; r < rEnd4; r += 4) {
+    const l0 = r * k + k0, l1 = l0 + k, l2 = l1 + k, l3 = l2 + k;
+    for (let g = 0; g < groups; g++) {
+      let s00 = 0, s01 = 0, s02 = 0, s03 = 0, s10 = 0, s11 = 0, s12 = 0, s13 = 0;
+      let s20 = 0, s21 = 0, s22 = 0, s23 = 0, s30 = 0, s31 = 0, s32 = 0, s33 = 0;
+      for (let kk = 0, t = g * kLen * 4; kk < kLen; kk++, t += 4) {
+        const b0 = tile[t], b1 = tile[t + 1], b2 = tile[t + 2], b3 = tile[t + 3];
+        const a0 = lhs[l0 + kk], a1 = lhs[l1 + kk], a2 = lhs[l2 + kk], a3 = lhs[l3 + kk];
+        s00 += a0 * b0; s01 += a0 * b1; s02 += a0 * b2; s03 += a0 * b3;
+        s10 += a1 * b0; s11 += a1 * b1; s12 += a1 * b2; s13 += a1 * b3;
+        s20 += a2 * b0; s21 += a2 * b1; s22 += a2 * b2; s23 += a2 * b3;
+        s30 += a3 * b0; s31 += a3 * b1; s32 += a3 * b2; s33 += a3 * b3;
       }
+      const c = (r - panelStart) * n + n0 + g * 4;
+      storeRow(acc, c, nLen - g * 4, s00, s01, s02, s03);
+      storeRow(acc, c + n, nLen - g * 4, s10, s11, s12, s13);
+      storeRow(acc, c + 2 * n, nLen - g * 4, s20, s21, s22, s23);
+      storeRow(acc, c + 3 * n, nLen - g * 4, s30, s31, s32, s33);
     }
   }
-  for (; r < r1; r++) {
-    const accRow = (r - panelStart) * n + n0;
-    const lhsRow = r * k + k0;
-    for (let kk = 0; kk < kLen; kk++) {
-      const a = lhs[lhsRow + kk];
-      const t = kk * nLen;
-      for (let nn = 0; nn < nLen; nn++) acc[accRow + nn] += a * tile[t + nn];
+  for (let r = rEnd4; r < r1; r++) {
+    const l = r * k + k0;
+    for (let g = 0; g < groups; g++) {
+      let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+      for (let kk = 0, t = g * kLen * 4; kk < kLen; kk++, t += 4) {
+        const a = lhs[l + kk];
+        s0 += a * tile[t]; s1 += a * tile[t + 1]; s2 += a * tile[t + 2]; s3 += a * tile[t + 3];
+      }
+      storeRow(acc, (r - panelStart) * n + n0 + g * 4, nLen - g * 4, s0, s1, s2, s3);
     }
   }
+}
+
+/** acc[c .. c+4) += s0..s3, only the first `valid` of them (the tile's last column group may be partial). */
+function storeRow(acc: Float64Array, c: number, valid: number, s0: number, s1: number, s2: number, s3: number): void {
+  acc[c] += s0;
+  if (valid > 1) acc[c + 1] += s1;
+  if (valid > 2) acc[c + 2] += s2;
+  if (valid > 3) acc[c + 3] += s3;
 }
 
 /**

@@ -5,8 +5,8 @@ const f32 = Math.fround;
 
 /**
  * Group score: the sum of the two largest biased scores of the group (the one score of a one-expert group).
- * NaN ranks as -Infinity here as in every selection, so a group's score is non-finite only when fewer than two
- * of its scores (one, for a one-expert group) are usable.
+ * NaN members rank last; a group short of two numeric scores scores -Infinity, which orders it exactly as a
+ * NaN sum would (below every finite group, ties to the lower group) and counts as non-finite for the fallback.
  */
 function groupScore(biased: Float32Array, begin: number, size: number): number {
   let first = -Infinity, second = -Infinity;

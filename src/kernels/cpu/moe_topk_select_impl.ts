@@ -25,7 +25,8 @@ export function moeTopkSelectImpl(
     }
     let sum = 0;
     for (let e = 0; e < numExperts; e++) {
-      const ex = f32(Math.exp(f32(logits[row + e] - max)));
+      // The difference stays f64: rounding it to f32 would cost up to |x - max| * 2^-24 relative in exp().
+      const ex = f32(Math.exp(logits[row + e] - max));
       probs[e] = ex;
       sum = f32(sum + ex);
     }

@@ -1,6 +1,7 @@
 /**
  * The selection rule every router shares (semantics doc sections 1-2): the k largest keys in descending order,
- * ties to the lower index, NaN never wins (it ranks as -Infinity, so a row of NaN yields indices 0..k-1).
+ * ties to the lower index, NaN never wins: it ranks below everything, -Infinity included (so the -Infinity of an
+ * expert in a dropped group still beats a NaN in a kept one), and a row of NaN yields indices 0..k-1.
  */
 
 /**
@@ -16,13 +17,12 @@ export function selectTopK(
   taken.fill(0, 0, count);
   for (let slot = 0; slot < k; slot++) {
     let best = -1;
-    let bestKey = -Infinity;
+    let bestKey = NaN;
     for (let i = 0; i < count; i++) {
       if (taken[i] !== 0) continue;
-      const v = keys[begin + i];
-      const key = v !== v ? -Infinity : v;
-      // Strict '>' while scanning upwards keeps the lower index on ties.
-      if (best < 0 || key > bestKey) {
+      const key = keys[begin + i];
+      // Strict '>' while scanning upwards keeps the lower index on ties; a NaN best loses to any number.
+      if (best < 0 || key > bestKey || (bestKey !== bestKey && key === key)) {
         best = i;
         bestKey = key;
       }
