@@ -13,3 +13,5 @@ export type {MoeCombineOptions} from './ops/moe_combine.js';
 export {getKernelPath, hasMoeKernel, hasMoeKernels, setKernelPath, withCompositeKernels} from './ops/dispatch.js';
 export type {KernelPath} from './ops/dispatch.js';
 export * from './kernels/kernel_names.js';
+export {maxStorageBindingBytes, planExpertShards, setMaxStorageBindingBytes, shardedBatchedGemm} from './kernels/webgpu/expert_shards.js';
+export type {ExpertRange} from './kernels/webgpu/expert_shards.js';
