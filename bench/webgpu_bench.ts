@@ -22,10 +22,10 @@ const TOKENS = (process.env.BENCH_T ?? '1,16,256,4096').split(',').map(Number);
 const HBM_BYTES_PER_S = 2.5e12;   // measured vec4 copy on this H100 (shared/device/README.md)
 const F32_FLOP_PER_S = 51e12;     // torch f32 matmul, no TF32, same GPU
 const PRESETS_FOR: Record<number, string[]> = {
-  1: ['stream8', 'stream16', 'tiled32'],
-  16: ['stream8', 'stream16', 'tiled32'],
-  256: ['stream16', 'tiled32', 'tiled64'],
-  4096: ['tiled64', 'tiled128'],
+  1: ['stream16', 'tiled16'],
+  16: ['stream16', 'tiled16'],
+  256: ['tiled16', 'tiled32', 'tiled64'],
+  4096: ['tiled64x128', 'tiled128x64', 'tiled128'],
 };
 const outDir = process.env.OUT ?? 'bench/results';
 const log: string[] = [];
@@ -37,7 +37,13 @@ function say(line: string): void {
 async function setupWebGPU(): Promise<Record<string, unknown>> {
   const {create, globals} = await import('webgpu');
   Object.assign(globalThis, globals);
-  const gpu = create([]);
+  // Dawn rounds timestamps to 100 us unless told otherwise; per-kernel times need the real resolution.
+  let gpu: ReturnType<typeof create>;
+  try {
+    gpu = create(['disable-dawn-features=timestamp_quantization']);
+  } catch {
+    gpu = create([]);
+  }
   Object.defineProperty(globalThis, 'navigator', {value: {gpu}, configurable: true, writable: true});
   const adapter = await gpu.requestAdapter({powerPreference: 'high-performance'});
   if (adapter == null) throw new Error('no WebGPU adapter');
@@ -108,19 +114,27 @@ function median(xs: number[]): number {
 
 /** Throughput (ms per forward, n queued, one read) and single-call latency (ms, forward + read), medians. */
 async function timeIt(run: () => tf.Tensor | Promise<tf.Tensor>, n: number, reps: number):
-    Promise<{throughputMs: number, latencyMs: number}> {
+    Promise<{throughputMs: number, latencyMs: number, enqueueMs: number}> {
   for (let i = 0; i < 2; i++) {
     const o = await run();
     await o.data();
     o.dispose();
   }
-  const thr: number[] = [];
+  const thr: number[] = [], enq: number[] = [];
   for (let r = 0; r < reps; r++) {
     const t0 = performance.now();
     const outs: tf.Tensor[] = [];
     for (let i = 0; i < n; i++) {
       const o = await run();
-      if (i < n - 1) { outs.push(o); } else { await o.data(); o.dispose(); }
+      if (i === n - 1) enq.push((performance.now() - t0) / n);
+      // One read at the end; a one-element slice so the copy-out of a large output is not charged n times.
+      if (i < n - 1) {
+        outs.push(o);
+      } else {
+        const probe = tf.slice(o, Array(o.rank).fill(0), Array(o.rank).fill(1));
+        await probe.data();
+        tf.dispose([probe, o]);
+      }
     }
     thr.push((performance.now() - t0) / n);
     tf.dispose(outs);
@@ -133,7 +147,7 @@ async function timeIt(run: () => tf.Tensor | Promise<tf.Tensor>, n: number, reps
     lat.push(performance.now() - t0);
     o.dispose();
   }
-  return {throughputMs: median(thr), latencyMs: median(lat)};
+  return {throughputMs: median(thr), latencyMs: median(lat), enqueueMs: median(enq)};
 }
 
 /** Every batchedGemm variant and a small whole forward against the float64 reference, on this GPU. */
@@ -197,6 +211,14 @@ async function main(): Promise<void> {
   const adapter = await setupWebGPU();
   say(`adapter: ${JSON.stringify(adapter)}`);
   const results: Record<string, unknown> = {date: new Date().toISOString(), adapter, shape: {H, I, E, K}};
+  // CPU cost of one tfjs webgpu dispatch here (a tiny add, 500 queued, one read): what bounds the decode step.
+  {
+    const a = tf.ones([4]);
+    const r = await timeIt(() => tf.add(a, a), 500, 3);
+    results.dispatchOverheadUs = r.throughputMs * 1e3;
+    say(`tfjs webgpu dispatch overhead: ${(r.throughputMs * 1e3).toFixed(1)} us per op`);
+    a.dispose();
+  }
   const correctness = await checkCorrectness();
   say(`correctness (rel. error vs float64): ${JSON.stringify(correctness)}`);
   results.correctness = correctness;
@@ -217,10 +239,10 @@ async function main(): Promise<void> {
     const active = new Set(await ids.data()).size;
     ids.dispose();
     const floorMs = 1e3 * Math.max(active * perExpertBytes / HBM_BYTES_PER_S, T * perTokenFlops / F32_FLOP_PER_S);
-    const n = T >= 4096 ? 5 : T >= 256 ? 10 : 30;
+    const n = T >= 4096 ? 10 : T >= 256 ? 20 : 50;
     const reps = T >= 4096 ? 3 : 5;
     const row: Record<string, unknown> = {T, activeExperts: active, floorMs};
-    const variants: Record<string, {throughputMs: number, latencyMs: number}> = {};
+    const variants: Record<string, {throughputMs: number, latencyMs: number, enqueueMs: number}> = {};
     for (const preset of [null, ...(PRESETS_FOR[T] ?? [])]) {
       setWebGPUGemmPreset(preset);
       variants[preset ?? 'default'] = await timeIt(() => forward(x, w), n, reps);
