@@ -2,6 +2,8 @@
 import './kernels/cpu/register_all.js';
 import './kernels/webgpu/register_all.js';
 
+export {registerHostKernels} from './kernels/cpu/register_all.js';
+
 export {moeTopkSelect} from './ops/moe_topk_select.js';
 export {getMoeScores} from './ops/get_moe_scores.js';
 export {moePermute} from './ops/moe_permute.js';
@@ -15,3 +17,17 @@ export type {KernelPath} from './ops/dispatch.js';
 export * from './kernels/kernel_names.js';
 export {maxStorageBindingBytes, planExpertShards, setMaxStorageBindingBytes, shardedBatchedGemm} from './kernels/webgpu/expert_shards.js';
 export type {ExpertRange} from './kernels/webgpu/expert_shards.js';
+export {FusedMoE} from './layers/fused_moe.js';
+export type {FusedMoEArgs, FusedMoEOptions, FusedMoEWeights, FusedMoEWeightName, InitializerSpec, MoeLayerBackend, TopkMethod,
+  WeightSpec} from './layers/fused_moe_config.js';
+export {weightSpecs} from './layers/fused_moe_config.js';
+export {getMoeLayerExecutor, registerMoeLayerExecutor, selectMoeForward, unregisterMoeLayerExecutor} from
+    './layers/backend_selection.js';
+export type {MoeForwardContext, MoeForwardFn, MoeForwardSelection, MoeLayerExecutor} from './layers/backend_selection.js';
+export {fusedMoeForward, routeTokens} from './layers/fused_moe_forward.js';
+export {loadHuggingFaceMoe} from './io/hf_import.js';
+export type {HfWeights, LoadHuggingFaceMoeOptions} from './io/hf_import.js';
+export {familyOf as huggingFaceMoeFamily, hfMoeSpec as huggingFaceMoeSpec} from './io/hf_families.js';
+export type {HfFamily, HfMoeSpec} from './io/hf_families.js';
+export {decodeSafetensor, parseSafetensorsHeader, readSafetensors} from './io/safetensors.js';
+export type {ReadSafetensorsOptions, SafetensorsDtype, SafetensorsEntry, SafetensorsHeader} from './io/safetensors.js';
