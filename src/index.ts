@@ -15,6 +15,8 @@ export type {MoeCombineOptions} from './ops/moe_combine.js';
 export {getKernelPath, hasMoeKernel, hasMoeKernels, setKernelPath, withCompositeKernels} from './ops/dispatch.js';
 export type {KernelPath} from './ops/dispatch.js';
 export * from './kernels/kernel_names.js';
+export {maxStorageBindingBytes, planExpertShards, setMaxStorageBindingBytes, shardedBatchedGemm} from './kernels/webgpu/expert_shards.js';
+export type {ExpertRange} from './kernels/webgpu/expert_shards.js';
 export {FusedMoE} from './layers/fused_moe.js';
 export type {FusedMoEArgs, FusedMoEOptions, FusedMoEWeights, FusedMoEWeightName, InitializerSpec, MoeLayerBackend, TopkMethod,
   WeightSpec} from './layers/fused_moe_config.js';
