@@ -1,9 +1,9 @@
 /** The page's two charts (chart.js, only the parts used, registered once). */
-import {BarController, BarElement, CategoryScale, Chart, Legend, LinearScale, LineController, LineElement, PointElement,
-  Tooltip} from 'chart.js';
+import {BarController, BarElement, CategoryScale, Chart, Legend, LinearScale, LineController, LineElement,
+  LogarithmicScale, PointElement, Tooltip} from 'chart.js';
 
-Chart.register(BarController, BarElement, CategoryScale, LinearScale, LineController, LineElement, PointElement,
-               Legend, Tooltip);
+Chart.register(BarController, BarElement, CategoryScale, LinearScale, LogarithmicScale, LineController, LineElement,
+               PointElement, Legend, Tooltip);
 
 const PATH_COLORS: Record<string, string> = {
   'webgpu': '#3b5bdb', 'webgpu composite': '#91a7ff', 'cpu': '#2b8a3e', 'cpu composite': '#8ce99a',
@@ -18,8 +18,9 @@ export class DemoCharts {
     this.latency = new Chart(latencyCanvas, {
       type: 'bar',
       data: {labels: [], datasets: [{label: 'median ms per call', data: [], backgroundColor: []}]},
+      // Log scale: the paths differ by orders of magnitude, and a linear axis would flatten the fast ones.
       options: {animation: false, maintainAspectRatio: false, plugins: {legend: {display: false}},
-        scales: {y: {beginAtZero: true, title: {display: true, text: 'ms'}}}},
+        scales: {y: {type: 'logarithmic', title: {display: true, text: 'ms (log scale)'}}}},
     });
     this.load = new Chart(loadCanvas, {
       type: 'bar',
@@ -31,7 +32,8 @@ export class DemoCharts {
   }
 
   showLatency(rows: Array<{label: string, ms: number}>): void {
-    this.latency.data.labels = rows.map(r => r.label);
+    // Two-line labels: the path, then its number, readable without hovering.
+    this.latency.data.labels = rows.map(r => [r.label, `${r.ms < 10 ? r.ms.toFixed(2) : r.ms.toFixed(0)} ms`]);
     const ds = this.latency.data.datasets[0];
     ds.data = rows.map(r => r.ms);
     ds.backgroundColor = rows.map(r => PATH_COLORS[r.label] ?? '#868e96');

@@ -140,8 +140,9 @@ async function start(): Promise<void> {
   await tf.setBackend(state.backend);
   $('backend').textContent = state.backend;
   $('adapter').textContent = probe.adapter ?? 'none';
-  $('adapter-note').textContent = probe.maxStorageBufferBindingSize != null ?
-      `max storage binding ${fmtBytes(probe.maxStorageBufferBindingSize)}` : '';
+  $('adapter-note').textContent = (probe.maxStorageBufferBindingSize != null ?
+      `max storage binding ${fmtBytes(probe.maxStorageBufferBindingSize)}` : '') +
+      (probe.software ? ' · software adapter: WebGPU runs on the CPU here, so its timings are not a GPU\'s' : '');
   if (!probe.available) {
     const banner = $('banner');
     banner.hidden = false;

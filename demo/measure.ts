@@ -57,9 +57,10 @@ export function makeWorkload(args: FusedMoEArgs, hidden: number, tokens: number,
   layer.buildFor(hidden);
   for (const [name, t] of Object.entries(layer.namedWeights())) {
     if (t == null) continue;
-    const fanIn = t.rank === 3 ? t.shape[1] : t.rank === 2 ? t.shape[0] : 1;
+    const shape = t.shape as number[];
+    const fanIn = shape.length === 3 ? shape[1] : shape.length === 2 ? shape[0] : 1;
     const scale = name === 'gate_weight' ? 2 / Math.sqrt(fanIn) : name.endsWith('bias') ? 0.05 : 1 / Math.sqrt(fanIn);
-    weights.set(name, {shape: t.shape, values: randomArray(rand, t.size, scale)});
+    weights.set(name, {shape, values: randomArray(rand, t.size, scale)});
     bytes += t.size * 4;
   }
   layer.dispose();
@@ -96,7 +97,9 @@ export async function runPath(w: Workload, p: PathSpec, budgetMs = 1500, maxRuns
       times.push(performance.now() - t0);
     }
     times.sort((a, b) => a - b);
-    return {label: p.label, selected: layer.selectedPath(), medianMs: times[times.length >> 1], runs: times.length,
+    const mid = times.length >> 1;
+    const medianMs = times.length % 2 === 1 ? times[mid] : (times[mid - 1] + times[mid]) / 2;
+    return {label: p.label, selected: layer.selectedPath(), medianMs, runs: times.length,
       output};
   } finally {
     x.dispose();

@@ -6,6 +6,8 @@ export interface WebGPUProbe {
   /** Why not, in words a user can act on. */
   reason?: string;
   adapter?: string;
+  /** A software rasterizer (SwiftShader, lavapipe, WARP): WebGPU runs on the CPU, timings are not a GPU's. */
+  software?: boolean;
   maxStorageBufferBindingSize?: number;
 }
 
@@ -35,5 +37,6 @@ export async function probeWebGPU(): Promise<WebGPUProbe> {
   if (tf.findBackendFactory('webgpu') == null || !(await tf.setBackend('webgpu').catch(() => false))) {
     return {available: false, adapter: name, reason: 'tfjs could not start its webgpu backend on this adapter'};
   }
-  return {available: true, adapter: name, maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize};
+  return {available: true, adapter: name, software: /swiftshader|llvmpipe|lavapipe|warp|software/i.test(name),
+    maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize};
 }

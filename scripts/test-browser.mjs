@@ -1,30 +1,53 @@
-// npm run test:browser: the browser suite. Bundles spec/browser/entry.ts (+ the demo page), serves build/browser on
-// 127.0.0.1, runs the specs in headless chromium with WebGPU on SwiftShader, then the demo-page check; prints
-// `N passed, N failed[, N skipped]` and exits non-zero on any failure.
-// Options: --grep TEXT (only specs whose full name contains TEXT; skips the demo check unless it matches 'demo page'),
-//          --no-demo, --headed-log (echo every spec result, not only failures).
+// npm run test:browser: the browser suite, in three parts:
+//   bundlers  a consumer project importing 'tfjs-moe' bundled with esbuild and vite: no Node built-ins pulled in
+//   specs     spec/browser/entry.ts (the conformance suites, layer suites, webgpu kernel specs, large weights under
+//             the default 128 MiB binding limit) in headless chromium with WebGPU on SwiftShader
+//   demo      the demo page: one configuration run as a user would, parity and charts asserted, screenshot saved
+// Pages are served from build/browser on 127.0.0.1. Prints `N passed, N failed[, N skipped]`; exits non-zero on
+// any failure. Options: --only bundlers,specs,demo (default: all)  --grep TEXT (specs whose full name contains
+// TEXT)  --verbose (every result, not only failures).
 import {buildBrowserAssets, OUT} from './browser/assets.mjs';
 import {launchChromium} from './browser/chromium.mjs';
-import {checkDemoPage} from './browser/demo_check.mjs';
+import {checkConsumerBundles} from './browser/consumer_check.mjs';
+import {checkDemoPage, SCREENSHOT} from './browser/demo_check.mjs';
 import {serveStatic} from './browser/server.mjs';
 
 const args = process.argv.slice(2);
-const grep = args.includes('--grep') ? args[args.indexOf('--grep') + 1] : null;
+const option = name => (args.includes(name) ? args[args.indexOf(name) + 1] : null);
+const parts = new Set((option('--only') ?? 'bundlers,specs,demo').split(','));
+const grep = option('--grep');
 const verbose = args.includes('--verbose');
-const runDemo = !args.includes('--no-demo') && (grep == null || 'demo page'.includes(grep) || grep.startsWith('demo'));
-const runSpecs = grep == null || !grep.startsWith('demo');
-/** The whole page run; SwiftShader is slow and the machine shared, so this is generous (CI budget: see .ci/run). */
-const TIMEOUT_MS = Number(process.env.TFJS_MOE_BROWSER_TIMEOUT_S ?? 1200) * 1000;
+/** The whole spec page; SwiftShader is slow and the machine shared, so this is generous (CI budget: see .ci/run). */
+const TIMEOUT_MS = Number(process.env.TFJS_MOE_BROWSER_TIMEOUT_S ?? 1500) * 1000;
 
 const started = Date.now();
 let passed = 0, failed = 0, skipped = 0;
 const slowest = [];
 
-await buildBrowserAssets(runDemo ? ['specs', 'demo'] : ['specs']);
-const server = await serveStatic(OUT);
-const browser = await launchChromium();
+/** Counts check results of the Node-side parts (bundlers, demo) like specs. */
+function countChecks(section, checks) {
+  for (const c of checks) {
+    if (c.ok) {
+      passed++;
+      if (verbose) console.log(`passed: ${section}: ${c.name}`);
+    } else {
+      failed++;
+      console.log(`FAILED: ${section}: ${c.name}\n  ${c.message}`);
+    }
+  }
+}
+
+if (parts.has('bundlers')) {
+  const t0 = Date.now();
+  countChecks('bundlers', await checkConsumerBundles());
+  console.log(`bundler checks: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+}
+const pages = ['specs', 'demo'].filter(p => parts.has(p));
+if (pages.length > 0) await buildBrowserAssets(pages);
+const server = pages.length > 0 ? await serveStatic(OUT) : null;
+const browser = pages.length > 0 ? await launchChromium() : null;
 try {
-  if (runSpecs) {
+  if (parts.has('specs')) {
     const page = await browser.context.newPage();
     page.on('console', msg => {
       const text = msg.text();
@@ -72,21 +95,13 @@ try {
     }
     await page.close();
   }
-  if (runDemo) {
-    const demo = await checkDemoPage(browser.context, server.url);
-    for (const c of demo) {
-      if (c.ok) passed++;
-      else {
-        failed++;
-        console.log(`FAILED: demo page: ${c.name}\n  ${c.message}`);
-      }
-      if (verbose || !c.ok) continue;
-      console.log(`passed: demo page: ${c.name}`);
-    }
+  if (parts.has('demo')) {
+    countChecks('demo page', await checkDemoPage(browser.context, server.url));
+    console.log(`demo page screenshot: ${SCREENSHOT}`);
   }
 } finally {
-  await browser.close();
-  await server.close();
+  await browser?.close();
+  await server?.close();
 }
 slowest.sort((a, b) => b[0] - a[0]);
 if (slowest.length > 0) {

@@ -7,6 +7,7 @@ import './setup_browser.js';
 import '../helpers/report_errors.js';
 import './environment.js';
 import '../webgpu/kernels_webgpu.spec.js';
+import '../webgpu/forward_webgpu.spec.js';
 import './conformance_browser.js';
 import './large_weights.js';
 

@@ -9,7 +9,8 @@ describe('browser environment', () => {
     expect(gpu).withContext('navigator.gpu').toBeDefined();
     const adapter = await gpu!.requestAdapter();
     expect(adapter).withContext('navigator.gpu.requestAdapter()').not.toBeNull();
-    const info = adapter?.info;  // GPUAdapterInfo's fields are getters: JSON.stringify sees none
+    // GPUAdapterInfo's fields are getters: JSON.stringify sees none.
+    const info = adapter?.info as Record<string, string> | undefined;
     console.log(`WebGPU adapter: ${['vendor', 'architecture', 'device', 'description'].map(k => info?.[k]).join(' / ')}`);
   });
 

@@ -20,8 +20,14 @@ const SLOW = 600_000;
 interface GpuAdapterLike {
   limits: Record<string, number>;
   info?: unknown;
-  requestDevice(d: {requiredLimits: Record<string, number>}): Promise<unknown>;
+  requestDevice(d: {requiredLimits: Record<string, number>}): Promise<GpuDeviceLike>;
 }
+interface GpuDeviceLike {
+  addEventListener(type: 'uncapturederror', listener: (e: {error: {message: string}}) => void): void;
+}
+
+/** WebGPU validation errors of the default-limit device (tfjs reports them only as console warnings). */
+const deviceErrors: string[] = [];
 
 /** A 'webgpu' backend factory whose device keeps the default storage-binding and buffer-size limits. */
 async function defaultLimitBackend(): Promise<tf.KernelBackend> {
@@ -36,6 +42,7 @@ async function defaultLimitBackend(): Promise<tf.KernelBackend> {
     maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
     maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
   }});
+  device.addEventListener('uncapturederror', e => deviceErrors.push(e.error.message));
   return new WebGPUBackend(device as ConstructorParameters<typeof WebGPUBackend>[0],
                            adapter.info as ConstructorParameters<typeof WebGPUBackend>[1]);
 }
@@ -59,38 +66,78 @@ describe('webgpu with expert weights past the default 128 MiB storage-binding li
     if (originalFactory != null) tf.registerBackend('webgpu', originalFactory, 3);
   });
 
+  beforeEach(() => {
+    deviceErrors.length = 0;
+  });
+  afterEach(() => {
+    // e.g. 'Binding size (150994944) ... is larger than the maximum storage buffer binding size (134217728)'
+    expect(deviceErrors).withContext('WebGPU validation errors on the device').toEqual([]);
+  });
+
   it('runs on a device that has the default limit', () => {
     const limits = (tf.backend() as unknown as {device: {limits: Record<string, number>}}).device.limits;
     expect(tf.getBackend()).toBe('webgpu');
     expect(limits.maxStorageBufferBindingSize).toBe(DEFAULT_BINDING_LIMIT);
   });
 
-  it('batchedGemm with a [4, 2048, 4608] f32 rhs (151 MB) matches the reference', async () => {
-    const rand = rng(9001);
-    const E = 4, K = 2048, N = 4608, R = 12;
-    expect(E * K * N * 4).toBeGreaterThan(DEFAULT_BINDING_LIMIT);
-    const counts = [3, 0, 5, 2];  // an empty expert; 2 rows in no segment
+  for (const transposeRhs of [false, true]) {
+    const layout = transposeRhs ? '[4, 4608, 2048] (transposeRhs, tokensPerExpert)' : '[4, 2048, 4608] (expertOffsets)';
+    it(`batchedGemm with a 151 MB f32 rhs ${layout} matches the reference`, async () => {
+      const rand = rng(transposeRhs ? 9003 : 9001);
+      const E = 4, K = 2048, N = 4608;
+      expect(E * K * N * 4).toBeGreaterThan(DEFAULT_BINDING_LIMIT);
+      // An empty expert; with offsets, 2 rows in no segment (they must come out zero).
+      const counts = [3, 0, 5, 2];
+      const offsets = [0];
+      for (const c of counts) offsets.push(offsets[offsets.length - 1] + c);
+      const R = transposeRhs ? 10 : 12;
+      const lhs = randn(rand, R * K);
+      const rhs = randn(rand, E * K * N, 0.05);
+      const bias = randn(rand, E * N, 0.1);
+      const got = await expectNoLeak(async () => {
+        const lt = tf.tensor2d(lhs, [R, K]);
+        const rt = transposeRhs ? tf.tensor3d(rhs, [E, N, K]) : tf.tensor3d(rhs, [E, K, N]);
+        const st = tf.tensor1d(transposeRhs ? counts : offsets, 'int32');
+        const bt = tf.tensor2d(bias, [E, N]);
+        const out = moe.batchedGemm(lt, rt, st, {bias: bt, transposeRhs});
+        const [data] = await readAll(out, lt, rt, st, bt);
+        return data;
+      });
+      const want = refBatchedGemm(lhs, R, K, rhs, E, N, offsets, transposeRhs, bias);
+      const err = relError(got, want);
+      recordError('browser webgpu, 128 MiB limit: batchedGemm', err);
+      expect(err).toBeLessThan(1e-4);
+      // The last expert's weights lie past the first 128 MiB of the buffer.
+      expect(relError(got.slice(offsets[3] * N, offsets[4] * N), want.slice(offsets[3] * N, offsets[4] * N)))
+          .withContext('rows of the last expert').toBeLessThan(1e-4);
+      expect(got.slice(offsets[4] * N).every(v => v === 0)).withContext('rows in no segment').toBeTrue();
+    }, SLOW);
+  }
+
+  it('shardedBatchedGemm over expert shards that each fit (151 MB in all) matches the reference', async () => {
+    const rand = rng(9004);
+    const E = 8, K = 2048, N = 2304, R = 9;
+    const bytesPerExpert = K * N * 4;
+    const ranges = moe.planExpertShards(E, bytesPerExpert);
+    expect(moe.maxStorageBindingBytes()).toBe(DEFAULT_BINDING_LIMIT);
+    expect(ranges.length).toBeGreaterThan(1);
+    const counts = [2, 1, 0, 1, 2, 0, 1, 2];
     const offsets = [0];
     for (const c of counts) offsets.push(offsets[offsets.length - 1] + c);
     const lhs = randn(rand, R * K);
     const rhs = randn(rand, E * K * N, 0.05);
-    const bias = randn(rand, E * N, 0.1);
     const got = await expectNoLeak(async () => {
+      // Shards made on the host, as a loader would: no tensor ever holds all the experts.
+      const shards = ranges.map(r => tf.tensor3d(rhs.subarray(r.start * K * N, r.end * K * N), [r.end - r.start, K, N]));
       const lt = tf.tensor2d(lhs, [R, K]);
-      const rt = tf.tensor3d(rhs, [E, K, N]);
       const st = tf.tensor1d(offsets, 'int32');
-      const bt = tf.tensor2d(bias, [E, N]);
-      const out = moe.batchedGemm(lt, rt, st, {bias: bt});
-      const [data] = await readAll(out, lt, rt, st, bt);
+      const out = moe.shardedBatchedGemm(lt, shards, ranges, st);
+      const [data] = await readAll(out, lt, st, ...shards);
       return data;
     });
-    const want = refBatchedGemm(lhs, R, K, rhs, E, N, offsets, false, bias);
-    const err = relError(got, want);
-    recordError('browser webgpu, 128 MiB limit: batchedGemm', err);
+    const err = relError(got, refBatchedGemm(lhs, R, K, rhs, E, N, offsets, false, null));
+    recordError('browser webgpu, 128 MiB limit: shardedBatchedGemm', err);
     expect(err).toBeLessThan(1e-4);
-    // The last expert's segment is the part of the weights farthest from the buffer start.
-    const lastSegment = got.slice(offsets[2] * N, offsets[4] * N);
-    expect(relError(lastSegment, want.slice(offsets[2] * N, offsets[4] * N))).toBeLessThan(1e-4);
   }, SLOW);
 
   it('FusedMoE with up_gate_proj_weight [8, 1024, 4608] (151 MB) matches the reference', async () => {

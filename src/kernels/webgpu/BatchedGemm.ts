@@ -3,6 +3,7 @@ import type {KernelConfig, KernelFunc, TensorInfo} from '@tensorflow/tfjs-core';
 import {BatchedGemm, BatchedGemmAttrs, BatchedGemmInputs} from '../kernel_names.js';
 import {BatchedGemmProgram, chooseGemmConfig, GemmShape} from './batched_gemm_webgpu.js';
 import {SegmentOffsetsProgram} from './moe_permute_webgpu.js';
+import {batchedGemmByExpertRanges, exceedsBindingLimit} from './oversized_rhs.js';
 import {disposeIntermediate, WebGPUBackendLike} from './webgpu_util.js';
 
 export function batchedGemmWebGPU(
@@ -22,6 +23,14 @@ export function batchedGemmWebGPU(
   const offsets = segmentsAreOffsets ? segments :
       backend.runWebGPUProgram(new SegmentOffsetsProgram(numExperts), [segments], 'int32',
                                [{type: 'int32', data: [1]}]);
+  if (exceedsBindingLimit(backend, rhs.shape)) {
+    // Weights past one storage binding: expert ranges that fit, one at a time (oversized_rhs.ts).
+    const out = batchedGemmByExpertRanges(backend, rhs, offsets, bias ?? null, (rhsPart, offsetsPart, biasPart) =>
+        batchedGemmWebGPU({inputs: {lhs, rhs: rhsPart, segments: offsetsPart, bias: biasPart ?? undefined}, backend,
+          attrs: {transposeRhs, segmentsAreOffsets: true}}));
+    if (!segmentsAreOffsets) disposeIntermediate(backend, offsets);
+    return out;
+  }
   const shape: GemmShape = {numRows, depth, width, numExperts, transposeRhs, hasBias: bias != null};
   const config = chooseGemmConfig(shape, backend.device.limits.maxComputeWorkgroupStorageSize);
   const program = new BatchedGemmProgram(shape, config);
