@@ -14,7 +14,7 @@ export const OUT = resolve('build/browser');
 const require = createRequire(join(process.cwd(), 'package.json'));
 
 /** Bump when the vendor build below changes, so that a cached vendor/ is rebuilt. */
-const VENDOR_RECIPE = 2;
+const VENDOR_RECIPE = 4;
 const VENDOR = ['tfjs-core', 'tfjs-backend-cpu', 'tfjs-backend-webgpu', 'tfjs-layers'];
 
 export const IMPORT_MAP = {
@@ -24,8 +24,8 @@ export const IMPORT_MAP = {
   },
 };
 
-export function importMapTag() {
-  return `<script type="importmap">${JSON.stringify(IMPORT_MAP)}</script>`;
+export function importMapTag(extra = {}) {
+  return `<script type="importmap">${JSON.stringify({imports: {...IMPORT_MAP.imports, ...extra}})}</script>`;
 }
 
 const common = {
@@ -37,24 +37,35 @@ const common = {
   logLevel: 'warning',
 };
 
+/**
+ * tfjs's chained ops (t.reshape(), ...) come with @tensorflow/tfjs, which the Node specs load: the spec page maps
+ * tfjs-core to a build that registers them too. The demo page does not: it shows tfjs-moe working on tfjs-core alone.
+ */
+const CHAINED_OPS = '@tensorflow/tfjs-core/dist/public/chained_ops/register_all_chained_ops';
+const CORES = ['tfjs-core', 'tfjs-core-chained'];
+
 async function buildVendor() {
   const dir = join(OUT, 'vendor');
   mkdirSync(dir, {recursive: true});
   const stamp = join(dir, 'versions.json');
   const versions = JSON.stringify([VENDOR_RECIPE, ...VENDOR.map(p => [p, require(`@tensorflow/${p}/package.json`).version])]);
   if (existsSync(stamp) && readFileSync(stamp, 'utf8') === versions) return;  // unchanged: skip ~4 MB of bundling
-  for (const p of VENDOR) {
+  // core's gradients are registered in its module, since tfjs-layers imports them by a deep path.
+  const core = `export * from '@tensorflow/tfjs-core'; import '@tensorflow/tfjs-core/dist/register_all_gradients';`;
+  const modules = [
+    ...VENDOR.filter(p => p !== 'tfjs-core').map(p => ({name: p, source: `export * from '@tensorflow/${p}';`})),
+    {name: 'tfjs-core', source: core},
+    {name: 'tfjs-core-chained', source: `${core} import '${CHAINED_OPS}';`},
+  ];
+  for (const {name, source} of modules) {
     await build({
       ...common,
       // Re-exporting through stdin lets esbuild resolve the package as a browser bundler would ("module" field).
-      // core's gradients are registered in its module, since tfjs-layers imports them by a deep path.
-      stdin: {contents: `export * from '@tensorflow/${p}';` +
-          (p === 'tfjs-core' ? `import '@tensorflow/tfjs-core/dist/register_all_gradients';` : ''),
-        resolveDir: process.cwd(), loader: 'js'},
-      outfile: join(dir, `${p}.js`),
-      // Every package but core itself imports core (deep paths included) from the import map, so that all of them
+      stdin: {contents: source, resolveDir: process.cwd(), loader: 'js'},
+      outfile: join(dir, `${name}.js`),
+      // Every module but core itself imports core (deep paths included) from the import map, so that all of them
       // share one engine and one kernel registry.
-      plugins: p === 'tfjs-core' ? [] : [{
+      plugins: CORES.includes(name) ? [] : [{
         name: 'tfjs-core-peer',
         setup(b) {
           b.onResolve({filter: /^@tensorflow\/tfjs-core(\/.*)?$/}, () => ({path: '@tensorflow/tfjs-core', external: true}));
@@ -111,7 +122,7 @@ async function buildSpecs() {
   });
   writeFileSync(join(dir, 'index.html'), `<!doctype html>
 <html><head><meta charset="utf-8"><title>tfjs-moe browser specs</title>
-${importMapTag()}
+${importMapTag({'@tensorflow/tfjs-core': '/vendor/tfjs-core-chained.js'})}
 <script src="/jasmine/jasmine.js"></script>
 <script src="/jasmine/boot.js"></script>
 </head><body><pre id="log"></pre>

@@ -10,7 +10,7 @@ import * as moe from 'tfjs-moe';
 
 import {randomLayer, referenceOutput} from '../layers/layer_util.js';
 import {LAYER_TOLERANCE} from '../layers/layer_conformance.js';
-import {expectNoLeak, randn, readAll, recordError, relError, rng} from '../helpers/util.js';
+import {expectNoLeak, expectThrowsNoLeak, randn, readAll, recordError, relError, rng} from '../helpers/util.js';
 import {refBatchedGemm} from '../reference/moe_reference.js';
 
 /** The WebGPU spec's default maxStorageBufferBindingSize. */
@@ -139,6 +139,18 @@ describe('webgpu with expert weights past the default 128 MiB storage-binding li
     recordError('browser webgpu, 128 MiB limit: shardedBatchedGemm', err);
     expect(err).toBeLessThan(1e-4);
   }, SLOW);
+
+  it('batchedGemm with one expert past the limit fails with a clear error and leaks nothing', () => {
+    const K = 8192, N = 4608;  // 151 MB for a single expert: no expert range can fit
+    const lt = tf.tensor2d(new Float32Array(2 * K), [2, K]);
+    const rt = tf.tensor3d(new Float32Array(K * N), [1, K, N]);  // values stay on the host until a kernel binds them
+    const st = tf.tensor1d([2], 'int32');  // tokensPerExpert: the kernel computes offsets on the device first
+    try {
+      expectThrowsNoLeak(() => moe.batchedGemm(lt, rt, st), /one expert's weights \[8192,4608\].*maxStorageBufferBindingSize/);
+    } finally {
+      tf.dispose([lt, rt, st]);
+    }
+  });
 
   it('FusedMoE with up_gate_proj_weight [8, 1024, 4608] (151 MB) matches the reference', async () => {
     const rand = rng(9002);

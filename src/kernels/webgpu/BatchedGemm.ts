@@ -25,11 +25,13 @@ export function batchedGemmWebGPU(
                                [{type: 'int32', data: [1]}]);
   if (exceedsBindingLimit(backend, rhs.shape)) {
     // Weights past one storage binding: expert ranges that fit, one at a time (oversized_rhs.ts).
-    const out = batchedGemmByExpertRanges(backend, rhs, offsets, bias ?? null, (rhsPart, offsetsPart, biasPart) =>
-        batchedGemmWebGPU({inputs: {lhs, rhs: rhsPart, segments: offsetsPart, bias: biasPart ?? undefined}, backend,
-          attrs: {transposeRhs, segmentsAreOffsets: true}}));
-    if (!segmentsAreOffsets) disposeIntermediate(backend, offsets);
-    return out;
+    try {
+      return batchedGemmByExpertRanges(backend, rhs, offsets, bias ?? null, (rhsPart, offsetsPart, biasPart) =>
+          batchedGemmWebGPU({inputs: {lhs, rhs: rhsPart, segments: offsetsPart, bias: biasPart ?? undefined}, backend,
+            attrs: {transposeRhs, segmentsAreOffsets: true}}));
+    } finally {
+      if (!segmentsAreOffsets) disposeIntermediate(backend, offsets);
+    }
   }
   const shape: GemmShape = {numRows, depth, width, numExperts, transposeRhs, hasBias: bias != null};
   const config = chooseGemmConfig(shape, backend.device.limits.maxComputeWorkgroupStorageSize);

@@ -92,7 +92,12 @@ export function batchedGemmByExpertRanges(
     gemm: RangeGemm): TensorInfo {
   const b = backend as WebGPUBackendInternals;
   const [numExperts, rows, cols] = rhs.shape;
-  const ranges = planExpertShards(numExperts, rows * cols * 4, backend.device.limits.maxStorageBufferBindingSize);
+  const limit = backend.device.limits.maxStorageBufferBindingSize;
+  if (rows * cols * 4 > limit) {
+    throw new Error(`batchedGemm on webgpu: one expert's weights [${rows},${cols}] (${rows * cols * 4} bytes) exceed ` +
+        `the device's maxStorageBufferBindingSize (${limit} bytes); create the webgpu device with a larger limit`);
+  }
+  const ranges = planExpertShards(numExperts, rows * cols * 4, limit);
   let sum: TensorInfo | null = null;
   for (const {start, end} of ranges) {
     const rhsPart = copyOuterRange(b, rhs, start, end);
