@@ -108,7 +108,7 @@ async function run(): Promise<void> {
     $('backend-note').textContent = `${main.selected} · ${main.medianMs.toFixed(1)} ms for ${tokens} tokens`;
     state.result = {model: m.id, divisor, tokens, paths: rows, maxParity, load: Array.from(load)};
     state.charts = charts.summary();
-    setStatus('done', `Done: ${m.label}, width 1/${divisor}, ${tokens} tokens; ` +
+    setStatus('done', `Done: ${m.label}, ${divisor === 1 ? 'full width' : `width 1/${divisor}`}, ${tokens} tokens; ` +
         rows.map(r => `${r.label} ${r.medianMs.toFixed(1)} ms (${r.runs} runs)`).join(', ') + '.');
   } catch (e) {
     state.error = (e as Error).message;

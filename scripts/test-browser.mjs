@@ -9,7 +9,7 @@
 import {buildBrowserAssets, OUT} from './browser/assets.mjs';
 import {launchChromium} from './browser/chromium.mjs';
 import {checkConsumerBundles} from './browser/consumer_check.mjs';
-import {checkDemoPage, SCREENSHOT} from './browser/demo_check.mjs';
+import {checkDemoFallback, checkDemoPage, FALLBACK_SCREENSHOT, SCREENSHOT} from './browser/demo_check.mjs';
 import {serveStatic} from './browser/server.mjs';
 
 const args = process.argv.slice(2);
@@ -27,7 +27,10 @@ const slowest = [];
 /** Counts check results of the Node-side parts (bundlers, demo) like specs. */
 function countChecks(section, checks) {
   for (const c of checks) {
-    if (c.ok) {
+    if (c.skipped != null) {
+      skipped++;
+      console.log(`SKIPPED: ${section}: ${c.name}: ${c.skipped}`);
+    } else if (c.ok) {
       passed++;
       if (verbose) console.log(`passed: ${section}: ${c.name}`);
     } else {
@@ -97,7 +100,8 @@ try {
   }
   if (parts.has('demo')) {
     countChecks('demo page', await checkDemoPage(browser.context, server.url));
-    console.log(`demo page screenshot: ${SCREENSHOT}`);
+    countChecks('demo page', await checkDemoFallback(browser.context, server.url));
+    console.log(`demo page screenshots: ${SCREENSHOT}, ${FALLBACK_SCREENSHOT}`);
   }
 } finally {
   await browser?.close();

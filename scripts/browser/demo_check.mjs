@@ -5,6 +5,7 @@ import {mkdirSync} from 'node:fs';
 import {resolve} from 'node:path';
 
 export const SCREENSHOT = resolve('build/screenshots/demo.png');
+export const FALLBACK_SCREENSHOT = resolve('build/screenshots/demo-no-webgpu.png');
 /** The configuration the check runs (real Qwen3-30B-A3B routing: 128 experts, top-8; widths 1/16). */
 const CONFIG = {model: 'qwen3-30b-a3b', divisor: '16', tokens: '16', experts: 128, topK: 8};
 const PARITY_TOLERANCE = 1e-4;
@@ -68,6 +69,43 @@ export async function checkDemoPage(context, baseUrl, {timeoutMs = 600_000} = {}
   } finally {
     mkdirSync(resolve('build/screenshots'), {recursive: true});
     await page.screenshot({path: SCREENSHOT, fullPage: true}).catch(() => {});
+    await page.close();
+  }
+  return checks;
+}
+
+/**
+ * The same page in a browser without WebGPU (navigator.gpu removed before the page's scripts run): it must say so
+ * in a banner, run the cpu paths only, and still show parity and both charts. Runs the tiny model via the URL.
+ */
+export async function checkDemoFallback(context, baseUrl, {timeoutMs = 300_000} = {}) {
+  const checks = [];
+  const check = (name, ok, message = '') => checks.push({name: `without WebGPU: ${name}`, ok: Boolean(ok), message});
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', e => errors.push(e.message));
+  try {
+    await page.addInitScript(() => Object.defineProperty(Navigator.prototype, 'gpu', {get: () => undefined}));
+    await page.goto(`${baseUrl}/demo/?model=tiny&tokens=4&run=1`);
+    await page.waitForFunction(() => ['done', 'error'].includes(document.body.dataset.status), null,
+                               {timeout: timeoutMs});
+    const state = await page.evaluate(() => window.__moeDemo);
+    const banner = await page.locator('#banner');
+    const bannerText = (await banner.isVisible()) ? await banner.textContent() : '';
+    check('a visible banner says WebGPU is unavailable and why', /WebGPU is not available: .*navigator\.gpu/.test(bannerText),
+        `banner: '${bannerText}'`);
+    check('falls back to cpu and runs there', state.status === 'done' && state.backend === 'cpu' &&
+        (await page.textContent('#backend')) === 'cpu', state.error ?? JSON.stringify(state.probe));
+    check('shows the cpu paths with parity and both charts',
+        state.result?.paths.map(p => p.label).join(',') === 'cpu,cpu composite' &&
+        state.result.maxParity < PARITY_TOLERANCE && state.charts?.latencyBars === 2 && state.charts?.loadBars === 8,
+        JSON.stringify({paths: state.result?.paths, charts: state.charts}));
+    check('no page errors', errors.length === 0, errors.join('\n'));
+  } catch (e) {
+    check('page check completed', false, e.message);
+  } finally {
+    mkdirSync(resolve('build/screenshots'), {recursive: true});
+    await page.screenshot({path: FALLBACK_SCREENSHOT, fullPage: true}).catch(() => {});
     await page.close();
   }
   return checks;
