@@ -15,11 +15,11 @@ import type {GradConfig, Tensor, Tensor2D} from '@tensorflow/tfjs-core';
 
 import {GetMoeScores, GetMoeScoresAttrs, MoeTopkSelect, MoeTopkSelectAttrs} from '../kernels/kernel_names.js';
 
-/** [T,k,E] float one-hot of the chosen ids. */
+/** [T,k,E] float one-hot of the chosen ids (by comparison: tf.oneHot rejects a depth of 1, i.e. E = 1). */
 function chosenOneHot(ids: Tensor2D, numExperts: number): Tensor {
   const [numTokens, topK] = ids.shape;
-  return tf.reshape(tf.oneHot(tf.reshape(ids, [numTokens * topK]), numExperts, 1, 0, 'float32'),
-      [numTokens, topK, numExperts]);
+  const experts = tf.reshape(tf.range(0, numExperts, 1, 'int32'), [1, 1, numExperts]);
+  return tf.cast(tf.equal(tf.reshape(ids, [numTokens, topK, 1]), experts), 'float32');
 }
 
 /** values[t, ids[t,j]] as [T,k] through the one-hot (no gather of int32 ids needed). */
