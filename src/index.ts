@@ -17,3 +17,17 @@ export type {MoeCombineOptions} from './ops/moe_combine.js';
 export {getKernelPath, hasMoeKernel, hasMoeKernels, setKernelPath, usesMoeKernel, withCompositeKernels} from './ops/dispatch.js';
 export type {KernelPath} from './ops/dispatch.js';
 export * from './kernels/kernel_names.js';
+export {FusedMoE} from './layers/fused_moe.js';
+export type {FusedMoEArgs, FusedMoEOptions, FusedMoEWeights, FusedMoEWeightName, InitializerSpec, MoeLayerBackend, TopkMethod,
+  WeightSpec} from './layers/fused_moe_config.js';
+export {weightSpecs} from './layers/fused_moe_config.js';
+export {getMoeLayerExecutor, registerMoeLayerExecutor, selectMoeForward, unregisterMoeLayerExecutor} from
+    './layers/backend_selection.js';
+export type {MoeForwardContext, MoeForwardFn, MoeForwardSelection, MoeLayerExecutor} from './layers/backend_selection.js';
+export {fusedMoeForward, routeTokens} from './layers/fused_moe_forward.js';
+export {loadHuggingFaceMoe} from './io/hf_import.js';
+export type {HfWeights, LoadHuggingFaceMoeOptions} from './io/hf_import.js';
+export {familyOf as huggingFaceMoeFamily, hfMoeSpec as huggingFaceMoeSpec} from './io/hf_families.js';
+export type {HfFamily, HfMoeSpec} from './io/hf_families.js';
+export {decodeSafetensor, parseSafetensorsHeader, readSafetensors} from './io/safetensors.js';
+export type {ReadSafetensorsOptions, SafetensorsDtype, SafetensorsEntry, SafetensorsHeader} from './io/safetensors.js';

@@ -82,8 +82,8 @@ export async function checkGradients(ctx: ConformanceContext, check: GradCheck):
         const {name, shape, values} = check.inputs[i];
         const g = gradTensors[i];
         if (g == null) {
-          // tfjs reports an input the loss does not depend on as null: allowed only where the gradient is 0.
-          expect(check.zeroGradient?.includes(name)).withContext(`d/${name} is null (not connected)`).toBeTrue();
+          // tfjs reports an input the loss does not depend on as null (the composite path for a selection-only
+          // bias, or an empty batch): a zero gradient, which the differences below must confirm.
           grads.push(new Float32Array(values.length));
           continue;
         }

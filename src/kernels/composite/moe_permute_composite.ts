@@ -38,10 +38,9 @@ export function moePermuteComposite(
     // Ids are not differentiable (they may come from a router on the tape): only x's gather carries a gradient.
     const ids = tf.reshape(stopGradient(topkIds), [numEntries]) as Tensor1D;
     const valid = tf.logicalAnd(tf.greaterEqual(ids, int(0)), tf.less(ids, int(numExperts)));
-    // All zero for an invalid id. By comparison, not tf.oneHot, which rejects a depth of 1 (E = 1).
-    const oneHot = tf.cast(
-        tf.equal(tf.reshape(ids, [numEntries, 1]), tf.reshape(tf.range(0, numExperts, 1, 'int32'), [1, numExperts])),
-        'int32');
+    // One-hot by comparison (tf.oneHot refuses depth 1): all zero for an invalid id.
+    const expertIndex = tf.reshape(tf.range(0, numExperts, 1, 'int32'), [1, numExperts]);
+    const oneHot = tf.cast(tf.equal(tf.reshape(ids, [numEntries, 1]), expertIndex), 'int32');
     const tokensPerExpert = tf.sum(oneHot, 0) as Tensor1D;
     const padded = alignment === 1 ?
         tokensPerExpert :
