@@ -25,6 +25,7 @@ export {getMoeLayerExecutor, registerMoeLayerExecutor, selectMoeForward, unregis
     './layers/backend_selection.js';
 export type {MoeForwardContext, MoeForwardFn, MoeForwardSelection, MoeLayerExecutor} from './layers/backend_selection.js';
 export {fusedMoeForward, routeTokens} from './layers/fused_moe_forward.js';
+export type {LoadBalancingOptions} from './layers/load_balancing.js';
 export {loadHuggingFaceMoe} from './io/hf_import.js';
 export type {HfWeights, LoadHuggingFaceMoeOptions} from './io/hf_import.js';
 export {familyOf as huggingFaceMoeFamily, hfMoeSpec as huggingFaceMoeSpec} from './io/hf_families.js';

@@ -5,6 +5,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 
+import type {LoadBalancingOptions} from './load_balancing.js';
+
 export type TopkMethod = 'greedy' | 'noaux_tc';
 export type MoeLayerBackend = 'auto' | 'cpu' | 'webgpu' | 'cuda' | 'composite';
 export const MOE_LAYER_BACKENDS: readonly MoeLayerBackend[] = ['auto', 'cpu', 'webgpu', 'cuda', 'composite'];
@@ -43,8 +45,11 @@ export interface FusedMoEOptions {
   backend: MoeLayerBackend;
 }
 
-/** Constructor arguments: the MoE options (most optional) plus initializers and the usual LayerArgs. */
-export interface FusedMoEArgs extends Partial<FusedMoEOptions> {
+/**
+ * Constructor arguments: the MoE options (most optional), the load-balancing options (load_balancing.ts), plus
+ * initializers and the usual LayerArgs.
+ */
+export interface FusedMoEArgs extends Partial<FusedMoEOptions>, Partial<LoadBalancingOptions> {
   numExperts: number;
   topK: number;
   moeIntermediateSize: number;
