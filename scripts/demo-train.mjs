@@ -8,8 +8,9 @@ import * as moe from 'tfjs-moe';
 
 const HELP = `usage: npm run demo:train -- [flags]
   --epochs N        training epochs (default 30)
-  --balance MODE    none | aux | auxfree (default aux): the Switch/Mixtral auxiliary loss (coefficient 0.01),
-                    or DeepSeek's auxiliary-loss-free bias update (rate 0.01, with a gate correction bias)
+  --balance MODE    none | aux | auxfree (default auxfree): the Switch/Mixtral auxiliary loss (--aux-coef, default 1:
+                    the task's MSE starts near 6-20, so 1 weighs balance as LM training weighs 0.01 against ~2),
+                    or DeepSeek's auxiliary-loss-free bias update (--bias-rate, default 0.01; adds a correction bias)
   --backend B       FusedMoE backend: auto | cpu | composite (default auto)
   --seed S          data and weights seed (default 1)
   --clusters C      clusters of the task (default 8); --experts E (default C), --topk K (default 1),
@@ -26,7 +27,7 @@ function flag(name, fallback) {
   return i >= 0 && i + 1 < args.length ? args[i + 1] : fallback;
 }
 const epochs = Number(flag('epochs', 30));
-const balance = flag('balance', 'aux');
+const balance = flag('balance', 'auxfree');
 const backend = flag('backend', 'auto');
 const seed = Number(flag('seed', 1));
 if (!['none', 'aux', 'auxfree'].includes(balance)) throw new Error(`--balance must be none | aux | auxfree, got ${balance}`);
@@ -84,7 +85,7 @@ function makeTask() {
 function moeModel() {
   const layer = new moe.FusedMoE({
     numExperts: E, topK: K, moeIntermediateSize: I, renormalize: K > 1, backend,
-    auxLossCoef: balance === 'aux' ? Number(flag('aux-coef', 0.01)) : 0,
+    auxLossCoef: balance === 'aux' ? Number(flag('aux-coef', 1)) : 0,
     useCorrectionBias: balance === 'auxfree', biasUpdateRate: balance === 'auxfree' ? Number(flag('bias-rate', 0.01)) : 0,
     recordExpertLoad: true,
     kernelInitializer: tf.initializers.glorotNormal({seed}),
