@@ -148,8 +148,10 @@ function histogram(counts, k, tokens) {
   const lines = buckets.map(b => `  ${b.label.padStart(width)} |${'#'.repeat(Math.round((b.n / max) * 40)).padEnd(40)}| ${b.n}`);
   const used = counts.filter(c => c > 0).length;
   const mean = (tokens * k) / E;
+  const busiest = counts.indexOf(Math.max(...counts));
   lines.push(`  ${tokens} tokens x k=${k} = ${tokens * k} assignments; ${used}/${E} experts used; ` +
-      `busiest expert ${Math.max(...counts)} (mean ${mean.toFixed(2)}, ${(Math.max(...counts) / mean).toFixed(2)}x)`);
+      `busiest expert e${busiest}: ${counts[busiest]} tokens (mean ${mean.toFixed(2)}, ` +
+      `${(counts[busiest] / mean).toFixed(2)}x)`);
   return lines.join('\n');
 }
 
@@ -168,7 +170,7 @@ async function main() {
       `${T} tokens, ${opts.iters} timed calls`);
   const chosen = await chooseBackend(opts.backend);
   for (const t of chosen.tried) log(`  skipped ${t}`);
-  log(`backend: ${chosen.layerBackend} (${chosen.detail})`);
+  log(`backend: ${chosen.layerBackend === 'auto' ? chosen.tfBackend : chosen.layerBackend} (${chosen.detail})`);
 
   const layerArgs = {numExperts: m.E, topK: m.k, moeIntermediateSize: I, sharedExpertIntermediateSize: S,
     ...m.routing};

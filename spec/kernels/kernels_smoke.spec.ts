@@ -3,7 +3,7 @@
  * The random-shape conformance suite against spec/reference lives in spec/ops/.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import {batchedGemm, fusedSwigluScale, getMoeScores, KernelPath, moeCombine, moePermute, moeTopkSelect, setKernelPath} from 'tfjs-moe';
+import {ALL_MOE_KERNELS, batchedGemm, fusedSwigluScale, getMoeScores, hasMoeKernel, KernelPath, moeCombine, moePermute, moeTopkSelect, registerHostKernels, setKernelPath} from 'tfjs-moe';
 
 import {expectNoLeak, expectThrowsNoLeak, randInt, randn, readAll, recordError, relError, rng} from '../helpers/util.js';
 
@@ -234,5 +234,30 @@ describe('cpu kernels reject bad indices with the argument, index and value', ()
       segments.dispose();
     }
     tf.dispose([lhs, rhs]);
+  });
+});
+
+describe('registerHostKernels', () => {
+  it('registers every host kernel under another host backend name, once', async () => {
+    const {MathBackendCPU} = await import('@tensorflow/tfjs-backend-cpu');
+    const name = 'moe-host-test';
+    tf.registerBackend(name, () => new MathBackendCPU());
+    registerHostKernels(name);
+    registerHostKernels(name);  // a second call must neither throw nor re-register
+    for (const kernel of ALL_MOE_KERNELS) expect(hasMoeKernel(kernel, name)).withContext(kernel).toBeTrue();
+    const previous = tf.getBackend();
+    try {
+      await tf.setBackend(name);
+      await expectNoLeak(async () => {
+        const logits = tf.tensor2d([[0, 2, 1]]);
+        const {topkIds, topkWeights} = moeTopkSelect(logits, null, 2, false);
+        const [ids] = await readAll(topkIds, topkWeights);
+        expect(Array.from(ids)).toEqual([1, 2]);
+        logits.dispose();
+      });
+    } finally {
+      await tf.setBackend(previous);
+      tf.removeBackend(name);
+    }
   });
 });

@@ -21,6 +21,8 @@ export interface LayerConformanceOptions {
    * with that reason), e.g. initWebGPU from the webgpu spec helpers.
    */
   init?: () => Promise<string | null>;
+  /** Per-spec timeout (ms) for slow backends; jasmine's default otherwise. */
+  timeoutMs?: number;
 }
 
 /** f32 tolerance of the layer: it chains two GEMMs (semantics: < 1e-4 for GEMMs). */
@@ -99,7 +101,7 @@ export function describeLayerConformance(label: string, opts: LayerConformanceOp
           } finally {
             layer.dispose();
           }
-        });
+        }, opts.timeoutMs);
       }
     });
   });
