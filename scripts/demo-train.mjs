@@ -3,8 +3,6 @@
 // target is a function chosen by its cluster) with model.fit, printing the loss and the expert loads per epoch,
 // then trains a dense baseline with the same parameter count on the same data and compares.
 // `npm run demo:train -- --help` lists the flags.
-import * as tf from '@tensorflow/tfjs';
-import * as moe from 'tfjs-moe';
 
 const HELP = `usage: npm run demo:train -- [flags]
   --epochs N        training epochs (default 30)
@@ -12,6 +10,8 @@ const HELP = `usage: npm run demo:train -- [flags]
                     the task's MSE starts near 6-20, so 1 weighs balance as LM training weighs 0.01 against ~2),
                     or DeepSeek's auxiliary-loss-free bias update (--bias-rate, default 0.01; adds a correction bias)
   --backend B       FusedMoE backend: auto | cpu | composite (default auto)
+  --tf-backend B    tfjs backend: cpu | webgpu (default cpu; webgpu through dawn.node, e.g. on SwiftShader with
+                    VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json)
   --seed S          data and weights seed (default 1)
   --clusters C      clusters of the task (default 8); --experts E (default C), --topk K (default 1),
   --width I         expert width, also the teacher's (default 8); --hidden H (default 16); --tokens N (default 1024)
@@ -31,6 +31,16 @@ const balance = flag('balance', 'auxfree');
 const backend = flag('backend', 'auto');
 const seed = Number(flag('seed', 1));
 if (!['none', 'aux', 'auxfree'].includes(balance)) throw new Error(`--balance must be none | aux | auxfree, got ${balance}`);
+const tfBackend = flag('tf-backend', 'cpu');
+if (tfBackend === 'webgpu') {
+  // tfjs-backend-webgpu registers only where navigator.gpu exists: give Node dawn.node's before importing it.
+  const {create, globals} = await import('webgpu');
+  Object.assign(globalThis, globals);
+  globalThis.navigator = {gpu: create([])};
+}
+const tf = await import('@tensorflow/tfjs');
+if (tfBackend === 'webgpu') await import('@tensorflow/tfjs-backend-webgpu');
+const moe = await import('tfjs-moe');
 
 // The task: C clusters in R^H; token x = center_c + noise, target y = f_c(x), f_c a random gated-SwiGLU MLP of
 // cluster c (width I): the function an expert computes, a different one per cluster.
@@ -120,7 +130,7 @@ async function train(model, data, onEpoch) {
   return curve;
 }
 
-await tf.setBackend('cpu');
+if (!(await tf.setBackend(tfBackend))) throw new Error(`tfjs backend '${tfBackend}' failed to initialise`);
 await tf.ready();
 const data = makeTask();
 const {model, layer} = moeModel();
