@@ -151,7 +151,8 @@ const moeCurve = await train(model, data, async (epoch, logs) => {
   }
   console.log(`epoch ${String(epoch + 1).padStart(3)}  loss ${logs.loss.toFixed(4)}  expert load (last batch) ${share}${extra}`);
 });
-console.log(`tensors alive before fit ${tensorsBefore}, after ${tf.memory().numTensors}`);
+console.log(`tensors alive before fit ${tensorsBefore}, after ${tf.memory().numTensors} (Adam's two moments per ` +
+    `trainable weight and step powers, and the recorded loads)`);
 
 // Which experts each cluster uses, over the whole data set.
 const routed = tf.tidy(() => moe.routeTokens(data.x, layer.namedWeights(), layer.options).topkIds);
