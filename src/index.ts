@@ -12,3 +12,9 @@ export type {MoeCombineOptions} from './ops/moe_combine.js';
 export {getKernelPath, hasMoeKernel, hasMoeKernels, setKernelPath, withCompositeKernels} from './ops/dispatch.js';
 export type {KernelPath} from './ops/dispatch.js';
 export * from './kernels/kernel_names.js';
+// CUDA (optional native addon, `npm run build:cuda`); browser-safe: nothing Node-specific runs until called.
+export {cudaStatus} from './kernels/cuda/loader.js';
+export type {CudaStatus, CudaUnavailableCode} from './kernels/cuda/loader.js';
+export {registerCudaKernels, unregisterCudaKernels} from './kernels/cuda/register_all.js';
+export {CUDA_MOE_WEIGHT_NAMES, CudaFusedMoe, CudaMoeRunner} from './kernels/cuda/cuda_fused_moe.js';
+export type {CudaComputeDtype, CudaFusedMoeConfig, CudaMoeWeightArrays, CudaMoeWeightName, CudaMoeWeightTensors} from './kernels/cuda/cuda_fused_moe.js';
