@@ -1,6 +1,8 @@
 /** tfjs-moe: Mixture-of-Experts ops, kernels and the FusedMoE layer for TensorFlow.js. */
 import './kernels/cpu/register_all.js';
 
+export {registerHostKernels} from './kernels/cpu/register_all.js';
+
 export {moeTopkSelect} from './ops/moe_topk_select.js';
 export {getMoeScores} from './ops/get_moe_scores.js';
 export {moePermute} from './ops/moe_permute.js';

@@ -1,9 +1,25 @@
-import type {Tensor2D} from '@tensorflow/tfjs-core';
+import * as tf from '@tensorflow/tfjs-core';
+import type {Tensor, Tensor2D} from '@tensorflow/tfjs-core';
+
 import type {MoeCombineAttrs} from '../kernel_names.js';
 
-/** Returns float32 [T,D]. */
+/**
+ * Returns float32 [T,D] (semantics doc section 6): gathers each token's k rows of y, weights them (unless
+ * already weighted), adds the weighted expert biases, sums over the k slots. Memory: one [T,k,D] gather.
+ */
 export function moeCombineComposite(
     y: Tensor2D, rowMap: Tensor2D, topkWeights: Tensor2D, topkIds: Tensor2D, bias: Tensor2D | null,
     attrs: MoeCombineAttrs): Tensor2D {
-  throw new Error('not implemented');
+  return tf.tidy(() => {
+    const [numTokens, topK] = rowMap.shape;
+    const hidden = y.shape[1];
+    const weights = tf.reshape(topkWeights, [numTokens, topK, 1]);
+    let rows: Tensor = tf.reshape(tf.gather(y, tf.reshape(rowMap, [-1])), [numTokens, topK, hidden]);
+    if (!attrs.weightsApplied) rows = tf.mul(rows, weights);
+    if (bias != null) {
+      const biases = tf.reshape(tf.gather(bias, tf.reshape(topkIds, [-1])), [numTokens, topK, hidden]);
+      rows = tf.add(rows, tf.mul(biases, weights));
+    }
+    return tf.sum(rows, 1) as Tensor2D;
+  });
 }

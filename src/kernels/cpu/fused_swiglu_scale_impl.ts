@@ -1,0 +1,16 @@
+/** SwiGLU with an optional per-row scale on host arrays (semantics doc section 5): gate half first. */
+export function fusedSwigluScaleImpl(
+    x: Float32Array, numRows: number, intermediate: number, scale: Float32Array | null): Float32Array {
+  const out = new Float32Array(numRows * intermediate);
+  for (let r = 0; r < numRows; r++) {
+    const gateRow = r * 2 * intermediate;
+    const upRow = gateRow + intermediate;
+    const s = scale == null ? 1 : scale[r];
+    for (let i = 0; i < intermediate; i++) {
+      const g = x[gateRow + i];
+      // f64 until the store: one rounding of the whole product.
+      out[r * intermediate + i] = g / (1 + Math.exp(-g)) * x[upRow + i] * s;
+    }
+  }
+  return out;
+}

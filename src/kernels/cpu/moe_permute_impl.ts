@@ -1,0 +1,38 @@
+/** Dispatch on host arrays (semantics doc section 3): a stable counting sort of (token, slot) rows by expert. */
+import {permutedRowCount} from '../kernel_names.js';
+
+export function moePermuteImpl(
+    x: Float32Array, numTokens: number, hidden: number, topkIds: Int32Array, topK: number, numExperts: number,
+    alignment: number): {
+  permutedX: Float32Array, numRows: number, tokensPerExpert: Int32Array, expertOffsets: Int32Array, rowMap: Int32Array
+} {
+  const tokensPerExpert = new Int32Array(numExperts);
+  for (let i = 0; i < numTokens * topK; i++) {
+    const e = topkIds[i];
+    if (!(e >= 0 && e < numExperts)) {
+      throw new Error(`moePermute: argument 'topkIds' must hold expert ids in [0, numExperts = ${numExperts}), ` +
+          `got topkIds[${Math.floor(i / topK)},${i % topK}] = ${e}`);
+    }
+    tokensPerExpert[e]++;
+  }
+
+  const expertOffsets = new Int32Array(numExperts + 1);
+  for (let e = 0; e < numExperts; e++) {
+    const padded = Math.ceil(tokensPerExpert[e] / alignment) * alignment;
+    expertOffsets[e + 1] = expertOffsets[e] + padded;
+  }
+
+  const numRows = permutedRowCount(numTokens, topK, numExperts, alignment);
+  // Zero-filled: rows past the used ones and alignment padding must read as 0.
+  const permutedX = new Float32Array(numRows * hidden);
+  const rowMap = new Int32Array(numTokens * topK);
+  const cursor = expertOffsets.slice(0, numExperts);
+  // Scanning (token, slot) in order makes the sort stable: ascending token within each expert.
+  for (let i = 0; i < numTokens * topK; i++) {
+    const row = cursor[topkIds[i]]++;
+    rowMap[i] = row;
+    const token = Math.floor(i / topK);
+    permutedX.set(x.subarray(token * hidden, (token + 1) * hidden), row * hidden);
+  }
+  return {permutedX, numRows, tokensPerExpert, expertOffsets, rowMap};
+}
