@@ -4,7 +4,7 @@
 //   --check            compile-only check for CI: every .cu to PTX for one architecture, the C++ glue with
 //                      -fsyntax-only; writes nothing outside a temp folder.
 //   TFJS_MOE_CUDA_ARCHS=90,80   restrict the architectures (a development shortcut; releases use the default).
-//   CUDA_HOME / NODE_INCLUDE_DIR override where nvcc and node_api.h are found.
+//   TFJS_MOE_NVCC / CUDA_HOME / NODE_INCLUDE_DIR override where nvcc, the toolkit and node_api.h are found.
 import {execFile, execFileSync} from 'node:child_process';
 import {existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync} from 'node:fs';
 import {cpus, tmpdir} from 'node:os';
@@ -23,6 +23,7 @@ function fail(message) {
 }
 
 function findNvcc() {
+  if (process.env.TFJS_MOE_NVCC) return existsSync(process.env.TFJS_MOE_NVCC) ? process.env.TFJS_MOE_NVCC : null;
   const candidates = [];
   if (process.env.CUDA_HOME) candidates.push(join(process.env.CUDA_HOME, 'bin/nvcc'));
   try {

@@ -112,6 +112,7 @@ size_t MoeLayer::residentBytes() const {
 
 void MoeLayer::ensureWorkspace(int T) {
   if (T <= capT_) return;
+  capT_ = -1;  // until every buffer below is allocated: a failed allocation must not leave a stale capacity
   for (auto& [t, g] : graphs_) (void)cudaGraphExecDestroy(g);
   graphs_.clear();  // captured graphs hold the old pointers
   MOE_CUDA(cudaStreamSynchronize(stream_));
