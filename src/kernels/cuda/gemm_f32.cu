@@ -61,7 +61,26 @@ void launchFmaEpi(const GemmProblem& p, bool vec, cudaStream_t stream) {
   else launchFmaConfig<128, 128, 16, 8, EPI, true>(p, stream);
 }
 
+__global__ void splitKReduceKernel(const float* __restrict__ partial, int kSplit, long long slab, int N,
+                                   const float* __restrict__ bias, float* __restrict__ out) {
+  for (long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; i < slab;
+       i += static_cast<long long>(gridDim.x) * blockDim.x) {
+    float v = 0.f;
+    for (int z = 0; z < kSplit; z++) v += partial[z * slab + i];
+    out[i] = v + (bias ? bias[i % N] : 0.f);
+  }
+}
+
 }  // namespace gemm
+
+void launchSplitKReduce(const float* partial, int kSplit, int M, int N, const float* bias, float* out,
+                        cudaStream_t stream) {
+  const long long slab = static_cast<long long>(M) * N;
+  if (slab == 0) return;
+  gemm::splitKReduceKernel<<<static_cast<int>(std::min<long long>((slab + 255) / 256, 4096)), 256, 0, stream>>>(
+      partial, kSplit, slab, N, bias, out);
+  MOE_LAUNCHED("splitKReduceKernel");
+}
 
 void launchGroupedGemm(const GemmProblem& p, cudaStream_t stream) {
   if (p.M == 0 || p.N == 0) return;
@@ -72,8 +91,12 @@ void launchGroupedGemm(const GemmProblem& p, cudaStream_t stream) {
   if (p.elem == DType::kFloat16) return launchGroupedGemmF16(p, stream);
   if (p.out != DType::kFloat32) throw std::invalid_argument("grouped GEMM: float32 operands write float32");
   const bool vec = p.K % 4 == 0 && p.lda % 4 == 0 && gemm::aligned16(p.A) && gemm::aligned16(p.B);
-  if (vec && p.seg.offsets == nullptr && p.M <= 8 && p.epilogue == Epilogue::kStore) {
-    gemm::denseFewRowsKernel<8><<<ceilDiv(p.N, 4), 128, 0, stream>>>(p);
+  if (p.kSplit > 1 && (p.epilogue != Epilogue::kStore || p.seg.offsets != nullptr || p.bias != nullptr)) {
+    throw std::invalid_argument("grouped GEMM: split-K is for dense float32 kStore without bias");
+  }
+  if (vec && p.kSplit <= 1 && p.seg.offsets == nullptr && p.M <= 32 && p.epilogue == Epilogue::kStore) {
+    if (p.M <= 8) gemm::denseFewRowsKernel<8><<<ceilDiv(p.N, 4), 128, 0, stream>>>(p);
+    else gemm::denseFewRowsKernel<32><<<ceilDiv(p.N, 4), 128, 0, stream>>>(p);
     MOE_LAUNCHED("denseFewRowsKernel");
     return;
   }

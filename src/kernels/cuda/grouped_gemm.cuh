@@ -314,6 +314,9 @@ __global__ void __launch_bounds__((BN / 8) * (BM / TM)) fmaGemmKernel(const Gemm
   if (!tile.valid) return;
   const int n0 = blockIdx.y * BN;
   const int tid = threadIdx.x;
+  // Split-K: this block's slice of K; its partial product goes to its own slab of C.
+  const int kChunk = p.kSplit > 1 ? kSplitChunk(p.K, p.kSplit) : p.K;
+  const int kBegin = blockIdx.z * kChunk, kEnd = min(p.K, kBegin + kChunk);
   const float* A = static_cast<const float*>(p.A);
   const float* B = static_cast<const float*>(p.B) + static_cast<long long>(tile.expert) * p.N * p.K;
 
@@ -336,15 +339,15 @@ __global__ void __launch_bounds__((BN / 8) * (BM / TM)) fmaGemmKernel(const Gemm
   float4 aReg[A_IT], bReg[B_IT];
   auto fetch = [&](const float* row, int k) -> float4 {
     if (row == nullptr) return make_float4(0.f, 0.f, 0.f, 0.f);
-    if (VEC) return k < p.K ? *reinterpret_cast<const float4*>(row + k) : make_float4(0.f, 0.f, 0.f, 0.f);
-    return make_float4(k < p.K ? row[k] : 0.f, k + 1 < p.K ? row[k + 1] : 0.f, k + 2 < p.K ? row[k + 2] : 0.f,
-                       k + 3 < p.K ? row[k + 3] : 0.f);
+    if (VEC) return k < kEnd ? *reinterpret_cast<const float4*>(row + k) : make_float4(0.f, 0.f, 0.f, 0.f);
+    return make_float4(k < kEnd ? row[k] : 0.f, k + 1 < kEnd ? row[k + 1] : 0.f, k + 2 < kEnd ? row[k + 2] : 0.f,
+                       k + 3 < kEnd ? row[k + 3] : 0.f);
   };
   auto loadRegs = [&](int kt) {
 #pragma unroll
-    for (int i = 0; i < A_IT; i++) aReg[i] = fetch(aRow[i], kt * BK + ((tid + i * NT) % KCH) * 4);
+    for (int i = 0; i < A_IT; i++) aReg[i] = fetch(aRow[i], kBegin + kt * BK + ((tid + i * NT) % KCH) * 4);
 #pragma unroll
-    for (int i = 0; i < B_IT; i++) bReg[i] = fetch(bRow[i], kt * BK + ((tid + i * NT) % KCH) * 4);
+    for (int i = 0; i < B_IT; i++) bReg[i] = fetch(bRow[i], kBegin + kt * BK + ((tid + i * NT) % KCH) * 4);
   };
   auto storeSmem = [&](int buf) {
 #pragma unroll
@@ -377,7 +380,7 @@ __global__ void __launch_bounds__((BN / 8) * (BM / TM)) fmaGemmKernel(const Gemm
 #pragma unroll
     for (int j = 0; j < 8; j++) acc[i][j] = 0.f;
 
-  const int KT = (p.K + BK - 1) / BK;
+  const int KT = kEnd > kBegin ? (kEnd - kBegin + BK - 1) / BK : 0;
   loadRegs(0);
   storeSmem(0);
   __syncthreads();
@@ -413,22 +416,24 @@ __global__ void __launch_bounds__((BN / 8) * (BM / TM)) fmaGemmKernel(const Gemm
   }
 
   const float* bias = p.bias ? p.bias + static_cast<long long>(tile.expert) * p.N : nullptr;
+  GemmProblem q = p;  // split-K: this slice's slab of C (an empty slice writes its zeros: the sum reads every slab)
+  if (p.kSplit > 1) q.C = static_cast<float*>(p.C) + static_cast<long long>(blockIdx.z) * p.M * p.ldc;
   using E = Epi<float, EPI>;
 #pragma unroll
   for (int i = 0; i < TM; i++) {
     const int r = tile.rowStart + ty * TM + i;
     if (r >= tile.rowEnd) continue;
     if (EPI == Epilogue::kSwiglu) {
-      const float s = E::rowScale(p, r);
+      const float s = E::rowScale(q, r);
       const int gcol = n0 + colA;
       const int iOut = (gcol / 64) * 32 + (gcol % 64);
 #pragma unroll
-      for (int j = 0; j < 4; j++) E::swiglu(p, bias, r, s, gcol + j, gcol + 32 + j, iOut + j, acc[i][j], acc[i][j + 4]);
+      for (int j = 0; j < 4; j++) E::swiglu(q, bias, r, s, gcol + j, gcol + 32 + j, iOut + j, acc[i][j], acc[i][j + 4]);
     } else {
-      E::store2(p, bias, r, n0 + colA, acc[i][0], acc[i][1]);
-      E::store2(p, bias, r, n0 + colA + 2, acc[i][2], acc[i][3]);
-      E::store2(p, bias, r, n0 + colA + 32, acc[i][4], acc[i][5]);
-      E::store2(p, bias, r, n0 + colA + 34, acc[i][6], acc[i][7]);
+      E::store2(q, bias, r, n0 + colA, acc[i][0], acc[i][1]);
+      E::store2(q, bias, r, n0 + colA + 2, acc[i][2], acc[i][3]);
+      E::store2(q, bias, r, n0 + colA + 32, acc[i][4], acc[i][5]);
+      E::store2(q, bias, r, n0 + colA + 34, acc[i][6], acc[i][7]);
     }
   }
 }

@@ -35,11 +35,24 @@ struct GemmProblem {
   Epilogue epilogue = Epilogue::kStore;
   // Expected rows per non-empty segment: picks the tile height (small = weight streaming for decode).
   int rowsPerSegmentHint = 0;
+  // float32 dense kStore only: K is cut into kSplit slices (multiples of kSplitChunk); slice z writes its partial
+  // product, without bias, to C + z * M * ldc. launchSplitKReduce sums the slices (deterministic order).
+  int kSplit = 1;
 };
 
 // The interleave width of gate/up columns the kernels of each element type expect for kSwiglu.
 inline int swigluGroup(DType elem) { return elem == DType::kFloat32 ? 32 : 8; }
 
 void launchGroupedGemm(const GemmProblem& p, cudaStream_t stream);
+
+// The K slice length of a split: a multiple of every float32 tile's BK.
+__host__ __device__ inline int kSplitChunk(int K, int kSplit) {
+  const int per = (K + kSplit - 1) / kSplit;
+  return (per + 31) / 32 * 32;
+}
+
+// out[m][n] = sum over z of partial[z][m][n] + bias[n].
+void launchSplitKReduce(const float* partial, int kSplit, int M, int N, const float* bias, float* out,
+                        cudaStream_t stream);
 
 }  // namespace moe

@@ -7,10 +7,10 @@
 namespace moe {
 namespace gemm {
 
+// Above 48 KB a kernel must opt in to dynamic shared memory. `done` is the caller's per-configuration flag
+// (a static in each launch template instantiation: kernels of one signature share a function-pointer type).
 template <typename Kernel>
-void raiseSmemLimit(Kernel kernel, int bytes) {
-  // Above 48 KB a kernel must opt in to dynamic shared memory; once per instantiation is enough.
-  static bool done = false;
+void raiseSmemLimit(Kernel kernel, int bytes, bool& done) {
   if (!done && bytes > 48 * 1024) {
     MOE_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
   }
@@ -19,7 +19,8 @@ void raiseSmemLimit(Kernel kernel, int bytes) {
 
 inline dim3 gridFor(const GemmProblem& p, int bm, int bn) {
   const int rowTiles = p.seg.offsets == nullptr ? ceilDiv(p.M, bm) : maxRowTiles(p.M, p.seg.numExperts, bm);
-  return dim3(static_cast<unsigned>(rowTiles), static_cast<unsigned>(ceilDiv(p.N, bn)));
+  return dim3(static_cast<unsigned>(rowTiles), static_cast<unsigned>(ceilDiv(p.N, bn)),
+              static_cast<unsigned>(p.kSplit > 1 ? p.kSplit : 1));
 }
 
 template <typename Elem, typename OutT, int BM, int BN, int BK, int WARPS_M, int WARPS_N, int STAGES, Epilogue EPI,
@@ -27,7 +28,8 @@ template <typename Elem, typename OutT, int BM, int BN, int BK, int WARPS_M, int
 void launchMmaConfig(const GemmProblem& p, cudaStream_t stream) {
   using Cfg = MmaConfig<Elem, BM, BN, BK, WARPS_M, WARPS_N, STAGES>;
   auto kernel = mmaGemmKernel<Elem, OutT, BM, BN, BK, WARPS_M, WARPS_N, STAGES, EPI, VEC>;
-  raiseSmemLimit(kernel, Cfg::kSmemBytes);
+  static bool smemRaised = false;
+  raiseSmemLimit(kernel, Cfg::kSmemBytes, smemRaised);
   const dim3 grid = gridFor(p, BM, BN);
   if (grid.x == 0 || grid.y == 0) return;
   kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(p);

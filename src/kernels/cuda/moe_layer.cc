@@ -123,6 +123,7 @@ void MoeLayer::ensureWorkspace(int T) {
   dOut_.ensure(cap * H * 4);
   if (cfg_.compute != DType::kFloat32) xe_.ensure(cap * H * eb);
   logits_.ensure(static_cast<size_t>(cap) * gateCols_ * 4);
+  gatePartial_.ensure(static_cast<size_t>(16) * cap * gateCols_ * 4);  // gateSplit() is at most 16
   ids_.ensure(R * 4);
   weights_.ensure(R * 4);
   sharedScale_.ensure(cap * 4);
@@ -135,6 +136,13 @@ void MoeLayer::ensureWorkspace(int T) {
   }
   if (Spad_ > 0) hs_.ensure(static_cast<size_t>(cap) * Spad_ * eb);
   capT_ = cap;
+}
+
+int MoeLayer::gateSplit(int T) const {
+  if (T <= 32 || cfg_.hidden % 4 != 0) return 1;  // the few-rows kernel, or element-wise loads: no split
+  const int tiles = ceilDiv(T, 64) * ceilDiv(gateCols_, 128);
+  const int want = ceilDiv(2 * 132, tiles);  // about two blocks per SM of an H100
+  return std::max(1, std::min({want, cfg_.hidden / 128, 16}));
 }
 
 GemmProblem MoeLayer::dense(const void* A, int lda, const void* B, DType elem, int M, int N, int K) const {
@@ -163,7 +171,17 @@ void MoeLayer::enqueue(int T) {
   // 1. router logits in float32 (+ the shared-expert gate logit in column E)
   GemmProblem gate = dense(x, H, gateT_.as(), DType::kFloat32, T, gateCols_, H);
   gate.C = logits_.as();
-  launchGroupedGemm(gate, stream_);
+  const int split = gateSplit(T);
+  if (split > 1) {
+    // Few output tiles (N = E is small): slice K so the router fills the GPU; partial sums reduced in order.
+    gate.C = gatePartial_.as();
+    gate.kSplit = split;
+    gate.rowsPerSegmentHint = 64;
+    launchGroupedGemm(gate, stream_);
+    launchSplitKReduce(gatePartial_.as<float>(), split, T, gateCols_, nullptr, logits_.as<float>(), stream_);
+  } else {
+    launchGroupedGemm(gate, stream_);
+  }
 
   // 2. routing
   int* ids = ids_.as<int>();

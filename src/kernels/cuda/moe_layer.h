@@ -62,6 +62,7 @@ class MoeLayer {
   void enqueue(int T);  // reads dX_, writes dOut_
   void run(int T, bool useGraph);
   GemmProblem dense(const void* A, int lda, const void* B, DType elem, int M, int N, int K) const;
+  int gateSplit(int T) const;  // split-K factor of the router GEMM
 
   LayerConfig cfg_;
   int D_ = 0;     // expert input width: L in latent mode, else H
@@ -73,7 +74,7 @@ class MoeLayer {
   DeviceBuffer gateT_, gateBias_, upGate_, upGateBias_, down_, downBias_, fc1T_, fc2T_, sharedUpGate_, sharedDown_;
   // workspace, sized for capT_ tokens
   int capT_ = -1;
-  DeviceBuffer dX_, dOut_, xe_, logits_, ids_, weights_, sharedScale_, perm_, h_, y_, latentF_, latentE_, hs_;
+  DeviceBuffer dX_, dOut_, xe_, logits_, gatePartial_, ids_, weights_, sharedScale_, perm_, h_, y_, latentF_, latentE_, hs_;
   std::map<int, cudaGraphExec_t> graphs_;
 };
 

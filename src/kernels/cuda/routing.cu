@@ -160,8 +160,9 @@ __global__ void moeScoresKernel(const float* __restrict__ logits, int T, int E, 
     for (int j = 0; j < k; j++) {
       Cand best{0.f, -1};
       for (int e = lane; e < E; e += 32) {
-        if (taken[e] || !kept[e / perGroup]) continue;
-        const Cand c{b[e], e};
+        if (taken[e]) continue;
+        // Experts of dropped groups compete as -inf (not skipped), so they still rank above NaN candidates.
+        const Cand c{kept[e / perGroup] ? b[e] : -INFINITY, e};
         if (better(c, best)) best = c;
       }
       best = warpBest(best);
