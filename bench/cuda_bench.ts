@@ -9,7 +9,8 @@
  * Usage: node cuda_bench.js [--out file.json] [--dtypes float32,bfloat16] [--tokens 1,16,256,4096] [--iters 30]
  */
 import * as tf from '@tensorflow/tfjs-core';
-import '@tensorflow/tfjs-backend-cpu';
+// A named import: a bare side-effect import is dropped by bundlers (the package lists its side-effect files).
+import {version_cpu} from '@tensorflow/tfjs-backend-cpu';
 import {writeFileSync} from 'node:fs';
 import {performance} from 'node:perf_hooks';
 import {CudaComputeDtype, CudaMoeRunner, cudaStatus} from 'tfjs-moe';
@@ -53,10 +54,11 @@ async function main() {
   const status = cudaStatus();
   console.log(JSON.stringify(status));
   if (!status.available) throw new Error(`CUDA unavailable: ${status.reason}`);
+  console.log(`tfjs-backend-cpu ${version_cpu}`);
   await tf.setBackend('cpu');
   const dtypes = arg('dtypes', 'float32,bfloat16').split(',') as CudaComputeDtype[];
   const tokens = arg('tokens', '1,16,256,4096').split(',').map(Number);
-  const iters = Number(arg('iters', '30'));
+  const iters = Number(arg('iters', '20'));
   const t0 = performance.now();
   const weights = {
     gateWeight: uniform(H * E, Math.sqrt(3 / H), 1),
@@ -75,7 +77,7 @@ async function main() {
       const stream = runner.benchmark(x, T, {warmup: 3, iters, useGraph: false});
       const e2e: number[] = [];
       const xT = tf.tensor2d(x, [T, H]);
-      for (let i = 0; i < Math.max(5, Math.min(iters, 15)); i++) {
+      for (let i = 0; i < 6; i++) {
         const s = performance.now();
         const out = tf.tensor2d(runner.forward(xT.dataSync() as Float32Array, T, true), [T, H]);
         await out.data();
@@ -83,10 +85,11 @@ async function main() {
         out.dispose();
       }
       xT.dispose();
+      const stages = runner.profile(x, T, 10);
       const f = floorMs(T, dtype);
       const row = {
         dtype, T, kernelGraphMs: median(graph), kernelStreamMs: median(stream), endToEndTfjsMs: median(e2e),
-        ...f, ratioToFloor: median(graph) / f.floorMs, uploadMs,
+        ...f, ratioToFloor: median(graph) / f.floorMs, uploadMs, stages,
       };
       results.push(row);
       console.log(JSON.stringify(row));
@@ -100,6 +103,10 @@ async function main() {
     console.log(` ${String(r.dtype).padEnd(9)} | ${String(r.T).padStart(5)} | ${(r.kernelGraphMs as number).toFixed(4).padStart(17)} | ` +
         `${(r.kernelStreamMs as number).toFixed(4).padStart(18)} | ${(r.endToEndTfjsMs as number).toFixed(3).padStart(11)} | ` +
         `${(r.floorMs as number).toFixed(4).padStart(8)} | ${(r.ratioToFloor as number).toFixed(2).padStart(7)}`);
+  }
+  for (const r of results as Array<Record<string, unknown>>) {
+    const st = Object.entries(r.stages as Record<string, number>).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(', ');
+    console.log(` ${r.dtype} T=${r.T}: ${st}`);
   }
 }
 

@@ -9,7 +9,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {CudaComputeDtype, CudaFusedMoe, CudaFusedMoeConfig, CudaMoeWeightTensors, cudaStatus} from 'tfjs-moe';
 
-import {expectNoLeak, randn, recordError, relError, rng} from '../helpers/util.js';
+import {randn, recordError, relError, rng} from '../helpers/util.js';
 import {refFusedMoE, RefMoeConfig, RefMoeWeights} from '../reference/moe_reference.js';
 
 const BOUND: Record<CudaComputeDtype, number> = {float32: 1e-4, bfloat16: 3e-2, float16: 5e-3};
@@ -104,7 +104,9 @@ describe('FusedMoE cuda path vs the float64 reference', () => {
           for (let call = 0; call < 2; call++) {
             const x = randn(rand, c.T * c.H);
             const xT = tf.tensor2d(x, [c.T, c.H]);
-            const out = await expectNoLeak(() => layer.apply(xT, weights));
+            const before = tf.memory().numTensors;
+            const out = layer.apply(xT, weights);
+            expect(tf.memory().numTensors).withContext('tensors after apply: only the output is new').toBe(before + 1);
             expect(out.shape).toEqual([c.T, c.H]);
             const got = await out.data();
             tf.dispose([xT, out]);
@@ -171,6 +173,9 @@ describe('FusedMoE cuda path vs the float64 reference', () => {
   });
 
   it('surfaces a CUDA failure (out of device memory) as a JS Error with the CUDA message, then keeps working', async () => {
+    if (process.env.TFJS_MOE_SPEC_SCALE === 'small') {
+      pending('the compute-sanitizer run (TFJS_MOE_SPEC_SCALE=small) would count this deliberate API failure; the main run covers it');
+    }
     // Workspace for T*k rows of a 2^20-wide intermediate: far beyond any GPU's memory; the weights are small.
     const H = 8, cfg = config({numExperts: 2, topK: 2, intermediateSize: 1 << 20});
     const w: Record<string, Float32Array> = {

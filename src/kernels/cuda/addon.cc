@@ -582,6 +582,20 @@ napi_value LayerBenchmark(napi_env env, napi_callback_info info) {
   });
 }
 
+// layerProfile(handle, x, T, iters) -> {stage name: median ms} (eager launches, events between stages)
+napi_value LayerProfile(napi_env env, napi_callback_info info) {
+  return guarded(env, [&] {
+    Args a = args(env, info, 4, "layerProfile");
+    LayerHandle* h = handleOf(a);
+    const int T = integer(a, 2, "T", 1), iters = integer(a, 3, "iters", 1);
+    auto x = typed<float>(a, 1, "x", napi_float32_array, static_cast<size_t>(T) * h->layer->hidden());
+    napi_value o;
+    NAPI(napi_create_object(env, &o));
+    for (const auto& [name, ms] : h->layer->profile(x.data, T, iters)) setProp(env, o, name.c_str(), num(env, ms));
+    return o;
+  });
+}
+
 // layerDispose(handle): frees the resident weights now rather than at garbage collection.
 napi_value LayerDispose(napi_env env, napi_callback_info info) {
   return guarded(env, [&] {
@@ -619,6 +633,7 @@ NAPI_MODULE_INIT() {
       {"layerCreate", nullptr, LayerCreate, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"layerForward", nullptr, LayerForward, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"layerBenchmark", nullptr, LayerBenchmark, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"layerProfile", nullptr, LayerProfile, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"layerDispose", nullptr, LayerDispose, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"layerResidentBytes", nullptr, LayerResidentBytes, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };

@@ -78,6 +78,11 @@ export class CudaMoeRunner {
         this.live(), x, numTokens, options.warmup ?? 5, options.iters ?? 20, options.useGraph ?? true);
   }
 
+  /** Median kernel milliseconds of each stage of the forward (eager launches, events between stages). */
+  profile(x: Float32Array, numTokens: number, iters = 10): Record<string, number> {
+    return getCudaAddon().layerProfile(this.live(), x, numTokens, iters);
+  }
+
   residentBytes(): number {
     return getCudaAddon().layerResidentBytes(this.live());
   }

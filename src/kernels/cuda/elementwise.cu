@@ -57,7 +57,7 @@ template <typename Elem>
 __global__ void packKernel(const float* __restrict__ src, int K, int N, Elem* __restrict__ dst, int Nout, int Kout,
                            int group) {
   __shared__ float tile[32][33];
-  const int k0 = blockIdx.x * 32, n0 = blockIdx.y * 32;
+  const int n0 = blockIdx.x * 32, k0 = blockIdx.y * 32;  // rows on x: Nout can pass grid.y's 65535 limit
   for (int dy = threadIdx.y; dy < 32; dy += blockDim.y) {
     const int k = k0 + dy, n = n0 + threadIdx.x;  // n: destination row
     const int col = n < Nout ? packColumn(n, N, group) : -1;
@@ -102,7 +102,8 @@ void launchConvert(const float* in, void* out, DType elem, long long n, cudaStre
 void launchPackWeights(const float* src, int K, int N, void* dst, DType elem, int Nout, int Kout, int group,
                        cudaStream_t stream) {
   if (Nout == 0 || Kout == 0) return;
-  const dim3 grid(ceilDiv(Kout, 32), ceilDiv(Nout, 32)), block(32, 8);
+  if (ceilDiv(Kout, 32) > 65535) throw std::invalid_argument("weight packing: K = " + std::to_string(Kout) + " is too large");
+  const dim3 grid(ceilDiv(Nout, 32), ceilDiv(Kout, 32)), block(32, 8);
   if (elem == DType::kFloat32) packKernel<<<grid, block, 0, stream>>>(src, K, N, static_cast<float*>(dst), Nout, Kout, group);
   else if (elem == DType::kBFloat16) packKernel<<<grid, block, 0, stream>>>(src, K, N, static_cast<__nv_bfloat16*>(dst), Nout, Kout, group);
   else packKernel<<<grid, block, 0, stream>>>(src, K, N, static_cast<__half*>(dst), Nout, Kout, group);

@@ -18,6 +18,9 @@ void raiseSmemLimit(Kernel kernel, int bytes, bool& done) {
 }
 
 inline dim3 gridFor(const GemmProblem& p, int bm, int bn) {
+  if (ceilDiv(p.N, bn) > 65535) {
+    throw std::invalid_argument("grouped GEMM: N = " + std::to_string(p.N) + " needs more than 65535 column tiles");
+  }
   const int rowTiles = p.seg.offsets == nullptr ? ceilDiv(p.M, bm) : maxRowTiles(p.M, p.seg.numExperts, bm);
   return dim3(static_cast<unsigned>(rowTiles), static_cast<unsigned>(ceilDiv(p.N, bn)),
               static_cast<unsigned>(p.kSplit > 1 ? p.kSplit : 1));

@@ -46,6 +46,7 @@ export interface CudaAddon {
   layerForward(handle: object, x: Float32Array, T: number, useGraph: boolean): Float32Array;
   layerBenchmark(handle: object, x: Float32Array, T: number, warmup: number, iters: number, useGraph: boolean):
       Float32Array;
+  layerProfile(handle: object, x: Float32Array, T: number, iters: number): Record<string, number>;
   layerDispose(handle: object): void;
   layerResidentBytes(handle: object): number;
 }

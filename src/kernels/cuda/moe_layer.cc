@@ -183,6 +183,7 @@ void MoeLayer::enqueue(int T) {
     launchGroupedGemm(gate, stream_);
   }
 
+  mark("router GEMM");
   // 2. routing
   int* ids = ids_.as<int>();
   float* weights = weights_.as<float>();
@@ -196,6 +197,7 @@ void MoeLayer::enqueue(int T) {
                      stream_);
   }
 
+  mark("routing");
   // 3. permute (alignment 1: tiles handle partial segments)
   int* pb = perm_.as<int>();
   PermuteBuffers perm{pb, pb + E, pb + E + (E + 1), nullptr, nullptr, nullptr};
@@ -204,6 +206,7 @@ void MoeLayer::enqueue(int T) {
   perm.scratch = perm.rowMap + R;
   launchPermute(ids, T, k, E, 1, R, perm, stream_);
 
+  mark("permute");
   // 4. expert input in the compute dtype (latent: fc1 first)
   const void* xe = x;
   if (half) {
@@ -223,6 +226,7 @@ void MoeLayer::enqueue(int T) {
     }
   }
 
+  mark("convert/latent");
   // 5. experts: up_gate GEMM with fused SwiGLU x (probInAdvance ? routing weight : 1), then down GEMM
   const int hint = std::max(1, 2 * R / std::max(1, std::min(E, R)));
   GemmProblem up;
@@ -247,6 +251,7 @@ void MoeLayer::enqueue(int T) {
   up.rowsPerSegmentHint = hint;
   launchGroupedGemm(up, stream_);
 
+  mark("up_gate GEMM + SwiGLU");
   GemmProblem dn = up;
   dn.out = DType::kFloat32;
   dn.A = h_.as();
@@ -263,6 +268,7 @@ void MoeLayer::enqueue(int T) {
   dn.epilogue = Epilogue::kStore;
   launchGroupedGemm(dn, stream_);
 
+  mark("down GEMM");
   // 6. combine (+ weighted down bias), then the latent fc2
   float* routedOut = cfg_.latent > 0 ? latentF_.as<float>() : out;
   launchCombine(y_.as<float>(), R, D_, perm.rowMap, weights, ids, T, k, E,
@@ -278,6 +284,7 @@ void MoeLayer::enqueue(int T) {
     launchGroupedGemm(fc2, stream_);
   }
 
+  mark("combine/latent");
   // 7. shared experts on the full-width x; the sigmoid gate is linear in the down projection, so it scales
   // the SwiGLU rows.
   if (Spad_ > 0) {
@@ -293,6 +300,54 @@ void MoeLayer::enqueue(int T) {
     sd.epilogue = Epilogue::kAccumulate;
     launchGroupedGemm(sd, stream_);
   }
+  mark("shared experts");
+}
+
+void MoeLayer::mark(const char* stage) {
+  if (marks_ == nullptr) return;
+  cudaEvent_t e;
+  MOE_CUDA(cudaEventCreate(&e));
+  marks_->emplace_back(stage, e);
+  MOE_CUDA(cudaEventRecord(e, stream_));
+}
+
+std::vector<std::pair<std::string, float>> MoeLayer::profile(const float* x, int T, int iters) {
+  ensureWorkspace(std::max(T, 1));
+  MOE_CUDA(cudaMemcpyAsync(dX_.as(), x, static_cast<size_t>(T) * cfg_.hidden * sizeof(float),
+                           cudaMemcpyHostToDevice, stream_));
+  enqueue(T);  // warm-up
+  std::vector<std::vector<float>> perStage;
+  std::vector<std::string> names;
+  std::vector<std::pair<std::string, cudaEvent_t>> marks;
+  for (int it = 0; it < iters; it++) {
+    marks.clear();
+    marks_ = &marks;
+    try {
+      mark("start");
+      enqueue(T);
+    } catch (...) {
+      marks_ = nullptr;
+      for (auto& m : marks) (void)cudaEventDestroy(m.second);
+      throw;
+    }
+    marks_ = nullptr;
+    MOE_CUDA(cudaStreamSynchronize(stream_));
+    if (perStage.empty()) perStage.resize(marks.size() - 1);
+    for (size_t i = 1; i < marks.size(); i++) {
+      float ms = 0.f;
+      MOE_CUDA(cudaEventElapsedTime(&ms, marks[i - 1].second, marks[i].second));
+      perStage[i - 1].push_back(ms);
+      if (it == 0) names.push_back(marks[i].first);
+    }
+    for (auto& m : marks) (void)cudaEventDestroy(m.second);
+  }
+  std::vector<std::pair<std::string, float>> out;
+  for (size_t i = 0; i < names.size(); i++) {
+    auto v = perStage[i];
+    std::sort(v.begin(), v.end());
+    out.emplace_back(names[i], v[v.size() / 2]);
+  }
+  return out;
 }
 
 void MoeLayer::run(int T, bool useGraph) {

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <map>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "device_buffer.h"
@@ -54,12 +56,15 @@ class MoeLayer {
   void forward(const float* x, int T, float* out, bool useGraph);
   // Kernel time of the forward with x already resident: per-iteration milliseconds (CUDA events).
   std::vector<float> benchmark(const float* x, int T, int warmup, int iters, bool useGraph);
+  // Per-stage kernel milliseconds (median over iters), eager launches with events between the stages.
+  std::vector<std::pair<std::string, float>> profile(const float* x, int T, int iters);
   size_t residentBytes() const;
   int hidden() const { return cfg_.hidden; }
 
  private:
   void ensureWorkspace(int T);
   void enqueue(int T);  // reads dX_, writes dOut_
+  void mark(const char* stage);  // records an event after a stage while profiling
   void run(int T, bool useGraph);
   GemmProblem dense(const void* A, int lda, const void* B, DType elem, int M, int N, int K) const;
   int gateSplit(int T) const;  // split-K factor of the router GEMM
@@ -76,6 +81,7 @@ class MoeLayer {
   int capT_ = -1;
   DeviceBuffer dX_, dOut_, xe_, logits_, gatePartial_, ids_, weights_, sharedScale_, perm_, h_, y_, latentF_, latentE_, hs_;
   std::map<int, cudaGraphExec_t> graphs_;
+  std::vector<std::pair<std::string, cudaEvent_t>>* marks_ = nullptr;
 };
 
 }  // namespace moe
