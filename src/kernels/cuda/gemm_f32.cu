@@ -16,18 +16,21 @@ void launchFmaConfig(const GemmProblem& p, cudaStream_t stream) {
   MOE_LAUNCHED("fmaGemmKernel");
 }
 
-// Dense float32 GEMM with a few rows (the router at decode): one warp per output column streams that column's
-// weights once with float4 loads; the tiled kernel would leave most of the GPU idle here.
+// Dense float32 GEMM with a few rows (the router at decode): one block per output column, its 8 warps each
+// stream an interleaved eighth of that column's weights with independent float4 loads, partial sums reduced in
+// a fixed order. The tiled kernel would leave most of the GPU idle here, and one warp per column is latency-bound.
+constexpr int kFewRowsWarps = 8;
 template <int MAXM>
-__global__ void __launch_bounds__(128) denseFewRowsKernel(const GemmProblem p) {
-  const int n = blockIdx.x * 4 + threadIdx.x / 32, lane = threadIdx.x % 32;
-  if (n >= p.N) return;
+__global__ void __launch_bounds__(kFewRowsWarps * 32) denseFewRowsKernel(const GemmProblem p) {
+  __shared__ float partial[kFewRowsWarps][MAXM];
+  const int n = blockIdx.x, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const float* A = static_cast<const float*>(p.A);
   const float* b = static_cast<const float*>(p.B) + static_cast<long long>(n) * p.K;
   float acc[MAXM];
 #pragma unroll
   for (int m = 0; m < MAXM; m++) acc[m] = 0.f;
-  for (int k = lane * 4; k < p.K; k += 128) {
+#pragma unroll 2
+  for (int k = (warp * 32 + lane) * 4; k < p.K; k += kFewRowsWarps * 128) {
     const float4 bv = *reinterpret_cast<const float4*>(b + k);
 #pragma unroll
     for (int m = 0; m < MAXM; m++) {
@@ -42,10 +45,15 @@ __global__ void __launch_bounds__(128) denseFewRowsKernel(const GemmProblem p) {
     float v = acc[m];
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    if (lane == 0 && m < p.M) {
-      float* C = static_cast<float*>(p.C) + static_cast<long long>(m) * p.ldc;
-      C[n] = v + (p.bias ? p.bias[n] : 0.f);
-    }
+    if (lane == 0) partial[warp][m] = v;
+  }
+  __syncthreads();
+  for (int m = threadIdx.x; m < p.M && m < MAXM; m += blockDim.x) {
+    float v = 0.f;
+#pragma unroll
+    for (int w = 0; w < kFewRowsWarps; w++) v += partial[w][m];
+    float* C = static_cast<float*>(p.C) + static_cast<long long>(m) * p.ldc;
+    C[n] = v + (p.bias ? p.bias[n] : 0.f);
   }
 }
 
@@ -95,8 +103,10 @@ void launchGroupedGemm(const GemmProblem& p, cudaStream_t stream) {
     throw std::invalid_argument("grouped GEMM: split-K is for dense float32 kStore without bias");
   }
   if (vec && p.kSplit <= 1 && p.seg.offsets == nullptr && p.M <= 32 && p.epilogue == Epilogue::kStore) {
-    if (p.M <= 8) gemm::denseFewRowsKernel<8><<<ceilDiv(p.N, 4), 128, 0, stream>>>(p);
-    else gemm::denseFewRowsKernel<32><<<ceilDiv(p.N, 4), 128, 0, stream>>>(p);
+    const int threads = gemm::kFewRowsWarps * 32;
+    if (p.M <= 4) gemm::denseFewRowsKernel<4><<<p.N, threads, 0, stream>>>(p);
+    else if (p.M <= 16) gemm::denseFewRowsKernel<16><<<p.N, threads, 0, stream>>>(p);
+    else gemm::denseFewRowsKernel<32><<<p.N, threads, 0, stream>>>(p);
     MOE_LAUNCHED("denseFewRowsKernel");
     return;
   }

@@ -20,6 +20,9 @@ struct CudaError : std::runtime_error {
 
 inline void checkCuda(cudaError_t status, const char* what, const char* file, int line) {
   if (status != cudaSuccess) {
+    // Clear the recorded error too: a non-sticky failure (e.g. cudaMalloc out of memory) must not resurface at
+    // the next launch check. Sticky errors (a faulted context) stay and are reported again, as they should be.
+    (void)cudaGetLastError();
     throw CudaError(std::string("CUDA error in ") + what + ": " + cudaGetErrorString(status) + " (" +
                     cudaGetErrorName(status) + ") at " + file + ":" + std::to_string(line));
   }
