@@ -29,7 +29,7 @@ print(r['device'], 'torch', r['torch'])
 for x in r['results']: print(f\"{x['impl']:10s} {x['dtype']:9s} T={x['T']:5d} \", f\"{x['median_ms']:.4f} ms\" if 'median_ms' in x else x.get('error'))
 " ;;
     bench)
-      timeout 300 node cuda_bench.mjs --out "$OUT/cuda_bench.json" > "$OUT/cuda_bench.log" 2>&1
+      timeout 300 node cuda_bench.mjs --out "$OUT/cuda_bench.json" ${BENCH_ARGS:-} > "$OUT/cuda_bench.log" 2>&1
       tail -20 "$OUT/cuda_bench.log" ;;
   esac
 done
