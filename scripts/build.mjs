@@ -6,9 +6,10 @@ import {build} from 'esbuild';
 rmSync('dist', {recursive: true, force: true});
 mkdirSync('dist/cjs', {recursive: true});
 execFileSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.json'], {stdio: 'inherit'});
-await build({
-  entryPoints: ['src/index.ts'],
-  outfile: 'dist/cjs/index.cjs',
+// The Node-only entry (tfjs-moe/node) is bundled apart so that the root bundle carries no node: imports.
+for (const entry of ['index', 'node']) await build({
+  entryPoints: [`src/${entry}.ts`],
+  outfile: `dist/cjs/${entry}.cjs`,
   bundle: true,
   format: 'cjs',
   platform: 'node',

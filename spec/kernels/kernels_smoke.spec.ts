@@ -3,7 +3,7 @@
  * The random-shape conformance suite against spec/reference lives in spec/ops/.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import {batchedGemm, fusedSwigluScale, getMoeScores, KernelPath, moeCombine, moePermute, moeTopkSelect, setKernelPath} from 'tfjs-moe';
+import {ALL_MOE_KERNELS, batchedGemm, fusedSwigluScale, getMoeScores, hasMoeKernel, KernelPath, moeCombine, moePermute, moeTopkSelect, registerHostKernels, setKernelPath} from 'tfjs-moe';
 
 import {expectNoLeak, expectThrowsNoLeak, randInt, randn, readAll, recordError, relError, rng} from '../helpers/util.js';
 
@@ -94,11 +94,13 @@ for (const path of ['auto', 'composite'] as KernelPath[]) {
 
     it('batchedGemm matches a float64 loop (offsets or counts, transposed, bias, empty and unused rows)', async () => {
       const rand = rng(1234);
-      // The last case is large enough (R*K*N > 2^24) to take the composite's per-expert loop.
-      const shapes = [[9, 5, 3, 4], [17, 33, 4, 7], [1, 8, 3, 2], [64, 512, 3, 520]];
+      // [R,K,E,N]: E <= 2 takes the composite's per-expert loop; the last case (R*K*N > 2^24) the per-row
+      // weight gather in several chunks.
+      const shapes = [[9, 5, 3, 4], [17, 33, 4, 7], [1, 8, 3, 2], [12, 6, 2, 5], [13, 4, 1, 3], [70, 512, 3, 520]];
       for (const [numRows, k, numExperts, n] of shapes) {
         for (const transposeRhs of [false, true]) {
           for (const asOffsets of [true, false]) {
+            if (numRows * k * n > 1 << 24 && !asOffsets) continue;  // the big case once per layout is enough
             const lhsV = randn(rand, numRows * k), rhsV = randn(rand, numExperts * k * n), biasV = randn(rand, numExperts * n);
             const counts = Array.from({length: numExperts}, () => 0);
             let left = randInt(rand, 0, numRows);
@@ -232,5 +234,30 @@ describe('cpu kernels reject bad indices with the argument, index and value', ()
       segments.dispose();
     }
     tf.dispose([lhs, rhs]);
+  });
+});
+
+describe('registerHostKernels', () => {
+  it('registers every host kernel under another host backend name, once', async () => {
+    const {MathBackendCPU} = await import('@tensorflow/tfjs-backend-cpu');
+    const name = 'moe-host-test';
+    tf.registerBackend(name, () => new MathBackendCPU());
+    registerHostKernels(name);
+    registerHostKernels(name);  // a second call must neither throw nor re-register
+    for (const kernel of ALL_MOE_KERNELS) expect(hasMoeKernel(kernel, name)).withContext(kernel).toBeTrue();
+    const previous = tf.getBackend();
+    try {
+      await tf.setBackend(name);
+      await expectNoLeak(async () => {
+        const logits = tf.tensor2d([[0, 2, 1]]);
+        const {topkIds, topkWeights} = moeTopkSelect(logits, null, 2, false);
+        const [ids] = await readAll(topkIds, topkWeights);
+        expect(Array.from(ids)).toEqual([1, 2]);
+        logits.dispose();
+      });
+    } finally {
+      await tf.setBackend(previous);
+      tf.removeBackend(name);
+    }
   });
 });

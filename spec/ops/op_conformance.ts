@@ -12,6 +12,7 @@ import {describeBatchedGemmConformance} from './conformance/batched_gemm.js';
 import {describeCombineConformance} from './conformance/combine.js';
 import {ConformanceContext, OpConformanceOptions} from './conformance/context.js';
 import {describeGetMoeScoresConformance} from './conformance/get_moe_scores.js';
+import {describeOpChainConformance} from './conformance/op_chain.js';
 import {describePermuteConformance} from './conformance/permute.js';
 import {describeSwigluConformance} from './conformance/swiglu.js';
 import {describeTopkSelectConformance} from './conformance/topk_select.js';
@@ -23,8 +24,13 @@ export function describeOpConformance(label: string, opts: OpConformanceOptions)
   describe(`op conformance [${label}]`, () => {
     let previousBackend = '';
     let unavailable: string | null = null;
+    let previousTimeout = 0;
     beforeAll(async () => {
       previousBackend = tf.getBackend();
+      // Software GPUs (SwiftShader) on a shared machine can take seconds per case; jasmine's default 5 s
+      // would turn slowness into failures and then into bogus leak reports from the still-running case.
+      previousTimeout = jasmine.DEFAULT_TIMEOUT_INTERVAL;
+      if (opts.backend !== 'cpu') jasmine.DEFAULT_TIMEOUT_INTERVAL = Math.max(previousTimeout, 120_000);
       // A backend that could not register (no GPU adapter, no CUDA addon) makes every spec pending with the
       // reason, rather than failing the run; one that registered but fails to initialise is an error.
       if (tf.findBackendFactory(opts.backend) == null) {
@@ -36,6 +42,7 @@ export function describeOpConformance(label: string, opts: OpConformanceOptions)
       await tf.ready();
     });
     afterAll(async () => {
+      jasmine.DEFAULT_TIMEOUT_INTERVAL = previousTimeout;
       if (previousBackend !== '' && tf.getBackend() !== previousBackend) await tf.setBackend(previousBackend);
     });
     beforeEach(() => {
@@ -57,6 +64,7 @@ export function describeOpConformance(label: string, opts: OpConformanceOptions)
     describeBatchedGemmConformance(ctx);
     describeSwigluConformance(ctx);
     describeCombineConformance(ctx);
+    describeOpChainConformance(ctx);
     describeBadInputConformance(ctx);
   });
 }

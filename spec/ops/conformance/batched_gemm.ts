@@ -105,6 +105,13 @@ export function describeBatchedGemmConformance(ctx: ConformanceContext): void {
       await runGemmCase(ctx, {lhs, R, K, rhs, E, N, segments: Int32Array.from([0, 2, 2, 5]), transposeRhs: false, bias});
     });
 
+    it('a single expert (E = 1) in both segment forms', async () => {
+      const rand = rng(36);
+      const lhs = randn(rand, 4 * 3), rhs = randn(rand, 3 * 2), bias = randn(rand, 2);
+      await runGemmCase(ctx, {lhs, R: 4, K: 3, rhs, E: 1, N: 2, segments: Int32Array.from([0, 3]), transposeRhs: false, bias});
+      await runGemmCase(ctx, {lhs, R: 4, K: 3, rhs, E: 1, N: 2, segments: Int32Array.from([4]), transposeRhs: true, bias});
+    });
+
     it('R = 0 and all segments empty give an empty / all-zero output', async () => {
       const rand = rng(34);
       await runGemmCase(ctx, {lhs: new Float32Array(0), R: 0, K: 3, rhs: randn(rand, 2 * 3 * 4), E: 2, N: 4,

@@ -97,6 +97,13 @@ export function describeCombineConformance(ctx: ConformanceContext): void {
         bias: randn(rand, 2 * 3), weightsApplied: false});
     });
 
+    it('a single expert (E = 1) with its bias', async () => {
+      const rand = rng(43);
+      await runCombineCase(ctx, {y: randn(rand, 3 * 2), R: 3, D: 2, rowMap: Int32Array.from([2, 0, 1]),
+        weights: Float32Array.from([0.5, 1, 0.25]), ids: new Int32Array(3), T: 3, k: 1, E: 1, bias: randn(rand, 2),
+        weightsApplied: false});
+    });
+
     it('T = 0 gives an empty output', async () => {
       await runCombineCase(ctx, {y: new Float32Array(6), R: 2, D: 3, rowMap: new Int32Array(0),
         weights: new Float32Array(0), ids: new Int32Array(0), T: 0, k: 2, E: 2, bias: new Float32Array(6),

@@ -131,6 +131,14 @@ export function describeGetMoeScoresConformance(ctx: ConformanceContext): void {
         bias: new Float32Array(E).fill(NaN), renormalize: false}, true);
     });
 
+    it('a single expert (E = 1, nGroup = 1, k = 1)', async () => {
+      const rand = rng(23);
+      for (const renormalize of [true, false]) {
+        await runScoresCase(ctx, {logits: randn(rand, 3, 2), T: 3, E: 1, nGroup: 1, topkGroup: 1, k: 1, rsf: 2.5,
+          bias: uniformF32(rand, 1, -0.1, 0.1), renormalize}, true);
+      }
+    });
+
     it('T = 0 gives empty outputs', async () => {
       await runScoresCase(ctx, {logits: new Float32Array(0), T: 0, E: 8, nGroup: 2, topkGroup: 1, k: 2, rsf: 1,
         bias: null, renormalize: true}, true);

@@ -82,6 +82,13 @@ export function describePermuteConformance(ctx: ConformanceContext): void {
       for (const alignment of [1, 8]) await runPermuteCase(ctx, {x: randn(rand, T * 2), T, D: 2, ids, k: 1, E: 7, alignment});
     });
 
+    it('a single expert (E = 1), with and without alignment', async () => {
+      const rand = rng(9);
+      for (const alignment of [1, 2]) {
+        await runPermuteCase(ctx, {x: randn(rand, 3 * 4), T: 3, D: 4, ids: new Int32Array(3), k: 1, E: 1, alignment});
+      }
+    });
+
     it('T = 0: zero used rows, offsets all 0, and with alignment > 1 the padded R is all zeros', async () => {
       for (const alignment of [1, 4]) {
         await runPermuteCase(ctx, {x: new Float32Array(0), T: 0, D: 3, ids: new Int32Array(0), k: 2, E: 5, alignment});

@@ -26,7 +26,8 @@ export function getMoeScoresComposite(
   return tf.tidy(() => {
     const [numTokens, numExperts] = gatingOutput.shape;
     const groupSize = numExperts / nGroup;
-    const scores = tf.sigmoid(gatingOutput);
+    // NaN logits keep their NaN: webgpu's sigmoid (on SwiftShader) turns NaN into 0.
+    const scores = select(tf.isNaN(gatingOutput), gatingOutput, tf.sigmoid(gatingOutput)) as Tensor2D;
     // tfjs's batched gather rejects empty batches: no tokens, nothing to select.
     if (numTokens === 0) return [scores, tf.zeros([0, topK]), tf.zeros([0, topK], 'int32')] as [Tensor2D, Tensor2D, Tensor2D];
     const biased = bias == null ? scores : tf.add(scores, tf.reshape(bias, [1, -1])) as Tensor2D;

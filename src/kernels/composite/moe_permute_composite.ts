@@ -36,7 +36,9 @@ export function moePermuteComposite(
     }
     const ids = tf.reshape(topkIds, [numEntries]) as Tensor1D;
     const valid = tf.logicalAnd(tf.greaterEqual(ids, int(0)), tf.less(ids, int(numExperts)));
-    const oneHot = tf.oneHot(ids, numExperts, 1, 0, 'int32');  // all zero for an invalid id
+    // One-hot by comparison (tf.oneHot refuses depth 1): all zero for an invalid id.
+    const expertIndex = tf.reshape(tf.range(0, numExperts, 1, 'int32'), [1, numExperts]);
+    const oneHot = tf.cast(tf.equal(tf.reshape(ids, [numEntries, 1]), expertIndex), 'int32');
     const tokensPerExpert = tf.sum(oneHot, 0) as Tensor1D;
     const padded = alignment === 1 ?
         tokensPerExpert :

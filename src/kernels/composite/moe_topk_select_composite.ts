@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type {Tensor1D, Tensor2D} from '@tensorflow/tfjs-core';
 
 import type {MoeTopkSelectAttrs} from '../kernel_names.js';
-import {selectTopKComposite, takeAlongRows} from './routing_select_composite.js';
+import {select, selectTopKComposite, takeAlongRows} from './routing_select_composite.js';
 
 /** Returns [topkIds int32 [T,k], topkWeights float32 [T,k]] (semantics doc section 1). */
 export function moeTopkSelectComposite(
@@ -11,7 +11,11 @@ export function moeTopkSelectComposite(
     const numTokens = gatingLogits.shape[0];
     // tfjs's batched gather rejects empty batches: no tokens, nothing to select.
     if (numTokens === 0) return [tf.zeros([0, attrs.topK], 'int32'), tf.zeros([0, attrs.topK])] as [Tensor2D, Tensor2D];
-    const probs = tf.softmax(gatingLogits, -1);
+    // A row with a NaN, or whose max is infinite, is NaN throughout (as max-subtracted softmax gives in IEEE
+    // arithmetic); GPU backends do not promise that (webgpu on SwiftShader: exp(NaN) = Inf), so say it here.
+    const rowIsNaN = tf.logicalOr(
+        tf.any(tf.isNaN(gatingLogits), 1, true), tf.logicalNot(tf.isFinite(tf.max(gatingLogits, 1, true))));
+    const probs = select(rowIsNaN, tf.scalar(NaN), tf.softmax(gatingLogits, -1)) as Tensor2D;
     const keys = bias == null ? probs : tf.add(probs, tf.reshape(bias, [1, -1])) as Tensor2D;
     const {ids} = selectTopKComposite(keys, attrs.topK);
     let weights = takeAlongRows(probs, ids);

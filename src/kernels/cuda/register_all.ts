@@ -20,9 +20,9 @@ const CONFIGS = [
 ];
 
 /**
- * Registers the six MoE kernels on `backendName` (default 'tensorflow'). Throws, registering nothing, when
- * CUDA is unavailable (the message carries cudaStatus().reason) or a kernel of that name is already registered
- * there. Returns the kernel names registered.
+ * Registers the six MoE kernels on `backendName` (default 'tensorflow'), replacing kernels of ours already
+ * registered there. Throws, registering nothing, when CUDA is unavailable (the message carries
+ * cudaStatus().reason). Returns the kernel names registered.
  */
 export function registerCudaKernels(backendName = 'tensorflow'): string[] {
   if (typeof backendName !== 'string' || backendName.length === 0) {
@@ -32,9 +32,9 @@ export function registerCudaKernels(backendName = 'tensorflow'): string[] {
   if (!status.available) {
     throw new Error(`registerCudaKernels: CUDA is not available (${status.code}): ${status.reason}`);
   }
-  const taken = ALL_MOE_KERNELS.filter(name => tf.getKernel(name, backendName) != null);
-  if (taken.length > 0) {
-    throw new Error(`registerCudaKernels: kernels already registered for backend '${backendName}': ${taken.join(', ')}`);
+  // Kernels of ours already there (e.g. the host TypedArray kernels of registerHostKernels) are replaced.
+  for (const name of ALL_MOE_KERNELS) {
+    if (tf.getKernel(name, backendName) != null) tf.unregisterKernel(name, backendName);
   }
   for (const config of CONFIGS) tf.registerKernel(config(backendName));
   return [...ALL_MOE_KERNELS];

@@ -1,0 +1,185 @@
+// loadHuggingFaceMoe: every family in both layouts against the float64 reference (weights built by the test),
+// against transformers 5.17's own MoE blocks (spec/fixtures, made by make_hf_fixtures.py), and its errors.
+import * as tf from '@tensorflow/tfjs-core';
+import {readFileSync} from 'node:fs';
+import {FusedMoE, huggingFaceMoeSpec, loadHuggingFaceMoe, readSafetensors} from 'tfjs-moe';
+
+import {expectNoLeak, expectThrowsNoLeak, recordError, relError, rng} from '../helpers/util.js';
+import {refFusedMoE} from '../reference/moe_reference.js';
+import {applyAndRead, randn} from '../layers/layer_util.js';
+import {LAYER_TOLERANCE} from '../layers/layer_conformance.js';
+import {FAMILY_CASES, hfTensors, randomBlock, refFromHf} from './hf_test_util.js';
+
+describe('loadHuggingFaceMoe, test-built weights vs float64 reference', () => {
+  for (const c of FAMILY_CASES) {
+    for (const layout of ['hub', 'fused'] as const) {
+      for (const withExpertBiases of c.family === 'qwen3_moe' ? [false, true] : [false]) {
+        const label = `${c.family}, ${layout} layout${withExpertBiases ? ', expert biases' : ''}`;
+        it(label, async () => {
+          const cc = {...c, expertBiases: withExpertBiases};
+          const rand = rng(c.family.length * 101 + (layout === 'hub' ? 1 : 2));
+          const values = randomBlock(cc, rand);
+          const prefix = c.family === 'mixtral' && layout === 'hub' ? 'model.layers.2.block_sparse_moe.' :
+                                                                      'model.layers.2.mlp.';
+          const tensors = hfTensors(cc, values, layout, prefix);
+          // Unrelated tensors of the same checkpoint must be ignored.
+          tensors['model.layers.2.self_attn.q_proj.weight'] = tf.zeros([3, 3]);
+          const before = tf.memory().numTensors;
+          const layer = loadHuggingFaceMoe(c.config, tensors, {prefix: prefix.slice(0, -1), name: `hf_${c.family}`});
+          try {
+            expect(tf.memory().numTensors).toBe(before + layer.weights.length);
+            const {weights, config} = refFromHf(cc, values);
+            expect(layer.options).toEqual(jasmine.objectContaining({numExperts: c.E, topK: c.k,
+              moeIntermediateSize: c.I, withBias: withExpertBiases, useCorrectionBias: c.bias != null,
+              sharedExpertIntermediateSize: c.shared?.S ?? 0, sharedExpertGate: c.shared?.gated === true,
+              ...c.routing}));
+            const T = 7;
+            const x = randn(rand, T * c.H);
+            const y = await expectNoLeak(() => applyAndRead(layer, x, [T, c.H]));
+            const err = relError(y, refFusedMoE(x, T, c.H, weights, config));
+            recordError(`loadHuggingFaceMoe test-built [${layout}]`, err);
+            expect(err).toBeLessThan(LAYER_TOLERANCE);
+          } finally {
+            layer.dispose();
+            tf.dispose(Object.values(tensors));
+          }
+        });
+      }
+    }
+  }
+});
+
+interface Fixture {
+  family: string;
+  classes: Record<string, string>;
+  config: Record<string, unknown>;
+  prefix: string;
+  hub_prefix: string;
+  input: {shape: number[], data: number[]};
+  output: {shape: number[], data: number[]};
+  output_dtype: string;
+  fused: Record<string, {shape: number[], data: number[]}>;
+  hub: Record<string, {shape: number[], data: number[]}>;
+  hub_safetensors_b64: string;
+}
+
+const FIXTURE_FAMILIES = ['qwen2_moe', 'qwen3_moe', 'mixtral', 'olmoe', 'deepseek_v3', 'ernie4_5_moe'];
+
+/** Bound for the layer (f32) against transformers' float64 forward of the same block. */
+const TRANSFORMERS_TOLERANCE = 1e-5;
+
+describe('loadHuggingFaceMoe vs transformers 5.17 MoE blocks (spec/fixtures)', () => {
+  for (const family of FIXTURE_FAMILIES) {
+    const fixture = (): Fixture => JSON.parse(readFileSync(`spec/fixtures/hf_${family}.json`, 'utf8'));
+    const tensorsOf = (entries: Record<string, {shape: number[], data: number[]}>, prefix: string) =>
+        Object.fromEntries(Object.entries(entries).map(([k, v]) => [prefix + k, tf.tensor(v.data, v.shape, 'float32')]));
+
+    for (const source of ['hub names', 'fused names', 'safetensors file'] as const) {
+      it(`${family}: ${source}`, async () => {
+        const f = fixture();
+        expect(f.output_dtype).toBe('float64');
+        const [weights, prefix] = source === 'hub names' ? [tensorsOf(f.hub, ''), f.hub_prefix] :
+            source === 'fused names' ? [tensorsOf(f.fused, f.prefix), f.prefix] :
+            [readSafetensors(Uint8Array.from(atob(f.hub_safetensors_b64), ch => ch.charCodeAt(0))), f.hub_prefix];
+        if (source !== 'fused names') {
+          expect(Object.keys(weights).some(k => /experts\.0\.(gate_proj|w1)\.weight$/.test(k))).toBeTrue();
+        }
+        let layer: FusedMoE | null = null;
+        try {
+          layer = loadHuggingFaceMoe(f.config, weights, {prefix});
+          const y = await expectNoLeak(() => applyAndRead(layer!, Float32Array.from(f.input.data), f.input.shape));
+          const err = relError(y, f.output.data);
+          recordError(`transformers ${family}`, err);
+          expect(err).withContext(`${family} ${source}`).toBeLessThan(TRANSFORMERS_TOLERANCE);
+        } finally {
+          layer?.dispose();
+          tf.dispose(Object.values(weights));
+        }
+      });
+    }
+  }
+});
+
+describe('loadHuggingFaceMoe config aliases', () => {
+  it('reads each family\'s spelling of the sizes and routing', () => {
+    const spec = (config: Record<string, unknown>) => huggingFaceMoeSpec(config).options;
+    expect(spec({model_type: 'mixtral', hidden_size: 8, num_local_experts: 4, num_experts_per_tok: 2,
+      intermediate_size: 6})).toEqual(jasmine.objectContaining({numExperts: 4, topK: 2, moeIntermediateSize: 6,
+      renormalize: true}));
+    expect(spec({model_type: 'olmoe', hidden_size: 8, num_experts: 64, num_experts_per_tok: 8, intermediate_size: 1024}))
+        .toEqual(jasmine.objectContaining({numExperts: 64, topK: 8, moeIntermediateSize: 1024, renormalize: false}));
+    expect(spec({model_type: 'deepseek_v3', hidden_size: 7168, n_routed_experts: 256, num_experts_per_tok: 8,
+      moe_intermediate_size: 2048, n_shared_experts: 1, n_group: 8, topk_group: 4, routed_scaling_factor: 2.5}))
+        .toEqual(jasmine.objectContaining({numExperts: 256, topkMethod: 'noaux_tc', nGroup: 8, topkGroup: 4,
+          routedScalingFactor: 2.5, renormalize: true, useCorrectionBias: true, sharedExpertIntermediateSize: 2048}));
+    expect(spec({model_type: 'ernie4_5_moe', hidden_size: 2560, moe_num_experts: 64, moe_k: 6,
+      moe_intermediate_size: 1536, moe_num_shared_experts: 2})).toEqual(jasmine.objectContaining({numExperts: 64,
+      topK: 6, moeIntermediateSize: 1536, sharedExpertIntermediateSize: 3072, useCorrectionBias: true}));
+    // Multimodal wrappers keep the language model under text_config.
+    expect(spec({model_type: 'some_vl_wrapper', text_config: {model_type: 'qwen3_moe', hidden_size: 8, num_experts: 4,
+      num_experts_per_tok: 2, moe_intermediate_size: 3, norm_topk_prob: true}}))
+        .toEqual(jasmine.objectContaining({numExperts: 4, moeIntermediateSize: 3, renormalize: true}));
+  });
+
+  it('rejects unknown model types and incomplete configs', () => {
+    expect(() => huggingFaceMoeSpec({model_type: 'llama', hidden_size: 8})).toThrowError(
+        /unknown model_type 'llama' \(supported: qwen2_moe, qwen3_moe, mixtral, olmoe, deepseek_v3, ernie4_5_moe/);
+    expect(() => huggingFaceMoeSpec({hidden_size: 8})).toThrowError(/config has no 'model_type'/);
+    expect(() => huggingFaceMoeSpec({model_type: 'qwen3_moe', hidden_size: 8, num_experts_per_tok: 2,
+      moe_intermediate_size: 3})).toThrowError(/config needs the routed expert count .* under 'num_experts' or/);
+    expect(() => huggingFaceMoeSpec({model_type: 'deepseek_v3', hidden_size: 8, n_routed_experts: 4,
+      num_experts_per_tok: 2, moe_intermediate_size: 3, scoring_func: 'softmax'})).toThrowError(/scoring_func 'softmax'/);
+    expect(() => huggingFaceMoeSpec('config.json')).toThrowError(/argument 'config' must be a parsed config.json/);
+  });
+});
+
+describe('loadHuggingFaceMoe errors', () => {
+  const c = FAMILY_CASES.find(f => f.family === 'deepseek_v3')!;
+  const prefix = 'model.layers.0.mlp.';
+  let tensors: Record<string, tf.Tensor>;
+  beforeEach(() => {
+    tensors = hfTensors(c, randomBlock(c, rng(5)), 'hub', prefix);
+  });
+  afterEach(() => {
+    tf.dispose(Object.values(tensors));
+  });
+
+  it('names a missing expert weight with its expected shape', () => {
+    tensors[`${prefix}experts.3.up_proj.weight`].dispose();
+    delete tensors[`${prefix}experts.3.up_proj.weight`];
+    expectThrowsNoLeak(() => loadHuggingFaceMoe(c.config, tensors, {prefix}),
+        /missing weight 'model.layers.0.mlp.experts.3.up_proj.weight' \(expert 3 up_proj.weight, expected shape \[4,11\]\)/);
+  });
+
+  it('names a mis-shaped weight', () => {
+    const name = `${prefix}gate.weight`;
+    const t = tensors[name];
+    tensors[name] = tf.transpose(t);
+    t.dispose();
+    expectThrowsNoLeak(() => loadHuggingFaceMoe(c.config, tensors, {prefix}),
+        /weight 'model.layers.0.mlp.gate.weight' \(router weight \[E,H\]\) must have shape \[8,11\], got \[11,8\]/);
+  });
+
+  it('rejects a non-float32 weight and a missing selection bias', () => {
+    const name = `${prefix}shared_experts.down_proj.weight`;
+    const t = tensors[name];
+    tensors[name] = tf.cast(t, 'int32');
+    t.dispose();
+    expectThrowsNoLeak(() => loadHuggingFaceMoe(c.config, tensors, {prefix}), /must be float32, got int32/);
+    const bias = `${prefix}gate.e_score_correction_bias`;
+    tensors[bias].dispose();
+    delete tensors[bias];
+    expectThrowsNoLeak(() => loadHuggingFaceMoe(c.config, tensors, {prefix}),
+        /missing weight 'model.layers.0.mlp.gate.e_score_correction_bias' \(deepseek_v3 selection bias/);
+  });
+
+  it('explains a wrong prefix', () => {
+    expectThrowsNoLeak(() => loadHuggingFaceMoe(c.config, tensors, {prefix: 'model.layers.1.mlp'}),
+        /found neither fused experts \('model.layers.1.mlp.experts.gate_up_proj'\) nor per-expert weights .*is the prefix right/);
+  });
+
+  it('rejects shared expert biases it cannot represent', () => {
+    tensors[`${prefix}shared_experts.up_proj.bias`] = tf.zeros([8]);
+    expectThrowsNoLeak(() => loadHuggingFaceMoe(c.config, tensors, {prefix}), /shared expert biases are not supported/);
+  });
+});

@@ -1,0 +1,165 @@
+/**
+ * Hugging Face MoE block -> FusedMoE. Accepts both weight layouts of a block's state dict:
+ * - hub files, per expert: experts.{e}.gate_proj/up_proj/down_proj.weight ([I,H], [I,H], [H,I]; Mixtral w1/w3/w2),
+ * - transformers v5 in memory, fused: experts.gate_up_proj [E,2I,H] (gate rows first), experts.down_proj [E,H,I],
+ * and converts torch's Linear layout (out x in) to the layer's [in, out] layout (semantics doc section 8).
+ */
+import * as tf from '@tensorflow/tfjs-core';
+
+import {FusedMoE} from '../layers/fused_moe.js';
+import type {FusedMoEOptions, FusedMoEWeightName, MoeLayerBackend} from '../layers/fused_moe_config.js';
+import {HfMoeSpec, hfMoeSpec} from './hf_families.js';
+
+export interface LoadHuggingFaceMoeOptions {
+  /** Prefix of the block's tensor names, e.g. 'model.layers.3.mlp.' (a trailing '.' is added if missing). */
+  prefix?: string;
+  /** The layer's backend setting (default 'auto'). */
+  backend?: MoeLayerBackend;
+  /** The layer's name. */
+  name?: string;
+}
+
+export type HfWeights = Record<string, tf.Tensor> | Map<string, tf.Tensor>;
+
+function fail(what: string): never {
+  throw new Error(`loadHuggingFaceMoe: ${what}`);
+}
+
+class WeightSource {
+  private readonly map: Map<string, tf.Tensor>;
+  constructor(weights: HfWeights, readonly prefix: string) {
+    if (weights == null || typeof weights !== 'object') {
+      fail(`argument 'weights' must map tensor names to tf.Tensors, got ${JSON.stringify(weights)}`);
+    }
+    this.map = weights instanceof Map ? weights : new Map(Object.entries(weights));
+  }
+
+  has(rel: string): boolean {
+    return this.map.has(this.prefix + rel);
+  }
+
+  /** The tensor named prefix + rel, checked to be float32 of the given shape. */
+  get(rel: string, shape: number[], meaning: string): tf.Tensor {
+    const name = this.prefix + rel;
+    const t = this.map.get(name);
+    if (t == null) fail(`missing weight '${name}' (${meaning}, expected shape [${shape}])${this.hint()}`);
+    if (!(t instanceof tf.Tensor) || t.isDisposed) fail(`weight '${name}' must be a live tf.Tensor`);
+    if (t.dtype !== 'float32') fail(`weight '${name}' must be float32, got ${t.dtype}`);
+    const same = t.shape.length === shape.length && t.shape.every((d, i) => d === shape[i]);
+    if (!same) fail(`weight '${name}' (${meaning}) must have shape [${shape}], got [${t.shape}]`);
+    return t;
+  }
+
+  /** The rank of prefix + rel, or -1 when absent. */
+  rank(rel: string): number {
+    return this.map.get(this.prefix + rel)?.rank ?? -1;
+  }
+
+  first(rels: string[]): string | undefined {
+    return rels.find(rel => this.has(rel));
+  }
+
+  private hint(): string {
+    const near = [...this.map.keys()].filter(k => k.startsWith(this.prefix)).slice(0, 8);
+    return near.length > 0 ? `; names under prefix '${this.prefix}' include: ${near.join(', ')}` :
+        `; no weight name starts with prefix '${this.prefix}'`;
+  }
+}
+
+/** The layer's weights (in the layer's layout) from a block's HF tensors; new tensors, owned by the caller. */
+function convertWeights(spec: HfMoeSpec, src: WeightSource, biasRel: string | null, withBias: boolean):
+    Map<FusedMoEWeightName, tf.Tensor> {
+  const {hiddenSize: H, naming} = spec;
+  const {numExperts: E, moeIntermediateSize: I, sharedExpertIntermediateSize: S} = spec.options;
+  const out = new Map<FusedMoEWeightName, tf.Tensor>();
+  const {gate: g, up: u, down: d} = naming.expertProj;
+  const fused = src.has('experts.gate_up_proj');
+  // torch Linear stores [out, in]; the layer stores [in, out].
+  out.set('gate_weight', tf.transpose(src.get(naming.router, [E, H], 'router weight [E,H]')));
+  if (biasRel != null) {
+    // DeepSeek-V3 stores [E]; ERNIE's moe_statics [1,E] (one row per expert group).
+    const shape = src.rank(biasRel) === 2 ? [1, E] : [E];
+    out.set('gate_correction_bias', tf.reshape(src.get(biasRel, shape, 'selection bias [E] or [1,E]'), [E]));
+  }
+  if (fused) {
+    out.set('up_gate_proj_weight',
+        tf.transpose(src.get('experts.gate_up_proj', [E, 2 * I, H], 'fused experts [E,2I,H]'), [0, 2, 1]));
+    out.set('down_proj_weight', tf.transpose(src.get('experts.down_proj', [E, H, I], 'fused experts [E,H,I]'), [0, 2, 1]));
+    if (withBias) {
+      out.set('up_gate_proj_bias', tf.clone(src.get('experts.gate_up_proj_bias', [E, 2 * I], 'expert biases [E,2I]')));
+      out.set('down_proj_bias', tf.clone(src.get('experts.down_proj_bias', [E, H], 'expert biases [E,H]')));
+    }
+  } else {
+    const each = (proj: string, shape: number[], suffix = 'weight') => Array.from({length: E},
+        (_, e) => src.get(`experts.${e}.${proj}.${suffix}`, shape, `expert ${e} ${proj}.${suffix}`));
+    const gates = tf.stack(each(g, [I, H])), ups = tf.stack(each(u, [I, H]));
+    out.set('up_gate_proj_weight', tf.transpose(tf.concat([gates, ups], 1), [0, 2, 1]));
+    out.set('down_proj_weight', tf.transpose(tf.stack(each(d, [H, I])), [0, 2, 1]));
+    if (withBias) {
+      out.set('up_gate_proj_bias', tf.concat([tf.stack(each(g, [I], 'bias')), tf.stack(each(u, [I], 'bias'))], 1));
+      out.set('down_proj_bias', tf.stack(each(d, [H], 'bias')));
+    }
+  }
+  if (S > 0) {
+    const m = naming.shared;
+    const sg = src.get(`${m}.gate_proj.weight`, [S, H], 'shared expert gate_proj');
+    const su = src.get(`${m}.up_proj.weight`, [S, H], 'shared expert up_proj');
+    out.set('shared_up_gate_proj_weight', tf.transpose(tf.concat([sg, su], 0)));
+    out.set('shared_down_proj_weight', tf.transpose(src.get(`${m}.down_proj.weight`, [H, S], 'shared expert down_proj')));
+    for (const proj of ['gate_proj', 'up_proj', 'down_proj']) {
+      if (src.has(`${m}.${proj}.bias`)) {
+        fail(`weight '${src.prefix}${m}.${proj}.bias': shared expert biases are not supported by FusedMoE`);
+      }
+    }
+    if (spec.options.sharedExpertGate) {
+      out.set('shared_expert_gate_weight', tf.transpose(src.get(naming.sharedGate, [1, H], 'shared expert gate [1,H]')));
+    }
+  }
+  return out;
+}
+
+/**
+ * Builds a FusedMoE from a Hugging Face MoE block: `config` is the model's parsed config.json (families
+ * qwen2_moe, qwen3_moe, mixtral, olmoe, deepseek_v3, ernie4_5_moe), `weights` the block's tensors (either layout),
+ * named as in its state dict under `prefix`. The returned layer is built and holds copies of the weights (the
+ * caller still owns `weights`). Throws naming the missing or mis-shaped tensor, or the unknown model type.
+ */
+export function loadHuggingFaceMoe(config: unknown, weights: HfWeights, options: LoadHuggingFaceMoeOptions = {}):
+    FusedMoE {
+  const spec = hfMoeSpec(config);
+  let prefix = options.prefix ?? '';
+  if (typeof prefix !== 'string') fail(`option 'prefix' must be a string, got ${JSON.stringify(prefix)}`);
+  if (prefix !== '' && !prefix.endsWith('.')) prefix += '.';
+  const src = new WeightSource(weights, prefix);
+  const {expertProj} = spec.naming;
+  const fused = src.has('experts.gate_up_proj');
+  if (!fused && !src.has(`experts.0.${expertProj.gate}.weight`)) {
+    fail(`found neither fused experts ('${prefix}experts.gate_up_proj') nor per-expert weights ` +
+        `('${prefix}experts.0.${expertProj.gate}.weight') for ${spec.family}` +
+        (src.has('gate.weight') ? '' : ` (and no router '${prefix}gate.weight': is the prefix right?)`));
+  }
+  const withBias = fused ? src.has('experts.gate_up_proj_bias') : src.has(`experts.0.${expertProj.gate}.bias`);
+  const biasRel = src.first(spec.naming.correctionBias);
+  // DeepSeek-V3's bias is part of its routing; ERNIE checkpoints without aux-free balancing simply lack it.
+  if (spec.family === 'deepseek_v3' && biasRel == null) {
+    fail(`missing weight '${prefix}${spec.naming.correctionBias[0]}' (deepseek_v3 selection bias, shape [E])`);
+  }
+  const useBias = spec.options.useCorrectionBias && biasRel != null;
+  const layerOptions: FusedMoEOptions = {...spec.options, useCorrectionBias: useBias, withBias,
+    backend: options.backend ?? 'auto'};
+
+  const converted: Partial<Record<FusedMoEWeightName, tf.Tensor>> =
+      tf.tidy(() => Object.fromEntries(convertWeights(spec, src, useBias ? biasRel! : null, withBias)));
+  let layer: FusedMoE | null = null;
+  try {
+    layer = new FusedMoE({...layerOptions, name: options.name}).buildFor(spec.hiddenSize);
+    layer.setNamedWeights(converted);
+    return layer;
+  } catch (e) {
+    if (layer?.built) layer.dispose();
+    throw e;
+  } finally {
+    Object.values(converted).forEach(t => t!.dispose());
+  }
+}
+

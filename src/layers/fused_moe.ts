@@ -1,0 +1,154 @@
+/**
+ * FusedMoE: a Mixture-of-Experts feed-forward block as a tf.layers Layer (semantics doc section 7).
+ * Weights are created in build() under fixed names (see weightSpecs), so models save and load through tfjs's
+ * own handlers; call() picks an implementation per call (backend_selection.ts) and leaves no tensor behind.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+
+import {MoeForwardSelection, releaseMoeLayerState, selectMoeForward} from './backend_selection.js';
+import {FusedMoEArgs, FusedMoEOptions, FusedMoEWeightName, FusedMoEWeights, Initializer, OPTION_KEYS, resolveInitializer,
+  resolveOptions, serializeInitializer, weightSpecs} from './fused_moe_config.js';
+
+export class FusedMoE extends tfl.layers.Layer {
+  static className = 'FusedMoE';
+
+  readonly options: FusedMoEOptions;
+  private readonly kernelInitializer: Initializer;
+  private readonly biasInitializer: Initializer;
+  private readonly weightVariables = new Map<FusedMoEWeightName, tfl.LayerVariable>();
+  private hiddenSize: number | null = null;
+
+  constructor(args: FusedMoEArgs) {
+    const {kernelInitializer, biasInitializer, inputShape, batchInputShape, batchSize, dtype, name, trainable, weights} =
+        args ?? {} as FusedMoEArgs;
+    const options = resolveOptions(args);  // throws before the base class registers anything
+    const kernelInit = resolveInitializer('kernelInitializer', kernelInitializer,
+        () => tfl.initializers.randomNormal({mean: 0, stddev: 0.02}));
+    const biasInit = resolveInitializer('biasInitializer', biasInitializer, () => tfl.initializers.zeros());
+    super({inputShape, batchInputShape, batchSize, dtype, name, trainable, weights});
+    this.options = options;
+    this.kernelInitializer = kernelInit;
+    this.biasInitializer = biasInit;
+    this.supportsMasking = false;
+  }
+
+  override build(inputShape: tfl.Shape | tfl.Shape[]): void {
+    const shape = singleShape(inputShape);
+    const hidden = shape[shape.length - 1];
+    if (shape.length < 2 || shape.length > 3 || hidden == null || !Number.isInteger(hidden) || hidden < 1) {
+      throw new Error(`FusedMoE: input must be [T,H] or [B,S,H] with a known hidden size H, got shape ` +
+          `[${shape.map(d => d ?? 'null')}]`);
+    }
+    this.hiddenSize = hidden;
+    for (const spec of weightSpecs(this.options, hidden)) {
+      const init = spec.kind === 'bias' ? this.biasInitializer : this.kernelInitializer;
+      this.weightVariables.set(spec.name, this.addWeight(spec.name, spec.shape, 'float32', init, undefined, spec.trainable));
+    }
+    this.inputSpec = [{minNDim: 2, maxNDim: 3, axes: {[-1]: hidden}}];
+    this.built = true;
+  }
+
+  override computeOutputShape(inputShape: tfl.Shape | tfl.Shape[]): tfl.Shape {
+    return singleShape(inputShape);
+  }
+
+  /**
+   * Builds the layer for inputs of hidden size H the way apply() in a model does, so that its weights are named
+   * `layerName/weightName` (a plain build() call names them without the layer scope).
+   */
+  buildFor(hiddenSize: number): this {
+    if (!this.built) this.apply(tfl.input({batchShape: [null, hiddenSize]}));
+    return this;
+  }
+
+  /** Sets weights by name (any subset); each value must have the weight's shape. */
+  setNamedWeights(values: Partial<Record<FusedMoEWeightName, tf.Tensor>>): void {
+    if (!this.built) throw new Error(`FusedMoE '${this.name}': the layer is not built yet (call build() or apply())`);
+    for (const [name, value] of Object.entries(values) as Array<[FusedMoEWeightName, tf.Tensor | undefined]>) {
+      const variable = this.weightVariables.get(name);
+      if (variable == null) {
+        throw new Error(`FusedMoE '${this.name}': no weight '${name}' (weights: ${[...this.weightVariables.keys()]})`);
+      }
+      if (value == null) continue;
+      if (value.dtype !== 'float32' || !tf.util.arraysEqual(value.shape, variable.shape as number[])) {
+        throw new Error(`FusedMoE '${this.name}': weight '${name}' must be float32 [${variable.shape}], got ${
+            value.dtype} [${value.shape}]`);
+      }
+    }
+    for (const [name, value] of Object.entries(values) as Array<[FusedMoEWeightName, tf.Tensor | undefined]>) {
+      if (value != null) this.weightVariables.get(name)!.write(value);
+    }
+  }
+
+  /** Which implementation a call would run now (for logs and demos); throws like call() when it is unavailable. */
+  selectedPath(): string {
+    return selectMoeForward(this.options.backend).path;
+  }
+
+  /** The current weight values by name (the variables' own tensors: do not dispose them). */
+  namedWeights(): FusedMoEWeights {
+    if (!this.built) throw new Error(`FusedMoE '${this.name}': the layer is not built yet (call build() or apply())`);
+    const out: Partial<Record<FusedMoEWeightName, tf.Tensor>> = {};
+    for (const [name, variable] of this.weightVariables) out[name] = variable.read();
+    return out as FusedMoEWeights;
+  }
+
+  override call(inputs: tf.Tensor | tf.Tensor[], _kwargs: Record<string, unknown>): tf.Tensor {
+    const x = Array.isArray(inputs) ? singleTensor(inputs) : inputs;
+    const hidden = this.hiddenSize;
+    if (x.rank < 2 || x.rank > 3 || x.shape[x.rank - 1] !== hidden) {
+      throw new Error(`FusedMoE '${this.name}': input must be [T,${hidden}] or [B,S,${hidden}], got [${x.shape}]`);
+    }
+    if (x.dtype !== 'float32') throw new Error(`FusedMoE '${this.name}': input must be float32, got ${x.dtype}`);
+    // Chosen before any work so that an unavailable backend fails cleanly, with nothing allocated.
+    const selection: MoeForwardSelection = selectMoeForward(this.options.backend);
+    const weights = this.namedWeights();
+    return tf.tidy(() => {
+      const flat = tf.reshape(x, [-1, hidden!]) as tf.Tensor2D;
+      const y = selection.forward(flat, weights, this.options, {owner: this});
+      return x.rank === 2 ? y : tf.reshape(y, x.shape);
+    });
+  }
+
+  /**
+   * Like Layer.dispose(), also for a layer that was built directly (build(), as loadHuggingFaceMoe does) and never
+   * applied: tfjs counts references only from the first apply(), and refuses to dispose before it.
+   */
+  override dispose(): ReturnType<tfl.layers.Layer['dispose']> {
+    const self = this as unknown as {_refCount: number | null};
+    if (this.built && self._refCount === null) self._refCount = 1;
+    const result = super.dispose();
+    if (result.refCountAfterDispose === 0) releaseMoeLayerState(this);
+    return result;
+  }
+
+  override getConfig(): tf.serialization.ConfigDict {
+    const config: tf.serialization.ConfigDict = {};
+    for (const key of OPTION_KEYS) config[key] = this.options[key];
+    config.kernelInitializer = serializeInitializer(this.kernelInitializer);
+    config.biasInitializer = serializeInitializer(this.biasInitializer);
+    return {...super.getConfig(), ...config};
+  }
+
+  static override fromConfig<T extends tf.serialization.Serializable>(
+      cls: tf.serialization.SerializableConstructor<T>, config: tf.serialization.ConfigDict): T {
+    // tfjs-layers camel-cases string values when it loads a saved model ('noaux_tc' comes back as 'noauxTc').
+    const topkMethod = config.topkMethod === 'noauxTc' ? 'noaux_tc' : config.topkMethod;
+    return new cls({...config, topkMethod});
+  }
+}
+tf.serialization.registerClass(FusedMoE);
+
+function singleShape(inputShape: tfl.Shape | tfl.Shape[]): tfl.Shape {
+  if (Array.isArray(inputShape[0])) {
+    if (inputShape.length !== 1) throw new Error(`FusedMoE: expects one input, got ${inputShape.length}`);
+    return inputShape[0] as tfl.Shape;
+  }
+  return inputShape as tfl.Shape;
+}
+
+function singleTensor(inputs: tf.Tensor[]): tf.Tensor {
+  if (inputs.length !== 1) throw new Error(`FusedMoE: expects one input tensor, got ${inputs.length}`);
+  return inputs[0];
+}

@@ -1,0 +1,62 @@
+/**
+ * The FusedMoE forward (semantics doc section 7) composed from the public MoE ops, so it runs on whichever
+ * kernels the ops dispatch to (ours on the active backend, or the composite path inside withCompositeKernels).
+ * Nothing here reads data back to JS.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+
+import {batchedGemm} from '../ops/batched_gemm.js';
+import {fusedSwigluScale} from '../ops/fused_swiglu_scale.js';
+import {getMoeScores} from '../ops/get_moe_scores.js';
+import {moeCombine} from '../ops/moe_combine.js';
+import {moePermute} from '../ops/moe_permute.js';
+import {moeTopkSelect} from '../ops/moe_topk_select.js';
+import type {FusedMoEOptions, FusedMoEWeights} from './fused_moe_config.js';
+
+/** Routing: top-k expert ids and their weights for every token of x [T,H]. */
+export function routeTokens(x: tf.Tensor2D, w: FusedMoEWeights, o: FusedMoEOptions):
+    {topkIds: tf.Tensor2D, topkWeights: tf.Tensor2D} {
+  const logits = tf.matMul(x, w.gate_weight) as tf.Tensor2D;
+  const bias = o.useCorrectionBias ? w.gate_correction_bias as tf.Tensor1D : null;
+  if (o.topkMethod === 'noaux_tc') {
+    const {scores, topkIds, topkWeights} =
+        getMoeScores(logits, o.nGroup, o.topkGroup, o.topK, o.routedScalingFactor, bias, o.renormalize);
+    scores.dispose();
+    return {topkIds, topkWeights};
+  }
+  return moeTopkSelect(logits, bias, o.topK, o.renormalize);
+}
+
+/** The gated-SwiGLU MLP every token passes through (optionally gated by sigmoid(x @ gate)). */
+function sharedExperts(x: tf.Tensor2D, w: FusedMoEWeights, o: FusedMoEOptions): tf.Tensor2D {
+  const hidden = fusedSwigluScale(tf.matMul(x, w.shared_up_gate_proj_weight as tf.Tensor2D) as tf.Tensor2D);
+  const out = tf.matMul(hidden, w.shared_down_proj_weight as tf.Tensor2D) as tf.Tensor2D;
+  if (!o.sharedExpertGate) return out;
+  return tf.mul(out, tf.sigmoid(tf.matMul(x, w.shared_expert_gate_weight as tf.Tensor2D)));
+}
+
+/** y [T,H] for x [T,H]. Call inside tf.tidy: intermediates are left to the caller's scope. */
+export function fusedMoeForward(x: tf.Tensor2D, w: FusedMoEWeights, o: FusedMoEOptions): tf.Tensor2D {
+  const [numTokens] = x.shape;
+  const {topkIds, topkWeights} = routeTokens(x, w, o);
+  // Routing always sees the full-width x; only the experts run in the latent space.
+  const expertInput: tf.Tensor2D = o.latentSize != null ? tf.matMul(x, w.fc1_latent_proj_weight as tf.Tensor2D) : x;
+  const {permutedX, expertOffsets, rowMap} = moePermute(expertInput, topkIds, o.numExperts);
+  const upGate = batchedGemm(permutedX, w.up_gate_proj_weight, expertOffsets,
+      {bias: o.withBias ? w.up_gate_proj_bias as tf.Tensor2D : null});
+  let rowScale: tf.Tensor1D | null = null;
+  if (o.probInAdvance) {
+    // Each permuted row's routing weight, scattered through rowMap (alignment 1: every row is used).
+    const rows = permutedX.shape[0];
+    rowScale = tf.scatterND(tf.reshape(rowMap, [numTokens * o.topK, 1]), tf.reshape(topkWeights, [-1]), [rows]);
+  }
+  const activated = fusedSwigluScale(upGate, rowScale);
+  const down = batchedGemm(activated, w.down_proj_weight, expertOffsets);
+  let out: tf.Tensor2D = moeCombine(down, rowMap, topkWeights, topkIds, {
+    downProjBias: o.withBias ? w.down_proj_bias as tf.Tensor2D : null,
+    weightsApplied: o.probInAdvance,
+  });
+  if (o.latentSize != null) out = tf.matMul(out, w.fc2_latent_proj_weight as tf.Tensor2D);
+  if (o.sharedExpertIntermediateSize > 0) out = tf.add(out, sharedExperts(x, w, o));
+  return out;
+}

@@ -1,0 +1,3 @@
+/** tfjs-moe/node: Node-only helpers (file system access). The root entry 'tfjs-moe' stays browser-safe. */
+export {readMoeLayerFromCheckpoint, readSafetensorsFile} from './io/node/checkpoint.js';
+export type {MoeLayerCheckpoint, ReadMoeLayerOptions} from './io/node/checkpoint.js';
