@@ -10,4 +10,5 @@ import '../../spec/helpers/report_errors.js';
 import '../../spec/cuda/cuda_kernels.spec.js';
 import '../../spec/cuda/cuda_fused_moe.spec.js';
 import '../../spec/cuda/host_fallback.spec.js';
+import '../../spec/cuda/cuda_layer_executor.spec.js';
 import './device_status.spec.js';
