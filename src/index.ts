@@ -32,3 +32,10 @@ export {familyOf as huggingFaceMoeFamily, hfMoeSpec as huggingFaceMoeSpec} from 
 export type {HfFamily, HfMoeSpec} from './io/hf_families.js';
 export {decodeSafetensor, parseSafetensorsHeader, readSafetensors} from './io/safetensors.js';
 export type {ReadSafetensorsOptions, SafetensorsDtype, SafetensorsEntry, SafetensorsHeader} from './io/safetensors.js';
+// CUDA (optional native addon, `npm run build:cuda`); browser-safe: nothing Node-specific runs until called.
+export {cudaStatus} from './kernels/cuda/loader.js';
+export type {CudaStatus, CudaUnavailableCode} from './kernels/cuda/loader.js';
+export {registerCudaKernels, unregisterCudaKernels} from './kernels/cuda/register_all.js';
+export {CUDA_MOE_WEIGHT_NAMES, CudaFusedMoe, CudaMoeRunner} from './kernels/cuda/cuda_fused_moe.js';
+export {cudaLayerExecutor, registerCudaLayerExecutor} from './kernels/cuda/cuda_layer_executor.js';
+export type {CudaComputeDtype, CudaFusedMoeConfig, CudaMoeWeightArrays, CudaMoeWeightName, CudaMoeWeightTensors} from './kernels/cuda/cuda_fused_moe.js';
