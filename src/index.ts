@@ -18,7 +18,7 @@ export {getKernelPath, hasMoeKernel, hasMoeKernels, setKernelPath, usesMoeKernel
 export type {KernelPath} from './ops/dispatch.js';
 export * from './kernels/kernel_names.js';
 export {FusedMoE} from './layers/fused_moe.js';
-export type {FusedMoEArgs, FusedMoEOptions, FusedMoEWeights, FusedMoEWeightName, InitializerSpec, MoeLayerBackend, TopkMethod,
+export type {FusedMoEArgs, FusedMoEOptions, FusedMoEWeights, FusedMoEWeightName, InitializerSpec, MoeComputeDtype, MoeLayerBackend, TopkMethod,
   WeightSpec} from './layers/fused_moe_config.js';
 export {weightSpecs} from './layers/fused_moe_config.js';
 export {getMoeLayerExecutor, registerMoeLayerExecutor, selectMoeForward, unregisterMoeLayerExecutor} from

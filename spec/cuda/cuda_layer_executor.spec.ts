@@ -15,7 +15,7 @@ const status = cudaStatus();
 const unavailable = status.available ? null : `CUDA unavailable (${status.code}): ${status.reason}`;
 
 describe('FusedMoE backend cuda', () => {
-  beforeAll(() => registerCudaLayerExecutor({computeDtype: 'float32'}));  // other specs may have replaced it
+  beforeAll(() => registerCudaLayerExecutor());  // other specs may have replaced it
 
   it('without CUDA: apply throws naming the reason, leaking nothing', () => {
     if (status.available) pending('CUDA is available here');
@@ -31,13 +31,12 @@ describe('FusedMoE backend cuda', () => {
     it(`matches the reference and the cpu kernels in ${dtype}; re-uploads after setNamedWeights; releases on dispose`,
        async () => {
          if (unavailable) pending(unavailable);
-         registerCudaLayerExecutor({computeDtype: dtype});
-         try {
+         {
            const rand = rng(500);
            const H = 24, T = 11;
            const args = {numExperts: 8, topK: 2, moeIntermediateSize: 16, withBias: true, probInAdvance: true,
              sharedExpertIntermediateSize: 8, sharedExpertGate: true};
-           const {layer, data} = randomLayer({...args, backend: 'cuda'}, H, rand);
+           const {layer, data} = randomLayer({...args, backend: 'cuda', computeDtype: dtype}, H, rand);
            const cpu = new FusedMoE({...args, backend: 'cpu'}).buildFor(H);
            cpu.setNamedWeights(layer.namedWeights());
            const x = randn(rand, T * H);
@@ -60,8 +59,6 @@ describe('FusedMoE backend cuda', () => {
                .toBeLessThan(BOUND[dtype]);
            layer.dispose();
            cpu.dispose();
-         } finally {
-           registerCudaLayerExecutor({computeDtype: 'float32'});
          }
        });
   }
@@ -71,7 +68,7 @@ describeLayerConformance('cuda executor, float32', {
   backend: 'cpu', layerBackend: 'cuda',
   init: async () => {
     if (unavailable) return unavailable;
-    registerCudaLayerExecutor({computeDtype: 'float32'});
+    registerCudaLayerExecutor();
     return null;
   },
 });

@@ -8,20 +8,16 @@ import type * as tf from '@tensorflow/tfjs-core';
 
 import {MoeLayerExecutor, registerMoeLayerExecutor} from '../../layers/backend_selection.js';
 import type {FusedMoEOptions, FusedMoEWeights} from '../../layers/fused_moe_config.js';
-import {CudaComputeDtype, CudaFusedMoe, CudaFusedMoeConfig, CudaMoeWeightTensors} from './cuda_fused_moe.js';
+import {CudaFusedMoe, CudaFusedMoeConfig, CudaMoeWeightTensors} from './cuda_fused_moe.js';
 import {cudaStatus} from './loader.js';
 
-let defaultComputeDtype: CudaComputeDtype = 'float32';
-
 function layerConfig(hidden: number, o: FusedMoEOptions): CudaFusedMoeConfig {
-  // A layer option `computeDtype` wins when the layer has one; otherwise the executor's default.
-  const computeDtype = (o as {computeDtype?: CudaComputeDtype}).computeDtype ?? defaultComputeDtype;
   return {
     hidden, numExperts: o.numExperts, topK: o.topK, intermediateSize: o.moeIntermediateSize, topkMethod: o.topkMethod,
     nGroup: o.nGroup, topkGroup: o.topkGroup, routedScalingFactor: o.routedScalingFactor, renormalize: o.renormalize,
     useCorrectionBias: o.useCorrectionBias, latentSize: o.latentSize, withBias: o.withBias,
     probInAdvance: o.probInAdvance, sharedExpertIntermediateSize: o.sharedExpertIntermediateSize,
-    sharedExpertGate: o.sharedExpertGate, computeDtype,
+    sharedExpertGate: o.sharedExpertGate, computeDtype: o.computeDtype,
   };
 }
 
@@ -68,18 +64,8 @@ export const cudaLayerExecutor: MoeLayerExecutor = {
   },
 };
 
-/**
- * (Re-)registers the 'cuda' layer executor; `computeDtype` sets the dtype the expert weights are converted to
- * at upload ('float32' default, 'bfloat16', 'float16') for layers without a computeDtype option of their own.
- */
-export function registerCudaLayerExecutor(options: {computeDtype?: CudaComputeDtype} = {}): void {
-  if (options.computeDtype != null) {
-    if (!['float32', 'bfloat16', 'float16'].includes(options.computeDtype)) {
-      throw new Error(`registerCudaLayerExecutor: option 'computeDtype' must be 'float32', 'bfloat16' or ` +
-                      `'float16', got ${JSON.stringify(options.computeDtype)}`);
-    }
-    defaultComputeDtype = options.computeDtype;
-  }
+/** (Re-)registers the 'cuda' layer executor (done at load; again after another executor replaced it). */
+export function registerCudaLayerExecutor(): void {
   registerMoeLayerExecutor('cuda', cudaLayerExecutor);
 }
 
