@@ -1,0 +1,26 @@
+import type {KernelConfig, KernelFunc, TensorInfo} from '@tensorflow/tfjs-core';
+
+import {MoeTopkSelect, MoeTopkSelectAttrs, MoeTopkSelectInputs} from '../kernel_names.js';
+import {RoutingProgram} from './routing_webgpu.js';
+import type {WebGPUBackendLike} from './webgpu_util.js';
+
+/** Outputs [topkIds int32 [T,k], topkWeights float32 [T,k]]. */
+export function moeTopkSelectWebGPU(
+    args: {inputs: MoeTopkSelectInputs, backend: WebGPUBackendLike, attrs: MoeTopkSelectAttrs}): TensorInfo[] {
+  const {inputs: {gatingLogits, bias}, backend, attrs: {topK, applyNormWeight}} = args;
+  const [numTokens, numExperts] = gatingLogits.shape;
+  const inputs = bias != null ? [gatingLogits, bias] : [gatingLogits];
+  const common = {method: 'softmax' as const, numTokens, numExperts, topK, hasBias: bias != null,
+                  normalize: applyNormWeight};
+  const uniforms = [{type: 'float32' as const, data: [1]}];
+  const ids = backend.runWebGPUProgram(new RoutingProgram({...common, emit: 'ids'}), inputs, 'int32', uniforms);
+  const weights =
+      backend.runWebGPUProgram(new RoutingProgram({...common, emit: 'weights'}), inputs, 'float32', uniforms);
+  return [ids, weights];
+}
+
+export const moeTopkSelectWebGPUConfig: KernelConfig = {
+  kernelName: MoeTopkSelect,
+  backendName: 'webgpu',
+  kernelFunc: moeTopkSelectWebGPU as unknown as KernelFunc,
+};

@@ -1,0 +1,404 @@
+/**
+ * Grouped GEMM over expert row segments (semantics doc section 4), two WGSL programs sharing one tile schedule:
+ *
+ * - The schedule: rows split into parts (rows before the first segment, one part per expert, rows after the last
+ *   segment), each part into tiles of TM rows. A workgroup scans the part tile counts in shared memory to find its
+ *   tile, so segments stay a device tensor (no readback), empty experts own no tile, and each tile belongs to one
+ *   expert, whose weights it streams once per column tile. Parts outside every segment are written as zeros.
+ * - 'stream' (decode, few rows per expert): the work is reading each active expert's [K,N] weights once at full
+ *   bandwidth. 256 threads = 16 vec4 columns x 16 k-lanes; each thread streams its k-lane's weights in 16-byte
+ *   loads, multiplies them by up to TM rows held as vec4 of lhs, and the k-lanes are summed in shared memory.
+ * - 'tiled' (prefill, many rows per expert): compute-bound register tiling, TM x TN tiles staged through shared
+ *   memory in TK steps, each thread owning RM rows x RN vec4 columns.
+ */
+import {FLAT_LAYOUT, flatDispatch, WebGPUProgram, WORKGROUP_INDEX_SNIPPET} from './webgpu_util.js';
+
+export interface GemmShape {
+  numRows: number;     // R
+  depth: number;       // K
+  width: number;       // N
+  numExperts: number;  // E
+  transposeRhs: boolean;
+  hasBias: boolean;
+}
+
+export interface TiledConfig {
+  kind: 'tiled';
+  wx: number;
+  wy: number;
+  rm: number;
+  rn: number;
+  tk: number;
+  /** 4: rhs/bias/output as vec4 over N (N % 4 == 0); 1: scalar. */
+  vec: 1 | 4;
+}
+export interface StreamConfig {
+  kind: 'stream';
+  /** rows per tile */
+  tm: number;
+  /** vec4 columns per workgroup, and k-lanes: nv * ks threads. */
+  nv: number;
+  ks: number;
+  /** independent k4 steps per loop iteration (loads in flight per thread = 4 * unroll). */
+  unroll: number;
+}
+export type GemmConfig = TiledConfig | StreamConfig;
+
+export function tileRows(c: GemmConfig): number {
+  return c.kind === 'stream' ? c.tm : c.wy * c.rm;
+}
+function tileCols(c: GemmConfig): number {
+  return c.kind === 'stream' ? c.nv * 4 : c.wx * c.rn * c.vec;
+}
+function threads(c: GemmConfig): number {
+  return c.kind === 'stream' ? c.nv * c.ks : c.wx * c.wy;
+}
+
+export const GEMM_PRESETS: Record<string, GemmConfig> = {
+  stream8: {kind: 'stream', tm: 8, nv: 16, ks: 16, unroll: 2},
+  stream16: {kind: 'stream', tm: 16, nv: 16, ks: 16, unroll: 2},
+  tiled16: {kind: 'tiled', wx: 32, wy: 4, rm: 4, rn: 1, tk: 16, vec: 4},
+  tiled32: {kind: 'tiled', wx: 16, wy: 8, rm: 4, rn: 2, tk: 16, vec: 4},
+  tiled64: {kind: 'tiled', wx: 16, wy: 16, rm: 4, rn: 1, tk: 16, vec: 4},
+  tiled64x128: {kind: 'tiled', wx: 16, wy: 16, rm: 4, rn: 2, tk: 16, vec: 4},
+  tiled128x64: {kind: 'tiled', wx: 16, wy: 16, rm: 8, rn: 1, tk: 16, vec: 4},
+  tiled128: {kind: 'tiled', wx: 16, wy: 16, rm: 8, rn: 2, tk: 16, vec: 4},
+  scalar: {kind: 'tiled', wx: 16, wy: 16, rm: 4, rn: 4, tk: 16, vec: 1},
+};
+
+let presetOverride: string | null = null;
+/** Forces one preset for every batchedGemm on webgpu (benchmarks compare them); null restores the heuristic. */
+export function setWebGPUGemmPreset(name: string | null): void {
+  if (name != null && !(name in GEMM_PRESETS)) {
+    throw new Error(`setWebGPUGemmPreset: argument 'name' must be one of ${Object.keys(GEMM_PRESETS).join(', ')} ` +
+        `or null, got ${JSON.stringify(name)}`);
+  }
+  presetOverride = name;
+}
+
+/**
+ * Picks the program from static shapes only. Rows per expert decide: a handful means weight streaming dominates
+ * (stream), many mean arithmetic does (larger tiles reuse each loaded weight across more rows).
+ */
+export function chooseGemmConfig(s: GemmShape, maxWorkgroupStorage: number): GemmConfig {
+  const vectorizable = s.width % 4 === 0 && s.depth % 4 === 0;
+  let config: GemmConfig;
+  if (presetOverride != null && (vectorizable || GEMM_PRESETS[presetOverride].kind === 'tiled')) {
+    config = GEMM_PRESETS[presetOverride];
+    if (!vectorizable && config.kind === 'tiled') config = GEMM_PRESETS.scalar;
+    if (config.kind === 'stream' && s.transposeRhs) config = GEMM_PRESETS.tiled32;
+  } else if (!vectorizable) {
+    config = GEMM_PRESETS.scalar;
+  } else {
+    // Thresholds from the H100 run in BENCHMARKS.md: stream only wins while experts hold a few rows each (at
+    // 16 rows per expert tiled32 was 2.4x faster than stream16); 64- and 128-row tiles tie at 256 rows per expert.
+    const rowsPerExpert = s.numRows / Math.max(1, s.numExperts);
+    if (!s.transposeRhs && rowsPerExpert <= 4) config = GEMM_PRESETS.stream8;
+    else if (rowsPerExpert <= 48) config = GEMM_PRESETS.tiled32;
+    else config = GEMM_PRESETS.tiled64;
+  }
+  if (config.kind === 'tiled') {
+    // Shared memory: As (TK*TM f32) + Bs (TK*TN f32) + the schedule scan; halve TK where the device is small.
+    const bytes = (tk: number) => tk * (tileRows(config) + tileCols(config)) * 4 + threads(config) * 4 + 64;
+    let tk = config.tk;
+    while (tk > 4 && bytes(tk) > maxWorkgroupStorage) tk /= 2;
+    config = {...config, tk};
+  }
+  return config;
+}
+
+/** Upper bound on the schedule's tiles: every non-empty part adds at most one partial tile. */
+export function maxTiles(numRows: number, numExperts: number, tm: number): number {
+  const parts = Math.min(numExperts + 2, numRows);
+  return Math.ceil((numRows + parts * (tm - 1)) / tm);
+}
+
+/** The tile schedule (see the file comment). Defines findTile(tile) filling tileInfo = [expert, rowStart, rowEnd, mode]. */
+function scheduleSnippet(numExperts: number, wgs: number, tm: number): string {
+  const parts = numExperts + 2;
+  return `
+    const NUM_PARTS = ${parts};
+    const PARTS_PER_THREAD = ${Math.ceil(parts / wgs)};
+    const SCHED_WG = ${wgs};
+    const TILE_ROWS = ${tm};
+    const MODE_IDLE = 0;
+    const MODE_EXPERT = 1;
+    const MODE_ZERO = 2;
+    var<workgroup> schedScan : array<i32, SCHED_WG>;
+    var<workgroup> tileInfo : array<i32, 4>;
+    var<workgroup> wgShared : i32;
+
+    fn partRows(p : i32, numRows : i32) -> vec2<i32> {
+      var start = 0;
+      var end = 0;
+      if (p == 0) {
+        end = offsets[0];
+      } else if (p == NUM_PARTS - 1) {
+        start = offsets[NUM_PARTS - 2];
+        end = numRows;
+      } else {
+        start = offsets[p - 1];
+        end = offsets[p];
+      }
+      start = clamp(start, 0, numRows);
+      return vec2<i32>(start, clamp(end, start, numRows));
+    }
+
+    fn findTile(tile : i32, numRows : i32) {
+      let lid = i32(localIndex);
+      var tiles = 0;
+      for (var q = 0; q < PARTS_PER_THREAD; q++) {
+        let p = lid * PARTS_PER_THREAD + q;
+        if (p < NUM_PARTS) {
+          let pr = partRows(p, numRows);
+          tiles += (pr.y - pr.x + TILE_ROWS - 1) / TILE_ROWS;
+        }
+      }
+      if (lid == 0) { tileInfo[3] = MODE_IDLE; }
+      schedScan[lid] = tiles;
+      workgroupBarrier();
+      for (var st = 1; st < SCHED_WG; st = st * 2) {
+        var add = 0;
+        if (lid >= st) { add = schedScan[lid - st]; }
+        workgroupBarrier();
+        schedScan[lid] = schedScan[lid] + add;
+        workgroupBarrier();
+      }
+      let inclusive = schedScan[lid];
+      if (tile >= inclusive - tiles && tile < inclusive) {
+        var t = tile - (inclusive - tiles);
+        for (var q = 0; q < PARTS_PER_THREAD; q++) {
+          let p = lid * PARTS_PER_THREAD + q;
+          if (p < NUM_PARTS && t >= 0) {
+            let pr = partRows(p, numRows);
+            let n = (pr.y - pr.x + TILE_ROWS - 1) / TILE_ROWS;
+            if (t < n) {
+              tileInfo[0] = p - 1;
+              tileInfo[1] = pr.x + t * TILE_ROWS;
+              tileInfo[2] = min(pr.x + (t + 1) * TILE_ROWS, pr.y);
+              tileInfo[3] = select(MODE_EXPERT, MODE_ZERO, p == 0 || p == NUM_PARTS - 1);
+            }
+            t -= n;
+          }
+        }
+      }
+    }`;
+}
+
+export class BatchedGemmProgram implements WebGPUProgram {
+  variableNames: string[];
+  variableComponents: number[];
+  outputShape: number[];
+  outputComponent: number;
+  shaderKey: string;
+  dispatchLayout = FLAT_LAYOUT;
+  dispatch: [number, number, number];
+  workgroupSize: [number, number, number];
+  uniforms = 'colTiles : i32,';
+  readonly colTiles: number;
+  private readonly s: GemmShape;
+  private readonly c: GemmConfig;
+
+  constructor(shape: GemmShape, config: GemmConfig) {
+    this.s = shape;
+    this.c = config;
+    const vec = config.kind === 'stream' ? 4 : config.vec;
+    const lhsVec = config.kind === 'stream' || (shape.depth % 4 === 0) ? 4 : 1;
+    const rhsVec = shape.transposeRhs ? 1 : vec;
+    this.variableNames = shape.hasBias ? ['lhs', 'rhs', 'offsets', 'bias'] : ['lhs', 'rhs', 'offsets'];
+    this.variableComponents = shape.hasBias ? [lhsVec, rhsVec, 1, vec] : [lhsVec, rhsVec, 1];
+    this.outputComponent = vec;
+    this.outputShape = [shape.numRows, shape.width];
+    this.workgroupSize = [threads(config), 1, 1];
+    this.colTiles = Math.ceil(shape.width / tileCols(config));
+    this.dispatch = flatDispatch(this.colTiles * maxTiles(shape.numRows, shape.numExperts, tileRows(config)));
+    const cfgKey = config.kind === 'stream' ?
+        `stream_tm${config.tm}_nv${config.nv}_ks${config.ks}_u${config.unroll}` :
+        `tiled_${config.wx}x${config.wy}_rm${config.rm}_rn${config.rn}_tk${config.tk}_v${config.vec}_a${lhsVec}`;
+    this.shaderKey = `moeBatchedGemm_${cfgKey}_E${shape.numExperts}_t${+shape.transposeRhs}_b${+shape.hasBias}`;
+  }
+
+  getUserCode(): string {
+    const c = this.c;
+    const head = `
+      ${WORKGROUP_INDEX_SNIPPET}
+      ${scheduleSnippet(this.s.numExperts, threads(c), tileRows(c))}`;
+    return head + (c.kind === 'stream' ? this.streamCode(c) : this.tiledCode(c));
+  }
+
+  /** Prologue shared by both programs: which tile and column tile this workgroup computes. */
+  private prologue(): string {
+    return `
+        let lid = i32(localIndex);
+        if (lid == 0) { wgShared = flatWorkgroupIndex(); }
+        let wg = workgroupUniformLoad(&wgShared);
+        let colTile = wg % uniforms.colTiles;
+        let numRows = uniforms.outShape[0];
+        let K = uniforms.lhsShape[1];
+        let N = uniforms.outShape[1];
+        findTile(wg / uniforms.colTiles, numRows);
+        let info = workgroupUniformLoad(&tileInfo);
+        let expert = info[0];
+        let rowStart = info[1];
+        let rowEnd = info[2];
+        let mode = info[3];`;
+  }
+
+  private streamCode(c: StreamConfig): string {
+    const bias = this.s.hasBias ? 'v += bias[expert * NV + nv];' : '';
+    return `
+      const TM = ${c.tm};
+      const NVW = ${c.nv};
+      const KS = ${c.ks};
+      const U = ${c.unroll};
+      var<workgroup> red : array<vec4<f32>, ${c.nv * c.ks}>;
+      fn main(index : i32) {
+        ${this.prologue()}
+        let cl = lid % NVW;
+        let s = lid / NVW;
+        let NV = N / 4;
+        let K4 = K / 4;
+        let nv = colTile * NVW + cl;
+        let colOk = nv < NV;
+        let rows = select(0, rowEnd - rowStart, mode == MODE_EXPERT);
+        var acc : array<vec4<f32>, TM>;
+        if (mode == MODE_EXPERT) {
+          let wBase = expert * K * NV + nv;
+          for (var kb = 0; kb < K4; kb += KS * U) {
+            for (var u = 0; u < U; u++) {
+              let k4 = kb + u * KS + s;
+              if (k4 < K4 && colOk) {
+                let w = wBase + k4 * 4 * NV;
+                let w0 = rhs[w];
+                let w1 = rhs[w + NV];
+                let w2 = rhs[w + 2 * NV];
+                let w3 = rhs[w + 3 * NV];
+                for (var i = 0; i < TM; i++) {
+                  if (i < rows) {
+                    let a = lhs[(rowStart + i) * K4 + k4];
+                    acc[i] += a.x * w0 + a.y * w1 + a.z * w2 + a.w * w3;
+                  }
+                }
+              }
+            }
+          }
+        }
+        let outRows = select(0, rowEnd - rowStart, mode != MODE_IDLE);
+        for (var i = 0; i < TM; i++) {
+          if (i < outRows) {
+            red[lid] = acc[i];
+            workgroupBarrier();
+            for (var st = KS / 2; st > 0; st = st / 2) {
+              if (s < st) { red[lid] += red[lid + st * NVW]; }
+              workgroupBarrier();
+            }
+            if (s == 0 && colOk) {
+              var v = red[lid];
+              if (mode == MODE_EXPERT) { ${bias} } else { v = vec4<f32>(0.0); }
+              result[(rowStart + i) * NV + nv] = v;
+            }
+            workgroupBarrier();
+          }
+        }
+      }`;
+  }
+
+  private tiledCode(c: TiledConfig): string {
+    const vt = c.vec === 4 ? 'vec4<f32>' : 'f32';
+    const tm = c.wy * c.rm;
+    const tnv = c.wx * c.rn;
+    const lhsVec = this.s.depth % 4 === 0 ? 4 : 1;
+    const loadA = lhsVec === 4 ? `
+          for (var idx = lid; idx < TM * TK / 4; idx += WGS) {
+            let m = idx / (TK / 4);
+            let kq = idx % (TK / 4);
+            let r = rowStart + m;
+            let k = k0 + kq * 4;
+            var v = vec4<f32>(0.0);
+            if (r < rowEnd && k < K) { v = lhs[(r * K + k) / 4]; }
+            As[(kq * 4) * TM + m] = v.x;
+            As[(kq * 4 + 1) * TM + m] = v.y;
+            As[(kq * 4 + 2) * TM + m] = v.z;
+            As[(kq * 4 + 3) * TM + m] = v.w;
+          }` : `
+          for (var idx = lid; idx < TM * TK; idx += WGS) {
+            let m = idx / TK;
+            let kk = idx % TK;
+            let r = rowStart + m;
+            let k = k0 + kk;
+            var v = 0.0;
+            if (r < rowEnd && k < K) { v = lhs[r * K + k]; }
+            As[kk * TM + m] = v;
+          }`;
+    const storeB = c.vec === 4 ? 'Bs[kk * TNV + nn / 4][nn % 4] = v;' : 'Bs[kk * TNV + nn] = v;';
+    const loadB = this.s.transposeRhs ? `
+          for (var idx = lid; idx < TK * TNV * VEC; idx += WGS) {
+            let nn = idx / TK;
+            let kk = idx % TK;
+            let n = colTile * TNV * VEC + nn;
+            let k = k0 + kk;
+            var v = 0.0;
+            if (k < K && n < N) { v = rhs[(expert * N + n) * K + k]; }
+            ${storeB}
+          }` : `
+          for (var idx = lid; idx < TK * TNV; idx += WGS) {
+            let kk = idx / TNV;
+            let nv = idx % TNV;
+            let k = k0 + kk;
+            let n = colTile * TNV + nv;
+            var v = ${vt}(0.0);
+            if (k < K && n < NV) { v = rhs[(expert * K + k) * NV + n]; }
+            Bs[idx] = v;
+          }`;
+    const bias = this.s.hasBias ? 'v += bias[expert * NV + nv];' : '';
+    return `
+      const WX = ${c.wx};
+      const RM = ${c.rm};
+      const RN = ${c.rn};
+      const TK = ${c.tk};
+      const TM = ${tm};
+      const TNV = ${tnv};
+      const VEC = ${c.vec};
+      const WGS = ${c.wx * c.wy};
+      var<workgroup> As : array<f32, ${c.tk * tm}>;
+      var<workgroup> Bs : array<${vt}, ${c.tk * tnv}>;
+      fn main(index : i32) {
+        ${this.prologue()}
+        let tx = lid % WX;
+        let ty = lid / WX;
+        let NV = N / VEC;
+        var acc : array<${vt}, ${c.rm * c.rn}>;
+        if (mode == MODE_EXPERT) {
+          for (var k0 = 0; k0 < K; k0 += TK) {
+            ${loadA}
+            ${loadB}
+            workgroupBarrier();
+            for (var kk = 0; kk < TK; kk++) {
+              var a : array<f32, RM>;
+              for (var i = 0; i < RM; i++) { a[i] = As[kk * TM + ty * RM + i]; }
+              for (var j = 0; j < RN; j++) {
+                let b = Bs[kk * TNV + tx + j * WX];
+                for (var i = 0; i < RM; i++) { acc[i * RN + j] += a[i] * b; }
+              }
+            }
+            workgroupBarrier();
+          }
+        }
+        if (mode != MODE_IDLE) {
+          for (var i = 0; i < RM; i++) {
+            let r = rowStart + ty * RM + i;
+            if (r < rowEnd) {
+              for (var j = 0; j < RN; j++) {
+                let nv = colTile * TNV + tx + j * WX;
+                if (nv < NV) {
+                  var v = acc[i * RN + j];
+                  if (mode == MODE_EXPERT) { ${bias} } else { v = ${vt}(0.0); }
+                  result[r * NV + nv] = v;
+                }
+              }
+            }
+          }
+        }
+      }`;
+  }
+}

@@ -1,0 +1,239 @@
+/**
+ * Routing for both methods (semantics doc sections 1 and 2) as one WGSL template: one workgroup per token row,
+ * each thread holding a strided slice of the row's experts in registers, top-k by k rounds of a workgroup arg-max.
+ * A program writes one output, so each of the op's outputs is one run of the program with `emit` naming it;
+ * routing is a small fraction of a MoE layer, cheaper to repeat than to stage through a packed buffer.
+ */
+import {FLAT_LAYOUT, flatDispatch, RANKING_SNIPPET, WebGPUProgram, WORKGROUP_INDEX_SNIPPET} from './webgpu_util.js';
+
+export type RoutingMethod = 'softmax' | 'grouped';
+export type RoutingEmit = 'ids' | 'weights' | 'scores';
+
+export interface RoutingParams {
+  method: RoutingMethod;
+  emit: RoutingEmit;
+  numTokens: number;
+  numExperts: number;
+  topK: number;
+  hasBias: boolean;
+  /** softmax: divide weights by their sum; grouped: renormalize. */
+  normalize: boolean;
+  /** grouped only. */
+  nGroup?: number;
+  topkGroup?: number;
+}
+
+const WG = 64;
+
+export class RoutingProgram implements WebGPUProgram {
+  variableNames: string[];
+  outputShape: number[];
+  shaderKey: string;
+  dispatchLayout = FLAT_LAYOUT;
+  dispatch: [number, number, number];
+  workgroupSize: [number, number, number] = [WG, 1, 1];
+  uniforms = 'routedScalingFactor : f32,';
+  private readonly p: RoutingParams;
+
+  constructor(p: RoutingParams) {
+    this.p = p;
+    this.variableNames = p.hasBias ? ['logits', 'bias'] : ['logits'];
+    this.outputShape = p.emit === 'scores' ? [p.numTokens, p.numExperts] : [p.numTokens, p.topK];
+    this.dispatch = flatDispatch(p.numTokens);
+    // Every constant baked into the WGSL below is in the key (the pipeline cache ignores shape values).
+    this.shaderKey = `moeRouting_${p.method}_${p.emit}_E${p.numExperts}_k${p.topK}_b${+p.hasBias}_n${+p.normalize}` +
+        `_G${p.nGroup ?? 0}_Gk${p.topkGroup ?? 0}`;
+  }
+
+  getUserCode(): string {
+    const {method, emit, numExperts: E, topK: K, hasBias, normalize} = this.p;
+    const VPT = Math.ceil(E / WG);
+    const G = this.p.nGroup ?? 1;
+    const GK = this.p.topkGroup ?? 1;
+    const biasOf = (e: string) => hasBias ? `bias[${e}]` : '0.0';
+
+    // Per-thread values: p (softmax prob / sigmoid score) and s (the selection score).
+    const valuesSoftmax = `
+      var localMax = -uniforms.INFINITY;
+      var localNaN = 0.0;
+      for (var i = 0; i < VPT; i++) {
+        let e = lid + i * WG;
+        var v = -uniforms.INFINITY;
+        if (e < E) { v = logits[row * E + e]; }
+        raw[i] = v;
+        if (isnan(v)) { localNaN = 1.0; } else { localMax = max(localMax, v); }
+      }
+      let rowMax = wgMax(localMax);
+      let rowNaN = wgMax(localNaN) > 0.0;
+      var localSum = 0.0;
+      for (var i = 0; i < VPT; i++) {
+        let e = lid + i * WG;
+        if (e < E) { localSum += exp(raw[i] - rowMax); }
+      }
+      let rowSum = wgSum(localSum);
+      for (var i = 0; i < VPT; i++) {
+        let e = lid + i * WG;
+        // A NaN logit makes every probability of the row NaN (the max and the sum are NaN).
+        var pe = select(exp(raw[i] - rowMax) / rowSum, uniforms.NAN, rowNaN);
+        if (e >= E) { pe = 0.0; }
+        prob[i] = pe;
+        sel[i] = select(pe, pe + ${biasOf('e')}, e < E);
+      }`;
+
+    const valuesGrouped = `
+      for (var i = 0; i < VPT; i++) {
+        let e = lid + i * WG;
+        var v = 0.0;
+        if (e < E) { v = logits[row * E + e]; }
+        // exp() need not propagate NaN on every GPU (SwiftShader's does not): keep NaN logits NaN explicitly.
+        let sc = select(1.0 / (1.0 + exp(-v)), uniforms.NAN, isnan(v));
+        prob[i] = sc;
+        ${emit === 'scores' ? '' : `if (e < E) { biased[e] = sc + ${biasOf('e')}; }`}
+      }`;
+
+    // Group scores, then the kept groups (doc 2.3-2.5 and the 2.8 fallback), then candidates.
+    const groupSelection = `
+      workgroupBarrier();
+      for (var g = lid; g < G; g += WG) {
+        var v0 = 0.0; var i0 = -1; var v1 = 0.0; var i1 = -1;
+        for (var m = 0; m < GSIZE; m++) {
+          let e = g * GSIZE + m;
+          let v = biased[e];
+          if (ranksBefore(v, e, v0, i0)) { v1 = v0; i1 = i0; v0 = v; i0 = e; }
+          else if (ranksBefore(v, e, v1, i1)) { v1 = v; i1 = e; }
+        }
+        groupScore[g] = select(v0 + v1, v0, GSIZE == 1);
+      }
+      workgroupBarrier();
+      if (lid == 0) {
+        var anyFinite = false;
+        for (var g = 0; g < G; g++) {
+          groupKept[g] = 0;
+          if (isFiniteF32(groupScore[g])) { anyFinite = true; }
+        }
+        for (var j = 0; j < GK; j++) {
+          var bv = 0.0; var bi = -1;
+          for (var g = 0; g < G; g++) {
+            if (groupKept[g] == 0 && ranksBefore(groupScore[g], g, bv, bi)) { bv = groupScore[g]; bi = g; }
+          }
+          groupKept[bi] = 1;
+        }
+        fallback = select(1, 0, anyFinite);
+      }
+      workgroupBarrier();
+      for (var i = 0; i < VPT; i++) {
+        let e = lid + i * WG;
+        var s = 0.0;
+        if (e < E) { s = select(-uniforms.INFINITY, biased[e], groupKept[e / GSIZE] != 0); }
+        sel[i] = s;
+      }`;
+
+    const selection = `
+      for (var i = 0; i < VPT; i++) { taken[i] = false; }
+      for (var j = 0; j < K; j++) {
+        var bv = 0.0; var bi = -1;
+        for (var i = 0; i < VPT; i++) {
+          let e = lid + i * WG;
+          if (e < E && !taken[i] && ranksBefore(sel[i], e, bv, bi)) { bv = sel[i]; bi = e; }
+        }
+        redV[lid] = bv; redI[lid] = bi;
+        workgroupBarrier();
+        for (var st = WG / 2; st > 0; st = st / 2) {
+          if (lid < st && ranksBefore(redV[lid + st], redI[lid + st], redV[lid], redI[lid])) {
+            redV[lid] = redV[lid + st]; redI[lid] = redI[lid + st];
+          }
+          workgroupBarrier();
+        }
+        let win = redI[0];
+        workgroupBarrier();
+        for (var i = 0; i < VPT; i++) {
+          if (lid + i * WG == win) { taken[i] = true; chosenId[j] = win; chosenP[j] = prob[i]; }
+        }
+      }
+      workgroupBarrier();`;
+
+    const writeSoftmax = emit === 'ids' ? `result[row * K + j] = chosenId[j];` : `
+          var total = 0.0;
+          for (var m = 0; m < K; m++) { total += chosenP[m]; }
+          result[row * K + j] = ${normalize ? 'chosenP[j] / total' : 'chosenP[j]'};`;
+    const writeGrouped = emit === 'ids' ? `result[row * K + j] = select(chosenId[j], j, fallback != 0);` : `
+          var total = 0.0;
+          for (var m = 0; m < K; m++) { total += chosenP[m]; }
+          let w = ${normalize ? 'chosenP[j] / (total + 1e-20)' : 'chosenP[j]'} * uniforms.routedScalingFactor;
+          result[row * K + j] = select(w, 1.0 / f32(K), fallback != 0);`;
+
+    const body = emit === 'scores' ? `
+      ${valuesGrouped}
+      for (var i = 0; i < VPT; i++) {
+        let e = lid + i * WG;
+        if (e < E && valid) { result[row * E + e] = prob[i]; }
+      }` : `
+      ${method === 'softmax' ? valuesSoftmax : valuesGrouped + groupSelection}
+      ${selection}
+      if (valid) {
+        for (var j = lid; j < K; j += WG) {
+          ${method === 'softmax' ? writeSoftmax : writeGrouped}
+        }
+      }`;
+
+    return `
+      const WG = ${WG};
+      const VPT = ${VPT};
+      const E = ${E};
+      const K = ${K};
+      const G = ${G};
+      const GK = ${GK};
+      const GSIZE = ${Math.floor(E / G)};
+      var<workgroup> redV : array<f32, WG>;
+      var<workgroup> redI : array<i32, WG>;
+      var<workgroup> chosenId : array<i32, K>;
+      var<workgroup> chosenP : array<f32, K>;
+      var<workgroup> rowShared : i32;
+      ${method === 'grouped' && emit !== 'scores' ? `
+      var<workgroup> biased : array<f32, E>;
+      var<workgroup> groupScore : array<f32, G>;
+      var<workgroup> groupKept : array<i32, G>;
+      var<workgroup> fallback : i32;` : ''}
+      ${WORKGROUP_INDEX_SNIPPET}
+      ${RANKING_SNIPPET}
+
+      fn wgMax(v : f32) -> f32 {
+        let lid = i32(localId.x);
+        redV[lid] = v;
+        workgroupBarrier();
+        for (var st = WG / 2; st > 0; st = st / 2) {
+          if (lid < st) { redV[lid] = max(redV[lid], redV[lid + st]); }
+          workgroupBarrier();
+        }
+        let r = redV[0];
+        workgroupBarrier();
+        return r;
+      }
+      fn wgSum(v : f32) -> f32 {
+        let lid = i32(localId.x);
+        redV[lid] = v;
+        workgroupBarrier();
+        for (var st = WG / 2; st > 0; st = st / 2) {
+          if (lid < st) { redV[lid] = redV[lid] + redV[lid + st]; }
+          workgroupBarrier();
+        }
+        let r = redV[0];
+        workgroupBarrier();
+        return r;
+      }
+
+      fn main(index : i32) {
+        let lid = i32(localId.x);
+        if (lid == 0) { rowShared = flatWorkgroupIndex(); }
+        let wgRow = workgroupUniformLoad(&rowShared);
+        let valid = wgRow < uniforms.outShape[0];
+        // Workgroups past the last row (a reshaped dispatch) compute on row 0 and write nothing.
+        let row = select(0, wgRow, valid);
+        var raw : array<f32, VPT>;
+        var prob : array<f32, VPT>;
+        var sel : array<f32, VPT>;
+        var taken : array<bool, VPT>;
+        ${body}
+      }`;
+  }
+}
