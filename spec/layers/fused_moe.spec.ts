@@ -18,6 +18,7 @@ const ALL_ON: FusedMoEArgs = {
   numExperts: 8, topK: 2, moeIntermediateSize: 4, topkMethod: 'noaux_tc', nGroup: 4, topkGroup: 2,
   routedScalingFactor: 2.5, renormalize: false, useCorrectionBias: true, latentSize: 3, withBias: true,
   probInAdvance: true, sharedExpertIntermediateSize: 5, sharedExpertGate: true, backend: 'composite',
+  computeDtype: 'bfloat16',
 };
 
 describe('FusedMoE config', () => {
@@ -39,7 +40,8 @@ describe('FusedMoE config', () => {
     const layer = new FusedMoE({numExperts: 4, topK: 2, moeIntermediateSize: 3});
     expect(layer.options).toEqual({numExperts: 4, topK: 2, moeIntermediateSize: 3, topkMethod: 'greedy', nGroup: 1,
       topkGroup: 1, routedScalingFactor: 1, renormalize: true, useCorrectionBias: false, latentSize: null,
-      withBias: false, probInAdvance: false, sharedExpertIntermediateSize: 0, sharedExpertGate: false, backend: 'auto'});
+      withBias: false, probInAdvance: false, sharedExpertIntermediateSize: 0, sharedExpertGate: false, backend: 'auto',
+      computeDtype: 'float32'});
   });
 
   it('rejects bad options with an error naming the option, before any tensor exists', () => {
@@ -60,6 +62,7 @@ describe('FusedMoE config', () => {
       [{sharedExpertIntermediateSize: -1}, /'sharedExpertIntermediateSize' must be an integer >= 0/],
       [{sharedExpertGate: true}, /'sharedExpertGate' must be false when sharedExpertIntermediateSize is 0/],
       [{backend: 'gpu' as never}, /'backend' must be 'auto' \| 'cpu' \| 'webgpu' \| 'cuda' \| 'composite', got "gpu"/],
+      [{computeDtype: 'int8' as never}, /'computeDtype' must be 'float32' \| 'bfloat16' \| 'float16', got "int8"/],
       [{kernelInitializer: 'noSuchInit'}, /'kernelInitializer' must be an Initializer or the name/],
     ];
     for (const [args, pattern] of bad) {

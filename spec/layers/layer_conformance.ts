@@ -92,7 +92,9 @@ export function describeLayerConformance(label: string, opts: LayerConformanceOp
             const x = randn(rand, T * H);
             const shape = c.rank3 ? splitTokens(T, H) : [T, H];
             expect(layer.selectedPath()).toBe(
-                opts.layerBackend === 'composite' ? `composite:${opts.backend}` : `kernels:${opts.backend}`);
+                opts.layerBackend === 'composite' ? `composite:${opts.backend}` :
+                ['auto', 'cpu', 'webgpu'].includes(opts.layerBackend) ? `kernels:${opts.backend}` :
+                                                                         `executor:${opts.layerBackend}`);
             const actual = await expectNoLeak(() => applyAndRead(layer, x, shape));
             const expected = referenceOutput(layer.options, data, x, T, H);
             const err = relError(actual, expected);

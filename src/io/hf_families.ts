@@ -24,7 +24,7 @@ export interface HfNaming {
 export interface HfMoeSpec {
   family: HfFamily;
   hiddenSize: number;
-  options: Omit<FusedMoEOptions, 'backend'>;
+  options: Omit<FusedMoEOptions, 'backend' | 'computeDtype'>;
   naming: HfNaming;
 }
 

@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 
 import {FusedMoE} from '../layers/fused_moe.js';
-import type {FusedMoEOptions, FusedMoEWeightName, MoeLayerBackend} from '../layers/fused_moe_config.js';
+import type {FusedMoEOptions, FusedMoEWeightName, MoeComputeDtype, MoeLayerBackend} from '../layers/fused_moe_config.js';
 import {HfMoeSpec, hfMoeSpec} from './hf_families.js';
 
 export interface LoadHuggingFaceMoeOptions {
@@ -15,6 +15,8 @@ export interface LoadHuggingFaceMoeOptions {
   prefix?: string;
   /** The layer's backend setting (default 'auto'). */
   backend?: MoeLayerBackend;
+  /** The layer's computeDtype (default 'float32'; 'bfloat16'/'float16' on backend 'cuda'). */
+  computeDtype?: MoeComputeDtype;
   /** The layer's name. */
   name?: string;
 }
@@ -146,7 +148,7 @@ export function loadHuggingFaceMoe(config: unknown, weights: HfWeights, options:
   }
   const useBias = spec.options.useCorrectionBias && biasRel != null;
   const layerOptions: FusedMoEOptions = {...spec.options, useCorrectionBias: useBias, withBias,
-    backend: options.backend ?? 'auto'};
+    backend: options.backend ?? 'auto', computeDtype: options.computeDtype ?? 'float32'};
 
   const converted: Partial<Record<FusedMoEWeightName, tf.Tensor>> =
       tf.tidy(() => Object.fromEntries(convertWeights(spec, src, useBias ? biasRel! : null, withBias)));

@@ -79,9 +79,29 @@ export interface MoeCombineAttrs extends NamedAttrMap {
   weightsApplied: boolean;
 }
 
+/**
+ * Output: float32 [E,K,N] (or [E,N,K] when transposeOut): out[e] = lhs[segment e]^T @ dy[segment e], the weight
+ * gradient of batchedGemm. Rows in no segment contribute nothing; an empty segment gives zeros.
+ */
+export const BatchedGemmWeightGrad = 'BatchedGemmWeightGrad';
+export interface BatchedGemmWeightGradInputs {
+  lhs: TensorInfo;       // float32 [R,K]
+  dy: TensorInfo;        // float32 [R,N]
+  segments: TensorInfo;  // int32 [E+1] expertOffsets, or [E] tokensPerExpert (see segmentsAreOffsets)
+}
+export interface BatchedGemmWeightGradAttrs extends NamedAttrMap {
+  numExperts: number;
+  /** true: the output is [E,N,K] (the gradient of a transposeRhs batchedGemm). */
+  transposeOut: boolean;
+  segmentsAreOffsets: boolean;
+}
+
+/** The forward kernels: what a backend needs for every MoE op and the FusedMoE forward. */
 export const ALL_MOE_KERNELS =
     [MoeTopkSelect, GetMoeScores, MoePermute, BatchedGemm, FusedSwigluScale, MoeCombine] as const;
-export type MoeKernelName = typeof ALL_MOE_KERNELS[number];
+/** Kernels only the gradients use; a backend without them runs their composite path. */
+export const TRAINING_MOE_KERNELS = [BatchedGemmWeightGrad] as const;
+export type MoeKernelName = typeof ALL_MOE_KERNELS[number] | typeof TRAINING_MOE_KERNELS[number];
 
 /** The static row count of moePermute's output (semantics doc section 3). */
 export function permutedRowCount(numTokens: number, topK: number, numExperts: number, alignment: number): number {

@@ -9,6 +9,7 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import {MoeForwardSelection, releaseMoeLayerState, selectMoeForward} from './backend_selection.js';
 import {FusedMoEArgs, FusedMoEOptions, FusedMoEWeightName, FusedMoEWeights, Initializer, OPTION_KEYS, resolveInitializer,
   resolveOptions, serializeInitializer, weightSpecs} from './fused_moe_config.js';
+import {LOAD_BALANCING_KEYS, LoadBalancer, resolveLoadBalancing} from './load_balancing.js';
 
 export class FusedMoE extends tfl.layers.Layer {
   static className = 'FusedMoE';
@@ -18,6 +19,8 @@ export class FusedMoE extends tfl.layers.Layer {
   private readonly biasInitializer: Initializer;
   private readonly weightVariables = new Map<FusedMoEWeightName, tfl.LayerVariable>();
   private hiddenSize: number | null = null;
+  /** Load-balancing state and options (load_balancing.ts). */
+  private readonly balancer: LoadBalancer;
 
   constructor(args: FusedMoEArgs) {
     const {kernelInitializer, biasInitializer, inputShape, batchInputShape, batchSize, dtype, name, trainable, weights} =
@@ -26,8 +29,12 @@ export class FusedMoE extends tfl.layers.Layer {
     const kernelInit = resolveInitializer('kernelInitializer', kernelInitializer,
         () => tfl.initializers.randomNormal({mean: 0, stddev: 0.02}));
     const biasInit = resolveInitializer('biasInitializer', biasInitializer, () => tfl.initializers.zeros());
+    const balancing = resolveLoadBalancing(args, options);
     super({inputShape, batchInputShape, batchSize, dtype, name, trainable, weights});
     this.options = options;
+    this.balancer = new LoadBalancer(balancing);
+    // model.fit adds the layers' losses to the task loss.
+    if (balancing.auxLossCoef > 0) this.addLoss(() => this.balancer.auxLossTerm());
     this.kernelInitializer = kernelInit;
     this.biasInitializer = biasInit;
     this.supportsMasking = false;
@@ -94,7 +101,39 @@ export class FusedMoE extends tfl.layers.Layer {
     return out as FusedMoEWeights;
   }
 
-  override call(inputs: tf.Tensor | tf.Tensor[], _kwargs: Record<string, unknown>): tf.Tensor {
+  /**
+   * Per-expert loads of the last call: int32 [E], the (token, slot) pairs routed to each expert. Kept only with
+   * recordExpertLoad (on by default with a balancing option); null before the first call. Owned by the layer.
+   */
+  expertLoad(): tf.Tensor1D | null {
+    return this.balancer.expertLoad();
+  }
+
+  /**
+   * The auxiliary load-balancing loss of the last training call (auxLossCoef > 0), while the scope of that call
+   * lives (e.g. inside optimizer.minimize), else null. model.fit adds it by itself through the layer's losses.
+   */
+  auxLoss(): tf.Scalar | null {
+    return this.balancer.lastAuxLoss();
+  }
+
+  /**
+   * DeepSeek's auxiliary-loss-free step from the last recorded loads: gate_correction_bias += rate *
+   * sign(mean load - load). Training calls do this by themselves when biasUpdateRate > 0; this is for manual
+   * schedules. Returns false when no loads were recorded yet.
+   */
+  updateCorrectionBias(rate: number = this.balancer.options.biasUpdateRate): boolean {
+    const variable = this.weightVariables.get('gate_correction_bias');
+    if (variable == null) {
+      throw new Error(`FusedMoE '${this.name}': updateCorrectionBias needs useCorrectionBias (no gate_correction_bias)`);
+    }
+    if (typeof rate !== 'number' || !Number.isFinite(rate)) {
+      throw new Error(`FusedMoE '${this.name}': updateCorrectionBias: argument 'rate' must be a finite number, got ${rate}`);
+    }
+    return this.balancer.updateCorrectionBias(rate, variable.read() as tf.Tensor1D, v => variable.write(v));
+  }
+
+  override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Record<string, unknown>): tf.Tensor {
     const x = Array.isArray(inputs) ? singleTensor(inputs) : inputs;
     const hidden = this.hiddenSize;
     if (x.rank < 2 || x.rank > 3 || x.shape[x.rank - 1] !== hidden) {
@@ -104,11 +143,22 @@ export class FusedMoE extends tfl.layers.Layer {
     // Chosen before any work so that an unavailable backend fails cleanly, with nothing allocated.
     const selection: MoeForwardSelection = selectMoeForward(this.options.backend);
     const weights = this.namedWeights();
-    return tf.tidy(() => {
+    const out = tf.tidy(() => {
       const flat = tf.reshape(x, [-1, hidden!]) as tf.Tensor2D;
       const y = selection.forward(flat, weights, this.options, {owner: this});
       return x.rank === 2 ? y : tf.reshape(y, x.shape);
     });
+    if (this.balancer.active) {
+      try {
+        const training = kwargs?.training === true;
+        this.balancer.observe(x, weights, this.options, training,
+            v => this.weightVariables.get('gate_correction_bias')!.write(v));
+      } catch (e) {
+        out.dispose();
+        throw e;
+      }
+    }
+    return out;
   }
 
   /**
@@ -119,7 +169,10 @@ export class FusedMoE extends tfl.layers.Layer {
     const self = this as unknown as {_refCount: number | null};
     if (this.built && self._refCount === null) self._refCount = 1;
     const result = super.dispose();
-    if (result.refCountAfterDispose === 0) releaseMoeLayerState(this);
+    if (result.refCountAfterDispose === 0) {
+      releaseMoeLayerState(this);
+      this.balancer.dispose();
+    }
     return result;
   }
 
@@ -128,6 +181,7 @@ export class FusedMoE extends tfl.layers.Layer {
     for (const key of OPTION_KEYS) config[key] = this.options[key];
     config.kernelInitializer = serializeInitializer(this.kernelInitializer);
     config.biasInitializer = serializeInitializer(this.biasInitializer);
+    for (const key of LOAD_BALANCING_KEYS) config[key] = this.balancer.options[key];
     return {...super.getConfig(), ...config};
   }
 

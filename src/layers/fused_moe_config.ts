@@ -5,8 +5,13 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 
+import type {LoadBalancingOptions} from './load_balancing.js';
+
 export type TopkMethod = 'greedy' | 'noaux_tc';
 export type MoeLayerBackend = 'auto' | 'cpu' | 'webgpu' | 'cuda' | 'composite';
+/** The dtype expert weights are converted to once, at upload, by backends that convert (today: 'cuda'). */
+export type MoeComputeDtype = 'float32' | 'bfloat16' | 'float16';
+export const MOE_COMPUTE_DTYPES: readonly MoeComputeDtype[] = ['float32', 'bfloat16', 'float16'];
 export const MOE_LAYER_BACKENDS: readonly MoeLayerBackend[] = ['auto', 'cpu', 'webgpu', 'cuda', 'composite'];
 
 export type Initializer = ReturnType<typeof tfl.initializers.ones>;
@@ -41,10 +46,18 @@ export interface FusedMoEOptions {
   sharedExpertGate: boolean;
   /** Which implementation runs call(); chosen again on every call. */
   backend: MoeLayerBackend;
+  /**
+   * Operand dtype of the expert GEMMs on backends that convert weights at upload ('cuda': bf16/f16 tensor cores
+   * with float32 accumulation). The cpu, webgpu and composite paths compute in float32 whatever this says.
+   */
+  computeDtype: MoeComputeDtype;
 }
 
-/** Constructor arguments: the MoE options (most optional) plus initializers and the usual LayerArgs. */
-export interface FusedMoEArgs extends Partial<FusedMoEOptions> {
+/**
+ * Constructor arguments: the MoE options (most optional), the load-balancing options (load_balancing.ts), plus
+ * initializers and the usual LayerArgs.
+ */
+export interface FusedMoEArgs extends Partial<FusedMoEOptions>, Partial<LoadBalancingOptions> {
   numExperts: number;
   topK: number;
   moeIntermediateSize: number;
@@ -75,12 +88,13 @@ export const OPTION_DEFAULTS: Omit<FusedMoEOptions, 'numExperts' | 'topK' | 'moe
   sharedExpertIntermediateSize: 0,
   sharedExpertGate: false,
   backend: 'auto',
+  computeDtype: 'float32',
 };
 
 export const OPTION_KEYS = [
   'numExperts', 'topK', 'moeIntermediateSize', 'topkMethod', 'nGroup', 'topkGroup', 'routedScalingFactor',
   'renormalize', 'useCorrectionBias', 'latentSize', 'withBias', 'probInAdvance', 'sharedExpertIntermediateSize',
-  'sharedExpertGate', 'backend',
+  'sharedExpertGate', 'backend', 'computeDtype',
 ] as const;
 
 const WHO = 'FusedMoE';
@@ -150,6 +164,9 @@ export function resolveOptions(args: Partial<FusedMoEOptions>): FusedMoEOptions 
   }
   if (!MOE_LAYER_BACKENDS.includes(o.backend)) {
     throw optionError('backend', MOE_LAYER_BACKENDS.map(b => `'${b}'`).join(' | '), o.backend);
+  }
+  if (!MOE_COMPUTE_DTYPES.includes(o.computeDtype)) {
+    throw optionError('computeDtype', MOE_COMPUTE_DTYPES.map(d => `'${d}'`).join(' | '), o.computeDtype);
   }
   const out = {} as Record<string, unknown>;
   for (const key of OPTION_KEYS) out[key] = o[key];

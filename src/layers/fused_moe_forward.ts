@@ -11,6 +11,7 @@ import {getMoeScores} from '../ops/get_moe_scores.js';
 import {moeCombine} from '../ops/moe_combine.js';
 import {moePermute} from '../ops/moe_permute.js';
 import {moeTopkSelect} from '../ops/moe_topk_select.js';
+import {stopGradient} from '../kernels/composite/stop_gradient.js';
 import type {FusedMoEOptions, FusedMoEWeights} from './fused_moe_config.js';
 
 /** Routing: top-k expert ids and their weights for every token of x [T,H]. */
@@ -46,9 +47,12 @@ export function fusedMoeForward(x: tf.Tensor2D, w: FusedMoEWeights, o: FusedMoEO
       {bias: o.withBias ? w.up_gate_proj_bias as tf.Tensor2D : null});
   let rowScale: tf.Tensor1D | null = null;
   if (o.probInAdvance) {
-    // Each permuted row's routing weight, scattered through rowMap (alignment 1: every row is used).
+    // Each permuted row's routing weight, sent through rowMap (alignment 1: every row is used). A segment sum,
+    // not tf.scatterND, which tfjs cannot differentiate; rowMap is int32 and carries no gradient.
     const rows = permutedX.shape[0];
-    rowScale = tf.scatterND(tf.reshape(rowMap, [numTokens * o.topK, 1]), tf.reshape(topkWeights, [-1]), [rows]);
+    // (tfjs's cpu segment sum fails on an empty input: no tokens, no rows to scale.)
+    rowScale = numTokens === 0 ? tf.zeros([rows]) : tf.unsortedSegmentSum(
+        tf.reshape(topkWeights, [-1]), tf.reshape(stopGradient(rowMap), [numTokens * o.topK]), rows) as tf.Tensor1D;
   }
   const activated = fusedSwigluScale(upGate, rowScale);
   const down = batchedGemm(activated, w.down_proj_weight, expertOffsets);

@@ -45,9 +45,14 @@ export function hasMoeKernels(kernelNames: readonly MoeKernelName[], backendName
   return kernelNames.every(name => hasMoeKernel(name, backendName));
 }
 
+/** Whether an op call now would run our kernel kernelName (else its composite path). */
+export function usesMoeKernel(kernelName: MoeKernelName): boolean {
+  return getKernelPath() !== 'composite' && hasMoeKernel(kernelName);
+}
+
 export function runMoeKernel<R extends Tensor | Tensor[]>(
     kernelName: MoeKernelName, inputs: NamedTensorMap, attrs: NamedAttrMap, composite: () => R): R {
-  if (getKernelPath() === 'composite' || !hasMoeKernel(kernelName)) {
+  if (!usesMoeKernel(kernelName)) {
     return composite();
   }
   return tf.engine().runKernel(kernelName, inputs, attrs) as unknown as R;

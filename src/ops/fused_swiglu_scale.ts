@@ -2,7 +2,9 @@ import type {Tensor, Tensor1D, Tensor2D} from '@tensorflow/tfjs-core';
 
 import {fusedSwigluScaleComposite} from '../kernels/composite/fused_swiglu_scale_composite.js';
 import {FusedSwigluScale} from '../kernels/kernel_names.js';
-import {runMoeKernel} from './dispatch.js';
+import {swigluScaleGrads} from '../gradients/fused_swiglu_scale_grad.js';
+import {runWithGradient} from '../gradients/kernel_grad.js';
+import {runMoeKernel, usesMoeKernel} from './dispatch.js';
 import {argError, checkOptionalTensor, checkShape, checkTensor} from './validate.js';
 
 const OP = 'fusedSwigluScale';
@@ -16,5 +18,11 @@ export function fusedSwigluScale(x: Tensor2D, scale: Tensor1D | null = null): Te
 
   const inputs: Record<string, Tensor> = {x: $x};
   if ($scale != null) inputs.scale = $scale;
-  return runMoeKernel(FusedSwigluScale, inputs, {}, () => fusedSwigluScaleComposite($x, $scale));
+  const run = () => runMoeKernel(FusedSwigluScale, inputs, {}, () => fusedSwigluScaleComposite($x, $scale));
+  if ($scale == null || !usesMoeKernel(FusedSwigluScale)) return run();
+  // The scale's value is part of x's gradient, and a registered gradient cannot be handed an optional input.
+  return runWithGradient([$x, $scale], run, (dy, [xs, scales]) => {
+    const {dx, dscale} = swigluScaleGrads(dy, xs as Tensor2D, scales as Tensor1D);
+    return [dx, dscale!];
+  });
 }

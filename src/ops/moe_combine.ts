@@ -2,7 +2,9 @@ import type {Tensor, Tensor2D} from '@tensorflow/tfjs-core';
 
 import {moeCombineComposite} from '../kernels/composite/moe_combine_composite.js';
 import {MoeCombine, MoeCombineAttrs} from '../kernels/kernel_names.js';
-import {runMoeKernel} from './dispatch.js';
+import {moeCombineGradBias, moeCombineGradWeights, moeCombineGradY} from '../gradients/moe_combine_grad.js';
+import {runWithGradient, zeroGrad} from '../gradients/kernel_grad.js';
+import {runMoeKernel, usesMoeKernel} from './dispatch.js';
 import {checkBoolean, checkOptionalTensor, checkOptions, checkShape, checkTensor} from './validate.js';
 
 const OP = 'moeCombine';
@@ -37,6 +39,15 @@ export function moeCombine(
   const attrs: MoeCombineAttrs = {weightsApplied};
   const inputs: Record<string, Tensor> = {y: $y, rowMap: $rowMap, topkWeights: $weights, topkIds: $ids};
   if (bias != null) inputs.downProjBias = bias;
-  return runMoeKernel(
+  const run = () => runMoeKernel(
       MoeCombine, inputs, attrs, () => moeCombineComposite($y, $rowMap, $weights, $ids, bias, attrs));
+  if (bias == null || !usesMoeKernel(MoeCombine)) return run();
+  // The bias's value is part of the weights' gradient, and a registered gradient cannot be handed an optional input.
+  return runWithGradient([$y, $rowMap, $weights, $ids, bias], run, (dout, [ys, rows, ws, ids, b]) => [
+    moeCombineGradY(dout, ys.shape[0], rows as Tensor2D, ws as Tensor2D, weightsApplied),
+    zeroGrad(rows),
+    moeCombineGradWeights(dout, ys as Tensor2D, rows as Tensor2D, ids as Tensor2D, b as Tensor2D, weightsApplied),
+    zeroGrad(ids),
+    moeCombineGradBias(dout, ws as Tensor2D, ids as Tensor2D, b.shape[0]),
+  ]);
 }

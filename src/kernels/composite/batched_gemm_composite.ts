@@ -3,6 +3,7 @@ import type {Tensor, Tensor1D, Tensor2D, Tensor3D} from '@tensorflow/tfjs-core';
 
 import type {BatchedGemmAttrs} from '../kernel_names.js';
 import {select} from './routing_select_composite.js';
+import {stopGradient} from './stop_gradient.js';
 
 /** Gathered weight elements alive at once in the per-row formulation (64 MiB of float32). */
 const GATHER_BUDGET = 1 << 24;
@@ -25,7 +26,8 @@ export function batchedGemmComposite(
   const n = transposeRhs ? rhs.shape[1] : rhs.shape[2];
   return tf.tidy(() => {
     if (numRows === 0) return tf.zeros([0, n]) as Tensor2D;
-    const offsets = segmentsAreOffsets ? segments : tf.concat([tf.zeros([1], 'int32'), tf.cumsum(segments)]);
+    const segs = stopGradient(segments);  // int32: no gradient (it may descend from a router on the tape)
+    const offsets = segmentsAreOffsets ? segs : tf.concat([tf.zeros([1], 'int32'), tf.cumsum(segs)]);
     const row = tf.reshape(tf.range(0, numRows, 1, 'int32'), [numRows, 1]);
     const segmentEnds = tf.reshape(tf.slice(offsets, 1, numExperts), [1, numExperts]);
     const expertOfRow = tf.sum(tf.cast(tf.lessEqual(segmentEnds, row), 'int32'), 1);

@@ -3,6 +3,7 @@ import type {Tensor, Tensor1D, Tensor2D} from '@tensorflow/tfjs-core';
 
 import type {GetMoeScoresAttrs} from '../kernel_names.js';
 import {select, selectTopKComposite, takeAlongRows} from './routing_select_composite.js';
+import {stopGradient} from './stop_gradient.js';
 
 /**
  * Sum of the two largest entries of each group (NaN ranking as -Infinity), from [T,G,S] biased scores.
@@ -27,12 +28,14 @@ export function getMoeScoresComposite(
     const [numTokens, numExperts] = gatingOutput.shape;
     const groupSize = numExperts / nGroup;
     // NaN logits keep their NaN: webgpu's sigmoid (on SwiftShader) turns NaN into 0.
-    const scores = select(tf.isNaN(gatingOutput), gatingOutput, tf.sigmoid(gatingOutput)) as Tensor2D;
+    // (The mask is computed off the gradient tape: tfjs's autodiff has no gradient for isNaN.)
+    const scores = select(tf.isNaN(stopGradient(gatingOutput)), gatingOutput, tf.sigmoid(gatingOutput)) as Tensor2D;
     // tfjs's batched gather rejects empty batches: no tokens, nothing to select.
     if (numTokens === 0) return [scores, tf.zeros([0, topK]), tf.zeros([0, topK], 'int32')] as [Tensor2D, Tensor2D, Tensor2D];
     const biased = bias == null ? scores : tf.add(scores, tf.reshape(bias, [1, -1])) as Tensor2D;
 
-    const perGroup = groupScores(tf.reshape(biased, [numTokens, nGroup, groupSize]));
+    // Group choice is selection only: no gradient flows through it.
+    const perGroup = groupScores(tf.reshape(stopGradient(biased), [numTokens, nGroup, groupSize]));
     const {chosen: keptGroups} = selectTopKComposite(perGroup, topkGroup);
     // Experts of dropped groups rank as -Infinity (the doc's masking, as the cpu kernel does).
     const keptExperts =

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type {Tensor, Tensor2D} from '@tensorflow/tfjs-core';
 
 import type {MoeCombineAttrs} from '../kernel_names.js';
+import {stopGradient} from './stop_gradient.js';
 
 /**
  * Returns float32 [T,D] (semantics doc section 6): gathers each token's k rows of y, weights them (unless
@@ -14,10 +15,12 @@ export function moeCombineComposite(
     const [numTokens, topK] = rowMap.shape;
     const hidden = y.shape[1];
     const weights = tf.reshape(topkWeights, [numTokens, topK, 1]);
-    let rows: Tensor = tf.reshape(tf.gather(y, tf.reshape(rowMap, [-1])), [numTokens, topK, hidden]);
+    // int32 maps carry no gradient (they may descend from a router on the tape).
+    const rowIndex = tf.reshape(stopGradient(rowMap), [-1]);
+    let rows: Tensor = tf.reshape(tf.gather(y, rowIndex), [numTokens, topK, hidden]);
     if (!attrs.weightsApplied) rows = tf.mul(rows, weights);
     if (bias != null) {
-      const biases = tf.reshape(tf.gather(bias, tf.reshape(topkIds, [-1])), [numTokens, topK, hidden]);
+      const biases = tf.reshape(tf.gather(bias, tf.reshape(stopGradient(topkIds), [-1])), [numTokens, topK, hidden]);
       rows = tf.add(rows, tf.mul(biases, weights));
     }
     return tf.sum(rows, 1) as Tensor2D;

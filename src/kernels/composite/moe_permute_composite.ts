@@ -3,6 +3,7 @@ import type {Tensor, Tensor1D, Tensor2D} from '@tensorflow/tfjs-core';
 
 import {MoePermuteAttrs, permutedRowCount} from '../kernel_names.js';
 import {select} from './routing_select_composite.js';
+import {stopGradient} from './stop_gradient.js';
 
 /**
  * Returns [permutedX [R,D], tokensPerExpert int32 [E], expertOffsets int32 [E+1], rowMap int32 [T,k]]
@@ -34,7 +35,8 @@ export function moePermuteComposite(
         tf.zeros([numTokens, topK], 'int32'),
       ] as [Tensor2D, Tensor1D, Tensor1D, Tensor2D];
     }
-    const ids = tf.reshape(topkIds, [numEntries]) as Tensor1D;
+    // Ids are not differentiable (they may come from a router on the tape): only x's gather carries a gradient.
+    const ids = tf.reshape(stopGradient(topkIds), [numEntries]) as Tensor1D;
     const valid = tf.logicalAnd(tf.greaterEqual(ids, int(0)), tf.less(ids, int(numExperts)));
     // One-hot by comparison (tf.oneHot refuses depth 1): all zero for an invalid id.
     const expertIndex = tf.reshape(tf.range(0, numExperts, 1, 'int32'), [1, numExperts]);

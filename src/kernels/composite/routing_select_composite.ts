@@ -8,13 +8,17 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type {Tensor, Tensor2D} from '@tensorflow/tfjs-core';
 
+import {stopGradient} from './stop_gradient.js';
+
 /** tf.where with its broadcasting, typed loosely (tfjs types both branches as the same rank). */
 export function select(condition: Tensor, a: Tensor, b: Tensor): Tensor {
   return tf.where(condition, a as Tensor2D, b as Tensor2D);
 }
 
 /** Returns the chosen indices as float32 [T,k] (exact: n < 2^24) and the mask of chosen entries, bool [T,n]. */
-export function selectTopKComposite(keys: Tensor2D, k: number): {ids: Tensor2D, chosen: Tensor2D} {
+export function selectTopKComposite(selectionKeys: Tensor2D, k: number): {ids: Tensor2D, chosen: Tensor2D} {
+  // Choosing is not differentiable: the weights' gradient flows through what is gathered at the ids, not here.
+  const keys = stopGradient(selectionKeys);
   const [numRows, n] = keys.shape;
   const minusInf = tf.scalar(-Infinity);
   const index = tf.reshape(tf.range(0, n, 1, 'float32'), [1, n]);
@@ -37,7 +41,13 @@ export function selectTopKComposite(keys: Tensor2D, k: number): {ids: Tensor2D, 
   return {ids: tf.concat(picks, 1) as Tensor2D, chosen: tf.logicalNot(available) as Tensor2D};
 }
 
-/** values[t, ids[t,j]] for the float32 ids [T,k] returned above. */
+/**
+ * values[t, ids[t,j]] for the float32 ids [T,k] returned above, as one flat gather at t*n + id: tfjs's gradient
+ * of a batched gather (batchDims 1) runs one small gather gradient per row, a flat one is a single segment sum.
+ */
 export function takeAlongRows(values: Tensor2D, ids: Tensor2D): Tensor2D {
-  return tf.gather(values, tf.cast(ids, 'int32'), 1, 1);
+  const [numRows, n] = values.shape;
+  const rowStart = tf.reshape(tf.range(0, numRows * n, n, 'int32'), [numRows, 1]);
+  const flatIndex = tf.add(rowStart, tf.cast(stopGradient(ids), 'int32'));
+  return tf.reshape(tf.gather(tf.reshape(values, [-1]), tf.reshape(flatIndex, [-1])), ids.shape) as Tensor2D;
 }

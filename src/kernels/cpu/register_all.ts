@@ -4,6 +4,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type {KernelConfig} from '@tensorflow/tfjs-core';
 
 import {batchedGemmConfig} from './BatchedGemm.js';
+import {batchedGemmWeightGradConfig} from './BatchedGemmWeightGrad.js';
 import {fusedSwigluScaleConfig} from './FusedSwigluScale.js';
 import {getMoeScoresConfig} from './GetMoeScores.js';
 import {moeCombineConfig} from './MoeCombine.js';
@@ -12,7 +13,7 @@ import {moeTopkSelectConfig} from './MoeTopkSelect.js';
 
 export const hostKernelConfigs: readonly KernelConfig[] = [
   moeTopkSelectConfig, getMoeScoresConfig, moePermuteConfig, batchedGemmConfig, fusedSwigluScaleConfig,
-  moeCombineConfig,
+  moeCombineConfig, batchedGemmWeightGradConfig,
 ];
 
 /**

@@ -1,0 +1,106 @@
+/**
+ * cudaStatus, the addon loader and the CUDA entry points when CUDA is unavailable (CI has no GPU and usually no
+ * built addon): clear reasons, distinct codes, no leaked tensors, nothing Node-specific in browser bundles.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import {build} from 'esbuild';
+import {execFileSync} from 'node:child_process';
+import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs';
+import {tmpdir} from 'node:os';
+import {join} from 'node:path';
+import {CudaFusedMoe, CudaMoeRunner, cudaStatus, registerCudaKernels} from 'tfjs-moe';
+
+import {expectThrowsNoLeak} from '../helpers/util.js';
+
+/** cudaStatus() evaluated in a fresh Node process with the given environment (the loader caches per process). */
+function statusIn(env: Record<string, string>): {available: boolean, code?: string, reason?: string} {
+  const script = `import('tfjs-moe').then(m => process.stdout.write(JSON.stringify(m.cudaStatus())))`;
+  const out = execFileSync(process.execPath, ['-e', script], {env: {...process.env, ...env}, encoding: 'utf8'});
+  return JSON.parse(out);
+}
+
+describe('cudaStatus', () => {
+  const status = cudaStatus();
+
+  it('reports {available, code, reason} with a known code, or a device when available', () => {
+    expect(typeof status.available).toBe('boolean');
+    if (status.available) {
+      expect(status.device).toMatch(/\S/);
+      expect(status.computeCapability).toMatch(/^\d+\.\d+$/);
+      expect(status.memoryBytes).toBeGreaterThan(0);
+    } else {
+      expect(['not-node', 'addon-not-built', 'addon-load-failed', 'no-driver', 'no-device', 'cuda-error'])
+          .toContain(status.code!);
+      expect(status.reason).toMatch(/\S/);
+    }
+  });
+
+  it('says the addon is not built, naming the build command and where it looked', () => {
+    const s = statusIn({TFJS_MOE_CUDA_ADDON: '/nonexistent/tfjs_moe_cuda.node'});
+    expect(s.available).toBeFalse();
+    expect(s.code).toBe('addon-not-built');
+    expect(s.reason).toContain('npm run build:cuda');
+    expect(s.reason).toContain('/nonexistent/tfjs_moe_cuda.node');
+  });
+
+  it('says the addon failed to load when the file is not a loadable addon', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tfjs-moe-status-'));
+    try {
+      const bogus = join(dir, 'tfjs_moe_cuda.node');
+      writeFileSync(bogus, 'not an ELF file');
+      const s = statusIn({TFJS_MOE_CUDA_ADDON: bogus});
+      expect(s.available).toBeFalse();
+      expect(s.code).toBe('addon-load-failed');
+      expect(s.reason).toContain(bogus);
+    } finally {
+      rmSync(dir, {recursive: true, force: true});
+    }
+  });
+
+  it('is cached, and a copy: mutating the result does not change the next call', () => {
+    const a = cudaStatus();
+    a.available = !a.available;
+    expect(cudaStatus().available).toBe(status.available);
+  });
+});
+
+describe('CUDA entry points without CUDA', () => {
+  const status = cudaStatus();
+  beforeEach(() => {
+    if (status.available) pending('CUDA is available here; the unavailable paths are exercised on machines without it');
+  });
+
+  it('registerCudaKernels throws with the reason and registers nothing', () => {
+    expectThrowsNoLeak(() => registerCudaKernels('tensorflow'), /CUDA is not available/);
+    expect(tf.getKernel('MoeCombine', 'tensorflow')).toBeUndefined();
+  });
+
+  it('CudaMoeRunner and CudaFusedMoe.apply throw with the reason, leaking no tensor', () => {
+    const config = {hidden: 4, numExperts: 2, topK: 1, intermediateSize: 2};
+    expect(() => new CudaMoeRunner(config, {})).toThrowError(/CUDA is not available/);
+    const layer = new CudaFusedMoe(config);
+    const x = tf.ones([3, 4]);
+    const w = {gateWeight: tf.ones([4, 2]), upGateProjWeight: tf.ones([2, 4, 4]), downProjWeight: tf.ones([2, 2, 4])};
+    expectThrowsNoLeak(() => layer.apply(x, w), /CUDA is not available/);
+    tf.dispose([x, ...Object.values(w)]);
+  });
+});
+
+describe('CudaFusedMoe arguments', () => {
+  it('rejects an unknown computeDtype, naming it', () => {
+    expect(() => new CudaFusedMoe({hidden: 4, numExperts: 2, topK: 1, intermediateSize: 2,
+      computeDtype: 'int8' as unknown as 'float32'})).toThrowError(/computeDtype.*int8/);
+  });
+});
+
+describe('browser safety of the package root', () => {
+  it('bundles for the browser with no Node built-in, require or import.meta reaching the CUDA loader', async () => {
+    const result = await build({
+      entryPoints: ['dist/esm/index.js'], bundle: true, platform: 'browser', format: 'esm', write: false,
+      external: ['@tensorflow/*'], logLevel: 'silent',
+    });
+    expect(result.errors).toEqual([]);
+    const code = readFileSync('dist/esm/kernels/cuda/loader.js', 'utf8').replace(/\/\*[\s\S]*?\*\/|\/\/.*$/gm, '');
+    expect(code).not.toMatch(/\brequire\s*\(|from ['"]node:|import\(|import\.meta/);
+  });
+});

@@ -1,0 +1,110 @@
+/** Gradients of fusedSwigluScale (x, scale), moePermute (x) and moeCombine (y, weights, bias) vs float64 differences. */
+import * as tf from '@tensorflow/tfjs-core';
+import {fusedSwigluScale, moeCombine, moePermute} from 'tfjs-moe';
+
+import {refMoeCombine, refMoePermute, refSwigluScale} from '../../reference/moe_reference.js';
+import {randInt, randn, rng} from '../../helpers/util.js';
+import {caseSeed, ConformanceContext, randomIds} from '../../ops/conformance/context.js';
+import {checkGradients, dot, GradInput} from '../grad_check.js';
+import {GRAD_TOL} from './tolerances.js';
+
+export function describeSwigluPermuteCombineGradients(ctx: ConformanceContext): void {
+  describe('fusedSwigluScale gradients', () => {
+    const n = ctx.cases(10, 2);
+    for (let i = 0; i < n; i++) {
+      const seed = caseSeed('gradSwiglu', i);
+      const rand = rng(seed);
+      const R = randInt(rand, i === 0 ? 0 : 1, 12), I = randInt(rand, 1, 8);
+      const withScale = i % 2 === 1 || rand() < 0.5;
+      const what = `seed=${seed} R=${R} I=${I} scale=${withScale}`;
+      it(`x${withScale ? ', scale' : ''}: ${what}`, async () => {
+        const cot = randn(rand, R * I);
+        const inputs: GradInput[] = [{name: 'x', values: randn(rand, R * 2 * I, 2), shape: [R, 2 * I]}];
+        if (withScale) inputs.push({name: 'scale', values: randn(rand, R), shape: [R]});
+        const cotT = tf.tensor2d(cot, [R, I]);
+        try {
+          await checkGradients(ctx, {
+            op: 'fusedSwigluScale', what, inputs, h: 1e-5, tol: GRAD_TOL.swiglu,
+            loss: (x, scale) => tf.sum(tf.mul(fusedSwigluScale(x as tf.Tensor2D, (scale ?? null) as tf.Tensor1D | null), cotT)),
+            referenceLoss: ([x, scale]) => dot(cot, refSwigluScale(x, R, I, withScale ? scale : null)),
+          });
+        } finally {
+          cotT.dispose();
+        }
+      });
+    }
+  });
+
+  describe('moePermute gradients', () => {
+    const n = ctx.cases(10, 2);
+    for (let i = 0; i < n; i++) {
+      const seed = caseSeed('gradPermute', i);
+      const rand = rng(seed);
+      const T = randInt(rand, i === 0 ? 0 : 1, 9), E = randInt(rand, 1, 6), D = randInt(rand, 1, 5);
+      const k = randInt(rand, 1, Math.min(E, 3));
+      const alignment = [1, 1, 4][randInt(rand, 0, 2)];
+      const ids = randomIds(rand, T, k, E, rand() < 0.8);
+      const what = `seed=${seed} T=${T} k=${k} E=${E} D=${D} alignment=${alignment}`;
+      it(`x: ${what}`, async () => {
+        const R = refMoePermute(new Float64Array(T * D), T, D, ids, k, E, alignment).R;
+        const cot = randn(rand, R * D);
+        const idsT = tf.tensor2d(ids, [T, k], 'int32');
+        const cotT = tf.tensor2d(cot, [R, D]);
+        try {
+          await checkGradients(ctx, {
+            op: 'moePermute', what, inputs: [{name: 'x', values: randn(rand, T * D), shape: [T, D]}], h: 1e-3,
+            tol: GRAD_TOL.permute,
+            loss: x => {
+              const {permutedX, tokensPerExpert, expertOffsets, rowMap} = moePermute(x as tf.Tensor2D, idsT, E, alignment);
+              tf.dispose([tokensPerExpert, expertOffsets, rowMap]);
+              return tf.sum(tf.mul(permutedX, cotT));
+            },
+            referenceLoss: ([x]) => dot(cot, refMoePermute(x, T, D, ids, k, E, alignment).permutedX),
+          });
+        } finally {
+          tf.dispose([idsT, cotT]);
+        }
+      });
+    }
+  });
+
+  describe('moeCombine gradients', () => {
+    const n = ctx.cases(16, 3);
+    for (let i = 0; i < n; i++) {
+      const seed = caseSeed('gradCombine', i);
+      const rand = rng(seed);
+      const T = randInt(rand, i === 0 ? 0 : 1, 8), E = randInt(rand, 1, 6), D = randInt(rand, 1, 5);
+      const k = randInt(rand, 1, Math.min(E, 3));
+      const alignment = [1, 1, 2][randInt(rand, 0, 2)];
+      const weightsApplied = i % 4 === 2 || rand() < 0.3;
+      const withBias = i % 4 === 1 || rand() < 0.5;
+      const ids = randomIds(rand, T, k, E, true);
+      // rowMap as moePermute makes it (distinct rows of [0,R), padding rows unused).
+      const {R, rowMap} = refMoePermute(new Float64Array(T), T, 1, ids, k, E, alignment);
+      const what = `seed=${seed} T=${T} k=${k} E=${E} D=${D} R=${R} bias=${withBias} weightsApplied=${weightsApplied}`;
+      it(`y, weights${withBias ? ', bias' : ''}: ${what}`, async () => {
+        const cot = randn(rand, T * D);
+        const inputs: GradInput[] = [
+          {name: 'y', values: randn(rand, R * D), shape: [R, D]},
+          {name: 'weights', values: randn(rand, T * k, 0.5), shape: [T, k]},
+        ];
+        if (withBias) inputs.push({name: 'bias', values: randn(rand, E * D), shape: [E, D]});
+        const rowMapT = tf.tensor2d(rowMap, [T, k], 'int32'), idsT = tf.tensor2d(ids, [T, k], 'int32');
+        const cotT = tf.tensor2d(cot, [T, D]);
+        try {
+          await checkGradients(ctx, {
+            op: 'moeCombine', what, inputs, h: 1e-3, tol: GRAD_TOL.combine,
+            // Pre-weighted rows and no bias: the weights do not enter the output.
+            zeroGradient: weightsApplied && !withBias ? ['weights'] : [],
+            loss: (y, w, bias) => tf.sum(tf.mul(moeCombine(y as tf.Tensor2D, rowMapT, w as tf.Tensor2D, idsT,
+                {downProjBias: bias as tf.Tensor2D | undefined, weightsApplied}), cotT)),
+            referenceLoss: ([y, w, bias]) =>
+                dot(cot, refMoeCombine(y, R, D, rowMap, w, ids, T, k, withBias ? bias : null, weightsApplied)),
+          });
+        } finally {
+          tf.dispose([rowMapT, idsT, cotT]);
+        }
+      });
+    }
+  });
+}

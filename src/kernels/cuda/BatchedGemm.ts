@@ -1,0 +1,21 @@
+import type {KernelBackend, KernelConfig, KernelFunc} from '@tensorflow/tfjs-core';
+
+import {BatchedGemm, BatchedGemmAttrs, BatchedGemmInputs} from '../kernel_names.js';
+import {makeOutput, readF32, readI32, readOptionalF32} from './host_io.js';
+import {getCudaAddon} from './loader.js';
+
+/** float32 in, float32 out, exact FMA arithmetic (no TF32): the op's float32 contract. */
+export function batchedGemmCudaConfig(backendName: string): KernelConfig {
+  const kernelFunc = ({inputs, backend, attrs}: Parameters<KernelFunc>[0]) => {
+    const {lhs, rhs, segments, bias} = inputs as unknown as BatchedGemmInputs;
+    const {transposeRhs, segmentsAreOffsets} = attrs as unknown as BatchedGemmAttrs;
+    const b = backend as KernelBackend;
+    const [R, K] = lhs.shape;
+    const E = rhs.shape[0];
+    const N = transposeRhs ? rhs.shape[1] : rhs.shape[2];
+    const out = getCudaAddon().batchedGemm(readF32(b, lhs), R, K, readF32(b, rhs), E, N, readI32(b, segments),
+                                           segmentsAreOffsets, transposeRhs, readOptionalF32(b, bias));
+    return makeOutput(b, [R, N], 'float32', out);
+  };
+  return {kernelName: BatchedGemm, backendName, kernelFunc: kernelFunc as unknown as KernelFunc};
+}

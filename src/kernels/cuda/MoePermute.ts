@@ -1,0 +1,22 @@
+import type {KernelBackend, KernelConfig, KernelFunc} from '@tensorflow/tfjs-core';
+
+import {MoePermute, MoePermuteAttrs, MoePermuteInputs, permutedRowCount} from '../kernel_names.js';
+import {makeOutput, readF32, readI32} from './host_io.js';
+import {getCudaAddon} from './loader.js';
+
+export function moePermuteCudaConfig(backendName: string): KernelConfig {
+  const kernelFunc = ({inputs, backend, attrs}: Parameters<KernelFunc>[0]) => {
+    const {x, topkIds} = inputs as unknown as MoePermuteInputs;
+    const {numExperts, alignment} = attrs as unknown as MoePermuteAttrs;
+    const b = backend as KernelBackend;
+    const [T, D] = x.shape;
+    const k = topkIds.shape[1];
+    const r = getCudaAddon().permute(readF32(b, x), T, D, readI32(b, topkIds), k, numExperts, alignment);
+    const R = permutedRowCount(T, k, numExperts, alignment);
+    return [
+      makeOutput(b, [R, D], 'float32', r.permutedX), makeOutput(b, [numExperts], 'int32', r.tokensPerExpert),
+      makeOutput(b, [numExperts + 1], 'int32', r.expertOffsets), makeOutput(b, [T, k], 'int32', r.rowMap),
+    ];
+  };
+  return {kernelName: MoePermute, backendName, kernelFunc: kernelFunc as unknown as KernelFunc};
+}

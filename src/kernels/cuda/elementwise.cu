@@ -1,0 +1,113 @@
+// Memory-bound kernels: SwiGLU x scale, the weighted combine, dtype conversion, and the one-time weight packing.
+#include "moe_kernels.h"
+
+namespace moe {
+namespace {
+
+inline int gridFor(long long n, int threads) {
+  return static_cast<int>(std::max<long long>(1, std::min<long long>((n + threads - 1) / threads, 65535LL * 8)));
+}
+
+__global__ void swigluKernel(const float* __restrict__ x, int R, int I, const float* __restrict__ scale,
+                             float* __restrict__ out) {
+  const long long total = static_cast<long long>(R) * I;
+  for (long long idx = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; idx < total;
+       idx += static_cast<long long>(gridDim.x) * blockDim.x) {
+    const long long r = idx / I, i = idx % I;
+    const float* row = x + r * 2 * I;
+    out[idx] = siluf(row[i]) * row[I + i] * (scale ? scale[r] : 1.f);
+  }
+}
+
+// One thread per (token, column): the k rows are summed in slot order, in float32.
+__global__ void combineKernel(const float* __restrict__ y, int R, int D, const int* __restrict__ rowMap,
+                              const float* __restrict__ weights, const int* __restrict__ ids, int T, int k, int E,
+                              const float* __restrict__ bias, bool weightsApplied, float* __restrict__ out) {
+  const long long total = static_cast<long long>(T) * D;
+  for (long long idx = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; idx < total;
+       idx += static_cast<long long>(gridDim.x) * blockDim.x) {
+    const int t = static_cast<int>(idx / D), d = static_cast<int>(idx % D);
+    float acc = 0.f;
+    for (int j = 0; j < k; j++) {
+      const int row = rowMap[t * k + j];
+      const float w = weights[t * k + j];
+      if (row >= 0 && row < R) {
+        const float v = y[static_cast<long long>(row) * D + d];
+        acc += weightsApplied ? v : w * v;
+      }
+      if (bias) {
+        const int e = ids[t * k + j];
+        if (e >= 0 && e < E) acc += w * bias[static_cast<long long>(e) * D + d];
+      }
+    }
+    out[idx] = acc;
+  }
+}
+
+template <typename Elem>
+__global__ void convertKernel(const float* __restrict__ in, Elem* __restrict__ out, long long n) {
+  for (long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<long long>(gridDim.x) * blockDim.x) {
+    out[i] = ElemTraits<Elem>::fromFloat(in[i]);
+  }
+}
+
+// Transpose through a 32x32 shared tile so both the [K][N] reads and the [Nout][Kout] writes are coalesced.
+template <typename Elem>
+__global__ void packKernel(const float* __restrict__ src, int K, int N, Elem* __restrict__ dst, int Nout, int Kout,
+                           int group) {
+  __shared__ float tile[32][33];
+  const int n0 = blockIdx.x * 32, k0 = blockIdx.y * 32;  // rows on x: Nout can pass grid.y's 65535 limit
+  for (int dy = threadIdx.y; dy < 32; dy += blockDim.y) {
+    const int k = k0 + dy, n = n0 + threadIdx.x;  // n: destination row
+    const int col = n < Nout ? packColumn(n, N, group) : -1;
+    tile[dy][threadIdx.x] = (k < K && col >= 0) ? src[static_cast<long long>(k) * N + col] : 0.f;
+  }
+  __syncthreads();
+  for (int dy = threadIdx.y; dy < 32; dy += blockDim.y) {
+    const int n = n0 + dy, k = k0 + threadIdx.x;
+    if (n < Nout && k < Kout) dst[static_cast<long long>(n) * Kout + k] = ElemTraits<Elem>::fromFloat(tile[threadIdx.x][dy]);
+  }
+}
+
+}  // namespace
+
+void launchSwiglu(const float* x, int R, int I, const float* scale, float* out, cudaStream_t stream) {
+  const long long n = static_cast<long long>(R) * I;
+  if (n == 0) return;
+  swigluKernel<<<gridFor(n, 256), 256, 0, stream>>>(x, R, I, scale, out);
+  MOE_LAUNCHED("swigluKernel");
+}
+
+void launchCombine(const float* y, int R, int D, const int* rowMap, const float* weights, const int* ids, int T,
+                   int k, int E, const float* bias, bool weightsApplied, float* out, cudaStream_t stream) {
+  const long long n = static_cast<long long>(T) * D;
+  if (n == 0) return;
+  combineKernel<<<gridFor(n, 256), 256, 0, stream>>>(y, R, D, rowMap, weights, ids, T, k, E, bias, weightsApplied,
+                                                     out);
+  MOE_LAUNCHED("combineKernel");
+}
+
+void launchConvert(const float* in, void* out, DType elem, long long n, cudaStream_t stream) {
+  if (n == 0) return;
+  if (elem == DType::kFloat32) {
+    MOE_CUDA(cudaMemcpyAsync(out, in, n * sizeof(float), cudaMemcpyDeviceToDevice, stream));
+    return;
+  }
+  if (elem == DType::kBFloat16) convertKernel<<<gridFor(n, 256), 256, 0, stream>>>(in, static_cast<__nv_bfloat16*>(out), n);
+  else convertKernel<<<gridFor(n, 256), 256, 0, stream>>>(in, static_cast<__half*>(out), n);
+  MOE_LAUNCHED("convertKernel");
+}
+
+void launchPackWeights(const float* src, int K, int N, void* dst, DType elem, int Nout, int Kout, int group,
+                       cudaStream_t stream) {
+  if (Nout == 0 || Kout == 0) return;
+  if (ceilDiv(Kout, 32) > 65535) throw std::invalid_argument("weight packing: K = " + std::to_string(Kout) + " is too large");
+  const dim3 grid(ceilDiv(Nout, 32), ceilDiv(Kout, 32)), block(32, 8);
+  if (elem == DType::kFloat32) packKernel<<<grid, block, 0, stream>>>(src, K, N, static_cast<float*>(dst), Nout, Kout, group);
+  else if (elem == DType::kBFloat16) packKernel<<<grid, block, 0, stream>>>(src, K, N, static_cast<__nv_bfloat16*>(dst), Nout, Kout, group);
+  else packKernel<<<grid, block, 0, stream>>>(src, K, N, static_cast<__half*>(dst), Nout, Kout, group);
+  MOE_LAUNCHED("packKernel");
+}
+
+}  // namespace moe

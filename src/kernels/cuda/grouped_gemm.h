@@ -1,0 +1,58 @@
+// Host-side description of one grouped GEMM over contiguous row segments (semantics doc section 4), shared by
+// the kernel file and its callers. B is always stored [E][N][K] (K contiguous): that is the torch Linear
+// layout, the layout the tensor-core fragments want, and what the layer converts its weights to once.
+#pragma once
+
+#include "moe_common.cuh"
+
+namespace moe {
+
+enum class Epilogue : int {
+  kStore = 0,       // C[r][n] = acc + bias[e][n]
+  kSwiglu = 1,      // columns come interleaved in groups (gate G, up G): C[r][i] = silu(g) * u * scale[r]
+  kAccumulate = 2,  // C[r][n] += acc (dense only: each element has one writer)
+};
+
+struct GemmProblem {
+  DType elem = DType::kFloat32;   // A and B element type
+  DType out = DType::kFloat32;    // C element type
+  const void* A = nullptr;        // [rows][lda] elements
+  int lda = 0;
+  // When set, problem row r reads A row aRowIndex[r] / aRowDiv (a negative index reads zeros): the permute's
+  // row -> (token, slot) map, so the permuted activations are never materialized.
+  const int* aRowIndex = nullptr;
+  int aRowDiv = 1;
+  const void* B = nullptr;        // [E][N][K]
+  const float* bias = nullptr;    // [E][N] (in B's column order), or null
+  void* C = nullptr;
+  int ldc = 0;
+  const float* scale = nullptr;       // kSwiglu row scale: scale[scaleIndex ? scaleIndex[r] : r]; null = 1
+  const int* scaleIndex = nullptr;
+  int M = 0;                      // rows of the problem (R, or T when dense)
+  int N = 0, K = 0;
+  SegmentView seg{nullptr, nullptr, 1};  // offsets == nullptr: one dense segment [0, M) of expert 0
+  int group = 8;                  // kSwiglu interleave width G; must equal swigluGroup(elem)
+  Epilogue epilogue = Epilogue::kStore;
+  // Expected rows per non-empty segment: picks the tile height (small = weight streaming for decode).
+  int rowsPerSegmentHint = 0;
+  // float32 dense kStore only: K is cut into kSplit slices (multiples of kSplitChunk); slice z writes its partial
+  // product, without bias, to C + z * M * ldc. launchSplitKReduce sums the slices (deterministic order).
+  int kSplit = 1;
+};
+
+// The interleave width of gate/up columns the kernels of each element type expect for kSwiglu.
+inline int swigluGroup(DType elem) { return elem == DType::kFloat32 ? 32 : 8; }
+
+void launchGroupedGemm(const GemmProblem& p, cudaStream_t stream);
+
+// The K slice length of a split: a multiple of every float32 tile's BK.
+__host__ __device__ inline int kSplitChunk(int K, int kSplit) {
+  const int per = (K + kSplit - 1) / kSplit;
+  return (per + 31) / 32 * 32;
+}
+
+// out[m][n] = sum over z of partial[z][m][n] + bias[n].
+void launchSplitKReduce(const float* partial, int kSplit, int M, int N, const float* bias, float* out,
+                        cudaStream_t stream);
+
+}  // namespace moe

@@ -1,0 +1,79 @@
+// Picks a tile configuration for a grouped GEMM and launches it. Included by one .cu per element type so the
+// instantiations compile in parallel; each .cu defines one launchGroupedGemm<Elem>.
+#pragma once
+
+#include "grouped_gemm.cuh"
+
+namespace moe {
+namespace gemm {
+
+// Above 48 KB a kernel must opt in to dynamic shared memory. `done` is the caller's per-configuration flag
+// (a static in each launch template instantiation: kernels of one signature share a function-pointer type).
+template <typename Kernel>
+void raiseSmemLimit(Kernel kernel, int bytes, bool& done) {
+  if (!done && bytes > 48 * 1024) {
+    MOE_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+  }
+  done = true;
+}
+
+inline dim3 gridFor(const GemmProblem& p, int bm, int bn) {
+  if (ceilDiv(p.N, bn) > 65535) {
+    throw std::invalid_argument("grouped GEMM: N = " + std::to_string(p.N) + " needs more than 65535 column tiles");
+  }
+  const int rowTiles = p.seg.offsets == nullptr ? ceilDiv(p.M, bm) : maxRowTiles(p.M, p.seg.numExperts, bm);
+  return dim3(static_cast<unsigned>(rowTiles), static_cast<unsigned>(ceilDiv(p.N, bn)),
+              static_cast<unsigned>(p.kSplit > 1 ? p.kSplit : 1));
+}
+
+template <typename Elem, typename OutT, int BM, int BN, int BK, int WARPS_M, int WARPS_N, int STAGES, Epilogue EPI,
+          bool VEC>
+void launchMmaConfig(const GemmProblem& p, cudaStream_t stream) {
+  using Cfg = MmaConfig<Elem, BM, BN, BK, WARPS_M, WARPS_N, STAGES>;
+  auto kernel = mmaGemmKernel<Elem, OutT, BM, BN, BK, WARPS_M, WARPS_N, STAGES, EPI, VEC>;
+  static bool smemRaised = false;
+  raiseSmemLimit(kernel, Cfg::kSmemBytes, smemRaised);
+  const dim3 grid = gridFor(p, BM, BN);
+  if (grid.x == 0 || grid.y == 0) return;
+  kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(p);
+  MOE_LAUNCHED("mmaGemmKernel");
+}
+
+// Tile height follows the expected rows per expert: 16-row tiles stream each active expert's weights once
+// (decode), 128-row tiles reuse them across many rows (prefill).
+template <typename Elem, typename OutT, Epilogue EPI>
+void launchMmaEpi(const GemmProblem& p, bool vec, cudaStream_t stream) {
+  if (!vec) {
+    launchMmaConfig<Elem, OutT, 16, 64, 32, 1, 4, 3, EPI, false>(p, stream);
+    return;
+  }
+  const int hint = p.rowsPerSegmentHint > 0 ? p.rowsPerSegmentHint : p.M;
+  if (hint <= 16) launchMmaConfig<Elem, OutT, 16, 64, 64, 1, 4, 4, EPI, true>(p, stream);
+  else if (hint <= 40) launchMmaConfig<Elem, OutT, 32, 128, 64, 1, 4, 4, EPI, true>(p, stream);
+  else if (hint <= 96) launchMmaConfig<Elem, OutT, 64, 128, 32, 2, 4, 4, EPI, true>(p, stream);
+  else launchMmaConfig<Elem, OutT, 128, 128, 32, 2, 4, 4, EPI, true>(p, stream);
+}
+
+inline bool aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15) == 0; }
+
+template <typename Elem>
+void launchMmaGemm(const GemmProblem& p, cudaStream_t stream) {
+  const bool vec = p.K % 8 == 0 && p.lda % 8 == 0 && aligned16(p.A) && aligned16(p.B);
+  switch (p.epilogue) {
+    case Epilogue::kStore:
+      if (p.out != DType::kFloat32) throw std::invalid_argument("grouped GEMM: kStore writes float32");
+      launchMmaEpi<Elem, float, Epilogue::kStore>(p, vec, stream);
+      break;
+    case Epilogue::kSwiglu:
+      if (p.out == DType::kFloat32) launchMmaEpi<Elem, float, Epilogue::kSwiglu>(p, vec, stream);
+      else launchMmaEpi<Elem, Elem, Epilogue::kSwiglu>(p, vec, stream);
+      break;
+    case Epilogue::kAccumulate:
+      if (p.out != DType::kFloat32) throw std::invalid_argument("grouped GEMM: kAccumulate writes float32");
+      launchMmaEpi<Elem, float, Epilogue::kAccumulate>(p, vec, stream);
+      break;
+  }
+}
+
+}  // namespace gemm
+}  // namespace moe

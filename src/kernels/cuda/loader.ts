@@ -1,0 +1,130 @@
+/**
+ * Finds and loads the optional CUDA addon (built by `npm run build:cuda`) and reports whether CUDA can be used.
+ *
+ * Browser safety: this module imports nothing from Node. It reaches Node's `module.createRequire` only when
+ * called, through `process.getBuiltinModule` (Node >= 20.16 / 22.3) found on `globalThis`, so bundlers see no
+ * `require`, no `node:` import and no `import.meta`, and in a browser cudaStatus() simply says 'not-node'.
+ *
+ * Where the addon is looked for, in order: the file named by TFJS_MOE_CUDA_ADDON; build/Release/tfjs_moe_cuda.node
+ * in the tfjs-moe package as resolved from the working directory; the same path under the working directory.
+ */
+
+/** Why CUDA is unavailable, as a stable code (the reason text carries details). */
+export type CudaUnavailableCode =
+    'not-node' | 'addon-not-built' | 'addon-load-failed' | 'no-driver' | 'no-device' | 'cuda-error';
+
+export interface CudaStatus {
+  available: boolean;
+  /** Set when unavailable. */
+  code?: CudaUnavailableCode;
+  reason?: string;
+  /** Device name, e.g. 'NVIDIA H100 80GB HBM3'. */
+  device?: string;
+  /** 'major.minor', e.g. '9.0'. */
+  computeCapability?: string;
+  memoryBytes?: number;
+  multiprocessors?: number;
+  /** Path of the loaded addon (when it loaded). */
+  addonPath?: string;
+}
+
+/** The addon's native surface (see src/kernels/cuda/addon.cc). Arrays are row-major, host memory. */
+export interface CudaAddon {
+  status(): CudaStatus;
+  topkSelect(logits: Float32Array, T: number, E: number, bias: Float32Array | null, k: number, normalize: boolean):
+      {ids: Int32Array, weights: Float32Array};
+  moeScores(logits: Float32Array, T: number, E: number, nGroup: number, topkGroup: number, k: number, rsf: number,
+            bias: Float32Array | null, renormalize: boolean): {scores: Float32Array, weights: Float32Array, ids: Int32Array};
+  permute(x: Float32Array, T: number, D: number, ids: Int32Array, k: number, E: number, alignment: number):
+      {permutedX: Float32Array, tokensPerExpert: Int32Array, expertOffsets: Int32Array, rowMap: Int32Array};
+  batchedGemm(lhs: Float32Array, R: number, K: number, rhs: Float32Array, E: number, N: number, segments: Int32Array,
+              segmentsAreOffsets: boolean, transposeRhs: boolean, bias: Float32Array | null): Float32Array;
+  swiglu(x: Float32Array, R: number, I: number, scale: Float32Array | null): Float32Array;
+  combine(y: Float32Array, R: number, D: number, rowMap: Int32Array, weights: Float32Array, ids: Int32Array, T: number,
+          k: number, E: number, bias: Float32Array | null, weightsApplied: boolean): Float32Array;
+  layerCreate(config: Record<string, unknown>, weights: Record<string, Float32Array | null | undefined>): object;
+  layerForward(handle: object, x: Float32Array, T: number, useGraph: boolean): Float32Array;
+  layerBenchmark(handle: object, x: Float32Array, T: number, warmup: number, iters: number, useGraph: boolean):
+      Float32Array;
+  layerProfile(handle: object, x: Float32Array, T: number, iters: number): Record<string, number>;
+  layerDispose(handle: object): void;
+  layerResidentBytes(handle: object): number;
+}
+
+const ADDON_RELATIVE = 'build/Release/tfjs_moe_cuda.node';
+
+interface NodeProcessLike {
+  versions?: {node?: string};
+  env?: Record<string, string | undefined>;
+  cwd?: () => string;
+  getBuiltinModule?: (id: string) => unknown;
+}
+type RequireLike = ((id: string) => unknown) & {resolve: (id: string) => string};
+
+let loaded: {addon: CudaAddon | null, status: CudaStatus} | null = null;
+
+function nodeProcess(): NodeProcessLike | null {
+  const proc = (globalThis as {process?: NodeProcessLike}).process;
+  return proc?.versions?.node ? proc : null;
+}
+
+function load(): {addon: CudaAddon | null, status: CudaStatus} {
+  const proc = nodeProcess();
+  if (proc == null) return {addon: null, status: {available: false, code: 'not-node', reason: 'CUDA needs Node.js'}};
+  const moduleApi = proc.getBuiltinModule?.('module') as {createRequire?: (from: string) => RequireLike} | undefined;
+  const fs = proc.getBuiltinModule?.('fs') as {existsSync?: (p: string) => boolean} | undefined;
+  if (moduleApi?.createRequire == null || fs?.existsSync == null) {
+    return {addon: null, status: {available: false, code: 'not-node',
+      reason: `loading the CUDA addon needs Node >= 20.16 (process.getBuiltinModule); this is Node ${proc.versions?.node}`}};
+  }
+  const cwd = proc.cwd?.() ?? '.';
+  const req = moduleApi.createRequire(`${cwd}/`);
+  const candidates: string[] = [];
+  const explicit = proc.env?.TFJS_MOE_CUDA_ADDON;
+  if (explicit) {
+    candidates.push(explicit);
+  } else {
+    try {
+      const pkgJson = req.resolve('tfjs-moe/package.json');
+      candidates.push(`${pkgJson.slice(0, -'package.json'.length)}${ADDON_RELATIVE}`);
+    } catch {
+      // tfjs-moe not resolvable from here: only the working-directory candidate remains
+    }
+    candidates.push(`${cwd}/${ADDON_RELATIVE}`);
+  }
+  const path = candidates.find(p => fs.existsSync!(p));
+  if (path == null) {
+    return {addon: null, status: {available: false, code: 'addon-not-built',
+      reason: `the CUDA addon is not built (run \`npm run build:cuda\`); looked for ${candidates.join(', ')}`}};
+  }
+  let addon: CudaAddon;
+  try {
+    addon = req(path) as CudaAddon;
+  } catch (e) {
+    return {addon: null, status: {available: false, code: 'addon-load-failed',
+      reason: `the CUDA addon at ${path} failed to load: ${(e as Error).message}`}};
+  }
+  let status: CudaStatus;
+  try {
+    status = addon.status();
+  } catch (e) {
+    status = {available: false, code: 'cuda-error', reason: (e as Error).message};
+  }
+  return {addon: status.available ? addon : null, status: {...status, addonPath: path}};
+}
+
+/**
+ * Whether the CUDA path can run here: {available, code?, reason?, device?, computeCapability?, memoryBytes?}.
+ * The result is cached; `refresh` loads again (e.g. after building the addon in the same process).
+ */
+export function cudaStatus(options: {refresh?: boolean} = {}): CudaStatus {
+  if (loaded == null || options.refresh) loaded = load();
+  return {...loaded.status};
+}
+
+/** The loaded addon, or an Error saying why CUDA cannot be used. */
+export function getCudaAddon(): CudaAddon {
+  if (loaded == null) loaded = load();
+  if (loaded.addon == null) throw new Error(`tfjs-moe CUDA is not available: ${loaded.status.reason}`);
+  return loaded.addon;
+}

@@ -1,0 +1,76 @@
+// Shared by every .cu file of the addon: error checking that turns CUDA failures into C++ exceptions (the
+// N-API glue turns those into JS Errors, so a CUDA failure never crashes the process), element types, and
+// the small device helpers the kernels use.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace moe {
+
+struct CudaError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+inline void checkCuda(cudaError_t status, const char* what, const char* file, int line) {
+  if (status != cudaSuccess) {
+    // Clear the recorded error too: a non-sticky failure (e.g. cudaMalloc out of memory) must not resurface at
+    // the next launch check. Sticky errors (a faulted context) stay and are reported again, as they should be.
+    (void)cudaGetLastError();
+    throw CudaError(std::string("CUDA error in ") + what + ": " + cudaGetErrorString(status) + " (" +
+                    cudaGetErrorName(status) + ") at " + file + ":" + std::to_string(line));
+  }
+}
+#define MOE_CUDA(call) ::moe::checkCuda((call), #call, __FILE__, __LINE__)
+// A launch reports configuration errors at once; faults inside the kernel show up at the next sync.
+#define MOE_LAUNCHED(name) ::moe::checkCuda(cudaGetLastError(), "launch of " name, __FILE__, __LINE__)
+
+enum class DType : int { kFloat32 = 0, kBFloat16 = 1, kFloat16 = 2 };
+
+inline int dtypeBytes(DType t) { return t == DType::kFloat32 ? 4 : 2; }
+
+// Segment bookkeeping that the grouped GEMM reads on the device. Tiles of a segment start at the segment's
+// first row; tilePrefix[b][e] counts the row tiles of height (16 << b) before expert e, so a block finds its
+// expert by a binary search and no host round trip is needed to size the grid.
+constexpr int kTileClasses = 4;  // row-tile heights 16, 32, 64, 128
+__host__ __device__ constexpr int tileClassOf(int bm) { return bm <= 16 ? 0 : bm <= 32 ? 1 : bm <= 64 ? 2 : 3; }
+
+struct SegmentView {
+  const int* offsets;     // [E+1]
+  const int* tilePrefix;  // [kTileClasses][E+1]
+  int numExperts;
+};
+
+// Upper bound on the row tiles of height bm over all segments of R rows in E experts: each non-empty
+// segment adds at most one partial tile.
+inline int maxRowTiles(int rows, int experts, int bm) {
+  const int nonEmpty = rows < experts ? rows : experts;
+  return (rows + bm - 1) / bm + nonEmpty;
+}
+
+template <typename T> struct ElemTraits;
+template <> struct ElemTraits<float> {
+  static __device__ __forceinline__ float toFloat(float v) { return v; }
+  static __device__ __forceinline__ float fromFloat(float v) { return v; }
+};
+template <> struct ElemTraits<__nv_bfloat16> {
+  static __device__ __forceinline__ float toFloat(__nv_bfloat16 v) { return __bfloat162float(v); }
+  static __device__ __forceinline__ __nv_bfloat16 fromFloat(float v) { return __float2bfloat16_rn(v); }
+};
+template <> struct ElemTraits<__half> {
+  static __device__ __forceinline__ float toFloat(__half v) { return __half2float(v); }
+  static __device__ __forceinline__ __half fromFloat(float v) { return __float2half_rn(v); }
+};
+
+__device__ __forceinline__ float sigmoidf(float z) { return 1.0f / (1.0f + expf(-z)); }
+__device__ __forceinline__ float siluf(float z) { return z / (1.0f + expf(-z)); }
+
+inline int ceilDiv(long long a, long long b) { return static_cast<int>((a + b - 1) / b); }
+
+}  // namespace moe

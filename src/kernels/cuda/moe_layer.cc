@@ -1,0 +1,415 @@
+// FusedMoE forward on the GPU. Per call: gate GEMM (float32, as routing must be) -> routing -> permute ->
+// [latent fc1] -> grouped GEMM with SwiGLU x scale fused in its epilogue (activations gathered through the
+// permutation, never materialized) -> grouped down GEMM -> weighted combine (+ down bias) -> [latent fc2]
+// -> shared experts accumulated into the output.
+#include "moe_layer.h"
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+#include "moe_kernels.h"
+
+namespace moe {
+namespace {
+
+int roundUp(int v, int m) { return (v + m - 1) / m * m; }
+
+void require(bool ok, const std::string& what) {
+  if (!ok) throw std::invalid_argument("FusedMoE cuda: " + what);
+}
+
+// Uploads a float32 host array of n floats.
+void uploadF32(DeviceBuffer& dst, const float* host, size_t n, cudaStream_t stream) {
+  dst.ensure(n * sizeof(float));
+  if (n) MOE_CUDA(cudaMemcpyAsync(dst.as(), host, n * sizeof(float), cudaMemcpyHostToDevice, stream));
+}
+
+// Packs `count` stacked float32 [K][N] matrices into elem [count][Nout][Kout] (see launchPackWeights).
+void packStacked(DeviceBuffer& dst, const float* host, int count, int K, int N, int Nout, int Kout, int group,
+                 DType elem, cudaStream_t stream) {
+  const size_t per = static_cast<size_t>(Nout) * Kout * dtypeBytes(elem);
+  dst.ensure(per * count);
+  DeviceBuffer staging(static_cast<size_t>(K) * N * sizeof(float), nullptr);
+  for (int e = 0; e < count; e++) {
+    MOE_CUDA(cudaMemcpyAsync(staging.as(), host + static_cast<size_t>(e) * K * N, static_cast<size_t>(K) * N * 4,
+                             cudaMemcpyHostToDevice, stream));
+    launchPackWeights(staging.as<float>(), K, N, dst.as<char>() + per * e, elem, Nout, Kout, group, stream);
+  }
+  MOE_CUDA(cudaStreamSynchronize(stream));  // staging is freed on return
+}
+
+}  // namespace
+
+MoeLayer::MoeLayer(const LayerConfig& cfg, const LayerWeights& w) : cfg_(cfg) {
+  const int H = cfg.hidden, E = cfg.numExperts, I = cfg.intermediate, L = cfg.latent, S = cfg.sharedIntermediate;
+  require(H > 0 && E > 0 && I > 0 && cfg.topK >= 1 && cfg.topK <= E, "hidden, numExperts, intermediateSize and topK must be positive (topK <= numExperts)");
+  require(w.gateWeight && w.upGateProjWeight && w.downProjWeight, "gate, up_gate_proj and down_proj weights are required");
+  require(!cfg.noauxTc || (E % cfg.nGroup == 0 && cfg.topkGroup >= 1 && cfg.topkGroup <= cfg.nGroup), "noaux_tc groups must divide numExperts");
+  require(!cfg.useCorrectionBias || w.gateCorrectionBias, "useCorrectionBias needs gateCorrectionBias");
+  require(!cfg.withBias || (w.upGateProjBias && w.downProjBias), "withBias needs upGateProjBias and downProjBias");
+  require(L == 0 || (w.fc1LatentProjWeight && w.fc2LatentProjWeight), "latentSize needs fc1/fc2 latent weights");
+  require(S == 0 || (w.sharedUpGateProjWeight && w.sharedDownProjWeight), "sharedExpertIntermediateSize needs shared weights");
+  require(!cfg.sharedGate || (S > 0 && w.sharedExpertGateWeight), "sharedExpertGate needs shared experts and their gate weight");
+
+  MOE_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  try {
+    const DType elem = cfg.compute;
+    D_ = L > 0 ? L : H;
+    group_ = swigluGroup(elem);
+    Ipad_ = roundUp(I, group_);
+    Spad_ = S > 0 ? roundUp(S, group_) : 0;
+    gateCols_ = E + (cfg.sharedGate ? 1 : 0);
+
+    // Router (float32 always): [H][E] plus the shared-expert gate as column E, packed to [E+1][H].
+    std::vector<float> gate(static_cast<size_t>(H) * gateCols_);
+    for (int h = 0; h < H; h++) {
+      std::copy(w.gateWeight + static_cast<size_t>(h) * E, w.gateWeight + static_cast<size_t>(h + 1) * E,
+                gate.begin() + static_cast<size_t>(h) * gateCols_);
+      if (cfg.sharedGate) gate[static_cast<size_t>(h) * gateCols_ + E] = w.sharedExpertGateWeight[h];
+    }
+    packStacked(gateT_, gate.data(), 1, H, gateCols_, gateCols_, H, 0, DType::kFloat32, stream_);
+    if (cfg.useCorrectionBias) uploadF32(gateBias_, w.gateCorrectionBias, E, stream_);
+
+    packStacked(upGate_, w.upGateProjWeight, E, D_, 2 * I, 2 * Ipad_, D_, group_, elem, stream_);
+    packStacked(down_, w.downProjWeight, E, I, D_, D_, Ipad_, 0, elem, stream_);
+    if (cfg.withBias) {
+      std::vector<float> b(static_cast<size_t>(E) * 2 * Ipad_);
+      for (int e = 0; e < E; e++) {
+        for (int n = 0; n < 2 * Ipad_; n++) {
+          const int col = packColumn(n, 2 * I, group_);
+          b[static_cast<size_t>(e) * 2 * Ipad_ + n] = col >= 0 ? w.upGateProjBias[static_cast<size_t>(e) * 2 * I + col] : 0.f;
+        }
+      }
+      uploadF32(upGateBias_, b.data(), b.size(), stream_);
+      uploadF32(downBias_, w.downProjBias, static_cast<size_t>(E) * D_, stream_);
+    }
+    if (L > 0) {
+      packStacked(fc1T_, w.fc1LatentProjWeight, 1, H, L, L, H, 0, elem, stream_);
+      packStacked(fc2T_, w.fc2LatentProjWeight, 1, L, H, H, L, 0, elem, stream_);
+    }
+    if (S > 0) {
+      packStacked(sharedUpGate_, w.sharedUpGateProjWeight, 1, H, 2 * S, 2 * Spad_, H, group_, elem, stream_);
+      packStacked(sharedDown_, w.sharedDownProjWeight, 1, S, H, H, Spad_, 0, elem, stream_);
+    }
+    MOE_CUDA(cudaStreamSynchronize(stream_));
+  } catch (...) {
+    (void)cudaStreamDestroy(stream_);
+    throw;
+  }
+}
+
+MoeLayer::~MoeLayer() {
+  for (auto& [t, g] : graphs_) (void)cudaGraphExecDestroy(g);
+  (void)cudaStreamSynchronize(stream_);
+  (void)cudaStreamDestroy(stream_);
+}
+
+size_t MoeLayer::residentBytes() const {
+  return gateT_.bytes() + gateBias_.bytes() + upGate_.bytes() + upGateBias_.bytes() + down_.bytes() +
+         downBias_.bytes() + fc1T_.bytes() + fc2T_.bytes() + sharedUpGate_.bytes() + sharedDown_.bytes();
+}
+
+void MoeLayer::ensureWorkspace(int T) {
+  if (T <= capT_) return;
+  capT_ = -1;  // until every buffer below is allocated: a failed allocation must not leave a stale capacity
+  for (auto& [t, g] : graphs_) (void)cudaGraphExecDestroy(g);
+  graphs_.clear();  // captured graphs hold the old pointers
+  MOE_CUDA(cudaStreamSynchronize(stream_));
+  const int cap = std::max(T, 1);
+  const size_t E = cfg_.numExperts, k = cfg_.topK, H = cfg_.hidden, R = static_cast<size_t>(cap) * k;
+  const size_t eb = dtypeBytes(cfg_.compute);
+  dX_.ensure(cap * H * 4);
+  dOut_.ensure(cap * H * 4);
+  if (cfg_.compute != DType::kFloat32) xe_.ensure(cap * H * eb);
+  logits_.ensure(static_cast<size_t>(cap) * gateCols_ * 4);
+  gatePartial_.ensure(static_cast<size_t>(16) * cap * gateCols_ * 4);  // gateSplit() is at most 16
+  ids_.ensure(R * 4);
+  weights_.ensure(R * 4);
+  sharedScale_.ensure(cap * 4);
+  perm_.ensure((E + (E + 1) + kTileClasses * (E + 1) + R + R + E) * 4);
+  h_.ensure(R * Ipad_ * eb);
+  y_.ensure(R * D_ * 4);
+  if (cfg_.latent > 0) {
+    latentF_.ensure(static_cast<size_t>(cap) * D_ * 4);
+    latentE_.ensure(static_cast<size_t>(cap) * D_ * eb);
+  }
+  if (Spad_ > 0) hs_.ensure(static_cast<size_t>(cap) * Spad_ * eb);
+  capT_ = cap;
+}
+
+int MoeLayer::gateSplit(int T) const {
+  if (T <= 32 || cfg_.hidden % 4 != 0) return 1;  // the few-rows kernel, or element-wise loads: no split
+  const int tiles = ceilDiv(T, 64) * ceilDiv(gateCols_, 128);
+  const int want = ceilDiv(2 * 132, tiles);  // about two blocks per SM of an H100
+  return std::max(1, std::min({want, cfg_.hidden / 128, 16}));
+}
+
+GemmProblem MoeLayer::dense(const void* A, int lda, const void* B, DType elem, int M, int N, int K) const {
+  GemmProblem p;
+  p.elem = elem;
+  p.out = DType::kFloat32;
+  p.A = A;
+  p.lda = lda;
+  p.B = B;
+  p.M = M;
+  p.N = N;
+  p.K = K;
+  p.ldc = N;
+  p.group = swigluGroup(elem);
+  p.rowsPerSegmentHint = M;
+  return p;
+}
+
+void MoeLayer::enqueue(int T) {
+  const int H = cfg_.hidden, E = cfg_.numExperts, k = cfg_.topK, R = T * k;
+  const DType elem = cfg_.compute;
+  const bool half = elem != DType::kFloat32;
+  const float* x = dX_.as<float>();
+  float* out = dOut_.as<float>();
+
+  // 1. router logits in float32 (+ the shared-expert gate logit in column E)
+  GemmProblem gate = dense(x, H, gateT_.as(), DType::kFloat32, T, gateCols_, H);
+  gate.C = logits_.as();
+  const int split = gateSplit(T);
+  if (split > 1) {
+    // Few output tiles (N = E is small): slice K so the router fills the GPU; partial sums reduced in order.
+    gate.C = gatePartial_.as();
+    gate.kSplit = split;
+    gate.rowsPerSegmentHint = 64;
+    launchGroupedGemm(gate, stream_);
+    launchSplitKReduce(gatePartial_.as<float>(), split, T, gateCols_, nullptr, logits_.as<float>(), stream_);
+  } else {
+    launchGroupedGemm(gate, stream_);
+  }
+
+  mark("router GEMM");
+  // 2. routing
+  int* ids = ids_.as<int>();
+  float* weights = weights_.as<float>();
+  float* sharedScale = cfg_.sharedGate ? sharedScale_.as<float>() : nullptr;
+  const float* corr = cfg_.useCorrectionBias ? gateBias_.as<float>() : nullptr;
+  if (cfg_.noauxTc) {
+    launchMoeScores(logits_.as<float>(), T, E, gateCols_, corr, cfg_.nGroup, cfg_.topkGroup, k,
+                    cfg_.routedScalingFactor, cfg_.renormalize, nullptr, ids, weights, sharedScale, stream_);
+  } else {
+    launchTopkSelect(logits_.as<float>(), T, E, gateCols_, corr, k, cfg_.renormalize, ids, weights, sharedScale,
+                     stream_);
+  }
+
+  mark("routing");
+  // 3. permute (alignment 1: tiles handle partial segments)
+  int* pb = perm_.as<int>();
+  PermuteBuffers perm{pb, pb + E, pb + E + (E + 1), nullptr, nullptr, nullptr};
+  perm.rowToPair = perm.tilePrefix + kTileClasses * (E + 1);
+  perm.rowMap = perm.rowToPair + R;
+  perm.scratch = perm.rowMap + R;
+  launchPermute(ids, T, k, E, 1, R, perm, stream_);
+
+  mark("permute");
+  // 4. expert input in the compute dtype (latent: fc1 first)
+  const void* xe = x;
+  if (half) {
+    launchConvert(x, xe_.as(), elem, static_cast<long long>(T) * H, stream_);
+    xe = xe_.as();
+  }
+  const void* expertIn = xe;
+  if (cfg_.latent > 0) {
+    GemmProblem fc1 = dense(xe, H, fc1T_.as(), elem, T, D_, H);
+    fc1.C = latentF_.as();
+    launchGroupedGemm(fc1, stream_);
+    if (half) {
+      launchConvert(latentF_.as<float>(), latentE_.as(), elem, static_cast<long long>(T) * D_, stream_);
+      expertIn = latentE_.as();
+    } else {
+      expertIn = latentF_.as();
+    }
+  }
+
+  mark("convert/latent");
+  // 5. experts: up_gate GEMM with fused SwiGLU x (probInAdvance ? routing weight : 1), then down GEMM
+  const int hint = std::max(1, 2 * R / std::max(1, std::min(E, R)));
+  GemmProblem up;
+  up.elem = elem;
+  up.out = elem;
+  up.A = expertIn;
+  up.lda = D_;
+  up.aRowIndex = perm.rowToPair;
+  up.aRowDiv = k;
+  up.B = upGate_.as();
+  up.bias = cfg_.withBias ? upGateBias_.as<float>() : nullptr;
+  up.C = h_.as();
+  up.ldc = Ipad_;
+  up.scale = cfg_.probInAdvance ? weights : nullptr;
+  up.scaleIndex = perm.rowToPair;
+  up.M = R;
+  up.N = 2 * Ipad_;
+  up.K = D_;
+  up.seg = SegmentView{perm.offsets, perm.tilePrefix, E};
+  up.group = group_;
+  up.epilogue = Epilogue::kSwiglu;
+  up.rowsPerSegmentHint = hint;
+  launchGroupedGemm(up, stream_);
+
+  mark("up_gate GEMM + SwiGLU");
+  GemmProblem dn = up;
+  dn.out = DType::kFloat32;
+  dn.A = h_.as();
+  dn.lda = Ipad_;
+  dn.aRowIndex = nullptr;
+  dn.B = down_.as();
+  dn.bias = nullptr;  // added, weighted, in the combine
+  dn.C = y_.as();
+  dn.ldc = D_;
+  dn.scale = nullptr;
+  dn.scaleIndex = nullptr;
+  dn.N = D_;
+  dn.K = Ipad_;
+  dn.epilogue = Epilogue::kStore;
+  launchGroupedGemm(dn, stream_);
+
+  mark("down GEMM");
+  // 6. combine (+ weighted down bias), then the latent fc2
+  float* routedOut = cfg_.latent > 0 ? latentF_.as<float>() : out;
+  launchCombine(y_.as<float>(), R, D_, perm.rowMap, weights, ids, T, k, E,
+                cfg_.withBias ? downBias_.as<float>() : nullptr, cfg_.probInAdvance, routedOut, stream_);
+  if (cfg_.latent > 0) {
+    const void* a = routedOut;
+    if (half) {
+      launchConvert(routedOut, latentE_.as(), elem, static_cast<long long>(T) * D_, stream_);
+      a = latentE_.as();
+    }
+    GemmProblem fc2 = dense(a, D_, fc2T_.as(), elem, T, H, D_);
+    fc2.C = out;
+    launchGroupedGemm(fc2, stream_);
+  }
+
+  mark("combine/latent");
+  // 7. shared experts on the full-width x; the sigmoid gate is linear in the down projection, so it scales
+  // the SwiGLU rows.
+  if (Spad_ > 0) {
+    GemmProblem su = dense(xe, H, sharedUpGate_.as(), elem, T, 2 * Spad_, H);
+    su.out = elem;
+    su.C = hs_.as();
+    su.ldc = Spad_;
+    su.scale = sharedScale;
+    su.epilogue = Epilogue::kSwiglu;
+    launchGroupedGemm(su, stream_);
+    GemmProblem sd = dense(hs_.as(), Spad_, sharedDown_.as(), elem, T, H, Spad_);
+    sd.C = out;
+    sd.epilogue = Epilogue::kAccumulate;
+    launchGroupedGemm(sd, stream_);
+  }
+  mark("shared experts");
+}
+
+void MoeLayer::mark(const char* stage) {
+  if (marks_ == nullptr) return;
+  cudaEvent_t e;
+  MOE_CUDA(cudaEventCreate(&e));
+  marks_->emplace_back(stage, e);
+  MOE_CUDA(cudaEventRecord(e, stream_));
+}
+
+std::vector<std::pair<std::string, float>> MoeLayer::profile(const float* x, int T, int iters) {
+  ensureWorkspace(std::max(T, 1));
+  MOE_CUDA(cudaMemcpyAsync(dX_.as(), x, static_cast<size_t>(T) * cfg_.hidden * sizeof(float),
+                           cudaMemcpyHostToDevice, stream_));
+  enqueue(T);  // warm-up
+  std::vector<std::vector<float>> perStage;
+  std::vector<std::string> names;
+  std::vector<std::pair<std::string, cudaEvent_t>> marks;
+  for (int it = 0; it < iters; it++) {
+    marks.clear();
+    marks_ = &marks;
+    try {
+      mark("start");
+      enqueue(T);
+    } catch (...) {
+      marks_ = nullptr;
+      for (auto& m : marks) (void)cudaEventDestroy(m.second);
+      throw;
+    }
+    marks_ = nullptr;
+    MOE_CUDA(cudaStreamSynchronize(stream_));
+    if (perStage.empty()) perStage.resize(marks.size() - 1);
+    for (size_t i = 1; i < marks.size(); i++) {
+      float ms = 0.f;
+      MOE_CUDA(cudaEventElapsedTime(&ms, marks[i - 1].second, marks[i].second));
+      perStage[i - 1].push_back(ms);
+      if (it == 0) names.push_back(marks[i].first);
+    }
+    for (auto& m : marks) (void)cudaEventDestroy(m.second);
+  }
+  std::vector<std::pair<std::string, float>> out;
+  for (size_t i = 0; i < names.size(); i++) {
+    auto v = perStage[i];
+    std::sort(v.begin(), v.end());
+    out.emplace_back(names[i], v[v.size() / 2]);
+  }
+  return out;
+}
+
+void MoeLayer::run(int T, bool useGraph) {
+  if (!useGraph) {
+    enqueue(T);
+    return;
+  }
+  auto it = graphs_.find(T);
+  if (it == graphs_.end()) {
+    enqueue(T);  // one eager run first: one-time setup (smem opt-ins) stays out of the capture
+    cudaGraph_t graph = nullptr;
+    MOE_CUDA(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    try {
+      enqueue(T);
+    } catch (...) {
+      (void)cudaStreamEndCapture(stream_, &graph);
+      if (graph) (void)cudaGraphDestroy(graph);
+      throw;
+    }
+    MOE_CUDA(cudaStreamEndCapture(stream_, &graph));
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t st = cudaGraphInstantiate(&exec, graph, 0);
+    (void)cudaGraphDestroy(graph);
+    MOE_CUDA(st);
+    it = graphs_.emplace(T, exec).first;
+    return;  // the eager run already produced the output
+  }
+  MOE_CUDA(cudaGraphLaunch(it->second, stream_));
+}
+
+void MoeLayer::forward(const float* x, int T, float* out, bool useGraph) {
+  if (T == 0) return;
+  ensureWorkspace(T);
+  const size_t bytes = static_cast<size_t>(T) * cfg_.hidden * sizeof(float);
+  MOE_CUDA(cudaMemcpyAsync(dX_.as(), x, bytes, cudaMemcpyHostToDevice, stream_));
+  run(T, useGraph);
+  MOE_CUDA(cudaMemcpyAsync(out, dOut_.as(), bytes, cudaMemcpyDeviceToHost, stream_));
+  MOE_CUDA(cudaStreamSynchronize(stream_));
+}
+
+std::vector<float> MoeLayer::benchmark(const float* x, int T, int warmup, int iters, bool useGraph) {
+  ensureWorkspace(std::max(T, 1));
+  MOE_CUDA(cudaMemcpyAsync(dX_.as(), x, static_cast<size_t>(T) * cfg_.hidden * sizeof(float),
+                           cudaMemcpyHostToDevice, stream_));
+  for (int i = 0; i < warmup; i++) run(T, useGraph);
+  std::vector<cudaEvent_t> ev(2 * iters);
+  for (auto& e : ev) MOE_CUDA(cudaEventCreate(&e));
+  std::vector<float> ms(iters);
+  try {
+    for (int i = 0; i < iters; i++) {
+      MOE_CUDA(cudaEventRecord(ev[2 * i], stream_));
+      run(T, useGraph);
+      MOE_CUDA(cudaEventRecord(ev[2 * i + 1], stream_));
+    }
+    MOE_CUDA(cudaStreamSynchronize(stream_));
+    for (int i = 0; i < iters; i++) MOE_CUDA(cudaEventElapsedTime(&ms[i], ev[2 * i], ev[2 * i + 1]));
+  } catch (...) {
+    for (auto& e : ev) (void)cudaEventDestroy(e);
+    throw;
+  }
+  for (auto& e : ev) (void)cudaEventDestroy(e);
+  return ms;
+}
+
+}  // namespace moe

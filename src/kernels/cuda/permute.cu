@@ -1,0 +1,202 @@
+// Dispatch (semantics doc section 3): a stable counting sort of the (token, slot) pairs by expert.
+// Small problems (decode) run as one block; larger ones as count -> segments -> place, where each expert's
+// block ranks its pairs with warp ballots, so the order within an expert is the pairs' flat order without atomics.
+#include "moe_kernels.h"
+
+namespace moe {
+namespace {
+
+constexpr int kScanThreads = 256;
+constexpr int kSmallPairs = 256;   // at or below this many pairs, one block does everything
+constexpr int kSmallExperts = 2048;
+
+// Exclusive block scan of kTileClasses + 1 running sums; each thread owns a contiguous run of experts.
+// lengthOf(e) gives segment e's row count; writes offsets[0..E] (starting at base) and tilePrefix.
+template <typename LengthOf>
+__device__ void scanSegments(int E, int base, LengthOf lengthOf, int* offsets, int* tilePrefix) {
+  __shared__ int partial[kTileClasses + 1][kScanThreads];
+  const int tid = threadIdx.x, nt = blockDim.x;
+  const int per = (E + nt - 1) / nt, begin = min(E, tid * per), end = min(E, begin + per);
+  int sums[kTileClasses + 1] = {0, 0, 0, 0, 0};
+  for (int e = begin; e < end; e++) {
+    const int len = lengthOf(e);
+    sums[0] += len;
+#pragma unroll
+    for (int c = 0; c < kTileClasses; c++) sums[c + 1] += (len + (16 << c) - 1) / (16 << c);
+  }
+#pragma unroll
+  for (int c = 0; c <= kTileClasses; c++) partial[c][tid] = sums[c];
+  __syncthreads();
+  // Hillis-Steele inclusive scan over the threads, then shift to exclusive.
+  for (int o = 1; o < nt; o <<= 1) {
+    int v[kTileClasses + 1];
+#pragma unroll
+    for (int c = 0; c <= kTileClasses; c++) v[c] = tid >= o ? partial[c][tid - o] : 0;
+    __syncthreads();
+#pragma unroll
+    for (int c = 0; c <= kTileClasses; c++) partial[c][tid] += v[c];
+    __syncthreads();
+  }
+  int run[kTileClasses + 1];
+#pragma unroll
+  for (int c = 0; c <= kTileClasses; c++) run[c] = partial[c][tid] - sums[c];
+  for (int e = begin; e < end; e++) {
+    offsets[e] = base + run[0];
+#pragma unroll
+    for (int c = 0; c < kTileClasses; c++) tilePrefix[c * (E + 1) + e] = run[c + 1];
+    const int len = lengthOf(e);
+    run[0] += len;
+#pragma unroll
+    for (int c = 0; c < kTileClasses; c++) run[c + 1] += (len + (16 << c) - 1) / (16 << c);
+  }
+  if (tid == nt - 1) {
+    offsets[E] = base + run[0];
+#pragma unroll
+    for (int c = 0; c < kTileClasses; c++) tilePrefix[c * (E + 1) + E] = run[c + 1];
+  }
+}
+
+__device__ __forceinline__ int alignUp(int v, int a) { return (v + a - 1) / a * a; }
+
+__global__ void countKernel(const int* __restrict__ ids, int n, int E, int* __restrict__ counts, int* __restrict__ rowMap) {
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+    const int e = ids[i];
+    if (e >= 0 && e < E) atomicAdd(&counts[e], 1);
+    else rowMap[i] = -1;
+  }
+}
+
+__global__ void segmentsFromCountsKernel(const int* __restrict__ counts, int E, int alignment,
+                                         int* __restrict__ tokensPerExpert, int* __restrict__ offsets,
+                                         int* __restrict__ tilePrefix) {
+  for (int e = threadIdx.x; e < E; e += blockDim.x) tokensPerExpert[e] = counts[e];
+  scanSegments(E, 0, [&](int e) { return alignUp(counts[e], alignment); }, offsets, tilePrefix);
+}
+
+__global__ void segmentsFromCallerKernel(const int* __restrict__ segments, bool areOffsets, int E,
+                                         int* __restrict__ offsets, int* __restrict__ tilePrefix) {
+  if (areOffsets) {
+    scanSegments(E, segments[0], [&](int e) { return segments[e + 1] - segments[e]; }, offsets, tilePrefix);
+  } else {
+    scanSegments(E, 0, [&](int e) { return segments[e]; }, offsets, tilePrefix);
+  }
+}
+
+// One block per expert: rank this expert's pairs in flat order with ballots; also marks the expert's padding
+// rows (and, in the last block, the unused tail) as empty.
+__global__ void placeKernel(const int* __restrict__ ids, int n, int E, const int* __restrict__ offsets,
+                            const int* __restrict__ counts, int R, int* __restrict__ rowToPair, int* __restrict__ rowMap) {
+  __shared__ int warpTotals[32];
+  const int e = blockIdx.x;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+  const int base = offsets[e];
+  int running = 0;
+  for (int chunk = 0; chunk < n; chunk += blockDim.x) {
+    const int i = chunk + threadIdx.x;
+    const bool mine = i < n && ids[i] == e;
+    const unsigned ballot = __ballot_sync(0xffffffffu, mine);
+    if (lane == 0) warpTotals[warp] = __popc(ballot);
+    __syncthreads();
+    int before = 0, total = 0;
+    for (int w = 0; w < warps; w++) {
+      const int c = warpTotals[w];
+      before += w < warp ? c : 0;
+      total += c;
+    }
+    if (mine) {
+      const int row = base + running + before + __popc(ballot & ((1u << lane) - 1));
+      rowToPair[row] = i;
+      rowMap[i] = row;
+    }
+    running += total;
+    __syncthreads();
+  }
+  for (int r = base + counts[e] + threadIdx.x; r < offsets[e + 1]; r += blockDim.x) rowToPair[r] = -1;
+  if (e == E - 1) {
+    for (int r = offsets[E] + threadIdx.x; r < R; r += blockDim.x) rowToPair[r] = -1;
+  }
+}
+
+// Everything in one block, for a few pairs: thread e walks the (shared-memory) ids and appends its pairs.
+__global__ void permuteSmallKernel(const int* __restrict__ ids, int n, int E, int alignment, int R,
+                                   int* __restrict__ tokensPerExpert, int* __restrict__ offsets,
+                                   int* __restrict__ tilePrefix, int* __restrict__ rowToPair, int* __restrict__ rowMap) {
+  __shared__ int sIds[kSmallPairs];
+  __shared__ int sCounts[kSmallExperts];
+  __shared__ int sOffsets[kSmallExperts + 1];
+  for (int i = threadIdx.x; i < n; i += blockDim.x) sIds[i] = ids[i];
+  for (int e = threadIdx.x; e < E; e += blockDim.x) sCounts[e] = 0;
+  __syncthreads();
+  for (int i = threadIdx.x; i < n; i += blockDim.x) {
+    const int e = sIds[i];
+    if (e >= 0 && e < E) atomicAdd(&sCounts[e], 1);
+    else rowMap[i] = -1;
+  }
+  __syncthreads();
+  for (int e = threadIdx.x; e < E; e += blockDim.x) tokensPerExpert[e] = sCounts[e];
+  scanSegments(E, 0, [&](int e) { return alignUp(sCounts[e], alignment); }, sOffsets, tilePrefix);
+  __syncthreads();
+  for (int e = threadIdx.x; e <= E; e += blockDim.x) offsets[e] = sOffsets[e];
+  for (int r = sOffsets[E] + threadIdx.x; r < R; r += blockDim.x) rowToPair[r] = -1;
+  for (int e = threadIdx.x; e < E; e += blockDim.x) {
+    int row = sOffsets[e];
+    for (int i = 0; i < n; i++) {
+      if (sIds[i] == e) {
+        rowToPair[row] = i;
+        rowMap[i] = row;
+        row++;
+      }
+    }
+    for (; row < sOffsets[e + 1]; row++) rowToPair[row] = -1;
+  }
+}
+
+__global__ void gatherRowsKernel(const float* __restrict__ x, int D, const int* __restrict__ rowToPair, int k, int R,
+                                 float* __restrict__ out) {
+  const long long total = static_cast<long long>(R) * D;
+  for (long long idx = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; idx < total;
+       idx += static_cast<long long>(gridDim.x) * blockDim.x) {
+    const int r = static_cast<int>(idx / D), d = static_cast<int>(idx % D);
+    const int pair = rowToPair[r];
+    out[idx] = pair >= 0 ? x[static_cast<long long>(pair / k) * D + d] : 0.f;
+  }
+}
+
+}  // namespace
+
+void launchPermute(const int* ids, int T, int k, int E, int alignment, int R, const PermuteBuffers& out,
+                   cudaStream_t stream) {
+  const int n = T * k;
+  if (n <= kSmallPairs && E <= kSmallExperts) {
+    permuteSmallKernel<<<1, kScanThreads, 0, stream>>>(ids, n, E, alignment, R, out.tokensPerExpert, out.offsets,
+                                                       out.tilePrefix, out.rowToPair, out.rowMap);
+    MOE_LAUNCHED("permuteSmallKernel");
+    return;
+  }
+  MOE_CUDA(cudaMemsetAsync(out.scratch, 0, sizeof(int) * E, stream));
+  if (n > 0) {
+    countKernel<<<std::min(ceilDiv(n, 256), 1024), 256, 0, stream>>>(ids, n, E, out.scratch, out.rowMap);
+    MOE_LAUNCHED("countKernel");
+  }
+  segmentsFromCountsKernel<<<1, kScanThreads, 0, stream>>>(out.scratch, E, alignment, out.tokensPerExpert,
+                                                           out.offsets, out.tilePrefix);
+  MOE_LAUNCHED("segmentsFromCountsKernel");
+  placeKernel<<<E, 1024, 0, stream>>>(ids, n, E, out.offsets, out.scratch, R, out.rowToPair, out.rowMap);
+  MOE_LAUNCHED("placeKernel");
+}
+
+void launchSegmentsFrom(const int* segments, bool areOffsets, int E, int* offsets, int* tilePrefix,
+                        cudaStream_t stream) {
+  segmentsFromCallerKernel<<<1, kScanThreads, 0, stream>>>(segments, areOffsets, E, offsets, tilePrefix);
+  MOE_LAUNCHED("segmentsFromCallerKernel");
+}
+
+void launchGatherRows(const float* x, int D, const int* rowToPair, int k, int R, float* out, cudaStream_t stream) {
+  const long long total = static_cast<long long>(R) * D;
+  if (total == 0) return;
+  gatherRowsKernel<<<static_cast<int>(std::min<long long>((total + 255) / 256, 65535)), 256, 0, stream>>>(
+      x, D, rowToPair, k, R, out);
+  MOE_LAUNCHED("gatherRowsKernel");
+}
+
+}  // namespace moe

@@ -1,0 +1,183 @@
+/**
+ * FusedMoE's load-balancing options and the per-layer state behind them.
+ *
+ * - auxLossCoef: the Switch/Mixtral auxiliary loss, added to the model's loss through the layer's losses (so
+ *   model.fit minimises it with the task loss). As HF transformers' load_balancing_loss_func computes it:
+ *     aux = auxLossCoef * E * sum_e (n_e / T) * P_e,
+ *   n_e = the (token, slot) pairs routed to expert e in the call, T = tokens, P_e = the mean over tokens of the
+ *   router's probability of e: softmax(logits) for greedy routing, sigmoid scores normalised to sum 1 for
+ *   noaux_tc (DeepSeek's sequence-wise balance loss normalises them the same way). Perfectly even routing gives
+ *   auxLossCoef * k. The gradient reaches gate_weight through P (the counts n_e are not differentiable).
+ * - biasUpdateRate: DeepSeek-V3's auxiliary-loss-free balancing. After every training call the non-trainable
+ *   gate_correction_bias moves by biasUpdateRate * sign(mean load - load_e): an overloaded expert becomes less
+ *   likely to be chosen, an idle one more. Needs useCorrectionBias. updateCorrectionBias() does the same step
+ *   on demand from the last recorded loads.
+ * - recordExpertLoad: keep the last call's per-expert loads (int32 [E], n_e above), readable through
+ *   FusedMoE.expertLoad(). Defaults to true when either balancing method is on.
+ *
+ * The statistics come from routing the call's input again with the same ops the forward uses: the same ids on
+ * every path (kernels, composite, or an executor such as CUDA that does not expose its routing), for the cost
+ * of one x @ gate_weight and one top-k, small next to the experts' GEMMs.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+
+import {stopGradient} from '../kernels/composite/stop_gradient.js';
+import {withCompositeKernels} from '../ops/dispatch.js';
+import {getMoeScores} from '../ops/get_moe_scores.js';
+import {moeTopkSelect} from '../ops/moe_topk_select.js';
+import type {FusedMoEOptions, FusedMoEWeights} from './fused_moe_config.js';
+
+export interface LoadBalancingOptions {
+  /** Coefficient of the Switch/Mixtral auxiliary loss (0: off). */
+  auxLossCoef: number;
+  /** DeepSeek auxiliary-loss-free bias step per training call (0: off; needs useCorrectionBias). */
+  biasUpdateRate: number;
+  /** Keep the last call's per-expert loads (readable with FusedMoE.expertLoad()). */
+  recordExpertLoad: boolean;
+}
+
+export const LOAD_BALANCING_KEYS = ['auxLossCoef', 'biasUpdateRate', 'recordExpertLoad'] as const;
+
+function optionError(option: string, expected: string, got: unknown): Error {
+  return new Error(`FusedMoE: option '${option}' must be ${expected}, got ${JSON.stringify(got) ?? String(got)}`);
+}
+
+function nonNegative(option: string, value: unknown): number {
+  if (value === undefined) return 0;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
+    throw optionError(option, 'a finite number >= 0', value);
+  }
+  return value;
+}
+
+/** Fills defaults and checks the balancing options against the MoE options, before any tensor exists. */
+export function resolveLoadBalancing(args: Partial<LoadBalancingOptions>, moe: FusedMoEOptions): LoadBalancingOptions {
+  const auxLossCoef = nonNegative('auxLossCoef', args.auxLossCoef);
+  const biasUpdateRate = nonNegative('biasUpdateRate', args.biasUpdateRate);
+  if (biasUpdateRate > 0 && !moe.useCorrectionBias) {
+    throw optionError('biasUpdateRate', '0 unless useCorrectionBias is true (the rate moves gate_correction_bias)',
+        biasUpdateRate);
+  }
+  let recordExpertLoad = auxLossCoef > 0 || biasUpdateRate > 0;
+  if (args.recordExpertLoad !== undefined) {
+    if (typeof args.recordExpertLoad !== 'boolean') throw optionError('recordExpertLoad', 'a boolean', args.recordExpertLoad);
+    recordExpertLoad = args.recordExpertLoad;
+  }
+  return {auxLossCoef, biasUpdateRate, recordExpertLoad};
+}
+
+/** Writes a new value into the layer's gate_correction_bias variable. */
+export type BiasWriter = (value: tf.Tensor1D) => void;
+
+/** One layer's balancing state: the last call's loads (kept) and the last training call's auxiliary loss. */
+export class LoadBalancer {
+  private load: tf.Tensor1D | null = null;
+  private auxLoss: tf.Scalar | null = null;
+
+  constructor(readonly options: LoadBalancingOptions) {}
+
+  /** Whether observe() has anything to do. */
+  get active(): boolean {
+    const o = this.options;
+    return o.auxLossCoef > 0 || o.biasUpdateRate > 0 || o.recordExpertLoad;
+  }
+
+  /**
+   * Called by FusedMoE.call after its forward, with the call's input x [T,H]. Records the loads; in a training
+   * call also computes the auxiliary loss (left in the caller's scope: model.fit's gradient scope, which reads
+   * it through the layer's losses) and takes the aux-free bias step.
+   */
+  observe(x: tf.Tensor, weights: FusedMoEWeights, moe: FusedMoEOptions, training: boolean, writeBias: BiasWriter):
+      void {
+    if (!this.active) return;
+    const withAux = training && this.options.auxLossCoef > 0;
+    const route = () => routeForStatistics(x, weights, moe, withAux ? this.options.auxLossCoef : 0);
+    const {load, aux} = moe.backend === 'composite' ? withCompositeKernels(route) : route();
+    if (aux != null) this.auxLoss = aux;
+    if (training && this.options.biasUpdateRate > 0) {
+      const bias = weights.gate_correction_bias as tf.Tensor1D;
+      const next = tf.tidy(() => {
+        const load32 = tf.cast(load, 'float32');
+        const step = tf.mul(tf.sign(tf.sub(tf.mean(load32), load32)), tf.scalar(this.options.biasUpdateRate));
+        return tf.add(bias, step) as tf.Tensor1D;
+      });
+      writeBias(next);
+      next.dispose();
+    }
+    if (this.options.recordExpertLoad) {
+      this.load?.dispose();
+      this.load = tf.keep(load);
+    } else {
+      load.dispose();
+    }
+  }
+
+  /** The auxiliary loss of the last training call, or 0 (the layer's loss function for model.fit). */
+  auxLossTerm(): tf.Scalar {
+    const aux = this.auxLoss;
+    return aux != null && !aux.isDisposed ? aux : tf.scalar(0);
+  }
+
+  /** The last training call's auxiliary loss tensor while its scope lives, else null. */
+  lastAuxLoss(): tf.Scalar | null {
+    return this.auxLoss != null && !this.auxLoss.isDisposed ? this.auxLoss : null;
+  }
+
+  /** Per-expert loads of the last call (owned by the layer: do not dispose), or null before the first call. */
+  expertLoad(): tf.Tensor1D | null {
+    return this.load;
+  }
+
+  /** DeepSeek's step from the last recorded loads; false when there are none yet. */
+  updateCorrectionBias(rate: number, bias: tf.Tensor1D, writeBias: BiasWriter): boolean {
+    if (this.load == null) return false;
+    const load = this.load;
+    const next = tf.tidy(() => {
+      const load32 = tf.cast(load, 'float32');
+      return tf.add(bias, tf.mul(tf.sign(tf.sub(tf.mean(load32), load32)), tf.scalar(rate))) as tf.Tensor1D;
+    });
+    writeBias(next);
+    next.dispose();
+    return true;
+  }
+
+  dispose(): void {
+    this.load?.dispose();
+    this.load = null;
+    this.auxLoss = null;
+  }
+}
+
+/** Routes x ([T,H] or [B,S,H]) as the forward does; returns the loads int32 [E] and, when auxLossCoef > 0, the auxiliary loss. */
+function routeForStatistics(input: tf.Tensor, w: FusedMoEWeights, o: FusedMoEOptions, auxLossCoef: number):
+    {load: tf.Tensor1D, aux: tf.Scalar | null} {
+  const [load, aux] = tf.tidy(() => {
+    const x = tf.reshape(input, [-1, input.shape[input.rank - 1]]) as tf.Tensor2D;
+    const numTokens = x.shape[0];
+    const numExperts = o.numExperts;
+    const logits = tf.matMul(x, w.gate_weight) as tf.Tensor2D;
+    const bias = o.useCorrectionBias ? w.gate_correction_bias as tf.Tensor1D : null;
+    let ids: tf.Tensor2D;
+    let probs: tf.Tensor2D;
+    if (o.topkMethod === 'noaux_tc') {
+      const routed = getMoeScores(stopGradient(logits), o.nGroup, o.topkGroup, o.topK, o.routedScalingFactor, bias,
+          o.renormalize);
+      ids = routed.topkIds;
+      const scores = tf.sigmoid(logits);
+      probs = tf.div(scores, tf.add(tf.sum(scores, 1, true), tf.scalar(1e-20)));
+    } else {
+      ids = moeTopkSelect(stopGradient(logits), bias, o.topK, o.renormalize).topkIds;
+      probs = tf.softmax(logits, -1);
+    }
+    // Counts by comparison with every expert index (tf.oneHot rejects E = 1): [T*k,E] -> [E].
+    const experts = tf.reshape(tf.range(0, numExperts, 1, 'int32'), [1, numExperts]);
+    const hits = tf.cast(tf.equal(tf.reshape(stopGradient(ids), [-1, 1]), experts), 'float32');
+    const counts = tf.sum(hits, 0);
+    const loadOut = tf.cast(counts, 'int32') as tf.Tensor1D;
+    if (auxLossCoef === 0 || numTokens === 0) return auxLossCoef === 0 ? [loadOut] : [loadOut, tf.scalar(0)];
+    const meanProbs = tf.mean(probs, 0);
+    const auxOut = tf.mul(tf.scalar(auxLossCoef * numExperts / numTokens), tf.sum(tf.mul(counts, meanProbs)));
+    return [loadOut, auxOut];
+  });
+  return {load: load as tf.Tensor1D, aux: (aux ?? null) as tf.Scalar | null};
+}
