@@ -120,6 +120,17 @@ export function describeBatchedGemmConformance(ctx: ConformanceContext): void {
         segments: Int32Array.from([0, 0]), transposeRhs: true, bias: randn(rand, 8)});
     });
 
+    it('K = 0: an empty sum, so a row in a segment is its expert\'s bias (zero without one)', async () => {
+      const rand = rng(37);
+      // Offsets with a row in no segment; counts; transposed; and without a bias (all zeros).
+      await runGemmCase(ctx, {lhs: new Float32Array(0), R: 4, K: 0, rhs: new Float32Array(0), E: 2, N: 3,
+        segments: Int32Array.from([0, 2, 3]), transposeRhs: false, bias: randn(rand, 6)});
+      await runGemmCase(ctx, {lhs: new Float32Array(0), R: 3, K: 0, rhs: new Float32Array(0), E: 2, N: 4,
+        segments: Int32Array.from([1, 2]), transposeRhs: true, bias: randn(rand, 8)});
+      await runGemmCase(ctx, {lhs: new Float32Array(0), R: 3, K: 0, rhs: new Float32Array(0), E: 2, N: 4,
+        segments: Int32Array.from([0, 1, 3]), transposeRhs: false, bias: null});
+    });
+
     it('a larger single-expert product (K = 256, accumulation error stays < 1e-4)', async () => {
       const rand = rng(35);
       const R = ctx.full ? 33 : 5, K = 256, N = ctx.full ? 40 : 8;

@@ -19,6 +19,9 @@ export function batchedGemmWeightGradComposite(
   const {numExperts, transposeOut, segmentsAreOffsets} = attrs;
   const [numRows, k] = lhs.shape;
   const n = dy.shape[1];
+  // No rows: an empty sum. tfjs's webgpu matMul would bind zero-size buffers (a validation error that drops the
+  // command buffer and leaves the output as whatever its pooled buffer held).
+  if (numRows === 0) return tf.zeros(transposeOut ? [numExperts, n, k] : [numExperts, k, n]) as Tensor3D;
   return tf.tidy(() => {
     const segs = stopGradient(segments);
     const offsets = segmentsAreOffsets ? segs : tf.concat([tf.zeros([1], 'int32'), tf.cumsum(segs)]);

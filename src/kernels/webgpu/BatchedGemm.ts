@@ -18,6 +18,16 @@ export function batchedGemmWebGPU(
     if (bias == null || numExperts === 0) {
       return backend.makeTensorInfo([numRows, width], 'float32', new Float32Array(numRows * width));
     }
+    // With a bias: the same program on a zero product of depth 1, since binding the empty lhs/rhs buffers is a
+    // WebGPU validation error (the command buffer is dropped and the output keeps stale data).
+    const zeroLhs = backend.makeTensorInfo([numRows, 1], 'float32', new Float32Array(numRows));
+    const zeroRhs = backend.makeTensorInfo(transposeRhs ? [numExperts, width, 1] : [numExperts, 1, width], 'float32',
+                                           new Float32Array(numExperts * width));
+    try {
+      return batchedGemmWebGPU({inputs: {lhs: zeroLhs, rhs: zeroRhs, segments, bias}, backend, attrs: args.attrs});
+    } finally {
+      disposeIntermediate(backend, zeroLhs, zeroRhs);
+    }
   }
   // tokensPerExpert segments are packed from row 0: their prefix sums are the offsets.
   const offsets = segmentsAreOffsets ? segments :
