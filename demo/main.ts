@@ -59,7 +59,8 @@ function describeShape(): void {
   const routing = args.topkMethod === 'noaux_tc' ?
       `noaux_tc, ${args.nGroup} groups keep ${args.topkGroup}, scaling ${args.routedScalingFactor}` : 'softmax top-k';
   const shared = args.sharedExpertIntermediateSize ? ` · shared expert ${args.sharedExpertIntermediateSize}` : '';
-  $('shape').textContent = `H ${hidden} · I ${I} · ${args.numExperts} experts · top-${args.topK} · ${routing}${shared}` +
+  $('shape').textContent =
+      `H ${hidden} · I ${I} · ${args.numExperts} experts · top-${args.topK} · ${routing}${shared}` +
       ` · expert weights ${fmtBytes(expertBytes)} (real model: H ${m.hidden}, I ${m.intermediate})`;
 }
 

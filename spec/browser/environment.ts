@@ -5,13 +5,15 @@ import * as moe from 'tfjs-moe';
 
 describe('browser environment', () => {
   it('exposes navigator.gpu with an adapter (WebGPU is not silently missing)', async () => {
-    const gpu = (navigator as Navigator & {gpu?: {requestAdapter(): Promise<{info?: Record<string, string>} | null>}}).gpu;
+    type AdapterLike = {info?: Record<string, string>};
+    const gpu = (navigator as Navigator & {gpu?: {requestAdapter(): Promise<AdapterLike | null>}}).gpu;
     expect(gpu).withContext('navigator.gpu').toBeDefined();
     const adapter = await gpu!.requestAdapter();
     expect(adapter).withContext('navigator.gpu.requestAdapter()').not.toBeNull();
     // GPUAdapterInfo's fields are getters: JSON.stringify sees none.
     const info = adapter?.info as Record<string, string> | undefined;
-    console.log(`WebGPU adapter: ${['vendor', 'architecture', 'device', 'description'].map(k => info?.[k]).join(' / ')}`);
+    const fields = ['vendor', 'architecture', 'device', 'description'].map(k => info?.[k]);
+    console.log(`WebGPU adapter: ${fields.join(' / ')}`);
   });
 
   it('initialises tfjs\'s webgpu backend and runs a matMul on it, read asynchronously', async () => {

@@ -117,7 +117,8 @@ describe('webgpu with expert weights past the default 128 MiB storage-binding li
     const rhs = randn(rand, E * K * N, 0.05);
     const got = await expectNoLeak(async () => {
       // Shards made on the host, as a loader would: no tensor ever holds all the experts.
-      const shards = ranges.map(r => tf.tensor3d(rhs.subarray(r.start * K * N, r.end * K * N), [r.end - r.start, K, N]));
+      const shards = ranges.map(r =>
+          tf.tensor3d(rhs.subarray(r.start * K * N, r.end * K * N), [r.end - r.start, K, N]));
       const lt = tf.tensor2d(lhs, [R, K]);
       const st = tf.tensor1d(offsets, 'int32');
       const out = moe.shardedBatchedGemm(lt, shards, ranges, st);
@@ -135,7 +136,8 @@ describe('webgpu with expert weights past the default 128 MiB storage-binding li
     const rt = tf.tensor3d(new Float32Array(K * N), [1, K, N]);  // values stay on the host until a kernel binds them
     const st = tf.tensor1d([2], 'int32');  // tokensPerExpert: the kernel computes offsets on the device first
     try {
-      expectThrowsNoLeak(() => moe.batchedGemm(lt, rt, st), /one expert's weights \[8192,4608\].*maxStorageBufferBindingSize/);
+      expectThrowsNoLeak(() => moe.batchedGemm(lt, rt, st),
+                         /one expert's weights \[8192,4608\].*maxStorageBufferBindingSize/);
     } finally {
       tf.dispose([lt, rt, st]);
     }

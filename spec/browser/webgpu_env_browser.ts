@@ -15,7 +15,9 @@ export function initWebGPU(): Promise<string | null> {
     const gpu = (navigator as Navigator & {gpu?: {requestAdapter(): Promise<unknown>}}).gpu;
     if (gpu == null) return 'navigator.gpu is undefined (chromium needs --enable-unsafe-webgpu on Linux)';
     if (await gpu.requestAdapter() == null) return 'navigator.gpu.requestAdapter() returned null';
-    if (tf.findBackendFactory('webgpu') == null) return 'tfjs-backend-webgpu did not register (no navigator.gpu at import)';
+    if (tf.findBackendFactory('webgpu') == null) {
+      return 'tfjs-backend-webgpu did not register (no navigator.gpu at import)';
+    }
     const previous = tf.getBackend();
     if (!(await tf.setBackend('webgpu'))) return 'tfjs could not initialize its webgpu backend';
     await tf.setBackend(previous);

@@ -26,6 +26,12 @@ export function batchedGemmComposite(
   const n = transposeRhs ? rhs.shape[1] : rhs.shape[2];
   return tf.tidy(() => {
     if (numRows === 0) return tf.zeros([0, n]) as Tensor2D;
+    if (k === 0) {
+      // An empty sum (rows get their bias): as a zero product of depth 1, because tfjs's webgpu matMul with a zero
+      // inner dimension returns uninitialized memory.
+      const zeroRhs = tf.zeros(transposeRhs ? [numExperts, n, 1] : [numExperts, 1, n]) as Tensor3D;
+      return batchedGemmComposite(tf.zeros([numRows, 1]), zeroRhs, segments, bias, attrs);
+    }
     const segs = stopGradient(segments);  // int32: no gradient (it may descend from a router on the tape)
     const offsets = segmentsAreOffsets ? segs : tf.concat([tf.zeros([1], 'int32'), tf.cumsum(segs)]);
     const row = tf.reshape(tf.range(0, numRows, 1, 'int32'), [numRows, 1]);
