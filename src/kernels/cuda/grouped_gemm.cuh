@@ -141,6 +141,7 @@ template <typename Elem, typename OutT, int BM, int BN, int BK, int WARPS_M, int
           bool VEC>
 __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
     mmaGemmKernel(const GemmProblem p) {
+  awaitPredecessor();
   using Cfg = MmaConfig<Elem, BM, BN, BK, WARPS_M, WARPS_N, STAGES>;
   constexpr int NT = Cfg::kThreads;
   constexpr int WM = BM / WARPS_M, WN = BN / WARPS_N;
@@ -302,6 +303,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
 // reads of a warp cover all banks.
 template <int BM, int BN, int BK, int TM, Epilogue EPI, bool VEC>
 __global__ void __launch_bounds__((BN / 8) * (BM / TM)) fmaGemmKernel(const GemmProblem p) {
+  awaitPredecessor();
   constexpr int TX = BN / 8, TY = BM / TM, NT = TX * TY;
   static_assert(BN % 64 == 0 && BK % 4 == 0, "tile shape");
   constexpr int KCH = BK / 4;  // float4 chunks per tile row

@@ -35,8 +35,7 @@ void launchMmaConfig(const GemmProblem& p, cudaStream_t stream) {
   raiseSmemLimit(kernel, Cfg::kSmemBytes, smemRaised);
   const dim3 grid = gridFor(p, BM, BN);
   if (grid.x == 0 || grid.y == 0) return;
-  kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(p);
-  MOE_LAUNCHED("mmaGemmKernel");
+  launchKernel("mmaGemmKernel", kernel, grid, Cfg::kThreads, Cfg::kSmemBytes, stream, p);
 }
 
 // Tile height follows the expected rows per expert: 16-row tiles stream each active expert's weights once

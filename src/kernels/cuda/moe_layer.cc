@@ -183,6 +183,10 @@ void MoeLayer::enqueue(int T) {
     launchGroupedGemm(gate, stream_);
   }
 
+  // Every launch from here on follows a kernel on this stream: they may use programmatic dependent launch, which
+  // hides most of the gap between consecutive small kernels at decode sizes. Not while profiling: the stage
+  // events sit between the kernels there.
+  PdlScope pdl(marks_ == nullptr);
   mark("router GEMM");
   // 2. routing
   int* ids = ids_.as<int>();
