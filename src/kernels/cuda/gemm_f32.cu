@@ -1,5 +1,6 @@
 // float32 (FMA, no TF32) instantiations of the grouped GEMM, and the element-type dispatch.
 #include "grouped_gemm_launch.cuh"
+#include "moe_kernels.h"
 
 namespace moe {
 
@@ -48,6 +49,15 @@ __global__ void __launch_bounds__(kFewRowsWarps * 32) denseFewRowsKernel(const G
     if (lane == 0) partial[warp][m] = v;
   }
   __syncthreads();
+  if (p.aCopy != nullptr) {
+    // This block's share of the A conversion (A is dense here: lda == K).
+    const long long total = static_cast<long long>(p.M) * p.K;
+    for (long long i = static_cast<long long>(n) * blockDim.x + threadIdx.x; i < total;
+         i += static_cast<long long>(gridDim.x) * blockDim.x) {
+      if (p.aCopyElem == DType::kBFloat16) static_cast<__nv_bfloat16*>(p.aCopy)[i] = __float2bfloat16_rn(A[i]);
+      else static_cast<__half*>(p.aCopy)[i] = __float2half_rn(A[i]);
+    }
+  }
   for (int m = threadIdx.x; m < p.M && m < MAXM; m += blockDim.x) {
     float v = 0.f;
 #pragma unroll
@@ -96,6 +106,10 @@ void launchGroupedGemm(const GemmProblem& p, cudaStream_t stream) {
   if (p.epilogue == Epilogue::kSwiglu && p.group != swigluGroup(p.elem)) {
     throw std::invalid_argument("grouped GEMM: SwiGLU interleave width does not match the element type");
   }
+  if (p.aCopy != nullptr && (p.elem != DType::kFloat32 || p.epilogue != Epilogue::kStore || p.seg.offsets != nullptr ||
+                            p.lda != p.K || p.aCopyElem == DType::kFloat32)) {
+    throw std::invalid_argument("grouped GEMM: aCopy is for dense float32 kStore with lda == K, to a half type");
+  }
   if (p.elem == DType::kBFloat16) return launchGroupedGemmBf16(p, stream);
   if (p.elem == DType::kFloat16) return launchGroupedGemmF16(p, stream);
   if (p.out != DType::kFloat32) throw std::invalid_argument("grouped GEMM: float32 operands write float32");
@@ -107,6 +121,13 @@ void launchGroupedGemm(const GemmProblem& p, cudaStream_t stream) {
     const int threads = gemm::kFewRowsWarps * 32;
     auto kernel = p.M <= 4 ? gemm::denseFewRowsKernel<4> : p.M <= 16 ? gemm::denseFewRowsKernel<16> : gemm::denseFewRowsKernel<32>;
     launchKernel("denseFewRowsKernel", kernel, p.N, threads, 0, stream, p);
+    return;
+  }
+  if (p.aCopy != nullptr) {
+    GemmProblem q = p;
+    q.aCopy = nullptr;
+    launchGroupedGemm(q, stream);
+    launchConvert(static_cast<const float*>(p.A), p.aCopy, p.aCopyElem, static_cast<long long>(p.M) * p.K, stream);
     return;
   }
   switch (p.epilogue) {

@@ -226,6 +226,9 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
       for (int q = 0; q < 4; q++) acc[mi][ni][q] = 0.f;
 
   const int KT = (p.K + BK - 1) / BK;
+  // The last tile of a segment is often short (at T=4096 about half the experts end in a tile of a few rows):
+  // warps whose rows all lie past the segment's end skip the math (they still load and synchronize).
+  const bool warpHasRows = tile.rowStart + wm * WM < tile.rowEnd;
 #pragma unroll
   for (int s = 0; s < STAGES - 1; s++) {
     if (s < KT) loadStage(s, s);
@@ -237,6 +240,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
     const int pf = kt + STAGES - 1;
     if (pf < KT) loadStage(pf % STAGES, pf);
     cpAsyncCommit();
+    if (!warpHasRows) continue;
 
     const Elem* as = As + (kt % STAGES) * BM * LDS + (wm * WM) * LDS;
     const Elem* bs = Bs + (kt % STAGES) * BN * LDS + (wn * WN) * LDS;

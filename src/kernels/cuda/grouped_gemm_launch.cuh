@@ -38,6 +38,16 @@ void launchMmaConfig(const GemmProblem& p, cudaStream_t stream) {
   launchKernel("mmaGemmKernel", kernel, grid, Cfg::kThreads, Cfg::kSmemBytes, stream, p);
 }
 
+// TFJS_MOE_GEMM_TILES=previous restores the tile choice from before the 32-column decode tiles and the
+// 128x256 prefill tiles, for A/B timing on the GPU.
+inline bool previousTiles() {
+  static const bool previous = [] {
+    const char* env = std::getenv("TFJS_MOE_GEMM_TILES");
+    return env != nullptr && std::string(env) == "previous";
+  }();
+  return previous;
+}
+
 // Tile height follows the expected rows per expert: 16-row tiles stream each active expert's weights once
 // (decode), 128-row tiles reuse them across many rows (prefill).
 template <typename Elem, typename OutT, Epilogue EPI>
@@ -47,10 +57,25 @@ void launchMmaEpi(const GemmProblem& p, bool vec, cudaStream_t stream) {
     return;
   }
   const int hint = p.rowsPerSegmentHint > 0 ? p.rowsPerSegmentHint : p.M;
-  if (hint <= 16) launchMmaConfig<Elem, OutT, 16, 64, 64, 1, 4, 4, EPI, true>(p, stream);
-  else if (hint <= 40) launchMmaConfig<Elem, OutT, 32, 128, 64, 1, 4, 4, EPI, true>(p, stream);
-  else if (hint <= 96) launchMmaConfig<Elem, OutT, 64, 128, 32, 2, 4, 4, EPI, true>(p, stream);
-  else launchMmaConfig<Elem, OutT, 128, 128, 32, 2, 4, 4, EPI, true>(p, stream);
+  const bool previous = previousTiles();
+  if (hint <= 16) {
+    // A handful of rows in all (decode with few tokens): at most a few experts are active, and 64-column tiles
+    // give too few blocks to keep every SM streaming weights (8 experts x 1536 columns = 192 blocks on 132 SMs,
+    // so 60 SMs carry two and the rest one). 32-column tiles double the blocks and even out the load, and six
+    // stages keep 20 KB of weights in flight per block (bandwidth x latency needs a few MB over the GPU).
+    if (!previous && p.M <= 64) launchMmaConfig<Elem, OutT, 16, 32, 64, 1, 2, 6, EPI, true>(p, stream);
+    else launchMmaConfig<Elem, OutT, 16, 64, 64, 1, 4, 4, EPI, true>(p, stream);
+  } else if (hint <= 40) {
+    launchMmaConfig<Elem, OutT, 32, 128, 64, 1, 4, 4, EPI, true>(p, stream);
+  } else if (hint <= 96) {
+    launchMmaConfig<Elem, OutT, 64, 128, 32, 2, 4, 4, EPI, true>(p, stream);
+  } else if (!previous && p.N >= 1024) {
+    // Prefill: 64x64 warp tiles (8 warps over 128x256) load half as many fragments per mma as 64x32 ones, and
+    // every weight tile is reused over 128 rows from shared memory; one block per SM, three 64-deep stages.
+    launchMmaConfig<Elem, OutT, 128, 256, 64, 2, 4, 3, EPI, true>(p, stream);
+  } else {
+    launchMmaConfig<Elem, OutT, 128, 128, 32, 2, 4, 4, EPI, true>(p, stream);
+  }
 }
 
 inline bool aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15) == 0; }

@@ -171,6 +171,11 @@ void MoeLayer::enqueue(int T) {
   // 1. router logits in float32 (+ the shared-expert gate logit in column E)
   GemmProblem gate = dense(x, H, gateT_.as(), DType::kFloat32, T, gateCols_, H);
   gate.C = logits_.as();
+  if (half) {
+    // The expert input in the compute dtype: written by the router kernel itself at decode sizes.
+    gate.aCopy = xe_.as();
+    gate.aCopyElem = elem;
+  }
   const int split = gateSplit(T);
   if (split > 1) {
     // Few output tiles (N = E is small): slice K so the router fills the GPU; partial sums reduced in order.
@@ -212,11 +217,7 @@ void MoeLayer::enqueue(int T) {
 
   mark("permute");
   // 4. expert input in the compute dtype (latent: fc1 first)
-  const void* xe = x;
-  if (half) {
-    launchConvert(x, xe_.as(), elem, static_cast<long long>(T) * H, stream_);
-    xe = xe_.as();
-  }
+  const void* xe = half ? xe_.as() : x;  // converted with the router GEMM
   const void* expertIn = xe;
   if (cfg_.latent > 0) {
     GemmProblem fc1 = dense(xe, H, fc1T_.as(), elem, T, D_, H);
