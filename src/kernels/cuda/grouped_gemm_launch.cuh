@@ -38,8 +38,7 @@ void launchMmaConfig(const GemmProblem& p, cudaStream_t stream) {
   launchKernel("mmaGemmKernel", kernel, grid, Cfg::kThreads, Cfg::kSmemBytes, stream, p);
 }
 
-// TFJS_MOE_GEMM_TILES=previous restores the tile choice from before the 32-column decode tiles and the
-// 128x256 prefill tiles, for A/B timing on the GPU.
+// TFJS_MOE_GEMM_TILES=previous restores the tile choice from before the 128x256 prefill tiles, for A/B timing.
 inline bool previousTiles() {
   static const bool previous = [] {
     const char* env = std::getenv("TFJS_MOE_GEMM_TILES");
@@ -59,12 +58,8 @@ void launchMmaEpi(const GemmProblem& p, bool vec, cudaStream_t stream) {
   const int hint = p.rowsPerSegmentHint > 0 ? p.rowsPerSegmentHint : p.M;
   const bool previous = previousTiles();
   if (hint <= 16) {
-    // A handful of rows in all (decode with few tokens): at most a few experts are active, and 64-column tiles
-    // give too few blocks to keep every SM streaming weights (8 experts x 1536 columns = 192 blocks on 132 SMs,
-    // so 60 SMs carry two and the rest one). 32-column tiles double the blocks and even out the load, and six
-    // stages keep 20 KB of weights in flight per block (bandwidth x latency needs a few MB over the GPU).
-    if (!previous && p.M <= 64) launchMmaConfig<Elem, OutT, 16, 32, 64, 1, 2, 6, EPI, true>(p, stream);
-    else launchMmaConfig<Elem, OutT, 16, 64, 64, 1, 4, 4, EPI, true>(p, stream);
+    // (32-column, 6-stage tiles for the few-rows case were tried on the H100: no gain at T=1, so not kept.)
+    launchMmaConfig<Elem, OutT, 16, 64, 64, 1, 4, 4, EPI, true>(p, stream);
   } else if (hint <= 40) {
     launchMmaConfig<Elem, OutT, 32, 128, 64, 1, 4, 4, EPI, true>(p, stream);
   } else if (hint <= 96) {
