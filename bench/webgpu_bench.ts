@@ -12,9 +12,10 @@
 import * as tf from '@tensorflow/tfjs';
 import {existsSync, mkdirSync, writeFileSync} from 'node:fs';
 
-import {batchedGemm, fusedSwigluScale, moeCombine, moePermute, moeTopkSelect, withCompositeKernels} from '../src/index.js';
+import {batchedGemm, batchedGemmSwiglu, fusedSwigluScale, moeCombine, moePermute, moeTopkSelect, withCompositeKernels}
+  from '../src/index.js';
 import {GEMM_PRESETS, setWebGPUGemmPreset} from '../src/kernels/webgpu/batched_gemm_webgpu.js';
-import {refBatchedGemm, refFusedMoE} from '../spec/reference/moe_reference.js';
+import {refBatchedGemm, refFusedMoE, refSwigluScale} from '../spec/reference/moe_reference.js';
 
 // BENCH_SHAPE=H,I,E,k overrides the workload (a smoke run on SwiftShader uses a tiny one).
 const [H, I, E, K] = (process.env.BENCH_SHAPE ?? '2048,768,128,8').split(',').map(Number);
@@ -60,14 +61,18 @@ interface Weights {
   down: tf.Tensor3D;     // [E,I,H]
 }
 
-/** The FusedMoE forward (semantics doc section 7, greedy routing, no bias) from our ops. */
-function forward(x: tf.Tensor2D, w: Weights, topK = K): tf.Tensor2D {
+/**
+ * The FusedMoE forward (semantics doc section 7, greedy routing, no bias) from our ops, as the layer runs it on
+ * webgpu: SwiGLU in the first GEMM's epilogue (`fused`), or as its own program (the chain before the fusion).
+ * The composite path never fuses (its ops are plain tfjs).
+ */
+function forward(x: tf.Tensor2D, w: Weights, topK = K, fused = true): tf.Tensor2D {
   return tf.tidy(() => {
     const logits = tf.matMul(x, w.gate) as tf.Tensor2D;
     const {topkIds, topkWeights} = moeTopkSelect(logits, null, topK, true);
     const {permutedX, expertOffsets, rowMap} = moePermute(x, topkIds, w.upGate.shape[0]);
-    const h = batchedGemm(permutedX, w.upGate, expertOffsets);
-    const act = fusedSwigluScale(h, null);
+    const act = fused ? batchedGemmSwiglu(permutedX, w.upGate, expertOffsets, null, null) :
+                        fusedSwigluScale(batchedGemm(permutedX, w.upGate, expertOffsets), null);
     const y = batchedGemm(act, w.down, expertOffsets);
     return moeCombine(y, rowMap, topkWeights, topkIds);
   });
@@ -178,6 +183,24 @@ async function checkCorrectness(): Promise<Record<string, number>> {
       errs[`batchedGemm ${preset}${transposeRhs ? ' transposeRhs' : ''}`] = maxDiff / maxRef;
     }
   }
+  // The SwiGLU epilogue (transposeRhs false only): N = 96 -> I = 48, with bias and a row scale.
+  {
+    const scale = Float32Array.from({length: R}, rand);
+    const want = refSwigluScale(refBatchedGemm(lhs, R, KD, rhs, NE, N, offsets, false, bias), R, N / 2, scale);
+    for (const preset of Object.keys(GEMM_PRESETS)) {
+      setWebGPUGemmPreset(preset);
+      const out = tf.tidy(() => batchedGemmSwiglu(tf.tensor2d(lhs, [R, KD]), tf.tensor3d(rhs, [NE, KD, N]),
+          tf.tensor1d(offsets, 'int32'), tf.tensor2d(bias, [NE, N]), tf.tensor1d(scale)));
+      const got = await out.data();
+      out.dispose();
+      let maxDiff = 0, maxRef = 0;
+      for (let i = 0; i < want.length; i++) {
+        maxDiff = Math.max(maxDiff, Math.abs(got[i] - want[i]));
+        maxRef = Math.max(maxRef, Math.abs(want[i]));
+      }
+      errs[`batchedGemmSwiglu ${preset}`] = maxDiff / maxRef;
+    }
+  }
   setWebGPUGemmPreset(null);
   // Whole forward, small layer.
   const h = 128, inter = 48, ne = 16, k = 4;
@@ -250,6 +273,9 @@ async function main(): Promise<void> {
       say(`T=${T} ours[${preset ?? 'default'}] ${JSON.stringify(variants[preset ?? 'default'])}`);
     }
     setWebGPUGemmPreset(null);
+    // The same chain without the SwiGLU epilogue (the numbers before the fusion), timed in the same run.
+    variants.unfused = await timeIt(() => forward(x, w, K, false), n, reps);
+    say(`T=${T} ours[unfused] ${JSON.stringify(variants.unfused)}`);
     row.ours = variants;
     // Per-kernel GPU time (timestamp queries) for the default choice.
     const profile = await tf.time(() => { forward(x, w).dispose(); });
@@ -257,10 +283,12 @@ async function main(): Promise<void> {
     const extra = (profile as unknown as {getExtraProfileInfo?: () => string}).getExtraProfileInfo;
     row.kernels = typeof extra === 'function' ? extra() : null;
     say(`T=${T} kernels: ${JSON.stringify(row.kernelMs)} ${row.kernels}`);
-    try {
+    if (process.env.BENCH_COMPOSITE === '0') {
+      row.composite = null;
+    } else try {
       // The composite path gathers weights per row: slow at large T, so one warm-up and one timed forward there.
-      row.composite = T >= 256 ? await timeIt(() => withCompositeKernels(() => forward(x, w)), 1, 1, 1) :
-                                 await timeIt(() => withCompositeKernels(() => forward(x, w)), 5, 2);
+      row.composite = T >= 256 ? await timeIt(() => withCompositeKernels(() => forward(x, w, K, false)), 1, 1, 1) :
+                                 await timeIt(() => withCompositeKernels(() => forward(x, w, K, false)), 5, 2);
     } catch (e) {
       row.composite = {error: (e as Error).message};
     }

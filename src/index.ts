@@ -20,6 +20,8 @@ export type {KernelPath} from './ops/dispatch.js';
 export * from './kernels/kernel_names.js';
 export {maxStorageBindingBytes, planExpertShards, setMaxStorageBindingBytes, shardedBatchedGemm} from './kernels/webgpu/expert_shards.js';
 export type {ExpertRange} from './kernels/webgpu/expert_shards.js';
+export {batchedGemmSwiglu} from './kernels/webgpu/BatchedGemmSwiglu.js';
+export {GEMM_PRESETS, setWebGPUGemmPreset} from './kernels/webgpu/batched_gemm_webgpu.js';
 export {FusedMoE} from './layers/fused_moe.js';
 export type {FusedMoEArgs, FusedMoEOptions, FusedMoEWeights, FusedMoEWeightName, InitializerSpec, MoeComputeDtype, MoeLayerBackend, TopkMethod,
   WeightSpec} from './layers/fused_moe_config.js';

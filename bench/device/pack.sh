@@ -15,5 +15,5 @@ $ESB scripts/run-specs.mjs "${common[@]}" --outfile="$DEST/run-specs.mjs"
 $ESB bench/cuda_bench.ts "${common[@]}" --outfile="$DEST/cuda_bench.mjs"
 # jasmine-core lists its own files next to where it runs
 rm -rf "$DEST/jasmine-core" && cp -r node_modules/jasmine-core/lib/jasmine-core "$DEST/jasmine-core"
-cp bench/torch_baseline.py bench/device/run.sh "$DEST/"
+cp bench/torch_baseline.py bench/device/run.sh bench/device/run_quick.sh "$DEST/"
 du -sh "$DEST"

@@ -1,7 +1,7 @@
 /**
  * The FusedMoE 'cuda' path (CudaFusedMoe: the whole forward in one native call, weights resident on the GPU)
  * against the float64 reference refFusedMoE, for every layer option, in each computeDtype, on shapes that reach
- * every kernel variant: decode (one block permute, 16-row tiles), 32/64/128-row tiles, the multi-block permute,
+ * every kernel variant: decode (one block permute, 16-row tiles), 32/64/128-row tiles (128 x 256 for prefill), the multi-block permute,
  * odd sizes (element-wise loads), T = 0, 3-D input, CUDA-graph replay, weight re-upload after a change.
  * Bounds: float32 1e-4 (the GEMM tolerance); bfloat16 3e-2 and float16 5e-3 (weights and activations stored
  * in 8 / 11 mantissa bits, float32 accumulation and routing). Pending, with the reason, without CUDA.
@@ -48,6 +48,10 @@ const CASES: Case[] = [
   {name: '64-row tiles, multi-block permute', T: 80, H: 64, cfg: config({numExperts: 8, topK: 4, intermediateSize: 48})},
   {name: '128-row tiles, empty experts possible', T: 300, H: 128,
     cfg: config({numExperts: 64, topK: 2, intermediateSize: 96, withBias: true})},
+  // The prefill tile (128 x 256, half-precision types) with a partial column tile (N = 2 * 520), a partial K tile
+  // (K = 520) and short last row tiles (warps past the segment end skip the math).
+  {name: '128x256 tiles, partial row/column/k tiles', T: 260, H: 1024,
+    cfg: config({numExperts: 4, topK: 2, intermediateSize: 520})},
   {name: 'T = 0', T: 0, H: 32, cfg: config({numExperts: 4, topK: 2, intermediateSize: 16})},
 ];
 

@@ -40,7 +40,7 @@ function paramCount(model: tfl.LayersModel): number {
 }
 
 /** Trains with Adam (owned here, disposed after); returns the per-epoch training loss. */
-async function fit(model: tfl.LayersModel, task: ClusteredTask, epochs = EPOCHS): Promise<number[]> {
+async function trainFor(model: tfl.LayersModel, task: ClusteredTask, epochs = EPOCHS): Promise<number[]> {
   const optimizer = tf.train.adam(0.01);
   model.compile({optimizer, loss: 'meanSquaredError'});
   const history = await model.fit(task.x, task.y, {epochs, batchSize: 64, shuffle: false, verbose: 0});
@@ -77,8 +77,8 @@ describe('FusedMoE training (model.fit, cpu kernels)', () => {
     const dense = denseModel(paramCount(model));
     // 416 trainable parameters each (gate 32 + experts 384; dense 8-24-8: 216 + 200).
     expect(Math.abs(paramCount(dense) - paramCount(model))).toBeLessThanOrEqual(2 * H);
-    const moeLoss = await fit(model, task);
-    const denseLoss = await fit(dense, task);
+    const moeLoss = await trainFor(model, task);
+    const denseLoss = await trainFor(dense, task);
     const moeFinal = moeLoss[moeLoss.length - 1], denseFinal = denseLoss[denseLoss.length - 1];
     console.log(`\n  clustered task (target variance ${task.targetVariance.toFixed(2)}), final MSE after ${EPOCHS} epochs: ` +
         `FusedMoE ${moeFinal.toFixed(3)} (epoch 1: ${moeLoss[0].toFixed(2)}), dense ${denseFinal.toFixed(3)} ` +
@@ -94,7 +94,7 @@ describe('FusedMoE training (model.fit, cpu kernels)', () => {
     const results: Record<string, {ratio: number, loads: number[]}> = {};
     for (const balance of ['none', 'aux', 'auxfree'] as const) {
       const {model, layer} = moeModel(balance);
-      await fit(model, task, 15);
+      await trainFor(model, task, 15);
       results[balance] = await imbalance(layer, task);
       const load = layer.expertLoad();
       expect(load).withContext('loads of the last call recorded').not.toBeNull();

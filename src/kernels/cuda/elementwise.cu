@@ -10,6 +10,7 @@ inline int gridFor(long long n, int threads) {
 
 __global__ void swigluKernel(const float* __restrict__ x, int R, int I, const float* __restrict__ scale,
                              float* __restrict__ out) {
+  awaitPredecessor();
   const long long total = static_cast<long long>(R) * I;
   for (long long idx = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; idx < total;
        idx += static_cast<long long>(gridDim.x) * blockDim.x) {
@@ -23,6 +24,7 @@ __global__ void swigluKernel(const float* __restrict__ x, int R, int I, const fl
 __global__ void combineKernel(const float* __restrict__ y, int R, int D, const int* __restrict__ rowMap,
                               const float* __restrict__ weights, const int* __restrict__ ids, int T, int k, int E,
                               const float* __restrict__ bias, bool weightsApplied, float* __restrict__ out) {
+  awaitPredecessor();
   const long long total = static_cast<long long>(T) * D;
   for (long long idx = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; idx < total;
        idx += static_cast<long long>(gridDim.x) * blockDim.x) {
@@ -46,6 +48,7 @@ __global__ void combineKernel(const float* __restrict__ y, int R, int D, const i
 
 template <typename Elem>
 __global__ void convertKernel(const float* __restrict__ in, Elem* __restrict__ out, long long n) {
+  awaitPredecessor();
   for (long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<long long>(gridDim.x) * blockDim.x) {
     out[i] = ElemTraits<Elem>::fromFloat(in[i]);
@@ -75,17 +78,15 @@ __global__ void packKernel(const float* __restrict__ src, int K, int N, Elem* __
 void launchSwiglu(const float* x, int R, int I, const float* scale, float* out, cudaStream_t stream) {
   const long long n = static_cast<long long>(R) * I;
   if (n == 0) return;
-  swigluKernel<<<gridFor(n, 256), 256, 0, stream>>>(x, R, I, scale, out);
-  MOE_LAUNCHED("swigluKernel");
+  launchKernel("swigluKernel", swigluKernel, gridFor(n, 256), 256, 0, stream, x, R, I, scale, out);
 }
 
 void launchCombine(const float* y, int R, int D, const int* rowMap, const float* weights, const int* ids, int T,
                    int k, int E, const float* bias, bool weightsApplied, float* out, cudaStream_t stream) {
   const long long n = static_cast<long long>(T) * D;
   if (n == 0) return;
-  combineKernel<<<gridFor(n, 256), 256, 0, stream>>>(y, R, D, rowMap, weights, ids, T, k, E, bias, weightsApplied,
-                                                     out);
-  MOE_LAUNCHED("combineKernel");
+  launchKernel("combineKernel", combineKernel, gridFor(n, 256), 256, 0, stream, y, R, D, rowMap, weights, ids, T, k,
+               E, bias, weightsApplied, out);
 }
 
 void launchConvert(const float* in, void* out, DType elem, long long n, cudaStream_t stream) {
@@ -94,9 +95,11 @@ void launchConvert(const float* in, void* out, DType elem, long long n, cudaStre
     MOE_CUDA(cudaMemcpyAsync(out, in, n * sizeof(float), cudaMemcpyDeviceToDevice, stream));
     return;
   }
-  if (elem == DType::kBFloat16) convertKernel<<<gridFor(n, 256), 256, 0, stream>>>(in, static_cast<__nv_bfloat16*>(out), n);
-  else convertKernel<<<gridFor(n, 256), 256, 0, stream>>>(in, static_cast<__half*>(out), n);
-  MOE_LAUNCHED("convertKernel");
+  if (elem == DType::kBFloat16) {
+    launchKernel("convertKernel", convertKernel<__nv_bfloat16>, gridFor(n, 256), 256, 0, stream, in, static_cast<__nv_bfloat16*>(out), n);
+  } else {
+    launchKernel("convertKernel", convertKernel<__half>, gridFor(n, 256), 256, 0, stream, in, static_cast<__half*>(out), n);
+  }
 }
 
 void launchPackWeights(const float* src, int K, int N, void* dst, DType elem, int Nout, int Kout, int group,

@@ -1,5 +1,6 @@
 // float32 (FMA, no TF32) instantiations of the grouped GEMM, and the element-type dispatch.
 #include "grouped_gemm_launch.cuh"
+#include "moe_kernels.h"
 
 namespace moe {
 
@@ -12,8 +13,7 @@ template <int BM, int BN, int BK, int TM, Epilogue EPI, bool VEC>
 void launchFmaConfig(const GemmProblem& p, cudaStream_t stream) {
   const dim3 grid = gridFor(p, BM, BN);
   if (grid.x == 0 || grid.y == 0) return;
-  fmaGemmKernel<BM, BN, BK, TM, EPI, VEC><<<grid, (BN / 8) * (BM / TM), 0, stream>>>(p);
-  MOE_LAUNCHED("fmaGemmKernel");
+  launchKernel("fmaGemmKernel", fmaGemmKernel<BM, BN, BK, TM, EPI, VEC>, grid, (BN / 8) * (BM / TM), 0, stream, p);
 }
 
 // Dense float32 GEMM with a few rows (the router at decode): one block per output column, its 8 warps each
@@ -22,6 +22,7 @@ void launchFmaConfig(const GemmProblem& p, cudaStream_t stream) {
 constexpr int kFewRowsWarps = 8;
 template <int MAXM>
 __global__ void __launch_bounds__(kFewRowsWarps * 32) denseFewRowsKernel(const GemmProblem p) {
+  awaitPredecessor();
   __shared__ float partial[kFewRowsWarps][MAXM];
   const int n = blockIdx.x, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const float* A = static_cast<const float*>(p.A);
@@ -48,6 +49,15 @@ __global__ void __launch_bounds__(kFewRowsWarps * 32) denseFewRowsKernel(const G
     if (lane == 0) partial[warp][m] = v;
   }
   __syncthreads();
+  if (p.aCopy != nullptr) {
+    // This block's share of the A conversion (A is dense here: lda == K).
+    const long long total = static_cast<long long>(p.M) * p.K;
+    for (long long i = static_cast<long long>(n) * blockDim.x + threadIdx.x; i < total;
+         i += static_cast<long long>(gridDim.x) * blockDim.x) {
+      if (p.aCopyElem == DType::kBFloat16) static_cast<__nv_bfloat16*>(p.aCopy)[i] = __float2bfloat16_rn(A[i]);
+      else static_cast<__half*>(p.aCopy)[i] = __float2half_rn(A[i]);
+    }
+  }
   for (int m = threadIdx.x; m < p.M && m < MAXM; m += blockDim.x) {
     float v = 0.f;
 #pragma unroll
@@ -71,6 +81,7 @@ void launchFmaEpi(const GemmProblem& p, bool vec, cudaStream_t stream) {
 
 __global__ void splitKReduceKernel(const float* __restrict__ partial, int kSplit, long long slab, int N,
                                    const float* __restrict__ bias, float* __restrict__ out) {
+  awaitPredecessor();
   for (long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; i < slab;
        i += static_cast<long long>(gridDim.x) * blockDim.x) {
     float v = 0.f;
@@ -85,15 +96,19 @@ void launchSplitKReduce(const float* partial, int kSplit, int M, int N, const fl
                         cudaStream_t stream) {
   const long long slab = static_cast<long long>(M) * N;
   if (slab == 0) return;
-  gemm::splitKReduceKernel<<<static_cast<int>(std::min<long long>((slab + 255) / 256, 4096)), 256, 0, stream>>>(
-      partial, kSplit, slab, N, bias, out);
-  MOE_LAUNCHED("splitKReduceKernel");
+  launchKernel("splitKReduceKernel", gemm::splitKReduceKernel,
+               static_cast<int>(std::min<long long>((slab + 255) / 256, 4096)), 256, 0, stream, partial, kSplit, slab,
+               N, bias, out);
 }
 
 void launchGroupedGemm(const GemmProblem& p, cudaStream_t stream) {
   if (p.M == 0 || p.N == 0) return;
   if (p.epilogue == Epilogue::kSwiglu && p.group != swigluGroup(p.elem)) {
     throw std::invalid_argument("grouped GEMM: SwiGLU interleave width does not match the element type");
+  }
+  if (p.aCopy != nullptr && (p.elem != DType::kFloat32 || p.epilogue != Epilogue::kStore || p.seg.offsets != nullptr ||
+                            p.lda != p.K || p.aCopyElem == DType::kFloat32)) {
+    throw std::invalid_argument("grouped GEMM: aCopy is for dense float32 kStore with lda == K, to a half type");
   }
   if (p.elem == DType::kBFloat16) return launchGroupedGemmBf16(p, stream);
   if (p.elem == DType::kFloat16) return launchGroupedGemmF16(p, stream);
@@ -104,10 +119,15 @@ void launchGroupedGemm(const GemmProblem& p, cudaStream_t stream) {
   }
   if (vec && p.kSplit <= 1 && p.seg.offsets == nullptr && p.M <= 32 && p.epilogue == Epilogue::kStore) {
     const int threads = gemm::kFewRowsWarps * 32;
-    if (p.M <= 4) gemm::denseFewRowsKernel<4><<<p.N, threads, 0, stream>>>(p);
-    else if (p.M <= 16) gemm::denseFewRowsKernel<16><<<p.N, threads, 0, stream>>>(p);
-    else gemm::denseFewRowsKernel<32><<<p.N, threads, 0, stream>>>(p);
-    MOE_LAUNCHED("denseFewRowsKernel");
+    auto kernel = p.M <= 4 ? gemm::denseFewRowsKernel<4> : p.M <= 16 ? gemm::denseFewRowsKernel<16> : gemm::denseFewRowsKernel<32>;
+    launchKernel("denseFewRowsKernel", kernel, p.N, threads, 0, stream, p);
+    return;
+  }
+  if (p.aCopy != nullptr) {
+    GemmProblem q = p;
+    q.aCopy = nullptr;
+    launchGroupedGemm(q, stream);
+    launchConvert(static_cast<const float*>(p.A), p.aCopy, p.aCopyElem, static_cast<long long>(p.M) * p.K, stream);
     return;
   }
   switch (p.epilogue) {

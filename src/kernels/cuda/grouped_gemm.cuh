@@ -141,6 +141,7 @@ template <typename Elem, typename OutT, int BM, int BN, int BK, int WARPS_M, int
           bool VEC>
 __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
     mmaGemmKernel(const GemmProblem p) {
+  awaitPredecessor();
   using Cfg = MmaConfig<Elem, BM, BN, BK, WARPS_M, WARPS_N, STAGES>;
   constexpr int NT = Cfg::kThreads;
   constexpr int WM = BM / WARPS_M, WN = BN / WARPS_N;
@@ -225,6 +226,9 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
       for (int q = 0; q < 4; q++) acc[mi][ni][q] = 0.f;
 
   const int KT = (p.K + BK - 1) / BK;
+  // The last tile of a segment is often short (at T=4096 about half the experts end in a tile of a few rows):
+  // warps whose rows all lie past the segment's end skip the math (they still load and synchronize).
+  const bool warpHasRows = tile.rowStart + wm * WM < tile.rowEnd;
 #pragma unroll
   for (int s = 0; s < STAGES - 1; s++) {
     if (s < KT) loadStage(s, s);
@@ -236,6 +240,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
     const int pf = kt + STAGES - 1;
     if (pf < KT) loadStage(pf % STAGES, pf);
     cpAsyncCommit();
+    if (!warpHasRows) continue;
 
     const Elem* as = As + (kt % STAGES) * BM * LDS + (wm * WM) * LDS;
     const Elem* bs = Bs + (kt % STAGES) * BN * LDS + (wn * WN) * LDS;
@@ -302,6 +307,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
 // reads of a warp cover all banks.
 template <int BM, int BN, int BK, int TM, Epilogue EPI, bool VEC>
 __global__ void __launch_bounds__((BN / 8) * (BM / TM)) fmaGemmKernel(const GemmProblem p) {
+  awaitPredecessor();
   constexpr int TX = BN / 8, TY = BM / TM, NT = TX * TY;
   static_assert(BN % 64 == 0 && BK % 4 == 0, "tile shape");
   constexpr int KCH = BK / 4;  // float4 chunks per tile row

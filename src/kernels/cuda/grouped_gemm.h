@@ -38,6 +38,11 @@ struct GemmProblem {
   // float32 dense kStore only: K is cut into kSplit slices (multiples of kSplitChunk); slice z writes its partial
   // product, without bias, to C + z * M * ldc. launchSplitKReduce sums the slices (deterministic order).
   int kSplit = 1;
+  // float32 dense kStore only, A dense (lda == K): also write A converted to aCopyElem into aCopy [M][K]. The
+  // few-rows (decode router) kernel does it while it streams A anyway, which saves the layer a convert kernel;
+  // other paths launch the conversion after the GEMM.
+  void* aCopy = nullptr;
+  DType aCopyElem = DType::kBFloat16;
 };
 
 // The interleave width of gate/up columns the kernels of each element type expect for kSwiglu.

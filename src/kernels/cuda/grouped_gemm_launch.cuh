@@ -35,8 +35,16 @@ void launchMmaConfig(const GemmProblem& p, cudaStream_t stream) {
   raiseSmemLimit(kernel, Cfg::kSmemBytes, smemRaised);
   const dim3 grid = gridFor(p, BM, BN);
   if (grid.x == 0 || grid.y == 0) return;
-  kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(p);
-  MOE_LAUNCHED("mmaGemmKernel");
+  launchKernel("mmaGemmKernel", kernel, grid, Cfg::kThreads, Cfg::kSmemBytes, stream, p);
+}
+
+// TFJS_MOE_GEMM_TILES=previous restores the tile choice from before the 128x256 prefill tiles, for A/B timing.
+inline bool previousTiles() {
+  static const bool previous = [] {
+    const char* env = std::getenv("TFJS_MOE_GEMM_TILES");
+    return env != nullptr && std::string(env) == "previous";
+  }();
+  return previous;
 }
 
 // Tile height follows the expected rows per expert: 16-row tiles stream each active expert's weights once
@@ -48,10 +56,21 @@ void launchMmaEpi(const GemmProblem& p, bool vec, cudaStream_t stream) {
     return;
   }
   const int hint = p.rowsPerSegmentHint > 0 ? p.rowsPerSegmentHint : p.M;
-  if (hint <= 16) launchMmaConfig<Elem, OutT, 16, 64, 64, 1, 4, 4, EPI, true>(p, stream);
-  else if (hint <= 40) launchMmaConfig<Elem, OutT, 32, 128, 64, 1, 4, 4, EPI, true>(p, stream);
-  else if (hint <= 96) launchMmaConfig<Elem, OutT, 64, 128, 32, 2, 4, 4, EPI, true>(p, stream);
-  else launchMmaConfig<Elem, OutT, 128, 128, 32, 2, 4, 4, EPI, true>(p, stream);
+  const bool previous = previousTiles();
+  if (hint <= 16) {
+    // (32-column, 6-stage tiles for the few-rows case were tried on the H100: no gain at T=1, so not kept.)
+    launchMmaConfig<Elem, OutT, 16, 64, 64, 1, 4, 4, EPI, true>(p, stream);
+  } else if (hint <= 40) {
+    launchMmaConfig<Elem, OutT, 32, 128, 64, 1, 4, 4, EPI, true>(p, stream);
+  } else if (hint <= 96) {
+    launchMmaConfig<Elem, OutT, 64, 128, 32, 2, 4, 4, EPI, true>(p, stream);
+  } else if (!previous && p.N >= 1024) {
+    // Prefill: 64x64 warp tiles (8 warps over 128x256) load half as many fragments per mma as 64x32 ones, and
+    // every weight tile is reused over 128 rows from shared memory; one block per SM, three 64-deep stages.
+    launchMmaConfig<Elem, OutT, 128, 256, 64, 2, 4, 3, EPI, true>(p, stream);
+  } else {
+    launchMmaConfig<Elem, OutT, 128, 128, 32, 2, 4, 4, EPI, true>(p, stream);
+  }
 }
 
 inline bool aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15) == 0; }

@@ -9,8 +9,10 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace moe {
 
@@ -72,5 +74,68 @@ __device__ __forceinline__ float sigmoidf(float z) { return 1.0f / (1.0f + expf(
 __device__ __forceinline__ float siluf(float z) { return z / (1.0f + expf(-z)); }
 
 inline int ceilDiv(long long a, long long b) { return static_cast<int>((a + b - 1) / b); }
+
+// ---- programmatic dependent launch (PDL, sm_90+) ----
+// At decode sizes each kernel of the layer runs for a few microseconds, so the gap between two kernels (the next
+// grid's launch and ramp-up) is a large share of the layer's time, even inside a CUDA graph. Launched with PDL,
+// a kernel's blocks may be scheduled while its predecessor is still finishing; each such kernel therefore calls
+// awaitPredecessor() before it touches global memory: griddepcontrol.wait returns once the predecessor grid has
+// completed and its writes are visible (so the whole chain stays ordered, transitively). Early
+// launch_dependents only lets the successor's blocks be placed sooner; it gives no visibility guarantee, the wait
+// does. Both are no-ops for a kernel launched without the attribute, and compiled out below sm_90.
+__device__ __forceinline__ void awaitPredecessor() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+
+// PDL is used only inside a PdlScope (the layer's enqueue, where every launch follows a kernel on the same
+// stream: a programmatic edge from a memcpy or memset is not something to rely on), on sm_90+ devices, and
+// unless TFJS_MOE_PDL=0 (kept for A/B timing).
+inline bool& pdlScopeFlag() {
+  static thread_local bool active = false;
+  return active;
+}
+inline bool pdlSupported() {
+  static const bool ok = [] {
+    const char* env = std::getenv("TFJS_MOE_PDL");
+    if (env != nullptr && env[0] == '0') return false;
+    int dev = 0, major = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) return false;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) return false;
+    return major >= 9;
+  }();
+  return ok;
+}
+struct PdlScope {
+  bool previous;
+  explicit PdlScope(bool on) : previous(pdlScopeFlag()) { pdlScopeFlag() = on; }
+  ~PdlScope() { pdlScopeFlag() = previous; }
+  PdlScope(const PdlScope&) = delete;
+  PdlScope& operator=(const PdlScope&) = delete;
+};
+
+// Launches kernel<<<grid, block, smem, stream>>>(args...), with PDL when the scope allows it. `name` is for the
+// error message. Launch errors throw, like MOE_LAUNCHED.
+template <typename... KernelArgs, typename... Args>
+void launchKernel(const char* name, void (*kernel)(KernelArgs...), dim3 grid, dim3 block, size_t smem,
+                  cudaStream_t stream, Args&&... args) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  if (pdlScopeFlag() && pdlSupported()) {
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+  }
+  const cudaError_t st = cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+  if (st != cudaSuccess) checkCuda(st, name, __FILE__, __LINE__);
+  checkCuda(cudaGetLastError(), name, __FILE__, __LINE__);
+}
 
 }  // namespace moe

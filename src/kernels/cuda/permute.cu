@@ -59,6 +59,7 @@ __device__ void scanSegments(int E, int base, LengthOf lengthOf, int* offsets, i
 __device__ __forceinline__ int alignUp(int v, int a) { return (v + a - 1) / a * a; }
 
 __global__ void countKernel(const int* __restrict__ ids, int n, int E, int* __restrict__ counts, int* __restrict__ rowMap) {
+  awaitPredecessor();
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
     const int e = ids[i];
     if (e >= 0 && e < E) atomicAdd(&counts[e], 1);
@@ -69,12 +70,14 @@ __global__ void countKernel(const int* __restrict__ ids, int n, int E, int* __re
 __global__ void segmentsFromCountsKernel(const int* __restrict__ counts, int E, int alignment,
                                          int* __restrict__ tokensPerExpert, int* __restrict__ offsets,
                                          int* __restrict__ tilePrefix) {
+  awaitPredecessor();
   for (int e = threadIdx.x; e < E; e += blockDim.x) tokensPerExpert[e] = counts[e];
   scanSegments(E, 0, [&](int e) { return alignUp(counts[e], alignment); }, offsets, tilePrefix);
 }
 
 __global__ void segmentsFromCallerKernel(const int* __restrict__ segments, bool areOffsets, int E,
                                          int* __restrict__ offsets, int* __restrict__ tilePrefix) {
+  awaitPredecessor();
   if (areOffsets) {
     scanSegments(E, segments[0], [&](int e) { return segments[e + 1] - segments[e]; }, offsets, tilePrefix);
   } else {
@@ -86,6 +89,7 @@ __global__ void segmentsFromCallerKernel(const int* __restrict__ segments, bool 
 // rows (and, in the last block, the unused tail) as empty.
 __global__ void placeKernel(const int* __restrict__ ids, int n, int E, const int* __restrict__ offsets,
                             const int* __restrict__ counts, int R, int* __restrict__ rowToPair, int* __restrict__ rowMap) {
+  awaitPredecessor();
   __shared__ int warpTotals[32];
   const int e = blockIdx.x;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
@@ -121,6 +125,7 @@ __global__ void placeKernel(const int* __restrict__ ids, int n, int E, const int
 __global__ void permuteSmallKernel(const int* __restrict__ ids, int n, int E, int alignment, int R,
                                    int* __restrict__ tokensPerExpert, int* __restrict__ offsets,
                                    int* __restrict__ tilePrefix, int* __restrict__ rowToPair, int* __restrict__ rowMap) {
+  awaitPredecessor();
   __shared__ int sIds[kSmallPairs];
   __shared__ int sCounts[kSmallExperts];
   __shared__ int sOffsets[kSmallExperts + 1];
@@ -153,6 +158,7 @@ __global__ void permuteSmallKernel(const int* __restrict__ ids, int n, int E, in
 
 __global__ void gatherRowsKernel(const float* __restrict__ x, int D, const int* __restrict__ rowToPair, int k, int R,
                                  float* __restrict__ out) {
+  awaitPredecessor();
   const long long total = static_cast<long long>(R) * D;
   for (long long idx = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; idx < total;
        idx += static_cast<long long>(gridDim.x) * blockDim.x) {
@@ -168,21 +174,25 @@ void launchPermute(const int* ids, int T, int k, int E, int alignment, int R, co
                    cudaStream_t stream) {
   const int n = T * k;
   if (n <= kSmallPairs && E <= kSmallExperts) {
-    permuteSmallKernel<<<1, kScanThreads, 0, stream>>>(ids, n, E, alignment, R, out.tokensPerExpert, out.offsets,
-                                                       out.tilePrefix, out.rowToPair, out.rowMap);
-    MOE_LAUNCHED("permuteSmallKernel");
+    launchKernel("permuteSmallKernel", permuteSmallKernel, 1, kScanThreads, 0, stream, ids, n, E, alignment, R,
+                 out.tokensPerExpert, out.offsets, out.tilePrefix, out.rowToPair, out.rowMap);
     return;
   }
-  MOE_CUDA(cudaMemsetAsync(out.scratch, 0, sizeof(int) * E, stream));
-  if (n > 0) {
-    countKernel<<<std::min(ceilDiv(n, 256), 1024), 256, 0, stream>>>(ids, n, E, out.scratch, out.rowMap);
-    MOE_LAUNCHED("countKernel");
+  {
+    // The memset is not a kernel: the launches right after it get an ordinary (full) dependency.
+    PdlScope noPdl(false);
+    MOE_CUDA(cudaMemsetAsync(out.scratch, 0, sizeof(int) * E, stream));
+    if (n > 0) {
+      countKernel<<<std::min(ceilDiv(n, 256), 1024), 256, 0, stream>>>(ids, n, E, out.scratch, out.rowMap);
+      MOE_LAUNCHED("countKernel");
+    }
   }
+  // An ordinary launch too: with n == 0 its predecessor is the memset.
   segmentsFromCountsKernel<<<1, kScanThreads, 0, stream>>>(out.scratch, E, alignment, out.tokensPerExpert,
                                                            out.offsets, out.tilePrefix);
   MOE_LAUNCHED("segmentsFromCountsKernel");
-  placeKernel<<<E, 1024, 0, stream>>>(ids, n, E, out.offsets, out.scratch, R, out.rowToPair, out.rowMap);
-  MOE_LAUNCHED("placeKernel");
+  launchKernel("placeKernel", placeKernel, E, 1024, 0, stream, ids, n, E, out.offsets, out.scratch, R, out.rowToPair,
+               out.rowMap);
 }
 
 void launchSegmentsFrom(const int* segments, bool areOffsets, int E, int* offsets, int* tilePrefix,

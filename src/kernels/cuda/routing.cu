@@ -49,6 +49,7 @@ inline size_t perWarpBytes(int E, int extraFloats) {
 __global__ void topkSelectKernel(const float* __restrict__ logits, int T, int E, int ld, const float* __restrict__ bias,
                                  int k, bool normalize, int* __restrict__ ids, float* __restrict__ weights,
                                  float* __restrict__ sharedGate, size_t warpBytes) {
+  awaitPredecessor();
   extern __shared__ unsigned char smem[];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int t = blockIdx.x * kWarps + warp;
@@ -101,6 +102,7 @@ __global__ void moeScoresKernel(const float* __restrict__ logits, int T, int E, 
                                 int nGroup, int topkGroup, int k, float rsf, bool renormalize,
                                 float* __restrict__ scores, int* __restrict__ ids, float* __restrict__ weights,
                                 float* __restrict__ sharedGate, size_t warpBytes) {
+  awaitPredecessor();
   extern __shared__ unsigned char smem[];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int t = blockIdx.x * kWarps + warp;
@@ -193,9 +195,8 @@ void launchTopkSelect(const float* logits, int T, int E, int ld, const float* bi
   if (smem > 48 * 1024) {
     MOE_CUDA(cudaFuncSetAttribute(topkSelectKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   }
-  topkSelectKernel<<<ceilDiv(T, kWarps), kWarps * 32, smem, stream>>>(logits, T, E, ld, bias, k, normalize, ids,
-                                                                       weights, sharedGate, warpBytes);
-  MOE_LAUNCHED("topkSelectKernel");
+  launchKernel("topkSelectKernel", topkSelectKernel, ceilDiv(T, kWarps), kWarps * 32, smem, stream, logits, T, E, ld,
+               bias, k, normalize, ids, weights, sharedGate, warpBytes);
 }
 
 void launchMoeScores(const float* logits, int T, int E, int ld, const float* bias, int nGroup, int topkGroup, int k,
@@ -207,10 +208,8 @@ void launchMoeScores(const float* logits, int T, int E, int ld, const float* bia
   if (smem > 48 * 1024) {
     MOE_CUDA(cudaFuncSetAttribute(moeScoresKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   }
-  moeScoresKernel<<<ceilDiv(T, kWarps), kWarps * 32, smem, stream>>>(logits, T, E, ld, bias, nGroup, topkGroup, k,
-                                                                      routedScalingFactor, renormalize, scores, ids,
-                                                                      weights, sharedGate, warpBytes);
-  MOE_LAUNCHED("moeScoresKernel");
+  launchKernel("moeScoresKernel", moeScoresKernel, ceilDiv(T, kWarps), kWarps * 32, smem, stream, logits, T, E, ld, bias,
+               nGroup, topkGroup, k, routedScalingFactor, renormalize, scores, ids, weights, sharedGate, warpBytes);
 }
 
 }  // namespace moe

@@ -10,7 +10,14 @@
  *   loads, multiplies them by up to TM rows held as vec4 of lhs, and the k-lanes are summed in shared memory.
  * - 'tiled' (prefill, many rows per expert): compute-bound register tiling, TM x TN tiles staged through shared
  *   memory in TK steps, each thread owning RM rows x RN vec4 columns.
+ *
+ * SwiGLU epilogue (`swiglu`, the first expert GEMM of the MLP): out[r, c] = silu(h[r, c]) * h[r, I + c] * scale[r]
+ * with h = lhs @ rhs + bias, N = 2I, so [R, 2I] never reaches memory. A workgroup's column tile is remapped: its
+ * first half streams gate columns, its second half the matching up columns (c and I + c), so the partner of every
+ * gate column is in the same workgroup (stream: in shared memory after the k-lane reduction) or the same thread
+ * (tiled: its RN columns split into gate and up halves, hence RN even).
  */
+import {SWIGLU_SNIPPET} from './fused_swiglu_scale_webgpu.js';
 import {FLAT_LAYOUT, flatDispatch, WebGPUProgram, WORKGROUP_INDEX_SNIPPET} from './webgpu_util.js';
 
 export interface GemmShape {
@@ -20,6 +27,10 @@ export interface GemmShape {
   numExperts: number;  // E
   transposeRhs: boolean;
   hasBias: boolean;
+  /** SwiGLU epilogue: output [R, N/2] (see the file comment); needs transposeRhs false. */
+  swiglu?: boolean;
+  /** With swiglu: a per-row scale [R] multiplies the output (probInAdvance). */
+  hasScale?: boolean;
 }
 
 export interface TiledConfig {
@@ -81,7 +92,8 @@ export function setWebGPUGemmPreset(name: string | null): void {
  * (stream), many mean arithmetic does (larger tiles reuse each loaded weight across more rows).
  */
 export function chooseGemmConfig(s: GemmShape, maxWorkgroupStorage: number): GemmConfig {
-  const vectorizable = s.width % 4 === 0 && s.depth % 4 === 0;
+  // The SwiGLU epilogue's vec4 output needs I = N/2 to be a multiple of 4.
+  const vectorizable = s.width % (s.swiglu ? 8 : 4) === 0 && s.depth % 4 === 0;
   let config: GemmConfig;
   if (presetOverride != null && (vectorizable || GEMM_PRESETS[presetOverride].kind === 'tiled')) {
     config = GEMM_PRESETS[presetOverride];
@@ -97,6 +109,7 @@ export function chooseGemmConfig(s: GemmShape, maxWorkgroupStorage: number): Gem
     else if (rowsPerExpert <= 48) config = GEMM_PRESETS.tiled32;
     else config = GEMM_PRESETS.tiled64;
   }
+  if (config.kind === 'tiled' && s.swiglu && config.rn % 2 === 1) config = {...config, rn: config.rn * 2};
   if (config.kind === 'tiled') {
     // Shared memory: As (TK*TM f32) + Bs (TK*TN f32) + the schedule scan; halve TK where the device is small.
     const bytes = (tk: number) => tk * (tileRows(config) + tileCols(config)) * 4 + threads(config) * 4 + 64;
@@ -200,22 +213,40 @@ export class BatchedGemmProgram implements WebGPUProgram {
   private readonly c: GemmConfig;
 
   constructor(shape: GemmShape, config: GemmConfig) {
+    const swiglu = shape.swiglu === true;
+    if (swiglu && (shape.transposeRhs || shape.width % 2 !== 0 ||
+                   (config.kind === 'tiled' && config.rn % 2 !== 0) || shape.width / 2 % (config.kind === 'stream' ? 4 : config.vec) !== 0)) {
+      throw new Error(`BatchedGemmProgram: the SwiGLU epilogue needs transposeRhs false, an even RN and N/2 a ` +
+          `multiple of the vector width (N ${shape.width}, config ${JSON.stringify(config)})`);
+    }
     this.s = shape;
     this.c = config;
     const vec = config.kind === 'stream' ? 4 : config.vec;
     const lhsVec = config.kind === 'stream' || (shape.depth % 4 === 0) ? 4 : 1;
     const rhsVec = shape.transposeRhs ? 1 : vec;
-    this.variableNames = shape.hasBias ? ['lhs', 'rhs', 'offsets', 'bias'] : ['lhs', 'rhs', 'offsets'];
-    this.variableComponents = shape.hasBias ? [lhsVec, rhsVec, 1, vec] : [lhsVec, rhsVec, 1];
+    const hasScale = swiglu && shape.hasScale === true;
+    this.variableNames = ['lhs', 'rhs', 'offsets'];
+    this.variableComponents = [lhsVec, rhsVec, 1];
+    if (shape.hasBias) {
+      this.variableNames.push('bias');
+      this.variableComponents.push(vec);
+    }
+    if (hasScale) {
+      this.variableNames.push('scale');
+      this.variableComponents.push(1);
+    }
     this.outputComponent = vec;
-    this.outputShape = [shape.numRows, shape.width];
+    const outWidth = swiglu ? shape.width / 2 : shape.width;
+    this.outputShape = [shape.numRows, outWidth];
     this.workgroupSize = [threads(config), 1, 1];
-    this.colTiles = Math.ceil(shape.width / tileCols(config));
+    // With swiglu a column tile yields half its width of output columns.
+    this.colTiles = Math.ceil(outWidth / (swiglu ? tileCols(config) / 2 : tileCols(config)));
     this.dispatch = flatDispatch(this.colTiles * maxTiles(shape.numRows, shape.numExperts, tileRows(config)));
     const cfgKey = config.kind === 'stream' ?
         `stream_tm${config.tm}_nv${config.nv}_ks${config.ks}_u${config.unroll}` :
         `tiled_${config.wx}x${config.wy}_rm${config.rm}_rn${config.rn}_tk${config.tk}_v${config.vec}_a${lhsVec}`;
-    this.shaderKey = `moeBatchedGemm_${cfgKey}_E${shape.numExperts}_t${+shape.transposeRhs}_b${+shape.hasBias}`;
+    this.shaderKey = `moeBatchedGemm_${cfgKey}_E${shape.numExperts}_t${+shape.transposeRhs}_b${+shape.hasBias}` +
+        `_sw${+swiglu}_sc${+hasScale}`;
   }
 
   getUserCode(): string {
@@ -223,7 +254,12 @@ export class BatchedGemmProgram implements WebGPUProgram {
     const head = `
       ${WORKGROUP_INDEX_SNIPPET}
       ${scheduleSnippet(this.s.numExperts, threads(c), tileRows(c))}`;
-    return head + (c.kind === 'stream' ? this.streamCode(c) : this.tiledCode(c));
+    return head + (this.s.swiglu ? SWIGLU_SNIPPET : '') + (c.kind === 'stream' ? this.streamCode(c) : this.tiledCode(c));
+  }
+
+  /** The epilogue's factor after SwiGLU: the row's scale, or nothing. */
+  private scaleTerm(row: string): string {
+    return this.s.swiglu && this.s.hasScale ? ` * scale[${row}]` : '';
   }
 
   /** Prologue shared by both programs: which tile and column tile this workgroup computes. */
@@ -235,7 +271,7 @@ export class BatchedGemmProgram implements WebGPUProgram {
         let colTile = wg % uniforms.colTiles;
         let numRows = uniforms.outShape[0];
         let K = uniforms.lhsShape[1];
-        let N = uniforms.outShape[1];
+        let N = ${this.s.swiglu ? '2 * ' : ''}uniforms.outShape[1];
         findTile(wg / uniforms.colTiles, numRows);
         let info = workgroupUniformLoad(&tileInfo);
         let expert = info[0];
@@ -258,8 +294,14 @@ export class BatchedGemmProgram implements WebGPUProgram {
         let s = lid / NVW;
         let NV = N / 4;
         let K4 = K / 4;
+        ${this.s.swiglu ? `
+        // Threads cl < NVW/2 stream gate columns, the others the matching up columns (file comment).
+        let IV = NV / 2;
+        let logical = colTile * (NVW / 2) + cl % (NVW / 2);
+        let nv = select(logical, IV + logical, cl >= NVW / 2);
+        let colOk = logical < IV;` : `
         let nv = colTile * NVW + cl;
-        let colOk = nv < NV;
+        let colOk = nv < NV;`}
         let rows = select(0, rowEnd - rowStart, mode == MODE_EXPERT);
         var acc : array<vec4<f32>, TM>;
         if (mode == MODE_EXPERT) {
@@ -292,11 +334,22 @@ export class BatchedGemmProgram implements WebGPUProgram {
               if (s < st) { red[lid] += red[lid + st * NVW]; }
               workgroupBarrier();
             }
+            ${this.s.swiglu ? `
+            if (s == 0 && cl < NVW / 2 && colOk) {
+              var v = vec4<f32>(0.0);
+              if (mode == MODE_EXPERT) {
+                var g = red[lid];
+                var u = red[lid + NVW / 2];
+                ${this.s.hasBias ? 'g += bias[expert * NV + nv]; u += bias[expert * NV + IV + logical];' : ''}
+                v = swiglu4(g, u)${this.scaleTerm('rowStart + i')};
+              }
+              result[(rowStart + i) * IV + logical] = v;
+            }` : `
             if (s == 0 && colOk) {
               var v = red[lid];
               if (mode == MODE_EXPERT) { ${bias} } else { v = vec4<f32>(0.0); }
               result[(rowStart + i) * NV + nv] = v;
-            }
+            }`}
             workgroupBarrier();
           }
         }
@@ -345,9 +398,15 @@ export class BatchedGemmProgram implements WebGPUProgram {
             let kk = idx / TNV;
             let nv = idx % TNV;
             let k = k0 + kk;
+            ${this.s.swiglu ? `
+            // First half of the tile: gate columns; second half: the matching up columns.
+            let logical = colTile * (TNV / 2) + nv % (TNV / 2);
+            let n = select(logical, NV / 2 + logical, nv >= TNV / 2);
+            let colOk = logical < NV / 2;` : `
             let n = colTile * TNV + nv;
+            let colOk = n < NV;`}
             var v = ${vt}(0.0);
-            if (k < K && n < NV) { v = rhs[(expert * K + k) * NV + n]; }
+            if (k < K && colOk) { v = rhs[(expert * K + k) * NV + n]; }
             Bs[idx] = v;
           }`;
     const bias = this.s.hasBias ? 'v += bias[expert * NV + nv];' : '';
@@ -384,6 +443,7 @@ export class BatchedGemmProgram implements WebGPUProgram {
             workgroupBarrier();
           }
         }
+        ${this.s.swiglu ? this.tiledSwigluEpilogue(c) : `
         if (mode != MODE_IDLE) {
           for (var i = 0; i < RM; i++) {
             let r = rowStart + ty * RM + i;
@@ -398,7 +458,35 @@ export class BatchedGemmProgram implements WebGPUProgram {
               }
             }
           }
-        }
+        }`}
       }`;
+  }
+
+  /** Tiled epilogue with SwiGLU: column j < RN/2 of a thread is a gate column, j + RN/2 its up column. */
+  private tiledSwigluEpilogue(c: TiledConfig): string {
+    const vt = c.vec === 4 ? 'vec4<f32>' : 'f32';
+    const bias = this.s.hasBias ? 'g += bias[expert * NV + logical]; u += bias[expert * NV + IV + logical];' : '';
+    return `
+        let IV = NV / 2;
+        if (mode != MODE_IDLE) {
+          for (var i = 0; i < RM; i++) {
+            let r = rowStart + ty * RM + i;
+            if (r < rowEnd) {
+              for (var j = 0; j < RN / 2; j++) {
+                let logical = colTile * (TNV / 2) + tx + j * WX;
+                if (logical < IV) {
+                  var v = ${vt}(0.0);
+                  if (mode == MODE_EXPERT) {
+                    var g = acc[i * RN + j];
+                    var u = acc[i * RN + j + RN / 2];
+                    ${bias}
+                    v = ${c.vec === 4 ? 'swiglu4' : 'swiglu1'}(g, u)${this.scaleTerm('r')};
+                  }
+                  result[r * IV + logical] = v;
+                }
+              }
+            }
+          }
+        }`;
   }
 }

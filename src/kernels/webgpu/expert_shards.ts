@@ -13,6 +13,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type {Tensor1D, Tensor2D, Tensor3D} from '@tensorflow/tfjs-core';
 
 import {batchedGemm} from '../../ops/batched_gemm.js';
+import type {WebGPUBackendLike} from './webgpu_util.js';
 
 export interface ExpertRange {
   start: number;  // first expert
@@ -83,4 +84,50 @@ export function shardedBatchedGemm(
     }
     return out!;
   });
+}
+
+/** The parts of tfjs's WebGPUBackend a buffer-to-buffer copy needs (4.22; not in its public typings). */
+interface CopyCapableBackend extends WebGPUBackendLike {
+  tensorMap: {get(dataId: object): {resource: unknown} | undefined};
+  uploadToGPU(dataId: object): void;
+  ensureCommandEncoderReady(): void;
+  endComputePassEncoder(): void;
+  commandEncoder: {copyBufferToBuffer(src: unknown, srcOffset: number, dst: unknown, dstOffset: number,
+                                      size: number): void};
+  commandQueueOwnedIds: WeakSet<object>;
+}
+
+/**
+ * weight[range.start : range.end] as a new tensor. On webgpu a buffer-to-buffer copy: a shader slice would bind the
+ * whole weight, which is exactly what does not fit when we shard. Elsewhere tf.slice. Not differentiable on webgpu
+ * (callers use it for inference caches only).
+ */
+export function sliceExpertRange(weight: Tensor3D, range: ExpertRange): Tensor3D {
+  const [E, rows, cols] = weight.shape;
+  if (!(Number.isInteger(range.start) && Number.isInteger(range.end) && 0 <= range.start && range.start < range.end &&
+        range.end <= E)) {
+    throw new Error(`sliceExpertRange: argument 'range' must satisfy 0 <= start < end <= ${E}, got ` +
+        `[${range.start}, ${range.end})`);
+  }
+  const shape: [number, number, number] = [range.end - range.start, rows, cols];
+  if (tf.getBackend() !== 'webgpu' || weight.dtype !== 'float32') {
+    return tf.slice(weight, [range.start, 0, 0], shape);
+  }
+  const backend = tf.backend() as unknown as CopyCapableBackend;
+  const bytesPerExpert = rows * cols * 4;
+  backend.uploadToGPU(weight.dataId);
+  const out = backend.makeTensorInfo(shape, 'float32');
+  backend.uploadToGPU(out.dataId);
+  const src = backend.tensorMap.get(weight.dataId)?.resource;
+  const dst = backend.tensorMap.get(out.dataId)?.resource;
+  if (src == null || dst == null) throw new Error('sliceExpertRange: the webgpu backend has no buffer for a tensor');
+  backend.ensureCommandEncoderReady();
+  backend.endComputePassEncoder();  // copies are encoded between passes, in order with the programs around them
+  if (shape[0] * bytesPerExpert > 0) {
+    backend.commandEncoder.copyBufferToBuffer(src, range.start * bytesPerExpert, dst, 0, shape[0] * bytesPerExpert);
+  }
+  // Both stay alive until the queue is submitted even if disposed meanwhile (the backend defers their release).
+  backend.commandQueueOwnedIds.add(weight.dataId);
+  backend.commandQueueOwnedIds.add(out.dataId);
+  return tf.engine().makeTensorFromTensorInfo(out) as Tensor3D;
 }

@@ -3,6 +3,7 @@
 import {registerKernel} from '@tensorflow/tfjs-core';
 
 import {batchedGemmWebGPUConfig} from './BatchedGemm.js';
+import {batchedGemmSwigluWebGPUConfig} from './BatchedGemmSwiglu.js';
 import {fusedSwigluScaleWebGPUConfig} from './FusedSwigluScale.js';
 import {getMoeScoresWebGPUConfig} from './GetMoeScores.js';
 import {moeCombineWebGPUConfig} from './MoeCombine.js';
@@ -10,6 +11,7 @@ import {moePermuteWebGPUConfig} from './MoePermute.js';
 import {moeTopkSelectWebGPUConfig} from './MoeTopkSelect.js';
 
 for (const config of [moeTopkSelectWebGPUConfig, getMoeScoresWebGPUConfig, moePermuteWebGPUConfig,
-                      batchedGemmWebGPUConfig, fusedSwigluScaleWebGPUConfig, moeCombineWebGPUConfig]) {
+                      batchedGemmWebGPUConfig, fusedSwigluScaleWebGPUConfig, moeCombineWebGPUConfig,
+                      batchedGemmSwigluWebGPUConfig]) {
   registerKernel(config);
 }
