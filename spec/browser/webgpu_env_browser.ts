@@ -40,6 +40,3 @@ export function describeWebGPU(name: string, body: () => void): void {
   });
 }
 
-export function webgpuBackend(): tf.KernelBackend & {device: {limits: Record<string, number>}} {
-  return tf.backend() as tf.KernelBackend & {device: {limits: Record<string, number>}};
-}

@@ -73,3 +73,21 @@ export async function readAll(...ts: tf.Tensor[]): Promise<Array<Float32Array | 
   ts.forEach(t => t.dispose());
   return out;
 }
+
+/**
+ * Runs fn and counts the active backend's GPU->CPU reads (read and readSync) during it: the no-readback contract
+ * of the webgpu path is asserted with this.
+ */
+export function countBackendReads<T>(fn: () => T): {result: T, reads: number} {
+  const backend = tf.backend() as unknown as Record<string, (...a: unknown[]) => unknown>;
+  const original = {read: backend.read, readSync: backend.readSync};
+  let reads = 0;
+  backend.read = function(this: unknown, ...a: unknown[]) { reads++; return original.read.apply(this, a); };
+  backend.readSync = function(this: unknown, ...a: unknown[]) { reads++; return original.readSync.apply(this, a); };
+  try {
+    return {result: fn(), reads};
+  } finally {
+    backend.read = original.read;
+    backend.readSync = original.readSync;
+  }
+}

@@ -5,9 +5,9 @@ import * as tf from '@tensorflow/tfjs-core';
 
 import {describeLayerConformance} from '../layers/layer_conformance.js';
 import {applyAndRead, randn, randomLayer, referenceOutput} from '../layers/layer_util.js';
-import {relError, rng} from '../helpers/util.js';
+import {countBackendReads, relError, rng} from '../helpers/util.js';
 import {describeOpConformance} from '../ops/op_conformance.js';
-import {describeWebGPU, initWebGPU, webgpuBackend} from './webgpu_env.js';
+import {describeWebGPU, initWebGPU} from './webgpu_env.js';
 
 /** SwiftShader compiles every new pipeline on the CPU: seconds each on CI's two cores. */
 const SLOW_MS = 300_000;
@@ -39,19 +39,8 @@ describeWebGPU('FusedMoE on webgpu', () => {
     try {
       const x = randn(rand, T * H);
       await applyAndRead(layer, x, [T, H]);  // builds pipelines and anything lazily made on the first call
-      const backend = webgpuBackend() as unknown as Record<string, (...a: unknown[]) => unknown>;
-      const original = {read: backend.read, readSync: backend.readSync};
-      let reads = 0;
-      backend.read = function(this: unknown, ...a: unknown[]) { reads++; return original.read.apply(this, a); };
-      backend.readSync = function(this: unknown, ...a: unknown[]) { reads++; return original.readSync.apply(this, a); };
       const input = tf.tensor2d(x, [T, H]);
-      let out: tf.Tensor;
-      try {
-        out = layer.apply(input) as tf.Tensor;
-      } finally {
-        backend.read = original.read;
-        backend.readSync = original.readSync;
-      }
+      const {result: out, reads} = countBackendReads(() => layer.apply(input) as tf.Tensor);
       expect(reads).withContext('backend reads during apply()').toBe(0);
       const got = await out.data();
       tf.dispose([input, out]);

@@ -3,26 +3,11 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as moe from 'tfjs-moe';
 
-import {randn, readAll, recordError, relError, rng} from '../helpers/util.js';
+import {countBackendReads, randn, readAll, recordError, relError, rng} from '../helpers/util.js';
 import {refBatchedGemm, refFusedMoE, RefMoeConfig} from '../reference/moe_reference.js';
-import {describeWebGPU, webgpuBackend} from './webgpu_env.js';
+import {describeWebGPU} from './webgpu_env.js';
 
 const SLOW = 300_000;
-
-/** Counts the backend's GPU->CPU reads (read and readSync) while fn runs. */
-function countReads<T>(fn: () => T): {result: T, reads: number} {
-  const backend = webgpuBackend() as unknown as Record<string, (...a: unknown[]) => unknown>;
-  const original = {read: backend.read, readSync: backend.readSync};
-  let reads = 0;
-  backend.read = function(this: unknown, ...a: unknown[]) { reads++; return original.read.apply(this, a); };
-  backend.readSync = function(this: unknown, ...a: unknown[]) { reads++; return original.readSync.apply(this, a); };
-  try {
-    return {result: fn(), reads};
-  } finally {
-    backend.read = original.read;
-    backend.readSync = original.readSync;
-  }
-}
 
 describeWebGPU('webgpu MoE forward', () => {
   const baseConfig: RefMoeConfig = {numExperts: 6, topK: 2, intermediateSize: 8, topkMethod: 'greedy', nGroup: 1,
@@ -44,7 +29,7 @@ describeWebGPU('webgpu MoE forward', () => {
       const ts = {x: tf.tensor2d(x, [T, H]), gate: tf.tensor2d(w.gateWeight, [H, E]),
                   up: tf.tensor3d(w.upGateProjWeight, [E, H, 2 * I]), upBias: tf.tensor2d(w.upGateProjBias, [E, 2 * I]),
                   down: tf.tensor3d(w.downProjWeight, [E, I, H]), downBias: tf.tensor2d(w.downProjBias, [E, H])};
-      const {result: out, reads} = countReads(() => tf.tidy(() => {
+      const {result: out, reads} = countBackendReads(() => tf.tidy(() => {
         const logits = tf.matMul(ts.x, ts.gate) as tf.Tensor2D;
         const {topkIds, topkWeights} = cfg.topkMethod === 'greedy' ?
             moe.moeTopkSelect(logits, null, k, cfg.renormalize) :

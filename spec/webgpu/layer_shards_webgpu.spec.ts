@@ -5,27 +5,12 @@ import '@tensorflow/tfjs-layers';
 import * as tf from '@tensorflow/tfjs-core';
 import * as moe from 'tfjs-moe';
 
-import {recordError, relError, rng} from '../helpers/util.js';
+import {countBackendReads, recordError, relError, rng} from '../helpers/util.js';
 import {randn, randomLayer, referenceOutput, WeightData} from '../layers/layer_util.js';
-import {describeWebGPU, webgpuBackend} from './webgpu_env.js';
+import {describeWebGPU} from './webgpu_env.js';
 
 const SLOW_MS = 300_000;
 const TOLERANCE = 1e-4;
-
-/** Counts the backend's GPU->CPU reads while fn runs. */
-function countReads<T>(fn: () => T): {result: T, reads: number} {
-  const backend = webgpuBackend() as unknown as Record<string, (...a: unknown[]) => unknown>;
-  const original = {read: backend.read, readSync: backend.readSync};
-  let reads = 0;
-  backend.read = function(this: unknown, ...a: unknown[]) { reads++; return original.read.apply(this, a); };
-  backend.readSync = function(this: unknown, ...a: unknown[]) { reads++; return original.readSync.apply(this, a); };
-  try {
-    return {result: fn(), reads};
-  } finally {
-    backend.read = original.read;
-    backend.readSync = original.readSync;
-  }
-}
 
 describeWebGPU('FusedMoE on webgpu with sharded expert weights', () => {
   // E 6, H 8, I 4: up_gate 256 B and down 128 B per expert; a 600 B limit gives 3 + 2 shards.
@@ -46,7 +31,7 @@ describeWebGPU('FusedMoE on webgpu with sharded expert weights', () => {
        const run = async (weights: WeightData, label: string) => {
          const x = randn(rand, T * H);
          const input = tf.tensor2d(x, [T, H]);
-         const {result: out, reads} = countReads(() => layer.apply(input) as tf.Tensor);
+         const {result: out, reads} = countBackendReads(() => layer.apply(input) as tf.Tensor);
          expect(reads).withContext(`${label}: backend reads during apply()`).toBe(0);
          const got = await out.data();
          tf.dispose([input, out]);

@@ -60,7 +60,3 @@ export function describeWebGPU(name: string, body: () => void): void {
   });
 }
 
-/** The active webgpu backend (for counting reads, limits). */
-export function webgpuBackend(): tf.KernelBackend & {device: {limits: Record<string, number>}} {
-  return tf.backend() as tf.KernelBackend & {device: {limits: Record<string, number>}};
-}

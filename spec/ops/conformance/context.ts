@@ -1,6 +1,6 @@
 /** What every op's conformance block shares: the backend under test, the path (kernel or composite), tolerances. */
 import * as tf from '@tensorflow/tfjs-core';
-import {withCompositeKernels} from 'tfjs-moe';
+import {ALL_MOE_KERNELS, hasMoeKernel, withCompositeKernels} from 'tfjs-moe';
 
 import {randInt, relError, recordError} from '../../helpers/util.js';
 
@@ -39,6 +39,46 @@ export class ConformanceContext {
     recordError(`${this.label} ${op}`, err);
     expect(err).withContext(`${op} ${what}: relative error vs float64 reference`).toBeLessThan(tol);
     return err;
+  }
+}
+
+/**
+ * Call inside a suite's describe(): runs the suite on opts.backend (restoring the previous backend after it) with
+ * jasmine's timeout raised on non-cpu backends, where software GPUs (SwiftShader) on a shared machine take seconds
+ * per case and the default 5 s would turn slowness into failures and bogus leak reports from a still-running case.
+ * A backend that could not register here (no GPU adapter, no CUDA addon) makes every spec pending with that
+ * reason; one that registered but fails to initialise is an error. On the kernel path, a first spec asserts that
+ * our kernels are registered, since otherwise the composite path would be tested under the kernel's name.
+ */
+export function useSuiteBackend(suite: string, opts: OpConformanceOptions): void {
+  let previousBackend = '';
+  let unavailable: string | null = null;
+  let previousTimeout = 0;
+  beforeAll(async () => {
+    previousBackend = tf.getBackend();
+    previousTimeout = jasmine.DEFAULT_TIMEOUT_INTERVAL;
+    if (opts.backend !== 'cpu') jasmine.DEFAULT_TIMEOUT_INTERVAL = Math.max(previousTimeout, 120_000);
+    if (tf.findBackendFactory(opts.backend) == null) {
+      unavailable = `backend '${opts.backend}' is not registered in this environment`;
+      return;
+    }
+    const ok = await tf.setBackend(opts.backend);
+    if (!ok) throw new Error(`${suite}: backend '${opts.backend}' failed to initialise`);
+    await tf.ready();
+  });
+  afterAll(async () => {
+    jasmine.DEFAULT_TIMEOUT_INTERVAL = previousTimeout;
+    if (previousBackend !== '' && tf.getBackend() !== previousBackend) await tf.setBackend(previousBackend);
+  });
+  beforeEach(() => {
+    if (unavailable != null) pending(unavailable);
+  });
+  if (!opts.composite) {
+    it(`has a kernel of ours registered for every op on '${opts.backend}'`, () => {
+      for (const name of ALL_MOE_KERNELS) {
+        expect(hasMoeKernel(name, opts.backend)).withContext(`${name} registered for ${opts.backend}`).toBeTrue();
+      }
+    });
   }
 }
 
