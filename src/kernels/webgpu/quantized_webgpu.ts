@@ -91,9 +91,9 @@ export function weightDecoderSnippet(l: ExpertWeightLayout): string {
         return select(magnitude, -magnitude, (c & 8u) != 0u);
       }
       fn e8m0(b : u32) -> f32 {
-        if (b == 255u) { return bitcast<f32>(0x7fc00000u); }
-        if (b == 0u) { return bitcast<f32>(0x00400000u); }
-        return bitcast<f32>(b << 23u);
+        // 2^(b - 127) as float32 bits: b = 0 is the subnormal 2^-127, b = 255 the quiet NaN (built at run time:
+        // WGSL rejects NaN constants).
+        return bitcast<f32>(select(b << 23u, 0x00400000u, b == 0u) | select(0u, 0x00400000u, b == 255u));
       }
       fn weightAt(e : i32, k : i32, n : i32) -> f32 {
         let groups = (uniforms.depth + uniforms.groupSize - 1) / uniforms.groupSize;
