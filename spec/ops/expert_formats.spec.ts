@@ -357,4 +357,33 @@ describe('expert weight formats: checkpoint converters (docs/formats.md section 
                                            groupSize: gs, gIdx}),
                        /act-order \/ desc_act checkpoints are not supported/);
   });
+
+  it('AWQ int4 (qweight/qzeros packed along N in the 0,2,4,6,1,3,5,7 order) loads exactly', async () => {
+    const rand = rng(63);
+    const [E, K, N, gs] = [2, 64, 16, 64], G = K / gs;
+    const reverse = [0, 4, 1, 5, 2, 6, 3, 7];  // column j of a word comes from nibble reverse[j]
+    const qweight = Int32Array.from({length: E * K * N / 8}, () => Math.floor(rand() * 2 ** 32) | 0);
+    const qzeros = Int32Array.from({length: E * G * N / 8}, () => Math.floor(rand() * 2 ** 32) | 0);
+    const scaleBits = Uint16Array.from({length: E * G * N}, () => 0x2000 + Math.floor(rand() * 0x1000));
+    await expectNoLeak(async () => {
+      const q = moe.fromAwq({qweight, qzeros, scales: scaleBits, numExperts: E, depth: K, width: N, groupSize: gs});
+      const want = new Float32Array(E * K * N);
+      const nib = (word: number, j: number) => (word >>> (4 * reverse[j])) & 15;
+      for (let e = 0; e < E; e++) {
+        for (let k = 0; k < K; k++) {
+          for (let n = 0; n < N; n++) {
+            const g = Math.floor(k / gs);
+            const code = nib(qweight[(e * K + k) * N / 8 + (n >> 3)], n & 7);
+            const zero = nib(qzeros[(e * G + g) * N / 8 + (n >> 3)], n & 7);
+            want[(e * K + k) * N + n] = refHalf(scaleBits[(e * G + g) * N + n]) * (code - zero);
+          }
+        }
+      }
+      const [got] = await readAll(moe.dequantizeExpertWeights(q));
+      expect(firstBitMismatch(got, want)).toBe(-1);
+      tf.dispose(q as unknown as tf.TensorContainer);
+    });
+    expectThrowsNoLeak(() => moe.fromAwq({qweight, qzeros, scales: scaleBits, numExperts: E, depth: K, width: 12,
+                                          groupSize: gs}), /must be multiples of 8/);
+  });
 });

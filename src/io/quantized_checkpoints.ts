@@ -133,6 +133,41 @@ export function fromPackedHalf(raw: PackedHalfData): QuantizedExpertWeights {
   return wrap(l, values, null, null);
 }
 
+function describeArray(a: unknown): string {
+  return a != null && typeof a === 'object' && 'length' in a ?
+      `${Object.prototype.toString.call(a)} of ${(a as ArrayLike<number>).length} elements` : String(a);
+}
+
+function expectArray(op: string, arg: string, a: unknown, length: number, int32: boolean): void {
+  const ok = int32 ? a instanceof Int32Array : a instanceof Float32Array || a instanceof Uint16Array;
+  if (!ok || (a as ArrayLike<number>).length !== length) {
+    fail(op, arg, `${int32 ? 'an Int32Array' : 'a Float32Array or a Uint16Array (float16 bits)'} of ${length} elements`,
+         describeArray(a));
+  }
+}
+
+function toFloatScales(scales: Float32Array | Uint16Array): Float32Array {
+  // float16 -> float32 is exact.
+  return scales instanceof Uint16Array ? Float32Array.from(scales, halfBitsToFloat) : scales.slice();
+}
+
+/** The int4 layout of a GPTQ/AWQ checkpoint after checking its dimensions. */
+function checkInt4Checkpoint(
+    op: string, t: {numExperts: number, depth: number, width: number, groupSize: number}): ExpertWeightLayout {
+  if (t == null || typeof t !== 'object') fail(op, 't', 'an object of checkpoint tensors', String(t));
+  for (const d of ['numExperts', 'depth', 'width', 'groupSize'] as const) {
+    if (!Number.isSafeInteger(t[d]) || t[d] < 0) fail(op, `t.${d}`, 'a non-negative integer', String(t[d]));
+  }
+  if (!(INT4_GROUP_SIZES as readonly number[]).includes(t.groupSize)) {
+    fail(op, 't.groupSize', `one of ${INT4_GROUP_SIZES.join(', ')}`, String(t.groupSize));
+  }
+  if (t.depth % 8 !== 0 || t.width % 8 !== 0) {
+    fail(op, 't.depth / t.width', 'multiples of 8 (4-bit packing)', `${t.depth} / ${t.width}`);
+  }
+  return {format: 'int4', numExperts: t.numExperts, depth: t.depth, width: t.width, transposed: false,
+          groupSize: t.groupSize, zeroPoint: true};
+}
+
 /** One linear layer's GPTQ tensors per expert, stacked along a leading expert axis. */
 export interface GptqTensors {
   /** int32 [E, K/8, N]: 4-bit codes packed along K, the lowest k in the lowest nibble. */
@@ -154,48 +189,76 @@ export interface GptqTensors {
 /** GPTQ int4 (symmetric or not, no act-order) -> 'int4' with zero points, [E,K,N] layout; qweight is kept as is. */
 export function fromGptq(t: GptqTensors): QuantizedExpertWeights {
   const op = 'fromGptq';
-  if (t == null || typeof t !== 'object') fail(op, 't', 'GPTQ tensors {qweight, qzeros, scales, ...}', String(t));
-  const dims = ['numExperts', 'depth', 'width', 'groupSize'] as const;
-  for (const d of dims) {
-    if (!Number.isSafeInteger(t[d]) || t[d] < (d === 'groupSize' ? 1 : 0)) fail(op, `t.${d}`, 'an integer', String(t[d]));
-  }
+  const l = checkInt4Checkpoint(op, t);
   const {numExperts, depth, width, groupSize} = t;
-  if (!(INT4_GROUP_SIZES as readonly number[]).includes(groupSize)) {
-    fail(op, 't.groupSize', `one of ${INT4_GROUP_SIZES.join(', ')}`, String(groupSize));
-  }
-  if (depth % 8 !== 0 || width % 8 !== 0) fail(op, 't.depth / t.width', 'multiples of 8 (GPTQ packing)', `${depth} / ${width}`);
+  const groups = numGroups(l);
   const zeroOffset = t.zeroOffset ?? 1;
   if (zeroOffset !== 0 && zeroOffset !== 1) fail(op, 't.zeroOffset', '0 or 1', String(zeroOffset));
-  const l: ExpertWeightLayout = {format: 'int4', numExperts, depth, width, transposed: false, groupSize,
-                                 zeroPoint: true};
-  const groups = numGroups(l);
-  const expectLength = (arg: string, a: unknown, n: number, ctor: string) => {
-    if (!(a instanceof Int32Array || a instanceof Float32Array || a instanceof Uint16Array)) {
-      fail(op, arg, `a ${ctor}`, Object.prototype.toString.call(a));
-    }
-    if ((a as ArrayLike<number>).length !== n) fail(op, arg, `${n} elements`, `${(a as ArrayLike<number>).length}`);
-  };
-  expectLength('t.qweight', t.qweight, numExperts * depth / 8 * width, 'Int32Array');
-  expectLength('t.qzeros', t.qzeros, numExperts * groups * width / 8, 'Int32Array');
-  expectLength('t.scales', t.scales, numExperts * groups * width, 'Float32Array or Uint16Array');
-  if (!(t.qweight instanceof Int32Array) || !(t.qzeros instanceof Int32Array)) {
-    fail(op, 't.qweight / t.qzeros', 'Int32Arrays', 'another array type');
-  }
+  expectArray(op, 't.qweight', t.qweight, numExperts * depth / 8 * width, true);
+  expectArray(op, 't.qzeros', t.qzeros, numExperts * groups * width / 8, true);
+  expectArray(op, 't.scales', t.scales, numExperts * groups * width, false);
   if (t.gIdx != null) {
-    const perExpert = t.gIdx.length === depth;
-    expectLength('t.gIdx', t.gIdx, perExpert ? depth : numExperts * depth, 'Int32Array');
+    if (!(t.gIdx instanceof Int32Array) || (t.gIdx.length !== depth && t.gIdx.length !== numExperts * depth)) {
+      fail(op, 't.gIdx', `an Int32Array of ${depth} or ${numExperts * depth} elements`, describeArray(t.gIdx));
+    }
     const bad = Array.from(t.gIdx).findIndex((g, i) => g !== Math.floor((i % depth) / groupSize));
     if (bad >= 0) {
       fail(op, 't.gIdx', 'k / groupSize for every k (act-order / desc_act checkpoints are not supported)',
            `${t.gIdx[bad]} at flat index ${bad}`);
     }
   }
-  const scales = t.scales instanceof Uint16Array ? Float32Array.from(t.scales, halfBitsToFloat) : t.scales.slice();
+  const scales = toFloatScales(t.scales);
   const zeroPoints = new Float32Array(numExperts * groups * width);
   for (let i = 0; i < zeroPoints.length; i++) {
     zeroPoints[i] = ((t.qzeros[i >> 3] >>> ((i & 7) * 4)) & 0xf) + zeroOffset;
   }
   return wrap(l, t.qweight.slice(), scales, zeroPoints);
+}
+
+/** One linear layer's AWQ (GEMM kernel format) tensors per expert, stacked along a leading expert axis. */
+export interface AwqTensors {
+  /** int32 [E, K, N/8]: 4-bit codes packed along N, column 8c + AWQ_COLUMN_OF_NIBBLE[i] in nibble i. */
+  qweight: Int32Array;
+  /** int32 [E, G, N/8]: zero points, packed as qweight. */
+  qzeros: Int32Array;
+  /** [E, G, N]: float32 values, or the raw float16 bit patterns as a Uint16Array. */
+  scales: Float32Array | Uint16Array;
+  numExperts: number;
+  depth: number;   // K
+  width: number;   // N
+  groupSize: number;
+}
+
+/** AWQ interleaves the eight columns of a word: nibble i holds column AWQ_COLUMN_OF_NIBBLE[i] of its group. */
+const AWQ_COLUMN_OF_NIBBLE = [0, 2, 4, 6, 1, 3, 5, 7];
+
+/** AWQ int4 -> 'int4' with zero points, [E,K,N] layout: codes re-packed from along N to along K, bit for bit. */
+export function fromAwq(t: AwqTensors): QuantizedExpertWeights {
+  const op = 'fromAwq';
+  const l = checkInt4Checkpoint(op, t);
+  const {numExperts, depth, width} = t;
+  const groups = numGroups(l);
+  expectArray(op, 't.qweight', t.qweight, numExperts * depth * width / 8, true);
+  expectArray(op, 't.qzeros', t.qzeros, numExperts * groups * width / 8, true);
+  expectArray(op, 't.scales', t.scales, numExperts * groups * width, false);
+  const nibble = (words: Int32Array, row: number, n: number) => {
+    const i = AWQ_COLUMN_OF_NIBBLE.indexOf(n & 7);
+    return (words[row * (width / 8) + (n >> 3)] >>> (4 * i)) & 0xf;
+  };
+  const values = new Int32Array(numExperts * depth / 8 * width);
+  for (let e = 0; e < numExperts; e++) {
+    for (let k = 0; k < depth; k++) {
+      for (let n = 0; n < width; n++) {
+        const [word, shift] = codeAddress(l, e, k, n);
+        values[word] |= nibble(t.qweight, e * depth + k, n) << shift;
+      }
+    }
+  }
+  const zeroPoints = new Float32Array(numExperts * groups * width);
+  for (let row = 0; row < numExperts * groups; row++) {
+    for (let n = 0; n < width; n++) zeroPoints[row * width + n] = nibble(t.qzeros, row, n);
+  }
+  return wrap(l, values, toFloatScales(t.scales), zeroPoints);
 }
 
 /**
