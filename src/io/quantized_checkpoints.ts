@@ -168,11 +168,11 @@ function checkInt4Checkpoint(
           groupSize: t.groupSize, zeroPoint: true};
 }
 
-/** One linear layer's GPTQ tensors per expert, stacked along a leading expert axis. */
-export interface GptqTensors {
-  /** int32 [E, K/8, N]: 4-bit codes packed along K, the lowest k in the lowest nibble. */
+/** One linear layer's 4-bit checkpoint tensors per expert (GPTQ, AWQ), stacked along a leading expert axis. */
+export interface Int4CheckpointTensors {
+  /** int32 codes: GPTQ [E, K/8, N] packed along K; AWQ [E, K, N/8] packed along N (see fromGptq / fromAwq). */
   qweight: Int32Array;
-  /** int32 [E, G, N/8]: 4-bit zero points packed along N, the lowest n in the lowest nibble. */
+  /** int32 [E, G, N/8]: 4-bit zero points packed along N. */
   qzeros: Int32Array;
   /** [E, G, N]: float32 values, or the raw float16 bit patterns as a Uint16Array. */
   scales: Float32Array | Uint16Array;
@@ -180,6 +180,10 @@ export interface GptqTensors {
   depth: number;   // K
   width: number;   // N
   groupSize: number;
+}
+
+/** GPTQ: qweight nibble j of word (kw, n) is k = 8 kw + j; qzeros nibble j of word (g, c) is column 8c + j. */
+export interface GptqTensors extends Int4CheckpointTensors {
   /** Optional int32 [E, K] (or [K]): must be k / groupSize (act-order checkpoints are not supported). */
   gIdx?: Int32Array;
   /** Added to each stored zero: 1 for the original GPTQ format (stores zero - 1), 0 for gptq_v2 / exllama v2. */
@@ -215,19 +219,8 @@ export function fromGptq(t: GptqTensors): QuantizedExpertWeights {
   return wrap(l, t.qweight.slice(), scales, zeroPoints);
 }
 
-/** One linear layer's AWQ (GEMM kernel format) tensors per expert, stacked along a leading expert axis. */
-export interface AwqTensors {
-  /** int32 [E, K, N/8]: 4-bit codes packed along N, column 8c + AWQ_COLUMN_OF_NIBBLE[i] in nibble i. */
-  qweight: Int32Array;
-  /** int32 [E, G, N/8]: zero points, packed as qweight. */
-  qzeros: Int32Array;
-  /** [E, G, N]: float32 values, or the raw float16 bit patterns as a Uint16Array. */
-  scales: Float32Array | Uint16Array;
-  numExperts: number;
-  depth: number;   // K
-  width: number;   // N
-  groupSize: number;
-}
+/** AWQ (GEMM kernel format): qweight and qzeros interleave the eight columns of a word (AWQ_COLUMN_OF_NIBBLE). */
+export type AwqTensors = Int4CheckpointTensors;
 
 /** AWQ interleaves the eight columns of a word: nibble i holds column AWQ_COLUMN_OF_NIBBLE[i] of its group. */
 const AWQ_COLUMN_OF_NIBBLE = [0, 2, 4, 6, 1, 3, 5, 7];
