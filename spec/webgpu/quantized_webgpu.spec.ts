@@ -62,4 +62,14 @@ describeWebGPU('webgpu packed expert weights', () => {
     });
     w.dispose();
   }, SLOW);
+
+  it('refuses the composite path for packed weights (webgpu int32 ops round through float32) with a clear error', () => {
+    const q = moe.quantizeExpertWeightsFromArray(new Float32Array(64), [1, 32, 2], 'int4');
+    const lhs = tf.zeros([1, 32]) as tf.Tensor2D, seg = tf.tensor1d([0, 1], 'int32');
+    expectThrowsNoLeak(() => moe.withCompositeKernels(() => moe.dequantizeExpertWeights(q)),
+                       /no composite path on the 'webgpu' backend/);
+    expectThrowsNoLeak(() => moe.withCompositeKernels(() => moe.batchedGemmQuantized(lhs, q, seg)),
+                       /batchedGemm: packed expert weights have no composite path on the 'webgpu' backend/);
+    tf.dispose([lhs, seg, q as unknown as tf.TensorContainer]);
+  });
 });

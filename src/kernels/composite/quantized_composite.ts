@@ -12,6 +12,20 @@ import {
 } from '../expert_weight_formats.js';
 import {batchedGemmComposite} from './batched_gemm_composite.js';
 
+/**
+ * Backends whose int32 elementwise ops compute in float32 (words past 2^24 lose bits there, checked on webgpu:
+ * about half the decoded weights were wrong). Their packed weights go through their own kernels only.
+ */
+const INEXACT_INT32_BACKENDS = ['webgpu', 'webgl'];
+
+function checkExactInt32(op: string): void {
+  const backend = tf.getBackend();
+  if (INEXACT_INT32_BACKENDS.includes(backend)) {
+    throw new Error(`${op}: packed expert weights have no composite path on the '${backend}' backend (its int32 ` +
+        'ops round through float32); use its kernels (the default kernel path) or a cpu-like backend');
+  }
+}
+
 /** Dequantized weight elements alive at once in the GEMM (64 MiB of float32), at least one expert. */
 const DEQUANT_BUDGET = 1 << 24;
 
@@ -55,6 +69,7 @@ function expandGroups(l: ExpertWeightLayout, perGroup: Tensor): Tensor {
 /** float32 [E,K,N] / [E,N,K]: the weights of docs/formats.md from their packed tensors, with stock ops. */
 export function dequantizeComposite(
     l: ExpertWeightLayout, values: Tensor, scales: Tensor | null, zeroPoints: Tensor | null): Tensor {
+  if (l.format !== 'float32') checkExactInt32('dequantizeExpertWeights');
   return tf.tidy(() => {
     if (l.format === 'float32') return tf.clone(values);
     if (l.numExperts * l.depth * l.width === 0) return tf.zeros(logicalShape(l));
@@ -95,6 +110,7 @@ export function batchedGemmQuantizedComposite(
     lhs: Tensor2D, l: ExpertWeightLayout, values: Tensor, scales: Tensor | null, zeroPoints: Tensor | null,
     segments: Tensor1D, bias: Tensor2D | null, segmentsAreOffsets: boolean): Tensor2D {
   const numRows = lhs.shape[0];
+  if (l.format !== 'float32') checkExactInt32('batchedGemm');
   return tf.tidy(() => {
     if (l.numExperts === 0) return tf.zeros([numRows, l.width]) as Tensor2D;
     const perRange = Math.max(1, Math.floor(DEQUANT_BUDGET / Math.max(1, l.depth * l.width)));
