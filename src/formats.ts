@@ -3,16 +3,24 @@
  * and layer wiring lands, batchedGemmQuantized is the entry point for packed rhs and this module registers its
  * kernels itself.
  */
-import {registerKernel} from '@tensorflow/tfjs-core';
+import * as tf from '@tensorflow/tfjs-core';
 
-import {batchedGemmQuantizedConfig} from './kernels/cpu/BatchedGemmQuantized.js';
-import {dequantizeExpertWeightsConfig} from './kernels/cpu/DequantizeExpertWeights.js';
-import {batchedGemmQuantizedWebGPUConfig, dequantizeExpertWeightsWebGPUConfig} from './kernels/webgpu/BatchedGemmQuantized.js';
+import {quantizedHostKernelConfigs} from './kernels/cpu/BatchedGemmQuantized.js';
+import {quantizedWebGPUKernelConfigs} from './kernels/webgpu/BatchedGemmQuantized.js';
 
-for (const config of [batchedGemmQuantizedConfig, dequantizeExpertWeightsConfig, batchedGemmQuantizedWebGPUConfig,
-                      dequantizeExpertWeightsWebGPUConfig]) {
-  registerKernel(config);
+/**
+ * Registers the packed-weight kernels for 'cpu' (and any other host backend named, as registerHostKernels does)
+ * and 'webgpu'; a kernel already registered is left in place.
+ */
+export function registerQuantizedKernels(hostBackendName = 'cpu'): void {
+  const configs = [...quantizedHostKernelConfigs.map(c => ({...c, backendName: hostBackendName})),
+                   ...quantizedWebGPUKernelConfigs];
+  for (const config of configs) {
+    if (tf.getKernel(config.kernelName, config.backendName) == null) tf.registerKernel(config);
+  }
 }
+
+registerQuantizedKernels();
 
 export {batchedGemmQuantized} from './ops/batched_gemm_quantized.js';
 export {checkQuantizedExpertWeights, dequantizeExpertWeights, expertWeightBytes, quantizedExpertWeightBytes,

@@ -1,6 +1,7 @@
 import type {KernelConfig, KernelFunc} from '@tensorflow/tfjs-core';
 
 import {BatchedGemmQuantized, BatchedGemmQuantizedAttrs, BatchedGemmQuantizedInputs} from '../kernel_names_quantized.js';
+import {dequantizeExpertWeightsConfig} from './DequantizeExpertWeights.js';
 import {segmentOffsets} from './batched_gemm_impl.js';
 import {batchedGemmQuantizedImpl} from './batched_gemm_quantized_impl.js';
 import {makeOutput, readFloat32, readInt32} from './host_data.js';
@@ -20,3 +21,6 @@ export const batchedGemmQuantized: KernelFunc = ({inputs, backend, attrs}) => {
 
 export const batchedGemmQuantizedConfig: KernelConfig =
     {kernelName: BatchedGemmQuantized, backendName: 'cpu', kernelFunc: batchedGemmQuantized};
+
+/** The host kernels over packed expert weights (phase B appends these to register_all.ts's hostKernelConfigs). */
+export const quantizedHostKernelConfigs: readonly KernelConfig[] = [batchedGemmQuantizedConfig, dequantizeExpertWeightsConfig];

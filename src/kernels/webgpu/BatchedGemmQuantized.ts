@@ -93,3 +93,7 @@ export const batchedGemmQuantizedWebGPUConfig: KernelConfig = {
   backendName: 'webgpu',
   kernelFunc: batchedGemmQuantizedWebGPU as unknown as KernelFunc,
 };
+
+/** The webgpu kernels over packed expert weights (phase B adds these to register_all.ts's list). */
+export const quantizedWebGPUKernelConfigs: readonly KernelConfig[] =
+    [batchedGemmQuantizedWebGPUConfig, dequantizeExpertWeightsWebGPUConfig];
