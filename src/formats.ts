@@ -28,5 +28,6 @@ export {checkQuantizedExpertWeights, dequantizeExpertWeights, expertWeightBytes,
 export type {ExpertWeightFormat, QuantizedExpertWeights, QuantizeExpertWeightsOptions} from './ops/quantize_expert_weights.js';
 export {EXPERT_WEIGHT_FORMATS, floatToBfloat16Bits, floatToHalfBits} from './kernels/expert_weight_formats.js';
 export * from './kernels/kernel_names_quantized.js';
+export {setQuantizedCompositeBudget} from './kernels/composite/quantized_composite.js';
 export {fromAwq, fromGptOssMxfp4, fromGptq, fromPackedHalf, transposeQuantizedExpertWeights} from './io/quantized_checkpoints.js';
 export type {AwqTensors, GptqTensors, PackedHalfData} from './io/quantized_checkpoints.js';

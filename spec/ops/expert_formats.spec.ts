@@ -143,9 +143,26 @@ describe('expert weight formats: batchedGemm over packed weights (f32-accumulati
        await checkGemmCases('cpu', 31, 6, {E: 5, K: 200, N: 40, rows: 7}, c => c.run(), rng(31));
      }, SLOW);
 
+  it('cpu kernel across its tile boundaries (K > 128, N > 256, more than 64 rows of one expert)', async () => {
+    await checkGemmCases('cpu', 33, 2, {E: 0, K: 0, N: 0, rows: 0}, c => c.run(), rng(33),
+                         {K: 260, N: 300, counts: [70, 0, 3]});
+  }, SLOW);
+
   it('composite path (stock ops, one expert range at a time): the same cases', async () => {
     await checkGemmCases('composite', 32, 4, {E: 5, K: 150, N: 30, rows: 5},
                          c => moe.withCompositeKernels(() => c.run()), rng(32));
+  }, SLOW);
+
+  it('composite path with several expert ranges (budget forced to 1-2 experts per range)', async () => {
+    for (const budget of [1, 5000]) {
+      moe.setQuantizedCompositeBudget(budget);
+      try {
+        await checkGemmCases(`composite ranges`, 34, 2, {E: 5, K: 40, N: 30, rows: 4},
+                             c => moe.withCompositeKernels(() => c.run()), rng(34 + budget));
+      } finally {
+        moe.setQuantizedCompositeBudget(null);
+      }
+    }
   }, SLOW);
 
   it('argument errors name the argument; nothing leaks', () => {

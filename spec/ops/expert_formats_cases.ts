@@ -68,10 +68,11 @@ export interface GemmCase {
  */
 export async function makeGemmCase(
     rand: () => number, v: FormatVariant, maxDims: {E: number, K: number, N: number, rows: number}, seed: number,
-    trial: number): Promise<GemmCase> {
-  const E = randInt(rand, 0, maxDims.E), K = randInt(rand, 0, maxDims.K), N = randInt(rand, 1, maxDims.N);
+    trial: number, fixed?: {K: number, N: number, counts: number[]}): Promise<GemmCase> {
+  const E = fixed ? fixed.counts.length : randInt(rand, 0, maxDims.E);
+  const K = fixed ? fixed.K : randInt(rand, 0, maxDims.K), N = fixed ? fixed.N : randInt(rand, 1, maxDims.N);
   const transposed = trial % 2 === 1, withBias = rand() < 0.5, asOffsets = rand() < 0.5;
-  const counts = Array.from({length: E}, () => (rand() < 0.25 ? 0 : randInt(rand, 1, maxDims.rows)));
+  const counts = fixed ? fixed.counts : Array.from({length: E}, () => (rand() < 0.25 ? 0 : randInt(rand, 1, maxDims.rows)));
   const used = counts.reduce((a, b) => a + b, 0);
   const R = used + (asOffsets ? randInt(rand, 0, 2) : 0);
   const ctx = `seed ${seed} trial ${trial} ${v.label} E=${E} K=${K} N=${N} R=${R} transposed=${transposed} ` +
@@ -102,11 +103,12 @@ export async function makeGemmCase(
 /** Runs `trials` random cases of every variant and compares with the reference. */
 export async function checkGemmCases(
     label: string, seed: number, trials: number, maxDims: {E: number, K: number, N: number, rows: number},
-    run: (c: GemmCase) => tf.Tensor2D, rand: () => number): Promise<void> {
+    run: (c: GemmCase) => tf.Tensor2D, rand: () => number, fixed?: {K: number, N: number, counts: number[]}):
+    Promise<void> {
   for (const v of VARIANTS) {
     for (let trial = 0; trial < trials; trial++) {
       const before = tf.memory().numTensors;
-      const c = await makeGemmCase(rand, v, maxDims, seed, trial);
+      const c = await makeGemmCase(rand, v, maxDims, seed, trial, fixed);
       const out = run(c);
       const [got] = await readAll(out);
       c.dispose();

@@ -28,6 +28,15 @@ function checkExactInt32(op: string): void {
 
 /** Dequantized weight elements alive at once in the GEMM (64 MiB of float32), at least one expert. */
 const DEQUANT_BUDGET = 1 << 24;
+let budgetOverride: number | null = null;
+
+/** Overrides DEQUANT_BUDGET (specs reach the multi-range path with small shapes); null restores it. */
+export function setQuantizedCompositeBudget(elements: number | null): void {
+  if (elements != null && !(Number.isSafeInteger(elements) && elements >= 1)) {
+    throw new Error(`setQuantizedCompositeBudget: argument 'elements' must be an integer >= 1 or null, got ${elements}`);
+  }
+  budgetOverride = elements;
+}
 
 let bfloat16Table: Float32Array | null = null;
 function bfloat16ToFloatTable(): Float32Array {
@@ -113,7 +122,7 @@ export function batchedGemmQuantizedComposite(
   if (l.format !== 'float32') checkExactInt32('batchedGemm');
   return tf.tidy(() => {
     if (l.numExperts === 0) return tf.zeros([numRows, l.width]) as Tensor2D;
-    const perRange = Math.max(1, Math.floor(DEQUANT_BUDGET / Math.max(1, l.depth * l.width)));
+    const perRange = Math.max(1, Math.floor((budgetOverride ?? DEQUANT_BUDGET) / Math.max(1, l.depth * l.width)));
     const offsets = segmentsAreOffsets ? segments :
         tf.concat([tf.zeros([1], 'int32'), tf.cumsum(segments)]) as Tensor1D;
     const attrs = {transposeRhs: l.transposed, segmentsAreOffsets: true};
