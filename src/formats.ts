@@ -22,7 +22,8 @@ export function registerQuantizedKernels(hostBackendName = 'cpu'): void {
 
 registerQuantizedKernels();
 
-export {batchedGemmQuantized} from './ops/batched_gemm_quantized.js';
+export {batchedGemmQuantized, batchedGemmSwigluQuantized} from './ops/batched_gemm_quantized.js';
+export type {BatchedGemmSwigluQuantizedOptions} from './ops/batched_gemm_quantized.js';
 export {checkQuantizedExpertWeights, dequantizeExpertWeights, expertWeightBytes, quantizedExpertWeightBytes,
   quantizeExpertWeights, quantizeExpertWeightsAsync, quantizeExpertWeightsFromArray} from './ops/quantize_expert_weights.js';
 export type {ExpertWeightFormat, QuantizedExpertWeights, QuantizeExpertWeightsOptions} from './ops/quantize_expert_weights.js';

@@ -145,12 +145,23 @@ describe('expert weight formats: batchedGemm over packed weights (f32-accumulati
 
   it('cpu kernel across its tile boundaries (K > 128, N > 256, more than 64 rows of one expert)', async () => {
     await checkGemmCases('cpu', 33, 2, {E: 0, K: 0, N: 0, rows: 0}, c => c.run(), rng(33),
-                         {K: 260, N: 300, counts: [70, 0, 3]});
+                         {fixed: {K: 260, N: 300, counts: [70, 0, 3]}});
   }, SLOW);
 
   it('composite path (stock ops, one expert range at a time): the same cases', async () => {
     await checkGemmCases('composite', 32, 4, {E: 5, K: 150, N: 30, rows: 5},
                          c => moe.withCompositeKernels(() => c.run()), rng(32));
+  }, SLOW);
+
+  it('fused up-projection + SwiGLU (x row scale) over packed weights: cpu kernel and composite', async () => {
+    await checkGemmCases('cpu', 35, 3, {E: 4, K: 100, N: 24, rows: 5}, c => c.run(), rng(35), {swiglu: true});
+    await checkGemmCases('composite', 36, 2, {E: 4, K: 100, N: 24, rows: 5},
+                         c => moe.withCompositeKernels(() => c.run()), rng(36), {swiglu: true});
+    const q = moe.quantizeExpertWeightsFromArray(new Float32Array(3 * 8 * 5), [3, 8, 5], 'int8');
+    const lhs = tf.zeros([2, 8]) as tf.Tensor2D, seg = tf.tensor1d([1, 1, 0], 'int32');
+    expectThrowsNoLeak(() => moe.batchedGemmSwigluQuantized(lhs, q, seg),
+                       /batchedGemmSwiglu: argument 'rhs' must be of even width N = 2I/);
+    tf.dispose([lhs, seg, q as unknown as tf.TensorContainer]);
   }, SLOW);
 
   it('composite path with several expert ranges (budget forced to 1-2 experts per range)', async () => {

@@ -8,7 +8,7 @@ import * as moe from 'tfjs-moe';
 
 import {randInt, randn, readAll, recordError, relError} from '../helpers/util.js';
 import {refDequantize, RefPacked} from '../reference/expert_formats_reference.js';
-import {refBatchedGemm, refOffsetsFromCounts} from '../reference/moe_reference.js';
+import {refBatchedGemm, refOffsetsFromCounts, refSwigluScale} from '../reference/moe_reference.js';
 
 export const GEMM_TOL = 1e-5;
 
@@ -55,6 +55,13 @@ export function firstBitMismatch(a: ArrayLike<number>, b: ArrayLike<number>): nu
   return -1;
 }
 
+export interface CaseOptions {
+  /** Fixed dimensions instead of random ones. */
+  fixed?: {K: number, N: number, counts: number[]};
+  /** The fused up-projection + SwiGLU (N even, a row scale half the time). */
+  swiglu?: boolean;
+}
+
 export interface GemmCase {
   ctx: string;
   run: () => tf.Tensor2D;
@@ -68,14 +75,17 @@ export interface GemmCase {
  */
 export async function makeGemmCase(
     rand: () => number, v: FormatVariant, maxDims: {E: number, K: number, N: number, rows: number}, seed: number,
-    trial: number, fixed?: {K: number, N: number, counts: number[]}): Promise<GemmCase> {
+    trial: number, extra: CaseOptions = {}): Promise<GemmCase> {
+  const {fixed, swiglu = false} = extra;
   const E = fixed ? fixed.counts.length : randInt(rand, 0, maxDims.E);
-  const K = fixed ? fixed.K : randInt(rand, 0, maxDims.K), N = fixed ? fixed.N : randInt(rand, 1, maxDims.N);
+  const K = fixed ? fixed.K : randInt(rand, 0, maxDims.K);
+  const N = fixed ? fixed.N : swiglu ? 2 * randInt(rand, 1, Math.max(1, maxDims.N >> 1)) : randInt(rand, 1, maxDims.N);
   const transposed = trial % 2 === 1, withBias = rand() < 0.5, asOffsets = rand() < 0.5;
   const counts = fixed ? fixed.counts : Array.from({length: E}, () => (rand() < 0.25 ? 0 : randInt(rand, 1, maxDims.rows)));
   const used = counts.reduce((a, b) => a + b, 0);
   const R = used + (asOffsets ? randInt(rand, 0, 2) : 0);
-  const ctx = `seed ${seed} trial ${trial} ${v.label} E=${E} K=${K} N=${N} R=${R} transposed=${transposed} ` +
+  const withScale = swiglu && rand() < 0.5;
+  const ctx = `seed ${seed} trial ${trial} ${v.label}${swiglu ? ` swiglu scale=${withScale}` : ''} E=${E} K=${K} N=${N} R=${R} transposed=${transposed} ` +
       `bias=${withBias} offsets=${asOffsets} counts=[${counts}]`;
   const w = randn(rand, E * K * N, 0.5);
   const shape = transposed ? [E, N, K] : [E, K, N];
@@ -92,29 +102,32 @@ export async function makeGemmCase(
   const lhs = tf.tensor2d(lhsData, [R, K]);
   const segments = tf.tensor1d(asOffsets ? offsets : Int32Array.from(counts), 'int32');
   const bias = biasData ? tf.tensor2d(biasData, [E, N]) : null;
-  const expected = refBatchedGemm(lhsData, R, K, ref, E, N, offsets, transposed, biasData);
+  const scaleData = withScale ? randn(rand, R) : null;
+  const scale = scaleData ? tf.tensor1d(scaleData) : null;
+  const product = refBatchedGemm(lhsData, R, K, ref, E, N, offsets, transposed, biasData);
+  const expected = swiglu ? refSwigluScale(product, R, N / 2, scaleData) : product;
   return {
     ctx, expected,
-    run: () => moe.batchedGemmQuantized(lhs, q, segments, {transposeRhs: transposed, bias}),
-    dispose: () => tf.dispose([lhs, segments, bias, q] as tf.TensorContainer),
+    run: () => swiglu ? moe.batchedGemmSwigluQuantized(lhs, q, segments, {transposeRhs: transposed, bias, scale}) :
+        moe.batchedGemmQuantized(lhs, q, segments, {transposeRhs: transposed, bias}),
+    dispose: () => tf.dispose([lhs, segments, bias, scale, q] as tf.TensorContainer),
   };
 }
 
 /** Runs `trials` random cases of every variant and compares with the reference. */
 export async function checkGemmCases(
     label: string, seed: number, trials: number, maxDims: {E: number, K: number, N: number, rows: number},
-    run: (c: GemmCase) => tf.Tensor2D, rand: () => number, fixed?: {K: number, N: number, counts: number[]}):
-    Promise<void> {
+    run: (c: GemmCase) => tf.Tensor2D, rand: () => number, extra: CaseOptions = {}): Promise<void> {
   for (const v of VARIANTS) {
     for (let trial = 0; trial < trials; trial++) {
       const before = tf.memory().numTensors;
-      const c = await makeGemmCase(rand, v, maxDims, seed, trial, fixed);
+      const c = await makeGemmCase(rand, v, maxDims, seed, trial, extra);
       const out = run(c);
       const [got] = await readAll(out);
       c.dispose();
       expect(tf.memory().numTensors).withContext(`${c.ctx}: tensors after the case`).toBe(before);
       const err = relError(got, c.expected);
-      recordError(`${label} batchedGemm ${v.label}`, err);
+      recordError(`${label} ${extra.swiglu ? 'batchedGemmSwiglu' : 'batchedGemm'} ${v.label}`, err);
       expect(err).withContext(c.ctx).toBeLessThan(GEMM_TOL);
     }
   }

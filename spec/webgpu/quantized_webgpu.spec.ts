@@ -22,6 +22,10 @@ describeWebGPU('webgpu packed expert weights', () => {
     await checkGemmCases('webgpu', 70, 4, {E: 3, K: 70, N: 9, rows: 3}, c => c.run(), rng(70));
   }, SLOW);
 
+  it('fused up-projection + SwiGLU (x row scale) over packed weights, every format', async () => {
+    await checkGemmCases('webgpu', 71, 2, {E: 3, K: 70, N: 8, rows: 3}, c => c.run(), rng(71), {swiglu: true});
+  }, SLOW);
+
   it('decodes special values exactly: half Inf/NaN/subnormal/-0, bfloat16 extremes, mxfp4 scale bytes 127/255/130',
      async () => {
     await expectNoLeak(async () => {

@@ -45,5 +45,15 @@ export interface BatchedGemmQuantizedAttrs extends ExpertWeightLayoutAttrs {
   segmentsAreOffsets: boolean;
 }
 
-export const QUANTIZED_MOE_KERNELS = [DequantizeExpertWeights, BatchedGemmQuantized] as const;
+/**
+ * Output: float32 [R,I]: fusedSwigluScale(batchedGemmQuantized(lhs, rhs, segments, bias), scale), N = 2I with the
+ * gate columns first: the quantized counterpart of the fused up-projection + SwiGLU kernel.
+ */
+export const BatchedGemmSwigluQuantized = 'BatchedGemmSwigluQuantized';
+export interface BatchedGemmSwigluQuantizedInputs extends BatchedGemmQuantizedInputs {
+  scale?: TensorInfo;  // float32 [R]
+}
+export type BatchedGemmSwigluQuantizedAttrs = BatchedGemmQuantizedAttrs;
+
+export const QUANTIZED_MOE_KERNELS = [DequantizeExpertWeights, BatchedGemmQuantized, BatchedGemmSwigluQuantized] as const;
 export type QuantizedMoeKernelName = typeof QUANTIZED_MOE_KERNELS[number];

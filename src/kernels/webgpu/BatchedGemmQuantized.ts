@@ -2,8 +2,9 @@ import type {KernelConfig, KernelFunc, TensorInfo} from '@tensorflow/tfjs-core';
 
 import type {ExpertWeightLayout} from '../expert_weight_formats.js';
 import {
-  BatchedGemmQuantized, BatchedGemmQuantizedAttrs, BatchedGemmQuantizedInputs, DequantizeExpertWeights,
-  DequantizeExpertWeightsAttrs, DequantizeExpertWeightsInputs, ExpertWeightInputs,
+  BatchedGemmQuantized, BatchedGemmQuantizedAttrs, BatchedGemmQuantizedInputs, BatchedGemmSwigluQuantized,
+  BatchedGemmSwigluQuantizedInputs,
+  DequantizeExpertWeights, DequantizeExpertWeightsAttrs, DequantizeExpertWeightsInputs, ExpertWeightInputs,
 } from '../kernel_names_quantized.js';
 import {SegmentOffsetsProgram} from './moe_permute_webgpu.js';
 import {exceedsBindingLimit} from './oversized_rhs.js';
@@ -59,27 +60,39 @@ export function dequantizeExpertWeightsWebGPU(args: {
       program, bound, 'float32', layoutUniforms(layout)), weightInputs(inputs));
 }
 
-export function batchedGemmQuantizedWebGPU(args: {
-  inputs: BatchedGemmQuantizedInputs, backend: WebGPUBackendLike, attrs: BatchedGemmQuantizedAttrs,
-}): TensorInfo {
+function gemm(args: {inputs: BatchedGemmSwigluQuantizedInputs, backend: WebGPUBackendLike,
+                      attrs: BatchedGemmQuantizedAttrs}, swiglu: boolean): TensorInfo {
   const {inputs, backend, attrs} = args;
   const layout = layoutOf(attrs);
   const numRows = inputs.lhs.shape[0];
-  if (numRows * layout.width === 0) {
-    return backend.makeTensorInfo([numRows, layout.width], 'float32', new Float32Array(0));
-  }
+  const outWidth = swiglu ? layout.width / 2 : layout.width;
+  if (numRows * outWidth === 0) return backend.makeTensorInfo([numRows, outWidth], 'float32', new Float32Array(0));
   // tokensPerExpert segments are packed from row 0: their prefix sums are the offsets.
   const offsets = attrs.segmentsAreOffsets ? inputs.segments :
       backend.runWebGPUProgram(new SegmentOffsetsProgram(layout.numExperts), [inputs.segments], 'int32',
                                [{type: 'int32', data: [1]}]);
   try {
-    const program = new BatchedGemmQuantizedProgram(layout, numRows, inputs.bias != null);
-    const bound = [inputs.lhs, ...weightInputs(inputs), offsets, ...(inputs.bias != null ? [inputs.bias] : [])];
-    return runWithPlaceholders(backend, b => backend.runWebGPUProgram(
-        program, b, 'float32', layoutUniforms(layout)), bound);
+    const scale = swiglu ? inputs.scale : undefined;
+    const program = new BatchedGemmQuantizedProgram(layout, numRows, inputs.bias != null, swiglu, scale != null);
+    const bound = [inputs.lhs, ...weightInputs(inputs), offsets, ...(inputs.bias != null ? [inputs.bias] : []),
+                   ...(scale != null ? [scale] : [])];
+    return runWithPlaceholders(backend, b => backend.runWebGPUProgram(program, b, 'float32', layoutUniforms(layout)),
+                               bound);
   } finally {
     if (!attrs.segmentsAreOffsets) disposeIntermediate(backend, offsets);
   }
+}
+
+export function batchedGemmQuantizedWebGPU(args: {
+  inputs: BatchedGemmQuantizedInputs, backend: WebGPUBackendLike, attrs: BatchedGemmQuantizedAttrs,
+}): TensorInfo {
+  return gemm(args, false);
+}
+
+export function batchedGemmSwigluQuantizedWebGPU(args: {
+  inputs: BatchedGemmSwigluQuantizedInputs, backend: WebGPUBackendLike, attrs: BatchedGemmQuantizedAttrs,
+}): TensorInfo {
+  return gemm(args, true);
 }
 
 export const dequantizeExpertWeightsWebGPUConfig: KernelConfig = {
@@ -94,6 +107,12 @@ export const batchedGemmQuantizedWebGPUConfig: KernelConfig = {
   kernelFunc: batchedGemmQuantizedWebGPU as unknown as KernelFunc,
 };
 
+export const batchedGemmSwigluQuantizedWebGPUConfig: KernelConfig = {
+  kernelName: BatchedGemmSwigluQuantized,
+  backendName: 'webgpu',
+  kernelFunc: batchedGemmSwigluQuantizedWebGPU as unknown as KernelFunc,
+};
+
 /** The webgpu kernels over packed expert weights (phase B adds these to register_all.ts's list). */
 export const quantizedWebGPUKernelConfigs: readonly KernelConfig[] =
-    [batchedGemmQuantizedWebGPUConfig, dequantizeExpertWeightsWebGPUConfig];
+    [batchedGemmQuantizedWebGPUConfig, batchedGemmSwigluQuantizedWebGPUConfig, dequantizeExpertWeightsWebGPUConfig];

@@ -86,8 +86,8 @@ export function weightDecoderSnippet(l: ExpertWeightLayout): string {
       return `${code}
       fn e2m1(c : u32) -> f32 {
         let exponent = (c >> 1u) & 3u;
-        let half = f32(c & 1u) * 0.5;
-        let magnitude = select((1.0 + half) * f32(1u << (exponent - 1u)), half, exponent == 0u);
+        let fraction = f32(c & 1u) * 0.5;
+        let magnitude = select((1.0 + fraction) * f32(1u << (exponent - 1u)), fraction, exponent == 0u);
         return select(magnitude, -magnitude, (c & 8u) != 0u);
       }
       fn e8m0(b : u32) -> f32 {
@@ -145,7 +145,9 @@ export class DequantizeExpertWeightsProgram implements WebGPUProgram {
 
 /**
  * out[r, n] = sum_k lhs[r, k] * w(e, k, n) (+ bias[e, n]) for r in expert e's segment, else 0; f32 accumulation
- * in k order. Inputs: lhs, the weight variables, offsets [E+1], bias when present.
+ * in k order. Inputs: lhs, the weight variables, offsets [E+1], bias and the row scale when present.
+ * With `swiglu` (N = 2I) the output is [R, I]: silu(h[r, c]) * h[r, I + c] (* scale[r]), h the product above,
+ * the thread accumulating both columns of its pair.
  */
 export class BatchedGemmQuantizedProgram implements WebGPUProgram {
   variableNames: string[];
@@ -158,35 +160,48 @@ export class BatchedGemmQuantizedProgram implements WebGPUProgram {
   size = true;
   private readonly layout: ExpertWeightLayout;
   private readonly hasBias: boolean;
+  private readonly swiglu: boolean;
+  private readonly hasScale: boolean;
 
-  constructor(l: ExpertWeightLayout, numRows: number, hasBias: boolean) {
+  constructor(l: ExpertWeightLayout, numRows: number, hasBias: boolean, swiglu = false, hasScale = false) {
     this.layout = l;
     this.hasBias = hasBias;
-    this.variableNames = ['lhs', ...weightVariableNames(l), 'offsets', ...(hasBias ? ['bias'] : [])];
-    this.outputShape = [numRows, l.width];
-    this.dispatch = flatDispatch(Math.ceil(numRows * l.width / DEQUANT_WORKGROUP));
-    this.shaderKey = `moeGemmQuantized_${layoutKey(l)}_b${+hasBias}`;
+    this.swiglu = swiglu;
+    this.hasScale = swiglu && hasScale;
+    this.variableNames = ['lhs', ...weightVariableNames(l), 'offsets', ...(hasBias ? ['bias'] : []),
+                          ...(this.hasScale ? ['rowScale'] : [])];
+    const outWidth = swiglu ? l.width / 2 : l.width;
+    this.outputShape = [numRows, outWidth];
+    this.dispatch = flatDispatch(Math.ceil(numRows * outWidth / DEQUANT_WORKGROUP));
+    this.shaderKey = `moeGemmQuantized_${layoutKey(l)}_b${+hasBias}_g${+swiglu}_s${+this.hasScale}`;
   }
 
   getUserCode(): string {
+    const columns = this.swiglu ? ['n', 'n + halfWidth'] : ['n'];
+    const sums = columns.map((col, i) => `
+            for (var k = 0; k < uniforms.depth; k++) {
+              acc${i} += lhs[r * uniforms.depth + k] * weightAt(e, k, ${col});
+            }
+            ${this.hasBias ? `acc${i} += bias[e * uniforms.width + ${col}];` : ''}`).join('');
+    const result = !this.swiglu ? 'acc0' :
+        `acc0 / (1.0 + exp(-acc0)) * acc1${this.hasScale ? ' * rowScale[r]' : ''}`;
     return `
       ${weightDecoderSnippet(this.layout)}
       fn main(index : i32) {
         if (index < uniforms.size) {
-          let r = index / uniforms.width;
-          let n = index % uniforms.width;
+          let halfWidth = uniforms.width / 2;
+          let outWidth = ${this.swiglu ? 'halfWidth' : 'uniforms.width'};
+          let r = index / outWidth;
+          let n = index % outWidth;
           var e = -1;
           for (var i = 0; i < uniforms.numExperts; i++) {
             if (r >= offsets[i] && r < offsets[i + 1]) { e = i; }
           }
-          var acc = 0.0;
-          if (e >= 0) {
-            for (var k = 0; k < uniforms.depth; k++) {
-              acc += lhs[r * uniforms.depth + k] * weightAt(e, k, n);
-            }
-            ${this.hasBias ? 'acc += bias[e * uniforms.width + n];' : ''}
+          var acc0 = 0.0;
+          var acc1 = 0.0;
+          if (e >= 0) {${sums}
           }
-          result[index] = acc;
+          result[index] = ${result};
         }
       }`;
   }
