@@ -77,11 +77,14 @@ export async function makeGemmCase(
     rand: () => number, v: FormatVariant, maxDims: {E: number, K: number, N: number, rows: number}, seed: number,
     trial: number, extra: CaseOptions = {}): Promise<GemmCase> {
   const {fixed, swiglu = false} = extra;
-  const E = fixed ? fixed.counts.length : randInt(rand, 0, maxDims.E);
-  const K = fixed ? fixed.K : randInt(rand, 0, maxDims.K);
+  // The first two trials always multiply something (E, K and one segment non-empty); later ones may be empty.
+  const some = trial < 2 ? 1 : 0;
+  const E = fixed ? fixed.counts.length : randInt(rand, some, maxDims.E);
+  const K = fixed ? fixed.K : randInt(rand, some, maxDims.K);
   const N = fixed ? fixed.N : swiglu ? 2 * randInt(rand, 1, Math.max(1, maxDims.N >> 1)) : randInt(rand, 1, maxDims.N);
   const transposed = trial % 2 === 1, withBias = rand() < 0.5, asOffsets = rand() < 0.5;
-  const counts = fixed ? fixed.counts : Array.from({length: E}, () => (rand() < 0.25 ? 0 : randInt(rand, 1, maxDims.rows)));
+  const counts = fixed ? fixed.counts :
+      Array.from({length: E}, (_, e) => (rand() < 0.25 && !(some && e === 0) ? 0 : randInt(rand, 1, maxDims.rows)));
   const used = counts.reduce((a, b) => a + b, 0);
   const R = used + (asOffsets ? randInt(rand, 0, 2) : 0);
   const withScale = swiglu && rand() < 0.5;
