@@ -7,7 +7,6 @@ import {
   DequantizeExpertWeights, DequantizeExpertWeightsAttrs, DequantizeExpertWeightsInputs, ExpertWeightInputs,
 } from '../kernel_names_quantized.js';
 import {SegmentOffsetsProgram} from './moe_permute_webgpu.js';
-import {exceedsBindingLimit} from './oversized_rhs.js';
 import {BatchedGemmQuantizedProgram, DequantizeExpertWeightsProgram, layoutUniforms} from './quantized_webgpu.js';
 import {disposeIntermediate, WebGPUBackendLike} from './webgpu_util.js';
 
@@ -29,7 +28,7 @@ function runWithPlaceholders(backend: WebGPUBackendLike, run: (bound: TensorInfo
       placeholders.push(p);
       return p;
     }
-    if (exceedsBindingLimit(backend, t.shape)) {
+    if (t.shape.reduce((a, b) => a * b, 1) * 4 > backend.device.limits.maxStorageBufferBindingSize) {
       // TODO(phase B): expert ranges as in oversized_rhs.ts.
       throw new Error(`batchedGemm: packed expert weights of shape [${t.shape.join(',')}] exceed one WebGPU storage ` +
           `binding (${backend.device.limits.maxStorageBufferBindingSize} bytes)`);
