@@ -214,6 +214,39 @@ describe('expert weight formats: batchedGemm over packed weights (f32-accumulati
     rank2.dispose();
   });
 
+  it('createExpertWeightsBuilder (expert by expert) equals quantizing the whole array, bit for bit', async () => {
+    const rand = rng(41);
+    for (const v of VARIANTS) {
+      for (const transposed of [false, true]) {
+        const [E, K, N] = [3, 45, 6];
+        const shape = transposed ? [E, N, K] : [E, K, N];
+        const data = randn(rand, E * K * N);
+        await expectNoLeak(async () => {
+          const whole = moe.quantizeExpertWeightsFromArray(data, shape, v.format, options(v, transposed));
+          const builder = moe.createExpertWeightsBuilder(shape, v.format, options(v, transposed));
+          for (const e of [2, 0, 1]) builder.setExpert(e, data.slice(e * K * N, (e + 1) * K * N));
+          const built = builder.build();
+          const ctx = `${v.label} transposed=${transposed}`;
+          expect(built.shape).withContext(ctx).toEqual(whole.shape);
+          for (const part of ['values', 'scales', 'zeroPoints'] as const) {
+            expect(built[part] == null).withContext(`${ctx} ${part}`).toBe(whole[part] == null);
+            if (whole[part] != null) {
+              expect(firstBitMismatch(await built[part]!.data(), await whole[part]!.data()))
+                  .withContext(`${ctx} ${part}`).toBe(-1);
+            }
+          }
+          tf.dispose([whole, built] as unknown as tf.TensorContainer);
+        });
+      }
+    }
+    const b = moe.createExpertWeightsBuilder([2, 4, 3], 'int8');
+    expectThrowsNoLeak(() => b.setExpert(2, new Float32Array(12)), /argument 'e' must be an integer in \[0, 1\]/);
+    expectThrowsNoLeak(() => b.setExpert(0, new Float32Array(11)), /argument 'w' must be a Float32Array of K\*N = 12/);
+    expectThrowsNoLeak(() => b.setExpert(1, new Float32Array(12).fill(NaN)), /got NaN at \[0,0,0\] \(index within expert 1\)/);
+    b.setExpert(0, new Float32Array(12));
+    expectThrowsNoLeak(() => b.build(), /expert 1 was never set/);
+  });
+
   it('quantizeExpertWeights (tensor) equals the host quantizer; the async form too', async () => {
     const rand = rng(40);
     const data = randn(rand, 2 * 70 * 5);

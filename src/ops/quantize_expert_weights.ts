@@ -236,3 +236,62 @@ export function expertWeightBytes(
   const count = (s: number[] | null) => s == null ? 0 : s.reduce((a, b) => a * b, 1);
   return 4 * (count(valuesShape(l)) + count(scalesShape(l)) * (l.zeroPoint ? 2 : 1));
 }
+
+/** Fills packed expert weights one expert at a time (see createExpertWeightsBuilder). */
+export interface ExpertWeightsBuilder {
+  /** Quantizes expert e's float32 weights ([K,N], or [N,K] when transposed, row-major) into place. */
+  setExpert(e: number, w: Float32Array): void;
+  /** The tensors, once every expert is set (then the builder is spent). */
+  build(): QuantizedExpertWeights;
+}
+
+/**
+ * Packed weights of `shape` ([E,K,N] or [E,N,K] with options.transposed) built expert by expert, so that a loader
+ * holds the packed layer plus one expert's float32 at a time, never the layer's float32. The result equals
+ * quantizeExpertWeightsFromArray on the whole array, bit for bit (every format quantizes experts independently).
+ */
+export function createExpertWeightsBuilder(
+    shape: readonly number[], format: ExpertWeightFormat, options: QuantizeExpertWeightsOptions = {}):
+    ExpertWeightsBuilder {
+  const op = 'createExpertWeightsBuilder';
+  if (!Array.isArray(shape) || shape.length !== 3 || shape.some(d => !Number.isSafeInteger(d) || d < 0)) {
+    throw argError(op, 'shape', 'three non-negative integers [E,K,N]', JSON.stringify(shape));
+  }
+  const l = expertWeightLayout(op, shape, format, options);
+  const one: ExpertWeightLayout = {...l, numExperts: 1};
+  const size = (s: number[] | null) => (s == null ? 0 : s.reduce((a, b) => a * b, 1));
+  const perExpert = l.depth * l.width;
+  const values = l.format === 'float32' ? new Float32Array(size(valuesShape(l))) : new Int32Array(size(valuesShape(l)));
+  const sSize = size(scalesShape(l));
+  const scales = !hasScales(l.format) ? null : l.format === 'mxfp4' ? new Int32Array(sSize) : new Float32Array(sSize);
+  const zeroPoints = l.zeroPoint ? new Float32Array(sSize) : null;
+  const filled = new Uint8Array(l.numExperts);
+  let built = false;
+  return {
+    setExpert(e: number, w: Float32Array): void {
+      if (built) throw new Error(`${op}: setExpert after build()`);
+      checkInt(op, 'e', e, 0, l.numExperts - 1);
+      if (!(w instanceof Float32Array) || w.length !== perExpert) {
+        throw argError(op, 'w', `a Float32Array of K*N = ${perExpert} values`,
+                       w instanceof Float32Array ? `${w.length} values` : typeof w);
+      }
+      let d: ExpertWeightData;
+      try {
+        d = quantizeExpertWeightsImpl(op, w, one);
+      } catch (err) {
+        throw new Error(`${(err as Error).message} (index within expert ${e})`);
+      }
+      values.set(d.values, e * d.values.length);
+      if (scales != null) scales.set(d.scales!, e * d.scales!.length);
+      if (zeroPoints != null) zeroPoints.set(d.zeroPoints!, e * d.zeroPoints!.length);
+      filled[e] = 1;
+    },
+    build(): QuantizedExpertWeights {
+      if (built) throw new Error(`${op}: build() called twice`);
+      const missing = filled.findIndex(f => f === 0);
+      if (missing >= 0) throw new Error(`${op}: expert ${missing} was never set (setExpert(${missing}, w))`);
+      built = true;
+      return wrap(l, {values, scales, zeroPoints});
+    },
+  };
+}
