@@ -266,6 +266,10 @@ export function transposeQuantizedExpertWeights(q: QuantizedExpertWeights): Quan
     const values = tf.transpose(inputs.values!, [0, 2, 1]);
     return {...q, values, transposed: to.transposed, shape: values.shape as [number, number, number]};
   }
+  if (tf.getBackend() === 'webgpu') {
+    fail(op, 'q', 'packed weights readable synchronously (not on webgpu: transpose on the cpu backend, e.g. at load ' +
+         'time)', 'tensors on the webgpu backend');
+  }
   const src = inputs.values!.dataSync() as Int32Array;
   const values = new Int32Array(src.length === 0 ? 0 : valuesShape(to).reduce((a, b) => a * b, 1));
   const bits = from.format === 'float16' || from.format === 'bfloat16' ? 16 : from.format === 'int8' ? 8 : 4;
