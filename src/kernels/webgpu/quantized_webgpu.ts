@@ -7,6 +7,7 @@
  * subnormal results of float16 subnormals or tiny mxfp4 scales to zero: see docs/formats.md).
  */
 import {bitsPerCode, codesPerWord, ExpertWeightLayout} from '../expert_weight_formats.js';
+import {SWIGLU_SNIPPET} from './fused_swiglu_scale_webgpu.js';
 import {FLAT_LAYOUT, flatDispatch, ProgramUniform, WebGPUProgram} from './webgpu_util.js';
 
 export const DEQUANT_WORKGROUP = 64;
@@ -184,9 +185,10 @@ export class BatchedGemmQuantizedProgram implements WebGPUProgram {
             }
             ${this.hasBias ? `acc${i} += bias[e * uniforms.width + ${col}];` : ''}`).join('');
     const result = !this.swiglu ? 'acc0' :
-        `acc0 / (1.0 + exp(-acc0)) * acc1${this.hasScale ? ' * rowScale[r]' : ''}`;
+        `swiglu1(acc0, acc1)${this.hasScale ? ' * rowScale[r]' : ''}`;
     return `
       ${weightDecoderSnippet(this.layout)}
+      ${this.swiglu ? SWIGLU_SNIPPET : ''}
       fn main(index : i32) {
         if (index < uniforms.size) {
           let halfWidth = uniforms.width / 2;
