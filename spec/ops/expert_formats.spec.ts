@@ -371,23 +371,32 @@ describe('expert weight formats: checkpoint converters (docs/formats.md section 
                        /argument 'scales.shape' must be \[E, N, G\] = \[2,3,5\]/);
   });
 
-  it('raw F16 / BF16 data loads bit for bit in both orientations', async () => {
+  it('raw F16 / BF16 data loads bit for bit in both orientations (bytes or 16-bit patterns, even or odd K)',
+     async () => {
     const rand = rng(61);
     for (const dtype of ['F16', 'BF16'] as const) {
       for (const transposed of [false, true]) {
-        const shape = [2, 5, 7];  // odd last axis: words of the [E,N,K] layout pad
-        const halves = Uint16Array.from({length: 70}, () => Math.floor(rand() * 65536));
-        const bytes = new Uint8Array(halves.buffer.slice(0));
-        await expectNoLeak(async () => {
-          const q = moe.fromPackedHalf({dtype, shape, data: bytes, transposed});
-          expect(q.format).toBe(dtype === 'F16' ? 'float16' : 'bfloat16');
-          const [got] = await readAll(moe.dequantizeExpertWeights(q));
-          const want = Float32Array.from(halves, h => (dtype === 'F16' ? refHalf(h) : refBfloat16(h)));
-          expect(firstBitMismatch(got, want)).withContext(`${dtype} transposed=${transposed}`).toBe(-1);
-          tf.dispose(q as unknown as tf.TensorContainer);
-        });
+        for (const shape of [[2, 5, 7], [2, 5, 8]]) {  // [E,N,K] with K even: the words are the data
+          const count = shape[0] * shape[1] * shape[2];
+          const halves = Uint16Array.from({length: count}, () => Math.floor(rand() * 65536));
+          const bytes = new Uint8Array(halves.buffer.slice(0));
+          for (const data of [bytes, halves]) {
+            await expectNoLeak(async () => {
+              const q = moe.fromPackedHalf({dtype, shape, data, transposed});
+              expect(q.format).toBe(dtype === 'F16' ? 'float16' : 'bfloat16');
+              const [got] = await readAll(moe.dequantizeExpertWeights(q));
+              const want = Float32Array.from(halves, h => (dtype === 'F16' ? refHalf(h) : refBfloat16(h)));
+              const ctx = `${dtype} [${shape}] transposed=${transposed} ${data.constructor.name}`;
+              expect(firstBitMismatch(got, want)).withContext(ctx).toBe(-1);
+              tf.dispose(q as unknown as tf.TensorContainer);
+            });
+          }
+          expect(bytes).toEqual(new Uint8Array(halves.buffer));  // the caller's data is not touched
+        }
       }
     }
+    expectThrowsNoLeak(() => moe.fromPackedHalf({dtype: 'BF16', shape: [1, 2, 3], data: new Uint8Array(10)}),
+                       /argument 'raw.data' must be 12 bytes for its shape, got 10 bytes/);
   });
 
   it('GPTQ int4 (qweight/qzeros/scales, original zero - 1 storage) loads exactly; act-order is refused', async () => {

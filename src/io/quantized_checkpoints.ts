@@ -12,6 +12,8 @@ import {
 } from '../kernels/expert_weight_formats.js';
 import {checkQuantizedExpertWeights, QuantizedExpertWeights} from '../ops/quantize_expert_weights.js';
 
+const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
 function fail(op: string, arg: string, expected: string, got: string): never {
   throw new Error(`${op}: argument '${arg}' must be ${expected}, got ${got}`);
 }
@@ -106,20 +108,24 @@ export function fromPackedHalf(raw: PackedHalfData): QuantizedExpertWeights {
   const transposed = raw.transposed ?? false;
   if (typeof transposed !== 'boolean') fail(op, 'raw.transposed', 'a boolean', typeof transposed);
   const count = numExperts * rows * cols;
-  let halves: Uint16Array;
-  if (raw.data instanceof Uint16Array) {
-    halves = raw.data;
-  } else if (raw.data instanceof Uint8Array) {
-    if (raw.data.length !== 2 * count) fail(op, 'raw.data', `${2 * count} bytes for its shape`, `${raw.data.length}`);
-    halves = new Uint16Array(count);
-    for (let i = 0; i < count; i++) halves[i] = raw.data[2 * i] | raw.data[2 * i + 1] << 8;
-  } else {
-    return fail(op, 'raw.data', 'a Uint8Array or a Uint16Array', Object.prototype.toString.call(raw.data));
+  const data = raw.data as unknown;
+  if (!(data instanceof Uint16Array) && !(data instanceof Uint8Array)) {
+    fail(op, 'raw.data', 'a Uint8Array or a Uint16Array', Object.prototype.toString.call(data));
   }
-  if (halves.length !== count) fail(op, 'raw.data', `${count} halves for its shape`, `${halves.length}`);
+  const byteLength = (data as Uint8Array | Uint16Array).byteLength;
+  if (byteLength !== 2 * count) fail(op, 'raw.data', `${2 * count} bytes for its shape`, `${byteLength} bytes`);
   const [depth, width] = transposed ? [cols, rows] : [rows, cols];
   const l: ExpertWeightLayout = {format: raw.dtype === 'F16' ? 'float16' : 'bfloat16', numExperts, depth, width,
                                  transposed, groupSize: 0, zeroPoint: false};
+  if (transposed && depth % 2 === 0 && LITTLE_ENDIAN_HOST) {
+    // The words are the data itself: one copy (the result must not alias the caller's buffer), no repacking.
+    const copy = new Uint8Array(byteLength);
+    copy.set(new Uint8Array(raw.data.buffer, raw.data.byteOffset, byteLength));
+    return wrap(l, new Int32Array(copy.buffer), null, null);
+  }
+  const bytes = raw.data instanceof Uint8Array ? raw.data : null;
+  const halves = raw.data instanceof Uint16Array ? raw.data :
+      Uint16Array.from({length: count}, (_, i) => bytes![2 * i] | bytes![2 * i + 1] << 8);
   const values = new Int32Array(valuesShape(l).reduce((a, b) => a * b, 1));
   let i = 0;
   for (let e = 0; e < numExperts; e++) {
