@@ -162,13 +162,10 @@ export function roundHalfEven(x: number): number {
 
 /** |x| (already divided by the block scale) -> E2M1 code: nearest value, ties to the even code, saturating at 6. */
 export function floatToE2M1(x: number): number {
+  // Midpoints between neighbouring values; at a midpoint the even code (0, 2, 4, 6) wins, hence <= vs <.
   const a = Math.abs(x);
-  let best = 0;
-  for (let c = 1; c < 8; c++) {
-    const dBest = Math.abs(a - E2M1_VALUES[best]), d = Math.abs(a - E2M1_VALUES[c]);
-    if (d < dBest || (d === dBest && c % 2 === 0)) best = c;
-  }
-  return (x < 0 || Object.is(x, -0) ? 8 : 0) | best;
+  const code = a <= 0.25 ? 0 : a < 0.75 ? 1 : a <= 1.25 ? 2 : a < 1.75 ? 3 : a <= 2.5 ? 4 : a < 3.5 ? 5 : a <= 5 ? 6 : 7;
+  return (x < 0 || Object.is(x, -0) ? 8 : 0) | code;
 }
 
 /** floor(log2(|x|)) for a finite non-zero float32 x, exactly (subnormals included). */
