@@ -4,8 +4,8 @@
  * language: scale = fround(range / qmax), code = RNE(fround(w / scale)) clamped.
  */
 import {
-  codeAddress, ExpertWeightData, ExpertWeightLayout, floatToBfloat16Bits, floatToE2M1, floatToHalfBits,
-  floorLog2, numGroups, roundHalfEven, scaleAddress, scalesShape, valuesShape,
+  bitsPerCode, codesPerWord, ExpertWeightData, ExpertWeightLayout, floatToBfloat16Bits, floatToE2M1, floatToHalfBits,
+  floorLog2, numGroups, roundHalfEven, scaleAddress, scalesShape, valuesShape, wordsPerColumn,
 } from '../expert_weight_formats.js';
 
 const fround = Math.fround;
@@ -14,9 +14,14 @@ function size(shape: number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
-/** w's flat index of element (e, k, n). */
-function elementIndex(l: ExpertWeightLayout, e: number, k: number, n: number): number {
-  return l.transposed ? (e * l.width + n) * l.depth + k : (e * l.depth + k) * l.width + n;
+/** Where column n of expert e lives: element k at elementBase + k * elementStride of w, its code in word
+ * wordBase + floor(k / P) * wordStride. */
+function column(l: ExpertWeightLayout, e: number, n: number) {
+  const kw = wordsPerColumn(l);
+  return l.transposed ?
+      {elementBase: (e * l.width + n) * l.depth, elementStride: 1, wordBase: (e * l.width + n) * kw, wordStride: 1} :
+      {elementBase: e * l.depth * l.width + n, elementStride: l.width, wordBase: e * kw * l.width + n,
+       wordStride: l.width};
 }
 
 /** Throws on the first non-finite weight (the integer formats have no code for it). */
@@ -38,10 +43,10 @@ export function quantizeExpertWeightsImpl(op: string, w: Float32Array, l: Expert
   if (format === 'float16' || format === 'bfloat16') {
     const encode = format === 'float16' ? floatToHalfBits : floatToBfloat16Bits;
     for (let e = 0; e < numExperts; e++) {
-      for (let k = 0; k < depth; k++) {
-        for (let n = 0; n < width; n++) {
-          const [word, shift] = codeAddress(l, e, k, n);
-          values[word] |= encode(w[elementIndex(l, e, k, n)]) << shift;
+      for (let n = 0; n < width; n++) {
+        const c = column(l, e, n);
+        for (let k = 0; k < depth; k++) {
+          values[c.wordBase + (k >> 1) * c.wordStride] |= encode(w[c.elementBase + k * c.elementStride]) << ((k & 1) * 16);
         }
       }
     }
@@ -53,14 +58,18 @@ export function quantizeExpertWeightsImpl(op: string, w: Float32Array, l: Expert
   const zeroPoints = l.zeroPoint ? new Float32Array(size(sShape)) : null;
   const groups = numGroups(l);
   const codes = new Int32Array(l.groupSize);
+  const group = new Float32Array(l.groupSize);
+  const per = codesPerWord(format), bits = bitsPerCode(format);
   for (let e = 0; e < numExperts; e++) {
-    for (let g = 0; g < groups; g++) {
-      const k0 = g * l.groupSize, kLen = Math.min(l.groupSize, depth - k0);
-      for (let n = 0; n < width; n++) {
+    for (let n = 0; n < width; n++) {
+      const c = column(l, e, n);
+      for (let g = 0; g < groups; g++) {
+        const k0 = g * l.groupSize, kLen = Math.min(l.groupSize, depth - k0);
         const [si, sShift] = scaleAddress(l, e, g, n);
         let lo = 0, hi = 0, absMax = 0;
         for (let kk = 0; kk < kLen; kk++) {
-          const v = w[elementIndex(l, e, k0 + kk, n)];
+          const v = w[c.elementBase + (k0 + kk) * c.elementStride];
+          group[kk] = v;
           lo = Math.min(lo, v);
           hi = Math.max(hi, v);
           absMax = Math.max(absMax, Math.abs(v));
@@ -69,13 +78,14 @@ export function quantizeExpertWeightsImpl(op: string, w: Float32Array, l: Expert
           // OCP MX: the block exponent puts the largest magnitude in [4, 8), elements saturate at 6.
           const x = absMax === 0 ? -127 : Math.max(-127, Math.min(127, floorLog2(absMax) - 2));
           scales[si] |= (x + 127) << sShift;
-          for (let kk = 0; kk < kLen; kk++) codes[kk] = floatToE2M1(w[elementIndex(l, e, k0 + kk, n)] * 2 ** -x);
+                    const factor = 2 ** -x;
+          for (let kk = 0; kk < kLen; kk++) codes[kk] = floatToE2M1(group[kk] * factor);
         } else if (format === 'int8' || !l.zeroPoint) {
           const qMax = format === 'int8' ? 127 : 7, offset = format === 'int8' ? 0 : 8;
           const scale = fround(absMax / qMax);
           scales[si] = scale;
           for (let kk = 0; kk < kLen; kk++) {
-            const q = scale === 0 ? 0 : roundHalfEven(fround(w[elementIndex(l, e, k0 + kk, n)] / scale));
+            const q = scale === 0 ? 0 : roundHalfEven(fround(group[kk] / scale));
             codes[kk] = (Math.max(-qMax, Math.min(qMax, q)) + offset) & 0xff;
           }
         } else {
@@ -84,13 +94,13 @@ export function quantizeExpertWeightsImpl(op: string, w: Float32Array, l: Expert
           scales[si] = scale;
           zeroPoints![si] = zero;
           for (let kk = 0; kk < kLen; kk++) {
-            const q = scale === 0 ? 0 : roundHalfEven(fround(w[elementIndex(l, e, k0 + kk, n)] / scale)) + zero;
+            const q = scale === 0 ? 0 : roundHalfEven(fround(group[kk] / scale)) + zero;
             codes[kk] = Math.max(0, Math.min(15, q));
           }
         }
         for (let kk = 0; kk < kLen; kk++) {
-          const [word, shift] = codeAddress(l, e, k0 + kk, n);
-          values[word] |= codes[kk] << shift;
+          const k = k0 + kk;
+          values[c.wordBase + Math.floor(k / per) * c.wordStride] |= codes[kk] << ((k % per) * bits);
         }
       }
     }
