@@ -24,11 +24,14 @@ registerQuantizedKernels();
 
 export {batchedGemmQuantized, batchedGemmSwigluQuantized} from './ops/batched_gemm_quantized.js';
 export type {BatchedGemmSwigluQuantizedOptions} from './ops/batched_gemm_quantized.js';
-export {checkQuantizedExpertWeights, createExpertWeightsBuilder, dequantizeExpertWeights, expertWeightBytes, quantizedExpertWeightBytes,
-  quantizeExpertWeights, quantizeExpertWeightsAsync, quantizeExpertWeightsFromArray} from './ops/quantize_expert_weights.js';
-export type {ExpertWeightFormat, ExpertWeightsBuilder, QuantizedExpertWeights, QuantizeExpertWeightsOptions} from './ops/quantize_expert_weights.js';
-export {EXPERT_WEIGHT_FORMATS, floatToBfloat16Bits, floatToHalfBits} from './kernels/expert_weight_formats.js';
+export {checkQuantizedExpertWeights, createExpertWeightsBuilder, dequantizeExpertWeights, expertWeightBytes,
+  quantizedExpertWeightBytes, quantizeExpertWeights, quantizeExpertWeightsAsync, quantizeExpertWeightsFromArray} from
+    './ops/quantize_expert_weights.js';
+export type {ExpertWeightFormat, ExpertWeightsBuilder, QuantizedExpertWeights, QuantizeExpertWeightsOptions} from
+    './ops/quantize_expert_weights.js';
+export {EXPERT_WEIGHT_FORMATS} from './kernels/expert_weight_formats.js';
 export * from './kernels/kernel_names_quantized.js';
 export {setQuantizedCompositeBudget} from './kernels/composite/quantized_composite.js';
-export {fromAwq, fromGptOssMxfp4, fromGptq, fromPackedHalf, transposeQuantizedExpertWeights} from './io/quantized_checkpoints.js';
+export {fromAwq, fromGptOssMxfp4, fromGptq, fromPackedHalf, transposeQuantizedExpertWeights} from
+    './io/quantized_checkpoints.js';
 export type {AwqTensors, GptqTensors, PackedHalfData} from './io/quantized_checkpoints.js';

@@ -88,7 +88,8 @@ export async function makeGemmCase(
   const used = counts.reduce((a, b) => a + b, 0);
   const R = used + (asOffsets ? randInt(rand, 0, 2) : 0);
   const withScale = swiglu && rand() < 0.5;
-  const ctx = `seed ${seed} trial ${trial} ${v.label}${swiglu ? ` swiglu scale=${withScale}` : ''} E=${E} K=${K} N=${N} R=${R} transposed=${transposed} ` +
+  const ctx = `seed ${seed} trial ${trial} ${v.label}${swiglu ? ` swiglu scale=${withScale}` : ''} ` +
+      `E=${E} K=${K} N=${N} R=${R} transposed=${transposed} ` +
       `bias=${withBias} offsets=${asOffsets} counts=[${counts}]`;
   const w = randn(rand, E * K * N, 0.5);
   const shape = transposed ? [E, N, K] : [E, K, N];

@@ -164,7 +164,8 @@ export function roundHalfEven(x: number): number {
 export function floatToE2M1(x: number): number {
   // Midpoints between neighbouring values; at a midpoint the even code (0, 2, 4, 6) wins, hence <= vs <.
   const a = Math.abs(x);
-  const code = a <= 0.25 ? 0 : a < 0.75 ? 1 : a <= 1.25 ? 2 : a < 1.75 ? 3 : a <= 2.5 ? 4 : a < 3.5 ? 5 : a <= 5 ? 6 : 7;
+  const code = a <= 0.25 ? 0 : a < 0.75 ? 1 : a <= 1.25 ? 2 : a < 1.75 ? 3 :
+      a <= 2.5 ? 4 : a < 3.5 ? 5 : a <= 5 ? 6 : 7;
   return (x < 0 || Object.is(x, -0) ? 8 : 0) | code;
 }
 
@@ -180,7 +181,8 @@ export function floorLog2(x: number): number {
 /** Word index and bit shift of code (e, k, n). */
 export function codeAddress(l: ExpertWeightLayout, e: number, k: number, n: number): [number, number] {
   const per = codesPerWord(l.format), kw = wordsPerColumn(l);
-  const word = l.transposed ? (e * l.width + n) * kw + Math.floor(k / per) : (e * kw + Math.floor(k / per)) * l.width + n;
+  const word = l.transposed ? (e * l.width + n) * kw + Math.floor(k / per) :
+      (e * kw + Math.floor(k / per)) * l.width + n;
   return [word, (k % per) * bitsPerCode(l.format)];
 }
 

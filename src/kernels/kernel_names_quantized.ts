@@ -55,5 +55,6 @@ export interface BatchedGemmSwigluQuantizedInputs extends BatchedGemmQuantizedIn
 }
 export type BatchedGemmSwigluQuantizedAttrs = BatchedGemmQuantizedAttrs;
 
-export const QUANTIZED_MOE_KERNELS = [DequantizeExpertWeights, BatchedGemmQuantized, BatchedGemmSwigluQuantized] as const;
+export const QUANTIZED_MOE_KERNELS =
+    [DequantizeExpertWeights, BatchedGemmQuantized, BatchedGemmSwigluQuantized] as const;
 export type QuantizedMoeKernelName = typeof QUANTIZED_MOE_KERNELS[number];

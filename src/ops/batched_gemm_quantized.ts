@@ -69,7 +69,9 @@ export function batchedGemmSwigluQuantized(
   const op = 'batchedGemmSwiglu';
   const opts = checkOptions(op, 'options', options, ['transposeRhs', 'bias', 'scale']);
   const {lhs: $lhs, layout, attrs, kernelInputs, composite} = checkArgs(op, lhs, rhs, segments, opts);
-  if (layout.width % 2 !== 0) throw argError(op, 'rhs', 'of even width N = 2I (gate columns, then up)', `N = ${layout.width}`);
+  if (layout.width % 2 !== 0) {
+    throw argError(op, 'rhs', 'of even width N = 2I (gate columns, then up)', `N = ${layout.width}`);
+  }
   const scale = checkOptionalTensor(op, 'options.scale', opts.scale, 1, 'float32', '[R]') as Tensor1D | null;
   if (scale != null) checkShape(op, 'options.scale', scale, [$lhs.shape[0]], '[R]');
   if (scale != null) kernelInputs.scale = scale;

@@ -187,7 +187,9 @@ export function checkQuantizedExpertWeights(op: string, arg: string, q: unknown)
   const sShape = scalesShape(layout);
   let scales: Tensor | undefined, zeroPoints: Tensor | undefined;
   if (sShape == null) {
-    if (o.scales != null) throw argError(op, `${arg}.scales`, `absent for format '${layout.format}'`, describeQ(o.scales));
+    if (o.scales != null) {
+      throw argError(op, `${arg}.scales`, `absent for format '${layout.format}'`, describeQ(o.scales));
+    }
   } else {
     scales = checkPart(op, `${arg}.scales`, o.scales, layout.format === 'mxfp4' ? 'int32' : 'float32', sShape);
   }

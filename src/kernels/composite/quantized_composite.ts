@@ -33,7 +33,8 @@ let budgetOverride: number | null = null;
 /** Overrides DEQUANT_BUDGET (specs reach the multi-range path with small shapes); null restores it. */
 export function setQuantizedCompositeBudget(elements: number | null): void {
   if (elements != null && !(Number.isSafeInteger(elements) && elements >= 1)) {
-    throw new Error(`setQuantizedCompositeBudget: argument 'elements' must be an integer >= 1 or null, got ${elements}`);
+    throw new Error(
+        `setQuantizedCompositeBudget: argument 'elements' must be an integer >= 1 or null, got ${elements}`);
   }
   budgetOverride = elements;
 }

@@ -22,7 +22,8 @@ function gemm(args: Parameters<KernelFunc>[0], swiglu: boolean) {
   const product = batchedGemmQuantizedImpl(readFloat32(backend, ins.lhs), numRows, layout, data, offsets,
                                            ins.bias == null ? null : readFloat32(backend, ins.bias));
   if (!swiglu) return makeOutput(backend, [numRows, at.width], 'float32', product);
-  const out = fusedSwigluScaleImpl(product, numRows, at.width / 2, ins.scale == null ? null : readFloat32(backend, ins.scale));
+  const scale = ins.scale == null ? null : readFloat32(backend, ins.scale);
+  const out = fusedSwigluScaleImpl(product, numRows, at.width / 2, scale);
   return makeOutput(backend, [numRows, at.width / 2], 'float32', out);
 }
 

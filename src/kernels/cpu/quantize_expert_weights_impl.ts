@@ -46,7 +46,8 @@ export function quantizeExpertWeightsImpl(op: string, w: Float32Array, l: Expert
       for (let n = 0; n < width; n++) {
         const c = column(l, e, n);
         for (let k = 0; k < depth; k++) {
-          values[c.wordBase + (k >> 1) * c.wordStride] |= encode(w[c.elementBase + k * c.elementStride]) << ((k & 1) * 16);
+          const code = encode(w[c.elementBase + k * c.elementStride]);
+          values[c.wordBase + (k >> 1) * c.wordStride] |= code << ((k & 1) * 16);
         }
       }
     }

@@ -34,10 +34,9 @@ export function layoutKey(l: ExpertWeightLayout): string {
 export function weightDecoderSnippet(l: ExpertWeightLayout): string {
   const t = l.transposed;
   if (l.format === 'float32') {
+    const index = t ? '(e * uniforms.width + n) * uniforms.depth + k' : '(e * uniforms.depth + k) * uniforms.width + n';
     return `
-      fn weightAt(e : i32, k : i32, n : i32) -> f32 {
-        return packed[${t ? '(e * uniforms.width + n) * uniforms.depth + k' : '(e * uniforms.depth + k) * uniforms.width + n'}];
-      }`;
+      fn weightAt(e : i32, k : i32, n : i32) -> f32 { return packed[${index}]; }`;
   }
   const per = codesPerWord(l.format), bits = bitsPerCode(l.format);
   const code = `
