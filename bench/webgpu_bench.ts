@@ -62,7 +62,7 @@ interface Weights {
 }
 
 /**
- * The FusedMoE forward (semantics doc section 7, greedy routing, no bias) from our ops, as the layer runs it on
+ * The FusedMoE forward (docs/semantics.md section 7, greedy routing, no bias) from our ops, as the layer runs it on
  * webgpu: SwiGLU in the first GEMM's epilogue (`fused`), or as its own program (the chain before the fusion).
  * The composite path never fuses (its ops are plain tfjs).
  */
@@ -71,7 +71,7 @@ function forward(x: tf.Tensor2D, w: Weights, topK = K, fused = true): tf.Tensor2
     const logits = tf.matMul(x, w.gate) as tf.Tensor2D;
     const {topkIds, topkWeights} = moeTopkSelect(logits, null, topK, true);
     const {permutedX, expertOffsets, rowMap} = moePermute(x, topkIds, w.upGate.shape[0]);
-    const act = fused ? batchedGemmSwiglu(permutedX, w.upGate, expertOffsets, null, null) :
+    const act = fused ? batchedGemmSwiglu(permutedX, w.upGate, expertOffsets) :
                         fusedSwigluScale(batchedGemm(permutedX, w.upGate, expertOffsets), null);
     const y = batchedGemm(act, w.down, expertOffsets);
     return moeCombine(y, rowMap, topkWeights, topkIds);
@@ -190,7 +190,7 @@ async function checkCorrectness(): Promise<Record<string, number>> {
     for (const preset of Object.keys(GEMM_PRESETS)) {
       setWebGPUGemmPreset(preset);
       const out = tf.tidy(() => batchedGemmSwiglu(tf.tensor2d(lhs, [R, KD]), tf.tensor3d(rhs, [NE, KD, N]),
-          tf.tensor1d(offsets, 'int32'), tf.tensor2d(bias, [NE, N]), tf.tensor1d(scale)));
+          tf.tensor1d(offsets, 'int32'), {bias: tf.tensor2d(bias, [NE, N]), scale: tf.tensor1d(scale)}));
       const got = await out.data();
       out.dispose();
       let maxDiff = 0, maxRef = 0;

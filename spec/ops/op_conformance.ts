@@ -1,6 +1,6 @@
 /**
  * The op conformance suite: every public op against the float64 reference (spec/reference), on seeded random
- * shapes and values plus the semantics doc's edge cases, with leak checks and bad-input checks. Instantiated
+ * shapes and values plus docs/semantics.md's edge cases, with leak checks and bad-input checks. Instantiated
  * once per backend and path, e.g. `describeOpConformance('webgpu', {backend: 'webgpu', composite: false,
  * scale: 'small'})` in a spec file of that backend.
  */

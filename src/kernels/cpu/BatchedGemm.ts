@@ -2,7 +2,7 @@ import type {KernelConfig, KernelFunc} from '@tensorflow/tfjs-core';
 
 import {BatchedGemm, BatchedGemmAttrs, BatchedGemmInputs} from '../kernel_names.js';
 import {batchedGemmImpl, segmentOffsets} from './batched_gemm_impl.js';
-import {makeOutput, readFloat32, readInt32} from './host_data.js';
+import {makeOutput, readFloat32, readInt32} from '../host_data.js';
 
 export const batchedGemm: KernelFunc = ({inputs, backend, attrs}) => {
   const {lhs, rhs, segments, bias} = inputs as unknown as BatchedGemmInputs;

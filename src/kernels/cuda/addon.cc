@@ -208,7 +208,7 @@ napi_value Status(napi_env env, napi_callback_info) {
   });
 }
 
-// topkSelect(logits, T, E, bias|null, k, normalize) -> {ids, weights}
+// topkSelect(logits, T, E, bias|null, k, renormalize) -> {ids, weights}
 napi_value TopkSelect(napi_env env, napi_callback_info info) {
   return guarded(env, [&] {
     Args a = args(env, info, 6, "topkSelect");
@@ -216,7 +216,7 @@ napi_value TopkSelect(napi_env env, napi_callback_info info) {
     if (k > E) throw ArgError("topkSelect: argument 'k' must be <= E");
     auto logits = typed<float>(a, 0, "logits", napi_float32_array, static_cast<size_t>(T) * E);
     auto bias = typed<float>(a, 3, "bias", napi_float32_array, E, true);
-    const bool normalize = boolean(a, 5, "normalize");
+    const bool renormalize = boolean(a, 5, "renormalize");
     napi_value o, idsV, wV;
     int* ids;
     float* w;
@@ -225,7 +225,7 @@ napi_value TopkSelect(napi_env env, napi_callback_info info) {
     wV = newTyped<float>(env, static_cast<size_t>(T) * k, &w);
     DeviceBuffer dL = upload(logits.data, logits.length), dB = upload(bias.data, bias.length);
     DeviceBuffer dIds(sizeof(int) * T * k, opStream()), dW(sizeof(float) * T * k, opStream());
-    moe::launchTopkSelect(dL.as<float>(), T, E, E, bias.data ? dB.as<float>() : nullptr, k, normalize, dIds.as<int>(),
+    moe::launchTopkSelect(dL.as<float>(), T, E, E, bias.data ? dB.as<float>() : nullptr, k, renormalize, dIds.as<int>(),
                           dW.as<float>(), nullptr, opStream());
     download(ids, dIds, static_cast<size_t>(T) * k);
     download(w, dW, static_cast<size_t>(T) * k);
@@ -454,7 +454,7 @@ napi_value prop(napi_env env, napi_value obj, const char* key) {
   return v;
 }
 
-// layerCreate(config, weights) -> handle. config: {hidden, numExperts, topK, intermediateSize, topkMethod,
+// layerCreate(config, weights) -> handle. config: {hidden, numExperts, topK, moeIntermediateSize, topkMethod,
 // nGroup, topkGroup, routedScalingFactor, renormalize, useCorrectionBias, latentSize, withBias, probInAdvance,
 // sharedExpertIntermediateSize, sharedExpertGate, computeDtype}; weights: Float32Arrays named as in RefMoeWeights.
 napi_value LayerCreate(napi_env env, napi_callback_info info) {
@@ -489,7 +489,7 @@ napi_value LayerCreate(napi_env env, napi_callback_info info) {
     cfg.hidden = static_cast<int>(getNum("hidden", 0));
     cfg.numExperts = static_cast<int>(getNum("numExperts", 0));
     cfg.topK = static_cast<int>(getNum("topK", 0));
-    cfg.intermediate = static_cast<int>(getNum("intermediateSize", 0));
+    cfg.intermediate = static_cast<int>(getNum("moeIntermediateSize", 0));
     const std::string method = getStr("topkMethod", "greedy");
     if (method != "greedy" && method != "noaux_tc") throw ArgError("layerCreate: config.topkMethod must be 'greedy' or 'noaux_tc'");
     cfg.noauxTc = method == "noaux_tc";

@@ -1,4 +1,4 @@
-// The FusedMoE forward (semantics doc section 7) run natively: weights uploaded once in the compute dtype and
+// The FusedMoE forward (docs/semantics.md section 7) run natively: weights uploaded once in the compute dtype and
 // packed for the grouped GEMM, the whole chain enqueued in one call (optionally replayed as a CUDA graph per T).
 #pragma once
 

@@ -1,5 +1,5 @@
 /**
- * Grouped GEMM over expert row segments (semantics doc section 4), two WGSL programs sharing one tile schedule:
+ * Grouped GEMM over expert row segments (docs/semantics.md section 4), two WGSL programs sharing one tile schedule:
  *
  * - The schedule: rows split into parts (rows before the first segment, one part per expert, rows after the last
  *   segment), each part into tiles of TM rows. A workgroup scans the part tile counts in shared memory to find its
@@ -17,186 +17,13 @@
  * gate column is in the same workgroup (stream: in shared memory after the k-lane reduction) or the same thread
  * (tiled: its RN columns split into gate and up halves, hence RN even).
  */
+import {GemmConfig, GemmShape, maxTiles, StreamConfig, threads, tileCols, TiledConfig, tileRows} from './batched_gemm_config.js';
+import {scheduleSnippet} from './batched_gemm_snippets.js';
 import {SWIGLU_SNIPPET} from './fused_swiglu_scale_webgpu.js';
 import {FLAT_LAYOUT, flatDispatch, WebGPUProgram, WORKGROUP_INDEX_SNIPPET} from './webgpu_util.js';
 
-export interface GemmShape {
-  numRows: number;     // R
-  depth: number;       // K
-  width: number;       // N
-  numExperts: number;  // E
-  transposeRhs: boolean;
-  hasBias: boolean;
-  /** SwiGLU epilogue: output [R, N/2] (see the file comment); needs transposeRhs false. */
-  swiglu?: boolean;
-  /** With swiglu: a per-row scale [R] multiplies the output (probInAdvance). */
-  hasScale?: boolean;
-}
-
-export interface TiledConfig {
-  kind: 'tiled';
-  wx: number;
-  wy: number;
-  rm: number;
-  rn: number;
-  tk: number;
-  /** 4: rhs/bias/output as vec4 over N (N % 4 == 0); 1: scalar. */
-  vec: 1 | 4;
-}
-export interface StreamConfig {
-  kind: 'stream';
-  /** rows per tile */
-  tm: number;
-  /** vec4 columns per workgroup, and k-lanes: nv * ks threads. */
-  nv: number;
-  ks: number;
-  /** independent k4 steps per loop iteration (loads in flight per thread = 4 * unroll). */
-  unroll: number;
-}
-export type GemmConfig = TiledConfig | StreamConfig;
-
-export function tileRows(c: GemmConfig): number {
-  return c.kind === 'stream' ? c.tm : c.wy * c.rm;
-}
-function tileCols(c: GemmConfig): number {
-  return c.kind === 'stream' ? c.nv * 4 : c.wx * c.rn * c.vec;
-}
-function threads(c: GemmConfig): number {
-  return c.kind === 'stream' ? c.nv * c.ks : c.wx * c.wy;
-}
-
-export const GEMM_PRESETS: Record<string, GemmConfig> = {
-  stream8: {kind: 'stream', tm: 8, nv: 16, ks: 16, unroll: 2},
-  stream16: {kind: 'stream', tm: 16, nv: 16, ks: 16, unroll: 2},
-  tiled16: {kind: 'tiled', wx: 32, wy: 4, rm: 4, rn: 1, tk: 16, vec: 4},
-  tiled32: {kind: 'tiled', wx: 16, wy: 8, rm: 4, rn: 2, tk: 16, vec: 4},
-  tiled64: {kind: 'tiled', wx: 16, wy: 16, rm: 4, rn: 1, tk: 16, vec: 4},
-  tiled64x128: {kind: 'tiled', wx: 16, wy: 16, rm: 4, rn: 2, tk: 16, vec: 4},
-  tiled128x64: {kind: 'tiled', wx: 16, wy: 16, rm: 8, rn: 1, tk: 16, vec: 4},
-  tiled128: {kind: 'tiled', wx: 16, wy: 16, rm: 8, rn: 2, tk: 16, vec: 4},
-  scalar: {kind: 'tiled', wx: 16, wy: 16, rm: 4, rn: 4, tk: 16, vec: 1},
-};
-
-let presetOverride: string | null = null;
-/** Forces one preset for every batchedGemm on webgpu (benchmarks compare them); null restores the heuristic. */
-export function setWebGPUGemmPreset(name: string | null): void {
-  if (name != null && !(name in GEMM_PRESETS)) {
-    throw new Error(`setWebGPUGemmPreset: argument 'name' must be one of ${Object.keys(GEMM_PRESETS).join(', ')} ` +
-        `or null, got ${JSON.stringify(name)}`);
-  }
-  presetOverride = name;
-}
-
-/**
- * Picks the program from static shapes only. Rows per expert decide: a handful means weight streaming dominates
- * (stream), many mean arithmetic does (larger tiles reuse each loaded weight across more rows).
- */
-export function chooseGemmConfig(s: GemmShape, maxWorkgroupStorage: number): GemmConfig {
-  // The SwiGLU epilogue's vec4 output needs I = N/2 to be a multiple of 4.
-  const vectorizable = s.width % (s.swiglu ? 8 : 4) === 0 && s.depth % 4 === 0;
-  let config: GemmConfig;
-  if (presetOverride != null && (vectorizable || GEMM_PRESETS[presetOverride].kind === 'tiled')) {
-    config = GEMM_PRESETS[presetOverride];
-    if (!vectorizable && config.kind === 'tiled') config = GEMM_PRESETS.scalar;
-    if (config.kind === 'stream' && s.transposeRhs) config = GEMM_PRESETS.tiled32;
-  } else if (!vectorizable) {
-    config = GEMM_PRESETS.scalar;
-  } else {
-    // Thresholds from the H100 run in BENCHMARKS.md: stream only wins while experts hold a few rows each (at
-    // 16 rows per expert tiled32 was 2.4x faster than stream16); 64- and 128-row tiles tie at 256 rows per expert.
-    const rowsPerExpert = s.numRows / Math.max(1, s.numExperts);
-    if (!s.transposeRhs && rowsPerExpert <= 4) config = GEMM_PRESETS.stream8;
-    else if (rowsPerExpert <= 48) config = GEMM_PRESETS.tiled32;
-    else config = GEMM_PRESETS.tiled64;
-  }
-  if (config.kind === 'tiled' && s.swiglu && config.rn % 2 === 1) config = {...config, rn: config.rn * 2};
-  if (config.kind === 'tiled') {
-    // Shared memory: As (TK*TM f32) + Bs (TK*TN f32) + the schedule scan; halve TK where the device is small.
-    const bytes = (tk: number) => tk * (tileRows(config) + tileCols(config)) * 4 + threads(config) * 4 + 64;
-    let tk = config.tk;
-    while (tk > 4 && bytes(tk) > maxWorkgroupStorage) tk /= 2;
-    config = {...config, tk};
-  }
-  return config;
-}
-
-/** Upper bound on the schedule's tiles: every non-empty part adds at most one partial tile. */
-export function maxTiles(numRows: number, numExperts: number, tm: number): number {
-  const parts = Math.min(numExperts + 2, numRows);
-  return Math.ceil((numRows + parts * (tm - 1)) / tm);
-}
-
-/** The tile schedule (see the file comment). Defines findTile(tile) filling tileInfo = [expert, rowStart, rowEnd, mode]. */
-function scheduleSnippet(numExperts: number, wgs: number, tm: number): string {
-  const parts = numExperts + 2;
-  return `
-    const NUM_PARTS = ${parts};
-    const PARTS_PER_THREAD = ${Math.ceil(parts / wgs)};
-    const SCHED_WG = ${wgs};
-    const TILE_ROWS = ${tm};
-    const MODE_IDLE = 0;
-    const MODE_EXPERT = 1;
-    const MODE_ZERO = 2;
-    var<workgroup> schedScan : array<i32, SCHED_WG>;
-    var<workgroup> tileInfo : array<i32, 4>;
-    var<workgroup> wgShared : i32;
-
-    fn partRows(p : i32, numRows : i32) -> vec2<i32> {
-      var start = 0;
-      var end = 0;
-      if (p == 0) {
-        end = offsets[0];
-      } else if (p == NUM_PARTS - 1) {
-        start = offsets[NUM_PARTS - 2];
-        end = numRows;
-      } else {
-        start = offsets[p - 1];
-        end = offsets[p];
-      }
-      start = clamp(start, 0, numRows);
-      return vec2<i32>(start, clamp(end, start, numRows));
-    }
-
-    fn findTile(tile : i32, numRows : i32) {
-      let lid = i32(localIndex);
-      var tiles = 0;
-      for (var q = 0; q < PARTS_PER_THREAD; q++) {
-        let p = lid * PARTS_PER_THREAD + q;
-        if (p < NUM_PARTS) {
-          let pr = partRows(p, numRows);
-          tiles += (pr.y - pr.x + TILE_ROWS - 1) / TILE_ROWS;
-        }
-      }
-      if (lid == 0) { tileInfo[3] = MODE_IDLE; }
-      schedScan[lid] = tiles;
-      workgroupBarrier();
-      for (var st = 1; st < SCHED_WG; st = st * 2) {
-        var add = 0;
-        if (lid >= st) { add = schedScan[lid - st]; }
-        workgroupBarrier();
-        schedScan[lid] = schedScan[lid] + add;
-        workgroupBarrier();
-      }
-      let inclusive = schedScan[lid];
-      if (tile >= inclusive - tiles && tile < inclusive) {
-        var t = tile - (inclusive - tiles);
-        for (var q = 0; q < PARTS_PER_THREAD; q++) {
-          let p = lid * PARTS_PER_THREAD + q;
-          if (p < NUM_PARTS && t >= 0) {
-            let pr = partRows(p, numRows);
-            let n = (pr.y - pr.x + TILE_ROWS - 1) / TILE_ROWS;
-            if (t < n) {
-              tileInfo[0] = p - 1;
-              tileInfo[1] = pr.x + t * TILE_ROWS;
-              tileInfo[2] = min(pr.x + (t + 1) * TILE_ROWS, pr.y);
-              tileInfo[3] = select(MODE_EXPERT, MODE_ZERO, p == 0 || p == NUM_PARTS - 1);
-            }
-            t -= n;
-          }
-        }
-      }
-    }`;
-}
+export type {GemmConfig, GemmShape} from './batched_gemm_config.js';
+export {chooseGemmConfig, GEMM_PRESETS, setWebGPUGemmPreset} from './batched_gemm_config.js';
 
 export class BatchedGemmProgram implements WebGPUProgram {
   variableNames: string[];
