@@ -6,6 +6,7 @@
  */
 import {describeBadInputConformance} from './conformance/bad_input.js';
 import {describeBatchedGemmConformance} from './conformance/batched_gemm.js';
+import {describeBatchedGemmSwigluConformance} from './conformance/batched_gemm_swiglu.js';
 import {describeCombineConformance} from './conformance/combine.js';
 import {ConformanceContext, OpConformanceOptions, useSuiteBackend} from './conformance/context.js';
 import {describeGetMoeScoresConformance} from './conformance/get_moe_scores.js';
@@ -26,6 +27,7 @@ export function describeOpConformance(label: string, opts: OpConformanceOptions)
     describePermuteConformance(ctx);
     describeBatchedGemmConformance(ctx);
     describeSwigluConformance(ctx);
+    describeBatchedGemmSwigluConformance(ctx);
     describeCombineConformance(ctx);
     describeOpChainConformance(ctx);
     describeBadInputConformance(ctx);
