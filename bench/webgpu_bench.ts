@@ -14,8 +14,9 @@ import {existsSync, mkdirSync, writeFileSync} from 'node:fs';
 
 import {batchedGemm, batchedGemmSwiglu, fusedSwigluScale, moeCombine, moePermute, moeTopkSelect, withCompositeKernels}
   from '../src/index.js';
-import {GEMM_PRESETS, setWebGPUGemmPreset} from '../src/kernels/webgpu/batched_gemm_webgpu.js';
+import {GEMM_PRESETS, setWebGPUGemmPreset} from '../src/kernels/webgpu/batched_gemm_config.js';
 import {refBatchedGemm, refFusedMoE, refSwigluScale} from '../spec/reference/moe_reference.js';
+import {median} from './stats.js';
 
 // BENCH_SHAPE=H,I,E,k overrides the workload (a smoke run on SwiftShader uses a tiny one).
 const [H, I, E, K] = (process.env.BENCH_SHAPE ?? '2048,768,128,8').split(',').map(Number);
@@ -112,10 +113,6 @@ async function naiveForward(x: tf.Tensor2D, gate: tf.Tensor2D, upGate: tf.Tensor
   return out;
 }
 
-function median(xs: number[]): number {
-  const s = xs.slice().sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
 
 /** Throughput (ms per forward, n queued, one read) and single-call latency (ms, forward + read), medians. */
 async function timeIt(run: () => tf.Tensor | Promise<tf.Tensor>, n: number, reps: number, warmup = 2):
