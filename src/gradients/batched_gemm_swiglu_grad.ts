@@ -24,6 +24,11 @@ export function batchedGemmSwigluGrads(dy: Tensor, lhs: Tensor2D, rhs: Tensor3D,
                                        bias: Tensor2D | null, scale: Tensor1D | null, transposeRhs: boolean):
     BatchedGemmSwigluGrads {
   const numExperts = rhs.shape[0];
+  if (lhs.shape[0] === 0) {
+    // No rows: every gradient is zero (and tfjs's webgpu reductions fail on empty inputs).
+    return {lhs: tf.zeros(lhs.shape), rhs: tf.zeros(rhs.shape), bias: bias == null ? null : tf.zeros(bias.shape),
+            scale: scale == null ? null : tf.zeros([0])};
+  }
   const out = tf.tidy(() => {
     const h = batchedGemm(lhs, rhs, segments, {transposeRhs, bias});
     const {dx: dh, dscale} = swigluScaleGrads(dy as Tensor2D, h, scale);
