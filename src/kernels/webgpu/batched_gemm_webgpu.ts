@@ -18,7 +18,7 @@
  * (tiled: its RN columns split into gate and up halves, hence RN even).
  */
 import {GemmConfig, GemmShape, maxTiles, StreamConfig, threads, tileCols, TiledConfig, tileRows} from './batched_gemm_config.js';
-import {scheduleSnippet} from './batched_gemm_snippets.js';
+import {scheduleSnippet, tiledLhsLoad, tiledRhsLoad} from './batched_gemm_snippets.js';
 import {SWIGLU_SNIPPET} from './fused_swiglu_scale_webgpu.js';
 import {FLAT_LAYOUT, flatDispatch, WebGPUProgram, WORKGROUP_INDEX_SNIPPET} from './webgpu_util.js';
 
@@ -36,8 +36,8 @@ export class BatchedGemmProgram implements WebGPUProgram {
   workgroupSize: [number, number, number];
   uniforms = 'colTiles : i32,';
   readonly colTiles: number;
-  private readonly s: GemmShape;
-  private readonly c: GemmConfig;
+  private readonly shape: GemmShape;
+  private readonly config: GemmConfig;
 
   constructor(shape: GemmShape, config: GemmConfig) {
     const swiglu = shape.swiglu === true;
@@ -46,8 +46,8 @@ export class BatchedGemmProgram implements WebGPUProgram {
       throw new Error(`BatchedGemmProgram: the SwiGLU epilogue needs transposeRhs false, an even RN and N/2 a ` +
           `multiple of the vector width (N ${shape.width}, config ${JSON.stringify(config)})`);
     }
-    this.s = shape;
-    this.c = config;
+    this.shape = shape;
+    this.config = config;
     const vec = config.kind === 'stream' ? 4 : config.vec;
     const lhsVec = config.kind === 'stream' || (shape.depth % 4 === 0) ? 4 : 1;
     const rhsVec = shape.transposeRhs ? 1 : vec;
@@ -77,16 +77,16 @@ export class BatchedGemmProgram implements WebGPUProgram {
   }
 
   getUserCode(): string {
-    const c = this.c;
+    const c = this.config;
     const head = `
       ${WORKGROUP_INDEX_SNIPPET}
-      ${scheduleSnippet(this.s.numExperts, threads(c), tileRows(c))}`;
-    return head + (this.s.swiglu ? SWIGLU_SNIPPET : '') + (c.kind === 'stream' ? this.streamCode(c) : this.tiledCode(c));
+      ${scheduleSnippet(this.shape.numExperts, threads(c), tileRows(c))}`;
+    return head + (this.shape.swiglu ? SWIGLU_SNIPPET : '') + (c.kind === 'stream' ? this.streamCode(c) : this.tiledCode(c));
   }
 
   /** The epilogue's factor after SwiGLU: the row's scale, or nothing. */
   private scaleTerm(row: string): string {
-    return this.s.swiglu && this.s.hasScale ? ` * scale[${row}]` : '';
+    return this.shape.swiglu && this.shape.hasScale ? ` * scale[${row}]` : '';
   }
 
   /** Prologue shared by both programs: which tile and column tile this workgroup computes. */
@@ -98,7 +98,7 @@ export class BatchedGemmProgram implements WebGPUProgram {
         let colTile = wg % uniforms.colTiles;
         let numRows = uniforms.outShape[0];
         let K = uniforms.lhsShape[1];
-        let N = ${this.s.swiglu ? '2 * ' : ''}uniforms.outShape[1];
+        let N = ${this.shape.swiglu ? '2 * ' : ''}uniforms.outShape[1];
         findTile(wg / uniforms.colTiles, numRows);
         let info = workgroupUniformLoad(&tileInfo);
         let expert = info[0];
@@ -108,7 +108,7 @@ export class BatchedGemmProgram implements WebGPUProgram {
   }
 
   private streamCode(c: StreamConfig): string {
-    const bias = this.s.hasBias ? 'v += bias[expert * NV + nv];' : '';
+    const bias = this.shape.hasBias ? 'v += bias[expert * NV + nv];' : '';
     return `
       const TM = ${c.tm};
       const NVW = ${c.nv};
@@ -121,7 +121,7 @@ export class BatchedGemmProgram implements WebGPUProgram {
         let s = lid / NVW;
         let NV = N / 4;
         let K4 = K / 4;
-        ${this.s.swiglu ? `
+        ${this.shape.swiglu ? `
         // Threads cl < NVW/2 stream gate columns, the others the matching up columns (file comment).
         let IV = NV / 2;
         let logical = colTile * (NVW / 2) + cl % (NVW / 2);
@@ -161,13 +161,13 @@ export class BatchedGemmProgram implements WebGPUProgram {
               if (s < st) { red[lid] += red[lid + st * NVW]; }
               workgroupBarrier();
             }
-            ${this.s.swiglu ? `
+            ${this.shape.swiglu ? `
             if (s == 0 && cl < NVW / 2 && colOk) {
               var v = vec4<f32>(0.0);
               if (mode == MODE_EXPERT) {
                 var g = red[lid];
                 var u = red[lid + NVW / 2];
-                ${this.s.hasBias ? 'g += bias[expert * NV + nv]; u += bias[expert * NV + IV + logical];' : ''}
+                ${this.shape.hasBias ? 'g += bias[expert * NV + nv]; u += bias[expert * NV + IV + logical];' : ''}
                 v = swiglu4(g, u)${this.scaleTerm('rowStart + i')};
               }
               result[(rowStart + i) * IV + logical] = v;
@@ -187,56 +187,10 @@ export class BatchedGemmProgram implements WebGPUProgram {
     const vt = c.vec === 4 ? 'vec4<f32>' : 'f32';
     const tm = c.wy * c.rm;
     const tnv = c.wx * c.rn;
-    const lhsVec = this.s.depth % 4 === 0 ? 4 : 1;
-    const loadA = lhsVec === 4 ? `
-          for (var idx = lid; idx < TM * TK / 4; idx += WGS) {
-            let m = idx / (TK / 4);
-            let kq = idx % (TK / 4);
-            let r = rowStart + m;
-            let k = k0 + kq * 4;
-            var v = vec4<f32>(0.0);
-            if (r < rowEnd && k < K) { v = lhs[(r * K + k) / 4]; }
-            As[(kq * 4) * TM + m] = v.x;
-            As[(kq * 4 + 1) * TM + m] = v.y;
-            As[(kq * 4 + 2) * TM + m] = v.z;
-            As[(kq * 4 + 3) * TM + m] = v.w;
-          }` : `
-          for (var idx = lid; idx < TM * TK; idx += WGS) {
-            let m = idx / TK;
-            let kk = idx % TK;
-            let r = rowStart + m;
-            let k = k0 + kk;
-            var v = 0.0;
-            if (r < rowEnd && k < K) { v = lhs[r * K + k]; }
-            As[kk * TM + m] = v;
-          }`;
-    const storeB = c.vec === 4 ? 'Bs[kk * TNV + nn / 4][nn % 4] = v;' : 'Bs[kk * TNV + nn] = v;';
-    const loadB = this.s.transposeRhs ? `
-          for (var idx = lid; idx < TK * TNV * VEC; idx += WGS) {
-            let nn = idx / TK;
-            let kk = idx % TK;
-            let n = colTile * TNV * VEC + nn;
-            let k = k0 + kk;
-            var v = 0.0;
-            if (k < K && n < N) { v = rhs[(expert * N + n) * K + k]; }
-            ${storeB}
-          }` : `
-          for (var idx = lid; idx < TK * TNV; idx += WGS) {
-            let kk = idx / TNV;
-            let nv = idx % TNV;
-            let k = k0 + kk;
-            ${this.s.swiglu ? `
-            // First half of the tile: gate columns; second half: the matching up columns.
-            let logical = colTile * (TNV / 2) + nv % (TNV / 2);
-            let n = select(logical, NV / 2 + logical, nv >= TNV / 2);
-            let colOk = logical < NV / 2;` : `
-            let n = colTile * TNV + nv;
-            let colOk = n < NV;`}
-            var v = ${vt}(0.0);
-            if (k < K && colOk) { v = rhs[(expert * K + k) * NV + n]; }
-            Bs[idx] = v;
-          }`;
-    const bias = this.s.hasBias ? 'v += bias[expert * NV + nv];' : '';
+    const lhsVec = this.shape.depth % 4 === 0 ? 4 : 1;
+    const loadA = tiledLhsLoad(lhsVec);
+    const loadB = tiledRhsLoad(this.shape.transposeRhs, this.shape.swiglu === true, c.vec, vt);
+    const bias = this.shape.hasBias ? 'v += bias[expert * NV + nv];' : '';
     return `
       const WX = ${c.wx};
       const RM = ${c.rm};
@@ -270,7 +224,7 @@ export class BatchedGemmProgram implements WebGPUProgram {
             workgroupBarrier();
           }
         }
-        ${this.s.swiglu ? this.tiledSwigluEpilogue(c) : `
+        ${this.shape.swiglu ? this.tiledSwigluEpilogue(c) : `
         if (mode != MODE_IDLE) {
           for (var i = 0; i < RM; i++) {
             let r = rowStart + ty * RM + i;
@@ -292,7 +246,7 @@ export class BatchedGemmProgram implements WebGPUProgram {
   /** Tiled epilogue with SwiGLU: column j < RN/2 of a thread is a gate column, j + RN/2 its up column. */
   private tiledSwigluEpilogue(c: TiledConfig): string {
     const vt = c.vec === 4 ? 'vec4<f32>' : 'f32';
-    const bias = this.s.hasBias ? 'g += bias[expert * NV + logical]; u += bias[expert * NV + IV + logical];' : '';
+    const bias = this.shape.hasBias ? 'g += bias[expert * NV + logical]; u += bias[expert * NV + IV + logical];' : '';
     return `
         let IV = NV / 2;
         if (mode != MODE_IDLE) {
