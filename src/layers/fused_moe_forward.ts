@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
-import type {MoeForwardResult} from '../executor/layer_executor.js';
+import type {MoeForwardContext, MoeForwardResult} from '../executor/layer_executor.js';
 import type {FusedMoEOptions, FusedMoEWeights} from '../executor/layer_schema.js';
 import {batchedGemm} from '../ops/batched_gemm.js';
 import {batchedGemmSwiglu} from '../ops/batched_gemm_swiglu.js';
@@ -78,7 +78,11 @@ export function fusedMoeForwardWithRouting(x: tf.Tensor2D, w: FusedMoEWeights, o
   return {output, topkIds, gatingLogits};
 }
 
-/** y [T,H] for x [T,H]. Call inside tf.tidy: intermediates are left to the caller's scope. */
-export function fusedMoeForward(x: tf.Tensor2D, w: FusedMoEWeights, o: FusedMoEOptions): tf.Tensor2D {
+/**
+ * y [T,H] for x [T,H]. Call inside tf.tidy: intermediates are left to the caller's scope. (A fourth argument, the
+ * caller's context, was once needed for oversized weights; the kernels handle those now, and it is ignored.)
+ */
+export function fusedMoeForward(x: tf.Tensor2D, w: FusedMoEWeights, o: FusedMoEOptions,
+                                ..._context: [MoeForwardContext?]): tf.Tensor2D {
   return fusedMoeForwardWithRouting(x, w, o).output;
 }
