@@ -107,8 +107,44 @@ export class BatchedGemmProgram implements WebGPUProgram {
         let mode = info[3];`;
   }
 
-  private streamCode(c: StreamConfig): string {
+  /** Stream program: the vec4 column nv this thread streams (with SwiGLU: gate columns, then matching up ones). */
+  private streamColumns(): string {
+    return this.shape.swiglu ? `
+        // Threads cl < NVW/2 stream gate columns, the others the matching up columns (file comment).
+        let IV = NV / 2;
+        let logical = colTile * (NVW / 2) + cl % (NVW / 2);
+        let nv = select(logical, IV + logical, cl >= NVW / 2);
+        let colOk = logical < IV;` : `
+        let nv = colTile * NVW + cl;
+        let colOk = nv < NV;`;
+  }
+
+  /** Stream program epilogue for output row rowStart + i, after the k-lane reduction into red. */
+  private streamStore(): string {
+    if (this.shape.swiglu) {
+      const bias = this.shape.hasBias ? 'g += bias[expert * NV + nv]; u += bias[expert * NV + IV + logical];' : '';
+      return `
+            if (s == 0 && cl < NVW / 2 && colOk) {
+              var v = vec4<f32>(0.0);
+              if (mode == MODE_EXPERT) {
+                var g = red[lid];
+                var u = red[lid + NVW / 2];
+                ${bias}
+                v = swiglu4(g, u)${this.scaleTerm('rowStart + i')};
+              }
+              result[(rowStart + i) * IV + logical] = v;
+            }`;
+    }
     const bias = this.shape.hasBias ? 'v += bias[expert * NV + nv];' : '';
+    return `
+            if (s == 0 && colOk) {
+              var v = red[lid];
+              if (mode == MODE_EXPERT) { ${bias} } else { v = vec4<f32>(0.0); }
+              result[(rowStart + i) * NV + nv] = v;
+            }`;
+  }
+
+  private streamCode(c: StreamConfig): string {
     return `
       const TM = ${c.tm};
       const NVW = ${c.nv};
@@ -121,14 +157,7 @@ export class BatchedGemmProgram implements WebGPUProgram {
         let s = lid / NVW;
         let NV = N / 4;
         let K4 = K / 4;
-        ${this.shape.swiglu ? `
-        // Threads cl < NVW/2 stream gate columns, the others the matching up columns (file comment).
-        let IV = NV / 2;
-        let logical = colTile * (NVW / 2) + cl % (NVW / 2);
-        let nv = select(logical, IV + logical, cl >= NVW / 2);
-        let colOk = logical < IV;` : `
-        let nv = colTile * NVW + cl;
-        let colOk = nv < NV;`}
+        ${this.streamColumns()}
         let rows = select(0, rowEnd - rowStart, mode == MODE_EXPERT);
         var acc : array<vec4<f32>, TM>;
         if (mode == MODE_EXPERT) {
@@ -161,22 +190,7 @@ export class BatchedGemmProgram implements WebGPUProgram {
               if (s < st) { red[lid] += red[lid + st * NVW]; }
               workgroupBarrier();
             }
-            ${this.shape.swiglu ? `
-            if (s == 0 && cl < NVW / 2 && colOk) {
-              var v = vec4<f32>(0.0);
-              if (mode == MODE_EXPERT) {
-                var g = red[lid];
-                var u = red[lid + NVW / 2];
-                ${this.shape.hasBias ? 'g += bias[expert * NV + nv]; u += bias[expert * NV + IV + logical];' : ''}
-                v = swiglu4(g, u)${this.scaleTerm('rowStart + i')};
-              }
-              result[(rowStart + i) * IV + logical] = v;
-            }` : `
-            if (s == 0 && colOk) {
-              var v = red[lid];
-              if (mode == MODE_EXPERT) { ${bias} } else { v = vec4<f32>(0.0); }
-              result[(rowStart + i) * NV + nv] = v;
-            }`}
+            ${this.streamStore()}
             workgroupBarrier();
           }
         }
@@ -190,7 +204,6 @@ export class BatchedGemmProgram implements WebGPUProgram {
     const lhsVec = this.shape.depth % 4 === 0 ? 4 : 1;
     const loadA = tiledLhsLoad(lhsVec);
     const loadB = tiledRhsLoad(this.shape.transposeRhs, this.shape.swiglu === true, c.vec, vt);
-    const bias = this.shape.hasBias ? 'v += bias[expert * NV + nv];' : '';
     return `
       const WX = ${c.wx};
       const RM = ${c.rm};
@@ -224,7 +237,15 @@ export class BatchedGemmProgram implements WebGPUProgram {
             workgroupBarrier();
           }
         }
-        ${this.shape.swiglu ? this.tiledSwigluEpilogue(c) : `
+        ${this.shape.swiglu ? this.tiledSwigluEpilogue(c) : this.tiledEpilogue(c)}
+      }`;
+  }
+
+  /** Tiled epilogue: each thread's RM x RN accumulators (+ bias), or zeros for rows in no segment. */
+  private tiledEpilogue(c: TiledConfig): string {
+    const vt = c.vec === 4 ? 'vec4<f32>' : 'f32';
+    const bias = this.shape.hasBias ? 'v += bias[expert * NV + nv];' : '';
+    return `
         if (mode != MODE_IDLE) {
           for (var i = 0; i < RM; i++) {
             let r = rowStart + ty * RM + i;
@@ -239,8 +260,7 @@ export class BatchedGemmProgram implements WebGPUProgram {
               }
             }
           }
-        }`}
-      }`;
+        }`;
   }
 
   /** Tiled epilogue with SwiGLU: column j < RN/2 of a thread is a gate column, j + RN/2 its up column. */
