@@ -7,7 +7,7 @@ import {dequantizeExpertWeightsConfig} from './DequantizeExpertWeights.js';
 import {segmentOffsets} from './batched_gemm_impl.js';
 import {batchedGemmQuantizedImpl} from './batched_gemm_quantized_impl.js';
 import {fusedSwigluScaleImpl} from './fused_swiglu_scale_impl.js';
-import {makeOutput, readFloat32, readInt32} from './host_data.js';
+import {makeOutput, readFloat32, readInt32} from '../host_data.js';
 import {readExpertWeights} from './host_expert_weights.js';
 
 /** [R,N] product of the packed weights; with `swiglu` its SwiGLU x row scale [R,N/2] (gate columns first). */
@@ -36,6 +36,6 @@ export const batchedGemmSwigluQuantizedConfig: KernelConfig =
 export const batchedGemmQuantizedConfig: KernelConfig =
     {kernelName: BatchedGemmQuantized, backendName: 'cpu', kernelFunc: batchedGemmQuantized};
 
-/** The host kernels over packed expert weights (phase B appends these to register_all.ts's hostKernelConfigs). */
+/** The host kernels over packed expert weights (part of register_all.ts's hostKernelConfigs). */
 export const quantizedHostKernelConfigs: readonly KernelConfig[] =
     [batchedGemmQuantizedConfig, batchedGemmSwigluQuantizedConfig, dequantizeExpertWeightsConfig];

@@ -3,7 +3,7 @@ import type {KernelConfig, KernelFunc} from '@tensorflow/tfjs-core';
 import {logicalShape} from '../expert_weight_formats.js';
 import {DequantizeExpertWeights, DequantizeExpertWeightsAttrs, DequantizeExpertWeightsInputs} from '../kernel_names_quantized.js';
 import {dequantizeExpertWeightsImpl} from './dequantize_expert_weights_impl.js';
-import {makeOutput} from './host_data.js';
+import {makeOutput} from '../host_data.js';
 import {readExpertWeights} from './host_expert_weights.js';
 
 export const dequantizeExpertWeights: KernelFunc = ({inputs, backend, attrs}) => {

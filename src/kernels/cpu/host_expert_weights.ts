@@ -1,7 +1,7 @@
 /** Host arrays and layout of the packed expert weights a quantized kernel receives. */
 import type {ExpertWeightData, ExpertWeightLayout} from '../expert_weight_formats.js';
 import type {ExpertWeightInputs, ExpertWeightLayoutAttrs} from '../kernel_names_quantized.js';
-import {readFloat32, readInt32} from './host_data.js';
+import {readFloat32, readInt32} from '../host_data.js';
 
 export function readExpertWeights(backend: unknown, inputs: ExpertWeightInputs, attrs: ExpertWeightLayoutAttrs):
     {layout: ExpertWeightLayout, data: ExpertWeightData} {

@@ -112,6 +112,6 @@ export const batchedGemmSwigluQuantizedWebGPUConfig: KernelConfig = {
   kernelFunc: batchedGemmSwigluQuantizedWebGPU as unknown as KernelFunc,
 };
 
-/** The webgpu kernels over packed expert weights (phase B adds these to register_all.ts's list). */
+/** The webgpu kernels over packed expert weights (registered by register_all.ts). */
 export const quantizedWebGPUKernelConfigs: readonly KernelConfig[] =
     [batchedGemmQuantizedWebGPUConfig, batchedGemmSwigluQuantizedWebGPUConfig, dequantizeExpertWeightsWebGPUConfig];
