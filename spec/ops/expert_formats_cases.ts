@@ -112,8 +112,8 @@ export async function makeGemmCase(
   const expected = swiglu ? refSwigluScale(product, R, N / 2, scaleData) : product;
   return {
     ctx, expected,
-    run: () => swiglu ? moe.batchedGemmSwigluQuantized(lhs, q, segments, {transposeRhs: transposed, bias, scale}) :
-        moe.batchedGemmQuantized(lhs, q, segments, {transposeRhs: transposed, bias}),
+    run: () => swiglu ? moe.batchedGemmSwiglu(lhs, q, segments, {transposeRhs: transposed, bias, scale}) :
+        moe.batchedGemm(lhs, q, segments, {transposeRhs: transposed, bias}),
     dispose: () => tf.dispose([lhs, segments, bias, scale, q] as tf.TensorContainer),
   };
 }

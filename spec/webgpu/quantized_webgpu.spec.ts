@@ -72,7 +72,7 @@ describeWebGPU('webgpu packed expert weights', () => {
     const lhs = tf.zeros([1, 32]) as tf.Tensor2D, seg = tf.tensor1d([0, 1], 'int32');
     expectThrowsNoLeak(() => moe.withCompositeKernels(() => moe.dequantizeExpertWeights(q)),
                        /no composite path on the 'webgpu' backend/);
-    expectThrowsNoLeak(() => moe.withCompositeKernels(() => moe.batchedGemmQuantized(lhs, q, seg)),
+    expectThrowsNoLeak(() => moe.withCompositeKernels(() => moe.batchedGemm(lhs, q, seg)),
                        /batchedGemm: packed expert weights have no composite path on the 'webgpu' backend/);
     tf.dispose([lhs, seg, q as unknown as tf.TensorContainer]);
   });

@@ -9,8 +9,10 @@
  * transposed layout, and in the untransposed layout neighbouring output columns are neighbouring words.
  */
 
-export const EXPERT_WEIGHT_FORMATS = ['float32', 'float16', 'bfloat16', 'int8', 'int4', 'mxfp4'] as const;
-export type ExpertWeightFormat = typeof EXPERT_WEIGHT_FORMATS[number];
+import type {ExpertWeightFormat} from '../executor/expert_weights.js';
+
+export {EXPERT_WEIGHT_FORMATS} from '../executor/expert_weights.js';
+export type {ExpertWeightFormat} from '../executor/expert_weights.js';
 
 /** The group length along K of every mxfp4 block (OCP Microscaling). */
 export const MXFP4_BLOCK = 32;

@@ -5,6 +5,8 @@
  */
 import type {NamedAttrMap, TensorInfo} from '@tensorflow/tfjs-core';
 
+import type {QuantizedMoeKernelName} from './kernel_names_quantized.js';
+
 /** The two routing methods (docs/semantics.md sections 1 and 2), by the layer's topkMethod values. */
 export type {TopkMethod} from '../executor/layer_schema.js';
 
@@ -116,7 +118,9 @@ export const ALL_MOE_KERNELS =
     [MoeTopkSelect, GetMoeScores, MoePermute, BatchedGemm, FusedSwigluScale, MoeCombine, BatchedGemmSwiglu] as const;
 /** Kernels only the gradients use; a backend without them runs their composite path. */
 export const TRAINING_MOE_KERNELS = [BatchedGemmWeightGrad] as const;
-export type MoeKernelName = typeof ALL_MOE_KERNELS[number] | typeof TRAINING_MOE_KERNELS[number];
+/** Kernels over packed expert weights (kernel_names_quantized.ts); the ops run them for a QuantizedExpertWeights rhs. */
+export type MoeKernelName =
+    typeof ALL_MOE_KERNELS[number] | typeof TRAINING_MOE_KERNELS[number] | QuantizedMoeKernelName;
 
 /** The static row count of moePermute's output (docs/semantics.md section 3). */
 export function permutedRowCount(numTokens: number, topK: number, numExperts: number, alignment: number): number {

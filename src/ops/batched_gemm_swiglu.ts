@@ -1,11 +1,17 @@
+import * as tf from '@tensorflow/tfjs-core';
 import type {Tensor, Tensor1D, Tensor2D, Tensor3D} from '@tensorflow/tfjs-core';
+
+import type {QuantizedExpertWeights} from '../executor/expert_weights.js';
+import {fusedSwigluScaleComposite} from '../kernels/composite/fused_swiglu_scale_composite.js';
+import {BatchedGemmSwigluQuantized} from '../kernels/kernel_names_quantized.js';
 
 import {batchedGemmSwigluComposite} from '../kernels/composite/batched_gemm_swiglu_composite.js';
 import {BatchedGemmSwiglu} from '../kernels/kernel_names.js';
 import {batchedGemmSwigluGrads} from '../gradients/batched_gemm_swiglu_grad.js';
 import {runWithGradient, zeroGrad} from '../gradients/kernel_grad.js';
 import type {BatchedGemmOptions} from './batched_gemm.js';
-import {checkGemmOperands, gemmInputs} from './batched_gemm.js';
+import {checkGemmOperands, gemmInputs, GemmOperands, packedGemmAttrs, packedGemmComposite, runPackedWithGradient} from
+    './batched_gemm.js';
 import {runMoeKernel, usesMoeKernel} from './dispatch.js';
 import {argError, checkOptionalTensor, checkShape} from './validate.js';
 
@@ -21,28 +27,41 @@ export interface BatchedGemmSwigluOptions extends BatchedGemmOptions {
  * fusedSwigluScale(batchedGemm(lhs, rhs, segments, {transposeRhs, bias}), scale), float32 [R,I] for N = 2I
  * (gate columns first). Same inputs as batchedGemm; each backend decides whether it runs as one program.
  */
-export function batchedGemmSwiglu(lhs: Tensor2D, rhs: Tensor3D, segments: Tensor1D,
+export function batchedGemmSwiglu(lhs: Tensor2D, rhs: Tensor3D | QuantizedExpertWeights, segments: Tensor1D,
                                   options: BatchedGemmSwigluOptions = {}): Tensor2D {
   const g = checkGemmOperands(OP, lhs, rhs, segments, options, ['scale']);
   if (g.width % 2 !== 0) {
     throw argError(OP, 'rhs', 'a weight with an even output width N = 2I (gate columns, then up columns)',
-                   `shape [${g.rhs.shape.join(',')}] (N = ${g.width})`);
+                   `shape [${(g.rhs ?? g.packed!.q).shape.join(',')}] (N = ${g.width})`);
   }
   const scale = checkOptionalTensor(OP, 'options.scale', g.options.scale, 1, 'float32', '[R]') as Tensor1D | null;
   if (scale != null) checkShape(OP, 'options.scale', scale, [g.lhs.shape[0]], '[R]');
 
   const inputs = gemmInputs(g);
   if (scale != null) inputs.scale = scale;
+  if (g.packed != null) return packedSwiglu(g, inputs, scale);
+  const rhsTensor = g.rhs!;
   const run = () => runMoeKernel(BatchedGemmSwiglu, inputs, g.attrs,
-                                 () => batchedGemmSwigluComposite(g.lhs, g.rhs, g.segments, g.bias, scale, g.attrs));
+                                 () => batchedGemmSwigluComposite(g.lhs, rhsTensor, g.segments, g.bias, scale, g.attrs));
   if ((g.bias == null && scale == null) || !usesMoeKernel(BatchedGemmSwiglu)) return run();
   // Bias and scale are optional inputs, which a registered gradient cannot be handed (gradients/kernel_grad.ts).
-  const order: Tensor[] = [g.lhs, g.rhs, g.segments, ...(g.bias != null ? [g.bias] : []), ...(scale != null ? [scale] : [])];
+  const order: Tensor[] = [g.lhs, rhsTensor, g.segments, ...(g.bias != null ? [g.bias] : []), ...(scale != null ? [scale] : [])];
   return runWithGradient(order, run, (dy, saved) => {
     const [l, r, s] = saved as [Tensor2D, Tensor3D, Tensor1D];
     const b = g.bias != null ? saved[3] as Tensor2D : null;
     const sc = scale != null ? saved[saved.length - 1] as Tensor1D : null;
     const grads = batchedGemmSwigluGrads(dy, l, r, s, b, sc, g.attrs.transposeRhs);
     return [grads.lhs, grads.rhs, zeroGrad(s), ...(b != null ? [grads.bias!] : []), ...(sc != null ? [grads.scale!] : [])];
+  });
+}
+
+/** The packed-rhs kernel; its gradient reaches lhs, bias and scale (never the packed weights). */
+function packedSwiglu(g: GemmOperands, inputs: Record<string, Tensor>, scale: Tensor1D | null): Tensor2D {
+  const run = () => runMoeKernel(BatchedGemmSwigluQuantized, inputs, packedGemmAttrs(g),
+                                 () => tf.tidy(() => fusedSwigluScaleComposite(packedGemmComposite(g), scale)));
+  return runPackedWithGradient(g, scale != null ? [scale] : [], run, (dy, l, w, b, extra) => {
+    const grads = batchedGemmSwigluGrads(dy, l, w, g.segments, b, extra[0] as Tensor1D ?? null, g.attrs.transposeRhs);
+    grads.rhs.dispose();
+    return [grads.lhs, ...(grads.bias != null ? [grads.bias] : []), ...(grads.scale != null ? [grads.scale] : [])];
   });
 }

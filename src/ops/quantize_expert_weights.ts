@@ -5,38 +5,20 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type {Tensor, Tensor3D} from '@tensorflow/tfjs-core';
 
+import type {QuantizedExpertWeights} from '../executor/expert_weights.js';
 import {dequantizeComposite} from '../kernels/composite/quantized_composite.js';
 import {quantizeExpertWeightsImpl} from '../kernels/cpu/quantize_expert_weights_impl.js';
 import {
   EXPERT_WEIGHT_FORMATS, ExpertWeightData, ExpertWeightFormat, ExpertWeightLayout, hasScales, INT4_GROUP_SIZES,
   MXFP4_BLOCK, scalesShape, valuesShape,
 } from '../kernels/expert_weight_formats.js';
-import type {MoeKernelName} from '../kernels/kernel_names.js';
 import {DequantizeExpertWeights, ExpertWeightInputs, ExpertWeightLayoutAttrs} from '../kernels/kernel_names_quantized.js';
 import {runMoeKernel} from './dispatch.js';
 import {argError, checkBoolean, checkInt, checkOptions, checkTensor} from './validate.js';
 
 export type {ExpertWeightFormat} from '../kernels/expert_weight_formats.js';
 
-/**
- * Expert weights in one of the formats of docs/formats.md. `shape` is the float tensor they stand for: [E,K,N],
- * or [E,N,K] when `transposed` (then batchedGemm needs transposeRhs). Dispose with tf.dispose(q).
- */
-export interface QuantizedExpertWeights {
-  format: ExpertWeightFormat;
-  shape: [number, number, number];
-  transposed: boolean;
-  /** Codes per scale along K (int8 per column: K); 0 for float32, float16, bfloat16. */
-  groupSize: number;
-  /** int4 only: a zero point per group (else the implicit 8). */
-  zeroPoint: boolean;
-  /** int32 packed codes (see valuesShape); for 'float32' the float32 weights themselves. */
-  values: Tensor;
-  /** int8/int4: float32 [E,G,N] ([E,N,G] transposed); mxfp4: int32, E8M0 bytes four per word. */
-  scales?: Tensor;
-  /** int4 with zeroPoint: float32 integers in [0, 16], scales' shape. */
-  zeroPoints?: Tensor;
-}
+export type {QuantizedExpertWeights} from '../executor/expert_weights.js';
 
 export interface QuantizeExpertWeightsOptions {
   /** Along K. int4: 32 (default), 64 or 128; int8: K (default: one scale per column) or any size >= 1; mxfp4: 32. */
@@ -221,7 +203,7 @@ export function dequantizeExpertWeights(q: QuantizedExpertWeights): Tensor3D {
   const op = 'dequantizeExpertWeights';
   const {layout, inputs} = checkQuantizedExpertWeights(op, 'q', q);
   if (layout.format === 'float32') return tf.clone(inputs.values!) as Tensor3D;
-  return runMoeKernel(DequantizeExpertWeights as unknown as MoeKernelName, presentInputs(inputs), layoutAttrs(layout),
+  return runMoeKernel(DequantizeExpertWeights, presentInputs(inputs), layoutAttrs(layout),
                       () => dequantizeComposite(layout, inputs.values!, inputs.scales ?? null,
                                                 inputs.zeroPoints ?? null) as Tensor3D);
 }
