@@ -41,7 +41,7 @@ describe('FusedMoE config', () => {
     expect(layer.options).toEqual({numExperts: 4, topK: 2, moeIntermediateSize: 3, topkMethod: 'greedy', nGroup: 1,
       topkGroup: 1, routedScalingFactor: 1, renormalize: true, useCorrectionBias: false, latentSize: null,
       withBias: false, probInAdvance: false, sharedExpertIntermediateSize: 0, sharedExpertGate: false, backend: 'auto',
-      computeDtype: 'float32'});
+      computeDtype: 'float32', expertWeightFormat: 'float32', quantGroupSize: null, quantZeroPoint: false});
   });
 
   it('rejects bad options with an error naming the option, before any tensor exists', () => {

@@ -15,8 +15,8 @@ export function randomLayer(args: FusedMoEArgs, H: number, rand: () => number): 
   for (const [name, current] of Object.entries(layer.namedWeights())) {
     // Router weights spread wider so that routing has clear winners; biases small but non-zero.
     const scale = name === 'gate_weight' ? 0.8 : name.endsWith('bias') ? 0.2 : 0.4;
-    data[name] = randn(rand, current!.size, scale);
-    values[name] = tf.tensor(data[name], current!.shape);
+    data[name] = randn(rand, (current as tf.Tensor).size, scale);
+    values[name] = tf.tensor(data[name], (current as tf.Tensor).shape);
   }
   layer.setNamedWeights(values);
   tf.dispose(Object.values(values));
@@ -51,7 +51,7 @@ export function referenceOutput(o: FusedMoEOptions, d: WeightData, x: Float32Arr
 /** The layer's current weights as Float32Arrays by name. */
 export async function readWeights(layer: FusedMoE): Promise<WeightData> {
   const data: WeightData = {};
-  for (const [name, t] of Object.entries(layer.namedWeights())) data[name] = await t!.data() as Float32Array;
+  for (const [name, t] of Object.entries(layer.namedWeights())) data[name] = await (t as tf.Tensor).data() as Float32Array;
   return data;
 }
 

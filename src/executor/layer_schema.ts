@@ -6,6 +6,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
+import {EXPERT_WEIGHT_FORMATS, ExpertWeightFormat, formatOptionsProblem, QuantizedExpertWeights} from './expert_weights.js';
+
 export type TopkMethod = 'greedy' | 'noaux_tc';
 export const TOPK_METHODS: readonly TopkMethod[] = ['greedy', 'noaux_tc'];
 export type MoeLayerBackend = 'auto' | 'cpu' | 'webgpu' | 'cuda' | 'composite';
@@ -47,6 +49,12 @@ export interface FusedMoEOptions {
    * with float32 accumulation). The cpu, webgpu and composite paths compute in float32 whatever this says.
    */
   computeDtype: MoeComputeDtype;
+  /** How the routed experts' weights are stored (docs/formats.md); packed formats are not trained. */
+  expertWeightFormat: ExpertWeightFormat;
+  /** Scale group along K (int4: 32, 64, 128; int8: any, null = one scale per column; mxfp4: 32); null: default. */
+  quantGroupSize: number | null;
+  /** int4: a zero point per group and column instead of the symmetric 8. */
+  quantZeroPoint: boolean;
 }
 
 export type FusedMoEOptionName = keyof FusedMoEOptions;
@@ -92,6 +100,13 @@ export const OPTION_TABLE: readonly OptionSpec[] = [
   {name: 'computeDtype', type: 'enum', values: MOE_COMPUTE_DTYPES, default: 'float32', native: true,
     doc: 'Operand dtype of the expert GEMMs on backends that convert weights at upload (\'cuda\': bf16/f16 tensor ' +
          'cores with float32 accumulation); the cpu, webgpu and composite paths compute in float32.'},
+  {name: 'expertWeightFormat', type: 'enum', values: EXPERT_WEIGHT_FORMATS, default: 'float32', native: false,
+    doc: 'Storage of the routed experts\' weights (docs/formats.md): \'float32\', \'float16\', \'bfloat16\', \'int8\', ' +
+         '\'int4\', \'mxfp4\'. Packed formats are not trained (router, shared experts, latent projections, biases are).'},
+  {name: 'quantGroupSize', type: 'int|null', min: 1, default: null, native: false,
+    doc: 'Scale group along K: int4 32 (default), 64 or 128; int8 any (default: one scale per column); mxfp4 32.'},
+  {name: 'quantZeroPoint', type: 'boolean', default: false, native: false,
+    doc: 'int4 only: a zero point per group and column (asymmetric, as GPTQ) instead of the symmetric 8.'},
 ];
 
 export const OPTION_KEYS: readonly FusedMoEOptionName[] = OPTION_TABLE.map(o => o.name);
@@ -171,6 +186,11 @@ export function resolveOptions(args: Partial<FusedMoEOptions>): FusedMoEOptions 
   if (o.sharedExpertGate && o.sharedExpertIntermediateSize === 0) {
     throw optionError('sharedExpertGate', 'false when sharedExpertIntermediateSize is 0 (no shared expert to gate)', true);
   }
+  const problem = formatOptionsProblem(o.expertWeightFormat, o.quantGroupSize, o.quantZeroPoint);
+  if (problem != null) {
+    const option = problem.option === 'groupSize' ? 'quantGroupSize' : 'quantZeroPoint';
+    throw optionError(option, `${problem.expected} (expertWeightFormat '${o.expertWeightFormat}')`, o[option]);
+  }
   const out = {} as Record<string, unknown>;
   for (const key of OPTION_KEYS) out[key] = o[key];
   return out as unknown as FusedMoEOptions;
@@ -226,6 +246,16 @@ export function weightSpecs(o: FusedMoEOptions, hiddenSize: number): WeightSpec[
   return specs;
 }
 
-/** The layer's weights as tensors, keyed by name; absent options leave their entries undefined. */
-export type FusedMoEWeights = {gate_weight: tf.Tensor2D, up_gate_proj_weight: tf.Tensor3D, down_proj_weight: tf.Tensor3D} &
-    Partial<Record<FusedMoEWeightName, tf.Tensor>>;
+/** The routed experts' weights, the ones expertWeightFormat applies to. */
+export type ExpertWeightName = 'up_gate_proj_weight' | 'down_proj_weight';
+export const EXPERT_WEIGHT_NAMES: readonly ExpertWeightName[] = ['up_gate_proj_weight', 'down_proj_weight'];
+
+/**
+ * The layer's weights as tensors, keyed by name; absent options leave their entries undefined. The expert weights
+ * are float32 tensors, or QuantizedExpertWeights ([E,K,N] layout) when the layer stores a packed format.
+ */
+export type FusedMoEWeights = {
+  gate_weight: tf.Tensor2D,
+  up_gate_proj_weight: tf.Tensor3D | QuantizedExpertWeights,
+  down_proj_weight: tf.Tensor3D | QuantizedExpertWeights,
+} & Partial<Record<Exclude<FusedMoEWeightName, ExpertWeightName>, tf.Tensor>>;

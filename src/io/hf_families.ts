@@ -24,7 +24,7 @@ export interface HfNaming {
 export interface HfMoeSpec {
   family: HfFamily;
   hiddenSize: number;
-  options: Omit<FusedMoEOptions, 'backend' | 'computeDtype'>;
+  options: Omit<FusedMoEOptions, 'backend' | 'computeDtype' | 'expertWeightFormat' | 'quantGroupSize' | 'quantZeroPoint'>;
   naming: HfNaming;
 }
 

@@ -19,6 +19,12 @@ export interface LoadHuggingFaceMoeOptions {
   computeDtype?: MoeComputeDtype;
   /** The layer's name. */
   name?: string;
+  /** How the layer stores its routed experts (docs/formats.md; default 'float32'); quantized expert by expert. */
+  expertWeightFormat?: FusedMoEOptions['expertWeightFormat'];
+  /** The layer's quantGroupSize (int4 32 by default; int8 one scale per column). */
+  quantGroupSize?: number | null;
+  /** The layer's quantZeroPoint (int4 only). */
+  quantZeroPoint?: boolean;
 }
 
 export type HfWeights = Record<string, tf.Tensor> | Map<string, tf.Tensor>;
@@ -148,7 +154,9 @@ export function loadHuggingFaceMoe(config: unknown, weights: HfWeights, options:
   }
   const useBias = spec.options.useCorrectionBias && biasRel != null;
   const layerOptions: FusedMoEOptions = {...spec.options, useCorrectionBias: useBias, withBias,
-    backend: options.backend ?? 'auto', computeDtype: options.computeDtype ?? 'float32'};
+    backend: options.backend ?? 'auto', computeDtype: options.computeDtype ?? 'float32',
+    expertWeightFormat: options.expertWeightFormat ?? 'float32', quantGroupSize: options.quantGroupSize ?? null,
+    quantZeroPoint: options.quantZeroPoint ?? false};
 
   const converted: Partial<Record<FusedMoEWeightName, tf.Tensor>> =
       tf.tidy(() => Object.fromEntries(convertWeights(spec, src, useBias ? biasRel! : null, withBias)));

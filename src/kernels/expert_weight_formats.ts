@@ -9,76 +9,14 @@
  * transposed layout, and in the untransposed layout neighbouring output columns are neighbouring words.
  */
 
-import type {ExpertWeightFormat} from '../executor/expert_weights.js';
+import type {ExpertWeightFormat, ExpertWeightLayout} from '../executor/expert_weights.js';
+import {bitsPerCode, codesPerWord, numGroups, wordsPerColumn} from '../executor/expert_weights.js';
 
-export {EXPERT_WEIGHT_FORMATS} from '../executor/expert_weights.js';
-export type {ExpertWeightFormat} from '../executor/expert_weights.js';
+// The formats and their storage layout (shapes of the packed tensors) live below the layer, shared with its schema.
+export {bitsPerCode, codesPerWord, EXPERT_WEIGHT_FORMATS, hasScales, INT4_GROUP_SIZES, logicalShape, MXFP4_BLOCK, numGroups, scalesShape, valuesShape,
+  wordsPerColumn} from '../executor/expert_weights.js';
+export type {ExpertWeightFormat, ExpertWeightLayout} from '../executor/expert_weights.js';
 
-/** The group length along K of every mxfp4 block (OCP Microscaling). */
-export const MXFP4_BLOCK = 32;
-/** The group sizes int4 accepts. */
-export const INT4_GROUP_SIZES = [32, 64, 128] as const;
-
-export function bitsPerCode(format: ExpertWeightFormat): number {
-  switch (format) {
-    case 'float32': return 32;
-    case 'float16': case 'bfloat16': return 16;
-    case 'int8': return 8;
-    case 'int4': case 'mxfp4': return 4;
-  }
-}
-
-/** Codes per int32 word (1 for float32, whose values tensor is the float tensor itself). */
-export function codesPerWord(format: ExpertWeightFormat): number {
-  return 32 / bitsPerCode(format);
-}
-
-export function hasScales(format: ExpertWeightFormat): boolean {
-  return format === 'int8' || format === 'int4' || format === 'mxfp4';
-}
-
-/** Everything that fixes where a code, scale or zero point lives. */
-export interface ExpertWeightLayout {
-  format: ExpertWeightFormat;
-  numExperts: number;  // E
-  depth: number;       // K (the reduction axis)
-  width: number;       // N (output columns)
-  transposed: boolean;
-  /** Along K; 0 for formats without scales. */
-  groupSize: number;
-  zeroPoint: boolean;
-}
-
-export function numGroups(l: ExpertWeightLayout): number {
-  return l.groupSize === 0 ? 0 : Math.ceil(l.depth / l.groupSize);
-}
-
-/** Words per column along K (K itself for float32). */
-export function wordsPerColumn(l: ExpertWeightLayout): number {
-  return Math.ceil(l.depth / codesPerWord(l.format));
-}
-
-/** Shape of the `values` tensor: int32 packed codes, or the float32 tensor itself for 'float32'. */
-export function valuesShape(l: ExpertWeightLayout): [number, number, number] {
-  const kw = wordsPerColumn(l);
-  return l.transposed ? [l.numExperts, l.width, kw] : [l.numExperts, kw, l.width];
-}
-
-/**
- * Shape of `scales` (and `zeroPoints`): float32 [E,G,N] ([E,N,G] transposed) for int8/int4; for mxfp4 the E8M0
- * bytes of that [E,G,N] / [E,N,G] array, four per int32 word along its last axis.
- */
-export function scalesShape(l: ExpertWeightLayout): [number, number, number] | null {
-  if (!hasScales(l.format)) return null;
-  const g = numGroups(l);
-  const [rows, cols] = l.transposed ? [l.width, g] : [g, l.width];
-  return [l.numExperts, rows, l.format === 'mxfp4' ? Math.ceil(cols / 4) : cols];
-}
-
-/** The float tensor shape the weights stand for: [E,K,N], or [E,N,K] when transposed. */
-export function logicalShape(l: ExpertWeightLayout): [number, number, number] {
-  return l.transposed ? [l.numExperts, l.width, l.depth] : [l.numExperts, l.depth, l.width];
-}
 
 // ---- scalar codecs ------------------------------------------------------------------------------------------
 

@@ -6,7 +6,10 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 
+import type {ExpertWeightName} from '../executor/layer_schema.js';
+import type {QuantizedExpertWeights, QuantizeExpertWeightsOptions} from '../ops/quantize_expert_weights.js';
 import {MoeForwardResult, MoeForwardSelection, releaseMoeLayerState, selectMoeForward} from './backend_selection.js';
+import {ExpertWeightStore, isExpertWeightName} from './expert_weight_store.js';
 import {FusedMoEArgs, FusedMoEOptions, FusedMoEWeightName, FusedMoEWeights, Initializer, OPTION_KEYS, resolveInitializer,
   resolveOptions, serializeInitializer, weightSpecs} from './fused_moe_config.js';
 import {LOAD_BALANCING_KEYS, LoadBalancer, resolveLoadBalancing} from './load_balancing.js';
@@ -14,11 +17,15 @@ import {LOAD_BALANCING_KEYS, LoadBalancer, resolveLoadBalancing} from './load_ba
 export class FusedMoE extends tfl.layers.Layer {
   static className = 'FusedMoE';
 
-  readonly options: FusedMoEOptions;
+  /** The resolved options (quantizeExperts replaces the expert weight format fields). */
+  options: Readonly<FusedMoEOptions>;
   private readonly kernelInitializer: Initializer;
   private readonly biasInitializer: Initializer;
   private readonly weightVariables = new Map<FusedMoEWeightName, tfl.LayerVariable>();
   private hiddenSize: number | null = null;
+  /** The routed experts' weights in a packed format (null while the layer stores them as float32 variables). */
+  private packed: ExpertWeightStore | null = null;
+  private warnedNotTrained = false;
   /** Load-balancing state and options (load_balancing.ts). */
   private readonly balancer: LoadBalancer;
 
@@ -48,7 +55,14 @@ export class FusedMoE extends tfl.layers.Layer {
           `[${shape.map(d => d ?? 'null')}]`);
     }
     this.hiddenSize = hidden;
+    if (this.options.expertWeightFormat !== 'float32') this.packed = new ExpertWeightStore(this, this.options);
     for (const spec of weightSpecs(this.options, hidden)) {
+      if (this.packed != null && isExpertWeightName(spec.name)) {
+        // Packed weights start at zero (they are set by setNamedWeights, a loader or a saved model, not trained).
+        this.packed.create(spec.name, spec.shape as [number, number, number],
+            (name, shape, dtype) => this.addWeight(name, shape, dtype, tfl.initializers.zeros(), undefined, false));
+        continue;
+      }
       const init = spec.kind === 'bias' ? this.biasInitializer : this.kernelInitializer;
       this.weightVariables.set(spec.name, this.addWeight(spec.name, spec.shape, 'float32', init, undefined, spec.trainable));
     }
@@ -69,23 +83,124 @@ export class FusedMoE extends tfl.layers.Layer {
     return this;
   }
 
-  /** Sets weights by name (any subset); each value must have the weight's shape. */
-  setNamedWeights(values: Partial<Record<FusedMoEWeightName, tf.Tensor>>): void {
+  /**
+   * Sets weights by name (any subset); each value must have the weight's shape. The expert weights also take a
+   * QuantizedExpertWeights of the layer's format (stored as is, sharing its tensors' data); float32 expert weights
+   * given to a layer of a packed format are quantized expert by expert (on a backend readable synchronously).
+   */
+  setNamedWeights(values: Partial<Record<FusedMoEWeightName, tf.Tensor | QuantizedExpertWeights>>): void {
     if (!this.built) throw new Error(`FusedMoE '${this.name}': the layer is not built yet (call build() or apply())`);
-    for (const [name, value] of Object.entries(values) as Array<[FusedMoEWeightName, tf.Tensor | undefined]>) {
-      const variable = this.weightVariables.get(name);
-      if (variable == null) {
-        throw new Error(`FusedMoE '${this.name}': no weight '${name}' (weights: ${[...this.weightVariables.keys()]})`);
+    const entries = (Object.entries(values) as Array<[FusedMoEWeightName, tf.Tensor | QuantizedExpertWeights | undefined]>)
+        .map(([name, value]) => [name, this.packed == null ? this.floatExpertValue(name, value) : value] as const);
+    for (const [name, value] of entries) {
+      const expert = isExpertWeightName(name);
+      if (!this.weightVariables.has(name) && !(expert && this.packed != null)) {
+        throw new Error(`FusedMoE '${this.name}': no weight '${name}' (weights: ${this.weightNames()})`);
       }
       if (value == null) continue;
-      if (value.dtype !== 'float32' || !tf.util.arraysEqual(value.shape, variable.shape as number[])) {
-        throw new Error(`FusedMoE '${this.name}': weight '${name}' must be float32 [${variable.shape}], got ${
-            value.dtype} [${value.shape}]`);
+      if (expert && this.packed != null) {
+        this.packed.check(name, value);
+        continue;
+      }
+      const variable = this.weightVariables.get(name)!;
+      if (!(value instanceof tf.Tensor) || value.dtype !== 'float32' ||
+          !tf.util.arraysEqual(value.shape, variable.shape as number[])) {
+        const got = value instanceof tf.Tensor ? `${value.dtype} [${value.shape}]` : 'a QuantizedExpertWeights';
+        throw new Error(`FusedMoE '${this.name}': weight '${name}' must be float32 [${variable.shape}], got ${got}`);
       }
     }
-    for (const [name, value] of Object.entries(values) as Array<[FusedMoEWeightName, tf.Tensor | undefined]>) {
-      if (value != null) this.weightVariables.get(name)!.write(value);
+    for (const [name, value] of entries) {
+      if (value == null) continue;
+      if (isExpertWeightName(name) && this.packed != null) {
+        this.packed.write(name, value);
+      } else {
+        this.weightVariables.get(name)!.write(value as tf.Tensor);
+      }
     }
+  }
+
+  /**
+   * The stored expert weights as a QuantizedExpertWeights ([E,K,N] layout; format 'float32' wraps the float
+   * variable). Its tensors are the layer's variables' own: do not dispose them.
+   */
+  expertWeights(name: ExpertWeightName): QuantizedExpertWeights {
+    if (!this.built) throw new Error(`FusedMoE '${this.name}': the layer is not built yet (call build() or apply())`);
+    if (!isExpertWeightName(name)) {
+      throw new Error(`FusedMoE '${this.name}': expertWeights: argument 'name' must be 'up_gate_proj_weight' or ` +
+          `'down_proj_weight', got ${JSON.stringify(name)}`);
+    }
+    if (this.packed != null) return this.packed.read(name);
+    const values = this.weightVariables.get(name)!.read();
+    return {format: 'float32', shape: values.shape as [number, number, number], transposed: false, groupSize: 0,
+      zeroPoint: false, values};
+  }
+
+  /**
+   * Converts the built layer's expert weights to `format` in place ({groupSize, zeroPoint} as quantizeExpertWeights
+   * takes them), freeing the previous tensors. From a packed format the weights are first dequantized exactly.
+   * Runs on the host: on webgpu use quantizeExpertWeightsAsync and setNamedWeights on a layer of that format.
+   */
+  quantizeExperts(format: FusedMoEOptions['expertWeightFormat'],
+                  options: Omit<QuantizeExpertWeightsOptions, 'transposed'> = {}): void {
+    if (!this.built) throw new Error(`FusedMoE '${this.name}': the layer is not built yet (call build() or apply())`);
+    if (options == null || typeof options !== 'object') {
+      throw new Error(`FusedMoE '${this.name}': quantizeExperts: argument 'options' must be an object, got ${options}`);
+    }
+    const next = resolveOptions({...this.options, expertWeightFormat: format,
+      quantGroupSize: options.groupSize ?? null, quantZeroPoint: options.zeroPoint ?? false});
+    const current = (['up_gate_proj_weight', 'down_proj_weight'] as const).map(name => this.expertWeights(name));
+    const store = new ExpertWeightStore(this, next);
+    const converted = current.map(q => store.convert(q));
+    try {
+      // Every conversion succeeded: now the old weights go.
+      for (const name of ['up_gate_proj_weight', 'down_proj_weight'] as const) {
+        if (this.packed != null) this.packed.free(name, w => this.dropWeight(w));
+        else this.dropWeight(this.weightVariables.get(name)!);
+        this.weightVariables.delete(name);
+      }
+      this.options = next;
+      this.packed = next.expertWeightFormat === 'float32' ? null : store;
+      const prefix = this.weightVariables.get('gate_weight')!.originalName.replace(/gate_weight$/, '');
+      converted.forEach((q, i) => {
+        const name = (['up_gate_proj_weight', 'down_proj_weight'] as const)[i];
+        if (this.packed == null) {
+          const v = this.addWeight(prefix + name, q.shape, 'float32', tfl.initializers.zeros(), undefined, true);
+          this.weightVariables.set(name, v);
+          v.write(q.values);
+        } else {
+          this.packed.create(name, q.shape, (n, shape, dtype) =>
+              this.addWeight(prefix + n, shape, dtype, tfl.initializers.zeros(), undefined, false));
+          this.packed.write(name, q);
+        }
+      });
+    } finally {
+      converted.forEach(q => tf.dispose(q as unknown as tf.TensorContainer));
+    }
+  }
+
+  /** Removes a variable from the layer's weight lists and frees it. */
+  private dropWeight(v: tfl.LayerVariable): void {
+    const self = this as unknown as {_trainableWeights: tfl.LayerVariable[], _nonTrainableWeights: tfl.LayerVariable[],
+      _addedWeightNames: string[]};
+    self._trainableWeights = self._trainableWeights.filter(w => w !== v);
+    self._nonTrainableWeights = self._nonTrainableWeights.filter(w => w !== v);
+    const short = v.originalName.split('/').pop()!;
+    self._addedWeightNames = self._addedWeightNames.filter(n => n !== short && n !== v.originalName);
+    v.dispose();
+  }
+
+  /** A float32 layer's expert weight given as a 'float32' QuantizedExpertWeights is its values tensor. */
+  private floatExpertValue(name: FusedMoEWeightName, value: tf.Tensor | QuantizedExpertWeights | undefined):
+      tf.Tensor | QuantizedExpertWeights | undefined {
+    if (value == null || value instanceof tf.Tensor || !isExpertWeightName(name)) return value;
+    if (value.format === 'float32' && value.transposed === false) return value.values;
+    throw new Error(`FusedMoE '${this.name}': weight '${name}' of a layer with expertWeightFormat 'float32' must be a ` +
+        `float32 tensor, got a '${value.format}' QuantizedExpertWeights${value.transposed ? ' (transposed)' : ''} ` +
+        `(construct the layer with expertWeightFormat '${value.format}', or call quantizeExperts first)`);
+  }
+
+  private weightNames(): string[] {
+    return [...this.weightVariables.keys(), ...(this.packed != null ? ['up_gate_proj_weight', 'down_proj_weight'] : [])];
   }
 
   /** Which implementation a call would run now (for logs and demos); throws like call() when it is unavailable. */
@@ -96,8 +211,12 @@ export class FusedMoE extends tfl.layers.Layer {
   /** The current weight values by name (the variables' own tensors: do not dispose them). */
   namedWeights(): FusedMoEWeights {
     if (!this.built) throw new Error(`FusedMoE '${this.name}': the layer is not built yet (call build() or apply())`);
-    const out: Partial<Record<FusedMoEWeightName, tf.Tensor>> = {};
+    const out: Partial<Record<FusedMoEWeightName, tf.Tensor | QuantizedExpertWeights>> = {};
     for (const [name, variable] of this.weightVariables) out[name] = variable.read();
+    if (this.packed != null) {
+      out.up_gate_proj_weight = this.packed.read('up_gate_proj_weight');
+      out.down_proj_weight = this.packed.read('down_proj_weight');
+    }
     return out as FusedMoEWeights;
   }
 
@@ -143,6 +262,11 @@ export class FusedMoE extends tfl.layers.Layer {
     // Chosen before any work so that an unavailable backend fails cleanly, with nothing allocated.
     const selection: MoeForwardSelection = selectMoeForward(this.options.backend);
     const weights = this.namedWeights();
+    if (this.packed != null && kwargs?.training === true && !this.warnedNotTrained) {
+      this.warnedNotTrained = true;
+      console.warn(`FusedMoE '${this.name}': expert weights stored as '${this.options.expertWeightFormat}' are not ` +
+          'trained (the router, shared experts, latent projections and biases are)');
+    }
     const balancing = this.balancer.active;
     // The forward's routing (ids, logits) stays alive past the tidy only when the balancer reads it.
     const [out, topkIds, gatingLogits] = tf.tidy(() => {

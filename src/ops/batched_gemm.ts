@@ -115,7 +115,8 @@ export function packedGemmComposite(g: GemmOperands, bias: Tensor2D | null = g.b
  */
 export function runPackedWithGradient(
     g: GemmOperands, extra: Tensor[], run: () => Tensor2D,
-    floatGrads: (dy: Tensor2D, lhs: Tensor2D, w: Tensor3D, bias: Tensor2D | null, extra: Tensor[]) => Tensor[]):
+    floatGrads: (dy: Tensor2D, lhs: Tensor2D, w: Tensor3D, segments: Tensor1D, bias: Tensor2D | null, extra: Tensor[]) =>
+        Tensor[]):
     Tensor2D {
   const order: Tensor[] = [g.lhs, g.segments, ...(g.bias != null ? [g.bias] : []), ...extra];
   return runWithGradient(order, run, (dy, saved) => {
@@ -123,7 +124,7 @@ export function runPackedWithGradient(
     const b = g.bias != null ? saved[2] as Tensor2D : null;
     const w = dequantizeExpertWeights(g.packed!.q);
     try {
-      const grads = floatGrads(dy, l, w, b, saved.slice(g.bias != null ? 3 : 2));
+      const grads = floatGrads(dy, l, w, s, b, saved.slice(g.bias != null ? 3 : 2));
       return [grads[0], zeroGrad(s), ...grads.slice(1)];
     } finally {
       w.dispose();
@@ -144,12 +145,12 @@ export function batchedGemm(lhs: Tensor2D, rhs: Tensor3D | QuantizedExpertWeight
                         () => batchedGemmComposite(g.lhs, g.rhs!, g.segments, g.bias, g.attrs));
   }
   const run = () => runMoeKernel(BatchedGemmQuantized, gemmInputs(g), packedGemmAttrs(g), () => packedGemmComposite(g));
-  return runPackedWithGradient(g, [], run, (dy, l, w, b) => tf.tidy(() => {
+  return runPackedWithGradient(g, [], run, (dy, l, w, s, b) => tf.tidy(() => {
     const {transposeRhs} = g.attrs;
-    const grads: Tensor[] = [batchedGemm(dy, w, g.segments, {transposeRhs: !transposeRhs})];
+    const grads: Tensor[] = [batchedGemm(dy, w, s, {transposeRhs: !transposeRhs})];
     if (b != null) {
       const numExperts = w.shape[0];
-      grads.push(tf.reshape(batchedGemmWeightGrad(tf.ones([l.shape[0], 1]), dy, g.segments, numExperts),
+      grads.push(tf.reshape(batchedGemmWeightGrad(tf.ones([l.shape[0], 1]), dy, s, numExperts),
                             [numExperts, dy.shape[1]]));
     }
     return grads;

@@ -59,8 +59,8 @@ export function batchedGemmSwiglu(lhs: Tensor2D, rhs: Tensor3D | QuantizedExpert
 function packedSwiglu(g: GemmOperands, inputs: Record<string, Tensor>, scale: Tensor1D | null): Tensor2D {
   const run = () => runMoeKernel(BatchedGemmSwigluQuantized, inputs, packedGemmAttrs(g),
                                  () => tf.tidy(() => fusedSwigluScaleComposite(packedGemmComposite(g), scale)));
-  return runPackedWithGradient(g, scale != null ? [scale] : [], run, (dy, l, w, b, extra) => {
-    const grads = batchedGemmSwigluGrads(dy, l, w, g.segments, b, extra[0] as Tensor1D ?? null, g.attrs.transposeRhs);
+  return runPackedWithGradient(g, scale != null ? [scale] : [], run, (dy, l, w, s, b, extra) => {
+    const grads = batchedGemmSwigluGrads(dy, l, w, s, b, extra[0] as Tensor1D ?? null, g.attrs.transposeRhs);
     grads.rhs.dispose();
     return [grads.lhs, ...(grads.bias != null ? [grads.bias] : []), ...(grads.scale != null ? [grads.scale] : [])];
   });

@@ -5,12 +5,12 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type {Tensor, Tensor3D} from '@tensorflow/tfjs-core';
 
+import {defaultGroupSize, formatOptionsProblem} from '../executor/expert_weights.js';
 import type {QuantizedExpertWeights} from '../executor/expert_weights.js';
 import {dequantizeComposite} from '../kernels/composite/quantized_composite.js';
 import {quantizeExpertWeightsImpl} from '../kernels/cpu/quantize_expert_weights_impl.js';
 import {
-  EXPERT_WEIGHT_FORMATS, ExpertWeightData, ExpertWeightFormat, ExpertWeightLayout, hasScales, INT4_GROUP_SIZES,
-  MXFP4_BLOCK, scalesShape, valuesShape,
+  EXPERT_WEIGHT_FORMATS, ExpertWeightData, ExpertWeightFormat, ExpertWeightLayout, hasScales, scalesShape, valuesShape,
 } from '../kernels/expert_weight_formats.js';
 import {DequantizeExpertWeights, ExpertWeightInputs, ExpertWeightLayoutAttrs} from '../kernels/kernel_names_quantized.js';
 import {runMoeKernel} from './dispatch.js';
@@ -42,23 +42,12 @@ export function expertWeightLayout(
   const zeroPoint = opts.zeroPoint == null ? false : checkBoolean(op, o('zeroPoint'), opts.zeroPoint);
   const [numExperts, rows, cols] = shape;
   const [depth, width] = transposed ? [cols, rows] : [rows, cols];
-  if (zeroPoint && f !== 'int4') throw argError(op, o('zeroPoint'), `false for format '${f}' (int4 only)`, 'true');
-  let groupSize = 0;
-  if (f === 'int4') {
-    groupSize = opts.groupSize == null ? 32 : checkInt(op, o('groupSize'), opts.groupSize, 1);
-    if (!(INT4_GROUP_SIZES as readonly number[]).includes(groupSize)) {
-      throw argError(op, o('groupSize'), `one of ${INT4_GROUP_SIZES.join(', ')} for int4`, String(groupSize));
-    }
-  } else if (f === 'int8') {
-    groupSize = opts.groupSize == null ? Math.max(depth, 1) : checkInt(op, o('groupSize'), opts.groupSize, 1);
-  } else if (f === 'mxfp4') {
-    groupSize = opts.groupSize == null ? MXFP4_BLOCK : checkInt(op, o('groupSize'), opts.groupSize, 1);
-    if (groupSize !== MXFP4_BLOCK) {
-      throw argError(op, o('groupSize'), `${MXFP4_BLOCK} for mxfp4 (OCP blocks)`, String(groupSize));
-    }
-  } else if (opts.groupSize != null) {
-    throw argError(op, o('groupSize'), `absent for format '${f}' (it has no scales)`, String(opts.groupSize));
+  const requested = opts.groupSize == null ? null : checkInt(op, o('groupSize'), opts.groupSize, 1);
+  const problem = formatOptionsProblem(f, requested, zeroPoint);
+  if (problem != null) {
+    throw argError(op, o(problem.option), problem.expected, String(problem.option === 'zeroPoint' ? zeroPoint : requested));
   }
+  const groupSize = defaultGroupSize(f, depth, requested);
   return {format: f, numExperts, depth, width, transposed, groupSize, zeroPoint};
 }
 

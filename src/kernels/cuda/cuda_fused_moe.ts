@@ -9,7 +9,9 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
+import {isQuantizedExpertWeights, QuantizedExpertWeights} from '../../executor/expert_weights.js';
 import {MOE_COMPUTE_DTYPES, MoeComputeDtype, OPTION_TABLE} from '../../executor/layer_schema.js';
+import {dequantizeExpertWeightsImpl} from '../cpu/dequantize_expert_weights_impl.js';
 import {getCudaAddon} from './loader.js';
 
 export type CudaComputeDtype = MoeComputeDtype;
@@ -49,7 +51,29 @@ export const CUDA_MOE_WEIGHT_NAMES = [
 ] as const;
 export type CudaMoeWeightName = typeof CUDA_MOE_WEIGHT_NAMES[number];
 export type CudaMoeWeightArrays = Partial<Record<CudaMoeWeightName, Float32Array | null>>;
-export type CudaMoeWeightTensors = Partial<Record<CudaMoeWeightName, tf.Tensor | null>>;
+/** Expert weights may be packed (docs/formats.md): they are decoded to float32 once, at upload. */
+export type CudaMoeWeightTensors = Partial<Record<CudaMoeWeightName, tf.Tensor | QuantizedExpertWeights | null>>;
+
+/** The tensor whose data identifies a weight's upload (a packed weight's codes; its scales change with them). */
+function uploadKey(w: tf.Tensor | QuantizedExpertWeights | null | undefined): object | null {
+  return w == null ? null : isQuantizedExpertWeights(w) ? w.values.dataId : w.dataId;
+}
+
+/** The float32 host data of a weight; a packed one decoded exactly as dequantizeExpertWeights defines it. */
+function hostWeight(w: tf.Tensor | QuantizedExpertWeights): Float32Array {
+  if (!isQuantizedExpertWeights(w)) return w.dataSync() as Float32Array;
+  const [numExperts, rows, cols] = w.shape;
+  const [depth, width] = w.transposed ? [cols, rows] : [rows, cols];
+  if (w.transposed) throw new Error('CudaFusedMoe: packed expert weights must be in the layer\'s [E,K,N] layout');
+  const layout = {format: w.format, numExperts, depth, width, transposed: false, groupSize: w.groupSize,
+                  zeroPoint: w.zeroPoint};
+  if (w.format === 'float32') return w.values.dataSync() as Float32Array;
+  return dequantizeExpertWeightsImpl(layout, {
+    values: w.values.dataSync() as Int32Array,
+    scales: w.scales == null ? null : w.scales.dataSync() as Float32Array | Int32Array,
+    zeroPoints: w.zeroPoints == null ? null : w.zeroPoints.dataSync() as Float32Array,
+  });
+}
 
 const NATIVE_KEYS = ['hidden', ...OPTION_TABLE.filter(o => o.native).map(o => o.name)];
 
@@ -141,12 +165,12 @@ export class CudaFusedMoe {
 
   private syncWeights(weights: CudaMoeWeightTensors): void {
     const changed = this.runner == null ||
-        CUDA_MOE_WEIGHT_NAMES.some(name => (weights[name]?.dataId ?? null) !== (this.uploadedFrom.get(name) ?? null));
+        CUDA_MOE_WEIGHT_NAMES.some(name => uploadKey(weights[name]) !== (this.uploadedFrom.get(name) ?? null));
     if (!changed) return;
     const arrays: CudaMoeWeightArrays = {};
     for (const name of CUDA_MOE_WEIGHT_NAMES) {
       const t = weights[name];
-      if (t != null) arrays[name] = t.dataSync() as Float32Array;
+      if (t != null) arrays[name] = hostWeight(t);
     }
     const next = new CudaMoeRunner(this.config, arrays);  // built before the old one goes: a failure keeps it
     this.runner?.dispose();
@@ -154,7 +178,7 @@ export class CudaFusedMoe {
     this.uploadedFrom = new Map();
     for (const name of CUDA_MOE_WEIGHT_NAMES) {
       const t = weights[name];
-      if (t != null) this.uploadedFrom.set(name, t.dataId);
+      if (t != null) this.uploadedFrom.set(name, uploadKey(t)!);
     }
   }
 }
