@@ -40,8 +40,8 @@ export {loadHuggingFaceMoe} from './io/hf_import.js';
 export type {HfWeights, LoadHuggingFaceMoeOptions} from './io/hf_import.js';
 export {familyOf as huggingFaceMoeFamily, hfMoeSpec as huggingFaceMoeSpec} from './io/hf_families.js';
 export type {HfFamily, HfMoeSpec} from './io/hf_families.js';
-export {decodeSafetensor, parseSafetensorsHeader, readSafetensors} from './io/safetensors.js';
-export type {ReadSafetensorsOptions, SafetensorsDtype, SafetensorsEntry, SafetensorsHeader} from './io/safetensors.js';
+export {decodeSafetensor, isRawSafetensor, parseSafetensorsHeader, readSafetensors} from './io/safetensors.js';
+export type {RawSafetensor, ReadSafetensorsOptions, SafetensorsDtype, SafetensorsEntry, SafetensorsHeader} from './io/safetensors.js';
 // CUDA (optional native addon, `npm run build:cuda`); browser-safe: nothing Node-specific runs until called.
 export {cudaStatus} from './kernels/cuda/loader.js';
 export type {CudaStatus, CudaUnavailableCode} from './kernels/cuda/loader.js';

@@ -9,6 +9,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import {FusedMoE} from '../layers/fused_moe.js';
 import type {FusedMoEOptions, FusedMoEWeightName, MoeComputeDtype, MoeLayerBackend} from '../layers/fused_moe_config.js';
 import {HfMoeSpec, hfMoeSpec} from './hf_families.js';
+import {loadExpertsPacked} from './hf_import_experts.js';
+import {decodeRawSafetensor, isRawSafetensor, RawSafetensor} from './safetensors.js';
 
 export interface LoadHuggingFaceMoeOptions {
   /** Prefix of the block's tensor names, e.g. 'model.layers.3.mlp.' (a trailing '.' is added if missing). */
@@ -27,14 +29,15 @@ export interface LoadHuggingFaceMoeOptions {
   quantZeroPoint?: boolean;
 }
 
-export type HfWeights = Record<string, tf.Tensor> | Map<string, tf.Tensor>;
+/** A block's tensors by name: tf.Tensors, or raw F16/BF16 data as readSafetensors(bytes, {keepDtype: true}) gives. */
+export type HfWeights = Record<string, tf.Tensor | RawSafetensor> | Map<string, tf.Tensor | RawSafetensor>;
 
 function fail(what: string): never {
   throw new Error(`loadHuggingFaceMoe: ${what}`);
 }
 
-class WeightSource {
-  private readonly map: Map<string, tf.Tensor>;
+export class WeightSource {
+  private readonly map: Map<string, tf.Tensor | RawSafetensor>;
   constructor(weights: HfWeights, readonly prefix: string) {
     if (weights == null || typeof weights !== 'object') {
       fail(`argument 'weights' must map tensor names to tf.Tensors, got ${JSON.stringify(weights)}`);
@@ -46,21 +49,36 @@ class WeightSource {
     return this.map.has(this.prefix + rel);
   }
 
-  /** The tensor named prefix + rel, checked to be float32 of the given shape. */
+  /** The tensor named prefix + rel, checked to be float32 of the given shape (raw F16/BF16 data decoded: new). */
   get(rel: string, shape: number[], meaning: string): tf.Tensor {
+    const t = this.source(rel, shape, meaning);
+    return t instanceof tf.Tensor ? t : decodeRawSafetensor(this.prefix + rel, t);
+  }
+
+  /** The tensor or raw F16/BF16 data named prefix + rel, checked to have the given shape. */
+  source(rel: string, shape: number[], meaning: string): tf.Tensor | RawSafetensor {
     const name = this.prefix + rel;
     const t = this.map.get(name);
     if (t == null) fail(`missing weight '${name}' (${meaning}, expected shape [${shape}])${this.hint()}`);
-    if (!(t instanceof tf.Tensor) || t.isDisposed) fail(`weight '${name}' must be a live tf.Tensor`);
-    if (t.dtype !== 'float32') fail(`weight '${name}' must be float32, got ${t.dtype}`);
+    if (isRawSafetensor(t)) {
+      if (t.dtype !== 'F16' && t.dtype !== 'BF16') fail(`weight '${name}' must be float (F16/BF16/F32), got ${t.dtype}`);
+    } else {
+      if (!(t instanceof tf.Tensor) || t.isDisposed) fail(`weight '${name}' must be a live tf.Tensor or raw F16/BF16 data`);
+      if (t.dtype !== 'float32') fail(`weight '${name}' must be float32, got ${t.dtype}`);
+    }
     const same = t.shape.length === shape.length && t.shape.every((d, i) => d === shape[i]);
     if (!same) fail(`weight '${name}' (${meaning}) must have shape [${shape}], got [${t.shape}]`);
     return t;
   }
 
+  /** Whether any expert tensor is raw data (then the experts load through the packed path). */
+  hasRawExperts(): boolean {
+    return [...this.map].some(([name, t]) => name.startsWith(this.prefix + 'experts.') && isRawSafetensor(t));
+  }
+
   /** The rank of prefix + rel, or -1 when absent. */
   rank(rel: string): number {
-    return this.map.get(this.prefix + rel)?.rank ?? -1;
+    return this.map.get(this.prefix + rel)?.shape.length ?? -1;
   }
 
   first(rels: string[]): string | undefined {
@@ -75,8 +93,8 @@ class WeightSource {
 }
 
 /** The layer's weights (in the layer's layout) from a block's HF tensors; new tensors, owned by the caller. */
-function convertWeights(spec: HfMoeSpec, src: WeightSource, biasRel: string | null, withBias: boolean):
-    Map<FusedMoEWeightName, tf.Tensor> {
+function convertWeights(spec: HfMoeSpec, src: WeightSource, biasRel: string | null, withBias: boolean,
+                        experts: boolean): Map<FusedMoEWeightName, tf.Tensor> {
   const {hiddenSize: H, naming} = spec;
   const {numExperts: E, moeIntermediateSize: I, sharedExpertIntermediateSize: S} = spec.options;
   const out = new Map<FusedMoEWeightName, tf.Tensor>();
@@ -90,9 +108,11 @@ function convertWeights(spec: HfMoeSpec, src: WeightSource, biasRel: string | nu
     out.set('gate_correction_bias', tf.reshape(src.get(biasRel, shape, 'selection bias [E] or [1,E]'), [E]));
   }
   if (fused) {
-    out.set('up_gate_proj_weight',
-        tf.transpose(src.get('experts.gate_up_proj', [E, 2 * I, H], 'fused experts [E,2I,H]'), [0, 2, 1]));
-    out.set('down_proj_weight', tf.transpose(src.get('experts.down_proj', [E, H, I], 'fused experts [E,H,I]'), [0, 2, 1]));
+    if (experts) {
+      out.set('up_gate_proj_weight',
+          tf.transpose(src.get('experts.gate_up_proj', [E, 2 * I, H], 'fused experts [E,2I,H]'), [0, 2, 1]));
+      out.set('down_proj_weight', tf.transpose(src.get('experts.down_proj', [E, H, I], 'fused experts [E,H,I]'), [0, 2, 1]));
+    }
     if (withBias) {
       out.set('up_gate_proj_bias', tf.clone(src.get('experts.gate_up_proj_bias', [E, 2 * I], 'expert biases [E,2I]')));
       out.set('down_proj_bias', tf.clone(src.get('experts.down_proj_bias', [E, H], 'expert biases [E,H]')));
@@ -100,9 +120,11 @@ function convertWeights(spec: HfMoeSpec, src: WeightSource, biasRel: string | nu
   } else {
     const each = (proj: string, shape: number[], suffix = 'weight') => Array.from({length: E},
         (_, e) => src.get(`experts.${e}.${proj}.${suffix}`, shape, `expert ${e} ${proj}.${suffix}`));
-    const gates = tf.stack(each(g, [I, H])), ups = tf.stack(each(u, [I, H]));
-    out.set('up_gate_proj_weight', tf.transpose(tf.concat([gates, ups], 1), [0, 2, 1]));
-    out.set('down_proj_weight', tf.transpose(tf.stack(each(d, [H, I])), [0, 2, 1]));
+    if (experts) {
+      const gates = tf.stack(each(g, [I, H])), ups = tf.stack(each(u, [I, H]));
+      out.set('up_gate_proj_weight', tf.transpose(tf.concat([gates, ups], 1), [0, 2, 1]));
+      out.set('down_proj_weight', tf.transpose(tf.stack(each(d, [H, I])), [0, 2, 1]));
+    }
     if (withBias) {
       out.set('up_gate_proj_bias', tf.concat([tf.stack(each(g, [I], 'bias')), tf.stack(each(u, [I], 'bias'))], 1));
       out.set('down_proj_bias', tf.stack(each(d, [H], 'bias')));
@@ -131,6 +153,8 @@ function convertWeights(spec: HfMoeSpec, src: WeightSource, biasRel: string | nu
  * qwen2_moe, qwen3_moe, mixtral, olmoe, deepseek_v3, ernie4_5_moe), `weights` the block's tensors (either layout),
  * named as in its state dict under `prefix`. The returned layer is built and holds copies of the weights (the
  * caller still owns `weights`). Throws naming the missing or mis-shaped tensor, or the unknown model type.
+ * With a packed expertWeightFormat, or raw F16/BF16 expert data (readSafetensors keepDtype), the experts are
+ * converted one at a time on the host (peak: the packed layer plus one expert in float32).
  */
 export function loadHuggingFaceMoe(config: unknown, weights: HfWeights, options: LoadHuggingFaceMoeOptions = {}):
     FusedMoE {
@@ -158,11 +182,15 @@ export function loadHuggingFaceMoe(config: unknown, weights: HfWeights, options:
     expertWeightFormat: options.expertWeightFormat ?? 'float32', quantGroupSize: options.quantGroupSize ?? null,
     quantZeroPoint: options.quantZeroPoint ?? false};
 
-  const converted: Partial<Record<FusedMoEWeightName, tf.Tensor>> =
-      tf.tidy(() => Object.fromEntries(convertWeights(spec, src, useBias ? biasRel! : null, withBias)));
+  const packedPath = layerOptions.expertWeightFormat !== 'float32' || src.hasRawExperts();
+  // The layer (and its option checks) first: a bad format option fails before any conversion.
+  const probe = new FusedMoE({...layerOptions, name: options.name});
+  const experts = packedPath ? loadExpertsPacked(spec, src, fused, probe.options) : null;
+  let converted: Partial<Record<FusedMoEWeightName, tf.Tensor>> = {};
   let layer: FusedMoE | null = null;
   try {
-    layer = new FusedMoE({...layerOptions, name: options.name}).buildFor(spec.hiddenSize);
+    converted = tf.tidy(() => Object.fromEntries(convertWeights(spec, src, useBias ? biasRel! : null, withBias, !packedPath)));
+    layer = probe.buildFor(spec.hiddenSize, experts ?? undefined);
     layer.setNamedWeights(converted);
     return layer;
   } catch (e) {
@@ -170,6 +198,7 @@ export function loadHuggingFaceMoe(config: unknown, weights: HfWeights, options:
     throw e;
   } finally {
     Object.values(converted).forEach(t => t!.dispose());
+    if (experts != null) tf.dispose(Object.values(experts) as unknown as tf.TensorContainer);
   }
 }
 

@@ -200,6 +200,31 @@ export function decodeSafetensor(entry: SafetensorsEntry, bytes: Uint8Array): tf
 export interface ReadSafetensorsOptions {
   /** Only these tensors (names, or a predicate); the rest are validated but not decoded. */
   names?: readonly string[] | ((name: string) => boolean);
+  /**
+   * Return F16 / BF16 / U8 / I8 tensors as their raw bytes (RawSafetensor, a view into `bytes`: no copy, no float32
+   * expansion) instead of tensors, for packed expert weights (fromPackedHalf, fromGptOssMxfp4, loadHuggingFaceMoe).
+   */
+  keepDtype?: boolean;
+}
+
+/** A tensor kept in its file dtype (readSafetensors with keepDtype): its little-endian bytes, a view into the file. */
+export interface RawSafetensor {
+  dtype: 'F16' | 'BF16' | 'U8' | 'I8';
+  shape: number[];
+  data: Uint8Array;
+}
+
+const KEPT_DTYPES: ReadonlySet<SafetensorsDtype> = new Set(['F16', 'BF16', 'U8', 'I8']);
+
+/** Whether a value is a RawSafetensor (rather than a tf.Tensor). */
+export function isRawSafetensor(v: unknown): v is RawSafetensor {
+  return v != null && typeof v === 'object' && !(v instanceof tf.Tensor) && (v as RawSafetensor).data instanceof Uint8Array &&
+      KEPT_DTYPES.has((v as RawSafetensor).dtype);
+}
+
+/** The float32 tensor a RawSafetensor stands for (exact for F16 / BF16). */
+export function decodeRawSafetensor(name: string, raw: RawSafetensor): tf.Tensor {
+  return decodeSafetensor({name, dtype: raw.dtype, shape: raw.shape, begin: 0, end: raw.data.length}, raw.data);
 }
 
 /**
@@ -207,8 +232,12 @@ export interface ReadSafetensorsOptions {
  * int32 (I64 outside int32 throws), BOOL -> bool. Throws on any malformed header or offset, naming the tensor.
  * On failure no tensor survives.
  */
+export function readSafetensors(bytes: Uint8Array | ArrayBuffer, options?: ReadSafetensorsOptions & {keepDtype?: false}):
+    Record<string, tf.Tensor>;
+export function readSafetensors(bytes: Uint8Array | ArrayBuffer, options: ReadSafetensorsOptions):
+    Record<string, tf.Tensor | RawSafetensor>;
 export function readSafetensors(bytes: Uint8Array | ArrayBuffer, options: ReadSafetensorsOptions = {}):
-    Record<string, tf.Tensor> {
+    Record<string, tf.Tensor | RawSafetensor> {
   const buf = toBytes(bytes);
   const header = parseSafetensorsHeader(buf);
   const wanted = options.names == null ? () => true :
@@ -217,15 +246,16 @@ export function readSafetensors(bytes: Uint8Array | ArrayBuffer, options: ReadSa
     const missing = options.names.filter(n => !header.entries.some(e => e.name === n));
     if (missing.length > 0) fail(`requested tensors not in the file: ${missing.join(', ')}`);
   }
-  const out: Record<string, tf.Tensor> = {};
+  const out: Record<string, tf.Tensor | RawSafetensor> = {};
   try {
     for (const entry of header.entries) {
       if (!wanted(entry.name)) continue;
-      out[entry.name] =
-          decodeSafetensor(entry, buf.subarray(header.dataStart + entry.begin, header.dataStart + entry.end));
+      const data = buf.subarray(header.dataStart + entry.begin, header.dataStart + entry.end);
+      out[entry.name] = options.keepDtype === true && KEPT_DTYPES.has(entry.dtype) ?
+          {dtype: entry.dtype as RawSafetensor['dtype'], shape: entry.shape, data} : decodeSafetensor(entry, data);
     }
   } catch (e) {
-    Object.values(out).forEach(t => t.dispose());
+    Object.values(out).forEach(t => { if (t instanceof tf.Tensor) t.dispose(); });
     throw e;
   }
   return out;

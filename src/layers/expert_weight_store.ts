@@ -16,7 +16,8 @@ export function isExpertWeightName(name: string): name is ExpertWeightName {
   return (EXPERT_WEIGHT_NAMES as readonly string[]).includes(name);
 }
 
-type AddWeight = (name: string, shape: number[], dtype: 'float32' | 'int32') => tfl.LayerVariable;
+type AddWeight =
+    (name: string, shape: number[], dtype: 'float32' | 'int32', part: PackedWeightSpec['part']) => tfl.LayerVariable;
 type Parts = Partial<Record<PackedWeightSpec['part'], tfl.LayerVariable>>;
 
 export class ExpertWeightStore {
@@ -36,7 +37,7 @@ export class ExpertWeightStore {
   create(name: ExpertWeightName, shape: readonly number[], addWeight: AddWeight): void {
     const layout = this.layout(shape);
     const parts: Parts = {};
-    for (const spec of packedWeightSpecs(layout)) parts[spec.part] = addWeight(name + spec.suffix, spec.shape, spec.dtype);
+    for (const spec of packedWeightSpecs(layout)) parts[spec.part] = addWeight(name + spec.suffix, spec.shape, spec.dtype, spec.part);
     this.variables.set(name, {layout, parts});
   }
 
@@ -57,10 +58,13 @@ export class ExpertWeightStore {
     this.variables.delete(name);
   }
 
-  /** Throws unless `value` can be written to `name` (a float32 [E,K,N] tensor, or packed weights of this layout). */
-  check(name: ExpertWeightName, value: tf.Tensor | QuantizedExpertWeights): void {
-    const shape = this.variables.get(name)?.layout ?? null;
-    const want = shape != null ? logicalShape(shape) : null;
+  /**
+   * Throws unless `value` can be written to `name` (a float32 [E,K,N] tensor, or packed weights of this layout);
+   * `shape` is the logical shape before the variables exist.
+   */
+  check(name: ExpertWeightName, value: tf.Tensor | QuantizedExpertWeights, shape?: readonly number[]): void {
+    const existing = this.variables.get(name)?.layout ?? null;
+    const want = shape != null ? [...shape] : existing != null ? logicalShape(existing) : null;
     const who = `FusedMoE '${this.layer.name}': weight '${name}'`;
     if (value instanceof tf.Tensor) {
       if (value.dtype !== 'float32' || (want != null && !tf.util.arraysEqual(value.shape, want))) {

@@ -26,6 +26,7 @@ export class FusedMoE extends tfl.layers.Layer {
   /** The routed experts' weights in a packed format (null while the layer stores them as float32 variables). */
   private packed: ExpertWeightStore | null = null;
   private warnedNotTrained = false;
+  private initialExperts: Partial<Record<ExpertWeightName, QuantizedExpertWeights>> | null = null;
   /** Load-balancing state and options (load_balancing.ts). */
   private readonly balancer: LoadBalancer;
 
@@ -57,13 +58,17 @@ export class FusedMoE extends tfl.layers.Layer {
     this.hiddenSize = hidden;
     if (this.options.expertWeightFormat !== 'float32') this.packed = new ExpertWeightStore(this, this.options);
     for (const spec of weightSpecs(this.options, hidden)) {
+      const initial = isExpertWeightName(spec.name) ? this.initialExperts?.[spec.name] : undefined;
+      if (initial != null) this.expertStore().check(spec.name as ExpertWeightName, initial, spec.shape);
       if (this.packed != null && isExpertWeightName(spec.name)) {
-        // Packed weights start at zero (they are set by setNamedWeights, a loader or a saved model, not trained).
-        this.packed.create(spec.name, spec.shape as [number, number, number],
-            (name, shape, dtype) => this.addWeight(name, shape, dtype, tfl.initializers.zeros(), undefined, false));
+        // Packed weights start at zero unless given (they are set by setNamedWeights, a loader or a saved model).
+        this.packed.create(spec.name, spec.shape as [number, number, number], (name, shape, dtype, part) =>
+            this.addWeight(name, shape, dtype, initial != null ? sharedData(initial[part]!) : tfl.initializers.zeros(),
+                           undefined, false));
         continue;
       }
-      const init = spec.kind === 'bias' ? this.biasInitializer : this.kernelInitializer;
+      const init = initial != null ? sharedData(initial.values) :
+          spec.kind === 'bias' ? this.biasInitializer : this.kernelInitializer;
       this.weightVariables.set(spec.name, this.addWeight(spec.name, spec.shape, 'float32', init, undefined, spec.trainable));
     }
     this.inputSpec = [{minNDim: 2, maxNDim: 3, axes: {[-1]: hidden}}];
@@ -78,8 +83,17 @@ export class FusedMoE extends tfl.layers.Layer {
    * Builds the layer for inputs of hidden size H the way apply() in a model does, so that its weights are named
    * `layerName/weightName` (a plain build() call names them without the layer scope).
    */
-  buildFor(hiddenSize: number): this {
-    if (!this.built) this.apply(tfl.input({batchShape: [null, hiddenSize]}));
+  buildFor(hiddenSize: number, initialExperts?: Partial<Record<ExpertWeightName, QuantizedExpertWeights>>): this {
+    // initialExperts (loaders): expert weights of the layer's format that become its variables' data directly,
+    // so that loading never holds a second copy of the layer (not even the zeros build() would allocate).
+    if (!this.built) {
+      this.initialExperts = initialExperts ?? null;
+      try {
+        this.apply(tfl.input({batchShape: [null, hiddenSize]}));
+      } finally {
+        this.initialExperts = null;
+      }
+    }
     return this;
   }
 
@@ -187,6 +201,11 @@ export class FusedMoE extends tfl.layers.Layer {
     const short = v.originalName.split('/').pop()!;
     self._addedWeightNames = self._addedWeightNames.filter(n => n !== short && n !== v.originalName);
     v.dispose();
+  }
+
+  /** The store of the layer's format (a float32 layer checks its initial expert weights against one too). */
+  private expertStore(): ExpertWeightStore {
+    return this.packed ?? new ExpertWeightStore(this, this.options);
   }
 
   /** A float32 layer's expert weight given as a 'float32' QuantizedExpertWeights is its values tensor. */
@@ -324,6 +343,11 @@ export class FusedMoE extends tfl.layers.Layer {
   }
 }
 tf.serialization.registerClass(FusedMoE);
+
+/** An initializer whose value is `t`'s data itself (a variable made from it shares the data: no copy). */
+function sharedData(t: tf.Tensor): Initializer {
+  return {apply: () => tf.clone(t)} as unknown as Initializer;
+}
 
 function singleShape(inputShape: tfl.Shape | tfl.Shape[]): tfl.Shape {
   if (Array.isArray(inputShape[0])) {
