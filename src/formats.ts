@@ -10,7 +10,7 @@ export type {ExpertWeightFormat, ExpertWeightsBuilder, QuantizedExpertWeights, Q
     './ops/quantize_expert_weights.js';
 export {EXPERT_WEIGHT_FORMATS, isQuantizedExpertWeights} from './executor/expert_weights.js';
 export * from './kernels/kernel_names_quantized.js';
-export {setQuantizedCompositeBudget} from './kernels/composite/quantized_composite.js';
+export {MOE_QUANTIZED_COMPOSITE_BUDGET, setQuantizedCompositeBudget} from './kernels/composite/quantized_composite.js';
 export {fromAwq, fromGptOssMxfp4, fromGptq, fromPackedHalf, transposeQuantizedExpertWeights} from
     './io/quantized_checkpoints.js';
 export type {AwqTensors, GptqTensors, PackedHalfData} from './io/quantized_checkpoints.js';

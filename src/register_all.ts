@@ -5,12 +5,14 @@
  * asks for backend 'cuda').
  */
 import {registerMoeGradients} from './gradients/register_all.js';
+import {registerQuantizedCompositeFlags} from './kernels/composite/quantized_composite.js';
 import {registerHostKernels} from './kernels/cpu/register_all.js';
 import {registerCudaLayerExecutor} from './kernels/cuda/cuda_layer_executor.js';
 import {registerWebGPUKernels} from './kernels/webgpu/register_all.js';
 import {registerOpFlags} from './ops/dispatch.js';
 
 registerOpFlags();
+registerQuantizedCompositeFlags();
 registerHostKernels('cpu');
 registerWebGPUKernels();
 registerMoeGradients();

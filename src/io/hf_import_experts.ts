@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 
 import {defaultGroupSize, hasScales} from '../executor/expert_weights.js';
 import type {ExpertWeightName, FusedMoEOptions} from '../executor/layer_schema.js';
-import {bfloat16BitsToFloat, halfToFloatTable} from '../kernels/expert_weight_formats.js';
+import {halfToFloatTable} from '../kernels/expert_weight_formats.js';
 import {createExpertWeightsBuilder, QuantizedExpertWeights} from '../ops/quantize_expert_weights.js';
 import type {HfMoeSpec} from './hf_families.js';
 import type {WeightSource} from './hf_import.js';
@@ -27,7 +27,9 @@ function readRows(src: tf.Tensor | RawSafetensor, first: number, rows: number, c
   const view = new DataView(src.data.buffer, src.data.byteOffset + 2 * first * cols, 2 * rows * cols);
   const out = new Float32Array(rows * cols);
   if (src.dtype === 'BF16') {
-    for (let i = 0; i < out.length; i++) out[i] = bfloat16BitsToFloat(view.getUint16(2 * i, true));
+    // bfloat16 is the top half of a float32 (docs/formats.md 3): shift the bits into place.
+    const bits = new Uint32Array(out.buffer);
+    for (let i = 0; i < out.length; i++) bits[i] = view.getUint16(2 * i, true) << 16;
   } else {
     const table = halfToFloatTable();
     for (let i = 0; i < out.length; i++) out[i] = table[view.getUint16(2 * i, true)];

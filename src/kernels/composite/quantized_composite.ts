@@ -28,15 +28,28 @@ function checkExactInt32(op: string): void {
 
 /** Dequantized weight elements alive at once in the GEMM (64 MiB of float32), at least one expert. */
 const DEQUANT_BUDGET = 1 << 24;
-let budgetOverride: number | null = null;
+/** The tfjs flag overriding DEQUANT_BUDGET, in elements (0 = the default); specs reach several ranges with it. */
+export const MOE_QUANTIZED_COMPOSITE_BUDGET = 'MOE_QUANTIZED_COMPOSITE_BUDGET';
 
-/** Overrides DEQUANT_BUDGET (specs reach the multi-range path with small shapes); null restores it. */
+export function registerQuantizedCompositeFlags(): void {
+  tf.env().registerFlag(MOE_QUANTIZED_COMPOSITE_BUDGET, () => 0, value => {
+    if (!(Number.isSafeInteger(value) && (value as number) >= 0)) {
+      throw new Error(`${MOE_QUANTIZED_COMPOSITE_BUDGET} must be an integer >= 0 (0: the default), got ${value}`);
+    }
+  });
+}
+
+function dequantBudget(): number {
+  return tf.env().getNumber(MOE_QUANTIZED_COMPOSITE_BUDGET) || DEQUANT_BUDGET;
+}
+
+/** Sets MOE_QUANTIZED_COMPOSITE_BUDGET (dequantized elements per expert range); null restores the default. */
 export function setQuantizedCompositeBudget(elements: number | null): void {
   if (elements != null && !(Number.isSafeInteger(elements) && elements >= 1)) {
     throw new Error(
         `setQuantizedCompositeBudget: argument 'elements' must be an integer >= 1 or null, got ${elements}`);
   }
-  budgetOverride = elements;
+  tf.env().set(MOE_QUANTIZED_COMPOSITE_BUDGET, elements ?? 0);
 }
 
 let bfloat16Table: Float32Array | null = null;
@@ -123,7 +136,7 @@ export function batchedGemmQuantizedComposite(
   if (l.format !== 'float32') checkExactInt32('batchedGemm');
   return tf.tidy(() => {
     if (l.numExperts === 0) return tf.zeros([numRows, l.width]) as Tensor2D;
-    const perRange = Math.max(1, Math.floor((budgetOverride ?? DEQUANT_BUDGET) / Math.max(1, l.depth * l.width)));
+    const perRange = Math.max(1, Math.floor(dequantBudget() / Math.max(1, l.depth * l.width)));
     const offsets = segmentsAreOffsets ? segments :
         tf.concat([tf.zeros([1], 'int32'), tf.cumsum(segments)]) as Tensor1D;
     const attrs = {transposeRhs: l.transposed, segmentsAreOffsets: true};
