@@ -66,6 +66,8 @@ export interface GemmCase {
   ctx: string;
   run: () => tf.Tensor2D;
   expected: Float64Array;
+  /** The packed rhs. */
+  q: moe.QuantizedExpertWeights;
   dispose: () => void;
 }
 
@@ -111,7 +113,7 @@ export async function makeGemmCase(
   const product = refBatchedGemm(lhsData, R, K, ref, E, N, offsets, transposed, biasData);
   const expected = swiglu ? refSwigluScale(product, R, N / 2, scaleData) : product;
   return {
-    ctx, expected,
+    ctx, expected, q,
     run: () => swiglu ? moe.batchedGemmSwiglu(lhs, q, segments, {transposeRhs: transposed, bias, scale}) :
         moe.batchedGemm(lhs, q, segments, {transposeRhs: transposed, bias}),
     dispose: () => tf.dispose([lhs, segments, bias, scale, q] as tf.TensorContainer),

@@ -6,6 +6,9 @@ import * as moe from 'tfjs-moe';
 
 import {expectNoLeak, expectThrowsNoLeak, readAll, rng} from '../helpers/util.js';
 import {checkGemmCases, firstBitMismatch} from '../ops/expert_formats_cases.js';
+import {LAYER_FORMAT_VARIANTS, layerFormatArgs} from '../layers/layer_formats_cases.js';
+import {randn, referenceOutput, WeightData} from '../layers/layer_util.js';
+import {relError, recordError} from '../helpers/util.js';
 import {describeWebGPU} from './webgpu_env.js';
 
 /** SwiftShader compiles each new pipeline on the CPU, seconds each on a busy 2-core machine. */
@@ -65,6 +68,71 @@ describeWebGPU('webgpu packed expert weights', () => {
       tf.dispose([q, host] as unknown as tf.TensorContainer);
     });
     w.dispose();
+  }, SLOW);
+
+  it('packed weights past the storage-binding limit run in expert ranges (codes, scales, zero points together)',
+     async () => {
+    // Under a limit of one expert's largest packed tensor every GEMM below runs one expert per range (the cases,
+    // and their dequantization check, are made without it: dequantized weights never fit where codes do not).
+    let split = 0;
+    const limited = (c: {q: moe.QuantizedExpertWeights, run: () => tf.Tensor2D}) => {
+      if (c.q.shape[0] >= 2 && c.q.values.size > 0) split++;
+      const perExpert = [c.q.values, c.q.scales, c.q.zeroPoints].filter(t => t != null)
+          .map(t => t!.size / Math.max(1, t!.shape[0]) * 4);
+      moe.setMaxStorageBindingBytes(Math.max(4, ...perExpert));
+      try {
+        return c.run();
+      } finally {
+        moe.setMaxStorageBindingBytes(null);
+      }
+    };
+    await checkGemmCases('webgpu ranges', 72, 1, {E: 4, K: 40, N: 6, rows: 3}, limited, rng(72));
+    await checkGemmCases('webgpu ranges', 73, 1, {E: 4, K: 40, N: 6, rows: 3}, limited, rng(73), {swiglu: true});
+    expect(split).withContext('cases that split into several ranges').toBeGreaterThan(8);
+    const q = moe.quantizeExpertWeightsFromArray(new Float32Array(4 * 64 * 8), [4, 64, 8], 'int8');
+    moe.setMaxStorageBindingBytes(512);
+    try {
+      expectThrowsNoLeak(() => moe.dequantizeExpertWeights(q), /exceed one storage binding \(512 bytes\)/);
+    } finally {
+      moe.setMaxStorageBindingBytes(null);
+    }
+    tf.dispose(q as unknown as tf.TensorContainer);
+  }, SLOW);
+
+  it('FusedMoE in every expert weight format on webgpu matches the reference on the dequantized weights', async () => {
+    const H = 12, T = 5, args = {numExperts: 3, topK: 2, moeIntermediateSize: 8, withBias: true};
+    for (const [i, v] of LAYER_FORMAT_VARIANTS.filter(f => f.label !== 'int8 g8').entries()) {
+      await expectNoLeak(async () => {
+        const rand = rng(90 + i);
+        const layer = new moe.FusedMoE({...args, ...layerFormatArgs(v), backend: 'webgpu', name: `webgpu_q${i}`})
+            .buildFor(H);
+        const data: WeightData = {};
+        const values: Record<string, tf.Tensor | moe.QuantizedExpertWeights> = {};
+        for (const spec of moe.weightSpecs(layer.options, H)) {
+          const w = tf.tensor(randn(rand, spec.shape.reduce((a, b) => a * b, 1), spec.name === 'gate_weight' ? 0.8 : 0.4),
+                              spec.shape);
+          // A synchronous host read is impossible on webgpu: quantize asynchronously, then store as is.
+          values[spec.name] = spec.name.endsWith('proj_weight') && v.format !== 'float32' ? await moe
+              .quantizeExpertWeightsAsync(w as tf.Tensor3D, v.format, {groupSize: v.groupSize, zeroPoint: v.zeroPoint}) : w;
+          if (values[spec.name] !== w) w.dispose();
+        }
+        layer.setNamedWeights(values);
+        tf.dispose(Object.values(values) as unknown as tf.TensorContainer);
+        for (const [name, w] of Object.entries(layer.namedWeights())) {
+          const t = w instanceof tf.Tensor ? w : moe.dequantizeExpertWeights(w as moe.QuantizedExpertWeights);
+          data[name] = await t.data() as Float32Array;
+          if (t !== w) t.dispose();
+        }
+        const x = randn(rand, T * H, 1);
+        const input = tf.tensor2d(x, [T, H]);
+        const [got] = await readAll(layer.apply(input) as tf.Tensor);
+        input.dispose();
+        const err = relError(got, referenceOutput(layer.options, data, x, T, H));
+        recordError(`FusedMoE webgpu ${v.label}`, err);
+        expect(err).withContext(v.label).toBeLessThan(1e-5);
+        layer.dispose();
+      });
+    }
   }, SLOW);
 
   it('refuses the composite path for packed weights (webgpu int32 ops round through float32) with a clear error', () => {

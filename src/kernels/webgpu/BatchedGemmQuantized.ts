@@ -6,6 +6,7 @@ import {
   BatchedGemmSwigluQuantizedInputs,
   DequantizeExpertWeights, DequantizeExpertWeightsAttrs, DequantizeExpertWeightsInputs, ExpertWeightInputs,
 } from '../kernel_names_quantized.js';
+import {gemmByWeightRanges, maxStorageBindingBytes, weightsNeedRanges} from './expert_ranges.js';
 import {SegmentOffsetsProgram} from './moe_permute_webgpu.js';
 import {BatchedGemmQuantizedProgram, DequantizeExpertWeightsProgram, layoutUniforms} from './quantized_webgpu.js';
 import {disposeIntermediate, WebGPUBackendLike} from './webgpu_util.js';
@@ -27,11 +28,6 @@ function runWithPlaceholders(backend: WebGPUBackendLike, run: (bound: TensorInfo
       const p = backend.makeTensorInfo([1], t.dtype, t.dtype === 'int32' ? new Int32Array(1) : new Float32Array(1));
       placeholders.push(p);
       return p;
-    }
-    if (t.shape.reduce((a, b) => a * b, 1) * 4 > backend.device.limits.maxStorageBufferBindingSize) {
-      // TODO(phase B): expert ranges as in oversized_rhs.ts.
-      throw new Error(`batchedGemm: packed expert weights of shape [${t.shape.join(',')}] exceed one WebGPU storage ` +
-          `binding (${backend.device.limits.maxStorageBufferBindingSize} bytes)`);
     }
     return t;
   });
@@ -55,6 +51,13 @@ export function dequantizeExpertWeightsWebGPU(args: {
   if (layout.numExperts * layout.depth * layout.width === 0) {
     return backend.makeTensorInfo(program.outputShape, 'float32', new Float32Array(0));
   }
+  const limit = maxStorageBindingBytes();
+  if ([program.outputShape, ...weightInputs(inputs).map(t => t.shape)].some(s => s.reduce((a, b) => a * b, 1) * 4 > limit)) {
+    // Binding past the limit gives zeros with only a console warning: refuse instead.
+    throw new Error(`dequantizeExpertWeights on webgpu: weights [${program.outputShape}] (or their packed tensors) ` +
+        `exceed one storage binding (${limit} bytes); dequantize expert ` +
+        'ranges (tf.slice each packed tensor along E) or use batchedGemm, which splits them itself');
+  }
   return runWithPlaceholders(backend, bound => backend.runWebGPUProgram(
       program, bound, 'float32', layoutUniforms(layout)), weightInputs(inputs));
 }
@@ -72,11 +75,19 @@ function gemm(args: {inputs: BatchedGemmSwigluQuantizedInputs, backend: WebGPUBa
                                [{type: 'int32', data: [1]}]);
   try {
     const scale = swiglu ? inputs.scale : undefined;
-    const program = new BatchedGemmQuantizedProgram(layout, numRows, inputs.bias != null, swiglu, scale != null);
-    const bound = [inputs.lhs, ...weightInputs(inputs), offsets, ...(inputs.bias != null ? [inputs.bias] : []),
-                   ...(scale != null ? [scale] : [])];
-    return runWithPlaceholders(backend, b => backend.runWebGPUProgram(program, b, 'float32', layoutUniforms(layout)),
-                               bound);
+    const run = (l: ExpertWeightLayout, weights: TensorInfo[], o: TensorInfo, bias: TensorInfo | null) => {
+      const program = new BatchedGemmQuantizedProgram(l, numRows, bias != null, swiglu, scale != null);
+      const bound = [inputs.lhs, ...weights, o, ...(bias != null ? [bias] : []), ...(scale != null ? [scale] : [])];
+      return runWithPlaceholders(backend, b => backend.runWebGPUProgram(program, b, 'float32', layoutUniforms(l)), bound);
+    };
+    const weights = weightInputs(inputs);
+    if (layout.numExperts === 0 || !weightsNeedRanges(backend, weights)) {
+      return run(layout, weights, offsets, inputs.bias ?? null);
+    }
+    // Packed tensors past one storage binding (e.g. Qwen3-30B-A3B's int4 up_gate codes, 201 MB > 128 MiB): expert
+    // ranges of codes, scales and zero points together, as for a float rhs (expert_ranges.ts).
+    return gemmByWeightRanges(backend, weights, offsets, inputs.bias ?? null, (parts, o, bias) =>
+        run({...layout, numExperts: parts[0].shape[0]}, parts, o, bias));
   } finally {
     if (!attrs.segmentsAreOffsets) disposeIntermediate(backend, offsets);
   }

@@ -170,8 +170,14 @@ function forget(source: DataId): void {
 
 /** Whether rhs exceeds the binding limit; frees stale copies of a weight that fits now. */
 export function rhsNeedsRanges(backend: WebGPUBackendLike, rhs: TensorInfo): boolean {
-  const needs = rhs.shape.reduce((a, b) => a * b, 1) * 4 > bindingLimit(backend.device);
-  if (!needs) forget(rhs.dataId);
+  return weightsNeedRanges(backend, [rhs]);
+}
+
+/** Whether any of the weight tensors (packed values, scales, zero points) exceeds the binding limit. */
+export function weightsNeedRanges(backend: WebGPUBackendLike, weights: readonly TensorInfo[]): boolean {
+  const limit = bindingLimit(backend.device);
+  const needs = weights.some(w => w.shape.reduce((a, b) => a * b, 1) * 4 > limit);
+  if (!needs) weights.forEach(w => forget(w.dataId));
   return needs;
 }
 
@@ -182,34 +188,54 @@ export type RangeGemm = (rhs: TensorInfo, offsets: TensorInfo, bias: TensorInfo 
 export function gemmByExpertRanges(
     backend: WebGPUBackendLike, rhs: TensorInfo, offsets: TensorInfo, bias: TensorInfo | null, gemm: RangeGemm):
     TensorInfo {
+  return gemmByWeightRanges(backend, [rhs], offsets, bias, (parts, o, b) => gemm(parts[0], o, b));
+}
+
+/** RangeGemm over several weight tensors of one expert set (each with E leading), in the given order. */
+export type WeightRangeGemm = (weights: TensorInfo[], offsets: TensorInfo, bias: TensorInfo | null) => TensorInfo;
+
+/**
+ * gemmByExpertRanges for weights stored in several tensors with E leading (packed codes, scales, zero points:
+ * docs/formats.md): one expert range of every tensor per GEMM, each range fitting one binding.
+ */
+export function gemmByWeightRanges(
+    backend: WebGPUBackendLike, weights: readonly TensorInfo[], offsets: TensorInfo, bias: TensorInfo | null,
+    gemm: WeightRangeGemm): TensorInfo {
   const b = backend as WebGPUBackendInternals;
-  const [numExperts, rows, cols] = rhs.shape;
+  const numExperts = weights[0].shape[0];
   const limit = bindingLimit(backend.device);
-  if (rows * cols * 4 > limit) {
-    throw new Error(`batchedGemm on webgpu: one expert's weights [${rows},${cols}] (${rows * cols * 4} bytes) exceed ` +
+  const perExpert = weights.map(w => w.shape.slice(1).reduce((x, y) => x * y, 1) * 4);
+  const largest = Math.max(...perExpert);
+  if (largest > limit) {
+    const w = weights[perExpert.indexOf(largest)];
+    throw new Error(`batchedGemm on webgpu: one expert's weights [${w.shape.slice(1)}] (${largest} bytes) exceed ` +
         `the device's maxStorageBufferBindingSize (${limit} bytes); create the webgpu device with a larger limit`);
   }
   sweepExpertRangeCopies();
-  const keep = !gradientInProgress() && backsVariable(rhs.dataId);
-  let entry = cache.get(rhs.dataId);
-  if (entry != null && entry.limit !== limit) {
-    forget(rhs.dataId);
-    entry = undefined;
+  const keep = !gradientInProgress() && weights.every(w => backsVariable(w.dataId));
+  let entries = weights.map(w => cache.get(w.dataId));
+  if (entries.some(e => e == null || e.limit !== limit || e.ranges.length !== entries[0]!.ranges.length)) {
+    weights.forEach(w => forget(w.dataId));
+    entries = weights.map(() => undefined);
   }
-  const ranges = entry?.ranges ?? planExpertShards(numExperts, rows * cols * 4, limit);
-  if (entry == null && keep) {
-    const copies = ranges.map(({start, end}) =>
-        tf.keep(tf.engine().makeTensorFromTensorInfo(copyOuterRange(b, rhs, start, end), backend as never)));
-    entry = {limit, ranges, copies};
-    cache.set(rhs.dataId, entry);
+  const ranges = entries[0]?.ranges ?? planExpertShards(numExperts, largest, limit);
+  if (entries[0] == null && keep) {
+    entries = weights.map(w => {
+      const copies = ranges.map(({start, end}) =>
+          tf.keep(tf.engine().makeTensorFromTensorInfo(copyOuterRange(b, w, start, end), backend as never)));
+      const entry = {limit, ranges, copies};
+      cache.set(w.dataId, entry);
+      return entry;
+    });
   }
   let sum: TensorInfo | null = null;
   for (const [i, {start, end}] of ranges.entries()) {
-    const rhsPart = entry != null ? entry.copies[i] : copyOuterRange(b, rhs, start, end);
+    const cached = entries[0] != null;
+    const parts = weights.map((w, j) => cached ? entries[j]!.copies[i] : copyOuterRange(b, w, start, end));
     const offsetsPart = copyOuterRange(b, offsets, start, end + 1);
     const biasPart = bias == null ? null : copyOuterRange(b, bias, start, end);
-    const part = gemm(rhsPart, offsetsPart, biasPart);
-    if (entry == null) disposeIntermediate(backend, rhsPart);
+    const part = gemm(parts, offsetsPart, biasPart);
+    if (!cached) disposeIntermediate(backend, ...parts);
     disposeIntermediate(backend, offsetsPart, ...(biasPart != null ? [biasPart] : []));
     if (sum == null) {
       sum = part;
