@@ -117,19 +117,21 @@ function storeRow(acc: Float64Array, c: number, valid: number, s0: number, s1: n
   if (valid > 3) acc[c + 3] += s3;
 }
 
+/** Fills `tile` with expert e's weights [k0, k0+kLen) x [n0, n0+nLen) in multiplyTile's 4-column groups. */
+export type PackTile = (e: number, k0: number, kLen: number, n0: number, nLen: number, tile: Float32Array) => void;
+
 /**
- * out[r] = lhs[r] @ rhs[e] (+ bias[e]) for r in [offsets[e], offsets[e+1]); other rows are 0.
- * lhs [numRows,k]; rhs [E,k,n] or, with transposeRhs, [E,n,k]; bias [E,n]; offsets validated by segmentOffsets.
+ * The blocked grouped GEMM over weight tiles that `pack` provides (float32 rhs, or packed codes decoded per tile):
+ * out[r] = lhs[r] @ W[e] (+ bias[e]) for r in [offsets[e], offsets[e+1]); other rows are 0.
  */
-export function batchedGemmImpl(
-    lhs: Float32Array, numRows: number, k: number, rhs: Float32Array, numExperts: number, n: number,
-    offsets: Int32Array, transposeRhs: boolean, bias: Float32Array | null): Float32Array {
+export function groupedGemmTiles(
+    lhs: Float32Array, numRows: number, k: number, numExperts: number, n: number, offsets: Int32Array,
+    bias: Float32Array | null, pack: PackTile): Float32Array {
   const out = new Float32Array(numRows * n);
   const acc = new Float64Array(PANEL_ROWS * n);
   const tile = new Float32Array(K_TILE * N_TILE);
   for (let e = 0; e < numExperts; e++) {
     const segStart = offsets[e], segEnd = offsets[e + 1];
-    const expertBase = e * k * n;
     for (let p0 = segStart; p0 < segEnd; p0 += PANEL_ROWS) {
       const p1 = Math.min(p0 + PANEL_ROWS, segEnd);
       acc.fill(0, 0, (p1 - p0) * n);
@@ -137,7 +139,7 @@ export function batchedGemmImpl(
         const kLen = Math.min(K_TILE, k - k0);
         for (let n0 = 0; n0 < n; n0 += N_TILE) {
           const nLen = Math.min(N_TILE, n - n0);
-          packTile(rhs, expertBase, k, n, transposeRhs, k0, kLen, n0, nLen, tile);
+          pack(e, k0, kLen, n0, nLen, tile);
           multiplyTile(lhs, k, p0, p1, p0, acc, n, tile, k0, kLen, n0, nLen);
         }
       }
@@ -150,4 +152,15 @@ export function batchedGemmImpl(
     }
   }
   return out;
+}
+
+/**
+ * out[r] = lhs[r] @ rhs[e] (+ bias[e]) for r in [offsets[e], offsets[e+1]); other rows are 0.
+ * lhs [numRows,k]; rhs [E,k,n] or, with transposeRhs, [E,n,k]; bias [E,n]; offsets validated by segmentOffsets.
+ */
+export function batchedGemmImpl(
+    lhs: Float32Array, numRows: number, k: number, rhs: Float32Array, numExperts: number, n: number,
+    offsets: Int32Array, transposeRhs: boolean, bias: Float32Array | null): Float32Array {
+  return groupedGemmTiles(lhs, numRows, k, numExperts, n, offsets, bias, (e, k0, kLen, n0, nLen, tile) =>
+      packTile(rhs, e * k * n, k, n, transposeRhs, k0, kLen, n0, nLen, tile));
 }
