@@ -124,12 +124,14 @@ export class RoutingProgram implements WebGPUProgram {
       for (var i = 0; i < VPT; i++) {
         let e = lid + i * WG;
         var s = 0.0;
-        if (e < E) { s = select(-uniforms.INFINITY, biased[e], groupKept[e / GSIZE] != 0); }
+        if (e < E) { s = biased[e]; }
         sel[i] = s;
+        // Experts of dropped groups never compete, not even against a NaN of a kept group (semantics 2.5).
+        dropped[i] = e < E && groupKept[e / GSIZE] == 0;
       }`;
 
     const selection = `
-      for (var i = 0; i < VPT; i++) { taken[i] = false; }
+      for (var i = 0; i < VPT; i++) { taken[i] = ${method === 'grouped' ? 'dropped[i]' : 'false'}; }
       for (var j = 0; j < K; j++) {
         var bv = 0.0; var bi = -1;
         for (var i = 0; i < VPT; i++) {
@@ -155,7 +157,7 @@ export class RoutingProgram implements WebGPUProgram {
     const writeSoftmax = emit === 'ids' ? `result[row * K + j] = chosenId[j];` : `
           var total = 0.0;
           for (var m = 0; m < K; m++) { total += chosenP[m]; }
-          result[row * K + j] = ${normalize ? 'chosenP[j] / total' : 'chosenP[j]'};`;
+          result[row * K + j] = ${normalize ? 'chosenP[j] / max(total, 1e-12)' : 'chosenP[j]'};`;
     const writeGrouped = emit === 'ids' ? `result[row * K + j] = select(chosenId[j], j, fallback != 0);` : `
           var total = 0.0;
           for (var m = 0; m < K; m++) { total += chosenP[m]; }
@@ -233,6 +235,7 @@ export class RoutingProgram implements WebGPUProgram {
         var prob : array<f32, VPT>;
         var sel : array<f32, VPT>;
         var taken : array<bool, VPT>;
+        var dropped : array<bool, VPT>;
         ${body}
       }`;
   }
