@@ -11,7 +11,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 
 import {ALL_MOE_KERNELS} from '../kernels/kernel_names.js';
-import {hasMoeKernels, withCompositeKernels} from '../ops/dispatch.js';
+import {getKernelPath, hasMoeKernels, withCompositeKernels} from '../ops/dispatch.js';
 import type {FusedMoEOptions, FusedMoEWeights, MoeLayerBackend} from './fused_moe_config.js';
 import {releaseExpertShards} from './expert_shard_cache.js';
 import {fusedMoeForward} from './fused_moe_forward.js';
@@ -79,7 +79,9 @@ export function selectMoeForward(backend: MoeLayerBackend): MoeForwardSelection 
   const active = tf.getBackend();
   switch (backend) {
     case 'auto':
-      return hasMoeKernels(ALL_MOE_KERNELS, active) ? {path: `kernels:${active}`, forward: fusedMoeForward} :
+      // setKernelPath('composite') sends every op to the composite path: report that, not the kernels.
+      return hasMoeKernels(ALL_MOE_KERNELS, active) && getKernelPath() !== 'composite' ?
+          {path: `kernels:${active}`, forward: fusedMoeForward} :
                                                       {path: `composite:${active}`, forward: composite};
     case 'composite':
       return {path: `composite:${active}`, forward: composite};
@@ -94,7 +96,7 @@ export function selectMoeForward(backend: MoeLayerBackend): MoeForwardSelection 
         throw new Error(`FusedMoE: backend '${backend}' requested but tfjs-moe kernels are not registered for ` +
             `'${backend}': missing ${missing.join(', ')}`);
       }
-      return {path: `kernels:${backend}`, forward: fusedMoeForward};
+      return {path: `${getKernelPath() === 'composite' ? 'composite' : 'kernels'}:${backend}`, forward: fusedMoeForward};
     }
     default: {
       const executor = executors.get(backend);

@@ -5,6 +5,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 
+import {describeValue} from '../ops/limits.js';
+import {checkOptionLimits} from './fused_moe_checks.js';
 import type {LoadBalancingOptions} from './load_balancing.js';
 
 export type TopkMethod = 'greedy' | 'noaux_tc';
@@ -101,7 +103,13 @@ const WHO = 'FusedMoE';
 
 function show(value: unknown): string {
   if (value instanceof tf.Tensor) return `a tensor of shape [${value.shape}]`;
-  return value === undefined ? 'undefined' : JSON.stringify(value) ?? String(value);
+  // Scalars by describeValue: JSON.stringify would print NaN as null, undefined as nothing, and throw on a bigint.
+  if (typeof value !== 'object' || value === null) return describeValue(value);
+  try {
+    return JSON.stringify(value) ?? describeValue(value);
+  } catch {
+    return describeValue(value);
+  }
 }
 
 function optionError(option: string, expected: string, got: unknown): Error {
@@ -159,6 +167,7 @@ export function resolveOptions(args: Partial<FusedMoEOptions>): FusedMoEOptions 
   }
   if (o.latentSize !== null) int('latentSize', o.latentSize, 1);
   const shared = int('sharedExpertIntermediateSize', o.sharedExpertIntermediateSize, 0);
+  checkOptionLimits(o);
   if (o.sharedExpertGate && shared === 0) {
     throw optionError('sharedExpertGate', 'false when sharedExpertIntermediateSize is 0 (no shared expert to gate)', true);
   }

@@ -23,6 +23,7 @@ import * as tf from '@tensorflow/tfjs-core';
 
 import {stopGradient} from '../kernels/composite/stop_gradient.js';
 import {withCompositeKernels} from '../ops/dispatch.js';
+import {describeValue} from '../ops/limits.js';
 import {getMoeScores} from '../ops/get_moe_scores.js';
 import {moeTopkSelect} from '../ops/moe_topk_select.js';
 import type {FusedMoEOptions, FusedMoEWeights} from './fused_moe_config.js';
@@ -39,7 +40,7 @@ export interface LoadBalancingOptions {
 export const LOAD_BALANCING_KEYS = ['auxLossCoef', 'biasUpdateRate', 'recordExpertLoad'] as const;
 
 function optionError(option: string, expected: string, got: unknown): Error {
-  return new Error(`FusedMoE: option '${option}' must be ${expected}, got ${JSON.stringify(got) ?? String(got)}`);
+  return new Error(`FusedMoE: option '${option}' must be ${expected}, got ${describeValue(got)}`);
 }
 
 function nonNegative(option: string, value: unknown): number {
@@ -93,7 +94,11 @@ export class LoadBalancer {
     const withAux = training && this.options.auxLossCoef > 0;
     const route = () => routeForStatistics(x, weights, moe, withAux ? this.options.auxLossCoef : 0);
     const {load, aux} = moe.backend === 'composite' ? withCompositeKernels(route) : route();
-    if (aux != null) this.auxLoss = aux;
+    if (aux != null) {
+      // Outside any scope nothing else frees the loss it replaces (inside model.fit its scope already did).
+      if (this.auxLoss !== aux) this.auxLoss?.dispose();
+      this.auxLoss = aux;
+    }
     if (training && this.options.biasUpdateRate > 0) {
       const bias = weights.gate_correction_bias as tf.Tensor1D;
       const next = tf.tidy(() => {
@@ -144,6 +149,7 @@ export class LoadBalancer {
   dispose(): void {
     this.load?.dispose();
     this.load = null;
+    this.auxLoss?.dispose();
     this.auxLoss = null;
   }
 }
