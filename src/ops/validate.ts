@@ -8,7 +8,10 @@ function describe(value: unknown): string {
   if (value instanceof tf.Tensor) return `a ${value.dtype} tensor of shape [${value.shape.join(',')}]`;
   if (value === null) return 'null';
   if (Array.isArray(value)) return `a JS array of length ${value.length}`;
-  return `${typeof value} ${describeValue(value)}`;
+  const kind = typeof value;
+  // 'number NaN', 'string "x"'; undefined, bigints and objects as describeValue says ('undefined', '2n (a bigint)').
+  return kind === 'number' || kind === 'string' || kind === 'boolean' ? `${kind} ${describeValue(value)}` :
+                                                                       describeValue(value);
 }
 
 export function argError(op: string, arg: string, expected: string, got: string): Error {
