@@ -22,6 +22,8 @@ export function moeCombineComposite(
   return tf.tidy(() => {
     const [numTokens, topK] = rowMap.shape;
     const hidden = y.shape[1];
+    // k = 0: an empty sum (webgpu's sum over an empty axis allocates a buffer of a bogus size).
+    if (topK === 0) return tf.zeros([numTokens, hidden]) as Tensor2D;
     const weights = tf.reshape(topkWeights, [numTokens, topK, 1]);
     // int32 maps carry no gradient (they may descend from a router on the tape).
     const rowIndex = tf.reshape(stopGradient(rowMap), [-1]);

@@ -64,7 +64,9 @@ export class RoutingProgram implements WebGPUProgram {
         if (isnan(v)) { localNaN = 1.0; } else { localMax = max(localMax, v); }
       }
       let rowMax = wgMax(localMax);
-      let rowNaN = wgMax(localNaN) > 0.0;
+      // A row whose max is infinite is NaN throughout too (max-subtracted softmax in IEEE arithmetic: Inf - Inf);
+      // WGSL does not promise IEEE results for infinities, so say it explicitly.
+      let rowNaN = wgMax(localNaN) > 0.0 || !isFiniteF32(rowMax);
       var localSum = 0.0;
       for (var i = 0; i < VPT; i++) {
         let e = lid + i * WG;
