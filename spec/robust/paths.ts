@@ -42,15 +42,20 @@ export function describeOnPaths(name: string, body: (path: EdgePath) => void, pa
           reason = await initWebGPU();
           if (reason != null) return;
         }
-        await tf.setBackend(path.backend);
+        // An earlier suite may leave a backend initialisation in flight (the browser suite re-registers webgpu):
+        // settle it first, then switch, and say so if the switch fails.
+        await tf.ready();
+        if (!(await tf.setBackend(path.backend))) throw new Error(`backend '${path.backend}' failed to initialise`);
         await tf.ready();
       }, SLOW_MS);
       afterAll(async () => {
         jasmine.DEFAULT_TIMEOUT_INTERVAL = previousTimeout;
         await tf.setBackend('cpu');
       });
-      beforeEach(() => {
+      beforeEach(async () => {
         if (reason != null) pending(`webgpu unavailable: ${reason}`);
+        await tf.ready();
+        if (tf.getBackend() !== path.backend) await tf.setBackend(path.backend);
       });
       body(path);
     });
