@@ -1,5 +1,5 @@
 /**
- * FusedMoE: a Mixture-of-Experts feed-forward block as a tf.layers Layer (semantics doc section 7).
+ * FusedMoE: a Mixture-of-Experts feed-forward block as a tf.layers Layer (docs/semantics.md section 7).
  * Weights are created in build() under fixed names (see weightSpecs), so models save and load through tfjs's
  * own handlers; call() picks an implementation per call (backend_selection.ts) and leaves no tensor behind.
  */
@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 
 import {describeValue} from '../ops/limits.js';
-import {MoeForwardSelection, releaseMoeLayerState, selectMoeForward} from './backend_selection.js';
+import {MoeForwardResult, MoeForwardSelection, releaseMoeLayerState, selectMoeForward} from './backend_selection.js';
 import {FusedMoEArgs, FusedMoEOptions, FusedMoEWeightName, FusedMoEWeights, Initializer, OPTION_KEYS, resolveInitializer,
   resolveOptions, serializeInitializer, weightSpecs} from './fused_moe_config.js';
 import {checkArgKeys, checkForwardOutput, checkInput, checkNamedWeights, checkWeightSizes} from './fused_moe_checks.js';
@@ -152,20 +152,28 @@ export class FusedMoE extends tfl.layers.Layer {
     const selection: MoeForwardSelection = selectMoeForward(this.options.backend);
     const weights = this.namedWeights();
     checkWeightsReadable(this.name, weights);
-    const out = tf.tidy(() => {
+    const balancing = this.balancer.active;
+    // The forward's routing (ids, logits) stays alive past the tidy only when the balancer reads it.
+    const [out, topkIds, gatingLogits] = tf.tidy(() => {
       const flat = tf.reshape(x, [-1, hidden!]) as tf.Tensor2D;
-      const y = selection.forward(flat, weights, this.options, {owner: this});
-      checkForwardOutput(this.name, selection.path, y, flat.shape[0], hidden!);
-      return x.rank === 2 ? y : tf.reshape(y, x.shape);
-    });
-    if (this.balancer.active) {
+      const result = selection.forward(flat, weights, this.options, {owner: this});
+      const {output, topkIds, gatingLogits} =
+          result instanceof tf.Tensor ? {output: result} as MoeForwardResult : (result ?? {}) as MoeForwardResult;
+      checkForwardOutput(this.name, selection.path, result == null ? result : output, flat.shape[0], hidden!);
+      const y = x.rank === 2 ? output : tf.reshape(output, x.shape);
+      return balancing && topkIds != null && gatingLogits != null ? [y, topkIds, gatingLogits] : [y];
+    }) as [tf.Tensor, tf.Tensor2D?, tf.Tensor2D?];
+    if (balancing) {
       try {
         const training = kwargs?.training === true;
+        const routing = topkIds != null && gatingLogits != null ? {topkIds, gatingLogits} : null;
         this.balancer.observe(x, weights, this.options, training,
-            v => this.weightVariables.get('gate_correction_bias')!.write(v));
+            v => this.weightVariables.get('gate_correction_bias')!.write(v), routing);
       } catch (e) {
         out.dispose();
         throw e;
+      } finally {
+        tf.dispose([topkIds, gatingLogits].filter(t => t != null) as tf.Tensor[]);
       }
     }
     return out;

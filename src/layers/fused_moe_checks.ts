@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
-import {describeValue, MAX_EXPERTS, MAX_INT32} from '../ops/limits.js';
+import {describeValue, MAX_INT32} from '../ops/limits.js';
 import {OPTION_KEYS, WeightSpec} from './fused_moe_config.js';
 import {LOAD_BALANCING_KEYS} from './load_balancing.js';
 
@@ -58,21 +58,6 @@ export function checkArgKeys(args: object): void {
     throw new Error(`FusedMoE: unknown option '${key}'${hint == null ? '' : ` (did you mean '${hint}'?)`}; ` +
         `options are ${[...OPTION_KEYS, ...LOAD_BALANCING_KEYS, ...INITIALIZER_KEYS].join(', ')} and the tf.layers ` +
         `LayerArgs (${LAYER_ARG_KEYS.join(', ')})`);
-  }
-}
-
-/** Upper bounds of the integer options (the lower bounds are checked with the values). */
-export function checkOptionLimits(o: {numExperts: number, moeIntermediateSize: number, latentSize: number | null,
-  sharedExpertIntermediateSize: number}): void {
-  const limits: Array<[string, number, number]> = [
-    ['numExperts', o.numExperts, MAX_EXPERTS],
-    // 2I columns of up_gate_proj must stay int32.
-    ['moeIntermediateSize', o.moeIntermediateSize, Math.floor(MAX_INT32 / 2)],
-    ['sharedExpertIntermediateSize', o.sharedExpertIntermediateSize, Math.floor(MAX_INT32 / 2)],
-  ];
-  if (o.latentSize != null) limits.push(['latentSize', o.latentSize, MAX_INT32]);
-  for (const [option, value, max] of limits) {
-    if (value > max) throw new Error(`FusedMoE: option '${option}' must be an integer <= ${max}, got ${describeValue(value)}`);
   }
 }
 

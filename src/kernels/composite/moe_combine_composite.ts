@@ -11,7 +11,7 @@ function inRange(index: Tensor, n: number): Tensor {
 }
 
 /**
- * Returns float32 [T,D] (semantics doc section 6): gathers each token's k rows of y, weights them (unless
+ * Returns float32 [T,D] (docs/semantics.md section 6): gathers each token's k rows of y, weights them (unless
  * already weighted), adds the weighted expert biases, sums over the k slots. Memory: one [T,k,D] gather.
  * A rowMap entry outside [0,R) (moePermute's -1 for an invalid id) adds no y row, and an id outside the bias's
  * experts adds no bias, as the webgpu and cuda kernels do: the gathers read index 0 there and the term is masked.

@@ -5,7 +5,7 @@ import type {MoeTopkSelectAttrs} from '../kernel_names.js';
 import {select, selectTopKComposite, takeAlongRows} from './routing_select_composite.js';
 import {stopGradient} from './stop_gradient.js';
 
-/** Returns [topkIds int32 [T,k], topkWeights float32 [T,k]] (semantics doc section 1). */
+/** Returns [topkIds int32 [T,k], topkWeights float32 [T,k]] (docs/semantics.md section 1). */
 export function moeTopkSelectComposite(
     gatingLogits: Tensor2D, bias: Tensor1D | null, attrs: MoeTopkSelectAttrs): [Tensor2D, Tensor2D] {
   return tf.tidy(() => {
@@ -24,7 +24,7 @@ export function moeTopkSelectComposite(
     let weights = takeAlongRows(probs, ids);
     // ERNIE's clamp (semantics 1.5): 0/0 when a bias picks experts whose p underflowed. A NaN sum stays NaN
     // through the weights themselves (the row is NaN), whatever maximum() does with NaN on a backend.
-    if (attrs.applyNormWeight) weights = tf.div(weights, tf.maximum(tf.sum(weights, 1, true), tf.scalar(1e-12)));
+    if (attrs.renormalize) weights = tf.div(weights, tf.maximum(tf.sum(weights, 1, true), tf.scalar(1e-12)));
     return [tf.cast(ids, 'int32'), weights] as [Tensor2D, Tensor2D];
   });
 }

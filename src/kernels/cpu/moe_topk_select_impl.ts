@@ -1,4 +1,4 @@
-/** Softmax top-k routing on host arrays (semantics doc section 1), in float32 arithmetic. */
+/** Softmax top-k routing on host arrays (docs/semantics.md section 1), in float32 arithmetic. */
 import {selectTopK} from './routing_select.js';
 
 const f32 = Math.fround;
@@ -7,12 +7,12 @@ const MIN_NORM_DENOMINATOR = f32(1e-12);
 
 /**
  * p = softmax(logits) per token (max-subtracted); choose the topK largest p + bias (bias only selects);
- * weights are the chosen p, divided by their sum when applyNormWeight. A row containing NaN has NaN p
+ * weights are the chosen p, divided by their sum when renormalize. A row containing NaN has NaN p
  * everywhere (as tf.softmax gives), so it selects experts 0..k-1 with NaN weights.
  */
 export function moeTopkSelectImpl(
     logits: Float32Array, numTokens: number, numExperts: number, bias: Float32Array | null, topK: number,
-    applyNormWeight: boolean): {topkIds: Int32Array, topkWeights: Float32Array} {
+    renormalize: boolean): {topkIds: Int32Array, topkWeights: Float32Array} {
   const topkIds = new Int32Array(numTokens * topK);
   const topkWeights = new Float32Array(numTokens * topK);
   const probs = new Float32Array(numExperts);
@@ -45,7 +45,7 @@ export function moeTopkSelectImpl(
       topkWeights[out + j] = p;
       chosenSum = f32(chosenSum + p);
     }
-    if (applyNormWeight) {
+    if (renormalize) {
       // ERNIE's clamp (semantics 1.5): a bias may pick experts whose p underflowed to 0; 0/0 would be NaN.
       const denom = Math.max(chosenSum, MIN_NORM_DENOMINATOR);
       for (let j = 0; j < topK; j++) topkWeights[out + j] = topkWeights[out + j] / denom;
