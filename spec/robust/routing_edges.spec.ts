@@ -35,6 +35,22 @@ describeOnPaths('robust: routing edge values', path => {
     });
   });
 
+  it('moeTopkSelect: the weights\' gradient is finite where the clamp applies (0/0 before)', async () => {
+    const E = 4, k = 2;
+    const logits = Float32Array.from([0, -1000, -1000, -1000, 0, -69, -69, -70, 0.5, 1, -1, 2]);
+    await expectNoLeak(async () => {
+      const lt = tf.tensor2d(logits, [3, E]), bt = tf.tensor1d([0, 10, 10, 0]);
+      const coef = tf.tensor2d([1, -2, 0.5, 3, 1, 1], [3, k]);
+      const grad = path.call(() => tf.grad((l: tf.Tensor) =>
+          tf.sum(tf.mul(moeTopkSelect(l as tf.Tensor2D, bt as tf.Tensor1D, k, true).topkWeights, coef)))(lt));
+      const g = await grad.data();
+      tf.dispose([lt, bt, coef, grad]);
+      expect(Array.from(g).every(Number.isFinite)).withContext(`gradient ${Array.from(g)}`).toBeTrue();
+      // Row 0: every chosen p is exactly 0, so is the gradient.
+      expect(Array.from(g.subarray(0, E)).every(v => v === 0)).withContext(`row 0 gradient ${g.subarray(0, E)}`).toBeTrue();
+    });
+  });
+
   it('getMoeScores: experts of dropped groups are never chosen, even over NaN scores of kept groups', async () => {
     const E = 12, nGroup = 4, topkGroup = 2, k = 6, G = E / nGroup;
     // Groups of 3. Token 0: NaN logits inside the two best groups; token 1: NaN through the bias instead (finite
