@@ -249,6 +249,11 @@ export function wasmRuntime(): WasmRuntime | null {
   return runtime;
 }
 
+/** The runtime if one was created, whatever the flags say now (to free what it holds). */
+export function existingRuntime(): WasmRuntime | null {
+  return runtime;
+}
+
 /** Whether the cpu kernels run as WebAssembly, and why not when they do not. */
 export function wasmStatus(): WasmStatus {
   if (!tf.env().getBool('MOE_WASM')) return {available: false, reason: "the flag MOE_WASM is false"};

@@ -7,7 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
-import type {WasmRuntime} from './runtime.js';
+import {existingRuntime, WasmRuntime} from './runtime.js';
 
 /** How an expert is packed: plain panels over N, or the two halves (gate, up) padded apart for the SwiGLU GEMM. */
 export interface PackLayout {
@@ -126,8 +126,9 @@ export function wasmWeightCacheBytes(): number {
   return residentBytes;
 }
 
-/** Frees every packed weight (e.g. before a large allocation elsewhere). */
-export function clearWasmWeightCache(rt: WasmRuntime | null): void {
+/** Frees every packed weight now (they are packed again when next used). */
+export function clearWasmWeightCache(): void {
+  const rt = existingRuntime();
   if (rt != null) for (const e of entries) freeEntry(rt, e);
   entries = [];
 }
