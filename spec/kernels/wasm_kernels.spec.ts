@@ -140,21 +140,23 @@ describe('wasm kernels', () => {
 
   it('gives bitwise the same output on 1, 2 and 3 threads (each column is computed by one thread)', async () => {
     const rand = rng(7);
-    const E = 3, K = 40, N = 70, R = 50;
+    // Large enough that 3 threads pay (batched_gemm_wasm.ts keeps small calls on one thread); N = 160 is 20 panels.
+    const E = 3, K = 256, N = 157, R = 200;
     const lhs = tf.tensor2d(randn(rand, R * K), [R, K]);
     const rhs = tf.tensor3d(randn(rand, E * N * K), [E, N, K]);
     const bias = tf.tensor2d(randn(rand, E * N), [E, N]);
-    const segments = tf.tensor1d([3, 40, 0], 'int32');
+    const segments = tf.tensor1d([3, 190, 0], 'int32');
     const outputs: Float32Array[] = [];
     for (const threads of [1, 2, 3]) {
       await withFlags({MOE_WASM_THREADS: threads}, async () => {
         expect(wasmStatus().threads).toBe(threads);
         const out = batchedGemm(lhs, rhs, segments, {transposeRhs: true, bias});
+        expect(wasmStatus().lastCallThreads).withContext('threads the call ran on').toBe(threads);
         outputs.push(await out.data() as Float32Array);
         out.dispose();
       });
     }
-    const expected = refBatchedGemm(await lhs.data(), R, K, await rhs.data(), E, N, Int32Array.from([0, 3, 43, 43]),
+    const expected = refBatchedGemm(await lhs.data(), R, K, await rhs.data(), E, N, Int32Array.from([0, 3, 193, 193]),
                                     true, await bias.data());
     expect(relError(outputs[0], expected)).toBeLessThan(1e-5);
     expect(outputs[1]).toEqual(outputs[0]);

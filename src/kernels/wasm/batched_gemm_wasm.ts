@@ -40,6 +40,12 @@ class CallArena {
 
 let arena: CallArena | null = null;
 
+/**
+ * Multiply-adds of weight streaming (one per packed weight of an active expert) plus a quarter per row's
+ * multiply-add (the tiles reuse each loaded weight for 4 rows) below which one more thread does not pay.
+ */
+const MIN_WORK_PER_THREAD = 1 << 19;
+
 const padded = (bytes: number) => Math.ceil(bytes / 64) * 64;
 
 interface ExpertCall {
@@ -68,8 +74,12 @@ function runExpertCall(c: ExpertCall): Float32Array | null {
   if (last <= first || c.outCols === 0) return out;
   const weights = packedExperts(rt, c.backend, c.rhsDataId, c.rhs, c.numExperts, c.layout, c.offsets);
   if (weights == null) return null;
-  const threads = rt.threads();
   const k = c.k, rows = last - first;
+  let activeExperts = 0;
+  for (let e = 0; e < c.numExperts; e++) if (c.offsets[e + 1] > c.offsets[e]) activeExperts++;
+  // Waking a worker costs tens of microseconds: small calls stay on the calling thread.
+  const work = activeExperts * k * c.layout.n + rows * k * c.layout.n / 4;
+  const threads = Math.min(rt.threads(), Math.max(1, Math.floor(work / MIN_WORK_PER_THREAD)));
   // Only the segment rows [first, last) travel; offsets are rebased to them.
   const bytes = padded(rows * k * 4) + padded(rows * c.outCols * 4) + padded((c.numExperts + 1) * 4) +
       padded(c.numExperts * 4) + padded((c.bias?.length ?? 0) * 4) + padded(c.scale != null ? rows * 4 : 0) +
@@ -104,13 +114,14 @@ export function wasmBatchedGemm(
 }
 
 /**
- * fusedSwigluScale(batchedGemm(lhs, rhs, offsets, bias), scale) in one pass: rhs [E,K,2I] (gate columns first),
- * bias [E,2I] or null, scale [R] or null; returns [R,I].
+ * fusedSwigluScale(batchedGemm(lhs, rhs, offsets, bias), scale) in one pass: rhs [E,K,2I] (or [E,2I,K] with
+ * transposeRhs; gate columns first), bias [E,2I] or null, scale [R] or null; offsets validated [E+1]. Returns [R,I].
  */
 export function wasmBatchedGemmSwiglu(
     backend: unknown, lhs: Float32Array, numRows: number, k: number, rhs: Float32Array, rhsDataId: object,
-    numExperts: number, intermediate: number, offsets: Int32Array, bias: Float32Array | null,
+    numExperts: number, intermediate: number, offsets: Int32Array, transposeRhs: boolean, bias: Float32Array | null,
     scale: Float32Array | null): Float32Array | null {
   return runExpertCall({backend, lhs, numRows, k, rhs, rhsDataId, numExperts, offsets, bias, scale,
-    outCols: intermediate, layout: {k, n: 2 * intermediate, transposed: false, halves: true}, entry: 'moe_gemm_swiglu'});
+    outCols: intermediate, layout: {k, n: 2 * intermediate, transposed: transposeRhs, halves: true},
+    entry: 'moe_gemm_swiglu'});
 }

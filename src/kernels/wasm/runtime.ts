@@ -43,8 +43,10 @@ export interface WasmStatus {
   /** Why the JavaScript kernels run instead (when not available). */
   reason?: string;
   variant?: 'single' | 'threads';
-  /** Threads a kernel call uses now. */
+  /** Threads a kernel call may use now (MOE_WASM_THREADS as far as the platform allows). */
   threads?: number;
+  /** Threads the last kernel call ran on (small calls run on one). */
+  lastCallThreads?: number;
 }
 
 interface NodeProcessLike {
@@ -85,6 +87,7 @@ export class WasmRuntime {
   private top: number;
   private pool: ThreadPool | null = null;
   private poolFailed: string | null = null;
+  private lastCallThreads = 0;
 
   constructor(readonly module: WebAssembly.Module, readonly memory: WebAssembly.Memory,
               readonly variant: 'single' | 'threads') {
@@ -184,6 +187,7 @@ export class WasmRuntime {
 
   /** Runs `entry(...args, thread, threads)` on every thread; returns when all are done. */
   run(entry: ThreadedEntry, args: number[], threads: number): void {
+    this.lastCallThreads = threads > 1 && this.pool != null ? threads : 1;
     if (threads > 1 && this.pool != null) {
       this.pool.run(entry, args, threads, () => (this.exports[entry] as (...a: number[]) => void)(...args, 0, threads));
       return;
@@ -192,7 +196,7 @@ export class WasmRuntime {
   }
 
   status(): WasmStatus {
-    return {available: true, variant: this.variant, threads: this.threads(),
+    return {available: true, variant: this.variant, threads: this.threads(), lastCallThreads: this.lastCallThreads,
       ...(this.poolFailed != null ? {reason: `threads unavailable: ${this.poolFailed}`} : {})};
   }
 }
