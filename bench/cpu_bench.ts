@@ -9,6 +9,10 @@
  * ORT runs first and is released before tfjs-moe builds its tensors (peak memory: one copy of the weights per
  * side plus the packed copy). Outputs are compared (max |ours - ORT| / max |ORT|) on every T.
  *
+ * At 1/4 width the same model also runs in onnxruntime-web's wasm build (SIMD, in Node: the V8 that Chromium
+ * has; one thread, its thread count is fixed at its first session), against our 1-thread number. The full-width
+ * model does not fit it (a protobuf holds < 2 GB; external data would need a 4 GiB wasm heap for 2.4 GB).
+ *
  * Run (writes bench/results/cpu_bench.json, or $OUT): see BENCHMARKS.md.
  *   BENCH_WIDTHS=quarter,full  BENCH_T=1,16,256  BENCH_THREADS=1,2
  */
@@ -18,10 +22,11 @@ import {mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs';
 import {cpus, tmpdir} from 'node:os';
 import {join} from 'node:path';
 import * as ort from 'onnxruntime-node';
+import * as ortWeb from 'onnxruntime-web';
 
 import {fusedMoeForward, wasmStatus} from '../src/index.js';
 import type {FusedMoEOptions, FusedMoEWeights} from '../src/index.js';
-import {MoeLayerArrays, writeOrtMoeModel} from './onnx_moe_model.js';
+import {MoeLayerArrays, ortMoeModelBytes, writeOrtMoeModel} from './onnx_moe_model.js';
 
 const WIDTHS: Record<string, {H: number, I: number}> = {quarter: {H: 512, I: 192}, full: {H: 2048, I: 768}};
 const E = 128, K = 8;
@@ -71,6 +76,7 @@ interface Row {
   ortMs: number;
   wasmMs: number;
   jsMs: number | null;
+  ortWebMs: number | null;
   ratio: number;
   relDiffVsOrt: number;
 }
@@ -111,6 +117,26 @@ async function benchWidth(width: string): Promise<Row[]> {
     }
   } finally {
     rmSync(dir, {recursive: true, force: true});
+  }
+  const ortWebMs = new Map<number, number>();
+  if (width === 'quarter') {
+    ortWeb.env.wasm.numThreads = 1;
+    const session = await ortWeb.InferenceSession.create(ortMoeModelBytes(w), {executionProviders: ['wasm']});
+    for (const T of tokens) {
+      const x = inputs.get(T)!;
+      const call = async () => (await session.run({input: new ortWeb.Tensor('float32', x, [T, H])})).output.data;
+      await call();
+      await call();
+      const times: number[] = [];
+      for (let r = 0; r < reps(T, H); r++) {
+        const t0 = performance.now();
+        await call();
+        times.push(performance.now() - t0);
+      }
+      ortWebMs.set(T, median(times));
+      console.log(`  onnxruntime-web ${width} T=${T} threads=1: ${median(times).toFixed(2)} ms`);
+    }
+    await session.release();
   }
 
   const weights: FusedMoEWeights = {
@@ -155,7 +181,8 @@ async function benchWidth(width: string): Promise<Row[]> {
       }
       const ref = ortOut.get(T)!;
       const o = ortMs.get(`${T}/${threads}`)!;
-      const row: Row = {width, H, I, T, threads, ortMs: o, wasmMs, jsMs, ratio: wasmMs / o,
+      const row: Row = {width, H, I, T, threads, ortMs: o, wasmMs, jsMs,
+        ortWebMs: threads === 1 ? ortWebMs.get(T) ?? null : null, ratio: wasmMs / o,
         relDiffVsOrt: relDiff(out, ref)};
       console.log(`  tfjs-moe ${width} T=${T} threads=${threads}: wasm ${wasmMs.toFixed(2)} ms` +
           `${jsMs != null ? `, js ${jsMs.toFixed(1)} ms` : ''}; ratio to ORT ${row.ratio.toFixed(2)}; ` +
@@ -178,11 +205,14 @@ async function main(): Promise<void> {
   for (const width of widths) rows.push(...await benchWidth(width));
   const loadAfter = execSync('uptime').toString().trim();
   console.log(`load after: ${loadAfter}`);
-  console.log('\n| layer | T | threads | ORT ms | tfjs-moe wasm ms | ratio | tfjs-moe JS ms | max diff vs ORT |');
-  console.log('|---|---|---|---|---|---|---|---|');
+  console.log('\n| layer | T | threads | ORT ms | tfjs-moe wasm ms | ratio | tfjs-moe JS ms | ORT-web ms (ratio) | ' +
+      'max diff vs ORT |');
+  console.log('|---|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
     console.log(`| ${r.width} (H ${r.H}, I ${r.I}) | ${r.T} | ${r.threads} | ${r.ortMs.toFixed(2)} | ` +
-        `${r.wasmMs.toFixed(2)} | ${r.ratio.toFixed(2)} | ${r.jsMs?.toFixed(1) ?? '-'} | ${r.relDiffVsOrt.toExponential(1)} |`);
+        `${r.wasmMs.toFixed(2)} | ${r.ratio.toFixed(2)} | ${r.jsMs?.toFixed(1) ?? '-'} | ` +
+        `${r.ortWebMs != null ? `${r.ortWebMs.toFixed(2)} (${(r.wasmMs / r.ortWebMs).toFixed(2)})` : '-'} | ` +
+        `${r.relDiffVsOrt.toExponential(1)} |`);
   }
   mkdirSync(outDir, {recursive: true});
   writeFileSync(join(outDir, 'cpu_bench.json'), JSON.stringify({machine, loadAfter, rows}, null, 1));

@@ -120,23 +120,9 @@ export interface MoeLayerArrays {
   down: Float32Array;
 }
 
-/**
- * Writes model.onnx and weights.bin into dir and returns the model's path. fc1 is written [E, 2I, H] with gate
- * and up rows interleaved (swiglu_fusion = 1), fc2 [E, H, I]: the layouts of ORT's MoE, transposed from ours.
- */
-export function writeOrtMoeModel(dir: string, w: MoeLayerArrays): string {
-  const {H, I, E, k} = w;
-  const dataFile = 'weights.bin';
-  const fd = openSync(join(dir, dataFile), 'w');
-  let offset = 0;
-  const put = (a: Float32Array) => {
-    writeSync(fd, new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
-    const at = offset;
-    offset += a.byteLength;
-    return at;
-  };
-  const gateAt = put(w.gate);
-  const fc1At = offset;
+/** Calls put(chunk) with fc1 [E, 2I, H] (gate and up rows interleaved: swiglu_fusion = 1), expert by expert. */
+function forEachFc1Expert(w: MoeLayerArrays, put: (a: Float32Array) => void): void {
+  const {H, I, E} = w;
   const fc1 = new Float32Array(2 * I * H);
   for (let e = 0; e < E; e++) {
     const src = w.upGate.subarray(e * H * 2 * I, (e + 1) * H * 2 * I);
@@ -148,15 +134,21 @@ export function writeOrtMoeModel(dir: string, w: MoeLayerArrays): string {
     }
     put(fc1);
   }
-  const fc2At = offset;
+}
+
+/** Calls put(chunk) with fc2 [E, H, I], expert by expert. */
+function forEachFc2Expert(w: MoeLayerArrays, put: (a: Float32Array) => void): void {
+  const {H, I, E} = w;
   const fc2 = new Float32Array(H * I);
   for (let e = 0; e < E; e++) {
     const src = w.down.subarray(e * I * H, (e + 1) * I * H);
     for (let h = 0; h < H; h++) for (let i = 0; i < I; i++) fc2[h * I + i] = src[i * H + h];
     put(fc2);
   }
-  closeSync(fd);
+}
 
+function modelProto(w: MoeLayerArrays, initializers: Proto[]): Uint8Array {
+  const {H, k} = w;
   const graph = new Proto()
       .message(1, node('MatMul', ['input', 'router_weight'], ['router_logits'], '', []))
       .message(1, node('MoE', ['input', 'router_logits', 'fc1', '', 'fc2'], ['output'], 'com.microsoft', [
@@ -167,19 +159,67 @@ export function writeOrtMoeModel(dir: string, w: MoeLayerArrays): string {
         {name: 'activation_alpha', float: 1},
         {name: 'activation_beta', float: 0},
       ]))
-      .string(2, 'moe_layer')
-      .message(5, externalTensor('router_weight', [H, E], dataFile, gateAt, H * E * 4))
-      .message(5, externalTensor('fc1', [E, 2 * I, H], dataFile, fc1At, E * 2 * I * H * 4))
-      .message(5, externalTensor('fc2', [E, H, I], dataFile, fc2At, E * H * I * 4))
-      .message(11, valueInfo('input', ['T', H]))
-      .message(12, valueInfo('output', ['T', H]));
-  const model = new Proto()
+      .string(2, 'moe_layer');
+  for (const t of initializers) graph.message(5, t);
+  graph.message(11, valueInfo('input', ['T', H])).message(12, valueInfo('output', ['T', H]));
+  return new Proto()
       .int(1, 8)
       .string(2, 'tfjs-moe bench')
       .message(7, graph)
       .message(8, new Proto().string(1, '').int(2, 17))
-      .message(8, new Proto().string(1, 'com.microsoft').int(2, 1));
+      .message(8, new Proto().string(1, 'com.microsoft').int(2, 1))
+      .finish();
+}
+
+/**
+ * Writes model.onnx and weights.bin (external data) into dir and returns the model's path: fc1 [E, 2I, H] with
+ * gate and up rows interleaved (swiglu_fusion = 1), fc2 [E, H, I], the layouts of ORT's MoE, transposed from ours.
+ */
+export function writeOrtMoeModel(dir: string, w: MoeLayerArrays): string {
+  const {H, I, E} = w;
+  const dataFile = 'weights.bin';
+  const fd = openSync(join(dir, dataFile), 'w');
+  let offset = 0;
+  const put = (a: Float32Array) => {
+    writeSync(fd, new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
+    offset += a.byteLength;
+  };
+  put(w.gate);
+  const fc1At = offset;
+  forEachFc1Expert(w, put);
+  const fc2At = offset;
+  forEachFc2Expert(w, put);
+  closeSync(fd);
   const path = join(dir, 'model.onnx');
-  writeFileSync(path, model.finish());
+  writeFileSync(path, modelProto(w, [
+    externalTensor('router_weight', [H, E], dataFile, 0, H * E * 4),
+    externalTensor('fc1', [E, 2 * I, H], dataFile, fc1At, E * 2 * I * H * 4),
+    externalTensor('fc2', [E, H, I], dataFile, fc2At, E * H * I * 4),
+  ]));
   return path;
+}
+
+function inlineTensor(name: string, dims: number[], data: Float32Array): Proto {
+  const p = new Proto();
+  for (const d of dims) p.int(1, d);
+  return p.int(2, FLOAT).string(8, name).raw(9, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+}
+
+/** The same model with the weights inside (under the protobuf's 2 GB: the 1/4-width layer), for onnxruntime-web. */
+export function ortMoeModelBytes(w: MoeLayerArrays): Uint8Array {
+  const {H, I, E} = w;
+  const collect = (each: (w: MoeLayerArrays, put: (a: Float32Array) => void) => void, n: number) => {
+    const all = new Float32Array(n);
+    let at = 0;
+    each(w, a => {
+      all.set(a, at);
+      at += a.length;
+    });
+    return all;
+  };
+  return modelProto(w, [
+    inlineTensor('router_weight', [H, E], w.gate),
+    inlineTensor('fc1', [E, 2 * I, H], collect(forEachFc1Expert, E * 2 * I * H)),
+    inlineTensor('fc2', [E, H, I], collect(forEachFc2Expert, E * H * I)),
+  ]);
 }
