@@ -16,12 +16,13 @@ import {batchedGemmSwiglu, canFuseSwiglu} from '../kernels/webgpu/BatchedGemmSwi
 import {shardedBatchedGemm} from '../kernels/webgpu/expert_shards.js';
 import {getKernelPath} from '../ops/dispatch.js';
 import {expertShardsFor} from './expert_shard_cache.js';
+import {routerLogits} from './router_logits.js';
 import type {FusedMoEOptions, FusedMoEWeights} from './fused_moe_config.js';
 
 /** Routing: top-k expert ids and their weights for every token of x [T,H]. */
 export function routeTokens(x: tf.Tensor2D, w: FusedMoEWeights, o: FusedMoEOptions):
     {topkIds: tf.Tensor2D, topkWeights: tf.Tensor2D} {
-  const logits = tf.matMul(x, w.gate_weight) as tf.Tensor2D;
+  const logits = routerLogits(x, w.gate_weight);
   const bias = o.useCorrectionBias ? w.gate_correction_bias as tf.Tensor1D : null;
   if (o.topkMethod === 'noaux_tc') {
     const {scores, topkIds, topkWeights} =
