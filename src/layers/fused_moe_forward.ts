@@ -16,7 +16,7 @@ import {batchedGemmSwiglu, canFuseSwiglu} from '../kernels/webgpu/BatchedGemmSwi
 import {shardedBatchedGemm} from '../kernels/webgpu/expert_shards.js';
 import {getKernelPath} from '../ops/dispatch.js';
 import {expertShardsFor} from './expert_shard_cache.js';
-import {routerLogits} from './router_logits.js';
+import {routerLogits} from '../ops/router_logits.js';
 import type {FusedMoEOptions, FusedMoEWeights} from './fused_moe_config.js';
 
 /** Routing: top-k expert ids and their weights for every token of x [T,H]. */

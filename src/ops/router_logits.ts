@@ -1,14 +1,14 @@
 /**
- * The router's logits x @ gateWeight. On the cpu backend they come from batchedGemm with one segment (our
- * kernel: WebAssembly SIMD, weights packed once), because tfjs's cpu matMul is the slowest stage of a cpu
- * forward (at T = 256 it took longer than both expert GEMMs). Elsewhere, and on the composite path, tf.matMul.
- * Both are differentiable (batchedGemm's gradient reaches gateWeight through the reshape).
+ * The router's logits x [T,H] @ gateWeight [H,E]. Where our batchedGemm kernel runs on the cpu backend they come
+ * from it, as one segment (WebAssembly SIMD, the weight packed once), because tfjs's cpu matMul is the slowest
+ * stage of a cpu forward (at T = 256 it took longer than both expert GEMMs). Elsewhere, and on the composite
+ * path, tf.matMul. Both are differentiable (batchedGemm's gradient reaches gateWeight through the reshape).
  */
 import * as tf from '@tensorflow/tfjs-core';
 
 import {BatchedGemm} from '../kernels/kernel_names.js';
-import {batchedGemm} from '../ops/batched_gemm.js';
-import {usesMoeKernel} from '../ops/dispatch.js';
+import {batchedGemm} from './batched_gemm.js';
+import {usesMoeKernel} from './dispatch.js';
 
 export function routerLogits(x: tf.Tensor2D, gateWeight: tf.Tensor2D): tf.Tensor2D {
   if (tf.getBackend() !== 'cpu' || !usesMoeKernel(BatchedGemm)) return tf.matMul(x, gateWeight);
