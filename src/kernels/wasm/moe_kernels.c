@@ -45,16 +45,19 @@ static void pack_columns(const float* src, float* dst, int k, int n, int transpo
   const int panels = panel_count(count);
   for (int p = 0; p < panels; p++) {
     float* panel = dst + (long)p * k * PANEL;
-    for (int j = 0; j < PANEL; j++) {
-      const int col = p * PANEL + j;
-      if (col >= count) {
-        for (int kk = 0; kk < k; kk++) panel[kk * PANEL + j] = 0.0f;
-      } else if (transposed) {
-        const float* s = src + (long)(c0 + col) * k;
-        for (int kk = 0; kk < k; kk++) panel[kk * PANEL + j] = s[kk];
-      } else {
-        const float* s = src + c0 + col;
-        for (int kk = 0; kk < k; kk++) panel[kk * PANEL + j] = s[(long)kk * n];
+    const int first = p * PANEL;
+    const int valid = count - first < PANEL ? count - first : PANEL;
+    if (transposed) {
+      // Rows of [N,K] are the panel's columns: read each row once, contiguously.
+      for (int j = 0; j < PANEL; j++) {
+        const float* s = src + (long)(c0 + first + j) * k;
+        for (int kk = 0; kk < k; kk++) panel[kk * PANEL + j] = j < valid ? s[kk] : 0.0f;
+      }
+    } else {
+      // A panel row is PANEL consecutive floats of a [K,N] row.
+      const float* s = src + c0 + first;
+      for (int kk = 0; kk < k; kk++) {
+        for (int j = 0; j < PANEL; j++) panel[kk * PANEL + j] = j < valid ? s[(long)kk * n + j] : 0.0f;
       }
     }
   }
