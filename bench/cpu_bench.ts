@@ -6,8 +6,9 @@
  * (MOE_WASM = false). Each timed call includes creating the input tensor and reading the output. Medians of
  * repeated calls after warm-up (the first call packs the routed experts' weights into wasm memory).
  *
- * ORT runs first and is released before tfjs-moe builds its tensors (peak memory: one copy of the weights per
- * side plus the packed copy). Outputs are compared (max |ours - ORT| / max |ORT|) on every T.
+ * ORT's calls and ours alternate (the machine is shared: both sides see the same load); peak memory is the
+ * weights three times (our tensors, ORT's session, the packed copy in wasm memory). Outputs are compared
+ * (max |ours - ORT| / max |ORT|) on every T.
  *
  * At 1/4 width the same model also runs in onnxruntime-web's wasm build (SIMD, in Node: the V8 that Chromium
  * has; one thread, its thread count is fixed at its first session), against our 1-thread number. The full-width
@@ -86,59 +87,6 @@ async function benchWidth(width: string): Promise<Row[]> {
   const w: MoeLayerArrays = {H, I, E, k: K, gate: uniform(H * E, 1 / Math.sqrt(H), 1),
     upGate: uniform(E * H * 2 * I, 1 / Math.sqrt(H), 2), down: uniform(E * I * H, 1 / Math.sqrt(I), 3)};
   const inputs = new Map(tokens.map(T => [T, uniform(T * H, 1, 100 + T)]));
-  const dir = mkdtempSync(join(tmpdir(), 'tfjs-moe-ort-'));
-  const ortMs = new Map<string, number>();
-  const ortOut = new Map<number, Float32Array>();
-  try {
-    const modelPath = writeOrtMoeModel(dir, w);
-    for (const threads of threadCounts) {
-      const session = await ort.InferenceSession.create(modelPath, {
-        executionProviders: ['cpu'], intraOpNumThreads: threads, interOpNumThreads: 1,
-        executionMode: 'sequential', graphOptimizationLevel: 'all'});
-      for (const T of tokens) {
-        const x = inputs.get(T)!;
-        const call = async () => {
-          const result = await session.run({input: new ort.Tensor('float32', x, [T, H])});
-          return result.output.data as Float32Array;
-        };
-        const out = await call();
-        await call();
-        if (!ortOut.has(T)) ortOut.set(T, Float32Array.from(out));
-        const times: number[] = [];
-        for (let r = 0; r < reps(T, H); r++) {
-          const t0 = performance.now();
-          await call();
-          times.push(performance.now() - t0);
-        }
-        ortMs.set(`${T}/${threads}`, median(times));
-        console.log(`  ORT ${width} T=${T} threads=${threads}: ${median(times).toFixed(2)} ms`);
-      }
-      await session.release();
-    }
-  } finally {
-    rmSync(dir, {recursive: true, force: true});
-  }
-  const ortWebMs = new Map<number, number>();
-  if (width === 'quarter') {
-    ortWeb.env.wasm.numThreads = 1;
-    const session = await ortWeb.InferenceSession.create(ortMoeModelBytes(w), {executionProviders: ['wasm']});
-    for (const T of tokens) {
-      const x = inputs.get(T)!;
-      const call = async () => (await session.run({input: new ortWeb.Tensor('float32', x, [T, H])})).output.data;
-      await call();
-      await call();
-      const times: number[] = [];
-      for (let r = 0; r < reps(T, H); r++) {
-        const t0 = performance.now();
-        await call();
-        times.push(performance.now() - t0);
-      }
-      ortWebMs.set(T, median(times));
-      console.log(`  onnxruntime-web ${width} T=${T} threads=1: ${median(times).toFixed(2)} ms`);
-    }
-    await session.release();
-  }
-
   const weights: FusedMoEWeights = {
     gate_weight: tf.tensor2d(w.gate, [H, E]),
     up_gate_proj_weight: tf.tensor3d(w.upGate, [E, H, 2 * I]),
@@ -148,47 +96,81 @@ async function benchWidth(width: string): Promise<Row[]> {
     topkGroup: 1, routedScalingFactor: 1, renormalize: true, useCorrectionBias: false, latentSize: null,
     withBias: false, probInAdvance: false, sharedExpertIntermediateSize: 0, sharedExpertGate: false,
     backend: 'cpu', computeDtype: 'float32'};
-  const forward = (x: Float32Array, T: number) => {
+  const ours = (x: Float32Array, T: number) => {
     const y = tf.tidy(() => fusedMoeForward(tf.tensor2d(x, [T, H]), weights, options));
     const data = y.dataSync() as Float32Array;
     y.dispose();
     return data;
   };
-  const time = (x: Float32Array, T: number, n: number) => {
-    const times: number[] = [];
-    for (let r = 0; r < n; r++) {
-      const t0 = performance.now();
-      forward(x, T);
-      times.push(performance.now() - t0);
-    }
-    return median(times);
+  const timed = async (fn: () => unknown) => {
+    const t0 = performance.now();
+    await fn();
+    return performance.now() - t0;
   };
   const rows: Row[] = [];
-  for (const threads of threadCounts) {
-    tf.env().set('MOE_WASM', true);
-    tf.env().set('MOE_WASM_THREADS', threads);
+  const jsMs = new Map<number, number>();
+  const ortWebMs = new Map<number, number>();
+  if (width === 'quarter') {
+    // Our JavaScript kernels (slow: a few calls) and onnxruntime-web (wasm, 1 thread), each on its own.
+    tf.env().set('MOE_WASM', false);
     for (const T of tokens) {
       const x = inputs.get(T)!;
-      const out = forward(x, T);
-      forward(x, T);
-      const wasmMs = time(x, T, reps(T, H));
-      let jsMs: number | null = null;
-      if (width === 'quarter' && threads === threadCounts[0]) {
-        tf.env().set('MOE_WASM', false);
-        forward(x, T);
-        jsMs = time(x, T, Math.max(3, reps(T, H) >> 1));
-        tf.env().set('MOE_WASM', true);
-      }
-      const ref = ortOut.get(T)!;
-      const o = ortMs.get(`${T}/${threads}`)!;
-      const row: Row = {width, H, I, T, threads, ortMs: o, wasmMs, jsMs,
-        ortWebMs: threads === 1 ? ortWebMs.get(T) ?? null : null, ratio: wasmMs / o,
-        relDiffVsOrt: relDiff(out, ref)};
-      console.log(`  tfjs-moe ${width} T=${T} threads=${threads}: wasm ${wasmMs.toFixed(2)} ms` +
-          `${jsMs != null ? `, js ${jsMs.toFixed(1)} ms` : ''}; ratio to ORT ${row.ratio.toFixed(2)}; ` +
-          `max |diff| / max |ORT| ${row.relDiffVsOrt.toExponential(1)}`);
-      rows.push(row);
+      ours(x, T);
+      const times: number[] = [];
+      for (let r = 0; r < 3; r++) times.push(await timed(() => ours(x, T)));
+      jsMs.set(T, median(times));
     }
+    tf.env().set('MOE_WASM', true);
+    ortWeb.env.wasm.numThreads = 1;
+    const session = await ortWeb.InferenceSession.create(ortMoeModelBytes(w), {executionProviders: ['wasm']});
+    for (const T of tokens) {
+      const x = inputs.get(T)!;
+      const call = async () => (await session.run({input: new ortWeb.Tensor('float32', x, [T, H])})).output.data;
+      await call();
+      await call();
+      const times: number[] = [];
+      for (let r = 0; r < reps(T, H); r++) times.push(await timed(call));
+      ortWebMs.set(T, median(times));
+      console.log(`  onnxruntime-web ${width} T=${T} threads=1: ${median(times).toFixed(2)} ms`);
+    }
+    await session.release();
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'tfjs-moe-ort-'));
+  try {
+    const modelPath = writeOrtMoeModel(dir, w);
+    for (const threads of threadCounts) {
+      const session = await ort.InferenceSession.create(modelPath, {
+        executionProviders: ['cpu'], intraOpNumThreads: threads, interOpNumThreads: 1,
+        executionMode: 'sequential', graphOptimizationLevel: 'all'});
+      tf.env().set('MOE_WASM_THREADS', threads);
+      for (const T of tokens) {
+        const x = inputs.get(T)!;
+        const ortCall = async () =>
+          (await session.run({input: new ort.Tensor('float32', x, [T, H])})).output.data as Float32Array;
+        const ortOut = await ortCall();
+        const out = ours(x, T);
+        await ortCall();
+        ours(x, T);
+        // Alternating calls: both sides see the same load from the machine's other users.
+        const ortTimes: number[] = [], ourTimes: number[] = [];
+        for (let r = 0; r < reps(T, H); r++) {
+          ortTimes.push(await timed(ortCall));
+          ourTimes.push(await timed(() => ours(x, T)));
+        }
+        const o = median(ortTimes), wasmMs = median(ourTimes);
+        const row: Row = {width, H, I, T, threads, ortMs: o, wasmMs,
+          jsMs: threads === threadCounts[0] ? jsMs.get(T) ?? null : null,
+          ortWebMs: threads === 1 ? ortWebMs.get(T) ?? null : null, ratio: wasmMs / o,
+          relDiffVsOrt: relDiff(out, ortOut)};
+        console.log(`  ${width} T=${T} threads=${threads}: ORT ${o.toFixed(2)} ms, tfjs-moe wasm ` +
+            `${wasmMs.toFixed(2)} ms${row.jsMs != null ? `, js ${row.jsMs.toFixed(1)} ms` : ''}; ratio to ORT ` +
+            `${row.ratio.toFixed(2)}; max |diff| / max |ORT| ${row.relDiffVsOrt.toExponential(1)}`);
+        rows.push(row);
+      }
+      await session.release();
+    }
+  } finally {
+    rmSync(dir, {recursive: true, force: true});
   }
   tf.dispose(Object.values(weights) as tf.Tensor[]);
   return rows;
