@@ -23,7 +23,7 @@ const START_TIMEOUT_MS = 20_000;
 
 // Runs in every worker (CommonJS, eval'd by Node's Worker): `index` is the worker's thread number minus 1.
 const WORKER_SOURCE = `
-const {workerData} = require('node:worker_threads');
+const {workerData} = require('worker_threads');
 const {module, memory, control, index} = workerData;
 const c = new Int32Array(control);
 const exports = new WebAssembly.Instance(module, {env: {memory}}).exports;
