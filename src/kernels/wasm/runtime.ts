@@ -15,9 +15,12 @@ import * as tf from '@tensorflow/tfjs-core';
 import {singleWasmBase64, threadsWasmBase64} from './moe_kernels_wasm.js';
 import {startThreadPool, ThreadPool} from './thread_pool.js';
 
-tf.env().registerFlag('MOE_WASM', () => true);
-tf.env().registerFlag('MOE_WASM_THREADS', () => defaultThreads());
-tf.env().registerFlag('MOE_WASM_CACHE_MB', () => 3072);
+/** Registers the flags above (src/register_all.ts calls it at import, before anyone can set them). */
+export function registerWasmFlags(): void {
+  tf.env().registerFlag('MOE_WASM', () => true);
+  tf.env().registerFlag('MOE_WASM_THREADS', () => defaultThreads());
+  tf.env().registerFlag('MOE_WASM_CACHE_MB', () => 3072);
+}
 
 const PAGE = 65536;
 const MAX_PAGES = 65536;  // 4 GiB, the wasm32 limit (the modules are linked with this maximum)
