@@ -28,6 +28,7 @@ import * as ortWeb from 'onnxruntime-web';
 import {fusedMoeForward, wasmStatus} from '../src/index.js';
 import type {FusedMoEOptions, FusedMoEWeights} from '../src/index.js';
 import {MoeLayerArrays, ortMoeModelBytes, writeOrtMoeModel} from './onnx_moe_model.js';
+import {median} from './stats.js';
 
 const WIDTHS: Record<string, {H: number, I: number}> = {quarter: {H: 512, I: 192}, full: {H: 2048, I: 768}};
 const E = 128, K = 8;
@@ -39,11 +40,6 @@ const outDir = process.env.OUT ?? 'bench/results';
 function reps(T: number, H: number): number {
   const work = T * H;
   return work <= 2048 ? 25 : work <= 32768 ? 11 : 5;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
 /** Seeded uniform values in [-scale, scale) (xorshift; identical on both sides because the arrays are shared). */

@@ -3,7 +3,7 @@
 // Correctness of every shape against the float64 reference is the conformance suite's ('cpu wasm' instance).
 import * as tf from '@tensorflow/tfjs-core';
 import {execFileSync} from 'node:child_process';
-import {batchedGemm, clearWasmWeightCache, wasmStatus, wasmWeightCacheBytes} from 'tfjs-moe';
+import {batchedGemm, clearWasmWeightCache, FusedMoE, wasmStatus, wasmWeightCacheBytes} from 'tfjs-moe';
 
 import {refBatchedGemm} from '../reference/moe_reference.js';
 import {expectNoLeak, randn, relError, rng} from '../helpers/util.js';
@@ -99,6 +99,18 @@ describe('wasm kernels', () => {
       expect(wasmWeightCacheBytes()).toBe(packed);
       tf.dispose([other.lhs, other.rhs, other.segments]);
     });
+  });
+
+  it("a FusedMoE layer's packed experts are freed by layer.dispose()", async () => {
+    clearWasmWeightCache();
+    const layer = new FusedMoE({numExperts: 6, topK: 2, moeIntermediateSize: 5, backend: 'cpu'}).buildFor(12);
+    const x = tf.randomNormal([7, 12]) as tf.Tensor2D;
+    const y = layer.apply(x) as tf.Tensor;
+    await y.data();
+    expect(wasmWeightCacheBytes()).withContext('router and experts packed').toBeGreaterThan(0);
+    tf.dispose([x, y]);
+    layer.dispose();
+    expect(wasmWeightCacheBytes()).toBe(0);
   });
 
   it('a variable written with new values is repacked (its data gets a new dataId)', async () => {

@@ -13,10 +13,16 @@
 import * as tf from '@tensorflow/tfjs-core';
 
 import {singleWasmBase64, threadsWasmBase64} from './moe_kernels_wasm.js';
+import {registerWeightCacheSweeper} from '../weight_caches.js';
 import {startThreadPool, ThreadPool} from './thread_pool.js';
+import {sweepWasmWeightCache} from './weight_cache.js';
 
-/** Registers the flags above (src/register_all.ts calls it at import, before anyone can set them). */
-export function registerWasmFlags(): void {
+/**
+ * Registers the flags above (src/register_all.ts calls it at import, before anyone can set them) and the packed
+ * weights' sweeper (kernels/weight_caches.ts).
+ */
+export function registerWasmRuntime(): void {
+  registerWeightCacheSweeper(sweepWasmWeightCache);
   tf.env().registerFlag('MOE_WASM', () => true);
   tf.env().registerFlag('MOE_WASM_THREADS', () => defaultThreads());
   tf.env().registerFlag('MOE_WASM_CACHE_MB', () => 3072);

@@ -19,6 +19,8 @@ export interface PackLayout {
 
 interface Entry extends PackLayout {
   dataId: object;
+  /** The backend holding the weight (tells whether its dataId is still alive). */
+  backend: unknown;
   numExperts: number;
   bytesPerExpert: number;
   /** Offsets of the packed experts, 0 where not packed. */
@@ -44,15 +46,20 @@ function freeEntry(rt: WasmRuntime, e: Entry): void {
   }
 }
 
-/** Frees the entries whose tensors the backend has disposed (when the backend can tell). */
-function sweep(rt: WasmRuntime, backend: unknown): void {
-  const data = (backend as {data?: {has?: (id: object) => boolean}}).data;
-  if (typeof data?.has !== 'function') return;
+/** Frees the entries whose tensors their backend has disposed (when the backend can tell). */
+function sweep(rt: WasmRuntime): void {
   entries = entries.filter(e => {
-    if (data.has!(e.dataId)) return true;
+    const data = (e.backend as {data?: {has?: (id: object) => boolean}}).data;
+    if (typeof data?.has !== 'function' || data.has(e.dataId)) return true;
     freeEntry(rt, e);
     return false;
   });
+}
+
+/** For the weight-cache sweepers (kernels/weight_caches.ts): a disposed layer's packed experts go now. */
+export function sweepWasmWeightCache(): void {
+  const rt = existingRuntime();
+  if (rt != null) sweep(rt);
 }
 
 /** Evicts least recently used experts (other than this call's) until `bytes` more fit the budget. */
@@ -83,12 +90,12 @@ function makeRoom(rt: WasmRuntime, bytes: number, now: number): boolean {
  */
 export function packedExperts(rt: WasmRuntime, backend: unknown, dataId: object, weights: Float32Array,
                               numExperts: number, layout: PackLayout, offsets: Int32Array): Uint32Array | null {
-  sweep(rt, backend);
+  sweep(rt);
   const now = ++clock;
   let entry = entries.find(e => e.dataId === dataId && sameLayout(e, layout));
   if (entry == null) {
     const bytesPerExpert = rt.exports.packed_expert_floats(layout.k, layout.n, layout.halves ? 1 : 0) * 4;
-    entry = {...layout, dataId, numExperts, bytesPerExpert, offsets: new Uint32Array(numExperts),
+    entry = {...layout, dataId, backend, numExperts, bytesPerExpert, offsets: new Uint32Array(numExperts),
       lastUse: new Float64Array(numExperts)};
     entries.push(entry);
   }
