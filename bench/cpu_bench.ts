@@ -72,6 +72,9 @@ interface Row {
   threads: number;
   ortMs: number;
   wasmMs: number;
+  /** Process CPU time per call: independent of the machine's load on 1 thread (ORT's pool spins on 2). */
+  ortCpuMs: number;
+  wasmCpuMs: number;
   jsMs: number | null;
   ortWebMs: number | null;
   ratio: number;
@@ -102,6 +105,15 @@ async function benchWidth(width: string): Promise<Row[]> {
     const t0 = performance.now();
     await fn();
     return performance.now() - t0;
+  };
+  /** [wall ms, process CPU ms] of one call. */
+  const timedCpu = async (fn: () => unknown): Promise<[number, number]> => {
+    const c0 = process.cpuUsage();
+    const t0 = performance.now();
+    await fn();
+    const wall = performance.now() - t0;
+    const c = process.cpuUsage(c0);
+    return [wall, (c.user + c.system) / 1000];
   };
   const rows: Row[] = [];
   const jsMs = new Map<number, number>();
@@ -148,13 +160,17 @@ async function benchWidth(width: string): Promise<Row[]> {
         await ortCall();
         ours(x, T);
         // Alternating calls: both sides see the same load from the machine's other users.
-        const ortTimes: number[] = [], ourTimes: number[] = [];
+        const ortTimes: number[] = [], ourTimes: number[] = [], ortCpu: number[] = [], ourCpu: number[] = [];
         for (let r = 0; r < reps(T, H); r++) {
-          ortTimes.push(await timed(ortCall));
-          ourTimes.push(await timed(() => ours(x, T)));
+          const [ow, oc] = await timedCpu(ortCall);
+          const [tw, tc] = await timedCpu(() => ours(x, T));
+          ortTimes.push(ow);
+          ortCpu.push(oc);
+          ourTimes.push(tw);
+          ourCpu.push(tc);
         }
         const o = median(ortTimes), wasmMs = median(ourTimes);
-        const row: Row = {width, H, I, T, threads, ortMs: o, wasmMs,
+        const row: Row = {width, H, I, T, threads, ortMs: o, wasmMs, ortCpuMs: median(ortCpu), wasmCpuMs: median(ourCpu),
           jsMs: threads === threadCounts[0] ? jsMs.get(T) ?? null : null,
           ortWebMs: threads === 1 ? ortWebMs.get(T) ?? null : null, ratio: wasmMs / o,
           relDiffVsOrt: relDiff(out, ortOut)};
@@ -183,12 +199,14 @@ async function main(): Promise<void> {
   for (const width of widths) rows.push(...await benchWidth(width));
   const loadAfter = execSync('uptime').toString().trim();
   console.log(`load after: ${loadAfter}`);
-  console.log('\n| layer | T | threads | ORT ms | tfjs-moe wasm ms | ratio | tfjs-moe JS ms | ORT-web ms (ratio) | ' +
-      'max diff vs ORT |');
-  console.log('|---|---|---|---|---|---|---|---|---|');
+  console.log('\n| layer | T | threads | ORT ms | tfjs-moe wasm ms | ratio | CPU ms ORT / ours (ratio) | tfjs-moe JS ms | ' +
+      'ORT-web ms (ratio) | max diff vs ORT |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
     console.log(`| ${r.width} (H ${r.H}, I ${r.I}) | ${r.T} | ${r.threads} | ${r.ortMs.toFixed(2)} | ` +
-        `${r.wasmMs.toFixed(2)} | ${r.ratio.toFixed(2)} | ${r.jsMs?.toFixed(1) ?? '-'} | ` +
+        `${r.wasmMs.toFixed(2)} | ${r.ratio.toFixed(2)} | ` +
+        `${r.threads === 1 ? `${r.ortCpuMs.toFixed(1)} / ${r.wasmCpuMs.toFixed(1)} (${(r.wasmCpuMs / r.ortCpuMs).toFixed(2)})` : '-'} | ` +
+        `${r.jsMs?.toFixed(1) ?? '-'} | ` +
         `${r.ortWebMs != null ? `${r.ortWebMs.toFixed(2)} (${(r.wasmMs / r.ortWebMs).toFixed(2)})` : '-'} | ` +
         `${r.relDiffVsOrt.toExponential(1)} |`);
   }

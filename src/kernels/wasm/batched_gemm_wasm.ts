@@ -80,17 +80,18 @@ function runExpertCall(c: ExpertCall): Float32Array | null {
   // Waking a worker costs tens of microseconds: small calls stay on the calling thread.
   const work = activeExperts * k * c.layout.n + rows * k * c.layout.n / 4;
   const threads = Math.min(rt.threads(), Math.max(1, Math.floor(work / MIN_WORK_PER_THREAD)));
+  const scratchFloats = rt.exports.scratch_floats_per_thread(k);
   // Only the segment rows [first, last) travel; offsets are rebased to them.
   const bytes = padded(rows * k * 4) + padded(rows * c.outCols * 4) + padded((c.numExperts + 1) * 4) +
       padded(c.numExperts * 4) + padded((c.bias?.length ?? 0) * 4) + padded(c.scale != null ? rows * 4 : 0) +
-      threads * rt.scratchFloatsPerThread * 4;
+      threads * scratchFloats * 4;
   if (arena == null) arena = new CallArena(rt);
   if (!arena.reset(bytes)) return null;
   const lhsAt = arena.take(rows * k * 4), outAt = arena.take(rows * c.outCols * 4);
   const offsetsAt = arena.take((c.numExperts + 1) * 4), weightsAt = arena.take(c.numExperts * 4);
   const biasAt = c.bias != null ? arena.take(c.bias.length * 4) : 0;
   const scaleAt = c.scale != null ? arena.take(rows * 4) : 0;
-  const scratchAt = arena.take(threads * rt.scratchFloatsPerThread * 4);
+  const scratchAt = arena.take(threads * scratchFloats * 4);
   rt.f32(lhsAt, rows * k).set(c.lhs.subarray(first * k, last * k));
   const rebased = rt.i32(offsetsAt, c.numExperts + 1);
   for (let e = 0; e <= c.numExperts; e++) rebased[e] = c.offsets[e] - first;

@@ -35,7 +35,7 @@ const ALIGN = 64;
 /** The kernels' exports; pointers are byte offsets into the module's memory. */
 export interface MoeWasmExports {
   packed_expert_floats(k: number, n: number, halves: number): number;
-  scratch_floats_per_thread(): number;
+  scratch_floats_per_thread(k: number): number;
   pack_expert(src: number, dst: number, k: number, n: number, transposed: number, halves: number): void;
   moe_gemm(lhs: number, k: number, out: number, n: number, offsets: number, numExperts: number, weights: number,
            bias: number, scratch: number, thread: number, threads: number): void;
@@ -90,8 +90,6 @@ interface Block {
 
 export class WasmRuntime {
   readonly exports: MoeWasmExports;
-  /** Floats of scratch each thread of a moe_gemm / moe_gemm_swiglu call needs. */
-  readonly scratchFloatsPerThread: number;
   private readonly free: Block[] = [];
   private top: number;
   private pool: ThreadPool | null = null;
@@ -104,7 +102,6 @@ export class WasmRuntime {
     this.exports = instance.exports as unknown as MoeWasmExports;
     const heapBase = (instance.exports.__heap_base as WebAssembly.Global).value as number;
     this.top = Math.ceil(heapBase / ALIGN) * ALIGN;
-    this.scratchFloatsPerThread = this.exports.scratch_floats_per_thread();
   }
 
   get buffer(): ArrayBuffer {
