@@ -70,7 +70,7 @@ export interface RefMoeOptions extends Omit<RefMoeConfig, 'topkMethod'> {
   topkMethod: RefTopkMethod;
   /** Logits += gateBias [E+Z] before any scoring (gpt-oss). */
   routerBias?: boolean;
-  /** Renormalised weights are w / (sum + renormalizeEpsilon). Default 0, except 1e-20 for 'noaux_tc'. */
+  /** Renormalised weights are w / (sum + renormalizeEpsilon). Absent: each op's own rule (sections 1, 2). */
   renormalizeEpsilon?: number;
   /** 'sparsemixer' only: the relative mask threshold is 2 * sparsemixerEpsilon. */
   sparsemixerEpsilon?: number;
@@ -286,25 +286,25 @@ export function refSparsemixer(
 
 /**
  * The routing of a FusedMoE config over logits [T, E+Z] (Z = zeroExperts): ids [T*k] in [0, E+Z) and weights
- * [T*k]. Every method's raw weights are renormalised (when renormalize, denominator sum + renormalizeEpsilon)
- * and then multiplied by routedScalingFactor.
+ * [T*k], multiplied by routedScalingFactor. 'greedy' and 'noaux_tc' renormalise as their ops do (sections 1, 2)
+ * unless renormalizeEpsilon is given; then, like the other methods, w / (sum + renormalizeEpsilon (default 0)).
  */
 export function refRoute(logits: ArrayLike<number>, T: number, cfg: RefMoeOptions,
     selectionBias: ArrayLike<number>|null): {ids: Int32Array, weights: Float64Array} {
-  const N = cfg.numExperts + (cfg.zeroExperts ?? 0), k = cfg.topK;
+  const N = cfg.numExperts + (cfg.zeroExperts ?? 0), k = cfg.topK, rsf = cfg.routedScalingFactor;
+  const opRenorm = cfg.renormalizeEpsilon === undefined;
   let ids: Int32Array, weights: Float64Array;
   let final: Uint8Array|null = null;
-  const eps = cfg.renormalizeEpsilon ?? (cfg.topkMethod === 'noaux_tc' ? 1e-20 : 0);
   switch (cfg.topkMethod) {
     case 'greedy':
-      ({ids, weights} = refMoeTopkSelect(logits, T, N, selectionBias, k, false));
+      ({ids, weights} = refMoeTopkSelect(logits, T, N, selectionBias, k, opRenorm && cfg.renormalize));
       break;
     case 'noaux_tc': {
-      const r = refGetMoeScores(logits, T, N, cfg.nGroup, cfg.topkGroup, k, 1, selectionBias, false);
-      ids = r.ids;
-      weights = r.weights;
-      // The all-groups-non-finite fallback's uniform weights are final (section 2): no renorm, no rsf.
-      final = r.fallback;
+      const r = refGetMoeScores(logits, T, N, cfg.nGroup, cfg.topkGroup, k, opRenorm ? rsf : 1, selectionBias,
+          opRenorm && cfg.renormalize);
+      if (opRenorm) return {ids: r.ids, weights: r.weights};
+      // The all-groups-non-finite fallback's uniform weights are final (section 2).
+      ({ids, weights, fallback: final} = r);
       break;
     }
     case 'group_limited_greedy':
@@ -317,13 +317,15 @@ export function refRoute(logits: ArrayLike<number>, T: number, cfg: RefMoeOption
       ({ids, weights} = refSparsemixer(logits, T, N, cfg.sparsemixerEpsilon ?? 0));
       break;
   }
+  const renormalize = cfg.renormalize && !(opRenorm && cfg.topkMethod === 'greedy');
+  const eps = cfg.renormalizeEpsilon ?? 0;
   for (let t = 0; t < T; t++) {
     if (final?.[t]) continue;
     let sum = 0;
     for (let j = 0; j < k; j++) sum += weights[t * k + j];
     for (let j = 0; j < k; j++) {
-      const w = cfg.renormalize ? weights[t * k + j] / (sum + eps) : weights[t * k + j];
-      weights[t * k + j] = w * cfg.routedScalingFactor;
+      const w = renormalize ? weights[t * k + j] / (sum + eps) : weights[t * k + j];
+      weights[t * k + j] = w * rsf;
     }
   }
   return {ids, weights};
