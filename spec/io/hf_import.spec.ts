@@ -116,6 +116,33 @@ describe('loadHuggingFaceMoe vs transformers 5.17 MoE blocks (spec/fixtures)', (
   }
 });
 
+describe('loadHuggingFaceMoe errors on the fixtures\' families', () => {
+  const without = (name: string, drop: RegExp, pattern: RegExp) => {
+    const f = readFixture(name);
+    const weights = readSafetensors(base64Bytes(f.hub_safetensors_b64));
+    for (const k of Object.keys(weights).filter(k => drop.test(k))) {
+      weights[k].dispose();
+      delete weights[k];
+    }
+    try {
+      expectThrowsNoLeak(() => loadHuggingFaceMoe(f.config, weights, {prefix: f.hub_prefix}), pattern);
+    } finally {
+      tf.dispose(Object.values(weights));
+    }
+  };
+
+  it('names a missing selection bias of a sigmoid family', () => {
+    without('minimax_m2', /e_score_correction_bias$/,
+        /missing weight 'model.layers.0.block_sparse_moe.e_score_correction_bias' \(minimax_m2 selection bias/);
+    without('afmoe', /expert_bias$/, /missing weight 'model.layers.0.mlp.expert_bias' \(afmoe selection bias/);
+  });
+
+  it('names granitemoeshared\'s shared MLP beside the block', () => {
+    without('granitemoeshared', /shared_mlp.input_linear/,
+        /missing weight 'model.layers.0.shared_mlp.input_linear.weight' \(shared MLP input_linear \[2S,H\], expected shape \[20,12\]\)/);
+  });
+});
+
 describe('loadHuggingFaceMoe config aliases', () => {
   it('reads each family\'s spelling of the sizes and routing', () => {
     const spec = (config: Record<string, unknown>) => huggingFaceMoeSpec(config).options;
@@ -135,6 +162,37 @@ describe('loadHuggingFaceMoe config aliases', () => {
     expect(spec({model_type: 'some_vl_wrapper', text_config: {model_type: 'qwen3_moe', hidden_size: 8, num_experts: 4,
       num_experts_per_tok: 2, moe_intermediate_size: 3, norm_topk_prob: true}}))
         .toEqual(jasmine.objectContaining({numExperts: 4, moeIntermediateSize: 3, renormalize: true}));
+  });
+
+  it('reads the families that are other families under other names', () => {
+    const spec = (config: Record<string, unknown>) => huggingFaceMoeSpec(config);
+    // HunYuan: per-layer lists, experts and shared MLP sized by intermediate_size (moe_intermediate_size ignored).
+    expect(spec({model_type: 'hunyuan_v1_moe', hidden_size: 8, num_experts: [16, 16], moe_topk: [8, 8],
+      intermediate_size: 6, moe_intermediate_size: 99}).options).toEqual(jasmine.objectContaining({numExperts: 16,
+      topK: 8, moeIntermediateSize: 6, sharedExpertIntermediateSize: 6, sharedExpertGate: false, renormalize: true}));
+    // AFMoE: sigmoid + bias + one group, route_scale as rsf, shared width = I * num_shared_experts.
+    const af = spec({model_type: 'afmoe', hidden_size: 8, num_experts: 8, num_experts_per_tok: 2,
+      moe_intermediate_size: 3, num_shared_experts: 2, route_scale: 2.5});
+    expect(af.options).toEqual(jasmine.objectContaining({topkMethod: 'noaux_tc', nGroup: 1, topkGroup: 1,
+      routedScalingFactor: 2.5, renormalize: true, useCorrectionBias: true, sharedExpertIntermediateSize: 6}));
+    expect(af.naming.router).toEqual(['router.gate.weight']);
+    expect(af.biasRequired).toBeTrue();
+    expect(spec({model_type: 'lfm2_moe', hidden_size: 8, num_experts: 8, num_experts_per_tok: 2,
+      moe_intermediate_size: 3, norm_topk_prob: false, use_expert_bias: false, routed_scaling_factor: 1.5}).options)
+        .toEqual(jasmine.objectContaining({topkMethod: 'noaux_tc', renormalize: false, useCorrectionBias: false,
+          routedScalingFactor: 1.5}));
+    expect(spec({model_type: 'granitemoeshared', hidden_size: 8, num_local_experts: 4, num_experts_per_tok: 2,
+      intermediate_size: 3, shared_intermediate_size: 5}).naming).toEqual(jasmine.objectContaining({
+      shared: '../shared_mlp', sharedFused: true}));
+    expect(spec({model_type: 'jamba', hidden_size: 8, num_experts: 4, num_experts_per_tok: 2, intermediate_size: 3})
+        .options.renormalize).toBeFalse();
+    // A multimodal wrapper's language model under text_config.
+    expect(spec({model_type: 'some_vl_wrapper', text_config: {model_type: 'glm4_moe', hidden_size: 8,
+      n_routed_experts: 8, num_experts_per_tok: 2, moe_intermediate_size: 3, n_group: 2, topk_group: 1}}).options)
+        .toEqual(jasmine.objectContaining({topkMethod: 'noaux_tc', nGroup: 2, renormalize: true}));
+    expect(() => spec({model_type: 'llama4', text_config: {model_type: 'llama4_text', hidden_size: 8,
+      num_local_experts: 4, num_experts_per_tok: 1, intermediate_size: 3}})).toThrowError(
+        /model_type 'llama4_text' is not supported yet/);
   });
 
   it('rejects unknown model types and incomplete configs', () => {
