@@ -2,7 +2,7 @@
 // if the reference's options cannot express a family, no backend can be checked against it.
 import {recordError, relError} from '../helpers/util.js';
 import {fixtureNames, readFixture, referenceOf} from '../io/hf_fixtures.js';
-import {refFusedMoE} from './moe_reference.js';
+import {refFusedMoE, refRoute} from './moe_reference.js';
 
 /**
  * transformers rounds the routing to float32 in most families even in a float64 model (moe-families.md N), so
@@ -33,6 +33,28 @@ describe('float64 reference vs transformers 5.17 MoE blocks (spec/fixtures)', ()
       recordError('reference vs transformers float32', err32);
       expect(err64).withContext(`${name} vs the float64 run`).toBeLessThan(VS_FLOAT64);
       expect(err32).withContext(`${name} vs the float32 run`).toBeLessThan(VS_FLOAT32);
+
+      // The experts each token chose, where the router returns them (an int64 [T,k] output): as sets, since
+      // transformers' top-k is unsorted.
+      const k = config.topK, N = config.numExperts + (config.zeroExperts ?? 0);
+      const chosen = f.router_outputs.find(o => o.dtype === 'int64' && o.shape.join() === `${T},${k}`);
+      if (name === 'jamba' || name === 'llama4_text') {
+        expect(chosen).toBeUndefined();  // their routers return logits / dense scores only
+        return;
+      }
+      expect(chosen).withContext(`${name} router ids`).toBeDefined();
+      const logits = new Float64Array(T * N);
+      for (let t = 0; t < T; t++) for (let e = 0; e < N; e++) {
+        let acc = config.routerBias ? weights.gateBias![e] : 0;
+        for (let h = 0; h < H; h++) acc += f.input.data[t * H + h] * weights.gateWeight[h * N + e];
+        logits[t * N + e] = acc;
+      }
+      const {ids} = refRoute(logits, T, config, config.useCorrectionBias ? weights.gateCorrectionBias! : null);
+      for (let t = 0; t < T; t++) {
+        const want = [...chosen!.data.slice(t * k, (t + 1) * k)].sort((a, b) => a - b);
+        const got = [...ids.subarray(t * k, (t + 1) * k)].sort((a, b) => a - b);
+        expect(got).withContext(`${name} token ${t}`).toEqual(want);
+      }
     });
   }
 });
