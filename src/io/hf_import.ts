@@ -3,7 +3,7 @@
  * - hub files, per expert: experts.{e}.gate_proj/up_proj/down_proj.weight ([I,H], [I,H], [H,I]; Mixtral w1/w3/w2),
  * - transformers v5 in memory, fused: experts.gate_up_proj [E,2I,H] (gate rows first), experts.down_proj [E,H,I]
  *   (Granite's hub files: input_linear.weight / output_linear.weight, the same layout),
- * and converts torch's Linear layout (out x in) to the layer's [in, out] layout (semantics doc section 8).
+ * and converts torch's Linear layout (out x in) to the layer's [in, out] layout (docs/semantics.md section 8).
  */
 import * as tf from '@tensorflow/tfjs-core';
 
