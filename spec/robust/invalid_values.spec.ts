@@ -1,4 +1,4 @@
-// Invalid index values (issue 10, item 8; rules in docs/semantics-edge-cases.md). The cpu kernels hold the values
+// Invalid index values (issue 10, item 8; rules in docs/semantics.md, common rules and sections 3 and 6). The cpu kernels hold the values
 // on the host and reject them, naming the op and argument; every other path (composite on any backend, webgpu)
 // cannot look without a device read, so it produces the documented result: an id outside [0,E) joins no expert
 // and gets rowMap = -1 (the one "no row" sentinel), and moeCombine adds nothing for a row outside [0,R) or an

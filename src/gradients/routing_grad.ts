@@ -47,7 +47,7 @@ export function topkSelectGradLogits(dw: Tensor2D, logits: Tensor2D, ids: Tensor
       const total = tf.sum(chosen, 1, true);
       const normalised = tf.div(chosen, total);
       dv = tf.div(tf.sub(dw, tf.sum(tf.mul(dw, normalised), 1, true)), total);
-      // The forward clamps S at 1e-12 (docs/semantics-edge-cases.md): below it w_j = v_j / 1e-12, dv_j = dw_j / 1e-12.
+      // The forward clamps S at 1e-12 (docs/semantics.md section 1): below it w_j = v_j / 1e-12, dv_j = dw_j / 1e-12.
       const eps = tf.scalar(1e-12);
       dv = tf.where(tf.less(total, eps), tf.div(dw, eps), dv as Tensor2D);
     }

@@ -16,7 +16,7 @@ import {stopGradient} from './stop_gradient.js';
  * ends <= r ([R,E]) and gathers. A sort instead of tf.scatterND because webgl's scatter loops over all updates
  * per output element (quadratic).
  * Ids outside [0,E) contribute to no expert, fill no row and get rowMap = -1, the one "no row" sentinel of
- * every path (webgpu and cuda write -1 too; docs/semantics-edge-cases.md): nothing is read or written out of bounds.
+ * every path (webgpu and cuda write -1 too; docs/semantics.md section 3): nothing is read or written out of bounds.
  */
 /** JS numbers in tfjs arithmetic become float32 and upcast int32 operands: keep index math int32. */
 const int = (v: number) => tf.scalar(v, 'int32');
