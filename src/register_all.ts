@@ -8,11 +8,13 @@ import {registerMoeGradients} from './gradients/register_all.js';
 import {registerQuantizedCompositeFlags} from './kernels/composite/quantized_composite.js';
 import {registerHostKernels} from './kernels/cpu/register_all.js';
 import {registerCudaLayerExecutor} from './kernels/cuda/cuda_layer_executor.js';
+import {registerWasmRuntime} from './kernels/wasm/runtime.js';
 import {registerWebGPUKernels} from './kernels/webgpu/register_all.js';
 import {registerOpFlags} from './ops/dispatch.js';
 
 registerOpFlags();
 registerQuantizedCompositeFlags();
+registerWasmRuntime();
 registerHostKernels('cpu');
 registerWebGPUKernels();
 registerMoeGradients();

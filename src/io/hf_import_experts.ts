@@ -57,8 +57,9 @@ export function loadExpertsPacked(spec: HfMoeSpec, src: WeightSource, fused: boo
   };
   const upGate = builder([E, H, 2 * I]), down = builder([E, I, H]);
   const {gate: g, up: u, down: d} = naming.expertProj;
-  const fusedUpGate = fused ? src.source('experts.gate_up_proj', [E, 2 * I, H], 'fused experts [E,2I,H]') : null;
-  const fusedDown = fused ? src.source('experts.down_proj', [E, H, I], 'fused experts [E,H,I]') : null;
+  const fusedUpGate = fused ? src.source(src.first(naming.fusedGateUp)!, [E, 2 * I, H], 'fused experts [E,2I,H]') : null;
+  const fusedDown = fused ?
+      src.source(src.first(naming.fusedDown) ?? naming.fusedDown[0], [E, H, I], 'fused experts [E,H,I]') : null;
   const expertUpGate = new Float32Array(H * 2 * I), expertDown = new Float32Array(I * H);
   for (let e = 0; e < E; e++) {
     if (fusedUpGate != null) {

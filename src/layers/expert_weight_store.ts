@@ -41,6 +41,11 @@ export class ExpertWeightStore {
     this.variables.set(name, {layout, parts});
   }
 
+  /** Every packed variable (for moving them between backends). */
+  allVariables(): tfl.LayerVariable[] {
+    return [...this.variables.values()].flatMap(({parts}) => Object.values(parts) as tfl.LayerVariable[]);
+  }
+
   read(name: ExpertWeightName): QuantizedExpertWeights {
     const {layout: l, parts} = this.variables.get(name)!;
     const q: QuantizedExpertWeights = {format: l.format, shape: logicalShape(l), transposed: false,

@@ -7,12 +7,15 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 
 import type {ExpertWeightName} from '../executor/layer_schema.js';
+import {describeValue} from '../ops/limits.js';
 import type {QuantizedExpertWeights, QuantizeExpertWeightsOptions} from '../ops/quantize_expert_weights.js';
 import {MoeForwardResult, MoeForwardSelection, releaseMoeLayerState, selectMoeForward} from './backend_selection.js';
 import {ExpertWeightStore, isExpertWeightName} from './expert_weight_store.js';
 import {FusedMoEArgs, FusedMoEOptions, FusedMoEWeightName, FusedMoEWeights, Initializer, OPTION_KEYS, resolveInitializer,
   resolveOptions, serializeInitializer, weightSpecs} from './fused_moe_config.js';
+import {checkArgKeys, checkForwardOutput, checkInput, checkNamedWeights, checkWeightSizes} from './fused_moe_checks.js';
 import {LOAD_BALANCING_KEYS, LoadBalancer, resolveLoadBalancing} from './load_balancing.js';
+import {checkWeightsReadable, moveVariablesToActiveBackend} from './weight_residency.js';
 
 export class FusedMoE extends tfl.layers.Layer {
   static className = 'FusedMoE';
@@ -33,6 +36,7 @@ export class FusedMoE extends tfl.layers.Layer {
   constructor(args: FusedMoEArgs) {
     const {kernelInitializer, biasInitializer, inputShape, batchInputShape, batchSize, dtype, name, trainable, weights} =
         args ?? {} as FusedMoEArgs;
+    if (args != null && typeof args === 'object') checkArgKeys(args);
     const options = resolveOptions(args);  // throws before the base class registers anything
     const kernelInit = resolveInitializer('kernelInitializer', kernelInitializer,
         () => tfl.initializers.randomNormal({mean: 0, stddev: 0.02}));
@@ -55,9 +59,11 @@ export class FusedMoE extends tfl.layers.Layer {
       throw new Error(`FusedMoE: input must be [T,H] or [B,S,H] with a known hidden size H, got shape ` +
           `[${shape.map(d => d ?? 'null')}]`);
     }
+    const specs = weightSpecs(this.options, hidden);
+    checkWeightSizes(this.name, specs);  // before anything is allocated
     this.hiddenSize = hidden;
     if (this.options.expertWeightFormat !== 'float32') this.packed = new ExpertWeightStore(this, this.options);
-    for (const spec of weightSpecs(this.options, hidden)) {
+    for (const spec of specs) {
       const initial = isExpertWeightName(spec.name) ? this.initialExperts?.[spec.name] : undefined;
       if (initial != null) this.expertStore().check(spec.name as ExpertWeightName, initial, spec.shape);
       if (this.packed != null && isExpertWeightName(spec.name)) {
@@ -104,33 +110,25 @@ export class FusedMoE extends tfl.layers.Layer {
    */
   setNamedWeights(values: Partial<Record<FusedMoEWeightName, tf.Tensor | QuantizedExpertWeights>>): void {
     if (!this.built) throw new Error(`FusedMoE '${this.name}': the layer is not built yet (call build() or apply())`);
-    const entries = (Object.entries(values) as Array<[FusedMoEWeightName, tf.Tensor | QuantizedExpertWeights | undefined]>)
-        .map(([name, value]) => [name, this.packed == null ? this.floatExpertValue(name, value) : value] as const);
-    for (const [name, value] of entries) {
-      const expert = isExpertWeightName(name);
-      if (!this.weightVariables.has(name) && !(expert && this.packed != null)) {
-        throw new Error(`FusedMoE '${this.name}': no weight '${name}' (weights: ${this.weightNames()})`);
-      }
-      if (value == null) continue;
-      if (expert && this.packed != null) {
+    // Every entry is checked before the first write: all or nothing.
+    const isObject = values != null && typeof values === 'object' && !Array.isArray(values) && !(values instanceof tf.Tensor);
+    const rest: Record<string, unknown> = {};
+    const experts: Array<[ExpertWeightName, tf.Tensor | QuantizedExpertWeights]> = [];
+    for (const [name, value] of isObject ? Object.entries(values) : []) {
+      if (this.packed != null && isExpertWeightName(name)) {
+        if (value == null) continue;
         this.packed.check(name, value);
-        continue;
-      }
-      const variable = this.weightVariables.get(name)!;
-      if (!(value instanceof tf.Tensor) || value.dtype !== 'float32' ||
-          !tf.util.arraysEqual(value.shape, variable.shape as number[])) {
-        const got = value instanceof tf.Tensor ? `${value.dtype} [${value.shape}]` : 'a QuantizedExpertWeights';
-        throw new Error(`FusedMoE '${this.name}': weight '${name}' must be float32 [${variable.shape}], got ${got}`);
-      }
-    }
-    for (const [name, value] of entries) {
-      if (value == null) continue;
-      if (isExpertWeightName(name) && this.packed != null) {
-        this.packed.write(name, value);
+        experts.push([name, value]);
       } else {
-        this.weightVariables.get(name)!.write(value as tf.Tensor);
+        rest[name] = this.packed != null ? value :
+            this.floatExpertValue(name as FusedMoEWeightName, value as tf.Tensor | QuantizedExpertWeights | undefined);
       }
     }
+    const shapes = new Map([...this.weightVariables].map(([name, v]) => [name as string, v.shape as number[]]));
+    for (const [name, value] of checkNamedWeights(this.name, isObject ? rest : values, shapes)) {
+      this.weightVariables.get(name as FusedMoEWeightName)!.write(value);
+    }
+    for (const [name, value] of experts) this.packed!.write(name, value);
   }
 
   /**
@@ -222,6 +220,16 @@ export class FusedMoE extends tfl.layers.Layer {
     return [...this.weightVariables.keys(), ...(this.packed != null ? ['up_gate_proj_weight', 'down_proj_weight'] : [])];
   }
 
+  /**
+   * Copies the weights onto the active tfjs backend with asynchronous reads. Needed in Node after running on
+   * webgpu and switching to cpu (tfjs's own synchronous move cannot read webgpu there); harmless otherwise.
+   * Resolves to the number of weights moved.
+   */
+  async moveWeightsToBackend(): Promise<number> {
+    if (!this.built) return 0;
+    return moveVariablesToActiveBackend([...this.weightVariables.values(), ...(this.packed?.allVariables() ?? [])]);
+  }
+
   /** Which implementation a call would run now (for logs and demos); throws like call() when it is unavailable. */
   selectedPath(): string {
     return selectMoeForward(this.options.backend).path;
@@ -273,6 +281,7 @@ export class FusedMoE extends tfl.layers.Layer {
 
   override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Record<string, unknown>): tf.Tensor {
     const x = Array.isArray(inputs) ? singleTensor(inputs) : inputs;
+    checkInput(this.name, x);
     const hidden = this.hiddenSize;
     if (x.rank < 2 || x.rank > 3 || x.shape[x.rank - 1] !== hidden) {
       throw new Error(`FusedMoE '${this.name}': input must be [T,${hidden}] or [B,S,${hidden}], got [${x.shape}]`);
@@ -281,6 +290,7 @@ export class FusedMoE extends tfl.layers.Layer {
     // Chosen before any work so that an unavailable backend fails cleanly, with nothing allocated.
     const selection: MoeForwardSelection = selectMoeForward(this.options.backend);
     const weights = this.namedWeights();
+    checkWeightsReadable(this.name, flatWeights(weights));
     if (this.packed != null && kwargs?.training === true && !this.warnedNotTrained) {
       this.warnedNotTrained = true;
       console.warn(`FusedMoE '${this.name}': expert weights stored as '${this.options.expertWeightFormat}' are not ` +
@@ -291,7 +301,9 @@ export class FusedMoE extends tfl.layers.Layer {
     const [out, topkIds, gatingLogits] = tf.tidy(() => {
       const flat = tf.reshape(x, [-1, hidden!]) as tf.Tensor2D;
       const result = selection.forward(flat, weights, this.options, {owner: this});
-      const {output, topkIds, gatingLogits} = result instanceof tf.Tensor ? {output: result} as MoeForwardResult : result;
+      const {output, topkIds, gatingLogits} =
+          result instanceof tf.Tensor ? {output: result} as MoeForwardResult : (result ?? {}) as MoeForwardResult;
+      checkForwardOutput(this.name, selection.path, result == null ? result : output, flat.shape[0], hidden!);
       const y = x.rank === 2 ? output : tf.reshape(output, x.shape);
       return balancing && topkIds != null && gatingLogits != null ? [y, topkIds, gatingLogits] : [y];
     }) as [tf.Tensor, tf.Tensor2D?, tf.Tensor2D?];
@@ -337,9 +349,14 @@ export class FusedMoE extends tfl.layers.Layer {
 
   static override fromConfig<T extends tf.serialization.Serializable>(
       cls: tf.serialization.SerializableConstructor<T>, config: tf.serialization.ConfigDict): T {
+    if (config == null || typeof config !== 'object' || Array.isArray(config)) {
+      throw new Error(`FusedMoE.fromConfig: argument 'config' must be a config object, got ${describeValue(config)}`);
+    }
     // tfjs-layers camel-cases string values when it loads a saved model ('noaux_tc' comes back as 'noauxTc').
     const topkMethod = config.topkMethod === 'noauxTc' ? 'noaux_tc' : config.topkMethod;
-    return new cls({...config, topkMethod});
+    // tfjs's deserializer adds its customObjects to the config: not a layer option.
+    const {customObjects: _customObjects, ...options} = config;
+    return new cls({...options, topkMethod});
   }
 }
 tf.serialization.registerClass(FusedMoE);
@@ -347,6 +364,20 @@ tf.serialization.registerClass(FusedMoE);
 /** An initializer whose value is `t`'s data itself (a variable made from it shares the data: no copy). */
 function sharedData(t: tf.Tensor): Initializer {
   return {apply: () => tf.clone(t)} as unknown as Initializer;
+}
+
+/** The weights as tensors by name, a packed weight's tensors as `<name>.values` etc. */
+function flatWeights(w: FusedMoEWeights): Record<string, tf.Tensor | undefined> {
+  const out: Record<string, tf.Tensor | undefined> = {};
+  for (const [name, v] of Object.entries(w)) {
+    if (v == null || v instanceof tf.Tensor) {
+      out[name] = v;
+    } else {
+      const q = v as QuantizedExpertWeights;
+      Object.assign(out, {[`${name}.values`]: q.values, [`${name}.scales`]: q.scales, [`${name}.zeroPoints`]: q.zeroPoints});
+    }
+  }
+  return out;
 }
 
 function singleShape(inputShape: tfl.Shape | tfl.Shape[]): tfl.Shape {

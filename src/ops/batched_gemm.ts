@@ -11,6 +11,7 @@ import {BatchedGemmQuantized, ExpertWeightInputs} from '../kernels/kernel_names_
 import {runWithGradient, zeroGrad} from '../gradients/kernel_grad.js';
 import {batchedGemmWeightGrad} from './batched_gemm_weight_grad.js';
 import {runMoeKernel} from './dispatch.js';
+import {checkElementCount, checkExpertCount} from './limits.js';
 import {checkQuantizedExpertWeights, dequantizeExpertWeights, layoutAttrs, presentInputs} from './quantize_expert_weights.js';
 import {argError, checkBoolean, checkOptionalTensor, checkOptions, checkShape, checkTensor} from './validate.js';
 
@@ -71,6 +72,8 @@ export function checkGemmOperands(op: string, lhs: unknown, rhs: unknown, segmen
   }
   const [numExperts, rhsRows, rhsCols] = rhsShape;
   const [k, n] = transposeRhs ? [rhsCols, rhsRows] : [rhsRows, rhsCols];
+  checkExpertCount(op, 'rhs', numExperts);
+  checkElementCount(op, 'the output', [$lhs.shape[0], n]);
   if ($lhs.shape[1] !== k) {
     throw argError(op, 'lhs', `[R,K] with K = ${k} to match rhs ${transposeRhs ? '[E,N,K]' : '[E,K,N]'} ` +
         `of shape [${rhsShape.join(',')}]`, `shape [${$lhs.shape.join(',')}]`);
