@@ -166,6 +166,28 @@ describe('FusedMoE expert weight formats (cpu)', () => {
     model.dispose();
   });
 
+  it('gpt-oss MXFP4 blocks/scales reach an mxfp4 layer bit for bit (fromGptOssMxfp4, then the [E,K,N] layout)',
+     async () => {
+    await expectNoLeak(async () => {
+      const E = 4, N = 24, G = 2;  // down_proj of a layer with H = N = 24 and I = K = 32 G = 64, torch orientation
+      const rand = rng(31);
+      const blocks = Uint8Array.from({length: E * N * G * 16}, () => Math.floor(rand() * 256));
+      const scales = Uint8Array.from({length: E * N * G}, () => 120 + Math.floor(rand() * 12));
+      const q = moe.fromGptOssMxfp4({data: blocks, shape: [E, N, G, 16]}, {data: scales, shape: [E, N, G]});
+      const untransposed = moe.transposeQuantizedExpertWeights(q);
+      const layer = new FusedMoE({numExperts: E, topK: 2, moeIntermediateSize: 64, expertWeightFormat: 'mxfp4',
+        name: 'gpt_oss_like'}).buildFor(N);
+      layer.setNamedWeights({down_proj_weight: untransposed});
+      const stored = moe.dequantizeExpertWeights(layer.expertWeights('down_proj_weight'));
+      const direct = moe.dequantizeExpertWeights(q);
+      // The same weights, element for element (the stored [E,K,N] is the checkpoint's [E,N,K] transposed).
+      const t = tf.transpose(direct, [0, 2, 1]);
+      expect(Array.from(await stored.data())).toEqual(Array.from(await t.data()));
+      tf.dispose([stored, direct, t, q as unknown as tf.TensorContainer, untransposed as unknown as tf.TensorContainer]);
+      layer.dispose();
+    });
+  });
+
   it('rejects bad format options and mismatched packed weights, naming them; nothing leaks', () => {
     expect(() => new FusedMoE({...BASE, expertWeightFormat: 'int3' as never}))
         .toThrowError(/option 'expertWeightFormat' must be 'float32' \| 'float16'/);
