@@ -22,6 +22,9 @@ export {maxStorageBindingBytes, planExpertShards, setMaxStorageBindingBytes, sha
 export type {ExpertRange} from './kernels/webgpu/expert_shards.js';
 export {batchedGemmSwiglu} from './kernels/webgpu/BatchedGemmSwiglu.js';
 export {GEMM_PRESETS, setWebGPUGemmPreset} from './kernels/webgpu/batched_gemm_webgpu.js';
+export {decodeDispatchCount, decodePlanCount, setWebGPUDecodeMaxTokens, setWebGPUDecodeTiles, timeDecodePrograms,
+  webgpuDecodeMaxTokens} from './kernels/webgpu/decode/decode_forward.js';
+export type {DecodeTiles} from './kernels/webgpu/decode/decode_programs.js';
 export {FusedMoE} from './layers/fused_moe.js';
 export type {FusedMoEArgs, FusedMoEOptions, FusedMoEWeights, FusedMoEWeightName, InitializerSpec, MoeComputeDtype, MoeLayerBackend, TopkMethod,
   WeightSpec} from './layers/fused_moe_config.js';

@@ -14,6 +14,7 @@ import {ALL_MOE_KERNELS} from '../kernels/kernel_names.js';
 import {hasMoeKernels, withCompositeKernels} from '../ops/dispatch.js';
 import type {FusedMoEOptions, FusedMoEWeights, MoeLayerBackend} from './fused_moe_config.js';
 import {releaseExpertShards} from './expert_shard_cache.js';
+import {releaseDecodeState} from '../kernels/webgpu/decode/decode_forward.js';
 import {fusedMoeForward} from './fused_moe_forward.js';
 
 /** Who is calling: executors that keep per-layer state (e.g. weights resident on a GPU) key it by `owner`. */
@@ -62,6 +63,7 @@ export function getMoeLayerExecutor(name: string): MoeLayerExecutor | undefined 
 /** Tells every executor that `owner` is gone (FusedMoE.dispose calls this). */
 export function releaseMoeLayerState(owner: object): void {
   releaseExpertShards(owner);
+  releaseDecodeState(owner);
   for (const executor of executors.values()) executor.release?.(owner);
 }
 

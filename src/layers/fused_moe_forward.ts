@@ -15,6 +15,7 @@ import {stopGradient} from '../kernels/composite/stop_gradient.js';
 import {batchedGemmSwiglu, canFuseSwiglu} from '../kernels/webgpu/BatchedGemmSwiglu.js';
 import {shardedBatchedGemm} from '../kernels/webgpu/expert_shards.js';
 import {getKernelPath} from '../ops/dispatch.js';
+import {decodeActive, webgpuDecodeForward} from '../kernels/webgpu/decode/decode_forward.js';
 import {expertShardsFor} from './expert_shard_cache.js';
 import type {FusedMoEOptions, FusedMoEWeights} from './fused_moe_config.js';
 
@@ -57,6 +58,11 @@ function expertGemm(lhs: tf.Tensor2D, name: 'up_gate_proj_weight' | 'down_proj_w
  */
 export function fusedMoeForward(x: tf.Tensor2D, w: FusedMoEWeights, o: FusedMoEOptions,
                                 context?: {owner: object}): tf.Tensor2D {
+  // Decode on webgpu: the whole layer in four programs (kernels/webgpu/decode), where it applies.
+  if (context != null && decodeActive(getKernelPath() === 'composite')) {
+    const y = webgpuDecodeForward(x, w, o, context.owner);
+    if (y != null) return y;
+  }
   const [numTokens] = x.shape;
   const {topkIds, topkWeights} = routeTokens(x, w, o);
   // Routing always sees the full-width x; only the experts run in the latent space.
