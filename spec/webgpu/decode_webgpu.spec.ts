@@ -98,6 +98,41 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
     }, SLOW_MS);
   }
 
+  it('every launch shape (setWebGPUDecodeTiles) matches the reference; a change of shape rebuilds the plan',
+     async () => {
+       const rand = rng(5150);
+       const H = 16, T = 3;
+       const {layer, data} = randomLayer({numExperts: 6, topK: 2, moeIntermediateSize: 12, withBias: true,
+         sharedExpertIntermediateSize: 8, backend: 'webgpu'}, H, rand);
+       const x = randn(rand, T * H);
+       try {
+         for (const tiles of [{upNv: 2, upKs: 128, downNv: 1, downKs: 256}, {upNv: 4, upKs: 64, downNv: 2, downKs: 128},
+                              {upNv: 32, upKs: 8, downNv: 16, downKs: 16}, {upNv: 256, upKs: 1, downNv: 256, downKs: 1}]) {
+           moe.setWebGPUDecodeTiles(tiles);
+           const input = tf.tensor2d(x, [T, H]);
+           const out = layer.apply(input) as tf.Tensor;
+           const got = await out.data();
+           tf.dispose([input, out]);
+           const err = relError(got, referenceOutput(layer.options, data, x, T, H));
+           recordError('webgpu decode: launch shapes', err);
+           expect(err).withContext(JSON.stringify(tiles)).toBeLessThan(TOLERANCE);
+           expect(moe.decodePlanCount()).toBeGreaterThan(0);
+         }
+       } finally {
+         moe.setWebGPUDecodeTiles(null);
+         layer.dispose();
+       }
+     }, SLOW_MS);
+
+  it('rejects bad settings with an error naming the argument', () => {
+    expect(() => moe.setWebGPUDecodeMaxTokens(33)).toThrowError(/argument 'n' must be an integer in \[0, 32\], got 33/);
+    expect(() => moe.setWebGPUDecodeMaxTokens(1.5)).toThrowError(/argument 'n'/);
+    expect(() => moe.setWebGPUDecodeTiles({upNv: 8, upKs: 16, downNv: 4, downKs: 64}))
+        .toThrowError(/upNv \* upKs must be 256/);
+    expect(() => moe.setWebGPUDecodeTiles({upNv: 8, upKs: 32, downNv: 3, downKs: 85}))
+        .toThrowError(/downNv \* downKs must be 256/);
+  });
+
   it('rebuilds its plan when a weight changes', async () => {
     const rand = rng(4242);
     const H = 8, T = 2;

@@ -102,6 +102,10 @@ export function chooseDecodeTiles(T: number): DecodeTiles {
   return T <= 2 ? {upNv: 8, upKs: 32, downNv: 4, downKs: 64} : {upNv: 16, upKs: 16, downNv: 8, downKs: 32};
 }
 
+function sameTiles(a: DecodeTiles, b: DecodeTiles): boolean {
+  return a.upNv === b.upNv && a.upKs === b.upKs && a.downNv === b.downNv && a.downKs === b.downKs;
+}
+
 /** Why this call cannot take the decode path (null: it can). Cheap: runs on every forward. */
 export function decodeUnsupportedReason(x: Tensor2D, w: FusedMoEWeights, o: FusedMoEOptions): string | null {
   const [T, H] = x.shape;
@@ -181,6 +185,7 @@ interface Program {
 interface Plan {
   T: number;
   H: number;
+  tiles: DecodeTiles;
   programs: Program[];
   /** The weight tensors' buffers the bind groups hold, to notice a changed weight. */
   weightBuffers: GPUBufferLike[];
@@ -253,7 +258,7 @@ function buildPlan(backend: WebGPUBackendInternals, s: DecodeShape, w: FusedMoEW
     if (p.workgroups > maxWg) throw new Error(`webgpu decode: ${p.name} needs ${p.workgroups} workgroups (> ${maxWg})`);
   }
   livePlans++;
-  return {T: s.T, H: s.H, programs, weightBuffers: buffers, weightIds: ids, owned: [work, route, act]};
+  return {T: s.T, H: s.H, tiles, programs, weightBuffers: buffers, weightIds: ids, owned: [work, route, act]};
 }
 
 /** Optional per-program GPU timing (benchmarks): each program in its own pass with timestamp writes. */
@@ -318,7 +323,9 @@ export function webgpuDecodeForward(x: Tensor2D, w: FusedMoEWeights, o: FusedMoE
   let plans = plansByOwner.get(owner);
   if (plans == null) plansByOwner.set(owner, plans = new Map());
   let plan = plans.get(T);
-  if (plan != null && (plan.H !== H || buffers.some((b, i) => b !== plan!.weightBuffers[i]))) {
+  const tiles = chooseDecodeTiles(T);
+  if (plan != null && (plan.H !== H || !sameTiles(plan.tiles, tiles) ||
+                       buffers.some((b, i) => b !== plan!.weightBuffers[i]))) {
     destroyPlan(plan);
     plan = undefined;
   }
