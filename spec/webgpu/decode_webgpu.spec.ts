@@ -106,8 +106,8 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
          sharedExpertIntermediateSize: 8, backend: 'webgpu'}, H, rand);
        const x = randn(rand, T * H);
        try {
-         for (const tiles of [{upNv: 2, upKs: 128, downNv: 1, downKs: 256}, {upNv: 4, upKs: 64, downNv: 2, downKs: 128},
-                              {upNv: 32, upKs: 8, downNv: 16, downKs: 16}, {upNv: 256, upKs: 1, downNv: 256, downKs: 1}]) {
+         // The extremes (the defaults run in every other case): one column pair / many k-lanes, and no k-lanes.
+         for (const tiles of [{upNv: 2, upKs: 128, downNv: 1, downKs: 256}, {upNv: 256, upKs: 1, downNv: 256, downKs: 1}]) {
            moe.setWebGPUDecodeTiles(tiles);
            const input = tf.tensor2d(x, [T, H]);
            const out = layer.apply(input) as tf.Tensor;
