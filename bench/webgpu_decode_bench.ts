@@ -124,9 +124,11 @@ function randArray(n: number, scale: number): Float32Array {
 async function checkAgainstReference(): Promise<Record<string, number>> {
   const errs: Record<string, number> = {};
   const cases: Array<[string, Partial<FusedMoEArgs>, number, number]> = [
-    ['greedy', {}, 64, 1], ['greedy T=16', {}, 64, 16], ['bias+correction', {withBias: true, useCorrectionBias: true}, 32, 3],
+    ['greedy', {}, 64, 1], ['greedy T=16', {}, 64, 16],
+    ['bias+correction', {withBias: true, useCorrectionBias: true}, 32, 3],
     ['probInAdvance', {probInAdvance: true, withBias: true}, 32, 5],
-    ['noaux_tc', {topkMethod: 'noaux_tc', nGroup: 4, topkGroup: 2, routedScalingFactor: 2.5, useCorrectionBias: true}, 32, 4],
+    ['noaux_tc', {topkMethod: 'noaux_tc', nGroup: 4, topkGroup: 2, routedScalingFactor: 2.5, useCorrectionBias: true},
+     32, 4],
     ['shared+gate', {sharedExpertIntermediateSize: 64, sharedExpertGate: true}, 64, 2],
   ];
   for (const [label, extra, h, T] of cases) {
@@ -204,7 +206,8 @@ async function main(): Promise<void> {
   save();
 
   const base = tf.tidy(() => ({gate: tf.randomNormal([H, E], 0, 0.05) as tf.Tensor2D,
-    up: tf.randomNormal([1, H, 2 * I], 0, 0.02) as tf.Tensor3D, down: tf.randomNormal([1, I, H], 0, 0.02) as tf.Tensor3D}));
+    up: tf.randomNormal([1, H, 2 * I], 0, 0.02) as tf.Tensor3D,
+    down: tf.randomNormal([1, I, H], 0, 0.02) as tf.Tensor3D}));
   const layer = qwenLayer(base, 0);
   const perExpertBytes = 4 * (H * 2 * I + I * H);
   const rows: Array<Record<string, unknown>> = [];
@@ -288,7 +291,8 @@ async function main(): Promise<void> {
     const {fusedMoeForward} = await import('../src/layers/fused_moe_forward.js');
     const x = tf.randomNormal([1, H]) as tf.Tensor2D;
     const w = layer.namedWeights();
-    results.rawForwardT1 = await timeIt(() => tf.tidy(() => fusedMoeForward(x, w, layer.options, {owner: layer})), 100, 7);
+    const forward = () => tf.tidy(() => fusedMoeForward(x, w, layer.options, {owner: layer}));
+    results.rawForwardT1 = await timeIt(forward, 100, 7);
     say(`raw forward T=1 (decode): ${JSON.stringify(results.rawForwardT1)}`);
     x.dispose();
   }

@@ -107,7 +107,8 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
        const x = randn(rand, T * H);
        try {
          // The extremes (the defaults run in every other case): one column pair / many k-lanes, and no k-lanes.
-         for (const tiles of [{upNv: 2, upKs: 128, downNv: 1, downKs: 256}, {upNv: 256, upKs: 1, downNv: 256, downKs: 1}]) {
+         for (const tiles of [{upNv: 2, upKs: 128, downNv: 1, downKs: 256},
+                              {upNv: 256, upKs: 1, downNv: 256, downKs: 1}]) {
            moe.setWebGPUDecodeTiles(tiles);
            const input = tf.tensor2d(x, [T, H]);
            const out = layer.apply(input) as tf.Tensor;
@@ -149,8 +150,9 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
     await apply();
     const down = randn(rand, 4 * 4 * H, 0.4);
     const downBias = randn(rand, 4 * H, 0.2);
-    layer.setNamedWeights({down_proj_weight: tf.tensor3d(down, [4, 4, H]), down_proj_bias: tf.tensor2d(downBias, [4, H])});
-    tf.dispose([]);
+    const values = {down_proj_weight: tf.tensor3d(down, [4, 4, H]), down_proj_bias: tf.tensor2d(downBias, [4, H])};
+    layer.setNamedWeights(values);
+    tf.dispose(Object.values(values));
     const data: Record<string, Float32Array> = {};
     for (const [name, t] of Object.entries(layer.namedWeights())) data[name] = await t!.data() as Float32Array;
     const dispatched = moe.decodeDispatchCount();

@@ -20,8 +20,9 @@ import type {DataId, Tensor2D, TensorInfo} from '@tensorflow/tfjs-core';
 
 import {maxStorageBindingBytes} from '../expert_shards.js';
 import type {FusedMoEOptions, FusedMoEWeights} from '../../../layers/fused_moe_config.js';
-import {DecodeShape, DecodeTiles, decodeLayout, downBindings, downCode, downDispatch, routeCode, routerDispatch,
-  routerLogitsCode, routeSharedBytes, upGateBindings, upGateCode, upGateDispatch} from './decode_programs.js';
+import {DecodeShape, DecodeTiles, decodeLayout, downBindings, downCode, downDispatch, gemmSharedBytes, routeCode,
+  routerDispatch, routerLogitsCode, routeSharedBytes, upGateBindings, upGateCode, upGateDispatch}
+  from './decode_programs.js';
 
 // WebGPU objects, typed structurally (this package's tsconfig carries no WebGPU type declarations).
 /* eslint-disable @typescript-eslint/no-explicit-any */
@@ -86,7 +87,8 @@ export function webgpuDecodeMaxTokens(): number {
 export function setWebGPUDecodeTiles(tiles: DecodeTiles | null): void {
   if (tiles != null) {
     for (const [nv, ks, who] of [[tiles.upNv, tiles.upKs, 'up'], [tiles.downNv, tiles.downKs, 'down']] as const) {
-      if (!(nv * ks === 256 && Number.isInteger(Math.log2(ks)) && nv >= (who === 'up' ? 2 : 1) && nv % (who === 'up' ? 2 : 1) === 0)) {
+      const pairs = who === 'up' ? 2 : 1;  // up tiles hold gate and up columns in pairs
+      if (!(nv * ks === 256 && Number.isInteger(Math.log2(ks)) && nv >= pairs && nv % pairs === 0)) {
         throw new Error(`setWebGPUDecodeTiles: ${who}Nv * ${who}Ks must be 256 with ${who}Ks a power of two, got ` +
             `${nv} x ${ks}`);
       }
@@ -122,7 +124,10 @@ export function decodeUnsupportedReason(x: Tensor2D, w: FusedMoEWeights, o: Fuse
     if (t != null && t.size * 4 > limit) return `${name} exceeds one storage binding`;
   }
   const shape = decodeShape(T, H, o);
-  if (routeSharedBytes(shape) > device.limits.maxComputeWorkgroupStorageSize) return 'routing needs too much shared memory';
+  const storage = device.limits.maxComputeWorkgroupStorageSize;
+  if (routeSharedBytes(shape) > storage || gemmSharedBytes(shape, chooseDecodeTiles(T)) > storage) {
+    return 'more workgroup storage than the device has';
+  }
   if (T * o.numExperts * o.numExperts > (1 << 22)) return 'T * E^2 too large for the rank-count top-k';
   return null;
 }
@@ -229,7 +234,8 @@ function buildPlan(backend: WebGPUBackendInternals, s: DecodeShape, w: FusedMoEW
   const device = backend.device;
   const tiles = chooseDecodeTiles(s.T);
   const l = decodeLayout(s);
-  const make = (elements: number) => device.createBuffer({size: Math.max(16, elements * 4), usage: STORAGE | COPY_SRC | COPY_DST});
+  const make = (elements: number) =>
+      device.createBuffer({size: Math.max(16, elements * 4), usage: STORAGE | COPY_SRC | COPY_DST});
   const work = make(l.workSize), route = make(l.routeSize), act = make(l.actSize * 4);
   const wb = (name: typeof WEIGHT_ORDER[number]) => buffers[WEIGHT_ORDER.indexOf(name)];
   const named: Record<string, GPUBufferLike> = {work, route, act, gate: wb('gate_weight'),

@@ -98,6 +98,16 @@ export function routeSharedBytes(s: DecodeShape): number {
   return 4 * (2 * s.T * s.E + 2 * s.T * s.K + s.E * 2 + DECODE_THREADS + 3 * s.T + groups + s.T);
 }
 
+/** Rows the upGate program reduces per pass through shared memory (16 B per thread and row). */
+function upReduceRows(s: DecodeShape, t: DecodeTiles): number {
+  return Math.max(1, Math.min(s.T, UP_ROWS, t.upKs, 4));
+}
+
+/** Shared memory of the largest of the other three programs (bytes). */
+export function gemmSharedBytes(s: DecodeShape, t: DecodeTiles): number {
+  return Math.max(upReduceRows(s, t) * DECODE_THREADS * 16 + 16, DECODE_THREADS * 16);
+}
+
 export function upGateDispatch(s: DecodeShape, t: DecodeTiles): number {
   const tilesE = Math.ceil(s.I / 4 / (t.upNv / 2));
   const tilesS = s.S > 0 ? Math.ceil(s.S / 4 / (t.upNv / 2)) : 0;
@@ -406,8 +416,7 @@ export function upGateCode(s: DecodeShape, t: DecodeTiles): string {
   const b = (n: string) => names.indexOf(n);
   const NVW = t.upNv, KS = t.upKs;
   const TM = Math.min(s.T, UP_ROWS);
-  // Rows reduced per pass through shared memory (16 B per thread and row).
-  const RB = Math.max(1, Math.min(TM, KS, 4));
+  const RB = upReduceRows(s, t);
   const I4 = s.I / 4, S4 = s.S / 4, H4 = s.H / 4;
   const tilesE = Math.ceil(I4 / (NVW / 2));
   const maxActive = Math.min(s.E, s.T * s.K);
