@@ -61,7 +61,8 @@ const CASES: Case[] = [
 ];
 
 describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
-  afterEach(() => moe.setWebGPUDecodeMaxTokens(16));
+  const defaultMaxTokens = moe.webgpuDecodeMaxTokens();
+  afterEach(() => moe.setWebGPUDecodeMaxTokens(defaultMaxTokens));
 
   for (const c of CASES) {
     it(`${c.label}: matches the float64 reference in 4 programs, no readback, no leak`, async () => {

@@ -18,6 +18,10 @@ describeWebGPU('FusedMoE on webgpu with sharded expert weights', () => {
   const SHARDS = 3 + 2;
 
   afterEach(() => moe.setMaxStorageBindingBytes(null));
+  // About the op chain's expert-range cache: the decode path (which never shards) stays off here.
+  let decodeMaxTokens = 0;
+  beforeAll(() => { decodeMaxTokens = moe.webgpuDecodeMaxTokens(); moe.setWebGPUDecodeMaxTokens(0); });
+  afterAll(() => moe.setWebGPUDecodeMaxTokens(decodeMaxTokens));
 
   it('matches the float64 reference, reads nothing back, re-shards on a weight change, frees on dispose',
      async () => {
