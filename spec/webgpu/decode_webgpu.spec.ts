@@ -135,6 +135,46 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
         .toThrowError(/downNv \* downKs must be 256/);
   });
 
+  it('breaks routing ties toward the lower expert and treats a NaN token like the op chain does', async () => {
+    // The shape of the first case (its pipelines are compiled already).
+    const rand = rng(31337);
+    const H = 16, T = 3, E = 6;
+    const {layer, data} = randomLayer({numExperts: E, topK: 2, moeIntermediateSize: 8, backend: 'webgpu'}, H, rand);
+    // Experts 1 and 2, and 4 and 5, get identical router columns: every token sees exact ties.
+    const gate = data.gate_weight;
+    for (let h = 0; h < H; h++) {
+      gate[h * E + 2] = gate[h * E + 1];
+      gate[h * E + 5] = gate[h * E + 4];
+    }
+    const gateTensor = tf.tensor2d(gate, [H, E]);
+    layer.setNamedWeights({gate_weight: gateTensor});
+    gateTensor.dispose();
+    const x = randn(rand, T * H);
+    const run = async (values: Float32Array) => {
+      const input = tf.tensor2d(values, [T, H]);
+      const out = layer.apply(input) as tf.Tensor;
+      const got = await out.data();
+      tf.dispose([input, out]);
+      return got;
+    };
+    const dispatched = moe.decodeDispatchCount();
+    const tied = await run(x);
+    expect(moe.decodeDispatchCount() - dispatched).toBe(4);
+    expect(relError(tied, referenceOutput(layer.options, data, x, T, H))).toBeLessThan(TOLERANCE);
+    const withNaN = x.slice();
+    withNaN[H + 3] = NaN;
+    const decoded = await run(withNaN);
+    moe.setWebGPUDecodeMaxTokens(0);
+    const chained = await run(withNaN);
+    for (let i = 0; i < decoded.length; i++) {
+      expect(Number.isNaN(decoded[i])).withContext(`element ${i} NaN`).toBe(Number.isNaN(chained[i]));
+    }
+    expect(relError(decoded.filter(v => !Number.isNaN(v)), chained.filter(v => !Number.isNaN(v))))
+        .toBeLessThan(TOLERANCE);
+    expect(decoded.slice(0, H).every(v => Number.isFinite(v))).withContext('the other tokens stay finite').toBeTrue();
+    layer.dispose();
+  }, SLOW_MS);
+
   it('rebuilds its plan when a weight changes', async () => {
     const rand = rng(4242);
     const H = 8, T = 2;

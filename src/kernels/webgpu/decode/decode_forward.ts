@@ -128,7 +128,6 @@ export function decodeUnsupportedReason(x: Tensor2D, w: FusedMoEWeights, o: Fuse
   if (routeSharedBytes(shape) > storage || gemmSharedBytes(shape, chooseDecodeTiles(T)) > storage) {
     return 'more workgroup storage than the device has';
   }
-  if (T * o.numExperts * o.numExperts > (1 << 22)) return 'T * E^2 too large for the rank-count top-k';
   return null;
 }
 

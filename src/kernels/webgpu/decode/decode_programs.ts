@@ -5,8 +5,8 @@
  *
  * 1. routerLogits: partial router logits [HS, T, E] = x [T, H] @ gate [H, E] over HS row splits of H (the 1 MB
  *    router matrix is read by many workgroups at once instead of one), and the shared-expert gate's partial logits.
- * 2. route: ONE workgroup sums the partials, routes every token (softmax or noaux_tc top-k; a rank count per
- *    expert, so no k rounds of barriers) and sorts the (token, slot) pairs by expert (a counting sort): slot ->
+ * 2. route: ONE workgroup sums the partials, routes every token (softmax or noaux_tc top-k, all tokens at once,
+ *    each on its own group of lanes) and sorts the (token, slot) pairs by expert (a counting sort): slot ->
  *    expert / row / weight, row -> slot, and the list of active experts with their row segments.
  * 3. upGate: per active expert and column tile, the expert's [H, 2I] weights are streamed once for all its rows,
  *    SwiGLU (x the routing weight with probInAdvance) in the epilogue; the shared expert is one more unit whose
@@ -56,7 +56,7 @@ const UP_ROWS = 16;
 
 export function routerSplits(s: DecodeShape): {hs: number, hsGate: number} {
   // Enough workgroups to have the router matrix in flight at once, few enough partials for one workgroup to sum.
-  const hs = Math.max(1, Math.min(Math.ceil(s.H / 16), Math.floor(16384 / (s.T * s.E))));
+  const hs = Math.max(1, Math.min(Math.ceil(s.H / 16), Math.floor(16384 / (s.T * s.E)), 32));
   const hsGate = s.sharedGate ? Math.max(1, Math.min(Math.ceil(s.H / 16), 64)) : 0;
   return {hs, hsGate};
 }
@@ -95,7 +95,7 @@ export function decodeLayout(s: DecodeShape): DecodeLayout {
 /** Shared memory the route program needs (bytes), to compare with the device's limit. */
 export function routeSharedBytes(s: DecodeShape): number {
   const groups = s.method === 'grouped' ? s.T * s.nGroup * 2 : 0;
-  return 4 * (2 * s.T * s.E + 2 * s.T * s.K + s.E * 2 + DECODE_THREADS + 3 * s.T + groups + s.T);
+  return 4 * (2 * s.T * s.E + 2 * s.T * s.K + s.E * 2 + 3 * DECODE_THREADS + 3 * s.T + groups + s.T);
 }
 
 /** Rows the upGate program reduces per pass through shared memory (16 B per thread and row). */
@@ -217,6 +217,8 @@ export function routeCode(s: DecodeShape): string {
   const G = s.nGroup, GK = s.topkGroup, GSIZE = Math.floor(s.E / s.nGroup);
   const bias = (e: string) => s.hasCorrectionBias ? `cbias[${e}]` : '0.0';
   const chunk = Math.ceil(s.E / 256);
+  // Threads per token: a power of two, every token at once.
+  const tpt = 1 << Math.floor(Math.log2(256 / s.T));
   const weight = grouped ?
       `${s.renormalize ? 'p / (total + 1e-20)' : 'p'} * ${f32Const(s.routedScalingFactor)}` :
       (s.renormalize ? 'p / total' : 'p');
@@ -233,7 +235,35 @@ export function routeCode(s: DecodeShape): string {
   const GSIZE = ${GSIZE};
   const CHUNK = ${chunk};
   const NT = 256;
+  const CH = ${Math.ceil(s.T * s.E / 256)};
+  const TPT = ${tpt};
+  const VPL = ${Math.ceil(s.E / tpt)};
   ${RANKING_SNIPPET}
+  var<workgroup> redV : array<f32, NT>;
+  var<workgroup> redI : array<i32, NT>;
+  // Reductions over the TPT lanes of each token (lanes are contiguous threads; every thread takes part).
+  fn laneMax(v : f32, lid : i32) -> f32 {
+    redV[lid] = v;
+    workgroupBarrier();
+    for (var st = TPT / 2; st > 0; st = st / 2) {
+      if (lid % TPT < st) { redV[lid] = max(redV[lid], redV[lid + st]); }
+      workgroupBarrier();
+    }
+    let r = redV[lid - lid % TPT];
+    workgroupBarrier();
+    return r;
+  }
+  fn laneSum(v : f32, lid : i32) -> f32 {
+    redV[lid] = v;
+    workgroupBarrier();
+    for (var st = TPT / 2; st > 0; st = st / 2) {
+      if (lid % TPT < st) { redV[lid] = redV[lid] + redV[lid + st]; }
+      workgroupBarrier();
+    }
+    let r = redV[lid - lid % TPT];
+    workgroupBarrier();
+    return r;
+  }
   var<workgroup> prob : array<f32, ${s.T * s.E}>;
   var<workgroup> sel : array<f32, ${s.T * s.E}>;
   var<workgroup> chosenE : array<i32, ${s.T * s.K}>;
@@ -251,12 +281,20 @@ export function routeCode(s: DecodeShape): string {
   fn main(@builtin(local_invocation_index) li : u32) {
     let lid = i32(li);
     let inf = infF32();
-    for (var i = lid; i < T * E; i += NT) {
-      let t = i / E;
-      let e = i - t * E;
-      var l = 0.0;
-      for (var p = 0; p < HS; p++) { l += work[W_LOGITS + (p * T + t) * E + e]; }
-      prob[i] = l;
+    let tok = lid / TPT;
+    let lane = lid % TPT;
+    let valid = tok < T;
+    // The router's partial sums: split-outer, so each thread has CH independent loads in flight per split.
+    var part = array<f32, CH>();
+    for (var p = 0; p < HS; p++) {
+      for (var c = 0; c < CH; c++) {
+        let i = lid + c * NT;
+        if (i < T * E) { part[c] += work[W_LOGITS + p * T * E + i]; }
+      }
+    }
+    for (var c = 0; c < CH; c++) {
+      let i = lid + c * NT;
+      if (i < T * E) { prob[i] = part[c]; }
     }
     for (var e = lid; e < E; e += NT) { atomicStore(&counts[e], 0); }
     workgroupBarrier();
@@ -304,18 +342,28 @@ export function routeCode(s: DecodeShape): string {
       if (gkept[t * G + e / GSIZE] == 0) { sel[i] = -inf; }
     }
     workgroupBarrier();` : `
-    for (var t = lid; t < T; t += NT) {
-      var m = -inf;
-      var nan = 0;
-      for (var e = 0; e < E; e++) {
-        let l = prob[t * E + e];
-        if (isnan(l)) { nan = 1; } else { m = max(m, l); }
+    // Row max, NaN flag and exp-sum, each token's TPT lanes reducing together.
+    var m = -inf;
+    var nan = 0.0;
+    for (var v = 0; v < VPL; v++) {
+      let e = lane + v * TPT;
+      if (valid && e < E) {
+        let l = prob[tok * E + e];
+        if (isnan(l)) { nan = 1.0; } else { m = max(m, l); }
       }
-      var sum = 0.0;
-      for (var e = 0; e < E; e++) { sum += exp(prob[t * E + e] - m); }
-      rowMax[t] = m;
-      rowSum[t] = sum;
-      rowFlag[t] = nan;
+    }
+    m = laneMax(m, lid);
+    nan = laneMax(nan, lid);
+    var sum = 0.0;
+    for (var v = 0; v < VPL; v++) {
+      let e = lane + v * TPT;
+      if (valid && e < E) { sum += exp(prob[tok * E + e] - m); }
+    }
+    sum = laneSum(sum, lid);
+    if (valid && lane == 0) {
+      rowMax[tok] = m;
+      rowSum[tok] = sum;
+      rowFlag[tok] = select(0, 1, nan > 0.0);
     }
     workgroupBarrier();
     for (var i = lid; i < T * E; i += NT) {
@@ -327,21 +375,34 @@ export function routeCode(s: DecodeShape): string {
       prob[i] = p;
     }
     workgroupBarrier();`}
-    // Top-k by rank: an expert's slot is the number of experts of its token that rank before it.
-    for (var i = lid; i < T * E; i += NT) {
-      let t = i / E;
-      let e = i - t * E;
-      let v = sel[i];
-      var rank = 0;
-      for (var e2 = 0; e2 < E; e2++) {
-        if (ranksBefore(sel[t * E + e2], e2, v, e)) {
-          rank++;
-          if (rank >= K) { break; }
+    // Top-k: k rounds of an arg-max over each token's TPT lanes (VPL experts per lane).
+    var taken = array<bool, VPL>();
+    for (var j = 0; j < K; j++) {
+      var bv = 0.0;
+      var bi = -1;
+      for (var v = 0; v < VPL; v++) {
+        let e = lane + v * TPT;
+        if (valid && e < E && !taken[v] && ranksBefore(sel[tok * E + e], e, bv, bi)) {
+          bv = sel[tok * E + e];
+          bi = e;
         }
       }
-      if (rank < K) {
-        chosenE[t * K + rank] = e;
-        chosenP[t * K + rank] = prob[i];
+      redV[lid] = bv;
+      redI[lid] = bi;
+      workgroupBarrier();
+      for (var st = TPT / 2; st > 0; st = st / 2) {
+        if (lane < st && ranksBefore(redV[lid + st], redI[lid + st], redV[lid], redI[lid])) {
+          redV[lid] = redV[lid + st];
+          redI[lid] = redI[lid + st];
+        }
+        workgroupBarrier();
+      }
+      let win = redI[lid - lane];
+      workgroupBarrier();
+      for (var v = 0; v < VPL; v++) { if (lane + v * TPT == win) { taken[v] = true; } }
+      if (valid && lane == 0) {
+        chosenE[tok * K + j] = win;
+        chosenP[tok * K + j] = prob[tok * E + win];
       }
     }
     workgroupBarrier();
