@@ -14,6 +14,7 @@ import {version_cpu} from '@tensorflow/tfjs-backend-cpu';
 import {writeFileSync} from 'node:fs';
 import {performance} from 'node:perf_hooks';
 import {CudaComputeDtype, CudaMoeRunner, cudaStatus} from 'tfjs-moe';
+import {median} from './stats.js';
 
 const H = 2048, I = 768, E = 128, K = 8;
 const BANDWIDTH = 2.86e12, BF16_FLOPS = 746e12;
@@ -37,10 +38,6 @@ function uniform(n: number, a: number, seed: number): Float32Array {
   return out;
 }
 
-const median = (v: ArrayLike<number>) => {
-  const s = Array.from(v).sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 function floorMs(T: number, dtype: CudaComputeDtype) {
   const eb = dtype === 'float32' ? 4 : 2;

@@ -288,10 +288,11 @@ async function main(): Promise<void> {
   // The JavaScript cost of the decode entry alone (no tfjs-layers apply()): the forward function the layer calls.
   {
     setWebGPUDecodeMaxTokens(32);
-    const {fusedMoeForward} = await import('../src/layers/fused_moe_forward.js');
+    const {selectMoeForward} = await import('../src/layers/backend_selection.js');
     const x = tf.randomNormal([1, H]) as tf.Tensor2D;
     const w = layer.namedWeights();
-    const forward = () => tf.tidy(() => fusedMoeForward(x, w, layer.options, {owner: layer}));
+    const {forward: layerForward} = selectMoeForward('webgpu');
+    const forward = () => tf.tidy(() => layerForward(x, w, layer.options, {owner: layer}) as tf.Tensor2D);
     results.rawForwardT1 = await timeIt(forward, 100, 7);
     say(`raw forward T=1 (decode): ${JSON.stringify(results.rawForwardT1)}`);
     x.dispose();

@@ -1,7 +1,5 @@
 /** tfjs-moe: Mixture-of-Experts ops, kernels and the FusedMoE layer for TensorFlow.js. */
-import './kernels/cpu/register_all.js';
-import './kernels/webgpu/register_all.js';
-import './gradients/register_all.js';
+import './register_all.js';
 
 export {registerHostKernels} from './kernels/cpu/register_all.js';
 
@@ -11,28 +9,35 @@ export {moePermute} from './ops/moe_permute.js';
 export {batchedGemm} from './ops/batched_gemm.js';
 export type {BatchedGemmOptions} from './ops/batched_gemm.js';
 export {fusedSwigluScale} from './ops/fused_swiglu_scale.js';
+export {batchedGemmSwiglu} from './ops/batched_gemm_swiglu.js';
+export type {BatchedGemmSwigluOptions} from './ops/batched_gemm_swiglu.js';
+export {shardedBatchedGemm} from './ops/sharded_batched_gemm.js';
 export {batchedGemmWeightGrad} from './ops/batched_gemm_weight_grad.js';
 export type {BatchedGemmWeightGradOptions} from './ops/batched_gemm_weight_grad.js';
 export {moeCombine} from './ops/moe_combine.js';
 export type {MoeCombineOptions} from './ops/moe_combine.js';
-export {getKernelPath, hasMoeKernel, hasMoeKernels, setKernelPath, usesMoeKernel, withCompositeKernels} from './ops/dispatch.js';
+export {getKernelPath, hasMoeKernel, hasMoeKernels, MOE_KERNEL_PATH, setKernelPath, usesMoeKernel, withCompositeKernels} from
+    './ops/dispatch.js';
 export type {KernelPath} from './ops/dispatch.js';
 export * from './kernels/kernel_names.js';
-export {maxStorageBindingBytes, planExpertShards, setMaxStorageBindingBytes, shardedBatchedGemm} from './kernels/webgpu/expert_shards.js';
-export type {ExpertRange} from './kernels/webgpu/expert_shards.js';
-export {batchedGemmSwiglu} from './kernels/webgpu/BatchedGemmSwiglu.js';
-export {GEMM_PRESETS, setWebGPUGemmPreset} from './kernels/webgpu/batched_gemm_webgpu.js';
+export {maxStorageBindingBytes, planExpertShards, setMaxStorageBindingBytes} from './kernels/webgpu/expert_ranges.js';
+export type {ExpertRange} from './kernels/webgpu/expert_ranges.js';
+export {GEMM_PRESETS, GEMM_TILE_TABLE, setWebGPUGemmPreset} from './kernels/webgpu/batched_gemm_config.js';
+export type {GemmConfig, TileChoice} from './kernels/webgpu/batched_gemm_config.js';
+export {MOE_WEBGPU_GEMM_PRESET, MOE_WEBGPU_MAX_STORAGE_BINDING_BYTES} from './kernels/webgpu/flags_webgpu.js';
 export {decodeDispatchCount, decodePlanCount, setWebGPUDecodeMaxTokens, setWebGPUDecodeTiles, timeDecodePrograms,
   webgpuDecodeMaxTokens} from './kernels/webgpu/decode/decode_forward.js';
 export type {DecodeTiles} from './kernels/webgpu/decode/decode_programs.js';
 export {FusedMoE} from './layers/fused_moe.js';
 export type {FusedMoEArgs, FusedMoEOptions, FusedMoEWeights, FusedMoEWeightName, InitializerSpec, MoeComputeDtype, MoeLayerBackend, TopkMethod,
   WeightSpec} from './layers/fused_moe_config.js';
-export {weightSpecs} from './layers/fused_moe_config.js';
-export {getMoeLayerExecutor, registerMoeLayerExecutor, selectMoeForward, unregisterMoeLayerExecutor} from
-    './layers/backend_selection.js';
-export type {MoeForwardContext, MoeForwardFn, MoeForwardSelection, MoeLayerExecutor} from './layers/backend_selection.js';
-export {fusedMoeForward, routeTokens} from './layers/fused_moe_forward.js';
+export {OPTION_TABLE, weightSpecs} from './executor/layer_schema.js';
+export type {OptionSpec} from './executor/layer_schema.js';
+export {getMoeLayerExecutor, registerMoeLayerExecutor, unregisterMoeLayerExecutor} from './executor/layer_executor.js';
+export type {MoeForwardContext, MoeForwardFn, MoeForwardResult, MoeLayerExecutor} from './executor/layer_executor.js';
+export {selectMoeForward} from './layers/backend_selection.js';
+export type {MoeForwardSelection} from './layers/backend_selection.js';
+export {fusedMoeForward, fusedMoeForwardWithRouting, routeTokens} from './layers/fused_moe_forward.js';
 export type {LoadBalancingOptions} from './layers/load_balancing.js';
 export {loadHuggingFaceMoe} from './io/hf_import.js';
 export type {HfWeights, LoadHuggingFaceMoeOptions} from './io/hf_import.js';

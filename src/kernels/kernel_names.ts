@@ -5,6 +5,9 @@
  */
 import type {NamedAttrMap, TensorInfo} from '@tensorflow/tfjs-core';
 
+/** The two routing methods (docs/semantics.md sections 1 and 2), by the layer's topkMethod values. */
+export type {TopkMethod} from '../executor/layer_schema.js';
+
 /** Outputs: [topkIds int32 [T,k], topkWeights float32 [T,k]]. */
 export const MoeTopkSelect = 'MoeTopkSelect';
 export interface MoeTopkSelectInputs {
@@ -13,7 +16,7 @@ export interface MoeTopkSelectInputs {
 }
 export interface MoeTopkSelectAttrs extends NamedAttrMap {
   topK: number;
-  applyNormWeight: boolean;
+  renormalize: boolean;
 }
 
 /** Outputs: [scores float32 [T,E], topkWeights float32 [T,k], topkIds int32 [T,k]]. */
@@ -66,6 +69,18 @@ export interface FusedSwigluScaleInputs {
 }
 export type FusedSwigluScaleAttrs = NamedAttrMap;
 
+/**
+ * Output: float32 [R,I]: fusedSwigluScale(batchedGemm(lhs, rhs, segments, bias), scale), the first expert GEMM
+ * with SwiGLU x scale as its epilogue (the fused kernel of the pair, as tfjs-core's _FusedMatMul is of matMul +
+ * bias + activation). Inputs and attrs are batchedGemm's, plus the row scale.
+ */
+export const BatchedGemmSwiglu = 'BatchedGemmSwiglu';
+export interface BatchedGemmSwigluInputs extends BatchedGemmInputs {
+  // rhs: float32 [E,K,2I] (or [E,2I,K] when transposeRhs), gate columns first; bias [E,2I]
+  scale?: TensorInfo;  // float32 [R]
+}
+export type BatchedGemmSwigluAttrs = BatchedGemmAttrs;
+
 /** Output: float32 [T,D]. */
 export const MoeCombine = 'MoeCombine';
 export interface MoeCombineInputs {
@@ -98,12 +113,12 @@ export interface BatchedGemmWeightGradAttrs extends NamedAttrMap {
 
 /** The forward kernels: what a backend needs for every MoE op and the FusedMoE forward. */
 export const ALL_MOE_KERNELS =
-    [MoeTopkSelect, GetMoeScores, MoePermute, BatchedGemm, FusedSwigluScale, MoeCombine] as const;
+    [MoeTopkSelect, GetMoeScores, MoePermute, BatchedGemm, FusedSwigluScale, MoeCombine, BatchedGemmSwiglu] as const;
 /** Kernels only the gradients use; a backend without them runs their composite path. */
 export const TRAINING_MOE_KERNELS = [BatchedGemmWeightGrad] as const;
 export type MoeKernelName = typeof ALL_MOE_KERNELS[number] | typeof TRAINING_MOE_KERNELS[number];
 
-/** The static row count of moePermute's output (semantics doc section 3). */
+/** The static row count of moePermute's output (docs/semantics.md section 3). */
 export function permutedRowCount(numTokens: number, topK: number, numExperts: number, alignment: number): number {
   return alignment === 1 ? numTokens * topK : numTokens * topK + numExperts * (alignment - 1);
 }

@@ -18,8 +18,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type {DataId, Tensor2D, TensorInfo} from '@tensorflow/tfjs-core';
 
-import {maxStorageBindingBytes} from '../expert_shards.js';
-import type {FusedMoEOptions, FusedMoEWeights} from '../../../layers/fused_moe_config.js';
+import {registerKernelPathLayerForward} from '../../../executor/layer_executor.js';
+import type {FusedMoEOptions, FusedMoEWeights} from '../../../executor/layer_schema.js';
+import {maxStorageBindingBytes} from '../expert_ranges.js';
 import {DecodeShape, DecodeTiles, decodeLayout, downBindings, downCode, downDispatch, gemmSharedBytes, routeCode,
   routerDispatch, routerLogitsCode, routeSharedBytes, upGateBindings, upGateCode, upGateDispatch}
   from './decode_programs.js';
@@ -377,8 +378,16 @@ export function webgpuDecodeForward(x: Tensor2D, w: FusedMoEWeights, o: FusedMoE
   return tf.engine().makeTensorFromTensorInfo(out) as Tensor2D;
 }
 
-/** Whether the decode path may run now: webgpu active, our kernels not bypassed, no gradient tape. */
-export function decodeActive(compositeForced: boolean): boolean {
-  if (maxTokens === 0 || compositeForced || tf.getBackend() !== 'webgpu') return false;
+/** Whether the decode path may run now: webgpu active, no gradient tape (its programs have no gradient). */
+function decodeActive(): boolean {
+  if (maxTokens === 0 || tf.getBackend() !== 'webgpu') return false;
   return (tf.engine() as unknown as {state: {gradientDepth: number}}).state.gradientDepth === 0;
+}
+
+/** Plugs the decode path into the webgpu kernel path of the layer (src/register_all.ts calls this once). */
+export function registerWebGPUDecode(): void {
+  registerKernelPathLayerForward('webgpu', {
+    forward: (x, w, o, context) => decodeActive() ? webgpuDecodeForward(x, w, o, context.owner) : null,
+    release: releaseDecodeState,
+  });
 }
