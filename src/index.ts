@@ -24,7 +24,8 @@ export {maxStorageBindingBytes, planExpertShards, setMaxStorageBindingBytes} fro
 export type {ExpertRange} from './kernels/webgpu/expert_ranges.js';
 export {GEMM_PRESETS, GEMM_TILE_TABLE, setWebGPUGemmPreset} from './kernels/webgpu/batched_gemm_config.js';
 export type {GemmConfig, TileChoice} from './kernels/webgpu/batched_gemm_config.js';
-export {MOE_WEBGPU_GEMM_PRESET, MOE_WEBGPU_MAX_STORAGE_BINDING_BYTES} from './kernels/webgpu/flags_webgpu.js';
+export {MOE_WEBGPU_DECODE_MAX_TOKENS, MOE_WEBGPU_GEMM_PRESET, MOE_WEBGPU_MAX_STORAGE_BINDING_BYTES} from
+    './kernels/webgpu/flags_webgpu.js';
 export {decodeDispatchCount, decodePlanCount, setWebGPUDecodeMaxTokens, setWebGPUDecodeTiles, timeDecodePrograms,
   webgpuDecodeMaxTokens} from './kernels/webgpu/decode/decode_forward.js';
 export type {DecodeTiles} from './kernels/webgpu/decode/decode_programs.js';

@@ -21,6 +21,7 @@ import type {DataId, Tensor2D, TensorInfo} from '@tensorflow/tfjs-core';
 import {registerKernelPathLayerForward} from '../../../executor/layer_executor.js';
 import type {FusedMoEOptions, FusedMoEWeights} from '../../../executor/layer_schema.js';
 import {maxStorageBindingBytes} from '../expert_ranges.js';
+import {MOE_WEBGPU_DECODE_MAX_TOKENS} from '../flags_webgpu.js';
 import {DecodeShape, DecodeTiles, decodeLayout, downBindings, downCode, downDispatch, gemmSharedBytes, routeCode,
   routerDispatch, routerLogitsCode, routeSharedBytes, upGateBindings, upGateCode, upGateDispatch}
   from './decode_programs.js';
@@ -67,21 +68,21 @@ interface WebGPUBackendInternals {
 
 const STORAGE = 0x80, COPY_SRC = 0x04, COPY_DST = 0x08, QUERY_RESOLVE = 0x200, MAP_READ = 0x01;
 
-/** Largest T the path runs (the crossover; chosen by measurement, see BENCHMARKS.md) and the hard cap. */
+/** The most tokens the programs are written for (the crossover itself is the MOE_WEBGPU_DECODE_MAX_TOKENS flag). */
 export const DECODE_TOKEN_CAP = 32;
-let maxTokens = 16;
 let tilesOverride: DecodeTiles | null = null;
 
-/** Sets the largest token count that takes the decode path (0 disables it; at most DECODE_TOKEN_CAP). */
+/** Sets the MOE_WEBGPU_DECODE_MAX_TOKENS flag: the largest T that takes the decode path (0 turns it off). */
 export function setWebGPUDecodeMaxTokens(n: number): void {
   if (!Number.isInteger(n) || n < 0 || n > DECODE_TOKEN_CAP) {
     throw new Error(`setWebGPUDecodeMaxTokens: argument 'n' must be an integer in [0, ${DECODE_TOKEN_CAP}], got ${n}`);
   }
-  maxTokens = n;
+  tf.env().set(MOE_WEBGPU_DECODE_MAX_TOKENS, n);
 }
 
+/** The largest token count that takes the decode path now (the flag, clamped to [0, DECODE_TOKEN_CAP]). */
 export function webgpuDecodeMaxTokens(): number {
-  return maxTokens;
+  return Math.max(0, Math.min(DECODE_TOKEN_CAP, Math.floor(tf.env().getNumber(MOE_WEBGPU_DECODE_MAX_TOKENS))));
 }
 
 /** Forces the launch shapes (benchmarks compare them); null restores the default choice. */
@@ -112,6 +113,7 @@ function sameTiles(a: DecodeTiles, b: DecodeTiles): boolean {
 /** Why this call cannot take the decode path (null: it can). Cheap: runs on every forward. */
 export function decodeUnsupportedReason(x: Tensor2D, w: FusedMoEWeights, o: FusedMoEOptions): string | null {
   const [T, H] = x.shape;
+  const maxTokens = webgpuDecodeMaxTokens();
   if (T < 1 || T > maxTokens) return `T = ${T} outside [1, ${maxTokens}]`;
   if (o.latentSize != null) return 'latent projections (the op chain runs them)';
   if (o.numExperts > 1024) return 'more than 1024 experts';
@@ -380,7 +382,7 @@ export function webgpuDecodeForward(x: Tensor2D, w: FusedMoEWeights, o: FusedMoE
 
 /** Whether the decode path may run now: webgpu active, no gradient tape (its programs have no gradient). */
 function decodeActive(): boolean {
-  if (maxTokens === 0 || tf.getBackend() !== 'webgpu') return false;
+  if (tf.getBackend() !== 'webgpu') return false;
   return (tf.engine() as unknown as {state: {gradientDepth: number}}).state.gradientDepth === 0;
 }
 
