@@ -11,7 +11,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
-import {getMoeLayerExecutor, kernelPathLayerForward, MoeForwardFn, releaseExecutorState} from '../executor/layer_executor.js';
+import {getMoeLayerExecutor, kernelPathLayerForward, MoeForwardFn, releaseExecutorState} from
+    '../executor/layer_executor.js';
 import type {MoeLayerBackend} from '../executor/layer_schema.js';
 import {ALL_MOE_KERNELS, getKernelPath, hasMoeKernels, withCompositeKernels} from '../ops/dispatch.js';
 import {releaseDisposedWeightCopies} from '../ops/weight_caches.js';
