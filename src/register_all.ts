@@ -7,11 +7,13 @@
 import {registerMoeGradients} from './gradients/register_all.js';
 import {registerHostKernels} from './kernels/cpu/register_all.js';
 import {registerCudaLayerExecutor} from './kernels/cuda/cuda_layer_executor.js';
+import {registerWasmRuntime} from './kernels/wasm/runtime.js';
 import {registerWebGPUDecode} from './kernels/webgpu/decode/decode_forward.js';
 import {registerWebGPUKernels} from './kernels/webgpu/register_all.js';
 import {registerOpFlags} from './ops/dispatch.js';
 
 registerOpFlags();
+registerWasmRuntime();
 registerHostKernels('cpu');
 registerWebGPUKernels();
 registerWebGPUDecode();

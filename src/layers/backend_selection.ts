@@ -46,7 +46,9 @@ export function selectMoeForward(backend: MoeLayerBackend): MoeForwardSelection 
   const active = tf.getBackend();
   switch (backend) {
     case 'auto':
-      return hasMoeKernels(ALL_MOE_KERNELS, active) ? {path: `kernels:${active}`, forward: kernels} :
+      // setKernelPath('composite') sends every op to the composite path: report that, not the kernels.
+      return hasMoeKernels(ALL_MOE_KERNELS, active) && getKernelPath() !== 'composite' ?
+          {path: `kernels:${active}`, forward: kernels} :
                                                       {path: `composite:${active}`, forward: composite};
     case 'composite':
       return {path: `composite:${active}`, forward: composite};
@@ -61,7 +63,7 @@ export function selectMoeForward(backend: MoeLayerBackend): MoeForwardSelection 
         throw new Error(`FusedMoE: backend '${backend}' requested but tfjs-moe kernels are not registered for ` +
             `'${backend}': missing ${missing.join(', ')}`);
       }
-      return {path: `kernels:${backend}`, forward: kernels};
+      return {path: `${getKernelPath() === 'composite' ? 'composite' : 'kernels'}:${backend}`, forward: kernels};
     }
     default: {
       const executor = getMoeLayerExecutor(backend);

@@ -221,7 +221,7 @@ export function routeCode(s: DecodeShape): string {
   const tpt = 1 << Math.floor(Math.log2(256 / s.T));
   const weight = grouped ?
       `${s.renormalize ? 'p / (total + 1e-20)' : 'p'} * ${f32Const(s.routedScalingFactor)}` :
-      (s.renormalize ? 'p / total' : 'p');
+      (s.renormalize ? 'p / max(total, 1e-12)' : 'p');
   return `${PRELUDE}${layoutConsts(s)}
   @group(0) @binding(0) var<storage, read_write> work : array<f32>;
   @group(0) @binding(1) var<storage, read_write> route : array<i32>;
@@ -335,12 +335,6 @@ export function routeCode(s: DecodeShape): string {
       for (var g = 0; g < G; g++) { if (isFiniteF32(gscore[t * G + g])) { anyFinite = true; } }
       rowFlag[t] = select(1, 0, anyFinite);
     }
-    workgroupBarrier();
-    for (var i = lid; i < T * E; i += NT) {
-      let t = i / E;
-      let e = i - t * E;
-      if (gkept[t * G + e / GSIZE] == 0) { sel[i] = -inf; }
-    }
     workgroupBarrier();` : `
     // Row max, NaN flag and exp-sum, each token's TPT lanes reducing together.
     var m = -inf;
@@ -363,7 +357,8 @@ export function routeCode(s: DecodeShape): string {
     if (valid && lane == 0) {
       rowMax[tok] = m;
       rowSum[tok] = sum;
-      rowFlag[tok] = select(0, 1, nan > 0.0);
+      // A NaN logit or an infinite row maximum makes the row NaN (docs/semantics.md 1).
+      rowFlag[tok] = select(0, 1, nan > 0.0 || !isFiniteF32(m));
     }
     workgroupBarrier();
     for (var i = lid; i < T * E; i += NT) {
@@ -382,7 +377,9 @@ export function routeCode(s: DecodeShape): string {
       var bi = -1;
       for (var v = 0; v < VPL; v++) {
         let e = lane + v * TPT;
-        if (valid && e < E && !taken[v] && ranksBefore(sel[tok * E + e], e, bv, bi)) {
+        // Experts of dropped groups never compete (not even against a kept NaN; docs/semantics.md 2.5).
+        if (valid && e < E && !taken[v] && ${grouped ? 'gkept[tok * G + e / GSIZE] != 0 && ' : ''}
+            ranksBefore(sel[tok * E + e], e, bv, bi)) {
           bv = sel[tok * E + e];
           bi = e;
         }
