@@ -49,4 +49,4 @@ export {registerCudaKernels, unregisterCudaKernels} from './kernels/cuda/registe
 export {CUDA_MOE_WEIGHT_NAMES, CudaActivation, CudaFusedMoe, CudaMoeRunner} from './kernels/cuda/cuda_fused_moe.js';
 export {MOE_CUDA_GEMM_TILES, MOE_CUDA_PDL} from './kernels/cuda/flags_cuda.js';
 export {cudaLayerExecutor, registerCudaLayerExecutor} from './kernels/cuda/cuda_layer_executor.js';
-export type {CudaComputeDtype, CudaForwardResult, CudaFusedMoeConfig, CudaMoeWeightArrays, CudaMoeWeightName, CudaMoeWeightTensors} from './kernels/cuda/cuda_fused_moe.js';
+export type {CudaComputeDtype, CudaForwardResult, CudaFusedMoeConfig, CudaHostOutput, CudaMoeWeightArrays, CudaMoeWeightName, CudaMoeWeightTensors} from './kernels/cuda/cuda_fused_moe.js';

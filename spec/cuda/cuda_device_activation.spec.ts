@@ -1,13 +1,13 @@
 /**
  * The CUDA end-to-end path: device-resident activations passed between consecutive layers (CudaActivation,
- * applyDevice) against the float64 reference applied layer after layer; the pinned output arrays fed back as an
- * input (the direct pinned upload) and a pageable input large enough for the threaded staging copy; the routing ids
+ * applyDevice) against the float64 reference applied layer after layer; every host copy path (threaded staging of
+ * a large pageable input, a pinned output fed back as input, the pageable path); the routing ids
  * a forward returns (applyWithRouting, the layer executor with needsRouting) against the float64 routing; the tfjs
  * flags MOE_CUDA_PDL and MOE_CUDA_GEMM_TILES (validated everywhere; on the GPU, outputs still match the reference
  * after a change, which re-captures the CUDA graphs). GPU specs pending, with the reason, without CUDA.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import {CudaActivation, CudaFusedMoe, CudaMoeWeightTensors, cudaLayerExecutor, cudaStatus, MOE_CUDA_GEMM_TILES,
+import {CudaActivation, CudaFusedMoe, CudaMoeRunner, CudaMoeWeightTensors, cudaLayerExecutor, cudaStatus, MOE_CUDA_GEMM_TILES,
   MOE_CUDA_PDL} from 'tfjs-moe';
 
 import {randn, recordError, relError, rng} from '../helpers/util.js';
@@ -101,7 +101,7 @@ describe('CUDA end to end: device-resident activations, pinned copies, routing i
     tf.dispose(Object.values(w) as tf.Tensor[]);
   });
 
-  it('a large pageable input (threaded staging) and a pinned output fed back as input match the reference', async () => {
+  it('every host copy path (staged, pinned output fed back as input, pageable) matches the reference', async () => {
     // 600 x 512 float32 = 1.2 MB: past the single-copy threshold, so the input goes through the threaded staging.
     const H = 512, T = process.env.TFJS_MOE_SPEC_SCALE === 'small' ? 300 : 600, rand = rng(9200);
     const c = config(8, 2, 48);
@@ -113,14 +113,22 @@ describe('CUDA end to end: device-resident activations, pinned copies, routing i
     const ref2 = refFusedMoE(toFloat32(ref1), T, H, w as unknown as RefMoeWeights, c);
     const xT = tf.tensor2d(x, [T, H]);
     const y1 = layer.apply(xT, weights);
-    const y2 = layer.apply(y1, weights);  // y1's data is a pinned block: copied to the GPU directly
+    const y2 = layer.apply(y1, weights);
     expect(relError(await y1.data(), ref1)).toBeLessThan(1e-4);
     const err = relError(await y2.data(), ref2);
-    recordError('cuda pinned round trip float32', err);
+    recordError('cuda staged round trip float32', err);
     expect(err).toBeLessThan(1e-4);
     tf.dispose([xT, y1, y2]);
     layer.dispose();
     tf.dispose(Object.values(weights) as tf.Tensor[]);
+    const runner = new CudaMoeRunner({hidden: H, ...c}, w);
+    const pinned = runner.forwardWithRouting(x, T, {output: 'pinned'}).output;
+    expect(relError(pinned, ref1)).toBeLessThan(1e-4);
+    // `pinned` is page-locked memory: copied to the GPU directly.
+    expect(relError(runner.forwardWithRouting(pinned, T, {output: 'pageable'}).output, ref2)).toBeLessThan(1e-4);
+    expect(() => runner.forwardWithRouting(x, T, {output: 'fast' as 'staged'}))
+        .toThrowError(/argument 'output' must be 'staged', 'pinned' or 'pageable', got 'fast'/);
+    runner.dispose();
   });
 
   it('returns the routing ids it used: they match the float64 routing, through applyWithRouting and the executor', async () => {

@@ -128,18 +128,32 @@ napi_value LayerCreate(napi_env env, napi_callback_info info) {
   });
 }
 
-// layerForward(handle, x, T, useGraph, wantIds, pageable) -> {output: Float32Array [T*H] (pinned), topkIds?:
-// Int32Array [T*k]}. pageable: the copy path from before pinned staging (benchmark A/B only).
+// layerForward(handle, x, T, useGraph, wantIds, output) -> {output: Float32Array [T*H], topkIds?: Int32Array [T*k]}.
+// output: how y reaches the host: 'staged' (pinned staging, then a threaded copy into a new array), 'pinned' (a new
+// array over a pinned block, downloaded into directly), 'pageable' (the path from before pinned staging, x too;
+// benchmark A/B only).
 napi_value LayerForward(napi_env env, napi_callback_info info) {
   return entry(env, info, 6, "layerForward", [&](Args& a) {
     LayerHandle* h = handleOf(a);
     const int T = integer(a, 2, "T", 0);
     const size_t n = static_cast<size_t>(T) * h->layer->hidden();
     auto x = typed<float>(a, 1, "x", napi_float32_array, n);
-    const bool useGraph = boolean(a, 3, "useGraph"), wantIds = boolean(a, 4, "wantIds"),
-               pageable = boolean(a, 5, "pageable");
+    const bool useGraph = boolean(a, 3, "useGraph"), wantIds = boolean(a, 4, "wantIds");
+    char mode[16];
+    size_t len = 0;
+    if (napi_get_value_string_utf8(env, a.v[5], mode, sizeof(mode), &len) != napi_ok) {
+      throw ArgError("layerForward: argument 'output' must be 'staged', 'pinned' or 'pageable'");
+    }
+    const std::string m(mode, len);
+    moe::HostCopy copy;
+    if (m == "staged") copy = moe::HostCopy::kStaged;
+    else if (m == "pinned") copy = moe::HostCopy::kPinned;
+    else if (m == "pageable") copy = moe::HostCopy::kPageable;
+    else throw ArgError("layerForward: argument 'output' must be 'staged', 'pinned' or 'pageable', got '" + m + "'");
     float* out;
-    napi_value outV = pageable ? newTyped<float>(env, n, &out) : newPinnedFloat32(env, n, &out);
+    napi_value outV = copy == moe::HostCopy::kPinned ? newPinnedFloat32(env, n, &out)
+                    : copy == moe::HostCopy::kStaged ? newUninitializedFloat32(env, n, &out)
+                                                     : newTyped<float>(env, n, &out);
     int* ids = nullptr;
     napi_value result, idsV;
     NAPI(napi_create_object(env, &result));
@@ -148,7 +162,7 @@ napi_value LayerForward(napi_env env, napi_callback_info info) {
       idsV = newTyped<int>(env, static_cast<size_t>(T) * h->layer->topK(), &ids);
       setProp(env, result, "topkIds", idsV);
     }
-    h->layer->forward(x.data, T, out, ids, useGraph, pageable ? moe::HostCopy::kPageable : moe::HostCopy::kPinned);
+    h->layer->forward(x.data, T, out, ids, useGraph, copy);
     return result;
   });
 }
@@ -161,6 +175,7 @@ napi_value LayerLastTimings(napi_env env, napi_callback_info info) {
     NAPI(napi_create_object(env, &o));
     setProp(env, o, "uploadHostMs", num(env, t.uploadHostMs));
     setProp(env, o, "waitMs", num(env, t.waitMs));
+    setProp(env, o, "copyOutMs", num(env, t.copyOutMs));
     return o;
   });
 }
@@ -213,15 +228,18 @@ napi_value ActivationUpload(napi_env env, napi_callback_info info) {
   });
 }
 
-// activationDownload(handle) -> Float32Array [rows*cols] (pinned), after everything enqueued before it
+// activationDownload(handle) -> Float32Array [rows*cols], after everything enqueued before it (through pinned staging)
 napi_value ActivationDownload(napi_env env, napi_callback_info info) {
   return entry(env, info, 1, "activationDownload", [&](Args& a) {
     ActivationHandle* h = activationOf(a, 0);
     const size_t n = static_cast<size_t>(h->rows) * h->cols;
+    static moe::PinnedStaging* staging = new moe::PinnedStaging();
+    float* landing = static_cast<float*>(staging->ensure(n * sizeof(float)));
+    download(landing, h->data, n);
     float* out;
-    napi_value outV = newPinnedFloat32(env, n, &out);
-    download(out, h->data, n);
+    napi_value outV = newUninitializedFloat32(env, n, &out);
     finish();
+    moe::parallelCopy(out, landing, n * sizeof(float));
     return outV;
   });
 }

@@ -112,6 +112,20 @@ napi_value newTyped(napi_env env, size_t n, T** data) {
   return out;
 }
 
+// A Float32Array of n elements in memory that is not zero-filled (a Node Buffer's): every element is written by the
+// caller. Falls back to a zeroed array where the Buffer's offset does not suit a Float32Array.
+inline napi_value newUninitializedFloat32(napi_env env, size_t n, float** data) {
+  napi_value buf, ab, out;
+  void* raw = nullptr;
+  NAPI(napi_create_buffer(env, n * sizeof(float), &raw, &buf));
+  size_t offset = 0;
+  NAPI(napi_get_typedarray_info(env, buf, nullptr, nullptr, nullptr, &ab, &offset));
+  if (offset % sizeof(float) != 0) return newTyped<float>(env, n, data);
+  NAPI(napi_create_typedarray(env, napi_float32_array, n, ab, offset, &out));
+  *data = static_cast<float*>(raw);
+  return out;
+}
+
 // A Float32Array of n elements in a pinned block (the device copies into it at the link's full speed, and a later
 // upload of it is direct); the block returns to the pool when the array is collected. Where the runtime refuses
 // external buffers (a V8 sandbox), a plain array (pageable) instead.

@@ -3,8 +3,8 @@
  * expert weights resident on the GPU in the compute dtype. Works under any host-memory tfjs backend (cpu,
  * tensorflow): x is read from the host, the output comes back as a new tensor.
  *
- * Host copies go through pinned memory (the output arrays are pinned blocks, so a layer's output fed to the next
- * layer is copied directly), and applyDevice() keeps the activations on the GPU between consecutive layers
+ * Host copies go through pinned staging buffers (threaded copies; pinned memory is copied directly), and
+ * applyDevice() keeps the activations on the GPU between consecutive layers
  * (CudaActivation: one upload and one download for a stack of layers).
  *
  * The layer's executor (cuda_layer_executor.ts) keeps one CudaFusedMoe per layer and calls apply(x, weightTensors);
@@ -101,7 +101,7 @@ export class CudaActivation {
     return new CudaActivation(handle, shape);
   }
 
-  /** Downloads the values (waits for the work that writes them); a Float32Array over pinned memory. */
+  /** Downloads the values (waits for the work that writes them). */
   read(): Float32Array {
     return getCudaAddon().activationDownload(this.live());
   }
@@ -127,6 +127,14 @@ export class CudaActivation {
   }
 }
 
+/**
+ * How a host forward's output reaches the host: 'staged' (the default: downloaded into pinned staging, then copied
+ * by several threads into a new array), 'pinned' (a new array over a pinned block, downloaded into directly; the
+ * block returns to a pool only when the array is garbage collected, so a synchronous loop page-locks new memory
+ * each call), 'pageable' (the path from before pinned staging, for x too; benchmark A/B only).
+ */
+export type CudaHostOutput = 'staged' | 'pinned' | 'pageable';
+
 /** What a forward returns: the output and, when asked for, the routing ids int32 [T*k] it used. */
 export interface CudaForwardResult<Out> {
   output: Out;
@@ -150,16 +158,15 @@ export class CudaMoeRunner {
   }
 
   /**
-   * forward() that can also return the routing ids [T*k] (wantIds). The output is a Float32Array over pinned
-   * memory. pageable: the copy path from before pinned staging (benchmark A/B only).
+   * forward() that can also return the routing ids [T*k] (wantIds); output: see CudaHostOutput.
    */
   forwardWithRouting(x: Float32Array, numTokens: number,
-                     options: {useGraph?: boolean, wantIds?: boolean, pageable?: boolean} = {}):
+                     options: {useGraph?: boolean, wantIds?: boolean, output?: CudaHostOutput} = {}):
       CudaForwardResult<Float32Array> {
     const addon = getCudaAddon();
     syncCudaTuning(addon);
     return addon.layerForward(this.live(), x, numTokens, options.useGraph ?? true, options.wantIds ?? false,
-                              options.pageable ?? false);
+                              options.output ?? 'staged');
   }
 
   /** The forward on a device-resident activation [T, H] -> a new one (enqueued; not waited for unless wantIds). */
@@ -175,8 +182,14 @@ export class CudaMoeRunner {
     return {output: CudaActivation.wrap(r.output, [x.shape[0], x.shape[1]]), topkIds: r.topkIds};
   }
 
+  /** The host<->device link: median GB/s of pinned and pageable copies of `bytes` each way (benchmarks). */
+  static hostCopyBandwidth(bytes: number, iters = 10):
+      {pinnedH2D: number, pinnedD2H: number, pageableH2D: number, pageableD2H: number} {
+    return getCudaAddon().hostCopyBandwidth(bytes, iters);
+  }
+
   /** Host milliseconds of the last host forward: until x's copy was enqueued, then until y was on the host. */
-  lastTimings(): {uploadHostMs: number, waitMs: number} {
+  lastTimings(): {uploadHostMs: number, waitMs: number, copyOutMs: number} {
     return getCudaAddon().layerLastTimings(this.live());
   }
 

@@ -44,11 +44,11 @@ export interface CudaAddon {
           k: number, E: number, bias: Float32Array | null, weightsApplied: boolean): Float32Array;
   layerCreate(config: Record<string, unknown>, weights: Record<string, Float32Array | null | undefined>): object;
   setTuning(tuning: {pdl: boolean, gemmTiles: string}): void;
-  /** output: a Float32Array over pinned memory (pageable: the pageable copy path, benchmark A/B only). */
-  layerForward(handle: object, x: Float32Array, T: number, useGraph: boolean, wantIds: boolean, pageable: boolean):
-      {output: Float32Array, topkIds?: Int32Array};
+  /** output: how y reaches the host (CudaHostOutput in cuda_fused_moe.ts). */
+  layerForward(handle: object, x: Float32Array, T: number, useGraph: boolean, wantIds: boolean,
+               output: 'staged' | 'pinned' | 'pageable'): {output: Float32Array, topkIds?: Int32Array};
   layerForwardDevice(handle: object, x: object, useGraph: boolean, wantIds: boolean): {output: object, topkIds?: Int32Array};
-  layerLastTimings(handle: object): {uploadHostMs: number, waitMs: number};
+  layerLastTimings(handle: object): {uploadHostMs: number, waitMs: number, copyOutMs: number};
   activationUpload(x: Float32Array, rows: number, cols: number): object;
   activationDownload(activation: object): Float32Array;
   activationDispose(activation: object): void;

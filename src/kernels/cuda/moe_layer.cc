@@ -398,22 +398,26 @@ void MoeLayer::forward(const float* x, int T, float* out, int* ids, bool useGrap
   const auto t0 = Clock::now();
   ensureWorkspace(T);
   const size_t bytes = static_cast<size_t>(T) * cfg_.hidden * sizeof(float);
-  if (copy == HostCopy::kPinned) {
-    uploadStaged(dX_.as(), x, bytes, stream_, staging_);
-  } else {
+  if (copy == HostCopy::kPageable) {
     MOE_CUDA(cudaMemcpyAsync(dX_.as(), x, bytes, cudaMemcpyHostToDevice, stream_));
+  } else {
+    uploadStaged(dX_.as(), x, bytes, stream_, staging_);
   }
   const auto t1 = Clock::now();
   run(T, useGraph);
-  MOE_CUDA(cudaMemcpyAsync(out, dOut_.as(), bytes, cudaMemcpyDeviceToHost, stream_));
+  float* landing = copy == HostCopy::kStaged ? static_cast<float*>(outStaging_.ensure(bytes)) : out;
+  MOE_CUDA(cudaMemcpyAsync(landing, dOut_.as(), bytes, cudaMemcpyDeviceToHost, stream_));
   if (ids) {
     MOE_CUDA(cudaMemcpyAsync(ids, ids_.as(), static_cast<size_t>(T) * cfg_.topK * sizeof(int),
                              cudaMemcpyDeviceToHost, stream_));
   }
   MOE_CUDA(cudaStreamSynchronize(stream_));
   const auto t2 = Clock::now();
+  if (landing != out) parallelCopy(out, landing, bytes);
+  const auto t3 = Clock::now();
   timings_.uploadHostMs = std::chrono::duration<double, std::milli>(t1 - t0).count();
   timings_.waitMs = std::chrono::duration<double, std::milli>(t2 - t1).count();
+  timings_.copyOutMs = std::chrono::duration<double, std::milli>(t3 - t2).count();
 }
 
 void MoeLayer::forwardDevice(const float* x, int T, float* out, int* ids, bool useGraph) {

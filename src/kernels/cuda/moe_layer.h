@@ -49,12 +49,15 @@ struct LayerWeights {
 // Where the host time of the last forward went (milliseconds, steady clock), for the end-to-end benchmark.
 struct ForwardTimings {
   double uploadHostMs = 0;  // until the input's copy was enqueued (staging memcpy included)
-  double waitMs = 0;        // from then until the output was on the host (kernels and download)
+  double waitMs = 0;        // from then until the output was in host memory (kernels and download)
+  double copyOutMs = 0;     // the output's copy from pinned staging into the caller's array (kStaged)
 };
 
-// How a host forward moves x and y: through pinned staging (the default), or straight from/to pageable memory
-// (the path before pinned staging, kept for the benchmark's A/B).
-enum class HostCopy { kPinned, kPageable };
+// How a host forward moves y (x always goes through pinned staging unless kPageable): kStaged downloads into a
+// pinned staging buffer and copies from there with several threads into the caller's (pageable) array; kPinned
+// downloads straight into the caller's array, which is pinned; kPageable is the path from before pinned staging
+// (straight from/to pageable memory, kept for the benchmark's A/B).
+enum class HostCopy { kStaged, kPinned, kPageable };
 
 class MoeLayer {
  public:
@@ -67,7 +70,7 @@ class MoeLayer {
 
   // x: host [T, H] float32 -> out: host [T, H] float32 (pinned memory is copied directly), and when ids is not
   // null the routing ids [T, k] the forward used. Synchronous; CUDA errors throw.
-  void forward(const float* x, int T, float* out, int* ids, bool useGraph, HostCopy copy = HostCopy::kPinned);
+  void forward(const float* x, int T, float* out, int* ids, bool useGraph, HostCopy copy = HostCopy::kStaged);
   // x, out: device [T, H] float32 (enqueued on the stream, not waited for unless ids, host [T, k], is wanted).
   void forwardDevice(const float* x, int T, float* out, int* ids, bool useGraph);
   const ForwardTimings& lastTimings() const { return timings_; }
@@ -104,7 +107,7 @@ class MoeLayer {
       latentE_, sharedHidden_;
   std::map<int, cudaGraphExec_t> graphs_;
   int graphsTuning_ = 0;  // tuning().generation the graphs were captured under
-  PinnedStaging staging_;
+  PinnedStaging staging_, outStaging_;
   ForwardTimings timings_;
   std::vector<std::pair<std::string, cudaEvent_t>>* marks_ = nullptr;
 };
