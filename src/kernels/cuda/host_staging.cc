@@ -13,7 +13,7 @@ namespace {
 // Below this a copy is one memcpy/DMA: thread start-up (tens of microseconds) would cost more than it saves.
 constexpr size_t kParallelMinBytes = size_t(1) << 20;
 constexpr size_t kSliceMinBytes = size_t(512) << 10;
-constexpr int kMaxThreads = 8;
+constexpr int kMaxThreads = 16;  // page faults on a fresh output array dominate its copy: they scale with threads
 // Free pinned blocks kept for reuse (page-locking is slow: about a millisecond per tens of MiB).
 constexpr size_t kMaxFreeBytes = size_t(1) << 30;
 
