@@ -50,3 +50,4 @@ export {CUDA_MOE_WEIGHT_NAMES, CudaActivation, CudaFusedMoe, CudaMoeRunner} from
 export {MOE_CUDA_GEMM_TILES, MOE_CUDA_PDL} from './kernels/cuda/flags_cuda.js';
 export {cudaLayerExecutor, registerCudaLayerExecutor} from './kernels/cuda/cuda_layer_executor.js';
 export type {CudaComputeDtype, CudaForwardResult, CudaFusedMoeConfig, CudaHostOutput, CudaMoeWeightArrays, CudaMoeWeightName, CudaMoeWeightTensors} from './kernels/cuda/cuda_fused_moe.js';
+export * from './formats.js';
