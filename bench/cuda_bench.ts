@@ -119,7 +119,7 @@ async function main() {
         e2e[mode] = Object.fromEntries(Object.entries(parts).map(([k, v]) => [k, median(v)]));
       }
       // Device-resident: one upload, `chain` layers on the GPU, one download (the same layer applied `chain` times).
-      const chainTotal: number[] = [], perLayer: number[] = [];
+      const chainTotal: number[] = [], perLayer: number[] = [], uploadOnly: number[] = [], downloadOnly: number[] = [];
       for (let i = 0; i < e2eIters + 1; i++) {
         const s0 = performance.now();
         let act = CudaActivation.fromTensor(xT);
@@ -133,15 +133,27 @@ async function main() {
         const s2 = performance.now();
         act.dispose();
         y.dispose();
+        // The upload and the download alone (the upload returns once done, so the download waits for nothing else).
+        const s3 = performance.now();
+        const lone = CudaActivation.fromTensor(xT);
+        const s4 = performance.now();
+        const back = lone.toTensor();
+        const s5 = performance.now();
+        lone.dispose();
+        back.dispose();
         if (i === 0) continue;
         chainTotal.push(s2 - s0);
         perLayer.push((s2 - s1) / chain);  // includes the one download, spread over the chain
+        uploadOnly.push(s4 - s3);
+        downloadOnly.push(s5 - s4);
       }
       xT.dispose();
       const kernel = median(graph);
       const xBytes = T * H * 4;
       const targetMs = kernel + 2 * (xBytes / (link.pinnedH2D * 1e9) + xBytes / (link.pinnedD2H * 1e9)) * 1e3;
-      const device = {chainLayers: chain, chainTotalMs: median(chainTotal), perLayerMs: median(perLayer)};
+      const device = {chainLayers: chain, chainTotalMs: median(chainTotal), perLayerMs: median(perLayer),
+        uploadMs: median(uploadOnly), downloadMs: median(downloadOnly),
+        layersMs: median(chainTotal) - median(uploadOnly) - median(downloadOnly)};
       const stages = runner.profile(x, T, 10);
       const f = floorMs(T, dtype);
       const row = {

@@ -27,11 +27,22 @@ bench() {  # label, timeout, args...
   timeout "$limit" node cuda_bench.mjs "$@" --out "$OUT/bench_$label.json" 2>&1 | grep -v '^{' >> "$OUT/bench.log"
   echo "bench $label exit ${PIPESTATUS[0]} after $(( $(date +%s) - start )) s" >> "$OUT/summary.txt"
 }
-bench bf16 ${BENCH_TIMEOUT:-70} --dtypes bfloat16 --tokens 1,16,256,4096
-bench f32 ${F32_TIMEOUT:-40} --dtypes float32 --tokens 1,16,256,4096 --iters 10 --e2e-iters 7
-bench previous ${AB_TIMEOUT:-30} --dtypes bfloat16 --tokens 1,4096 --e2e-iters 3 \
-    --flags '{"MOE_CUDA_PDL": false, "MOE_CUDA_GEMM_TILES": "previous"}'
-timeout ${TORCH_TIMEOUT:-40} python3 torch_baseline.py --dtypes bfloat16 --iters 15 --out "$OUT/torch.json" > "$OUT/torch.log" 2>&1
-echo "torch exit $? after $(( $(date +%s) - start )) s" >> "$OUT/summary.txt"
+steps=${STEPS:-bf16 f32 previous torch}
+for step in $steps; do
+  case $step in
+    bf16) bench bf16 ${BENCH_TIMEOUT:-70} --dtypes bfloat16 --tokens 1,16,256,4096 ;;
+    f32) bench f32 ${F32_TIMEOUT:-40} --dtypes float32 --tokens 1,16,256,4096 --iters 10 --e2e-iters 7 ;;
+    previous) bench previous ${AB_TIMEOUT:-30} --dtypes bfloat16 --tokens 1,4096 --e2e-iters 3 \
+        --flags '{"MOE_CUDA_PDL": false, "MOE_CUDA_GEMM_TILES": "previous"}' ;;
+    torch)
+      timeout ${TORCH_TIMEOUT:-40} python3 torch_baseline.py --dtypes bfloat16 --iters 15 --out "$OUT/torch.json" > /tmp/torch.log 2>&1
+      echo "torch exit $? after $(( $(date +%s) - start )) s" >> "$OUT/summary.txt"
+      python3 -c "
+import json; r = json.load(open('$OUT/torch.json'))
+print(r['device'], 'torch', r['torch'])
+for x in r['results']: print(f\"{x['impl']:10s} {x['dtype']:9s} T={x['T']:5d} \", f\"{x['median_ms']:.4f} ms\" if 'median_ms' in x else x.get('error'))
+" >> "$OUT/summary.txt" 2>&1 ;;
+  esac
+done
 cat "$OUT/summary.txt"
 tail -30 "$OUT/bench.log"
