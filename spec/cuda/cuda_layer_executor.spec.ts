@@ -21,7 +21,7 @@ describe('FusedMoE backend cuda', () => {
     if (status.available) pending('CUDA is available here');
     const {layer} = randomLayer({numExperts: 4, topK: 2, moeIntermediateSize: 3, backend: 'cuda'}, 5, rng(1));
     const x = tf.ones([2, 5]);
-    expectThrowsNoLeak(() => layer.apply(x), /backend 'cuda' requested but the CUDA addon is not available: .*\((addon-not-built|no-driver|no-device|addon-load-failed|not-node|cuda-error)\)/);
+    expectThrowsNoLeak(() => layer.apply(x), /backend 'cuda' requested but the CUDA addon is not available: .*\((addon-not-built|no-driver|no-device|addon-load-failed|not-node|node-too-old|cuda-error)\)/);
     x.dispose();
     layer.dispose();
   });

@@ -29,7 +29,7 @@ describe('cudaStatus', () => {
       expect(status.computeCapability).toMatch(/^\d+\.\d+$/);
       expect(status.memoryBytes).toBeGreaterThan(0);
     } else {
-      expect(['not-node', 'addon-not-built', 'addon-load-failed', 'no-driver', 'no-device', 'cuda-error'])
+      expect(['not-node', 'node-too-old', 'addon-not-built', 'addon-load-failed', 'no-driver', 'no-device', 'cuda-error'])
           .toContain(status.code!);
       expect(status.reason).toMatch(/\S/);
     }

@@ -9,9 +9,12 @@
  * in the tfjs-moe package as resolved from the working directory; the same path under the working directory.
  */
 
-/** Why CUDA is unavailable, as a stable code (the reason text carries details). */
+/**
+ * Why CUDA is unavailable, as a stable code (the reason text carries details): 'not-node' in a browser or other
+ * non-Node runtime, 'node-too-old' on Node < 20.16 (no `process.getBuiltinModule` to reach the addon loader).
+ */
 export type CudaUnavailableCode =
-    'not-node' | 'addon-not-built' | 'addon-load-failed' | 'no-driver' | 'no-device' | 'cuda-error';
+    'not-node' | 'node-too-old' | 'addon-not-built' | 'addon-load-failed' | 'no-driver' | 'no-device' | 'cuda-error';
 
 export interface CudaStatus {
   available: boolean;
@@ -24,6 +27,10 @@ export interface CudaStatus {
   computeCapability?: string;
   memoryBytes?: number;
   multiprocessors?: number;
+  /** CUDA runtime version the addon was built with, as cudaRuntimeGetVersion reports it (e.g. 12080 = 12.8). */
+  runtimeVersion?: number;
+  /** Newest CUDA version the installed driver supports, as cudaDriverGetVersion reports it (0: no driver). */
+  driverVersion?: number;
   /** Path of the loaded addon (when it loaded). */
   addonPath?: string;
 }
@@ -68,13 +75,21 @@ function nodeProcess(): NodeProcessLike | null {
   return proc?.versions?.node ? proc : null;
 }
 
+/**
+ * The build command that works where the user is: inside a clone of tfjs-moe its npm script; where tfjs-moe is an
+ * installed dependency (under node_modules) the package's bin, which builds into node_modules/tfjs-moe.
+ */
+export function buildCommand(candidates: readonly string[]): string {
+  return candidates.some(p => /[\\/]node_modules[\\/]tfjs-moe[\\/]/.test(p)) ? 'npx tfjs-moe-build-cuda' : 'npm run build:cuda';
+}
+
 function load(): {addon: CudaAddon | null, status: CudaStatus} {
   const proc = nodeProcess();
   if (proc == null) return {addon: null, status: {available: false, code: 'not-node', reason: 'CUDA needs Node.js'}};
   const moduleApi = proc.getBuiltinModule?.('module') as {createRequire?: (from: string) => RequireLike} | undefined;
   const fs = proc.getBuiltinModule?.('fs') as {existsSync?: (p: string) => boolean} | undefined;
   if (moduleApi?.createRequire == null || fs?.existsSync == null) {
-    return {addon: null, status: {available: false, code: 'not-node',
+    return {addon: null, status: {available: false, code: 'node-too-old',
       reason: `loading the CUDA addon needs Node >= 20.16 (process.getBuiltinModule); this is Node ${proc.versions?.node}`}};
   }
   const cwd = proc.cwd?.() ?? '.';
@@ -92,10 +107,11 @@ function load(): {addon: CudaAddon | null, status: CudaStatus} {
     }
     candidates.push(`${cwd}/${ADDON_RELATIVE}`);
   }
-  const path = candidates.find(p => fs.existsSync!(p));
+  const looked = [...new Set(candidates)];
+  const path = looked.find(p => fs.existsSync!(p));
   if (path == null) {
     return {addon: null, status: {available: false, code: 'addon-not-built',
-      reason: `the CUDA addon is not built (run \`npm run build:cuda\`); looked for ${candidates.join(', ')}`}};
+      reason: `the CUDA addon is not built (run \`${buildCommand(looked)}\`); looked for ${looked.join(', ')}`}};
   }
   let addon: CudaAddon;
   try {
