@@ -12,8 +12,8 @@
 import * as tf from '@tensorflow/tfjs';
 import {existsSync, mkdirSync, writeFileSync} from 'node:fs';
 
-import {batchedGemm, batchedGemmSwiglu, fusedSwigluScale, moeCombine, moePermute, moeTopkSelect, withCompositeKernels}
-  from '../src/index.js';
+import {batchedGemm, fusedSwigluScale, moeCombine, moePermute, moeTopkSelect, withCompositeKernels} from '../src/index.js';
+import {batchedGemmSwiglu} from '../src/internal.js';
 import {GEMM_PRESETS, setWebGPUGemmPreset} from '../src/kernels/webgpu/batched_gemm_webgpu.js';
 import {initWebGPUForNode} from '../src/node.js';
 import {refBatchedGemm, refFusedMoE, refSwigluScale} from '../spec/reference/moe_reference.js';

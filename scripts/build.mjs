@@ -1,8 +1,9 @@
-// Builds dist/esm (tsc: unbundled ESM + .d.ts, what bundlers tree-shake), dist/cjs (esbuild bundle for require(),
-// which Node's `import` also gets, see below) and dist/browser (one ESM file for pages: tfjs stays a peer import,
+// Builds dist/esm (tsc: unbundled ESM + .d.ts, what bundlers tree-shake), dist/cjs (one esbuild bundle for Node,
+// require() and import alike, see below) and dist/browser (ES modules for pages: tfjs stays a peer import,
 // resolved by the page's import map or bundler). `--if-stale` skips the build when dist is newer than every source.
 import {execFileSync} from 'node:child_process';
 import {existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs';
+import {createRequire} from 'node:module';
 import {join} from 'node:path';
 import {build} from 'esbuild';
 
@@ -25,10 +26,16 @@ rmSync('dist', {recursive: true, force: true});
 mkdirSync('dist/cjs', {recursive: true});
 mkdirSync('dist/browser', {recursive: true});
 execFileSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.json'], {stdio: 'inherit'});
-// The Node-only entry (tfjs-moe/node) is bundled apart so that the root bundle carries no node: imports.
-for (const entry of ['index', 'node']) await build({
-  entryPoints: [`src/${entry}.ts`],
-  outfile: `dist/cjs/${entry}.cjs`,
+// The entries: the browser-safe root, the Node-only helpers (file system, dawn.node) and the internals that the
+// specs and benchmarks use. In Node they are one CommonJS bundle (dist/cjs/impl.cjs) behind thin per-entry files,
+// and Node's `import` gets thin ES modules over the same bundle (tfjs resolves to its CommonJS build in Node
+// either way): a process that both imports and requires tfjs-moe registers every kernel once, has one FusedMoE
+// class, and shares settings between entries. Bundlers (no 'node' condition) get the tree-shakable dist/esm.
+const ENTRIES = {index: 'root', node: 'node', internal: 'internal'};
+await build({
+  stdin: {contents: Object.entries(ENTRIES).map(([file, name]) => `export * as ${name} from './src/${file}.ts';`).join('\n'),
+    resolveDir: '.', sourcefile: 'entries.ts', loader: 'ts'},
+  outfile: 'dist/cjs/impl.cjs',
   bundle: true,
   format: 'cjs',
   platform: 'node',
@@ -37,11 +44,20 @@ for (const entry of ['index', 'node']) await build({
   external: ['@tensorflow/*', 'webgpu'],
   logLevel: 'warning',
 });
-// Only the root entry: tfjs-moe/node (file system helpers) never goes into a browser file. platform 'browser' makes
-// esbuild fail on any Node built-in that reaches the root entry's import graph.
+const impl = createRequire(import.meta.url)('../dist/cjs/impl.cjs');
+for (const [file, name] of Object.entries(ENTRIES)) {
+  const names = Object.keys(impl[name]).sort();
+  writeFileSync(`dist/cjs/${file}.cjs`, `'use strict';\nmodule.exports = require('./impl.cjs').${name};\n`);
+  writeFileSync(`dist/cjs/${file}.mjs`, `import impl from './impl.cjs';\n\nexport const {${names.join(', ')}} = impl.${name};\n`);
+}
+// The browser files: the root and the internals split into shared chunks, so both see one implementation;
+// tfjs-moe/node (file system helpers) never goes into a browser file. platform 'browser' makes esbuild fail on
+// any Node built-in that reaches these entries' import graphs.
 await build({
-  entryPoints: ['src/index.ts'],
-  outfile: 'dist/browser/tfjs-moe.esm.js',
+  entryPoints: {'tfjs-moe.esm': 'src/index.ts', 'tfjs-moe-internal.esm': 'src/internal.ts'},
+  outdir: 'dist/browser',
+  chunkNames: 'chunks/[name]-[hash]',
+  splitting: true,
   bundle: true,
   format: 'esm',
   platform: 'browser',
@@ -51,12 +67,6 @@ await build({
   logLevel: 'warning',
 });
 
-// One implementation per Node process: Node's `import` gets a thin ES module over the CJS bundle (tfjs itself
-// resolves to its CJS build in Node either way), so a process that both imports and requires tfjs-moe registers
-// every kernel once and has one FusedMoE class. Bundlers (no 'node' condition) keep the tree-shakable dist/esm.
-for (const entry of ['index', 'node']) {
-  writeFileSync(`dist/cjs/${entry}.mjs`, `export * from './${entry}.cjs';\n`);
-}
 // Declarations for require(): the ESM ones as .d.cts (relative imports renamed), so a CommonJS consumer under
 // module node16/nodenext is not pointed at ES module types (TS1479).
 function copyDeclarations(from, to) {

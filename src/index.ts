@@ -2,6 +2,7 @@
 import './kernels/cpu/register_all.js';
 import './kernels/webgpu/register_all.js';
 import './gradients/register_all.js';
+import './kernels/cuda/cuda_layer_executor.js';  // registers the layer's 'cuda' executor (browser-safe until called)
 
 export {registerHostKernels} from './kernels/cpu/register_all.js';
 
@@ -18,29 +19,23 @@ export type {MoeCombineOptions} from './ops/moe_combine.js';
 export {getKernelPath, hasMoeKernel, hasMoeKernels, setKernelPath, usesMoeKernel, withCompositeKernels} from './ops/dispatch.js';
 export type {KernelPath} from './ops/dispatch.js';
 export * from './kernels/kernel_names.js';
-export {maxStorageBindingBytes, planExpertShards, setMaxStorageBindingBytes, shardedBatchedGemm} from './kernels/webgpu/expert_shards.js';
-export type {ExpertRange} from './kernels/webgpu/expert_shards.js';
-export {batchedGemmSwiglu} from './kernels/webgpu/BatchedGemmSwiglu.js';
-export {GEMM_PRESETS, setWebGPUGemmPreset} from './kernels/webgpu/batched_gemm_webgpu.js';
 export {FusedMoE} from './layers/fused_moe.js';
-export type {FusedMoEArgs, FusedMoEOptions, FusedMoEWeights, FusedMoEWeightName, InitializerSpec, MoeComputeDtype, MoeLayerBackend, TopkMethod,
+export type {FusedMoEArgs, FusedMoEOptions, FusedMoEWeights, FusedMoEWeightName, Initializer, InitializerSpec, MoeComputeDtype, MoeLayerBackend, TopkMethod,
   WeightSpec} from './layers/fused_moe_config.js';
 export {weightSpecs} from './layers/fused_moe_config.js';
-export {getMoeLayerExecutor, registerMoeLayerExecutor, selectMoeForward, unregisterMoeLayerExecutor} from
-    './layers/backend_selection.js';
-export type {MoeForwardContext, MoeForwardFn, MoeForwardSelection, MoeLayerExecutor} from './layers/backend_selection.js';
-export {fusedMoeForward, routeTokens} from './layers/fused_moe_forward.js';
+export {getMoeLayerExecutor, registerMoeLayerExecutor, unregisterMoeLayerExecutor} from './layers/backend_selection.js';
+export type {MoeForwardContext, MoeForwardFn, MoeLayerExecutor} from './layers/backend_selection.js';
+export {routeTokens} from './layers/fused_moe_forward.js';
 export type {LoadBalancingOptions} from './layers/load_balancing.js';
 export {loadHuggingFaceMoe} from './io/hf_import.js';
 export type {HfWeights, LoadHuggingFaceMoeOptions} from './io/hf_import.js';
 export {familyOf as huggingFaceMoeFamily, hfMoeSpec as huggingFaceMoeSpec} from './io/hf_families.js';
-export type {HfFamily, HfMoeSpec} from './io/hf_families.js';
+export type {Config as HfConfig, HfFamily, HfMoeSpec, HfNaming} from './io/hf_families.js';
 export {decodeSafetensor, parseSafetensorsHeader, readSafetensors} from './io/safetensors.js';
 export type {ReadSafetensorsOptions, SafetensorsDtype, SafetensorsEntry, SafetensorsHeader} from './io/safetensors.js';
-// CUDA (optional native addon, `npm run build:cuda`); browser-safe: nothing Node-specific runs until called.
+// CUDA (optional native addon, `npx tfjs-moe-build-cuda`); browser-safe: nothing Node-specific runs until called.
 export {cudaStatus} from './kernels/cuda/loader.js';
 export type {CudaStatus, CudaUnavailableCode} from './kernels/cuda/loader.js';
 export {registerCudaKernels, unregisterCudaKernels} from './kernels/cuda/register_all.js';
-export {CUDA_MOE_WEIGHT_NAMES, CudaFusedMoe, CudaMoeRunner} from './kernels/cuda/cuda_fused_moe.js';
-export {cudaLayerExecutor, registerCudaLayerExecutor} from './kernels/cuda/cuda_layer_executor.js';
-export type {CudaComputeDtype, CudaFusedMoeConfig, CudaMoeWeightArrays, CudaMoeWeightName, CudaMoeWeightTensors} from './kernels/cuda/cuda_fused_moe.js';
+export type {CudaComputeDtype} from './kernels/cuda/cuda_fused_moe.js';
+// Internals the specs and benchmarks use (sharding, GEMM presets, CUDA runners) are in 'tfjs-moe/internal'.

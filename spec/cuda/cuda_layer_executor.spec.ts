@@ -5,7 +5,8 @@
  * Without CUDA: a clear error naming the reason, no leak. (GPU specs pending, with the reason, without CUDA.)
  */
 import * as tf from '@tensorflow/tfjs-core';
-import {CudaComputeDtype, cudaStatus, FusedMoE, registerCudaLayerExecutor} from 'tfjs-moe';
+import {CudaComputeDtype, cudaStatus, FusedMoE} from 'tfjs-moe';
+import {registerCudaLayerExecutor} from 'tfjs-moe/internal';
 
 import {expectThrowsNoLeak, randn, recordError, relError, rng} from '../helpers/util.js';
 import {describeLayerConformance} from '../layers/layer_conformance.js';

@@ -8,7 +8,8 @@ import {execFileSync} from 'node:child_process';
 import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
-import {CudaFusedMoe, CudaMoeRunner, cudaStatus, registerCudaKernels} from 'tfjs-moe';
+import {cudaStatus, registerCudaKernels} from 'tfjs-moe';
+import {CudaFusedMoe, CudaMoeRunner} from 'tfjs-moe/internal';
 
 import {expectThrowsNoLeak} from '../helpers/util.js';
 

@@ -5,6 +5,7 @@
  */
 import type {FusedMoEOptions} from '../layers/fused_moe_config.js';
 
+/** The Hugging Face model families whose MoE blocks loadHuggingFaceMoe imports. */
 export type HfFamily = 'qwen2_moe' | 'qwen3_moe' | 'mixtral' | 'olmoe' | 'deepseek_v3' | 'ernie4_5_moe';
 
 /** How a family's MoE block names its tensors (relative to the block, e.g. 'model.layers.3.mlp.'). */
@@ -21,6 +22,7 @@ export interface HfNaming {
   sharedGate: string;
 }
 
+/** What a model's config.json says about its MoE block: family, hidden size, layer options, tensor names. */
 export interface HfMoeSpec {
   family: HfFamily;
   hiddenSize: number;
@@ -28,7 +30,8 @@ export interface HfMoeSpec {
   naming: HfNaming;
 }
 
-type Config = Record<string, unknown>;
+/** A parsed config.json. */
+export type Config = Record<string, unknown>;
 
 const STANDARD_NAMING: HfNaming = {
   expertProj: {gate: 'gate_proj', up: 'up_proj', down: 'down_proj'},
@@ -93,6 +96,7 @@ function languageConfig(config: Config): Config {
   return config;
 }
 
+/** The MoE family of a parsed config.json (its model_type, or text_config's for multimodal configs); throws for unknown types. */
 export function familyOf(config: Config): HfFamily {
   const modelType = config.model_type;
   if (typeof modelType !== 'string') fail(`config has no 'model_type' (got ${JSON.stringify(modelType)})`);

@@ -10,6 +10,7 @@ import {FusedMoE} from '../layers/fused_moe.js';
 import type {FusedMoEOptions, FusedMoEWeightName, MoeComputeDtype, MoeLayerBackend} from '../layers/fused_moe_config.js';
 import {HfMoeSpec, hfMoeSpec} from './hf_families.js';
 
+/** Options of {@link loadHuggingFaceMoe}. */
 export interface LoadHuggingFaceMoeOptions {
   /** Prefix of the block's tensor names, e.g. 'model.layers.3.mlp.' (a trailing '.' is added if missing). */
   prefix?: string;
@@ -21,6 +22,7 @@ export interface LoadHuggingFaceMoeOptions {
   name?: string;
 }
 
+/** Tensors of a Hugging Face MoE block by their state-dict names (prefix included). */
 export type HfWeights = Record<string, tf.Tensor> | Map<string, tf.Tensor>;
 
 function fail(what: string): never {

@@ -11,6 +11,9 @@ import {FusedMoEArgs, FusedMoEOptions, FusedMoEWeightName, FusedMoEWeights, Init
   resolveOptions, serializeInitializer, weightSpecs} from './fused_moe_config.js';
 import {LOAD_BALANCING_KEYS, LoadBalancer, resolveLoadBalancing} from './load_balancing.js';
 
+/** A Mixture-of-Experts feed-forward block as a tf.layers Layer (className 'FusedMoE'): routing, the routed SwiGLU experts,
+ * combine, optional latent projections and shared experts, on the best path of the active backend (section 7 of
+ * docs/semantics.md). Serializable, trainable, imported from Hugging Face by loadHuggingFaceMoe. */
 export class FusedMoE extends tfl.layers.Layer {
   static className = 'FusedMoE';
 

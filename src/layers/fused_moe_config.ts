@@ -7,13 +7,16 @@ import * as tfl from '@tensorflow/tfjs-layers';
 
 import type {LoadBalancingOptions} from './load_balancing.js';
 
+/** How the router picks experts: 'greedy' softmax top-k, or DeepSeek-V3's 'noaux_tc' sigmoid + group-limited top-k. */
 export type TopkMethod = 'greedy' | 'noaux_tc';
+/** Which path a FusedMoE call takes; 'auto' picks the active backend's kernels or the composite path. */
 export type MoeLayerBackend = 'auto' | 'cpu' | 'webgpu' | 'cuda' | 'composite';
 /** The dtype expert weights are converted to once, at upload, by backends that convert (today: 'cuda'). */
 export type MoeComputeDtype = 'float32' | 'bfloat16' | 'float16';
 export const MOE_COMPUTE_DTYPES: readonly MoeComputeDtype[] = ['float32', 'bfloat16', 'float16'];
 export const MOE_LAYER_BACKENDS: readonly MoeLayerBackend[] = ['auto', 'cpu', 'webgpu', 'cuda', 'composite'];
 
+/** A tf.layers weight initializer. */
 export type Initializer = ReturnType<typeof tfl.initializers.ones>;
 /** An Initializer, the camelCase name of a tfjs initializer ('randomNormal'), or its serialized form. */
 export type InitializerSpec = Initializer | string | {className: string, config?: tf.serialization.ConfigDict};
@@ -185,6 +188,7 @@ export interface WeightSpec {
   trainable: boolean;
 }
 
+/** The names of a FusedMoE layer's weights (as in its state dict and in `namedWeights()`). */
 export type FusedMoEWeightName =
     'gate_weight' | 'gate_correction_bias' | 'up_gate_proj_weight' | 'up_gate_proj_bias' | 'down_proj_weight' |
     'down_proj_bias' | 'fc1_latent_proj_weight' | 'fc2_latent_proj_weight' | 'shared_up_gate_proj_weight' |

@@ -27,6 +27,7 @@ import {getMoeScores} from '../ops/get_moe_scores.js';
 import {moeTopkSelect} from '../ops/moe_topk_select.js';
 import type {FusedMoEOptions, FusedMoEWeights} from './fused_moe_config.js';
 
+/** Load-balancing options of a FusedMoE layer (auxiliary loss, auxiliary-loss-free bias update, load recording). */
 export interface LoadBalancingOptions {
   /** Coefficient of the Switch/Mixtral auxiliary loss (0: off). */
   auxLossCoef: number;

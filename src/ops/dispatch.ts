@@ -21,6 +21,7 @@ export function setKernelPath(path: KernelPath): void {
   globalPath = path;
 }
 
+/** The kernel path the ops take now: 'composite' inside withCompositeKernels or after setKernelPath('composite'), else the global setting. */
 export function getKernelPath(): KernelPath {
   return compositeScopeDepth > 0 ? 'composite' : globalPath;
 }

@@ -90,6 +90,7 @@ export async function readSafetensorsFile(file: string, names?: readonly string[
   return out;
 }
 
+/** Options of {@link readMoeLayerFromCheckpoint}: which block to read. */
 export interface ReadMoeLayerOptions {
   /** Decoder layer index: the block is looked up as model.layers.{layer}.mlp. (or .block_sparse_moe.). */
   layer?: number;
@@ -97,6 +98,7 @@ export interface ReadMoeLayerOptions {
   prefix?: string;
 }
 
+/** What readMoeLayerFromCheckpoint returns: the config, the block's tensors and their prefix. */
 export interface MoeLayerCheckpoint {
   /** The parsed config.json. */
   config: Record<string, unknown>;

@@ -11,6 +11,7 @@ import * as tf from '@tensorflow/tfjs-core';
 
 import {getCudaAddon} from './loader.js';
 
+/** The operand type of the CUDA GEMMs: exact 'float32' FMA, or 'bfloat16' / 'float16' tensor cores with float32 accumulation. */
 export type CudaComputeDtype = 'float32' | 'bfloat16' | 'float16';
 
 /** The layer's config fields the native forward needs (names as in RefMoeConfig / the layer config). */

@@ -16,6 +16,7 @@
 export type CudaUnavailableCode =
     'not-node' | 'node-too-old' | 'addon-not-built' | 'addon-load-failed' | 'no-driver' | 'no-device' | 'cuda-error';
 
+/** Whether the CUDA path can run here, and on what (see cudaStatus). */
 export interface CudaStatus {
   available: boolean;
   /** Set when unavailable. */
