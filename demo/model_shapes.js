@@ -1,5 +1,5 @@
 // The one table of model shapes used by the demos and benchmarks (`npm run demo`, the demo page, bench/*): real
-// hidden and intermediate sizes and everything that shapes the routing (semantics doc, section 9). Plain data in
+// hidden and intermediate sizes and everything that shapes the routing (docs/semantics.md, section 9). Plain data in
 // a .js module (typed by model_shapes.d.ts) so that Node scripts, the page bundle and the TypeScript benches all
 // read the same file.
 

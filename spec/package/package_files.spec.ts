@@ -82,6 +82,11 @@ describe('package metadata', () => {
       expect(pkg.sideEffects.some((g: string) => globMatches(g, f))).withContext(f).toBe(true);
     }
     expect(pkg.sideEffects.some((g: string) => globMatches(g, 'dist/esm/ops/batched_gemm.js'))).toBe(false);
+    // The other patterns name folders that are not packed (the repository's own bundles of specs, benchmarks and
+    // the demo import spec files for their side effects).
+    const other = pkg.sideEffects.filter((g: string) => !/^\.\/(dist|src)\//.test(g));
+    expect(other).toEqual(['./spec/**', './bench/**', './demo/**', './scripts/**']);
+    for (const g of other) expect(pkg.files).not.toContain(g.slice(2, -3));
   });
 
   it('types every entry for nodenext (import and require), node10 (typesVersions) and the browser file', () => {
