@@ -100,6 +100,26 @@ describe('package metadata', () => {
   });
 });
 
+describe('README', () => {
+  const readme = readFileSync('README.md', 'utf8');
+  const install = readme.slice(readme.indexOf('## Install'), readme.indexOf('## A first example'));
+
+  it('says what to install for cpu, WebGPU in the browser, WebGPU in Node and CUDA', () => {
+    expect(install).toMatch(/npm install tfjs-moe @tensorflow\/tfjs +# cpu/);
+    expect(install).toMatch(/npm install tfjs-moe @tensorflow\/tfjs @tensorflow\/tfjs-backend-webgpu +# WebGPU in the browser/);
+    expect(install).toMatch(/npm install tfjs-moe @tensorflow\/tfjs @tensorflow\/tfjs-backend-webgpu webgpu +# WebGPU in Node/);
+    expect(install).toMatch(/npx tfjs-moe-build-cuda +# CUDA/);
+    expect(install).toContain('No backend found in registry');
+  });
+
+  it('links its specification and says what the full-size layer example costs', () => {
+    expect(readme).toContain('[docs/semantics.md](docs/semantics.md)');
+    expect(readme).not.toMatch(/the semantics doc\b/);
+    expect(readme).toMatch(/about 2\.4 GB at the peak/);
+    expect(readme).not.toContain('until its kernels land');
+  });
+});
+
 describe('the test command', () => {
   it('starts with the set-up step, and CI runs exactly the README\'s command', () => {
     expect(pkg.scripts.test).toMatch(/^node scripts\/setup\.mjs && /);

@@ -16,7 +16,10 @@ export interface InitWebGPUForNodeOptions {
    * its fallback adapter).
    */
   adapter?: 'any' | 'hardware' | 'software';
-  /** Passed to `navigator.gpu.requestAdapter` (default: dawn's choice). */
+  /**
+   * Passed to `navigator.gpu.requestAdapter`. Default 'high-performance', so that a GPU is preferred to the
+   * SwiftShader driver this function adds.
+   */
   powerPreference?: 'low-power' | 'high-performance';
   /**
    * dawn.node instance options, passed to the `webgpu` package's `create()`: dawn toggles and flags such as
@@ -110,7 +113,7 @@ async function init(options: InitWebGPUForNodeOptions): Promise<WebGPUForNodeSta
         '(npm install webgpu)'};
   }
   const choice = options.adapter ?? 'any';
-  const adapter = await gpu.requestAdapter({powerPreference: options.powerPreference,
+  const adapter = await gpu.requestAdapter({powerPreference: options.powerPreference ?? 'high-performance',
     forceFallbackAdapter: choice === 'software'});
   if (adapter == null) {
     return {available: false, reason: 'no WebGPU adapter: no Vulkan driver found (without a GPU, install ' +

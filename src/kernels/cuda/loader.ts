@@ -1,5 +1,6 @@
 /**
- * Finds and loads the optional CUDA addon (built by `npm run build:cuda`) and reports whether CUDA can be used.
+ * Finds and loads the optional CUDA addon (built by `npx tfjs-moe-build-cuda`, in a clone `npm run build:cuda`) and
+ * reports whether CUDA can be used.
  *
  * Browser safety: this module imports nothing from Node. It reaches Node's `module.createRequire` only when
  * called, through `process.getBuiltinModule` (Node >= 20.16 / 22.3) found on `globalThis`, so bundlers see no
@@ -80,8 +81,9 @@ function nodeProcess(): NodeProcessLike | null {
  * The build command that works where the user is: inside a clone of tfjs-moe its npm script; where tfjs-moe is an
  * installed dependency (under node_modules) the package's bin, which builds into node_modules/tfjs-moe.
  */
-export function buildCommand(candidates: readonly string[]): string {
-  return candidates.some(p => /[\\/]node_modules[\\/]tfjs-moe[\\/]/.test(p)) ? 'npx tfjs-moe-build-cuda' : 'npm run build:cuda';
+export function buildCommand(packageDir: string | null): string {
+  return packageDir != null && /[\\/]node_modules[\\/]tfjs-moe[\\/]?$/.test(packageDir) ? 'npx tfjs-moe-build-cuda' :
+      'npm run build:cuda';
 }
 
 function load(): {addon: CudaAddon | null, status: CudaStatus} {
@@ -96,23 +98,24 @@ function load(): {addon: CudaAddon | null, status: CudaStatus} {
   const cwd = proc.cwd?.() ?? '.';
   const req = moduleApi.createRequire(`${cwd}/`);
   const candidates: string[] = [];
+  let packageDir: string | null = null;
+  try {
+    packageDir = req.resolve('tfjs-moe/package.json').slice(0, -'package.json'.length);
+  } catch {
+    // tfjs-moe not resolvable from here: only the working-directory candidate remains
+  }
   const explicit = proc.env?.TFJS_MOE_CUDA_ADDON;
   if (explicit) {
     candidates.push(explicit);
   } else {
-    try {
-      const pkgJson = req.resolve('tfjs-moe/package.json');
-      candidates.push(`${pkgJson.slice(0, -'package.json'.length)}${ADDON_RELATIVE}`);
-    } catch {
-      // tfjs-moe not resolvable from here: only the working-directory candidate remains
-    }
+    if (packageDir != null) candidates.push(`${packageDir}${ADDON_RELATIVE}`);
     candidates.push(`${cwd}/${ADDON_RELATIVE}`);
   }
   const looked = [...new Set(candidates)];
   const path = looked.find(p => fs.existsSync!(p));
   if (path == null) {
     return {addon: null, status: {available: false, code: 'addon-not-built',
-      reason: `the CUDA addon is not built (run \`${buildCommand(looked)}\`); looked for ${looked.join(', ')}`}};
+      reason: `the CUDA addon is not built (run \`${buildCommand(packageDir)}\`); looked for ${looked.join(', ')}`}};
   }
   let addon: CudaAddon;
   try {
