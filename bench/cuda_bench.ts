@@ -17,6 +17,7 @@ import {CudaComputeDtype, cudaStatus} from 'tfjs-moe';
 import {CudaMoeRunner} from 'tfjs-moe/internal';
 
 import {findModelShape} from '../demo/model_shapes.js';
+import {median} from './stats.js';
 
 // Qwen3-30B-A3B's layer from the shared model table (demo/model_shapes.js).
 const {hidden: H, intermediate: I, numExperts: E, topK: K} = findModelShape('qwen3')!;
@@ -41,10 +42,6 @@ function uniform(n: number, a: number, seed: number): Float32Array {
   return out;
 }
 
-const median = (v: ArrayLike<number>) => {
-  const s = Array.from(v).sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 function floorMs(T: number, dtype: CudaComputeDtype) {
   const eb = dtype === 'float32' ? 4 : 2;

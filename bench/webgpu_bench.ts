@@ -12,11 +12,12 @@
 import * as tf from '@tensorflow/tfjs';
 import {existsSync, mkdirSync, writeFileSync} from 'node:fs';
 
-import {batchedGemm, fusedSwigluScale, moeCombine, moePermute, moeTopkSelect, withCompositeKernels} from '../src/index.js';
-import {batchedGemmSwiglu} from '../src/internal.js';
-import {GEMM_PRESETS, setWebGPUGemmPreset} from '../src/kernels/webgpu/batched_gemm_webgpu.js';
+import {batchedGemm, batchedGemmSwiglu, fusedSwigluScale, moeCombine, moePermute, moeTopkSelect, withCompositeKernels}
+  from '../src/index.js';
+import {GEMM_PRESETS, setWebGPUGemmPreset} from '../src/kernels/webgpu/batched_gemm_config.js';
 import {initWebGPUForNode} from '../src/node.js';
 import {refBatchedGemm, refFusedMoE, refSwigluScale} from '../spec/reference/moe_reference.js';
+import {median} from './stats.js';
 
 // BENCH_SHAPE=H,I,E,k overrides the workload (a smoke run on SwiftShader uses a tiny one).
 const [H, I, E, K] = (process.env.BENCH_SHAPE ?? '2048,768,128,8').split(',').map(Number);
@@ -52,7 +53,7 @@ interface Weights {
 }
 
 /**
- * The FusedMoE forward (semantics doc section 7, greedy routing, no bias) from our ops, as the layer runs it on
+ * The FusedMoE forward (docs/semantics.md section 7, greedy routing, no bias) from our ops, as the layer runs it on
  * webgpu: SwiGLU in the first GEMM's epilogue (`fused`), or as its own program (the chain before the fusion).
  * The composite path never fuses (its ops are plain tfjs).
  */
@@ -61,7 +62,7 @@ function forward(x: tf.Tensor2D, w: Weights, topK = K, fused = true): tf.Tensor2
     const logits = tf.matMul(x, w.gate) as tf.Tensor2D;
     const {topkIds, topkWeights} = moeTopkSelect(logits, null, topK, true);
     const {permutedX, expertOffsets, rowMap} = moePermute(x, topkIds, w.upGate.shape[0]);
-    const act = fused ? batchedGemmSwiglu(permutedX, w.upGate, expertOffsets, null, null) :
+    const act = fused ? batchedGemmSwiglu(permutedX, w.upGate, expertOffsets) :
                         fusedSwigluScale(batchedGemm(permutedX, w.upGate, expertOffsets), null);
     const y = batchedGemm(act, w.down, expertOffsets);
     return moeCombine(y, rowMap, topkWeights, topkIds);
@@ -102,10 +103,6 @@ async function naiveForward(x: tf.Tensor2D, gate: tf.Tensor2D, upGate: tf.Tensor
   return out;
 }
 
-function median(xs: number[]): number {
-  const s = xs.slice().sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
 
 /** Throughput (ms per forward, n queued, one read) and single-call latency (ms, forward + read), medians. */
 async function timeIt(run: () => tf.Tensor | Promise<tf.Tensor>, n: number, reps: number, warmup = 2):
@@ -180,7 +177,7 @@ async function checkCorrectness(): Promise<Record<string, number>> {
     for (const preset of Object.keys(GEMM_PRESETS)) {
       setWebGPUGemmPreset(preset);
       const out = tf.tidy(() => batchedGemmSwiglu(tf.tensor2d(lhs, [R, KD]), tf.tensor3d(rhs, [NE, KD, N]),
-          tf.tensor1d(offsets, 'int32'), tf.tensor2d(bias, [NE, N]), tf.tensor1d(scale)));
+          tf.tensor1d(offsets, 'int32'), {bias: tf.tensor2d(bias, [NE, N]), scale: tf.tensor1d(scale)}));
       const got = await out.data();
       out.dispose();
       let maxDiff = 0, maxRef = 0;

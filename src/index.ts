@@ -1,8 +1,5 @@
 /** tfjs-moe: Mixture-of-Experts ops, kernels and the FusedMoE layer for TensorFlow.js. */
-import './kernels/cpu/register_all.js';
-import './kernels/webgpu/register_all.js';
-import './gradients/register_all.js';
-import './kernels/cuda/cuda_layer_executor.js';  // registers the layer's 'cuda' executor (browser-safe until called)
+import './register_all.js';
 
 export {registerHostKernels} from './kernels/cpu/register_all.js';
 
@@ -12,19 +9,23 @@ export {moePermute} from './ops/moe_permute.js';
 export {batchedGemm} from './ops/batched_gemm.js';
 export type {BatchedGemmOptions} from './ops/batched_gemm.js';
 export {fusedSwigluScale} from './ops/fused_swiglu_scale.js';
+export {batchedGemmSwiglu} from './ops/batched_gemm_swiglu.js';
+export type {BatchedGemmSwigluOptions} from './ops/batched_gemm_swiglu.js';
 export {batchedGemmWeightGrad} from './ops/batched_gemm_weight_grad.js';
 export type {BatchedGemmWeightGradOptions} from './ops/batched_gemm_weight_grad.js';
 export {moeCombine} from './ops/moe_combine.js';
 export type {MoeCombineOptions} from './ops/moe_combine.js';
-export {getKernelPath, hasMoeKernel, hasMoeKernels, setKernelPath, usesMoeKernel, withCompositeKernels} from './ops/dispatch.js';
+export {getKernelPath, hasMoeKernel, hasMoeKernels, MOE_KERNEL_PATH, setKernelPath, usesMoeKernel, withCompositeKernels} from
+    './ops/dispatch.js';
 export type {KernelPath} from './ops/dispatch.js';
 export * from './kernels/kernel_names.js';
 export {FusedMoE} from './layers/fused_moe.js';
 export type {FusedMoEArgs, FusedMoEOptions, FusedMoEWeights, FusedMoEWeightName, Initializer, InitializerSpec, MoeComputeDtype, MoeLayerBackend, TopkMethod,
   WeightSpec} from './layers/fused_moe_config.js';
-export {weightSpecs} from './layers/fused_moe_config.js';
-export {getMoeLayerExecutor, registerMoeLayerExecutor, unregisterMoeLayerExecutor} from './layers/backend_selection.js';
-export type {MoeForwardContext, MoeForwardFn, MoeLayerExecutor} from './layers/backend_selection.js';
+export {OPTION_TABLE, weightSpecs} from './executor/layer_schema.js';
+export type {OptionSpec} from './executor/layer_schema.js';
+export {getMoeLayerExecutor, registerMoeLayerExecutor, unregisterMoeLayerExecutor} from './executor/layer_executor.js';
+export type {MoeForwardContext, MoeForwardFn, MoeForwardResult, MoeLayerExecutor} from './executor/layer_executor.js';
 export {routeTokens} from './layers/fused_moe_forward.js';
 export type {LoadBalancingOptions} from './layers/load_balancing.js';
 export {loadHuggingFaceMoe} from './io/hf_import.js';

@@ -1,6 +1,6 @@
 /**
  * Builds Hugging Face-named MoE block tensors for the specs, in either layout, from random torch-layout values,
- * and the float64 reference's weights/config for the same block — written from the semantics doc (section 8),
+ * and the float64 reference's weights/config for the same block — written from docs/semantics.md (section 8),
  * independently of src/io.
  */
 import * as tf from '@tensorflow/tfjs-core';

@@ -36,7 +36,7 @@ describeWebGPU('webgpu batchedGemm with the SwiGLU epilogue', () => {
         const ts = [tf.tensor2d(lhs, [R, K]), tf.tensor3d(rhs, [E, K, N]), tf.tensor1d(offsets, 'int32')] as const;
         const bt = bias == null ? null : tf.tensor2d(bias, [E, N]);
         const st = scale == null ? null : tf.tensor1d(scale);
-        const out = internal.batchedGemmSwiglu(ts[0], ts[1], ts[2], bt, st);
+        const out = moe.batchedGemmSwiglu(ts[0], ts[1], ts[2], {bias: bt, scale: st});
         expect(out.shape).toEqual([R, c.I]);
         const data = await out.data();
         tf.dispose([...ts, out, ...(bt ? [bt] : []), ...(st ? [st] : [])]);

@@ -2,7 +2,7 @@
  * Routing gradients: the chosen experts' weights with respect to the gate logits, through the chosen
  * probabilities only (the ids are a fixed, non-differentiable choice; the selection bias only chooses).
  *
- * moeTopkSelect: p = softmax(logits); v_j = p[id_j]; w_j = v_j / S (S = sum_j v_j) with applyNormWeight, else v_j.
+ * moeTopkSelect: p = softmax(logits); v_j = p[id_j]; w_j = v_j / S (S = sum_j v_j) with renormalize, else v_j.
  *   dv_j = (dw_j - sum_i dw_i w_i) / S (normalised) or dw_j; dp = scatter of dv onto the ids;
  *   dlogits = p * (dp - sum_e p_e dp_e).
  * getMoeScores: s = sigmoid(logits); v_j = s[id_j]; u_j = v_j / (S + 1e-20) if renormalize, else v_j; w_j = rsf u_j.
@@ -35,14 +35,14 @@ function scatterChosen(dv: Tensor2D, oneHot: Tensor): Tensor2D {
 }
 
 /** d/dlogits [T,E] of moeTopkSelect's weights. */
-export function topkSelectGradLogits(dw: Tensor2D, logits: Tensor2D, ids: Tensor2D, applyNormWeight: boolean): Tensor2D {
+export function topkSelectGradLogits(dw: Tensor2D, logits: Tensor2D, ids: Tensor2D, renormalize: boolean): Tensor2D {
   return tf.tidy(() => {
     const [numTokens, numExperts] = logits.shape;
     if (numTokens === 0) return tf.zeros([0, numExperts]) as Tensor2D;
     const probs = tf.softmax(logits, -1) as Tensor2D;
     const oneHot = chosenOneHot(ids, numExperts);
     let dv: Tensor = dw;
-    if (applyNormWeight) {
+    if (renormalize) {
       const chosen = atChosen(probs, oneHot);
       const total = tf.sum(chosen, 1, true);
       const normalised = tf.div(chosen, total);
@@ -82,9 +82,9 @@ export const moeTopkSelectGradConfig: GradConfig = {
   gradFunc: (dys: Tensor | Tensor[], saved: Tensor[], attrs) => {
     const [logits, ids] = saved as Tensor2D[];
     const dw = (dys as Tensor[])[1] as Tensor2D;
-    const {applyNormWeight} = attrs as unknown as MoeTopkSelectAttrs;
+    const {renormalize} = attrs as unknown as MoeTopkSelectAttrs;
     return {
-      gatingLogits: () => topkSelectGradLogits(dw, logits, ids, applyNormWeight),
+      gatingLogits: () => topkSelectGradLogits(dw, logits, ids, renormalize),
       bias: () => tf.zeros([logits.shape[1]]),  // selection only
     };
   },

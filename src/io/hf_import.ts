@@ -2,7 +2,7 @@
  * Hugging Face MoE block -> FusedMoE. Accepts both weight layouts of a block's state dict:
  * - hub files, per expert: experts.{e}.gate_proj/up_proj/down_proj.weight ([I,H], [I,H], [H,I]; Mixtral w1/w3/w2),
  * - transformers v5 in memory, fused: experts.gate_up_proj [E,2I,H] (gate rows first), experts.down_proj [E,H,I],
- * and converts torch's Linear layout (out x in) to the layer's [in, out] layout (semantics doc section 8).
+ * and converts torch's Linear layout (out x in) to the layer's [in, out] layout (docs/semantics.md section 8).
  */
 import * as tf from '@tensorflow/tfjs-core';
 

@@ -5,6 +5,9 @@
  */
 import type {NamedAttrMap, TensorInfo} from '@tensorflow/tfjs-core';
 
+/** The two routing methods (docs/semantics.md sections 1 and 2), by the layer's topkMethod values. */
+export type {TopkMethod} from '../executor/layer_schema.js';
+
 /** Outputs: [topkIds int32 [T,k], topkWeights float32 [T,k]]. */
 export const MoeTopkSelect = 'MoeTopkSelect';
 /** Inputs of the MoeTopkSelect kernel. */
@@ -15,7 +18,7 @@ export interface MoeTopkSelectInputs {
 /** Attributes of the MoeTopkSelect kernel. */
 export interface MoeTopkSelectAttrs extends NamedAttrMap {
   topK: number;
-  applyNormWeight: boolean;
+  renormalize: boolean;
 }
 
 /** Outputs: [scores float32 [T,E], topkWeights float32 [T,k], topkIds int32 [T,k]]. */
@@ -76,6 +79,19 @@ export interface FusedSwigluScaleInputs {
 /** The FusedSwigluScale kernel has no attributes. */
 export type FusedSwigluScaleAttrs = NamedAttrMap;
 
+/**
+ * Output: float32 [R,I]: fusedSwigluScale(batchedGemm(lhs, rhs, segments, bias), scale), the first expert GEMM
+ * with SwiGLU x scale as its epilogue (the fused kernel of the pair, as tfjs-core's _FusedMatMul is of matMul +
+ * bias + activation). Inputs and attrs are batchedGemm's, plus the row scale.
+ */
+export const BatchedGemmSwiglu = 'BatchedGemmSwiglu';
+export interface BatchedGemmSwigluInputs extends BatchedGemmInputs {
+  // rhs: float32 [E,K,2I] (or [E,2I,K] when transposeRhs), gate columns first; bias [E,2I]
+  scale?: TensorInfo;  // float32 [R]
+}
+/** Attributes of the BatchedGemmSwiglu kernel (those of BatchedGemm). */
+export type BatchedGemmSwigluAttrs = BatchedGemmAttrs;
+
 /** Output: float32 [T,D]. */
 export const MoeCombine = 'MoeCombine';
 /** Inputs of the MoeCombine kernel. */
@@ -112,13 +128,13 @@ export interface BatchedGemmWeightGradAttrs extends NamedAttrMap {
 
 /** The forward kernels: what a backend needs for every MoE op and the FusedMoE forward. */
 export const ALL_MOE_KERNELS =
-    [MoeTopkSelect, GetMoeScores, MoePermute, BatchedGemm, FusedSwigluScale, MoeCombine] as const;
+    [MoeTopkSelect, GetMoeScores, MoePermute, BatchedGemm, FusedSwigluScale, MoeCombine, BatchedGemmSwiglu] as const;
 /** Kernels only the gradients use; a backend without them runs their composite path. */
 export const TRAINING_MOE_KERNELS = [BatchedGemmWeightGrad] as const;
 /** The name of any kernel of this package (forward or training). */
 export type MoeKernelName = typeof ALL_MOE_KERNELS[number] | typeof TRAINING_MOE_KERNELS[number];
 
-/** The static row count of moePermute's output (semantics doc section 3). */
+/** The static row count of moePermute's output (docs/semantics.md section 3). */
 export function permutedRowCount(numTokens: number, topK: number, numExperts: number, alignment: number): number {
   return alignment === 1 ? numTokens * topK : numTokens * topK + numExperts * (alignment - 1);
 }

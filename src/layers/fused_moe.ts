@@ -1,12 +1,12 @@
 /**
- * FusedMoE: a Mixture-of-Experts feed-forward block as a tf.layers Layer (semantics doc section 7).
+ * FusedMoE: a Mixture-of-Experts feed-forward block as a tf.layers Layer (docs/semantics.md section 7).
  * Weights are created in build() under fixed names (see weightSpecs), so models save and load through tfjs's
  * own handlers; call() picks an implementation per call (backend_selection.ts) and leaves no tensor behind.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 
-import {MoeForwardSelection, releaseMoeLayerState, selectMoeForward} from './backend_selection.js';
+import {MoeForwardResult, MoeForwardSelection, releaseMoeLayerState, selectMoeForward} from './backend_selection.js';
 import {FusedMoEArgs, FusedMoEOptions, FusedMoEWeightName, FusedMoEWeights, Initializer, OPTION_KEYS, resolveInitializer,
   resolveOptions, serializeInitializer, weightSpecs} from './fused_moe_config.js';
 import {LOAD_BALANCING_KEYS, LoadBalancer, resolveLoadBalancing} from './load_balancing.js';
@@ -146,19 +146,26 @@ export class FusedMoE extends tfl.layers.Layer {
     // Chosen before any work so that an unavailable backend fails cleanly, with nothing allocated.
     const selection: MoeForwardSelection = selectMoeForward(this.options.backend);
     const weights = this.namedWeights();
-    const out = tf.tidy(() => {
+    const balancing = this.balancer.active;
+    // The forward's routing (ids, logits) stays alive past the tidy only when the balancer reads it.
+    const [out, topkIds, gatingLogits] = tf.tidy(() => {
       const flat = tf.reshape(x, [-1, hidden!]) as tf.Tensor2D;
-      const y = selection.forward(flat, weights, this.options, {owner: this});
-      return x.rank === 2 ? y : tf.reshape(y, x.shape);
-    });
-    if (this.balancer.active) {
+      const result = selection.forward(flat, weights, this.options, {owner: this});
+      const {output, topkIds, gatingLogits} = result instanceof tf.Tensor ? {output: result} as MoeForwardResult : result;
+      const y = x.rank === 2 ? output : tf.reshape(output, x.shape);
+      return balancing && topkIds != null && gatingLogits != null ? [y, topkIds, gatingLogits] : [y];
+    }) as [tf.Tensor, tf.Tensor2D?, tf.Tensor2D?];
+    if (balancing) {
       try {
         const training = kwargs?.training === true;
+        const routing = topkIds != null && gatingLogits != null ? {topkIds, gatingLogits} : null;
         this.balancer.observe(x, weights, this.options, training,
-            v => this.weightVariables.get('gate_correction_bias')!.write(v));
+            v => this.weightVariables.get('gate_correction_bias')!.write(v), routing);
       } catch (e) {
         out.dispose();
         throw e;
+      } finally {
+        tf.dispose([topkIds, gatingLogits].filter(t => t != null) as tf.Tensor[]);
       }
     }
     return out;

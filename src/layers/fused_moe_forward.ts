@@ -1,27 +1,25 @@
 /**
- * The FusedMoE forward (semantics doc section 7) composed from the public MoE ops, so it runs on whichever
- * kernels the ops dispatch to (ours on the active backend, or the composite path inside withCompositeKernels).
- * Nothing here reads data back to JS.
+ * The FusedMoE forward (docs/semantics.md section 7) composed from the public MoE ops and stock tfjs ops only, so it
+ * runs on whichever kernels the ops dispatch to (ours on the active backend, or the composite path inside
+ * withCompositeKernels). How each op runs (fused epilogue, expert ranges for oversized weights, program variant) is
+ * its backend kernel's decision, not this file's. Nothing here reads data back to JS.
  */
 import * as tf from '@tensorflow/tfjs-core';
 
+import type {MoeForwardContext, MoeForwardResult} from '../executor/layer_executor.js';
+import type {FusedMoEOptions, FusedMoEWeights} from '../executor/layer_schema.js';
 import {batchedGemm} from '../ops/batched_gemm.js';
+import {batchedGemmSwiglu} from '../ops/batched_gemm_swiglu.js';
 import {fusedSwigluScale} from '../ops/fused_swiglu_scale.js';
 import {getMoeScores} from '../ops/get_moe_scores.js';
 import {moeCombine} from '../ops/moe_combine.js';
 import {moePermute} from '../ops/moe_permute.js';
 import {moeTopkSelect} from '../ops/moe_topk_select.js';
-import {stopGradient} from '../kernels/composite/stop_gradient.js';
-import {batchedGemmSwiglu, canFuseSwiglu} from '../kernels/webgpu/BatchedGemmSwiglu.js';
-import {shardedBatchedGemm} from '../kernels/webgpu/expert_shards.js';
-import {getKernelPath} from '../ops/dispatch.js';
-import {expertShardsFor} from './expert_shard_cache.js';
-import type {FusedMoEOptions, FusedMoEWeights} from './fused_moe_config.js';
+import {stopGradient} from '../ops/stop_gradient.js';
 
-/** Routing: top-k expert ids and their weights for every token of x [T,H]. */
-export function routeTokens(x: tf.Tensor2D, w: FusedMoEWeights, o: FusedMoEOptions):
+/** Routing of precomputed router logits [T,E]: top-k expert ids and their weights (docs/semantics.md 7.2). */
+export function routeLogits(logits: tf.Tensor2D, w: FusedMoEWeights, o: FusedMoEOptions):
     {topkIds: tf.Tensor2D, topkWeights: tf.Tensor2D} {
-  const logits = tf.matMul(x, w.gate_weight) as tf.Tensor2D;
   const bias = o.useCorrectionBias ? w.gate_correction_bias as tf.Tensor1D : null;
   if (o.topkMethod === 'noaux_tc') {
     const {scores, topkIds, topkWeights} =
@@ -30,6 +28,12 @@ export function routeTokens(x: tf.Tensor2D, w: FusedMoEWeights, o: FusedMoEOptio
     return {topkIds, topkWeights};
   }
   return moeTopkSelect(logits, bias, o.topK, o.renormalize);
+}
+
+/** Routing: top-k expert ids and their weights for every token of x [T,H]. */
+export function routeTokens(x: tf.Tensor2D, w: FusedMoEWeights, o: FusedMoEOptions):
+    {topkIds: tf.Tensor2D, topkWeights: tf.Tensor2D} {
+  return routeLogits(tf.matMul(x, w.gate_weight) as tf.Tensor2D, w, o);
 }
 
 /** The gated-SwiGLU MLP every token passes through (optionally gated by sigmoid(x @ gate)). */
@@ -41,24 +45,13 @@ function sharedExperts(x: tf.Tensor2D, w: FusedMoEWeights, o: FusedMoEOptions): 
 }
 
 /**
- * An expert GEMM over the layer's weight `name`: per expert-range shard when the weight exceeds the storage
- * binding limit (expert_shard_cache.ts; needs the calling layer as `owner`), else one batchedGemm.
+ * y [T,H] for x [T,H], with the routing ids and router logits it used (for the layer's load balancing). Call inside
+ * tf.tidy: intermediates are left to the caller's scope.
  */
-function expertGemm(lhs: tf.Tensor2D, name: 'up_gate_proj_weight' | 'down_proj_weight', w: FusedMoEWeights,
-                    expertOffsets: tf.Tensor1D, bias: tf.Tensor2D | null, owner?: object): tf.Tensor2D {
-  const sharded = owner == null ? null : expertShardsFor(owner, name, w[name]);
-  return sharded == null ? batchedGemm(lhs, w[name], expertOffsets, {bias}) :
-                           shardedBatchedGemm(lhs, sharded.shards, sharded.ranges, expertOffsets, {bias});
-}
-
-/**
- * y [T,H] for x [T,H]. Call inside tf.tidy: intermediates are left to the caller's scope. `context.owner` (the
- * calling layer) lets oversized expert weights be sharded once per layer instead of per call.
- */
-export function fusedMoeForward(x: tf.Tensor2D, w: FusedMoEWeights, o: FusedMoEOptions,
-                                context?: {owner: object}): tf.Tensor2D {
+export function fusedMoeForwardWithRouting(x: tf.Tensor2D, w: FusedMoEWeights, o: FusedMoEOptions): MoeForwardResult {
   const [numTokens] = x.shape;
-  const {topkIds, topkWeights} = routeTokens(x, w, o);
+  const gatingLogits = tf.matMul(x, w.gate_weight) as tf.Tensor2D;
+  const {topkIds, topkWeights} = routeLogits(gatingLogits, w, o);
   // Routing always sees the full-width x; only the experts run in the latent space.
   const expertInput: tf.Tensor2D = o.latentSize != null ? tf.matMul(x, w.fc1_latent_proj_weight as tf.Tensor2D) : x;
   const {permutedX, expertOffsets, rowMap} = moePermute(expertInput, topkIds, o.numExperts);
@@ -71,21 +64,25 @@ export function fusedMoeForward(x: tf.Tensor2D, w: FusedMoEWeights, o: FusedMoEO
     rowScale = numTokens === 0 ? tf.zeros([rows]) : tf.unsortedSegmentSum(
         tf.reshape(topkWeights, [-1]), tf.reshape(stopGradient(rowMap), [numTokens * o.topK]), rows) as tf.Tensor1D;
   }
-  const upGateBias = o.withBias ? w.up_gate_proj_bias as tf.Tensor2D : null;
-  const sharded = context == null ? null : expertShardsFor(context.owner, 'up_gate_proj_weight', w.up_gate_proj_weight);
-  const [rows, depth] = permutedX.shape;
-  // One program instead of two where the webgpu kernels run (decode is bound by the cost of each dispatch).
-  const activated = sharded == null && canFuseSwiglu(rows, depth, w.up_gate_proj_weight.shape[2], o.numExperts,
-                                                     getKernelPath() === 'composite') ?
-      batchedGemmSwiglu(permutedX, w.up_gate_proj_weight, expertOffsets, upGateBias, rowScale) :
-      fusedSwigluScale(expertGemm(permutedX, 'up_gate_proj_weight', w, expertOffsets, upGateBias, context?.owner),
-                       rowScale);
-  const down = expertGemm(activated, 'down_proj_weight', w, expertOffsets, null, context?.owner);
-  let out: tf.Tensor2D = moeCombine(down, rowMap, topkWeights, topkIds, {
+  const activated = batchedGemmSwiglu(permutedX, w.up_gate_proj_weight, expertOffsets, {
+    bias: o.withBias ? w.up_gate_proj_bias as tf.Tensor2D : null,
+    scale: rowScale,
+  });
+  const down = batchedGemm(activated, w.down_proj_weight, expertOffsets);
+  let output: tf.Tensor2D = moeCombine(down, rowMap, topkWeights, topkIds, {
     downProjBias: o.withBias ? w.down_proj_bias as tf.Tensor2D : null,
     weightsApplied: o.probInAdvance,
   });
-  if (o.latentSize != null) out = tf.matMul(out, w.fc2_latent_proj_weight as tf.Tensor2D);
-  if (o.sharedExpertIntermediateSize > 0) out = tf.add(out, sharedExperts(x, w, o));
-  return out;
+  if (o.latentSize != null) output = tf.matMul(output, w.fc2_latent_proj_weight as tf.Tensor2D);
+  if (o.sharedExpertIntermediateSize > 0) output = tf.add(output, sharedExperts(x, w, o));
+  return {output, topkIds, gatingLogits};
+}
+
+/**
+ * y [T,H] for x [T,H]. Call inside tf.tidy: intermediates are left to the caller's scope. (A fourth argument, the
+ * caller's context, was once needed for oversized weights; the kernels handle those now, and it is ignored.)
+ */
+export function fusedMoeForward(x: tf.Tensor2D, w: FusedMoEWeights, o: FusedMoEOptions,
+                                ..._context: [MoeForwardContext?]): tf.Tensor2D {
+  return fusedMoeForwardWithRouting(x, w, o).output;
 }

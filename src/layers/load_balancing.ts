@@ -15,17 +15,15 @@
  * - recordExpertLoad: keep the last call's per-expert loads (int32 [E], n_e above), readable through
  *   FusedMoE.expertLoad(). Defaults to true when either balancing method is on.
  *
- * The statistics come from routing the call's input again with the same ops the forward uses: the same ids on
- * every path (kernels, composite, or an executor such as CUDA that does not expose its routing), for the cost
- * of one x @ gate_weight and one top-k, small next to the experts' GEMMs.
+ * The statistics come from the forward's own routing (its ids and router logits) when the forward returns them
+ * (the kernel and composite paths do). An executor that does not expose its routing (CUDA today) gets the call's
+ * input routed again with the same function (routeLogits), for the cost of one x @ gate_weight and one top-k.
  */
 import * as tf from '@tensorflow/tfjs-core';
 
-import {stopGradient} from '../kernels/composite/stop_gradient.js';
-import {withCompositeKernels} from '../ops/dispatch.js';
-import {getMoeScores} from '../ops/get_moe_scores.js';
-import {moeTopkSelect} from '../ops/moe_topk_select.js';
-import type {FusedMoEOptions, FusedMoEWeights} from './fused_moe_config.js';
+import type {FusedMoEOptions, FusedMoEWeights} from '../executor/layer_schema.js';
+import {stopGradient} from '../ops/stop_gradient.js';
+import {routeLogits} from './fused_moe_forward.js';
 
 /** Load-balancing options of a FusedMoE layer (auxiliary loss, auxiliary-loss-free bias update, load recording). */
 export interface LoadBalancingOptions {
@@ -88,12 +86,11 @@ export class LoadBalancer {
    * call also computes the auxiliary loss (left in the caller's scope: model.fit's gradient scope, which reads
    * it through the layer's losses) and takes the aux-free bias step.
    */
-  observe(x: tf.Tensor, weights: FusedMoEWeights, moe: FusedMoEOptions, training: boolean, writeBias: BiasWriter):
-      void {
+  observe(x: tf.Tensor, weights: FusedMoEWeights, moe: FusedMoEOptions, training: boolean, writeBias: BiasWriter,
+          routing: ForwardRouting | null = null): void {
     if (!this.active) return;
     const withAux = training && this.options.auxLossCoef > 0;
-    const route = () => routeForStatistics(x, weights, moe, withAux ? this.options.auxLossCoef : 0);
-    const {load, aux} = moe.backend === 'composite' ? withCompositeKernels(route) : route();
+    const {load, aux} = statistics(x, weights, moe, withAux ? this.options.auxLossCoef : 0, routing);
     if (aux != null) this.auxLoss = aux;
     if (training && this.options.biasUpdateRate > 0) {
       const bias = weights.gate_correction_bias as tf.Tensor1D;
@@ -149,25 +146,35 @@ export class LoadBalancer {
   }
 }
 
-/** Routes x ([T,H] or [B,S,H]) as the forward does; returns the loads int32 [E] and, when auxLossCoef > 0, the auxiliary loss. */
-function routeForStatistics(input: tf.Tensor, w: FusedMoEWeights, o: FusedMoEOptions, auxLossCoef: number):
-    {load: tf.Tensor1D, aux: tf.Scalar | null} {
+/** The routing a forward used: ids int32 [T,k] and router logits float32 [T,E] (x @ gate_weight). */
+export interface ForwardRouting {
+  topkIds: tf.Tensor2D;
+  gatingLogits: tf.Tensor2D;
+}
+
+/**
+ * The loads int32 [E] and, when auxLossCoef > 0, the auxiliary loss of one call: from the forward's routing, or
+ * (routing null) by routing x ([T,H] or [B,S,H]) with the forward's routing function.
+ */
+function statistics(input: tf.Tensor, w: FusedMoEWeights, o: FusedMoEOptions, auxLossCoef: number,
+                    routing: ForwardRouting | null): {load: tf.Tensor1D, aux: tf.Scalar | null} {
   const [load, aux] = tf.tidy(() => {
-    const x = tf.reshape(input, [-1, input.shape[input.rank - 1]]) as tf.Tensor2D;
-    const numTokens = x.shape[0];
-    const numExperts = o.numExperts;
-    const logits = tf.matMul(x, w.gate_weight) as tf.Tensor2D;
-    const bias = o.useCorrectionBias ? w.gate_correction_bias as tf.Tensor1D : null;
+    let logits: tf.Tensor2D;
     let ids: tf.Tensor2D;
+    if (routing != null) {
+      ({gatingLogits: logits, topkIds: ids} = routing);
+    } else {
+      const x = tf.reshape(input, [-1, input.shape[input.rank - 1]]) as tf.Tensor2D;
+      logits = tf.matMul(x, w.gate_weight) as tf.Tensor2D;
+      ids = routeLogits(stopGradient(logits), w, o).topkIds;
+    }
+    const numTokens = logits.shape[0];
+    const numExperts = o.numExperts;
     let probs: tf.Tensor2D;
     if (o.topkMethod === 'noaux_tc') {
-      const routed = getMoeScores(stopGradient(logits), o.nGroup, o.topkGroup, o.topK, o.routedScalingFactor, bias,
-          o.renormalize);
-      ids = routed.topkIds;
       const scores = tf.sigmoid(logits);
       probs = tf.div(scores, tf.add(tf.sum(scores, 1, true), tf.scalar(1e-20)));
     } else {
-      ids = moeTopkSelect(stopGradient(logits), bias, o.topK, o.renormalize).topkIds;
       probs = tf.softmax(logits, -1);
     }
     // Counts by comparison with every expert index (tf.oneHot rejects E = 1): [T*k,E] -> [E].

@@ -7,10 +7,23 @@ import type {NamedAttrMap, NamedTensorMap, Tensor} from '@tensorflow/tfjs-core';
 
 import type {MoeKernelName} from '../kernels/kernel_names.js';
 
+export {ALL_MOE_KERNELS, TRAINING_MOE_KERNELS} from '../kernels/kernel_names.js';
+
 /** 'auto': our kernels where registered for the active backend, else composite. 'composite': always composite. */
 export type KernelPath = 'auto' | 'composite';
 
-let globalPath: KernelPath = 'auto';
+/** The tfjs flag holding the process-wide kernel path ('auto' | 'composite'; tf.env().set or TFJS_FLAGS). */
+export const MOE_KERNEL_PATH = 'MOE_KERNEL_PATH';
+
+export function registerOpFlags(): void {
+  tf.env().registerFlag(MOE_KERNEL_PATH, () => 'auto', value => {
+    if (value !== 'auto' && value !== 'composite') {
+      throw new Error(`${MOE_KERNEL_PATH} must be 'auto' or 'composite', got ${JSON.stringify(value)}`);
+    }
+  });
+}
+
+/** Nesting depth of withCompositeKernels scopes (a scope, not a setting: it ends with its function). */
 let compositeScopeDepth = 0;
 
 /** Sets the process-wide kernel path (for tests, debugging, or a backend whose kernels you distrust). */
@@ -18,12 +31,12 @@ export function setKernelPath(path: KernelPath): void {
   if (path !== 'auto' && path !== 'composite') {
     throw new Error(`setKernelPath: argument 'path' must be 'auto' or 'composite', got ${JSON.stringify(path)}`);
   }
-  globalPath = path;
+  tf.env().set(MOE_KERNEL_PATH, path);
 }
 
 /** The kernel path the ops take now: 'composite' inside withCompositeKernels or after setKernelPath('composite'), else the global setting. */
 export function getKernelPath(): KernelPath {
-  return compositeScopeDepth > 0 ? 'composite' : globalPath;
+  return compositeScopeDepth > 0 ? 'composite' : tf.env().get(MOE_KERNEL_PATH) as KernelPath;
 }
 
 /** Runs fn (synchronously) with every MoE op on the composite path. */

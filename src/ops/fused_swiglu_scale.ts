@@ -9,7 +9,7 @@ import {argError, checkOptionalTensor, checkShape, checkTensor} from './validate
 
 const OP = 'fusedSwigluScale';
 
-/** out[r,i] = silu(x[r,i]) * x[r,I+i] * scale[r] (semantics doc section 5); the gate half comes first. */
+/** out[r,i] = silu(x[r,i]) * x[r,I+i] * scale[r] (docs/semantics.md section 5); the gate half comes first. */
 export function fusedSwigluScale(x: Tensor2D, scale: Tensor1D | null = null): Tensor2D {
   const $x = checkTensor(OP, 'x', x, 2, 'float32', '[R,2I]') as Tensor2D;
   if ($x.shape[1] % 2 !== 0) throw argError(OP, 'x', 'of shape [R,2I] with an even last dimension', `shape [${$x.shape}]`);

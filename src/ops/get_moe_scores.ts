@@ -8,7 +8,7 @@ import {argError, checkBoolean, checkFiniteNumber, checkInt, checkOptionalTensor
 const OP = 'getMoeScores';
 
 /**
- * DeepSeek-V3 noaux_tc routing (semantics doc section 2): sigmoid scores, group-limited top-k on the
+ * DeepSeek-V3 noaux_tc routing (docs/semantics.md section 2): sigmoid scores, group-limited top-k on the
  * bias-corrected scores, weights from the un-biased scores, renormalized, times routedScalingFactor.
  */
 export function getMoeScores(

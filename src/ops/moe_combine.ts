@@ -18,7 +18,7 @@ export interface MoeCombineOptions {
 }
 
 /**
- * Weighted combine (semantics doc section 6): out[t] = sum_j (weightsApplied ? y[rowMap[t,j]] :
+ * Weighted combine (docs/semantics.md section 6): out[t] = sum_j (weightsApplied ? y[rowMap[t,j]] :
  * w[t,j] * y[rowMap[t,j]]) + w[t,j] * bias[id[t,j]], accumulated in float32.
  */
 export function moeCombine(

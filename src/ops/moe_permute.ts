@@ -8,7 +8,7 @@ import {checkInt, checkShape, checkTensor} from './validate.js';
 const OP = 'moePermute';
 
 /**
- * Dispatch (semantics doc section 3): rows grouped by ascending expert then token, each expert's segment
+ * Dispatch (docs/semantics.md section 3): rows grouped by ascending expert then token, each expert's segment
  * padded to a multiple of `alignment`. The row count R is static (T*k, plus E*(alignment-1) when aligned) so
  * no backend reads data back to size it; unused and padding rows are zero.
  */

@@ -8,20 +8,20 @@ import {checkBoolean, checkInt, checkOptionalTensor, checkShape, checkTensor} fr
 const OP = 'moeTopkSelect';
 
 /**
- * Softmax top-k routing (semantics doc section 1): p = softmax(logits); choose the k largest p + bias
- * (ties to the lower expert, NaN never wins); weights are the un-biased p, divided by their sum when applyNormWeight.
+ * Softmax top-k routing (docs/semantics.md section 1): p = softmax(logits); choose the k largest p + bias
+ * (ties to the lower expert, NaN never wins); weights are the un-biased p, divided by their sum when renormalize.
  */
 export function moeTopkSelect(
     gatingLogits: Tensor2D, bias: Tensor1D | null, topK: number,
-    applyNormWeight = true): {topkIds: Tensor2D, topkWeights: Tensor2D} {
+    renormalize = true): {topkIds: Tensor2D, topkWeights: Tensor2D} {
   const logits = checkTensor(OP, 'gatingLogits', gatingLogits, 2, 'float32', '[T,E]') as Tensor2D;
   const [, numExperts] = logits.shape;
   const $bias = checkOptionalTensor(OP, 'bias', bias, 1, 'float32', '[E]') as Tensor1D | null;
   if ($bias != null) checkShape(OP, 'bias', $bias, [numExperts], '[E]');
   checkInt(OP, 'topK', topK, 1, numExperts);
-  checkBoolean(OP, 'applyNormWeight', applyNormWeight);
+  checkBoolean(OP, 'renormalize', renormalize);
 
-  const attrs: MoeTopkSelectAttrs = {topK, applyNormWeight};
+  const attrs: MoeTopkSelectAttrs = {topK, renormalize};
   const inputs: Record<string, Tensor> = {gatingLogits: logits};
   if ($bias != null) inputs.bias = $bias;
   const [topkIds, topkWeights] = runMoeKernel(

@@ -1,8 +1,8 @@
 /** batchedGemm's gradients (lhs, rhs, bias) and the batchedGemmWeightGrad op they use, vs float64 references. */
 import * as tf from '@tensorflow/tfjs-core';
-import {batchedGemm, batchedGemmWeightGrad} from 'tfjs-moe';
+import {batchedGemm, batchedGemmSwiglu, batchedGemmWeightGrad} from 'tfjs-moe';
 
-import {refBatchedGemm, refOffsetsFromCounts} from '../../reference/moe_reference.js';
+import {refBatchedGemm, refOffsetsFromCounts, refSwigluScale} from '../../reference/moe_reference.js';
 import {expectNoLeak, expectThrowsNoLeak, randInt, randn, rng} from '../../helpers/util.js';
 import {caseSeed, ConformanceContext, expectShape, readF32, withInputs} from '../../ops/conformance/context.js';
 import {checkGradients, dot} from '../grad_check.js';
@@ -80,6 +80,54 @@ export function describeBatchedGemmGradients(ctx: ConformanceContext): void {
                 {transposeRhs, bias: bias as tf.Tensor2D | undefined}), cotT)),
             referenceLoss: ([lhs, rhs, bias]) =>
                 dot(cot, refBatchedGemm(lhs, R, K, rhs, E, N, offsets, transposeRhs, withBias ? bias : null)),
+          });
+        } finally {
+          tf.dispose([segT, cotT]);
+        }
+      });
+    }
+  });
+
+  describe('batchedGemmSwiglu gradients', () => {
+    const n = ctx.cases(12, 3);
+    for (let i = 0; i < n; i++) {
+      const seed = caseSeed('gradBatchedGemmSwiglu', i);
+      const rand = rng(seed);
+      // R >= 1: tfjs's webgpu reductions fail on empty inputs, which the composite path's autodiff would hit
+      // (the forward's R = 0 cases are in the op conformance suite).
+      let layout = randomLayout(rand, 4, 5);
+      while (layout.R === 0) layout = randomLayout(rand, 4, 5);
+      const K = randInt(rand, 1, 6), I = randInt(rand, 1, 4), N = 2 * I;
+      const transposeRhs = rand() < 0.4;
+      const withBias = rand() < 0.6, withScale = rand() < 0.6;
+      const {E, R, segments, offsets} = layout;
+      const what = `seed=${seed} ${layoutText(layout)} K=${K} I=${I} transposeRhs=${transposeRhs} bias=${withBias} ` +
+          `scale=${withScale}`;
+      it(`lhs, rhs${withBias ? ', bias' : ''}${withScale ? ', scale' : ''}: ${what}`, async () => {
+        const cot = randn(rand, R * I);
+        const inputs = [
+          {name: 'lhs', values: randn(rand, R * K), shape: [R, K]},
+          {name: 'rhs', values: randn(rand, E * K * N), shape: transposeRhs ? [E, N, K] : [E, K, N]},
+        ];
+        if (withBias) inputs.push({name: 'bias', values: randn(rand, E * N), shape: [E, N]});
+        if (withScale) inputs.push({name: 'scale', values: randn(rand, R), shape: [R]});
+        const segT = tf.tensor1d(segments, 'int32');
+        const cotT = tf.tensor2d(cot, [R, I]);
+        try {
+          await checkGradients(ctx, {
+            op: 'batchedGemmSwiglu', what, inputs, h: 1e-3, tol: GRAD_TOL.gemm,
+            loss: (lhs, rhs, ...rest) => {
+              const bias = withBias ? rest[0] as tf.Tensor2D : null;
+              const scale = withScale ? rest[rest.length - 1] as tf.Tensor1D : null;
+              return tf.sum(tf.mul(batchedGemmSwiglu(lhs as tf.Tensor2D, rhs as tf.Tensor3D, segT,
+                  {transposeRhs, bias, scale}), cotT));
+            },
+            referenceLoss: ([lhs, rhs, ...rest]) => {
+              const bias = withBias ? rest[0] : null;
+              const scale = withScale ? rest[rest.length - 1] : null;
+              const h = refBatchedGemm(lhs, R, K, rhs, E, N, offsets, transposeRhs, bias);
+              return dot(cot, refSwigluScale(h, R, I, scale));
+            },
           });
         } finally {
           tf.dispose([segT, cotT]);

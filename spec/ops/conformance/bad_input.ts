@@ -42,7 +42,7 @@ export function describeBadInputConformance(ctx: ConformanceContext): void {
         rejects(op, 'topK', () => moeTopkSelect(logits, bias, 0));
         rejects(op, 'topK', () => moeTopkSelect(logits, bias, 1.5));
         rejects(op, 'topK', () => moeTopkSelect(logits, bias, bad('2')));
-        rejects(op, 'applyNormWeight', () => moeTopkSelect(logits, bias, 2, bad('yes')));
+        rejects(op, 'renormalize', () => moeTopkSelect(logits, bias, 2, bad('yes')));
         tf.dispose([logits, bias, ...extra]);
       });
     });

@@ -1,4 +1,4 @@
-/** batchedGemm (semantics doc section 4) against the float64 reference. */
+/** batchedGemm (docs/semantics.md section 4) against the float64 reference. */
 import * as tf from '@tensorflow/tfjs-core';
 import {batchedGemm} from 'tfjs-moe';
 

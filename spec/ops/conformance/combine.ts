@@ -1,4 +1,4 @@
-/** moeCombine (semantics doc section 6) against the float64 reference. */
+/** moeCombine (docs/semantics.md section 6) against the float64 reference. */
 import * as tf from '@tensorflow/tfjs-core';
 import {moeCombine} from 'tfjs-moe';
 

@@ -1,4 +1,4 @@
-/** getMoeScores (semantics doc section 2, noaux_tc) against the float64 reference. */
+/** getMoeScores (docs/semantics.md section 2, noaux_tc) against the float64 reference. */
 import * as tf from '@tensorflow/tfjs-core';
 import {getMoeScores} from 'tfjs-moe';
 

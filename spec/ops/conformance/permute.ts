@@ -1,4 +1,4 @@
-/** moePermute (semantics doc section 3) against the float64 reference. */
+/** moePermute (docs/semantics.md section 3) against the float64 reference. */
 import * as tf from '@tensorflow/tfjs-core';
 import {moePermute} from 'tfjs-moe';
 

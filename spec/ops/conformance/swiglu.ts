@@ -1,4 +1,4 @@
-/** fusedSwigluScale (semantics doc section 5) against the float64 reference. */
+/** fusedSwigluScale (docs/semantics.md section 5) against the float64 reference. */
 import * as tf from '@tensorflow/tfjs-core';
 import {fusedSwigluScale} from 'tfjs-moe';
 

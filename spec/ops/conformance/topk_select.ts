@@ -1,4 +1,4 @@
-/** moeTopkSelect (semantics doc section 1) against the float64 reference: random cases and the doc's edge cases. */
+/** moeTopkSelect (docs/semantics.md section 1) against the float64 reference: random cases and the doc's edge cases. */
 import * as tf from '@tensorflow/tfjs-core';
 import {moeTopkSelect} from 'tfjs-moe';
 

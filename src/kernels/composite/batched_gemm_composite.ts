@@ -9,7 +9,7 @@ import {stopGradient} from './stop_gradient.js';
 const GATHER_BUDGET = 1 << 24;
 
 /**
- * Returns float32 [R,N] (semantics doc section 4) without reading the segments back. Each row's expert is
+ * Returns float32 [R,N] (docs/semantics.md section 4) without reading the segments back. Each row's expert is
  * the number of segment ends <= row ([R,E] compare); rows outside [offsets[0], offsets[E]) are 0.
  * Two formulations, chosen from static shapes (neither is fast: backends that matter have a kernel):
  * - per-row weights (E > 2): gather each row's expert matrix and run a batched [1,K]x[K,N] product, in row

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type {Tensor1D, Tensor2D} from '@tensorflow/tfjs-core';
 
-/** Returns float32 [R,I]: silu(gate) * up * scale[r] (semantics doc section 5). */
+/** Returns float32 [R,I]: silu(gate) * up * scale[r] (docs/semantics.md section 5). */
 export function fusedSwigluScaleComposite(x: Tensor2D, scale: Tensor1D | null): Tensor2D {
   return tf.tidy(() => {
     const [numRows, twiceIntermediate] = x.shape;

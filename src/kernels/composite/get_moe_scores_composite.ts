@@ -20,7 +20,7 @@ function groupScores(grouped: Tensor): Tensor2D {
   return tf.squeeze(tf.add(first, second), [2]);
 }
 
-/** Returns [scores float32 [T,E], topkWeights float32 [T,k], topkIds int32 [T,k]] (semantics doc section 2). */
+/** Returns [scores float32 [T,E], topkWeights float32 [T,k], topkIds int32 [T,k]] (docs/semantics.md section 2). */
 export function getMoeScoresComposite(
     gatingOutput: Tensor2D, bias: Tensor1D | null, attrs: GetMoeScoresAttrs): [Tensor2D, Tensor2D, Tensor2D] {
   const {nGroup, topkGroup, topK, routedScalingFactor, renormalize} = attrs;

@@ -5,7 +5,7 @@ import type {MoeCombineAttrs} from '../kernel_names.js';
 import {stopGradient} from './stop_gradient.js';
 
 /**
- * Returns float32 [T,D] (semantics doc section 6): gathers each token's k rows of y, weights them (unless
+ * Returns float32 [T,D] (docs/semantics.md section 6): gathers each token's k rows of y, weights them (unless
  * already weighted), adds the weighted expert biases, sums over the k slots. Memory: one [T,k,D] gather.
  */
 export function moeCombineComposite(

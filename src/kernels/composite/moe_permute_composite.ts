@@ -7,7 +7,7 @@ import {stopGradient} from './stop_gradient.js';
 
 /**
  * Returns [permutedX [R,D], tokensPerExpert int32 [E], expertOffsets int32 [E+1], rowMap int32 [T,k]]
- * (semantics doc section 3), with no data read: every shape is static.
+ * (docs/semantics.md section 3), with no data read: every shape is static.
  *
  * Forward map (rowMap): a (token, slot) entry of expert e lands at expertOffsets[e] + the number of earlier
  * entries of e (an exclusive cumsum of the one-hot ids, [T*k,E]).

@@ -5,7 +5,7 @@ import type {MoeTopkSelectAttrs} from '../kernel_names.js';
 import {select, selectTopKComposite, takeAlongRows} from './routing_select_composite.js';
 import {stopGradient} from './stop_gradient.js';
 
-/** Returns [topkIds int32 [T,k], topkWeights float32 [T,k]] (semantics doc section 1). */
+/** Returns [topkIds int32 [T,k], topkWeights float32 [T,k]] (docs/semantics.md section 1). */
 export function moeTopkSelectComposite(
     gatingLogits: Tensor2D, bias: Tensor1D | null, attrs: MoeTopkSelectAttrs): [Tensor2D, Tensor2D] {
   return tf.tidy(() => {
@@ -22,7 +22,7 @@ export function moeTopkSelectComposite(
     const keys = bias == null ? probs : tf.add(probs, tf.reshape(bias, [1, -1])) as Tensor2D;
     const {ids} = selectTopKComposite(keys, attrs.topK);
     let weights = takeAlongRows(probs, ids);
-    if (attrs.applyNormWeight) weights = tf.div(weights, tf.sum(weights, 1, true));
+    if (attrs.renormalize) weights = tf.div(weights, tf.sum(weights, 1, true));
     return [tf.cast(ids, 'int32'), weights] as [Tensor2D, Tensor2D];
   });
 }

@@ -1,12 +1,14 @@
 import type {KernelConfig, KernelFunc} from '@tensorflow/tfjs-core';
 
+import {makeOutput, readFloat32, readInt32} from '../host_data.js';
 import {BatchedGemm, BatchedGemmAttrs, BatchedGemmInputs} from '../kernel_names.js';
 import {batchedGemmImpl, segmentOffsets} from './batched_gemm_impl.js';
-import {makeOutput, readFloat32, readInt32} from './host_data.js';
 
-export const batchedGemm: KernelFunc = ({inputs, backend, attrs}) => {
-  const {lhs, rhs, segments, bias} = inputs as unknown as BatchedGemmInputs;
-  const {transposeRhs, segmentsAreOffsets} = attrs as unknown as BatchedGemmAttrs;
+/** The grouped GEMM on host data: float32 [R*N] and N (shared with the fused BatchedGemmSwiglu kernel). */
+export function batchedGemmHost(inputs: BatchedGemmInputs, backend: unknown, attrs: BatchedGemmAttrs):
+    {out: Float32Array, width: number} {
+  const {lhs, rhs, segments, bias} = inputs;
+  const {transposeRhs, segmentsAreOffsets} = attrs;
   const [numRows, k] = lhs.shape;
   const numExperts = rhs.shape[0];
   const n = transposeRhs ? rhs.shape[1] : rhs.shape[2];
@@ -15,7 +17,13 @@ export const batchedGemm: KernelFunc = ({inputs, backend, attrs}) => {
   const out = batchedGemmImpl(
       readFloat32(backend, lhs), numRows, k, readFloat32(backend, rhs), numExperts, n, offsets, transposeRhs,
       bias == null ? null : readFloat32(backend, bias));
-  return makeOutput(backend, [numRows, n], 'float32', out);
+  return {out, width: n};
+}
+
+export const batchedGemm: KernelFunc = ({inputs, backend, attrs}) => {
+  const gemmInputs = inputs as unknown as BatchedGemmInputs;
+  const {out, width} = batchedGemmHost(gemmInputs, backend, attrs as unknown as BatchedGemmAttrs);
+  return makeOutput(backend, [gemmInputs.lhs.shape[0], width], 'float32', out);
 };
 
 export const batchedGemmConfig: KernelConfig = {kernelName: BatchedGemm, backendName: 'cpu', kernelFunc: batchedGemm};

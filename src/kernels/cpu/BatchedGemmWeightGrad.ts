@@ -3,7 +3,7 @@ import type {KernelConfig, KernelFunc} from '@tensorflow/tfjs-core';
 import {BatchedGemmWeightGrad, BatchedGemmWeightGradAttrs, BatchedGemmWeightGradInputs} from '../kernel_names.js';
 import {segmentOffsets} from './batched_gemm_impl.js';
 import {batchedGemmWeightGradImpl} from './batched_gemm_weight_grad_impl.js';
-import {makeOutput, readFloat32, readInt32} from './host_data.js';
+import {makeOutput, readFloat32, readInt32} from '../host_data.js';
 
 export const batchedGemmWeightGrad: KernelFunc = ({inputs, backend, attrs}) => {
   const {lhs, dy, segments} = inputs as unknown as BatchedGemmWeightGradInputs;

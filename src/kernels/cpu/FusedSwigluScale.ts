@@ -2,7 +2,7 @@ import type {KernelConfig, KernelFunc} from '@tensorflow/tfjs-core';
 
 import {FusedSwigluScale, FusedSwigluScaleInputs} from '../kernel_names.js';
 import {fusedSwigluScaleImpl} from './fused_swiglu_scale_impl.js';
-import {makeOutput, readFloat32} from './host_data.js';
+import {makeOutput, readFloat32} from '../host_data.js';
 
 export const fusedSwigluScale: KernelFunc = ({inputs, backend}) => {
   const {x, scale} = inputs as unknown as FusedSwigluScaleInputs;

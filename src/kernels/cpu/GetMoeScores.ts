@@ -2,7 +2,7 @@ import type {KernelConfig, KernelFunc} from '@tensorflow/tfjs-core';
 
 import {GetMoeScores, GetMoeScoresAttrs, GetMoeScoresInputs} from '../kernel_names.js';
 import {getMoeScoresImpl} from './get_moe_scores_impl.js';
-import {makeOutput, readFloat32} from './host_data.js';
+import {makeOutput, readFloat32} from '../host_data.js';
 
 export const getMoeScores: KernelFunc = ({inputs, backend, attrs}) => {
   const {gatingOutput, eScoreCorrectionBias} = inputs as unknown as GetMoeScoresInputs;

@@ -1,7 +1,7 @@
 import type {KernelConfig, KernelFunc} from '@tensorflow/tfjs-core';
 
 import {MoeCombine, MoeCombineAttrs, MoeCombineInputs} from '../kernel_names.js';
-import {makeOutput, readFloat32, readInt32} from './host_data.js';
+import {makeOutput, readFloat32, readInt32} from '../host_data.js';
 import {moeCombineImpl} from './moe_combine_impl.js';
 
 export const moeCombine: KernelFunc = ({inputs, backend, attrs}) => {

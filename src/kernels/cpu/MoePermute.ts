@@ -1,7 +1,7 @@
 import type {KernelConfig, KernelFunc} from '@tensorflow/tfjs-core';
 
 import {MoePermute, MoePermuteAttrs, MoePermuteInputs} from '../kernel_names.js';
-import {makeOutput, readFloat32, readInt32} from './host_data.js';
+import {makeOutput, readFloat32, readInt32} from '../host_data.js';
 import {moePermuteImpl} from './moe_permute_impl.js';
 
 export const moePermute: KernelFunc = ({inputs, backend, attrs}) => {

@@ -1,5 +1,5 @@
 /**
- * Grouped GEMM over contiguous row segments on host arrays (semantics doc section 4).
+ * Grouped GEMM over contiguous row segments on host arrays (docs/semantics.md section 4).
  * Accumulation is float64 (JS numbers), rounded to float32 once per output after the bias is added: the most
  * accurate choice and free in JS, where every multiply-add is f64 anyway.
  */

@@ -1,4 +1,4 @@
-/** SwiGLU with an optional per-row scale on host arrays (semantics doc section 5): gate half first. */
+/** SwiGLU with an optional per-row scale on host arrays (docs/semantics.md section 5): gate half first. */
 export function fusedSwigluScaleImpl(
     x: Float32Array, numRows: number, intermediate: number, scale: Float32Array | null): Float32Array {
   const out = new Float32Array(numRows * intermediate);

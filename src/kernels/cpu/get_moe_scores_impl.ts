@@ -1,4 +1,4 @@
-/** DeepSeek-V3 "noaux_tc" grouped routing on host arrays (semantics doc section 2), in float32 arithmetic. */
+/** DeepSeek-V3 "noaux_tc" grouped routing on host arrays (docs/semantics.md section 2), in float32 arithmetic. */
 import {selectTopK} from './routing_select.js';
 
 const f32 = Math.fround;

@@ -1,4 +1,4 @@
-/** Weighted combine on host arrays (semantics doc section 6), accumulated in float32 as the GPU kernels do. */
+/** Weighted combine on host arrays (docs/semantics.md section 6), accumulated in float32 as the GPU kernels do. */
 
 const f32 = Math.fround;
 

@@ -1,4 +1,4 @@
-/** Dispatch on host arrays (semantics doc section 3): a stable counting sort of (token, slot) rows by expert. */
+/** Dispatch on host arrays (docs/semantics.md section 3): a stable counting sort of (token, slot) rows by expert. */
 import {permutedRowCount} from '../kernel_names.js';
 
 export function moePermuteImpl(

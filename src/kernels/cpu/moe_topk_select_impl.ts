@@ -1,16 +1,16 @@
-/** Softmax top-k routing on host arrays (semantics doc section 1), in float32 arithmetic. */
+/** Softmax top-k routing on host arrays (docs/semantics.md section 1), in float32 arithmetic. */
 import {selectTopK} from './routing_select.js';
 
 const f32 = Math.fround;
 
 /**
  * p = softmax(logits) per token (max-subtracted); choose the topK largest p + bias (bias only selects);
- * weights are the chosen p, divided by their sum when applyNormWeight. A row containing NaN has NaN p
+ * weights are the chosen p, divided by their sum when renormalize. A row containing NaN has NaN p
  * everywhere (as tf.softmax gives), so it selects experts 0..k-1 with NaN weights.
  */
 export function moeTopkSelectImpl(
     logits: Float32Array, numTokens: number, numExperts: number, bias: Float32Array | null, topK: number,
-    applyNormWeight: boolean): {topkIds: Int32Array, topkWeights: Float32Array} {
+    renormalize: boolean): {topkIds: Int32Array, topkWeights: Float32Array} {
   const topkIds = new Int32Array(numTokens * topK);
   const topkWeights = new Float32Array(numTokens * topK);
   const probs = new Float32Array(numExperts);
@@ -43,7 +43,7 @@ export function moeTopkSelectImpl(
       topkWeights[out + j] = p;
       chosenSum = f32(chosenSum + p);
     }
-    if (applyNormWeight) {
+    if (renormalize) {
       for (let j = 0; j < topK; j++) topkWeights[out + j] = topkWeights[out + j] / chosenSum;
     }
   }

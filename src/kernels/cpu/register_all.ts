@@ -1,9 +1,10 @@
-// Registers every cpu kernel of ours with tfjs (imported for its side effect by src/index.ts), and lets other
+// The cpu kernels of ours (registered for 'cpu' by src/register_all.ts), and a way for other
 // host-memory backends (e.g. tfjs-node's 'tensorflow', whose tensors read back synchronously) reuse them.
 import * as tf from '@tensorflow/tfjs-core';
 import type {KernelConfig} from '@tensorflow/tfjs-core';
 
 import {batchedGemmConfig} from './BatchedGemm.js';
+import {batchedGemmSwigluConfig} from './BatchedGemmSwiglu.js';
 import {batchedGemmWeightGradConfig} from './BatchedGemmWeightGrad.js';
 import {fusedSwigluScaleConfig} from './FusedSwigluScale.js';
 import {getMoeScoresConfig} from './GetMoeScores.js';
@@ -13,7 +14,7 @@ import {moeTopkSelectConfig} from './MoeTopkSelect.js';
 
 export const hostKernelConfigs: readonly KernelConfig[] = [
   moeTopkSelectConfig, getMoeScoresConfig, moePermuteConfig, batchedGemmConfig, fusedSwigluScaleConfig,
-  moeCombineConfig, batchedGemmWeightGradConfig,
+  moeCombineConfig, batchedGemmSwigluConfig, batchedGemmWeightGradConfig,
 ];
 
 /**
@@ -25,5 +26,3 @@ export function registerHostKernels(backendName: string): void {
     if (tf.getKernel(config.kernelName, backendName) == null) tf.registerKernel({...config, backendName});
   }
 }
-
-registerHostKernels('cpu');

@@ -1,5 +1,5 @@
 /**
- * The selection rule every router shares (semantics doc sections 1-2): the k largest keys in descending order,
+ * The selection rule every router shares (docs/semantics.md sections 1-2): the k largest keys in descending order,
  * ties to the lower index, NaN never wins: it ranks below everything, -Infinity included (so the -Infinity of an
  * expert in a dropped group still beats a NaN in a kept one), and a row of NaN yields indices 0..k-1.
  */

@@ -1,7 +1,7 @@
 import type {KernelBackend, KernelConfig, KernelFunc} from '@tensorflow/tfjs-core';
 
 import {FusedSwigluScale, FusedSwigluScaleInputs} from '../kernel_names.js';
-import {makeOutput, readF32, readOptionalF32} from './host_io.js';
+import {makeOutput, readFloat32, readOptionalFloat32} from '../host_data.js';
 import {getCudaAddon} from './loader.js';
 
 export function fusedSwigluScaleCudaConfig(backendName: string): KernelConfig {
@@ -9,7 +9,7 @@ export function fusedSwigluScaleCudaConfig(backendName: string): KernelConfig {
     const {x, scale} = inputs as unknown as FusedSwigluScaleInputs;
     const b = backend as KernelBackend;
     const [R, twoI] = x.shape;
-    const out = getCudaAddon().swiglu(readF32(b, x), R, twoI / 2, readOptionalF32(b, scale));
+    const out = getCudaAddon().swiglu(readFloat32(b, x), R, twoI / 2, readOptionalFloat32(b, scale));
     return makeOutput(b, [R, twoI / 2], 'float32', out);
   };
   return {kernelName: FusedSwigluScale, backendName, kernelFunc: kernelFunc as unknown as KernelFunc};

@@ -1,7 +1,7 @@
 import type {KernelBackend, KernelConfig, KernelFunc} from '@tensorflow/tfjs-core';
 
 import {GetMoeScores, GetMoeScoresAttrs, GetMoeScoresInputs} from '../kernel_names.js';
-import {makeOutput, readF32, readOptionalF32} from './host_io.js';
+import {makeOutput, readFloat32, readOptionalFloat32} from '../host_data.js';
 import {getCudaAddon} from './loader.js';
 
 export function getMoeScoresCudaConfig(backendName: string): KernelConfig {
@@ -10,8 +10,8 @@ export function getMoeScoresCudaConfig(backendName: string): KernelConfig {
     const {nGroup, topkGroup, topK, routedScalingFactor, renormalize} = attrs as unknown as GetMoeScoresAttrs;
     const b = backend as KernelBackend;
     const [T, E] = gatingOutput.shape;
-    const r = getCudaAddon().moeScores(readF32(b, gatingOutput), T, E, nGroup, topkGroup, topK, routedScalingFactor,
-                                       readOptionalF32(b, eScoreCorrectionBias), renormalize);
+    const r = getCudaAddon().moeScores(readFloat32(b, gatingOutput), T, E, nGroup, topkGroup, topK, routedScalingFactor,
+                                       readOptionalFloat32(b, eScoreCorrectionBias), renormalize);
     return [
       makeOutput(b, [T, E], 'float32', r.scores), makeOutput(b, [T, topK], 'float32', r.weights),
       makeOutput(b, [T, topK], 'int32', r.ids),

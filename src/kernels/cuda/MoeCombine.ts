@@ -1,7 +1,7 @@
 import type {KernelBackend, KernelConfig, KernelFunc} from '@tensorflow/tfjs-core';
 
 import {MoeCombine, MoeCombineAttrs, MoeCombineInputs} from '../kernel_names.js';
-import {makeOutput, readF32, readI32, readOptionalF32} from './host_io.js';
+import {makeOutput, readFloat32, readInt32, readOptionalFloat32} from '../host_data.js';
 import {getCudaAddon} from './loader.js';
 
 export function moeCombineCudaConfig(backendName: string): KernelConfig {
@@ -12,8 +12,8 @@ export function moeCombineCudaConfig(backendName: string): KernelConfig {
     const [R, D] = y.shape;
     const [T, k] = rowMap.shape;
     const E = downProjBias ? downProjBias.shape[0] : 0;
-    const out = getCudaAddon().combine(readF32(b, y), R, D, readI32(b, rowMap), readF32(b, topkWeights),
-                                       readI32(b, topkIds), T, k, E, readOptionalF32(b, downProjBias), weightsApplied);
+    const out = getCudaAddon().combine(readFloat32(b, y), R, D, readInt32(b, rowMap), readFloat32(b, topkWeights),
+                                       readInt32(b, topkIds), T, k, E, readOptionalFloat32(b, downProjBias), weightsApplied);
     return makeOutput(b, [T, D], 'float32', out);
   };
   return {kernelName: MoeCombine, backendName, kernelFunc: kernelFunc as unknown as KernelFunc};

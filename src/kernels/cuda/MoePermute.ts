@@ -1,7 +1,7 @@
 import type {KernelBackend, KernelConfig, KernelFunc} from '@tensorflow/tfjs-core';
 
 import {MoePermute, MoePermuteAttrs, MoePermuteInputs, permutedRowCount} from '../kernel_names.js';
-import {makeOutput, readF32, readI32} from './host_io.js';
+import {makeOutput, readFloat32, readInt32} from '../host_data.js';
 import {getCudaAddon} from './loader.js';
 
 export function moePermuteCudaConfig(backendName: string): KernelConfig {
@@ -11,7 +11,7 @@ export function moePermuteCudaConfig(backendName: string): KernelConfig {
     const b = backend as KernelBackend;
     const [T, D] = x.shape;
     const k = topkIds.shape[1];
-    const r = getCudaAddon().permute(readF32(b, x), T, D, readI32(b, topkIds), k, numExperts, alignment);
+    const r = getCudaAddon().permute(readFloat32(b, x), T, D, readInt32(b, topkIds), k, numExperts, alignment);
     const R = permutedRowCount(T, k, numExperts, alignment);
     return [
       makeOutput(b, [R, D], 'float32', r.permutedX), makeOutput(b, [numExperts], 'int32', r.tokensPerExpert),

@@ -1,25 +1,32 @@
 /**
- * The FusedMoE layer's 'cuda' backend: the whole forward (semantics doc section 7) in one native call, with the
+ * The FusedMoE layer's 'cuda' backend: the whole forward (docs/semantics.md section 7) in one native call, with the
  * expert weights resident on the GPU in the compute dtype. Works under any host-memory tfjs backend (cpu,
  * tensorflow): x is read from the host, the output comes back as a new tensor.
  *
- * For the layer (issue 3): keep one CudaFusedMoe per layer, call apply(x, weightTensors) in call(); the weights
- * are uploaded on the first call and again whenever any weight tensor's data changed (tfjs gives a variable a
- * new dataId on assign/setWeights), and dispose() frees the GPU copy.
+ * The layer's executor (cuda_layer_executor.ts) keeps one CudaFusedMoe per layer and calls apply(x, weightTensors);
+ * the weights are uploaded on the first call and again whenever any weight tensor's data changed (tfjs gives a
+ * variable a new dataId on assign/setWeights), and dispose() frees the GPU copy.
  */
 import * as tf from '@tensorflow/tfjs-core';
 
+import {MOE_COMPUTE_DTYPES, MoeComputeDtype, OPTION_TABLE} from '../../executor/layer_schema.js';
 import {getCudaAddon} from './loader.js';
 
-/** The operand type of the CUDA GEMMs: exact 'float32' FMA, or 'bfloat16' / 'float16' tensor cores with float32 accumulation. */
-export type CudaComputeDtype = 'float32' | 'bfloat16' | 'float16';
+/** The CUDA GEMMs' operand type: exact 'float32' FMA, or 'bfloat16' / 'float16' tensor cores, float32 accumulation. */
+export type CudaComputeDtype = MoeComputeDtype;
 
-/** The layer's config fields the native forward needs (names as in RefMoeConfig / the layer config). */
+/**
+ * The layer's config fields the native forward needs, by the layer's option names (executor/layer_schema.ts), plus
+ * the hidden size. `intermediateSize` is the older name of moeIntermediateSize (still accepted: the float64
+ * reference's RefMoeConfig uses it).
+ */
 export interface CudaFusedMoeConfig {
   hidden: number;
   numExperts: number;
   topK: number;
-  intermediateSize: number;
+  moeIntermediateSize?: number;
+  /** @deprecated use moeIntermediateSize */
+  intermediateSize?: number;
   topkMethod?: 'greedy' | 'noaux_tc';
   nGroup?: number;
   topkGroup?: number;
@@ -45,15 +52,18 @@ export type CudaMoeWeightName = typeof CUDA_MOE_WEIGHT_NAMES[number];
 export type CudaMoeWeightArrays = Partial<Record<CudaMoeWeightName, Float32Array | null>>;
 export type CudaMoeWeightTensors = Partial<Record<CudaMoeWeightName, tf.Tensor | null>>;
 
-const DTYPES: readonly CudaComputeDtype[] = ['float32', 'bfloat16', 'float16'];
+const NATIVE_KEYS = ['hidden', ...OPTION_TABLE.filter(o => o.native).map(o => o.name)];
 
+/** The N-API config object: exactly the native keys of the option table (names shared with addon.cc). */
 function nativeConfig(config: CudaFusedMoeConfig): Record<string, unknown> {
-  const c = {...config, latentSize: config.latentSize ?? 0, computeDtype: config.computeDtype ?? 'float32'};
-  if (!DTYPES.includes(c.computeDtype)) {
-    throw new Error(`CudaFusedMoe: argument 'config.computeDtype' must be one of ${DTYPES.join(', ')}, ` +
+  const {intermediateSize, ...rest} = config;
+  const c: Record<string, unknown> = {...rest, moeIntermediateSize: config.moeIntermediateSize ?? intermediateSize,
+    latentSize: config.latentSize ?? 0, computeDtype: config.computeDtype ?? 'float32'};
+  if (!MOE_COMPUTE_DTYPES.includes(c.computeDtype as MoeComputeDtype)) {
+    throw new Error(`CudaFusedMoe: argument 'config.computeDtype' must be one of ${MOE_COMPUTE_DTYPES.join(', ')}, ` +
                     `got ${JSON.stringify(c.computeDtype)}`);
   }
-  return c;
+  return Object.fromEntries(NATIVE_KEYS.filter(k => c[k] !== undefined).map(k => [k, c[k]]));
 }
 
 /** Native forward on host arrays: the lowest level, also used by the benchmarks. */

@@ -1,24 +1,18 @@
 /**
- * The FusedMoE layer's 'cuda' backend: an executor for the layer's hook (layers/backend_selection.ts) that runs
- * the whole forward natively through CudaFusedMoe, keeping each layer's weights resident on the GPU (keyed by
- * the calling layer, re-uploaded when a weight's data changes, freed when the layer is disposed).
- * Registered when the package loads (browser-safe: availability() is the first thing that touches Node).
+ * The FusedMoE layer's 'cuda' backend: a MoeLayerExecutor (executor/layer_executor.ts) that runs the whole forward
+ * natively through CudaFusedMoe, keeping each layer's weights resident on the GPU (keyed by the calling layer,
+ * re-uploaded when a weight's data changes, freed when the layer is disposed). Registered by src/register_all.ts
+ * (browser-safe: availability() is the first thing that touches Node).
  */
 import type * as tf from '@tensorflow/tfjs-core';
 
-import {MoeLayerExecutor, registerMoeLayerExecutor} from '../../layers/backend_selection.js';
-import type {FusedMoEOptions, FusedMoEWeights} from '../../layers/fused_moe_config.js';
+import {MoeLayerExecutor, registerMoeLayerExecutor} from '../../executor/layer_executor.js';
+import {FusedMoEOptions, FusedMoEWeights, nativeLayerConfig} from '../../executor/layer_schema.js';
 import {CudaFusedMoe, CudaFusedMoeConfig, CudaMoeWeightTensors} from './cuda_fused_moe.js';
 import {cudaStatus} from './loader.js';
 
 function layerConfig(hidden: number, o: FusedMoEOptions): CudaFusedMoeConfig {
-  return {
-    hidden, numExperts: o.numExperts, topK: o.topK, intermediateSize: o.moeIntermediateSize, topkMethod: o.topkMethod,
-    nGroup: o.nGroup, topkGroup: o.topkGroup, routedScalingFactor: o.routedScalingFactor, renormalize: o.renormalize,
-    useCorrectionBias: o.useCorrectionBias, latentSize: o.latentSize, withBias: o.withBias,
-    probInAdvance: o.probInAdvance, sharedExpertIntermediateSize: o.sharedExpertIntermediateSize,
-    sharedExpertGate: o.sharedExpertGate, computeDtype: o.computeDtype,
-  };
+  return nativeLayerConfig(hidden, o) as unknown as CudaFusedMoeConfig;
 }
 
 function layerWeights(w: FusedMoEWeights): CudaMoeWeightTensors {
@@ -31,6 +25,7 @@ function layerWeights(w: FusedMoEWeights): CudaMoeWeightTensors {
   };
 }
 
+/** The native forward of each layer, by the calling layer (the owner registry of this executor's state). */
 const perLayer = new WeakMap<object, {key: string, moe: CudaFusedMoe}>();
 
 export const cudaLayerExecutor: MoeLayerExecutor = {
@@ -68,5 +63,3 @@ export const cudaLayerExecutor: MoeLayerExecutor = {
 export function registerCudaLayerExecutor(): void {
   registerMoeLayerExecutor('cuda', cudaLayerExecutor);
 }
-
-registerCudaLayerExecutor();

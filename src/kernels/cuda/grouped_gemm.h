@@ -1,4 +1,4 @@
-// Host-side description of one grouped GEMM over contiguous row segments (semantics doc section 4), shared by
+// Host-side description of one grouped GEMM over contiguous row segments (docs/semantics.md section 4), shared by
 // the kernel file and its callers. B is always stored [E][N][K] (K contiguous): that is the torch Linear
 // layout, the layout the tensor-core fragments want, and what the layer converts its weights to once.
 #pragma once

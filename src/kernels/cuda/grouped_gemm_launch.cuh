@@ -47,29 +47,61 @@ inline bool previousTiles() {
   return previous;
 }
 
-// Tile height follows the expected rows per expert: 16-row tiles stream each active expert's weights once
-// (decode), 128-row tiles reuse them across many rows (prefill).
+// The tensor-core tile shapes the launcher instantiates (BM x BN, BK, warps, stages are fixed per shape below).
+enum class MmaTile { k16x64, k32x128, k64x128, k128x256, k128x128 };
+
+// Tile choice as data: the first row whose bounds admit the call wins. Tile height follows the expected rows per
+// expert: 16-row tiles stream each active expert's weights once (decode), 128-row tiles reuse them across many
+// rows (prefill). Measured on the H100 (BENCHMARKS.md); 32-column 6-stage tiles for the few-rows case gave
+// nothing at T=1 there, so they are not in the table. `prefill` marks the 128x256 row that
+// TFJS_MOE_GEMM_TILES=previous skips (A/B timing against the choice from before it).
+struct MmaTileChoice {
+  int maxRowsPerSegment;
+  int minN;
+  bool prefill;
+  MmaTile tile;
+};
+constexpr int kAnyRows = 1 << 30;
+constexpr MmaTileChoice kMmaTileTable[] = {
+    {16, 0, false, MmaTile::k16x64},
+    {40, 0, false, MmaTile::k32x128},
+    {96, 0, false, MmaTile::k64x128},
+    // 64x64 warp tiles (8 warps over 128x256) load half as many fragments per mma as 64x32 ones, and every
+    // weight tile is reused over 128 rows from shared memory; one block per SM, three 64-deep stages.
+    {kAnyRows, 1024, true, MmaTile::k128x256},
+    {kAnyRows, 0, false, MmaTile::k128x128},
+};
+
+inline MmaTile chooseMmaTile(int rowsPerSegment, int n) {
+  const bool previous = previousTiles();
+  for (const MmaTileChoice& c : kMmaTileTable) {
+    if (rowsPerSegment <= c.maxRowsPerSegment && n >= c.minN && !(previous && c.prefill)) return c.tile;
+  }
+  return MmaTile::k128x128;
+}
+
 template <typename Elem, typename OutT, Epilogue EPI>
 void launchMmaEpi(const GemmProblem& p, bool vec, cudaStream_t stream) {
   if (!vec) {
     launchMmaConfig<Elem, OutT, 16, 64, 32, 1, 4, 3, EPI, false>(p, stream);
     return;
   }
-  const int hint = p.rowsPerSegmentHint > 0 ? p.rowsPerSegmentHint : p.M;
-  const bool previous = previousTiles();
-  if (hint <= 16) {
-    // (32-column, 6-stage tiles for the few-rows case were tried on the H100: no gain at T=1, so not kept.)
-    launchMmaConfig<Elem, OutT, 16, 64, 64, 1, 4, 4, EPI, true>(p, stream);
-  } else if (hint <= 40) {
-    launchMmaConfig<Elem, OutT, 32, 128, 64, 1, 4, 4, EPI, true>(p, stream);
-  } else if (hint <= 96) {
-    launchMmaConfig<Elem, OutT, 64, 128, 32, 2, 4, 4, EPI, true>(p, stream);
-  } else if (!previous && p.N >= 1024) {
-    // Prefill: 64x64 warp tiles (8 warps over 128x256) load half as many fragments per mma as 64x32 ones, and
-    // every weight tile is reused over 128 rows from shared memory; one block per SM, three 64-deep stages.
-    launchMmaConfig<Elem, OutT, 128, 256, 64, 2, 4, 3, EPI, true>(p, stream);
-  } else {
-    launchMmaConfig<Elem, OutT, 128, 128, 32, 2, 4, 4, EPI, true>(p, stream);
+  switch (chooseMmaTile(p.rowsPerSegmentHint > 0 ? p.rowsPerSegmentHint : p.M, p.N)) {
+    case MmaTile::k16x64:
+      launchMmaConfig<Elem, OutT, 16, 64, 64, 1, 4, 4, EPI, true>(p, stream);
+      break;
+    case MmaTile::k32x128:
+      launchMmaConfig<Elem, OutT, 32, 128, 64, 1, 4, 4, EPI, true>(p, stream);
+      break;
+    case MmaTile::k64x128:
+      launchMmaConfig<Elem, OutT, 64, 128, 32, 2, 4, 4, EPI, true>(p, stream);
+      break;
+    case MmaTile::k128x256:
+      launchMmaConfig<Elem, OutT, 128, 256, 64, 2, 4, 3, EPI, true>(p, stream);
+      break;
+    case MmaTile::k128x128:
+      launchMmaConfig<Elem, OutT, 128, 128, 32, 2, 4, 4, EPI, true>(p, stream);
+      break;
   }
 }
 

@@ -40,7 +40,7 @@ export interface CudaStatus {
 /** The addon's native surface (see src/kernels/cuda/addon.cc). Arrays are row-major, host memory. */
 export interface CudaAddon {
   status(): CudaStatus;
-  topkSelect(logits: Float32Array, T: number, E: number, bias: Float32Array | null, k: number, normalize: boolean):
+  topkSelect(logits: Float32Array, T: number, E: number, bias: Float32Array | null, k: number, renormalize: boolean):
       {ids: Int32Array, weights: Float32Array};
   moeScores(logits: Float32Array, T: number, E: number, nGroup: number, topkGroup: number, k: number, rsf: number,
             bias: Float32Array | null, renormalize: boolean): {scores: Float32Array, weights: Float32Array, ids: Int32Array};

@@ -6,9 +6,9 @@
 
 namespace moe {
 
-// Softmax top-k routing (semantics doc section 1) for T rows of `logits` (row stride ld >= E).
+// Softmax top-k routing (docs/semantics.md section 1) for T rows of `logits` (row stride ld >= E).
 // sharedGate, when set, receives sigmoid(logits[t][E]) (the layer keeps the shared-expert gate in column E).
-void launchTopkSelect(const float* logits, int T, int E, int ld, const float* bias, int k, bool normalize, int* ids,
+void launchTopkSelect(const float* logits, int T, int E, int ld, const float* bias, int k, bool renormalize, int* ids,
                       float* weights, float* sharedGate, cudaStream_t stream);
 
 // noaux_tc routing (section 2). scores may be null (the layer does not need the dense sigmoid matrix).

@@ -60,8 +60,8 @@ MoeLayer::MoeLayer(const LayerConfig& cfg, const LayerWeights& w) : cfg_(cfg) {
     const DType elem = cfg.compute;
     D_ = L > 0 ? L : H;
     group_ = swigluGroup(elem);
-    Ipad_ = roundUp(I, group_);
-    Spad_ = S > 0 ? roundUp(S, group_) : 0;
+    intermediatePadded_ = roundUp(I, group_);
+    sharedPadded_ = S > 0 ? roundUp(S, group_) : 0;
     gateCols_ = E + (cfg.sharedGate ? 1 : 0);
 
     // Router (float32 always): [H][E] plus the shared-expert gate as column E, packed to [E+1][H].
@@ -74,14 +74,14 @@ MoeLayer::MoeLayer(const LayerConfig& cfg, const LayerWeights& w) : cfg_(cfg) {
     packStacked(gateT_, gate.data(), 1, H, gateCols_, gateCols_, H, 0, DType::kFloat32, stream_);
     if (cfg.useCorrectionBias) uploadF32(gateBias_, w.gateCorrectionBias, E, stream_);
 
-    packStacked(upGate_, w.upGateProjWeight, E, D_, 2 * I, 2 * Ipad_, D_, group_, elem, stream_);
-    packStacked(down_, w.downProjWeight, E, I, D_, D_, Ipad_, 0, elem, stream_);
+    packStacked(upGate_, w.upGateProjWeight, E, D_, 2 * I, 2 * intermediatePadded_, D_, group_, elem, stream_);
+    packStacked(down_, w.downProjWeight, E, I, D_, D_, intermediatePadded_, 0, elem, stream_);
     if (cfg.withBias) {
-      std::vector<float> b(static_cast<size_t>(E) * 2 * Ipad_);
+      std::vector<float> b(static_cast<size_t>(E) * 2 * intermediatePadded_);
       for (int e = 0; e < E; e++) {
-        for (int n = 0; n < 2 * Ipad_; n++) {
+        for (int n = 0; n < 2 * intermediatePadded_; n++) {
           const int col = packColumn(n, 2 * I, group_);
-          b[static_cast<size_t>(e) * 2 * Ipad_ + n] = col >= 0 ? w.upGateProjBias[static_cast<size_t>(e) * 2 * I + col] : 0.f;
+          b[static_cast<size_t>(e) * 2 * intermediatePadded_ + n] = col >= 0 ? w.upGateProjBias[static_cast<size_t>(e) * 2 * I + col] : 0.f;
         }
       }
       uploadF32(upGateBias_, b.data(), b.size(), stream_);
@@ -92,8 +92,8 @@ MoeLayer::MoeLayer(const LayerConfig& cfg, const LayerWeights& w) : cfg_(cfg) {
       packStacked(fc2T_, w.fc2LatentProjWeight, 1, L, H, H, L, 0, elem, stream_);
     }
     if (S > 0) {
-      packStacked(sharedUpGate_, w.sharedUpGateProjWeight, 1, H, 2 * S, 2 * Spad_, H, group_, elem, stream_);
-      packStacked(sharedDown_, w.sharedDownProjWeight, 1, S, H, H, Spad_, 0, elem, stream_);
+      packStacked(sharedUpGate_, w.sharedUpGateProjWeight, 1, H, 2 * S, 2 * sharedPadded_, H, group_, elem, stream_);
+      packStacked(sharedDown_, w.sharedDownProjWeight, 1, S, H, H, sharedPadded_, 0, elem, stream_);
     }
     MOE_CUDA(cudaStreamSynchronize(stream_));
   } catch (...) {
@@ -124,20 +124,20 @@ void MoeLayer::ensureWorkspace(int T) {
   const size_t eb = dtypeBytes(cfg_.compute);
   dX_.ensure(cap * H * 4);
   dOut_.ensure(cap * H * 4);
-  if (cfg_.compute != DType::kFloat32) xe_.ensure(cap * H * eb);
+  if (cfg_.compute != DType::kFloat32) xCompute_.ensure(cap * H * eb);
   logits_.ensure(static_cast<size_t>(cap) * gateCols_ * 4);
   gatePartial_.ensure(static_cast<size_t>(16) * cap * gateCols_ * 4);  // gateSplit() is at most 16
   ids_.ensure(R * 4);
   weights_.ensure(R * 4);
   sharedScale_.ensure(cap * 4);
   perm_.ensure((E + (E + 1) + kTileClasses * (E + 1) + R + R + E) * 4);
-  h_.ensure(R * Ipad_ * eb);
+  h_.ensure(R * intermediatePadded_ * eb);
   y_.ensure(R * D_ * 4);
   if (cfg_.latent > 0) {
     latentF_.ensure(static_cast<size_t>(cap) * D_ * 4);
     latentE_.ensure(static_cast<size_t>(cap) * D_ * eb);
   }
-  if (Spad_ > 0) hs_.ensure(static_cast<size_t>(cap) * Spad_ * eb);
+  if (sharedPadded_ > 0) sharedHidden_.ensure(static_cast<size_t>(cap) * sharedPadded_ * eb);
   capT_ = cap;
 }
 
@@ -176,7 +176,7 @@ void MoeLayer::enqueue(int T) {
   gate.C = logits_.as();
   if (half) {
     // The expert input in the compute dtype: written by the router kernel itself at decode sizes.
-    gate.aCopy = xe_.as();
+    gate.aCopy = xCompute_.as();
     gate.aCopyElem = elem;
   }
   const int split = gateSplit(T);
@@ -221,7 +221,7 @@ void MoeLayer::enqueue(int T) {
 
   mark("permute");
   // 4. expert input in the compute dtype (latent: fc1 first)
-  const void* xe = half ? xe_.as() : x;  // converted with the router GEMM
+  const void* xe = half ? xCompute_.as() : x;  // converted with the router GEMM
   const void* expertIn = xe;
   if (cfg_.latent > 0) {
     GemmProblem fc1 = dense(xe, H, fc1T_.as(), elem, T, D_, H);
@@ -248,11 +248,11 @@ void MoeLayer::enqueue(int T) {
   up.B = upGate_.as();
   up.bias = cfg_.withBias ? upGateBias_.as<float>() : nullptr;
   up.C = h_.as();
-  up.ldc = Ipad_;
+  up.ldc = intermediatePadded_;
   up.scale = cfg_.probInAdvance ? weights : nullptr;
   up.scaleIndex = perm.rowToPair;
   up.M = R;
-  up.N = 2 * Ipad_;
+  up.N = 2 * intermediatePadded_;
   up.K = D_;
   up.seg = SegmentView{perm.offsets, perm.tilePrefix, E};
   up.group = group_;
@@ -264,7 +264,7 @@ void MoeLayer::enqueue(int T) {
   GemmProblem dn = up;
   dn.out = DType::kFloat32;
   dn.A = h_.as();
-  dn.lda = Ipad_;
+  dn.lda = intermediatePadded_;
   dn.aRowIndex = nullptr;
   dn.B = down_.as();
   dn.bias = nullptr;  // added, weighted, in the combine
@@ -273,7 +273,7 @@ void MoeLayer::enqueue(int T) {
   dn.scale = nullptr;
   dn.scaleIndex = nullptr;
   dn.N = D_;
-  dn.K = Ipad_;
+  dn.K = intermediatePadded_;
   dn.epilogue = Epilogue::kStore;
   launchGroupedGemm(dn, stream_);
 
@@ -296,15 +296,15 @@ void MoeLayer::enqueue(int T) {
   mark("combine/latent");
   // 7. shared experts on the full-width x; the sigmoid gate is linear in the down projection, so it scales
   // the SwiGLU rows.
-  if (Spad_ > 0) {
-    GemmProblem su = dense(xe, H, sharedUpGate_.as(), elem, T, 2 * Spad_, H);
+  if (sharedPadded_ > 0) {
+    GemmProblem su = dense(xe, H, sharedUpGate_.as(), elem, T, 2 * sharedPadded_, H);
     su.out = elem;
-    su.C = hs_.as();
-    su.ldc = Spad_;
+    su.C = sharedHidden_.as();
+    su.ldc = sharedPadded_;
     su.scale = sharedScale;
     su.epilogue = Epilogue::kSwiglu;
     launchGroupedGemm(su, stream_);
-    GemmProblem sd = dense(hs_.as(), Spad_, sharedDown_.as(), elem, T, H, Spad_);
+    GemmProblem sd = dense(sharedHidden_.as(), sharedPadded_, sharedDown_.as(), elem, T, H, sharedPadded_);
     sd.C = out;
     sd.epilogue = Epilogue::kAccumulate;
     launchGroupedGemm(sd, stream_);

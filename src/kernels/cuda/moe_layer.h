@@ -1,4 +1,4 @@
-// The FusedMoE forward (semantics doc section 7) run natively: weights uploaded once in the compute dtype and
+// The FusedMoE forward (docs/semantics.md section 7) run natively: weights uploaded once in the compute dtype and
 // packed for the grouped GEMM, the whole chain enqueued in one call (optionally replayed as a CUDA graph per T).
 #pragma once
 
@@ -71,15 +71,18 @@ class MoeLayer {
 
   LayerConfig cfg_;
   int D_ = 0;     // expert input width: L in latent mode, else H
-  int Ipad_ = 0, Spad_ = 0, gateCols_ = 0;
+  // I and S rounded up to the GEMM's column group (the padded columns hold zeros), the router's output columns.
+  int intermediatePadded_ = 0, sharedPadded_ = 0, gateCols_ = 0;
   int group_ = 0;
   cudaStream_t stream_ = nullptr;
 
   // resident weights
   DeviceBuffer gateT_, gateBias_, upGate_, upGateBias_, down_, downBias_, fc1T_, fc2T_, sharedUpGate_, sharedDown_;
-  // workspace, sized for capT_ tokens
+  // workspace, sized for capT_ tokens; xCompute_: x in the compute dtype (bf16/f16 runs), sharedHidden_: the shared
+  // expert's SwiGLU output
   int capT_ = -1;
-  DeviceBuffer dX_, dOut_, xe_, logits_, gatePartial_, ids_, weights_, sharedScale_, perm_, h_, y_, latentF_, latentE_, hs_;
+  DeviceBuffer dX_, dOut_, xCompute_, logits_, gatePartial_, ids_, weights_, sharedScale_, perm_, h_, y_, latentF_,
+      latentE_, sharedHidden_;
   std::map<int, cudaGraphExec_t> graphs_;
   std::vector<std::pair<std::string, cudaEvent_t>>* marks_ = nullptr;
 };

@@ -1,4 +1,4 @@
-// Dispatch (semantics doc section 3): a stable counting sort of the (token, slot) pairs by expert.
+// Dispatch (docs/semantics.md section 3): a stable counting sort of the (token, slot) pairs by expert.
 // Small problems (decode) run as one block; larger ones as count -> segments -> place, where each expert's
 // block ranks its pairs with warp ballots, so the order within an expert is the pairs' flat order without atomics.
 #include "moe_kernels.h"

@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 
 import {ALL_MOE_KERNELS} from '../kernel_names.js';
 import {batchedGemmCudaConfig} from './BatchedGemm.js';
+import {batchedGemmSwigluCudaConfig} from './BatchedGemmSwiglu.js';
 import {fusedSwigluScaleCudaConfig} from './FusedSwigluScale.js';
 import {getMoeScoresCudaConfig} from './GetMoeScores.js';
 import {cudaStatus} from './loader.js';
@@ -16,11 +17,11 @@ import {moeTopkSelectCudaConfig} from './MoeTopkSelect.js';
 
 const CONFIGS = [
   moeTopkSelectCudaConfig, getMoeScoresCudaConfig, moePermuteCudaConfig, batchedGemmCudaConfig,
-  fusedSwigluScaleCudaConfig, moeCombineCudaConfig,
+  fusedSwigluScaleCudaConfig, moeCombineCudaConfig, batchedGemmSwigluCudaConfig,
 ];
 
 /**
- * Registers the six MoE kernels on `backendName` (default 'tensorflow'), replacing kernels of ours already
+ * Registers the MoE forward kernels (ALL_MOE_KERNELS) on `backendName` (default 'tensorflow'), replacing kernels of ours already
  * registered there. Throws, registering nothing, when CUDA is unavailable (the message carries
  * cudaStatus().reason). Returns the kernel names registered.
  */

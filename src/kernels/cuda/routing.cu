@@ -47,7 +47,7 @@ inline size_t perWarpBytes(int E, int extraFloats) {
 }
 
 __global__ void topkSelectKernel(const float* __restrict__ logits, int T, int E, int ld, const float* __restrict__ bias,
-                                 int k, bool normalize, int* __restrict__ ids, float* __restrict__ weights,
+                                 int k, bool renormalize, int* __restrict__ ids, float* __restrict__ weights,
                                  float* __restrict__ sharedGate, size_t warpBytes) {
   awaitPredecessor();
   extern __shared__ unsigned char smem[];
@@ -91,7 +91,7 @@ __global__ void topkSelectKernel(const float* __restrict__ logits, int T, int E,
     __syncwarp();
   }
   if (lane == 0) {
-    if (normalize) {
+    if (renormalize) {
       for (int j = 0; j < k; j++) weights[t * k + j] /= chosenSum;
     }
     if (sharedGate) sharedGate[t] = sigmoidf(row[E]);
@@ -187,7 +187,7 @@ __global__ void moeScoresKernel(const float* __restrict__ logits, int T, int E, 
 
 }  // namespace
 
-void launchTopkSelect(const float* logits, int T, int E, int ld, const float* bias, int k, bool normalize, int* ids,
+void launchTopkSelect(const float* logits, int T, int E, int ld, const float* bias, int k, bool renormalize, int* ids,
                       float* weights, float* sharedGate, cudaStream_t stream) {
   if (T == 0) return;
   const size_t warpBytes = perWarpBytes(E, 0);
@@ -196,7 +196,7 @@ void launchTopkSelect(const float* logits, int T, int E, int ld, const float* bi
     MOE_CUDA(cudaFuncSetAttribute(topkSelectKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   }
   launchKernel("topkSelectKernel", topkSelectKernel, ceilDiv(T, kWarps), kWarps * 32, smem, stream, logits, T, E, ld,
-               bias, k, normalize, ids, weights, sharedGate, warpBytes);
+               bias, k, renormalize, ids, weights, sharedGate, warpBytes);
 }
 
 void launchMoeScores(const float* logits, int T, int E, int ld, const float* bias, int nGroup, int topkGroup, int k,

@@ -9,7 +9,7 @@ export function getMoeScoresWebGPU(
     args: {inputs: GetMoeScoresInputs, backend: WebGPUBackendLike, attrs: GetMoeScoresAttrs}): TensorInfo[] {
   const {inputs: {gatingOutput, eScoreCorrectionBias: bias}, backend, attrs} = args;
   const [numTokens, numExperts] = gatingOutput.shape;
-  const common = {method: 'grouped' as const, numTokens, numExperts, topK: attrs.topK, normalize: attrs.renormalize,
+  const common = {method: 'noaux_tc' as const, numTokens, numExperts, topK: attrs.topK, renormalize: attrs.renormalize,
                   nGroup: attrs.nGroup, topkGroup: attrs.topkGroup};
   const uniforms = [{type: 'float32' as const, data: [attrs.routedScalingFactor]}];
   const inputs = bias != null ? [gatingOutput, bias] : [gatingOutput];

@@ -1,5 +1,5 @@
 /**
- * Grouped GEMM over expert row segments (semantics doc section 4), two WGSL programs sharing one tile schedule:
+ * Grouped GEMM over expert row segments (docs/semantics.md section 4), two WGSL programs sharing one tile schedule:
  *
  * - The schedule: rows split into parts (rows before the first segment, one part per expert, rows after the last
  *   segment), each part into tiles of TM rows. A workgroup scans the part tile counts in shared memory to find its
@@ -17,186 +17,13 @@
  * gate column is in the same workgroup (stream: in shared memory after the k-lane reduction) or the same thread
  * (tiled: its RN columns split into gate and up halves, hence RN even).
  */
+import {GemmConfig, GemmShape, maxTiles, StreamConfig, threads, tileCols, TiledConfig, tileRows} from './batched_gemm_config.js';
+import {scheduleSnippet, tiledLhsLoad, tiledRhsLoad} from './batched_gemm_snippets.js';
 import {SWIGLU_SNIPPET} from './fused_swiglu_scale_webgpu.js';
 import {FLAT_LAYOUT, flatDispatch, WebGPUProgram, WORKGROUP_INDEX_SNIPPET} from './webgpu_util.js';
 
-export interface GemmShape {
-  numRows: number;     // R
-  depth: number;       // K
-  width: number;       // N
-  numExperts: number;  // E
-  transposeRhs: boolean;
-  hasBias: boolean;
-  /** SwiGLU epilogue: output [R, N/2] (see the file comment); needs transposeRhs false. */
-  swiglu?: boolean;
-  /** With swiglu: a per-row scale [R] multiplies the output (probInAdvance). */
-  hasScale?: boolean;
-}
-
-export interface TiledConfig {
-  kind: 'tiled';
-  wx: number;
-  wy: number;
-  rm: number;
-  rn: number;
-  tk: number;
-  /** 4: rhs/bias/output as vec4 over N (N % 4 == 0); 1: scalar. */
-  vec: 1 | 4;
-}
-export interface StreamConfig {
-  kind: 'stream';
-  /** rows per tile */
-  tm: number;
-  /** vec4 columns per workgroup, and k-lanes: nv * ks threads. */
-  nv: number;
-  ks: number;
-  /** independent k4 steps per loop iteration (loads in flight per thread = 4 * unroll). */
-  unroll: number;
-}
-export type GemmConfig = TiledConfig | StreamConfig;
-
-export function tileRows(c: GemmConfig): number {
-  return c.kind === 'stream' ? c.tm : c.wy * c.rm;
-}
-function tileCols(c: GemmConfig): number {
-  return c.kind === 'stream' ? c.nv * 4 : c.wx * c.rn * c.vec;
-}
-function threads(c: GemmConfig): number {
-  return c.kind === 'stream' ? c.nv * c.ks : c.wx * c.wy;
-}
-
-export const GEMM_PRESETS: Record<string, GemmConfig> = {
-  stream8: {kind: 'stream', tm: 8, nv: 16, ks: 16, unroll: 2},
-  stream16: {kind: 'stream', tm: 16, nv: 16, ks: 16, unroll: 2},
-  tiled16: {kind: 'tiled', wx: 32, wy: 4, rm: 4, rn: 1, tk: 16, vec: 4},
-  tiled32: {kind: 'tiled', wx: 16, wy: 8, rm: 4, rn: 2, tk: 16, vec: 4},
-  tiled64: {kind: 'tiled', wx: 16, wy: 16, rm: 4, rn: 1, tk: 16, vec: 4},
-  tiled64x128: {kind: 'tiled', wx: 16, wy: 16, rm: 4, rn: 2, tk: 16, vec: 4},
-  tiled128x64: {kind: 'tiled', wx: 16, wy: 16, rm: 8, rn: 1, tk: 16, vec: 4},
-  tiled128: {kind: 'tiled', wx: 16, wy: 16, rm: 8, rn: 2, tk: 16, vec: 4},
-  scalar: {kind: 'tiled', wx: 16, wy: 16, rm: 4, rn: 4, tk: 16, vec: 1},
-};
-
-let presetOverride: string | null = null;
-/** Forces one preset for every batchedGemm on webgpu (benchmarks compare them); null restores the heuristic. */
-export function setWebGPUGemmPreset(name: string | null): void {
-  if (name != null && !(name in GEMM_PRESETS)) {
-    throw new Error(`setWebGPUGemmPreset: argument 'name' must be one of ${Object.keys(GEMM_PRESETS).join(', ')} ` +
-        `or null, got ${JSON.stringify(name)}`);
-  }
-  presetOverride = name;
-}
-
-/**
- * Picks the program from static shapes only. Rows per expert decide: a handful means weight streaming dominates
- * (stream), many mean arithmetic does (larger tiles reuse each loaded weight across more rows).
- */
-export function chooseGemmConfig(s: GemmShape, maxWorkgroupStorage: number): GemmConfig {
-  // The SwiGLU epilogue's vec4 output needs I = N/2 to be a multiple of 4.
-  const vectorizable = s.width % (s.swiglu ? 8 : 4) === 0 && s.depth % 4 === 0;
-  let config: GemmConfig;
-  if (presetOverride != null && (vectorizable || GEMM_PRESETS[presetOverride].kind === 'tiled')) {
-    config = GEMM_PRESETS[presetOverride];
-    if (!vectorizable && config.kind === 'tiled') config = GEMM_PRESETS.scalar;
-    if (config.kind === 'stream' && s.transposeRhs) config = GEMM_PRESETS.tiled32;
-  } else if (!vectorizable) {
-    config = GEMM_PRESETS.scalar;
-  } else {
-    // Thresholds from the H100 run in BENCHMARKS.md: stream only wins while experts hold a few rows each (at
-    // 16 rows per expert tiled32 was 2.4x faster than stream16); 64- and 128-row tiles tie at 256 rows per expert.
-    const rowsPerExpert = s.numRows / Math.max(1, s.numExperts);
-    if (!s.transposeRhs && rowsPerExpert <= 4) config = GEMM_PRESETS.stream8;
-    else if (rowsPerExpert <= 48) config = GEMM_PRESETS.tiled32;
-    else config = GEMM_PRESETS.tiled64;
-  }
-  if (config.kind === 'tiled' && s.swiglu && config.rn % 2 === 1) config = {...config, rn: config.rn * 2};
-  if (config.kind === 'tiled') {
-    // Shared memory: As (TK*TM f32) + Bs (TK*TN f32) + the schedule scan; halve TK where the device is small.
-    const bytes = (tk: number) => tk * (tileRows(config) + tileCols(config)) * 4 + threads(config) * 4 + 64;
-    let tk = config.tk;
-    while (tk > 4 && bytes(tk) > maxWorkgroupStorage) tk /= 2;
-    config = {...config, tk};
-  }
-  return config;
-}
-
-/** Upper bound on the schedule's tiles: every non-empty part adds at most one partial tile. */
-export function maxTiles(numRows: number, numExperts: number, tm: number): number {
-  const parts = Math.min(numExperts + 2, numRows);
-  return Math.ceil((numRows + parts * (tm - 1)) / tm);
-}
-
-/** The tile schedule (see the file comment). Defines findTile(tile) filling tileInfo = [expert, rowStart, rowEnd, mode]. */
-function scheduleSnippet(numExperts: number, wgs: number, tm: number): string {
-  const parts = numExperts + 2;
-  return `
-    const NUM_PARTS = ${parts};
-    const PARTS_PER_THREAD = ${Math.ceil(parts / wgs)};
-    const SCHED_WG = ${wgs};
-    const TILE_ROWS = ${tm};
-    const MODE_IDLE = 0;
-    const MODE_EXPERT = 1;
-    const MODE_ZERO = 2;
-    var<workgroup> schedScan : array<i32, SCHED_WG>;
-    var<workgroup> tileInfo : array<i32, 4>;
-    var<workgroup> wgShared : i32;
-
-    fn partRows(p : i32, numRows : i32) -> vec2<i32> {
-      var start = 0;
-      var end = 0;
-      if (p == 0) {
-        end = offsets[0];
-      } else if (p == NUM_PARTS - 1) {
-        start = offsets[NUM_PARTS - 2];
-        end = numRows;
-      } else {
-        start = offsets[p - 1];
-        end = offsets[p];
-      }
-      start = clamp(start, 0, numRows);
-      return vec2<i32>(start, clamp(end, start, numRows));
-    }
-
-    fn findTile(tile : i32, numRows : i32) {
-      let lid = i32(localIndex);
-      var tiles = 0;
-      for (var q = 0; q < PARTS_PER_THREAD; q++) {
-        let p = lid * PARTS_PER_THREAD + q;
-        if (p < NUM_PARTS) {
-          let pr = partRows(p, numRows);
-          tiles += (pr.y - pr.x + TILE_ROWS - 1) / TILE_ROWS;
-        }
-      }
-      if (lid == 0) { tileInfo[3] = MODE_IDLE; }
-      schedScan[lid] = tiles;
-      workgroupBarrier();
-      for (var st = 1; st < SCHED_WG; st = st * 2) {
-        var add = 0;
-        if (lid >= st) { add = schedScan[lid - st]; }
-        workgroupBarrier();
-        schedScan[lid] = schedScan[lid] + add;
-        workgroupBarrier();
-      }
-      let inclusive = schedScan[lid];
-      if (tile >= inclusive - tiles && tile < inclusive) {
-        var t = tile - (inclusive - tiles);
-        for (var q = 0; q < PARTS_PER_THREAD; q++) {
-          let p = lid * PARTS_PER_THREAD + q;
-          if (p < NUM_PARTS && t >= 0) {
-            let pr = partRows(p, numRows);
-            let n = (pr.y - pr.x + TILE_ROWS - 1) / TILE_ROWS;
-            if (t < n) {
-              tileInfo[0] = p - 1;
-              tileInfo[1] = pr.x + t * TILE_ROWS;
-              tileInfo[2] = min(pr.x + (t + 1) * TILE_ROWS, pr.y);
-              tileInfo[3] = select(MODE_EXPERT, MODE_ZERO, p == 0 || p == NUM_PARTS - 1);
-            }
-            t -= n;
-          }
-        }
-      }
-    }`;
-}
+export type {GemmConfig, GemmShape} from './batched_gemm_config.js';
+export {chooseGemmConfig, GEMM_PRESETS, setWebGPUGemmPreset} from './batched_gemm_config.js';
 
 export class BatchedGemmProgram implements WebGPUProgram {
   variableNames: string[];
@@ -209,8 +36,8 @@ export class BatchedGemmProgram implements WebGPUProgram {
   workgroupSize: [number, number, number];
   uniforms = 'colTiles : i32,';
   readonly colTiles: number;
-  private readonly s: GemmShape;
-  private readonly c: GemmConfig;
+  private readonly shape: GemmShape;
+  private readonly config: GemmConfig;
 
   constructor(shape: GemmShape, config: GemmConfig) {
     const swiglu = shape.swiglu === true;
@@ -219,8 +46,8 @@ export class BatchedGemmProgram implements WebGPUProgram {
       throw new Error(`BatchedGemmProgram: the SwiGLU epilogue needs transposeRhs false, an even RN and N/2 a ` +
           `multiple of the vector width (N ${shape.width}, config ${JSON.stringify(config)})`);
     }
-    this.s = shape;
-    this.c = config;
+    this.shape = shape;
+    this.config = config;
     const vec = config.kind === 'stream' ? 4 : config.vec;
     const lhsVec = config.kind === 'stream' || (shape.depth % 4 === 0) ? 4 : 1;
     const rhsVec = shape.transposeRhs ? 1 : vec;
@@ -250,16 +77,16 @@ export class BatchedGemmProgram implements WebGPUProgram {
   }
 
   getUserCode(): string {
-    const c = this.c;
+    const c = this.config;
     const head = `
       ${WORKGROUP_INDEX_SNIPPET}
-      ${scheduleSnippet(this.s.numExperts, threads(c), tileRows(c))}`;
-    return head + (this.s.swiglu ? SWIGLU_SNIPPET : '') + (c.kind === 'stream' ? this.streamCode(c) : this.tiledCode(c));
+      ${scheduleSnippet(this.shape.numExperts, threads(c), tileRows(c))}`;
+    return head + (this.shape.swiglu ? SWIGLU_SNIPPET : '') + (c.kind === 'stream' ? this.streamCode(c) : this.tiledCode(c));
   }
 
   /** The epilogue's factor after SwiGLU: the row's scale, or nothing. */
   private scaleTerm(row: string): string {
-    return this.s.swiglu && this.s.hasScale ? ` * scale[${row}]` : '';
+    return this.shape.swiglu && this.shape.hasScale ? ` * scale[${row}]` : '';
   }
 
   /** Prologue shared by both programs: which tile and column tile this workgroup computes. */
@@ -271,7 +98,7 @@ export class BatchedGemmProgram implements WebGPUProgram {
         let colTile = wg % uniforms.colTiles;
         let numRows = uniforms.outShape[0];
         let K = uniforms.lhsShape[1];
-        let N = ${this.s.swiglu ? '2 * ' : ''}uniforms.outShape[1];
+        let N = ${this.shape.swiglu ? '2 * ' : ''}uniforms.outShape[1];
         findTile(wg / uniforms.colTiles, numRows);
         let info = workgroupUniformLoad(&tileInfo);
         let expert = info[0];
@@ -280,8 +107,44 @@ export class BatchedGemmProgram implements WebGPUProgram {
         let mode = info[3];`;
   }
 
+  /** Stream program: the vec4 column nv this thread streams (with SwiGLU: gate columns, then matching up ones). */
+  private streamColumns(): string {
+    return this.shape.swiglu ? `
+        // Threads cl < NVW/2 stream gate columns, the others the matching up columns (file comment).
+        let IV = NV / 2;
+        let logical = colTile * (NVW / 2) + cl % (NVW / 2);
+        let nv = select(logical, IV + logical, cl >= NVW / 2);
+        let colOk = logical < IV;` : `
+        let nv = colTile * NVW + cl;
+        let colOk = nv < NV;`;
+  }
+
+  /** Stream program epilogue for output row rowStart + i, after the k-lane reduction into red. */
+  private streamStore(): string {
+    if (this.shape.swiglu) {
+      const bias = this.shape.hasBias ? 'g += bias[expert * NV + nv]; u += bias[expert * NV + IV + logical];' : '';
+      return `
+            if (s == 0 && cl < NVW / 2 && colOk) {
+              var v = vec4<f32>(0.0);
+              if (mode == MODE_EXPERT) {
+                var g = red[lid];
+                var u = red[lid + NVW / 2];
+                ${bias}
+                v = swiglu4(g, u)${this.scaleTerm('rowStart + i')};
+              }
+              result[(rowStart + i) * IV + logical] = v;
+            }`;
+    }
+    const bias = this.shape.hasBias ? 'v += bias[expert * NV + nv];' : '';
+    return `
+            if (s == 0 && colOk) {
+              var v = red[lid];
+              if (mode == MODE_EXPERT) { ${bias} } else { v = vec4<f32>(0.0); }
+              result[(rowStart + i) * NV + nv] = v;
+            }`;
+  }
+
   private streamCode(c: StreamConfig): string {
-    const bias = this.s.hasBias ? 'v += bias[expert * NV + nv];' : '';
     return `
       const TM = ${c.tm};
       const NVW = ${c.nv};
@@ -294,14 +157,7 @@ export class BatchedGemmProgram implements WebGPUProgram {
         let s = lid / NVW;
         let NV = N / 4;
         let K4 = K / 4;
-        ${this.s.swiglu ? `
-        // Threads cl < NVW/2 stream gate columns, the others the matching up columns (file comment).
-        let IV = NV / 2;
-        let logical = colTile * (NVW / 2) + cl % (NVW / 2);
-        let nv = select(logical, IV + logical, cl >= NVW / 2);
-        let colOk = logical < IV;` : `
-        let nv = colTile * NVW + cl;
-        let colOk = nv < NV;`}
+        ${this.streamColumns()}
         let rows = select(0, rowEnd - rowStart, mode == MODE_EXPERT);
         var acc : array<vec4<f32>, TM>;
         if (mode == MODE_EXPERT) {
@@ -334,22 +190,7 @@ export class BatchedGemmProgram implements WebGPUProgram {
               if (s < st) { red[lid] += red[lid + st * NVW]; }
               workgroupBarrier();
             }
-            ${this.s.swiglu ? `
-            if (s == 0 && cl < NVW / 2 && colOk) {
-              var v = vec4<f32>(0.0);
-              if (mode == MODE_EXPERT) {
-                var g = red[lid];
-                var u = red[lid + NVW / 2];
-                ${this.s.hasBias ? 'g += bias[expert * NV + nv]; u += bias[expert * NV + IV + logical];' : ''}
-                v = swiglu4(g, u)${this.scaleTerm('rowStart + i')};
-              }
-              result[(rowStart + i) * IV + logical] = v;
-            }` : `
-            if (s == 0 && colOk) {
-              var v = red[lid];
-              if (mode == MODE_EXPERT) { ${bias} } else { v = vec4<f32>(0.0); }
-              result[(rowStart + i) * NV + nv] = v;
-            }`}
+            ${this.streamStore()}
             workgroupBarrier();
           }
         }
@@ -360,56 +201,9 @@ export class BatchedGemmProgram implements WebGPUProgram {
     const vt = c.vec === 4 ? 'vec4<f32>' : 'f32';
     const tm = c.wy * c.rm;
     const tnv = c.wx * c.rn;
-    const lhsVec = this.s.depth % 4 === 0 ? 4 : 1;
-    const loadA = lhsVec === 4 ? `
-          for (var idx = lid; idx < TM * TK / 4; idx += WGS) {
-            let m = idx / (TK / 4);
-            let kq = idx % (TK / 4);
-            let r = rowStart + m;
-            let k = k0 + kq * 4;
-            var v = vec4<f32>(0.0);
-            if (r < rowEnd && k < K) { v = lhs[(r * K + k) / 4]; }
-            As[(kq * 4) * TM + m] = v.x;
-            As[(kq * 4 + 1) * TM + m] = v.y;
-            As[(kq * 4 + 2) * TM + m] = v.z;
-            As[(kq * 4 + 3) * TM + m] = v.w;
-          }` : `
-          for (var idx = lid; idx < TM * TK; idx += WGS) {
-            let m = idx / TK;
-            let kk = idx % TK;
-            let r = rowStart + m;
-            let k = k0 + kk;
-            var v = 0.0;
-            if (r < rowEnd && k < K) { v = lhs[r * K + k]; }
-            As[kk * TM + m] = v;
-          }`;
-    const storeB = c.vec === 4 ? 'Bs[kk * TNV + nn / 4][nn % 4] = v;' : 'Bs[kk * TNV + nn] = v;';
-    const loadB = this.s.transposeRhs ? `
-          for (var idx = lid; idx < TK * TNV * VEC; idx += WGS) {
-            let nn = idx / TK;
-            let kk = idx % TK;
-            let n = colTile * TNV * VEC + nn;
-            let k = k0 + kk;
-            var v = 0.0;
-            if (k < K && n < N) { v = rhs[(expert * N + n) * K + k]; }
-            ${storeB}
-          }` : `
-          for (var idx = lid; idx < TK * TNV; idx += WGS) {
-            let kk = idx / TNV;
-            let nv = idx % TNV;
-            let k = k0 + kk;
-            ${this.s.swiglu ? `
-            // First half of the tile: gate columns; second half: the matching up columns.
-            let logical = colTile * (TNV / 2) + nv % (TNV / 2);
-            let n = select(logical, NV / 2 + logical, nv >= TNV / 2);
-            let colOk = logical < NV / 2;` : `
-            let n = colTile * TNV + nv;
-            let colOk = n < NV;`}
-            var v = ${vt}(0.0);
-            if (k < K && colOk) { v = rhs[(expert * K + k) * NV + n]; }
-            Bs[idx] = v;
-          }`;
-    const bias = this.s.hasBias ? 'v += bias[expert * NV + nv];' : '';
+    const lhsVec = this.shape.depth % 4 === 0 ? 4 : 1;
+    const loadA = tiledLhsLoad(lhsVec);
+    const loadB = tiledRhsLoad(this.shape.transposeRhs, this.shape.swiglu === true, c.vec, vt);
     return `
       const WX = ${c.wx};
       const RM = ${c.rm};
@@ -443,7 +237,15 @@ export class BatchedGemmProgram implements WebGPUProgram {
             workgroupBarrier();
           }
         }
-        ${this.s.swiglu ? this.tiledSwigluEpilogue(c) : `
+        ${this.shape.swiglu ? this.tiledSwigluEpilogue(c) : this.tiledEpilogue(c)}
+      }`;
+  }
+
+  /** Tiled epilogue: each thread's RM x RN accumulators (+ bias), or zeros for rows in no segment. */
+  private tiledEpilogue(c: TiledConfig): string {
+    const vt = c.vec === 4 ? 'vec4<f32>' : 'f32';
+    const bias = this.shape.hasBias ? 'v += bias[expert * NV + nv];' : '';
+    return `
         if (mode != MODE_IDLE) {
           for (var i = 0; i < RM; i++) {
             let r = rowStart + ty * RM + i;
@@ -458,14 +260,13 @@ export class BatchedGemmProgram implements WebGPUProgram {
               }
             }
           }
-        }`}
-      }`;
+        }`;
   }
 
   /** Tiled epilogue with SwiGLU: column j < RN/2 of a thread is a gate column, j + RN/2 its up column. */
   private tiledSwigluEpilogue(c: TiledConfig): string {
     const vt = c.vec === 4 ? 'vec4<f32>' : 'f32';
-    const bias = this.s.hasBias ? 'g += bias[expert * NV + logical]; u += bias[expert * NV + IV + logical];' : '';
+    const bias = this.shape.hasBias ? 'g += bias[expert * NV + logical]; u += bias[expert * NV + IV + logical];' : '';
     return `
         let IV = NV / 2;
         if (mode != MODE_IDLE) {

@@ -1,4 +1,4 @@
-/** out[r,i] = silu(x[r,i]) * x[r,I+i] * scale[r] (semantics doc section 5); vec4 over i when I % 4 == 0. */
+/** out[r,i] = silu(x[r,i]) * x[r,I+i] * scale[r] (docs/semantics.md section 5); vec4 over i when I % 4 == 0. */
 import {FLAT_LAYOUT, flatDispatch, WebGPUProgram} from './webgpu_util.js';
 
 /** WGSL for silu(gate) * up; shared with the GEMM epilogue that fuses it. */

@@ -1,5 +1,5 @@
 /**
- * out[t] = sum_j (weightsApplied ? y[rowMap[t,j]] : w[t,j] y[rowMap[t,j]]) + w[t,j] bias[id[t,j]] (semantics doc
+ * out[t] = sum_j (weightsApplied ? y[rowMap[t,j]] : w[t,j] y[rowMap[t,j]]) + w[t,j] bias[id[t,j]] (docs/semantics.md
  * section 6), one thread per (token, vec4 of D). Rows or ids out of range contribute nothing (never read past y).
  */
 import {FLAT_LAYOUT, flatDispatch, WebGPUProgram} from './webgpu_util.js';

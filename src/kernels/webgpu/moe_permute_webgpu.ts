@@ -1,5 +1,5 @@
 /**
- * Dispatch on the GPU (semantics doc section 3) as a stable counting sort in four programs, none of which needs a
+ * Dispatch on the GPU (docs/semantics.md section 3) as a stable counting sort in four programs, none of which needs a
  * readback: a histogram of the ids, a scan of the (aligned) counts into segment offsets, a per-expert ordered scan
  * of the ids that places each (token, slot) in its expert's segment, and a row gather of x.
  * Ids outside [0,E) are counted nowhere and placed nowhere, so nothing is written out of bounds for them.

@@ -1,12 +1,15 @@
 /**
- * Routing for both methods (semantics doc sections 1 and 2) as one WGSL template: one workgroup per token row,
+ * Routing for both methods (docs/semantics.md sections 1 and 2) as one WGSL template: one workgroup per token row,
  * each thread holding a strided slice of the row's experts in registers, top-k by k rounds of a workgroup arg-max.
  * A program writes one output, so each of the op's outputs is one run of the program with `emit` naming it;
  * routing is a small fraction of a MoE layer, cheaper to repeat than to stage through a packed buffer.
  */
 import {FLAT_LAYOUT, flatDispatch, RANKING_SNIPPET, WebGPUProgram, WORKGROUP_INDEX_SNIPPET} from './webgpu_util.js';
 
-export type RoutingMethod = 'softmax' | 'grouped';
+import type {TopkMethod} from '../kernel_names.js';
+
+/** 'greedy': softmax top-k (moeTopkSelect); 'noaux_tc': grouped sigmoid top-k (getMoeScores). */
+export type RoutingMethod = TopkMethod;
 export type RoutingEmit = 'ids' | 'weights' | 'scores';
 
 export interface RoutingParams {
@@ -16,9 +19,9 @@ export interface RoutingParams {
   numExperts: number;
   topK: number;
   hasBias: boolean;
-  /** softmax: divide weights by their sum; grouped: renormalize. */
-  normalize: boolean;
-  /** grouped only. */
+  /** Divide the weights by their sum (noaux_tc: with getMoeScores' epsilon). */
+  renormalize: boolean;
+  /** noaux_tc only. */
   nGroup?: number;
   topkGroup?: number;
 }
@@ -41,12 +44,12 @@ export class RoutingProgram implements WebGPUProgram {
     this.outputShape = p.emit === 'scores' ? [p.numTokens, p.numExperts] : [p.numTokens, p.topK];
     this.dispatch = flatDispatch(p.numTokens);
     // Every constant baked into the WGSL below is in the key (the pipeline cache ignores shape values).
-    this.shaderKey = `moeRouting_${p.method}_${p.emit}_E${p.numExperts}_k${p.topK}_b${+p.hasBias}_n${+p.normalize}` +
+    this.shaderKey = `moeRouting_${p.method}_${p.emit}_E${p.numExperts}_k${p.topK}_b${+p.hasBias}_n${+p.renormalize}` +
         `_G${p.nGroup ?? 0}_Gk${p.topkGroup ?? 0}`;
   }
 
   getUserCode(): string {
-    const {method, emit, numExperts: E, topK: K, hasBias, normalize} = this.p;
+    const {method, emit, numExperts: E, topK: K, hasBias, renormalize} = this.p;
     const VPT = Math.ceil(E / WG);
     const G = this.p.nGroup ?? 1;
     const GK = this.p.topkGroup ?? 1;
@@ -155,11 +158,11 @@ export class RoutingProgram implements WebGPUProgram {
     const writeSoftmax = emit === 'ids' ? `result[row * K + j] = chosenId[j];` : `
           var total = 0.0;
           for (var m = 0; m < K; m++) { total += chosenP[m]; }
-          result[row * K + j] = ${normalize ? 'chosenP[j] / total' : 'chosenP[j]'};`;
+          result[row * K + j] = ${renormalize ? 'chosenP[j] / total' : 'chosenP[j]'};`;
     const writeGrouped = emit === 'ids' ? `result[row * K + j] = select(chosenId[j], j, fallback != 0);` : `
           var total = 0.0;
           for (var m = 0; m < K; m++) { total += chosenP[m]; }
-          let w = ${normalize ? 'chosenP[j] / (total + 1e-20)' : 'chosenP[j]'} * uniforms.routedScalingFactor;
+          let w = ${renormalize ? 'chosenP[j] / (total + 1e-20)' : 'chosenP[j]'} * uniforms.routedScalingFactor;
           result[row * K + j] = select(w, 1.0 / f32(K), fallback != 0);`;
 
     const body = emit === 'scores' ? `
@@ -168,11 +171,11 @@ export class RoutingProgram implements WebGPUProgram {
         let e = lid + i * WG;
         if (e < E && valid) { result[row * E + e] = prob[i]; }
       }` : `
-      ${method === 'softmax' ? valuesSoftmax : valuesGrouped + groupSelection}
+      ${method === 'greedy' ? valuesSoftmax : valuesGrouped + groupSelection}
       ${selection}
       if (valid) {
         for (var j = lid; j < K; j += WG) {
-          ${method === 'softmax' ? writeSoftmax : writeGrouped}
+          ${method === 'greedy' ? writeSoftmax : writeGrouped}
         }
       }`;
 
@@ -189,7 +192,7 @@ export class RoutingProgram implements WebGPUProgram {
       var<workgroup> chosenId : array<i32, K>;
       var<workgroup> chosenP : array<f32, K>;
       var<workgroup> rowShared : i32;
-      ${method === 'grouped' && emit !== 'scores' ? `
+      ${method === 'noaux_tc' && emit !== 'scores' ? `
       var<workgroup> biased : array<f32, E>;
       var<workgroup> groupScore : array<f32, G>;
       var<workgroup> groupKept : array<i32, G>;

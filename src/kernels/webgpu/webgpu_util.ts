@@ -53,7 +53,7 @@ export const WORKGROUP_INDEX_SNIPPET = `
   }`;
 
 /**
- * Ranking used by every top-k here (semantics doc 1.3 and 2.4/2.6): larger value first, NaN never ahead of a
+ * Ranking used by every top-k here (docs/semantics.md 1.3 and 2.4/2.6): larger value first, NaN never ahead of a
  * number, equal values (NaN with NaN too) to the lower index. Index < 0 marks an empty candidate, which always
  * loses. NaN is tested on the bits because WGSL lets compilers assume comparisons see no NaN.
  */
@@ -74,8 +74,4 @@ export const RANKING_SNIPPET = `
 /** Disposes intermediate results a kernel made with runWebGPUProgram. */
 export function disposeIntermediate(backend: WebGPUBackendLike, ...infos: TensorInfo[]): void {
   for (const info of infos) backend.disposeData(info.dataId);
-}
-
-export function ceilDiv(a: number, b: number): number {
-  return Math.ceil(a / b);
 }

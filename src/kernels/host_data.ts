@@ -1,7 +1,9 @@
 /**
  * Host-memory access for kernels that run on a backend whose tensors live in JS memory ('cpu', or the
- * 'tensorflow' backend of tfjs-node through its synchronous read). Only KernelBackend's public interface is
- * used (readSync/write), so the same kernel functions register under any host backend name.
+ * 'tensorflow' backend of tfjs-node through its synchronous read): the cpu kernels and the CUDA op kernels
+ * (tfjs-node cannot load a custom TF op, so those read the inputs' host data, run the addon, and hand back new
+ * host tensors). Only KernelBackend's public interface is used (readSync/write), so the same kernel functions
+ * register under any host backend name.
  */
 import type {DataType, KernelBackend, TensorInfo} from '@tensorflow/tfjs-core';
 
@@ -17,6 +19,10 @@ export function readFloat32(backend: AnyBackend, t: TensorInfo): Float32Array {
 export function readInt32(backend: AnyBackend, t: TensorInfo): Int32Array {
   const values = (backend as KernelBackend).readSync(t.dataId);
   return values instanceof Int32Array ? values : Int32Array.from(values as ArrayLike<number>);
+}
+
+export function readOptionalFloat32(backend: AnyBackend, t: TensorInfo | undefined): Float32Array | null {
+  return t == null ? null : readFloat32(backend, t);
 }
 
 /** Hands `values` to the backend (the cpu backend keeps the array itself: do not reuse it afterwards). */

@@ -1,0 +1,72 @@
+/**
+ * The seam through which an implementation of the whole FusedMoE forward that lives outside the core (the CUDA
+ * addon) plugs in: it registers a MoeLayerExecutor under a backend name, and the layer consults this registry.
+ * It sits below the layer (the layer imports it; executors import it, never the layer).
+ */
+import type * as tf from '@tensorflow/tfjs-core';
+
+import type {FusedMoEOptions, FusedMoEWeights} from './layer_schema.js';
+
+/** Who is calling: executors that keep per-layer state (e.g. weights resident on a GPU) key it by `owner`. */
+export interface MoeForwardContext {
+  /** The calling layer (stable across calls; passed to MoeLayerExecutor.release when the layer is disposed). */
+  owner: object;
+}
+
+/**
+ * What a forward may hand back besides the output, so that the layer's load balancing does not route the batch a
+ * second time: the routing ids (int32 [T,k]) and the router logits (float32 [T,E], differentiable when the
+ * forward ran on tfjs ops). Left in the caller's scope like the output.
+ */
+export interface MoeForwardResult {
+  output: tf.Tensor2D;
+  topkIds?: tf.Tensor2D;
+  gatingLogits?: tf.Tensor2D;
+}
+
+/** Runs the whole layer forward: x [T,H] -> y [T,H] (new tensors; it may create intermediates in the caller's tidy). */
+export type MoeForwardFn = (x: tf.Tensor2D, weights: FusedMoEWeights, options: FusedMoEOptions,
+                            context?: MoeForwardContext) => tf.Tensor2D | MoeForwardResult;
+
+/** An implementation of the whole layer forward that a module outside the core (e.g. the CUDA addon) provides. */
+export interface MoeLayerExecutor {
+  /** Whether it can run now; `reason` says what is missing when it cannot (shown to the user verbatim). */
+  availability(): {available: boolean, reason?: string};
+  forward: MoeForwardFn;
+  /** Frees what the executor keeps for a layer (called when that layer is disposed). */
+  release?(owner: object): void;
+}
+
+/** Names of the tfjs-kernel paths, which no executor may take. */
+export const BUILT_IN_PATHS: readonly string[] = ['auto', 'cpu', 'webgpu', 'composite'];
+
+const executors = new Map<string, MoeLayerExecutor>();
+
+/**
+ * Registers the executor that FusedMoE layers with `backend: name` use (replacing an earlier one). Names of
+ * tfjs-kernel paths ('auto', 'cpu', 'webgpu', 'composite') are reserved.
+ */
+export function registerMoeLayerExecutor(name: string, executor: MoeLayerExecutor): void {
+  if (BUILT_IN_PATHS.includes(name)) {
+    throw new Error(`registerMoeLayerExecutor: name '${name}' is reserved for the built-in kernel paths`);
+  }
+  if (executor == null || typeof executor.forward !== 'function' || typeof executor.availability !== 'function') {
+    throw new Error(`registerMoeLayerExecutor: executor for '${name}' must have forward() and availability()`);
+  }
+  executors.set(name, executor);
+}
+
+/** Removes the layer executor registered under `name`; returns whether there was one. */
+export function unregisterMoeLayerExecutor(name: string): boolean {
+  return executors.delete(name);
+}
+
+/** The layer executor registered under `name` (e.g. `cuda`), if any. */
+export function getMoeLayerExecutor(name: string): MoeLayerExecutor | undefined {
+  return executors.get(name);
+}
+
+/** Tells every executor that `owner` is gone. */
+export function releaseExecutorState(owner: object): void {
+  for (const executor of executors.values()) executor.release?.(owner);
+}

@@ -1,0 +1,238 @@
+/**
+ * The FusedMoE layer's schema, below the layer so that executors (e.g. the CUDA addon) can use it without importing
+ * the layer: one option table (name, type, default, doc) that feeds resolveOptions, the layer's getConfig, the
+ * validation and the native config; and the weight table (names and shapes) that build(), the HF importer and the
+ * executors share. Every name here is the one name of its concept in TS, WGSL and C++.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+
+/** How the router picks experts: 'greedy' softmax top-k, or DeepSeek-V3's 'noaux_tc' sigmoid + group-limited top-k. */
+export type TopkMethod = 'greedy' | 'noaux_tc';
+export const TOPK_METHODS: readonly TopkMethod[] = ['greedy', 'noaux_tc'];
+/** Which path a FusedMoE call takes; 'auto' picks the active backend's kernels or the composite path. */
+export type MoeLayerBackend = 'auto' | 'cpu' | 'webgpu' | 'cuda' | 'composite';
+export const MOE_LAYER_BACKENDS: readonly MoeLayerBackend[] = ['auto', 'cpu', 'webgpu', 'cuda', 'composite'];
+/** The dtype expert weights are converted to once, at upload, by backends that convert (today: 'cuda'). */
+export type MoeComputeDtype = 'float32' | 'bfloat16' | 'float16';
+export const MOE_COMPUTE_DTYPES: readonly MoeComputeDtype[] = ['float32', 'bfloat16', 'float16'];
+
+/** The MoE options (all serializable scalars), exactly the fields of FusedMoE's config (docs: OPTION_TABLE). */
+export interface FusedMoEOptions {
+  numExperts: number;
+  topK: number;
+  moeIntermediateSize: number;
+  topkMethod: TopkMethod;
+  /** Expert groups (noaux_tc only). */
+  nGroup: number;
+  /** Groups kept per token (noaux_tc only). */
+  topkGroup: number;
+  /** Multiplies the routing weights (noaux_tc only, applied inside getMoeScores). */
+  routedScalingFactor: number;
+  /** greedy: divide the k weights by their sum; noaux_tc: the same, with getMoeScores' epsilon. */
+  renormalize: boolean;
+  /** A non-trainable per-expert bias that affects only which experts are chosen. */
+  useCorrectionBias: boolean;
+  /** Experts run in a latent space of this width (fc1 before, fc2 after); null: in the hidden size. */
+  latentSize: number | null;
+  /** Per-expert biases on both expert projections. */
+  withBias: boolean;
+  /** Scale the SwiGLU activations by the routing weight before the down projection (not after it). */
+  probInAdvance: boolean;
+  /** Width of the shared expert MLP that every token passes through; 0: none. */
+  sharedExpertIntermediateSize: number;
+  /** Multiply the shared expert's output by sigmoid(x @ shared_expert_gate_weight) (Qwen2-MoE). */
+  sharedExpertGate: boolean;
+  /** Which implementation runs call(); chosen again on every call. */
+  backend: MoeLayerBackend;
+  /**
+   * Operand dtype of the expert GEMMs on backends that convert weights at upload ('cuda': bf16/f16 tensor cores
+   * with float32 accumulation). The cpu, webgpu and composite paths compute in float32 whatever this says.
+   */
+  computeDtype: MoeComputeDtype;
+}
+
+export type FusedMoEOptionName = keyof FusedMoEOptions;
+
+/** One row of the option table. `required` rows have no default. */
+export interface OptionSpec {
+  name: FusedMoEOptionName;
+  /** int (>= min), number (finite), boolean, enum (one of values), int|null (>= min, or null). */
+  type: 'int' | 'number' | 'boolean' | 'enum' | 'int|null';
+  default?: number | boolean | string | null;
+  min?: number;
+  values?: readonly string[];
+  /** Whether the native (CUDA) forward reads it; the others choose the implementation, not the math. */
+  native: boolean;
+  doc: string;
+}
+
+/**
+ * Every FusedMoE option with its type, default, bounds and description: the one table that option checking,
+ * serialization and the executors read.
+ */
+export const OPTION_TABLE: readonly OptionSpec[] = [
+  {name: 'numExperts', type: 'int', min: 1, native: true, doc: 'Routed experts E.'},
+  {name: 'topK', type: 'int', min: 1, native: true, doc: 'Experts per token k (<= numExperts).'},
+  {name: 'moeIntermediateSize', type: 'int', min: 1, native: true, doc: 'Width I of each expert\'s SwiGLU MLP.'},
+  {name: 'topkMethod', type: 'enum', values: TOPK_METHODS, default: 'greedy', native: true,
+    doc: '\'greedy\': softmax top-k (moeTopkSelect); \'noaux_tc\': DeepSeek-V3 group-limited sigmoid (getMoeScores).'},
+  {name: 'nGroup', type: 'int', min: 1, default: 1, native: true, doc: 'Expert groups (noaux_tc only).'},
+  {name: 'topkGroup', type: 'int', min: 1, default: 1, native: true, doc: 'Groups kept per token (noaux_tc only).'},
+  {name: 'routedScalingFactor', type: 'number', default: 1, native: true,
+    doc: 'Multiplies the routing weights (noaux_tc only, applied inside getMoeScores).'},
+  {name: 'renormalize', type: 'boolean', default: true, native: true,
+    doc: 'Divide the k routing weights by their sum (noaux_tc: with getMoeScores\' epsilon).'},
+  {name: 'useCorrectionBias', type: 'boolean', default: false, native: true,
+    doc: 'A non-trainable per-expert bias (gate_correction_bias) that affects only which experts are chosen.'},
+  {name: 'latentSize', type: 'int|null', min: 1, default: null, native: true,
+    doc: 'Experts run in a latent space of this width (fc1 before, fc2 after); null: in the hidden size.'},
+  {name: 'withBias', type: 'boolean', default: false, native: true, doc: 'Per-expert biases on both expert projections.'},
+  {name: 'probInAdvance', type: 'boolean', default: false, native: true,
+    doc: 'Scale the SwiGLU activations by the routing weight before the down projection (not after it).'},
+  {name: 'sharedExpertIntermediateSize', type: 'int', min: 0, default: 0, native: true,
+    doc: 'Width of the shared expert MLP that every token passes through; 0: none.'},
+  {name: 'sharedExpertGate', type: 'boolean', default: false, native: true,
+    doc: 'Multiply the shared expert\'s output by sigmoid(x @ shared_expert_gate_weight) (Qwen2-MoE).'},
+  {name: 'backend', type: 'enum', values: MOE_LAYER_BACKENDS, default: 'auto', native: false,
+    doc: 'Which implementation runs call(); chosen again on every call.'},
+  {name: 'computeDtype', type: 'enum', values: MOE_COMPUTE_DTYPES, default: 'float32', native: true,
+    doc: 'Operand dtype of the expert GEMMs on backends that convert weights at upload (\'cuda\': bf16/f16 tensor ' +
+         'cores with float32 accumulation); the cpu, webgpu and composite paths compute in float32.'},
+];
+
+export const OPTION_KEYS: readonly FusedMoEOptionName[] = OPTION_TABLE.map(o => o.name);
+
+export const OPTION_DEFAULTS = Object.fromEntries(
+    OPTION_TABLE.filter(o => 'default' in o).map(o => [o.name, o.default])) as
+    Omit<FusedMoEOptions, 'numExperts' | 'topK' | 'moeIntermediateSize'>;
+
+const WHO = 'FusedMoE';
+
+function show(value: unknown): string {
+  if (value instanceof tf.Tensor) return `a tensor of shape [${value.shape}]`;
+  return value === undefined ? 'undefined' : JSON.stringify(value) ?? String(value);
+}
+
+export function optionError(option: string, expected: string, got: unknown): Error {
+  return new Error(`${WHO}: option '${option}' must be ${expected}, got ${show(got)}`);
+}
+
+function checkOption(spec: OptionSpec, value: unknown): void {
+  const {name, type, min = 0} = spec;
+  const isInt = typeof value === 'number' && Number.isInteger(value) && value >= min;
+  switch (type) {
+    case 'int':
+      if (!isInt) throw optionError(name, `an integer >= ${min}`, value);
+      return;
+    case 'int|null':
+      if (value !== null && !isInt) throw optionError(name, `an integer >= ${min}`, value);
+      return;
+    case 'number':
+      if (typeof value !== 'number' || !Number.isFinite(value)) throw optionError(name, 'a finite number', value);
+      return;
+    case 'boolean':
+      if (typeof value !== 'boolean') throw optionError(name, 'a boolean', value);
+      return;
+    case 'enum': {
+      const values = spec.values!;
+      if (!values.includes(value as string)) {
+        throw optionError(name, values.length === 2 ? `'${values[0]}' or '${values[1]}'` :
+            values.map(v => `'${v}'`).join(' | '), value);
+      }
+    }
+  }
+}
+
+/** Fills defaults and checks every option (the table) and their combinations, before any tensor exists. */
+export function resolveOptions(args: Partial<FusedMoEOptions>): FusedMoEOptions {
+  if (args == null || typeof args !== 'object') throw new Error(`${WHO}: expected an options object, got ${show(args)}`);
+  const given = Object.fromEntries(Object.entries(args).filter(([, v]) => v !== undefined));
+  const o = {...OPTION_DEFAULTS, ...given} as FusedMoEOptions;
+  const byName = new Map(OPTION_TABLE.map(spec => [spec.name, spec]));
+  const check = (name: FusedMoEOptionName) => checkOption(byName.get(name)!, o[name]);
+  // Checked in this order so that the first error names the most basic problem.
+  check('numExperts');
+  check('topK');
+  if (o.topK > o.numExperts) throw optionError('topK', `<= numExperts (${o.numExperts})`, o.topK);
+  for (const spec of OPTION_TABLE) if (spec.name !== 'numExperts' && spec.name !== 'topK') check(spec.name);
+  const {numExperts, topK, nGroup, topkGroup} = o;
+  if (o.topkMethod === 'noaux_tc') {
+    if (numExperts % nGroup !== 0) throw optionError('nGroup', `a divisor of numExperts (${numExperts})`, nGroup);
+    if (topkGroup > nGroup) throw optionError('topkGroup', `<= nGroup (${nGroup})`, topkGroup);
+    const candidates = topkGroup * (numExperts / nGroup);
+    if (topK > candidates) {
+      throw optionError('topK', `<= topkGroup * numExperts / nGroup (${candidates}) for noaux_tc`, topK);
+    }
+  } else {
+    // Greedy (softmax) routing has no groups and no scaling in the semantics: reject rather than ignore them.
+    if (nGroup !== 1 || topkGroup !== 1) {
+      throw optionError(nGroup !== 1 ? 'nGroup' : 'topkGroup', `1 with topkMethod 'greedy' (groups are a noaux_tc feature)`,
+          nGroup !== 1 ? nGroup : topkGroup);
+    }
+    if (o.routedScalingFactor !== 1) {
+      throw optionError('routedScalingFactor', `1 with topkMethod 'greedy' (it applies to noaux_tc routing)`,
+          o.routedScalingFactor);
+    }
+  }
+  if (o.sharedExpertGate && o.sharedExpertIntermediateSize === 0) {
+    throw optionError('sharedExpertGate', 'false when sharedExpertIntermediateSize is 0 (no shared expert to gate)', true);
+  }
+  const out = {} as Record<string, unknown>;
+  for (const key of OPTION_KEYS) out[key] = o[key];
+  return out as unknown as FusedMoEOptions;
+}
+
+/** The options the native forward reads, by their table names, plus the hidden size. */
+export function nativeLayerConfig(hidden: number, o: FusedMoEOptions): Record<string, number | boolean | string> {
+  const out: Record<string, number | boolean | string> = {hidden};
+  for (const spec of OPTION_TABLE) {
+    if (!spec.native) continue;
+    const value = o[spec.name];
+    out[spec.name] = value === null ? 0 : value;  // latentSize null: 0 = no latent projection
+  }
+  return out;
+}
+
+/** One weight of the layer: its name (saved as `layerName/name`), shape, and role. */
+export interface WeightSpec {
+  name: FusedMoEWeightName;
+  shape: number[];
+  kind: 'kernel' | 'bias';
+  trainable: boolean;
+}
+
+/** The names of a FusedMoE layer's weights (as in its state dict and in `namedWeights()`). */
+export type FusedMoEWeightName =
+    'gate_weight' | 'gate_correction_bias' | 'up_gate_proj_weight' | 'up_gate_proj_bias' | 'down_proj_weight' |
+    'down_proj_bias' | 'fc1_latent_proj_weight' | 'fc2_latent_proj_weight' | 'shared_up_gate_proj_weight' |
+    'shared_down_proj_weight' | 'shared_expert_gate_weight';
+
+/** The weights of a layer with these options on inputs of hidden size H, in build() order. */
+export function weightSpecs(o: FusedMoEOptions, hiddenSize: number): WeightSpec[] {
+  const H = hiddenSize, E = o.numExperts, I = o.moeIntermediateSize, L = o.latentSize;
+  const D = L ?? H, S = o.sharedExpertIntermediateSize;
+  const specs: WeightSpec[] = [];
+  const add = (name: FusedMoEWeightName, shape: number[], kind: 'kernel' | 'bias', trainable = true) =>
+      specs.push({name, shape, kind, trainable});
+  add('gate_weight', [H, E], 'kernel');
+  // The correction bias is a load-balancing statistic updated outside training: never a gradient target.
+  if (o.useCorrectionBias) add('gate_correction_bias', [E], 'bias', false);
+  add('up_gate_proj_weight', [E, D, 2 * I], 'kernel');
+  if (o.withBias) add('up_gate_proj_bias', [E, 2 * I], 'bias');
+  add('down_proj_weight', [E, I, D], 'kernel');
+  if (o.withBias) add('down_proj_bias', [E, D], 'bias');
+  if (L != null) {
+    add('fc1_latent_proj_weight', [H, L], 'kernel');
+    add('fc2_latent_proj_weight', [L, H], 'kernel');
+  }
+  if (S > 0) {
+    add('shared_up_gate_proj_weight', [H, 2 * S], 'kernel');
+    add('shared_down_proj_weight', [S, H], 'kernel');
+    if (o.sharedExpertGate) add('shared_expert_gate_weight', [H, 1], 'kernel');
+  }
+  return specs;
+}
+
+/** The layer's weights as tensors, keyed by name; absent options leave their entries undefined. */
+export type FusedMoEWeights = {gate_weight: tf.Tensor2D, up_gate_proj_weight: tf.Tensor3D, down_proj_weight: tf.Tensor3D} &
+    Partial<Record<FusedMoEWeightName, tf.Tensor>>;

@@ -1,0 +1,208 @@
+// The addon's layer handle API: a MoeLayer (moe_layer.h) created from the layer config and weights, run, timed,
+// profiled and freed through an external handle.
+#include <algorithm>
+
+#include "addon_napi.h"
+#include "moe_layer.h"
+
+namespace moe_napi {
+namespace {
+
+// ---- the layer ----
+struct LayerHandle {
+  std::unique_ptr<moe::MoeLayer> layer;
+};
+
+void finalizeLayer(napi_env, void* data, void*) { delete static_cast<LayerHandle*>(data); }
+
+LayerHandle* handleOf(const Args& a) {
+  void* p = nullptr;
+  if (napi_get_value_external(a.env, a.v[0], &p) != napi_ok || p == nullptr) {
+    throw ArgError(std::string(a.fn) + ": argument 'handle' must be a layer handle from layerCreate");
+  }
+  auto* h = static_cast<LayerHandle*>(p);
+  if (!h->layer) throw ArgError(std::string(a.fn) + ": the layer handle was disposed");
+  return h;
+}
+
+napi_value prop(napi_env env, napi_value obj, const char* key) {
+  napi_value v;
+  NAPI(napi_get_named_property(env, obj, key, &v));
+  return v;
+}
+
+// layerCreate(config, weights) -> handle. config: {hidden, numExperts, topK, moeIntermediateSize, topkMethod,
+// nGroup, topkGroup, routedScalingFactor, renormalize, useCorrectionBias, latentSize, withBias, probInAdvance,
+// sharedExpertIntermediateSize, sharedExpertGate, computeDtype}; weights: Float32Arrays named as in RefMoeWeights.
+napi_value LayerCreate(napi_env env, napi_callback_info info) {
+  return entry(env, info, 2, "layerCreate", [&](Args& a) {
+    napi_value c = a.v[0], wo = a.v[1];
+    auto getNum = [&](const char* key, double dflt) {
+      napi_value v = prop(env, c, key);
+      if (isNullish(env, v)) return dflt;
+      double d;
+      if (napi_get_value_double(env, v, &d) != napi_ok) throw ArgError(std::string("layerCreate: config.") + key + " must be a number");
+      return d;
+    };
+    auto getBool = [&](const char* key, bool dflt) {
+      napi_value v = prop(env, c, key);
+      if (isNullish(env, v)) return dflt;
+      bool b;
+      if (napi_get_value_bool(env, v, &b) != napi_ok) throw ArgError(std::string("layerCreate: config.") + key + " must be a boolean");
+      return b;
+    };
+    auto getStr = [&](const char* key, const char* dflt) {
+      napi_value v = prop(env, c, key);
+      if (isNullish(env, v)) return std::string(dflt);
+      char buf[64];
+      size_t len;
+      if (napi_get_value_string_utf8(env, v, buf, sizeof(buf), &len) != napi_ok) {
+        throw ArgError(std::string("layerCreate: config.") + key + " must be a string");
+      }
+      return std::string(buf, len);
+    };
+    moe::LayerConfig cfg;
+    cfg.hidden = static_cast<int>(getNum("hidden", 0));
+    cfg.numExperts = static_cast<int>(getNum("numExperts", 0));
+    cfg.topK = static_cast<int>(getNum("topK", 0));
+    cfg.intermediate = static_cast<int>(getNum("moeIntermediateSize", 0));
+    const std::string method = getStr("topkMethod", "greedy");
+    if (method != "greedy" && method != "noaux_tc") throw ArgError("layerCreate: config.topkMethod must be 'greedy' or 'noaux_tc'");
+    cfg.noauxTc = method == "noaux_tc";
+    cfg.nGroup = static_cast<int>(getNum("nGroup", 1));
+    cfg.topkGroup = static_cast<int>(getNum("topkGroup", 1));
+    cfg.routedScalingFactor = static_cast<float>(getNum("routedScalingFactor", 1));
+    cfg.renormalize = getBool("renormalize", true);
+    cfg.useCorrectionBias = getBool("useCorrectionBias", false);
+    cfg.latent = static_cast<int>(getNum("latentSize", 0));
+    cfg.withBias = getBool("withBias", false);
+    cfg.probInAdvance = getBool("probInAdvance", false);
+    cfg.sharedIntermediate = static_cast<int>(getNum("sharedExpertIntermediateSize", 0));
+    cfg.sharedGate = getBool("sharedExpertGate", false);
+    const std::string dt = getStr("computeDtype", "float32");
+    if (dt == "float32") cfg.compute = moe::DType::kFloat32;
+    else if (dt == "bfloat16") cfg.compute = moe::DType::kBFloat16;
+    else if (dt == "float16") cfg.compute = moe::DType::kFloat16;
+    else throw ArgError("layerCreate: config.computeDtype must be 'float32', 'bfloat16' or 'float16', got '" + dt + "'");
+
+    const size_t H = cfg.hidden, E = cfg.numExperts, I = cfg.intermediate, L = cfg.latent, S = cfg.sharedIntermediate;
+    const size_t D = L ? L : H;
+    Args wa{env, {}, "layerCreate"};
+    auto weight = [&](const char* key, size_t n, bool needed) -> const float* {
+      napi_value v = prop(env, wo, key);
+      if (isNullish(env, v)) {
+        if (needed) throw ArgError(std::string("layerCreate: weights.") + key + " is required by this config");
+        return nullptr;
+      }
+      wa.v = {v};
+      return typed<float>(wa, 0, (std::string("weights.") + key).c_str(), napi_float32_array, n).data;
+    };
+    moe::LayerWeights w;
+    w.gateWeight = weight("gateWeight", H * E, true);
+    w.gateCorrectionBias = weight("gateCorrectionBias", E, cfg.useCorrectionBias);
+    w.upGateProjWeight = weight("upGateProjWeight", E * D * 2 * I, true);
+    w.downProjWeight = weight("downProjWeight", E * I * D, true);
+    if (cfg.withBias) {
+      w.upGateProjBias = weight("upGateProjBias", E * 2 * I, true);
+      w.downProjBias = weight("downProjBias", E * D, true);
+    }
+    if (L) {
+      w.fc1LatentProjWeight = weight("fc1LatentProjWeight", H * L, true);
+      w.fc2LatentProjWeight = weight("fc2LatentProjWeight", L * H, true);
+    }
+    if (S) {
+      w.sharedUpGateProjWeight = weight("sharedUpGateProjWeight", H * 2 * S, true);
+      w.sharedDownProjWeight = weight("sharedDownProjWeight", S * H, true);
+    }
+    if (cfg.sharedGate) w.sharedExpertGateWeight = weight("sharedExpertGateWeight", H, true);
+
+    auto* h = new LayerHandle{std::make_unique<moe::MoeLayer>(cfg, w)};
+    napi_value ext;
+    if (napi_create_external(env, h, finalizeLayer, nullptr, &ext) != napi_ok) {
+      delete h;
+      throw std::runtime_error("layerCreate: napi_create_external failed");
+    }
+    return ext;
+  });
+}
+
+// layerForward(handle, x, T, useGraph) -> Float32Array [T*H]
+napi_value LayerForward(napi_env env, napi_callback_info info) {
+  return entry(env, info, 4, "layerForward", [&](Args& a) {
+    LayerHandle* h = handleOf(a);
+    const int T = integer(a, 2, "T", 0);
+    const size_t n = static_cast<size_t>(T) * h->layer->hidden();
+    auto x = typed<float>(a, 1, "x", napi_float32_array, n);
+    const bool useGraph = boolean(a, 3, "useGraph");
+    float* out;
+    napi_value outV = newTyped<float>(env, n, &out);
+    h->layer->forward(x.data, T, out, useGraph);
+    return outV;
+  });
+}
+
+// layerBenchmark(handle, x, T, warmup, iters, useGraph) -> Float32Array of per-iteration kernel milliseconds
+napi_value LayerBenchmark(napi_env env, napi_callback_info info) {
+  return entry(env, info, 6, "layerBenchmark", [&](Args& a) {
+    LayerHandle* h = handleOf(a);
+    const int T = integer(a, 2, "T", 1), warmup = integer(a, 3, "warmup", 0), iters = integer(a, 4, "iters", 1);
+    auto x = typed<float>(a, 1, "x", napi_float32_array, static_cast<size_t>(T) * h->layer->hidden());
+    const bool useGraph = boolean(a, 5, "useGraph");
+    const std::vector<float> ms = h->layer->benchmark(x.data, T, warmup, iters, useGraph);
+    float* out;
+    napi_value outV = newTyped<float>(env, ms.size(), &out);
+    std::memcpy(out, ms.data(), ms.size() * sizeof(float));
+    return outV;
+  });
+}
+
+// layerProfile(handle, x, T, iters) -> {stage name: median ms} (eager launches, events between stages)
+napi_value LayerProfile(napi_env env, napi_callback_info info) {
+  return entry(env, info, 4, "layerProfile", [&](Args& a) {
+    LayerHandle* h = handleOf(a);
+    const int T = integer(a, 2, "T", 1), iters = integer(a, 3, "iters", 1);
+    auto x = typed<float>(a, 1, "x", napi_float32_array, static_cast<size_t>(T) * h->layer->hidden());
+    napi_value o;
+    NAPI(napi_create_object(env, &o));
+    for (const auto& [name, ms] : h->layer->profile(x.data, T, iters)) setProp(env, o, name.c_str(), num(env, ms));
+    return o;
+  });
+}
+
+// layerDispose(handle): frees the resident weights now rather than at garbage collection.
+napi_value LayerDispose(napi_env env, napi_callback_info info) {
+  return entry(env, info, 1, "layerDispose", [&](Args& a) {
+    void* p = nullptr;
+    if (napi_get_value_external(env, a.v[0], &p) != napi_ok || p == nullptr) {
+      throw ArgError("layerDispose: argument 'handle' must be a layer handle from layerCreate");
+    }
+    static_cast<LayerHandle*>(p)->layer.reset();
+    napi_value u;
+    NAPI(napi_get_undefined(env, &u));
+    return u;
+  });
+}
+
+// layerResidentBytes(handle) -> bytes of weights held on the GPU
+napi_value LayerResidentBytes(napi_env env, napi_callback_info info) {
+  return entry(env, info, 1, "layerResidentBytes", [&](Args& a) {
+    return num(env, static_cast<double>(handleOf(a)->layer->residentBytes()));
+  });
+}
+
+
+}  // namespace
+
+void defineLayer(napi_env env, napi_value exports) {
+  const napi_property_descriptor props[] = {
+      {"layerCreate", nullptr, LayerCreate, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"layerForward", nullptr, LayerForward, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"layerBenchmark", nullptr, LayerBenchmark, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"layerProfile", nullptr, LayerProfile, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"layerDispose", nullptr, LayerDispose, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"layerResidentBytes", nullptr, LayerResidentBytes, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+  };
+  NAPI(napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props));
+}
+
+}  // namespace moe_napi

@@ -1,0 +1,180 @@
+// N-API marshalling shared by the addon's entry points (addon_ops.cc: one per op; addon_layer.cc: the layer handle):
+// argument access with checks, results, transfers on the addon's op stream, and the guarded entry-point wrapper.
+#pragma once
+
+#include <node_api.h>
+
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "device_buffer.h"
+
+namespace moe_napi {
+
+using moe::DeviceBuffer;
+
+struct ArgError : std::invalid_argument {
+  using std::invalid_argument::invalid_argument;
+};
+
+#define NAPI(call)                                                                          \
+  do {                                                                                      \
+    if ((call) != napi_ok) throw std::runtime_error(std::string("N-API call failed: ") + #call); \
+  } while (0)
+
+// ---- argument access ----
+struct Args {
+  napi_env env;
+  std::vector<napi_value> v;
+  const char* fn;
+};
+
+inline Args args(napi_env env, napi_callback_info info, size_t n, const char* fn) {
+  Args a{env, std::vector<napi_value>(n), fn};
+  size_t argc = n;
+  NAPI(napi_get_cb_info(env, info, &argc, a.v.data(), nullptr, nullptr));
+  if (argc < n) throw ArgError(std::string(fn) + ": expected " + std::to_string(n) + " arguments, got " + std::to_string(argc));
+  return a;
+}
+
+inline bool isNullish(napi_env env, napi_value v) {
+  napi_valuetype t;
+  NAPI(napi_typeof(env, v, &t));
+  return t == napi_null || t == napi_undefined;
+}
+
+template <typename T>
+struct View {
+  T* data = nullptr;
+  size_t length = 0;
+};
+
+template <typename T>
+View<T> typed(const Args& a, size_t i, const char* name, napi_typedarray_type want, size_t expected, bool optional = false) {
+  View<T> out;
+  napi_value v = a.v[i];
+  if (optional && isNullish(a.env, v)) return out;
+  bool isTyped = false;
+  NAPI(napi_is_typedarray(a.env, v, &isTyped));
+  const char* wantName = want == napi_float32_array ? "Float32Array" : "Int32Array";
+  if (!isTyped) throw ArgError(std::string(a.fn) + ": argument '" + name + "' must be a " + wantName);
+  napi_typedarray_type type;
+  size_t length;
+  void* data;
+  NAPI(napi_get_typedarray_info(a.env, v, &type, &length, &data, nullptr, nullptr));
+  if (type != want) throw ArgError(std::string(a.fn) + ": argument '" + name + "' must be a " + wantName);
+  if (length != expected) {
+    throw ArgError(std::string(a.fn) + ": argument '" + name + "' must have " + std::to_string(expected) +
+                   " elements, got " + std::to_string(length));
+  }
+  out.data = static_cast<T*>(data);
+  out.length = length;
+  return out;
+}
+
+inline int integer(const Args& a, size_t i, const char* name, int min) {
+  double d;
+  if (napi_get_value_double(a.env, a.v[i], &d) != napi_ok || d != static_cast<double>(static_cast<long long>(d)) ||
+      d < min || d > 2147483647.0) {
+    throw ArgError(std::string(a.fn) + ": argument '" + name + "' must be an integer >= " + std::to_string(min));
+  }
+  return static_cast<int>(d);
+}
+
+inline double number(const Args& a, size_t i, const char* name) {
+  double d;
+  if (napi_get_value_double(a.env, a.v[i], &d) != napi_ok) {
+    throw ArgError(std::string(a.fn) + ": argument '" + name + "' must be a number");
+  }
+  return d;
+}
+
+inline bool boolean(const Args& a, size_t i, const char* name) {
+  bool b;
+  if (napi_get_value_bool(a.env, a.v[i], &b) != napi_ok) {
+    throw ArgError(std::string(a.fn) + ": argument '" + name + "' must be a boolean");
+  }
+  return b;
+}
+
+// ---- results ----
+template <typename T>
+napi_value newTyped(napi_env env, size_t n, T** data) {
+  napi_value ab, out;
+  void* raw = nullptr;
+  NAPI(napi_create_arraybuffer(env, n * sizeof(T), &raw, &ab));
+  NAPI(napi_create_typedarray(env, std::is_same<T, float>::value ? napi_float32_array : napi_int32_array, n, ab, 0, &out));
+  *data = static_cast<T*>(raw);
+  return out;
+}
+
+inline void setProp(napi_env env, napi_value obj, const char* key, napi_value v) { NAPI(napi_set_named_property(env, obj, key, v)); }
+inline napi_value num(napi_env env, double d) {
+  napi_value v;
+  NAPI(napi_create_double(env, d, &v));
+  return v;
+}
+inline napi_value str(napi_env env, const std::string& s) {
+  napi_value v;
+  NAPI(napi_create_string_utf8(env, s.c_str(), s.size(), &v));
+  return v;
+}
+inline napi_value boolv(napi_env env, bool b) {
+  napi_value v;
+  NAPI(napi_get_boolean(env, b, &v));
+  return v;
+}
+
+// ---- device transfers on the addon's op stream ----
+inline cudaStream_t opStream() {
+  static cudaStream_t s = nullptr;
+  if (s == nullptr) MOE_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  return s;
+}
+
+template <typename T>
+DeviceBuffer upload(const T* host, size_t n) {
+  DeviceBuffer b(n * sizeof(T), opStream());
+  if (n) MOE_CUDA(cudaMemcpyAsync(b.as(), host, n * sizeof(T), cudaMemcpyHostToDevice, opStream()));
+  return b;
+}
+template <typename T>
+void download(T* host, const DeviceBuffer& b, size_t n) {
+  if (n) MOE_CUDA(cudaMemcpyAsync(host, b.as(), n * sizeof(T), cudaMemcpyDeviceToHost, opStream()));
+}
+inline void finish() { MOE_CUDA(cudaStreamSynchronize(opStream())); }
+
+// Runs body, converting C++ exceptions into a thrown JS Error (code ERR_CUDA for CUDA failures).
+template <typename F>
+napi_value guarded(napi_env env, F body) {
+  try {
+    return body();
+  } catch (const moe::CudaError& e) {
+    napi_throw_error(env, "ERR_CUDA", e.what());
+  } catch (const ArgError& e) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG", e.what());
+  } catch (const std::exception& e) {
+    napi_throw_error(env, nullptr, e.what());
+  } catch (...) {
+    napi_throw_error(env, nullptr, "tfjs-moe cuda addon: unknown native error");
+  }
+  return nullptr;
+}
+
+// One entry point: the argument count and name checked, then body(args) under guarded (the shared prologue of
+// every entry point; the body uploads, launches and downloads).
+template <typename F>
+napi_value entry(napi_env env, napi_callback_info info, size_t n, const char* fn, F body) {
+  return guarded(env, [&] {
+    Args a = args(env, info, n, fn);
+    return body(a);
+  });
+}
+
+void defineOps(napi_env env, napi_value exports);
+void defineLayer(napi_env env, napi_value exports);
+
+}  // namespace moe_napi

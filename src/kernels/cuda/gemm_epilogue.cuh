@@ -1,0 +1,48 @@
+// Grouped GEMM epilogue, shared by both math cores (bias, SwiGLU x scale, output conversion).
+#pragma once
+
+#include "grouped_gemm.h"
+
+namespace moe {
+namespace gemm {
+
+// ---- epilogue, shared by both cores: one call per (row, pair of adjacent accumulators) ----
+template <typename OutT, Epilogue EPI>
+struct Epi {
+  // Stores acc for columns (col, col+1) of row r; n is the problem's N.
+  static __device__ __forceinline__ void store2(const GemmProblem& p, const float* bias, int r, int col, float v0,
+                                                float v1) {
+    OutT* C = static_cast<OutT*>(p.C) + static_cast<long long>(r) * p.ldc;
+    if (col < p.N) {
+      const float b = bias ? bias[col] : 0.f;
+      if (EPI == Epilogue::kAccumulate) C[col] = ElemTraits<OutT>::fromFloat(ElemTraits<OutT>::toFloat(C[col]) + v0);
+      else C[col] = ElemTraits<OutT>::fromFloat(v0 + b);
+    }
+    if (col + 1 < p.N) {
+      const float b = bias ? bias[col + 1] : 0.f;
+      if (EPI == Epilogue::kAccumulate) {
+        C[col + 1] = ElemTraits<OutT>::fromFloat(ElemTraits<OutT>::toFloat(C[col + 1]) + v1);
+      } else {
+        C[col + 1] = ElemTraits<OutT>::fromFloat(v1 + b);
+      }
+    }
+  }
+  // SwiGLU of one gate column (gcol) and its up partner (ucol), written to output column i.
+  static __device__ __forceinline__ void swiglu(const GemmProblem& p, const float* bias, int r, float rowScale, int gcol,
+                                                int ucol, int i, float g, float u) {
+    if (gcol >= p.N) return;
+    if (bias) {
+      g += bias[gcol];
+      u += bias[ucol];
+    }
+    OutT* C = static_cast<OutT*>(p.C) + static_cast<long long>(r) * p.ldc;
+    C[i] = ElemTraits<OutT>::fromFloat(siluf(g) * u * rowScale);
+  }
+  static __device__ __forceinline__ float rowScale(const GemmProblem& p, int r) {
+    if (p.scale == nullptr) return 1.f;
+    return p.scale[p.scaleIndex ? p.scaleIndex[r] : r];
+  }
+};
+
+}  // namespace gemm
+}  // namespace moe

@@ -1,0 +1,93 @@
+/**
+ * How the webgpu kernels run a grouped GEMM (BatchedGemm, and BatchedGemmSwiglu with the SwiGLU x scale epilogue):
+ * the one place that decides, per call and from static shapes only, among the empty-shape shortcuts, the
+ * tokensPerExpert -> offsets prefix sum, expert ranges for weights past the binding limit (expert_ranges.ts), the
+ * program variant (batched_gemm_config.ts), and whether the epilogue can be fused (else the plain GEMM program
+ * and the SwiGLU program one after the other). As tfjs-backend-webgpu's BatchMatMul_impl.ts does for matMul.
+ */
+import type {TensorInfo} from '@tensorflow/tfjs-core';
+
+import type {BatchedGemmAttrs} from '../kernel_names.js';
+import {chooseGemmConfig, GemmShape} from './batched_gemm_config.js';
+import {BatchedGemmProgram} from './batched_gemm_webgpu.js';
+import {gemmByExpertRanges, rhsNeedsRanges} from './expert_ranges.js';
+import {FusedSwigluScaleProgram} from './fused_swiglu_scale_webgpu.js';
+import {SegmentOffsetsProgram} from './moe_permute_webgpu.js';
+import {disposeIntermediate, WebGPUBackendLike} from './webgpu_util.js';
+
+export interface GroupedGemmInputs {
+  lhs: TensorInfo;
+  rhs: TensorInfo;
+  segments: TensorInfo;
+  bias?: TensorInfo;
+  /** Only with swiglu. */
+  scale?: TensorInfo;
+}
+
+/** The SwiGLU x scale program on h [R,2I] (its own kernel's program). */
+export function runSwigluScale(backend: WebGPUBackendLike, x: TensorInfo, scale: TensorInfo | undefined): TensorInfo {
+  const [numRows, width] = x.shape;
+  const half = width / 2;
+  if (numRows * half === 0) return backend.makeTensorInfo([numRows, half], 'float32', new Float32Array(0));
+  const program = new FusedSwigluScaleProgram(numRows, half, scale != null);
+  return backend.runWebGPUProgram(program, scale != null ? [x, scale] : [x], 'float32',
+                                  [{type: 'int32', data: [half / program.outputComponent]}]);
+}
+
+/** out [R,N] (or [R,N/2] with swiglu) for inputs the op checked. */
+export function runGroupedGemm(backend: WebGPUBackendLike, inputs: GroupedGemmInputs, attrs: BatchedGemmAttrs,
+                               swiglu: boolean): TensorInfo {
+  const {lhs, rhs, segments, bias, scale} = inputs;
+  const {transposeRhs, segmentsAreOffsets} = attrs;
+  const [numRows, depth] = lhs.shape;
+  const [numExperts, rhsRows, rhsCols] = rhs.shape;
+  const width = transposeRhs ? rhsRows : rhsCols;
+  const outWidth = swiglu ? width / 2 : width;
+  if (numRows * outWidth === 0) return backend.makeTensorInfo([numRows, outWidth], 'float32', new Float32Array(0));
+  if (depth === 0 || numExperts === 0) {
+    // An empty sum: every row is its segment's bias or zero (and silu(0) * 0 = 0). Rare enough for the host.
+    if (bias == null || numExperts === 0) {
+      return backend.makeTensorInfo([numRows, outWidth], 'float32', new Float32Array(numRows * outWidth));
+    }
+    // With a bias: the same program on a zero product of depth 1, since binding the empty lhs/rhs buffers is a
+    // WebGPU validation error (the command buffer is dropped and the output keeps stale data).
+    const zeroLhs = backend.makeTensorInfo([numRows, 1], 'float32', new Float32Array(numRows));
+    const zeroRhs = backend.makeTensorInfo(transposeRhs ? [numExperts, width, 1] : [numExperts, 1, width], 'float32',
+                                           new Float32Array(numExperts * width));
+    try {
+      return runGroupedGemm(backend, {...inputs, lhs: zeroLhs, rhs: zeroRhs}, attrs, swiglu);
+    } finally {
+      disposeIntermediate(backend, zeroLhs, zeroRhs);
+    }
+  }
+  // tokensPerExpert segments are packed from row 0: their prefix sums are the offsets.
+  const offsets = segmentsAreOffsets ? segments :
+      backend.runWebGPUProgram(new SegmentOffsetsProgram(numExperts), [segments], 'int32',
+                               [{type: 'int32', data: [1]}]);
+  const asOffsets: BatchedGemmAttrs = {transposeRhs, segmentsAreOffsets: true};
+  try {
+    if (rhsNeedsRanges(backend, rhs)) {
+      return gemmByExpertRanges(backend, rhs, offsets, bias ?? null, (rhsPart, offsetsPart, biasPart) =>
+          runGroupedGemm(backend, {lhs, rhs: rhsPart, segments: offsetsPart, bias: biasPart ?? undefined, scale},
+                         asOffsets, swiglu));
+    }
+    // The SwiGLU epilogue's column remap reads rhs as [K,N]: the transposed layout runs the two programs.
+    if (swiglu && transposeRhs) {
+      const h = runGroupedGemm(backend, {lhs, rhs, segments: offsets, bias}, asOffsets, false);
+      try {
+        return runSwigluScale(backend, h, scale);
+      } finally {
+        disposeIntermediate(backend, h);
+      }
+    }
+    const shape: GemmShape = {numRows, depth, width, numExperts, transposeRhs, hasBias: bias != null, swiglu,
+                              hasScale: swiglu && scale != null};
+    const program =
+        new BatchedGemmProgram(shape, chooseGemmConfig(shape, backend.device.limits.maxComputeWorkgroupStorageSize));
+    const programInputs = [lhs, rhs, offsets, ...(bias != null ? [bias] : []),
+                           ...(swiglu && scale != null ? [scale] : [])];
+    return backend.runWebGPUProgram(program, programInputs, 'float32', [{type: 'int32', data: [program.colTiles]}]);
+  } finally {
+    if (!segmentsAreOffsets) disposeIntermediate(backend, offsets);
+  }
+}
