@@ -39,4 +39,5 @@ export {cudaStatus} from './kernels/cuda/loader.js';
 export type {CudaStatus, CudaUnavailableCode} from './kernels/cuda/loader.js';
 export {registerCudaKernels, unregisterCudaKernels} from './kernels/cuda/register_all.js';
 export type {CudaComputeDtype} from './kernels/cuda/cuda_fused_moe.js';
+export * from './formats.js';
 // Internals the specs and benchmarks use (sharding, GEMM presets, CUDA runners) are in 'tfjs-moe/internal'.

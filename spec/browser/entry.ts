@@ -9,6 +9,7 @@ import '../helpers/report_errors.js';
 import './environment.js';
 import '../webgpu/kernels_webgpu.spec.js';
 import '../webgpu/forward_webgpu.spec.js';
+import '../webgpu/quantized_webgpu.spec.js';
 import './conformance_browser.js';
 import '../gradients/webgpu_gradients.spec.js';
 import './large_weights.js';

@@ -70,7 +70,7 @@ function packTile(
 }
 
 /** acc[row r - panelStart, n0..n0+nLen) += lhs[r, k0..k0+kLen) @ tile, for r in [r0, r1). */
-function multiplyTile(
+export function multiplyTile(
     lhs: Float32Array, k: number, r0: number, r1: number, panelStart: number, acc: Float64Array, n: number,
     tile: Float32Array, k0: number, kLen: number, n0: number, nLen: number): void {
   const groups = Math.ceil(nLen / 4);

@@ -4,6 +4,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type {KernelConfig} from '@tensorflow/tfjs-core';
 
 import {batchedGemmConfig} from './BatchedGemm.js';
+import {quantizedHostKernelConfigs} from './BatchedGemmQuantized.js';
 import {batchedGemmSwigluConfig} from './BatchedGemmSwiglu.js';
 import {batchedGemmWeightGradConfig} from './BatchedGemmWeightGrad.js';
 import {fusedSwigluScaleConfig} from './FusedSwigluScale.js';
@@ -14,7 +15,7 @@ import {moeTopkSelectConfig} from './MoeTopkSelect.js';
 
 export const hostKernelConfigs: readonly KernelConfig[] = [
   moeTopkSelectConfig, getMoeScoresConfig, moePermuteConfig, batchedGemmConfig, fusedSwigluScaleConfig,
-  moeCombineConfig, batchedGemmSwigluConfig, batchedGemmWeightGradConfig,
+  moeCombineConfig, batchedGemmSwigluConfig, batchedGemmWeightGradConfig, ...quantizedHostKernelConfigs,
 ];
 
 /**

@@ -3,6 +3,7 @@
 import {registerKernel} from '@tensorflow/tfjs-core';
 
 import {batchedGemmWebGPUConfig} from './BatchedGemm.js';
+import {quantizedWebGPUKernelConfigs} from './BatchedGemmQuantized.js';
 import {batchedGemmSwigluWebGPUConfig} from './BatchedGemmSwiglu.js';
 import {sweepExpertRangeCopies} from './expert_ranges.js';
 import {registerWebGPUFlags} from './flags_webgpu.js';
@@ -18,7 +19,7 @@ export function registerWebGPUKernels(): void {
   registerWebGPUFlags();
   for (const config of [moeTopkSelectWebGPUConfig, getMoeScoresWebGPUConfig, moePermuteWebGPUConfig,
                         batchedGemmWebGPUConfig, fusedSwigluScaleWebGPUConfig, moeCombineWebGPUConfig,
-                        batchedGemmSwigluWebGPUConfig]) {
+                        batchedGemmSwigluWebGPUConfig, ...quantizedWebGPUKernelConfigs]) {
     registerKernel(config);
   }
   registerWeightCacheSweeper(sweepExpertRangeCopies);

@@ -1,0 +1,41 @@
+import type {KernelConfig, KernelFunc} from '@tensorflow/tfjs-core';
+
+import {
+  BatchedGemmQuantized, BatchedGemmQuantizedAttrs, BatchedGemmSwigluQuantized, BatchedGemmSwigluQuantizedInputs,
+} from '../kernel_names_quantized.js';
+import {dequantizeExpertWeightsConfig} from './DequantizeExpertWeights.js';
+import {segmentOffsets} from './batched_gemm_impl.js';
+import {batchedGemmQuantizedImpl} from './batched_gemm_quantized_impl.js';
+import {fusedSwigluScaleImpl} from './fused_swiglu_scale_impl.js';
+import {makeOutput, readFloat32, readInt32} from '../host_data.js';
+import {readExpertWeights} from './host_expert_weights.js';
+
+/** [R,N] product of the packed weights; with `swiglu` its SwiGLU x row scale [R,N/2] (gate columns first). */
+function gemm(args: Parameters<KernelFunc>[0], swiglu: boolean) {
+  const {backend} = args;
+  const ins = args.inputs as unknown as BatchedGemmSwigluQuantizedInputs;
+  const at = args.attrs as unknown as BatchedGemmQuantizedAttrs;
+  const numRows = ins.lhs.shape[0];
+  // Segments first: a bad offset must fail before any work.
+  const offsets = segmentOffsets(readInt32(backend, ins.segments), at.segmentsAreOffsets, at.numExperts, numRows);
+  const {layout, data} = readExpertWeights(backend, ins, at);
+  const product = batchedGemmQuantizedImpl(readFloat32(backend, ins.lhs), numRows, layout, data, offsets,
+                                           ins.bias == null ? null : readFloat32(backend, ins.bias));
+  if (!swiglu) return makeOutput(backend, [numRows, at.width], 'float32', product);
+  const scale = ins.scale == null ? null : readFloat32(backend, ins.scale);
+  const out = fusedSwigluScaleImpl(product, numRows, at.width / 2, scale);
+  return makeOutput(backend, [numRows, at.width / 2], 'float32', out);
+}
+
+export const batchedGemmQuantized: KernelFunc = args => gemm(args, false);
+export const batchedGemmSwigluQuantized: KernelFunc = args => gemm(args, true);
+
+export const batchedGemmSwigluQuantizedConfig: KernelConfig =
+    {kernelName: BatchedGemmSwigluQuantized, backendName: 'cpu', kernelFunc: batchedGemmSwigluQuantized};
+
+export const batchedGemmQuantizedConfig: KernelConfig =
+    {kernelName: BatchedGemmQuantized, backendName: 'cpu', kernelFunc: batchedGemmQuantized};
+
+/** The host kernels over packed expert weights (part of register_all.ts's hostKernelConfigs). */
+export const quantizedHostKernelConfigs: readonly KernelConfig[] =
+    [batchedGemmQuantizedConfig, batchedGemmSwigluQuantizedConfig, dequantizeExpertWeightsConfig];
