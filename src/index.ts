@@ -2,6 +2,9 @@
 import './register_all.js';
 
 export {registerHostKernels} from './kernels/cpu/register_all.js';
+export {wasmReady, wasmStatus} from './kernels/wasm/runtime.js';
+export type {WasmStatus} from './kernels/wasm/runtime.js';
+export {clearWasmWeightCache, wasmWeightCacheBytes} from './kernels/wasm/weight_cache.js';
 
 export {moeTopkSelect} from './ops/moe_topk_select.js';
 export {getMoeScores} from './ops/get_moe_scores.js';

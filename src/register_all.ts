@@ -7,10 +7,12 @@
 import {registerMoeGradients} from './gradients/register_all.js';
 import {registerHostKernels} from './kernels/cpu/register_all.js';
 import {registerCudaLayerExecutor} from './kernels/cuda/cuda_layer_executor.js';
+import {registerWasmRuntime} from './kernels/wasm/runtime.js';
 import {registerWebGPUKernels} from './kernels/webgpu/register_all.js';
 import {registerOpFlags} from './ops/dispatch.js';
 
 registerOpFlags();
+registerWasmRuntime();
 registerHostKernels('cpu');
 registerWebGPUKernels();
 registerMoeGradients();

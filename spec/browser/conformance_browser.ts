@@ -5,7 +5,8 @@ import {describeOpConformance} from '../ops/op_conformance.js';
 
 describeOpConformance('browser webgpu', {backend: 'webgpu', composite: false, scale: 'small'});
 describeOpConformance('browser webgpu composite', {backend: 'webgpu', composite: true, scale: 'small'});
-describeOpConformance('browser cpu', {backend: 'cpu', composite: false, scale: 'small'});
+describeOpConformance('browser cpu wasm', {backend: 'cpu', composite: false, scale: 'small', wasm: true});
+describeOpConformance('browser cpu js', {backend: 'cpu', composite: false, scale: 'small', wasm: false});
 
 describeLayerConformance('browser webgpu kernels', {backend: 'webgpu', layerBackend: 'webgpu', small: true});
 describeLayerConformance('browser webgpu composite', {backend: 'webgpu', layerBackend: 'composite', small: true});

@@ -1,5 +1,5 @@
 // Hand-worked cases for the float64 reference itself: if the reference is wrong, every conformance test is.
-import {refBatchedGemm, refFusedMoE, refGetMoeScores, refMoeCombine, refMoePermute, refMoeTopkSelect, refRankDescending, refSwigluScale} from './moe_reference.js';
+import {refActivation, refBatchedGemm, refFusedMoE, refGetMoeScores, refGroupLimitedGreedy, refMoeCombine, refMoePermute, refMoeTopkSelect, refRankDescending, refRoute, refSparsemixer, refSwigluScale} from './moe_reference.js';
 
 const sig = (z: number) => 1 / (1 + Math.exp(-z));
 
@@ -163,6 +163,8 @@ describe('float64 reference: refFusedMoE agrees with the chain of reference ops'
           refMoeTopkSelect(logits, T, E, w.gateCorrectionBias, k, cfg.renormalize) :
           refGetMoeScores(logits, T, E, cfg.nGroup, cfg.topkGroup, k, cfg.routedScalingFactor, w.gateCorrectionBias,
               cfg.renormalize);
+      // refFusedMoE scales every method's weights (the families' softmax rsf); moeTopkSelect has no rsf.
+      if (cfg.topkMethod === 'greedy') route.weights.forEach((v, i) => (route.weights[i] = v * cfg.routedScalingFactor));
       const xl = latent ? matmul(x, T, H, w.fc1LatentProjWeight, L) : x;
       const p = refMoePermute(xl, T, D, route.ids, k, E, 4);
       const h = refBatchedGemm(p.permutedX, p.R, D, w.upGateProjWeight, E, 2 * I, p.expertOffsets, false,
@@ -188,4 +190,64 @@ describe('float64 reference: refFusedMoE agrees with the chain of reference ops'
       for (let i = 0; i < T * H; i++) expect(got[i]).toBeCloseTo(want[i], 12);
     });
   }
+});
+
+describe('float64 reference: the families\' semantics (moe-families.md)', () => {
+  const base = {numExperts: 4, topK: 2, intermediateSize: 1, nGroup: 1, topkGroup: 1, routedScalingFactor: 1,
+    renormalize: false, useCorrectionBias: false, latentSize: null, withBias: false, probInAdvance: false,
+    sharedExpertIntermediateSize: 0, sharedExpertGate: false};
+  const logP = [0.1, 0.2, 0.3, 0.4].map(Math.log);  // softmax = [0.1, 0.2, 0.3, 0.4]
+
+  it('sparsemixer: two masked-softmax rounds, relative threshold, no renormalisation', () => {
+    // eps 0.05: round 1 keeps 1.9 ((2 - 1.9) / 2 = 0.05 <= 0.1), masks 0 and -1; round 2 keeps only 1.9.
+    const r = refSparsemixer([2, 1.9, 0, -1], 1, 4, 0.05);
+    expect(Array.from(r.ids)).toEqual([0, 1]);
+    expect(r.weights[0]).toBeCloseTo(Math.exp(2) / (Math.exp(2) + Math.exp(1.9)), 14);
+    expect(r.weights[1]).toBe(1);
+    // A wide threshold keeps everything: plain softmaxes, the second without expert 0.
+    const wide = refSparsemixer([2, 1.9, 0, -1], 1, 4, 10);
+    const z = Math.exp(2) + Math.exp(1.9) + 1 + Math.exp(-1);
+    expect(wide.weights[0]).toBeCloseTo(Math.exp(2) / z, 14);
+    expect(wide.weights[1]).toBeCloseTo(Math.exp(1.9) / (z - Math.exp(2)), 14);
+  });
+
+  it('group_limited_greedy: group max, dropped groups score 0, rsf after', () => {
+    const r = refGroupLimitedGreedy(logP, 1, 4, 2, 1, 3);
+    expect(Array.from(r.ids)).toEqual([3, 2, 0]);  // group {2,3} kept; the third pick is a dropped 0 (lowest index)
+    expect(Array.from(r.weights).map(v => +v.toFixed(12))).toEqual([0.4, 0.3, 0]);
+    const routed = refRoute(logP, 1, {...base, topkMethod: 'group_limited_greedy', nGroup: 2, routedScalingFactor: 2},
+        null);
+    expect(Array.from(routed.weights).map(v => +v.toFixed(12))).toEqual([0.8, 0.6]);
+  });
+
+  it('renormalizeEpsilon and rsf on the softmax and sigmoid paths', () => {
+    const soft = refRoute(logP, 1, {...base, topkMethod: 'greedy', renormalize: true, renormalizeEpsilon: 0.3,
+      routedScalingFactor: 3}, null);
+    expect(soft.weights[0]).toBeCloseTo(3 * 0.4 / 1.0, 14);
+    const sig = refRoute([0, 1, 2, 3], 1, {...base, topkMethod: 'noaux_tc', renormalize: true, renormalizeEpsilon: 0.5},
+        null);
+    const s3 = 1 / (1 + Math.exp(-3)), s2 = 1 / (1 + Math.exp(-2));
+    expect(Array.from(sig.ids)).toEqual([3, 2]);
+    expect(sig.weights[0]).toBeCloseTo(s3 / (s3 + s2 + 0.5), 14);
+  });
+
+  it('clamped SwiGLU: gate clamped above, up both sides, (up + 1) * gate * sigmoid(alpha * gate)', () => {
+    const cfg = {activation: 'clamped_swiglu' as const, swigluAlpha: 1.702, swigluLimit: 7};
+    expect(refActivation(10, -9, cfg)).toBeCloseTo(-6 * 7 * sig(1.702 * 7), 14);
+    expect(refActivation(-30, 20, cfg)).toBeCloseTo(8 * -30 * sig(-1.702 * 30), 14);
+    expect(refActivation(0.5, 2, cfg)).toBeCloseTo(3 * 0.5 * sig(0.851), 14);
+    expect(refActivation(0.5, 2, {})).toBeCloseTo(0.5 * sig(0.5) * 2, 14);
+  });
+
+  it('router bias, zero-computation experts and the weight on the input', () => {
+    // H=1, E=1 real expert + Z=1 identity; x = 2. Router weight [H, E+Z] = [0, 0], bias [0, ln 3]: p = [1/4, 3/4].
+    const w = {gateWeight: [0, 0], gateBias: [0, Math.log(3)], upGateProjWeight: [1, 1], downProjWeight: [1]};
+    const cfg = {...base, numExperts: 1, topK: 1, zeroExperts: 1, routerBias: true, topkMethod: 'greedy' as const};
+    expect(refFusedMoE([2], 1, 1, w, cfg)[0]).toBeCloseTo(0.75 * 2, 14);  // the identity expert wins
+    const both = refFusedMoE([2], 1, 1, w, {...cfg, topK: 2});
+    expect(both[0]).toBeCloseTo(0.75 * 2 + 0.25 * (2 * sig(2) * 2), 14);
+    // Llama-4: expert(w * x) instead of w * expert(x).
+    const onInput = refFusedMoE([2], 1, 1, w, {...cfg, topK: 2, routingWeightOn: 'input'});
+    expect(onInput[0]).toBeCloseTo(0.75 * 2 + 0.5 * sig(0.5) * 0.5, 14);
+  });
 });

@@ -37,6 +37,14 @@ export interface RefPermuteResult {
   rowMap: Int32Array;           // [T*k]
 }
 
+/**
+ * Routing methods: 'greedy' softmax top-k (section 1); 'noaux_tc' sigmoid + groups by top-2 sum (section 2);
+ * 'group_limited_greedy' softmax, groups scored by their best softmax score, experts of dropped groups scored 0
+ * (DeepSeek-V2); 'sparsemixer' PhiMoE's two masked-softmax rounds (always 2 experts, relative threshold
+ * 2 * sparsemixerEpsilon).
+ */
+export type RefTopkMethod = 'greedy'|'noaux_tc'|'group_limited_greedy'|'sparsemixer';
+
 export interface RefMoeConfig {
   numExperts: number;
   topK: number;
@@ -54,9 +62,35 @@ export interface RefMoeConfig {
   sharedExpertGate: boolean;
 }
 
+/**
+ * RefMoeConfig plus the families' semantics that the layer does not have yet (moe-families.md); each new option
+ * is optional and its default is the layer's current behaviour.
+ */
+export interface RefMoeOptions extends Omit<RefMoeConfig, 'topkMethod'> {
+  topkMethod: RefTopkMethod;
+  /** Logits += gateBias [E+Z] before any scoring (gpt-oss). */
+  routerBias?: boolean;
+  /** Renormalised weights are w / (sum + renormalizeEpsilon). Absent: each op's own rule (sections 1, 2). */
+  renormalizeEpsilon?: number;
+  /** 'sparsemixer' only: the relative mask threshold is 2 * sparsemixerEpsilon. */
+  sparsemixerEpsilon?: number;
+  /** Z identity experts after the E real ones: the router scores E+Z, an id >= E adds weight * x (LongCat). */
+  zeroExperts?: number;
+  /** 'input': each expert sees weight * x and its output is summed unweighted (Llama-4). Default 'output'. */
+  routingWeightOn?: 'output'|'input';
+  /**
+   * 'swiglu': silu(gate) * up. 'clamped_swiglu' (gpt-oss): gate = min(gate, swigluLimit), up clamped to
+   * [-swigluLimit, swigluLimit], (up + 1) * gate * sigmoid(swigluAlpha * gate).
+   */
+  activation?: 'swiglu'|'clamped_swiglu';
+  swigluAlpha?: number;
+  swigluLimit?: number;
+}
+
 export interface RefMoeWeights {
-  gateWeight: ArrayLike<number>;                  // [H*E]
-  gateCorrectionBias?: ArrayLike<number>;         // [E]
+  gateWeight: ArrayLike<number>;                  // [H*(E+Z)]
+  gateBias?: ArrayLike<number>;                   // [E+Z], routerBias
+  gateCorrectionBias?: ArrayLike<number>;         // [E+Z]
   upGateProjWeight: ArrayLike<number>;            // [E*D*2I], gate columns first
   upGateProjBias?: ArrayLike<number>;             // [E*2I]
   downProjWeight: ArrayLike<number>;              // [E*I*D]
@@ -129,7 +163,9 @@ export function refMoeTopkSelect(
       chosenSum += weights[t * topK + j];
     }
     if (applyNormWeight) {
-      for (let j = 0; j < topK; j++) weights[t * topK + j] /= chosenSum;
+      // Denominator clamped at 1e-12 (docs/semantics.md section 1): a bias may pick experts with p = 0.
+      const denom = Number.isNaN(chosenSum) ? NaN : Math.max(chosenSum, 1e-12);
+      for (let j = 0; j < topK; j++) weights[t * topK + j] /= denom;
     }
   }
   return {ids, weights, probs, selectionScores};
@@ -172,11 +208,11 @@ export function refGetMoeScores(
     const groupOrder = refRankDescending(groupScores.subarray(t * nGroup, (t + 1) * nGroup));
     const kept = new Array<boolean>(nGroup).fill(false);
     for (let i = 0; i < topkGroup; i++) kept[groupOrder[i]] = true;
-    const candidates = new Float64Array(E);
-    for (let e = 0; e < E; e++) {
-      candidates[e] = kept[Math.floor(e / groupSize)] ? biased[t * E + e] : -Infinity;
-    }
-    const order = refRankDescending(candidates);
+    // Only experts of kept groups are candidates: a NaN there ranks last among them but is never beaten by an
+    // expert of a dropped group (docs/semantics.md section 2).
+    const members: number[] = [];
+    for (let e = 0; e < E; e++) if (kept[Math.floor(e / groupSize)]) members.push(e);
+    const order = refRankDescending(members.map(e => biased[t * E + e])).map(i => members[i]);
     let sum = 0;
     for (let j = 0; j < topK; j++) {
       ids[t * topK + j] = order[j];
@@ -189,6 +225,121 @@ export function refGetMoeScores(
     }
   }
   return {scores, weights, ids, biased, groupScores, fallback};
+}
+
+function softmaxRow(v: ArrayLike<number>): Float64Array {
+  let max = -Infinity;
+  for (let i = 0; i < v.length; i++) max = Number.isNaN(v[i]) ? NaN : Math.max(max, v[i]);
+  const out = new Float64Array(v.length);
+  let sum = 0;
+  for (let i = 0; i < v.length; i++) sum += (out[i] = Math.exp(v[i] - max));
+  for (let i = 0; i < v.length; i++) out[i] /= sum;
+  return out;
+}
+
+/**
+ * DeepSeek-V2 group_limited_greedy: softmax; a group's score is its best softmax score; the topkGroup best
+ * groups are kept and every expert of the others scores 0 (not -inf); top-k of those scores. Weights are the
+ * chosen scores (so a dropped expert chosen because topK exceeds the kept experts weighs 0), not renormalised.
+ */
+export function refGroupLimitedGreedy(
+    logits: ArrayLike<number>, T: number, E: number, nGroup: number, topkGroup: number,
+    topK: number): {ids: Int32Array, weights: Float64Array, probs: Float64Array} {
+  if (E % nGroup !== 0) throw new Error(`refGroupLimitedGreedy: E=${E} not divisible by nGroup=${nGroup}`);
+  const size = E / nGroup;
+  const ids = new Int32Array(T * topK), weights = new Float64Array(T * topK), probs = new Float64Array(T * E);
+  for (let t = 0; t < T; t++) {
+    const p = softmaxRow(Array.prototype.slice.call(logits, t * E, (t + 1) * E) as number[]);
+    probs.set(p, t * E);
+    const groupScores = Array.from({length: nGroup}, (_, g) => Math.max(...p.subarray(g * size, (g + 1) * size)));
+    const kept = new Set(refRankDescending(groupScores).slice(0, topkGroup));
+    const masked = Float64Array.from(p, (v, e) => (kept.has(Math.floor(e / size)) ? v : 0));
+    const order = refRankDescending(masked);
+    for (let j = 0; j < topK; j++) {
+      ids[t * topK + j] = order[j];
+      weights[t * topK + j] = masked[order[j]];
+    }
+  }
+  return {ids, weights, probs};
+}
+
+/**
+ * PhiMoE sparsemixer (inference form): exactly two experts. Round r takes m = the max of the still-eligible
+ * logits (expert 1 is ineligible in round 2), its expert e, masks to -inf every eligible logit l_j with
+ * (m - l_j) / max(|l_j|, m) > 2 * eps, and weighs e by the softmax of what is left. Not renormalised.
+ */
+export function refSparsemixer(
+    logits: ArrayLike<number>, T: number, E: number, eps: number): {ids: Int32Array, weights: Float64Array} {
+  const ids = new Int32Array(T * 2), weights = new Float64Array(T * 2);
+  for (let t = 0; t < T; t++) {
+    const l = Array.prototype.slice.call(logits, t * E, (t + 1) * E) as number[];
+    const eligible = l.slice();
+    for (let round = 0; round < 2; round++) {
+      const e = refRankDescending(eligible)[0];
+      const m = eligible[e];
+      const masked = eligible.map((v, j) => ((m - l[j]) / Math.max(Math.abs(l[j]), m) > 2 * eps ? -Infinity : v));
+      ids[t * 2 + round] = e;
+      weights[t * 2 + round] = softmaxRow(masked)[e];
+      eligible[e] = -Infinity;
+    }
+  }
+  return {ids, weights};
+}
+
+/**
+ * The routing of a FusedMoE config over logits [T, E+Z] (Z = zeroExperts): ids [T*k] in [0, E+Z) and weights
+ * [T*k], multiplied by routedScalingFactor. 'greedy' and 'noaux_tc' renormalise as their ops do (sections 1, 2)
+ * unless renormalizeEpsilon is given; then, like the other methods, w / (sum + renormalizeEpsilon (default 0)).
+ */
+export function refRoute(logits: ArrayLike<number>, T: number, cfg: RefMoeOptions,
+    selectionBias: ArrayLike<number>|null): {ids: Int32Array, weights: Float64Array} {
+  const N = cfg.numExperts + (cfg.zeroExperts ?? 0), k = cfg.topK, rsf = cfg.routedScalingFactor;
+  const opRenorm = cfg.renormalizeEpsilon === undefined;
+  let ids: Int32Array, weights: Float64Array;
+  let final: Uint8Array|null = null;
+  switch (cfg.topkMethod) {
+    case 'greedy':
+      ({ids, weights} = refMoeTopkSelect(logits, T, N, selectionBias, k, opRenorm && cfg.renormalize));
+      break;
+    case 'noaux_tc': {
+      const r = refGetMoeScores(logits, T, N, cfg.nGroup, cfg.topkGroup, k, opRenorm ? rsf : 1, selectionBias,
+          opRenorm && cfg.renormalize);
+      if (opRenorm) return {ids: r.ids, weights: r.weights};
+      // The all-groups-non-finite fallback's uniform weights are final (section 2).
+      ({ids, weights, fallback: final} = r);
+      break;
+    }
+    case 'group_limited_greedy':
+      if (selectionBias) throw new Error('refRoute: group_limited_greedy has no selection bias');
+      ({ids, weights} = refGroupLimitedGreedy(logits, T, N, cfg.nGroup, cfg.topkGroup, k));
+      break;
+    case 'sparsemixer':
+      if (k !== 2) throw new Error(`refRoute: sparsemixer always picks 2 experts, got topK ${k}`);
+      if (selectionBias) throw new Error('refRoute: sparsemixer has no selection bias');
+      ({ids, weights} = refSparsemixer(logits, T, N, cfg.sparsemixerEpsilon ?? 0));
+      break;
+  }
+  const renormalize = cfg.renormalize && !(opRenorm && cfg.topkMethod === 'greedy');
+  const eps = cfg.renormalizeEpsilon ?? 0;
+  for (let t = 0; t < T; t++) {
+    if (final?.[t]) continue;
+    let sum = 0;
+    for (let j = 0; j < k; j++) sum += weights[t * k + j];
+    for (let j = 0; j < k; j++) {
+      const w = renormalize ? weights[t * k + j] / (sum + eps) : weights[t * k + j];
+      weights[t * k + j] = w * rsf;
+    }
+  }
+  return {ids, weights};
+}
+
+/** The expert activation of section 5 (or gpt-oss's clamped variant, see RefMoeOptions.activation). */
+export function refActivation(gate: number, up: number, cfg: Pick<RefMoeOptions, 'activation'|'swigluAlpha'|'swigluLimit'>):
+    number {
+  if ((cfg.activation ?? 'swiglu') === 'swiglu') return silu(gate) * up;
+  const limit = cfg.swigluLimit ?? 7, alpha = cfg.swigluAlpha ?? 1.702;
+  const g = Math.min(gate, limit), u = Math.min(Math.max(up, -limit), limit);
+  return (u + 1) * g * sigmoid(alpha * g);
 }
 
 /** Static row count of moePermute's outputs (section 3). */
@@ -312,25 +463,28 @@ function matmul(x: ArrayLike<number>, M: number, K: number, w: ArrayLike<number>
 /**
  * Section 7: the FusedMoE forward for x [T,H], computed token by token (deliberately not by chaining the
  * reference ops above, so this also checks that the op chain composes to the doc's function).
- * Routing: 'greedy' -> softmax top-k with applyNormWeight = renormalize and the gate correction bias (if
- * useCorrectionBias) as selection bias; routedScalingFactor is NOT applied on this path (the doc applies rsf
- * only inside getMoeScores). 'noaux_tc' -> getMoeScores with the correction bias as eScoreCorrectionBias.
+ * Routing (refRoute): 'greedy' -> softmax top-k with the gate correction bias (if useCorrectionBias) as
+ * selection bias; 'noaux_tc' -> getMoeScores; the other methods and options as RefMoeOptions says. The weights
+ * are renormalised when `renormalize` and always multiplied by routedScalingFactor (the layer requires 1 with
+ * 'greedy', so this is the doc's function there too).
  */
 export function refFusedMoE(
-    x: ArrayLike<number>, T: number, H: number, w: RefMoeWeights, cfg: RefMoeConfig): Float64Array {
+    x: ArrayLike<number>, T: number, H: number, w: RefMoeWeights, cfg: RefMoeOptions): Float64Array {
   const E = cfg.numExperts, k = cfg.topK, I = cfg.intermediateSize;
+  const N = E + (cfg.zeroExperts ?? 0);
+  const onInput = (cfg.routingWeightOn ?? 'output') === 'input';
   const corrBias = cfg.useCorrectionBias ? (w.gateCorrectionBias ?? null) : null;
   if (cfg.useCorrectionBias && !corrBias) throw new Error('refFusedMoE: useCorrectionBias without gateCorrectionBias');
+  if (cfg.routerBias && !w.gateBias) throw new Error('refFusedMoE: routerBias without gateBias');
+  if ((cfg.zeroExperts ?? 0) > 0 && cfg.latentSize !== null) throw new Error('refFusedMoE: zero experts in latent mode');
+  if (onInput && (cfg.probInAdvance || cfg.withBias)) {
+    throw new Error('refFusedMoE: routingWeightOn input with probInAdvance or expert biases is not defined');
+  }
 
   // 1-2. Routing always sees the original x.
-  const logits = matmul(x, T, H, w.gateWeight, E);
-  let ids: Int32Array, weights: Float64Array;
-  if (cfg.topkMethod === 'greedy') {
-    ({ids, weights} = refMoeTopkSelect(logits, T, E, corrBias, k, cfg.renormalize));
-  } else {
-    ({ids, weights} = refGetMoeScores(
-         logits, T, E, cfg.nGroup, cfg.topkGroup, k, cfg.routedScalingFactor, corrBias, cfg.renormalize));
-  }
+  const logits = matmul(x, T, H, w.gateWeight, N);
+  if (cfg.routerBias) for (let i = 0; i < T * N; i++) logits[i] += w.gateBias![i % N];
+  const {ids, weights} = refRoute(logits, T, cfg, corrBias);
 
   // 3. Latent mode: experts run in L.
   const latent = cfg.latentSize !== null;
@@ -341,17 +495,22 @@ export function refFusedMoE(
     xl = matmul(x, T, H, w.fc1LatentProjWeight, D);
   }
 
-  // 4. Experts, per (token, slot).
+  // 4. Experts, per (token, slot). An id >= E is an identity expert: weight * x, no FFN.
   const expertOut = new Float64Array(T * D);
   for (let t = 0; t < T; t++) {
     for (let j = 0; j < k; j++) {
       const e = ids[t * k + j];
       const wt = weights[t * k + j];
+      if (e >= E) {
+        for (let d = 0; d < D; d++) expertOut[t * D + d] += wt * xl[t * D + d];
+        continue;
+      }
+      const inScale = onInput ? wt : 1;
       const act = new Float64Array(I);
       for (let i = 0; i < I; i++) {
         let gate = 0, up = 0;
         for (let d = 0; d < D; d++) {
-          const xv = xl[t * D + d];
+          const xv = inScale * xl[t * D + d];
           gate += xv * w.upGateProjWeight[(e * D + d) * 2 * I + i];
           up += xv * w.upGateProjWeight[(e * D + d) * 2 * I + I + i];
         }
@@ -359,13 +518,14 @@ export function refFusedMoE(
           gate += w.upGateProjBias![e * 2 * I + i];
           up += w.upGateProjBias![e * 2 * I + I + i];
         }
-        act[i] = silu(gate) * up * (cfg.probInAdvance ? wt : 1);
+        act[i] = refActivation(gate, up, cfg) * (cfg.probInAdvance ? wt : 1);
       }
       for (let d = 0; d < D; d++) {
         let o = 0;
         for (let i = 0; i < I; i++) o += act[i] * w.downProjWeight[(e * I + i) * D + d];
-        // probInAdvance already scaled the activations; the bias is weighted in both modes.
-        let v = cfg.probInAdvance ? o : wt * o;
+        // probInAdvance already scaled the activations, 'input' the expert's input; the bias is weighted in both
+        // output modes.
+        let v = cfg.probInAdvance || onInput ? o : wt * o;
         if (cfg.withBias) v += wt * w.downProjBias![e * D + d];
         expertOut[t * D + d] += v;
       }

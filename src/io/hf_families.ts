@@ -4,20 +4,31 @@
  * Turning a parsed config.json into FusedMoE options happens here; weight mapping is in hf_import.ts.
  */
 import type {FusedMoEOptions} from '../layers/fused_moe_config.js';
+import {describeValue} from '../ops/limits.js';
 
-/** The Hugging Face model families whose MoE blocks loadHuggingFaceMoe imports. */
-export type HfFamily = 'qwen2_moe' | 'qwen3_moe' | 'mixtral' | 'olmoe' | 'deepseek_v3' | 'ernie4_5_moe';
+/** The model_types loadHuggingFaceMoe maps onto FusedMoE (moe-families.md: the same function under other names). */
+export type HfFamily = 'qwen2_moe' | 'qwen3_moe' | 'mixtral' | 'olmoe' | 'deepseek_v3' | 'ernie4_5_moe' |
+    'qwen3_next' | 'minimax' | 'flex_olmo' | 'dots1' | 'glm4_moe' | 'jamba' | 'granitemoe' | 'granitemoeshared' |
+    'hunyuan_v1_moe' | 'minimax_m2' | 'afmoe' | 'lfm2_moe';
 
-/** How a family's MoE block names its tensors (relative to the block, e.g. 'model.layers.3.mlp.'). */
+/**
+ * How a family's MoE block names its tensors, relative to the block (e.g. 'model.layers.3.mlp.'). Lists are
+ * candidates, the first present wins (transformers' in-memory name first, then the hub files' spellings).
+ */
 export interface HfNaming {
   /** Per-expert projection names on the hub: gate, up, down (Mixtral: w1, w3, w2). */
   expertProj: {gate: string, up: string, down: string};
+  /** Fused experts [E,2I,H] (gate rows first) and [E,H,I]: transformers v5's names, Granite's hub names. */
+  fusedGateUp: string[];
+  fusedDown: string[];
   /** Router weight [E,H]. */
-  router: string;
+  router: string[];
   /** Candidate names of the selection bias, first match wins ([E] or [1,E]). */
   correctionBias: string[];
-  /** Shared expert MLP module name. */
+  /** Shared expert MLP module; '../name' is a sibling of the block in the decoder layer (granitemoeshared). */
   shared: string;
+  /** The shared MLP is one fused input_linear [2S,H] (gate rows first) + output_linear [H,S] (Granite). */
+  sharedFused: boolean;
   /** Qwen2-MoE's shared expert gate [1,H]. */
   sharedGate: string;
 }
@@ -28,6 +39,8 @@ export interface HfMoeSpec {
   hiddenSize: number;
   options: Omit<FusedMoEOptions, 'backend' | 'computeDtype'>;
   naming: HfNaming;
+  /** The selection bias is part of the routing: a checkpoint without it is an error, not plain routing. */
+  biasRequired: boolean;
 }
 
 /** A parsed config.json. */
@@ -35,9 +48,12 @@ export type Config = Record<string, unknown>;
 
 const STANDARD_NAMING: HfNaming = {
   expertProj: {gate: 'gate_proj', up: 'up_proj', down: 'down_proj'},
-  router: 'gate.weight',
+  fusedGateUp: ['experts.gate_up_proj'],
+  fusedDown: ['experts.down_proj'],
+  router: ['gate.weight'],
   correctionBias: [],
   shared: 'shared_experts',
+  sharedFused: false,
   sharedGate: 'shared_expert_gate.weight',
 };
 
@@ -58,7 +74,7 @@ function intKey(config: Config, keys: string[], what: string, fallback?: number)
   const value = pick(config, keys) ?? fallback;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) {
     fail(`config needs ${what} as a non-negative integer under ${keys.map(k => `'${k}'`).join(' or ')}, got ${
-        JSON.stringify(value)}`);
+        describeValue(value)}`);
   }
   return value;
 }
@@ -66,7 +82,7 @@ function intKey(config: Config, keys: string[], what: string, fallback?: number)
 function numKey(config: Config, keys: string[], what: string, fallback: number): number {
   const value = pick(config, keys) ?? fallback;
   if (typeof value !== 'number' || !Number.isFinite(value)) {
-    fail(`config needs ${what} as a number under ${keys.map(k => `'${k}'`).join(' or ')}, got ${JSON.stringify(value)}`);
+    fail(`config needs ${what} as a number under ${keys.map(k => `'${k}'`).join(' or ')}, got ${describeValue(value)}`);
   }
   return value;
 }
@@ -74,7 +90,7 @@ function numKey(config: Config, keys: string[], what: string, fallback: number):
 function boolKey(config: Config, keys: string[], what: string, fallback: boolean): boolean {
   const value = pick(config, keys) ?? fallback;
   if (typeof value !== 'boolean') {
-    fail(`config needs ${what} as a boolean under ${keys.map(k => `'${k}'`).join(' or ')}, got ${JSON.stringify(value)}`);
+    fail(`config needs ${what} as a boolean under ${keys.map(k => `'${k}'`).join(' or ')}, got ${describeValue(value)}`);
   }
   return value;
 }
@@ -84,9 +100,114 @@ const NUM_EXPERTS = ['num_experts', 'num_local_experts', 'n_routed_experts', 'mo
 const TOP_K = ['num_experts_per_tok', 'moe_k', 'moe_top_k', 'top_k'];
 const HIDDEN = ['hidden_size', 'd_model', 'hidden_dim'];
 
+type Options = HfMoeSpec['options'];
+
+/** One family: its config keys, what its routing means, its tensor names (moe-families.md sections 3 and 4). */
+interface FamilyEntry {
+  /** Expert width keys, first present wins. */
+  width: string[];
+  /** Experts-per-token keys when the family has its own (default TOP_K). */
+  topK?: string[];
+  /** Routing options read from the config (sizes aside); may reject what FusedMoE cannot express yet. */
+  routing: (config: Config, family: HfFamily) => Partial<Options>;
+  /** Shared expert width from the config and the expert width (absent: none). */
+  shared?: (config: Config, I: number) => number;
+  sharedGate?: boolean;
+  naming?: Partial<HfNaming>;
+  biasRequired?: (config: Config) => boolean;
+}
+
+const softmax = (renormalize: boolean): Partial<Options> => ({renormalize});
+const normTopk = (fallback: boolean) => (c: Config) =>
+  softmax(boolKey(c, ['norm_topk_prob'], 'norm_topk_prob', fallback));
+/** Sigmoid scores, selection bias, no groups: getMoeScores with one group (afmoe, minimax_m2, lfm2_moe). */
+const sigmoidOneGroup = (renormalize: boolean, routedScalingFactor: number): Partial<Options> => ({
+  topkMethod: 'noaux_tc', nGroup: 1, topkGroup: 1, renormalize, routedScalingFactor, useCorrectionBias: true});
+
+/** DeepSeek-V3's noaux_tc: sigmoid, selection bias, groups by the top-2 sum (also dots1, glm4_moe). */
+function noauxTc(config: Config, family: HfFamily): Partial<Options> {
+  const topkMethod = pick(config, ['topk_method']) ?? 'noaux_tc';
+  if (topkMethod !== 'noaux_tc') fail(`${family} with topk_method '${topkMethod}' is not supported (only noaux_tc)`);
+  const scoring = pick(config, ['scoring_func']) ?? 'sigmoid';
+  if (scoring !== 'sigmoid') fail(`${family} with scoring_func '${scoring}' is not supported (only sigmoid)`);
+  return {topkMethod: 'noaux_tc', nGroup: intKey(config, ['n_group'], 'n_group', 1),
+    topkGroup: intKey(config, ['topk_group'], 'topk_group', 1),
+    routedScalingFactor: numKey(config, ['routed_scaling_factor'], 'routed_scaling_factor', 1),
+    renormalize: boolKey(config, ['norm_topk_prob'], 'norm_topk_prob', family !== 'dots1'), useCorrectionBias: true};
+}
+
+const MIXTRAL_PROJ = {expertProj: {gate: 'w1', up: 'w3', down: 'w2'}};
+const QWEN2_MOE: FamilyEntry = {width: ['moe_intermediate_size'], routing: normTopk(false),
+  shared: c => intKey(c, ['shared_expert_intermediate_size'], 'the shared expert size', 0), sharedGate: true,
+  naming: {shared: 'shared_expert'}};
+// OLMoE's experts are sized by intermediate_size (it has no moe_intermediate_size).
+const OLMOE: FamilyEntry = {width: ['moe_intermediate_size', 'intermediate_size'], routing: normTopk(false)};
+// Mixtral always renormalises the top-k softmax weights.
+const MIXTRAL: FamilyEntry = {width: ['intermediate_size'], routing: () => softmax(true), naming: MIXTRAL_PROJ};
+const DEEPSEEK_V3: FamilyEntry = {width: ['moe_intermediate_size'], routing: noauxTc,
+  shared: (c, I) => I * intKey(c, ['n_shared_experts'], 'the shared expert count', 1),
+  naming: {correctionBias: ['gate.e_score_correction_bias']}, biasRequired: () => true};
+// Granite: router and fused experts under their hub names too; softmax over the top-k logits = renormalised.
+const GRANITE: FamilyEntry = {width: ['intermediate_size'], routing: () => softmax(true),
+  naming: {router: ['router.weight', 'router.layer.weight'], fusedGateUp: ['experts.gate_up_proj', 'input_linear.weight'],
+    fusedDown: ['experts.down_proj', 'output_linear.weight']}};
+
+const FAMILIES: Record<HfFamily, FamilyEntry> = {
+  qwen2_moe: QWEN2_MOE,
+  qwen3_moe: {width: ['moe_intermediate_size'], routing: normTopk(false)},
+  mixtral: MIXTRAL,
+  olmoe: OLMOE,
+  deepseek_v3: DEEPSEEK_V3,
+  ernie4_5_moe: {width: ['moe_intermediate_size'],
+    // Selection-only bias, weights renormalised (denominator clamped at 1e-12, which p > 0 never reaches).
+    routing: () => ({renormalize: true, useCorrectionBias: true}),
+    shared: (c, I) => I * intKey(c, ['moe_num_shared_experts'], 'the shared expert count', 0),
+    // transformers v5 keeps the statistics under the router; older checkpoints beside it.
+    naming: {correctionBias: ['gate.moe_statics.e_score_correction_bias', 'moe_statics.e_score_correction_bias']}},
+  qwen3_next: {...QWEN2_MOE, routing: normTopk(true)},
+  minimax: MIXTRAL,
+  flex_olmo: OLMOE,
+  dots1: DEEPSEEK_V3,
+  glm4_moe: DEEPSEEK_V3,
+  // Softmax top-k, not renormalised.
+  jamba: {width: ['intermediate_size'], routing: () => softmax(false), naming: {router: ['router.weight']}},
+  granitemoe: GRANITE,
+  // The shared MLP lives in the decoder layer beside the block and is added to its output there.
+  granitemoeshared: {...GRANITE, shared: c => intKey(c, ['shared_intermediate_size'], 'the shared MLP size', 0),
+    naming: {...GRANITE.naming, shared: '../shared_mlp', sharedFused: true}},
+  // HunYuan sizes experts and its ungated shared MLP by intermediate_size; moe_intermediate_size is not read.
+  hunyuan_v1_moe: {width: ['intermediate_size'], topK: ['moe_topk', 'num_experts_per_tok'],
+    routing: () => softmax(true), shared: (_, I) => I, naming: {router: ['gate.wg.weight'], shared: 'shared_mlp'}},
+  minimax_m2: {width: ['intermediate_size'], routing: () => sigmoidOneGroup(true, 1), biasRequired: () => true,
+    naming: {...MIXTRAL_PROJ, correctionBias: ['e_score_correction_bias']}},
+  afmoe: {width: ['moe_intermediate_size'],
+    routing: c => sigmoidOneGroup(true, numKey(c, ['route_scale'], 'route_scale', 1)),
+    shared: (c, I) => I * intKey(c, ['num_shared_experts'], 'the shared expert count', 0), biasRequired: () => true,
+    naming: {router: ['router.gate.weight'], correctionBias: ['expert_bias']}},
+  lfm2_moe: {width: ['moe_intermediate_size'], routing: c => {
+    const useBias = boolKey(c, ['use_expert_bias'], 'use_expert_bias', true);
+    // LFM2 divides by sum + 1e-6; getMoeScores by sum + 1e-20 (a 5e-7 relative difference): not the same function.
+    if (boolKey(c, ['norm_topk_prob'], 'norm_topk_prob', true)) {
+      fail(`lfm2_moe with norm_topk_prob true is not supported yet (its renormalisation adds 1e-6 to the sum)`);
+    }
+    return {...sigmoidOneGroup(false, numKey(c, ['routed_scaling_factor'], 'routed_scaling_factor', 1)),
+      useCorrectionBias: useBias};
+  }, biasRequired: c => boolKey(c, ['use_expert_bias'], 'use_expert_bias', true),
+  naming: {...MIXTRAL_PROJ, correctionBias: ['expert_bias']}},
+};
+
+/** Families of transformers 5.17 whose block needs semantics FusedMoE does not have yet (moe-families.md 6). */
+const NOT_YET: Record<string, string> = {
+  gpt_oss: 'a router bias and the clamped SwiGLU activation',
+  llama4_text: 'the routing weight applied to the expert input',
+  llama4: 'the routing weight applied to the expert input',
+  deepseek_v2: 'the routed scaling factor on softmax routing (and group_limited_greedy)',
+  longcat_flash: 'zero-computation experts',
+  phimoe: 'sparsemixer routing',
+};
+
 const MODEL_TYPE_ALIASES: Record<string, HfFamily> = {
-  qwen2_moe: 'qwen2_moe', qwen3_moe: 'qwen3_moe', mixtral: 'mixtral', olmoe: 'olmoe', deepseek_v3: 'deepseek_v3',
-  ernie4_5_moe: 'ernie4_5_moe', ernie4_5_moe_pt: 'ernie4_5_moe',
+  ...Object.fromEntries(Object.keys(FAMILIES).map(f => [f, f as HfFamily])), ernie4_5_moe_pt: 'ernie4_5_moe',
 };
 
 /** Multimodal wrappers keep the language model's config under text_config. */
@@ -96,12 +217,16 @@ function languageConfig(config: Config): Config {
   return config;
 }
 
-/** The MoE family of a parsed config.json (its model_type, or text_config's for multimodal configs); throws for unknown types. */
+/** The MoE family of a parsed config.json (its model_type, or text_config's when multimodal); throws when unknown. */
 export function familyOf(config: Config): HfFamily {
   const modelType = config.model_type;
-  if (typeof modelType !== 'string') fail(`config has no 'model_type' (got ${JSON.stringify(modelType)})`);
-  const family = MODEL_TYPE_ALIASES[modelType];
+  if (typeof modelType !== 'string') fail(`config has no 'model_type' (got ${describeValue(modelType)})`);
+  // Own keys only: 'toString' or '__proto__' must not find Object.prototype's members.
+  const family = Object.prototype.hasOwnProperty.call(MODEL_TYPE_ALIASES, modelType) ? MODEL_TYPE_ALIASES[modelType] : null;
   if (family == null) {
+    if (Object.prototype.hasOwnProperty.call(NOT_YET, modelType)) {
+      fail(`model_type '${modelType}' is not supported yet: it needs ${NOT_YET[modelType]}`);
+    }
     fail(`unknown model_type '${modelType}' (supported: ${Object.keys(MODEL_TYPE_ALIASES).join(', ')})`);
   }
   return family;
@@ -110,67 +235,23 @@ export function familyOf(config: Config): HfFamily {
 /** Reads a parsed config.json into FusedMoE options plus the family's tensor naming. */
 export function hfMoeSpec(rawConfig: unknown): HfMoeSpec {
   if (rawConfig == null || typeof rawConfig !== 'object' || Array.isArray(rawConfig)) {
-    fail(`argument 'config' must be a parsed config.json object, got ${JSON.stringify(rawConfig)}`);
+    fail(`argument 'config' must be a parsed config.json object, got ${describeValue(rawConfig)}`);
   }
   const outer = rawConfig as Config;
   const config = languageConfig(outer);
   const family = familyOf(config.model_type !== undefined ? config : outer);
   const hiddenSize = intKey(config, HIDDEN, 'the hidden size');
+  const entry = FAMILIES[family];
   const numExperts = intKey(config, NUM_EXPERTS, 'the routed expert count');
-  const topK = intKey(config, TOP_K, 'the experts per token');
-  const base = {
-    numExperts, topK, topkMethod: 'greedy' as const, nGroup: 1, topkGroup: 1, routedScalingFactor: 1,
+  const topK = intKey(config, entry.topK ?? TOP_K, 'the experts per token');
+  const moeIntermediateSize = intKey(config, entry.width, 'the expert intermediate size');
+  const shared = entry.shared?.(config, moeIntermediateSize) ?? 0;
+  const options: Options = {
+    numExperts, topK, moeIntermediateSize, topkMethod: 'greedy', nGroup: 1, topkGroup: 1, routedScalingFactor: 1,
     renormalize: true, useCorrectionBias: false, latentSize: null, withBias: false, probInAdvance: false,
-    sharedExpertIntermediateSize: 0, sharedExpertGate: false,
+    sharedExpertIntermediateSize: shared, sharedExpertGate: shared > 0 && entry.sharedGate === true,
+    ...entry.routing(config, family),
   };
-  switch (family) {
-    case 'qwen2_moe': {
-      const shared = intKey(config, ['shared_expert_intermediate_size'], 'the shared expert size', 0);
-      return {family, hiddenSize, naming: {...STANDARD_NAMING, shared: 'shared_expert'}, options: {...base,
-        moeIntermediateSize: intKey(config, ['moe_intermediate_size'], 'the expert intermediate size'),
-        renormalize: boolKey(config, ['norm_topk_prob'], 'norm_topk_prob', false),
-        sharedExpertIntermediateSize: shared, sharedExpertGate: shared > 0,
-      }};
-    }
-    case 'qwen3_moe':
-    case 'olmoe':
-      return {family, hiddenSize, naming: STANDARD_NAMING, options: {...base,
-        // OLMoE's experts are sized by intermediate_size (it has no moe_intermediate_size).
-        moeIntermediateSize: intKey(config, family === 'olmoe' ? ['moe_intermediate_size', 'intermediate_size'] :
-                                                                 ['moe_intermediate_size'],
-            'the expert intermediate size'),
-        renormalize: boolKey(config, ['norm_topk_prob'], 'norm_topk_prob', false),
-      }};
-    case 'mixtral':
-      return {family, hiddenSize, naming: {...STANDARD_NAMING, expertProj: {gate: 'w1', up: 'w3', down: 'w2'}},
-        // Mixtral always renormalises the top-k softmax weights.
-        options: {...base, moeIntermediateSize: intKey(config, ['intermediate_size'], 'the expert intermediate size')}};
-    case 'deepseek_v3': {
-      const nShared = intKey(config, ['n_shared_experts'], 'the shared expert count', 1);
-      const moeIntermediateSize = intKey(config, ['moe_intermediate_size'], 'the expert intermediate size');
-      const topkMethod = pick(config, ['topk_method']) ?? 'noaux_tc';
-      if (topkMethod !== 'noaux_tc') fail(`deepseek_v3 with topk_method '${topkMethod}' is not supported (only noaux_tc)`);
-      const scoring = pick(config, ['scoring_func']) ?? 'sigmoid';
-      if (scoring !== 'sigmoid') fail(`deepseek_v3 with scoring_func '${scoring}' is not supported (only sigmoid)`);
-      return {family, hiddenSize, naming: {...STANDARD_NAMING, correctionBias: ['gate.e_score_correction_bias']},
-        options: {...base, moeIntermediateSize, topkMethod: 'noaux_tc',
-          nGroup: intKey(config, ['n_group'], 'n_group', 1),
-          topkGroup: intKey(config, ['topk_group'], 'topk_group', 1),
-          routedScalingFactor: numKey(config, ['routed_scaling_factor'], 'routed_scaling_factor', 1),
-          renormalize: boolKey(config, ['norm_topk_prob'], 'norm_topk_prob', true),
-          useCorrectionBias: true, sharedExpertIntermediateSize: nShared * moeIntermediateSize,
-        }};
-    }
-    case 'ernie4_5_moe': {
-      const nShared = intKey(config, ['moe_num_shared_experts'], 'the shared expert count', 0);
-      const moeIntermediateSize = intKey(config, ['moe_intermediate_size'], 'the expert intermediate size');
-      return {family, hiddenSize,
-        naming: {...STANDARD_NAMING,
-          // transformers v5 keeps the statistics under the router; older checkpoints beside it.
-          correctionBias: ['gate.moe_statics.e_score_correction_bias', 'moe_statics.e_score_correction_bias']},
-        // Selection-only bias, weights renormalised (denominator clamped at 1e-12, which p > 0 never reaches).
-        options: {...base, moeIntermediateSize, useCorrectionBias: true,
-          sharedExpertIntermediateSize: nShared * moeIntermediateSize}};
-    }
-  }
+  return {family, hiddenSize, options, naming: {...STANDARD_NAMING, ...entry.naming},
+    biasRequired: entry.biasRequired?.(config) ?? false};
 }

@@ -1,13 +1,15 @@
 /**
  * Hugging Face MoE block -> FusedMoE. Accepts both weight layouts of a block's state dict:
  * - hub files, per expert: experts.{e}.gate_proj/up_proj/down_proj.weight ([I,H], [I,H], [H,I]; Mixtral w1/w3/w2),
- * - transformers v5 in memory, fused: experts.gate_up_proj [E,2I,H] (gate rows first), experts.down_proj [E,H,I],
+ * - transformers v5 in memory, fused: experts.gate_up_proj [E,2I,H] (gate rows first), experts.down_proj [E,H,I]
+ *   (Granite's hub files: input_linear.weight / output_linear.weight, the same layout),
  * and converts torch's Linear layout (out x in) to the layer's [in, out] layout (docs/semantics.md section 8).
  */
 import * as tf from '@tensorflow/tfjs-core';
 
 import {FusedMoE} from '../layers/fused_moe.js';
 import type {FusedMoEOptions, FusedMoEWeightName, MoeComputeDtype, MoeLayerBackend} from '../layers/fused_moe_config.js';
+import {describeValue} from '../ops/limits.js';
 import {HfMoeSpec, hfMoeSpec} from './hf_families.js';
 
 /** Options of {@link loadHuggingFaceMoe}. */
@@ -33,18 +35,25 @@ class WeightSource {
   private readonly map: Map<string, tf.Tensor>;
   constructor(weights: HfWeights, readonly prefix: string) {
     if (weights == null || typeof weights !== 'object') {
-      fail(`argument 'weights' must map tensor names to tf.Tensors, got ${JSON.stringify(weights)}`);
+      fail(`argument 'weights' must map tensor names to tf.Tensors, got ${describeValue(weights)}`);
     }
     this.map = weights instanceof Map ? weights : new Map(Object.entries(weights));
   }
 
+  /** prefix + rel; '../name' is a sibling of the block (its prefix without the last component). */
+  name(rel: string): string {
+    if (!rel.startsWith('../')) return this.prefix + rel;
+    const parent = this.prefix.slice(0, this.prefix.slice(0, -1).lastIndexOf('.') + 1);
+    return parent + rel.slice(3);
+  }
+
   has(rel: string): boolean {
-    return this.map.has(this.prefix + rel);
+    return this.map.has(this.name(rel));
   }
 
   /** The tensor named prefix + rel, checked to be float32 of the given shape. */
   get(rel: string, shape: number[], meaning: string): tf.Tensor {
-    const name = this.prefix + rel;
+    const name = this.name(rel);
     const t = this.map.get(name);
     if (t == null) fail(`missing weight '${name}' (${meaning}, expected shape [${shape}])${this.hint()}`);
     if (!(t instanceof tf.Tensor) || t.isDisposed) fail(`weight '${name}' must be a live tf.Tensor`);
@@ -56,7 +65,7 @@ class WeightSource {
 
   /** The rank of prefix + rel, or -1 when absent. */
   rank(rel: string): number {
-    return this.map.get(this.prefix + rel)?.rank ?? -1;
+    return this.map.get(this.name(rel))?.rank ?? -1;
   }
 
   first(rels: string[]): string | undefined {
@@ -77,18 +86,21 @@ function convertWeights(spec: HfMoeSpec, src: WeightSource, biasRel: string | nu
   const {numExperts: E, moeIntermediateSize: I, sharedExpertIntermediateSize: S} = spec.options;
   const out = new Map<FusedMoEWeightName, tf.Tensor>();
   const {gate: g, up: u, down: d} = naming.expertProj;
-  const fused = src.has('experts.gate_up_proj');
+  const fusedGateUp = src.first(naming.fusedGateUp);
+  const fused = fusedGateUp != null;
+  const router = src.first(naming.router) ?? naming.router[0];
   // torch Linear stores [out, in]; the layer stores [in, out].
-  out.set('gate_weight', tf.transpose(src.get(naming.router, [E, H], 'router weight [E,H]')));
+  out.set('gate_weight', tf.transpose(src.get(router, [E, H], 'router weight [E,H]')));
   if (biasRel != null) {
     // DeepSeek-V3 stores [E]; ERNIE's moe_statics [1,E] (one row per expert group).
     const shape = src.rank(biasRel) === 2 ? [1, E] : [E];
     out.set('gate_correction_bias', tf.reshape(src.get(biasRel, shape, 'selection bias [E] or [1,E]'), [E]));
   }
   if (fused) {
+    const down = src.first(naming.fusedDown) ?? naming.fusedDown[0];
     out.set('up_gate_proj_weight',
-        tf.transpose(src.get('experts.gate_up_proj', [E, 2 * I, H], 'fused experts [E,2I,H]'), [0, 2, 1]));
-    out.set('down_proj_weight', tf.transpose(src.get('experts.down_proj', [E, H, I], 'fused experts [E,H,I]'), [0, 2, 1]));
+        tf.transpose(src.get(fusedGateUp!, [E, 2 * I, H], 'fused experts [E,2I,H]'), [0, 2, 1]));
+    out.set('down_proj_weight', tf.transpose(src.get(down, [E, H, I], 'fused experts [E,H,I]'), [0, 2, 1]));
     if (withBias) {
       out.set('up_gate_proj_bias', tf.clone(src.get('experts.gate_up_proj_bias', [E, 2 * I], 'expert biases [E,2I]')));
       out.set('down_proj_bias', tf.clone(src.get('experts.down_proj_bias', [E, H], 'expert biases [E,H]')));
@@ -106,13 +118,22 @@ function convertWeights(spec: HfMoeSpec, src: WeightSource, biasRel: string | nu
   }
   if (S > 0) {
     const m = naming.shared;
-    const sg = src.get(`${m}.gate_proj.weight`, [S, H], 'shared expert gate_proj');
-    const su = src.get(`${m}.up_proj.weight`, [S, H], 'shared expert up_proj');
-    out.set('shared_up_gate_proj_weight', tf.transpose(tf.concat([sg, su], 0)));
-    out.set('shared_down_proj_weight', tf.transpose(src.get(`${m}.down_proj.weight`, [H, S], 'shared expert down_proj')));
-    for (const proj of ['gate_proj', 'up_proj', 'down_proj']) {
+    if (naming.sharedFused) {
+      // Granite: one [2S,H] input_linear, gate rows first, as the layer's gate-then-up columns once transposed.
+      out.set('shared_up_gate_proj_weight',
+          tf.transpose(src.get(`${m}.input_linear.weight`, [2 * S, H], 'shared MLP input_linear [2S,H]')));
+      out.set('shared_down_proj_weight',
+          tf.transpose(src.get(`${m}.output_linear.weight`, [H, S], 'shared MLP output_linear [H,S]')));
+    } else {
+      const sg = src.get(`${m}.gate_proj.weight`, [S, H], 'shared expert gate_proj');
+      const su = src.get(`${m}.up_proj.weight`, [S, H], 'shared expert up_proj');
+      out.set('shared_up_gate_proj_weight', tf.transpose(tf.concat([sg, su], 0)));
+      out.set('shared_down_proj_weight',
+          tf.transpose(src.get(`${m}.down_proj.weight`, [H, S], 'shared expert down_proj')));
+    }
+    for (const proj of ['gate_proj', 'up_proj', 'down_proj', 'input_linear', 'output_linear']) {
       if (src.has(`${m}.${proj}.bias`)) {
-        fail(`weight '${src.prefix}${m}.${proj}.bias': shared expert biases are not supported by FusedMoE`);
+        fail(`weight '${src.name(`${m}.${proj}.bias`)}': shared expert biases are not supported by FusedMoE`);
       }
     }
     if (spec.options.sharedExpertGate) {
@@ -123,30 +144,35 @@ function convertWeights(spec: HfMoeSpec, src: WeightSource, biasRel: string | nu
 }
 
 /**
- * Builds a FusedMoE from a Hugging Face MoE block: `config` is the model's parsed config.json (families
- * qwen2_moe, qwen3_moe, mixtral, olmoe, deepseek_v3, ernie4_5_moe), `weights` the block's tensors (either layout),
- * named as in its state dict under `prefix`. The returned layer is built and holds copies of the weights (the
+ * Builds a FusedMoE from a Hugging Face MoE block: `config` is the model's parsed config.json (a family of
+ * HfFamily, or a multimodal config holding one under text_config), `weights` the block's tensors (either layout),
+ * named as in its state dict under `prefix` (granitemoeshared: the block's prefix; its shared_mlp is read beside
+ * it). The returned layer is built and holds copies of the weights (the
  * caller still owns `weights`). Throws naming the missing or mis-shaped tensor, or the unknown model type.
  */
 export function loadHuggingFaceMoe(config: unknown, weights: HfWeights, options: LoadHuggingFaceMoeOptions = {}):
     FusedMoE {
+  if (options == null || typeof options !== 'object' || Array.isArray(options)) {
+    fail(`argument 'options' must be an options object {prefix?, backend?, computeDtype?, name?}, got ${
+        describeValue(options)}`);
+  }
   const spec = hfMoeSpec(config);
   let prefix = options.prefix ?? '';
-  if (typeof prefix !== 'string') fail(`option 'prefix' must be a string, got ${JSON.stringify(prefix)}`);
+  if (typeof prefix !== 'string') fail(`option 'prefix' must be a string, got ${describeValue(prefix)}`);
   if (prefix !== '' && !prefix.endsWith('.')) prefix += '.';
   const src = new WeightSource(weights, prefix);
-  const {expertProj} = spec.naming;
-  const fused = src.has('experts.gate_up_proj');
+  const {expertProj, fusedGateUp, router} = spec.naming;
+  const fused = src.first(fusedGateUp) != null;
   if (!fused && !src.has(`experts.0.${expertProj.gate}.weight`)) {
-    fail(`found neither fused experts ('${prefix}experts.gate_up_proj') nor per-expert weights ` +
+    fail(`found neither fused experts ('${prefix}${fusedGateUp[0]}') nor per-expert weights ` +
         `('${prefix}experts.0.${expertProj.gate}.weight') for ${spec.family}` +
-        (src.has('gate.weight') ? '' : ` (and no router '${prefix}gate.weight': is the prefix right?)`));
+        (src.first(router) != null ? '' : ` (and no router '${prefix}${router[0]}': is the prefix right?)`));
   }
   const withBias = fused ? src.has('experts.gate_up_proj_bias') : src.has(`experts.0.${expertProj.gate}.bias`);
   const biasRel = src.first(spec.naming.correctionBias);
   // DeepSeek-V3's bias is part of its routing; ERNIE checkpoints without aux-free balancing simply lack it.
-  if (spec.family === 'deepseek_v3' && biasRel == null) {
-    fail(`missing weight '${prefix}${spec.naming.correctionBias[0]}' (deepseek_v3 selection bias, shape [E])`);
+  if (spec.biasRequired && biasRel == null) {
+    fail(`missing weight '${prefix}${spec.naming.correctionBias[0]}' (${spec.family} selection bias, shape [E])`);
   }
   const useBias = spec.options.useCorrectionBias && biasRel != null;
   const layerOptions: FusedMoEOptions = {...spec.options, useCorrectionBias: useBias, withBias,

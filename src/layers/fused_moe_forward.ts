@@ -15,6 +15,7 @@ import {getMoeScores} from '../ops/get_moe_scores.js';
 import {moeCombine} from '../ops/moe_combine.js';
 import {moePermute} from '../ops/moe_permute.js';
 import {moeTopkSelect} from '../ops/moe_topk_select.js';
+import {routerLogits} from '../ops/router_logits.js';
 import {stopGradient} from '../ops/stop_gradient.js';
 
 /** Routing of precomputed router logits [T,E]: top-k expert ids and their weights (docs/semantics.md 7.2). */
@@ -33,7 +34,7 @@ export function routeLogits(logits: tf.Tensor2D, w: FusedMoEWeights, o: FusedMoE
 /** Routing: top-k expert ids and their weights for every token of x [T,H]. */
 export function routeTokens(x: tf.Tensor2D, w: FusedMoEWeights, o: FusedMoEOptions):
     {topkIds: tf.Tensor2D, topkWeights: tf.Tensor2D} {
-  return routeLogits(tf.matMul(x, w.gate_weight) as tf.Tensor2D, w, o);
+  return routeLogits(routerLogits(x, w.gate_weight), w, o);
 }
 
 /** The gated-SwiGLU MLP every token passes through (optionally gated by sigmoid(x @ gate)). */
@@ -50,7 +51,7 @@ function sharedExperts(x: tf.Tensor2D, w: FusedMoEWeights, o: FusedMoEOptions): 
  */
 export function fusedMoeForwardWithRouting(x: tf.Tensor2D, w: FusedMoEWeights, o: FusedMoEOptions): MoeForwardResult {
   const [numTokens] = x.shape;
-  const gatingLogits = tf.matMul(x, w.gate_weight) as tf.Tensor2D;
+  const gatingLogits = routerLogits(x, w.gate_weight);
   const {topkIds, topkWeights} = routeLogits(gatingLogits, w, o);
   // Routing always sees the full-width x; only the experts run in the latent space.
   const expertInput: tf.Tensor2D = o.latentSize != null ? tf.matMul(x, w.fc1_latent_proj_weight as tf.Tensor2D) : x;

@@ -22,6 +22,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 
 import type {FusedMoEOptions, FusedMoEWeights} from '../executor/layer_schema.js';
+import {describeValue} from '../ops/limits.js';
 import {stopGradient} from '../ops/stop_gradient.js';
 import {routeLogits} from './fused_moe_forward.js';
 
@@ -38,7 +39,7 @@ export interface LoadBalancingOptions {
 export const LOAD_BALANCING_KEYS = ['auxLossCoef', 'biasUpdateRate', 'recordExpertLoad'] as const;
 
 function optionError(option: string, expected: string, got: unknown): Error {
-  return new Error(`FusedMoE: option '${option}' must be ${expected}, got ${JSON.stringify(got) ?? String(got)}`);
+  return new Error(`FusedMoE: option '${option}' must be ${expected}, got ${describeValue(got)}`);
 }
 
 function nonNegative(option: string, value: unknown): number {
@@ -91,7 +92,11 @@ export class LoadBalancer {
     if (!this.active) return;
     const withAux = training && this.options.auxLossCoef > 0;
     const {load, aux} = statistics(x, weights, moe, withAux ? this.options.auxLossCoef : 0, routing);
-    if (aux != null) this.auxLoss = aux;
+    if (aux != null) {
+      // Outside any scope nothing else frees the loss it replaces (inside model.fit its scope already did).
+      if (this.auxLoss !== aux) this.auxLoss?.dispose();
+      this.auxLoss = aux;
+    }
     if (training && this.options.biasUpdateRate > 0) {
       const bias = weights.gate_correction_bias as tf.Tensor1D;
       const next = tf.tidy(() => {
@@ -142,6 +147,7 @@ export class LoadBalancer {
   dispose(): void {
     this.load?.dispose();
     this.load = null;
+    this.auxLoss?.dispose();
     this.auxLoss = null;
   }
 }

@@ -1,6 +1,6 @@
 /** What every op's conformance block shares: the backend under test, the path (kernel or composite), tolerances. */
 import * as tf from '@tensorflow/tfjs-core';
-import {ALL_MOE_KERNELS, hasMoeKernel, withCompositeKernels} from 'tfjs-moe';
+import {ALL_MOE_KERNELS, hasMoeKernel, wasmReady, wasmStatus, withCompositeKernels} from 'tfjs-moe';
 
 import {randInt, relError, recordError} from '../../helpers/util.js';
 
@@ -11,6 +11,11 @@ export interface OpConformanceOptions {
   composite: boolean;
   /** 'full': many random cases (cpu, cheap); 'small': a few small cases (slow backends such as SwiftShader). */
   scale: 'full' | 'small';
+  /**
+   * cpu only: true runs the cpu kernels' WebAssembly SIMD path (and asserts it is active), false their JavaScript
+   * fallback (flag MOE_WASM); absent leaves the flag as it is.
+   */
+  wasm?: boolean;
 }
 
 /** Tolerances of the developers' guide (float32 storage). */
@@ -54,7 +59,14 @@ export function useSuiteBackend(suite: string, opts: OpConformanceOptions): void
   let previousBackend = '';
   let unavailable: string | null = null;
   let previousTimeout = 0;
+  let previousWasm: boolean | null = null;
   beforeAll(async () => {
+    if (opts.wasm != null) {
+      previousWasm = tf.env().getBool('MOE_WASM');
+      tf.env().set('MOE_WASM', opts.wasm);
+      // Browsers compile the module in the background: wait for it so the suite tests what it names.
+      await wasmReady();
+    }
     previousBackend = tf.getBackend();
     previousTimeout = jasmine.DEFAULT_TIMEOUT_INTERVAL;
     if (opts.backend !== 'cpu') jasmine.DEFAULT_TIMEOUT_INTERVAL = Math.max(previousTimeout, 120_000);
@@ -67,12 +79,19 @@ export function useSuiteBackend(suite: string, opts: OpConformanceOptions): void
     await tf.ready();
   });
   afterAll(async () => {
+    if (previousWasm != null) tf.env().set('MOE_WASM', previousWasm);
     jasmine.DEFAULT_TIMEOUT_INTERVAL = previousTimeout;
     if (previousBackend !== '' && tf.getBackend() !== previousBackend) await tf.setBackend(previousBackend);
   });
   beforeEach(() => {
     if (unavailable != null) pending(unavailable);
   });
+  if (opts.wasm === true) {
+    it('runs the WebAssembly SIMD kernels (every engine the suite runs on supports SIMD)', () => {
+      const status = wasmStatus();
+      expect(status.available).withContext(`wasm status: ${JSON.stringify(status)}`).toBeTrue();
+    });
+  }
   if (!opts.composite) {
     it(`has a kernel of ours registered for every op on '${opts.backend}'`, () => {
       for (const name of ALL_MOE_KERNELS) {

@@ -2,6 +2,7 @@ import type {KernelConfig, KernelFunc} from '@tensorflow/tfjs-core';
 
 import {makeOutput, readFloat32, readInt32} from '../host_data.js';
 import {BatchedGemm, BatchedGemmAttrs, BatchedGemmInputs} from '../kernel_names.js';
+import {wasmBatchedGemm} from '../wasm/batched_gemm_wasm.js';
 import {batchedGemmImpl, segmentOffsets} from './batched_gemm_impl.js';
 
 /** The grouped GEMM on host data: float32 [R*N] and N (shared with the fused BatchedGemmSwiglu kernel). */
@@ -14,9 +15,12 @@ export function batchedGemmHost(inputs: BatchedGemmInputs, backend: unknown, att
   const n = transposeRhs ? rhs.shape[1] : rhs.shape[2];
   // Segments first: a bad offset must fail before any work.
   const offsets = segmentOffsets(readInt32(backend, segments), segmentsAreOffsets, numExperts, numRows);
-  const out = batchedGemmImpl(
-      readFloat32(backend, lhs), numRows, k, readFloat32(backend, rhs), numExperts, n, offsets, transposeRhs,
-      bias == null ? null : readFloat32(backend, bias));
+  const lhsValues = readFloat32(backend, lhs), rhsValues = readFloat32(backend, rhs);
+  const biasValues = bias == null ? null : readFloat32(backend, bias);
+  const out =
+      wasmBatchedGemm(backend, lhsValues, numRows, k, rhsValues, rhs.dataId, numExperts, n, offsets, transposeRhs,
+                      biasValues) ??
+      batchedGemmImpl(lhsValues, numRows, k, rhsValues, numExperts, n, offsets, transposeRhs, biasValues);
   return {out, width: n};
 }
 

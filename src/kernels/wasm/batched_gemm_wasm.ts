@@ -1,0 +1,128 @@
+/**
+ * The expert GEMMs as WebAssembly SIMD for the cpu kernels (moe_kernels.c). Each function takes the host arrays
+ * the cpu kernel already read and validated and returns the output array, or null when the wasm path is off
+ * or cannot run this call (no SIMD, flag MOE_WASM false, memory exhausted): the caller then runs its JS impl.
+ *
+ * Per call, the activations are copied into wasm memory and the output copied out; the expert weights stay
+ * packed in wasm memory between calls (weight_cache.ts), keyed by the weight tensor's dataId.
+ */
+import {packedExperts, PackLayout} from './weight_cache.js';
+import {ThreadedEntry, wasmRuntime, WasmRuntime} from './runtime.js';
+
+/** The per-call arrays, laid out in one block of wasm memory. */
+class CallArena {
+  private offset = 0;
+  private bytes = 0;
+  private cursor = 0;
+
+  constructor(private readonly rt: WasmRuntime) {}
+
+  /** Reserves `bytes` for this call (reusing the previous call's block when large enough); false when out of memory. */
+  reset(bytes: number): boolean {
+    if (bytes > this.bytes) {
+      if (this.bytes > 0) this.rt.release(this.offset, this.bytes);
+      this.bytes = 0;
+      const offset = this.rt.alloc(bytes);
+      if (offset == null) return false;
+      this.offset = offset;
+      this.bytes = bytes;
+    }
+    this.cursor = this.offset;
+    return true;
+  }
+
+  take(bytes: number): number {
+    const at = this.cursor;
+    this.cursor += Math.ceil(bytes / 64) * 64;
+    return at;
+  }
+}
+
+let arena: CallArena | null = null;
+
+/**
+ * Multiply-adds of weight streaming (one per packed weight of an active expert) plus a quarter per row's
+ * multiply-add (the tiles reuse each loaded weight for 4 rows) below which one more thread does not pay.
+ */
+const MIN_WORK_PER_THREAD = 1 << 19;
+
+const padded = (bytes: number) => Math.ceil(bytes / 64) * 64;
+
+interface ExpertCall {
+  backend: unknown;
+  lhs: Float32Array;
+  numRows: number;
+  k: number;
+  rhs: Float32Array;
+  rhsDataId: object;
+  numExperts: number;
+  layout: PackLayout;
+  offsets: Int32Array;
+  bias: Float32Array | null;
+  scale: Float32Array | null;
+  /** Output columns. */
+  outCols: number;
+  entry: ThreadedEntry;
+}
+
+function runExpertCall(c: ExpertCall): Float32Array | null {
+  const rt = wasmRuntime();
+  if (rt == null) return null;
+  const out = new Float32Array(c.numRows * c.outCols);
+  const first = c.offsets[0], last = c.offsets[c.numExperts];
+  // Rows outside every segment are zero (as allocated); nothing to compute without rows or columns.
+  if (last <= first || c.outCols === 0) return out;
+  const weights = packedExperts(rt, c.backend, c.rhsDataId, c.rhs, c.numExperts, c.layout, c.offsets);
+  if (weights == null) return null;
+  const k = c.k, rows = last - first;
+  let activeExperts = 0;
+  for (let e = 0; e < c.numExperts; e++) if (c.offsets[e + 1] > c.offsets[e]) activeExperts++;
+  // Waking a worker costs tens of microseconds: small calls stay on the calling thread.
+  const work = activeExperts * k * c.layout.n + rows * k * c.layout.n / 4;
+  const threads = Math.min(rt.threads(), Math.max(1, Math.floor(work / MIN_WORK_PER_THREAD)));
+  const scratchFloats = rt.exports.scratch_floats_per_thread(k);
+  // Only the segment rows [first, last) travel; offsets are rebased to them.
+  const bytes = padded(rows * k * 4) + padded(rows * c.outCols * 4) + padded((c.numExperts + 1) * 4) +
+      padded(c.numExperts * 4) + padded((c.bias?.length ?? 0) * 4) + padded(c.scale != null ? rows * 4 : 0) +
+      threads * scratchFloats * 4;
+  if (arena == null) arena = new CallArena(rt);
+  if (!arena.reset(bytes)) return null;
+  const lhsAt = arena.take(rows * k * 4), outAt = arena.take(rows * c.outCols * 4);
+  const offsetsAt = arena.take((c.numExperts + 1) * 4), weightsAt = arena.take(c.numExperts * 4);
+  const biasAt = c.bias != null ? arena.take(c.bias.length * 4) : 0;
+  const scaleAt = c.scale != null ? arena.take(rows * 4) : 0;
+  const scratchAt = arena.take(threads * scratchFloats * 4);
+  rt.f32(lhsAt, rows * k).set(c.lhs.subarray(first * k, last * k));
+  const rebased = rt.i32(offsetsAt, c.numExperts + 1);
+  for (let e = 0; e <= c.numExperts; e++) rebased[e] = c.offsets[e] - first;
+  rt.u32(weightsAt, c.numExperts).set(weights);
+  if (c.bias != null) rt.f32(biasAt, c.bias.length).set(c.bias);
+  if (c.scale != null) rt.f32(scaleAt, rows).set(c.scale.subarray(first, last));
+  const common = [lhsAt, k, outAt, c.outCols, offsetsAt, c.numExperts, weightsAt, biasAt];
+  // The kernel picks its thread's slice of the scratch block.
+  rt.run(c.entry, [...common, ...(c.entry === 'moe_gemm' ? [] : [scaleAt]), scratchAt], threads);
+  out.set(rt.f32(outAt, rows * c.outCols), first * c.outCols);
+  return out;
+}
+
+/** batchedGemm (semantics doc section 4) on host arrays; offsets validated [E+1]. */
+export function wasmBatchedGemm(
+    backend: unknown, lhs: Float32Array, numRows: number, k: number, rhs: Float32Array, rhsDataId: object,
+    numExperts: number, n: number, offsets: Int32Array, transposeRhs: boolean, bias: Float32Array | null):
+    Float32Array | null {
+  return runExpertCall({backend, lhs, numRows, k, rhs, rhsDataId, numExperts, offsets, bias, scale: null, outCols: n,
+    layout: {k, n, transposed: transposeRhs, halves: false}, entry: 'moe_gemm'});
+}
+
+/**
+ * fusedSwigluScale(batchedGemm(lhs, rhs, offsets, bias), scale) in one pass: rhs [E,K,2I] (or [E,2I,K] with
+ * transposeRhs; gate columns first), bias [E,2I] or null, scale [R] or null; offsets validated [E+1]. Returns [R,I].
+ */
+export function wasmBatchedGemmSwiglu(
+    backend: unknown, lhs: Float32Array, numRows: number, k: number, rhs: Float32Array, rhsDataId: object,
+    numExperts: number, intermediate: number, offsets: Int32Array, transposeRhs: boolean, bias: Float32Array | null,
+    scale: Float32Array | null): Float32Array | null {
+  return runExpertCall({backend, lhs, numRows, k, rhs, rhsDataId, numExperts, offsets, bias, scale,
+    outCols: intermediate, layout: {k, n: 2 * intermediate, transposed: transposeRhs, halves: true},
+    entry: 'moe_gemm_swiglu'});
+}

@@ -1,0 +1,141 @@
+/**
+ * Expert weights packed for the wasm kernels, kept in wasm memory across calls. A weight's tensor data is
+ * immutable for its dataId (a variable's assign gives it a new one), so the dataId is the key; an expert is packed
+ * the first time a call routes rows to it, so decode only ever copies the experts it used. Entries of tensors the
+ * backend no longer holds are freed at the next call; past the MOE_WASM_CACHE_MB budget the least recently used
+ * experts (not needed by the current call) are evicted.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+
+import {existingRuntime, WasmRuntime} from './runtime.js';
+
+/** How an expert is packed: plain panels over N, or the two halves (gate, up) padded apart for the SwiGLU GEMM. */
+export interface PackLayout {
+  k: number;
+  n: number;
+  transposed: boolean;
+  halves: boolean;
+}
+
+interface Entry extends PackLayout {
+  dataId: object;
+  /** The backend holding the weight (tells whether its dataId is still alive). */
+  backend: unknown;
+  numExperts: number;
+  bytesPerExpert: number;
+  /** Offsets of the packed experts, 0 where not packed. */
+  offsets: Uint32Array;
+  lastUse: Float64Array;
+}
+
+let entries: Entry[] = [];
+let residentBytes = 0;
+let clock = 0;
+
+function sameLayout(e: Entry, layout: PackLayout): boolean {
+  return e.k === layout.k && e.n === layout.n && e.transposed === layout.transposed && e.halves === layout.halves;
+}
+
+function freeEntry(rt: WasmRuntime, e: Entry): void {
+  for (let x = 0; x < e.numExperts; x++) {
+    if (e.offsets[x] !== 0) {
+      rt.release(e.offsets[x], e.bytesPerExpert);
+      residentBytes -= e.bytesPerExpert;
+      e.offsets[x] = 0;
+    }
+  }
+}
+
+/** Frees the entries whose tensors their backend has disposed (when the backend can tell). */
+function sweep(rt: WasmRuntime): void {
+  entries = entries.filter(e => {
+    const data = (e.backend as {data?: {has?: (id: object) => boolean}}).data;
+    if (typeof data?.has !== 'function' || data.has(e.dataId)) return true;
+    freeEntry(rt, e);
+    return false;
+  });
+}
+
+/** For the weight-cache sweepers (kernels/weight_caches.ts): a disposed layer's packed experts go now. */
+export function sweepWasmWeightCache(): void {
+  const rt = existingRuntime();
+  if (rt != null) sweep(rt);
+}
+
+/** Evicts least recently used experts (other than this call's) until `bytes` more fit the budget. */
+function makeRoom(rt: WasmRuntime, bytes: number, now: number): boolean {
+  const budget = tf.env().getNumber('MOE_WASM_CACHE_MB') * 1024 * 1024;
+  while (residentBytes + bytes > budget) {
+    let victim: Entry | null = null, victimExpert = -1, oldest = Infinity;
+    for (const e of entries) {
+      for (let x = 0; x < e.numExperts; x++) {
+        if (e.offsets[x] !== 0 && e.lastUse[x] < now && e.lastUse[x] < oldest) {
+          victim = e;
+          victimExpert = x;
+          oldest = e.lastUse[x];
+        }
+      }
+    }
+    if (victim == null) return false;
+    rt.release(victim.offsets[victimExpert], victim.bytesPerExpert);
+    victim.offsets[victimExpert] = 0;
+    residentBytes -= victim.bytesPerExpert;
+  }
+  return true;
+}
+
+/**
+ * Offsets of the packed experts of `weights` (the tensor [E,K,N] or [E,N,K] behind `dataId`) that have rows in
+ * `offsets` (0 for the others), packing the missing ones; null when they do not fit (the caller runs the JS kernel).
+ */
+export function packedExperts(rt: WasmRuntime, backend: unknown, dataId: object, weights: Float32Array,
+                              numExperts: number, layout: PackLayout, offsets: Int32Array): Uint32Array | null {
+  sweep(rt);
+  const now = ++clock;
+  let entry = entries.find(e => e.dataId === dataId && sameLayout(e, layout));
+  if (entry == null) {
+    const bytesPerExpert = rt.exports.packed_expert_floats(layout.k, layout.n, layout.halves ? 1 : 0) * 4;
+    entry = {...layout, dataId, backend, numExperts, bytesPerExpert, offsets: new Uint32Array(numExperts),
+      lastUse: new Float64Array(numExperts)};
+    entries.push(entry);
+  }
+  const result = new Uint32Array(numExperts);
+  const expertFloats = layout.k * layout.n;
+  let staging = 0;
+  try {
+    for (let x = 0; x < numExperts; x++) {
+      if (offsets[x + 1] <= offsets[x]) continue;
+      entry.lastUse[x] = now;
+      if (entry.offsets[x] === 0) {
+        if (!makeRoom(rt, entry.bytesPerExpert, now)) return null;
+        const dst = rt.alloc(entry.bytesPerExpert);
+        if (dst == null) return null;
+        residentBytes += entry.bytesPerExpert;
+        entry.offsets[x] = dst;
+        if (staging === 0) {
+          const s = rt.alloc(expertFloats * 4);
+          if (s == null) return null;
+          staging = s;
+        }
+        rt.f32(staging, expertFloats).set(weights.subarray(x * expertFloats, (x + 1) * expertFloats));
+        rt.exports.pack_expert(staging, dst, layout.k, layout.n, layout.transposed ? 1 : 0, layout.halves ? 1 : 0);
+      }
+      result[x] = entry.offsets[x];
+    }
+  } finally {
+    if (staging !== 0) rt.release(staging, expertFloats * 4);
+  }
+  return result;
+}
+
+/** Bytes of packed expert weights held now (specs and memory accounting). */
+export function wasmWeightCacheBytes(): number {
+  return residentBytes;
+}
+
+/** Frees every packed weight now (they are packed again when next used). */
+export function clearWasmWeightCache(): void {
+  const rt = existingRuntime();
+  if (rt != null) for (const e of entries) freeEntry(rt, e);
+  entries = [];
+}
