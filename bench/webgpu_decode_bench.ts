@@ -17,9 +17,9 @@
 import * as tf from '@tensorflow/tfjs';
 import {mkdirSync, writeFileSync} from 'node:fs';
 
-import {decodeDispatchCount, FusedMoE, FusedMoEArgs, setWebGPUDecodeMaxTokens, setWebGPUDecodeTiles,
-  timeDecodePrograms} from '../src/index.js';
-import type {DecodeTiles} from '../src/index.js';
+import {FusedMoE, FusedMoEArgs, setWebGPUDecodeMaxTokens} from '../src/index.js';
+import {decodeDispatchCount, setWebGPUDecodeTiles, timeDecodePrograms} from '../src/internal.js';
+import type {DecodeTiles} from '../src/internal.js';
 import {refFusedMoE} from '../spec/reference/moe_reference.js';
 
 const [H, I, E, K] = (process.env.BENCH_SHAPE ?? '2048,768,128,8').split(',').map(Number);

@@ -5,6 +5,7 @@
 import '@tensorflow/tfjs-layers';
 import * as tf from '@tensorflow/tfjs-core';
 import * as moe from 'tfjs-moe';
+import * as internal from 'tfjs-moe/internal';
 import type {FusedMoEArgs} from 'tfjs-moe';
 
 import {countBackendReads, recordError, relError, rng} from '../helpers/util.js';
@@ -67,7 +68,7 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
   for (const c of CASES) {
     it(`${c.label}: matches the float64 reference in 4 programs, no readback, no leak`, async () => {
       const rand = rng(c.label.length * 31 + c.H);
-      const plansBefore = moe.decodePlanCount();
+      const plansBefore = internal.decodePlanCount();
       const baseline = tf.memory().numTensors;
       const {layer, data} = randomLayer({...c.args, backend: 'webgpu'}, c.H, rand);
       const withWeights = tf.memory().numTensors;
@@ -77,12 +78,12 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
         for (const pass of [0, 1]) {
           const x = randn(rand, T * c.H);
           const input = tf.tensor2d(x, [T, c.H]);
-          const dispatched = moe.decodeDispatchCount();
+          const dispatched = internal.decodeDispatchCount();
           const {result: {result: out, reads}, programs} =
               countTfjsPrograms(() => countBackendReads(() => layer.apply(input) as tf.Tensor));
           expect(reads).withContext('GPU->CPU reads during apply()').toBe(0);
           expect(programs).withContext('tfjs programs per forward').toBe(0);
-          expect(moe.decodeDispatchCount() - dispatched).withContext('decode programs per forward').toBe(4);
+          expect(internal.decodeDispatchCount() - dispatched).withContext('decode programs per forward').toBe(4);
           expect(out.shape).toEqual([T, c.H]);
           const got = await out.data();
           tf.dispose([input, out]);
@@ -92,9 +93,9 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
           expect(err).withContext(`T = ${T}, call ${pass}`).toBeLessThan(TOLERANCE);
         }
       }
-      expect(moe.decodePlanCount()).toBe(plansBefore + c.T.length);
+      expect(internal.decodePlanCount()).toBe(plansBefore + c.T.length);
       layer.dispose();
-      expect(moe.decodePlanCount()).withContext('plans after dispose').toBe(plansBefore);
+      expect(internal.decodePlanCount()).withContext('plans after dispose').toBe(plansBefore);
       expect(tf.memory().numTensors).toBe(baseline);
     }, SLOW_MS);
   }
@@ -110,7 +111,7 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
          // The extremes (the defaults run in every other case): one column pair / many k-lanes, and no k-lanes.
          for (const tiles of [{upNv: 2, upKs: 128, downNv: 1, downKs: 256},
                               {upNv: 256, upKs: 1, downNv: 256, downKs: 1}]) {
-           moe.setWebGPUDecodeTiles(tiles);
+           internal.setWebGPUDecodeTiles(tiles);
            const input = tf.tensor2d(x, [T, H]);
            const out = layer.apply(input) as tf.Tensor;
            const got = await out.data();
@@ -118,10 +119,10 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
            const err = relError(got, referenceOutput(layer.options, data, x, T, H));
            recordError('webgpu decode: launch shapes', err);
            expect(err).withContext(JSON.stringify(tiles)).toBeLessThan(TOLERANCE);
-           expect(moe.decodePlanCount()).toBeGreaterThan(0);
+           expect(internal.decodePlanCount()).toBeGreaterThan(0);
          }
        } finally {
-         moe.setWebGPUDecodeTiles(null);
+         internal.setWebGPUDecodeTiles(null);
          layer.dispose();
        }
      }, SLOW_MS);
@@ -129,9 +130,9 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
   it('rejects bad settings with an error naming the argument', () => {
     expect(() => moe.setWebGPUDecodeMaxTokens(33)).toThrowError(/argument 'n' must be an integer in \[0, 32\], got 33/);
     expect(() => moe.setWebGPUDecodeMaxTokens(1.5)).toThrowError(/argument 'n'/);
-    expect(() => moe.setWebGPUDecodeTiles({upNv: 8, upKs: 16, downNv: 4, downKs: 64}))
+    expect(() => internal.setWebGPUDecodeTiles({upNv: 8, upKs: 16, downNv: 4, downKs: 64}))
         .toThrowError(/upNv \* upKs must be 256/);
-    expect(() => moe.setWebGPUDecodeTiles({upNv: 8, upKs: 32, downNv: 3, downKs: 85}))
+    expect(() => internal.setWebGPUDecodeTiles({upNv: 8, upKs: 32, downNv: 3, downKs: 85}))
         .toThrowError(/downNv \* downKs must be 256/);
   });
 
@@ -157,9 +158,9 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
       tf.dispose([input, out]);
       return got;
     };
-    const dispatched = moe.decodeDispatchCount();
+    const dispatched = internal.decodeDispatchCount();
     const tied = await run(x);
-    expect(moe.decodeDispatchCount() - dispatched).toBe(4);
+    expect(internal.decodeDispatchCount() - dispatched).toBe(4);
     expect(relError(tied, referenceOutput(layer.options, data, x, T, H))).toBeLessThan(TOLERANCE);
     const withNaN = x.slice();
     withNaN[H + 3] = NaN;
@@ -196,9 +197,9 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
     tf.dispose(Object.values(values));
     const data: Record<string, Float32Array> = {};
     for (const [name, t] of Object.entries(layer.namedWeights())) data[name] = await t!.data() as Float32Array;
-    const dispatched = moe.decodeDispatchCount();
+    const dispatched = internal.decodeDispatchCount();
     const got = await apply();
-    expect(moe.decodeDispatchCount() - dispatched).toBe(4);
+    expect(internal.decodeDispatchCount() - dispatched).toBe(4);
     const err = relError(got, referenceOutput(layer.options, data, x, T, H));
     expect(err).toBeLessThan(TOLERANCE);
     layer.dispose();
@@ -218,9 +219,9 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
       setup();
       const x = randn(rand, T * H);
       const input = tf.tensor2d(x, [T, H]);
-      const dispatched = moe.decodeDispatchCount();
+      const dispatched = internal.decodeDispatchCount();
       const out = layer.apply(input) as tf.Tensor;
-      expect(moe.decodeDispatchCount()).withContext('no decode program').toBe(dispatched);
+      expect(internal.decodeDispatchCount()).withContext('no decode program').toBe(dispatched);
       const got = await out.data();
       tf.dispose([input, out]);
       expect(relError(got, referenceOutput(layer.options, data, x, T, H))).toBeLessThan(TOLERANCE);
@@ -233,9 +234,9 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
     const H = 8, T = 2;
     const {layer} = randomLayer({numExperts: 4, topK: 2, moeIntermediateSize: 4, backend: 'webgpu'}, H, rand);
     const input = tf.tensor2d(randn(rand, T * H), [T, H]);
-    const dispatched = moe.decodeDispatchCount();
+    const dispatched = internal.decodeDispatchCount();
     const g = tf.grad((xx: tf.Tensor) => (layer.apply(xx) as tf.Tensor).sum())(input);
-    expect(moe.decodeDispatchCount()).toBe(dispatched);
+    expect(internal.decodeDispatchCount()).toBe(dispatched);
     expect(g.shape).toEqual([T, H]);
     await g.data();
     tf.dispose([g, input]);

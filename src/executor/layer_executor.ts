@@ -59,10 +59,12 @@ export function registerMoeLayerExecutor(name: string, executor: MoeLayerExecuto
   executors.set(name, executor);
 }
 
+/** Removes the layer executor registered under `name`; returns whether there was one. */
 export function unregisterMoeLayerExecutor(name: string): boolean {
   return executors.delete(name);
 }
 
+/** The layer executor registered under `name` (e.g. `cuda`), if any. */
 export function getMoeLayerExecutor(name: string): MoeLayerExecutor | undefined {
   return executors.get(name);
 }
