@@ -3,6 +3,7 @@
 // weights, every format and orientation, with bias, empty experts and both segment forms. No tensor leaks.
 import * as tf from '@tensorflow/tfjs-core';
 import * as moe from 'tfjs-moe';
+import {setMaxStorageBindingBytes} from 'tfjs-moe/internal';
 
 import {expectNoLeak, expectThrowsNoLeak, readAll, rng} from '../helpers/util.js';
 import {checkGemmCases, firstBitMismatch} from '../ops/expert_formats_cases.js';
@@ -79,22 +80,22 @@ describeWebGPU('webgpu packed expert weights', () => {
       if (c.q.shape[0] >= 2 && c.q.values.size > 0) split++;
       const perExpert = [c.q.values, c.q.scales, c.q.zeroPoints].filter(t => t != null)
           .map(t => t!.size / Math.max(1, t!.shape[0]) * 4);
-      moe.setMaxStorageBindingBytes(Math.max(4, ...perExpert));
+      setMaxStorageBindingBytes(Math.max(4, ...perExpert));
       try {
         return c.run();
       } finally {
-        moe.setMaxStorageBindingBytes(null);
+        setMaxStorageBindingBytes(null);
       }
     };
     await checkGemmCases('webgpu ranges', 72, 1, {E: 4, K: 40, N: 6, rows: 3}, limited, rng(72));
     await checkGemmCases('webgpu ranges', 73, 1, {E: 4, K: 40, N: 6, rows: 3}, limited, rng(73), {swiglu: true});
     expect(split).withContext('cases that split into several ranges').toBeGreaterThan(8);
     const q = moe.quantizeExpertWeightsFromArray(new Float32Array(4 * 64 * 8), [4, 64, 8], 'int8');
-    moe.setMaxStorageBindingBytes(512);
+    setMaxStorageBindingBytes(512);
     try {
       expectThrowsNoLeak(() => moe.dequantizeExpertWeights(q), /exceed one storage binding \(512 bytes\)/);
     } finally {
-      moe.setMaxStorageBindingBytes(null);
+      setMaxStorageBindingBytes(null);
     }
     tf.dispose(q as unknown as tf.TensorContainer);
   }, SLOW);

@@ -8,8 +8,10 @@ import * as tf from '@tensorflow/tfjs-core';
 
 import {EXPERT_WEIGHT_FORMATS, ExpertWeightFormat, formatOptionsProblem, QuantizedExpertWeights} from './expert_weights.js';
 
+/** How the router picks experts: 'greedy' softmax top-k, or DeepSeek-V3's 'noaux_tc' sigmoid + group-limited top-k. */
 export type TopkMethod = 'greedy' | 'noaux_tc';
 export const TOPK_METHODS: readonly TopkMethod[] = ['greedy', 'noaux_tc'];
+/** Which path a FusedMoE call takes; 'auto' picks the active backend's kernels or the composite path. */
 export type MoeLayerBackend = 'auto' | 'cpu' | 'webgpu' | 'cuda' | 'composite';
 export const MOE_LAYER_BACKENDS: readonly MoeLayerBackend[] = ['auto', 'cpu', 'webgpu', 'cuda', 'composite'];
 /** The dtype expert weights are converted to once, at upload, by backends that convert (today: 'cuda'). */
@@ -74,6 +76,10 @@ export interface OptionSpec {
   doc: string;
 }
 
+/**
+ * Every FusedMoE option with its type, default, bounds and description: the one table that option checking,
+ * serialization and the executors read.
+ */
 export const OPTION_TABLE: readonly OptionSpec[] = [
   // 65536 = MAX_EXPERTS of src/ops/limits.ts (this module imports nothing of ours).
   {name: 'numExperts', type: 'int', min: 1, max: 65536, native: true, doc: 'Routed experts E.'},
@@ -228,6 +234,7 @@ export interface WeightSpec {
   trainable: boolean;
 }
 
+/** The names of a FusedMoE layer's weights (as in its state dict and in `namedWeights()`). */
 export type FusedMoEWeightName =
     'gate_weight' | 'gate_correction_bias' | 'up_gate_proj_weight' | 'up_gate_proj_bias' | 'down_proj_weight' |
     'down_proj_bias' | 'fc1_latent_proj_weight' | 'fc2_latent_proj_weight' | 'shared_up_gate_proj_weight' |

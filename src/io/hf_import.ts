@@ -14,6 +14,7 @@ import {HfMoeSpec, hfMoeSpec} from './hf_families.js';
 import {loadExpertsPacked} from './hf_import_experts.js';
 import {decodeRawSafetensor, isRawSafetensor, RawSafetensor} from './safetensors.js';
 
+/** Options of {@link loadHuggingFaceMoe}. */
 export interface LoadHuggingFaceMoeOptions {
   /** Prefix of the block's tensor names, e.g. 'model.layers.3.mlp.' (a trailing '.' is added if missing). */
   prefix?: string;
@@ -31,7 +32,10 @@ export interface LoadHuggingFaceMoeOptions {
   quantZeroPoint?: boolean;
 }
 
-/** A block's tensors by name: tf.Tensors, or raw F16/BF16 data as readSafetensors(bytes, {keepDtype: true}) gives. */
+/**
+ * Tensors of a Hugging Face MoE block by their state-dict names (prefix included): tf.Tensors, or raw F16/BF16
+ * data as readSafetensors(bytes, {keepDtype: true}) gives.
+ */
 export type HfWeights = Record<string, tf.Tensor | RawSafetensor> | Map<string, tf.Tensor | RawSafetensor>;
 
 function fail(what: string): never {

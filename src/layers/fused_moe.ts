@@ -17,6 +17,9 @@ import {checkArgKeys, checkForwardOutput, checkInput, checkNamedWeights, checkWe
 import {LOAD_BALANCING_KEYS, LoadBalancer, resolveLoadBalancing} from './load_balancing.js';
 import {checkWeightsReadable, moveVariablesToActiveBackend} from './weight_residency.js';
 
+/** A Mixture-of-Experts feed-forward block as a tf.layers Layer (className 'FusedMoE'): routing, the routed SwiGLU experts,
+ * combine, optional latent projections and shared experts, on the best path of the active backend (section 7 of
+ * docs/semantics.md). Serializable, trainable, imported from Hugging Face by loadHuggingFaceMoe. */
 export class FusedMoE extends tfl.layers.Layer {
   static className = 'FusedMoE';
 
@@ -300,17 +303,18 @@ export class FusedMoE extends tfl.layers.Layer {
     // The forward's routing (ids, logits) stays alive past the tidy only when the balancer reads it.
     const [out, topkIds, gatingLogits] = tf.tidy(() => {
       const flat = tf.reshape(x, [-1, hidden!]) as tf.Tensor2D;
-      const result = selection.forward(flat, weights, this.options, {owner: this});
+      const result = selection.forward(flat, weights, this.options, {owner: this, needsRouting: balancing});
       const {output, topkIds, gatingLogits} =
           result instanceof tf.Tensor ? {output: result} as MoeForwardResult : (result ?? {}) as MoeForwardResult;
       checkForwardOutput(this.name, selection.path, result == null ? result : output, flat.shape[0], hidden!);
       const y = x.rank === 2 ? output : tf.reshape(output, x.shape);
-      return balancing && topkIds != null && gatingLogits != null ? [y, topkIds, gatingLogits] : [y];
+      // An executor may return the ids without the logits (the balancer then computes the logits if it needs them).
+      return balancing && topkIds != null ? (gatingLogits != null ? [y, topkIds, gatingLogits] : [y, topkIds]) : [y];
     }) as [tf.Tensor, tf.Tensor2D?, tf.Tensor2D?];
     if (balancing) {
       try {
         const training = kwargs?.training === true;
-        const routing = topkIds != null && gatingLogits != null ? {topkIds, gatingLogits} : null;
+        const routing = topkIds != null ? {topkIds, gatingLogits} : null;
         this.balancer.observe(x, weights, this.options, training,
             v => this.weightVariables.get('gate_correction_bias')!.write(v), routing);
       } catch (e) {

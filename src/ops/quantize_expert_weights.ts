@@ -20,6 +20,7 @@ export type {ExpertWeightFormat} from '../kernels/expert_weight_formats.js';
 
 export type {QuantizedExpertWeights} from '../executor/expert_weights.js';
 
+/** Options of {@link quantizeExpertWeights}. */
 export interface QuantizeExpertWeightsOptions {
   /** Along K. int4: 32 (default), 64 or 128; int8: K (default: one scale per column) or any size >= 1; mxfp4: 32. */
   groupSize?: number;
