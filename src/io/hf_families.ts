@@ -243,7 +243,7 @@ export function hfMoeSpec(rawConfig: unknown): HfMoeSpec {
   const shared = entry.shared?.(config, moeIntermediateSize) ?? 0;
   const options: Options = {
     numExperts, topK, moeIntermediateSize, topkMethod: 'greedy', nGroup: 1, topkGroup: 1, routedScalingFactor: 1,
-    renormalize: true, useCorrectionBias: false, latentSize: null, withBias: false, probInAdvance: false,
+    renormalize: true, renormalizeEpsilon: null, useCorrectionBias: false, latentSize: null, withBias: false, probInAdvance: false,
     sharedExpertIntermediateSize: shared, sharedExpertGate: shared > 0 && entry.sharedGate === true,
     ...entry.routing(config, family),
   };

@@ -23,12 +23,16 @@ export function routeLogits(logits: tf.Tensor2D, w: FusedMoEWeights, o: FusedMoE
     {topkIds: tf.Tensor2D, topkWeights: tf.Tensor2D} {
   const bias = o.useCorrectionBias ? w.gate_correction_bias as tf.Tensor1D : null;
   if (o.topkMethod === 'noaux_tc') {
-    const {scores, topkIds, topkWeights} =
-        getMoeScores(logits, o.nGroup, o.topkGroup, o.topK, o.routedScalingFactor, bias, o.renormalize);
+    const {scores, topkIds, topkWeights} = getMoeScores(
+        logits, o.nGroup, o.topkGroup, o.topK, o.routedScalingFactor, bias, o.renormalize, o.renormalizeEpsilon);
     scores.dispose();
     return {topkIds, topkWeights};
   }
-  return moeTopkSelect(logits, bias, o.topK, o.renormalize);
+  // greedy has nGroup = topkGroup = 1 (validated), which is group_limited_greedy without groups.
+  return moeTopkSelect(logits, bias, o.topK, o.renormalize, {
+    routedScalingFactor: o.routedScalingFactor, nGroup: o.nGroup, topkGroup: o.topkGroup,
+    renormalizeEpsilon: o.renormalizeEpsilon,
+  });
 }
 
 /** Routing: top-k expert ids and their weights for every token of x [T,H]. */

@@ -21,7 +21,7 @@ export interface RoutingParams {
   hasBias: boolean;
   /** Divide the weights by their sum (noaux_tc: with getMoeScores' epsilon). */
   renormalize: boolean;
-  /** noaux_tc only. */
+  /** noaux_tc; greedy too when > 1 (group_limited_greedy: groups scored by their best p, dropped experts 0). */
   nGroup?: number;
   topkGroup?: number;
 }
@@ -35,7 +35,7 @@ export class RoutingProgram implements WebGPUProgram {
   dispatchLayout = FLAT_LAYOUT;
   dispatch: [number, number, number];
   workgroupSize: [number, number, number] = [WG, 1, 1];
-  uniforms = 'routedScalingFactor : f32,';
+  uniforms = 'routedScalingFactor : f32, renormalizeEpsilon : f32,';
   private readonly p: RoutingParams;
 
   constructor(p: RoutingParams) {
@@ -54,6 +54,10 @@ export class RoutingProgram implements WebGPUProgram {
     const G = this.p.nGroup ?? 1;
     const GK = this.p.topkGroup ?? 1;
     const biasOf = (e: string) => hasBias ? `bias[${e}]` : '0.0';
+    // Softmax groups (group_limited_greedy) score by their best p and drop to 0; sigmoid groups (noaux_tc) score
+    // by their top-2 sum and drop to -Infinity.
+    const softmaxGroups = method === 'greedy' && G > 1;
+    const grouped = method === 'noaux_tc' || softmaxGroups;
 
     // Per-thread values: p (softmax prob / sigmoid score) and s (the selection score).
     const valuesSoftmax = `
@@ -81,6 +85,7 @@ export class RoutingProgram implements WebGPUProgram {
         if (e >= E) { pe = 0.0; }
         prob[i] = pe;
         sel[i] = select(pe, pe + ${biasOf('e')}, e < E);
+        ${softmaxGroups ? 'if (e < E) { biased[e] = pe; }' : ''}
       }`;
 
     const valuesGrouped = `
@@ -105,7 +110,7 @@ export class RoutingProgram implements WebGPUProgram {
           if (ranksBefore(v, e, v0, i0)) { v1 = v0; i1 = i0; v0 = v; i0 = e; }
           else if (ranksBefore(v, e, v1, i1)) { v1 = v; i1 = e; }
         }
-        groupScore[g] = select(v0 + v1, v0, GSIZE == 1);
+        groupScore[g] = ${softmaxGroups ? 'v0' : 'select(v0 + v1, v0, GSIZE == 1)'};
       }
       workgroupBarrier();
       if (lid == 0) {
@@ -127,8 +132,9 @@ export class RoutingProgram implements WebGPUProgram {
       for (var i = 0; i < VPT; i++) {
         let e = lid + i * WG;
         var s = 0.0;
-        if (e < E) { s = select(-uniforms.INFINITY, biased[e], groupKept[e / GSIZE] != 0); }
+        if (e < E) { s = select(${softmaxGroups ? '0.0' : '-uniforms.INFINITY'}, biased[e], groupKept[e / GSIZE] != 0); }
         sel[i] = s;
+        ${softmaxGroups ? 'prob[i] = s;' : ''}
       }`;
 
     const selection = `
@@ -158,11 +164,13 @@ export class RoutingProgram implements WebGPUProgram {
     const writeSoftmax = emit === 'ids' ? `result[row * K + j] = chosenId[j];` : `
           var total = 0.0;
           for (var m = 0; m < K; m++) { total += chosenP[m]; }
-          result[row * K + j] = ${renormalize ? 'chosenP[j] / total' : 'chosenP[j]'};`;
+          let w = ${renormalize ? 'chosenP[j] / (total + uniforms.renormalizeEpsilon)' : 'chosenP[j]'};
+          result[row * K + j] = w * uniforms.routedScalingFactor;`;
     const writeGrouped = emit === 'ids' ? `result[row * K + j] = select(chosenId[j], j, fallback != 0);` : `
           var total = 0.0;
           for (var m = 0; m < K; m++) { total += chosenP[m]; }
-          let w = ${renormalize ? 'chosenP[j] / (total + 1e-20)' : 'chosenP[j]'} * uniforms.routedScalingFactor;
+          let w = ${renormalize ? 'chosenP[j] / (total + uniforms.renormalizeEpsilon)' : 'chosenP[j]'} *
+              uniforms.routedScalingFactor;
           result[row * K + j] = select(w, 1.0 / f32(K), fallback != 0);`;
 
     const body = emit === 'scores' ? `
@@ -171,7 +179,7 @@ export class RoutingProgram implements WebGPUProgram {
         let e = lid + i * WG;
         if (e < E && valid) { result[row * E + e] = prob[i]; }
       }` : `
-      ${method === 'greedy' ? valuesSoftmax : valuesGrouped + groupSelection}
+      ${method === 'greedy' ? valuesSoftmax + (softmaxGroups ? groupSelection : '') : valuesGrouped + groupSelection}
       ${selection}
       if (valid) {
         for (var j = lid; j < K; j += WG) {
@@ -192,7 +200,7 @@ export class RoutingProgram implements WebGPUProgram {
       var<workgroup> chosenId : array<i32, K>;
       var<workgroup> chosenP : array<f32, K>;
       var<workgroup> rowShared : i32;
-      ${method === 'noaux_tc' && emit !== 'scores' ? `
+      ${grouped && emit !== 'scores' ? `
       var<workgroup> biased : array<f32, E>;
       var<workgroup> groupScore : array<f32, G>;
       var<workgroup> groupKept : array<i32, G>;
