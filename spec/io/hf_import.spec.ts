@@ -57,7 +57,6 @@ const NOT_YET = new Map<string, RegExp>([
   ['gpt_oss', /model_type 'gpt_oss' is not supported yet: it needs a router bias and the clamped SwiGLU/],
   ['gpt_oss_mxfp4', /model_type 'gpt_oss' is not supported yet/],
   ['llama4_text', /model_type 'llama4_text' is not supported yet: it needs the routing weight applied to the expert input/],
-  ['longcat_flash', /model_type 'longcat_flash' is not supported yet: it needs zero-computation experts/],
   ['phimoe', /model_type 'phimoe' is not supported yet: it needs sparsemixer routing/],
 ]);
 

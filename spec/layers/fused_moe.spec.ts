@@ -41,7 +41,7 @@ describe('FusedMoE config', () => {
     const layer = new FusedMoE({numExperts: 4, topK: 2, moeIntermediateSize: 3});
     expect(layer.options).toEqual({numExperts: 4, topK: 2, moeIntermediateSize: 3, topkMethod: 'greedy', nGroup: 1,
       topkGroup: 1, routedScalingFactor: 1, renormalize: true, renormalizeEpsilon: null, useCorrectionBias: false,
-      latentSize: null, withBias: false, probInAdvance: false, sharedExpertIntermediateSize: 0, sharedExpertGate: false,
+      zeroExperts: 0, latentSize: null, withBias: false, probInAdvance: false, sharedExpertIntermediateSize: 0, sharedExpertGate: false,
       backend: 'auto',
       computeDtype: 'float32'});
   });
@@ -61,6 +61,10 @@ describe('FusedMoE config', () => {
       [{topkMethod: 'group_limited_greedy', nGroup: 4, topkGroup: 5}, /'topkGroup' must be <= nGroup \(4\)/],
       [{topkMethod: 'group_limited_greedy', nGroup: 4, useCorrectionBias: true},
         /'useCorrectionBias' must be false with topkMethod 'group_limited_greedy'/],
+      [{zeroExperts: -1}, /'zeroExperts' must be an integer >= 0, got -1/],
+      [{zeroExperts: 2, topK: 11}, /'topK' must be <= numExperts \+ zeroExperts \(10\), got 11/],
+      [{zeroExperts: 2, latentSize: 4}, /'zeroExperts' must be 0 with latentSize/],
+      [{zeroExperts: 2, topkMethod: 'noaux_tc', nGroup: 4}, /'nGroup' must be a divisor of numExperts \+ zeroExperts \(10\)/],
       [{renormalizeEpsilon: -1e-6}, /'renormalizeEpsilon' must be null or a finite number >= 0, got -0.000001/],
       [{renormalizeEpsilon: Infinity}, /'renormalizeEpsilon' must be null or a finite number >= 0/],
       [{nGroup: 2}, /'nGroup' must be 1 with topkMethod 'greedy'/],

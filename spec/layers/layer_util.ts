@@ -27,7 +27,7 @@ export function refConfig(o: FusedMoEOptions): RefMoeOptions {
   return {
     numExperts: o.numExperts, topK: o.topK, intermediateSize: o.moeIntermediateSize, topkMethod: o.topkMethod,
     nGroup: o.nGroup, topkGroup: o.topkGroup, routedScalingFactor: o.routedScalingFactor, renormalize: o.renormalize,
-    ...(o.renormalizeEpsilon === null ? {} : {renormalizeEpsilon: o.renormalizeEpsilon}),
+    ...(o.renormalizeEpsilon === null ? {} : {renormalizeEpsilon: o.renormalizeEpsilon}), zeroExperts: o.zeroExperts,
     useCorrectionBias: o.useCorrectionBias, latentSize: o.latentSize, withBias: o.withBias,
     probInAdvance: o.probInAdvance, sharedExpertIntermediateSize: o.sharedExpertIntermediateSize,
     sharedExpertGate: o.sharedExpertGate,

@@ -32,6 +32,8 @@ export interface FusedMoEOptions {
   renormalizeEpsilon: number | null;
   /** A non-trainable per-expert bias that affects only which experts are chosen. */
   useCorrectionBias: boolean;
+  /** Z identity ("zero-computation") experts after the E real ones: an id in [E, E+Z) adds w * x, no FFN. */
+  zeroExperts: number;
   /** Experts run in a latent space of this width (fc1 before, fc2 after); null: in the hidden size. */
   latentSize: number | null;
   /** Per-expert biases on both expert projections. */
@@ -86,6 +88,9 @@ export const OPTION_TABLE: readonly OptionSpec[] = [
     doc: 'Renormalised weights are w / (sum + this); null: each op\'s own rule (greedy: w / sum; noaux_tc: + 1e-20).'},
   {name: 'useCorrectionBias', type: 'boolean', default: false, native: true,
     doc: 'A non-trainable per-expert bias (gate_correction_bias) that affects only which experts are chosen.'},
+  // Not read by the native forward yet: the CUDA executor rejects zeroExperts > 0 (unsupportedByCuda below).
+  {name: 'zeroExperts', type: 'int', min: 0, default: 0, native: false,
+    doc: 'Identity experts Z after the E real ones (LongCat-Flash): the router scores E+Z, an id >= E adds w * x.'},
   {name: 'latentSize', type: 'int|null', min: 1, default: null, native: true,
     doc: 'Experts run in a latent space of this width (fc1 before, fc2 after); null: in the hidden size.'},
   {name: 'withBias', type: 'boolean', default: false, native: true, doc: 'Per-expert biases on both expert projections.'},
@@ -159,12 +164,21 @@ export function resolveOptions(args: Partial<FusedMoEOptions>): FusedMoEOptions 
   const check = (name: FusedMoEOptionName) => checkOption(byName.get(name)!, o[name]);
   // Checked in this order so that the first error names the most basic problem.
   check('numExperts');
+  check('zeroExperts');
   check('topK');
-  if (o.topK > o.numExperts) throw optionError('topK', `<= numExperts (${o.numExperts})`, o.topK);
-  for (const spec of OPTION_TABLE) if (spec.name !== 'numExperts' && spec.name !== 'topK') check(spec.name);
-  const {numExperts, topK, nGroup, topkGroup} = o;
+  // The router scores the identity experts too: every routing rule below sees E + Z experts.
+  const numExperts = o.numExperts + o.zeroExperts;
+  if (o.topK > numExperts) {
+    throw optionError('topK', o.zeroExperts > 0 ? `<= numExperts + zeroExperts (${numExperts})` :
+        `<= numExperts (${numExperts})`, o.topK);
+  }
+  for (const spec of OPTION_TABLE) if (!['numExperts', 'topK', 'zeroExperts'].includes(spec.name)) check(spec.name);
+  const {topK, nGroup, topkGroup} = o;
   if (o.topkMethod !== 'greedy') {
-    if (numExperts % nGroup !== 0) throw optionError('nGroup', `a divisor of numExperts (${numExperts})`, nGroup);
+    if (numExperts % nGroup !== 0) {
+      throw optionError('nGroup', `a divisor of ${o.zeroExperts > 0 ? 'numExperts + zeroExperts' : 'numExperts'} (${
+          numExperts})`, nGroup);
+    }
     if (topkGroup > nGroup) throw optionError('topkGroup', `<= nGroup (${nGroup})`, topkGroup);
     const candidates = topkGroup * (numExperts / nGroup);
     // group_limited_greedy scores dropped experts 0, so k may exceed the kept experts (those slots weigh 0).
@@ -180,6 +194,10 @@ export function resolveOptions(args: Partial<FusedMoEOptions>): FusedMoEOptions 
     throw optionError(nGroup !== 1 ? 'nGroup' : 'topkGroup',
         `1 with topkMethod 'greedy' (groups are a noaux_tc / group_limited_greedy feature)`,
         nGroup !== 1 ? nGroup : topkGroup);
+  }
+  if (o.zeroExperts > 0 && o.latentSize !== null) {
+    throw optionError('zeroExperts', '0 with latentSize (an identity expert in the latent space is not defined)',
+        o.zeroExperts);
   }
   if (o.sharedExpertGate && o.sharedExpertIntermediateSize === 0) {
     throw optionError('sharedExpertGate', 'false when sharedExpertIntermediateSize is 0 (no shared expert to gate)', true);
@@ -209,6 +227,7 @@ export function unsupportedByCuda(o: FusedMoEOptions): Error | null {
   if (o.topkMethod === 'group_limited_greedy') return no('topkMethod \'group_limited_greedy\'');
   if (o.topkMethod === 'greedy' && o.routedScalingFactor !== 1) return no('routedScalingFactor with topkMethod \'greedy\'');
   if (o.renormalizeEpsilon !== null) return no('renormalizeEpsilon');
+  if (o.zeroExperts > 0) return no('zeroExperts');
   return null;
 }
 
@@ -232,9 +251,10 @@ export function weightSpecs(o: FusedMoEOptions, hiddenSize: number): WeightSpec[
   const specs: WeightSpec[] = [];
   const add = (name: FusedMoEWeightName, shape: number[], kind: 'kernel' | 'bias', trainable = true) =>
       specs.push({name, shape, kind, trainable});
-  add('gate_weight', [H, E], 'kernel');
+  // The router (and its selection bias) scores the Z identity experts too.
+  add('gate_weight', [H, E + o.zeroExperts], 'kernel');
   // The correction bias is a load-balancing statistic updated outside training: never a gradient target.
-  if (o.useCorrectionBias) add('gate_correction_bias', [E], 'bias', false);
+  if (o.useCorrectionBias) add('gate_correction_bias', [E + o.zeroExperts], 'bias', false);
   add('up_gate_proj_weight', [E, D, 2 * I], 'kernel');
   if (o.withBias) add('up_gate_proj_bias', [E, 2 * I], 'bias');
   add('down_proj_weight', [E, I, D], 'kernel');

@@ -8,7 +8,7 @@ import type {FusedMoEOptions} from '../layers/fused_moe_config.js';
 /** The model_types loadHuggingFaceMoe maps onto FusedMoE (moe-families.md: the same function under other names). */
 export type HfFamily = 'qwen2_moe' | 'qwen3_moe' | 'mixtral' | 'olmoe' | 'deepseek_v3' | 'ernie4_5_moe' |
     'qwen3_next' | 'minimax' | 'flex_olmo' | 'dots1' | 'glm4_moe' | 'jamba' | 'granitemoe' | 'granitemoeshared' |
-    'hunyuan_v1_moe' | 'minimax_m2' | 'afmoe' | 'lfm2_moe' | 'deepseek_v2';
+    'hunyuan_v1_moe' | 'minimax_m2' | 'afmoe' | 'lfm2_moe' | 'deepseek_v2' | 'longcat_flash';
 
 /**
  * How a family's MoE block names its tensors, relative to the block (e.g. 'model.layers.3.mlp.'). Lists are
@@ -207,6 +207,12 @@ const FAMILIES: Record<HfFamily, FamilyEntry> = {
       useCorrectionBias: useBias, renormalizeEpsilon: renormalize ? 1e-6 : null};
   }, biasRequired: c => boolKey(c, ['use_expert_bias'], 'use_expert_bias', true),
   naming: {...MIXTRAL_PROJ, correctionBias: ['expert_bias']}},
+  // LongCat-Flash: softmax over E+Z (Z identity experts), biased choice, weights * rsf, not renormalised.
+  longcat_flash: {width: ['expert_ffn_hidden_size'], topK: ['moe_topk'], routing: c => ({renormalize: false,
+    useCorrectionBias: true, zeroExperts: intKey(c, ['zero_expert_num'], 'zero_expert_num', 0),
+    routedScalingFactor: numKey(c, ['routed_scaling_factor'], 'routed_scaling_factor', 1)}),
+  biasRequired: () => true,
+  naming: {router: ['router.classifier.weight'], correctionBias: ['router.e_score_correction_bias']}},
   deepseek_v2: {width: ['moe_intermediate_size'], routing: deepseekV2,
     shared: (c, I) => I * intKey(c, ['n_shared_experts'], 'the shared expert count', 0)},
 };
@@ -216,7 +222,6 @@ const NOT_YET: Record<string, string> = {
   gpt_oss: 'a router bias and the clamped SwiGLU activation',
   llama4_text: 'the routing weight applied to the expert input',
   llama4: 'the routing weight applied to the expert input',
-  longcat_flash: 'zero-computation experts',
   phimoe: 'sparsemixer routing',
 };
 
@@ -260,7 +265,7 @@ export function hfMoeSpec(rawConfig: unknown): HfMoeSpec {
   const shared = entry.shared?.(config, moeIntermediateSize) ?? 0;
   const options: Options = {
     numExperts, topK, moeIntermediateSize, topkMethod: 'greedy', nGroup: 1, topkGroup: 1, routedScalingFactor: 1,
-    renormalize: true, renormalizeEpsilon: null, useCorrectionBias: false, latentSize: null, withBias: false, probInAdvance: false,
+    renormalize: true, renormalizeEpsilon: null, useCorrectionBias: false, zeroExperts: 0, latentSize: null, withBias: false, probInAdvance: false,
     sharedExpertIntermediateSize: shared, sharedExpertGate: shared > 0 && entry.sharedGate === true,
     ...entry.routing(config, family),
   };

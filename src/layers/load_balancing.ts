@@ -182,7 +182,8 @@ function statistics(input: tf.Tensor, w: FusedMoEWeights, o: FusedMoEOptions, au
     const counts = tf.sum(hits, 0);
     const loadOut = tf.cast(counts, 'int32') as tf.Tensor1D;
     if (auxLossCoef === 0 || numTokens === 0) return auxLossCoef === 0 ? [loadOut] : [loadOut, tf.scalar(0)];
-    const meanProbs = tf.mean(probs, 0);
+    // Identity experts (zeroExperts) cost nothing: only the E real experts are balanced.
+    const meanProbs = o.zeroExperts > 0 ? tf.slice(tf.mean(probs, 0), 0, numExperts) : tf.mean(probs, 0);
     const auxOut = tf.mul(tf.scalar(auxLossCoef * numExperts / numTokens), tf.sum(tf.mul(counts, meanProbs)));
     return [loadOut, auxOut];
   });
