@@ -14,6 +14,7 @@ describe('CUDA layer executor: options it does not run yet', () => {
     [{routedScalingFactor: 2}, /routedScalingFactor with topkMethod 'greedy' is not supported by the CUDA executor yet/],
     [{renormalizeEpsilon: 1e-6}, /renormalizeEpsilon is not supported by the CUDA executor yet/],
     [{topkMethod: 'noaux_tc', renormalizeEpsilon: 0}, /renormalizeEpsilon is not supported by the CUDA executor yet/],
+    [{zeroExperts: 2, useCorrectionBias: true}, /zeroExperts is not supported by the CUDA executor yet/],
   ];
   for (const [args, pattern] of cases) {
     it(`rejects ${JSON.stringify(args)}`, () => {

@@ -17,7 +17,7 @@ describeLayerConformance('cpu composite', {backend: 'cpu', layerBackend: 'compos
 const ALL_ON: FusedMoEArgs = {
   numExperts: 8, topK: 2, moeIntermediateSize: 4, topkMethod: 'noaux_tc', nGroup: 4, topkGroup: 2,
   routedScalingFactor: 2.5, renormalize: false, renormalizeEpsilon: 1e-6, useCorrectionBias: true, latentSize: 3,
-  withBias: true,
+  withBias: true, zeroExperts: 0,
   probInAdvance: true, sharedExpertIntermediateSize: 5, sharedExpertGate: true, backend: 'composite',
   computeDtype: 'bfloat16',
 };
