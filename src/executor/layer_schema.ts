@@ -28,7 +28,7 @@ export interface FusedMoEOptions {
   routedScalingFactor: number;
   /** Divide the k weights by their sum (+ renormalizeEpsilon). */
   renormalize: boolean;
-  /** Renormalised weights are w / (sum + this); null: each op's own rule (greedy: w / sum; noaux_tc: + 1e-20). */
+  /** Renormalised weights are w / (sum + this); null: each op's own rule (softmax: max(sum, 1e-12); noaux_tc: + 1e-20). */
   renormalizeEpsilon: number | null;
   /** A non-trainable per-expert bias that affects only which experts are chosen. */
   useCorrectionBias: boolean;
@@ -62,6 +62,8 @@ export interface OptionSpec {
   type: 'int' | 'number' | 'boolean' | 'enum' | 'int|null' | 'number|null';
   default?: number | boolean | string | null;
   min?: number;
+  /** int / int|null: the largest value (sizes the kernels index with int32; see src/ops/limits.ts). */
+  max?: number;
   values?: readonly string[];
   /** Whether the native (CUDA) forward reads it; the others choose the implementation, not the math. */
   native: boolean;
@@ -69,9 +71,12 @@ export interface OptionSpec {
 }
 
 export const OPTION_TABLE: readonly OptionSpec[] = [
-  {name: 'numExperts', type: 'int', min: 1, native: true, doc: 'Routed experts E.'},
+  // 65536 = MAX_EXPERTS of src/ops/limits.ts (this module imports nothing of ours).
+  {name: 'numExperts', type: 'int', min: 1, max: 65536, native: true, doc: 'Routed experts E.'},
   {name: 'topK', type: 'int', min: 1, native: true, doc: 'Experts per token k (<= numExperts).'},
-  {name: 'moeIntermediateSize', type: 'int', min: 1, native: true, doc: 'Width I of each expert\'s SwiGLU MLP.'},
+  // 2I columns of up_gate_proj must fit int32.
+  {name: 'moeIntermediateSize', type: 'int', min: 1, max: 2 ** 30 - 1, native: true,
+    doc: 'Width I of each expert\'s SwiGLU MLP.'},
   {name: 'topkMethod', type: 'enum', values: TOPK_METHODS, default: 'greedy', native: true,
     doc: '\'greedy\': softmax top-k (moeTopkSelect); \'noaux_tc\': DeepSeek-V3 group-limited sigmoid (getMoeScores); ' +
          '\'group_limited_greedy\': DeepSeek-V2 softmax top-k within the topkGroup groups of best probability.'},
@@ -85,18 +90,19 @@ export const OPTION_TABLE: readonly OptionSpec[] = [
     doc: 'Divide the k routing weights by their sum (+ renormalizeEpsilon).'},
   // Not read by the native forward yet: the CUDA executor rejects a non-null value (unsupportedByCuda below).
   {name: 'renormalizeEpsilon', type: 'number|null', min: 0, default: null, native: false,
-    doc: 'Renormalised weights are w / (sum + this); null: each op\'s own rule (greedy: w / sum; noaux_tc: + 1e-20).'},
+    doc: 'Renormalised weights are w / (sum + this) (softmax methods: the denominator at least 1e-12); null: each ' +
+         'op\'s own rule (softmax: w / max(sum, 1e-12); noaux_tc: w / (sum + 1e-20)).'},
   {name: 'useCorrectionBias', type: 'boolean', default: false, native: true,
     doc: 'A non-trainable per-expert bias (gate_correction_bias) that affects only which experts are chosen.'},
   // Not read by the native forward yet: the CUDA executor rejects zeroExperts > 0 (unsupportedByCuda below).
-  {name: 'zeroExperts', type: 'int', min: 0, default: 0, native: false,
+  {name: 'zeroExperts', type: 'int', min: 0, max: 65536, default: 0, native: false,
     doc: 'Identity experts Z after the E real ones (LongCat-Flash): the router scores E+Z, an id >= E adds w * x.'},
-  {name: 'latentSize', type: 'int|null', min: 1, default: null, native: true,
+  {name: 'latentSize', type: 'int|null', min: 1, max: 2 ** 31 - 1, default: null, native: true,
     doc: 'Experts run in a latent space of this width (fc1 before, fc2 after); null: in the hidden size.'},
   {name: 'withBias', type: 'boolean', default: false, native: true, doc: 'Per-expert biases on both expert projections.'},
   {name: 'probInAdvance', type: 'boolean', default: false, native: true,
     doc: 'Scale the SwiGLU activations by the routing weight before the down projection (not after it).'},
-  {name: 'sharedExpertIntermediateSize', type: 'int', min: 0, default: 0, native: true,
+  {name: 'sharedExpertIntermediateSize', type: 'int', min: 0, max: 2 ** 30 - 1, default: 0, native: true,
     doc: 'Width of the shared expert MLP that every token passes through; 0: none.'},
   {name: 'sharedExpertGate', type: 'boolean', default: false, native: true,
     doc: 'Multiply the shared expert\'s output by sigmoid(x @ shared_expert_gate_weight) (Qwen2-MoE).'},
@@ -117,7 +123,15 @@ const WHO = 'FusedMoE';
 
 function show(value: unknown): string {
   if (value instanceof tf.Tensor) return `a tensor of shape [${value.shape}]`;
-  return value === undefined ? 'undefined' : JSON.stringify(value) ?? String(value);
+  // JSON.stringify prints NaN and Infinity as null, undefined as nothing, and throws on a bigint.
+  if (typeof value === 'number') return String(value);
+  if (typeof value === 'bigint') return `${value}n (a bigint)`;
+  if (value === undefined || typeof value === 'function' || typeof value === 'symbol') return String(typeof value);
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return Object.prototype.toString.call(value);
+  }
 }
 
 export function optionError(option: string, expected: string, got: unknown): Error {
@@ -129,10 +143,10 @@ function checkOption(spec: OptionSpec, value: unknown): void {
   const isInt = typeof value === 'number' && Number.isInteger(value) && value >= min;
   switch (type) {
     case 'int':
-      if (!isInt) throw optionError(name, `an integer >= ${min}`, value);
-      return;
     case 'int|null':
-      if (value !== null && !isInt) throw optionError(name, `an integer >= ${min}`, value);
+      if (type === 'int|null' && value === null) return;
+      if (!isInt) throw optionError(name, `an integer >= ${min}`, value);
+      if (spec.max != null && (value as number) > spec.max) throw optionError(name, `an integer <= ${spec.max}`, value);
       return;
     case 'number':
       if (typeof value !== 'number' || !Number.isFinite(value)) throw optionError(name, 'a finite number', value);

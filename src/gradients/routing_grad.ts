@@ -2,8 +2,9 @@
  * Routing gradients: the chosen experts' weights with respect to the gate logits, through the chosen
  * probabilities only (the ids are a fixed, non-differentiable choice; the selection bias only chooses).
  *
- * Both: v_j = the chosen value; u_j = v_j / (S + eps) (S = sum_j v_j) if renormalize, else v_j; w_j = rsf u_j.
- *   dv_j = rsf * (dw_j / (S + eps) - sum_i dw_i v_i / (S + eps)^2) (renormalised) or rsf * dw_j.
+ * Both: v_j = the chosen value; u_j = v_j / D (D = S + eps, S = sum_j v_j) if renormalize, else v_j; w_j = rsf u_j.
+ *   dv_j = rsf * (dw_j / D - sum_i dw_i v_i / D^2) (renormalised) or rsf * dw_j. moeTopkSelect clamps D at
+ *   1e-12 (docs/semantics.md section 1): below it w_j = rsf v_j / 1e-12 and dv_j = rsf dw_j / 1e-12.
  * moeTopkSelect: p = softmax(logits); v_j = p[id_j], or 0 for an expert of a dropped group (nGroup > 1: such a
  *   slot has w_j = 0 and carries no gradient); dp = scatter of dv onto the kept ids;
  *   dlogits = p * (dp - sum_e p_e dp_e).
@@ -36,12 +37,18 @@ function scatterChosen(dv: Tensor2D, oneHot: Tensor): Tensor2D {
 
 /** d/dv [T,k] of w = rsf * (renormalize ? v / (sum v + eps) : v). */
 function chosenValueGrad(
-    dw: Tensor2D, chosen: Tensor2D, routedScalingFactor: number, renormalize: boolean, epsilon: number): Tensor2D {
+    dw: Tensor2D, chosen: Tensor2D, routedScalingFactor: number, renormalize: boolean, epsilon: number,
+    minDenominator = 0): Tensor2D {
   const rsf = tf.scalar(routedScalingFactor);
   if (!renormalize) return tf.mul(dw, rsf) as Tensor2D;
   const denom = tf.add(tf.sum(chosen, 1, true), tf.scalar(epsilon));
   const cross = tf.div(tf.sum(tf.mul(dw, chosen), 1, true), tf.square(denom));
-  return tf.mul(tf.sub(tf.div(dw, denom), cross), rsf) as Tensor2D;
+  let dv = tf.sub(tf.div(dw, denom), cross);
+  if (minDenominator > 0) {
+    const floor = tf.scalar(minDenominator);
+    dv = tf.where(tf.less(denom, floor), tf.div(dw, floor), dv);
+  }
+  return tf.mul(dv, rsf) as Tensor2D;
 }
 
 /**
@@ -59,7 +66,8 @@ export function topkSelectGradLogits(
     const kept = attrs.nGroup > 1 ? tf.cast(tf.notEqual(weights, tf.scalar(0)), 'float32') : null;
     let chosen = atChosen(probs, oneHot);
     if (kept != null) chosen = tf.mul(chosen, kept);
-    let dv: Tensor = chosenValueGrad(dw, chosen, attrs.routedScalingFactor, attrs.renormalize, attrs.renormalizeEpsilon);
+    let dv: Tensor = chosenValueGrad(
+        dw, chosen, attrs.routedScalingFactor, attrs.renormalize, attrs.renormalizeEpsilon, 1e-12);
     if (kept != null) dv = tf.mul(dv, kept);
     const dp = scatterChosen(dv as Tensor2D, oneHot);
     return tf.mul(probs, tf.sub(dp, tf.sum(tf.mul(probs, dp), 1, true))) as Tensor2D;

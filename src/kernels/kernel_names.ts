@@ -17,7 +17,7 @@ export interface MoeTopkSelectInputs {
 export interface MoeTopkSelectAttrs extends NamedAttrMap {
   topK: number;
   renormalize: boolean;
-  /** Renormalised weights are w / (sum + renormalizeEpsilon); the op's own rule is 0. */
+  /** Renormalised weights are w / max(sum + renormalizeEpsilon, 1e-12); the op's own rule is 0. */
   renormalizeEpsilon: number;
   routedScalingFactor: number;
   /** Group-limited selection (DeepSeek-V2) when nGroup > 1; 1/1: every expert is a candidate. */

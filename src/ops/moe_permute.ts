@@ -1,8 +1,9 @@
 import type {Tensor1D, Tensor2D} from '@tensorflow/tfjs-core';
 
 import {moePermuteComposite} from '../kernels/composite/moe_permute_composite.js';
-import {MoePermute, MoePermuteAttrs} from '../kernels/kernel_names.js';
+import {MoePermute, MoePermuteAttrs, permutedRowCount} from '../kernels/kernel_names.js';
 import {runMoeKernel} from './dispatch.js';
+import {checkDerivedSize, checkElementCount, MAX_EXPERTS} from './limits.js';
 import {checkInt, checkShape, checkTensor} from './validate.js';
 
 const OP = 'moePermute';
@@ -18,8 +19,12 @@ export function moePermute(x: Tensor2D, topkIds: Tensor2D, numExperts: number, a
   const $x = checkTensor(OP, 'x', x, 2, 'float32', '[T,D]') as Tensor2D;
   const ids = checkTensor(OP, 'topkIds', topkIds, 2, 'int32', '[T,k]') as Tensor2D;
   if (ids.shape[0] !== $x.shape[0]) checkShape(OP, 'topkIds', ids, [$x.shape[0], ids.shape[1]], '[T,k]');
-  checkInt(OP, 'numExperts', numExperts, 1);
+  checkInt(OP, 'numExperts', numExperts, 1, MAX_EXPERTS);
   checkInt(OP, 'alignment', alignment, 1);
+  // R bounds every offset, so one check covers expertOffsets as well.
+  const numRows = checkDerivedSize(OP, 'the permuted row count R',
+      permutedRowCount($x.shape[0], ids.shape[1], numExperts, alignment), undefined, 'T*k + E*(alignment-1)');
+  checkElementCount(OP, 'permutedX', [numRows, $x.shape[1]]);
 
   const attrs: MoePermuteAttrs = {numExperts, alignment};
   const [permutedX, tokensPerExpert, expertOffsets, rowMap] = runMoeKernel(

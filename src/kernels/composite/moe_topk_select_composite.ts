@@ -33,8 +33,13 @@ export function moeTopkSelectComposite(
     const keys = bias == null ? probs : tf.add(probs, tf.reshape(bias, [1, -1])) as Tensor2D;
     const {ids} = selectTopKComposite(keys, attrs.topK);
     let weights: Tensor = takeAlongRows(probs, ids);
+    // ERNIE's clamp (semantics 1.5): 0/0 when a bias picks experts whose p underflowed. A NaN sum stays NaN
+    // through the weights themselves (the row is NaN), whatever maximum() does with NaN on a backend.
+    // renormalizeEpsilon (section 11.7) adds to the sum inside the clamp.
     if (attrs.renormalize) {
-      weights = tf.div(weights, tf.add(tf.sum(weights, 1, true), tf.scalar(attrs.renormalizeEpsilon)));
+      const sum = tf.sum(weights, 1, true);
+      const withEps = attrs.renormalizeEpsilon === 0 ? sum : tf.add(sum, tf.scalar(attrs.renormalizeEpsilon));
+      weights = tf.div(weights, tf.maximum(withEps, tf.scalar(1e-12)));
     }
     if (attrs.routedScalingFactor !== 1) weights = tf.mul(weights, tf.scalar(attrs.routedScalingFactor));
     return [tf.cast(ids, 'int32'), weights] as [Tensor2D, Tensor2D];

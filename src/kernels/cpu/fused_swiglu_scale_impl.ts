@@ -2,6 +2,7 @@
 export function fusedSwigluScaleImpl(
     x: Float32Array, numRows: number, intermediate: number, scale: Float32Array | null): Float32Array {
   const out = new Float32Array(numRows * intermediate);
+  if (out.length === 0) return out;  // [R,0] with a huge R: no row loop over nothing
   for (let r = 0; r < numRows; r++) {
     const gateRow = r * 2 * intermediate;
     const upRow = gateRow + intermediate;

@@ -2,6 +2,8 @@
 import {selectTopK} from './routing_select.js';
 
 const f32 = Math.fround;
+/** The renormalisation denominator's floor (ERNIE-4.5's moe_norm_min), as float32. */
+const MIN_NORM_DENOMINATOR = f32(1e-12);
 
 /** Largest member of the group (NaN ranking last, so a group of NaN scores -Infinity). */
 function groupMax(probs: Float32Array, begin: number, size: number): number {
@@ -66,7 +68,9 @@ export function moeTopkSelectImpl(
       topkWeights[out + j] = p;
       chosenSum = f32(chosenSum + p);
     }
-    const denom = f32(chosenSum + renormalizeEpsilon);
+    // ERNIE's clamp (semantics 1.5): a bias may pick experts whose p underflowed to 0; 0/0 would be NaN.
+    // renormalizeEpsilon (section 11.7) adds to the sum inside the clamp.
+    const denom = Math.max(f32(chosenSum + renormalizeEpsilon), MIN_NORM_DENOMINATOR);
     for (let j = 0; j < topK; j++) {
       const w = renormalize ? f32(topkWeights[out + j] / denom) : topkWeights[out + j];
       topkWeights[out + j] = w * rsf;

@@ -71,7 +71,9 @@ export class RoutingProgram implements WebGPUProgram {
         if (isnan(v)) { localNaN = 1.0; } else { localMax = max(localMax, v); }
       }
       let rowMax = wgMax(localMax);
-      let rowNaN = wgMax(localNaN) > 0.0;
+      // A row whose max is infinite is NaN throughout too (max-subtracted softmax in IEEE arithmetic: Inf - Inf);
+      // WGSL does not promise IEEE results for infinities, so say it explicitly.
+      let rowNaN = wgMax(localNaN) > 0.0 || !isFiniteF32(rowMax);
       var localSum = 0.0;
       for (var i = 0; i < VPT; i++) {
         let e = lid + i * WG;
@@ -132,13 +134,15 @@ export class RoutingProgram implements WebGPUProgram {
       for (var i = 0; i < VPT; i++) {
         let e = lid + i * WG;
         var s = 0.0;
-        if (e < E) { s = select(${softmaxGroups ? '0.0' : '-uniforms.INFINITY'}, biased[e], groupKept[e / GSIZE] != 0); }
+        if (e < E) { s = ${softmaxGroups ? 'select(0.0, biased[e], groupKept[e / GSIZE] != 0)' : 'biased[e]'}; }
         sel[i] = s;
-        ${softmaxGroups ? 'prob[i] = s;' : ''}
+        ${softmaxGroups ? `// Softmax groups: dropped experts score 0 and still compete (section 11.4).
+        prob[i] = s;` : `// Experts of dropped groups never compete, not even against a NaN of a kept group (semantics 2.5).
+        dropped[i] = e < E && groupKept[e / GSIZE] == 0;`}
       }`;
 
     const selection = `
-      for (var i = 0; i < VPT; i++) { taken[i] = false; }
+      for (var i = 0; i < VPT; i++) { taken[i] = ${method === 'noaux_tc' ? 'dropped[i]' : 'false'}; }
       for (var j = 0; j < K; j++) {
         var bv = 0.0; var bi = -1;
         for (var i = 0; i < VPT; i++) {
@@ -164,7 +168,7 @@ export class RoutingProgram implements WebGPUProgram {
     const writeSoftmax = emit === 'ids' ? `result[row * K + j] = chosenId[j];` : `
           var total = 0.0;
           for (var m = 0; m < K; m++) { total += chosenP[m]; }
-          let w = ${renormalize ? 'chosenP[j] / (total + uniforms.renormalizeEpsilon)' : 'chosenP[j]'};
+          let w = ${renormalize ? 'chosenP[j] / max(total + uniforms.renormalizeEpsilon, 1e-12)' : 'chosenP[j]'};
           result[row * K + j] = w * uniforms.routedScalingFactor;`;
     const writeGrouped = emit === 'ids' ? `result[row * K + j] = select(chosenId[j], j, fallback != 0);` : `
           var total = 0.0;
@@ -244,6 +248,7 @@ export class RoutingProgram implements WebGPUProgram {
         var prob : array<f32, VPT>;
         var sel : array<f32, VPT>;
         var taken : array<bool, VPT>;
+        var dropped : array<bool, VPT>;
         ${body}
       }`;
   }
