@@ -4,7 +4,8 @@
  * machine by the layer conformance cases marked cudaRejects.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import {cudaLayerExecutor, FusedMoE, FusedMoEArgs} from 'tfjs-moe';
+import {FusedMoE, FusedMoEArgs} from 'tfjs-moe';
+import {cudaLayerExecutor} from 'tfjs-moe/internal';
 
 import {expectThrowsNoLeak} from '../helpers/util.js';
 

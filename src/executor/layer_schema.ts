@@ -6,8 +6,13 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
+/**
+ * How the router picks experts: 'greedy' softmax top-k, DeepSeek-V3's 'noaux_tc' sigmoid + group-limited top-k, or
+ * DeepSeek-V2's 'group_limited_greedy' softmax top-k within the best groups.
+ */
 export type TopkMethod = 'greedy' | 'noaux_tc' | 'group_limited_greedy';
 export const TOPK_METHODS: readonly TopkMethod[] = ['greedy', 'noaux_tc', 'group_limited_greedy'];
+/** Which path a FusedMoE call takes; 'auto' picks the active backend's kernels or the composite path. */
 export type MoeLayerBackend = 'auto' | 'cpu' | 'webgpu' | 'cuda' | 'composite';
 export const MOE_LAYER_BACKENDS: readonly MoeLayerBackend[] = ['auto', 'cpu', 'webgpu', 'cuda', 'composite'];
 /** The dtype expert weights are converted to once, at upload, by backends that convert (today: 'cuda'). */
@@ -70,6 +75,10 @@ export interface OptionSpec {
   doc: string;
 }
 
+/**
+ * Every FusedMoE option with its type, default, bounds and description: the one table that option checking,
+ * serialization and the executors read.
+ */
 export const OPTION_TABLE: readonly OptionSpec[] = [
   // 65536 = MAX_EXPERTS of src/ops/limits.ts (this module imports nothing of ours).
   {name: 'numExperts', type: 'int', min: 1, max: 65536, native: true, doc: 'Routed experts E.'},
@@ -253,6 +262,7 @@ export interface WeightSpec {
   trainable: boolean;
 }
 
+/** The names of a FusedMoE layer's weights (as in its state dict and in `namedWeights()`). */
 export type FusedMoEWeightName =
     'gate_weight' | 'gate_correction_bias' | 'up_gate_proj_weight' | 'up_gate_proj_bias' | 'down_proj_weight' |
     'down_proj_bias' | 'fc1_latent_proj_weight' | 'fc2_latent_proj_weight' | 'shared_up_gate_proj_weight' |

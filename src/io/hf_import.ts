@@ -12,6 +12,7 @@ import type {FusedMoEOptions, FusedMoEWeightName, MoeComputeDtype, MoeLayerBacke
 import {describeValue} from '../ops/limits.js';
 import {HfMoeSpec, hfMoeSpec} from './hf_families.js';
 
+/** Options of {@link loadHuggingFaceMoe}. */
 export interface LoadHuggingFaceMoeOptions {
   /** Prefix of the block's tensor names, e.g. 'model.layers.3.mlp.' (a trailing '.' is added if missing). */
   prefix?: string;
@@ -23,6 +24,7 @@ export interface LoadHuggingFaceMoeOptions {
   name?: string;
 }
 
+/** Tensors of a Hugging Face MoE block by their state-dict names (prefix included). */
 export type HfWeights = Record<string, tf.Tensor> | Map<string, tf.Tensor>;
 
 function fail(what: string): never {

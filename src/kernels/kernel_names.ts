@@ -10,10 +10,12 @@ export type {TopkMethod} from '../executor/layer_schema.js';
 
 /** Outputs: [topkIds int32 [T,k], topkWeights float32 [T,k]]. */
 export const MoeTopkSelect = 'MoeTopkSelect';
+/** Inputs of the MoeTopkSelect kernel. */
 export interface MoeTopkSelectInputs {
   gatingLogits: TensorInfo;  // float32 [T,E]
   bias?: TensorInfo;         // float32 [E], selection only
 }
+/** Attributes of the MoeTopkSelect kernel. */
 export interface MoeTopkSelectAttrs extends NamedAttrMap {
   topK: number;
   renormalize: boolean;
@@ -27,10 +29,12 @@ export interface MoeTopkSelectAttrs extends NamedAttrMap {
 
 /** Outputs: [scores float32 [T,E], topkWeights float32 [T,k], topkIds int32 [T,k]]. */
 export const GetMoeScores = 'GetMoeScores';
+/** Inputs of the GetMoeScores kernel. */
 export interface GetMoeScoresInputs {
   gatingOutput: TensorInfo;          // float32 [T,E]
   eScoreCorrectionBias?: TensorInfo; // float32 [E]
 }
+/** Attributes of the GetMoeScores kernel. */
 export interface GetMoeScoresAttrs extends NamedAttrMap {
   nGroup: number;
   topkGroup: number;
@@ -46,10 +50,12 @@ export interface GetMoeScoresAttrs extends NamedAttrMap {
  * R = permutedRowCount(T, k, E, alignment).
  */
 export const MoePermute = 'MoePermute';
+/** Inputs of the MoePermute kernel. */
 export interface MoePermuteInputs {
   x: TensorInfo;        // [T,D]
   topkIds: TensorInfo;  // int32 [T,k]
 }
+/** Attributes of the MoePermute kernel. */
 export interface MoePermuteAttrs extends NamedAttrMap {
   numExperts: number;
   alignment: number;
@@ -57,12 +63,14 @@ export interface MoePermuteAttrs extends NamedAttrMap {
 
 /** Output: float32 [R,N]. */
 export const BatchedGemm = 'BatchedGemm';
+/** Inputs of the BatchedGemm kernel. */
 export interface BatchedGemmInputs {
   lhs: TensorInfo;       // float32 [R,K]
   rhs: TensorInfo;       // float32 [E,K,N], or [E,N,K] when transposeRhs
   segments: TensorInfo;  // int32 [E+1] expertOffsets, or [E] tokensPerExpert (see segmentsAreOffsets)
   bias?: TensorInfo;     // float32 [E,N]
 }
+/** Attributes of the BatchedGemm kernel. */
 export interface BatchedGemmAttrs extends NamedAttrMap {
   transposeRhs: boolean;
   /** true: segments is expertOffsets [E+1]; false: tokensPerExpert [E] (segments packed from row 0). */
@@ -71,10 +79,12 @@ export interface BatchedGemmAttrs extends NamedAttrMap {
 
 /** Output: float32 [R,I]. */
 export const FusedSwigluScale = 'FusedSwigluScale';
+/** Inputs of the FusedSwigluScale kernel. */
 export interface FusedSwigluScaleInputs {
   x: TensorInfo;       // float32 [R,2I], gate half first
   scale?: TensorInfo;  // float32 [R]
 }
+/** The FusedSwigluScale kernel has no attributes. */
 export type FusedSwigluScaleAttrs = NamedAttrMap;
 
 /**
@@ -87,10 +97,12 @@ export interface BatchedGemmSwigluInputs extends BatchedGemmInputs {
   // rhs: float32 [E,K,2I] (or [E,2I,K] when transposeRhs), gate columns first; bias [E,2I]
   scale?: TensorInfo;  // float32 [R]
 }
+/** Attributes of the BatchedGemmSwiglu kernel (those of BatchedGemm). */
 export type BatchedGemmSwigluAttrs = BatchedGemmAttrs;
 
 /** Output: float32 [T,D]. */
 export const MoeCombine = 'MoeCombine';
+/** Inputs of the MoeCombine kernel. */
 export interface MoeCombineInputs {
   y: TensorInfo;             // float32 [R,D]
   rowMap: TensorInfo;        // int32 [T,k]
@@ -98,6 +110,7 @@ export interface MoeCombineInputs {
   topkIds: TensorInfo;       // int32 [T,k]
   downProjBias?: TensorInfo; // float32 [E,D]
 }
+/** Attributes of the MoeCombine kernel. */
 export interface MoeCombineAttrs extends NamedAttrMap {
   weightsApplied: boolean;
 }
@@ -107,11 +120,13 @@ export interface MoeCombineAttrs extends NamedAttrMap {
  * gradient of batchedGemm. Rows in no segment contribute nothing; an empty segment gives zeros.
  */
 export const BatchedGemmWeightGrad = 'BatchedGemmWeightGrad';
+/** Inputs of the BatchedGemmWeightGrad kernel. */
 export interface BatchedGemmWeightGradInputs {
   lhs: TensorInfo;       // float32 [R,K]
   dy: TensorInfo;        // float32 [R,N]
   segments: TensorInfo;  // int32 [E+1] expertOffsets, or [E] tokensPerExpert (see segmentsAreOffsets)
 }
+/** Attributes of the BatchedGemmWeightGrad kernel. */
 export interface BatchedGemmWeightGradAttrs extends NamedAttrMap {
   numExperts: number;
   /** true: the output is [E,N,K] (the gradient of a transposeRhs batchedGemm). */
@@ -124,6 +139,7 @@ export const ALL_MOE_KERNELS =
     [MoeTopkSelect, GetMoeScores, MoePermute, BatchedGemm, FusedSwigluScale, MoeCombine, BatchedGemmSwiglu] as const;
 /** Kernels only the gradients use; a backend without them runs their composite path. */
 export const TRAINING_MOE_KERNELS = [BatchedGemmWeightGrad] as const;
+/** The name of any kernel of this package (forward or training). */
 export type MoeKernelName = typeof ALL_MOE_KERNELS[number] | typeof TRAINING_MOE_KERNELS[number];
 
 /** The static row count of moePermute's output (docs/semantics.md section 3). */
