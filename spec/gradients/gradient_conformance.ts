@@ -10,7 +10,7 @@ import {ALL_MOE_KERNELS} from 'tfjs-moe';
 
 import {ConformanceContext, OpConformanceOptions, useSuiteBackend} from '../ops/conformance/context.js';
 import {describeBatchedGemmGradients} from './cases/batched_gemm.js';
-import {describeRoutingGradients} from './cases/routing.js';
+import {describeRoutingGradients, describeRoutingOptionGradients} from './cases/routing.js';
 import {describeSwigluPermuteCombineGradients} from './cases/swiglu_permute_combine.js';
 
 export function describeGradientConformance(label: string, opts: OpConformanceOptions): void {
@@ -23,6 +23,7 @@ export function describeGradientConformance(label: string, opts: OpConformanceOp
     });
 
     describeRoutingGradients(ctx);
+    describeRoutingOptionGradients(ctx);
     describeSwigluPermuteCombineGradients(ctx);
     describeBatchedGemmGradients(ctx);
   });

@@ -57,11 +57,7 @@ const NOT_YET = new Map<string, RegExp>([
   ['gpt_oss', /model_type 'gpt_oss' is not supported yet: it needs a router bias and the clamped SwiGLU/],
   ['gpt_oss_mxfp4', /model_type 'gpt_oss' is not supported yet/],
   ['llama4_text', /model_type 'llama4_text' is not supported yet: it needs the routing weight applied to the expert input/],
-  ['deepseek_v2', /model_type 'deepseek_v2' is not supported yet: it needs the routed scaling factor on softmax/],
-  ['deepseek_v2_greedy', /model_type 'deepseek_v2' is not supported yet/],
-  ['longcat_flash', /model_type 'longcat_flash' is not supported yet: it needs zero-computation experts/],
   ['phimoe', /model_type 'phimoe' is not supported yet: it needs sparsemixer routing/],
-  ['lfm2_moe', /lfm2_moe with norm_topk_prob true is not supported yet \(its renormalisation adds 1e-6/],
 ]);
 
 /** Bound for the layer (f32) against transformers' float64 forward of the same block. */
@@ -181,6 +177,20 @@ describe('loadHuggingFaceMoe config aliases', () => {
       moe_intermediate_size: 3, norm_topk_prob: false, use_expert_bias: false, routed_scaling_factor: 1.5}).options)
         .toEqual(jasmine.objectContaining({topkMethod: 'noaux_tc', renormalize: false, useCorrectionBias: false,
           routedScalingFactor: 1.5}));
+    expect(spec({model_type: 'lfm2_moe', hidden_size: 8, num_experts: 8, num_experts_per_tok: 2,
+      moe_intermediate_size: 3, routed_scaling_factor: 1.5}).options).toEqual(jasmine.objectContaining(
+        {topkMethod: 'noaux_tc', renormalize: true, renormalizeEpsilon: 1e-6, useCorrectionBias: true}));
+    // DeepSeek-V2: norm_topk_prob is not read; greedy scales too; mlp_bias (shared-expert biases) is refused.
+    const v2 = {model_type: 'deepseek_v2', hidden_size: 8, n_routed_experts: 8, num_experts_per_tok: 2,
+      moe_intermediate_size: 3, n_shared_experts: 2, routed_scaling_factor: 16, norm_topk_prob: true};
+    expect(spec({...v2, topk_method: 'group_limited_greedy', n_group: 4, topk_group: 2}).options).toEqual(
+        jasmine.objectContaining({topkMethod: 'group_limited_greedy', nGroup: 4, topkGroup: 2, renormalize: false,
+          routedScalingFactor: 16, sharedExpertIntermediateSize: 6, useCorrectionBias: false}));
+    expect(spec({...v2, topk_method: 'greedy'}).options).toEqual(jasmine.objectContaining(
+        {topkMethod: 'greedy', nGroup: 1, renormalize: false, routedScalingFactor: 16}));
+    expect(() => spec({...v2, mlp_bias: true})).toThrowError(/deepseek_v2 with mlp_bias true is not supported yet/);
+    expect(() => spec({...v2, topk_method: 'noaux_tc'})).toThrowError(
+        /deepseek_v2 with topk_method 'noaux_tc' is not supported \(greedy or group_limited_greedy\)/);
     expect(spec({model_type: 'granitemoeshared', hidden_size: 8, num_local_experts: 4, num_experts_per_tok: 2,
       intermediate_size: 3, shared_intermediate_size: 5}).naming).toEqual(jasmine.objectContaining({
       shared: '../shared_mlp', sharedFused: true}));

@@ -17,7 +17,8 @@ describeLayerConformance('cpu composite', {backend: 'cpu', layerBackend: 'compos
 
 const ALL_ON: FusedMoEArgs = {
   numExperts: 8, topK: 2, moeIntermediateSize: 4, topkMethod: 'noaux_tc', nGroup: 4, topkGroup: 2,
-  routedScalingFactor: 2.5, renormalize: false, useCorrectionBias: true, latentSize: 3, withBias: true,
+  routedScalingFactor: 2.5, renormalize: false, renormalizeEpsilon: 1e-6, useCorrectionBias: true, latentSize: 3,
+  withBias: true, zeroExperts: 0,
   probInAdvance: true, sharedExpertIntermediateSize: 5, sharedExpertGate: true, backend: 'composite',
   computeDtype: 'bfloat16',
 };
@@ -40,8 +41,9 @@ describe('FusedMoE config', () => {
   it('fills the documented defaults', () => {
     const layer = new FusedMoE({numExperts: 4, topK: 2, moeIntermediateSize: 3});
     expect(layer.options).toEqual({numExperts: 4, topK: 2, moeIntermediateSize: 3, topkMethod: 'greedy', nGroup: 1,
-      topkGroup: 1, routedScalingFactor: 1, renormalize: true, useCorrectionBias: false, latentSize: null,
-      withBias: false, probInAdvance: false, sharedExpertIntermediateSize: 0, sharedExpertGate: false, backend: 'auto',
+      topkGroup: 1, routedScalingFactor: 1, renormalize: true, renormalizeEpsilon: null, useCorrectionBias: false,
+      zeroExperts: 0, latentSize: null, withBias: false, probInAdvance: false, sharedExpertIntermediateSize: 0, sharedExpertGate: false,
+      backend: 'auto',
       computeDtype: 'float32', expertWeightFormat: 'float32', quantGroupSize: null, quantZeroPoint: false});
   });
 
@@ -51,11 +53,21 @@ describe('FusedMoE config', () => {
       [{numExperts: 0}, /option 'numExperts' must be an integer >= 1, got 0/],
       [{topK: 9}, /option 'topK' must be <= numExperts \(8\), got 9/],
       [{moeIntermediateSize: 2.5}, /'moeIntermediateSize' must be an integer/],
-      [{topkMethod: 'softmax' as never}, /'topkMethod' must be 'greedy' or 'noaux_tc', got "softmax"/],
+      [{topkMethod: 'softmax' as never},
+        /'topkMethod' must be 'greedy' \| 'noaux_tc' \| 'group_limited_greedy', got "softmax"/],
       [{topkMethod: 'noaux_tc', nGroup: 3}, /'nGroup' must be a divisor of numExperts \(8\), got 3/],
       [{topkMethod: 'noaux_tc', nGroup: 4, topkGroup: 5}, /'topkGroup' must be <= nGroup \(4\)/],
       [{topkMethod: 'noaux_tc', nGroup: 4, topkGroup: 1, topK: 3}, /'topK' must be <= topkGroup \* numExperts/],
-      [{routedScalingFactor: 2}, /'routedScalingFactor' must be 1 with topkMethod 'greedy'/],
+      [{topkMethod: 'group_limited_greedy', nGroup: 3}, /'nGroup' must be a divisor of numExperts \(8\), got 3/],
+      [{topkMethod: 'group_limited_greedy', nGroup: 4, topkGroup: 5}, /'topkGroup' must be <= nGroup \(4\)/],
+      [{topkMethod: 'group_limited_greedy', nGroup: 4, useCorrectionBias: true},
+        /'useCorrectionBias' must be false with topkMethod 'group_limited_greedy'/],
+      [{zeroExperts: -1}, /'zeroExperts' must be an integer >= 0, got -1/],
+      [{zeroExperts: 2, topK: 11}, /'topK' must be <= numExperts \+ zeroExperts \(10\), got 11/],
+      [{zeroExperts: 2, latentSize: 4}, /'zeroExperts' must be 0 with latentSize/],
+      [{zeroExperts: 2, topkMethod: 'noaux_tc', nGroup: 4}, /'nGroup' must be a divisor of numExperts \+ zeroExperts \(10\)/],
+      [{renormalizeEpsilon: -1e-6}, /'renormalizeEpsilon' must be null or a finite number >= 0, got -0.000001/],
+      [{renormalizeEpsilon: Infinity}, /'renormalizeEpsilon' must be null or a finite number >= 0/],
       [{nGroup: 2}, /'nGroup' must be 1 with topkMethod 'greedy'/],
       [{routedScalingFactor: NaN, topkMethod: 'noaux_tc'}, /'routedScalingFactor' must be a finite number/],
       [{renormalize: 'yes' as never}, /'renormalize' must be a boolean, got "yes"/],

@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import {FusedMoE, FusedMoEArgs, FusedMoEOptions} from 'tfjs-moe';
 
 import {randn, relError} from '../helpers/util.js';
-import {refFusedMoE, RefMoeConfig, RefMoeWeights} from '../reference/moe_reference.js';
+import {refFusedMoE, RefMoeOptions, RefMoeWeights} from '../reference/moe_reference.js';
 
 export type WeightData = Record<string, Float32Array>;
 
@@ -23,10 +23,11 @@ export function randomLayer(args: FusedMoEArgs, H: number, rand: () => number): 
   return {layer, data};
 }
 
-export function refConfig(o: FusedMoEOptions): RefMoeConfig {
+export function refConfig(o: FusedMoEOptions): RefMoeOptions {
   return {
     numExperts: o.numExperts, topK: o.topK, intermediateSize: o.moeIntermediateSize, topkMethod: o.topkMethod,
     nGroup: o.nGroup, topkGroup: o.topkGroup, routedScalingFactor: o.routedScalingFactor, renormalize: o.renormalize,
+    ...(o.renormalizeEpsilon === null ? {} : {renormalizeEpsilon: o.renormalizeEpsilon}), zeroExperts: o.zeroExperts,
     useCorrectionBias: o.useCorrectionBias, latentSize: o.latentSize, withBias: o.withBias,
     probInAdvance: o.probInAdvance, sharedExpertIntermediateSize: o.sharedExpertIntermediateSize,
     sharedExpertGate: o.sharedExpertGate,

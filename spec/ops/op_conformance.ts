@@ -12,6 +12,7 @@ import {ConformanceContext, OpConformanceOptions, useSuiteBackend} from './confo
 import {describeGetMoeScoresConformance} from './conformance/get_moe_scores.js';
 import {describeOpChainConformance} from './conformance/op_chain.js';
 import {describePermuteConformance} from './conformance/permute.js';
+import {describeRoutingOptionsConformance} from './conformance/routing_options.js';
 import {describeSwigluConformance} from './conformance/swiglu.js';
 import {describeTopkSelectConformance} from './conformance/topk_select.js';
 
@@ -24,6 +25,7 @@ export function describeOpConformance(label: string, opts: OpConformanceOptions)
 
     describeTopkSelectConformance(ctx);
     describeGetMoeScoresConformance(ctx);
+    describeRoutingOptionsConformance(ctx);
     describePermuteConformance(ctx);
     describeBatchedGemmConformance(ctx);
     describeSwigluConformance(ctx);

@@ -210,6 +210,15 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
     ['T above the decode limit', {numExperts: 4, topK: 2, moeIntermediateSize: 4}, 5,
      () => moe.setWebGPUDecodeMaxTokens(4)],
     ['H not a multiple of 4', {numExperts: 4, topK: 2, moeIntermediateSize: 4}, 2, () => undefined],
+    // The routing options of docs/semantics.md section 11 (the decode route program has none of them).
+    ['group_limited_greedy', {numExperts: 8, topK: 3, moeIntermediateSize: 4, topkMethod: 'group_limited_greedy',
+      nGroup: 4, topkGroup: 1, renormalize: false, routedScalingFactor: 1.5}, 3, () => undefined],
+    ['routedScalingFactor on greedy', {numExperts: 4, topK: 2, moeIntermediateSize: 4, routedScalingFactor: 2.5}, 2,
+     () => undefined],
+    ['renormalizeEpsilon', {numExperts: 4, topK: 2, moeIntermediateSize: 4, topkMethod: 'noaux_tc',
+      renormalizeEpsilon: 1e-6}, 2, () => undefined],
+    ['zero experts', {numExperts: 4, topK: 2, moeIntermediateSize: 4, zeroExperts: 2, useCorrectionBias: true}, 3,
+     () => undefined],
   ];
   for (const [label, args, T, setup] of fallbacks) {
     it(`falls back to the op chain for ${label} and still matches the reference`, async () => {

@@ -8,9 +8,12 @@ import * as tf from '@tensorflow/tfjs-core';
 
 import {EXPERT_WEIGHT_FORMATS, ExpertWeightFormat, formatOptionsProblem, QuantizedExpertWeights} from './expert_weights.js';
 
-/** How the router picks experts: 'greedy' softmax top-k, or DeepSeek-V3's 'noaux_tc' sigmoid + group-limited top-k. */
-export type TopkMethod = 'greedy' | 'noaux_tc';
-export const TOPK_METHODS: readonly TopkMethod[] = ['greedy', 'noaux_tc'];
+/**
+ * How the router picks experts: 'greedy' softmax top-k, DeepSeek-V3's 'noaux_tc' sigmoid + group-limited top-k, or
+ * DeepSeek-V2's 'group_limited_greedy' softmax top-k within the best groups.
+ */
+export type TopkMethod = 'greedy' | 'noaux_tc' | 'group_limited_greedy';
+export const TOPK_METHODS: readonly TopkMethod[] = ['greedy', 'noaux_tc', 'group_limited_greedy'];
 /** Which path a FusedMoE call takes; 'auto' picks the active backend's kernels or the composite path. */
 export type MoeLayerBackend = 'auto' | 'cpu' | 'webgpu' | 'cuda' | 'composite';
 export const MOE_LAYER_BACKENDS: readonly MoeLayerBackend[] = ['auto', 'cpu', 'webgpu', 'cuda', 'composite'];
@@ -24,16 +27,20 @@ export interface FusedMoEOptions {
   topK: number;
   moeIntermediateSize: number;
   topkMethod: TopkMethod;
-  /** Expert groups (noaux_tc only). */
+  /** Expert groups (noaux_tc and group_limited_greedy). */
   nGroup: number;
-  /** Groups kept per token (noaux_tc only). */
+  /** Groups kept per token (noaux_tc and group_limited_greedy). */
   topkGroup: number;
-  /** Multiplies the routing weights (noaux_tc only, applied inside getMoeScores). */
+  /** Multiplies the routing weights (every method, after renormalisation). */
   routedScalingFactor: number;
-  /** greedy: divide the k weights by their sum; noaux_tc: the same, with getMoeScores' epsilon. */
+  /** Divide the k weights by their sum (+ renormalizeEpsilon). */
   renormalize: boolean;
+  /** Renormalised weights are w / (sum + this); null: each op's own rule (softmax: max(sum, 1e-12); noaux_tc: + 1e-20). */
+  renormalizeEpsilon: number | null;
   /** A non-trainable per-expert bias that affects only which experts are chosen. */
   useCorrectionBias: boolean;
+  /** Z identity ("zero-computation") experts after the E real ones: an id in [E, E+Z) adds w * x, no FFN. */
+  zeroExperts: number;
   /** Experts run in a latent space of this width (fc1 before, fc2 after); null: in the hidden size. */
   latentSize: number | null;
   /** Per-expert biases on both expert projections. */
@@ -64,8 +71,8 @@ export type FusedMoEOptionName = keyof FusedMoEOptions;
 /** One row of the option table. `required` rows have no default. */
 export interface OptionSpec {
   name: FusedMoEOptionName;
-  /** int (>= min), number (finite), boolean, enum (one of values), int|null (>= min, or null). */
-  type: 'int' | 'number' | 'boolean' | 'enum' | 'int|null';
+  /** int (>= min), number (finite), boolean, enum (one of values), int|null (>= min, or null), number|null. */
+  type: 'int' | 'number' | 'boolean' | 'enum' | 'int|null' | 'number|null';
   default?: number | boolean | string | null;
   min?: number;
   /** int / int|null: the largest value (sizes the kernels index with int32; see src/ops/limits.ts). */
@@ -88,15 +95,25 @@ export const OPTION_TABLE: readonly OptionSpec[] = [
   {name: 'moeIntermediateSize', type: 'int', min: 1, max: 2 ** 30 - 1, native: true,
     doc: 'Width I of each expert\'s SwiGLU MLP.'},
   {name: 'topkMethod', type: 'enum', values: TOPK_METHODS, default: 'greedy', native: true,
-    doc: '\'greedy\': softmax top-k (moeTopkSelect); \'noaux_tc\': DeepSeek-V3 group-limited sigmoid (getMoeScores).'},
-  {name: 'nGroup', type: 'int', min: 1, default: 1, native: true, doc: 'Expert groups (noaux_tc only).'},
-  {name: 'topkGroup', type: 'int', min: 1, default: 1, native: true, doc: 'Groups kept per token (noaux_tc only).'},
+    doc: '\'greedy\': softmax top-k (moeTopkSelect); \'noaux_tc\': DeepSeek-V3 group-limited sigmoid (getMoeScores); ' +
+         '\'group_limited_greedy\': DeepSeek-V2 softmax top-k within the topkGroup groups of best probability.'},
+  {name: 'nGroup', type: 'int', min: 1, default: 1, native: true,
+    doc: 'Expert groups (noaux_tc and group_limited_greedy).'},
+  {name: 'topkGroup', type: 'int', min: 1, default: 1, native: true,
+    doc: 'Groups kept per token (noaux_tc and group_limited_greedy).'},
   {name: 'routedScalingFactor', type: 'number', default: 1, native: true,
-    doc: 'Multiplies the routing weights (noaux_tc only, applied inside getMoeScores).'},
+    doc: 'Multiplies the routing weights, after renormalisation (every method).'},
   {name: 'renormalize', type: 'boolean', default: true, native: true,
-    doc: 'Divide the k routing weights by their sum (noaux_tc: with getMoeScores\' epsilon).'},
+    doc: 'Divide the k routing weights by their sum (+ renormalizeEpsilon).'},
+  // Not read by the native forward yet: the CUDA executor rejects a non-null value (unsupportedByCuda below).
+  {name: 'renormalizeEpsilon', type: 'number|null', min: 0, default: null, native: false,
+    doc: 'Renormalised weights are w / (sum + this) (softmax methods: the denominator at least 1e-12); null: each ' +
+         'op\'s own rule (softmax: w / max(sum, 1e-12); noaux_tc: w / (sum + 1e-20)).'},
   {name: 'useCorrectionBias', type: 'boolean', default: false, native: true,
     doc: 'A non-trainable per-expert bias (gate_correction_bias) that affects only which experts are chosen.'},
+  // Not read by the native forward yet: the CUDA executor rejects zeroExperts > 0 (unsupportedByCuda below).
+  {name: 'zeroExperts', type: 'int', min: 0, max: 65536, default: 0, native: false,
+    doc: 'Identity experts Z after the E real ones (LongCat-Flash): the router scores E+Z, an id >= E adds w * x.'},
   {name: 'latentSize', type: 'int|null', min: 1, max: 2 ** 31 - 1, default: null, native: true,
     doc: 'Experts run in a latent space of this width (fc1 before, fc2 after); null: in the hidden size.'},
   {name: 'withBias', type: 'boolean', default: false, native: true, doc: 'Per-expert biases on both expert projections.'},
@@ -158,6 +175,11 @@ function checkOption(spec: OptionSpec, value: unknown): void {
     case 'number':
       if (typeof value !== 'number' || !Number.isFinite(value)) throw optionError(name, 'a finite number', value);
       return;
+    case 'number|null':
+      if (value !== null && (typeof value !== 'number' || !Number.isFinite(value) || value < min)) {
+        throw optionError(name, `null or a finite number >= ${min}`, value);
+      }
+      return;
     case 'boolean':
       if (typeof value !== 'boolean') throw optionError(name, 'a boolean', value);
       return;
@@ -180,27 +202,40 @@ export function resolveOptions(args: Partial<FusedMoEOptions>): FusedMoEOptions 
   const check = (name: FusedMoEOptionName) => checkOption(byName.get(name)!, o[name]);
   // Checked in this order so that the first error names the most basic problem.
   check('numExperts');
+  check('zeroExperts');
   check('topK');
-  if (o.topK > o.numExperts) throw optionError('topK', `<= numExperts (${o.numExperts})`, o.topK);
-  for (const spec of OPTION_TABLE) if (spec.name !== 'numExperts' && spec.name !== 'topK') check(spec.name);
-  const {numExperts, topK, nGroup, topkGroup} = o;
-  if (o.topkMethod === 'noaux_tc') {
-    if (numExperts % nGroup !== 0) throw optionError('nGroup', `a divisor of numExperts (${numExperts})`, nGroup);
+  // The router scores the identity experts too: every routing rule below sees E + Z experts.
+  const numExperts = o.numExperts + o.zeroExperts;
+  if (o.topK > numExperts) {
+    throw optionError('topK', o.zeroExperts > 0 ? `<= numExperts + zeroExperts (${numExperts})` :
+        `<= numExperts (${numExperts})`, o.topK);
+  }
+  for (const spec of OPTION_TABLE) if (!['numExperts', 'topK', 'zeroExperts'].includes(spec.name)) check(spec.name);
+  const {topK, nGroup, topkGroup} = o;
+  if (o.topkMethod !== 'greedy') {
+    if (numExperts % nGroup !== 0) {
+      throw optionError('nGroup', `a divisor of ${o.zeroExperts > 0 ? 'numExperts + zeroExperts' : 'numExperts'} (${
+          numExperts})`, nGroup);
+    }
     if (topkGroup > nGroup) throw optionError('topkGroup', `<= nGroup (${nGroup})`, topkGroup);
     const candidates = topkGroup * (numExperts / nGroup);
-    if (topK > candidates) {
+    // group_limited_greedy scores dropped experts 0, so k may exceed the kept experts (those slots weigh 0).
+    if (o.topkMethod === 'noaux_tc' && topK > candidates) {
       throw optionError('topK', `<= topkGroup * numExperts / nGroup (${candidates}) for noaux_tc`, topK);
     }
-  } else {
-    // Greedy (softmax) routing has no groups and no scaling in the semantics: reject rather than ignore them.
-    if (nGroup !== 1 || topkGroup !== 1) {
-      throw optionError(nGroup !== 1 ? 'nGroup' : 'topkGroup', `1 with topkMethod 'greedy' (groups are a noaux_tc feature)`,
-          nGroup !== 1 ? nGroup : topkGroup);
+    if (o.topkMethod === 'group_limited_greedy' && o.useCorrectionBias) {
+      throw optionError('useCorrectionBias', 'false with topkMethod \'group_limited_greedy\' (it has no selection bias)',
+          true);
     }
-    if (o.routedScalingFactor !== 1) {
-      throw optionError('routedScalingFactor', `1 with topkMethod 'greedy' (it applies to noaux_tc routing)`,
-          o.routedScalingFactor);
-    }
+  } else if (nGroup !== 1 || topkGroup !== 1) {
+    // Greedy (softmax) routing has no groups: reject rather than ignore them.
+    throw optionError(nGroup !== 1 ? 'nGroup' : 'topkGroup',
+        `1 with topkMethod 'greedy' (groups are a noaux_tc / group_limited_greedy feature)`,
+        nGroup !== 1 ? nGroup : topkGroup);
+  }
+  if (o.zeroExperts > 0 && o.latentSize !== null) {
+    throw optionError('zeroExperts', '0 with latentSize (an identity expert in the latent space is not defined)',
+        o.zeroExperts);
   }
   if (o.sharedExpertGate && o.sharedExpertIntermediateSize === 0) {
     throw optionError('sharedExpertGate', 'false when sharedExpertIntermediateSize is 0 (no shared expert to gate)', true);
@@ -226,6 +261,19 @@ export function nativeLayerConfig(hidden: number, o: FusedMoEOptions): Record<st
   return out;
 }
 
+/**
+ * The first option setting the CUDA executor cannot run yet, as the Error it throws before any GPU work; null when
+ * it runs them all.
+ */
+export function unsupportedByCuda(o: FusedMoEOptions): Error | null {
+  const no = (what: string) => new Error(`FusedMoE: ${what} is not supported by the CUDA executor yet`);
+  if (o.topkMethod === 'group_limited_greedy') return no('topkMethod \'group_limited_greedy\'');
+  if (o.topkMethod === 'greedy' && o.routedScalingFactor !== 1) return no('routedScalingFactor with topkMethod \'greedy\'');
+  if (o.renormalizeEpsilon !== null) return no('renormalizeEpsilon');
+  if (o.zeroExperts > 0) return no('zeroExperts');
+  return null;
+}
+
 /** One weight of the layer: its name (saved as `layerName/name`), shape, and role. */
 export interface WeightSpec {
   name: FusedMoEWeightName;
@@ -247,9 +295,10 @@ export function weightSpecs(o: FusedMoEOptions, hiddenSize: number): WeightSpec[
   const specs: WeightSpec[] = [];
   const add = (name: FusedMoEWeightName, shape: number[], kind: 'kernel' | 'bias', trainable = true) =>
       specs.push({name, shape, kind, trainable});
-  add('gate_weight', [H, E], 'kernel');
+  // The router (and its selection bias) scores the Z identity experts too.
+  add('gate_weight', [H, E + o.zeroExperts], 'kernel');
   // The correction bias is a load-balancing statistic updated outside training: never a gradient target.
-  if (o.useCorrectionBias) add('gate_correction_bias', [E], 'bias', false);
+  if (o.useCorrectionBias) add('gate_correction_bias', [E + o.zeroExperts], 'bias', false);
   add('up_gate_proj_weight', [E, D, 2 * I], 'kernel');
   if (o.withBias) add('up_gate_proj_bias', [E, 2 * I], 'bias');
   add('down_proj_weight', [E, I, D], 'kernel');

@@ -2,12 +2,13 @@
  * Routing gradients: the chosen experts' weights with respect to the gate logits, through the chosen
  * probabilities only (the ids are a fixed, non-differentiable choice; the selection bias only chooses).
  *
- * moeTopkSelect: p = softmax(logits); v_j = p[id_j]; w_j = v_j / max(S, 1e-12) (S = sum_j v_j) with renormalize, else v_j.
- *   dv_j = (dw_j - sum_i dw_i w_i) / S (normalised) or dw_j; dp = scatter of dv onto the ids;
+ * Both: v_j = the chosen value; u_j = v_j / D (D = S + eps, S = sum_j v_j) if renormalize, else v_j; w_j = rsf u_j.
+ *   dv_j = rsf * (dw_j / D - sum_i dw_i v_i / D^2) (renormalised) or rsf * dw_j. moeTopkSelect clamps D at
+ *   1e-12 (docs/semantics.md section 1): below it w_j = rsf v_j / 1e-12 and dv_j = rsf dw_j / 1e-12.
+ * moeTopkSelect: p = softmax(logits); v_j = p[id_j], or 0 for an expert of a dropped group (nGroup > 1: such a
+ *   slot has w_j = 0 and carries no gradient); dp = scatter of dv onto the kept ids;
  *   dlogits = p * (dp - sum_e p_e dp_e).
- * getMoeScores: s = sigmoid(logits); v_j = s[id_j]; u_j = v_j / (S + 1e-20) if renormalize, else v_j; w_j = rsf u_j.
- *   dv_j = rsf * (dw_j / (S + eps) - sum_i dw_i v_i / (S + eps)^2) (renormalised) or rsf * dw_j;
- *   ds = dscores + scatter of dv; dlogits = ds * s * (1 - s).
+ * getMoeScores: s = sigmoid(logits); v_j = s[id_j]; ds = dscores + scatter of dv; dlogits = ds * s * (1 - s).
  * Rows that took getMoeScores' non-finite fallback (NaN logits) get NaN gradients, as tfjs's own ops would.
  */
 import * as tf from '@tensorflow/tfjs-core';
@@ -34,23 +35,40 @@ function scatterChosen(dv: Tensor2D, oneHot: Tensor): Tensor2D {
   return tf.sum(tf.mul(oneHot, tf.reshape(dv, [numTokens, topK, 1])), 1) as Tensor2D;
 }
 
-/** d/dlogits [T,E] of moeTopkSelect's weights. */
-export function topkSelectGradLogits(dw: Tensor2D, logits: Tensor2D, ids: Tensor2D, renormalize: boolean): Tensor2D {
+/** d/dv [T,k] of w = rsf * (renormalize ? v / (sum v + eps) : v). */
+function chosenValueGrad(
+    dw: Tensor2D, chosen: Tensor2D, routedScalingFactor: number, renormalize: boolean, epsilon: number,
+    minDenominator = 0): Tensor2D {
+  const rsf = tf.scalar(routedScalingFactor);
+  if (!renormalize) return tf.mul(dw, rsf) as Tensor2D;
+  const denom = tf.add(tf.sum(chosen, 1, true), tf.scalar(epsilon));
+  const cross = tf.div(tf.sum(tf.mul(dw, chosen), 1, true), tf.square(denom));
+  let dv = tf.sub(tf.div(dw, denom), cross);
+  if (minDenominator > 0) {
+    const floor = tf.scalar(minDenominator);
+    dv = tf.where(tf.less(denom, floor), tf.div(dw, floor), dv);
+  }
+  return tf.mul(dv, rsf) as Tensor2D;
+}
+
+/**
+ * d/dlogits [T,E] of moeTopkSelect's weights. `weights` (the op's output) tells the slots of dropped groups apart
+ * when nGroup > 1: their weight is exactly 0 (a kept expert's p can be 0 only by underflow, where p's own
+ * Jacobian row is 0 anyway).
+ */
+export function topkSelectGradLogits(
+    dw: Tensor2D, logits: Tensor2D, ids: Tensor2D, weights: Tensor2D, attrs: MoeTopkSelectAttrs): Tensor2D {
   return tf.tidy(() => {
     const [numTokens, numExperts] = logits.shape;
     if (numTokens === 0) return tf.zeros([0, numExperts]) as Tensor2D;
     const probs = tf.softmax(logits, -1) as Tensor2D;
     const oneHot = chosenOneHot(ids, numExperts);
-    let dv: Tensor = dw;
-    if (renormalize) {
-      const chosen = atChosen(probs, oneHot);
-      const total = tf.sum(chosen, 1, true);
-      const normalised = tf.div(chosen, total);
-      dv = tf.div(tf.sub(dw, tf.sum(tf.mul(dw, normalised), 1, true)), total);
-      // The forward clamps S at 1e-12 (docs/semantics.md section 1): below it w_j = v_j / 1e-12, dv_j = dw_j / 1e-12.
-      const eps = tf.scalar(1e-12);
-      dv = tf.where(tf.less(total, eps), tf.div(dw, eps), dv as Tensor2D);
-    }
+    const kept = attrs.nGroup > 1 ? tf.cast(tf.notEqual(weights, tf.scalar(0)), 'float32') : null;
+    let chosen = atChosen(probs, oneHot);
+    if (kept != null) chosen = tf.mul(chosen, kept);
+    let dv: Tensor = chosenValueGrad(
+        dw, chosen, attrs.routedScalingFactor, attrs.renormalize, attrs.renormalizeEpsilon, 1e-12);
+    if (kept != null) dv = tf.mul(dv, kept);
     const dp = scatterChosen(dv as Tensor2D, oneHot);
     return tf.mul(probs, tf.sub(dp, tf.sum(tf.mul(probs, dp), 1, true))) as Tensor2D;
   });
@@ -59,19 +77,12 @@ export function topkSelectGradLogits(dw: Tensor2D, logits: Tensor2D, ids: Tensor
 /** d/dgatingOutput [T,E] of getMoeScores' dense scores and chosen weights. */
 export function moeScoresGradLogits(
     dScores: Tensor2D, dw: Tensor2D, scores: Tensor2D, ids: Tensor2D, routedScalingFactor: number,
-    renormalize: boolean): Tensor2D {
+    renormalize: boolean, renormalizeEpsilon = 1e-20): Tensor2D {
   return tf.tidy(() => {
     const [numTokens, numExperts] = scores.shape;
     if (numTokens === 0) return tf.zeros([0, numExperts]) as Tensor2D;
     const oneHot = chosenOneHot(ids, numExperts);
-    const rsf = tf.scalar(routedScalingFactor);
-    let dv: Tensor = tf.mul(dw, rsf);
-    if (renormalize) {
-      const chosen = atChosen(scores, oneHot);
-      const denom = tf.add(tf.sum(chosen, 1, true), tf.scalar(1e-20));
-      const cross = tf.div(tf.sum(tf.mul(dw, chosen), 1, true), tf.square(denom));
-      dv = tf.mul(tf.sub(tf.div(dw, denom), cross), rsf);
-    }
+    const dv = chosenValueGrad(dw, atChosen(scores, oneHot), routedScalingFactor, renormalize, renormalizeEpsilon);
     const ds = tf.add(dScores, scatterChosen(dv as Tensor2D, oneHot));
     return tf.mul(ds, tf.mul(scores, tf.sub(tf.scalar(1), scores))) as Tensor2D;
   });
@@ -81,13 +92,12 @@ export const moeTopkSelectGradConfig: GradConfig = {
   kernelName: MoeTopkSelect,
   inputsToSave: ['gatingLogits'],
   // Outputs: topkIds, topkWeights.
-  outputsToSave: [true, false],
+  outputsToSave: [true, true],
   gradFunc: (dys: Tensor | Tensor[], saved: Tensor[], attrs) => {
-    const [logits, ids] = saved as Tensor2D[];
+    const [logits, ids, weights] = saved as Tensor2D[];
     const dw = (dys as Tensor[])[1] as Tensor2D;
-    const {renormalize} = attrs as unknown as MoeTopkSelectAttrs;
     return {
-      gatingLogits: () => topkSelectGradLogits(dw, logits, ids, renormalize),
+      gatingLogits: () => topkSelectGradLogits(dw, logits, ids, weights, attrs as unknown as MoeTopkSelectAttrs),
       bias: () => tf.zeros([logits.shape[1]]),  // selection only
     };
   },
@@ -100,9 +110,10 @@ export const getMoeScoresGradConfig: GradConfig = {
   gradFunc: (dys: Tensor | Tensor[], saved: Tensor[], attrs) => {
     const [scores, ids] = saved as Tensor2D[];
     const [dScores, dw] = dys as Tensor2D[];
-    const {routedScalingFactor, renormalize} = attrs as unknown as GetMoeScoresAttrs;
+    const {routedScalingFactor, renormalize, renormalizeEpsilon} = attrs as unknown as GetMoeScoresAttrs;
     return {
-      gatingOutput: () => moeScoresGradLogits(dScores, dw, scores, ids, routedScalingFactor, renormalize),
+      gatingOutput: () =>
+          moeScoresGradLogits(dScores, dw, scores, ids, routedScalingFactor, renormalize, renormalizeEpsilon),
       eScoreCorrectionBias: () => tf.zeros([scores.shape[1]]),  // selection only
     };
   },

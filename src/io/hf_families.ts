@@ -9,7 +9,7 @@ import {describeValue} from '../ops/limits.js';
 /** The model_types loadHuggingFaceMoe maps onto FusedMoE (moe-families.md: the same function under other names). */
 export type HfFamily = 'qwen2_moe' | 'qwen3_moe' | 'mixtral' | 'olmoe' | 'deepseek_v3' | 'ernie4_5_moe' |
     'qwen3_next' | 'minimax' | 'flex_olmo' | 'dots1' | 'glm4_moe' | 'jamba' | 'granitemoe' | 'granitemoeshared' |
-    'hunyuan_v1_moe' | 'minimax_m2' | 'afmoe' | 'lfm2_moe';
+    'hunyuan_v1_moe' | 'minimax_m2' | 'afmoe' | 'lfm2_moe' | 'deepseek_v2' | 'longcat_flash';
 
 /**
  * How a family's MoE block names its tensors, relative to the block (e.g. 'model.layers.3.mlp.'). Lists are
@@ -136,6 +136,24 @@ function noauxTc(config: Config, family: HfFamily): Partial<Options> {
     renormalize: boolKey(config, ['norm_topk_prob'], 'norm_topk_prob', family !== 'dots1'), useCorrectionBias: true};
 }
 
+/**
+ * DeepSeek-V2: softmax, weights times routed_scaling_factor, never renormalised (norm_topk_prob is not read);
+ * group_limited_greedy keeps the topk_group groups of best probability.
+ */
+function deepseekV2(config: Config): Partial<Options> {
+  if (boolKey(config, ['mlp_bias'], 'mlp_bias', false)) {
+    fail(`deepseek_v2 with mlp_bias true is not supported yet (biases on the shared experts)`);
+  }
+  const routedScalingFactor = numKey(config, ['routed_scaling_factor'], 'routed_scaling_factor', 1);
+  const topkMethod = pick(config, ['topk_method']) ?? 'greedy';
+  if (topkMethod === 'greedy') return {renormalize: false, routedScalingFactor};
+  if (topkMethod !== 'group_limited_greedy') {
+    fail(`deepseek_v2 with topk_method '${topkMethod}' is not supported (greedy or group_limited_greedy)`);
+  }
+  return {topkMethod: 'group_limited_greedy', nGroup: intKey(config, ['n_group'], 'n_group', 1),
+    topkGroup: intKey(config, ['topk_group'], 'topk_group', 1), renormalize: false, routedScalingFactor};
+}
+
 const MIXTRAL_PROJ = {expertProj: {gate: 'w1', up: 'w3', down: 'w2'}};
 const QWEN2_MOE: FamilyEntry = {width: ['moe_intermediate_size'], routing: normTopk(false),
   shared: c => intKey(c, ['shared_expert_intermediate_size'], 'the shared expert size', 0), sharedGate: true,
@@ -186,14 +204,20 @@ const FAMILIES: Record<HfFamily, FamilyEntry> = {
     naming: {router: ['router.gate.weight'], correctionBias: ['expert_bias']}},
   lfm2_moe: {width: ['moe_intermediate_size'], routing: c => {
     const useBias = boolKey(c, ['use_expert_bias'], 'use_expert_bias', true);
-    // LFM2 divides by sum + 1e-6; getMoeScores by sum + 1e-20 (a 5e-7 relative difference): not the same function.
-    if (boolKey(c, ['norm_topk_prob'], 'norm_topk_prob', true)) {
-      fail(`lfm2_moe with norm_topk_prob true is not supported yet (its renormalisation adds 1e-6 to the sum)`);
-    }
-    return {...sigmoidOneGroup(false, numKey(c, ['routed_scaling_factor'], 'routed_scaling_factor', 1)),
-      useCorrectionBias: useBias};
+    // LFM2 divides by sum + 1e-6, not getMoeScores' own 1e-20.
+    const renormalize = boolKey(c, ['norm_topk_prob'], 'norm_topk_prob', true);
+    return {...sigmoidOneGroup(renormalize, numKey(c, ['routed_scaling_factor'], 'routed_scaling_factor', 1)),
+      useCorrectionBias: useBias, renormalizeEpsilon: renormalize ? 1e-6 : null};
   }, biasRequired: c => boolKey(c, ['use_expert_bias'], 'use_expert_bias', true),
   naming: {...MIXTRAL_PROJ, correctionBias: ['expert_bias']}},
+  // LongCat-Flash: softmax over E+Z (Z identity experts), biased choice, weights * rsf, not renormalised.
+  longcat_flash: {width: ['expert_ffn_hidden_size'], topK: ['moe_topk'], routing: c => ({renormalize: false,
+    useCorrectionBias: true, zeroExperts: intKey(c, ['zero_expert_num'], 'zero_expert_num', 0),
+    routedScalingFactor: numKey(c, ['routed_scaling_factor'], 'routed_scaling_factor', 1)}),
+  biasRequired: () => true,
+  naming: {router: ['router.classifier.weight'], correctionBias: ['router.e_score_correction_bias']}},
+  deepseek_v2: {width: ['moe_intermediate_size'], routing: deepseekV2,
+    shared: (c, I) => I * intKey(c, ['n_shared_experts'], 'the shared expert count', 0)},
 };
 
 /** Families of transformers 5.17 whose block needs semantics FusedMoE does not have yet (moe-families.md 6). */
@@ -201,8 +225,6 @@ const NOT_YET: Record<string, string> = {
   gpt_oss: 'a router bias and the clamped SwiGLU activation',
   llama4_text: 'the routing weight applied to the expert input',
   llama4: 'the routing weight applied to the expert input',
-  deepseek_v2: 'the routed scaling factor on softmax routing (and group_limited_greedy)',
-  longcat_flash: 'zero-computation experts',
   phimoe: 'sparsemixer routing',
 };
 
@@ -248,7 +270,7 @@ export function hfMoeSpec(rawConfig: unknown): HfMoeSpec {
   const shared = entry.shared?.(config, moeIntermediateSize) ?? 0;
   const options: Options = {
     numExperts, topK, moeIntermediateSize, topkMethod: 'greedy', nGroup: 1, topkGroup: 1, routedScalingFactor: 1,
-    renormalize: true, useCorrectionBias: false, latentSize: null, withBias: false, probInAdvance: false,
+    renormalize: true, renormalizeEpsilon: null, useCorrectionBias: false, zeroExperts: 0, latentSize: null, withBias: false, probInAdvance: false,
     sharedExpertIntermediateSize: shared, sharedExpertGate: shared > 0 && entry.sharedGate === true,
     ...entry.routing(config, family),
   };

@@ -89,6 +89,11 @@ export class WeightSource {
     return [...this.map].some(([name, t]) => name.startsWith(this.prefix + 'experts.') && isRawSafetensor(t));
   }
 
+  /** The first dimension of prefix + rel, or -1 when absent. */
+  rows(rel: string): number {
+    return this.map.get(this.name(rel))?.shape[0] ?? -1;
+  }
+
   /** The rank of prefix + rel, or -1 when absent. */
   rank(rel: string): number {
     return this.map.get(this.name(rel))?.shape.length ?? -1;
@@ -110,23 +115,28 @@ function convertWeights(spec: HfMoeSpec, src: WeightSource, biasRel: string | nu
                         experts: boolean): Map<FusedMoEWeightName, tf.Tensor> {
   const {hiddenSize: H, naming} = spec;
   const {numExperts: E, moeIntermediateSize: I, sharedExpertIntermediateSize: S} = spec.options;
+  // The router and its selection bias also score the Z identity experts (LongCat-Flash).
+  const N = E + spec.options.zeroExperts;
   const out = new Map<FusedMoEWeightName, tf.Tensor>();
   const {gate: g, up: u, down: d} = naming.expertProj;
   const fusedGateUp = src.first(naming.fusedGateUp);
   const fused = fusedGateUp != null;
   const router = src.first(naming.router) ?? naming.router[0];
   // torch Linear stores [out, in]; the layer stores [in, out].
-  out.set('gate_weight', tf.transpose(src.get(router, [E, H], 'router weight [E,H]')));
+  out.set('gate_weight', tf.transpose(src.get(router, [N, H], N > E ? 'router weight [E+Z,H]' : 'router weight [E,H]')));
   if (biasRel != null) {
     // DeepSeek-V3 stores [E]; ERNIE's moe_statics [1,E] (one row per expert group).
-    const shape = src.rank(biasRel) === 2 ? [1, E] : [E];
-    out.set('gate_correction_bias', tf.reshape(src.get(biasRel, shape, 'selection bias [E] or [1,E]'), [E]));
+    const shape = src.rank(biasRel) === 2 ? [1, N] : [N];
+    out.set('gate_correction_bias', tf.reshape(src.get(biasRel, shape, 'selection bias [E] or [1,E]'), [N]));
   }
   if (fused) {
     if (experts) {
       const down = src.first(naming.fusedDown) ?? naming.fusedDown[0];
+      // LongCat-Flash keeps E+Z rows in memory, of which the identity experts' are never read.
+      const rows = N > E && src.rows(fusedGateUp!) === N ? N : E;
+      const gateUp = src.get(fusedGateUp!, [rows, 2 * I, H], rows > E ? 'fused experts [E+Z,2I,H]' : 'fused experts [E,2I,H]');
       out.set('up_gate_proj_weight',
-          tf.transpose(src.get(fusedGateUp!, [E, 2 * I, H], 'fused experts [E,2I,H]'), [0, 2, 1]));
+          tf.transpose(rows > E ? tf.slice(gateUp, 0, E) : gateUp, [0, 2, 1]));
       out.set('down_proj_weight', tf.transpose(src.get(down, [E, H, I], 'fused experts [E,H,I]'), [0, 2, 1]));
     }
     if (withBias) {

@@ -21,6 +21,12 @@ export interface MoeTopkSelectInputs {
 export interface MoeTopkSelectAttrs extends NamedAttrMap {
   topK: number;
   renormalize: boolean;
+  /** Renormalised weights are w / max(sum + renormalizeEpsilon, 1e-12); the op's own rule is 0. */
+  renormalizeEpsilon: number;
+  routedScalingFactor: number;
+  /** Group-limited selection (DeepSeek-V2) when nGroup > 1; 1/1: every expert is a candidate. */
+  nGroup: number;
+  topkGroup: number;
 }
 
 /** Outputs: [scores float32 [T,E], topkWeights float32 [T,k], topkIds int32 [T,k]]. */
@@ -37,6 +43,8 @@ export interface GetMoeScoresAttrs extends NamedAttrMap {
   topK: number;
   routedScalingFactor: number;
   renormalize: boolean;
+  /** Renormalised weights are w / (sum + renormalizeEpsilon); the op's own rule is 1e-20. */
+  renormalizeEpsilon: number;
 }
 
 /**

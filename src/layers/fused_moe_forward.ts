@@ -23,12 +23,16 @@ export function routeLogits(logits: tf.Tensor2D, w: FusedMoEWeights, o: FusedMoE
     {topkIds: tf.Tensor2D, topkWeights: tf.Tensor2D} {
   const bias = o.useCorrectionBias ? w.gate_correction_bias as tf.Tensor1D : null;
   if (o.topkMethod === 'noaux_tc') {
-    const {scores, topkIds, topkWeights} =
-        getMoeScores(logits, o.nGroup, o.topkGroup, o.topK, o.routedScalingFactor, bias, o.renormalize);
+    const {scores, topkIds, topkWeights} = getMoeScores(
+        logits, o.nGroup, o.topkGroup, o.topK, o.routedScalingFactor, bias, o.renormalize, o.renormalizeEpsilon);
     scores.dispose();
     return {topkIds, topkWeights};
   }
-  return moeTopkSelect(logits, bias, o.topK, o.renormalize);
+  // greedy has nGroup = topkGroup = 1 (validated), which is group_limited_greedy without groups.
+  return moeTopkSelect(logits, bias, o.topK, o.renormalize, {
+    routedScalingFactor: o.routedScalingFactor, nGroup: o.nGroup, topkGroup: o.topkGroup,
+    renormalizeEpsilon: o.renormalizeEpsilon,
+  });
 }
 
 /** Routing: top-k expert ids and their weights for every token of x [T,H]. */
@@ -52,10 +56,24 @@ function sharedExperts(x: tf.Tensor2D, w: FusedMoEWeights, o: FusedMoEOptions): 
 export function fusedMoeForwardWithRouting(x: tf.Tensor2D, w: FusedMoEWeights, o: FusedMoEOptions): MoeForwardResult {
   const [numTokens] = x.shape;
   const gatingLogits = routerLogits(x, w.gate_weight);
-  const {topkIds, topkWeights} = routeLogits(gatingLogits, w, o);
+  const routed = routeLogits(gatingLogits, w, o);
+  const {topkIds} = routed;
+  let {topkWeights} = routed;
+  // Identity experts (ids in [E, E+Z)): their weight times x, added below. Their slots go on to a real expert
+  // ((id mod E), spreading them) with weight 0, so the permute/combine chain stays as it is: the FFN rows of those
+  // slots are computed and multiplied by an exact 0 (the skip is future work).
+  let ffnIds = topkIds;
+  let identity: tf.Tensor2D | null = null;
+  if (o.zeroExperts > 0) {
+    const isIdentity = tf.greaterEqual(topkIds, tf.scalar(o.numExperts, 'int32'));
+    ffnIds = tf.where(isIdentity, tf.mod(topkIds, tf.scalar(o.numExperts, 'int32')), topkIds) as tf.Tensor2D;
+    const zeros = tf.zerosLike(topkWeights);
+    identity = tf.mul(tf.sum(tf.where(isIdentity, topkWeights, zeros), 1, true), x) as tf.Tensor2D;
+    topkWeights = tf.where(isIdentity, zeros, topkWeights) as tf.Tensor2D;
+  }
   // Routing always sees the full-width x; only the experts run in the latent space.
   const expertInput: tf.Tensor2D = o.latentSize != null ? tf.matMul(x, w.fc1_latent_proj_weight as tf.Tensor2D) : x;
-  const {permutedX, expertOffsets, rowMap} = moePermute(expertInput, topkIds, o.numExperts);
+  const {permutedX, expertOffsets, rowMap} = moePermute(expertInput, ffnIds, o.numExperts);
   let rowScale: tf.Tensor1D | null = null;
   if (o.probInAdvance) {
     // Each permuted row's routing weight, sent through rowMap (alignment 1: every row is used). A segment sum,
@@ -70,11 +88,12 @@ export function fusedMoeForwardWithRouting(x: tf.Tensor2D, w: FusedMoEWeights, o
     scale: rowScale,
   });
   const down = batchedGemm(activated, w.down_proj_weight, expertOffsets);
-  let output: tf.Tensor2D = moeCombine(down, rowMap, topkWeights, topkIds, {
+  let output: tf.Tensor2D = moeCombine(down, rowMap, topkWeights, ffnIds, {
     downProjBias: o.withBias ? w.down_proj_bias as tf.Tensor2D : null,
     weightsApplied: o.probInAdvance,
   });
   if (o.latentSize != null) output = tf.matMul(output, w.fc2_latent_proj_weight as tf.Tensor2D);
+  if (identity != null) output = tf.add(output, identity);
   if (o.sharedExpertIntermediateSize > 0) output = tf.add(output, sharedExperts(x, w, o));
   return {output, topkIds, gatingLogits};
 }

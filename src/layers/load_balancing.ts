@@ -192,7 +192,8 @@ function statistics(input: tf.Tensor, w: FusedMoEWeights, o: FusedMoEOptions, au
     } else {
       probs = tf.softmax(logits, -1);
     }
-    const meanProbs = tf.mean(probs, 0);
+    // Identity experts (zeroExperts) cost nothing: only the E real experts are balanced.
+    const meanProbs = o.zeroExperts > 0 ? tf.slice(tf.mean(probs, 0), 0, numExperts) : tf.mean(probs, 0);
     const auxOut = tf.mul(tf.scalar(auxLossCoef * numExperts / numTokens), tf.sum(tf.mul(counts, meanProbs)));
     return [loadOut, auxOut];
   });

@@ -4,17 +4,19 @@ import {getMoeScoresComposite} from '../kernels/composite/get_moe_scores_composi
 import {GetMoeScores, GetMoeScoresAttrs} from '../kernels/kernel_names.js';
 import {runMoeKernel} from './dispatch.js';
 import {checkElementCount, checkExpertCount} from './limits.js';
-import {argError, checkBoolean, checkFiniteNumber, checkInt, checkOptionalTensor, checkShape, checkTensor} from './validate.js';
+import {argError, checkBoolean, checkFiniteNumber, checkInt, checkOptionalTensor, checkRenormalizeEpsilon, checkShape,
+  checkTensor} from './validate.js';
 
 const OP = 'getMoeScores';
 
 /**
  * DeepSeek-V3 noaux_tc routing (docs/semantics.md section 2): sigmoid scores, group-limited top-k on the
  * bias-corrected scores, weights from the un-biased scores, renormalized, times routedScalingFactor.
+ * renormalizeEpsilon: the weights are w / (sum + renormalizeEpsilon); null (default): 1e-20.
  */
 export function getMoeScores(
     gatingOutput: Tensor2D, nGroup: number, topkGroup: number, topK: number, routedScalingFactor: number,
-    eScoreCorrectionBias: Tensor1D | null, renormalize = true):
+    eScoreCorrectionBias: Tensor1D | null, renormalize = true, renormalizeEpsilon: number | null = null):
     {scores: Tensor2D, topkWeights: Tensor2D, topkIds: Tensor2D} {
   const logits = checkTensor(OP, 'gatingOutput', gatingOutput, 2, 'float32', '[T,E]') as Tensor2D;
   const [, numExperts] = logits.shape;
@@ -32,8 +34,10 @@ export function getMoeScores(
       Tensor1D | null;
   if ($bias != null) checkShape(OP, 'eScoreCorrectionBias', $bias, [numExperts], '[E]');
   checkBoolean(OP, 'renormalize', renormalize);
+  const epsilon = checkRenormalizeEpsilon(OP, renormalizeEpsilon, 1e-20);
 
-  const attrs: GetMoeScoresAttrs = {nGroup, topkGroup, topK, routedScalingFactor, renormalize};
+  const attrs: GetMoeScoresAttrs =
+      {nGroup, topkGroup, topK, routedScalingFactor, renormalize, renormalizeEpsilon: epsilon};
   const inputs: Record<string, Tensor> = {gatingOutput: logits};
   if ($bias != null) inputs.eScoreCorrectionBias = $bias;
   const [scores, topkWeights, topkIds] = runMoeKernel(

@@ -4,17 +4,35 @@ import {moeTopkSelectComposite} from '../kernels/composite/moe_topk_select_compo
 import {MoeTopkSelect, MoeTopkSelectAttrs} from '../kernels/kernel_names.js';
 import {runMoeKernel} from './dispatch.js';
 import {checkElementCount, checkExpertCount} from './limits.js';
-import {checkBoolean, checkInt, checkOptionalTensor, checkShape, checkTensor} from './validate.js';
+import {
+  argError, checkBoolean, checkFiniteNumber, checkInt, checkOptionalTensor, checkOptions, checkRenormalizeEpsilon,
+  checkShape, checkTensor,
+} from './validate.js';
 
 const OP = 'moeTopkSelect';
 
+/** The optional parts of softmax routing (docs/semantics.md section 1). */
+export interface MoeTopkSelectOptions {
+  /** Multiplies every weight (after renormalisation). Default 1. */
+  routedScalingFactor?: number;
+  /**
+   * DeepSeek-V2's group_limited_greedy: the E experts form nGroup groups scored by their best probability; the
+   * topkGroup best groups are kept and the other groups' experts score 0. Default 1 and 1 (no groups).
+   */
+  nGroup?: number;
+  topkGroup?: number;
+  /** Renormalised weights are w / (sum + renormalizeEpsilon); null (default): w / sum. */
+  renormalizeEpsilon?: number | null;
+}
+
 /**
  * Softmax top-k routing (docs/semantics.md section 1): p = softmax(logits); choose the k largest p + bias
- * (ties to the lower expert, NaN never wins); weights are the un-biased p, divided by their sum when renormalize.
+ * (ties to the lower expert, NaN never wins); weights are the un-biased p, divided by their sum when renormalize,
+ * times routedScalingFactor. With nGroup > 1, the experts outside the kept groups score 0 (no bias allowed).
  */
 export function moeTopkSelect(
-    gatingLogits: Tensor2D, bias: Tensor1D | null, topK: number,
-    renormalize = true): {topkIds: Tensor2D, topkWeights: Tensor2D} {
+    gatingLogits: Tensor2D, bias: Tensor1D | null, topK: number, renormalize = true,
+    options: MoeTopkSelectOptions = {}): {topkIds: Tensor2D, topkWeights: Tensor2D} {
   const logits = checkTensor(OP, 'gatingLogits', gatingLogits, 2, 'float32', '[T,E]') as Tensor2D;
   const [, numExperts] = logits.shape;
   const $bias = checkOptionalTensor(OP, 'bias', bias, 1, 'float32', '[E]') as Tensor1D | null;
@@ -23,8 +41,20 @@ export function moeTopkSelect(
   checkInt(OP, 'topK', topK, 1, numExperts);
   checkElementCount(OP, 'topkIds', [logits.shape[0], topK]);
   checkBoolean(OP, 'renormalize', renormalize);
+  const opts = checkOptions(OP, 'options', options, ['routedScalingFactor', 'nGroup', 'topkGroup', 'renormalizeEpsilon']);
+  const routedScalingFactor = checkFiniteNumber(OP, 'routedScalingFactor', opts.routedScalingFactor ?? 1);
+  const nGroup = checkInt(OP, 'nGroup', opts.nGroup ?? 1, 1, Math.max(1, numExperts));
+  if (numExperts % nGroup !== 0) {
+    throw argError(OP, 'nGroup', `a divisor of the expert count E = ${numExperts}`, `${nGroup}`);
+  }
+  const topkGroup = checkInt(OP, 'topkGroup', opts.topkGroup ?? 1, 1, nGroup);
+  if (nGroup > 1 && $bias != null) {
+    throw argError(OP, 'bias', 'null when nGroup > 1 (group-limited softmax routing has no selection bias)',
+                   `a tensor of shape [${$bias.shape}]`);
+  }
+  const renormalizeEpsilon = checkRenormalizeEpsilon(OP, opts.renormalizeEpsilon, 0);
 
-  const attrs: MoeTopkSelectAttrs = {topK, renormalize};
+  const attrs: MoeTopkSelectAttrs = {topK, renormalize, renormalizeEpsilon, routedScalingFactor, nGroup, topkGroup};
   const inputs: Record<string, Tensor> = {gatingLogits: logits};
   if ($bias != null) inputs.bias = $bias;
   const [topkIds, topkWeights] = runMoeKernel(

@@ -57,6 +57,15 @@ export function checkFiniteNumber(op: string, arg: string, value: unknown): numb
   return value;
 }
 
+/** A renormalisation epsilon: null (the op's own rule, `ownRule`) or a finite number >= 0. */
+export function checkRenormalizeEpsilon(op: string, value: unknown, ownRule: number): number {
+  if (value === null || value === undefined) return ownRule;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
+    throw argError(op, 'renormalizeEpsilon', 'null or a finite number >= 0', describe(value));
+  }
+  return value;
+}
+
 export function checkBoolean(op: string, arg: string, value: unknown): boolean {
   if (typeof value !== 'boolean') throw argError(op, arg, 'a boolean', describe(value));
   return value;

@@ -16,6 +16,11 @@ export interface OpConformanceOptions {
    * fallback (flag MOE_WASM); absent leaves the flag as it is.
    */
   wasm?: boolean;
+  /**
+   * The kernel path is our CUDA kernels, which reject the routing options they do not run yet
+   * (routing_options.ts checks that error there instead of the values).
+   */
+  cudaKernels?: boolean;
 }
 
 /** Tolerances of the developers' guide (float32 storage). */

@@ -23,7 +23,7 @@ function groupScores(grouped: Tensor): Tensor2D {
 /** Returns [scores float32 [T,E], topkWeights float32 [T,k], topkIds int32 [T,k]] (docs/semantics.md section 2). */
 export function getMoeScoresComposite(
     gatingOutput: Tensor2D, bias: Tensor1D | null, attrs: GetMoeScoresAttrs): [Tensor2D, Tensor2D, Tensor2D] {
-  const {nGroup, topkGroup, topK, routedScalingFactor, renormalize} = attrs;
+  const {nGroup, topkGroup, topK, routedScalingFactor, renormalize, renormalizeEpsilon} = attrs;
   return tf.tidy(() => {
     const [numTokens, numExperts] = gatingOutput.shape;
     const groupSize = numExperts / nGroup;
@@ -43,7 +43,7 @@ export function getMoeScoresComposite(
     const {ids} = selectTopKComposite(stopGradient(biased), topK, keptExperts);
 
     let weights: Tensor = takeAlongRows(scores, ids);
-    if (renormalize) weights = tf.div(weights, tf.add(tf.sum(weights, 1, true), tf.scalar(1e-20)));
+    if (renormalize) weights = tf.div(weights, tf.add(tf.sum(weights, 1, true), tf.scalar(renormalizeEpsilon)));
     weights = tf.mul(weights, tf.scalar(routedScalingFactor));
 
     // FastDeploy's fallback when no group score is finite (e.g. NaN logits): experts 0..k-1, weights 1/k.

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import type {Tensor1D, Tensor2D} from '@tensorflow/tfjs-core';
+import type {Tensor, Tensor1D, Tensor2D} from '@tensorflow/tfjs-core';
 
 import type {MoeTopkSelectAttrs} from '../kernel_names.js';
 import {select, selectTopKComposite, takeAlongRows} from './routing_select_composite.js';
@@ -18,13 +18,30 @@ export function moeTopkSelectComposite(
     const logits = stopGradient(gatingLogits);
     const rowIsNaN =
         tf.logicalOr(tf.any(tf.isNaN(logits), 1, true), tf.logicalNot(tf.isFinite(tf.max(logits, 1, true))));
-    const probs = select(rowIsNaN, tf.scalar(NaN), tf.softmax(gatingLogits, -1)) as Tensor2D;
+    let probs = select(rowIsNaN, tf.scalar(NaN), tf.softmax(gatingLogits, -1)) as Tensor2D;
+    const {nGroup, topkGroup} = attrs;
+    if (nGroup > 1) {
+      // Groups scored by their best probability; the dropped groups' experts score 0 (selection: off the tape).
+      const numExperts = probs.shape[1], groupSize = numExperts / nGroup;
+      const grouped = tf.reshape(stopGradient(probs), [numTokens, nGroup, groupSize]);
+      const best = tf.max(select(tf.isNaN(grouped), tf.scalar(-Infinity), grouped), 2) as Tensor2D;
+      const {chosen: keptGroups} = selectTopKComposite(best, topkGroup);
+      const keptExperts = tf.reshape(
+          tf.tile(tf.reshape(keptGroups, [numTokens, nGroup, 1]), [1, 1, groupSize]), [numTokens, numExperts]);
+      probs = select(keptExperts, probs, tf.scalar(0)) as Tensor2D;
+    }
     const keys = bias == null ? probs : tf.add(probs, tf.reshape(bias, [1, -1])) as Tensor2D;
     const {ids} = selectTopKComposite(keys, attrs.topK);
-    let weights = takeAlongRows(probs, ids);
+    let weights: Tensor = takeAlongRows(probs, ids);
     // ERNIE's clamp (semantics 1.5): 0/0 when a bias picks experts whose p underflowed. A NaN sum stays NaN
     // through the weights themselves (the row is NaN), whatever maximum() does with NaN on a backend.
-    if (attrs.renormalize) weights = tf.div(weights, tf.maximum(tf.sum(weights, 1, true), tf.scalar(1e-12)));
+    // renormalizeEpsilon (section 11.7) adds to the sum inside the clamp.
+    if (attrs.renormalize) {
+      const sum = tf.sum(weights, 1, true);
+      const withEps = attrs.renormalizeEpsilon === 0 ? sum : tf.add(sum, tf.scalar(attrs.renormalizeEpsilon));
+      weights = tf.div(weights, tf.maximum(withEps, tf.scalar(1e-12)));
+    }
+    if (attrs.routedScalingFactor !== 1) weights = tf.mul(weights, tf.scalar(attrs.routedScalingFactor));
     return [tf.cast(ids, 'int32'), weights] as [Tensor2D, Tensor2D];
   });
 }

@@ -6,12 +6,12 @@ import {makeOutput, readFloat32} from '../host_data.js';
 
 export const getMoeScores: KernelFunc = ({inputs, backend, attrs}) => {
   const {gatingOutput, eScoreCorrectionBias} = inputs as unknown as GetMoeScoresInputs;
-  const {nGroup, topkGroup, topK, routedScalingFactor, renormalize} = attrs as unknown as GetMoeScoresAttrs;
+  const {nGroup, topkGroup, topK, routedScalingFactor, renormalize, renormalizeEpsilon} = attrs as unknown as GetMoeScoresAttrs;
   const [numTokens, numExperts] = gatingOutput.shape;
   const {scores, topkWeights, topkIds} = getMoeScoresImpl(
       readFloat32(backend, gatingOutput), numTokens, numExperts,
       eScoreCorrectionBias == null ? null : readFloat32(backend, eScoreCorrectionBias), nGroup, topkGroup, topK,
-      routedScalingFactor, renormalize);
+      routedScalingFactor, renormalize, renormalizeEpsilon);
   return [
     makeOutput(backend, [numTokens, numExperts], 'float32', scores),
     makeOutput(backend, [numTokens, topK], 'float32', topkWeights),

@@ -6,11 +6,12 @@ import {moeTopkSelectImpl} from './moe_topk_select_impl.js';
 
 export const moeTopkSelect: KernelFunc = ({inputs, backend, attrs}) => {
   const {gatingLogits, bias} = inputs as unknown as MoeTopkSelectInputs;
-  const {topK, renormalize} = attrs as unknown as MoeTopkSelectAttrs;
+  const {topK, renormalize, renormalizeEpsilon, routedScalingFactor, nGroup, topkGroup} =
+      attrs as unknown as MoeTopkSelectAttrs;
   const [numTokens, numExperts] = gatingLogits.shape;
   const {topkIds, topkWeights} = moeTopkSelectImpl(
       readFloat32(backend, gatingLogits), numTokens, numExperts, bias == null ? null : readFloat32(backend, bias), topK,
-      renormalize);
+      renormalize, renormalizeEpsilon, routedScalingFactor, nGroup, topkGroup);
   return [
     makeOutput(backend, [numTokens, topK], 'int32', topkIds),
     makeOutput(backend, [numTokens, topK], 'float32', topkWeights),

@@ -24,7 +24,7 @@ function groupScore(biased: Float32Array, begin: number, size: number): number {
 
 export function getMoeScoresImpl(
     gatingOutput: Float32Array, numTokens: number, numExperts: number, bias: Float32Array | null, nGroup: number,
-    topkGroup: number, topK: number, routedScalingFactor: number, renormalize: boolean):
+    topkGroup: number, topK: number, routedScalingFactor: number, renormalize: boolean, renormalizeEpsilon = 1e-20):
     {scores: Float32Array, topkWeights: Float32Array, topkIds: Int32Array} {
   const scores = new Float32Array(numTokens * numExperts);
   const topkWeights = new Float32Array(numTokens * topK);
@@ -73,7 +73,7 @@ export function getMoeScoresImpl(
       topkWeights[out + j] = v;
       sum = f32(sum + v);
     }
-    const denom = f32(sum + 1e-20);
+    const denom = f32(sum + renormalizeEpsilon);
     for (let j = 0; j < topK; j++) {
       const w = renormalize ? f32(topkWeights[out + j] / denom) : topkWeights[out + j];
       topkWeights[out + j] = w * rsf;

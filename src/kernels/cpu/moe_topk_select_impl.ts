@@ -5,19 +5,34 @@ const f32 = Math.fround;
 /** The renormalisation denominator's floor (ERNIE-4.5's moe_norm_min), as float32. */
 const MIN_NORM_DENOMINATOR = f32(1e-12);
 
+/** Largest member of the group (NaN ranking last, so a group of NaN scores -Infinity). */
+function groupMax(probs: Float32Array, begin: number, size: number): number {
+  let best = -Infinity;
+  for (let e = begin; e < begin + size; e++) if (probs[e] > best) best = probs[e];
+  return best;
+}
+
 /**
  * p = softmax(logits) per token (max-subtracted); choose the topK largest p + bias (bias only selects);
- * weights are the chosen p, divided by their sum when renormalize. A row containing NaN has NaN p
- * everywhere (as tf.softmax gives), so it selects experts 0..k-1 with NaN weights.
+ * weights are the chosen p, divided by (their sum + renormalizeEpsilon) when renormalize, times
+ * routedScalingFactor. nGroup > 1 (no bias): the experts outside the topkGroup groups with the largest member p
+ * get p = 0 before choosing. A row containing NaN has NaN p everywhere (as tf.softmax gives), so it selects
+ * experts 0..k-1 with NaN weights.
  */
 export function moeTopkSelectImpl(
     logits: Float32Array, numTokens: number, numExperts: number, bias: Float32Array | null, topK: number,
-    renormalize: boolean): {topkIds: Int32Array, topkWeights: Float32Array} {
+    renormalize: boolean, renormalizeEpsilon = 0, routedScalingFactor = 1, nGroup = 1,
+    topkGroup = 1): {topkIds: Int32Array, topkWeights: Float32Array} {
   const topkIds = new Int32Array(numTokens * topK);
   const topkWeights = new Float32Array(numTokens * topK);
   const probs = new Float32Array(numExperts);
   const keys = bias == null ? probs : new Float32Array(numExperts);
   const taken = new Uint8Array(numExperts);
+  const groupSize = numExperts / nGroup;
+  const groupScores = new Float32Array(nGroup);
+  const keptGroups = new Int32Array(topkGroup);
+  const kept = new Uint8Array(nGroup);
+  const rsf = f32(routedScalingFactor);
 
   for (let t = 0; t < numTokens; t++) {
     const row = t * numExperts;
@@ -36,6 +51,14 @@ export function moeTopkSelectImpl(
     if (bias != null) {
       for (let e = 0; e < numExperts; e++) keys[e] = probs[e] + bias[e];
     }
+    if (nGroup > 1) {
+      for (let g = 0; g < nGroup; g++) groupScores[g] = groupMax(probs, g * groupSize, groupSize);
+      selectTopK(groupScores, 0, nGroup, topkGroup, keptGroups, 0, taken);
+      kept.fill(0);
+      for (let i = 0; i < topkGroup; i++) kept[keptGroups[i]] = 1;
+      // Dropped experts score 0, not -Infinity: with k above the kept experts they are chosen, weighing 0.
+      for (let e = 0; e < numExperts; e++) if (kept[Math.floor(e / groupSize)] === 0) probs[e] = 0;
+    }
 
     const out = t * topK;
     selectTopK(keys, 0, numExperts, topK, topkIds, out, taken);
@@ -45,10 +68,12 @@ export function moeTopkSelectImpl(
       topkWeights[out + j] = p;
       chosenSum = f32(chosenSum + p);
     }
-    if (renormalize) {
-      // ERNIE's clamp (semantics 1.5): a bias may pick experts whose p underflowed to 0; 0/0 would be NaN.
-      const denom = Math.max(chosenSum, MIN_NORM_DENOMINATOR);
-      for (let j = 0; j < topK; j++) topkWeights[out + j] = topkWeights[out + j] / denom;
+    // ERNIE's clamp (semantics 1.5): a bias may pick experts whose p underflowed to 0; 0/0 would be NaN.
+    // renormalizeEpsilon (section 11.7) adds to the sum inside the clamp.
+    const denom = Math.max(f32(chosenSum + renormalizeEpsilon), MIN_NORM_DENOMINATOR);
+    for (let j = 0; j < topK; j++) {
+      const w = renormalize ? f32(topkWeights[out + j] / denom) : topkWeights[out + j];
+      topkWeights[out + j] = w * rsf;
     }
   }
   return {topkIds, topkWeights};

@@ -7,7 +7,11 @@ import {getCudaAddon} from './loader.js';
 export function getMoeScoresCudaConfig(backendName: string): KernelConfig {
   const kernelFunc = ({inputs, backend, attrs}: Parameters<KernelFunc>[0]) => {
     const {gatingOutput, eScoreCorrectionBias} = inputs as unknown as GetMoeScoresInputs;
-    const {nGroup, topkGroup, topK, routedScalingFactor, renormalize} = attrs as unknown as GetMoeScoresAttrs;
+    const {nGroup, topkGroup, topK, routedScalingFactor, renormalize, renormalizeEpsilon} =
+        attrs as unknown as GetMoeScoresAttrs;
+    if (renormalizeEpsilon !== 1e-20) {
+      throw new Error('getMoeScores: renormalizeEpsilon is not supported by the CUDA executor yet');
+    }
     const b = backend as KernelBackend;
     const [T, E] = gatingOutput.shape;
     const r = getCudaAddon().moeScores(readFloat32(b, gatingOutput), T, E, nGroup, topkGroup, topK, routedScalingFactor,

@@ -8,7 +8,7 @@
 import type * as tf from '@tensorflow/tfjs-core';
 
 import {MoeForwardResult, MoeLayerExecutor, registerMoeLayerExecutor} from '../../executor/layer_executor.js';
-import {FusedMoEOptions, FusedMoEWeights, nativeLayerConfig} from '../../executor/layer_schema.js';
+import {FusedMoEOptions, FusedMoEWeights, nativeLayerConfig, unsupportedByCuda} from '../../executor/layer_schema.js';
 import {CudaFusedMoe, CudaFusedMoeConfig, CudaMoeWeightTensors} from './cuda_fused_moe.js';
 import {cudaStatus} from './loader.js';
 
@@ -35,6 +35,8 @@ export const cudaLayerExecutor: MoeLayerExecutor = {
     return s.available ? {available: true} : {available: false, reason: `${s.reason} (${s.code})`};
   },
   forward(x, weights, options, context) {
+    const unsupported = unsupportedByCuda(options);
+    if (unsupported != null) throw unsupported;
     const config = layerConfig(x.shape[1], options);
     const key = JSON.stringify(config);
     const owner = context?.owner;

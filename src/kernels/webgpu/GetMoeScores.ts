@@ -11,7 +11,8 @@ export function getMoeScoresWebGPU(
   const [numTokens, numExperts] = gatingOutput.shape;
   const common = {method: 'noaux_tc' as const, numTokens, numExperts, topK: attrs.topK, renormalize: attrs.renormalize,
                   nGroup: attrs.nGroup, topkGroup: attrs.topkGroup};
-  const uniforms = [{type: 'float32' as const, data: [attrs.routedScalingFactor]}];
+  const uniforms = [{type: 'float32' as const, data: [attrs.routedScalingFactor]},
+                    {type: 'float32' as const, data: [attrs.renormalizeEpsilon]}];
   const inputs = bias != null ? [gatingOutput, bias] : [gatingOutput];
   // The dense scores do not depend on the bias, and an unused binding is an error under auto layout.
   const scores = backend.runWebGPUProgram(

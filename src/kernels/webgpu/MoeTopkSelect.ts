@@ -7,12 +7,14 @@ import type {WebGPUBackendLike} from './webgpu_util.js';
 /** Outputs [topkIds int32 [T,k], topkWeights float32 [T,k]]. */
 export function moeTopkSelectWebGPU(
     args: {inputs: MoeTopkSelectInputs, backend: WebGPUBackendLike, attrs: MoeTopkSelectAttrs}): TensorInfo[] {
-  const {inputs: {gatingLogits, bias}, backend, attrs: {topK, renormalize}} = args;
+  const {inputs: {gatingLogits, bias}, backend, attrs} = args;
+  const {topK, renormalize, nGroup, topkGroup} = attrs;
   const [numTokens, numExperts] = gatingLogits.shape;
   const inputs = bias != null ? [gatingLogits, bias] : [gatingLogits];
   const common = {method: 'greedy' as const, numTokens, numExperts, topK, hasBias: bias != null,
-                  renormalize: renormalize};
-  const uniforms = [{type: 'float32' as const, data: [1]}];
+                  renormalize, nGroup, topkGroup};
+  const uniforms = [{type: 'float32' as const, data: [attrs.routedScalingFactor]},
+                    {type: 'float32' as const, data: [attrs.renormalizeEpsilon]}];
   const ids = backend.runWebGPUProgram(new RoutingProgram({...common, emit: 'ids'}), inputs, 'int32', uniforms);
   const weights =
       backend.runWebGPUProgram(new RoutingProgram({...common, emit: 'weights'}), inputs, 'float32', uniforms);

@@ -21,7 +21,7 @@ export interface RoutingParams {
   hasBias: boolean;
   /** Divide the weights by their sum (noaux_tc: with getMoeScores' epsilon). */
   renormalize: boolean;
-  /** noaux_tc only. */
+  /** noaux_tc; greedy too when > 1 (group_limited_greedy: groups scored by their best p, dropped experts 0). */
   nGroup?: number;
   topkGroup?: number;
 }
@@ -35,7 +35,7 @@ export class RoutingProgram implements WebGPUProgram {
   dispatchLayout = FLAT_LAYOUT;
   dispatch: [number, number, number];
   workgroupSize: [number, number, number] = [WG, 1, 1];
-  uniforms = 'routedScalingFactor : f32,';
+  uniforms = 'routedScalingFactor : f32, renormalizeEpsilon : f32,';
   private readonly p: RoutingParams;
 
   constructor(p: RoutingParams) {
@@ -54,6 +54,10 @@ export class RoutingProgram implements WebGPUProgram {
     const G = this.p.nGroup ?? 1;
     const GK = this.p.topkGroup ?? 1;
     const biasOf = (e: string) => hasBias ? `bias[${e}]` : '0.0';
+    // Softmax groups (group_limited_greedy) score by their best p and drop to 0; sigmoid groups (noaux_tc) score
+    // by their top-2 sum and drop to -Infinity.
+    const softmaxGroups = method === 'greedy' && G > 1;
+    const grouped = method === 'noaux_tc' || softmaxGroups;
 
     // Per-thread values: p (softmax prob / sigmoid score) and s (the selection score).
     const valuesSoftmax = `
@@ -83,6 +87,7 @@ export class RoutingProgram implements WebGPUProgram {
         if (e >= E) { pe = 0.0; }
         prob[i] = pe;
         sel[i] = select(pe, pe + ${biasOf('e')}, e < E);
+        ${softmaxGroups ? 'if (e < E) { biased[e] = pe; }' : ''}
       }`;
 
     const valuesGrouped = `
@@ -107,7 +112,7 @@ export class RoutingProgram implements WebGPUProgram {
           if (ranksBefore(v, e, v0, i0)) { v1 = v0; i1 = i0; v0 = v; i0 = e; }
           else if (ranksBefore(v, e, v1, i1)) { v1 = v; i1 = e; }
         }
-        groupScore[g] = select(v0 + v1, v0, GSIZE == 1);
+        groupScore[g] = ${softmaxGroups ? 'v0' : 'select(v0 + v1, v0, GSIZE == 1)'};
       }
       workgroupBarrier();
       if (lid == 0) {
@@ -129,10 +134,11 @@ export class RoutingProgram implements WebGPUProgram {
       for (var i = 0; i < VPT; i++) {
         let e = lid + i * WG;
         var s = 0.0;
-        if (e < E) { s = biased[e]; }
+        if (e < E) { s = ${softmaxGroups ? 'select(0.0, biased[e], groupKept[e / GSIZE] != 0)' : 'biased[e]'}; }
         sel[i] = s;
-        // Experts of dropped groups never compete, not even against a NaN of a kept group (semantics 2.5).
-        dropped[i] = e < E && groupKept[e / GSIZE] == 0;
+        ${softmaxGroups ? `// Softmax groups: dropped experts score 0 and still compete (section 11.4).
+        prob[i] = s;` : `// Experts of dropped groups never compete, not even against a NaN of a kept group (semantics 2.5).
+        dropped[i] = e < E && groupKept[e / GSIZE] == 0;`}
       }`;
 
     const selection = `
@@ -162,11 +168,13 @@ export class RoutingProgram implements WebGPUProgram {
     const writeSoftmax = emit === 'ids' ? `result[row * K + j] = chosenId[j];` : `
           var total = 0.0;
           for (var m = 0; m < K; m++) { total += chosenP[m]; }
-          result[row * K + j] = ${renormalize ? 'chosenP[j] / max(total, 1e-12)' : 'chosenP[j]'};`;
+          let w = ${renormalize ? 'chosenP[j] / max(total + uniforms.renormalizeEpsilon, 1e-12)' : 'chosenP[j]'};
+          result[row * K + j] = w * uniforms.routedScalingFactor;`;
     const writeGrouped = emit === 'ids' ? `result[row * K + j] = select(chosenId[j], j, fallback != 0);` : `
           var total = 0.0;
           for (var m = 0; m < K; m++) { total += chosenP[m]; }
-          let w = ${renormalize ? 'chosenP[j] / (total + 1e-20)' : 'chosenP[j]'} * uniforms.routedScalingFactor;
+          let w = ${renormalize ? 'chosenP[j] / (total + uniforms.renormalizeEpsilon)' : 'chosenP[j]'} *
+              uniforms.routedScalingFactor;
           result[row * K + j] = select(w, 1.0 / f32(K), fallback != 0);`;
 
     const body = emit === 'scores' ? `
@@ -175,7 +183,7 @@ export class RoutingProgram implements WebGPUProgram {
         let e = lid + i * WG;
         if (e < E && valid) { result[row * E + e] = prob[i]; }
       }` : `
-      ${method === 'greedy' ? valuesSoftmax : valuesGrouped + groupSelection}
+      ${method === 'greedy' ? valuesSoftmax + (softmaxGroups ? groupSelection : '') : valuesGrouped + groupSelection}
       ${selection}
       if (valid) {
         for (var j = lid; j < K; j += WG) {
@@ -196,7 +204,7 @@ export class RoutingProgram implements WebGPUProgram {
       var<workgroup> chosenId : array<i32, K>;
       var<workgroup> chosenP : array<f32, K>;
       var<workgroup> rowShared : i32;
-      ${method === 'noaux_tc' && emit !== 'scores' ? `
+      ${grouped && emit !== 'scores' ? `
       var<workgroup> biased : array<f32, E>;
       var<workgroup> groupScore : array<f32, G>;
       var<workgroup> groupKept : array<i32, G>;

@@ -120,6 +120,11 @@ export function decodeUnsupportedReason(x: Tensor2D, w: FusedMoEWeights, o: Fuse
   if (isQuantizedExpertWeights(w.up_gate_proj_weight) || isQuantizedExpertWeights(w.down_proj_weight)) {
     return 'packed expert weights (the op chain runs them)';
   }
+  // The routing options of docs/semantics.md section 11 run on the op chain (the decode route program has none).
+  if (o.topkMethod === 'group_limited_greedy') return 'group_limited_greedy routing (the op chain runs it)';
+  if (o.topkMethod !== 'noaux_tc' && o.routedScalingFactor !== 1) return 'routedScalingFactor on softmax routing';
+  if (o.renormalizeEpsilon !== null) return 'renormalizeEpsilon';
+  if (o.zeroExperts > 0) return 'zero experts';
   if (o.numExperts > 1024) return 'more than 1024 experts';
   const I = o.moeIntermediateSize, S = o.sharedExpertIntermediateSize;
   if (H % 4 !== 0 || I % 4 !== 0 || S % 4 !== 0) return 'H, I or the shared width not a multiple of 4';

@@ -1,0 +1,56 @@
+/**
+ * loadHuggingFaceMoe on the webgpu kernels (SwiftShader in CI) against transformers 5.17's own blocks
+ * (spec/fixtures): every family the loader supports, in transformers' in-memory layout. The name mapping is
+ * backend-independent and both layouts are checked on cpu and composite by spec/io/hf_import.spec.ts, as is the
+ * error of each family not supported yet.
+ */
+import '@tensorflow/tfjs-layers';
+import {FusedMoE, huggingFaceMoeSpec, loadHuggingFaceMoe, readSafetensors} from 'tfjs-moe';
+import * as tf from '@tensorflow/tfjs-core';
+
+import {expectNoLeak, recordError, relError} from '../helpers/util.js';
+import {base64Bytes, fixtureNames, readFixture} from '../io/hf_fixtures.js';
+import {applyAndRead} from '../layers/layer_util.js';
+import {describeWebGPU} from './webgpu_env.js';
+
+/** The layer (f32) against transformers' float64 forward of the same block, as in hf_import.spec.ts. */
+const TRANSFORMERS_TOLERANCE = 1e-5;
+const SLOW_MS = 300_000;
+
+function supported(config: unknown): boolean {
+  try {
+    huggingFaceMoeSpec(config);
+    return true;
+  } catch (e) {
+    if (/is not supported yet/.test((e as Error).message)) return false;
+    throw e;
+  }
+}
+
+describeWebGPU('loadHuggingFaceMoe vs transformers 5.17 on webgpu', () => {
+  const names = fixtureNames().filter(name => supported(readFixture(name).config));
+
+  it('covers the families the loader supports', () => {
+    expect(names.length).toBeGreaterThanOrEqual(21);
+  });
+
+  for (const name of names) {
+    it(`${name}: in-memory names, webgpu`, async () => {
+      const f = readFixture(name);
+      const weights = readSafetensors(base64Bytes(f.fused_safetensors_b64!));
+      let layer: FusedMoE | null = null;
+      try {
+        layer = loadHuggingFaceMoe(f.config, weights, {prefix: f.prefix, backend: 'webgpu'});
+        expect(layer.selectedPath()).toBe('kernels:webgpu');
+        const y = await expectNoLeak(() => applyAndRead(layer!, Float32Array.from(f.input.data), f.input.shape));
+        const err = relError(y, f.output.data);
+        recordError(`transformers ${name} [in-memory names, webgpu]`, err);
+        recordError('transformers, every family [in-memory names, webgpu]', err);
+        expect(err).withContext(name).toBeLessThan(TRANSFORMERS_TOLERANCE);
+      } finally {
+        layer?.dispose();
+        tf.dispose(Object.values(weights));
+      }
+    }, SLOW_MS);
+  }
+});
