@@ -12,6 +12,7 @@ export {moePermute} from './ops/moe_permute.js';
 export {batchedGemm} from './ops/batched_gemm.js';
 export type {BatchedGemmOptions} from './ops/batched_gemm.js';
 export {fusedSwigluScale} from './ops/fused_swiglu_scale.js';
+export type {SwigluActivationOptions} from './ops/fused_swiglu_scale.js';
 export {batchedGemmSwiglu} from './ops/batched_gemm_swiglu.js';
 export type {BatchedGemmSwigluOptions} from './ops/batched_gemm_swiglu.js';
 export {shardedBatchedGemm} from './ops/sharded_batched_gemm.js';

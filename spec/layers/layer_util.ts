@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import {FusedMoE, FusedMoEArgs, FusedMoEOptions} from 'tfjs-moe';
 
 import {randn, relError} from '../helpers/util.js';
-import {refFusedMoE, RefMoeConfig, RefMoeWeights} from '../reference/moe_reference.js';
+import {refFusedMoE, RefMoeOptions, RefMoeWeights} from '../reference/moe_reference.js';
 
 export type WeightData = Record<string, Float32Array>;
 
@@ -23,19 +23,20 @@ export function randomLayer(args: FusedMoEArgs, H: number, rand: () => number): 
   return {layer, data};
 }
 
-export function refConfig(o: FusedMoEOptions): RefMoeConfig {
+export function refConfig(o: FusedMoEOptions): RefMoeOptions {
   return {
     numExperts: o.numExperts, topK: o.topK, intermediateSize: o.moeIntermediateSize, topkMethod: o.topkMethod,
     nGroup: o.nGroup, topkGroup: o.topkGroup, routedScalingFactor: o.routedScalingFactor, renormalize: o.renormalize,
     useCorrectionBias: o.useCorrectionBias, latentSize: o.latentSize, withBias: o.withBias,
     probInAdvance: o.probInAdvance, sharedExpertIntermediateSize: o.sharedExpertIntermediateSize,
-    sharedExpertGate: o.sharedExpertGate,
+    sharedExpertGate: o.sharedExpertGate, routerBias: o.routerBias, activation: o.activation,
+    swigluAlpha: o.swigluAlpha, swigluLimit: o.swigluLimit,
   };
 }
 
 export function refWeights(d: WeightData): RefMoeWeights {
   return {
-    gateWeight: d.gate_weight, gateCorrectionBias: d.gate_correction_bias, upGateProjWeight: d.up_gate_proj_weight,
+    gateWeight: d.gate_weight, gateBias: d.gate_bias, gateCorrectionBias: d.gate_correction_bias, upGateProjWeight: d.up_gate_proj_weight,
     upGateProjBias: d.up_gate_proj_bias, downProjWeight: d.down_proj_weight, downProjBias: d.down_proj_bias,
     fc1LatentProjWeight: d.fc1_latent_proj_weight, fc2LatentProjWeight: d.fc2_latent_proj_weight,
     sharedUpGateProjWeight: d.shared_up_gate_proj_weight, sharedDownProjWeight: d.shared_down_proj_weight,

@@ -8,6 +8,8 @@ import * as tf from '@tensorflow/tfjs-core';
 
 export type TopkMethod = 'greedy' | 'noaux_tc';
 export const TOPK_METHODS: readonly TopkMethod[] = ['greedy', 'noaux_tc'];
+export type {SwigluActivation} from '../kernels/kernel_names.js';
+import {SWIGLU_ACTIVATIONS, SwigluActivation} from '../kernels/kernel_names.js';
 export type MoeLayerBackend = 'auto' | 'cpu' | 'webgpu' | 'cuda' | 'composite';
 export const MOE_LAYER_BACKENDS: readonly MoeLayerBackend[] = ['auto', 'cpu', 'webgpu', 'cuda', 'composite'];
 /** The dtype expert weights are converted to once, at upload, by backends that convert (today: 'cuda'). */
@@ -36,6 +38,14 @@ export interface FusedMoEOptions {
   withBias: boolean;
   /** Scale the SwiGLU activations by the routing weight before the down projection (not after it). */
   probInAdvance: boolean;
+  /** A trainable bias gate_bias [E] added to the router logits before any scoring (gpt-oss). */
+  routerBias: boolean;
+  /** The routed experts' activation: 'swiglu' or gpt-oss's 'clamped_swiglu' (the shared expert stays SwiGLU). */
+  activation: SwigluActivation;
+  /** clamped_swiglu: the sigmoid's slope alpha in (u + 1) * g * sigmoid(alpha * g). */
+  swigluAlpha: number;
+  /** clamped_swiglu: the gate is clamped above at this limit, up to [-limit, limit]. */
+  swigluLimit: number;
   /** Width of the shared expert MLP that every token passes through; 0: none. */
   sharedExpertIntermediateSize: number;
   /** Multiply the shared expert's output by sigmoid(x @ shared_expert_gate_weight) (Qwen2-MoE). */
@@ -83,6 +93,15 @@ export const OPTION_TABLE: readonly OptionSpec[] = [
   {name: 'withBias', type: 'boolean', default: false, native: true, doc: 'Per-expert biases on both expert projections.'},
   {name: 'probInAdvance', type: 'boolean', default: false, native: true,
     doc: 'Scale the SwiGLU activations by the routing weight before the down projection (not after it).'},
+  {name: 'routerBias', type: 'boolean', default: false, native: false,
+    doc: 'A trainable bias gate_bias [E] added to the router logits before any scoring (gpt-oss).'},
+  {name: 'activation', type: 'enum', values: SWIGLU_ACTIVATIONS, default: 'swiglu', native: false,
+    doc: 'The routed experts\' activation: \'swiglu\' = silu(gate) * up; \'clamped_swiglu\' (gpt-oss) = ' +
+         '(u + 1) * g * sigmoid(swigluAlpha * g), g = min(gate, swigluLimit), u = clamp(up, -swigluLimit, swigluLimit).'},
+  {name: 'swigluAlpha', type: 'number', default: 1.702, native: false,
+    doc: 'clamped_swiglu: the sigmoid\'s slope alpha.'},
+  {name: 'swigluLimit', type: 'number', default: 7, native: false,
+    doc: 'clamped_swiglu: the gate\'s upper clamp and up\'s symmetric clamp (> 0).'},
   {name: 'sharedExpertIntermediateSize', type: 'int', min: 0, default: 0, native: true,
     doc: 'Width of the shared expert MLP that every token passes through; 0: none.'},
   {name: 'sharedExpertGate', type: 'boolean', default: false, native: true,
@@ -168,6 +187,7 @@ export function resolveOptions(args: Partial<FusedMoEOptions>): FusedMoEOptions 
           o.routedScalingFactor);
     }
   }
+  if (!(o.swigluLimit > 0)) throw optionError('swigluLimit', 'a finite number > 0', o.swigluLimit);
   if (o.sharedExpertGate && o.sharedExpertIntermediateSize === 0) {
     throw optionError('sharedExpertGate', 'false when sharedExpertIntermediateSize is 0 (no shared expert to gate)', true);
   }
@@ -196,7 +216,7 @@ export interface WeightSpec {
 }
 
 export type FusedMoEWeightName =
-    'gate_weight' | 'gate_correction_bias' | 'up_gate_proj_weight' | 'up_gate_proj_bias' | 'down_proj_weight' |
+    'gate_weight' | 'gate_bias' | 'gate_correction_bias' | 'up_gate_proj_weight' | 'up_gate_proj_bias' | 'down_proj_weight' |
     'down_proj_bias' | 'fc1_latent_proj_weight' | 'fc2_latent_proj_weight' | 'shared_up_gate_proj_weight' |
     'shared_down_proj_weight' | 'shared_expert_gate_weight';
 
@@ -208,6 +228,7 @@ export function weightSpecs(o: FusedMoEOptions, hiddenSize: number): WeightSpec[
   const add = (name: FusedMoEWeightName, shape: number[], kind: 'kernel' | 'bias', trainable = true) =>
       specs.push({name, shape, kind, trainable});
   add('gate_weight', [H, E], 'kernel');
+  if (o.routerBias) add('gate_bias', [E], 'bias');
   // The correction bias is a load-balancing statistic updated outside training: never a gradient target.
   if (o.useCorrectionBias) add('gate_correction_bias', [E], 'bias', false);
   add('up_gate_proj_weight', [E, D, 2 * I], 'kernel');

@@ -8,7 +8,7 @@ import type {FusedMoEOptions} from '../layers/fused_moe_config.js';
 /** The model_types loadHuggingFaceMoe maps onto FusedMoE (moe-families.md: the same function under other names). */
 export type HfFamily = 'qwen2_moe' | 'qwen3_moe' | 'mixtral' | 'olmoe' | 'deepseek_v3' | 'ernie4_5_moe' |
     'qwen3_next' | 'minimax' | 'flex_olmo' | 'dots1' | 'glm4_moe' | 'jamba' | 'granitemoe' | 'granitemoeshared' |
-    'hunyuan_v1_moe' | 'minimax_m2' | 'afmoe' | 'lfm2_moe';
+    'hunyuan_v1_moe' | 'minimax_m2' | 'afmoe' | 'lfm2_moe' | 'gpt_oss';
 
 /**
  * How a family's MoE block names its tensors, relative to the block (e.g. 'model.layers.3.mlp.'). Lists are
@@ -30,6 +30,14 @@ export interface HfNaming {
   sharedFused: boolean;
   /** Qwen2-MoE's shared expert gate [1,H]. */
   sharedGate: string;
+  /** The router's bias [E] (gpt-oss), null: none. */
+  routerBias: string | null;
+  /**
+   * The fused experts' layout: 'out_in' gate_up_proj [E,2I,H] gate rows first, down_proj [E,H,I] (torch Linear);
+   * 'in_out_interleaved' (gpt-oss) gate_up_proj [E,H,2I] with column 2i = gate i, 2i+1 = up i (its bias
+   * likewise), down_proj [E,I,H]; on the hub also as MXFP4 `<name>_blocks` / `<name>_scales` in [E,out,in] rows.
+   */
+  fusedLayout: 'out_in' | 'in_out_interleaved';
 }
 
 export interface HfMoeSpec {
@@ -52,6 +60,8 @@ const STANDARD_NAMING: HfNaming = {
   shared: 'shared_experts',
   sharedFused: false,
   sharedGate: 'shared_expert_gate.weight',
+  routerBias: null,
+  fusedLayout: 'out_in',
 };
 
 function fail(what: string): never {
@@ -191,11 +201,14 @@ const FAMILIES: Record<HfFamily, FamilyEntry> = {
       useCorrectionBias: useBias};
   }, biasRequired: c => boolKey(c, ['use_expert_bias'], 'use_expert_bias', true),
   naming: {...MIXTRAL_PROJ, correctionBias: ['expert_bias']}},
+  // Softmax over the top-k biased logits = softmax top-k renormalised; alpha is a constant of transformers' block.
+  gpt_oss: {width: ['intermediate_size'], routing: c => ({renormalize: true, routerBias: true,
+    activation: 'clamped_swiglu', swigluAlpha: 1.702, swigluLimit: numKey(c, ['swiglu_limit'], 'swiglu_limit', 7)}),
+  naming: {router: ['router.weight'], routerBias: 'router.bias', fusedLayout: 'in_out_interleaved'}},
 };
 
 /** Families of transformers 5.17 whose block needs semantics FusedMoE does not have yet (moe-families.md 6). */
 const NOT_YET: Record<string, string> = {
-  gpt_oss: 'a router bias and the clamped SwiGLU activation',
   llama4_text: 'the routing weight applied to the expert input',
   llama4: 'the routing weight applied to the expert input',
   deepseek_v2: 'the routed scaling factor on softmax routing (and group_limited_greedy)',
@@ -244,7 +257,7 @@ export function hfMoeSpec(rawConfig: unknown): HfMoeSpec {
   const options: Options = {
     numExperts, topK, moeIntermediateSize, topkMethod: 'greedy', nGroup: 1, topkGroup: 1, routedScalingFactor: 1,
     renormalize: true, useCorrectionBias: false, latentSize: null, withBias: false, probInAdvance: false,
-    sharedExpertIntermediateSize: shared, sharedExpertGate: shared > 0 && entry.sharedGate === true,
+    routerBias: false, activation: 'swiglu', swigluAlpha: 1.702, swigluLimit: 7, sharedExpertIntermediateSize: shared, sharedExpertGate: shared > 0 && entry.sharedGate === true,
     ...entry.routing(config, family),
   };
   return {family, hiddenSize, options, naming: {...STANDARD_NAMING, ...entry.naming},

@@ -61,13 +61,27 @@ export interface BatchedGemmAttrs extends NamedAttrMap {
   segmentsAreOffsets: boolean;
 }
 
+/**
+ * The expert activation (docs/semantics.md section 5): 'swiglu' = silu(gate) * up; 'clamped_swiglu' (gpt-oss) =
+ * (u + 1) * g * sigmoid(swigluAlpha * g) with g = min(gate, swigluLimit), u = clamp(up, -swigluLimit, swigluLimit).
+ */
+export type SwigluActivation = 'swiglu' | 'clamped_swiglu';
+export const SWIGLU_ACTIVATIONS: readonly SwigluActivation[] = ['swiglu', 'clamped_swiglu'];
+export interface SwigluActivationAttrs extends NamedAttrMap {
+  activation: SwigluActivation;
+  /** clamped_swiglu only (ignored by 'swiglu'). */
+  swigluAlpha: number;
+  swigluLimit: number;
+}
+export const PLAIN_SWIGLU: SwigluActivationAttrs = {activation: 'swiglu', swigluAlpha: 1.702, swigluLimit: 7};
+
 /** Output: float32 [R,I]. */
 export const FusedSwigluScale = 'FusedSwigluScale';
 export interface FusedSwigluScaleInputs {
   x: TensorInfo;       // float32 [R,2I], gate half first
   scale?: TensorInfo;  // float32 [R]
 }
-export type FusedSwigluScaleAttrs = NamedAttrMap;
+export type FusedSwigluScaleAttrs = SwigluActivationAttrs;
 
 /**
  * Output: float32 [R,I]: fusedSwigluScale(batchedGemm(lhs, rhs, segments, bias), scale), the first expert GEMM
@@ -79,7 +93,7 @@ export interface BatchedGemmSwigluInputs extends BatchedGemmInputs {
   // rhs: float32 [E,K,2I] (or [E,2I,K] when transposeRhs), gate columns first; bias [E,2I]
   scale?: TensorInfo;  // float32 [R]
 }
-export type BatchedGemmSwigluAttrs = BatchedGemmAttrs;
+export type BatchedGemmSwigluAttrs = BatchedGemmAttrs & SwigluActivationAttrs;
 
 /** Output: float32 [T,D]. */
 export const MoeCombine = 'MoeCombine';

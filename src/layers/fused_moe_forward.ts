@@ -34,7 +34,13 @@ export function routeLogits(logits: tf.Tensor2D, w: FusedMoEWeights, o: FusedMoE
 /** Routing: top-k expert ids and their weights for every token of x [T,H]. */
 export function routeTokens(x: tf.Tensor2D, w: FusedMoEWeights, o: FusedMoEOptions):
     {topkIds: tf.Tensor2D, topkWeights: tf.Tensor2D} {
-  return routeLogits(routerLogits(x, w.gate_weight), w, o);
+  return routeLogits(layerRouterLogits(x, w, o), w, o);
+}
+
+/** The router logits x Wr, plus gate_bias with routerBias (before any scoring, docs/semantics.md 7.2). */
+function layerRouterLogits(x: tf.Tensor2D, w: FusedMoEWeights, o: FusedMoEOptions): tf.Tensor2D {
+  const logits = routerLogits(x, w.gate_weight);
+  return o.routerBias ? tf.add(logits, w.gate_bias as tf.Tensor1D) : logits;
 }
 
 /** The gated-SwiGLU MLP every token passes through (optionally gated by sigmoid(x @ gate)). */
@@ -51,7 +57,7 @@ function sharedExperts(x: tf.Tensor2D, w: FusedMoEWeights, o: FusedMoEOptions): 
  */
 export function fusedMoeForwardWithRouting(x: tf.Tensor2D, w: FusedMoEWeights, o: FusedMoEOptions): MoeForwardResult {
   const [numTokens] = x.shape;
-  const gatingLogits = routerLogits(x, w.gate_weight);
+  const gatingLogits = layerRouterLogits(x, w, o);
   const {topkIds, topkWeights} = routeLogits(gatingLogits, w, o);
   // Routing always sees the full-width x; only the experts run in the latent space.
   const expertInput: tf.Tensor2D = o.latentSize != null ? tf.matMul(x, w.fc1_latent_proj_weight as tf.Tensor2D) : x;
@@ -68,6 +74,7 @@ export function fusedMoeForwardWithRouting(x: tf.Tensor2D, w: FusedMoEWeights, o
   const activated = batchedGemmSwiglu(permutedX, w.up_gate_proj_weight, expertOffsets, {
     bias: o.withBias ? w.up_gate_proj_bias as tf.Tensor2D : null,
     scale: rowScale,
+    activation: o.activation, swigluAlpha: o.swigluAlpha, swigluLimit: o.swigluLimit,
   });
   const down = batchedGemm(activated, w.down_proj_weight, expertOffsets);
   let output: tf.Tensor2D = moeCombine(down, rowMap, topkWeights, topkIds, {

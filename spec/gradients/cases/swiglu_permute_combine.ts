@@ -16,7 +16,9 @@ export function describeSwigluPermuteCombineGradients(ctx: ConformanceContext): 
       const rand = rng(seed);
       const R = randInt(rand, i === 0 ? 0 : 1, 12), I = randInt(rand, 1, 8);
       const withScale = i % 2 === 1 || rand() < 0.5;
-      const what = `seed=${seed} R=${R} I=${I} scale=${withScale}`;
+      // Cases 1, 2 (mod 4): gpt-oss's clamped SwiGLU, limit inside the data's spread so that the clamps bind.
+      const act = i % 4 === 1 || i % 4 === 2 ? {activation: 'clamped_swiglu' as const, swigluAlpha: 1.3, swigluLimit: 1.5} : {};
+      const what = `seed=${seed} R=${R} I=${I} scale=${withScale} ${JSON.stringify(act)}`;
       it(`x${withScale ? ', scale' : ''}: ${what}`, async () => {
         const cot = randn(rand, R * I);
         const inputs: GradInput[] = [{name: 'x', values: randn(rand, R * 2 * I, 2), shape: [R, 2 * I]}];
@@ -25,8 +27,9 @@ export function describeSwigluPermuteCombineGradients(ctx: ConformanceContext): 
         try {
           await checkGradients(ctx, {
             op: 'fusedSwigluScale', what, inputs, h: 1e-5, tol: GRAD_TOL.swiglu,
-            loss: (x, scale) => tf.sum(tf.mul(fusedSwigluScale(x as tf.Tensor2D, (scale ?? null) as tf.Tensor1D | null), cotT)),
-            referenceLoss: ([x, scale]) => dot(cot, refSwigluScale(x, R, I, withScale ? scale : null)),
+            loss: (x, scale) =>
+                tf.sum(tf.mul(fusedSwigluScale(x as tf.Tensor2D, (scale ?? null) as tf.Tensor1D | null, act), cotT)),
+            referenceLoss: ([x, scale]) => dot(cot, refSwigluScale(x, R, I, withScale ? scale : null, act)),
           });
         } finally {
           cotT.dispose();

@@ -16,6 +16,8 @@ export interface OpConformanceOptions {
    * fallback (flag MOE_WASM); absent leaves the flag as it is.
    */
   wasm?: boolean;
+  /** false: the kernels refuse activation 'clamped_swiglu' (cuda, for now); its cases then assert that Error. */
+  clampedSwiglu?: boolean;
 }
 
 /** Tolerances of the developers' guide (float32 storage). */
