@@ -9,6 +9,7 @@ export {clearWasmWeightCache, wasmWeightCacheBytes} from './kernels/wasm/weight_
 export {moeTopkSelect} from './ops/moe_topk_select.js';
 export {getMoeScores} from './ops/get_moe_scores.js';
 export {moePermute} from './ops/moe_permute.js';
+export type {MoePermuteOptions} from './ops/moe_permute.js';
 export {batchedGemm} from './ops/batched_gemm.js';
 export type {BatchedGemmOptions} from './ops/batched_gemm.js';
 export {fusedSwigluScale} from './ops/fused_swiglu_scale.js';

@@ -54,7 +54,6 @@ describe('loadHuggingFaceMoe, test-built weights vs float64 reference', () => {
  * names); the others need new semantics and must fail with a clear error until they have them.
  */
 const NOT_YET = new Map<string, RegExp>([
-  ['llama4_text', /model_type 'llama4_text' is not supported yet: it needs the routing weight applied to the expert input/],
   ['deepseek_v2', /model_type 'deepseek_v2' is not supported yet: it needs the routed scaling factor on softmax/],
   ['deepseek_v2_greedy', /model_type 'deepseek_v2' is not supported yet/],
   ['longcat_flash', /model_type 'longcat_flash' is not supported yet: it needs zero-computation experts/],
@@ -114,6 +113,31 @@ describe('loadHuggingFaceMoe vs transformers 5.17 MoE blocks (spec/fixtures)', (
       }
     }
   }
+});
+
+describe('loadHuggingFaceMoe, multimodal llama4 through text_config', () => {
+  it('loads the llama4_text fixture wrapped as model_type llama4 under the language model\'s prefix', async () => {
+    const f = readFixture('llama4_text');
+    const inner = readSafetensors(base64Bytes(f.fused_safetensors_b64!));
+    const prefix = 'language_model.model.layers.0.feed_forward.';
+    const weights: Record<string, tf.Tensor> = {};
+    for (const [k, v] of Object.entries(inner)) weights[prefix + k.slice(f.prefix.length)] = v;
+    const {model_type: _, ...text} = f.config;
+    let layer: FusedMoE | null = null;
+    try {
+      // text_config without its own model_type: the wrapper's 'llama4' names the family.
+      layer = loadHuggingFaceMoe({model_type: 'llama4', text_config: text}, weights, {prefix, backend: 'cpu'});
+      expect(layer.options).toEqual(jasmine.objectContaining({routingWeightOn: 'input', topkMethod: 'noaux_tc',
+        renormalize: false, sharedExpertIntermediateSize: f.config.intermediate_size as number}));
+      const y = await expectNoLeak(() => applyAndRead(layer!, Float32Array.from(f.input.data), f.input.shape));
+      const err = relError(y, f.output.data);
+      recordError('transformers llama4 (multimodal config) [in-memory names, cpu]', err);
+      expect(err).toBeLessThan(TRANSFORMERS_TOLERANCE);
+    } finally {
+      layer?.dispose();
+      tf.dispose(Object.values(inner));
+    }
+  });
 });
 
 describe('loadHuggingFaceMoe errors on the fixtures\' families', () => {
@@ -196,9 +220,10 @@ describe('loadHuggingFaceMoe config aliases', () => {
     expect(spec({model_type: 'some_vl_wrapper', text_config: {model_type: 'glm4_moe', hidden_size: 8,
       n_routed_experts: 8, num_experts_per_tok: 2, moe_intermediate_size: 3, n_group: 2, topk_group: 1}}).options)
         .toEqual(jasmine.objectContaining({topkMethod: 'noaux_tc', nGroup: 2, renormalize: true}));
-    expect(() => spec({model_type: 'llama4', text_config: {model_type: 'llama4_text', hidden_size: 8,
-      num_local_experts: 4, num_experts_per_tok: 1, intermediate_size: 3}})).toThrowError(
-        /model_type 'llama4_text' is not supported yet/);
+    expect(spec({model_type: 'llama4', text_config: {model_type: 'llama4_text', hidden_size: 8,
+      num_local_experts: 4, num_experts_per_tok: 1, intermediate_size: 3}}).options)
+        .toEqual(jasmine.objectContaining({routingWeightOn: 'input', topkMethod: 'noaux_tc', nGroup: 1,
+          renormalize: false, sharedExpertIntermediateSize: 3}));
   });
 
   it('rejects unknown model types and incomplete configs', () => {

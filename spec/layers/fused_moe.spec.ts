@@ -36,11 +36,20 @@ describe('FusedMoE config', () => {
     expect((config.biasInitializer as {config: {value: number}}).config.value).toBe(0.25);
   });
 
+  it('reads probInAdvance as routingWeightOn \'activation\' (its older name), both ways', () => {
+    const old = new FusedMoE({numExperts: 4, topK: 2, moeIntermediateSize: 3, probInAdvance: true});
+    expect(old.options.routingWeightOn).toBe('activation');
+    const renamed = new FusedMoE({numExperts: 4, topK: 2, moeIntermediateSize: 3, routingWeightOn: 'activation'});
+    expect(renamed.options.probInAdvance).toBeTrue();
+    const onInput = new FusedMoE({numExperts: 4, topK: 2, moeIntermediateSize: 3, routingWeightOn: 'input'});
+    expect(onInput.options.probInAdvance).toBeFalse();
+  });
+
   it('fills the documented defaults', () => {
     const layer = new FusedMoE({numExperts: 4, topK: 2, moeIntermediateSize: 3});
     expect(layer.options).toEqual({numExperts: 4, topK: 2, moeIntermediateSize: 3, topkMethod: 'greedy', nGroup: 1,
       topkGroup: 1, routedScalingFactor: 1, renormalize: true, useCorrectionBias: false, latentSize: null,
-      withBias: false, probInAdvance: false, routerBias: false, activation: 'swiglu', swigluAlpha: 1.702, swigluLimit: 7,
+      withBias: false, probInAdvance: false, routingWeightOn: 'output', routerBias: false, activation: 'swiglu', swigluAlpha: 1.702, swigluLimit: 7,
       sharedExpertIntermediateSize: 0, sharedExpertGate: false, backend: 'auto', computeDtype: 'float32'});
   });
 
@@ -67,6 +76,10 @@ describe('FusedMoE config', () => {
       [{routerBias: 1 as never}, /'routerBias' must be a boolean, got 1/],
       [{swigluLimit: 0}, /'swigluLimit' must be a finite number > 0, got 0/],
       [{swigluAlpha: Infinity}, /'swigluAlpha' must be a finite number, got null/],
+      [{routingWeightOn: 'weights' as never}, /'routingWeightOn' must be 'output' \| 'activation' \| 'input', got "weights"/],
+      [{routingWeightOn: 'input', withBias: true}, /'routingWeightOn' must be 'output' or 'activation' with withBias/],
+      [{routingWeightOn: 'input', probInAdvance: true}, /'probInAdvance' must be false with routingWeightOn 'input'/],
+      [{routingWeightOn: 'activation', probInAdvance: false}, /'probInAdvance' must be true with routingWeightOn 'activation'/],
       [{kernelInitializer: 'noSuchInit'}, /'kernelInitializer' must be an Initializer or the name/],
     ];
     for (const [args, pattern] of bad) {

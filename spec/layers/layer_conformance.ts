@@ -24,7 +24,8 @@ export interface LayerConformanceOptions {
   /** Per-spec timeout (ms) for slow backends; jasmine's default otherwise. */
   timeoutMs?: number;
   /**
-   * The path implements neither routerBias nor clamped_swiglu yet (the cuda executor): the cases using them assert
+   * The path implements neither routerBias, clamped_swiglu nor routingWeightOn 'input' yet (the cuda executor): the
+   * cases using them assert
    * its clear Error, with nothing leaked, instead of a result.
    */
   plainSwigluOnly?: boolean;
@@ -63,6 +64,12 @@ const CASES: Case[] = [
   {name: 'clamped SwiGLU, alpha 1.3, limit 0.3, probInAdvance, gated shared (plain SwiGLU)', args: () =>
       ({activation: 'clamped_swiglu', swigluAlpha: 1.3, swigluLimit: 0.3, probInAdvance: true, routerBias: true,
         sharedExpertIntermediateSize: 5, sharedExpertGate: true})},
+  {name: 'Llama-4: routingWeightOn input, sigmoid one group, not renormalized, shared expert', args: () =>
+      ({routingWeightOn: 'input', topkMethod: 'noaux_tc', renormalize: false, sharedExpertIntermediateSize: 5})},
+  {name: 'routingWeightOn input, greedy, latent, router bias', args: () =>
+      ({routingWeightOn: 'input', latentSize: 5, routerBias: true})},
+  {name: 'routingWeightOn activation (= probInAdvance), expert biases', args: () =>
+      ({routingWeightOn: 'activation', withBias: true})},
   {name: '3-D input [B,S,H]', args: () => ({withBias: true, sharedExpertIntermediateSize: 3}), rank3: true},
   {name: '3-D input, noaux_tc + latent', rank3: true,
     args: () => ({topkMethod: 'noaux_tc', nGroup: 2, topkGroup: 2, latentSize: 4, useCorrectionBias: true})},
@@ -102,7 +109,8 @@ export function describeLayerConformance(label: string, opts: LayerConformanceOp
           try {
             const x = randn(rand, T * H);
             const shape = c.rank3 ? splitTokens(T, H) : [T, H];
-            if (opts.plainSwigluOnly && (args.routerBias || (args.activation ?? 'swiglu') !== 'swiglu')) {
+            if (opts.plainSwigluOnly &&
+                (args.routerBias || (args.activation ?? 'swiglu') !== 'swiglu' || args.routingWeightOn === 'input')) {
               const input = tf.tensor(x, shape);
               expectThrowsNoLeak(() => layer.apply(input), /is not implemented by the CUDA layer executor yet/);
               input.dispose();

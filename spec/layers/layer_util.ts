@@ -30,6 +30,7 @@ export function refConfig(o: FusedMoEOptions): RefMoeOptions {
     useCorrectionBias: o.useCorrectionBias, latentSize: o.latentSize, withBias: o.withBias,
     probInAdvance: o.probInAdvance, sharedExpertIntermediateSize: o.sharedExpertIntermediateSize,
     sharedExpertGate: o.sharedExpertGate, routerBias: o.routerBias, activation: o.activation,
+    routingWeightOn: o.routingWeightOn === 'input' ? 'input' : 'output',
     swigluAlpha: o.swigluAlpha, swigluLimit: o.swigluLimit,
   };
 }

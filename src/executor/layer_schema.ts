@@ -10,6 +10,9 @@ export type TopkMethod = 'greedy' | 'noaux_tc';
 export const TOPK_METHODS: readonly TopkMethod[] = ['greedy', 'noaux_tc'];
 export type {SwigluActivation} from '../kernels/kernel_names.js';
 import {SWIGLU_ACTIVATIONS, SwigluActivation} from '../kernels/kernel_names.js';
+/** Where the routing weight multiplies (docs/semantics.md 11.3). */
+export type RoutingWeightOn = 'output' | 'activation' | 'input';
+export const ROUTING_WEIGHT_ON: readonly RoutingWeightOn[] = ['output', 'activation', 'input'];
 export type MoeLayerBackend = 'auto' | 'cpu' | 'webgpu' | 'cuda' | 'composite';
 export const MOE_LAYER_BACKENDS: readonly MoeLayerBackend[] = ['auto', 'cpu', 'webgpu', 'cuda', 'composite'];
 /** The dtype expert weights are converted to once, at upload, by backends that convert (today: 'cuda'). */
@@ -38,6 +41,11 @@ export interface FusedMoEOptions {
   withBias: boolean;
   /** Scale the SwiGLU activations by the routing weight before the down projection (not after it). */
   probInAdvance: boolean;
+  /**
+   * Where the routing weight multiplies: the expert's output ('output'), its SwiGLU activations ('activation', the
+   * same as probInAdvance, which stays its alias) or its input ('input', Llama-4: expert(w * x)).
+   */
+  routingWeightOn: RoutingWeightOn;
   /** A trainable bias gate_bias [E] added to the router logits before any scoring (gpt-oss). */
   routerBias: boolean;
   /** The routed experts' activation: 'swiglu' or gpt-oss's 'clamped_swiglu' (the shared expert stays SwiGLU). */
@@ -93,6 +101,9 @@ export const OPTION_TABLE: readonly OptionSpec[] = [
   {name: 'withBias', type: 'boolean', default: false, native: true, doc: 'Per-expert biases on both expert projections.'},
   {name: 'probInAdvance', type: 'boolean', default: false, native: true,
     doc: 'Scale the SwiGLU activations by the routing weight before the down projection (not after it).'},
+  {name: 'routingWeightOn', type: 'enum', values: ROUTING_WEIGHT_ON, default: 'output', native: false,
+    doc: 'Where the routing weight multiplies: \'output\' (the expert output), \'activation\' (= probInAdvance), ' +
+         '\'input\' (Llama-4: expert(w * x), summed unweighted; not with withBias).'},
   {name: 'routerBias', type: 'boolean', default: false, native: false,
     doc: 'A trainable bias gate_bias [E] added to the router logits before any scoring (gpt-oss).'},
   {name: 'activation', type: 'enum', values: SWIGLU_ACTIVATIONS, default: 'swiglu', native: false,
@@ -159,7 +170,9 @@ function checkOption(spec: OptionSpec, value: unknown): void {
 /** Fills defaults and checks every option (the table) and their combinations, before any tensor exists. */
 export function resolveOptions(args: Partial<FusedMoEOptions>): FusedMoEOptions {
   if (args == null || typeof args !== 'object') throw new Error(`${WHO}: expected an options object, got ${show(args)}`);
-  const given = Object.fromEntries(Object.entries(args).filter(([, v]) => v !== undefined));
+  const given = Object.fromEntries(Object.entries(args).filter(([, v]) => v !== undefined)) as Partial<FusedMoEOptions>;
+  // probInAdvance is routingWeightOn 'activation' under its older name: either may be given, not in contradiction.
+  if (given.routingWeightOn === undefined && given.probInAdvance === true) given.routingWeightOn = 'activation';
   const o = {...OPTION_DEFAULTS, ...given} as FusedMoEOptions;
   const byName = new Map(OPTION_TABLE.map(spec => [spec.name, spec]));
   const check = (name: FusedMoEOptionName) => checkOption(byName.get(name)!, o[name]);
@@ -188,6 +201,15 @@ export function resolveOptions(args: Partial<FusedMoEOptions>): FusedMoEOptions 
     }
   }
   if (!(o.swigluLimit > 0)) throw optionError('swigluLimit', 'a finite number > 0', o.swigluLimit);
+  if (given.probInAdvance !== undefined && given.probInAdvance !== (o.routingWeightOn === 'activation')) {
+    throw optionError('probInAdvance', `${o.routingWeightOn === 'activation'} with routingWeightOn '${o.routingWeightOn}' ` +
+        '(probInAdvance is routingWeightOn \'activation\')', given.probInAdvance);
+  }
+  o.probInAdvance = o.routingWeightOn === 'activation';
+  if (o.routingWeightOn === 'input' && o.withBias) {
+    throw optionError('routingWeightOn', '\'output\' or \'activation\' with withBias (a weighted input with expert ' +
+        'biases has no family and no single meaning)', 'input');
+  }
   if (o.sharedExpertGate && o.sharedExpertIntermediateSize === 0) {
     throw optionError('sharedExpertGate', 'false when sharedExpertIntermediateSize is 0 (no shared expert to gate)', true);
   }

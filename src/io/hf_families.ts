@@ -8,7 +8,7 @@ import type {FusedMoEOptions} from '../layers/fused_moe_config.js';
 /** The model_types loadHuggingFaceMoe maps onto FusedMoE (moe-families.md: the same function under other names). */
 export type HfFamily = 'qwen2_moe' | 'qwen3_moe' | 'mixtral' | 'olmoe' | 'deepseek_v3' | 'ernie4_5_moe' |
     'qwen3_next' | 'minimax' | 'flex_olmo' | 'dots1' | 'glm4_moe' | 'jamba' | 'granitemoe' | 'granitemoeshared' |
-    'hunyuan_v1_moe' | 'minimax_m2' | 'afmoe' | 'lfm2_moe' | 'gpt_oss';
+    'hunyuan_v1_moe' | 'minimax_m2' | 'afmoe' | 'lfm2_moe' | 'gpt_oss' | 'llama4_text';
 
 /**
  * How a family's MoE block names its tensors, relative to the block (e.g. 'model.layers.3.mlp.'). Lists are
@@ -35,9 +35,10 @@ export interface HfNaming {
   /**
    * The fused experts' layout: 'out_in' gate_up_proj [E,2I,H] gate rows first, down_proj [E,H,I] (torch Linear);
    * 'in_out_interleaved' (gpt-oss) gate_up_proj [E,H,2I] with column 2i = gate i, 2i+1 = up i (its bias
-   * likewise), down_proj [E,I,H]; on the hub also as MXFP4 `<name>_blocks` / `<name>_scales` in [E,out,in] rows.
+   * likewise), down_proj [E,I,H]; on the hub also as MXFP4 `<name>_blocks` / `<name>_scales` in [E,out,in] rows;
+   * 'in_out' (Llama-4) gate_up_proj [E,H,2I] gate columns first, down_proj [E,I,H].
    */
-  fusedLayout: 'out_in' | 'in_out_interleaved';
+  fusedLayout: 'out_in' | 'in_out' | 'in_out_interleaved';
 }
 
 export interface HfMoeSpec {
@@ -205,12 +206,15 @@ const FAMILIES: Record<HfFamily, FamilyEntry> = {
   gpt_oss: {width: ['intermediate_size'], routing: c => ({renormalize: true, routerBias: true,
     activation: 'clamped_swiglu', swigluAlpha: 1.702, swigluLimit: numKey(c, ['swiglu_limit'], 'swiglu_limit', 7)}),
   naming: {router: ['router.weight'], routerBias: 'router.bias', fusedLayout: 'in_out_interleaved'}},
+  // Top-k logits, then sigmoid of the chosen ones, not renormalised = sigmoid scores with one group and no bias;
+  // the weight multiplies the expert's input. The shared expert is as wide as intermediate_size.
+  llama4_text: {width: ['intermediate_size'], routing: () => ({topkMethod: 'noaux_tc', nGroup: 1, topkGroup: 1,
+    renormalize: false, routedScalingFactor: 1, routingWeightOn: 'input'}), shared: (_, I) => I,
+  naming: {router: ['router.weight'], shared: 'shared_expert', fusedLayout: 'in_out'}},
 };
 
 /** Families of transformers 5.17 whose block needs semantics FusedMoE does not have yet (moe-families.md 6). */
 const NOT_YET: Record<string, string> = {
-  llama4_text: 'the routing weight applied to the expert input',
-  llama4: 'the routing weight applied to the expert input',
   deepseek_v2: 'the routed scaling factor on softmax routing (and group_limited_greedy)',
   longcat_flash: 'zero-computation experts',
   phimoe: 'sparsemixer routing',
@@ -218,6 +222,8 @@ const NOT_YET: Record<string, string> = {
 
 const MODEL_TYPE_ALIASES: Record<string, HfFamily> = {
   ...Object.fromEntries(Object.keys(FAMILIES).map(f => [f, f as HfFamily])), ernie4_5_moe_pt: 'ernie4_5_moe',
+  // Multimodal Llama-4: its language model's config (text_config) is llama4_text's.
+  llama4: 'llama4_text',
 };
 
 /** Multimodal wrappers keep the language model's config under text_config. */
@@ -257,7 +263,7 @@ export function hfMoeSpec(rawConfig: unknown): HfMoeSpec {
   const options: Options = {
     numExperts, topK, moeIntermediateSize, topkMethod: 'greedy', nGroup: 1, topkGroup: 1, routedScalingFactor: 1,
     renormalize: true, useCorrectionBias: false, latentSize: null, withBias: false, probInAdvance: false,
-    routerBias: false, activation: 'swiglu', swigluAlpha: 1.702, swigluLimit: 7, sharedExpertIntermediateSize: shared, sharedExpertGate: shared > 0 && entry.sharedGate === true,
+    routingWeightOn: 'output', routerBias: false, activation: 'swiglu', swigluAlpha: 1.702, swigluLimit: 7, sharedExpertIntermediateSize: shared, sharedExpertGate: shared > 0 && entry.sharedGate === true,
     ...entry.routing(config, family),
   };
   return {family, hiddenSize, options, naming: {...STANDARD_NAMING, ...entry.naming},

@@ -149,7 +149,12 @@ function convertWeights(spec: HfMoeSpec, src: WeightSource, biasRel: string | nu
     const shape = src.rank(biasRel) === 2 ? [1, E] : [E];
     out.set('gate_correction_bias', tf.reshape(src.get(biasRel, shape, 'selection bias [E] or [1,E]'), [E]));
   }
-  if (naming.fusedLayout === 'in_out_interleaved') {
+  if (naming.fusedLayout === 'in_out' && fused) {
+    out.set('up_gate_proj_weight', tf.clone(src.get(fusedGateUp!, [E, H, 2 * I], 'fused experts [E,H,2I]')));
+    const dn = naming.fusedDown[0];
+    out.set('down_proj_weight', tf.clone(src.get(dn, [E, I, H], 'fused experts [E,I,H]')));
+    if (withBias) fail(`weight '${src.name(`${fusedGateUp}_bias`)}': ${spec.family} has no expert biases`);
+  } else if (naming.fusedLayout === 'in_out_interleaved') {
     const gu = naming.fusedGateUp[0], dn = naming.fusedDown[0];
     out.set('up_gate_proj_weight', fused ?
         deinterleaveLast(src.get(gu, [E, H, 2 * I], 'fused experts [E,H,2I], gate/up interleaved')) :

@@ -41,6 +41,7 @@ export const MoePermute = 'MoePermute';
 export interface MoePermuteInputs {
   x: TensorInfo;        // [T,D]
   topkIds: TensorInfo;  // int32 [T,k]
+  weights?: TensorInfo; // float32 [T,k]: row rowMap[t,j] holds x[t] * weights[t,j] (routingWeightOn 'input')
 }
 export interface MoePermuteAttrs extends NamedAttrMap {
   numExperts: number;

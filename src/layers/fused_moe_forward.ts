@@ -61,7 +61,10 @@ export function fusedMoeForwardWithRouting(x: tf.Tensor2D, w: FusedMoEWeights, o
   const {topkIds, topkWeights} = routeLogits(gatingLogits, w, o);
   // Routing always sees the full-width x; only the experts run in the latent space.
   const expertInput: tf.Tensor2D = o.latentSize != null ? tf.matMul(x, w.fc1_latent_proj_weight as tf.Tensor2D) : x;
-  const {permutedX, expertOffsets, rowMap} = moePermute(expertInput, topkIds, o.numExperts);
+  // routingWeightOn 'input': each expert sees w * x, and the combine sums its outputs unweighted.
+  const onInput = o.routingWeightOn === 'input';
+  const {permutedX, expertOffsets, rowMap} =
+      moePermute(expertInput, topkIds, o.numExperts, 1, {weights: onInput ? topkWeights : null});
   let rowScale: tf.Tensor1D | null = null;
   if (o.probInAdvance) {
     // Each permuted row's routing weight, sent through rowMap (alignment 1: every row is used). A segment sum,
@@ -79,7 +82,7 @@ export function fusedMoeForwardWithRouting(x: tf.Tensor2D, w: FusedMoEWeights, o
   const down = batchedGemm(activated, w.down_proj_weight, expertOffsets);
   let output: tf.Tensor2D = moeCombine(down, rowMap, topkWeights, topkIds, {
     downProjBias: o.withBias ? w.down_proj_bias as tf.Tensor2D : null,
-    weightsApplied: o.probInAdvance,
+    weightsApplied: o.probInAdvance || onInput,
   });
   if (o.latentSize != null) output = tf.matMul(output, w.fc2_latent_proj_weight as tf.Tensor2D);
   if (o.sharedExpertIntermediateSize > 0) output = tf.add(output, sharedExperts(x, w, o));

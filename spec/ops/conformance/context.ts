@@ -18,6 +18,8 @@ export interface OpConformanceOptions {
   wasm?: boolean;
   /** false: the kernels refuse activation 'clamped_swiglu' (cuda, for now); its cases then assert that Error. */
   clampedSwiglu?: boolean;
+  /** false: the kernels refuse moePermute's options.weights (cuda, for now); its cases then assert that Error. */
+  permuteWeights?: boolean;
 }
 
 /** Tolerances of the developers' guide (float32 storage). */

@@ -20,6 +20,7 @@ function rejectUnsupported(o: FusedMoEOptions): void {
   const unsupported: string[] = [];
   if (o.routerBias) unsupported.push('routerBias: true');
   if (o.activation !== 'swiglu') unsupported.push(`activation: '${o.activation}'`);
+  if (o.routingWeightOn === 'input') unsupported.push('routingWeightOn: \'input\'');
   if (unsupported.length > 0) {
     throw new Error(`FusedMoE backend 'cuda': ${unsupported.join(', ')} is not implemented by the CUDA layer ` +
         'executor yet; use backend \'cpu\', \'webgpu\' or \'composite\'');
