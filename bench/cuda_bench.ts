@@ -3,21 +3,29 @@
  * T = 1, 16, 256, 4096 in float32 and bfloat16:
  *  - kernel time of the whole layer (CUDA events around the native forward, x resident), CUDA-graph replay and
  *    plain stream launches, median over iterations;
- *  - end-to-end time through tfjs (tensor -> host data -> upload -> forward -> download -> tensor), median;
- *  - the floor: max(bytes / 2.86 TB/s, flops / 746 TFLOP/s), bytes = the weights of the experts a uniform router
- *    is expected to hit (E * (1 - (1 - k/E)^T)) + router + x + out.
- * Usage: node cuda_bench.js [--out file.json] [--dtypes float32,bfloat16] [--tokens 1,16,256,4096] [--iters 30]
+ *  - end-to-end time through tfjs (tensor -> host data -> upload -> forward -> download -> tensor), median, with
+ *    where the time goes (dataSync, the native call's host-side upload, its wait for kernels + download, the output
+ *    tensor), for: the copy path from before pinned staging ('pageable'), pinned staging both ways with a pageable
+ *    tfjs input ('staged', the default), the output downloaded into a new pinned block ('pinned'), a pinned input
+ *    (a previous forward's pinned output, 'pinnedIn'), and device-resident activations
+ *    (CudaActivation through a chain of layers: per layer, and the chain's one upload + one download);
+ *  - the host<->device link (pinned and pageable copies of 32 MiB) and the end-to-end target per T:
+ *    kernel + 2 * (bytes(x) / H2D + bytes(y) / D2H) at the pinned speeds;
+ *  - the floor: max(bytes / 4.15 TB/s, flops / 770 TFLOP/s) (H200, ../shared/device/README.md), bytes = the
+ *    weights of the experts a uniform router is expected to hit (E * (1 - (1 - k/E)^T)) + router + x + out.
+ * Usage: node cuda_bench.js [--out file.json] [--dtypes float32,bfloat16] [--tokens 1,16,256,4096] [--iters 20]
+ *   [--e2e-iters 15] [--chain 4] [--flags '{"MOE_CUDA_PDL": false, "MOE_CUDA_GEMM_TILES": "previous"}'] (tfjs flags, for A/B)
  */
 import * as tf from '@tensorflow/tfjs-core';
 // A named import: a bare side-effect import is dropped by bundlers (the package lists its side-effect files).
 import {version_cpu} from '@tensorflow/tfjs-backend-cpu';
 import {writeFileSync} from 'node:fs';
 import {performance} from 'node:perf_hooks';
-import {CudaComputeDtype, CudaMoeRunner, cudaStatus} from 'tfjs-moe';
+import {CudaActivation, CudaComputeDtype, CudaMoeRunner, cudaStatus} from 'tfjs-moe';
 import {median} from './stats.js';
 
 const H = 2048, I = 768, E = 128, K = 8;
-const BANDWIDTH = 2.86e12, BF16_FLOPS = 746e12;
+const BANDWIDTH = 4.15e12, BF16_FLOPS = 770e12;
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -53,9 +61,16 @@ async function main() {
   if (!status.available) throw new Error(`CUDA unavailable: ${status.reason}`);
   console.log(`tfjs-backend-cpu ${version_cpu}`);
   await tf.setBackend('cpu');
+  for (const [name, value] of Object.entries(JSON.parse(arg('flags', '{}')) as Record<string, number | boolean | string>)) {
+    tf.env().set(name, value);
+  }
   const dtypes = arg('dtypes', 'float32,bfloat16').split(',') as CudaComputeDtype[];
   const tokens = arg('tokens', '1,16,256,4096').split(',').map(Number);
   const iters = Number(arg('iters', '20'));
+  const e2eIters = Number(arg('e2e-iters', '15'));
+  const chain = Number(arg('chain', '4'));
+  const link = CudaMoeRunner.hostCopyBandwidth(32 << 20, 10);
+  console.log(`host<->device, 32 MiB, GB/s: ${JSON.stringify(link)}`);
   const t0 = performance.now();
   const weights = {
     gateWeight: uniform(H * E, Math.sqrt(3 / H), 1),
@@ -72,21 +87,82 @@ async function main() {
       const x = uniform(T * H, 1, 100 + T);
       const graph = runner.benchmark(x, T, {warmup: 5, iters, useGraph: true});
       const stream = runner.benchmark(x, T, {warmup: 3, iters, useGraph: false});
-      const e2e: number[] = [];
       const xT = tf.tensor2d(x, [T, H]);
-      for (let i = 0; i < 6; i++) {
-        const s = performance.now();
-        const out = tf.tensor2d(runner.forward(xT.dataSync() as Float32Array, T, true), [T, H]);
-        await out.data();
-        e2e.push(performance.now() - s);
-        out.dispose();
+      const e2e: Record<string, Record<string, number>> = {};
+      for (const mode of ['pageable', 'staged', 'pinned', 'pinnedIn'] as const) {
+        const parts: Record<string, number[]> =
+            {total: [], dataSync: [], uploadHost: [], wait: [], copyOut: [], native: [], tensor: []};
+        // 'pinned in': x is a previous forward's pinned output, as in a stack of layers through host tensors.
+        const input = mode === 'pinnedIn' ?
+            tf.tensor2d(runner.forwardWithRouting(x, T, {output: 'pinned'}).output, [T, H]) : xT;
+        const output = mode === 'pinnedIn' ? 'staged' : mode;
+        for (let i = 0; i < e2eIters + 2; i++) {
+          const s0 = performance.now();
+          const data = input.dataSync() as Float32Array;
+          const s1 = performance.now();
+          const r = runner.forwardWithRouting(data, T, {useGraph: true, output});
+          const s2 = performance.now();
+          const out = tf.tensor2d(r.output, [T, H]);
+          const s3 = performance.now();
+          const t = runner.lastTimings();
+          out.dispose();
+          if (i < 2) continue;  // the first calls allocate staging and pool blocks
+          parts.total.push(s3 - s0);
+          parts.dataSync.push(s1 - s0);
+          parts.native.push(s2 - s1);
+          parts.uploadHost.push(t.uploadHostMs);
+          parts.wait.push(t.waitMs);
+          parts.copyOut.push(t.copyOutMs);
+          parts.tensor.push(s3 - s2);
+        }
+        if (input !== xT) input.dispose();
+        e2e[mode] = Object.fromEntries(Object.entries(parts).map(([k, v]) => [k, median(v)]));
+      }
+      // Device-resident: one upload, `chain` layers on the GPU, one download (the same layer applied `chain` times).
+      const chainTotal: number[] = [], perLayer: number[] = [], uploadOnly: number[] = [], downloadOnly: number[] = [];
+      for (let i = 0; i < e2eIters + 1; i++) {
+        const s0 = performance.now();
+        let act = CudaActivation.fromTensor(xT);
+        const s1 = performance.now();
+        for (let l = 0; l < chain; l++) {
+          const next = runner.forwardDevice(act, {useGraph: true}).output;
+          act.dispose();
+          act = next;
+        }
+        const y = act.toTensor();
+        const s2 = performance.now();
+        act.dispose();
+        y.dispose();
+        // The upload and the download alone (the upload returns once done, so the download waits for nothing else).
+        const s3 = performance.now();
+        const lone = CudaActivation.fromTensor(xT);
+        const s4 = performance.now();
+        const back = lone.toTensor();
+        const s5 = performance.now();
+        lone.dispose();
+        back.dispose();
+        if (i === 0) continue;
+        chainTotal.push(s2 - s0);
+        perLayer.push((s2 - s1) / chain);  // includes the one download, spread over the chain
+        uploadOnly.push(s4 - s3);
+        downloadOnly.push(s5 - s4);
       }
       xT.dispose();
+      const kernel = median(graph);
+      const xBytes = T * H * 4;
+      const targetMs = kernel + 2 * (xBytes / (link.pinnedH2D * 1e9) + xBytes / (link.pinnedD2H * 1e9)) * 1e3;
+      const device = {chainLayers: chain, chainTotalMs: median(chainTotal), perLayerMs: median(perLayer),
+        uploadMs: median(uploadOnly), downloadMs: median(downloadOnly),
+        layersMs: median(chainTotal) - median(uploadOnly) - median(downloadOnly)};
       const stages = runner.profile(x, T, 10);
       const f = floorMs(T, dtype);
       const row = {
-        dtype, T, kernelGraphMs: median(graph), kernelStreamMs: median(stream), endToEndTfjsMs: median(e2e),
-        ...f, ratioToFloor: median(graph) / f.floorMs, uploadMs, stages,
+        dtype, T, kernelGraphMs: kernel, kernelStreamMs: median(stream), endToEndTfjsMs: e2e.staged.total,
+        endToEndPageableMs: e2e.pageable.total, endToEndPinnedMs: e2e.pinned.total, endToEndPinnedInMs: e2e.pinnedIn.total,
+        e2e, device, targetMs,
+        targetMet: {...Object.fromEntries(Object.entries(e2e).map(([m, p]) => [m, p.total <= targetMs])),
+          deviceChain: device.chainTotalMs <= chain * kernel + (targetMs - kernel)},
+        ...f, ratioToFloor: kernel / f.floorMs, uploadMs, stages,
       };
       results.push(row);
       console.log(JSON.stringify(row));
@@ -94,12 +170,21 @@ async function main() {
     runner.dispose();
   }
   const out = arg('out', '');
-  if (out) writeFileSync(out, JSON.stringify({device: status.device, H, I, E, k: K, results}, null, 1));
-  console.log('\n dtype     |     T | kernel (graph) ms | kernel (stream) ms | e2e tfjs ms | floor ms | x floor');
+  if (out) writeFileSync(out, JSON.stringify({device: status.device, H, I, E, k: K, link, results}, null, 1));
+  console.log('\n dtype     |     T | kernel (graph) ms | kernel (stream) ms | e2e pageable | e2e staged | e2e pinned in | ' +
+              'device/layer | target ms | floor ms | x floor');
   for (const r of results as Array<Record<string, number | string>>) {
+    const d = r.device as unknown as Record<string, number>;
     console.log(` ${String(r.dtype).padEnd(9)} | ${String(r.T).padStart(5)} | ${(r.kernelGraphMs as number).toFixed(4).padStart(17)} | ` +
-        `${(r.kernelStreamMs as number).toFixed(4).padStart(18)} | ${(r.endToEndTfjsMs as number).toFixed(3).padStart(11)} | ` +
+        `${(r.kernelStreamMs as number).toFixed(4).padStart(18)} | ${(r.endToEndPageableMs as number).toFixed(3).padStart(12)} | ` +
+        `${(r.endToEndTfjsMs as number).toFixed(3).padStart(10)} | ${(r.endToEndPinnedInMs as number).toFixed(3).padStart(13)} | ` +
+        `${d.perLayerMs.toFixed(3).padStart(12)} | ${(r.targetMs as number).toFixed(3).padStart(9)} | ` +
         `${(r.floorMs as number).toFixed(4).padStart(8)} | ${(r.ratioToFloor as number).toFixed(2).padStart(7)}`);
+  }
+  for (const r of results as Array<Record<string, unknown>>) {
+    const parts = Object.entries(r.e2e as Record<string, Record<string, number>>).map(([m, p]) =>
+      `${m}: ${Object.entries(p).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(' ')}`).join(' | ');
+    console.log(` ${r.dtype} T=${r.T} e2e ms: ${parts}; met ${JSON.stringify(r.targetMet)}`);
   }
   for (const r of results as Array<Record<string, unknown>>) {
     const st = Object.entries(r.stages as Record<string, number>).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(', ');

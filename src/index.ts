@@ -51,7 +51,8 @@ export type {ReadSafetensorsOptions, SafetensorsDtype, SafetensorsEntry, Safeten
 export {cudaStatus} from './kernels/cuda/loader.js';
 export type {CudaStatus, CudaUnavailableCode} from './kernels/cuda/loader.js';
 export {registerCudaKernels, unregisterCudaKernels} from './kernels/cuda/register_all.js';
-export {CUDA_MOE_WEIGHT_NAMES, CudaFusedMoe, CudaMoeRunner} from './kernels/cuda/cuda_fused_moe.js';
+export {CUDA_MOE_WEIGHT_NAMES, CudaActivation, CudaFusedMoe, CudaMoeRunner} from './kernels/cuda/cuda_fused_moe.js';
+export {MOE_CUDA_GEMM_TILES, MOE_CUDA_PDL} from './kernels/cuda/flags_cuda.js';
 export {cudaLayerExecutor, registerCudaLayerExecutor} from './kernels/cuda/cuda_layer_executor.js';
-export type {CudaComputeDtype, CudaFusedMoeConfig, CudaMoeWeightArrays, CudaMoeWeightName, CudaMoeWeightTensors} from './kernels/cuda/cuda_fused_moe.js';
+export type {CudaComputeDtype, CudaForwardResult, CudaFusedMoeConfig, CudaHostOutput, CudaMoeWeightArrays, CudaMoeWeightName, CudaMoeWeightTensors} from './kernels/cuda/cuda_fused_moe.js';
 export * from './formats.js';

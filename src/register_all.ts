@@ -7,6 +7,7 @@
 import {registerMoeGradients} from './gradients/register_all.js';
 import {registerHostKernels} from './kernels/cpu/register_all.js';
 import {registerCudaLayerExecutor} from './kernels/cuda/cuda_layer_executor.js';
+import {registerCudaFlags} from './kernels/cuda/flags_cuda.js';
 import {registerWasmRuntime} from './kernels/wasm/runtime.js';
 import {registerWebGPUKernels} from './kernels/webgpu/register_all.js';
 import {registerOpFlags} from './ops/dispatch.js';
@@ -16,4 +17,5 @@ registerWasmRuntime();
 registerHostKernels('cpu');
 registerWebGPUKernels();
 registerMoeGradients();
+registerCudaFlags();
 registerCudaLayerExecutor();

@@ -15,5 +15,10 @@ $ESB scripts/run-specs.mjs "${common[@]}" --outfile="$DEST/run-specs.mjs"
 $ESB bench/cuda_bench.ts "${common[@]}" --outfile="$DEST/cuda_bench.mjs"
 # jasmine-core lists its own files next to where it runs
 rm -rf "$DEST/jasmine-core" && cp -r node_modules/jasmine-core/lib/jasmine-core "$DEST/jasmine-core"
-cp bench/torch_baseline.py bench/device/run.sh bench/device/run_quick.sh "$DEST/"
+cp bench/torch_baseline.py bench/device/run.sh bench/device/run_quick.sh bench/device/run_e2e.sh "$DEST/"
+# A small spec set for compute-sanitizer (the end-to-end spec: staging, pinned blocks, device activations)
+mkdir -p "$DEST/memcheck/build/spec"
+echo '{"type": "module"}' > "$DEST/memcheck/package.json"
+$ESB bench/device/memcheck_specs.ts "${common[@]}" --outfile="$DEST/memcheck/build/spec/cuda_memcheck.spec.js"
+cp "$DEST/run-specs.mjs" "$DEST/memcheck/" && rm -rf "$DEST/memcheck/jasmine-core" && cp -r "$DEST/jasmine-core" "$DEST/memcheck/"
 du -sh "$DEST"

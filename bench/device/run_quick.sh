@@ -2,8 +2,8 @@
 # One short GPU-machine run for a speed change (from the project root there):
 #   bash <dir>/run_quick.sh <dir>       (<dir>: what bench/device/pack.sh packed, e.g. .dev-cuda2)
 # Specs and compute-sanitizer memcheck run side by side (neither is timed), then the benchmark alone, then A/B
-# benchmark with the previous behaviour switched back on by environment (TFJS_MOE_PDL=0,
-# TFJS_MOE_GEMM_TILES=previous). Every step writes its log under $OUT as it goes, so a step cut short by its
+# benchmark with the previous behaviour switched back on through the tfjs flags (MOE_CUDA_PDL false,
+# MOE_CUDA_GEMM_TILES 'previous'). Every step writes its log under $OUT as it goes, so a step cut short by its
 # timeout still reports what it had.
 set -uo pipefail
 source .device/env.sh >/dev/null
@@ -29,7 +29,8 @@ bench() {  # label, timeout, args...
   timeout "$limit" node cuda_bench.mjs "$@" --out "$OUT/bench_$label.json" 2>&1 | grep -v '^{' >> "$OUT/bench.log"
 }
 bench new ${BENCH_TIMEOUT:-75} --dtypes bfloat16,float32 --tokens 1,16,256,4096
-TFJS_MOE_PDL=0 TFJS_MOE_GEMM_TILES=previous bench previous ${AB_TIMEOUT:-40} --dtypes bfloat16 --tokens 1,16,4096
+bench previous ${AB_TIMEOUT:-40} --dtypes bfloat16 --tokens 1,16,4096 \
+    --flags '{"MOE_CUDA_PDL": false, "MOE_CUDA_GEMM_TILES": "previous"}'
 echo "all done after $(( $(date +%s) - start )) s" >> "$OUT/summary.txt"
 cat "$OUT/summary.txt"
 tail -40 "$OUT/bench.log"

@@ -13,6 +13,10 @@ import '../webgpu/quantized_webgpu.spec.js';
 import './conformance_browser.js';
 import '../gradients/webgpu_gradients.spec.js';
 import './large_weights.js';
+import '../robust/routing_edges.spec.js';
+import '../robust/weight_grad_edges.spec.js';
+import '../robust/invalid_values.spec.js';
+import '../robust/fuzz.spec.js';
 
 import {runJasmine} from './jasmine_boot.js';
 

@@ -96,7 +96,7 @@ describe('readMoeLayerFromCheckpoint (tfjs-moe/node)', () => {
     await expectAsync(readMoeLayerFromCheckpoint(dir, {layer: 0})).toBeRejectedWithError(/outside the int32 range/);
     expect(tf.memory().numTensors).toBe(before);
     writeFileSync(path.join(dir, 'model.safetensors'), new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8, 9]));
-    await expectAsync(readMoeLayerFromCheckpoint(dir, {layer: 0})).toBeRejectedWithError(/header length .* exceeds/);
+    await expectAsync(readMoeLayerFromCheckpoint(dir, {layer: 0})).toBeRejectedWithError(/model.safetensors' is not a safetensors file$/);
     await expectAsync(readMoeLayerFromCheckpoint(dir, {} as never)).toBeRejectedWithError(/options need 'layer'/);
   });
 });

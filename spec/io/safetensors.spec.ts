@@ -38,7 +38,7 @@ describe('readSafetensors', () => {
       'a.f32': f32Tensor(f32, [5]),
       'b.f16': {dtype: 'F16', shape: [3, 4], bytes: u16Bytes(F16_CASES.map(c => c[0]))},
       'c.bf16': {dtype: 'BF16', shape: [9], bytes: u16Bytes(BF16_CASES.map(c => c[0]))},
-      'd.f64': {dtype: 'F64', shape: [2], bytes: f64Bytes([0.1, -1e300])},
+      'd.f64': {dtype: 'F64', shape: [2], bytes: f64Bytes([0.1, -Infinity])},
       'e.i32': {dtype: 'I32', shape: [2, 3], bytes: i32Bytes(i32)},
       'f.i64': {dtype: 'I64', shape: [3, 2], bytes: i64Bytes(i64)},
       'g.i16': {dtype: 'I16', shape: [2], bytes: new Uint8Array(i16.buffer)},
@@ -109,12 +109,12 @@ describe('readSafetensors', () => {
         const f = writeSafetensors(good);
         new DataView(f.buffer).setUint32(0, f.length, true);
         return f;
-      }, /header length \d+ runs past the end of the file/],
+      }, /not a safetensors file \(header length \d+ exceeds the file size \d+\)/],
       ['absurd header length', () => {
         const f = writeSafetensors(good);
         new DataView(f.buffer).setUint32(4, 1, true);
         return f;
-      }, /header length \d+ is out of range/],
+      }, /not a safetensors file$/],
       ['header not JSON', () => {
         const f = writeSafetensors(good);
         f[8] = 0x5B;  // '[' opens an array that never closes

@@ -75,7 +75,7 @@ describe('FusedMoE config', () => {
       [{activation: 'gelu' as never}, /'activation' must be 'swiglu' or 'clamped_swiglu', got "gelu"/],
       [{routerBias: 1 as never}, /'routerBias' must be a boolean, got 1/],
       [{swigluLimit: 0}, /'swigluLimit' must be a finite number > 0, got 0/],
-      [{swigluAlpha: Infinity}, /'swigluAlpha' must be a finite number, got null/],
+      [{swigluAlpha: Infinity}, /'swigluAlpha' must be a finite number, got Infinity/],
       [{routingWeightOn: 'weights' as never}, /'routingWeightOn' must be 'output' \| 'activation' \| 'input', got "weights"/],
       [{routingWeightOn: 'input', withBias: true}, /'routingWeightOn' must be 'output' or 'activation' with withBias/],
       [{routingWeightOn: 'input', probInAdvance: true}, /'probInAdvance' must be false with routingWeightOn 'input'/],

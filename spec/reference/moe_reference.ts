@@ -163,7 +163,9 @@ export function refMoeTopkSelect(
       chosenSum += weights[t * topK + j];
     }
     if (applyNormWeight) {
-      for (let j = 0; j < topK; j++) weights[t * topK + j] /= chosenSum;
+      // Denominator clamped at 1e-12 (docs/semantics.md section 1): a bias may pick experts with p = 0.
+      const denom = Number.isNaN(chosenSum) ? NaN : Math.max(chosenSum, 1e-12);
+      for (let j = 0; j < topK; j++) weights[t * topK + j] /= denom;
     }
   }
   return {ids, weights, probs, selectionScores};
@@ -206,11 +208,11 @@ export function refGetMoeScores(
     const groupOrder = refRankDescending(groupScores.subarray(t * nGroup, (t + 1) * nGroup));
     const kept = new Array<boolean>(nGroup).fill(false);
     for (let i = 0; i < topkGroup; i++) kept[groupOrder[i]] = true;
-    const candidates = new Float64Array(E);
-    for (let e = 0; e < E; e++) {
-      candidates[e] = kept[Math.floor(e / groupSize)] ? biased[t * E + e] : -Infinity;
-    }
-    const order = refRankDescending(candidates);
+    // Only experts of kept groups are candidates: a NaN there ranks last among them but is never beaten by an
+    // expert of a dropped group (docs/semantics.md section 2).
+    const members: number[] = [];
+    for (let e = 0; e < E; e++) if (kept[Math.floor(e / groupSize)]) members.push(e);
+    const order = refRankDescending(members.map(e => biased[t * E + e])).map(i => members[i]);
     let sum = 0;
     for (let j = 0; j < topK; j++) {
       ids[t * topK + j] = order[j];

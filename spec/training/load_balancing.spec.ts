@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import {FusedMoE, FusedMoEArgs} from 'tfjs-moe';
+import {FusedMoE, FusedMoEArgs, MoeForwardContext, registerCudaLayerExecutor, registerMoeLayerExecutor} from 'tfjs-moe';
 
 import {expectNoLeak, randn, recordError, relError, rng} from '../helpers/util.js';
 import {refGetMoeScores, refMoeTopkSelect} from '../reference/moe_reference.js';
@@ -120,6 +120,67 @@ describe('FusedMoE load balancing', () => {
         expect(layer.expertLoad()).withContext('loads released with the layer').toBeNull();
       });
     });
+  });
+
+  it('an executor that returns its routing ids alone: loads from those ids, aux loss with logits computed once', async () => {
+    // A stand-in for the native 'cuda' executor (registered in its place, restored after): output zeros, ids from
+    // the float64 routing, no logits.
+    const args: FusedMoEArgs = {numExperts: 5, topK: 2, moeIntermediateSize: 3};
+    const contexts: Array<MoeForwardContext | undefined> = [];
+    let returnedIds: Int32Array | null = null;
+    registerMoeLayerExecutor('cuda', {
+      availability: () => ({available: true}),
+      forward(x, weights, options, context) {
+        contexts.push(context);
+        const [rows, hidden] = x.shape;
+        const xs = x.dataSync(), g = weights.gate_weight.dataSync();
+        const E = options.numExperts;
+        const logits = new Float64Array(rows * E);
+        for (let t = 0; t < rows; t++) {
+          for (let e = 0; e < E; e++) {
+            let acc = 0;
+            for (let h = 0; h < hidden; h++) acc += xs[t * hidden + h] * g[h * E + e];
+            logits[t * E + e] = acc;
+          }
+        }
+        returnedIds = refMoeTopkSelect(logits, rows, E, null, options.topK, true).ids;
+        return {output: tf.zerosLike(x), topkIds: tf.tensor2d(returnedIds, [rows, options.topK], 'int32')};
+      },
+    });
+    try {
+      const rand = rng(4300);
+      const coef = 0.05;
+      await expectNoLeak(async () => {
+        const {layer, data} = randomLayer({...args, auxLossCoef: coef, backend: 'cuda'}, H, rand);
+        const x = randn(rand, T * H);
+        const ref = referenceBalance(args, data, x, coef);
+        const xT = tf.tensor2d(x, [T, H]);
+        const aux = tf.tidy(() => {
+          (layer.apply(xT, {training: true}) as tf.Tensor).dispose();
+          return layer.auxLoss()!.clone();
+        });
+        expect(contexts[0]?.needsRouting).withContext('the layer asks for the routing').toBe(true);
+        expect(relError([(await aux.data())[0]], [ref.aux])).toBeLessThan(1e-5);
+        aux.dispose();
+        const loads = Array.from(await layer.expertLoad()!.data());
+        expect(loads).toEqual(ref.loads);
+        // The loads are the executor's ids, counted (not a second routing).
+        const counted = new Array(args.numExperts).fill(0);
+        for (const e of returnedIds!) counted[e]++;
+        expect(loads).toEqual(counted);
+        xT.dispose();
+        layer.dispose();
+      });
+      // Without balancing the layer does not ask for the routing.
+      const {layer} = randomLayer({...args, backend: 'cuda'}, H, rng(4301));
+      const x = tf.ones([2, H]);
+      tf.dispose(layer.apply(x) as tf.Tensor);
+      expect(contexts[contexts.length - 1]?.needsRouting).toBe(false);
+      x.dispose();
+      layer.dispose();
+    } finally {
+      registerCudaLayerExecutor();
+    }
   });
 
   it('aux-free: a training call moves gate_correction_bias by rate * sign(mean load - load); manual step too',

@@ -11,12 +11,15 @@ import type {FusedMoEOptions, FusedMoEWeights} from './layer_schema.js';
 export interface MoeForwardContext {
   /** The calling layer (stable across calls; passed to MoeLayerExecutor.release when the layer is disposed). */
   owner: object;
+  /** The caller reads the routing (load balancing): return topkIds, at least, in a MoeForwardResult. */
+  needsRouting?: boolean;
 }
 
 /**
  * What a forward may hand back besides the output, so that the layer's load balancing does not route the batch a
  * second time: the routing ids (int32 [T,k]) and the router logits (float32 [T,E], differentiable when the
- * forward ran on tfjs ops). Left in the caller's scope like the output.
+ * forward ran on tfjs ops; a native forward may return the ids alone, and the caller computes the logits only if
+ * its auxiliary loss needs them). Left in the caller's scope like the output.
  */
 export interface MoeForwardResult {
   output: tf.Tensor2D;

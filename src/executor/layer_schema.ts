@@ -76,6 +76,8 @@ export interface OptionSpec {
   type: 'int' | 'number' | 'boolean' | 'enum' | 'int|null';
   default?: number | boolean | string | null;
   min?: number;
+  /** int / int|null: the largest value (sizes the kernels index with int32; see src/ops/limits.ts). */
+  max?: number;
   values?: readonly string[];
   /** Whether the native (CUDA) forward reads it; the others choose the implementation, not the math. */
   native: boolean;
@@ -83,9 +85,12 @@ export interface OptionSpec {
 }
 
 export const OPTION_TABLE: readonly OptionSpec[] = [
-  {name: 'numExperts', type: 'int', min: 1, native: true, doc: 'Routed experts E.'},
+  // 65536 = MAX_EXPERTS of src/ops/limits.ts (this module imports nothing of ours).
+  {name: 'numExperts', type: 'int', min: 1, max: 65536, native: true, doc: 'Routed experts E.'},
   {name: 'topK', type: 'int', min: 1, native: true, doc: 'Experts per token k (<= numExperts).'},
-  {name: 'moeIntermediateSize', type: 'int', min: 1, native: true, doc: 'Width I of each expert\'s SwiGLU MLP.'},
+  // 2I columns of up_gate_proj must fit int32.
+  {name: 'moeIntermediateSize', type: 'int', min: 1, max: 2 ** 30 - 1, native: true,
+    doc: 'Width I of each expert\'s SwiGLU MLP.'},
   {name: 'topkMethod', type: 'enum', values: TOPK_METHODS, default: 'greedy', native: true,
     doc: '\'greedy\': softmax top-k (moeTopkSelect); \'noaux_tc\': DeepSeek-V3 group-limited sigmoid (getMoeScores).'},
   {name: 'nGroup', type: 'int', min: 1, default: 1, native: true, doc: 'Expert groups (noaux_tc only).'},
@@ -96,7 +101,7 @@ export const OPTION_TABLE: readonly OptionSpec[] = [
     doc: 'Divide the k routing weights by their sum (noaux_tc: with getMoeScores\' epsilon).'},
   {name: 'useCorrectionBias', type: 'boolean', default: false, native: true,
     doc: 'A non-trainable per-expert bias (gate_correction_bias) that affects only which experts are chosen.'},
-  {name: 'latentSize', type: 'int|null', min: 1, default: null, native: true,
+  {name: 'latentSize', type: 'int|null', min: 1, max: 2 ** 31 - 1, default: null, native: true,
     doc: 'Experts run in a latent space of this width (fc1 before, fc2 after); null: in the hidden size.'},
   {name: 'withBias', type: 'boolean', default: false, native: true, doc: 'Per-expert biases on both expert projections.'},
   {name: 'probInAdvance', type: 'boolean', default: false, native: true,
@@ -113,7 +118,7 @@ export const OPTION_TABLE: readonly OptionSpec[] = [
     doc: 'clamped_swiglu: the sigmoid\'s slope alpha.'},
   {name: 'swigluLimit', type: 'number', default: 7, native: false,
     doc: 'clamped_swiglu: the gate\'s upper clamp and up\'s symmetric clamp (> 0).'},
-  {name: 'sharedExpertIntermediateSize', type: 'int', min: 0, default: 0, native: true,
+  {name: 'sharedExpertIntermediateSize', type: 'int', min: 0, max: 2 ** 30 - 1, default: 0, native: true,
     doc: 'Width of the shared expert MLP that every token passes through; 0: none.'},
   {name: 'sharedExpertGate', type: 'boolean', default: false, native: true,
     doc: 'Multiply the shared expert\'s output by sigmoid(x @ shared_expert_gate_weight) (Qwen2-MoE).'},
@@ -134,7 +139,15 @@ const WHO = 'FusedMoE';
 
 function show(value: unknown): string {
   if (value instanceof tf.Tensor) return `a tensor of shape [${value.shape}]`;
-  return value === undefined ? 'undefined' : JSON.stringify(value) ?? String(value);
+  // JSON.stringify prints NaN and Infinity as null, undefined as nothing, and throws on a bigint.
+  if (typeof value === 'number') return String(value);
+  if (typeof value === 'bigint') return `${value}n (a bigint)`;
+  if (value === undefined || typeof value === 'function' || typeof value === 'symbol') return String(typeof value);
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return Object.prototype.toString.call(value);
+  }
 }
 
 export function optionError(option: string, expected: string, got: unknown): Error {
@@ -146,10 +159,10 @@ function checkOption(spec: OptionSpec, value: unknown): void {
   const isInt = typeof value === 'number' && Number.isInteger(value) && value >= min;
   switch (type) {
     case 'int':
-      if (!isInt) throw optionError(name, `an integer >= ${min}`, value);
-      return;
     case 'int|null':
-      if (value !== null && !isInt) throw optionError(name, `an integer >= ${min}`, value);
+      if (type === 'int|null' && value === null) return;
+      if (!isInt) throw optionError(name, `an integer >= ${min}`, value);
+      if (spec.max != null && (value as number) > spec.max) throw optionError(name, `an integer <= ${spec.max}`, value);
       return;
     case 'number':
       if (typeof value !== 'number' || !Number.isFinite(value)) throw optionError(name, 'a finite number', value);

@@ -2,7 +2,7 @@
  * Routing gradients: the chosen experts' weights with respect to the gate logits, through the chosen
  * probabilities only (the ids are a fixed, non-differentiable choice; the selection bias only chooses).
  *
- * moeTopkSelect: p = softmax(logits); v_j = p[id_j]; w_j = v_j / S (S = sum_j v_j) with renormalize, else v_j.
+ * moeTopkSelect: p = softmax(logits); v_j = p[id_j]; w_j = v_j / max(S, 1e-12) (S = sum_j v_j) with renormalize, else v_j.
  *   dv_j = (dw_j - sum_i dw_i w_i) / S (normalised) or dw_j; dp = scatter of dv onto the ids;
  *   dlogits = p * (dp - sum_e p_e dp_e).
  * getMoeScores: s = sigmoid(logits); v_j = s[id_j]; u_j = v_j / (S + 1e-20) if renormalize, else v_j; w_j = rsf u_j.
@@ -47,6 +47,9 @@ export function topkSelectGradLogits(dw: Tensor2D, logits: Tensor2D, ids: Tensor
       const total = tf.sum(chosen, 1, true);
       const normalised = tf.div(chosen, total);
       dv = tf.div(tf.sub(dw, tf.sum(tf.mul(dw, normalised), 1, true)), total);
+      // The forward clamps S at 1e-12 (docs/semantics.md section 1): below it w_j = v_j / 1e-12, dv_j = dw_j / 1e-12.
+      const eps = tf.scalar(1e-12);
+      dv = tf.where(tf.less(total, eps), tf.div(dw, eps), dv as Tensor2D);
     }
     const dp = scatterChosen(dv as Tensor2D, oneHot);
     return tf.mul(probs, tf.sub(dp, tf.sum(tf.mul(probs, dp), 1, true))) as Tensor2D;

@@ -4,6 +4,7 @@
  * Turning a parsed config.json into FusedMoE options happens here; weight mapping is in hf_import.ts.
  */
 import type {FusedMoEOptions} from '../layers/fused_moe_config.js';
+import {describeValue} from '../ops/limits.js';
 
 /** The model_types loadHuggingFaceMoe maps onto FusedMoE (moe-families.md: the same function under other names). */
 export type HfFamily = 'qwen2_moe' | 'qwen3_moe' | 'mixtral' | 'olmoe' | 'deepseek_v3' | 'ernie4_5_moe' |
@@ -82,7 +83,7 @@ function intKey(config: Config, keys: string[], what: string, fallback?: number)
   const value = pick(config, keys) ?? fallback;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) {
     fail(`config needs ${what} as a non-negative integer under ${keys.map(k => `'${k}'`).join(' or ')}, got ${
-        JSON.stringify(value)}`);
+        describeValue(value)}`);
   }
   return value;
 }
@@ -90,7 +91,7 @@ function intKey(config: Config, keys: string[], what: string, fallback?: number)
 function numKey(config: Config, keys: string[], what: string, fallback: number): number {
   const value = pick(config, keys) ?? fallback;
   if (typeof value !== 'number' || !Number.isFinite(value)) {
-    fail(`config needs ${what} as a number under ${keys.map(k => `'${k}'`).join(' or ')}, got ${JSON.stringify(value)}`);
+    fail(`config needs ${what} as a number under ${keys.map(k => `'${k}'`).join(' or ')}, got ${describeValue(value)}`);
   }
   return value;
 }
@@ -98,7 +99,7 @@ function numKey(config: Config, keys: string[], what: string, fallback: number):
 function boolKey(config: Config, keys: string[], what: string, fallback: boolean): boolean {
   const value = pick(config, keys) ?? fallback;
   if (typeof value !== 'boolean') {
-    fail(`config needs ${what} as a boolean under ${keys.map(k => `'${k}'`).join(' or ')}, got ${JSON.stringify(value)}`);
+    fail(`config needs ${what} as a boolean under ${keys.map(k => `'${k}'`).join(' or ')}, got ${describeValue(value)}`);
   }
   return value;
 }
@@ -235,8 +236,9 @@ function languageConfig(config: Config): Config {
 
 export function familyOf(config: Config): HfFamily {
   const modelType = config.model_type;
-  if (typeof modelType !== 'string') fail(`config has no 'model_type' (got ${JSON.stringify(modelType)})`);
-  const family = MODEL_TYPE_ALIASES[modelType];
+  if (typeof modelType !== 'string') fail(`config has no 'model_type' (got ${describeValue(modelType)})`);
+  // Own keys only: 'toString' or '__proto__' must not find Object.prototype's members.
+  const family = Object.prototype.hasOwnProperty.call(MODEL_TYPE_ALIASES, modelType) ? MODEL_TYPE_ALIASES[modelType] : null;
   if (family == null) {
     if (Object.prototype.hasOwnProperty.call(NOT_YET, modelType)) {
       fail(`model_type '${modelType}' is not supported yet: it needs ${NOT_YET[modelType]}`);
@@ -249,7 +251,7 @@ export function familyOf(config: Config): HfFamily {
 /** Reads a parsed config.json into FusedMoE options plus the family's tensor naming. */
 export function hfMoeSpec(rawConfig: unknown): HfMoeSpec {
   if (rawConfig == null || typeof rawConfig !== 'object' || Array.isArray(rawConfig)) {
-    fail(`argument 'config' must be a parsed config.json object, got ${JSON.stringify(rawConfig)}`);
+    fail(`argument 'config' must be a parsed config.json object, got ${describeValue(rawConfig)}`);
   }
   const outer = rawConfig as Config;
   const config = languageConfig(outer);

@@ -11,6 +11,7 @@ import * as tf from '@tensorflow/tfjs-core';
 
 import {FusedMoE} from '../layers/fused_moe.js';
 import type {FusedMoEOptions, FusedMoEWeightName, MoeComputeDtype, MoeLayerBackend} from '../layers/fused_moe_config.js';
+import {describeValue} from '../ops/limits.js';
 import {dequantizeExpertWeights} from '../ops/quantize_expert_weights.js';
 import {HfMoeSpec, hfMoeSpec} from './hf_families.js';
 import {fromGptOssMxfp4} from './quantized_checkpoints.js';
@@ -36,7 +37,7 @@ class WeightSource {
   private readonly map: Map<string, tf.Tensor>;
   constructor(weights: HfWeights, readonly prefix: string) {
     if (weights == null || typeof weights !== 'object') {
-      fail(`argument 'weights' must map tensor names to tf.Tensors, got ${JSON.stringify(weights)}`);
+      fail(`argument 'weights' must map tensor names to tf.Tensors, got ${describeValue(weights)}`);
     }
     this.map = weights instanceof Map ? weights : new Map(Object.entries(weights));
   }
@@ -222,9 +223,13 @@ function convertWeights(spec: HfMoeSpec, src: WeightSource, biasRel: string | nu
  */
 export function loadHuggingFaceMoe(config: unknown, weights: HfWeights, options: LoadHuggingFaceMoeOptions = {}):
     FusedMoE {
+  if (options == null || typeof options !== 'object' || Array.isArray(options)) {
+    fail(`argument 'options' must be an options object {prefix?, backend?, computeDtype?, name?}, got ${
+        describeValue(options)}`);
+  }
   const spec = hfMoeSpec(config);
   let prefix = options.prefix ?? '';
-  if (typeof prefix !== 'string') fail(`option 'prefix' must be a string, got ${JSON.stringify(prefix)}`);
+  if (typeof prefix !== 'string') fail(`option 'prefix' must be a string, got ${describeValue(prefix)}`);
   if (prefix !== '' && !prefix.endsWith('.')) prefix += '.';
   const src = new WeightSource(weights, prefix);
   const {expertProj, fusedGateUp, router} = spec.naming;

@@ -6,6 +6,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
+import {describeValue} from '../ops/limits.js';
+
 export type SafetensorsDtype = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 
 const BYTES_PER_ELEMENT: Record<SafetensorsDtype, number> =
@@ -53,14 +55,20 @@ export function parseSafetensorsHeader(bytes: Uint8Array | ArrayBuffer, fileLeng
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const lo = view.getUint32(0, true), hi = view.getUint32(4, true);
   const headerLength = hi * 2 ** 32 + lo;
-  if (headerLength < 2 || headerLength > MAX_HEADER_BYTES) fail(`header length ${headerLength} is out of range`);
-  if (8 + headerLength > total) fail(`header length ${headerLength} runs past the end of the file (${total} bytes)`);
+  // The length is the file's first 8 bytes: print it only when it could be one, never echo other content.
+  if (headerLength > MAX_HEADER_BYTES) fail('not a safetensors file');
+  if (headerLength < 2) fail(`not a safetensors file (header length ${headerLength} is below the 2 of '{}')`);
+  if (8 + headerLength > total) {
+    fail(`not a safetensors file (header length ${headerLength} exceeds the file size ${total})`);
+  }
   if (8 + headerLength > buf.length) fail(`need ${8 + headerLength} bytes to read the header, got ${buf.length}`);
   let json: unknown;
   try {
     json = JSON.parse(new TextDecoder('utf-8', {fatal: true}).decode(buf.subarray(8, 8 + headerLength)));
   } catch (e) {
-    fail(`header is not valid UTF-8 JSON (${(e as Error).message})`);
+    // V8's JSON.parse messages quote the text: keep only the position.
+    const at = /position (\d+)/.exec((e as Error).message);
+    fail(`header is not valid UTF-8 JSON${at == null ? '' : ` (at position ${at[1]})`}`);
   }
   if (json == null || typeof json !== 'object' || Array.isArray(json)) fail('header must be a JSON object');
   const dataStart = 8 + headerLength;
@@ -156,8 +164,20 @@ export function decodeSafetensor(entry: SafetensorsEntry, bytes: Uint8Array): tf
       return tf.tensor(LITTLE_ENDIAN_HOST ? new Float32Array(aligned(bytes), 0, numel) :
                                             Float32Array.from({length: numel}, (_, i) => view.getFloat32(4 * i, true)),
           shape, 'float32');
-    case 'F64':
-      return tf.tensor(Float32Array.from({length: numel}, (_, i) => view.getFloat64(8 * i, true)), shape, 'float32');
+    case 'F64': {
+      const out = new Float32Array(numel);
+      for (let i = 0; i < numel; i++) {
+        const v = view.getFloat64(8 * i, true);
+        out[i] = v;
+        // Like I64's range check: a finite value that float32 cannot hold is an error, not a silent Infinity.
+        if (out[i] === Infinity || out[i] === -Infinity) {
+          if (Number.isFinite(v)) {
+            fail(`tensor '${name}' (F64) holds ${v} at flat index ${i}, outside the float32 range tfjs can hold`);
+          }
+        }
+      }
+      return tf.tensor(out, shape, 'float32');
+    }
     case 'F16': {
       const table = halfToFloatTable(), half = readUint16s(bytes, numel), out = new Float32Array(numel);
       for (let i = 0; i < numel; i++) out[i] = table[half[i]];
@@ -210,17 +230,18 @@ export interface ReadSafetensorsOptions {
 export function readSafetensors(bytes: Uint8Array | ArrayBuffer, options: ReadSafetensorsOptions = {}):
     Record<string, tf.Tensor> {
   const buf = toBytes(bytes);
+  const wanted = nameFilter(options);
   const header = parseSafetensorsHeader(buf);
-  const wanted = options.names == null ? () => true :
-      typeof options.names === 'function' ? options.names : (name: string) => (options.names as string[]).includes(name);
-  if (Array.isArray(options.names)) {
-    const missing = options.names.filter(n => !header.entries.some(e => e.name === n));
+  if (wanted.names != null) {
+    const present = new Set(header.entries.map(e => e.name));
+    const missing = wanted.names.filter(n => !present.has(n));
     if (missing.length > 0) fail(`requested tensors not in the file: ${missing.join(', ')}`);
   }
-  const out: Record<string, tf.Tensor> = {};
+  // Null prototype: a tensor named '__proto__' or 'constructor' is an own key like any other, never a setter.
+  const out: Record<string, tf.Tensor> = Object.create(null);
   try {
     for (const entry of header.entries) {
-      if (!wanted(entry.name)) continue;
+      if (!wanted.test(entry.name)) continue;
       out[entry.name] =
           decodeSafetensor(entry, buf.subarray(header.dataStart + entry.begin, header.dataStart + entry.end));
     }
@@ -229,4 +250,20 @@ export function readSafetensors(bytes: Uint8Array | ArrayBuffer, options: ReadSa
     throw e;
   }
   return out;
+}
+
+/** options.names as a test; a list is looked up in a Set (names x entries would be quadratic). */
+function nameFilter(options: unknown): {test: (name: string) => boolean, names: string[] | null} {
+  if (options == null) return {test: () => true, names: null};
+  if (typeof options !== 'object' || Array.isArray(options)) {
+    fail(`argument 'options' must be an options object {names?}, got ${describeValue(options)}`);
+  }
+  const names = (options as ReadSafetensorsOptions).names;
+  if (names == null) return {test: () => true, names: null};
+  if (typeof names === 'function') return {test: name => names(name) === true, names: null};
+  if (!Array.isArray(names) || names.some(n => typeof n !== 'string')) {
+    fail(`option 'names' must be an array of tensor names or a predicate, got ${describeValue(names)}`);
+  }
+  const set = new Set(names as string[]);
+  return {test: name => set.has(name), names: [...set]};
 }

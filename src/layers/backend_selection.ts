@@ -13,7 +13,7 @@ import * as tf from '@tensorflow/tfjs-core';
 
 import {getMoeLayerExecutor, MoeForwardFn, releaseExecutorState} from '../executor/layer_executor.js';
 import type {MoeLayerBackend} from '../executor/layer_schema.js';
-import {ALL_MOE_KERNELS, hasMoeKernels, withCompositeKernels} from '../ops/dispatch.js';
+import {ALL_MOE_KERNELS, getKernelPath, hasMoeKernels, withCompositeKernels} from '../ops/dispatch.js';
 import {releaseDisposedWeightCopies} from '../ops/weight_caches.js';
 import {fusedMoeForwardWithRouting} from './fused_moe_forward.js';
 
@@ -41,7 +41,9 @@ export function selectMoeForward(backend: MoeLayerBackend): MoeForwardSelection 
   const active = tf.getBackend();
   switch (backend) {
     case 'auto':
-      return hasMoeKernels(ALL_MOE_KERNELS, active) ? {path: `kernels:${active}`, forward: kernels} :
+      // setKernelPath('composite') sends every op to the composite path: report that, not the kernels.
+      return hasMoeKernels(ALL_MOE_KERNELS, active) && getKernelPath() !== 'composite' ?
+          {path: `kernels:${active}`, forward: kernels} :
                                                       {path: `composite:${active}`, forward: composite};
     case 'composite':
       return {path: `composite:${active}`, forward: composite};
@@ -56,7 +58,7 @@ export function selectMoeForward(backend: MoeLayerBackend): MoeForwardSelection 
         throw new Error(`FusedMoE: backend '${backend}' requested but tfjs-moe kernels are not registered for ` +
             `'${backend}': missing ${missing.join(', ')}`);
       }
-      return {path: `kernels:${backend}`, forward: kernels};
+      return {path: `${getKernelPath() === 'composite' ? 'composite' : 'kernels'}:${backend}`, forward: kernels};
     }
     default: {
       const executor = getMoeLayerExecutor(backend);

@@ -6,10 +6,13 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 
+import {describeValue} from '../ops/limits.js';
 import {MoeForwardResult, MoeForwardSelection, releaseMoeLayerState, selectMoeForward} from './backend_selection.js';
 import {FusedMoEArgs, FusedMoEOptions, FusedMoEWeightName, FusedMoEWeights, Initializer, OPTION_KEYS, resolveInitializer,
   resolveOptions, serializeInitializer, weightSpecs} from './fused_moe_config.js';
+import {checkArgKeys, checkForwardOutput, checkInput, checkNamedWeights, checkWeightSizes} from './fused_moe_checks.js';
 import {LOAD_BALANCING_KEYS, LoadBalancer, resolveLoadBalancing} from './load_balancing.js';
+import {checkWeightsReadable, moveVariablesToActiveBackend} from './weight_residency.js';
 
 export class FusedMoE extends tfl.layers.Layer {
   static className = 'FusedMoE';
@@ -25,6 +28,7 @@ export class FusedMoE extends tfl.layers.Layer {
   constructor(args: FusedMoEArgs) {
     const {kernelInitializer, biasInitializer, inputShape, batchInputShape, batchSize, dtype, name, trainable, weights} =
         args ?? {} as FusedMoEArgs;
+    if (args != null && typeof args === 'object') checkArgKeys(args);
     const options = resolveOptions(args);  // throws before the base class registers anything
     const kernelInit = resolveInitializer('kernelInitializer', kernelInitializer,
         () => tfl.initializers.randomNormal({mean: 0, stddev: 0.02}));
@@ -47,8 +51,10 @@ export class FusedMoE extends tfl.layers.Layer {
       throw new Error(`FusedMoE: input must be [T,H] or [B,S,H] with a known hidden size H, got shape ` +
           `[${shape.map(d => d ?? 'null')}]`);
     }
+    const specs = weightSpecs(this.options, hidden);
+    checkWeightSizes(this.name, specs);  // before anything is allocated
     this.hiddenSize = hidden;
-    for (const spec of weightSpecs(this.options, hidden)) {
+    for (const spec of specs) {
       const init = spec.kind === 'bias' ? this.biasInitializer : this.kernelInitializer;
       this.weightVariables.set(spec.name, this.addWeight(spec.name, spec.shape, 'float32', init, undefined, spec.trainable));
     }
@@ -72,20 +78,21 @@ export class FusedMoE extends tfl.layers.Layer {
   /** Sets weights by name (any subset); each value must have the weight's shape. */
   setNamedWeights(values: Partial<Record<FusedMoEWeightName, tf.Tensor>>): void {
     if (!this.built) throw new Error(`FusedMoE '${this.name}': the layer is not built yet (call build() or apply())`);
-    for (const [name, value] of Object.entries(values) as Array<[FusedMoEWeightName, tf.Tensor | undefined]>) {
-      const variable = this.weightVariables.get(name);
-      if (variable == null) {
-        throw new Error(`FusedMoE '${this.name}': no weight '${name}' (weights: ${[...this.weightVariables.keys()]})`);
-      }
-      if (value == null) continue;
-      if (value.dtype !== 'float32' || !tf.util.arraysEqual(value.shape, variable.shape as number[])) {
-        throw new Error(`FusedMoE '${this.name}': weight '${name}' must be float32 [${variable.shape}], got ${
-            value.dtype} [${value.shape}]`);
-      }
+    // Every entry is checked before the first write: all or nothing.
+    const shapes = new Map([...this.weightVariables].map(([name, v]) => [name as string, v.shape as number[]]));
+    for (const [name, value] of checkNamedWeights(this.name, values, shapes)) {
+      this.weightVariables.get(name as FusedMoEWeightName)!.write(value);
     }
-    for (const [name, value] of Object.entries(values) as Array<[FusedMoEWeightName, tf.Tensor | undefined]>) {
-      if (value != null) this.weightVariables.get(name)!.write(value);
-    }
+  }
+
+  /**
+   * Copies the weights onto the active tfjs backend with asynchronous reads. Needed in Node after running on
+   * webgpu and switching to cpu (tfjs's own synchronous move cannot read webgpu there); harmless otherwise.
+   * Resolves to the number of weights moved.
+   */
+  async moveWeightsToBackend(): Promise<number> {
+    if (!this.built) return 0;
+    return moveVariablesToActiveBackend(this.weightVariables.values());
   }
 
   /** Which implementation a call would run now (for logs and demos); throws like call() when it is unavailable. */
@@ -135,6 +142,7 @@ export class FusedMoE extends tfl.layers.Layer {
 
   override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Record<string, unknown>): tf.Tensor {
     const x = Array.isArray(inputs) ? singleTensor(inputs) : inputs;
+    checkInput(this.name, x);
     const hidden = this.hiddenSize;
     if (x.rank < 2 || x.rank > 3 || x.shape[x.rank - 1] !== hidden) {
       throw new Error(`FusedMoE '${this.name}': input must be [T,${hidden}] or [B,S,${hidden}], got [${x.shape}]`);
@@ -143,19 +151,23 @@ export class FusedMoE extends tfl.layers.Layer {
     // Chosen before any work so that an unavailable backend fails cleanly, with nothing allocated.
     const selection: MoeForwardSelection = selectMoeForward(this.options.backend);
     const weights = this.namedWeights();
+    checkWeightsReadable(this.name, weights);
     const balancing = this.balancer.active;
     // The forward's routing (ids, logits) stays alive past the tidy only when the balancer reads it.
     const [out, topkIds, gatingLogits] = tf.tidy(() => {
       const flat = tf.reshape(x, [-1, hidden!]) as tf.Tensor2D;
-      const result = selection.forward(flat, weights, this.options, {owner: this});
-      const {output, topkIds, gatingLogits} = result instanceof tf.Tensor ? {output: result} as MoeForwardResult : result;
+      const result = selection.forward(flat, weights, this.options, {owner: this, needsRouting: balancing});
+      const {output, topkIds, gatingLogits} =
+          result instanceof tf.Tensor ? {output: result} as MoeForwardResult : (result ?? {}) as MoeForwardResult;
+      checkForwardOutput(this.name, selection.path, result == null ? result : output, flat.shape[0], hidden!);
       const y = x.rank === 2 ? output : tf.reshape(output, x.shape);
-      return balancing && topkIds != null && gatingLogits != null ? [y, topkIds, gatingLogits] : [y];
+      // An executor may return the ids without the logits (the balancer then computes the logits if it needs them).
+      return balancing && topkIds != null ? (gatingLogits != null ? [y, topkIds, gatingLogits] : [y, topkIds]) : [y];
     }) as [tf.Tensor, tf.Tensor2D?, tf.Tensor2D?];
     if (balancing) {
       try {
         const training = kwargs?.training === true;
-        const routing = topkIds != null && gatingLogits != null ? {topkIds, gatingLogits} : null;
+        const routing = topkIds != null ? {topkIds, gatingLogits} : null;
         this.balancer.observe(x, weights, this.options, training,
             v => this.weightVariables.get('gate_correction_bias')!.write(v), routing);
       } catch (e) {
@@ -194,9 +206,14 @@ export class FusedMoE extends tfl.layers.Layer {
 
   static override fromConfig<T extends tf.serialization.Serializable>(
       cls: tf.serialization.SerializableConstructor<T>, config: tf.serialization.ConfigDict): T {
+    if (config == null || typeof config !== 'object' || Array.isArray(config)) {
+      throw new Error(`FusedMoE.fromConfig: argument 'config' must be a config object, got ${describeValue(config)}`);
+    }
     // tfjs-layers camel-cases string values when it loads a saved model ('noaux_tc' comes back as 'noauxTc').
     const topkMethod = config.topkMethod === 'noauxTc' ? 'noaux_tc' : config.topkMethod;
-    return new cls({...config, topkMethod});
+    // tfjs's deserializer adds its customObjects to the config: not a layer option.
+    const {customObjects: _customObjects, ...options} = config;
+    return new cls({...options, topkMethod});
   }
 }
 tf.serialization.registerClass(FusedMoE);

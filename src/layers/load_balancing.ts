@@ -16,12 +16,14 @@
  *   FusedMoE.expertLoad(). Defaults to true when either balancing method is on.
  *
  * The statistics come from the forward's own routing (its ids and router logits) when the forward returns them
- * (the kernel and composite paths do). An executor that does not expose its routing (CUDA today) gets the call's
- * input routed again with the same function (routeLogits), for the cost of one x @ gate_weight and one top-k.
+ * (the kernel and composite paths do; the CUDA executor returns its ids, and the logits are computed here only for
+ * the auxiliary loss). An executor that does not expose its routing gets the call's input routed again with the
+ * same function (routeLogits), for the cost of one x @ gate_weight and one top-k.
  */
 import * as tf from '@tensorflow/tfjs-core';
 
 import type {FusedMoEOptions, FusedMoEWeights} from '../executor/layer_schema.js';
+import {describeValue} from '../ops/limits.js';
 import {stopGradient} from '../ops/stop_gradient.js';
 import {routeLogits} from './fused_moe_forward.js';
 
@@ -37,7 +39,7 @@ export interface LoadBalancingOptions {
 export const LOAD_BALANCING_KEYS = ['auxLossCoef', 'biasUpdateRate', 'recordExpertLoad'] as const;
 
 function optionError(option: string, expected: string, got: unknown): Error {
-  return new Error(`FusedMoE: option '${option}' must be ${expected}, got ${JSON.stringify(got) ?? String(got)}`);
+  return new Error(`FusedMoE: option '${option}' must be ${expected}, got ${describeValue(got)}`);
 }
 
 function nonNegative(option: string, value: unknown): number {
@@ -90,7 +92,11 @@ export class LoadBalancer {
     if (!this.active) return;
     const withAux = training && this.options.auxLossCoef > 0;
     const {load, aux} = statistics(x, weights, moe, withAux ? this.options.auxLossCoef : 0, routing);
-    if (aux != null) this.auxLoss = aux;
+    if (aux != null) {
+      // Outside any scope nothing else frees the loss it replaces (inside model.fit its scope already did).
+      if (this.auxLoss !== aux) this.auxLoss?.dispose();
+      this.auxLoss = aux;
+    }
     if (training && this.options.biasUpdateRate > 0) {
       const bias = weights.gate_correction_bias as tf.Tensor1D;
       const next = tf.tidy(() => {
@@ -141,14 +147,15 @@ export class LoadBalancer {
   dispose(): void {
     this.load?.dispose();
     this.load = null;
+    this.auxLoss?.dispose();
     this.auxLoss = null;
   }
 }
 
-/** The routing a forward used: ids int32 [T,k] and router logits float32 [T,E] (x @ gate_weight). */
+/** The routing a forward used: ids int32 [T,k] and router logits float32 [T,E] (x @ gate_weight; may be absent). */
 export interface ForwardRouting {
   topkIds: tf.Tensor2D;
-  gatingLogits: tf.Tensor2D;
+  gatingLogits?: tf.Tensor2D;
 }
 
 /**
@@ -158,17 +165,25 @@ export interface ForwardRouting {
 function statistics(input: tf.Tensor, w: FusedMoEWeights, o: FusedMoEOptions, auxLossCoef: number,
                     routing: ForwardRouting | null): {load: tf.Tensor1D, aux: tf.Scalar | null} {
   const [load, aux] = tf.tidy(() => {
-    let logits: tf.Tensor2D;
+    let logits: tf.Tensor2D | undefined;
     let ids: tf.Tensor2D;
     if (routing != null) {
+      // Ids without logits (a native forward): the logits are computed below only if the auxiliary loss needs them.
       ({gatingLogits: logits, topkIds: ids} = routing);
     } else {
       const x = tf.reshape(input, [-1, input.shape[input.rank - 1]]) as tf.Tensor2D;
       logits = tf.matMul(x, w.gate_weight) as tf.Tensor2D;
       ids = routeLogits(stopGradient(logits), w, o).topkIds;
     }
-    const numTokens = logits.shape[0];
+    const numTokens = ids.shape[0];
     const numExperts = o.numExperts;
+    // Counts by comparison with every expert index (tf.oneHot rejects E = 1): [T*k,E] -> [E].
+    const experts = tf.reshape(tf.range(0, numExperts, 1, 'int32'), [1, numExperts]);
+    const hits = tf.cast(tf.equal(tf.reshape(stopGradient(ids), [-1, 1]), experts), 'float32');
+    const counts = tf.sum(hits, 0);
+    const loadOut = tf.cast(counts, 'int32') as tf.Tensor1D;
+    if (auxLossCoef === 0 || numTokens === 0) return auxLossCoef === 0 ? [loadOut] : [loadOut, tf.scalar(0)];
+    logits ??= tf.matMul(tf.reshape(input, [-1, input.shape[input.rank - 1]]) as tf.Tensor2D, w.gate_weight) as tf.Tensor2D;
     let probs: tf.Tensor2D;
     if (o.topkMethod === 'noaux_tc') {
       const scores = tf.sigmoid(logits);
@@ -176,12 +191,6 @@ function statistics(input: tf.Tensor, w: FusedMoEWeights, o: FusedMoEOptions, au
     } else {
       probs = tf.softmax(logits, -1);
     }
-    // Counts by comparison with every expert index (tf.oneHot rejects E = 1): [T*k,E] -> [E].
-    const experts = tf.reshape(tf.range(0, numExperts, 1, 'int32'), [1, numExperts]);
-    const hits = tf.cast(tf.equal(tf.reshape(stopGradient(ids), [-1, 1]), experts), 'float32');
-    const counts = tf.sum(hits, 0);
-    const loadOut = tf.cast(counts, 'int32') as tf.Tensor1D;
-    if (auxLossCoef === 0 || numTokens === 0) return auxLossCoef === 0 ? [loadOut] : [loadOut, tf.scalar(0)];
     const meanProbs = tf.mean(probs, 0);
     const auxOut = tf.mul(tf.scalar(auxLossCoef * numExperts / numTokens), tf.sum(tf.mul(counts, meanProbs)));
     return [loadOut, auxOut];

@@ -3,6 +3,7 @@ import type {Tensor, Tensor1D, Tensor2D, Tensor3D} from '@tensorflow/tfjs-core';
 import {batchedGemmComposite} from '../kernels/composite/batched_gemm_composite.js';
 import {BatchedGemm, BatchedGemmAttrs} from '../kernels/kernel_names.js';
 import {runMoeKernel} from './dispatch.js';
+import {checkElementCount, checkExpertCount} from './limits.js';
 import {argError, checkBoolean, checkOptionalTensor, checkOptions, checkShape, checkTensor} from './validate.js';
 
 const OP = 'batchedGemm';
@@ -35,6 +36,8 @@ export function checkGemmOperands(op: string, lhs: unknown, rhs: unknown, segmen
   const transposeRhs = opts.transposeRhs == null ? false : checkBoolean(op, 'options.transposeRhs', opts.transposeRhs);
   const [numExperts, rhsRows, rhsCols] = $rhs.shape;
   const [k, n] = transposeRhs ? [rhsCols, rhsRows] : [rhsRows, rhsCols];
+  checkExpertCount(op, 'rhs', numExperts);
+  checkElementCount(op, 'the output', [$lhs.shape[0], n]);
   if ($lhs.shape[1] !== k) {
     throw argError(op, 'lhs', `[R,K] with K = ${k} to match rhs ${transposeRhs ? '[E,N,K]' : '[E,K,N]'} ` +
         `of shape [${$rhs.shape.join(',')}]`, `shape [${$lhs.shape.join(',')}]`);

@@ -3,6 +3,7 @@ import type {Tensor1D, Tensor2D, Tensor3D} from '@tensorflow/tfjs-core';
 import {batchedGemmWeightGradComposite} from '../kernels/composite/batched_gemm_weight_grad_composite.js';
 import {BatchedGemmWeightGrad, BatchedGemmWeightGradAttrs} from '../kernels/kernel_names.js';
 import {runMoeKernel} from './dispatch.js';
+import {checkElementCount, MAX_EXPERTS} from './limits.js';
 import {argError, checkBoolean, checkInt, checkOptions, checkTensor} from './validate.js';
 
 const OP = 'batchedGemmWeightGrad';
@@ -26,7 +27,8 @@ export function batchedGemmWeightGrad(
   if ($dy.shape[0] !== $lhs.shape[0]) {
     throw argError(OP, 'dy', `[R,N] with R = ${$lhs.shape[0]} rows (as lhs)`, `shape [${$dy.shape.join(',')}]`);
   }
-  checkInt(OP, 'numExperts', numExperts, 1);
+  checkInt(OP, 'numExperts', numExperts, 1, MAX_EXPERTS);
+  checkElementCount(OP, 'the output', [numExperts, $lhs.shape[1], $dy.shape[1]]);
   const $segments = checkTensor(OP, 'segments', segments, 1, 'int32', '[E+1] (expertOffsets) or [E] (tokensPerExpert)');
   if ($segments.shape[0] !== numExperts + 1 && $segments.shape[0] !== numExperts) {
     throw argError(OP, 'segments', `of length E+1 = ${numExperts + 1} (expertOffsets) or E = ${numExperts} ` +

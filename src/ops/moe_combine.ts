@@ -5,6 +5,7 @@ import {MoeCombine, MoeCombineAttrs} from '../kernels/kernel_names.js';
 import {moeCombineGradBias, moeCombineGradWeights, moeCombineGradY} from '../gradients/moe_combine_grad.js';
 import {runWithGradient, zeroGrad} from '../gradients/kernel_grad.js';
 import {runMoeKernel, usesMoeKernel} from './dispatch.js';
+import {checkElementCount, checkExpertCount} from './limits.js';
 import {checkBoolean, checkOptionalTensor, checkOptions, checkShape, checkTensor} from './validate.js';
 
 const OP = 'moeCombine';
@@ -25,6 +26,7 @@ export function moeCombine(
   const $y = checkTensor(OP, 'y', y, 2, 'float32', '[R,D]') as Tensor2D;
   const $rowMap = checkTensor(OP, 'rowMap', rowMap, 2, 'int32', '[T,k]') as Tensor2D;
   const [numTokens, topK] = $rowMap.shape;
+  checkElementCount(OP, 'the output', [numTokens, $y.shape[1]]);
   const $weights = checkTensor(OP, 'topkWeights', topkWeights, 2, 'float32', '[T,k]') as Tensor2D;
   checkShape(OP, 'topkWeights', $weights, [numTokens, topK], '[T,k] (as rowMap)');
   const $ids = checkTensor(OP, 'topkIds', topkIds, 2, 'int32', '[T,k]') as Tensor2D;
@@ -35,6 +37,7 @@ export function moeCombine(
   const bias = checkOptionalTensor(OP, 'options.downProjBias', opts.downProjBias, 2, 'float32', '[E,D]') as
       Tensor2D | null;
   if (bias != null) checkShape(OP, 'options.downProjBias', bias, [bias.shape[0], $y.shape[1]], '[E,D]');
+  if (bias != null) checkExpertCount(OP, 'options.downProjBias', bias.shape[0]);
 
   const attrs: MoeCombineAttrs = {weightsApplied};
   const inputs: Record<string, Tensor> = {y: $y, rowMap: $rowMap, topkWeights: $weights, topkIds: $ids};

@@ -2,8 +2,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import type {Tensor, Tensor1D, Tensor2D} from '@tensorflow/tfjs-core';
 
 import {moePermuteComposite} from '../kernels/composite/moe_permute_composite.js';
-import {MoePermute, MoePermuteAttrs} from '../kernels/kernel_names.js';
+import {MoePermute, MoePermuteAttrs, permutedRowCount} from '../kernels/kernel_names.js';
 import {runMoeKernel, usesMoeKernel} from './dispatch.js';
+import {checkDerivedSize, checkElementCount, MAX_EXPERTS} from './limits.js';
 import {stopGradient} from './stop_gradient.js';
 import {checkInt, checkOptionalTensor, checkOptions, checkShape, checkTensor} from './validate.js';
 
@@ -27,8 +28,12 @@ export function moePermute(x: Tensor2D, topkIds: Tensor2D, numExperts: number, a
   const $x = checkTensor(OP, 'x', x, 2, 'float32', '[T,D]') as Tensor2D;
   const ids = checkTensor(OP, 'topkIds', topkIds, 2, 'int32', '[T,k]') as Tensor2D;
   if (ids.shape[0] !== $x.shape[0]) checkShape(OP, 'topkIds', ids, [$x.shape[0], ids.shape[1]], '[T,k]');
-  checkInt(OP, 'numExperts', numExperts, 1);
+  checkInt(OP, 'numExperts', numExperts, 1, MAX_EXPERTS);
   checkInt(OP, 'alignment', alignment, 1);
+  // R bounds every offset, so one check covers expertOffsets as well.
+  const numRows = checkDerivedSize(OP, 'the permuted row count R',
+      permutedRowCount($x.shape[0], ids.shape[1], numExperts, alignment), undefined, 'T*k + E*(alignment-1)');
+  checkElementCount(OP, 'permutedX', [numRows, $x.shape[1]]);
   const opts = checkOptions(OP, 'options', options, ['weights']);
   const weights = checkOptionalTensor(OP, 'options.weights', opts.weights, 2, 'float32', '[T,k]') as Tensor2D | null;
   if (weights != null) checkShape(OP, 'options.weights', weights, ids.shape, '[T,k]');
@@ -38,7 +43,7 @@ export function moePermute(x: Tensor2D, topkIds: Tensor2D, numExperts: number, a
     // Differentiating: the unweighted kernel (whose registered gradient is x's) times each row's weight sent
     // through rowMap by stock ops, which carry the weights' gradient. The same products as the weighted kernel.
     const plain = moePermute($x, ids, numExperts, alignment);
-    const numRows = plain.permutedX.shape[0], entries = ids.shape[0] * ids.shape[1];
+    const entries = ids.shape[0] * ids.shape[1];
     // (tfjs's cpu segment sum fails on an empty input: no entries, no row to scale.)
     const rowWeight = entries === 0 ? tf.zeros([numRows]) : tf.unsortedSegmentSum(
         tf.reshape(weights, [entries]), tf.reshape(stopGradient(plain.rowMap), [entries]), numRows);

@@ -3,6 +3,7 @@ import type {Tensor, Tensor1D, Tensor2D} from '@tensorflow/tfjs-core';
 import {moeTopkSelectComposite} from '../kernels/composite/moe_topk_select_composite.js';
 import {MoeTopkSelect, MoeTopkSelectAttrs} from '../kernels/kernel_names.js';
 import {runMoeKernel} from './dispatch.js';
+import {checkElementCount, checkExpertCount} from './limits.js';
 import {checkBoolean, checkInt, checkOptionalTensor, checkShape, checkTensor} from './validate.js';
 
 const OP = 'moeTopkSelect';
@@ -18,7 +19,9 @@ export function moeTopkSelect(
   const [, numExperts] = logits.shape;
   const $bias = checkOptionalTensor(OP, 'bias', bias, 1, 'float32', '[E]') as Tensor1D | null;
   if ($bias != null) checkShape(OP, 'bias', $bias, [numExperts], '[E]');
+  checkExpertCount(OP, 'gatingLogits', numExperts);
   checkInt(OP, 'topK', topK, 1, numExperts);
+  checkElementCount(OP, 'topkIds', [logits.shape[0], topK]);
   checkBoolean(OP, 'renormalize', renormalize);
 
   const attrs: MoeTopkSelectAttrs = {topK, renormalize};

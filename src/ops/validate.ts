@@ -3,12 +3,16 @@ import * as tf from '@tensorflow/tfjs-core';
 import type {DataType, Tensor} from '@tensorflow/tfjs-core';
 
 import {PLAIN_SWIGLU, SWIGLU_ACTIVATIONS, SwigluActivation, SwigluActivationAttrs} from '../kernels/kernel_names.js';
+import {describeValue, MAX_INT32} from './limits.js';
 
 function describe(value: unknown): string {
   if (value instanceof tf.Tensor) return `a ${value.dtype} tensor of shape [${value.shape.join(',')}]`;
   if (value === null) return 'null';
   if (Array.isArray(value)) return `a JS array of length ${value.length}`;
-  return `${typeof value} ${JSON.stringify(value)}`;
+  const kind = typeof value;
+  // 'number NaN', 'string "x"'; undefined, bigints and objects as describeValue says ('undefined', '2n (a bigint)').
+  return kind === 'number' || kind === 'string' || kind === 'boolean' ? `${kind} ${describeValue(value)}` :
+                                                                       describeValue(value);
 }
 
 export function argError(op: string, arg: string, expected: string, got: string): Error {
@@ -22,6 +26,10 @@ export function checkTensor(op: string, arg: string, value: unknown, rank: numbe
   if (value.isDisposed) throw argError(op, arg, expected, 'a disposed tensor');
   if (value.rank !== rank) throw argError(op, arg, expected, `rank ${value.rank} (shape [${value.shape.join(',')}])`);
   if (value.dtype !== dtype) throw argError(op, arg, expected, `dtype ${value.dtype}`);
+  if (value.shape.some((d: number) => d > MAX_INT32)) {
+    throw argError(op, arg, `${expected} with every dimension <= ${MAX_INT32} (int32 indexing)`,
+        `shape [${value.shape.join(',')}]`);
+  }
   return value;
 }
 
@@ -37,8 +45,8 @@ export function checkShape(op: string, arg: string, t: Tensor, expected: number[
   }
 }
 
-export function checkInt(op: string, arg: string, value: unknown, min: number, max = Infinity): number {
-  const range = max === Infinity ? `>= ${min}` : `in [${min}, ${max}]`;
+export function checkInt(op: string, arg: string, value: unknown, min: number, max = MAX_INT32): number {
+  const range = `in [${min}, ${max}]`;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
     throw argError(op, arg, `an integer ${range}`, describe(value));
   }

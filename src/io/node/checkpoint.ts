@@ -5,56 +5,75 @@
  * headers and the byte ranges of the wanted tensors are read from disk. Exported from 'tfjs-moe/node' so that
  * the root entry stays free of node: imports.
  */
-import {access, open, readFile} from 'node:fs/promises';
+import {lstat, readFile} from 'node:fs/promises';
 import * as path from 'node:path';
 
 import type * as tf from '@tensorflow/tfjs-core';
 
+import {describeValue} from '../../ops/limits.js';
 import {decodeSafetensor, parseSafetensorsHeader, SafetensorsHeader} from '../safetensors.js';
+import {CheckpointFolder, openRegularFile} from './checkpoint_files.js';
 
 function fail(what: string): never {
   throw new Error(`readMoeLayerFromCheckpoint: ${what}`);
 }
 
-async function readJson(file: string, what: string): Promise<Record<string, unknown>> {
+async function readJson(folder: CheckpointFolder, file: string, what: string): Promise<Record<string, unknown>> {
   let text: string;
+  const handle = await folder.open(file, what, fail);
   try {
-    text = await readFile(file, 'utf8');
+    text = await readFile(handle, 'utf8');
   } catch (e) {
     fail(`cannot read ${what} '${file}': ${(e as Error).message}`);
+  } finally {
+    await handle.close();
   }
+  let json: unknown;
   try {
-    return JSON.parse(text);
+    json = JSON.parse(text);
   } catch (e) {
-    fail(`${what} '${file}' is not valid JSON: ${(e as Error).message}`);
+    // V8's messages quote the text; a file that is not JSON must not have its content echoed.
+    const at = /position (\d+)/.exec((e as Error).message);
+    fail(`${what} '${file}' is not valid JSON${at == null ? '' : ` (at position ${at[1]})`}`);
   }
+  if (json == null || typeof json !== 'object' || Array.isArray(json)) {
+    fail(`${what} '${file}' must hold a JSON object, got ${Array.isArray(json) ? 'an array' : describeValue(json)}`);
+  }
+  return json as Record<string, unknown>;
 }
 
 /** tensor name -> shard file name, from the index or from the single file's header. */
-async function weightMap(dir: string): Promise<Map<string, string>> {
-  const indexFile = path.join(dir, 'model.safetensors.index.json');
-  const indexed = await access(indexFile).then(() => true, () => false);
+async function weightMap(folder: CheckpointFolder): Promise<Map<string, string>> {
+  const indexFile = path.join(folder.dir, 'model.safetensors.index.json');
+  const indexed = await lstat(indexFile).then(() => true, () => false);
   if (indexed) {
-    const index = await readJson(indexFile, 'checkpoint index');
+    const index = await readJson(folder, indexFile, 'checkpoint index');
     const map = index.weight_map;
-    if (map == null || typeof map !== 'object' || Object.values(map).some(v => typeof v !== 'string')) {
+    if (map == null || typeof map !== 'object' || Array.isArray(map) ||
+        Object.values(map).some(v => typeof v !== 'string')) {
       fail(`'${indexFile}' has no weight_map of tensor name -> file name`);
     }
     return new Map(Object.entries(map as Record<string, string>));
   }
   const single = 'model.safetensors';
-  const header = await readHeader(path.join(dir, single));
+  const header = await readHeader(path.join(folder.dir, single), folder);
   return new Map(header.entries.map(e => [e.name, single]));
 }
 
-async function readHeader(file: string): Promise<SafetensorsHeader> {
-  const handle = await open(file, 'r').catch((e: unknown) => fail(`cannot open '${file}': ${(e as Error).message}`));
+async function readHeader(file: string, folder: CheckpointFolder | null): Promise<SafetensorsHeader> {
+  const handle = folder == null ? await openRegularFile(file, 'safetensors file', fail) :
+                                  await folder.open(file, 'safetensors shard', fail);
   try {
     const {size} = await handle.stat();
     const lengthBytes = new Uint8Array(8);
-    await handle.read(lengthBytes, 0, 8, 0);
+    const {bytesRead} = await handle.read(lengthBytes, 0, 8, 0);
+    if (bytesRead < 8) fail(`'${file}' is not a safetensors file (${bytesRead} bytes, fewer than the 8 of the header length)`);
     const headerLength = Number(new DataView(lengthBytes.buffer).getBigUint64(0, true));
-    if (headerLength > size || headerLength > 100_000_000) fail(`'${file}': header length ${headerLength} exceeds the file size ${size}`);
+    // The length is the file's first bytes: name it only when it could be one.
+    if (headerLength > 100_000_000) fail(`'${file}' is not a safetensors file`);
+    if (headerLength > size) {
+      fail(`'${file}' is not a safetensors file (header length ${headerLength} exceeds the file size ${size})`);
+    }
     const prefix = new Uint8Array(8 + headerLength);
     await handle.read(prefix, 0, prefix.length, 0);
     try {
@@ -69,11 +88,24 @@ async function readHeader(file: string): Promise<SafetensorsHeader> {
 
 /** Reads the named tensors from one safetensors file, touching only their byte ranges. */
 export async function readSafetensorsFile(file: string, names?: readonly string[]): Promise<Record<string, tf.Tensor>> {
-  const header = await readHeader(file);
-  const entries = names == null ? header.entries : names.map(name => header.entries.find(e => e.name === name) ??
+  if (typeof file !== 'string') fail(`argument 'file' must be a path string, got ${describeValue(file)}`);
+  if (names != null && (!Array.isArray(names) || names.some(n => typeof n !== 'string'))) {
+    fail(`argument 'names' must be an array of tensor names, got ${describeValue(names)}`);
+  }
+  return readTensors(file, names, null);
+}
+
+/** readSafetensorsFile, with the file opened through `folder`'s checks when it belongs to a checkpoint folder. */
+async function readTensors(file: string, names: readonly string[] | undefined, folder: CheckpointFolder | null):
+    Promise<Record<string, tf.Tensor>> {
+  const header = await readHeader(file, folder);
+  const byName = new Map(header.entries.map(e => [e.name, e]));
+  const entries = names == null ? header.entries : names.map(name => byName.get(name) ??
       fail(`tensor '${name}' is not in '${file}'`));
-  const out: Record<string, tf.Tensor> = {};
-  const handle = await open(file, 'r');
+  // Null prototype: a tensor named '__proto__' is an own key, never the object's prototype.
+  const out: Record<string, tf.Tensor> = Object.create(null);
+  const handle = folder == null ? await openRegularFile(file, 'safetensors file', fail) :
+                                  await folder.open(file, 'safetensors shard', fail);
   try {
     for (const entry of entries) {
       const bytes = new Uint8Array(entry.end - entry.begin);
@@ -95,6 +127,12 @@ export interface ReadMoeLayerOptions {
   layer?: number;
   /** Explicit prefix of the block's tensors (overrides `layer`), e.g. 'model.layers.3.mlp.'. */
   prefix?: string;
+  /**
+   * Read files whose real path (symlinks resolved) lies outside the folder (default false: refused, naming the
+   * file). Inside a Hugging Face cache snapshot (<repo>/snapshots/<rev>/), the repo folder holding snapshots/
+   * and blobs/ counts as inside.
+   */
+  allowOutsideFolder?: boolean;
 }
 
 export interface MoeLayerCheckpoint {
@@ -111,18 +149,33 @@ export interface MoeLayerCheckpoint {
  * loadHuggingFaceMoe(config, weights, {prefix}) from 'tfjs-moe', then dispose `weights`.
  */
 export async function readMoeLayerFromCheckpoint(dir: string, options: ReadMoeLayerOptions): Promise<MoeLayerCheckpoint> {
-  options = options ?? {};
+  if (typeof dir !== 'string' || dir === '') fail(`argument 'dir' must be a folder path, got ${describeValue(dir)}`);
+  if (options == null || typeof options !== 'object' || Array.isArray(options)) {
+    fail(`argument 'options' must be an object {layer} or {prefix}, got ${describeValue(options)}`);
+  }
+  const known = ['layer', 'prefix', 'allowOutsideFolder'];
+  const unknown = Object.keys(options).filter(k => !known.includes(k));
+  if (unknown.length > 0) fail(`unknown option '${unknown[0]}' (options: ${known.join(', ')})`);
   let candidates: string[];
   if (options.prefix != null) {
+    if (typeof options.prefix !== 'string' || options.prefix === '') {
+      fail(`option 'prefix' must be a non-empty string, got ${describeValue(options.prefix)}`);
+    }
     candidates = [options.prefix.endsWith('.') ? options.prefix : `${options.prefix}.`];
-  } else if (options.layer != null && Number.isInteger(options.layer) && options.layer >= 0) {
+  } else if (options.layer != null && Number.isSafeInteger(options.layer) && options.layer >= 0) {
     // transformers names the block 'mlp'; Mixtral's hub files 'block_sparse_moe'.
     candidates = ['mlp', 'block_sparse_moe'].map(m => `model.layers.${options.layer}.${m}.`);
   } else {
-    fail(`options need 'layer' (a non-negative integer) or 'prefix', got ${JSON.stringify(options)}`);
+    fail(`options need 'layer' (a non-negative integer) or 'prefix', got ${
+        options.layer != null ? `layer ${describeValue(options.layer)}` : 'neither'}`);
   }
-  const config = await readJson(path.join(dir, 'config.json'), 'model config');
-  const map = await weightMap(dir);
+  const allowOutside = options.allowOutsideFolder ?? false;
+  if (typeof allowOutside !== 'boolean') {
+    fail(`option 'allowOutsideFolder' must be a boolean, got ${describeValue(allowOutside)}`);
+  }
+  const folder = await CheckpointFolder.resolve(dir, allowOutside, fail);
+  const config = await readJson(folder, path.join(dir, 'config.json'), 'model config');
+  const map = await weightMap(folder);
   const prefix = candidates.find(p => [...map.keys()].some(k => k.startsWith(p)));
   if (prefix == null) fail(`no tensor in '${dir}' starts with ${candidates.map(c => `'${c}'`).join(' or ')}`);
   const byFile = new Map<string, string[]>();
@@ -130,11 +183,14 @@ export async function readMoeLayerFromCheckpoint(dir: string, options: ReadMoeLa
     if (!name.startsWith(prefix)) continue;
     byFile.set(file, [...(byFile.get(file) ?? []), name]);
   }
-  const weights: Record<string, tf.Tensor> = {};
+  const weights: Record<string, tf.Tensor> = Object.create(null);
   try {
     for (const [file, names] of byFile) {
-      if (path.basename(file) !== file) fail(`shard name '${file}' in the index must be a plain file name`);
-      Object.assign(weights, await readSafetensorsFile(path.join(dir, file), names));
+      if (path.basename(file) !== file || file === '.' || file === '..' || file === '' || file.includes('\0')) {
+        fail(`shard name ${JSON.stringify(file)} in the index must be a plain file name`);
+      }
+      const shard = await readTensors(path.join(dir, file), names, folder);
+      for (const name of Object.keys(shard)) weights[name] = shard[name];
     }
   } catch (e) {
     Object.values(weights).forEach(t => t.dispose());

@@ -37,11 +37,10 @@ export function getMoeScoresComposite(
     // Group choice is selection only: no gradient flows through it.
     const perGroup = groupScores(tf.reshape(stopGradient(biased), [numTokens, nGroup, groupSize]));
     const {chosen: keptGroups} = selectTopKComposite(perGroup, topkGroup);
-    // Experts of dropped groups rank as -Infinity (the doc's masking, as the cpu kernel does).
+    // Experts of dropped groups are never chosen, not even over a NaN of a kept group (semantics 2.5).
     const keptExperts =
         tf.reshape(tf.tile(tf.reshape(keptGroups, [numTokens, nGroup, 1]), [1, 1, groupSize]), [numTokens, numExperts]);
-    const candidates = select(keptExperts, biased, tf.scalar(-Infinity)) as Tensor2D;
-    const {ids} = selectTopKComposite(candidates, topK);
+    const {ids} = selectTopKComposite(stopGradient(biased), topK, keptExperts);
 
     let weights: Tensor = takeAlongRows(scores, ids);
     if (renormalize) weights = tf.div(weights, tf.add(tf.sum(weights, 1, true), tf.scalar(1e-20)));

@@ -15,8 +15,8 @@ import {stopGradient} from './stop_gradient.js';
  * < 2*T*k, exact in float32) lists the entries in row order; each row finds its expert by counting segment
  * ends <= r ([R,E]) and gathers. A sort instead of tf.scatterND because webgl's scatter loops over all updates
  * per output element (quadratic).
- * Ids outside [0,E) contribute to no expert, fill no row and get rowMap = R (out of range, so a later
- * moeCombine on the cpu rejects it): no backend reads or writes out of bounds for them.
+ * Ids outside [0,E) contribute to no expert, fill no row and get rowMap = -1, the one "no row" sentinel of
+ * every path (webgpu and cuda write -1 too; docs/semantics.md section 3): nothing is read or written out of bounds.
  */
 /** JS numbers in tfjs arithmetic become float32 and upcast int32 operands: keep index math int32. */
 const int = (v: number) => tf.scalar(v, 'int32');
@@ -53,7 +53,7 @@ export function moePermuteComposite(x: Tensor2D, topkIds: Tensor2D, attrs: MoePe
     // Entries of the same expert before this one: exact in int32.
     const rank = tf.sum(tf.mul(tf.cumsum(oneHot, 0, true), oneHot), 1);
     const sumOverExpert = (perExpert: Tensor) => tf.sum(tf.mul(oneHot, tf.reshape(perExpert, [1, numExperts])), 1);
-    const rowMap = select(valid, tf.add(sumOverExpert(segmentStarts), rank), tf.scalar(numRows, 'int32'));
+    const rowMap = select(valid, tf.add(sumOverExpert(segmentStarts), rank), int(-1));
 
     // Entries in row order: sort by unpadded position; invalid entries after every valid one.
     const entryIndex = tf.range(0, numEntries, 1, 'int32');

@@ -22,7 +22,9 @@ export function moeTopkSelectComposite(
     const keys = bias == null ? probs : tf.add(probs, tf.reshape(bias, [1, -1])) as Tensor2D;
     const {ids} = selectTopKComposite(keys, attrs.topK);
     let weights = takeAlongRows(probs, ids);
-    if (attrs.renormalize) weights = tf.div(weights, tf.sum(weights, 1, true));
+    // ERNIE's clamp (semantics 1.5): 0/0 when a bias picks experts whose p underflowed. A NaN sum stays NaN
+    // through the weights themselves (the row is NaN), whatever maximum() does with NaN on a backend.
+    if (attrs.renormalize) weights = tf.div(weights, tf.maximum(tf.sum(weights, 1, true), tf.scalar(1e-12)));
     return [tf.cast(ids, 'int32'), weights] as [Tensor2D, Tensor2D];
   });
 }

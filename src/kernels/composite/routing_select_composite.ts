@@ -15,8 +15,12 @@ export function select(condition: Tensor, a: Tensor, b: Tensor): Tensor {
   return tf.where(condition, a as Tensor2D, b as Tensor2D);
 }
 
-/** Returns the chosen indices as float32 [T,k] (exact: n < 2^24) and the mask of chosen entries, bool [T,n]. */
-export function selectTopKComposite(selectionKeys: Tensor2D, k: number): {ids: Tensor2D, chosen: Tensor2D} {
+/**
+ * Returns the chosen indices as float32 [T,k] (exact: n < 2^24) and the mask of chosen entries, bool [T,n].
+ * With `eligible` (bool [T,n]) only its true entries compete: a NaN among them beats every ineligible entry.
+ */
+export function selectTopKComposite(selectionKeys: Tensor2D, k: number, eligible: Tensor | null = null):
+    {ids: Tensor2D, chosen: Tensor2D} {
   // Choosing is not differentiable: the weights' gradient flows through what is gathered at the ids, not here.
   const keys = stopGradient(selectionKeys);
   const [numRows, n] = keys.shape;
@@ -25,7 +29,8 @@ export function selectTopKComposite(selectionKeys: Tensor2D, k: number): {ids: T
   const none = tf.scalar(n, 'float32');
   const isNumber = tf.logicalNot(tf.isNaN(keys));
   const clean = select(isNumber, keys, minusInf);
-  let available: Tensor = tf.cast(tf.ones([numRows, n]), 'bool');
+  let available: Tensor = eligible ?? tf.cast(tf.ones([numRows, n]), 'bool');
+  const initiallyAvailable = available;
   const picks: Tensor[] = [];
   for (let slot = 0; slot < k; slot++) {
     const masked = select(available, clean, minusInf);
@@ -38,7 +43,7 @@ export function selectTopKComposite(selectionKeys: Tensor2D, k: number): {ids: T
     picks.push(pick);
     available = tf.logicalAnd(available, tf.notEqual(index, pick));
   }
-  return {ids: tf.concat(picks, 1) as Tensor2D, chosen: tf.logicalNot(available) as Tensor2D};
+  return {ids: tf.concat(picks, 1) as Tensor2D, chosen: tf.logicalAnd(initiallyAvailable, tf.logicalNot(available)) as Tensor2D};
 }
 
 /**

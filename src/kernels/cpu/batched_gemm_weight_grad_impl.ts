@@ -16,8 +16,8 @@ export function batchedGemmWeightGradImpl(
     for (let r = start; r < end; r++) {
       const lhsRow = r * k, dyRow = r * n;
       for (let kk = 0; kk < k; kk++) {
+        // No skip of a = 0: 0 * Inf must give NaN as the per-segment sum says (IEEE semantics).
         const a = lhs[lhsRow + kk];
-        if (a === 0) continue;
         const base = kk * n;
         for (let nn = 0; nn < n; nn++) acc[base + nn] += a * dy[dyRow + nn];
       }

@@ -5,6 +5,7 @@ export function fusedSwigluScaleImpl(
     x: Float32Array, numRows: number, intermediate: number, scale: Float32Array | null,
     act: SwigluActivationAttrs = PLAIN_SWIGLU): Float32Array {
   const out = new Float32Array(numRows * intermediate);
+  if (out.length === 0) return out;  // [R,0] with a huge R: no row loop over nothing
   const clamped = act.activation === 'clamped_swiglu';
   const alpha = act.swigluAlpha, limit = act.swigluLimit;
   for (let r = 0; r < numRows; r++) {

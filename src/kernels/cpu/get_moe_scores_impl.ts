@@ -35,7 +35,7 @@ export function getMoeScoresImpl(
   const biased = new Float32Array(numExperts);
   const groupScores = new Float32Array(nGroup);
   const keptGroups = new Int32Array(topkGroup);
-  const candidates = new Float32Array(numExperts);
+  const eligible = new Uint8Array(numExperts);
   const taken = new Uint8Array(Math.max(numExperts, nGroup));
 
   for (let t = 0; t < numTokens; t++) {
@@ -62,13 +62,10 @@ export function getMoeScoresImpl(
     }
 
     selectTopK(groupScores, 0, nGroup, topkGroup, keptGroups, 0, taken);
-    // Experts outside the kept groups rank as -Infinity (the doc's masking), not as excluded.
-    candidates.fill(-Infinity);
-    for (let i = 0; i < topkGroup; i++) {
-      const begin = keptGroups[i] * groupSize;
-      for (let e = begin; e < begin + groupSize; e++) candidates[e] = biased[e];
-    }
-    selectTopK(candidates, 0, numExperts, topK, topkIds, out, taken);
+    // Experts outside the kept groups are never chosen, not even over a NaN of a kept group (semantics 2.5).
+    eligible.fill(0);
+    for (let i = 0; i < topkGroup; i++) eligible.fill(1, keptGroups[i] * groupSize, (keptGroups[i] + 1) * groupSize);
+    selectTopK(biased, 0, numExperts, topK, topkIds, out, taken, eligible);
 
     let sum = 0;
     for (let j = 0; j < topK; j++) {

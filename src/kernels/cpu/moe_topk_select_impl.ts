@@ -2,6 +2,8 @@
 import {selectTopK} from './routing_select.js';
 
 const f32 = Math.fround;
+/** The renormalisation denominator's floor (ERNIE-4.5's moe_norm_min), as float32. */
+const MIN_NORM_DENOMINATOR = f32(1e-12);
 
 /**
  * p = softmax(logits) per token (max-subtracted); choose the topK largest p + bias (bias only selects);
@@ -44,7 +46,9 @@ export function moeTopkSelectImpl(
       chosenSum = f32(chosenSum + p);
     }
     if (renormalize) {
-      for (let j = 0; j < topK; j++) topkWeights[out + j] = topkWeights[out + j] / chosenSum;
+      // ERNIE's clamp (semantics 1.5): a bias may pick experts whose p underflowed to 0; 0/0 would be NaN.
+      const denom = Math.max(chosenSum, MIN_NORM_DENOMINATOR);
+      for (let j = 0; j < topK; j++) topkWeights[out + j] = topkWeights[out + j] / denom;
     }
   }
   return {topkIds, topkWeights};

@@ -1,6 +1,8 @@
 // The addon's layer handle API: a MoeLayer (moe_layer.h) created from the layer config and weights, run, timed,
-// profiled and freed through an external handle.
+// profiled and freed through an external handle; and device-resident activations ([T, H] float32 on the GPU) that
+// consecutive layers pass to each other without a host round trip.
 #include <algorithm>
+#include <chrono>
 
 #include "addon_napi.h"
 #include "moe_layer.h"
@@ -116,7 +118,7 @@ napi_value LayerCreate(napi_env env, napi_callback_info info) {
     }
     if (cfg.sharedGate) w.sharedExpertGateWeight = weight("sharedExpertGateWeight", H, true);
 
-    auto* h = new LayerHandle{std::make_unique<moe::MoeLayer>(cfg, w)};
+    auto* h = new LayerHandle{std::make_unique<moe::MoeLayer>(cfg, w, opStream())};
     napi_value ext;
     if (napi_create_external(env, h, finalizeLayer, nullptr, &ext) != napi_ok) {
       delete h;
@@ -126,18 +128,198 @@ napi_value LayerCreate(napi_env env, napi_callback_info info) {
   });
 }
 
-// layerForward(handle, x, T, useGraph) -> Float32Array [T*H]
+// layerForward(handle, x, T, useGraph, wantIds, output) -> {output: Float32Array [T*H], topkIds?: Int32Array [T*k]}.
+// output: how y reaches the host: 'staged' (pinned staging, then a threaded copy into a new array), 'pinned' (a new
+// array over a pinned block, downloaded into directly), 'pageable' (the path from before pinned staging, x too;
+// benchmark A/B only).
 napi_value LayerForward(napi_env env, napi_callback_info info) {
-  return entry(env, info, 4, "layerForward", [&](Args& a) {
+  return entry(env, info, 6, "layerForward", [&](Args& a) {
     LayerHandle* h = handleOf(a);
     const int T = integer(a, 2, "T", 0);
     const size_t n = static_cast<size_t>(T) * h->layer->hidden();
     auto x = typed<float>(a, 1, "x", napi_float32_array, n);
-    const bool useGraph = boolean(a, 3, "useGraph");
+    const bool useGraph = boolean(a, 3, "useGraph"), wantIds = boolean(a, 4, "wantIds");
+    char mode[16];
+    size_t len = 0;
+    if (napi_get_value_string_utf8(env, a.v[5], mode, sizeof(mode), &len) != napi_ok) {
+      throw ArgError("layerForward: argument 'output' must be 'staged', 'pinned' or 'pageable'");
+    }
+    const std::string m(mode, len);
+    moe::HostCopy copy;
+    if (m == "staged") copy = moe::HostCopy::kStaged;
+    else if (m == "pinned") copy = moe::HostCopy::kPinned;
+    else if (m == "pageable") copy = moe::HostCopy::kPageable;
+    else throw ArgError("layerForward: argument 'output' must be 'staged', 'pinned' or 'pageable', got '" + m + "'");
     float* out;
-    napi_value outV = newTyped<float>(env, n, &out);
-    h->layer->forward(x.data, T, out, useGraph);
+    napi_value outV = copy == moe::HostCopy::kPinned ? newPinnedFloat32(env, n, &out)
+                    : copy == moe::HostCopy::kStaged ? newUninitializedFloat32(env, n, &out)
+                                                     : newTyped<float>(env, n, &out);
+    int* ids = nullptr;
+    napi_value result, idsV;
+    NAPI(napi_create_object(env, &result));
+    setProp(env, result, "output", outV);
+    if (wantIds) {
+      idsV = newTyped<int>(env, static_cast<size_t>(T) * h->layer->topK(), &ids);
+      setProp(env, result, "topkIds", idsV);
+    }
+    h->layer->forward(x.data, T, out, ids, useGraph, copy);
+    return result;
+  });
+}
+
+// layerLastTimings(handle) -> {uploadHostMs, waitMs} of the last host forward
+napi_value LayerLastTimings(napi_env env, napi_callback_info info) {
+  return entry(env, info, 1, "layerLastTimings", [&](Args& a) {
+    const moe::ForwardTimings& t = handleOf(a)->layer->lastTimings();
+    napi_value o;
+    NAPI(napi_create_object(env, &o));
+    setProp(env, o, "uploadHostMs", num(env, t.uploadHostMs));
+    setProp(env, o, "waitMs", num(env, t.waitMs));
+    setProp(env, o, "copyOutMs", num(env, t.copyOutMs));
+    return o;
+  });
+}
+
+// ---- device-resident activations ----
+struct ActivationHandle {
+  DeviceBuffer data;  // [rows, cols] float32, allocated and freed in order on the addon's stream
+  int rows = 0, cols = 0;
+  bool disposed = false;
+};
+
+void finalizeActivation(napi_env, void* data, void*) { delete static_cast<ActivationHandle*>(data); }
+
+ActivationHandle* activationOf(const Args& a, size_t i) {
+  void* p = nullptr;
+  if (napi_get_value_external(a.env, a.v[i], &p) != napi_ok || p == nullptr) {
+    throw ArgError(std::string(a.fn) + ": argument 'activation' must be a device activation handle");
+  }
+  auto* h = static_cast<ActivationHandle*>(p);
+  if (h->disposed) throw ArgError(std::string(a.fn) + ": the activation was disposed");
+  return h;
+}
+
+napi_value newActivation(napi_env env, int rows, int cols, ActivationHandle** out) {
+  auto* h = new ActivationHandle{DeviceBuffer(static_cast<size_t>(rows) * cols * sizeof(float), opStream()), rows, cols, false};
+  napi_value ext;
+  if (napi_create_external(env, h, finalizeActivation, nullptr, &ext) != napi_ok) {
+    delete h;
+    throw std::runtime_error("napi_create_external failed");
+  }
+  *out = h;
+  return ext;
+}
+
+moe::PinnedStaging& uploadStaging() {
+  static moe::PinnedStaging* s = new moe::PinnedStaging();
+  return *s;
+}
+
+// activationUpload(x, rows, cols) -> handle (x copied to the GPU; returns once x may be reused)
+napi_value ActivationUpload(napi_env env, napi_callback_info info) {
+  return entry(env, info, 3, "activationUpload", [&](Args& a) {
+    const int rows = integer(a, 1, "rows", 0), cols = integer(a, 2, "cols", 1);
+    auto x = typed<float>(a, 0, "x", napi_float32_array, static_cast<size_t>(rows) * cols);
+    ActivationHandle* h;
+    napi_value ext = newActivation(env, rows, cols, &h);
+    moe::uploadStaged(h->data.as(), x.data, x.length * sizeof(float), opStream(), uploadStaging());
+    finish();  // the staging buffer is reused by the next upload
+    return ext;
+  });
+}
+
+// activationDownload(handle) -> Float32Array [rows*cols], after everything enqueued before it (through pinned staging)
+napi_value ActivationDownload(napi_env env, napi_callback_info info) {
+  return entry(env, info, 1, "activationDownload", [&](Args& a) {
+    ActivationHandle* h = activationOf(a, 0);
+    const size_t n = static_cast<size_t>(h->rows) * h->cols;
+    static moe::PinnedStaging* staging = new moe::PinnedStaging();
+    float* landing = static_cast<float*>(staging->ensure(n * sizeof(float)));
+    download(landing, h->data, n);
+    float* out;
+    napi_value outV = newUninitializedFloat32(env, n, &out);
+    finish();
+    moe::parallelCopy(out, landing, n * sizeof(float));
     return outV;
+  });
+}
+
+// activationDispose(handle): frees the device memory now (stream-ordered) rather than at garbage collection.
+napi_value ActivationDispose(napi_env env, napi_callback_info info) {
+  return entry(env, info, 1, "activationDispose", [&](Args& a) {
+    void* p = nullptr;
+    if (napi_get_value_external(env, a.v[0], &p) != napi_ok || p == nullptr) {
+      throw ArgError("activationDispose: argument 'activation' must be a device activation handle");
+    }
+    auto* h = static_cast<ActivationHandle*>(p);
+    h->data = DeviceBuffer();
+    h->disposed = true;
+    napi_value u;
+    NAPI(napi_get_undefined(env, &u));
+    return u;
+  });
+}
+
+// layerForwardDevice(handle, activation, useGraph, wantIds) -> {output: activation handle, topkIds?: Int32Array}.
+// Enqueued only (no wait) unless wantIds: the next layer's forward or a download orders after it on the stream.
+napi_value LayerForwardDevice(napi_env env, napi_callback_info info) {
+  return entry(env, info, 4, "layerForwardDevice", [&](Args& a) {
+    LayerHandle* h = handleOf(a);
+    ActivationHandle* x = activationOf(a, 1);
+    if (x->cols != h->layer->hidden()) {
+      throw ArgError("layerForwardDevice: argument 'activation' must have " + std::to_string(h->layer->hidden()) +
+                     " columns, got " + std::to_string(x->cols));
+    }
+    const bool useGraph = boolean(a, 2, "useGraph"), wantIds = boolean(a, 3, "wantIds");
+    ActivationHandle* y;
+    napi_value result, outV = newActivation(env, x->rows, x->cols, &y), idsV;
+    NAPI(napi_create_object(env, &result));
+    setProp(env, result, "output", outV);
+    int* ids = nullptr;
+    if (wantIds) {
+      idsV = newTyped<int>(env, static_cast<size_t>(x->rows) * h->layer->topK(), &ids);
+      setProp(env, result, "topkIds", idsV);
+    }
+    h->layer->forwardDevice(x->data.as<float>(), x->rows, y->data.as<float>(), ids, useGraph);
+    return result;
+  });
+}
+
+// hostCopyBandwidth(bytes, iters) -> {pinnedH2D, pinnedD2H, pageableH2D, pageableD2H} in GB/s (median), the
+// link speeds the end-to-end target is quoted against.
+napi_value HostCopyBandwidth(napi_env env, napi_callback_info info) {
+  return entry(env, info, 2, "hostCopyBandwidth", [&](Args& a) {
+    const size_t bytes = static_cast<size_t>(number(a, 0, "bytes"));
+    const int iters = integer(a, 1, "iters", 1);
+    DeviceBuffer dev(bytes, nullptr);
+    size_t cap = 0;
+    void* pinned = moe::PinnedPool::instance().acquire(bytes, &cap);
+    std::vector<char> pageable(bytes, 1);
+    auto measure = [&](void* dst, const void* src, cudaMemcpyKind kind) {
+      std::vector<double> gbs;
+      for (int i = 0; i < iters + 1; i++) {
+        const auto t0 = std::chrono::steady_clock::now();
+        MOE_CUDA(cudaMemcpyAsync(dst, src, bytes, kind, opStream()));
+        finish();
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        if (i > 0) gbs.push_back(bytes / s / 1e9);
+      }
+      std::sort(gbs.begin(), gbs.end());
+      return gbs[gbs.size() / 2];
+    };
+    napi_value o;
+    NAPI(napi_create_object(env, &o));
+    try {
+      setProp(env, o, "pinnedH2D", num(env, measure(dev.as(), pinned, cudaMemcpyHostToDevice)));
+      setProp(env, o, "pinnedD2H", num(env, measure(pinned, dev.as(), cudaMemcpyDeviceToHost)));
+      setProp(env, o, "pageableH2D", num(env, measure(dev.as(), pageable.data(), cudaMemcpyHostToDevice)));
+      setProp(env, o, "pageableD2H", num(env, measure(pageable.data(), dev.as(), cudaMemcpyDeviceToHost)));
+    } catch (...) {
+      moe::PinnedPool::instance().release(pinned, cap);
+      throw;
+    }
+    moe::PinnedPool::instance().release(pinned, cap);
+    return o;
   });
 }
 
@@ -197,6 +379,12 @@ void defineLayer(napi_env env, napi_value exports) {
   const napi_property_descriptor props[] = {
       {"layerCreate", nullptr, LayerCreate, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"layerForward", nullptr, LayerForward, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"layerForwardDevice", nullptr, LayerForwardDevice, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"layerLastTimings", nullptr, LayerLastTimings, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"activationUpload", nullptr, ActivationUpload, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"activationDownload", nullptr, ActivationDownload, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"activationDispose", nullptr, ActivationDispose, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"hostCopyBandwidth", nullptr, HostCopyBandwidth, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"layerBenchmark", nullptr, LayerBenchmark, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"layerProfile", nullptr, LayerProfile, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"layerDispose", nullptr, LayerDispose, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "device_buffer.h"
+#include "host_staging.h"
 
 namespace moe_napi {
 
@@ -108,6 +109,48 @@ napi_value newTyped(napi_env env, size_t n, T** data) {
   NAPI(napi_create_arraybuffer(env, n * sizeof(T), &raw, &ab));
   NAPI(napi_create_typedarray(env, std::is_same<T, float>::value ? napi_float32_array : napi_int32_array, n, ab, 0, &out));
   *data = static_cast<T*>(raw);
+  return out;
+}
+
+// A Float32Array of n elements in memory that is not zero-filled (a Node Buffer's): every element is written by the
+// caller. Falls back to a zeroed array where the Buffer's offset does not suit a Float32Array.
+inline napi_value newUninitializedFloat32(napi_env env, size_t n, float** data) {
+  napi_value buf, ab, out;
+  void* raw = nullptr;
+  NAPI(napi_create_buffer(env, n * sizeof(float), &raw, &buf));
+  size_t offset = 0;
+  NAPI(napi_get_typedarray_info(env, buf, nullptr, nullptr, nullptr, &ab, &offset));
+  if (offset % sizeof(float) != 0) return newTyped<float>(env, n, data);
+  NAPI(napi_create_typedarray(env, napi_float32_array, n, ab, offset, &out));
+  *data = static_cast<float*>(raw);
+  return out;
+}
+
+// A Float32Array of n elements in a pinned block (the device copies into it at the link's full speed, and a later
+// upload of it is direct); the block returns to the pool when the array is collected. Where the runtime refuses
+// external buffers (a V8 sandbox), a plain array (pageable) instead.
+inline void releasePinned(napi_env env, void* data, void* hint) {
+  const size_t capacity = reinterpret_cast<size_t>(hint);
+  moe::PinnedPool::instance().release(data, capacity);
+  int64_t adjusted;
+  (void)napi_adjust_external_memory(env, -static_cast<int64_t>(capacity), &adjusted);
+}
+inline napi_value newPinnedFloat32(napi_env env, size_t n, float** data) {
+  size_t capacity = 0;
+  void* block = moe::PinnedPool::instance().acquire(n * sizeof(float), &capacity);
+  napi_value ab, out;
+  if (napi_create_external_arraybuffer(env, block, n * sizeof(float), releasePinned, reinterpret_cast<void*>(capacity),
+                                       &ab) != napi_ok) {
+    moe::PinnedPool::instance().release(block, capacity);
+    const napi_extended_error_info* info;
+    (void)napi_get_last_error_info(env, &info);  // clears the failed call's error state
+    return newTyped<float>(env, n, data);
+  }
+  int64_t adjusted;
+  // Tells V8 how much memory the array holds, so that collecting it (and returning the block) is not put off.
+  NAPI(napi_adjust_external_memory(env, static_cast<int64_t>(capacity), &adjusted));
+  NAPI(napi_create_typedarray(env, napi_float32_array, n, ab, 0, &out));
+  *data = static_cast<float*>(block);
   return out;
 }
 

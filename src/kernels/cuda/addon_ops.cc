@@ -52,6 +52,35 @@ napi_value Status(napi_env env, napi_callback_info) {
   });
 }
 
+// setTuning({pdl, gemmTiles}): the tfjs flags MOE_CUDA_PDL and MOE_CUDA_GEMM_TILES (kernels/cuda/flags_cuda.ts).
+napi_value SetTuning(napi_env env, napi_callback_info info) {
+  return entry(env, info, 1, "setTuning", [&](Args& a) {
+    napi_value pdlV, tilesV;
+    NAPI(napi_get_named_property(env, a.v[0], "pdl", &pdlV));
+    NAPI(napi_get_named_property(env, a.v[0], "gemmTiles", &tilesV));
+    bool pdl;
+    if (napi_get_value_bool(env, pdlV, &pdl) != napi_ok) throw ArgError("setTuning: argument 'pdl' must be a boolean");
+    char buf[32];
+    size_t len = 0;
+    if (napi_get_value_string_utf8(env, tilesV, buf, sizeof(buf), &len) != napi_ok) {
+      throw ArgError("setTuning: argument 'gemmTiles' must be a string");
+    }
+    const std::string tiles(buf, len);
+    if (tiles != "default" && tiles != "previous") {
+      throw ArgError("setTuning: argument 'gemmTiles' must be 'default' or 'previous', got '" + tiles + "'");
+    }
+    moe::Tuning& t = moe::tuning();
+    if (t.pdl != pdl || t.previousTiles != (tiles == "previous")) {
+      t.pdl = pdl;
+      t.previousTiles = tiles == "previous";
+      t.generation++;
+    }
+    napi_value u;
+    NAPI(napi_get_undefined(env, &u));
+    return u;
+  });
+}
+
 // topkSelect(logits, T, E, bias|null, k, renormalize) -> {ids, weights}
 napi_value TopkSelect(napi_env env, napi_callback_info info) {
   return entry(env, info, 6, "topkSelect", [&](Args& a) {
@@ -274,6 +303,7 @@ napi_value Combine(napi_env env, napi_callback_info info) {
 void defineOps(napi_env env, napi_value exports) {
   const napi_property_descriptor props[] = {
       {"status", nullptr, Status, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"setTuning", nullptr, SetTuning, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"topkSelect", nullptr, TopkSelect, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"moeScores", nullptr, MoeScores, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"permute", nullptr, Permute, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

@@ -3,6 +3,10 @@
  * expert weights resident on the GPU in the compute dtype. Works under any host-memory tfjs backend (cpu,
  * tensorflow): x is read from the host, the output comes back as a new tensor.
  *
+ * Host copies go through pinned staging buffers (threaded copies; pinned memory is copied directly), and
+ * applyDevice() keeps the activations on the GPU between consecutive layers
+ * (CudaActivation: one upload and one download for a stack of layers).
+ *
  * The layer's executor (cuda_layer_executor.ts) keeps one CudaFusedMoe per layer and calls apply(x, weightTensors);
  * the weights are uploaded on the first call and again whenever any weight tensor's data changed (tfjs gives a
  * variable a new dataId on assign/setWeights), and dispose() frees the GPU copy.
@@ -10,6 +14,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 
 import {MOE_COMPUTE_DTYPES, MoeComputeDtype, OPTION_TABLE} from '../../executor/layer_schema.js';
+import {syncCudaTuning} from './flags_cuda.js';
 import {getCudaAddon} from './loader.js';
 
 export type CudaComputeDtype = MoeComputeDtype;
@@ -65,6 +70,77 @@ function nativeConfig(config: CudaFusedMoeConfig): Record<string, unknown> {
   return Object.fromEntries(NATIVE_KEYS.filter(k => c[k] !== undefined).map(k => [k, c[k]]));
 }
 
+/**
+ * An activation [rows, cols] float32 resident on the GPU: what applyDevice/forwardDevice take and return, so that
+ * consecutive layers pass it without a host round trip. Work on it is ordered on the addon's one stream; read()
+ * waits for it. dispose() frees the GPU memory (stream-ordered; garbage collection frees it otherwise).
+ */
+export class CudaActivation {
+  private handle: object | null;
+
+  private constructor(handle: object, readonly shape: [number, number]) {
+    this.handle = handle;
+  }
+
+  static fromHost(x: Float32Array, rows: number, cols: number): CudaActivation {
+    return new CudaActivation(getCudaAddon().activationUpload(x, rows, cols), [rows, cols]);
+  }
+
+  /** Uploads a float32 tensor [..., cols] as [size / cols, cols] (reads the tensor's data: host backends only). */
+  static fromTensor(x: tf.Tensor): CudaActivation {
+    if (!(x instanceof tf.Tensor) || x.dtype !== 'float32' || x.rank < 1) {
+      const got = x instanceof tf.Tensor ? `a ${x.dtype} tensor of shape [${x.shape}]` : String(x);
+      throw new Error(`CudaActivation.fromTensor: argument 'x' must be a float32 tensor, got ${got}`);
+    }
+    const cols = x.shape[x.rank - 1];
+    return CudaActivation.fromHost(x.dataSync() as Float32Array, cols === 0 ? 0 : x.size / cols, cols);
+  }
+
+  /** @internal wraps a handle the addon returned */
+  static wrap(handle: object, shape: [number, number]): CudaActivation {
+    return new CudaActivation(handle, shape);
+  }
+
+  /** Downloads the values (waits for the work that writes them). */
+  read(): Float32Array {
+    return getCudaAddon().activationDownload(this.live());
+  }
+
+  /** read() as a new tensor of `shape` (default [rows, cols]). */
+  toTensor(shape: number[] = this.shape): tf.Tensor {
+    return tf.tensor(this.read(), shape, 'float32');
+  }
+
+  get disposed(): boolean {
+    return this.handle == null;
+  }
+
+  dispose(): void {
+    if (this.handle != null) getCudaAddon().activationDispose(this.handle);
+    this.handle = null;
+  }
+
+  /** @internal */
+  live(): object {
+    if (this.handle == null) throw new Error('CudaActivation: used after dispose()');
+    return this.handle;
+  }
+}
+
+/**
+ * How a host forward's output reaches the host: 'staged' (the default: downloaded into pinned staging, then copied
+ * by several threads into a new array), 'pinned' (a new array over a pinned block, downloaded into directly; the
+ * block returns to a pool only when the array is garbage collected, so a synchronous loop page-locks new memory
+ * each call), 'pageable' (the path from before pinned staging, for x too; benchmark A/B only).
+ */
+export type CudaHostOutput = 'staged' | 'pinned' | 'pageable';
+
+/** What a forward returns: the output and, when asked for, the routing ids int32 [T*k] it used. */
+export interface CudaForwardResult<Out> {
+  output: Out;
+  topkIds?: Int32Array;
+}
+
 /** Native forward on host arrays: the lowest level, also used by the benchmarks. */
 export class CudaMoeRunner {
   private handle: object | null;
@@ -78,19 +154,59 @@ export class CudaMoeRunner {
 
   /** x: [T*H] float32 -> [T*H] float32. useGraph replays a CUDA graph captured per T (fewer launch gaps). */
   forward(x: Float32Array, numTokens: number, useGraph = true): Float32Array {
-    return getCudaAddon().layerForward(this.live(), x, numTokens, useGraph);
+    return this.forwardWithRouting(x, numTokens, {useGraph}).output;
+  }
+
+  /**
+   * forward() that can also return the routing ids [T*k] (wantIds); output: see CudaHostOutput.
+   */
+  forwardWithRouting(x: Float32Array, numTokens: number,
+                     options: {useGraph?: boolean, wantIds?: boolean, output?: CudaHostOutput} = {}):
+      CudaForwardResult<Float32Array> {
+    const addon = getCudaAddon();
+    syncCudaTuning(addon);
+    return addon.layerForward(this.live(), x, numTokens, options.useGraph ?? true, options.wantIds ?? false,
+                              options.output ?? 'staged');
+  }
+
+  /** The forward on a device-resident activation [T, H] -> a new one (enqueued; not waited for unless wantIds). */
+  forwardDevice(x: CudaActivation, options: {useGraph?: boolean, wantIds?: boolean} = {}):
+      CudaForwardResult<CudaActivation> {
+    if (!(x instanceof CudaActivation)) throw new Error(`CudaMoeRunner.forwardDevice: argument 'x' must be a CudaActivation, got ${String(x)}`);
+    if (x.shape[1] !== this.hidden) {
+      throw new Error(`CudaMoeRunner.forwardDevice: argument 'x' must be [T, ${this.hidden}], got [${x.shape}]`);
+    }
+    const addon = getCudaAddon();
+    syncCudaTuning(addon);
+    const r = addon.layerForwardDevice(this.live(), x.live(), options.useGraph ?? true, options.wantIds ?? false);
+    return {output: CudaActivation.wrap(r.output, [x.shape[0], x.shape[1]]), topkIds: r.topkIds};
+  }
+
+  /** The host<->device link: median GB/s of pinned and pageable copies of `bytes` each way (benchmarks). */
+  static hostCopyBandwidth(bytes: number, iters = 10):
+      {pinnedH2D: number, pinnedD2H: number, pageableH2D: number, pageableD2H: number} {
+    return getCudaAddon().hostCopyBandwidth(bytes, iters);
+  }
+
+  /** Host milliseconds of the last host forward: until x's copy was enqueued, then until y was on the host. */
+  lastTimings(): {uploadHostMs: number, waitMs: number, copyOutMs: number} {
+    return getCudaAddon().layerLastTimings(this.live());
   }
 
   /** Per-iteration kernel milliseconds (CUDA events) of the forward with x resident on the GPU. */
   benchmark(x: Float32Array, numTokens: number, options: {warmup?: number, iters?: number, useGraph?: boolean} = {}):
       Float32Array {
-    return getCudaAddon().layerBenchmark(
+    const addon = getCudaAddon();
+    syncCudaTuning(addon);
+    return addon.layerBenchmark(
         this.live(), x, numTokens, options.warmup ?? 5, options.iters ?? 20, options.useGraph ?? true);
   }
 
   /** Median kernel milliseconds of each stage of the forward (eager launches, events between stages). */
   profile(x: Float32Array, numTokens: number, iters = 10): Record<string, number> {
-    return getCudaAddon().layerProfile(this.live(), x, numTokens, iters);
+    const addon = getCudaAddon();
+    syncCudaTuning(addon);
+    return addon.layerProfile(this.live(), x, numTokens, iters);
   }
 
   residentBytes(): number {
@@ -121,6 +237,12 @@ export class CudaFusedMoe {
 
   /** x [..., H] float32 -> the layer output, same shape. Uploads the weights first when they changed. */
   apply(x: tf.Tensor, weights: CudaMoeWeightTensors, options: {useGraph?: boolean} = {}): tf.Tensor {
+    return this.applyWithRouting(x, weights, options).output;
+  }
+
+  /** apply() that can also return the routing ids the forward used (wantIds: int32 [T, k], T = x.size / H). */
+  applyWithRouting(x: tf.Tensor, weights: CudaMoeWeightTensors, options: {useGraph?: boolean, wantIds?: boolean} = {}):
+      {output: tf.Tensor, topkIds?: tf.Tensor2D} {
     const H = this.config.hidden;
     if (!(x instanceof tf.Tensor) || x.dtype !== 'float32' || x.rank < 2 || x.shape[x.rank - 1] !== H) {
       const got = x instanceof tf.Tensor ? `a ${x.dtype} tensor of shape [${x.shape}]` : String(x);
@@ -128,8 +250,37 @@ export class CudaFusedMoe {
     }
     this.syncWeights(weights);
     const numTokens = x.size / H;
-    const out = this.runner!.forward(x.dataSync() as Float32Array, numTokens, options.useGraph ?? true);
-    return tf.tensor(out, x.shape, 'float32');
+    const r = this.runner!.forwardWithRouting(x.dataSync() as Float32Array, numTokens, options);
+    const output = tf.tensor(r.output, x.shape, 'float32');
+    return r.topkIds == null ? {output} :
+        {output, topkIds: tf.tensor2d(r.topkIds, [numTokens, this.config.topK], 'int32')};
+  }
+
+  /**
+   * The forward with the activation on the GPU: x (a CudaActivation [T, H], e.g. the previous layer's output, or
+   * a float32 tensor [..., H], uploaded) -> a new CudaActivation [T, H] (the caller disposes it, or passes it on).
+   */
+  applyDevice(x: tf.Tensor | CudaActivation, weights: CudaMoeWeightTensors, options: {useGraph?: boolean} = {}):
+      CudaActivation {
+    const H = this.config.hidden;
+    if (x instanceof tf.Tensor) {
+      if (x.dtype !== 'float32' || x.rank < 2 || x.shape[x.rank - 1] !== H) {
+        throw new Error(`CudaFusedMoe.applyDevice: argument 'x' must be a float32 tensor [..., ${H}] or a ` +
+                        `CudaActivation, got a ${x.dtype} tensor of shape [${x.shape}]`);
+      }
+      const up = CudaActivation.fromTensor(x);
+      try {
+        return this.applyDevice(up, weights, options);
+      } finally {
+        up.dispose();  // stream-ordered: freed after the forward that reads it
+      }
+    }
+    if (!(x instanceof CudaActivation) || x.shape[1] !== H) {
+      const got = x instanceof CudaActivation ? `[${x.shape}]` : String(x);
+      throw new Error(`CudaFusedMoe.applyDevice: argument 'x' must be a CudaActivation [T, ${H}], got ${got}`);
+    }
+    this.syncWeights(weights);
+    return this.runner!.forwardDevice(x, options).output;
   }
 
   /** Drops the GPU copy of the weights (the next apply uploads again). */

@@ -2,11 +2,12 @@
  * The FusedMoE layer's 'cuda' backend: a MoeLayerExecutor (executor/layer_executor.ts) that runs the whole forward
  * natively through CudaFusedMoe, keeping each layer's weights resident on the GPU (keyed by the calling layer,
  * re-uploaded when a weight's data changes, freed when the layer is disposed). Registered by src/register_all.ts
- * (browser-safe: availability() is the first thing that touches Node).
+ * (browser-safe: availability() is the first thing that touches Node). When the layer reads the routing (load
+ * balancing: context.needsRouting) the forward also returns the ids it routed with, so the layer does not route again.
  */
 import type * as tf from '@tensorflow/tfjs-core';
 
-import {MoeLayerExecutor, registerMoeLayerExecutor} from '../../executor/layer_executor.js';
+import {MoeForwardResult, MoeLayerExecutor, registerMoeLayerExecutor} from '../../executor/layer_executor.js';
 import {FusedMoEOptions, FusedMoEWeights, nativeLayerConfig} from '../../executor/layer_schema.js';
 import {CudaFusedMoe, CudaFusedMoeConfig, CudaMoeWeightTensors} from './cuda_fused_moe.js';
 import {cudaStatus} from './loader.js';
@@ -50,10 +51,14 @@ export const cudaLayerExecutor: MoeLayerExecutor = {
     const config = layerConfig(x.shape[1], options);
     const key = JSON.stringify(config);
     const owner = context?.owner;
+    const run = (moe: CudaFusedMoe): MoeForwardResult => {
+      const r = moe.applyWithRouting(x, layerWeights(weights), {wantIds: context?.needsRouting === true});
+      return {output: r.output as tf.Tensor2D, topkIds: r.topkIds};
+    };
     if (owner == null) {  // no layer to key the upload by: a one-shot upload
       const moe = new CudaFusedMoe(config);
       try {
-        return moe.apply(x, layerWeights(weights)) as tf.Tensor2D;
+        return run(moe);
       } finally {
         moe.dispose();
       }
@@ -64,7 +69,7 @@ export const cudaLayerExecutor: MoeLayerExecutor = {
       entry = {key, moe: new CudaFusedMoe(config)};
       perLayer.set(owner, entry);
     }
-    return entry.moe.apply(x, layerWeights(weights)) as tf.Tensor2D;
+    return run(entry.moe);
   },
   release(owner) {
     perLayer.get(owner)?.moe.dispose();

@@ -38,14 +38,9 @@ void launchMmaConfig(const GemmProblem& p, cudaStream_t stream) {
   launchKernel("mmaGemmKernel", kernel, grid, Cfg::kThreads, Cfg::kSmemBytes, stream, p);
 }
 
-// TFJS_MOE_GEMM_TILES=previous restores the tile choice from before the 128x256 prefill tiles, for A/B timing.
-inline bool previousTiles() {
-  static const bool previous = [] {
-    const char* env = std::getenv("TFJS_MOE_GEMM_TILES");
-    return env != nullptr && std::string(env) == "previous";
-  }();
-  return previous;
-}
+// The tfjs flag MOE_CUDA_GEMM_TILES = 'previous' restores the tile choice from before the 128x256 prefill tiles,
+// for A/B timing.
+inline bool previousTiles() { return tuning().previousTiles; }
 
 // The tensor-core tile shapes the launcher instantiates (BM x BN, BK, warps, stages are fixed per shape below).
 enum class MmaTile { k16x64, k32x128, k64x128, k128x256, k128x128 };
@@ -54,7 +49,7 @@ enum class MmaTile { k16x64, k32x128, k64x128, k128x256, k128x128 };
 // expert: 16-row tiles stream each active expert's weights once (decode), 128-row tiles reuse them across many
 // rows (prefill). Measured on the H100 (BENCHMARKS.md); 32-column 6-stage tiles for the few-rows case gave
 // nothing at T=1 there, so they are not in the table. `prefill` marks the 128x256 row that
-// TFJS_MOE_GEMM_TILES=previous skips (A/B timing against the choice from before it).
+// MOE_CUDA_GEMM_TILES = 'previous' skips (A/B timing against the choice from before it).
 struct MmaTileChoice {
   int maxRowsPerSegment;
   int minN;

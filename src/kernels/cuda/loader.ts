@@ -43,7 +43,17 @@ export interface CudaAddon {
   combine(y: Float32Array, R: number, D: number, rowMap: Int32Array, weights: Float32Array, ids: Int32Array, T: number,
           k: number, E: number, bias: Float32Array | null, weightsApplied: boolean): Float32Array;
   layerCreate(config: Record<string, unknown>, weights: Record<string, Float32Array | null | undefined>): object;
-  layerForward(handle: object, x: Float32Array, T: number, useGraph: boolean): Float32Array;
+  setTuning(tuning: {pdl: boolean, gemmTiles: string}): void;
+  /** output: how y reaches the host (CudaHostOutput in cuda_fused_moe.ts). */
+  layerForward(handle: object, x: Float32Array, T: number, useGraph: boolean, wantIds: boolean,
+               output: 'staged' | 'pinned' | 'pageable'): {output: Float32Array, topkIds?: Int32Array};
+  layerForwardDevice(handle: object, x: object, useGraph: boolean, wantIds: boolean): {output: object, topkIds?: Int32Array};
+  layerLastTimings(handle: object): {uploadHostMs: number, waitMs: number, copyOutMs: number};
+  activationUpload(x: Float32Array, rows: number, cols: number): object;
+  activationDownload(activation: object): Float32Array;
+  activationDispose(activation: object): void;
+  hostCopyBandwidth(bytes: number, iters: number):
+      {pinnedH2D: number, pinnedD2H: number, pageableH2D: number, pageableD2H: number};
   layerBenchmark(handle: object, x: Float32Array, T: number, warmup: number, iters: number, useGraph: boolean):
       Float32Array;
   layerProfile(handle: object, x: Float32Array, T: number, iters: number): Record<string, number>;

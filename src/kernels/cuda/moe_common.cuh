@@ -90,23 +90,34 @@ __device__ __forceinline__ void awaitPredecessor() {
 #endif
 }
 
+// Switches set by the addon's setTuning entry point from the tfjs flags MOE_CUDA_PDL and MOE_CUDA_GEMM_TILES
+// (kernels/cuda/flags_cuda.ts), kept for A/B timing. `generation` counts changes: a layer drops the CUDA graphs
+// it captured under other settings.
+struct Tuning {
+  bool pdl = true;             // programmatic dependent launch in the layer at decode sizes
+  bool previousTiles = false;  // the GEMM tile choice from before the 128x256 prefill tiles
+  int generation = 0;
+};
+inline Tuning& tuning() {
+  static Tuning t;
+  return t;
+}
+
 // PDL is used only inside a PdlScope (the layer's enqueue, where every launch follows a kernel on the same
 // stream: a programmatic edge from a memcpy or memset is not something to rely on), on sm_90+ devices, and
-// unless TFJS_MOE_PDL=0 (kept for A/B timing).
+// unless switched off (tuning().pdl).
 inline bool& pdlScopeFlag() {
   static thread_local bool active = false;
   return active;
 }
 inline bool pdlSupported() {
-  static const bool ok = [] {
-    const char* env = std::getenv("TFJS_MOE_PDL");
-    if (env != nullptr && env[0] == '0') return false;
+  static const bool device = [] {
     int dev = 0, major = 0;
     if (cudaGetDevice(&dev) != cudaSuccess) return false;
     if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) return false;
     return major >= 9;
   }();
-  return ok;
+  return device && tuning().pdl;
 }
 struct PdlScope {
   bool previous;

@@ -5,6 +5,7 @@
 #include "moe_layer.h"
 
 #include <algorithm>
+#include <chrono>
 #include <stdexcept>
 #include <string>
 
@@ -44,7 +45,8 @@ void packStacked(DeviceBuffer& dst, const float* host, int count, int K, int N, 
 
 }  // namespace
 
-MoeLayer::MoeLayer(const LayerConfig& cfg, const LayerWeights& w) : cfg_(cfg) {
+MoeLayer::MoeLayer(const LayerConfig& cfg, const LayerWeights& w, cudaStream_t stream)
+    : cfg_(cfg), stream_(stream) {
   const int H = cfg.hidden, E = cfg.numExperts, I = cfg.intermediate, L = cfg.latent, S = cfg.sharedIntermediate;
   require(H > 0 && E > 0 && I > 0 && cfg.topK >= 1 && cfg.topK <= E, "hidden, numExperts, intermediateSize and topK must be positive (topK <= numExperts)");
   require(w.gateWeight && w.upGateProjWeight && w.downProjWeight, "gate, up_gate_proj and down_proj weights are required");
@@ -55,8 +57,7 @@ MoeLayer::MoeLayer(const LayerConfig& cfg, const LayerWeights& w) : cfg_(cfg) {
   require(S == 0 || (w.sharedUpGateProjWeight && w.sharedDownProjWeight), "sharedExpertIntermediateSize needs shared weights");
   require(!cfg.sharedGate || (S > 0 && w.sharedExpertGateWeight), "sharedExpertGate needs shared experts and their gate weight");
 
-  MOE_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-  try {
+  {
     const DType elem = cfg.compute;
     D_ = L > 0 ? L : H;
     group_ = swigluGroup(elem);
@@ -96,16 +97,17 @@ MoeLayer::MoeLayer(const LayerConfig& cfg, const LayerWeights& w) : cfg_(cfg) {
       packStacked(sharedDown_, w.sharedDownProjWeight, 1, S, H, H, sharedPadded_, 0, elem, stream_);
     }
     MOE_CUDA(cudaStreamSynchronize(stream_));
-  } catch (...) {
-    (void)cudaStreamDestroy(stream_);
-    throw;
   }
 }
 
 MoeLayer::~MoeLayer() {
+  (void)cudaStreamSynchronize(stream_);  // the stream may still run a forward that reads the weights
   for (auto& [t, g] : graphs_) (void)cudaGraphExecDestroy(g);
-  (void)cudaStreamSynchronize(stream_);
-  (void)cudaStreamDestroy(stream_);
+}
+
+void MoeLayer::dropGraphs() {
+  for (auto& [t, g] : graphs_) (void)cudaGraphExecDestroy(g);
+  graphs_.clear();
 }
 
 size_t MoeLayer::residentBytes() const {
@@ -116,8 +118,7 @@ size_t MoeLayer::residentBytes() const {
 void MoeLayer::ensureWorkspace(int T) {
   if (T <= capT_) return;
   capT_ = -1;  // until every buffer below is allocated: a failed allocation must not leave a stale capacity
-  for (auto& [t, g] : graphs_) (void)cudaGraphExecDestroy(g);
-  graphs_.clear();  // captured graphs hold the old pointers
+  dropGraphs();  // captured graphs hold the old pointers
   MOE_CUDA(cudaStreamSynchronize(stream_));
   const int cap = std::max(T, 1);
   const size_t E = cfg_.numExperts, k = cfg_.topK, H = cfg_.hidden, R = static_cast<size_t>(cap) * k;
@@ -364,6 +365,10 @@ void MoeLayer::run(int T, bool useGraph) {
     enqueue(T);
     return;
   }
+  if (graphsTuning_ != tuning().generation) {  // captured with other PDL / tile settings
+    dropGraphs();
+    graphsTuning_ = tuning().generation;
+  }
   auto it = graphs_.find(T);
   if (it == graphs_.end()) {
     enqueue(T);  // one eager run first: one-time setup (smem opt-ins) stays out of the capture
@@ -387,14 +392,47 @@ void MoeLayer::run(int T, bool useGraph) {
   MOE_CUDA(cudaGraphLaunch(it->second, stream_));
 }
 
-void MoeLayer::forward(const float* x, int T, float* out, bool useGraph) {
+void MoeLayer::forward(const float* x, int T, float* out, int* ids, bool useGraph, HostCopy copy) {
   if (T == 0) return;
+  using Clock = std::chrono::steady_clock;
+  const auto t0 = Clock::now();
   ensureWorkspace(T);
   const size_t bytes = static_cast<size_t>(T) * cfg_.hidden * sizeof(float);
-  MOE_CUDA(cudaMemcpyAsync(dX_.as(), x, bytes, cudaMemcpyHostToDevice, stream_));
+  if (copy == HostCopy::kPageable) {
+    MOE_CUDA(cudaMemcpyAsync(dX_.as(), x, bytes, cudaMemcpyHostToDevice, stream_));
+  } else {
+    uploadStaged(dX_.as(), x, bytes, stream_, staging_);
+  }
+  const auto t1 = Clock::now();
   run(T, useGraph);
-  MOE_CUDA(cudaMemcpyAsync(out, dOut_.as(), bytes, cudaMemcpyDeviceToHost, stream_));
+  float* landing = copy == HostCopy::kStaged ? static_cast<float*>(outStaging_.ensure(bytes)) : out;
+  MOE_CUDA(cudaMemcpyAsync(landing, dOut_.as(), bytes, cudaMemcpyDeviceToHost, stream_));
+  if (ids) {
+    MOE_CUDA(cudaMemcpyAsync(ids, ids_.as(), static_cast<size_t>(T) * cfg_.topK * sizeof(int),
+                             cudaMemcpyDeviceToHost, stream_));
+  }
   MOE_CUDA(cudaStreamSynchronize(stream_));
+  const auto t2 = Clock::now();
+  if (landing != out) parallelCopy(out, landing, bytes);
+  const auto t3 = Clock::now();
+  timings_.uploadHostMs = std::chrono::duration<double, std::milli>(t1 - t0).count();
+  timings_.waitMs = std::chrono::duration<double, std::milli>(t2 - t1).count();
+  timings_.copyOutMs = std::chrono::duration<double, std::milli>(t3 - t2).count();
+}
+
+void MoeLayer::forwardDevice(const float* x, int T, float* out, int* ids, bool useGraph) {
+  if (T == 0) return;
+  ensureWorkspace(T);
+  // The graphs read dX_ and write dOut_; two device copies (16 us each at T = 4096) keep one graph per T.
+  const size_t bytes = static_cast<size_t>(T) * cfg_.hidden * sizeof(float);
+  MOE_CUDA(cudaMemcpyAsync(dX_.as(), x, bytes, cudaMemcpyDeviceToDevice, stream_));
+  run(T, useGraph);
+  MOE_CUDA(cudaMemcpyAsync(out, dOut_.as(), bytes, cudaMemcpyDeviceToDevice, stream_));
+  if (ids) {
+    MOE_CUDA(cudaMemcpyAsync(ids, ids_.as(), static_cast<size_t>(T) * cfg_.topK * sizeof(int),
+                             cudaMemcpyDeviceToHost, stream_));
+    MOE_CUDA(cudaStreamSynchronize(stream_));
+  }
 }
 
 std::vector<float> MoeLayer::benchmark(const float* x, int T, int warmup, int iters, bool useGraph) {

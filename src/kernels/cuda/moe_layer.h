@@ -9,6 +9,7 @@
 
 #include "device_buffer.h"
 #include "grouped_gemm.h"
+#include "host_staging.h"
 
 namespace moe {
 
@@ -45,24 +46,45 @@ struct LayerWeights {
   const float* sharedExpertGateWeight = nullptr;  // [H]
 };
 
+// Where the host time of the last forward went (milliseconds, steady clock), for the end-to-end benchmark.
+struct ForwardTimings {
+  double uploadHostMs = 0;  // until the input's copy was enqueued (staging memcpy included)
+  double waitMs = 0;        // from then until the output was in host memory (kernels and download)
+  double copyOutMs = 0;     // the output's copy from pinned staging into the caller's array (kStaged)
+};
+
+// How a host forward moves y (x always goes through pinned staging unless kPageable): kStaged downloads into a
+// pinned staging buffer and copies from there with several threads into the caller's (pageable) array; kPinned
+// downloads straight into the caller's array, which is pinned; kPageable is the path from before pinned staging
+// (straight from/to pageable memory, kept for the benchmark's A/B).
+enum class HostCopy { kStaged, kPinned, kPageable };
+
 class MoeLayer {
  public:
-  MoeLayer(const LayerConfig& cfg, const LayerWeights& w);
+  // Enqueues on `stream` (not owned: the addon's one stream, so that activations passed between layers and ops
+  // are ordered without events).
+  MoeLayer(const LayerConfig& cfg, const LayerWeights& w, cudaStream_t stream);
   ~MoeLayer();
   MoeLayer(const MoeLayer&) = delete;
   MoeLayer& operator=(const MoeLayer&) = delete;
 
-  // x: host [T, H] float32 -> out: host [T, H] float32. Synchronous; CUDA errors throw.
-  void forward(const float* x, int T, float* out, bool useGraph);
+  // x: host [T, H] float32 -> out: host [T, H] float32 (pinned memory is copied directly), and when ids is not
+  // null the routing ids [T, k] the forward used. Synchronous; CUDA errors throw.
+  void forward(const float* x, int T, float* out, int* ids, bool useGraph, HostCopy copy = HostCopy::kStaged);
+  // x, out: device [T, H] float32 (enqueued on the stream, not waited for unless ids, host [T, k], is wanted).
+  void forwardDevice(const float* x, int T, float* out, int* ids, bool useGraph);
+  const ForwardTimings& lastTimings() const { return timings_; }
   // Kernel time of the forward with x already resident: per-iteration milliseconds (CUDA events).
   std::vector<float> benchmark(const float* x, int T, int warmup, int iters, bool useGraph);
   // Per-stage kernel milliseconds (median over iters), eager launches with events between the stages.
   std::vector<std::pair<std::string, float>> profile(const float* x, int T, int iters);
   size_t residentBytes() const;
   int hidden() const { return cfg_.hidden; }
+  int topK() const { return cfg_.topK; }
 
  private:
   void ensureWorkspace(int T);
+  void dropGraphs();
   void enqueue(int T);  // reads dX_, writes dOut_
   void mark(const char* stage);  // records an event after a stage while profiling
   void run(int T, bool useGraph);
@@ -84,6 +106,9 @@ class MoeLayer {
   DeviceBuffer dX_, dOut_, xCompute_, logits_, gatePartial_, ids_, weights_, sharedScale_, perm_, h_, y_, latentF_,
       latentE_, sharedHidden_;
   std::map<int, cudaGraphExec_t> graphs_;
+  int graphsTuning_ = 0;  // tuning().generation the graphs were captured under
+  PinnedStaging staging_, outStaging_;
+  ForwardTimings timings_;
   std::vector<std::pair<std::string, cudaEvent_t>>* marks_ = nullptr;
 };
 

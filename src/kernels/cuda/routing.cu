@@ -92,7 +92,9 @@ __global__ void topkSelectKernel(const float* __restrict__ logits, int T, int E,
   }
   if (lane == 0) {
     if (renormalize) {
-      for (int j = 0; j < k; j++) weights[t * k + j] /= chosenSum;
+      // ERNIE's clamp: a bias may pick experts whose p underflowed to 0 (0/0). NaN weights stay NaN either way.
+      const float denom = fmaxf(chosenSum, 1e-12f);
+      for (int j = 0; j < k; j++) weights[t * k + j] /= denom;
     }
     if (sharedGate) sharedGate[t] = sigmoidf(row[E]);
   }
@@ -162,9 +164,9 @@ __global__ void moeScoresKernel(const float* __restrict__ logits, int T, int E, 
     for (int j = 0; j < k; j++) {
       Cand best{0.f, -1};
       for (int e = lane; e < E; e += 32) {
-        if (taken[e]) continue;
-        // Experts of dropped groups compete as -inf (not skipped), so they still rank above NaN candidates.
-        const Cand c{kept[e / perGroup] ? b[e] : -INFINITY, e};
+        // Experts of dropped groups never compete, not even against a NaN of a kept group.
+        if (taken[e] || !kept[e / perGroup]) continue;
+        const Cand c{b[e], e};
         if (better(c, best)) best = c;
       }
       best = warpBest(best);

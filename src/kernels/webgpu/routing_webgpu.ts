@@ -67,7 +67,9 @@ export class RoutingProgram implements WebGPUProgram {
         if (isnan(v)) { localNaN = 1.0; } else { localMax = max(localMax, v); }
       }
       let rowMax = wgMax(localMax);
-      let rowNaN = wgMax(localNaN) > 0.0;
+      // A row whose max is infinite is NaN throughout too (max-subtracted softmax in IEEE arithmetic: Inf - Inf);
+      // WGSL does not promise IEEE results for infinities, so say it explicitly.
+      let rowNaN = wgMax(localNaN) > 0.0 || !isFiniteF32(rowMax);
       var localSum = 0.0;
       for (var i = 0; i < VPT; i++) {
         let e = lid + i * WG;
@@ -127,12 +129,14 @@ export class RoutingProgram implements WebGPUProgram {
       for (var i = 0; i < VPT; i++) {
         let e = lid + i * WG;
         var s = 0.0;
-        if (e < E) { s = select(-uniforms.INFINITY, biased[e], groupKept[e / GSIZE] != 0); }
+        if (e < E) { s = biased[e]; }
         sel[i] = s;
+        // Experts of dropped groups never compete, not even against a NaN of a kept group (semantics 2.5).
+        dropped[i] = e < E && groupKept[e / GSIZE] == 0;
       }`;
 
     const selection = `
-      for (var i = 0; i < VPT; i++) { taken[i] = false; }
+      for (var i = 0; i < VPT; i++) { taken[i] = ${method === 'noaux_tc' ? 'dropped[i]' : 'false'}; }
       for (var j = 0; j < K; j++) {
         var bv = 0.0; var bi = -1;
         for (var i = 0; i < VPT; i++) {
@@ -158,7 +162,7 @@ export class RoutingProgram implements WebGPUProgram {
     const writeSoftmax = emit === 'ids' ? `result[row * K + j] = chosenId[j];` : `
           var total = 0.0;
           for (var m = 0; m < K; m++) { total += chosenP[m]; }
-          result[row * K + j] = ${renormalize ? 'chosenP[j] / total' : 'chosenP[j]'};`;
+          result[row * K + j] = ${renormalize ? 'chosenP[j] / max(total, 1e-12)' : 'chosenP[j]'};`;
     const writeGrouped = emit === 'ids' ? `result[row * K + j] = select(chosenId[j], j, fallback != 0);` : `
           var total = 0.0;
           for (var m = 0; m < K; m++) { total += chosenP[m]; }
@@ -236,6 +240,7 @@ export class RoutingProgram implements WebGPUProgram {
         var prob : array<f32, VPT>;
         var sel : array<f32, VPT>;
         var taken : array<bool, VPT>;
+        var dropped : array<bool, VPT>;
         ${body}
       }`;
   }

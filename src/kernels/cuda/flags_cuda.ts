@@ -1,0 +1,40 @@
+/**
+ * tfjs flags of the CUDA addon (set with tf.env().set(name, value) like any tfjs flag), kept for A/B timing:
+ * the addon reads them through setTuning before a layer forward (syncCudaTuning). Registered by src/register_all.ts.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+
+import type {CudaAddon} from './loader.js';
+
+/** Programmatic dependent launch between the layer's kernels at decode sizes (sm_90+). */
+export const MOE_CUDA_PDL = 'MOE_CUDA_PDL';
+/** The grouped GEMM's tile choice: 'default', or 'previous' (the choice from before the 128x256 prefill tiles). */
+export const MOE_CUDA_GEMM_TILES = 'MOE_CUDA_GEMM_TILES';
+export const CUDA_GEMM_TILE_CHOICES = ['default', 'previous'] as const;
+
+export function registerCudaFlags(): void {
+  const env = tf.env();
+  env.registerFlag(MOE_CUDA_PDL, () => true);
+  let valid: string = 'default';
+  env.registerFlag(MOE_CUDA_GEMM_TILES, () => 'default', value => {
+    if ((CUDA_GEMM_TILE_CHOICES as readonly unknown[]).includes(value)) {
+      valid = value as string;
+    } else {
+      env.set(MOE_CUDA_GEMM_TILES, valid);  // tfjs stores the value before this hook runs: put the last good one back
+      throw new Error(`${MOE_CUDA_GEMM_TILES} must be one of ${CUDA_GEMM_TILE_CHOICES.join(', ')}, got ${JSON.stringify(value)}`);
+    }
+  });
+}
+
+let pushed: string | null = null;
+
+/** Passes the flags' current values to the addon when they changed since the last push. */
+export function syncCudaTuning(addon: CudaAddon): void {
+  const env = tf.env();
+  const pdl = env.getBool(MOE_CUDA_PDL);
+  const gemmTiles = env.get(MOE_CUDA_GEMM_TILES) as string;
+  const key = `${pdl}/${gemmTiles}`;
+  if (key === pushed) return;
+  addon.setTuning({pdl, gemmTiles});
+  pushed = key;
+}
