@@ -19,7 +19,7 @@ function referenceBalance(args: FusedMoEArgs, d: WeightData, x: Float32Array, co
   const logits = new Float64Array(T * E);
   for (let t = 0; t < T; t++) {
     for (let e = 0; e < E; e++) {
-      let acc = 0;
+      let acc = args.routerBias ? d.gate_bias[e] : 0;
       for (let h = 0; h < H; h++) acc += x[t * H + h] * d.gate_weight[h * E + e];
       logits[t * E + e] = acc;
     }
@@ -85,6 +85,8 @@ describe('FusedMoE load balancing', () => {
       useCorrectionBias: true}},
     {label: 'noaux_tc routing', args: {numExperts: 6, topK: 2, moeIntermediateSize: 2, topkMethod: 'noaux_tc', nGroup: 3,
       topkGroup: 2, routedScalingFactor: 2, useCorrectionBias: true}},
+    {label: 'greedy with a router bias (gpt-oss)', args: {numExperts: 5, topK: 2, moeIntermediateSize: 3,
+      routerBias: true, activation: 'clamped_swiglu'}},
   ];
   CASES.forEach(({label, args}, i) => {
     it(`${label}: loads of the last call and the auxiliary loss match float64 values`, async () => {

@@ -37,8 +37,8 @@ export function routeTokens(x: tf.Tensor2D, w: FusedMoEWeights, o: FusedMoEOptio
   return routeLogits(layerRouterLogits(x, w, o), w, o);
 }
 
-/** The router logits x Wr, plus gate_bias with routerBias (before any scoring, docs/semantics.md 7.2). */
-function layerRouterLogits(x: tf.Tensor2D, w: FusedMoEWeights, o: FusedMoEOptions): tf.Tensor2D {
+/** The router logits x Wr, plus gate_bias with routerBias (before any scoring, docs/semantics.md 11.1). */
+export function layerRouterLogits(x: tf.Tensor2D, w: FusedMoEWeights, o: FusedMoEOptions): tf.Tensor2D {
   const logits = routerLogits(x, w.gate_weight);
   return o.routerBias ? tf.add(logits, w.gate_bias as tf.Tensor1D) : logits;
 }
