@@ -124,6 +124,32 @@ describe('FusedMoE load balancing', () => {
     });
   });
 
+  it('an executor that returns no routing: the layer routes again, with gate_bias when routerBias', async () => {
+    const args: FusedMoEArgs = {numExperts: 5, topK: 2, moeIntermediateSize: 3, routerBias: true};
+    registerMoeLayerExecutor('cuda', {availability: () => ({available: true}), forward: x => tf.zerosLike(x)});
+    try {
+      const rand = rng(4400);
+      const coef = 0.05;
+      await expectNoLeak(async () => {
+        const {layer, data} = randomLayer({...args, auxLossCoef: coef, backend: 'cuda'}, H, rand);
+        const x = randn(rand, T * H);
+        const ref = referenceBalance(args, data, x, coef);
+        const xT = tf.tensor2d(x, [T, H]);
+        const aux = tf.tidy(() => {
+          (layer.apply(xT, {training: true}) as tf.Tensor).dispose();
+          return layer.auxLoss()!.clone();
+        });
+        expect(relError([(await aux.data())[0]], [ref.aux])).toBeLessThan(1e-5);
+        aux.dispose();
+        expect(Array.from(await layer.expertLoad()!.data())).toEqual(ref.loads);
+        xT.dispose();
+        layer.dispose();
+      });
+    } finally {
+      registerCudaLayerExecutor();
+    }
+  });
+
   it('an executor that returns its routing ids alone: loads from those ids, aux loss with logits computed once', async () => {
     // A stand-in for the native 'cuda' executor (registered in its place, restored after): output zeros, ids from
     // the float64 routing, no logits.
