@@ -25,7 +25,8 @@ import {join} from 'node:path';
 import * as ort from 'onnxruntime-node';
 import * as ortWeb from 'onnxruntime-web';
 
-import {fusedMoeForward, wasmStatus} from '../src/index.js';
+import {wasmStatus} from '../src/index.js';
+import {fusedMoeForward} from '../src/internal.js';
 import type {FusedMoEOptions, FusedMoEWeights} from '../src/index.js';
 import {MoeLayerArrays, ortMoeModelBytes, writeOrtMoeModel} from './onnx_moe_model.js';
 import {median} from './stats.js';

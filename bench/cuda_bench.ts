@@ -21,10 +21,14 @@ import * as tf from '@tensorflow/tfjs-core';
 import {version_cpu} from '@tensorflow/tfjs-backend-cpu';
 import {writeFileSync} from 'node:fs';
 import {performance} from 'node:perf_hooks';
-import {CudaActivation, CudaComputeDtype, CudaMoeRunner, cudaStatus} from 'tfjs-moe';
+import {CudaComputeDtype, cudaStatus} from 'tfjs-moe';
+import {CudaActivation, CudaMoeRunner} from 'tfjs-moe/internal';
+
+import {findModelShape} from '../demo/model_shapes.js';
 import {median} from './stats.js';
 
-const H = 2048, I = 768, E = 128, K = 8;
+// Qwen3-30B-A3B's layer from the shared model table (demo/model_shapes.js).
+const {hidden: H, intermediate: I, numExperts: E, topK: K} = findModelShape('qwen3')!;
 const BANDWIDTH = 4.15e12, BF16_FLOPS = 770e12;
 
 function arg(name: string, dflt: string): string {

@@ -15,6 +15,7 @@ import {existsSync, mkdirSync, writeFileSync} from 'node:fs';
 import {batchedGemm, batchedGemmSwiglu, fusedSwigluScale, moeCombine, moePermute, moeTopkSelect, withCompositeKernels}
   from '../src/index.js';
 import {GEMM_PRESETS, setWebGPUGemmPreset} from '../src/kernels/webgpu/batched_gemm_config.js';
+import {initWebGPUForNode} from '../src/node.js';
 import {refBatchedGemm, refFusedMoE, refSwigluScale} from '../spec/reference/moe_reference.js';
 import {median} from './stats.js';
 
@@ -37,23 +38,12 @@ function say(line: string): void {
 }
 
 async function setupWebGPU(): Promise<Record<string, unknown>> {
-  const {create, globals} = await import('webgpu');
-  Object.assign(globalThis, globals);
   // Dawn rounds timestamps to 100 us unless told otherwise; per-kernel times need the real resolution.
-  let gpu: ReturnType<typeof create>;
-  try {
-    gpu = create(['disable-dawn-features=timestamp_quantization']);
-  } catch {
-    gpu = create([]);
-  }
-  Object.defineProperty(globalThis, 'navigator', {value: {gpu}, configurable: true, writable: true});
-  const adapter = await gpu.requestAdapter({powerPreference: 'high-performance'});
-  if (adapter == null) throw new Error('no WebGPU adapter');
-  const info = adapter.info;
-  await import('@tensorflow/tfjs-backend-webgpu');
-  if (!(await tf.setBackend('webgpu'))) throw new Error('tfjs webgpu backend failed to initialize');
-  return {vendor: info.vendor, architecture: info.architecture, device: info.device, description: info.description,
-          features: [...adapter.features], maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize};
+  const status = await initWebGPUForNode({dawnOptions: ['disable-dawn-features=timestamp_quantization'],
+    powerPreference: 'high-performance'});
+  if (!status.available) throw new Error(`no WebGPU: ${status.reason}`);
+  return {...status.adapterInfo, features: status.features,
+    maxStorageBufferBindingSize: status.limits?.maxStorageBufferBindingSize};
 }
 
 interface Weights {

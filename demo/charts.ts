@@ -9,6 +9,15 @@ const PATH_COLORS: Record<string, string> = {
   'webgpu': '#3b5bdb', 'webgpu composite': '#91a7ff', 'cpu': '#2b8a3e', 'cpu composite': '#8ce99a',
 };
 
+/** The label of a log-axis tick: 1, 2 and 5 times a power of ten get one, every other tick none. */
+export function logTickLabel(value: number): string | null {
+  if (!(value > 0)) return null;
+  const decade = 10 ** Math.floor(Math.log10(value) + 1e-9);
+  const mantissa = Math.round(value / decade);
+  if (![1, 2, 5].includes(mantissa) || Math.abs(value / decade - mantissa) > 1e-6) return null;
+  return value >= 1 ? String(Math.round(value)) : value.toPrecision(1);
+}
+
 export class DemoCharts {
   private readonly latency: Chart<'bar'>;
   private readonly load: Chart<'bar' | 'line'>;
@@ -20,7 +29,11 @@ export class DemoCharts {
       data: {labels: [], datasets: [{label: 'median ms per call', data: [], backgroundColor: []}]},
       // Log scale: the paths differ by orders of magnitude, and a linear axis would flatten the fast ones.
       options: {animation: false, maintainAspectRatio: false, plugins: {legend: {display: false}},
-        scales: {y: {type: 'logarithmic', title: {display: true, text: 'ms (log scale)'}}}},
+        scales: {y: {type: 'logarithmic', title: {display: true, text: 'ms (log scale)'},
+          // chart.js puts a tick at every integer multiple of a power of ten: label 1, 2 and 5 of each decade
+          // and drop the rest (a null label also hides its grid line), so no line is unlabeled and no label
+          // overlaps its neighbour.
+          ticks: {autoSkip: true, callback: value => logTickLabel(Number(value))}}}},
     });
     this.load = new Chart(loadCanvas, {
       type: 'bar',
@@ -54,8 +67,10 @@ export class DemoCharts {
   }
 
   /** How many data points each chart holds (the page check reads this). */
-  summary(): {latencyBars: number, loadBars: number} {
+  summary(): {latencyBars: number, loadBars: number, latencyTicks: Array<string | null>} {
+    const ticks = this.latency.scales.y?.ticks ?? [];
     return {latencyBars: this.latency.data.datasets[0]?.data.length ?? 0,
-      loadBars: this.load.data.datasets[0]?.data.length ?? 0};
+      loadBars: this.load.data.datasets[0]?.data.length ?? 0,
+      latencyTicks: ticks.map(t => (t.label == null ? null : String(t.label)))};
   }
 }

@@ -9,7 +9,8 @@ import * as tf from '@tensorflow/tfjs-core';
 
 import {DemoCharts} from './charts.js';
 import {expertLoad, makeWorkload, PathResult, PathSpec, relativeDifference, runPath} from './measure.js';
-import {DIVISORS, MODELS, scaledShape, TOKEN_COUNTS} from './models.js';
+import {findModelShape} from './model_shapes.js';
+import {DIVISORS, modelLabel, MODELS, scaledShape, TOKEN_COUNTS} from './models.js';
 import {probeWebGPU, WebGPUProbe} from './probe.js';
 
 /** f32 bound of the package's GEMM tests; the layer chains two GEMMs and every path must agree to it. */
@@ -22,8 +23,10 @@ interface DemoState {
   result?: {model: string, divisor: number, tokens: number,
     paths: Array<{label: string, selected: string, medianMs: number, runs: number, parity: number}>,
     maxParity: number, load: number[]};
-  charts?: {latencyBars: number, loadBars: number};
+  charts?: {latencyBars: number, loadBars: number, latencyTicks: Array<string | null>};
   error?: string;
+  /** URL parameters that were not valid and were replaced by the defaults. */
+  ignoredParams?: string[];
 }
 
 const state: DemoState = {status: 'loading'};
@@ -119,13 +122,44 @@ async function run(): Promise<void> {
   }
 }
 
+/**
+ * The configuration the URL asks for. An invalid value falls back to that setting's default (never to the first
+ * option of a list, which would be the largest width), and is reported on the page.
+ */
+function configFromUrl(params: URLSearchParams): {model: (typeof MODELS)[number], divisor: number, tokens: number,
+    ignored: string[]} {
+  const ignored: string[] = [];
+  const requested = params.get('model');
+  let model = requested == null ? MODELS[0] : findModelShape(requested);
+  if (model == null) {
+    ignored.push(`model=${requested} (known: ${MODELS.map(m => m.id).join(', ')}; using ${MODELS[0].id})`);
+    model = MODELS[0];
+  }
+  const pick = (name: string, allowed: number[], fallback: number): number => {
+    const raw = params.get(name);
+    if (raw == null) return fallback;
+    const value = Number(raw);
+    if (/^\d+$/.test(raw) && allowed.includes(value)) return value;
+    ignored.push(`${name}=${raw} (allowed: ${allowed.join(', ')}; using ${fallback})`);
+    return fallback;
+  };
+  const divisor = pick('divisor', DIVISORS, model.defaultDivisor);
+  const tokens = pick('tokens', TOKEN_COUNTS, 16);
+  return {model, divisor, tokens, ignored};
+}
+
 async function start(): Promise<void> {
   const params = new URLSearchParams(location.search);
-  const model = MODELS.find(m => m.id === params.get('model')) ?? MODELS[0];
-  fill(modelSelect, MODELS.map(m => [m.id, m.label]), model.id);
-  fill(divisorSelect, DIVISORS.map(d => [String(d), d === 1 ? 'full' : `1/${d}`]),
-       params.get('divisor') ?? String(model.defaultDivisor));
-  fill(tokenSelect, TOKEN_COUNTS.map(t => [String(t), String(t)]), params.get('tokens') ?? '16');
+  const {model, divisor, tokens, ignored} = configFromUrl(params);
+  state.ignoredParams = ignored;
+  if (ignored.length) {
+    const note = $('params-banner');
+    note.hidden = false;
+    note.textContent = `Ignored invalid URL parameter${ignored.length > 1 ? 's' : ''}: ${ignored.join('; ')}.`;
+  }
+  fill(modelSelect, MODELS.map(m => [m.id, modelLabel(m)]), model.id);
+  fill(divisorSelect, DIVISORS.map(d => [String(d), d === 1 ? 'full' : `1/${d}`]), String(divisor));
+  fill(tokenSelect, TOKEN_COUNTS.map(t => [String(t), String(t)]), String(tokens));
   modelSelect.addEventListener('change', () => {
     divisorSelect.value = String(MODELS.find(m => m.id === modelSelect.value)!.defaultDivisor);
     describeShape();

@@ -1,4 +1,9 @@
-// Builds the optional CUDA addon: `npm run build:cuda` -> build/Release/tfjs_moe_cuda.node.
+#!/usr/bin/env node
+// Builds the optional CUDA addon: `npm run build:cuda` in a clone, `npx tfjs-moe-build-cuda` where tfjs-moe is an
+// installed dependency (this file is the package's bin) -> build/Release/tfjs_moe_cuda.node inside the package,
+// where the loader looks first.
+//   --out DIR          write DIR/tfjs_moe_cuda.node instead (e.g. when node_modules is read-only); point the
+//                      loader at it with TFJS_MOE_CUDA_ADDON=DIR/tfjs_moe_cuda.node.
 // Drives nvcc and g++ directly (no cmake-js/node-gyp, which would try to download Node headers), links the CUDA
 // runtime statically, and embeds machine code for sm_80, sm_86, sm_89, sm_90 plus compute_90 PTX.
 //   --check            compile-only check for CI: every .cu to PTX for one architecture, the C++ glue with
@@ -16,6 +21,12 @@ const run = promisify(execFile);
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const srcDir = join(root, 'src/kernels/cuda');
 const check = process.argv.includes('--check');
+const outIndex = process.argv.indexOf('--out');
+const outArg = outIndex >= 0 ? process.argv[outIndex + 1] : null;
+if (outIndex >= 0 && (outArg == null || outArg.startsWith('--'))) {
+  console.error('build:cuda: --out needs a folder');
+  process.exit(1);
+}
 
 function fail(message) {
   console.error(`build:cuda: ${message}`);
@@ -36,7 +47,7 @@ function findNvcc() {
 const nvcc = findNvcc();
 if (!nvcc) {
   fail('nvcc was not found (set CUDA_HOME or put nvcc on PATH). The CUDA addon is optional: ' +
-       'tfjs-moe runs without it, and `npm test` does not need it.');
+       'tfjs-moe and its test command run without it.');
 }
 // nvcc on PATH may be a wrapper script: take the toolkit from CUDA_HOME, nvcc's own folder, or /usr/local/cuda.
 const cudaHome = [process.env.CUDA_HOME, resolve(dirname(execFileSync('readlink', ['-f', nvcc], {encoding: 'utf8'}).trim()), '..'),
@@ -92,8 +103,8 @@ try {
     console.log(`build:cuda --check: ${cuFiles.length} CUDA and ${ccFiles.length} C++ sources compile ` +
                 `(${((Date.now() - t0) / 1000).toFixed(1)} s)`);
   } else {
-    const objDir = join(root, 'build/cuda-obj');
-    const outDir = join(root, 'build/Release');
+    const outDir = outArg ? resolve(outArg) : join(root, 'build/Release');
+    const objDir = outArg ? mkdtempSync(join(tmpdir(), 'tfjs-moe-cuda-obj-')) : join(root, 'build/cuda-obj');
     mkdirSync(objDir, {recursive: true});
     mkdirSync(outDir, {recursive: true});
     console.log(`build:cuda: nvcc ${nvcc}, archs ${archs.join(',')} (+PTX), node headers ${nodeInclude}, ${width} jobs`);
@@ -105,7 +116,9 @@ try {
     const out = join(outDir, 'tfjs_moe_cuda.node');
     execFileSync('g++', ['-shared', '-o', out, ...objects, `-L${cudaLib}`, '-lcudart_static', '-ldl', '-lpthread', '-lrt',
       '-static-libstdc++', '-static-libgcc'], {stdio: 'inherit'});
-    console.log(`build:cuda: wrote ${out} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+    if (outArg) rmSync(objDir, {recursive: true, force: true});
+    console.log(`build:cuda: wrote ${out} (${((Date.now() - t0) / 1000).toFixed(1)} s)` +
+        (outArg ? `; use it with TFJS_MOE_CUDA_ADDON=${out}` : ''));
   }
 } catch (e) {
   fail(e.message);

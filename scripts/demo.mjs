@@ -2,56 +2,24 @@
 // The main job (`npm run demo`): one FusedMoE layer of a chosen model shape on the best available backend
 // (webgpu on a hardware adapter, then cuda, then cpu), checked against the cpu path, with the median latency of
 // repeated calls and the expert-load histogram. `npm run demo -- --help` lists the flags.
-import {existsSync} from 'node:fs';
 import {performance} from 'node:perf_hooks';
 
 import * as tf from '@tensorflow/tfjs';
 import * as moe from 'tfjs-moe';
+import {initWebGPUForNode} from 'tfjs-moe/node';
 
-// Shapes from the semantics doc (section 9); --scale divides H, I and the shared width (not E or k).
-const MODELS = {
-  'qwen3': {label: 'Qwen3-30B-A3B', H: 2048, I: 768, E: 128, k: 8, S: 0, routing: {renormalize: true}},
-  'olmoe': {label: 'OLMoE-1B-7B', H: 2048, I: 1024, E: 64, k: 8, S: 0, routing: {renormalize: false}},
-  'mixtral': {label: 'Mixtral-8x7B', H: 4096, I: 14336, E: 8, k: 2, S: 0, routing: {renormalize: true}},
-  'deepseek-v3': {label: 'DeepSeek-V3', H: 7168, I: 2048, E: 256, k: 8, S: 2048,
-    routing: {topkMethod: 'noaux_tc', nGroup: 8, topkGroup: 4, routedScalingFactor: 2.5, renormalize: true,
-      useCorrectionBias: true}},
-  'tiny': {label: 'tiny', H: 64, I: 32, E: 8, k: 2, S: 0, routing: {renormalize: true}},
+import {findModelShape, MODEL_SHAPES, scaledModel} from '../demo/model_shapes.js';
+import {parseFlags} from './cli.mjs';
+
+const FLAGS = {
+  'model': {kind: 'choice', choices: MODEL_SHAPES.map(m => m.id), default: 'qwen3', help: 'model shape'},
+  'scale': {kind: 'int', default: 8, help: 'divide the hidden and intermediate sizes by N (1: the real size; tiny ignores it)'},
+  'tokens': {kind: 'int', default: 16, help: 'tokens per call'},
+  'iters': {kind: 'int', default: 20, help: 'timed calls (2 more warm up)'},
+  'backend': {kind: 'choice', choices: ['auto', 'webgpu', 'cuda', 'cpu', 'composite'], default: 'auto',
+    help: 'auto: webgpu on a hardware adapter, then cuda, then cpu; webgpu also takes a software adapter'},
+  'seed': {kind: 'int', default: 1, help: 'weights and input seed'},
 };
-
-const HELP = `usage: npm run demo -- [flags]
-  --model NAME    ${Object.keys(MODELS).join(' | ')} (default qwen3)
-  --scale N       divide the hidden and intermediate sizes by N (default 8, so the default is a small
-                  Qwen3-MoE-like layer; --scale 1 is the real size; tiny ignores it)
-  --tokens T      tokens per call (default 16)
-  --iters N       timed calls (default 20; 2 more warm up)
-  --backend B     auto | webgpu | cuda | cpu | composite (default auto: webgpu, then cuda, then cpu)
-  --seed S        weights and input seed (default 1)`;
-
-function parseArgs(argv) {
-  const opts = {model: 'qwen3', scale: 8, tokens: 16, iters: 20, backend: 'auto', seed: 1};
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (arg === '--help' || arg === '-h') {
-      console.log(HELP);
-      process.exit(0);
-    }
-    const [flag, inline] = arg.split('=', 2);
-    const key = flag.replace(/^--/, '');
-    if (!flag.startsWith('--') || !(key in opts)) fail(`unknown flag '${arg}'\n${HELP}`);
-    const value = inline ?? argv[++i];
-    if (value == null) fail(`flag --${key} needs a value`);
-    opts[key] = typeof opts[key] === 'number' ? Number(value) : value;
-    if (typeof opts[key] === 'number' && !(Number.isInteger(opts[key]) && opts[key] >= 1)) {
-      fail(`--${key} must be a positive integer, got '${value}'`);
-    }
-  }
-  if (!(opts.model in MODELS)) fail(`--model must be one of ${Object.keys(MODELS).join(', ')}, got '${opts.model}'`);
-  if (!['auto', 'webgpu', 'cuda', 'cpu', 'composite'].includes(opts.backend)) {
-    fail(`--backend must be auto, webgpu, cuda, cpu or composite, got '${opts.backend}'`);
-  }
-  return opts;
-}
 
 function fail(message) {
   console.error(`demo: ${message}`);
@@ -62,27 +30,12 @@ const log = (...a) => console.log(...a);
 
 /** WebGPU through dawn.node; resolves to {ok, detail}. Software adapters count only when asked for by name. */
 async function initWebGpu(explicit) {
-  const icd = '/usr/lib/chromium/vk_swiftshader_icd.json';
-  if (explicit && process.env.VK_ICD_FILENAMES == null && existsSync(icd)) process.env.VK_ICD_FILENAMES = icd;
-  let gpu;
-  try {
-    const {create, globals} = await import('webgpu');
-    Object.assign(globalThis, globals);
-    gpu = create([]);
-    Object.defineProperty(globalThis, 'navigator', {value: {gpu}, configurable: true, writable: true});
-  } catch (e) {
-    return {ok: false, detail: `the webgpu package did not load (${e.message})`};
+  const status = await initWebGPUForNode({adapter: explicit ? 'any' : 'hardware', setBackend: false});
+  if (!status.available) {
+    return {ok: false, detail: status.software ? `only a software adapter (${status.adapterName}); ` +
+        '--backend webgpu uses it' : status.reason};
   }
-  const adapter = await gpu.requestAdapter();
-  if (adapter == null) return {ok: false, detail: 'no WebGPU adapter'};
-  const info = adapter.info ?? {};
-  const name = [info.vendor, info.architecture, info.description].filter(Boolean).join(' ') || 'unknown adapter';
-  const software = adapter.isFallbackAdapter || /swiftshader|llvmpipe|lavapipe/i.test(name);
-  if (software && !explicit) return {ok: false, detail: `only a software adapter (${name}); --backend webgpu forces it`};
-  await import('@tensorflow/tfjs-backend-webgpu');
-  if (!(await tf.setBackend('webgpu'))) return {ok: false, detail: `tfjs could not start webgpu on ${name}`};
-  await tf.setBackend('cpu');
-  return {ok: true, detail: name};
+  return {ok: true, detail: `${status.adapterName}${status.software ? ', a software adapter: not GPU timings' : ''}`};
 }
 
 function cudaAvailability() {
@@ -156,24 +109,25 @@ function histogram(counts, k, tokens) {
 }
 
 async function main() {
-  const opts = parseArgs(process.argv.slice(2));
-  const m = MODELS[opts.model];
+  const opts = parseFlags(process.argv.slice(2), FLAGS, {command: 'demo',
+    intro: 'One FusedMoE layer of a model\'s shape with random weights on the best available backend, checked ' +
+        'against the cpu path.'});
+  const m = findModelShape(opts.model);
   const scale = opts.model === 'tiny' ? 1 : opts.scale;
-  const H = Math.max(8, Math.round(m.H / scale)), I = Math.max(4, Math.round(m.I / scale));
-  const S = m.S ? Math.max(4, Math.round(m.S / scale)) : 0;
+  const {hidden: H, args: shapeArgs} = scaledModel(m, scale);
+  const I = shapeArgs.moeIntermediateSize, S = shapeArgs.sharedExpertIntermediateSize;
   const T = opts.tokens;
   await tf.setBackend('cpu');
   await tf.ready();
 
   log(`tfjs-moe demo: ${m.label}${scale > 1 ? ` scaled 1/${scale}` : ''} MoE layer ` +
-      `(H=${H}, I=${I}, E=${m.E}, k=${m.k}${S ? `, shared ${S}` : ''}${m.routing.topkMethod ? `, ${m.routing.topkMethod}` : ''}), ` +
+      `(H=${H}, I=${I}, E=${m.numExperts}, k=${m.topK}${S ? `, shared ${S}` : ''}, ${m.routing.topkMethod}), ` +
       `${T} tokens, ${opts.iters} timed calls`);
   const chosen = await chooseBackend(opts.backend);
   for (const t of chosen.tried) log(`  skipped ${t}`);
   log(`backend: ${chosen.layerBackend === 'auto' ? chosen.tfBackend : chosen.layerBackend} (${chosen.detail})`);
 
-  const layerArgs = {numExperts: m.E, topK: m.k, moeIntermediateSize: I, sharedExpertIntermediateSize: S,
-    ...m.routing};
+  const layerArgs = shapeArgs;
   const weightBytes = moe.weightSpecs({...layerArgs, topkMethod: 'greedy', nGroup: 1, topkGroup: 1,
     routedScalingFactor: 1, useCorrectionBias: false, latentSize: null, withBias: false, probInAdvance: false,
     sharedExpertGate: false, backend: 'auto', ...m.routing}, H).reduce((n, s) => n + 4 * s.shape.reduce((a, b) => a * b, 1), 0);
@@ -195,7 +149,7 @@ async function main() {
   const ids = moe.routeTokens(x, layer.namedWeights(), layer.options);
   const idData = await ids.topkIds.data();
   tf.dispose([ids.topkIds, ids.topkWeights]);
-  const counts = new Array(m.E).fill(0);
+  const counts = new Array(m.numExperts).fill(0);
   for (const e of idData) counts[e]++;
 
   await tf.setBackend(chosen.tfBackend);
@@ -236,7 +190,7 @@ async function main() {
   log(`max difference:   ${maxDiff.toExponential(3)} absolute, ${rel.toExponential(3)} relative to max |y| ` +
       `(vs the ${checkBackend === 'cpu' ? 'cpu kernels' : 'cpu composite path'})`);
   log('expert load (tokens routed to each expert):');
-  log(histogram(counts, m.k, T));
+  log(histogram(counts, m.topK, T));
   tf.dispose(x);
   layer.dispose();
   checker.dispose();

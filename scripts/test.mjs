@@ -1,10 +1,12 @@
-// The test command (`npm test`, after the build): the Node specs (scripts/run-specs.mjs: cpu, composite, webgpu
-// on dawn.node, cuda status/compile) and then the browser suite (scripts/test-browser.mjs: bundlers, headless
-// chromium, demo page), each in its own process, ending with one `N passed, N failed[, N skipped]` line for both.
-// `--node-only` runs the first part alone (quick local runs).
+// The test command (`npm test`, after the setup step and the build): the Node specs (scripts/run-specs.mjs: cpu,
+// composite, webgpu on dawn.node, cuda status/compile), the browser suite (scripts/test-browser.mjs: bundlers,
+// headless chromium, demo page) and the package check (scripts/package-check.mjs: the packed tarball in a fresh
+// consumer, the README's code blocks), each in its own process, ending with one `N passed, N failed[, N skipped]`
+// line for all. `--node-only` runs the first part alone (quick local runs).
 import {spawn} from 'node:child_process';
 
-const SUITES = [['node specs', 'scripts/run-specs.mjs'], ['browser suite', 'scripts/test-browser.mjs']];
+const SUITES = [['node specs', 'scripts/run-specs.mjs'], ['browser suite', 'scripts/test-browser.mjs'],
+  ['package check', 'scripts/package-check.mjs']];
 const nodeOnly = process.argv.includes('--node-only');
 
 function run(script) {

@@ -11,8 +11,9 @@ export {checkQuantizedExpertWeights, createExpertWeightsBuilder, dequantizeExper
 export type {ExpertWeightFormat, ExpertWeightsBuilder, QuantizedExpertWeights, QuantizeExpertWeightsOptions} from
     './ops/quantize_expert_weights.js';
 export {EXPERT_WEIGHT_FORMATS} from './kernels/expert_weight_formats.js';
+export type {ExpertWeightLayout} from './kernels/expert_weight_formats.js';
 export * from './kernels/kernel_names_quantized.js';
 export {setQuantizedCompositeBudget} from './kernels/composite/quantized_composite.js';
 export {fromAwq, fromGptOssMxfp4, fromGptq, fromPackedHalf, transposeQuantizedExpertWeights} from
     './io/quantized_checkpoints.js';
-export type {AwqTensors, GptqTensors, PackedHalfData} from './io/quantized_checkpoints.js';
+export type {AwqTensors, GptqTensors, Int4CheckpointTensors, PackedHalfData} from './io/quantized_checkpoints.js';

@@ -16,7 +16,6 @@ export {fusedSwigluScale} from './ops/fused_swiglu_scale.js';
 export type {SwigluActivationOptions} from './ops/fused_swiglu_scale.js';
 export {batchedGemmSwiglu} from './ops/batched_gemm_swiglu.js';
 export type {BatchedGemmSwigluOptions} from './ops/batched_gemm_swiglu.js';
-export {shardedBatchedGemm} from './ops/sharded_batched_gemm.js';
 export {batchedGemmWeightGrad} from './ops/batched_gemm_weight_grad.js';
 export type {BatchedGemmWeightGradOptions} from './ops/batched_gemm_weight_grad.js';
 export {moeCombine} from './ops/moe_combine.js';
@@ -25,34 +24,28 @@ export {getKernelPath, hasMoeKernel, hasMoeKernels, MOE_KERNEL_PATH, setKernelPa
     './ops/dispatch.js';
 export type {KernelPath} from './ops/dispatch.js';
 export * from './kernels/kernel_names.js';
-export {maxStorageBindingBytes, planExpertShards, setMaxStorageBindingBytes} from './kernels/webgpu/expert_ranges.js';
-export type {ExpertRange} from './kernels/webgpu/expert_ranges.js';
-export {GEMM_PRESETS, GEMM_TILE_TABLE, setWebGPUGemmPreset} from './kernels/webgpu/batched_gemm_config.js';
-export type {GemmConfig, TileChoice} from './kernels/webgpu/batched_gemm_config.js';
-export {MOE_WEBGPU_GEMM_PRESET, MOE_WEBGPU_MAX_STORAGE_BINDING_BYTES} from './kernels/webgpu/flags_webgpu.js';
 export {FusedMoE} from './layers/fused_moe.js';
-export type {FusedMoEArgs, FusedMoEOptions, FusedMoEWeights, FusedMoEWeightName, InitializerSpec, MoeComputeDtype, MoeLayerBackend, TopkMethod,
+export type {FusedMoEArgs, FusedMoEOptions, FusedMoEWeights, FusedMoEWeightName, Initializer, InitializerSpec, MoeComputeDtype, MoeLayerBackend, TopkMethod,
   WeightSpec} from './layers/fused_moe_config.js';
 export {OPTION_TABLE, weightSpecs} from './executor/layer_schema.js';
 export type {OptionSpec} from './executor/layer_schema.js';
 export {getMoeLayerExecutor, registerMoeLayerExecutor, unregisterMoeLayerExecutor} from './executor/layer_executor.js';
 export type {MoeForwardContext, MoeForwardFn, MoeForwardResult, MoeLayerExecutor} from './executor/layer_executor.js';
-export {selectMoeForward} from './layers/backend_selection.js';
-export type {MoeForwardSelection} from './layers/backend_selection.js';
-export {fusedMoeForward, fusedMoeForwardWithRouting, routeTokens} from './layers/fused_moe_forward.js';
+export {routeTokens} from './layers/fused_moe_forward.js';
 export type {LoadBalancingOptions} from './layers/load_balancing.js';
 export {loadHuggingFaceMoe} from './io/hf_import.js';
 export type {HfWeights, LoadHuggingFaceMoeOptions} from './io/hf_import.js';
 export {familyOf as huggingFaceMoeFamily, hfMoeSpec as huggingFaceMoeSpec} from './io/hf_families.js';
-export type {HfFamily, HfMoeSpec} from './io/hf_families.js';
+export type {Config as HfConfig, HfFamily, HfMoeSpec, HfNaming} from './io/hf_families.js';
 export {decodeSafetensor, parseSafetensorsHeader, readSafetensors} from './io/safetensors.js';
 export type {ReadSafetensorsOptions, SafetensorsDtype, SafetensorsEntry, SafetensorsHeader} from './io/safetensors.js';
-// CUDA (optional native addon, `npm run build:cuda`); browser-safe: nothing Node-specific runs until called.
+// CUDA (optional native addon, `npx tfjs-moe-build-cuda`); browser-safe: nothing Node-specific runs until called.
 export {cudaStatus} from './kernels/cuda/loader.js';
 export type {CudaStatus, CudaUnavailableCode} from './kernels/cuda/loader.js';
 export {registerCudaKernels, unregisterCudaKernels} from './kernels/cuda/register_all.js';
-export {CUDA_MOE_WEIGHT_NAMES, CudaActivation, CudaFusedMoe, CudaMoeRunner} from './kernels/cuda/cuda_fused_moe.js';
+export type {CudaComputeDtype} from './kernels/cuda/cuda_fused_moe.js';
 export {MOE_CUDA_GEMM_TILES, MOE_CUDA_PDL} from './kernels/cuda/flags_cuda.js';
-export {cudaLayerExecutor, registerCudaLayerExecutor} from './kernels/cuda/cuda_layer_executor.js';
-export type {CudaComputeDtype, CudaForwardResult, CudaFusedMoeConfig, CudaHostOutput, CudaMoeWeightArrays, CudaMoeWeightName, CudaMoeWeightTensors} from './kernels/cuda/cuda_fused_moe.js';
+export {MOE_WEBGPU_DECODE_MAX_TOKENS} from './kernels/webgpu/flags_webgpu.js';
+export {setWebGPUDecodeMaxTokens, webgpuDecodeMaxTokens} from './kernels/webgpu/decode/decode_forward.js';
 export * from './formats.js';
+// Internals the specs and benchmarks use (sharding, GEMM presets, CUDA runners) are in 'tfjs-moe/internal'.

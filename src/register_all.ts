@@ -1,14 +1,15 @@
 /**
  * Every registration side effect of the package, in one place (src/index.ts imports this first): our kernels for
  * 'cpu' and 'webgpu' (registering for 'webgpu' needs nothing from tfjs-backend-webgpu), their gradients, the tfjs
- * flags the kernels read, and the optional CUDA layer executor (browser-safe: it touches Node only when a layer
- * asks for backend 'cuda').
+ * flags the kernels read, the webgpu decode path (kernels/webgpu/decode), and the optional CUDA layer executor
+ * (browser-safe: it touches Node only when a layer asks for backend 'cuda').
  */
 import {registerMoeGradients} from './gradients/register_all.js';
 import {registerHostKernels} from './kernels/cpu/register_all.js';
 import {registerCudaLayerExecutor} from './kernels/cuda/cuda_layer_executor.js';
 import {registerCudaFlags} from './kernels/cuda/flags_cuda.js';
 import {registerWasmRuntime} from './kernels/wasm/runtime.js';
+import {registerWebGPUDecode} from './kernels/webgpu/decode/decode_forward.js';
 import {registerWebGPUKernels} from './kernels/webgpu/register_all.js';
 import {registerOpFlags} from './ops/dispatch.js';
 
@@ -16,6 +17,7 @@ registerOpFlags();
 registerWasmRuntime();
 registerHostKernels('cpu');
 registerWebGPUKernels();
+registerWebGPUDecode();
 registerMoeGradients();
 registerCudaFlags();
 registerCudaLayerExecutor();

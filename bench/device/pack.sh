@@ -9,7 +9,7 @@ cp build/Release/tfjs_moe_cuda.node "$DEST/"
 echo '{"type": "module"}' > "$DEST/package.json"
 ESB=node_modules/.bin/esbuild
 BANNER="import {createRequire as __cr} from 'module'; import {fileURLToPath as __fu} from 'url'; import {dirname as __dn} from 'path'; const require = __cr(import.meta.url); const __filename = __fu(import.meta.url); const __dirname = __dn(__filename);"
-common=(--bundle --platform=node --format=esm --alias:tfjs-moe=./dist/esm/index.js --log-level=warning "--banner:js=$BANNER")
+common=(--bundle --platform=node --format=esm --alias:tfjs-moe=./dist/esm --log-level=warning "--banner:js=$BANNER")
 $ESB bench/device/device_specs.ts "${common[@]}" --outfile="$DEST/build/spec/cuda_device.spec.js"
 $ESB scripts/run-specs.mjs "${common[@]}" --outfile="$DEST/run-specs.mjs"
 $ESB bench/cuda_bench.ts "${common[@]}" --outfile="$DEST/cuda_bench.mjs"

@@ -5,7 +5,7 @@
 //   specs/           the browser spec page and bundle (spec/browser/entry.ts)
 //   demo/            the demo page (demo/)
 // Pages resolve bare imports with IMPORT_MAP, the way a user's page without a bundler would load tfjs-moe.
-import {copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync} from 'node:fs';
+import {copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs';
 import {createRequire} from 'node:module';
 import {dirname, join, resolve} from 'node:path';
 import {build} from 'esbuild';
@@ -21,6 +21,7 @@ export const IMPORT_MAP = {
   imports: {
     ...Object.fromEntries(VENDOR.map(p => [`@tensorflow/${p}`, `/vendor/${p}.js`])),
     'tfjs-moe': '/tfjs-moe/tfjs-moe.esm.js',
+    'tfjs-moe/internal': '/tfjs-moe/tfjs-moe-internal.esm.js',
   },
 };
 
@@ -79,10 +80,10 @@ async function buildVendor() {
 function copyPackageBundle() {
   const src = resolve('dist/browser/tfjs-moe.esm.js');
   if (!existsSync(src)) throw new Error(`${src} is missing: run \`npm run build\` first`);
+  // The root and the internals entry share chunks (one implementation): copy the whole folder.
   const dir = join(OUT, 'tfjs-moe');
-  mkdirSync(dir, {recursive: true});
-  copyFileSync(src, join(dir, 'tfjs-moe.esm.js'));
-  if (existsSync(`${src}.map`)) copyFileSync(`${src}.map`, join(dir, 'tfjs-moe.esm.js.map'));
+  rmSync(dir, {recursive: true, force: true});
+  cpSync(resolve('dist/browser'), dir, {recursive: true});
 }
 
 function copyJasmine() {

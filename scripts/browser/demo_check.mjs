@@ -7,7 +7,7 @@ import {resolve} from 'node:path';
 export const SCREENSHOT = resolve('build/screenshots/demo.png');
 export const FALLBACK_SCREENSHOT = resolve('build/screenshots/demo-no-webgpu.png');
 /** The configuration the check runs (real Qwen3-30B-A3B routing: 128 experts, top-8; widths 1/16). */
-const CONFIG = {model: 'qwen3-30b-a3b', divisor: '16', tokens: '16', experts: 128, topK: 8};
+const CONFIG = {model: 'qwen3', divisor: '16', tokens: '16', experts: 128, topK: 8};
 const PARITY_TOLERANCE = 1e-4;
 
 /** Resolves to [{name, ok, message}] (one per assertion group), never throws for a page failure. */
@@ -54,6 +54,10 @@ export async function checkDemoPage(context, baseUrl, {timeoutMs = 600_000} = {}
     }
     check('charts hold the data (4 latency bars, one load bar per expert)',
         state.charts?.latencyBars === 4 && state.charts?.loadBars === CONFIG.experts, JSON.stringify(state.charts));
+    const labels = (state.charts?.latencyTicks ?? []).filter(t => t != null);
+    check('the log latency axis labels only 1, 2 and 5 of a decade (no unlabeled grid line drawn)',
+        labels.length >= 1 && labels.every(t => /^[125]0*$|^0\.0*[125]$/.test(t)),
+        JSON.stringify(state.charts?.latencyTicks));
     // Drawn, not only configured: count the canvases' non-transparent pixels.
     const inked = await page.evaluate(() => ['latency-chart', 'load-chart'].map(id => {
       const c = document.getElementById(id);
@@ -86,7 +90,8 @@ export async function checkDemoFallback(context, baseUrl, {timeoutMs = 300_000} 
   page.on('pageerror', e => errors.push(e.message));
   try {
     await page.addInitScript(() => Object.defineProperty(Navigator.prototype, 'gpu', {get: () => undefined}));
-    await page.goto(`${baseUrl}/demo/?model=tiny&tokens=4&run=1`);
+    // divisor=7 is not a width the page offers: it must fall back to tiny's default (1) and say so.
+    await page.goto(`${baseUrl}/demo/?model=tiny&tokens=4&divisor=7&run=1`);
     await page.waitForFunction(() => ['done', 'error'].includes(document.body.dataset.status), null,
                                {timeout: timeoutMs});
     const state = await page.evaluate(() => window.__moeDemo);
@@ -100,6 +105,11 @@ export async function checkDemoFallback(context, baseUrl, {timeoutMs = 300_000} 
         state.result?.paths.map(p => p.label).join(',') === 'cpu,cpu composite' &&
         state.result.maxParity < PARITY_TOLERANCE && state.charts?.latencyBars === 2 && state.charts?.loadBars === 8,
         JSON.stringify({paths: state.result?.paths, charts: state.charts}));
+    const paramsBanner = await page.locator('#params-banner');
+    const paramsText = (await paramsBanner.isVisible()) ? await paramsBanner.textContent() : '';
+    check('an invalid URL parameter falls back to the default and the page says so',
+        state.result?.divisor === 1 && /divisor=7 .*using 1/.test(paramsText), `divisor ${state.result?.divisor}, ` +
+        `banner '${paramsText}'`);
     check('no page errors', errors.length === 0, errors.join('\n'));
   } catch (e) {
     check('page check completed', false, e.message);

@@ -1,7 +1,7 @@
 /**
  * The browser suite (npm run test:browser): the same conformance suites as in Node, against the same float64
  * reference, on tfjs's webgpu backend (SwiftShader in CI: small shapes) and on cpu, the gradient suite on webgpu,
- * plus the large-weights case
+ * the decode path (programs per forward, vs the reference), plus the large-weights case
  * under the default 128 MiB storage-binding limit. scripts/test-browser.mjs bundles this file and drives the page.
  */
 import './setup_browser.js';
@@ -9,6 +9,7 @@ import '../helpers/report_errors.js';
 import './environment.js';
 import '../webgpu/kernels_webgpu.spec.js';
 import '../webgpu/forward_webgpu.spec.js';
+import '../webgpu/decode_webgpu.spec.js';
 import '../webgpu/quantized_webgpu.spec.js';
 import './conformance_browser.js';
 import '../gradients/webgpu_gradients.spec.js';

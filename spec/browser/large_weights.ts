@@ -8,6 +8,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {WebGPUBackend} from '@tensorflow/tfjs-backend-webgpu';
 import * as moe from 'tfjs-moe';
+import * as internal from 'tfjs-moe/internal';
 
 import {randomLayer, referenceOutput} from '../layers/layer_util.js';
 import {LAYER_TOLERANCE} from '../layers/layer_conformance.js';
@@ -107,8 +108,8 @@ describe('webgpu with expert weights past the default 128 MiB storage-binding li
     const rand = rng(9004);
     const E = 8, K = 2048, N = 2304, R = 9;
     const bytesPerExpert = K * N * 4;
-    const ranges = moe.planExpertShards(E, bytesPerExpert);
-    expect(moe.maxStorageBindingBytes()).toBe(DEFAULT_BINDING_LIMIT);
+    const ranges = internal.planExpertShards(E, bytesPerExpert);
+    expect(internal.maxStorageBindingBytes()).toBe(DEFAULT_BINDING_LIMIT);
     expect(ranges.length).toBeGreaterThan(1);
     const counts = [2, 1, 0, 1, 2, 0, 1, 2];
     const offsets = [0];
@@ -121,7 +122,7 @@ describe('webgpu with expert weights past the default 128 MiB storage-binding li
           tf.tensor3d(rhs.subarray(r.start * K * N, r.end * K * N), [r.end - r.start, K, N]));
       const lt = tf.tensor2d(lhs, [R, K]);
       const st = tf.tensor1d(offsets, 'int32');
-      const out = moe.shardedBatchedGemm(lt, shards, ranges, st);
+      const out = internal.shardedBatchedGemm(lt, shards, ranges, st);
       const [data] = await readAll(out, lt, st, ...shards);
       return data;
     });

@@ -7,8 +7,8 @@
  * after a change, which re-captures the CUDA graphs). GPU specs pending, with the reason, without CUDA.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import {CudaActivation, CudaFusedMoe, CudaMoeRunner, CudaMoeWeightTensors, cudaLayerExecutor, cudaStatus, MOE_CUDA_GEMM_TILES,
-  MOE_CUDA_PDL} from 'tfjs-moe';
+import {cudaStatus, MOE_CUDA_GEMM_TILES, MOE_CUDA_PDL} from 'tfjs-moe';
+import {CudaActivation, CudaFusedMoe, CudaMoeRunner, CudaMoeWeightTensors, cudaLayerExecutor} from 'tfjs-moe/internal';
 
 import {randn, recordError, relError, rng} from '../helpers/util.js';
 import {refFusedMoE, RefMoeConfig, RefMoeWeights, refMoeTopkSelect} from '../reference/moe_reference.js';

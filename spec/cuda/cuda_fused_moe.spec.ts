@@ -7,7 +7,8 @@
  * in 8 / 11 mantissa bits, float32 accumulation and routing). Pending, with the reason, without CUDA.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import {CudaComputeDtype, CudaFusedMoe, CudaFusedMoeConfig, CudaMoeWeightTensors, cudaStatus} from 'tfjs-moe';
+import {CudaComputeDtype, cudaStatus} from 'tfjs-moe';
+import {CudaFusedMoe, CudaFusedMoeConfig, CudaMoeWeightTensors} from 'tfjs-moe/internal';
 
 import {randn, recordError, relError, rng} from '../helpers/util.js';
 import {refFusedMoE, RefMoeConfig, RefMoeWeights} from '../reference/moe_reference.js';

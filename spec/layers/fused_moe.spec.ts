@@ -3,8 +3,9 @@
 import '@tensorflow/tfjs-layers';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import {ALL_MOE_KERNELS, FusedMoE, FusedMoEArgs, fusedMoeForward, registerMoeLayerExecutor, unregisterMoeLayerExecutor,
-  weightSpecs} from 'tfjs-moe';
+import {ALL_MOE_KERNELS, FusedMoE, FusedMoEArgs, registerMoeLayerExecutor, unregisterMoeLayerExecutor, weightSpecs}
+  from 'tfjs-moe';
+import {fusedMoeForward} from 'tfjs-moe/internal';
 
 import {expectNoLeak, expectThrowsNoLeak, recordError, relError, rng} from '../helpers/util.js';
 import {describeLayerConformance, LAYER_TOLERANCE} from './layer_conformance.js';

@@ -4,7 +4,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import {FusedMoE, FusedMoEArgs, MoeForwardContext, registerCudaLayerExecutor, registerMoeLayerExecutor} from 'tfjs-moe';
+import {FusedMoE, FusedMoEArgs, MoeForwardContext, registerMoeLayerExecutor} from 'tfjs-moe';
+import {registerCudaLayerExecutor} from 'tfjs-moe/internal';
 
 import {expectNoLeak, randn, recordError, relError, rng} from '../helpers/util.js';
 import {refGetMoeScores, refMoeTopkSelect} from '../reference/moe_reference.js';

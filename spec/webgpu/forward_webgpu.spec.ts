@@ -2,6 +2,7 @@
 // expert-sharded GEMM under a forced small storage-binding limit.
 import * as tf from '@tensorflow/tfjs-core';
 import * as moe from 'tfjs-moe';
+import * as internal from 'tfjs-moe/internal';
 
 import {countBackendReads, randn, readAll, recordError, relError, rng} from '../helpers/util.js';
 import {refBatchedGemm, refFusedMoE, RefMoeConfig} from '../reference/moe_reference.js';
@@ -63,23 +64,23 @@ describeWebGPU('webgpu MoE forward', () => {
     for (const c of counts) offsets.push(offsets[offsets.length - 1] + c);
     const lhs = randn(rand, R * K), rhs = randn(rand, E * K * N), bias = randn(rand, E * N);
     const bytesPerExpert = K * N * 4;
-    moe.setMaxStorageBindingBytes(bytesPerExpert * 3);
+    internal.setMaxStorageBindingBytes(bytesPerExpert * 3);
     try {
-      const ranges = moe.planExpertShards(E, bytesPerExpert);
+      const ranges = internal.planExpertShards(E, bytesPerExpert);
       expect(ranges).toEqual([{start: 0, end: 3}, {start: 3, end: 6}, {start: 6, end: 7}]);
       const before = tf.memory().numTensors;
       const full = tf.tensor3d(rhs, [E, K, N]);
       const shards = ranges.map(r => tf.slice(full, [r.start, 0, 0], [r.end - r.start, K, N]) as tf.Tensor3D);
       const lt = tf.tensor2d(lhs, [R, K]), st = tf.tensor1d(offsets, 'int32'), bt = tf.tensor2d(bias, [E, N]);
-      const out = moe.shardedBatchedGemm(lt, shards, ranges, st, {bias: bt});
+      const out = internal.shardedBatchedGemm(lt, shards, ranges, st, {bias: bt});
       const [got] = await readAll(out, full, lt, st, bt, ...shards);
       expect(tf.memory().numTensors).toBe(before);
       const err = relError(got, refBatchedGemm(lhs, R, K, rhs, E, N, offsets, false, bias));
       recordError('webgpu sharded batchedGemm', err);
       expect(err).toBeLessThan(1e-4);
-      expect(() => moe.planExpertShards(E, bytesPerExpert * 4)).toThrowError(/bytesPerExpert/);
+      expect(() => internal.planExpertShards(E, bytesPerExpert * 4)).toThrowError(/bytesPerExpert/);
     } finally {
-      moe.setMaxStorageBindingBytes(null);
+      internal.setMaxStorageBindingBytes(null);
     }
   }, SLOW);
 });

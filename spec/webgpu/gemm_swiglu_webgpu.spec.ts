@@ -3,6 +3,7 @@
 // outside every segment (zero), an empty expert, biases and row scales.
 import * as tf from '@tensorflow/tfjs-core';
 import * as moe from 'tfjs-moe';
+import * as internal from 'tfjs-moe/internal';
 
 import {expectNoLeak, randn, recordError, relError, rng} from '../helpers/util.js';
 import {refBatchedGemm, refSwigluScale} from '../reference/moe_reference.js';
@@ -11,7 +12,7 @@ import {describeWebGPU} from './webgpu_env.js';
 const SLOW_MS = 300_000;
 
 describeWebGPU('webgpu batchedGemm with the SwiGLU epilogue', () => {
-  afterEach(() => moe.setWebGPUGemmPreset(null));
+  afterEach(() => internal.setWebGPUGemmPreset(null));
 
   const cases: Array<{preset: string | null, I: number, bias: boolean, scale: boolean}> = [
     {preset: null, I: 12, bias: true, scale: true},
@@ -30,7 +31,7 @@ describeWebGPU('webgpu batchedGemm with the SwiGLU epilogue', () => {
       const offsets = [3, 8, 8, 15, 22, 27];
       const lhs = randn(rand, R * K), rhs = randn(rand, E * K * N, 0.5);
       const bias = c.bias ? randn(rand, E * N, 0.3) : null, scale = c.scale ? randn(rand, R) : null;
-      moe.setWebGPUGemmPreset(c.preset);
+      internal.setWebGPUGemmPreset(c.preset);
       const got = await expectNoLeak(async () => {
         const ts = [tf.tensor2d(lhs, [R, K]), tf.tensor3d(rhs, [E, K, N]), tf.tensor1d(offsets, 'int32')] as const;
         const bt = bias == null ? null : tf.tensor2d(bias, [E, N]);

@@ -4,6 +4,7 @@
 import '@tensorflow/tfjs-layers';
 import * as tf from '@tensorflow/tfjs-core';
 import * as moe from 'tfjs-moe';
+import * as internal from 'tfjs-moe/internal';
 
 import {countBackendReads, recordError, relError, rng} from '../helpers/util.js';
 import {randn, randomLayer, referenceOutput, WeightData} from '../layers/layer_util.js';
@@ -17,7 +18,11 @@ describeWebGPU('FusedMoE on webgpu with sharded expert weights', () => {
   const E = 6, H = 8, I = 4, T = 7;
   const SHARDS = 3 + 2;
 
-  afterEach(() => moe.setMaxStorageBindingBytes(null));
+  afterEach(() => internal.setMaxStorageBindingBytes(null));
+  // About the op chain's expert-range cache: the decode path (which never shards) stays off here.
+  let decodeMaxTokens = 0;
+  beforeAll(() => { decodeMaxTokens = moe.webgpuDecodeMaxTokens(); moe.setWebGPUDecodeMaxTokens(0); });
+  afterAll(() => moe.setWebGPUDecodeMaxTokens(decodeMaxTokens));
 
   it('matches the float64 reference, reads nothing back, re-shards on a weight change, frees on dispose',
      async () => {
@@ -25,7 +30,7 @@ describeWebGPU('FusedMoE on webgpu with sharded expert weights', () => {
        const baseline = tf.memory().numTensors;
        const {layer, data} = randomLayer({numExperts: E, topK: 2, moeIntermediateSize: I, withBias: true,
          probInAdvance: true, backend: 'webgpu'}, H, rand);
-       moe.setMaxStorageBindingBytes(600);
+       internal.setMaxStorageBindingBytes(600);
        const withWeights = tf.memory().numTensors;
 
        const run = async (weights: WeightData, label: string) => {
@@ -62,11 +67,11 @@ describeWebGPU('FusedMoE on webgpu with sharded expert weights', () => {
          await run(changed, 'after setNamedWeights');
 
          // Raising the limit past the weights frees the shards at the next call.
-         moe.setMaxStorageBindingBytes(1 << 20);
+         internal.setMaxStorageBindingBytes(1 << 20);
          const input = tf.tensor2d(randn(rand, T * H), [T, H]);
          tf.dispose([layer.apply(input) as tf.Tensor, input]);
          expect(tf.memory().numTensors).withContext('limit raised').toBe(withWeights);
-         moe.setMaxStorageBindingBytes(600);
+         internal.setMaxStorageBindingBytes(600);
          await run(changed, 'limit lowered again');
        } finally {
          layer.dispose();
@@ -78,7 +83,7 @@ describeWebGPU('FusedMoE on webgpu with sharded expert weights', () => {
     const rand = rng(707);
     const baseline = tf.memory().numTensors;
     const {layer} = randomLayer({numExperts: E, topK: 2, moeIntermediateSize: I, backend: 'webgpu'}, H, rand);
-    moe.setMaxStorageBindingBytes(600);
+    internal.setMaxStorageBindingBytes(600);
     try {
       const input = tf.tensor2d(randn(rand, T * H), [T, H]);
       const before = tf.memory().numTensors;

@@ -59,15 +59,40 @@ export function registerMoeLayerExecutor(name: string, executor: MoeLayerExecuto
   executors.set(name, executor);
 }
 
+/** Removes the layer executor registered under `name`; returns whether there was one. */
 export function unregisterMoeLayerExecutor(name: string): boolean {
   return executors.delete(name);
 }
 
+/** The layer executor registered under `name` (e.g. `cuda`), if any. */
 export function getMoeLayerExecutor(name: string): MoeLayerExecutor | undefined {
   return executors.get(name);
+}
+
+/**
+ * A whole-layer forward that the kernel path of one tfjs backend tries before composing the ops (the webgpu decode
+ * path, kernels/webgpu/decode): forward returns null when it does not take the call, having done nothing.
+ */
+export interface KernelPathLayerForward {
+  forward(x: tf.Tensor2D, weights: FusedMoEWeights, options: FusedMoEOptions, context: MoeForwardContext):
+      tf.Tensor2D | null;
+  /** Frees what it keeps for a layer (called when that layer is disposed). */
+  release?(owner: object): void;
+}
+
+const kernelPathForwards = new Map<string, KernelPathLayerForward>();
+
+/** Registers the whole-layer forward that the kernel path of tfjs backend `backendName` tries first. */
+export function registerKernelPathLayerForward(backendName: string, entry: KernelPathLayerForward): void {
+  kernelPathForwards.set(backendName, entry);
+}
+
+export function kernelPathLayerForward(backendName: string): KernelPathLayerForward | undefined {
+  return kernelPathForwards.get(backendName);
 }
 
 /** Tells every executor that `owner` is gone. */
 export function releaseExecutorState(owner: object): void {
   for (const executor of executors.values()) executor.release?.(owner);
+  for (const entry of kernelPathForwards.values()) entry.release?.(owner);
 }

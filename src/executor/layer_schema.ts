@@ -6,13 +6,19 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
+/** How the router picks experts: 'greedy' softmax top-k, or DeepSeek-V3's 'noaux_tc' sigmoid + group-limited top-k. */
 export type TopkMethod = 'greedy' | 'noaux_tc';
 export const TOPK_METHODS: readonly TopkMethod[] = ['greedy', 'noaux_tc'];
-export type {SwigluActivation} from '../kernels/kernel_names.js';
-import {SWIGLU_ACTIVATIONS, SwigluActivation} from '../kernels/kernel_names.js';
+/**
+ * The expert activation (docs/semantics.md 11.2): 'swiglu' = silu(gate) * up; 'clamped_swiglu' (gpt-oss) =
+ * (u + 1) * g * sigmoid(swigluAlpha * g) with g = min(gate, swigluLimit), u = clamp(up, -swigluLimit, swigluLimit).
+ */
+export type SwigluActivation = 'swiglu' | 'clamped_swiglu';
+export const SWIGLU_ACTIVATIONS: readonly SwigluActivation[] = ['swiglu', 'clamped_swiglu'];
 /** Where the routing weight multiplies (docs/semantics.md 11.3). */
 export type RoutingWeightOn = 'output' | 'activation' | 'input';
 export const ROUTING_WEIGHT_ON: readonly RoutingWeightOn[] = ['output', 'activation', 'input'];
+/** Which path a FusedMoE call takes; 'auto' picks the active backend's kernels or the composite path. */
 export type MoeLayerBackend = 'auto' | 'cpu' | 'webgpu' | 'cuda' | 'composite';
 export const MOE_LAYER_BACKENDS: readonly MoeLayerBackend[] = ['auto', 'cpu', 'webgpu', 'cuda', 'composite'];
 /** The dtype expert weights are converted to once, at upload, by backends that convert (today: 'cuda'). */
@@ -84,6 +90,10 @@ export interface OptionSpec {
   doc: string;
 }
 
+/**
+ * Every FusedMoE option with its type, default, bounds and description: the one table that option checking,
+ * serialization and the executors read.
+ */
 export const OPTION_TABLE: readonly OptionSpec[] = [
   // 65536 = MAX_EXPERTS of src/ops/limits.ts (this module imports nothing of ours).
   {name: 'numExperts', type: 'int', min: 1, max: 65536, native: true, doc: 'Routed experts E.'},
@@ -250,6 +260,7 @@ export interface WeightSpec {
   trainable: boolean;
 }
 
+/** The names of a FusedMoE layer's weights (as in its state dict and in `namedWeights()`). */
 export type FusedMoEWeightName =
     'gate_weight' | 'gate_bias' | 'gate_correction_bias' | 'up_gate_proj_weight' | 'up_gate_proj_bias' | 'down_proj_weight' |
     'down_proj_bias' | 'fc1_latent_proj_weight' | 'fc2_latent_proj_weight' | 'shared_up_gate_proj_weight' |

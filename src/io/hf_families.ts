@@ -42,6 +42,7 @@ export interface HfNaming {
   fusedLayout: 'out_in' | 'in_out' | 'in_out_interleaved';
 }
 
+/** What a model's config.json says about its MoE block: family, hidden size, layer options, tensor names. */
 export interface HfMoeSpec {
   family: HfFamily;
   hiddenSize: number;
@@ -51,7 +52,8 @@ export interface HfMoeSpec {
   biasRequired: boolean;
 }
 
-type Config = Record<string, unknown>;
+/** A parsed config.json. */
+export type Config = Record<string, unknown>;
 
 const STANDARD_NAMING: HfNaming = {
   expertProj: {gate: 'gate_proj', up: 'up_proj', down: 'down_proj'},
@@ -234,6 +236,7 @@ function languageConfig(config: Config): Config {
   return config;
 }
 
+/** The MoE family of a parsed config.json (its model_type, or text_config's when multimodal); throws when unknown. */
 export function familyOf(config: Config): HfFamily {
   const modelType = config.model_type;
   if (typeof modelType !== 'string') fail(`config has no 'model_type' (got ${describeValue(modelType)})`);

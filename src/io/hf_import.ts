@@ -16,6 +16,7 @@ import {dequantizeExpertWeights} from '../ops/quantize_expert_weights.js';
 import {HfMoeSpec, hfMoeSpec} from './hf_families.js';
 import {fromGptOssMxfp4} from './quantized_checkpoints.js';
 
+/** Options of {@link loadHuggingFaceMoe}. */
 export interface LoadHuggingFaceMoeOptions {
   /** Prefix of the block's tensor names, e.g. 'model.layers.3.mlp.' (a trailing '.' is added if missing). */
   prefix?: string;
@@ -27,6 +28,7 @@ export interface LoadHuggingFaceMoeOptions {
   name?: string;
 }
 
+/** Tensors of a Hugging Face MoE block by their state-dict names (prefix included). */
 export type HfWeights = Record<string, tf.Tensor> | Map<string, tf.Tensor>;
 
 function fail(what: string): never {

@@ -180,7 +180,7 @@ export interface Int4CheckpointTensors {
   qweight: Int32Array;
   /** int32 [E, G, N/8]: 4-bit zero points packed along N. */
   qzeros: Int32Array;
-  /** [E, G, N]: float32 values, or the raw float16 bit patterns as a Uint16Array. */
+  /** Float32 values [E, G, N], or the raw float16 bit patterns as a Uint16Array. */
   scales: Float32Array | Uint16Array;
   numExperts: number;
   depth: number;   // K

@@ -8,6 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 
 import {describeValue} from '../ops/limits.js';
 
+/** The dtypes of the safetensors format that readSafetensors decodes. */
 export type SafetensorsDtype = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 
 const BYTES_PER_ELEMENT: Record<SafetensorsDtype, number> =
@@ -22,6 +23,7 @@ export interface SafetensorsEntry {
   end: number;
 }
 
+/** A safetensors file's parsed header: its tensor entries, metadata and where the data section starts. */
 export interface SafetensorsHeader {
   entries: SafetensorsEntry[];
   metadata: Record<string, string>;
@@ -217,6 +219,7 @@ export function decodeSafetensor(entry: SafetensorsEntry, bytes: Uint8Array): tf
   }
 }
 
+/** Options of {@link readSafetensors}. */
 export interface ReadSafetensorsOptions {
   /** Only these tensors (names, or a predicate); the rest are validated but not decoded. */
   names?: readonly string[] | ((name: string) => boolean);

@@ -10,6 +10,7 @@
  */
 
 export const EXPERT_WEIGHT_FORMATS = ['float32', 'float16', 'bfloat16', 'int8', 'int4', 'mxfp4'] as const;
+/** An expert weight storage format (docs/formats.md). */
 export type ExpertWeightFormat = typeof EXPERT_WEIGHT_FORMATS[number];
 
 /** The group length along K of every mxfp4 block (OCP Microscaling). */

@@ -5,15 +5,19 @@
  */
 import type {NamedAttrMap, TensorInfo} from '@tensorflow/tfjs-core';
 
+import type {SwigluActivation} from '../executor/layer_schema.js';
+
 /** The two routing methods (docs/semantics.md sections 1 and 2), by the layer's topkMethod values. */
 export type {TopkMethod} from '../executor/layer_schema.js';
 
 /** Outputs: [topkIds int32 [T,k], topkWeights float32 [T,k]]. */
 export const MoeTopkSelect = 'MoeTopkSelect';
+/** Inputs of the MoeTopkSelect kernel. */
 export interface MoeTopkSelectInputs {
   gatingLogits: TensorInfo;  // float32 [T,E]
   bias?: TensorInfo;         // float32 [E], selection only
 }
+/** Attributes of the MoeTopkSelect kernel. */
 export interface MoeTopkSelectAttrs extends NamedAttrMap {
   topK: number;
   renormalize: boolean;
@@ -21,10 +25,12 @@ export interface MoeTopkSelectAttrs extends NamedAttrMap {
 
 /** Outputs: [scores float32 [T,E], topkWeights float32 [T,k], topkIds int32 [T,k]]. */
 export const GetMoeScores = 'GetMoeScores';
+/** Inputs of the GetMoeScores kernel. */
 export interface GetMoeScoresInputs {
   gatingOutput: TensorInfo;          // float32 [T,E]
   eScoreCorrectionBias?: TensorInfo; // float32 [E]
 }
+/** Attributes of the GetMoeScores kernel. */
 export interface GetMoeScoresAttrs extends NamedAttrMap {
   nGroup: number;
   topkGroup: number;
@@ -38,11 +44,13 @@ export interface GetMoeScoresAttrs extends NamedAttrMap {
  * R = permutedRowCount(T, k, E, alignment).
  */
 export const MoePermute = 'MoePermute';
+/** Inputs of the MoePermute kernel. */
 export interface MoePermuteInputs {
   x: TensorInfo;        // [T,D]
   topkIds: TensorInfo;  // int32 [T,k]
   weights?: TensorInfo; // float32 [T,k]: row rowMap[t,j] holds x[t] * weights[t,j] (routingWeightOn 'input')
 }
+/** Attributes of the MoePermute kernel. */
 export interface MoePermuteAttrs extends NamedAttrMap {
   numExperts: number;
   alignment: number;
@@ -50,24 +58,23 @@ export interface MoePermuteAttrs extends NamedAttrMap {
 
 /** Output: float32 [R,N]. */
 export const BatchedGemm = 'BatchedGemm';
+/** Inputs of the BatchedGemm kernel. */
 export interface BatchedGemmInputs {
   lhs: TensorInfo;       // float32 [R,K]
   rhs: TensorInfo;       // float32 [E,K,N], or [E,N,K] when transposeRhs
   segments: TensorInfo;  // int32 [E+1] expertOffsets, or [E] tokensPerExpert (see segmentsAreOffsets)
   bias?: TensorInfo;     // float32 [E,N]
 }
+/** Attributes of the BatchedGemm kernel. */
 export interface BatchedGemmAttrs extends NamedAttrMap {
   transposeRhs: boolean;
   /** true: segments is expertOffsets [E+1]; false: tokensPerExpert [E] (segments packed from row 0). */
   segmentsAreOffsets: boolean;
 }
 
-/**
- * The expert activation (docs/semantics.md section 5): 'swiglu' = silu(gate) * up; 'clamped_swiglu' (gpt-oss) =
- * (u + 1) * g * sigmoid(swigluAlpha * g) with g = min(gate, swigluLimit), u = clamp(up, -swigluLimit, swigluLimit).
- */
-export type SwigluActivation = 'swiglu' | 'clamped_swiglu';
-export const SWIGLU_ACTIVATIONS: readonly SwigluActivation[] = ['swiglu', 'clamped_swiglu'];
+/** The activation attrs of the SwiGLU kernels (the layer's option names, executor/layer_schema.ts). */
+export type {SwigluActivation} from '../executor/layer_schema.js';
+export {SWIGLU_ACTIVATIONS} from '../executor/layer_schema.js';
 export interface SwigluActivationAttrs extends NamedAttrMap {
   activation: SwigluActivation;
   /** clamped_swiglu only (ignored by 'swiglu'). */
@@ -78,10 +85,12 @@ export const PLAIN_SWIGLU: SwigluActivationAttrs = {activation: 'swiglu', swiglu
 
 /** Output: float32 [R,I]. */
 export const FusedSwigluScale = 'FusedSwigluScale';
+/** Inputs of the FusedSwigluScale kernel. */
 export interface FusedSwigluScaleInputs {
   x: TensorInfo;       // float32 [R,2I], gate half first
   scale?: TensorInfo;  // float32 [R]
 }
+/** Attributes of the FusedSwigluScale kernel: the activation. */
 export type FusedSwigluScaleAttrs = SwigluActivationAttrs;
 
 /**
@@ -94,10 +103,12 @@ export interface BatchedGemmSwigluInputs extends BatchedGemmInputs {
   // rhs: float32 [E,K,2I] (or [E,2I,K] when transposeRhs), gate columns first; bias [E,2I]
   scale?: TensorInfo;  // float32 [R]
 }
+/** Attributes of the BatchedGemmSwiglu kernel: those of BatchedGemm, and the activation. */
 export type BatchedGemmSwigluAttrs = BatchedGemmAttrs & SwigluActivationAttrs;
 
 /** Output: float32 [T,D]. */
 export const MoeCombine = 'MoeCombine';
+/** Inputs of the MoeCombine kernel. */
 export interface MoeCombineInputs {
   y: TensorInfo;             // float32 [R,D]
   rowMap: TensorInfo;        // int32 [T,k]
@@ -105,6 +116,7 @@ export interface MoeCombineInputs {
   topkIds: TensorInfo;       // int32 [T,k]
   downProjBias?: TensorInfo; // float32 [E,D]
 }
+/** Attributes of the MoeCombine kernel. */
 export interface MoeCombineAttrs extends NamedAttrMap {
   weightsApplied: boolean;
 }
@@ -114,11 +126,13 @@ export interface MoeCombineAttrs extends NamedAttrMap {
  * gradient of batchedGemm. Rows in no segment contribute nothing; an empty segment gives zeros.
  */
 export const BatchedGemmWeightGrad = 'BatchedGemmWeightGrad';
+/** Inputs of the BatchedGemmWeightGrad kernel. */
 export interface BatchedGemmWeightGradInputs {
   lhs: TensorInfo;       // float32 [R,K]
   dy: TensorInfo;        // float32 [R,N]
   segments: TensorInfo;  // int32 [E+1] expertOffsets, or [E] tokensPerExpert (see segmentsAreOffsets)
 }
+/** Attributes of the BatchedGemmWeightGrad kernel. */
 export interface BatchedGemmWeightGradAttrs extends NamedAttrMap {
   numExperts: number;
   /** true: the output is [E,N,K] (the gradient of a transposeRhs batchedGemm). */
@@ -131,6 +145,7 @@ export const ALL_MOE_KERNELS =
     [MoeTopkSelect, GetMoeScores, MoePermute, BatchedGemm, FusedSwigluScale, MoeCombine, BatchedGemmSwiglu] as const;
 /** Kernels only the gradients use; a backend without them runs their composite path. */
 export const TRAINING_MOE_KERNELS = [BatchedGemmWeightGrad] as const;
+/** The name of any kernel of this package (forward or training). */
 export type MoeKernelName = typeof ALL_MOE_KERNELS[number] | typeof TRAINING_MOE_KERNELS[number];
 
 /** The static row count of moePermute's output (docs/semantics.md section 3). */

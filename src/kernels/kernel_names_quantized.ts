@@ -28,7 +28,9 @@ export interface ExpertWeightInputs {
 
 /** Output: float32 [E,K,N] (or [E,N,K] when transposed): the weights the packed codes stand for, exactly. */
 export const DequantizeExpertWeights = 'DequantizeExpertWeights';
+/** Inputs of the DequantizeExpertWeights kernel. */
 export type DequantizeExpertWeightsInputs = ExpertWeightInputs;
+/** Attributes of the DequantizeExpertWeights kernel. */
 export type DequantizeExpertWeightsAttrs = ExpertWeightLayoutAttrs;
 
 /**
@@ -53,8 +55,11 @@ export const BatchedGemmSwigluQuantized = 'BatchedGemmSwigluQuantized';
 export interface BatchedGemmSwigluQuantizedInputs extends BatchedGemmQuantizedInputs {
   scale?: TensorInfo;  // float32 [R]
 }
+/** Attributes of the BatchedGemmSwigluQuantized kernel (those of BatchedGemmQuantized). */
 export type BatchedGemmSwigluQuantizedAttrs = BatchedGemmQuantizedAttrs;
 
+/** The kernels of packed (half and low-bit) expert weights. */
 export const QUANTIZED_MOE_KERNELS =
     [DequantizeExpertWeights, BatchedGemmQuantized, BatchedGemmSwigluQuantized] as const;
+/** The name of a packed-weight kernel. */
 export type QuantizedMoeKernelName = typeof QUANTIZED_MOE_KERNELS[number];

@@ -11,7 +11,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
-import {getMoeLayerExecutor, MoeForwardFn, releaseExecutorState} from '../executor/layer_executor.js';
+import {getMoeLayerExecutor, kernelPathLayerForward, MoeForwardFn, releaseExecutorState} from
+    '../executor/layer_executor.js';
 import type {MoeLayerBackend} from '../executor/layer_schema.js';
 import {ALL_MOE_KERNELS, getKernelPath, hasMoeKernels, withCompositeKernels} from '../ops/dispatch.js';
 import {releaseDisposedWeightCopies} from '../ops/weight_caches.js';
@@ -33,7 +34,11 @@ export interface MoeForwardSelection {
   forward: MoeForwardFn;
 }
 
-const kernels: MoeForwardFn = (x, w, o) => fusedMoeForwardWithRouting(x, w, o);
+// The backend's whole-layer forward where it takes the call (webgpu decode), else the ops.
+const kernels: MoeForwardFn = (x, w, o, context) =>
+    (context != null && getKernelPath() !== 'composite' ?
+         kernelPathLayerForward(tf.getBackend())?.forward(x, w, o, context) : null) ??
+    fusedMoeForwardWithRouting(x, w, o);
 const composite: MoeForwardFn = (x, w, o) => withCompositeKernels(() => fusedMoeForwardWithRouting(x, w, o));
 
 /** Chooses the implementation for one call, throwing a clear error when the requested one is unavailable. */

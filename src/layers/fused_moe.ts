@@ -14,6 +14,9 @@ import {checkArgKeys, checkForwardOutput, checkInput, checkNamedWeights, checkWe
 import {LOAD_BALANCING_KEYS, LoadBalancer, resolveLoadBalancing} from './load_balancing.js';
 import {checkWeightsReadable, moveVariablesToActiveBackend} from './weight_residency.js';
 
+/** A Mixture-of-Experts feed-forward block as a tf.layers Layer (className 'FusedMoE'): routing, the routed SwiGLU experts,
+ * combine, optional latent projections and shared experts, on the best path of the active backend (section 7 of
+ * docs/semantics.md). Serializable, trainable, imported from Hugging Face by loadHuggingFaceMoe. */
 export class FusedMoE extends tfl.layers.Layer {
   static className = 'FusedMoE';
 

@@ -13,6 +13,7 @@ export {MOE_COMPUTE_DTYPES, MOE_LAYER_BACKENDS, OPTION_DEFAULTS, OPTION_KEYS, OP
 export type {FusedMoEOptionName, FusedMoEOptions, FusedMoEWeightName, FusedMoEWeights, MoeComputeDtype, MoeLayerBackend,
   OptionSpec, TopkMethod, WeightSpec} from '../executor/layer_schema.js';
 
+/** A tf.layers weight initializer. */
 export type Initializer = ReturnType<typeof tfl.initializers.ones>;
 /** An Initializer, the camelCase name of a tfjs initializer ('randomNormal'), or its serialized form. */
 export type InitializerSpec = Initializer | string | {className: string, config?: tf.serialization.ConfigDict};

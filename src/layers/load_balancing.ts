@@ -27,6 +27,7 @@ import {describeValue} from '../ops/limits.js';
 import {stopGradient} from '../ops/stop_gradient.js';
 import {layerRouterLogits, routeLogits} from './fused_moe_forward.js';
 
+/** Load-balancing options of a FusedMoE layer (auxiliary loss, auxiliary-loss-free bias update, load recording). */
 export interface LoadBalancingOptions {
   /** Coefficient of the Switch/Mixtral auxiliary loss (0: off). */
   auxLossCoef: number;

@@ -8,6 +8,7 @@ import {argError, checkBoolean, checkOptionalTensor, checkOptions, checkShape, c
 
 const OP = 'batchedGemm';
 
+/** Options of {@link batchedGemm}. */
 export interface BatchedGemmOptions {
   /** rhs is [E,N,K] (torch Linear layout, out x in) instead of [E,K,N]. */
   transposeRhs?: boolean;

@@ -8,6 +8,7 @@ import {argError, checkBoolean, checkInt, checkOptions, checkTensor} from './val
 
 const OP = 'batchedGemmWeightGrad';
 
+/** Options of {@link batchedGemmWeightGrad}. */
 export interface BatchedGemmWeightGradOptions {
   /** Return [E,N,K] (the gradient of a batchedGemm with transposeRhs) instead of [E,K,N]. */
   transposeOut?: boolean;

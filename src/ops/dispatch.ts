@@ -34,6 +34,7 @@ export function setKernelPath(path: KernelPath): void {
   tf.env().set(MOE_KERNEL_PATH, path);
 }
 
+/** The kernel path the ops take now: 'composite' inside withCompositeKernels or after setKernelPath('composite'), else the global setting. */
 export function getKernelPath(): KernelPath {
   return compositeScopeDepth > 0 ? 'composite' : tf.env().get(MOE_KERNEL_PATH) as KernelPath;
 }

@@ -10,6 +10,7 @@ import {checkBoolean, checkOptionalTensor, checkOptions, checkShape, checkTensor
 
 const OP = 'moeCombine';
 
+/** Options of {@link moeCombine}. */
 export interface MoeCombineOptions {
   /** float32 [E,D]: each expert's down-projection bias, always weighted by the routing weight. */
   downProjBias?: Tensor2D | null;

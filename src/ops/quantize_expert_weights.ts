@@ -38,6 +38,7 @@ export interface QuantizedExpertWeights {
   zeroPoints?: Tensor;
 }
 
+/** Options of {@link quantizeExpertWeights}. */
 export interface QuantizeExpertWeightsOptions {
   /** Along K. int4: 32 (default), 64 or 128; int8: K (default: one scale per column) or any size >= 1; mxfp4: 32. */
   groupSize?: number;

@@ -122,6 +122,7 @@ async function readTensors(file: string, names: readonly string[] | undefined, f
   return out;
 }
 
+/** Options of {@link readMoeLayerFromCheckpoint}: which block to read. */
 export interface ReadMoeLayerOptions {
   /** Decoder layer index: the block is looked up as model.layers.{layer}.mlp. (or .block_sparse_moe.). */
   layer?: number;
@@ -135,6 +136,7 @@ export interface ReadMoeLayerOptions {
   allowOutsideFolder?: boolean;
 }
 
+/** What readMoeLayerFromCheckpoint returns: the config, the block's tensors and their prefix. */
 export interface MoeLayerCheckpoint {
   /** The parsed config.json. */
   config: Record<string, unknown>;

@@ -17,6 +17,7 @@ import {MOE_COMPUTE_DTYPES, MoeComputeDtype, OPTION_TABLE} from '../../executor/
 import {syncCudaTuning} from './flags_cuda.js';
 import {getCudaAddon} from './loader.js';
 
+/** The CUDA GEMMs' operand type: exact 'float32' FMA, or 'bfloat16' / 'float16' tensor cores, float32 accumulation. */
 export type CudaComputeDtype = MoeComputeDtype;
 
 /**

@@ -1,5 +1,6 @@
 /**
- * Finds and loads the optional CUDA addon (built by `npm run build:cuda`) and reports whether CUDA can be used.
+ * Finds and loads the optional CUDA addon (built by `npx tfjs-moe-build-cuda`, in a clone `npm run build:cuda`) and
+ * reports whether CUDA can be used.
  *
  * Browser safety: this module imports nothing from Node. It reaches Node's `module.createRequire` only when
  * called, through `process.getBuiltinModule` (Node >= 20.16 / 22.3) found on `globalThis`, so bundlers see no
@@ -9,10 +10,14 @@
  * in the tfjs-moe package as resolved from the working directory; the same path under the working directory.
  */
 
-/** Why CUDA is unavailable, as a stable code (the reason text carries details). */
+/**
+ * Why CUDA is unavailable, as a stable code (the reason text carries details): 'not-node' in a browser or other
+ * non-Node runtime, 'node-too-old' on Node < 20.16 (no `process.getBuiltinModule` to reach the addon loader).
+ */
 export type CudaUnavailableCode =
-    'not-node' | 'addon-not-built' | 'addon-load-failed' | 'no-driver' | 'no-device' | 'cuda-error';
+    'not-node' | 'node-too-old' | 'addon-not-built' | 'addon-load-failed' | 'no-driver' | 'no-device' | 'cuda-error';
 
+/** Whether the CUDA path can run here, and on what (see cudaStatus). */
 export interface CudaStatus {
   available: boolean;
   /** Set when unavailable. */
@@ -24,6 +29,10 @@ export interface CudaStatus {
   computeCapability?: string;
   memoryBytes?: number;
   multiprocessors?: number;
+  /** CUDA runtime version the addon was built with, as cudaRuntimeGetVersion reports it (e.g. 12080 = 12.8). */
+  runtimeVersion?: number;
+  /** Newest CUDA version the installed driver supports, as cudaDriverGetVersion reports it (0: no driver). */
+  driverVersion?: number;
   /** Path of the loaded addon (when it loaded). */
   addonPath?: string;
 }
@@ -78,34 +87,45 @@ function nodeProcess(): NodeProcessLike | null {
   return proc?.versions?.node ? proc : null;
 }
 
+/**
+ * The build command that works where the user is: inside a clone of tfjs-moe its npm script; where tfjs-moe is an
+ * installed dependency (under node_modules) the package's bin, which builds into node_modules/tfjs-moe.
+ */
+export function buildCommand(packageDir: string | null): string {
+  return packageDir != null && /[\\/]node_modules[\\/]tfjs-moe[\\/]?$/.test(packageDir) ? 'npx tfjs-moe-build-cuda' :
+      'npm run build:cuda';
+}
+
 function load(): {addon: CudaAddon | null, status: CudaStatus} {
   const proc = nodeProcess();
   if (proc == null) return {addon: null, status: {available: false, code: 'not-node', reason: 'CUDA needs Node.js'}};
   const moduleApi = proc.getBuiltinModule?.('module') as {createRequire?: (from: string) => RequireLike} | undefined;
   const fs = proc.getBuiltinModule?.('fs') as {existsSync?: (p: string) => boolean} | undefined;
   if (moduleApi?.createRequire == null || fs?.existsSync == null) {
-    return {addon: null, status: {available: false, code: 'not-node',
+    return {addon: null, status: {available: false, code: 'node-too-old',
       reason: `loading the CUDA addon needs Node >= 20.16 (process.getBuiltinModule); this is Node ${proc.versions?.node}`}};
   }
   const cwd = proc.cwd?.() ?? '.';
   const req = moduleApi.createRequire(`${cwd}/`);
   const candidates: string[] = [];
+  let packageDir: string | null = null;
+  try {
+    packageDir = req.resolve('tfjs-moe/package.json').slice(0, -'package.json'.length);
+  } catch {
+    // tfjs-moe not resolvable from here: only the working-directory candidate remains
+  }
   const explicit = proc.env?.TFJS_MOE_CUDA_ADDON;
   if (explicit) {
     candidates.push(explicit);
   } else {
-    try {
-      const pkgJson = req.resolve('tfjs-moe/package.json');
-      candidates.push(`${pkgJson.slice(0, -'package.json'.length)}${ADDON_RELATIVE}`);
-    } catch {
-      // tfjs-moe not resolvable from here: only the working-directory candidate remains
-    }
+    if (packageDir != null) candidates.push(`${packageDir}${ADDON_RELATIVE}`);
     candidates.push(`${cwd}/${ADDON_RELATIVE}`);
   }
-  const path = candidates.find(p => fs.existsSync!(p));
+  const looked = [...new Set(candidates)];
+  const path = looked.find(p => fs.existsSync!(p));
   if (path == null) {
     return {addon: null, status: {available: false, code: 'addon-not-built',
-      reason: `the CUDA addon is not built (run \`npm run build:cuda\`); looked for ${candidates.join(', ')}`}};
+      reason: `the CUDA addon is not built (run \`${buildCommand(packageDir)}\`); looked for ${looked.join(', ')}`}};
   }
   let addon: CudaAddon;
   try {

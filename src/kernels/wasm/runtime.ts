@@ -46,7 +46,7 @@ export interface MoeWasmExports {
 /** Entry points a pool thread can run: every one takes (..., thread, threads) last. */
 export type ThreadedEntry = 'moe_gemm' | 'moe_gemm_swiglu';
 
-
+/** Whether the WebAssembly SIMD kernels run here, and why not. */
 export interface WasmStatus {
   available: boolean;
   /** Why the JavaScript kernels run instead (when not available). */

@@ -9,8 +9,15 @@ export const MOE_WEBGPU_GEMM_PRESET = 'MOE_WEBGPU_GEMM_PRESET';
 /** The storage-binding limit the expert-range planner uses, in bytes (0 = the device's own limit). */
 export const MOE_WEBGPU_MAX_STORAGE_BINDING_BYTES = 'MOE_WEBGPU_MAX_STORAGE_BINDING_BYTES';
 
+/**
+ * The largest token count whose FusedMoE forward takes the whole-layer decode path (kernels/webgpu/decode; 0 turns
+ * it off; at most DECODE_TOKEN_CAP). The default is the crossover measured in BENCHMARKS.md.
+ */
+export const MOE_WEBGPU_DECODE_MAX_TOKENS = 'MOE_WEBGPU_DECODE_MAX_TOKENS';
+
 export function registerWebGPUFlags(): void {
   const env = tf.env();
   env.registerFlag(MOE_WEBGPU_GEMM_PRESET, () => '');
   env.registerFlag(MOE_WEBGPU_MAX_STORAGE_BINDING_BYTES, () => 0);
+  env.registerFlag(MOE_WEBGPU_DECODE_MAX_TOKENS, () => 16);
 }

@@ -1,0 +1,357 @@
+/**
+ * WebGPU decode benchmark (issue 14): one Qwen3-30B-A3B MoE layer (H 2048, I 768, E 128, k 8, f32) through the
+ * FusedMoE layer, before (the op chain: setWebGPUDecodeMaxTokens(0)) and after (the four-program decode path),
+ * in ONE run:
+ *  - throughput (n forwards queued, one read), JavaScript enqueue time per forward, latency (forward + await data())
+ *    at T = 1, 2, 4, 8, 16, 32 (the crossover), and the layer at T = 256 and 4096 (the op chain either way);
+ *  - GPU time per program (timestamp queries: tf.time for the chain, timeDecodePrograms for ours) at T = 1 and 16;
+ *  - programs per forward (tfjs's runWebGPUProgram calls + our dispatches);
+ *  - the decode tiles (setWebGPUDecodeTiles) at T = 1 and 16;
+ *  - a 48-layer stack of such layers (distinct weights, all resident) decoding one token at a time: ms/token with
+ *    the read of each token's output (latency) and pipelined (tokens queued), tokens/s;
+ *  - before timing: the decode path against the float64 reference (small layers, every option) and against the op
+ *    chain on the Qwen3 layer, on this GPU.
+ * Build and run: see BENCHMARKS.md (esbuild bundle into .device/, run with the device's node; writes
+ * $OUT/webgpu_decode_bench.json and .log). BENCH_STACK=n sets the stack depth (0: skip).
+ */
+import * as tf from '@tensorflow/tfjs';
+import {mkdirSync, writeFileSync} from 'node:fs';
+
+import {FusedMoE, FusedMoEArgs, setWebGPUDecodeMaxTokens} from '../src/index.js';
+import {decodeDispatchCount, setWebGPUDecodeTiles, timeDecodePrograms} from '../src/internal.js';
+import type {DecodeTiles} from '../src/internal.js';
+import {refFusedMoE} from '../spec/reference/moe_reference.js';
+
+const [H, I, E, K] = (process.env.BENCH_SHAPE ?? '2048,768,128,8').split(',').map(Number);
+const TOKENS = (process.env.BENCH_T ?? '1,2,4,8,16,32').split(',').map(Number);
+const LARGE_T = (process.env.BENCH_LARGE_T ?? '256,4096').split(',').filter(s => s !== '').map(Number);
+const STACK = Number(process.env.BENCH_STACK ?? 48);
+const COPY_BYTES_PER_S = 3.39e12;  // H200 WebGPU vec4 copy (shared/device/README.md)
+const outDir = process.env.OUT ?? 'bench/results';
+const log: string[] = [];
+const results: Record<string, unknown> = {date: new Date().toISOString(), shape: {H, I, E, K}};
+function say(line: string): void {
+  console.log(line);
+  log.push(line);
+}
+function save(): void {
+  writeFileSync(`${outDir}/webgpu_decode_bench.json`, JSON.stringify(results, null, 1));
+  writeFileSync(`${outDir}/webgpu_decode_bench.log`, log.join('\n') + '\n');
+}
+
+async function setupWebGPU(): Promise<Record<string, unknown>> {
+  const {create, globals} = await import('webgpu');
+  Object.assign(globalThis, globals);
+  let gpu: ReturnType<typeof create>;
+  try {
+    gpu = create(['disable-dawn-features=timestamp_quantization']);
+  } catch {
+    gpu = create([]);
+  }
+  Object.defineProperty(globalThis, 'navigator', {value: {gpu}, configurable: true, writable: true});
+  const adapter = await gpu.requestAdapter({powerPreference: 'high-performance'});
+  if (adapter == null) throw new Error('no WebGPU adapter');
+  await import('@tensorflow/tfjs-backend-webgpu');
+  if (!(await tf.setBackend('webgpu'))) throw new Error('tfjs webgpu backend failed to initialize');
+  const info = adapter.info;
+  return {vendor: info.vendor, architecture: info.architecture, device: info.device, description: info.description,
+          maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
+          maxComputeWorkgroupStorageSize: adapter.limits.maxComputeWorkgroupStorageSize};
+}
+
+function median(xs: number[]): number {
+  const s = xs.slice().sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+interface Timing {throughputMs: number, enqueueMs: number, latencyMs: number}
+
+/** Throughput: n forwards queued then one read of a 1-element slice; enqueue: JS time per forward; latency. */
+async function timeIt(run: () => tf.Tensor, n: number, reps: number): Promise<Timing> {
+  for (let i = 0; i < 3; i++) {
+    const o = run();
+    await o.data();
+    o.dispose();
+  }
+  const thr: number[] = [], enq: number[] = [];
+  for (let r = 0; r < reps; r++) {
+    const outs: tf.Tensor[] = [];
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) outs.push(run());
+    enq.push((performance.now() - t0) / n);
+    const last = outs[outs.length - 1];
+    const probe = tf.slice(last, Array(last.rank).fill(0), Array(last.rank).fill(1));
+    await probe.data();
+    thr.push((performance.now() - t0) / n);
+    tf.dispose([probe, ...outs]);
+  }
+  const lat: number[] = [];
+  for (let r = 0; r < Math.max(5, reps); r++) {
+    const t0 = performance.now();
+    const o = run();
+    await o.data();
+    lat.push(performance.now() - t0);
+    o.dispose();
+  }
+  return {throughputMs: median(thr), enqueueMs: median(enq), latencyMs: median(lat)};
+}
+
+/** tfjs programs + decode programs dispatched by one call of fn. */
+function programsPerForward(fn: () => tf.Tensor): number {
+  const backend = tf.backend() as unknown as {runWebGPUProgram: (...a: unknown[]) => unknown};
+  const original = backend.runWebGPUProgram;
+  let n = 0;
+  backend.runWebGPUProgram = function(this: unknown, ...a: unknown[]) { n++; return original.apply(this, a); };
+  const before = decodeDispatchCount();
+  try {
+    fn().dispose();
+  } finally {
+    backend.runWebGPUProgram = original;
+  }
+  return n + decodeDispatchCount() - before;
+}
+
+let seed = 11;
+function rand(): number {
+  seed = (seed * 1103515245 + 12345) >>> 0;
+  return seed / 4294967296 - 0.5;
+}
+function randArray(n: number, scale: number): Float32Array {
+  return Float32Array.from({length: n}, () => (rand() + rand() + rand()) * scale);
+}
+
+/** Small layers, every option of the path, against the float64 reference on this GPU. */
+async function checkAgainstReference(): Promise<Record<string, number>> {
+  const errs: Record<string, number> = {};
+  const cases: Array<[string, Partial<FusedMoEArgs>, number, number]> = [
+    ['greedy', {}, 64, 1], ['greedy T=16', {}, 64, 16],
+    ['bias+correction', {withBias: true, useCorrectionBias: true}, 32, 3],
+    ['probInAdvance', {probInAdvance: true, withBias: true}, 32, 5],
+    ['noaux_tc', {topkMethod: 'noaux_tc', nGroup: 4, topkGroup: 2, routedScalingFactor: 2.5, useCorrectionBias: true},
+     32, 4],
+    ['shared+gate', {sharedExpertIntermediateSize: 64, sharedExpertGate: true}, 64, 2],
+  ];
+  for (const [label, extra, h, T] of cases) {
+    const layer = new FusedMoE({numExperts: 16, topK: 4, moeIntermediateSize: 32, kernelInitializer: 'zeros',
+      ...extra} as FusedMoEArgs).buildFor(h);
+    const data: Record<string, Float32Array> = {};
+    const values: Record<string, tf.Tensor> = {};
+    for (const [name, t] of Object.entries(layer.namedWeights())) {
+      data[name] = randArray(t!.size, name === 'gate_weight' ? 0.5 : 0.2);
+      values[name] = tf.tensor(data[name], t!.shape);
+    }
+    layer.setNamedWeights(values);
+    tf.dispose(Object.values(values));
+    const xv = randArray(T * h, 1);
+    const x = tf.tensor2d(xv, [T, h]);
+    const before = decodeDispatchCount();
+    const out = layer.apply(x) as tf.Tensor;
+    if (decodeDispatchCount() - before !== 4) throw new Error(`${label}: the decode path did not run`);
+    const got = await out.data();
+    tf.dispose([x, out]);
+    const o = layer.options;
+    const want = refFusedMoE(xv, T, h, {gateWeight: data.gate_weight, gateCorrectionBias: data.gate_correction_bias,
+      upGateProjWeight: data.up_gate_proj_weight, upGateProjBias: data.up_gate_proj_bias,
+      downProjWeight: data.down_proj_weight, downProjBias: data.down_proj_bias,
+      sharedUpGateProjWeight: data.shared_up_gate_proj_weight, sharedDownProjWeight: data.shared_down_proj_weight,
+      sharedExpertGateWeight: data.shared_expert_gate_weight}, {numExperts: o.numExperts, topK: o.topK,
+      intermediateSize: o.moeIntermediateSize, topkMethod: o.topkMethod, nGroup: o.nGroup, topkGroup: o.topkGroup,
+      routedScalingFactor: o.routedScalingFactor, renormalize: o.renormalize, useCorrectionBias: o.useCorrectionBias,
+      latentSize: o.latentSize, withBias: o.withBias, probInAdvance: o.probInAdvance,
+      sharedExpertIntermediateSize: o.sharedExpertIntermediateSize, sharedExpertGate: o.sharedExpertGate});
+    let maxDiff = 0, maxRef = 0;
+    for (let i = 0; i < want.length; i++) {
+      maxDiff = Math.max(maxDiff, Math.abs(got[i] - want[i]));
+      maxRef = Math.max(maxRef, Math.abs(want[i]));
+    }
+    errs[label] = maxDiff / maxRef;
+    layer.dispose();
+  }
+  return errs;
+}
+
+/**
+ * A Qwen3-30B-A3B layer whose weights are made on the GPU by its initializer (one random expert tiled, scaled per
+ * expert and per layer): tfjs's own initializers would fill 2.4 GB per layer in JavaScript.
+ */
+function qwenLayer(base: {gate: tf.Tensor2D, up: tf.Tensor3D, down: tf.Tensor3D}, layerIndex: number): FusedMoE {
+  const f = 1 + 0.01 * layerIndex;
+  const init = {
+    apply: (shape: number[]) => tf.tidy(() => {
+      if (shape.length === 2) return base.gate.mul(f);
+      const scale = tf.range(1, E + 1).div(E).mul(f).reshape([E, 1, 1]);
+      return tf.tile(shape[1] === H && shape[2] === 2 * I ? base.up : base.down, [E, 1, 1]).mul(scale);
+    }),
+    getClassName: () => 'BenchTiledRandom',
+    getConfig: () => ({}),
+  };
+  return new FusedMoE({numExperts: E, topK: K, moeIntermediateSize: I,
+    kernelInitializer: init as unknown as FusedMoEArgs['kernelInitializer'], backend: 'webgpu'}).buildFor(H);
+}
+
+async function main(): Promise<void> {
+  mkdirSync(outDir, {recursive: true});
+  results.adapter = await setupWebGPU();
+  say(`adapter: ${JSON.stringify(results.adapter)}`);
+  {
+    const a = tf.ones([4]);
+    const r = await timeIt(() => tf.add(a, a), 500, 3);
+    results.dispatchOverheadUs = r.enqueueMs * 1e3;
+    say(`tfjs dispatch overhead: ${(r.enqueueMs * 1e3).toFixed(1)} us per op`);
+    a.dispose();
+  }
+  setWebGPUDecodeMaxTokens(32);
+  results.referenceErrors = await checkAgainstReference();
+  say(`decode vs float64 (small layers): ${JSON.stringify(results.referenceErrors)}`);
+  save();
+
+  const base = tf.tidy(() => ({gate: tf.randomNormal([H, E], 0, 0.05) as tf.Tensor2D,
+    up: tf.randomNormal([1, H, 2 * I], 0, 0.02) as tf.Tensor3D,
+    down: tf.randomNormal([1, I, H], 0, 0.02) as tf.Tensor3D}));
+  const layer = qwenLayer(base, 0);
+  const perExpertBytes = 4 * (H * 2 * I + I * H);
+  const rows: Array<Record<string, unknown>> = [];
+  results.rows = rows;
+  for (const T of [...TOKENS, ...LARGE_T]) {
+    const x = tf.randomNormal([T, H]) as tf.Tensor2D;
+    const apply = () => layer.apply(x) as tf.Tensor;
+    const row: Record<string, unknown> = {T};
+    // Active experts and the bytes floor.
+    const ids = tf.tidy(() => tf.topk(tf.matMul(x, layer.namedWeights().gate_weight as tf.Tensor2D), K).indices);
+    const active = new Set(await ids.data()).size;
+    ids.dispose();
+    row.activeExperts = active;
+    row.bytesFloorMs = 1e3 * (active * perExpertBytes + 4 * H * E) / COPY_BYTES_PER_S;
+    const n = T >= 4096 ? 10 : T >= 256 ? 20 : 100;
+    const reps = T >= 4096 ? 3 : 7;
+    setWebGPUDecodeMaxTokens(0);
+    row.before = await timeIt(apply, n, reps);
+    row.programsBefore = programsPerForward(apply);
+    if (T <= 32) {
+      setWebGPUDecodeMaxTokens(32);
+      // Correctness on the real shape: the decode path against the chain on this GPU.
+      const a = apply(), got = await a.data();
+      setWebGPUDecodeMaxTokens(0);
+      const b = apply(), want = await b.data();
+      tf.dispose([a, b]);
+      let maxDiff = 0, maxRef = 0;
+      for (let i = 0; i < want.length; i++) {
+        maxDiff = Math.max(maxDiff, Math.abs(got[i] - want[i]));
+        maxRef = Math.max(maxRef, Math.abs(want[i]));
+      }
+      row.decodeVsChainRelDiff = maxDiff / maxRef;
+      setWebGPUDecodeMaxTokens(32);
+      row.after = await timeIt(apply, n, reps);
+      row.programsAfter = programsPerForward(apply);
+    }
+    say(`T=${T} ${JSON.stringify(row)}`);
+    if (T === 1 || T === 16) {
+      setWebGPUDecodeMaxTokens(0);
+      const profile = await tf.time(() => { apply().dispose(); });
+      row.gpuBefore = {kernelMs: profile.kernelMs,
+        kernels: (profile as unknown as {getExtraProfileInfo?: () => string}).getExtraProfileInfo?.() ?? null};
+      setWebGPUDecodeMaxTokens(32);
+      const perProgram: Record<string, number[]> = {};
+      for (let r = 0; r < 7; r++) {
+        const times = await timeDecodePrograms(() => { apply().dispose(); });
+        for (const [name, ms] of times) (perProgram[name] ??= []).push(ms);
+      }
+      const gpuAfter: Record<string, number> = {};
+      for (const [name, ms] of Object.entries(perProgram)) gpuAfter[name] = median(ms);
+      gpuAfter.sum = Object.values(gpuAfter).reduce((s, v) => s + v, 0);
+      row.gpuAfter = gpuAfter;
+      say(`T=${T} GPU before ${JSON.stringify(row.gpuBefore)} after ${JSON.stringify(gpuAfter)}`);
+      // Launch shapes of the decode programs.
+      const tilesTried: Record<string, Timing> = {};
+      const candidates: DecodeTiles[] = [
+        {upNv: 8, upKs: 32, downNv: 4, downKs: 64}, {upNv: 16, upKs: 16, downNv: 8, downKs: 32},
+        {upNv: 4, upKs: 64, downNv: 4, downKs: 64}, {upNv: 8, upKs: 32, downNv: 2, downKs: 128},
+        {upNv: 8, upKs: 32, downNv: 8, downKs: 32}, {upNv: 16, upKs: 16, downNv: 4, downKs: 64},
+        {upNv: 32, upKs: 8, downNv: 16, downKs: 16},
+      ];
+      for (const tiles of candidates) {
+        setWebGPUDecodeTiles(tiles);
+        const key = `up${tiles.upNv}x${tiles.upKs}_down${tiles.downNv}x${tiles.downKs}`;
+        tilesTried[key] = await timeIt(apply, n, 5);
+        const times = await timeDecodePrograms(() => { for (let r = 0; r < 5; r++) apply().dispose(); }, 32);
+        (tilesTried[key] as unknown as Record<string, unknown>).gpu = times;
+      }
+      setWebGPUDecodeTiles(null);
+      row.tiles = tilesTried;
+      say(`T=${T} tiles ${JSON.stringify(Object.fromEntries(Object.entries(tilesTried).map(([k, v]) =>
+          [k, v.throughputMs])))}`);
+    }
+    x.dispose();
+    rows.push(row);
+    save();
+  }
+  // The JavaScript cost of the decode entry alone (no tfjs-layers apply()): the forward function the layer calls.
+  {
+    setWebGPUDecodeMaxTokens(32);
+    const {selectMoeForward} = await import('../src/layers/backend_selection.js');
+    const x = tf.randomNormal([1, H]) as tf.Tensor2D;
+    const w = layer.namedWeights();
+    const {forward: layerForward} = selectMoeForward('webgpu');
+    const forward = () => tf.tidy(() => layerForward(x, w, layer.options, {owner: layer}) as tf.Tensor2D);
+    results.rawForwardT1 = await timeIt(forward, 100, 7);
+    say(`raw forward T=1 (decode): ${JSON.stringify(results.rawForwardT1)}`);
+    x.dispose();
+  }
+  layer.dispose();
+  save();
+
+  if (STACK > 0) {
+    const layers: FusedMoE[] = [];
+    try {
+      for (let l = 0; l < STACK; l++) layers.push(qwenLayer(base, l));
+      const x0 = tf.randomNormal([1, H]).mul(0.5) as tf.Tensor2D;
+      const step = (x: tf.Tensor) => tf.tidy(() => {
+        let y = x;
+        for (const layer of layers) y = layer.apply(y) as tf.Tensor;  // the MoE part only (no residual add)
+        return y;
+      });
+      const stack: Record<string, unknown> = {layers: STACK};
+      for (const [label, maxT] of [['before', 0], ['after', 32]] as const) {
+        setWebGPUDecodeMaxTokens(maxT);
+        for (let i = 0; i < 2; i++) { const y = step(x0); await y.data(); y.dispose(); }
+        // One token at a time, each token's output read before the next step (what sampling needs).
+        const lat: number[] = [];
+        let x: tf.Tensor = x0.clone();
+        for (let i = 0; i < 20; i++) {
+          const t0 = performance.now();
+          const y = step(x);
+          await y.data();
+          lat.push(performance.now() - t0);
+          x.dispose();
+          x = y;
+        }
+        // Tokens queued without reading (the GPU-side rate with enqueue overlapped).
+        const t0 = performance.now();
+        for (let i = 0; i < 20; i++) { const y = step(x); x.dispose(); x = y; }
+        await x.data();
+        const pipelined = (performance.now() - t0) / 20;
+        x.dispose();
+        stack[label] = {msPerToken: median(lat), tokensPerS: 1e3 / median(lat), pipelinedMsPerToken: pipelined,
+                        pipelinedTokensPerS: 1e3 / pipelined};
+        say(`stack ${label}: ${JSON.stringify(stack[label])}`);
+      }
+      stack.programsPerToken = {after: programsPerForward(() => step(x0))};
+      setWebGPUDecodeMaxTokens(0);
+      (stack.programsPerToken as Record<string, number>).before = programsPerForward(() => step(x0));
+      results.stack = stack;
+      x0.dispose();
+    } catch (e) {
+      results.stack = {error: (e as Error).message, layersBuilt: layers.length};
+      say(`stack failed: ${(e as Error).message}`);
+    }
+    for (const l of layers) l.dispose();
+  }
+  save();
+}
+
+main().then(() => process.exit(0), e => {
+  console.error(e);
+  log.push(`FAILED: ${(e as Error).stack}`);
+  save();
+  process.exit(1);
+});

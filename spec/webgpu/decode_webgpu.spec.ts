@@ -1,0 +1,245 @@
+// The whole-layer decode path on webgpu (src/kernels/webgpu/decode): every program shape and layer option it takes
+// against the float64 reference through the FusedMoE layer, four programs per forward and none through tfjs, no
+// readback, no leaked tensor, plans freed on dispose and rebuilt on a weight change, and the stated fallbacks
+// (latent projections, a gradient tape, T above the decode limit) running the op chain instead.
+import '@tensorflow/tfjs-layers';
+import * as tf from '@tensorflow/tfjs-core';
+import * as moe from 'tfjs-moe';
+import * as internal from 'tfjs-moe/internal';
+import type {FusedMoEArgs} from 'tfjs-moe';
+
+import {countBackendReads, recordError, relError, rng} from '../helpers/util.js';
+import {randn, randomLayer, referenceOutput} from '../layers/layer_util.js';
+import {describeWebGPU} from './webgpu_env.js';
+
+const SLOW_MS = 300_000;
+const TOLERANCE = 1e-4;
+
+/** Counts tfjs's own program dispatches during fn (ours are counted by decodeDispatchCount). */
+function countTfjsPrograms<T>(fn: () => T): {result: T, programs: number} {
+  const backend = tf.backend() as unknown as {runWebGPUProgram: (...a: unknown[]) => unknown};
+  const original = backend.runWebGPUProgram;
+  let programs = 0;
+  backend.runWebGPUProgram = function(this: unknown, ...a: unknown[]) { programs++; return original.apply(this, a); };
+  try {
+    return {result: fn(), programs};
+  } finally {
+    backend.runWebGPUProgram = original;
+  }
+}
+
+interface Case {
+  label: string;
+  args: FusedMoEArgs;
+  H: number;
+  T: number[];
+  maxTokens?: number;
+}
+
+const CASES: Case[] = [
+  {label: 'greedy, renormalized', args: {numExperts: 6, topK: 2, moeIntermediateSize: 8}, H: 16, T: [1, 3]},
+  {label: 'greedy, no renormalization, correction bias, expert biases',
+   args: {numExperts: 7, topK: 3, moeIntermediateSize: 4, renormalize: false, useCorrectionBias: true, withBias: true},
+   H: 12, T: [2]},
+  {label: 'probInAdvance with biases', args: {numExperts: 5, topK: 2, moeIntermediateSize: 8, withBias: true,
+   probInAdvance: true}, H: 8, T: [5]},
+  {label: 'noaux_tc (3 groups, 2 kept, scaling 2.5, correction bias)',
+   args: {numExperts: 6, topK: 2, moeIntermediateSize: 4, topkMethod: 'noaux_tc', nGroup: 3, topkGroup: 2,
+          routedScalingFactor: 2.5, useCorrectionBias: true}, H: 8, T: [1, 4]},
+  {label: 'noaux_tc without renormalization, one expert per group',
+   args: {numExperts: 4, topK: 2, moeIntermediateSize: 4, topkMethod: 'noaux_tc', nGroup: 4, topkGroup: 3,
+          renormalize: false}, H: 8, T: [3]},
+  {label: 'gated shared expert, 40 experts (two router column groups)',
+   args: {numExperts: 40, topK: 3, moeIntermediateSize: 4, sharedExpertIntermediateSize: 8, sharedExpertGate: true},
+   H: 8, T: [2]},
+  {label: 'ungated shared expert, wide tiles (T = 16)',
+   args: {numExperts: 8, topK: 2, moeIntermediateSize: 8, sharedExpertIntermediateSize: 4, withBias: true}, H: 8,
+   T: [16]},
+  {label: 'an expert with more than 16 rows (two row passes), T = 24',
+   args: {numExperts: 3, topK: 2, moeIntermediateSize: 4}, H: 8, T: [24], maxTokens: 32},
+  {label: '300 experts (two experts per thread in the offsets scan)',
+   args: {numExperts: 300, topK: 4, moeIntermediateSize: 4}, H: 4, T: [2]},
+];
+
+describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
+  const defaultMaxTokens = moe.webgpuDecodeMaxTokens();
+  afterEach(() => moe.setWebGPUDecodeMaxTokens(defaultMaxTokens));
+
+  for (const c of CASES) {
+    it(`${c.label}: matches the float64 reference in 4 programs, no readback, no leak`, async () => {
+      const rand = rng(c.label.length * 31 + c.H);
+      const plansBefore = internal.decodePlanCount();
+      const baseline = tf.memory().numTensors;
+      const {layer, data} = randomLayer({...c.args, backend: 'webgpu'}, c.H, rand);
+      const withWeights = tf.memory().numTensors;
+      if (c.maxTokens != null) moe.setWebGPUDecodeMaxTokens(c.maxTokens);
+      for (const T of c.T) {
+        // Twice: the second call reuses the plan (cached bind groups and buffers).
+        for (const pass of [0, 1]) {
+          const x = randn(rand, T * c.H);
+          const input = tf.tensor2d(x, [T, c.H]);
+          const dispatched = internal.decodeDispatchCount();
+          const {result: {result: out, reads}, programs} =
+              countTfjsPrograms(() => countBackendReads(() => layer.apply(input) as tf.Tensor));
+          expect(reads).withContext('GPU->CPU reads during apply()').toBe(0);
+          expect(programs).withContext('tfjs programs per forward').toBe(0);
+          expect(internal.decodeDispatchCount() - dispatched).withContext('decode programs per forward').toBe(4);
+          expect(out.shape).toEqual([T, c.H]);
+          const got = await out.data();
+          tf.dispose([input, out]);
+          expect(tf.memory().numTensors).withContext('tensors after a forward').toBe(withWeights);
+          const err = relError(got, referenceOutput(layer.options, data, x, T, c.H));
+          recordError(`webgpu decode: ${c.label}`, err);
+          expect(err).withContext(`T = ${T}, call ${pass}`).toBeLessThan(TOLERANCE);
+        }
+      }
+      expect(internal.decodePlanCount()).toBe(plansBefore + c.T.length);
+      layer.dispose();
+      expect(internal.decodePlanCount()).withContext('plans after dispose').toBe(plansBefore);
+      expect(tf.memory().numTensors).toBe(baseline);
+    }, SLOW_MS);
+  }
+
+  it('every launch shape (setWebGPUDecodeTiles) matches the reference; a change of shape rebuilds the plan',
+     async () => {
+       const rand = rng(5150);
+       const H = 16, T = 3;
+       const {layer, data} = randomLayer({numExperts: 6, topK: 2, moeIntermediateSize: 12, withBias: true,
+         sharedExpertIntermediateSize: 8, backend: 'webgpu'}, H, rand);
+       const x = randn(rand, T * H);
+       try {
+         // The extremes (the defaults run in every other case): one column pair / many k-lanes, and no k-lanes.
+         for (const tiles of [{upNv: 2, upKs: 128, downNv: 1, downKs: 256},
+                              {upNv: 256, upKs: 1, downNv: 256, downKs: 1}]) {
+           internal.setWebGPUDecodeTiles(tiles);
+           const input = tf.tensor2d(x, [T, H]);
+           const out = layer.apply(input) as tf.Tensor;
+           const got = await out.data();
+           tf.dispose([input, out]);
+           const err = relError(got, referenceOutput(layer.options, data, x, T, H));
+           recordError('webgpu decode: launch shapes', err);
+           expect(err).withContext(JSON.stringify(tiles)).toBeLessThan(TOLERANCE);
+           expect(internal.decodePlanCount()).toBeGreaterThan(0);
+         }
+       } finally {
+         internal.setWebGPUDecodeTiles(null);
+         layer.dispose();
+       }
+     }, SLOW_MS);
+
+  it('rejects bad settings with an error naming the argument', () => {
+    expect(() => moe.setWebGPUDecodeMaxTokens(33)).toThrowError(/argument 'n' must be an integer in \[0, 32\], got 33/);
+    expect(() => moe.setWebGPUDecodeMaxTokens(1.5)).toThrowError(/argument 'n'/);
+    expect(() => internal.setWebGPUDecodeTiles({upNv: 8, upKs: 16, downNv: 4, downKs: 64}))
+        .toThrowError(/upNv \* upKs must be 256/);
+    expect(() => internal.setWebGPUDecodeTiles({upNv: 8, upKs: 32, downNv: 3, downKs: 85}))
+        .toThrowError(/downNv \* downKs must be 256/);
+  });
+
+  it('breaks routing ties toward the lower expert and treats a NaN token like the op chain does', async () => {
+    // The shape of the first case (its pipelines are compiled already).
+    const rand = rng(31337);
+    const H = 16, T = 3, E = 6;
+    const {layer, data} = randomLayer({numExperts: E, topK: 2, moeIntermediateSize: 8, backend: 'webgpu'}, H, rand);
+    // Experts 1 and 2, and 4 and 5, get identical router columns: every token sees exact ties.
+    const gate = data.gate_weight;
+    for (let h = 0; h < H; h++) {
+      gate[h * E + 2] = gate[h * E + 1];
+      gate[h * E + 5] = gate[h * E + 4];
+    }
+    const gateTensor = tf.tensor2d(gate, [H, E]);
+    layer.setNamedWeights({gate_weight: gateTensor});
+    gateTensor.dispose();
+    const x = randn(rand, T * H);
+    const run = async (values: Float32Array) => {
+      const input = tf.tensor2d(values, [T, H]);
+      const out = layer.apply(input) as tf.Tensor;
+      const got = await out.data();
+      tf.dispose([input, out]);
+      return got;
+    };
+    const dispatched = internal.decodeDispatchCount();
+    const tied = await run(x);
+    expect(internal.decodeDispatchCount() - dispatched).toBe(4);
+    expect(relError(tied, referenceOutput(layer.options, data, x, T, H))).toBeLessThan(TOLERANCE);
+    const withNaN = x.slice();
+    withNaN[H + 3] = NaN;
+    const decoded = await run(withNaN);
+    moe.setWebGPUDecodeMaxTokens(0);
+    const chained = await run(withNaN);
+    for (let i = 0; i < decoded.length; i++) {
+      expect(Number.isNaN(decoded[i])).withContext(`element ${i} NaN`).toBe(Number.isNaN(chained[i]));
+    }
+    expect(relError(decoded.filter(v => !Number.isNaN(v)), chained.filter(v => !Number.isNaN(v))))
+        .toBeLessThan(TOLERANCE);
+    expect(decoded.slice(0, H).every(v => Number.isFinite(v))).withContext('the other tokens stay finite').toBeTrue();
+    layer.dispose();
+  }, SLOW_MS);
+
+  it('rebuilds its plan when a weight changes', async () => {
+    const rand = rng(4242);
+    const H = 8, T = 2;
+    const {layer} = randomLayer({numExperts: 4, topK: 2, moeIntermediateSize: 4, withBias: true, backend: 'webgpu'},
+                                H, rand);
+    const x = randn(rand, T * H);
+    const apply = async () => {
+      const input = tf.tensor2d(x, [T, H]);
+      const out = layer.apply(input) as tf.Tensor;
+      const got = await out.data();
+      tf.dispose([input, out]);
+      return got;
+    };
+    await apply();
+    const down = randn(rand, 4 * 4 * H, 0.4);
+    const downBias = randn(rand, 4 * H, 0.2);
+    const values = {down_proj_weight: tf.tensor3d(down, [4, 4, H]), down_proj_bias: tf.tensor2d(downBias, [4, H])};
+    layer.setNamedWeights(values);
+    tf.dispose(Object.values(values));
+    const data: Record<string, Float32Array> = {};
+    for (const [name, t] of Object.entries(layer.namedWeights())) data[name] = await t!.data() as Float32Array;
+    const dispatched = internal.decodeDispatchCount();
+    const got = await apply();
+    expect(internal.decodeDispatchCount() - dispatched).toBe(4);
+    const err = relError(got, referenceOutput(layer.options, data, x, T, H));
+    expect(err).toBeLessThan(TOLERANCE);
+    layer.dispose();
+  }, SLOW_MS);
+
+  const fallbacks: Array<[string, FusedMoEArgs, number, () => void]> = [
+    ['latent projections', {numExperts: 4, topK: 2, moeIntermediateSize: 4, latentSize: 4}, 2, () => undefined],
+    ['T above the decode limit', {numExperts: 4, topK: 2, moeIntermediateSize: 4}, 5,
+     () => moe.setWebGPUDecodeMaxTokens(4)],
+    ['H not a multiple of 4', {numExperts: 4, topK: 2, moeIntermediateSize: 4}, 2, () => undefined],
+  ];
+  for (const [label, args, T, setup] of fallbacks) {
+    it(`falls back to the op chain for ${label} and still matches the reference`, async () => {
+      const rand = rng(label.length);
+      const H = label.startsWith('H not') ? 6 : 8;
+      const {layer, data} = randomLayer({...args, backend: 'webgpu'}, H, rand);
+      setup();
+      const x = randn(rand, T * H);
+      const input = tf.tensor2d(x, [T, H]);
+      const dispatched = internal.decodeDispatchCount();
+      const out = layer.apply(input) as tf.Tensor;
+      expect(internal.decodeDispatchCount()).withContext('no decode program').toBe(dispatched);
+      const got = await out.data();
+      tf.dispose([input, out]);
+      expect(relError(got, referenceOutput(layer.options, data, x, T, H))).toBeLessThan(TOLERANCE);
+      layer.dispose();
+    }, SLOW_MS);
+  }
+
+  it('takes the op chain under a gradient tape (the decode programs have no gradient)', async () => {
+    const rand = rng(9);
+    const H = 8, T = 2;
+    const {layer} = randomLayer({numExperts: 4, topK: 2, moeIntermediateSize: 4, backend: 'webgpu'}, H, rand);
+    const input = tf.tensor2d(randn(rand, T * H), [T, H]);
+    const dispatched = internal.decodeDispatchCount();
+    const g = tf.grad((xx: tf.Tensor) => (layer.apply(xx) as tf.Tensor).sum())(input);
+    expect(internal.decodeDispatchCount()).toBe(dispatched);
+    expect(g.shape).toEqual([T, H]);
+    await g.data();
+    tf.dispose([g, input]);
+    layer.dispose();
+  }, SLOW_MS);
+});

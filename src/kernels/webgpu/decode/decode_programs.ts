@@ -1,0 +1,668 @@
+/**
+ * WGSL of the whole-layer decode path (decode_forward.ts): four programs per FusedMoE forward at small T, written
+ * as complete shaders (their own bindings and entry point) because they are encoded directly on the device, not
+ * through tfjs's program wrapper. Every constant is baked in, T included; the pipeline key is the parameter record.
+ *
+ * 1. routerLogits: partial router logits [HS, T, E] = x [T, H] @ gate [H, E] over HS row splits of H (the 1 MB
+ *    router matrix is read by many workgroups at once instead of one), and the shared-expert gate's partial logits.
+ * 2. route: ONE workgroup sums the partials, routes every token (softmax or noaux_tc top-k, all tokens at once,
+ *    each on its own group of lanes) and sorts the (token, slot) pairs by expert (a counting sort): slot ->
+ *    expert / row / weight, row -> slot, and the list of active experts with their row segments.
+ * 3. upGate: per active expert and column tile, the expert's [H, 2I] weights are streamed once for all its rows,
+ *    SwiGLU (x the routing weight with probInAdvance) in the epilogue; the shared expert is one more unit whose
+ *    rows are all T tokens.
+ * 4. downCombine: the workgroup that owns a token's output columns reduces its k contributors (and the shared
+ *    expert) itself, weighted, with the weighted down bias: no float atomics, no [T*k, H] intermediate.
+ *
+ * Buffers (decode_forward.ts allocates them per layer and T): `work` f32 (partial logits, slot weights, partial
+ * shared-gate logits), `route` i32 (layout in RouteLayout), `act` vec4 (expert activations [T*k, I] in row order,
+ * then the shared expert's [T, S]). group(1) is per call: binding 0 = x, binding 1 = the output tensor's buffer.
+ */
+import {RANKING_SNIPPET} from '../webgpu_util.js';
+
+export interface DecodeShape {
+  T: number;
+  H: number;
+  E: number;
+  K: number;
+  I: number;
+  /** Shared expert width (0: none). */
+  S: number;
+  sharedGate: boolean;
+  method: 'softmax' | 'grouped';
+  /** Selection-only correction bias. */
+  hasCorrectionBias: boolean;
+  renormalize: boolean;
+  nGroup: number;
+  topkGroup: number;
+  routedScalingFactor: number;
+  withBias: boolean;
+  probInAdvance: boolean;
+}
+
+/** Tunable launch shapes (data: the bench picks them). */
+export interface DecodeTiles {
+  /** upGate: vec4 columns per workgroup (half gate, half up) and k-lanes; nv * ks = 256. */
+  upNv: number;
+  upKs: number;
+  /** downCombine: vec4 output columns per workgroup and k-lanes; nv * ks = 256. */
+  downNv: number;
+  downKs: number;
+}
+
+export const DECODE_THREADS = 256;
+/** Rows the upGate program keeps in registers at once (more rows stream the weights again). */
+const UP_ROWS = 16;
+
+export function routerSplits(s: DecodeShape): {hs: number, hsGate: number} {
+  // Enough workgroups to have the router matrix in flight at once, few enough partials for one workgroup to sum.
+  const hs = Math.max(1, Math.min(Math.ceil(s.H / 16), Math.floor(16384 / (s.T * s.E)), 32));
+  const hsGate = s.sharedGate ? Math.max(1, Math.min(Math.ceil(s.H / 16), 64)) : 0;
+  return {hs, hsGate};
+}
+
+/** Offsets (elements) into the `work`, `route` and `act` buffers. */
+export interface DecodeLayout {
+  workLogits: number;
+  workSlotWeight: number;
+  workSharedGate: number;
+  workSize: number;
+  routeSlotExpert: number;
+  routeSlotRow: number;
+  routeRowSlot: number;
+  routeNumActive: number;
+  routeActiveExpert: number;
+  routeActiveStart: number;
+  routeSize: number;
+  /** vec4 units. */
+  actShared: number;
+  actSize: number;
+}
+
+export function decodeLayout(s: DecodeShape): DecodeLayout {
+  const {hs, hsGate} = routerSplits(s);
+  const slots = s.T * s.K;
+  const maxActive = Math.min(s.E, slots);
+  const workLogits = 0, workSlotWeight = hs * s.T * s.E, workSharedGate = workSlotWeight + slots;
+  const routeSlotExpert = 0, routeSlotRow = slots, routeRowSlot = 2 * slots, routeNumActive = 3 * slots;
+  const routeActiveExpert = routeNumActive + 1, routeActiveStart = routeActiveExpert + maxActive;
+  const actShared = slots * s.I / 4;
+  return {workLogits, workSlotWeight, workSharedGate, workSize: workSharedGate + hsGate * s.T,
+    routeSlotExpert, routeSlotRow, routeRowSlot, routeNumActive, routeActiveExpert, routeActiveStart,
+    routeSize: routeActiveStart + maxActive + 1, actShared, actSize: actShared + s.T * s.S / 4};
+}
+
+/** Shared memory the route program needs (bytes), to compare with the device's limit. */
+export function routeSharedBytes(s: DecodeShape): number {
+  const groups = s.method === 'grouped' ? s.T * s.nGroup * 2 : 0;
+  return 4 * (2 * s.T * s.E + 2 * s.T * s.K + s.E * 2 + 3 * DECODE_THREADS + 3 * s.T + groups + s.T);
+}
+
+/** Rows the upGate program reduces per pass through shared memory (16 B per thread and row). */
+function upReduceRows(s: DecodeShape, t: DecodeTiles): number {
+  return Math.max(1, Math.min(s.T, UP_ROWS, t.upKs, 4));
+}
+
+/** Shared memory of the largest of the other three programs (bytes). */
+export function gemmSharedBytes(s: DecodeShape, t: DecodeTiles): number {
+  return Math.max(upReduceRows(s, t) * DECODE_THREADS * 16 + 16, DECODE_THREADS * 16);
+}
+
+export function upGateDispatch(s: DecodeShape, t: DecodeTiles): number {
+  const tilesE = Math.ceil(s.I / 4 / (t.upNv / 2));
+  const tilesS = s.S > 0 ? Math.ceil(s.S / 4 / (t.upNv / 2)) : 0;
+  return Math.min(s.E, s.T * s.K) * tilesE + tilesS;
+}
+
+export function downDispatch(s: DecodeShape, t: DecodeTiles): number {
+  return s.T * Math.ceil(s.H / 4 / t.downNv);
+}
+
+export function routerDispatch(s: DecodeShape): number {
+  const {hs, hsGate} = routerSplits(s);
+  return Math.ceil(s.E / 32) * hs + hsGate;
+}
+
+const PRELUDE = `
+  fn isnan(v : f32) -> bool { return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u; }
+  // NaN and infinity as runtime values (a const-expression may not evaluate to either).
+  fn nanF32() -> f32 { var bits = 0x7fc00000u; return bitcast<f32>(bits); }
+  fn infF32() -> f32 { var bits = 0x7f800000u; return bitcast<f32>(bits); }
+`;
+
+/** An f32 constant with its exact bits. */
+function f32Const(v: number): string {
+  const bits = new Uint32Array(new Float32Array([v]).buffer)[0];
+  return `bitcast<f32>(${bits}u)`;
+}
+
+function layoutConsts(s: DecodeShape): string {
+  const l = decodeLayout(s);
+  return `
+  const W_LOGITS = ${l.workLogits};
+  const W_SLOTW = ${l.workSlotWeight};
+  const W_SGATE = ${l.workSharedGate};
+  const R_SLOT_EXPERT = ${l.routeSlotExpert};
+  const R_SLOT_ROW = ${l.routeSlotRow};
+  const R_ROW_SLOT = ${l.routeRowSlot};
+  const R_NACT = ${l.routeNumActive};
+  const R_ACT_EXPERT = ${l.routeActiveExpert};
+  const R_ACT_START = ${l.routeActiveStart};
+  const A_SHARED = ${l.actShared};`;
+}
+
+/** Program 1: partial router (and shared-gate) logits. Binding order: gate, work, [sharedGate]. */
+export function routerLogitsCode(s: DecodeShape): string {
+  const {hs, hsGate} = routerSplits(s);
+  return `${PRELUDE}${layoutConsts(s)}
+  @group(0) @binding(0) var<storage, read> gate : array<f32>;
+  @group(0) @binding(1) var<storage, read_write> work : array<f32>;
+  ${s.sharedGate ? '@group(0) @binding(2) var<storage, read> sgate : array<f32>;' : ''}
+  @group(1) @binding(0) var<storage, read> x : array<f32>;
+  const T = ${s.T};
+  const H = ${s.H};
+  const E = ${s.E};
+  const HS = ${hs};
+  const HSG = ${Math.max(1, hsGate)};
+  const CG = ${Math.ceil(s.E / 32)};
+  var<workgroup> red : array<f32, 256>;
+
+  @compute @workgroup_size(256)
+  fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index) li : u32) {
+    let w = i32(wid.x);
+    let lid = i32(li);
+    let cl = lid % 32;
+    let hl = lid / 32;
+    let isGate = w < CG * HS;
+    var c = cl;
+    var split = 0;
+    var n = 1;
+    var rows = (H + HSG - 1) / HSG;
+    if (isGate) {
+      c = (w / HS) * 32 + cl;
+      split = w % HS;
+      n = E;
+      rows = (H + HS - 1) / HS;
+    } else {
+      split = w - CG * HS;
+    }
+    let h0 = split * rows;
+    let h1 = min(H, h0 + rows);
+    var acc : array<f32, T>;
+    if (c < n) {
+      for (var h = h0 + hl; h < h1; h += 8) {
+        var wv = 0.0;
+        if (isGate) { wv = gate[h * E + c]; } ${s.sharedGate ? 'else { wv = sgate[h]; }' : ''}
+        for (var t = 0; t < T; t++) { acc[t] += x[t * H + h] * wv; }
+      }
+    }
+    for (var t = 0; t < T; t++) {
+      red[lid] = acc[t];
+      workgroupBarrier();
+      if (hl == 0 && c < n) {
+        var v = 0.0;
+        for (var l = 0; l < 8; l++) { v += red[l * 32 + cl]; }
+        if (isGate) { work[W_LOGITS + (split * T + t) * E + c] = v; }
+        else { work[W_SGATE + split * T + t] = v; }
+      }
+      workgroupBarrier();
+    }
+  }`;
+}
+
+/** Program 2: routing and the counting sort, one workgroup. Binding order: work, route, [correctionBias]. */
+export function routeCode(s: DecodeShape): string {
+  const {hs} = routerSplits(s);
+  const grouped = s.method === 'grouped';
+  const G = s.nGroup, GK = s.topkGroup, GSIZE = Math.floor(s.E / s.nGroup);
+  const bias = (e: string) => s.hasCorrectionBias ? `cbias[${e}]` : '0.0';
+  const chunk = Math.ceil(s.E / 256);
+  // Threads per token: a power of two, every token at once.
+  const tpt = 1 << Math.floor(Math.log2(256 / s.T));
+  const weight = grouped ?
+      `${s.renormalize ? 'p / (total + 1e-20)' : 'p'} * ${f32Const(s.routedScalingFactor)}` :
+      (s.renormalize ? 'p / max(total, 1e-12)' : 'p');
+  return `${PRELUDE}${layoutConsts(s)}
+  @group(0) @binding(0) var<storage, read_write> work : array<f32>;
+  @group(0) @binding(1) var<storage, read_write> route : array<i32>;
+  ${s.hasCorrectionBias ? '@group(0) @binding(2) var<storage, read> cbias : array<f32>;' : ''}
+  const T = ${s.T};
+  const E = ${s.E};
+  const K = ${s.K};
+  const HS = ${hs};
+  const G = ${G};
+  const GK = ${GK};
+  const GSIZE = ${GSIZE};
+  const CHUNK = ${chunk};
+  const NT = 256;
+  const CH = ${Math.ceil(s.T * s.E / 256)};
+  const TPT = ${tpt};
+  const VPL = ${Math.ceil(s.E / tpt)};
+  ${RANKING_SNIPPET}
+  var<workgroup> redV : array<f32, NT>;
+  var<workgroup> redI : array<i32, NT>;
+  // Reductions over the TPT lanes of each token (lanes are contiguous threads; every thread takes part).
+  fn laneMax(v : f32, lid : i32) -> f32 {
+    redV[lid] = v;
+    workgroupBarrier();
+    for (var st = TPT / 2; st > 0; st = st / 2) {
+      if (lid % TPT < st) { redV[lid] = max(redV[lid], redV[lid + st]); }
+      workgroupBarrier();
+    }
+    let r = redV[lid - lid % TPT];
+    workgroupBarrier();
+    return r;
+  }
+  fn laneSum(v : f32, lid : i32) -> f32 {
+    redV[lid] = v;
+    workgroupBarrier();
+    for (var st = TPT / 2; st > 0; st = st / 2) {
+      if (lid % TPT < st) { redV[lid] = redV[lid] + redV[lid + st]; }
+      workgroupBarrier();
+    }
+    let r = redV[lid - lid % TPT];
+    workgroupBarrier();
+    return r;
+  }
+  var<workgroup> prob : array<f32, ${s.T * s.E}>;
+  var<workgroup> sel : array<f32, ${s.T * s.E}>;
+  var<workgroup> chosenE : array<i32, ${s.T * s.K}>;
+  var<workgroup> chosenP : array<f32, ${s.T * s.K}>;
+  var<workgroup> counts : array<atomic<i32>, E>;
+  var<workgroup> offs : array<i32, E>;
+  var<workgroup> scan : array<i32, NT>;
+  var<workgroup> rowMax : array<f32, T>;
+  var<workgroup> rowSum : array<f32, T>;
+  var<workgroup> rowFlag : array<i32, T>;
+  ${grouped ? `var<workgroup> gscore : array<f32, ${s.T * G}>;
+  var<workgroup> gkept : array<i32, ${s.T * G}>;` : ''}
+
+  @compute @workgroup_size(256)
+  fn main(@builtin(local_invocation_index) li : u32) {
+    let lid = i32(li);
+    let inf = infF32();
+    let tok = lid / TPT;
+    let lane = lid % TPT;
+    let valid = tok < T;
+    // The router's partial sums: split-outer, so each thread has CH independent loads in flight per split.
+    var part = array<f32, CH>();
+    for (var p = 0; p < HS; p++) {
+      for (var c = 0; c < CH; c++) {
+        let i = lid + c * NT;
+        if (i < T * E) { part[c] += work[W_LOGITS + p * T * E + i]; }
+      }
+    }
+    for (var c = 0; c < CH; c++) {
+      let i = lid + c * NT;
+      if (i < T * E) { prob[i] = part[c]; }
+    }
+    for (var e = lid; e < E; e += NT) { atomicStore(&counts[e], 0); }
+    workgroupBarrier();
+    ${grouped ? `
+    for (var i = lid; i < T * E; i += NT) {
+      let e = i % E;
+      let l = prob[i];
+      // exp() need not propagate NaN on every GPU: keep NaN logits NaN explicitly.
+      let sc = select(1.0 / (1.0 + exp(-l)), nanF32(), isnan(l));
+      prob[i] = sc;
+      sel[i] = sc + ${bias('e')};
+    }
+    workgroupBarrier();
+    for (var q = lid; q < T * G; q += NT) {
+      let t = q / G;
+      let g = q - t * G;
+      var v0 = 0.0; var i0 = -1; var v1 = 0.0; var i1 = -1;
+      for (var m = 0; m < GSIZE; m++) {
+        let e = g * GSIZE + m;
+        let v = sel[t * E + e];
+        if (ranksBefore(v, e, v0, i0)) { v1 = v0; i1 = i0; v0 = v; i0 = e; }
+        else if (ranksBefore(v, e, v1, i1)) { v1 = v; i1 = e; }
+      }
+      gscore[q] = select(v0 + v1, v0, GSIZE == 1);
+    }
+    workgroupBarrier();
+    for (var q = lid; q < T * G; q += NT) {
+      let t = q / G;
+      let g = q - t * G;
+      var rank = 0;
+      for (var g2 = 0; g2 < G; g2++) {
+        if (ranksBefore(gscore[t * G + g2], g2, gscore[q], g)) { rank++; }
+      }
+      gkept[q] = select(0, 1, rank < GK);
+    }
+    for (var t = lid; t < T; t += NT) {
+      var anyFinite = false;
+      for (var g = 0; g < G; g++) { if (isFiniteF32(gscore[t * G + g])) { anyFinite = true; } }
+      rowFlag[t] = select(1, 0, anyFinite);
+    }
+    workgroupBarrier();` : `
+    // Row max, NaN flag and exp-sum, each token's TPT lanes reducing together.
+    var m = -inf;
+    var nan = 0.0;
+    for (var v = 0; v < VPL; v++) {
+      let e = lane + v * TPT;
+      if (valid && e < E) {
+        let l = prob[tok * E + e];
+        if (isnan(l)) { nan = 1.0; } else { m = max(m, l); }
+      }
+    }
+    m = laneMax(m, lid);
+    nan = laneMax(nan, lid);
+    var sum = 0.0;
+    for (var v = 0; v < VPL; v++) {
+      let e = lane + v * TPT;
+      if (valid && e < E) { sum += exp(prob[tok * E + e] - m); }
+    }
+    sum = laneSum(sum, lid);
+    if (valid && lane == 0) {
+      rowMax[tok] = m;
+      rowSum[tok] = sum;
+      // A NaN logit or an infinite row maximum makes the row NaN (docs/semantics.md 1).
+      rowFlag[tok] = select(0, 1, nan > 0.0 || !isFiniteF32(m));
+    }
+    workgroupBarrier();
+    for (var i = lid; i < T * E; i += NT) {
+      let t = i / E;
+      let e = i - t * E;
+      // A NaN logit makes every probability of its row NaN (as the max and the sum are).
+      let p = select(exp(prob[i] - rowMax[t]) / rowSum[t], nanF32(), rowFlag[t] != 0);
+      sel[i] = p + ${bias('e')};
+      prob[i] = p;
+    }
+    workgroupBarrier();`}
+    // Top-k: k rounds of an arg-max over each token's TPT lanes (VPL experts per lane).
+    var taken = array<bool, VPL>();
+    for (var j = 0; j < K; j++) {
+      var bv = 0.0;
+      var bi = -1;
+      for (var v = 0; v < VPL; v++) {
+        let e = lane + v * TPT;
+        // Experts of dropped groups never compete (not even against a kept NaN; docs/semantics.md 2.5).
+        if (valid && e < E && !taken[v] && ${grouped ? 'gkept[tok * G + e / GSIZE] != 0 && ' : ''}
+            ranksBefore(sel[tok * E + e], e, bv, bi)) {
+          bv = sel[tok * E + e];
+          bi = e;
+        }
+      }
+      redV[lid] = bv;
+      redI[lid] = bi;
+      workgroupBarrier();
+      for (var st = TPT / 2; st > 0; st = st / 2) {
+        if (lane < st && ranksBefore(redV[lid + st], redI[lid + st], redV[lid], redI[lid])) {
+          redV[lid] = redV[lid + st];
+          redI[lid] = redI[lid + st];
+        }
+        workgroupBarrier();
+      }
+      let win = redI[lid - lane];
+      workgroupBarrier();
+      for (var v = 0; v < VPL; v++) { if (lane + v * TPT == win) { taken[v] = true; } }
+      if (valid && lane == 0) {
+        chosenE[tok * K + j] = win;
+        chosenP[tok * K + j] = prob[tok * E + win];
+      }
+    }
+    workgroupBarrier();
+    for (var f = lid; f < T * K; f += NT) {
+      let t = f / K;
+      var total = 0.0;
+      for (var m = 0; m < K; m++) { total += chosenP[t * K + m]; }
+      let p = chosenP[f];
+      var w = ${weight};
+      var e = chosenE[f];
+      ${grouped ? `if (rowFlag[t] != 0) { e = f - t * K; w = 1.0 / f32(K); }` : ''}
+      chosenE[f] = e;
+      work[W_SLOTW + f] = w;
+      route[R_SLOT_EXPERT + f] = e;
+      atomicAdd(&counts[e], 1);
+    }
+    workgroupBarrier();
+    // Exclusive scan of (count | active << 16): row offsets and the index of each active expert.
+    var local = 0;
+    for (var q = 0; q < CHUNK; q++) {
+      let e = lid * CHUNK + q;
+      if (e < E) { let c = atomicLoad(&counts[e]); local += c | (min(c, 1) << 16); }
+    }
+    scan[lid] = local;
+    workgroupBarrier();
+    for (var st = 1; st < NT; st = st * 2) {
+      var add = 0;
+      if (lid >= st) { add = scan[lid - st]; }
+      workgroupBarrier();
+      scan[lid] += add;
+      workgroupBarrier();
+    }
+    var run = scan[lid] - local;
+    for (var q = 0; q < CHUNK; q++) {
+      let e = lid * CHUNK + q;
+      if (e < E) {
+        let c = atomicLoad(&counts[e]);
+        offs[e] = run & 0xffff;
+        if (c > 0) {
+          let a = run >> 16;
+          route[R_ACT_EXPERT + a] = e;
+          route[R_ACT_START + a] = run & 0xffff;
+        }
+        run += c | (min(c, 1) << 16);
+      }
+    }
+    if (lid == NT - 1) {
+      let numActive = scan[NT - 1] >> 16;
+      route[R_NACT] = numActive;
+      route[R_ACT_START + numActive] = T * K;
+    }
+    workgroupBarrier();
+    // Stable placement: rows of an expert in (token, slot) order.
+    for (var f = lid; f < T * K; f += NT) {
+      let e = chosenE[f];
+      var r = offs[e];
+      for (var f2 = 0; f2 < f; f2++) { if (chosenE[f2] == e) { r++; } }
+      route[R_SLOT_ROW + f] = r;
+      route[R_ROW_SLOT + r] = f;
+    }
+  }`;
+}
+
+/** Program 3 binding order: upGate, route, act, [upBias], [work (probInAdvance)], [sharedUpGate]. */
+export function upGateBindings(s: DecodeShape): string[] {
+  return ['upGate', 'route', 'act', ...(s.withBias ? ['upBias'] : []), ...(s.probInAdvance ? ['work'] : []),
+          ...(s.S > 0 ? ['sharedUpGate'] : [])];
+}
+
+export function upGateCode(s: DecodeShape, t: DecodeTiles): string {
+  const names = upGateBindings(s);
+  const b = (n: string) => names.indexOf(n);
+  const NVW = t.upNv, KS = t.upKs;
+  const TM = Math.min(s.T, UP_ROWS);
+  const RB = upReduceRows(s, t);
+  const I4 = s.I / 4, S4 = s.S / 4, H4 = s.H / 4;
+  const tilesE = Math.ceil(I4 / (NVW / 2));
+  const maxActive = Math.min(s.E, s.T * s.K);
+  // The streaming loop, once per weight binding (WGSL has no storage pointers as arguments).
+  const stream = (buf: string, base: string, n4: string) => `
+        for (var k4 = s; k4 < H4; k4 += KS) {
+          let wi = ${base} + k4 * 4 * ${n4} + n4;
+          let w0 = ${buf}[wi];
+          let w1 = ${buf}[wi + ${n4}];
+          let w2 = ${buf}[wi + 2 * ${n4}];
+          let w3 = ${buf}[wi + 3 * ${n4}];
+          for (var i = 0; i < TM; i++) {
+            if (i < rows) {
+              let a = x[tok[i] * H4 + k4];
+              acc[i] += a.x * w0 + a.y * w1 + a.z * w2 + a.w * w3;
+            }
+          }
+        }`;
+  return `${PRELUDE}${layoutConsts(s)}
+  @group(0) @binding(${b('upGate')}) var<storage, read> upGate : array<vec4<f32>>;
+  @group(0) @binding(${b('route')}) var<storage, read_write> route : array<i32>;
+  @group(0) @binding(${b('act')}) var<storage, read_write> act : array<vec4<f32>>;
+  ${s.withBias ? `@group(0) @binding(${b('upBias')}) var<storage, read> upBias : array<vec4<f32>>;` : ''}
+  ${s.probInAdvance ? `@group(0) @binding(${b('work')}) var<storage, read_write> work : array<f32>;` : ''}
+  ${s.S > 0 ? `@group(0) @binding(${b('sharedUpGate')}) var<storage, read> sharedUpGate : array<vec4<f32>>;` : ''}
+  @group(1) @binding(0) var<storage, read> x : array<vec4<f32>>;
+  const T = ${s.T};
+  const K = ${s.K};
+  const H4 = ${H4};
+  const I4 = ${I4};
+  const S4 = ${Math.max(1, S4)};
+  const NVW = ${NVW};
+  const KS = ${KS};
+  const TM = ${TM};
+  const RB = ${RB};
+  const TILES_E = ${tilesE};
+  const EXPERT_WGS = ${maxActive * tilesE};
+  var<workgroup> unitInfo : array<i32, 4>;
+  var<workgroup> red : array<vec4<f32>, ${RB * 256}>;
+  fn silu4(g : vec4<f32>) -> vec4<f32> { return g / (vec4<f32>(1.0) + exp(-g)); }
+
+  @compute @workgroup_size(256)
+  fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index) li : u32) {
+    let w = i32(wid.x);
+    let lid = i32(li);
+    let isShared = w >= EXPERT_WGS;
+    var unit = w / TILES_E;
+    var colTile = w % TILES_E;
+    var half4 = I4;
+    if (isShared) { unit = 0; colTile = w - EXPERT_WGS; half4 = S4; }
+    if (lid == 0) {
+      unitInfo[0] = 0; unitInfo[1] = 0; unitInfo[2] = 0; unitInfo[3] = 0;
+      if (isShared) {
+        unitInfo[0] = 1; unitInfo[3] = T;
+      } else if (unit < route[R_NACT]) {
+        unitInfo[0] = 1;
+        unitInfo[1] = route[R_ACT_EXPERT + unit];
+        unitInfo[2] = route[R_ACT_START + unit];
+        unitInfo[3] = route[R_ACT_START + unit + 1];
+      }
+    }
+    let m = workgroupUniformLoad(&unitInfo);
+    let expert = m[1];
+    let rowStart = m[2];
+    let rowEnd = m[3];
+    let cl = lid % NVW;
+    let s = lid / NVW;
+    let logical = colTile * (NVW / 2) + cl % (NVW / 2);
+    let colOk = logical < half4;
+    let n4 = select(logical, half4 + logical, cl >= NVW / 2);
+    for (var r0 = rowStart; r0 < rowEnd; r0 += TM) {
+      let rows = min(TM, rowEnd - r0);
+      var tok = array<i32, TM>();
+      for (var i = 0; i < TM; i++) {
+        if (i < rows) { tok[i] = select(route[R_ROW_SLOT + r0 + i] / K, r0 + i, isShared); }
+      }
+      // Explicitly zeroed: a declaration in a loop body was seen to keep the previous iteration's values.
+      var acc = array<vec4<f32>, TM>();
+      if (colOk) {
+        if (isShared) {${s.S > 0 ? stream('sharedUpGate', '0', '(2 * S4)') : ''}
+        } else {${stream('upGate', 'expert * H4 * 4 * (2 * I4)', '(2 * I4)')}
+        }
+      }
+      for (var i0 = 0; i0 < rows; i0 += RB) {
+        for (var q = 0; q < RB; q++) {
+          if (i0 + q < rows) { red[q * 256 + lid] = acc[i0 + q]; }
+        }
+        workgroupBarrier();
+        let q = lid / (NVW / 2);
+        let c = lid % (NVW / 2);
+        let lg = colTile * (NVW / 2) + c;
+        if (q < RB && i0 + q < rows && lg < half4) {
+          var g = vec4<f32>(0.0);
+          var u = vec4<f32>(0.0);
+          for (var k = 0; k < KS; k++) {
+            g += red[q * 256 + k * NVW + c];
+            u += red[q * 256 + k * NVW + NVW / 2 + c];
+          }
+          let r = r0 + i0 + q;
+          if (isShared) {
+            act[A_SHARED + r * S4 + lg] = silu4(g) * u;
+          } else {
+            ${s.withBias ? 'g += upBias[expert * 2 * I4 + lg]; u += upBias[expert * 2 * I4 + I4 + lg];' : ''}
+            act[r * I4 + lg] = silu4(g) * u${s.probInAdvance ? ' * work[W_SLOTW + route[R_ROW_SLOT + r]]' : ''};
+          }
+        }
+        workgroupBarrier();
+      }
+    }
+  }`;
+}
+
+/** Program 4 binding order: down, route, act, work, [downBias], [sharedDown]. */
+export function downBindings(s: DecodeShape): string[] {
+  return ['down', 'route', 'act', 'work', ...(s.withBias ? ['downBias'] : []), ...(s.S > 0 ? ['sharedDown'] : [])];
+}
+
+export function downCode(s: DecodeShape, t: DecodeTiles): string {
+  const names = downBindings(s);
+  const b = (n: string) => names.indexOf(n);
+  const {hsGate} = routerSplits(s);
+  const NV = t.downNv, KS = t.downKs;
+  const H4 = s.H / 4, I4 = s.I / 4, S4 = s.S / 4;
+  const stream = (buf: string, base: string, actBase: string, len: string, scale: string) => `
+        for (var i4 = s; i4 < ${len}; i4 += KS) {
+          let a = act[${actBase} + i4] * ${scale};
+          let wi = ${base} + i4 * 4 * H4 + c4;
+          acc += a.x * ${buf}[wi] + a.y * ${buf}[wi + H4] + a.z * ${buf}[wi + 2 * H4] + a.w * ${buf}[wi + 3 * H4];
+        }`;
+  return `${PRELUDE}${layoutConsts(s)}
+  @group(0) @binding(${b('down')}) var<storage, read> down : array<vec4<f32>>;
+  @group(0) @binding(${b('route')}) var<storage, read_write> route : array<i32>;
+  @group(0) @binding(${b('act')}) var<storage, read_write> act : array<vec4<f32>>;
+  @group(0) @binding(${b('work')}) var<storage, read_write> work : array<f32>;
+  ${s.withBias ? `@group(0) @binding(${b('downBias')}) var<storage, read> downBias : array<vec4<f32>>;` : ''}
+  ${s.S > 0 ? `@group(0) @binding(${b('sharedDown')}) var<storage, read> sharedDown : array<vec4<f32>>;` : ''}
+  @group(1) @binding(1) var<storage, read_write> out : array<vec4<f32>>;
+  const T = ${s.T};
+  const K = ${s.K};
+  const H4 = ${H4};
+  const I4 = ${I4};
+  const S4 = ${Math.max(1, S4)};
+  const NV = ${NV};
+  const KS = ${KS};
+  const TILES = ${Math.ceil(H4 / NV)};
+  const HSG = ${Math.max(1, hsGate)};
+  var<workgroup> red : array<vec4<f32>, 256>;
+
+  @compute @workgroup_size(256)
+  fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index) li : u32) {
+    let w = i32(wid.x);
+    let lid = i32(li);
+    let t = w / TILES;
+    let cl = lid % NV;
+    let s = lid / NV;
+    let c4 = (w % TILES) * NV + cl;
+    let ok = c4 < H4;
+    var acc = vec4<f32>(0.0);
+    if (ok) {
+      for (var j = 0; j < K; j++) {
+        let f = t * K + j;
+        let e = route[R_SLOT_EXPERT + f];
+        let r = route[R_SLOT_ROW + f];
+        ${s.probInAdvance ? 'let wt = 1.0;' : 'let wt = work[W_SLOTW + f];'}
+        ${stream('down', 'e * I4 * 4 * H4', 'r * I4', 'I4', 'wt')}
+      }
+      ${s.S > 0 ? `
+      var g = 1.0;
+      ${s.sharedGate ? `
+      var z = 0.0;
+      for (var p = 0; p < HSG; p++) { z += work[W_SGATE + p * T + t]; }
+      g = 1.0 / (1.0 + exp(-z));` : ''}
+      ${stream('sharedDown', '0', 'A_SHARED + t * S4', 'S4', 'g')}` : ''}
+    }
+    red[lid] = acc;
+    workgroupBarrier();
+    for (var st = KS / 2; st > 0; st = st / 2) {
+      if (s < st) { red[lid] += red[lid + st * NV]; }
+      workgroupBarrier();
+    }
+    if (s == 0 && ok) {
+      var v = red[cl];
+      ${s.withBias ? `
+      for (var j = 0; j < K; j++) {
+        let f = t * K + j;
+        v += work[W_SLOTW + f] * downBias[route[R_SLOT_EXPERT + f] * H4 + c4];
+      }` : ''}
+      out[t * H4 + c4] = v;
+    }
+  }`;
+}
