@@ -94,8 +94,9 @@ async function benchWidth(width: string): Promise<Row[]> {
   };
   const options: FusedMoEOptions = {numExperts: E, topK: K, moeIntermediateSize: I, topkMethod: 'greedy', nGroup: 1,
     topkGroup: 1, routedScalingFactor: 1, renormalize: true, renormalizeEpsilon: null, useCorrectionBias: false, zeroExperts: 0, latentSize: null,
-    withBias: false, probInAdvance: false, sharedExpertIntermediateSize: 0, sharedExpertGate: false,
-    backend: 'cpu', computeDtype: 'float32', expertWeightFormat: 'float32', quantGroupSize: null, quantZeroPoint: false};
+    withBias: false, probInAdvance: false, routingWeightOn: 'output', routerBias: false, activation: 'swiglu', swigluAlpha: 1.702, swigluLimit: 7,
+    sharedExpertIntermediateSize: 0, sharedExpertGate: false, backend: 'cpu', computeDtype: 'float32',
+    expertWeightFormat: 'float32', quantGroupSize: null, quantZeroPoint: false};
   const ours = (x: Float32Array, T: number) => {
     const y = tf.tidy(() => fusedMoeForward(tf.tensor2d(x, [T, H]), weights, options));
     const data = y.dataSync() as Float32Array;

@@ -9,9 +9,11 @@ export {clearWasmWeightCache, wasmWeightCacheBytes} from './kernels/wasm/weight_
 export {moeTopkSelect} from './ops/moe_topk_select.js';
 export {getMoeScores} from './ops/get_moe_scores.js';
 export {moePermute} from './ops/moe_permute.js';
+export type {MoePermuteOptions} from './ops/moe_permute.js';
 export {batchedGemm} from './ops/batched_gemm.js';
 export type {BatchedGemmOptions} from './ops/batched_gemm.js';
 export {fusedSwigluScale} from './ops/fused_swiglu_scale.js';
+export type {SwigluActivationOptions} from './ops/fused_swiglu_scale.js';
 export {batchedGemmSwiglu} from './ops/batched_gemm_swiglu.js';
 export type {BatchedGemmSwigluOptions} from './ops/batched_gemm_swiglu.js';
 export {batchedGemmWeightGrad} from './ops/batched_gemm_weight_grad.js';

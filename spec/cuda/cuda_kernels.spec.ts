@@ -16,6 +16,7 @@ if (status.available) {
   // TFJS_MOE_SPEC_SCALE=small keeps the compute-sanitizer run short.
   describeOpConformance(`cuda on ${TF_BACKEND}`, {
     backend: TF_BACKEND, composite: false, cudaKernels: true, scale: process.env.TFJS_MOE_SPEC_SCALE === 'small' ? 'small' : 'full',
+    clampedSwiglu: false, permuteWeights: false,
   });
 } else {
   describe(`op conformance [cuda on ${TF_BACKEND}]`, () => {

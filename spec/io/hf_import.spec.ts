@@ -54,9 +54,6 @@ describe('loadHuggingFaceMoe, test-built weights vs float64 reference', () => {
  * names); the others need new semantics and must fail with a clear error until they have them.
  */
 const NOT_YET = new Map<string, RegExp>([
-  ['gpt_oss', /model_type 'gpt_oss' is not supported yet: it needs a router bias and the clamped SwiGLU/],
-  ['gpt_oss_mxfp4', /model_type 'gpt_oss' is not supported yet/],
-  ['llama4_text', /model_type 'llama4_text' is not supported yet: it needs the routing weight applied to the expert input/],
   ['phimoe', /model_type 'phimoe' is not supported yet: it needs sparsemixer routing/],
 ]);
 
@@ -84,7 +81,9 @@ describe('loadHuggingFaceMoe vs transformers 5.17 MoE blocks (spec/fixtures)', (
       });
       continue;
     }
-    for (const layout of ['hub file', 'in-memory names'] as const) {
+    // gpt_oss_mxfp4 has hub files only (transformers dequantizes MXFP4 when it loads).
+    const present = readFixture(name).fused_safetensors_b64 != null;
+    for (const layout of present ? ['hub file', 'in-memory names'] as const : ['hub file'] as const) {
       for (const backend of ['cpu', 'composite'] as const) {
         it(`${name}: ${layout}, ${backend}`, async () => {
           const f = readFixture(name);
@@ -112,6 +111,31 @@ describe('loadHuggingFaceMoe vs transformers 5.17 MoE blocks (spec/fixtures)', (
   }
 });
 
+describe('loadHuggingFaceMoe, multimodal llama4 through text_config', () => {
+  it('loads the llama4_text fixture wrapped as model_type llama4 under the language model\'s prefix', async () => {
+    const f = readFixture('llama4_text');
+    const inner = readSafetensors(base64Bytes(f.fused_safetensors_b64!));
+    const prefix = 'language_model.model.layers.0.feed_forward.';
+    const weights: Record<string, tf.Tensor> = {};
+    for (const [k, v] of Object.entries(inner)) weights[prefix + k.slice(f.prefix.length)] = v;
+    const {model_type: _, ...text} = f.config;
+    let layer: FusedMoE | null = null;
+    try {
+      // text_config without its own model_type: the wrapper's 'llama4' names the family.
+      layer = loadHuggingFaceMoe({model_type: 'llama4', text_config: text}, weights, {prefix, backend: 'cpu'});
+      expect(layer.options).toEqual(jasmine.objectContaining({routingWeightOn: 'input', topkMethod: 'noaux_tc',
+        renormalize: false, sharedExpertIntermediateSize: f.config.intermediate_size as number}));
+      const y = await expectNoLeak(() => applyAndRead(layer!, Float32Array.from(f.input.data), f.input.shape));
+      const err = relError(y, f.output.data);
+      recordError('transformers llama4 (multimodal config) [in-memory names, cpu]', err);
+      expect(err).toBeLessThan(TRANSFORMERS_TOLERANCE);
+    } finally {
+      layer?.dispose();
+      tf.dispose(Object.values(inner));
+    }
+  });
+});
+
 describe('loadHuggingFaceMoe errors on the fixtures\' families', () => {
   const without = (name: string, drop: RegExp, pattern: RegExp) => {
     const f = readFixture(name);
@@ -131,6 +155,12 @@ describe('loadHuggingFaceMoe errors on the fixtures\' families', () => {
     without('minimax_m2', /e_score_correction_bias$/,
         /missing weight 'model.layers.0.block_sparse_moe.e_score_correction_bias' \(minimax_m2 selection bias/);
     without('afmoe', /expert_bias$/, /missing weight 'model.layers.0.mlp.expert_bias' \(afmoe selection bias/);
+  });
+
+  it('names gpt-oss\'s router bias and MXFP4 scales', () => {
+    without('gpt_oss', /router\.bias$/, /missing weight 'model.layers.0.mlp.router.bias' \(router bias \[E\], expected shape \[8\]\)/);
+    without('gpt_oss_mxfp4', /gate_up_proj_scales$/,
+        /missing weight 'model.layers.0.mlp.experts.gate_up_proj_scales' \(experts gate_up_proj MXFP4 scales, expected shape \[4,64,1\]\)/);
   });
 
   it('names granitemoeshared\'s shared MLP beside the block', () => {
@@ -200,9 +230,10 @@ describe('loadHuggingFaceMoe config aliases', () => {
     expect(spec({model_type: 'some_vl_wrapper', text_config: {model_type: 'glm4_moe', hidden_size: 8,
       n_routed_experts: 8, num_experts_per_tok: 2, moe_intermediate_size: 3, n_group: 2, topk_group: 1}}).options)
         .toEqual(jasmine.objectContaining({topkMethod: 'noaux_tc', nGroup: 2, renormalize: true}));
-    expect(() => spec({model_type: 'llama4', text_config: {model_type: 'llama4_text', hidden_size: 8,
-      num_local_experts: 4, num_experts_per_tok: 1, intermediate_size: 3}})).toThrowError(
-        /model_type 'llama4_text' is not supported yet/);
+    expect(spec({model_type: 'llama4', text_config: {model_type: 'llama4_text', hidden_size: 8,
+      num_local_experts: 4, num_experts_per_tok: 1, intermediate_size: 3}}).options)
+        .toEqual(jasmine.objectContaining({routingWeightOn: 'input', topkMethod: 'noaux_tc', nGroup: 1,
+          renormalize: false, sharedExpertIntermediateSize: 3}));
   });
 
   it('rejects unknown model types and incomplete configs', () => {

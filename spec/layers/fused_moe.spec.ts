@@ -20,7 +20,7 @@ const ALL_ON: FusedMoEArgs = {
   routedScalingFactor: 2.5, renormalize: false, renormalizeEpsilon: 1e-6, useCorrectionBias: true, latentSize: 3,
   withBias: true, zeroExperts: 0,
   probInAdvance: true, sharedExpertIntermediateSize: 5, sharedExpertGate: true, backend: 'composite',
-  computeDtype: 'bfloat16',
+  computeDtype: 'bfloat16', routerBias: true, activation: 'clamped_swiglu', swigluAlpha: 1.5, swigluLimit: 5,
 };
 
 describe('FusedMoE config', () => {
@@ -38,13 +38,23 @@ describe('FusedMoE config', () => {
     expect((config.biasInitializer as {config: {value: number}}).config.value).toBe(0.25);
   });
 
+  it('reads probInAdvance as routingWeightOn \'activation\' (its older name), both ways', () => {
+    const old = new FusedMoE({numExperts: 4, topK: 2, moeIntermediateSize: 3, probInAdvance: true});
+    expect(old.options.routingWeightOn).toBe('activation');
+    const renamed = new FusedMoE({numExperts: 4, topK: 2, moeIntermediateSize: 3, routingWeightOn: 'activation'});
+    expect(renamed.options.probInAdvance).toBeTrue();
+    const onInput = new FusedMoE({numExperts: 4, topK: 2, moeIntermediateSize: 3, routingWeightOn: 'input'});
+    expect(onInput.options.probInAdvance).toBeFalse();
+  });
+
   it('fills the documented defaults', () => {
     const layer = new FusedMoE({numExperts: 4, topK: 2, moeIntermediateSize: 3});
     expect(layer.options).toEqual({numExperts: 4, topK: 2, moeIntermediateSize: 3, topkMethod: 'greedy', nGroup: 1,
       topkGroup: 1, routedScalingFactor: 1, renormalize: true, renormalizeEpsilon: null, useCorrectionBias: false,
-      zeroExperts: 0, latentSize: null, withBias: false, probInAdvance: false, sharedExpertIntermediateSize: 0, sharedExpertGate: false,
-      backend: 'auto',
-      computeDtype: 'float32', expertWeightFormat: 'float32', quantGroupSize: null, quantZeroPoint: false});
+      zeroExperts: 0, latentSize: null, withBias: false, probInAdvance: false, routingWeightOn: 'output', routerBias: false,
+      activation: 'swiglu', swigluAlpha: 1.702, swigluLimit: 7, sharedExpertIntermediateSize: 0, sharedExpertGate: false,
+      backend: 'auto', computeDtype: 'float32', expertWeightFormat: 'float32', quantGroupSize: null,
+      quantZeroPoint: false});
   });
 
   it('rejects bad options with an error naming the option, before any tensor exists', () => {
@@ -76,6 +86,14 @@ describe('FusedMoE config', () => {
       [{sharedExpertGate: true}, /'sharedExpertGate' must be false when sharedExpertIntermediateSize is 0/],
       [{backend: 'gpu' as never}, /'backend' must be 'auto' \| 'cpu' \| 'webgpu' \| 'cuda' \| 'composite', got "gpu"/],
       [{computeDtype: 'int8' as never}, /'computeDtype' must be 'float32' \| 'bfloat16' \| 'float16', got "int8"/],
+      [{activation: 'gelu' as never}, /'activation' must be 'swiglu' or 'clamped_swiglu', got "gelu"/],
+      [{routerBias: 1 as never}, /'routerBias' must be a boolean, got 1/],
+      [{swigluLimit: 0}, /'swigluLimit' must be a finite number > 0, got 0/],
+      [{swigluAlpha: Infinity}, /'swigluAlpha' must be a finite number, got Infinity/],
+      [{routingWeightOn: 'weights' as never}, /'routingWeightOn' must be 'output' \| 'activation' \| 'input', got "weights"/],
+      [{routingWeightOn: 'input', withBias: true}, /'routingWeightOn' must be 'output' or 'activation' with withBias/],
+      [{routingWeightOn: 'input', probInAdvance: true}, /'probInAdvance' must be false with routingWeightOn 'input'/],
+      [{routingWeightOn: 'activation', probInAdvance: false}, /'probInAdvance' must be true with routingWeightOn 'activation'/],
       [{kernelInitializer: 'noSuchInit'}, /'kernelInitializer' must be an Initializer or the name/],
     ];
     for (const [args, pattern] of bad) {
@@ -92,6 +110,7 @@ describe('FusedMoE weights', () => {
     const got = layer.weights.map(v => [v.name, v.shape, v.trainable]);
     expect(got).toEqual([
       ['moe_w/gate_weight', [H, E], true],
+      ['moe_w/gate_bias', [E], true],
       ['moe_w/up_gate_proj_weight', [E, L, 2 * I], true],
       ['moe_w/up_gate_proj_bias', [E, 2 * I], true],
       ['moe_w/down_proj_weight', [E, I, L], true],

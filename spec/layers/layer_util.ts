@@ -30,13 +30,15 @@ export function refConfig(o: FusedMoEOptions): RefMoeOptions {
     ...(o.renormalizeEpsilon === null ? {} : {renormalizeEpsilon: o.renormalizeEpsilon}), zeroExperts: o.zeroExperts,
     useCorrectionBias: o.useCorrectionBias, latentSize: o.latentSize, withBias: o.withBias,
     probInAdvance: o.probInAdvance, sharedExpertIntermediateSize: o.sharedExpertIntermediateSize,
-    sharedExpertGate: o.sharedExpertGate,
+    sharedExpertGate: o.sharedExpertGate, routerBias: o.routerBias, activation: o.activation,
+    routingWeightOn: o.routingWeightOn === 'input' ? 'input' : 'output',
+    swigluAlpha: o.swigluAlpha, swigluLimit: o.swigluLimit,
   };
 }
 
 export function refWeights(d: WeightData): RefMoeWeights {
   return {
-    gateWeight: d.gate_weight, gateCorrectionBias: d.gate_correction_bias, upGateProjWeight: d.up_gate_proj_weight,
+    gateWeight: d.gate_weight, gateBias: d.gate_bias, gateCorrectionBias: d.gate_correction_bias, upGateProjWeight: d.up_gate_proj_weight,
     upGateProjBias: d.up_gate_proj_bias, downProjWeight: d.down_proj_weight, downProjBias: d.down_proj_bias,
     fc1LatentProjWeight: d.fc1_latent_proj_weight, fc2LatentProjWeight: d.fc2_latent_proj_weight,
     sharedUpGateProjWeight: d.shared_up_gate_proj_weight, sharedDownProjWeight: d.shared_down_proj_weight,

@@ -410,15 +410,16 @@ export function refBatchedGemm(
   return out;
 }
 
-/** Section 5: out[r,i] = silu(gate) * up * scale[r]. */
+/** Section 5: out[r,i] = silu(gate) * up * scale[r] (or the activation of cfg, see refActivation). */
 export function refSwigluScale(
-    x: ArrayLike<number>, R: number, I: number, scale: ArrayLike<number>|null): Float64Array {
+    x: ArrayLike<number>, R: number, I: number, scale: ArrayLike<number>|null,
+    cfg: Pick<RefMoeOptions, 'activation'|'swigluAlpha'|'swigluLimit'> = {}): Float64Array {
   const out = new Float64Array(R * I);
   for (let r = 0; r < R; r++) {
     for (let i = 0; i < I; i++) {
       const gate = x[r * 2 * I + i];
       const up = x[r * 2 * I + I + i];
-      out[r * I + i] = silu(gate) * up * (scale ? scale[r] : 1);
+      out[r * I + i] = refActivation(gate, up, cfg) * (scale ? scale[r] : 1);
     }
   }
   return out;

@@ -20,7 +20,7 @@ function referenceBalance(args: FusedMoEArgs, d: WeightData, x: Float32Array, co
   const logits = new Float64Array(T * E);
   for (let t = 0; t < T; t++) {
     for (let e = 0; e < E; e++) {
-      let acc = 0;
+      let acc = args.routerBias ? d.gate_bias[e] : 0;
       for (let h = 0; h < H; h++) acc += x[t * H + h] * d.gate_weight[h * E + e];
       logits[t * E + e] = acc;
     }
@@ -86,6 +86,8 @@ describe('FusedMoE load balancing', () => {
       useCorrectionBias: true}},
     {label: 'noaux_tc routing', args: {numExperts: 6, topK: 2, moeIntermediateSize: 2, topkMethod: 'noaux_tc', nGroup: 3,
       topkGroup: 2, routedScalingFactor: 2, useCorrectionBias: true}},
+    {label: 'greedy with a router bias (gpt-oss)', args: {numExperts: 5, topK: 2, moeIntermediateSize: 3,
+      routerBias: true, activation: 'clamped_swiglu'}},
   ];
   CASES.forEach(({label, args}, i) => {
     it(`${label}: loads of the last call and the auxiliary loss match float64 values`, async () => {
@@ -121,6 +123,32 @@ describe('FusedMoE load balancing', () => {
         expect(layer.expertLoad()).withContext('loads released with the layer').toBeNull();
       });
     });
+  });
+
+  it('an executor that returns no routing: the layer routes again, with gate_bias when routerBias', async () => {
+    const args: FusedMoEArgs = {numExperts: 5, topK: 2, moeIntermediateSize: 3, routerBias: true};
+    registerMoeLayerExecutor('cuda', {availability: () => ({available: true}), forward: x => tf.zerosLike(x)});
+    try {
+      const rand = rng(4400);
+      const coef = 0.05;
+      await expectNoLeak(async () => {
+        const {layer, data} = randomLayer({...args, auxLossCoef: coef, backend: 'cuda'}, H, rand);
+        const x = randn(rand, T * H);
+        const ref = referenceBalance(args, data, x, coef);
+        const xT = tf.tensor2d(x, [T, H]);
+        const aux = tf.tidy(() => {
+          (layer.apply(xT, {training: true}) as tf.Tensor).dispose();
+          return layer.auxLoss()!.clone();
+        });
+        expect(relError([(await aux.data())[0]], [ref.aux])).toBeLessThan(1e-5);
+        aux.dispose();
+        expect(Array.from(await layer.expertLoad()!.data())).toEqual(ref.loads);
+        xT.dispose();
+        layer.dispose();
+      });
+    } finally {
+      registerCudaLayerExecutor();
+    }
   });
 
   it('an executor that returns its routing ids alone: loads from those ids, aux loss with logits computed once', async () => {

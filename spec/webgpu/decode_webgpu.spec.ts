@@ -219,6 +219,10 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
       renormalizeEpsilon: 1e-6}, 2, () => undefined],
     ['zero experts', {numExperts: 4, topK: 2, moeIntermediateSize: 4, zeroExperts: 2, useCorrectionBias: true}, 3,
      () => undefined],
+    ['a router bias and clamped SwiGLU (gpt-oss)', {numExperts: 4, topK: 2, moeIntermediateSize: 4, routerBias: true,
+      activation: 'clamped_swiglu', swigluLimit: 0.5}, 2, () => undefined],
+    ['routingWeightOn input (Llama-4)', {numExperts: 4, topK: 2, moeIntermediateSize: 4, topkMethod: 'noaux_tc',
+      renormalize: false, routingWeightOn: 'input'}, 2, () => undefined],
   ];
   for (const [label, args, T, setup] of fallbacks) {
     it(`falls back to the op chain for ${label} and still matches the reference`, async () => {

@@ -14,6 +14,15 @@ import {EXPERT_WEIGHT_FORMATS, ExpertWeightFormat, formatOptionsProblem, Quantiz
  */
 export type TopkMethod = 'greedy' | 'noaux_tc' | 'group_limited_greedy';
 export const TOPK_METHODS: readonly TopkMethod[] = ['greedy', 'noaux_tc', 'group_limited_greedy'];
+/**
+ * The expert activation (docs/semantics.md 11.2): 'swiglu' = silu(gate) * up; 'clamped_swiglu' (gpt-oss) =
+ * (u + 1) * g * sigmoid(swigluAlpha * g) with g = min(gate, swigluLimit), u = clamp(up, -swigluLimit, swigluLimit).
+ */
+export type SwigluActivation = 'swiglu' | 'clamped_swiglu';
+export const SWIGLU_ACTIVATIONS: readonly SwigluActivation[] = ['swiglu', 'clamped_swiglu'];
+/** Where the routing weight multiplies (docs/semantics.md 11.6). */
+export type RoutingWeightOn = 'output' | 'activation' | 'input';
+export const ROUTING_WEIGHT_ON: readonly RoutingWeightOn[] = ['output', 'activation', 'input'];
 /** Which path a FusedMoE call takes; 'auto' picks the active backend's kernels or the composite path. */
 export type MoeLayerBackend = 'auto' | 'cpu' | 'webgpu' | 'cuda' | 'composite';
 export const MOE_LAYER_BACKENDS: readonly MoeLayerBackend[] = ['auto', 'cpu', 'webgpu', 'cuda', 'composite'];
@@ -47,6 +56,19 @@ export interface FusedMoEOptions {
   withBias: boolean;
   /** Scale the SwiGLU activations by the routing weight before the down projection (not after it). */
   probInAdvance: boolean;
+  /**
+   * Where the routing weight multiplies: the expert's output ('output'), its SwiGLU activations ('activation', the
+   * same as probInAdvance, which stays its alias) or its input ('input', Llama-4: expert(w * x)).
+   */
+  routingWeightOn: RoutingWeightOn;
+  /** A trainable bias gate_bias [E] added to the router logits before any scoring (gpt-oss). */
+  routerBias: boolean;
+  /** The routed experts' activation: 'swiglu' or gpt-oss's 'clamped_swiglu' (the shared expert stays SwiGLU). */
+  activation: SwigluActivation;
+  /** clamped_swiglu: the sigmoid's slope alpha in (u + 1) * g * sigmoid(alpha * g). */
+  swigluAlpha: number;
+  /** clamped_swiglu: the gate is clamped above at this limit, up to [-limit, limit]. */
+  swigluLimit: number;
   /** Width of the shared expert MLP that every token passes through; 0: none. */
   sharedExpertIntermediateSize: number;
   /** Multiply the shared expert's output by sigmoid(x @ shared_expert_gate_weight) (Qwen2-MoE). */
@@ -119,6 +141,18 @@ export const OPTION_TABLE: readonly OptionSpec[] = [
   {name: 'withBias', type: 'boolean', default: false, native: true, doc: 'Per-expert biases on both expert projections.'},
   {name: 'probInAdvance', type: 'boolean', default: false, native: true,
     doc: 'Scale the SwiGLU activations by the routing weight before the down projection (not after it).'},
+  {name: 'routingWeightOn', type: 'enum', values: ROUTING_WEIGHT_ON, default: 'output', native: false,
+    doc: 'Where the routing weight multiplies: \'output\' (the expert output), \'activation\' (= probInAdvance), ' +
+         '\'input\' (Llama-4: expert(w * x), summed unweighted; not with withBias).'},
+  {name: 'routerBias', type: 'boolean', default: false, native: false,
+    doc: 'A trainable bias gate_bias [E] added to the router logits before any scoring (gpt-oss).'},
+  {name: 'activation', type: 'enum', values: SWIGLU_ACTIVATIONS, default: 'swiglu', native: false,
+    doc: 'The routed experts\' activation: \'swiglu\' = silu(gate) * up; \'clamped_swiglu\' (gpt-oss) = ' +
+         '(u + 1) * g * sigmoid(swigluAlpha * g), g = min(gate, swigluLimit), u = clamp(up, -swigluLimit, swigluLimit).'},
+  {name: 'swigluAlpha', type: 'number', default: 1.702, native: false,
+    doc: 'clamped_swiglu: the sigmoid\'s slope alpha.'},
+  {name: 'swigluLimit', type: 'number', default: 7, native: false,
+    doc: 'clamped_swiglu: the gate\'s upper clamp and up\'s symmetric clamp (> 0).'},
   {name: 'sharedExpertIntermediateSize', type: 'int', min: 0, max: 2 ** 30 - 1, default: 0, native: true,
     doc: 'Width of the shared expert MLP that every token passes through; 0: none.'},
   {name: 'sharedExpertGate', type: 'boolean', default: false, native: true,
@@ -196,7 +230,9 @@ function checkOption(spec: OptionSpec, value: unknown): void {
 /** Fills defaults and checks every option (the table) and their combinations, before any tensor exists. */
 export function resolveOptions(args: Partial<FusedMoEOptions>): FusedMoEOptions {
   if (args == null || typeof args !== 'object') throw new Error(`${WHO}: expected an options object, got ${show(args)}`);
-  const given = Object.fromEntries(Object.entries(args).filter(([, v]) => v !== undefined));
+  const given = Object.fromEntries(Object.entries(args).filter(([, v]) => v !== undefined)) as Partial<FusedMoEOptions>;
+  // probInAdvance is routingWeightOn 'activation' under its older name: either may be given, not in contradiction.
+  if (given.routingWeightOn === undefined && given.probInAdvance === true) given.routingWeightOn = 'activation';
   const o = {...OPTION_DEFAULTS, ...given} as FusedMoEOptions;
   const byName = new Map(OPTION_TABLE.map(spec => [spec.name, spec]));
   const check = (name: FusedMoEOptionName) => checkOption(byName.get(name)!, o[name]);
@@ -236,6 +272,16 @@ export function resolveOptions(args: Partial<FusedMoEOptions>): FusedMoEOptions 
   if (o.zeroExperts > 0 && o.latentSize !== null) {
     throw optionError('zeroExperts', '0 with latentSize (an identity expert in the latent space is not defined)',
         o.zeroExperts);
+  }
+  if (!(o.swigluLimit > 0)) throw optionError('swigluLimit', 'a finite number > 0', o.swigluLimit);
+  if (given.probInAdvance !== undefined && given.probInAdvance !== (o.routingWeightOn === 'activation')) {
+    throw optionError('probInAdvance', `${o.routingWeightOn === 'activation'} with routingWeightOn '${o.routingWeightOn}' ` +
+        '(probInAdvance is routingWeightOn \'activation\')', given.probInAdvance);
+  }
+  o.probInAdvance = o.routingWeightOn === 'activation';
+  if (o.routingWeightOn === 'input' && o.withBias) {
+    throw optionError('routingWeightOn', '\'output\' or \'activation\' with withBias (a weighted input with expert ' +
+        'biases has no family and no single meaning)', 'input');
   }
   if (o.sharedExpertGate && o.sharedExpertIntermediateSize === 0) {
     throw optionError('sharedExpertGate', 'false when sharedExpertIntermediateSize is 0 (no shared expert to gate)', true);
@@ -284,7 +330,7 @@ export interface WeightSpec {
 
 /** The names of a FusedMoE layer's weights (as in its state dict and in `namedWeights()`). */
 export type FusedMoEWeightName =
-    'gate_weight' | 'gate_correction_bias' | 'up_gate_proj_weight' | 'up_gate_proj_bias' | 'down_proj_weight' |
+    'gate_weight' | 'gate_bias' | 'gate_correction_bias' | 'up_gate_proj_weight' | 'up_gate_proj_bias' | 'down_proj_weight' |
     'down_proj_bias' | 'fc1_latent_proj_weight' | 'fc2_latent_proj_weight' | 'shared_up_gate_proj_weight' |
     'shared_down_proj_weight' | 'shared_expert_gate_weight';
 
@@ -297,6 +343,7 @@ export function weightSpecs(o: FusedMoEOptions, hiddenSize: number): WeightSpec[
       specs.push({name, shape, kind, trainable});
   // The router (and its selection bias) scores the Z identity experts too.
   add('gate_weight', [H, E + o.zeroExperts], 'kernel');
+  if (o.routerBias) add('gate_bias', [E + o.zeroExperts], 'bias');
   // The correction bias is a load-balancing statistic updated outside training: never a gradient target.
   if (o.useCorrectionBias) add('gate_correction_bias', [E + o.zeroExperts], 'bias', false);
   add('up_gate_proj_weight', [E, D, 2 * I], 'kernel');

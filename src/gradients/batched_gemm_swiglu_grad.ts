@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type {GradConfig, Tensor, Tensor1D, Tensor2D, Tensor3D} from '@tensorflow/tfjs-core';
 
-import {BatchedGemmSwiglu, BatchedGemmSwigluAttrs} from '../kernels/kernel_names.js';
+import {BatchedGemmSwiglu, BatchedGemmSwigluAttrs, PLAIN_SWIGLU} from '../kernels/kernel_names.js';
 import {batchedGemm} from '../ops/batched_gemm.js';
 import {batchedGemmWeightGrad} from '../ops/batched_gemm_weight_grad.js';
 import {swigluScaleGrads} from './fused_swiglu_scale_grad.js';
@@ -21,8 +21,10 @@ export interface BatchedGemmSwigluGrads {
 
 /** Gradients for the output gradient dy [R,I]; bias / scale gradients only for the inputs given. */
 export function batchedGemmSwigluGrads(dy: Tensor, lhs: Tensor2D, rhs: Tensor3D, segments: Tensor1D,
-                                       bias: Tensor2D | null, scale: Tensor1D | null, transposeRhs: boolean):
-    BatchedGemmSwigluGrads {
+                                       bias: Tensor2D | null, scale: Tensor1D | null,
+                                       attrs: BatchedGemmSwigluAttrs): BatchedGemmSwigluGrads {
+  const {transposeRhs} = attrs;
+  const act = attrs.activation == null ? PLAIN_SWIGLU : attrs;
   const numExperts = rhs.shape[0];
   if (lhs.shape[0] === 0) {
     // No rows: every gradient is zero (and tfjs's webgpu reductions fail on empty inputs).
@@ -31,7 +33,7 @@ export function batchedGemmSwigluGrads(dy: Tensor, lhs: Tensor2D, rhs: Tensor3D,
   }
   const out = tf.tidy(() => {
     const h = batchedGemm(lhs, rhs, segments, {transposeRhs, bias});
-    const {dx: dh, dscale} = swigluScaleGrads(dy as Tensor2D, h, scale);
+    const {dx: dh, dscale} = swigluScaleGrads(dy as Tensor2D, h, scale, act);
     const grads: Tensor[] = [
       batchedGemm(dh, rhs, segments, {transposeRhs: !transposeRhs}),
       batchedGemmWeightGrad(lhs, dh, segments, numExperts, {transposeOut: transposeRhs}),
@@ -55,13 +57,13 @@ export const batchedGemmSwigluGradConfig: GradConfig = {
   inputsToSave: ['lhs', 'rhs', 'segments'],
   gradFunc: (dy: Tensor | Tensor[], saved: Tensor[], attrs) => {
     const [lhs, rhs, segments] = saved as [Tensor2D, Tensor3D, Tensor1D];
-    const {transposeRhs} = attrs as unknown as BatchedGemmSwigluAttrs;
+    const gemmAttrs = attrs as unknown as BatchedGemmSwigluAttrs;
     const optionalInput = (name: string) => () => {
       throw new Error(`batchedGemmSwiglu: the gradient of a BatchedGemmSwiglu kernel call with a ${name} needs its ` +
           'values: differentiate the batchedGemmSwiglu op, not a direct runKernel call');
     };
     // Each thunk runs in its own tidy, so each recomputes what it needs (the unused gradient is disposed there).
-    const all = () => batchedGemmSwigluGrads(dy as Tensor, lhs, rhs, segments, null, null, transposeRhs);
+    const all = () => batchedGemmSwigluGrads(dy as Tensor, lhs, rhs, segments, null, null, gemmAttrs);
     return {
       lhs: () => all().lhs,
       rhs: () => all().rhs,

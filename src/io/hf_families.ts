@@ -9,7 +9,8 @@ import {describeValue} from '../ops/limits.js';
 /** The model_types loadHuggingFaceMoe maps onto FusedMoE (moe-families.md: the same function under other names). */
 export type HfFamily = 'qwen2_moe' | 'qwen3_moe' | 'mixtral' | 'olmoe' | 'deepseek_v3' | 'ernie4_5_moe' |
     'qwen3_next' | 'minimax' | 'flex_olmo' | 'dots1' | 'glm4_moe' | 'jamba' | 'granitemoe' | 'granitemoeshared' |
-    'hunyuan_v1_moe' | 'minimax_m2' | 'afmoe' | 'lfm2_moe' | 'deepseek_v2' | 'longcat_flash';
+    'hunyuan_v1_moe' | 'minimax_m2' | 'afmoe' | 'lfm2_moe' | 'deepseek_v2' | 'longcat_flash' | 'gpt_oss' |
+    'llama4_text';
 
 /**
  * How a family's MoE block names its tensors, relative to the block (e.g. 'model.layers.3.mlp.'). Lists are
@@ -31,6 +32,15 @@ export interface HfNaming {
   sharedFused: boolean;
   /** Qwen2-MoE's shared expert gate [1,H]. */
   sharedGate: string;
+  /** The router's bias [E] (gpt-oss), null: none. */
+  routerBias: string | null;
+  /**
+   * The fused experts' layout: 'out_in' gate_up_proj [E,2I,H] gate rows first, down_proj [E,H,I] (torch Linear);
+   * 'in_out_interleaved' (gpt-oss) gate_up_proj [E,H,2I] with column 2i = gate i, 2i+1 = up i (its bias
+   * likewise), down_proj [E,I,H]; on the hub also as MXFP4 `<name>_blocks` / `<name>_scales` in [E,out,in] rows;
+   * 'in_out' (Llama-4) gate_up_proj [E,H,2I] gate columns first, down_proj [E,I,H].
+   */
+  fusedLayout: 'out_in' | 'in_out' | 'in_out_interleaved';
 }
 
 /** What a model's config.json says about its MoE block: family, hidden size, layer options, tensor names. */
@@ -55,6 +65,8 @@ const STANDARD_NAMING: HfNaming = {
   shared: 'shared_experts',
   sharedFused: false,
   sharedGate: 'shared_expert_gate.weight',
+  routerBias: null,
+  fusedLayout: 'out_in',
 };
 
 function fail(what: string): never {
@@ -218,18 +230,26 @@ const FAMILIES: Record<HfFamily, FamilyEntry> = {
   naming: {router: ['router.classifier.weight'], correctionBias: ['router.e_score_correction_bias']}},
   deepseek_v2: {width: ['moe_intermediate_size'], routing: deepseekV2,
     shared: (c, I) => I * intKey(c, ['n_shared_experts'], 'the shared expert count', 0)},
+  // Softmax over the top-k biased logits = softmax top-k renormalised; alpha is a constant of transformers' block.
+  gpt_oss: {width: ['intermediate_size'], routing: c => ({renormalize: true, routerBias: true,
+    activation: 'clamped_swiglu', swigluAlpha: 1.702, swigluLimit: numKey(c, ['swiglu_limit'], 'swiglu_limit', 7)}),
+  naming: {router: ['router.weight'], routerBias: 'router.bias', fusedLayout: 'in_out_interleaved'}},
+  // Top-k logits, then sigmoid of the chosen ones, not renormalised = sigmoid scores with one group and no bias;
+  // the weight multiplies the expert's input. The shared expert is as wide as intermediate_size.
+  llama4_text: {width: ['intermediate_size'], routing: () => ({topkMethod: 'noaux_tc', nGroup: 1, topkGroup: 1,
+    renormalize: false, routedScalingFactor: 1, routingWeightOn: 'input'}), shared: (_, I) => I,
+  naming: {router: ['router.weight'], shared: 'shared_expert', fusedLayout: 'in_out'}},
 };
 
 /** Families of transformers 5.17 whose block needs semantics FusedMoE does not have yet (moe-families.md 6). */
 const NOT_YET: Record<string, string> = {
-  gpt_oss: 'a router bias and the clamped SwiGLU activation',
-  llama4_text: 'the routing weight applied to the expert input',
-  llama4: 'the routing weight applied to the expert input',
   phimoe: 'sparsemixer routing',
 };
 
 const MODEL_TYPE_ALIASES: Record<string, HfFamily> = {
   ...Object.fromEntries(Object.keys(FAMILIES).map(f => [f, f as HfFamily])), ernie4_5_moe_pt: 'ernie4_5_moe',
+  // Multimodal Llama-4: its language model's config (text_config) is llama4_text's.
+  llama4: 'llama4_text',
 };
 
 /** Multimodal wrappers keep the language model's config under text_config. */
@@ -271,6 +291,7 @@ export function hfMoeSpec(rawConfig: unknown): HfMoeSpec {
   const options: Options = {
     numExperts, topK, moeIntermediateSize, topkMethod: 'greedy', nGroup: 1, topkGroup: 1, routedScalingFactor: 1,
     renormalize: true, renormalizeEpsilon: null, useCorrectionBias: false, zeroExperts: 0, latentSize: null, withBias: false, probInAdvance: false,
+    routingWeightOn: 'output', routerBias: false, activation: 'swiglu', swigluAlpha: 1.702, swigluLimit: 7,
     sharedExpertIntermediateSize: shared, sharedExpertGate: shared > 0 && entry.sharedGate === true,
     ...entry.routing(config, family),
   };

@@ -3,6 +3,8 @@
  * - hub files, per expert: experts.{e}.gate_proj/up_proj/down_proj.weight ([I,H], [I,H], [H,I]; Mixtral w1/w3/w2),
  * - transformers v5 in memory, fused: experts.gate_up_proj [E,2I,H] (gate rows first), experts.down_proj [E,H,I]
  *   (Granite's hub files: input_linear.weight / output_linear.weight, the same layout),
+ * - gpt-oss: experts.gate_up_proj [E,H,2I] (in x out) with interleaved gate/up columns and down_proj [E,I,H], or
+ *   on the hub as MXFP4 `*_blocks` / `*_scales`,
  * and converts torch's Linear layout (out x in) to the layer's [in, out] layout (docs/semantics.md section 8).
  */
 import * as tf from '@tensorflow/tfjs-core';
@@ -10,9 +12,11 @@ import * as tf from '@tensorflow/tfjs-core';
 import {FusedMoE} from '../layers/fused_moe.js';
 import type {FusedMoEOptions, FusedMoEWeightName, MoeComputeDtype, MoeLayerBackend} from '../layers/fused_moe_config.js';
 import {describeValue} from '../ops/limits.js';
+import {dequantizeExpertWeights} from '../ops/quantize_expert_weights.js';
 import {HfMoeSpec, hfMoeSpec} from './hf_families.js';
 import {loadExpertsPacked} from './hf_import_experts.js';
 import {decodeRawSafetensor, isRawSafetensor, RawSafetensor} from './safetensors.js';
+import {fromGptOssMxfp4} from './quantized_checkpoints.js';
 
 /** Options of {@link loadHuggingFaceMoe}. */
 export interface LoadHuggingFaceMoeOptions {
@@ -94,6 +98,17 @@ export class WeightSource {
     return this.map.get(this.name(rel))?.shape[0] ?? -1;
   }
 
+  /** As get, for a tensor of any dtype (MXFP4's U8 blocks and scales arrive as int32 byte values). */
+  getAny(rel: string, shape: number[], meaning: string): tf.Tensor {
+    const name = this.name(rel);
+    const t = this.map.get(name);
+    if (t == null) fail(`missing weight '${name}' (${meaning}, expected shape [${shape}])${this.hint()}`);
+    if (!(t instanceof tf.Tensor) || t.isDisposed) fail(`weight '${name}' must be a live tf.Tensor`);
+    const same = t.shape.length === shape.length && t.shape.every((d, i) => d === shape[i]);
+    if (!same) fail(`weight '${name}' (${meaning}) must have shape [${shape}], got [${t.shape}]`);
+    return t;
+  }
+
   /** The rank of prefix + rel, or -1 when absent. */
   rank(rel: string): number {
     return this.map.get(this.name(rel))?.shape.length ?? -1;
@@ -110,6 +125,46 @@ export class WeightSource {
   }
 }
 
+/** [..., 2I] with element 2i = gate i, 2i+1 = up i -> [..., 2I] gate half first (the layer's order). */
+function deinterleaveLast(t: tf.Tensor): tf.Tensor {
+  const lead = t.shape.slice(0, -1), I = t.shape[t.rank - 1] / 2;
+  const pairs = tf.reshape(t, [...lead, I, 2]);
+  const perm = [...lead.map((_, i) => i), lead.length + 1, lead.length];
+  return tf.reshape(tf.transpose(pairs, perm), t.shape);
+}
+
+/**
+ * gpt-oss's hub MXFP4 experts `<rel>_blocks` U8 [E,N,K/32,16] / `<rel>_scales` U8 [E,N,K/32] as float32 [E,K,N]
+ * (the layer's in x out layout). With `interleaved`, output rows 2i / 2i+1 (gate i / up i) are moved to i / I+i first:
+ * whole packed rows move, no code is requantized. FusedMoE holds float32 experts today, so the weights are then
+ * dequantized exactly (every E2M1 code times its power-of-two scale is a float32).
+ */
+function mxfp4Experts(src: WeightSource, rel: string, E: number, N: number, K: number, interleaved: boolean,
+                      meaning: string): tf.Tensor {
+  const groups = K / 32;
+  if (!Number.isInteger(groups)) fail(`${meaning}: MXFP4 needs the input width ${K} to be a multiple of 32`);
+  const blocksT = src.getAny(`${rel}_blocks`, [E, N, groups, 16], `${meaning} MXFP4 blocks`);
+  const scalesT = src.getAny(`${rel}_scales`, [E, N, groups], `${meaning} MXFP4 scales`);
+  const rows = (t: tf.Tensor, rowSize: number): Int32Array => {
+    const raw = t.dataSync();
+    const data = raw instanceof Int32Array ? raw : Int32Array.from(raw as ArrayLike<number>);
+    if (!interleaved) return data;
+    const out = new Int32Array(data.length), I = N / 2;
+    for (let e = 0; e < E; e++) {
+      for (let n = 0; n < N; n++) {
+        const to = (n % 2 === 0 ? n / 2 : I + (n - 1) / 2);
+        out.set(data.subarray((e * N + n) * rowSize, (e * N + n + 1) * rowSize), (e * N + to) * rowSize);
+      }
+    }
+    return out;
+  };
+  const q = fromGptOssMxfp4({data: rows(blocksT, groups * 16), shape: [E, N, groups, 16]},
+                            {data: rows(scalesT, groups), shape: [E, N, groups]});
+  const dense = dequantizeExpertWeights(q);  // [E,N,K]
+  tf.dispose([q.values, q.scales ?? null].filter((t): t is tf.Tensor => t != null));
+  return tf.transpose(dense, [0, 2, 1]);
+}
+
 /** The layer's weights (in the layer's layout) from a block's HF tensors; new tensors, owned by the caller. */
 function convertWeights(spec: HfMoeSpec, src: WeightSource, biasRel: string | null, withBias: boolean,
                         experts: boolean): Map<FusedMoEWeightName, tf.Tensor> {
@@ -124,12 +179,30 @@ function convertWeights(spec: HfMoeSpec, src: WeightSource, biasRel: string | nu
   const router = src.first(naming.router) ?? naming.router[0];
   // torch Linear stores [out, in]; the layer stores [in, out].
   out.set('gate_weight', tf.transpose(src.get(router, [N, H], N > E ? 'router weight [E+Z,H]' : 'router weight [E,H]')));
+  if (naming.routerBias != null) out.set('gate_bias', tf.clone(src.get(naming.routerBias, [N], N > E ? 'router bias [E+Z]' : 'router bias [E]')));
   if (biasRel != null) {
     // DeepSeek-V3 stores [E]; ERNIE's moe_statics [1,E] (one row per expert group).
     const shape = src.rank(biasRel) === 2 ? [1, N] : [N];
     out.set('gate_correction_bias', tf.reshape(src.get(biasRel, shape, 'selection bias [E] or [1,E]'), [N]));
   }
-  if (fused) {
+  if (naming.fusedLayout === 'in_out' && fused) {
+    out.set('up_gate_proj_weight', tf.clone(src.get(fusedGateUp!, [E, H, 2 * I], 'fused experts [E,H,2I]')));
+    const dn = naming.fusedDown[0];
+    out.set('down_proj_weight', tf.clone(src.get(dn, [E, I, H], 'fused experts [E,I,H]')));
+    if (withBias) fail(`weight '${src.name(`${fusedGateUp}_bias`)}': ${spec.family} has no expert biases`);
+  } else if (naming.fusedLayout === 'in_out_interleaved') {
+    const gu = naming.fusedGateUp[0], dn = naming.fusedDown[0];
+    out.set('up_gate_proj_weight', fused ?
+        deinterleaveLast(src.get(gu, [E, H, 2 * I], 'fused experts [E,H,2I], gate/up interleaved')) :
+        mxfp4Experts(src, gu, E, 2 * I, H, true, 'experts gate_up_proj'));
+    out.set('down_proj_weight', src.has(dn) ? tf.clone(src.get(dn, [E, I, H], 'fused experts [E,I,H]')) :
+        mxfp4Experts(src, dn, E, H, I, false, 'experts down_proj'));
+    if (withBias) {
+      out.set('up_gate_proj_bias',
+          deinterleaveLast(src.get(`${gu}_bias`, [E, 2 * I], 'expert biases [E,2I], gate/up interleaved')));
+      out.set('down_proj_bias', tf.clone(src.get(`${dn}_bias`, [E, H], 'expert biases [E,H]')));
+    }
+  } else if (fused) {
     if (experts) {
       const down = src.first(naming.fusedDown) ?? naming.fusedDown[0];
       // LongCat-Flash keeps E+Z rows in memory, of which the identity experts' are never read.
@@ -204,13 +277,14 @@ export function loadHuggingFaceMoe(config: unknown, weights: HfWeights, options:
   if (prefix !== '' && !prefix.endsWith('.')) prefix += '.';
   const src = new WeightSource(weights, prefix);
   const {expertProj, fusedGateUp, router} = spec.naming;
-  const fused = src.first(fusedGateUp) != null;
+  const mxfp4 = spec.naming.fusedLayout === 'in_out_interleaved' && src.has(`${fusedGateUp[0]}_blocks`);
+  const fused = src.first(fusedGateUp) != null || mxfp4;
   if (!fused && !src.has(`experts.0.${expertProj.gate}.weight`)) {
     fail(`found neither fused experts ('${prefix}${fusedGateUp[0]}') nor per-expert weights ` +
         `('${prefix}experts.0.${expertProj.gate}.weight') for ${spec.family}` +
         (src.first(router) != null ? '' : ` (and no router '${prefix}${router[0]}': is the prefix right?)`));
   }
-  const withBias = fused ? src.has('experts.gate_up_proj_bias') : src.has(`experts.0.${expertProj.gate}.bias`);
+  const withBias = fused ? src.has(`${fusedGateUp[0]}_bias`) : src.has(`experts.0.${expertProj.gate}.bias`);
   const biasRel = src.first(spec.naming.correctionBias);
   // DeepSeek-V3's bias is part of its routing; ERNIE checkpoints without aux-free balancing simply lack it.
   if (spec.biasRequired && biasRel == null) {
@@ -222,7 +296,10 @@ export function loadHuggingFaceMoe(config: unknown, weights: HfWeights, options:
     expertWeightFormat: options.expertWeightFormat ?? 'float32', quantGroupSize: options.quantGroupSize ?? null,
     quantZeroPoint: options.quantZeroPoint ?? false};
 
-  const packedPath = layerOptions.expertWeightFormat !== 'float32' || src.hasRawExperts();
+  // Expert by expert for the torch [out, in] layouts with E experts; other layouts (gpt-oss, llama4, LongCat's
+  // E+Z rows) are read in float32 and quantized by the layer (setNamedWeights).
+  const packedPath = spec.naming.fusedLayout === 'out_in' && (!fused || src.rows(src.first(fusedGateUp)!) ===
+      spec.options.numExperts) && (layerOptions.expertWeightFormat !== 'float32' || src.hasRawExperts());
   // The layer (and its option checks) first: a bad format option fails before any conversion.
   const probe = new FusedMoE({...layerOptions, name: options.name});
   const experts = packedPath ? loadExpertsPacked(spec, src, fused, probe.options) : null;

@@ -5,6 +5,7 @@
  */
 import type {NamedAttrMap, TensorInfo} from '@tensorflow/tfjs-core';
 
+import type {SwigluActivation} from '../executor/layer_schema.js';
 import type {QuantizedMoeKernelName} from './kernel_names_quantized.js';
 
 /** The two routing methods (docs/semantics.md sections 1 and 2), by the layer's topkMethod values. */
@@ -56,6 +57,7 @@ export const MoePermute = 'MoePermute';
 export interface MoePermuteInputs {
   x: TensorInfo;        // [T,D]
   topkIds: TensorInfo;  // int32 [T,k]
+  weights?: TensorInfo; // float32 [T,k]: row rowMap[t,j] holds x[t] * weights[t,j] (routingWeightOn 'input')
 }
 /** Attributes of the MoePermute kernel. */
 export interface MoePermuteAttrs extends NamedAttrMap {
@@ -79,6 +81,17 @@ export interface BatchedGemmAttrs extends NamedAttrMap {
   segmentsAreOffsets: boolean;
 }
 
+/** The activation attrs of the SwiGLU kernels (the layer's option names, executor/layer_schema.ts). */
+export type {SwigluActivation} from '../executor/layer_schema.js';
+export {SWIGLU_ACTIVATIONS} from '../executor/layer_schema.js';
+export interface SwigluActivationAttrs extends NamedAttrMap {
+  activation: SwigluActivation;
+  /** clamped_swiglu only (ignored by 'swiglu'). */
+  swigluAlpha: number;
+  swigluLimit: number;
+}
+export const PLAIN_SWIGLU: SwigluActivationAttrs = {activation: 'swiglu', swigluAlpha: 1.702, swigluLimit: 7};
+
 /** Output: float32 [R,I]. */
 export const FusedSwigluScale = 'FusedSwigluScale';
 /** Inputs of the FusedSwigluScale kernel. */
@@ -86,8 +99,8 @@ export interface FusedSwigluScaleInputs {
   x: TensorInfo;       // float32 [R,2I], gate half first
   scale?: TensorInfo;  // float32 [R]
 }
-/** The FusedSwigluScale kernel has no attributes. */
-export type FusedSwigluScaleAttrs = NamedAttrMap;
+/** Attributes of the FusedSwigluScale kernel: the activation. */
+export type FusedSwigluScaleAttrs = SwigluActivationAttrs;
 
 /**
  * Output: float32 [R,I]: fusedSwigluScale(batchedGemm(lhs, rhs, segments, bias), scale), the first expert GEMM
@@ -99,8 +112,8 @@ export interface BatchedGemmSwigluInputs extends BatchedGemmInputs {
   // rhs: float32 [E,K,2I] (or [E,2I,K] when transposeRhs), gate columns first; bias [E,2I]
   scale?: TensorInfo;  // float32 [R]
 }
-/** Attributes of the BatchedGemmSwiglu kernel (those of BatchedGemm). */
-export type BatchedGemmSwigluAttrs = BatchedGemmAttrs;
+/** Attributes of the BatchedGemmSwiglu kernel: those of BatchedGemm, and the activation. */
+export type BatchedGemmSwigluAttrs = BatchedGemmAttrs & SwigluActivationAttrs;
 
 /** Output: float32 [T,D]. */
 export const MoeCombine = 'MoeCombine';

@@ -38,7 +38,13 @@ export function routeLogits(logits: tf.Tensor2D, w: FusedMoEWeights, o: FusedMoE
 /** Routing: top-k expert ids and their weights for every token of x [T,H]. */
 export function routeTokens(x: tf.Tensor2D, w: FusedMoEWeights, o: FusedMoEOptions):
     {topkIds: tf.Tensor2D, topkWeights: tf.Tensor2D} {
-  return routeLogits(routerLogits(x, w.gate_weight), w, o);
+  return routeLogits(layerRouterLogits(x, w, o), w, o);
+}
+
+/** The router logits x Wr, plus gate_bias with routerBias (before any scoring, docs/semantics.md 11.1). */
+export function layerRouterLogits(x: tf.Tensor2D, w: FusedMoEWeights, o: FusedMoEOptions): tf.Tensor2D {
+  const logits = routerLogits(x, w.gate_weight);
+  return o.routerBias ? tf.add(logits, w.gate_bias as tf.Tensor1D) : logits;
 }
 
 /** The gated-SwiGLU MLP every token passes through (optionally gated by sigmoid(x @ gate)). */
@@ -55,7 +61,7 @@ function sharedExperts(x: tf.Tensor2D, w: FusedMoEWeights, o: FusedMoEOptions): 
  */
 export function fusedMoeForwardWithRouting(x: tf.Tensor2D, w: FusedMoEWeights, o: FusedMoEOptions): MoeForwardResult {
   const [numTokens] = x.shape;
-  const gatingLogits = routerLogits(x, w.gate_weight);
+  const gatingLogits = layerRouterLogits(x, w, o);
   const routed = routeLogits(gatingLogits, w, o);
   const {topkIds} = routed;
   let {topkWeights} = routed;
@@ -73,7 +79,10 @@ export function fusedMoeForwardWithRouting(x: tf.Tensor2D, w: FusedMoEWeights, o
   }
   // Routing always sees the full-width x; only the experts run in the latent space.
   const expertInput: tf.Tensor2D = o.latentSize != null ? tf.matMul(x, w.fc1_latent_proj_weight as tf.Tensor2D) : x;
-  const {permutedX, expertOffsets, rowMap} = moePermute(expertInput, ffnIds, o.numExperts);
+  // routingWeightOn 'input': each expert sees w * x, and the combine sums its outputs unweighted.
+  const onInput = o.routingWeightOn === 'input';
+  const {permutedX, expertOffsets, rowMap} =
+      moePermute(expertInput, ffnIds, o.numExperts, 1, {weights: onInput ? topkWeights : null});
   let rowScale: tf.Tensor1D | null = null;
   if (o.probInAdvance) {
     // Each permuted row's routing weight, sent through rowMap (alignment 1: every row is used). A segment sum,
@@ -86,11 +95,12 @@ export function fusedMoeForwardWithRouting(x: tf.Tensor2D, w: FusedMoEWeights, o
   const activated = batchedGemmSwiglu(permutedX, w.up_gate_proj_weight, expertOffsets, {
     bias: o.withBias ? w.up_gate_proj_bias as tf.Tensor2D : null,
     scale: rowScale,
+    activation: o.activation, swigluAlpha: o.swigluAlpha, swigluLimit: o.swigluLimit,
   });
   const down = batchedGemm(activated, w.down_proj_weight, expertOffsets);
   let output: tf.Tensor2D = moeCombine(down, rowMap, topkWeights, ffnIds, {
     downProjBias: o.withBias ? w.down_proj_bias as tf.Tensor2D : null,
-    weightsApplied: o.probInAdvance,
+    weightsApplied: o.probInAdvance || onInput,
   });
   if (o.latentSize != null) output = tf.matMul(output, w.fc2_latent_proj_weight as tf.Tensor2D);
   if (identity != null) output = tf.add(output, identity);

@@ -25,7 +25,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type {FusedMoEOptions, FusedMoEWeights} from '../executor/layer_schema.js';
 import {describeValue} from '../ops/limits.js';
 import {stopGradient} from '../ops/stop_gradient.js';
-import {routeLogits} from './fused_moe_forward.js';
+import {layerRouterLogits, routeLogits} from './fused_moe_forward.js';
 
 /** Load-balancing options of a FusedMoE layer (auxiliary loss, auxiliary-loss-free bias update, load recording). */
 export interface LoadBalancingOptions {
@@ -153,7 +153,7 @@ export class LoadBalancer {
   }
 }
 
-/** The routing a forward used: ids int32 [T,k] and router logits float32 [T,E] (x @ gate_weight; may be absent). */
+/** The routing a forward used: ids int32 [T,k] and router logits float32 [T,E] (x @ gate_weight, + gate_bias with routerBias; may be absent). */
 export interface ForwardRouting {
   topkIds: tf.Tensor2D;
   gatingLogits?: tf.Tensor2D;
@@ -173,7 +173,7 @@ function statistics(input: tf.Tensor, w: FusedMoEWeights, o: FusedMoEOptions, au
       ({gatingLogits: logits, topkIds: ids} = routing);
     } else {
       const x = tf.reshape(input, [-1, input.shape[input.rank - 1]]) as tf.Tensor2D;
-      logits = tf.matMul(x, w.gate_weight) as tf.Tensor2D;
+      logits = layerRouterLogits(x, w, o);
       ids = routeLogits(stopGradient(logits), w, o).topkIds;
     }
     const numTokens = ids.shape[0];
@@ -184,7 +184,7 @@ function statistics(input: tf.Tensor, w: FusedMoEWeights, o: FusedMoEOptions, au
     const counts = tf.sum(hits, 0);
     const loadOut = tf.cast(counts, 'int32') as tf.Tensor1D;
     if (auxLossCoef === 0 || numTokens === 0) return auxLossCoef === 0 ? [loadOut] : [loadOut, tf.scalar(0)];
-    logits ??= tf.matMul(tf.reshape(input, [-1, input.shape[input.rank - 1]]) as tf.Tensor2D, w.gate_weight) as tf.Tensor2D;
+    logits ??= layerRouterLogits(tf.reshape(input, [-1, input.shape[input.rank - 1]]) as tf.Tensor2D, w, o);
     let probs: tf.Tensor2D;
     if (o.topkMethod === 'noaux_tc') {
       const scores = tf.sigmoid(logits);

@@ -1,19 +1,28 @@
-import type {Tensor1D, Tensor2D} from '@tensorflow/tfjs-core';
+import * as tf from '@tensorflow/tfjs-core';
+import type {Tensor, Tensor1D, Tensor2D} from '@tensorflow/tfjs-core';
 
 import {moePermuteComposite} from '../kernels/composite/moe_permute_composite.js';
 import {MoePermute, MoePermuteAttrs, permutedRowCount} from '../kernels/kernel_names.js';
-import {runMoeKernel} from './dispatch.js';
+import {runMoeKernel, usesMoeKernel} from './dispatch.js';
 import {checkDerivedSize, checkElementCount, MAX_EXPERTS} from './limits.js';
-import {checkInt, checkShape, checkTensor} from './validate.js';
+import {stopGradient} from './stop_gradient.js';
+import {checkInt, checkOptionalTensor, checkOptions, checkShape, checkTensor} from './validate.js';
 
 const OP = 'moePermute';
+
+export interface MoePermuteOptions {
+  /** float32 [T,k]: row rowMap[t,j] holds x[t] * weights[t,j] (the routing weight on the expert input). */
+  weights?: Tensor2D | null;
+}
 
 /**
  * Dispatch (docs/semantics.md section 3): rows grouped by ascending expert then token, each expert's segment
  * padded to a multiple of `alignment`. The row count R is static (T*k, plus E*(alignment-1) when aligned) so
- * no backend reads data back to size it; unused and padding rows are zero.
+ * no backend reads data back to size it; unused and padding rows are zero. With options.weights each row is
+ * scaled by its (token, slot)'s weight.
  */
-export function moePermute(x: Tensor2D, topkIds: Tensor2D, numExperts: number, alignment = 1): {
+export function moePermute(x: Tensor2D, topkIds: Tensor2D, numExperts: number, alignment = 1,
+                           options: MoePermuteOptions = {}): {
   permutedX: Tensor2D, tokensPerExpert: Tensor1D, expertOffsets: Tensor1D, rowMap: Tensor2D
 } {
   const $x = checkTensor(OP, 'x', x, 2, 'float32', '[T,D]') as Tensor2D;
@@ -25,10 +34,26 @@ export function moePermute(x: Tensor2D, topkIds: Tensor2D, numExperts: number, a
   const numRows = checkDerivedSize(OP, 'the permuted row count R',
       permutedRowCount($x.shape[0], ids.shape[1], numExperts, alignment), undefined, 'T*k + E*(alignment-1)');
   checkElementCount(OP, 'permutedX', [numRows, $x.shape[1]]);
+  const opts = checkOptions(OP, 'options', options, ['weights']);
+  const weights = checkOptionalTensor(OP, 'options.weights', opts.weights, 2, 'float32', '[T,k]') as Tensor2D | null;
+  if (weights != null) checkShape(OP, 'options.weights', weights, ids.shape, '[T,k]');
 
   const attrs: MoePermuteAttrs = {numExperts, alignment};
+  if (weights != null && usesMoeKernel(MoePermute) && tf.engine().isTapeOn()) {
+    // Differentiating: the unweighted kernel (whose registered gradient is x's) times each row's weight sent
+    // through rowMap by stock ops, which carry the weights' gradient. The same products as the weighted kernel.
+    const plain = moePermute($x, ids, numExperts, alignment);
+    const entries = ids.shape[0] * ids.shape[1];
+    // (tfjs's cpu segment sum fails on an empty input: no entries, no row to scale.)
+    const rowWeight = entries === 0 ? tf.zeros([numRows]) : tf.unsortedSegmentSum(
+        tf.reshape(weights, [entries]), tf.reshape(stopGradient(plain.rowMap), [entries]), numRows);
+    const permutedX = tf.mul(plain.permutedX, tf.reshape(rowWeight, [numRows, 1])) as Tensor2D;
+    return {...plain, permutedX};
+  }
+  const inputs: Record<string, Tensor> = {x: $x, topkIds: ids};
+  if (weights != null) inputs.weights = weights;
   const [permutedX, tokensPerExpert, expertOffsets, rowMap] = runMoeKernel(
-      MoePermute, {x: $x, topkIds: ids}, attrs, () => moePermuteComposite($x, ids, attrs)) as Tensor2D[];
+      MoePermute, inputs, attrs, () => moePermuteComposite($x, ids, attrs, weights)) as Tensor2D[];
   return {
     permutedX,
     tokensPerExpert: tokensPerExpert as unknown as Tensor1D,

@@ -2,6 +2,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type {DataType, Tensor} from '@tensorflow/tfjs-core';
 
+import {PLAIN_SWIGLU, SWIGLU_ACTIVATIONS, SwigluActivation, SwigluActivationAttrs} from '../kernels/kernel_names.js';
 import {describeValue, MAX_INT32} from './limits.js';
 
 function describe(value: unknown): string {
@@ -80,4 +81,19 @@ export function checkOptions(op: string, arg: string, value: unknown, allowed: s
     if (!allowed.includes(key)) throw argError(op, arg, `an options object with keys {${allowed.join(', ')}}`, `key '${key}'`);
   }
   return value as Record<string, unknown>;
+}
+
+/** The activation options of the SwiGLU ops (activation, swigluAlpha, swigluLimit) as kernel attrs. */
+export function checkSwigluActivation(op: string, prefix: string, opts: Record<string, unknown>): SwigluActivationAttrs {
+  const activation = opts.activation ?? PLAIN_SWIGLU.activation;
+  if (!SWIGLU_ACTIVATIONS.includes(activation as SwigluActivation)) {
+    throw argError(op, `${prefix}activation`, SWIGLU_ACTIVATIONS.map(a => `'${a}'`).join(' or '), describe(activation));
+  }
+  const swigluAlpha = opts.swigluAlpha == null ? PLAIN_SWIGLU.swigluAlpha :
+      checkFiniteNumber(op, `${prefix}swigluAlpha`, opts.swigluAlpha);
+  const limit = opts.swigluLimit ?? PLAIN_SWIGLU.swigluLimit;
+  if (typeof limit !== 'number' || !Number.isFinite(limit) || limit <= 0) {
+    throw argError(op, `${prefix}swigluLimit`, 'a finite number > 0', describe(limit));
+  }
+  return {activation: activation as SwigluActivation, swigluAlpha, swigluLimit: limit};
 }

@@ -100,9 +100,11 @@ export function describeBatchedGemmGradients(ctx: ConformanceContext): void {
       const K = randInt(rand, 1, 6), I = randInt(rand, 1, 4), N = 2 * I;
       const transposeRhs = rand() < 0.4;
       const withBias = rand() < 0.6, withScale = rand() < 0.6;
+      // Every third case gpt-oss's clamped SwiGLU, with a limit inside the products' spread so that the clamps bind.
+      const act = i % 3 === 2 ? {activation: 'clamped_swiglu' as const, swigluAlpha: 1.702, swigluLimit: 1.2} : {};
       const {E, R, segments, offsets} = layout;
       const what = `seed=${seed} ${layoutText(layout)} K=${K} I=${I} transposeRhs=${transposeRhs} bias=${withBias} ` +
-          `scale=${withScale}`;
+          `scale=${withScale} ${JSON.stringify(act)}`;
       it(`lhs, rhs${withBias ? ', bias' : ''}${withScale ? ', scale' : ''}: ${what}`, async () => {
         const cot = randn(rand, R * I);
         const inputs = [
@@ -120,13 +122,13 @@ export function describeBatchedGemmGradients(ctx: ConformanceContext): void {
               const bias = withBias ? rest[0] as tf.Tensor2D : null;
               const scale = withScale ? rest[rest.length - 1] as tf.Tensor1D : null;
               return tf.sum(tf.mul(batchedGemmSwiglu(lhs as tf.Tensor2D, rhs as tf.Tensor3D, segT,
-                  {transposeRhs, bias, scale}), cotT));
+                  {transposeRhs, bias, scale, ...act}), cotT));
             },
             referenceLoss: ([lhs, rhs, ...rest]) => {
               const bias = withBias ? rest[0] : null;
               const scale = withScale ? rest[rest.length - 1] : null;
               const h = refBatchedGemm(lhs, R, K, rhs, E, N, offsets, transposeRhs, bias);
-              return dot(cot, refSwigluScale(h, R, I, scale));
+              return dot(cot, refSwigluScale(h, R, I, scale, act));
             },
           });
         } finally {

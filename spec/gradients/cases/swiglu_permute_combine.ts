@@ -16,7 +16,9 @@ export function describeSwigluPermuteCombineGradients(ctx: ConformanceContext): 
       const rand = rng(seed);
       const R = randInt(rand, i === 0 ? 0 : 1, 12), I = randInt(rand, 1, 8);
       const withScale = i % 2 === 1 || rand() < 0.5;
-      const what = `seed=${seed} R=${R} I=${I} scale=${withScale}`;
+      // Cases 1, 2 (mod 4): gpt-oss's clamped SwiGLU, limit inside the data's spread so that the clamps bind.
+      const act = i % 4 === 1 || i % 4 === 2 ? {activation: 'clamped_swiglu' as const, swigluAlpha: 1.3, swigluLimit: 1.5} : {};
+      const what = `seed=${seed} R=${R} I=${I} scale=${withScale} ${JSON.stringify(act)}`;
       it(`x${withScale ? ', scale' : ''}: ${what}`, async () => {
         const cot = randn(rand, R * I);
         const inputs: GradInput[] = [{name: 'x', values: randn(rand, R * 2 * I, 2), shape: [R, 2 * I]}];
@@ -25,8 +27,9 @@ export function describeSwigluPermuteCombineGradients(ctx: ConformanceContext): 
         try {
           await checkGradients(ctx, {
             op: 'fusedSwigluScale', what, inputs, h: 1e-5, tol: GRAD_TOL.swiglu,
-            loss: (x, scale) => tf.sum(tf.mul(fusedSwigluScale(x as tf.Tensor2D, (scale ?? null) as tf.Tensor1D | null), cotT)),
-            referenceLoss: ([x, scale]) => dot(cot, refSwigluScale(x, R, I, withScale ? scale : null)),
+            loss: (x, scale) =>
+                tf.sum(tf.mul(fusedSwigluScale(x as tf.Tensor2D, (scale ?? null) as tf.Tensor1D | null, act), cotT)),
+            referenceLoss: ([x, scale]) => dot(cot, refSwigluScale(x, R, I, withScale ? scale : null, act)),
           });
         } finally {
           cotT.dispose();
@@ -60,6 +63,46 @@ export function describeSwigluPermuteCombineGradients(ctx: ConformanceContext): 
               return tf.sum(tf.mul(permutedX, cotT));
             },
             referenceLoss: ([x]) => dot(cot, refMoePermute(x, T, D, ids, k, E, alignment).permutedX),
+          });
+        } finally {
+          tf.dispose([idsT, cotT]);
+        }
+      });
+    }
+  });
+
+  describe('moePermute gradients with options.weights (routingWeightOn \'input\')', () => {
+    const n = ctx.cases(8, 2);
+    for (let i = 0; i < n; i++) {
+      const seed = caseSeed('gradPermuteWeights', i);
+      const rand = rng(seed);
+      const T = randInt(rand, 1, 7), E = randInt(rand, 1, 5), D = randInt(rand, 1, 5);
+      const k = randInt(rand, 1, Math.min(E, 3));
+      const alignment = [1, 2][randInt(rand, 0, 1)];
+      const ids = randomIds(rand, T, k, E, rand() < 0.8);
+      const what = `seed=${seed} T=${T} k=${k} E=${E} D=${D} alignment=${alignment}`;
+      it(`x, weights: ${what}`, async () => {
+        const ref = (x: ArrayLike<number>, w: ArrayLike<number>) => {
+          const r = refMoePermute(x, T, D, ids, k, E, alignment);
+          for (let j = 0; j < T * k; j++) for (let d = 0; d < D; d++) r.permutedX[r.rowMap[j] * D + d] *= w[j];
+          return r;
+        };
+        const R = ref(new Float64Array(T * D), new Float64Array(T * k)).R;
+        const cot = randn(rand, R * D);
+        const idsT = tf.tensor2d(ids, [T, k], 'int32');
+        const cotT = tf.tensor2d(cot, [R, D]);
+        try {
+          await checkGradients(ctx, {
+            op: 'moePermute', what, h: 1e-3, tol: GRAD_TOL.permute,
+            inputs: [{name: 'x', values: randn(rand, T * D), shape: [T, D]},
+                     {name: 'weights', values: randn(rand, T * k), shape: [T, k]}],
+            loss: (x, w) => {
+              const {permutedX, tokensPerExpert, expertOffsets, rowMap} =
+                  moePermute(x as tf.Tensor2D, idsT, E, alignment, {weights: w as tf.Tensor2D});
+              tf.dispose([tokensPerExpert, expertOffsets, rowMap]);
+              return tf.sum(tf.mul(permutedX, cotT));
+            },
+            referenceLoss: ([x, w]) => dot(cot, ref(x, w).permutedX),
           });
         } finally {
           tf.dispose([idsT, cotT]);

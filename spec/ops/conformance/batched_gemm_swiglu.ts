@@ -4,7 +4,7 @@
  * with and without bias and row scale, and the edge cases of either op.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import {batchedGemmSwiglu} from 'tfjs-moe';
+import {batchedGemmSwiglu, SwigluActivationOptions} from 'tfjs-moe';
 
 import {refBatchedGemm, refOffsetsFromCounts, refSwigluScale} from '../../reference/moe_reference.js';
 import {expectNoLeak, expectThrowsNoLeak, randInt, randn, rng} from '../../helpers/util.js';
@@ -23,16 +23,17 @@ interface SwigluGemmCase {
   transposeRhs: boolean;
   bias: Float32Array | null;
   scale: Float32Array | null;
+  act?: SwigluActivationOptions;
 }
 
 function describeCase(c: SwigluGemmCase): string {
   const form = c.segments.length === c.E + 1 ? 'offsets' : 'counts';
   return `R=${c.R} K=${c.K} I=${c.I} E=${c.E} segments=${form} transposeRhs=${c.transposeRhs} bias=${c.bias != null} ` +
-      `scale=${c.scale != null}`;
+      `scale=${c.scale != null}${c.act != null ? ` ${JSON.stringify(c.act)}` : ''}`;
 }
 
 async function runCase(ctx: ConformanceContext, c: SwigluGemmCase): Promise<void> {
-  const {lhs, R, K, rhs, E, I, segments, transposeRhs, bias, scale} = c;
+  const {lhs, R, K, rhs, E, I, segments, transposeRhs, bias, scale, act = {}} = c;
   const N = 2 * I;
   await expectNoLeak(async () => {
     const lhsT = tf.tensor2d(lhs, [R, K]);
@@ -40,15 +41,21 @@ async function runCase(ctx: ConformanceContext, c: SwigluGemmCase): Promise<void
     const segT = tf.tensor1d(segments, 'int32');
     const biasT = bias ? tf.tensor2d(bias, [E, N]) : null;
     const scaleT = scale ? tf.tensor1d(scale) : null;
+    if (act.activation === 'clamped_swiglu' && ctx.opts.clampedSwiglu === false) {
+      expectThrowsNoLeak(() => ctx.call(() => batchedGemmSwiglu(lhsT, rhsT, segT, {transposeRhs, bias: biasT, scale: scaleT,
+        ...act})), /activation 'clamped_swiglu' is not implemented/);
+      tf.dispose([lhsT, rhsT, segT, ...(biasT ? [biasT] : []), ...(scaleT ? [scaleT] : [])]);
+      return;
+    }
     const {out} = await withInputs([lhsT, rhsT, segT, biasT, scaleT], async () => {
-      const outT = ctx.call(() => batchedGemmSwiglu(lhsT, rhsT, segT, {transposeRhs, bias: biasT, scale: scaleT}));
+      const outT = ctx.call(() => batchedGemmSwiglu(lhsT, rhsT, segT, {transposeRhs, bias: biasT, scale: scaleT, ...act}));
       expectShape(outT, [R, I], 'batchedGemmSwiglu output');
       return {out: await readF32(outT)};
     });
     const offsets = segments.length === E + 1 ? segments : refOffsetsFromCounts(segments);
     const h = refBatchedGemm(lhs, R, K, rhs, E, N, offsets, transposeRhs, bias);
     // Rows in no segment are zero in h, and silu(0) * 0 * s = 0.
-    ctx.expectClose(OP, out, refSwigluScale(h, R, I, scale), TOL.gemm, describeCase(c));
+    ctx.expectClose(OP, out, refSwigluScale(h, R, I, scale, act), TOL.gemm, describeCase(c));
   });
 }
 
@@ -82,6 +89,16 @@ export function describeBatchedGemmSwigluConformance(ctx: ConformanceContext): v
       it(`random case seed=${seed} ${describeCase(c)}`, () => runCase(ctx, c));
     }
 
+    // gpt-oss's clamped SwiGLU in the epilogue; limits inside the products' spread so that the clamps bind.
+    const nc = ctx.cases(16, 3);
+    for (let i = 0; i < nc; i++) {
+      const seed = caseSeed(`${OP} clamped`, i);
+      const c = ctx.full ? randomCase(seed, 32, 12, 40) : randomCase(seed, 5, 5, 12);
+      const rand = rng(seed + 1);
+      c.act = {activation: 'clamped_swiglu', swigluAlpha: 0.5 + 2 * rand(), swigluLimit: 0.3 + 3 * rand()};
+      it(`clamped_swiglu random case seed=${seed} ${describeCase(c)}`, () => runCase(ctx, c));
+    }
+
     it('rows before the first and after the last segment are zero, also with a bias and a scale', async () => {
       const rand = rng(41);
       const E = 3, K = 4, I = 4, R = 10;
@@ -108,6 +125,12 @@ export function describeBatchedGemmSwigluConformance(ctx: ConformanceContext): v
         expectThrowsNoLeak(() => batchedGemmSwiglu(lhs, odd, seg), /batchedGemmSwiglu: argument 'rhs' must be .*even/);
         expectThrowsNoLeak(() => batchedGemmSwiglu(lhs, even, seg, {scale}),
                            /batchedGemmSwiglu: argument 'options.scale' must be of shape \[R\] = \[3\]/);
+        expectThrowsNoLeak(() => batchedGemmSwiglu(lhs, even, seg, {activation: 'gelu' as never}),
+                           /batchedGemmSwiglu: argument 'options.activation' must be 'swiglu' or 'clamped_swiglu'/);
+        expectThrowsNoLeak(() => batchedGemmSwiglu(lhs, even, seg, {activation: 'clamped_swiglu', swigluLimit: -1}),
+                           /batchedGemmSwiglu: argument 'options.swigluLimit' must be a finite number > 0/);
+        expectThrowsNoLeak(() => batchedGemmSwiglu(lhs, even, seg, {swigluAlpha: NaN}),
+                           /batchedGemmSwiglu: argument 'options.swigluAlpha' must be a finite number/);
       } finally {
         tf.dispose([lhs, seg, odd, even, scale]);
       }

@@ -21,6 +21,10 @@ export interface OpConformanceOptions {
    * (routing_options.ts checks that error there instead of the values).
    */
   cudaKernels?: boolean;
+  /** false: the kernels refuse activation 'clamped_swiglu' (cuda, for now); its cases then assert that Error. */
+  clampedSwiglu?: boolean;
+  /** false: the kernels refuse moePermute's options.weights (cuda, for now); its cases then assert that Error. */
+  permuteWeights?: boolean;
 }
 
 /** Tolerances of the developers' guide (float32 storage). */

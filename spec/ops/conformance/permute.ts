@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import {moePermute} from 'tfjs-moe';
 
 import {refMoePermute} from '../../reference/moe_reference.js';
-import {expectNoLeak, randInt, randn, rng} from '../../helpers/util.js';
+import {expectNoLeak, expectThrowsNoLeak, randInt, randn, rng} from '../../helpers/util.js';
 import {caseSeed, ConformanceContext, expectSameInts, expectShape, pick, randomIds, randTokens, readF32, readI32, TOL, withInputs} from './context.js';
 
 const OP = 'moePermute';
@@ -16,16 +16,29 @@ interface PermuteCase {
   k: number;
   E: number;
   alignment: number;
+  /** [T,k]: each row scaled by its entry's weight (routingWeightOn 'input'). */
+  weights?: Float32Array;
 }
 
 async function runPermuteCase(ctx: ConformanceContext, c: PermuteCase): Promise<void> {
-  const {x, T, D, ids, k, E, alignment} = c;
+  const {x, T, D, ids, k, E, alignment, weights} = c;
   await expectNoLeak(async () => {
     const xT = tf.tensor2d(x, [T, D]);
     const idsT = tf.tensor2d(ids, [T, k], 'int32');
+    const wT = weights != null ? tf.tensor2d(weights, [T, k]) : null;
+    if (wT != null && ctx.opts.permuteWeights === false) {
+      expectThrowsNoLeak(() => ctx.call(() => moePermute(xT, idsT, E, alignment, {weights: wT})),
+                         /options.weights \(routingWeightOn 'input'\) is not implemented/);
+      tf.dispose([xT, idsT, wT]);
+      return;
+    }
     const ref = refMoePermute(x, T, D, ids, k, E, alignment);
-    const {permutedX, tokensPerExpert, expertOffsets, rowMap} = await withInputs([xT, idsT], async () => {
-      const out = ctx.call(() => moePermute(xT, idsT, E, alignment));
+    if (weights != null) {
+      // The reference's rows times their entry's weight (docs/semantics.md 11.6).
+      for (let i = 0; i < T * k; i++) for (let d = 0; d < D; d++) ref.permutedX[ref.rowMap[i] * D + d] *= weights[i];
+    }
+    const {permutedX, tokensPerExpert, expertOffsets, rowMap} = await withInputs([xT, idsT, wT], async () => {
+      const out = ctx.call(() => moePermute(xT, idsT, E, alignment, {weights: wT}));
       expectShape(out.permutedX, [ref.R, D], 'permutedX');
       expectShape(out.tokensPerExpert, [E], 'tokensPerExpert');
       expectShape(out.expertOffsets, [E + 1], 'expertOffsets');
@@ -43,7 +56,7 @@ async function runPermuteCase(ctx: ConformanceContext, c: PermuteCase): Promise<
     expectSameInts(rowMap, ref.rowMap, 'rowMap');
     // A copy: anything but the exact values (padding and unused rows zero) is a bug; relError still records it.
     ctx.expectClose(OP, permutedX, ref.permutedX, TOL.permute, `permutedX (T=${T} D=${D} k=${k} E=${E} ` +
-        `alignment=${alignment})`);
+        `alignment=${alignment} weights=${weights != null})`);
   });
 }
 
@@ -66,6 +79,24 @@ export function describePermuteConformance(ctx: ConformanceContext): void {
       it(`random case seed=${seed} T=${c.T} E=${c.E} k=${c.k} D=${c.D} alignment=${c.alignment}`,
          () => runPermuteCase(ctx, c));
     }
+
+    // options.weights (routingWeightOn 'input'): each row scaled by its entry's weight.
+    const nw = ctx.cases(30, 3);
+    for (let i = 0; i < nw; i++) {
+      const seed = caseSeed(`${OP} weights`, i);
+      const c = randomPermuteCase(seed, ctx.full ? 40 : 6, ctx.full ? 64 : 12, ctx.full ? 48 : 8);
+      c.weights = randn(rng(seed + 1), c.T * c.k);
+      it(`weights: random case seed=${seed} T=${c.T} E=${c.E} k=${c.k} D=${c.D} alignment=${c.alignment}`,
+         () => runPermuteCase(ctx, c));
+    }
+
+    it('weights: T = 0, and duplicate ids of one token scaled separately', async () => {
+      await runPermuteCase(ctx, {x: new Float32Array(0), T: 0, D: 3, ids: new Int32Array(0), k: 2, E: 5, alignment: 4,
+        weights: new Float32Array(0)});
+      const rand = rng(12);
+      await runPermuteCase(ctx, {x: randn(rand, 2 * 4), T: 2, D: 4, ids: Int32Array.from([1, 1, 0, 1]), k: 2, E: 2,
+        alignment: 1, weights: Float32Array.from([0.25, -2, 0, 3])});
+    });
 
     it('groups by ascending expert then token; empty experts get empty segments; padding rows are zero', async () => {
       const rand = rng(3);

@@ -21,8 +21,8 @@ import {stopGradient} from './stop_gradient.js';
 /** JS numbers in tfjs arithmetic become float32 and upcast int32 operands: keep index math int32. */
 const int = (v: number) => tf.scalar(v, 'int32');
 
-export function moePermuteComposite(
-    x: Tensor2D, topkIds: Tensor2D, attrs: MoePermuteAttrs): [Tensor2D, Tensor1D, Tensor1D, Tensor2D] {
+export function moePermuteComposite(x: Tensor2D, topkIds: Tensor2D, attrs: MoePermuteAttrs,
+                                    weights: Tensor2D | null = null): [Tensor2D, Tensor1D, Tensor1D, Tensor2D] {
   const {numExperts, alignment} = attrs;
   const [numTokens, hidden] = x.shape;
   const topK = topkIds.shape[1];
@@ -69,8 +69,11 @@ export function moePermuteComposite(
         tf.logicalAnd(tf.less(expertOfRow, int(numExperts)), tf.greaterEqual(inSegment, int(0))),
         tf.less(inSegment, tf.gather(tokensPerExpert, expert)));
     const sortedPosition = tf.clipByValue(tf.add(tf.gather(unpaddedStarts, expert), inSegment), 0, numEntries - 1);
-    const token = tf.floorDiv(tf.gather(entriesInOrder, sortedPosition), int(topK));
-    const permutedX = select(tf.reshape(filled, [numRows, 1]), tf.gather(x, token), tf.scalar(0, x.dtype));
+    const entry = tf.gather(entriesInOrder, sortedPosition);
+    const token = tf.floorDiv(entry, int(topK));
+    let rows: Tensor = tf.gather(x, token);
+    if (weights != null) rows = tf.mul(rows, tf.reshape(tf.gather(tf.reshape(weights, [numEntries]), entry), [numRows, 1]));
+    const permutedX = select(tf.reshape(filled, [numRows, 1]), rows, tf.scalar(0, x.dtype));
 
     return [
       permutedX, tokensPerExpert, tf.cast(expertOffsets, 'int32'), tf.reshape(tf.cast(rowMap, 'int32'), [numTokens, topK]),

@@ -1,7 +1,7 @@
 import type {KernelConfig, KernelFunc} from '@tensorflow/tfjs-core';
 
 import {makeOutput, readFloat32, readInt32} from '../host_data.js';
-import {BatchedGemmSwiglu, BatchedGemmSwigluAttrs, BatchedGemmSwigluInputs} from '../kernel_names.js';
+import {BatchedGemmSwiglu, BatchedGemmSwigluAttrs, BatchedGemmSwigluInputs, PLAIN_SWIGLU} from '../kernel_names.js';
 import {wasmBatchedGemmSwiglu} from '../wasm/batched_gemm_wasm.js';
 import {batchedGemmHost} from './BatchedGemm.js';
 import {segmentOffsets} from './batched_gemm_impl.js';
@@ -20,12 +20,14 @@ export const batchedGemmSwiglu: KernelFunc = ({inputs, backend, attrs}) => {
   const width = gemmAttrs.transposeRhs ? rhs.shape[1] : rhs.shape[2];
   const offsets = segmentOffsets(readInt32(backend, segments), gemmAttrs.segmentsAreOffsets, numExperts, numRows);
   const scaleValues = scale == null ? null : readFloat32(backend, scale);
-  const fused = wasmBatchedGemmSwiglu(
+  // The wasm epilogue computes plain SwiGLU only: the clamped variant runs the JavaScript pair.
+  const plain = gemmAttrs.activation == null || gemmAttrs.activation === 'swiglu';
+  const fused = !plain ? null : wasmBatchedGemmSwiglu(
       backend, readFloat32(backend, lhs), numRows, k, readFloat32(backend, rhs), rhs.dataId, numExperts, width / 2,
       offsets, gemmAttrs.transposeRhs, bias == null ? null : readFloat32(backend, bias), scaleValues);
   if (fused != null) return makeOutput(backend, [numRows, width / 2], 'float32', fused);
   const {out: h} = batchedGemmHost(gemmInputs, backend, gemmAttrs);
-  const out = fusedSwigluScaleImpl(h, numRows, width / 2, scaleValues);
+  const out = fusedSwigluScaleImpl(h, numRows, width / 2, scaleValues, plain ? PLAIN_SWIGLU : gemmAttrs);
   return makeOutput(backend, [numRows, width / 2], 'float32', out);
 };
 

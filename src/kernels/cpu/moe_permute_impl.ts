@@ -3,7 +3,7 @@ import {permutedRowCount} from '../kernel_names.js';
 
 export function moePermuteImpl(
     x: Float32Array, numTokens: number, hidden: number, topkIds: Int32Array, topK: number, numExperts: number,
-    alignment: number): {
+    alignment: number, weights: Float32Array | null = null): {
   permutedX: Float32Array, numRows: number, tokensPerExpert: Int32Array, expertOffsets: Int32Array, rowMap: Int32Array
 } {
   const tokensPerExpert = new Int32Array(numExperts);
@@ -32,7 +32,12 @@ export function moePermuteImpl(
     const row = cursor[topkIds[i]]++;
     rowMap[i] = row;
     const token = Math.floor(i / topK);
-    permutedX.set(x.subarray(token * hidden, (token + 1) * hidden), row * hidden);
+    if (weights == null) {
+      permutedX.set(x.subarray(token * hidden, (token + 1) * hidden), row * hidden);
+    } else {
+      const w = weights[i];
+      for (let d = 0; d < hidden; d++) permutedX[row * hidden + d] = x[token * hidden + d] * w;
+    }
   }
   return {permutedX, numRows, tokensPerExpert, expertOffsets, rowMap};
 }

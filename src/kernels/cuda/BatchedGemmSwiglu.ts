@@ -2,12 +2,14 @@ import type {KernelBackend, KernelConfig, KernelFunc} from '@tensorflow/tfjs-cor
 
 import {BatchedGemmSwiglu, BatchedGemmSwigluAttrs, BatchedGemmSwigluInputs} from '../kernel_names.js';
 import {makeOutput, readFloat32, readInt32, readOptionalFloat32} from '../host_data.js';
+import {rejectClampedSwiglu} from './cuda_fused_moe.js';
 import {getCudaAddon} from './loader.js';
 
 /** The addon's two op entry points back to back (the layer's whole-forward executor is the fast CUDA path). */
 export function batchedGemmSwigluCudaConfig(backendName: string): KernelConfig {
   const kernelFunc = ({inputs, backend, attrs}: Parameters<KernelFunc>[0]) => {
     const {lhs, rhs, segments, bias, scale} = inputs as unknown as BatchedGemmSwigluInputs;
+    rejectClampedSwiglu('batchedGemmSwiglu', attrs as unknown as BatchedGemmSwigluAttrs);
     const {transposeRhs, segmentsAreOffsets} = attrs as unknown as BatchedGemmSwigluAttrs;
     const b = backend as KernelBackend;
     const [R, K] = lhs.shape;

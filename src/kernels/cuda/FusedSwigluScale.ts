@@ -1,11 +1,13 @@
 import type {KernelBackend, KernelConfig, KernelFunc} from '@tensorflow/tfjs-core';
 
-import {FusedSwigluScale, FusedSwigluScaleInputs} from '../kernel_names.js';
+import {FusedSwigluScale, FusedSwigluScaleAttrs, FusedSwigluScaleInputs} from '../kernel_names.js';
+import {rejectClampedSwiglu} from './cuda_fused_moe.js';
 import {makeOutput, readFloat32, readOptionalFloat32} from '../host_data.js';
 import {getCudaAddon} from './loader.js';
 
 export function fusedSwigluScaleCudaConfig(backendName: string): KernelConfig {
-  const kernelFunc = ({inputs, backend}: Parameters<KernelFunc>[0]) => {
+  const kernelFunc = ({inputs, backend, attrs}: Parameters<KernelFunc>[0]) => {
+    rejectClampedSwiglu('fusedSwigluScale', attrs as unknown as FusedSwigluScaleAttrs);
     const {x, scale} = inputs as unknown as FusedSwigluScaleInputs;
     const b = backend as KernelBackend;
     const [R, twoI] = x.shape;

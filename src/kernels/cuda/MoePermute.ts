@@ -6,7 +6,11 @@ import {getCudaAddon} from './loader.js';
 
 export function moePermuteCudaConfig(backendName: string): KernelConfig {
   const kernelFunc = ({inputs, backend, attrs}: Parameters<KernelFunc>[0]) => {
-    const {x, topkIds} = inputs as unknown as MoePermuteInputs;
+    const {x, topkIds, weights} = inputs as unknown as MoePermuteInputs;
+    if (weights != null) {
+      throw new Error('moePermute: options.weights (routingWeightOn \'input\') is not implemented by the CUDA kernels; ' +
+          'run it on the cpu, webgpu or composite backend');
+    }
     const {numExperts, alignment} = attrs as unknown as MoePermuteAttrs;
     const b = backend as KernelBackend;
     const [T, D] = x.shape;

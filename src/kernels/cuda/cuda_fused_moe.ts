@@ -334,3 +334,14 @@ export class CudaFusedMoe {
     }
   }
 }
+
+/**
+ * The CUDA kernels compute plain SwiGLU only: a clamped_swiglu call is refused before any GPU work (never run as
+ * plain SwiGLU). Run it on the cpu, webgpu or composite path.
+ */
+export function rejectClampedSwiglu(op: string, attrs: {activation?: string}): void {
+  if (attrs.activation != null && attrs.activation !== 'swiglu') {
+    throw new Error(`${op}: activation '${attrs.activation}' is not implemented by the CUDA kernels (plain 'swiglu' ` +
+        'only); run it on the cpu, webgpu or composite backend');
+  }
+}

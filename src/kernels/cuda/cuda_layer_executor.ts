@@ -16,6 +16,18 @@ function layerConfig(hidden: number, o: FusedMoEOptions): CudaFusedMoeConfig {
   return nativeLayerConfig(hidden, o) as unknown as CudaFusedMoeConfig;
 }
 
+/** Options the native forward does not implement yet: refused before any upload or GPU work. */
+function rejectUnsupported(o: FusedMoEOptions): void {
+  const unsupported: string[] = [];
+  if (o.routerBias) unsupported.push('routerBias: true');
+  if (o.activation !== 'swiglu') unsupported.push(`activation: '${o.activation}'`);
+  if (o.routingWeightOn === 'input') unsupported.push('routingWeightOn: \'input\'');
+  if (unsupported.length > 0) {
+    throw new Error(`FusedMoE backend 'cuda': ${unsupported.join(', ')} is not implemented by the CUDA layer ` +
+        'executor yet; use backend \'cpu\', \'webgpu\' or \'composite\'');
+  }
+}
+
 function layerWeights(w: FusedMoEWeights): CudaMoeWeightTensors {
   return {
     gateWeight: w.gate_weight, gateCorrectionBias: w.gate_correction_bias, upGateProjWeight: w.up_gate_proj_weight,
@@ -37,6 +49,7 @@ export const cudaLayerExecutor: MoeLayerExecutor = {
   forward(x, weights, options, context) {
     const unsupported = unsupportedByCuda(options);
     if (unsupported != null) throw unsupported;
+    rejectUnsupported(options);
     const config = layerConfig(x.shape[1], options);
     const key = JSON.stringify(config);
     const owner = context?.owner;

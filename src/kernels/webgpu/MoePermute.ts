@@ -7,7 +7,7 @@ import {disposeIntermediate, WebGPUBackendLike} from './webgpu_util.js';
 /** Outputs [permutedX [R,D], tokensPerExpert int32 [E], expertOffsets int32 [E+1], rowMap int32 [T,k]]. */
 export function moePermuteWebGPU(
     args: {inputs: MoePermuteInputs, backend: WebGPUBackendLike, attrs: MoePermuteAttrs}): TensorInfo[] {
-  const {inputs: {x, topkIds}, backend, attrs: {numExperts, alignment}} = args;
+  const {inputs: {x, topkIds, weights}, backend, attrs: {numExperts, alignment}} = args;
   const [numTokens, width] = x.shape;
   const topK = topkIds.shape[1];
   const numRows = permutedRowCount(numTokens, topK, numExperts, alignment);
@@ -31,7 +31,8 @@ export function moePermuteWebGPU(
   const vec = width % 4 === 0 ? 4 : 1;
   const permutedX = width === 0 ?
       backend.makeTensorInfo([numRows, 0], 'float32', new Float32Array(0)) :
-      backend.runWebGPUProgram(new GatherRowsProgram(numRows, width), [x, rowSource], 'float32',
+      backend.runWebGPUProgram(new GatherRowsProgram(numRows, width, weights != null),
+                               weights != null ? [x, rowSource, weights] : [x, rowSource], 'float32',
                                [{type: 'int32', data: [topK]}, {type: 'int32', data: [width / vec]}]);
   disposeIntermediate(backend, rowSource);
   return [permutedX, counts, offsets, rowMap];

@@ -5,6 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
+import type {SwigluActivation} from '../kernel_names.js';
 import {MOE_WEBGPU_GEMM_PRESET} from './flags_webgpu.js';
 
 export interface GemmShape {
@@ -18,6 +19,8 @@ export interface GemmShape {
   swiglu?: boolean;
   /** With swiglu: a per-row scale [R] multiplies the output (probInAdvance). */
   hasScale?: boolean;
+  /** With swiglu: which activation (default 'swiglu'); it does not affect the program choice. */
+  activation?: SwigluActivation;
 }
 
 export interface TiledConfig {

@@ -19,7 +19,7 @@
  */
 import {GemmConfig, GemmShape, maxTiles, StreamConfig, threads, tileCols, TiledConfig, tileRows} from './batched_gemm_config.js';
 import {scheduleSnippet, tiledLhsLoad, tiledRhsLoad} from './batched_gemm_snippets.js';
-import {SWIGLU_SNIPPET} from './fused_swiglu_scale_webgpu.js';
+import {swigluSnippet, swigluUniforms} from './fused_swiglu_scale_webgpu.js';
 import {FLAT_LAYOUT, flatDispatch, WebGPUProgram, WORKGROUP_INDEX_SNIPPET} from './webgpu_util.js';
 
 export type {GemmConfig, GemmShape} from './batched_gemm_config.js';
@@ -34,7 +34,7 @@ export class BatchedGemmProgram implements WebGPUProgram {
   dispatchLayout = FLAT_LAYOUT;
   dispatch: [number, number, number];
   workgroupSize: [number, number, number];
-  uniforms = 'colTiles : i32,';
+  uniforms: string;
   readonly colTiles: number;
   private readonly shape: GemmShape;
   private readonly config: GemmConfig;
@@ -48,6 +48,9 @@ export class BatchedGemmProgram implements WebGPUProgram {
     }
     this.shape = shape;
     this.config = config;
+    const activation = swiglu ? shape.activation ?? 'swiglu' : 'swiglu';
+    // The clamped activation's constants follow colTiles (grouped_gemm_run.ts passes them in this order).
+    this.uniforms = 'colTiles : i32,' + swigluUniforms(activation);
     const vec = config.kind === 'stream' ? 4 : config.vec;
     const lhsVec = config.kind === 'stream' || (shape.depth % 4 === 0) ? 4 : 1;
     const rhsVec = shape.transposeRhs ? 1 : vec;
@@ -73,7 +76,7 @@ export class BatchedGemmProgram implements WebGPUProgram {
         `stream_tm${config.tm}_nv${config.nv}_ks${config.ks}_u${config.unroll}` :
         `tiled_${config.wx}x${config.wy}_rm${config.rm}_rn${config.rn}_tk${config.tk}_v${config.vec}_a${lhsVec}`;
     this.shaderKey = `moeBatchedGemm_${cfgKey}_E${shape.numExperts}_t${+shape.transposeRhs}_b${+shape.hasBias}` +
-        `_sw${+swiglu}_sc${+hasScale}`;
+        `_sw${+swiglu}_sc${+hasScale}${activation === 'swiglu' ? '' : `_${activation}`}`;
   }
 
   getUserCode(): string {
@@ -81,7 +84,7 @@ export class BatchedGemmProgram implements WebGPUProgram {
     const head = `
       ${WORKGROUP_INDEX_SNIPPET}
       ${scheduleSnippet(this.shape.numExperts, threads(c), tileRows(c))}`;
-    return head + (this.shape.swiglu ? SWIGLU_SNIPPET : '') + (c.kind === 'stream' ? this.streamCode(c) : this.tiledCode(c));
+    return head + (this.shape.swiglu ? swigluSnippet(this.shape.activation ?? 'swiglu') : '') + (c.kind === 'stream' ? this.streamCode(c) : this.tiledCode(c));
   }
 
   /** The epilogue's factor after SwiGLU: the row's scale, or nothing. */

@@ -7,11 +7,11 @@
  */
 import type {TensorInfo} from '@tensorflow/tfjs-core';
 
-import type {BatchedGemmAttrs} from '../kernel_names.js';
+import {BatchedGemmAttrs, PLAIN_SWIGLU, SwigluActivationAttrs} from '../kernel_names.js';
 import {chooseGemmConfig, GemmShape} from './batched_gemm_config.js';
 import {BatchedGemmProgram} from './batched_gemm_webgpu.js';
 import {gemmByExpertRanges, rhsNeedsRanges} from './expert_ranges.js';
-import {FusedSwigluScaleProgram} from './fused_swiglu_scale_webgpu.js';
+import {FusedSwigluScaleProgram, swigluUniformData} from './fused_swiglu_scale_webgpu.js';
 import {SegmentOffsetsProgram} from './moe_permute_webgpu.js';
 import {disposeIntermediate, WebGPUBackendLike} from './webgpu_util.js';
 
@@ -25,18 +25,19 @@ export interface GroupedGemmInputs {
 }
 
 /** The SwiGLU x scale program on h [R,2I] (its own kernel's program). */
-export function runSwigluScale(backend: WebGPUBackendLike, x: TensorInfo, scale: TensorInfo | undefined): TensorInfo {
+export function runSwigluScale(backend: WebGPUBackendLike, x: TensorInfo, scale: TensorInfo | undefined,
+                               act: SwigluActivationAttrs = PLAIN_SWIGLU): TensorInfo {
   const [numRows, width] = x.shape;
   const half = width / 2;
   if (numRows * half === 0) return backend.makeTensorInfo([numRows, half], 'float32', new Float32Array(0));
-  const program = new FusedSwigluScaleProgram(numRows, half, scale != null);
+  const program = new FusedSwigluScaleProgram(numRows, half, scale != null, act.activation);
   return backend.runWebGPUProgram(program, scale != null ? [x, scale] : [x], 'float32',
-                                  [{type: 'int32', data: [half / program.outputComponent]}]);
+                                  [{type: 'int32', data: [half / program.outputComponent]}, ...swigluUniformData(act)]);
 }
 
 /** out [R,N] (or [R,N/2] with swiglu) for inputs the op checked. */
 export function runGroupedGemm(backend: WebGPUBackendLike, inputs: GroupedGemmInputs, attrs: BatchedGemmAttrs,
-                               swiglu: boolean): TensorInfo {
+                               swiglu: boolean, act: SwigluActivationAttrs = PLAIN_SWIGLU): TensorInfo {
   const {lhs, rhs, segments, bias, scale} = inputs;
   const {transposeRhs, segmentsAreOffsets} = attrs;
   const [numRows, depth] = lhs.shape;
@@ -45,7 +46,8 @@ export function runGroupedGemm(backend: WebGPUBackendLike, inputs: GroupedGemmIn
   const outWidth = swiglu ? width / 2 : width;
   if (numRows * outWidth === 0) return backend.makeTensorInfo([numRows, outWidth], 'float32', new Float32Array(0));
   if (depth === 0 || numExperts === 0) {
-    // An empty sum: every row is its segment's bias or zero (and silu(0) * 0 = 0). Rare enough for the host.
+    // An empty sum: every row is its segment's bias or zero (and both activations map (0, 0) to 0). Rare enough for
+    // the host.
     if (bias == null || numExperts === 0) {
       return backend.makeTensorInfo([numRows, outWidth], 'float32', new Float32Array(numRows * outWidth));
     }
@@ -55,7 +57,7 @@ export function runGroupedGemm(backend: WebGPUBackendLike, inputs: GroupedGemmIn
     const zeroRhs = backend.makeTensorInfo(transposeRhs ? [numExperts, width, 1] : [numExperts, 1, width], 'float32',
                                            new Float32Array(numExperts * width));
     try {
-      return runGroupedGemm(backend, {...inputs, lhs: zeroLhs, rhs: zeroRhs}, attrs, swiglu);
+      return runGroupedGemm(backend, {...inputs, lhs: zeroLhs, rhs: zeroRhs}, attrs, swiglu, act);
     } finally {
       disposeIntermediate(backend, zeroLhs, zeroRhs);
     }
@@ -69,24 +71,25 @@ export function runGroupedGemm(backend: WebGPUBackendLike, inputs: GroupedGemmIn
     if (rhsNeedsRanges(backend, rhs)) {
       return gemmByExpertRanges(backend, rhs, offsets, bias ?? null, (rhsPart, offsetsPart, biasPart) =>
           runGroupedGemm(backend, {lhs, rhs: rhsPart, segments: offsetsPart, bias: biasPart ?? undefined, scale},
-                         asOffsets, swiglu));
+                         asOffsets, swiglu, act));
     }
     // The SwiGLU epilogue's column remap reads rhs as [K,N]: the transposed layout runs the two programs.
     if (swiglu && transposeRhs) {
       const h = runGroupedGemm(backend, {lhs, rhs, segments: offsets, bias}, asOffsets, false);
       try {
-        return runSwigluScale(backend, h, scale);
+        return runSwigluScale(backend, h, scale, act);
       } finally {
         disposeIntermediate(backend, h);
       }
     }
     const shape: GemmShape = {numRows, depth, width, numExperts, transposeRhs, hasBias: bias != null, swiglu,
-                              hasScale: swiglu && scale != null};
+                              hasScale: swiglu && scale != null, activation: act.activation};
     const program =
         new BatchedGemmProgram(shape, chooseGemmConfig(shape, backend.device.limits.maxComputeWorkgroupStorageSize));
     const programInputs = [lhs, rhs, offsets, ...(bias != null ? [bias] : []),
                            ...(swiglu && scale != null ? [scale] : [])];
-    return backend.runWebGPUProgram(program, programInputs, 'float32', [{type: 'int32', data: [program.colTiles]}]);
+    return backend.runWebGPUProgram(program, programInputs, 'float32',
+                                    [{type: 'int32', data: [program.colTiles]}, ...(swiglu ? swigluUniformData(act) : [])]);
   } finally {
     if (!segmentsAreOffsets) disposeIntermediate(backend, offsets);
   }

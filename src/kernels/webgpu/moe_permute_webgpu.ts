@@ -185,7 +185,10 @@ export class ExpertRowsProgram implements WebGPUProgram {
   }
 }
 
-/** permutedX [R,D]: row r copies x[rowSource[r] / k], or zeros. vec4 over D when D % 4 == 0. */
+/**
+ * permutedX [R,D]: row r copies x[rowSource[r] / k] (times weights[rowSource[r]] with `weighted`), or zeros. vec4
+ * over D when D % 4 == 0.
+ */
 export class GatherRowsProgram implements WebGPUProgram {
   variableNames = ['x', 'rowSource'];
   variableComponents: number[];
@@ -198,13 +201,20 @@ export class GatherRowsProgram implements WebGPUProgram {
   uniforms = 'topK : i32, widthVec : i32,';
   size = true;
 
-  constructor(numRows: number, width: number) {
+  private readonly weighted: boolean;
+
+  constructor(numRows: number, width: number, weighted = false) {
     const vec = width % 4 === 0 ? 4 : 1;
+    this.weighted = weighted;
     this.outputComponent = vec;
     this.variableComponents = [vec, 1];
+    if (weighted) {
+      this.variableNames = ['x', 'rowSource', 'weights'];
+      this.variableComponents.push(1);
+    }
     this.outputShape = [numRows, width];
     this.dispatch = flatDispatch(Math.ceil(numRows * width / vec / 256));
-    this.shaderKey = `moeGatherRows_v${vec}`;
+    this.shaderKey = `moeGatherRows_v${vec}_w${+weighted}`;
   }
 
   getUserCode(): string {
@@ -216,7 +226,7 @@ export class GatherRowsProgram implements WebGPUProgram {
           let col = index - row * uniforms.widthVec;
           let f = rowSource[row];
           var v = ${zero};
-          if (f >= 0) { v = x[(f / uniforms.topK) * uniforms.widthVec + col]; }
+          if (f >= 0) { v = x[(f / uniforms.topK) * uniforms.widthVec + col]${this.weighted ? ' * weights[f]' : ''}; }
           result[index] = v;
         }
       }`;

@@ -125,6 +125,9 @@ export function decodeUnsupportedReason(x: Tensor2D, w: FusedMoEWeights, o: Fuse
   if (o.topkMethod !== 'noaux_tc' && o.routedScalingFactor !== 1) return 'routedScalingFactor on softmax routing';
   if (o.renormalizeEpsilon !== null) return 'renormalizeEpsilon';
   if (o.zeroExperts > 0) return 'zero experts';
+  if (o.routerBias) return 'a router bias';
+  if (o.activation !== 'swiglu') return `activation '${o.activation}'`;
+  if (o.routingWeightOn === 'input') return 'routingWeightOn \'input\'';
   if (o.numExperts > 1024) return 'more than 1024 experts';
   const I = o.moeIntermediateSize, S = o.sharedExpertIntermediateSize;
   if (H % 4 !== 0 || I % 4 !== 0 || S % 4 !== 0) return 'H, I or the shared width not a multiple of 4';
