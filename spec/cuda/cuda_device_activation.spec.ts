@@ -7,7 +7,7 @@
  * after a change, which re-captures the CUDA graphs). GPU specs pending, with the reason, without CUDA.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import {cudaStatus, MOE_CUDA_GEMM_TILES, MOE_CUDA_PDL} from 'tfjs-moe';
+import {cudaStatus, FusedMoE, MOE_CUDA_GEMM_TILES, MOE_CUDA_PDL} from 'tfjs-moe';
 import {CudaActivation, CudaFusedMoe, CudaMoeRunner, CudaMoeWeightTensors, cudaLayerExecutor} from 'tfjs-moe/internal';
 
 import {randn, recordError, relError, rng} from '../helpers/util.js';
@@ -159,10 +159,10 @@ describe('CUDA end to end: device-resident activations, pinned copies, routing i
     layer.dispose();
     // The layer executor returns the ids when the caller reads the routing (needsRouting).
     const owner = {};
-    const options = {numExperts: c.numExperts, topK: c.topK, moeIntermediateSize: c.intermediateSize,
-      topkMethod: 'greedy', nGroup: 1, topkGroup: 1, routedScalingFactor: 1, renormalize: true, useCorrectionBias: false,
-      latentSize: null, withBias: false, probInAdvance: false, sharedExpertIntermediateSize: 0, sharedExpertGate: false,
-      computeDtype: 'float32'} as unknown as Parameters<typeof cudaLayerExecutor.forward>[2];
+    // The resolved options of a layer of this shape (every option at its default), as the layer hands them over.
+    const optionsLayer = new FusedMoE({numExperts: c.numExperts, topK: c.topK, moeIntermediateSize: c.intermediateSize,
+      backend: 'cuda'});
+    const options = optionsLayer.options as Parameters<typeof cudaLayerExecutor.forward>[2];
     const layerWeights = {gate_weight: tf.tensor2d(w.gateWeight, [H, c.numExperts]),
       up_gate_proj_weight: tf.tensor3d(w.upGateProjWeight, [c.numExperts, H, 2 * c.intermediateSize]),
       down_proj_weight: tf.tensor3d(w.downProjWeight, [c.numExperts, c.intermediateSize, H])} as
