@@ -29,6 +29,8 @@ export type {FusedMoEArgs, FusedMoEOptions, FusedMoEWeights, FusedMoEWeightName,
   WeightSpec} from './layers/fused_moe_config.js';
 export {OPTION_TABLE, weightSpecs} from './executor/layer_schema.js';
 export type {OptionSpec} from './executor/layer_schema.js';
+export type {ExpertWeightName, RoutingWeightOn} from './executor/layer_schema.js';
+export type {MoeTopkSelectOptions} from './ops/moe_topk_select.js';
 export {getMoeLayerExecutor, registerMoeLayerExecutor, unregisterMoeLayerExecutor} from './executor/layer_executor.js';
 export type {MoeForwardContext, MoeForwardFn, MoeForwardResult, MoeLayerExecutor} from './executor/layer_executor.js';
 export {routeTokens} from './layers/fused_moe_forward.js';

@@ -4,7 +4,9 @@
  */
 import type {Tensor} from '@tensorflow/tfjs-core';
 
+/** Every storage format of the routed experts' weights (docs/formats.md). */
 export const EXPERT_WEIGHT_FORMATS = ['float32', 'float16', 'bfloat16', 'int8', 'int4', 'mxfp4'] as const;
+/** A storage format of the routed experts' weights: float32, half (float16, bfloat16) or low-bit (docs/formats.md). */
 export type ExpertWeightFormat = typeof EXPERT_WEIGHT_FORMATS[number];
 
 /** The group length along K of every mxfp4 block (OCP Microscaling). */

@@ -19,6 +19,7 @@ export const TOPK_METHODS: readonly TopkMethod[] = ['greedy', 'noaux_tc', 'group
  * (u + 1) * g * sigmoid(swigluAlpha * g) with g = min(gate, swigluLimit), u = clamp(up, -swigluLimit, swigluLimit).
  */
 export type SwigluActivation = 'swiglu' | 'clamped_swiglu';
+/** Every value of the `activation` option. */
 export const SWIGLU_ACTIVATIONS: readonly SwigluActivation[] = ['swiglu', 'clamped_swiglu'];
 /** Where the routing weight multiplies (docs/semantics.md 11.6). */
 export type RoutingWeightOn = 'output' | 'activation' | 'input';

@@ -84,12 +84,14 @@ export interface BatchedGemmAttrs extends NamedAttrMap {
 /** The activation attrs of the SwiGLU kernels (the layer's option names, executor/layer_schema.ts). */
 export type {SwigluActivation} from '../executor/layer_schema.js';
 export {SWIGLU_ACTIVATIONS} from '../executor/layer_schema.js';
+/** The expert activation's attributes of FusedSwigluScale and BatchedGemmSwiglu (docs/semantics.md 11.2). */
 export interface SwigluActivationAttrs extends NamedAttrMap {
   activation: SwigluActivation;
   /** clamped_swiglu only (ignored by 'swiglu'). */
   swigluAlpha: number;
   swigluLimit: number;
 }
+/** Plain SwiGLU, the activation attributes' default (alpha and limit unused). */
 export const PLAIN_SWIGLU: SwigluActivationAttrs = {activation: 'swiglu', swigluAlpha: 1.702, swigluLimit: 7};
 
 /** Output: float32 [R,I]. */

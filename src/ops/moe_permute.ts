@@ -10,6 +10,7 @@ import {checkInt, checkOptionalTensor, checkOptions, checkShape, checkTensor} fr
 
 const OP = 'moePermute';
 
+/** The optional parts of moePermute (docs/semantics.md sections 3 and 11.6). */
 export interface MoePermuteOptions {
   /** float32 [T,k]: row rowMap[t,j] holds x[t] * weights[t,j] (the routing weight on the expert input). */
   weights?: Tensor2D | null;
