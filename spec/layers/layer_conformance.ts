@@ -108,7 +108,10 @@ export function describeLayerConformance(label: string, opts: LayerConformanceOp
       await tf.setBackend(previousBackend);
     });
     beforeEach(() => {
-      if (skipReason != null) pending(`${opts.backend} unavailable: ${skipReason}`);
+      if (skipReason != null) {
+        pending(`${opts.backend} unavailable: ${skipReason} (runs where that backend exists: webgpu via dawn.node/` +
+            'SwiftShader, cuda on the GPU machine)');
+      }
     });
 
     CASES.forEach((c, caseIndex) => {

@@ -53,7 +53,7 @@ export function describeOnPaths(name: string, body: (path: EdgePath) => void, pa
         await tf.setBackend('cpu');
       });
       beforeEach(async () => {
-        if (reason != null) pending(`webgpu unavailable: ${reason}`);
+        if (reason != null) pending(`webgpu unavailable: ${reason} (runs on dawn.node with SwiftShader, as in CI)`);
         await tf.ready();
         if (tf.getBackend() !== path.backend) await tf.setBackend(path.backend);
       });

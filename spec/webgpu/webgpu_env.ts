@@ -30,7 +30,7 @@ export function describeWebGPU(name: string, body: () => void): void {
       await tf.setBackend('cpu');
     });
     beforeEach(() => {
-      if (reason != null) pending(`webgpu unavailable: ${reason}`);
+      if (reason != null) pending(`webgpu unavailable: ${reason} (runs on dawn.node with SwiftShader, as in CI)`);
     });
     body();
   });

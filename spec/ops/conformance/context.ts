@@ -93,7 +93,8 @@ export function useSuiteBackend(suite: string, opts: OpConformanceOptions): void
     if (previousBackend !== '' && tf.getBackend() !== previousBackend) await tf.setBackend(previousBackend);
   });
   beforeEach(() => {
-    if (unavailable != null) pending(unavailable);
+    // Runs where its backend exists: webgpu on SwiftShader here and in CI, cuda on the GPU machine (bench/device).
+    if (unavailable != null) pending(`${unavailable} (runs where that backend exists: webgpu via dawn.node/SwiftShader, cuda on the GPU machine)`);
   });
   if (opts.wasm === true) {
     it('runs the WebAssembly SIMD kernels (every engine the suite runs on supports SIMD)', () => {
