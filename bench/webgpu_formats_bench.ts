@@ -283,6 +283,74 @@ async function gpuMs(run: () => tf.Tensor, reps = process.env.BENCH_QUICK === '1
   return median(t);
 }
 
+/**
+ * The MoE part of a model: `layers` layers with distinct weights resident at once (the codes drawn once, each
+ * layer its own GPU copy and its own router), decoded one token at a time, each layer's output the next one's
+ * input (no residual, no attention). ms per token with each token's output read, and with `tokens` tokens queued.
+ */
+async function runStack(layers: number, f: FormatRow): Promise<Record<string, unknown>> {
+  const t0 = performance.now();
+  const upHost = randomPacked(f, H, 2 * I, 0.02), downHost = randomPacked(f, I, H, 0.02);
+  const stack: Layer[] = [];
+  for (let l = 0; l < layers; l++) {
+    const g = new Float32Array(H * E);
+    for (let i = 0; i < g.length; i++) g[i] = ((nextWord() / 4294967296) - 0.5) * 0.1;
+    stack.push({gate: tf.tensor2d(g, [H, E]), up: toQuantized(upHost), down: toQuantized(downHost)});
+  }
+  const x0 = tf.randomNormal([1, H]) as tf.Tensor2D;
+  // Uploads happen on first use: one pass through the stack before timing.
+  const token = (x: tf.Tensor2D) => {
+    let y = x;
+    for (const layer of stack) {
+      const next = forward(y, layer);
+      if (y !== x) y.dispose();
+      y = next;
+    }
+    return y;
+  };
+  for (let i = 0; i < 2; i++) {
+    const y = token(x0);
+    await y.data();
+    y.dispose();
+  }
+  const setupS = (performance.now() - t0) / 1e3;
+  const tokens = Number(process.env.BENCH_STACK_TOKENS ?? 20);
+  const each: number[] = [];
+  let x = x0;
+  for (let i = 0; i < tokens; i++) {
+    const t1 = performance.now();
+    const y = token(x);
+    await y.data();
+    each.push(performance.now() - t1);
+    if (x !== x0) x.dispose();
+    x = y;
+  }
+  if (x !== x0) x.dispose();
+  const t2 = performance.now();
+  let last: tf.Tensor2D | null = null;
+  for (let i = 0; i < tokens; i++) {
+    const y: tf.Tensor2D = token(last ?? x0);
+    last?.dispose();
+    last = y;
+  }
+  await last!.data();
+  const pipelinedMs = (performance.now() - t2) / tokens;
+  last!.dispose();
+  for (const layer of stack) {
+    layer.gate.dispose();
+    disposeWeights(layer.up);
+    disposeWeights(layer.down);
+  }
+  x0.dispose();
+  const bytesPerExpert = (expertWeightBytes([E, H, 2 * I], f.format, {groupSize: f.groupSize, zeroPoint: f.zeroPoint}) +
+                          expertWeightBytes([E, I, H], f.format, {groupSize: f.groupSize, zeroPoint: f.zeroPoint})) / E;
+  const out = {format: f.label, layers, tokens, setupS, msPerToken: median(each), pipelinedMsPerToken: pipelinedMs,
+               residentBytes: layers * E * bytesPerExpert,
+               floorMsPerToken: 1e3 * layers * K * bytesPerExpert / COPY_BYTES_PER_S};
+  say(`stack ${JSON.stringify(out)}`);
+  return out;
+}
+
 export type OrtRunner = (x: Float32Array, T: number) => Promise<{output: Float32Array, ms: number}>;
 export interface OrtHooks {
   /** Builds the QMoE session for these weights (null when the format has no QMoE counterpart). */
@@ -389,6 +457,11 @@ export async function runFormatsBench(ort: OrtHooks | null): Promise<void> {
   }
   results.rows = rows;
   writeFileSync(`${outDir}/webgpu_formats_bench.json`, JSON.stringify(results, null, 1));
+  const stack = Number(process.env.BENCH_STACK ?? 0);
+  if (stack > 0) {
+    results.stack = await runStack(stack, FORMATS.find(v => v.label === (process.env.BENCH_STACK_FORMAT ?? 'int4 g32'))!);
+    writeFileSync(`${outDir}/webgpu_formats_bench.json`, JSON.stringify(results, null, 1));
+  }
   writeFileSync(`${outDir}/webgpu_formats_bench.log`, log.join('\n') + '\n');
 }
 

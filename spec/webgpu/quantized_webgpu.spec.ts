@@ -33,14 +33,16 @@ describeWebGPU('webgpu packed expert weights', () => {
   it('stream and tiled programs decode every format in their loads (plain, SwiGLU x scale) within 1e-5', async () => {
     // [E,K,N] with N % 8 == 0: the word loads of batched_gemm_snippets.ts. K = 72 ends in a partial stream step
     // (32 codes) and a partial group; int8 per column (group 72) and int8 g6 decode weight by weight (a step or a
-    // word spans two groups), the others scale once per step. Both programs forced, one case each.
+    // word spans two groups), the others scale once per step. Both programs forced, one case each; the SwiGLU x
+    // scale epilogue on two formats.
     const variants = [...VARIANTS.filter(v => v.format !== 'float32'), {label: 'int8 g6', format: 'int8', groupSize: 6}];
     const rand = rng(74);
     for (const preset of ['stream8', 'tiled32']) {
       setWebGPUGemmPreset(preset);
       try {
         for (const v of variants as typeof VARIANTS) {
-          for (const swiglu of [false, true]) {
+          // The SwiGLU column remap does not depend on the format: two formats cover it (fewer SwiftShader compiles).
+          for (const swiglu of v.label === 'float16' || v.label === 'int4 g64 zp' ? [false, true] : [false]) {
             const before = tf.memory().numTensors;
             const c = await makeGemmCase(rand, v, {E: 3, K: 72, N: 16, rows: 3}, 74, 0,
                                          {fixed: {K: 72, N: 16, counts: [3, 0, 2]}, swiglu});
