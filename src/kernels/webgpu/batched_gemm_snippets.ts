@@ -218,35 +218,32 @@ export function packedStreamStep(l: ExpertWeightLayout): string {
 }
 
 /**
- * Tiled program, packed [E,K,N] weights (TK a multiple of P): each load decodes one vec4 of words into P rows of
- * the Bs tile, every weight exactly as docs/formats.md 3 (s * (c - z), one rounding), so the tile holds the
- * dequantized weights and the product is the float program's on them. k >= K stores zeros.
+ * Tiled program, packed [E,K,N] weights: every thread stages TK * TNV / WGS weights of the Bs tile, as the float
+ * load does, each decoded from its vec4 of words (the P threads of one word read it from cache) exactly as
+ * docs/formats.md 3 (s * (c - z), one rounding), so the tile holds the dequantized weights and the product is the
+ * float program's on them. k >= K stores zeros.
  */
 export function packedTiledRhsLoad(l: ExpertWeightLayout, swiglu: boolean): string {
   const P = codesPerWord(l.format);
   const d = wordDecoder(l);
-  const perWord = !hasScales(l.format) || l.groupSize % P === 0;
-  const rows = Array.from({length: P}, (_, j) => {
-    const t = perWord ? groupTerms(l, 'kw * P / GROUP') : groupTerms(l, `(kw * P + ${j}) / GROUP`);
-    const z = perWord ? 'z' : t.zero;
-    const value = t.scale == null ? d.codeRow('c', j, z) : `${perWord ? 'sc' : t.scale} * ${d.codeRow('c', j, z)}`;
-    return `
-          Bs[(kwl * P + ${j}) * TNV + nv] = select(vec4<f32>(0.0), ${value}, kw * P + ${j} < K);`;
-  }).join('');
-  const perWordTerms = groupTerms(l, 'kw * P / GROUP');
+  const t = groupTerms(l, 'k / GROUP');
+  const code = d.codeRow('c', 'u32(k % P)', 'z');
   return `
-        for (var idx = lid; idx < (TK / ${P}) * TNV; idx += WGS) {
+        for (var idx = lid; idx < TK * TNV; idx += WGS) {
           const P = ${P};
           const GROUP = ${Math.max(1, l.groupSize)};
           let KW = (K + P - 1) / P;
           let G = (K + GROUP - 1) / GROUP;
-          let kwl = idx / TNV;
+          let kk = idx / TNV;
           let nv = idx % TNV;
           ${tileColumn(swiglu)}
-          let kw = k0 / P + kwl;
-          var c = vec4<u32>(0u);
-          if (kw < KW && colOk) { c = bitcast<vec4<u32>>(packed[(expert * KW + kw) * NV + n]); }
-          ${perWord && perWordTerms.scale != null ? `let sc = ${perWordTerms.scale};` : ''}
-          ${perWord ? `let z = ${perWordTerms.zero};` : ''}${rows}
+          let k = k0 + kk;
+          var v = vec4<f32>(0.0);
+          if (k < K && colOk) {
+            let c = bitcast<vec4<u32>>(packed[(expert * KW + k / P) * NV + n]);
+            let z = ${t.zero};
+            v = ${t.scale == null ? code : `${t.scale} * ${code}`};
+          }
+          Bs[idx] = v;
         }`;
 }
