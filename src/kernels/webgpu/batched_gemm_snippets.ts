@@ -169,10 +169,13 @@ export function packedStreamStep(l: ExpertWeightLayout): string {
   const d = wordDecoder(l);
   const scaled = hasScales(l.format);
   const perStep = !scaled || l.groupSize % KB === 0;
+  // Unscaled sums per row (perStep with scales), else straight into acc.
+  const sums = perStep && scaled ? 'p' : 'acc';
   const words = Array.from({length: WR}, (_, r) => `
                 var c${r} = vec4<u32>(0u);
                 if (kw0 + ${r} < KW) { c${r} = bitcast<vec4<u32>>(packed[wBase + (kw0 + ${r}) * NV]); }`).join('');
   const step = groupTerms(l, 'step * KB / GROUP');
+  // Each quad of k decoded once, then applied to every row (the decode costs more than the FMAs at few rows).
   const quads = Array.from({length: KB / 4}, (_, q) => {
     const cols = [0, 1, 2, 3].map(t => {
       const kk = 4 * q + t;
@@ -182,8 +185,13 @@ export function packedStreamStep(l: ExpertWeightLayout): string {
       return `${g.scale} * ${d.codeRow(c, j, g.zero)}`;
     });
     return `
-                    p += mat4x4<f32>(${cols.join(`,
-                                     `)}) * select(vec4<f32>(0.0), lhs[ab + ${q}], a0 + ${q} < K4);`;
+                let w${q} = mat4x4<f32>(${cols.join(`,
+                                        `)});
+                for (var i = 0; i < TM; i++) {
+                  if (i < rows) {
+                    ${sums}[i] += w${q} * select(vec4<f32>(0.0), lhs[(rowStart + i) * K4 + a0 + ${q}], a0 + ${q} < K4);
+                  }
+                }`;
   }).join('');
   return `
         if (mode == MODE_EXPERT) {
@@ -202,15 +210,11 @@ export function packedStreamStep(l: ExpertWeightLayout): string {
                 let kw0 = step * ${WR};
                 let k0 = step * KB;
                 let a0 = step * (KB / 4);${words}
-                ${perStep && scaled ? `let sc = ${step.scale};` : ''}
                 ${perStep ? `let z = ${step.zero};` : ''}
-                for (var i = 0; i < TM; i++) {
-                  if (i < rows) {
-                    let ab = (rowStart + i) * K4 + a0;
-                    var p = vec4<f32>(0.0);${quads}
-                    acc[i] += p${perStep && scaled ? ' * sc' : ''};
-                  }
-                }
+                ${sums === 'p' ? `// Zeroed explicitly (a declaration in a loop body was seen to keep old values).
+                var p = array<vec4<f32>, TM>();` : ''}${quads}
+                ${sums === 'p' ? `let sc = ${step.scale};
+                for (var i = 0; i < TM; i++) { acc[i] += p[i] * sc; }` : ''}
               }
             }
           }

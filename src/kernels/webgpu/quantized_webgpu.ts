@@ -157,8 +157,6 @@ export function wordDecoder(l: ExpertWeightLayout): WordDecoder {
   const u = (v: number) => `vec4<u32>(${v}u)`;
   // Shift amounts: folded to constants for a constant j.
   const shift = (bits: number, j: number | string) => typeof j === 'number' ? u(bits * j) : `vec4<u32>(${bits}u * (${j}))`;
-  // int8 code j sits at bits 8j..8j+7: shifted up to the top, then sign-extended down.
-  const toTop = (j: number | string) => typeof j === 'number' ? u(24 - 8 * j) : `vec4<u32>(24u - 8u * (${j}))`;
   const index = (expert: string, g: string, groups: string, nv: string, numVec: string) =>
       `(${expert} * ${groups} + ${g}) * ${numVec} + ${nv}`;
   const floatScale = (...a: [string, string, string, string, string]) => `scales[${index(...a)}]`;
@@ -173,13 +171,18 @@ export function wordDecoder(l: ExpertWeightLayout): WordDecoder {
               codeRow: (c, j) => j === 0 ? `bitcast<vec4<f32>>(${c} << ${u(16)})` : j === 1 ?
                   `bitcast<vec4<f32>>(${c} & ${u(0xffff0000)})` :
                   `bitcast<vec4<f32>>((${c} >> ${shift(16, j)}) << ${u(16)})`};
+    // Integer codes without an int -> float conversion (a slow instruction on GPUs): the code u in the low mantissa
+    // bits of 2^23 is the float 2^23 + u, and subtracting 2^23 + offset leaves u - offset exactly.
     case 'int8':
+      // u = q + 128: the byte with its top bit flipped (the same XOR sets the exponent of 2^23).
       return {perWord, snippet: '', groupScale: floatScale, groupZero: null,
-              codeRow: (c, j) => `vec4<f32>(bitcast<vec4<i32>>(${c} << ${toTop(j)}) >> ${u(24)})`};
+              codeRow: (c, j) => `(bitcast<vec4<f32>>(((${c} >> ${shift(8, j)}) & ${u(0xff)}) ^ ${u(0x4b000080)}) - ` +
+                  'vec4<f32>(8388736.0))'};
     case 'int4':
       return {perWord, snippet: '', groupScale: floatScale,
               groupZero: l.zeroPoint ? (...a) => `zeros[${index(...a)}]` : () => 'vec4<f32>(8.0)',
-              codeRow: (c, j, z) => `(vec4<f32>((${c} >> ${shift(4, j)}) & ${u(15)}) - ${z})`};
+              codeRow: (c, j, z) => `(bitcast<vec4<f32>>(((${c} >> ${shift(4, j)}) & ${u(15)}) | ${u(0x4b000000)}) - ` +
+                  `(${z} + vec4<f32>(8388608.0)))`};
     case 'mxfp4':
       return {perWord, snippet: MXFP4_SNIPPET, groupZero: null,
               groupScale: (...a) => `e8m0Bytes(bitcast<u32>(scales[${index(...a)}]))`,
