@@ -287,9 +287,14 @@ export function loadInt4CheckpointExperts(spec: HfMoeSpec, src: WeightSource, ck
     const scales = isRawSafetensor(scalesT) ? rawHalves(scalesT, 0, G(K), N) : hostData(scalesT) as Float32Array;
     const common = {numExperts: 1, depth: K, width: N, groupSize: ckpt.groupSize, scales,
                     qzeros: words('qzeros', [G(K), N / 8])};
-    if (ckpt.method === 'awq') return awqData({...common, qweight: words('qweight', [K, N / 8])});
-    const gIdx = src.has(rel('g_idx')) ? words('g_idx', [K]) : undefined;
-    return gptqData({...common, qweight: words('qweight', [K / 8, N]), gIdx, zeroOffset: ckpt.zeroOffset});
+    const gIdx = ckpt.method === 'gptq' && src.has(rel('g_idx')) ? words('g_idx', [K]) : undefined;
+    const qweight = words('qweight', ckpt.method === 'awq' ? [K, N / 8] : [K / 8, N]);
+    try {
+      return ckpt.method === 'awq' ? awqData({...common, qweight}) :
+          gptqData({...common, qweight, gIdx, zeroOffset: ckpt.zeroOffset});
+    } catch (err) {
+      fail(`weights '${src.name(rel('*'))}': ${(err as Error).message}`);
+    }
   };
   const build = (K: number, N: number, projs: string[]) => () => {
     const l: ExpertWeightLayout = {format: 'int4', numExperts: E, depth: K, width: N, transposed: false,

@@ -295,12 +295,39 @@ export function createExpertWeightsBuilder(
  */
 function packHalves(l: ExpertWeightLayout, e: number, bits: Uint16Array, order: 'kn' | 'nk', values: Int32Array): void {
   const {depth: K, width: N} = l, Kw = Math.ceil(K / 2);
+  if (order === 'nk' && K % 2 === 0 && bits.byteOffset % 4 === 0 && LITTLE_ENDIAN_HOST) {
+    // Each [N,K] row's pairs of halves already are its words: [N,Kw] words, moved (transposed for [E,K,N]).
+    const words = new Int32Array(bits.buffer, bits.byteOffset, N * Kw);
+    if (l.transposed) {
+      values.set(words, e * N * Kw);
+    } else {
+      transposeWords(words, N, Kw, values, e * Kw * N);
+    }
+    return;
+  }
   const at = order === 'kn' ? (k: number, n: number) => bits[k * N + n] : (k: number, n: number) => bits[n * K + k];
   for (let n = 0; n < N; n++) {
     for (let kw = 0; kw < Kw; kw++) {
       const k = 2 * kw;
       const word = at(k, n) | (k + 1 < K ? at(k + 1, n) << 16 : 0);
       values[l.transposed ? (e * N + n) * Kw + kw : (e * Kw + kw) * N + n] = word;
+    }
+  }
+}
+
+const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/** out[offset + c * rows + r] = src[r * cols + c], in tiles so that both sides stay in cache. */
+function transposeWords(src: Int32Array, rows: number, cols: number, out: Int32Array, offset: number): void {
+  const T = 64;
+  for (let r0 = 0; r0 < rows; r0 += T) {
+    const r1 = Math.min(r0 + T, rows);
+    for (let c0 = 0; c0 < cols; c0 += T) {
+      const c1 = Math.min(c0 + T, cols);
+      for (let c = c0; c < c1; c++) {
+        const o = offset + c * rows;
+        for (let r = r0; r < r1; r++) out[o + r] = src[r * cols + c];
+      }
     }
   }
 }
