@@ -31,8 +31,13 @@ function fail(what: string): never {
   throw new Error(`loadHuggingFaceMoe: ${what}`);
 }
 
+/**
+ * A float source's host data. On webgpu a synchronous read throws in Node and can return zeros in browsers once
+ * the data lives on the GPU, so float experts are refused there; integer code tensors (MXFP4 bytes, GPTQ words)
+ * are read as the reader made them (webgpu keeps a new tensor's values on the host until a kernel uploads them).
+ */
 function hostData(t: tf.Tensor): Float32Array | Int32Array {
-  if (tf.getBackend() === 'webgpu') {
+  if (tf.getBackend() === 'webgpu' && t.dtype === 'float32') {
     fail('packed expert formats convert on the host; load on the cpu backend (the layer then runs on any backend)');
   }
   return t.dataSync() as Float32Array | Int32Array;
