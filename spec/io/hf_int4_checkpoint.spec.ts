@@ -112,7 +112,8 @@ function blockValues(b: Int4Block): HfBlockValues {
           down: b.linears.map(l => torch(l.down))};
 }
 
-function writeCheckpoint(dir: string, b: Int4Block, method: 'gptq' | 'awq', quant: Record<string, unknown> = {}): void {
+function writeCheckpoint(dir: string, b: Int4Block, method: 'gptq' | 'awq', quant: Record<string, unknown> = {},
+                         config: Record<string, unknown> = CASE.config): void {
   const tensors: Record<string, RawTensor> = {[`${PREFIX}gate.weight`]: {dtype: 'F32', shape: [E, H], bytes: f32Bytes(b.router)}};
   b.linears.forEach((l, e) => {
     for (const [proj, lin] of [['gate_proj', l.gate], ['up_proj', l.up], ['down_proj', l.down]] as const) {
@@ -124,7 +125,7 @@ function writeCheckpoint(dir: string, b: Int4Block, method: 'gptq' | 'awq', quan
   const quantization = method === 'gptq' ?
       {quant_method: 'gptq', bits: 4, group_size: GROUP, desc_act: false, sym: false, ...quant} :
       {quant_method: 'awq', bits: 4, group_size: GROUP, zero_point: true, version: 'gemm', ...quant};
-  writeFileSync(path.join(dir, 'config.json'), JSON.stringify({...CASE.config, quantization_config: quantization}));
+  writeFileSync(path.join(dir, 'config.json'), JSON.stringify({...config, quantization_config: quantization}));
 }
 
 /** The layer's [E, K, N] weights expected: gate columns then up columns (up_gate), down as is. */
@@ -245,8 +246,9 @@ describe('GPTQ / AWQ int4 checkpoints through loadHuggingFaceMoe', () => {
   it('refuses act-order, other bit widths, a permuted g_idx, AWQ GEMV and a missing quant_method, naming them', async () => {
     const block = randomInt4Block(9);
     const attempt = async (method: 'gptq' | 'awq', quant: Record<string, unknown>, pattern: RegExp,
-                           edit?: (w: Record<string, tf.Tensor | moe.RawSafetensor>) => void) => {
-      writeCheckpoint(dir, block, method, quant);
+                           edit?: (w: Record<string, tf.Tensor | moe.RawSafetensor>) => void,
+                           config?: Record<string, unknown>) => {
+      writeCheckpoint(dir, block, method, quant, config);
       const ckpt = await readMoeLayerFromCheckpoint(dir, {layer: 0});
       edit?.(ckpt.weights);
       try {
@@ -265,5 +267,9 @@ describe('GPTQ / AWQ int4 checkpoints through loadHuggingFaceMoe', () => {
       (w[name] as tf.Tensor).dispose();
       w[name] = tf.tensor1d(Int32Array.from({length: H}, (_, k) => (k + 1) % 2), 'int32');
     });
+    // Qwen2-MoE with its shared expert quantized too: refused before any expert is converted.
+    await attempt('gptq', {}, /weight 'model.layers.0.mlp.shared_expert.gate_proj.qweight': quantized shared experts are not supported/,
+        w => { w[`${PREFIX}shared_expert.gate_proj.qweight`] = tf.zeros([H / 8, 64], 'int32'); },
+        {...CASE.config, model_type: 'qwen2_moe', shared_expert_intermediate_size: 64});
   });
 });

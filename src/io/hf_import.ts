@@ -107,10 +107,14 @@ export class WeightSource {
     const name = this.name(rel);
     const t = this.map.get(name);
     if (t == null) fail(`missing weight '${name}' (${meaning}, expected shape [${shape}])${this.hint()}`);
-    if (isRawSafetensor(t) ? !dtypes.includes(t.dtype) : !(t instanceof tf.Tensor) || t.isDisposed || !dtypes.includes(t.dtype)) {
-      fail(`weight '${name}' (${meaning}) must be ${dtypes.map(d => /^[A-Z]/.test(d) ? `raw ${d} data` : `a live ${d} tf.Tensor`)
-          .join(' or ')}, got ${isRawSafetensor(t) ? `raw ${t.dtype}` : t instanceof tf.Tensor ? (t.isDisposed ? 'a disposed tensor' : t.dtype) :
-          describeValue(t)}`);
+    const raw = isRawSafetensor(t);
+    const live = t instanceof tf.Tensor && !t.isDisposed;
+    if (!(raw || live) || !dtypes.includes(t.dtype)) {
+      // Raw dtypes are the file's (upper case), tensor dtypes tfjs's.
+      const wanted = dtypes.map(d => (/^[A-Z]/.test(d) ? `raw ${d} data` : `a live ${d} tf.Tensor`)).join(' or ');
+      const got = raw ? `raw ${t.dtype}` : live ? `a ${t.dtype} tensor` :
+          t instanceof tf.Tensor ? 'a disposed tensor' : describeValue(t);
+      fail(`weight '${name}' (${meaning}) must be ${wanted}, got ${got}`);
     }
     const same = t.shape.length === shape.length && t.shape.every((d, i) => d === shape[i]);
     if (!same) fail(`weight '${name}' (${meaning}) must have shape [${shape}], got [${t.shape}]`);
@@ -208,12 +212,6 @@ function convertWeights(spec: HfMoeSpec, src: WeightSource, biasRel: string | nu
   }
   if (S > 0) {
     const m = naming.shared;
-    for (const proj of ['gate_proj', 'up_proj', 'down_proj', 'input_linear', 'output_linear']) {
-      if (src.has(`${m}.${proj}.qweight`)) {
-        fail(`weight '${src.name(`${m}.${proj}.qweight`)}': quantized shared experts are not supported (only the ` +
-            'routed experts load from GPTQ / AWQ)');
-      }
-    }
     if (naming.sharedFused) {
       // Granite: one [2S,H] input_linear, gate rows first, as the layer's gate-then-up columns once transposed.
       out.set('shared_up_gate_proj_weight',
@@ -267,6 +265,15 @@ export function loadHuggingFaceMoe(config: unknown, weights: HfWeights, options:
   const mxfp4 = spec.naming.fusedLayout === 'in_out_interleaved' && src.has(`${fusedGateUp[0]}_blocks`);
   const fused = src.first(fusedGateUp) != null || mxfp4;
   const int4 = spec.naming.fusedLayout === 'out_in' && !fused ? int4Checkpoint(config, spec, src) : null;
+  if (spec.options.sharedExpertIntermediateSize > 0) {
+    for (const proj of ['gate_proj', 'up_proj', 'down_proj', 'input_linear', 'output_linear']) {
+      const rel = `${spec.naming.shared}.${proj}.qweight`;
+      if (src.has(rel)) {
+        fail(`weight '${src.name(rel)}': quantized shared experts are not supported (only the routed experts load ` +
+            'from GPTQ / AWQ)');
+      }
+    }
+  }
   if (!fused && int4 == null && !src.has(`experts.0.${expertProj.gate}.weight`)) {
     fail(`found neither fused experts ('${prefix}${fusedGateUp[0]}') nor per-expert weights ` +
         `('${prefix}experts.0.${expertProj.gate}.weight') for ${spec.family}` +
