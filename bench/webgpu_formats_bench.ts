@@ -460,7 +460,7 @@ export async function runFormatsBench(ort: OrtHooks | null): Promise<void> {
           routed.offsets), layer.down as QuantizedExpertWeights, routed.offsets));
       // BENCH_QUICK=1: a logic check on SwiftShader (few calls).
       const quick = process.env.BENCH_QUICK === '1';
-      const n = quick ? 2 : T >= 4096 ? 10 : T >= 256 ? 20 : 50, reps = quick ? 1 : T >= 4096 ? 3 : 5;
+      const n = quick ? 2 : T >= 4096 ? 10 : T >= 256 ? 20 : 50, reps = quick ? 1 : 3;
       const row: Record<string, unknown> = {format: f.label, T, activeExperts: active, weightBytes: bytes, floorMs};
       try {
         row.layer = await throughput(() => forward(x, layer), n, reps);
