@@ -169,13 +169,10 @@ export function packedStreamStep(l: ExpertWeightLayout): string {
   const d = wordDecoder(l);
   const scaled = hasScales(l.format);
   const perStep = !scaled || l.groupSize % KB === 0;
-  // Unscaled sums per row (perStep with scales), else straight into acc.
-  const sums = perStep && scaled ? 'p' : 'acc';
   const words = Array.from({length: WR}, (_, r) => `
                 var c${r} = vec4<u32>(0u);
                 if (kw0 + ${r} < KW) { c${r} = bitcast<vec4<u32>>(packed[wBase + (kw0 + ${r}) * NV]); }`).join('');
   const step = groupTerms(l, 'step * KB / GROUP');
-  // Each quad of k decoded once, then applied to every row (the decode costs more than the FMAs at few rows).
   const quads = Array.from({length: KB / 4}, (_, q) => {
     const cols = [0, 1, 2, 3].map(t => {
       const kk = 4 * q + t;
@@ -185,13 +182,8 @@ export function packedStreamStep(l: ExpertWeightLayout): string {
       return `${g.scale} * ${d.codeRow(c, j, g.zero)}`;
     });
     return `
-                let w${q} = mat4x4<f32>(${cols.join(`,
-                                        `)});
-                for (var i = 0; i < TM; i++) {
-                  if (i < rows) {
-                    ${sums}[i] += w${q} * select(vec4<f32>(0.0), lhs[(rowStart + i) * K4 + a0 + ${q}], a0 + ${q} < K4);
-                  }
-                }`;
+                    p += mat4x4<f32>(${cols.join(`,
+                                     `)}) * select(vec4<f32>(0.0), lhs[ab + ${q}], a0 + ${q} < K4);`;
   }).join('');
   return `
         if (mode == MODE_EXPERT) {
@@ -210,11 +202,15 @@ export function packedStreamStep(l: ExpertWeightLayout): string {
                 let kw0 = step * ${WR};
                 let k0 = step * KB;
                 let a0 = step * (KB / 4);${words}
+                ${perStep && scaled ? `let sc = ${step.scale};` : ''}
                 ${perStep ? `let z = ${step.zero};` : ''}
-                ${sums === 'p' ? `// Zeroed explicitly (a declaration in a loop body was seen to keep old values).
-                var p = array<vec4<f32>, TM>();` : ''}${quads}
-                ${sums === 'p' ? `let sc = ${step.scale};
-                for (var i = 0; i < TM; i++) { acc[i] += p[i] * sc; }` : ''}
+                for (var i = 0; i < TM; i++) {
+                  if (i < rows) {
+                    let ab = (rowStart + i) * K4 + a0;
+                    var p = vec4<f32>(0.0);${quads}
+                    acc[i] += p${perStep && scaled ? ' * sc' : ''};
+                  }
+                }
               }
             }
           }
@@ -222,32 +218,35 @@ export function packedStreamStep(l: ExpertWeightLayout): string {
 }
 
 /**
- * Tiled program, packed [E,K,N] weights: every thread stages TK * TNV / WGS weights of the Bs tile, as the float
- * load does, each decoded from its vec4 of words (the P threads of one word read it from cache) exactly as
- * docs/formats.md 3 (s * (c - z), one rounding), so the tile holds the dequantized weights and the product is the
- * float program's on them. k >= K stores zeros.
+ * Tiled program, packed [E,K,N] weights (TK a multiple of P): each load decodes one vec4 of words into P rows of
+ * the Bs tile, every weight exactly as docs/formats.md 3 (s * (c - z), one rounding), so the tile holds the
+ * dequantized weights and the product is the float program's on them. k >= K stores zeros.
  */
 export function packedTiledRhsLoad(l: ExpertWeightLayout, swiglu: boolean): string {
   const P = codesPerWord(l.format);
   const d = wordDecoder(l);
-  const t = groupTerms(l, 'k / GROUP');
-  const code = d.codeRow('c', 'u32(k % P)', 'z');
+  const perWord = !hasScales(l.format) || l.groupSize % P === 0;
+  const rows = Array.from({length: P}, (_, j) => {
+    const t = perWord ? groupTerms(l, 'kw * P / GROUP') : groupTerms(l, `(kw * P + ${j}) / GROUP`);
+    const z = perWord ? 'z' : t.zero;
+    const value = t.scale == null ? d.codeRow('c', j, z) : `${perWord ? 'sc' : t.scale} * ${d.codeRow('c', j, z)}`;
+    return `
+          Bs[(kwl * P + ${j}) * TNV + nv] = select(vec4<f32>(0.0), ${value}, kw * P + ${j} < K);`;
+  }).join('');
+  const perWordTerms = groupTerms(l, 'kw * P / GROUP');
   return `
-        for (var idx = lid; idx < TK * TNV; idx += WGS) {
+        for (var idx = lid; idx < (TK / ${P}) * TNV; idx += WGS) {
           const P = ${P};
           const GROUP = ${Math.max(1, l.groupSize)};
           let KW = (K + P - 1) / P;
           let G = (K + GROUP - 1) / GROUP;
-          let kk = idx / TNV;
+          let kwl = idx / TNV;
           let nv = idx % TNV;
           ${tileColumn(swiglu)}
-          let k = k0 + kk;
-          var v = vec4<f32>(0.0);
-          if (k < K && colOk) {
-            let c = bitcast<vec4<u32>>(packed[(expert * KW + k / P) * NV + n]);
-            let z = ${t.zero};
-            v = ${t.scale == null ? code : `${t.scale} * ${code}`};
-          }
-          Bs[idx] = v;
+          let kw = k0 / P + kwl;
+          var c = vec4<u32>(0u);
+          if (kw < KW && colOk) { c = bitcast<vec4<u32>>(packed[(expert * KW + kw) * NV + n]); }
+          ${perWord && perWordTerms.scale != null ? `let sc = ${perWordTerms.scale};` : ''}
+          ${perWord ? `let z = ${perWordTerms.zero};` : ''}${rows}
         }`;
 }

@@ -17,6 +17,7 @@
  * gate column is in the same workgroup (stream: in shared memory after the k-lane reduction) or the same thread
  * (tiled: its RN columns split into gate and up halves, hence RN even).
  */
+import {codesPerWord, hasScales} from '../expert_weight_formats.js';
 import {GemmConfig, GemmShape, maxTiles, StreamConfig, threads, tileCols, TiledConfig, tileRows} from './batched_gemm_config.js';
 import {packedStreamStep, packedTiledRhsLoad, scheduleSnippet, STREAM_WORD_ROWS, tiledLhsLoad, tiledRhsLoad} from './batched_gemm_snippets.js';
 import {swigluSnippet, swigluUniforms} from './fused_swiglu_scale_webgpu.js';
@@ -59,9 +60,10 @@ export class BatchedGemmProgram implements WebGPUProgram {
     const rhsVec = shape.transposeRhs ? 1 : vec;
     const hasScale = swiglu && shape.hasScale === true;
     const packed = shape.packed;
-    // Packed weights: the word decoders where the layout allows (vec4 words of four columns), else the element
-    // decoder (transposed or scalar layouts).
-    this.wordLoads = packed != null && !shape.transposeRhs && vec === 4;
+    // Packed weights: the word decoders where the layout allows (vec4 words of four columns, whole words per TK
+    // step), else the element decoder (transposed or scalar layouts).
+    this.wordLoads = packed != null && !shape.transposeRhs && vec === 4 &&
+        (config.kind === 'stream' || config.tk % codesPerWord(packed.format) === 0);
     const rhsNames = packed != null ? weightVariableNames(packed) : ['rhs'];
     const rhsComponents = packed == null ? [rhsVec] :
         rhsNames.map(n => this.wordLoads && !(n === 'scales' && packed.format === 'mxfp4') ? 4 : 1);

@@ -135,8 +135,8 @@ export function weightDecoderSnippet(l: ExpertWeightLayout, dims: DecoderDims = 
 /**
  * The word decoders of the fast loads ([E,K,N], N % 4 == 0; packed, scales and zeros bound as vec4, mxfp4 scales
  * as one i32 word per four columns):
- * - `codeRow(c, j)`: code j of the four words c as vec4<f32>, before the scale; for int4 the code minus its zero
- *   point `z` (8, or the group's zero points). j is a constant (a number) or a WGSL u32 expression.
+ * - `codeRow(c, j)` (WGSL emitted per constant j): code j of the four words c as vec4<f32>, before the scale; for
+ *   int4 the code minus its zero point `z` (8, or the group's zero points).
  * - `groupScale(expert, g, nv)`: the four columns' scale of group g (vec4<f32>); `groupZero` likewise.
  */
 export interface WordDecoder {
@@ -145,7 +145,7 @@ export interface WordDecoder {
   /** WGSL helper functions. */
   snippet: string;
   /** vec4<f32> of code j (0 <= j < P) of the vec4<u32> `c`, minus zero point `z` (int4; a vec4<f32> expression). */
-  codeRow(c: string, j: number | string, z: string): string;
+  codeRow(c: string, j: number, z: string): string;
   /** WGSL vec4<f32> scale of (expert, group g, vec4 column nv), G groups and NV vec4 columns; null: no scales. */
   groupScale: ((expert: string, g: string, groups: string, nv: string, numVec: string) => string) | null;
   /** The same for zero points (int4 with zero point), else the constant 8 (int4) or null. */
@@ -155,38 +155,27 @@ export interface WordDecoder {
 export function wordDecoder(l: ExpertWeightLayout): WordDecoder {
   const perWord = codesPerWord(l.format);
   const u = (v: number) => `vec4<u32>(${v}u)`;
-  // Shift amounts: folded to constants for a constant j.
-  const shift = (bits: number, j: number | string) => typeof j === 'number' ? u(bits * j) : `vec4<u32>(${bits}u * (${j}))`;
   const index = (expert: string, g: string, groups: string, nv: string, numVec: string) =>
       `(${expert} * ${groups} + ${g}) * ${numVec} + ${nv}`;
   const floatScale = (...a: [string, string, string, string, string]) => `scales[${index(...a)}]`;
   switch (l.format) {
     case 'float16':
       return {perWord, snippet: '', groupScale: null, groupZero: null,
-              codeRow: (c, j) => typeof j === 'number' ?
-                  `vec4<f32>(${['x', 'y', 'z', 'w'].map(p => `unpack2x16float(${c}.${p}).${'xy'[j]}`)})` :
-                  `vec4<f32>(${['x', 'y', 'z', 'w'].map(p => `unpack2x16float(${c}.${p} >> (16u * (${j}))).x`)})`};
+              codeRow: (c, j) => `vec4<f32>(${['x', 'y', 'z', 'w'].map(p => `unpack2x16float(${c}.${p}).${'xy'[j]}`)})`};
     case 'bfloat16':
       return {perWord, snippet: '', groupScale: null, groupZero: null,
-              codeRow: (c, j) => j === 0 ? `bitcast<vec4<f32>>(${c} << ${u(16)})` : j === 1 ?
-                  `bitcast<vec4<f32>>(${c} & ${u(0xffff0000)})` :
-                  `bitcast<vec4<f32>>((${c} >> ${shift(16, j)}) << ${u(16)})`};
-    // Integer codes without an int -> float conversion (a slow instruction on GPUs): the code u in the low mantissa
-    // bits of 2^23 is the float 2^23 + u, and subtracting 2^23 + offset leaves u - offset exactly.
+              codeRow: (c, j) => `bitcast<vec4<f32>>(${j === 0 ? `${c} << ${u(16)}` : `${c} & ${u(0xffff0000)}`})`};
     case 'int8':
-      // u = q + 128: the byte with its top bit flipped (the same XOR sets the exponent of 2^23).
       return {perWord, snippet: '', groupScale: floatScale, groupZero: null,
-              codeRow: (c, j) => `(bitcast<vec4<f32>>(((${c} >> ${shift(8, j)}) & ${u(0xff)}) ^ ${u(0x4b000080)}) - ` +
-                  'vec4<f32>(8388736.0))'};
+              codeRow: (c, j) => `vec4<f32>(bitcast<vec4<i32>>(${c} << ${u(24 - 8 * j)}) >> ${u(24)})`};
     case 'int4':
       return {perWord, snippet: '', groupScale: floatScale,
               groupZero: l.zeroPoint ? (...a) => `zeros[${index(...a)}]` : () => 'vec4<f32>(8.0)',
-              codeRow: (c, j, z) => `(bitcast<vec4<f32>>(((${c} >> ${shift(4, j)}) & ${u(15)}) | ${u(0x4b000000)}) - ` +
-                  `(${z} + vec4<f32>(8388608.0)))`};
+              codeRow: (c, j, z) => `(vec4<f32>((${c} >> ${u(4 * j)}) & ${u(15)}) - ${z})`};
     case 'mxfp4':
       return {perWord, snippet: MXFP4_SNIPPET, groupZero: null,
               groupScale: (...a) => `e8m0Bytes(bitcast<u32>(scales[${index(...a)}]))`,
-              codeRow: (c, j) => `e2m1x4((${c} >> ${shift(4, j)}) & ${u(15)})`};
+              codeRow: (c, j) => `e2m1x4((${c} >> ${u(4 * j)}) & ${u(15)})`};
     case 'float32':
       throw new Error('wordDecoder: float32 weights are not packed');
   }
