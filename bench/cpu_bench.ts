@@ -93,7 +93,7 @@ async function benchWidth(width: string): Promise<Row[]> {
     down_proj_weight: tf.tensor3d(w.down, [E, I, H]),
   };
   const options: FusedMoEOptions = {numExperts: E, topK: K, moeIntermediateSize: I, topkMethod: 'greedy', nGroup: 1,
-    topkGroup: 1, routedScalingFactor: 1, renormalize: true, renormalizeEpsilon: null, useCorrectionBias: false, zeroExperts: 0, latentSize: null,
+    topkGroup: 1, routedScalingFactor: 1, sparsemixerEpsilon: 0.01, renormalize: true, renormalizeEpsilon: null, useCorrectionBias: false, zeroExperts: 0, latentSize: null,
     withBias: false, probInAdvance: false, routingWeightOn: 'output', routerBias: false, activation: 'swiglu', swigluAlpha: 1.702, swigluLimit: 7,
     sharedExpertIntermediateSize: 0, sharedExpertGate: false, backend: 'cpu', computeDtype: 'float32',
     expertWeightFormat: 'float32', quantGroupSize: null, quantZeroPoint: false};

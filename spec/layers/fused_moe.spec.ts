@@ -50,7 +50,7 @@ describe('FusedMoE config', () => {
   it('fills the documented defaults', () => {
     const layer = new FusedMoE({numExperts: 4, topK: 2, moeIntermediateSize: 3});
     expect(layer.options).toEqual({numExperts: 4, topK: 2, moeIntermediateSize: 3, topkMethod: 'greedy', nGroup: 1,
-      topkGroup: 1, routedScalingFactor: 1, renormalize: true, renormalizeEpsilon: null, useCorrectionBias: false,
+      topkGroup: 1, routedScalingFactor: 1, sparsemixerEpsilon: 0.01, renormalize: true, renormalizeEpsilon: null, useCorrectionBias: false,
       zeroExperts: 0, latentSize: null, withBias: false, probInAdvance: false, routingWeightOn: 'output', routerBias: false,
       activation: 'swiglu', swigluAlpha: 1.702, swigluLimit: 7, sharedExpertIntermediateSize: 0, sharedExpertGate: false,
       backend: 'auto', computeDtype: 'float32', expertWeightFormat: 'float32', quantGroupSize: null,

@@ -275,7 +275,8 @@ export function refSparsemixer(
     const l = Array.prototype.slice.call(logits, t * E, (t + 1) * E) as number[];
     const eligible = l.slice();
     for (let round = 0; round < 2; round++) {
-      const e = refRankDescending(eligible)[0];
+      // The first pick is no candidate of round 2 (its -Infinity would otherwise beat a row of NaN).
+      const e = refRankDescending(eligible).filter(j => round === 0 || j !== ids[t * 2])[0];
       const m = eligible[e];
       const masked = eligible.map((v, j) => ((m - l[j]) / Math.max(Math.abs(l[j]), m) > 2 * eps ? -Infinity : v));
       ids[t * 2 + round] = e;

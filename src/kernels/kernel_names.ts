@@ -28,7 +28,13 @@ export interface MoeTopkSelectAttrs extends NamedAttrMap {
   /** Group-limited selection (DeepSeek-V2) when nGroup > 1; 1/1: every expert is a candidate. */
   nGroup: number;
   topkGroup: number;
+  /** 'greedy': softmax top-k; 'sparsemixer': PhiMoE's two masked-softmax rounds (topK 2, nGroup 1, no bias). */
+  topkMethod: MoeTopkSelectMethod;
+  /** sparsemixer: the relative mask threshold is 2 * sparsemixerEpsilon (docs/semantics.md 11.8). */
+  sparsemixerEpsilon: number;
 }
+/** The methods moeTopkSelect runs (group_limited_greedy is 'greedy' with nGroup > 1). */
+export type MoeTopkSelectMethod = 'greedy' | 'sparsemixer';
 
 /** Outputs: [scores float32 [T,E], topkWeights float32 [T,k], topkIds int32 [T,k]]. */
 export const GetMoeScores = 'GetMoeScores';

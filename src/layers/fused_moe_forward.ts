@@ -29,9 +29,11 @@ export function routeLogits(logits: tf.Tensor2D, w: FusedMoEWeights, o: FusedMoE
     return {topkIds, topkWeights};
   }
   // greedy has nGroup = topkGroup = 1 (validated), which is group_limited_greedy without groups.
+  const sparsemixer = o.topkMethod === 'sparsemixer' ?
+      {topkMethod: 'sparsemixer' as const, sparsemixerEpsilon: o.sparsemixerEpsilon} : {};
   return moeTopkSelect(logits, bias, o.topK, o.renormalize, {
     routedScalingFactor: o.routedScalingFactor, nGroup: o.nGroup, topkGroup: o.topkGroup,
-    renormalizeEpsilon: o.renormalizeEpsilon,
+    renormalizeEpsilon: o.renormalizeEpsilon, ...sparsemixer,
   });
 }
 
