@@ -257,7 +257,7 @@ export function resolveOptions(args: Partial<FusedMoEOptions>): FusedMoEOptions 
   }
   for (const spec of OPTION_TABLE) if (!['numExperts', 'topK', 'zeroExperts'].includes(spec.name)) check(spec.name);
   const {topK, nGroup, topkGroup} = o;
-  if (o.topkMethod !== 'greedy') {
+  if (o.topkMethod === 'noaux_tc' || o.topkMethod === 'group_limited_greedy') {
     if (numExperts % nGroup !== 0) {
       throw optionError('nGroup', `a divisor of ${o.zeroExperts > 0 ? 'numExperts + zeroExperts' : 'numExperts'} (${
           numExperts})`, nGroup);

@@ -163,7 +163,9 @@ export class RoutingProgram implements WebGPUProgram {
     const writeSoftmax = emit === 'ids' ? `result[row * K + j] = chosenId[j];` : `
           var total = 0.0;
           for (var m = 0; m < K; m++) { total += chosenP[m]; }
-          let w = ${renormalize ? 'chosenP[j] / max(total + uniforms.renormalizeEpsilon, 1e-12)' : 'chosenP[j]'};
+          // WGSL's max() need not propagate NaN: a NaN sum (a sparsemixer round with an infinite max) stays NaN.
+          let denom = total + uniforms.renormalizeEpsilon;
+          let w = ${renormalize ? 'chosenP[j] / select(max(denom, 1e-12), denom, isnan(denom))' : 'chosenP[j]'};
           result[row * K + j] = w * uniforms.routedScalingFactor;`;
     const writeGrouped = emit === 'ids' ? `result[row * K + j] = select(chosenId[j], j, fallback != 0);` : `
           var total = 0.0;
