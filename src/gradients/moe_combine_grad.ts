@@ -3,10 +3,12 @@
  * - y: row rowMap[t,j] receives c[t,j] * dout[t] (each used row belongs to one (t,j); other rows get 0).
  * - weights: <dout[t], y[row]> (unless weightsApplied) + <dout[t], bias[id]>.
  * - bias: expert e receives the sum of w[t,j] * dout[t] over the slots routed to it.
+ * - identityInput x (section 11.5): a slot with no row (rowMap -1) adds w[t,j] x[t] and no bias: x[t] receives
+ *   sum over those slots of w[t,j] dout[t], and their weights <dout[t], x[t]>.
  * rowMap and ids are int32: no gradient.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type {GradConfig, Tensor, Tensor2D} from '@tensorflow/tfjs-core';
+import type {GradConfig, Tensor, Tensor1D, Tensor2D} from '@tensorflow/tfjs-core';
 
 import {MoeCombine, MoeCombineAttrs} from '../kernels/kernel_names.js';
 import {zeroGrad} from './kernel_grad.js';
@@ -14,6 +16,29 @@ import {zeroGrad} from './kernel_grad.js';
 /** dout[t] repeated for each of the k slots, [T,k,D] by broadcasting. */
 function perSlot(dout: Tensor2D): Tensor {
   return tf.reshape(dout, [dout.shape[0], 1, dout.shape[1]]);
+}
+
+/** Whether each slot has a row: [T*k] bool. */
+function slotHasRow(rowMap: Tensor2D): Tensor {
+  return tf.greaterEqual(tf.reshape(rowMap, [-1]), tf.scalar(0, 'int32'));
+}
+
+/** index in [0, n), elementwise. */
+function validIndex(index: Tensor, n: number): Tensor {
+  return tf.logicalAnd(tf.greaterEqual(index, tf.scalar(0, 'int32')), tf.less(index, tf.scalar(n, 'int32')));
+}
+
+/** A segment sum over [T*k] segment ids where masked-out slots go to one extra segment, which is dropped. */
+function segmentSumSkipping(data: Tensor, segments: Tensor, keep: Tensor, numSegments: number): Tensor {
+  const target = tf.where(keep, segments, tf.scalar(numSegments, 'int32')) as Tensor1D;
+  return tf.slice(tf.unsortedSegmentSum(data, target, numSegments + 1), 0, numSegments);
+}
+
+/** values[index] for the slots that keep their index, zero rows for the others (tfjs's gather rejects -1). */
+function gatherKept(values: Tensor2D, index: Tensor, keep: Tensor): Tensor {
+  const source = values.shape[0] === 0 ? tf.zeros([1, values.shape[1]]) : values;
+  const rows = tf.gather(source, tf.where(keep, index, tf.scalar(0, 'int32')));
+  return tf.where(tf.reshape(keep, [-1, 1]), rows, tf.zerosLike(rows));
 }
 
 /** d/dy [R,D]. */
@@ -25,41 +50,60 @@ export function moeCombineGradY(
     if (entries === 0) return tf.zeros([numRows, hidden]) as Tensor2D;
     const slotGrad = weightsApplied ? tf.tile(perSlot(dout), [1, topK, 1]) :
                                       tf.mul(perSlot(dout), tf.reshape(weights, [numTokens, topK, 1]));
-    return tf.unsortedSegmentSum(tf.reshape(slotGrad, [entries, hidden]), tf.reshape(rowMap, [entries]), numRows) as
-        Tensor2D;
+    return segmentSumSkipping(tf.reshape(slotGrad, [entries, hidden]), tf.reshape(rowMap, [entries]),
+        slotHasRow(rowMap), numRows) as Tensor2D;
   });
 }
 
 /** d/dtopkWeights [T,k]. */
 export function moeCombineGradWeights(
     dout: Tensor2D, y: Tensor2D, rowMap: Tensor2D, ids: Tensor2D, bias: Tensor2D | null,
-    weightsApplied: boolean): Tensor2D {
+    weightsApplied: boolean, identity: Tensor2D | null = null): Tensor2D {
   return tf.tidy(() => {
     const [numTokens, topK] = rowMap.shape;
     const [entries, hidden] = [numTokens * topK, dout.shape[1]];
     let grad: Tensor = tf.zeros([numTokens, topK]);
     if (entries === 0) return grad as Tensor2D;
+    const hasRow = slotHasRow(rowMap);
     if (!weightsApplied) {
-      const rows = tf.reshape(tf.gather(y, tf.reshape(rowMap, [entries])), [numTokens, topK, hidden]);
+      const rows = tf.reshape(gatherKept(y, tf.reshape(rowMap, [entries]), hasRow), [numTokens, topK, hidden]);
       grad = tf.sum(tf.mul(rows, perSlot(dout)), 2);
     }
     if (bias != null) {
-      const biasRows = tf.reshape(tf.gather(bias, tf.reshape(ids, [entries])), [numTokens, topK, hidden]);
+      // With identityInput a slot with no row has no bias term (its id is an identity expert's, not a bias row).
+      const flatIds = tf.reshape(ids, [entries]);
+      const keep = identity != null ? hasRow : validIndex(flatIds, bias.shape[0]);
+      const biasRows = tf.reshape(gatherKept(bias, flatIds, keep), [numTokens, topK, hidden]);
       grad = tf.add(grad, tf.sum(tf.mul(biasRows, perSlot(dout)), 2));
+    }
+    if (identity != null) {
+      const noRow = tf.reshape(tf.cast(tf.logicalNot(hasRow), 'float32'), [numTokens, topK]);
+      grad = tf.add(grad, tf.mul(noRow, tf.sum(tf.mul(identity, dout), 1, true)));
     }
     return grad as Tensor2D;
   });
 }
 
+/** d/didentityInput [T,D]: sum over the slots with no row of w[t,j] dout[t]. */
+export function moeCombineGradIdentity(dout: Tensor2D, weights: Tensor2D, rowMap: Tensor2D): Tensor2D {
+  return tf.tidy(() => {
+    const noRow = tf.reshape(tf.cast(tf.logicalNot(slotHasRow(rowMap)), 'float32'), weights.shape);
+    return tf.mul(tf.sum(tf.mul(noRow, weights), 1, true), dout) as Tensor2D;
+  });
+}
+
 /** d/ddownProjBias [E,D]. */
-export function moeCombineGradBias(dout: Tensor2D, weights: Tensor2D, ids: Tensor2D, numExperts: number): Tensor2D {
+export function moeCombineGradBias(
+    dout: Tensor2D, weights: Tensor2D, ids: Tensor2D, numExperts: number, rowMap: Tensor2D | null = null): Tensor2D {
   return tf.tidy(() => {
     const [numTokens, topK] = ids.shape;
     const [entries, hidden] = [numTokens * topK, dout.shape[1]];
     if (entries === 0) return tf.zeros([numExperts, hidden]) as Tensor2D;
     const slotGrad = tf.mul(perSlot(dout), tf.reshape(weights, [numTokens, topK, 1]));
-    return tf.unsortedSegmentSum(tf.reshape(slotGrad, [entries, hidden]), tf.reshape(ids, [entries]), numExperts) as
-        Tensor2D;
+    const flatIds = tf.reshape(ids, [entries]);
+    // rowMap given (identityInput): the slots with no row have no bias term.
+    return segmentSumSkipping(tf.reshape(slotGrad, [entries, hidden]), flatIds,
+        rowMap != null ? slotHasRow(rowMap) : validIndex(flatIds, numExperts), numExperts) as Tensor2D;
   });
 }
 
@@ -78,6 +122,10 @@ export const moeCombineGradConfig: GradConfig = {
       topkIds: () => zeroGrad(ids),
       downProjBias: () => {
         throw new Error('moeCombine: the gradient of a MoeCombine kernel call with downProjBias needs the bias ' +
+            'values: differentiate the moeCombine op, not a direct runKernel call');
+      },
+      identityInput: () => {
+        throw new Error('moeCombine: the gradient of a MoeCombine kernel call with identityInput needs its ' +
             'values: differentiate the moeCombine op, not a direct runKernel call');
       },
     };

@@ -15,7 +15,12 @@ export function moePermuteGradX(dPermuted: Tensor2D, rowMap: Tensor2D): Tensor2D
     const [numTokens, topK] = rowMap.shape;
     const hidden = dPermuted.shape[1];
     if (numTokens * topK === 0) return tf.zeros([numTokens, hidden]) as Tensor2D;
-    const rows = tf.gather(dPermuted, tf.reshape(rowMap, [numTokens * topK]));
+    const flat = tf.reshape(rowMap, [numTokens * topK]);
+    // A slot with no row (rowMap -1: an identity expert, section 11.5) has no gradient here.
+    const hasRow = tf.greaterEqual(flat, tf.scalar(0, 'int32'));
+    const source = dPermuted.shape[0] === 0 ? tf.zeros([1, hidden]) : dPermuted;
+    const gathered = tf.gather(source, tf.where(hasRow, flat, tf.scalar(0, 'int32')));
+    const rows = tf.where(tf.reshape(hasRow, [numTokens * topK, 1]), gathered, tf.zerosLike(gathered));
     return tf.sum(tf.reshape(rows, [numTokens, topK, hidden]), 1) as Tensor2D;
   });
 }

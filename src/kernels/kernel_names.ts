@@ -69,6 +69,8 @@ export interface MoePermuteInputs {
 export interface MoePermuteAttrs extends NamedAttrMap {
   numExperts: number;
   alignment: number;
+  /** Ids in [numExperts, numExperts + zeroExperts) are identity experts: no row, rowMap -1 (section 11.5). */
+  zeroExperts: number;
 }
 
 /** Output: float32 [R,N]. */
@@ -132,6 +134,7 @@ export interface MoeCombineInputs {
   topkWeights: TensorInfo;   // float32 [T,k]
   topkIds: TensorInfo;       // int32 [T,k]
   downProjBias?: TensorInfo; // float32 [E,D]
+  identityInput?: TensorInfo; // float32 [T,D]: a slot with no row (rowMap -1) adds w[t,j] * identityInput[t]
 }
 /** Attributes of the MoeCombine kernel. */
 export interface MoeCombineAttrs extends NamedAttrMap {
