@@ -8,7 +8,7 @@
  * those kernels covers the calls without the optional input.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type {GradSaveFunc, Tensor} from '@tensorflow/tfjs-core';
+import type {GradSaveFunc, Tensor, Tensor2D} from '@tensorflow/tfjs-core';
 
 /**
  * Runs `run` (a single-output kernel call on exactly `inputs`) so that its gradient is grad(dy, inputs), one
@@ -28,4 +28,20 @@ export function runWithGradient<T extends Tensor>(
 /** A float32 zero gradient for an input that is not differentiable (int32 ids, maps, offsets). */
 export function zeroGrad(like: Tensor): Tensor {
   return tf.zeros(like.shape, 'float32');
+}
+
+/**
+ * index where keep, else `other`, by int32 arithmetic (tf.where's scalar broadcast runs Tile, which reads back on
+ * webgpu).
+ */
+export function keptOr(index: Tensor, keep: Tensor, other: number): Tensor {
+  const k = tf.cast(keep, 'int32');
+  return tf.add(tf.mul(index, k), tf.mul(tf.sub(tf.scalar(1, 'int32'), k), tf.scalar(other, 'int32')));
+}
+
+/** rows [n,D] with the rows where keep [n] is false set to 0 (a NaN there too): a full-shape select, no Tile. */
+export function zeroRowsOf(rows: Tensor2D, keep: Tensor): Tensor2D {
+  const full = tf.greater(tf.add(tf.reshape(tf.cast(keep, 'float32'), [-1, 1]), tf.zeros([1, rows.shape[1]])),
+      tf.scalar(0.5));
+  return tf.where(full, rows, tf.zerosLike(rows)) as Tensor2D;
 }

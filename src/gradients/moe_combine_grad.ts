@@ -11,7 +11,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type {GradConfig, Tensor, Tensor1D, Tensor2D} from '@tensorflow/tfjs-core';
 
 import {MoeCombine, MoeCombineAttrs} from '../kernels/kernel_names.js';
-import {zeroGrad} from './kernel_grad.js';
+import {keptOr, zeroGrad, zeroRowsOf} from './kernel_grad.js';
 
 /** dout[t] repeated for each of the k slots, [T,k,D] by broadcasting. */
 function perSlot(dout: Tensor2D): Tensor {
@@ -30,16 +30,16 @@ function validIndex(index: Tensor, n: number): Tensor {
 
 /** A segment sum over [T*k] segment ids where masked-out slots go to one extra segment, which is dropped. */
 function segmentSumSkipping(data: Tensor, segments: Tensor, keep: Tensor, numSegments: number): Tensor {
-  const target = tf.where(keep, segments, tf.scalar(numSegments, 'int32')) as Tensor1D;
-  return tf.slice(tf.unsortedSegmentSum(data, target, numSegments + 1), 0, numSegments);
+  return tf.slice(tf.unsortedSegmentSum(data, keptOr(segments, keep, numSegments) as Tensor1D, numSegments + 1), 0,
+      numSegments);
 }
 
 /** values[index] for the slots that keep their index, zero rows for the others (tfjs's gather rejects -1). */
 function gatherKept(values: Tensor2D, index: Tensor, keep: Tensor): Tensor {
   const source = values.shape[0] === 0 ? tf.zeros([1, values.shape[1]]) : values;
-  const rows = tf.gather(source, tf.where(keep, index, tf.scalar(0, 'int32')));
-  return tf.where(tf.reshape(keep, [-1, 1]), rows, tf.zerosLike(rows));
+  return zeroRowsOf(tf.gather(source, keptOr(index, keep, 0)) as Tensor2D, keep);
 }
+
 
 /** d/dy [R,D]. */
 export function moeCombineGradY(

@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type {GradConfig, Tensor, Tensor2D} from '@tensorflow/tfjs-core';
 
 import {MoePermute} from '../kernels/kernel_names.js';
-import {zeroGrad} from './kernel_grad.js';
+import {keptOr, zeroGrad, zeroRowsOf} from './kernel_grad.js';
 
 /** d/dx [T,D] from the gradient of permutedX [R,D]. */
 export function moePermuteGradX(dPermuted: Tensor2D, rowMap: Tensor2D): Tensor2D {
@@ -19,8 +19,7 @@ export function moePermuteGradX(dPermuted: Tensor2D, rowMap: Tensor2D): Tensor2D
     // A slot with no row (rowMap -1: an identity expert, section 11.5) has no gradient here.
     const hasRow = tf.greaterEqual(flat, tf.scalar(0, 'int32'));
     const source = dPermuted.shape[0] === 0 ? tf.zeros([1, hidden]) : dPermuted;
-    const gathered = tf.gather(source, tf.where(hasRow, flat, tf.scalar(0, 'int32')));
-    const rows = tf.where(tf.reshape(hasRow, [numTokens * topK, 1]), gathered, tf.zerosLike(gathered));
+    const rows = zeroRowsOf(tf.gather(source, keptOr(flat, hasRow, 0)) as Tensor2D, hasRow);
     return tf.sum(tf.reshape(rows, [numTokens, topK, hidden]), 1) as Tensor2D;
   });
 }

@@ -5,6 +5,7 @@ import {moePermuteComposite} from '../kernels/composite/moe_permute_composite.js
 import {MoePermute, MoePermuteAttrs, permutedRowCount} from '../kernels/kernel_names.js';
 import {runMoeKernel, usesMoeKernel} from './dispatch.js';
 import {checkDerivedSize, checkElementCount, MAX_EXPERTS} from './limits.js';
+import {keptOr} from '../gradients/kernel_grad.js';
 import {stopGradient} from './stop_gradient.js';
 import {checkInt, checkOptionalTensor, checkOptions, checkShape, checkTensor} from './validate.js';
 
@@ -75,6 +76,6 @@ export function weightPerRow(weights: Tensor2D, rowMap: Tensor2D, numRows: numbe
   // (tfjs's cpu segment sum fails on an empty input: no entries, no row to scale.)
   if (entries === 0) return tf.zeros([numRows]);
   const rows = tf.reshape(stopGradient(rowMap), [entries]);
-  const segment = tf.where(tf.less(rows, tf.scalar(0, 'int32')), tf.scalar(numRows, 'int32'), rows) as Tensor1D;
+  const segment = keptOr(rows, tf.greaterEqual(rows, tf.scalar(0, 'int32')), numRows) as Tensor1D;
   return tf.slice(tf.unsortedSegmentSum(tf.reshape(weights, [entries]) as Tensor1D, segment, numRows + 1), 0, numRows);
 }
