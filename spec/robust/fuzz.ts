@@ -227,7 +227,7 @@ async function layerCase(rand: Rand, path: EdgePath, check: Check): Promise<stri
     nGroup, topkGroup, routedScalingFactor: noaux ? pickOf(rand, [1, 2.5]) : 1, renormalize: rand() < 0.7,
     useCorrectionBias: rand() < 0.3, latentSize: rand() < 0.2 ? randInt(rand, 1, 3) : null, withBias: rand() < 0.3,
     probInAdvance: rand() < 0.3, sharedExpertIntermediateSize: shared, sharedExpertGate: shared > 0 && rand() < 0.5,
-    backend: path.composite ? 'composite' : path.backend,
+    backend: path.composite ? 'composite' : path.backend as 'cpu' | 'webgpu',
   };
   const H = randInt(rand, 1, 6), T = randInt(rand, 0, 5);
   const {layer, data} = randomLayer(args, H, rand);
