@@ -4,14 +4,14 @@
 // outside [0, R], negative counts and counts past R (even past int32 when summed) give the same rows on every path,
 // and no row is written twice or left unwritten.
 import * as tf from '@tensorflow/tfjs-core';
-import {batchedGemm, batchedGemmSwiglu, batchedGemmWeightGrad, cudaStatus, dequantizeExpertWeights, hasMoeKernel,
-  MoeKernelName, quantizeExpertWeightsFromArray, registerCudaKernels} from 'tfjs-moe';
+import {batchedGemm, batchedGemmSwiglu, batchedGemmWeightGrad, dequantizeExpertWeights, hasMoeKernel, MoeKernelName,
+  quantizeExpertWeightsFromArray} from 'tfjs-moe';
 import {setWebGPUGemmPreset} from 'tfjs-moe/internal';
 
 import {expectNoLeak, expectThrowsNoLeak, randn, rng} from '../helpers/util.js';
 import {refBatchedGemm, refBatchedGemmWeightGrad, refSegmentBounds, refSwigluScale} from '../reference/moe_reference.js';
-import {registerHostStandIn, TF_BACKEND} from '../cuda/tensorflow_stand_in.js';
-import {describeOnPaths, EDGE_PATHS, EdgePath} from './paths.js';
+import {cudaPaths} from './cuda_paths.js';
+import {describeOnPaths, EDGE_PATHS} from './paths.js';
 
 const R = 6, E = 3;
 const MIN = -(2 ** 31), MAX = 2 ** 31 - 1;
@@ -41,14 +41,6 @@ function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, what: stri
   let bad = -1;
   for (let i = 0; i < want.length && bad < 0; i++) if (!(Math.abs(got[i] - want[i]) <= 1e-4 * scale)) bad = i;
   expect(bad < 0 ? '' : `element ${bad}: got ${got[bad]}, want ${want[bad]}`).withContext(what).toBe('');
-}
-
-/** The cuda op kernels on the host stand-in for 'tensorflow' (GPU machine only; absent elsewhere). */
-function cudaPaths(): EdgePath[] {
-  if (!cudaStatus().available) return [];
-  registerHostStandIn(TF_BACKEND);
-  registerCudaKernels(TF_BACKEND);
-  return [{label: `cuda kernels on ${TF_BACKEND}`, backend: TF_BACKEND, composite: false, call: fn => fn()}];
 }
 
 describeOnPaths('robust: invalid segments', path => {

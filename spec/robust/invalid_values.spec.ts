@@ -7,9 +7,10 @@ import * as tf from '@tensorflow/tfjs-core';
 import {moeCombine, moePermute} from 'tfjs-moe';
 
 import {expectNoLeak, expectThrowsNoLeak} from '../helpers/util.js';
-import {describeOnPaths} from './paths.js';
+import {describeOnPaths, EdgePath} from './paths.js';
 
-describeOnPaths('robust: invalid ids and rows', path => {
+/** The specs of one path (cuda_edges.spec.ts runs them on the cuda op kernels too). */
+export function invalidValueSpecs(path: EdgePath): void {
   const rejects = !path.composite && path.backend === 'cpu';
 
   it(rejects ? 'moePermute rejects ids outside [0,E) naming the argument' :
@@ -80,4 +81,6 @@ describeOnPaths('robust: invalid ids and rows', path => {
       }
     }
   });
-});
+}
+
+describeOnPaths('robust: invalid ids and rows', invalidValueSpecs);
