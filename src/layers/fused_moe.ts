@@ -156,7 +156,7 @@ export class FusedMoE extends tfl.layers.Layer {
     if (!this.built) throw new Error(`FusedMoE '${this.name}': the layer is not built yet (call build() or apply())`);
     if (!isExpertWeightName(name)) {
       throw new Error(`FusedMoE '${this.name}': expertWeights: argument 'name' must be 'up_gate_proj_weight' or ` +
-          `'down_proj_weight', got ${JSON.stringify(name)}`);
+          `'down_proj_weight', got ${describeValue(name)}`);
     }
     if (this.packed != null) return this.packed.read(name);
     const values = this.weightVariables.get(name)!.read();
