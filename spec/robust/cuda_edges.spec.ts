@@ -1,6 +1,6 @@
 // The edge-value specs of the routing and dispatch ops on the cuda op kernels (GPU machine only; elsewhere one
-// pending spec says so): the same expectations as on the webgpu kernels, since the cuda kernels, like them, cannot
-// see device values (docs/semantics.md, common rules).
+// pending spec says so). The cuda op kernels hold ids and rowMap on the host, so they reject invalid ones in the
+// cpu kernels' words (docs/semantics.md, common rules); routing edge values are as on every path.
 import {cudaStatus} from 'tfjs-moe';
 
 import {cudaPaths} from './cuda_paths.js';

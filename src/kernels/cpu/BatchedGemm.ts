@@ -4,7 +4,7 @@ import {makeOutput, readFloat32, readInt32} from '../host_data.js';
 import {BatchedGemm, BatchedGemmAttrs, BatchedGemmInputs} from '../kernel_names.js';
 import {wasmBatchedGemm} from '../wasm/batched_gemm_wasm.js';
 import {batchedGemmImpl} from './batched_gemm_impl.js';
-import {segmentOffsets} from '../segment_offsets.js';
+import {segmentOffsets} from '../host_index_checks.js';
 
 /** The grouped GEMM on host data: float32 [R*N] and N (shared with the fused BatchedGemmSwiglu kernel). */
 export function batchedGemmHost(inputs: BatchedGemmInputs, backend: unknown, attrs: BatchedGemmAttrs):

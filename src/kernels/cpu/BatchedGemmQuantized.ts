@@ -4,7 +4,7 @@ import {
   BatchedGemmQuantized, BatchedGemmQuantizedAttrs, BatchedGemmSwigluQuantized, BatchedGemmSwigluQuantizedInputs,
 } from '../kernel_names_quantized.js';
 import {dequantizeExpertWeightsConfig} from './DequantizeExpertWeights.js';
-import {segmentOffsets} from '../segment_offsets.js';
+import {segmentOffsets} from '../host_index_checks.js';
 import {batchedGemmQuantizedImpl} from './batched_gemm_quantized_impl.js';
 import {fusedSwigluScaleImpl} from './fused_swiglu_scale_impl.js';
 import {makeOutput, readFloat32, readInt32} from '../host_data.js';

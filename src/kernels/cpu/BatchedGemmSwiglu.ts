@@ -4,7 +4,7 @@ import {makeOutput, readFloat32, readInt32} from '../host_data.js';
 import {BatchedGemmSwiglu, BatchedGemmSwigluAttrs, BatchedGemmSwigluInputs, PLAIN_SWIGLU} from '../kernel_names.js';
 import {wasmBatchedGemmSwiglu} from '../wasm/batched_gemm_wasm.js';
 import {batchedGemmHost} from './BatchedGemm.js';
-import {segmentOffsets} from '../segment_offsets.js';
+import {segmentOffsets} from '../host_index_checks.js';
 import {fusedSwigluScaleImpl} from './fused_swiglu_scale_impl.js';
 
 /**

@@ -1,7 +1,7 @@
 import type {KernelConfig, KernelFunc} from '@tensorflow/tfjs-core';
 
 import {BatchedGemmWeightGrad, BatchedGemmWeightGradAttrs, BatchedGemmWeightGradInputs} from '../kernel_names.js';
-import {segmentOffsets} from '../segment_offsets.js';
+import {segmentOffsets} from '../host_index_checks.js';
 import {batchedGemmWeightGradImpl} from './batched_gemm_weight_grad_impl.js';
 import {makeOutput, readFloat32, readInt32} from '../host_data.js';
 

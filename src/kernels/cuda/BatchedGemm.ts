@@ -2,7 +2,7 @@ import type {KernelBackend, KernelConfig, KernelFunc} from '@tensorflow/tfjs-cor
 
 import {BatchedGemm, BatchedGemmAttrs, BatchedGemmInputs} from '../kernel_names.js';
 import {makeOutput, readFloat32, readInt32, readOptionalFloat32} from '../host_data.js';
-import {segmentOffsets} from '../segment_offsets.js';
+import {segmentOffsets} from '../host_index_checks.js';
 import {getCudaAddon} from './loader.js';
 
 /** float32 in, float32 out, exact FMA arithmetic (no TF32): the op's float32 contract. */

@@ -3,7 +3,7 @@ import type {KernelBackend, KernelConfig, KernelFunc} from '@tensorflow/tfjs-cor
 import {BatchedGemmSwiglu, BatchedGemmSwigluAttrs, BatchedGemmSwigluInputs} from '../kernel_names.js';
 import {makeOutput, readFloat32, readInt32, readOptionalFloat32} from '../host_data.js';
 import {rejectClampedSwiglu} from './cuda_fused_moe.js';
-import {segmentOffsets} from '../segment_offsets.js';
+import {segmentOffsets} from '../host_index_checks.js';
 import {getCudaAddon} from './loader.js';
 
 /** The addon's two op entry points back to back (the layer's whole-forward executor is the fast CUDA path). */
