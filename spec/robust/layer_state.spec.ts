@@ -121,7 +121,7 @@ describe('robust: FusedMoE setNamedWeights and apply inputs (item 11)', () => {
     for (const [fn, pattern] of cases) expectThrowsNoLeak(fn, pattern);
     // Every entry of the block is checked before any conversion: also one the loader would not read.
     expectThrowsNoLeak(() => loadHuggingFaceMoe(c.config, {...tensors, 'mlp.extra': 3} as never),
-        /loadHuggingFaceMoe: weight 'mlp.extra' must be a live tf.Tensor or raw F16\/BF16 data, got 3/);
+        /loadHuggingFaceMoe: weight 'mlp.extra' must be a live tf.Tensor or raw data of readSafetensors' keepDtype, got 3/);
     tensors[name].dispose();
     expectThrowsNoLeak(() => loadHuggingFaceMoe(c.config, tensors), new RegExp(`weight '${name}' must be a live tf.Tensor`));
     tf.dispose(Object.values(tensors));

@@ -57,7 +57,7 @@ export class WeightSource {
     // Every entry of the block is checked before any conversion starts (all or nothing).
     for (const [name, t] of this.map) {
       if (!name.startsWith(prefix) || isRawSafetensor(t) || (t instanceof tf.Tensor && !t.isDisposed)) continue;
-      fail(`weight '${name}' must be a live tf.Tensor or raw F16/BF16 data, got ${describeValue(t)}`);
+      fail(`weight '${name}' must be a live tf.Tensor or raw data of readSafetensors' keepDtype, got ${describeValue(t)}`);
     }
   }
 
