@@ -110,16 +110,25 @@ const permuteCase: OpCase = async (rand, path, check) => {
   const alignment = pickOf(rand, [1, 1, 2, 4, 8]);
   const x = normals(rand, T * D);
   const ids = Int32Array.from({length: T * k}, () => randInt(rand, 0, E - 1));
+  // Llama-4's weighted input (section 11.6): row rowMap[t,j] = x[t] * weights[t,j], one float32 product.
+  const weights = rand() < 0.3 ? normals(rand, T * k) : null;
   const xt = tf.tensor2d(x, [T, D]), it = tf.tensor2d(ids, [T, k], 'int32');
-  const out = path.call(() => moePermute(xt as tf.Tensor2D, it as tf.Tensor2D, E, alignment));
+  const wt = weights == null ? null : tf.tensor2d(weights, [T, k]);
+  const out = path.call(() => moePermute(xt as tf.Tensor2D, it as tf.Tensor2D, E, alignment, {weights: wt as tf.Tensor2D | null}));
   const [px, tpe, offsets, rowMap] = await read([out.permutedX, out.tokensPerExpert, out.expertOffsets, out.rowMap]);
-  tf.dispose([xt, it]);
+  tf.dispose([xt, it, ...(wt ? [wt] : [])]);
   const ref = refMoePermute(x, T, D, ids, k, E, alignment);
+  if (weights != null) {
+    for (let s = 0; s < T * k; s++) {
+      const row = ref.rowMap[s], t = Math.floor(s / k);
+      for (let d = 0; d < D; d++) ref.permutedX[row * D + d] = Math.fround(x[t * D + d] * weights[s]);
+    }
+  }
   check('permutedX', px, ref.permutedX, 0);
   check('tokensPerExpert', tpe, ref.tokensPerExpert, 0);
   check('expertOffsets', offsets, ref.expertOffsets, 0);
   check('rowMap', rowMap, ref.rowMap, 0);
-  return `moePermute T=${T} E=${E} k=${k} D=${D} alignment=${alignment}`;
+  return `moePermute T=${T} E=${E} k=${k} D=${D} alignment=${alignment} weights=${weights != null}`;
 };
 
 /** Valid segments over R rows: counts (some empty), a possible gap before and rows after; as offsets or counts. */
