@@ -5,41 +5,28 @@
  * - bias: expert e receives the sum of w[t,j] * dout[t] over the slots routed to it.
  * - identityInput x (section 11.5): a slot with no row (rowMap -1) adds w[t,j] x[t] and no bias: x[t] receives
  *   sum over those slots of w[t,j] dout[t], and their weights <dout[t], x[t]>.
- * rowMap and ids are int32: no gradient.
+ * rowMap and ids are int32: no gradient. A slot whose row or id is invalid adds nothing (section 6): it takes no gradient.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type {GradConfig, Tensor, Tensor1D, Tensor2D} from '@tensorflow/tfjs-core';
 
 import {MoeCombine, MoeCombineAttrs} from '../kernels/kernel_names.js';
-import {keptOr, zeroGrad, zeroRowsOf} from './kernel_grad.js';
+import {gatherRowsOrZero, keptOr, segmentSumValid, zeroGrad} from './kernel_grad.js';
 
 /** dout[t] repeated for each of the k slots, [T,k,D] by broadcasting. */
 function perSlot(dout: Tensor2D): Tensor {
   return tf.reshape(dout, [dout.shape[0], 1, dout.shape[1]]);
 }
 
-/** Whether each slot has a row: [T*k] bool. */
-function slotHasRow(rowMap: Tensor2D): Tensor {
-  return tf.greaterEqual(tf.reshape(rowMap, [-1]), tf.scalar(0, 'int32'));
+/** Whether each slot has a row, [T,k] float (1 or 0). */
+function hasRowMask(rowMap: Tensor2D): Tensor {
+  return tf.cast(tf.greaterEqual(rowMap, tf.scalar(0, 'int32')), 'float32');
 }
 
-/** index in [0, n), elementwise. */
-function validIndex(index: Tensor, n: number): Tensor {
-  return tf.logicalAnd(tf.greaterEqual(index, tf.scalar(0, 'int32')), tf.less(index, tf.scalar(n, 'int32')));
+/** ids [T*k] with the slots that have no row set to -1: with identityInput they have no bias term. */
+export function biasIdsOfRows(ids: Tensor2D, rowMap: Tensor2D): Tensor1D {
+  return tf.reshape(keptOr(ids, tf.greaterEqual(rowMap, tf.scalar(0, 'int32')), -1), [-1]) as Tensor1D;
 }
-
-/** A segment sum over [T*k] segment ids where masked-out slots go to one extra segment, which is dropped. */
-function segmentSumSkipping(data: Tensor, segments: Tensor, keep: Tensor, numSegments: number): Tensor {
-  return tf.slice(tf.unsortedSegmentSum(data, keptOr(segments, keep, numSegments) as Tensor1D, numSegments + 1), 0,
-      numSegments);
-}
-
-/** values[index] for the slots that keep their index, zero rows for the others (tfjs's gather rejects -1). */
-function gatherKept(values: Tensor2D, index: Tensor, keep: Tensor): Tensor {
-  const source = values.shape[0] === 0 ? tf.zeros([1, values.shape[1]]) : values;
-  return zeroRowsOf(tf.gather(source, keptOr(index, keep, 0)) as Tensor2D, keep);
-}
-
 
 /** d/dy [R,D]. */
 export function moeCombineGradY(
@@ -50,8 +37,7 @@ export function moeCombineGradY(
     if (entries === 0) return tf.zeros([numRows, hidden]) as Tensor2D;
     const slotGrad = weightsApplied ? tf.tile(perSlot(dout), [1, topK, 1]) :
                                       tf.mul(perSlot(dout), tf.reshape(weights, [numTokens, topK, 1]));
-    return segmentSumSkipping(tf.reshape(slotGrad, [entries, hidden]), tf.reshape(rowMap, [entries]),
-        slotHasRow(rowMap), numRows) as Tensor2D;
+    return segmentSumValid(tf.reshape(slotGrad, [entries, hidden]) as Tensor2D, tf.reshape(rowMap, [entries]), numRows);
   });
 }
 
@@ -64,20 +50,17 @@ export function moeCombineGradWeights(
     const [entries, hidden] = [numTokens * topK, dout.shape[1]];
     let grad: Tensor = tf.zeros([numTokens, topK]);
     if (entries === 0) return grad as Tensor2D;
-    const hasRow = slotHasRow(rowMap);
     if (!weightsApplied) {
-      const rows = tf.reshape(gatherKept(y, tf.reshape(rowMap, [entries]), hasRow), [numTokens, topK, hidden]);
+      const rows = tf.reshape(gatherRowsOrZero(y, tf.reshape(rowMap, [entries])), [numTokens, topK, hidden]);
       grad = tf.sum(tf.mul(rows, perSlot(dout)), 2);
     }
     if (bias != null) {
-      // With identityInput a slot with no row has no bias term (its id is an identity expert's, not a bias row).
-      const flatIds = tf.reshape(ids, [entries]);
-      const keep = identity != null ? hasRow : validIndex(flatIds, bias.shape[0]);
-      const biasRows = tf.reshape(gatherKept(bias, flatIds, keep), [numTokens, topK, hidden]);
+      const biasIds = identity != null ? biasIdsOfRows(ids, rowMap) : tf.reshape(ids, [entries]) as Tensor1D;
+      const biasRows = tf.reshape(gatherRowsOrZero(bias, biasIds), [numTokens, topK, hidden]);
       grad = tf.add(grad, tf.sum(tf.mul(biasRows, perSlot(dout)), 2));
     }
     if (identity != null) {
-      const noRow = tf.reshape(tf.cast(tf.logicalNot(hasRow), 'float32'), [numTokens, topK]);
+      const noRow = tf.sub(tf.scalar(1), hasRowMask(rowMap));
       grad = tf.add(grad, tf.mul(noRow, tf.sum(tf.mul(identity, dout), 1, true)));
     }
     return grad as Tensor2D;
@@ -87,12 +70,12 @@ export function moeCombineGradWeights(
 /** d/didentityInput [T,D]: sum over the slots with no row of w[t,j] dout[t]. */
 export function moeCombineGradIdentity(dout: Tensor2D, weights: Tensor2D, rowMap: Tensor2D): Tensor2D {
   return tf.tidy(() => {
-    const noRow = tf.reshape(tf.cast(tf.logicalNot(slotHasRow(rowMap)), 'float32'), weights.shape);
+    const noRow = tf.sub(tf.scalar(1), hasRowMask(rowMap));
     return tf.mul(tf.sum(tf.mul(noRow, weights), 1, true), dout) as Tensor2D;
   });
 }
 
-/** d/ddownProjBias [E,D]. */
+/** d/ddownProjBias [E,D]; `rowMap` given (identityInput): the slots with no row have no bias term. */
 export function moeCombineGradBias(
     dout: Tensor2D, weights: Tensor2D, ids: Tensor2D, numExperts: number, rowMap: Tensor2D | null = null): Tensor2D {
   return tf.tidy(() => {
@@ -100,10 +83,8 @@ export function moeCombineGradBias(
     const [entries, hidden] = [numTokens * topK, dout.shape[1]];
     if (entries === 0) return tf.zeros([numExperts, hidden]) as Tensor2D;
     const slotGrad = tf.mul(perSlot(dout), tf.reshape(weights, [numTokens, topK, 1]));
-    const flatIds = tf.reshape(ids, [entries]);
-    // rowMap given (identityInput): the slots with no row have no bias term.
-    return segmentSumSkipping(tf.reshape(slotGrad, [entries, hidden]), flatIds,
-        rowMap != null ? slotHasRow(rowMap) : validIndex(flatIds, numExperts), numExperts) as Tensor2D;
+    const biasIds = rowMap != null ? biasIdsOfRows(ids, rowMap) : tf.reshape(ids, [entries]) as Tensor1D;
+    return segmentSumValid(tf.reshape(slotGrad, [entries, hidden]) as Tensor2D, biasIds, numExperts);
   });
 }
 

@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type {GradConfig, Tensor, Tensor2D} from '@tensorflow/tfjs-core';
 
 import {MoePermute} from '../kernels/kernel_names.js';
-import {keptOr, zeroGrad, zeroRowsOf} from './kernel_grad.js';
+import {gatherRowsOrZero, zeroGrad} from './kernel_grad.js';
 
 /** d/dx [T,D] from the gradient of permutedX [R,D]. */
 export function moePermuteGradX(dPermuted: Tensor2D, rowMap: Tensor2D): Tensor2D {
@@ -15,11 +15,8 @@ export function moePermuteGradX(dPermuted: Tensor2D, rowMap: Tensor2D): Tensor2D
     const [numTokens, topK] = rowMap.shape;
     const hidden = dPermuted.shape[1];
     if (numTokens * topK === 0) return tf.zeros([numTokens, hidden]) as Tensor2D;
-    const flat = tf.reshape(rowMap, [numTokens * topK]);
-    // A slot with no row (rowMap -1: an identity expert, section 11.5) has no gradient here.
-    const hasRow = tf.greaterEqual(flat, tf.scalar(0, 'int32'));
-    const source = dPermuted.shape[0] === 0 ? tf.zeros([1, hidden]) : dPermuted;
-    const rows = zeroRowsOf(tf.gather(source, keptOr(flat, hasRow, 0)) as Tensor2D, hasRow);
+    // rowMap -1 (an identity expert's entry, section 11.5, or an invalid id on a device path) copied nothing.
+    const rows = gatherRowsOrZero(dPermuted, tf.reshape(rowMap, [numTokens * topK]));
     return tf.sum(tf.reshape(rows, [numTokens, topK, hidden]), 1) as Tensor2D;
   });
 }
