@@ -1,4 +1,5 @@
-// float32 expert GEMMs for the cpu backend, compiled to WebAssembly with 128-bit SIMD (scripts/build-wasm.mjs).
+// Expert GEMMs for the cpu backend (float32, and int8 / symmetric int4 codes with float32 group scales, as
+// docs/formats.md defines them), compiled to WebAssembly with 128-bit SIMD (scripts/build-wasm.mjs).
 //
 // Memory is owned by the JS side (src/kernels/wasm/runtime.ts): it places every array in this module's linear
 // memory and passes offsets. Nothing here uses the C stack (no arrays, no address-taken locals): the threaded
@@ -15,8 +16,12 @@
 //
 // Named parameters, fixed per build: PANEL (columns per panel, the register tiles' width), ROW_BLOCK (rows that
 // share one pass over a panel). The build variants (threads: shared memory and atomics, or not) compile this
-// same source. A later low-bit format adds its own pack_* and tile kernels (dequantizing a panel slice in
-// registers) behind the same moe_gemm / moe_gemm_swiglu loops; see the TILE_KERNEL seam below.
+// same source.
+//
+// Low-bit formats keep the panel order (PANEL columns, gate and up halves apart) with codes in place of floats:
+// per panel, per group of K, the group's codes then (after all panels) each group's PANEL scales. One row (decode)
+// dequantizes in registers and applies the scale once per group; several rows dequantize the panel once into
+// float32 scratch (w = s * q, docs/formats.md's rounding) and run the float tiles over it.
 
 #include <stdint.h>
 #include <wasm_simd128.h>
@@ -33,6 +38,11 @@
 #endif
 
 #define EXPORT(name) __attribute__((export_name(#name)))
+
+// Expert weight formats (the values of the `format` arguments).
+#define FORMAT_F32 0
+#define FORMAT_INT8 1
+#define FORMAT_INT4 2
 
 // ---------------------------------------------------------------------------------------------------------------
 // Packing
@@ -63,10 +73,24 @@ static void pack_columns(const float* src, float* dst, int k, int n, int transpo
   }
 }
 
-// Floats one packed expert takes: plain layout (moe_gemm) or split into its two halves (moe_gemm_swiglu, where
-// half the columns are the gate and half the up projection, each padded to whole panels).
-EXPORT(packed_expert_floats) int packed_expert_floats(int k, int n, int halves) {
-  return halves ? 2 * panel_count(n / 2) * k * PANEL : panel_count(n) * k * PANEL;
+// Bytes of one panel's codes for one group of K (a group is a multiple of 4 k: int4 packs 4 k per 16 bytes).
+static inline int group_code_bytes(int format, int group) {
+  return format == FORMAT_INT8 ? group * PANEL : group * PANEL / 2;
+}
+
+// Bytes of `panels` packed panels over depth k: floats, or codes plus scales.
+static inline long panels_bytes(int format, int k, int group, int panels) {
+  if (format == FORMAT_F32) return (long)panels * k * PANEL * 4;
+  const int groups = k / group;
+  return (long)panels * groups * (group_code_bytes(format, group) + PANEL * 4);
+}
+
+// Bytes one packed expert takes: plain layout (moe_gemm) or split into its two halves (moe_gemm_swiglu, where
+// half the columns are the gate and half the up projection, each padded to whole panels). group: codes per scale
+// (a multiple of 4 dividing k; ignored for float32).
+EXPORT(packed_expert_bytes) int packed_expert_bytes(int format, int k, int n, int group, int halves) {
+  return (int)(halves ? 2 * panels_bytes(format, k, group, panel_count(n / 2))
+                      : panels_bytes(format, k, group, panel_count(n)));
 }
 
 EXPORT(pack_expert) void pack_expert(const float* src, float* dst, int k, int n, int transposed, int halves) {
@@ -79,11 +103,63 @@ EXPORT(pack_expert) void pack_expert(const float* src, float* dst, int k, int n,
   pack_columns(src, dst + (long)panel_count(half) * k * PANEL, k, n, transposed, half, half);
 }
 
+// Code (k, col) of one expert's int8 / int4 words (docs/formats.md 2.1: P codes per int32 word along K, the lowest
+// k in the lowest bits; [K/P, N] words, or [N, K/P] transposed): int8 as its signed value, int4 as the nibble.
+static inline int code_at(const int32_t* words, int k, int n, int transposed, int format, int kk, int col) {
+  const int per = format == FORMAT_INT8 ? 4 : 8;
+  const int kw = (k + per - 1) / per;
+  const uint32_t w = (uint32_t)(transposed ? words[(long)col * kw + kk / per] : words[(long)(kk / per) * n + col]);
+  const int shift = (kk % per) * (32 / per);
+  return format == FORMAT_INT8 ? (int)(int8_t)(uint8_t)(w >> shift) : (int)((w >> shift) & 15);
+}
+
+// Packs columns [c0, c0 + count) of one expert's codes and scales ([K/group, N], or [N, K/group] transposed) at
+// dst. Per panel and group: int8 [group][PANEL] bytes; int4 16 bytes per 4 k, byte 8h + j holding column j's
+// k = 4t + h in its low nibble and 4t + 2 + h in its high one (a load, a mask and a shift give two k each).
+// Columns past count get code 0 (int4: 8) and scale 0.
+static void pack_quantized_columns(const int32_t* words, const float* scales, uint8_t* dst, int format, int k, int n,
+                                   int group, int transposed, int c0, int count) {
+  const int panels = panel_count(count), groups = k / group, code_bytes = group_code_bytes(format, group);
+  float* dst_scales = (float*)(dst + (long)panels * groups * code_bytes);
+  for (int p = 0; p < panels; p++) {
+    for (int g = 0; g < groups; g++) {
+      uint8_t* c = dst + ((long)p * groups + g) * code_bytes;
+      for (int j = 0; j < PANEL; j++) {
+        const int col = c0 + p * PANEL + j, valid = p * PANEL + j < count;
+        dst_scales[((long)p * groups + g) * PANEL + j] =
+            valid ? (transposed ? scales[(long)col * groups + g] : scales[(long)g * n + col]) : 0.0f;
+        for (int kk = 0; kk < group; kk++) {
+          const int code = valid ? code_at(words, k, n, transposed, format, g * group + kk, col) : (format == FORMAT_INT8 ? 0 : 8);
+          if (format == FORMAT_INT8) {
+            c[kk * PANEL + j] = (uint8_t)code;
+          } else {
+            const int t = kk / 4, r = kk % 4;
+            uint8_t* byte = c + t * 16 + (r & 1) * PANEL + j;
+            *byte = r < 2 ? (uint8_t)((*byte & 0xf0) | code) : (uint8_t)((*byte & 0x0f) | (code << 4));
+          }
+        }
+      }
+    }
+  }
+}
+
+EXPORT(pack_expert_quantized)
+void pack_expert_quantized(const int32_t* words, const float* scales, uint8_t* dst, int format, int k, int n, int group,
+                           int transposed, int halves) {
+  if (!halves) {
+    pack_quantized_columns(words, scales, dst, format, k, n, group, transposed, 0, n);
+    return;
+  }
+  const int half = n / 2;
+  pack_quantized_columns(words, scales, dst, format, k, n, group, transposed, 0, half);
+  pack_quantized_columns(words, scales, dst + panels_bytes(format, k, group, panel_count(half)), format, k, n, group,
+                         transposed, half, half);
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Register tiles: tile[r][0..PANEL) = sum_k a[r][k] * panel[k][0..PANEL), for the rows of a at stride lda.
 // One tile per row count up to 4, so that a block's rows pass over the panel ceil(rows / 4) times; wider tiles
 // (6 rows, or k unrolled) measured slower: V8 runs out of the 16 xmm registers and spills.
-// TILE_KERNEL seam: a low-bit format supplies the same tiles reading its packed panel.
 
 // Decode: one row streams the panel; two accumulator pairs hide the add latency.
 static inline void tile_1(const float* a, const float* b, int k, float* tile) {
@@ -205,6 +281,120 @@ static void row_block_tiles(const float* a, const float* ap, int lda, int rows, 
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// Low-bit panels. A panel's codes for group g start at codes + g * group_code_bytes, its scales at
+// scales + g * PANEL.
+
+// int8: 16 bytes = 2 k x 8 columns -> four f32x4 (k0 cols 0-3, 4-7, k1 cols 0-3, 4-7).
+#define INT8_TO_F32(q, v0, v1, v2, v3)                                               \
+  do {                                                                               \
+    const v128_t lo_ = wasm_i16x8_extend_low_i8x16(q), hi_ = wasm_i16x8_extend_high_i8x16(q); \
+    v0 = wasm_f32x4_convert_i32x4(wasm_i32x4_extend_low_i16x8(lo_));                 \
+    v1 = wasm_f32x4_convert_i32x4(wasm_i32x4_extend_high_i16x8(lo_));                \
+    v2 = wasm_f32x4_convert_i32x4(wasm_i32x4_extend_low_i16x8(hi_));                 \
+    v3 = wasm_f32x4_convert_i32x4(wasm_i32x4_extend_high_i16x8(hi_));                \
+  } while (0)
+
+// int4: the 16 bytes of 4 k (see pack_quantized_columns) -> their (c - 8) as two i8x16 of 2 k x 8 columns each.
+static inline void int4_to_i8(v128_t q, v128_t* k01, v128_t* k23) {
+  const v128_t eight = wasm_i8x16_splat(8);
+  *k01 = wasm_i8x16_sub(wasm_v128_and(q, wasm_i8x16_splat(0x0f)), eight);
+  *k23 = wasm_i8x16_sub(wasm_u8x16_shr(q, 4), eight);
+}
+
+// Decode: one row streams the panel's codes; per group the code sums are scaled once.
+static inline void q_tile_1(int format, const float* a, const uint8_t* codes, const float* scales, int k, int group,
+                            float* tile) {
+  v128_t acc0 = wasm_f32x4_splat(0), acc1 = acc0;
+  for (int k0 = 0; k0 < k; k0 += group, scales += PANEL) {
+    v128_t g0 = wasm_f32x4_splat(0), g1 = g0, h0 = g0, h1 = g0;
+    if (format == FORMAT_INT8) {
+      for (int kk = k0; kk < k0 + group; kk += 2, codes += 16) {
+        v128_t w0, w1, w2, w3;
+        INT8_TO_F32(wasm_v128_load(codes), w0, w1, w2, w3);
+        const v128_t x0 = wasm_v128_load32_splat(a + kk), x1 = wasm_v128_load32_splat(a + kk + 1);
+        g0 = wasm_f32x4_add(g0, wasm_f32x4_mul(x0, w0));
+        g1 = wasm_f32x4_add(g1, wasm_f32x4_mul(x0, w1));
+        h0 = wasm_f32x4_add(h0, wasm_f32x4_mul(x1, w2));
+        h1 = wasm_f32x4_add(h1, wasm_f32x4_mul(x1, w3));
+      }
+    } else {
+      for (int kk = k0; kk < k0 + group; kk += 4, codes += 16) {
+        v128_t k01, k23, w0, w1, w2, w3;
+        int4_to_i8(wasm_v128_load(codes), &k01, &k23);
+        INT8_TO_F32(k01, w0, w1, w2, w3);
+        v128_t x0 = wasm_v128_load32_splat(a + kk), x1 = wasm_v128_load32_splat(a + kk + 1);
+        g0 = wasm_f32x4_add(g0, wasm_f32x4_mul(x0, w0));
+        g1 = wasm_f32x4_add(g1, wasm_f32x4_mul(x0, w1));
+        h0 = wasm_f32x4_add(h0, wasm_f32x4_mul(x1, w2));
+        h1 = wasm_f32x4_add(h1, wasm_f32x4_mul(x1, w3));
+        INT8_TO_F32(k23, w0, w1, w2, w3);
+        x0 = wasm_v128_load32_splat(a + kk + 2);
+        x1 = wasm_v128_load32_splat(a + kk + 3);
+        g0 = wasm_f32x4_add(g0, wasm_f32x4_mul(x0, w0));
+        g1 = wasm_f32x4_add(g1, wasm_f32x4_mul(x0, w1));
+        h0 = wasm_f32x4_add(h0, wasm_f32x4_mul(x1, w2));
+        h1 = wasm_f32x4_add(h1, wasm_f32x4_mul(x1, w3));
+      }
+    }
+    acc0 = wasm_f32x4_add(acc0, wasm_f32x4_mul(wasm_f32x4_add(g0, h0), wasm_v128_load(scales)));
+    acc1 = wasm_f32x4_add(acc1, wasm_f32x4_mul(wasm_f32x4_add(g1, h1), wasm_v128_load(scales + 4)));
+  }
+  wasm_v128_store(tile, acc0);
+  wasm_v128_store(tile + 4, acc1);
+}
+
+// Several rows: the panel as float32 [k][PANEL] at dst, w = s * q (one rounding, as docs/formats.md).
+static void dequantize_panel(int format, const uint8_t* codes, const float* scales, int k, int group, float* dst) {
+  for (int k0 = 0; k0 < k; k0 += group, scales += PANEL) {
+    const v128_t s0 = wasm_v128_load(scales), s1 = wasm_v128_load(scales + 4);
+    if (format == FORMAT_INT8) {
+      for (int kk = k0; kk < k0 + group; kk += 2, codes += 16, dst += 2 * PANEL) {
+        v128_t w0, w1, w2, w3;
+        INT8_TO_F32(wasm_v128_load(codes), w0, w1, w2, w3);
+        wasm_v128_store(dst, wasm_f32x4_mul(s0, w0));
+        wasm_v128_store(dst + 4, wasm_f32x4_mul(s1, w1));
+        wasm_v128_store(dst + 8, wasm_f32x4_mul(s0, w2));
+        wasm_v128_store(dst + 12, wasm_f32x4_mul(s1, w3));
+      }
+    } else {
+      for (int kk = k0; kk < k0 + group; kk += 4, codes += 16, dst += 4 * PANEL) {
+        v128_t k01, k23, w0, w1, w2, w3;
+        int4_to_i8(wasm_v128_load(codes), &k01, &k23);
+        INT8_TO_F32(k01, w0, w1, w2, w3);
+        wasm_v128_store(dst, wasm_f32x4_mul(s0, w0));
+        wasm_v128_store(dst + 4, wasm_f32x4_mul(s1, w1));
+        wasm_v128_store(dst + 8, wasm_f32x4_mul(s0, w2));
+        wasm_v128_store(dst + 12, wasm_f32x4_mul(s1, w3));
+        INT8_TO_F32(k23, w0, w1, w2, w3);
+        wasm_v128_store(dst + 16, wasm_f32x4_mul(s0, w0));
+        wasm_v128_store(dst + 20, wasm_f32x4_mul(s1, w1));
+        wasm_v128_store(dst + 24, wasm_f32x4_mul(s0, w2));
+        wasm_v128_store(dst + 28, wasm_f32x4_mul(s1, w3));
+      }
+    }
+  }
+}
+
+// tile[0 .. rows * PANEL) for panel p of one packed half (`panels` panels at w) in any format; dq: k * PANEL
+// floats of scratch for a dequantized panel.
+static inline void panel_tiles(int format, int group, const uint8_t* w, int panels, int p, const float* a,
+                               const float* ap, int lda, int rows, int k, float* tile, float* dq) {
+  if (format == FORMAT_F32) {
+    row_block_tiles(a, ap, lda, rows, (const float*)w + (long)p * k * PANEL, k, tile);
+    return;
+  }
+  const int groups = k / group, code_bytes = group_code_bytes(format, group);
+  const uint8_t* codes = w + (long)p * groups * code_bytes;
+  const float* scales = (const float*)(w + (long)panels * groups * code_bytes) + (long)p * groups * PANEL;
+  if (rows == 1) {
+    q_tile_1(format, a, codes, scales, k, group, tile);
+    return;
+  }
+  dequantize_panel(format, codes, scales, k, group, dq);
+  row_block_tiles(a, ap, lda, rows, dq, k, tile);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // Epilogues
 
 // Stores the first `count` (0..4) lanes of v at dst.
@@ -257,9 +447,9 @@ static inline v128_t swiglu_f32x4(v128_t g, v128_t u, v128_t s) {
   return wasm_f32x4_mul(wasm_f32x4_mul(silu, u), s);
 }
 
-// Each thread's scratch, at scratch + thread * scratch_floats_per_thread(k): two row-block tiles, then the block's
-// rows packed for tile_4p.
-static inline int scratch_floats(int k) { return 2 * ROW_BLOCK * PANEL + ROW_BLOCK * k; }
+// Each thread's scratch, at scratch + thread * scratch_floats_per_thread(k): two row-block tiles, the block's rows
+// packed for tile_4p, then one dequantized panel (low-bit formats).
+static inline int scratch_floats(int k) { return 2 * ROW_BLOCK * PANEL + ROW_BLOCK * k + k * PANEL; }
 EXPORT(scratch_floats_per_thread) int scratch_floats_per_thread(int k) { return scratch_floats(k); }
 
 // Panels [first, last) of this thread's share of `panels`.
@@ -272,25 +462,28 @@ static inline void thread_share(int panels, int thread, int threads, int* first,
 // Entry points (one call per thread; thread 0 of 1 runs everything)
 
 // out[r] = lhs[r] @ W[e] (+ bias[e]) for r in segment e = [offsets[e], offsets[e+1]). lhs [R,k], out [R,n] (rows
-// outside every segment are not written), weights[e] = packed expert e (0 for an empty segment), bias [E,n] or 0,
-// scratch: scratch_floats(k) per thread.
+// outside every segment are not written), weights[e] = packed expert e (0 for an empty segment) in `format` with
+// `group` codes per scale, bias [E,n] or 0, scratch: scratch_floats(k) per thread.
 EXPORT(moe_gemm)
 void moe_gemm(const float* lhs, int k, float* out, int n, const int32_t* offsets, int num_experts,
-              const uint32_t* weights, const float* bias, float* scratch, int thread, int threads) {
+              const uint32_t* weights, const float* bias, int format, int group, float* scratch, int thread,
+              int threads) {
+  const int panels = panel_count(n);
   int first, last;
-  thread_share(panel_count(n), thread, threads, &first, &last);
+  thread_share(panels, thread, threads, &first, &last);
   scratch += (long)thread * scratch_floats(k);
   float* apack = scratch + 2 * ROW_BLOCK * PANEL;
+  float* dq = apack + ROW_BLOCK * k;
   for (int e = 0; e < num_experts; e++) {
     const int seg_start = offsets[e], seg_end = offsets[e + 1];
     if (seg_start >= seg_end) continue;
-    const float* w = (const float*)(uintptr_t)weights[e];
+    const uint8_t* w = (const uint8_t*)(uintptr_t)weights[e];
     for (int r0 = seg_start; r0 < seg_end; r0 += ROW_BLOCK) {
       const int rows = seg_end - r0 < ROW_BLOCK ? seg_end - r0 : ROW_BLOCK;
       const float* a = lhs + (long)r0 * k;
       pack_rows(a, k, rows, k, apack);
       for (int p = first; p < last; p++) {
-        row_block_tiles(a, apack, k, rows, w + (long)p * k * PANEL, k, scratch);
+        panel_tiles(format, group, w, panels, p, a, apack, k, rows, k, scratch, dq);
         const int c0 = p * PANEL;
         const int valid = n - c0 < PANEL ? n - c0 : PANEL;
         const v128_t bias0 = bias ? load_lanes(bias + (long)e * n + c0, valid) : wasm_f32x4_splat(0);
@@ -307,31 +500,33 @@ void moe_gemm(const float* lhs, int k, float* out, int n, const int32_t* offsets
 
 // The up projection with SwiGLU x scale fused: out[r, i] = silu(h[r, i]) * h[r, I + i] * scale[r] where
 // h = lhs @ W[e] (+ bias[e]) over the 2I columns of W[e] (gate half first), packed with halves = 1.
-// out [R, I]; bias [E, 2I] or 0; scale [R] or 0 (1); scratch: scratch_floats(k) per thread.
+// out [R, I]; bias [E, 2I] or 0; scale [R] or 0 (1); format and group as moe_gemm's; scratch: scratch_floats(k)
+// per thread.
 EXPORT(moe_gemm_swiglu)
 void moe_gemm_swiglu(const float* lhs, int k, float* out, int intermediate, const int32_t* offsets,
-                     int num_experts, const uint32_t* weights, const float* bias, const float* scale,
-                     float* scratch, int thread, int threads) {
+                     int num_experts, const uint32_t* weights, const float* bias, int format, int group,
+                     const float* scale, float* scratch, int thread, int threads) {
   const int panels = panel_count(intermediate);
   scratch += (long)thread * scratch_floats(k);
   float* gate_tile = scratch;
   float* up_tile = scratch + ROW_BLOCK * PANEL;
   float* apack = scratch + 2 * ROW_BLOCK * PANEL;
+  float* dq = apack + ROW_BLOCK * k;
   const int n = 2 * intermediate;
   int first, last;
   thread_share(panels, thread, threads, &first, &last);
   for (int e = 0; e < num_experts; e++) {
     const int seg_start = offsets[e], seg_end = offsets[e + 1];
     if (seg_start >= seg_end) continue;
-    const float* w = (const float*)(uintptr_t)weights[e];
-    const float* up_w = w + (long)panels * k * PANEL;
+    const uint8_t* w = (const uint8_t*)(uintptr_t)weights[e];
+    const uint8_t* up_w = w + panels_bytes(format, k, group, panels);
     for (int r0 = seg_start; r0 < seg_end; r0 += ROW_BLOCK) {
       const int rows = seg_end - r0 < ROW_BLOCK ? seg_end - r0 : ROW_BLOCK;
       const float* a = lhs + (long)r0 * k;
       pack_rows(a, k, rows, k, apack);
       for (int p = first; p < last; p++) {
-        row_block_tiles(a, apack, k, rows, w + (long)p * k * PANEL, k, gate_tile);
-        row_block_tiles(a, apack, k, rows, up_w + (long)p * k * PANEL, k, up_tile);
+        panel_tiles(format, group, w, panels, p, a, apack, k, rows, k, gate_tile, dq);
+        panel_tiles(format, group, up_w, panels, p, a, apack, k, rows, k, up_tile, dq);
         const int c0 = p * PANEL;
         const int valid = intermediate - c0 < PANEL ? intermediate - c0 : PANEL;
         v128_t gb0 = wasm_f32x4_splat(0), gb1 = gb0, ub0 = gb0, ub1 = gb0;
