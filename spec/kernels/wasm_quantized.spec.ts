@@ -36,6 +36,9 @@ describe('wasm kernels over int8 / int4 expert weights (f32-accumulation bound 1
     it(`${op}: wasm path, random shapes, 1 to 40 rows per expert, both orientations, bias`, async () => {
       for (const [i, {v, kMultiple}] of WASM_VARIANTS.entries()) {
         const calls = {wasm: 0, total: 0};
+        // At most 2 rows per expert: mostly the one-row decode tile; up to 40: the dequantized panel.
+        await checkGemmCases('cpu wasm', 41 + i, 4, {E: 6, K: 2 * kMultiple + 64, N: 37, rows: 2},
+                             c => runTracked(c, calls), rng(41 + i + (swiglu ? 100 : 0)), {kMultiple, swiglu}, [v]);
         await checkGemmCases('cpu wasm', 51 + i, 4, {E: 4, K: 2 * kMultiple + 64, N: 37, rows: 40},
                              c => runTracked(c, calls), rng(51 + i + (swiglu ? 100 : 0)), {kMultiple, swiglu}, [v]);
         // Cases whose experts all have no rows pack nothing; every other one must have run in wasm.
@@ -90,6 +93,46 @@ describe('wasm kernels over int8 / int4 expert weights (f32-accumulation bound 1
       expect(outputs[1]).withContext(`${format}: 2 threads`).toEqual(outputs[0]);
       expect(outputs[2]).withContext(`${format}: 3 threads`).toEqual(outputs[0]);
       tf.dispose([lhs, segments, q as unknown as tf.TensorContainer]);
+    }
+  });
+});
+
+describe('wasm kernels over int8 / int4: one-row decode edge values', () => {
+  // The one-row tile splits the row into int16 halves; rows it cannot split (a value not finite, or all below
+  // 2^-100) take the float32 tile. Both against the reference (tiny values) and NaN / Inf propagation.
+  it('tiny, zero, huge and non-finite rows: same as the reference / the JavaScript kernel', async () => {
+    const rand = rng(81);
+    const E = 2, K = 64, N = 11;
+    for (const format of ['int8', 'int4'] as const) {
+      const q = moe.quantizeExpertWeightsFromArray(randn(rand, E * K * N), [E, K, N], format, {groupSize: 32});
+      const deq = Float32Array.from(refDequantize(await refPacked(q)));
+      for (const [label, fill] of [['1e-35 (below 2^-100)', 1e-35], ['0', 0], ['1e30', 1e30],
+        ['one Inf', Infinity], ['one NaN', NaN]] as const) {
+        const x = randn(rand, 2 * K);
+        for (let i = 0; i < K; i++) x[i] = Number.isFinite(fill) ? x[i] * fill : x[i];
+        if (!Number.isFinite(fill)) x[5] = fill;
+        // One row per expert: the decode tile.
+        const lhs = tf.tensor2d(x, [2, K]), segments = tf.tensor1d([1, 1], 'int32');
+        const got = await moe.batchedGemm(lhs, q, segments).data() as Float32Array;
+        const js = await withFlags({MOE_WASM: false}, async () =>
+          await moe.batchedGemm(lhs, q, segments).data() as Float32Array);
+        const ctx = `${format}, row 0 ${label}`;
+        if (Number.isFinite(fill)) {
+          const expected = refBatchedGemm(x, 2, K, deq, E, N, Int32Array.from([0, 1, 2]), false, null);
+          const row0 = expected.subarray(0, N), gotRow0 = got.subarray(0, N);
+          if (fill === 0) expect(Array.from(gotRow0)).withContext(ctx).toEqual(new Array(N).fill(0));
+          else expect(relError(gotRow0, row0)).withContext(ctx).toBeLessThan(1e-5);
+          expect(relError(got.subarray(N), expected.subarray(N))).withContext(`${ctx}: row 1`).toBeLessThan(1e-5);
+        } else {
+          // Non-finite values propagate exactly as in the JavaScript kernel (Inf * 0 weights give NaN, etc.).
+          for (let n = 0; n < N; n++) {
+            expect(Object.is(Number.isNaN(got[n]), Number.isNaN(js[n])) && (Number.isNaN(js[n]) || got[n] === js[n]))
+                .withContext(`${ctx}: column ${n}: wasm ${got[n]}, js ${js[n]}`).toBeTrue();
+          }
+        }
+        tf.dispose([lhs, segments]);
+      }
+      tf.dispose(q as unknown as tf.TensorContainer);
     }
   });
 });

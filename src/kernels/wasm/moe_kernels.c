@@ -20,8 +20,9 @@
 //
 // Low-bit formats keep the panel order (PANEL columns, gate and up halves apart) with codes in place of floats:
 // per panel, per group of K, the group's codes then (after all panels) each group's PANEL scales. One row (decode)
-// dequantizes in registers and applies the scale once per group; several rows dequantize the panel once into
-// float32 scratch (w = s * q, docs/formats.md's rounding) and run the float tiles over it.
+// is split into two int16 halves (x = S * (hi + lo / 2^15), exact to 2^-29 of its largest value) and multiplied
+// with the codes in int32 (no per-weight conversion), the scale applied once per group; several rows dequantize
+// the panel once into float32 scratch (w = s * q, docs/formats.md's rounding) and run the float tiles over it.
 
 #include <stdint.h>
 #include <wasm_simd128.h>
@@ -114,9 +115,10 @@ static inline int code_at(const int32_t* words, int k, int n, int transposed, in
 }
 
 // Packs columns [c0, c0 + count) of one expert's codes and scales ([K/group, N], or [N, K/group] transposed) at
-// dst. Per panel and group: int8 [group][PANEL] bytes; int4 16 bytes per 4 k, byte 8h + j holding column j's
-// k = 4t + h in its low nibble and 4t + 2 + h in its high one (a load, a mask and a shift give two k each).
-// Columns past count get code 0 (int4: 8) and scale 0.
+// dst. Per panel and group, 16 bytes per step of k, in the pair order of i32x4.dot_i16x8_s (lane j of the i16
+// vector = k pair element j % 2 of column j / 2): int8 steps of 2 k, byte 2j + h = column j's k = 2t + h; int4
+// steps of 4 k, byte 2j + h holding column j's k = 4t + h in its low nibble and 4t + 2 + h in its high one (a
+// mask and a shift give two pair vectors). Columns past count get the code of 0 (int8 0, int4 8) and scale 0.
 static void pack_quantized_columns(const int32_t* words, const float* scales, uint8_t* dst, int format, int k, int n,
                                    int group, int transposed, int c0, int count) {
   const int panels = panel_count(count), groups = k / group, code_bytes = group_code_bytes(format, group);
@@ -131,10 +133,10 @@ static void pack_quantized_columns(const int32_t* words, const float* scales, ui
         for (int kk = 0; kk < group; kk++) {
           const int code = valid ? code_at(words, k, n, transposed, format, g * group + kk, col) : (format == FORMAT_INT8 ? 0 : 8);
           if (format == FORMAT_INT8) {
-            c[kk * PANEL + j] = (uint8_t)code;
+            c[(kk / 2) * 16 + 2 * j + (kk & 1)] = (uint8_t)code;
           } else {
-            const int t = kk / 4, r = kk % 4;
-            uint8_t* byte = c + t * 16 + (r & 1) * PANEL + j;
+            const int r = kk % 4;
+            uint8_t* byte = c + (kk / 4) * 16 + 2 * j + (r & 1);
             *byte = r < 2 ? (uint8_t)((*byte & 0xf0) | code) : (uint8_t)((*byte & 0x0f) | (code << 4));
           }
         }
@@ -284,101 +286,214 @@ static void row_block_tiles(const float* a, const float* ap, int lda, int rows, 
 // Low-bit panels. A panel's codes for group g start at codes + g * group_code_bytes, its scales at
 // scales + g * PANEL.
 
-// int8: 16 bytes = 2 k x 8 columns -> four f32x4 (k0 cols 0-3, 4-7, k1 cols 0-3, 4-7).
-#define INT8_TO_F32(q, v0, v1, v2, v3)                                               \
-  do {                                                                               \
-    const v128_t lo_ = wasm_i16x8_extend_low_i8x16(q), hi_ = wasm_i16x8_extend_high_i8x16(q); \
-    v0 = wasm_f32x4_convert_i32x4(wasm_i32x4_extend_low_i16x8(lo_));                 \
-    v1 = wasm_f32x4_convert_i32x4(wasm_i32x4_extend_high_i16x8(lo_));                \
-    v2 = wasm_f32x4_convert_i32x4(wasm_i32x4_extend_low_i16x8(hi_));                 \
-    v3 = wasm_f32x4_convert_i32x4(wasm_i32x4_extend_high_i16x8(hi_));                \
+// A 16-byte step of codes as i16x8 pair vectors (see pack_quantized_columns): int8 gives w0 (columns 0-3) and
+// w1 (4-7) for one k pair; int4 gives w0, w1 for k pair (4t, 4t + 1) and w2, w3 for (4t + 2, 4t + 3), as c - 8.
+#define INT8_PAIRS(q, w0, w1)                \
+  do {                                       \
+    w0 = wasm_i16x8_extend_low_i8x16(q);     \
+    w1 = wasm_i16x8_extend_high_i8x16(q);    \
+  } while (0)
+#define INT4_PAIRS(q, w0, w1, w2, w3)                                                               \
+  do {                                                                                              \
+    const v128_t lo_ = wasm_i8x16_sub(wasm_v128_and(q, wasm_i8x16_splat(0x0f)), wasm_i8x16_splat(8)); \
+    const v128_t hi_ = wasm_i8x16_sub(wasm_u8x16_shr(q, 4), wasm_i8x16_splat(8));                    \
+    INT8_PAIRS(lo_, w0, w1);                                                                        \
+    INT8_PAIRS(hi_, w2, w3);                                                                        \
   } while (0)
 
-// int4: the 16 bytes of 4 k (see pack_quantized_columns) -> their (c - 8) as two i8x16 of 2 k x 8 columns each.
-static inline void int4_to_i8(v128_t q, v128_t* k01, v128_t* k23) {
-  const v128_t eight = wasm_i8x16_splat(8);
-  *k01 = wasm_i8x16_sub(wasm_v128_and(q, wasm_i8x16_splat(0x0f)), eight);
-  *k23 = wasm_i8x16_sub(wasm_u8x16_shr(q, 4), eight);
+// An i16x8 pair vector as two f32x4 of (k0 c, k1 c, k0 c+1, k1 c+1) for its columns c = 0, 2 (of 4).
+#define PAIRS_TO_F32(w, f0, f1)                                     \
+  do {                                                              \
+    f0 = wasm_f32x4_convert_i32x4(wasm_i32x4_extend_low_i16x8(w));  \
+    f1 = wasm_f32x4_convert_i32x4(wasm_i32x4_extend_high_i16x8(w)); \
+  } while (0)
+
+// Lanes (k0 c, k1 c, k0 c+1, k1 c+1) of a and b (columns c..c+1, c+2..c+3) summed over the pair: 4 columns.
+static inline v128_t pair_sum(v128_t a, v128_t b) {
+  return wasm_f32x4_add(wasm_i32x4_shuffle(a, b, 0, 2, 4, 6), wasm_i32x4_shuffle(a, b, 1, 3, 5, 7));
 }
 
-// Decode: one row streams the panel's codes; per group the code sums are scaled once.
-static inline void q_tile_1(int format, const float* a, const uint8_t* codes, const float* scales, int k, int group,
-                            float* tile) {
+// Decode of one row whose values are not all finite or are tiny (x_split below declines them): in float32, the
+// codes converted as they stream, the scale applied once per group. (a + kk) as a pair [x_k, x_k+1, x_k, x_k+1].
+static inline void q_tile_1_float(int format, const float* a, const uint8_t* codes, const float* scales, int k,
+                                  int group, float* tile) {
   v128_t acc0 = wasm_f32x4_splat(0), acc1 = acc0;
   for (int k0 = 0; k0 < k; k0 += group, scales += PANEL) {
-    v128_t g0 = wasm_f32x4_splat(0), g1 = g0, h0 = g0, h1 = g0;
-    if (format == FORMAT_INT8) {
-      for (int kk = k0; kk < k0 + group; kk += 2, codes += 16) {
-        v128_t w0, w1, w2, w3;
-        INT8_TO_F32(wasm_v128_load(codes), w0, w1, w2, w3);
-        const v128_t x0 = wasm_v128_load32_splat(a + kk), x1 = wasm_v128_load32_splat(a + kk + 1);
-        g0 = wasm_f32x4_add(g0, wasm_f32x4_mul(x0, w0));
-        g1 = wasm_f32x4_add(g1, wasm_f32x4_mul(x0, w1));
-        h0 = wasm_f32x4_add(h0, wasm_f32x4_mul(x1, w2));
-        h1 = wasm_f32x4_add(h1, wasm_f32x4_mul(x1, w3));
+    // Per column pair, both k parities: lanes as PAIRS_TO_F32's.
+    v128_t p0 = wasm_f32x4_splat(0), p1 = p0, p2 = p0, p3 = p0;
+    for (int kk = k0; kk < k0 + group; kk += format == FORMAT_INT8 ? 2 : 4, codes += 16) {
+      const v128_t q = wasm_v128_load(codes);
+      v128_t w0, w1, w2, w3, f0, f1;
+      const v128_t x01 = wasm_v128_load64_splat(a + kk);
+      if (format == FORMAT_INT8) {
+        INT8_PAIRS(q, w0, w1);
+      } else {
+        INT4_PAIRS(q, w0, w1, w2, w3);
+        const v128_t x23 = wasm_v128_load64_splat(a + kk + 2);
+        PAIRS_TO_F32(w2, f0, f1);
+        p0 = wasm_f32x4_add(p0, wasm_f32x4_mul(x23, f0));
+        p1 = wasm_f32x4_add(p1, wasm_f32x4_mul(x23, f1));
+        PAIRS_TO_F32(w3, f0, f1);
+        p2 = wasm_f32x4_add(p2, wasm_f32x4_mul(x23, f0));
+        p3 = wasm_f32x4_add(p3, wasm_f32x4_mul(x23, f1));
       }
-    } else {
-      for (int kk = k0; kk < k0 + group; kk += 4, codes += 16) {
-        v128_t k01, k23, w0, w1, w2, w3;
-        int4_to_i8(wasm_v128_load(codes), &k01, &k23);
-        INT8_TO_F32(k01, w0, w1, w2, w3);
-        v128_t x0 = wasm_v128_load32_splat(a + kk), x1 = wasm_v128_load32_splat(a + kk + 1);
-        g0 = wasm_f32x4_add(g0, wasm_f32x4_mul(x0, w0));
-        g1 = wasm_f32x4_add(g1, wasm_f32x4_mul(x0, w1));
-        h0 = wasm_f32x4_add(h0, wasm_f32x4_mul(x1, w2));
-        h1 = wasm_f32x4_add(h1, wasm_f32x4_mul(x1, w3));
-        INT8_TO_F32(k23, w0, w1, w2, w3);
-        x0 = wasm_v128_load32_splat(a + kk + 2);
-        x1 = wasm_v128_load32_splat(a + kk + 3);
-        g0 = wasm_f32x4_add(g0, wasm_f32x4_mul(x0, w0));
-        g1 = wasm_f32x4_add(g1, wasm_f32x4_mul(x0, w1));
-        h0 = wasm_f32x4_add(h0, wasm_f32x4_mul(x1, w2));
-        h1 = wasm_f32x4_add(h1, wasm_f32x4_mul(x1, w3));
-      }
+      PAIRS_TO_F32(w0, f0, f1);
+      p0 = wasm_f32x4_add(p0, wasm_f32x4_mul(x01, f0));
+      p1 = wasm_f32x4_add(p1, wasm_f32x4_mul(x01, f1));
+      PAIRS_TO_F32(w1, f0, f1);
+      p2 = wasm_f32x4_add(p2, wasm_f32x4_mul(x01, f0));
+      p3 = wasm_f32x4_add(p3, wasm_f32x4_mul(x01, f1));
     }
-    acc0 = wasm_f32x4_add(acc0, wasm_f32x4_mul(wasm_f32x4_add(g0, h0), wasm_v128_load(scales)));
-    acc1 = wasm_f32x4_add(acc1, wasm_f32x4_mul(wasm_f32x4_add(g1, h1), wasm_v128_load(scales + 4)));
+    acc0 = wasm_f32x4_add(acc0, wasm_f32x4_mul(pair_sum(p0, p1), wasm_v128_load(scales)));
+    acc1 = wasm_f32x4_add(acc1, wasm_f32x4_mul(pair_sum(p2, p3), wasm_v128_load(scales + 4)));
   }
   wasm_v128_store(tile, acc0);
   wasm_v128_store(tile + 4, acc1);
+}
+
+// k per integer accumulation before it is moved to float32: |dot| <= 2 * 128 * 2^14 = 2^22 per k pair, so 256 k
+// stay below 2^29 (int4: 2^19 per 4 k).
+#define INT_CHUNK 256
+
+// Splits row a[0..k) (k a multiple of 4) into int16 pairs x = S * (hi + lo * 2^-15) at xs (hi: k values, then lo:
+// k), S a power of two with max|x| / S in [2^13, 2^14), so |hi|, |lo| <= 2^14 and the residual is below
+// max|x| * 2^-29 (the float32 rounding of the products is 2^-24). Returns S; 0 when a value is not finite or
+// max|x| < 2^-100 (such rows take q_tile_1_float).
+static float x_split(const float* a, int k, int16_t* xs) {
+  float m = 0;
+  for (int kk = 0; kk < k; kk++) {
+    const float v = __builtin_fabsf(a[kk]);
+    if (!(v <= 3.4028235e38f)) return 0;
+    if (v > m) m = v;
+  }
+  int16_t* lo = xs + k;
+  if (m == 0) {
+    for (int kk = 0; kk < k; kk++) xs[kk] = lo[kk] = 0;
+    return 1;
+  }
+  const uint32_t e = __builtin_bit_cast(uint32_t, m) >> 23;  // biased exponent of m (m > 0, finite)
+  if (e < 27) return 0;
+  const float scale = __builtin_bit_cast(float, (e - 13) << 23);
+  const float inverse = __builtin_bit_cast(float, (254 - e + 13) << 23);
+  for (int kk = 0; kk < k; kk++) {
+    const float t = a[kk] * inverse;  // exact: a power of two, no underflow (e >= 27)
+    const float h = __builtin_rintf(t);
+    xs[kk] = (int16_t)h;
+    lo[kk] = (int16_t)__builtin_rintf((t - h) * 32768.0f);  // t - h is exact (|t - h| <= 1/2 of h's unit)
+  }
+  return scale;
+}
+
+// Decode: ROWS (1 or 2) rows (each split by x_split: xs + r * 2k, scale x_scale[r]) stream the panel's codes;
+// the products accumulate exactly in int32 (i32x4.dot_i16x8_s: 8 multiply-adds per instruction, no conversion
+// of the codes to float), moved to float32 every INT_CHUNK k and times the scale once per group.
+// tile: ROWS rows of PANEL.
+#define Q_TILE_INT(ROWS)                                                                                          \
+  static inline void q_tile_int_##ROWS(int format, const int16_t* xs, const float* x_scale, const uint8_t* codes, \
+                                       const float* scales, int k, int group, float* tile) {                     \
+    const v128_t lo_unit = wasm_f32x4_splat(1.0f / 32768);                                                        \
+    v128_t acc[ROWS][2];                                                                                          \
+    for (int r = 0; r < ROWS; r++) acc[r][0] = acc[r][1] = wasm_f32x4_splat(0);                                   \
+    for (int k0 = 0; k0 < k; k0 += group, scales += PANEL) {                                                      \
+      v128_t f[ROWS][2];                                                                                          \
+      for (int r = 0; r < ROWS; r++) f[r][0] = f[r][1] = wasm_f32x4_splat(0);                                     \
+      for (int c0 = k0; c0 < k0 + group; c0 += INT_CHUNK) {                                                       \
+        const int c1 = c0 + INT_CHUNK < k0 + group ? c0 + INT_CHUNK : k0 + group;                                 \
+        v128_t h[ROWS][2], l[ROWS][2];                                                                            \
+        for (int r = 0; r < ROWS; r++) h[r][0] = h[r][1] = l[r][0] = l[r][1] = wasm_i32x4_splat(0);               \
+        if (format == FORMAT_INT8) {                                                                              \
+          for (int kk = c0; kk < c1; kk += 2, codes += 16) {                                                      \
+            v128_t w0, w1;                                                                                        \
+            INT8_PAIRS(wasm_v128_load(codes), w0, w1);                                                            \
+            for (int r = 0; r < ROWS; r++) {                                                                      \
+              const int16_t* x = xs + 2L * r * k;                                                                 \
+              const v128_t xh = wasm_v128_load32_splat(x + kk), xl = wasm_v128_load32_splat(x + k + kk);          \
+              h[r][0] = wasm_i32x4_add(h[r][0], wasm_i32x4_dot_i16x8(w0, xh));                                    \
+              h[r][1] = wasm_i32x4_add(h[r][1], wasm_i32x4_dot_i16x8(w1, xh));                                    \
+              l[r][0] = wasm_i32x4_add(l[r][0], wasm_i32x4_dot_i16x8(w0, xl));                                    \
+              l[r][1] = wasm_i32x4_add(l[r][1], wasm_i32x4_dot_i16x8(w1, xl));                                    \
+            }                                                                                                     \
+          }                                                                                                       \
+        } else {                                                                                                  \
+          for (int kk = c0; kk < c1; kk += 4, codes += 16) {                                                      \
+            v128_t w0, w1, w2, w3;                                                                                \
+            INT4_PAIRS(wasm_v128_load(codes), w0, w1, w2, w3);                                                    \
+            for (int r = 0; r < ROWS; r++) {                                                                      \
+              const int16_t* x = xs + 2L * r * k;                                                                 \
+              const v128_t xh01 = wasm_v128_load32_splat(x + kk), xh23 = wasm_v128_load32_splat(x + kk + 2);      \
+              const v128_t xl01 = wasm_v128_load32_splat(x + k + kk), xl23 = wasm_v128_load32_splat(x + k + kk + 2); \
+              h[r][0] = wasm_i32x4_add(h[r][0], wasm_i32x4_add(wasm_i32x4_dot_i16x8(w0, xh01),                    \
+                                                               wasm_i32x4_dot_i16x8(w2, xh23)));                  \
+              h[r][1] = wasm_i32x4_add(h[r][1], wasm_i32x4_add(wasm_i32x4_dot_i16x8(w1, xh01),                    \
+                                                               wasm_i32x4_dot_i16x8(w3, xh23)));                  \
+              l[r][0] = wasm_i32x4_add(l[r][0], wasm_i32x4_add(wasm_i32x4_dot_i16x8(w0, xl01),                    \
+                                                               wasm_i32x4_dot_i16x8(w2, xl23)));                  \
+              l[r][1] = wasm_i32x4_add(l[r][1], wasm_i32x4_add(wasm_i32x4_dot_i16x8(w1, xl01),                    \
+                                                               wasm_i32x4_dot_i16x8(w3, xl23)));                  \
+            }                                                                                                     \
+          }                                                                                                       \
+        }                                                                                                         \
+        for (int r = 0; r < ROWS; r++) {                                                                          \
+          for (int c = 0; c < 2; c++) {                                                                           \
+            f[r][c] = wasm_f32x4_add(f[r][c], wasm_f32x4_add(wasm_f32x4_convert_i32x4(h[r][c]),                   \
+                                                             wasm_f32x4_mul(wasm_f32x4_convert_i32x4(l[r][c]), lo_unit))); \
+          }                                                                                                       \
+        }                                                                                                         \
+      }                                                                                                           \
+      for (int r = 0; r < ROWS; r++) {                                                                            \
+        acc[r][0] = wasm_f32x4_add(acc[r][0], wasm_f32x4_mul(f[r][0], wasm_v128_load(scales)));                   \
+        acc[r][1] = wasm_f32x4_add(acc[r][1], wasm_f32x4_mul(f[r][1], wasm_v128_load(scales + 4)));               \
+      }                                                                                                           \
+    }                                                                                                             \
+    for (int r = 0; r < ROWS; r++) {                                                                              \
+      const v128_t s = wasm_f32x4_splat(x_scale[r]);                                                              \
+      wasm_v128_store(tile + r * PANEL, wasm_f32x4_mul(acc[r][0], s));                                            \
+      wasm_v128_store(tile + r * PANEL + 4, wasm_f32x4_mul(acc[r][1], s));                                        \
+    }                                                                                                             \
+  }
+Q_TILE_INT(1)
+Q_TILE_INT(2)
+
+// Stores a step's pair vector w times the scales (s01: columns 0-3, as pairs) as float32 rows k0 and k1 of
+// [k][PANEL] at dst + column offset c (0 or 4).
+static inline void store_pairs(v128_t w, v128_t s, float* dst) {
+  v128_t f0, f1;
+  PAIRS_TO_F32(w, f0, f1);
+  // f0 = (k0 c, k1 c, k0 c+1, k1 c+1), f1 the same for c+2, c+3.
+  wasm_v128_store(dst, wasm_f32x4_mul(s, wasm_i32x4_shuffle(f0, f1, 0, 2, 4, 6)));
+  wasm_v128_store(dst + PANEL, wasm_f32x4_mul(s, wasm_i32x4_shuffle(f0, f1, 1, 3, 5, 7)));
 }
 
 // Several rows: the panel as float32 [k][PANEL] at dst, w = s * q (one rounding, as docs/formats.md).
 static void dequantize_panel(int format, const uint8_t* codes, const float* scales, int k, int group, float* dst) {
   for (int k0 = 0; k0 < k; k0 += group, scales += PANEL) {
     const v128_t s0 = wasm_v128_load(scales), s1 = wasm_v128_load(scales + 4);
-    if (format == FORMAT_INT8) {
-      for (int kk = k0; kk < k0 + group; kk += 2, codes += 16, dst += 2 * PANEL) {
-        v128_t w0, w1, w2, w3;
-        INT8_TO_F32(wasm_v128_load(codes), w0, w1, w2, w3);
-        wasm_v128_store(dst, wasm_f32x4_mul(s0, w0));
-        wasm_v128_store(dst + 4, wasm_f32x4_mul(s1, w1));
-        wasm_v128_store(dst + 8, wasm_f32x4_mul(s0, w2));
-        wasm_v128_store(dst + 12, wasm_f32x4_mul(s1, w3));
+    for (int kk = k0; kk < k0 + group; kk += format == FORMAT_INT8 ? 2 : 4, codes += 16) {
+      const v128_t q = wasm_v128_load(codes);
+      v128_t w0, w1, w2, w3;
+      if (format == FORMAT_INT8) {
+        INT8_PAIRS(q, w0, w1);
+      } else {
+        INT4_PAIRS(q, w0, w1, w2, w3);
+        store_pairs(w2, s0, dst + 2 * PANEL);
+        store_pairs(w3, s1, dst + 2 * PANEL + 4);
       }
-    } else {
-      for (int kk = k0; kk < k0 + group; kk += 4, codes += 16, dst += 4 * PANEL) {
-        v128_t k01, k23, w0, w1, w2, w3;
-        int4_to_i8(wasm_v128_load(codes), &k01, &k23);
-        INT8_TO_F32(k01, w0, w1, w2, w3);
-        wasm_v128_store(dst, wasm_f32x4_mul(s0, w0));
-        wasm_v128_store(dst + 4, wasm_f32x4_mul(s1, w1));
-        wasm_v128_store(dst + 8, wasm_f32x4_mul(s0, w2));
-        wasm_v128_store(dst + 12, wasm_f32x4_mul(s1, w3));
-        INT8_TO_F32(k23, w0, w1, w2, w3);
-        wasm_v128_store(dst + 16, wasm_f32x4_mul(s0, w0));
-        wasm_v128_store(dst + 20, wasm_f32x4_mul(s1, w1));
-        wasm_v128_store(dst + 24, wasm_f32x4_mul(s0, w2));
-        wasm_v128_store(dst + 28, wasm_f32x4_mul(s1, w3));
-      }
+      store_pairs(w0, s0, dst);
+      store_pairs(w1, s1, dst + 4);
+      dst += format == FORMAT_INT8 ? 2 * PANEL : 4 * PANEL;
     }
   }
 }
 
+// Rows per block that the integer decode tiles take (more rows dequantize the panel once for the float tiles).
+#define INT_ROWS 3
+
 // tile[0 .. rows * PANEL) for panel p of one packed half (`panels` panels at w) in any format; dq: k * PANEL
-// floats of scratch for a dequantized panel.
+// floats of scratch for a dequantized panel; xs, x_scale: the block's rows split by x_split when
+// rows <= INT_ROWS (x_scale null: not split, or a row could not be).
 static inline void panel_tiles(int format, int group, const uint8_t* w, int panels, int p, const float* a,
-                               const float* ap, int lda, int rows, int k, float* tile, float* dq) {
+                               const float* ap, int lda, int rows, int k, float* tile, float* dq, const int16_t* xs,
+                               const float* x_scale) {
   if (format == FORMAT_F32) {
     row_block_tiles(a, ap, lda, rows, (const float*)w + (long)p * k * PANEL, k, tile);
     return;
@@ -386,12 +501,29 @@ static inline void panel_tiles(int format, int group, const uint8_t* w, int pane
   const int groups = k / group, code_bytes = group_code_bytes(format, group);
   const uint8_t* codes = w + (long)p * groups * code_bytes;
   const float* scales = (const float*)(w + (long)panels * groups * code_bytes) + (long)p * groups * PANEL;
+  if (x_scale != 0) {
+    int r = 0;
+    for (; r + 2 <= rows; r += 2) q_tile_int_2(format, xs + 2L * r * k, x_scale + r, codes, scales, k, group, tile + r * PANEL);
+    if (r < rows) q_tile_int_1(format, xs + 2L * r * k, x_scale + r, codes, scales, k, group, tile + r * PANEL);
+    return;
+  }
   if (rows == 1) {
-    q_tile_1(format, a, codes, scales, k, group, tile);
+    q_tile_1_float(format, a, codes, scales, k, group, tile);
     return;
   }
   dequantize_panel(format, codes, scales, k, group, dq);
   row_block_tiles(a, ap, lda, rows, dq, k, tile);
+}
+
+// Splits the block's rows (rows <= INT_ROWS) for the integer tiles: x_scale[r] per row; returns x_scale, or 0
+// (use the float tiles) when the format is float32, the block is larger, or a row cannot be split.
+static inline const float* split_rows(int format, const float* a, int rows, int k, int16_t* xs, float* x_scale) {
+  if (format == FORMAT_F32 || rows > INT_ROWS) return 0;
+  for (int r = 0; r < rows; r++) {
+    x_scale[r] = x_split(a + (long)r * k, k, xs + 2L * r * k);
+    if (x_scale[r] == 0) return 0;
+  }
+  return x_scale;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -448,8 +580,11 @@ static inline v128_t swiglu_f32x4(v128_t g, v128_t u, v128_t s) {
 }
 
 // Each thread's scratch, at scratch + thread * scratch_floats_per_thread(k): two row-block tiles, the block's rows
-// packed for tile_4p, then one dequantized panel (low-bit formats).
-static inline int scratch_floats(int k) { return 2 * ROW_BLOCK * PANEL + ROW_BLOCK * k + k * PANEL; }
+// packed for tile_4p, then (low-bit formats) one dequantized panel, INT_ROWS rows' x_split (2k int16 each) and
+// their scales.
+static inline int scratch_floats(int k) {
+  return 2 * ROW_BLOCK * PANEL + ROW_BLOCK * k + k * PANEL + INT_ROWS * k + INT_ROWS;
+}
 EXPORT(scratch_floats_per_thread) int scratch_floats_per_thread(int k) { return scratch_floats(k); }
 
 // Panels [first, last) of this thread's share of `panels`.
@@ -474,6 +609,8 @@ void moe_gemm(const float* lhs, int k, float* out, int n, const int32_t* offsets
   scratch += (long)thread * scratch_floats(k);
   float* apack = scratch + 2 * ROW_BLOCK * PANEL;
   float* dq = apack + ROW_BLOCK * k;
+  int16_t* xs = (int16_t*)(dq + k * PANEL);
+  float* x_scale = dq + k * PANEL + INT_ROWS * k;
   for (int e = 0; e < num_experts; e++) {
     const int seg_start = offsets[e], seg_end = offsets[e + 1];
     if (seg_start >= seg_end) continue;
@@ -482,8 +619,9 @@ void moe_gemm(const float* lhs, int k, float* out, int n, const int32_t* offsets
       const int rows = seg_end - r0 < ROW_BLOCK ? seg_end - r0 : ROW_BLOCK;
       const float* a = lhs + (long)r0 * k;
       pack_rows(a, k, rows, k, apack);
+      const float* rows_scale = split_rows(format, a, rows, k, xs, x_scale);
       for (int p = first; p < last; p++) {
-        panel_tiles(format, group, w, panels, p, a, apack, k, rows, k, scratch, dq);
+        panel_tiles(format, group, w, panels, p, a, apack, k, rows, k, scratch, dq, xs, rows_scale);
         const int c0 = p * PANEL;
         const int valid = n - c0 < PANEL ? n - c0 : PANEL;
         const v128_t bias0 = bias ? load_lanes(bias + (long)e * n + c0, valid) : wasm_f32x4_splat(0);
@@ -512,6 +650,8 @@ void moe_gemm_swiglu(const float* lhs, int k, float* out, int intermediate, cons
   float* up_tile = scratch + ROW_BLOCK * PANEL;
   float* apack = scratch + 2 * ROW_BLOCK * PANEL;
   float* dq = apack + ROW_BLOCK * k;
+  int16_t* xs = (int16_t*)(dq + k * PANEL);
+  float* x_scale = dq + k * PANEL + INT_ROWS * k;
   const int n = 2 * intermediate;
   int first, last;
   thread_share(panels, thread, threads, &first, &last);
@@ -524,9 +664,10 @@ void moe_gemm_swiglu(const float* lhs, int k, float* out, int intermediate, cons
       const int rows = seg_end - r0 < ROW_BLOCK ? seg_end - r0 : ROW_BLOCK;
       const float* a = lhs + (long)r0 * k;
       pack_rows(a, k, rows, k, apack);
+      const float* rows_scale = split_rows(format, a, rows, k, xs, x_scale);
       for (int p = first; p < last; p++) {
-        panel_tiles(format, group, w, panels, p, a, apack, k, rows, k, gate_tile, dq);
-        panel_tiles(format, group, up_w, panels, p, a, apack, k, rows, k, up_tile, dq);
+        panel_tiles(format, group, w, panels, p, a, apack, k, rows, k, gate_tile, dq, xs, rows_scale);
+        panel_tiles(format, group, up_w, panels, p, a, apack, k, rows, k, up_tile, dq, xs, rows_scale);
         const int c0 = p * PANEL;
         const int valid = intermediate - c0 < PANEL ? intermediate - c0 : PANEL;
         v128_t gb0 = wasm_f32x4_splat(0), gb1 = gb0, ub0 = gb0, ub1 = gb0;
