@@ -97,40 +97,43 @@ describe('wasm kernels over int8 / int4 expert weights (f32-accumulation bound 1
   });
 });
 
-describe('wasm kernels over int8 / int4: one-row decode edge values', () => {
-  // The one-row tile splits the row into int16 halves; rows it cannot split (a value not finite, or all below
-  // 2^-100) take the float32 tile. Both against the reference (tiny values) and NaN / Inf propagation.
-  it('tiny, zero, huge and non-finite rows: same as the reference / the JavaScript kernel', async () => {
+describe('wasm kernels over int8 / int4: rows the integer tiles cannot take', () => {
+  // The integer tiles split every row into int16 halves; a row block with a row it cannot split (a value not
+  // finite, or all below 2^-100) takes the float32 tiles instead: one row streams the codes, several rows
+  // dequantize the panel in slices. Against the reference (finite rows) and the JavaScript kernel (NaN / Inf).
+  it('tiny, zero, huge and non-finite rows, alone or with other rows of their expert', async () => {
     const rand = rng(81);
-    const E = 2, K = 64, N = 11;
+    const E = 2, K = 320, N = 11;
     for (const format of ['int8', 'int4'] as const) {
       const q = moe.quantizeExpertWeightsFromArray(randn(rand, E * K * N), [E, K, N], format, {groupSize: 32});
       const deq = Float32Array.from(refDequantize(await refPacked(q)));
-      for (const [label, fill] of [['1e-35 (below 2^-100)', 1e-35], ['0', 0], ['1e30', 1e30],
-        ['one Inf', Infinity], ['one NaN', NaN]] as const) {
-        const x = randn(rand, 2 * K);
-        for (let i = 0; i < K; i++) x[i] = Number.isFinite(fill) ? x[i] * fill : x[i];
-        if (!Number.isFinite(fill)) x[5] = fill;
-        // One row per expert: the decode tile.
-        const lhs = tf.tensor2d(x, [2, K]), segments = tf.tensor1d([1, 1], 'int32');
-        const got = await moe.batchedGemm(lhs, q, segments).data() as Float32Array;
-        const js = await withFlags({MOE_WASM: false}, async () =>
-          await moe.batchedGemm(lhs, q, segments).data() as Float32Array);
-        const ctx = `${format}, row 0 ${label}`;
-        if (Number.isFinite(fill)) {
-          const expected = refBatchedGemm(x, 2, K, deq, E, N, Int32Array.from([0, 1, 2]), false, null);
-          const row0 = expected.subarray(0, N), gotRow0 = got.subarray(0, N);
-          if (fill === 0) expect(Array.from(gotRow0)).withContext(ctx).toEqual(new Array(N).fill(0));
-          else expect(relError(gotRow0, row0)).withContext(ctx).toBeLessThan(1e-5);
-          expect(relError(got.subarray(N), expected.subarray(N))).withContext(`${ctx}: row 1`).toBeLessThan(1e-5);
-        } else {
-          // Non-finite values propagate exactly as in the JavaScript kernel (Inf * 0 weights give NaN, etc.).
-          for (let n = 0; n < N; n++) {
-            expect(Object.is(Number.isNaN(got[n]), Number.isNaN(js[n])) && (Number.isNaN(js[n]) || got[n] === js[n]))
-                .withContext(`${ctx}: column ${n}: wasm ${got[n]}, js ${js[n]}`).toBeTrue();
+      for (const rows0 of [1, 6]) {
+        const R = rows0 + 1;
+        for (const [label, fill] of [['1e-35 (below 2^-100)', 1e-35], ['0', 0], ['1e30', 1e30],
+          ['one Inf', Infinity], ['one NaN', NaN]] as const) {
+          const x = randn(rand, R * K);
+          for (let i = 0; i < K; i++) x[i] = Number.isFinite(fill) ? x[i] * fill : x[i];
+          if (!Number.isFinite(fill)) x[5] = fill;
+          const lhs = tf.tensor2d(x, [R, K]), segments = tf.tensor1d([rows0, 1], 'int32');
+          const got = await moe.batchedGemm(lhs, q, segments).data() as Float32Array;
+          const js = await withFlags({MOE_WASM: false}, async () =>
+            await moe.batchedGemm(lhs, q, segments).data() as Float32Array);
+          const ctx = `${format}, ${rows0} rows of expert 0, row 0 ${label}`;
+          const expected = refBatchedGemm(x, R, K, deq, E, N, Int32Array.from([0, rows0, R]), false, null);
+          if (Number.isFinite(fill)) {
+            if (fill === 0) expect(Array.from(got.subarray(0, N))).withContext(ctx).toEqual(new Array(N).fill(0));
+            else expect(relError(got.subarray(0, N), expected.subarray(0, N))).withContext(ctx).toBeLessThan(1e-5);
+          } else {
+            // Non-finite values propagate exactly as in the JavaScript kernel (Inf * 0 weights give NaN, etc.).
+            for (let n = 0; n < N; n++) {
+              expect(Number.isNaN(got[n]) === Number.isNaN(js[n]) && (Number.isNaN(js[n]) || got[n] === js[n]))
+                  .withContext(`${ctx}: column ${n}: wasm ${got[n]}, js ${js[n]}`).toBeTrue();
+            }
           }
+          expect(relError(got.subarray(N), expected.subarray(N))).withContext(`${ctx}: the other rows`)
+              .toBeLessThan(1e-5);
+          tf.dispose([lhs, segments]);
         }
-        tf.dispose([lhs, segments]);
       }
       tf.dispose(q as unknown as tf.TensorContainer);
     }
