@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 
-import type {ExpertWeightName} from '../executor/layer_schema.js';
+import {ExpertWeightName, OPTION_TABLE} from '../executor/layer_schema.js';
 import {describeValue} from '../ops/limits.js';
 import type {QuantizedExpertWeights, QuantizeExpertWeightsOptions} from '../ops/quantize_expert_weights.js';
 import {MoeForwardResult, MoeForwardSelection, releaseMoeLayerState, selectMoeForward} from './backend_selection.js';
@@ -128,10 +128,24 @@ export class FusedMoE extends tfl.layers.Layer {
       }
     }
     const shapes = new Map([...this.weightVariables].map(([name, v]) => [name as string, v.shape as number[]]));
-    for (const [name, value] of checkNamedWeights(this.name, isObject ? rest : values, shapes)) {
-      this.weightVariables.get(name as FusedMoEWeightName)!.write(value);
+    const checked = checkNamedWeights(this.name, isObject ? rest : values, shapes);
+    // Float32 expert weights of a packed layer are quantized before any write: quantizing checks them too.
+    const prepared: Array<[ExpertWeightName, QuantizedExpertWeights, boolean]> = [];
+    try {
+      for (const [name, value] of experts) {
+        let q: QuantizedExpertWeights;
+        try {
+          q = this.packed!.prepare(value);
+        } catch (e) {
+          throw new Error(`FusedMoE '${this.name}': setNamedWeights: weight '${name}': ${(e as Error).message}`);
+        }
+        prepared.push([name, q, q !== value]);
+      }
+      for (const [name, value] of checked) this.weightVariables.get(name as FusedMoEWeightName)!.write(value);
+      for (const [name, q] of prepared) this.packed!.store(name, q);
+    } finally {
+      for (const [, q, owned] of prepared) if (owned) tf.dispose(q as unknown as tf.TensorContainer);
     }
-    for (const [name, value] of experts) this.packed!.write(name, value);
   }
 
   /**
@@ -142,7 +156,7 @@ export class FusedMoE extends tfl.layers.Layer {
     if (!this.built) throw new Error(`FusedMoE '${this.name}': the layer is not built yet (call build() or apply())`);
     if (!isExpertWeightName(name)) {
       throw new Error(`FusedMoE '${this.name}': expertWeights: argument 'name' must be 'up_gate_proj_weight' or ` +
-          `'down_proj_weight', got ${JSON.stringify(name)}`);
+          `'down_proj_weight', got ${describeValue(name)}`);
     }
     if (this.packed != null) return this.packed.read(name);
     const values = this.weightVariables.get(name)!.read();
@@ -356,11 +370,16 @@ export class FusedMoE extends tfl.layers.Layer {
     if (config == null || typeof config !== 'object' || Array.isArray(config)) {
       throw new Error(`FusedMoE.fromConfig: argument 'config' must be a config object, got ${describeValue(config)}`);
     }
-    // tfjs-layers camel-cases string values when it loads a saved model ('noaux_tc' comes back as 'noauxTc').
-    const topkMethod = config.topkMethod === 'noauxTc' ? 'noaux_tc' : config.topkMethod;
     // tfjs's deserializer adds its customObjects to the config: not a layer option.
     const {customObjects: _customObjects, ...options} = config;
-    return new cls({...options, topkMethod});
+    // tfjs-layers camel-cases string values when it loads a saved model ('noaux_tc' comes back as 'noauxTc',
+    // 'clamped_swiglu' as 'clampedSwiglu'): map every enum option's camel-cased value back to its table spelling.
+    const camel = (value: string) => value.replace(/[_-](.)/g, (_, c: string) => c.toUpperCase());
+    for (const spec of OPTION_TABLE) {
+      const match = spec.type === 'enum' ? spec.values!.find(v => camel(v) === options[spec.name]) : undefined;
+      if (match !== undefined) options[spec.name] = match;
+    }
+    return new cls(options);
   }
 }
 tf.serialization.registerClass(FusedMoE);

@@ -1,7 +1,7 @@
 /**
  * How the webgpu kernels run a grouped GEMM (BatchedGemm, and BatchedGemmSwiglu with the SwiGLU x scale epilogue):
  * the one place that decides, per call and from static shapes only, among the empty-shape shortcuts, the
- * tokensPerExpert -> offsets prefix sum, expert ranges for weights past the binding limit (expert_ranges.ts), the
+ * segments -> bounds (segment_bounds_webgpu.ts), expert ranges for weights past the binding limit (expert_ranges.ts), the
  * program variant (batched_gemm_config.ts), and whether the epilogue can be fused (else the plain GEMM program
  * and the SwiGLU program one after the other). As tfjs-backend-webgpu's BatchMatMul_impl.ts does for matMul.
  */
@@ -13,7 +13,7 @@ import {chooseGemmConfig, GemmShape} from './batched_gemm_config.js';
 import {BatchedGemmProgram} from './batched_gemm_webgpu.js';
 import {gemmByWeightRanges, weightsNeedRanges} from './expert_ranges.js';
 import {FusedSwigluScaleProgram, swigluUniformData} from './fused_swiglu_scale_webgpu.js';
-import {SegmentOffsetsProgram} from './moe_permute_webgpu.js';
+import {segmentBounds} from './segment_bounds_webgpu.js';
 import {disposeIntermediate, WebGPUBackendLike} from './webgpu_util.js';
 
 export interface GroupedGemmInputs {
@@ -41,7 +41,7 @@ export function runSwigluScale(backend: WebGPUBackendLike, x: TensorInfo, scale:
 /** out [R,N] (or [R,N/2] with swiglu) for inputs the op checked. */
 export function runGroupedGemm(backend: WebGPUBackendLike, inputs: GroupedGemmInputs, attrs: BatchedGemmAttrs,
                                swiglu: boolean, act: SwigluActivationAttrs = PLAIN_SWIGLU): TensorInfo {
-  const {lhs, rhs, segments, bias, scale, packed} = inputs;
+  const {lhs, rhs, segments, bias, packed} = inputs;
   const {transposeRhs, segmentsAreOffsets} = attrs;
   const [numRows, depth] = lhs.shape;
   const [numExperts, rhsRows, rhsCols] = rhs.shape;
@@ -65,40 +65,47 @@ export function runGroupedGemm(backend: WebGPUBackendLike, inputs: GroupedGemmIn
       disposeIntermediate(backend, zeroLhs, zeroRhs);
     }
   }
-  // tokensPerExpert segments are packed from row 0: their prefix sums are the offsets.
-  const offsets = segmentsAreOffsets ? segments :
-      backend.runWebGPUProgram(new SegmentOffsetsProgram(numExperts), [segments], 'int32',
-                               [{type: 'int32', data: [1]}]);
-  const asOffsets: BatchedGemmAttrs = {transposeRhs, segmentsAreOffsets: true};
+  // Every program below reads monotone bounds in [0, R] (section 4's rule for invalid segments), never the caller's.
+  const bounds = segmentBounds(backend, segments, segmentsAreOffsets, numExperts, numRows);
   try {
-    const weights = packed?.weights ?? [rhs];
-    if (weightsNeedRanges(backend, weights)) {
-      // Packed tensors past one binding (e.g. Qwen3-30B-A3B's int4 g32 up_gate codes, 201 MB > 128 MiB) split
-      // as float ones: expert ranges of codes, scales and zero points together (expert_ranges.ts).
-      return gemmByWeightRanges(backend, weights, offsets, bias ?? null, (parts, offsetsPart, biasPart) =>
-          runGroupedGemm(backend, {
-            lhs, rhs: parts[0], segments: offsetsPart, bias: biasPart ?? undefined, scale,
-            packed: packed && {layout: {...packed.layout, numExperts: parts[0].shape[0]}, weights: parts},
-          }, asOffsets, swiglu, act));
-    }
-    // The SwiGLU epilogue's column remap reads rhs as [K,N]: the transposed layout runs the two programs.
-    if (swiglu && transposeRhs) {
-      const h = runGroupedGemm(backend, {lhs, rhs, segments: offsets, bias, packed}, asOffsets, false);
-      try {
-        return runSwigluScale(backend, h, scale, act);
-      } finally {
-        disposeIntermediate(backend, h);
-      }
-    }
-    const shape: GemmShape = {numRows, depth, width, numExperts, transposeRhs, hasBias: bias != null, swiglu,
-                              hasScale: swiglu && scale != null, activation: act.activation, packed: packed?.layout};
-    const program =
-        new BatchedGemmProgram(shape, chooseGemmConfig(shape, backend.device.limits.maxComputeWorkgroupStorageSize));
-    const programInputs = [lhs, ...weights, offsets, ...(bias != null ? [bias] : []),
-                           ...(swiglu && scale != null ? [scale] : [])];
-    return backend.runWebGPUProgram(program, programInputs, 'float32',
-                                    [{type: 'int32', data: [program.colTiles]}, ...(swiglu ? swigluUniformData(act) : [])]);
+    return gemmOnBounds(backend, {...inputs, segments: bounds}, transposeRhs, swiglu, act);
   } finally {
-    if (!segmentsAreOffsets) disposeIntermediate(backend, offsets);
+    if (bounds !== segments) disposeIntermediate(backend, bounds);
   }
+}
+
+/** runGroupedGemm past the empty shortcuts, inputs.segments being valid bounds [E+1]. */
+function gemmOnBounds(backend: WebGPUBackendLike, inputs: GroupedGemmInputs, transposeRhs: boolean, swiglu: boolean,
+                      act: SwigluActivationAttrs): TensorInfo {
+  const {lhs, rhs, segments: offsets, bias, scale, packed} = inputs;
+  const [numRows, depth] = lhs.shape;
+  const [numExperts, rhsRows, rhsCols] = rhs.shape;
+  const width = packed != null ? packed.layout.width : transposeRhs ? rhsRows : rhsCols;
+  const weights = packed?.weights ?? [rhs];
+  if (weightsNeedRanges(backend, weights)) {
+    // Packed tensors past one binding (e.g. Qwen3-30B-A3B's int4 g32 up_gate codes, 201 MB > 128 MiB) split as
+    // float ones: expert ranges of codes, scales and zero points together (expert_ranges.ts).
+    return gemmByWeightRanges(backend, weights, offsets, bias ?? null, (parts, offsetsPart, biasPart) =>
+        gemmOnBounds(backend, {
+          lhs, rhs: parts[0], segments: offsetsPart, bias: biasPart ?? undefined, scale,
+          packed: packed && {layout: {...packed.layout, numExperts: parts[0].shape[0]}, weights: parts},
+        }, transposeRhs, swiglu, act));
+  }
+  // The SwiGLU epilogue's column remap reads rhs as [K,N]: the transposed layout runs the two programs.
+  if (swiglu && transposeRhs) {
+    const h = gemmOnBounds(backend, {lhs, rhs, segments: offsets, bias, packed}, transposeRhs, false, act);
+    try {
+      return runSwigluScale(backend, h, scale, act);
+    } finally {
+      disposeIntermediate(backend, h);
+    }
+  }
+  const shape: GemmShape = {numRows, depth, width, numExperts, transposeRhs, hasBias: bias != null, swiglu,
+                            hasScale: swiglu && scale != null, activation: act.activation, packed: packed?.layout};
+  const program =
+      new BatchedGemmProgram(shape, chooseGemmConfig(shape, backend.device.limits.maxComputeWorkgroupStorageSize));
+  const programInputs = [lhs, ...weights, offsets, ...(bias != null ? [bias] : []),
+                         ...(swiglu && scale != null ? [scale] : [])];
+  return backend.runWebGPUProgram(program, programInputs, 'float32',
+                                  [{type: 'int32', data: [program.colTiles]}, ...(swiglu ? swigluUniformData(act) : [])]);
 }
