@@ -53,7 +53,12 @@ export const FORMATS: FormatRow[] = [
 // tiled128x64, tiled128 at 4096 against the default choice: only tiled64x128 at 4096 came within noise of it.
 // The packed stream program decodes each weight once for all the rows of its tile (TM), so at 16+ rows per
 // expert it is an FMA-dense alternative to the tiled program: timed at 256 and 4096 too.
-const PRESETS_FOR: Record<number, string[]> = {256: ['stream16'], 4096: ['tiled64x128', 'stream16']};
+// BENCH_SWEEP='256:a,b;4096:c' replaces the list (A/B of tile shapes as data).
+const PRESETS_FOR: Record<number, string[]> = process.env.BENCH_SWEEP != null ?
+    Object.fromEntries(process.env.BENCH_SWEEP.split(';').map(p => p.split(':')).map(([t, l]) => [Number(t), l.split(',')])) :
+    {256: ['stream16'], 4096: ['tiled64x128', 'stream16']};
+// BENCH_LEAN=1: throughput only (no latency, no GPU timestamps), for sweeps.
+const LEAN = process.env.BENCH_LEAN === '1';
 
 let seed = 0x9e3779b9;
 function nextWord(): number {
@@ -410,12 +415,15 @@ export interface OrtHooks {
 
 export async function runFormatsBench(ort: OrtHooks | null): Promise<void> {
   mkdirSync(outDir, {recursive: true});
-  const status = await initWebGPUForNode({dawnOptions: ['disable-dawn-features=timestamp_quantization'],
+  // BENCH_DAWN_OPTIONS: more dawn.node options (e.g. enable-dawn-features=disable_robustness for an A/B).
+  const extra = process.env.BENCH_DAWN_OPTIONS?.split(' ').filter(Boolean) ?? [];
+  const status = await initWebGPUForNode({dawnOptions: ['disable-dawn-features=timestamp_quantization', ...extra],
     powerPreference: 'high-performance'});
   if (!status.available) throw new Error(`no WebGPU: ${status.reason}`);
   const adapter = {...status.adapterInfo, maxStorageBufferBindingSize: status.limits?.maxStorageBufferBindingSize};
   say(`adapter: ${JSON.stringify(adapter)}`);
-  const results: Record<string, unknown> = {date: new Date().toISOString(), adapter, shape: {H, I, E, K}};
+  const results: Record<string, unknown> = {date: new Date().toISOString(), adapter, shape: {H, I, E, K},
+                                            dawnOptions: extra};
   const rows: Array<Record<string, unknown>> = [];
   const only = process.env.BENCH_FORMATS?.split(',');
   const gateData = new Float32Array(H * E);
@@ -465,13 +473,19 @@ export async function runFormatsBench(ort: OrtHooks | null): Promise<void> {
       try {
         row.layer = await throughput(() => forward(x, layer), n, reps);
         row.gemms = await throughput(gemms, n, reps);
-        row.layerLatencyMs = await latency(() => forward(x, layer), reps);
-        row.layerGpuMs = await gpuMs(() => forward(x, layer));
-        row.gemmsGpuMs = await gpuMs(gemms);
-        const presets: Record<string, number> = {};
+        if (!LEAN) {
+          row.layerLatencyMs = await latency(() => forward(x, layer), reps);
+          row.layerGpuMs = await gpuMs(() => forward(x, layer));
+          row.gemmsGpuMs = await gpuMs(gemms);
+        }
+        const presets: Record<string, number | string> = {};
         for (const preset of process.env.BENCH_PRESETS === '0' ? [] : PRESETS_FOR[T] ?? []) {
           setWebGPUGemmPreset(preset);
-          presets[preset] = (await throughput(gemms, n, reps)).ms;
+          try {
+            presets[preset] = (await throughput(gemms, n, reps)).ms;
+          } catch (e) {
+            presets[preset] = `error: ${(e as Error).message.slice(0, 300)}`;
+          }
         }
         setWebGPUGemmPreset(null);
         row.gemmsByPreset = presets;

@@ -22,6 +22,8 @@ describeWebGPU('webgpu batchedGemm with the SwiGLU epilogue', () => {
     {preset: 'tiled16', I: 12, bias: true, scale: false},  // RN 1 doubled to 2
     {preset: 'tiled64', I: 36, bias: true, scale: true},
     {preset: 'scalar', I: 12, bias: false, scale: false},
+    {preset: 'r16x512', I: 12, bias: true, scale: true},  // register-blocked, prefetched, 16-row tiles
+    {preset: 'r64x128np', I: 36, bias: false, scale: true},  // register-blocked without prefetch
   ];
   for (const c of cases) {
     it(`${c.preset ?? 'default choice'}, I ${c.I}, bias ${c.bias}, scale ${c.scale}`, async () => {

@@ -35,9 +35,12 @@ describeWebGPU('webgpu packed expert weights', () => {
     // (32 codes) and a partial group; int8 per column (group 72) and int8 g6 decode weight by weight (a step or a
     // word spans two groups), the others scale once per step. Both programs forced, one case each; the SwiGLU x
     // scale epilogue on two formats.
-    const variants = [...VARIANTS.filter(v => v.format !== 'float32'), {label: 'int8 g6', format: 'int8', groupSize: 6}];
+    // float32 rides along: the same staged tile loads without a decoder.
+    const variants = [...VARIANTS, {label: 'int8 g6', format: 'int8', groupSize: 6}];
     const rand = rng(74);
-    for (const preset of ['stream8', 'tiled32']) {
+    // r24x256: the register-blocked tiled program (vec4 lhs reads from shared memory, prefetched loads; 96 threads,
+    // K = 72 in five TK steps, the last partial).
+    for (const preset of ['stream8', 'tiled32', 'r24x256']) {
       setWebGPUGemmPreset(preset);
       try {
         for (const v of variants as typeof VARIANTS) {

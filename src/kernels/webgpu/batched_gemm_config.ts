@@ -39,6 +39,16 @@ export interface TiledConfig {
   tk: number;
   /** 4: rhs/bias/output as vec4 over N (N % 4 == 0); 1: scalar. */
   vec: 1 | 4;
+  /**
+   * 4: the lhs tile is read from shared memory as vec4 of rows (RM % 4 == 0), so a k step costs RM/4 + RN shared
+   * loads for 4 RM RN FMAs; 1 (default): RM scalar loads.
+   */
+  av?: 1 | 4;
+  /**
+   * Register prefetch: the global loads of step k0 + TK are issued before the FMAs of step k0 (their latency hides
+   * behind them) and stored into shared memory after; default off.
+   */
+  prefetch?: boolean;
 }
 export interface StreamConfig {
   kind: 'stream';
@@ -72,6 +82,18 @@ export const GEMM_PRESETS: Record<string, GemmConfig> = {
   tiled128x64: {kind: 'tiled', wx: 16, wy: 16, rm: 8, rn: 1, tk: 16, vec: 4},
   tiled128: {kind: 'tiled', wx: 16, wy: 16, rm: 8, rn: 2, tk: 16, vec: 4},
   scalar: {kind: 'tiled', wx: 16, wy: 16, rm: 4, rn: 4, tk: 16, vec: 1},
+  // Register-blocked variants (vec4 lhs reads from shared memory, prefetched global loads), named rows x columns.
+  r16x256: {kind: 'tiled', wx: 32, wy: 4, rm: 4, rn: 2, tk: 16, vec: 4, av: 4, prefetch: true},
+  r16x512: {kind: 'tiled', wx: 64, wy: 2, rm: 8, rn: 2, tk: 16, vec: 4, av: 4, prefetch: true},
+  r24x256: {kind: 'tiled', wx: 32, wy: 3, rm: 8, rn: 2, tk: 16, vec: 4, av: 4, prefetch: true},
+  r32x256: {kind: 'tiled', wx: 32, wy: 4, rm: 8, rn: 2, tk: 16, vec: 4, av: 4, prefetch: true},
+  r32x128: {kind: 'tiled', wx: 16, wy: 8, rm: 4, rn: 2, tk: 16, vec: 4, av: 4, prefetch: true},
+  r64x128: {kind: 'tiled', wx: 16, wy: 8, rm: 8, rn: 2, tk: 16, vec: 4, av: 4, prefetch: true},
+  r64x256: {kind: 'tiled', wx: 32, wy: 8, rm: 8, rn: 2, tk: 16, vec: 4, av: 4, prefetch: true},
+  r128x128: {kind: 'tiled', wx: 16, wy: 16, rm: 8, rn: 2, tk: 16, vec: 4, av: 4, prefetch: true},
+  r128x128k32: {kind: 'tiled', wx: 16, wy: 16, rm: 8, rn: 2, tk: 32, vec: 4, av: 4, prefetch: true},
+  r64x128np: {kind: 'tiled', wx: 16, wy: 8, rm: 8, rn: 2, tk: 16, vec: 4, av: 4},
+  r128x128np: {kind: 'tiled', wx: 16, wy: 16, rm: 8, rn: 2, tk: 16, vec: 4, av: 4},
 };
 
 /** Forces one preset for every batchedGemm on webgpu (benchmarks compare them); null restores the heuristic. */

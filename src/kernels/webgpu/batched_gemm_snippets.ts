@@ -74,21 +74,9 @@ export function scheduleSnippet(numExperts: number, wgs: number, tm: number): st
     }`;
 }
 
-/** Tiled program: stage the lhs tile (TM rows x TK) into As, transposed, with vec4 loads when K % 4 == 0. */
-export function tiledLhsLoad(lhsVec: number): string {
-  return lhsVec === 4 ? `
-        for (var idx = lid; idx < TM * TK / 4; idx += WGS) {
-          let m = idx / (TK / 4);
-          let kq = idx % (TK / 4);
-          let r = rowStart + m;
-          let k = k0 + kq * 4;
-          var v = vec4<f32>(0.0);
-          if (r < rowEnd && k < K) { v = lhs[(r * K + k) / 4]; }
-          As[(kq * 4) * TM + m] = v.x;
-          As[(kq * 4 + 1) * TM + m] = v.y;
-          As[(kq * 4 + 2) * TM + m] = v.z;
-          As[(kq * 4 + 3) * TM + m] = v.w;
-        }` : `
+/** Tiled program, lhs with K % 4 != 0: stage the lhs tile (TM rows x TK) into As, transposed, one value a time. */
+export function tiledLhsLoad(): string {
+  return `
         for (var idx = lid; idx < TM * TK; idx += WGS) {
           let m = idx / TK;
           let kk = idx % TK;
@@ -217,36 +205,140 @@ export function packedStreamStep(l: ExpertWeightLayout): string {
         }`;
 }
 
+/** The tiled program's vec4 tile loads, split so the global reads of one k step can be issued before the FMAs of the
+ * previous one: `fetch` reads step kf's lhs and rhs vectors (or packed words) into registers, `store` writes the
+ * registers of step k0 into As / Bs (decoding packed words there). */
+export interface StagedLoads {
+  regs: string;
+  fetch: string;
+  store: string;
+}
+
+export interface StagedTile {
+  tm: number;
+  tk: number;
+  tnv: number;
+  wgs: number;
+  /** 4: As holds vec4 of 4 rows (TM % 4 == 0). */
+  av: 1 | 4;
+  swiglu: boolean;
+  /** 'float': vec4 rhs [E,K,N]; 'packed': the word decoders (TK a multiple of their P); 'none': lhs only. */
+  rhs: 'float' | 'packed' | 'none';
+  packed?: ExpertWeightLayout;
+}
+
 /**
- * Tiled program, packed [E,K,N] weights (TK a multiple of P): each load decodes one vec4 of words into P rows of
- * the Bs tile, every weight exactly as docs/formats.md 3 (s * (c - z), one rounding), so the tile holds the
- * dequantized weights and the product is the float program's on them. k >= K stores zeros.
+ * Staged loads (lhs K % 4 == 0; rhs [E,K,N] vec4, or none: the caller loads rhs one value at a time). The lhs tile is read with the row fastest across threads, so
+ * the transposed stores into As hit distinct banks. Packed rhs: each thread loads one vec4 of words (4 columns x P
+ * consecutive k) and its group's scale / zero point, and its store decodes P rows of Bs, every weight exactly as
+ * docs/formats.md 3 (s * (c - z), one rounding): the tile holds the dequantized weights and the product is the
+ * float program's on them. k >= K stores zeros.
  */
-export function packedTiledRhsLoad(l: ExpertWeightLayout, swiglu: boolean): string {
+export function stagedTileLoads(t: StagedTile): StagedLoads {
+  const la = Math.ceil(t.tm * t.tk / 4 / t.wgs);
+  const aStore = t.av === 4 ?
+      (j: number) => `As[(kq * 4 + ${j}) * (TM / 4) + m / 4][m % 4] = v.${'xyzw'[j]};` :
+      (j: number) => `As[(kq * 4 + ${j}) * TM + m] = v.${'xyzw'[j]};`;
+  const lhsFetch = `
+          for (var l = 0; l < ${la}; l++) {
+            let idx = lid + l * WGS;
+            let m = idx % TM;
+            let kq = idx / TM;
+            let r = rowStart + m;
+            let k = kf + kq * 4;
+            var v = vec4<f32>(0.0);
+            if (idx < TM * TK / 4 && r < rowEnd && k < K) { v = lhs[(r * K + k) / 4]; }
+            ra[l] = v;
+          }`;
+  const lhsStore = `
+          for (var l = 0; l < ${la}; l++) {
+            let idx = lid + l * WGS;
+            if (idx < TM * TK / 4) {
+              let m = idx % TM;
+              let kq = idx / TM;
+              let v = ra[l];
+              ${[0, 1, 2, 3].map(aStore).join('\n              ')}
+            }
+          }`;
+  if (t.rhs === 'none') return {regs: `var ra : array<vec4<f32>, ${la}>;`, fetch: lhsFetch, store: lhsStore};
+  const l = t.packed;
+  if (t.rhs === 'float' || l == null) {
+    const lb = Math.ceil(t.tk * t.tnv / t.wgs);
+    return {
+      regs: `var ra : array<vec4<f32>, ${la}>;
+        var rb : array<vec4<f32>, ${lb}>;`,
+      fetch: lhsFetch + `
+          for (var l = 0; l < ${lb}; l++) {
+            let idx = lid + l * WGS;
+            let kk = idx / TNV;
+            let nv = idx % TNV;
+            let k = kf + kk;
+            ${tileColumn(t.swiglu)}
+            var v = vec4<f32>(0.0);
+            if (idx < TK * TNV && k < K && colOk) { v = rhs[(expert * K + k) * NV + n]; }
+            rb[l] = v;
+          }`,
+      store: lhsStore + `
+          for (var l = 0; l < ${lb}; l++) {
+            let idx = lid + l * WGS;
+            if (idx < TK * TNV) { Bs[idx] = rb[l]; }
+          }`,
+    };
+  }
   const P = codesPerWord(l.format);
+  const lb = Math.ceil(t.tk / P * t.tnv / t.wgs);
   const d = wordDecoder(l);
-  const perWord = !hasScales(l.format) || l.groupSize % P === 0;
+  const scaled = hasScales(l.format);
+  // Every practical group is whole words (groupSize % P == 0): one scale per loaded word, fetched with it.
+  const perWord = !scaled || l.groupSize % P === 0;
+  const wordTerms = groupTerms(l, 'kw * P / GROUP');
+  const fetchScale = perWord && wordTerms.scale != null;
+  const fetchZero = perWord && l.zeroPoint;
   const rows = Array.from({length: P}, (_, j) => {
-    const t = perWord ? groupTerms(l, 'kw * P / GROUP') : groupTerms(l, `(kw * P + ${j}) / GROUP`);
-    const z = perWord ? 'z' : t.zero;
-    const value = t.scale == null ? d.codeRow('c', j, z) : `${perWord ? 'sc' : t.scale} * ${d.codeRow('c', j, z)}`;
+    const g = perWord ? null : groupTerms(l, `(kw * P + ${j}) / GROUP`);
+    const z = perWord ? (fetchZero ? 'rz[l]' : wordTerms.zero) : g!.zero;
+    const code = d.codeRow('rc[l]', j, z);
+    const value = !scaled ? code : `${perWord ? 'rs[l]' : g!.scale} * ${code}`;
     return `
-          Bs[(kwl * P + ${j}) * TNV + nv] = select(vec4<f32>(0.0), ${value}, kw * P + ${j} < K);`;
+              Bs[(kwl * P + ${j}) * TNV + nv] = select(vec4<f32>(0.0), ${value}, kw * P + ${j} < K);`;
   }).join('');
-  const perWordTerms = groupTerms(l, 'kw * P / GROUP');
-  return `
-        for (var idx = lid; idx < (TK / ${P}) * TNV; idx += WGS) {
-          const P = ${P};
-          const GROUP = ${Math.max(1, l.groupSize)};
-          let KW = (K + P - 1) / P;
-          let G = (K + GROUP - 1) / GROUP;
-          let kwl = idx / TNV;
-          let nv = idx % TNV;
-          ${tileColumn(swiglu)}
-          let kw = k0 / P + kwl;
-          var c = vec4<u32>(0u);
-          if (kw < KW && colOk) { c = bitcast<vec4<u32>>(packed[(expert * KW + kw) * NV + n]); }
-          ${perWord && perWordTerms.scale != null ? `let sc = ${perWordTerms.scale};` : ''}
-          ${perWord ? `let z = ${perWordTerms.zero};` : ''}${rows}
-        }`;
+  return {
+    regs: `var ra : array<vec4<f32>, ${la}>;
+        var rc : array<vec4<u32>, ${lb}>;${fetchScale ? `
+        var rs : array<vec4<f32>, ${lb}>;` : ''}${fetchZero ? `
+        var rz : array<vec4<f32>, ${lb}>;` : ''}
+        const P = ${P};
+        const GROUP = ${Math.max(1, l.groupSize)};
+        let KW = (K + P - 1) / P;
+        let G = (K + GROUP - 1) / GROUP;`,
+    fetch: lhsFetch + `
+          for (var l = 0; l < ${lb}; l++) {
+            let idx = lid + l * WGS;
+            let kwl = idx / TNV;
+            let nv = idx % TNV;
+            ${tileColumn(t.swiglu)}
+            let kw = kf / P + kwl;
+            var c = vec4<u32>(0u);${fetchScale ? `
+            var sc = vec4<f32>(0.0);` : ''}${fetchZero ? `
+            var zp = vec4<f32>(0.0);` : ''}
+            if (idx < (TK / P) * TNV && kw < KW && colOk) {
+              c = bitcast<vec4<u32>>(packed[(expert * KW + kw) * NV + n]);${fetchScale ? `
+              sc = ${wordTerms.scale};` : ''}${fetchZero ? `
+              zp = ${wordTerms.zero};` : ''}
+            }
+            rc[l] = c;${fetchScale ? `
+            rs[l] = sc;` : ''}${fetchZero ? `
+            rz[l] = zp;` : ''}
+          }`,
+    store: lhsStore + `
+          for (var l = 0; l < ${lb}; l++) {
+            let idx = lid + l * WGS;
+            if (idx < (TK / P) * TNV) {
+              let kwl = idx / TNV;
+              let nv = idx % TNV;
+              ${perWord ? '' : `${tileColumn(t.swiglu)}`}
+              let kw = k0 / P + kwl;${rows}
+            }
+          }`,
+  };
 }

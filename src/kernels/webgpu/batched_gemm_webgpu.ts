@@ -19,7 +19,8 @@
  */
 import {codesPerWord, hasScales} from '../expert_weight_formats.js';
 import {GemmConfig, GemmShape, maxTiles, StreamConfig, threads, tileCols, TiledConfig, tileRows} from './batched_gemm_config.js';
-import {packedStreamStep, packedTiledRhsLoad, scheduleSnippet, STREAM_WORD_ROWS, tiledLhsLoad, tiledRhsLoad} from './batched_gemm_snippets.js';
+import {packedStreamStep, scheduleSnippet, stagedTileLoads, STREAM_WORD_ROWS, tiledLhsLoad, tiledRhsLoad}
+  from './batched_gemm_snippets.js';
 import {swigluSnippet, swigluUniforms} from './fused_swiglu_scale_webgpu.js';
 import {layoutKey, weightDecoderSnippet, weightVariableNames, wordDecoder} from './quantized_webgpu.js';
 import {FLAT_LAYOUT, flatDispatch, WebGPUProgram, WORKGROUP_INDEX_SNIPPET} from './webgpu_util.js';
@@ -86,7 +87,8 @@ export class BatchedGemmProgram implements WebGPUProgram {
     this.dispatch = flatDispatch(this.colTiles * maxTiles(shape.numRows, shape.numExperts, tileRows(config)));
     const cfgKey = config.kind === 'stream' ?
         `stream_tm${config.tm}_nv${config.nv}_ks${config.ks}_u${config.unroll}` :
-        `tiled_${config.wx}x${config.wy}_rm${config.rm}_rn${config.rn}_tk${config.tk}_v${config.vec}_a${lhsVec}`;
+        `tiled_${config.wx}x${config.wy}_rm${config.rm}_rn${config.rn}_tk${config.tk}_v${config.vec}_a${lhsVec}` +
+        `_av${config.av ?? 1}_pf${+(config.prefetch ?? false)}`;
     this.shaderKey = `moeBatchedGemm_${cfgKey}_E${shape.numExperts}_t${+shape.transposeRhs}_b${+shape.hasBias}` +
         `_sw${+swiglu}_sc${+hasScale}${activation === 'swiglu' ? '' : `_${activation}`}` +
         (packed != null ? `_p${layoutKey(packed)}_w${this.wordLoads ? STREAM_WORD_ROWS : 0}` : '');
@@ -235,12 +237,39 @@ ${this.streamMainLoop()}
     const vt = c.vec === 4 ? 'vec4<f32>' : 'f32';
     const tm = c.wy * c.rm;
     const tnv = c.wx * c.rn;
-    const lhsVec = this.shape.depth % 4 === 0 ? 4 : 1;
-    const loadA = tiledLhsLoad(lhsVec);
     const packed = this.shape.packed;
-    const loadB = packed != null && this.wordLoads ?
-        packedTiledRhsLoad(packed, this.shape.swiglu === true) :
-        tiledRhsLoad(this.shape.transposeRhs, this.shape.swiglu === true, c.vec, vt, packed != null);
+    // Staged (vec4, prefetchable) loads where lhs and rhs allow them; rhs that is transposed, scalar or packed
+    // through the element decoder is loaded one value at a time after them, and never prefetched.
+    const lhsStaged = this.shape.depth % 4 === 0;
+    const rhsStaged = c.vec === 4 && !this.shape.transposeRhs && (packed == null || this.wordLoads);
+    const av = lhsStaged && c.av === 4 && c.rm % 4 === 0 ? 4 : 1;
+    const prefetch = lhsStaged && rhsStaged && c.prefetch === true;
+    const staged = lhsStaged ? stagedTileLoads({
+      tm, tk: c.tk, tnv, wgs: c.wx * c.wy, av, swiglu: this.shape.swiglu === true, packed,
+      rhs: !rhsStaged ? 'none' : packed != null ? 'packed' : 'float',
+    }) : {regs: '', fetch: '', store: tiledLhsLoad()};
+    const loads = rhsStaged ? staged : {...staged, store: staged.store +
+        tiledRhsLoad(this.shape.transposeRhs, this.shape.swiglu === true, c.vec, vt, packed != null)};
+    const aRead = av === 4 ?
+        `for (var i = 0; i < RM / 4; i++) { a[i] = As[kk * (TM / 4) + ty * (RM / 4) + i]; }` :
+        `for (var i = 0; i < RM; i++) { a[i] = As[kk * TM + ty * RM + i]; }`;
+    const aAt = av === 4 ? 'a[i / 4][i % 4]' : 'a[i]';
+    const body = prefetch ? `
+          var kf = 0;${loads.fetch}
+          for (var k0 = 0; k0 < K; k0 += TK) {${loads.store}
+            workgroupBarrier();
+            kf = k0 + TK;
+            if (kf < K) {${loads.fetch}
+            }
+            ${this.tiledSteps(aRead, aAt, av)}
+            workgroupBarrier();
+          }` : `
+          for (var k0 = 0; k0 < K; k0 += TK) {
+            let kf = k0;${loads.fetch}${loads.store}
+            workgroupBarrier();
+            ${this.tiledSteps(aRead, aAt, av)}
+            workgroupBarrier();
+          }`;
     return `
       const WX = ${c.wx};
       const RM = ${c.rm};
@@ -250,7 +279,7 @@ ${this.streamMainLoop()}
       const TNV = ${tnv};
       const VEC = ${c.vec};
       const WGS = ${c.wx * c.wy};
-      var<workgroup> As : array<f32, ${c.tk * tm}>;
+      var<workgroup> As : array<${av === 4 ? 'vec4<f32>' : 'f32'}, ${c.tk * tm / av}>;
       var<workgroup> Bs : array<${vt}, ${c.tk * tnv}>;
       fn main(index : i32) {
         ${this.prologue()}
@@ -259,23 +288,22 @@ ${this.streamMainLoop()}
         let NV = N / VEC;
         var acc : array<${vt}, ${c.rm * c.rn}>;
         if (mode == MODE_EXPERT) {
-          for (var k0 = 0; k0 < K; k0 += TK) {
-            ${loadA}
-            ${loadB}
-            workgroupBarrier();
-            for (var kk = 0; kk < TK; kk++) {
-              var a : array<f32, RM>;
-              for (var i = 0; i < RM; i++) { a[i] = As[kk * TM + ty * RM + i]; }
-              for (var j = 0; j < RN; j++) {
-                let b = Bs[kk * TNV + tx + j * WX];
-                for (var i = 0; i < RM; i++) { acc[i * RN + j] += a[i] * b; }
-              }
-            }
-            workgroupBarrier();
-          }
+          ${loads.regs}${body}
         }
         ${this.shape.swiglu ? this.tiledSwigluEpilogue(c) : this.tiledEpilogue(c)}
       }`;
+  }
+
+  /** The FMAs of one TK step from As / Bs: each thread's RM rows x RN vectors of columns. */
+  private tiledSteps(aRead: string, aAt: string, av: number): string {
+    return `for (var kk = 0; kk < TK; kk++) {
+              var a : array<${av === 4 ? 'vec4<f32>' : 'f32'}, RM / ${av}>;
+              ${aRead}
+              for (var j = 0; j < RN; j++) {
+                let b = Bs[kk * TNV + tx + j * WX];
+                for (var i = 0; i < RM; i++) { acc[i * RN + j] += ${aAt} * b; }
+              }
+            }`;
   }
 
   /** Tiled epilogue: each thread's RM x RN accumulators (+ bias), or zeros for rows in no segment. */
