@@ -20,7 +20,10 @@ import {expertWeightBytes} from '../src/formats.js';
 import {setWebGPUGemmPreset} from '../src/kernels/webgpu/batched_gemm_config.js';
 import {initWebGPUForNode} from '../src/node.js';
 import {refDequantize} from '../spec/reference/expert_formats_reference.js';
+import {FormatRow, HostPacked, randomPackedWeights, toQuantized, xorshiftWords} from './random_packed.js';
 import {median} from './stats.js';
+
+export type {FormatRow, HostPacked};
 
 const [H, I, E, K] = (process.env.BENCH_SHAPE ?? '2048,768,128,8').split(',').map(Number);
 const TOKENS = (process.env.BENCH_T ?? '1,16,256,4096').split(',').map(Number);
@@ -32,12 +35,6 @@ function say(line: string): void {
   log.push(line);
 }
 
-export interface FormatRow {
-  label: string;
-  format: QuantizedExpertWeights['format'];
-  groupSize?: number;
-  zeroPoint?: boolean;
-}
 export const FORMATS: FormatRow[] = [
   {label: 'int4 g32', format: 'int4', groupSize: 32},
   {label: 'int8 g128', format: 'int8', groupSize: 128},
@@ -60,99 +57,8 @@ const PRESETS_FOR: Record<number, string[]> = process.env.BENCH_SWEEP != null ?
 // BENCH_LEAN=1: throughput only (no latency, no GPU timestamps), for sweeps.
 const LEAN = process.env.BENCH_LEAN === '1';
 
-let seed = 0x9e3779b9;
-function nextWord(): number {
-  seed ^= seed << 13;
-  seed ^= seed >>> 17;
-  seed ^= seed << 5;
-  return seed >>> 0;
-}
-
-/** Host arrays of one packed weight [E,K,N] (the layout FusedMoE stores). */
-export interface HostPacked {
-  format: FormatRow['format'];
-  shape: [number, number, number];
-  groupSize: number;
-  zeroPoint: boolean;
-  values: Int32Array | Float32Array;
-  scales?: Float32Array | Int32Array;
-  zeroPoints?: Float32Array;
-}
-
-/** Random codes of the format: halves with exponents in a narrow band, small positive scales. */
-export function randomPacked(f: FormatRow, Kd: number, N: number, std: number): HostPacked {
-  const per = f.format === 'float32' ? 1 : f.format.startsWith('int4') || f.format === 'int4' || f.format === 'mxfp4' ?
-      8 : f.format === 'int8' ? 4 : 2;
-  const kw = Math.ceil(Kd / per);
-  const groupSize = f.format === 'int8' ? (f.groupSize ?? Kd) : f.groupSize ?? 0;
-  const out: HostPacked = {format: f.format, shape: [E, Kd, N], groupSize, zeroPoint: f.zeroPoint === true,
-                           values: new Int32Array(0)};
-  const n = E * kw * N;
-  if (f.format === 'float32') {
-    const v = new Float32Array(n);
-    for (let i = 0; i < n; i++) v[i] = ((nextWord() / 4294967296) - 0.5) * 3.4 * std;
-    out.values = v;
-    return out;
-  }
-  const v = new Int32Array(n);
-  // Halves: sign, a 2-bit spread of exponents around std, random mantissa.
-  const e16 = Math.round(Math.log2(std)) + 15 - 1, e8 = Math.round(Math.log2(std)) + 127 - 1;
-  for (let i = 0; i < n; i++) {
-    const r = nextWord();
-    if (f.format === 'float16') {
-      const lo = (r & 0x83ff) | ((e16 + ((r >>> 10) & 3)) << 10);
-      const r2 = nextWord();
-      const hi = (r2 & 0x83ff) | ((e16 + ((r2 >>> 10) & 3)) << 10);
-      v[i] = lo | (hi << 16);
-    } else if (f.format === 'bfloat16') {
-      const lo = (r & 0x807f) | ((e8 + ((r >>> 7) & 3)) << 7);
-      const r2 = nextWord();
-      const hi = (r2 & 0x807f) | ((e8 + ((r2 >>> 7) & 3)) << 7);
-      v[i] = lo | (hi << 16);
-    } else {
-      v[i] = r | 0;
-    }
-  }
-  out.values = v;
-  if (f.format === 'float16' || f.format === 'bfloat16') return out;
-  const G = Math.ceil(Kd / groupSize);
-  if (f.format === 'mxfp4') {
-    const s = new Int32Array(E * G * Math.ceil(N / 4));
-    const b = Math.round(Math.log2(std)) + 127 - 2;
-    for (let i = 0; i < s.length; i++) {
-      const r = nextWord();
-      s[i] = ((b + (r & 1)) | ((b + ((r >>> 1) & 1)) << 8) | ((b + ((r >>> 2) & 1)) << 16) | ((b + ((r >>> 3) & 1)) << 24));
-    }
-    out.scales = s;
-    return out;
-  }
-  const s = new Float32Array(E * G * N);
-  const base = f.format === 'int8' ? std / 64 : std / 4;
-  for (let i = 0; i < s.length; i++) s[i] = base * (0.75 + 0.5 * nextWord() / 4294967296);
-  out.scales = s;
-  if (f.zeroPoint) {
-    const z = new Float32Array(E * G * N);
-    for (let i = 0; i < z.length; i++) z[i] = 4 + (nextWord() % 9);
-    out.zeroPoints = z;
-  }
-  return out;
-}
-
-function toQuantized(p: HostPacked): QuantizedExpertWeights | tf.Tensor3D {
-  const [e, kd, n] = p.shape;
-  if (p.format === 'float32') return tf.tensor3d(p.values as Float32Array, p.shape);
-  const per = p.format === 'int8' ? 4 : p.format === 'int4' || p.format === 'mxfp4' ? 8 : 2;
-  const kw = Math.ceil(kd / per);
-  const G = p.groupSize > 0 ? Math.ceil(kd / p.groupSize) : 0;
-  return {
-    format: p.format, shape: p.shape, transposed: false, groupSize: p.groupSize, zeroPoint: p.zeroPoint,
-    values: tf.tensor3d(p.values as Int32Array, [e, kw, n], 'int32'),
-    scales: p.scales == null ? undefined : p.format === 'mxfp4' ?
-        tf.tensor3d(p.scales as Int32Array, [e, G, Math.ceil(n / 4)], 'int32') :
-        tf.tensor3d(p.scales as Float32Array, [e, G, n]),
-    zeroPoints: p.zeroPoints == null ? undefined : tf.tensor3d(p.zeroPoints, [e, G, n]),
-  };
-}
+const nextWord = xorshiftWords(0x9e3779b9);
+const randomPacked = (f: FormatRow, Kd: number, N: number, std: number) => randomPackedWeights(f, E, Kd, N, std, nextWord);
 
 function disposeWeights(q: QuantizedExpertWeights | tf.Tensor3D): void {
   if (q instanceof tf.Tensor) q.dispose();

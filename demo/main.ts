@@ -1,14 +1,17 @@
 /**
  * The demo page (npm run demo:browser): pick a model shape and a token count, run one FusedMoE layer on every path
- * the browser offers, and see latency, the expert load and parity with the cpu path. ?model=&divisor=&tokens=&run=1
- * preselects (and runs) a configuration. The page's state is mirrored on window.__moeDemo for the automated check.
+ * the browser offers, and see latency, the expert load and parity with the cpu path. The expert weights can be
+ * float32 or a packed format (float16, int8, int4: random codes, run straight from the packed weights). A full-width
+ * Qwen3-30B-A3B layer at int4 is 0.44 GB of experts. ?model=&divisor=&tokens=&format=&run=1 preselects (and runs) a
+ * configuration. The page's state is mirrored on window.__moeDemo for the automated check.
  */
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-webgpu';
 import * as tf from '@tensorflow/tfjs-core';
 
 import {DemoCharts} from './charts.js';
-import {expertLoad, makeWorkload, PathResult, PathSpec, relativeDifference, runPath} from './measure.js';
+import {DEMO_FORMATS, DemoFormat, expertLoad, makeWorkload, PathResult, PathSpec, relativeDifference, runPath, Workload}
+  from './measure.js';
 import {findModelShape} from './model_shapes.js';
 import {DIVISORS, modelLabel, MODELS, scaledShape, TOKEN_COUNTS} from './models.js';
 import {probeWebGPU, WebGPUProbe} from './probe.js';
@@ -20,7 +23,7 @@ interface DemoState {
   status: 'loading' | 'ready' | 'running' | 'done' | 'error';
   probe?: WebGPUProbe;
   backend?: string;
-  result?: {model: string, divisor: number, tokens: number,
+  result?: {model: string, divisor: number, tokens: number, format: DemoFormat, weightBytes: number,
     paths: Array<{label: string, selected: string, medianMs: number, runs: number, parity: number}>,
     maxParity: number, load: number[]};
   charts?: {latencyBars: number, loadBars: number, latencyTicks: Array<string | null>};
@@ -36,6 +39,7 @@ const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as 
 const modelSelect = $<HTMLSelectElement>('model');
 const divisorSelect = $<HTMLSelectElement>('divisor');
 const tokenSelect = $<HTMLSelectElement>('tokens');
+const formatSelect = $<HTMLSelectElement>('format');
 const runButton = $<HTMLButtonElement>('run');
 const charts = new DemoCharts($<HTMLCanvasElement>('latency-chart'), $<HTMLCanvasElement>('load-chart'));
 
@@ -58,22 +62,34 @@ function describeShape(): void {
   const m = MODELS.find(x => x.id === modelSelect.value)!;
   const {hidden, args} = scaledShape(m, Number(divisorSelect.value));
   const I = args.moeIntermediateSize!;
-  const expertBytes = args.numExperts * hidden * 3 * I * 4;
+  const expertBytes = args.numExperts * hidden * 3 * I * bytesPerWeight(formatSelect.value as DemoFormat);
   const routing = args.topkMethod === 'noaux_tc' ?
       `noaux_tc, ${args.nGroup} groups keep ${args.topkGroup}, scaling ${args.routedScalingFactor}` : 'softmax top-k';
   const shared = args.sharedExpertIntermediateSize ? ` · shared expert ${args.sharedExpertIntermediateSize}` : '';
   $('shape').textContent =
       `H ${hidden} · I ${I} · ${args.numExperts} experts · top-${args.topK} · ${routing}${shared}` +
-      ` · expert weights ${fmtBytes(expertBytes)} (real model: H ${m.hidden}, I ${m.intermediate})`;
+      ` · expert weights ${fmtBytes(expertBytes)} in ${formatSelect.value} (real model: H ${m.hidden}, ` +
+      `I ${m.intermediate})`;
 }
 
-function paths(probe: WebGPUProbe): PathSpec[] {
+/** Bytes per expert weight as stored (int4 g32: half a byte plus a float32 scale per 32). */
+function bytesPerWeight(format: DemoFormat): number {
+  return format === 'float32' ? 4 : format === 'float16' ? 2 : format === 'int8' ? 1 : 0.5 + 4 / 32;
+}
+
+/** Composite paths dequantize (or read) every expert per call: left out above this float32 size. */
+const COMPOSITE_MAX_EXPERT_BYTES = 512 * 2 ** 20;
+
+function paths(probe: WebGPUProbe, w: Workload): PathSpec[] {
+  const composite = w.expertFloatBytes <= COMPOSITE_MAX_EXPERT_BYTES;
+  // The webgpu composite path has no packed weights (tfjs's int32 ops on webgpu round through float32).
+  const webgpuComposite = composite && w.format === 'float32';
   const list: PathSpec[] = [{label: 'cpu', tfBackend: 'cpu', layerBackend: 'cpu'}];
   if (probe.available) {
-    list.push({label: 'webgpu', tfBackend: 'webgpu', layerBackend: 'webgpu'},
-              {label: 'webgpu composite', tfBackend: 'webgpu', layerBackend: 'composite'});
+    list.push({label: 'webgpu', tfBackend: 'webgpu', layerBackend: 'webgpu'});
+    if (webgpuComposite) list.push({label: 'webgpu composite', tfBackend: 'webgpu', layerBackend: 'composite'});
   }
-  list.push({label: 'cpu composite', tfBackend: 'cpu', layerBackend: 'composite'});
+  if (composite) list.push({label: 'cpu composite', tfBackend: 'cpu', layerBackend: 'composite'});
   return list;
 }
 
@@ -81,14 +97,15 @@ async function run(): Promise<void> {
   const probe = state.probe!;
   const m = MODELS.find(x => x.id === modelSelect.value)!;
   const divisor = Number(divisorSelect.value), tokens = Number(tokenSelect.value);
+  const format = formatSelect.value as DemoFormat;
   const {hidden, args} = scaledShape(m, divisor);
   runButton.disabled = true;
   try {
     setStatus('running', 'Creating random weights…');
     await new Promise(r => setTimeout(r, 0));  // let the status paint
-    const workload = makeWorkload(args, hidden, tokens);
+    const workload = makeWorkload(args, hidden, tokens, 1, format);
     const results: PathResult[] = [];
-    for (const p of paths(probe)) {
+    for (const p of paths(probe, workload)) {
       setStatus('running', `Running ${p.label} (first call compiles its shaders)…`);
       results.push(await runPath(workload, p));
     }
@@ -110,9 +127,11 @@ async function run(): Promise<void> {
         ` (max |Δ| / max |y|, bound ${PARITY_TOLERANCE.toExponential(0)})`;
     const main = rows.find(r => r.label === primary)!;
     $('backend-note').textContent = `${main.selected} · ${main.medianMs.toFixed(1)} ms for ${tokens} tokens`;
-    state.result = {model: m.id, divisor, tokens, paths: rows, maxParity, load: Array.from(load)};
+    state.result = {model: m.id, divisor, tokens, format, weightBytes: workload.bytes, paths: rows, maxParity,
+      load: Array.from(load)};
     state.charts = charts.summary();
-    setStatus('done', `Done: ${m.label}, ${divisor === 1 ? 'full width' : `width 1/${divisor}`}, ${tokens} tokens; ` +
+    setStatus('done', `Done: ${m.label}, ${divisor === 1 ? 'full width' : `width 1/${divisor}`}, ${tokens} tokens, ` +
+        `${format} experts (${fmtBytes(workload.bytes)} of weights); ` +
         rows.map(r => `${r.label} ${r.medianMs.toFixed(1)} ms (${r.runs} runs)`).join(', ') + '.');
   } catch (e) {
     state.error = (e as Error).message;
@@ -127,7 +146,7 @@ async function run(): Promise<void> {
  * option of a list, which would be the largest width), and is reported on the page.
  */
 function configFromUrl(params: URLSearchParams): {model: (typeof MODELS)[number], divisor: number, tokens: number,
-    ignored: string[]} {
+    format: DemoFormat, ignored: string[]} {
   const ignored: string[] = [];
   const requested = params.get('model');
   let model = requested == null ? MODELS[0] : findModelShape(requested);
@@ -145,12 +164,19 @@ function configFromUrl(params: URLSearchParams): {model: (typeof MODELS)[number]
   };
   const divisor = pick('divisor', DIVISORS, model.defaultDivisor);
   const tokens = pick('tokens', TOKEN_COUNTS, 16);
-  return {model, divisor, tokens, ignored};
+  const formats = DEMO_FORMATS.map(f => f.format);
+  let format: DemoFormat = 'float32';
+  const rawFormat = params.get('format');
+  if (rawFormat != null) {
+    if ((formats as string[]).includes(rawFormat)) format = rawFormat as DemoFormat;
+    else ignored.push(`format=${rawFormat} (allowed: ${formats.join(', ')}; using float32)`);
+  }
+  return {model, divisor, tokens, format, ignored};
 }
 
 async function start(): Promise<void> {
   const params = new URLSearchParams(location.search);
-  const {model, divisor, tokens, ignored} = configFromUrl(params);
+  const {model, divisor, tokens, format, ignored} = configFromUrl(params);
   state.ignoredParams = ignored;
   if (ignored.length) {
     const note = $('params-banner');
@@ -160,11 +186,13 @@ async function start(): Promise<void> {
   fill(modelSelect, MODELS.map(m => [m.id, modelLabel(m)]), model.id);
   fill(divisorSelect, DIVISORS.map(d => [String(d), d === 1 ? 'full' : `1/${d}`]), String(divisor));
   fill(tokenSelect, TOKEN_COUNTS.map(t => [String(t), String(t)]), String(tokens));
+  fill(formatSelect, DEMO_FORMATS.map(f => [f.format, f.label]), format);
   modelSelect.addEventListener('change', () => {
     divisorSelect.value = String(MODELS.find(m => m.id === modelSelect.value)!.defaultDivisor);
     describeShape();
   });
   divisorSelect.addEventListener('change', describeShape);
+  formatSelect.addEventListener('change', describeShape);
   runButton.addEventListener('click', () => void run());
   describeShape();
 

@@ -4,7 +4,9 @@
  * Chromium answers with zeros (shared/docs/tfjs-notes.md); every result is read with `await data()`.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import {FusedMoE, FusedMoEArgs, MoeLayerBackend, routeTokens} from 'tfjs-moe';
+import {FusedMoE, FusedMoEArgs, MoeLayerBackend, QuantizedExpertWeights, routeTokens, weightSpecs} from 'tfjs-moe';
+
+import {FormatRow, HostPacked, randomPackedWeights, toQuantized, xorshiftWords} from '../bench/random_packed.js';
 
 export interface PathSpec {
   label: string;
@@ -38,43 +40,85 @@ function randomArray(rand: () => number, n: number, scale: number): Float32Array
   return out;
 }
 
+/** The expert weight formats the page offers (docs/formats.md); the packed ones are drawn as random codes. */
+export const DEMO_FORMATS: ReadonlyArray<FormatRow & {format: DemoFormat}> = [
+  {label: 'float32', format: 'float32'},
+  {label: 'float16', format: 'float16'},
+  {label: 'int8 (per column)', format: 'int8'},
+  {label: 'int4 (groups of 32)', format: 'int4', groupSize: 32},
+];
+export type DemoFormat = 'float32' | 'float16' | 'int8' | 'int4';
+
 export interface Workload {
   args: FusedMoEArgs;
   hidden: number;
   tokens: number;
+  format: DemoFormat;
   weights: Map<string, {shape: number[], values: Float32Array}>;
+  /** The routed experts' weights of a packed format, as codes (and scales). */
+  packed: Map<string, HostPacked>;
   x: Float32Array;
+  /** Bytes of the layer's weights as stored (packed experts at their format's size). */
   bytes: number;
+  /** Bytes the routed experts would take in float32 (what a composite path dequantizes per call). */
+  expertFloatBytes: number;
 }
 
-/** Random weights (uniform, scaled by fan-in so activations stay O(1)) and tokens for a configuration. */
-export function makeWorkload(args: FusedMoEArgs, hidden: number, tokens: number, seed = 1): Workload {
+/**
+ * Random weights (uniform, scaled by fan-in so activations stay O(1)) and tokens for a configuration. Expert
+ * weights of a packed format are drawn as codes directly (bench/random_packed.ts): a full-width layer never
+ * exists in float32 here, and no quantizer runs.
+ */
+export function makeWorkload(args: FusedMoEArgs, hidden: number, tokens: number, seed = 1,
+                             format: DemoFormat = 'float32'): Workload {
   const rand = rng(seed);
+  const words = xorshiftWords(seed * 0x9e3779b9);
   const weights = new Map<string, {shape: number[], values: Float32Array}>();
-  let bytes = 0;
-  // Shapes come from a throw-away layer on cpu, so this page never restates the layer's weight layout.
-  const layer = new FusedMoE({...args, backend: 'composite', kernelInitializer: 'zeros'});
-  layer.buildFor(hidden);
-  for (const [name, t] of Object.entries(layer.namedWeights())) {
-    if (t == null) continue;
-    const shape = t.shape as number[];
+  const packed = new Map<string, HostPacked>();
+  const row = DEMO_FORMATS.find(f => f.format === format)!;
+  let bytes = 0, expertFloatBytes = 0;
+  // Shapes from the layer's own resolved options, so this page never restates the layer's weight layout (and
+  // allocates nothing).
+  const options = new FusedMoE({...args, ...layerFormatArgs(format)}).options;
+  for (const {name, shape} of weightSpecs(options, hidden)) {
     const fanIn = shape.length === 3 ? shape[1] : shape.length === 2 ? shape[0] : 1;
     const scale = name === 'gate_weight' ? 2 / Math.sqrt(fanIn) : name.endsWith('bias') ? 0.05 : 1 / Math.sqrt(fanIn);
-    // Counted from the shape: a packed expert weight is not a tensor of that many values.
     const size = shape.reduce((a, b) => a * b, 1);
+    if (name === 'up_gate_proj_weight' || name === 'down_proj_weight') {
+      expertFloatBytes += size * 4;
+      if (format !== 'float32') {
+        const [E, K, N] = shape;
+        const p = randomPackedWeights(row, E, K, N, scale, words);
+        packed.set(name, p);
+        bytes += p.values.byteLength + (p.scales?.byteLength ?? 0);
+        continue;
+      }
+    }
     weights.set(name, {shape, values: randomArray(rand, size, scale)});
     bytes += size * 4;
   }
-  layer.dispose();
-  return {args, hidden, tokens, weights, x: randomArray(rand, tokens * hidden, 1), bytes};
+  return {args, hidden, tokens, format, weights, packed, x: randomArray(rand, tokens * hidden, 1), bytes,
+    expertFloatBytes};
+}
+
+/** The layer arguments of an expert weight format. */
+function layerFormatArgs(format: DemoFormat): Partial<FusedMoEArgs> {
+  return {expertWeightFormat: format, quantGroupSize: DEMO_FORMATS.find(f => f.format === format)!.groupSize ?? null};
 }
 
 function buildLayer(w: Workload, layerBackend: MoeLayerBackend): FusedMoE {
-  const layer = new FusedMoE({...w.args, backend: layerBackend, kernelInitializer: 'zeros'}).buildFor(w.hidden);
-  const values: Record<string, tf.Tensor> = {};
-  for (const [name, {shape, values: v}] of w.weights) values[name] = tf.tensor(v, shape);
+  const layer = new FusedMoE({...w.args, ...layerFormatArgs(w.format), backend: layerBackend,
+    kernelInitializer: 'zeros'}).buildFor(w.hidden);
+  const values: Record<string, tf.Tensor | QuantizedExpertWeights> = {};
+  const owned: tf.Tensor[] = [];
+  for (const [name, {shape, values: v}] of w.weights) owned.push(values[name] = tf.tensor(v, shape));
+  for (const [name, p] of w.packed) {
+    const q = toQuantized(p) as QuantizedExpertWeights;
+    values[name] = q;
+    owned.push(...[q.values, q.scales, q.zeroPoints].filter((t): t is tf.Tensor => t != null));
+  }
   layer.setNamedWeights(values);
-  tf.dispose(Object.values(values));
+  tf.dispose(owned);
   return layer;
 }
 

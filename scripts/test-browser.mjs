@@ -9,7 +9,7 @@
 import {buildBrowserAssets, OUT} from './browser/assets.mjs';
 import {launchChromium} from './browser/chromium.mjs';
 import {checkConsumerBundles} from './browser/consumer_check.mjs';
-import {checkDemoFallback, checkDemoPage, FALLBACK_SCREENSHOT, SCREENSHOT} from './browser/demo_check.mjs';
+import {checkDemoFallback, checkDemoFormat, checkDemoPage, FALLBACK_SCREENSHOT, SCREENSHOT} from './browser/demo_check.mjs';
 import {serveStatic} from './browser/server.mjs';
 
 const args = process.argv.slice(2);
@@ -101,6 +101,7 @@ try {
   if (parts.has('demo')) {
     countChecks('demo page', await checkDemoPage(browser.context, server.url));
     countChecks('demo page', await checkDemoFallback(browser.context, server.url));
+    countChecks('demo page', (await checkDemoFormat(browser.context, server.url)).checks);
     console.log(`demo page screenshots: ${SCREENSHOT}, ${FALLBACK_SCREENSHOT}`);
   }
 } finally {

@@ -28,7 +28,8 @@ export async function launchChromium({viewport = {width: 1280, height: 900}} = {
   const context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: CHROMIUM_PATH,
     headless: true,
-    args: CHROMIUM_FLAGS,
+    // CHROMIUM_FLAGS_EXTRA (space-separated) adds flags, e.g. a real adapter instead of SwiftShader.
+    args: [...CHROMIUM_FLAGS, ...(process.env.CHROMIUM_FLAGS_EXTRA ?? '').split(' ').filter(Boolean)],
     viewport,
   });
   const close = async () => {

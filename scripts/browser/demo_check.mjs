@@ -120,3 +120,48 @@ export async function checkDemoFallback(context, baseUrl, {timeoutMs = 300_000} 
   }
   return checks;
 }
+
+/**
+ * The page with packed expert weights, through the URL (?format=): the run shows the format, its smaller weight
+ * size, our webgpu kernels running straight from the packed weights, and parity with the cpu path (which runs
+ * the same codes) within the f32 bound. CI runs int4 at width 1/16; `node scripts/demo-format.mjs` the full-width
+ * Qwen3-30B-A3B layer (0.44 GB of int4 experts: the composite paths are left out there).
+ */
+export async function checkDemoFormat(context, baseUrl, {format = 'int4', divisor = '16', tokens = '16',
+                                                         timeoutMs = 900_000} = {}) {
+  const checks = [];
+  const check = (name, ok, message = '') =>
+    checks.push({name: `${format} experts, width 1/${divisor}: ${name}`, ok: Boolean(ok), message});
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', e => errors.push(e.message));
+  page.on('console', m => { if (m.type() === 'error') errors.push(m.text()); });
+  let state = null;
+  try {
+    await page.goto(`${baseUrl}/demo/?model=qwen3&divisor=${divisor}&tokens=${tokens}&format=${format}&run=1`);
+    await page.waitForFunction(() => ['done', 'error'].includes(document.body.dataset.status), null,
+                               {timeout: timeoutMs});
+    state = await page.evaluate(() => window.__moeDemo);
+    const r = state.result;
+    check('runs without error', state.status === 'done', state.error ?? state.status);
+    check('the format select shows the format', (await page.inputValue('#format')) === format &&
+        r?.format === format, `select '${await page.inputValue('#format')}', result ${r?.format}`);
+    // Qwen3-30B-A3B: 128 experts of H 2048 x 3 I (I 768), divided by the width divisor on both axes.
+    const d = Number(divisor), H = 2048 / d, I = 768 / d, E = 128;
+    const perWeight = {float16: 2, int8: 1 + 4 / H, int4: 0.5 + 4 / 32}[format];
+    const expertBytes = E * 3 * H * I * perWeight;
+    check('stores the experts at the format\'s size', r != null && r.weightBytes >= expertBytes &&
+        r.weightBytes < expertBytes * 1.1 + 4 * H * E * 2, `${r?.weightBytes} bytes, experts ~${expertBytes}`);
+    const web = r?.paths.find(p => p.label === 'webgpu');
+    check('runs on our webgpu kernels', state.probe?.available && web?.selected === 'kernels:webgpu' &&
+        web.medianMs > 0, JSON.stringify(r?.paths));
+    check(`parity with the cpu path < ${PARITY_TOLERANCE}`, r != null && r.maxParity < PARITY_TOLERANCE &&
+        (await page.textContent('#parity')).startsWith('✓'), `maxParity ${r?.maxParity}`);
+    check('no page errors', errors.length === 0, errors.join('\n'));
+  } catch (e) {
+    check('page check completed', false, e.message);
+  } finally {
+    await page.close();
+  }
+  return {checks, state};
+}
