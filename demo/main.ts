@@ -2,7 +2,7 @@
  * The demo page (npm run demo:browser): pick a model shape and a token count, run one FusedMoE layer on every path
  * the browser offers, and see latency, the expert load and parity with the cpu path. The expert weights can be
  * float32 or a packed format (float16, int8, int4: random codes, run straight from the packed weights). A full-width
- * Qwen3-30B-A3B layer at int4 is 0.44 GB of experts. ?model=&divisor=&tokens=&format=&run=1 preselects (and runs) a
+ * Qwen3-30B-A3B layer at int4 g32 is 0.38 GB of experts. ?model=&divisor=&tokens=&format=&run=1 preselects (and runs) a
  * configuration. The page's state is mirrored on window.__moeDemo for the automated check.
  */
 import '@tensorflow/tfjs-backend-cpu';

@@ -125,7 +125,7 @@ export async function checkDemoFallback(context, baseUrl, {timeoutMs = 300_000} 
  * The page with packed expert weights, through the URL (?format=): the run shows the format, its smaller weight
  * size, our webgpu kernels running straight from the packed weights, and parity with the cpu path (which runs
  * the same codes) within the f32 bound. CI runs int4 at width 1/16; `node scripts/demo-format.mjs` the full-width
- * Qwen3-30B-A3B layer (0.44 GB of int4 experts: the composite paths are left out there).
+ * Qwen3-30B-A3B layer (0.38 GB of int4 g32 experts: the composite paths are left out there).
  */
 export async function checkDemoFormat(context, baseUrl, {format = 'int4', divisor = '16', tokens = '16',
                                                          timeoutMs = 900_000} = {}) {
