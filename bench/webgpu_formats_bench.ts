@@ -18,6 +18,8 @@ import {batchedGemm, batchedGemmSwiglu, moeCombine, moePermute, moeTopkSelect, Q
   from '../src/index.js';
 import {expertWeightBytes} from '../src/formats.js';
 import {setWebGPUGemmPreset} from '../src/kernels/webgpu/batched_gemm_config.js';
+import {MOE_WEBGPU_GEMM_HALF_MATRICES} from '../src/kernels/webgpu/flags_webgpu.js';
+import {DeviceLike, HALF_MATRIX_FEATURES, halfMatrixShape} from '../src/kernels/webgpu/half_matrices.js';
 import {initWebGPUForNode} from '../src/node.js';
 import {refDequantize} from '../spec/reference/expert_formats_reference.js';
 import {FormatRow, HostPacked, randomPackedWeights, toQuantized, xorshiftWords} from './random_packed.js';
@@ -56,6 +58,11 @@ const PRESETS_FOR: Record<number, string[]> = process.env.BENCH_SWEEP != null ?
     {256: ['stream16'], 4096: ['tiled64x128', 'stream16']};
 // BENCH_LEAN=1: throughput only (no latency, no GPU timestamps), for sweeps.
 const LEAN = process.env.BENCH_LEAN === '1';
+// BENCH_HALF_MATRICES=1: the device gets the subgroup-matrix features, and each row at T >= 256 also times the
+// half-matrix program (MOE_WEBGPU_GEMM_HALF_MATRICES; BENCH_MATRIX_SWEEP: its presets) and its output's relative
+// L2 difference from the exact program's (whose own error vs float64 is ~3e-7).
+const HALF_MATRICES = process.env.BENCH_HALF_MATRICES === '1';
+const MATRIX_PRESETS = (process.env.BENCH_MATRIX_SWEEP ?? '').split(',').filter(Boolean);
 
 const nextWord = xorshiftWords(0x9e3779b9);
 const randomPacked = (f: FormatRow, Kd: number, N: number, std: number) => randomPackedWeights(f, E, Kd, N, std, nextWord);
@@ -312,6 +319,41 @@ async function runStack(layers: number, f: FormatRow): Promise<Record<string, un
   return out;
 }
 
+/** The half-matrix program against the exact one on the same call: times, presets, output difference. */
+async function halfMatrixRow(gemms: () => tf.Tensor, layerCall: () => tf.Tensor, n: number, reps: number):
+    Promise<Record<string, unknown>> {
+  const out: Record<string, unknown> = {};
+  const exact = gemms();
+  const exactData = await exact.data();
+  exact.dispose();
+  tf.env().set(MOE_WEBGPU_GEMM_HALF_MATRICES, true);
+  try {
+    const got = gemms();
+    const data = await got.data();
+    got.dispose();
+    out.relDiffVsExact = relL2(data, Float64Array.from(exactData));
+    out.gemms = (await throughput(gemms, n, reps)).ms;
+    out.layer = (await throughput(layerCall, n, reps)).ms;
+    const presets: Record<string, number | string> = {};
+    for (const preset of MATRIX_PRESETS) {
+      setWebGPUGemmPreset(preset);
+      try {
+        presets[preset] = (await throughput(gemms, n, reps)).ms;
+      } catch (e) {
+        presets[preset] = `error: ${(e as Error).message.slice(0, 300)}`;
+      }
+    }
+    setWebGPUGemmPreset(null);
+    out.byPreset = presets;
+  } catch (e) {
+    out.error = (e as Error).message.slice(0, 600);
+  } finally {
+    tf.env().set(MOE_WEBGPU_GEMM_HALF_MATRICES, false);
+    setWebGPUGemmPreset(null);
+  }
+  return out;
+}
+
 export type OrtRunner = (x: Float32Array, T: number) => Promise<{output: Float32Array, ms: number}>;
 export interface OrtHooks {
   /** Builds the QMoE session for these weights (null when the format has no QMoE counterpart). */
@@ -323,11 +365,22 @@ export async function runFormatsBench(ort: OrtHooks | null): Promise<void> {
   mkdirSync(outDir, {recursive: true});
   // BENCH_DAWN_OPTIONS: more dawn.node options (e.g. enable-dawn-features=disable_robustness for an A/B).
   const extra = process.env.BENCH_DAWN_OPTIONS?.split(' ').filter(Boolean) ?? [];
+  if (HALF_MATRICES) extra.push('enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia');
   const status = await initWebGPUForNode({dawnOptions: ['disable-dawn-features=timestamp_quantization', ...extra],
+    features: HALF_MATRICES ? [...HALF_MATRIX_FEATURES] : [],
     powerPreference: 'high-performance'});
   if (!status.available) throw new Error(`no WebGPU: ${status.reason}`);
   const adapter = {...status.adapterInfo, maxStorageBufferBindingSize: status.limits?.maxStorageBufferBindingSize};
   say(`adapter: ${JSON.stringify(adapter)}`);
+  if (HALF_MATRICES) {
+    await tf.setBackend('webgpu');
+    const dev = (tf.backend() as unknown as {device: DeviceLike & {features: Iterable<string>}}).device;
+    tf.env().set(MOE_WEBGPU_GEMM_HALF_MATRICES, true);
+    const info = dev.adapterInfo;
+    say(`half matrices: ${JSON.stringify({deviceFeatures: [...dev.features], shape: halfMatrixShape(dev),
+      subgroup: [info?.subgroupMinSize, info?.subgroupMaxSize], configs: [...(info?.subgroupMatrixConfigs ?? [])]})}`);
+    tf.env().set(MOE_WEBGPU_GEMM_HALF_MATRICES, false);
+  }
   const results: Record<string, unknown> = {date: new Date().toISOString(), adapter, shape: {H, I, E, K},
                                             dawnOptions: extra};
   const rows: Array<Record<string, unknown>> = [];
@@ -395,6 +448,7 @@ export async function runFormatsBench(ort: OrtHooks | null): Promise<void> {
         }
         setWebGPUGemmPreset(null);
         row.gemmsByPreset = presets;
+        if (HALF_MATRICES && T >= 64) row.half = await halfMatrixRow(gemms, () => forward(x, layer), n, reps);
         const gm = row.gemms as {ms: number};
         row.gemmsGBs = bytes / gm.ms / 1e6;
         row.gemmsVsFloor = gm.ms / floorMs;

@@ -34,6 +34,13 @@ export interface InitWebGPUForNodeOptions {
   vulkanDriver?: string | null;
   /** Make 'webgpu' the active tfjs backend on success (default true); false restores the backend active before. */
   setBackend?: boolean;
+  /**
+   * Optional device features the tfjs device is created with when the adapter has them (tfjs itself asks only for
+   * timestamp-query), e.g. `['shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix']` for the
+   * MOE_WEBGPU_GEMM_HALF_MATRICES path (on NVIDIA with dawnOptions
+   * `'enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia'`). Default none.
+   */
+  features?: string[];
 }
 
 /** What {@link initWebGPUForNode} found. */
@@ -60,7 +67,8 @@ interface GpuLike {
 interface AdapterLike {
   info?: {vendor?: string, architecture?: string, description?: string, device?: string};
   isFallbackAdapter?: boolean;
-  features?: Iterable<string>;
+  features?: Iterable<string> & {has?(name: string): boolean};
+  requestDevice?(descriptor?: {requiredFeatures?: Iterable<string>}): Promise<unknown>;
   limits?: {maxStorageBufferBindingSize?: number, maxBufferSize?: number};
 }
 
@@ -105,7 +113,7 @@ async function init(options: InitWebGPUForNodeOptions): Promise<WebGPUForNodeSta
     const {create, globals} = await import('webgpu') as unknown as
         {create(options: string[]): GpuLike, globals: Record<string, unknown>};
     Object.assign(globalThis, globals);
-    gpu = create(options.dawnOptions ?? []);
+    gpu = withDeviceFeatures(create(options.dawnOptions ?? []), options.features ?? []);
     // tfjs-backend-webgpu reads navigator.gpu; Node 20 has no navigator, newer Nodes a getter without gpu.
     Object.defineProperty(globalThis, 'navigator', {value: {gpu}, configurable: true, writable: true});
   } catch (e) {
@@ -144,4 +152,34 @@ async function init(options: InitWebGPUForNodeOptions): Promise<WebGPUForNodeSta
   }
   if (previous != null) await tf.setBackend(previous);
   return {available: true, ...found};
+}
+
+/**
+ * navigator.gpu whose adapters create devices with `extra` features too (those the adapter has): tfjs creates
+ * its device itself from navigator.gpu, so this is where optional features can join its request.
+ */
+function withDeviceFeatures(gpu: GpuLike, extra: string[]): GpuLike {
+  if (extra.length === 0) return gpu;
+  const adapterWith = (adapter: AdapterLike): AdapterLike => new Proxy(adapter, {
+    get(target, key) {
+      if (key === 'requestDevice') {
+        return (d: {requiredFeatures?: Iterable<string>} = {}) => target.requestDevice!({...d, requiredFeatures: [
+          ...(d.requiredFeatures ?? []), ...extra.filter(f => target.features?.has?.(f) === true)]});
+      }
+      const value = Reflect.get(target, key, target) as unknown;
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+  return new Proxy(gpu, {
+    get(target, key) {
+      if (key === 'requestAdapter') {
+        return async (o?: object) => {
+          const adapter = await target.requestAdapter(o);
+          return adapter == null ? adapter : adapterWith(adapter);
+        };
+      }
+      const value = Reflect.get(target, key, target) as unknown;
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+  });
 }

@@ -9,6 +9,7 @@ import type {ExpertWeightLayout} from '../expert_weight_formats.js';
 import type {SwigluActivation} from '../kernel_names.js';
 import {describeValue} from '../describe_value.js';
 import {MOE_WEBGPU_GEMM_PRESET} from './flags_webgpu.js';
+import {HALF_MATRIX_SUBGROUP, HalfMatrixShape} from './half_matrices.js';
 
 export interface GemmShape {
   numRows: number;     // R
@@ -60,16 +61,37 @@ export interface StreamConfig {
   /** independent k4 steps per loop iteration (loads in flight per thread = 4 * unroll). */
   unroll: number;
 }
-export type GemmConfig = TiledConfig | StreamConfig;
+/**
+ * Tiled on subgroup matrices (half_matrices.ts; never by default): TM x TN tiles, TK = 32 per staged step, 4
+ * subgroups of 32 each owning TN/4 columns, in matrices of sm x sk times sk x sn (the device's shape).
+ */
+export interface MatrixConfig {
+  kind: 'matrix';
+  tm: number;
+  tn: number;
+  tk: number;
+  sm: number;
+  sn: number;
+  sk: number;
+  prefetch: boolean;
+}
+export type GemmConfig = TiledConfig | StreamConfig | MatrixConfig;
 
 export function tileRows(c: GemmConfig): number {
-  return c.kind === 'stream' ? c.tm : c.wy * c.rm;
+  return c.kind === 'stream' ? c.tm : c.kind === 'matrix' ? c.tm : c.wy * c.rm;
 }
 export function tileCols(c: GemmConfig): number {
-  return c.kind === 'stream' ? c.nv * 4 : c.wx * c.rn * c.vec;
+  return c.kind === 'stream' ? c.nv * 4 : c.kind === 'matrix' ? c.tn : c.wx * c.rn * c.vec;
 }
 export function threads(c: GemmConfig): number {
-  return c.kind === 'stream' ? c.nv * c.ks : c.wx * c.wy;
+  return c.kind === 'stream' ? c.nv * c.ks : c.kind === 'matrix' ? 4 * HALF_MATRIX_SUBGROUP : c.wx * c.wy;
+}
+
+/** Workgroup memory of a tiled or matrix config: its tiles (f32, or f16 tiles + the f32 result tile) + the scan. */
+export function workgroupBytes(c: TiledConfig | MatrixConfig): number {
+  const tiles = c.kind === 'matrix' ? c.tk * (c.tm + c.tn) * 2 + c.tm * c.tn * 4 :
+      c.tk * (tileRows(c) + tileCols(c)) * 4;
+  return tiles + threads(c) * 4 + 64;
 }
 
 export const GEMM_PRESETS: Record<string, GemmConfig> = {
@@ -94,6 +116,12 @@ export const GEMM_PRESETS: Record<string, GemmConfig> = {
   r128x128k32: {kind: 'tiled', wx: 16, wy: 16, rm: 8, rn: 2, tk: 32, vec: 4, av: 4, prefetch: true},
   r64x128np: {kind: 'tiled', wx: 16, wy: 8, rm: 8, rn: 2, tk: 16, vec: 4, av: 4},
   r128x128np: {kind: 'tiled', wx: 16, wy: 16, rm: 8, rn: 2, tk: 16, vec: 4, av: 4},
+  // Subgroup matrices (sm/sn/sk are the device's, filled in by chooseGemmConfig).
+  m16x128: {kind: 'matrix', tm: 16, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true},
+  m32x128: {kind: 'matrix', tm: 32, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true},
+  m64x128: {kind: 'matrix', tm: 64, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true},
+  m64x64: {kind: 'matrix', tm: 64, tn: 64, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true},
+  m128x64: {kind: 'matrix', tm: 128, tn: 64, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true},
 };
 
 /** Forces one preset for every batchedGemm on webgpu (benchmarks compare them); null restores the heuristic. */
@@ -124,13 +152,27 @@ export const GEMM_TILE_TABLE: Record<string, readonly TileChoice[]> = {
   ],
 };
 
+/** Rows per expert -> matrix preset, where the half-matrix program may run (the stream rows keep streaming). */
+export const MATRIX_TILE_TABLE: readonly TileChoice[] = [
+  {maxRowsPerExpert: 16, preset: 'm16x128'},
+  {maxRowsPerExpert: 48, preset: 'm32x128'},
+  {maxRowsPerExpert: Infinity, preset: 'm64x128'},
+];
+
 /**
  * Picks the program from static shapes only. Rows per expert decide: a handful means weight streaming dominates
  * (stream), many mean arithmetic does (larger tiles reuse each loaded weight across more rows).
  */
-export function chooseGemmConfig(s: GemmShape, maxWorkgroupStorage: number, deviceClass = 'default'): GemmConfig {
+export function chooseGemmConfig(s: GemmShape, maxWorkgroupStorage: number, deviceClass = 'default',
+                                 halfMatrix: HalfMatrixShape | null = null): GemmConfig {
   const preset = tf.env().get(MOE_WEBGPU_GEMM_PRESET) as string;
   const presetOverride = preset === '' ? null : preset;
+  const matrix = matrixConfig(s, maxWorkgroupStorage, halfMatrix, presetOverride);
+  if (matrix != null) return matrix;
+  if (presetOverride != null && GEMM_PRESETS[presetOverride].kind === 'matrix') {
+    // A matrix preset where the matrix program cannot run: the heuristic's choice.
+    return withFlagsOff(() => chooseGemmConfig(s, maxWorkgroupStorage, deviceClass));
+  }
   // The SwiGLU epilogue's vec4 output needs I = N/2 to be a multiple of 4.
   const vectorizable = s.width % (s.swiglu ? 8 : 4) === 0 && s.depth % 4 === 0;
   let config: GemmConfig;
@@ -149,12 +191,44 @@ export function chooseGemmConfig(s: GemmShape, maxWorkgroupStorage: number, devi
   if (config.kind === 'tiled' && s.swiglu && config.rn % 2 === 1) config = {...config, rn: config.rn * 2};
   if (config.kind === 'tiled') {
     // Shared memory: As (TK*TM f32) + Bs (TK*TN f32) + the schedule scan; halve TK where the device is small.
-    const bytes = (tk: number) => tk * (tileRows(config) + tileCols(config)) * 4 + threads(config) * 4 + 64;
-    let tk = config.tk;
-    while (tk > 4 && bytes(tk) > maxWorkgroupStorage) tk /= 2;
-    config = {...config, tk};
+    let c = config;
+    while (c.tk > 4 && workgroupBytes(c) > maxWorkgroupStorage) c = {...c, tk: c.tk / 2};
+    config = c;
   }
   return config;
+}
+
+/**
+ * The matrix config for this GEMM, or null: the device's matrix shape must exist (halfMatrixShape), the layout be
+ * the vectorized [E,K,N] one (packed formats through the word decoders: 32 a multiple of their codes per word),
+ * experts hold more rows than the stream programs take, and the tiles fit in workgroup memory.
+ */
+function matrixConfig(s: GemmShape, maxWorkgroupStorage: number, h: HalfMatrixShape | null,
+                      presetOverride: string | null): MatrixConfig | null {
+  if (h == null || s.transposeRhs || s.depth % 4 !== 0 || s.width % (s.swiglu ? 8 : 4) !== 0) return null;
+  const rowsPerExpert = s.numRows / Math.max(1, s.numExperts);
+  let name: string;
+  if (presetOverride != null) {
+    if (GEMM_PRESETS[presetOverride].kind !== 'matrix') return null;
+    name = presetOverride;
+  } else {
+    if (rowsPerExpert <= GEMM_TILE_TABLE.default[0].maxRowsPerExpert) return null;
+    name = MATRIX_TILE_TABLE.find(c => rowsPerExpert <= c.maxRowsPerExpert)!.preset;
+  }
+  const c = {...(GEMM_PRESETS[name] as MatrixConfig), sm: h.m, sn: h.n, sk: h.k};
+  const fits = c.tm % c.sm === 0 && (c.tn / 4) % c.sn === 0 && c.tk % c.sk === 0 && (c.tn / 2) % 4 === 0;
+  return fits && workgroupBytes(c) <= maxWorkgroupStorage ? c : null;
+}
+
+/** Runs fn with the preset flag cleared (restored after). */
+function withFlagsOff<T>(fn: () => T): T {
+  const preset = tf.env().get(MOE_WEBGPU_GEMM_PRESET) as string;
+  tf.env().set(MOE_WEBGPU_GEMM_PRESET, '');
+  try {
+    return fn();
+  } finally {
+    tf.env().set(MOE_WEBGPU_GEMM_PRESET, preset);
+  }
 }
 
 /** Upper bound on the schedule's tiles: every non-empty part adds at most one partial tile. */

@@ -221,6 +221,8 @@ export interface StagedTile {
   wgs: number;
   /** 4: As holds vec4 of 4 rows (TM % 4 == 0). */
   av: 1 | 4;
+  /** As / Bs are f16 scalars (the subgroup-matrix program: As [TM][TK], Bs [TK][TN], row-major); av must be 1. */
+  half?: boolean;
   swiglu: boolean;
   /** 'float': vec4 rhs [E,K,N]; 'packed': the word decoders (TK a multiple of their P); 'none': lhs only. */
   rhs: 'float' | 'packed' | 'none';
@@ -238,7 +240,17 @@ export function stagedTileLoads(t: StagedTile): StagedLoads {
   const la = Math.ceil(t.tm * t.tk / 4 / t.wgs);
   const aStore = t.av === 4 ?
       (j: number) => `As[(kq * 4 + ${j}) * (TM / 4) + m / 4][m % 4] = v.${'xyzw'[j]};` :
+      t.half ? (j: number) => `As[m * TK + kq * 4 + ${j}] = f16(v.${'xyzw'[j]});` :
       (j: number) => `As[(kq * 4 + ${j}) * TM + m] = v.${'xyzw'[j]};`;
+  // A vec4 of Bs: one vec4 element, or four f16 scalars (subgroupMatrixLoad reads arrays of scalars).
+  const bStore = (index: string, value: string) => !t.half ? `Bs[${index}] = ${value};` : `{
+                let o = (${index}) * 4;
+                let h = vec4<f16>(${value});
+                Bs[o] = h.x;
+                Bs[o + 1] = h.y;
+                Bs[o + 2] = h.z;
+                Bs[o + 3] = h.w;
+              }`;
   const lhsFetch = `
           for (var l = 0; l < ${la}; l++) {
             let idx = lid + l * WGS;
@@ -281,7 +293,7 @@ export function stagedTileLoads(t: StagedTile): StagedLoads {
       store: lhsStore + `
           for (var l = 0; l < ${lb}; l++) {
             let idx = lid + l * WGS;
-            if (idx < TK * TNV) { Bs[idx] = rb[l]; }
+            if (idx < TK * TNV) { ${bStore('idx', 'rb[l]')} }
           }`,
     };
   }
@@ -300,7 +312,7 @@ export function stagedTileLoads(t: StagedTile): StagedLoads {
     const code = d.codeRow('rc[l]', j, z);
     const value = !scaled ? code : `${perWord ? 'rs[l]' : g!.scale} * ${code}`;
     return `
-              Bs[(kwl * P + ${j}) * TNV + nv] = select(vec4<f32>(0.0), ${value}, kw * P + ${j} < K);`;
+              ${bStore(`(kwl * P + ${j}) * TNV + nv`, `select(vec4<f32>(0.0), ${value}, kw * P + ${j} < K)`)}`;
   }).join('');
   return {
     regs: `var ra : array<vec4<f32>, ${la}>;

@@ -18,10 +18,12 @@
  * (tiled: its RN columns split into gate and up halves, hence RN even).
  */
 import {codesPerWord, hasScales} from '../expert_weight_formats.js';
-import {GemmConfig, GemmShape, maxTiles, StreamConfig, threads, tileCols, TiledConfig, tileRows} from './batched_gemm_config.js';
+import {GemmConfig, GemmShape, MatrixConfig, maxTiles, StreamConfig, threads, tileCols, TiledConfig, tileRows}
+  from './batched_gemm_config.js';
 import {packedStreamStep, scheduleSnippet, stagedTileLoads, STREAM_WORD_ROWS, tiledLhsLoad, tiledRhsLoad}
   from './batched_gemm_snippets.js';
 import {swigluSnippet, swigluUniforms} from './fused_swiglu_scale_webgpu.js';
+import {HALF_MATRIX_SUBGROUP} from './half_matrices.js';
 import {layoutKey, weightDecoderSnippet, weightVariableNames, wordDecoder} from './quantized_webgpu.js';
 import {FLAT_LAYOUT, flatDispatch, WebGPUProgram, WORKGROUP_INDEX_SNIPPET} from './webgpu_util.js';
 
@@ -47,7 +49,8 @@ export class BatchedGemmProgram implements WebGPUProgram {
   constructor(shape: GemmShape, config: GemmConfig) {
     const swiglu = shape.swiglu === true;
     if (swiglu && (shape.transposeRhs || shape.width % 2 !== 0 ||
-                   (config.kind === 'tiled' && config.rn % 2 !== 0) || shape.width / 2 % (config.kind === 'stream' ? 4 : config.vec) !== 0)) {
+                   (config.kind === 'tiled' && config.rn % 2 !== 0) ||
+                   shape.width / 2 % (config.kind === 'tiled' ? config.vec : 4) !== 0)) {
       throw new Error(`BatchedGemmProgram: the SwiGLU epilogue needs transposeRhs false, an even RN and N/2 a ` +
           `multiple of the vector width (N ${shape.width}, config ${JSON.stringify(config)})`);
     }
@@ -56,8 +59,8 @@ export class BatchedGemmProgram implements WebGPUProgram {
     const activation = swiglu ? shape.activation ?? 'swiglu' : 'swiglu';
     // The clamped activation's constants follow colTiles (grouped_gemm_run.ts passes them in this order).
     this.uniforms = 'colTiles : i32,' + swigluUniforms(activation);
-    const vec = config.kind === 'stream' ? 4 : config.vec;
-    const lhsVec = config.kind === 'stream' || (shape.depth % 4 === 0) ? 4 : 1;
+    const vec = config.kind === 'tiled' ? config.vec : 4;
+    const lhsVec = config.kind !== 'tiled' || (shape.depth % 4 === 0) ? 4 : 1;
     const rhsVec = shape.transposeRhs ? 1 : vec;
     const hasScale = swiglu && shape.hasScale === true;
     const packed = shape.packed;
@@ -86,7 +89,8 @@ export class BatchedGemmProgram implements WebGPUProgram {
     this.colTiles = Math.ceil(outWidth / (swiglu ? tileCols(config) / 2 : tileCols(config)));
     this.dispatch = flatDispatch(this.colTiles * maxTiles(shape.numRows, shape.numExperts, tileRows(config)));
     const cfgKey = config.kind === 'stream' ?
-        `stream_tm${config.tm}_nv${config.nv}_ks${config.ks}_u${config.unroll}` :
+        `stream_tm${config.tm}_nv${config.nv}_ks${config.ks}_u${config.unroll}` : config.kind === 'matrix' ?
+        `matrix_${config.tm}x${config.tn}_tk${config.tk}_s${config.sm}x${config.sn}x${config.sk}_pf${+config.prefetch}` :
         `tiled_${config.wx}x${config.wy}_rm${config.rm}_rn${config.rn}_tk${config.tk}_v${config.vec}_a${lhsVec}` +
         `_av${config.av ?? 1}_pf${+(config.prefetch ?? false)}`;
     this.shaderKey = `moeBatchedGemm_${cfgKey}_E${shape.numExperts}_t${+shape.transposeRhs}_b${+shape.hasBias}` +
@@ -100,7 +104,7 @@ export class BatchedGemmProgram implements WebGPUProgram {
       ${WORKGROUP_INDEX_SNIPPET}
       ${scheduleSnippet(this.shape.numExperts, threads(c), tileRows(c))}`;
     return head + (this.shape.swiglu ? swigluSnippet(this.shape.activation ?? 'swiglu') : '') + this.decoderCode() +
-        (c.kind === 'stream' ? this.streamCode(c) : this.tiledCode(c));
+        (c.kind === 'stream' ? this.streamCode(c) : c.kind === 'matrix' ? this.matrixCode(c) : this.tiledCode(c));
   }
 
   /** The packed weights' decoder functions (none for float weights). */
@@ -304,6 +308,136 @@ ${this.streamMainLoop()}
                 for (var i = 0; i < RM; i++) { acc[i * RN + j] += ${aAt} * b; }
               }
             }`;
+  }
+
+  /**
+   * Tiled program on subgroup matrices (half_matrices.ts): the staged loads write f16 tiles As [TM][TK] and Bs
+   * [TK][TN] (row-major, as subgroupMatrixLoad reads them); subgroup g multiplies all TM rows by its TN/4 columns in sm x sk times sk x sn matrices with f32
+   * accumulation; the results go through an f32 tile Cs [TM][TN] to the same epilogues as the tiled program
+   * (bias, SwiGLU pairs, rows past the segment, zero rows). A subgroup that is not 32 wide writes NaN.
+   */
+  private matrixCode(c: MatrixConfig): string {
+    const tnv = c.tn / 4;
+    const packed = this.shape.packed;
+    const loads = stagedTileLoads({tm: c.tm, tk: c.tk, tnv, wgs: threads(c), av: 1, half: true,
+      swiglu: this.shape.swiglu === true, packed, rhs: packed != null ? 'packed' : 'float'});
+    const cols = c.tn / 4, rt = c.tm / c.sm, ct = cols / c.sn;
+    const tiles: Array<[number, number]> = [];
+    for (let i = 0; i < rt; i++) for (let j = 0; j < ct; j++) tiles.push([i, j]);
+    const left = `subgroup_matrix_left<f16, ${c.sk}, ${c.sm}>`, right = `subgroup_matrix_right<f16, ${c.sn}, ${c.sk}>`;
+    const res = `subgroup_matrix_result<f32, ${c.sn}, ${c.sm}>`;
+    const steps = `for (var kk = 0u; kk < u32(TK); kk += ${c.sk}u) {
+              ${Array.from({length: rt}, (_, i) =>
+                `let a${i} = subgroupMatrixLoad<${left}>(&As, ${i * c.sm}u * u32(TK) + kk, false, u32(TK));`).join(`
+              `)}
+              ${Array.from({length: ct}, (_, j) =>
+                `let b${j} = subgroupMatrixLoad<${right}>(&Bs, kk * u32(TN) + sgCol + ${j * c.sn}u, false, u32(TN));`).join(`
+              `)}
+              ${tiles.map(([i, j]) => `acc${i}_${j} = subgroupMatrixMultiplyAccumulate(a${i}, b${j}, acc${i}_${j});`).join(`
+              `)}
+            }`;
+    const body = c.prefetch ? `
+          var kf = 0;${loads.fetch}
+          for (var k0 = 0; k0 < K; k0 += TK) {${loads.store}
+            workgroupBarrier();
+            kf = k0 + TK;
+            if (kf < K) {${loads.fetch}
+            }
+            ${steps}
+            workgroupBarrier();
+          }` : `
+          for (var k0 = 0; k0 < K; k0 += TK) {
+            let kf = k0;${loads.fetch}${loads.store}
+            workgroupBarrier();
+            ${steps}
+            workgroupBarrier();
+          }`;
+    return `
+      enable f16;
+      enable subgroups;
+      enable chromium_experimental_subgroup_matrix;
+      const TM = ${c.tm};
+      const TN = ${c.tn};
+      const TK = ${c.tk};
+      const TNV = ${tnv};
+      const VEC = 4;
+      const WGS = ${threads(c)};
+      var<workgroup> As : array<f16, ${c.tk * c.tm}>;
+      var<workgroup> Bs : array<f16, ${c.tk * c.tn}>;
+      var<workgroup> Cs : array<f32, ${c.tm * c.tn}>;
+      fn main(index : i32) {
+        ${this.prologue()}
+        let NV = N / VEC;
+        let sgCol = u32(lid / ${HALF_MATRIX_SUBGROUP}) * ${cols}u;
+        if (mode == MODE_EXPERT) {
+          ${tiles.map(([i, j]) => `var acc${i}_${j} = ${res}();`).join(`
+          `)}
+          ${loads.regs}${body}
+          ${tiles.map(([i, j]) =>
+            `subgroupMatrixStore(&Cs, ${i * c.sm}u * u32(TN) + sgCol + ${j * c.sn}u, acc${i}_${j}, false, u32(TN));`).join(`
+          `)}
+        }
+        workgroupBarrier();
+        // The layout assumes 32-wide subgroups; any other width shows as NaN outputs (built at run time: WGSL
+        // rejects NaN constants).
+        let wide = subgroupAdd(1u) == ${HALF_MATRIX_SUBGROUP}u;
+        let nan = bitcast<f32>(0x7fc00000u | (u32(lid) & 0u));
+        ${this.shape.swiglu ? this.matrixSwigluEpilogue() : this.matrixEpilogue()}
+      }`;
+  }
+
+  /** Matrix epilogue: vec4 of Cs row m, vector column q of the tile. */
+  private static csVec(m: string, q: string): string {
+    return `vec4<f32>(Cs[${m} * TN + ${q} * 4], Cs[${m} * TN + ${q} * 4 + 1], Cs[${m} * TN + ${q} * 4 + 2], ` +
+        `Cs[${m} * TN + ${q} * 4 + 3])`;
+  }
+
+  private matrixEpilogue(): string {
+    const bias = this.shape.hasBias ? 'v += bias[expert * NV + nv];' : '';
+    return `
+        if (mode != MODE_IDLE) {
+          for (var idx = lid; idx < TM * TNV; idx += WGS) {
+            let m = idx / TNV;
+            let q = idx % TNV;
+            let r = rowStart + m;
+            let nv = colTile * TNV + q;
+            if (r < rowEnd && nv < NV) {
+              var v = vec4<f32>(0.0);
+              if (mode == MODE_EXPERT) {
+                v = ${BatchedGemmProgram.csVec('m', 'q')};
+                ${bias}
+                v = select(vec4<f32>(nan), v, wide);
+              }
+              result[r * NV + nv] = v;
+            }
+          }
+        }`;
+  }
+
+  /** Matrix epilogue with SwiGLU: tile vector column q < TNV/2 is a gate column, q + TNV/2 its up column. */
+  private matrixSwigluEpilogue(): string {
+    const bias = this.shape.hasBias ? 'g += bias[expert * NV + logical]; u += bias[expert * NV + IV + logical];' : '';
+    return `
+        let IV = NV / 2;
+        if (mode != MODE_IDLE) {
+          for (var idx = lid; idx < TM * (TNV / 2); idx += WGS) {
+            let m = idx / (TNV / 2);
+            let q = idx % (TNV / 2);
+            let r = rowStart + m;
+            let logical = colTile * (TNV / 2) + q;
+            if (r < rowEnd && logical < IV) {
+              var v = vec4<f32>(0.0);
+              if (mode == MODE_EXPERT) {
+                var g = ${BatchedGemmProgram.csVec('m', 'q')};
+                var u = ${BatchedGemmProgram.csVec('m', 'q + TNV / 2')};
+                ${bias}
+                v = swiglu4(g, u)${this.scaleTerm('r')};
+                v = select(vec4<f32>(nan), v, wide);
+              }
+              result[r * IV + logical] = v;
+            }
+          }
+        }`;
   }
 
   /** Tiled epilogue: each thread's RM x RN accumulators (+ bias), or zeros for rows in no segment. */

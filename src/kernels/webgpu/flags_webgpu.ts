@@ -15,9 +15,16 @@ export const MOE_WEBGPU_MAX_STORAGE_BINDING_BYTES = 'MOE_WEBGPU_MAX_STORAGE_BIND
  */
 export const MOE_WEBGPU_DECODE_MAX_TOKENS = 'MOE_WEBGPU_DECODE_MAX_TOKENS';
 
+/**
+ * The tiled grouped GEMMs multiply on subgroup matrices (tensor cores) in f16 with f32 accumulation where the device
+ * has the features (half_matrices.ts): faster, not exact (~3e-4 relative error on a layer). Default off.
+ */
+export const MOE_WEBGPU_GEMM_HALF_MATRICES = 'MOE_WEBGPU_GEMM_HALF_MATRICES';
+
 export function registerWebGPUFlags(): void {
   const env = tf.env();
   env.registerFlag(MOE_WEBGPU_GEMM_PRESET, () => '');
+  env.registerFlag(MOE_WEBGPU_GEMM_HALF_MATRICES, () => false);
   env.registerFlag(MOE_WEBGPU_MAX_STORAGE_BINDING_BYTES, () => 0);
   env.registerFlag(MOE_WEBGPU_DECODE_MAX_TOKENS, () => 16);
 }

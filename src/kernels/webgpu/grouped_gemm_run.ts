@@ -13,6 +13,7 @@ import {chooseGemmConfig, GemmShape} from './batched_gemm_config.js';
 import {BatchedGemmProgram} from './batched_gemm_webgpu.js';
 import {gemmByWeightRanges, weightsNeedRanges} from './expert_ranges.js';
 import {FusedSwigluScaleProgram, swigluUniformData} from './fused_swiglu_scale_webgpu.js';
+import {DeviceLike, halfMatrixShape, hoistEnableDirectives} from './half_matrices.js';
 import {segmentBounds} from './segment_bounds_webgpu.js';
 import {disposeIntermediate, WebGPUBackendLike} from './webgpu_util.js';
 
@@ -102,8 +103,11 @@ function gemmOnBounds(backend: WebGPUBackendLike, inputs: GroupedGemmInputs, tra
   }
   const shape: GemmShape = {numRows, depth, width, numExperts, transposeRhs, hasBias: bias != null, swiglu,
                             hasScale: swiglu && scale != null, activation: act.activation, packed: packed?.layout};
-  const program =
-      new BatchedGemmProgram(shape, chooseGemmConfig(shape, backend.device.limits.maxComputeWorkgroupStorageSize));
+  const device = backend.device as WebGPUBackendLike['device'] & DeviceLike;
+  const config = chooseGemmConfig(shape, device.limits.maxComputeWorkgroupStorageSize, 'default',
+                                  halfMatrixShape(device));
+  if (config.kind === 'matrix') hoistEnableDirectives(device as unknown as Parameters<typeof hoistEnableDirectives>[0]);
+  const program = new BatchedGemmProgram(shape, config);
   const programInputs = [lhs, ...weights, offsets, ...(bias != null ? [bias] : []),
                          ...(swiglu && scale != null ? [scale] : [])];
   return backend.runWebGPUProgram(program, programInputs, 'float32',

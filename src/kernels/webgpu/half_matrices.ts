@@ -1,0 +1,69 @@
+/**
+ * The tiled grouped GEMM on subgroup matrices (Dawn's chromium-experimental-subgroup-matrix: Vulkan cooperative
+ * matrices, the tensor cores on NVIDIA): f16 tiles in workgroup memory, f32 accumulation. Not exact: activations
+ * and dequantized weights are rounded to f16 once each (about 1e-3 relative error per product, ~3e-4 on a layer's
+ * output, against 1.4e-2 for ONNX Runtime's int8-activation QMoE), so it runs only when MOE_WEBGPU_GEMM_HALF_MATRICES
+ * is on and the device has the features (initWebGPUForNode's `features`), never by default.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+
+import {MOE_WEBGPU_GEMM_HALF_MATRICES} from './flags_webgpu.js';
+
+/** The device features the program needs. */
+export const HALF_MATRIX_FEATURES = ['shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix'] as const;
+/** Subgroup size the program's layout assumes (each workgroup = 4 subgroups of this many invocations). */
+export const HALF_MATRIX_SUBGROUP = 32;
+
+/** One subgroup matrix shape (f16 x f16 -> f32): M x K times K x N. */
+export interface HalfMatrixShape {
+  m: number;
+  n: number;
+  k: number;
+}
+
+interface MatrixConfigInfo {
+  componentType?: string;
+  resultComponentType?: string;
+  M?: number;
+  N?: number;
+  K?: number;
+}
+export interface DeviceLike {
+  features?: {has(name: string): boolean};
+  adapterInfo?: {subgroupMinSize?: number, subgroupMaxSize?: number, subgroupMatrixConfigs?: Iterable<MatrixConfigInfo>};
+}
+
+/**
+ * The matrix shape the half-matrix program uses on this device, or null where it must not run: flag off, a
+ * feature missing, subgroups not exactly 32 wide, or no f16 -> f32 configuration with M = N = K (16 preferred).
+ */
+export function halfMatrixShape(device: DeviceLike): HalfMatrixShape | null {
+  if (!tf.env().getBool(MOE_WEBGPU_GEMM_HALF_MATRICES)) return null;
+  if (!HALF_MATRIX_FEATURES.every(f => device.features?.has(f) === true)) return null;
+  const info = device.adapterInfo;
+  if (info?.subgroupMinSize !== HALF_MATRIX_SUBGROUP || info.subgroupMaxSize !== HALF_MATRIX_SUBGROUP) return null;
+  const square = [...(info.subgroupMatrixConfigs ?? [])].filter(c => c.componentType === 'f16' &&
+      c.resultComponentType === 'f32' && c.M === c.N && c.N === c.K && (c.M === 16 || c.M === 8));
+  const best = square.find(c => c.M === 16) ?? square[0];
+  return best == null ? null : {m: best.M!, n: best.N!, k: best.K!};
+}
+
+const hoisted = new WeakSet<object>();
+
+/**
+ * tfjs prepends its own declarations to a program's code, but WGSL wants `enable` directives first: wrap the
+ * device's createShaderModule once so that they move to the top (other modules pass through unchanged).
+ */
+export function hoistEnableDirectives(device: {createShaderModule(d: {code: string}): unknown}): void {
+  if (hoisted.has(device)) return;
+  hoisted.add(device);
+  const create = device.createShaderModule.bind(device);
+  device.createShaderModule = (d: {code: string}) => {
+    const directives: string[] = [];
+    const code = d.code.replace(/^[ \t]*enable [a-z0-9_, ]+;[ \t]*$/gm, line => {
+      directives.push(line.trim());
+      return '';
+    });
+    return create(directives.length === 0 ? d : {...d, code: `${directives.join('\n')}\n${code}`});
+  };
+}
