@@ -9,9 +9,12 @@ import './index.js';
 export {shardedBatchedGemm} from './ops/sharded_batched_gemm.js';
 export {maxStorageBindingBytes, planExpertShards, setMaxStorageBindingBytes} from './kernels/webgpu/expert_ranges.js';
 export type {ExpertRange} from './kernels/webgpu/expert_ranges.js';
-export {GEMM_PRESETS, GEMM_TILE_TABLE, setWebGPUGemmPreset} from './kernels/webgpu/batched_gemm_config.js';
-export type {GemmConfig, TileChoice} from './kernels/webgpu/batched_gemm_config.js';
-export {MOE_WEBGPU_GEMM_PRESET, MOE_WEBGPU_MAX_STORAGE_BINDING_BYTES} from './kernels/webgpu/flags_webgpu.js';
+export {chooseGemmConfig, GEMM_PRESETS, GEMM_TILE_TABLE, MATRIX_TILE_TABLE, setWebGPUGemmPreset, workgroupBytes} from
+  './kernels/webgpu/batched_gemm_config.js';
+export type {GemmConfig, GemmShape, MatrixConfig, TileChoice} from './kernels/webgpu/batched_gemm_config.js';
+export {MOE_WEBGPU_GEMM_HALF_MATRICES, MOE_WEBGPU_GEMM_PRESET, MOE_WEBGPU_MAX_STORAGE_BINDING_BYTES} from
+  './kernels/webgpu/flags_webgpu.js';
+export {HALF_MATRIX_FEATURES, halfMatrixShape, hoistEnableDirectives} from './kernels/webgpu/half_matrices.js';
 export {fusedMoeForward, fusedMoeForwardWithRouting} from './layers/fused_moe_forward.js';
 export {selectMoeForward} from './layers/backend_selection.js';
 export type {MoeForwardSelection} from './layers/backend_selection.js';
