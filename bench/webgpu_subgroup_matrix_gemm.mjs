@@ -13,7 +13,14 @@ import {mkdirSync, writeFileSync} from 'node:fs';
 Object.assign(globalThis, globals);
 const outDir = process.argv[2] ?? 'bench/results';
 mkdirSync(outDir, {recursive: true});
-const report = {date: new Date().toISOString(), rows: []};
+const report = {date: new Date().toISOString(), rows: [], steps: []};
+const t0 = performance.now();
+// Batch E crashed this script (std::system_error) before its first row: every step is logged as it starts.
+const step = what => {
+  const line = `step ${((performance.now() - t0) / 1e3).toFixed(2)} s ${what}`;
+  console.log(line);
+  report.steps.push(line);
+};
 const save = () => writeFileSync(`${outDir}/webgpu_subgroup_matrix_gemm.json`, JSON.stringify(report, null, 1));
 
 const gpu = create([process.env.SGM_TOGGLES ?? 'enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia']);
@@ -38,6 +45,7 @@ if (pick == null) {
   process.exit(0);
 }
 report.config = pick;
+step('requestDevice');
 const device = await adapter.requestDevice({requiredFeatures: need.concat(adapter.features.has('subgroups') ? ['subgroups'] : []),
   requiredLimits: {maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
                    maxBufferSize: adapter.limits.maxBufferSize,
@@ -129,10 +137,15 @@ function storage(data) {
   return b;
 }
 
-const E = 128;
-for (const R of [16, 256]) {
-  for (const [K, N] of [[2048, 1536], [768, 2048]]) {
+step('device ready');
+device.addEventListener?.('uncapturederror', e => step(`uncaptured: ${e.error?.message}`));
+// A small problem first (E 4, K 256, N 256), then the layer's two GEMMs at 16 and 256 rows per expert.
+const PROBLEMS = [[4, 16, 256, 256], [128, 16, 2048, 1536], [128, 16, 768, 2048], [128, 256, 2048, 1536],
+  [128, 256, 768, 2048]];
+for (const [E, R, K, N] of PROBLEMS) {
+  {
     const rows = E * R;
+    step(`data E ${E} R ${R} K ${K} N ${N}`);
     const a = new Float32Array(rows * K);
     for (let i = 0; i < a.length; i++) a[i] = (word() / 4294967296 - 0.5) * 3.4;
     const w = new Uint32Array(E * (K / 8) * N);
@@ -142,16 +155,20 @@ for (const R of [16, 256]) {
     const A = storage(a), Wb = storage(w), Sb = storage(s);
     const C = device.createBuffer({size: rows * N * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC});
     const read = device.createBuffer({size: rows * N * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST});
-    for (const TM of [16, 32, 64].filter(t => t <= R)) {
-      const row = {R, K, N, TM, TN: 128, config: pick};
+    for (const TM of [16, 32, 64].filter(t => t <= R && (E > 4 || t === 16))) {
+      const row = {E, R, K, N, TM, TN: 128, config: pick};
       try {
         device.pushErrorScope('validation');
+        step(`module TM ${TM}`);
         const module = device.createShaderModule({code: shader(TM, 128, pick)});
+        step('compilation info');
         const info = await module.getCompilationInfo();
         const errs = info.messages.filter(m => m.type === 'error').map(m => `${m.lineNum}:${m.linePos} ${m.message}`);
         if (errs.length) throw new Error(`compile: ${errs.join('; ')}`);
-        const pipeline = await device.createComputePipelineAsync({layout: 'auto',
+        step(`pipeline (${info.messages.length} messages)`);
+        const pipeline = device.createComputePipeline({layout: 'auto',
           compute: {module, entryPoint: 'main', constants: {R, K, N}}});
+        step('run');
         const bind = device.createBindGroup({layout: pipeline.getBindGroupLayout(0),
           entries: [A, Wb, Sb, C].map((b, i) => ({binding: i, resource: {buffer: b}}))});
         const groups = E * (R / TM) * (N / 128);

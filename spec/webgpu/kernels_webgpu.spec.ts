@@ -186,10 +186,10 @@ describeWebGPU('webgpu kernels', () => {
     // N or K not a multiple of 4 the scalar tiles, transposeRhs the tiled path.
     const cases: Array<{R: number, E: number, K: number, N: number}> = [
       {R: 8, E: 8, K: 16, N: 12},     // stream8
-      {R: 40, E: 3, K: 20, N: 8},     // tiled32
-      {R: 90, E: 3, K: 12, N: 16},    // tiled32
-      {R: 200, E: 2, K: 8, N: 20},    // tiled64
-      {R: 300, E: 1, K: 36, N: 12},   // tiled64, one expert
+      {R: 40, E: 3, K: 20, N: 8},     // r32x128
+      {R: 90, E: 3, K: 12, N: 16},    // r32x128
+      {R: 200, E: 2, K: 8, N: 20},    // r64x256
+      {R: 300, E: 1, K: 36, N: 12},   // r64x256, one expert
       {R: 13, E: 4, K: 7, N: 5},      // scalar
       {R: 30, E: 5, K: 64, N: 3},     // scalar, K past one tile
       {R: 6, E: 7, K: 9, N: 132},     // scalar, N past one tile

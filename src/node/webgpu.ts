@@ -5,6 +5,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
+import {setDeviceAdapterInfo} from '../kernels/webgpu/half_matrices.js';
+
 /** Where Debian's chromium package puts SwiftShader's Vulkan driver manifest (a CPU implementation of Vulkan). */
 export const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
 
@@ -65,7 +67,8 @@ interface GpuLike {
   requestAdapter(options?: object): Promise<AdapterLike | null>;
 }
 interface AdapterLike {
-  info?: {vendor?: string, architecture?: string, description?: string, device?: string};
+  info?: {vendor?: string, architecture?: string, description?: string, device?: string, subgroupMinSize?: number,
+    subgroupMaxSize?: number, subgroupMatrixConfigs?: Iterable<Record<string, unknown>>};
   isFallbackAdapter?: boolean;
   features?: Iterable<string> & {has?(name: string): boolean};
   requestDevice?(descriptor?: {requiredFeatures?: Iterable<string>}): Promise<unknown>;
@@ -163,8 +166,12 @@ function withDeviceFeatures(gpu: GpuLike, extra: string[]): GpuLike {
   const adapterWith = (adapter: AdapterLike): AdapterLike => new Proxy(adapter, {
     get(target, key) {
       if (key === 'requestDevice') {
-        return (d: {requiredFeatures?: Iterable<string>} = {}) => target.requestDevice!({...d, requiredFeatures: [
-          ...(d.requiredFeatures ?? []), ...extra.filter(f => target.features?.has?.(f) === true)]});
+        return async (d: {requiredFeatures?: Iterable<string>} = {}) => {
+          const device = await target.requestDevice!({...d, requiredFeatures: [
+            ...(d.requiredFeatures ?? []), ...extra.filter(f => target.features?.has?.(f) === true)]});
+          if (device != null && target.info != null) setDeviceAdapterInfo(device as object, target.info);
+          return device;
+        };
       }
       const value = Reflect.get(target, key, target) as unknown;
       return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;

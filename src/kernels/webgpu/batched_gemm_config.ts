@@ -141,14 +141,17 @@ export interface TileChoice {
 
 /**
  * Rows per expert -> preset, first matching row wins; a 'stream' preset is skipped for transposeRhs (it reads
- * rhs as [K,N]). 'default' is the H100 run in BENCHMARKS.md: stream only wins while experts hold a few rows each
- * (at 16 rows per expert tiled32 was 2.4x faster than stream16); 64- and 128-row tiles tie at 256 rows per expert.
+ * rhs as [K,N]). 'default': stream only wins while experts hold a few rows each (H100 run in BENCHMARKS.md: at 16
+ * rows per expert tiled32 was 2.4x faster than stream16); the register-blocked tiles took both tiled rows on the
+ * H200 (batch E, BENCHMARKS.md issue 15, the two expert GEMMs of Qwen3-30B-A3B): at 16 rows per expert r32x128
+ * 1.30-1.60 ms vs tiled32 1.85-2.53 (float32, float16, int8, int4 g32), at 256 r64x256 10.9-12.0 ms vs tiled64
+ * 14.2-15.8.
  */
 export const GEMM_TILE_TABLE: Record<string, readonly TileChoice[]> = {
   default: [
     {maxRowsPerExpert: 4, preset: 'stream8'},
-    {maxRowsPerExpert: 48, preset: 'tiled32'},
-    {maxRowsPerExpert: Infinity, preset: 'tiled64'},
+    {maxRowsPerExpert: 48, preset: 'r32x128'},
+    {maxRowsPerExpert: Infinity, preset: 'r64x256'},
   ],
 };
 

@@ -33,6 +33,19 @@ export interface DeviceLike {
   adapterInfo?: {subgroupMinSize?: number, subgroupMaxSize?: number, subgroupMatrixConfigs?: Iterable<MatrixConfigInfo>};
 }
 
+type AdapterInfoLike = NonNullable<DeviceLike['adapterInfo']>;
+const adapterInfos = new WeakMap<object, AdapterInfoLike>();
+
+/**
+ * Records the adapter's info for a device created from it: dawn.node's device.adapterInfo lists no subgroup
+ * matrix configurations (seen on the H200), the adapter's info does. initWebGPUForNode calls this.
+ */
+export function setDeviceAdapterInfo(device: object, info: AdapterInfoLike): void {
+  adapterInfos.set(device, {subgroupMinSize: info.subgroupMinSize, subgroupMaxSize: info.subgroupMaxSize,
+    subgroupMatrixConfigs: [...(info.subgroupMatrixConfigs ?? [])].map(c => ({componentType: c.componentType,
+      resultComponentType: c.resultComponentType, M: c.M, N: c.N, K: c.K}))});
+}
+
 /**
  * The matrix shape the half-matrix program uses on this device, or null where it must not run: flag off, a
  * feature missing, subgroups not exactly 32 wide, or no f16 -> f32 configuration with M = N = K (16 preferred).
@@ -40,7 +53,9 @@ export interface DeviceLike {
 export function halfMatrixShape(device: DeviceLike): HalfMatrixShape | null {
   if (!tf.env().getBool(MOE_WEBGPU_GEMM_HALF_MATRICES)) return null;
   if (!HALF_MATRIX_FEATURES.every(f => device.features?.has(f) === true)) return null;
-  const info = device.adapterInfo;
+  const recorded = adapterInfos.get(device);
+  const own = device.adapterInfo;
+  const info = [...(own?.subgroupMatrixConfigs ?? [])].length > 0 || recorded == null ? own : recorded;
   if (info?.subgroupMinSize !== HALF_MATRIX_SUBGROUP || info.subgroupMaxSize !== HALF_MATRIX_SUBGROUP) return null;
   const square = [...(info.subgroupMatrixConfigs ?? [])].filter(c => c.componentType === 'f16' &&
       c.resultComponentType === 'f32' && c.M === c.N && c.N === c.K && (c.M === 16 || c.M === 8));
