@@ -26,6 +26,7 @@ import {MOE_WEBGPU_DECODE_MAX_TOKENS} from '../flags_webgpu.js';
 import {DecodeShape, DecodeTiles, decodeLayout, downBindings, downCode, downDispatch, gemmSharedBytes, routeCode,
   routerDispatch, routerLogitsCode, routeSharedBytes, upGateBindings, upGateCode, upGateDispatch}
   from './decode_programs.js';
+import {tunedDecodeTiles} from './decode_tuning.js';
 
 // WebGPU objects, typed structurally (this package's tsconfig carries no WebGPU type declarations).
 /* eslint-disable @typescript-eslint/no-explicit-any */
@@ -71,7 +72,9 @@ const STORAGE = 0x80, COPY_SRC = 0x04, COPY_DST = 0x08, QUERY_RESOLVE = 0x200, M
 
 /** The most tokens the programs are written for (the crossover itself is the MOE_WEBGPU_DECODE_MAX_TOKENS flag). */
 export const DECODE_TOKEN_CAP = 32;
-let tilesOverride: DecodeTiles | null = null;
+/** Launch shapes a benchmark forces (routerPartials absent: the tuned one). */
+export type DecodeTilesOverride = Omit<DecodeTiles, 'routerPartials'> & {routerPartials?: number};
+let tilesOverride: DecodeTilesOverride | null = null;
 
 /** Sets the MOE_WEBGPU_DECODE_MAX_TOKENS flag: the largest T that takes the decode path (0 turns it off). */
 export function setWebGPUDecodeMaxTokens(n: number): void {
@@ -87,8 +90,12 @@ export function webgpuDecodeMaxTokens(): number {
 }
 
 /** Forces the launch shapes (benchmarks compare them); null restores the default choice. */
-export function setWebGPUDecodeTiles(tiles: DecodeTiles | null): void {
+export function setWebGPUDecodeTiles(tiles: DecodeTilesOverride | null): void {
   if (tiles != null) {
+    const p = tiles.routerPartials;
+    if (p != null && !(Number.isInteger(p) && p >= 1)) {
+      throw new Error(`setWebGPUDecodeTiles: routerPartials must be a positive integer, got ${p}`);
+    }
     for (const [nv, ks, who] of [[tiles.upNv, tiles.upKs, 'up'], [tiles.downNv, tiles.downKs, 'down']] as const) {
       const pairs = who === 'up' ? 2 : 1;  // up tiles hold gate and up columns in pairs
       if (!(nv * ks === 256 && Number.isInteger(Math.log2(ks)) && nv >= pairs && nv % pairs === 0)) {
@@ -100,15 +107,15 @@ export function setWebGPUDecodeTiles(tiles: DecodeTiles | null): void {
   tilesOverride = tiles;
 }
 
-export function chooseDecodeTiles(T: number): DecodeTiles {
-  if (tilesOverride != null) return tilesOverride;
-  // Narrow column tiles at T = 1 put more workgroups on the GPU (8 active experts only); wider ones reuse each
-  // token row over more columns when T grows.
-  return T <= 2 ? {upNv: 8, upKs: 32, downNv: 4, downKs: 64} : {upNv: 16, upKs: 16, downNv: 8, downKs: 32};
+/** The launch shapes of a call: the benchmark's override, else the tuned table (decode_tuning.ts). */
+export function chooseDecodeTiles(s: Pick<DecodeShape, 'T' | 'H' | 'I' | 'E' | 'K'>): DecodeTiles {
+  const tuned = tunedDecodeTiles(s);
+  return tilesOverride == null ? tuned : {...tuned, ...tilesOverride};
 }
 
 function sameTiles(a: DecodeTiles, b: DecodeTiles): boolean {
-  return a.upNv === b.upNv && a.upKs === b.upKs && a.downNv === b.downNv && a.downKs === b.downKs;
+  return a.upNv === b.upNv && a.upKs === b.upKs && a.downNv === b.downNv && a.downKs === b.downKs &&
+      a.routerPartials === b.routerPartials;
 }
 
 /** Why this call cannot take the decode path (null: it can). Cheap: runs on every forward. */
@@ -140,7 +147,7 @@ export function decodeUnsupportedReason(x: Tensor2D, w: FusedMoEWeights, o: Fuse
   }
   const shape = decodeShape(T, H, o);
   const storage = device.limits.maxComputeWorkgroupStorageSize;
-  if (routeSharedBytes(shape) > storage || gemmSharedBytes(shape, chooseDecodeTiles(T)) > storage) {
+  if (routeSharedBytes(shape) > storage || gemmSharedBytes(shape, chooseDecodeTiles(shape)) > storage) {
     return 'more workgroup storage than the device has';
   }
   return null;
@@ -205,11 +212,22 @@ interface Plan {
   T: number;
   H: number;
   tiles: DecodeTiles;
+  /** What the plan was checked and built for: a call with the same ones skips the checks (the fast path). */
+  options: FusedMoEOptions;
+  override: DecodeTilesOverride | null;
+  device: GPUDeviceLike;
+  /** maxStorageBindingBytes() when built (a flag specs lower to force the sharded op chain). */
+  bindingLimit: number;
   programs: Program[];
-  /** The weight tensors' buffers the bind groups hold, to notice a changed weight. */
-  weightBuffers: GPUBufferLike[];
-  weightIds: DataId[];
+  /** The weights' dataIds (null: absent): a variable write gives its tensor a new one. */
+  weightIds: Array<DataId | null>;
   owned: GPUBufferLike[];
+  /**
+   * {x, output} bind groups by x's and the output's buffer. tfjs's buffer manager hands out the same few buffers
+   * again and again, so after the first tokens every call finds its group here; a destroyed buffer is never
+   * handed out again, so its entries are only unreachable (weak keys).
+   */
+  callGroups: WeakMap<GPUBufferLike, WeakMap<GPUBufferLike, GPUBindGroupLike>>;
 }
 
 const WEIGHT_ORDER = ['gate_weight', 'gate_correction_bias', 'up_gate_proj_weight', 'up_gate_proj_bias',
@@ -243,11 +261,11 @@ function bufferOf(backend: WebGPUBackendInternals, t: TensorInfo): GPUBufferLike
   return backend.tensorMap.get(t.dataId).resource;
 }
 
-function buildPlan(backend: WebGPUBackendInternals, s: DecodeShape, w: FusedMoEWeights, buffers: GPUBufferLike[],
-                   ids: DataId[]): Plan {
+function buildPlan(backend: WebGPUBackendInternals, s: DecodeShape, o: FusedMoEOptions,
+                   buffers: Array<GPUBufferLike | null>, ids: Array<DataId | null>): Plan {
   const device = backend.device;
-  const tiles = chooseDecodeTiles(s.T);
-  const l = decodeLayout(s);
+  const tiles = chooseDecodeTiles(s);
+  const l = decodeLayout(s, tiles);
   const make = (elements: number) =>
       device.createBuffer({size: Math.max(16, elements * 4), usage: STORAGE | COPY_SRC | COPY_DST});
   const work = make(l.workSize), route = make(l.routeSize), act = make(l.actSize * 4);
@@ -257,19 +275,18 @@ function buildPlan(backend: WebGPUBackendInternals, s: DecodeShape, w: FusedMoEW
     down: wb('down_proj_weight'), downBias: wb('down_proj_bias'), sharedUpGate: wb('shared_up_gate_proj_weight'),
     sharedDown: wb('shared_down_proj_weight'), sgate: wb('shared_expert_gate_weight')};
   const rw = new Set(['work', 'route', 'act']);
-  const key = JSON.stringify(s);
-  const tileKey = JSON.stringify(tiles);
+  const key = `${JSON.stringify(s)}|${JSON.stringify(tiles)}`;
   const program = (name: string, code: () => string, bindings: string[], workgroups: number): Program => {
     const kinds = bindings.map(b => rw.has(b) ? 'rw' : 'read') as BindingKind[];
-    const p = pipelineFor(device, `${name}|${key}|${name === 'upGate' || name === 'down' ? tileKey : ''}`, code, kinds);
+    const p = pipelineFor(device, `${name}|${key}`, code, kinds);
     const bindGroup = device.createBindGroup({layout: p.layout0,
       entries: bindings.map((b, i) => ({binding: i, resource: {buffer: named[b]}}))});
     return {name, pipeline: p.pipeline, bindGroup, workgroups};
   };
   const programs = [
-    program('routerLogits', () => routerLogitsCode(s), ['gate', 'work', ...(s.sharedGate ? ['sgate'] : [])],
-            routerDispatch(s)),
-    program('route', () => routeCode(s), ['work', 'route', ...(s.hasCorrectionBias ? ['cbias'] : [])], 1),
+    program('routerLogits', () => routerLogitsCode(s, tiles), ['gate', 'work', ...(s.sharedGate ? ['sgate'] : [])],
+            routerDispatch(s, tiles)),
+    program('route', () => routeCode(s, tiles), ['work', 'route', ...(s.hasCorrectionBias ? ['cbias'] : [])], 1),
     program('upGate', () => upGateCode(s, tiles), upGateBindings(s), upGateDispatch(s, tiles)),
     program('down', () => downCode(s, tiles), downBindings(s), downDispatch(s, tiles)),
   ];
@@ -278,7 +295,8 @@ function buildPlan(backend: WebGPUBackendInternals, s: DecodeShape, w: FusedMoEW
     if (p.workgroups > maxWg) throw new Error(`webgpu decode: ${p.name} needs ${p.workgroups} workgroups (> ${maxWg})`);
   }
   livePlans++;
-  return {T: s.T, H: s.H, tiles, programs, weightBuffers: buffers, weightIds: ids, owned: [work, route, act]};
+  return {T: s.T, H: s.H, tiles, options: o, override: tilesOverride, device, bindingLimit: maxStorageBindingBytes(),
+    programs, weightIds: ids, owned: [work, route, act], callGroups: new WeakMap()};
 }
 
 /** Optional per-program GPU timing (benchmarks): each program in its own pass with timestamp writes. */
@@ -329,39 +347,71 @@ export function decodeDispatchCount(): number {
   return dispatchCounter;
 }
 
+/** Whether a plan built earlier serves this call as is (same options object, tiles, device and weight data). */
+function planServes(plan: Plan | undefined, H: number, w: FusedMoEWeights, o: FusedMoEOptions,
+                    device: GPUDeviceLike): plan is Plan {
+  if (plan == null || plan.options !== o || plan.H !== H || plan.override !== tilesOverride || plan.device !== device ||
+      plan.bindingLimit !== maxStorageBindingBytes()) {
+    return false;
+  }
+  for (let i = 0; i < WEIGHT_ORDER.length; i++) {
+    if (((w[WEIGHT_ORDER[i]] as TensorInfo | undefined)?.dataId ?? null) !== plan.weightIds[i]) return false;
+  }
+  return true;
+}
+
+/** The plan for this call, rebuilt when a weight, the options or the tiles changed; null: not on this path. */
+function planFor(backend: WebGPUBackendInternals, x: Tensor2D, w: FusedMoEWeights, o: FusedMoEOptions,
+                 owner: object): Plan | null {
+  const [T, H] = x.shape;
+  let plans = plansByOwner.get(owner);
+  const cached = plans?.get(T);
+  // The checks ran when the plan was built, for these very options and weights; only the T limit can change.
+  if (planServes(cached, H, w, o, backend.device)) return T <= webgpuDecodeMaxTokens() ? cached : null;
+  if (decodeUnsupportedReason(x, w, o) != null) return null;
+  const weights = WEIGHT_ORDER.map(name => w[name] as TensorInfo | undefined);
+  const buffers = weights.map(t => t == null ? null : bufferOf(backend, t));
+  if (cached != null) {
+    destroyPlan(cached);
+    plans!.delete(T);
+  }
+  const plan = buildPlan(backend, decodeShape(T, H, o), o, buffers, weights.map(t => t?.dataId ?? null));
+  if (plans == null) plansByOwner.set(owner, plans = new Map());
+  plans.set(T, plan);
+  return plan;
+}
+
+function callGroupFor(backend: WebGPUBackendInternals, plan: Plan, xBuffer: GPUBufferLike,
+                      outBuffer: GPUBufferLike): GPUBindGroupLike {
+  let byOut = plan.callGroups.get(xBuffer);
+  if (byOut == null) plan.callGroups.set(xBuffer, byOut = new WeakMap());
+  let group = byOut.get(outBuffer);
+  if (group == null) {
+    const size = plan.T * plan.H * 4;
+    group = backend.device.createBindGroup({layout: deviceCache(backend.device).callLayout, entries: [
+      {binding: 0, resource: {buffer: xBuffer, size}},
+      {binding: 1, resource: {buffer: outBuffer, size}},
+    ]});
+    byOut.set(outBuffer, group);
+  }
+  return group;
+}
+
 /**
  * y [T,H] for x [T,H] through the decode programs, or null when this call cannot take the path (then nothing was
  * done). `owner` keys the per-layer plan. The result is a new tensor tracked by the caller's tidy scope.
  */
 export function webgpuDecodeForward(x: Tensor2D, w: FusedMoEWeights, o: FusedMoEOptions, owner: object):
     Tensor2D | null {
-  if (decodeUnsupportedReason(x, w, o) != null) return null;
   const backend = tf.backend() as unknown as WebGPUBackendInternals;
-  const [T, H] = x.shape;
-  const weights = WEIGHT_ORDER.map(name => w[name] as TensorInfo | undefined);
-  const buffers = weights.map(t => t == null ? null : bufferOf(backend, t));
-  let plans = plansByOwner.get(owner);
-  if (plans == null) plansByOwner.set(owner, plans = new Map());
-  let plan = plans.get(T);
-  const tiles = chooseDecodeTiles(T);
-  if (plan != null && (plan.H !== H || !sameTiles(plan.tiles, tiles) ||
-                       buffers.some((b, i) => b !== plan!.weightBuffers[i]))) {
-    destroyPlan(plan);
-    plan = undefined;
-  }
-  if (plan == null) {
-    plan = buildPlan(backend, decodeShape(T, H, o), w, buffers, weights.map(t => t?.dataId ?? null) as DataId[]);
-    plans.set(T, plan);
-  }
-  const out = backend.makeTensorInfo([T, H], 'float32');
-  const outBuffer = bufferOf(backend, out);
-  const callGroup = backend.device.createBindGroup({layout: deviceCache(backend.device).callLayout, entries: [
-    {binding: 0, resource: {buffer: bufferOf(backend, x), size: T * H * 4}},
-    {binding: 1, resource: {buffer: outBuffer, size: T * H * 4}},
-  ]});
+  const plan = planFor(backend, x, w, o, owner);
+  if (plan == null) return null;
+  const out = backend.makeTensorInfo([plan.T, plan.H], 'float32');
+  const callGroup = callGroupFor(backend, plan, bufferOf(backend, x), bufferOf(backend, out));
   backend.ensureCommandEncoderReady();
   const timed = timing;
   if (timed != null) backend.endComputePassEncoder();
+  let groupSetOn: PassLike | null = null;
   for (const p of plan.programs) {
     let pass: PassLike;
     if (timed != null && timed.names.length < timed.capacity) {
@@ -374,7 +424,11 @@ export function webgpuDecodeForward(x: Tensor2D, w: FusedMoEWeights, o: FusedMoE
     }
     pass.setPipeline(p.pipeline);
     pass.setBindGroup(0, p.bindGroup);
-    pass.setBindGroup(1, callGroup);
+    // A pass keeps its bind groups across pipelines: group 1 (x, output) once per pass and forward.
+    if (groupSetOn !== pass) {
+      pass.setBindGroup(1, callGroup);
+      groupSetOn = pass;
+    }
     pass.dispatchWorkgroups(p.workgroups);
     if (pass !== backend.computePassEncoder) pass.end();
   }

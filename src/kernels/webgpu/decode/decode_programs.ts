@@ -48,15 +48,17 @@ export interface DecodeTiles {
   /** downCombine: vec4 output columns per workgroup and k-lanes; nv * ks = 256. */
   downNv: number;
   downKs: number;
+  /** routerLogits: the most partial logits (splits x T x E) it leaves for the route program to sum. */
+  routerPartials: number;
 }
 
 export const DECODE_THREADS = 256;
 /** Rows the upGate program keeps in registers at once (more rows stream the weights again). */
 const UP_ROWS = 16;
 
-export function routerSplits(s: DecodeShape): {hs: number, hsGate: number} {
+export function routerSplits(s: DecodeShape, t: DecodeTiles): {hs: number, hsGate: number} {
   // Enough workgroups to have the router matrix in flight at once, few enough partials for one workgroup to sum.
-  const hs = Math.max(1, Math.min(Math.ceil(s.H / 16), Math.floor(16384 / (s.T * s.E)), 32));
+  const hs = Math.max(1, Math.min(Math.ceil(s.H / 16), Math.floor(t.routerPartials / (s.T * s.E)), 32));
   const hsGate = s.sharedGate ? Math.max(1, Math.min(Math.ceil(s.H / 16), 64)) : 0;
   return {hs, hsGate};
 }
@@ -79,8 +81,8 @@ export interface DecodeLayout {
   actSize: number;
 }
 
-export function decodeLayout(s: DecodeShape): DecodeLayout {
-  const {hs, hsGate} = routerSplits(s);
+export function decodeLayout(s: DecodeShape, t: DecodeTiles): DecodeLayout {
+  const {hs, hsGate} = routerSplits(s, t);
   const slots = s.T * s.K;
   const maxActive = Math.min(s.E, slots);
   const workLogits = 0, workSlotWeight = hs * s.T * s.E, workSharedGate = workSlotWeight + slots;
@@ -118,8 +120,8 @@ export function downDispatch(s: DecodeShape, t: DecodeTiles): number {
   return s.T * Math.ceil(s.H / 4 / t.downNv);
 }
 
-export function routerDispatch(s: DecodeShape): number {
-  const {hs, hsGate} = routerSplits(s);
+export function routerDispatch(s: DecodeShape, t: DecodeTiles): number {
+  const {hs, hsGate} = routerSplits(s, t);
   return Math.ceil(s.E / 32) * hs + hsGate;
 }
 
@@ -136,8 +138,8 @@ function f32Const(v: number): string {
   return `bitcast<f32>(${bits}u)`;
 }
 
-function layoutConsts(s: DecodeShape): string {
-  const l = decodeLayout(s);
+function layoutConsts(s: DecodeShape, t: DecodeTiles): string {
+  const l = decodeLayout(s, t);
   return `
   const W_LOGITS = ${l.workLogits};
   const W_SLOTW = ${l.workSlotWeight};
@@ -152,9 +154,9 @@ function layoutConsts(s: DecodeShape): string {
 }
 
 /** Program 1: partial router (and shared-gate) logits. Binding order: gate, work, [sharedGate]. */
-export function routerLogitsCode(s: DecodeShape): string {
-  const {hs, hsGate} = routerSplits(s);
-  return `${PRELUDE}${layoutConsts(s)}
+export function routerLogitsCode(s: DecodeShape, t: DecodeTiles): string {
+  const {hs, hsGate} = routerSplits(s, t);
+  return `${PRELUDE}${layoutConsts(s, t)}
   @group(0) @binding(0) var<storage, read> gate : array<f32>;
   @group(0) @binding(1) var<storage, read_write> work : array<f32>;
   ${s.sharedGate ? '@group(0) @binding(2) var<storage, read> sgate : array<f32>;' : ''}
@@ -211,8 +213,8 @@ export function routerLogitsCode(s: DecodeShape): string {
 }
 
 /** Program 2: routing and the counting sort, one workgroup. Binding order: work, route, [correctionBias]. */
-export function routeCode(s: DecodeShape): string {
-  const {hs} = routerSplits(s);
+export function routeCode(s: DecodeShape, t: DecodeTiles): string {
+  const {hs} = routerSplits(s, t);
   const grouped = s.method === 'grouped';
   const G = s.nGroup, GK = s.topkGroup, GSIZE = Math.floor(s.E / s.nGroup);
   const bias = (e: string) => s.hasCorrectionBias ? `cbias[${e}]` : '0.0';
@@ -222,7 +224,7 @@ export function routeCode(s: DecodeShape): string {
   const weight = grouped ?
       `${s.renormalize ? 'p / (total + 1e-20)' : 'p'} * ${f32Const(s.routedScalingFactor)}` :
       (s.renormalize ? 'p / max(total, 1e-12)' : 'p');
-  return `${PRELUDE}${layoutConsts(s)}
+  return `${PRELUDE}${layoutConsts(s, t)}
   @group(0) @binding(0) var<storage, read_write> work : array<f32>;
   @group(0) @binding(1) var<storage, read_write> route : array<i32>;
   ${s.hasCorrectionBias ? '@group(0) @binding(2) var<storage, read> cbias : array<f32>;' : ''}
@@ -493,7 +495,7 @@ export function upGateCode(s: DecodeShape, t: DecodeTiles): string {
             }
           }
         }`;
-  return `${PRELUDE}${layoutConsts(s)}
+  return `${PRELUDE}${layoutConsts(s, t)}
   @group(0) @binding(${b('upGate')}) var<storage, read> upGate : array<vec4<f32>>;
   @group(0) @binding(${b('route')}) var<storage, read_write> route : array<i32>;
   @group(0) @binding(${b('act')}) var<storage, read_write> act : array<vec4<f32>>;
@@ -595,7 +597,7 @@ export function downBindings(s: DecodeShape): string[] {
 export function downCode(s: DecodeShape, t: DecodeTiles): string {
   const names = downBindings(s);
   const b = (n: string) => names.indexOf(n);
-  const {hsGate} = routerSplits(s);
+  const {hsGate} = routerSplits(s, t);
   const NV = t.downNv, KS = t.downKs;
   const H4 = s.H / 4, I4 = s.I / 4, S4 = s.S / 4;
   const stream = (buf: string, base: string, actBase: string, len: string, scale: string) => `
@@ -604,7 +606,7 @@ export function downCode(s: DecodeShape, t: DecodeTiles): string {
           let wi = ${base} + i4 * 4 * H4 + c4;
           acc += a.x * ${buf}[wi] + a.y * ${buf}[wi + H4] + a.z * ${buf}[wi + 2 * H4] + a.w * ${buf}[wi + 3 * H4];
         }`;
-  return `${PRELUDE}${layoutConsts(s)}
+  return `${PRELUDE}${layoutConsts(s, t)}
   @group(0) @binding(${b('down')}) var<storage, read> down : array<vec4<f32>>;
   @group(0) @binding(${b('route')}) var<storage, read_write> route : array<i32>;
   @group(0) @binding(${b('act')}) var<storage, read_write> act : array<vec4<f32>>;
