@@ -338,11 +338,22 @@ async function main(): Promise<void> {
         {upNv: 16, upKs: 16, downNv: 2, downKs: 128}, {upNv: 32, upKs: 8, downNv: 4, downKs: 64},
         {upNv: 32, upKs: 8, downNv: 8, downKs: 32}, {upNv: 32, upKs: 8, downNv: 16, downKs: 16},
         {upNv: 64, upKs: 4, downNv: 16, downKs: 16}, {upNv: 32, upKs: 8, downNv: 32, downKs: 8},
+        // The route program's variants on the table's tiles for this T.
+        ...[{routeTopk: 'rank' as const}, {routeLanes: 32}, {routeLanes: 32, routeTopk: 'rank' as const},
+          {routeLanes: 64, routeTopk: 'rank' as const}].map(v =>
+          ({...(T <= 2 ? {upNv: 16, upKs: 16, downNv: 4, downKs: 64} : {upNv: 32, upKs: 8, downNv: 16, downKs: 16}),
+            ...v})),
+        ...(T >= 4 ? [{upNv: 32, upKs: 8, downNv: 16, downKs: 16, upRows: 4},
+          {upNv: 32, upKs: 8, downNv: 16, downKs: 16, upRows: 8},
+          {upNv: 16, upKs: 16, downNv: 8, downKs: 32, upRows: 4}] : []),
         ...(T >= 8 ? [{upNv: 32, upKs: 8, downNv: 16, downKs: 16, routerPartials: 32768},
-          {upNv: 32, upKs: 8, downNv: 16, downKs: 16, routerPartials: 65536}] : []),
+          {upNv: 32, upKs: 8, downNv: 16, downKs: 16, routerPartials: 65536},
+          {upNv: 32, upKs: 8, downNv: 16, downKs: 16, upRows: 4, routerPartials: 65536}] : []),
       ];
       const keyOf = (t: DecodeTilesOverride) =>
-        `up${t.upNv}x${t.upKs}_down${t.downNv}x${t.downKs}${t.routerPartials != null ? `_rp${t.routerPartials}` : ''}`;
+        `up${t.upNv}x${t.upKs}_down${t.downNv}x${t.downKs}${t.upRows != null ? `_rows${t.upRows}` : ''}` +
+        `${t.routerPartials != null ? `_rp${t.routerPartials}` : ''}${t.routeLanes != null ? `_lanes${t.routeLanes}` : ''}` +
+        `${t.routeTopk != null ? `_${t.routeTopk}` : ''}`;
       const tried: Record<string, number[]> = {};
       for (let r = 0; r < 3; r++) {
         for (const tiles of candidates) {

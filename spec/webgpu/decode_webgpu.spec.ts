@@ -109,8 +109,10 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
        const x = randn(rand, T * H);
        try {
          // The extremes (the defaults run in every other case): one column pair / many k-lanes, and no k-lanes.
+         // upRows 1: every expert's rows in passes of one; routerPartials 1: one router split (one partial each).
          for (const tiles of [{upNv: 2, upKs: 128, downNv: 1, downKs: 256},
-                              {upNv: 256, upKs: 1, downNv: 256, downKs: 1}]) {
+                              {upNv: 256, upKs: 1, downNv: 256, downKs: 1},
+                              {upNv: 8, upKs: 32, downNv: 4, downKs: 64, upRows: 1, routerPartials: 1}]) {
            internal.setWebGPUDecodeTiles(tiles);
            const input = tf.tensor2d(x, [T, H]);
            const out = layer.apply(input) as tf.Tensor;
@@ -120,6 +122,25 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
            recordError('webgpu decode: launch shapes', err);
            expect(err).withContext(JSON.stringify(tiles)).toBeLessThan(TOLERANCE);
            expect(internal.decodePlanCount()).toBeGreaterThan(0);
+         }
+         // noaux_tc routing (dropped groups never compete) with the rank top-k and few route lanes.
+         const grouped = randomLayer({numExperts: 6, topK: 2, moeIntermediateSize: 4, topkMethod: 'noaux_tc', nGroup: 3,
+           topkGroup: 2, routedScalingFactor: 2.5, useCorrectionBias: true, backend: 'webgpu'}, 8, rand);
+         try {
+           const xg = randn(rand, 4 * 8);
+           for (const routeLanes of [1, 16]) {
+             const tiles = {upNv: 8, upKs: 32, downNv: 4, downKs: 64, routeTopk: 'rank' as const, routeLanes};
+             internal.setWebGPUDecodeTiles(tiles);
+             const input = tf.tensor2d(xg, [4, 8]);
+             const out = grouped.layer.apply(input) as tf.Tensor;
+             const got = await out.data();
+             tf.dispose([input, out]);
+             const err = relError(got, referenceOutput(grouped.layer.options, grouped.data, xg, 4, 8));
+             recordError('webgpu decode: launch shapes', err);
+             expect(err).withContext(JSON.stringify(tiles)).toBeLessThan(TOLERANCE);
+           }
+         } finally {
+           grouped.layer.dispose();
          }
        } finally {
          internal.setWebGPUDecodeTiles(null);
@@ -134,6 +155,12 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
         .toThrowError(/upNv \* upKs must be 256/);
     expect(() => internal.setWebGPUDecodeTiles({upNv: 8, upKs: 32, downNv: 3, downKs: 85}))
         .toThrowError(/downNv \* downKs must be 256/);
+    expect(() => internal.setWebGPUDecodeTiles({upNv: 8, upKs: 32, downNv: 4, downKs: 64, upRows: 0}))
+        .toThrowError(/upRows must be an integer in \[1, 32\], got 0/);
+    expect(() => internal.setWebGPUDecodeTiles({upNv: 8, upKs: 32, downNv: 4, downKs: 64, routerPartials: 2.5}))
+        .toThrowError(/routerPartials must be a positive integer, got 2.5/);
+    expect(() => internal.setWebGPUDecodeTiles({upNv: 8, upKs: 32, downNv: 4, downKs: 64, routeLanes: 3}))
+        .toThrowError(/routeLanes must be a power of two in \[1, 256\], got 3/);
   });
 
   it('breaks routing ties toward the lower expert and treats a NaN token like the op chain does', async () => {
@@ -158,22 +185,34 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
       tf.dispose([input, out]);
       return got;
     };
-    const dispatched = internal.decodeDispatchCount();
-    const tied = await run(x);
-    expect(internal.decodeDispatchCount() - dispatched).toBe(4);
-    expect(relError(tied, referenceOutput(layer.options, data, x, T, H))).toBeLessThan(TOLERANCE);
     const withNaN = x.slice();
     withNaN[H + 3] = NaN;
-    const decoded = await run(withNaN);
     moe.setWebGPUDecodeMaxTokens(0);
     const chained = await run(withNaN);
-    for (let i = 0; i < decoded.length; i++) {
-      expect(Number.isNaN(decoded[i])).withContext(`element ${i} NaN`).toBe(Number.isNaN(chained[i]));
+    moe.setWebGPUDecodeMaxTokens(defaultMaxTokens);
+    // The route program's top-k both ways: K rounds of a lane arg-max, and by rank (with two lanes per token).
+    const variants = [null, {upNv: 8, upKs: 32, downNv: 4, downKs: 64, routeTopk: 'rank' as const, routeLanes: 2}];
+    try {
+      for (const tiles of variants) {
+        internal.setWebGPUDecodeTiles(tiles);
+        const dispatched = internal.decodeDispatchCount();
+        const tied = await run(x);
+        expect(internal.decodeDispatchCount() - dispatched).toBe(4);
+        expect(relError(tied, referenceOutput(layer.options, data, x, T, H))).withContext(JSON.stringify(tiles))
+            .toBeLessThan(TOLERANCE);
+        const decoded = await run(withNaN);
+        for (let i = 0; i < decoded.length; i++) {
+          expect(Number.isNaN(decoded[i])).withContext(`element ${i} NaN`).toBe(Number.isNaN(chained[i]));
+        }
+        expect(relError(decoded.filter(v => !Number.isNaN(v)), chained.filter(v => !Number.isNaN(v))))
+            .toBeLessThan(TOLERANCE);
+        expect(decoded.slice(0, H).every(v => Number.isFinite(v))).withContext('the other tokens stay finite')
+            .toBeTrue();
+      }
+    } finally {
+      internal.setWebGPUDecodeTiles(null);
+      layer.dispose();
     }
-    expect(relError(decoded.filter(v => !Number.isNaN(v)), chained.filter(v => !Number.isNaN(v))))
-        .toBeLessThan(TOLERANCE);
-    expect(decoded.slice(0, H).every(v => Number.isFinite(v))).withContext('the other tokens stay finite').toBeTrue();
-    layer.dispose();
   }, SLOW_MS);
 
   it('rebuilds its plan when a weight changes', async () => {

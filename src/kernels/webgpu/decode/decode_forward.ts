@@ -72,8 +72,8 @@ const STORAGE = 0x80, COPY_SRC = 0x04, COPY_DST = 0x08, QUERY_RESOLVE = 0x200, M
 
 /** The most tokens the programs are written for (the crossover itself is the MOE_WEBGPU_DECODE_MAX_TOKENS flag). */
 export const DECODE_TOKEN_CAP = 32;
-/** Launch shapes a benchmark forces (routerPartials absent: the tuned one). */
-export type DecodeTilesOverride = Omit<DecodeTiles, 'routerPartials'> & {routerPartials?: number};
+/** Launch shapes a benchmark forces (the optional fields absent: the tuned ones). */
+export type DecodeTilesOverride = Pick<DecodeTiles, 'upNv' | 'upKs' | 'downNv' | 'downKs'> & Partial<DecodeTiles>;
 let tilesOverride: DecodeTilesOverride | null = null;
 
 /** Sets the MOE_WEBGPU_DECODE_MAX_TOKENS flag: the largest T that takes the decode path (0 turns it off). */
@@ -96,6 +96,17 @@ export function setWebGPUDecodeTiles(tiles: DecodeTilesOverride | null): void {
     if (p != null && !(Number.isInteger(p) && p >= 1)) {
       throw new Error(`setWebGPUDecodeTiles: routerPartials must be a positive integer, got ${p}`);
     }
+    const r = tiles.upRows;
+    if (r != null && !(Number.isInteger(r) && r >= 1 && r <= DECODE_TOKEN_CAP)) {
+      throw new Error(`setWebGPUDecodeTiles: upRows must be an integer in [1, ${DECODE_TOKEN_CAP}], got ${r}`);
+    }
+    const lanes = tiles.routeLanes;
+    if (lanes != null && !(Number.isInteger(Math.log2(lanes)) && lanes >= 1 && lanes <= 256)) {
+      throw new Error(`setWebGPUDecodeTiles: routeLanes must be a power of two in [1, 256], got ${lanes}`);
+    }
+    if (tiles.routeTopk != null && tiles.routeTopk !== 'rounds' && tiles.routeTopk !== 'rank') {
+      throw new Error(`setWebGPUDecodeTiles: routeTopk must be 'rounds' or 'rank', got ${JSON.stringify(tiles.routeTopk)}`);
+    }
     for (const [nv, ks, who] of [[tiles.upNv, tiles.upKs, 'up'], [tiles.downNv, tiles.downKs, 'down']] as const) {
       const pairs = who === 'up' ? 2 : 1;  // up tiles hold gate and up columns in pairs
       if (!(nv * ks === 256 && Number.isInteger(Math.log2(ks)) && nv >= pairs && nv % pairs === 0)) {
@@ -115,7 +126,8 @@ export function chooseDecodeTiles(s: Pick<DecodeShape, 'T' | 'H' | 'I' | 'E' | '
 
 function sameTiles(a: DecodeTiles, b: DecodeTiles): boolean {
   return a.upNv === b.upNv && a.upKs === b.upKs && a.downNv === b.downNv && a.downKs === b.downKs &&
-      a.routerPartials === b.routerPartials;
+      a.upRows === b.upRows && a.routerPartials === b.routerPartials && a.routeLanes === b.routeLanes &&
+      a.routeTopk === b.routeTopk;
 }
 
 /** Why this call cannot take the decode path (null: it can). Cheap: runs on every forward. */

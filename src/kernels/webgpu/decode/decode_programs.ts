@@ -48,13 +48,17 @@ export interface DecodeTiles {
   /** downCombine: vec4 output columns per workgroup and k-lanes; nv * ks = 256. */
   downNv: number;
   downKs: number;
+  /** upGate: rows of an expert kept in registers at once (an expert with more rows streams its weights again). */
+  upRows: number;
+  /** route: at most this many lanes per token in its reductions (a power of two; fewer lanes, fewer barriers). */
+  routeLanes: number;
+  /** route: top-k as K rounds of a lane arg-max, or by each expert's rank (no rounds, E comparisons a pair). */
+  routeTopk: 'rounds' | 'rank';
   /** routerLogits: the most partial logits (splits x T x E) it leaves for the route program to sum. */
   routerPartials: number;
 }
 
 export const DECODE_THREADS = 256;
-/** Rows the upGate program keeps in registers at once (more rows stream the weights again). */
-const UP_ROWS = 16;
 
 export function routerSplits(s: DecodeShape, t: DecodeTiles): {hs: number, hsGate: number} {
   // Enough workgroups to have the router matrix in flight at once, few enough partials for one workgroup to sum.
@@ -102,7 +106,7 @@ export function routeSharedBytes(s: DecodeShape): number {
 
 /** Rows the upGate program reduces per pass through shared memory (16 B per thread and row). */
 function upReduceRows(s: DecodeShape, t: DecodeTiles): number {
-  return Math.max(1, Math.min(s.T, UP_ROWS, t.upKs, 4));
+  return Math.max(1, Math.min(s.T, t.upRows, t.upKs, 4));
 }
 
 /** Shared memory of the largest of the other three programs (bytes). */
@@ -220,7 +224,7 @@ export function routeCode(s: DecodeShape, t: DecodeTiles): string {
   const bias = (e: string) => s.hasCorrectionBias ? `cbias[${e}]` : '0.0';
   const chunk = Math.ceil(s.E / 256);
   // Threads per token: a power of two, every token at once.
-  const tpt = 1 << Math.floor(Math.log2(256 / s.T));
+  const tpt = Math.min(1 << Math.floor(Math.log2(256 / s.T)), t.routeLanes);
   const weight = grouped ?
       `${s.renormalize ? 'p / (total + 1e-20)' : 'p'} * ${f32Const(s.routedScalingFactor)}` :
       (s.renormalize ? 'p / max(total, 1e-12)' : 'p');
@@ -372,7 +376,27 @@ export function routeCode(s: DecodeShape, t: DecodeTiles): string {
       prob[i] = p;
     }
     workgroupBarrier();`}
-    // Top-k: k rounds of an arg-max over each token's TPT lanes (VPL experts per lane).
+${t.routeTopk === 'rank' ? `    // Top-k by rank: each (token, expert) counts the experts ranking before it (one barrier, no rounds); the
+    // first K ranks are the slots in order. Experts of dropped groups never compete (docs/semantics.md 2.5).
+    for (var i = lid; i < T * E; i += NT) {
+      let t = i / E;
+      let e = i - t * E;
+      if (${grouped ? 'gkept[t * G + e / GSIZE] != 0' : 'true'}) {
+        let v = sel[i];
+        var rank = 0;
+        for (var e2 = 0; e2 < E; e2++) {
+          if (${grouped ? 'gkept[t * G + e2 / GSIZE] != 0 && ' : ''}ranksBefore(sel[t * E + e2], e2, v, e)) {
+            rank++;
+            if (rank >= K) { break; }
+          }
+        }
+        if (rank < K) {
+          chosenE[t * K + rank] = e;
+          chosenP[t * K + rank] = prob[i];
+        }
+      }
+    }
+` : `    // Top-k: k rounds of an arg-max over each token's TPT lanes (VPL experts per lane).
     var taken = array<bool, VPL>();
     for (var j = 0; j < K; j++) {
       var bv = 0.0;
@@ -404,7 +428,7 @@ export function routeCode(s: DecodeShape, t: DecodeTiles): string {
         chosenP[tok * K + j] = prob[tok * E + win];
       }
     }
-    workgroupBarrier();
+`}    workgroupBarrier();
     for (var f = lid; f < T * K; f += NT) {
       let t = f / K;
       var total = 0.0;
@@ -475,7 +499,7 @@ export function upGateCode(s: DecodeShape, t: DecodeTiles): string {
   const names = upGateBindings(s);
   const b = (n: string) => names.indexOf(n);
   const NVW = t.upNv, KS = t.upKs;
-  const TM = Math.min(s.T, UP_ROWS);
+  const TM = Math.min(s.T, t.upRows);
   const RB = upReduceRows(s, t);
   const I4 = s.I / 4, S4 = s.S / 4, H4 = s.H / 4;
   const tilesE = Math.ceil(I4 / (NVW / 2));

@@ -22,15 +22,19 @@ const QWEN3 = {H: 2048, I: 768, E: 128, K: 8};
 export const DECODE_TUNING: readonly DecodeTuning[] = [
   // Qwen3-30B-A3B, H200 run 2 sweep: T = 1 up16x16_down4x64 0.091 ms (the run's default up8x32_down4x64 measured
   // cold); T = 16 up32x8_down16x16 0.620 ms vs 0.764 for up16x16_down8x32.
-  {where: QWEN3, minTokens: 1, maxTokens: 1, tiles: {upNv: 16, upKs: 16, downNv: 4, downKs: 64, routerPartials: 16384},
+  {where: QWEN3, minTokens: 1, maxTokens: 1, tiles: {upNv: 16, upKs: 16, downNv: 4, downKs: 64, upRows: 16, routerPartials: 16384,
+    routeLanes: 256, routeTopk: 'rounds'},
    source: 'BENCHMARKS.md H200 run 2 (launch-shape sweep, T = 1)'},
-  {where: QWEN3, minTokens: 9, maxTokens: 32, tiles: {upNv: 32, upKs: 8, downNv: 16, downKs: 16, routerPartials: 16384},
+  {where: QWEN3, minTokens: 9, maxTokens: 32, tiles: {upNv: 32, upKs: 8, downNv: 16, downKs: 16, upRows: 16, routerPartials: 16384,
+    routeLanes: 256, routeTopk: 'rounds'},
    source: 'BENCHMARKS.md H200 run 2 (launch-shape sweep, T = 16)'},
   // Any shape: narrow column tiles at small T put more workgroups on the GPU (few active experts); wider ones reuse
   // each token row over more columns as T grows.
-  {minTokens: 1, maxTokens: 2, tiles: {upNv: 8, upKs: 32, downNv: 4, downKs: 64, routerPartials: 16384},
+  {minTokens: 1, maxTokens: 2, tiles: {upNv: 8, upKs: 32, downNv: 4, downKs: 64, upRows: 16, routerPartials: 16384,
+    routeLanes: 256, routeTopk: 'rounds'},
    source: 'BENCHMARKS.md H200 run 1 (defaults)'},
-  {minTokens: 3, maxTokens: 32, tiles: {upNv: 16, upKs: 16, downNv: 8, downKs: 32, routerPartials: 16384},
+  {minTokens: 3, maxTokens: 32, tiles: {upNv: 16, upKs: 16, downNv: 8, downKs: 32, upRows: 16, routerPartials: 16384,
+    routeLanes: 256, routeTopk: 'rounds'},
    source: 'BENCHMARKS.md H200 run 1 (defaults)'},
 ];
 
