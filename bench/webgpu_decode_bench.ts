@@ -41,8 +41,9 @@ const outDir = process.env.OUT ?? 'bench/results';
 const log: string[] = [];
 const results: Record<string, unknown> = {date: new Date().toISOString(), shape: {H, I, E, K}};
 function say(line: string): void {
-  console.log(line);
-  log.push(line);
+  const stamped = `[${((performance.now() - STARTED) / 1e3).toFixed(1)} s] ${line}`;
+  console.log(stamped);
+  log.push(stamped);
 }
 function save(): void {
   writeFileSync(`${outDir}/webgpu_decode_bench.json`, JSON.stringify(results, null, 1));
@@ -295,9 +296,9 @@ async function main(): Promise<void> {
       const run2: Timing[] = [], tuned: Timing[] = [];
       for (let r = 0; r < 3; r++) {
         setWebGPUDecodeTiles(RUN2_TILES(T));
-        run2.push(await timeIt(apply, n, reps));
+        run2.push(await timeIt(apply, n, 5));
         setWebGPUDecodeTiles(null);
-        tuned.push(await timeIt(apply, n, reps));
+        tuned.push(await timeIt(apply, n, 5));
       }
       const med = (ts: Timing[]): Timing => ({throughputMs: median(ts.map(t => t.throughputMs)),
         enqueueMs: median(ts.map(t => t.enqueueMs)), latencyMs: median(ts.map(t => t.latencyMs))});
