@@ -328,8 +328,15 @@ async function main(): Promise<void> {
       row.gpuAfterRun2Tiles = await perProgramMs();
       setWebGPUDecodeTiles(null);
       row.gpuAfter = await perProgramMs();
+      // The whole forward in one timed pass (what the GPU spends on it back to back; per-program passes add gaps).
+      const whole: number[] = [];
+      for (let r = 0; r < (QUICK ? 1 : 9); r++) {
+        whole.push((await timeDecodePrograms(() => { apply().dispose(); }, 4, true))[0][1]);
+      }
+      row.gpuAfterWholeForwardMs = median(whole);
       say(`T=${T} GPU before ${JSON.stringify(row.gpuBefore)} after (run 2 tiles) ${
-          JSON.stringify(row.gpuAfterRun2Tiles)} after ${JSON.stringify(row.gpuAfter)}`);
+          JSON.stringify(row.gpuAfterRun2Tiles)} after ${JSON.stringify(row.gpuAfter)} whole forward ${
+          row.gpuAfterWholeForwardMs}`);
     }
     if (SWEEP_T.includes(T) && T <= 32 && (performance.now() - STARTED) / 1e3 < BUDGET_S / 2) {
       // Launch shapes of the decode programs, interleaved: every candidate once per round, medians of 3 rounds.

@@ -316,17 +316,22 @@ interface Timing {
   querySet: any;
   names: string[];
   capacity: number;
+  /** One pass (and one timing) per forward holding all its programs, instead of one per program. */
+  wholeForward: boolean;
 }
 let timing: Timing | null = null;
 
 /**
  * Runs fn with every decode program timed (timestamp queries; needs the 'timestamp-query' feature on the device)
- * and resolves to [program name, ms] in dispatch order. For benchmarks; the forwards inside fn run as usual.
+ * and resolves to [program name, ms] in dispatch order; with wholeForward, each forward's programs share one timed
+ * pass (named 'forward'). For benchmarks; the forwards inside fn run as usual.
  */
-export async function timeDecodePrograms(fn: () => void, capacity = 64): Promise<Array<[string, number]>> {
+export async function timeDecodePrograms(fn: () => void, capacity = 64, wholeForward = false):
+    Promise<Array<[string, number]>> {
   const backend = tf.backend() as unknown as WebGPUBackendInternals;
   const device = backend.device;
-  timing = {querySet: device.createQuerySet({type: 'timestamp', count: 2 * capacity}), names: [], capacity};
+  timing = {querySet: device.createQuerySet({type: 'timestamp', count: 2 * capacity}), names: [], capacity,
+    wholeForward};
   const t = timing;
   try {
     fn();
@@ -424,13 +429,19 @@ export function webgpuDecodeForward(x: Tensor2D, w: FusedMoEWeights, o: FusedMoE
   const timed = timing;
   if (timed != null) backend.endComputePassEncoder();
   let groupSetOn: PassLike | null = null;
+  const timedPass = (name: string): PassLike => {
+    const i = timed!.names.length;
+    timed!.names.push(name);
+    return backend.commandEncoder!.beginComputePass({timestampWrites: {querySet: timed!.querySet,
+      beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1}});
+  };
+  const whole = timed != null && timed.wholeForward && timed.names.length < timed.capacity ? timedPass('forward') : null;
   for (const p of plan.programs) {
     let pass: PassLike;
-    if (timed != null && timed.names.length < timed.capacity) {
-      const i = timed.names.length;
-      timed.names.push(p.name);
-      pass = backend.commandEncoder!.beginComputePass({timestampWrites: {querySet: timed.querySet,
-        beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1}});
+    if (whole != null) {
+      pass = whole;
+    } else if (timed != null && timed.names.length < timed.capacity) {
+      pass = timedPass(p.name);
     } else {
       pass = backend.computePassEncoder ??= backend.commandEncoder!.beginComputePass();
     }
@@ -442,8 +453,9 @@ export function webgpuDecodeForward(x: Tensor2D, w: FusedMoEWeights, o: FusedMoE
       groupSetOn = pass;
     }
     pass.dispatchWorkgroups(p.workgroups);
-    if (pass !== backend.computePassEncoder) pass.end();
+    if (pass !== backend.computePassEncoder && pass !== whole) pass.end();
   }
+  whole?.end();
   dispatchCounter += plan.programs.length;
   // As tfjs does for its own programs: buffers in a pending command buffer are not recycled before submission.
   const owned = backend.commandQueueOwnedIds;
