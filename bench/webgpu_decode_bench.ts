@@ -34,8 +34,8 @@ const QUICK = process.env.BENCH_QUICK === '1';
 const BUDGET_S = Number(process.env.BENCH_BUDGET_S ?? 1e9);
 const SWEEP_T = (process.env.BENCH_SWEEP_T ?? '1,2,4,8,16').split(',').filter(s => s !== '').map(Number);
 /** The tiles main chose before the tuning table (H200 run 2's defaults), timed beside the table's choice. */
-const RUN2_TILES = (T: number): DecodeTilesOverride => T <= 2 ? {upNv: 8, upKs: 32, downNv: 4, downKs: 64} :
-    {upNv: 16, upKs: 16, downNv: 8, downKs: 32};
+const RUN2_TILES = (T: number): DecodeTilesOverride => ({upRows: 16, routerPartials: 16384, routeLanes: 256,
+  routeTopk: 'rounds', ...(T <= 2 ? {upNv: 8, upKs: 32, downNv: 4, downKs: 64} : {upNv: 16, upKs: 16, downNv: 8, downKs: 32})});
 const COPY_BYTES_PER_S = 3.39e12;  // H200 WebGPU vec4 copy (shared/device/README.md)
 const outDir = process.env.OUT ?? 'bench/results';
 const log: string[] = [];
@@ -340,23 +340,23 @@ async function main(): Promise<void> {
     }
     if (SWEEP_T.includes(T) && T <= 32 && (performance.now() - STARTED) / 1e3 < BUDGET_S / 2) {
       // Launch shapes of the decode programs, interleaved: every candidate once per round, medians of 3 rounds.
+      // Fields a candidate leaves out take these values (not the table's), so that a key means the same in every run.
+      const base = {upRows: 16, routerPartials: 16384, routeLanes: 256, routeTopk: 'rounds' as const};
+      const tile = (up: string, down: string, extra: Partial<DecodeTilesOverride> = {}): DecodeTilesOverride => {
+        const [upNv, upKs] = up.split('x').map(Number), [downNv, downKs] = down.split('x').map(Number);
+        return {upNv, upKs, downNv, downKs, ...extra};
+      };
       const candidates: DecodeTilesOverride[] = [
-        {upNv: 8, upKs: 32, downNv: 4, downKs: 64}, {upNv: 16, upKs: 16, downNv: 8, downKs: 32},
-        {upNv: 8, upKs: 32, downNv: 2, downKs: 128}, {upNv: 16, upKs: 16, downNv: 4, downKs: 64},
-        {upNv: 16, upKs: 16, downNv: 2, downKs: 128}, {upNv: 32, upKs: 8, downNv: 4, downKs: 64},
-        {upNv: 32, upKs: 8, downNv: 8, downKs: 32}, {upNv: 32, upKs: 8, downNv: 16, downKs: 16},
-        {upNv: 64, upKs: 4, downNv: 16, downKs: 16}, {upNv: 32, upKs: 8, downNv: 32, downKs: 8},
-        // The route program's variants on the table's tiles for this T.
-        ...[{routeTopk: 'rank' as const}, {routeLanes: 32}, {routeLanes: 32, routeTopk: 'rank' as const},
-          {routeLanes: 64, routeTopk: 'rank' as const}].map(v =>
-          ({...(T <= 2 ? {upNv: 16, upKs: 16, downNv: 4, downKs: 64} : {upNv: 32, upKs: 8, downNv: 16, downKs: 16}),
-            ...v})),
-        ...(T >= 4 ? [{upNv: 32, upKs: 8, downNv: 16, downKs: 16, upRows: 4},
-          {upNv: 32, upKs: 8, downNv: 16, downKs: 16, upRows: 8},
-          {upNv: 16, upKs: 16, downNv: 8, downKs: 32, upRows: 4}] : []),
-        ...(T >= 8 ? [{upNv: 32, upKs: 8, downNv: 16, downKs: 16, routerPartials: 32768},
-          {upNv: 32, upKs: 8, downNv: 16, downKs: 16, routerPartials: 65536},
-          {upNv: 32, upKs: 8, downNv: 16, downKs: 16, upRows: 4, routerPartials: 65536}] : []),
+        tile('8x32', '4x64'), tile('16x16', '8x32'), tile('8x32', '2x128'), tile('16x16', '4x64'),
+        tile('16x16', '2x128'), tile('32x8', '4x64'), tile('32x8', '8x32'), tile('32x8', '16x16'),
+        tile('32x8', '2x128'), tile('4x64', '2x128'), tile('64x4', '4x64'),
+        tile(T <= 2 ? '8x32' : '16x16', T <= 2 ? '2x128' : '8x32', {routeTopk: 'rank'}),
+        tile(T <= 2 ? '8x32' : '16x16', T <= 2 ? '2x128' : '8x32', {routeLanes: 32}),
+        ...(T >= 4 ? [tile('16x16', '8x32', {upRows: 2}), tile('16x16', '8x32', {upRows: 4}),
+          tile('16x16', '8x32', {upRows: 8}), tile('16x16', '4x64', {upRows: 4}), tile('16x16', '16x16', {upRows: 4}),
+          tile('32x8', '8x32', {upRows: 4}), tile('32x8', '16x16', {upRows: 4}), tile('8x32', '8x32', {upRows: 4})] : []),
+        ...(T >= 8 ? [tile('16x16', '8x32', {upRows: 4, routerPartials: 65536}),
+          tile('16x16', '8x32', {upRows: 4, routerPartials: 32768})] : []),
       ];
       const keyOf = (t: DecodeTilesOverride) =>
         `up${t.upNv}x${t.upKs}_down${t.downNv}x${t.downKs}${t.upRows != null ? `_rows${t.upRows}` : ''}` +
@@ -365,7 +365,7 @@ async function main(): Promise<void> {
       const tried: Record<string, number[]> = {};
       for (let r = 0; r < 3; r++) {
         for (const tiles of candidates) {
-          setWebGPUDecodeTiles(tiles);
+          setWebGPUDecodeTiles({...base, ...tiles});
           (tried[keyOf(tiles)] ??= []).push((await timeIt(apply, T >= 8 ? 30 : 50, 3)).throughputMs);
         }
       }
@@ -403,15 +403,23 @@ async function main(): Promise<void> {
         return y;
       });
       const stack: Record<string, unknown> = {layers: STACK};
-      for (const [label, maxT] of [['before', 0], ['after', 32]] as const) {
+      stack.tfjsSubmitBatch = tf.env().get('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE');
+      // 'after, submit at N': MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES = N (a decode forward submits once the pass holds
+      // N dispatches; 0 = tfjs's batch), to see whether the GPU starts on a token's first layers while JavaScript
+      // enqueues the rest. 4 = every layer.
+      const variants: Array<[string, number, number]> = [['before', 0, 0], ['after', 32, 0],
+        ['after, submit at 4', 32, 4], ['after, submit at 8', 32, 8], ['after, submit once', 32, 1e9]];
+      for (const [label, maxT, submitAt] of variants) {
         setWebGPUDecodeMaxTokens(maxT);
+        tf.env().set('MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES', submitAt);
         for (let i = 0; i < 2; i++) { const y = step(x0); await y.data(); y.dispose(); }
         // One token at a time, each token's output read before the next step (what sampling needs).
-        const lat: number[] = [];
+        const lat: number[] = [], enq: number[] = [];
         let x: tf.Tensor = x0.clone();
         for (let i = 0; i < (QUICK ? 2 : 20); i++) {
           const t0 = performance.now();
           const y = step(x);
+          enq.push(performance.now() - t0);
           await y.data();
           lat.push(performance.now() - t0);
           x.dispose();
@@ -421,12 +429,14 @@ async function main(): Promise<void> {
         const t0 = performance.now();
         for (let i = 0; i < (QUICK ? 2 : 20); i++) { const y = step(x); x.dispose(); x = y; }
         await x.data();
-        const pipelined = (performance.now() - t0) / 20;
+        const pipelined = (performance.now() - t0) / (QUICK ? 2 : 20);
         x.dispose();
-        stack[label] = {msPerToken: median(lat), tokensPerS: 1e3 / median(lat), pipelinedMsPerToken: pipelined,
-                        pipelinedTokensPerS: 1e3 / pipelined};
+        stack[label] = {msPerToken: median(lat), tokensPerS: 1e3 / median(lat), enqueueMsPerToken: median(enq),
+                        pipelinedMsPerToken: pipelined, pipelinedTokensPerS: 1e3 / pipelined};
         say(`stack ${label}: ${JSON.stringify(stack[label])}`);
       }
+      tf.env().set('MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES', 0);
+      setWebGPUDecodeMaxTokens(32);
       stack.programsPerToken = {after: programsPerForward(() => step(x0))};
       setWebGPUDecodeMaxTokens(0);
       (stack.programsPerToken as Record<string, number>).before = programsPerForward(() => step(x0));

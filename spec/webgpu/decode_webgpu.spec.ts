@@ -61,6 +61,42 @@ const CASES: Case[] = [
    args: {numExperts: 300, topK: 4, moeIntermediateSize: 4}, H: 4, T: [2]},
 ];
 
+describe('webgpu decode tuning table (decode_tuning.ts)', () => {
+  it('covers every T the path allows, for any shape, with valid launch shapes', () => {
+    const shapes = [{H: 2048, I: 768, E: 128, K: 8}, {H: 16, I: 8, E: 6, K: 2}, {H: 2048, I: 768, E: 64, K: 8}];
+    for (const shape of shapes) {
+      for (let T = 1; T <= 32; T++) {
+        const t = internal.tunedDecodeTiles({T, ...shape});
+        for (const [nv, ks, pairs] of [[t.upNv, t.upKs, 2], [t.downNv, t.downKs, 1]]) {
+          expect(nv * ks).withContext(`T = ${T} ${JSON.stringify(t)}`).toBe(256);
+          expect(nv % pairs).toBe(0);
+        }
+        expect(t.upRows).toBeGreaterThanOrEqual(1);
+        expect(t.routerPartials).toBeGreaterThanOrEqual(1);
+        expect(['rounds', 'rank']).toContain(t.routeTopk);
+        expect(Number.isInteger(Math.log2(t.routeLanes))).toBeTrue();
+      }
+    }
+    for (const entry of internal.DECODE_TUNING) {
+      expect(entry.minTokens).toBeLessThanOrEqual(entry.maxTokens);
+      expect(entry.source).toMatch(/BENCHMARKS\.md/);
+    }
+  });
+
+  it('picks the first matching entry: a shape-specific one before the any-shape default', () => {
+    const table = [{where: {H: 8}, minTokens: 1, maxTokens: 4, source: 'a',
+                    tiles: {upNv: 2, upKs: 128, downNv: 1, downKs: 256, upRows: 3, routerPartials: 7, routeLanes: 2,
+                            routeTopk: 'rank' as const}},
+                   {minTokens: 1, maxTokens: 32, source: 'b', tiles: {upNv: 8, upKs: 32, downNv: 4, downKs: 64,
+                    upRows: 16, routerPartials: 16384, routeLanes: 256, routeTopk: 'rounds' as const}}];
+    expect(internal.tunedDecodeTiles({T: 4, H: 8, I: 4, E: 4, K: 2}, table).upRows).toBe(3);
+    expect(internal.tunedDecodeTiles({T: 5, H: 8, I: 4, E: 4, K: 2}, table).upRows).toBe(16);
+    expect(internal.tunedDecodeTiles({T: 4, H: 16, I: 4, E: 4, K: 2}, table).upRows).toBe(16);
+    expect(() => internal.tunedDecodeTiles({T: 33, H: 8, I: 4, E: 4, K: 2}, table))
+        .toThrowError(/no tuning entry for T = 33/);
+  });
+});
+
 describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
   const defaultMaxTokens = moe.webgpuDecodeMaxTokens();
   afterEach(() => moe.setWebGPUDecodeMaxTokens(defaultMaxTokens));
@@ -211,6 +247,29 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
       }
     } finally {
       internal.setWebGPUDecodeTiles(null);
+      layer.dispose();
+    }
+  }, SLOW_MS);
+
+  it('submits after a forward when MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES says so, with the same result', async () => {
+    const rand = rng(777);
+    const H = 16, T = 1;
+    const {layer, data} = randomLayer({numExperts: 6, topK: 2, moeIntermediateSize: 8, backend: 'webgpu'}, H, rand);
+    const x = randn(rand, T * H);
+    const backend = tf.backend() as unknown as {commandEncoder: unknown};
+    try {
+      for (const submitAt of [4, 0]) {
+        tf.env().set(moe.MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES, submitAt);
+        const input = tf.tensor2d(x, [T, H]);
+        const out = layer.apply(input) as tf.Tensor;
+        // 4 dispatches reach 4 (submitted: no open encoder); tfjs's batch of 15 is not reached by one forward.
+        expect(backend.commandEncoder == null).withContext(`submit at ${submitAt}`).toBe(submitAt === 4);
+        const got = await out.data();
+        tf.dispose([input, out]);
+        expect(relError(got, referenceOutput(layer.options, data, x, T, H))).toBeLessThan(TOLERANCE);
+      }
+    } finally {
+      tf.env().set(moe.MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES, 0);
       layer.dispose();
     }
   }, SLOW_MS);

@@ -15,9 +15,17 @@ export const MOE_WEBGPU_MAX_STORAGE_BINDING_BYTES = 'MOE_WEBGPU_MAX_STORAGE_BIND
  */
 export const MOE_WEBGPU_DECODE_MAX_TOKENS = 'MOE_WEBGPU_DECODE_MAX_TOKENS';
 
+/**
+ * A decode forward submits the queue once the open pass holds at least this many dispatches (0: tfjs's own
+ * WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE). Earlier submissions let the GPU start on a token's first layers while
+ * JavaScript enqueues the rest (bench/webgpu_decode_bench.ts measures a layer stack both ways).
+ */
+export const MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES = 'MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES';
+
 export function registerWebGPUFlags(): void {
   const env = tf.env();
   env.registerFlag(MOE_WEBGPU_GEMM_PRESET, () => '');
   env.registerFlag(MOE_WEBGPU_MAX_STORAGE_BINDING_BYTES, () => 0);
   env.registerFlag(MOE_WEBGPU_DECODE_MAX_TOKENS, () => 16);
+  env.registerFlag(MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES, () => 0);
 }

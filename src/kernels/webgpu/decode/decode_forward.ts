@@ -22,7 +22,7 @@ import {registerKernelPathLayerForward} from '../../../executor/layer_executor.j
 import {isQuantizedExpertWeights} from '../../../executor/expert_weights.js';
 import type {FusedMoEOptions, FusedMoEWeights} from '../../../executor/layer_schema.js';
 import {maxStorageBindingBytes} from '../expert_ranges.js';
-import {MOE_WEBGPU_DECODE_MAX_TOKENS} from '../flags_webgpu.js';
+import {MOE_WEBGPU_DECODE_MAX_TOKENS, MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES} from '../flags_webgpu.js';
 import {DecodeShape, DecodeTiles, decodeLayout, downBindings, downCode, downDispatch, gemmSharedBytes, routeCode,
   routerDispatch, routerLogitsCode, routeSharedBytes, upGateBindings, upGateCode, upGateDispatch}
   from './decode_programs.js';
@@ -463,7 +463,10 @@ export function webgpuDecodeForward(x: Tensor2D, w: FusedMoEWeights, o: FusedMoE
   owned.add(out.dataId);
   for (const id of plan.weightIds) if (id != null) owned.add(id);
   backend.dispatchCountInPass += plan.programs.length;
-  if (backend.dispatchCountInPass >= (tf.env().get('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE') as number)) {
+  const env = tf.env();
+  const submitAt = env.getNumber(MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES) ||
+      env.getNumber('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE');
+  if (backend.dispatchCountInPass >= submitAt) {
     backend.endComputePassEncoder();
     backend.submitQueue();
   }
