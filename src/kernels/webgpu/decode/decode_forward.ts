@@ -5,10 +5,11 @@
  *
  * - Input and output are ordinary tfjs tensors: x's buffer is read where tfjs keeps it, the output is a fresh
  *   tfjs tensor whose buffer the last program writes. Nothing is read back to JS.
- * - Per layer (the calling layer, `owner`) and T, a plan keeps the intermediate buffers (`work`, `route`, `act`)
- *   and the bind groups of the weights; only the {x, output} bind group (group 1) is made per call. A plan is
- *   rebuilt when a weight's GPU buffer changes (a variable write gives it a new one). Pipelines are shared by
- *   every layer with the same shapes. Everything baked into a shader is in its key; there are no uniforms.
+ * - Per layer (the calling layer, `owner`) and T, a plan keeps the intermediate buffers (`work`, `route`, `act`),
+ *   the bind groups of the weights and the {x, output} bind groups (group 1) by buffer. A plan is rebuilt when a
+ *   weight's data changes (a variable write gives it a new dataId), the options object or the tiles change; a call
+ *   its plan serves skips every check (they ran when it was built). Pipelines are shared by every layer with the
+ *   same shapes and launch shapes (decode_tuning.ts). Everything baked into a shader is in its key; no uniforms.
  * - Intermediate buffers are reused across calls: the queue runs a layer's forwards in order, and WebGPU orders
  *   the dispatches of a pass that touch the same storage buffer.
  * - The path runs where it is correct and measured to be faster: webgpu active, our kernels not bypassed, no
