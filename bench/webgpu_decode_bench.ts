@@ -404,10 +404,12 @@ async function main(): Promise<void> {
       });
       const stack: Record<string, unknown> = {layers: STACK};
       stack.tfjsSubmitBatch = tf.env().get('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE');
+      const defaultSubmit = tf.env().getNumber('MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES');
+      stack.defaultSubmitDispatches = defaultSubmit;
       // 'after, submit at N': MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES = N (a decode forward submits once the pass holds
       // N dispatches; 0 = tfjs's batch), to see whether the GPU starts on a token's first layers while JavaScript
       // enqueues the rest. 4 = every layer.
-      const variants: Array<[string, number, number]> = [['before', 0, 0], ['after', 32, 0],
+      const variants: Array<[string, number, number]> = [['before', 0, 0], ['after, tfjs batch', 32, 0],
         ['after, submit at 4', 32, 4], ['after, submit at 8', 32, 8], ['after, submit once', 32, 1e9]];
       for (const [label, maxT, submitAt] of variants) {
         setWebGPUDecodeMaxTokens(maxT);
@@ -435,7 +437,7 @@ async function main(): Promise<void> {
                         pipelinedMsPerToken: pipelined, pipelinedTokensPerS: 1e3 / pipelined};
         say(`stack ${label}: ${JSON.stringify(stack[label])}`);
       }
-      tf.env().set('MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES', 0);
+      tf.env().set('MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES', defaultSubmit);
       setWebGPUDecodeMaxTokens(32);
       stack.programsPerToken = {after: programsPerForward(() => step(x0))};
       setWebGPUDecodeMaxTokens(0);

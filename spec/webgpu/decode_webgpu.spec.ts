@@ -257,6 +257,8 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
     const {layer, data} = randomLayer({numExperts: 6, topK: 2, moeIntermediateSize: 8, backend: 'webgpu'}, H, rand);
     const x = randn(rand, T * H);
     const backend = tf.backend() as unknown as {commandEncoder: unknown};
+    const defaultSubmit = tf.env().getNumber(moe.MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES);
+    expect(defaultSubmit).withContext('the measured default (BENCHMARKS.md)').toBe(8);
     try {
       for (const submitAt of [4, 0]) {
         tf.env().set(moe.MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES, submitAt);
@@ -269,7 +271,7 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
         expect(relError(got, referenceOutput(layer.options, data, x, T, H))).toBeLessThan(TOLERANCE);
       }
     } finally {
-      tf.env().set(moe.MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES, 0);
+      tf.env().set(moe.MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES, defaultSubmit);
       layer.dispose();
     }
   }, SLOW_MS);
