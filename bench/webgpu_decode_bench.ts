@@ -18,7 +18,7 @@ import * as tf from '@tensorflow/tfjs';
 import {mkdirSync, writeFileSync} from 'node:fs';
 
 import {FusedMoE, FusedMoEArgs, setWebGPUDecodeMaxTokens} from '../src/index.js';
-import {decodeDispatchCount, setWebGPUDecodeTiles, timeDecodePrograms} from '../src/internal.js';
+import {decodeDispatchCount, setWebGPUDecodeTiles, timeDecodePrograms, tunedDecodeTiles} from '../src/internal.js';
 import type {DecodeTilesOverride} from '../src/kernels/webgpu/decode/decode_forward.js';
 import {selectMoeForward} from '../src/layers/backend_selection.js';
 import {refFusedMoE} from '../spec/reference/moe_reference.js';
@@ -334,6 +334,19 @@ async function main(): Promise<void> {
         whole.push((await timeDecodePrograms(() => { apply().dispose(); }, 4, true))[0][1]);
       }
       row.gpuAfterWholeForwardMs = median(whole);
+      // The route program's variants on the table's other tiles (per program and whole forward, one GPU pass).
+      const byRoute: Record<string, unknown> = {};
+      for (const routeTopk of ['rounds', 'rank', 'direct'] as const) {
+        setWebGPUDecodeTiles({...tunedDecodeTiles({T, H, I, E, K}), routeTopk});
+        const wholeR: number[] = [];
+        for (let r = 0; r < (QUICK ? 1 : 9); r++) {
+          wholeR.push((await timeDecodePrograms(() => { apply().dispose(); }, 4, true))[0][1]);
+        }
+        byRoute[routeTopk] = {...(await perProgramMs()), wholeForward: median(wholeR)};
+      }
+      setWebGPUDecodeTiles(null);
+      row.gpuByRouteTopk = byRoute;
+      say(`T=${T} GPU by routeTopk ${JSON.stringify(byRoute)}`);
       say(`T=${T} GPU before ${JSON.stringify(row.gpuBefore)} after (run 2 tiles) ${
           JSON.stringify(row.gpuAfterRun2Tiles)} after ${JSON.stringify(row.gpuAfter)} whole forward ${
           row.gpuAfterWholeForwardMs}`);
