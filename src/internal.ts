@@ -22,3 +22,6 @@ export {cudaLayerExecutor, registerCudaLayerExecutor} from './kernels/cuda/cuda_
 export {decodeDispatchCount, decodePlanCount, setWebGPUDecodeTiles, timeDecodePrograms} from
     './kernels/webgpu/decode/decode_forward.js';
 export type {DecodeTiles} from './kernels/webgpu/decode/decode_programs.js';
+export type {DecodeTilesOverride} from './kernels/webgpu/decode/decode_forward.js';
+export {DECODE_TUNING, tunedDecodeTiles} from './kernels/webgpu/decode/decode_tuning.js';
+export type {DecodeTuning} from './kernels/webgpu/decode/decode_tuning.js';
