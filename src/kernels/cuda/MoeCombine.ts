@@ -7,7 +7,8 @@ import {getCudaAddon} from './loader.js';
 
 export function moeCombineCudaConfig(backendName: string): KernelConfig {
   const kernelFunc = ({inputs, backend, attrs}: Parameters<KernelFunc>[0]) => {
-    const {y, rowMap, topkWeights, topkIds, downProjBias} = inputs as unknown as MoeCombineInputs;
+    const {y, rowMap, topkWeights, topkIds, downProjBias, identityInput} = inputs as unknown as MoeCombineInputs;
+    if (identityInput != null) throw new Error('moeCombine: options.identityInput is not supported by the CUDA executor yet');
     const {weightsApplied} = attrs as unknown as MoeCombineAttrs;
     const b = backend as KernelBackend;
     const [R, D] = y.shape;

@@ -7,8 +7,10 @@ import {getCudaAddon} from './loader.js';
 export function moeTopkSelectCudaConfig(backendName: string): KernelConfig {
   const kernelFunc = ({inputs, backend, attrs}: Parameters<KernelFunc>[0]) => {
     const {gatingLogits, bias} = inputs as unknown as MoeTopkSelectInputs;
-    const {topK, renormalize, renormalizeEpsilon, routedScalingFactor, nGroup} = attrs as unknown as MoeTopkSelectAttrs;
+    const {topK, renormalize, renormalizeEpsilon, routedScalingFactor, nGroup, topkMethod} =
+        attrs as unknown as MoeTopkSelectAttrs;
     const no = (what: string) => new Error(`moeTopkSelect: ${what} is not supported by the CUDA executor yet`);
+    if (topkMethod === 'sparsemixer') throw no('topkMethod \'sparsemixer\'');
     if (nGroup > 1) throw no('nGroup > 1 (group_limited_greedy)');
     if (routedScalingFactor !== 1) throw no('routedScalingFactor');
     if (renormalizeEpsilon !== 0) throw no('renormalizeEpsilon');
