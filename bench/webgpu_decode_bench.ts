@@ -336,8 +336,13 @@ async function main(): Promise<void> {
       row.gpuAfterWholeForwardMs = median(whole);
       // The route program's variants on the table's other tiles (per program and whole forward, one GPU pass).
       const byRoute: Record<string, unknown> = {};
-      for (const routeTopk of ['rounds', 'rank', 'direct'] as const) {
-        setWebGPUDecodeTiles({...tunedDecodeTiles({T, H, I, E, K}), routeTopk});
+      // Also 'direct' with fewer router splits (fewer partials to add, more rows per router workgroup).
+      const routeVariants: Record<string, Partial<DecodeTilesOverride>> = {rounds: {routeTopk: 'rounds'},
+        rank: {routeTopk: 'rank'}, direct: {routeTopk: 'direct'},
+        direct_rp4096: {routeTopk: 'direct', routerPartials: 4096},
+        direct_rp1024: {routeTopk: 'direct', routerPartials: 1024}};
+      for (const [routeTopk, variant] of Object.entries(routeVariants)) {
+        setWebGPUDecodeTiles({...tunedDecodeTiles({T, H, I, E, K}), ...variant});
         const wholeR: number[] = [];
         for (let r = 0; r < (QUICK ? 1 : 9); r++) {
           wholeR.push((await timeDecodePrograms(() => { apply().dispose(); }, 4, true))[0][1]);

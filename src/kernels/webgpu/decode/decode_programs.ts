@@ -295,8 +295,8 @@ export function routeCode(s: DecodeShape, t: DecodeTiles): string {
     let tok = lid / TPT;
     let lane = lid % TPT;
     let valid = tok < T;
-${direct ? `    // The router's partial sums with every split's load issued before the first add (written out: one load
-    // latency instead of HS of them); added in split order, as the loop below does.
+${direct ? `    // The router's partial sums with every split's load issued before the first add (written out: one
+    // load latency instead of HS of them); added in split order, as the loop below does.
     for (var c = 0; c < CH; c++) {
       let i = lid + c * NT;
       if (i < T * E) {
@@ -420,8 +420,9 @@ ${Array.from({length: hs}, (_, p) => `        let v${p} = work[b + ${p * s.T * s
       prob[i] = p;
     }
     workgroupBarrier();`}
-${t.routeTopk !== 'rounds' ? `    // Top-k by rank: each (token, expert) counts the experts ranking before it (one barrier, no rounds); the
-    // first K ranks are the slots in order. Experts of dropped groups never compete (docs/semantics.md 2.5).
+${t.routeTopk !== 'rounds' ? `    // Top-k by rank: each (token, expert) counts the experts ranking
+    // before it (one barrier, no rounds); the first K ranks are the slots in order. Experts of dropped groups
+    // never compete (docs/semantics.md 2.5).
     for (var i = lid; i < T * E; i += NT) {
       let t = i / E;
       let e = i - t * E;
@@ -488,7 +489,8 @@ ${t.routeTopk !== 'rounds' ? `    // Top-k by rank: each (token, expert) counts 
     }
 ${direct ? `    workgroupBarrier();
     // Counting sort by slot comparisons: a slot's row is the number of slots with a smaller expert, or the same
-    // expert and an earlier slot (rows of an expert in (token, slot) order); an expert's first slot opens its segment.
+    // expert and an earlier slot (rows of an expert in (token, slot) order); an expert's first slot opens its
+    // segment.
     for (var f = lid; f < T * K; f += NT) {
       let e = chosenE[f];
       var r = 0;
