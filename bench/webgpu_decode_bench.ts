@@ -334,15 +334,11 @@ async function main(): Promise<void> {
         whole.push((await timeDecodePrograms(() => { apply().dispose(); }, 4, true))[0][1]);
       }
       row.gpuAfterWholeForwardMs = median(whole);
-      // The route program's variants on the table's other tiles (per program and whole forward, one GPU pass).
+      // The route program's top-k variants on the table's other tiles (per program, and the whole forward in one
+      // pass). Batch C: the route program's time does not follow its algorithm at T = 1 (BENCHMARKS.md).
       const byRoute: Record<string, unknown> = {};
-      // Also 'direct' with fewer router splits (fewer partials to add, more rows per router workgroup).
-      const routeVariants: Record<string, Partial<DecodeTilesOverride>> = {rounds: {routeTopk: 'rounds'},
-        rank: {routeTopk: 'rank'}, direct: {routeTopk: 'direct'},
-        direct_rp4096: {routeTopk: 'direct', routerPartials: 4096},
-        direct_rp1024: {routeTopk: 'direct', routerPartials: 1024}};
-      for (const [routeTopk, variant] of Object.entries(routeVariants)) {
-        setWebGPUDecodeTiles({...tunedDecodeTiles({T, H, I, E, K}), ...variant});
+      for (const routeTopk of ['rounds', 'rank'] as const) {
+        setWebGPUDecodeTiles({...tunedDecodeTiles({T, H, I, E, K}), routeTopk});
         const wholeR: number[] = [];
         for (let r = 0; r < (QUICK ? 1 : 9); r++) {
           wholeR.push((await timeDecodePrograms(() => { apply().dispose(); }, 4, true))[0][1]);

@@ -73,7 +73,7 @@ describe('webgpu decode tuning table (decode_tuning.ts)', () => {
         }
         expect(t.upRows).toBeGreaterThanOrEqual(1);
         expect(t.routerPartials).toBeGreaterThanOrEqual(1);
-        expect(['rounds', 'rank', 'direct']).toContain(t.routeTopk);
+        expect(['rounds', 'rank']).toContain(t.routeTopk);
         expect(Number.isInteger(Math.log2(t.routeLanes))).toBeTrue();
       }
     }
@@ -148,8 +148,7 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
          // upRows 1: every expert's rows in passes of one; routerPartials 1: one router split (one partial each).
          for (const tiles of [{upNv: 2, upKs: 128, downNv: 1, downKs: 256},
                               {upNv: 256, upKs: 1, downNv: 256, downKs: 1},
-                              {upNv: 8, upKs: 32, downNv: 4, downKs: 64, upRows: 1, routerPartials: 1},
-                              {upNv: 8, upKs: 32, downNv: 4, downKs: 64, routeTopk: 'direct' as const}]) {
+                              {upNv: 8, upKs: 32, downNv: 4, downKs: 64, upRows: 1, routerPartials: 1}]) {
            internal.setWebGPUDecodeTiles(tiles);
            const input = tf.tensor2d(x, [T, H]);
            const out = layer.apply(input) as tf.Tensor;
@@ -165,8 +164,8 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
            topkGroup: 2, routedScalingFactor: 2.5, useCorrectionBias: true, backend: 'webgpu'}, 8, rand);
          try {
            const xg = randn(rand, 4 * 8);
-           for (const [routeTopk, routeLanes] of [['rank', 1], ['rank', 16], ['direct', 256]] as const) {
-             const tiles = {upNv: 8, upKs: 32, downNv: 4, downKs: 64, routeTopk, routeLanes};
+           for (const routeLanes of [1, 16]) {
+             const tiles = {upNv: 8, upKs: 32, downNv: 4, downKs: 64, routeTopk: 'rank' as const, routeLanes};
              internal.setWebGPUDecodeTiles(tiles);
              const input = tf.tensor2d(xg, [4, 8]);
              const out = grouped.layer.apply(input) as tf.Tensor;
@@ -227,10 +226,8 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
     moe.setWebGPUDecodeMaxTokens(0);
     const chained = await run(withNaN);
     moe.setWebGPUDecodeMaxTokens(defaultMaxTokens);
-    // The route program's top-k every way: K rounds of a lane arg-max, by rank (with two lanes per token), and
-    // 'direct' (row loops, the rank top-k, the counting sort by slot comparisons).
-    const variants = [null, {upNv: 8, upKs: 32, downNv: 4, downKs: 64, routeTopk: 'rank' as const, routeLanes: 2},
-                      {upNv: 8, upKs: 32, downNv: 4, downKs: 64, routeTopk: 'direct' as const}];
+    // The route program's top-k both ways: K rounds of a lane arg-max, and by rank (with two lanes per token).
+    const variants = [null, {upNv: 8, upKs: 32, downNv: 4, downKs: 64, routeTopk: 'rank' as const, routeLanes: 2}];
     try {
       for (const tiles of variants) {
         internal.setWebGPUDecodeTiles(tiles);

@@ -105,9 +105,8 @@ export function setWebGPUDecodeTiles(tiles: DecodeTilesOverride | null): void {
     if (lanes != null && !(Number.isInteger(Math.log2(lanes)) && lanes >= 1 && lanes <= 256)) {
       throw new Error(`setWebGPUDecodeTiles: routeLanes must be a power of two in [1, 256], got ${lanes}`);
     }
-    if (tiles.routeTopk != null && !['rounds', 'rank', 'direct'].includes(tiles.routeTopk)) {
-      throw new Error(`setWebGPUDecodeTiles: routeTopk must be 'rounds', 'rank' or 'direct', got ${
-          JSON.stringify(tiles.routeTopk)}`);
+    if (tiles.routeTopk != null && tiles.routeTopk !== 'rounds' && tiles.routeTopk !== 'rank') {
+      throw new Error(`setWebGPUDecodeTiles: routeTopk must be 'rounds' or 'rank', got ${JSON.stringify(tiles.routeTopk)}`);
     }
     for (const [nv, ks, who] of [[tiles.upNv, tiles.upKs, 'up'], [tiles.downNv, tiles.downKs, 'down']] as const) {
       const pairs = who === 'up' ? 2 : 1;  // up tiles hold gate and up columns in pairs

@@ -52,12 +52,8 @@ export interface DecodeTiles {
   upRows: number;
   /** route: at most this many lanes per token in its reductions (a power of two; fewer lanes, fewer barriers). */
   routeLanes: number;
-  /**
-   * route: top-k as K rounds of a lane arg-max, or by each expert's rank (no rounds, E comparisons a pair);
-   * 'direct': the rank top-k, each token's softmax max and sum read straight from workgroup memory by one thread
-   * (no lane reductions) and the counting sort by slot comparisons (no scan): a few barriers in all, for small T.
-   */
-  routeTopk: 'rounds' | 'rank' | 'direct';
+  /** route: top-k as K rounds of a lane arg-max, or by each expert's rank (no rounds, E comparisons a pair). */
+  routeTopk: 'rounds' | 'rank';
   /** routerLogits: the most partial logits (splits x T x E) it leaves for the route program to sum. */
   routerPartials: number;
 }
@@ -229,7 +225,6 @@ export function routeCode(s: DecodeShape, t: DecodeTiles): string {
   const chunk = Math.ceil(s.E / 256);
   // Threads per token: a power of two, every token at once.
   const tpt = Math.min(1 << Math.floor(Math.log2(256 / s.T)), t.routeLanes);
-  const direct = t.routeTopk === 'direct';
   const weight = grouped ?
       `${s.renormalize ? 'p / (total + 1e-20)' : 'p'} * ${f32Const(s.routedScalingFactor)}` :
       (s.renormalize ? 'p / max(total, 1e-12)' : 'p');
@@ -279,9 +274,9 @@ export function routeCode(s: DecodeShape, t: DecodeTiles): string {
   var<workgroup> sel : array<f32, ${s.T * s.E}>;
   var<workgroup> chosenE : array<i32, ${s.T * s.K}>;
   var<workgroup> chosenP : array<f32, ${s.T * s.K}>;
-  ${direct ? `var<workgroup> firstRow : array<i32, ${s.T * s.K}>;` : `var<workgroup> counts : array<atomic<i32>, E>;
+  var<workgroup> counts : array<atomic<i32>, E>;
   var<workgroup> offs : array<i32, E>;
-  var<workgroup> scan : array<i32, NT>;`}
+  var<workgroup> scan : array<i32, NT>;
   var<workgroup> rowMax : array<f32, T>;
   var<workgroup> rowSum : array<f32, T>;
   var<workgroup> rowFlag : array<i32, T>;
@@ -295,16 +290,7 @@ export function routeCode(s: DecodeShape, t: DecodeTiles): string {
     let tok = lid / TPT;
     let lane = lid % TPT;
     let valid = tok < T;
-${direct ? `    // The router's partial sums with every split's load issued before the first add (written out: one
-    // load latency instead of HS of them); added in split order, as the loop below does.
-    for (var c = 0; c < CH; c++) {
-      let i = lid + c * NT;
-      if (i < T * E) {
-        let b = W_LOGITS + i;
-${Array.from({length: hs}, (_, p) => `        let v${p} = work[b + ${p * s.T * s.E}];`).join('\n')}
-        prob[i] = ${Array.from({length: hs}, (_, p) => `v${p}`).join(' + ')};
-      }
-    }` : `    // The router's partial sums: split-outer, so each thread has CH independent loads in flight per split.
+    // The router's partial sums: split-outer, so each thread has CH independent loads in flight per split.
     var part = array<f32, CH>();
     for (var p = 0; p < HS; p++) {
       for (var c = 0; c < CH; c++) {
@@ -315,8 +301,8 @@ ${Array.from({length: hs}, (_, p) => `        let v${p} = work[b + ${p * s.T * s
     for (var c = 0; c < CH; c++) {
       let i = lid + c * NT;
       if (i < T * E) { prob[i] = part[c]; }
-    }`}
-    ${direct ? '' : 'for (var e = lid; e < E; e += NT) { atomicStore(&counts[e], 0); }'}
+    }
+    for (var e = lid; e < E; e += NT) { atomicStore(&counts[e], 0); }
     workgroupBarrier();
     ${grouped ? `
     for (var i = lid; i < T * E; i += NT) {
@@ -355,36 +341,6 @@ ${Array.from({length: hs}, (_, p) => `        let v${p} = work[b + ${p * s.T * s
       for (var g = 0; g < G; g++) { if (isFiniteF32(gscore[t * G + g])) { anyFinite = true; } }
       rowFlag[t] = select(1, 0, anyFinite);
     }
-    workgroupBarrier();` : direct ? `
-    // Row max and NaN flag, then the exp-sum, each by one thread per token over its row in workgroup memory.
-    for (var t = lid; t < T; t += NT) {
-      var m = -inf;
-      var nan = false;
-      for (var e = 0; e < E; e++) {
-        let l = prob[t * E + e];
-        if (isnan(l)) { nan = true; } else { m = max(m, l); }
-      }
-      rowMax[t] = m;
-      // A NaN logit or an infinite row maximum makes the row NaN (docs/semantics.md 1).
-      rowFlag[t] = select(0, 1, nan || !isFiniteF32(m));
-    }
-    workgroupBarrier();
-    for (var i = lid; i < T * E; i += NT) { sel[i] = exp(prob[i] - rowMax[i / E]); }
-    workgroupBarrier();
-    for (var t = lid; t < T; t += NT) {
-      var sum = 0.0;
-      for (var e = 0; e < E; e++) { sum += sel[t * E + e]; }
-      rowSum[t] = sum;
-    }
-    workgroupBarrier();
-    for (var i = lid; i < T * E; i += NT) {
-      let t = i / E;
-      let e = i - t * E;
-      // A NaN logit makes every probability of its row NaN (as the max and the sum are).
-      let p = select(sel[i] / rowSum[t], nanF32(), rowFlag[t] != 0);
-      sel[i] = p + ${bias('e')};
-      prob[i] = p;
-    }
     workgroupBarrier();` : `
     // Row max, NaN flag and exp-sum, each token's TPT lanes reducing together.
     var m = -inf;
@@ -420,9 +376,8 @@ ${Array.from({length: hs}, (_, p) => `        let v${p} = work[b + ${p * s.T * s
       prob[i] = p;
     }
     workgroupBarrier();`}
-${t.routeTopk !== 'rounds' ? `    // Top-k by rank: each (token, expert) counts the experts ranking
-    // before it (one barrier, no rounds); the first K ranks are the slots in order. Experts of dropped groups
-    // never compete (docs/semantics.md 2.5).
+${t.routeTopk === 'rank' ? `    // Top-k by rank: each (token, expert) counts the experts ranking before it (one barrier, no rounds); the
+    // first K ranks are the slots in order. Experts of dropped groups never compete (docs/semantics.md 2.5).
     for (var i = lid; i < T * E; i += NT) {
       let t = i / E;
       let e = i - t * E;
@@ -485,42 +440,9 @@ ${t.routeTopk !== 'rounds' ? `    // Top-k by rank: each (token, expert) counts 
       chosenE[f] = e;
       work[W_SLOTW + f] = w;
       route[R_SLOT_EXPERT + f] = e;
-      ${direct ? '' : 'atomicAdd(&counts[e], 1);'}
-    }
-${direct ? `    workgroupBarrier();
-    // Counting sort by slot comparisons: a slot's row is the number of slots with a smaller expert, or the same
-    // expert and an earlier slot (rows of an expert in (token, slot) order); an expert's first slot opens its
-    // segment.
-    for (var f = lid; f < T * K; f += NT) {
-      let e = chosenE[f];
-      var r = 0;
-      var first = true;
-      for (var f2 = 0; f2 < T * K; f2++) {
-        let e2 = chosenE[f2];
-        if (e2 < e || (e2 == e && f2 < f)) { r++; }
-        if (e2 == e && f2 < f) { first = false; }
-      }
-      route[R_SLOT_ROW + f] = r;
-      route[R_ROW_SLOT + r] = f;
-      firstRow[f] = select(-1, r, first);
+      atomicAdd(&counts[e], 1);
     }
     workgroupBarrier();
-    for (var f = lid; f < T * K; f += NT) {
-      if (firstRow[f] >= 0) {
-        let e = chosenE[f];
-        var a = 0;
-        for (var f2 = 0; f2 < T * K; f2++) { if (firstRow[f2] >= 0 && chosenE[f2] < e) { a++; } }
-        route[R_ACT_EXPERT + a] = e;
-        route[R_ACT_START + a] = firstRow[f];
-      }
-    }
-    if (lid == 0) {
-      var numActive = 0;
-      for (var f2 = 0; f2 < T * K; f2++) { if (firstRow[f2] >= 0) { numActive++; } }
-      route[R_NACT] = numActive;
-      route[R_ACT_START + numActive] = T * K;
-    }
-` : `    workgroupBarrier();
     // Exclusive scan of (count | active << 16): row offsets and the index of each active expert.
     var local = 0;
     for (var q = 0; q < CHUNK; q++) {
@@ -564,7 +486,7 @@ ${direct ? `    workgroupBarrier();
       route[R_SLOT_ROW + f] = r;
       route[R_ROW_SLOT + r] = f;
     }
-`}  }`;
+  }`;
 }
 
 /** Program 3 binding order: upGate, route, act, [upBias], [work (probInAdvance)], [sharedUpGate]. */
