@@ -12,4 +12,7 @@ import '../../spec/cuda/cuda_fused_moe.spec.js';
 import '../../spec/cuda/host_fallback.spec.js';
 import '../../spec/cuda/cuda_layer_executor.spec.js';
 import '../../spec/cuda/cuda_device_activation.spec.js';
+import '../../spec/cuda/cuda_family_semantics.spec.js';
+import '../../spec/cuda/cuda_families.spec.js';
+import '../../spec/cuda/cuda_unsupported_options.spec.js';
 import './device_status.spec.js';

@@ -13,7 +13,7 @@ export function moeCombineCudaConfig(backendName: string): KernelConfig {
     const [T, k] = rowMap.shape;
     const E = downProjBias ? downProjBias.shape[0] : 0;
     const out = getCudaAddon().combine(readFloat32(b, y), R, D, readInt32(b, rowMap), readFloat32(b, topkWeights),
-                                       readInt32(b, topkIds), T, k, E, readOptionalFloat32(b, downProjBias), weightsApplied);
+                                       readInt32(b, topkIds), T, k, E, readOptionalFloat32(b, downProjBias), weightsApplied, null);
     return makeOutput(b, [T, D], 'float32', out);
   };
   return {kernelName: MoeCombine, backendName, kernelFunc: kernelFunc as unknown as KernelFunc};

@@ -33,9 +33,11 @@ napi_value prop(napi_env env, napi_value obj, const char* key) {
   return v;
 }
 
-// layerCreate(config, weights) -> handle. config: {hidden, numExperts, topK, moeIntermediateSize, topkMethod,
-// nGroup, topkGroup, routedScalingFactor, renormalize, useCorrectionBias, latentSize, withBias, probInAdvance,
-// sharedExpertIntermediateSize, sharedExpertGate, computeDtype}; weights: Float32Arrays named as in RefMoeWeights.
+// layerCreate(config, weights) -> handle. config: {hidden, numExperts, zeroExperts, topK, moeIntermediateSize,
+// topkMethod, nGroup, topkGroup, routedScalingFactor, renormalize, renormalizeEpsilon (absent: the method's rule),
+// sparsemixerEpsilon, useCorrectionBias, routerBias, latentSize, withBias, probInAdvance, routingWeightOn, activation,
+// swigluAlpha, swigluLimit, sharedExpertIntermediateSize, sharedExpertGate, computeDtype} (the option table's names);
+// weights: Float32Arrays named as in RefMoeWeights.
 napi_value LayerCreate(napi_env env, napi_callback_info info) {
   return entry(env, info, 2, "layerCreate", [&](Args& a) {
     napi_value c = a.v[0], wo = a.v[1];
@@ -66,19 +68,43 @@ napi_value LayerCreate(napi_env env, napi_callback_info info) {
     moe::LayerConfig cfg;
     cfg.hidden = static_cast<int>(getNum("hidden", 0));
     cfg.numExperts = static_cast<int>(getNum("numExperts", 0));
+    cfg.zeroExperts = static_cast<int>(getNum("zeroExperts", 0));
     cfg.topK = static_cast<int>(getNum("topK", 0));
     cfg.intermediate = static_cast<int>(getNum("moeIntermediateSize", 0));
     const std::string method = getStr("topkMethod", "greedy");
-    if (method != "greedy" && method != "noaux_tc") throw ArgError("layerCreate: config.topkMethod must be 'greedy' or 'noaux_tc'");
-    cfg.noauxTc = method == "noaux_tc";
+    if (method == "greedy") cfg.topkMethod = moe::TopkMethod::kGreedy;
+    else if (method == "noaux_tc") cfg.topkMethod = moe::TopkMethod::kNoauxTc;
+    else if (method == "group_limited_greedy") cfg.topkMethod = moe::TopkMethod::kGroupLimitedGreedy;
+    else if (method == "sparsemixer") cfg.topkMethod = moe::TopkMethod::kSparsemixer;
+    else throw ArgError("layerCreate: config.topkMethod must be 'greedy', 'noaux_tc', 'group_limited_greedy' or 'sparsemixer', got '" + method + "'");
     cfg.nGroup = static_cast<int>(getNum("nGroup", 1));
     cfg.topkGroup = static_cast<int>(getNum("topkGroup", 1));
     cfg.routedScalingFactor = static_cast<float>(getNum("routedScalingFactor", 1));
     cfg.renormalize = getBool("renormalize", true);
+    cfg.renormalizeEpsilon = static_cast<float>(getNum("renormalizeEpsilon", -1));
+    cfg.sparsemixerEpsilon = static_cast<float>(getNum("sparsemixerEpsilon", 0.01));
     cfg.useCorrectionBias = getBool("useCorrectionBias", false);
+    cfg.routerBias = getBool("routerBias", false);
     cfg.latent = static_cast<int>(getNum("latentSize", 0));
     cfg.withBias = getBool("withBias", false);
-    cfg.probInAdvance = getBool("probInAdvance", false);
+    // probInAdvance is routingWeightOn 'activation' under its older name.
+    const bool probInAdvance = getBool("probInAdvance", false);
+    const std::string on = getStr("routingWeightOn", probInAdvance ? "activation" : "output");
+    if (on == "output") cfg.routingWeightOn = moe::RoutingWeightOn::kOutput;
+    else if (on == "activation") cfg.routingWeightOn = moe::RoutingWeightOn::kActivation;
+    else if (on == "input") cfg.routingWeightOn = moe::RoutingWeightOn::kInput;
+    else throw ArgError("layerCreate: config.routingWeightOn must be 'output', 'activation' or 'input', got '" + on + "'");
+    if (probInAdvance != (on == "activation")) {
+      throw ArgError("layerCreate: config.probInAdvance must be " + std::string(on == "activation" ? "true" : "false") +
+                     " with routingWeightOn '" + on + "'");
+    }
+    const std::string act = getStr("activation", "swiglu");
+    if (act != "swiglu" && act != "clamped_swiglu") {
+      throw ArgError("layerCreate: config.activation must be 'swiglu' or 'clamped_swiglu', got '" + act + "'");
+    }
+    cfg.activation.clamped = act == "clamped_swiglu";
+    cfg.activation.alpha = static_cast<float>(getNum("swigluAlpha", 1.702));
+    cfg.activation.limit = static_cast<float>(getNum("swigluLimit", 7));
     cfg.sharedIntermediate = static_cast<int>(getNum("sharedExpertIntermediateSize", 0));
     cfg.sharedGate = getBool("sharedExpertGate", false);
     const std::string dt = getStr("computeDtype", "float32");
@@ -88,6 +114,7 @@ napi_value LayerCreate(napi_env env, napi_callback_info info) {
     else throw ArgError("layerCreate: config.computeDtype must be 'float32', 'bfloat16' or 'float16', got '" + dt + "'");
 
     const size_t H = cfg.hidden, E = cfg.numExperts, I = cfg.intermediate, L = cfg.latent, S = cfg.sharedIntermediate;
+    const size_t routed = E + static_cast<size_t>(std::max(cfg.zeroExperts, 0));
     const size_t D = L ? L : H;
     Args wa{env, {}, "layerCreate"};
     auto weight = [&](const char* key, size_t n, bool needed) -> const float* {
@@ -100,8 +127,9 @@ napi_value LayerCreate(napi_env env, napi_callback_info info) {
       return typed<float>(wa, 0, (std::string("weights.") + key).c_str(), napi_float32_array, n).data;
     };
     moe::LayerWeights w;
-    w.gateWeight = weight("gateWeight", H * E, true);
-    w.gateCorrectionBias = weight("gateCorrectionBias", E, cfg.useCorrectionBias);
+    w.gateWeight = weight("gateWeight", H * routed, true);
+    if (cfg.routerBias) w.gateBias = weight("gateBias", routed, true);
+    w.gateCorrectionBias = weight("gateCorrectionBias", routed, cfg.useCorrectionBias);
     w.upGateProjWeight = weight("upGateProjWeight", E * D * 2 * I, true);
     w.downProjWeight = weight("downProjWeight", E * I * D, true);
     if (cfg.withBias) {

@@ -14,7 +14,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 
 import {isQuantizedExpertWeights, QuantizedExpertWeights} from '../../executor/expert_weights.js';
-import {MOE_COMPUTE_DTYPES, MoeComputeDtype, OPTION_TABLE} from '../../executor/layer_schema.js';
+import {MOE_COMPUTE_DTYPES, MoeComputeDtype, OPTION_TABLE, RoutingWeightOn, SwigluActivation, TopkMethod} from
+  '../../executor/layer_schema.js';
 import {dequantizeExpertWeightsImpl} from '../cpu/dequantize_expert_weights_impl.js';
 import {syncCudaTuning} from './flags_cuda.js';
 import {getCudaAddon} from './loader.js';
@@ -30,19 +31,30 @@ export type CudaComputeDtype = MoeComputeDtype;
 export interface CudaFusedMoeConfig {
   hidden: number;
   numExperts: number;
+  /** Identity experts after the E real ones (the router, its biases and gateWeight cover E + Z). */
+  zeroExperts?: number;
   topK: number;
   moeIntermediateSize?: number;
   /** @deprecated use moeIntermediateSize */
   intermediateSize?: number;
-  topkMethod?: 'greedy' | 'noaux_tc';
+  topkMethod?: TopkMethod | 'sparsemixer';
   nGroup?: number;
   topkGroup?: number;
   routedScalingFactor?: number;
   renormalize?: boolean;
+  /** null / absent: the method's own rule (softmax: max(sum, 1e-12); noaux_tc: sum + 1e-20). */
+  renormalizeEpsilon?: number | null;
+  sparsemixerEpsilon?: number;
   useCorrectionBias?: boolean;
+  /** gateBias [E+Z] added to the router logits. */
+  routerBias?: boolean;
   latentSize?: number | null;
   withBias?: boolean;
   probInAdvance?: boolean;
+  routingWeightOn?: RoutingWeightOn;
+  activation?: SwigluActivation;
+  swigluAlpha?: number;
+  swigluLimit?: number;
   sharedExpertIntermediateSize?: number;
   sharedExpertGate?: boolean;
   /** Weights are converted once, at upload; activations follow; routing and accumulation stay float32. */
@@ -51,7 +63,7 @@ export interface CudaFusedMoeConfig {
 
 /** Weight names (FastDeploy [in, out] layouts, float32), as in RefMoeWeights. */
 export const CUDA_MOE_WEIGHT_NAMES = [
-  'gateWeight', 'gateCorrectionBias', 'upGateProjWeight', 'upGateProjBias', 'downProjWeight', 'downProjBias',
+  'gateWeight', 'gateBias', 'gateCorrectionBias', 'upGateProjWeight', 'upGateProjBias', 'downProjWeight', 'downProjBias',
   'fc1LatentProjWeight', 'fc2LatentProjWeight', 'sharedUpGateProjWeight', 'sharedDownProjWeight',
   'sharedExpertGateWeight',
 ] as const;
@@ -81,7 +93,8 @@ function hostWeight(w: tf.Tensor | QuantizedExpertWeights): Float32Array {
   });
 }
 
-const NATIVE_KEYS = ['hidden', ...OPTION_TABLE.filter(o => o.native).map(o => o.name)];
+// sparsemixerEpsilon: read by the addon whether or not the option table has its row yet.
+const NATIVE_KEYS = ['hidden', 'sparsemixerEpsilon', ...OPTION_TABLE.filter(o => o.native).map(o => o.name)];
 
 /** The N-API config object: exactly the native keys of the option table (names shared with addon.cc). */
 function nativeConfig(config: CudaFusedMoeConfig): Record<string, unknown> {
@@ -332,16 +345,5 @@ export class CudaFusedMoe {
       const t = weights[name];
       if (t != null) this.uploadedFrom.set(name, uploadKey(t)!);
     }
-  }
-}
-
-/**
- * The CUDA kernels compute plain SwiGLU only: a clamped_swiglu call is refused before any GPU work (never run as
- * plain SwiGLU). Run it on the cpu, webgpu or composite path.
- */
-export function rejectClampedSwiglu(op: string, attrs: {activation?: string}): void {
-  if (attrs.activation != null && attrs.activation !== 'swiglu') {
-    throw new Error(`${op}: activation '${attrs.activation}' is not implemented by the CUDA kernels (plain 'swiglu' ` +
-        'only); run it on the cpu, webgpu or composite backend');
   }
 }

@@ -28,6 +28,9 @@ struct GemmProblem {
   int ldc = 0;
   const float* scale = nullptr;       // kSwiglu row scale: scale[scaleIndex ? scaleIndex[r] : r]; null = 1
   const int* scaleIndex = nullptr;
+  // kSwiglu: the row scale multiplies the accumulators (the GEMM's input rows) instead of the activation.
+  bool scaleInput = false;
+  SwigluActivation activation;    // kSwiglu: plain or clamped SwiGLU
   int M = 0;                      // rows of the problem (R, or T when dense)
   int N = 0, K = 0;
   SegmentView seg{nullptr, nullptr, 1};  // offsets == nullptr: one dense segment [0, M) of expert 0

@@ -40,17 +40,23 @@ export interface CudaStatus {
 /** The addon's native surface (see src/kernels/cuda/addon.cc). Arrays are row-major, host memory. */
 export interface CudaAddon {
   status(): CudaStatus;
-  topkSelect(logits: Float32Array, T: number, E: number, bias: Float32Array | null, k: number, renormalize: boolean):
-      {ids: Int32Array, weights: Float32Array};
+  topkSelect(logits: Float32Array, T: number, E: number, bias: Float32Array | null, k: number, renormalize: boolean,
+             nGroup: number, topkGroup: number, routedScalingFactor: number, renormalizeEpsilon: number,
+             sparsemixer: boolean, sparsemixerEpsilon: number): {ids: Int32Array, weights: Float32Array};
   moeScores(logits: Float32Array, T: number, E: number, nGroup: number, topkGroup: number, k: number, rsf: number,
-            bias: Float32Array | null, renormalize: boolean): {scores: Float32Array, weights: Float32Array, ids: Int32Array};
-  permute(x: Float32Array, T: number, D: number, ids: Int32Array, k: number, E: number, alignment: number):
+            bias: Float32Array | null, renormalize: boolean, renormalizeEpsilon: number):
+      {scores: Float32Array, weights: Float32Array, ids: Int32Array};
+  /** weights [T*k]: row rowMap[i] holds x[i / k] * weights[i] (routingWeightOn 'input'). */
+  permute(x: Float32Array, T: number, D: number, ids: Int32Array, k: number, E: number, alignment: number,
+          weights: Float32Array | null):
       {permutedX: Float32Array, tokensPerExpert: Int32Array, expertOffsets: Int32Array, rowMap: Int32Array};
   batchedGemm(lhs: Float32Array, R: number, K: number, rhs: Float32Array, E: number, N: number, segments: Int32Array,
               segmentsAreOffsets: boolean, transposeRhs: boolean, bias: Float32Array | null): Float32Array;
-  swiglu(x: Float32Array, R: number, I: number, scale: Float32Array | null): Float32Array;
+  swiglu(x: Float32Array, R: number, I: number, scale: Float32Array | null, clamped: boolean, swigluAlpha: number,
+         swigluLimit: number): Float32Array;
+  /** x [T*D]: the zero-computation experts' input (a slot with id >= E, rowMap -1, adds w * x[t]). */
   combine(y: Float32Array, R: number, D: number, rowMap: Int32Array, weights: Float32Array, ids: Int32Array, T: number,
-          k: number, E: number, bias: Float32Array | null, weightsApplied: boolean): Float32Array;
+          k: number, E: number, bias: Float32Array | null, weightsApplied: boolean, x: Float32Array | null): Float32Array;
   layerCreate(config: Record<string, unknown>, weights: Record<string, Float32Array | null | undefined>): object;
   setTuning(tuning: {pdl: boolean, gemmTiles: string}): void;
   /** output: how y reaches the host (CudaHostOutput in cuda_fused_moe.ts). */

@@ -73,6 +73,21 @@ template <> struct ElemTraits<__half> {
 __device__ __forceinline__ float sigmoidf(float z) { return 1.0f / (1.0f + expf(-z)); }
 __device__ __forceinline__ float siluf(float z) { return z / (1.0f + expf(-z)); }
 
+// The expert activation of a gate/up pair (docs/semantics.md 5, 11.2): silu(g) * u, or gpt-oss's clamped form
+// (u' + 1) * g' * sigmoid(alpha * g') with g' = min(g, limit), u' = clamp(u, -limit, limit). The clamps are
+// written as comparisons so that a NaN stays NaN (fminf would turn it into the limit).
+struct SwigluActivation {
+  bool clamped = false;
+  float alpha = 1.702f, limit = 7.f;
+};
+__host__ __device__ inline SwigluActivation plainSwiglu() { return SwigluActivation{}; }
+__device__ __forceinline__ float swigluOf(float g, float u, const SwigluActivation& act) {
+  if (!act.clamped) return siluf(g) * u;
+  const float gc = g > act.limit ? act.limit : g;
+  const float uc = u > act.limit ? act.limit : (u < -act.limit ? -act.limit : u);
+  return (uc + 1.f) * gc / (1.f + expf(-act.alpha * gc));
+}
+
 inline int ceilDiv(long long a, long long b) { return static_cast<int>((a + b - 1) / b); }
 
 // ---- programmatic dependent launch (PDL, sm_90+) ----

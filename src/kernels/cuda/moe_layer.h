@@ -10,22 +10,32 @@
 #include "device_buffer.h"
 #include "grouped_gemm.h"
 #include "host_staging.h"
+#include "moe_kernels.h"
 
 namespace moe {
+
+enum class TopkMethod { kGreedy, kNoauxTc, kGroupLimitedGreedy, kSparsemixer };
+// Where the routing weight multiplies (docs/semantics.md 11.6).
+enum class RoutingWeightOn { kOutput, kActivation, kInput };
 
 struct LayerConfig {
   int hidden = 0;         // H
   int numExperts = 0;     // E
+  int zeroExperts = 0;    // Z identity experts after the E real ones (the router scores E + Z)
   int topK = 0;           // k
   int intermediate = 0;   // I
-  bool noauxTc = false;   // topkMethod 'noaux_tc' (else 'greedy')
+  TopkMethod topkMethod = TopkMethod::kGreedy;
   int nGroup = 1, topkGroup = 1;
   float routedScalingFactor = 1.f;
   bool renormalize = true;
+  float renormalizeEpsilon = -1.f;  // < 0: the method's own rule (softmax 0 under the 1e-12 floor; noaux_tc 1e-20)
+  float sparsemixerEpsilon = 0.f;
   bool useCorrectionBias = false;
+  bool routerBias = false;  // gate_bias [E+Z] added to the router logits
   int latent = 0;         // L, 0 = no latent projection
   bool withBias = false;
-  bool probInAdvance = false;
+  RoutingWeightOn routingWeightOn = RoutingWeightOn::kOutput;
+  SwigluActivation activation;  // the routed experts' (the shared expert's is plain SwiGLU)
   int sharedIntermediate = 0;  // S, 0 = no shared experts
   bool sharedGate = false;
   DType compute = DType::kFloat32;
@@ -33,8 +43,9 @@ struct LayerConfig {
 
 // Host float32 arrays in the layer's (FastDeploy, [in, out]) layouts; absent ones are null.
 struct LayerWeights {
-  const float* gateWeight = nullptr;          // [H, E]
-  const float* gateCorrectionBias = nullptr;  // [E]
+  const float* gateWeight = nullptr;          // [H, E+Z]
+  const float* gateBias = nullptr;            // [E+Z] (routerBias)
+  const float* gateCorrectionBias = nullptr;  // [E+Z]
   const float* upGateProjWeight = nullptr;    // [E, D, 2I]
   const float* upGateProjBias = nullptr;      // [E, 2I]
   const float* downProjWeight = nullptr;      // [E, I, D]
@@ -93,13 +104,15 @@ class MoeLayer {
 
   LayerConfig cfg_;
   int D_ = 0;     // expert input width: L in latent mode, else H
-  // I and S rounded up to the GEMM's column group (the padded columns hold zeros), the router's output columns.
+  // I and S rounded up to the GEMM's column group (the padded columns hold zeros), the router's output columns
+  // (E + Z routed, then the shared-expert gate).
   int intermediatePadded_ = 0, sharedPadded_ = 0, gateCols_ = 0;
+  RoutingParams routing_;
   int group_ = 0;
   cudaStream_t stream_ = nullptr;
 
   // resident weights
-  DeviceBuffer gateT_, gateBias_, upGate_, upGateBias_, down_, downBias_, fc1T_, fc2T_, sharedUpGate_, sharedDown_;
+  DeviceBuffer gateT_, gateBias_, routerBias_, upGate_, upGateBias_, down_, downBias_, fc1T_, fc2T_, sharedUpGate_, sharedDown_;
   // workspace, sized for capT_ tokens; xCompute_: x in the compute dtype (bf16/f16 runs), sharedHidden_: the shared
   // expert's SwiGLU output
   int capT_ = -1;

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Packs the CUDA spec run of the families' semantics into DEST (default /work/main/.device/batch/cudasem): the
+# addon (xz), the bundled CUDA specs (device_specs.ts: every CUDA spec) and a small memcheck set
+# (memcheck_semantics_specs.ts), the fixtures, and run_semantics.sh as run.sh. Run from the worktree root after
+# `node scripts/build.mjs` and `TFJS_MOE_CUDA_ARCHS=90 node scripts/build-cuda.mjs` (ADDON= another addon path).
+set -euo pipefail
+DEST=${1:-/work/main/.device/batch/cudasem}
+ADDON=${ADDON:-build/Release/tfjs_moe_cuda.node}
+rm -rf "$DEST" && mkdir -p "$DEST"
+xz -T2 -c "$ADDON" > "$DEST/tfjs_moe_cuda.node.xz"
+# Everything else goes into one payload.tar.xz (the batch folder must stay under 4 MB).
+P=$(mktemp -d)
+mkdir -p "$P/build/spec" "$P/memcheck/build/spec"
+ESB=node_modules/.bin/esbuild
+BANNER="import {createRequire as __cr} from 'module'; import {fileURLToPath as __fu} from 'url'; import {dirname as __dn} from 'path'; const require = __cr(import.meta.url); const __filename = __fu(import.meta.url); const __dirname = __dn(__filename);"
+common=(--bundle --platform=node --format=esm --alias:tfjs-moe=./dist/esm --log-level=warning "--banner:js=$BANNER"
+        --external:webgpu "--external:*.node")
+for d in "$P" "$P/memcheck"; do echo '{"type": "module"}' > "$d/package.json"; done
+$ESB bench/device/device_specs.ts "${common[@]}" --outfile="$P/build/spec/cuda_device.spec.js"
+$ESB bench/device/memcheck_semantics_specs.ts "${common[@]}" --outfile="$P/memcheck/build/spec/cuda_memcheck.spec.js"
+$ESB scripts/run-specs.mjs "${common[@]}" --outfile="$P/run-specs.mjs"
+cp "$P/run-specs.mjs" "$P/memcheck/"
+# jasmine-core lists its own files next to where it runs
+for d in "$P" "$P/memcheck"; do cp -r node_modules/jasmine-core/lib/jasmine-core "$d/jasmine-core"; done
+# The fixtures, read from spec/fixtures relative to the working directory (both runs' directories).
+for d in "$P" "$P/memcheck"; do mkdir -p "$d/spec/fixtures" && cp spec/fixtures/*.json "$d/spec/fixtures/"; done
+tar -cJf "$DEST/payload.tar.xz" -C "$P" .
+rm -rf "$P"
+cp bench/device/run_semantics.sh "$DEST/run.sh"
+du -sh "$DEST"
