@@ -7,12 +7,12 @@ import {getCudaAddon} from './loader.js';
 export function moePermuteCudaConfig(backendName: string): KernelConfig {
   const kernelFunc = ({inputs, backend, attrs}: Parameters<KernelFunc>[0]) => {
     const {x, topkIds, weights} = inputs as unknown as MoePermuteInputs;
-    const {numExperts, alignment} = attrs as unknown as MoePermuteAttrs;
+    const {numExperts, alignment, zeroExperts} = attrs as unknown as MoePermuteAttrs & {zeroExperts?: number};
     const b = backend as KernelBackend;
     const [T, D] = x.shape;
     const k = topkIds.shape[1];
     const r = getCudaAddon().permute(readFloat32(b, x), T, D, readInt32(b, topkIds), k, numExperts, alignment,
-                                     readOptionalFloat32(b, weights));
+                                     readOptionalFloat32(b, weights), zeroExperts ?? 0);
     const R = permutedRowCount(T, k, numExperts, alignment);
     return [
       makeOutput(b, [R, D], 'float32', r.permutedX), makeOutput(b, [numExperts], 'int32', r.tokensPerExpert),

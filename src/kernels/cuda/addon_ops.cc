@@ -165,18 +165,20 @@ napi_value MoeScores(napi_env env, napi_callback_info info) {
   });
 }
 
-// permute(x, T, D, ids, k, E, alignment, weights|null) -> {permutedX, tokensPerExpert, expertOffsets, rowMap};
-// with weights [T*k] (routingWeightOn 'input') row rowMap[t*k+j] holds x[t] * weights[t*k+j].
+// permute(x, T, D, ids, k, E, alignment, weights|null, zeroExperts) -> {permutedX, tokensPerExpert, expertOffsets,
+// rowMap}; with weights [T*k] (routingWeightOn 'input') row rowMap[t*k+j] holds x[t] * weights[t*k+j]; ids in
+// [E, E + zeroExperts) get no row (rowMap -1).
 napi_value Permute(napi_env env, napi_callback_info info) {
-  return entry(env, info, 8, "permute", [&](Args& a) {
+  return entry(env, info, 9, "permute", [&](Args& a) {
     const int T = integer(a, 1, "T", 0), D = integer(a, 2, "D", 0), k = integer(a, 4, "k", 1);
     const int E = integer(a, 5, "E", 1), alignment = integer(a, 6, "alignment", 1);
     auto x = typed<float>(a, 0, "x", napi_float32_array, static_cast<size_t>(T) * D);
     auto ids = typed<int>(a, 3, "ids", napi_int32_array, static_cast<size_t>(T) * k);
     auto pairWeights = typed<float>(a, 7, "weights", napi_float32_array, static_cast<size_t>(T) * k, true);
+    const int Z = integer(a, 8, "zeroExperts", 0);
     for (size_t i = 0; i < ids.length; i++) {
-      if (ids.data[i] < 0 || ids.data[i] >= E) {
-        throw ArgError("moePermute: topkIds values must be in [0, numExperts) = [0, " + std::to_string(E) + "), got " +
+      if (ids.data[i] < 0 || ids.data[i] >= E + Z) {
+        throw ArgError("moePermute: topkIds values must be in [0, numExperts + zeroExperts) = [0, " + std::to_string(E + Z) + "), got " +
                        std::to_string(ids.data[i]) + " at flat index " + std::to_string(i));
       }
     }
@@ -294,8 +296,8 @@ napi_value Swiglu(napi_env env, napi_callback_info info) {
   });
 }
 
-// combine(y, R, D, rowMap, weights, ids, T, k, E, bias|null, weightsApplied, x|null) -> Float32Array [T*D].
-// x [T*D]: the zero-computation experts' input; a slot with id >= E (rowMap -1) then adds w * x[t].
+// combine(y, R, D, rowMap, weights, ids, T, k, E, bias|null, weightsApplied, identityInput|null) -> Float32Array
+// [T*D]. identityInput [T*D]: the zero-computation experts' input; a slot with no row (rowMap -1) adds w * it[t].
 napi_value Combine(napi_env env, napi_callback_info info) {
   return entry(env, info, 12, "combine", [&](Args& a) {
     const int R = integer(a, 1, "R", 0), D = integer(a, 2, "D", 0), T = integer(a, 6, "T", 0), k = integer(a, 7, "k", 1);
@@ -306,16 +308,9 @@ napi_value Combine(napi_env env, napi_callback_info info) {
     auto ids = typed<int>(a, 5, "ids", napi_int32_array, static_cast<size_t>(T) * k);
     auto bias = typed<float>(a, 9, "bias", napi_float32_array, static_cast<size_t>(E) * D, true);
     const bool applied = boolean(a, 10, "weightsApplied");
-    auto identityX = typed<float>(a, 11, "x", napi_float32_array, static_cast<size_t>(T) * D, true);
+    auto identityX = typed<float>(a, 11, "identityInput", napi_float32_array, static_cast<size_t>(T) * D, true);
     for (size_t i = 0; i < rowMap.length; i++) {
-      if (identityX.data && ids.data[i] >= E) {
-        if (rowMap.data[i] != -1) {
-          throw ArgError("moeCombine: rowMap must be -1 (no row) for the zero-computation expert id " +
-                         std::to_string(ids.data[i]) + " at flat index " + std::to_string(i) + ", got " +
-                         std::to_string(rowMap.data[i]));
-        }
-        continue;
-      }
+      if (identityX.data && rowMap.data[i] == -1) continue;  // an identity expert's slot
       if (rowMap.data[i] < 0 || rowMap.data[i] >= R) {
         throw ArgError("moeCombine: rowMap values must be in [0, R) = [0, " + std::to_string(R) + "), got " +
                        std::to_string(rowMap.data[i]) + " at flat index " + std::to_string(i));

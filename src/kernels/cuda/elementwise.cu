@@ -20,8 +20,8 @@ __global__ void swigluKernel(const float* __restrict__ x, int R, int I, const fl
   }
 }
 
-// One thread per (token, column): the k rows are summed in slot order, in float32. A slot of a zero-computation
-// expert (id >= E, no row) adds w * identityX[t] instead.
+// One thread per (token, column): the k rows are summed in slot order, in float32. With identityX, a slot with no
+// row (rowMap -1: a zero-computation expert's, section 11.5) adds w * identityX[t] instead.
 __global__ void combineKernel(const float* __restrict__ y, int R, int D, const int* __restrict__ rowMap,
                               const float* __restrict__ weights, const int* __restrict__ ids, int T, int k, int E,
                               const float* __restrict__ bias, bool weightsApplied, const float* __restrict__ identityX,
@@ -38,11 +38,12 @@ __global__ void combineKernel(const float* __restrict__ y, int R, int D, const i
       if (row >= 0 && row < R) {
         const float v = y[static_cast<long long>(row) * D + d];
         acc += weightsApplied ? v : w * v;
-      }
-      if (bias || identityX) {
-        const int e = ids[t * k + j];
-        if (bias && e >= 0 && e < E) acc += w * bias[static_cast<long long>(e) * D + d];
-        if (identityX && e >= E) acc += w * identityX[static_cast<long long>(t) * D + d];
+        if (bias) {
+          const int e = ids[t * k + j];
+          if (e >= 0 && e < E) acc += w * bias[static_cast<long long>(e) * D + d];
+        }
+      } else if (identityX && row == -1) {
+        acc += w * identityX[static_cast<long long>(t) * D + d];  // weighted in every mode, no bias
       }
     }
     out[idx] = acc;

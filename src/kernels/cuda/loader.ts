@@ -46,17 +46,21 @@ export interface CudaAddon {
   moeScores(logits: Float32Array, T: number, E: number, nGroup: number, topkGroup: number, k: number, rsf: number,
             bias: Float32Array | null, renormalize: boolean, renormalizeEpsilon: number):
       {scores: Float32Array, weights: Float32Array, ids: Int32Array};
-  /** weights [T*k]: row rowMap[i] holds x[i / k] * weights[i] (routingWeightOn 'input'). */
+  /**
+   * weights [T*k]: row rowMap[i] holds x[i / k] * weights[i] (routingWeightOn 'input'); ids in [E, E + zeroExperts)
+   * get no row (rowMap -1).
+   */
   permute(x: Float32Array, T: number, D: number, ids: Int32Array, k: number, E: number, alignment: number,
-          weights: Float32Array | null):
+          weights: Float32Array | null, zeroExperts: number):
       {permutedX: Float32Array, tokensPerExpert: Int32Array, expertOffsets: Int32Array, rowMap: Int32Array};
   batchedGemm(lhs: Float32Array, R: number, K: number, rhs: Float32Array, E: number, N: number, segments: Int32Array,
               segmentsAreOffsets: boolean, transposeRhs: boolean, bias: Float32Array | null): Float32Array;
   swiglu(x: Float32Array, R: number, I: number, scale: Float32Array | null, clamped: boolean, swigluAlpha: number,
          swigluLimit: number): Float32Array;
-  /** x [T*D]: the zero-computation experts' input (a slot with id >= E, rowMap -1, adds w * x[t]). */
+  /** identityInput [T*D]: the zero-computation experts' input (a slot with no row, rowMap -1, adds w * it[t]). */
   combine(y: Float32Array, R: number, D: number, rowMap: Int32Array, weights: Float32Array, ids: Int32Array, T: number,
-          k: number, E: number, bias: Float32Array | null, weightsApplied: boolean, x: Float32Array | null): Float32Array;
+          k: number, E: number, bias: Float32Array | null, weightsApplied: boolean,
+          identityInput: Float32Array | null): Float32Array;
   layerCreate(config: Record<string, unknown>, weights: Record<string, Float32Array | null | undefined>): object;
   setTuning(tuning: {pdl: boolean, gemmTiles: string}): void;
   /** output: how y reaches the host (CudaHostOutput in cuda_fused_moe.ts). */

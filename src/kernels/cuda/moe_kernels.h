@@ -55,7 +55,7 @@ void launchSwiglu(const float* x, int R, int I, const float* scale, const Swiglu
                   cudaStream_t stream);
 
 // Weighted combine (section 6); rowMap / ids entries out of range are skipped. identityX [T][D], when set, is the
-// input of the zero-computation experts (section 11.5): a slot with id in [E, E+Z) adds w * identityX[t].
+// input of the zero-computation experts (section 11.5): a slot with no row (rowMap -1) adds w * identityX[t].
 void launchCombine(const float* y, int R, int D, const int* rowMap, const float* weights, const int* ids, int T,
                    int k, int E, const float* bias, bool weightsApplied, const float* identityX, float* out,
                    cudaStream_t stream);
