@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Packs the CUDA spec run of the families' semantics into DEST (default /work/main/.device/batch/cudasem): the
-# addon (xz), the bundled CUDA specs (device_specs.ts: every CUDA spec) and a small memcheck set
-# (memcheck_semantics_specs.ts), the fixtures, and run_semantics.sh as run.sh. Run from the worktree root after
+# Packs the CUDA spec run of the families' semantics into DEST (default /work/main/.device/batch/cudasem) as
+# payload-LABEL.tar.xz (default LABEL: the branch name): the bundled CUDA specs (device_specs.ts: every CUDA spec),
+# a small compute-sanitizer set (memcheck_semantics_specs.ts), the fixtures; plus the addon (xz, shared by every
+# payload of DEST: pack payloads of the same native code only) and run_semantics.sh as run.sh. DEST is kept, so
+# several payloads (e.g. this branch and a merge of it) run side by side. Run from the worktree root after
 # `node scripts/build.mjs` and `TFJS_MOE_CUDA_ARCHS=90 node scripts/build-cuda.mjs` (ADDON= another addon path).
 set -euo pipefail
 DEST=${1:-/work/main/.device/batch/cudasem}
+LABEL=${2:-$(git rev-parse --abbrev-ref HEAD)}
 ADDON=${ADDON:-build/Release/tfjs_moe_cuda.node}
-rm -rf "$DEST" && mkdir -p "$DEST"
+mkdir -p "$DEST"
 xz -T2 -c "$ADDON" > "$DEST/tfjs_moe_cuda.node.xz"
-# Everything else goes into one payload.tar.xz (the batch folder must stay under 4 MB).
+# Everything else goes into one payload (the batch folder must stay under 4 MB).
 P=$(mktemp -d)
 mkdir -p "$P/build/spec" "$P/memcheck/build/spec"
 ESB=node_modules/.bin/esbuild
@@ -24,7 +27,8 @@ cp "$P/run-specs.mjs" "$P/memcheck/"
 for d in "$P" "$P/memcheck"; do cp -r node_modules/jasmine-core/lib/jasmine-core "$d/jasmine-core"; done
 # The fixtures, read from spec/fixtures relative to the working directory (both runs' directories).
 for d in "$P" "$P/memcheck"; do mkdir -p "$d/spec/fixtures" && cp spec/fixtures/*.json "$d/spec/fixtures/"; done
-tar -cJf "$DEST/payload.tar.xz" -C "$P" .
+git log --oneline -1 > "$P/commit.txt"
+tar -cJf "$DEST/payload-$LABEL.tar.xz" -C "$P" .
 rm -rf "$P"
 cp bench/device/run_semantics.sh "$DEST/run.sh"
 du -sh "$DEST"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The CUDA spec run of the families' semantics (packed by bench/device/pack_semantics.sh), from the project root on
-# the GPU machine: OUT=... bash <dir>/run.sh. Every CUDA spec and a small compute-sanitizer memcheck set run side by
-# side, each under its own timeout (SPECS_TIMEOUT, MEMCHECK_TIMEOUT), so the whole run ends within ~2.5 minutes.
+# the GPU machine: OUT=... bash <dir>/run.sh. Every payload's CUDA specs run side by side, with the memcheck set of
+# the last payload (MEMCHECK=0: none) under compute-sanitizer, each under its own timeout (SPECS_TIMEOUT,
+# MEMCHECK_TIMEOUT), so the whole run ends within ~2.5 minutes. Logs: $OUT/<label>/specs.log, memcheck.log.
 set -uo pipefail
 [ -f .device/env.sh ] && source .device/env.sh >/dev/null
 D=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -11,20 +12,37 @@ start=$(date +%s)
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$OUT/gpu.txt" 2>&1
 W=$(mktemp -d)
 xz -dc "$D/tfjs_moe_cuda.node.xz" > "$W/tfjs_moe_cuda.node"
-tar -xJf "$D/payload.tar.xz" -C "$W"
-export TFJS_MOE_CUDA_ADDON=$W/tfjs_moe_cuda.node TFJS_MOE_FAMILY_TABLE=$OUT/families.json
-cd "$W"
-timeout ${SPECS_TIMEOUT:-125} node run-specs.mjs > "$OUT/specs.log" 2>&1 &
-specs=$!
-(cd memcheck && TFJS_MOE_SPEC_SCALE=small TFJS_MOE_FAMILY_TABLE= timeout ${MEMCHECK_TIMEOUT:-125} \
-    compute-sanitizer --tool memcheck --leak-check no --error-exitcode 3 node run-specs.mjs > "$OUT/memcheck.log" 2>&1)
-echo "memcheck exit $? after $(( $(date +%s) - start )) s" >> "$OUT/summary.txt"
-wait $specs; echo "specs exit $? after $(( $(date +%s) - start )) s" >> "$OUT/summary.txt"
-grep -E 'passed, .* failed' "$OUT/specs.log" | sed 's/^/specs: /' >> "$OUT/summary.txt"
-grep -E 'ERROR SUMMARY|passed, .* failed' "$OUT/memcheck.log" | sed 's/^/memcheck: /' >> "$OUT/summary.txt"
+export TFJS_MOE_CUDA_ADDON=$W/tfjs_moe_cuda.node
+payloads=("$D"/payload-*.tar.xz)
+pids=()
+for p in "${payloads[@]}"; do
+  label=$(basename "$p" .tar.xz); label=${label#payload-}
+  mkdir -p "$W/$label" "$OUT/$label" && tar -xJf "$p" -C "$W/$label"
+  (cd "$W/$label" && TFJS_MOE_FAMILY_TABLE=$OUT/$label/families.json timeout ${SPECS_TIMEOUT:-130} \
+      node run-specs.mjs > "$OUT/$label/specs.log" 2>&1; echo "$label specs exit $? after $(( $(date +%s) - start )) s" \
+      >> "$OUT/summary.txt") &
+  pids+=($!)
+done
+if [ "${MEMCHECK:-1}" != 0 ]; then
+  (cd "$W/$label/memcheck" && TFJS_MOE_SPEC_SCALE=small timeout ${MEMCHECK_TIMEOUT:-130} compute-sanitizer \
+      --tool memcheck --leak-check no --error-exitcode 3 node run-specs.mjs > "$OUT/$label/memcheck.log" 2>&1
+   echo "$label memcheck exit $? after $(( $(date +%s) - start )) s" >> "$OUT/summary.txt")
+fi
+wait "${pids[@]}"
+for p in "${payloads[@]}"; do
+  label=$(basename "$p" .tar.xz); label=${label#payload-}
+  echo "$label: $(cat "$W/$label/commit.txt")" >> "$OUT/summary.txt"
+  grep -E 'passed, .* failed' "$OUT/$label/specs.log" | sed "s/^/$label specs: /" >> "$OUT/summary.txt"
+  [ -f "$OUT/$label/memcheck.log" ] && grep -E 'ERROR SUMMARY|passed, .* failed' "$OUT/$label/memcheck.log" | \
+      sed "s/^/$label memcheck: /" >> "$OUT/summary.txt"
+done
 cat "$OUT/summary.txt"
-grep -E '^(FAILED|SUITE FAILURE|GLOBAL FAILURE)' "$OUT/specs.log" | head -20
-grep -E '========= (Invalid|Program hit)' "$OUT/memcheck.log" | head -5
-sed -n '/cuda executor vs transformers/,/^$/p' "$OUT/specs.log" | head -40
-grep -E '^  (cuda|FusedMoE \[cuda|op conformance)' "$OUT/specs.log" | head -40
+for p in "${payloads[@]}"; do
+  label=$(basename "$p" .tar.xz); label=${label#payload-}
+  echo "=== $label"
+  grep -E '^(FAILED|SUITE FAILURE|GLOBAL FAILURE)' "$OUT/$label/specs.log" | head -10
+  [ -f "$OUT/$label/memcheck.log" ] && grep -E '========= (Invalid|Program hit)' "$OUT/$label/memcheck.log" | head -5
+  sed -n '/cuda executor vs transformers/,/^$/p' "$OUT/$label/specs.log" | head -32
+  grep -E '^  (cuda (native|MoeTopkSelect|FusedMoE|on tensorflow)|FusedMoE \[cuda)' "$OUT/$label/specs.log" | head -20
+done
 rm -rf "$W"
