@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Packs the CUDA spec run of the families' semantics into DEST (default /work/main/.device/batch/cudasem) as
 # payload-LABEL.tar.xz (default LABEL: the branch name): the bundled CUDA specs (device_specs.ts: every CUDA spec),
-# a small compute-sanitizer set (memcheck_semantics_specs.ts), the fixtures; plus the addon (xz, shared by every
+# a small compute-sanitizer set (memcheck_semantics_specs.ts), the fixtures, bench/cuda_semantics_bench.ts; plus the addon (xz, shared by every
 # payload of DEST: pack payloads of the same native code only) and run_semantics.sh as run.sh. DEST is kept, so
 # several payloads (e.g. this branch and a merge of it) run side by side. Run from the worktree root after
 # `node scripts/build.mjs` and `TFJS_MOE_CUDA_ARCHS=90 node scripts/build-cuda.mjs` (ADDON= another addon path).
@@ -22,6 +22,7 @@ for d in "$P" "$P/memcheck"; do echo '{"type": "module"}' > "$d/package.json"; d
 $ESB bench/device/device_specs.ts "${common[@]}" --outfile="$P/build/spec/cuda_device.spec.js"
 $ESB bench/device/memcheck_semantics_specs.ts "${common[@]}" --outfile="$P/memcheck/build/spec/cuda_memcheck.spec.js"
 $ESB scripts/run-specs.mjs "${common[@]}" --outfile="$P/run-specs.mjs"
+$ESB bench/cuda_semantics_bench.ts "${common[@]}" --outfile="$P/cuda_semantics_bench.mjs"
 cp "$P/run-specs.mjs" "$P/memcheck/"
 # jasmine-core lists its own files next to where it runs
 for d in "$P" "$P/memcheck"; do cp -r node_modules/jasmine-core/lib/jasmine-core "$d/jasmine-core"; done
