@@ -198,7 +198,7 @@ void MoeLayer::enqueue(int T) {
   const float* x = dX_.as<float>();
   float* out = dOut_.as<float>();
 
-  // 1. router logits in float32 (+ the shared-expert gate logit in column E)
+  // 1. router logits in float32 (+ gate_bias; the shared-expert gate logit in column E+Z)
   GemmProblem gate = dense(x, H, gateT_.as(), DType::kFloat32, T, gateCols_, H);
   gate.C = logits_.as();
   gate.bias = routerBias;
