@@ -153,8 +153,10 @@ __global__ void topkSelectKernel(const float* __restrict__ logits, int T, int E,
     if (rp.renormalize) {
       float chosenSum = 0.f;
       for (int j = 0; j < k; j++) chosenSum += weights[t * k + j];
-      // ERNIE's clamp: a bias may pick experts whose p underflowed to 0 (0/0). NaN weights stay NaN either way.
-      const float denom = fmaxf(chosenSum + rp.renormalizeEpsilon, 1e-12f);
+      // ERNIE's clamp: a bias may pick experts whose p underflowed to 0 (0/0). A comparison, not fmaxf, so that a
+      // NaN sum stays NaN (sparsemixer: one round's NaN weight makes the other's NaN too, as on every backend).
+      const float sum = chosenSum + rp.renormalizeEpsilon;
+      const float denom = sum < 1e-12f ? 1e-12f : sum;
       for (int j = 0; j < k; j++) weights[t * k + j] = weights[t * k + j] / denom * rp.routedScalingFactor;
     } else {
       for (int j = 0; j < k; j++) weights[t * k + j] *= rp.routedScalingFactor;
