@@ -17,6 +17,7 @@ import {isQuantizedExpertWeights, QuantizedExpertWeights} from '../../executor/e
 import {MOE_COMPUTE_DTYPES, MoeComputeDtype, OPTION_TABLE, RoutingWeightOn, SwigluActivation, TopkMethod} from
   '../../executor/layer_schema.js';
 import {dequantizeExpertWeightsImpl} from '../cpu/dequantize_expert_weights_impl.js';
+import {describeValue} from '../describe_value.js';
 import {syncCudaTuning} from './flags_cuda.js';
 import {getCudaAddon} from './loader.js';
 
@@ -103,7 +104,7 @@ function nativeConfig(config: CudaFusedMoeConfig): Record<string, unknown> {
     latentSize: config.latentSize ?? 0, computeDtype: config.computeDtype ?? 'float32'};
   if (!MOE_COMPUTE_DTYPES.includes(c.computeDtype as MoeComputeDtype)) {
     throw new Error(`CudaFusedMoe: argument 'config.computeDtype' must be one of ${MOE_COMPUTE_DTYPES.join(', ')}, ` +
-                    `got ${JSON.stringify(c.computeDtype)}`);
+                    `got ${describeValue(c.computeDtype)}`);
   }
   return Object.fromEntries(NATIVE_KEYS.filter(k => c[k] !== undefined).map(k => [k, c[k]]));
 }
