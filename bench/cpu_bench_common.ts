@@ -27,7 +27,7 @@ export function relDiff(a: Float32Array, b: Float32Array): number {
 /** Qwen3-style routing (softmax over all experts, top-k renormalised, SwiGLU), float32 experts, cpu backend. */
 export function moeBenchOptions(E: number, k: number, I: number): FusedMoEOptions {
   return {numExperts: E, topK: k, moeIntermediateSize: I, topkMethod: 'greedy', nGroup: 1,
-    topkGroup: 1, routedScalingFactor: 1, renormalize: true, renormalizeEpsilon: null, useCorrectionBias: false,
+    topkGroup: 1, routedScalingFactor: 1, sparsemixerEpsilon: 0.01, renormalize: true, renormalizeEpsilon: null, useCorrectionBias: false,
     zeroExperts: 0, latentSize: null, withBias: false, probInAdvance: false, routingWeightOn: 'output',
     routerBias: false, activation: 'swiglu', swigluAlpha: 1.702, swigluLimit: 7, sharedExpertIntermediateSize: 0,
     sharedExpertGate: false, backend: 'cpu', computeDtype: 'float32', expertWeightFormat: 'float32',

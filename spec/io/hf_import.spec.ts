@@ -49,14 +49,6 @@ describe('loadHuggingFaceMoe, test-built weights vs float64 reference', () => {
   }
 });
 
-/**
- * The fixtures whose blocks FusedMoE computes today (moe-families.md section 5: the same function under other
- * names); the others need new semantics and must fail with a clear error until they have them.
- */
-const NOT_YET = new Map<string, RegExp>([
-  ['phimoe', /model_type 'phimoe' is not supported yet: it needs sparsemixer routing/],
-]);
-
 /** Bound for the layer (f32) against transformers' float64 forward of the same block. */
 const TRANSFORMERS_TOLERANCE = 1e-5;
 
@@ -66,21 +58,6 @@ describe('loadHuggingFaceMoe vs transformers 5.17 MoE blocks (spec/fixtures)', (
       'hub file': [f.hub_safetensors_b64, f.hub_prefix] as const,
       'in-memory names': [f.fused_safetensors_b64!, f.prefix] as const,
     });
-    const notYet = NOT_YET.get(name);
-    if (notYet != null) {
-      it(`${name}: not supported yet, with a clear error`, () => {
-        const f = readFixture(name);
-        for (const [b64, prefix] of Object.values(layouts(f)).filter(([b]) => b != null)) {
-          const weights = readSafetensors(base64Bytes(b64));
-          try {
-            expectThrowsNoLeak(() => loadHuggingFaceMoe(f.config, weights, {prefix}), notYet);
-          } finally {
-            tf.dispose(Object.values(weights));
-          }
-        }
-      });
-      continue;
-    }
     // gpt_oss_mxfp4 has hub files only (transformers dequantizes MXFP4 when it loads).
     const present = readFixture(name).fused_safetensors_b64 != null;
     for (const layout of present ? ['hub file', 'in-memory names'] as const : ['hub file'] as const) {

@@ -38,6 +38,23 @@ describe('FusedMoE config', () => {
     expect((config.biasInitializer as {config: {value: number}}).config.value).toBe(0.25);
   });
 
+  it('round-trips sparsemixer, and the camel-cased enum values tfjs-layers gives back when it loads a model', () => {
+    const args: FusedMoEArgs = {numExperts: 6, topK: 2, moeIntermediateSize: 3, topkMethod: 'sparsemixer',
+      sparsemixerEpsilon: 0.2, renormalize: false};
+    const layer = new FusedMoE(args);
+    const config = layer.getConfig();
+    expect(config.topkMethod).toBe('sparsemixer');
+    expect(config.sparsemixerEpsilon).toBe(0.2);
+    const copy = FusedMoE.fromConfig(FusedMoE, JSON.parse(JSON.stringify(config))) as FusedMoE;
+    expect(copy.options).toEqual(layer.options);
+    const camel = FusedMoE.fromConfig(FusedMoE, {...layer.getConfig(), topkMethod: 'groupLimitedGreedy', nGroup: 2,
+      topkGroup: 1, topK: 2, sparsemixerEpsilon: 0.01, activation: 'clampedSwiglu'}) as FusedMoE;
+    expect(camel.options.topkMethod).toBe('group_limited_greedy');
+    expect(camel.options.activation).toBe('clamped_swiglu');
+    const noaux = FusedMoE.fromConfig(FusedMoE, {...layer.getConfig(), topkMethod: 'noauxTc', sparsemixerEpsilon: 0.01}) as FusedMoE;
+    expect(noaux.options.topkMethod).toBe('noaux_tc');
+  });
+
   it('reads probInAdvance as routingWeightOn \'activation\' (its older name), both ways', () => {
     const old = new FusedMoE({numExperts: 4, topK: 2, moeIntermediateSize: 3, probInAdvance: true});
     expect(old.options.routingWeightOn).toBe('activation');
@@ -50,7 +67,7 @@ describe('FusedMoE config', () => {
   it('fills the documented defaults', () => {
     const layer = new FusedMoE({numExperts: 4, topK: 2, moeIntermediateSize: 3});
     expect(layer.options).toEqual({numExperts: 4, topK: 2, moeIntermediateSize: 3, topkMethod: 'greedy', nGroup: 1,
-      topkGroup: 1, routedScalingFactor: 1, renormalize: true, renormalizeEpsilon: null, useCorrectionBias: false,
+      topkGroup: 1, routedScalingFactor: 1, sparsemixerEpsilon: 0.01, renormalize: true, renormalizeEpsilon: null, useCorrectionBias: false,
       zeroExperts: 0, latentSize: null, withBias: false, probInAdvance: false, routingWeightOn: 'output', routerBias: false,
       activation: 'swiglu', swigluAlpha: 1.702, swigluLimit: 7, sharedExpertIntermediateSize: 0, sharedExpertGate: false,
       backend: 'auto', computeDtype: 'float32', expertWeightFormat: 'float32', quantGroupSize: null,
@@ -64,7 +81,13 @@ describe('FusedMoE config', () => {
       [{topK: 9}, /option 'topK' must be <= numExperts \(8\), got 9/],
       [{moeIntermediateSize: 2.5}, /'moeIntermediateSize' must be an integer/],
       [{topkMethod: 'softmax' as never},
-        /'topkMethod' must be 'greedy' \| 'noaux_tc' \| 'group_limited_greedy', got "softmax"/],
+        /'topkMethod' must be 'greedy' \| 'noaux_tc' \| 'group_limited_greedy' \| 'sparsemixer', got "softmax"/],
+      [{topkMethod: 'sparsemixer', topK: 3}, /'topK' must be 2 with topkMethod 'sparsemixer' \(it always picks two experts\), got 3/],
+      [{topkMethod: 'sparsemixer', useCorrectionBias: true}, /'useCorrectionBias' must be false with topkMethod 'sparsemixer'/],
+      [{topkMethod: 'sparsemixer', nGroup: 2}, /'nGroup' must be 1 with topkMethod 'sparsemixer'/],
+      [{topkMethod: 'sparsemixer', sparsemixerEpsilon: -1}, /'sparsemixerEpsilon' must be a finite number >= 0, got -1/],
+      [{topkMethod: 'sparsemixer', sparsemixerEpsilon: NaN}, /'sparsemixerEpsilon' must be a finite number, got NaN/],
+      [{sparsemixerEpsilon: 0.1}, /'sparsemixerEpsilon' must be 0.01 \(its default\) unless topkMethod is 'sparsemixer' \(got topkMethod 'greedy'\)/],
       [{topkMethod: 'noaux_tc', nGroup: 3}, /'nGroup' must be a divisor of numExperts \(8\), got 3/],
       [{topkMethod: 'noaux_tc', nGroup: 4, topkGroup: 5}, /'topkGroup' must be <= nGroup \(4\)/],
       [{topkMethod: 'noaux_tc', nGroup: 4, topkGroup: 1, topK: 3}, /'topK' must be <= topkGroup \* numExperts/],

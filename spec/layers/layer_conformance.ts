@@ -68,6 +68,11 @@ const CASES: Case[] = [
   {name: 'zero experts, noaux_tc groups, biases, probInAdvance, shared',
     args: E => ({zeroExperts: E, topkMethod: 'noaux_tc', nGroup: 2, topkGroup: 1, useCorrectionBias: true,
       withBias: true, probInAdvance: true, sharedExpertIntermediateSize: 3})},
+  {name: 'PhiMoE: sparsemixer eps 0.1, not renormalized',
+    args: () => ({topkMethod: 'sparsemixer', topK: 2, sparsemixerEpsilon: 0.1, renormalize: false})},
+  {name: 'sparsemixer eps 0.01, renormalized, rsf 1.5, gated shared, expert biases',
+    args: () => ({topkMethod: 'sparsemixer', topK: 2, renormalize: true, routedScalingFactor: 1.5,
+      sharedExpertIntermediateSize: 4, sharedExpertGate: true, withBias: true})},
   {name: 'gpt-oss: router bias, clamped SwiGLU, expert biases', args: () =>
       ({routerBias: true, activation: 'clamped_swiglu', withBias: true})},
   // A limit below the random activations' spread, so that both clamps bind on many elements.

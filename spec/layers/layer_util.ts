@@ -32,7 +32,7 @@ export function refConfig(o: FusedMoEOptions): RefMoeOptions {
     probInAdvance: o.probInAdvance, sharedExpertIntermediateSize: o.sharedExpertIntermediateSize,
     sharedExpertGate: o.sharedExpertGate, routerBias: o.routerBias, activation: o.activation,
     routingWeightOn: o.routingWeightOn === 'input' ? 'input' : 'output',
-    swigluAlpha: o.swigluAlpha, swigluLimit: o.swigluLimit,
+    swigluAlpha: o.swigluAlpha, swigluLimit: o.swigluLimit, sparsemixerEpsilon: o.sparsemixerEpsilon,
   };
 }
 

@@ -275,7 +275,8 @@ export function refSparsemixer(
     const l = Array.prototype.slice.call(logits, t * E, (t + 1) * E) as number[];
     const eligible = l.slice();
     for (let round = 0; round < 2; round++) {
-      const e = refRankDescending(eligible)[0];
+      // The first pick is no candidate of round 2 (its -Infinity would otherwise beat a row of NaN).
+      const e = refRankDescending(eligible).filter(j => round === 0 || j !== ids[t * 2])[0];
       const m = eligible[e];
       const masked = eligible.map((v, j) => ((m - l[j]) / Math.max(Math.abs(l[j]), m) > 2 * eps ? -Infinity : v));
       ids[t * 2 + round] = e;
@@ -350,13 +351,17 @@ export function refPermuteRows(T: number, k: number, E: number, alignment: numbe
 /** Section 3: stable counting-sort dispatch by expert, segments padded to `alignment`. */
 export function refMoePermute(
     x: ArrayLike<number>, T: number, D: number, ids: ArrayLike<number>, k: number, E: number,
-    alignment: number): RefPermuteResult {
+    alignment: number, zeroExperts = 0): RefPermuteResult {
   const R = refPermuteRows(T, k, E, alignment);
   const tokensPerExpert = new Int32Array(E);
+  // An identity expert's entry (id in [E, E+Z), section 11.5) has no row: rowMap -1.
+  const rowMap = new Int32Array(T * k).fill(-1);
   for (let i = 0; i < T * k; i++) {
     const e = ids[i];
-    if (!Number.isInteger(e) || e < 0 || e >= E) throw new Error(`refMoePermute: id ${e} outside [0, ${E})`);
-    tokensPerExpert[e]++;
+    if (!Number.isInteger(e) || e < 0 || e >= E + zeroExperts) {
+      throw new Error(`refMoePermute: id ${e} outside [0, ${E + zeroExperts})`);
+    }
+    if (e < E) tokensPerExpert[e]++;
   }
   const expertOffsets = new Int32Array(E + 1);
   for (let e = 0; e < E; e++) {
@@ -364,7 +369,6 @@ export function refMoePermute(
     expertOffsets[e + 1] = expertOffsets[e] + padded;
   }
   const permutedX = new Float64Array(R * D);
-  const rowMap = new Int32Array(T * k);
   // Rows of expert e in ascending token order (then ascending slot, which only matters for duplicate ids).
   for (let e = 0; e < E; e++) {
     let row = expertOffsets[e];
@@ -462,13 +466,18 @@ export function refSwigluScale(
 export function refMoeCombine(
     y: ArrayLike<number>, R: number, D: number, rowMap: ArrayLike<number>, weights: ArrayLike<number>,
     ids: ArrayLike<number>, T: number, k: number, bias: ArrayLike<number>|null,
-    weightsApplied: boolean): Float64Array {
+    weightsApplied: boolean, identity: ArrayLike<number>|null = null): Float64Array {
   const out = new Float64Array(T * D);
   for (let t = 0; t < T; t++) {
     for (let j = 0; j < k; j++) {
       const row = rowMap[t * k + j];
       const w = weights[t * k + j];
       const e = ids[t * k + j];
+      // An identity expert's slot (no row, section 11.5): w * x[t], no bias.
+      if (row === -1 && identity) {
+        for (let d = 0; d < D; d++) out[t * D + d] += w * identity[t * D + d];
+        continue;
+      }
       if (row < 0 || row >= R) throw new Error(`refMoeCombine: row ${row} outside [0, ${R})`);
       for (let d = 0; d < D; d++) {
         const yv = y[row * D + d];

@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import {FusedMoE, FusedMoEArgs, FusedMoEOptions} from 'tfjs-moe';
 
 import {expectNoLeak, randn, recordError, relError, rng} from '../helpers/util.js';
-import {refGetMoeScores, refMoeTopkSelect} from '../reference/moe_reference.js';
+import {refGetMoeScores, refMoeTopkSelect, refSparsemixer} from '../reference/moe_reference.js';
 import {centralDifferences, dot} from '../gradients/grad_check.js';
 import {GRAD_TOL} from '../gradients/cases/tolerances.js';
 import {randomLayer, referenceOutput, WeightData} from '../layers/layer_util.js';
@@ -30,11 +30,18 @@ const OPTION_SETS: Array<{label: string, args: FusedMoEArgs}> = [
   {label: 'noaux_tc not renormalised, latent, biases, top-1', args:
       {numExperts: 4, topK: 1, moeIntermediateSize: 3, topkMethod: 'noaux_tc', nGroup: 1, topkGroup: 1,
         renormalize: false, latentSize: 2, withBias: true}},
+  {label: 'identity experts (Z=2), correction bias, probInAdvance, biases (LongCat-Flash)', args:
+      {numExperts: 3, zeroExperts: 2, topK: 3, moeIntermediateSize: 2, useCorrectionBias: true, renormalize: false,
+        routedScalingFactor: 1.5, probInAdvance: true, withBias: true}},
+  {label: 'sparsemixer (PhiMoE), eps 0.2', args:
+      {numExperts: 4, topK: 2, moeIntermediateSize: 3, topkMethod: 'sparsemixer', sparsemixerEpsilon: 0.2,
+        renormalize: false}},
 ];
 
 /** The reference's routing ids for x (to hold the experts fixed across a central difference). */
 function refIds(o: FusedMoEOptions, d: WeightData, x: ArrayLike<number>): Int32Array {
-  const E = o.numExperts;
+  // The router scores the identity experts too.
+  const E = o.numExperts + o.zeroExperts;
   const logits = new Float64Array(T * E);
   for (let t = 0; t < T; t++) {
     for (let e = 0; e < E; e++) {
@@ -44,6 +51,7 @@ function refIds(o: FusedMoEOptions, d: WeightData, x: ArrayLike<number>): Int32A
     }
   }
   const bias = o.useCorrectionBias ? d.gate_correction_bias : null;
+  if (o.topkMethod === 'sparsemixer') return refSparsemixer(logits, T, E, o.sparsemixerEpsilon).ids;
   return o.topkMethod === 'noaux_tc' ?
       refGetMoeScores(logits, T, E, o.nGroup, o.topkGroup, o.topK, o.routedScalingFactor, bias, o.renormalize).ids :
       refMoeTopkSelect(logits, T, E, bias, o.topK, o.renormalize).ids;

@@ -1,8 +1,7 @@
 /**
  * loadHuggingFaceMoe on the webgpu kernels (SwiftShader in CI) against transformers 5.17's own blocks
  * (spec/fixtures): every family the loader supports, in transformers' in-memory layout. The name mapping is
- * backend-independent and both layouts are checked on cpu and composite by spec/io/hf_import.spec.ts, as is the
- * error of each family not supported yet.
+ * backend-independent and both layouts are checked on cpu and composite by spec/io/hf_import.spec.ts.
  */
 import '@tensorflow/tfjs-layers';
 import {FusedMoE, huggingFaceMoeSpec, loadHuggingFaceMoe, readSafetensors} from 'tfjs-moe';
@@ -17,21 +16,11 @@ import {describeWebGPU} from './webgpu_env.js';
 const TRANSFORMERS_TOLERANCE = 1e-5;
 const SLOW_MS = 300_000;
 
-function supported(config: unknown): boolean {
-  try {
-    huggingFaceMoeSpec(config);
-    return true;
-  } catch (e) {
-    if (/is not supported yet/.test((e as Error).message)) return false;
-    throw e;
-  }
-}
-
 describeWebGPU('loadHuggingFaceMoe vs transformers 5.17 on webgpu', () => {
-  const names = fixtureNames().filter(name => supported(readFixture(name).config));
+  const names = fixtureNames();
 
-  it('covers the families the loader supports', () => {
-    expect(names.length).toBeGreaterThanOrEqual(21);
+  it('covers every fixture: the 23 families (and the variants gpt_oss_mxfp4, deepseek_v2_greedy, lfm2_moe_plain)', () => {
+    expect(new Set(names.map(n => huggingFaceMoeSpec(readFixture(n).config).family)).size).toBe(23);
   });
 
   for (const name of names) {

@@ -9,11 +9,12 @@ import * as tf from '@tensorflow/tfjs-core';
 import {EXPERT_WEIGHT_FORMATS, ExpertWeightFormat, formatOptionsProblem, QuantizedExpertWeights} from './expert_weights.js';
 
 /**
- * How the router picks experts: 'greedy' softmax top-k, DeepSeek-V3's 'noaux_tc' sigmoid + group-limited top-k, or
- * DeepSeek-V2's 'group_limited_greedy' softmax top-k within the best groups.
+ * How the router picks experts: 'greedy' softmax top-k, DeepSeek-V3's 'noaux_tc' sigmoid + group-limited top-k,
+ * DeepSeek-V2's 'group_limited_greedy' softmax top-k within the best groups, or PhiMoE's 'sparsemixer' (two rounds
+ * of a masked softmax, always two experts; docs/semantics.md 11.8).
  */
-export type TopkMethod = 'greedy' | 'noaux_tc' | 'group_limited_greedy';
-export const TOPK_METHODS: readonly TopkMethod[] = ['greedy', 'noaux_tc', 'group_limited_greedy'];
+export type TopkMethod = 'greedy' | 'noaux_tc' | 'group_limited_greedy' | 'sparsemixer';
+export const TOPK_METHODS: readonly TopkMethod[] = ['greedy', 'noaux_tc', 'group_limited_greedy', 'sparsemixer'];
 /**
  * The expert activation (docs/semantics.md 11.2): 'swiglu' = silu(gate) * up; 'clamped_swiglu' (gpt-oss) =
  * (u + 1) * g * sigmoid(swigluAlpha * g) with g = min(gate, swigluLimit), u = clamp(up, -swigluLimit, swigluLimit).
@@ -43,6 +44,8 @@ export interface FusedMoEOptions {
   topkGroup: number;
   /** Multiplies the routing weights (every method, after renormalisation). */
   routedScalingFactor: number;
+  /** sparsemixer: an expert is masked out of a round when (m - l) / max(|l|, m) > 2 * sparsemixerEpsilon. */
+  sparsemixerEpsilon: number;
   /** Divide the k weights by their sum (+ renormalizeEpsilon). */
   renormalize: boolean;
   /** Renormalised weights are w / (sum + this); null: each op's own rule (softmax: max(sum, 1e-12); noaux_tc: + 1e-20). */
@@ -125,13 +128,17 @@ export const OPTION_TABLE: readonly OptionSpec[] = [
     doc: 'Width I of each expert\'s SwiGLU MLP.'},
   {name: 'topkMethod', type: 'enum', values: TOPK_METHODS, default: 'greedy', native: true,
     doc: '\'greedy\': softmax top-k (moeTopkSelect); \'noaux_tc\': DeepSeek-V3 group-limited sigmoid (getMoeScores); ' +
-         '\'group_limited_greedy\': DeepSeek-V2 softmax top-k within the topkGroup groups of best probability.'},
+         '\'group_limited_greedy\': DeepSeek-V2 softmax top-k within the topkGroup groups of best probability; ' +
+         '\'sparsemixer\': PhiMoE\'s two masked-softmax rounds (topK 2, weights not renormalised unless renormalize).'},
   {name: 'nGroup', type: 'int', min: 1, default: 1, native: true,
     doc: 'Expert groups (noaux_tc and group_limited_greedy).'},
   {name: 'topkGroup', type: 'int', min: 1, default: 1, native: true,
     doc: 'Groups kept per token (noaux_tc and group_limited_greedy).'},
   {name: 'routedScalingFactor', type: 'number', default: 1, native: true,
     doc: 'Multiplies the routing weights, after renormalisation (every method).'},
+  // PhiMoE's router_jitter_noise (0.01 in its configs) is the threshold its eval-mode sparsemixer uses.
+  {name: 'sparsemixerEpsilon', type: 'number', default: 0.01, native: true,
+    doc: 'sparsemixer only: a round masks every logit l with (m - l) / max(|l|, m) > 2 * this (m the round\'s max).'},
   {name: 'renormalize', type: 'boolean', default: true, native: true,
     doc: 'Divide the k routing weights by their sum (+ renormalizeEpsilon).'},
   {name: 'renormalizeEpsilon', type: 'number|null', min: 0, default: null, native: true,
@@ -254,7 +261,7 @@ export function resolveOptions(args: Partial<FusedMoEOptions>): FusedMoEOptions 
   }
   for (const spec of OPTION_TABLE) if (!['numExperts', 'topK', 'zeroExperts'].includes(spec.name)) check(spec.name);
   const {topK, nGroup, topkGroup} = o;
-  if (o.topkMethod !== 'greedy') {
+  if (o.topkMethod === 'noaux_tc' || o.topkMethod === 'group_limited_greedy') {
     if (numExperts % nGroup !== 0) {
       throw optionError('nGroup', `a divisor of ${o.zeroExperts > 0 ? 'numExperts + zeroExperts' : 'numExperts'} (${
           numExperts})`, nGroup);
@@ -270,10 +277,20 @@ export function resolveOptions(args: Partial<FusedMoEOptions>): FusedMoEOptions 
           true);
     }
   } else if (nGroup !== 1 || topkGroup !== 1) {
-    // Greedy (softmax) routing has no groups: reject rather than ignore them.
+    // Greedy (softmax) and sparsemixer routing have no groups: reject rather than ignore them.
     throw optionError(nGroup !== 1 ? 'nGroup' : 'topkGroup',
-        `1 with topkMethod 'greedy' (groups are a noaux_tc / group_limited_greedy feature)`,
+        `1 with topkMethod '${o.topkMethod}' (groups are a noaux_tc / group_limited_greedy feature)`,
         nGroup !== 1 ? nGroup : topkGroup);
+  }
+  if (o.topkMethod === 'sparsemixer') {
+    if (topK !== 2) throw optionError('topK', '2 with topkMethod \'sparsemixer\' (it always picks two experts)', topK);
+    if (o.useCorrectionBias) {
+      throw optionError('useCorrectionBias', 'false with topkMethod \'sparsemixer\' (it has no selection bias)', true);
+    }
+    if (!(o.sparsemixerEpsilon >= 0)) throw optionError('sparsemixerEpsilon', 'a finite number >= 0', o.sparsemixerEpsilon);
+  } else if (o.sparsemixerEpsilon !== OPTION_DEFAULTS.sparsemixerEpsilon) {
+    throw optionError('sparsemixerEpsilon', `${OPTION_DEFAULTS.sparsemixerEpsilon} (its default) unless topkMethod is ` +
+        `'sparsemixer' (got topkMethod '${o.topkMethod}')`, o.sparsemixerEpsilon);
   }
   if (o.zeroExperts > 0 && o.latentSize !== null) {
     throw optionError('zeroExperts', '0 with latentSize (an identity expert in the latent space is not defined)',

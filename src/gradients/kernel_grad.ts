@@ -58,3 +58,12 @@ export function segmentSumValid(values: Tensor2D, index: Tensor1D, numSegments: 
     return tf.slice(tf.unsortedSegmentSum(values, segment, numSegments + 1), 0, numSegments) as Tensor2D;
   });
 }
+
+/**
+ * index where keep, else `other`, by int32 arithmetic (tf.where's scalar broadcast runs Tile, which reads back on
+ * webgpu: the layer's forward uses this).
+ */
+export function keptOr(index: Tensor, keep: Tensor, other: number): Tensor {
+  const k = tf.cast(keep, 'int32');
+  return tf.add(tf.mul(index, k), tf.mul(tf.sub(tf.scalar(1, 'int32'), k), tf.scalar(other, 'int32')));
+}

@@ -3,17 +3,29 @@
  * - y: row rowMap[t,j] receives c[t,j] * dout[t] (each used row belongs to one (t,j); other rows get 0).
  * - weights: <dout[t], y[row]> (unless weightsApplied) + <dout[t], bias[id]>.
  * - bias: expert e receives the sum of w[t,j] * dout[t] over the slots routed to it.
+ * - identityInput x (section 11.5): a slot with no row (rowMap -1) adds w[t,j] x[t] and no bias: x[t] receives
+ *   sum over those slots of w[t,j] dout[t], and their weights <dout[t], x[t]>.
  * rowMap and ids are int32: no gradient. A slot whose row or id is invalid adds nothing (section 6): it takes no gradient.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type {GradConfig, Tensor, Tensor2D} from '@tensorflow/tfjs-core';
+import type {GradConfig, Tensor, Tensor1D, Tensor2D} from '@tensorflow/tfjs-core';
 
 import {MoeCombine, MoeCombineAttrs} from '../kernels/kernel_names.js';
-import {gatherRowsOrZero, segmentSumValid, zeroGrad} from './kernel_grad.js';
+import {gatherRowsOrZero, keptOr, segmentSumValid, zeroGrad} from './kernel_grad.js';
 
 /** dout[t] repeated for each of the k slots, [T,k,D] by broadcasting. */
 function perSlot(dout: Tensor2D): Tensor {
   return tf.reshape(dout, [dout.shape[0], 1, dout.shape[1]]);
+}
+
+/** Whether each slot has a row, [T,k] float (1 or 0). */
+function hasRowMask(rowMap: Tensor2D): Tensor {
+  return tf.cast(tf.greaterEqual(rowMap, tf.scalar(0, 'int32')), 'float32');
+}
+
+/** ids [T*k] with the slots that have no row set to -1: with identityInput they have no bias term. */
+export function biasIdsOfRows(ids: Tensor2D, rowMap: Tensor2D): Tensor1D {
+  return tf.reshape(keptOr(ids, tf.greaterEqual(rowMap, tf.scalar(0, 'int32')), -1), [-1]) as Tensor1D;
 }
 
 /** d/dy [R,D]. */
@@ -32,7 +44,7 @@ export function moeCombineGradY(
 /** d/dtopkWeights [T,k]. */
 export function moeCombineGradWeights(
     dout: Tensor2D, y: Tensor2D, rowMap: Tensor2D, ids: Tensor2D, bias: Tensor2D | null,
-    weightsApplied: boolean): Tensor2D {
+    weightsApplied: boolean, identity: Tensor2D | null = null): Tensor2D {
   return tf.tidy(() => {
     const [numTokens, topK] = rowMap.shape;
     const [entries, hidden] = [numTokens * topK, dout.shape[1]];
@@ -43,21 +55,36 @@ export function moeCombineGradWeights(
       grad = tf.sum(tf.mul(rows, perSlot(dout)), 2);
     }
     if (bias != null) {
-      const biasRows = tf.reshape(gatherRowsOrZero(bias, tf.reshape(ids, [entries])), [numTokens, topK, hidden]);
+      const biasIds = identity != null ? biasIdsOfRows(ids, rowMap) : tf.reshape(ids, [entries]) as Tensor1D;
+      const biasRows = tf.reshape(gatherRowsOrZero(bias, biasIds), [numTokens, topK, hidden]);
       grad = tf.add(grad, tf.sum(tf.mul(biasRows, perSlot(dout)), 2));
+    }
+    if (identity != null) {
+      const noRow = tf.sub(tf.scalar(1), hasRowMask(rowMap));
+      grad = tf.add(grad, tf.mul(noRow, tf.sum(tf.mul(identity, dout), 1, true)));
     }
     return grad as Tensor2D;
   });
 }
 
-/** d/ddownProjBias [E,D]. */
-export function moeCombineGradBias(dout: Tensor2D, weights: Tensor2D, ids: Tensor2D, numExperts: number): Tensor2D {
+/** d/didentityInput [T,D]: sum over the slots with no row of w[t,j] dout[t]. */
+export function moeCombineGradIdentity(dout: Tensor2D, weights: Tensor2D, rowMap: Tensor2D): Tensor2D {
+  return tf.tidy(() => {
+    const noRow = tf.sub(tf.scalar(1), hasRowMask(rowMap));
+    return tf.mul(tf.sum(tf.mul(noRow, weights), 1, true), dout) as Tensor2D;
+  });
+}
+
+/** d/ddownProjBias [E,D]; `rowMap` given (identityInput): the slots with no row have no bias term. */
+export function moeCombineGradBias(
+    dout: Tensor2D, weights: Tensor2D, ids: Tensor2D, numExperts: number, rowMap: Tensor2D | null = null): Tensor2D {
   return tf.tidy(() => {
     const [numTokens, topK] = ids.shape;
     const [entries, hidden] = [numTokens * topK, dout.shape[1]];
     if (entries === 0) return tf.zeros([numExperts, hidden]) as Tensor2D;
     const slotGrad = tf.mul(perSlot(dout), tf.reshape(weights, [numTokens, topK, 1]));
-    return segmentSumValid(tf.reshape(slotGrad, [entries, hidden]) as Tensor2D, tf.reshape(ids, [entries]), numExperts);
+    const biasIds = rowMap != null ? biasIdsOfRows(ids, rowMap) : tf.reshape(ids, [entries]) as Tensor1D;
+    return segmentSumValid(tf.reshape(slotGrad, [entries, hidden]) as Tensor2D, biasIds, numExperts);
   });
 }
 
@@ -76,6 +103,10 @@ export const moeCombineGradConfig: GradConfig = {
       topkIds: () => zeroGrad(ids),
       downProjBias: () => {
         throw new Error('moeCombine: the gradient of a MoeCombine kernel call with downProjBias needs the bias ' +
+            'values: differentiate the moeCombine op, not a direct runKernel call');
+      },
+      identityInput: () => {
+        throw new Error('moeCombine: the gradient of a MoeCombine kernel call with identityInput needs its ' +
             'values: differentiate the moeCombine op, not a direct runKernel call');
       },
     };

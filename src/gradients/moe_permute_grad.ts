@@ -15,7 +15,7 @@ export function moePermuteGradX(dPermuted: Tensor2D, rowMap: Tensor2D): Tensor2D
     const [numTokens, topK] = rowMap.shape;
     const hidden = dPermuted.shape[1];
     if (numTokens * topK === 0) return tf.zeros([numTokens, hidden]) as Tensor2D;
-    // rowMap -1 (an id outside [0,E) on a device path, section 3) copied nothing: no gradient.
+    // rowMap -1 (an identity expert's entry, section 11.5, or an invalid id on a device path) copied nothing.
     const rows = gatherRowsOrZero(dPermuted, tf.reshape(rowMap, [numTokens * topK]));
     return tf.sum(tf.reshape(rows, [numTokens, topK, hidden]), 1) as Tensor2D;
   });

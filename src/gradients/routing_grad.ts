@@ -8,12 +8,17 @@
  * moeTopkSelect: p = softmax(logits); v_j = p[id_j], or 0 for an expert of a dropped group (nGroup > 1: such a
  *   slot has w_j = 0 and carries no gradient); dp = scatter of dv onto the kept ids;
  *   dlogits = p * (dp - sum_e p_e dp_e).
+ * moeTopkSelect with topkMethod 'sparsemixer' (docs/semantics.md 11.8), the derivative of the forward formula with
+ *   the selection held fixed (the picks e_r and each round's mask): v_r = q_r[e_r] with q_r the round's masked
+ *   softmax (0 outside its kept experts), so dlogits = sum_r dv_r v_r (onehot(e_r) - q_r). The training-time
+ *   estimator of PhiMoE's paper (Heun's method through a sampled choice) is not this, and not provided.
  * getMoeScores: s = sigmoid(logits); v_j = s[id_j]; ds = dscores + scatter of dv; dlogits = ds * s * (1 - s).
  * Rows that took getMoeScores' non-finite fallback (NaN logits) get NaN gradients, as tfjs's own ops would.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type {GradConfig, Tensor, Tensor2D} from '@tensorflow/tfjs-core';
 
+import {sparsemixerComposite} from '../kernels/composite/moe_topk_select_composite.js';
 import {GetMoeScores, GetMoeScoresAttrs, MoeTopkSelect, MoeTopkSelectAttrs} from '../kernels/kernel_names.js';
 
 /** [T,k,E] float one-hot of the chosen ids (by comparison: tf.oneHot rejects a depth of 1, i.e. E = 1). */
@@ -61,6 +66,7 @@ export function topkSelectGradLogits(
   return tf.tidy(() => {
     const [numTokens, numExperts] = logits.shape;
     if (numTokens === 0) return tf.zeros([0, numExperts]) as Tensor2D;
+    if (attrs.topkMethod === 'sparsemixer') return sparsemixerGradLogits(dw, logits, ids, attrs);
     const probs = tf.softmax(logits, -1) as Tensor2D;
     const oneHot = chosenOneHot(ids, numExperts);
     const kept = attrs.nGroup > 1 ? tf.cast(tf.notEqual(weights, tf.scalar(0)), 'float32') : null;
@@ -72,6 +78,21 @@ export function topkSelectGradLogits(
     const dp = scatterChosen(dv as Tensor2D, oneHot);
     return tf.mul(probs, tf.sub(dp, tf.sum(tf.mul(probs, dp), 1, true))) as Tensor2D;
   });
+}
+
+function sparsemixerGradLogits(dw: Tensor2D, logits: Tensor2D, ids: Tensor2D, attrs: MoeTopkSelectAttrs): Tensor2D {
+  const {weights: chosen, probs} =
+      sparsemixerComposite(logits, attrs.sparsemixerEpsilon, tf.cast(ids, 'float32') as Tensor2D);
+  const dv = chosenValueGrad(dw, chosen, attrs.routedScalingFactor, attrs.renormalize, attrs.renormalizeEpsilon, 1e-12);
+  const oneHot = chosenOneHot(ids, logits.shape[1]);
+  let dlogits: Tensor | null = null;
+  for (let round = 0; round < 2; round++) {
+    const scale = tf.mul(tf.slice(dv, [0, round], [-1, 1]), tf.slice(chosen, [0, round], [-1, 1]));
+    const pick = tf.reshape(tf.slice(oneHot, [0, round, 0], [-1, 1, -1]), logits.shape);
+    const term = tf.mul(scale, tf.sub(pick, probs[round]));
+    dlogits = dlogits == null ? term : tf.add(dlogits, term);
+  }
+  return dlogits as Tensor2D;
 }
 
 /** d/dgatingOutput [T,E] of getMoeScores' dense scores and chosen weights. */

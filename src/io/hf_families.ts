@@ -10,7 +10,7 @@ import {describeValue} from '../ops/limits.js';
 export type HfFamily = 'qwen2_moe' | 'qwen3_moe' | 'mixtral' | 'olmoe' | 'deepseek_v3' | 'ernie4_5_moe' |
     'qwen3_next' | 'minimax' | 'flex_olmo' | 'dots1' | 'glm4_moe' | 'jamba' | 'granitemoe' | 'granitemoeshared' |
     'hunyuan_v1_moe' | 'minimax_m2' | 'afmoe' | 'lfm2_moe' | 'deepseek_v2' | 'longcat_flash' | 'gpt_oss' |
-    'llama4_text';
+    'llama4_text' | 'phimoe';
 
 /**
  * How a family's MoE block names its tensors, relative to the block (e.g. 'model.layers.3.mlp.'). Lists are
@@ -239,11 +239,11 @@ const FAMILIES: Record<HfFamily, FamilyEntry> = {
   llama4_text: {width: ['intermediate_size'], routing: () => ({topkMethod: 'noaux_tc', nGroup: 1, topkGroup: 1,
     renormalize: false, routedScalingFactor: 1, routingWeightOn: 'input'}), shared: (_, I) => I,
   naming: {router: ['router.weight'], shared: 'shared_expert', fusedLayout: 'in_out'}},
-};
-
-/** Families of transformers 5.17 whose block needs semantics FusedMoE does not have yet (moe-families.md 6). */
-const NOT_YET: Record<string, string> = {
-  phimoe: 'sparsemixer routing',
+  // Sparsemixer routing always picks two experts (num_experts_per_tok is not read); its eval-mode threshold is
+  // router_jitter_noise. The hub files name the router gate.weight under block_sparse_moe (the caller's prefix).
+  phimoe: {width: ['intermediate_size'], routing: c => ({topK: 2, topkMethod: 'sparsemixer', renormalize: false,
+    sparsemixerEpsilon: numKey(c, ['router_jitter_noise'], 'router_jitter_noise', 0.01)}),
+  naming: {...MIXTRAL_PROJ, router: ['router.weight', 'gate.weight']}},
 };
 
 const MODEL_TYPE_ALIASES: Record<string, HfFamily> = {
@@ -266,9 +266,6 @@ export function familyOf(config: Config): HfFamily {
   // Own keys only: 'toString' or '__proto__' must not find Object.prototype's members.
   const family = Object.prototype.hasOwnProperty.call(MODEL_TYPE_ALIASES, modelType) ? MODEL_TYPE_ALIASES[modelType] : null;
   if (family == null) {
-    if (Object.prototype.hasOwnProperty.call(NOT_YET, modelType)) {
-      fail(`model_type '${modelType}' is not supported yet: it needs ${NOT_YET[modelType]}`);
-    }
     fail(`unknown model_type '${modelType}' (supported: ${Object.keys(MODEL_TYPE_ALIASES).join(', ')})`);
   }
   return family;
@@ -289,7 +286,7 @@ export function hfMoeSpec(rawConfig: unknown): HfMoeSpec {
   const moeIntermediateSize = intKey(config, entry.width, 'the expert intermediate size');
   const shared = entry.shared?.(config, moeIntermediateSize) ?? 0;
   const options: Options = {
-    numExperts, topK, moeIntermediateSize, topkMethod: 'greedy', nGroup: 1, topkGroup: 1, routedScalingFactor: 1,
+    numExperts, topK, moeIntermediateSize, topkMethod: 'greedy', nGroup: 1, topkGroup: 1, routedScalingFactor: 1, sparsemixerEpsilon: 0.01,
     renormalize: true, renormalizeEpsilon: null, useCorrectionBias: false, zeroExperts: 0, latentSize: null, withBias: false, probInAdvance: false,
     routingWeightOn: 'output', routerBias: false, activation: 'swiglu', swigluAlpha: 1.702, swigluLimit: 7,
     sharedExpertIntermediateSize: shared, sharedExpertGate: shared > 0 && entry.sharedGate === true,

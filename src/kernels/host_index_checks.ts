@@ -5,24 +5,27 @@
  * documented rule for invalid values instead.
  */
 
-/** topkIds [T*k] of moePermute: every id in [0, numExperts). */
-export function checkExpertIds(topkIds: Int32Array, topK: number, numExperts: number): void {
+/** topkIds [T*k] of moePermute: every id in [0, numExperts + zeroExperts) (identity experts, section 11.5). */
+export function checkExpertIds(topkIds: Int32Array, topK: number, numExperts: number, zeroExperts = 0): void {
   for (let i = 0; i < topkIds.length; i++) {
     const e = topkIds[i];
-    if (!(e >= 0 && e < numExperts)) {
-      throw new Error(`moePermute: argument 'topkIds' must hold expert ids in [0, numExperts = ${numExperts}), ` +
-          `got topkIds[${Math.floor(i / topK)},${i % topK}] = ${e}`);
+    if (!(e >= 0 && e < numExperts + zeroExperts)) {
+      throw new Error(`moePermute: argument 'topkIds' must hold expert ids in [0, numExperts = ${numExperts}` +
+          `${zeroExperts > 0 ? ` + zeroExperts = ${zeroExperts}` : ''}), got topkIds[${Math.floor(i / topK)},${
+          i % topK}] = ${e}`);
     }
   }
 }
 
-/** rowMap [T*k] of moeCombine in [0, numRows); with a bias (numExperts its rows), topkIds in [0, numExperts). */
+/**
+ * rowMap [T*k] of moeCombine in [0, numRows); with a bias (numExperts its rows), topkIds in [0, numExperts). With
+ * `identityInput`, -1 (no row: an identity expert's slot, section 11.5) is valid, and its id is not a bias row.
+ */
 export function checkCombineIndices(rowMap: Int32Array, topkIds: Int32Array, topK: number, numRows: number,
-                                    numExperts: number | null, noRowAllowed = false): void {
+                                    numExperts: number | null, identityInput = false): void {
   for (let i = 0; i < rowMap.length; i++) {
     const row = rowMap[i];
-    // With an identity input, -1 (no row: an identity expert's slot, docs/semantics.md 11.5) is a valid entry.
-    if (noRowAllowed && row === -1) continue;
+    if (row === -1 && identityInput) continue;
     if (!(row >= 0 && row < numRows)) {
       throw new Error(`moeCombine: argument 'rowMap' must hold rows of y in [0, R = ${numRows}), ` +
           `got rowMap[${Math.floor(i / topK)},${i % topK}] = ${row}`);

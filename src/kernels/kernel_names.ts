@@ -28,7 +28,13 @@ export interface MoeTopkSelectAttrs extends NamedAttrMap {
   /** Group-limited selection (DeepSeek-V2) when nGroup > 1; 1/1: every expert is a candidate. */
   nGroup: number;
   topkGroup: number;
+  /** 'greedy': softmax top-k; 'sparsemixer': PhiMoE's two masked-softmax rounds (topK 2, nGroup 1, no bias). */
+  topkMethod: MoeTopkSelectMethod;
+  /** sparsemixer: the relative mask threshold is 2 * sparsemixerEpsilon (docs/semantics.md 11.8). */
+  sparsemixerEpsilon: number;
 }
+/** The methods moeTopkSelect runs (group_limited_greedy is 'greedy' with nGroup > 1). */
+export type MoeTopkSelectMethod = 'greedy' | 'sparsemixer';
 
 /** Outputs: [scores float32 [T,E], topkWeights float32 [T,k], topkIds int32 [T,k]]. */
 export const GetMoeScores = 'GetMoeScores';
@@ -63,6 +69,8 @@ export interface MoePermuteInputs {
 export interface MoePermuteAttrs extends NamedAttrMap {
   numExperts: number;
   alignment: number;
+  /** Ids in [numExperts, numExperts + zeroExperts) are identity experts: no row, rowMap -1 (section 11.5). */
+  zeroExperts: number;
 }
 
 /** Output: float32 [R,N]. */
@@ -126,6 +134,7 @@ export interface MoeCombineInputs {
   topkWeights: TensorInfo;   // float32 [T,k]
   topkIds: TensorInfo;       // int32 [T,k]
   downProjBias?: TensorInfo; // float32 [E,D]
+  identityInput?: TensorInfo; // float32 [T,D]: a slot with no row (rowMap -1) adds w[t,j] * identityInput[t]
 }
 /** Attributes of the MoeCombine kernel. */
 export interface MoeCombineAttrs extends NamedAttrMap {

@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 
-import type {ExpertWeightName} from '../executor/layer_schema.js';
+import {ExpertWeightName, OPTION_TABLE} from '../executor/layer_schema.js';
 import {describeValue} from '../ops/limits.js';
 import type {QuantizedExpertWeights, QuantizeExpertWeightsOptions} from '../ops/quantize_expert_weights.js';
 import {MoeForwardResult, MoeForwardSelection, releaseMoeLayerState, selectMoeForward} from './backend_selection.js';
@@ -370,11 +370,16 @@ export class FusedMoE extends tfl.layers.Layer {
     if (config == null || typeof config !== 'object' || Array.isArray(config)) {
       throw new Error(`FusedMoE.fromConfig: argument 'config' must be a config object, got ${describeValue(config)}`);
     }
-    // tfjs-layers camel-cases string values when it loads a saved model ('noaux_tc' comes back as 'noauxTc').
-    const topkMethod = config.topkMethod === 'noauxTc' ? 'noaux_tc' : config.topkMethod;
     // tfjs's deserializer adds its customObjects to the config: not a layer option.
     const {customObjects: _customObjects, ...options} = config;
-    return new cls({...options, topkMethod});
+    // tfjs-layers camel-cases string values when it loads a saved model ('noaux_tc' comes back as 'noauxTc',
+    // 'clamped_swiglu' as 'clampedSwiglu'): map every enum option's camel-cased value back to its table spelling.
+    const camel = (value: string) => value.replace(/[_-](.)/g, (_, c: string) => c.toUpperCase());
+    for (const spec of OPTION_TABLE) {
+      const match = spec.type === 'enum' ? spec.values!.find(v => camel(v) === options[spec.name]) : undefined;
+      if (match !== undefined) options[spec.name] = match;
+    }
+    return new cls(options);
   }
 }
 tf.serialization.registerClass(FusedMoE);

@@ -13,10 +13,9 @@ import {batchedGemmSwiglu} from '../ops/batched_gemm_swiglu.js';
 import {fusedSwigluScale} from '../ops/fused_swiglu_scale.js';
 import {getMoeScores} from '../ops/get_moe_scores.js';
 import {moeCombine} from '../ops/moe_combine.js';
-import {moePermute} from '../ops/moe_permute.js';
+import {moePermute, weightPerRow} from '../ops/moe_permute.js';
 import {moeTopkSelect} from '../ops/moe_topk_select.js';
 import {routerLogits} from '../ops/router_logits.js';
-import {stopGradient} from '../ops/stop_gradient.js';
 
 /** Routing of precomputed router logits [T,E]: top-k expert ids and their weights (docs/semantics.md 7.2). */
 export function routeLogits(logits: tf.Tensor2D, w: FusedMoEWeights, o: FusedMoEOptions):
@@ -29,9 +28,11 @@ export function routeLogits(logits: tf.Tensor2D, w: FusedMoEWeights, o: FusedMoE
     return {topkIds, topkWeights};
   }
   // greedy has nGroup = topkGroup = 1 (validated), which is group_limited_greedy without groups.
+  const sparsemixer = o.topkMethod === 'sparsemixer' ?
+      {topkMethod: 'sparsemixer' as const, sparsemixerEpsilon: o.sparsemixerEpsilon} : {};
   return moeTopkSelect(logits, bias, o.topK, o.renormalize, {
     routedScalingFactor: o.routedScalingFactor, nGroup: o.nGroup, topkGroup: o.topkGroup,
-    renormalizeEpsilon: o.renormalizeEpsilon,
+    renormalizeEpsilon: o.renormalizeEpsilon, ...sparsemixer,
   });
 }
 
@@ -60,50 +61,32 @@ function sharedExperts(x: tf.Tensor2D, w: FusedMoEWeights, o: FusedMoEOptions): 
  * tf.tidy: intermediates are left to the caller's scope.
  */
 export function fusedMoeForwardWithRouting(x: tf.Tensor2D, w: FusedMoEWeights, o: FusedMoEOptions): MoeForwardResult {
-  const [numTokens] = x.shape;
   const gatingLogits = layerRouterLogits(x, w, o);
   const routed = routeLogits(gatingLogits, w, o);
-  const {topkIds} = routed;
-  let {topkWeights} = routed;
-  // Identity experts (ids in [E, E+Z)): their weight times x, added below. Their slots go on to a real expert
-  // ((id mod E), spreading them) with weight 0, so the permute/combine chain stays as it is: the FFN rows of those
-  // slots are computed and multiplied by an exact 0 (the skip is future work).
-  let ffnIds = topkIds;
-  let identity: tf.Tensor2D | null = null;
-  if (o.zeroExperts > 0) {
-    const isIdentity = tf.greaterEqual(topkIds, tf.scalar(o.numExperts, 'int32'));
-    ffnIds = tf.where(isIdentity, tf.mod(topkIds, tf.scalar(o.numExperts, 'int32')), topkIds) as tf.Tensor2D;
-    const zeros = tf.zerosLike(topkWeights);
-    identity = tf.mul(tf.sum(tf.where(isIdentity, topkWeights, zeros), 1, true), x) as tf.Tensor2D;
-    topkWeights = tf.where(isIdentity, zeros, topkWeights) as tf.Tensor2D;
-  }
+  const {topkIds, topkWeights} = routed;
   // Routing always sees the full-width x; only the experts run in the latent space.
   const expertInput: tf.Tensor2D = o.latentSize != null ? tf.matMul(x, w.fc1_latent_proj_weight as tf.Tensor2D) : x;
   // routingWeightOn 'input': each expert sees w * x, and the combine sums its outputs unweighted.
   const onInput = o.routingWeightOn === 'input';
-  const {permutedX, expertOffsets, rowMap} =
-      moePermute(expertInput, ffnIds, o.numExperts, 1, {weights: onInput ? topkWeights : null});
+  // Identity experts (ids in [E, E+Z), section 11.5) get no row, so no FFN work: the combine adds w * x for them.
+  const {permutedX, expertOffsets, rowMap} = moePermute(expertInput, topkIds, o.numExperts, 1,
+      {weights: onInput ? topkWeights : null, zeroExperts: o.zeroExperts});
   let rowScale: tf.Tensor1D | null = null;
-  if (o.probInAdvance) {
-    // Each permuted row's routing weight, sent through rowMap (alignment 1: every row is used). A segment sum,
-    // not tf.scatterND, which tfjs cannot differentiate; rowMap is int32 and carries no gradient.
-    const rows = permutedX.shape[0];
-    // (tfjs's cpu segment sum fails on an empty input: no tokens, no rows to scale.)
-    rowScale = numTokens === 0 ? tf.zeros([rows]) : tf.unsortedSegmentSum(
-        tf.reshape(topkWeights, [-1]), tf.reshape(stopGradient(rowMap), [numTokens * o.topK]), rows) as tf.Tensor1D;
-  }
+  // Each permuted row's routing weight, sent through rowMap (alignment 1: every row is used).
+  if (o.probInAdvance) rowScale = weightPerRow(topkWeights, rowMap, permutedX.shape[0]);
   const activated = batchedGemmSwiglu(permutedX, w.up_gate_proj_weight, expertOffsets, {
     bias: o.withBias ? w.up_gate_proj_bias as tf.Tensor2D : null,
     scale: rowScale,
     activation: o.activation, swigluAlpha: o.swigluAlpha, swigluLimit: o.swigluLimit,
   });
   const down = batchedGemm(activated, w.down_proj_weight, expertOffsets);
-  let output: tf.Tensor2D = moeCombine(down, rowMap, topkWeights, ffnIds, {
+  let output: tf.Tensor2D = moeCombine(down, rowMap, topkWeights, topkIds, {
     downProjBias: o.withBias ? w.down_proj_bias as tf.Tensor2D : null,
     weightsApplied: o.probInAdvance || onInput,
+    // zeroExperts rules out latentSize, so x is in the combine's space.
+    identityInput: o.zeroExperts > 0 ? x : null,
   });
   if (o.latentSize != null) output = tf.matMul(output, w.fc2_latent_proj_weight as tf.Tensor2D);
-  if (identity != null) output = tf.add(output, identity);
   if (o.sharedExpertIntermediateSize > 0) output = tf.add(output, sharedExperts(x, w, o));
   return {output, topkIds, gatingLogits};
 }

@@ -10,7 +10,7 @@ import {refGetMoeScores, refMoeTopkSelect} from '../../reference/moe_reference.j
 import {randInt, randn, rng} from '../../helpers/util.js';
 import {caseSeed, ConformanceContext, expectSameInts, pick, readI32} from '../../ops/conformance/context.js';
 import {checkGradients, dot, GradInput} from '../grad_check.js';
-import {describeCase, randomCase, reference, route} from '../../ops/conformance/routing_options.js';
+import {describeCase, randomCase, reference, route, RoutingOptionsCase} from '../../ops/conformance/routing_options.js';
 import {GRAD_TOL} from './tolerances.js';
 
 function sameIds(a: ArrayLike<number>, b: ArrayLike<number>): boolean {
@@ -113,8 +113,10 @@ export function describeRoutingGradients(ctx: ConformanceContext): void {
 }
 
 /**
- * routedScalingFactor, group_limited_greedy (moeTopkSelect's nGroup) and renormalizeEpsilon: the weights' gradient
- * vs central differences of refRoute. Grid logits (>= 0.05 apart) keep every step on the same choice.
+ * routedScalingFactor, group_limited_greedy (moeTopkSelect's nGroup), renormalizeEpsilon and sparsemixer: the
+ * weights' gradient vs central differences of refRoute. Grid logits (>= 0.05 apart) and sparsemixer thresholds away
+ * from the grid's ratios keep every step on the same choice and the same masks (sparsemixer's gradient is defined
+ * with the selection held fixed: docs/semantics.md 11.8).
  */
 export function describeRoutingOptionGradients(ctx: ConformanceContext): void {
   describe('routing option gradients', () => {
@@ -123,35 +125,44 @@ export function describeRoutingOptionGradients(ctx: ConformanceContext): void {
       const seed = caseSeed('gradRoutingOptions', i);
       const drawn = randomCase(seed, 5);
       // k = 1 renormalised is w = v / (v + eps): its gradient is eps / (v + eps)^2, all float32 cancellation.
-      const c = drawn.k === 1 ? {...drawn, renormalize: false} : drawn;
-      const rand = rng(seed + 1);
-      it(`logits: ${describeCase(c)}`, async () => {
-        const {T, E, k} = c;
-        const cot = randn(rand, T * k);
-        const base = reference(c).ids;
-        await expectOurIds(ctx, base, () => route(c, tf.tensor2d(c.logits, [T, E]), c.bias && tf.tensor1d(c.bias)));
-        const cotT = tf.tensor2d(cot, [T, k]);
-        const biasT = c.bias && tf.tensor1d(c.bias);
-        try {
-          await checkGradients(ctx, {
-            op: c.method === 'noaux_tc' ? 'getMoeScores' : 'moeTopkSelect', what: describeCase(c), h: 1e-6,
-            inputs: [{name: 'logits', values: c.logits, shape: [T, E]}], tol: GRAD_TOL.routing,
-            loss: l => {
-              const {topkIds, topkWeights} = route(c, l as tf.Tensor2D, biasT);
-              topkIds.dispose();
-              return tf.sum(tf.mul(topkWeights, cotT));
-            },
-            referenceLoss: ([l]) => {
-              const ref = reference(c, l);
-              fixedChoice(base, ref.ids);
-              return dot(cot, ref.weights);
-            },
-          });
-        } finally {
-          cotT.dispose();
-          biasT?.dispose();
-        }
+      optionGradientCase(ctx, drawn.k === 1 ? {...drawn, renormalize: false} : drawn, rng(seed + 1));
+    }
+    // sparsemixer on every backend, whatever the draws above picked.
+    for (let i = 0, found = 0; found < ctx.cases(6, 2); i++) {
+      const c = randomCase(caseSeed('gradSparsemixer', i), 5);
+      if (c.method !== 'sparsemixer') continue;
+      found++;
+      optionGradientCase(ctx, c, rng(caseSeed('gradSparsemixer', i) + 1));
+    }
+  });
+}
+
+function optionGradientCase(ctx: ConformanceContext, c: RoutingOptionsCase, rand: () => number): void {
+  it(`logits: ${describeCase(c)}`, async () => {
+    const {T, E, k} = c;
+    const cot = randn(rand, T * k);
+    const base = reference(c).ids;
+    await expectOurIds(ctx, base, () => route(c, tf.tensor2d(c.logits, [T, E]), c.bias && tf.tensor1d(c.bias)));
+    const cotT = tf.tensor2d(cot, [T, k]);
+    const biasT = c.bias && tf.tensor1d(c.bias);
+    try {
+      await checkGradients(ctx, {
+        op: c.method === 'noaux_tc' ? 'getMoeScores' : 'moeTopkSelect', what: describeCase(c), h: 1e-6,
+        inputs: [{name: 'logits', values: c.logits, shape: [T, E]}], tol: GRAD_TOL.routing,
+        loss: l => {
+          const {topkIds, topkWeights} = route(c, l as tf.Tensor2D, biasT);
+          topkIds.dispose();
+          return tf.sum(tf.mul(topkWeights, cotT));
+        },
+        referenceLoss: ([l]) => {
+          const ref = reference(c, l);
+          fixedChoice(base, ref.ids);
+          return dot(cot, ref.weights);
+        },
       });
+    } finally {
+      cotT.dispose();
+      biasT?.dispose();
     }
   });
 }

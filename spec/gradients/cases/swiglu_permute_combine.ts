@@ -125,29 +125,88 @@ export function describeSwigluPermuteCombineGradients(ctx: ConformanceContext): 
       // rowMap as moePermute makes it (distinct rows of [0,R), padding rows unused).
       const {R, rowMap} = refMoePermute(new Float64Array(T), T, 1, ids, k, E, alignment);
       const what = `seed=${seed} T=${T} k=${k} E=${E} D=${D} R=${R} bias=${withBias} weightsApplied=${weightsApplied}`;
-      it(`y, weights${withBias ? ', bias' : ''}: ${what}`, async () => {
-        const cot = randn(rand, T * D);
-        const inputs: GradInput[] = [
-          {name: 'y', values: randn(rand, R * D), shape: [R, D]},
-          {name: 'weights', values: randn(rand, T * k, 0.5), shape: [T, k]},
-        ];
-        if (withBias) inputs.push({name: 'bias', values: randn(rand, E * D), shape: [E, D]});
-        const rowMapT = tf.tensor2d(rowMap, [T, k], 'int32'), idsT = tf.tensor2d(ids, [T, k], 'int32');
-        const cotT = tf.tensor2d(cot, [T, D]);
-        try {
-          await checkGradients(ctx, {
-            op: 'moeCombine', what, inputs, h: 1e-3, tol: GRAD_TOL.combine,
-            // Pre-weighted rows and no bias: the weights do not enter the output.
-            zeroGradient: weightsApplied && !withBias ? ['weights'] : [],
-            loss: (y, w, bias) => tf.sum(tf.mul(moeCombine(y as tf.Tensor2D, rowMapT, w as tf.Tensor2D, idsT,
-                {downProjBias: bias as tf.Tensor2D | undefined, weightsApplied}), cotT)),
-            referenceLoss: ([y, w, bias]) =>
-                dot(cot, refMoeCombine(y, R, D, rowMap, w, ids, T, k, withBias ? bias : null, weightsApplied)),
-          });
-        } finally {
-          tf.dispose([rowMapT, idsT, cotT]);
-        }
-      });
+      it(`y, weights${withBias ? ', bias' : ''}: ${what}`,
+         () => checkCombineGradient(ctx, rand, what, {T, k, E, D, R, rowMap, ids, withBias, weightsApplied}));
     }
   });
+
+  describe('moePermute / moeCombine gradients with identity experts (zeroExperts, section 11.5)', () => {
+    const n = ctx.cases(8, 2);
+    for (let i = 0; i < n; i++) {
+      const seed = caseSeed('gradIdentityExperts', i);
+      const rand = rng(seed);
+      const T = randInt(rand, 1, 6), E = randInt(rand, 1, 4), Z = randInt(rand, 1, 3), D = randInt(rand, 1, 4);
+      const k = randInt(rand, 1, Math.min(E + Z, 3));
+      const alignment = [1, 2][randInt(rand, 0, 1)];
+      const weightsApplied = rand() < 0.3;
+      const withBias = rand() < 0.5;
+      const ids = randomIds(rand, T, k, E + Z, true);
+      const {R, rowMap} = refMoePermute(new Float64Array(T), T, 1, ids, k, E, alignment, Z);
+      const what = `seed=${seed} T=${T} k=${k} E=${E} Z=${Z} D=${D} R=${R} bias=${withBias} weightsApplied=${weightsApplied}`;
+      it(`permute x (identity entries have no row): ${what}`, async () => {
+        const cot = randn(rand, R * D);
+        const idsT = tf.tensor2d(ids, [T, k], 'int32'), cotT = tf.tensor2d(cot, [R, D]);
+        try {
+          await checkGradients(ctx, {
+            op: 'moePermute', what, h: 1e-3, tol: GRAD_TOL.permute,
+            inputs: [{name: 'x', values: randn(rand, T * D), shape: [T, D]}],
+            loss: x => {
+              const {permutedX, tokensPerExpert, expertOffsets, rowMap: map} =
+                  moePermute(x as tf.Tensor2D, idsT, E, alignment, {zeroExperts: Z});
+              tf.dispose([tokensPerExpert, expertOffsets, map]);
+              return tf.sum(tf.mul(permutedX, cotT));
+            },
+            referenceLoss: ([x]) => dot(cot, refMoePermute(x, T, D, ids, k, E, alignment, Z).permutedX),
+          });
+        } finally {
+          tf.dispose([idsT, cotT]);
+        }
+      });
+      it(`combine y, weights, identityInput${withBias ? ', bias' : ''}: ${what}`, () => checkCombineGradient(
+          ctx, rand, what, {T, k, E, D, R, rowMap, ids, withBias, weightsApplied, identity: true}));
+    }
+  });
+}
+
+interface CombineGradCase {
+  T: number; k: number; E: number; D: number; R: number;
+  rowMap: Int32Array; ids: Int32Array;
+  withBias: boolean; weightsApplied: boolean;
+  /** With options.identityInput (its slots are those with rowMap -1). */
+  identity?: boolean;
+}
+
+/** moeCombine's gradients for y, the weights and (when present) the identity input and the bias. */
+async function checkCombineGradient(
+    ctx: ConformanceContext, rand: () => number, what: string, c: CombineGradCase): Promise<void> {
+  const {T, k, E, D, R, rowMap, ids, withBias, weightsApplied, identity = false} = c;
+  const cot = randn(rand, T * D);
+  const inputs: GradInput[] = [
+    {name: 'y', values: randn(rand, R * D), shape: [R, D]},
+    {name: 'weights', values: randn(rand, T * k, 0.5), shape: [T, k]},
+  ];
+  if (identity) inputs.push({name: 'identity', values: randn(rand, T * D), shape: [T, D]});
+  if (withBias) inputs.push({name: 'bias', values: randn(rand, E * D), shape: [E, D]});
+  const rowMapT = tf.tensor2d(rowMap, [T, k], 'int32'), idsT = tf.tensor2d(ids, [T, k], 'int32');
+  const cotT = tf.tensor2d(cot, [T, D]);
+  const split = <V>(values: V[]) => ({y: values[0], w: values[1], x: identity ? values[2] : undefined,
+    bias: withBias ? values[identity ? 3 : 2] : undefined});
+  try {
+    await checkGradients(ctx, {
+      op: 'moeCombine', what, inputs, h: 1e-3, tol: GRAD_TOL.combine,
+      // Pre-weighted rows, no bias and no identity slots: the weights do not enter the output.
+      zeroGradient: weightsApplied && !withBias && !identity ? ['weights'] : [],
+      loss: (...ts) => {
+        const {y, w, x, bias} = split(ts);
+        return tf.sum(tf.mul(moeCombine(y as tf.Tensor2D, rowMapT, w as tf.Tensor2D, idsT, {downProjBias: bias as
+            tf.Tensor2D | undefined, weightsApplied, ...(x ? {identityInput: x as tf.Tensor2D} : {})}), cotT));
+      },
+      referenceLoss: values => {
+        const {y, w, x, bias} = split(values);
+        return dot(cot, refMoeCombine(y, R, D, rowMap, w, ids, T, k, bias ?? null, weightsApplied, x ?? null));
+      },
+    });
+  } finally {
+    tf.dispose([rowMapT, idsT, cotT]);
+  }
 }

@@ -20,27 +20,32 @@ interface CombineCase {
   E: number;
   bias: Float32Array | null;
   weightsApplied: boolean;
+  /** [T,D]: the identity experts' input; slots with rowMap -1 add w * identity[t] (section 11.5). */
+  identity?: Float32Array;
 }
 
 function describeCase(c: CombineCase): string {
-  return `T=${c.T} k=${c.k} R=${c.R} D=${c.D} E=${c.E} bias=${c.bias != null} weightsApplied=${c.weightsApplied}`;
+  return `T=${c.T} k=${c.k} R=${c.R} D=${c.D} E=${c.E} bias=${c.bias != null} weightsApplied=${c.weightsApplied}` +
+      (c.identity ? ' identityInput' : '');
 }
 
 async function runCombineCase(ctx: ConformanceContext, c: CombineCase): Promise<void> {
-  const {y, R, D, rowMap, weights, ids, T, k, E, bias, weightsApplied} = c;
+  const {y, R, D, rowMap, weights, ids, T, k, E, bias, weightsApplied, identity} = c;
   await expectNoLeak(async () => {
     const yT = tf.tensor2d(y, [R, D]);
     const rowMapT = tf.tensor2d(rowMap, [T, k], 'int32');
     const weightsT = tf.tensor2d(weights, [T, k]);
     const idsT = tf.tensor2d(ids, [T, k], 'int32');
     const biasT = bias ? tf.tensor2d(bias, [E, D]) : null;
-    const {out} = await withInputs([yT, rowMapT, weightsT, idsT, biasT], async () => {
-      const outT = ctx.call(() => moeCombine(yT, rowMapT, weightsT, idsT, {downProjBias: biasT, weightsApplied}));
+    const identityT = identity ? tf.tensor2d(identity, [T, D]) : null;
+    const {out} = await withInputs([yT, rowMapT, weightsT, idsT, biasT, identityT], async () => {
+      const outT = ctx.call(() => moeCombine(yT, rowMapT, weightsT, idsT,
+          {downProjBias: biasT, weightsApplied, ...(identityT ? {identityInput: identityT} : {})}));
       expectShape(outT, [T, D], 'moeCombine output');
       const out = await readF32(outT);
       return {out};
     });
-    const ref = refMoeCombine(y, R, D, rowMap, weights, ids, T, k, bias, weightsApplied);
+    const ref = refMoeCombine(y, R, D, rowMap, weights, ids, T, k, bias, weightsApplied, identity ?? null);
     ctx.expectClose(OP, out, ref, TOL.combine, describeCase(c));
   });
 }
@@ -77,6 +82,25 @@ export function describeCombineConformance(ctx: ConformanceContext): void {
       const seed = caseSeed(OP, i);
       const c = randomCombineCase(seed, ctx.full ? 40 : 6, ctx.full ? 64 : 12, ctx.full ? 48 : 8);
       it(`random case seed=${seed} ${describeCase(c)}`, () => runCombineCase(ctx, c));
+    }
+
+    // options.identityInput (zeroExperts): slots with no row (-1, an identity id >= E) add w * x[t], no bias.
+    const ni = ctx.cases(20, 2);
+    for (let i = 0; i < ni; i++) {
+      const seed = caseSeed(`${OP} identityInput`, i);
+      const c = randomCombineCase(seed, ctx.full ? 40 : 6, ctx.full ? 32 : 8, ctx.full ? 24 : 8);
+      const rand = rng(seed + 1);
+      const rowMap = Int32Array.from(c.rowMap);
+      const ids = Int32Array.from(c.ids);
+      for (let s = 0; s < rowMap.length; s++) {
+        if (rand() < 0.4) {
+          rowMap[s] = -1;
+          ids[s] = c.E + randInt(rand, 0, 2);
+        }
+      }
+      const identity = randn(rand, c.T * c.D);
+      it(`identityInput: random case seed=${seed} ${describeCase(c)}`,
+         () => runCombineCase(ctx, {...c, rowMap, ids, identity}));
     }
 
     it('one row per token is still weighted; the bias is weighted in both modes', async () => {

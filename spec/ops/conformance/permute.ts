@@ -18,21 +18,25 @@ interface PermuteCase {
   alignment: number;
   /** [T,k]: each row scaled by its entry's weight (routingWeightOn 'input'). */
   weights?: Float32Array;
+  /** Identity experts: ids in [E, E+Z) get no row (section 11.5). */
+  zeroExperts?: number;
 }
 
 async function runPermuteCase(ctx: ConformanceContext, c: PermuteCase): Promise<void> {
-  const {x, T, D, ids, k, E, alignment, weights} = c;
+  const {x, T, D, ids, k, E, alignment, weights, zeroExperts = 0} = c;
   await expectNoLeak(async () => {
     const xT = tf.tensor2d(x, [T, D]);
     const idsT = tf.tensor2d(ids, [T, k], 'int32');
     const wT = weights != null ? tf.tensor2d(weights, [T, k]) : null;
-    const ref = refMoePermute(x, T, D, ids, k, E, alignment);
+    const ref = refMoePermute(x, T, D, ids, k, E, alignment, zeroExperts);
     if (weights != null) {
       // The reference's rows times their entry's weight (docs/semantics.md 11.6).
-      for (let i = 0; i < T * k; i++) for (let d = 0; d < D; d++) ref.permutedX[ref.rowMap[i] * D + d] *= weights[i];
+      for (let i = 0; i < T * k; i++) {
+        if (ref.rowMap[i] >= 0) for (let d = 0; d < D; d++) ref.permutedX[ref.rowMap[i] * D + d] *= weights[i];
+      }
     }
     const {permutedX, tokensPerExpert, expertOffsets, rowMap} = await withInputs([xT, idsT, wT], async () => {
-      const out = ctx.call(() => moePermute(xT, idsT, E, alignment, {weights: wT}));
+      const out = ctx.call(() => moePermute(xT, idsT, E, alignment, {weights: wT, zeroExperts}));
       expectShape(out.permutedX, [ref.R, D], 'permutedX');
       expectShape(out.tokensPerExpert, [E], 'tokensPerExpert');
       expectShape(out.expertOffsets, [E + 1], 'expertOffsets');
@@ -83,6 +87,26 @@ export function describePermuteConformance(ctx: ConformanceContext): void {
       it(`weights: random case seed=${seed} T=${c.T} E=${c.E} k=${c.k} D=${c.D} alignment=${c.alignment}`,
          () => runPermuteCase(ctx, c));
     }
+
+    // options.zeroExperts (LongCat-Flash's identity experts): ids in [E, E+Z) get no row and no count.
+    const nz = ctx.cases(20, 2);
+    for (let i = 0; i < nz; i++) {
+      const seed = caseSeed(`${OP} zeroExperts`, i);
+      const c = randomPermuteCase(seed, ctx.full ? 40 : 6, ctx.full ? 32 : 8, ctx.full ? 24 : 8);
+      const rand = rng(seed + 1);
+      const zeroExperts = randInt(rand, 1, 4);
+      c.ids = randomIds(rand, c.T, c.k, c.E + zeroExperts, true);
+      c.zeroExperts = zeroExperts;
+      if (rand() < 0.5) c.weights = randn(rand, c.T * c.k);
+      it(`zeroExperts: random case seed=${seed} T=${c.T} E=${c.E} Z=${zeroExperts} k=${c.k} D=${c.D} ` +
+         `alignment=${c.alignment} weights=${c.weights != null}`, () => runPermuteCase(ctx, c));
+    }
+
+    it('zeroExperts: every entry an identity expert\'s leaves every row zero and rowMap all -1', async () => {
+      const rand = rng(13);
+      await runPermuteCase(ctx, {x: randn(rand, 3 * 4), T: 3, D: 4, ids: Int32Array.from([2, 3, 3, 2, 2, 3]), k: 2,
+        E: 2, alignment: 2, zeroExperts: 2});
+    });
 
     it('weights: T = 0, and duplicate ids of one token scaled separately', async () => {
       await runPermuteCase(ctx, {x: new Float32Array(0), T: 0, D: 3, ids: new Int32Array(0), k: 2, E: 5, alignment: 4,

@@ -18,7 +18,7 @@ function inRange(index: Tensor, n: number): Tensor {
  */
 export function moeCombineComposite(
     y: Tensor2D, rowMap: Tensor2D, topkWeights: Tensor2D, topkIds: Tensor2D, bias: Tensor2D | null,
-    attrs: MoeCombineAttrs): Tensor2D {
+    attrs: MoeCombineAttrs, identity: Tensor2D | null = null): Tensor2D {
   return tf.tidy(() => {
     const [numTokens, topK] = rowMap.shape;
     const hidden = y.shape[1];
@@ -34,9 +34,15 @@ export function moeCombineComposite(
         tf.reshape(tf.gather(source, select(validRow, rowIndex, tf.scalar(0, 'int32'))), [numTokens, topK, hidden]);
     if (!attrs.weightsApplied) rows = tf.mul(rows, weights);
     rows = select(tf.reshape(validRow, [numTokens, topK, 1]), rows, tf.scalar(0));
+    if (identity != null) {
+      // An identity expert's slot (no row, section 11.5): w * x[t], and no bias term below.
+      const noRow = tf.reshape(tf.less(rowIndex, tf.scalar(0, 'int32')), [numTokens, topK, 1]);
+      rows = tf.add(rows, select(noRow, tf.mul(weights, tf.reshape(identity, [numTokens, 1, hidden])), tf.scalar(0)));
+    }
     if (bias != null) {
       const ids = tf.reshape(stopGradient(topkIds), [-1]);
-      const validId = inRange(ids, bias.shape[0]);
+      const inBias = inRange(ids, bias.shape[0]);
+      const validId = identity != null ? tf.logicalAnd(inBias, tf.greaterEqual(rowIndex, tf.scalar(0, 'int32'))) : inBias;
       const biasSource = bias.shape[0] === 0 ? tf.zeros([1, hidden]) : bias;
       const biases =
           tf.reshape(tf.gather(biasSource, select(validId, ids, tf.scalar(0, 'int32'))), [numTokens, topK, hidden]);

@@ -5,15 +5,17 @@ import {checkCombineIndices} from '../host_index_checks.js';
 const f32 = Math.fround;
 
 /**
- * out[t] = sum_j (weightsApplied ? y[rowMap[t,j]] : w[t,j] * y[rowMap[t,j]]) + w[t,j] * bias[ids[t,j]].
+ * out[t] = sum_j (weightsApplied ? y[rowMap[t,j]] : w[t,j] * y[rowMap[t,j]]) + w[t,j] * bias[ids[t,j]]; with
+ * `identity` [T,D], a slot whose rowMap is -1 adds w[t,j] * identity[t] instead (and no bias).
  * numExperts is the bias's row count (ids are only read when there is a bias).
  */
 export function moeCombineImpl(
     y: Float32Array, numRows: number, hidden: number, rowMap: Int32Array, topkWeights: Float32Array,
     topkIds: Int32Array, numTokens: number, topK: number, bias: Float32Array | null, numExperts: number,
-    weightsApplied: boolean): Float32Array {
+    weightsApplied: boolean, identity: Float32Array | null = null): Float32Array {
+  // With identityInput, -1 (no row: an identity expert's slot, section 11.5) is a valid entry.
   checkCombineIndices(rowMap.subarray(0, numTokens * topK), topkIds.subarray(0, numTokens * topK), topK, numRows,
-                      bias != null ? numExperts : null);
+                      bias != null ? numExperts : null, identity != null);
 
   const out = new Float32Array(numTokens * hidden);
   const acc = new Float32Array(hidden);
@@ -21,6 +23,11 @@ export function moeCombineImpl(
     acc.fill(0);
     for (let j = 0; j < topK; j++) {
       const w = topkWeights[t * topK + j];
+      if (rowMap[t * topK + j] === -1) {
+        // An identity expert's slot: w * x[t], weighted in every mode, no bias.
+        for (let d = 0; d < hidden; d++) acc[d] += f32(w * identity![t * hidden + d]);
+        continue;
+      }
       const yRow = rowMap[t * topK + j] * hidden;
       if (weightsApplied) {
         for (let d = 0; d < hidden; d++) acc[d] += y[yRow + d];  // Float32Array store rounds each add

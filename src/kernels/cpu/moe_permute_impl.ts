@@ -4,12 +4,12 @@ import {permutedRowCount} from '../kernel_names.js';
 
 export function moePermuteImpl(
     x: Float32Array, numTokens: number, hidden: number, topkIds: Int32Array, topK: number, numExperts: number,
-    alignment: number, weights: Float32Array | null = null): {
+    alignment: number, weights: Float32Array | null = null, zeroExperts = 0): {
   permutedX: Float32Array, numRows: number, tokensPerExpert: Int32Array, expertOffsets: Int32Array, rowMap: Int32Array
 } {
-  checkExpertIds(topkIds.subarray(0, numTokens * topK), topK, numExperts);
+  checkExpertIds(topkIds.subarray(0, numTokens * topK), topK, numExperts, zeroExperts);
   const tokensPerExpert = new Int32Array(numExperts);
-  for (let i = 0; i < numTokens * topK; i++) tokensPerExpert[topkIds[i]]++;
+  for (let i = 0; i < numTokens * topK; i++) if (topkIds[i] < numExperts) tokensPerExpert[topkIds[i]]++;
 
   const expertOffsets = new Int32Array(numExperts + 1);
   for (let e = 0; e < numExperts; e++) {
@@ -24,6 +24,11 @@ export function moePermuteImpl(
   const cursor = expertOffsets.slice(0, numExperts);
   // Scanning (token, slot) in order makes the sort stable: ascending token within each expert.
   for (let i = 0; i < numTokens * topK; i++) {
+    // An identity expert (id >= numExperts, section 11.5): no row, the "no row" sentinel.
+    if (topkIds[i] >= numExperts) {
+      rowMap[i] = -1;
+      continue;
+    }
     const row = cursor[topkIds[i]]++;
     rowMap[i] = row;
     const token = Math.floor(i / topK);

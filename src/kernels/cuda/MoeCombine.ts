@@ -1,4 +1,4 @@
-import type {KernelBackend, KernelConfig, KernelFunc, TensorInfo} from '@tensorflow/tfjs-core';
+import type {KernelBackend, KernelConfig, KernelFunc} from '@tensorflow/tfjs-core';
 
 import {MoeCombine, MoeCombineAttrs, MoeCombineInputs} from '../kernel_names.js';
 import {makeOutput, readFloat32, readInt32, readOptionalFloat32} from '../host_data.js';
@@ -7,8 +7,7 @@ import {getCudaAddon} from './loader.js';
 
 export function moeCombineCudaConfig(backendName: string): KernelConfig {
   const kernelFunc = ({inputs, backend, attrs}: Parameters<KernelFunc>[0]) => {
-    const {y, rowMap, topkWeights, topkIds, downProjBias, identityInput} =
-        inputs as unknown as MoeCombineInputs & {identityInput?: TensorInfo};
+    const {y, rowMap, topkWeights, topkIds, downProjBias, identityInput} = inputs as unknown as MoeCombineInputs;
     const {weightsApplied} = attrs as unknown as MoeCombineAttrs;
     const b = backend as KernelBackend;
     const [R, D] = y.shape;

@@ -8,16 +8,16 @@ import {getCudaAddon} from './loader.js';
 export function moePermuteCudaConfig(backendName: string): KernelConfig {
   const kernelFunc = ({inputs, backend, attrs}: Parameters<KernelFunc>[0]) => {
     const {x, topkIds, weights} = inputs as unknown as MoePermuteInputs;
-    const {numExperts, alignment, zeroExperts} = attrs as unknown as MoePermuteAttrs & {zeroExperts?: number};
+    const {numExperts, alignment, zeroExperts} = attrs as unknown as MoePermuteAttrs;
     const b = backend as KernelBackend;
     const [T, D] = x.shape;
     const k = topkIds.shape[1];
     // On the host already: checked as the cpu kernel does, in its words (the addon checks again). Identity ids
     // [E, E + zeroExperts) are valid: they get no row.
     const ids = readInt32(b, topkIds);
-    checkExpertIds(ids, k, numExperts + (zeroExperts ?? 0));
+    checkExpertIds(ids, k, numExperts, zeroExperts);
     const r = getCudaAddon().permute(readFloat32(b, x), T, D, ids, k, numExperts, alignment,
-                                     readOptionalFloat32(b, weights), zeroExperts ?? 0);
+                                     readOptionalFloat32(b, weights), zeroExperts);
     const R = permutedRowCount(T, k, numExperts, alignment);
     return [
       makeOutput(b, [R, D], 'float32', r.permutedX), makeOutput(b, [numExperts], 'int32', r.tokensPerExpert),

@@ -6,12 +6,12 @@ import {makeOutput, readFloat32, readOptionalFloat32} from '../host_data.js';
 import {getCudaAddon} from './loader.js';
 
 /** The routing methods of the MoeTopkSelect kernel that routing.cu runs (absent: 'greedy'). */
-const CUDA_TOPK_SELECT_METHODS = ['greedy', 'sparsemixer'];
+const CUDA_TOPK_SELECT_METHODS: readonly string[] = ['greedy', 'sparsemixer'];
 
 export function moeTopkSelectCudaConfig(backendName: string): KernelConfig {
   const kernelFunc = ({inputs, backend, attrs}: Parameters<KernelFunc>[0]) => {
     const {gatingLogits, bias} = inputs as unknown as MoeTopkSelectInputs;
-    const a = attrs as unknown as MoeTopkSelectAttrs & {topkMethod?: string, sparsemixerEpsilon?: number};
+    const a = attrs as unknown as MoeTopkSelectAttrs;
     const method = a.topkMethod ?? 'greedy';
     const unsupported = cudaUnsupportedError('moeTopkSelect',
         CUDA_TOPK_SELECT_METHODS.includes(method) ? [] : [`topkMethod '${method}'`]);

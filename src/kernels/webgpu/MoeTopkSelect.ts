@@ -11,10 +11,11 @@ export function moeTopkSelectWebGPU(
   const {topK, renormalize, nGroup, topkGroup} = attrs;
   const [numTokens, numExperts] = gatingLogits.shape;
   const inputs = bias != null ? [gatingLogits, bias] : [gatingLogits];
-  const common = {method: 'greedy' as const, numTokens, numExperts, topK, hasBias: bias != null,
+  const common = {method: attrs.topkMethod, numTokens, numExperts, topK, hasBias: bias != null,
                   renormalize, nGroup, topkGroup};
   const uniforms = [{type: 'float32' as const, data: [attrs.routedScalingFactor]},
                     {type: 'float32' as const, data: [attrs.renormalizeEpsilon]}];
+  if (attrs.topkMethod === 'sparsemixer') uniforms.push({type: 'float32' as const, data: [attrs.sparsemixerEpsilon]});
   const ids = backend.runWebGPUProgram(new RoutingProgram({...common, emit: 'ids'}), inputs, 'int32', uniforms);
   const weights =
       backend.runWebGPUProgram(new RoutingProgram({...common, emit: 'weights'}), inputs, 'float32', uniforms);

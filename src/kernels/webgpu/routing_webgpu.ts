@@ -1,5 +1,5 @@
 /**
- * Routing for both methods (docs/semantics.md sections 1 and 2) as one WGSL template: one workgroup per token row,
+ * Routing for every method (docs/semantics.md sections 1, 2 and 11.8) as one WGSL template: one workgroup per token row,
  * each thread holding a strided slice of the row's experts in registers, top-k by k rounds of a workgroup arg-max.
  * A program writes one output, so each of the op's outputs is one run of the program with `emit` naming it;
  * routing is a small fraction of a MoE layer, cheaper to repeat than to stage through a packed buffer.
@@ -8,8 +8,11 @@ import {FLAT_LAYOUT, flatDispatch, RANKING_SNIPPET, WebGPUProgram, WORKGROUP_IND
 
 import type {TopkMethod} from '../kernel_names.js';
 
-/** 'greedy': softmax top-k (moeTopkSelect); 'noaux_tc': grouped sigmoid top-k (getMoeScores). */
-export type RoutingMethod = TopkMethod;
+/**
+ * 'greedy': softmax top-k (moeTopkSelect, with groups when nGroup > 1); 'noaux_tc': grouped sigmoid top-k
+ * (getMoeScores); 'sparsemixer': PhiMoE's two masked-softmax rounds (moeTopkSelect).
+ */
+export type RoutingMethod = Exclude<TopkMethod, 'group_limited_greedy'>;
 export type RoutingEmit = 'ids' | 'weights' | 'scores';
 
 export interface RoutingParams {
@@ -43,6 +46,7 @@ export class RoutingProgram implements WebGPUProgram {
     this.variableNames = p.hasBias ? ['logits', 'bias'] : ['logits'];
     this.outputShape = p.emit === 'scores' ? [p.numTokens, p.numExperts] : [p.numTokens, p.topK];
     this.dispatch = flatDispatch(p.numTokens);
+    if (p.method === 'sparsemixer') this.uniforms += ' sparsemixerEpsilon : f32,';
     // Every constant baked into the WGSL below is in the key (the pipeline cache ignores shape values).
     this.shaderKey = `moeRouting_${p.method}_${p.emit}_E${p.numExperts}_k${p.topK}_b${+p.hasBias}_n${+p.renormalize}` +
         `_G${p.nGroup ?? 0}_Gk${p.topkGroup ?? 0}`;
@@ -149,16 +153,7 @@ export class RoutingProgram implements WebGPUProgram {
           let e = lid + i * WG;
           if (e < E && !taken[i] && ranksBefore(sel[i], e, bv, bi)) { bv = sel[i]; bi = e; }
         }
-        redV[lid] = bv; redI[lid] = bi;
-        workgroupBarrier();
-        for (var st = WG / 2; st > 0; st = st / 2) {
-          if (lid < st && ranksBefore(redV[lid + st], redI[lid + st], redV[lid], redI[lid])) {
-            redV[lid] = redV[lid + st]; redI[lid] = redI[lid + st];
-          }
-          workgroupBarrier();
-        }
-        let win = redI[0];
-        workgroupBarrier();
+        let win = wgBest(bv, bi).index;
         for (var i = 0; i < VPT; i++) {
           if (lid + i * WG == win) { taken[i] = true; chosenId[j] = win; chosenP[j] = prob[i]; }
         }
@@ -168,7 +163,9 @@ export class RoutingProgram implements WebGPUProgram {
     const writeSoftmax = emit === 'ids' ? `result[row * K + j] = chosenId[j];` : `
           var total = 0.0;
           for (var m = 0; m < K; m++) { total += chosenP[m]; }
-          let w = ${renormalize ? 'chosenP[j] / max(total + uniforms.renormalizeEpsilon, 1e-12)' : 'chosenP[j]'};
+          // WGSL's max() need not propagate NaN: a NaN sum (a sparsemixer round with an infinite max) stays NaN.
+          let denom = total + uniforms.renormalizeEpsilon;
+          let w = ${renormalize ? 'chosenP[j] / select(max(denom, 1e-12), denom, isnan(denom))' : 'chosenP[j]'};
           result[row * K + j] = w * uniforms.routedScalingFactor;`;
     const writeGrouped = emit === 'ids' ? `result[row * K + j] = select(chosenId[j], j, fallback != 0);` : `
           var total = 0.0;
@@ -177,7 +174,55 @@ export class RoutingProgram implements WebGPUProgram {
               uniforms.routedScalingFactor;
           result[row * K + j] = select(w, 1.0 / f32(K), fallback != 0);`;
 
-    const body = emit === 'scores' ? `
+    // PhiMoE's two rounds (docs/semantics.md 11.8): the best expert not chosen yet, then its softmax over the
+    // unmasked rest. The ratio is read only where its denominator is > 0 (0 / 0 does not mask, and WGSL does not
+    // promise NaN there); NaN rows and infinite maxima are said explicitly, as in the softmax values above.
+    const sparsemixer = `
+      var localNaN = 0.0;
+      for (var i = 0; i < VPT; i++) {
+        let e = lid + i * WG;
+        var v = 0.0;
+        if (e < E) { v = logits[row * E + e]; }
+        raw[i] = v;
+        taken[i] = false;
+        if (isnan(v)) { localNaN = 1.0; }
+      }
+      let rowNaN = wgMax(localNaN) > 0.0;
+      let threshold = 2.0 * uniforms.sparsemixerEpsilon;
+      for (var r = 0; r < 2; r++) {
+        var bv = 0.0; var bi = -1;
+        for (var i = 0; i < VPT; i++) {
+          let e = lid + i * WG;
+          if (e < E && !taken[i] && ranksBefore(raw[i], e, bv, bi)) { bv = raw[i]; bi = e; }
+        }
+        let best = wgBest(bv, bi);
+        let m = best.value;
+        var localSum = 0.0;
+        for (var i = 0; i < VPT; i++) {
+          let e = lid + i * WG;
+          let l = raw[i];
+          let scale = max(abs(l), m);
+          let masked = scale > 0.0 && (m - l) / scale > threshold;
+          if (e < E && !taken[i] && !masked) { localSum += exp(l - m); }
+        }
+        let total = wgSum(localSum);
+        for (var i = 0; i < VPT; i++) {
+          if (lid + i * WG == best.index) { taken[i] = true; }
+        }
+        if (lid == 0) {
+          chosenId[r] = best.index;
+          chosenP[r] = select(1.0 / total, uniforms.NAN, rowNaN || !isFiniteF32(m));
+        }
+      }
+      workgroupBarrier();`;
+
+    const body = method === 'sparsemixer' ? `
+      ${sparsemixer}
+      if (valid) {
+        for (var j = lid; j < K; j += WG) {
+          ${writeSoftmax}
+        }
+      }` : emit === 'scores' ? `
       ${valuesGrouped}
       for (var i = 0; i < VPT; i++) {
         let e = lid + i * WG;
@@ -223,6 +268,22 @@ export class RoutingProgram implements WebGPUProgram {
         let r = redV[0];
         workgroupBarrier();
         return r;
+      }
+      struct Best { value : f32, index : i32 }
+      // The workgroup's best (value, expert) by ranksBefore: ties to the lower expert, NaN never wins.
+      fn wgBest(v : f32, i : i32) -> Best {
+        let lid = i32(localId.x);
+        redV[lid] = v; redI[lid] = i;
+        workgroupBarrier();
+        for (var st = WG / 2; st > 0; st = st / 2) {
+          if (lid < st && ranksBefore(redV[lid + st], redI[lid + st], redV[lid], redI[lid])) {
+            redV[lid] = redV[lid + st]; redI[lid] = redI[lid + st];
+          }
+          workgroupBarrier();
+        }
+        let best = Best(redV[0], redI[0]);
+        workgroupBarrier();
+        return best;
       }
       fn wgSum(v : f32) -> f32 {
         let lid = i32(localId.x);

@@ -122,6 +122,7 @@ export function decodeUnsupportedReason(x: Tensor2D, w: FusedMoEWeights, o: Fuse
   }
   // The routing options of docs/semantics.md section 11 run on the op chain (the decode route program has none).
   if (o.topkMethod === 'group_limited_greedy') return 'group_limited_greedy routing (the op chain runs it)';
+  if (o.topkMethod === 'sparsemixer') return 'sparsemixer routing (the op chain runs it)';
   if (o.topkMethod !== 'noaux_tc' && o.routedScalingFactor !== 1) return 'routedScalingFactor on softmax routing';
   if (o.renormalizeEpsilon !== null) return 'renormalizeEpsilon';
   if (o.zeroExperts > 0) return 'zero experts';
