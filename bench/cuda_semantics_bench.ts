@@ -4,6 +4,7 @@
  * against the same shape's plain softmax routing in the same run (k = 2 for sparsemixer, against plain k = 2).
  * Weights are uniform, so the routing is close to uniform over the experts for any method.
  * Usage: node cuda_semantics_bench.js [--out file.json] [--dtype bfloat16] [--tokens 1,16,256] [--iters 30]
+ *   [--only name,name] (configs whose name starts with one of these) [--profile] (per-stage medians at the first T)
  */
 import {version_cpu} from '@tensorflow/tfjs-backend-cpu';
 import {writeFileSync} from 'node:fs';
@@ -68,7 +69,10 @@ function main() {
   };
   const results: Array<Record<string, unknown>> = [];
   const byName = new Map<string, number[]>();
+  const only = arg('only', '').split(',').filter(Boolean);
+  const profile = process.argv.includes('--profile');
   for (const [name, c, baseline] of CONFIGS) {
+    if (only.length > 0 && !only.some(o => name.startsWith(o))) continue;
     const routed = E + (c.zeroExperts ?? 0);
     const weights: CudaMoeWeightArrays = {
       upGateProjWeight: shared.upGateProjWeight, downProjWeight: shared.downProjWeight,
@@ -83,10 +87,13 @@ function main() {
       const x = uniform(T * H, 1, 100 + T);
       ms.push(median(runner.benchmark(x, T, {warmup: 5, iters, useGraph: true})));
     }
+    const stages = profile ? runner.profile(uniform(tokens[0] * H, 1, 100 + tokens[0]), tokens[0], iters) : null;
+    if (stages) console.log(`  stages at T=${tokens[0]} (ms): ${JSON.stringify(stages)}`);
     runner.dispose();
     byName.set(name, ms);
-    const base = baseline ? byName.get(baseline)! : null;
-    results.push({name, config: c, dtype, tokens, medianMs: ms, ratioToBaseline: base?.map((b, i) => ms[i] / b)});
+    const base = baseline ? byName.get(baseline) ?? null : null;
+    results.push({name, config: c, dtype, tokens, medianMs: ms, ratioToBaseline: base?.map((b, i) => ms[i] / b),
+      stages});
     console.log(`${name.padEnd(52)} ${ms.map((m, i) => `T=${tokens[i]} ${m.toFixed(4)} ms${
         base ? ` (x${(m / base[i]).toFixed(3)})` : ''}`).join('  ')}`);
   }
