@@ -2,7 +2,7 @@
 # The CUDA spec run of the families' semantics (packed by bench/device/pack_semantics.sh), from the project root on
 # the GPU machine: OUT=... bash <dir>/run.sh. Every payload's CUDA specs run side by side, with the memcheck set of
 # the last payload (MEMCHECK=0: none) under compute-sanitizer, each under its own timeout (SPECS_TIMEOUT,
-# MEMCHECK_TIMEOUT), then the first payload's semantics benchmark alone (BENCH_TIMEOUT), so the whole run ends within
+# MEMCHECK_TIMEOUT), then the first payload's semantics benchmark alone (BENCH_TIMEOUT, BENCH_ARGS), so the whole run ends within
 # ~2.5 minutes. Logs: $OUT/<label>/specs.log, memcheck.log.
 set -uo pipefail
 [ -f .device/env.sh ] && source .device/env.sh >/dev/null
@@ -33,7 +33,7 @@ wait "${pids[@]}"
 # Then, alone on the GPU, the semantics benchmark of the first payload (BENCH=0: none).
 first=$(basename "${payloads[0]}" .tar.xz); first=${first#payload-}
 if [ "${BENCH:-1}" != 0 ]; then
-  (cd "$W/$first" && timeout ${BENCH_TIMEOUT:-40} node cuda_semantics_bench.mjs --out "$OUT/$first/semantics_bench.json" \
+  (cd "$W/$first" && timeout ${BENCH_TIMEOUT:-40} node cuda_semantics_bench.mjs ${BENCH_ARGS:-} --out "$OUT/$first/semantics_bench.json" \
       > "$OUT/$first/semantics_bench.log" 2>&1; echo "$first bench exit $? after $(( $(date +%s) - start )) s" >> "$OUT/summary.txt")
 fi
 for p in "${payloads[@]}"; do
