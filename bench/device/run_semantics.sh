@@ -2,8 +2,8 @@
 # The CUDA spec run of the families' semantics (packed by bench/device/pack_semantics.sh), from the project root on
 # the GPU machine: OUT=... bash <dir>/run.sh. Every payload's CUDA specs run side by side, with the memcheck set of
 # the last payload (MEMCHECK=0: none) under compute-sanitizer, each under its own timeout (SPECS_TIMEOUT,
-# MEMCHECK_TIMEOUT), then the first payload's semantics benchmark alone (BENCH_TIMEOUT, BENCH_ARGS), so the whole run ends within
-# ~2.5 minutes. Logs: $OUT/<label>/specs.log, memcheck.log.
+# MEMCHECK_TIMEOUT), then the first payload's semantics benchmark alone (BENCH_TIMEOUT, BENCH_ARGS), so the whole
+# run ends within ~2.5 minutes. Logs: $OUT/<label>/specs.log, memcheck.log.
 set -uo pipefail
 [ -f .device/env.sh ] && source .device/env.sh >/dev/null
 D=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
