@@ -23,3 +23,6 @@ export {unsupportedByCuda} from './executor/layer_schema.js';
 export {decodeDispatchCount, decodePlanCount, setWebGPUDecodeTiles, timeDecodePrograms} from
     './kernels/webgpu/decode/decode_forward.js';
 export type {DecodeTiles} from './kernels/webgpu/decode/decode_programs.js';
+export type {DecodeTilesOverride} from './kernels/webgpu/decode/decode_forward.js';
+export {DECODE_TUNING, tunedDecodeTiles} from './kernels/webgpu/decode/decode_tuning.js';
+export type {DecodeTuning} from './kernels/webgpu/decode/decode_tuning.js';

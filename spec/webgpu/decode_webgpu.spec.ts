@@ -61,6 +61,42 @@ const CASES: Case[] = [
    args: {numExperts: 300, topK: 4, moeIntermediateSize: 4}, H: 4, T: [2]},
 ];
 
+describe('webgpu decode tuning table (decode_tuning.ts)', () => {
+  it('covers every T the path allows, for any shape, with valid launch shapes', () => {
+    const shapes = [{H: 2048, I: 768, E: 128, K: 8}, {H: 16, I: 8, E: 6, K: 2}, {H: 2048, I: 768, E: 64, K: 8}];
+    for (const shape of shapes) {
+      for (let T = 1; T <= 32; T++) {
+        const t = internal.tunedDecodeTiles({T, ...shape});
+        for (const [nv, ks, pairs] of [[t.upNv, t.upKs, 2], [t.downNv, t.downKs, 1]]) {
+          expect(nv * ks).withContext(`T = ${T} ${JSON.stringify(t)}`).toBe(256);
+          expect(nv % pairs).toBe(0);
+        }
+        expect(t.upRows).toBeGreaterThanOrEqual(1);
+        expect(t.routerPartials).toBeGreaterThanOrEqual(1);
+        expect(['rounds', 'rank']).toContain(t.routeTopk);
+        expect(Number.isInteger(Math.log2(t.routeLanes))).toBeTrue();
+      }
+    }
+    for (const entry of internal.DECODE_TUNING) {
+      expect(entry.minTokens).toBeLessThanOrEqual(entry.maxTokens);
+      expect(entry.source).toMatch(/BENCHMARKS\.md/);
+    }
+  });
+
+  it('picks the first matching entry: a shape-specific one before the any-shape default', () => {
+    const table = [{where: {H: 8}, minTokens: 1, maxTokens: 4, source: 'a',
+                    tiles: {upNv: 2, upKs: 128, downNv: 1, downKs: 256, upRows: 3, routerPartials: 7, routeLanes: 2,
+                            routeTopk: 'rank' as const}},
+                   {minTokens: 1, maxTokens: 32, source: 'b', tiles: {upNv: 8, upKs: 32, downNv: 4, downKs: 64,
+                    upRows: 16, routerPartials: 16384, routeLanes: 256, routeTopk: 'rounds' as const}}];
+    expect(internal.tunedDecodeTiles({T: 4, H: 8, I: 4, E: 4, K: 2}, table).upRows).toBe(3);
+    expect(internal.tunedDecodeTiles({T: 5, H: 8, I: 4, E: 4, K: 2}, table).upRows).toBe(16);
+    expect(internal.tunedDecodeTiles({T: 4, H: 16, I: 4, E: 4, K: 2}, table).upRows).toBe(16);
+    expect(() => internal.tunedDecodeTiles({T: 33, H: 8, I: 4, E: 4, K: 2}, table))
+        .toThrowError(/no tuning entry for T = 33/);
+  });
+});
+
 describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
   const defaultMaxTokens = moe.webgpuDecodeMaxTokens();
   afterEach(() => moe.setWebGPUDecodeMaxTokens(defaultMaxTokens));
@@ -109,8 +145,10 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
        const x = randn(rand, T * H);
        try {
          // The extremes (the defaults run in every other case): one column pair / many k-lanes, and no k-lanes.
+         // upRows 1: every expert's rows in passes of one; routerPartials 1: one router split (one partial each).
          for (const tiles of [{upNv: 2, upKs: 128, downNv: 1, downKs: 256},
-                              {upNv: 256, upKs: 1, downNv: 256, downKs: 1}]) {
+                              {upNv: 256, upKs: 1, downNv: 256, downKs: 1},
+                              {upNv: 8, upKs: 32, downNv: 4, downKs: 64, upRows: 1, routerPartials: 1}]) {
            internal.setWebGPUDecodeTiles(tiles);
            const input = tf.tensor2d(x, [T, H]);
            const out = layer.apply(input) as tf.Tensor;
@@ -120,6 +158,25 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
            recordError('webgpu decode: launch shapes', err);
            expect(err).withContext(JSON.stringify(tiles)).toBeLessThan(TOLERANCE);
            expect(internal.decodePlanCount()).toBeGreaterThan(0);
+         }
+         // noaux_tc routing (dropped groups never compete) with the rank top-k and few route lanes.
+         const grouped = randomLayer({numExperts: 6, topK: 2, moeIntermediateSize: 4, topkMethod: 'noaux_tc', nGroup: 3,
+           topkGroup: 2, routedScalingFactor: 2.5, useCorrectionBias: true, backend: 'webgpu'}, 8, rand);
+         try {
+           const xg = randn(rand, 4 * 8);
+           for (const routeLanes of [1, 16]) {
+             const tiles = {upNv: 8, upKs: 32, downNv: 4, downKs: 64, routeTopk: 'rank' as const, routeLanes};
+             internal.setWebGPUDecodeTiles(tiles);
+             const input = tf.tensor2d(xg, [4, 8]);
+             const out = grouped.layer.apply(input) as tf.Tensor;
+             const got = await out.data();
+             tf.dispose([input, out]);
+             const err = relError(got, referenceOutput(grouped.layer.options, grouped.data, xg, 4, 8));
+             recordError('webgpu decode: launch shapes', err);
+             expect(err).withContext(JSON.stringify(tiles)).toBeLessThan(TOLERANCE);
+           }
+         } finally {
+           grouped.layer.dispose();
          }
        } finally {
          internal.setWebGPUDecodeTiles(null);
@@ -134,6 +191,12 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
         .toThrowError(/upNv \* upKs must be 256/);
     expect(() => internal.setWebGPUDecodeTiles({upNv: 8, upKs: 32, downNv: 3, downKs: 85}))
         .toThrowError(/downNv \* downKs must be 256/);
+    expect(() => internal.setWebGPUDecodeTiles({upNv: 8, upKs: 32, downNv: 4, downKs: 64, upRows: 0}))
+        .toThrowError(/upRows must be an integer in \[1, 32\], got 0/);
+    expect(() => internal.setWebGPUDecodeTiles({upNv: 8, upKs: 32, downNv: 4, downKs: 64, routerPartials: 2.5}))
+        .toThrowError(/routerPartials must be a positive integer, got 2.5/);
+    expect(() => internal.setWebGPUDecodeTiles({upNv: 8, upKs: 32, downNv: 4, downKs: 64, routeLanes: 3}))
+        .toThrowError(/routeLanes must be a power of two in \[1, 256\], got 3/);
   });
 
   it('breaks routing ties toward the lower expert and treats a NaN token like the op chain does', async () => {
@@ -158,22 +221,59 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
       tf.dispose([input, out]);
       return got;
     };
-    const dispatched = internal.decodeDispatchCount();
-    const tied = await run(x);
-    expect(internal.decodeDispatchCount() - dispatched).toBe(4);
-    expect(relError(tied, referenceOutput(layer.options, data, x, T, H))).toBeLessThan(TOLERANCE);
     const withNaN = x.slice();
     withNaN[H + 3] = NaN;
-    const decoded = await run(withNaN);
     moe.setWebGPUDecodeMaxTokens(0);
     const chained = await run(withNaN);
-    for (let i = 0; i < decoded.length; i++) {
-      expect(Number.isNaN(decoded[i])).withContext(`element ${i} NaN`).toBe(Number.isNaN(chained[i]));
+    moe.setWebGPUDecodeMaxTokens(defaultMaxTokens);
+    // The route program's top-k both ways: K rounds of a lane arg-max, and by rank (with two lanes per token).
+    const variants = [null, {upNv: 8, upKs: 32, downNv: 4, downKs: 64, routeTopk: 'rank' as const, routeLanes: 2}];
+    try {
+      for (const tiles of variants) {
+        internal.setWebGPUDecodeTiles(tiles);
+        const dispatched = internal.decodeDispatchCount();
+        const tied = await run(x);
+        expect(internal.decodeDispatchCount() - dispatched).toBe(4);
+        expect(relError(tied, referenceOutput(layer.options, data, x, T, H))).withContext(JSON.stringify(tiles))
+            .toBeLessThan(TOLERANCE);
+        const decoded = await run(withNaN);
+        for (let i = 0; i < decoded.length; i++) {
+          expect(Number.isNaN(decoded[i])).withContext(`element ${i} NaN`).toBe(Number.isNaN(chained[i]));
+        }
+        expect(relError(decoded.filter(v => !Number.isNaN(v)), chained.filter(v => !Number.isNaN(v))))
+            .toBeLessThan(TOLERANCE);
+        expect(decoded.slice(0, H).every(v => Number.isFinite(v))).withContext('the other tokens stay finite')
+            .toBeTrue();
+      }
+    } finally {
+      internal.setWebGPUDecodeTiles(null);
+      layer.dispose();
     }
-    expect(relError(decoded.filter(v => !Number.isNaN(v)), chained.filter(v => !Number.isNaN(v))))
-        .toBeLessThan(TOLERANCE);
-    expect(decoded.slice(0, H).every(v => Number.isFinite(v))).withContext('the other tokens stay finite').toBeTrue();
-    layer.dispose();
+  }, SLOW_MS);
+
+  it('submits after a forward when MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES says so, with the same result', async () => {
+    const rand = rng(777);
+    const H = 16, T = 1;
+    const {layer, data} = randomLayer({numExperts: 6, topK: 2, moeIntermediateSize: 8, backend: 'webgpu'}, H, rand);
+    const x = randn(rand, T * H);
+    const backend = tf.backend() as unknown as {commandEncoder: unknown};
+    const defaultSubmit = tf.env().getNumber(moe.MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES);
+    expect(defaultSubmit).withContext('the measured default (BENCHMARKS.md)').toBe(8);
+    try {
+      for (const submitAt of [4, 0]) {
+        tf.env().set(moe.MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES, submitAt);
+        const input = tf.tensor2d(x, [T, H]);
+        const out = layer.apply(input) as tf.Tensor;
+        // 4 dispatches reach 4 (submitted: no open encoder); tfjs's batch of 15 is not reached by one forward.
+        expect(backend.commandEncoder == null).withContext(`submit at ${submitAt}`).toBe(submitAt === 4);
+        const got = await out.data();
+        tf.dispose([input, out]);
+        expect(relError(got, referenceOutput(layer.options, data, x, T, H))).toBeLessThan(TOLERANCE);
+      }
+    } finally {
+      tf.env().set(moe.MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES, defaultSubmit);
+      layer.dispose();
+    }
   }, SLOW_MS);
 
   it('rebuilds its plan when a weight changes', async () => {

@@ -3,10 +3,10 @@
 // weights, every format and orientation, with bias, empty experts and both segment forms. No tensor leaks.
 import * as tf from '@tensorflow/tfjs-core';
 import * as moe from 'tfjs-moe';
-import {setMaxStorageBindingBytes} from 'tfjs-moe/internal';
+import {setMaxStorageBindingBytes, setWebGPUGemmPreset} from 'tfjs-moe/internal';
 
 import {expectNoLeak, expectThrowsNoLeak, readAll, rng} from '../helpers/util.js';
-import {checkGemmCases, firstBitMismatch} from '../ops/expert_formats_cases.js';
+import {checkGemmCases, firstBitMismatch, GEMM_TOL, makeGemmCase, VARIANTS} from '../ops/expert_formats_cases.js';
 import {LAYER_FORMAT_VARIANTS, layerFormatArgs} from '../layers/layer_formats_cases.js';
 import {randn, referenceOutput, WeightData} from '../layers/layer_util.js';
 import {relError, recordError} from '../helpers/util.js';
@@ -28,6 +28,36 @@ describeWebGPU('webgpu packed expert weights', () => {
 
   it('fused up-projection + SwiGLU (x row scale) over packed weights, every format', async () => {
     await checkGemmCases('webgpu', 71, 2, {E: 3, K: 70, N: 8, rows: 3}, c => c.run(), rng(71), {swiglu: true});
+  }, SLOW);
+
+  it('stream and tiled programs decode every format in their loads (plain, SwiGLU x scale) within 1e-5', async () => {
+    // [E,K,N] with N % 8 == 0: the word loads of batched_gemm_snippets.ts. K = 72 ends in a partial stream step
+    // (32 codes) and a partial group; int8 per column (group 72) and int8 g6 decode weight by weight (a step or a
+    // word spans two groups), the others scale once per step. Both programs forced, one case each; the SwiGLU x
+    // scale epilogue on two formats.
+    const variants = [...VARIANTS.filter(v => v.format !== 'float32'), {label: 'int8 g6', format: 'int8', groupSize: 6}];
+    const rand = rng(74);
+    for (const preset of ['stream8', 'tiled32']) {
+      setWebGPUGemmPreset(preset);
+      try {
+        for (const v of variants as typeof VARIANTS) {
+          // The SwiGLU column remap does not depend on the format: two formats cover it (fewer SwiftShader compiles).
+          for (const swiglu of v.label === 'float16' || v.label === 'int4 g64 zp' ? [false, true] : [false]) {
+            const before = tf.memory().numTensors;
+            const c = await makeGemmCase(rand, v, {E: 3, K: 72, N: 16, rows: 3}, 74, 0,
+                                         {fixed: {K: 72, N: 16, counts: [3, 0, 2]}, swiglu});
+            const [got] = await readAll(c.run());
+            c.dispose();
+            expect(tf.memory().numTensors).withContext(`${c.ctx}: tensors after the case`).toBe(before);
+            const err = relError(got, c.expected);
+            recordError(`webgpu ${preset} ${swiglu ? 'batchedGemmSwiglu' : 'batchedGemm'} ${v.label}`, err);
+            expect(err).withContext(`${preset} ${c.ctx}`).toBeLessThan(GEMM_TOL);
+          }
+        }
+      } finally {
+        setWebGPUGemmPreset(null);
+      }
+    }
   }, SLOW);
 
   it('decodes special values exactly: half Inf/NaN/subnormal/-0, bfloat16 extremes, mxfp4 scale bytes 127/255/130',

@@ -6,9 +6,9 @@ import {
   BatchedGemmSwigluQuantizedInputs,
   DequantizeExpertWeights, DequantizeExpertWeightsAttrs, DequantizeExpertWeightsInputs, ExpertWeightInputs,
 } from '../kernel_names_quantized.js';
-import {gemmByWeightRanges, maxStorageBindingBytes, weightsNeedRanges} from './expert_ranges.js';
-import {segmentBounds} from './segment_bounds_webgpu.js';
-import {BatchedGemmQuantizedProgram, DequantizeExpertWeightsProgram, layoutUniforms} from './quantized_webgpu.js';
+import {maxStorageBindingBytes} from './expert_ranges.js';
+import {runGroupedGemm} from './grouped_gemm_run.js';
+import {DequantizeExpertWeightsProgram, layoutUniforms} from './quantized_webgpu.js';
 import {disposeIntermediate, WebGPUBackendLike} from './webgpu_util.js';
 
 function layoutOf(attrs: DequantizeExpertWeightsAttrs): ExpertWeightLayout {
@@ -62,33 +62,15 @@ export function dequantizeExpertWeightsWebGPU(args: {
       program, bound, 'float32', layoutUniforms(layout)), weightInputs(inputs));
 }
 
+/** The grouped GEMM programs with the packed weights decoded in their loads (grouped_gemm_run.ts). */
 function gemm(args: {inputs: BatchedGemmSwigluQuantizedInputs, backend: WebGPUBackendLike,
                       attrs: BatchedGemmQuantizedAttrs}, swiglu: boolean): TensorInfo {
   const {inputs, backend, attrs} = args;
   const layout = layoutOf(attrs);
-  const numRows = inputs.lhs.shape[0];
-  const outWidth = swiglu ? layout.width / 2 : layout.width;
-  if (numRows * outWidth === 0) return backend.makeTensorInfo([numRows, outWidth], 'float32', new Float32Array(0));
-  // The program reads monotone bounds in [0, R] (section 4's rule for invalid segments), never the caller's.
-  const offsets = segmentBounds(backend, inputs.segments, attrs.segmentsAreOffsets, layout.numExperts, numRows);
-  try {
-    const scale = swiglu ? inputs.scale : undefined;
-    const run = (l: ExpertWeightLayout, weights: TensorInfo[], o: TensorInfo, bias: TensorInfo | null) => {
-      const program = new BatchedGemmQuantizedProgram(l, numRows, bias != null, swiglu, scale != null);
-      const bound = [inputs.lhs, ...weights, o, ...(bias != null ? [bias] : []), ...(scale != null ? [scale] : [])];
-      return runWithPlaceholders(backend, b => backend.runWebGPUProgram(program, b, 'float32', layoutUniforms(l)), bound);
-    };
-    const weights = weightInputs(inputs);
-    if (layout.numExperts === 0 || !weightsNeedRanges(backend, weights)) {
-      return run(layout, weights, offsets, inputs.bias ?? null);
-    }
-    // Packed tensors past one storage binding (e.g. Qwen3-30B-A3B's int4 up_gate codes, 201 MB > 128 MiB): expert
-    // ranges of codes, scales and zero points together, as for a float rhs (expert_ranges.ts).
-    return gemmByWeightRanges(backend, weights, offsets, inputs.bias ?? null, (parts, o, bias) =>
-        run({...layout, numExperts: parts[0].shape[0]}, parts, o, bias));
-  } finally {
-    if (offsets !== inputs.segments) disposeIntermediate(backend, offsets);
-  }
+  return runGroupedGemm(backend, {
+    lhs: inputs.lhs, rhs: inputs.values, segments: inputs.segments, bias: inputs.bias,
+    scale: swiglu ? inputs.scale : undefined, packed: {layout, weights: weightInputs(inputs)},
+  }, {transposeRhs: layout.transposed, segmentsAreOffsets: attrs.segmentsAreOffsets}, swiglu);
 }
 
 export function batchedGemmQuantizedWebGPU(args: {

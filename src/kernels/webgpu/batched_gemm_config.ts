@@ -5,6 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
+import type {ExpertWeightLayout} from '../expert_weight_formats.js';
 import type {SwigluActivation} from '../kernel_names.js';
 import {describeValue} from '../describe_value.js';
 import {MOE_WEBGPU_GEMM_PRESET} from './flags_webgpu.js';
@@ -22,6 +23,11 @@ export interface GemmShape {
   hasScale?: boolean;
   /** With swiglu: which activation (default 'swiglu'); it does not affect the program choice. */
   activation?: SwigluActivation;
+  /**
+   * Packed expert weights (docs/formats.md; never 'float32'): rhs is their tensors (values, scales?, zeroPoints?),
+   * decoded in the program's loads; transposeRhs equals packed.transposed.
+   */
+  packed?: ExpertWeightLayout;
 }
 
 export interface TiledConfig {

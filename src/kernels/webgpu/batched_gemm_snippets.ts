@@ -1,4 +1,6 @@
 /** WGSL snippets of the grouped GEMM programs (batched_gemm_webgpu.ts): the tile schedule shared by both, and loads. */
+import {codesPerWord, ExpertWeightLayout, hasScales} from '../expert_weight_formats.js';
+import {wordDecoder} from './quantized_webgpu.js';
 
 /** The tile schedule (see the file comment). Defines findTile(tile) filling tileInfo = [expert, rowStart, rowEnd, mode]. */
 export function scheduleSnippet(numExperts: number, wgs: number, tm: number): string {
@@ -102,7 +104,12 @@ export function tiledLhsLoad(lhsVec: number): string {
  * Tiled program: stage the rhs tile (TK x TNV vectors) into Bs, from [E,K,N] or the transposed [E,N,K]; with the
  * SwiGLU epilogue the tile's first half holds gate columns and its second half the matching up columns.
  */
-export function tiledRhsLoad(transposeRhs: boolean, swiglu: boolean, vec: number, vt: string): string {
+export function tiledRhsLoad(transposeRhs: boolean, swiglu: boolean, vec: number, vt: string, packed = false):
+    string {
+  // Packed weights here go through the element decoder (weightAt, quantized_webgpu.ts), one weight at a time.
+  const transposedRead = packed ? 'weightAt(expert, k, n)' : 'rhs[(expert * N + n) * K + k]';
+  const read = !packed ? 'rhs[(expert * K + k) * NV + n]' : vec === 1 ? 'weightAt(expert, k, n)' :
+      `vec4<f32>(${[0, 1, 2, 3].map(j => `weightAt(expert, k, n * 4 + ${j})`)})`;
   const storeB = vec === 4 ? 'Bs[kk * TNV + nn / 4][nn % 4] = v;' : 'Bs[kk * TNV + nn] = v;';
   return transposeRhs ? `
         for (var idx = lid; idx < TK * TNV * VEC; idx += WGS) {
@@ -111,22 +118,135 @@ export function tiledRhsLoad(transposeRhs: boolean, swiglu: boolean, vec: number
           let n = colTile * TNV * VEC + nn;
           let k = k0 + kk;
           var v = 0.0;
-          if (k < K && n < N) { v = rhs[(expert * N + n) * K + k]; }
+          if (k < K && n < N) { v = ${transposedRead}; }
           ${storeB}
         }` : `
         for (var idx = lid; idx < TK * TNV; idx += WGS) {
           let kk = idx / TNV;
           let nv = idx % TNV;
           let k = k0 + kk;
-          ${swiglu ? `
+          ${tileColumn(swiglu)}
+          var v = ${vt}(0.0);
+          if (k < K && colOk) { v = ${read}; }
+          Bs[idx] = v;
+        }`;
+}
+
+/** Tiled rhs loads: the vec4 column n of tile column nv, and whether it exists (with SwiGLU: gate/up halves). */
+function tileColumn(swiglu: boolean): string {
+  return swiglu ? `
           // First half of the tile: gate columns; second half: the matching up columns.
           let logical = colTile * (TNV / 2) + nv % (TNV / 2);
           let n = select(logical, NV / 2 + logical, nv >= TNV / 2);
           let colOk = logical < NV / 2;` : `
           let n = colTile * TNV + nv;
-          let colOk = n < NV;`}
-          var v = ${vt}(0.0);
-          if (k < K && colOk) { v = rhs[(expert * K + k) * NV + n]; }
-          Bs[idx] = v;
+          let colOk = n < NV;`;
+}
+
+/**
+ * Word rows a stream k-lane loads per step (16 bytes each: 4 columns x P codes), so a step covers
+ * KB = STREAM_WORD_ROWS * P values of k (8 for halves, 16 for int8, 32 for 4-bit codes) with 64 bytes in flight.
+ */
+export const STREAM_WORD_ROWS = 4;
+
+/** The WGSL vec4 scale and zero point of k's group (k an expression), or null for the halves. */
+function groupTerms(l: ExpertWeightLayout, g: string): {scale: string | null, zero: string} {
+  const d = wordDecoder(l);
+  const args = ['expert', g, 'G', 'n', 'NV'] as const;
+  return {scale: d.groupScale?.(...args) ?? null, zero: d.groupZero?.(...args) ?? 'vec4<f32>(0.0)'};
+}
+
+/**
+ * Stream program, packed [E,K,N] weights: lane s takes steps s, s + KS, ... of KB values of k, loading its
+ * STREAM_WORD_ROWS vec4 words per step before any arithmetic. When a step lies in one scale group (groupSize a
+ * multiple of KB, which holds for every int4 / mxfp4 group, and int8 per column with K % 16 == 0) the codes are
+ * summed unscaled and the group's scale multiplies that sum once (s * sum(a * (c - z)), the same value as
+ * sum(a * s * (c - z)) up to float32 rounding); otherwise every weight is decoded exactly as docs/formats.md 3.
+ * k >= K reads zero words and zero lhs (the padding codes of int4 do not decode to 0).
+ */
+export function packedStreamStep(l: ExpertWeightLayout): string {
+  const P = codesPerWord(l.format), WR = STREAM_WORD_ROWS, KB = P * WR;
+  const d = wordDecoder(l);
+  const scaled = hasScales(l.format);
+  const perStep = !scaled || l.groupSize % KB === 0;
+  const words = Array.from({length: WR}, (_, r) => `
+                var c${r} = vec4<u32>(0u);
+                if (kw0 + ${r} < KW) { c${r} = bitcast<vec4<u32>>(packed[wBase + (kw0 + ${r}) * NV]); }`).join('');
+  const step = groupTerms(l, 'step * KB / GROUP');
+  const quads = Array.from({length: KB / 4}, (_, q) => {
+    const cols = [0, 1, 2, 3].map(t => {
+      const kk = 4 * q + t;
+      const c = `c${Math.floor(kk / P)}`, j = kk % P;
+      if (perStep) return d.codeRow(c, j, 'z');
+      const g = groupTerms(l, `(k0 + ${kk}) / GROUP`);
+      return `${g.scale} * ${d.codeRow(c, j, g.zero)}`;
+    });
+    return `
+                    p += mat4x4<f32>(${cols.join(`,
+                                     `)}) * select(vec4<f32>(0.0), lhs[ab + ${q}], a0 + ${q} < K4);`;
+  }).join('');
+  return `
+        if (mode == MODE_EXPERT) {
+          const P = ${P};
+          const KB = ${KB};
+          const GROUP = ${Math.max(1, l.groupSize)};
+          let KW = (K + P - 1) / P;
+          let G = (K + GROUP - 1) / GROUP;
+          let steps = (K + KB - 1) / KB;
+          let wBase = expert * KW * NV + nv;
+          let n = nv;
+          for (var sb = 0; sb < steps; sb += KS * U) {
+            for (var u = 0; u < U; u++) {
+              let step = sb + u * KS + s;
+              if (step < steps && colOk) {
+                let kw0 = step * ${WR};
+                let k0 = step * KB;
+                let a0 = step * (KB / 4);${words}
+                ${perStep && scaled ? `let sc = ${step.scale};` : ''}
+                ${perStep ? `let z = ${step.zero};` : ''}
+                for (var i = 0; i < TM; i++) {
+                  if (i < rows) {
+                    let ab = (rowStart + i) * K4 + a0;
+                    var p = vec4<f32>(0.0);${quads}
+                    acc[i] += p${perStep && scaled ? ' * sc' : ''};
+                  }
+                }
+              }
+            }
+          }
+        }`;
+}
+
+/**
+ * Tiled program, packed [E,K,N] weights (TK a multiple of P): each load decodes one vec4 of words into P rows of
+ * the Bs tile, every weight exactly as docs/formats.md 3 (s * (c - z), one rounding), so the tile holds the
+ * dequantized weights and the product is the float program's on them. k >= K stores zeros.
+ */
+export function packedTiledRhsLoad(l: ExpertWeightLayout, swiglu: boolean): string {
+  const P = codesPerWord(l.format);
+  const d = wordDecoder(l);
+  const perWord = !hasScales(l.format) || l.groupSize % P === 0;
+  const rows = Array.from({length: P}, (_, j) => {
+    const t = perWord ? groupTerms(l, 'kw * P / GROUP') : groupTerms(l, `(kw * P + ${j}) / GROUP`);
+    const z = perWord ? 'z' : t.zero;
+    const value = t.scale == null ? d.codeRow('c', j, z) : `${perWord ? 'sc' : t.scale} * ${d.codeRow('c', j, z)}`;
+    return `
+          Bs[(kwl * P + ${j}) * TNV + nv] = select(vec4<f32>(0.0), ${value}, kw * P + ${j} < K);`;
+  }).join('');
+  const perWordTerms = groupTerms(l, 'kw * P / GROUP');
+  return `
+        for (var idx = lid; idx < (TK / ${P}) * TNV; idx += WGS) {
+          const P = ${P};
+          const GROUP = ${Math.max(1, l.groupSize)};
+          let KW = (K + P - 1) / P;
+          let G = (K + GROUP - 1) / GROUP;
+          let kwl = idx / TNV;
+          let nv = idx % TNV;
+          ${tileColumn(swiglu)}
+          let kw = k0 / P + kwl;
+          var c = vec4<u32>(0u);
+          if (kw < KW && colOk) { c = bitcast<vec4<u32>>(packed[(expert * KW + kw) * NV + n]); }
+          ${perWord && perWordTerms.scale != null ? `let sc = ${perWordTerms.scale};` : ''}
+          ${perWord ? `let z = ${perWordTerms.zero};` : ''}${rows}
         }`;
 }

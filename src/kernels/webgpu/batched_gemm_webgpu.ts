@@ -17,9 +17,11 @@
  * gate column is in the same workgroup (stream: in shared memory after the k-lane reduction) or the same thread
  * (tiled: its RN columns split into gate and up halves, hence RN even).
  */
+import {codesPerWord, hasScales} from '../expert_weight_formats.js';
 import {GemmConfig, GemmShape, maxTiles, StreamConfig, threads, tileCols, TiledConfig, tileRows} from './batched_gemm_config.js';
-import {scheduleSnippet, tiledLhsLoad, tiledRhsLoad} from './batched_gemm_snippets.js';
+import {packedStreamStep, packedTiledRhsLoad, scheduleSnippet, STREAM_WORD_ROWS, tiledLhsLoad, tiledRhsLoad} from './batched_gemm_snippets.js';
 import {swigluSnippet, swigluUniforms} from './fused_swiglu_scale_webgpu.js';
+import {layoutKey, weightDecoderSnippet, weightVariableNames, wordDecoder} from './quantized_webgpu.js';
 import {FLAT_LAYOUT, flatDispatch, WebGPUProgram, WORKGROUP_INDEX_SNIPPET} from './webgpu_util.js';
 
 export type {GemmConfig, GemmShape} from './batched_gemm_config.js';
@@ -36,6 +38,8 @@ export class BatchedGemmProgram implements WebGPUProgram {
   workgroupSize: [number, number, number];
   uniforms: string;
   readonly colTiles: number;
+  /** Packed weights decoded a vec4 of words at a time (else one weight at a time, or float weights). */
+  private readonly wordLoads: boolean;
   private readonly shape: GemmShape;
   private readonly config: GemmConfig;
 
@@ -55,8 +59,16 @@ export class BatchedGemmProgram implements WebGPUProgram {
     const lhsVec = config.kind === 'stream' || (shape.depth % 4 === 0) ? 4 : 1;
     const rhsVec = shape.transposeRhs ? 1 : vec;
     const hasScale = swiglu && shape.hasScale === true;
-    this.variableNames = ['lhs', 'rhs', 'offsets'];
-    this.variableComponents = [lhsVec, rhsVec, 1];
+    const packed = shape.packed;
+    // Packed weights: the word decoders where the layout allows (vec4 words of four columns, whole words per TK
+    // step), else the element decoder (transposed or scalar layouts).
+    this.wordLoads = packed != null && !shape.transposeRhs && vec === 4 &&
+        (config.kind === 'stream' || config.tk % codesPerWord(packed.format) === 0);
+    const rhsNames = packed != null ? weightVariableNames(packed) : ['rhs'];
+    const rhsComponents = packed == null ? [rhsVec] :
+        rhsNames.map(n => this.wordLoads && !(n === 'scales' && packed.format === 'mxfp4') ? 4 : 1);
+    this.variableNames = ['lhs', ...rhsNames, 'offsets'];
+    this.variableComponents = [lhsVec, ...rhsComponents, 1];
     if (shape.hasBias) {
       this.variableNames.push('bias');
       this.variableComponents.push(vec);
@@ -76,7 +88,8 @@ export class BatchedGemmProgram implements WebGPUProgram {
         `stream_tm${config.tm}_nv${config.nv}_ks${config.ks}_u${config.unroll}` :
         `tiled_${config.wx}x${config.wy}_rm${config.rm}_rn${config.rn}_tk${config.tk}_v${config.vec}_a${lhsVec}`;
     this.shaderKey = `moeBatchedGemm_${cfgKey}_E${shape.numExperts}_t${+shape.transposeRhs}_b${+shape.hasBias}` +
-        `_sw${+swiglu}_sc${+hasScale}${activation === 'swiglu' ? '' : `_${activation}`}`;
+        `_sw${+swiglu}_sc${+hasScale}${activation === 'swiglu' ? '' : `_${activation}`}` +
+        (packed != null ? `_p${layoutKey(packed)}_w${this.wordLoads ? STREAM_WORD_ROWS : 0}` : '');
   }
 
   getUserCode(): string {
@@ -84,7 +97,17 @@ export class BatchedGemmProgram implements WebGPUProgram {
     const head = `
       ${WORKGROUP_INDEX_SNIPPET}
       ${scheduleSnippet(this.shape.numExperts, threads(c), tileRows(c))}`;
-    return head + (this.shape.swiglu ? swigluSnippet(this.shape.activation ?? 'swiglu') : '') + (c.kind === 'stream' ? this.streamCode(c) : this.tiledCode(c));
+    return head + (this.shape.swiglu ? swigluSnippet(this.shape.activation ?? 'swiglu') : '') + this.decoderCode() +
+        (c.kind === 'stream' ? this.streamCode(c) : this.tiledCode(c));
+  }
+
+  /** The packed weights' decoder functions (none for float weights). */
+  private decoderCode(): string {
+    const packed = this.shape.packed;
+    if (packed == null) return '';
+    if (this.wordLoads) return wordDecoder(packed).snippet;
+    return weightDecoderSnippet(packed, {depth: 'uniforms.lhsShape[1]', groupSize: `${Math.max(1, packed.groupSize)}`,
+                                         width: `(${this.shape.swiglu ? '2 * ' : ''}uniforms.outShape[1])`});
   }
 
   /** The epilogue's factor after SwiGLU: the row's scale, or nothing. */
@@ -147,22 +170,10 @@ export class BatchedGemmProgram implements WebGPUProgram {
             }`;
   }
 
-  private streamCode(c: StreamConfig): string {
+  /** Stream program: each k-lane's weights times up to TM rows, accumulated into acc. */
+  private streamMainLoop(): string {
+    if (this.shape.packed != null) return packedStreamStep(this.shape.packed);
     return `
-      const TM = ${c.tm};
-      const NVW = ${c.nv};
-      const KS = ${c.ks};
-      const U = ${c.unroll};
-      var<workgroup> red : array<vec4<f32>, ${c.nv * c.ks}>;
-      fn main(index : i32) {
-        ${this.prologue()}
-        let cl = lid % NVW;
-        let s = lid / NVW;
-        let NV = N / 4;
-        let K4 = K / 4;
-        ${this.streamColumns()}
-        let rows = select(0, rowEnd - rowStart, mode == MODE_EXPERT);
-        var acc : array<vec4<f32>, TM>;
         if (mode == MODE_EXPERT) {
           let wBase = expert * K * NV + nv;
           for (var kb = 0; kb < K4; kb += KS * U) {
@@ -184,6 +195,26 @@ export class BatchedGemmProgram implements WebGPUProgram {
             }
           }
         }
+`;
+  }
+
+  private streamCode(c: StreamConfig): string {
+    return `
+      const TM = ${c.tm};
+      const NVW = ${c.nv};
+      const KS = ${c.ks};
+      const U = ${c.unroll};
+      var<workgroup> red : array<vec4<f32>, ${c.nv * c.ks}>;
+      fn main(index : i32) {
+        ${this.prologue()}
+        let cl = lid % NVW;
+        let s = lid / NVW;
+        let NV = N / 4;
+        let K4 = K / 4;
+        ${this.streamColumns()}
+        let rows = select(0, rowEnd - rowStart, mode == MODE_EXPERT);
+        var acc : array<vec4<f32>, TM>;
+${this.streamMainLoop()}
         let outRows = select(0, rowEnd - rowStart, mode != MODE_IDLE);
         for (var i = 0; i < TM; i++) {
           if (i < outRows) {
@@ -206,7 +237,10 @@ export class BatchedGemmProgram implements WebGPUProgram {
     const tnv = c.wx * c.rn;
     const lhsVec = this.shape.depth % 4 === 0 ? 4 : 1;
     const loadA = tiledLhsLoad(lhsVec);
-    const loadB = tiledRhsLoad(this.shape.transposeRhs, this.shape.swiglu === true, c.vec, vt);
+    const packed = this.shape.packed;
+    const loadB = packed != null && this.wordLoads ?
+        packedTiledRhsLoad(packed, this.shape.swiglu === true) :
+        tiledRhsLoad(this.shape.transposeRhs, this.shape.swiglu === true, c.vec, vt, packed != null);
     return `
       const WX = ${c.wx};
       const RM = ${c.rm};

@@ -168,11 +168,6 @@ function forget(source: DataId): void {
   }
 }
 
-/** Whether rhs exceeds the binding limit; frees stale copies of a weight that fits now. */
-export function rhsNeedsRanges(backend: WebGPUBackendLike, rhs: TensorInfo): boolean {
-  return weightsNeedRanges(backend, [rhs]);
-}
-
 /** Whether any of the weight tensors (packed values, scales, zero points) exceeds the binding limit. */
 export function weightsNeedRanges(backend: WebGPUBackendLike, weights: readonly TensorInfo[]): boolean {
   const limit = bindingLimit(backend.device);
@@ -181,22 +176,13 @@ export function weightsNeedRanges(backend: WebGPUBackendLike, weights: readonly 
   return needs;
 }
 
-/** The kernel on an rhs range that fits: (rhs range, offsets range [n+1], bias range | null) -> its output. */
-export type RangeGemm = (rhs: TensorInfo, offsets: TensorInfo, bias: TensorInfo | null) => TensorInfo;
-
-/** A grouped GEMM with rhs [E,*,*] past the binding limit; offsets is the device-side expertOffsets [E+1]. */
-export function gemmByExpertRanges(
-    backend: WebGPUBackendLike, rhs: TensorInfo, offsets: TensorInfo, bias: TensorInfo | null, gemm: RangeGemm):
-    TensorInfo {
-  return gemmByWeightRanges(backend, [rhs], offsets, bias, (parts, o, b) => gemm(parts[0], o, b));
-}
-
 /** RangeGemm over several weight tensors of one expert set (each with E leading), in the given order. */
 export type WeightRangeGemm = (weights: TensorInfo[], offsets: TensorInfo, bias: TensorInfo | null) => TensorInfo;
 
 /**
- * gemmByExpertRanges for weights stored in several tensors with E leading (packed codes, scales, zero points:
- * docs/formats.md): one expert range of every tensor per GEMM, each range fitting one binding.
+ * A grouped GEMM with weights [E,*,*] past the binding limit (a float rhs, or packed codes with their scales and
+ * zero points: docs/formats.md); offsets is the device-side expertOffsets [E+1]. One expert range of every tensor
+ * per GEMM, each range fitting one binding.
  */
 export function gemmByWeightRanges(
     backend: WebGPUBackendLike, weights: readonly TensorInfo[], offsets: TensorInfo, bias: TensorInfo | null,

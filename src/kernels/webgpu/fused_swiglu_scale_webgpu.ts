@@ -24,9 +24,6 @@ export function swigluSnippet(activation: SwigluActivation): string {
   }`;
 }
 
-/** Plain SwiGLU's snippet (for programs without an activation choice). */
-export const SWIGLU_SNIPPET = swigluSnippet('swiglu');
-
 /** The uniform declarations the clamped snippet reads ('' for plain SwiGLU), and their values in that order. */
 export function swigluUniforms(activation: SwigluActivation): string {
   return activation === 'swiglu' ? '' : 'swigluAlpha : f32, swigluLimit : f32,';

@@ -7,10 +7,11 @@
  */
 import type {TensorInfo} from '@tensorflow/tfjs-core';
 
+import type {ExpertWeightLayout} from '../expert_weight_formats.js';
 import {BatchedGemmAttrs, PLAIN_SWIGLU, SwigluActivationAttrs} from '../kernel_names.js';
 import {chooseGemmConfig, GemmShape} from './batched_gemm_config.js';
 import {BatchedGemmProgram} from './batched_gemm_webgpu.js';
-import {gemmByExpertRanges, rhsNeedsRanges} from './expert_ranges.js';
+import {gemmByWeightRanges, weightsNeedRanges} from './expert_ranges.js';
 import {FusedSwigluScaleProgram, swigluUniformData} from './fused_swiglu_scale_webgpu.js';
 import {segmentBounds} from './segment_bounds_webgpu.js';
 import {disposeIntermediate, WebGPUBackendLike} from './webgpu_util.js';
@@ -22,6 +23,8 @@ export interface GroupedGemmInputs {
   bias?: TensorInfo;
   /** Only with swiglu. */
   scale?: TensorInfo;
+  /** Packed expert weights (docs/formats.md): rhs is their values, these their tensors in decoder order. */
+  packed?: {layout: ExpertWeightLayout, weights: TensorInfo[]};
 }
 
 /** The SwiGLU x scale program on h [R,2I] (its own kernel's program). */
@@ -38,11 +41,11 @@ export function runSwigluScale(backend: WebGPUBackendLike, x: TensorInfo, scale:
 /** out [R,N] (or [R,N/2] with swiglu) for inputs the op checked. */
 export function runGroupedGemm(backend: WebGPUBackendLike, inputs: GroupedGemmInputs, attrs: BatchedGemmAttrs,
                                swiglu: boolean, act: SwigluActivationAttrs = PLAIN_SWIGLU): TensorInfo {
-  const {lhs, rhs, segments, bias} = inputs;
+  const {lhs, rhs, segments, bias, packed} = inputs;
   const {transposeRhs, segmentsAreOffsets} = attrs;
   const [numRows, depth] = lhs.shape;
   const [numExperts, rhsRows, rhsCols] = rhs.shape;
-  const width = transposeRhs ? rhsRows : rhsCols;
+  const width = packed != null ? packed.layout.width : transposeRhs ? rhsRows : rhsCols;
   const outWidth = swiglu ? width / 2 : width;
   if (numRows * outWidth === 0) return backend.makeTensorInfo([numRows, outWidth], 'float32', new Float32Array(0));
   if (depth === 0 || numExperts === 0) {
@@ -57,7 +60,7 @@ export function runGroupedGemm(backend: WebGPUBackendLike, inputs: GroupedGemmIn
     const zeroRhs = backend.makeTensorInfo(transposeRhs ? [numExperts, width, 1] : [numExperts, 1, width], 'float32',
                                            new Float32Array(numExperts * width));
     try {
-      return runGroupedGemm(backend, {...inputs, lhs: zeroLhs, rhs: zeroRhs}, attrs, swiglu, act);
+      return runGroupedGemm(backend, {...inputs, lhs: zeroLhs, rhs: zeroRhs, packed: undefined}, attrs, swiglu, act);
     } finally {
       disposeIntermediate(backend, zeroLhs, zeroRhs);
     }
@@ -74,18 +77,23 @@ export function runGroupedGemm(backend: WebGPUBackendLike, inputs: GroupedGemmIn
 /** runGroupedGemm past the empty shortcuts, inputs.segments being valid bounds [E+1]. */
 function gemmOnBounds(backend: WebGPUBackendLike, inputs: GroupedGemmInputs, transposeRhs: boolean, swiglu: boolean,
                       act: SwigluActivationAttrs): TensorInfo {
-  const {lhs, rhs, segments: offsets, bias, scale} = inputs;
+  const {lhs, rhs, segments: offsets, bias, scale, packed} = inputs;
   const [numRows, depth] = lhs.shape;
   const [numExperts, rhsRows, rhsCols] = rhs.shape;
-  const width = transposeRhs ? rhsRows : rhsCols;
-  if (rhsNeedsRanges(backend, rhs)) {
-    return gemmByExpertRanges(backend, rhs, offsets, bias ?? null, (rhsPart, offsetsPart, biasPart) =>
-        gemmOnBounds(backend, {lhs, rhs: rhsPart, segments: offsetsPart, bias: biasPart ?? undefined, scale},
-                     transposeRhs, swiglu, act));
+  const width = packed != null ? packed.layout.width : transposeRhs ? rhsRows : rhsCols;
+  const weights = packed?.weights ?? [rhs];
+  if (weightsNeedRanges(backend, weights)) {
+    // Packed tensors past one binding (e.g. Qwen3-30B-A3B's int4 g32 up_gate codes, 201 MB > 128 MiB) split as
+    // float ones: expert ranges of codes, scales and zero points together (expert_ranges.ts).
+    return gemmByWeightRanges(backend, weights, offsets, bias ?? null, (parts, offsetsPart, biasPart) =>
+        gemmOnBounds(backend, {
+          lhs, rhs: parts[0], segments: offsetsPart, bias: biasPart ?? undefined, scale,
+          packed: packed && {layout: {...packed.layout, numExperts: parts[0].shape[0]}, weights: parts},
+        }, transposeRhs, swiglu, act));
   }
   // The SwiGLU epilogue's column remap reads rhs as [K,N]: the transposed layout runs the two programs.
   if (swiglu && transposeRhs) {
-    const h = gemmOnBounds(backend, {lhs, rhs, segments: offsets, bias}, transposeRhs, false, act);
+    const h = gemmOnBounds(backend, {lhs, rhs, segments: offsets, bias, packed}, transposeRhs, false, act);
     try {
       return runSwigluScale(backend, h, scale, act);
     } finally {
@@ -93,10 +101,10 @@ function gemmOnBounds(backend: WebGPUBackendLike, inputs: GroupedGemmInputs, tra
     }
   }
   const shape: GemmShape = {numRows, depth, width, numExperts, transposeRhs, hasBias: bias != null, swiglu,
-                            hasScale: swiglu && scale != null, activation: act.activation};
+                            hasScale: swiglu && scale != null, activation: act.activation, packed: packed?.layout};
   const program =
       new BatchedGemmProgram(shape, chooseGemmConfig(shape, backend.device.limits.maxComputeWorkgroupStorageSize));
-  const programInputs = [lhs, rhs, offsets, ...(bias != null ? [bias] : []),
+  const programInputs = [lhs, ...weights, offsets, ...(bias != null ? [bias] : []),
                          ...(swiglu && scale != null ? [scale] : [])];
   return backend.runWebGPUProgram(program, programInputs, 'float32',
                                   [{type: 'int32', data: [program.colTiles]}, ...(swiglu ? swigluUniformData(act) : [])]);

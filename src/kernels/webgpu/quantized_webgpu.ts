@@ -1,13 +1,17 @@
 /**
- * WGSL over packed expert weights (docs/formats.md): one decoder snippet, generated per format, that reads a
- * weight straight from its int32 word (and its group's scale) inside the load, and two programs built on it:
- * the dequantization itself and a grouped GEMM. The GEMM is the plain one-thread-per-output form (correct, not
- * yet fast: the tiled and streaming schedules of batched_gemm_webgpu.ts take this decoder in their loads later).
- * Decoding is integer and bit arithmetic only, so it matches the host definition exactly (GPUs may flush the
- * subnormal results of float16 subnormals or tiny mxfp4 scales to zero: see docs/formats.md).
+ * WGSL over packed expert weights (docs/formats.md), generated per format from one description:
+ *
+ * - the element decoder `weightAt(e, k, n)`: any layout, one weight at a time (the dequantization program, and the
+ *   GEMM loads of the transposed or scalar layouts);
+ * - the word decoders of the GEMM fast loads ([E,K,N] layout, N % 4 == 0): one vec4<u32> load brings the words of
+ *   four neighbouring columns, i.e. P = 32 / bits consecutive k of each, and `codeRow(c, j)` turns code j of the
+ *   four words into a vec4<f32> (halves through unpack2x16float, no shader-f16 needed). The GEMM programs
+ *   (batched_gemm_webgpu.ts) decode in their loads: no dequantized copy of the weights ever exists.
+ *
+ * Decoding is integer and bit arithmetic only, so each decoded weight equals the host definition exactly (GPUs may
+ * flush the subnormal results of float16 subnormals or tiny mxfp4 scales to zero: see docs/formats.md).
  */
-import {bitsPerCode, codesPerWord, ExpertWeightLayout} from '../expert_weight_formats.js';
-import {SWIGLU_SNIPPET} from './fused_swiglu_scale_webgpu.js';
+import {bitsPerCode, codesPerWord, ExpertWeightLayout, hasScales} from '../expert_weight_formats.js';
 import {FLAT_LAYOUT, flatDispatch, ProgramUniform, WebGPUProgram} from './webgpu_util.js';
 
 export const DEQUANT_WORKGROUP = 64;
@@ -18,44 +22,76 @@ export function layoutUniforms(l: ExpertWeightLayout): ProgramUniform[] {
   return [l.numExperts, l.depth, l.width, Math.max(1, l.groupSize)].map(v => ({type: 'int32', data: [v]}));
 }
 
-/** The variable names the decoder reads, in input order. */
+/** The variable names the decoders read, in input order. */
 export function weightVariableNames(l: ExpertWeightLayout): string[] {
   const names = ['packed'];
-  if (l.format === 'int8' || l.format === 'int4' || l.format === 'mxfp4') names.push('scales');
+  if (hasScales(l.format)) names.push('scales');
   if (l.zeroPoint) names.push('zeros');
   return names;
 }
 
+/** Format, orientation, zero-point mode and group size: everything a decoder bakes in. */
 export function layoutKey(l: ExpertWeightLayout): string {
-  return `${l.format}_t${+l.transposed}_z${+l.zeroPoint}`;
+  return `${l.format}_t${+l.transposed}_z${+l.zeroPoint}_g${l.groupSize}`;
 }
 
-/** WGSL `fn weightAt(e, k, n) -> f32`: element (k, n) of expert e's [K,N] weights. */
-export function weightDecoderSnippet(l: ExpertWeightLayout): string {
+/** WGSL expressions of the dimensions a decoder reads (uniforms in one program, shape values in another). */
+export interface DecoderDims {
+  depth: string;      // K
+  width: string;      // N
+  groupSize: string;
+}
+
+const LAYOUT_DIMS: DecoderDims = {depth: 'uniforms.depth', width: 'uniforms.width', groupSize: 'uniforms.groupSize'};
+
+/** E2M1 and E8M0 on four codes at once (docs/formats.md section 3), shared by both decoder kinds. */
+const MXFP4_SNIPPET = `
+      fn e2m1x4(c : vec4<u32>) -> vec4<f32> {
+        // Codes 2-7 are normal floats: exponent e + 126, mantissa bit m at bit 22; codes 0/1 are 0 and 0.5.
+        let e = (c >> vec4<u32>(1u)) & vec4<u32>(3u);
+        let m = c & vec4<u32>(1u);
+        let normal = ((e + vec4<u32>(126u)) << vec4<u32>(23u)) | (m << vec4<u32>(22u));
+        let bits = select(normal, m * 0x3f000000u, e == vec4<u32>(0u));
+        return bitcast<vec4<f32>>(bits | ((c & vec4<u32>(8u)) << vec4<u32>(28u)));
+      }
+      fn e8m0x4(b : vec4<u32>) -> vec4<f32> {
+        // 2^(b - 127) as float32 bits: b = 0 is the subnormal 2^-127, b = 255 the quiet NaN (built at run time:
+        // WGSL rejects NaN constants).
+        let sub = vec4<u32>(0x00400000u);
+        return bitcast<vec4<f32>>(select(b << vec4<u32>(23u), sub, b == vec4<u32>(0u)) |
+                                  select(vec4<u32>(0u), sub, b == vec4<u32>(255u)));
+      }
+      fn e8m0Bytes(word : u32) -> vec4<f32> {
+        return e8m0x4((vec4<u32>(word) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xffu));
+      }`;
+
+/** WGSL `fn weightAt(e, k, n) -> f32`: element (k, n) of expert e's [K,N] weights, any layout. */
+export function weightDecoderSnippet(l: ExpertWeightLayout, dims: DecoderDims = LAYOUT_DIMS): string {
   const t = l.transposed;
+  const {depth, width, groupSize} = dims;
   if (l.format === 'float32') {
-    const index = t ? '(e * uniforms.width + n) * uniforms.depth + k' : '(e * uniforms.depth + k) * uniforms.width + n';
+    const index = t ? `(e * ${width} + n) * ${depth} + k` : `(e * ${depth} + k) * ${width} + n`;
     return `
       fn weightAt(e : i32, k : i32, n : i32) -> f32 { return packed[${index}]; }`;
   }
   const per = codesPerWord(l.format), bits = bitsPerCode(l.format);
   const code = `
-      const CODES_PER_WORD = ${per};
       fn codeAt(e : i32, k : i32, n : i32) -> u32 {
-        let wordsPerColumn = (uniforms.depth + CODES_PER_WORD - 1) / CODES_PER_WORD;
-        let word = ${t ? '(e * uniforms.width + n) * wordsPerColumn + k / CODES_PER_WORD' :
-                        '(e * wordsPerColumn + k / CODES_PER_WORD) * uniforms.width + n'};
-        return (bitcast<u32>(packed[word]) >> (u32(k % CODES_PER_WORD) * ${bits}u)) & ${(2 ** bits - 1) >>> 0}u;
+        let wordsPerColumn = (${depth} + ${per - 1}) / ${per};
+        let word = ${t ? `(e * ${width} + n) * wordsPerColumn + k / ${per}` :
+                        `(e * wordsPerColumn + k / ${per}) * ${width} + n`};
+        return (bitcast<u32>(packed[word]) >> (u32(k % ${per}) * ${bits}u)) & ${(2 ** bits - 1) >>> 0}u;
       }
       fn groupIndex(e : i32, k : i32, n : i32) -> i32 {
-        let groups = (uniforms.depth + uniforms.groupSize - 1) / uniforms.groupSize;
-        let g = k / uniforms.groupSize;
-        return ${t ? '(e * uniforms.width + n) * groups + g' : '(e * groups + g) * uniforms.width + n'};
+        let groups = (${depth} + ${groupSize} - 1) / ${groupSize};
+        let g = k / ${groupSize};
+        return ${t ? `(e * ${width} + n) * groups + g` : `(e * groups + g) * ${width} + n`};
       }`;
   switch (l.format) {
     case 'float16':
       return `${code}
       fn weightAt(e : i32, k : i32, n : i32) -> f32 {
+        // Bit by bit rather than unpack2x16float: the dequantization is exact for subnormals, Inf and NaN too.
         let h = codeAt(e, k, n);
         let sign = (h & 0x8000u) << 16u;
         let exponent = (h >> 10u) & 0x1fu;
@@ -83,26 +119,65 @@ export function weightDecoderSnippet(l: ExpertWeightLayout): string {
         return scales[gi] * (f32(codeAt(e, k, n)) - ${l.zeroPoint ? 'zeros[gi]' : '8.0'});
       }`;
     case 'mxfp4':
-      return `${code}
-      fn e2m1(c : u32) -> f32 {
-        let exponent = (c >> 1u) & 3u;
-        let fraction = f32(c & 1u) * 0.5;
-        let magnitude = select((1.0 + fraction) * f32(1u << (exponent - 1u)), fraction, exponent == 0u);
-        return select(magnitude, -magnitude, (c & 8u) != 0u);
-      }
-      fn e8m0(b : u32) -> f32 {
-        // 2^(b - 127) as float32 bits: b = 0 is the subnormal 2^-127, b = 255 the quiet NaN (built at run time:
-        // WGSL rejects NaN constants).
-        return bitcast<f32>(select(b << 23u, 0x00400000u, b == 0u) | select(0u, 0x00400000u, b == 255u));
-      }
+      return `${code}${MXFP4_SNIPPET}
       fn weightAt(e : i32, k : i32, n : i32) -> f32 {
-        let groups = (uniforms.depth + uniforms.groupSize - 1) / uniforms.groupSize;
-        let g = k / uniforms.groupSize;
-        ${t ? `let word = (e * uniforms.width + n) * ((groups + 3) / 4) + g / 4;
-        let shift = u32(g % 4) * 8u;` : `let word = (e * groups + g) * ((uniforms.width + 3) / 4) + n / 4;
+        let groups = (${depth} + ${groupSize} - 1) / ${groupSize};
+        let g = k / ${groupSize};
+        ${t ? `let word = (e * ${width} + n) * ((groups + 3) / 4) + g / 4;
+        let shift = u32(g % 4) * 8u;` : `let word = (e * groups + g) * ((${width} + 3) / 4) + n / 4;
         let shift = u32(n % 4) * 8u;`}
-        return e2m1(codeAt(e, k, n)) * e8m0((bitcast<u32>(scales[word]) >> shift) & 0xffu);
+        let b = (bitcast<u32>(scales[word]) >> shift) & 0xffu;
+        return (e2m1x4(vec4<u32>(codeAt(e, k, n))) * e8m0x4(vec4<u32>(b))).x;
       }`;
+  }
+}
+
+/**
+ * The word decoders of the fast loads ([E,K,N], N % 4 == 0; packed, scales and zeros bound as vec4, mxfp4 scales
+ * as one i32 word per four columns):
+ * - `codeRow(c, j)` (WGSL emitted per constant j): code j of the four words c as vec4<f32>, before the scale; for
+ *   int4 the code minus its zero point `z` (8, or the group's zero points).
+ * - `groupScale(expert, g, nv)`: the four columns' scale of group g (vec4<f32>); `groupZero` likewise.
+ */
+export interface WordDecoder {
+  /** Codes per word (P). */
+  perWord: number;
+  /** WGSL helper functions. */
+  snippet: string;
+  /** vec4<f32> of code j (0 <= j < P) of the vec4<u32> `c`, minus zero point `z` (int4; a vec4<f32> expression). */
+  codeRow(c: string, j: number, z: string): string;
+  /** WGSL vec4<f32> scale of (expert, group g, vec4 column nv), G groups and NV vec4 columns; null: no scales. */
+  groupScale: ((expert: string, g: string, groups: string, nv: string, numVec: string) => string) | null;
+  /** The same for zero points (int4 with zero point), else the constant 8 (int4) or null. */
+  groupZero: ((expert: string, g: string, groups: string, nv: string, numVec: string) => string) | null;
+}
+
+export function wordDecoder(l: ExpertWeightLayout): WordDecoder {
+  const perWord = codesPerWord(l.format);
+  const u = (v: number) => `vec4<u32>(${v}u)`;
+  const index = (expert: string, g: string, groups: string, nv: string, numVec: string) =>
+      `(${expert} * ${groups} + ${g}) * ${numVec} + ${nv}`;
+  const floatScale = (...a: [string, string, string, string, string]) => `scales[${index(...a)}]`;
+  switch (l.format) {
+    case 'float16':
+      return {perWord, snippet: '', groupScale: null, groupZero: null,
+              codeRow: (c, j) => `vec4<f32>(${['x', 'y', 'z', 'w'].map(p => `unpack2x16float(${c}.${p}).${'xy'[j]}`)})`};
+    case 'bfloat16':
+      return {perWord, snippet: '', groupScale: null, groupZero: null,
+              codeRow: (c, j) => `bitcast<vec4<f32>>(${j === 0 ? `${c} << ${u(16)}` : `${c} & ${u(0xffff0000)}`})`};
+    case 'int8':
+      return {perWord, snippet: '', groupScale: floatScale, groupZero: null,
+              codeRow: (c, j) => `vec4<f32>(bitcast<vec4<i32>>(${c} << ${u(24 - 8 * j)}) >> ${u(24)})`};
+    case 'int4':
+      return {perWord, snippet: '', groupScale: floatScale,
+              groupZero: l.zeroPoint ? (...a) => `zeros[${index(...a)}]` : () => 'vec4<f32>(8.0)',
+              codeRow: (c, j, z) => `(vec4<f32>((${c} >> ${u(4 * j)}) & ${u(15)}) - ${z})`};
+    case 'mxfp4':
+      return {perWord, snippet: MXFP4_SNIPPET, groupZero: null,
+              groupScale: (...a) => `e8m0Bytes(bitcast<u32>(scales[${index(...a)}]))`,
+              codeRow: (c, j) => `e2m1x4((${c} >> ${u(4 * j)}) & ${u(15)})`};
+    case 'float32':
+      throw new Error('wordDecoder: float32 weights are not packed');
   }
 }
 
@@ -123,7 +198,8 @@ export class DequantizeExpertWeightsProgram implements WebGPUProgram {
     this.variableNames = weightVariableNames(l);
     this.outputShape = l.transposed ? [l.numExperts, l.width, l.depth] : [l.numExperts, l.depth, l.width];
     this.dispatch = flatDispatch(Math.ceil(l.numExperts * l.depth * l.width / DEQUANT_WORKGROUP));
-    this.shaderKey = `moeDequantize_${layoutKey(l)}`;
+    // The group size is a uniform here: one shader per format and orientation.
+    this.shaderKey = `moeDequantize_${layoutKey({...l, groupSize: 0})}`;
   }
 
   getUserCode(): string {
@@ -138,71 +214,6 @@ export class DequantizeExpertWeightsProgram implements WebGPUProgram {
           let a = (index / inner) % outer;
           let b = index % inner;
           result[index] = ${t ? 'weightAt(e, b, a)' : 'weightAt(e, a, b)'};
-        }
-      }`;
-  }
-}
-
-/**
- * out[r, n] = sum_k lhs[r, k] * w(e, k, n) (+ bias[e, n]) for r in expert e's segment, else 0; f32 accumulation
- * in k order. Inputs: lhs, the weight variables, offsets [E+1], bias and the row scale when present.
- * With `swiglu` (N = 2I) the output is [R, I]: silu(h[r, c]) * h[r, I + c] (* scale[r]), h the product above,
- * the thread accumulating both columns of its pair.
- */
-export class BatchedGemmQuantizedProgram implements WebGPUProgram {
-  variableNames: string[];
-  outputShape: number[];
-  shaderKey: string;
-  dispatchLayout = FLAT_LAYOUT;
-  dispatch: [number, number, number];
-  workgroupSize: [number, number, number] = [DEQUANT_WORKGROUP, 1, 1];
-  uniforms = LAYOUT_UNIFORMS;
-  size = true;
-  private readonly layout: ExpertWeightLayout;
-  private readonly hasBias: boolean;
-  private readonly swiglu: boolean;
-  private readonly hasScale: boolean;
-
-  constructor(l: ExpertWeightLayout, numRows: number, hasBias: boolean, swiglu = false, hasScale = false) {
-    this.layout = l;
-    this.hasBias = hasBias;
-    this.swiglu = swiglu;
-    this.hasScale = swiglu && hasScale;
-    this.variableNames = ['lhs', ...weightVariableNames(l), 'offsets', ...(hasBias ? ['bias'] : []),
-                          ...(this.hasScale ? ['rowScale'] : [])];
-    const outWidth = swiglu ? l.width / 2 : l.width;
-    this.outputShape = [numRows, outWidth];
-    this.dispatch = flatDispatch(Math.ceil(numRows * outWidth / DEQUANT_WORKGROUP));
-    this.shaderKey = `moeGemmQuantized_${layoutKey(l)}_b${+hasBias}_g${+swiglu}_s${+this.hasScale}`;
-  }
-
-  getUserCode(): string {
-    const columns = this.swiglu ? ['n', 'n + halfWidth'] : ['n'];
-    const sums = columns.map((col, i) => `
-            for (var k = 0; k < uniforms.depth; k++) {
-              acc${i} += lhs[r * uniforms.depth + k] * weightAt(e, k, ${col});
-            }
-            ${this.hasBias ? `acc${i} += bias[e * uniforms.width + ${col}];` : ''}`).join('');
-    const result = !this.swiglu ? 'acc0' :
-        `swiglu1(acc0, acc1)${this.hasScale ? ' * rowScale[r]' : ''}`;
-    return `
-      ${weightDecoderSnippet(this.layout)}
-      ${this.swiglu ? SWIGLU_SNIPPET : ''}
-      fn main(index : i32) {
-        if (index < uniforms.size) {
-          let halfWidth = uniforms.width / 2;
-          let outWidth = ${this.swiglu ? 'halfWidth' : 'uniforms.width'};
-          let r = index / outWidth;
-          let n = index % outWidth;
-          var e = -1;
-          for (var i = 0; i < uniforms.numExperts; i++) {
-            if (r >= offsets[i] && r < offsets[i + 1]) { e = i; }
-          }
-          var acc0 = 0.0;
-          var acc1 = 0.0;
-          if (e >= 0) {${sums}
-          }
-          result[index] = ${result};
         }
       }`;
   }

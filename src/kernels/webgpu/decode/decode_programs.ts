@@ -48,15 +48,21 @@ export interface DecodeTiles {
   /** downCombine: vec4 output columns per workgroup and k-lanes; nv * ks = 256. */
   downNv: number;
   downKs: number;
+  /** upGate: rows of an expert kept in registers at once (an expert with more rows streams its weights again). */
+  upRows: number;
+  /** route: at most this many lanes per token in its reductions (a power of two; fewer lanes, fewer barriers). */
+  routeLanes: number;
+  /** route: top-k as K rounds of a lane arg-max, or by each expert's rank (no rounds, E comparisons a pair). */
+  routeTopk: 'rounds' | 'rank';
+  /** routerLogits: the most partial logits (splits x T x E) it leaves for the route program to sum. */
+  routerPartials: number;
 }
 
 export const DECODE_THREADS = 256;
-/** Rows the upGate program keeps in registers at once (more rows stream the weights again). */
-const UP_ROWS = 16;
 
-export function routerSplits(s: DecodeShape): {hs: number, hsGate: number} {
+export function routerSplits(s: DecodeShape, t: DecodeTiles): {hs: number, hsGate: number} {
   // Enough workgroups to have the router matrix in flight at once, few enough partials for one workgroup to sum.
-  const hs = Math.max(1, Math.min(Math.ceil(s.H / 16), Math.floor(16384 / (s.T * s.E)), 32));
+  const hs = Math.max(1, Math.min(Math.ceil(s.H / 16), Math.floor(t.routerPartials / (s.T * s.E)), 32));
   const hsGate = s.sharedGate ? Math.max(1, Math.min(Math.ceil(s.H / 16), 64)) : 0;
   return {hs, hsGate};
 }
@@ -79,8 +85,8 @@ export interface DecodeLayout {
   actSize: number;
 }
 
-export function decodeLayout(s: DecodeShape): DecodeLayout {
-  const {hs, hsGate} = routerSplits(s);
+export function decodeLayout(s: DecodeShape, t: DecodeTiles): DecodeLayout {
+  const {hs, hsGate} = routerSplits(s, t);
   const slots = s.T * s.K;
   const maxActive = Math.min(s.E, slots);
   const workLogits = 0, workSlotWeight = hs * s.T * s.E, workSharedGate = workSlotWeight + slots;
@@ -100,7 +106,7 @@ export function routeSharedBytes(s: DecodeShape): number {
 
 /** Rows the upGate program reduces per pass through shared memory (16 B per thread and row). */
 function upReduceRows(s: DecodeShape, t: DecodeTiles): number {
-  return Math.max(1, Math.min(s.T, UP_ROWS, t.upKs, 4));
+  return Math.max(1, Math.min(s.T, t.upRows, t.upKs, 4));
 }
 
 /** Shared memory of the largest of the other three programs (bytes). */
@@ -118,8 +124,8 @@ export function downDispatch(s: DecodeShape, t: DecodeTiles): number {
   return s.T * Math.ceil(s.H / 4 / t.downNv);
 }
 
-export function routerDispatch(s: DecodeShape): number {
-  const {hs, hsGate} = routerSplits(s);
+export function routerDispatch(s: DecodeShape, t: DecodeTiles): number {
+  const {hs, hsGate} = routerSplits(s, t);
   return Math.ceil(s.E / 32) * hs + hsGate;
 }
 
@@ -136,8 +142,8 @@ function f32Const(v: number): string {
   return `bitcast<f32>(${bits}u)`;
 }
 
-function layoutConsts(s: DecodeShape): string {
-  const l = decodeLayout(s);
+function layoutConsts(s: DecodeShape, t: DecodeTiles): string {
+  const l = decodeLayout(s, t);
   return `
   const W_LOGITS = ${l.workLogits};
   const W_SLOTW = ${l.workSlotWeight};
@@ -152,9 +158,9 @@ function layoutConsts(s: DecodeShape): string {
 }
 
 /** Program 1: partial router (and shared-gate) logits. Binding order: gate, work, [sharedGate]. */
-export function routerLogitsCode(s: DecodeShape): string {
-  const {hs, hsGate} = routerSplits(s);
-  return `${PRELUDE}${layoutConsts(s)}
+export function routerLogitsCode(s: DecodeShape, t: DecodeTiles): string {
+  const {hs, hsGate} = routerSplits(s, t);
+  return `${PRELUDE}${layoutConsts(s, t)}
   @group(0) @binding(0) var<storage, read> gate : array<f32>;
   @group(0) @binding(1) var<storage, read_write> work : array<f32>;
   ${s.sharedGate ? '@group(0) @binding(2) var<storage, read> sgate : array<f32>;' : ''}
@@ -211,18 +217,18 @@ export function routerLogitsCode(s: DecodeShape): string {
 }
 
 /** Program 2: routing and the counting sort, one workgroup. Binding order: work, route, [correctionBias]. */
-export function routeCode(s: DecodeShape): string {
-  const {hs} = routerSplits(s);
+export function routeCode(s: DecodeShape, t: DecodeTiles): string {
+  const {hs} = routerSplits(s, t);
   const grouped = s.method === 'grouped';
   const G = s.nGroup, GK = s.topkGroup, GSIZE = Math.floor(s.E / s.nGroup);
   const bias = (e: string) => s.hasCorrectionBias ? `cbias[${e}]` : '0.0';
   const chunk = Math.ceil(s.E / 256);
   // Threads per token: a power of two, every token at once.
-  const tpt = 1 << Math.floor(Math.log2(256 / s.T));
+  const tpt = Math.min(1 << Math.floor(Math.log2(256 / s.T)), t.routeLanes);
   const weight = grouped ?
       `${s.renormalize ? 'p / (total + 1e-20)' : 'p'} * ${f32Const(s.routedScalingFactor)}` :
       (s.renormalize ? 'p / max(total, 1e-12)' : 'p');
-  return `${PRELUDE}${layoutConsts(s)}
+  return `${PRELUDE}${layoutConsts(s, t)}
   @group(0) @binding(0) var<storage, read_write> work : array<f32>;
   @group(0) @binding(1) var<storage, read_write> route : array<i32>;
   ${s.hasCorrectionBias ? '@group(0) @binding(2) var<storage, read> cbias : array<f32>;' : ''}
@@ -370,7 +376,27 @@ export function routeCode(s: DecodeShape): string {
       prob[i] = p;
     }
     workgroupBarrier();`}
-    // Top-k: k rounds of an arg-max over each token's TPT lanes (VPL experts per lane).
+${t.routeTopk === 'rank' ? `    // Top-k by rank: each (token, expert) counts the experts ranking before it (one barrier, no rounds); the
+    // first K ranks are the slots in order. Experts of dropped groups never compete (docs/semantics.md 2.5).
+    for (var i = lid; i < T * E; i += NT) {
+      let t = i / E;
+      let e = i - t * E;
+      if (${grouped ? 'gkept[t * G + e / GSIZE] != 0' : 'true'}) {
+        let v = sel[i];
+        var rank = 0;
+        for (var e2 = 0; e2 < E; e2++) {
+          if (${grouped ? 'gkept[t * G + e2 / GSIZE] != 0 && ' : ''}ranksBefore(sel[t * E + e2], e2, v, e)) {
+            rank++;
+            if (rank >= K) { break; }
+          }
+        }
+        if (rank < K) {
+          chosenE[t * K + rank] = e;
+          chosenP[t * K + rank] = prob[i];
+        }
+      }
+    }
+` : `    // Top-k: k rounds of an arg-max over each token's TPT lanes (VPL experts per lane).
     var taken = array<bool, VPL>();
     for (var j = 0; j < K; j++) {
       var bv = 0.0;
@@ -402,7 +428,7 @@ export function routeCode(s: DecodeShape): string {
         chosenP[tok * K + j] = prob[tok * E + win];
       }
     }
-    workgroupBarrier();
+`}    workgroupBarrier();
     for (var f = lid; f < T * K; f += NT) {
       let t = f / K;
       var total = 0.0;
@@ -473,7 +499,7 @@ export function upGateCode(s: DecodeShape, t: DecodeTiles): string {
   const names = upGateBindings(s);
   const b = (n: string) => names.indexOf(n);
   const NVW = t.upNv, KS = t.upKs;
-  const TM = Math.min(s.T, UP_ROWS);
+  const TM = Math.min(s.T, t.upRows);
   const RB = upReduceRows(s, t);
   const I4 = s.I / 4, S4 = s.S / 4, H4 = s.H / 4;
   const tilesE = Math.ceil(I4 / (NVW / 2));
@@ -493,7 +519,7 @@ export function upGateCode(s: DecodeShape, t: DecodeTiles): string {
             }
           }
         }`;
-  return `${PRELUDE}${layoutConsts(s)}
+  return `${PRELUDE}${layoutConsts(s, t)}
   @group(0) @binding(${b('upGate')}) var<storage, read> upGate : array<vec4<f32>>;
   @group(0) @binding(${b('route')}) var<storage, read_write> route : array<i32>;
   @group(0) @binding(${b('act')}) var<storage, read_write> act : array<vec4<f32>>;
@@ -595,7 +621,7 @@ export function downBindings(s: DecodeShape): string[] {
 export function downCode(s: DecodeShape, t: DecodeTiles): string {
   const names = downBindings(s);
   const b = (n: string) => names.indexOf(n);
-  const {hsGate} = routerSplits(s);
+  const {hsGate} = routerSplits(s, t);
   const NV = t.downNv, KS = t.downKs;
   const H4 = s.H / 4, I4 = s.I / 4, S4 = s.S / 4;
   const stream = (buf: string, base: string, actBase: string, len: string, scale: string) => `
@@ -604,7 +630,7 @@ export function downCode(s: DecodeShape, t: DecodeTiles): string {
           let wi = ${base} + i4 * 4 * H4 + c4;
           acc += a.x * ${buf}[wi] + a.y * ${buf}[wi + H4] + a.z * ${buf}[wi + 2 * H4] + a.w * ${buf}[wi + 3 * H4];
         }`;
-  return `${PRELUDE}${layoutConsts(s)}
+  return `${PRELUDE}${layoutConsts(s, t)}
   @group(0) @binding(${b('down')}) var<storage, read> down : array<vec4<f32>>;
   @group(0) @binding(${b('route')}) var<storage, read_write> route : array<i32>;
   @group(0) @binding(${b('act')}) var<storage, read_write> act : array<vec4<f32>>;
