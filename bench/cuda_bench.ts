@@ -15,12 +15,16 @@
  *    weights of the experts a uniform router is expected to hit (E * (1 - (1 - k/E)^T)) + router + x + out.
  * Usage: node cuda_bench.js [--out file.json] [--dtypes float32,bfloat16] [--tokens 1,16,256,4096] [--iters 20]
  *   [--e2e-iters 15] [--chain 4] [--flags '{"MOE_CUDA_PDL": false, "MOE_CUDA_GEMM_TILES": "previous"}'] (tfjs flags, for A/B)
+ *   [--kernel-only] (kernel times and stage profile only: for A/B runs and ncu)
+ * The end-to-end parts per mode: dataSync, the native call (alloc = its output arrays, uploadHost, wait = kernels +
+ * the sliced download with the output's page faults and copy-out overlapped), the output tensor, and gc = V8
+ * garbage-collection time per call during that mode's loop (PerformanceObserver 'gc' entries).
  */
 import * as tf from '@tensorflow/tfjs-core';
 // A named import: a bare side-effect import is dropped by bundlers (the package lists its side-effect files).
 import {version_cpu} from '@tensorflow/tfjs-backend-cpu';
 import {writeFileSync} from 'node:fs';
-import {performance} from 'node:perf_hooks';
+import {PerformanceObserver, performance} from 'node:perf_hooks';
 import {CudaComputeDtype, cudaStatus} from 'tfjs-moe';
 import {CudaActivation, CudaMoeRunner} from 'tfjs-moe/internal';
 
@@ -73,6 +77,16 @@ async function main() {
   const iters = Number(arg('iters', '20'));
   const e2eIters = Number(arg('e2e-iters', '15'));
   const chain = Number(arg('chain', '4'));
+  const kernelOnly = process.argv.includes('--kernel-only');
+  const gcEntries: Array<{start: number, duration: number}> = [];
+  const gcObserver = new PerformanceObserver(list => {
+    for (const e of list.getEntries()) gcEntries.push({start: e.startTime, duration: e.duration});
+  });
+  gcObserver.observe({entryTypes: ['gc']});
+  const gcMsIn = async (from: number, to: number, calls: number) => {
+    await new Promise(r => setImmediate(r));  // the observer's entries arrive asynchronously
+    return gcEntries.filter(e => e.start >= from && e.start < to).reduce((a, e) => a + e.duration, 0) / calls;
+  };
   const link = CudaMoeRunner.hostCopyBandwidth(32 << 20, 10);
   console.log(`host<->device, 32 MiB, GB/s: ${JSON.stringify(link)}`);
   const t0 = performance.now();
@@ -91,11 +105,21 @@ async function main() {
       const x = uniform(T * H, 1, 100 + T);
       const graph = runner.benchmark(x, T, {warmup: 5, iters, useGraph: true});
       const stream = runner.benchmark(x, T, {warmup: 3, iters, useGraph: false});
+      if (kernelOnly) {
+        const fl = floorMs(T, dtype);
+        const row = {dtype, T, kernelGraphMs: median(graph), kernelStreamMs: median(stream), ...fl,
+          ratioToFloor: median(graph) / fl.floorMs, stages: runner.profile(x, T, 10)};
+        results.push(row);
+        console.log(`kernel-only ${dtype} T=${T}: graph ${row.kernelGraphMs.toFixed(4)} ms, stream ${row.kernelStreamMs.toFixed(4)} ms, ` +
+                    `floor ${row.floorMs.toFixed(4)}; ${Object.entries(row.stages).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ')}`);
+        continue;
+      }
       const xT = tf.tensor2d(x, [T, H]);
       const e2e: Record<string, Record<string, number>> = {};
       for (const mode of ['pageable', 'staged', 'pinned', 'pinnedIn'] as const) {
         const parts: Record<string, number[]> =
-            {total: [], dataSync: [], uploadHost: [], wait: [], copyOut: [], native: [], tensor: []};
+            {total: [], dataSync: [], alloc: [], uploadHost: [], wait: [], copyOut: [], native: [], tensor: []};
+        let loopStart = 0;
         // 'pinned in': x is a previous forward's pinned output, as in a stack of layers through host tensors.
         const input = mode === 'pinnedIn' ?
             tf.tensor2d(runner.forwardWithRouting(x, T, {output: 'pinned'}).output, [T, H]) : xT;
@@ -111,7 +135,9 @@ async function main() {
           const t = runner.lastTimings();
           out.dispose();
           if (i < 2) continue;  // the first calls allocate staging and pool blocks
+          if (i === 2) loopStart = s0;
           parts.total.push(s3 - s0);
+          parts.alloc.push(t.allocMs);
           parts.dataSync.push(s1 - s0);
           parts.native.push(s2 - s1);
           parts.uploadHost.push(t.uploadHostMs);
@@ -120,7 +146,8 @@ async function main() {
           parts.tensor.push(s3 - s2);
         }
         if (input !== xT) input.dispose();
-        e2e[mode] = Object.fromEntries(Object.entries(parts).map(([k, v]) => [k, median(v)]));
+        const gc = await gcMsIn(loopStart, performance.now(), e2eIters);
+        e2e[mode] = {...Object.fromEntries(Object.entries(parts).map(([k, v]) => [k, median(v)])), gc};
       }
       // Device-resident: one upload, `chain` layers on the GPU, one download (the same layer applied `chain` times).
       const chainTotal: number[] = [], perLayer: number[] = [], uploadOnly: number[] = [], downloadOnly: number[] = [];
@@ -175,6 +202,8 @@ async function main() {
   }
   const out = arg('out', '');
   if (out) writeFileSync(out, JSON.stringify({device: status.device, H, I, E, k: K, link, results}, null, 1));
+  gcObserver.disconnect();
+  if (kernelOnly) return;
   console.log('\n dtype     |     T | kernel (graph) ms | kernel (stream) ms | e2e pageable | e2e staged | e2e pinned in | ' +
               'device/layer | target ms | floor ms | x floor');
   for (const r of results as Array<Record<string, number | string>>) {

@@ -12,4 +12,5 @@ import '../../spec/cuda/cuda_fused_moe.spec.js';
 import '../../spec/cuda/host_fallback.spec.js';
 import '../../spec/cuda/cuda_layer_executor.spec.js';
 import '../../spec/cuda/cuda_device_activation.spec.js';
+import '../../spec/cuda/cuda_decode_gemm.spec.js';
 import './device_status.spec.js';

@@ -128,6 +128,12 @@ napi_value LayerCreate(napi_env env, napi_callback_info info) {
   });
 }
 
+// Host milliseconds the last layerForward spent creating its output arrays and result object (benchmark).
+double& lastAllocMs() {
+  static double ms = 0;
+  return ms;
+}
+
 // layerForward(handle, x, T, useGraph, wantIds, output) -> {output: Float32Array [T*H], topkIds?: Int32Array [T*k]}.
 // output: how y reaches the host: 'staged' (pinned staging, then a threaded copy into a new array), 'pinned' (a new
 // array over a pinned block, downloaded into directly), 'pageable' (the path from before pinned staging, x too;
@@ -150,6 +156,7 @@ napi_value LayerForward(napi_env env, napi_callback_info info) {
     else if (m == "pinned") copy = moe::HostCopy::kPinned;
     else if (m == "pageable") copy = moe::HostCopy::kPageable;
     else throw ArgError("layerForward: argument 'output' must be 'staged', 'pinned' or 'pageable', got '" + m + "'");
+    const auto a0 = std::chrono::steady_clock::now();
     float* out;
     napi_value outV = copy == moe::HostCopy::kPinned ? newPinnedFloat32(env, n, &out)
                     : copy == moe::HostCopy::kStaged ? newUninitializedFloat32(env, n, &out)
@@ -162,6 +169,7 @@ napi_value LayerForward(napi_env env, napi_callback_info info) {
       idsV = newTyped<int>(env, static_cast<size_t>(T) * h->layer->topK(), &ids);
       setProp(env, result, "topkIds", idsV);
     }
+    lastAllocMs() = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a0).count();
     h->layer->forward(x.data, T, out, ids, useGraph, copy);
     return result;
   });
@@ -176,6 +184,7 @@ napi_value LayerLastTimings(napi_env env, napi_callback_info info) {
     setProp(env, o, "uploadHostMs", num(env, t.uploadHostMs));
     setProp(env, o, "waitMs", num(env, t.waitMs));
     setProp(env, o, "copyOutMs", num(env, t.copyOutMs));
+    setProp(env, o, "allocMs", num(env, lastAllocMs()));
     return o;
   });
 }
@@ -234,12 +243,11 @@ napi_value ActivationDownload(napi_env env, napi_callback_info info) {
     ActivationHandle* h = activationOf(a, 0);
     const size_t n = static_cast<size_t>(h->rows) * h->cols;
     static moe::PinnedStaging* staging = new moe::PinnedStaging();
+    static moe::SlicedDownload* sliced = new moe::SlicedDownload();
     float* landing = static_cast<float*>(staging->ensure(n * sizeof(float)));
-    download(landing, h->data, n);
     float* out;
     napi_value outV = newUninitializedFloat32(env, n, &out);
-    finish();
-    moe::parallelCopy(out, landing, n * sizeof(float));
+    sliced->run(out, h->data.as(), n * sizeof(float), landing, opStream());
     return outV;
   });
 }

@@ -66,13 +66,18 @@ napi_value SetTuning(napi_env env, napi_callback_info info) {
       throw ArgError("setTuning: argument 'gemmTiles' must be a string");
     }
     const std::string tiles(buf, len);
-    if (tiles != "default" && tiles != "previous") {
-      throw ArgError("setTuning: argument 'gemmTiles' must be 'default' or 'previous', got '" + tiles + "'");
+    if (tiles != "default" && tiles != "previous" && tiles != "mma-decode" && tiles != "stream8") {
+      throw ArgError("setTuning: argument 'gemmTiles' must be 'default', 'previous', 'mma-decode' or 'stream8', got '" +
+                     tiles + "'");
     }
+    const moe::DecodeGemm decode = tiles == "mma-decode" ? moe::DecodeGemm::kMma
+                                 : tiles == "stream8"    ? moe::DecodeGemm::kStream8
+                                                         : moe::DecodeGemm::kStream4;
     moe::Tuning& t = moe::tuning();
-    if (t.pdl != pdl || t.previousTiles != (tiles == "previous")) {
+    if (t.pdl != pdl || t.previousTiles != (tiles == "previous") || t.decodeGemm != decode) {
       t.pdl = pdl;
       t.previousTiles = tiles == "previous";
+      t.decodeGemm = decode;
       t.generation++;
     }
     napi_value u;

@@ -214,7 +214,7 @@ export class CudaMoeRunner {
   }
 
   /** Host milliseconds of the last host forward: until x's copy was enqueued, then until y was on the host. */
-  lastTimings(): {uploadHostMs: number, waitMs: number, copyOutMs: number} {
+  lastTimings(): {uploadHostMs: number, waitMs: number, copyOutMs: number, allocMs: number} {
     return getCudaAddon().layerLastTimings(this.live());
   }
 

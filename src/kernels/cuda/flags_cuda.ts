@@ -8,9 +8,13 @@ import type {CudaAddon} from './loader.js';
 
 /** Programmatic dependent launch between the layer's kernels at decode sizes (sm_90+). */
 export const MOE_CUDA_PDL = 'MOE_CUDA_PDL';
-/** The grouped GEMM's tile choice: 'default', or 'previous' (the choice from before the 128x256 prefill tiles). */
+/**
+ * The grouped GEMM's tile choice: 'default'; 'previous' (the choice from before the 128x256 prefill tiles and the
+ * decode weight-streaming kernel); 'mma-decode' (default, but 16-row tensor-core tiles at decode sizes instead of
+ * the streaming kernel); 'stream8' (default with 8 columns per warp in the streaming kernel instead of 4).
+ */
 export const MOE_CUDA_GEMM_TILES = 'MOE_CUDA_GEMM_TILES';
-export const CUDA_GEMM_TILE_CHOICES = ['default', 'previous'] as const;
+export const CUDA_GEMM_TILE_CHOICES = ['default', 'previous', 'mma-decode', 'stream8'] as const;
 
 export function registerCudaFlags(): void {
   const env = tf.env();

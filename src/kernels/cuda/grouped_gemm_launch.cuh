@@ -2,6 +2,7 @@
 // instantiations compile in parallel; each .cu defines one launchGroupedGemm<Elem>.
 #pragma once
 
+#include "gemm_stream.cuh"
 #include "grouped_gemm.cuh"
 
 namespace moe {
@@ -102,9 +103,55 @@ void launchMmaEpi(const GemmProblem& p, bool vec, cudaStream_t stream) {
 
 inline bool aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15) == 0; }
 
+// Up to this many expected rows per expert the half-precision GEMMs stream weights on CUDA cores (gemm_stream.cuh)
+// instead of 16-row tensor-core tiles: T <= 16 of a 128-expert top-8 layer.
+constexpr int kStreamMaxRowsPerSegment = 2;
+
+template <typename Elem, typename OutT, int COLS, Epilogue EPI>
+void launchStreamConfig(const GemmProblem& p, cudaStream_t stream) {
+  using Cfg = StreamConfig<Elem, COLS>;
+  const dim3 grid = gridFor(p, kStreamTileRows, Cfg::kBN);
+  if (grid.x == 0 || grid.y == 0) return;
+  launchKernel("streamGemmKernel", streamGemmKernel<Elem, OutT, COLS, EPI>, grid, Cfg::kThreads, Cfg::smemBytes(p.K),
+               stream, p);
+}
+
+template <typename Elem, typename OutT, Epilogue EPI>
+void launchStreamEpi(const GemmProblem& p, cudaStream_t stream) {
+  if (tuning().decodeGemm == DecodeGemm::kStream8) launchStreamConfig<Elem, OutT, 8, EPI>(p, stream);
+  else launchStreamConfig<Elem, OutT, 4, EPI>(p, stream);
+}
+
+// Whether a call takes the streaming kernel: decode-sized segments, the VEC layout, its shared memory within the
+// default 48 KB, whole gate/up groups for SwiGLU.
+template <typename Elem>
+bool useStreamGemm(const GemmProblem& p, bool vec) {
+  if (tuning().decodeGemm == DecodeGemm::kMma || previousTiles() || !vec || p.kSplit > 1) return false;
+  const int hint = p.rowsPerSegmentHint > 0 ? p.rowsPerSegmentHint : p.M;
+  if (hint > kStreamMaxRowsPerSegment) return false;
+  if (StreamConfig<Elem, 8>::smemBytes(p.K) > 48 * 1024) return false;
+  return p.epilogue != Epilogue::kSwiglu || p.N % 16 == 0;
+}
+
 template <typename Elem>
 void launchMmaGemm(const GemmProblem& p, cudaStream_t stream) {
   const bool vec = p.K % 8 == 0 && p.lda % 8 == 0 && aligned16(p.A) && aligned16(p.B);
+  if (useStreamGemm<Elem>(p, vec)) {
+    switch (p.epilogue) {
+      case Epilogue::kStore:
+        if (p.out != DType::kFloat32) throw std::invalid_argument("grouped GEMM: kStore writes float32");
+        launchStreamEpi<Elem, float, Epilogue::kStore>(p, stream);
+        return;
+      case Epilogue::kSwiglu:
+        if (p.out == DType::kFloat32) launchStreamEpi<Elem, float, Epilogue::kSwiglu>(p, stream);
+        else launchStreamEpi<Elem, Elem, Epilogue::kSwiglu>(p, stream);
+        return;
+      case Epilogue::kAccumulate:
+        if (p.out != DType::kFloat32) throw std::invalid_argument("grouped GEMM: kAccumulate writes float32");
+        launchStreamEpi<Elem, float, Epilogue::kAccumulate>(p, stream);
+        return;
+    }
+  }
   switch (p.epilogue) {
     case Epilogue::kStore:
       if (p.out != DType::kFloat32) throw std::invalid_argument("grouped GEMM: kStore writes float32");

@@ -57,7 +57,7 @@ export interface CudaAddon {
   layerForward(handle: object, x: Float32Array, T: number, useGraph: boolean, wantIds: boolean,
                output: 'staged' | 'pinned' | 'pageable'): {output: Float32Array, topkIds?: Int32Array};
   layerForwardDevice(handle: object, x: object, useGraph: boolean, wantIds: boolean): {output: object, topkIds?: Int32Array};
-  layerLastTimings(handle: object): {uploadHostMs: number, waitMs: number, copyOutMs: number};
+  layerLastTimings(handle: object): {uploadHostMs: number, waitMs: number, copyOutMs: number, allocMs: number};
   activationUpload(x: Float32Array, rows: number, cols: number): object;
   activationDownload(activation: object): Float32Array;
   activationDispose(activation: object): void;

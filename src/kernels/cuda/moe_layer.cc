@@ -405,16 +405,20 @@ void MoeLayer::forward(const float* x, int T, float* out, int* ids, bool useGrap
   }
   const auto t1 = Clock::now();
   run(T, useGraph);
-  float* landing = copy == HostCopy::kStaged ? static_cast<float*>(outStaging_.ensure(bytes)) : out;
-  MOE_CUDA(cudaMemcpyAsync(landing, dOut_.as(), bytes, cudaMemcpyDeviceToHost, stream_));
   if (ids) {
     MOE_CUDA(cudaMemcpyAsync(ids, ids_.as(), static_cast<size_t>(T) * cfg_.topK * sizeof(int),
                              cudaMemcpyDeviceToHost, stream_));
   }
-  MOE_CUDA(cudaStreamSynchronize(stream_));
+  if (copy == HostCopy::kPageable) {
+    MOE_CUDA(cudaMemcpyAsync(out, dOut_.as(), bytes, cudaMemcpyDeviceToHost, stream_));
+    MOE_CUDA(cudaStreamSynchronize(stream_));
+  } else {
+    // Sliced: the output's pages are faulted in while the kernels run, each slice copied out once it landed.
+    void* landing = copy == HostCopy::kStaged ? outStaging_.ensure(bytes) : out;
+    download_.run(out, dOut_.as(), bytes, landing, stream_);
+  }
   const auto t2 = Clock::now();
-  if (landing != out) parallelCopy(out, landing, bytes);
-  const auto t3 = Clock::now();
+  const auto t3 = t2;
   timings_.uploadHostMs = std::chrono::duration<double, std::milli>(t1 - t0).count();
   timings_.waitMs = std::chrono::duration<double, std::milli>(t2 - t1).count();
   timings_.copyOutMs = std::chrono::duration<double, std::milli>(t3 - t2).count();

@@ -50,7 +50,7 @@ struct LayerWeights {
 struct ForwardTimings {
   double uploadHostMs = 0;  // until the input's copy was enqueued (staging memcpy included)
   double waitMs = 0;        // from then until the output was in host memory (kernels and download)
-  double copyOutMs = 0;     // the output's copy from pinned staging into the caller's array (kStaged)
+  double copyOutMs = 0;     // 0 since the copy-out overlaps the download (part of waitMs)
 };
 
 // How a host forward moves y (x always goes through pinned staging unless kPageable): kStaged downloads into a
@@ -108,6 +108,7 @@ class MoeLayer {
   std::map<int, cudaGraphExec_t> graphs_;
   int graphsTuning_ = 0;  // tuning().generation the graphs were captured under
   PinnedStaging staging_, outStaging_;
+  SlicedDownload download_;
   ForwardTimings timings_;
   std::vector<std::pair<std::string, cudaEvent_t>>* marks_ = nullptr;
 };

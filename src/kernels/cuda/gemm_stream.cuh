@@ -1,0 +1,155 @@
+// Grouped GEMM for decode sizes (a few rows per expert): weight streaming on CUDA cores. With one or two rows per
+// expert a 16-row tensor-core tile wastes 15/16 of its math and holds few bytes in flight; here each warp streams
+// COLS weight rows ([N][K], K contiguous) with 16-byte loads straight into registers (the next K step's loads
+// issued before the current step's math), dots them with the segment's rows (staged once per block in shared
+// memory), reduces across the warp, and the block applies the shared epilogue (bias, SwiGLU x scale, store or
+// accumulate). The row tiles are the 16-row class of the scheduler; a tile's rows are taken RMAX at a time.
+#pragma once
+
+#include "gemm_epilogue.cuh"
+#include "gemm_scheduler.cuh"
+
+namespace moe {
+namespace gemm {
+
+constexpr int kStreamWarps = 4;
+constexpr int kStreamRows = 4;  // RMAX: rows of a tile per pass over the block's weights
+constexpr int kStreamTileRows = 16;
+
+// 16-byte chunk of 8 half-precision values -> 8 floats.
+template <typename Elem>
+__device__ __forceinline__ void unpack8(const uint4& v, float (&f)[8]) {
+  const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    if constexpr (std::is_same<Elem, __nv_bfloat16>::value) {
+      f[2 * i] = __uint_as_float(w[i] << 16);
+      f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+    } else {
+      const __half2 h = *reinterpret_cast<const __half2*>(&w[i]);
+      const float2 x = __half22float2(h);
+      f[2 * i] = x.x;
+      f[2 * i + 1] = x.y;
+    }
+  }
+}
+
+template <typename Elem, int COLS>
+struct StreamConfig {
+  static constexpr int kThreads = kStreamWarps * 32;
+  static constexpr int kBN = kStreamWarps * COLS;  // columns per block
+  // A rows [RMAX][K] in Elem, then the block's results [RMAX][BN] floats.
+  static size_t smemBytes(int K) {
+    return static_cast<size_t>(kStreamRows) * K * sizeof(Elem) + static_cast<size_t>(kStreamRows) * kBN * 4;
+  }
+};
+
+// Requires K % 8 == 0, lda % 8 == 0, 16-byte aligned A and B (the VEC condition), and for kSwiglu BN % 16 == 0
+// (each block holds whole gate/up column groups of width 8).
+template <typename Elem, typename OutT, int COLS, Epilogue EPI>
+__global__ void __launch_bounds__(kStreamWarps * 32) streamGemmKernel(const GemmProblem p) {
+  awaitPredecessor();
+  using Cfg = StreamConfig<Elem, COLS>;
+  constexpr int BN = Cfg::kBN, NT = Cfg::kThreads;
+  static_assert(EPI != Epilogue::kSwiglu || BN % 16 == 0, "SwiGLU needs whole column groups");
+  extern __shared__ __align__(16) unsigned char smemRaw[];
+  Elem* As = reinterpret_cast<Elem*>(smemRaw);
+  float* res = reinterpret_cast<float*>(smemRaw + static_cast<size_t>(kStreamRows) * p.K * sizeof(Elem));
+
+  const RowTile tile = findRowTile<kStreamTileRows>(p, blockIdx.x);
+  if (!tile.valid) return;
+  const int n0 = blockIdx.y * BN;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const Elem* A = static_cast<const Elem*>(p.A);
+  const Elem* B = static_cast<const Elem*>(p.B) + static_cast<long long>(tile.expert) * p.N * p.K;
+  const float* bias = p.bias ? p.bias + static_cast<long long>(tile.expert) * p.N : nullptr;
+  const int tileEnd = min(tile.rowStart + kStreamTileRows, tile.rowEnd);
+  const int kChunks = p.K / 8;
+
+  // This warp's weight rows (a column past N streams nothing and yields 0).
+  const uint4* bRow[COLS];
+#pragma unroll
+  for (int c = 0; c < COLS; c++) {
+    const int n = n0 + warp * COLS + c;
+    bRow[c] = n < p.N ? reinterpret_cast<const uint4*>(B + static_cast<long long>(n) * p.K) : nullptr;
+  }
+
+  for (int r0 = tile.rowStart; r0 < tileEnd; r0 += kStreamRows) {
+    const int rows = min(kStreamRows, tileEnd - r0);
+    // Stage the rows (gathered through the row index) in shared memory.
+    for (int c = tid; c < rows * kChunks; c += NT) {
+      const int r = c / kChunks, kc = c % kChunks;
+      const int src = sourceRow(p, r0 + r);
+      uint4 v = make_uint4(0, 0, 0, 0);
+      if (src >= 0) v = reinterpret_cast<const uint4*>(A + static_cast<long long>(src) * p.lda)[kc];
+      reinterpret_cast<uint4*>(As)[r * kChunks + kc] = v;
+    }
+    __syncthreads();
+
+    float acc[COLS][kStreamRows];
+#pragma unroll
+    for (int c = 0; c < COLS; c++)
+#pragma unroll
+      for (int r = 0; r < kStreamRows; r++) acc[c][r] = 0.f;
+
+    uint4 cur[COLS];
+#pragma unroll
+    for (int c = 0; c < COLS; c++) cur[c] = (bRow[c] && lane < kChunks) ? __ldg(bRow[c] + lane) : make_uint4(0, 0, 0, 0);
+    for (int kc = lane; kc < kChunks; kc += 32) {
+      // Next step's loads first: COLS x 16 bytes per lane stay in flight during this step's math.
+      uint4 nxt[COLS];
+      const int kn = kc + 32;
+#pragma unroll
+      for (int c = 0; c < COLS; c++) nxt[c] = (bRow[c] && kn < kChunks) ? __ldg(bRow[c] + kn) : make_uint4(0, 0, 0, 0);
+#pragma unroll
+      for (int r = 0; r < kStreamRows; r++) {
+        if (r >= rows) break;
+        float a[8];
+        unpack8<Elem>(reinterpret_cast<const uint4*>(As)[r * kChunks + kc], a);
+#pragma unroll
+        for (int c = 0; c < COLS; c++) {
+          float w[8];
+          unpack8<Elem>(cur[c], w);
+          float s = acc[c][r];
+#pragma unroll
+          for (int e = 0; e < 8; e++) s = fmaf(a[e], w[e], s);
+          acc[c][r] = s;
+        }
+      }
+#pragma unroll
+      for (int c = 0; c < COLS; c++) cur[c] = nxt[c];
+    }
+#pragma unroll
+    for (int c = 0; c < COLS; c++) {
+#pragma unroll
+      for (int r = 0; r < kStreamRows; r++) {
+        float v = acc[c][r];
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+        if (lane == 0) res[r * BN + warp * COLS + c] = v;
+      }
+    }
+    __syncthreads();
+
+    using E = Epi<OutT, EPI>;
+    if (EPI == Epilogue::kSwiglu) {
+      // Packed columns n0 + 16j + q (q < 8) are gate columns, n0 + 16j + 8 + q their up partners.
+      for (int idx = tid; idx < rows * (BN / 2); idx += NT) {
+        const int r = idx / (BN / 2), j = (idx % (BN / 2)) / 8, q = idx % 8;
+        const int gcol = n0 + 16 * j + q;
+        const int i = (gcol / 16) * 8 + q;
+        E::swiglu(p, bias, r0 + r, E::rowScale(p, r0 + r), gcol, gcol + 8, i, res[r * BN + 16 * j + q],
+                  res[r * BN + 16 * j + 8 + q]);
+      }
+    } else {
+      for (int idx = tid; idx < rows * (BN / 2); idx += NT) {
+        const int r = idx / (BN / 2), c = 2 * (idx % (BN / 2));
+        E::store2(p, bias, r0 + r, n0 + c, res[r * BN + c], res[r * BN + c + 1]);
+      }
+    }
+    __syncthreads();  // As and res are rewritten by the next pass
+  }
+}
+
+}  // namespace gemm
+}  // namespace moe
