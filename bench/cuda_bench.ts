@@ -8,14 +8,16 @@
  *    tensor), for: the copy path from before pinned staging ('pageable'), pinned staging both ways with a pageable
  *    tfjs input ('staged', the default), the output downloaded into a new pinned block ('pinned'), a pinned input
  *    (a previous forward's pinned output, 'pinnedIn'), and device-resident activations
- *    (CudaActivation through a chain of layers: per layer, and the chain's one upload + one download);
+ *    (CudaActivation through a chain of layers: per layer, and the chain's one upload + one download); and
+ *    'layerApply': CudaFusedMoe.apply(tensor) -> tensor, the path of the FusedMoE layer's cuda executor;
  *  - the host<->device link (pinned and pageable copies of 32 MiB) and the end-to-end target per T:
  *    kernel + 2 * (bytes(x) / H2D + bytes(y) / D2H) at the pinned speeds;
  *  - the floor: max(bytes / 4.15 TB/s, flops / 770 TFLOP/s) (H200, ../shared/device/README.md), bytes = the
  *    weights of the experts a uniform router is expected to hit (E * (1 - (1 - k/E)^T)) + router + x + out.
  * Usage: node cuda_bench.js [--out file.json] [--dtypes float32,bfloat16] [--tokens 1,16,256,4096] [--iters 20]
  *   [--e2e-iters 15] [--chain 4] [--flags '{"MOE_CUDA_PDL": false, "MOE_CUDA_GEMM_TILES": "previous"}'] (tfjs flags, for A/B)
- *   [--kernel-only] (kernel times and stage profile only: for A/B runs and ncu)
+ *   [--kernel-only] (kernel times and stage profile only: for A/B runs) [--ncu] (with --kernel-only: one eager
+ *   forward and one graph replay per T, nothing else: what ncu profiles)
  * The end-to-end parts per mode: dataSync, the native call (alloc = its output arrays, uploadHost, wait = kernels +
  * the sliced download with the output's page faults and copy-out overlapped), the output tensor, and gc = V8
  * garbage-collection time per call during that mode's loop (PerformanceObserver 'gc' entries).
@@ -26,7 +28,7 @@ import {version_cpu} from '@tensorflow/tfjs-backend-cpu';
 import {writeFileSync} from 'node:fs';
 import {PerformanceObserver, performance} from 'node:perf_hooks';
 import {CudaComputeDtype, cudaStatus} from 'tfjs-moe';
-import {CudaActivation, CudaMoeRunner} from 'tfjs-moe/internal';
+import {CudaActivation, CudaFusedMoe, CudaMoeRunner, CudaMoeWeightTensors} from 'tfjs-moe/internal';
 
 import {findModelShape} from '../demo/model_shapes.js';
 import {median} from './stats.js';
@@ -78,6 +80,7 @@ async function main() {
   const e2eIters = Number(arg('e2e-iters', '15'));
   const chain = Number(arg('chain', '4'));
   const kernelOnly = process.argv.includes('--kernel-only');
+  const ncuMode = process.argv.includes('--ncu');
   const gcEntries: Array<{start: number, duration: number}> = [];
   const gcObserver = new PerformanceObserver(list => {
     for (const e of list.getEntries()) gcEntries.push({start: e.startTime, duration: e.duration});
@@ -101,8 +104,18 @@ async function main() {
     const u0 = performance.now();
     const runner = new CudaMoeRunner({hidden: H, numExperts: E, topK: K, intermediateSize: I, computeDtype: dtype}, weights);
     const uploadMs = performance.now() - u0;
+    // The tensor-level wrapper the FusedMoE layer's cuda executor calls (weights as tensors, checked per call).
+    const weightTensors = Object.fromEntries(Object.entries(weights).map(([n, v]) => [n, tf.tensor1d(v)])) as
+        CudaMoeWeightTensors;
+    const layerMoe = kernelOnly ? null :
+        new CudaFusedMoe({hidden: H, numExperts: E, topK: K, intermediateSize: I, computeDtype: dtype});
     for (const T of tokens) {
       const x = uniform(T * H, 1, 100 + T);
+      if (ncuMode) {
+        runner.benchmark(x, T, {warmup: 0, iters: 1, useGraph: true});
+        console.log(`ncu: T=${T} done`);
+        continue;
+      }
       const graph = runner.benchmark(x, T, {warmup: 5, iters, useGraph: true});
       const stream = runner.benchmark(x, T, {warmup: 3, iters, useGraph: false});
       if (kernelOnly) {
@@ -148,6 +161,20 @@ async function main() {
         if (input !== xT) input.dispose();
         const gc = await gcMsIn(loopStart, performance.now(), e2eIters);
         e2e[mode] = {...Object.fromEntries(Object.entries(parts).map(([k, v]) => [k, median(v)])), gc};
+      }
+      // Through CudaFusedMoe.apply (tensor in, tensor out), as the layer's cuda executor runs it.
+      {
+        const totals: number[] = [];
+        let loopStart = 0;
+        for (let i = 0; i < e2eIters + 2; i++) {
+          const s0 = performance.now();
+          const out = layerMoe!.apply(xT, weightTensors);
+          totals.push(performance.now() - s0);
+          out.dispose();
+          if (i === 1) loopStart = performance.now();
+        }
+        const gc = await gcMsIn(loopStart, performance.now(), e2eIters);
+        e2e.layerApply = {total: median(totals.slice(2)), gc};
       }
       // Device-resident: one upload, `chain` layers on the GPU, one download (the same layer applied `chain` times).
       const chainTotal: number[] = [], perLayer: number[] = [], uploadOnly: number[] = [], downloadOnly: number[] = [];
@@ -199,6 +226,8 @@ async function main() {
       console.log(JSON.stringify(row));
     }
     runner.dispose();
+    layerMoe?.dispose();
+    tf.dispose(Object.values(weightTensors) as tf.Tensor[]);
   }
   const out = arg('out', '');
   if (out) writeFileSync(out, JSON.stringify({device: status.device, H, I, E, k: K, link, results}, null, 1));

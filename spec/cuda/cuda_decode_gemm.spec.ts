@@ -4,7 +4,9 @@
  * tensor-core 16-row tiles it replaces (MOE_CUDA_GEMM_TILES 'mma-decode'), in both its widths ('default' = 4 columns
  * per warp, 'stream8'). Shapes reach: one row per expert (T = 1), segments longer than one pass of 4 rows and
  * longer than one 16-row tile (a router that sends most tokens to one expert), partial column tiles (H = 200),
- * biases, probInAdvance, a gated shared expert (dense problem), latent projections. Pending without CUDA.
+ * biases, probInAdvance, a gated shared expert (dense problem), latent projections; and the token-owned down GEMM
+ * that applies the weighted combine itself (T * k * 8 <= E: T = 1, 2 of a 128-expert top-8 layer), whose
+ * 'mma-decode' comparison is the separate down GEMM + combine kernel. Pending without CUDA.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {CudaComputeDtype, cudaStatus, MOE_CUDA_GEMM_TILES} from 'tfjs-moe';
@@ -38,6 +40,12 @@ const CASES: Case[] = [
     cfg: config({numExperts: 16, topK: 4, intermediateSize: 52, withBias: true, probInAdvance: true})},
   {name: 'T = 32, skewed router: a 20+ row segment (several passes, two row tiles)', T: 32, H: 128,
     cfg: config({numExperts: 64, topK: 2, intermediateSize: 48}), skewed: true},
+  // R * 8 <= E: the down GEMM is token-owned and applies the weighted combine (and the weighted down bias) itself.
+  {name: 'T = 2, token-owned down GEMM + combine: biases, probInAdvance', T: 2, H: 136,
+    cfg: config({numExperts: 64, topK: 2, intermediateSize: 40, withBias: true, probInAdvance: true})},
+  {name: 'T = 1, token-owned down GEMM + combine: latent projections, gated shared expert', T: 1, H: 96,
+    cfg: config({numExperts: 16, topK: 2, intermediateSize: 40, latentSize: 64, sharedExpertIntermediateSize: 72,
+      sharedExpertGate: true})},
   {name: 'T = 2, gated shared expert and latent projections', T: 2, H: 96,
     cfg: config({numExperts: 16, topK: 2, intermediateSize: 40, latentSize: 64, sharedExpertIntermediateSize: 72,
       sharedExpertGate: true})},

@@ -34,6 +34,50 @@ __device__ __forceinline__ void unpack8(const uint4& v, float (&f)[8]) {
   }
 }
 
+// One warp's pass over K: the dot products of its COLS weight rows with `rows` (<= ROWS) rows of A staged in
+// shared memory ([ROWS][kChunks] 16-byte chunks), summed over the warp (every lane ends with the sums). The next
+// step's COLS loads are issued before the current step's math, so COLS x 16 bytes per lane stay in flight.
+template <typename Elem, int COLS, int ROWS>
+__device__ __forceinline__ void streamDot(const uint4* const (&bRow)[COLS], const uint4* As, int rows, int kChunks,
+                                          int lane, float (&acc)[COLS][ROWS]) {
+#pragma unroll
+  for (int c = 0; c < COLS; c++)
+#pragma unroll
+    for (int r = 0; r < ROWS; r++) acc[c][r] = 0.f;
+  uint4 cur[COLS];
+#pragma unroll
+  for (int c = 0; c < COLS; c++) cur[c] = (bRow[c] && lane < kChunks) ? __ldg(bRow[c] + lane) : make_uint4(0, 0, 0, 0);
+  for (int kc = lane; kc < kChunks; kc += 32) {
+    uint4 nxt[COLS];
+    const int kn = kc + 32;
+#pragma unroll
+    for (int c = 0; c < COLS; c++) nxt[c] = (bRow[c] && kn < kChunks) ? __ldg(bRow[c] + kn) : make_uint4(0, 0, 0, 0);
+#pragma unroll
+    for (int r = 0; r < ROWS; r++) {
+      if (r >= rows) break;
+      float a[8];
+      unpack8<Elem>(As[r * kChunks + kc], a);
+#pragma unroll
+      for (int c = 0; c < COLS; c++) {
+        float w[8];
+        unpack8<Elem>(cur[c], w);
+        float sum = acc[c][r];
+#pragma unroll
+        for (int e = 0; e < 8; e++) sum = fmaf(a[e], w[e], sum);
+        acc[c][r] = sum;
+      }
+    }
+#pragma unroll
+    for (int c = 0; c < COLS; c++) cur[c] = nxt[c];
+  }
+#pragma unroll
+  for (int c = 0; c < COLS; c++)
+#pragma unroll
+    for (int r = 0; r < ROWS; r++)
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) acc[c][r] += __shfl_xor_sync(0xffffffffu, acc[c][r], o);
+}
+
 template <typename Elem, int COLS>
 struct StreamConfig {
   static constexpr int kThreads = kStreamWarps * 32;
@@ -87,48 +131,12 @@ __global__ void __launch_bounds__(kStreamWarps * 32) streamGemmKernel(const Gemm
     __syncthreads();
 
     float acc[COLS][kStreamRows];
+    streamDot<Elem, COLS, kStreamRows>(bRow, reinterpret_cast<const uint4*>(As), rows, kChunks, lane, acc);
 #pragma unroll
     for (int c = 0; c < COLS; c++)
 #pragma unroll
-      for (int r = 0; r < kStreamRows; r++) acc[c][r] = 0.f;
-
-    uint4 cur[COLS];
-#pragma unroll
-    for (int c = 0; c < COLS; c++) cur[c] = (bRow[c] && lane < kChunks) ? __ldg(bRow[c] + lane) : make_uint4(0, 0, 0, 0);
-    for (int kc = lane; kc < kChunks; kc += 32) {
-      // Next step's loads first: COLS x 16 bytes per lane stay in flight during this step's math.
-      uint4 nxt[COLS];
-      const int kn = kc + 32;
-#pragma unroll
-      for (int c = 0; c < COLS; c++) nxt[c] = (bRow[c] && kn < kChunks) ? __ldg(bRow[c] + kn) : make_uint4(0, 0, 0, 0);
-#pragma unroll
-      for (int r = 0; r < kStreamRows; r++) {
-        if (r >= rows) break;
-        float a[8];
-        unpack8<Elem>(reinterpret_cast<const uint4*>(As)[r * kChunks + kc], a);
-#pragma unroll
-        for (int c = 0; c < COLS; c++) {
-          float w[8];
-          unpack8<Elem>(cur[c], w);
-          float s = acc[c][r];
-#pragma unroll
-          for (int e = 0; e < 8; e++) s = fmaf(a[e], w[e], s);
-          acc[c][r] = s;
-        }
-      }
-#pragma unroll
-      for (int c = 0; c < COLS; c++) cur[c] = nxt[c];
-    }
-#pragma unroll
-    for (int c = 0; c < COLS; c++) {
-#pragma unroll
-      for (int r = 0; r < kStreamRows; r++) {
-        float v = acc[c][r];
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-        if (lane == 0) res[r * BN + warp * COLS + c] = v;
-      }
-    }
+      for (int r = 0; r < kStreamRows; r++)
+        if (lane == 0) res[r * BN + warp * COLS + c] = acc[c][r];
     __syncthreads();
 
     using E = Epi<OutT, EPI>;
@@ -148,6 +156,80 @@ __global__ void __launch_bounds__(kStreamWarps * 32) streamGemmKernel(const Gemm
       }
     }
     __syncthreads();  // As and res are rewritten by the next pass
+  }
+}
+
+// Epilogue::kCombine (grouped_gemm.h): block (token t, BN columns). The token's k rows are staged once; for each
+// pair in slot order the warp streams that expert's weight rows, reduces, and adds the weighted result, so every
+// output element is summed in the combine kernel's order (deterministic, no atomics).
+template <typename Elem>
+size_t streamCombineSmemBytes(int K, int topK) { return static_cast<size_t>(topK) * K * sizeof(Elem); }
+
+template <typename Elem, int COLS>
+__global__ void __launch_bounds__(kStreamWarps * 32) streamCombineKernel(const GemmProblem p) {
+  awaitPredecessor();
+  constexpr int BN = kStreamWarps * COLS, NT = kStreamWarps * 32;
+  extern __shared__ __align__(16) unsigned char smemRaw[];
+  Elem* As = reinterpret_cast<Elem*>(smemRaw);
+  const int t = blockIdx.x;
+  if (t >= p.M) return;
+  const int n0 = blockIdx.y * BN;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int k = p.topK, kChunks = p.K / 8;
+  const Elem* A = static_cast<const Elem*>(p.A);
+  for (int c = tid; c < k * kChunks; c += NT) {
+    const int j = c / kChunks, kc = c % kChunks;
+    const int row = p.pairRow[t * k + j];
+    uint4 v = make_uint4(0, 0, 0, 0);
+    if (row >= 0 && row < p.aRows) v = reinterpret_cast<const uint4*>(A + static_cast<long long>(row) * p.lda)[kc];
+    reinterpret_cast<uint4*>(As)[j * kChunks + kc] = v;
+  }
+  __syncthreads();
+
+  float out[COLS];
+#pragma unroll
+  for (int c = 0; c < COLS; c++) out[c] = 0.f;
+  for (int j = 0; j < k; j++) {
+    const int row = p.pairRow[t * k + j];
+    const int e = p.pairExpert[t * k + j];
+    const float w = p.pairWeight[t * k + j];
+    const bool expertOk = e >= 0 && e < p.seg.numExperts;
+    if (row >= 0 && row < p.aRows) {  // a valid row has a valid expert (the permute maps others to -1)
+      const Elem* B = static_cast<const Elem*>(p.B) + static_cast<long long>(e) * p.N * p.K;
+      const uint4* bRow[COLS];
+#pragma unroll
+      for (int c = 0; c < COLS; c++) {
+        const int n = n0 + warp * COLS + c;
+        bRow[c] = n < p.N ? reinterpret_cast<const uint4*>(B + static_cast<long long>(n) * p.K) : nullptr;
+      }
+      float acc[COLS][1];
+      streamDot<Elem, COLS, 1>(bRow, reinterpret_cast<const uint4*>(As) + j * kChunks, 1, kChunks, lane, acc);
+#pragma unroll
+      for (int c = 0; c < COLS; c++) {
+        const float v = acc[c][0];
+        out[c] += p.weightsApplied ? v : w * v;
+      }
+    }
+    if (p.bias != nullptr && expertOk) {
+#pragma unroll
+      for (int c = 0; c < COLS; c++) {
+        const int n = n0 + warp * COLS + c;
+        if (n < p.N) out[c] += w * p.bias[static_cast<long long>(e) * p.N + n];
+      }
+    }
+    if (p.identityX != nullptr && e >= p.seg.numExperts) {
+#pragma unroll
+      for (int c = 0; c < COLS; c++) {
+        const int n = n0 + warp * COLS + c;
+        if (n < p.N) out[c] += w * p.identityX[static_cast<long long>(t) * p.ldc + n];
+      }
+    }
+  }
+  float* C = static_cast<float*>(p.C) + static_cast<long long>(t) * p.ldc;
+#pragma unroll
+  for (int c = 0; c < COLS; c++) {
+    const int n = n0 + warp * COLS + c;
+    if (lane == c && n < p.N) C[n] = out[c];
   }
 }
 

@@ -134,7 +134,27 @@ bool useStreamGemm(const GemmProblem& p, bool vec) {
 }
 
 template <typename Elem>
+bool combineSupported(const GemmProblem& p) {
+  const bool vec = p.K % 8 == 0 && p.lda % 8 == 0 && aligned16(p.A) && aligned16(p.B);
+  return vec && tuning().decodeGemm != DecodeGemm::kMma && !previousTiles() && p.topK >= 1 &&
+         streamCombineSmemBytes<Elem>(p.K, p.topK) <= 48 * 1024;
+}
+
+template <typename Elem>
+void launchStreamCombine(const GemmProblem& p, cudaStream_t stream) {
+  if (!combineSupported<Elem>(p)) throw std::invalid_argument("grouped GEMM: kCombine is not supported for this problem");
+  constexpr int COLS = 4, BN = kStreamWarps * COLS;
+  if (p.M == 0 || p.N == 0) return;
+  launchKernel("streamCombineKernel", streamCombineKernel<Elem, COLS>, dim3(p.M, ceilDiv(p.N, BN)), kStreamWarps * 32,
+               streamCombineSmemBytes<Elem>(p.K, p.topK), stream, p);
+}
+
+template <typename Elem>
 void launchMmaGemm(const GemmProblem& p, cudaStream_t stream) {
+  if (p.epilogue == Epilogue::kCombine) {
+    launchStreamCombine<Elem>(p, stream);
+    return;
+  }
   const bool vec = p.K % 8 == 0 && p.lda % 8 == 0 && aligned16(p.A) && aligned16(p.B);
   if (useStreamGemm<Elem>(p, vec)) {
     switch (p.epilogue) {
@@ -150,6 +170,8 @@ void launchMmaGemm(const GemmProblem& p, cudaStream_t stream) {
         if (p.out != DType::kFloat32) throw std::invalid_argument("grouped GEMM: kAccumulate writes float32");
         launchStreamEpi<Elem, float, Epilogue::kAccumulate>(p, stream);
         return;
+      case Epilogue::kCombine:
+        break;
     }
   }
   switch (p.epilogue) {
@@ -165,6 +187,8 @@ void launchMmaGemm(const GemmProblem& p, cudaStream_t stream) {
       if (p.out != DType::kFloat32) throw std::invalid_argument("grouped GEMM: kAccumulate writes float32");
       launchMmaEpi<Elem, float, Epilogue::kAccumulate>(p, vec, stream);
       break;
+    case Epilogue::kCombine:
+      break;  // handled above
   }
 }
 
