@@ -57,12 +57,44 @@ function uniform(n: number, a: number, seed: number): Float32Array {
 }
 
 
-function floorMs(T: number, dtype: CudaComputeDtype) {
-  const eb = dtype === 'float32' ? 4 : 2;
+/** 'int4' below: bfloat16 compute with int4 experts (group 32, symmetric): codes + float32 scales per weight. */
+type BenchDtype = CudaComputeDtype | 'int4';
+const INT4_GROUP = 32;
+
+function floorMs(T: number, dtype: BenchDtype) {
+  const eb = dtype === 'float32' ? 4 : dtype === 'int4' ? 0.5 + 4 / INT4_GROUP : 2;
   const activeExperts = E * (1 - Math.pow(1 - K / E, T));
   const bytes = activeExperts * 3 * H * I * eb + H * E * 4 + 2 * T * H * 4;
   const flops = 2 * T * K * 3 * H * I + 2 * T * H * E;
   return {activeExperts, bytes, flops, floorMs: Math.max(bytes / BANDWIDTH, flops / BF16_FLOPS) * 1e3};
+}
+
+/**
+ * Random int4 codes and scales of an [E, Kd, N] weight (group INT4_GROUP along Kd, zero 8); writes the dequantized
+ * values into `dequantized` (docs/formats.md: w = s * (c - 8)).
+ */
+function int4Weight(dequantized: Float32Array, Kd: number, N: number, seed: number) {
+  const kw = Kd / 8, G = Kd / INT4_GROUP;
+  const codes = new Int32Array(E * kw * N);
+  let s = seed * 2654435761 >>> 0 || 1;
+  for (let i = 0; i < codes.length; i++) {
+    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
+    codes[i] = s | 0;
+  }
+  const scales = uniform(E * G * N, Math.sqrt(3 / Kd) / 7, seed + 1).map(Math.abs);
+  for (let e = 0; e < E; e++) {
+    for (let w = 0; w < kw; w++) {
+      for (let n = 0; n < N; n++) {
+        const word = codes[(e * kw + w) * N + n];
+        for (let j = 0; j < 8; j++) {
+          const k = 8 * w + j;
+          dequantized[(e * Kd + k) * N + n] =
+              Math.fround(scales[(e * G + Math.floor(k / INT4_GROUP)) * N + n] * (((word >>> (4 * j)) & 15) - 8));
+        }
+      }
+    }
+  }
+  return {codes, scales, zeroPoints: null, groupSize: INT4_GROUP};
 }
 
 async function main() {
@@ -74,7 +106,7 @@ async function main() {
   for (const [name, value] of Object.entries(JSON.parse(arg('flags', '{}')) as Record<string, number | boolean | string>)) {
     tf.env().set(name, value);
   }
-  const dtypes = arg('dtypes', 'float32,bfloat16').split(',') as CudaComputeDtype[];
+  const dtypes = arg('dtypes', 'float32,bfloat16').split(',') as BenchDtype[];
   const tokens = arg('tokens', '1,16,256,4096').split(',').map(Number);
   const iters = Number(arg('iters', '20'));
   const e2eIters = Number(arg('e2e-iters', '15'));
@@ -101,14 +133,20 @@ async function main() {
   console.log(`weights generated in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   const results: Record<string, unknown>[] = [];
   for (const dtype of dtypes) {
+    const compute: CudaComputeDtype = dtype === 'int4' ? 'bfloat16' : dtype;
+    // int4: random codes and scales; the float32 weights are overwritten with their dequantized values (the copy
+    // the tensor-core paths read), so 'int4' goes last in --dtypes.
+    const int4 = dtype === 'int4' ? {upGateProjInt4: int4Weight(weights.upGateProjWeight, H, 2 * I, 11),
+      downProjInt4: int4Weight(weights.downProjWeight, I, H, 12)} : {};
     const u0 = performance.now();
-    const runner = new CudaMoeRunner({hidden: H, numExperts: E, topK: K, intermediateSize: I, computeDtype: dtype}, weights);
+    const runner = new CudaMoeRunner({hidden: H, numExperts: E, topK: K, intermediateSize: I, computeDtype: compute},
+                                     {...weights, ...int4});
     const uploadMs = performance.now() - u0;
     // The tensor-level wrapper the FusedMoE layer's cuda executor calls (weights as tensors, checked per call).
     const weightTensors = Object.fromEntries(Object.entries(weights).map(([n, v]) => [n, tf.tensor1d(v)])) as
         CudaMoeWeightTensors;
     const layerMoe = kernelOnly ? null :
-        new CudaFusedMoe({hidden: H, numExperts: E, topK: K, intermediateSize: I, computeDtype: dtype});
+        new CudaFusedMoe({hidden: H, numExperts: E, topK: K, intermediateSize: I, computeDtype: compute});
     for (const T of tokens) {
       const x = uniform(T * H, 1, 100 + T);
       if (ncuMode) {

@@ -14,4 +14,5 @@ import '../../spec/cuda/cuda_layer_executor.spec.js';
 import '../../spec/cuda/cuda_device_activation.spec.js';
 import '../../spec/cuda/cuda_decode_gemm.spec.js';
 import '../../spec/cuda/cuda_host_copies.spec.js';
+import '../../spec/cuda/cuda_int4_decode.spec.js';
 import './device_status.spec.js';

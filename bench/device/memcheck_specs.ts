@@ -9,3 +9,4 @@ import '../../spec/helpers/report_errors.js';
 import '../../spec/cuda/cuda_device_activation.spec.js';
 import '../../spec/cuda/cuda_decode_gemm.spec.js';
 import '../../spec/cuda/cuda_host_copies.spec.js';
+import '../../spec/cuda/cuda_int4_decode.spec.js';

@@ -117,6 +117,29 @@ napi_value LayerCreate(napi_env env, napi_callback_info info) {
       w.sharedDownProjWeight = weight("sharedDownProjWeight", S * H, true);
     }
     if (cfg.sharedGate) w.sharedExpertGateWeight = weight("sharedExpertGateWeight", H, true);
+    // Optional int4 copies {codes: Int32Array [E][ceil(K/8)][N], scales: Float32Array [E][G][N], zeroPoints:
+    // Float32Array | null, groupSize} of the expert weights (docs/formats.md, [E, K, N] layout).
+    auto int4 = [&](const char* key, size_t K, size_t N) {
+      moe::Int4Weight q;
+      napi_value v = prop(env, wo, key);
+      if (isNullish(env, v)) return q;
+      const std::string where = std::string("weights.") + key;
+      double gs = 0;
+      if (napi_get_value_double(env, prop(env, v, "groupSize"), &gs) != napi_ok || gs < 1 || gs != static_cast<int>(gs)) {
+        throw ArgError("layerCreate: " + where + ".groupSize must be a positive integer");
+      }
+      q.groupSize = static_cast<int>(gs);
+      const size_t G = (K + q.groupSize - 1) / q.groupSize;
+      wa.v = {prop(env, v, "codes")};
+      q.codes = typed<int32_t>(wa, 0, (where + ".codes").c_str(), napi_int32_array, E * ((K + 7) / 8) * N).data;
+      wa.v = {prop(env, v, "scales")};
+      q.scales = typed<float>(wa, 0, (where + ".scales").c_str(), napi_float32_array, E * G * N).data;
+      wa.v = {prop(env, v, "zeroPoints")};
+      q.zeros = typed<float>(wa, 0, (where + ".zeroPoints").c_str(), napi_float32_array, E * G * N, true).data;
+      return q;
+    };
+    w.upGateProjInt4 = int4("upGateProjInt4", D, 2 * I);
+    w.downProjInt4 = int4("downProjInt4", I, D);
 
     auto* h = new LayerHandle{std::make_unique<moe::MoeLayer>(cfg, w, opStream())};
     napi_value ext;

@@ -56,7 +56,19 @@ export const CUDA_MOE_WEIGHT_NAMES = [
   'sharedExpertGateWeight',
 ] as const;
 export type CudaMoeWeightName = typeof CUDA_MOE_WEIGHT_NAMES[number];
-export type CudaMoeWeightArrays = Partial<Record<CudaMoeWeightName, Float32Array | null>>;
+/**
+ * An int4 expert weight's host arrays in the [E, K, N] layout of docs/formats.md (codes int32 [E, ceil(K/8), N],
+ * scales float32 [E, G, N], zero points float32 or null): the native layer keeps them for its decode GEMMs, which
+ * dequantize in the mainloop (W4A16), next to the dequantized copy the tensor-core paths read.
+ */
+export interface CudaInt4Arrays {
+  codes: Int32Array;
+  scales: Float32Array;
+  zeroPoints: Float32Array | null;
+  groupSize: number;
+}
+export type CudaMoeWeightArrays = Partial<Record<CudaMoeWeightName, Float32Array | null>> &
+    {upGateProjInt4?: CudaInt4Arrays | null, downProjInt4?: CudaInt4Arrays | null};
 /** Expert weights may be packed (docs/formats.md): they are decoded to float32 once, at upload. */
 export type CudaMoeWeightTensors = Partial<Record<CudaMoeWeightName, tf.Tensor | QuantizedExpertWeights | null>>;
 
@@ -79,6 +91,13 @@ function hostWeight(w: tf.Tensor | QuantizedExpertWeights): Float32Array {
     scales: w.scales == null ? null : w.scales.dataSync() as Float32Array | Int32Array,
     zeroPoints: w.zeroPoints == null ? null : w.zeroPoints.dataSync() as Float32Array,
   });
+}
+
+/** The int4 arrays of a packed expert weight in the layer's [E,K,N] layout, or null for any other weight. */
+function int4Arrays(w: tf.Tensor | QuantizedExpertWeights | null | undefined): CudaInt4Arrays | null {
+  if (w == null || !isQuantizedExpertWeights(w) || w.format !== 'int4' || w.transposed || w.scales == null) return null;
+  return {codes: w.values.dataSync() as Int32Array, scales: w.scales.dataSync() as Float32Array,
+    zeroPoints: w.zeroPoints == null ? null : w.zeroPoints.dataSync() as Float32Array, groupSize: w.groupSize};
 }
 
 const NATIVE_KEYS = ['hidden', ...OPTION_TABLE.filter(o => o.native).map(o => o.name)];
@@ -173,7 +192,7 @@ export class CudaMoeRunner {
 
   constructor(config: CudaFusedMoeConfig, weights: CudaMoeWeightArrays) {
     const native = nativeConfig(config);
-    this.handle = getCudaAddon().layerCreate(native, weights as Record<string, Float32Array | null>);
+    this.handle = getCudaAddon().layerCreate(native, weights);
     this.hidden = config.hidden;
   }
 
@@ -323,6 +342,10 @@ export class CudaFusedMoe {
     for (const name of CUDA_MOE_WEIGHT_NAMES) {
       const t = weights[name];
       if (t != null) arrays[name] = hostWeight(t);
+    }
+    if ((this.config.computeDtype ?? 'float32') !== 'float32') {
+      arrays.upGateProjInt4 = int4Arrays(weights.upGateProjWeight);
+      arrays.downProjInt4 = int4Arrays(weights.downProjWeight);
     }
     const next = new CudaMoeRunner(this.config, arrays);  // built before the old one goes: a failure keeps it
     this.runner?.dispose();

@@ -34,41 +34,130 @@ __device__ __forceinline__ void unpack8(const uint4& v, float (&f)[8]) {
   }
 }
 
+// How a weight format streams: kPerChunk K values per 16-byte chunk (8 half values, or 32 int4 codes).
+template <int BITS> struct StreamFormat { static constexpr int kPerChunk = 128 / BITS; };
+
+// The weight rows and group scales one warp streams: COLS columns of one expert.
+template <int COLS>
+struct WarpColumns {
+  const uint4* codes[COLS];   // [K / kPerChunk] chunks each; null past N
+  const float* scales[COLS];  // int4: [K / groupSize]
+  const float* zeros[COLS];   // int4 with zero points
+};
+
+template <typename Elem, int BITS, int COLS>
+__device__ __forceinline__ WarpColumns<COLS> warpColumns(const GemmProblem& p, int expert, int nFirst) {
+  WarpColumns<COLS> w;
+  const int groups = BITS == 4 ? (p.K + p.groupSize - 1) / p.groupSize : 0;
+#pragma unroll
+  for (int c = 0; c < COLS; c++) {
+    const int n = nFirst + c;
+    const long long col = static_cast<long long>(expert) * p.N + n;
+    const bool ok = n < p.N;
+    if (BITS == 4) {
+      w.codes[c] = ok ? reinterpret_cast<const uint4*>(p.bInt4 + col * (p.K / 8)) : nullptr;
+      w.scales[c] = ok ? p.bScales + col * groups : nullptr;
+      w.zeros[c] = ok && p.bZeros ? p.bZeros + col * groups : nullptr;
+    } else {
+      w.codes[c] = ok ? reinterpret_cast<const uint4*>(static_cast<const Elem*>(p.B) + col * p.K) : nullptr;
+      w.scales[c] = nullptr;
+      w.zeros[c] = nullptr;
+    }
+  }
+  return w;
+}
+
+// sum over the chunk of w * a: half weights (8 values), or int4 codes (32) as scale * sum((code - zero) * a).
+// (code - zero) is formed exactly: the code ORed into the mantissa of 2^23, minus 2^23 + zero.
+template <typename Elem, int BITS>
+__device__ __forceinline__ float chunkDot(const uint4& w, const uint4* a, float scale, float zero) {
+  if constexpr (BITS == 16) {
+    float av[8], wv[8];
+    unpack8<Elem>(a[0], av);
+    unpack8<Elem>(w, wv);
+    float s = 0.f;
+#pragma unroll
+    for (int e = 0; e < 8; e++) s = fmaf(av[e], wv[e], s);
+    return s;
+  } else {
+    const uint32_t words[4] = {w.x, w.y, w.z, w.w};
+    const float bias = 8388608.f + zero;
+    float s = 0.f;
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+      float av[8];
+      unpack8<Elem>(a[q], av);
+#pragma unroll
+      for (int e = 0; e < 8; e++) {
+        const float c = __uint_as_float(0x4B000000u | ((words[q] >> (4 * e)) & 0xFu)) - bias;
+        s = fmaf(c, av[e], s);
+      }
+    }
+    return s * scale;
+  }
+}
+
 // One warp's pass over K: the dot products of its COLS weight rows with `rows` (<= ROWS) rows of A staged in
-// shared memory ([ROWS][kChunks] 16-byte chunks), summed over the warp (every lane ends with the sums). The next
-// step's COLS loads are issued before the current step's math, so COLS x 16 bytes per lane stay in flight.
-template <typename Elem, int COLS, int ROWS>
-__device__ __forceinline__ void streamDot(const uint4* const (&bRow)[COLS], const uint4* As, int rows, int kChunks,
+// shared memory ([ROWS][K] in Elem), summed over the warp (every lane ends with the sums). The next step's loads
+// are issued before the current step's math, so COLS x 16 bytes per lane stay in flight.
+template <typename Elem, int BITS, int COLS, int ROWS>
+__device__ __forceinline__ void streamDot(const WarpColumns<COLS>& w, const uint4* As, int rows, int K, int groupSize,
                                           int lane, float (&acc)[COLS][ROWS]) {
+  constexpr int PER = StreamFormat<BITS>::kPerChunk, AQ = PER / 8;  // A chunks (8 values) per weight chunk
+  const int kChunks = K / PER, aRow = K / 8;
+  const int chunksPerGroup = BITS == 4 ? groupSize / PER : 1;
 #pragma unroll
   for (int c = 0; c < COLS; c++)
 #pragma unroll
     for (int r = 0; r < ROWS; r++) acc[c][r] = 0.f;
+  const uint4 none = make_uint4(0, 0, 0, 0);
   uint4 cur[COLS];
+  float curS[COLS], curZ[COLS];
+  auto load = [&](int kc, uint4 (&v)[COLS], float (&sc)[COLS], float (&ze)[COLS]) {
 #pragma unroll
-  for (int c = 0; c < COLS; c++) cur[c] = (bRow[c] && lane < kChunks) ? __ldg(bRow[c] + lane) : make_uint4(0, 0, 0, 0);
+    for (int c = 0; c < COLS; c++) {
+      const bool ok = w.codes[c] != nullptr && kc < kChunks;
+      v[c] = ok ? __ldg(w.codes[c] + kc) : none;
+      if (BITS == 4) {
+        const int g = kc / chunksPerGroup;
+        sc[c] = ok ? __ldg(w.scales[c] + g) : 0.f;
+        ze[c] = ok && w.zeros[c] ? __ldg(w.zeros[c] + g) : 8.f;
+      }
+    }
+  };
+  load(lane, cur, curS, curZ);
   for (int kc = lane; kc < kChunks; kc += 32) {
     uint4 nxt[COLS];
-    const int kn = kc + 32;
+    float nxtS[COLS], nxtZ[COLS];
+    load(kc + 32, nxt, nxtS, nxtZ);
+    if constexpr (BITS == 4) {
+      // Rows one at a time: unrolled, the 32 decoded codes of every column would be kept for all rows (250+
+      // registers); a tile's extra rows re-decode instead (decode tiles hold one or two).
+#pragma unroll 1
+      for (int r = 0; r < rows; r++) {
+        const uint4* a = As + r * aRow + kc * AQ;
 #pragma unroll
-    for (int c = 0; c < COLS; c++) nxt[c] = (bRow[c] && kn < kChunks) ? __ldg(bRow[c] + kn) : make_uint4(0, 0, 0, 0);
+        for (int c = 0; c < COLS; c++) {
+          const float d = chunkDot<Elem, BITS>(cur[c], a, curS[c], curZ[c]);
 #pragma unroll
-    for (int r = 0; r < ROWS; r++) {
-      if (r >= rows) break;
-      float a[8];
-      unpack8<Elem>(As[r * kChunks + kc], a);
+          for (int q = 0; q < ROWS; q++) if (q == r) acc[c][q] += d;
+        }
+      }
+    } else {
 #pragma unroll
-      for (int c = 0; c < COLS; c++) {
-        float w[8];
-        unpack8<Elem>(cur[c], w);
-        float sum = acc[c][r];
+      for (int r = 0; r < ROWS; r++) {
+        if (r >= rows) break;
+        const uint4* a = As + r * aRow + kc * AQ;
 #pragma unroll
-        for (int e = 0; e < 8; e++) sum = fmaf(a[e], w[e], sum);
-        acc[c][r] = sum;
+        for (int c = 0; c < COLS; c++) acc[c][r] += chunkDot<Elem, BITS>(cur[c], a, curS[c], curZ[c]);
       }
     }
 #pragma unroll
-    for (int c = 0; c < COLS; c++) cur[c] = nxt[c];
+    for (int c = 0; c < COLS; c++) {
+      cur[c] = nxt[c];
+      curS[c] = nxtS[c];
+      curZ[c] = nxtZ[c];
+    }
   }
 #pragma unroll
   for (int c = 0; c < COLS; c++)
@@ -90,7 +179,7 @@ struct StreamConfig {
 
 // Requires K % 8 == 0, lda % 8 == 0, 16-byte aligned A and B (the VEC condition), and for kSwiglu BN % 16 == 0
 // (each block holds whole gate/up column groups of width 8).
-template <typename Elem, typename OutT, int COLS, Epilogue EPI>
+template <typename Elem, typename OutT, int COLS, Epilogue EPI, int BITS>
 __global__ void __launch_bounds__(kStreamWarps * 32) streamGemmKernel(const GemmProblem p) {
   awaitPredecessor();
   using Cfg = StreamConfig<Elem, COLS>;
@@ -105,18 +194,11 @@ __global__ void __launch_bounds__(kStreamWarps * 32) streamGemmKernel(const Gemm
   const int n0 = blockIdx.y * BN;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const Elem* A = static_cast<const Elem*>(p.A);
-  const Elem* B = static_cast<const Elem*>(p.B) + static_cast<long long>(tile.expert) * p.N * p.K;
   const float* bias = p.bias ? p.bias + static_cast<long long>(tile.expert) * p.N : nullptr;
   const int tileEnd = min(tile.rowStart + kStreamTileRows, tile.rowEnd);
-  const int kChunks = p.K / 8;
-
+  const int kChunks = p.K / 8;  // of A
   // This warp's weight rows (a column past N streams nothing and yields 0).
-  const uint4* bRow[COLS];
-#pragma unroll
-  for (int c = 0; c < COLS; c++) {
-    const int n = n0 + warp * COLS + c;
-    bRow[c] = n < p.N ? reinterpret_cast<const uint4*>(B + static_cast<long long>(n) * p.K) : nullptr;
-  }
+  const WarpColumns<COLS> wc = warpColumns<Elem, BITS, COLS>(p, tile.expert, n0 + warp * COLS);
 
   for (int r0 = tile.rowStart; r0 < tileEnd; r0 += kStreamRows) {
     const int rows = min(kStreamRows, tileEnd - r0);
@@ -131,7 +213,7 @@ __global__ void __launch_bounds__(kStreamWarps * 32) streamGemmKernel(const Gemm
     __syncthreads();
 
     float acc[COLS][kStreamRows];
-    streamDot<Elem, COLS, kStreamRows>(bRow, reinterpret_cast<const uint4*>(As), rows, kChunks, lane, acc);
+    streamDot<Elem, BITS, COLS, kStreamRows>(wc, reinterpret_cast<const uint4*>(As), rows, p.K, p.groupSize, lane, acc);
 #pragma unroll
     for (int c = 0; c < COLS; c++)
 #pragma unroll
@@ -165,7 +247,7 @@ __global__ void __launch_bounds__(kStreamWarps * 32) streamGemmKernel(const Gemm
 template <typename Elem>
 size_t streamCombineSmemBytes(int K, int topK) { return static_cast<size_t>(topK) * K * sizeof(Elem); }
 
-template <typename Elem, int COLS>
+template <typename Elem, int COLS, int BITS>
 __global__ void __launch_bounds__(kStreamWarps * 32) streamCombineKernel(const GemmProblem p) {
   awaitPredecessor();
   constexpr int BN = kStreamWarps * COLS, NT = kStreamWarps * 32;
@@ -195,15 +277,10 @@ __global__ void __launch_bounds__(kStreamWarps * 32) streamCombineKernel(const G
     const float w = p.pairWeight[t * k + j];
     const bool expertOk = e >= 0 && e < p.seg.numExperts;
     if (row >= 0 && row < p.aRows) {  // a valid row has a valid expert (the permute maps others to -1)
-      const Elem* B = static_cast<const Elem*>(p.B) + static_cast<long long>(e) * p.N * p.K;
-      const uint4* bRow[COLS];
-#pragma unroll
-      for (int c = 0; c < COLS; c++) {
-        const int n = n0 + warp * COLS + c;
-        bRow[c] = n < p.N ? reinterpret_cast<const uint4*>(B + static_cast<long long>(n) * p.K) : nullptr;
-      }
+      const WarpColumns<COLS> wc = warpColumns<Elem, BITS, COLS>(p, e, n0 + warp * COLS);
       float acc[COLS][1];
-      streamDot<Elem, COLS, 1>(bRow, reinterpret_cast<const uint4*>(As) + j * kChunks, 1, kChunks, lane, acc);
+      streamDot<Elem, BITS, COLS, 1>(wc, reinterpret_cast<const uint4*>(As) + j * kChunks, 1, p.K, p.groupSize, lane,
+                                     acc);
 #pragma unroll
       for (int c = 0; c < COLS; c++) {
         const float v = acc[c][0];

@@ -59,6 +59,13 @@ struct GemmProblem {
   // kCombine: a pair whose expert id is >= seg.numExperts (a zero-computation expert) adds w * identityX[t][n]
   // ([M][ldc] float32) when set, as the combine kernel does.
   const float* identityX = nullptr;
+  // Optional int4 copy of B for the weight-streaming kernel (decode, W4A16): codes [E][N][K/8] int32 words, 8 codes
+  // along K per word, the lowest k in the lowest bits; w = scale * (code - zero), scales and zeros [E][N][K/groupSize]
+  // float32 (zeros null: 8). Needs K and groupSize multiples of 32. The tensor-core paths read B.
+  const int32_t* bInt4 = nullptr;
+  const float* bScales = nullptr;
+  const float* bZeros = nullptr;
+  int groupSize = 0;
 };
 
 // The interleave width of gate/up columns the kernels of each element type expect for kSwiglu.

@@ -107,19 +107,25 @@ inline bool aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr
 // instead of 16-row tensor-core tiles: T <= 16 of a 128-expert top-8 layer.
 constexpr int kStreamMaxRowsPerSegment = 2;
 
-template <typename Elem, typename OutT, int COLS, Epilogue EPI>
+template <typename Elem, typename OutT, int COLS, Epilogue EPI, int BITS>
 void launchStreamConfig(const GemmProblem& p, cudaStream_t stream) {
   using Cfg = StreamConfig<Elem, COLS>;
   const dim3 grid = gridFor(p, kStreamTileRows, Cfg::kBN);
   if (grid.x == 0 || grid.y == 0) return;
-  launchKernel("streamGemmKernel", streamGemmKernel<Elem, OutT, COLS, EPI>, grid, Cfg::kThreads, Cfg::smemBytes(p.K),
-               stream, p);
+  launchKernel("streamGemmKernel", streamGemmKernel<Elem, OutT, COLS, EPI, BITS>, grid, Cfg::kThreads,
+               Cfg::smemBytes(p.K), stream, p);
+}
+
+// Whether the streaming kernel reads the int4 copy of B (K and the group in whole 32-code chunks).
+inline bool streamsInt4(const GemmProblem& p) {
+  return p.bInt4 != nullptr && p.bScales != nullptr && p.K % 32 == 0 && p.groupSize > 0 && p.groupSize % 32 == 0;
 }
 
 template <typename Elem, typename OutT, Epilogue EPI>
 void launchStreamEpi(const GemmProblem& p, cudaStream_t stream) {
-  if (tuning().decodeGemm == DecodeGemm::kStream8) launchStreamConfig<Elem, OutT, 8, EPI>(p, stream);
-  else launchStreamConfig<Elem, OutT, 4, EPI>(p, stream);
+  if (streamsInt4(p)) launchStreamConfig<Elem, OutT, 4, EPI, 4>(p, stream);
+  else if (tuning().decodeGemm == DecodeGemm::kStream8) launchStreamConfig<Elem, OutT, 8, EPI, 16>(p, stream);
+  else launchStreamConfig<Elem, OutT, 4, EPI, 16>(p, stream);
 }
 
 // Whether a call takes the streaming kernel: decode-sized segments, the VEC layout, its shared memory within the
@@ -145,8 +151,10 @@ void launchStreamCombine(const GemmProblem& p, cudaStream_t stream) {
   if (!combineSupported<Elem>(p)) throw std::invalid_argument("grouped GEMM: kCombine is not supported for this problem");
   constexpr int COLS = 4, BN = kStreamWarps * COLS;
   if (p.M == 0 || p.N == 0) return;
-  launchKernel("streamCombineKernel", streamCombineKernel<Elem, COLS>, dim3(p.M, ceilDiv(p.N, BN)), kStreamWarps * 32,
-               streamCombineSmemBytes<Elem>(p.K, p.topK), stream, p);
+  const dim3 grid(p.M, ceilDiv(p.N, BN));
+  const size_t smem = streamCombineSmemBytes<Elem>(p.K, p.topK);
+  if (streamsInt4(p)) launchKernel("streamCombineKernel", streamCombineKernel<Elem, COLS, 4>, grid, kStreamWarps * 32, smem, stream, p);
+  else launchKernel("streamCombineKernel", streamCombineKernel<Elem, COLS, 16>, grid, kStreamWarps * 32, smem, stream, p);
 }
 
 template <typename Elem>

@@ -51,7 +51,7 @@ export interface CudaAddon {
   swiglu(x: Float32Array, R: number, I: number, scale: Float32Array | null): Float32Array;
   combine(y: Float32Array, R: number, D: number, rowMap: Int32Array, weights: Float32Array, ids: Int32Array, T: number,
           k: number, E: number, bias: Float32Array | null, weightsApplied: boolean): Float32Array;
-  layerCreate(config: Record<string, unknown>, weights: Record<string, Float32Array | null | undefined>): object;
+  layerCreate(config: Record<string, unknown>, weights: Record<string, unknown>): object;
   setTuning(tuning: {pdl: boolean, gemmTiles: string}): void;
   /** output: how y reaches the host (CudaHostOutput in cuda_fused_moe.ts). */
   layerForward(handle: object, x: Float32Array, T: number, useGraph: boolean, wantIds: boolean,

@@ -98,11 +98,53 @@ MoeLayer::MoeLayer(const LayerConfig& cfg, const LayerWeights& w, cudaStream_t s
       packStacked(fc1T_, w.fc1LatentProjWeight, 1, H, L, L, H, 0, elem, stream_);
       packStacked(fc2T_, w.fc2LatentProjWeight, 1, L, H, H, L, 0, elem, stream_);
     }
+    // int4 copies when the streaming kernel can read them: K and the groups in whole 32-code chunks.
+    auto int4Fits = [&](const Int4Weight& q, int Kout) {
+      return elem != DType::kFloat32 && q.codes && q.scales && q.groupSize > 0 && q.groupSize % 32 == 0 &&
+             Kout % 32 == 0;
+    };
+    if (int4Fits(w.upGateProjInt4, D_) && int4Fits(w.downProjInt4, intermediatePadded_) && D_ % 8 == 0 && I % 8 == 0) {
+      packInt4(upGateQ_, w.upGateProjInt4, E, D_, 2 * I, 2 * intermediatePadded_, D_, group_);
+      packInt4(downQ_, w.downProjInt4, E, I, D_, D_, intermediatePadded_, 0);
+    }
     if (S > 0) {
       packStacked(sharedUpGate_, w.sharedUpGateProjWeight, 1, H, 2 * S, 2 * sharedPadded_, H, group_, elem, stream_);
       packStacked(sharedDown_, w.sharedDownProjWeight, 1, S, H, H, sharedPadded_, 0, elem, stream_);
     }
     MOE_CUDA(cudaStreamSynchronize(stream_));
+  }
+}
+
+// [count][ceil(K/8)][N] codes and [count][G][N] scales / zeros -> [count][Nout][Kout/8] and [count][Nout][Kout/gs],
+// output row n reading source column packColumn(n, N, group) (group 0: n itself). Rows past the source, and the
+// words and groups past K, are zero codes with scale 0 (value 0 whatever the zero point). K % 8 == 0 here, so no
+// source word mixes real and padding codes.
+void MoeLayer::packInt4(Int4Device& dst, const Int4Weight& src, int count, int K, int N, int Nout, int Kout,
+                        int group) {
+  const int gs = src.groupSize, kw = K / 8, kwOut = Kout / 8, g = ceilDiv(K, gs), gOut = ceilDiv(Kout, gs);
+  std::vector<int32_t> codes(static_cast<size_t>(count) * Nout * kwOut, 0);
+  std::vector<float> scales(static_cast<size_t>(count) * Nout * gOut, 0.f);
+  std::vector<float> zeros(src.zeros ? scales.size() : 0, 0.f);
+  for (int e = 0; e < count; e++) {
+    for (int n = 0; n < Nout; n++) {
+      const int col = group > 0 ? packColumn(n, N, group) : (n < N ? n : -1);
+      if (col < 0) continue;
+      const size_t row = static_cast<size_t>(e) * Nout + n;
+      for (int w = 0; w < kw; w++) codes[row * kwOut + w] = src.codes[(static_cast<size_t>(e) * kw + w) * N + col];
+      for (int q = 0; q < g; q++) {
+        scales[row * gOut + q] = src.scales[(static_cast<size_t>(e) * g + q) * N + col];
+        if (src.zeros) zeros[row * gOut + q] = src.zeros[(static_cast<size_t>(e) * g + q) * N + col];
+      }
+    }
+  }
+  dst.groupSize = gs;
+  dst.codes.ensure(codes.size() * 4);
+  MOE_CUDA(cudaMemcpy(dst.codes.as(), codes.data(), codes.size() * 4, cudaMemcpyHostToDevice));
+  dst.scales.ensure(scales.size() * 4);
+  MOE_CUDA(cudaMemcpy(dst.scales.as(), scales.data(), scales.size() * 4, cudaMemcpyHostToDevice));
+  if (!zeros.empty()) {
+    dst.zeros.ensure(zeros.size() * 4);
+    MOE_CUDA(cudaMemcpy(dst.zeros.as(), zeros.data(), zeros.size() * 4, cudaMemcpyHostToDevice));
   }
 }
 
@@ -118,7 +160,9 @@ void MoeLayer::dropGraphs() {
 
 size_t MoeLayer::residentBytes() const {
   return gateT_.bytes() + gateBias_.bytes() + upGate_.bytes() + upGateBias_.bytes() + down_.bytes() +
-         downBias_.bytes() + fc1T_.bytes() + fc2T_.bytes() + sharedUpGate_.bytes() + sharedDown_.bytes();
+         downBias_.bytes() + fc1T_.bytes() + fc2T_.bytes() + sharedUpGate_.bytes() + sharedDown_.bytes() +
+         upGateQ_.codes.bytes() + upGateQ_.scales.bytes() + upGateQ_.zeros.bytes() + downQ_.codes.bytes() +
+         downQ_.scales.bytes() + downQ_.zeros.bytes();
 }
 
 void MoeLayer::ensureWorkspace(int T) {
@@ -268,6 +312,14 @@ void MoeLayer::enqueue(int T) {
   up.group = group_;
   up.epilogue = Epilogue::kSwiglu;
   up.rowsPerSegmentHint = hint;
+  auto useInt4 = [](GemmProblem& g, const Int4Device& q) {
+    if (!q.present()) return;
+    g.bInt4 = q.codes.as<int32_t>();
+    g.bScales = q.scales.as<float>();
+    g.bZeros = q.zeros.bytes() ? q.zeros.as<float>() : nullptr;
+    g.groupSize = q.groupSize;
+  };
+  useInt4(up, upGateQ_);
   launchGroupedGemm(up, stream_);
 
   mark("up_gate GEMM + SwiGLU");
@@ -285,6 +337,8 @@ void MoeLayer::enqueue(int T) {
   dn.N = D_;
   dn.K = intermediatePadded_;
   dn.epilogue = Epilogue::kStore;
+  dn.bInt4 = nullptr;
+  useInt4(dn, downQ_);
   float* routedOut = cfg_.latent > 0 ? latentF_.as<float>() : out;
   // 6. combine (+ weighted down bias), then the latent fc2. At the fewest tokens (each expert's weights read by
   // one token) the down GEMM is token-owned and does the combine itself: one kernel and no [R, D] round trip.
