@@ -86,11 +86,9 @@ function int4Weight(dequantized: Float32Array, Kd: number, N: number, seed: numb
     for (let w = 0; w < kw; w++) {
       for (let n = 0; n < N; n++) {
         const word = codes[(e * kw + w) * N + n];
-        for (let j = 0; j < 8; j++) {
-          const k = 8 * w + j;
-          dequantized[(e * Kd + k) * N + n] =
-              Math.fround(scales[(e * G + Math.floor(k / INT4_GROUP)) * N + n] * (((word >>> (4 * j)) & 15) - 8));
-        }
+        const scale = scales[(e * G + ((8 * w / INT4_GROUP) | 0)) * N + n];  // a word's 8 codes share a group
+        const base = (e * Kd + 8 * w) * N + n;
+        for (let j = 0; j < 8; j++) dequantized[base + j * N] = scale * (((word >>> (4 * j)) & 15) - 8);
       }
     }
   }
