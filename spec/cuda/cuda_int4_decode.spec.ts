@@ -3,8 +3,9 @@
  * scales (and zero points) on the GPU and its decode GEMMs (the weight-streaming kernel, the token-owned down GEMM
  * with the combine) dequantize them in the mainloop; the tensor-core paths (more rows per expert) read the
  * dequantized copy. Every output against the float64 reference evaluated on the format's own dequantized weights
- * (refDequantize), in float16 (5e-3) and bfloat16 (3e-2), at T that take each path; and the int4 decode path
- * against the same layer with the int4 copy unused (MOE_CUDA_GEMM_TILES 'mma-decode'). Pending without CUDA.
+ * (refDequantize), in float16 (5e-3) and bfloat16 (3e-2), at T that take each path, with the streaming kernels
+ * on (MOE_CUDA_GEMM_TILES 'stream', where the int4 copy is read) and off (default: the dequantized copy only).
+ * Pending without CUDA.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {CudaComputeDtype, cudaStatus, MOE_CUDA_GEMM_TILES, quantizeExpertWeightsFromArray} from 'tfjs-moe';
@@ -63,7 +64,7 @@ describe('CUDA native int4 experts (W4A16 decode GEMMs)', () => {
                const ref = refFusedMoE(x, T, H, refWeights as unknown as RefMoeWeights, c.cfg);
                const xT = tf.tensor2d(x, [T, H]);
                const outs: Record<string, Float32Array> = {};
-               for (const tiles of ['default', 'mma-decode']) {
+               for (const tiles of ['stream', 'default']) {
                  env.set(MOE_CUDA_GEMM_TILES, tiles);
                  const out = layer.apply(xT, tensors as CudaMoeWeightTensors);
                  outs[tiles] = (await out.data()) as Float32Array;

@@ -157,12 +157,12 @@ double& lastAllocMs() {
   return ms;
 }
 
-// layerForward(handle, x, T, useGraph, wantIds, output) -> {output: Float32Array [T*H], topkIds?: Int32Array [T*k]}.
+// layerForward(handle, x, T, useGraph, wantIds, output, out) -> {output: Float32Array [T*H], topkIds?: Int32Array [T*k]}.
 // output: how y reaches the host: 'staged' (pinned staging, then a threaded copy into a new array), 'pinned' (a new
 // array over a pinned block, downloaded into directly), 'pageable' (the path from before pinned staging, x too;
 // benchmark A/B only).
 napi_value LayerForward(napi_env env, napi_callback_info info) {
-  return entry(env, info, 6, "layerForward", [&](Args& a) {
+  return entry(env, info, 7, "layerForward", [&](Args& a) {
     LayerHandle* h = handleOf(a);
     const int T = integer(a, 2, "T", 0);
     const size_t n = static_cast<size_t>(T) * h->layer->hidden();
@@ -180,10 +180,17 @@ napi_value LayerForward(napi_env env, napi_callback_info info) {
     else if (m == "pageable") copy = moe::HostCopy::kPageable;
     else throw ArgError("layerForward: argument 'output' must be 'staged', 'pinned' or 'pageable', got '" + m + "'");
     const auto a0 = std::chrono::steady_clock::now();
+    // 'staged' may bring its output array (JS allocates it uninitialized: N-API buffers come zero-filled).
+    auto given = typed<float>(a, 6, "out", napi_float32_array, n, true);
+    if (given.data != nullptr && copy != moe::HostCopy::kStaged) {
+      throw ArgError("layerForward: argument 'out' is for output 'staged' only");
+    }
     float* out;
-    napi_value outV = copy == moe::HostCopy::kPinned ? newPinnedFloat32(env, n, &out)
+    napi_value outV = given.data != nullptr         ? a.v[6]
+                    : copy == moe::HostCopy::kPinned ? newPinnedFloat32(env, n, &out)
                     : copy == moe::HostCopy::kStaged ? newUninitializedFloat32(env, n, &out)
                                                      : newTyped<float>(env, n, &out);
+    if (given.data != nullptr) out = given.data;
     int* ids = nullptr;
     napi_value result, idsV;
     NAPI(napi_create_object(env, &result));
@@ -260,16 +267,18 @@ napi_value ActivationUpload(napi_env env, napi_callback_info info) {
   });
 }
 
-// activationDownload(handle) -> Float32Array [rows*cols], after everything enqueued before it (through pinned staging)
+// activationDownload(handle, out) -> Float32Array [rows*cols] (out when given), after everything enqueued before it
+// (through pinned staging)
 napi_value ActivationDownload(napi_env env, napi_callback_info info) {
-  return entry(env, info, 1, "activationDownload", [&](Args& a) {
+  return entry(env, info, 2, "activationDownload", [&](Args& a) {
     ActivationHandle* h = activationOf(a, 0);
     const size_t n = static_cast<size_t>(h->rows) * h->cols;
+    auto given = typed<float>(a, 1, "out", napi_float32_array, n, true);
     static moe::PinnedStaging* staging = new moe::PinnedStaging();
     static moe::SlicedDownload* sliced = new moe::SlicedDownload();
     float* landing = static_cast<float*>(staging->ensure(n * sizeof(float)));
-    float* out;
-    napi_value outV = newUninitializedFloat32(env, n, &out);
+    float* out = given.data;
+    napi_value outV = out != nullptr ? a.v[1] : newUninitializedFloat32(env, n, &out);
     sliced->run(out, h->data.as(), n * sizeof(float), landing, opStream());
     return outV;
   });

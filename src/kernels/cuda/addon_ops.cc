@@ -66,13 +66,13 @@ napi_value SetTuning(napi_env env, napi_callback_info info) {
       throw ArgError("setTuning: argument 'gemmTiles' must be a string");
     }
     const std::string tiles(buf, len);
-    if (tiles != "default" && tiles != "previous" && tiles != "mma-decode" && tiles != "stream8") {
-      throw ArgError("setTuning: argument 'gemmTiles' must be 'default', 'previous', 'mma-decode' or 'stream8', got '" +
+    if (tiles != "default" && tiles != "previous" && tiles != "stream" && tiles != "stream8") {
+      throw ArgError("setTuning: argument 'gemmTiles' must be 'default', 'previous', 'stream' or 'stream8', got '" +
                      tiles + "'");
     }
-    const moe::DecodeGemm decode = tiles == "mma-decode" ? moe::DecodeGemm::kMma
-                                 : tiles == "stream8"    ? moe::DecodeGemm::kStream8
-                                                         : moe::DecodeGemm::kStream4;
+    const moe::DecodeGemm decode = tiles == "stream"  ? moe::DecodeGemm::kStream4
+                                 : tiles == "stream8" ? moe::DecodeGemm::kStream8
+                                                      : moe::DecodeGemm::kMma;
     moe::Tuning& t = moe::tuning();
     if (t.pdl != pdl || t.previousTiles != (tiles == "previous") || t.decodeGemm != decode) {
       t.pdl = pdl;

@@ -93,6 +93,18 @@ function hostWeight(w: tf.Tensor | QuantizedExpertWeights): Float32Array {
   });
 }
 
+/**
+ * A Float32Array of n elements over memory nobody has written: the native forward faults its pages in on helper
+ * threads while the GPU runs, then copies y in. (N-API's buffers come zero-filled: 2 ms of the main thread for a
+ * 32 MB output, BENCHMARKS.md.) Buffer is Node's; without it, a plain (zeroed) array.
+ */
+function uninitializedFloat32(n: number): Float32Array {
+  const B = (globalThis as {Buffer?: {allocUnsafeSlow(size: number): Uint8Array}}).Buffer;
+  if (B == null || n === 0) return new Float32Array(n);
+  const bytes = B.allocUnsafeSlow(n * 4);
+  return new Float32Array(bytes.buffer, bytes.byteOffset, n);
+}
+
 /** The int4 arrays of a packed expert weight in the layer's [E,K,N] layout, or null for any other weight. */
 function int4Arrays(w: tf.Tensor | QuantizedExpertWeights | null | undefined): CudaInt4Arrays | null {
   if (w == null || !isQuantizedExpertWeights(w) || w.format !== 'int4' || w.transposed || w.scales == null) return null;
@@ -147,7 +159,7 @@ export class CudaActivation {
 
   /** Downloads the values (waits for the work that writes them). */
   read(): Float32Array {
-    return getCudaAddon().activationDownload(this.live());
+    return getCudaAddon().activationDownload(this.live(), uninitializedFloat32(this.shape[0] * this.shape[1]));
   }
 
   /** read() as a new tensor of `shape` (default [rows, cols]). */
@@ -209,8 +221,9 @@ export class CudaMoeRunner {
       CudaForwardResult<Float32Array> {
     const addon = getCudaAddon();
     syncCudaTuning(addon);
-    return addon.layerForward(this.live(), x, numTokens, options.useGraph ?? true, options.wantIds ?? false,
-                              options.output ?? 'staged');
+    const output = options.output ?? 'staged';
+    return addon.layerForward(this.live(), x, numTokens, options.useGraph ?? true, options.wantIds ?? false, output,
+                              output === 'staged' ? uninitializedFloat32(numTokens * this.hidden) : null);
   }
 
   /** The forward on a device-resident activation [T, H] -> a new one (enqueued; not waited for unless wantIds). */

@@ -103,8 +103,9 @@ void launchMmaEpi(const GemmProblem& p, bool vec, cudaStream_t stream) {
 
 inline bool aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15) == 0; }
 
-// Up to this many expected rows per expert the half-precision GEMMs stream weights on CUDA cores (gemm_stream.cuh)
-// instead of 16-row tensor-core tiles: T <= 16 of a 128-expert top-8 layer.
+// With MOE_CUDA_GEMM_TILES 'stream' / 'stream8', up to this many expected rows per expert the half-precision GEMMs
+// stream weights on CUDA cores (gemm_stream.cuh) instead of 16-row tensor-core tiles: T <= 16 of a 128-expert
+// top-8 layer.
 constexpr int kStreamMaxRowsPerSegment = 2;
 
 template <typename Elem, typename OutT, int COLS, Epilogue EPI, int BITS>

@@ -22,8 +22,6 @@ constexpr int kPdlMaxTokens = 32;
 // The down GEMM is token-owned (combine fused) while R * this <= E: then the T*k pairs hit almost only distinct
 // experts (T = 1, 2 at E = 128, k = 8), so streaming each pair's expert reads hardly any weight twice.
 constexpr long long kTokenOwnedDownFactor = 8;
-// Host forwards of x up to this size copy x and y inside the CUDA graph, through pinned buffers of the workspace.
-constexpr size_t kGraphCopyMaxBytes = size_t(1) << 20;
 
 void require(bool ok, const std::string& what) {
   if (!ok) throw std::invalid_argument("FusedMoE cuda: " + what);
@@ -189,9 +187,6 @@ void MoeLayer::ensureWorkspace(int T) {
     latentE_.ensure(static_cast<size_t>(cap) * D_ * eb);
   }
   if (sharedPadded_ > 0) sharedHidden_.ensure(static_cast<size_t>(cap) * sharedPadded_ * eb);
-  // Every small forward up to this capacity fits without a reallocation (the graphs hold these addresses).
-  pinnedIn_.ensure(std::min(cap * H * 4, kGraphCopyMaxBytes));
-  pinnedOut_.ensure(std::min(cap * H * 4, kGraphCopyMaxBytes));
   capT_ = cap;
 }
 
@@ -439,29 +434,22 @@ std::vector<std::pair<std::string, float>> MoeLayer::profile(const float* x, int
   return out;
 }
 
-void MoeLayer::run(int T, bool useGraph, bool hostCopies) {
-  const size_t bytes = static_cast<size_t>(T) * cfg_.hidden * sizeof(float);
-  auto enqueueAll = [&] {
-    if (hostCopies) MOE_CUDA(cudaMemcpyAsync(dX_.as(), pinnedIn_.ensure(bytes), bytes, cudaMemcpyHostToDevice, stream_));
-    enqueue(T);
-    if (hostCopies) MOE_CUDA(cudaMemcpyAsync(pinnedOut_.ensure(bytes), dOut_.as(), bytes, cudaMemcpyDeviceToHost, stream_));
-  };
+void MoeLayer::run(int T, bool useGraph) {
   if (!useGraph) {
-    enqueueAll();
+    enqueue(T);
     return;
   }
   if (graphsTuning_ != tuning().generation) {  // captured with other PDL / tile settings
     dropGraphs();
     graphsTuning_ = tuning().generation;
   }
-  const long long key = 2LL * T + (hostCopies ? 1 : 0);
-  auto it = graphs_.find(key);
+  auto it = graphs_.find(T);
   if (it == graphs_.end()) {
-    enqueueAll();  // one eager run first: one-time setup (smem opt-ins) stays out of the capture
+    enqueue(T);  // one eager run first: one-time setup (smem opt-ins) stays out of the capture
     cudaGraph_t graph = nullptr;
     MOE_CUDA(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
     try {
-      enqueueAll();
+      enqueue(T);
     } catch (...) {
       (void)cudaStreamEndCapture(stream_, &graph);
       if (graph) (void)cudaGraphDestroy(graph);
@@ -472,7 +460,7 @@ void MoeLayer::run(int T, bool useGraph, bool hostCopies) {
     const cudaError_t st = cudaGraphInstantiate(&exec, graph, 0);
     (void)cudaGraphDestroy(graph);
     MOE_CUDA(st);
-    it = graphs_.emplace(key, exec).first;
+    it = graphs_.emplace(T, exec).first;
     return;  // the eager run already produced the output
   }
   MOE_CUDA(cudaGraphLaunch(it->second, stream_));
@@ -484,22 +472,6 @@ void MoeLayer::forward(const float* x, int T, float* out, int* ids, bool useGrap
   const auto t0 = Clock::now();
   ensureWorkspace(T);
   const size_t bytes = static_cast<size_t>(T) * cfg_.hidden * sizeof(float);
-  if (copy == HostCopy::kStaged && bytes <= kGraphCopyMaxBytes) {
-    // Small: x and y pass through the workspace's pinned buffers, copied by the graph itself.
-    std::memcpy(pinnedIn_.ensure(bytes), x, bytes);
-    const auto t1 = Clock::now();
-    run(T, useGraph, true);
-    if (ids) {
-      MOE_CUDA(cudaMemcpyAsync(ids, ids_.as(), static_cast<size_t>(T) * cfg_.topK * sizeof(int),
-                               cudaMemcpyDeviceToHost, stream_));
-    }
-    MOE_CUDA(cudaStreamSynchronize(stream_));
-    std::memcpy(out, pinnedOut_.ensure(bytes), bytes);
-    timings_.uploadHostMs = std::chrono::duration<double, std::milli>(t1 - t0).count();
-    timings_.waitMs = std::chrono::duration<double, std::milli>(Clock::now() - t1).count();
-    timings_.copyOutMs = 0;
-    return;
-  }
   if (copy == HostCopy::kPageable) {
     MOE_CUDA(cudaMemcpyAsync(dX_.as(), x, bytes, cudaMemcpyHostToDevice, stream_));
   } else {

@@ -99,9 +99,7 @@ class MoeLayer {
   void dropGraphs();
   void enqueue(int T);  // reads dX_, writes dOut_
   void mark(const char* stage);  // records an event after a stage while profiling
-  // hostCopies: the graph also copies x from pinnedIn_ and y to pinnedOut_ (small host forwards: two fewer API
-  // calls and copy launches per call).
-  void run(int T, bool useGraph, bool hostCopies = false);
+  void run(int T, bool useGraph);
   GemmProblem dense(const void* A, int lda, const void* B, DType elem, int M, int N, int K) const;
   int gateSplit(int T) const;  // split-K factor of the router GEMM
 
@@ -129,8 +127,6 @@ class MoeLayer {
   std::map<int, cudaGraphExec_t> graphs_;
   int graphsTuning_ = 0;  // tuning().generation the graphs were captured under
   PinnedStaging staging_, outStaging_;
-  // Pinned x and y of small host forwards, sized with the workspace (their addresses are in the captured graphs).
-  PinnedStaging pinnedIn_, pinnedOut_;
   SlicedDownload download_;
   ForwardTimings timings_;
   std::vector<std::pair<std::string, cudaEvent_t>>* marks_ = nullptr;
