@@ -1,22 +1,32 @@
 /**
  * Peak host memory of loadHuggingFaceMoe loading one Qwen3-30B-A3B MoE layer (E 128, H 2048, I 768) from a bf16
- * safetensors file in the hub layout (router, experts.{e}.{gate,up,down}_proj.weight), per target expert format,
- * on the cpu backend, each target in its own process:
- *  - 'raw': readSafetensors(bytes, {keepDtype: true}) then loadHuggingFaceMoe(..., {expertWeightFormat}): the
- *    experts are converted one at a time into the layer's variables (bfloat16, int4 g32, mxfp4, float32);
- *  - 'decoded': readSafetensors(bytes) (every tensor expanded to float32) then loading into a float32 layer, the
- *    path without formats.
- * Numbers: VmHWM (peak RSS) minus the RSS once the file's bytes are resident, and tf.memory().numBytes after
- * the load (the layer alone). The synthetic file (1.21 GB) is written to /tmp once.
- * Usage: node build/bench/hf_load_memory.js [--experts 128] [--file /tmp/qwen3_moe_layer_bf16.safetensors]
+ * checkpoint folder (config.json + model.safetensors in the hub layout: model.layers.0.mlp.gate.weight,
+ * .experts.{e}.{gate,up,down}_proj.weight), per target expert format, on the cpu backend, each row in its own
+ * process:
+ *  - 'ckpt': readMoeLayerFromCheckpoint(dir, {layer: 0, keepDtype: true}) (tfjs-moe/node: reads the file's byte
+ *    ranges, keeps BF16 as raw bytes) then loadHuggingFaceMoe(..., {expertWeightFormat}): bf16 into 'bfloat16'
+ *    copies the 16-bit patterns, the other formats convert one expert at a time;
+ *  - 'raw': the whole file in memory, readSafetensors(bytes, {keepDtype: true}), then the same load;
+ *  - 'decoded' (with --decoded; minutes): readSafetensors(bytes) (every tensor expanded to float32) then a
+ *    float32 layer, the path without formats.
+ * Numbers: VmHWM (peak RSS) minus the RSS before reading (the process with tfjs loaded), the same minus the
+ * checkpoint bytes (what the load holds beyond the file's data), tf.profile's peakBytes during the load and
+ * tf.memory().numBytes after it (the layer alone). The synthetic folder (1.21 GB) is written to /tmp once; --clean
+ * deletes it at the end.
+ * Usage: node build/bench/hf_load_memory.js [--experts 128] [--dir /tmp/qwen3_moe_layer_bf16_e128] [--decoded]
+ *        [--clean] [--targets ckpt:bfloat16,ckpt:int4,...]
  */
 import {execFileSync} from 'node:child_process';
-import {closeSync, existsSync, openSync, readFileSync, statSync, writeSync} from 'node:fs';
+import {closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync} from 'node:fs';
+import * as path from 'node:path';
 import {fileURLToPath} from 'node:url';
 
 import * as tf from '@tensorflow/tfjs-core';
 import {version_cpu} from '@tensorflow/tfjs-backend-cpu';
 import * as moe from 'tfjs-moe';
+import {readMoeLayerFromCheckpoint} from 'tfjs-moe/node';
+
+const PREFIX = 'model.layers.0.mlp.';
 
 const H = 2048, I = 768;
 
@@ -26,8 +36,8 @@ function rssBytes(field: 'VmRSS' | 'VmHWM'): number {
 }
 
 function config(experts: number) {
-  return {model_type: 'qwen3_moe', hidden_size: H, num_experts: experts, num_experts_per_tok: 8,
-    moe_intermediate_size: I, norm_topk_prob: true};
+  return {model_type: 'qwen3_moe', hidden_size: H, num_experts: experts, num_experts_per_tok: Math.min(8, experts),
+    moe_intermediate_size: I, norm_topk_prob: true, torch_dtype: 'bfloat16'};
 }
 
 /** bf16 bytes of normal-ish weights (a fixed table of patterns: filling 1.2 GB must not take minutes). */
@@ -43,12 +53,16 @@ function bf16Bytes(count: number, seed: number): Uint8Array {
   return new Uint8Array(halves.buffer);
 }
 
-/** Writes the layer's tensors as one bf16 safetensors file, tensor by tensor (never the whole file in memory). */
-function writeLayerFile(path: string, experts: number): void {
-  const tensors: Array<{name: string, shape: number[]}> = [{name: 'gate.weight', shape: [experts, H]}];
+/** Writes the layer's checkpoint folder: config.json and one bf16 model.safetensors, tensor by tensor. */
+function writeLayerFolder(dir: string, experts: number): void {
+  mkdirSync(dir, {recursive: true});
+  writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config(experts)));
+  const file = path.join(dir, 'model.safetensors');
+  const tensors: Array<{name: string, shape: number[]}> = [{name: `${PREFIX}gate.weight`, shape: [experts, H]}];
   for (let e = 0; e < experts; e++) {
-    tensors.push({name: `experts.${e}.gate_proj.weight`, shape: [I, H]}, {name: `experts.${e}.up_proj.weight`, shape: [I, H]},
-                 {name: `experts.${e}.down_proj.weight`, shape: [H, I]});
+    const at = `${PREFIX}experts.${e}.`;
+    tensors.push({name: `${at}gate_proj.weight`, shape: [I, H]}, {name: `${at}up_proj.weight`, shape: [I, H]},
+                 {name: `${at}down_proj.weight`, shape: [H, I]});
   }
   const header: Record<string, unknown> = {};
   let offset = 0;
@@ -59,7 +73,7 @@ function writeLayerFile(path: string, experts: number): void {
   }
   let json = JSON.stringify(header);
   while ((8 + json.length) % 8 !== 0) json += ' ';
-  const fd = openSync(path, 'w');
+  const fd = openSync(file, 'w');
   const len = new Uint8Array(8);
   new DataView(len.buffer).setBigUint64(0, BigInt(json.length), true);
   writeSync(fd, len);
@@ -68,40 +82,62 @@ function writeLayerFile(path: string, experts: number): void {
   closeSync(fd);
 }
 
-async function child(mode: string, target: moe.ExpertWeightFormat, file: string, experts: number): Promise<void> {
+async function child(mode: string, target: moe.ExpertWeightFormat, dir: string, experts: number): Promise<void> {
   void version_cpu;
   await tf.setBackend('cpu');
-  const buffer = readFileSync(file);
-  const bytes = new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.length);
+  const file = path.join(dir, 'model.safetensors');
+  const fileBytes = statSync(file).size;
   const base = rssBytes('VmRSS');
   const started = performance.now();
-  const weights = mode === 'raw' ? moe.readSafetensors(bytes, {keepDtype: true}) : moe.readSafetensors(bytes);
-  const layer = moe.loadHuggingFaceMoe(config(experts), weights, {expertWeightFormat: target, name: 'qwen3_layer'});
+  let weights: Record<string, tf.Tensor | moe.RawSafetensor>;
+  let prefix = PREFIX;
+  if (mode === 'ckpt') {
+    const ckpt = await readMoeLayerFromCheckpoint(dir, {layer: 0, keepDtype: true});
+    weights = ckpt.weights;
+    prefix = ckpt.prefix;
+  } else {
+    const buffer = readFileSync(file);
+    const bytes = new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.length);
+    weights = mode === 'raw' ? moe.readSafetensors(bytes, {keepDtype: true}) : moe.readSafetensors(bytes);
+  }
+  const readSeconds = (performance.now() - started) / 1000;
+  let layer: moe.FusedMoE | null = null;
+  const profile = await tf.profile(() => {
+    layer = moe.loadHuggingFaceMoe(config(experts), weights, {prefix, expertWeightFormat: target, name: 'qwen3_layer'});
+  });
   for (const w of Object.values(weights)) if (w instanceof tf.Tensor) w.dispose();
   const seconds = (performance.now() - started) / 1000;
-  console.log(JSON.stringify({mode, target, experts, peakAboveFile: rssBytes('VmHWM') - base, fileBytes: bytes.length,
-                              tfBytes: tf.memory().numBytes, seconds}));
-  layer.dispose();
+  const peak = rssBytes('VmHWM') - base;
+  console.log(JSON.stringify({mode, target, experts, peak, peakAboveFile: peak - fileBytes, fileBytes,
+                              tfPeakBytes: profile.peakBytes, tfBytes: tf.memory().numBytes, readSeconds, seconds}));
+  layer!.dispose();
 }
 
 const args = process.argv.slice(2);
 const arg = (name: string, fallback: string) => args.includes(name) ? args[args.indexOf(name) + 1] : fallback;
 const experts = Number(arg('--experts', '128'));
-const file = arg('--file', `/tmp/qwen3_moe_layer_bf16_e${experts}.safetensors`);
+const dir = arg('--dir', `/tmp/qwen3_moe_layer_bf16_e${experts}`);
 if (args[0] === '--child') {
-  await child(args[1], args[2] as moe.ExpertWeightFormat, file, experts);
+  await child(args[1], args[2] as moe.ExpertWeightFormat, dir, experts);
 } else {
-  if (!existsSync(file)) writeLayerFile(file, experts);
+  if (!existsSync(path.join(dir, 'model.safetensors'))) writeLayerFolder(dir, experts);
   const gb = (b: number) => (b / 1e9).toFixed(2);
-  console.log(`file ${file}: ${gb(statSync(file).size)} GB; experts ${experts}, H ${H}, I ${I}`);
-  console.log('| load | expert format | peak RSS above the file bytes (GB) | tf.memory() after (GB) | s |\n|---|---|---|---|---|');
-  for (const [mode, target] of [['raw', 'bfloat16'], ['raw', 'int4'], ['raw', 'mxfp4'], ['raw', 'float32'],
-    ['decoded', 'float32']]) {
+  console.log(`checkpoint ${dir}: ${gb(statSync(path.join(dir, 'model.safetensors')).size)} GB; experts ${experts}, ` +
+              `H ${H}, I ${I}; node ${process.version}, cpu backend`);
+  console.log('| read | expert format | peak RSS (GB) | peak RSS above the checkpoint bytes (GB) | tf peakBytes (GB) | ' +
+              'tf.memory() after (GB) | read s | total s |\n|---|---|---|---|---|---|---|---|');
+  const defaults = ['ckpt:bfloat16', 'ckpt:int4', 'ckpt:float32', 'ckpt:mxfp4', 'raw:bfloat16',
+                    ...(args.includes('--decoded') ? ['decoded:float32'] : [])];
+  const rows = arg('--targets', defaults.join(',')).split(',').map(t => t.split(':'));
+  const how: Record<string, string> = {ckpt: 'readMoeLayerFromCheckpoint keepDtype', raw: 'readSafetensors keepDtype (file in memory)',
+                                       decoded: 'readSafetensors to float32 (file in memory)'};
+  for (const [mode, target] of rows) {
     const line = execFileSync(process.execPath, [fileURLToPath(import.meta.url), '--child', mode, target,
-      '--experts', String(experts), '--file', file], {encoding: 'utf8', maxBuffer: 1 << 20})
+      '--experts', String(experts), '--dir', dir], {encoding: 'utf8', maxBuffer: 1 << 20, stdio: ['ignore', 'pipe', 'pipe']})
         .split('\n').find(l => l.startsWith('{'))!;
     const r = JSON.parse(line);
-    const how = mode === 'raw' ? 'keepDtype, expert by expert' : 'decoded to float32 first';
-    console.log(`| ${how} | ${target} | ${gb(r.peakAboveFile)} | ${gb(r.tfBytes)} | ${r.seconds.toFixed(1)} |`);
+    console.log(`| ${how[mode]} | ${target} | ${gb(r.peak)} | ${gb(r.peakAboveFile)} | ${gb(r.tfPeakBytes)} | ` +
+                `${gb(r.tfBytes)} | ${r.readSeconds.toFixed(1)} | ${r.seconds.toFixed(1)} |`);
   }
+  if (args.includes('--clean')) rmSync(dir, {recursive: true, force: true});
 }

@@ -14,4 +14,5 @@ export * from './kernels/kernel_names_quantized.js';
 export {MOE_QUANTIZED_COMPOSITE_BUDGET, setQuantizedCompositeBudget} from './kernels/composite/quantized_composite.js';
 export {fromAwq, fromGptOssMxfp4, fromGptq, fromPackedHalf, transposeQuantizedExpertWeights} from
     './io/quantized_checkpoints.js';
-export type {AwqTensors, GptqTensors, Int4CheckpointTensors, PackedHalfData} from './io/quantized_checkpoints.js';
+export type {AwqTensors, GptOssMxfp4Options, GptqTensors, Int4CheckpointTensors, PackedHalfData} from
+    './io/quantized_checkpoints.js';

@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import {mkdtempSync, rmSync, writeFileSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import * as path from 'node:path';
+import * as moe from 'tfjs-moe';
 import {loadHuggingFaceMoe} from 'tfjs-moe';
 import {readMoeLayerFromCheckpoint, readSafetensorsFile} from 'tfjs-moe/node';
 
@@ -11,7 +12,7 @@ import {LAYER_TOLERANCE} from '../layers/layer_conformance.js';
 import {applyAndRead, randn} from '../layers/layer_util.js';
 import {refFusedMoE} from '../reference/moe_reference.js';
 import {FAMILY_CASES, hfTensors, randomBlock, refFromHf} from './hf_test_util.js';
-import {i64Bytes, RawTensor, writeSafetensors} from './safetensors_writer.js';
+import {i64Bytes, RawTensor, u16Bytes, writeSafetensors} from './safetensors_writer.js';
 
 async function raw(t: tf.Tensor): Promise<RawTensor> {
   const data = await t.data() as Float32Array;
@@ -98,6 +99,121 @@ describe('readMoeLayerFromCheckpoint (tfjs-moe/node)', () => {
     writeFileSync(path.join(dir, 'model.safetensors'), new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8, 9]));
     await expectAsync(readMoeLayerFromCheckpoint(dir, {layer: 0})).toBeRejectedWithError(/model.safetensors' is not a safetensors file$/);
     await expectAsync(readMoeLayerFromCheckpoint(dir, {} as never)).toBeRejectedWithError(/options need 'layer'/);
+  });
+});
+
+/** Random 16-bit patterns of normal-ish values: bf16 = top half of a float32; f16 normals with exponents 12..16. */
+function halfPatterns(rand: () => number, count: number, dtype: 'BF16' | 'F16'): Uint16Array {
+  if (dtype === 'BF16') return Uint16Array.from(new Uint32Array(randn(rand, count, 0.4).buffer), b => b >>> 16);
+  return Uint16Array.from({length: count}, () =>
+    (rand() < 0.5 ? 0x8000 : 0) | ((12 + Math.floor(rand() * 5)) << 10) | Math.floor(rand() * 1024));
+}
+
+describe('readMoeLayerFromCheckpoint keepDtype into half layers', () => {
+  let dir = '';
+  beforeEach(() => {
+    dir = mkdtempSync(path.join(tmpdir(), 'tfjs-moe-half-'));
+  });
+  afterEach(() => {
+    rmSync(dir, {recursive: true, force: true});
+  });
+
+  /** A half checkpoint of case c: every tensor's patterns by name (torch layout), written as one file. */
+  function writeHalfCheckpoint(c: typeof FAMILY_CASES[number], dtype: 'BF16' | 'F16', layout: 'hub' | 'fused',
+                               seed: number, nanPayload: boolean): Map<string, {shape: number[], bits: Uint16Array}> {
+    const rand = rng(seed);
+    const shapes = new Map<string, number[]>();
+    for (const [name, t] of Object.entries(hfTensors(c, randomBlock(c, rng(seed)), layout, 'model.layers.0.mlp.'))) {
+      shapes.set(name, t.shape);
+      t.dispose();
+    }
+    const tensors = new Map<string, {shape: number[], bits: Uint16Array}>();
+    const file: Record<string, RawTensor> = {};
+    for (const [name, shape] of shapes) {
+      const bits = halfPatterns(rand, shape.reduce((a, b) => a * b, 1), dtype);
+      // A NaN with a payload: any float32 round trip would write the canonical quiet NaN instead.
+      if (nanPayload && /experts\.(1\.)?down_proj/.test(name)) bits[bits.length - 1] = dtype === 'BF16' ? 0x7f81 : 0x7c01;
+      tensors.set(name, {shape, bits});
+      file[name] = {dtype, shape, bytes: u16Bytes(bits)};
+    }
+    writeFileSync(path.join(dir, 'model.safetensors'), writeSafetensors(file));
+    writeFileSync(path.join(dir, 'config.json'), JSON.stringify(c.config));
+    return tensors;
+  }
+
+  for (const family of ['qwen2_moe', 'qwen3_moe'] as const) {
+    for (const dtype of ['BF16', 'F16'] as const) {
+      it(`${family} (K ${family === 'qwen3_moe' ? 'odd' : 'even'}), ${dtype}: the file's 16-bit patterns become the ` +
+         'layer\'s words, bit for bit (NaN payloads kept)', async () => {
+        const c = FAMILY_CASES.find(f => f.family === family)!;
+        const {E, H, I} = c;
+        const format = dtype === 'BF16' ? 'bfloat16' : 'float16';
+        for (const layout of ['hub', 'fused'] as const) {
+          const tensors = writeHalfCheckpoint(c, dtype, layout, family.length * 3 + dtype.length, true);
+          const before = tf.memory().numTensors;
+          const ckpt = await readMoeLayerFromCheckpoint(dir, {layer: 0, keepDtype: true});
+          for (const [name, w] of Object.entries(ckpt.weights)) {
+            expect(moe.isRawSafetensor(w) && w.dtype === dtype).withContext(`${name} kept as raw ${dtype}`).toBeTrue();
+          }
+          const layer = loadHuggingFaceMoe(ckpt.config, ckpt.weights, {prefix: ckpt.prefix, expertWeightFormat: format});
+          const at = (name: string) => tensors.get(`model.layers.0.mlp.${name}`)!.bits;
+          // h(e, n, k): torch row n (output column) of expert e, input k; up_gate rows are gate rows then up rows.
+          const upGate = (e: number, n: number, k: number) => layout === 'fused' ? at('experts.gate_up_proj')[(e * 2 * I + n) * H + k] :
+              n < I ? at(`experts.${e}.${c.proj[0]}.weight`)[n * H + k] : at(`experts.${e}.${c.proj[1]}.weight`)[(n - I) * H + k];
+          const down = (e: number, n: number, k: number) => layout === 'fused' ? at('experts.down_proj')[(e * H + n) * I + k] :
+              at(`experts.${e}.${c.proj[2]}.weight`)[n * I + k];
+          for (const [which, h, K, N] of [['up_gate_proj_weight', upGate, H, 2 * I], ['down_proj_weight', down, I, H]] as const) {
+            const Kw = Math.ceil(K / 2), want = new Int32Array(E * Kw * N);
+            for (let e = 0; e < E; e++) {
+              for (let kw = 0; kw < Kw; kw++) {
+                for (let n = 0; n < N; n++) {
+                  want[(e * Kw + kw) * N + n] = h(e, n, 2 * kw) | (2 * kw + 1 < K ? h(e, n, 2 * kw + 1) << 16 : 0);
+                }
+              }
+            }
+            const q = layer.expertWeights(which);
+            expect(q.format).toBe(format);
+            expect(Array.from(await q.values.data())).withContext(`${layout} ${which}`).toEqual(Array.from(want));
+          }
+          layer.dispose();
+          expect(tf.memory().numTensors).withContext('tensors after dispose').toBe(before);
+        }
+      });
+    }
+  }
+
+  it('raw halves into other formats give exactly the codes of loading the decoded float32', async () => {
+    const c = FAMILY_CASES.find(f => f.family === 'qwen2_moe')!;
+    writeHalfCheckpoint(c, 'BF16', 'hub', 17, false);
+    const raw = await readMoeLayerFromCheckpoint(dir, {layer: 0, keepDtype: true});
+    const decoded = await readMoeLayerFromCheckpoint(dir, {layer: 0});
+    await expectNoLeak(async () => {
+      for (const [format, groupSize] of [['float16', null], ['int4', 32], ['int8', null], ['mxfp4', null], ['float32', null]] as const) {
+        const a = loadHuggingFaceMoe(raw.config, raw.weights, {prefix: raw.prefix, expertWeightFormat: format, quantGroupSize: groupSize});
+        const b = loadHuggingFaceMoe(decoded.config, decoded.weights, {prefix: decoded.prefix, expertWeightFormat: format,
+                                                                       quantGroupSize: groupSize});
+        for (const which of ['up_gate_proj_weight', 'down_proj_weight'] as const) {
+          const qa = a.expertWeights(which), qb = b.expertWeights(which);
+          for (const part of ['values', 'scales', 'zeroPoints'] as const) {
+            expect(qa[part] == null).toBe(qb[part] == null);
+            if (qa[part] != null) {
+              expect(Array.from(await qa[part]!.data())).withContext(`${format} ${which}.${part}`)
+                  .toEqual(Array.from(await qb[part]!.data()));
+            }
+          }
+        }
+        a.dispose();
+        b.dispose();
+      }
+    });
+    tf.dispose(Object.values(decoded.weights));
+  });
+
+  it('refuses a keepDtype that is not a boolean', async () => {
+    await expectAsync(readMoeLayerFromCheckpoint(dir, {layer: 0, keepDtype: 'yes' as never}))
+        .toBeRejectedWithError(/option 'keepDtype' must be a boolean, got/);
+    await expectAsync(readSafetensorsFile(path.join(dir, 'x.safetensors'), undefined, {keepDtype: 1 as never}))
+        .toBeRejectedWithError(/option 'keepDtype' must be a boolean, got/);
   });
 });
 

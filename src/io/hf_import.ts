@@ -12,11 +12,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import {FusedMoE} from '../layers/fused_moe.js';
 import type {FusedMoEOptions, FusedMoEWeightName, MoeComputeDtype, MoeLayerBackend} from '../layers/fused_moe_config.js';
 import {describeValue} from '../ops/limits.js';
-import {dequantizeExpertWeights} from '../ops/quantize_expert_weights.js';
 import {HfMoeSpec, hfMoeSpec} from './hf_families.js';
-import {loadExpertsPacked} from './hf_import_experts.js';
+import {int4Checkpoint, loadExpertsPacked, loadGptOssMxfp4Experts, loadInt4CheckpointExperts} from './hf_import_experts.js';
 import {decodeRawSafetensor, isRawSafetensor, RawSafetensor} from './safetensors.js';
-import {fromGptOssMxfp4} from './quantized_checkpoints.js';
 
 /** Options of {@link loadHuggingFaceMoe}. */
 export interface LoadHuggingFaceMoeOptions {
@@ -28,11 +26,14 @@ export interface LoadHuggingFaceMoeOptions {
   computeDtype?: MoeComputeDtype;
   /** The layer's name. */
   name?: string;
-  /** How the layer stores its routed experts (docs/formats.md; default 'float32'); quantized expert by expert. */
+  /**
+   * How the layer stores its routed experts (docs/formats.md; default 'float32', for GPTQ / AWQ checkpoints 'int4'
+   * with the checkpoint's group size and zero points); converted expert by expert.
+   */
   expertWeightFormat?: FusedMoEOptions['expertWeightFormat'];
-  /** The layer's quantGroupSize (int4 32 by default; int8 one scale per column). */
+  /** The layer's quantGroupSize (int4 32 by default, a GPTQ / AWQ checkpoint's own; int8 one scale per column). */
   quantGroupSize?: number | null;
-  /** The layer's quantZeroPoint (int4 only). */
+  /** The layer's quantZeroPoint (int4 only; default false, true for a GPTQ / AWQ checkpoint into 'int4'). */
   quantZeroPoint?: boolean;
 }
 
@@ -98,12 +99,23 @@ export class WeightSource {
     return this.map.get(this.name(rel))?.shape[0] ?? -1;
   }
 
-  /** As get, for a tensor of any dtype (MXFP4's U8 blocks and scales arrive as int32 byte values). */
-  getAny(rel: string, shape: number[], meaning: string): tf.Tensor {
+  /**
+   * As source, for a tensor of one of `dtypes`: tf dtypes ('int32': also U8 / I32 files decoded) or raw ones
+   * ('U8', 'F16': readSafetensors keepDtype).
+   */
+  getAny(rel: string, shape: number[], meaning: string, dtypes: string[]): tf.Tensor | RawSafetensor {
     const name = this.name(rel);
     const t = this.map.get(name);
     if (t == null) fail(`missing weight '${name}' (${meaning}, expected shape [${shape}])${this.hint()}`);
-    if (!(t instanceof tf.Tensor) || t.isDisposed) fail(`weight '${name}' must be a live tf.Tensor`);
+    const raw = isRawSafetensor(t);
+    const live = t instanceof tf.Tensor && !t.isDisposed;
+    if (!(raw || live) || !dtypes.includes(t.dtype)) {
+      // Raw dtypes are the file's (upper case), tensor dtypes tfjs's.
+      const wanted = dtypes.map(d => (/^[A-Z]/.test(d) ? `raw ${d} data` : `a live ${d} tf.Tensor`)).join(' or ');
+      const got = raw ? `raw ${t.dtype}` : live ? `a ${t.dtype} tensor` :
+          t instanceof tf.Tensor ? 'a disposed tensor' : describeValue(t);
+      fail(`weight '${name}' (${meaning}) must be ${wanted}, got ${got}`);
+    }
     const same = t.shape.length === shape.length && t.shape.every((d, i) => d === shape[i]);
     if (!same) fail(`weight '${name}' (${meaning}) must have shape [${shape}], got [${t.shape}]`);
     return t;
@@ -133,38 +145,6 @@ function deinterleaveLast(t: tf.Tensor): tf.Tensor {
   return tf.reshape(tf.transpose(pairs, perm), t.shape);
 }
 
-/**
- * gpt-oss's hub MXFP4 experts `<rel>_blocks` U8 [E,N,K/32,16] / `<rel>_scales` U8 [E,N,K/32] as float32 [E,K,N]
- * (the layer's in x out layout). With `interleaved`, output rows 2i / 2i+1 (gate i / up i) are moved to i / I+i first:
- * whole packed rows move, no code is requantized. FusedMoE holds float32 experts today, so the weights are then
- * dequantized exactly (every E2M1 code times its power-of-two scale is a float32).
- */
-function mxfp4Experts(src: WeightSource, rel: string, E: number, N: number, K: number, interleaved: boolean,
-                      meaning: string): tf.Tensor {
-  const groups = K / 32;
-  if (!Number.isInteger(groups)) fail(`${meaning}: MXFP4 needs the input width ${K} to be a multiple of 32`);
-  const blocksT = src.getAny(`${rel}_blocks`, [E, N, groups, 16], `${meaning} MXFP4 blocks`);
-  const scalesT = src.getAny(`${rel}_scales`, [E, N, groups], `${meaning} MXFP4 scales`);
-  const rows = (t: tf.Tensor, rowSize: number): Int32Array => {
-    const raw = t.dataSync();
-    const data = raw instanceof Int32Array ? raw : Int32Array.from(raw as ArrayLike<number>);
-    if (!interleaved) return data;
-    const out = new Int32Array(data.length), I = N / 2;
-    for (let e = 0; e < E; e++) {
-      for (let n = 0; n < N; n++) {
-        const to = (n % 2 === 0 ? n / 2 : I + (n - 1) / 2);
-        out.set(data.subarray((e * N + n) * rowSize, (e * N + n + 1) * rowSize), (e * N + to) * rowSize);
-      }
-    }
-    return out;
-  };
-  const q = fromGptOssMxfp4({data: rows(blocksT, groups * 16), shape: [E, N, groups, 16]},
-                            {data: rows(scalesT, groups), shape: [E, N, groups]});
-  const dense = dequantizeExpertWeights(q);  // [E,N,K]
-  tf.dispose([q.values, q.scales ?? null].filter((t): t is tf.Tensor => t != null));
-  return tf.transpose(dense, [0, 2, 1]);
-}
-
 /** The layer's weights (in the layer's layout) from a block's HF tensors; new tensors, owned by the caller. */
 function convertWeights(spec: HfMoeSpec, src: WeightSource, biasRel: string | null, withBias: boolean,
                         experts: boolean): Map<FusedMoEWeightName, tf.Tensor> {
@@ -192,11 +172,12 @@ function convertWeights(spec: HfMoeSpec, src: WeightSource, biasRel: string | nu
     if (withBias) fail(`weight '${src.name(`${fusedGateUp}_bias`)}': ${spec.family} has no expert biases`);
   } else if (naming.fusedLayout === 'in_out_interleaved') {
     const gu = naming.fusedGateUp[0], dn = naming.fusedDown[0];
-    out.set('up_gate_proj_weight', fused ?
-        deinterleaveLast(src.get(gu, [E, H, 2 * I], 'fused experts [E,H,2I], gate/up interleaved')) :
-        mxfp4Experts(src, gu, E, 2 * I, H, true, 'experts gate_up_proj'));
-    out.set('down_proj_weight', src.has(dn) ? tf.clone(src.get(dn, [E, I, H], 'fused experts [E,I,H]')) :
-        mxfp4Experts(src, dn, E, H, I, false, 'experts down_proj'));
+    // Hub MXFP4 experts load through loadGptOssMxfp4Experts (experts false here).
+    if (experts) {
+      out.set('up_gate_proj_weight',
+          deinterleaveLast(src.get(gu, [E, H, 2 * I], 'fused experts [E,H,2I], gate/up interleaved')));
+      out.set('down_proj_weight', tf.clone(src.get(dn, [E, I, H], 'fused experts [E,I,H]')));
+    }
     if (withBias) {
       out.set('up_gate_proj_bias',
           deinterleaveLast(src.get(`${gu}_bias`, [E, 2 * I], 'expert biases [E,2I], gate/up interleaved')));
@@ -263,7 +244,11 @@ function convertWeights(spec: HfMoeSpec, src: WeightSource, biasRel: string | nu
  * it). The returned layer is built and holds copies of the weights (the
  * caller still owns `weights`). Throws naming the missing or mis-shaped tensor, or the unknown model type.
  * With a packed expertWeightFormat, or raw F16/BF16 expert data (readSafetensors keepDtype), the experts are
- * converted one at a time on the host (peak: the packed layer plus one expert in float32).
+ * converted one at a time on the host (peak: the packed layer plus one expert in float32; raw BF16 into
+ * 'bfloat16' and F16 into 'float16' copy the 16-bit patterns, no float32 at all). gpt-oss's hub MXFP4 experts
+ * load into 'mxfp4' as the same codes, GPTQ / AWQ int4 experts (detected by their `qweight` tensors, the scheme
+ * read from config.json's quantization_config) into 'int4' as the same codes; into any other format both go
+ * through their exact dequantization (docs/formats.md 5).
  */
 export function loadHuggingFaceMoe(config: unknown, weights: HfWeights, options: LoadHuggingFaceMoeOptions = {}):
     FusedMoE {
@@ -279,7 +264,17 @@ export function loadHuggingFaceMoe(config: unknown, weights: HfWeights, options:
   const {expertProj, fusedGateUp, router} = spec.naming;
   const mxfp4 = spec.naming.fusedLayout === 'in_out_interleaved' && src.has(`${fusedGateUp[0]}_blocks`);
   const fused = src.first(fusedGateUp) != null || mxfp4;
-  if (!fused && !src.has(`experts.0.${expertProj.gate}.weight`)) {
+  const int4 = spec.naming.fusedLayout === 'out_in' && !fused ? int4Checkpoint(config, spec, src) : null;
+  if (spec.options.sharedExpertIntermediateSize > 0) {
+    for (const proj of ['gate_proj', 'up_proj', 'down_proj', 'input_linear', 'output_linear']) {
+      const rel = `${spec.naming.shared}.${proj}.qweight`;
+      if (src.has(rel)) {
+        fail(`weight '${src.name(rel)}': quantized shared experts are not supported (only the routed experts load ` +
+            'from GPTQ / AWQ)');
+      }
+    }
+  }
+  if (!fused && int4 == null && !src.has(`experts.0.${expertProj.gate}.weight`)) {
     fail(`found neither fused experts ('${prefix}${fusedGateUp[0]}') nor per-expert weights ` +
         `('${prefix}experts.0.${expertProj.gate}.weight') for ${spec.family}` +
         (src.first(router) != null ? '' : ` (and no router '${prefix}${router[0]}': is the prefix right?)`));
@@ -291,18 +286,24 @@ export function loadHuggingFaceMoe(config: unknown, weights: HfWeights, options:
     fail(`missing weight '${prefix}${spec.naming.correctionBias[0]}' (${spec.family} selection bias, shape [E])`);
   }
   const useBias = spec.options.useCorrectionBias && biasRel != null;
+  // A GPTQ / AWQ checkpoint loads by default into 'int4' with its own group size and zero points: the same codes.
+  const format = options.expertWeightFormat ?? (int4 != null ? 'int4' : 'float32');
+  const asCheckpoint = int4 != null && format === 'int4';
   const layerOptions: FusedMoEOptions = {...spec.options, useCorrectionBias: useBias, withBias,
     backend: options.backend ?? 'auto', computeDtype: options.computeDtype ?? 'float32',
-    expertWeightFormat: options.expertWeightFormat ?? 'float32', quantGroupSize: options.quantGroupSize ?? null,
-    quantZeroPoint: options.quantZeroPoint ?? false};
+    expertWeightFormat: format, quantGroupSize: options.quantGroupSize ?? (asCheckpoint ? int4.groupSize : null),
+    quantZeroPoint: options.quantZeroPoint ?? asCheckpoint};
 
-  // Expert by expert for the torch [out, in] layouts with E experts; other layouts (gpt-oss, llama4, LongCat's
-  // E+Z rows) are read in float32 and quantized by the layer (setNamedWeights).
-  const packedPath = spec.naming.fusedLayout === 'out_in' && (!fused || src.rows(src.first(fusedGateUp)!) ===
-      spec.options.numExperts) && (layerOptions.expertWeightFormat !== 'float32' || src.hasRawExperts());
+  // Expert by expert for the torch [out, in] layouts with E experts, hub MXFP4 and GPTQ / AWQ; other layouts
+  // (gpt-oss and llama4 in memory, LongCat's E+Z rows) are read in float32 and quantized by the layer.
+  const packedPath = mxfp4 || int4 != null || spec.naming.fusedLayout === 'out_in' &&
+      (!fused || src.rows(src.first(fusedGateUp)!) === spec.options.numExperts) &&
+      (layerOptions.expertWeightFormat !== 'float32' || src.hasRawExperts());
   // The layer (and its option checks) first: a bad format option fails before any conversion.
   const probe = new FusedMoE({...layerOptions, name: options.name});
-  const experts = packedPath ? loadExpertsPacked(spec, src, fused, probe.options) : null;
+  const experts = !packedPath ? null : mxfp4 ? loadGptOssMxfp4Experts(spec, src, probe.options) :
+      int4 != null ? loadInt4CheckpointExperts(spec, src, int4, probe.options) :
+      loadExpertsPacked(spec, src, fused, probe.options);
   let converted: Partial<Record<FusedMoEWeightName, tf.Tensor>> = {};
   let layer: FusedMoE | null = null;
   try {

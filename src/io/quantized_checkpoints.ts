@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 
 import {
-  codeAddress, ExpertWeightLayout, halfBitsToFloat, INT4_GROUP_SIZES, MXFP4_BLOCK, numGroups, scaleAddress,
+  codeAddress, ExpertWeightData, ExpertWeightLayout, halfBitsToFloat, INT4_GROUP_SIZES, MXFP4_BLOCK, numGroups, scaleAddress,
   scalesShape, valuesShape,
 } from '../kernels/expert_weight_formats.js';
 import {checkQuantizedExpertWeights, QuantizedExpertWeights} from '../ops/quantize_expert_weights.js';
@@ -51,39 +51,70 @@ function wrap(l: ExpertWeightLayout, values: Int32Array, scales: Float32Array | 
   return q;
 }
 
+/** Options of {@link fromGptOssMxfp4}. */
+export interface GptOssMxfp4Options {
+  /**
+   * Result layout: true (default) keeps the checkpoint's [E,N,K] (the words are the blocks' bytes); false gives
+   * the layer's [E,K,N] (the same words, transposed: codes are packed along K in both).
+   */
+  transposed?: boolean;
+  /**
+   * gpt-oss's gate_up rows: row 2i is gate column i, row 2i+1 up column i; true moves them to i and N/2 + i (gate
+   * columns first, the layer's order). Whole rows of codes and scales move, nothing is requantized.
+   */
+  interleaved?: boolean;
+}
+
 /**
  * gpt-oss experts as stored: blocks U8 [E, N, G, 16] (32 E2M1 codes per block, element 2i in the low nibble of
- * byte i) and scales U8 [E, N, G] (E8M0), N the output rows, K = 32 G. The result is 'mxfp4' in the [E,N,K]
- * (transposed) layout, whose words are the blocks' bytes read as little-endian int32: no code moves.
+ * byte i) and scales U8 [E, N, G] (E8M0), N the output rows, K = 32 G. The result is 'mxfp4', by default in the
+ * [E,N,K] (transposed) layout, whose words are the blocks' bytes read as little-endian int32: no code moves.
  */
 export function fromGptOssMxfp4(
-    blocks: {data: Uint8Array | Int32Array, shape: number[]}, scales: {data: Uint8Array | Int32Array, shape: number[]}):
-    QuantizedExpertWeights {
+    blocks: {data: Uint8Array | Int32Array, shape: number[]}, scales: {data: Uint8Array | Int32Array, shape: number[]},
+    options: GptOssMxfp4Options = {}): QuantizedExpertWeights {
+  const {layout, data} = gptOssMxfp4Data(blocks, scales, options);
+  return wrap(layout, data.values as Int32Array, data.scales, null);
+}
+
+/** fromGptOssMxfp4's layout and host arrays (loaders decode or wrap them). */
+export function gptOssMxfp4Data(
+    blocks: {data: Uint8Array | Int32Array, shape: number[]}, scales: {data: Uint8Array | Int32Array, shape: number[]},
+    options: GptOssMxfp4Options = {}): {layout: ExpertWeightLayout, data: ExpertWeightData} {
   const op = 'fromGptOssMxfp4';
+  if (options == null || typeof options !== 'object') fail(op, 'options', 'an options object', String(options));
+  const transposed = options.transposed ?? true, interleaved = options.interleaved ?? false;
+  if (typeof transposed !== 'boolean') fail(op, 'options.transposed', 'a boolean', String(transposed));
+  if (typeof interleaved !== 'boolean') fail(op, 'options.interleaved', 'a boolean', String(interleaved));
   const [numExperts, width, groups, blockBytes] = checkShape(op, 'blocks.shape', blocks?.shape, 4);
   if (blockBytes !== MXFP4_BLOCK / 2) fail(op, 'blocks.shape', `[E, N, G, ${MXFP4_BLOCK / 2}]`, `[${blocks.shape}]`);
+  if (interleaved && width % 2 !== 0) fail(op, 'blocks.shape', 'an even N for interleaved gate/up rows', `[${blocks.shape}]`);
   const sShape = checkShape(op, 'scales.shape', scales?.shape, 3);
   if (sShape[0] !== numExperts || sShape[1] !== width || sShape[2] !== groups) {
     fail(op, 'scales.shape', `[E, N, G] = [${numExperts},${width},${groups}] to match blocks`, `[${sShape}]`);
   }
   const blockData = checkBytes(op, 'blocks.data', blocks.data, numExperts * width * groups * blockBytes);
   const scaleData = checkBytes(op, 'scales.data', scales.data, numExperts * width * groups);
-  const l: ExpertWeightLayout = {format: 'mxfp4', numExperts, depth: groups * MXFP4_BLOCK, width, transposed: true,
+  const l: ExpertWeightLayout = {format: 'mxfp4', numExperts, depth: groups * MXFP4_BLOCK, width, transposed,
                                  groupSize: MXFP4_BLOCK, zeroPoint: false};
-  const values = new Int32Array(blockData.length / 4);
-  for (let i = 0; i < values.length; i++) {
-    values[i] = blockData[4 * i] | blockData[4 * i + 1] << 8 | blockData[4 * i + 2] << 16 | blockData[4 * i + 3] << 24;
-  }
-  const packedScales = new Int32Array(numExperts * width * Math.ceil(groups / 4));
+  const kw = groups * blockBytes / 4;  // words per row
+  const values = new Int32Array(numExperts * width * kw);
+  const packedScales = new Int32Array(scalesShape(l)!.reduce((a, b) => a * b, 1));
+  const half = width / 2;
   for (let e = 0; e < numExperts; e++) {
     for (let n = 0; n < width; n++) {
+      const to = !interleaved ? n : n % 2 === 0 ? n / 2 : half + (n - 1) / 2;
+      for (let w = 0, b = ((e * width + n) * kw) * 4; w < kw; w++, b += 4) {
+        const word = blockData[b] | blockData[b + 1] << 8 | blockData[b + 2] << 16 | blockData[b + 3] << 24;
+        values[transposed ? (e * width + to) * kw + w : (e * kw + w) * width + to] = word;
+      }
       for (let g = 0; g < groups; g++) {
-        const [word, shift] = scaleAddress(l, e, g, n);
+        const [word, shift] = scaleAddress(l, e, g, to);
         packedScales[word] |= scaleData[(e * width + n) * groups + g] << shift;
       }
     }
   }
-  return wrap(l, values, packedScales, null);
+  return {layout: l, data: {values, scales: packedScales, zeroPoints: null}};
 }
 
 /** Raw little-endian half-precision data: the bytes of an F16 / BF16 tensor, or its 16-bit patterns. */
@@ -198,6 +229,12 @@ export interface GptqTensors extends Int4CheckpointTensors {
 
 /** GPTQ int4 (symmetric or not, no act-order) -> 'int4' with zero points, [E,K,N] layout; qweight is kept as is. */
 export function fromGptq(t: GptqTensors): QuantizedExpertWeights {
+  const {layout, data} = gptqData(t);
+  return wrap(layout, data.values as Int32Array, data.scales, data.zeroPoints);
+}
+
+/** fromGptq's layout and host arrays. */
+export function gptqData(t: GptqTensors): {layout: ExpertWeightLayout, data: ExpertWeightData} {
   const op = 'fromGptq';
   const l = checkInt4Checkpoint(op, t);
   const {numExperts, depth, width, groupSize} = t;
@@ -222,7 +259,7 @@ export function fromGptq(t: GptqTensors): QuantizedExpertWeights {
   for (let i = 0; i < zeroPoints.length; i++) {
     zeroPoints[i] = ((t.qzeros[i >> 3] >>> ((i & 7) * 4)) & 0xf) + zeroOffset;
   }
-  return wrap(l, t.qweight.slice(), scales, zeroPoints);
+  return {layout: l, data: {values: t.qweight.slice(), scales, zeroPoints}};
 }
 
 /** AWQ (GEMM kernel format): qweight and qzeros interleave the eight columns of a word (AWQ_COLUMN_OF_NIBBLE). */
@@ -233,6 +270,12 @@ const AWQ_COLUMN_OF_NIBBLE = [0, 2, 4, 6, 1, 3, 5, 7];
 
 /** AWQ int4 -> 'int4' with zero points, [E,K,N] layout: codes re-packed from along N to along K, bit for bit. */
 export function fromAwq(t: AwqTensors): QuantizedExpertWeights {
+  const {layout, data} = awqData(t);
+  return wrap(layout, data.values as Int32Array, data.scales, data.zeroPoints);
+}
+
+/** fromAwq's layout and host arrays. */
+export function awqData(t: AwqTensors): {layout: ExpertWeightLayout, data: ExpertWeightData} {
   const op = 'fromAwq';
   const l = checkInt4Checkpoint(op, t);
   const {numExperts, depth, width} = t;
@@ -257,7 +300,7 @@ export function fromAwq(t: AwqTensors): QuantizedExpertWeights {
   for (let row = 0; row < numExperts * groups; row++) {
     for (let n = 0; n < width; n++) zeroPoints[row * width + n] = nibble(t.qzeros, row, n);
   }
-  return wrap(l, values, toFloatScales(t.scales), zeroPoints);
+  return {layout: l, data: {values, scales: toFloatScales(t.scales), zeroPoints}};
 }
 
 /**

@@ -245,6 +245,12 @@ export function isRawSafetensor(v: unknown): v is RawSafetensor {
       KEPT_DTYPES.has((v as RawSafetensor).dtype);
 }
 
+/** With `keepDtype`, F16 / BF16 / U8 / I8 data as a RawSafetensor viewing `data`; otherwise (or another dtype) decoded. */
+export function keepOrDecode(entry: SafetensorsEntry, data: Uint8Array, keepDtype: boolean): tf.Tensor | RawSafetensor {
+  return keepDtype && KEPT_DTYPES.has(entry.dtype) ?
+      {dtype: entry.dtype as RawSafetensor['dtype'], shape: entry.shape, data} : decodeSafetensor(entry, data);
+}
+
 /** The float32 tensor a RawSafetensor stands for (exact for F16 / BF16). */
 export function decodeRawSafetensor(name: string, raw: RawSafetensor): tf.Tensor {
   return decodeSafetensor({name, dtype: raw.dtype, shape: raw.shape, begin: 0, end: raw.data.length}, raw.data);
@@ -275,8 +281,7 @@ export function readSafetensors(bytes: Uint8Array | ArrayBuffer, options: ReadSa
     for (const entry of header.entries) {
       if (!wanted.test(entry.name)) continue;
       const data = buf.subarray(header.dataStart + entry.begin, header.dataStart + entry.end);
-      out[entry.name] = options.keepDtype === true && KEPT_DTYPES.has(entry.dtype) ?
-          {dtype: entry.dtype as RawSafetensor['dtype'], shape: entry.shape, data} : decodeSafetensor(entry, data);
+      out[entry.name] = keepOrDecode(entry, data, options.keepDtype === true);
     }
   } catch (e) {
     Object.values(out).forEach(t => { if (t instanceof tf.Tensor) t.dispose(); });

@@ -215,6 +215,11 @@ export function expertWeightBytes(
 export interface ExpertWeightsBuilder {
   /** Quantizes expert e's float32 weights ([K,N], or [N,K] when transposed, row-major) into place. */
   setExpert(e: number, w: Float32Array): void;
+  /**
+   * float16 / bfloat16 builders only: expert e's 16-bit patterns of the format (as a checkpoint stores them) copied
+   * into place, no float32 and no rounding. `order` 'kn': [K,N] row-major; 'nk': [N,K] (torch Linear rows).
+   */
+  setExpertHalves(e: number, bits: Uint16Array, order: 'kn' | 'nk'): void;
   /** The tensors, once every expert is set (then the builder is spent). */
   build(): QuantizedExpertWeights;
 }
@@ -260,6 +265,20 @@ export function createExpertWeightsBuilder(
       if (zeroPoints != null) zeroPoints.set(d.zeroPoints!, e * d.zeroPoints!.length);
       filled[e] = 1;
     },
+    setExpertHalves(e: number, bits: Uint16Array, order: 'kn' | 'nk'): void {
+      if (built) throw new Error(`${op}: setExpertHalves after build()`);
+      if (l.format !== 'float16' && l.format !== 'bfloat16') {
+        throw new Error(`${op}: setExpertHalves needs a float16 / bfloat16 builder, this one is '${l.format}'`);
+      }
+      checkInt(op, 'e', e, 0, l.numExperts - 1);
+      if (order !== 'kn' && order !== 'nk') throw argError(op, 'order', "'kn' or 'nk'", String(order));
+      if (!(bits instanceof Uint16Array) || bits.length !== perExpert) {
+        throw argError(op, 'bits', `a Uint16Array of K*N = ${perExpert} values`,
+                       bits instanceof Uint16Array ? `${bits.length} values` : typeof bits);
+      }
+      packHalves(l, e, bits, order, values as Int32Array);
+      filled[e] = 1;
+    },
     build(): QuantizedExpertWeights {
       if (built) throw new Error(`${op}: build() called twice`);
       const missing = filled.findIndex(f => f === 0);
@@ -268,4 +287,47 @@ export function createExpertWeightsBuilder(
       return wrap(l, {values, scales, zeroPoints});
     },
   };
+}
+
+/**
+ * Expert e's 16-bit codes ([K,N] or [N,K] row-major) into the words of layout l (docs/formats.md 2.1): code k of
+ * column n in word kw = floor(k/2), low half for even k; an odd K leaves the last word's high half 0.
+ */
+function packHalves(l: ExpertWeightLayout, e: number, bits: Uint16Array, order: 'kn' | 'nk', values: Int32Array): void {
+  const {depth: K, width: N} = l, Kw = Math.ceil(K / 2);
+  if (order === 'nk' && K % 2 === 0 && bits.byteOffset % 4 === 0 && LITTLE_ENDIAN_HOST) {
+    // Each [N,K] row's pairs of halves already are its words: [N,Kw] words, moved (transposed for [E,K,N]).
+    const words = new Int32Array(bits.buffer, bits.byteOffset, N * Kw);
+    if (l.transposed) {
+      values.set(words, e * N * Kw);
+    } else {
+      transposeWords(words, N, Kw, values, e * Kw * N);
+    }
+    return;
+  }
+  const at = order === 'kn' ? (k: number, n: number) => bits[k * N + n] : (k: number, n: number) => bits[n * K + k];
+  for (let n = 0; n < N; n++) {
+    for (let kw = 0; kw < Kw; kw++) {
+      const k = 2 * kw;
+      const word = at(k, n) | (k + 1 < K ? at(k + 1, n) << 16 : 0);
+      values[l.transposed ? (e * N + n) * Kw + kw : (e * Kw + kw) * N + n] = word;
+    }
+  }
+}
+
+const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/** out[offset + c * rows + r] = src[r * cols + c], in tiles so that both sides stay in cache. */
+function transposeWords(src: Int32Array, rows: number, cols: number, out: Int32Array, offset: number): void {
+  const T = 64;
+  for (let r0 = 0; r0 < rows; r0 += T) {
+    const r1 = Math.min(r0 + T, rows);
+    for (let c0 = 0; c0 < cols; c0 += T) {
+      const c1 = Math.min(c0 + T, cols);
+      for (let c = c0; c < c1; c++) {
+        const o = offset + c * rows;
+        for (let r = r0; r < r1; r++) out[o + r] = src[r * cols + c];
+      }
+    }
+  }
 }

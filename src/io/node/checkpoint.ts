@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import type * as tf from '@tensorflow/tfjs-core';
 
 import {describeValue} from '../../ops/limits.js';
-import {decodeSafetensor, parseSafetensorsHeader, SafetensorsHeader} from '../safetensors.js';
+import {isRawSafetensor, keepOrDecode, parseSafetensorsHeader, RawSafetensor, SafetensorsHeader} from '../safetensors.js';
 import {CheckpointFolder, openRegularFile} from './checkpoint_files.js';
 
 function fail(what: string): never {
@@ -86,24 +86,55 @@ async function readHeader(file: string, folder: CheckpointFolder | null): Promis
   }
 }
 
+/** Options of {@link readSafetensorsFile}. */
+export interface ReadSafetensorsFileOptions {
+  /**
+   * Return F16 / BF16 / U8 / I8 tensors as RawSafetensor (their bytes, no float32 expansion), as readSafetensors'
+   * keepDtype: loadHuggingFaceMoe then copies BF16 / F16 experts into 'bfloat16' / 'float16' layers bit for bit.
+   */
+  keepDtype?: boolean;
+}
+
+function checkKeepDtype(options: unknown): boolean {
+  if (options == null) return false;
+  if (typeof options !== 'object' || Array.isArray(options)) {
+    fail(`argument 'options' must be an options object {keepDtype?}, got ${describeValue(options)}`);
+  }
+  const keep = (options as ReadSafetensorsFileOptions).keepDtype ?? false;
+  if (typeof keep !== 'boolean') fail(`option 'keepDtype' must be a boolean, got ${describeValue(keep)}`);
+  return keep;
+}
+
 /** Reads the named tensors from one safetensors file, touching only their byte ranges. */
-export async function readSafetensorsFile(file: string, names?: readonly string[]): Promise<Record<string, tf.Tensor>> {
+export async function readSafetensorsFile(file: string, names?: readonly string[],
+                                          options?: ReadSafetensorsFileOptions & {keepDtype?: false}):
+    Promise<Record<string, tf.Tensor>>;
+export async function readSafetensorsFile(file: string, names: readonly string[] | undefined,
+                                          options: ReadSafetensorsFileOptions):
+    Promise<Record<string, tf.Tensor | RawSafetensor>>;
+export async function readSafetensorsFile(file: string, names?: readonly string[],
+                                          options?: ReadSafetensorsFileOptions):
+    Promise<Record<string, tf.Tensor | RawSafetensor>> {
   if (typeof file !== 'string') fail(`argument 'file' must be a path string, got ${describeValue(file)}`);
   if (names != null && (!Array.isArray(names) || names.some(n => typeof n !== 'string'))) {
     fail(`argument 'names' must be an array of tensor names, got ${describeValue(names)}`);
   }
-  return readTensors(file, names, null);
+  return readTensors(file, names, null, checkKeepDtype(options));
+}
+
+function disposeTensors(tensors: Record<string, tf.Tensor | RawSafetensor>): void {
+  for (const t of Object.values(tensors)) if (!isRawSafetensor(t)) t.dispose();
 }
 
 /** readSafetensorsFile, with the file opened through `folder`'s checks when it belongs to a checkpoint folder. */
-async function readTensors(file: string, names: readonly string[] | undefined, folder: CheckpointFolder | null):
-    Promise<Record<string, tf.Tensor>> {
+async function readTensors(file: string, names: readonly string[] | undefined, folder: CheckpointFolder | null,
+                           keepDtype: boolean): Promise<Record<string, tf.Tensor | RawSafetensor>> {
   const header = await readHeader(file, folder);
   const byName = new Map(header.entries.map(e => [e.name, e]));
   const entries = names == null ? header.entries : names.map(name => byName.get(name) ??
       fail(`tensor '${name}' is not in '${file}'`));
   // Null prototype: a tensor named '__proto__' is an own key, never the object's prototype.
-  const out: Record<string, tf.Tensor> = Object.create(null);
+  const out: Record<string, tf.Tensor | RawSafetensor> = Object.create(null);
   const handle = folder == null ? await openRegularFile(file, 'safetensors file', fail) :
                                   await folder.open(file, 'safetensors shard', fail);
   try {
@@ -111,10 +142,10 @@ async function readTensors(file: string, names: readonly string[] | undefined, f
       const bytes = new Uint8Array(entry.end - entry.begin);
       const {bytesRead} = await handle.read(bytes, 0, bytes.length, header.dataStart + entry.begin);
       if (bytesRead !== bytes.length) fail(`'${file}': tensor '${entry.name}' is truncated`);
-      out[entry.name] = decodeSafetensor(entry, bytes);
+      out[entry.name] = keepOrDecode(entry, bytes, keepDtype);
     }
   } catch (e) {
-    Object.values(out).forEach(t => t.dispose());
+    disposeTensors(out);
     throw e;
   } finally {
     await handle.close();
@@ -134,14 +165,22 @@ export interface ReadMoeLayerOptions {
    * and blobs/ counts as inside.
    */
   allowOutsideFolder?: boolean;
+  /**
+   * Keep F16 / BF16 / U8 / I8 tensors in their file dtype (RawSafetensor, see readSafetensorsFile), default false.
+   * Loading a bf16 checkpoint into a 'bfloat16' layer then never holds the experts in float32.
+   */
+  keepDtype?: boolean;
 }
 
 /** What readMoeLayerFromCheckpoint returns: the config, the block's tensors and their prefix. */
-export interface MoeLayerCheckpoint {
+export interface MoeLayerCheckpoint<T = tf.Tensor> {
   /** The parsed config.json. */
   config: Record<string, unknown>;
-  /** The block's tensors, full names (prefix included); the caller owns and disposes them. */
-  weights: Record<string, tf.Tensor>;
+  /**
+   * The block's tensors, full names (prefix included); the caller owns and disposes them (RawSafetensor entries,
+   * with keepDtype, are plain bytes and need no disposal).
+   */
+  weights: Record<string, T>;
   /** The prefix the tensors were found under (pass it to loadHuggingFaceMoe). */
   prefix: string;
 }
@@ -150,12 +189,17 @@ export interface MoeLayerCheckpoint {
  * Reads config.json and one MoE block's tensors from a checkpoint folder. Pass the result to
  * loadHuggingFaceMoe(config, weights, {prefix}) from 'tfjs-moe', then dispose `weights`.
  */
-export async function readMoeLayerFromCheckpoint(dir: string, options: ReadMoeLayerOptions): Promise<MoeLayerCheckpoint> {
+export async function readMoeLayerFromCheckpoint(dir: string, options: ReadMoeLayerOptions & {keepDtype?: false}):
+    Promise<MoeLayerCheckpoint>;
+export async function readMoeLayerFromCheckpoint(dir: string, options: ReadMoeLayerOptions):
+    Promise<MoeLayerCheckpoint<tf.Tensor | RawSafetensor>>;
+export async function readMoeLayerFromCheckpoint(dir: string, options: ReadMoeLayerOptions):
+    Promise<MoeLayerCheckpoint<tf.Tensor | RawSafetensor>> {
   if (typeof dir !== 'string' || dir === '') fail(`argument 'dir' must be a folder path, got ${describeValue(dir)}`);
   if (options == null || typeof options !== 'object' || Array.isArray(options)) {
     fail(`argument 'options' must be an object {layer} or {prefix}, got ${describeValue(options)}`);
   }
-  const known = ['layer', 'prefix', 'allowOutsideFolder'];
+  const known = ['layer', 'prefix', 'allowOutsideFolder', 'keepDtype'];
   const unknown = Object.keys(options).filter(k => !known.includes(k));
   if (unknown.length > 0) fail(`unknown option '${unknown[0]}' (options: ${known.join(', ')})`);
   let candidates: string[];
@@ -175,6 +219,7 @@ export async function readMoeLayerFromCheckpoint(dir: string, options: ReadMoeLa
   if (typeof allowOutside !== 'boolean') {
     fail(`option 'allowOutsideFolder' must be a boolean, got ${describeValue(allowOutside)}`);
   }
+  const keepDtype = checkKeepDtype({keepDtype: options.keepDtype});
   const folder = await CheckpointFolder.resolve(dir, allowOutside, fail);
   const config = await readJson(folder, path.join(dir, 'config.json'), 'model config');
   const map = await weightMap(folder);
@@ -185,17 +230,17 @@ export async function readMoeLayerFromCheckpoint(dir: string, options: ReadMoeLa
     if (!name.startsWith(prefix)) continue;
     byFile.set(file, [...(byFile.get(file) ?? []), name]);
   }
-  const weights: Record<string, tf.Tensor> = Object.create(null);
+  const weights: Record<string, tf.Tensor | RawSafetensor> = Object.create(null);
   try {
     for (const [file, names] of byFile) {
       if (path.basename(file) !== file || file === '.' || file === '..' || file === '' || file.includes('\0')) {
         fail(`shard name ${JSON.stringify(file)} in the index must be a plain file name`);
       }
-      const shard = await readTensors(path.join(dir, file), names, folder);
+      const shard = await readTensors(path.join(dir, file), names, folder, keepDtype);
       for (const name of Object.keys(shard)) weights[name] = shard[name];
     }
   } catch (e) {
-    Object.values(weights).forEach(t => t.dispose());
+    disposeTensors(weights);
     throw e;
   }
   return {config, weights, prefix};
