@@ -2,7 +2,7 @@
  * The decode-size weight-streaming GEMM (src/kernels/cuda/gemm_stream.cuh: a few rows per expert, CUDA cores, the
  * shared epilogue) through the whole layer in bfloat16 and float16, against the float64 reference and against the
  * tensor-core 16-row tiles of the default choice, in both its widths (MOE_CUDA_GEMM_TILES 'stream' = 4 columns
- * per warp, 'stream8'). Shapes reach: one row per expert (T = 1), segments longer than one pass of 4 rows and
+ * per warp, 'stream8'), and the narrower 16 x 32 tensor-core decode tiles ('mma32'). Shapes reach: one row per expert (T = 1), segments longer than one pass of 4 rows and
  * longer than one 16-row tile (a router that sends most tokens to one expert), partial column tiles (H = 200),
  * biases, probInAdvance, a gated shared expert (dense problem), latent projections; and the token-owned down GEMM
  * that applies the weighted combine itself (T * k * 8 <= E: T = 1, 2 of a 128-expert top-8 layer), whose
@@ -81,7 +81,7 @@ describe('CUDA decode weight-streaming GEMM', () => {
            const before = tf.memory().numTensors;
            const outs: Record<string, Float32Array> = {};
            try {
-             for (const tiles of ['default', 'stream', 'stream8']) {
+             for (const tiles of ['default', 'stream', 'stream8', 'mma32']) {
                env.set(MOE_CUDA_GEMM_TILES, tiles);
                for (let call = 0; call < 2; call++) {  // the second call replays the CUDA graph
                  const out = layer.apply(xT, weights);
@@ -94,6 +94,7 @@ describe('CUDA decode weight-streaming GEMM', () => {
              }
              expect(relError(outs.stream, outs.default)).withContext('4 columns vs mma').toBeLessThan(AGREE[dtype]);
              expect(relError(outs.stream8, outs.default)).withContext('8 columns vs mma').toBeLessThan(AGREE[dtype]);
+             expect(relError(outs.mma32, outs.default)).withContext('16x32 vs 16x64 tiles').toBeLessThan(AGREE[dtype]);
              expect(tf.memory().numTensors).toBe(before);
            } finally {
              env.set(MOE_CUDA_GEMM_TILES, 'default');

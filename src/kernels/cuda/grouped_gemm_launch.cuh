@@ -84,7 +84,8 @@ void launchMmaEpi(const GemmProblem& p, bool vec, cudaStream_t stream) {
   }
   switch (chooseMmaTile(p.rowsPerSegmentHint > 0 ? p.rowsPerSegmentHint : p.M, p.N)) {
     case MmaTile::k16x64:
-      launchMmaConfig<Elem, OutT, 16, 64, 64, 1, 4, 4, EPI, true>(p, stream);
+      if (tuning().decodeGemm == DecodeGemm::kMma32) launchMmaConfig<Elem, OutT, 16, 32, 64, 1, 2, 4, EPI, true>(p, stream);
+      else launchMmaConfig<Elem, OutT, 16, 64, 64, 1, 4, 4, EPI, true>(p, stream);
       break;
     case MmaTile::k32x128:
       launchMmaConfig<Elem, OutT, 32, 128, 64, 1, 4, 4, EPI, true>(p, stream);
