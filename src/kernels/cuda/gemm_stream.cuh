@@ -98,65 +98,65 @@ __device__ __forceinline__ float chunkDot(const uint4& w, const uint4* a, float 
 }
 
 // One warp's pass over K: the dot products of its COLS weight rows with `rows` (<= ROWS) rows of A staged in
-// shared memory ([ROWS][K] in Elem), summed over the warp (every lane ends with the sums). The next step's loads
-// are issued before the current step's math, so COLS x 16 bytes per lane stay in flight.
+// shared memory ([ROWS][K] in Elem), summed over the warp (every lane ends with the sums). Each lane issues the
+// loads of DEPTH chunks of every column before any math (COLS x DEPTH x 16 bytes in flight per lane): a short K
+// (2048 half values are 8 chunks per lane) is then one round trip to memory, not one per chunk.
 template <typename Elem, int BITS, int COLS, int ROWS>
 __device__ __forceinline__ void streamDot(const WarpColumns<COLS>& w, const uint4* As, int rows, int K, int groupSize,
                                           int lane, float (&acc)[COLS][ROWS]) {
   constexpr int PER = StreamFormat<BITS>::kPerChunk, AQ = PER / 8;  // A chunks (8 values) per weight chunk
+  constexpr int DEPTH = BITS == 16 ? 4 : 2;
   const int kChunks = K / PER, aRow = K / 8;
   const int chunksPerGroup = BITS == 4 ? groupSize / PER : 1;
 #pragma unroll
   for (int c = 0; c < COLS; c++)
 #pragma unroll
     for (int r = 0; r < ROWS; r++) acc[c][r] = 0.f;
-  const uint4 none = make_uint4(0, 0, 0, 0);
-  uint4 cur[COLS];
-  float curS[COLS], curZ[COLS];
-  auto load = [&](int kc, uint4 (&v)[COLS], float (&sc)[COLS], float (&ze)[COLS]) {
+  for (int k0 = lane; k0 < kChunks; k0 += 32 * DEPTH) {
+    uint4 v[COLS][DEPTH];
+    float sc[COLS][DEPTH], ze[COLS][DEPTH];
 #pragma unroll
     for (int c = 0; c < COLS; c++) {
-      const bool ok = w.codes[c] != nullptr && kc < kChunks;
-      v[c] = ok ? __ldg(w.codes[c] + kc) : none;
-      if (BITS == 4) {
-        const int g = kc / chunksPerGroup;
-        sc[c] = ok ? __ldg(w.scales[c] + g) : 0.f;
-        ze[c] = ok && w.zeros[c] ? __ldg(w.zeros[c] + g) : 8.f;
-      }
-    }
-  };
-  load(lane, cur, curS, curZ);
-  for (int kc = lane; kc < kChunks; kc += 32) {
-    uint4 nxt[COLS];
-    float nxtS[COLS], nxtZ[COLS];
-    load(kc + 32, nxt, nxtS, nxtZ);
-    if constexpr (BITS == 4) {
-      // Rows one at a time: unrolled, the 32 decoded codes of every column would be kept for all rows (250+
-      // registers); a tile's extra rows re-decode instead (decode tiles hold one or two).
-#pragma unroll 1
-      for (int r = 0; r < rows; r++) {
-        const uint4* a = As + r * aRow + kc * AQ;
 #pragma unroll
-        for (int c = 0; c < COLS; c++) {
-          const float d = chunkDot<Elem, BITS>(cur[c], a, curS[c], curZ[c]);
-#pragma unroll
-          for (int q = 0; q < ROWS; q++) if (q == r) acc[c][q] += d;
+      for (int d = 0; d < DEPTH; d++) {
+        const int kc = k0 + 32 * d;
+        const bool ok = w.codes[c] != nullptr && kc < kChunks;
+        v[c][d] = ok ? __ldg(w.codes[c] + kc) : make_uint4(0, 0, 0, 0);
+        if (BITS == 4) {
+          sc[c][d] = ok ? __ldg(w.scales[c] + kc / chunksPerGroup) : 0.f;
+          ze[c][d] = ok && w.zeros[c] ? __ldg(w.zeros[c] + kc / chunksPerGroup) : 8.f;
+        } else {
+          sc[c][d] = 1.f;
+          ze[c][d] = 0.f;
         }
       }
-    } else {
-#pragma unroll
-      for (int r = 0; r < ROWS; r++) {
-        if (r >= rows) break;
-        const uint4* a = As + r * aRow + kc * AQ;
-#pragma unroll
-        for (int c = 0; c < COLS; c++) acc[c][r] += chunkDot<Elem, BITS>(cur[c], a, curS[c], curZ[c]);
-      }
     }
 #pragma unroll
-    for (int c = 0; c < COLS; c++) {
-      cur[c] = nxt[c];
-      curS[c] = nxtS[c];
-      curZ[c] = nxtZ[c];
+    for (int d = 0; d < DEPTH; d++) {
+      const int kc = k0 + 32 * d;
+      if (kc >= kChunks) break;
+      if constexpr (BITS == 4) {
+        // Rows one at a time: unrolled, the 32 decoded codes of every column would be kept for all rows (250+
+        // registers); a tile's extra rows re-decode instead (decode tiles hold one or two).
+#pragma unroll 1
+        for (int r = 0; r < rows; r++) {
+          const uint4* a = As + r * aRow + kc * AQ;
+#pragma unroll
+          for (int c = 0; c < COLS; c++) {
+            const float x = chunkDot<Elem, BITS>(v[c][d], a, sc[c][d], ze[c][d]);
+#pragma unroll
+            for (int q = 0; q < ROWS; q++) if (q == r) acc[c][q] += x;
+          }
+        }
+      } else {
+#pragma unroll
+        for (int r = 0; r < ROWS; r++) {
+          if (r >= rows) break;
+          const uint4* a = As + r * aRow + kc * AQ;
+#pragma unroll
+          for (int c = 0; c < COLS; c++) acc[c][r] += chunkDot<Elem, BITS>(v[c][d], a, sc[c][d], ze[c][d]);
+        }
+      }
     }
   }
 #pragma unroll
