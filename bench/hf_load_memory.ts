@@ -11,8 +11,9 @@
  *    float32 layer, the path without formats.
  * Numbers: VmHWM (peak RSS) minus the RSS before reading (the process with tfjs loaded), the same minus the
  * checkpoint bytes (what the load holds beyond the file's data), tf.profile's peakBytes during the load and
- * tf.memory().numBytes after it (the layer alone). The synthetic folder (1.21 GB) is written to /tmp once; --clean
- * deletes it at the end.
+ * tf.memory().numBytes after it (the layer alone), and the CPU seconds of the load after reading (user + system:
+ * comparable across runs on a shared machine, unlike wall time). The synthetic folder (1.21 GB) is written to /tmp
+ * once; --clean deletes it at the end.
  * Usage: node build/bench/hf_load_memory.js [--experts 128] [--dir /tmp/qwen3_moe_layer_bf16_e128] [--decoded]
  *        [--clean] [--targets ckpt:bfloat16,ckpt:int4,...]
  */
@@ -101,15 +102,19 @@ async function child(mode: string, target: moe.ExpertWeightFormat, dir: string, 
     weights = mode === 'raw' ? moe.readSafetensors(bytes, {keepDtype: true}) : moe.readSafetensors(bytes);
   }
   const readSeconds = (performance.now() - started) / 1000;
+  const cpuStarted = process.cpuUsage();
   let layer: moe.FusedMoE | null = null;
   const profile = await tf.profile(() => {
     layer = moe.loadHuggingFaceMoe(config(experts), weights, {prefix, expertWeightFormat: target, name: 'qwen3_layer'});
   });
   for (const w of Object.values(weights)) if (w instanceof tf.Tensor) w.dispose();
   const seconds = (performance.now() - started) / 1000;
+  const cpu = process.cpuUsage(cpuStarted);
+  const loadCpuSeconds = (cpu.user + cpu.system) / 1e6;
   const peak = rssBytes('VmHWM') - base;
   console.log(JSON.stringify({mode, target, experts, peak, peakAboveFile: peak - fileBytes, fileBytes,
-                              tfPeakBytes: profile.peakBytes, tfBytes: tf.memory().numBytes, readSeconds, seconds}));
+                              tfPeakBytes: profile.peakBytes, tfBytes: tf.memory().numBytes, readSeconds, seconds,
+                              loadCpuSeconds}));
   layer!.dispose();
 }
 
@@ -125,7 +130,7 @@ if (args[0] === '--child') {
   console.log(`checkpoint ${dir}: ${gb(statSync(path.join(dir, 'model.safetensors')).size)} GB; experts ${experts}, ` +
               `H ${H}, I ${I}; node ${process.version}, cpu backend`);
   console.log('| read | expert format | peak RSS (GB) | peak RSS above the checkpoint bytes (GB) | tf peakBytes (GB) | ' +
-              'tf.memory() after (GB) | read s | total s |\n|---|---|---|---|---|---|---|---|');
+              'tf.memory() after (GB) | read s | total s | load CPU s |\n|---|---|---|---|---|---|---|---|---|');
   const defaults = ['ckpt:bfloat16', 'ckpt:int4', 'ckpt:float32', 'ckpt:mxfp4', 'raw:bfloat16',
                     ...(args.includes('--decoded') ? ['decoded:float32'] : [])];
   const rows = arg('--targets', defaults.join(',')).split(',').map(t => t.split(':'));
@@ -137,7 +142,7 @@ if (args[0] === '--child') {
         .split('\n').find(l => l.startsWith('{'))!;
     const r = JSON.parse(line);
     console.log(`| ${how[mode]} | ${target} | ${gb(r.peak)} | ${gb(r.peakAboveFile)} | ${gb(r.tfPeakBytes)} | ` +
-                `${gb(r.tfBytes)} | ${r.readSeconds.toFixed(1)} | ${r.seconds.toFixed(1)} |`);
+                `${gb(r.tfBytes)} | ${r.readSeconds.toFixed(1)} | ${r.seconds.toFixed(1)} | ${r.loadCpuSeconds.toFixed(1)} |`);
   }
   if (args.includes('--clean')) rmSync(dir, {recursive: true, force: true});
 }

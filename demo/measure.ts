@@ -60,8 +60,10 @@ export function makeWorkload(args: FusedMoEArgs, hidden: number, tokens: number,
     const shape = t.shape as number[];
     const fanIn = shape.length === 3 ? shape[1] : shape.length === 2 ? shape[0] : 1;
     const scale = name === 'gate_weight' ? 2 / Math.sqrt(fanIn) : name.endsWith('bias') ? 0.05 : 1 / Math.sqrt(fanIn);
-    weights.set(name, {shape, values: randomArray(rand, t.size, scale)});
-    bytes += t.size * 4;
+    // Counted from the shape: a packed expert weight is not a tensor of that many values.
+    const size = shape.reduce((a, b) => a * b, 1);
+    weights.set(name, {shape, values: randomArray(rand, size, scale)});
+    bytes += size * 4;
   }
   layer.dispose();
   return {args, hidden, tokens, weights, x: randomArray(rand, tokens * hidden, 1), bytes};

@@ -5,7 +5,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as moe from 'tfjs-moe';
 
 import {expectNoLeak, expectThrowsNoLeak, randn, readAll, recordError, rng} from '../helpers/util.js';
-import {refBfloat16, refDequantize, refE2M1, refHalf} from '../reference/expert_formats_reference.js';
+import {
+  refBfloat16, refDequantize, refE2M1, refHalf, refQuantizeInt4, refQuantizeInt4Group, refRoundEven,
+} from '../reference/expert_formats_reference.js';
 import {checkGemmCases, firstBitMismatch, options, refPacked, VARIANTS} from './expert_formats_cases.js';
 
 const SLOW = 120_000;
@@ -75,17 +77,80 @@ describe('expert weight formats: the quantizer (docs/formats.md section 4)', () 
     expect(column([127, 1, 127 * 4, 4], 'int8', {groupSize: 2})).toEqual([127, 1, 127 * 4, 4]);
   });
 
-  it('int4: symmetric codes in [-7, 7], zero point mode with GPTQ min/max, partial last group', () => {
+  it('int4: exact groups come back unchanged (all 16 codes), zero point min/max, partial last group', () => {
     const c = 0.25;
-    const sym = [7, -7, 1, 2.5, 3.5, -0.5, 0, 6].map(q => q * c);
-    expect(column(sym, 'int4', {groupSize: 32})).toEqual([7, -7, 1, 2, 4, 0, 0, 6].map(q => q * c));
+    // The largest magnitude on -8 (s = c) or on +7 (the mirrored candidate, s = c): both grids hold these exactly.
+    const low = [-8, 7, 1, 2, 3, -3, 0, 6].map(q => q * c), high = [7, -7, 1, -2, 3, 5, 0, -6].map(q => q * c);
+    expect(column(low, 'int4', {groupSize: 32})).toEqual(low);
+    expect(column(high, 'int4', {groupSize: 32})).toEqual(high);
     // hi - lo = 15c: s = c, z = 5, every multiple of c in [-5c, 10c] exact.
     const zp = [10, -5, 0, 1, 2, 3, -4, 7].map(q => q * c);
     expect(column(zp, 'int4', {groupSize: 32, zeroPoint: true})).toEqual(zp);
     // K = 40 with groups of 32: the last group (8 values) has its own scale.
-    const k40 = [...Array.from({length: 32}, (_, k) => 7 * ((k % 15) - 7)), ...[7, -7, 1, 2, 3, -3, 0, 5].map(q => q / 8)];
+    const k40 = [...Array.from({length: 32}, (_, k) => 7 * ((k % 16) - 8)), ...[-8, 7, 1, 2, 3, -3, 0, 5].map(q => q / 8)];
     expect(column(k40, 'int4')).toEqual(k40);
     expect(column([0, 0], 'int4', {zeroPoint: true})).toEqual([0, 0]);
+    expect(column([0, -0, 0], 'int4')).toEqual([0, 0, 0]);
+  });
+
+  it('int4: the scale search picks the independent quantizer\'s codes, scales and zero points bit for bit', () => {
+    const rand = rng(41);
+    const f = Math.fround;
+    for (let trial = 0; trial < 12; trial++) {
+      const zeroPoint = trial % 2 === 1, transposed = trial % 4 >= 2;
+      const groupSize = [32, 64, 128][trial % 3];
+      const [E, K, N] = [1 + Math.floor(rand() * 2), 1 + Math.floor(rand() * 300), 1 + Math.floor(rand() * 9)];
+      const w = Float32Array.from(randn(rand, E * K * N), x => x * (trial < 6 ? 0.02 : 3));
+      // Special groups: constant (candidates -8 and 7 both exact: the first wins the tie), ties of w / s at half
+      // steps (s = 1), subnormal scales; +a and -a both largest (the first in k order is m); an all-zero column.
+      const pick = (k: number, n: number, e = 0) => transposed ? (e * N + n) * K + k : (e * K + k) * N + n;
+      for (let k = 0; k < Math.min(K, groupSize); k++) {
+        w[pick(k, 0)] = trial % 3 === 0 ? 0.75 : trial % 3 === 1 ? (k === 0 ? -8 : (k % 7) - 2.5) : f(2 ** -140 * (k % 7 - 3));
+      }
+      if (N > 1 && K > 3) [w[pick(1, 1)], w[pick(3, 1)]] = [-100, 100];
+      if (N > 2) for (let k = 0; k < K; k++) w[pick(k, 2)] = 0;
+      const shape = transposed ? [E, N, K] : [E, K, N];
+      const q = moe.quantizeExpertWeightsFromArray(w, shape, 'int4', {groupSize, zeroPoint, transposed});
+      const ref = refQuantizeInt4(w, shape, groupSize, zeroPoint, transposed);
+      const label = `trial ${trial}: [${shape}] g${groupSize} zp ${zeroPoint} transposed ${transposed}`;
+      expect(firstBitMismatch(q.scales!.dataSync(), Float32Array.from(ref.scales!))).withContext(`${label} scales`).toBe(-1);
+      expect(firstBitMismatch(q.values.dataSync(), Int32Array.from(ref.values))).withContext(`${label} codes`).toBe(-1);
+      if (zeroPoint) {
+        expect(firstBitMismatch(q.zeroPoints!.dataSync(), Float32Array.from(ref.zeroPoints!)))
+            .withContext(`${label} zero points`).toBe(-1);
+      }
+      tf.dispose(q as unknown as tf.TensorContainer);
+    }
+  });
+
+  it('int4: the search never does worse than the plain max-abs / min-max grids on a group', () => {
+    // The symmetric list holds s = m / 7 (the grid before the search) and the zero point list f = 1 (min/max),
+    // so the chosen squared error is at most theirs; and the search lowers it on random normal groups.
+    const rand = rng(43);
+    const f = Math.fround;
+    for (const zeroPoint of [false, true]) {
+      let searched = 0, plain = 0;
+      for (let trial = 0; trial < 400; trial++) {
+        const w = Array.from(randn(rand, 32), x => f(x));
+        const r = refQuantizeInt4Group(w, zeroPoint);
+        const m = w.reduce((a, x) => (Math.abs(x) > Math.abs(a) ? x : a), 0);
+        const lo = Math.min(0, ...w), hi = Math.max(0, ...w);
+        const s = zeroPoint ? f(f(hi - lo) / 15) : f(m / 7);
+        const z = zeroPoint ? Math.min(15, Math.max(0, refRoundEven(f(-lo / s)))) : 0;
+        const got = column(w, 'int4', {zeroPoint});
+        let e1 = 0, e0 = 0;
+        w.forEach((x, k) => {
+          e1 += (got[k] - x) ** 2;
+          const q = refRoundEven(f(x / s));
+          e0 += (f(s * (zeroPoint ? Math.min(15, Math.max(0, q + z)) - z : Math.min(7, Math.max(-7, q)))) - x) ** 2;
+          expect(got[k]).toBe(f(r.scale * (r.codes[k] - r.zero)));
+        });
+        expect(e1).toBeLessThanOrEqual(e0 * (1 + 1e-12));
+        searched += e1;
+        plain += e0;
+      }
+      expect(Math.sqrt(searched / plain)).withContext(`zeroPoint ${zeroPoint}`).toBeLessThan(zeroPoint ? 0.99 : 0.9);
+    }
   });
 
   it('mxfp4: E2M1 values times the block power of two are exact; ties to the even code; saturation at 6', () => {

@@ -95,3 +95,91 @@ export function refDequantize(q: RefPacked): Float64Array {
   }
   return out;
 }
+
+// ---- the int4 quantizer (docs/formats.md section 4), written from the doc's rule ----------------------------
+
+/** x (finite) to the nearest integer, ties to the even one. */
+export function refRoundEven(x: number): number {
+  const down = Math.floor(x), rest = x - down;
+  if (rest < 0.5) return down;
+  if (rest > 0.5) return down + 1;
+  return down % 2 === 0 ? down : down + 1;
+}
+
+/** The doc's candidate lists: symmetric s = m / d over these d, zero point ranges [lo, hi] * f over these f. */
+export const REF_INT4_DIVISORS = [-8, -8.5, -9, 7, 7.5];
+export const REF_INT4_FACTORS = [1, 0.95, 0.9, 0.85];
+
+interface RefGroupCodes {codes: number[]; scale: number; zero: number}
+
+/** One group of float32 weights -> its int4 codes (0..15), scale and zero point (8 when symmetric). */
+export function refQuantizeInt4Group(w: readonly number[], zeroPoint: boolean): RefGroupCodes {
+  const f = Math.fround;
+  type Candidate = {scale: number, zero: number, code: (x: number) => number};
+  const candidates: Candidate[] = [];
+  if (!zeroPoint) {
+    let m = 0;
+    for (const x of w) if (Math.abs(x) > Math.abs(m)) m = x;
+    for (const d of REF_INT4_DIVISORS) {
+      const scale = f(m / d);
+      candidates.push({scale, zero: 8, code: x => Math.min(7, Math.max(-8, refRoundEven(f(x / scale)))) + 8});
+    }
+  } else {
+    const lo = Math.min(0, ...w), hi = Math.max(0, ...w);
+    for (const factor of REF_INT4_FACTORS) {
+      const l = f(lo * factor), h = f(hi * factor);
+      const scale = f(f(h - l) / 15);
+      const zero = Math.min(15, Math.max(0, refRoundEven(f(-l / scale))));
+      candidates.push({scale, zero, code: x => Math.min(15, Math.max(0, refRoundEven(f(x / scale)) + zero))});
+    }
+  }
+  let chosen: Candidate | null = null, least = Infinity;
+  for (const c of candidates) {
+    if (c.scale === 0) continue;  // no grid (the doc: such a candidate is skipped)
+    let sum = 0;
+    for (const x of w) {
+      const diff = f(c.scale * (c.code(x) - c.zero)) - x;
+      sum += diff * diff;
+    }
+    if (sum < least) {  // strictly smaller: the earlier candidate wins a tie
+      least = sum;
+      chosen = c;
+    }
+  }
+  if (chosen == null) return {codes: w.map(() => (zeroPoint ? 0 : 8)), scale: 0, zero: zeroPoint ? 0 : 8};
+  return {codes: w.map(x => chosen!.code(x)), scale: chosen.scale, zero: chosen.zero};
+}
+
+/**
+ * float32 weights of shape [E,K,N] (or [E,N,K] when transposed) quantized to int4 by the doc's rule, packed as the
+ * doc's section 2 says (eight codes per word along K, the lowest k in the lowest bits; scales [E,G,N] / [E,N,G]).
+ */
+export function refQuantizeInt4(w: ArrayLike<number>, shape: number[], groupSize: number, zeroPoint: boolean,
+                                transposed: boolean): RefPacked {
+  const [E, A, B] = shape;
+  const [K, N] = transposed ? [B, A] : [A, B];
+  const G = Math.ceil(K / groupSize), Kw = Math.ceil(K / 8);
+  const values = new Array<number>(E * Kw * N).fill(0);
+  const scales = new Array<number>(E * G * N).fill(0);
+  const zeroPoints = new Array<number>(E * G * N).fill(0);
+  for (let e = 0; e < E; e++) {
+    for (let n = 0; n < N; n++) {
+      for (let g = 0; g < G; g++) {
+        const ks: number[] = [];
+        for (let k = g * groupSize; k < Math.min(K, (g + 1) * groupSize); k++) ks.push(k);
+        const at = (k: number) => w[transposed ? (e * N + n) * K + k : (e * K + k) * N + n];
+        const r = refQuantizeInt4Group(ks.map(at), zeroPoint);
+        const sIndex = transposed ? (e * N + n) * G + g : (e * G + g) * N + n;
+        scales[sIndex] = r.scale;
+        zeroPoints[sIndex] = r.zero;
+        ks.forEach((k, i) => {
+          const word = transposed ? (e * N + n) * Kw + Math.floor(k / 8) : (e * Kw + Math.floor(k / 8)) * N + n;
+          values[word] += r.codes[i] * Math.pow(2, 4 * (k % 8));
+        });
+      }
+    }
+  }
+  // Words as int32, as the packed tensor holds them.
+  return {format: 'int4', shape, transposed, groupSize, zeroPoint, values: values.map(v => v | 0), scales,
+    ...(zeroPoint ? {zeroPoints} : {})};
+}

@@ -387,6 +387,24 @@ export function refOffsetsFromCounts(counts: ArrayLike<number>): Int32Array {
   return offsets;
 }
 
+/**
+ * Section 4, invalid segments: the segment bounds [E+1] every device path uses for any segments tensor of R rows.
+ * Offsets: b[0] = clamp(off[0], 0, R), b[e] = clamp(off[e], b[e-1], R). Counts: b[0] = 0, b[e+1] = b[e] +
+ * clamp(count[e], 0, R - b[e]). Float64 arithmetic, so no int32 wrap can hide here. Valid segments map to their
+ * offsets unchanged.
+ */
+export function refSegmentBounds(segments: ArrayLike<number>, areOffsets: boolean, R: number): number[] {
+  const clamp = (v: number, lo: number, hi: number) => Math.min(Math.max(v, lo), hi);
+  if (areOffsets) {
+    const b: number[] = [];
+    for (let e = 0; e < segments.length; e++) b.push(clamp(segments[e], e === 0 ? 0 : b[e - 1], R));
+    return b;
+  }
+  const b = [0];
+  for (let e = 0; e < segments.length; e++) b.push(b[e] + clamp(segments[e], 0, R - b[e]));
+  return b;
+}
+
 /** Section 4: grouped GEMM over contiguous row segments; rows in no segment are zero. */
 export function refBatchedGemm(
     lhs: ArrayLike<number>, R: number, K: number, rhs: ArrayLike<number>, E: number, N: number,
@@ -404,6 +422,21 @@ export function refBatchedGemm(
         }
         if (bias) acc += bias[e * N + n];
         out[r * N + n] = acc;
+      }
+    }
+  }
+  return out;
+}
+
+/** Section 4a: out[e][kk][nn] = sum over the rows r of segment e of lhs[r][kk] * dy[r][nn]; [E,K,N], E = offsets.length - 1. */
+export function refBatchedGemmWeightGrad(
+    lhs: ArrayLike<number>, dy: ArrayLike<number>, K: number, N: number, offsets: ArrayLike<number>): Float64Array {
+  const E = offsets.length - 1;
+  const out = new Float64Array(E * K * N);
+  for (let e = 0; e < E; e++) {
+    for (let r = offsets[e]; r < offsets[e + 1]; r++) {
+      for (let kk = 0; kk < K; kk++) {
+        for (let nn = 0; nn < N; nn++) out[(e * K + kk) * N + nn] += lhs[r * K + kk] * dy[r * N + nn];
       }
     }
   }

@@ -4,7 +4,8 @@
 // (routing_edges, weight_grad_edges, invalid_values, layer_state); files on disk (1, 2) are in io_robust.
 import * as tf from '@tensorflow/tfjs-core';
 import {batchedGemm, batchedGemmWeightGrad, FusedMoE, fusedSwigluScale, getMoeScores, loadHuggingFaceMoe, moeCombine,
-  moePermute, moeTopkSelect, readSafetensors, withCompositeKernels} from 'tfjs-moe';
+  moePermute, moeTopkSelect, readSafetensors, registerCudaKernels, setKernelPath, withCompositeKernels} from 'tfjs-moe';
+import {setWebGPUGemmPreset} from 'tfjs-moe/internal';
 
 import {f32Tensor, f64Bytes, writeSafetensors} from '../io/safetensors_writer.js';
 
@@ -110,6 +111,16 @@ const ROWS: Row[] = [
     run: () => FusedMoE.fromConfig(FusedMoE, null as never)},
   {item: 15, what: 'loadHuggingFaceMoe options null', error: /loadHuggingFaceMoe: argument 'options' must be an options object/,
     run: () => loadHuggingFaceMoe({model_type: 'mixtral'}, {}, null as never)},
+  {item: 15, what: 'setKernelPath(NaN)', error: /^setKernelPath: argument 'path' must be 'auto' or 'composite', got NaN$/,
+    run: () => setKernelPath(NaN as never)},
+  {item: 15, what: 'setKernelPath(a bigint)', error: /setKernelPath: argument 'path' .*, got 1n \(a bigint\)$/,
+    run: () => setKernelPath(1n as never)},
+  {item: 15, what: 'setWebGPUGemmPreset(a bigint)', error: /setWebGPUGemmPreset: argument 'name' .*, got 1n \(a bigint\)$/,
+    run: () => setWebGPUGemmPreset(1n as never)},
+  {item: 15, what: 'registerCudaKernels(a bigint)', error: /registerCudaKernels: argument 'backendName' .*, got 1n \(a bigint\)$/,
+    run: () => registerCudaKernels(1n as never)},
+  {item: 15, what: 'expertWeights(a bigint)', error: /expertWeights: argument 'name' .*, got 1n \(a bigint\)$/,
+    run: () => withLayer(layer => layer.expertWeights(1n as never))},
   {item: 15, what: "loadHuggingFaceMoe model_type 'toString'", error: /loadHuggingFaceMoe: unknown model_type 'toString'/,
     run: () => loadHuggingFaceMoe({model_type: 'toString', hidden_size: 2, num_local_experts: 2, num_experts_per_tok: 1,
       intermediate_size: 2}, {})},

@@ -1,7 +1,7 @@
-// The fuzz cases (fuzz.ts) on every path, sized for CI's two cores and SwiftShader. Cases per CI run (Node):
-// cpu kernels 7 ops x 400 + 100 layers = 2900, cpu composite 7 x 80 + 25 = 585, webgpu kernels and webgpu
-// composite 7 x 3 + 2 = 23 each: 3531 in all (about 25 s here; the budgets stop a path early, logged, if a
-// machine is much slower).
+// The fuzz cases (fuzz.ts) on every path, sized for CI's two cores and SwiftShader. Cases per run of this file:
+// cpu kernels 8 ops x 400 + 100 layers = 3300, cpu composite 8 x 80 + 25 = 665, webgpu kernels and webgpu
+// composite 8 x 3 + 2 = 26 each: 4017 in all (about 50 s here; the budgets stop a path early, logged, if a
+// machine is much slower). CI runs it twice, in Node (dawn.node) and in the browser suite (spec/browser/entry.ts).
 import {describeFuzz} from './fuzz.js';
 import {describeOnPaths, EDGE_PATHS} from './paths.js';
 

@@ -10,8 +10,8 @@
  * specials whose softmax/sigmoid are exactly 0 or 1 in both precisions; equal values tie exactly in both.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import {batchedGemm, batchedGemmWeightGrad, FusedMoE, FusedMoEArgs, fusedSwigluScale, getMoeScores, moeCombine,
-  moePermute, moeTopkSelect} from 'tfjs-moe';
+import {batchedGemm, batchedGemmSwiglu, batchedGemmWeightGrad, FusedMoE, FusedMoEArgs, fusedSwigluScale, getMoeScores,
+  moeCombine, moePermute, moeTopkSelect} from 'tfjs-moe';
 
 import {randInt, rng} from '../helpers/util.js';
 import {refBatchedGemm, refGetMoeScores, refMoeCombine, refMoePermute, refMoeTopkSelect, refOffsetsFromCounts,
@@ -20,7 +20,7 @@ import {randomLayer, referenceOutput} from '../layers/layer_util.js';
 import type {EdgePath} from './paths.js';
 
 export interface FuzzCounts {
-  /** Random cases per op (7 ops). */
+  /** Random cases per op (8 ops). */
   perOp: number;
   /** Random FusedMoE configurations. */
   layers: number;
@@ -110,16 +110,25 @@ const permuteCase: OpCase = async (rand, path, check) => {
   const alignment = pickOf(rand, [1, 1, 2, 4, 8]);
   const x = normals(rand, T * D);
   const ids = Int32Array.from({length: T * k}, () => randInt(rand, 0, E - 1));
+  // Llama-4's weighted input (section 11.6): row rowMap[t,j] = x[t] * weights[t,j], one float32 product.
+  const weights = rand() < 0.3 ? normals(rand, T * k) : null;
   const xt = tf.tensor2d(x, [T, D]), it = tf.tensor2d(ids, [T, k], 'int32');
-  const out = path.call(() => moePermute(xt as tf.Tensor2D, it as tf.Tensor2D, E, alignment));
+  const wt = weights == null ? null : tf.tensor2d(weights, [T, k]);
+  const out = path.call(() => moePermute(xt as tf.Tensor2D, it as tf.Tensor2D, E, alignment, {weights: wt as tf.Tensor2D | null}));
   const [px, tpe, offsets, rowMap] = await read([out.permutedX, out.tokensPerExpert, out.expertOffsets, out.rowMap]);
-  tf.dispose([xt, it]);
+  tf.dispose([xt, it, ...(wt ? [wt] : [])]);
   const ref = refMoePermute(x, T, D, ids, k, E, alignment);
+  if (weights != null) {
+    for (let s = 0; s < T * k; s++) {
+      const row = ref.rowMap[s], t = Math.floor(s / k);
+      for (let d = 0; d < D; d++) ref.permutedX[row * D + d] = Math.fround(x[t * D + d] * weights[s]);
+    }
+  }
   check('permutedX', px, ref.permutedX, 0);
   check('tokensPerExpert', tpe, ref.tokensPerExpert, 0);
   check('expertOffsets', offsets, ref.expertOffsets, 0);
   check('rowMap', rowMap, ref.rowMap, 0);
-  return `moePermute T=${T} E=${E} k=${k} D=${D} alignment=${alignment}`;
+  return `moePermute T=${T} E=${E} k=${k} D=${D} alignment=${alignment} weights=${weights != null}`;
 };
 
 /** Valid segments over R rows: counts (some empty), a possible gap before and rows after; as offsets or counts. */
@@ -174,16 +183,48 @@ const weightGradCase: OpCase = async (rand, path, check) => {
   return `batchedGemmWeightGrad E=${E} R=${R} K=${K} N=${N} transposeOut=${transposeOut}`;
 };
 
+/** Plain SwiGLU, or gpt-oss's clamped variant with its own or random constants (section 11.2). */
+function randomActivation(rand: Rand): {activation: 'swiglu' | 'clamped_swiglu', swigluAlpha: number, swigluLimit: number} {
+  if (rand() < 0.6) return {activation: 'swiglu', swigluAlpha: 1.702, swigluLimit: 7};
+  return {activation: 'clamped_swiglu', swigluAlpha: pickOf(rand, [1.702, 0.5]), swigluLimit: pickOf(rand, [7, 1.5])};
+}
+
 const swigluCase: OpCase = async (rand, path, check) => {
   const R = randInt(rand, 0, 8), I = randInt(rand, 0, 5);
   const x = Float32Array.from({length: R * 2 * I}, () => rand() < 0.1 ? pickOf(rand, [100, -100, 88, -90]) : normals(rand, 1, 2)[0]);
   const scale = rand() < 0.5 ? normals(rand, R) : null;
+  const act = randomActivation(rand);
   const xt = tf.tensor2d(x, [R, 2 * I]), st = scale == null ? null : tf.tensor1d(scale);
-  const out = path.call(() => fusedSwigluScale(xt as tf.Tensor2D, st as tf.Tensor1D | null));
+  const out = path.call(() => fusedSwigluScale(xt as tf.Tensor2D, st as tf.Tensor1D | null, act));
   const [got] = await read([out]);
   tf.dispose([xt, ...(st ? [st] : [])]);
-  check('out', got, refSwigluScale(x, R, I, scale), 1e-5);
-  return `fusedSwigluScale R=${R} I=${I} scale=${scale != null}`;
+  check('out', got, refSwigluScale(x, R, I, scale, act), 1e-5);
+  return `fusedSwigluScale R=${R} I=${I} scale=${scale != null} ${act.activation}`;
+};
+
+const gemmSwigluCase: OpCase = async (rand, path, check) => {
+  const E = randInt(rand, 1, 4), K = pickOf(rand, [0, 1, 3, 4]), I = randInt(rand, 1, 4), R = randInt(rand, 0, 10);
+  const N = 2 * I, transposeRhs = rand() < 0.4, withBias = rand() < 0.4;
+  const lhs = sprinkle(rand, normals(rand, R * K), 0.03), rhs = normals(rand, E * K * N, 0.5);
+  const bias = withBias ? normals(rand, E * N, 0.2) : null, scale = rand() < 0.5 ? normals(rand, R) : null;
+  const act = randomActivation(rand);
+  const segs = randomSegments(rand, E, R);
+  // rhs is [E,K,N]; the transposed operand holds the same weights as [E,N,K].
+  const rhsT = transposeRhs ? Float32Array.from({length: rhs.length}, (_, i) => {
+    const e = Math.floor(i / (N * K)), n = Math.floor(i / K) % N, kk = i % K;
+    return rhs[(e * K + kk) * N + n];
+  }) : rhs;
+  const lt = tf.tensor2d(lhs, [R, K]), rt = tf.tensor3d(rhsT, transposeRhs ? [E, N, K] : [E, K, N]);
+  const st = tf.tensor1d(segs.tensor, 'int32'), bt = bias == null ? null : tf.tensor2d(bias, [E, N]);
+  const sct = scale == null ? null : tf.tensor1d(scale);
+  const out = path.call(() => batchedGemmSwiglu(lt as tf.Tensor2D, rt as tf.Tensor3D, st as tf.Tensor1D,
+      {transposeRhs, bias: bt as tf.Tensor2D | null, scale: sct as tf.Tensor1D | null, ...act}));
+  const [got] = await read([out]);
+  tf.dispose([lt, rt, st, ...(bt ? [bt] : []), ...(sct ? [sct] : [])]);
+  const h = refBatchedGemm(lhs, R, K, rhs, E, N, segs.offsets, false, bias);
+  check('out', got, refSwigluScale(h, R, I, scale, act), 1e-4);
+  return `batchedGemmSwiglu E=${E} R=${R} K=${K} I=${I} transposeRhs=${transposeRhs} bias=${withBias} ` +
+      `scale=${scale != null} ${act.activation}`;
 };
 
 const combineCase: OpCase = async (rand, path, check) => {
@@ -211,33 +252,51 @@ const combineCase: OpCase = async (rand, path, check) => {
 
 export const OP_CASES: Array<[string, OpCase]> = [
   ['moeTopkSelect', topkCase], ['getMoeScores', scoresCase], ['moePermute', permuteCase], ['batchedGemm', gemmCase],
-  ['batchedGemmWeightGrad', weightGradCase], ['fusedSwigluScale', swigluCase], ['moeCombine', combineCase],
+  ['batchedGemmWeightGrad', weightGradCase], ['fusedSwigluScale', swigluCase], ['batchedGemmSwiglu', gemmSwigluCase],
+  ['moeCombine', combineCase],
 ];
 
-/** A random FusedMoE configuration (every option), grid-valued router inputs so routing choices agree. */
+/**
+ * A random FusedMoE configuration (every routing method but sparsemixer, every option of sections 7 and 11 the
+ * float64 reference models), grid-valued router inputs so routing choices agree.
+ */
 async function layerCase(rand: Rand, path: EdgePath, check: Check): Promise<string> {
-  const noaux = rand() < 0.4;
+  const method = pickOf(rand, ['greedy', 'greedy', 'noaux_tc', 'noaux_tc', 'group_limited_greedy'] as const);
   const E = randInt(rand, 1, 6);
-  const divisors = Array.from({length: E}, (_, i) => i + 1).filter(g => E % g === 0);
-  const nGroup = noaux ? pickOf(rand, divisors) : 1, topkGroup = noaux ? randInt(rand, 1, nGroup) : 1;
-  const topK = randInt(rand, 1, noaux ? Math.min(E, topkGroup * (E / nGroup)) : E);
+  // Identity experts (LongCat) with plain greedy routing and no latent space only: the router then scores E + Z.
+  const zeroExperts = method === 'greedy' && rand() < 0.2 ? randInt(rand, 1, 2) : 0;
+  const scored = E + zeroExperts;
+  const divisors = Array.from({length: scored}, (_, i) => i + 1).filter(g => scored % g === 0);
+  const grouped = method !== 'greedy';
+  const nGroup = grouped ? pickOf(rand, divisors) : 1, topkGroup = grouped ? randInt(rand, 1, nGroup) : 1;
+  const topK = randInt(rand, 1, method === 'noaux_tc' ? Math.min(scored, topkGroup * (scored / nGroup)) : scored);
   const shared = rand() < 0.3 ? randInt(rand, 1, 3) : 0;
+  const withBias = rand() < 0.3;
+  // Llama-4's weighted input has no meaning with expert biases (section 11.6).
+  const routingWeightOn = pickOf(rand, withBias ? ['output', 'activation'] as const : ['output', 'activation', 'input'] as const);
+  const act = randomActivation(rand);
   const args: FusedMoEArgs = {
-    numExperts: E, topK, moeIntermediateSize: randInt(rand, 1, 4), topkMethod: noaux ? 'noaux_tc' : 'greedy',
-    nGroup, topkGroup, routedScalingFactor: noaux ? pickOf(rand, [1, 2.5]) : 1, renormalize: rand() < 0.7,
-    useCorrectionBias: rand() < 0.3, latentSize: rand() < 0.2 ? randInt(rand, 1, 3) : null, withBias: rand() < 0.3,
-    probInAdvance: rand() < 0.3, sharedExpertIntermediateSize: shared, sharedExpertGate: shared > 0 && rand() < 0.5,
-    backend: path.composite ? 'composite' : path.backend,
+    numExperts: E, topK, moeIntermediateSize: randInt(rand, 1, 4), topkMethod: method,
+    nGroup, topkGroup, routedScalingFactor: pickOf(rand, [1, 1, 2.5]), renormalize: rand() < 0.7,
+    renormalizeEpsilon: rand() < 0.2 ? 1e-6 : null, zeroExperts,
+    useCorrectionBias: method !== 'group_limited_greedy' && rand() < 0.3, routerBias: rand() < 0.2,
+    latentSize: zeroExperts === 0 && rand() < 0.2 ? randInt(rand, 1, 3) : null, withBias, routingWeightOn,
+    activation: act.activation, swigluAlpha: act.swigluAlpha, swigluLimit: act.swigluLimit,
+    sharedExpertIntermediateSize: shared, sharedExpertGate: shared > 0 && rand() < 0.5,
+    backend: path.composite ? 'composite' : path.backend as 'cpu' | 'webgpu',
   };
   const H = randInt(rand, 1, 6), T = randInt(rand, 0, 5);
   const {layer, data} = randomLayer(args, H, rand);
   try {
     // Router weights and x on a grid of quarters: exact float32 logits, no float32-vs-float64 near-ties.
     const grid = (n: number) => Float32Array.from({length: n}, () => randInt(rand, -4, 4) / 4);
-    data.gate_weight = grid(H * E);
-    if (data.gate_correction_bias != null) data.gate_correction_bias = grid(E);
-    const values: Record<string, tf.Tensor> = {gate_weight: tf.tensor2d(data.gate_weight, [H, E])};
-    if (data.gate_correction_bias != null) values.gate_correction_bias = tf.tensor1d(data.gate_correction_bias);
+    data.gate_weight = grid(H * scored);
+    const values: Record<string, tf.Tensor> = {gate_weight: tf.tensor2d(data.gate_weight, [H, scored])};
+    for (const name of ['gate_correction_bias', 'gate_bias']) {
+      if (data[name] == null) continue;
+      data[name] = grid(scored);
+      values[name] = tf.tensor1d(data[name]);
+    }
     layer.setNamedWeights(values);
     tf.dispose(Object.values(values));
     const x = grid(T * H);
@@ -249,10 +308,11 @@ async function layerCase(rand: Rand, path: EdgePath, check: Check): Promise<stri
   } finally {
     layer.dispose();
   }
-  const flags = ['renormalize', 'useCorrectionBias', 'withBias', 'probInAdvance', 'sharedExpertGate']
+  const flags = ['renormalize', 'useCorrectionBias', 'routerBias', 'withBias', 'sharedExpertGate']
       .filter(f => (args as unknown as Record<string, unknown>)[f] === true).join(',');
-  return `FusedMoE ${args.topkMethod} E=${E} k=${topK} G=${nGroup}/${topkGroup} H=${H} T=${T} L=${args.latentSize} ` +
-      `S=${shared} ${flags}`;
+  return `FusedMoE ${args.topkMethod} E=${E}+${zeroExperts} k=${topK} G=${nGroup}/${topkGroup} H=${H} T=${T} ` +
+      `L=${args.latentSize} S=${shared} rsf=${args.routedScalingFactor} eps=${args.renormalizeEpsilon} ` +
+      `weightOn=${routingWeightOn} ${act.activation} ${flags}`;
 }
 
 /** Seed of case i of `name` on a path: distinct per path so the paths see different cases. */

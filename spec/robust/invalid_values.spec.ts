@@ -7,10 +7,12 @@ import * as tf from '@tensorflow/tfjs-core';
 import {moeCombine, moePermute} from 'tfjs-moe';
 
 import {expectNoLeak, expectThrowsNoLeak} from '../helpers/util.js';
-import {describeOnPaths} from './paths.js';
+import {describeOnPaths, EdgePath} from './paths.js';
 
-describeOnPaths('robust: invalid ids and rows', path => {
-  const rejects = !path.composite && path.backend === 'cpu';
+/** The specs of one path (cuda_edges.spec.ts runs them on the cuda op kernels too). */
+export function invalidValueSpecs(path: EdgePath): void {
+  // Kernels that hold the values on the host reject them: cpu, and the cuda op kernels (backend 'tensorflow').
+  const rejects = !path.composite && path.backend !== 'webgpu';
 
   it(rejects ? 'moePermute rejects ids outside [0,E) naming the argument' :
                'moePermute: ids outside [0,E) join no expert and get rowMap -1', async () => {
@@ -80,4 +82,64 @@ describeOnPaths('robust: invalid ids and rows', path => {
       }
     }
   });
-});
+
+  if (!rejects) {
+    it('gradients: a slot with an invalid row or id takes and gives no gradient (moeCombine, moePermute)', async () => {
+      const R = 3, D = 2, T = 2, k = 3, E = 2;
+      const y = Float32Array.from([1, 2, 10, 20, 100, 200]);
+      const rowMapData = Int32Array.from([0, -1, 2, 3, 1, 7]);
+      const weights = Float32Array.from([1, 5, 0.5, 9, 2, 4]);
+      const idsData = Int32Array.from([0, 1, 4, 1, -2, 0]);
+      const bias = Float32Array.from([0.25, 0.5, 1, 2]);
+      const dout = Float32Array.from([1, -2, 3, 0.5]);
+      const validRow = (s: number) => rowMapData[s] >= 0 && rowMapData[s] < R;
+      const validId = (s: number) => idsData[s] >= 0 && idsData[s] < E;
+      for (const weightsApplied of [false, true]) {
+        await expectNoLeak(async () => {
+          const yt = tf.tensor2d(y, [R, D]), rm = tf.tensor2d(rowMapData, [T, k], 'int32');
+          const wt = tf.tensor2d(weights, [T, k]), it = tf.tensor2d(idsData, [T, k], 'int32');
+          const bt = tf.tensor2d(bias, [E, D]), dt = tf.tensor2d(dout, [T, D]);
+          const f = (a: tf.Tensor, w: tf.Tensor, b: tf.Tensor) => path.call(() => moeCombine(a as tf.Tensor2D,
+              rm as tf.Tensor2D, w as tf.Tensor2D, it as tf.Tensor2D, {weightsApplied, downProjBias: b as tf.Tensor2D}));
+          const grads = tf.grads(f)([yt, wt, bt], dt);
+          const [dy, dw, db] = await Promise.all(grads.map(g => g.data()));
+          tf.dispose([yt, rm, wt, it, bt, dt, ...grads]);
+          const wantDy = new Array(R * D).fill(0), wantDw = new Array(T * k).fill(0), wantDb = new Array(E * D).fill(0);
+          for (let t = 0; t < T; t++) {
+            for (let j = 0; j < k; j++) {
+              const s = t * k + j, row = rowMapData[s], e = idsData[s], w = weights[s];
+              for (let d = 0; d < D; d++) {
+                const g = dout[t * D + d];
+                if (validRow(s)) {
+                  wantDy[row * D + d] += (weightsApplied ? 1 : w) * g;
+                  if (!weightsApplied) wantDw[s] += y[row * D + d] * g;
+                }
+                if (validId(s)) {
+                  wantDw[s] += bias[e * D + d] * g;
+                  wantDb[e * D + d] += w * g;
+                }
+              }
+            }
+          }
+          const ctx = `weightsApplied ${weightsApplied}`;
+          expect(Array.from(dy)).withContext(`dy, ${ctx}`).toEqual(wantDy);
+          expect(Array.from(dw)).withContext(`dweights, ${ctx}`).toEqual(wantDw);
+          expect(Array.from(db)).withContext(`dbias, ${ctx}`).toEqual(wantDb);
+        });
+      }
+      // moePermute: an id outside [0,E) has rowMap -1 and copies nothing, so its slot adds nothing to dx.
+      await expectNoLeak(async () => {
+        const x = tf.tensor2d([1, 2, 3, 4], [2, 2]), ids = tf.tensor2d([1, 5, -1, 0], [2, 2], 'int32');
+        const c = tf.tensor2d([1, 2, 3, 4, 5, 6, 7, 8], [4, 2]);  // R = T k = 4 rows
+        const dx = tf.grad((a: tf.Tensor) => path.call(() => tf.sum(tf.mul(moePermute(a as tf.Tensor2D,
+            ids as tf.Tensor2D, 2).permutedX, c))))(x);
+        const got = Array.from(await dx.data());
+        tf.dispose([x, ids, c, dx]);
+        // Rows: expert 0 gets (t1, s1) at row 0, expert 1 gets (t0, s0) at row 1.
+        expect(got).toEqual([3, 4, 1, 2]);
+      });
+    });
+  }
+}
+
+describeOnPaths('robust: invalid ids and rows', invalidValueSpecs);

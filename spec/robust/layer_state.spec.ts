@@ -55,6 +55,50 @@ describe('robust: FusedMoE setNamedWeights and apply inputs (item 11)', () => {
     tf.disposeVariables();
   });
 
+  it('a packed layer quantizes float32 experts before any write: a NaN (no int8 code) or a disposed tensor sets nothing', async () => {
+    const layer = new FusedMoE({...BASE, expertWeightFormat: 'int8', name: 'packed_nan'}).buildFor(H);
+    try {
+      const gateBefore = await layer.namedWeights().gate_weight!.data();
+      const upBefore = await layer.expertWeights('up_gate_proj_weight').values.data();
+      const fresh = tf.ones([H, 4]);
+      const upData = new Float32Array(4 * H * 6).fill(0.5);
+      upData[7] = NaN;
+      const nanUp = tf.tensor3d(upData, [4, H, 6]);
+      const dead = tf.ones([4, 3, H]);
+      dead.dispose();
+      expectThrowsNoLeak(() => layer.setNamedWeights({gate_weight: fresh, up_gate_proj_weight: nanUp}),
+          /FusedMoE 'packed_nan': setNamedWeights: weight 'up_gate_proj_weight': .*must hold finite values for format 'int8', got NaN/);
+      expectThrowsNoLeak(() => layer.setNamedWeights({gate_weight: fresh, down_proj_weight: dead}),
+          /weight 'down_proj_weight' must be float32 \[4,3,5\] or a QuantizedExpertWeights, got a disposed tensor/);
+      expect(await layer.namedWeights().gate_weight!.data()).withContext('gate_weight untouched').toEqual(gateBefore);
+      expect(await layer.expertWeights('up_gate_proj_weight').values.data()).toEqual(upBefore);
+      tf.dispose([fresh, nanUp]);
+    } finally {
+      layer.dispose();
+    }
+  });
+
+  it('float32 weights are not scanned for NaN (a readback; IEEE semantics define the result): NaN experts give NaN rows only for their tokens', async () => {
+    const {layer, data} = randomLayer({...BASE, topK: 1}, H, rng(11));
+    try {
+      // Expert 1's down projection is NaN; the router sends each token to one expert.
+      const down = Float32Array.from(data.down_proj_weight);
+      down.fill(NaN, 3 * H, 6 * H);
+      const t = tf.tensor3d(down, [4, 3, H]);
+      layer.setNamedWeights({down_proj_weight: t});
+      t.dispose();
+      const x = randn(rng(12), 16 * H);
+      const y = await expectNoLeak(() => applyAndRead(layer, x, [16, H]));
+      const want = referenceOutput(layer.options, {...data, down_proj_weight: down}, x, 16, H);
+      for (let i = 0; i < want.length; i++) {
+        expect(Number.isNaN(y[i])).withContext(`element ${i}`).toBe(Number.isNaN(want[i]));
+      }
+      expect(want.some(Number.isNaN) && !want.every(Number.isNaN)).withContext('some tokens use expert 1, some not').toBeTrue();
+    } finally {
+      layer.dispose();
+    }
+  });
+
   it('apply() of a disposed tensor names the problem', () => {
     const {layer} = randomLayer(BASE, H, rng(4));
     const x = tf.ones([2, H]);
@@ -75,6 +119,9 @@ describe('robust: FusedMoE setNamedWeights and apply inputs (item 11)', () => {
       [() => loadHuggingFaceMoe(null, tensors), /argument 'config' must be a parsed config.json object, got null/],
     ];
     for (const [fn, pattern] of cases) expectThrowsNoLeak(fn, pattern);
+    // Every entry of the block is checked before any conversion: also one the loader would not read.
+    expectThrowsNoLeak(() => loadHuggingFaceMoe(c.config, {...tensors, 'mlp.extra': 3} as never),
+        /loadHuggingFaceMoe: weight 'mlp.extra' must be a live tf.Tensor or raw data of readSafetensors' keepDtype, got 3/);
     tensors[name].dispose();
     expectThrowsNoLeak(() => loadHuggingFaceMoe(c.config, tensors), new RegExp(`weight '${name}' must be a live tf.Tensor`));
     tf.dispose(Object.values(tensors));

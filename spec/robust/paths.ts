@@ -10,7 +10,8 @@ import {initWebGPU} from '../webgpu/webgpu_env.js';
 
 export interface EdgePath {
   label: string;
-  backend: 'cpu' | 'webgpu';
+  /** 'cpu', 'webgpu', or a host backend carrying the cuda kernels ('tensorflow', see CUDA_EDGE_PATH). */
+  backend: string;
   composite: boolean;
   /** Runs fn on this path (the composite path forced when composite). */
   call<T>(fn: () => T): T;
@@ -20,7 +21,7 @@ export const EDGE_PATHS: EdgePath[] = [
   ['cpu', false], ['cpu', true], ['webgpu', false], ['webgpu', true],
 ].map(([backend, composite]) => ({
   label: `${backend} ${composite ? 'composite' : 'kernels'}`,
-  backend: backend as 'cpu' | 'webgpu',
+  backend: backend as string,
   composite: composite as boolean,
   call<T>(fn: () => T): T {
     return composite ? withCompositeKernels(fn) : fn();

@@ -6,7 +6,7 @@ import {getMoeScores, moeTopkSelect} from 'tfjs-moe';
 
 import {expectNoLeak, relError} from '../helpers/util.js';
 import {refGetMoeScores, refMoeTopkSelect} from '../reference/moe_reference.js';
-import {describeOnPaths} from './paths.js';
+import {describeOnPaths, EdgePath} from './paths.js';
 
 async function read(ts: tf.Tensor[]): Promise<Array<Float32Array | Int32Array>> {
   const out = await Promise.all(ts.map(t => t.data() as Promise<Float32Array | Int32Array>));
@@ -14,7 +14,8 @@ async function read(ts: tf.Tensor[]): Promise<Array<Float32Array | Int32Array>> 
   return out;
 }
 
-describeOnPaths('robust: routing edge values', path => {
+/** The specs of one path (cuda_edges.spec.ts runs them on the cuda op kernels too). */
+export function routingEdgeSpecs(path: EdgePath): void {
   it('moeTopkSelect: a bias choosing experts whose p underflowed gives finite weights (clamped denominator)', async () => {
     const E = 4, k = 2;
     // Row 0: p = 0 for experts 1..3 (exp(-1000) underflows); row 1: p ~ 1e-30 (sum < 1e-12); row 2: ordinary.
@@ -82,4 +83,6 @@ describeOnPaths('robust: routing edge values', path => {
       });
     }
   });
-});
+}
+
+describeOnPaths('robust: routing edge values', routingEdgeSpecs);

@@ -8,7 +8,7 @@
  * those kernels covers the calls without the optional input.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type {GradSaveFunc, Tensor} from '@tensorflow/tfjs-core';
+import type {GradSaveFunc, Tensor, Tensor1D, Tensor2D} from '@tensorflow/tfjs-core';
 
 /**
  * Runs `run` (a single-output kernel call on exactly `inputs`) so that its gradient is grad(dy, inputs), one
@@ -28,4 +28,33 @@ export function runWithGradient<T extends Tensor>(
 /** A float32 zero gradient for an input that is not differentiable (int32 ids, maps, offsets). */
 export function zeroGrad(like: Tensor): Tensor {
   return tf.zeros(like.shape, 'float32');
+}
+
+/** index in [0, n), elementwise (bool). */
+function validIndex(index: Tensor1D, n: number): Tensor {
+  return tf.logicalAnd(tf.greaterEqual(index, tf.scalar(0, 'int32')), tf.less(index, tf.scalar(n, 'int32')));
+}
+
+/**
+ * source[index[i]] [n,D] for index [n], with a zero row where index is outside [0, source.shape[0]): an invalid
+ * rowMap entry or bias id adds nothing to the forward (docs/semantics.md sections 3 and 6), so it neither takes
+ * nor gives gradient, and no backend's gather sees it.
+ */
+export function gatherRowsOrZero(source: Tensor2D, index: Tensor1D): Tensor2D {
+  return tf.tidy(() => {
+    const [numRows, width] = source.shape;
+    if (numRows === 0) return tf.zeros([index.shape[0], width]) as Tensor2D;
+    const valid = validIndex(index, numRows);
+    const rows = tf.gather(source, tf.where(valid, index, tf.zerosLike(index)));
+    return tf.where(tf.reshape(valid, [-1, 1]), rows, tf.zerosLike(rows)) as Tensor2D;
+  });
+}
+
+/** unsortedSegmentSum of values [n,D] into numSegments rows, entries whose index is outside [0, numSegments) dropped. */
+export function segmentSumValid(values: Tensor2D, index: Tensor1D, numSegments: number): Tensor2D {
+  return tf.tidy(() => {
+    // Invalid entries go to one extra segment, cut off after: no backend is asked to sum an out-of-range id.
+    const segment = tf.where(validIndex(index, numSegments), index, tf.fill(index.shape, numSegments, 'int32'));
+    return tf.slice(tf.unsortedSegmentSum(values, segment, numSegments + 1), 0, numSegments) as Tensor2D;
+  });
 }

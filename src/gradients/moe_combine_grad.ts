@@ -3,13 +3,13 @@
  * - y: row rowMap[t,j] receives c[t,j] * dout[t] (each used row belongs to one (t,j); other rows get 0).
  * - weights: <dout[t], y[row]> (unless weightsApplied) + <dout[t], bias[id]>.
  * - bias: expert e receives the sum of w[t,j] * dout[t] over the slots routed to it.
- * rowMap and ids are int32: no gradient.
+ * rowMap and ids are int32: no gradient. A slot whose row or id is invalid adds nothing (section 6): it takes no gradient.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type {GradConfig, Tensor, Tensor2D} from '@tensorflow/tfjs-core';
 
 import {MoeCombine, MoeCombineAttrs} from '../kernels/kernel_names.js';
-import {zeroGrad} from './kernel_grad.js';
+import {gatherRowsOrZero, segmentSumValid, zeroGrad} from './kernel_grad.js';
 
 /** dout[t] repeated for each of the k slots, [T,k,D] by broadcasting. */
 function perSlot(dout: Tensor2D): Tensor {
@@ -25,8 +25,7 @@ export function moeCombineGradY(
     if (entries === 0) return tf.zeros([numRows, hidden]) as Tensor2D;
     const slotGrad = weightsApplied ? tf.tile(perSlot(dout), [1, topK, 1]) :
                                       tf.mul(perSlot(dout), tf.reshape(weights, [numTokens, topK, 1]));
-    return tf.unsortedSegmentSum(tf.reshape(slotGrad, [entries, hidden]), tf.reshape(rowMap, [entries]), numRows) as
-        Tensor2D;
+    return segmentSumValid(tf.reshape(slotGrad, [entries, hidden]) as Tensor2D, tf.reshape(rowMap, [entries]), numRows);
   });
 }
 
@@ -40,11 +39,11 @@ export function moeCombineGradWeights(
     let grad: Tensor = tf.zeros([numTokens, topK]);
     if (entries === 0) return grad as Tensor2D;
     if (!weightsApplied) {
-      const rows = tf.reshape(tf.gather(y, tf.reshape(rowMap, [entries])), [numTokens, topK, hidden]);
+      const rows = tf.reshape(gatherRowsOrZero(y, tf.reshape(rowMap, [entries])), [numTokens, topK, hidden]);
       grad = tf.sum(tf.mul(rows, perSlot(dout)), 2);
     }
     if (bias != null) {
-      const biasRows = tf.reshape(tf.gather(bias, tf.reshape(ids, [entries])), [numTokens, topK, hidden]);
+      const biasRows = tf.reshape(gatherRowsOrZero(bias, tf.reshape(ids, [entries])), [numTokens, topK, hidden]);
       grad = tf.add(grad, tf.sum(tf.mul(biasRows, perSlot(dout)), 2));
     }
     return grad as Tensor2D;
@@ -58,8 +57,7 @@ export function moeCombineGradBias(dout: Tensor2D, weights: Tensor2D, ids: Tenso
     const [entries, hidden] = [numTokens * topK, dout.shape[1]];
     if (entries === 0) return tf.zeros([numExperts, hidden]) as Tensor2D;
     const slotGrad = tf.mul(perSlot(dout), tf.reshape(weights, [numTokens, topK, 1]));
-    return tf.unsortedSegmentSum(tf.reshape(slotGrad, [entries, hidden]), tf.reshape(ids, [entries]), numExperts) as
-        Tensor2D;
+    return segmentSumValid(tf.reshape(slotGrad, [entries, hidden]) as Tensor2D, tf.reshape(ids, [entries]), numExperts);
   });
 }
 

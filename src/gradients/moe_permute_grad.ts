@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type {GradConfig, Tensor, Tensor2D} from '@tensorflow/tfjs-core';
 
 import {MoePermute} from '../kernels/kernel_names.js';
-import {zeroGrad} from './kernel_grad.js';
+import {gatherRowsOrZero, zeroGrad} from './kernel_grad.js';
 
 /** d/dx [T,D] from the gradient of permutedX [R,D]. */
 export function moePermuteGradX(dPermuted: Tensor2D, rowMap: Tensor2D): Tensor2D {
@@ -15,7 +15,8 @@ export function moePermuteGradX(dPermuted: Tensor2D, rowMap: Tensor2D): Tensor2D
     const [numTokens, topK] = rowMap.shape;
     const hidden = dPermuted.shape[1];
     if (numTokens * topK === 0) return tf.zeros([numTokens, hidden]) as Tensor2D;
-    const rows = tf.gather(dPermuted, tf.reshape(rowMap, [numTokens * topK]));
+    // rowMap -1 (an id outside [0,E) on a device path, section 3) copied nothing: no gradient.
+    const rows = gatherRowsOrZero(dPermuted, tf.reshape(rowMap, [numTokens * topK]));
     return tf.sum(tf.reshape(rows, [numTokens, topK, hidden]), 1) as Tensor2D;
   });
 }

@@ -54,6 +54,11 @@ export class WeightSource {
       fail(`argument 'weights' must map tensor names to tf.Tensors, got ${describeValue(weights)}`);
     }
     this.map = weights instanceof Map ? weights : new Map(Object.entries(weights));
+    // Every entry of the block is checked before any conversion starts (all or nothing).
+    for (const [name, t] of this.map) {
+      if (!name.startsWith(prefix) || isRawSafetensor(t) || (t instanceof tf.Tensor && !t.isDisposed)) continue;
+      fail(`weight '${name}' must be a live tf.Tensor or raw data of readSafetensors' keepDtype, got ${describeValue(t)}`);
+    }
   }
 
   /** prefix + rel; '../name' is a sibling of the block (its prefix without the last component). */

@@ -72,6 +72,7 @@ export class ExpertWeightStore {
     const want = shape != null ? [...shape] : existing != null ? logicalShape(existing) : null;
     const who = `FusedMoE '${this.layer.name}': weight '${name}'`;
     if (value instanceof tf.Tensor) {
+      if (value.isDisposed) throw new Error(`${who} must be float32 [${want}] or a QuantizedExpertWeights, got a disposed tensor`);
       if (value.dtype !== 'float32' || (want != null && !tf.util.arraysEqual(value.shape, want))) {
         throw new Error(`${who} must be float32 [${want}] or a QuantizedExpertWeights, got ${value.dtype} [${value.shape}]`);
       }
@@ -89,16 +90,30 @@ export class ExpertWeightStore {
     }
   }
 
-  /** Writes a checked value: packed weights as they are (their data shared), float32 ones quantized first. */
-  write(name: ExpertWeightName, value: tf.Tensor | QuantizedExpertWeights): void {
-    const q = value instanceof tf.Tensor ? this.convert(
+  /**
+   * What storing a checked value takes: packed weights as they are, float32 ones quantized into new tensors (the
+   * caller disposes them when they differ from `value`). Quantizing is also the last check: the integer formats and
+   * mxfp4 need finite weights (docs/formats.md).
+   */
+  prepare(value: tf.Tensor | QuantizedExpertWeights): QuantizedExpertWeights {
+    return value instanceof tf.Tensor ? this.convert(
         {format: 'float32', shape: value.shape as [number, number, number], transposed: false, groupSize: 0,
           zeroPoint: false, values: value}) : value;
+  }
+
+  /** Stores prepared weights of this layout in the variables of `name` (the variables keep their own reference). */
+  store(name: ExpertWeightName, q: QuantizedExpertWeights): void {
+    const {parts} = this.variables.get(name)!;
+    parts.values!.write(q.values);
+    if (parts.scales != null) parts.scales.write(q.scales!);
+    if (parts.zeroPoints != null) parts.zeroPoints.write(q.zeroPoints!);
+  }
+
+  /** Writes a checked value: prepare, then store. */
+  write(name: ExpertWeightName, value: tf.Tensor | QuantizedExpertWeights): void {
+    const q = this.prepare(value);
     try {
-      const {parts} = this.variables.get(name)!;
-      parts.values!.write(q.values);
-      if (parts.scales != null) parts.scales.write(q.scales!);
-      if (parts.zeroPoints != null) parts.zeroPoints.write(q.zeroPoints!);
+      this.store(name, q);
     } finally {
       if (q !== value) tf.dispose(q as unknown as tf.TensorContainer);
     }

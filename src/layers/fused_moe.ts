@@ -128,10 +128,24 @@ export class FusedMoE extends tfl.layers.Layer {
       }
     }
     const shapes = new Map([...this.weightVariables].map(([name, v]) => [name as string, v.shape as number[]]));
-    for (const [name, value] of checkNamedWeights(this.name, isObject ? rest : values, shapes)) {
-      this.weightVariables.get(name as FusedMoEWeightName)!.write(value);
+    const checked = checkNamedWeights(this.name, isObject ? rest : values, shapes);
+    // Float32 expert weights of a packed layer are quantized before any write: quantizing checks them too.
+    const prepared: Array<[ExpertWeightName, QuantizedExpertWeights, boolean]> = [];
+    try {
+      for (const [name, value] of experts) {
+        let q: QuantizedExpertWeights;
+        try {
+          q = this.packed!.prepare(value);
+        } catch (e) {
+          throw new Error(`FusedMoE '${this.name}': setNamedWeights: weight '${name}': ${(e as Error).message}`);
+        }
+        prepared.push([name, q, q !== value]);
+      }
+      for (const [name, value] of checked) this.weightVariables.get(name as FusedMoEWeightName)!.write(value);
+      for (const [name, q] of prepared) this.packed!.store(name, q);
+    } finally {
+      for (const [, q, owned] of prepared) if (owned) tf.dispose(q as unknown as tf.TensorContainer);
     }
-    for (const [name, value] of experts) this.packed!.write(name, value);
   }
 
   /**
@@ -142,7 +156,7 @@ export class FusedMoE extends tfl.layers.Layer {
     if (!this.built) throw new Error(`FusedMoE '${this.name}': the layer is not built yet (call build() or apply())`);
     if (!isExpertWeightName(name)) {
       throw new Error(`FusedMoE '${this.name}': expertWeights: argument 'name' must be 'up_gate_proj_weight' or ` +
-          `'down_proj_weight', got ${JSON.stringify(name)}`);
+          `'down_proj_weight', got ${describeValue(name)}`);
     }
     if (this.packed != null) return this.packed.read(name);
     const values = this.weightVariables.get(name)!.read();

@@ -5,6 +5,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type {NamedAttrMap, NamedTensorMap, Tensor} from '@tensorflow/tfjs-core';
 
+import {describeValue} from '../kernels/describe_value.js';
 import type {MoeKernelName} from '../kernels/kernel_names.js';
 
 export {ALL_MOE_KERNELS, TRAINING_MOE_KERNELS} from '../kernels/kernel_names.js';
@@ -18,7 +19,7 @@ export const MOE_KERNEL_PATH = 'MOE_KERNEL_PATH';
 export function registerOpFlags(): void {
   tf.env().registerFlag(MOE_KERNEL_PATH, () => 'auto', value => {
     if (value !== 'auto' && value !== 'composite') {
-      throw new Error(`${MOE_KERNEL_PATH} must be 'auto' or 'composite', got ${JSON.stringify(value)}`);
+      throw new Error(`${MOE_KERNEL_PATH} must be 'auto' or 'composite', got ${describeValue(value)}`);
     }
   });
 }
@@ -29,7 +30,7 @@ let compositeScopeDepth = 0;
 /** Sets the process-wide kernel path (for tests, debugging, or a backend whose kernels you distrust). */
 export function setKernelPath(path: KernelPath): void {
   if (path !== 'auto' && path !== 'composite') {
-    throw new Error(`setKernelPath: argument 'path' must be 'auto' or 'composite', got ${JSON.stringify(path)}`);
+    throw new Error(`setKernelPath: argument 'path' must be 'auto' or 'composite', got ${describeValue(path)}`);
   }
   tf.env().set(MOE_KERNEL_PATH, path);
 }

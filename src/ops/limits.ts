@@ -1,11 +1,9 @@
 /**
- * Size limits shared by the ops, the layer and the readers, and the one way messages show a value. Every kernel
+ * Size limits shared by the ops, the layer and the readers, and (re-exported) the one way messages show a value. Every kernel
  * indexes with int32 (WGSL i32, CUDA int, tfjs's own Int32Array shapes), so a size or a value derived from the
  * sizes (a row count R, an offset, an element count) above MAX_INT32 would wrap: each op checks its derived sizes
  * here before anything is allocated.
  */
-import * as tf from '@tensorflow/tfjs-core';
-
 export const MAX_INT32 = 2 ** 31 - 1;
 
 /**
@@ -15,27 +13,7 @@ export const MAX_INT32 = 2 ** 31 - 1;
  */
 export const MAX_EXPERTS = 65536;
 
-/** A value as a message shows it: NaN, Infinity, undefined, bigint and symbols as themselves, tensors by shape. */
-export function describeValue(value: unknown): string {
-  if (value instanceof tf.Tensor) {
-    return value.isDisposed ? 'a disposed tensor' : `a ${value.dtype} tensor of shape [${value.shape.join(',')}]`;
-  }
-  if (value === null) return 'null';
-  if (value === undefined) return 'undefined';
-  if (Array.isArray(value)) return `an array of length ${value.length}`;
-  switch (typeof value) {
-    case 'string': return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}...` : value);
-    case 'number': return String(value);  // NaN, Infinity, -0 stays 0
-    case 'bigint': return `${value}n (a bigint)`;
-    case 'boolean': return String(value);
-    case 'function': return 'a function';
-    case 'symbol': return 'a symbol';
-    default: {
-      const tag = Object.getPrototypeOf(value) === null ? 'Object' : Object.prototype.toString.call(value).slice(8, -1);
-      return tag === 'Object' ? 'an object' : `an object (${tag})`;
-    }
-  }
-}
+export {describeValue} from '../kernels/describe_value.js';
 
 /** Throws when a size derived from the arguments (named `what`, computed as `formula`) exceeds `max`. */
 export function checkDerivedSize(op: string, what: string, value: number, max = MAX_INT32, formula = ''): number {

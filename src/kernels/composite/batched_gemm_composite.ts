@@ -3,7 +3,7 @@ import type {Tensor, Tensor1D, Tensor2D, Tensor3D} from '@tensorflow/tfjs-core';
 
 import type {BatchedGemmAttrs} from '../kernel_names.js';
 import {select} from './routing_select_composite.js';
-import {stopGradient} from './stop_gradient.js';
+import {segmentBoundsComposite} from './segment_bounds_composite.js';
 
 /** Gathered weight elements alive at once in the per-row formulation (64 MiB of float32). */
 const GATHER_BUDGET = 1 << 24;
@@ -32,8 +32,8 @@ export function batchedGemmComposite(
       const zeroRhs = tf.zeros(transposeRhs ? [numExperts, n, 1] : [numExperts, 1, n]) as Tensor3D;
       return batchedGemmComposite(tf.zeros([numRows, 1]), zeroRhs, segments, bias, attrs);
     }
-    const segs = stopGradient(segments);  // int32: no gradient (it may descend from a router on the tape)
-    const offsets = segmentsAreOffsets ? segs : tf.concat([tf.zeros([1], 'int32'), tf.cumsum(segs)]);
+    // Monotone bounds in [0, R] for any segments (section 4's rule for invalid ones), so each row has one expert.
+    const offsets = segmentBoundsComposite(segments, segmentsAreOffsets, numRows);
     const row = tf.reshape(tf.range(0, numRows, 1, 'int32'), [numRows, 1]);
     const segmentEnds = tf.reshape(tf.slice(offsets, 1, numExperts), [1, numExperts]);
     const expertOfRow = tf.sum(tf.cast(tf.lessEqual(segmentEnds, row), 'int32'), 1);

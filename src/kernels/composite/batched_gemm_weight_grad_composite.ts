@@ -3,7 +3,7 @@ import type {Tensor1D, Tensor2D, Tensor3D} from '@tensorflow/tfjs-core';
 
 import type {BatchedGemmWeightGradAttrs} from '../kernel_names.js';
 import {select} from './routing_select_composite.js';
-import {stopGradient} from './stop_gradient.js';
+import {segmentBoundsComposite} from './segment_bounds_composite.js';
 
 /** Above this many elements (R*E*max(K,N)) the expert-expanded operand stops being worth its memory. */
 const EXPAND_LIMIT = 1 << 24;
@@ -26,8 +26,8 @@ export function batchedGemmWeightGradComposite(
   // command buffer and leaves the output as whatever its pooled buffer held).
   if (numRows === 0 || k === 0 || n === 0) return tf.zeros(transposeOut ? [numExperts, n, k] : [numExperts, k, n]) as Tensor3D;
   return tf.tidy(() => {
-    const segs = stopGradient(segments);
-    const offsets = segmentsAreOffsets ? segs : tf.concat([tf.zeros([1], 'int32'), tf.cumsum(segs)]);
+    // Monotone bounds in [0, R] for any segments (section 4's rule for invalid ones): no row in two experts.
+    const offsets = segmentBoundsComposite(segments, segmentsAreOffsets, numRows);
     const row = tf.reshape(tf.range(0, numRows, 1, 'int32'), [numRows, 1]);
     const starts = tf.reshape(tf.slice(offsets, 0, numExperts), [1, numExperts]);
     const ends = tf.reshape(tf.slice(offsets, 1, numExperts), [1, numExperts]);

@@ -11,6 +11,7 @@ import {
   logicalShape, numGroups,
 } from '../expert_weight_formats.js';
 import {batchedGemmComposite} from './batched_gemm_composite.js';
+import {segmentBoundsComposite} from './segment_bounds_composite.js';
 
 /**
  * Backends whose int32 elementwise ops compute in float32 (words past 2^24 lose bits there, checked on webgpu:
@@ -137,8 +138,8 @@ export function batchedGemmQuantizedComposite(
   return tf.tidy(() => {
     if (l.numExperts === 0) return tf.zeros([numRows, l.width]) as Tensor2D;
     const perRange = Math.max(1, Math.floor(dequantBudget() / Math.max(1, l.depth * l.width)));
-    const offsets = segmentsAreOffsets ? segments :
-        tf.concat([tf.zeros([1], 'int32'), tf.cumsum(segments)]) as Tensor1D;
+    // Bounds first (section 4's rule for invalid segments): slices of valid bounds stay valid per range.
+    const offsets = segmentBoundsComposite(segments, segmentsAreOffsets, numRows);
     const attrs = {transposeRhs: l.transposed, segmentsAreOffsets: true};
     let out: Tensor2D | null = null;
     for (let e0 = 0; e0 < l.numExperts; e0 += perRange) {

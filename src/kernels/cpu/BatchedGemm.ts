@@ -3,7 +3,8 @@ import type {KernelConfig, KernelFunc} from '@tensorflow/tfjs-core';
 import {makeOutput, readFloat32, readInt32} from '../host_data.js';
 import {BatchedGemm, BatchedGemmAttrs, BatchedGemmInputs} from '../kernel_names.js';
 import {wasmBatchedGemm} from '../wasm/batched_gemm_wasm.js';
-import {batchedGemmImpl, segmentOffsets} from './batched_gemm_impl.js';
+import {batchedGemmImpl} from './batched_gemm_impl.js';
+import {segmentOffsets} from '../host_index_checks.js';
 
 /** The grouped GEMM on host data: float32 [R*N] and N (shared with the fused BatchedGemmSwiglu kernel). */
 export function batchedGemmHost(inputs: BatchedGemmInputs, backend: unknown, attrs: BatchedGemmAttrs):
@@ -14,7 +15,7 @@ export function batchedGemmHost(inputs: BatchedGemmInputs, backend: unknown, att
   const numExperts = rhs.shape[0];
   const n = transposeRhs ? rhs.shape[1] : rhs.shape[2];
   // Segments first: a bad offset must fail before any work.
-  const offsets = segmentOffsets(readInt32(backend, segments), segmentsAreOffsets, numExperts, numRows);
+  const offsets = segmentOffsets('batchedGemm', readInt32(backend, segments), segmentsAreOffsets, numExperts, numRows);
   const lhsValues = readFloat32(backend, lhs), rhsValues = readFloat32(backend, rhs);
   const biasValues = bias == null ? null : readFloat32(backend, bias);
   const out =

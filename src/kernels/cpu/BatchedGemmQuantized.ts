@@ -4,7 +4,7 @@ import {
   BatchedGemmQuantized, BatchedGemmQuantizedAttrs, BatchedGemmSwigluQuantized, BatchedGemmSwigluQuantizedInputs,
 } from '../kernel_names_quantized.js';
 import {dequantizeExpertWeightsConfig} from './DequantizeExpertWeights.js';
-import {segmentOffsets} from './batched_gemm_impl.js';
+import {segmentOffsets} from '../host_index_checks.js';
 import {batchedGemmQuantizedImpl} from './batched_gemm_quantized_impl.js';
 import {fusedSwigluScaleImpl} from './fused_swiglu_scale_impl.js';
 import {makeOutput, readFloat32, readInt32} from '../host_data.js';
@@ -17,7 +17,8 @@ function gemm(args: Parameters<KernelFunc>[0], swiglu: boolean) {
   const at = args.attrs as unknown as BatchedGemmQuantizedAttrs;
   const numRows = ins.lhs.shape[0];
   // Segments first: a bad offset must fail before any work.
-  const offsets = segmentOffsets(readInt32(backend, ins.segments), at.segmentsAreOffsets, at.numExperts, numRows);
+  const offsets = segmentOffsets(swiglu ? 'batchedGemmSwiglu' : 'batchedGemm', readInt32(backend, ins.segments),
+                                 at.segmentsAreOffsets, at.numExperts, numRows);
   const {layout, data} = readExpertWeights(backend, ins, at);
   const product = batchedGemmQuantizedImpl(readFloat32(backend, ins.lhs), numRows, layout, data, offsets,
                                            ins.bias == null ? null : readFloat32(backend, ins.bias));

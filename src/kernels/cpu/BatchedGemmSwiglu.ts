@@ -4,7 +4,7 @@ import {makeOutput, readFloat32, readInt32} from '../host_data.js';
 import {BatchedGemmSwiglu, BatchedGemmSwigluAttrs, BatchedGemmSwigluInputs, PLAIN_SWIGLU} from '../kernel_names.js';
 import {wasmBatchedGemmSwiglu} from '../wasm/batched_gemm_wasm.js';
 import {batchedGemmHost} from './BatchedGemm.js';
-import {segmentOffsets} from './batched_gemm_impl.js';
+import {segmentOffsets} from '../host_index_checks.js';
 import {fusedSwigluScaleImpl} from './fused_swiglu_scale_impl.js';
 
 /**
@@ -18,7 +18,8 @@ export const batchedGemmSwiglu: KernelFunc = ({inputs, backend, attrs}) => {
   const [numRows, k] = lhs.shape;
   const numExperts = rhs.shape[0];
   const width = gemmAttrs.transposeRhs ? rhs.shape[1] : rhs.shape[2];
-  const offsets = segmentOffsets(readInt32(backend, segments), gemmAttrs.segmentsAreOffsets, numExperts, numRows);
+  const offsets = segmentOffsets('batchedGemmSwiglu', readInt32(backend, segments), gemmAttrs.segmentsAreOffsets,
+                                 numExperts, numRows);
   const scaleValues = scale == null ? null : readFloat32(backend, scale);
   // The wasm epilogue computes plain SwiGLU only: the clamped variant runs the JavaScript pair.
   const plain = gemmAttrs.activation == null || gemmAttrs.activation === 'swiglu';

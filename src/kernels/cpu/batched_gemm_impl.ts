@@ -4,43 +4,6 @@
  * accurate choice and free in JS, where every multiply-add is f64 anyway.
  */
 
-/**
- * Turns `segments` (expertOffsets [E+1], or tokensPerExpert [E] packed from row 0) into offsets [E+1],
- * rejecting anything that would address rows outside [0, numRows).
- */
-export function segmentOffsets(
-    segments: Int32Array, segmentsAreOffsets: boolean, numExperts: number, numRows: number): Int32Array {
-  if (segmentsAreOffsets) {
-    for (let e = 0; e <= numExperts; e++) {
-      const v = segments[e];
-      if (v < 0 || v > numRows) {
-        throw new Error(`batchedGemm: argument 'segments' (expertOffsets) must hold offsets in [0, R = ${numRows}], ` +
-            `got segments[${e}] = ${v}`);
-      }
-      if (e > 0 && v < segments[e - 1]) {
-        throw new Error(`batchedGemm: argument 'segments' (expertOffsets) must be non-decreasing, ` +
-            `got segments[${e}] = ${v} < segments[${e - 1}] = ${segments[e - 1]}`);
-      }
-    }
-    return segments;
-  }
-  const offsets = new Int32Array(numExperts + 1);
-  for (let e = 0; e < numExperts; e++) {
-    const count = segments[e];
-    if (count < 0) {
-      throw new Error(`batchedGemm: argument 'segments' (tokensPerExpert) must hold non-negative counts, ` +
-          `got segments[${e}] = ${count}`);
-    }
-    const end = offsets[e] + count;
-    if (end > numRows) {
-      throw new Error(`batchedGemm: argument 'segments' (tokensPerExpert) must sum to at most R = ${numRows}, ` +
-          `got a running sum of ${end} at segments[${e}] = ${count}`);
-    }
-    offsets[e + 1] = end;
-  }
-  return offsets;
-}
-
 // Blocking: a packed K_TILE x N_TILE tile of one expert's weights (128 KiB of f32) stays in L2 while every row
 // of a PANEL_ROWS panel streams over it.
 const K_TILE = 128;

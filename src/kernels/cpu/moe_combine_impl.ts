@@ -1,5 +1,7 @@
 /** Weighted combine on host arrays (docs/semantics.md section 6), accumulated in float32 as the GPU kernels do. */
 
+import {checkCombineIndices} from '../host_index_checks.js';
+
 const f32 = Math.fround;
 
 /**
@@ -10,18 +12,8 @@ export function moeCombineImpl(
     y: Float32Array, numRows: number, hidden: number, rowMap: Int32Array, topkWeights: Float32Array,
     topkIds: Int32Array, numTokens: number, topK: number, bias: Float32Array | null, numExperts: number,
     weightsApplied: boolean): Float32Array {
-  for (let i = 0; i < numTokens * topK; i++) {
-    const row = rowMap[i];
-    if (!(row >= 0 && row < numRows)) {
-      throw new Error(`moeCombine: argument 'rowMap' must hold rows of y in [0, R = ${numRows}), ` +
-          `got rowMap[${Math.floor(i / topK)},${i % topK}] = ${row}`);
-    }
-    const e = topkIds[i];
-    if (bias != null && !(e >= 0 && e < numExperts)) {
-      throw new Error(`moeCombine: argument 'topkIds' must hold expert ids in [0, E = ${numExperts}) ` +
-          `(the rows of downProjBias), got topkIds[${Math.floor(i / topK)},${i % topK}] = ${e}`);
-    }
-  }
+  checkCombineIndices(rowMap.subarray(0, numTokens * topK), topkIds.subarray(0, numTokens * topK), topK, numRows,
+                      bias != null ? numExperts : null);
 
   const out = new Float32Array(numTokens * hidden);
   const acc = new Float32Array(hidden);

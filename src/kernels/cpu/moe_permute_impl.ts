@@ -1,4 +1,5 @@
 /** Dispatch on host arrays (docs/semantics.md section 3): a stable counting sort of (token, slot) rows by expert. */
+import {checkExpertIds} from '../host_index_checks.js';
 import {permutedRowCount} from '../kernel_names.js';
 
 export function moePermuteImpl(
@@ -6,15 +7,9 @@ export function moePermuteImpl(
     alignment: number, weights: Float32Array | null = null): {
   permutedX: Float32Array, numRows: number, tokensPerExpert: Int32Array, expertOffsets: Int32Array, rowMap: Int32Array
 } {
+  checkExpertIds(topkIds.subarray(0, numTokens * topK), topK, numExperts);
   const tokensPerExpert = new Int32Array(numExperts);
-  for (let i = 0; i < numTokens * topK; i++) {
-    const e = topkIds[i];
-    if (!(e >= 0 && e < numExperts)) {
-      throw new Error(`moePermute: argument 'topkIds' must hold expert ids in [0, numExperts = ${numExperts}), ` +
-          `got topkIds[${Math.floor(i / topK)},${i % topK}] = ${e}`);
-    }
-    tokensPerExpert[e]++;
-  }
+  for (let i = 0; i < numTokens * topK; i++) tokensPerExpert[topkIds[i]]++;
 
   const expertOffsets = new Int32Array(numExperts + 1);
   for (let e = 0; e < numExperts; e++) {

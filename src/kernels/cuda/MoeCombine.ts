@@ -2,6 +2,7 @@ import type {KernelBackend, KernelConfig, KernelFunc} from '@tensorflow/tfjs-cor
 
 import {MoeCombine, MoeCombineAttrs, MoeCombineInputs} from '../kernel_names.js';
 import {makeOutput, readFloat32, readInt32, readOptionalFloat32} from '../host_data.js';
+import {checkCombineIndices} from '../host_index_checks.js';
 import {getCudaAddon} from './loader.js';
 
 export function moeCombineCudaConfig(backendName: string): KernelConfig {
@@ -12,8 +13,11 @@ export function moeCombineCudaConfig(backendName: string): KernelConfig {
     const [R, D] = y.shape;
     const [T, k] = rowMap.shape;
     const E = downProjBias ? downProjBias.shape[0] : 0;
-    const out = getCudaAddon().combine(readFloat32(b, y), R, D, readInt32(b, rowMap), readFloat32(b, topkWeights),
-                                       readInt32(b, topkIds), T, k, E, readOptionalFloat32(b, downProjBias), weightsApplied);
+    // On the host already: checked as the cpu kernel does, in its words (the addon checks again).
+    const rows = readInt32(b, rowMap), ids = readInt32(b, topkIds);
+    checkCombineIndices(rows, ids, k, R, downProjBias ? E : null);
+    const out = getCudaAddon().combine(readFloat32(b, y), R, D, rows, readFloat32(b, topkWeights), ids, T, k, E,
+                                       readOptionalFloat32(b, downProjBias), weightsApplied);
     return makeOutput(b, [T, D], 'float32', out);
   };
   return {kernelName: MoeCombine, backendName, kernelFunc: kernelFunc as unknown as KernelFunc};

@@ -2,6 +2,7 @@ import type {KernelBackend, KernelConfig, KernelFunc} from '@tensorflow/tfjs-cor
 
 import {MoePermute, MoePermuteAttrs, MoePermuteInputs, permutedRowCount} from '../kernel_names.js';
 import {makeOutput, readFloat32, readInt32} from '../host_data.js';
+import {checkExpertIds} from '../host_index_checks.js';
 import {getCudaAddon} from './loader.js';
 
 export function moePermuteCudaConfig(backendName: string): KernelConfig {
@@ -15,7 +16,10 @@ export function moePermuteCudaConfig(backendName: string): KernelConfig {
     const b = backend as KernelBackend;
     const [T, D] = x.shape;
     const k = topkIds.shape[1];
-    const r = getCudaAddon().permute(readFloat32(b, x), T, D, readInt32(b, topkIds), k, numExperts, alignment);
+    // On the host already: checked as the cpu kernel does, in its words (the addon checks again).
+    const ids = readInt32(b, topkIds);
+    checkExpertIds(ids, k, numExperts);
+    const r = getCudaAddon().permute(readFloat32(b, x), T, D, ids, k, numExperts, alignment);
     const R = permutedRowCount(T, k, numExperts, alignment);
     return [
       makeOutput(b, [R, D], 'float32', r.permutedX), makeOutput(b, [numExperts], 'int32', r.tokensPerExpert),

@@ -16,6 +16,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import {isQuantizedExpertWeights, QuantizedExpertWeights} from '../../executor/expert_weights.js';
 import {MOE_COMPUTE_DTYPES, MoeComputeDtype, OPTION_TABLE} from '../../executor/layer_schema.js';
 import {dequantizeExpertWeightsImpl} from '../cpu/dequantize_expert_weights_impl.js';
+import {describeValue} from '../describe_value.js';
 import {syncCudaTuning} from './flags_cuda.js';
 import {getCudaAddon} from './loader.js';
 
@@ -121,7 +122,7 @@ function nativeConfig(config: CudaFusedMoeConfig): Record<string, unknown> {
     latentSize: config.latentSize ?? 0, computeDtype: config.computeDtype ?? 'float32'};
   if (!MOE_COMPUTE_DTYPES.includes(c.computeDtype as MoeComputeDtype)) {
     throw new Error(`CudaFusedMoe: argument 'config.computeDtype' must be one of ${MOE_COMPUTE_DTYPES.join(', ')}, ` +
-                    `got ${JSON.stringify(c.computeDtype)}`);
+                    `got ${describeValue(c.computeDtype)}`);
   }
   return Object.fromEntries(NATIVE_KEYS.filter(k => c[k] !== undefined).map(k => [k, c[k]]));
 }

@@ -4,6 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
+import {describeValue} from '../describe_value.js';
 import type {CudaAddon} from './loader.js';
 
 /** Programmatic dependent launch between the layer's kernels at decode sizes (sm_90+). */
@@ -27,7 +28,7 @@ export function registerCudaFlags(): void {
       valid = value as string;
     } else {
       env.set(MOE_CUDA_GEMM_TILES, valid);  // tfjs stores the value before this hook runs: put the last good one back
-      throw new Error(`${MOE_CUDA_GEMM_TILES} must be one of ${CUDA_GEMM_TILE_CHOICES.join(', ')}, got ${JSON.stringify(value)}`);
+      throw new Error(`${MOE_CUDA_GEMM_TILES} must be one of ${CUDA_GEMM_TILE_CHOICES.join(', ')}, got ${describeValue(value)}`);
     }
   });
 }

@@ -6,6 +6,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 
 import {ALL_MOE_KERNELS} from '../kernel_names.js';
+import {describeValue} from '../describe_value.js';
 import {batchedGemmCudaConfig} from './BatchedGemm.js';
 import {batchedGemmSwigluCudaConfig} from './BatchedGemmSwiglu.js';
 import {fusedSwigluScaleCudaConfig} from './FusedSwigluScale.js';
@@ -27,7 +28,7 @@ const CONFIGS = [
  */
 export function registerCudaKernels(backendName = 'tensorflow'): string[] {
   if (typeof backendName !== 'string' || backendName.length === 0) {
-    throw new Error(`registerCudaKernels: argument 'backendName' must be a non-empty string, got ${JSON.stringify(backendName)}`);
+    throw new Error(`registerCudaKernels: argument 'backendName' must be a non-empty string, got ${describeValue(backendName)}`);
   }
   const status = cudaStatus();
   if (!status.available) {

@@ -7,7 +7,7 @@ import {
   DequantizeExpertWeights, DequantizeExpertWeightsAttrs, DequantizeExpertWeightsInputs, ExpertWeightInputs,
 } from '../kernel_names_quantized.js';
 import {gemmByWeightRanges, maxStorageBindingBytes, weightsNeedRanges} from './expert_ranges.js';
-import {SegmentOffsetsProgram} from './moe_permute_webgpu.js';
+import {segmentBounds} from './segment_bounds_webgpu.js';
 import {BatchedGemmQuantizedProgram, DequantizeExpertWeightsProgram, layoutUniforms} from './quantized_webgpu.js';
 import {disposeIntermediate, WebGPUBackendLike} from './webgpu_util.js';
 
@@ -69,10 +69,8 @@ function gemm(args: {inputs: BatchedGemmSwigluQuantizedInputs, backend: WebGPUBa
   const numRows = inputs.lhs.shape[0];
   const outWidth = swiglu ? layout.width / 2 : layout.width;
   if (numRows * outWidth === 0) return backend.makeTensorInfo([numRows, outWidth], 'float32', new Float32Array(0));
-  // tokensPerExpert segments are packed from row 0: their prefix sums are the offsets.
-  const offsets = attrs.segmentsAreOffsets ? inputs.segments :
-      backend.runWebGPUProgram(new SegmentOffsetsProgram(layout.numExperts), [inputs.segments], 'int32',
-                               [{type: 'int32', data: [1]}]);
+  // The program reads monotone bounds in [0, R] (section 4's rule for invalid segments), never the caller's.
+  const offsets = segmentBounds(backend, inputs.segments, attrs.segmentsAreOffsets, layout.numExperts, numRows);
   try {
     const scale = swiglu ? inputs.scale : undefined;
     const run = (l: ExpertWeightLayout, weights: TensorInfo[], o: TensorInfo, bias: TensorInfo | null) => {
@@ -89,7 +87,7 @@ function gemm(args: {inputs: BatchedGemmSwigluQuantizedInputs, backend: WebGPUBa
     return gemmByWeightRanges(backend, weights, offsets, inputs.bias ?? null, (parts, o, bias) =>
         run({...layout, numExperts: parts[0].shape[0]}, parts, o, bias));
   } finally {
-    if (!attrs.segmentsAreOffsets) disposeIntermediate(backend, offsets);
+    if (offsets !== inputs.segments) disposeIntermediate(backend, offsets);
   }
 }
 

@@ -2,6 +2,7 @@ import type {KernelConfig, KernelFunc, TensorInfo} from '@tensorflow/tfjs-core';
 
 import {MoePermute, MoePermuteAttrs, MoePermuteInputs, permutedRowCount} from '../kernel_names.js';
 import {ExpertCountProgram, ExpertRowsProgram, GatherRowsProgram, SegmentOffsetsProgram} from './moe_permute_webgpu.js';
+import {markValidBounds} from './segment_bounds_webgpu.js';
 import {disposeIntermediate, WebGPUBackendLike} from './webgpu_util.js';
 
 /** Outputs [permutedX [R,D], tokensPerExpert int32 [E], expertOffsets int32 [E+1], rowMap int32 [T,k]]. */
@@ -24,6 +25,7 @@ export function moePermuteWebGPU(
   const counts = backend.runWebGPUProgram(new ExpertCountProgram(numExperts), [flatIds], 'int32');
   const offsets = backend.runWebGPUProgram(
       new SegmentOffsetsProgram(numExperts), [counts], 'int32', [{type: 'int32', data: [alignment]}]);
+  markValidBounds(offsets, numRows);
   const rowMap = backend.runWebGPUProgram(
       new ExpertRowsProgram('rowMap', numExperts, [numTokens, topK]), [flatIds, offsets], 'int32');
   const rowSource =

@@ -6,6 +6,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 
 import type {SwigluActivation} from '../kernel_names.js';
+import {describeValue} from '../describe_value.js';
 import {MOE_WEBGPU_GEMM_PRESET} from './flags_webgpu.js';
 
 export interface GemmShape {
@@ -71,7 +72,7 @@ export const GEMM_PRESETS: Record<string, GemmConfig> = {
 export function setWebGPUGemmPreset(name: string | null): void {
   if (name != null && !(name in GEMM_PRESETS)) {
     throw new Error(`setWebGPUGemmPreset: argument 'name' must be one of ${Object.keys(GEMM_PRESETS).join(', ')} ` +
-        `or null, got ${JSON.stringify(name)}`);
+        `or null, got ${describeValue(name)}`);
   }
   tf.env().set(MOE_WEBGPU_GEMM_PRESET, name ?? '');
 }

@@ -1,7 +1,7 @@
 /**
  * How the webgpu kernels run a grouped GEMM (BatchedGemm, and BatchedGemmSwiglu with the SwiGLU x scale epilogue):
  * the one place that decides, per call and from static shapes only, among the empty-shape shortcuts, the
- * tokensPerExpert -> offsets prefix sum, expert ranges for weights past the binding limit (expert_ranges.ts), the
+ * segments -> bounds (segment_bounds_webgpu.ts), expert ranges for weights past the binding limit (expert_ranges.ts), the
  * program variant (batched_gemm_config.ts), and whether the epilogue can be fused (else the plain GEMM program
  * and the SwiGLU program one after the other). As tfjs-backend-webgpu's BatchMatMul_impl.ts does for matMul.
  */
@@ -12,7 +12,7 @@ import {chooseGemmConfig, GemmShape} from './batched_gemm_config.js';
 import {BatchedGemmProgram} from './batched_gemm_webgpu.js';
 import {gemmByExpertRanges, rhsNeedsRanges} from './expert_ranges.js';
 import {FusedSwigluScaleProgram, swigluUniformData} from './fused_swiglu_scale_webgpu.js';
-import {SegmentOffsetsProgram} from './moe_permute_webgpu.js';
+import {segmentBounds} from './segment_bounds_webgpu.js';
 import {disposeIntermediate, WebGPUBackendLike} from './webgpu_util.js';
 
 export interface GroupedGemmInputs {
@@ -38,7 +38,7 @@ export function runSwigluScale(backend: WebGPUBackendLike, x: TensorInfo, scale:
 /** out [R,N] (or [R,N/2] with swiglu) for inputs the op checked. */
 export function runGroupedGemm(backend: WebGPUBackendLike, inputs: GroupedGemmInputs, attrs: BatchedGemmAttrs,
                                swiglu: boolean, act: SwigluActivationAttrs = PLAIN_SWIGLU): TensorInfo {
-  const {lhs, rhs, segments, bias, scale} = inputs;
+  const {lhs, rhs, segments, bias} = inputs;
   const {transposeRhs, segmentsAreOffsets} = attrs;
   const [numRows, depth] = lhs.shape;
   const [numExperts, rhsRows, rhsCols] = rhs.shape;
@@ -62,35 +62,42 @@ export function runGroupedGemm(backend: WebGPUBackendLike, inputs: GroupedGemmIn
       disposeIntermediate(backend, zeroLhs, zeroRhs);
     }
   }
-  // tokensPerExpert segments are packed from row 0: their prefix sums are the offsets.
-  const offsets = segmentsAreOffsets ? segments :
-      backend.runWebGPUProgram(new SegmentOffsetsProgram(numExperts), [segments], 'int32',
-                               [{type: 'int32', data: [1]}]);
-  const asOffsets: BatchedGemmAttrs = {transposeRhs, segmentsAreOffsets: true};
+  // Every program below reads monotone bounds in [0, R] (section 4's rule for invalid segments), never the caller's.
+  const bounds = segmentBounds(backend, segments, segmentsAreOffsets, numExperts, numRows);
   try {
-    if (rhsNeedsRanges(backend, rhs)) {
-      return gemmByExpertRanges(backend, rhs, offsets, bias ?? null, (rhsPart, offsetsPart, biasPart) =>
-          runGroupedGemm(backend, {lhs, rhs: rhsPart, segments: offsetsPart, bias: biasPart ?? undefined, scale},
-                         asOffsets, swiglu, act));
-    }
-    // The SwiGLU epilogue's column remap reads rhs as [K,N]: the transposed layout runs the two programs.
-    if (swiglu && transposeRhs) {
-      const h = runGroupedGemm(backend, {lhs, rhs, segments: offsets, bias}, asOffsets, false);
-      try {
-        return runSwigluScale(backend, h, scale, act);
-      } finally {
-        disposeIntermediate(backend, h);
-      }
-    }
-    const shape: GemmShape = {numRows, depth, width, numExperts, transposeRhs, hasBias: bias != null, swiglu,
-                              hasScale: swiglu && scale != null, activation: act.activation};
-    const program =
-        new BatchedGemmProgram(shape, chooseGemmConfig(shape, backend.device.limits.maxComputeWorkgroupStorageSize));
-    const programInputs = [lhs, rhs, offsets, ...(bias != null ? [bias] : []),
-                           ...(swiglu && scale != null ? [scale] : [])];
-    return backend.runWebGPUProgram(program, programInputs, 'float32',
-                                    [{type: 'int32', data: [program.colTiles]}, ...(swiglu ? swigluUniformData(act) : [])]);
+    return gemmOnBounds(backend, {...inputs, segments: bounds}, transposeRhs, swiglu, act);
   } finally {
-    if (!segmentsAreOffsets) disposeIntermediate(backend, offsets);
+    if (bounds !== segments) disposeIntermediate(backend, bounds);
   }
+}
+
+/** runGroupedGemm past the empty shortcuts, inputs.segments being valid bounds [E+1]. */
+function gemmOnBounds(backend: WebGPUBackendLike, inputs: GroupedGemmInputs, transposeRhs: boolean, swiglu: boolean,
+                      act: SwigluActivationAttrs): TensorInfo {
+  const {lhs, rhs, segments: offsets, bias, scale} = inputs;
+  const [numRows, depth] = lhs.shape;
+  const [numExperts, rhsRows, rhsCols] = rhs.shape;
+  const width = transposeRhs ? rhsRows : rhsCols;
+  if (rhsNeedsRanges(backend, rhs)) {
+    return gemmByExpertRanges(backend, rhs, offsets, bias ?? null, (rhsPart, offsetsPart, biasPart) =>
+        gemmOnBounds(backend, {lhs, rhs: rhsPart, segments: offsetsPart, bias: biasPart ?? undefined, scale},
+                     transposeRhs, swiglu, act));
+  }
+  // The SwiGLU epilogue's column remap reads rhs as [K,N]: the transposed layout runs the two programs.
+  if (swiglu && transposeRhs) {
+    const h = gemmOnBounds(backend, {lhs, rhs, segments: offsets, bias}, transposeRhs, false, act);
+    try {
+      return runSwigluScale(backend, h, scale, act);
+    } finally {
+      disposeIntermediate(backend, h);
+    }
+  }
+  const shape: GemmShape = {numRows, depth, width, numExperts, transposeRhs, hasBias: bias != null, swiglu,
+                            hasScale: swiglu && scale != null, activation: act.activation};
+  const program =
+      new BatchedGemmProgram(shape, chooseGemmConfig(shape, backend.device.limits.maxComputeWorkgroupStorageSize));
+  const programInputs = [lhs, rhs, offsets, ...(bias != null ? [bias] : []),
+                         ...(swiglu && scale != null ? [scale] : [])];
+  return backend.runWebGPUProgram(program, programInputs, 'float32',
+                                  [{type: 'int32', data: [program.colTiles]}, ...(swiglu ? swigluUniformData(act) : [])]);
 }

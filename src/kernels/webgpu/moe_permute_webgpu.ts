@@ -4,29 +4,12 @@
  * of the ids that places each (token, slot) in its expert's segment, and a row gather of x.
  * Ids outside [0,E) are counted nowhere and placed nowhere, so nothing is written out of bounds for them.
  */
-import {FLAT_LAYOUT, flatDispatch, WebGPUProgram, WORKGROUP_INDEX_SNIPPET} from './webgpu_util.js';
+import {FLAT_LAYOUT, flatDispatch, WebGPUProgram, WORKGROUP_INDEX_SNIPPET, workgroupScanSnippet} from './webgpu_util.js';
 
 const SCAN_WG = 256;
 
 /** Workgroup-wide exclusive scan of one i32 per thread; returns vec2(exclusive prefix, total). */
-const SCAN_SNIPPET = `
-  var<workgroup> scanBuf : array<i32, ${SCAN_WG}>;
-  fn wgExclusiveScan(v : i32) -> vec2<i32> {
-    let lid = i32(localId.x);
-    scanBuf[lid] = v;
-    workgroupBarrier();
-    for (var st = 1; st < ${SCAN_WG}; st = st * 2) {
-      var add = 0;
-      if (lid >= st) { add = scanBuf[lid - st]; }
-      workgroupBarrier();
-      scanBuf[lid] = scanBuf[lid] + add;
-      workgroupBarrier();
-    }
-    let inclusive = scanBuf[lid];
-    let total = scanBuf[${SCAN_WG - 1}];
-    workgroupBarrier();
-    return vec2<i32>(inclusive - v, total);
-  }`;
+const SCAN_SNIPPET = workgroupScanSnippet('wgExclusiveScan', 'a + b', SCAN_WG);
 
 /** tokensPerExpert [E]: one workgroup, a shared-memory histogram. */
 export class ExpertCountProgram implements WebGPUProgram {
@@ -62,9 +45,8 @@ export class ExpertCountProgram implements WebGPUProgram {
 }
 
 /**
- * expertOffsets [E+1] from counts [E], each count rounded up to `alignment` (1: plain prefix sums, which is also
- * how batchedGemm turns a tokensPerExpert segments tensor into offsets). One workgroup; thread i scans a contiguous
- * chunk of experts.
+ * expertOffsets [E+1] from counts [E], each count rounded up to `alignment`. One workgroup; thread i scans a
+ * contiguous chunk of experts. (A GEMM's segments go through SegmentBoundsProgram instead.)
  */
 export class SegmentOffsetsProgram implements WebGPUProgram {
   variableNames = ['counts'];

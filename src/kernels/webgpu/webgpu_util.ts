@@ -71,6 +71,34 @@ export const RANKING_SNIPPET = `
     return (bitcast<u32>(v) & 0x7f800000u) != 0x7f800000u;
   }`;
 
+/**
+ * Workgroup-wide inclusive scan of one i32 per thread (Hillis-Steele over `workgroupSize` threads) under the
+ * associative `combine` (a WGSL expression in a, the earlier aggregate, and b, the later one; 0 must be its
+ * identity on the scanned values). Defines `fn name(v : i32) -> vec2<i32>`: (exclusive prefix, total).
+ */
+export function workgroupScanSnippet(name: string, combine: string, workgroupSize: number): string {
+  return `
+  var<workgroup> scanBuf : array<i32, ${workgroupSize}>;
+  fn ${name}(v : i32) -> vec2<i32> {
+    let lid = i32(localId.x);
+    scanBuf[lid] = v;
+    workgroupBarrier();
+    for (var st = 1; st < ${workgroupSize}; st = st * 2) {
+      var a = 0;
+      if (lid >= st) { a = scanBuf[lid - st]; }
+      workgroupBarrier();
+      let b = scanBuf[lid];
+      scanBuf[lid] = ${combine};
+      workgroupBarrier();
+    }
+    var exclusive = 0;
+    if (lid > 0) { exclusive = scanBuf[lid - 1]; }
+    let total = scanBuf[${workgroupSize - 1}];
+    workgroupBarrier();
+    return vec2<i32>(exclusive, total);
+  }`;
+}
+
 /** Disposes intermediate results a kernel made with runWebGPUProgram. */
 export function disposeIntermediate(backend: WebGPUBackendLike, ...infos: TensorInfo[]): void {
   for (const info of infos) backend.disposeData(info.dataId);
