@@ -95,9 +95,9 @@ function hostWeight(w: tf.Tensor | QuantizedExpertWeights): Float32Array {
 }
 
 /**
- * A Float32Array of n elements over memory nobody has written: the native forward faults its pages in on helper
- * threads while the GPU runs, then copies y in. (N-API's buffers come zero-filled: 2 ms of the main thread for a
- * 32 MB output, BENCHMARKS.md.) Buffer is Node's; without it, a plain (zeroed) array.
+ * A Float32Array of n elements over memory nobody has written (N-API's napi_create_buffer zero-fills): the native
+ * forward faults its pages in on helper threads while the GPU runs, then copies y in. Buffer is Node's; without
+ * it, a plain (zeroed) array.
  */
 function uninitializedFloat32(n: number): Float32Array {
   const B = (globalThis as {Buffer?: {allocUnsafeSlow(size: number): Uint8Array}}).Buffer;
