@@ -1,21 +1,22 @@
 /**
- * CPU benchmark: one Qwen3-30B-A3B MoE layer (f32 weights; full width H 2048, I 768, E 128, k 8, and 1/4 width
- * H 512, I 192) at T = 1, 16, 256, side by side with onnxruntime-node's CPU EP running com.microsoft.MoE behind
- * a MatMul router on the same weights (onnx_moe_model.ts), with 1 and 2 threads. tfjs-moe runs fusedMoeForward
- * on the cpu backend: the wasm SIMD kernels, and (1/4 width only, it is slow) the JavaScript kernels
+ * CPU benchmark: one Qwen3-30B-A3B MoE layer (full width H 2048, I 768, E 128, k 8, and 1/4 width H 512, I 192)
+ * at T = 1, 16, 256, side by side with onnxruntime-node's CPU EP on the same weights (onnx_moe_model.ts), with 1
+ * and 2 threads, in three expert weight formats: float32 (ORT: com.microsoft.MoE), and int8 / int4 with one
+ * float32 scale per 32 k and column (ORT: com.microsoft.QMoE with exactly our codes and scales, so both sides
+ * compute with the same dequantized weights). A MatMul router feeds both. tfjs-moe runs fusedMoeForward on the cpu
+ * backend: the wasm SIMD kernels, and (float32 at 1/4 width only, it is slow) the JavaScript kernels
  * (MOE_WASM = false). Each timed call includes creating the input tensor and reading the output. Medians of
  * repeated calls after warm-up (the first call packs the routed experts' weights into wasm memory).
  *
- * ORT's calls and ours alternate (the machine is shared: both sides see the same load); peak memory is the
- * weights three times (our tensors, ORT's session, the packed copy in wasm memory). Outputs are compared
- * (max |ours - ORT| / max |ORT|) on every T.
+ * ORT's calls and ours alternate (the machine is shared: both sides see the same load). Outputs are compared
+ * (max |ours - ORT| / max |ORT|) on every row.
  *
- * At 1/4 width the same model also runs in onnxruntime-web's wasm build (SIMD, in Node: the V8 that Chromium
+ * At 1/4 width the float32 model also runs in onnxruntime-web's wasm build (SIMD, in Node: the V8 that Chromium
  * has; one thread, its thread count is fixed at its first session), against our 1-thread number. The full-width
  * model does not fit it (a protobuf holds < 2 GB; external data would need a 4 GiB wasm heap for 2.4 GB).
  *
  * Run (writes bench/results/cpu_bench.json, or $OUT): see BENCHMARKS.md.
- *   BENCH_WIDTHS=quarter,full  BENCH_T=1,16,256  BENCH_THREADS=1,2
+ *   BENCH_WIDTHS=quarter,full  BENCH_T=1,16,256  BENCH_THREADS=1,2  BENCH_FORMATS=float32,int8,int4
  */
 import * as tf from '@tensorflow/tfjs';
 import {execSync} from 'node:child_process';
@@ -25,10 +26,12 @@ import {join} from 'node:path';
 import * as ort from 'onnxruntime-node';
 import * as ortWeb from 'onnxruntime-web';
 
-import {wasmStatus} from '../src/index.js';
+import {clearWasmWeightCache, quantizeExpertWeightsFromArray, wasmStatus} from '../src/index.js';
 import {fusedMoeForward} from '../src/internal.js';
-import type {FusedMoEOptions, FusedMoEWeights} from '../src/index.js';
-import {MoeLayerArrays, ortMoeModelBytes, writeOrtMoeModel} from './onnx_moe_model.js';
+import type {FusedMoEOptions, FusedMoEWeights, QuantizedExpertWeights} from '../src/index.js';
+import {moeBenchOptions, relDiff, uniform} from './cpu_bench_common.js';
+import {MoeLayerArrays, ortMoeModelBytes, PackedProjection, writeOrtMoeModel, writeOrtQMoeModel} from
+    './onnx_moe_model.js';
 import {median} from './stats.js';
 
 const WIDTHS: Record<string, {H: number, I: number}> = {quarter: {H: 512, I: 192}, full: {H: 2048, I: 768}};
@@ -36,6 +39,8 @@ const E = 128, K = 8;
 const widths = (process.env.BENCH_WIDTHS ?? 'quarter,full').split(',');
 const tokens = (process.env.BENCH_T ?? '1,16,256').split(',').map(Number);
 const threadCounts = (process.env.BENCH_THREADS ?? '1,2').split(',').map(Number);
+const formats = (process.env.BENCH_FORMATS ?? 'float32,int8,int4').split(',') as Array<'float32' | 'int8' | 'int4'>;
+const GROUP = 32;
 const outDir = process.env.OUT ?? 'bench/results';
 
 function reps(T: number, H: number): number {
@@ -43,30 +48,10 @@ function reps(T: number, H: number): number {
   return work <= 2048 ? 25 : work <= 32768 ? 11 : 5;
 }
 
-/** Seeded uniform values in [-scale, scale) (xorshift; identical on both sides because the arrays are shared). */
-function uniform(n: number, scale: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13; s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5; s >>>= 0;
-    out[i] = (s / 4294967296 * 2 - 1) * scale;
-  }
-  return out;
-}
-
-function relDiff(a: Float32Array, b: Float32Array): number {
-  let d = 0, m = 0;
-  for (let i = 0; i < a.length; i++) {
-    d = Math.max(d, Math.abs(a[i] - b[i]));
-    m = Math.max(m, Math.abs(b[i]));
-  }
-  return d / m;
-}
-
 interface Row {
   width: string;
+  /** Expert weight format: float32, or int8 / int4 with one scale per 32 k. */
+  format: string;
   H: number;
   I: number;
   T: number;
@@ -82,111 +67,139 @@ interface Row {
   relDiffVsOrt: number;
 }
 
+const timed = async (fn: () => unknown) => {
+  const t0 = performance.now();
+  await fn();
+  return performance.now() - t0;
+};
+
+/** [wall ms, process CPU ms] of one call. */
+const timedCpu = async (fn: () => unknown): Promise<[number, number]> => {
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  await fn();
+  const wall = performance.now() - t0;
+  const c = process.cpuUsage(c0);
+  return [wall, (c.user + c.system) / 1000];
+};
+
+/** The host arrays of a packed projection, for the QMoE model. */
+function hostProjection(q: QuantizedExpertWeights, format: 'int8' | 'int4'): PackedProjection {
+  return {format, groupSize: q.groupSize, shape: q.shape as [number, number, number],
+    values: q.values.dataSync() as Int32Array, scales: q.scales!.dataSync() as Float32Array};
+}
+
+/** One model (a format of one width) timed against ORT at every T and thread count: ORT and ours alternate. */
+async function sideBySide(width: string, format: string, H: number, I: number, modelPath: string,
+                          inputs: Map<number, Float32Array>, ours: (x: Float32Array, T: number) => Float32Array,
+                          extra: (T: number, threads: number) => Pick<Row, 'jsMs' | 'ortWebMs'>): Promise<Row[]> {
+  const rows: Row[] = [];
+  for (const threads of threadCounts) {
+    const session = await ort.InferenceSession.create(modelPath, {
+      executionProviders: ['cpu'], intraOpNumThreads: threads, interOpNumThreads: 1,
+      executionMode: 'sequential', graphOptimizationLevel: 'all'});
+    tf.env().set('MOE_WASM_THREADS', threads);
+    for (const T of tokens) {
+      const x = inputs.get(T)!;
+      const ortCall = async () =>
+        (await session.run({input: new ort.Tensor('float32', x, [T, H])})).output.data as Float32Array;
+      const ortOut = await ortCall();
+      const out = ours(x, T);
+      await ortCall();
+      ours(x, T);
+      const ortTimes: number[] = [], ourTimes: number[] = [], ortCpu: number[] = [], ourCpu: number[] = [];
+      for (let r = 0; r < reps(T, H); r++) {
+        const [ow, oc] = await timedCpu(ortCall);
+        const [tw, tc] = await timedCpu(() => ours(x, T));
+        ortTimes.push(ow);
+        ortCpu.push(oc);
+        ourTimes.push(tw);
+        ourCpu.push(tc);
+      }
+      const o = median(ortTimes), wasmMs = median(ourTimes);
+      const row: Row = {width, format, H, I, T, threads, ortMs: o, wasmMs, ortCpuMs: median(ortCpu),
+        wasmCpuMs: median(ourCpu), ...extra(T, threads), ratio: wasmMs / o, relDiffVsOrt: relDiff(out, ortOut)};
+      console.log(`  ${width} ${format} T=${T} threads=${threads}: ORT ${o.toFixed(2)} ms, tfjs-moe wasm ` +
+          `${wasmMs.toFixed(2)} ms${row.jsMs != null ? `, js ${row.jsMs.toFixed(1)} ms` : ''}; ratio to ORT ` +
+          `${row.ratio.toFixed(2)}; max |diff| / max |ORT| ${row.relDiffVsOrt.toExponential(1)}`);
+      rows.push(row);
+    }
+    await session.release();
+  }
+  return rows;
+}
+
 async function benchWidth(width: string): Promise<Row[]> {
   const {H, I} = WIDTHS[width];
   const w: MoeLayerArrays = {H, I, E, k: K, gate: uniform(H * E, 1 / Math.sqrt(H), 1),
     upGate: uniform(E * H * 2 * I, 1 / Math.sqrt(H), 2), down: uniform(E * I * H, 1 / Math.sqrt(I), 3)};
   const inputs = new Map(tokens.map(T => [T, uniform(T * H, 1, 100 + T)]));
-  const weights: FusedMoEWeights = {
-    gate_weight: tf.tensor2d(w.gate, [H, E]),
-    up_gate_proj_weight: tf.tensor3d(w.upGate, [E, H, 2 * I]),
-    down_proj_weight: tf.tensor3d(w.down, [E, I, H]),
-  };
-  const options: FusedMoEOptions = {numExperts: E, topK: K, moeIntermediateSize: I, topkMethod: 'greedy', nGroup: 1,
-    topkGroup: 1, routedScalingFactor: 1, renormalize: true, renormalizeEpsilon: null, useCorrectionBias: false, zeroExperts: 0, latentSize: null,
-    withBias: false, probInAdvance: false, routingWeightOn: 'output', routerBias: false, activation: 'swiglu', swigluAlpha: 1.702, swigluLimit: 7,
-    sharedExpertIntermediateSize: 0, sharedExpertGate: false, backend: 'cpu', computeDtype: 'float32',
-    expertWeightFormat: 'float32', quantGroupSize: null, quantZeroPoint: false};
-  const ours = (x: Float32Array, T: number) => {
+  const gateWeight = tf.tensor2d(w.gate, [H, E]);
+  const forward = (weights: FusedMoEWeights, options: FusedMoEOptions) => (x: Float32Array, T: number) => {
     const y = tf.tidy(() => fusedMoeForward(tf.tensor2d(x, [T, H]), weights, options));
     const data = y.dataSync() as Float32Array;
     y.dispose();
     return data;
   };
-  const timed = async (fn: () => unknown) => {
-    const t0 = performance.now();
-    await fn();
-    return performance.now() - t0;
-  };
-  /** [wall ms, process CPU ms] of one call. */
-  const timedCpu = async (fn: () => unknown): Promise<[number, number]> => {
-    const c0 = process.cpuUsage();
-    const t0 = performance.now();
-    await fn();
-    const wall = performance.now() - t0;
-    const c = process.cpuUsage(c0);
-    return [wall, (c.user + c.system) / 1000];
-  };
   const rows: Row[] = [];
-  const jsMs = new Map<number, number>();
-  const ortWebMs = new Map<number, number>();
-  if (width === 'quarter') {
-    // Our JavaScript kernels (slow: a few calls) and onnxruntime-web (wasm, 1 thread), each on its own.
-    tf.env().set('MOE_WASM', false);
-    for (const T of tokens) {
-      const x = inputs.get(T)!;
-      ours(x, T);
-      const times: number[] = [];
-      for (let r = 0; r < 3; r++) times.push(await timed(() => ours(x, T)));
-      jsMs.set(T, median(times));
-    }
-    tf.env().set('MOE_WASM', true);
-    ortWeb.env.wasm.numThreads = 1;
-    const session = await ortWeb.InferenceSession.create(ortMoeModelBytes(w), {executionProviders: ['wasm']});
-    for (const T of tokens) {
-      const x = inputs.get(T)!;
-      const call = async () => (await session.run({input: new ortWeb.Tensor('float32', x, [T, H])})).output.data;
-      await call();
-      await call();
-      const times: number[] = [];
-      for (let r = 0; r < reps(T, H); r++) times.push(await timed(call));
-      ortWebMs.set(T, median(times));
-      console.log(`  onnxruntime-web ${width} T=${T} threads=1: ${median(times).toFixed(2)} ms`);
-    }
-    await session.release();
-  }
   const dir = mkdtempSync(join(tmpdir(), 'tfjs-moe-ort-'));
   try {
-    const modelPath = writeOrtMoeModel(dir, w);
-    for (const threads of threadCounts) {
-      const session = await ort.InferenceSession.create(modelPath, {
-        executionProviders: ['cpu'], intraOpNumThreads: threads, interOpNumThreads: 1,
-        executionMode: 'sequential', graphOptimizationLevel: 'all'});
-      tf.env().set('MOE_WASM_THREADS', threads);
-      for (const T of tokens) {
-        const x = inputs.get(T)!;
-        const ortCall = async () =>
-          (await session.run({input: new ort.Tensor('float32', x, [T, H])})).output.data as Float32Array;
-        const ortOut = await ortCall();
-        const out = ours(x, T);
-        await ortCall();
-        ours(x, T);
-        // Alternating calls: both sides see the same load from the machine's other users.
-        const ortTimes: number[] = [], ourTimes: number[] = [], ortCpu: number[] = [], ourCpu: number[] = [];
-        for (let r = 0; r < reps(T, H); r++) {
-          const [ow, oc] = await timedCpu(ortCall);
-          const [tw, tc] = await timedCpu(() => ours(x, T));
-          ortTimes.push(ow);
-          ortCpu.push(oc);
-          ourTimes.push(tw);
-          ourCpu.push(tc);
+    for (const format of formats) {
+      if (format === 'float32') {
+        const weights: FusedMoEWeights = {gate_weight: gateWeight, up_gate_proj_weight: tf.tensor3d(w.upGate, [E, H, 2 * I]),
+          down_proj_weight: tf.tensor3d(w.down, [E, I, H])};
+        const ours = forward(weights, moeBenchOptions(E, K, I));
+        const jsMs = new Map<number, number>();
+        const ortWebMs = new Map<number, number>();
+        if (width === 'quarter') {
+          // Our JavaScript kernels (slow: a few calls) and onnxruntime-web (wasm, 1 thread), each on its own.
+          tf.env().set('MOE_WASM', false);
+          for (const T of tokens) {
+            const x = inputs.get(T)!;
+            ours(x, T);
+            const times: number[] = [];
+            for (let r = 0; r < 3; r++) times.push(await timed(() => ours(x, T)));
+            jsMs.set(T, median(times));
+          }
+          tf.env().set('MOE_WASM', true);
+          ortWeb.env.wasm.numThreads = 1;
+          const session = await ortWeb.InferenceSession.create(ortMoeModelBytes(w), {executionProviders: ['wasm']});
+          for (const T of tokens) {
+            const x = inputs.get(T)!;
+            const call = async () => (await session.run({input: new ortWeb.Tensor('float32', x, [T, H])})).output.data;
+            await call();
+            await call();
+            const times: number[] = [];
+            for (let r = 0; r < reps(T, H); r++) times.push(await timed(call));
+            ortWebMs.set(T, median(times));
+            console.log(`  onnxruntime-web ${width} T=${T} threads=1: ${median(times).toFixed(2)} ms`);
+          }
+          await session.release();
         }
-        const o = median(ortTimes), wasmMs = median(ourTimes);
-        const row: Row = {width, H, I, T, threads, ortMs: o, wasmMs, ortCpuMs: median(ortCpu), wasmCpuMs: median(ourCpu),
+        rows.push(...await sideBySide(width, format, H, I, writeOrtMoeModel(dir, w), inputs, ours, (T, threads) => ({
           jsMs: threads === threadCounts[0] ? jsMs.get(T) ?? null : null,
-          ortWebMs: threads === 1 ? ortWebMs.get(T) ?? null : null, ratio: wasmMs / o,
-          relDiffVsOrt: relDiff(out, ortOut)};
-        console.log(`  ${width} T=${T} threads=${threads}: ORT ${o.toFixed(2)} ms, tfjs-moe wasm ` +
-            `${wasmMs.toFixed(2)} ms${row.jsMs != null ? `, js ${row.jsMs.toFixed(1)} ms` : ''}; ratio to ORT ` +
-            `${row.ratio.toFixed(2)}; max |diff| / max |ORT| ${row.relDiffVsOrt.toExponential(1)}`);
-        rows.push(row);
+          ortWebMs: threads === 1 ? ortWebMs.get(T) ?? null : null})));
+        tf.dispose([weights.up_gate_proj_weight as tf.Tensor, weights.down_proj_weight as tf.Tensor]);
+      } else {
+        const t0 = performance.now();
+        const upGate = quantizeExpertWeightsFromArray(w.upGate, [E, H, 2 * I], format, {groupSize: GROUP});
+        const down = quantizeExpertWeightsFromArray(w.down, [E, I, H], format, {groupSize: GROUP});
+        const modelPath = writeOrtQMoeModel(dir, {H, I, E, k: K, gate: w.gate, upGate: hostProjection(upGate, format),
+          down: hostProjection(down, format)});
+        console.log(`  ${width} ${format} g${GROUP}: quantized and written in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+        const ours = forward({gate_weight: gateWeight, up_gate_proj_weight: upGate, down_proj_weight: down},
+                             {...moeBenchOptions(E, K, I), expertWeightFormat: format, quantGroupSize: GROUP});
+        rows.push(...await sideBySide(width, `${format} g${GROUP}`, H, I, modelPath, inputs, ours,
+                                      () => ({jsMs: null, ortWebMs: null})));
+        tf.dispose([upGate, down] as unknown as tf.TensorContainer);
       }
-      await session.release();
+      // The next format's packed experts take the memory of this one's.
+      clearWasmWeightCache();
     }
   } finally {
     rmSync(dir, {recursive: true, force: true});
   }
-  tf.dispose(Object.values(weights) as tf.Tensor[]);
+  gateWeight.dispose();
   return rows;
 }
 
@@ -201,11 +214,11 @@ async function main(): Promise<void> {
   for (const width of widths) rows.push(...await benchWidth(width));
   const loadAfter = execSync('uptime').toString().trim();
   console.log(`load after: ${loadAfter}`);
-  console.log('\n| layer | T | threads | ORT ms | tfjs-moe wasm ms | ratio | CPU ms ORT / ours (ratio) | tfjs-moe JS ms | ' +
-      'ORT-web ms (ratio) | max diff vs ORT |');
-  console.log('|---|---|---|---|---|---|---|---|---|---|');
+  console.log('\n| layer | format | T | threads | ORT ms | tfjs-moe wasm ms | ratio | CPU ms ORT / ours (ratio) | ' +
+      'tfjs-moe JS ms | ORT-web ms (ratio) | max diff vs ORT |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
-    console.log(`| ${r.width} (H ${r.H}, I ${r.I}) | ${r.T} | ${r.threads} | ${r.ortMs.toFixed(2)} | ` +
+    console.log(`| ${r.width} (H ${r.H}, I ${r.I}) | ${r.format} | ${r.T} | ${r.threads} | ${r.ortMs.toFixed(2)} | ` +
         `${r.wasmMs.toFixed(2)} | ${r.ratio.toFixed(2)} | ` +
         `${r.threads === 1 ? `${r.ortCpuMs.toFixed(1)} / ${r.wasmCpuMs.toFixed(1)} (${(r.wasmCpuMs / r.ortCpuMs).toFixed(2)})` : '-'} | ` +
         `${r.jsMs?.toFixed(1) ?? '-'} | ` +

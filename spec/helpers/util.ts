@@ -91,3 +91,14 @@ export function countBackendReads<T>(fn: () => T): {result: T, reads: number} {
     backend.readSync = original.readSync;
   }
 }
+
+/** Runs fn with the given tf.env() flags set, restoring them afterwards. */
+export async function withFlags<T>(flags: Record<string, number | boolean>, fn: () => Promise<T> | T): Promise<T> {
+  const before = Object.fromEntries(Object.keys(flags).map(f => [f, tf.env().get(f)]));
+  try {
+    for (const [f, v] of Object.entries(flags)) tf.env().set(f, v);
+    return await fn();
+  } finally {
+    for (const [f, v] of Object.entries(before)) tf.env().set(f, v);
+  }
+}

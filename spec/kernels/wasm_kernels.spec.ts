@@ -6,7 +6,7 @@ import {execFileSync} from 'node:child_process';
 import {batchedGemm, clearWasmWeightCache, FusedMoE, wasmStatus, wasmWeightCacheBytes} from 'tfjs-moe';
 
 import {refBatchedGemm} from '../reference/moe_reference.js';
-import {expectNoLeak, randn, relError, rng} from '../helpers/util.js';
+import {expectNoLeak, randn, relError, rng, withFlags} from '../helpers/util.js';
 
 function hasClang(): boolean {
   try {
@@ -15,17 +15,6 @@ function hasClang(): boolean {
     return true;
   } catch {
     return false;
-  }
-}
-
-/** Runs fn with the given flags set, restoring them afterwards. */
-async function withFlags<T>(flags: Record<string, number | boolean>, fn: () => Promise<T> | T): Promise<T> {
-  const before = Object.fromEntries(Object.keys(flags).map(f => [f, tf.env().get(f)]));
-  try {
-    for (const [f, v] of Object.entries(flags)) tf.env().set(f, v);
-    return await fn();
-  } finally {
-    for (const [f, v] of Object.entries(before)) tf.env().set(f, v);
   }
 }
 

@@ -60,6 +60,8 @@ export interface CaseOptions {
   fixed?: {K: number, N: number, counts: number[]};
   /** The fused up-projection + SwiGLU (N even, a row scale half the time). */
   swiglu?: boolean;
+  /** K a positive multiple of this (up to maxDims.K): the wasm kernels' whole groups. */
+  kMultiple?: number;
 }
 
 export interface GemmCase {
@@ -78,11 +80,12 @@ export interface GemmCase {
 export async function makeGemmCase(
     rand: () => number, v: FormatVariant, maxDims: {E: number, K: number, N: number, rows: number}, seed: number,
     trial: number, extra: CaseOptions = {}): Promise<GemmCase> {
-  const {fixed, swiglu = false} = extra;
+  const {fixed, swiglu = false, kMultiple} = extra;
   // The first two trials always multiply something (E, K and one segment non-empty); later ones may be empty.
   const some = trial < 2 ? 1 : 0;
   const E = fixed ? fixed.counts.length : randInt(rand, some, maxDims.E);
-  const K = fixed ? fixed.K : randInt(rand, some, maxDims.K);
+  const K = fixed ? fixed.K : kMultiple != null ? kMultiple * randInt(rand, 1, Math.max(1, Math.floor(maxDims.K / kMultiple))) :
+      randInt(rand, some, maxDims.K);
   const N = fixed ? fixed.N : swiglu ? 2 * randInt(rand, 1, Math.max(1, maxDims.N >> 1)) : randInt(rand, 1, maxDims.N);
   const transposed = trial % 2 === 1, withBias = rand() < 0.5, asOffsets = rand() < 0.5;
   const counts = fixed ? fixed.counts :
@@ -123,8 +126,9 @@ export async function makeGemmCase(
 /** Runs `trials` random cases of every variant and compares with the reference. */
 export async function checkGemmCases(
     label: string, seed: number, trials: number, maxDims: {E: number, K: number, N: number, rows: number},
-    run: (c: GemmCase) => tf.Tensor2D, rand: () => number, extra: CaseOptions = {}): Promise<void> {
-  for (const v of VARIANTS) {
+    run: (c: GemmCase) => tf.Tensor2D, rand: () => number, extra: CaseOptions = {},
+    variants: readonly FormatVariant[] = VARIANTS): Promise<void> {
+  for (const v of variants) {
     for (let trial = 0; trial < trials; trial++) {
       const before = tf.memory().numTensors;
       const c = await makeGemmCase(rand, v, maxDims, seed, trial, extra);

@@ -1,12 +1,14 @@
 /**
  * The expert GEMMs as WebAssembly SIMD for the cpu kernels (moe_kernels.c). Each function takes the host arrays
  * the cpu kernel already read and validated and returns the output array, or null when the wasm path is off
- * or cannot run this call (no SIMD, flag MOE_WASM false, memory exhausted): the caller then runs its JS impl.
+ * or cannot run this call (no SIMD, flag MOE_WASM false, memory exhausted, a packed format or group size the
+ * kernels do not have): the caller then runs its JS impl.
  *
  * Per call, the activations are copied into wasm memory and the output copied out; the expert weights stay
  * packed in wasm memory between calls (weight_cache.ts), keyed by the weight tensor's dataId.
  */
-import {packedExperts, PackLayout} from './weight_cache.js';
+import type {ExpertWeightData, ExpertWeightLayout} from '../expert_weight_formats.js';
+import {ExpertSource, packedExperts, PackLayout, WASM_FORMATS} from './weight_cache.js';
 import {ThreadedEntry, wasmRuntime, WasmRuntime} from './runtime.js';
 
 /** The per-call arrays, laid out in one block of wasm memory. */
@@ -53,7 +55,8 @@ interface ExpertCall {
   lhs: Float32Array;
   numRows: number;
   k: number;
-  rhs: Float32Array;
+  source: ExpertSource;
+  /** The weight tensor's dataId (packed experts are cached under it). */
   rhsDataId: object;
   numExperts: number;
   layout: PackLayout;
@@ -72,7 +75,7 @@ function runExpertCall(c: ExpertCall): Float32Array | null {
   const first = c.offsets[0], last = c.offsets[c.numExperts];
   // Rows outside every segment are zero (as allocated); nothing to compute without rows or columns.
   if (last <= first || c.outCols === 0) return out;
-  const weights = packedExperts(rt, c.backend, c.rhsDataId, c.rhs, c.numExperts, c.layout, c.offsets);
+  const weights = packedExperts(rt, c.backend, c.rhsDataId, c.source, c.numExperts, c.layout, c.offsets);
   if (weights == null) return null;
   const k = c.k, rows = last - first;
   let activeExperts = 0;
@@ -98,20 +101,24 @@ function runExpertCall(c: ExpertCall): Float32Array | null {
   rt.u32(weightsAt, c.numExperts).set(weights);
   if (c.bias != null) rt.f32(biasAt, c.bias.length).set(c.bias);
   if (c.scale != null) rt.f32(scaleAt, rows).set(c.scale.subarray(first, last));
-  const common = [lhsAt, k, outAt, c.outCols, offsetsAt, c.numExperts, weightsAt, biasAt];
+  const common = [lhsAt, k, outAt, c.outCols, offsetsAt, c.numExperts, weightsAt, biasAt,
+    WASM_FORMATS[c.layout.format], c.layout.group];
   // The kernel picks its thread's slice of the scratch block.
   rt.run(c.entry, [...common, ...(c.entry === 'moe_gemm' ? [] : [scaleAt]), scratchAt], threads);
   out.set(rt.f32(outAt, rows * c.outCols), first * c.outCols);
   return out;
 }
 
+const floatLayout = (k: number, n: number, transposed: boolean, halves: boolean): PackLayout =>
+  ({k, n, transposed, halves, format: 'float32', group: 0});
+
 /** batchedGemm (semantics doc section 4) on host arrays; offsets validated [E+1]. */
 export function wasmBatchedGemm(
     backend: unknown, lhs: Float32Array, numRows: number, k: number, rhs: Float32Array, rhsDataId: object,
     numExperts: number, n: number, offsets: Int32Array, transposeRhs: boolean, bias: Float32Array | null):
     Float32Array | null {
-  return runExpertCall({backend, lhs, numRows, k, rhs, rhsDataId, numExperts, offsets, bias, scale: null, outCols: n,
-    layout: {k, n, transposed: transposeRhs, halves: false}, entry: 'moe_gemm'});
+  return runExpertCall({backend, lhs, numRows, k, source: {weights: rhs}, rhsDataId, numExperts, offsets, bias,
+    scale: null, outCols: n, layout: floatLayout(k, n, transposeRhs, false), entry: 'moe_gemm'});
 }
 
 /**
@@ -122,7 +129,43 @@ export function wasmBatchedGemmSwiglu(
     backend: unknown, lhs: Float32Array, numRows: number, k: number, rhs: Float32Array, rhsDataId: object,
     numExperts: number, intermediate: number, offsets: Int32Array, transposeRhs: boolean, bias: Float32Array | null,
     scale: Float32Array | null): Float32Array | null {
-  return runExpertCall({backend, lhs, numRows, k, rhs, rhsDataId, numExperts, offsets, bias, scale,
-    outCols: intermediate, layout: {k, n: 2 * intermediate, transposed: transposeRhs, halves: true},
-    entry: 'moe_gemm_swiglu'});
+  return runExpertCall({backend, lhs, numRows, k, source: {weights: rhs}, rhsDataId, numExperts, offsets, bias, scale,
+    outCols: intermediate, layout: floatLayout(k, 2 * intermediate, transposeRhs, true), entry: 'moe_gemm_swiglu'});
+}
+
+/**
+ * The packed layouts the kernels read: int8 and symmetric int4 whose groups are whole multiples of 4 k dividing K
+ * (Qwen3, gpt-oss, every default group size of docs/formats.md on such K); null for the others (mxfp4, halves,
+ * zero points, partial groups), which run in JavaScript.
+ */
+function quantizedLayout(l: ExpertWeightLayout, halves: boolean): PackLayout | null {
+  if (l.format !== 'int8' && (l.format !== 'int4' || l.zeroPoint)) return null;
+  if (l.groupSize <= 0 || l.groupSize % 4 !== 0 || l.depth % l.groupSize !== 0) return null;
+  return {k: l.depth, n: l.width, transposed: l.transposed, halves, format: l.format, group: l.groupSize};
+}
+
+/**
+ * BatchedGemmQuantized on host arrays (docs/formats.md section 8): the product with the weights' dequantized
+ * values, or null when this format runs in JavaScript. valuesDataId: the codes tensor's dataId.
+ */
+export function wasmBatchedGemmQuantized(
+    backend: unknown, lhs: Float32Array, numRows: number, l: ExpertWeightLayout, d: ExpertWeightData,
+    valuesDataId: object, offsets: Int32Array, bias: Float32Array | null): Float32Array | null {
+  const layout = quantizedLayout(l, false);
+  if (layout == null || d.scales == null) return null;
+  return runExpertCall({backend, lhs, numRows, k: l.depth, source: {words: d.values as Int32Array,
+    scales: d.scales as Float32Array}, rhsDataId: valuesDataId, numExperts: l.numExperts, offsets, bias, scale: null,
+    outCols: l.width, layout, entry: 'moe_gemm'});
+}
+
+/** BatchedGemmSwigluQuantized on host arrays ([R, N/2], gate columns first), or null as wasmBatchedGemmQuantized. */
+export function wasmBatchedGemmSwigluQuantized(
+    backend: unknown, lhs: Float32Array, numRows: number, l: ExpertWeightLayout, d: ExpertWeightData,
+    valuesDataId: object, offsets: Int32Array, bias: Float32Array | null, scale: Float32Array | null):
+    Float32Array | null {
+  const layout = quantizedLayout(l, true);
+  if (layout == null || d.scales == null) return null;
+  return runExpertCall({backend, lhs, numRows, k: l.depth, source: {words: d.values as Int32Array,
+    scales: d.scales as Float32Array}, rhsDataId: valuesDataId, numExperts: l.numExperts, offsets, bias, scale,
+    outCols: l.width / 2, layout, entry: 'moe_gemm_swiglu'});
 }

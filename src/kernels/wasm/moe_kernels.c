@@ -1,4 +1,5 @@
-// float32 expert GEMMs for the cpu backend, compiled to WebAssembly with 128-bit SIMD (scripts/build-wasm.mjs).
+// Expert GEMMs for the cpu backend (float32, and int8 / symmetric int4 codes with float32 group scales, as
+// docs/formats.md defines them), compiled to WebAssembly with 128-bit SIMD (scripts/build-wasm.mjs).
 //
 // Memory is owned by the JS side (src/kernels/wasm/runtime.ts): it places every array in this module's linear
 // memory and passes offsets. Nothing here uses the C stack (no arrays, no address-taken locals): the threaded
@@ -15,8 +16,15 @@
 //
 // Named parameters, fixed per build: PANEL (columns per panel, the register tiles' width), ROW_BLOCK (rows that
 // share one pass over a panel). The build variants (threads: shared memory and atomics, or not) compile this
-// same source. A later low-bit format adds its own pack_* and tile kernels (dequantizing a panel slice in
-// registers) behind the same moe_gemm / moe_gemm_swiglu loops; see the TILE_KERNEL seam below.
+// same source.
+//
+// Low-bit formats keep the panel order (PANEL columns, gate and up halves apart) with codes in place of floats:
+// per panel, per group of K, the group's codes then (after all panels) each group's PANEL scales. One row (decode)
+// Every row is split into two int16 halves (x = S * (hi + lo / 2^15), exact to 2^-29 of its largest value) and
+// multiplied with the codes in int32 (no per-weight conversion), two rows per pass over a panel's codes, the
+// scale applied once per group. A block with a row that has a non-finite value (or only tiny ones) runs in
+// float32: one row streams the codes, several dequantize the panel in L1-sized slices (w = s * q,
+// docs/formats.md's rounding) for the float tiles.
 
 #include <stdint.h>
 #include <wasm_simd128.h>
@@ -33,6 +41,11 @@
 #endif
 
 #define EXPORT(name) __attribute__((export_name(#name)))
+
+// Expert weight formats (the values of the `format` arguments).
+#define FORMAT_F32 0
+#define FORMAT_INT8 1
+#define FORMAT_INT4 2
 
 // ---------------------------------------------------------------------------------------------------------------
 // Packing
@@ -63,10 +76,24 @@ static void pack_columns(const float* src, float* dst, int k, int n, int transpo
   }
 }
 
-// Floats one packed expert takes: plain layout (moe_gemm) or split into its two halves (moe_gemm_swiglu, where
-// half the columns are the gate and half the up projection, each padded to whole panels).
-EXPORT(packed_expert_floats) int packed_expert_floats(int k, int n, int halves) {
-  return halves ? 2 * panel_count(n / 2) * k * PANEL : panel_count(n) * k * PANEL;
+// Bytes of one panel's codes for one group of K (a group is a multiple of 4 k: int4 packs 4 k per 16 bytes).
+static inline int group_code_bytes(int format, int group) {
+  return format == FORMAT_INT8 ? group * PANEL : group * PANEL / 2;
+}
+
+// Bytes of `panels` packed panels over depth k: floats, or codes plus scales.
+static inline long panels_bytes(int format, int k, int group, int panels) {
+  if (format == FORMAT_F32) return (long)panels * k * PANEL * 4;
+  const int groups = k / group;
+  return (long)panels * groups * (group_code_bytes(format, group) + PANEL * 4);
+}
+
+// Bytes one packed expert takes: plain layout (moe_gemm) or split into its two halves (moe_gemm_swiglu, where
+// half the columns are the gate and half the up projection, each padded to whole panels). group: codes per scale
+// (a multiple of 4 dividing k; ignored for float32).
+EXPORT(packed_expert_bytes) int packed_expert_bytes(int format, int k, int n, int group, int halves) {
+  return (int)(halves ? 2 * panels_bytes(format, k, group, panel_count(n / 2))
+                      : panels_bytes(format, k, group, panel_count(n)));
 }
 
 EXPORT(pack_expert) void pack_expert(const float* src, float* dst, int k, int n, int transposed, int halves) {
@@ -79,11 +106,64 @@ EXPORT(pack_expert) void pack_expert(const float* src, float* dst, int k, int n,
   pack_columns(src, dst + (long)panel_count(half) * k * PANEL, k, n, transposed, half, half);
 }
 
+// Code (k, col) of one expert's int8 / int4 words (docs/formats.md 2.1: P codes per int32 word along K, the lowest
+// k in the lowest bits; [K/P, N] words, or [N, K/P] transposed): int8 as its signed value, int4 as the nibble.
+static inline int code_at(const int32_t* words, int k, int n, int transposed, int format, int kk, int col) {
+  const int per = format == FORMAT_INT8 ? 4 : 8;
+  const int kw = (k + per - 1) / per;
+  const uint32_t w = (uint32_t)(transposed ? words[(long)col * kw + kk / per] : words[(long)(kk / per) * n + col]);
+  const int shift = (kk % per) * (32 / per);
+  return format == FORMAT_INT8 ? (int)(int8_t)(uint8_t)(w >> shift) : (int)((w >> shift) & 15);
+}
+
+// Packs columns [c0, c0 + count) of one expert's codes and scales ([K/group, N], or [N, K/group] transposed) at
+// dst. Per panel and group, 16 bytes per step of k, in the pair order of i32x4.dot_i16x8_s (lane j of the i16
+// vector = k pair element j % 2 of column j / 2): int8 steps of 2 k, byte 2j + h = column j's k = 2t + h; int4
+// steps of 4 k, byte 2j + h holding column j's k = 4t + h in its low nibble and 4t + 2 + h in its high one (a
+// mask and a shift give two pair vectors). Columns past count get the code of 0 (int8 0, int4 8) and scale 0.
+static void pack_quantized_columns(const int32_t* words, const float* scales, uint8_t* dst, int format, int k, int n,
+                                   int group, int transposed, int c0, int count) {
+  const int panels = panel_count(count), groups = k / group, code_bytes = group_code_bytes(format, group);
+  float* dst_scales = (float*)(dst + (long)panels * groups * code_bytes);
+  for (int p = 0; p < panels; p++) {
+    for (int g = 0; g < groups; g++) {
+      uint8_t* c = dst + ((long)p * groups + g) * code_bytes;
+      for (int j = 0; j < PANEL; j++) {
+        const int col = c0 + p * PANEL + j, valid = p * PANEL + j < count;
+        dst_scales[((long)p * groups + g) * PANEL + j] =
+            valid ? (transposed ? scales[(long)col * groups + g] : scales[(long)g * n + col]) : 0.0f;
+        for (int kk = 0; kk < group; kk++) {
+          const int code = valid ? code_at(words, k, n, transposed, format, g * group + kk, col) : (format == FORMAT_INT8 ? 0 : 8);
+          if (format == FORMAT_INT8) {
+            c[(kk / 2) * 16 + 2 * j + (kk & 1)] = (uint8_t)code;
+          } else {
+            const int r = kk % 4;
+            uint8_t* byte = c + (kk / 4) * 16 + 2 * j + (r & 1);
+            *byte = r < 2 ? (uint8_t)((*byte & 0xf0) | code) : (uint8_t)((*byte & 0x0f) | (code << 4));
+          }
+        }
+      }
+    }
+  }
+}
+
+EXPORT(pack_expert_quantized)
+void pack_expert_quantized(const int32_t* words, const float* scales, uint8_t* dst, int format, int k, int n, int group,
+                           int transposed, int halves) {
+  if (!halves) {
+    pack_quantized_columns(words, scales, dst, format, k, n, group, transposed, 0, n);
+    return;
+  }
+  const int half = n / 2;
+  pack_quantized_columns(words, scales, dst, format, k, n, group, transposed, 0, half);
+  pack_quantized_columns(words, scales, dst + panels_bytes(format, k, group, panel_count(half)), format, k, n, group,
+                         transposed, half, half);
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Register tiles: tile[r][0..PANEL) = sum_k a[r][k] * panel[k][0..PANEL), for the rows of a at stride lda.
 // One tile per row count up to 4, so that a block's rows pass over the panel ceil(rows / 4) times; wider tiles
 // (6 rows, or k unrolled) measured slower: V8 runs out of the 16 xmm registers and spills.
-// TILE_KERNEL seam: a low-bit format supplies the same tiles reading its packed panel.
 
 // Decode: one row streams the panel; two accumulator pairs hide the add latency.
 static inline void tile_1(const float* a, const float* b, int k, float* tile) {
@@ -192,9 +272,11 @@ static void pack_rows(const float* a, int lda, int rows, int k, float* ap) {
 }
 
 // tile[0 .. rows * PANEL) for `rows` consecutive rows of a (any count up to ROW_BLOCK).
-static void row_block_tiles(const float* a, const float* ap, int lda, int rows, const float* b, int k, float* tile) {
+// ap_k: the depth pack_rows packed the rows with (ap may point into it, for a slice of k starting there).
+static void row_block_tiles(const float* a, const float* ap, int lda, int rows, const float* b, int k, float* tile,
+                            int ap_k) {
   int r = 0;
-  for (; r + 4 <= rows; r += 4) tile_4p(ap + (long)r * k, b, k, tile + r * PANEL);
+  for (; r + 4 <= rows; r += 4) tile_4p(ap + (long)r * ap_k, b, k, tile + r * PANEL);
   const float* ar = a + (long)r * lda;
   switch (rows - r) {
     case 3: tile_3(ar, lda, b, k, tile + r * PANEL); break;
@@ -202,6 +284,269 @@ static void row_block_tiles(const float* a, const float* ap, int lda, int rows, 
     case 1: tile_1(ar, b, k, tile + r * PANEL); break;
     default: break;
   }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Low-bit panels. A panel's codes for group g start at codes + g * group_code_bytes, its scales at
+// scales + g * PANEL.
+
+// A 16-byte step of codes as i16x8 pair vectors (see pack_quantized_columns): int8 gives w0 (columns 0-3) and
+// w1 (4-7) for one k pair; int4 gives w0, w1 for k pair (4t, 4t + 1) and w2, w3 for (4t + 2, 4t + 3), as c - 8.
+#define INT8_PAIRS(q, w0, w1)                \
+  do {                                       \
+    w0 = wasm_i16x8_extend_low_i8x16(q);     \
+    w1 = wasm_i16x8_extend_high_i8x16(q);    \
+  } while (0)
+#define INT4_PAIRS(q, w0, w1, w2, w3)                                                               \
+  do {                                                                                              \
+    const v128_t lo_ = wasm_i8x16_sub(wasm_v128_and(q, wasm_i8x16_splat(0x0f)), wasm_i8x16_splat(8)); \
+    const v128_t hi_ = wasm_i8x16_sub(wasm_u8x16_shr(q, 4), wasm_i8x16_splat(8));                    \
+    INT8_PAIRS(lo_, w0, w1);                                                                        \
+    INT8_PAIRS(hi_, w2, w3);                                                                        \
+  } while (0)
+
+// An i16x8 pair vector as two f32x4 of (k0 c, k1 c, k0 c+1, k1 c+1) for its columns c = 0, 2 (of 4).
+#define PAIRS_TO_F32(w, f0, f1)                                     \
+  do {                                                              \
+    f0 = wasm_f32x4_convert_i32x4(wasm_i32x4_extend_low_i16x8(w));  \
+    f1 = wasm_f32x4_convert_i32x4(wasm_i32x4_extend_high_i16x8(w)); \
+  } while (0)
+
+// Lanes (k0 c, k1 c, k0 c+1, k1 c+1) of a and b (columns c..c+1, c+2..c+3) summed over the pair: 4 columns.
+static inline v128_t pair_sum(v128_t a, v128_t b) {
+  return wasm_f32x4_add(wasm_i32x4_shuffle(a, b, 0, 2, 4, 6), wasm_i32x4_shuffle(a, b, 1, 3, 5, 7));
+}
+
+// Decode of one row whose values are not all finite or are tiny (x_split below declines them): in float32, the
+// codes converted as they stream, the scale applied once per group. (a + kk) as a pair [x_k, x_k+1, x_k, x_k+1].
+static inline void q_tile_1_float(int format, const float* a, const uint8_t* codes, const float* scales, int k,
+                                  int group, float* tile) {
+  v128_t acc0 = wasm_f32x4_splat(0), acc1 = acc0;
+  for (int k0 = 0; k0 < k; k0 += group, scales += PANEL) {
+    // Per column pair, both k parities: lanes as PAIRS_TO_F32's.
+    v128_t p0 = wasm_f32x4_splat(0), p1 = p0, p2 = p0, p3 = p0;
+    for (int kk = k0; kk < k0 + group; kk += format == FORMAT_INT8 ? 2 : 4, codes += 16) {
+      const v128_t q = wasm_v128_load(codes);
+      v128_t w0, w1, w2, w3, f0, f1;
+      const v128_t x01 = wasm_v128_load64_splat(a + kk);
+      if (format == FORMAT_INT8) {
+        INT8_PAIRS(q, w0, w1);
+      } else {
+        INT4_PAIRS(q, w0, w1, w2, w3);
+        const v128_t x23 = wasm_v128_load64_splat(a + kk + 2);
+        PAIRS_TO_F32(w2, f0, f1);
+        p0 = wasm_f32x4_add(p0, wasm_f32x4_mul(x23, f0));
+        p1 = wasm_f32x4_add(p1, wasm_f32x4_mul(x23, f1));
+        PAIRS_TO_F32(w3, f0, f1);
+        p2 = wasm_f32x4_add(p2, wasm_f32x4_mul(x23, f0));
+        p3 = wasm_f32x4_add(p3, wasm_f32x4_mul(x23, f1));
+      }
+      PAIRS_TO_F32(w0, f0, f1);
+      p0 = wasm_f32x4_add(p0, wasm_f32x4_mul(x01, f0));
+      p1 = wasm_f32x4_add(p1, wasm_f32x4_mul(x01, f1));
+      PAIRS_TO_F32(w1, f0, f1);
+      p2 = wasm_f32x4_add(p2, wasm_f32x4_mul(x01, f0));
+      p3 = wasm_f32x4_add(p3, wasm_f32x4_mul(x01, f1));
+    }
+    acc0 = wasm_f32x4_add(acc0, wasm_f32x4_mul(pair_sum(p0, p1), wasm_v128_load(scales)));
+    acc1 = wasm_f32x4_add(acc1, wasm_f32x4_mul(pair_sum(p2, p3), wasm_v128_load(scales + 4)));
+  }
+  wasm_v128_store(tile, acc0);
+  wasm_v128_store(tile + 4, acc1);
+}
+
+// k per integer accumulation before it is moved to float32: |dot| <= 2 * 128 * 2^14 = 2^22 per k pair, so 256 k
+// stay below 2^29 (int4: 2^19 per 4 k).
+#define INT_CHUNK 256
+
+// Splits row a[0..k) (k a multiple of 4) into int16 pairs x = S * (hi + lo * 2^-15) at xs (hi: k values, then lo:
+// k), S a power of two with max|x| / S in [2^13, 2^14), so |hi|, |lo| <= 2^14 and the residual is below
+// max|x| * 2^-29 (the float32 rounding of the products is 2^-24). Returns S; 0 when a value is not finite or
+// max|x| < 2^-100 (such rows take q_tile_1_float).
+static float x_split(const float* a, int k, int16_t* xs) {
+  float m = 0;
+  for (int kk = 0; kk < k; kk++) {
+    const float v = __builtin_fabsf(a[kk]);
+    if (!(v <= 3.4028235e38f)) return 0;
+    if (v > m) m = v;
+  }
+  int16_t* lo = xs + k;
+  if (m == 0) {
+    for (int kk = 0; kk < k; kk++) xs[kk] = lo[kk] = 0;
+    return 1;
+  }
+  const uint32_t e = __builtin_bit_cast(uint32_t, m) >> 23;  // biased exponent of m (m > 0, finite)
+  if (e < 27) return 0;
+  const float scale = __builtin_bit_cast(float, (e - 13) << 23);
+  const float inverse = __builtin_bit_cast(float, (254 - e + 13) << 23);
+  for (int kk = 0; kk < k; kk++) {
+    const float t = a[kk] * inverse;  // exact: a power of two, no underflow (e >= 27)
+    const float h = __builtin_rintf(t);
+    xs[kk] = (int16_t)h;
+    lo[kk] = (int16_t)__builtin_rintf((t - h) * 32768.0f);  // t - h is exact (|t - h| <= 1/2 of h's unit)
+  }
+  return scale;
+}
+
+// ROWS (1 or 2) rows (each split by x_split: xs + r * 2k, scale x_scale[r]) stream the panel's codes;
+// the products accumulate exactly in int32 (i32x4.dot_i16x8_s: 8 multiply-adds per instruction, no conversion
+// of the codes to float), moved to float32 every INT_CHUNK k and times the scale once per group.
+// tile: ROWS rows of PANEL.
+#define Q_TILE_INT(ROWS)                                                                                          \
+  static inline void q_tile_int_##ROWS(int format, const int16_t* xs, const float* x_scale, const uint8_t* codes, \
+                                       const float* scales, int k, int group, float* tile) {                     \
+    const v128_t lo_unit = wasm_f32x4_splat(1.0f / 32768);                                                        \
+    v128_t acc[ROWS][2];                                                                                          \
+    for (int r = 0; r < ROWS; r++) acc[r][0] = acc[r][1] = wasm_f32x4_splat(0);                                   \
+    for (int k0 = 0; k0 < k; k0 += group, scales += PANEL) {                                                      \
+      v128_t f[ROWS][2];                                                                                          \
+      for (int r = 0; r < ROWS; r++) f[r][0] = f[r][1] = wasm_f32x4_splat(0);                                     \
+      for (int c0 = k0; c0 < k0 + group; c0 += INT_CHUNK) {                                                       \
+        const int c1 = c0 + INT_CHUNK < k0 + group ? c0 + INT_CHUNK : k0 + group;                                 \
+        v128_t h[ROWS][2], l[ROWS][2];                                                                            \
+        for (int r = 0; r < ROWS; r++) h[r][0] = h[r][1] = l[r][0] = l[r][1] = wasm_i32x4_splat(0);               \
+        if (format == FORMAT_INT8) {                                                                              \
+          for (int kk = c0; kk < c1; kk += 2, codes += 16) {                                                      \
+            v128_t w0, w1;                                                                                        \
+            INT8_PAIRS(wasm_v128_load(codes), w0, w1);                                                            \
+            for (int r = 0; r < ROWS; r++) {                                                                      \
+              const int16_t* x = xs + 2L * r * k;                                                                 \
+              const v128_t xh = wasm_v128_load32_splat(x + kk), xl = wasm_v128_load32_splat(x + k + kk);          \
+              h[r][0] = wasm_i32x4_add(h[r][0], wasm_i32x4_dot_i16x8(w0, xh));                                    \
+              h[r][1] = wasm_i32x4_add(h[r][1], wasm_i32x4_dot_i16x8(w1, xh));                                    \
+              l[r][0] = wasm_i32x4_add(l[r][0], wasm_i32x4_dot_i16x8(w0, xl));                                    \
+              l[r][1] = wasm_i32x4_add(l[r][1], wasm_i32x4_dot_i16x8(w1, xl));                                    \
+            }                                                                                                     \
+          }                                                                                                       \
+        } else {                                                                                                  \
+          for (int kk = c0; kk < c1; kk += 4, codes += 16) {                                                      \
+            v128_t w0, w1, w2, w3;                                                                                \
+            INT4_PAIRS(wasm_v128_load(codes), w0, w1, w2, w3);                                                    \
+            for (int r = 0; r < ROWS; r++) {                                                                      \
+              const int16_t* x = xs + 2L * r * k;                                                                 \
+              const v128_t xh01 = wasm_v128_load32_splat(x + kk), xh23 = wasm_v128_load32_splat(x + kk + 2);      \
+              const v128_t xl01 = wasm_v128_load32_splat(x + k + kk), xl23 = wasm_v128_load32_splat(x + k + kk + 2); \
+              h[r][0] = wasm_i32x4_add(h[r][0], wasm_i32x4_add(wasm_i32x4_dot_i16x8(w0, xh01),                    \
+                                                               wasm_i32x4_dot_i16x8(w2, xh23)));                  \
+              h[r][1] = wasm_i32x4_add(h[r][1], wasm_i32x4_add(wasm_i32x4_dot_i16x8(w1, xh01),                    \
+                                                               wasm_i32x4_dot_i16x8(w3, xh23)));                  \
+              l[r][0] = wasm_i32x4_add(l[r][0], wasm_i32x4_add(wasm_i32x4_dot_i16x8(w0, xl01),                    \
+                                                               wasm_i32x4_dot_i16x8(w2, xl23)));                  \
+              l[r][1] = wasm_i32x4_add(l[r][1], wasm_i32x4_add(wasm_i32x4_dot_i16x8(w1, xl01),                    \
+                                                               wasm_i32x4_dot_i16x8(w3, xl23)));                  \
+            }                                                                                                     \
+          }                                                                                                       \
+        }                                                                                                         \
+        for (int r = 0; r < ROWS; r++) {                                                                          \
+          for (int c = 0; c < 2; c++) {                                                                           \
+            f[r][c] = wasm_f32x4_add(f[r][c], wasm_f32x4_add(wasm_f32x4_convert_i32x4(h[r][c]),                   \
+                                                             wasm_f32x4_mul(wasm_f32x4_convert_i32x4(l[r][c]), lo_unit))); \
+          }                                                                                                       \
+        }                                                                                                         \
+      }                                                                                                           \
+      for (int r = 0; r < ROWS; r++) {                                                                            \
+        acc[r][0] = wasm_f32x4_add(acc[r][0], wasm_f32x4_mul(f[r][0], wasm_v128_load(scales)));                   \
+        acc[r][1] = wasm_f32x4_add(acc[r][1], wasm_f32x4_mul(f[r][1], wasm_v128_load(scales + 4)));               \
+      }                                                                                                           \
+    }                                                                                                             \
+    for (int r = 0; r < ROWS; r++) {                                                                              \
+      const v128_t s = wasm_f32x4_splat(x_scale[r]);                                                              \
+      wasm_v128_store(tile + r * PANEL, wasm_f32x4_mul(acc[r][0], s));                                            \
+      wasm_v128_store(tile + r * PANEL + 4, wasm_f32x4_mul(acc[r][1], s));                                        \
+    }                                                                                                             \
+  }
+Q_TILE_INT(1)
+Q_TILE_INT(2)
+
+// Stores a step's pair vector w times the scales (s01: columns 0-3, as pairs) as float32 rows k0 and k1 of
+// [k][PANEL] at dst + column offset c (0 or 4).
+static inline void store_pairs(v128_t w, v128_t s, float* dst) {
+  v128_t f0, f1;
+  PAIRS_TO_F32(w, f0, f1);
+  // f0 = (k0 c, k1 c, k0 c+1, k1 c+1), f1 the same for c+2, c+3.
+  wasm_v128_store(dst, wasm_f32x4_mul(s, wasm_i32x4_shuffle(f0, f1, 0, 2, 4, 6)));
+  wasm_v128_store(dst + PANEL, wasm_f32x4_mul(s, wasm_i32x4_shuffle(f0, f1, 1, 3, 5, 7)));
+}
+
+// Several rows: the panel as float32 [k][PANEL] at dst, w = s * q (one rounding, as docs/formats.md).
+static void dequantize_panel(int format, const uint8_t* codes, const float* scales, int k, int group, float* dst) {
+  for (int k0 = 0; k0 < k; k0 += group, scales += PANEL) {
+    const v128_t s0 = wasm_v128_load(scales), s1 = wasm_v128_load(scales + 4);
+    for (int kk = k0; kk < k0 + group; kk += format == FORMAT_INT8 ? 2 : 4, codes += 16) {
+      const v128_t q = wasm_v128_load(codes);
+      v128_t w0, w1, w2, w3;
+      if (format == FORMAT_INT8) {
+        INT8_PAIRS(q, w0, w1);
+      } else {
+        INT4_PAIRS(q, w0, w1, w2, w3);
+        store_pairs(w2, s0, dst + 2 * PANEL);
+        store_pairs(w3, s1, dst + 2 * PANEL + 4);
+      }
+      store_pairs(w0, s0, dst);
+      store_pairs(w1, s1, dst + 4);
+      dst += format == FORMAT_INT8 ? 2 * PANEL : 4 * PANEL;
+    }
+  }
+}
+
+// k per dequantized slice of a panel (rounded to whole groups; a group larger than this is one slice): 8 KB of
+// float32, in L1 with the row block.
+#define DQ_SLICE 256
+
+// Rows per block that the integer tiles take: all of them (measured on the full-width Qwen3 layer at T = 256,
+// 16 rows per expert: 20% faster than dequantizing each panel once for the float tiles). Blocks with a row that
+// cannot be split dequantize instead.
+#define INT_ROWS ROW_BLOCK
+
+// tile[0 .. rows * PANEL) for panel p of one packed half (`panels` panels at w) in any format; dq: k * PANEL
+// floats of scratch for a dequantized panel; xs, x_scale: the block's rows split by x_split when
+// rows <= INT_ROWS (x_scale null: not split, or a row could not be).
+static inline void panel_tiles(int format, int group, const uint8_t* w, int panels, int p, const float* a,
+                               const float* ap, int lda, int rows, int k, float* tile, float* dq, const int16_t* xs,
+                               const float* x_scale) {
+  if (format == FORMAT_F32) {
+    row_block_tiles(a, ap, lda, rows, (const float*)w + (long)p * k * PANEL, k, tile, k);
+    return;
+  }
+  const int groups = k / group, code_bytes = group_code_bytes(format, group);
+  const uint8_t* codes = w + (long)p * groups * code_bytes;
+  const float* scales = (const float*)(w + (long)panels * groups * code_bytes) + (long)p * groups * PANEL;
+  if (x_scale != 0) {
+    int r = 0;
+    for (; r + 2 <= rows; r += 2) q_tile_int_2(format, xs + 2L * r * k, x_scale + r, codes, scales, k, group, tile + r * PANEL);
+    if (r < rows) q_tile_int_1(format, xs + 2L * r * k, x_scale + r, codes, scales, k, group, tile + r * PANEL);
+    return;
+  }
+  if (rows == 1) {
+    q_tile_1_float(format, a, codes, scales, k, group, tile);
+    return;
+  }
+  // Slices of whole groups, about DQ_SLICE k each, so that the dequantized slice stays in L1 while the row
+  // tiles pass over it; the slices' tiles add up.
+  const int slice_groups = group >= DQ_SLICE ? 1 : DQ_SLICE / group;
+  float* part = dq + (long)(k > DQ_SLICE ? k : DQ_SLICE) * PANEL;
+  for (int g0 = 0; g0 < groups; g0 += slice_groups) {
+    const int ks = g0 * group, len = (g0 + slice_groups <= groups ? slice_groups : groups - g0) * group;
+    dequantize_panel(format, codes + (long)g0 * code_bytes, scales + (long)g0 * PANEL, len, group, dq);
+    float* dst = g0 == 0 ? tile : part;
+    row_block_tiles(a + ks, ap + (long)ks * 4, lda, rows, dq, len, dst, k);
+    if (g0 > 0) {
+      for (int i = 0; i < rows * PANEL; i += 4) {
+        wasm_v128_store(tile + i, wasm_f32x4_add(wasm_v128_load(tile + i), wasm_v128_load(part + i)));
+      }
+    }
+  }
+}
+
+// Splits the block's rows (rows <= INT_ROWS) for the integer tiles: x_scale[r] per row; returns x_scale, or 0
+// (use the float tiles) when the format is float32, the block is larger, or a row cannot be split.
+static inline const float* split_rows(int format, const float* a, int rows, int k, int16_t* xs, float* x_scale) {
+  if (format == FORMAT_F32 || rows > INT_ROWS) return 0;
+  for (int r = 0; r < rows; r++) {
+    x_scale[r] = x_split(a + (long)r * k, k, xs + 2L * r * k);
+    if (x_scale[r] == 0) return 0;
+  }
+  return x_scale;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -257,9 +602,15 @@ static inline v128_t swiglu_f32x4(v128_t g, v128_t u, v128_t s) {
   return wasm_f32x4_mul(wasm_f32x4_mul(silu, u), s);
 }
 
-// Each thread's scratch, at scratch + thread * scratch_floats_per_thread(k): two row-block tiles, then the block's
-// rows packed for tile_4p.
-static inline int scratch_floats(int k) { return 2 * ROW_BLOCK * PANEL + ROW_BLOCK * k; }
+// A dequantized slice (at most max(k, DQ_SLICE) k: a group can exceed DQ_SLICE) and a row block's partial tile.
+static inline int dq_floats(int k) { return (k > DQ_SLICE ? k : DQ_SLICE) * PANEL + ROW_BLOCK * PANEL; }
+
+// Each thread's scratch, at scratch + thread * scratch_floats_per_thread(k): two row-block tiles, the block's rows
+// packed for tile_4p, then (low-bit formats) one dequantized panel, INT_ROWS rows' x_split (2k int16 each) and
+// their scales.
+static inline int scratch_floats(int k) {
+  return 2 * ROW_BLOCK * PANEL + ROW_BLOCK * k + dq_floats(k) + INT_ROWS * k + INT_ROWS;
+}
 EXPORT(scratch_floats_per_thread) int scratch_floats_per_thread(int k) { return scratch_floats(k); }
 
 // Panels [first, last) of this thread's share of `panels`.
@@ -272,25 +623,31 @@ static inline void thread_share(int panels, int thread, int threads, int* first,
 // Entry points (one call per thread; thread 0 of 1 runs everything)
 
 // out[r] = lhs[r] @ W[e] (+ bias[e]) for r in segment e = [offsets[e], offsets[e+1]). lhs [R,k], out [R,n] (rows
-// outside every segment are not written), weights[e] = packed expert e (0 for an empty segment), bias [E,n] or 0,
-// scratch: scratch_floats(k) per thread.
+// outside every segment are not written), weights[e] = packed expert e (0 for an empty segment) in `format` with
+// `group` codes per scale, bias [E,n] or 0, scratch: scratch_floats(k) per thread.
 EXPORT(moe_gemm)
 void moe_gemm(const float* lhs, int k, float* out, int n, const int32_t* offsets, int num_experts,
-              const uint32_t* weights, const float* bias, float* scratch, int thread, int threads) {
+              const uint32_t* weights, const float* bias, int format, int group, float* scratch, int thread,
+              int threads) {
+  const int panels = panel_count(n);
   int first, last;
-  thread_share(panel_count(n), thread, threads, &first, &last);
+  thread_share(panels, thread, threads, &first, &last);
   scratch += (long)thread * scratch_floats(k);
   float* apack = scratch + 2 * ROW_BLOCK * PANEL;
+  float* dq = apack + ROW_BLOCK * k;
+  int16_t* xs = (int16_t*)(dq + dq_floats(k));
+  float* x_scale = dq + dq_floats(k) + INT_ROWS * k;
   for (int e = 0; e < num_experts; e++) {
     const int seg_start = offsets[e], seg_end = offsets[e + 1];
     if (seg_start >= seg_end) continue;
-    const float* w = (const float*)(uintptr_t)weights[e];
+    const uint8_t* w = (const uint8_t*)(uintptr_t)weights[e];
     for (int r0 = seg_start; r0 < seg_end; r0 += ROW_BLOCK) {
       const int rows = seg_end - r0 < ROW_BLOCK ? seg_end - r0 : ROW_BLOCK;
       const float* a = lhs + (long)r0 * k;
       pack_rows(a, k, rows, k, apack);
+      const float* rows_scale = split_rows(format, a, rows, k, xs, x_scale);
       for (int p = first; p < last; p++) {
-        row_block_tiles(a, apack, k, rows, w + (long)p * k * PANEL, k, scratch);
+        panel_tiles(format, group, w, panels, p, a, apack, k, rows, k, scratch, dq, xs, rows_scale);
         const int c0 = p * PANEL;
         const int valid = n - c0 < PANEL ? n - c0 : PANEL;
         const v128_t bias0 = bias ? load_lanes(bias + (long)e * n + c0, valid) : wasm_f32x4_splat(0);
@@ -307,31 +664,36 @@ void moe_gemm(const float* lhs, int k, float* out, int n, const int32_t* offsets
 
 // The up projection with SwiGLU x scale fused: out[r, i] = silu(h[r, i]) * h[r, I + i] * scale[r] where
 // h = lhs @ W[e] (+ bias[e]) over the 2I columns of W[e] (gate half first), packed with halves = 1.
-// out [R, I]; bias [E, 2I] or 0; scale [R] or 0 (1); scratch: scratch_floats(k) per thread.
+// out [R, I]; bias [E, 2I] or 0; scale [R] or 0 (1); format and group as moe_gemm's; scratch: scratch_floats(k)
+// per thread.
 EXPORT(moe_gemm_swiglu)
 void moe_gemm_swiglu(const float* lhs, int k, float* out, int intermediate, const int32_t* offsets,
-                     int num_experts, const uint32_t* weights, const float* bias, const float* scale,
-                     float* scratch, int thread, int threads) {
+                     int num_experts, const uint32_t* weights, const float* bias, int format, int group,
+                     const float* scale, float* scratch, int thread, int threads) {
   const int panels = panel_count(intermediate);
   scratch += (long)thread * scratch_floats(k);
   float* gate_tile = scratch;
   float* up_tile = scratch + ROW_BLOCK * PANEL;
   float* apack = scratch + 2 * ROW_BLOCK * PANEL;
+  float* dq = apack + ROW_BLOCK * k;
+  int16_t* xs = (int16_t*)(dq + dq_floats(k));
+  float* x_scale = dq + dq_floats(k) + INT_ROWS * k;
   const int n = 2 * intermediate;
   int first, last;
   thread_share(panels, thread, threads, &first, &last);
   for (int e = 0; e < num_experts; e++) {
     const int seg_start = offsets[e], seg_end = offsets[e + 1];
     if (seg_start >= seg_end) continue;
-    const float* w = (const float*)(uintptr_t)weights[e];
-    const float* up_w = w + (long)panels * k * PANEL;
+    const uint8_t* w = (const uint8_t*)(uintptr_t)weights[e];
+    const uint8_t* up_w = w + panels_bytes(format, k, group, panels);
     for (int r0 = seg_start; r0 < seg_end; r0 += ROW_BLOCK) {
       const int rows = seg_end - r0 < ROW_BLOCK ? seg_end - r0 : ROW_BLOCK;
       const float* a = lhs + (long)r0 * k;
       pack_rows(a, k, rows, k, apack);
+      const float* rows_scale = split_rows(format, a, rows, k, xs, x_scale);
       for (int p = first; p < last; p++) {
-        row_block_tiles(a, apack, k, rows, w + (long)p * k * PANEL, k, gate_tile);
-        row_block_tiles(a, apack, k, rows, up_w + (long)p * k * PANEL, k, up_tile);
+        panel_tiles(format, group, w, panels, p, a, apack, k, rows, k, gate_tile, dq, xs, rows_scale);
+        panel_tiles(format, group, up_w, panels, p, a, apack, k, rows, k, up_tile, dq, xs, rows_scale);
         const int c0 = p * PANEL;
         const int valid = intermediate - c0 < PANEL ? intermediate - c0 : PANEL;
         v128_t gb0 = wasm_f32x4_splat(0), gb1 = gb0, ub0 = gb0, ub1 = gb0;

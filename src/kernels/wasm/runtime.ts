@@ -12,7 +12,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
-import {singleWasmBase64, threadsWasmBase64} from './moe_kernels_wasm.js';
+import {sharedMemoryFlagOffset, threadsWasmBase64} from './moe_kernels_wasm.js';
 import {registerWeightCacheSweeper} from '../weight_caches.js';
 import {startThreadPool, ThreadPool} from './thread_pool.js';
 import {sweepWasmWeightCache} from './weight_cache.js';
@@ -34,13 +34,16 @@ const ALIGN = 64;
 
 /** The kernels' exports; pointers are byte offsets into the module's memory. */
 export interface MoeWasmExports {
-  packed_expert_floats(k: number, n: number, halves: number): number;
+  packed_expert_bytes(format: number, k: number, n: number, group: number, halves: number): number;
   scratch_floats_per_thread(k: number): number;
   pack_expert(src: number, dst: number, k: number, n: number, transposed: number, halves: number): void;
+  pack_expert_quantized(words: number, scales: number, dst: number, format: number, k: number, n: number,
+                        group: number, transposed: number, halves: number): void;
   moe_gemm(lhs: number, k: number, out: number, n: number, offsets: number, numExperts: number, weights: number,
-           bias: number, scratch: number, thread: number, threads: number): void;
+           bias: number, format: number, group: number, scratch: number, thread: number, threads: number): void;
   moe_gemm_swiglu(lhs: number, k: number, out: number, intermediate: number, offsets: number, numExperts: number,
-                  weights: number, bias: number, scale: number, scratch: number, thread: number, threads: number): void;
+                  weights: number, bias: number, format: number, group: number, scale: number, scratch: number,
+                  thread: number, threads: number): void;
 }
 
 /** Entry points a pool thread can run: every one takes (..., thread, threads) last. */
@@ -222,7 +225,9 @@ function initialise(): void {
     return;
   }
   const variant = canShareMemory() ? 'threads' : 'single';
-  const bytes = decodeBase64(variant === 'threads' ? threadsWasmBase64 : singleWasmBase64);
+  const bytes = decodeBase64(threadsWasmBase64);
+  // The single build is the threads build with a plain (not shared) memory import (scripts/build-wasm.mjs).
+  if (variant === 'single') bytes[sharedMemoryFlagOffset] &= ~2;
   if (!WebAssembly.validate(bytes)) {
     unavailable = 'this WebAssembly engine does not support 128-bit SIMD (the module does not validate)';
     return;

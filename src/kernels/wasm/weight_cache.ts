@@ -9,13 +9,29 @@ import * as tf from '@tensorflow/tfjs-core';
 
 import {existingRuntime, WasmRuntime} from './runtime.js';
 
-/** How an expert is packed: plain panels over N, or the two halves (gate, up) padded apart for the SwiGLU GEMM. */
+/** The kernels' format codes (moe_kernels.c FORMAT_*). */
+export const WASM_FORMATS = {float32: 0, int8: 1, int4: 2} as const;
+export type WasmFormat = keyof typeof WASM_FORMATS;
+
+/**
+ * How an expert is packed: plain panels over N, or the two halves (gate, up) padded apart for the SwiGLU GEMM;
+ * float32, or int8 / symmetric int4 codes with `group` codes per scale along K.
+ */
 export interface PackLayout {
   k: number;
   n: number;
   transposed: boolean;
   halves: boolean;
+  format: WasmFormat;
+  /** Codes per scale (a multiple of 4 dividing k); 0 for float32. */
+  group: number;
 }
+
+/**
+ * Where an expert's weights come from: float32 [E,K,N] (or [E,N,K]), or a packed format's int32 code words and
+ * float32 scales (docs/formats.md section 2; each expert's words and scales are contiguous in both layouts).
+ */
+export type ExpertSource = {weights: Float32Array} | {words: Int32Array, scales: Float32Array};
 
 interface Entry extends PackLayout {
   dataId: object;
@@ -33,7 +49,8 @@ let residentBytes = 0;
 let clock = 0;
 
 function sameLayout(e: Entry, layout: PackLayout): boolean {
-  return e.k === layout.k && e.n === layout.n && e.transposed === layout.transposed && e.halves === layout.halves;
+  return e.k === layout.k && e.n === layout.n && e.transposed === layout.transposed && e.halves === layout.halves &&
+      e.format === layout.format && e.group === layout.group;
 }
 
 function freeEntry(rt: WasmRuntime, e: Entry): void {
@@ -84,23 +101,48 @@ function makeRoom(rt: WasmRuntime, bytes: number, now: number): boolean {
   return true;
 }
 
+/** Copies expert x of `source` into wasm memory at `staging` and packs it at dst. */
+function packExpert(rt: WasmRuntime, source: ExpertSource, numExperts: number, layout: PackLayout, x: number,
+                    staging: number, dst: number): void {
+  const transposed = layout.transposed ? 1 : 0, halves = layout.halves ? 1 : 0;
+  if ('weights' in source) {
+    const per = source.weights.length / numExperts;
+    rt.f32(staging, per).set(source.weights.subarray(x * per, (x + 1) * per));
+    rt.exports.pack_expert(staging, dst, layout.k, layout.n, transposed, halves);
+    return;
+  }
+  const words = source.words.length / numExperts, scales = source.scales.length / numExperts;
+  const scalesAt = staging + Math.ceil(words / 16) * 64;
+  rt.i32(staging, words).set(source.words.subarray(x * words, (x + 1) * words));
+  rt.f32(scalesAt, scales).set(source.scales.subarray(x * scales, (x + 1) * scales));
+  rt.exports.pack_expert_quantized(staging, scalesAt, dst, WASM_FORMATS[layout.format], layout.k, layout.n,
+                                   layout.group, transposed, halves);
+}
+
+/** Bytes of staging one expert of `source` needs. */
+function stagingBytes(source: ExpertSource, numExperts: number): number {
+  if ('weights' in source) return source.weights.length / numExperts * 4;
+  return Math.ceil(source.words.length / numExperts / 16) * 64 + source.scales.length / numExperts * 4;
+}
+
 /**
- * Offsets of the packed experts of `weights` (the tensor [E,K,N] or [E,N,K] behind `dataId`) that have rows in
- * `offsets` (0 for the others), packing the missing ones; null when they do not fit (the caller runs the JS kernel).
+ * Offsets of the packed experts of `source` (the tensor behind `dataId`) that have rows in `offsets` (0 for the
+ * others), packing the missing ones; null when they do not fit (the caller runs the JS kernel).
  */
-export function packedExperts(rt: WasmRuntime, backend: unknown, dataId: object, weights: Float32Array,
+export function packedExperts(rt: WasmRuntime, backend: unknown, dataId: object, source: ExpertSource,
                               numExperts: number, layout: PackLayout, offsets: Int32Array): Uint32Array | null {
   sweep(rt);
   const now = ++clock;
   let entry = entries.find(e => e.dataId === dataId && sameLayout(e, layout));
   if (entry == null) {
-    const bytesPerExpert = rt.exports.packed_expert_floats(layout.k, layout.n, layout.halves ? 1 : 0) * 4;
+    const bytesPerExpert = rt.exports.packed_expert_bytes(WASM_FORMATS[layout.format], layout.k, layout.n,
+                                                          layout.group, layout.halves ? 1 : 0);
     entry = {...layout, dataId, backend, numExperts, bytesPerExpert, offsets: new Uint32Array(numExperts),
       lastUse: new Float64Array(numExperts)};
     entries.push(entry);
   }
   const result = new Uint32Array(numExperts);
-  const expertFloats = layout.k * layout.n;
+  const expertBytes = stagingBytes(source, numExperts);
   let staging = 0;
   try {
     for (let x = 0; x < numExperts; x++) {
@@ -113,17 +155,16 @@ export function packedExperts(rt: WasmRuntime, backend: unknown, dataId: object,
         residentBytes += entry.bytesPerExpert;
         entry.offsets[x] = dst;
         if (staging === 0) {
-          const s = rt.alloc(expertFloats * 4);
+          const s = rt.alloc(expertBytes);
           if (s == null) return null;
           staging = s;
         }
-        rt.f32(staging, expertFloats).set(weights.subarray(x * expertFloats, (x + 1) * expertFloats));
-        rt.exports.pack_expert(staging, dst, layout.k, layout.n, layout.transposed ? 1 : 0, layout.halves ? 1 : 0);
+        packExpert(rt, source, numExperts, layout, x, staging, dst);
       }
       result[x] = entry.offsets[x];
     }
   } finally {
-    if (staging !== 0) rt.release(staging, expertFloats * 4);
+    if (staging !== 0) rt.release(staging, expertBytes);
   }
   return result;
 }
