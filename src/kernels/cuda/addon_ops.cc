@@ -66,13 +66,19 @@ napi_value SetTuning(napi_env env, napi_callback_info info) {
       throw ArgError("setTuning: argument 'gemmTiles' must be a string");
     }
     const std::string tiles(buf, len);
-    if (tiles != "default" && tiles != "previous") {
-      throw ArgError("setTuning: argument 'gemmTiles' must be 'default' or 'previous', got '" + tiles + "'");
+    if (tiles != "default" && tiles != "previous" && tiles != "stream" && tiles != "stream8" && tiles != "mma32") {
+      throw ArgError("setTuning: argument 'gemmTiles' must be 'default', 'previous', 'stream', 'stream8' or 'mma32', "
+                     "got '" + tiles + "'");
     }
+    const moe::DecodeGemm decode = tiles == "stream"  ? moe::DecodeGemm::kStream4
+                                 : tiles == "stream8" ? moe::DecodeGemm::kStream8
+                                 : tiles == "mma32"   ? moe::DecodeGemm::kMma32
+                                                      : moe::DecodeGemm::kMma;
     moe::Tuning& t = moe::tuning();
-    if (t.pdl != pdl || t.previousTiles != (tiles == "previous")) {
+    if (t.pdl != pdl || t.previousTiles != (tiles == "previous") || t.decodeGemm != decode) {
       t.pdl = pdl;
       t.previousTiles = tiles == "previous";
+      t.decodeGemm = decode;
       t.generation++;
     }
     napi_value u;

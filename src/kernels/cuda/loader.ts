@@ -61,15 +61,17 @@ export interface CudaAddon {
   combine(y: Float32Array, R: number, D: number, rowMap: Int32Array, weights: Float32Array, ids: Int32Array, T: number,
           k: number, E: number, bias: Float32Array | null, weightsApplied: boolean,
           identityInput: Float32Array | null): Float32Array;
-  layerCreate(config: Record<string, unknown>, weights: Record<string, Float32Array | null | undefined>): object;
+  layerCreate(config: Record<string, unknown>, weights: Record<string, unknown>): object;
   setTuning(tuning: {pdl: boolean, gemmTiles: string}): void;
   /** output: how y reaches the host (CudaHostOutput in cuda_fused_moe.ts). */
+  /** out: for 'staged', a Float32Array of T * H that y is written into (returned as output), or null for a new one. */
   layerForward(handle: object, x: Float32Array, T: number, useGraph: boolean, wantIds: boolean,
-               output: 'staged' | 'pinned' | 'pageable'): {output: Float32Array, topkIds?: Int32Array};
+               output: 'staged' | 'pinned' | 'pageable', out: Float32Array | null): {output: Float32Array, topkIds?: Int32Array};
   layerForwardDevice(handle: object, x: object, useGraph: boolean, wantIds: boolean): {output: object, topkIds?: Int32Array};
-  layerLastTimings(handle: object): {uploadHostMs: number, waitMs: number, copyOutMs: number};
+  layerLastTimings(handle: object): {uploadHostMs: number, waitMs: number, copyOutMs: number, allocMs: number};
   activationUpload(x: Float32Array, rows: number, cols: number): object;
-  activationDownload(activation: object): Float32Array;
+  /** out: a Float32Array of rows * cols to download into (returned), or null for a new one. */
+  activationDownload(activation: object, out: Float32Array | null): Float32Array;
   activationDispose(activation: object): void;
   hostCopyBandwidth(bytes: number, iters: number):
       {pinnedH2D: number, pinnedD2H: number, pageableH2D: number, pageableD2H: number};

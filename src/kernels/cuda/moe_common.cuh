@@ -108,9 +108,14 @@ __device__ __forceinline__ void awaitPredecessor() {
 // Switches set by the addon's setTuning entry point from the tfjs flags MOE_CUDA_PDL and MOE_CUDA_GEMM_TILES
 // (kernels/cuda/flags_cuda.ts), kept for A/B timing. `generation` counts changes: a layer drops the CUDA graphs
 // it captured under other settings.
+// The half-precision GEMM at decode sizes: 16-row tensor-core tiles 64 columns wide (default: faster on the H200
+// than streaming, BENCHMARKS.md) or 32 wide (twice the blocks: A/B), or the weight-streaming kernel with 4 or 8
+// columns per warp (which also reads int4 copies: W4A16).
+enum class DecodeGemm : int { kMma = 0, kStream4 = 1, kStream8 = 2, kMma32 = 3 };
 struct Tuning {
   bool pdl = true;             // programmatic dependent launch in the layer at decode sizes
-  bool previousTiles = false;  // the GEMM tile choice from before the 128x256 prefill tiles
+  bool previousTiles = false;  // the GEMM tile choice from before the 128x256 prefill tiles (and the streaming GEMM)
+  DecodeGemm decodeGemm = DecodeGemm::kMma;
   int generation = 0;
 };
 inline Tuning& tuning() {

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
@@ -18,6 +19,9 @@ int roundUp(int v, int m) { return (v + m - 1) / m * m; }
 
 // Up to this many tokens the layer's kernels are launched with programmatic dependent launch (see enqueue).
 constexpr int kPdlMaxTokens = 32;
+// The down GEMM is token-owned (combine fused) while R * this <= E: then the T*k pairs hit almost only distinct
+// experts (T = 1, 2 at E = 128, k = 8), so streaming each pair's expert reads hardly any weight twice.
+constexpr long long kTokenOwnedDownFactor = 8;
 
 void require(bool ok, const std::string& what) {
   if (!ok) throw std::invalid_argument("FusedMoE cuda: " + what);
@@ -116,11 +120,53 @@ MoeLayer::MoeLayer(const LayerConfig& cfg, const LayerWeights& w, cudaStream_t s
       packStacked(fc1T_, w.fc1LatentProjWeight, 1, H, L, L, H, 0, elem, stream_);
       packStacked(fc2T_, w.fc2LatentProjWeight, 1, L, H, H, L, 0, elem, stream_);
     }
+    // int4 copies when the streaming kernel can read them: K and the groups in whole 32-code chunks.
+    auto int4Fits = [&](const Int4Weight& q, int Kout) {
+      return elem != DType::kFloat32 && q.codes && q.scales && q.groupSize > 0 && q.groupSize % 32 == 0 &&
+             Kout % 32 == 0;
+    };
+    if (int4Fits(w.upGateProjInt4, D_) && int4Fits(w.downProjInt4, intermediatePadded_) && D_ % 8 == 0 && I % 8 == 0) {
+      packInt4(upGateQ_, w.upGateProjInt4, E, D_, 2 * I, 2 * intermediatePadded_, D_, group_);
+      packInt4(downQ_, w.downProjInt4, E, I, D_, D_, intermediatePadded_, 0);
+    }
     if (S > 0) {
       packStacked(sharedUpGate_, w.sharedUpGateProjWeight, 1, H, 2 * S, 2 * sharedPadded_, H, group_, elem, stream_);
       packStacked(sharedDown_, w.sharedDownProjWeight, 1, S, H, H, sharedPadded_, 0, elem, stream_);
     }
     MOE_CUDA(cudaStreamSynchronize(stream_));
+  }
+}
+
+// [count][ceil(K/8)][N] codes and [count][G][N] scales / zeros -> [count][Nout][Kout/8] and [count][Nout][Kout/gs],
+// output row n reading source column packColumn(n, N, group) (group 0: n itself). Rows past the source, and the
+// words and groups past K, are zero codes with scale 0 (value 0 whatever the zero point). K % 8 == 0 here, so no
+// source word mixes real and padding codes.
+void MoeLayer::packInt4(Int4Device& dst, const Int4Weight& src, int count, int K, int N, int Nout, int Kout,
+                        int group) {
+  const int gs = src.groupSize, kw = K / 8, kwOut = Kout / 8, g = ceilDiv(K, gs), gOut = ceilDiv(Kout, gs);
+  std::vector<int32_t> codes(static_cast<size_t>(count) * Nout * kwOut, 0);
+  std::vector<float> scales(static_cast<size_t>(count) * Nout * gOut, 0.f);
+  std::vector<float> zeros(src.zeros ? scales.size() : 0, 0.f);
+  for (int e = 0; e < count; e++) {
+    for (int n = 0; n < Nout; n++) {
+      const int col = group > 0 ? packColumn(n, N, group) : (n < N ? n : -1);
+      if (col < 0) continue;
+      const size_t row = static_cast<size_t>(e) * Nout + n;
+      for (int w = 0; w < kw; w++) codes[row * kwOut + w] = src.codes[(static_cast<size_t>(e) * kw + w) * N + col];
+      for (int q = 0; q < g; q++) {
+        scales[row * gOut + q] = src.scales[(static_cast<size_t>(e) * g + q) * N + col];
+        if (src.zeros) zeros[row * gOut + q] = src.zeros[(static_cast<size_t>(e) * g + q) * N + col];
+      }
+    }
+  }
+  dst.groupSize = gs;
+  dst.codes.ensure(codes.size() * 4);
+  MOE_CUDA(cudaMemcpy(dst.codes.as(), codes.data(), codes.size() * 4, cudaMemcpyHostToDevice));
+  dst.scales.ensure(scales.size() * 4);
+  MOE_CUDA(cudaMemcpy(dst.scales.as(), scales.data(), scales.size() * 4, cudaMemcpyHostToDevice));
+  if (!zeros.empty()) {
+    dst.zeros.ensure(zeros.size() * 4);
+    MOE_CUDA(cudaMemcpy(dst.zeros.as(), zeros.data(), zeros.size() * 4, cudaMemcpyHostToDevice));
   }
 }
 
@@ -136,7 +182,9 @@ void MoeLayer::dropGraphs() {
 
 size_t MoeLayer::residentBytes() const {
   return gateT_.bytes() + gateBias_.bytes() + routerBias_.bytes() + upGate_.bytes() + upGateBias_.bytes() + down_.bytes() +
-         downBias_.bytes() + fc1T_.bytes() + fc2T_.bytes() + sharedUpGate_.bytes() + sharedDown_.bytes();
+         downBias_.bytes() + fc1T_.bytes() + fc2T_.bytes() + sharedUpGate_.bytes() + sharedDown_.bytes() +
+         upGateQ_.codes.bytes() + upGateQ_.scales.bytes() + upGateQ_.zeros.bytes() + downQ_.codes.bytes() +
+         downQ_.scales.bytes() + downQ_.zeros.bytes();
 }
 
 void MoeLayer::ensureWorkspace(int T) {
@@ -290,6 +338,14 @@ void MoeLayer::enqueue(int T) {
   up.group = group_;
   up.epilogue = Epilogue::kSwiglu;
   up.rowsPerSegmentHint = hint;
+  auto useInt4 = [](GemmProblem& g, const Int4Device& q) {
+    if (!q.present()) return;
+    g.bInt4 = q.codes.as<int32_t>();
+    g.bScales = q.scales.as<float>();
+    g.bZeros = q.zeros.bytes() ? q.zeros.as<float>() : nullptr;
+    g.groupSize = q.groupSize;
+  };
+  useInt4(up, upGateQ_);
   launchGroupedGemm(up, stream_);
 
   mark("up_gate GEMM + SwiGLU");
@@ -308,14 +364,33 @@ void MoeLayer::enqueue(int T) {
   dn.N = D_;
   dn.K = intermediatePadded_;
   dn.epilogue = Epilogue::kStore;
-  launchGroupedGemm(dn, stream_);
-
-  mark("down GEMM");
-  // 6. combine (+ weighted down bias, + w * x for identity experts), then the latent fc2
+  dn.bInt4 = nullptr;
+  useInt4(dn, downQ_);
   float* routedOut = cfg_.latent > 0 ? latentF_.as<float>() : out;
-  launchCombine(y_.as<float>(), R, D_, perm.rowMap, weights, ids, T, k, E,
-                cfg_.withBias ? downBias_.as<float>() : nullptr, weightsApplied, cfg_.zeroExperts > 0 ? x : nullptr,
-                routedOut, stream_);
+  // 6. combine (+ weighted down bias, + w * x for identity experts), then the latent fc2. At the fewest tokens (each expert's weights read by
+  // one token) the down GEMM is token-owned and does the combine itself: one kernel and no [R, D] round trip.
+  GemmProblem owned = dn;
+  owned.epilogue = Epilogue::kCombine;
+  owned.M = T;
+  owned.C = routedOut;
+  owned.bias = cfg_.withBias ? downBias_.as<float>() : nullptr;
+  owned.pairRow = perm.rowMap;
+  owned.pairExpert = ids;
+  owned.pairWeight = weights;
+  owned.topK = k;
+  owned.aRows = R;
+  owned.weightsApplied = weightsApplied;
+  owned.identityX = cfg_.zeroExperts > 0 ? x : nullptr;
+  if (half && static_cast<long long>(R) * kTokenOwnedDownFactor <= E && combineInGemmSupported(owned)) {
+    launchGroupedGemm(owned, stream_);
+    mark("down GEMM");
+  } else {
+    launchGroupedGemm(dn, stream_);
+    mark("down GEMM");
+    launchCombine(y_.as<float>(), R, D_, perm.rowMap, weights, ids, T, k, E,
+                  cfg_.withBias ? downBias_.as<float>() : nullptr, weightsApplied, cfg_.zeroExperts > 0 ? x : nullptr,
+                  routedOut, stream_);
+  }
   if (cfg_.latent > 0) {
     const void* a = routedOut;
     if (half) {
@@ -438,19 +513,22 @@ void MoeLayer::forward(const float* x, int T, float* out, int* ids, bool useGrap
   }
   const auto t1 = Clock::now();
   run(T, useGraph);
-  float* landing = copy == HostCopy::kStaged ? static_cast<float*>(outStaging_.ensure(bytes)) : out;
-  MOE_CUDA(cudaMemcpyAsync(landing, dOut_.as(), bytes, cudaMemcpyDeviceToHost, stream_));
   if (ids) {
     MOE_CUDA(cudaMemcpyAsync(ids, ids_.as(), static_cast<size_t>(T) * cfg_.topK * sizeof(int),
                              cudaMemcpyDeviceToHost, stream_));
   }
-  MOE_CUDA(cudaStreamSynchronize(stream_));
+  if (copy == HostCopy::kPageable) {
+    MOE_CUDA(cudaMemcpyAsync(out, dOut_.as(), bytes, cudaMemcpyDeviceToHost, stream_));
+    MOE_CUDA(cudaStreamSynchronize(stream_));
+  } else {
+    // Sliced: the output's pages are faulted in while the kernels run, each slice copied out once it landed.
+    void* landing = copy == HostCopy::kStaged ? outStaging_.ensure(bytes) : out;
+    download_.run(out, dOut_.as(), bytes, landing, stream_);
+  }
   const auto t2 = Clock::now();
-  if (landing != out) parallelCopy(out, landing, bytes);
-  const auto t3 = Clock::now();
   timings_.uploadHostMs = std::chrono::duration<double, std::milli>(t1 - t0).count();
   timings_.waitMs = std::chrono::duration<double, std::milli>(t2 - t1).count();
-  timings_.copyOutMs = std::chrono::duration<double, std::milli>(t3 - t2).count();
+  timings_.copyOutMs = 0;
 }
 
 void MoeLayer::forwardDevice(const float* x, int T, float* out, int* ids, bool useGraph) {

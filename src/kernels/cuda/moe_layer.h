@@ -41,6 +41,15 @@ struct LayerConfig {
   DType compute = DType::kFloat32;
 };
 
+// An int4 expert weight as docs/formats.md stores it in the [E, K, N] layout: codes int32 [E][ceil(K/8)][N],
+// scales float32 [E][G][N], zero points (same shape) or null (8), G = ceil(K / groupSize).
+struct Int4Weight {
+  const int32_t* codes = nullptr;
+  const float* scales = nullptr;
+  const float* zeros = nullptr;
+  int groupSize = 0;
+};
+
 // Host float32 arrays in the layer's (FastDeploy, [in, out]) layouts; absent ones are null.
 struct LayerWeights {
   const float* gateWeight = nullptr;          // [H, E+Z]
@@ -55,13 +64,16 @@ struct LayerWeights {
   const float* sharedUpGateProjWeight = nullptr;  // [H, 2S]
   const float* sharedDownProjWeight = nullptr;    // [S, H]
   const float* sharedExpertGateWeight = nullptr;  // [H]
+  // Optional int4 copies of the expert weights (half compute dtypes): the decode GEMMs stream these (W4A16); the
+  // float32 arrays above (their dequantized values) still feed the tensor-core paths.
+  Int4Weight upGateProjInt4, downProjInt4;
 };
 
 // Where the host time of the last forward went (milliseconds, steady clock), for the end-to-end benchmark.
 struct ForwardTimings {
   double uploadHostMs = 0;  // until the input's copy was enqueued (staging memcpy included)
   double waitMs = 0;        // from then until the output was in host memory (kernels and download)
-  double copyOutMs = 0;     // the output's copy from pinned staging into the caller's array (kStaged)
+  double copyOutMs = 0;     // 0 since the copy-out overlaps the download (part of waitMs)
 };
 
 // How a host forward moves y (x always goes through pinned staging unless kPageable): kStaged downloads into a
@@ -113,6 +125,13 @@ class MoeLayer {
 
   // resident weights
   DeviceBuffer gateT_, gateBias_, routerBias_, upGate_, upGateBias_, down_, downBias_, fc1T_, fc2T_, sharedUpGate_, sharedDown_;
+  // int4 copies for the streaming GEMM, columns in the packed order of upGate_ / down_ (see packInt4)
+  struct Int4Device {
+    DeviceBuffer codes, scales, zeros;
+    int groupSize = 0;
+    bool present() const { return codes.bytes() > 0; }
+  } upGateQ_, downQ_;
+  void packInt4(Int4Device& dst, const Int4Weight& src, int count, int K, int N, int Nout, int Kout, int group);
   // workspace, sized for capT_ tokens; xCompute_: x in the compute dtype (bf16/f16 runs), sharedHidden_: the shared
   // expert's SwiGLU output
   int capT_ = -1;
@@ -121,6 +140,7 @@ class MoeLayer {
   std::map<int, cudaGraphExec_t> graphs_;
   int graphsTuning_ = 0;  // tuning().generation the graphs were captured under
   PinnedStaging staging_, outStaging_;
+  SlicedDownload download_;
   ForwardTimings timings_;
   std::vector<std::pair<std::string, cudaEvent_t>>* marks_ = nullptr;
 };
