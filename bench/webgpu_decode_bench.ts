@@ -4,7 +4,8 @@
  * in ONE run:
  *  - throughput (n forwards queued, one read), JavaScript enqueue time per forward, latency (forward + await data())
  *    at T = 1, 2, 4, 8, 16, 32 (the crossover), and the layer at T = 256 and 4096 (the op chain either way);
- *  - GPU time per program (timestamp queries: tf.time for the chain, timeDecodePrograms for ours) at T = 1 and 16;
+ *  - GPU time per program (timestamp queries: tf.time for the chain, timeDecodePrograms for ours) at T = 1, 2 and
+ *    16; at T <= 2 the folded variant (3 programs: routing inside upGate) against the 4 programs;
  *  - programs per forward (tfjs's runWebGPUProgram calls + our dispatches);
  *  - the decode tiles (setWebGPUDecodeTiles) at T = 1 and 16;
  *  - a 48-layer stack of such layers (distinct weights, all resident) decoding one token at a time: ms/token with
@@ -307,7 +308,7 @@ async function main(): Promise<void> {
       row.programsAfter = programsPerForward(apply);
     }
     say(`T=${T} ${JSON.stringify(row)}`);
-    if (T === 1 || T === 16) {
+    if (T === 1 || T === 2 || T === 16) {
       setWebGPUDecodeMaxTokens(0);
       const profile = await tf.time(() => { apply().dispose(); });
       row.gpuBefore = {kernelMs: profile.kernelMs,
@@ -334,20 +335,41 @@ async function main(): Promise<void> {
         whole.push((await timeDecodePrograms(() => { apply().dispose(); }, 4, true))[0][1]);
       }
       row.gpuAfterWholeForwardMs = median(whole);
-      // The route program's top-k variants on the table's other tiles (per program, and the whole forward in one
-      // pass). Batch C: the route program's time does not follow its algorithm at T = 1 (BENCHMARKS.md).
-      const byRoute: Record<string, unknown> = {};
-      for (const routeTopk of ['rounds', 'rank'] as const) {
-        setWebGPUDecodeTiles({...tunedDecodeTiles({T, H, I, E, K}), routeTopk});
-        const wholeR: number[] = [];
-        for (let r = 0; r < (QUICK ? 1 : 9); r++) {
-          wholeR.push((await timeDecodePrograms(() => { apply().dispose(); }, 4, true))[0][1]);
+      // The folded variant (routing inside upGate, 3 programs) against the 4 programs on the table's tiles:
+      // throughput interleaved, GPU time per program and of the whole forward in one pass (issue 14, batch D).
+      if (T <= 2) {
+        const byFold: Record<string, Record<string, unknown>> = {};
+        const variants = {fourPrograms: false, folded: true};
+        const thr: Record<string, Timing[]> = {};
+        for (let r = 0; r < 3; r++) {
+          for (const [name, fold] of Object.entries(variants)) {
+            setWebGPUDecodeTiles({...tunedDecodeTiles({T, H, I, E, K}), fold});
+            (thr[name] ??= []).push(await timeIt(apply, n, 5));
+          }
         }
-        byRoute[routeTopk] = {...(await perProgramMs()), wholeForward: median(wholeR)};
+        for (const [name, fold] of Object.entries(variants)) {
+          setWebGPUDecodeTiles({...tunedDecodeTiles({T, H, I, E, K}), fold});
+          const wholeF: number[] = [];
+          for (let r = 0; r < (QUICK ? 1 : 9); r++) {
+            wholeF.push((await timeDecodePrograms(() => { apply().dispose(); }, 4, true))[0][1]);
+          }
+          const a = apply(), got = await a.data();
+          setWebGPUDecodeMaxTokens(0);
+          const b = apply(), want = await b.data();
+          setWebGPUDecodeMaxTokens(32);
+          tf.dispose([a, b]);
+          let maxDiff = 0, maxRef = 0;
+          for (let i = 0; i < want.length; i++) {
+            maxDiff = Math.max(maxDiff, Math.abs(got[i] - want[i]));
+            maxRef = Math.max(maxRef, Math.abs(want[i]));
+          }
+          byFold[name] = {...(await perProgramMs()), wholeForward: median(wholeF), programs: programsPerForward(apply),
+            throughputMs: median(thr[name].map(t => t.throughputMs)), vsChainRelDiff: maxDiff / maxRef};
+        }
+        setWebGPUDecodeTiles(null);
+        row.gpuByFold = byFold;
+        say(`T=${T} GPU by fold ${JSON.stringify(byFold)}`);
       }
-      setWebGPUDecodeTiles(null);
-      row.gpuByRouteTopk = byRoute;
-      say(`T=${T} GPU by routeTopk ${JSON.stringify(byRoute)}`);
       say(`T=${T} GPU before ${JSON.stringify(row.gpuBefore)} after (run 2 tiles) ${
           JSON.stringify(row.gpuAfterRun2Tiles)} after ${JSON.stringify(row.gpuAfter)} whole forward ${
           row.gpuAfterWholeForwardMs}`);

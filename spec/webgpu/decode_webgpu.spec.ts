@@ -184,7 +184,58 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
        }
      }, SLOW_MS);
 
+  // The folded variant: routing inside every upGate workgroup, three programs; the same float64 reference, ties,
+  // NaN rows, noaux_tc, correction bias, probInAdvance, biases and shared experts.
+  const FOLDED: Array<[string, FusedMoEArgs, number, number[]]> = [
+    ['greedy, renormalized', {numExperts: 6, topK: 2, moeIntermediateSize: 8}, 16, [1, 2]],
+    ['noaux_tc, correction bias, scaling', {numExperts: 6, topK: 2, moeIntermediateSize: 4, topkMethod: 'noaux_tc',
+      nGroup: 3, topkGroup: 2, routedScalingFactor: 2.5, useCorrectionBias: true}, 8, [1, 2]],
+    ['probInAdvance, biases, gated shared expert', {numExperts: 7, topK: 3, moeIntermediateSize: 4, withBias: true,
+      probInAdvance: true, renormalize: false, sharedExpertIntermediateSize: 8, sharedExpertGate: true}, 12, [1, 2]],
+    ['300 experts', {numExperts: 300, topK: 4, moeIntermediateSize: 4}, 4, [1]],
+    // 9 storage bindings (with x and the output): above WebGPU's default limit of 8, the four programs run.
+    ['biases, shared expert and a correction bias (9 bindings)', {numExperts: 7, topK: 3, moeIntermediateSize: 4,
+      withBias: true, useCorrectionBias: true, sharedExpertIntermediateSize: 8}, 8, [1]],
+  ];
+  const FOLD_TILES = {upNv: 8, upKs: 32, downNv: 4, downKs: 64, fold: true};
+  for (const [label, args, H, Ts] of FOLDED) {
+    it(`folded (3 programs where they fit): ${label} matches the float64 reference`, async () => {
+      const rand = rng(label.length * 7 + H);
+      const baseline = tf.memory().numTensors;
+      const {layer, data} = randomLayer({...args, backend: 'webgpu'}, H, rand);
+      const bindings = 3 + 1 + (args.withBias ? 1 : 0) + (args.sharedExpertIntermediateSize ? 1 : 0) +
+          (args.useCorrectionBias ? 1 : 0) + 2;
+      const limit = (tf.backend() as unknown as {device: {limits: {maxStorageBuffersPerShaderStage: number}}})
+          .device.limits.maxStorageBuffersPerShaderStage;
+      const programsPerForward = bindings <= limit ? 3 : 4;
+      try {
+        internal.setWebGPUDecodeTiles(FOLD_TILES);
+        for (const T of Ts) {
+          for (const pass of [0, 1]) {
+            const x = randn(rand, T * H);
+            const input = tf.tensor2d(x, [T, H]);
+            const dispatched = internal.decodeDispatchCount();
+            const out = layer.apply(input) as tf.Tensor;
+            expect(internal.decodeDispatchCount() - dispatched).withContext('decode programs per forward')
+                .toBe(programsPerForward);
+            const got = await out.data();
+            tf.dispose([input, out]);
+            const err = relError(got, referenceOutput(layer.options, data, x, T, H));
+            recordError(`webgpu decode folded: ${label}`, err);
+            expect(err).withContext(`T = ${T}, call ${pass}`).toBeLessThan(TOLERANCE);
+          }
+        }
+      } finally {
+        internal.setWebGPUDecodeTiles(null);
+        layer.dispose();
+      }
+      expect(tf.memory().numTensors).toBe(baseline);
+    }, SLOW_MS);
+  }
+
   it('rejects bad settings with an error naming the argument', () => {
+    expect(() => internal.setWebGPUDecodeTiles({upNv: 8, upKs: 32, downNv: 4, downKs: 64,
+      fold: 1 as unknown as boolean})).toThrowError(/fold must be a boolean, got 1/);
     expect(() => moe.setWebGPUDecodeMaxTokens(33)).toThrowError(/argument 'n' must be an integer in \[0, 32\], got 33/);
     expect(() => moe.setWebGPUDecodeMaxTokens(1.5)).toThrowError(/argument 'n'/);
     expect(() => internal.setWebGPUDecodeTiles({upNv: 8, upKs: 16, downNv: 4, downKs: 64}))
@@ -199,7 +250,7 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
         .toThrowError(/routeLanes must be a power of two in \[1, 256\], got 3/);
   });
 
-  it('breaks routing ties toward the lower expert and treats a NaN token like the op chain does', async () => {
+  it('breaks routing ties toward the lower expert and treats a NaN token like the op chain does (also folded)', async () => {
     // The shape of the first case (its pipelines are compiled already).
     const rand = rng(31337);
     const H = 16, T = 3, E = 6;
@@ -227,13 +278,15 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
     const chained = await run(withNaN);
     moe.setWebGPUDecodeMaxTokens(defaultMaxTokens);
     // The route program's top-k both ways: K rounds of a lane arg-max, and by rank (with two lanes per token).
-    const variants = [null, {upNv: 8, upKs: 32, downNv: 4, downKs: 64, routeTopk: 'rank' as const, routeLanes: 2}];
+    // And folded: every upGate workgroup routes with the same code (3 programs).
+    const variants: Array<internal.DecodeTilesOverride | null> = [null, {upNv: 8, upKs: 32, downNv: 4, downKs: 64, routeTopk: 'rank' as const, routeLanes: 2},
+                      FOLD_TILES];
     try {
       for (const tiles of variants) {
         internal.setWebGPUDecodeTiles(tiles);
         const dispatched = internal.decodeDispatchCount();
         const tied = await run(x);
-        expect(internal.decodeDispatchCount() - dispatched).toBe(4);
+        expect(internal.decodeDispatchCount() - dispatched).toBe(tiles?.fold === true ? 3 : 4);
         expect(relError(tied, referenceOutput(layer.options, data, x, T, H))).withContext(JSON.stringify(tiles))
             .toBeLessThan(TOLERANCE);
         const decoded = await run(withNaN);

@@ -24,7 +24,8 @@ import {isQuantizedExpertWeights} from '../../../executor/expert_weights.js';
 import type {FusedMoEOptions, FusedMoEWeights} from '../../../executor/layer_schema.js';
 import {maxStorageBindingBytes} from '../expert_ranges.js';
 import {MOE_WEBGPU_DECODE_MAX_TOKENS, MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES} from '../flags_webgpu.js';
-import {DecodeShape, DecodeTiles, decodeLayout, downBindings, downCode, downDispatch, gemmSharedBytes, routeCode,
+import {DecodeShape, DecodeTiles, decodeLayout, downBindings, downCode, downDispatch, foldedSharedBytes,
+  gemmSharedBytes, routeCode,
   routerDispatch, routerLogitsCode, routeSharedBytes, upGateBindings, upGateCode, upGateDispatch}
   from './decode_programs.js';
 import {tunedDecodeTiles} from './decode_tuning.js';
@@ -37,7 +38,7 @@ type GPUPipelineLike = any;
 type GPULayoutLike = any;
 interface GPUDeviceLike {
   limits: {maxComputeWorkgroupStorageSize: number, maxStorageBufferBindingSize: number,
-    maxComputeWorkgroupsPerDimension: number};
+    maxComputeWorkgroupsPerDimension: number, maxStorageBuffersPerShaderStage: number};
   createBuffer(d: {size: number, usage: number}): GPUBufferLike;
   createBindGroup(d: unknown): GPUBindGroupLike;
   createBindGroupLayout(d: unknown): GPULayoutLike;
@@ -105,6 +106,9 @@ export function setWebGPUDecodeTiles(tiles: DecodeTilesOverride | null): void {
     if (lanes != null && !(Number.isInteger(Math.log2(lanes)) && lanes >= 1 && lanes <= 256)) {
       throw new Error(`setWebGPUDecodeTiles: routeLanes must be a power of two in [1, 256], got ${lanes}`);
     }
+    if (tiles.fold != null && typeof tiles.fold !== 'boolean') {
+      throw new Error(`setWebGPUDecodeTiles: fold must be a boolean, got ${JSON.stringify(tiles.fold)}`);
+    }
     if (tiles.routeTopk != null && tiles.routeTopk !== 'rounds' && tiles.routeTopk !== 'rank') {
       throw new Error(`setWebGPUDecodeTiles: routeTopk must be 'rounds' or 'rank', got ${JSON.stringify(tiles.routeTopk)}`);
     }
@@ -128,7 +132,17 @@ export function chooseDecodeTiles(s: Pick<DecodeShape, 'T' | 'H' | 'I' | 'E' | '
 function sameTiles(a: DecodeTiles, b: DecodeTiles): boolean {
   return a.upNv === b.upNv && a.upKs === b.upKs && a.downNv === b.downNv && a.downKs === b.downKs &&
       a.upRows === b.upRows && a.routerPartials === b.routerPartials && a.routeLanes === b.routeLanes &&
-      a.routeTopk === b.routeTopk;
+      a.routeTopk === b.routeTopk && !!a.fold === !!b.fold;
+}
+
+/**
+ * Whether the folded variant (three programs) runs for this shape: asked for by the tiles and within the device's
+ * workgroup memory and storage bindings (else the four programs run; they cover every supported option).
+ */
+export function decodeFolds(s: DecodeShape, t: DecodeTiles, limits: GPUDeviceLike['limits']): boolean {
+  return t.fold === true && foldedSharedBytes(s, t) <= limits.maxComputeWorkgroupStorageSize &&
+      // group(1)'s layout (x, output) counts for every program of the path.
+      upGateBindings(s, true).length + 2 <= limits.maxStorageBuffersPerShaderStage;
 }
 
 /** Why this call cannot take the decode path (null: it can). Cheap: runs on every forward. */
@@ -257,6 +271,13 @@ export function decodePlanCount(): number {
 }
 
 function destroyPlan(plan: Plan): void {
+  // A forward of this plan may still sit in tfjs's open command encoder: a buffer destroyed before its submission
+  // makes the submit invalid (seen when the bench switched tiles right after an unread forward). Submit it first.
+  const backend = tf.findBackend('webgpu') as unknown as WebGPUBackendInternals | undefined;
+  if (backend?.commandEncoder != null) {
+    backend.endComputePassEncoder();
+    backend.submitQueue();
+  }
   for (const b of plan.owned) b.destroy();
   plan.owned = [];
   livePlans--;
@@ -297,11 +318,14 @@ function buildPlan(backend: WebGPUBackendInternals, s: DecodeShape, o: FusedMoEO
       entries: bindings.map((b, i) => ({binding: i, resource: {buffer: named[b]}}))});
     return {name, pipeline: p.pipeline, bindGroup, workgroups};
   };
+  const fold = decodeFolds(s, tiles, device.limits);
   const programs = [
     program('routerLogits', () => routerLogitsCode(s, tiles), ['gate', 'work', ...(s.sharedGate ? ['sgate'] : [])],
             routerDispatch(s, tiles)),
-    program('route', () => routeCode(s, tiles), ['work', 'route', ...(s.hasCorrectionBias ? ['cbias'] : [])], 1),
-    program('upGate', () => upGateCode(s, tiles), upGateBindings(s), upGateDispatch(s, tiles)),
+    ...(fold ? [program('upGateRouted', () => upGateCode(s, tiles, true), upGateBindings(s, true),
+                        upGateDispatch(s, tiles))] :
+        [program('route', () => routeCode(s, tiles), ['work', 'route', ...(s.hasCorrectionBias ? ['cbias'] : [])], 1),
+         program('upGate', () => upGateCode(s, tiles), upGateBindings(s), upGateDispatch(s, tiles))]),
     program('down', () => downCode(s, tiles), downBindings(s), downDispatch(s, tiles)),
   ];
   const maxWg = device.limits.maxComputeWorkgroupsPerDimension;

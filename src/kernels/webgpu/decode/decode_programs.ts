@@ -56,6 +56,12 @@ export interface DecodeTiles {
   routeTopk: 'rounds' | 'rank';
   /** routerLogits: the most partial logits (splits x T x E) it leaves for the route program to sum. */
   routerPartials: number;
+  /**
+   * Three programs instead of four: every upGate workgroup routes the tokens itself (the route program's code, into
+   * workgroup memory) and workgroup 0 also writes the routing for the down program (absent: false). Redundant but
+   * small at small T; it removes a dispatch that waits on the one before.
+   */
+  fold?: boolean;
 }
 
 export const DECODE_THREADS = 256;
@@ -218,6 +224,29 @@ export function routerLogitsCode(s: DecodeShape, t: DecodeTiles): string {
 
 /** Program 2: routing and the counting sort, one workgroup. Binding order: work, route, [correctionBias]. */
 export function routeCode(s: DecodeShape, t: DecodeTiles): string {
+  const r = routeParts(s, t, 'route', f => `work[W_SLOTW + ${f}]`);
+  return `${PRELUDE}${layoutConsts(s, t)}
+  @group(0) @binding(0) var<storage, read_write> work : array<f32>;
+  @group(0) @binding(1) var<storage, read_write> route : array<i32>;
+  ${s.hasCorrectionBias ? '@group(0) @binding(2) var<storage, read> cbias : array<f32>;' : ''}
+  const T = ${s.T};
+  const K = ${s.K};
+  ${r.decls}
+
+  @compute @workgroup_size(256)
+  fn main(@builtin(local_invocation_index) li : u32) {
+    let lid = i32(li);
+    ${r.body}
+  }`;
+}
+
+/**
+ * The route program's declarations (module scope, T and K excluded) and body (needs `lid`), writing the route
+ * layout into the array `routeOut` and slot f's weight into `slotWeight(f)` (the route program: the buffers; the
+ * folded upGate program: workgroup arrays).
+ */
+function routeParts(s: DecodeShape, t: DecodeTiles, routeOut: string, slotWeight: (f: string) => string):
+    {decls: string, body: string} {
   const {hs} = routerSplits(s, t);
   const grouped = s.method === 'grouped';
   const G = s.nGroup, GK = s.topkGroup, GSIZE = Math.floor(s.E / s.nGroup);
@@ -228,13 +257,8 @@ export function routeCode(s: DecodeShape, t: DecodeTiles): string {
   const weight = grouped ?
       `${s.renormalize ? 'p / (total + 1e-20)' : 'p'} * ${f32Const(s.routedScalingFactor)}` :
       (s.renormalize ? 'p / max(total, 1e-12)' : 'p');
-  return `${PRELUDE}${layoutConsts(s, t)}
-  @group(0) @binding(0) var<storage, read_write> work : array<f32>;
-  @group(0) @binding(1) var<storage, read_write> route : array<i32>;
-  ${s.hasCorrectionBias ? '@group(0) @binding(2) var<storage, read> cbias : array<f32>;' : ''}
-  const T = ${s.T};
+  const decls = `
   const E = ${s.E};
-  const K = ${s.K};
   const HS = ${hs};
   const G = ${G};
   const GK = ${GK};
@@ -281,11 +305,8 @@ export function routeCode(s: DecodeShape, t: DecodeTiles): string {
   var<workgroup> rowSum : array<f32, T>;
   var<workgroup> rowFlag : array<i32, T>;
   ${grouped ? `var<workgroup> gscore : array<f32, ${s.T * G}>;
-  var<workgroup> gkept : array<i32, ${s.T * G}>;` : ''}
-
-  @compute @workgroup_size(256)
-  fn main(@builtin(local_invocation_index) li : u32) {
-    let lid = i32(li);
+  var<workgroup> gkept : array<i32, ${s.T * G}>;` : ''}`;
+  const body = `
     let inf = infF32();
     let tok = lid / TPT;
     let lane = lid % TPT;
@@ -485,18 +506,30 @@ ${t.routeTopk === 'rank' ? `    // Top-k by rank: each (token, expert) counts th
       for (var f2 = 0; f2 < f; f2++) { if (chosenE[f2] == e) { r++; } }
       route[R_SLOT_ROW + f] = r;
       route[R_ROW_SLOT + r] = f;
-    }
-  }`;
+    }`;
+  return {decls, body: body.replace(/\broute\[/g, `${routeOut}[`).replace(/work\[W_SLOTW \+ f\]/g, slotWeight('f'))};
 }
 
-/** Program 3 binding order: upGate, route, act, [upBias], [work (probInAdvance)], [sharedUpGate]. */
-export function upGateBindings(s: DecodeShape): string[] {
-  return ['upGate', 'route', 'act', ...(s.withBias ? ['upBias'] : []), ...(s.probInAdvance ? ['work'] : []),
-          ...(s.S > 0 ? ['sharedUpGate'] : [])];
+/**
+ * Program 3 binding order: upGate, route, act, [upBias], [work (probInAdvance)], [sharedUpGate]; folded (it routes
+ * too): upGate, route, act, [upBias], work, [sharedUpGate], [correctionBias].
+ */
+export function upGateBindings(s: DecodeShape, fold = false): string[] {
+  return ['upGate', 'route', 'act', ...(s.withBias ? ['upBias'] : []), ...(s.probInAdvance || fold ? ['work'] : []),
+          ...(s.S > 0 ? ['sharedUpGate'] : []), ...(fold && s.hasCorrectionBias ? ['cbias'] : [])];
 }
 
-export function upGateCode(s: DecodeShape, t: DecodeTiles): string {
-  const names = upGateBindings(s);
+/** Workgroup memory the folded upGate program needs (bytes): its own, the route program's and the route layout. */
+export function foldedSharedBytes(s: DecodeShape, t: DecodeTiles): number {
+  return gemmSharedBytes(s, t) + routeSharedBytes(s) + 4 * (decodeLayout(s, t).routeSize + s.T * s.K);
+}
+
+export function upGateCode(s: DecodeShape, t: DecodeTiles, fold = false): string {
+  const names = upGateBindings(s, fold);
+  // Folded, the route layout and the slot weights live in workgroup memory (every workgroup routes for itself).
+  const routeIn = fold ? 'routeL' : 'route';
+  const routed = fold ? routeParts(s, t, 'routeL', f => `slotWL[${f}]`) : null;
+  const l = decodeLayout(s, t);
   const b = (n: string) => names.indexOf(n);
   const NVW = t.upNv, KS = t.upKs;
   const TM = Math.min(s.T, t.upRows);
@@ -524,11 +557,18 @@ export function upGateCode(s: DecodeShape, t: DecodeTiles): string {
   @group(0) @binding(${b('route')}) var<storage, read_write> route : array<i32>;
   @group(0) @binding(${b('act')}) var<storage, read_write> act : array<vec4<f32>>;
   ${s.withBias ? `@group(0) @binding(${b('upBias')}) var<storage, read> upBias : array<vec4<f32>>;` : ''}
-  ${s.probInAdvance ? `@group(0) @binding(${b('work')}) var<storage, read_write> work : array<f32>;` : ''}
+  ${s.probInAdvance || fold ? `@group(0) @binding(${b('work')}) var<storage, read_write> work : array<f32>;` : ''}
   ${s.S > 0 ? `@group(0) @binding(${b('sharedUpGate')}) var<storage, read> sharedUpGate : array<vec4<f32>>;` : ''}
+  ${fold && s.hasCorrectionBias ? `@group(0) @binding(${b('cbias')}) var<storage, read> cbias : array<f32>;` : ''}
   @group(1) @binding(0) var<storage, read> x : array<vec4<f32>>;
   const T = ${s.T};
   const K = ${s.K};
+  ${routed == null ? '' : `${routed.decls}
+  const ROUTE_SIZE = ${l.routeSize};
+  var<workgroup> routeL : array<i32, ${l.routeSize}>;
+  var<workgroup> slotWL : array<f32, ${s.T * s.K}>;
+  fn routeAll(lid : i32) {${routed.body}
+  }`}
   const H4 = ${H4};
   const I4 = ${I4};
   const S4 = ${Math.max(1, S4)};
@@ -550,16 +590,23 @@ export function upGateCode(s: DecodeShape, t: DecodeTiles): string {
     var unit = w / TILES_E;
     var colTile = w % TILES_E;
     var half4 = I4;
-    if (isShared) { unit = 0; colTile = w - EXPERT_WGS; half4 = S4; }
+    if (isShared) { unit = 0; colTile = w - EXPERT_WGS; half4 = S4; }${routed == null ? '' : `
+    routeAll(lid);
+    workgroupBarrier();
+    // The down program (the next dispatch) reads workgroup 0's copy; no workgroup here reads it.
+    if (w == 0) {
+      for (var i = lid; i < ROUTE_SIZE; i += 256) { route[i] = routeL[i]; }
+      for (var f = lid; f < T * K; f += 256) { work[W_SLOTW + f] = slotWL[f]; }
+    }`}
     if (lid == 0) {
       unitInfo[0] = 0; unitInfo[1] = 0; unitInfo[2] = 0; unitInfo[3] = 0;
       if (isShared) {
         unitInfo[0] = 1; unitInfo[3] = T;
-      } else if (unit < route[R_NACT]) {
+      } else if (unit < ${routeIn}[R_NACT]) {
         unitInfo[0] = 1;
-        unitInfo[1] = route[R_ACT_EXPERT + unit];
-        unitInfo[2] = route[R_ACT_START + unit];
-        unitInfo[3] = route[R_ACT_START + unit + 1];
+        unitInfo[1] = ${routeIn}[R_ACT_EXPERT + unit];
+        unitInfo[2] = ${routeIn}[R_ACT_START + unit];
+        unitInfo[3] = ${routeIn}[R_ACT_START + unit + 1];
       }
     }
     let m = workgroupUniformLoad(&unitInfo);
@@ -575,7 +622,7 @@ export function upGateCode(s: DecodeShape, t: DecodeTiles): string {
       let rows = min(TM, rowEnd - r0);
       var tok = array<i32, TM>();
       for (var i = 0; i < TM; i++) {
-        if (i < rows) { tok[i] = select(route[R_ROW_SLOT + r0 + i] / K, r0 + i, isShared); }
+        if (i < rows) { tok[i] = select(${routeIn}[R_ROW_SLOT + r0 + i] / K, r0 + i, isShared); }
       }
       // Explicitly zeroed: a declaration in a loop body was seen to keep the previous iteration's values.
       var acc = array<vec4<f32>, TM>();
@@ -604,7 +651,8 @@ export function upGateCode(s: DecodeShape, t: DecodeTiles): string {
             act[A_SHARED + r * S4 + lg] = silu4(g) * u;
           } else {
             ${s.withBias ? 'g += upBias[expert * 2 * I4 + lg]; u += upBias[expert * 2 * I4 + I4 + lg];' : ''}
-            act[r * I4 + lg] = silu4(g) * u${s.probInAdvance ? ' * work[W_SLOTW + route[R_ROW_SLOT + r]]' : ''};
+            act[r * I4 + lg] = silu4(g) * u${!s.probInAdvance ? '' : fold ? ' * slotWL[routeL[R_ROW_SLOT + r]]' :
+                ' * work[W_SLOTW + route[R_ROW_SLOT + r]]'};
           }
         }
         workgroupBarrier();
