@@ -75,6 +75,7 @@ describe('webgpu decode tuning table (decode_tuning.ts)', () => {
         expect(t.routerPartials).toBeGreaterThanOrEqual(1);
         expect(['rounds', 'rank']).toContain(t.routeTopk);
         expect(Number.isInteger(Math.log2(t.routeLanes))).toBeTrue();
+        expect([undefined, true, false]).toContain(t.fold);
       }
     }
     for (const entry of internal.DECODE_TUNING) {

@@ -1,6 +1,7 @@
 /**
- * The whole-layer FusedMoE forward for decode on webgpu: four programs (decode_programs.ts) encoded directly on
- * the tfjs backend's device and command encoder, so a forward costs four dispatches and a handful of JavaScript
+ * The whole-layer FusedMoE forward for decode on webgpu: four programs (decode_programs.ts; three when the tiles
+ * fold routing into upGate) encoded directly on the tfjs backend's device and command encoder, so a forward costs
+ * four dispatches and a handful of JavaScript
  * calls instead of a dozen tfjs ops (each with engine bookkeeping, a uniform buffer and a bind group).
  *
  * - Input and output are ordinary tfjs tensors: x's buffer is read where tfjs keeps it, the output is a fresh

@@ -14,6 +14,9 @@
  * 4. downCombine: the workgroup that owns a token's output columns reduces its k contributors (and the shared
  *    expert) itself, weighted, with the weighted down bias: no float atomics, no [T*k, H] intermediate.
  *
+ * Folded (tiles.fold, the table's choice where measured faster): no program 2; every upGate workgroup runs its
+ * code into workgroup memory and workgroup 0 writes the route buffer and slot weights for program 4.
+ *
  * Buffers (decode_forward.ts allocates them per layer and T): `work` f32 (partial logits, slot weights, partial
  * shared-gate logits), `route` i32 (layout in RouteLayout), `act` vec4 (expert activations [T*k, I] in row order,
  * then the shared expert's [T, S]). group(1) is per call: binding 0 = x, binding 1 = the output tensor's buffer.

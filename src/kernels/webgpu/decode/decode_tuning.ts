@@ -29,8 +29,12 @@ export const DECODE_TUNING: readonly DecodeTuning[] = [
   // 0.587 (vs 0.619 with 16 rows, 0.596 for run 2's T = 16 best up32x8_down16x16).
   // Batch C: at T = 1 the route program takes 0.031 ms with rounds, rank or a 10-barrier variant alike (its cost is
   // not its algorithm; BENCHMARKS.md batch C), so rounds stays.
-  {where: QWEN3, minTokens: 1, maxTokens: 1, tiles: {upNv: 8, upKs: 32, downNv: 2, downKs: 128, upRows: 16, ...ROUTE},
-   source: 'BENCHMARKS.md H200 batch A (launch-shape sweep, T = 1)'},
+  // Batch D: T = 1 folded (routing inside upGate, 3 programs): GPU whole forward 0.0947 vs 0.0950 ms (a tie: the
+  // routing costs inside upGate what the route program cost), throughput 0.0886 vs 0.1027 (interleaved, 3 rounds);
+  // T = 2 folded loses (0.133 vs 0.127 GPU, 0.122 vs 0.118 throughput), so it is the choice at T = 1 only.
+  {where: QWEN3, minTokens: 1, maxTokens: 1,
+   tiles: {upNv: 8, upKs: 32, downNv: 2, downKs: 128, upRows: 16, ...ROUTE, fold: true},
+   source: 'BENCHMARKS.md H200 batch A (launch-shape sweep, T = 1); batch D (folded vs 4 programs)'},
   {where: QWEN3, minTokens: 2, maxTokens: 2, tiles: {upNv: 32, upKs: 8, downNv: 4, downKs: 64, upRows: 16, ...ROUTE},
    source: 'BENCHMARKS.md H200 batch A (launch-shape sweep, T = 2)'},
   {where: QWEN3, minTokens: 3, maxTokens: 4, tiles: {upNv: 16, upKs: 16, downNv: 8, downKs: 32, upRows: 16, ...ROUTE},
