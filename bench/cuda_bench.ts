@@ -8,55 +8,73 @@
  *    tensor), for: the copy path from before pinned staging ('pageable'), pinned staging both ways with a pageable
  *    tfjs input ('staged', the default), the output downloaded into a new pinned block ('pinned'), a pinned input
  *    (a previous forward's pinned output, 'pinnedIn'), and device-resident activations
- *    (CudaActivation through a chain of layers: per layer, and the chain's one upload + one download);
+ *    (CudaActivation through a chain of layers: per layer, and the chain's one upload + one download); and
+ *    'layerApply': CudaFusedMoe.apply(tensor) -> tensor, the path of the FusedMoE layer's cuda executor;
  *  - the host<->device link (pinned and pageable copies of 32 MiB) and the end-to-end target per T:
  *    kernel + 2 * (bytes(x) / H2D + bytes(y) / D2H) at the pinned speeds;
  *  - the floor: max(bytes / 4.15 TB/s, flops / 770 TFLOP/s) (H200, ../shared/device/README.md), bytes = the
  *    weights of the experts a uniform router is expected to hit (E * (1 - (1 - k/E)^T)) + router + x + out.
  * Usage: node cuda_bench.js [--out file.json] [--dtypes float32,bfloat16] [--tokens 1,16,256,4096] [--iters 20]
  *   [--e2e-iters 15] [--chain 4] [--flags '{"MOE_CUDA_PDL": false, "MOE_CUDA_GEMM_TILES": "previous"}'] (tfjs flags, for A/B)
+ *   [--kernel-only] (kernel times and stage profile only: for A/B runs) [--ncu] (with --kernel-only: one eager
+ *   forward and one graph replay per T, nothing else: what ncu profiles)
+ * The end-to-end parts per mode: dataSync, the native call (alloc = its output arrays, uploadHost, wait = kernels +
+ * the sliced download with the output's page faults and copy-out overlapped), the output tensor, and gc = V8
+ * garbage-collection time per call during that mode's loop (PerformanceObserver 'gc' entries).
  */
 import * as tf from '@tensorflow/tfjs-core';
 // A named import: a bare side-effect import is dropped by bundlers (the package lists its side-effect files).
 import {version_cpu} from '@tensorflow/tfjs-backend-cpu';
 import {writeFileSync} from 'node:fs';
-import {performance} from 'node:perf_hooks';
+import {PerformanceObserver, performance} from 'node:perf_hooks';
 import {CudaComputeDtype, cudaStatus} from 'tfjs-moe';
-import {CudaActivation, CudaMoeRunner} from 'tfjs-moe/internal';
+import {CudaActivation, CudaFusedMoe, CudaMoeRunner, CudaMoeWeightTensors} from 'tfjs-moe/internal';
 
 import {findModelShape} from '../demo/model_shapes.js';
 import {median} from './stats.js';
+import {arg, uniform} from './bench_data.js';
 
 // Qwen3-30B-A3B's layer from the shared model table (demo/model_shapes.js).
 const {hidden: H, intermediate: I, numExperts: E, topK: K} = findModelShape('qwen3')!;
 const BANDWIDTH = 4.15e12, BF16_FLOPS = 770e12;
 
-function arg(name: string, dflt: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : dflt;
-}
 
-/** Uniform values in [-a, a) from a xorshift stream (fast enough for the 600M weights of the layer). */
-function uniform(n: number, a: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0 || 1;
-  const scale = (2 * a) / 4294967296;
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13; s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5; s >>>= 0;
-    out[i] = s * scale - a;
-  }
-  return out;
-}
+/** 'int4' below: bfloat16 compute with int4 experts (group 32, symmetric): codes + float32 scales per weight. */
+type BenchDtype = CudaComputeDtype | 'int4';
+const INT4_GROUP = 32;
 
-
-function floorMs(T: number, dtype: CudaComputeDtype) {
-  const eb = dtype === 'float32' ? 4 : 2;
+function floorMs(T: number, dtype: BenchDtype) {
+  const eb = dtype === 'float32' ? 4 : dtype === 'int4' ? 0.5 + 4 / INT4_GROUP : 2;
   const activeExperts = E * (1 - Math.pow(1 - K / E, T));
   const bytes = activeExperts * 3 * H * I * eb + H * E * 4 + 2 * T * H * 4;
   const flops = 2 * T * K * 3 * H * I + 2 * T * H * E;
   return {activeExperts, bytes, flops, floorMs: Math.max(bytes / BANDWIDTH, flops / BF16_FLOPS) * 1e3};
+}
+
+/**
+ * Random int4 codes and scales of an [E, Kd, N] weight (group INT4_GROUP along Kd, zero 8); writes the dequantized
+ * values into `dequantized` (docs/formats.md: w = s * (c - 8)).
+ */
+function int4Weight(dequantized: Float32Array, Kd: number, N: number, seed: number) {
+  const kw = Kd / 8, G = Kd / INT4_GROUP;
+  const codes = new Int32Array(E * kw * N);
+  let s = seed * 2654435761 >>> 0 || 1;
+  for (let i = 0; i < codes.length; i++) {
+    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
+    codes[i] = s | 0;
+  }
+  const scales = uniform(E * G * N, Math.sqrt(3 / Kd) / 7, seed + 1).map(Math.abs);
+  for (let e = 0; e < E; e++) {
+    for (let w = 0; w < kw; w++) {
+      for (let n = 0; n < N; n++) {
+        const word = codes[(e * kw + w) * N + n];
+        const scale = scales[(e * G + ((8 * w / INT4_GROUP) | 0)) * N + n];  // a word's 8 codes share a group
+        const base = (e * Kd + 8 * w) * N + n;
+        for (let j = 0; j < 8; j++) dequantized[base + j * N] = scale * (((word >>> (4 * j)) & 15) - 8);
+      }
+    }
+  }
+  return {codes, scales, zeroPoints: null, groupSize: INT4_GROUP};
 }
 
 async function main() {
@@ -68,11 +86,22 @@ async function main() {
   for (const [name, value] of Object.entries(JSON.parse(arg('flags', '{}')) as Record<string, number | boolean | string>)) {
     tf.env().set(name, value);
   }
-  const dtypes = arg('dtypes', 'float32,bfloat16').split(',') as CudaComputeDtype[];
+  const dtypes = arg('dtypes', 'float32,bfloat16').split(',') as BenchDtype[];
   const tokens = arg('tokens', '1,16,256,4096').split(',').map(Number);
   const iters = Number(arg('iters', '20'));
   const e2eIters = Number(arg('e2e-iters', '15'));
   const chain = Number(arg('chain', '4'));
+  const kernelOnly = process.argv.includes('--kernel-only');
+  const ncuMode = process.argv.includes('--ncu');
+  const gcEntries: Array<{start: number, duration: number}> = [];
+  const gcObserver = new PerformanceObserver(list => {
+    for (const e of list.getEntries()) gcEntries.push({start: e.startTime, duration: e.duration});
+  });
+  gcObserver.observe({entryTypes: ['gc']});
+  const gcMsIn = async (from: number, to: number, calls: number) => {
+    await new Promise(r => setImmediate(r));  // the observer's entries arrive asynchronously
+    return gcEntries.filter(e => e.start >= from && e.start < to).reduce((a, e) => a + e.duration, 0) / calls;
+  };
   const link = CudaMoeRunner.hostCopyBandwidth(32 << 20, 10);
   console.log(`host<->device, 32 MiB, GB/s: ${JSON.stringify(link)}`);
   const t0 = performance.now();
@@ -84,18 +113,44 @@ async function main() {
   console.log(`weights generated in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   const results: Record<string, unknown>[] = [];
   for (const dtype of dtypes) {
+    const compute: CudaComputeDtype = dtype === 'int4' ? 'bfloat16' : dtype;
+    // int4: random codes and scales; the float32 weights are overwritten with their dequantized values (the copy
+    // the tensor-core paths read), so 'int4' goes last in --dtypes.
+    const int4 = dtype === 'int4' ? {upGateProjInt4: int4Weight(weights.upGateProjWeight, H, 2 * I, 11),
+      downProjInt4: int4Weight(weights.downProjWeight, I, H, 12)} : {};
     const u0 = performance.now();
-    const runner = new CudaMoeRunner({hidden: H, numExperts: E, topK: K, intermediateSize: I, computeDtype: dtype}, weights);
+    const runner = new CudaMoeRunner({hidden: H, numExperts: E, topK: K, intermediateSize: I, computeDtype: compute},
+                                     {...weights, ...int4});
     const uploadMs = performance.now() - u0;
+    // The tensor-level wrapper the FusedMoE layer's cuda executor calls (weights as tensors, checked per call).
+    const weightTensors = Object.fromEntries(Object.entries(weights).map(([n, v]) => [n, tf.tensor1d(v)])) as
+        CudaMoeWeightTensors;
+    const layerMoe = kernelOnly ? null :
+        new CudaFusedMoe({hidden: H, numExperts: E, topK: K, intermediateSize: I, computeDtype: compute});
     for (const T of tokens) {
       const x = uniform(T * H, 1, 100 + T);
+      if (ncuMode) {
+        runner.benchmark(x, T, {warmup: 0, iters: 1, useGraph: true});
+        console.log(`ncu: T=${T} done`);
+        continue;
+      }
       const graph = runner.benchmark(x, T, {warmup: 5, iters, useGraph: true});
       const stream = runner.benchmark(x, T, {warmup: 3, iters, useGraph: false});
+      if (kernelOnly) {
+        const fl = floorMs(T, dtype);
+        const row = {dtype, T, kernelGraphMs: median(graph), kernelStreamMs: median(stream), ...fl,
+          ratioToFloor: median(graph) / fl.floorMs, stages: runner.profile(x, T, 10)};
+        results.push(row);
+        console.log(`kernel-only ${dtype} T=${T}: graph ${row.kernelGraphMs.toFixed(4)} ms, stream ${row.kernelStreamMs.toFixed(4)} ms, ` +
+                    `floor ${row.floorMs.toFixed(4)}; ${Object.entries(row.stages).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ')}`);
+        continue;
+      }
       const xT = tf.tensor2d(x, [T, H]);
       const e2e: Record<string, Record<string, number>> = {};
       for (const mode of ['pageable', 'staged', 'pinned', 'pinnedIn'] as const) {
         const parts: Record<string, number[]> =
-            {total: [], dataSync: [], uploadHost: [], wait: [], copyOut: [], native: [], tensor: []};
+            {total: [], dataSync: [], alloc: [], uploadHost: [], wait: [], copyOut: [], native: [], tensor: []};
+        let loopStart = 0;
         // 'pinned in': x is a previous forward's pinned output, as in a stack of layers through host tensors.
         const input = mode === 'pinnedIn' ?
             tf.tensor2d(runner.forwardWithRouting(x, T, {output: 'pinned'}).output, [T, H]) : xT;
@@ -111,7 +166,9 @@ async function main() {
           const t = runner.lastTimings();
           out.dispose();
           if (i < 2) continue;  // the first calls allocate staging and pool blocks
+          if (i === 2) loopStart = s0;
           parts.total.push(s3 - s0);
+          parts.alloc.push(t.allocMs);
           parts.dataSync.push(s1 - s0);
           parts.native.push(s2 - s1);
           parts.uploadHost.push(t.uploadHostMs);
@@ -120,7 +177,22 @@ async function main() {
           parts.tensor.push(s3 - s2);
         }
         if (input !== xT) input.dispose();
-        e2e[mode] = Object.fromEntries(Object.entries(parts).map(([k, v]) => [k, median(v)]));
+        const gc = await gcMsIn(loopStart, performance.now(), e2eIters);
+        e2e[mode] = {...Object.fromEntries(Object.entries(parts).map(([k, v]) => [k, median(v)])), gc};
+      }
+      // Through CudaFusedMoe.apply (tensor in, tensor out), as the layer's cuda executor runs it.
+      {
+        const totals: number[] = [];
+        let loopStart = 0;
+        for (let i = 0; i < e2eIters + 2; i++) {
+          const s0 = performance.now();
+          const out = layerMoe!.apply(xT, weightTensors);
+          totals.push(performance.now() - s0);
+          out.dispose();
+          if (i === 1) loopStart = performance.now();
+        }
+        const gc = await gcMsIn(loopStart, performance.now(), e2eIters);
+        e2e.layerApply = {total: median(totals.slice(2)), gc};
       }
       // Device-resident: one upload, `chain` layers on the GPU, one download (the same layer applied `chain` times).
       const chainTotal: number[] = [], perLayer: number[] = [], uploadOnly: number[] = [], downloadOnly: number[] = [];
@@ -172,9 +244,13 @@ async function main() {
       console.log(JSON.stringify(row));
     }
     runner.dispose();
+    layerMoe?.dispose();
+    tf.dispose(Object.values(weightTensors) as tf.Tensor[]);
   }
   const out = arg('out', '');
   if (out) writeFileSync(out, JSON.stringify({device: status.device, H, I, E, k: K, link, results}, null, 1));
+  gcObserver.disconnect();
+  if (kernelOnly) return;
   console.log('\n dtype     |     T | kernel (graph) ms | kernel (stream) ms | e2e pageable | e2e staged | e2e pinned in | ' +
               'device/layer | target ms | floor ms | x floor');
   for (const r of results as Array<Record<string, number | string>>) {

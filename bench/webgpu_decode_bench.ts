@@ -4,7 +4,8 @@
  * in ONE run:
  *  - throughput (n forwards queued, one read), JavaScript enqueue time per forward, latency (forward + await data())
  *    at T = 1, 2, 4, 8, 16, 32 (the crossover), and the layer at T = 256 and 4096 (the op chain either way);
- *  - GPU time per program (timestamp queries: tf.time for the chain, timeDecodePrograms for ours) at T = 1 and 16;
+ *  - GPU time per program (timestamp queries: tf.time for the chain, timeDecodePrograms for ours) at T = 1, 2 and
+ *    16; at T <= 2 the folded variant (3 programs: routing inside upGate) against the 4 programs;
  *  - programs per forward (tfjs's runWebGPUProgram calls + our dispatches);
  *  - the decode tiles (setWebGPUDecodeTiles) at T = 1 and 16;
  *  - a 48-layer stack of such layers (distinct weights, all resident) decoding one token at a time: ms/token with
@@ -18,21 +19,32 @@ import * as tf from '@tensorflow/tfjs';
 import {mkdirSync, writeFileSync} from 'node:fs';
 
 import {FusedMoE, FusedMoEArgs, setWebGPUDecodeMaxTokens} from '../src/index.js';
-import {decodeDispatchCount, setWebGPUDecodeTiles, timeDecodePrograms} from '../src/internal.js';
-import type {DecodeTiles} from '../src/internal.js';
+import {decodeDispatchCount, setWebGPUDecodeTiles, timeDecodePrograms, tunedDecodeTiles} from '../src/internal.js';
+import type {DecodeTilesOverride} from '../src/kernels/webgpu/decode/decode_forward.js';
+import {selectMoeForward} from '../src/layers/backend_selection.js';
 import {refFusedMoE} from '../spec/reference/moe_reference.js';
 
 const [H, I, E, K] = (process.env.BENCH_SHAPE ?? '2048,768,128,8').split(',').map(Number);
 const TOKENS = (process.env.BENCH_T ?? '1,2,4,8,16,32').split(',').map(Number);
 const LARGE_T = (process.env.BENCH_LARGE_T ?? '256,4096').split(',').filter(s => s !== '').map(Number);
 const STACK = Number(process.env.BENCH_STACK ?? 48);
+const STARTED = performance.now();
+/** BENCH_QUICK=1: a dry run of the logic (SwiftShader, tiny shapes): every count cut to a few. */
+const QUICK = process.env.BENCH_QUICK === '1';
+/** Seconds the run may take (run.sh's timeout); the launch-shape sweeps are skipped past half of it. */
+const BUDGET_S = Number(process.env.BENCH_BUDGET_S ?? 1e9);
+const SWEEP_T = (process.env.BENCH_SWEEP_T ?? '1,2,4,8,16').split(',').filter(s => s !== '').map(Number);
+/** The tiles main chose before the tuning table (H200 run 2's defaults), timed beside the table's choice. */
+const RUN2_TILES = (T: number): DecodeTilesOverride => ({upRows: 16, routerPartials: 16384, routeLanes: 256,
+  routeTopk: 'rounds', ...(T <= 2 ? {upNv: 8, upKs: 32, downNv: 4, downKs: 64} : {upNv: 16, upKs: 16, downNv: 8, downKs: 32})});
 const COPY_BYTES_PER_S = 3.39e12;  // H200 WebGPU vec4 copy (shared/device/README.md)
 const outDir = process.env.OUT ?? 'bench/results';
 const log: string[] = [];
 const results: Record<string, unknown> = {date: new Date().toISOString(), shape: {H, I, E, K}};
 function say(line: string): void {
-  console.log(line);
-  log.push(line);
+  const stamped = `[${((performance.now() - STARTED) / 1e3).toFixed(1)} s] ${line}`;
+  console.log(stamped);
+  log.push(stamped);
 }
 function save(): void {
   writeFileSync(`${outDir}/webgpu_decode_bench.json`, JSON.stringify(results, null, 1));
@@ -68,6 +80,7 @@ interface Timing {throughputMs: number, enqueueMs: number, latencyMs: number}
 
 /** Throughput: n forwards queued then one read of a 1-element slice; enqueue: JS time per forward; latency. */
 async function timeIt(run: () => tf.Tensor, n: number, reps: number): Promise<Timing> {
+  if (QUICK) [n, reps] = [2, 1];
   for (let i = 0; i < 3; i++) {
     const o = run();
     await o.data();
@@ -86,7 +99,7 @@ async function timeIt(run: () => tf.Tensor, n: number, reps: number): Promise<Ti
     tf.dispose([probe, ...outs]);
   }
   const lat: number[] = [];
-  for (let r = 0; r < Math.max(5, reps); r++) {
+  for (let r = 0; r < (QUICK ? 1 : Math.max(5, reps)); r++) {
     const t0 = performance.now();
     const o = run();
     await o.data();
@@ -210,6 +223,45 @@ async function main(): Promise<void> {
     down: tf.randomNormal([1, I, H], 0, 0.02) as tf.Tensor3D}));
   const layer = qwenLayer(base, 0);
   const perExpertBytes = 4 * (H * 2 * I + I * H);
+  {
+    // V8 optimizes the decode path's JavaScript only after some hundred calls: run 2 timed its first rows on
+    // unoptimized code (T = 1: 0.125 ms enqueue vs 0.051 at T = 2). Warm every entry first.
+    setWebGPUDecodeMaxTokens(32);
+    const x = tf.randomNormal([1, H]) as tf.Tensor2D;
+    const {forward: layerForward} = selectMoeForward('webgpu');
+    const w = layer.namedWeights();
+    const t0 = performance.now();
+    for (let i = 0; i < (QUICK ? 1 : 20); i++) {
+      const outs: tf.Tensor[] = [];
+      for (let j = 0; j < (QUICK ? 2 : 50); j++) {
+        outs.push(layer.apply(x) as tf.Tensor, layer.call(x, {}),
+                  tf.tidy(() => layerForward(x, w, layer.options, {owner: layer}) as tf.Tensor));
+      }
+      await outs[outs.length - 1].data();
+      tf.dispose(outs);
+    }
+    results.warmupMs = performance.now() - t0;
+    // T = 1 by entry, interleaved round by round (one measure per entry per round), medians over the rounds.
+    const entries: Record<string, () => tf.Tensor> = {
+      'layer.apply': () => layer.apply(x) as tf.Tensor,
+      'layer.call (no tfjs-layers apply)': () => layer.call(x, {}),
+      'forward (tidy, no layer)': () => tf.tidy(() => layerForward(x, w, layer.options, {owner: layer}) as tf.Tensor),
+      'readback floor (tf.add [1,H] + data())': () => tf.add(x, x),
+    };
+    const rounds: Record<string, Timing[]> = {};
+    for (let r = 0; r < (QUICK ? 1 : 7); r++) {
+      for (const [name, fn] of Object.entries(entries)) (rounds[name] ??= []).push(await timeIt(fn, 100, 3));
+    }
+    const byEntry: Record<string, Timing> = {};
+    for (const [name, ts] of Object.entries(rounds)) {
+      byEntry[name] = {throughputMs: median(ts.map(t => t.throughputMs)), enqueueMs: median(ts.map(t => t.enqueueMs)),
+                       latencyMs: median(ts.map(t => t.latencyMs))};
+    }
+    results.entriesT1 = byEntry;
+    say(`T=1 by entry (warm, interleaved): ${JSON.stringify(byEntry)}`);
+    x.dispose();
+    save();
+  }
   const rows: Array<Record<string, unknown>> = [];
   results.rows = rows;
   for (const T of [...TOKENS, ...LARGE_T]) {
@@ -241,45 +293,122 @@ async function main(): Promise<void> {
       }
       row.decodeVsChainRelDiff = maxDiff / maxRef;
       setWebGPUDecodeMaxTokens(32);
-      row.after = await timeIt(apply, n, reps);
+      // The previous default tiles and the tuned table's, interleaved.
+      const run2: Timing[] = [], tuned: Timing[] = [];
+      for (let r = 0; r < 3; r++) {
+        setWebGPUDecodeTiles(RUN2_TILES(T));
+        run2.push(await timeIt(apply, n, 5));
+        setWebGPUDecodeTiles(null);
+        tuned.push(await timeIt(apply, n, 5));
+      }
+      const med = (ts: Timing[]): Timing => ({throughputMs: median(ts.map(t => t.throughputMs)),
+        enqueueMs: median(ts.map(t => t.enqueueMs)), latencyMs: median(ts.map(t => t.latencyMs))});
+      row.afterRun2Tiles = med(run2);
+      row.after = med(tuned);
       row.programsAfter = programsPerForward(apply);
     }
     say(`T=${T} ${JSON.stringify(row)}`);
-    if (T === 1 || T === 16) {
+    if (T === 1 || T === 2 || T === 16) {
       setWebGPUDecodeMaxTokens(0);
       const profile = await tf.time(() => { apply().dispose(); });
       row.gpuBefore = {kernelMs: profile.kernelMs,
         kernels: (profile as unknown as {getExtraProfileInfo?: () => string}).getExtraProfileInfo?.() ?? null};
       setWebGPUDecodeMaxTokens(32);
-      const perProgram: Record<string, number[]> = {};
-      for (let r = 0; r < 7; r++) {
-        const times = await timeDecodePrograms(() => { apply().dispose(); });
-        for (const [name, ms] of times) (perProgram[name] ??= []).push(ms);
+      const perProgramMs = async (): Promise<Record<string, number>> => {
+        const perProgram: Record<string, number[]> = {};
+        for (let r = 0; r < (QUICK ? 1 : 9); r++) {
+          const times = await timeDecodePrograms(() => { apply().dispose(); });
+          for (const [name, ms] of times) (perProgram[name] ??= []).push(ms);
+        }
+        const gpu: Record<string, number> = {};
+        for (const [name, ms] of Object.entries(perProgram)) gpu[name] = median(ms);
+        gpu.sum = Object.values(gpu).reduce((s, v) => s + v, 0);
+        return gpu;
+      };
+      setWebGPUDecodeTiles(RUN2_TILES(T));
+      row.gpuAfterRun2Tiles = await perProgramMs();
+      setWebGPUDecodeTiles(null);
+      row.gpuAfter = await perProgramMs();
+      // The whole forward in one timed pass (what the GPU spends on it back to back; per-program passes add gaps).
+      const whole: number[] = [];
+      for (let r = 0; r < (QUICK ? 1 : 9); r++) {
+        whole.push((await timeDecodePrograms(() => { apply().dispose(); }, 4, true))[0][1]);
       }
-      const gpuAfter: Record<string, number> = {};
-      for (const [name, ms] of Object.entries(perProgram)) gpuAfter[name] = median(ms);
-      gpuAfter.sum = Object.values(gpuAfter).reduce((s, v) => s + v, 0);
-      row.gpuAfter = gpuAfter;
-      say(`T=${T} GPU before ${JSON.stringify(row.gpuBefore)} after ${JSON.stringify(gpuAfter)}`);
-      // Launch shapes of the decode programs.
-      const tilesTried: Record<string, Timing> = {};
-      const candidates: DecodeTiles[] = [
-        {upNv: 8, upKs: 32, downNv: 4, downKs: 64}, {upNv: 16, upKs: 16, downNv: 8, downKs: 32},
-        {upNv: 4, upKs: 64, downNv: 4, downKs: 64}, {upNv: 8, upKs: 32, downNv: 2, downKs: 128},
-        {upNv: 8, upKs: 32, downNv: 8, downKs: 32}, {upNv: 16, upKs: 16, downNv: 4, downKs: 64},
-        {upNv: 32, upKs: 8, downNv: 16, downKs: 16},
+      row.gpuAfterWholeForwardMs = median(whole);
+      // The folded variant (routing inside upGate, 3 programs) against the 4 programs on the table's tiles:
+      // throughput interleaved, GPU time per program and of the whole forward in one pass (issue 14, batch D).
+      if (T <= 2) {
+        const byFold: Record<string, Record<string, unknown>> = {};
+        const variants = {fourPrograms: false, folded: true};
+        const thr: Record<string, Timing[]> = {};
+        for (let r = 0; r < 3; r++) {
+          for (const [name, fold] of Object.entries(variants)) {
+            setWebGPUDecodeTiles({...tunedDecodeTiles({T, H, I, E, K}), fold});
+            (thr[name] ??= []).push(await timeIt(apply, n, 5));
+          }
+        }
+        for (const [name, fold] of Object.entries(variants)) {
+          setWebGPUDecodeTiles({...tunedDecodeTiles({T, H, I, E, K}), fold});
+          const wholeF: number[] = [];
+          for (let r = 0; r < (QUICK ? 1 : 9); r++) {
+            wholeF.push((await timeDecodePrograms(() => { apply().dispose(); }, 4, true))[0][1]);
+          }
+          const a = apply(), got = await a.data();
+          setWebGPUDecodeMaxTokens(0);
+          const b = apply(), want = await b.data();
+          setWebGPUDecodeMaxTokens(32);
+          tf.dispose([a, b]);
+          let maxDiff = 0, maxRef = 0;
+          for (let i = 0; i < want.length; i++) {
+            maxDiff = Math.max(maxDiff, Math.abs(got[i] - want[i]));
+            maxRef = Math.max(maxRef, Math.abs(want[i]));
+          }
+          byFold[name] = {...(await perProgramMs()), wholeForward: median(wholeF), programs: programsPerForward(apply),
+            throughputMs: median(thr[name].map(t => t.throughputMs)), vsChainRelDiff: maxDiff / maxRef};
+        }
+        setWebGPUDecodeTiles(null);
+        row.gpuByFold = byFold;
+        say(`T=${T} GPU by fold ${JSON.stringify(byFold)}`);
+      }
+      say(`T=${T} GPU before ${JSON.stringify(row.gpuBefore)} after (run 2 tiles) ${
+          JSON.stringify(row.gpuAfterRun2Tiles)} after ${JSON.stringify(row.gpuAfter)} whole forward ${
+          row.gpuAfterWholeForwardMs}`);
+    }
+    if (SWEEP_T.includes(T) && T <= 32 && (performance.now() - STARTED) / 1e3 < BUDGET_S / 2) {
+      // Launch shapes of the decode programs, interleaved: every candidate once per round, medians of 3 rounds.
+      // Fields a candidate leaves out take these values (not the table's), so that a key means the same in every run.
+      const base = {upRows: 16, routerPartials: 16384, routeLanes: 256, routeTopk: 'rounds' as const};
+      const tile = (up: string, down: string, extra: Partial<DecodeTilesOverride> = {}): DecodeTilesOverride => {
+        const [upNv, upKs] = up.split('x').map(Number), [downNv, downKs] = down.split('x').map(Number);
+        return {upNv, upKs, downNv, downKs, ...extra};
+      };
+      const candidates: DecodeTilesOverride[] = [
+        tile('8x32', '4x64'), tile('16x16', '8x32'), tile('8x32', '2x128'), tile('16x16', '4x64'),
+        tile('16x16', '2x128'), tile('32x8', '4x64'), tile('32x8', '8x32'), tile('32x8', '16x16'),
+        tile('32x8', '2x128'), tile('4x64', '2x128'), tile('64x4', '4x64'),
+        tile(T <= 2 ? '8x32' : '16x16', T <= 2 ? '2x128' : '8x32', {routeTopk: 'rank'}),
+        tile(T <= 2 ? '8x32' : '16x16', T <= 2 ? '2x128' : '8x32', {routeLanes: 32}),
+        ...(T >= 4 ? [tile('16x16', '8x32', {upRows: 2}), tile('16x16', '8x32', {upRows: 4}),
+          tile('16x16', '8x32', {upRows: 8}), tile('16x16', '4x64', {upRows: 4}), tile('16x16', '16x16', {upRows: 4}),
+          tile('32x8', '8x32', {upRows: 4}), tile('32x8', '16x16', {upRows: 4}), tile('8x32', '8x32', {upRows: 4})] : []),
+        ...(T >= 8 ? [tile('16x16', '8x32', {upRows: 4, routerPartials: 65536}),
+          tile('16x16', '8x32', {upRows: 4, routerPartials: 32768})] : []),
       ];
-      for (const tiles of candidates) {
-        setWebGPUDecodeTiles(tiles);
-        const key = `up${tiles.upNv}x${tiles.upKs}_down${tiles.downNv}x${tiles.downKs}`;
-        tilesTried[key] = await timeIt(apply, n, 5);
-        const times = await timeDecodePrograms(() => { for (let r = 0; r < 5; r++) apply().dispose(); }, 32);
-        (tilesTried[key] as unknown as Record<string, unknown>).gpu = times;
+      const keyOf = (t: DecodeTilesOverride) =>
+        `up${t.upNv}x${t.upKs}_down${t.downNv}x${t.downKs}${t.upRows != null ? `_rows${t.upRows}` : ''}` +
+        `${t.routerPartials != null ? `_rp${t.routerPartials}` : ''}${t.routeLanes != null ? `_lanes${t.routeLanes}` : ''}` +
+        `${t.routeTopk != null ? `_${t.routeTopk}` : ''}`;
+      const tried: Record<string, number[]> = {};
+      for (let r = 0; r < 3; r++) {
+        for (const tiles of candidates) {
+          setWebGPUDecodeTiles({...base, ...tiles});
+          (tried[keyOf(tiles)] ??= []).push((await timeIt(apply, T >= 8 ? 30 : 50, 3)).throughputMs);
+        }
       }
       setWebGPUDecodeTiles(null);
-      row.tiles = tilesTried;
-      say(`T=${T} tiles ${JSON.stringify(Object.fromEntries(Object.entries(tilesTried).map(([k, v]) =>
-          [k, v.throughputMs])))}`);
+      const sweep = Object.fromEntries(Object.entries(tried).map(([k, v]) => [k, median(v)]));
+      row.tileSweepThroughputMs = sweep;
+      say(`T=${T} tiles ${JSON.stringify(sweep)}`);
     }
     x.dispose();
     rows.push(row);
@@ -288,7 +417,6 @@ async function main(): Promise<void> {
   // The JavaScript cost of the decode entry alone (no tfjs-layers apply()): the forward function the layer calls.
   {
     setWebGPUDecodeMaxTokens(32);
-    const {selectMoeForward} = await import('../src/layers/backend_selection.js');
     const x = tf.randomNormal([1, H]) as tf.Tensor2D;
     const w = layer.namedWeights();
     const {forward: layerForward} = selectMoeForward('webgpu');
@@ -311,15 +439,25 @@ async function main(): Promise<void> {
         return y;
       });
       const stack: Record<string, unknown> = {layers: STACK};
-      for (const [label, maxT] of [['before', 0], ['after', 32]] as const) {
+      stack.tfjsSubmitBatch = tf.env().get('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE');
+      const defaultSubmit = tf.env().getNumber('MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES');
+      stack.defaultSubmitDispatches = defaultSubmit;
+      // 'after, submit at N': MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES = N (a decode forward submits once the pass holds
+      // N dispatches; 0 = tfjs's batch), to see whether the GPU starts on a token's first layers while JavaScript
+      // enqueues the rest. 4 = every layer.
+      const variants: Array<[string, number, number]> = [['before', 0, 0], ['after, tfjs batch', 32, 0],
+        ['after, submit at 4', 32, 4], ['after, submit at 8', 32, 8], ['after, submit once', 32, 1e9]];
+      for (const [label, maxT, submitAt] of variants) {
         setWebGPUDecodeMaxTokens(maxT);
+        tf.env().set('MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES', submitAt);
         for (let i = 0; i < 2; i++) { const y = step(x0); await y.data(); y.dispose(); }
         // One token at a time, each token's output read before the next step (what sampling needs).
-        const lat: number[] = [];
+        const lat: number[] = [], enq: number[] = [];
         let x: tf.Tensor = x0.clone();
-        for (let i = 0; i < 20; i++) {
+        for (let i = 0; i < (QUICK ? 2 : 20); i++) {
           const t0 = performance.now();
           const y = step(x);
+          enq.push(performance.now() - t0);
           await y.data();
           lat.push(performance.now() - t0);
           x.dispose();
@@ -327,14 +465,16 @@ async function main(): Promise<void> {
         }
         // Tokens queued without reading (the GPU-side rate with enqueue overlapped).
         const t0 = performance.now();
-        for (let i = 0; i < 20; i++) { const y = step(x); x.dispose(); x = y; }
+        for (let i = 0; i < (QUICK ? 2 : 20); i++) { const y = step(x); x.dispose(); x = y; }
         await x.data();
-        const pipelined = (performance.now() - t0) / 20;
+        const pipelined = (performance.now() - t0) / (QUICK ? 2 : 20);
         x.dispose();
-        stack[label] = {msPerToken: median(lat), tokensPerS: 1e3 / median(lat), pipelinedMsPerToken: pipelined,
-                        pipelinedTokensPerS: 1e3 / pipelined};
+        stack[label] = {msPerToken: median(lat), tokensPerS: 1e3 / median(lat), enqueueMsPerToken: median(enq),
+                        pipelinedMsPerToken: pipelined, pipelinedTokensPerS: 1e3 / pipelined};
         say(`stack ${label}: ${JSON.stringify(stack[label])}`);
       }
+      tf.env().set('MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES', defaultSubmit);
+      setWebGPUDecodeMaxTokens(32);
       stack.programsPerToken = {after: programsPerForward(() => step(x0))};
       setWebGPUDecodeMaxTokens(0);
       (stack.programsPerToken as Record<string, number>).before = programsPerForward(() => step(x0));

@@ -10,8 +10,8 @@ import '@tensorflow/tfjs-backend-webgpu';
 import * as tf from '@tensorflow/tfjs-core';
 
 import {DemoCharts} from './charts.js';
-import {DEMO_FORMATS, DemoFormat, expertLoad, makeWorkload, PathResult, PathSpec, relativeDifference, runPath, Workload}
-  from './measure.js';
+import {decodeRun, DecodeRunResult, DEMO_FORMATS, DemoFormat, expertLoad, makeWorkload, PathResult, PathSpec,
+  relativeDifference, runPath, Workload} from './measure.js';
 import {findModelShape} from './model_shapes.js';
 import {DIVISORS, modelLabel, MODELS, scaledShape, TOKEN_COUNTS} from './models.js';
 import {probeWebGPU, WebGPUProbe} from './probe.js';
@@ -25,7 +25,7 @@ interface DemoState {
   backend?: string;
   result?: {model: string, divisor: number, tokens: number, format: DemoFormat, weightBytes: number,
     paths: Array<{label: string, selected: string, medianMs: number, runs: number, parity: number}>,
-    maxParity: number, load: number[]};
+    maxParity: number, load: number[], decode?: DecodeRunResult};
   charts?: {latencyBars: number, loadBars: number, latencyTicks: Array<string | null>};
   error?: string;
   /** URL parameters that were not valid and were replaced by the defaults. */
@@ -115,6 +115,9 @@ async function run(): Promise<void> {
     const primary = probe.available ? 'webgpu' : 'cpu';
     await tf.setBackend(primary);
     const load = await expertLoad(workload, primary);
+    setStatus('running', `Decoding ${DECODE_STEPS} tokens one at a time on ${primary}…`);
+    const decode = await decodeRun(workload, paths(probe, workload).find(p => p.label === primary)!, DECODE_STEPS);
+    showDecode(decode);
     const maxParity = Math.max(...rows.map(r => r.parity));
 
     charts.showLatency(rows.map(r => ({label: r.label, ms: r.medianMs})));
@@ -128,7 +131,7 @@ async function run(): Promise<void> {
     const main = rows.find(r => r.label === primary)!;
     $('backend-note').textContent = `${main.selected} · ${main.medianMs.toFixed(1)} ms for ${tokens} tokens`;
     state.result = {model: m.id, divisor, tokens, format, weightBytes: workload.bytes, paths: rows, maxParity,
-      load: Array.from(load)};
+      load: Array.from(load), decode};
     state.charts = charts.summary();
     setStatus('done', `Done: ${m.label}, ${divisor === 1 ? 'full width' : `width 1/${divisor}`}, ${tokens} tokens, ` +
         `${format} experts (${fmtBytes(workload.bytes)} of weights); ` +
@@ -139,6 +142,15 @@ async function run(): Promise<void> {
   } finally {
     runButton.disabled = false;
   }
+}
+
+/** Tokens the decode run produces one at a time. */
+const DECODE_STEPS = 16;
+
+function showDecode(d: DecodeRunResult): void {
+  $('decode').textContent = `${d.medianMs.toFixed(2)} ms/token`;
+  $('decode-note').textContent = `${d.selected} · ${(1e3 / d.medianMs).toFixed(0)} tokens/s for this layer · ` +
+      `per token (forward + read): ${d.perTokenMs.map(t => t.toFixed(2)).join(', ')} ms`;
 }
 
 /**

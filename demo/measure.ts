@@ -153,6 +153,41 @@ export async function runPath(w: Workload, p: PathSpec, budgetMs = 1500, maxRuns
   }
 }
 
+export interface DecodeRunResult {
+  selected: string;
+  /** forward + `await data()` of each token, in order (after one untimed token that compiles the shaders). */
+  perTokenMs: number[];
+  medianMs: number;
+}
+
+/**
+ * Decodes `steps` tokens one at a time (T = 1; each token's output is the next token's input, as a layer stack
+ * decoding would feed it) and times each one with its read, which is what sampling the next token needs.
+ */
+export async function decodeRun(w: Workload, p: PathSpec, steps = 16): Promise<DecodeRunResult> {
+  if (!(await tf.setBackend(p.tfBackend))) throw new Error(`tfjs backend '${p.tfBackend}' failed to start`);
+  const layer = buildLayer(w, p.layerBackend);
+  let x = tf.tensor2d(w.x.subarray(0, w.hidden), [1, w.hidden]);
+  try {
+    const perTokenMs: number[] = [];
+    for (let i = 0; i <= steps; i++) {
+      const t0 = performance.now();
+      const y = layer.apply(x) as tf.Tensor2D;
+      await y.data();
+      if (i > 0) perTokenMs.push(performance.now() - t0);
+      x.dispose();
+      x = y;
+    }
+    const sorted = perTokenMs.slice().sort((a, b) => a - b);
+    const mid = sorted.length >> 1;
+    const medianMs = sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+    return {selected: layer.selectedPath(), perTokenMs, medianMs};
+  } finally {
+    x.dispose();
+    layer.dispose();
+  }
+}
+
 /** Tokens routed to each expert for the workload's batch, computed on the active backend. */
 export async function expertLoad(w: Workload, layerBackend: MoeLayerBackend): Promise<Int32Array> {
   const layer = buildLayer(w, layerBackend);

@@ -22,6 +22,10 @@ export {CUDA_MOE_WEIGHT_NAMES, CudaActivation, CudaFusedMoe, CudaMoeRunner} from
 export type {CudaForwardResult, CudaHostOutput, CudaFusedMoeConfig, CudaMoeWeightArrays, CudaMoeWeightName, CudaMoeWeightTensors} from
     './kernels/cuda/cuda_fused_moe.js';
 export {cudaLayerExecutor, registerCudaLayerExecutor} from './kernels/cuda/cuda_layer_executor.js';
+export {unsupportedByCuda} from './executor/layer_schema.js';
 export {decodeDispatchCount, decodePlanCount, setWebGPUDecodeTiles, timeDecodePrograms} from
     './kernels/webgpu/decode/decode_forward.js';
 export type {DecodeTiles} from './kernels/webgpu/decode/decode_programs.js';
+export type {DecodeTilesOverride} from './kernels/webgpu/decode/decode_forward.js';
+export {DECODE_TUNING, tunedDecodeTiles} from './kernels/webgpu/decode/decode_tuning.js';
+export type {DecodeTuning} from './kernels/webgpu/decode/decode_tuning.js';

@@ -1,9 +1,12 @@
 /**
  * The compute-sanitizer memcheck spec set (small: memcheck runs kernels far slower): the CUDA end-to-end spec
- * (pinned staging, pinned output blocks, device-resident activations, routing ids, tuning flags).
+ * (pinned staging, pinned output blocks, device-resident activations, routing ids, tuning flags) and the decode streaming GEMM.
  */
 jasmine.DEFAULT_TIMEOUT_INTERVAL = 300_000;
 
 import '../../spec/helpers/setup.js';
 import '../../spec/helpers/report_errors.js';
 import '../../spec/cuda/cuda_device_activation.spec.js';
+import '../../spec/cuda/cuda_decode_gemm.spec.js';
+import '../../spec/cuda/cuda_host_copies.spec.js';
+import '../../spec/cuda/cuda_int4_decode.spec.js';

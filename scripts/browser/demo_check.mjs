@@ -47,6 +47,11 @@ export async function checkDemoPage(context, baseUrl, {timeoutMs = 600_000} = {}
       check(`parity with the cpu path < ${PARITY_TOLERANCE} on every path, as the page shows`,
           r.maxParity < PARITY_TOLERANCE && parityText.startsWith('✓'),
       `maxParity ${r.maxParity}, page shows '${parityText}'`);
+      const decodeText = await page.textContent('#decode');
+      check('a decode run shows per-token latency (16 tokens, forward + read each, on the webgpu kernels)',
+          r.decode?.perTokenMs.length === 16 && r.decode.perTokenMs.every(t => t > 0 && Number.isFinite(t)) &&
+          r.decode.selected === 'kernels:webgpu' && / ms\/token$/.test(decodeText),
+      `${JSON.stringify(r.decode)}, page shows '${decodeText}'`);
       const routed = r.load.reduce((a, b) => a + b, 0);
       check('expert load covers every expert and every routed row',
           r.load.length === CONFIG.experts && routed === Number(CONFIG.tokens) * CONFIG.topK,

@@ -42,7 +42,7 @@ describe('CUDA tfjs flags', () => {
   it('are registered with their defaults and reject a bad tile choice, naming the flag', () => {
     expect(tf.env().getBool(MOE_CUDA_PDL)).toBe(true);
     expect(tf.env().get(MOE_CUDA_GEMM_TILES)).toBe('default');
-    expect(() => tf.env().set(MOE_CUDA_GEMM_TILES, 'fastest')).toThrowError(/MOE_CUDA_GEMM_TILES must be one of default, previous, got "fastest"/);
+    expect(() => tf.env().set(MOE_CUDA_GEMM_TILES, 'fastest')).toThrowError(/MOE_CUDA_GEMM_TILES must be one of default, previous, stream, stream8, mma32, got "fastest"/);
     expect(tf.env().get(MOE_CUDA_GEMM_TILES)).toBe('default');
   });
 });

@@ -11,6 +11,7 @@ import {CudaComputeDtype, cudaStatus} from 'tfjs-moe';
 import {CudaFusedMoe, CudaFusedMoeConfig, CudaMoeWeightTensors} from 'tfjs-moe/internal';
 
 import {randn, recordError, relError, rng} from '../helpers/util.js';
+import {randomMoeWeights as randomWeights} from './moe_weights.js';
 import {refFusedMoE, RefMoeConfig, RefMoeWeights} from '../reference/moe_reference.js';
 
 const BOUND: Record<CudaComputeDtype, number> = {float32: 1e-4, bfloat16: 3e-2, float16: 5e-3};
@@ -55,30 +56,6 @@ const CASES: Case[] = [
     cfg: config({numExperts: 4, topK: 2, intermediateSize: 520})},
   {name: 'T = 0', T: 0, H: 32, cfg: config({numExperts: 4, topK: 2, intermediateSize: 16})},
 ];
-
-function randomWeights(rand: () => number, H: number, cfg: RefMoeConfig): Record<string, Float32Array> {
-  const E = cfg.numExperts, I = cfg.intermediateSize, L = cfg.latentSize, D = L ?? H, S = cfg.sharedExpertIntermediateSize;
-  const w: Record<string, Float32Array> = {
-    gateWeight: randn(rand, H * E, 2 / Math.sqrt(H)),
-    upGateProjWeight: randn(rand, E * D * 2 * I, 1 / Math.sqrt(D)),
-    downProjWeight: randn(rand, E * I * D, 1 / Math.sqrt(I)),
-  };
-  if (cfg.useCorrectionBias) w.gateCorrectionBias = randn(rand, E, 0.1);
-  if (cfg.withBias) {
-    w.upGateProjBias = randn(rand, E * 2 * I, 0.2);
-    w.downProjBias = randn(rand, E * D, 0.2);
-  }
-  if (L != null) {
-    w.fc1LatentProjWeight = randn(rand, H * L, 1 / Math.sqrt(H));
-    w.fc2LatentProjWeight = randn(rand, L * H, 1 / Math.sqrt(L));
-  }
-  if (S > 0) {
-    w.sharedUpGateProjWeight = randn(rand, H * 2 * S, 1 / Math.sqrt(H));
-    w.sharedDownProjWeight = randn(rand, S * H, 1 / Math.sqrt(S));
-  }
-  if (cfg.sharedExpertGate) w.sharedExpertGateWeight = randn(rand, H, 1 / Math.sqrt(H));
-  return w;
-}
 
 function layerConfig(H: number, cfg: RefMoeConfig, computeDtype: CudaComputeDtype): CudaFusedMoeConfig {
   return {hidden: H, ...cfg, computeDtype};

@@ -15,8 +15,7 @@ if (status.available) {
   registerCudaKernels(TF_BACKEND);
   // TFJS_MOE_SPEC_SCALE=small keeps the compute-sanitizer run short.
   describeOpConformance(`cuda on ${TF_BACKEND}`, {
-    backend: TF_BACKEND, composite: false, cudaKernels: true, scale: process.env.TFJS_MOE_SPEC_SCALE === 'small' ? 'small' : 'full',
-    clampedSwiglu: false, permuteWeights: false,
+    backend: TF_BACKEND, composite: false, scale: process.env.TFJS_MOE_SPEC_SCALE === 'small' ? 'small' : 'full',
   });
 } else {
   describe(`op conformance [cuda on ${TF_BACKEND}]`, () => {

@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {CudaComputeDtype, cudaStatus, FusedMoE} from 'tfjs-moe';
-import {cudaLayerExecutor, registerCudaLayerExecutor} from 'tfjs-moe/internal';
+import {registerCudaLayerExecutor} from 'tfjs-moe/internal';
 
 import {expectThrowsNoLeak, randn, recordError, relError, rng} from '../helpers/util.js';
 import {describeLayerConformance} from '../layers/layer_conformance.js';
@@ -25,20 +25,6 @@ describe('FusedMoE backend cuda', () => {
     expectThrowsNoLeak(() => layer.apply(x), /backend 'cuda' requested but the CUDA addon is not available: .*\((addon-not-built|no-driver|no-device|addon-load-failed|not-node|node-too-old|cuda-error)\)/);
     x.dispose();
     layer.dispose();
-  });
-
-  it('rejects routerBias and clamped_swiglu with a clear Error before any CUDA work (also without CUDA)', () => {
-    const {layer} = randomLayer({numExperts: 4, topK: 2, moeIntermediateSize: 3, routerBias: true,
-      activation: 'clamped_swiglu'}, 5, rng(2));
-    const x = tf.ones([2, 5]) as tf.Tensor2D;
-    try {
-      // The executor itself, as the layer calls it once CUDA is available: the check comes first.
-      expectThrowsNoLeak(() => cudaLayerExecutor.forward(x, layer.namedWeights() as never, layer.options),
-          /FusedMoE backend 'cuda': routerBias: true, activation: 'clamped_swiglu' is not implemented by the CUDA layer executor yet; use backend 'cpu', 'webgpu' or 'composite'/);
-    } finally {
-      x.dispose();
-      layer.dispose();
-    }
   });
 
   const BOUND: Record<CudaComputeDtype, number> = {float32: 1e-4, bfloat16: 3e-2, float16: 5e-3};
@@ -80,7 +66,7 @@ describe('FusedMoE backend cuda', () => {
 });
 
 describeLayerConformance('cuda executor, float32', {
-  backend: 'cpu', layerBackend: 'cuda', plainSwigluOnly: true,
+  backend: 'cpu', layerBackend: 'cuda',
   init: async () => {
     if (unavailable) return unavailable;
     registerCudaLayerExecutor();

@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {FusedMoEArgs, MoeLayerBackend} from 'tfjs-moe';
 
-import {expectNoLeak, expectThrowsNoLeak, randInt, recordError, relError, rng} from '../helpers/util.js';
+import {expectNoLeak, randInt, recordError, relError, rng} from '../helpers/util.js';
 import {applyAndRead, randn, randomLayer, referenceOutput} from './layer_util.js';
 
 export interface LayerConformanceOptions {
@@ -23,12 +23,6 @@ export interface LayerConformanceOptions {
   init?: () => Promise<string | null>;
   /** Per-spec timeout (ms) for slow backends; jasmine's default otherwise. */
   timeoutMs?: number;
-  /**
-   * The path implements neither routerBias, clamped_swiglu nor routingWeightOn 'input' yet (the cuda executor): the
-   * cases using them assert
-   * its clear Error, with nothing leaked, instead of a result.
-   */
-  plainSwigluOnly?: boolean;
 }
 
 /** f32 tolerance of the layer: it chains two GEMMs (semantics: < 1e-4 for GEMMs). */
@@ -39,8 +33,6 @@ interface Case {
   /** Options for a given random E (the case may derive groups from it). */
   args: (E: number, k: number) => Partial<FusedMoEArgs>;
   rank3?: boolean;
-  /** The CUDA executor rejects these options (unsupportedByCuda): on 'cuda' the case checks that error instead. */
-  cudaRejects?: boolean;
 }
 
 const CASES: Case[] = [
@@ -60,25 +52,25 @@ const CASES: Case[] = [
   {name: 'everything with noaux_tc', args: () => ({topkMethod: 'noaux_tc', nGroup: 2, topkGroup: 1,
     routedScalingFactor: 1.7, useCorrectionBias: true, latentSize: 7, withBias: true, probInAdvance: true,
     sharedExpertIntermediateSize: 4, sharedExpertGate: false})},
-  {name: 'greedy, rsf 2.5, renormalizeEpsilon 1e-6', cudaRejects: true,
+  {name: 'greedy, rsf 2.5, renormalizeEpsilon 1e-6',
     args: () => ({routedScalingFactor: 2.5, renormalizeEpsilon: 1e-6})},
-  {name: 'group_limited_greedy, not renormalized, rsf 16 (DeepSeek-V2)', cudaRejects: true,
+  {name: 'group_limited_greedy, not renormalized, rsf 16 (DeepSeek-V2)',
     args: () => ({topkMethod: 'group_limited_greedy', nGroup: 4, topkGroup: 1, renormalize: false,
       routedScalingFactor: 16, sharedExpertIntermediateSize: 5})},
-  {name: 'group_limited_greedy, renormalized with epsilon 0.5', cudaRejects: true,
+  {name: 'group_limited_greedy, renormalized with epsilon 0.5',
     args: () => ({topkMethod: 'group_limited_greedy', nGroup: 2, topkGroup: 1, renormalizeEpsilon: 0.5})},
-  {name: 'noaux_tc, one group, bias, renormalizeEpsilon 1e-6 (LFM2)', cudaRejects: true,
+  {name: 'noaux_tc, one group, bias, renormalizeEpsilon 1e-6 (LFM2)',
     args: () => ({topkMethod: 'noaux_tc', useCorrectionBias: true, renormalizeEpsilon: 1e-6,
       routedScalingFactor: 1.5})},
-  {name: 'zero experts, bias, rsf 1.6, not renormalized (LongCat-Flash)', cudaRejects: true,
+  {name: 'zero experts, bias, rsf 1.6, not renormalized (LongCat-Flash)',
     args: E => ({zeroExperts: Math.max(1, E / 2), useCorrectionBias: true, renormalize: false,
       routedScalingFactor: 1.6})},
-  {name: 'zero experts, noaux_tc groups, biases, probInAdvance, shared', cudaRejects: true,
+  {name: 'zero experts, noaux_tc groups, biases, probInAdvance, shared',
     args: E => ({zeroExperts: E, topkMethod: 'noaux_tc', nGroup: 2, topkGroup: 1, useCorrectionBias: true,
       withBias: true, probInAdvance: true, sharedExpertIntermediateSize: 3})},
-  {name: 'PhiMoE: sparsemixer eps 0.1, not renormalized', cudaRejects: true,
+  {name: 'PhiMoE: sparsemixer eps 0.1, not renormalized',
     args: () => ({topkMethod: 'sparsemixer', topK: 2, sparsemixerEpsilon: 0.1, renormalize: false})},
-  {name: 'sparsemixer eps 0.01, renormalized, rsf 1.5, gated shared, expert biases', cudaRejects: true,
+  {name: 'sparsemixer eps 0.01, renormalized, rsf 1.5, gated shared, expert biases',
     args: () => ({topkMethod: 'sparsemixer', topK: 2, renormalize: true, routedScalingFactor: 1.5,
       sharedExpertIntermediateSize: 4, sharedExpertGate: true, withBias: true})},
   {name: 'gpt-oss: router bias, clamped SwiGLU, expert biases', args: () =>
@@ -135,23 +127,10 @@ export function describeLayerConformance(label: string, opts: LayerConformanceOp
           try {
             const x = randn(rand, T * H);
             const shape = c.rank3 ? splitTokens(T, H) : [T, H];
-            if (opts.plainSwigluOnly &&
-                (args.routerBias || (args.activation ?? 'swiglu') !== 'swiglu' || args.routingWeightOn === 'input')) {
-              const input = tf.tensor(x, shape);
-              expectThrowsNoLeak(() => layer.apply(input), /is not implemented by the CUDA layer executor yet/);
-              input.dispose();
-              return;
-            }
             expect(layer.selectedPath()).toBe(
                 opts.layerBackend === 'composite' ? `composite:${opts.backend}` :
                 ['auto', 'cpu', 'webgpu'].includes(opts.layerBackend) ? `kernels:${opts.backend}` :
                                                                          `executor:${opts.layerBackend}`);
-            if (c.cudaRejects && opts.layerBackend === 'cuda') {
-              const input = tf.tensor(x, shape);
-              expectThrowsNoLeak(() => layer.apply(input), /is not supported by the CUDA executor yet/);
-              input.dispose();
-              return;
-            }
             const actual = await expectNoLeak(() => applyAndRead(layer, x, shape));
             const expected = referenceOutput(layer.options, data, x, T, H);
             const err = relError(actual, expected);

@@ -61,6 +61,43 @@ const CASES: Case[] = [
    args: {numExperts: 300, topK: 4, moeIntermediateSize: 4}, H: 4, T: [2]},
 ];
 
+describe('webgpu decode tuning table (decode_tuning.ts)', () => {
+  it('covers every T the path allows, for any shape, with valid launch shapes', () => {
+    const shapes = [{H: 2048, I: 768, E: 128, K: 8}, {H: 16, I: 8, E: 6, K: 2}, {H: 2048, I: 768, E: 64, K: 8}];
+    for (const shape of shapes) {
+      for (let T = 1; T <= 32; T++) {
+        const t = internal.tunedDecodeTiles({T, ...shape});
+        for (const [nv, ks, pairs] of [[t.upNv, t.upKs, 2], [t.downNv, t.downKs, 1]]) {
+          expect(nv * ks).withContext(`T = ${T} ${JSON.stringify(t)}`).toBe(256);
+          expect(nv % pairs).toBe(0);
+        }
+        expect(t.upRows).toBeGreaterThanOrEqual(1);
+        expect(t.routerPartials).toBeGreaterThanOrEqual(1);
+        expect(['rounds', 'rank']).toContain(t.routeTopk);
+        expect(Number.isInteger(Math.log2(t.routeLanes))).toBeTrue();
+        expect([undefined, true, false]).toContain(t.fold);
+      }
+    }
+    for (const entry of internal.DECODE_TUNING) {
+      expect(entry.minTokens).toBeLessThanOrEqual(entry.maxTokens);
+      expect(entry.source).toMatch(/BENCHMARKS\.md/);
+    }
+  });
+
+  it('picks the first matching entry: a shape-specific one before the any-shape default', () => {
+    const table = [{where: {H: 8}, minTokens: 1, maxTokens: 4, source: 'a',
+                    tiles: {upNv: 2, upKs: 128, downNv: 1, downKs: 256, upRows: 3, routerPartials: 7, routeLanes: 2,
+                            routeTopk: 'rank' as const}},
+                   {minTokens: 1, maxTokens: 32, source: 'b', tiles: {upNv: 8, upKs: 32, downNv: 4, downKs: 64,
+                    upRows: 16, routerPartials: 16384, routeLanes: 256, routeTopk: 'rounds' as const}}];
+    expect(internal.tunedDecodeTiles({T: 4, H: 8, I: 4, E: 4, K: 2}, table).upRows).toBe(3);
+    expect(internal.tunedDecodeTiles({T: 5, H: 8, I: 4, E: 4, K: 2}, table).upRows).toBe(16);
+    expect(internal.tunedDecodeTiles({T: 4, H: 16, I: 4, E: 4, K: 2}, table).upRows).toBe(16);
+    expect(() => internal.tunedDecodeTiles({T: 33, H: 8, I: 4, E: 4, K: 2}, table))
+        .toThrowError(/no tuning entry for T = 33/);
+  });
+});
+
 describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
   const defaultMaxTokens = moe.webgpuDecodeMaxTokens();
   afterEach(() => moe.setWebGPUDecodeMaxTokens(defaultMaxTokens));
@@ -109,8 +146,10 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
        const x = randn(rand, T * H);
        try {
          // The extremes (the defaults run in every other case): one column pair / many k-lanes, and no k-lanes.
+         // upRows 1: every expert's rows in passes of one; routerPartials 1: one router split (one partial each).
          for (const tiles of [{upNv: 2, upKs: 128, downNv: 1, downKs: 256},
-                              {upNv: 256, upKs: 1, downNv: 256, downKs: 1}]) {
+                              {upNv: 256, upKs: 1, downNv: 256, downKs: 1},
+                              {upNv: 8, upKs: 32, downNv: 4, downKs: 64, upRows: 1, routerPartials: 1}]) {
            internal.setWebGPUDecodeTiles(tiles);
            const input = tf.tensor2d(x, [T, H]);
            const out = layer.apply(input) as tf.Tensor;
@@ -121,22 +160,98 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
            expect(err).withContext(JSON.stringify(tiles)).toBeLessThan(TOLERANCE);
            expect(internal.decodePlanCount()).toBeGreaterThan(0);
          }
+         // noaux_tc routing (dropped groups never compete) with the rank top-k and few route lanes.
+         const grouped = randomLayer({numExperts: 6, topK: 2, moeIntermediateSize: 4, topkMethod: 'noaux_tc', nGroup: 3,
+           topkGroup: 2, routedScalingFactor: 2.5, useCorrectionBias: true, backend: 'webgpu'}, 8, rand);
+         try {
+           const xg = randn(rand, 4 * 8);
+           for (const routeLanes of [1, 16]) {
+             const tiles = {upNv: 8, upKs: 32, downNv: 4, downKs: 64, routeTopk: 'rank' as const, routeLanes};
+             internal.setWebGPUDecodeTiles(tiles);
+             const input = tf.tensor2d(xg, [4, 8]);
+             const out = grouped.layer.apply(input) as tf.Tensor;
+             const got = await out.data();
+             tf.dispose([input, out]);
+             const err = relError(got, referenceOutput(grouped.layer.options, grouped.data, xg, 4, 8));
+             recordError('webgpu decode: launch shapes', err);
+             expect(err).withContext(JSON.stringify(tiles)).toBeLessThan(TOLERANCE);
+           }
+         } finally {
+           grouped.layer.dispose();
+         }
        } finally {
          internal.setWebGPUDecodeTiles(null);
          layer.dispose();
        }
      }, SLOW_MS);
 
+  // The folded variant: routing inside every upGate workgroup, three programs; the same float64 reference, ties,
+  // NaN rows, noaux_tc, correction bias, probInAdvance, biases and shared experts.
+  const FOLDED: Array<[string, FusedMoEArgs, number, number[]]> = [
+    ['greedy, renormalized', {numExperts: 6, topK: 2, moeIntermediateSize: 8}, 16, [1, 2]],
+    ['noaux_tc, correction bias, scaling', {numExperts: 6, topK: 2, moeIntermediateSize: 4, topkMethod: 'noaux_tc',
+      nGroup: 3, topkGroup: 2, routedScalingFactor: 2.5, useCorrectionBias: true}, 8, [1, 2]],
+    ['probInAdvance, biases, gated shared expert', {numExperts: 7, topK: 3, moeIntermediateSize: 4, withBias: true,
+      probInAdvance: true, renormalize: false, sharedExpertIntermediateSize: 8, sharedExpertGate: true}, 12, [1, 2]],
+    ['300 experts', {numExperts: 300, topK: 4, moeIntermediateSize: 4}, 4, [1]],
+    // 9 storage bindings (with x and the output): above WebGPU's default limit of 8, the four programs run.
+    ['biases, shared expert and a correction bias (9 bindings)', {numExperts: 7, topK: 3, moeIntermediateSize: 4,
+      withBias: true, useCorrectionBias: true, sharedExpertIntermediateSize: 8}, 8, [1]],
+  ];
+  const FOLD_TILES = {upNv: 8, upKs: 32, downNv: 4, downKs: 64, fold: true};
+  for (const [label, args, H, Ts] of FOLDED) {
+    it(`folded (3 programs where they fit): ${label} matches the float64 reference`, async () => {
+      const rand = rng(label.length * 7 + H);
+      const baseline = tf.memory().numTensors;
+      const {layer, data} = randomLayer({...args, backend: 'webgpu'}, H, rand);
+      const bindings = 3 + 1 + (args.withBias ? 1 : 0) + (args.sharedExpertIntermediateSize ? 1 : 0) +
+          (args.useCorrectionBias ? 1 : 0) + 2;
+      const limit = (tf.backend() as unknown as {device: {limits: {maxStorageBuffersPerShaderStage: number}}})
+          .device.limits.maxStorageBuffersPerShaderStage;
+      const programsPerForward = bindings <= limit ? 3 : 4;
+      try {
+        internal.setWebGPUDecodeTiles(FOLD_TILES);
+        for (const T of Ts) {
+          for (const pass of [0, 1]) {
+            const x = randn(rand, T * H);
+            const input = tf.tensor2d(x, [T, H]);
+            const dispatched = internal.decodeDispatchCount();
+            const out = layer.apply(input) as tf.Tensor;
+            expect(internal.decodeDispatchCount() - dispatched).withContext('decode programs per forward')
+                .toBe(programsPerForward);
+            const got = await out.data();
+            tf.dispose([input, out]);
+            const err = relError(got, referenceOutput(layer.options, data, x, T, H));
+            recordError(`webgpu decode folded: ${label}`, err);
+            expect(err).withContext(`T = ${T}, call ${pass}`).toBeLessThan(TOLERANCE);
+          }
+        }
+      } finally {
+        internal.setWebGPUDecodeTiles(null);
+        layer.dispose();
+      }
+      expect(tf.memory().numTensors).toBe(baseline);
+    }, SLOW_MS);
+  }
+
   it('rejects bad settings with an error naming the argument', () => {
+    expect(() => internal.setWebGPUDecodeTiles({upNv: 8, upKs: 32, downNv: 4, downKs: 64,
+      fold: 1 as unknown as boolean})).toThrowError(/fold must be a boolean, got 1/);
     expect(() => moe.setWebGPUDecodeMaxTokens(33)).toThrowError(/argument 'n' must be an integer in \[0, 32\], got 33/);
     expect(() => moe.setWebGPUDecodeMaxTokens(1.5)).toThrowError(/argument 'n'/);
     expect(() => internal.setWebGPUDecodeTiles({upNv: 8, upKs: 16, downNv: 4, downKs: 64}))
         .toThrowError(/upNv \* upKs must be 256/);
     expect(() => internal.setWebGPUDecodeTiles({upNv: 8, upKs: 32, downNv: 3, downKs: 85}))
         .toThrowError(/downNv \* downKs must be 256/);
+    expect(() => internal.setWebGPUDecodeTiles({upNv: 8, upKs: 32, downNv: 4, downKs: 64, upRows: 0}))
+        .toThrowError(/upRows must be an integer in \[1, 32\], got 0/);
+    expect(() => internal.setWebGPUDecodeTiles({upNv: 8, upKs: 32, downNv: 4, downKs: 64, routerPartials: 2.5}))
+        .toThrowError(/routerPartials must be a positive integer, got 2.5/);
+    expect(() => internal.setWebGPUDecodeTiles({upNv: 8, upKs: 32, downNv: 4, downKs: 64, routeLanes: 3}))
+        .toThrowError(/routeLanes must be a power of two in \[1, 256\], got 3/);
   });
 
-  it('breaks routing ties toward the lower expert and treats a NaN token like the op chain does', async () => {
+  it('breaks routing ties toward the lower expert and treats a NaN token like the op chain does (also folded)', async () => {
     // The shape of the first case (its pipelines are compiled already).
     const rand = rng(31337);
     const H = 16, T = 3, E = 6;
@@ -158,22 +273,61 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
       tf.dispose([input, out]);
       return got;
     };
-    const dispatched = internal.decodeDispatchCount();
-    const tied = await run(x);
-    expect(internal.decodeDispatchCount() - dispatched).toBe(4);
-    expect(relError(tied, referenceOutput(layer.options, data, x, T, H))).toBeLessThan(TOLERANCE);
     const withNaN = x.slice();
     withNaN[H + 3] = NaN;
-    const decoded = await run(withNaN);
     moe.setWebGPUDecodeMaxTokens(0);
     const chained = await run(withNaN);
-    for (let i = 0; i < decoded.length; i++) {
-      expect(Number.isNaN(decoded[i])).withContext(`element ${i} NaN`).toBe(Number.isNaN(chained[i]));
+    moe.setWebGPUDecodeMaxTokens(defaultMaxTokens);
+    // The route program's top-k both ways: K rounds of a lane arg-max, and by rank (with two lanes per token).
+    // And folded: every upGate workgroup routes with the same code (3 programs).
+    const variants: Array<internal.DecodeTilesOverride | null> = [null, {upNv: 8, upKs: 32, downNv: 4, downKs: 64, routeTopk: 'rank' as const, routeLanes: 2},
+                      FOLD_TILES];
+    try {
+      for (const tiles of variants) {
+        internal.setWebGPUDecodeTiles(tiles);
+        const dispatched = internal.decodeDispatchCount();
+        const tied = await run(x);
+        expect(internal.decodeDispatchCount() - dispatched).toBe(tiles?.fold === true ? 3 : 4);
+        expect(relError(tied, referenceOutput(layer.options, data, x, T, H))).withContext(JSON.stringify(tiles))
+            .toBeLessThan(TOLERANCE);
+        const decoded = await run(withNaN);
+        for (let i = 0; i < decoded.length; i++) {
+          expect(Number.isNaN(decoded[i])).withContext(`element ${i} NaN`).toBe(Number.isNaN(chained[i]));
+        }
+        expect(relError(decoded.filter(v => !Number.isNaN(v)), chained.filter(v => !Number.isNaN(v))))
+            .toBeLessThan(TOLERANCE);
+        expect(decoded.slice(0, H).every(v => Number.isFinite(v))).withContext('the other tokens stay finite')
+            .toBeTrue();
+      }
+    } finally {
+      internal.setWebGPUDecodeTiles(null);
+      layer.dispose();
     }
-    expect(relError(decoded.filter(v => !Number.isNaN(v)), chained.filter(v => !Number.isNaN(v))))
-        .toBeLessThan(TOLERANCE);
-    expect(decoded.slice(0, H).every(v => Number.isFinite(v))).withContext('the other tokens stay finite').toBeTrue();
-    layer.dispose();
+  }, SLOW_MS);
+
+  it('submits after a forward when MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES says so, with the same result', async () => {
+    const rand = rng(777);
+    const H = 16, T = 1;
+    const {layer, data} = randomLayer({numExperts: 6, topK: 2, moeIntermediateSize: 8, backend: 'webgpu'}, H, rand);
+    const x = randn(rand, T * H);
+    const backend = tf.backend() as unknown as {commandEncoder: unknown};
+    const defaultSubmit = tf.env().getNumber(moe.MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES);
+    expect(defaultSubmit).withContext('the measured default (BENCHMARKS.md)').toBe(8);
+    try {
+      for (const submitAt of [4, 0]) {
+        tf.env().set(moe.MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES, submitAt);
+        const input = tf.tensor2d(x, [T, H]);
+        const out = layer.apply(input) as tf.Tensor;
+        // 4 dispatches reach 4 (submitted: no open encoder); tfjs's batch of 15 is not reached by one forward.
+        expect(backend.commandEncoder == null).withContext(`submit at ${submitAt}`).toBe(submitAt === 4);
+        const got = await out.data();
+        tf.dispose([input, out]);
+        expect(relError(got, referenceOutput(layer.options, data, x, T, H))).toBeLessThan(TOLERANCE);
+      }
+    } finally {
+      tf.env().set(moe.MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES, defaultSubmit);
+      layer.dispose();
+    }
   }, SLOW_MS);
 
   it('rebuilds its plan when a weight changes', async () => {

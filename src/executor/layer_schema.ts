@@ -104,8 +104,14 @@ export interface OptionSpec {
   /** int / int|null: the largest value (sizes the kernels index with int32; see src/ops/limits.ts). */
   max?: number;
   values?: readonly string[];
-  /** Whether the native (CUDA) forward reads it; the others choose the implementation, not the math. */
+  /** Whether the native (CUDA) forward reads it. */
   native: boolean;
+  /**
+   * Not native, yet run by the CUDA executor: it chooses the implementation (backend) or is handled before the
+   * native call (packed expert weights are decoded at upload). Any other non-native option must keep its default
+   * there (unsupportedByCuda).
+   */
+  hostSide?: boolean;
   doc: string;
 }
 
@@ -131,52 +137,50 @@ export const OPTION_TABLE: readonly OptionSpec[] = [
   {name: 'routedScalingFactor', type: 'number', default: 1, native: true,
     doc: 'Multiplies the routing weights, after renormalisation (every method).'},
   // PhiMoE's router_jitter_noise (0.01 in its configs) is the threshold its eval-mode sparsemixer uses.
-  // Not read by the native forward yet: the CUDA executor rejects sparsemixer (unsupportedByCuda below).
-  {name: 'sparsemixerEpsilon', type: 'number', default: 0.01, native: false,
+  {name: 'sparsemixerEpsilon', type: 'number', default: 0.01, native: true,
     doc: 'sparsemixer only: a round masks every logit l with (m - l) / max(|l|, m) > 2 * this (m the round\'s max).'},
   {name: 'renormalize', type: 'boolean', default: true, native: true,
     doc: 'Divide the k routing weights by their sum (+ renormalizeEpsilon).'},
-  // Not read by the native forward yet: the CUDA executor rejects a non-null value (unsupportedByCuda below).
-  {name: 'renormalizeEpsilon', type: 'number|null', min: 0, default: null, native: false,
+  {name: 'renormalizeEpsilon', type: 'number|null', min: 0, default: null, native: true,
     doc: 'Renormalised weights are w / (sum + this) (softmax methods: the denominator at least 1e-12); null: each ' +
          'op\'s own rule (softmax: w / max(sum, 1e-12); noaux_tc: w / (sum + 1e-20)).'},
   {name: 'useCorrectionBias', type: 'boolean', default: false, native: true,
     doc: 'A non-trainable per-expert bias (gate_correction_bias) that affects only which experts are chosen.'},
-  // Not read by the native forward yet: the CUDA executor rejects zeroExperts > 0 (unsupportedByCuda below).
-  {name: 'zeroExperts', type: 'int', min: 0, max: 65536, default: 0, native: false,
+  {name: 'zeroExperts', type: 'int', min: 0, max: 65536, default: 0, native: true,
     doc: 'Identity experts Z after the E real ones (LongCat-Flash): the router scores E+Z, an id >= E adds w * x.'},
   {name: 'latentSize', type: 'int|null', min: 1, max: 2 ** 31 - 1, default: null, native: true,
     doc: 'Experts run in a latent space of this width (fc1 before, fc2 after); null: in the hidden size.'},
   {name: 'withBias', type: 'boolean', default: false, native: true, doc: 'Per-expert biases on both expert projections.'},
   {name: 'probInAdvance', type: 'boolean', default: false, native: true,
     doc: 'Scale the SwiGLU activations by the routing weight before the down projection (not after it).'},
-  {name: 'routingWeightOn', type: 'enum', values: ROUTING_WEIGHT_ON, default: 'output', native: false,
+  {name: 'routingWeightOn', type: 'enum', values: ROUTING_WEIGHT_ON, default: 'output', native: true,
     doc: 'Where the routing weight multiplies: \'output\' (the expert output), \'activation\' (= probInAdvance), ' +
          '\'input\' (Llama-4: expert(w * x), summed unweighted; not with withBias).'},
-  {name: 'routerBias', type: 'boolean', default: false, native: false,
+  {name: 'routerBias', type: 'boolean', default: false, native: true,
     doc: 'A trainable bias gate_bias [E] added to the router logits before any scoring (gpt-oss).'},
-  {name: 'activation', type: 'enum', values: SWIGLU_ACTIVATIONS, default: 'swiglu', native: false,
+  {name: 'activation', type: 'enum', values: SWIGLU_ACTIVATIONS, default: 'swiglu', native: true,
     doc: 'The routed experts\' activation: \'swiglu\' = silu(gate) * up; \'clamped_swiglu\' (gpt-oss) = ' +
          '(u + 1) * g * sigmoid(swigluAlpha * g), g = min(gate, swigluLimit), u = clamp(up, -swigluLimit, swigluLimit).'},
-  {name: 'swigluAlpha', type: 'number', default: 1.702, native: false,
+  {name: 'swigluAlpha', type: 'number', default: 1.702, native: true,
     doc: 'clamped_swiglu: the sigmoid\'s slope alpha.'},
-  {name: 'swigluLimit', type: 'number', default: 7, native: false,
+  {name: 'swigluLimit', type: 'number', default: 7, native: true,
     doc: 'clamped_swiglu: the gate\'s upper clamp and up\'s symmetric clamp (> 0).'},
   {name: 'sharedExpertIntermediateSize', type: 'int', min: 0, max: 2 ** 30 - 1, default: 0, native: true,
     doc: 'Width of the shared expert MLP that every token passes through; 0: none.'},
   {name: 'sharedExpertGate', type: 'boolean', default: false, native: true,
     doc: 'Multiply the shared expert\'s output by sigmoid(x @ shared_expert_gate_weight) (Qwen2-MoE).'},
-  {name: 'backend', type: 'enum', values: MOE_LAYER_BACKENDS, default: 'auto', native: false,
+  {name: 'backend', type: 'enum', values: MOE_LAYER_BACKENDS, default: 'auto', native: false, hostSide: true,
     doc: 'Which implementation runs call(); chosen again on every call.'},
   {name: 'computeDtype', type: 'enum', values: MOE_COMPUTE_DTYPES, default: 'float32', native: true,
     doc: 'Operand dtype of the expert GEMMs on backends that convert weights at upload (\'cuda\': bf16/f16 tensor ' +
          'cores with float32 accumulation); the cpu, webgpu and composite paths compute in float32.'},
   {name: 'expertWeightFormat', type: 'enum', values: EXPERT_WEIGHT_FORMATS, default: 'float32', native: false,
+    hostSide: true,
     doc: 'Storage of the routed experts\' weights (docs/formats.md): \'float32\', \'float16\', \'bfloat16\', \'int8\', ' +
          '\'int4\', \'mxfp4\'. Packed formats are not trained (router, shared experts, latent projections, biases are).'},
-  {name: 'quantGroupSize', type: 'int|null', min: 1, default: null, native: false,
+  {name: 'quantGroupSize', type: 'int|null', min: 1, default: null, native: false, hostSide: true,
     doc: 'Scale group along K: int4 32 (default), 64 or 128; int8 any (default: one scale per column); mxfp4 32.'},
-  {name: 'quantZeroPoint', type: 'boolean', default: false, native: false,
+  {name: 'quantZeroPoint', type: 'boolean', default: false, native: false, hostSide: true,
     doc: 'int4 only: a zero point per group and column (asymmetric, as GPTQ) instead of the symmetric 8.'},
 ];
 
@@ -315,29 +319,56 @@ export function resolveOptions(args: Partial<FusedMoEOptions>): FusedMoEOptions 
   return out as unknown as FusedMoEOptions;
 }
 
-/** The options the native forward reads, by their table names, plus the hidden size. */
+/**
+ * The options the native forward reads, by their table names, plus the hidden size. A null integer is 0 (latentSize:
+ * no latent projection); a null number is left out (renormalizeEpsilon: the routing method's own rule).
+ */
 export function nativeLayerConfig(hidden: number, o: FusedMoEOptions): Record<string, number | boolean | string> {
   const out: Record<string, number | boolean | string> = {hidden};
   for (const spec of OPTION_TABLE) {
     if (!spec.native) continue;
     const value = o[spec.name];
-    out[spec.name] = value === null ? 0 : value;  // latentSize null: 0 = no latent projection
+    if (value !== null) out[spec.name] = value;
+    else if (spec.type === 'int|null') out[spec.name] = 0;
   }
   return out;
 }
 
 /**
- * The first option setting the CUDA executor cannot run yet, as the Error it throws before any GPU work; null when
- * it runs them all.
+ * The values of the native enum options that the CUDA addon implements (src/kernels/cuda/addon_layer.cc reads the
+ * same names): a value added to an option's table later is refused by unsupportedByCuda until the addon runs it.
+ */
+export const CUDA_NATIVE_VALUES: Partial<Record<FusedMoEOptionName, readonly string[]>> = {
+  topkMethod: ['greedy', 'noaux_tc', 'group_limited_greedy', 'sparsemixer'],
+  activation: ['swiglu', 'clamped_swiglu'],
+  routingWeightOn: ['output', 'activation', 'input'],
+  computeDtype: MOE_COMPUTE_DTYPES,
+};
+
+/**
+ * The one check of what the CUDA executor and the CUDA op kernels cannot run (yet), as the Error they throw before
+ * any upload or GPU work; null when they run everything asked. `what` lists the settings, e.g. "option 'x' = 3".
+ */
+export function cudaUnsupportedError(who: string, what: string[]): Error | null {
+  if (what.length === 0) return null;
+  return new Error(`${who}: ${what.join(', ')} ${what.length === 1 ? 'is' : 'are'} not supported by the CUDA ` +
+      'executor yet; use backend \'cpu\', \'webgpu\' or \'composite\'');
+}
+
+/**
+ * The option settings the CUDA executor cannot run yet (a non-native option away from its default, or a native
+ * enum value the addon does not implement), as the Error it throws before any GPU work; null when it runs them all.
  */
 export function unsupportedByCuda(o: FusedMoEOptions): Error | null {
-  const no = (what: string) => new Error(`FusedMoE: ${what} is not supported by the CUDA executor yet`);
-  if (o.topkMethod === 'group_limited_greedy') return no('topkMethod \'group_limited_greedy\'');
-  if (o.topkMethod === 'sparsemixer') return no('topkMethod \'sparsemixer\'');
-  if (o.topkMethod === 'greedy' && o.routedScalingFactor !== 1) return no('routedScalingFactor with topkMethod \'greedy\'');
-  if (o.renormalizeEpsilon !== null) return no('renormalizeEpsilon');
-  if (o.zeroExperts > 0) return no('zeroExperts');
-  return null;
+  const what: string[] = [];
+  for (const spec of OPTION_TABLE) {
+    const value = o[spec.name] as unknown;
+    const known = CUDA_NATIVE_VALUES[spec.name];
+    if (spec.native ? known != null && !known.includes(value as string) : !spec.hostSide && value !== spec.default) {
+      what.push(`option '${spec.name}' = ${show(value)}`);
+    }
+  }
+  return cudaUnsupportedError('FusedMoE backend \'cuda\'', what);
 }
 
 /** One weight of the layer: its name (saved as `layerName/name`), shape, and role. */

@@ -316,7 +316,8 @@ export class FusedMoE extends tfl.layers.Layer {
     const balancing = this.balancer.active;
     // The forward's routing (ids, logits) stays alive past the tidy only when the balancer reads it.
     const [out, topkIds, gatingLogits] = tf.tidy(() => {
-      const flat = tf.reshape(x, [-1, hidden!]) as tf.Tensor2D;
+      // No Reshape kernel for [T,H] (its engine bookkeeping is a visible part of a decode step's JavaScript).
+      const flat = (x.rank === 2 ? x : tf.reshape(x, [-1, hidden!])) as tf.Tensor2D;
       const result = selection.forward(flat, weights, this.options, {owner: this, needsRouting: balancing});
       const {output, topkIds, gatingLogits} =
           result instanceof tf.Tensor ? {output: result} as MoeForwardResult : (result ?? {}) as MoeForwardResult;

@@ -16,15 +16,6 @@ export interface OpConformanceOptions {
    * fallback (flag MOE_WASM); absent leaves the flag as it is.
    */
   wasm?: boolean;
-  /**
-   * The kernel path is our CUDA kernels, which reject the routing options they do not run yet
-   * (routing_options.ts checks that error there instead of the values).
-   */
-  cudaKernels?: boolean;
-  /** false: the kernels refuse activation 'clamped_swiglu' (cuda, for now); its cases then assert that Error. */
-  clampedSwiglu?: boolean;
-  /** false: the kernels refuse moePermute's options.weights (cuda, for now); its cases then assert that Error. */
-  permuteWeights?: boolean;
 }
 
 /** Tolerances of the developers' guide (float32 storage). */

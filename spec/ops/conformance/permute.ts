@@ -28,12 +28,6 @@ async function runPermuteCase(ctx: ConformanceContext, c: PermuteCase): Promise<
     const xT = tf.tensor2d(x, [T, D]);
     const idsT = tf.tensor2d(ids, [T, k], 'int32');
     const wT = weights != null ? tf.tensor2d(weights, [T, k]) : null;
-    if (wT != null && ctx.opts.permuteWeights === false) {
-      expectThrowsNoLeak(() => ctx.call(() => moePermute(xT, idsT, E, alignment, {weights: wT})),
-                         /options.weights \(routingWeightOn 'input'\) is not implemented/);
-      tf.dispose([xT, idsT, wT]);
-      return;
-    }
     const ref = refMoePermute(x, T, D, ids, k, E, alignment, zeroExperts);
     if (weights != null) {
       // The reference's rows times their entry's weight (docs/semantics.md 11.6).

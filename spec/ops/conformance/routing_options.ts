@@ -100,24 +100,7 @@ export function route(c: RoutingOptionsCase, logits: tf.Tensor2D, bias: tf.Tenso
       {routedScalingFactor: c.rsf, nGroup: c.nGroup, topkGroup: c.topkGroup, renormalizeEpsilon: c.eps, ...sparsemixer});
 }
 
-/** What the CUDA op kernels do not run yet (they say so before any GPU work). */
-function cudaRejects(c: RoutingOptionsCase): boolean {
-  if (c.eps !== null || c.method === 'sparsemixer') return true;
-  return c.method !== 'noaux_tc' && (c.rsf !== 1 || c.nGroup > 1);
-}
-
 async function runCase(ctx: ConformanceContext, c: RoutingOptionsCase): Promise<void> {
-  if (ctx.opts.cudaKernels && !ctx.opts.composite && cudaRejects(c)) {
-    const logitsT = tf.tensor2d(c.logits, [c.T, c.E]);
-    const biasT = c.bias ? tf.tensor1d(c.bias) : null;
-    try {
-      expectThrowsNoLeak(() => route(c, logitsT, biasT), /is not supported by the CUDA executor yet/);
-    } finally {
-      logitsT.dispose();
-      biasT?.dispose();
-    }
-    return;
-  }
   await expectNoLeak(async () => {
     const logitsT = tf.tensor2d(c.logits, [c.T, c.E]);
     const biasT = c.bias ? tf.tensor1d(c.bias) : null;

@@ -2,7 +2,6 @@ import type {KernelBackend, KernelConfig, KernelFunc} from '@tensorflow/tfjs-cor
 
 import {BatchedGemmSwiglu, BatchedGemmSwigluAttrs, BatchedGemmSwigluInputs} from '../kernel_names.js';
 import {makeOutput, readFloat32, readInt32, readOptionalFloat32} from '../host_data.js';
-import {rejectClampedSwiglu} from './cuda_fused_moe.js';
 import {segmentOffsets} from '../host_index_checks.js';
 import {getCudaAddon} from './loader.js';
 
@@ -10,8 +9,8 @@ import {getCudaAddon} from './loader.js';
 export function batchedGemmSwigluCudaConfig(backendName: string): KernelConfig {
   const kernelFunc = ({inputs, backend, attrs}: Parameters<KernelFunc>[0]) => {
     const {lhs, rhs, segments, bias, scale} = inputs as unknown as BatchedGemmSwigluInputs;
-    rejectClampedSwiglu('batchedGemmSwiglu', attrs as unknown as BatchedGemmSwigluAttrs);
-    const {transposeRhs, segmentsAreOffsets} = attrs as unknown as BatchedGemmSwigluAttrs;
+    const {transposeRhs, segmentsAreOffsets, activation, swigluAlpha, swigluLimit} =
+        attrs as unknown as BatchedGemmSwigluAttrs;
     const b = backend as KernelBackend;
     const [R, K] = lhs.shape;
     const E = rhs.shape[0];
@@ -21,7 +20,8 @@ export function batchedGemmSwigluCudaConfig(backendName: string): KernelConfig {
     const addon = getCudaAddon();
     const h = addon.batchedGemm(readFloat32(b, lhs), R, K, readFloat32(b, rhs), E, N, offsets,
                                 true, transposeRhs, readOptionalFloat32(b, bias));
-    const out = addon.swiglu(h, R, N / 2, readOptionalFloat32(b, scale));
+    const out = addon.swiglu(h, R, N / 2, readOptionalFloat32(b, scale), activation === 'clamped_swiglu', swigluAlpha,
+                             swigluLimit);
     return makeOutput(b, [R, N / 2], 'float32', out);
   };
   return {kernelName: BatchedGemmSwiglu, backendName, kernelFunc: kernelFunc as unknown as KernelFunc};

@@ -9,13 +9,10 @@ export function getMoeScoresCudaConfig(backendName: string): KernelConfig {
     const {gatingOutput, eScoreCorrectionBias} = inputs as unknown as GetMoeScoresInputs;
     const {nGroup, topkGroup, topK, routedScalingFactor, renormalize, renormalizeEpsilon} =
         attrs as unknown as GetMoeScoresAttrs;
-    if (renormalizeEpsilon !== 1e-20) {
-      throw new Error('getMoeScores: renormalizeEpsilon is not supported by the CUDA executor yet');
-    }
     const b = backend as KernelBackend;
     const [T, E] = gatingOutput.shape;
     const r = getCudaAddon().moeScores(readFloat32(b, gatingOutput), T, E, nGroup, topkGroup, topK, routedScalingFactor,
-                                       readOptionalFloat32(b, eScoreCorrectionBias), renormalize);
+                                       readOptionalFloat32(b, eScoreCorrectionBias), renormalize, renormalizeEpsilon);
     return [
       makeOutput(b, [T, E], 'float32', r.scores), makeOutput(b, [T, topK], 'float32', r.weights),
       makeOutput(b, [T, topK], 'int32', r.ids),

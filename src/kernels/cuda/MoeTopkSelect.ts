@@ -1,23 +1,28 @@
 import type {KernelBackend, KernelConfig, KernelFunc} from '@tensorflow/tfjs-core';
 
+import {cudaUnsupportedError} from '../../executor/layer_schema.js';
 import {MoeTopkSelect, MoeTopkSelectAttrs, MoeTopkSelectInputs} from '../kernel_names.js';
 import {makeOutput, readFloat32, readOptionalFloat32} from '../host_data.js';
 import {getCudaAddon} from './loader.js';
 
+/** The routing methods of the MoeTopkSelect kernel that routing.cu runs (absent: 'greedy'). */
+const CUDA_TOPK_SELECT_METHODS: readonly string[] = ['greedy', 'sparsemixer'];
+
 export function moeTopkSelectCudaConfig(backendName: string): KernelConfig {
   const kernelFunc = ({inputs, backend, attrs}: Parameters<KernelFunc>[0]) => {
     const {gatingLogits, bias} = inputs as unknown as MoeTopkSelectInputs;
-    const {topK, renormalize, renormalizeEpsilon, routedScalingFactor, nGroup, topkMethod} =
-        attrs as unknown as MoeTopkSelectAttrs;
-    const no = (what: string) => new Error(`moeTopkSelect: ${what} is not supported by the CUDA executor yet`);
-    if (topkMethod === 'sparsemixer') throw no('topkMethod \'sparsemixer\'');
-    if (nGroup > 1) throw no('nGroup > 1 (group_limited_greedy)');
-    if (routedScalingFactor !== 1) throw no('routedScalingFactor');
-    if (renormalizeEpsilon !== 0) throw no('renormalizeEpsilon');
+    const a = attrs as unknown as MoeTopkSelectAttrs;
+    const method = a.topkMethod ?? 'greedy';
+    const unsupported = cudaUnsupportedError('moeTopkSelect',
+        CUDA_TOPK_SELECT_METHODS.includes(method) ? [] : [`topkMethod '${method}'`]);
+    if (unsupported != null) throw unsupported;
     const b = backend as KernelBackend;
     const [T, E] = gatingLogits.shape;
-    const r = getCudaAddon().topkSelect(readFloat32(b, gatingLogits), T, E, readOptionalFloat32(b, bias), topK, renormalize);
-    return [makeOutput(b, [T, topK], 'int32', r.ids), makeOutput(b, [T, topK], 'float32', r.weights)];
+    const r = getCudaAddon().topkSelect(
+        readFloat32(b, gatingLogits), T, E, readOptionalFloat32(b, bias), a.topK, a.renormalize, a.nGroup ?? 1,
+        a.topkGroup ?? 1, a.routedScalingFactor ?? 1, a.renormalizeEpsilon ?? 0, method === 'sparsemixer',
+        a.sparsemixerEpsilon ?? 0);
+    return [makeOutput(b, [T, a.topK], 'int32', r.ids), makeOutput(b, [T, a.topK], 'float32', r.weights)];
   };
   return {kernelName: MoeTopkSelect, backendName, kernelFunc: kernelFunc as unknown as KernelFunc};
 }

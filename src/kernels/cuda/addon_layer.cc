@@ -33,9 +33,11 @@ napi_value prop(napi_env env, napi_value obj, const char* key) {
   return v;
 }
 
-// layerCreate(config, weights) -> handle. config: {hidden, numExperts, topK, moeIntermediateSize, topkMethod,
-// nGroup, topkGroup, routedScalingFactor, renormalize, useCorrectionBias, latentSize, withBias, probInAdvance,
-// sharedExpertIntermediateSize, sharedExpertGate, computeDtype}; weights: Float32Arrays named as in RefMoeWeights.
+// layerCreate(config, weights) -> handle. config: {hidden, numExperts, zeroExperts, topK, moeIntermediateSize,
+// topkMethod, nGroup, topkGroup, routedScalingFactor, renormalize, renormalizeEpsilon (absent: the method's rule),
+// sparsemixerEpsilon, useCorrectionBias, routerBias, latentSize, withBias, probInAdvance, routingWeightOn, activation,
+// swigluAlpha, swigluLimit, sharedExpertIntermediateSize, sharedExpertGate, computeDtype} (the option table's names);
+// weights: Float32Arrays named as in RefMoeWeights.
 napi_value LayerCreate(napi_env env, napi_callback_info info) {
   return entry(env, info, 2, "layerCreate", [&](Args& a) {
     napi_value c = a.v[0], wo = a.v[1];
@@ -66,19 +68,43 @@ napi_value LayerCreate(napi_env env, napi_callback_info info) {
     moe::LayerConfig cfg;
     cfg.hidden = static_cast<int>(getNum("hidden", 0));
     cfg.numExperts = static_cast<int>(getNum("numExperts", 0));
+    cfg.zeroExperts = static_cast<int>(getNum("zeroExperts", 0));
     cfg.topK = static_cast<int>(getNum("topK", 0));
     cfg.intermediate = static_cast<int>(getNum("moeIntermediateSize", 0));
     const std::string method = getStr("topkMethod", "greedy");
-    if (method != "greedy" && method != "noaux_tc") throw ArgError("layerCreate: config.topkMethod must be 'greedy' or 'noaux_tc'");
-    cfg.noauxTc = method == "noaux_tc";
+    if (method == "greedy") cfg.topkMethod = moe::TopkMethod::kGreedy;
+    else if (method == "noaux_tc") cfg.topkMethod = moe::TopkMethod::kNoauxTc;
+    else if (method == "group_limited_greedy") cfg.topkMethod = moe::TopkMethod::kGroupLimitedGreedy;
+    else if (method == "sparsemixer") cfg.topkMethod = moe::TopkMethod::kSparsemixer;
+    else throw ArgError("layerCreate: config.topkMethod must be 'greedy', 'noaux_tc', 'group_limited_greedy' or 'sparsemixer', got '" + method + "'");
     cfg.nGroup = static_cast<int>(getNum("nGroup", 1));
     cfg.topkGroup = static_cast<int>(getNum("topkGroup", 1));
     cfg.routedScalingFactor = static_cast<float>(getNum("routedScalingFactor", 1));
     cfg.renormalize = getBool("renormalize", true);
+    cfg.renormalizeEpsilon = static_cast<float>(getNum("renormalizeEpsilon", -1));
+    cfg.sparsemixerEpsilon = static_cast<float>(getNum("sparsemixerEpsilon", 0.01));
     cfg.useCorrectionBias = getBool("useCorrectionBias", false);
+    cfg.routerBias = getBool("routerBias", false);
     cfg.latent = static_cast<int>(getNum("latentSize", 0));
     cfg.withBias = getBool("withBias", false);
-    cfg.probInAdvance = getBool("probInAdvance", false);
+    // probInAdvance is routingWeightOn 'activation' under its older name.
+    const bool probInAdvance = getBool("probInAdvance", false);
+    const std::string on = getStr("routingWeightOn", probInAdvance ? "activation" : "output");
+    if (on == "output") cfg.routingWeightOn = moe::RoutingWeightOn::kOutput;
+    else if (on == "activation") cfg.routingWeightOn = moe::RoutingWeightOn::kActivation;
+    else if (on == "input") cfg.routingWeightOn = moe::RoutingWeightOn::kInput;
+    else throw ArgError("layerCreate: config.routingWeightOn must be 'output', 'activation' or 'input', got '" + on + "'");
+    if (probInAdvance != (on == "activation")) {
+      throw ArgError("layerCreate: config.probInAdvance must be " + std::string(on == "activation" ? "true" : "false") +
+                     " with routingWeightOn '" + on + "'");
+    }
+    const std::string act = getStr("activation", "swiglu");
+    if (act != "swiglu" && act != "clamped_swiglu") {
+      throw ArgError("layerCreate: config.activation must be 'swiglu' or 'clamped_swiglu', got '" + act + "'");
+    }
+    cfg.activation.clamped = act == "clamped_swiglu";
+    cfg.activation.alpha = static_cast<float>(getNum("swigluAlpha", 1.702));
+    cfg.activation.limit = static_cast<float>(getNum("swigluLimit", 7));
     cfg.sharedIntermediate = static_cast<int>(getNum("sharedExpertIntermediateSize", 0));
     cfg.sharedGate = getBool("sharedExpertGate", false);
     const std::string dt = getStr("computeDtype", "float32");
@@ -88,6 +114,7 @@ napi_value LayerCreate(napi_env env, napi_callback_info info) {
     else throw ArgError("layerCreate: config.computeDtype must be 'float32', 'bfloat16' or 'float16', got '" + dt + "'");
 
     const size_t H = cfg.hidden, E = cfg.numExperts, I = cfg.intermediate, L = cfg.latent, S = cfg.sharedIntermediate;
+    const size_t routed = E + static_cast<size_t>(std::max(cfg.zeroExperts, 0));
     const size_t D = L ? L : H;
     Args wa{env, {}, "layerCreate"};
     auto weight = [&](const char* key, size_t n, bool needed) -> const float* {
@@ -100,8 +127,9 @@ napi_value LayerCreate(napi_env env, napi_callback_info info) {
       return typed<float>(wa, 0, (std::string("weights.") + key).c_str(), napi_float32_array, n).data;
     };
     moe::LayerWeights w;
-    w.gateWeight = weight("gateWeight", H * E, true);
-    w.gateCorrectionBias = weight("gateCorrectionBias", E, cfg.useCorrectionBias);
+    w.gateWeight = weight("gateWeight", H * routed, true);
+    if (cfg.routerBias) w.gateBias = weight("gateBias", routed, true);
+    w.gateCorrectionBias = weight("gateCorrectionBias", routed, cfg.useCorrectionBias);
     w.upGateProjWeight = weight("upGateProjWeight", E * D * 2 * I, true);
     w.downProjWeight = weight("downProjWeight", E * I * D, true);
     if (cfg.withBias) {
@@ -117,6 +145,29 @@ napi_value LayerCreate(napi_env env, napi_callback_info info) {
       w.sharedDownProjWeight = weight("sharedDownProjWeight", S * H, true);
     }
     if (cfg.sharedGate) w.sharedExpertGateWeight = weight("sharedExpertGateWeight", H, true);
+    // Optional int4 copies {codes: Int32Array [E][ceil(K/8)][N], scales: Float32Array [E][G][N], zeroPoints:
+    // Float32Array | null, groupSize} of the expert weights (docs/formats.md, [E, K, N] layout).
+    auto int4 = [&](const char* key, size_t K, size_t N) {
+      moe::Int4Weight q;
+      napi_value v = prop(env, wo, key);
+      if (isNullish(env, v)) return q;
+      const std::string where = std::string("weights.") + key;
+      double gs = 0;
+      if (napi_get_value_double(env, prop(env, v, "groupSize"), &gs) != napi_ok || gs < 1 || gs != static_cast<int>(gs)) {
+        throw ArgError("layerCreate: " + where + ".groupSize must be a positive integer");
+      }
+      q.groupSize = static_cast<int>(gs);
+      const size_t G = (K + q.groupSize - 1) / q.groupSize;
+      wa.v = {prop(env, v, "codes")};
+      q.codes = typed<int32_t>(wa, 0, (where + ".codes").c_str(), napi_int32_array, E * ((K + 7) / 8) * N).data;
+      wa.v = {prop(env, v, "scales")};
+      q.scales = typed<float>(wa, 0, (where + ".scales").c_str(), napi_float32_array, E * G * N).data;
+      wa.v = {prop(env, v, "zeroPoints")};
+      q.zeros = typed<float>(wa, 0, (where + ".zeroPoints").c_str(), napi_float32_array, E * G * N, true).data;
+      return q;
+    };
+    w.upGateProjInt4 = int4("upGateProjInt4", D, 2 * I);
+    w.downProjInt4 = int4("downProjInt4", I, D);
 
     auto* h = new LayerHandle{std::make_unique<moe::MoeLayer>(cfg, w, opStream())};
     napi_value ext;
@@ -128,12 +179,18 @@ napi_value LayerCreate(napi_env env, napi_callback_info info) {
   });
 }
 
-// layerForward(handle, x, T, useGraph, wantIds, output) -> {output: Float32Array [T*H], topkIds?: Int32Array [T*k]}.
+// Host milliseconds the last layerForward spent creating its output arrays and result object (benchmark).
+double& lastAllocMs() {
+  static double ms = 0;
+  return ms;
+}
+
+// layerForward(handle, x, T, useGraph, wantIds, output, out) -> {output: Float32Array [T*H], topkIds?: Int32Array [T*k]}.
 // output: how y reaches the host: 'staged' (pinned staging, then a threaded copy into a new array), 'pinned' (a new
 // array over a pinned block, downloaded into directly), 'pageable' (the path from before pinned staging, x too;
 // benchmark A/B only).
 napi_value LayerForward(napi_env env, napi_callback_info info) {
-  return entry(env, info, 6, "layerForward", [&](Args& a) {
+  return entry(env, info, 7, "layerForward", [&](Args& a) {
     LayerHandle* h = handleOf(a);
     const int T = integer(a, 2, "T", 0);
     const size_t n = static_cast<size_t>(T) * h->layer->hidden();
@@ -150,10 +207,18 @@ napi_value LayerForward(napi_env env, napi_callback_info info) {
     else if (m == "pinned") copy = moe::HostCopy::kPinned;
     else if (m == "pageable") copy = moe::HostCopy::kPageable;
     else throw ArgError("layerForward: argument 'output' must be 'staged', 'pinned' or 'pageable', got '" + m + "'");
+    const auto a0 = std::chrono::steady_clock::now();
+    // 'staged' may bring its output array (JS allocates it uninitialized: N-API buffers come zero-filled).
+    auto given = typed<float>(a, 6, "out", napi_float32_array, n, true);
+    if (given.data != nullptr && copy != moe::HostCopy::kStaged) {
+      throw ArgError("layerForward: argument 'out' is for output 'staged' only");
+    }
     float* out;
-    napi_value outV = copy == moe::HostCopy::kPinned ? newPinnedFloat32(env, n, &out)
+    napi_value outV = given.data != nullptr         ? a.v[6]
+                    : copy == moe::HostCopy::kPinned ? newPinnedFloat32(env, n, &out)
                     : copy == moe::HostCopy::kStaged ? newUninitializedFloat32(env, n, &out)
                                                      : newTyped<float>(env, n, &out);
+    if (given.data != nullptr) out = given.data;
     int* ids = nullptr;
     napi_value result, idsV;
     NAPI(napi_create_object(env, &result));
@@ -162,6 +227,7 @@ napi_value LayerForward(napi_env env, napi_callback_info info) {
       idsV = newTyped<int>(env, static_cast<size_t>(T) * h->layer->topK(), &ids);
       setProp(env, result, "topkIds", idsV);
     }
+    lastAllocMs() = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a0).count();
     h->layer->forward(x.data, T, out, ids, useGraph, copy);
     return result;
   });
@@ -176,6 +242,7 @@ napi_value LayerLastTimings(napi_env env, napi_callback_info info) {
     setProp(env, o, "uploadHostMs", num(env, t.uploadHostMs));
     setProp(env, o, "waitMs", num(env, t.waitMs));
     setProp(env, o, "copyOutMs", num(env, t.copyOutMs));
+    setProp(env, o, "allocMs", num(env, lastAllocMs()));
     return o;
   });
 }
@@ -228,18 +295,19 @@ napi_value ActivationUpload(napi_env env, napi_callback_info info) {
   });
 }
 
-// activationDownload(handle) -> Float32Array [rows*cols], after everything enqueued before it (through pinned staging)
+// activationDownload(handle, out) -> Float32Array [rows*cols] (out when given), after everything enqueued before it
+// (through pinned staging)
 napi_value ActivationDownload(napi_env env, napi_callback_info info) {
-  return entry(env, info, 1, "activationDownload", [&](Args& a) {
+  return entry(env, info, 2, "activationDownload", [&](Args& a) {
     ActivationHandle* h = activationOf(a, 0);
     const size_t n = static_cast<size_t>(h->rows) * h->cols;
+    auto given = typed<float>(a, 1, "out", napi_float32_array, n, true);
     static moe::PinnedStaging* staging = new moe::PinnedStaging();
+    static moe::SlicedDownload* sliced = new moe::SlicedDownload();
     float* landing = static_cast<float*>(staging->ensure(n * sizeof(float)));
-    download(landing, h->data, n);
-    float* out;
-    napi_value outV = newUninitializedFloat32(env, n, &out);
-    finish();
-    moe::parallelCopy(out, landing, n * sizeof(float));
+    float* out = given.data;
+    napi_value outV = out != nullptr ? a.v[1] : newUninitializedFloat32(env, n, &out);
+    sliced->run(out, h->data.as(), n * sizeof(float), landing, opStream());
     return outV;
   });
 }

@@ -66,13 +66,19 @@ napi_value SetTuning(napi_env env, napi_callback_info info) {
       throw ArgError("setTuning: argument 'gemmTiles' must be a string");
     }
     const std::string tiles(buf, len);
-    if (tiles != "default" && tiles != "previous") {
-      throw ArgError("setTuning: argument 'gemmTiles' must be 'default' or 'previous', got '" + tiles + "'");
+    if (tiles != "default" && tiles != "previous" && tiles != "stream" && tiles != "stream8" && tiles != "mma32") {
+      throw ArgError("setTuning: argument 'gemmTiles' must be 'default', 'previous', 'stream', 'stream8' or 'mma32', "
+                     "got '" + tiles + "'");
     }
+    const moe::DecodeGemm decode = tiles == "stream"  ? moe::DecodeGemm::kStream4
+                                 : tiles == "stream8" ? moe::DecodeGemm::kStream8
+                                 : tiles == "mma32"   ? moe::DecodeGemm::kMma32
+                                                      : moe::DecodeGemm::kMma;
     moe::Tuning& t = moe::tuning();
-    if (t.pdl != pdl || t.previousTiles != (tiles == "previous")) {
+    if (t.pdl != pdl || t.previousTiles != (tiles == "previous") || t.decodeGemm != decode) {
       t.pdl = pdl;
       t.previousTiles = tiles == "previous";
+      t.decodeGemm = decode;
       t.generation++;
     }
     napi_value u;
@@ -81,14 +87,29 @@ napi_value SetTuning(napi_env env, napi_callback_info info) {
   });
 }
 
-// topkSelect(logits, T, E, bias|null, k, renormalize) -> {ids, weights}
+// topkSelect(logits, T, E, bias|null, k, renormalize, nGroup, topkGroup, routedScalingFactor, renormalizeEpsilon,
+// sparsemixer, sparsemixerEpsilon) -> {ids, weights}
 napi_value TopkSelect(napi_env env, napi_callback_info info) {
-  return entry(env, info, 6, "topkSelect", [&](Args& a) {
+  return entry(env, info, 12, "topkSelect", [&](Args& a) {
     const int T = integer(a, 1, "T", 0), E = integer(a, 2, "E", 1), k = integer(a, 4, "k", 1);
     if (k > E) throw ArgError("topkSelect: argument 'k' must be <= E");
     auto logits = typed<float>(a, 0, "logits", napi_float32_array, static_cast<size_t>(T) * E);
     auto bias = typed<float>(a, 3, "bias", napi_float32_array, E, true);
-    const bool renormalize = boolean(a, 5, "renormalize");
+    moe::RoutingParams rp;
+    rp.k = k;
+    rp.renormalize = boolean(a, 5, "renormalize");
+    rp.nGroup = integer(a, 6, "nGroup", 1);
+    rp.topkGroup = integer(a, 7, "topkGroup", 1);
+    rp.routedScalingFactor = static_cast<float>(number(a, 8, "routedScalingFactor"));
+    rp.renormalizeEpsilon = static_cast<float>(number(a, 9, "renormalizeEpsilon"));
+    rp.sparsemixer = boolean(a, 10, "sparsemixer");
+    rp.sparsemixerEpsilon = static_cast<float>(number(a, 11, "sparsemixerEpsilon"));
+    if (E % rp.nGroup != 0 || rp.topkGroup > rp.nGroup || (rp.nGroup > 1 && bias.data)) {
+      throw ArgError("topkSelect: need E % nGroup == 0, topkGroup <= nGroup and no bias when nGroup > 1");
+    }
+    if (rp.sparsemixer && (k != 2 || rp.nGroup != 1 || bias.data)) {
+      throw ArgError("topkSelect: sparsemixer needs k == 2, nGroup == 1 and no bias");
+    }
     napi_value o, idsV, wV;
     int* ids;
     float* w;
@@ -97,7 +118,7 @@ napi_value TopkSelect(napi_env env, napi_callback_info info) {
     wV = newTyped<float>(env, static_cast<size_t>(T) * k, &w);
     DeviceBuffer dL = upload(logits.data, logits.length), dB = upload(bias.data, bias.length);
     DeviceBuffer dIds(sizeof(int) * T * k, opStream()), dW(sizeof(float) * T * k, opStream());
-    moe::launchTopkSelect(dL.as<float>(), T, E, E, bias.data ? dB.as<float>() : nullptr, k, renormalize, dIds.as<int>(),
+    moe::launchTopkSelect(dL.as<float>(), T, E, E, bias.data ? dB.as<float>() : nullptr, rp, dIds.as<int>(),
                           dW.as<float>(), nullptr, opStream());
     download(ids, dIds, static_cast<size_t>(T) * k);
     download(w, dW, static_cast<size_t>(T) * k);
@@ -108,9 +129,10 @@ napi_value TopkSelect(napi_env env, napi_callback_info info) {
   });
 }
 
-// moeScores(logits, T, E, nGroup, topkGroup, k, rsf, bias|null, renormalize) -> {scores, weights, ids}
+// moeScores(logits, T, E, nGroup, topkGroup, k, rsf, bias|null, renormalize, renormalizeEpsilon)
+// -> {scores, weights, ids}
 napi_value MoeScores(napi_env env, napi_callback_info info) {
-  return entry(env, info, 9, "moeScores", [&](Args& a) {
+  return entry(env, info, 10, "moeScores", [&](Args& a) {
     const int T = integer(a, 1, "T", 0), E = integer(a, 2, "E", 1);
     const int nGroup = integer(a, 3, "nGroup", 1), topkGroup = integer(a, 4, "topkGroup", 1), k = integer(a, 5, "k", 1);
     if (E % nGroup != 0 || topkGroup > nGroup || k > E || k > topkGroup * (E / nGroup)) {
@@ -119,7 +141,13 @@ napi_value MoeScores(napi_env env, napi_callback_info info) {
     const float rsf = static_cast<float>(number(a, 6, "routedScalingFactor"));
     auto logits = typed<float>(a, 0, "logits", napi_float32_array, static_cast<size_t>(T) * E);
     auto bias = typed<float>(a, 7, "bias", napi_float32_array, E, true);
-    const bool renorm = boolean(a, 8, "renormalize");
+    moe::RoutingParams rp;
+    rp.k = k;
+    rp.nGroup = nGroup;
+    rp.topkGroup = topkGroup;
+    rp.routedScalingFactor = rsf;
+    rp.renormalize = boolean(a, 8, "renormalize");
+    rp.renormalizeEpsilon = static_cast<float>(number(a, 9, "renormalizeEpsilon"));
     napi_value o;
     NAPI(napi_create_object(env, &o));
     float *scores, *w;
@@ -130,8 +158,8 @@ napi_value MoeScores(napi_env env, napi_callback_info info) {
     DeviceBuffer dL = upload(logits.data, logits.length), dB = upload(bias.data, bias.length);
     DeviceBuffer dS(sizeof(float) * T * E, opStream()), dW(sizeof(float) * T * k, opStream()),
         dI(sizeof(int) * T * k, opStream());
-    moe::launchMoeScores(dL.as<float>(), T, E, E, bias.data ? dB.as<float>() : nullptr, nGroup, topkGroup, k, rsf,
-                         renorm, dS.as<float>(), dI.as<int>(), dW.as<float>(), nullptr, opStream());
+    moe::launchMoeScores(dL.as<float>(), T, E, E, bias.data ? dB.as<float>() : nullptr, rp, dS.as<float>(),
+                         dI.as<int>(), dW.as<float>(), nullptr, opStream());
     download(scores, dS, static_cast<size_t>(T) * E);
     download(w, dW, static_cast<size_t>(T) * k);
     download(ids, dI, static_cast<size_t>(T) * k);
@@ -143,16 +171,20 @@ napi_value MoeScores(napi_env env, napi_callback_info info) {
   });
 }
 
-// permute(x, T, D, ids, k, E, alignment) -> {permutedX, tokensPerExpert, expertOffsets, rowMap}
+// permute(x, T, D, ids, k, E, alignment, weights|null, zeroExperts) -> {permutedX, tokensPerExpert, expertOffsets,
+// rowMap}; with weights [T*k] (routingWeightOn 'input') row rowMap[t*k+j] holds x[t] * weights[t*k+j]; ids in
+// [E, E + zeroExperts) get no row (rowMap -1).
 napi_value Permute(napi_env env, napi_callback_info info) {
-  return entry(env, info, 7, "permute", [&](Args& a) {
+  return entry(env, info, 9, "permute", [&](Args& a) {
     const int T = integer(a, 1, "T", 0), D = integer(a, 2, "D", 0), k = integer(a, 4, "k", 1);
     const int E = integer(a, 5, "E", 1), alignment = integer(a, 6, "alignment", 1);
     auto x = typed<float>(a, 0, "x", napi_float32_array, static_cast<size_t>(T) * D);
     auto ids = typed<int>(a, 3, "ids", napi_int32_array, static_cast<size_t>(T) * k);
+    auto pairWeights = typed<float>(a, 7, "weights", napi_float32_array, static_cast<size_t>(T) * k, true);
+    const int Z = integer(a, 8, "zeroExperts", 0);
     for (size_t i = 0; i < ids.length; i++) {
-      if (ids.data[i] < 0 || ids.data[i] >= E) {
-        throw ArgError("moePermute: topkIds values must be in [0, numExperts) = [0, " + std::to_string(E) + "), got " +
+      if (ids.data[i] < 0 || ids.data[i] >= E + Z) {
+        throw ArgError("moePermute: topkIds values must be in [0, numExperts + zeroExperts) = [0, " + std::to_string(E + Z) + "), got " +
                        std::to_string(ids.data[i]) + " at flat index " + std::to_string(i));
       }
     }
@@ -167,7 +199,8 @@ napi_value Permute(napi_env env, napi_callback_info info) {
     napi_value tpeV = newTyped<int>(env, E, &tpe);
     napi_value offV = newTyped<int>(env, E + 1, &offs);
     napi_value rmV = newTyped<int>(env, static_cast<size_t>(T) * k, &rowMap);
-    DeviceBuffer dX = upload(x.data, x.length), dIds = upload(ids.data, ids.length);
+    DeviceBuffer dX = upload(x.data, x.length), dIds = upload(ids.data, ids.length),
+                 dPw = upload(pairWeights.data, pairWeights.length);
     DeviceBuffer work(sizeof(int) * (E + (E + 1) + moe::kTileClasses * (E + 1) + R + static_cast<size_t>(T) * k + E), opStream());
     int* w = work.as<int>();
     moe::PermuteBuffers pb{w, w + E, w + 2 * E + 1, nullptr, nullptr, nullptr};
@@ -176,7 +209,8 @@ napi_value Permute(napi_env env, napi_callback_info info) {
     pb.scratch = pb.rowMap + static_cast<size_t>(T) * k;
     moe::launchPermute(dIds.as<int>(), T, k, E, alignment, R, pb, opStream());
     DeviceBuffer dPx(sizeof(float) * R * static_cast<size_t>(D), opStream());
-    moe::launchGatherRows(dX.as<float>(), D, pb.rowToPair, k, R, dPx.as<float>(), opStream());
+    moe::launchGatherRows(dX.as<float>(), D, pb.rowToPair, k, R, pairWeights.data ? dPw.as<float>() : nullptr,
+                          dPx.as<float>(), opStream());
     download(px, dPx, static_cast<size_t>(R) * D);
     if (E) MOE_CUDA(cudaMemcpyAsync(tpe, pb.tokensPerExpert, sizeof(int) * E, cudaMemcpyDeviceToHost, opStream()));
     MOE_CUDA(cudaMemcpyAsync(offs, pb.offsets, sizeof(int) * (E + 1), cudaMemcpyDeviceToHost, opStream()));
@@ -247,26 +281,31 @@ napi_value BatchedGemm(napi_env env, napi_callback_info info) {
   });
 }
 
-// swiglu(x, R, I, scale|null) -> Float32Array [R*I]
+// swiglu(x, R, I, scale|null, clamped, swigluAlpha, swigluLimit) -> Float32Array [R*I]
 napi_value Swiglu(napi_env env, napi_callback_info info) {
-  return entry(env, info, 4, "swiglu", [&](Args& a) {
+  return entry(env, info, 7, "swiglu", [&](Args& a) {
     const int R = integer(a, 1, "R", 0), I = integer(a, 2, "I", 0);
+    moe::SwigluActivation act;
+    act.clamped = boolean(a, 4, "clamped");
+    act.alpha = static_cast<float>(number(a, 5, "swigluAlpha"));
+    act.limit = static_cast<float>(number(a, 6, "swigluLimit"));
     auto x = typed<float>(a, 0, "x", napi_float32_array, static_cast<size_t>(R) * 2 * I);
     auto scale = typed<float>(a, 3, "scale", napi_float32_array, R, true);
     float* out;
     napi_value outV = newTyped<float>(env, static_cast<size_t>(R) * I, &out);
     DeviceBuffer dX = upload(x.data, x.length), dS = upload(scale.data, scale.length);
     DeviceBuffer dO(sizeof(float) * R * static_cast<size_t>(I), opStream());
-    moe::launchSwiglu(dX.as<float>(), R, I, scale.data ? dS.as<float>() : nullptr, dO.as<float>(), opStream());
+    moe::launchSwiglu(dX.as<float>(), R, I, scale.data ? dS.as<float>() : nullptr, act, dO.as<float>(), opStream());
     download(out, dO, static_cast<size_t>(R) * I);
     finish();
     return outV;
   });
 }
 
-// combine(y, R, D, rowMap, weights, ids, T, k, E, bias|null, weightsApplied) -> Float32Array [T*D]
+// combine(y, R, D, rowMap, weights, ids, T, k, E, bias|null, weightsApplied, identityInput|null) -> Float32Array
+// [T*D]. identityInput [T*D]: the zero-computation experts' input; a slot with no row (rowMap -1) adds w * it[t].
 napi_value Combine(napi_env env, napi_callback_info info) {
-  return entry(env, info, 11, "combine", [&](Args& a) {
+  return entry(env, info, 12, "combine", [&](Args& a) {
     const int R = integer(a, 1, "R", 0), D = integer(a, 2, "D", 0), T = integer(a, 6, "T", 0), k = integer(a, 7, "k", 1);
     const int E = integer(a, 8, "E", 0);
     auto y = typed<float>(a, 0, "y", napi_float32_array, static_cast<size_t>(R) * D);
@@ -275,7 +314,9 @@ napi_value Combine(napi_env env, napi_callback_info info) {
     auto ids = typed<int>(a, 5, "ids", napi_int32_array, static_cast<size_t>(T) * k);
     auto bias = typed<float>(a, 9, "bias", napi_float32_array, static_cast<size_t>(E) * D, true);
     const bool applied = boolean(a, 10, "weightsApplied");
+    auto identityX = typed<float>(a, 11, "identityInput", napi_float32_array, static_cast<size_t>(T) * D, true);
     for (size_t i = 0; i < rowMap.length; i++) {
+      if (identityX.data && rowMap.data[i] == -1) continue;  // an identity expert's slot
       if (rowMap.data[i] < 0 || rowMap.data[i] >= R) {
         throw ArgError("moeCombine: rowMap values must be in [0, R) = [0, " + std::to_string(R) + "), got " +
                        std::to_string(rowMap.data[i]) + " at flat index " + std::to_string(i));
@@ -288,10 +329,12 @@ napi_value Combine(napi_env env, napi_callback_info info) {
     float* out;
     napi_value outV = newTyped<float>(env, static_cast<size_t>(T) * D, &out);
     DeviceBuffer dY = upload(y.data, y.length), dR = upload(rowMap.data, rowMap.length), dW = upload(w.data, w.length),
-                 dI = upload(ids.data, ids.length), dB = upload(bias.data, bias.length);
+                 dI = upload(ids.data, ids.length), dB = upload(bias.data, bias.length),
+                 dX = upload(identityX.data, identityX.length);
     DeviceBuffer dO(sizeof(float) * T * static_cast<size_t>(D), opStream());
     moe::launchCombine(dY.as<float>(), R, D, dR.as<int>(), dW.as<float>(), dI.as<int>(), T, k, E,
-                       bias.data ? dB.as<float>() : nullptr, applied, dO.as<float>(), opStream());
+                       bias.data ? dB.as<float>() : nullptr, applied, identityX.data ? dX.as<float>() : nullptr,
+                       dO.as<float>(), opStream());
     download(out, dO, static_cast<size_t>(T) * D);
     finish();
     return outV;

@@ -14,7 +14,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 
 import {isQuantizedExpertWeights, QuantizedExpertWeights} from '../../executor/expert_weights.js';
-import {MOE_COMPUTE_DTYPES, MoeComputeDtype, OPTION_TABLE} from '../../executor/layer_schema.js';
+import {MOE_COMPUTE_DTYPES, MoeComputeDtype, OPTION_TABLE, RoutingWeightOn, SwigluActivation, TopkMethod} from
+  '../../executor/layer_schema.js';
 import {dequantizeExpertWeightsImpl} from '../cpu/dequantize_expert_weights_impl.js';
 import {describeValue} from '../describe_value.js';
 import {syncCudaTuning} from './flags_cuda.js';
@@ -31,19 +32,30 @@ export type CudaComputeDtype = MoeComputeDtype;
 export interface CudaFusedMoeConfig {
   hidden: number;
   numExperts: number;
+  /** Identity experts after the E real ones (the router, its biases and gateWeight cover E + Z). */
+  zeroExperts?: number;
   topK: number;
   moeIntermediateSize?: number;
   /** @deprecated use moeIntermediateSize */
   intermediateSize?: number;
-  topkMethod?: 'greedy' | 'noaux_tc';
+  topkMethod?: TopkMethod | 'sparsemixer';
   nGroup?: number;
   topkGroup?: number;
   routedScalingFactor?: number;
   renormalize?: boolean;
+  /** null / absent: the method's own rule (softmax: max(sum, 1e-12); noaux_tc: sum + 1e-20). */
+  renormalizeEpsilon?: number | null;
+  sparsemixerEpsilon?: number;
   useCorrectionBias?: boolean;
+  /** gateBias [E+Z] added to the router logits. */
+  routerBias?: boolean;
   latentSize?: number | null;
   withBias?: boolean;
   probInAdvance?: boolean;
+  routingWeightOn?: RoutingWeightOn;
+  activation?: SwigluActivation;
+  swigluAlpha?: number;
+  swigluLimit?: number;
   sharedExpertIntermediateSize?: number;
   sharedExpertGate?: boolean;
   /** Weights are converted once, at upload; activations follow; routing and accumulation stay float32. */
@@ -52,12 +64,24 @@ export interface CudaFusedMoeConfig {
 
 /** Weight names (FastDeploy [in, out] layouts, float32), as in RefMoeWeights. */
 export const CUDA_MOE_WEIGHT_NAMES = [
-  'gateWeight', 'gateCorrectionBias', 'upGateProjWeight', 'upGateProjBias', 'downProjWeight', 'downProjBias',
+  'gateWeight', 'gateBias', 'gateCorrectionBias', 'upGateProjWeight', 'upGateProjBias', 'downProjWeight', 'downProjBias',
   'fc1LatentProjWeight', 'fc2LatentProjWeight', 'sharedUpGateProjWeight', 'sharedDownProjWeight',
   'sharedExpertGateWeight',
 ] as const;
 export type CudaMoeWeightName = typeof CUDA_MOE_WEIGHT_NAMES[number];
-export type CudaMoeWeightArrays = Partial<Record<CudaMoeWeightName, Float32Array | null>>;
+/**
+ * An int4 expert weight's host arrays in the [E, K, N] layout of docs/formats.md (codes int32 [E, ceil(K/8), N],
+ * scales float32 [E, G, N], zero points float32 or null): the native layer keeps them for its decode GEMMs, which
+ * dequantize in the mainloop (W4A16), next to the dequantized copy the tensor-core paths read.
+ */
+export interface CudaInt4Arrays {
+  codes: Int32Array;
+  scales: Float32Array;
+  zeroPoints: Float32Array | null;
+  groupSize: number;
+}
+export type CudaMoeWeightArrays = Partial<Record<CudaMoeWeightName, Float32Array | null>> &
+    {upGateProjInt4?: CudaInt4Arrays | null, downProjInt4?: CudaInt4Arrays | null};
 /** Expert weights may be packed (docs/formats.md): they are decoded to float32 once, at upload. */
 export type CudaMoeWeightTensors = Partial<Record<CudaMoeWeightName, tf.Tensor | QuantizedExpertWeights | null>>;
 
@@ -80,6 +104,25 @@ function hostWeight(w: tf.Tensor | QuantizedExpertWeights): Float32Array {
     scales: w.scales == null ? null : w.scales.dataSync() as Float32Array | Int32Array,
     zeroPoints: w.zeroPoints == null ? null : w.zeroPoints.dataSync() as Float32Array,
   });
+}
+
+/**
+ * A Float32Array of n elements over memory nobody has written (N-API's napi_create_buffer zero-fills): the native
+ * forward faults its pages in on helper threads while the GPU runs, then copies y in. Buffer is Node's; without
+ * it, a plain (zeroed) array.
+ */
+function uninitializedFloat32(n: number): Float32Array {
+  const B = (globalThis as {Buffer?: {allocUnsafeSlow(size: number): Uint8Array}}).Buffer;
+  if (B == null || n === 0) return new Float32Array(n);
+  const bytes = B.allocUnsafeSlow(n * 4);
+  return new Float32Array(bytes.buffer, bytes.byteOffset, n);
+}
+
+/** The int4 arrays of a packed expert weight in the layer's [E,K,N] layout, or null for any other weight. */
+function int4Arrays(w: tf.Tensor | QuantizedExpertWeights | null | undefined): CudaInt4Arrays | null {
+  if (w == null || !isQuantizedExpertWeights(w) || w.format !== 'int4' || w.transposed || w.scales == null) return null;
+  return {codes: w.values.dataSync() as Int32Array, scales: w.scales.dataSync() as Float32Array,
+    zeroPoints: w.zeroPoints == null ? null : w.zeroPoints.dataSync() as Float32Array, groupSize: w.groupSize};
 }
 
 const NATIVE_KEYS = ['hidden', ...OPTION_TABLE.filter(o => o.native).map(o => o.name)];
@@ -129,7 +172,7 @@ export class CudaActivation {
 
   /** Downloads the values (waits for the work that writes them). */
   read(): Float32Array {
-    return getCudaAddon().activationDownload(this.live());
+    return getCudaAddon().activationDownload(this.live(), uninitializedFloat32(this.shape[0] * this.shape[1]));
   }
 
   /** read() as a new tensor of `shape` (default [rows, cols]). */
@@ -174,7 +217,7 @@ export class CudaMoeRunner {
 
   constructor(config: CudaFusedMoeConfig, weights: CudaMoeWeightArrays) {
     const native = nativeConfig(config);
-    this.handle = getCudaAddon().layerCreate(native, weights as Record<string, Float32Array | null>);
+    this.handle = getCudaAddon().layerCreate(native, weights);
     this.hidden = config.hidden;
   }
 
@@ -191,8 +234,9 @@ export class CudaMoeRunner {
       CudaForwardResult<Float32Array> {
     const addon = getCudaAddon();
     syncCudaTuning(addon);
-    return addon.layerForward(this.live(), x, numTokens, options.useGraph ?? true, options.wantIds ?? false,
-                              options.output ?? 'staged');
+    const output = options.output ?? 'staged';
+    return addon.layerForward(this.live(), x, numTokens, options.useGraph ?? true, options.wantIds ?? false, output,
+                              output === 'staged' ? uninitializedFloat32(numTokens * this.hidden) : null);
   }
 
   /** The forward on a device-resident activation [T, H] -> a new one (enqueued; not waited for unless wantIds). */
@@ -215,7 +259,7 @@ export class CudaMoeRunner {
   }
 
   /** Host milliseconds of the last host forward: until x's copy was enqueued, then until y was on the host. */
-  lastTimings(): {uploadHostMs: number, waitMs: number, copyOutMs: number} {
+  lastTimings(): {uploadHostMs: number, waitMs: number, copyOutMs: number, allocMs: number} {
     return getCudaAddon().layerLastTimings(this.live());
   }
 
@@ -325,6 +369,10 @@ export class CudaFusedMoe {
       const t = weights[name];
       if (t != null) arrays[name] = hostWeight(t);
     }
+    if ((this.config.computeDtype ?? 'float32') !== 'float32') {
+      arrays.upGateProjInt4 = int4Arrays(weights.upGateProjWeight);
+      arrays.downProjInt4 = int4Arrays(weights.downProjWeight);
+    }
     const next = new CudaMoeRunner(this.config, arrays);  // built before the old one goes: a failure keeps it
     this.runner?.dispose();
     this.runner = next;
@@ -333,16 +381,5 @@ export class CudaFusedMoe {
       const t = weights[name];
       if (t != null) this.uploadedFrom.set(name, uploadKey(t)!);
     }
-  }
-}
-
-/**
- * The CUDA kernels compute plain SwiGLU only: a clamped_swiglu call is refused before any GPU work (never run as
- * plain SwiGLU). Run it on the cpu, webgpu or composite path.
- */
-export function rejectClampedSwiglu(op: string, attrs: {activation?: string}): void {
-  if (attrs.activation != null && attrs.activation !== 'swiglu') {
-    throw new Error(`${op}: activation '${attrs.activation}' is not implemented by the CUDA kernels (plain 'swiglu' ` +
-        'only); run it on the cpu, webgpu or composite backend');
   }
 }

@@ -16,21 +16,9 @@ function layerConfig(hidden: number, o: FusedMoEOptions): CudaFusedMoeConfig {
   return nativeLayerConfig(hidden, o) as unknown as CudaFusedMoeConfig;
 }
 
-/** Options the native forward does not implement yet: refused before any upload or GPU work. */
-function rejectUnsupported(o: FusedMoEOptions): void {
-  const unsupported: string[] = [];
-  if (o.routerBias) unsupported.push('routerBias: true');
-  if (o.activation !== 'swiglu') unsupported.push(`activation: '${o.activation}'`);
-  if (o.routingWeightOn === 'input') unsupported.push('routingWeightOn: \'input\'');
-  if (unsupported.length > 0) {
-    throw new Error(`FusedMoE backend 'cuda': ${unsupported.join(', ')} is not implemented by the CUDA layer ` +
-        'executor yet; use backend \'cpu\', \'webgpu\' or \'composite\'');
-  }
-}
-
 function layerWeights(w: FusedMoEWeights): CudaMoeWeightTensors {
   return {
-    gateWeight: w.gate_weight, gateCorrectionBias: w.gate_correction_bias, upGateProjWeight: w.up_gate_proj_weight,
+    gateWeight: w.gate_weight, gateBias: w.gate_bias, gateCorrectionBias: w.gate_correction_bias, upGateProjWeight: w.up_gate_proj_weight,
     upGateProjBias: w.up_gate_proj_bias, downProjWeight: w.down_proj_weight, downProjBias: w.down_proj_bias,
     fc1LatentProjWeight: w.fc1_latent_proj_weight, fc2LatentProjWeight: w.fc2_latent_proj_weight,
     sharedUpGateProjWeight: w.shared_up_gate_proj_weight, sharedDownProjWeight: w.shared_down_proj_weight,
@@ -47,9 +35,9 @@ export const cudaLayerExecutor: MoeLayerExecutor = {
     return s.available ? {available: true} : {available: false, reason: `${s.reason} (${s.code})`};
   },
   forward(x, weights, options, context) {
+    // Before any upload or GPU work.
     const unsupported = unsupportedByCuda(options);
     if (unsupported != null) throw unsupported;
-    rejectUnsupported(options);
     const config = layerConfig(x.shape[1], options);
     const key = JSON.stringify(config);
     const owner = context?.owner;

@@ -1,4 +1,4 @@
-// Memory-bound kernels: SwiGLU x scale, the weighted combine, dtype conversion, and the one-time weight packing.
+// Memory-bound kernels: SwiGLU (plain or clamped) x scale, the weighted combine, dtype conversion, and the one-time weight packing.
 #include "moe_kernels.h"
 
 namespace moe {
@@ -9,21 +9,23 @@ inline int gridFor(long long n, int threads) {
 }
 
 __global__ void swigluKernel(const float* __restrict__ x, int R, int I, const float* __restrict__ scale,
-                             float* __restrict__ out) {
+                             SwigluActivation act, float* __restrict__ out) {
   awaitPredecessor();
   const long long total = static_cast<long long>(R) * I;
   for (long long idx = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; idx < total;
        idx += static_cast<long long>(gridDim.x) * blockDim.x) {
     const long long r = idx / I, i = idx % I;
     const float* row = x + r * 2 * I;
-    out[idx] = siluf(row[i]) * row[I + i] * (scale ? scale[r] : 1.f);
+    out[idx] = swigluOf(row[i], row[I + i], act) * (scale ? scale[r] : 1.f);
   }
 }
 
-// One thread per (token, column): the k rows are summed in slot order, in float32.
+// One thread per (token, column): the k rows are summed in slot order, in float32. With identityX, a slot with no
+// row (rowMap -1: a zero-computation expert's, section 11.5) adds w * identityX[t] instead.
 __global__ void combineKernel(const float* __restrict__ y, int R, int D, const int* __restrict__ rowMap,
                               const float* __restrict__ weights, const int* __restrict__ ids, int T, int k, int E,
-                              const float* __restrict__ bias, bool weightsApplied, float* __restrict__ out) {
+                              const float* __restrict__ bias, bool weightsApplied, const float* __restrict__ identityX,
+                              float* __restrict__ out) {
   awaitPredecessor();
   const long long total = static_cast<long long>(T) * D;
   for (long long idx = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; idx < total;
@@ -36,10 +38,12 @@ __global__ void combineKernel(const float* __restrict__ y, int R, int D, const i
       if (row >= 0 && row < R) {
         const float v = y[static_cast<long long>(row) * D + d];
         acc += weightsApplied ? v : w * v;
-      }
-      if (bias) {
-        const int e = ids[t * k + j];
-        if (e >= 0 && e < E) acc += w * bias[static_cast<long long>(e) * D + d];
+        if (bias) {
+          const int e = ids[t * k + j];
+          if (e >= 0 && e < E) acc += w * bias[static_cast<long long>(e) * D + d];
+        }
+      } else if (identityX && row == -1) {
+        acc += w * identityX[static_cast<long long>(t) * D + d];  // weighted in every mode, no bias
       }
     }
     out[idx] = acc;
@@ -75,18 +79,20 @@ __global__ void packKernel(const float* __restrict__ src, int K, int N, Elem* __
 
 }  // namespace
 
-void launchSwiglu(const float* x, int R, int I, const float* scale, float* out, cudaStream_t stream) {
+void launchSwiglu(const float* x, int R, int I, const float* scale, const SwigluActivation& act, float* out,
+                  cudaStream_t stream) {
   const long long n = static_cast<long long>(R) * I;
   if (n == 0) return;
-  launchKernel("swigluKernel", swigluKernel, gridFor(n, 256), 256, 0, stream, x, R, I, scale, out);
+  launchKernel("swigluKernel", swigluKernel, gridFor(n, 256), 256, 0, stream, x, R, I, scale, act, out);
 }
 
 void launchCombine(const float* y, int R, int D, const int* rowMap, const float* weights, const int* ids, int T,
-                   int k, int E, const float* bias, bool weightsApplied, float* out, cudaStream_t stream) {
+                   int k, int E, const float* bias, bool weightsApplied, const float* identityX, float* out,
+                   cudaStream_t stream) {
   const long long n = static_cast<long long>(T) * D;
   if (n == 0) return;
   launchKernel("combineKernel", combineKernel, gridFor(n, 256), 256, 0, stream, y, R, D, rowMap, weights, ids, T, k,
-               E, bias, weightsApplied, out);
+               E, bias, weightsApplied, identityX, out);
 }
 
 void launchConvert(const float* in, void* out, DType elem, long long n, cudaStream_t stream) {

@@ -9,9 +9,15 @@ import type {CudaAddon} from './loader.js';
 
 /** Programmatic dependent launch between the layer's kernels at decode sizes (sm_90+). */
 export const MOE_CUDA_PDL = 'MOE_CUDA_PDL';
-/** The grouped GEMM's tile choice: 'default', or 'previous' (the choice from before the 128x256 prefill tiles). */
+/**
+ * The grouped GEMM's tile choice: 'default'; 'previous' (the choice from before the 128x256 prefill tiles);
+ * 'stream' / 'stream8' (default, but at decode sizes the weight-streaming kernel with 4 / 8 columns per warp
+ * instead of 16-row tensor-core tiles, the token-owned down GEMM with the combine at T * k * 8 <= E, and int4
+ * expert weights read natively (W4A16); slower than the default on the H200: BENCHMARKS.md); 'mma32' (default with
+ * 16 x 32 tensor-core tiles at decode sizes instead of 16 x 64).
+ */
 export const MOE_CUDA_GEMM_TILES = 'MOE_CUDA_GEMM_TILES';
-export const CUDA_GEMM_TILE_CHOICES = ['default', 'previous'] as const;
+export const CUDA_GEMM_TILE_CHOICES = ['default', 'previous', 'stream', 'stream8', 'mma32'] as const;
 
 export function registerCudaFlags(): void {
   const env = tf.env();

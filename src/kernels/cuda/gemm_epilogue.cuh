@@ -1,4 +1,4 @@
-// Grouped GEMM epilogue, shared by both math cores (bias, SwiGLU x scale, output conversion).
+// Grouped GEMM epilogue, shared by both math cores (bias, SwiGLU or clamped SwiGLU x scale, output conversion).
 #pragma once
 
 #include "grouped_gemm.h"
@@ -31,12 +31,18 @@ struct Epi {
   static __device__ __forceinline__ void swiglu(const GemmProblem& p, const float* bias, int r, float rowScale, int gcol,
                                                 int ucol, int i, float g, float u) {
     if (gcol >= p.N) return;
+    if (p.scaleInput) {
+      // routingWeightOn 'input': W (w x) = w (W x), so the weight scales the accumulators before bias and activation.
+      g *= rowScale;
+      u *= rowScale;
+      rowScale = 1.f;
+    }
     if (bias) {
       g += bias[gcol];
       u += bias[ucol];
     }
     OutT* C = static_cast<OutT*>(p.C) + static_cast<long long>(r) * p.ldc;
-    C[i] = ElemTraits<OutT>::fromFloat(siluf(g) * u * rowScale);
+    C[i] = ElemTraits<OutT>::fromFloat(swigluOf(g, u, p.activation) * rowScale);
   }
   static __device__ __forceinline__ float rowScale(const GemmProblem& p, int r) {
     if (p.scale == nullptr) return 1.f;

@@ -3,4 +3,5 @@
 
 namespace moe {
 void launchGroupedGemmF16(const GemmProblem& p, cudaStream_t stream) { gemm::launchMmaGemm<__half>(p, stream); }
+bool combineSupportedF16(const GemmProblem& p) { return gemm::combineSupported<__half>(p); }
 }  // namespace moe

@@ -6,6 +6,8 @@ namespace moe {
 
 void launchGroupedGemmBf16(const GemmProblem& p, cudaStream_t stream);
 void launchGroupedGemmF16(const GemmProblem& p, cudaStream_t stream);
+bool combineSupportedBf16(const GemmProblem& p);
+bool combineSupportedF16(const GemmProblem& p);
 
 namespace gemm {
 
@@ -101,8 +103,17 @@ void launchSplitKReduce(const float* partial, int kSplit, int M, int N, const fl
                N, bias, out);
 }
 
+bool combineInGemmSupported(const GemmProblem& p) {
+  if (p.elem == DType::kBFloat16) return combineSupportedBf16(p);
+  if (p.elem == DType::kFloat16) return combineSupportedF16(p);
+  return false;
+}
+
 void launchGroupedGemm(const GemmProblem& p, cudaStream_t stream) {
   if (p.M == 0 || p.N == 0) return;
+  if (p.epilogue == Epilogue::kCombine && (p.elem == DType::kFloat32 || p.out != DType::kFloat32)) {
+    throw std::invalid_argument("grouped GEMM: kCombine is for half-precision operands writing float32");
+  }
   if (p.epilogue == Epilogue::kSwiglu && p.group != swigluGroup(p.elem)) {
     throw std::invalid_argument("grouped GEMM: SwiGLU interleave width does not match the element type");
   }
@@ -134,6 +145,7 @@ void launchGroupedGemm(const GemmProblem& p, cudaStream_t stream) {
     case Epilogue::kStore: gemm::launchFmaEpi<Epilogue::kStore>(p, vec, stream); break;
     case Epilogue::kSwiglu: gemm::launchFmaEpi<Epilogue::kSwiglu>(p, vec, stream); break;
     case Epilogue::kAccumulate: gemm::launchFmaEpi<Epilogue::kAccumulate>(p, vec, stream); break;
+    case Epilogue::kCombine: break;  // refused above
   }
 }
 

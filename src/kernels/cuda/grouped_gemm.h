@@ -11,6 +11,11 @@ enum class Epilogue : int {
   kStore = 0,       // C[r][n] = acc + bias[e][n]
   kSwiglu = 1,      // columns come interleaved in groups (gate G, up G): C[r][i] = silu(g) * u * scale[r]
   kAccumulate = 2,  // C[r][n] += acc (dense only: each element has one writer)
+  // Decode, token-owned (half types, weight-streaming kernel only): problem row t is a token; its pairs
+  // (t, j) read A row pairRow[t*k+j] and expert pairExpert[t*k+j]'s weights, and
+  // C[t][n] = sum over j in order of (weightsApplied ? acc_j : w_j * acc_j) + (bias ? w_j * bias[e_j][n] : 0):
+  // the down GEMM with the weighted combine of semantics section 6, no [R, N] intermediate.
+  kCombine = 3,
 };
 
 struct GemmProblem {
@@ -28,6 +33,9 @@ struct GemmProblem {
   int ldc = 0;
   const float* scale = nullptr;       // kSwiglu row scale: scale[scaleIndex ? scaleIndex[r] : r]; null = 1
   const int* scaleIndex = nullptr;
+  // kSwiglu: the row scale multiplies the accumulators (the GEMM's input rows) instead of the activation.
+  bool scaleInput = false;
+  SwigluActivation activation;    // kSwiglu: plain or clamped SwiGLU
   int M = 0;                      // rows of the problem (R, or T when dense)
   int N = 0, K = 0;
   SegmentView seg{nullptr, nullptr, 1};  // offsets == nullptr: one dense segment [0, M) of expert 0
@@ -43,12 +51,34 @@ struct GemmProblem {
   // other paths launch the conversion after the GEMM.
   void* aCopy = nullptr;
   DType aCopyElem = DType::kBFloat16;
+  // kCombine: the permute's rowMap, the routing ids and weights ([M][topK]), the rows of A (R), and whether the
+  // routing weight was applied before (probInAdvance). The experts are 0 .. seg.numExperts - 1.
+  const int* pairRow = nullptr;
+  const int* pairExpert = nullptr;
+  const float* pairWeight = nullptr;
+  int topK = 0;
+  int aRows = 0;
+  bool weightsApplied = false;
+  // kCombine: a pair whose expert id is >= seg.numExperts (a zero-computation expert) adds w * identityX[t][n]
+  // ([M][ldc] float32) when set, as the combine kernel does.
+  const float* identityX = nullptr;
+  // Optional int4 copy of B for the weight-streaming kernel (decode, W4A16): codes [E][N][K/8] int32 words, 8 codes
+  // along K per word, the lowest k in the lowest bits; w = scale * (code - zero), scales and zeros [E][N][K/groupSize]
+  // float32 (zeros null: 8). Needs K and groupSize multiples of 32. The tensor-core paths read B.
+  const int32_t* bInt4 = nullptr;
+  const float* bScales = nullptr;
+  const float* bZeros = nullptr;
+  int groupSize = 0;
 };
 
 // The interleave width of gate/up columns the kernels of each element type expect for kSwiglu.
 inline int swigluGroup(DType elem) { return elem == DType::kFloat32 ? 32 : 8; }
 
 void launchGroupedGemm(const GemmProblem& p, cudaStream_t stream);
+
+// Whether launchGroupedGemm runs p with Epilogue::kCombine (p otherwise set up for it): half types, the layout the
+// streaming kernel needs, the token's rows within its shared memory, the streaming GEMM not switched off.
+bool combineInGemmSupported(const GemmProblem& p);
 
 // The K slice length of a split: a multiple of every float32 tile's BK.
 __host__ __device__ inline int kSplitChunk(int K, int kSplit) {

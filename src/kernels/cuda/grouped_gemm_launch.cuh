@@ -2,6 +2,7 @@
 // instantiations compile in parallel; each .cu defines one launchGroupedGemm<Elem>.
 #pragma once
 
+#include "gemm_stream.cuh"
 #include "grouped_gemm.cuh"
 
 namespace moe {
@@ -83,7 +84,8 @@ void launchMmaEpi(const GemmProblem& p, bool vec, cudaStream_t stream) {
   }
   switch (chooseMmaTile(p.rowsPerSegmentHint > 0 ? p.rowsPerSegmentHint : p.M, p.N)) {
     case MmaTile::k16x64:
-      launchMmaConfig<Elem, OutT, 16, 64, 64, 1, 4, 4, EPI, true>(p, stream);
+      if (tuning().decodeGemm == DecodeGemm::kMma32) launchMmaConfig<Elem, OutT, 16, 32, 64, 1, 2, 4, EPI, true>(p, stream);
+      else launchMmaConfig<Elem, OutT, 16, 64, 64, 1, 4, 4, EPI, true>(p, stream);
       break;
     case MmaTile::k32x128:
       launchMmaConfig<Elem, OutT, 32, 128, 64, 1, 4, 4, EPI, true>(p, stream);
@@ -102,9 +104,86 @@ void launchMmaEpi(const GemmProblem& p, bool vec, cudaStream_t stream) {
 
 inline bool aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15) == 0; }
 
+// With MOE_CUDA_GEMM_TILES 'stream' / 'stream8', up to this many expected rows per expert the half-precision GEMMs
+// stream weights on CUDA cores (gemm_stream.cuh) instead of 16-row tensor-core tiles: T <= 16 of a 128-expert
+// top-8 layer.
+constexpr int kStreamMaxRowsPerSegment = 2;
+
+template <typename Elem, typename OutT, int COLS, Epilogue EPI, int BITS>
+void launchStreamConfig(const GemmProblem& p, cudaStream_t stream) {
+  using Cfg = StreamConfig<Elem, COLS>;
+  const dim3 grid = gridFor(p, kStreamTileRows, Cfg::kBN);
+  if (grid.x == 0 || grid.y == 0) return;
+  launchKernel("streamGemmKernel", streamGemmKernel<Elem, OutT, COLS, EPI, BITS>, grid, Cfg::kThreads,
+               Cfg::smemBytes(p.K), stream, p);
+}
+
+// Whether the streaming kernel reads the int4 copy of B (K and the group in whole 32-code chunks).
+inline bool streamsInt4(const GemmProblem& p) {
+  return p.bInt4 != nullptr && p.bScales != nullptr && p.K % 32 == 0 && p.groupSize > 0 && p.groupSize % 32 == 0;
+}
+
+template <typename Elem, typename OutT, Epilogue EPI>
+void launchStreamEpi(const GemmProblem& p, cudaStream_t stream) {
+  if (streamsInt4(p)) launchStreamConfig<Elem, OutT, 4, EPI, 4>(p, stream);
+  else if (tuning().decodeGemm == DecodeGemm::kStream8) launchStreamConfig<Elem, OutT, 8, EPI, 16>(p, stream);
+  else launchStreamConfig<Elem, OutT, 4, EPI, 16>(p, stream);
+}
+
+// Whether a call takes the streaming kernel: decode-sized segments, the VEC layout, its shared memory within the
+// default 48 KB, whole gate/up groups for SwiGLU.
+template <typename Elem>
+bool useStreamGemm(const GemmProblem& p, bool vec) {
+  if (tuning().decodeGemm == DecodeGemm::kMma || previousTiles() || !vec || p.kSplit > 1) return false;
+  const int hint = p.rowsPerSegmentHint > 0 ? p.rowsPerSegmentHint : p.M;
+  if (hint > kStreamMaxRowsPerSegment) return false;
+  if (StreamConfig<Elem, 8>::smemBytes(p.K) > 48 * 1024) return false;
+  return p.epilogue != Epilogue::kSwiglu || p.N % 16 == 0;
+}
+
+template <typename Elem>
+bool combineSupported(const GemmProblem& p) {
+  const bool vec = p.K % 8 == 0 && p.lda % 8 == 0 && aligned16(p.A) && aligned16(p.B);
+  return vec && tuning().decodeGemm != DecodeGemm::kMma && !previousTiles() && p.topK >= 1 &&
+         streamCombineSmemBytes<Elem>(p.K, p.topK) <= 48 * 1024;
+}
+
+template <typename Elem>
+void launchStreamCombine(const GemmProblem& p, cudaStream_t stream) {
+  if (!combineSupported<Elem>(p)) throw std::invalid_argument("grouped GEMM: kCombine is not supported for this problem");
+  constexpr int COLS = 4, BN = kStreamWarps * COLS;
+  if (p.M == 0 || p.N == 0) return;
+  const dim3 grid(p.M, ceilDiv(p.N, BN));
+  const size_t smem = streamCombineSmemBytes<Elem>(p.K, p.topK);
+  if (streamsInt4(p)) launchKernel("streamCombineKernel", streamCombineKernel<Elem, COLS, 4>, grid, kStreamWarps * 32, smem, stream, p);
+  else launchKernel("streamCombineKernel", streamCombineKernel<Elem, COLS, 16>, grid, kStreamWarps * 32, smem, stream, p);
+}
+
 template <typename Elem>
 void launchMmaGemm(const GemmProblem& p, cudaStream_t stream) {
+  if (p.epilogue == Epilogue::kCombine) {
+    launchStreamCombine<Elem>(p, stream);
+    return;
+  }
   const bool vec = p.K % 8 == 0 && p.lda % 8 == 0 && aligned16(p.A) && aligned16(p.B);
+  if (useStreamGemm<Elem>(p, vec)) {
+    switch (p.epilogue) {
+      case Epilogue::kStore:
+        if (p.out != DType::kFloat32) throw std::invalid_argument("grouped GEMM: kStore writes float32");
+        launchStreamEpi<Elem, float, Epilogue::kStore>(p, stream);
+        return;
+      case Epilogue::kSwiglu:
+        if (p.out == DType::kFloat32) launchStreamEpi<Elem, float, Epilogue::kSwiglu>(p, stream);
+        else launchStreamEpi<Elem, Elem, Epilogue::kSwiglu>(p, stream);
+        return;
+      case Epilogue::kAccumulate:
+        if (p.out != DType::kFloat32) throw std::invalid_argument("grouped GEMM: kAccumulate writes float32");
+        launchStreamEpi<Elem, float, Epilogue::kAccumulate>(p, stream);
+        return;
+      case Epilogue::kCombine:
+        break;
+    }
+  }
   switch (p.epilogue) {
     case Epilogue::kStore:
       if (p.out != DType::kFloat32) throw std::invalid_argument("grouped GEMM: kStore writes float32");
@@ -118,6 +197,8 @@ void launchMmaGemm(const GemmProblem& p, cudaStream_t stream) {
       if (p.out != DType::kFloat32) throw std::invalid_argument("grouped GEMM: kAccumulate writes float32");
       launchMmaEpi<Elem, float, Epilogue::kAccumulate>(p, vec, stream);
       break;
+    case Epilogue::kCombine:
+      break;  // handled above
   }
 }
 

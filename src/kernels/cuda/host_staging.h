@@ -54,4 +54,21 @@ void uploadStaged(void* dst, const void* src, size_t bytes, cudaStream_t stream,
 // Host memcpy split over a few threads when it is large.
 void parallelCopy(void* dst, const void* src, size_t bytes);
 
+// Enqueues device -> host of `bytes` from `src` into the pinned `landing` in slices (each slice's completion
+// recorded by an event of `events`), then, on the caller and pool threads, touches each slice of the pageable
+// `dst` (a fresh array's page faults happen while the GPU is still busy) and copies each slice out of `landing`
+// as soon as its DMA is done. Returns when `dst` holds the data; whatever was enqueued before on `stream` (the
+// kernels) runs first. Small copies are one DMA + memcpy.
+class SlicedDownload {
+ public:
+  SlicedDownload() = default;
+  ~SlicedDownload();
+  SlicedDownload(const SlicedDownload&) = delete;
+  SlicedDownload& operator=(const SlicedDownload&) = delete;
+  void run(void* dst, const void* src, size_t bytes, void* landing, cudaStream_t stream);
+
+ private:
+  std::vector<cudaEvent_t> events_;
+};
+
 }  // namespace moe

@@ -40,26 +40,38 @@ export interface CudaStatus {
 /** The addon's native surface (see src/kernels/cuda/addon.cc). Arrays are row-major, host memory. */
 export interface CudaAddon {
   status(): CudaStatus;
-  topkSelect(logits: Float32Array, T: number, E: number, bias: Float32Array | null, k: number, renormalize: boolean):
-      {ids: Int32Array, weights: Float32Array};
+  topkSelect(logits: Float32Array, T: number, E: number, bias: Float32Array | null, k: number, renormalize: boolean,
+             nGroup: number, topkGroup: number, routedScalingFactor: number, renormalizeEpsilon: number,
+             sparsemixer: boolean, sparsemixerEpsilon: number): {ids: Int32Array, weights: Float32Array};
   moeScores(logits: Float32Array, T: number, E: number, nGroup: number, topkGroup: number, k: number, rsf: number,
-            bias: Float32Array | null, renormalize: boolean): {scores: Float32Array, weights: Float32Array, ids: Int32Array};
-  permute(x: Float32Array, T: number, D: number, ids: Int32Array, k: number, E: number, alignment: number):
+            bias: Float32Array | null, renormalize: boolean, renormalizeEpsilon: number):
+      {scores: Float32Array, weights: Float32Array, ids: Int32Array};
+  /**
+   * weights [T*k]: row rowMap[i] holds x[i / k] * weights[i] (routingWeightOn 'input'); ids in [E, E + zeroExperts)
+   * get no row (rowMap -1).
+   */
+  permute(x: Float32Array, T: number, D: number, ids: Int32Array, k: number, E: number, alignment: number,
+          weights: Float32Array | null, zeroExperts: number):
       {permutedX: Float32Array, tokensPerExpert: Int32Array, expertOffsets: Int32Array, rowMap: Int32Array};
   batchedGemm(lhs: Float32Array, R: number, K: number, rhs: Float32Array, E: number, N: number, segments: Int32Array,
               segmentsAreOffsets: boolean, transposeRhs: boolean, bias: Float32Array | null): Float32Array;
-  swiglu(x: Float32Array, R: number, I: number, scale: Float32Array | null): Float32Array;
+  swiglu(x: Float32Array, R: number, I: number, scale: Float32Array | null, clamped: boolean, swigluAlpha: number,
+         swigluLimit: number): Float32Array;
+  /** identityInput [T*D]: the zero-computation experts' input (a slot with no row, rowMap -1, adds w * it[t]). */
   combine(y: Float32Array, R: number, D: number, rowMap: Int32Array, weights: Float32Array, ids: Int32Array, T: number,
-          k: number, E: number, bias: Float32Array | null, weightsApplied: boolean): Float32Array;
-  layerCreate(config: Record<string, unknown>, weights: Record<string, Float32Array | null | undefined>): object;
+          k: number, E: number, bias: Float32Array | null, weightsApplied: boolean,
+          identityInput: Float32Array | null): Float32Array;
+  layerCreate(config: Record<string, unknown>, weights: Record<string, unknown>): object;
   setTuning(tuning: {pdl: boolean, gemmTiles: string}): void;
   /** output: how y reaches the host (CudaHostOutput in cuda_fused_moe.ts). */
+  /** out: for 'staged', a Float32Array of T * H that y is written into (returned as output), or null for a new one. */
   layerForward(handle: object, x: Float32Array, T: number, useGraph: boolean, wantIds: boolean,
-               output: 'staged' | 'pinned' | 'pageable'): {output: Float32Array, topkIds?: Int32Array};
+               output: 'staged' | 'pinned' | 'pageable', out: Float32Array | null): {output: Float32Array, topkIds?: Int32Array};
   layerForwardDevice(handle: object, x: object, useGraph: boolean, wantIds: boolean): {output: object, topkIds?: Int32Array};
-  layerLastTimings(handle: object): {uploadHostMs: number, waitMs: number, copyOutMs: number};
+  layerLastTimings(handle: object): {uploadHostMs: number, waitMs: number, copyOutMs: number, allocMs: number};
   activationUpload(x: Float32Array, rows: number, cols: number): object;
-  activationDownload(activation: object): Float32Array;
+  /** out: a Float32Array of rows * cols to download into (returned), or null for a new one. */
+  activationDownload(activation: object, out: Float32Array | null): Float32Array;
   activationDispose(activation: object): void;
   hostCopyBandwidth(bytes: number, iters: number):
       {pinnedH2D: number, pinnedD2H: number, pageableH2D: number, pageableD2H: number};

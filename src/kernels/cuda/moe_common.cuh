@@ -73,6 +73,21 @@ template <> struct ElemTraits<__half> {
 __device__ __forceinline__ float sigmoidf(float z) { return 1.0f / (1.0f + expf(-z)); }
 __device__ __forceinline__ float siluf(float z) { return z / (1.0f + expf(-z)); }
 
+// The expert activation of a gate/up pair (docs/semantics.md 5, 11.2): silu(g) * u, or gpt-oss's clamped form
+// (u' + 1) * g' * sigmoid(alpha * g') with g' = min(g, limit), u' = clamp(u, -limit, limit). The clamps are
+// written as comparisons so that a NaN stays NaN (fminf would turn it into the limit).
+struct SwigluActivation {
+  bool clamped = false;
+  float alpha = 1.702f, limit = 7.f;
+};
+__host__ __device__ inline SwigluActivation plainSwiglu() { return SwigluActivation{}; }
+__device__ __forceinline__ float swigluOf(float g, float u, const SwigluActivation& act) {
+  if (!act.clamped) return siluf(g) * u;
+  const float gc = g > act.limit ? act.limit : g;
+  const float uc = u > act.limit ? act.limit : (u < -act.limit ? -act.limit : u);
+  return (uc + 1.f) * gc / (1.f + expf(-act.alpha * gc));
+}
+
 inline int ceilDiv(long long a, long long b) { return static_cast<int>((a + b - 1) / b); }
 
 // ---- programmatic dependent launch (PDL, sm_90+) ----
@@ -93,9 +108,14 @@ __device__ __forceinline__ void awaitPredecessor() {
 // Switches set by the addon's setTuning entry point from the tfjs flags MOE_CUDA_PDL and MOE_CUDA_GEMM_TILES
 // (kernels/cuda/flags_cuda.ts), kept for A/B timing. `generation` counts changes: a layer drops the CUDA graphs
 // it captured under other settings.
+// The half-precision GEMM at decode sizes: 16-row tensor-core tiles 64 columns wide (default: faster on the H200
+// than streaming, BENCHMARKS.md) or 32 wide (twice the blocks: A/B), or the weight-streaming kernel with 4 or 8
+// columns per warp (which also reads int4 copies: W4A16).
+enum class DecodeGemm : int { kMma = 0, kStream4 = 1, kStream8 = 2, kMma32 = 3 };
 struct Tuning {
   bool pdl = true;             // programmatic dependent launch in the layer at decode sizes
-  bool previousTiles = false;  // the GEMM tile choice from before the 128x256 prefill tiles
+  bool previousTiles = false;  // the GEMM tile choice from before the 128x256 prefill tiles (and the streaming GEMM)
+  DecodeGemm decodeGemm = DecodeGemm::kMma;
   int generation = 0;
 };
 inline Tuning& tuning() {

@@ -6,15 +6,26 @@
 
 namespace moe {
 
-// Softmax top-k routing (docs/semantics.md section 1) for T rows of `logits` (row stride ld >= E).
+// What the routing kernels do with the scores (docs/semantics.md sections 1, 2, 11.3, 11.4, 11.7, 11.8).
+struct RoutingParams {
+  int k = 1;
+  int nGroup = 1, topkGroup = 1;      // softmax: group_limited_greedy when nGroup > 1; noaux_tc: its groups
+  float routedScalingFactor = 1.f;    // every method, after renormalisation
+  bool renormalize = true;
+  // Softmax: w / max(sum + eps, 1e-12) (the op's own rule is 0); noaux_tc: w / (sum + eps) (its own rule 1e-20).
+  float renormalizeEpsilon = 0.f;
+  bool sparsemixer = false;           // PhiMoE's two masked-softmax rounds (k = 2, no groups, no bias)
+  float sparsemixerEpsilon = 0.f;
+};
+
+// Softmax top-k routing (section 1) for T rows of `logits` (row stride ld >= E), or sparsemixer.
 // sharedGate, when set, receives sigmoid(logits[t][E]) (the layer keeps the shared-expert gate in column E).
-void launchTopkSelect(const float* logits, int T, int E, int ld, const float* bias, int k, bool renormalize, int* ids,
+void launchTopkSelect(const float* logits, int T, int E, int ld, const float* bias, const RoutingParams& rp, int* ids,
                       float* weights, float* sharedGate, cudaStream_t stream);
 
 // noaux_tc routing (section 2). scores may be null (the layer does not need the dense sigmoid matrix).
-void launchMoeScores(const float* logits, int T, int E, int ld, const float* bias, int nGroup, int topkGroup, int k,
-                     float routedScalingFactor, bool renormalize, float* scores, int* ids, float* weights,
-                     float* sharedGate, cudaStream_t stream);
+void launchMoeScores(const float* logits, int T, int E, int ld, const float* bias, const RoutingParams& rp,
+                     float* scores, int* ids, float* weights, float* sharedGate, cudaStream_t stream);
 
 // Device buffers of a permutation of T*k (token, slot) pairs into R rows.
 struct PermuteBuffers {
@@ -34,15 +45,20 @@ void launchPermute(const int* ids, int T, int k, int E, int alignment, int R, co
 void launchSegmentsFrom(const int* segments, bool areOffsets, int E, int* offsets, int* tilePrefix,
                         cudaStream_t stream);
 
-// permutedX[r] = x[rowToPair[r] / k], zero where rowToPair[r] < 0.
-void launchGatherRows(const float* x, int D, const int* rowToPair, int k, int R, float* out, cudaStream_t stream);
+// permutedX[r] = x[rowToPair[r] / k] (* pairScale[rowToPair[r]] when pairScale is set: routingWeightOn 'input'),
+// zero where rowToPair[r] < 0.
+void launchGatherRows(const float* x, int D, const int* rowToPair, int k, int R, const float* pairScale, float* out,
+                      cudaStream_t stream);
 
-// out[r,i] = silu(x[r,i]) * x[r,I+i] * scale[r] (section 5).
-void launchSwiglu(const float* x, int R, int I, const float* scale, float* out, cudaStream_t stream);
+// out[r,i] = act(x[r,i], x[r,I+i]) * scale[r] (sections 5, 11.2).
+void launchSwiglu(const float* x, int R, int I, const float* scale, const SwigluActivation& act, float* out,
+                  cudaStream_t stream);
 
-// Weighted combine (section 6); rowMap / ids entries out of range are skipped.
+// Weighted combine (section 6); rowMap / ids entries out of range are skipped. identityX [T][D], when set, is the
+// input of the zero-computation experts (section 11.5): a slot with no row (rowMap -1) adds w * identityX[t].
 void launchCombine(const float* y, int R, int D, const int* rowMap, const float* weights, const int* ids, int T,
-                   int k, int E, const float* bias, bool weightsApplied, float* out, cudaStream_t stream);
+                   int k, int E, const float* bias, bool weightsApplied, const float* identityX, float* out,
+                   cudaStream_t stream);
 
 // float32 -> elem (a copy when elem is float32).
 void launchConvert(const float* in, void* out, DType elem, long long n, cudaStream_t stream);

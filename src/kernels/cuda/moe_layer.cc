@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
@@ -18,6 +19,9 @@ int roundUp(int v, int m) { return (v + m - 1) / m * m; }
 
 // Up to this many tokens the layer's kernels are launched with programmatic dependent launch (see enqueue).
 constexpr int kPdlMaxTokens = 32;
+// The down GEMM is token-owned (combine fused) while R * this <= E: then the T*k pairs hit almost only distinct
+// experts (T = 1, 2 at E = 128, k = 8), so streaming each pair's expert reads hardly any weight twice.
+constexpr long long kTokenOwnedDownFactor = 8;
 
 void require(bool ok, const std::string& what) {
   if (!ok) throw std::invalid_argument("FusedMoE cuda: " + what);
@@ -48,10 +52,19 @@ void packStacked(DeviceBuffer& dst, const float* host, int count, int K, int N, 
 MoeLayer::MoeLayer(const LayerConfig& cfg, const LayerWeights& w, cudaStream_t stream)
     : cfg_(cfg), stream_(stream) {
   const int H = cfg.hidden, E = cfg.numExperts, I = cfg.intermediate, L = cfg.latent, S = cfg.sharedIntermediate;
-  require(H > 0 && E > 0 && I > 0 && cfg.topK >= 1 && cfg.topK <= E, "hidden, numExperts, intermediateSize and topK must be positive (topK <= numExperts)");
+  const int Z = cfg.zeroExperts, routed = E + Z;  // the router scores the identity experts too
+  const TopkMethod method = cfg.topkMethod;
+  require(H > 0 && E > 0 && I > 0 && Z >= 0 && cfg.topK >= 1 && cfg.topK <= routed, "hidden, numExperts, intermediateSize and topK must be positive (topK <= numExperts + zeroExperts)");
   require(w.gateWeight && w.upGateProjWeight && w.downProjWeight, "gate, up_gate_proj and down_proj weights are required");
-  require(!cfg.noauxTc || (E % cfg.nGroup == 0 && cfg.topkGroup >= 1 && cfg.topkGroup <= cfg.nGroup), "noaux_tc groups must divide numExperts");
+  const bool grouped = method == TopkMethod::kNoauxTc || method == TopkMethod::kGroupLimitedGreedy;
+  require(grouped ? (routed % cfg.nGroup == 0 && cfg.topkGroup >= 1 && cfg.topkGroup <= cfg.nGroup) : (cfg.nGroup == 1 && cfg.topkGroup == 1), "groups must divide numExperts + zeroExperts (noaux_tc, group_limited_greedy; 1 otherwise)");
+  require(method != TopkMethod::kSparsemixer || (cfg.topK == 2 && !cfg.useCorrectionBias), "sparsemixer picks exactly 2 experts and has no correction bias");
+  require(method != TopkMethod::kGroupLimitedGreedy || !cfg.useCorrectionBias, "group_limited_greedy has no correction bias");
+  require(Z == 0 || L == 0, "zeroExperts is not defined with latentSize");
+  require(cfg.routingWeightOn != RoutingWeightOn::kInput || !cfg.withBias, "routingWeightOn 'input' is not defined with withBias");
+  require(!cfg.activation.clamped || cfg.activation.limit > 0, "swigluLimit must be > 0");
   require(!cfg.useCorrectionBias || w.gateCorrectionBias, "useCorrectionBias needs gateCorrectionBias");
+  require(!cfg.routerBias || w.gateBias, "routerBias needs gateBias");
   require(!cfg.withBias || (w.upGateProjBias && w.downProjBias), "withBias needs upGateProjBias and downProjBias");
   require(L == 0 || (w.fc1LatentProjWeight && w.fc2LatentProjWeight), "latentSize needs fc1/fc2 latent weights");
   require(S == 0 || (w.sharedUpGateProjWeight && w.sharedDownProjWeight), "sharedExpertIntermediateSize needs shared weights");
@@ -63,17 +76,32 @@ MoeLayer::MoeLayer(const LayerConfig& cfg, const LayerWeights& w, cudaStream_t s
     group_ = swigluGroup(elem);
     intermediatePadded_ = roundUp(I, group_);
     sharedPadded_ = S > 0 ? roundUp(S, group_) : 0;
-    gateCols_ = E + (cfg.sharedGate ? 1 : 0);
+    gateCols_ = routed + (cfg.sharedGate ? 1 : 0);
 
-    // Router (float32 always): [H][E] plus the shared-expert gate as column E, packed to [E+1][H].
+    // Router (float32 always): [H][E+Z] plus the shared-expert gate as column E+Z, packed to [E+Z+1][H].
     std::vector<float> gate(static_cast<size_t>(H) * gateCols_);
     for (int h = 0; h < H; h++) {
-      std::copy(w.gateWeight + static_cast<size_t>(h) * E, w.gateWeight + static_cast<size_t>(h + 1) * E,
+      std::copy(w.gateWeight + static_cast<size_t>(h) * routed, w.gateWeight + static_cast<size_t>(h + 1) * routed,
                 gate.begin() + static_cast<size_t>(h) * gateCols_);
-      if (cfg.sharedGate) gate[static_cast<size_t>(h) * gateCols_ + E] = w.sharedExpertGateWeight[h];
+      if (cfg.sharedGate) gate[static_cast<size_t>(h) * gateCols_ + routed] = w.sharedExpertGateWeight[h];
     }
     packStacked(gateT_, gate.data(), 1, H, gateCols_, gateCols_, H, 0, DType::kFloat32, stream_);
-    if (cfg.useCorrectionBias) uploadF32(gateBias_, w.gateCorrectionBias, E, stream_);
+    if (cfg.useCorrectionBias) uploadF32(gateBias_, w.gateCorrectionBias, routed, stream_);
+    if (cfg.routerBias) {
+      // Added by the router GEMM's epilogue, before any scoring; the shared-expert gate's column has none.
+      std::vector<float> b(gateCols_, 0.f);
+      std::copy(w.gateBias, w.gateBias + routed, b.begin());
+      uploadF32(routerBias_, b.data(), b.size(), stream_);
+    }
+    routing_.k = cfg.topK;
+    routing_.nGroup = cfg.nGroup;
+    routing_.topkGroup = cfg.topkGroup;
+    routing_.routedScalingFactor = cfg.routedScalingFactor;
+    routing_.renormalize = cfg.renormalize;
+    routing_.renormalizeEpsilon = cfg.renormalizeEpsilon >= 0 ? cfg.renormalizeEpsilon
+                                  : method == TopkMethod::kNoauxTc ? 1e-20f : 0.f;
+    routing_.sparsemixer = method == TopkMethod::kSparsemixer;
+    routing_.sparsemixerEpsilon = cfg.sparsemixerEpsilon;
 
     packStacked(upGate_, w.upGateProjWeight, E, D_, 2 * I, 2 * intermediatePadded_, D_, group_, elem, stream_);
     packStacked(down_, w.downProjWeight, E, I, D_, D_, intermediatePadded_, 0, elem, stream_);
@@ -92,11 +120,53 @@ MoeLayer::MoeLayer(const LayerConfig& cfg, const LayerWeights& w, cudaStream_t s
       packStacked(fc1T_, w.fc1LatentProjWeight, 1, H, L, L, H, 0, elem, stream_);
       packStacked(fc2T_, w.fc2LatentProjWeight, 1, L, H, H, L, 0, elem, stream_);
     }
+    // int4 copies when the streaming kernel can read them: K and the groups in whole 32-code chunks.
+    auto int4Fits = [&](const Int4Weight& q, int Kout) {
+      return elem != DType::kFloat32 && q.codes && q.scales && q.groupSize > 0 && q.groupSize % 32 == 0 &&
+             Kout % 32 == 0;
+    };
+    if (int4Fits(w.upGateProjInt4, D_) && int4Fits(w.downProjInt4, intermediatePadded_) && D_ % 8 == 0 && I % 8 == 0) {
+      packInt4(upGateQ_, w.upGateProjInt4, E, D_, 2 * I, 2 * intermediatePadded_, D_, group_);
+      packInt4(downQ_, w.downProjInt4, E, I, D_, D_, intermediatePadded_, 0);
+    }
     if (S > 0) {
       packStacked(sharedUpGate_, w.sharedUpGateProjWeight, 1, H, 2 * S, 2 * sharedPadded_, H, group_, elem, stream_);
       packStacked(sharedDown_, w.sharedDownProjWeight, 1, S, H, H, sharedPadded_, 0, elem, stream_);
     }
     MOE_CUDA(cudaStreamSynchronize(stream_));
+  }
+}
+
+// [count][ceil(K/8)][N] codes and [count][G][N] scales / zeros -> [count][Nout][Kout/8] and [count][Nout][Kout/gs],
+// output row n reading source column packColumn(n, N, group) (group 0: n itself). Rows past the source, and the
+// words and groups past K, are zero codes with scale 0 (value 0 whatever the zero point). K % 8 == 0 here, so no
+// source word mixes real and padding codes.
+void MoeLayer::packInt4(Int4Device& dst, const Int4Weight& src, int count, int K, int N, int Nout, int Kout,
+                        int group) {
+  const int gs = src.groupSize, kw = K / 8, kwOut = Kout / 8, g = ceilDiv(K, gs), gOut = ceilDiv(Kout, gs);
+  std::vector<int32_t> codes(static_cast<size_t>(count) * Nout * kwOut, 0);
+  std::vector<float> scales(static_cast<size_t>(count) * Nout * gOut, 0.f);
+  std::vector<float> zeros(src.zeros ? scales.size() : 0, 0.f);
+  for (int e = 0; e < count; e++) {
+    for (int n = 0; n < Nout; n++) {
+      const int col = group > 0 ? packColumn(n, N, group) : (n < N ? n : -1);
+      if (col < 0) continue;
+      const size_t row = static_cast<size_t>(e) * Nout + n;
+      for (int w = 0; w < kw; w++) codes[row * kwOut + w] = src.codes[(static_cast<size_t>(e) * kw + w) * N + col];
+      for (int q = 0; q < g; q++) {
+        scales[row * gOut + q] = src.scales[(static_cast<size_t>(e) * g + q) * N + col];
+        if (src.zeros) zeros[row * gOut + q] = src.zeros[(static_cast<size_t>(e) * g + q) * N + col];
+      }
+    }
+  }
+  dst.groupSize = gs;
+  dst.codes.ensure(codes.size() * 4);
+  MOE_CUDA(cudaMemcpy(dst.codes.as(), codes.data(), codes.size() * 4, cudaMemcpyHostToDevice));
+  dst.scales.ensure(scales.size() * 4);
+  MOE_CUDA(cudaMemcpy(dst.scales.as(), scales.data(), scales.size() * 4, cudaMemcpyHostToDevice));
+  if (!zeros.empty()) {
+    dst.zeros.ensure(zeros.size() * 4);
+    MOE_CUDA(cudaMemcpy(dst.zeros.as(), zeros.data(), zeros.size() * 4, cudaMemcpyHostToDevice));
   }
 }
 
@@ -111,8 +181,10 @@ void MoeLayer::dropGraphs() {
 }
 
 size_t MoeLayer::residentBytes() const {
-  return gateT_.bytes() + gateBias_.bytes() + upGate_.bytes() + upGateBias_.bytes() + down_.bytes() +
-         downBias_.bytes() + fc1T_.bytes() + fc2T_.bytes() + sharedUpGate_.bytes() + sharedDown_.bytes();
+  return gateT_.bytes() + gateBias_.bytes() + routerBias_.bytes() + upGate_.bytes() + upGateBias_.bytes() + down_.bytes() +
+         downBias_.bytes() + fc1T_.bytes() + fc2T_.bytes() + sharedUpGate_.bytes() + sharedDown_.bytes() +
+         upGateQ_.codes.bytes() + upGateQ_.scales.bytes() + upGateQ_.zeros.bytes() + downQ_.codes.bytes() +
+         downQ_.scales.bytes() + downQ_.zeros.bytes();
 }
 
 void MoeLayer::ensureWorkspace(int T) {
@@ -167,14 +239,17 @@ GemmProblem MoeLayer::dense(const void* A, int lda, const void* B, DType elem, i
 
 void MoeLayer::enqueue(int T) {
   const int H = cfg_.hidden, E = cfg_.numExperts, k = cfg_.topK, R = T * k;
+  const int routed = E + cfg_.zeroExperts;
   const DType elem = cfg_.compute;
+  const float* routerBias = cfg_.routerBias ? routerBias_.as<float>() : nullptr;
   const bool half = elem != DType::kFloat32;
   const float* x = dX_.as<float>();
   float* out = dOut_.as<float>();
 
-  // 1. router logits in float32 (+ the shared-expert gate logit in column E)
+  // 1. router logits in float32 (+ gate_bias; the shared-expert gate logit in column E+Z)
   GemmProblem gate = dense(x, H, gateT_.as(), DType::kFloat32, T, gateCols_, H);
   gate.C = logits_.as();
+  gate.bias = routerBias;
   if (half) {
     // The expert input in the compute dtype: written by the router kernel itself at decode sizes.
     gate.aCopy = xCompute_.as();
@@ -185,9 +260,10 @@ void MoeLayer::enqueue(int T) {
     // Few output tiles (N = E is small): slice K so the router fills the GPU; partial sums reduced in order.
     gate.C = gatePartial_.as();
     gate.kSplit = split;
+    gate.bias = nullptr;  // added once, by the reduction
     gate.rowsPerSegmentHint = 64;
     launchGroupedGemm(gate, stream_);
-    launchSplitKReduce(gatePartial_.as<float>(), split, T, gateCols_, nullptr, logits_.as<float>(), stream_);
+    launchSplitKReduce(gatePartial_.as<float>(), split, T, gateCols_, routerBias, logits_.as<float>(), stream_);
   } else {
     launchGroupedGemm(gate, stream_);
   }
@@ -203,16 +279,15 @@ void MoeLayer::enqueue(int T) {
   float* weights = weights_.as<float>();
   float* sharedScale = cfg_.sharedGate ? sharedScale_.as<float>() : nullptr;
   const float* corr = cfg_.useCorrectionBias ? gateBias_.as<float>() : nullptr;
-  if (cfg_.noauxTc) {
-    launchMoeScores(logits_.as<float>(), T, E, gateCols_, corr, cfg_.nGroup, cfg_.topkGroup, k,
-                    cfg_.routedScalingFactor, cfg_.renormalize, nullptr, ids, weights, sharedScale, stream_);
+  if (cfg_.topkMethod == TopkMethod::kNoauxTc) {
+    launchMoeScores(logits_.as<float>(), T, routed, gateCols_, corr, routing_, nullptr, ids, weights, sharedScale,
+                    stream_);
   } else {
-    launchTopkSelect(logits_.as<float>(), T, E, gateCols_, corr, k, cfg_.renormalize, ids, weights, sharedScale,
-                     stream_);
+    launchTopkSelect(logits_.as<float>(), T, routed, gateCols_, corr, routing_, ids, weights, sharedScale, stream_);
   }
 
   mark("routing");
-  // 3. permute (alignment 1: tiles handle partial segments)
+  // 3. permute (alignment 1: tiles handle partial segments); identity experts' ids (>= E) get no row
   int* pb = perm_.as<int>();
   PermuteBuffers perm{pb, pb + E, pb + E + (E + 1), nullptr, nullptr, nullptr};
   perm.rowToPair = perm.tilePrefix + kTileClasses * (E + 1);
@@ -237,7 +312,8 @@ void MoeLayer::enqueue(int T) {
   }
 
   mark("convert/latent");
-  // 5. experts: up_gate GEMM with fused SwiGLU x (probInAdvance ? routing weight : 1), then down GEMM
+  // 5. experts: up_gate GEMM with the activation fused, times the routing weight on the activation ('activation')
+  // or on the GEMM's input rows ('input'), then the down GEMM
   const int hint = std::max(1, 2 * R / std::max(1, std::min(E, R)));
   GemmProblem up;
   up.elem = elem;
@@ -250,8 +326,11 @@ void MoeLayer::enqueue(int T) {
   up.bias = cfg_.withBias ? upGateBias_.as<float>() : nullptr;
   up.C = h_.as();
   up.ldc = intermediatePadded_;
-  up.scale = cfg_.probInAdvance ? weights : nullptr;
+  const bool weightsApplied = cfg_.routingWeightOn != RoutingWeightOn::kOutput;
+  up.scale = weightsApplied ? weights : nullptr;
   up.scaleIndex = perm.rowToPair;
+  up.scaleInput = cfg_.routingWeightOn == RoutingWeightOn::kInput;
+  up.activation = cfg_.activation;
   up.M = R;
   up.N = 2 * intermediatePadded_;
   up.K = D_;
@@ -259,6 +338,14 @@ void MoeLayer::enqueue(int T) {
   up.group = group_;
   up.epilogue = Epilogue::kSwiglu;
   up.rowsPerSegmentHint = hint;
+  auto useInt4 = [](GemmProblem& g, const Int4Device& q) {
+    if (!q.present()) return;
+    g.bInt4 = q.codes.as<int32_t>();
+    g.bScales = q.scales.as<float>();
+    g.bZeros = q.zeros.bytes() ? q.zeros.as<float>() : nullptr;
+    g.groupSize = q.groupSize;
+  };
+  useInt4(up, upGateQ_);
   launchGroupedGemm(up, stream_);
 
   mark("up_gate GEMM + SwiGLU");
@@ -273,16 +360,37 @@ void MoeLayer::enqueue(int T) {
   dn.ldc = D_;
   dn.scale = nullptr;
   dn.scaleIndex = nullptr;
+  dn.scaleInput = false;
   dn.N = D_;
   dn.K = intermediatePadded_;
   dn.epilogue = Epilogue::kStore;
-  launchGroupedGemm(dn, stream_);
-
-  mark("down GEMM");
-  // 6. combine (+ weighted down bias), then the latent fc2
+  dn.bInt4 = nullptr;
+  useInt4(dn, downQ_);
   float* routedOut = cfg_.latent > 0 ? latentF_.as<float>() : out;
-  launchCombine(y_.as<float>(), R, D_, perm.rowMap, weights, ids, T, k, E,
-                cfg_.withBias ? downBias_.as<float>() : nullptr, cfg_.probInAdvance, routedOut, stream_);
+  // 6. combine (+ weighted down bias, + w * x for identity experts), then the latent fc2. At the fewest tokens (each expert's weights read by
+  // one token) the down GEMM is token-owned and does the combine itself: one kernel and no [R, D] round trip.
+  GemmProblem owned = dn;
+  owned.epilogue = Epilogue::kCombine;
+  owned.M = T;
+  owned.C = routedOut;
+  owned.bias = cfg_.withBias ? downBias_.as<float>() : nullptr;
+  owned.pairRow = perm.rowMap;
+  owned.pairExpert = ids;
+  owned.pairWeight = weights;
+  owned.topK = k;
+  owned.aRows = R;
+  owned.weightsApplied = weightsApplied;
+  owned.identityX = cfg_.zeroExperts > 0 ? x : nullptr;
+  if (half && static_cast<long long>(R) * kTokenOwnedDownFactor <= E && combineInGemmSupported(owned)) {
+    launchGroupedGemm(owned, stream_);
+    mark("down GEMM");
+  } else {
+    launchGroupedGemm(dn, stream_);
+    mark("down GEMM");
+    launchCombine(y_.as<float>(), R, D_, perm.rowMap, weights, ids, T, k, E,
+                  cfg_.withBias ? downBias_.as<float>() : nullptr, weightsApplied, cfg_.zeroExperts > 0 ? x : nullptr,
+                  routedOut, stream_);
+  }
   if (cfg_.latent > 0) {
     const void* a = routedOut;
     if (half) {
@@ -405,19 +513,22 @@ void MoeLayer::forward(const float* x, int T, float* out, int* ids, bool useGrap
   }
   const auto t1 = Clock::now();
   run(T, useGraph);
-  float* landing = copy == HostCopy::kStaged ? static_cast<float*>(outStaging_.ensure(bytes)) : out;
-  MOE_CUDA(cudaMemcpyAsync(landing, dOut_.as(), bytes, cudaMemcpyDeviceToHost, stream_));
   if (ids) {
     MOE_CUDA(cudaMemcpyAsync(ids, ids_.as(), static_cast<size_t>(T) * cfg_.topK * sizeof(int),
                              cudaMemcpyDeviceToHost, stream_));
   }
-  MOE_CUDA(cudaStreamSynchronize(stream_));
+  if (copy == HostCopy::kPageable) {
+    MOE_CUDA(cudaMemcpyAsync(out, dOut_.as(), bytes, cudaMemcpyDeviceToHost, stream_));
+    MOE_CUDA(cudaStreamSynchronize(stream_));
+  } else {
+    // Sliced: the output's pages are faulted in while the kernels run, each slice copied out once it landed.
+    void* landing = copy == HostCopy::kStaged ? outStaging_.ensure(bytes) : out;
+    download_.run(out, dOut_.as(), bytes, landing, stream_);
+  }
   const auto t2 = Clock::now();
-  if (landing != out) parallelCopy(out, landing, bytes);
-  const auto t3 = Clock::now();
   timings_.uploadHostMs = std::chrono::duration<double, std::milli>(t1 - t0).count();
   timings_.waitMs = std::chrono::duration<double, std::milli>(t2 - t1).count();
-  timings_.copyOutMs = std::chrono::duration<double, std::milli>(t3 - t2).count();
+  timings_.copyOutMs = 0;
 }
 
 void MoeLayer::forwardDevice(const float* x, int T, float* out, int* ids, bool useGraph) {

@@ -10,31 +10,51 @@
 #include "device_buffer.h"
 #include "grouped_gemm.h"
 #include "host_staging.h"
+#include "moe_kernels.h"
 
 namespace moe {
+
+enum class TopkMethod { kGreedy, kNoauxTc, kGroupLimitedGreedy, kSparsemixer };
+// Where the routing weight multiplies (docs/semantics.md 11.6).
+enum class RoutingWeightOn { kOutput, kActivation, kInput };
 
 struct LayerConfig {
   int hidden = 0;         // H
   int numExperts = 0;     // E
+  int zeroExperts = 0;    // Z identity experts after the E real ones (the router scores E + Z)
   int topK = 0;           // k
   int intermediate = 0;   // I
-  bool noauxTc = false;   // topkMethod 'noaux_tc' (else 'greedy')
+  TopkMethod topkMethod = TopkMethod::kGreedy;
   int nGroup = 1, topkGroup = 1;
   float routedScalingFactor = 1.f;
   bool renormalize = true;
+  float renormalizeEpsilon = -1.f;  // < 0: the method's own rule (softmax 0 under the 1e-12 floor; noaux_tc 1e-20)
+  float sparsemixerEpsilon = 0.f;
   bool useCorrectionBias = false;
+  bool routerBias = false;  // gate_bias [E+Z] added to the router logits
   int latent = 0;         // L, 0 = no latent projection
   bool withBias = false;
-  bool probInAdvance = false;
+  RoutingWeightOn routingWeightOn = RoutingWeightOn::kOutput;
+  SwigluActivation activation;  // the routed experts' (the shared expert's is plain SwiGLU)
   int sharedIntermediate = 0;  // S, 0 = no shared experts
   bool sharedGate = false;
   DType compute = DType::kFloat32;
 };
 
+// An int4 expert weight as docs/formats.md stores it in the [E, K, N] layout: codes int32 [E][ceil(K/8)][N],
+// scales float32 [E][G][N], zero points (same shape) or null (8), G = ceil(K / groupSize).
+struct Int4Weight {
+  const int32_t* codes = nullptr;
+  const float* scales = nullptr;
+  const float* zeros = nullptr;
+  int groupSize = 0;
+};
+
 // Host float32 arrays in the layer's (FastDeploy, [in, out]) layouts; absent ones are null.
 struct LayerWeights {
-  const float* gateWeight = nullptr;          // [H, E]
-  const float* gateCorrectionBias = nullptr;  // [E]
+  const float* gateWeight = nullptr;          // [H, E+Z]
+  const float* gateBias = nullptr;            // [E+Z] (routerBias)
+  const float* gateCorrectionBias = nullptr;  // [E+Z]
   const float* upGateProjWeight = nullptr;    // [E, D, 2I]
   const float* upGateProjBias = nullptr;      // [E, 2I]
   const float* downProjWeight = nullptr;      // [E, I, D]
@@ -44,13 +64,16 @@ struct LayerWeights {
   const float* sharedUpGateProjWeight = nullptr;  // [H, 2S]
   const float* sharedDownProjWeight = nullptr;    // [S, H]
   const float* sharedExpertGateWeight = nullptr;  // [H]
+  // Optional int4 copies of the expert weights (half compute dtypes): the decode GEMMs stream these (W4A16); the
+  // float32 arrays above (their dequantized values) still feed the tensor-core paths.
+  Int4Weight upGateProjInt4, downProjInt4;
 };
 
 // Where the host time of the last forward went (milliseconds, steady clock), for the end-to-end benchmark.
 struct ForwardTimings {
   double uploadHostMs = 0;  // until the input's copy was enqueued (staging memcpy included)
   double waitMs = 0;        // from then until the output was in host memory (kernels and download)
-  double copyOutMs = 0;     // the output's copy from pinned staging into the caller's array (kStaged)
+  double copyOutMs = 0;     // 0 since the copy-out overlaps the download (part of waitMs)
 };
 
 // How a host forward moves y (x always goes through pinned staging unless kPageable): kStaged downloads into a
@@ -93,13 +116,22 @@ class MoeLayer {
 
   LayerConfig cfg_;
   int D_ = 0;     // expert input width: L in latent mode, else H
-  // I and S rounded up to the GEMM's column group (the padded columns hold zeros), the router's output columns.
+  // I and S rounded up to the GEMM's column group (the padded columns hold zeros), the router's output columns
+  // (E + Z routed, then the shared-expert gate).
   int intermediatePadded_ = 0, sharedPadded_ = 0, gateCols_ = 0;
+  RoutingParams routing_;
   int group_ = 0;
   cudaStream_t stream_ = nullptr;
 
   // resident weights
-  DeviceBuffer gateT_, gateBias_, upGate_, upGateBias_, down_, downBias_, fc1T_, fc2T_, sharedUpGate_, sharedDown_;
+  DeviceBuffer gateT_, gateBias_, routerBias_, upGate_, upGateBias_, down_, downBias_, fc1T_, fc2T_, sharedUpGate_, sharedDown_;
+  // int4 copies for the streaming GEMM, columns in the packed order of upGate_ / down_ (see packInt4)
+  struct Int4Device {
+    DeviceBuffer codes, scales, zeros;
+    int groupSize = 0;
+    bool present() const { return codes.bytes() > 0; }
+  } upGateQ_, downQ_;
+  void packInt4(Int4Device& dst, const Int4Weight& src, int count, int K, int N, int Nout, int Kout, int group);
   // workspace, sized for capT_ tokens; xCompute_: x in the compute dtype (bf16/f16 runs), sharedHidden_: the shared
   // expert's SwiGLU output
   int capT_ = -1;
@@ -108,6 +140,7 @@ class MoeLayer {
   std::map<int, cudaGraphExec_t> graphs_;
   int graphsTuning_ = 0;  // tuning().generation the graphs were captured under
   PinnedStaging staging_, outStaging_;
+  SlicedDownload download_;
   ForwardTimings timings_;
   std::vector<std::pair<std::string, cudaEvent_t>>* marks_ = nullptr;
 };

@@ -157,14 +157,19 @@ __global__ void permuteSmallKernel(const int* __restrict__ ids, int n, int E, in
 }
 
 __global__ void gatherRowsKernel(const float* __restrict__ x, int D, const int* __restrict__ rowToPair, int k, int R,
-                                 float* __restrict__ out) {
+                                 const float* __restrict__ pairScale, float* __restrict__ out) {
   awaitPredecessor();
   const long long total = static_cast<long long>(R) * D;
   for (long long idx = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; idx < total;
        idx += static_cast<long long>(gridDim.x) * blockDim.x) {
     const int r = static_cast<int>(idx / D), d = static_cast<int>(idx % D);
     const int pair = rowToPair[r];
-    out[idx] = pair >= 0 ? x[static_cast<long long>(pair / k) * D + d] : 0.f;
+    if (pair < 0) {
+      out[idx] = 0.f;
+    } else {
+      const float v = x[static_cast<long long>(pair / k) * D + d];
+      out[idx] = pairScale ? v * pairScale[pair] : v;
+    }
   }
 }
 
@@ -201,11 +206,12 @@ void launchSegmentsFrom(const int* segments, bool areOffsets, int E, int* offset
   MOE_LAUNCHED("segmentsFromCallerKernel");
 }
 
-void launchGatherRows(const float* x, int D, const int* rowToPair, int k, int R, float* out, cudaStream_t stream) {
+void launchGatherRows(const float* x, int D, const int* rowToPair, int k, int R, const float* pairScale, float* out,
+                      cudaStream_t stream) {
   const long long total = static_cast<long long>(R) * D;
   if (total == 0) return;
   gatherRowsKernel<<<static_cast<int>(std::min<long long>((total + 255) / 256, 65535)), 256, 0, stream>>>(
-      x, D, rowToPair, k, R, out);
+      x, D, rowToPair, k, R, pairScale, out);
   MOE_LAUNCHED("gatherRowsKernel");
 }
 

@@ -30,6 +30,28 @@ __device__ __forceinline__ Cand warpBest(Cand c) {
   return c;
 }
 
+// The best of n candidates across the warp: key(i) for every i that skip(i) does not rule out (-1: none).
+template <typename Key, typename Skip>
+__device__ __forceinline__ Cand warpArgBest(int n, int lane, Key key, Skip skip) {
+  Cand best{0.f, -1};
+  for (int i = lane; i < n; i += 32) {
+    if (skip(i)) continue;
+    const Cand c{key(i), i};
+    if (better(c, best)) best = c;
+  }
+  return warpBest(best);
+}
+
+// Marks the `count` best of n group scores in kept[] (ties to the lower group).
+__device__ __forceinline__ void keepBestGroups(const float* groupScore, int n, int count, unsigned char* kept,
+                                               int lane) {
+  for (int j = 0; j < count; j++) {
+    const Cand best = warpArgBest(n, lane, [&](int g) { return groupScore[g]; }, [&](int g) { return kept[g] != 0; });
+    if (lane == 0) kept[best.i] = 1;
+    __syncwarp();
+  }
+}
+
 __device__ __forceinline__ float warpSum(float v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -46,69 +68,112 @@ inline size_t perWarpBytes(int E, int extraFloats) {
   return (static_cast<size_t>(E) + extraFloats) * 4 + ((static_cast<size_t>(E) + extraFloats + 3) & ~size_t(3));
 }
 
+// Softmax routing (greedy, group_limited_greedy) and PhiMoE's sparsemixer, per token:
+// weights = chosen p (renormalised: / max(sum + eps, 1e-12)) * rsf.
 __global__ void topkSelectKernel(const float* __restrict__ logits, int T, int E, int ld, const float* __restrict__ bias,
-                                 int k, bool renormalize, int* __restrict__ ids, float* __restrict__ weights,
+                                 RoutingParams rp, int* __restrict__ ids, float* __restrict__ weights,
                                  float* __restrict__ sharedGate, size_t warpBytes) {
   awaitPredecessor();
   extern __shared__ unsigned char smem[];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int t = blockIdx.x * kWarps + warp;
   if (t >= T) return;  // no block-wide barrier below
-  float* p = reinterpret_cast<float*>(smem + warp * warpBytes);
-  unsigned char* taken = reinterpret_cast<unsigned char*>(p + E);
+  const int k = rp.k;
+  float* p = reinterpret_cast<float*>(smem + warp * warpBytes);  // [E] probabilities, then [nGroup] group scores
+  float* groupScore = p + E;
+  unsigned char* taken = reinterpret_cast<unsigned char*>(groupScore + rp.nGroup);  // [E] experts, then [nGroup] kept
+  unsigned char* kept = taken + E;
   const float* row = logits + static_cast<long long>(t) * ld;
-
-  float m = -INFINITY;
-  for (int e = lane; e < E; e += 32) m = fmaxf(m, row[e]);
-  m = warpMax(m);
-  float s = 0.f;
-  for (int e = lane; e < E; e += 32) {
-    const float v = expf(row[e] - m);
-    p[e] = v;
-    taken[e] = 0;
-    s += v;
-  }
-  s = warpSum(s);
-  const float inv = 1.f / s;
-  for (int e = lane; e < E; e += 32) p[e] *= inv;
+  for (int e = lane; e < E; e += 32) taken[e] = 0;
   __syncwarp();
 
-  float chosenSum = 0.f;
-  for (int j = 0; j < k; j++) {
-    Cand best{0.f, -1};
+  if (rp.sparsemixer) {
+    // Two rounds; round 2 excludes round 1's expert. Each round: m = the best eligible logit, the eligible logits
+    // with (m - l) / max(|l|, m) > 2 eps masked (a NaN ratio keeps l), weight = softmax of the rest at m's expert.
+    const float threshold = 2.f * rp.sparsemixerEpsilon;
+    for (int j = 0; j < 2; j++) {
+      const Cand best = warpArgBest(E, lane, [&](int e) { return row[e]; }, [&](int e) { return taken[e] != 0; });
+      const float m = best.v;
+      float s = 0.f;
+      for (int e = lane; e < E; e += 32) {
+        if (taken[e]) continue;
+        const float l = row[e];
+        if (!((m - l) / fmaxf(fabsf(l), m) > threshold)) s += expf(l - m);
+      }
+      s = warpSum(s);
+      if (lane == 0) {
+        taken[best.i] = 1;
+        ids[t * k + j] = best.i;
+        weights[t * k + j] = 1.f / s;
+      }
+      __syncwarp();
+    }
+  } else {
+    float m = -INFINITY;
+    for (int e = lane; e < E; e += 32) m = fmaxf(m, row[e]);
+    m = warpMax(m);
+    float s = 0.f;
     for (int e = lane; e < E; e += 32) {
-      if (taken[e]) continue;
-      const Cand c{bias ? p[e] + bias[e] : p[e], e};
-      if (better(c, best)) best = c;
+      const float v = expf(row[e] - m);
+      p[e] = v;
+      s += v;
     }
-    best = warpBest(best);
-    if (lane == 0) {
-      taken[best.i] = 1;
-      ids[t * k + j] = best.i;
-      weights[t * k + j] = p[best.i];
-      chosenSum += p[best.i];
-    }
+    s = warpSum(s);
+    for (int e = lane; e < E; e += 32) p[e] = p[e] / s;
     __syncwarp();
+    if (rp.nGroup > 1) {
+      // group_limited_greedy: groups ranked by their best p (NaN ignored); experts of dropped groups score 0
+      // (not -inf: with k above the kept experts they are chosen, at weight 0).
+      const int perGroup = E / rp.nGroup;
+      for (int g = lane; g < rp.nGroup; g += 32) {
+        float gm = -INFINITY;
+        for (int e = g * perGroup; e < (g + 1) * perGroup; e++) gm = p[e] > gm ? p[e] : gm;
+        groupScore[g] = gm;
+        kept[g] = 0;
+      }
+      __syncwarp();
+      keepBestGroups(groupScore, rp.nGroup, rp.topkGroup, kept, lane);
+      for (int e = lane; e < E; e += 32) {
+        if (!kept[e / perGroup]) p[e] = 0.f;
+      }
+      __syncwarp();
+    }
+    for (int j = 0; j < k; j++) {
+      const Cand best = warpArgBest(E, lane, [&](int e) { return bias ? p[e] + bias[e] : p[e]; },
+                                    [&](int e) { return taken[e] != 0; });
+      if (lane == 0) {
+        taken[best.i] = 1;
+        ids[t * k + j] = best.i;
+        weights[t * k + j] = p[best.i];
+      }
+      __syncwarp();
+    }
   }
   if (lane == 0) {
-    if (renormalize) {
-      // ERNIE's clamp: a bias may pick experts whose p underflowed to 0 (0/0). NaN weights stay NaN either way.
-      const float denom = fmaxf(chosenSum, 1e-12f);
-      for (int j = 0; j < k; j++) weights[t * k + j] /= denom;
+    if (rp.renormalize) {
+      float chosenSum = 0.f;
+      for (int j = 0; j < k; j++) chosenSum += weights[t * k + j];
+      // ERNIE's clamp: a bias may pick experts whose p underflowed to 0 (0/0). A comparison, not fmaxf, so that a
+      // NaN sum stays NaN (sparsemixer: one round's NaN weight makes the other's NaN too, as on every backend).
+      const float sum = chosenSum + rp.renormalizeEpsilon;
+      const float denom = sum < 1e-12f ? 1e-12f : sum;
+      for (int j = 0; j < k; j++) weights[t * k + j] = weights[t * k + j] / denom * rp.routedScalingFactor;
+    } else {
+      for (int j = 0; j < k; j++) weights[t * k + j] *= rp.routedScalingFactor;
     }
     if (sharedGate) sharedGate[t] = sigmoidf(row[E]);
   }
 }
 
 __global__ void moeScoresKernel(const float* __restrict__ logits, int T, int E, int ld, const float* __restrict__ bias,
-                                int nGroup, int topkGroup, int k, float rsf, bool renormalize,
-                                float* __restrict__ scores, int* __restrict__ ids, float* __restrict__ weights,
+                                RoutingParams rp, float* __restrict__ scores, int* __restrict__ ids, float* __restrict__ weights,
                                 float* __restrict__ sharedGate, size_t warpBytes) {
   awaitPredecessor();
   extern __shared__ unsigned char smem[];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int t = blockIdx.x * kWarps + warp;
   if (t >= T) return;
+  const int nGroup = rp.nGroup, topkGroup = rp.topkGroup, k = rp.k;
   float* b = reinterpret_cast<float*>(smem + warp * warpBytes);  // [E] biased scores, then [nGroup] group scores
   float* groupScore = b + E;
   unsigned char* taken = reinterpret_cast<unsigned char*>(groupScore + nGroup);  // [E] experts, then [nGroup] kept
@@ -149,27 +214,12 @@ __global__ void moeScoresKernel(const float* __restrict__ logits, int T, int E, 
       weights[t * k + j] = 1.f / k;
     }
   } else {
-    for (int j = 0; j < topkGroup; j++) {
-      Cand best{0.f, -1};
-      for (int g = lane; g < nGroup; g += 32) {
-        if (kept[g]) continue;
-        const Cand c{groupScore[g], g};
-        if (better(c, best)) best = c;
-      }
-      best = warpBest(best);
-      if (lane == 0) kept[best.i] = 1;
-      __syncwarp();
-    }
+    keepBestGroups(groupScore, nGroup, topkGroup, kept, lane);
     float chosenSum = 0.f;
     for (int j = 0; j < k; j++) {
-      Cand best{0.f, -1};
-      for (int e = lane; e < E; e += 32) {
-        // Experts of dropped groups never compete, not even against a NaN of a kept group.
-        if (taken[e] || !kept[e / perGroup]) continue;
-        const Cand c{b[e], e};
-        if (better(c, best)) best = c;
-      }
-      best = warpBest(best);
+      // Experts of dropped groups never compete, not even against a NaN of a kept group.
+      const Cand best = warpArgBest(E, lane, [&](int e) { return b[e]; },
+                                    [&](int e) { return taken[e] != 0 || !kept[e / perGroup]; });
       if (lane == 0) {
         taken[best.i] = 1;
         const float v = sigmoidf(row[best.i]);
@@ -180,8 +230,8 @@ __global__ void moeScoresKernel(const float* __restrict__ logits, int T, int E, 
       __syncwarp();
     }
     if (lane == 0) {
-      const float denom = renormalize ? chosenSum + 1e-20f : 1.f;
-      for (int j = 0; j < k; j++) weights[t * k + j] = weights[t * k + j] / denom * rsf;
+      const float denom = rp.renormalize ? chosenSum + rp.renormalizeEpsilon : 1.f;
+      for (int j = 0; j < k; j++) weights[t * k + j] = weights[t * k + j] / denom * rp.routedScalingFactor;
     }
   }
   if (lane == 0 && sharedGate) sharedGate[t] = sigmoidf(row[E]);
@@ -189,29 +239,28 @@ __global__ void moeScoresKernel(const float* __restrict__ logits, int T, int E, 
 
 }  // namespace
 
-void launchTopkSelect(const float* logits, int T, int E, int ld, const float* bias, int k, bool renormalize, int* ids,
+void launchTopkSelect(const float* logits, int T, int E, int ld, const float* bias, const RoutingParams& rp, int* ids,
                       float* weights, float* sharedGate, cudaStream_t stream) {
   if (T == 0) return;
-  const size_t warpBytes = perWarpBytes(E, 0);
+  const size_t warpBytes = perWarpBytes(E, rp.nGroup);
   const size_t smem = warpBytes * kWarps;
   if (smem > 48 * 1024) {
     MOE_CUDA(cudaFuncSetAttribute(topkSelectKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   }
   launchKernel("topkSelectKernel", topkSelectKernel, ceilDiv(T, kWarps), kWarps * 32, smem, stream, logits, T, E, ld,
-               bias, k, renormalize, ids, weights, sharedGate, warpBytes);
+               bias, rp, ids, weights, sharedGate, warpBytes);
 }
 
-void launchMoeScores(const float* logits, int T, int E, int ld, const float* bias, int nGroup, int topkGroup, int k,
-                     float routedScalingFactor, bool renormalize, float* scores, int* ids, float* weights,
-                     float* sharedGate, cudaStream_t stream) {
+void launchMoeScores(const float* logits, int T, int E, int ld, const float* bias, const RoutingParams& rp,
+                     float* scores, int* ids, float* weights, float* sharedGate, cudaStream_t stream) {
   if (T == 0) return;
-  const size_t warpBytes = perWarpBytes(E, nGroup);
+  const size_t warpBytes = perWarpBytes(E, rp.nGroup);
   const size_t smem = warpBytes * kWarps;
   if (smem > 48 * 1024) {
     MOE_CUDA(cudaFuncSetAttribute(moeScoresKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   }
   launchKernel("moeScoresKernel", moeScoresKernel, ceilDiv(T, kWarps), kWarps * 32, smem, stream, logits, T, E, ld, bias,
-               nGroup, topkGroup, k, routedScalingFactor, renormalize, scores, ids, weights, sharedGate, warpBytes);
+               rp, scores, ids, weights, sharedGate, warpBytes);
 }
 
 }  // namespace moe

@@ -21,10 +21,19 @@ export const MOE_WEBGPU_DECODE_MAX_TOKENS = 'MOE_WEBGPU_DECODE_MAX_TOKENS';
  */
 export const MOE_WEBGPU_GEMM_HALF_MATRICES = 'MOE_WEBGPU_GEMM_HALF_MATRICES';
 
+/**
+ * A decode forward submits the queue once the open pass holds at least this many dispatches (0: tfjs's own
+ * WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE, 15). Earlier submissions let the GPU start on a token's first layers while
+ * JavaScript enqueues the rest: default 8 (every second layer), measured on the H200 (BENCHMARKS.md, session 2
+ * batch B: a 48-layer stack reads each token after 4.67 ms with 8, 4.99 with 4, 8.86 with tfjs's 15).
+ */
+export const MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES = 'MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES';
+
 export function registerWebGPUFlags(): void {
   const env = tf.env();
   env.registerFlag(MOE_WEBGPU_GEMM_PRESET, () => '');
   env.registerFlag(MOE_WEBGPU_GEMM_HALF_MATRICES, () => false);
   env.registerFlag(MOE_WEBGPU_MAX_STORAGE_BINDING_BYTES, () => 0);
   env.registerFlag(MOE_WEBGPU_DECODE_MAX_TOKENS, () => 16);
+  env.registerFlag(MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES, () => 8);
 }

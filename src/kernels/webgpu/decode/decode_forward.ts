@@ -1,14 +1,16 @@
 /**
- * The whole-layer FusedMoE forward for decode on webgpu: four programs (decode_programs.ts) encoded directly on
- * the tfjs backend's device and command encoder, so a forward costs four dispatches and a handful of JavaScript
+ * The whole-layer FusedMoE forward for decode on webgpu: four programs (decode_programs.ts; three when the tiles
+ * fold routing into upGate) encoded directly on the tfjs backend's device and command encoder, so a forward costs
+ * four dispatches and a handful of JavaScript
  * calls instead of a dozen tfjs ops (each with engine bookkeeping, a uniform buffer and a bind group).
  *
  * - Input and output are ordinary tfjs tensors: x's buffer is read where tfjs keeps it, the output is a fresh
  *   tfjs tensor whose buffer the last program writes. Nothing is read back to JS.
- * - Per layer (the calling layer, `owner`) and T, a plan keeps the intermediate buffers (`work`, `route`, `act`)
- *   and the bind groups of the weights; only the {x, output} bind group (group 1) is made per call. A plan is
- *   rebuilt when a weight's GPU buffer changes (a variable write gives it a new one). Pipelines are shared by
- *   every layer with the same shapes. Everything baked into a shader is in its key; there are no uniforms.
+ * - Per layer (the calling layer, `owner`) and T, a plan keeps the intermediate buffers (`work`, `route`, `act`),
+ *   the bind groups of the weights and the {x, output} bind groups (group 1) by buffer. A plan is rebuilt when a
+ *   weight's data changes (a variable write gives it a new dataId), the options object or the tiles change; a call
+ *   its plan serves skips every check (they ran when it was built). Pipelines are shared by every layer with the
+ *   same shapes and launch shapes (decode_tuning.ts). Everything baked into a shader is in its key; no uniforms.
  * - Intermediate buffers are reused across calls: the queue runs a layer's forwards in order, and WebGPU orders
  *   the dispatches of a pass that touch the same storage buffer.
  * - The path runs where it is correct and measured to be faster: webgpu active, our kernels not bypassed, no
@@ -22,10 +24,12 @@ import {registerKernelPathLayerForward} from '../../../executor/layer_executor.j
 import {isQuantizedExpertWeights} from '../../../executor/expert_weights.js';
 import type {FusedMoEOptions, FusedMoEWeights} from '../../../executor/layer_schema.js';
 import {maxStorageBindingBytes} from '../expert_ranges.js';
-import {MOE_WEBGPU_DECODE_MAX_TOKENS} from '../flags_webgpu.js';
-import {DecodeShape, DecodeTiles, decodeLayout, downBindings, downCode, downDispatch, gemmSharedBytes, routeCode,
+import {MOE_WEBGPU_DECODE_MAX_TOKENS, MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES} from '../flags_webgpu.js';
+import {DecodeShape, DecodeTiles, decodeLayout, downBindings, downCode, downDispatch, foldedSharedBytes,
+  gemmSharedBytes, routeCode,
   routerDispatch, routerLogitsCode, routeSharedBytes, upGateBindings, upGateCode, upGateDispatch}
   from './decode_programs.js';
+import {tunedDecodeTiles} from './decode_tuning.js';
 
 // WebGPU objects, typed structurally (this package's tsconfig carries no WebGPU type declarations).
 /* eslint-disable @typescript-eslint/no-explicit-any */
@@ -35,7 +39,7 @@ type GPUPipelineLike = any;
 type GPULayoutLike = any;
 interface GPUDeviceLike {
   limits: {maxComputeWorkgroupStorageSize: number, maxStorageBufferBindingSize: number,
-    maxComputeWorkgroupsPerDimension: number};
+    maxComputeWorkgroupsPerDimension: number, maxStorageBuffersPerShaderStage: number};
   createBuffer(d: {size: number, usage: number}): GPUBufferLike;
   createBindGroup(d: unknown): GPUBindGroupLike;
   createBindGroupLayout(d: unknown): GPULayoutLike;
@@ -71,7 +75,9 @@ const STORAGE = 0x80, COPY_SRC = 0x04, COPY_DST = 0x08, QUERY_RESOLVE = 0x200, M
 
 /** The most tokens the programs are written for (the crossover itself is the MOE_WEBGPU_DECODE_MAX_TOKENS flag). */
 export const DECODE_TOKEN_CAP = 32;
-let tilesOverride: DecodeTiles | null = null;
+/** Launch shapes a benchmark forces (the optional fields absent: the tuned ones). */
+export type DecodeTilesOverride = Pick<DecodeTiles, 'upNv' | 'upKs' | 'downNv' | 'downKs'> & Partial<DecodeTiles>;
+let tilesOverride: DecodeTilesOverride | null = null;
 
 /** Sets the MOE_WEBGPU_DECODE_MAX_TOKENS flag: the largest T that takes the decode path (0 turns it off). */
 export function setWebGPUDecodeMaxTokens(n: number): void {
@@ -87,8 +93,26 @@ export function webgpuDecodeMaxTokens(): number {
 }
 
 /** Forces the launch shapes (benchmarks compare them); null restores the default choice. */
-export function setWebGPUDecodeTiles(tiles: DecodeTiles | null): void {
+export function setWebGPUDecodeTiles(tiles: DecodeTilesOverride | null): void {
   if (tiles != null) {
+    const p = tiles.routerPartials;
+    if (p != null && !(Number.isInteger(p) && p >= 1)) {
+      throw new Error(`setWebGPUDecodeTiles: routerPartials must be a positive integer, got ${p}`);
+    }
+    const r = tiles.upRows;
+    if (r != null && !(Number.isInteger(r) && r >= 1 && r <= DECODE_TOKEN_CAP)) {
+      throw new Error(`setWebGPUDecodeTiles: upRows must be an integer in [1, ${DECODE_TOKEN_CAP}], got ${r}`);
+    }
+    const lanes = tiles.routeLanes;
+    if (lanes != null && !(Number.isInteger(Math.log2(lanes)) && lanes >= 1 && lanes <= 256)) {
+      throw new Error(`setWebGPUDecodeTiles: routeLanes must be a power of two in [1, 256], got ${lanes}`);
+    }
+    if (tiles.fold != null && typeof tiles.fold !== 'boolean') {
+      throw new Error(`setWebGPUDecodeTiles: fold must be a boolean, got ${JSON.stringify(tiles.fold)}`);
+    }
+    if (tiles.routeTopk != null && tiles.routeTopk !== 'rounds' && tiles.routeTopk !== 'rank') {
+      throw new Error(`setWebGPUDecodeTiles: routeTopk must be 'rounds' or 'rank', got ${JSON.stringify(tiles.routeTopk)}`);
+    }
     for (const [nv, ks, who] of [[tiles.upNv, tiles.upKs, 'up'], [tiles.downNv, tiles.downKs, 'down']] as const) {
       const pairs = who === 'up' ? 2 : 1;  // up tiles hold gate and up columns in pairs
       if (!(nv * ks === 256 && Number.isInteger(Math.log2(ks)) && nv >= pairs && nv % pairs === 0)) {
@@ -100,15 +124,26 @@ export function setWebGPUDecodeTiles(tiles: DecodeTiles | null): void {
   tilesOverride = tiles;
 }
 
-export function chooseDecodeTiles(T: number): DecodeTiles {
-  if (tilesOverride != null) return tilesOverride;
-  // Narrow column tiles at T = 1 put more workgroups on the GPU (8 active experts only); wider ones reuse each
-  // token row over more columns when T grows.
-  return T <= 2 ? {upNv: 8, upKs: 32, downNv: 4, downKs: 64} : {upNv: 16, upKs: 16, downNv: 8, downKs: 32};
+/** The launch shapes of a call: the benchmark's override, else the tuned table (decode_tuning.ts). */
+export function chooseDecodeTiles(s: Pick<DecodeShape, 'T' | 'H' | 'I' | 'E' | 'K'>): DecodeTiles {
+  const tuned = tunedDecodeTiles(s);
+  return tilesOverride == null ? tuned : {...tuned, ...tilesOverride};
 }
 
 function sameTiles(a: DecodeTiles, b: DecodeTiles): boolean {
-  return a.upNv === b.upNv && a.upKs === b.upKs && a.downNv === b.downNv && a.downKs === b.downKs;
+  return a.upNv === b.upNv && a.upKs === b.upKs && a.downNv === b.downNv && a.downKs === b.downKs &&
+      a.upRows === b.upRows && a.routerPartials === b.routerPartials && a.routeLanes === b.routeLanes &&
+      a.routeTopk === b.routeTopk && !!a.fold === !!b.fold;
+}
+
+/**
+ * Whether the folded variant (three programs) runs for this shape: asked for by the tiles and within the device's
+ * workgroup memory and storage bindings (else the four programs run; they cover every supported option).
+ */
+export function decodeFolds(s: DecodeShape, t: DecodeTiles, limits: GPUDeviceLike['limits']): boolean {
+  return t.fold === true && foldedSharedBytes(s, t) <= limits.maxComputeWorkgroupStorageSize &&
+      // group(1)'s layout (x, output) counts for every program of the path.
+      upGateBindings(s, true).length + 2 <= limits.maxStorageBuffersPerShaderStage;
 }
 
 /** Why this call cannot take the decode path (null: it can). Cheap: runs on every forward. */
@@ -141,7 +176,7 @@ export function decodeUnsupportedReason(x: Tensor2D, w: FusedMoEWeights, o: Fuse
   }
   const shape = decodeShape(T, H, o);
   const storage = device.limits.maxComputeWorkgroupStorageSize;
-  if (routeSharedBytes(shape) > storage || gemmSharedBytes(shape, chooseDecodeTiles(T)) > storage) {
+  if (routeSharedBytes(shape) > storage || gemmSharedBytes(shape, chooseDecodeTiles(shape)) > storage) {
     return 'more workgroup storage than the device has';
   }
   return null;
@@ -206,11 +241,22 @@ interface Plan {
   T: number;
   H: number;
   tiles: DecodeTiles;
+  /** What the plan was checked and built for: a call with the same ones skips the checks (the fast path). */
+  options: FusedMoEOptions;
+  override: DecodeTilesOverride | null;
+  device: GPUDeviceLike;
+  /** maxStorageBindingBytes() when built (a flag specs lower to force the sharded op chain). */
+  bindingLimit: number;
   programs: Program[];
-  /** The weight tensors' buffers the bind groups hold, to notice a changed weight. */
-  weightBuffers: GPUBufferLike[];
-  weightIds: DataId[];
+  /** The weights' dataIds (null: absent): a variable write gives its tensor a new one. */
+  weightIds: Array<DataId | null>;
   owned: GPUBufferLike[];
+  /**
+   * {x, output} bind groups by x's and the output's buffer. tfjs's buffer manager hands out the same few buffers
+   * again and again, so after the first tokens every call finds its group here; a destroyed buffer is never
+   * handed out again, so its entries are only unreachable (weak keys).
+   */
+  callGroups: WeakMap<GPUBufferLike, WeakMap<GPUBufferLike, GPUBindGroupLike>>;
 }
 
 const WEIGHT_ORDER = ['gate_weight', 'gate_correction_bias', 'up_gate_proj_weight', 'up_gate_proj_bias',
@@ -226,6 +272,13 @@ export function decodePlanCount(): number {
 }
 
 function destroyPlan(plan: Plan): void {
+  // A forward of this plan may still sit in tfjs's open command encoder: a buffer destroyed before its submission
+  // makes the submit invalid (seen when the bench switched tiles right after an unread forward). Submit it first.
+  const backend = tf.findBackend('webgpu') as unknown as WebGPUBackendInternals | undefined;
+  if (backend?.commandEncoder != null) {
+    backend.endComputePassEncoder();
+    backend.submitQueue();
+  }
   for (const b of plan.owned) b.destroy();
   plan.owned = [];
   livePlans--;
@@ -244,11 +297,11 @@ function bufferOf(backend: WebGPUBackendInternals, t: TensorInfo): GPUBufferLike
   return backend.tensorMap.get(t.dataId).resource;
 }
 
-function buildPlan(backend: WebGPUBackendInternals, s: DecodeShape, w: FusedMoEWeights, buffers: GPUBufferLike[],
-                   ids: DataId[]): Plan {
+function buildPlan(backend: WebGPUBackendInternals, s: DecodeShape, o: FusedMoEOptions,
+                   buffers: Array<GPUBufferLike | null>, ids: Array<DataId | null>): Plan {
   const device = backend.device;
-  const tiles = chooseDecodeTiles(s.T);
-  const l = decodeLayout(s);
+  const tiles = chooseDecodeTiles(s);
+  const l = decodeLayout(s, tiles);
   const make = (elements: number) =>
       device.createBuffer({size: Math.max(16, elements * 4), usage: STORAGE | COPY_SRC | COPY_DST});
   const work = make(l.workSize), route = make(l.routeSize), act = make(l.actSize * 4);
@@ -258,20 +311,22 @@ function buildPlan(backend: WebGPUBackendInternals, s: DecodeShape, w: FusedMoEW
     down: wb('down_proj_weight'), downBias: wb('down_proj_bias'), sharedUpGate: wb('shared_up_gate_proj_weight'),
     sharedDown: wb('shared_down_proj_weight'), sgate: wb('shared_expert_gate_weight')};
   const rw = new Set(['work', 'route', 'act']);
-  const key = JSON.stringify(s);
-  const tileKey = JSON.stringify(tiles);
+  const key = `${JSON.stringify(s)}|${JSON.stringify(tiles)}`;
   const program = (name: string, code: () => string, bindings: string[], workgroups: number): Program => {
     const kinds = bindings.map(b => rw.has(b) ? 'rw' : 'read') as BindingKind[];
-    const p = pipelineFor(device, `${name}|${key}|${name === 'upGate' || name === 'down' ? tileKey : ''}`, code, kinds);
+    const p = pipelineFor(device, `${name}|${key}`, code, kinds);
     const bindGroup = device.createBindGroup({layout: p.layout0,
       entries: bindings.map((b, i) => ({binding: i, resource: {buffer: named[b]}}))});
     return {name, pipeline: p.pipeline, bindGroup, workgroups};
   };
+  const fold = decodeFolds(s, tiles, device.limits);
   const programs = [
-    program('routerLogits', () => routerLogitsCode(s), ['gate', 'work', ...(s.sharedGate ? ['sgate'] : [])],
-            routerDispatch(s)),
-    program('route', () => routeCode(s), ['work', 'route', ...(s.hasCorrectionBias ? ['cbias'] : [])], 1),
-    program('upGate', () => upGateCode(s, tiles), upGateBindings(s), upGateDispatch(s, tiles)),
+    program('routerLogits', () => routerLogitsCode(s, tiles), ['gate', 'work', ...(s.sharedGate ? ['sgate'] : [])],
+            routerDispatch(s, tiles)),
+    ...(fold ? [program('upGateRouted', () => upGateCode(s, tiles, true), upGateBindings(s, true),
+                        upGateDispatch(s, tiles))] :
+        [program('route', () => routeCode(s, tiles), ['work', 'route', ...(s.hasCorrectionBias ? ['cbias'] : [])], 1),
+         program('upGate', () => upGateCode(s, tiles), upGateBindings(s), upGateDispatch(s, tiles))]),
     program('down', () => downCode(s, tiles), downBindings(s), downDispatch(s, tiles)),
   ];
   const maxWg = device.limits.maxComputeWorkgroupsPerDimension;
@@ -279,7 +334,8 @@ function buildPlan(backend: WebGPUBackendInternals, s: DecodeShape, w: FusedMoEW
     if (p.workgroups > maxWg) throw new Error(`webgpu decode: ${p.name} needs ${p.workgroups} workgroups (> ${maxWg})`);
   }
   livePlans++;
-  return {T: s.T, H: s.H, tiles, programs, weightBuffers: buffers, weightIds: ids, owned: [work, route, act]};
+  return {T: s.T, H: s.H, tiles, options: o, override: tilesOverride, device, bindingLimit: maxStorageBindingBytes(),
+    programs, weightIds: ids, owned: [work, route, act], callGroups: new WeakMap()};
 }
 
 /** Optional per-program GPU timing (benchmarks): each program in its own pass with timestamp writes. */
@@ -287,17 +343,22 @@ interface Timing {
   querySet: any;
   names: string[];
   capacity: number;
+  /** One pass (and one timing) per forward holding all its programs, instead of one per program. */
+  wholeForward: boolean;
 }
 let timing: Timing | null = null;
 
 /**
  * Runs fn with every decode program timed (timestamp queries; needs the 'timestamp-query' feature on the device)
- * and resolves to [program name, ms] in dispatch order. For benchmarks; the forwards inside fn run as usual.
+ * and resolves to [program name, ms] in dispatch order; with wholeForward, each forward's programs share one timed
+ * pass (named 'forward'). For benchmarks; the forwards inside fn run as usual.
  */
-export async function timeDecodePrograms(fn: () => void, capacity = 64): Promise<Array<[string, number]>> {
+export async function timeDecodePrograms(fn: () => void, capacity = 64, wholeForward = false):
+    Promise<Array<[string, number]>> {
   const backend = tf.backend() as unknown as WebGPUBackendInternals;
   const device = backend.device;
-  timing = {querySet: device.createQuerySet({type: 'timestamp', count: 2 * capacity}), names: [], capacity};
+  timing = {querySet: device.createQuerySet({type: 'timestamp', count: 2 * capacity}), names: [], capacity,
+    wholeForward};
   const t = timing;
   try {
     fn();
@@ -330,55 +391,98 @@ export function decodeDispatchCount(): number {
   return dispatchCounter;
 }
 
+/** Whether a plan built earlier serves this call as is (same options object, tiles, device and weight data). */
+function planServes(plan: Plan | undefined, H: number, w: FusedMoEWeights, o: FusedMoEOptions,
+                    device: GPUDeviceLike): plan is Plan {
+  if (plan == null || plan.options !== o || plan.H !== H || plan.override !== tilesOverride || plan.device !== device ||
+      plan.bindingLimit !== maxStorageBindingBytes()) {
+    return false;
+  }
+  for (let i = 0; i < WEIGHT_ORDER.length; i++) {
+    if (((w[WEIGHT_ORDER[i]] as TensorInfo | undefined)?.dataId ?? null) !== plan.weightIds[i]) return false;
+  }
+  return true;
+}
+
+/** The plan for this call, rebuilt when a weight, the options or the tiles changed; null: not on this path. */
+function planFor(backend: WebGPUBackendInternals, x: Tensor2D, w: FusedMoEWeights, o: FusedMoEOptions,
+                 owner: object): Plan | null {
+  const [T, H] = x.shape;
+  let plans = plansByOwner.get(owner);
+  const cached = plans?.get(T);
+  // The checks ran when the plan was built, for these very options and weights; only the T limit can change.
+  if (planServes(cached, H, w, o, backend.device)) return T <= webgpuDecodeMaxTokens() ? cached : null;
+  if (decodeUnsupportedReason(x, w, o) != null) return null;
+  const weights = WEIGHT_ORDER.map(name => w[name] as TensorInfo | undefined);
+  const buffers = weights.map(t => t == null ? null : bufferOf(backend, t));
+  if (cached != null) {
+    destroyPlan(cached);
+    plans!.delete(T);
+  }
+  const plan = buildPlan(backend, decodeShape(T, H, o), o, buffers, weights.map(t => t?.dataId ?? null));
+  if (plans == null) plansByOwner.set(owner, plans = new Map());
+  plans.set(T, plan);
+  return plan;
+}
+
+function callGroupFor(backend: WebGPUBackendInternals, plan: Plan, xBuffer: GPUBufferLike,
+                      outBuffer: GPUBufferLike): GPUBindGroupLike {
+  let byOut = plan.callGroups.get(xBuffer);
+  if (byOut == null) plan.callGroups.set(xBuffer, byOut = new WeakMap());
+  let group = byOut.get(outBuffer);
+  if (group == null) {
+    const size = plan.T * plan.H * 4;
+    group = backend.device.createBindGroup({layout: deviceCache(backend.device).callLayout, entries: [
+      {binding: 0, resource: {buffer: xBuffer, size}},
+      {binding: 1, resource: {buffer: outBuffer, size}},
+    ]});
+    byOut.set(outBuffer, group);
+  }
+  return group;
+}
+
 /**
  * y [T,H] for x [T,H] through the decode programs, or null when this call cannot take the path (then nothing was
  * done). `owner` keys the per-layer plan. The result is a new tensor tracked by the caller's tidy scope.
  */
 export function webgpuDecodeForward(x: Tensor2D, w: FusedMoEWeights, o: FusedMoEOptions, owner: object):
     Tensor2D | null {
-  if (decodeUnsupportedReason(x, w, o) != null) return null;
   const backend = tf.backend() as unknown as WebGPUBackendInternals;
-  const [T, H] = x.shape;
-  const weights = WEIGHT_ORDER.map(name => w[name] as TensorInfo | undefined);
-  const buffers = weights.map(t => t == null ? null : bufferOf(backend, t));
-  let plans = plansByOwner.get(owner);
-  if (plans == null) plansByOwner.set(owner, plans = new Map());
-  let plan = plans.get(T);
-  const tiles = chooseDecodeTiles(T);
-  if (plan != null && (plan.H !== H || !sameTiles(plan.tiles, tiles) ||
-                       buffers.some((b, i) => b !== plan!.weightBuffers[i]))) {
-    destroyPlan(plan);
-    plan = undefined;
-  }
-  if (plan == null) {
-    plan = buildPlan(backend, decodeShape(T, H, o), w, buffers, weights.map(t => t?.dataId ?? null) as DataId[]);
-    plans.set(T, plan);
-  }
-  const out = backend.makeTensorInfo([T, H], 'float32');
-  const outBuffer = bufferOf(backend, out);
-  const callGroup = backend.device.createBindGroup({layout: deviceCache(backend.device).callLayout, entries: [
-    {binding: 0, resource: {buffer: bufferOf(backend, x), size: T * H * 4}},
-    {binding: 1, resource: {buffer: outBuffer, size: T * H * 4}},
-  ]});
+  const plan = planFor(backend, x, w, o, owner);
+  if (plan == null) return null;
+  const out = backend.makeTensorInfo([plan.T, plan.H], 'float32');
+  const callGroup = callGroupFor(backend, plan, bufferOf(backend, x), bufferOf(backend, out));
   backend.ensureCommandEncoderReady();
   const timed = timing;
   if (timed != null) backend.endComputePassEncoder();
+  let groupSetOn: PassLike | null = null;
+  const timedPass = (name: string): PassLike => {
+    const i = timed!.names.length;
+    timed!.names.push(name);
+    return backend.commandEncoder!.beginComputePass({timestampWrites: {querySet: timed!.querySet,
+      beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1}});
+  };
+  const whole = timed != null && timed.wholeForward && timed.names.length < timed.capacity ? timedPass('forward') : null;
   for (const p of plan.programs) {
     let pass: PassLike;
-    if (timed != null && timed.names.length < timed.capacity) {
-      const i = timed.names.length;
-      timed.names.push(p.name);
-      pass = backend.commandEncoder!.beginComputePass({timestampWrites: {querySet: timed.querySet,
-        beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1}});
+    if (whole != null) {
+      pass = whole;
+    } else if (timed != null && timed.names.length < timed.capacity) {
+      pass = timedPass(p.name);
     } else {
       pass = backend.computePassEncoder ??= backend.commandEncoder!.beginComputePass();
     }
     pass.setPipeline(p.pipeline);
     pass.setBindGroup(0, p.bindGroup);
-    pass.setBindGroup(1, callGroup);
+    // A pass keeps its bind groups across pipelines: group 1 (x, output) once per pass and forward.
+    if (groupSetOn !== pass) {
+      pass.setBindGroup(1, callGroup);
+      groupSetOn = pass;
+    }
     pass.dispatchWorkgroups(p.workgroups);
-    if (pass !== backend.computePassEncoder) pass.end();
+    if (pass !== backend.computePassEncoder && pass !== whole) pass.end();
   }
+  whole?.end();
   dispatchCounter += plan.programs.length;
   // As tfjs does for its own programs: buffers in a pending command buffer are not recycled before submission.
   const owned = backend.commandQueueOwnedIds;
@@ -386,7 +490,10 @@ export function webgpuDecodeForward(x: Tensor2D, w: FusedMoEWeights, o: FusedMoE
   owned.add(out.dataId);
   for (const id of plan.weightIds) if (id != null) owned.add(id);
   backend.dispatchCountInPass += plan.programs.length;
-  if (backend.dispatchCountInPass >= (tf.env().get('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE') as number)) {
+  const env = tf.env();
+  const submitAt = env.getNumber(MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES) ||
+      env.getNumber('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE');
+  if (backend.dispatchCountInPass >= submitAt) {
     backend.endComputePassEncoder();
     backend.submitQueue();
   }

@@ -14,6 +14,9 @@
  * 4. downCombine: the workgroup that owns a token's output columns reduces its k contributors (and the shared
  *    expert) itself, weighted, with the weighted down bias: no float atomics, no [T*k, H] intermediate.
  *
+ * Folded (tiles.fold, the table's choice where measured faster): no program 2; every upGate workgroup runs its
+ * code into workgroup memory and workgroup 0 writes the route buffer and slot weights for program 4.
+ *
  * Buffers (decode_forward.ts allocates them per layer and T): `work` f32 (partial logits, slot weights, partial
  * shared-gate logits), `route` i32 (layout in RouteLayout), `act` vec4 (expert activations [T*k, I] in row order,
  * then the shared expert's [T, S]). group(1) is per call: binding 0 = x, binding 1 = the output tensor's buffer.
@@ -48,15 +51,27 @@ export interface DecodeTiles {
   /** downCombine: vec4 output columns per workgroup and k-lanes; nv * ks = 256. */
   downNv: number;
   downKs: number;
+  /** upGate: rows of an expert kept in registers at once (an expert with more rows streams its weights again). */
+  upRows: number;
+  /** route: at most this many lanes per token in its reductions (a power of two; fewer lanes, fewer barriers). */
+  routeLanes: number;
+  /** route: top-k as K rounds of a lane arg-max, or by each expert's rank (no rounds, E comparisons a pair). */
+  routeTopk: 'rounds' | 'rank';
+  /** routerLogits: the most partial logits (splits x T x E) it leaves for the route program to sum. */
+  routerPartials: number;
+  /**
+   * Three programs instead of four: every upGate workgroup routes the tokens itself (the route program's code, into
+   * workgroup memory) and workgroup 0 also writes the routing for the down program (absent: false). Redundant but
+   * small at small T; it removes a dispatch that waits on the one before.
+   */
+  fold?: boolean;
 }
 
 export const DECODE_THREADS = 256;
-/** Rows the upGate program keeps in registers at once (more rows stream the weights again). */
-const UP_ROWS = 16;
 
-export function routerSplits(s: DecodeShape): {hs: number, hsGate: number} {
+export function routerSplits(s: DecodeShape, t: DecodeTiles): {hs: number, hsGate: number} {
   // Enough workgroups to have the router matrix in flight at once, few enough partials for one workgroup to sum.
-  const hs = Math.max(1, Math.min(Math.ceil(s.H / 16), Math.floor(16384 / (s.T * s.E)), 32));
+  const hs = Math.max(1, Math.min(Math.ceil(s.H / 16), Math.floor(t.routerPartials / (s.T * s.E)), 32));
   const hsGate = s.sharedGate ? Math.max(1, Math.min(Math.ceil(s.H / 16), 64)) : 0;
   return {hs, hsGate};
 }
@@ -79,8 +94,8 @@ export interface DecodeLayout {
   actSize: number;
 }
 
-export function decodeLayout(s: DecodeShape): DecodeLayout {
-  const {hs, hsGate} = routerSplits(s);
+export function decodeLayout(s: DecodeShape, t: DecodeTiles): DecodeLayout {
+  const {hs, hsGate} = routerSplits(s, t);
   const slots = s.T * s.K;
   const maxActive = Math.min(s.E, slots);
   const workLogits = 0, workSlotWeight = hs * s.T * s.E, workSharedGate = workSlotWeight + slots;
@@ -100,7 +115,7 @@ export function routeSharedBytes(s: DecodeShape): number {
 
 /** Rows the upGate program reduces per pass through shared memory (16 B per thread and row). */
 function upReduceRows(s: DecodeShape, t: DecodeTiles): number {
-  return Math.max(1, Math.min(s.T, UP_ROWS, t.upKs, 4));
+  return Math.max(1, Math.min(s.T, t.upRows, t.upKs, 4));
 }
 
 /** Shared memory of the largest of the other three programs (bytes). */
@@ -118,8 +133,8 @@ export function downDispatch(s: DecodeShape, t: DecodeTiles): number {
   return s.T * Math.ceil(s.H / 4 / t.downNv);
 }
 
-export function routerDispatch(s: DecodeShape): number {
-  const {hs, hsGate} = routerSplits(s);
+export function routerDispatch(s: DecodeShape, t: DecodeTiles): number {
+  const {hs, hsGate} = routerSplits(s, t);
   return Math.ceil(s.E / 32) * hs + hsGate;
 }
 
@@ -136,8 +151,8 @@ function f32Const(v: number): string {
   return `bitcast<f32>(${bits}u)`;
 }
 
-function layoutConsts(s: DecodeShape): string {
-  const l = decodeLayout(s);
+function layoutConsts(s: DecodeShape, t: DecodeTiles): string {
+  const l = decodeLayout(s, t);
   return `
   const W_LOGITS = ${l.workLogits};
   const W_SLOTW = ${l.workSlotWeight};
@@ -152,9 +167,9 @@ function layoutConsts(s: DecodeShape): string {
 }
 
 /** Program 1: partial router (and shared-gate) logits. Binding order: gate, work, [sharedGate]. */
-export function routerLogitsCode(s: DecodeShape): string {
-  const {hs, hsGate} = routerSplits(s);
-  return `${PRELUDE}${layoutConsts(s)}
+export function routerLogitsCode(s: DecodeShape, t: DecodeTiles): string {
+  const {hs, hsGate} = routerSplits(s, t);
+  return `${PRELUDE}${layoutConsts(s, t)}
   @group(0) @binding(0) var<storage, read> gate : array<f32>;
   @group(0) @binding(1) var<storage, read_write> work : array<f32>;
   ${s.sharedGate ? '@group(0) @binding(2) var<storage, read> sgate : array<f32>;' : ''}
@@ -211,24 +226,42 @@ export function routerLogitsCode(s: DecodeShape): string {
 }
 
 /** Program 2: routing and the counting sort, one workgroup. Binding order: work, route, [correctionBias]. */
-export function routeCode(s: DecodeShape): string {
-  const {hs} = routerSplits(s);
+export function routeCode(s: DecodeShape, t: DecodeTiles): string {
+  const r = routeParts(s, t, 'route', f => `work[W_SLOTW + ${f}]`);
+  return `${PRELUDE}${layoutConsts(s, t)}
+  @group(0) @binding(0) var<storage, read_write> work : array<f32>;
+  @group(0) @binding(1) var<storage, read_write> route : array<i32>;
+  ${s.hasCorrectionBias ? '@group(0) @binding(2) var<storage, read> cbias : array<f32>;' : ''}
+  const T = ${s.T};
+  const K = ${s.K};
+  ${r.decls}
+
+  @compute @workgroup_size(256)
+  fn main(@builtin(local_invocation_index) li : u32) {
+    let lid = i32(li);
+    ${r.body}
+  }`;
+}
+
+/**
+ * The route program's declarations (module scope, T and K excluded) and body (needs `lid`), writing the route
+ * layout into the array `routeOut` and slot f's weight into `slotWeight(f)` (the route program: the buffers; the
+ * folded upGate program: workgroup arrays).
+ */
+function routeParts(s: DecodeShape, t: DecodeTiles, routeOut: string, slotWeight: (f: string) => string):
+    {decls: string, body: string} {
+  const {hs} = routerSplits(s, t);
   const grouped = s.method === 'grouped';
   const G = s.nGroup, GK = s.topkGroup, GSIZE = Math.floor(s.E / s.nGroup);
   const bias = (e: string) => s.hasCorrectionBias ? `cbias[${e}]` : '0.0';
   const chunk = Math.ceil(s.E / 256);
   // Threads per token: a power of two, every token at once.
-  const tpt = 1 << Math.floor(Math.log2(256 / s.T));
+  const tpt = Math.min(1 << Math.floor(Math.log2(256 / s.T)), t.routeLanes);
   const weight = grouped ?
       `${s.renormalize ? 'p / (total + 1e-20)' : 'p'} * ${f32Const(s.routedScalingFactor)}` :
       (s.renormalize ? 'p / max(total, 1e-12)' : 'p');
-  return `${PRELUDE}${layoutConsts(s)}
-  @group(0) @binding(0) var<storage, read_write> work : array<f32>;
-  @group(0) @binding(1) var<storage, read_write> route : array<i32>;
-  ${s.hasCorrectionBias ? '@group(0) @binding(2) var<storage, read> cbias : array<f32>;' : ''}
-  const T = ${s.T};
+  const decls = `
   const E = ${s.E};
-  const K = ${s.K};
   const HS = ${hs};
   const G = ${G};
   const GK = ${GK};
@@ -275,11 +308,8 @@ export function routeCode(s: DecodeShape): string {
   var<workgroup> rowSum : array<f32, T>;
   var<workgroup> rowFlag : array<i32, T>;
   ${grouped ? `var<workgroup> gscore : array<f32, ${s.T * G}>;
-  var<workgroup> gkept : array<i32, ${s.T * G}>;` : ''}
-
-  @compute @workgroup_size(256)
-  fn main(@builtin(local_invocation_index) li : u32) {
-    let lid = i32(li);
+  var<workgroup> gkept : array<i32, ${s.T * G}>;` : ''}`;
+  const body = `
     let inf = infF32();
     let tok = lid / TPT;
     let lane = lid % TPT;
@@ -370,7 +400,27 @@ export function routeCode(s: DecodeShape): string {
       prob[i] = p;
     }
     workgroupBarrier();`}
-    // Top-k: k rounds of an arg-max over each token's TPT lanes (VPL experts per lane).
+${t.routeTopk === 'rank' ? `    // Top-k by rank: each (token, expert) counts the experts ranking before it (one barrier, no rounds); the
+    // first K ranks are the slots in order. Experts of dropped groups never compete (docs/semantics.md 2.5).
+    for (var i = lid; i < T * E; i += NT) {
+      let t = i / E;
+      let e = i - t * E;
+      if (${grouped ? 'gkept[t * G + e / GSIZE] != 0' : 'true'}) {
+        let v = sel[i];
+        var rank = 0;
+        for (var e2 = 0; e2 < E; e2++) {
+          if (${grouped ? 'gkept[t * G + e2 / GSIZE] != 0 && ' : ''}ranksBefore(sel[t * E + e2], e2, v, e)) {
+            rank++;
+            if (rank >= K) { break; }
+          }
+        }
+        if (rank < K) {
+          chosenE[t * K + rank] = e;
+          chosenP[t * K + rank] = prob[i];
+        }
+      }
+    }
+` : `    // Top-k: k rounds of an arg-max over each token's TPT lanes (VPL experts per lane).
     var taken = array<bool, VPL>();
     for (var j = 0; j < K; j++) {
       var bv = 0.0;
@@ -402,7 +452,7 @@ export function routeCode(s: DecodeShape): string {
         chosenP[tok * K + j] = prob[tok * E + win];
       }
     }
-    workgroupBarrier();
+`}    workgroupBarrier();
     for (var f = lid; f < T * K; f += NT) {
       let t = f / K;
       var total = 0.0;
@@ -459,21 +509,33 @@ export function routeCode(s: DecodeShape): string {
       for (var f2 = 0; f2 < f; f2++) { if (chosenE[f2] == e) { r++; } }
       route[R_SLOT_ROW + f] = r;
       route[R_ROW_SLOT + r] = f;
-    }
-  }`;
+    }`;
+  return {decls, body: body.replace(/\broute\[/g, `${routeOut}[`).replace(/work\[W_SLOTW \+ f\]/g, slotWeight('f'))};
 }
 
-/** Program 3 binding order: upGate, route, act, [upBias], [work (probInAdvance)], [sharedUpGate]. */
-export function upGateBindings(s: DecodeShape): string[] {
-  return ['upGate', 'route', 'act', ...(s.withBias ? ['upBias'] : []), ...(s.probInAdvance ? ['work'] : []),
-          ...(s.S > 0 ? ['sharedUpGate'] : [])];
+/**
+ * Program 3 binding order: upGate, route, act, [upBias], [work (probInAdvance)], [sharedUpGate]; folded (it routes
+ * too): upGate, route, act, [upBias], work, [sharedUpGate], [correctionBias].
+ */
+export function upGateBindings(s: DecodeShape, fold = false): string[] {
+  return ['upGate', 'route', 'act', ...(s.withBias ? ['upBias'] : []), ...(s.probInAdvance || fold ? ['work'] : []),
+          ...(s.S > 0 ? ['sharedUpGate'] : []), ...(fold && s.hasCorrectionBias ? ['cbias'] : [])];
 }
 
-export function upGateCode(s: DecodeShape, t: DecodeTiles): string {
-  const names = upGateBindings(s);
+/** Workgroup memory the folded upGate program needs (bytes): its own, the route program's and the route layout. */
+export function foldedSharedBytes(s: DecodeShape, t: DecodeTiles): number {
+  return gemmSharedBytes(s, t) + routeSharedBytes(s) + 4 * (decodeLayout(s, t).routeSize + s.T * s.K);
+}
+
+export function upGateCode(s: DecodeShape, t: DecodeTiles, fold = false): string {
+  const names = upGateBindings(s, fold);
+  // Folded, the route layout and the slot weights live in workgroup memory (every workgroup routes for itself).
+  const routeIn = fold ? 'routeL' : 'route';
+  const routed = fold ? routeParts(s, t, 'routeL', f => `slotWL[${f}]`) : null;
+  const l = decodeLayout(s, t);
   const b = (n: string) => names.indexOf(n);
   const NVW = t.upNv, KS = t.upKs;
-  const TM = Math.min(s.T, UP_ROWS);
+  const TM = Math.min(s.T, t.upRows);
   const RB = upReduceRows(s, t);
   const I4 = s.I / 4, S4 = s.S / 4, H4 = s.H / 4;
   const tilesE = Math.ceil(I4 / (NVW / 2));
@@ -493,16 +555,23 @@ export function upGateCode(s: DecodeShape, t: DecodeTiles): string {
             }
           }
         }`;
-  return `${PRELUDE}${layoutConsts(s)}
+  return `${PRELUDE}${layoutConsts(s, t)}
   @group(0) @binding(${b('upGate')}) var<storage, read> upGate : array<vec4<f32>>;
   @group(0) @binding(${b('route')}) var<storage, read_write> route : array<i32>;
   @group(0) @binding(${b('act')}) var<storage, read_write> act : array<vec4<f32>>;
   ${s.withBias ? `@group(0) @binding(${b('upBias')}) var<storage, read> upBias : array<vec4<f32>>;` : ''}
-  ${s.probInAdvance ? `@group(0) @binding(${b('work')}) var<storage, read_write> work : array<f32>;` : ''}
+  ${s.probInAdvance || fold ? `@group(0) @binding(${b('work')}) var<storage, read_write> work : array<f32>;` : ''}
   ${s.S > 0 ? `@group(0) @binding(${b('sharedUpGate')}) var<storage, read> sharedUpGate : array<vec4<f32>>;` : ''}
+  ${fold && s.hasCorrectionBias ? `@group(0) @binding(${b('cbias')}) var<storage, read> cbias : array<f32>;` : ''}
   @group(1) @binding(0) var<storage, read> x : array<vec4<f32>>;
   const T = ${s.T};
   const K = ${s.K};
+  ${routed == null ? '' : `${routed.decls}
+  const ROUTE_SIZE = ${l.routeSize};
+  var<workgroup> routeL : array<i32, ${l.routeSize}>;
+  var<workgroup> slotWL : array<f32, ${s.T * s.K}>;
+  fn routeAll(lid : i32) {${routed.body}
+  }`}
   const H4 = ${H4};
   const I4 = ${I4};
   const S4 = ${Math.max(1, S4)};
@@ -524,16 +593,23 @@ export function upGateCode(s: DecodeShape, t: DecodeTiles): string {
     var unit = w / TILES_E;
     var colTile = w % TILES_E;
     var half4 = I4;
-    if (isShared) { unit = 0; colTile = w - EXPERT_WGS; half4 = S4; }
+    if (isShared) { unit = 0; colTile = w - EXPERT_WGS; half4 = S4; }${routed == null ? '' : `
+    routeAll(lid);
+    workgroupBarrier();
+    // The down program (the next dispatch) reads workgroup 0's copy; no workgroup here reads it.
+    if (w == 0) {
+      for (var i = lid; i < ROUTE_SIZE; i += 256) { route[i] = routeL[i]; }
+      for (var f = lid; f < T * K; f += 256) { work[W_SLOTW + f] = slotWL[f]; }
+    }`}
     if (lid == 0) {
       unitInfo[0] = 0; unitInfo[1] = 0; unitInfo[2] = 0; unitInfo[3] = 0;
       if (isShared) {
         unitInfo[0] = 1; unitInfo[3] = T;
-      } else if (unit < route[R_NACT]) {
+      } else if (unit < ${routeIn}[R_NACT]) {
         unitInfo[0] = 1;
-        unitInfo[1] = route[R_ACT_EXPERT + unit];
-        unitInfo[2] = route[R_ACT_START + unit];
-        unitInfo[3] = route[R_ACT_START + unit + 1];
+        unitInfo[1] = ${routeIn}[R_ACT_EXPERT + unit];
+        unitInfo[2] = ${routeIn}[R_ACT_START + unit];
+        unitInfo[3] = ${routeIn}[R_ACT_START + unit + 1];
       }
     }
     let m = workgroupUniformLoad(&unitInfo);
@@ -549,7 +625,7 @@ export function upGateCode(s: DecodeShape, t: DecodeTiles): string {
       let rows = min(TM, rowEnd - r0);
       var tok = array<i32, TM>();
       for (var i = 0; i < TM; i++) {
-        if (i < rows) { tok[i] = select(route[R_ROW_SLOT + r0 + i] / K, r0 + i, isShared); }
+        if (i < rows) { tok[i] = select(${routeIn}[R_ROW_SLOT + r0 + i] / K, r0 + i, isShared); }
       }
       // Explicitly zeroed: a declaration in a loop body was seen to keep the previous iteration's values.
       var acc = array<vec4<f32>, TM>();
@@ -578,7 +654,8 @@ export function upGateCode(s: DecodeShape, t: DecodeTiles): string {
             act[A_SHARED + r * S4 + lg] = silu4(g) * u;
           } else {
             ${s.withBias ? 'g += upBias[expert * 2 * I4 + lg]; u += upBias[expert * 2 * I4 + I4 + lg];' : ''}
-            act[r * I4 + lg] = silu4(g) * u${s.probInAdvance ? ' * work[W_SLOTW + route[R_ROW_SLOT + r]]' : ''};
+            act[r * I4 + lg] = silu4(g) * u${!s.probInAdvance ? '' : fold ? ' * slotWL[routeL[R_ROW_SLOT + r]]' :
+                ' * work[W_SLOTW + route[R_ROW_SLOT + r]]'};
           }
         }
         workgroupBarrier();
@@ -595,7 +672,7 @@ export function downBindings(s: DecodeShape): string[] {
 export function downCode(s: DecodeShape, t: DecodeTiles): string {
   const names = downBindings(s);
   const b = (n: string) => names.indexOf(n);
-  const {hsGate} = routerSplits(s);
+  const {hsGate} = routerSplits(s, t);
   const NV = t.downNv, KS = t.downKs;
   const H4 = s.H / 4, I4 = s.I / 4, S4 = s.S / 4;
   const stream = (buf: string, base: string, actBase: string, len: string, scale: string) => `
@@ -604,7 +681,7 @@ export function downCode(s: DecodeShape, t: DecodeTiles): string {
           let wi = ${base} + i4 * 4 * H4 + c4;
           acc += a.x * ${buf}[wi] + a.y * ${buf}[wi + H4] + a.z * ${buf}[wi + 2 * H4] + a.w * ${buf}[wi + 3 * H4];
         }`;
-  return `${PRELUDE}${layoutConsts(s)}
+  return `${PRELUDE}${layoutConsts(s, t)}
   @group(0) @binding(${b('down')}) var<storage, read> down : array<vec4<f32>>;
   @group(0) @binding(${b('route')}) var<storage, read_write> route : array<i32>;
   @group(0) @binding(${b('act')}) var<storage, read_write> act : array<vec4<f32>>;

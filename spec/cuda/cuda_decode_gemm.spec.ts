@@ -1,0 +1,108 @@
+/**
+ * The decode-size weight-streaming GEMM (src/kernels/cuda/gemm_stream.cuh: a few rows per expert, CUDA cores, the
+ * shared epilogue) through the whole layer in bfloat16 and float16, against the float64 reference and against the
+ * tensor-core 16-row tiles of the default choice, in both its widths (MOE_CUDA_GEMM_TILES 'stream' = 4 columns
+ * per warp, 'stream8'), and the narrower 16 x 32 tensor-core decode tiles ('mma32'). Shapes reach: one row per expert (T = 1), segments longer than one pass of 4 rows and
+ * longer than one 16-row tile (a router that sends most tokens to one expert), partial column tiles (H = 200),
+ * biases, probInAdvance, a gated shared expert (dense problem), latent projections; and the token-owned down GEMM
+ * that applies the weighted combine itself (T * k * 8 <= E: T = 1, 2 of a 128-expert top-8 layer), whose
+ * 'default' comparison is the separate down GEMM + combine kernel. Pending without CUDA.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import {CudaComputeDtype, cudaStatus, MOE_CUDA_GEMM_TILES} from 'tfjs-moe';
+import {CudaFusedMoe, CudaMoeWeightTensors} from 'tfjs-moe/internal';
+
+import {randn, recordError, relError, rng} from '../helpers/util.js';
+import {refFusedMoE, RefMoeConfig, RefMoeWeights} from '../reference/moe_reference.js';
+
+import {randomMoeWeights} from './moe_weights.js';
+
+const status = cudaStatus();
+const BOUND: Record<string, number> = {bfloat16: 3e-2, float16: 5e-3};
+// Streaming vs tensor-core tiles: the same half-precision products summed in float32 in another order; the
+// SwiGLU output is rounded to the compute dtype, so a rare element may differ by one of its ulps.
+const AGREE: Record<string, number> = {bfloat16: 1e-2, float16: 2e-3};
+
+function config(over: Partial<RefMoeConfig> & {numExperts: number, topK: number, intermediateSize: number}): RefMoeConfig {
+  return {
+    topkMethod: 'greedy', nGroup: 1, topkGroup: 1, routedScalingFactor: 1, renormalize: true, useCorrectionBias: false,
+    latentSize: null, withBias: false, probInAdvance: false, sharedExpertIntermediateSize: 0, sharedExpertGate: false,
+    ...over,
+  };
+}
+
+interface Case {name: string, T: number, H: number, cfg: RefMoeConfig, skewed?: boolean}
+
+// Expected rows per expert (2 R / min(E, R)) stays <= 2 in every case, so the layer picks the streaming GEMM.
+const CASES: Case[] = [
+  {name: 'T = 1, one row per expert', T: 1, H: 256, cfg: config({numExperts: 32, topK: 4, intermediateSize: 64})},
+  {name: 'T = 3, biases, probInAdvance, partial column tile', T: 3, H: 200,
+    cfg: config({numExperts: 16, topK: 4, intermediateSize: 52, withBias: true, probInAdvance: true})},
+  {name: 'T = 32, skewed router: a 20+ row segment (several passes, two row tiles)', T: 32, H: 128,
+    cfg: config({numExperts: 64, topK: 2, intermediateSize: 48}), skewed: true},
+  // R * 8 <= E: the down GEMM is token-owned and applies the weighted combine (and the weighted down bias) itself.
+  {name: 'T = 2, token-owned down GEMM + combine: biases, probInAdvance', T: 2, H: 136,
+    cfg: config({numExperts: 64, topK: 2, intermediateSize: 40, withBias: true, probInAdvance: true})},
+  {name: 'T = 1, token-owned down GEMM + combine: latent projections, gated shared expert', T: 1, H: 96,
+    cfg: config({numExperts: 16, topK: 2, intermediateSize: 40, latentSize: 64, sharedExpertIntermediateSize: 72,
+      sharedExpertGate: true})},
+  {name: 'T = 2, gated shared expert and latent projections', T: 2, H: 96,
+    cfg: config({numExperts: 16, topK: 2, intermediateSize: 40, latentSize: 64, sharedExpertIntermediateSize: 72,
+      sharedExpertGate: true})},
+];
+
+function randomWeights(rand: () => number, H: number, c: Case): Record<string, Float32Array> {
+  const w = randomMoeWeights(rand, H, c.cfg);
+  if (c.skewed) {
+    // Column 0 of the router gets a large weight on every input feature: with x > 0 it wins for most tokens.
+    for (let h = 0; h < H; h++) w.gateWeight[h * c.cfg.numExperts] = 0.5;
+  }
+  return w;
+}
+
+describe('CUDA decode weight-streaming GEMM', () => {
+  beforeEach(() => {
+    if (!status.available) pending(`CUDA unavailable (${status.code}): ${status.reason}`);
+  });
+
+  for (const dtype of ['bfloat16', 'float16'] as CudaComputeDtype[]) {
+    for (const [ci, c] of CASES.entries()) {
+      it(`${c.name} [${dtype}]: streaming (4 and 8 columns per warp) vs the reference and vs tensor-core tiles`,
+         async () => {
+           const rand = rng(4200 + ci);
+           const w = randomWeights(rand, c.H, c);
+           const weights = Object.fromEntries(Object.entries(w).map(([n, v]) => [n, tf.tensor1d(v)])) as
+               CudaMoeWeightTensors;
+           const x = c.skewed ? Float32Array.from(randn(rand, c.T * c.H), v => Math.abs(v)) : randn(rand, c.T * c.H);
+           const ref = refFusedMoE(x, c.T, c.H, w as unknown as RefMoeWeights, c.cfg);
+           const xT = tf.tensor2d(x, [c.T, c.H]);
+           const layer = new CudaFusedMoe({hidden: c.H, ...c.cfg, computeDtype: dtype});
+           const env = tf.env();
+           const before = tf.memory().numTensors;
+           const outs: Record<string, Float32Array> = {};
+           try {
+             for (const tiles of ['default', 'stream', 'stream8', 'mma32']) {
+               env.set(MOE_CUDA_GEMM_TILES, tiles);
+               for (let call = 0; call < 2; call++) {  // the second call replays the CUDA graph
+                 const out = layer.apply(xT, weights);
+                 outs[tiles] = (await out.data()) as Float32Array;
+                 out.dispose();
+                 const err = relError(outs[tiles], ref);
+                 recordError(`cuda decode GEMM ${dtype}`, err);
+                 expect(err).withContext(`${tiles} call ${call}`).toBeLessThan(BOUND[dtype]);
+               }
+             }
+             expect(relError(outs.stream, outs.default)).withContext('4 columns vs mma').toBeLessThan(AGREE[dtype]);
+             expect(relError(outs.stream8, outs.default)).withContext('8 columns vs mma').toBeLessThan(AGREE[dtype]);
+             expect(relError(outs.mma32, outs.default)).withContext('16x32 vs 16x64 tiles').toBeLessThan(AGREE[dtype]);
+             expect(tf.memory().numTensors).toBe(before);
+           } finally {
+             env.set(MOE_CUDA_GEMM_TILES, 'default');
+             layer.dispose();
+             xT.dispose();
+             tf.dispose(Object.values(weights) as tf.Tensor[]);
+           }
+         });
+    }
+  }
+});

@@ -1,0 +1,67 @@
+/**
+ * The decode programs' launch shapes as data: the first entry of DECODE_TUNING whose `where` matches the layer's
+ * shape and whose token range holds T wins (an entry without `where` matches every shape). Entries come from the
+ * launch-shape sweeps of bench/webgpu_decode_bench.ts on the H200 (BENCHMARKS.md names the run in `source`);
+ * retuning means editing this table, not the programs.
+ */
+import type {DecodeShape, DecodeTiles} from './decode_programs.js';
+
+export interface DecodeTuning {
+  /** Shape fields the entry is measured for (absent: any shape). */
+  where?: Partial<Pick<DecodeShape, 'H' | 'I' | 'E' | 'K'>>;
+  /** Inclusive token range. */
+  minTokens: number;
+  maxTokens: number;
+  tiles: DecodeTiles;
+  /** Where the numbers behind the choice are. */
+  source: string;
+}
+
+const QWEN3 = {H: 2048, I: 768, E: 128, K: 8};
+
+const ROUTE = {routerPartials: 16384, routeLanes: 256, routeTopk: 'rounds'} as const;
+
+export const DECODE_TUNING: readonly DecodeTuning[] = [
+  // Qwen3-30B-A3B, H200 batch A sweep (throughput, ms; every candidate once per round, medians of 3 rounds).
+  // T = 1: up8x32_down2x128 0.0930 (also run 2's best); the rank top-k and fewer route lanes never won (T = 16:
+  // 0.70 ms with rank vs 0.60 with rounds). T = 2: up32x8_down4x64 0.119 vs 0.145 for run 2's up8x32_down4x64.
+  // T = 3-4: up16x16_down8x32 0.210. T = 5-16: up16x16_down8x32 with 4 rows in registers: T = 8 0.332, T = 16
+  // 0.587 (vs 0.619 with 16 rows, 0.596 for run 2's T = 16 best up32x8_down16x16).
+  // Batch C: at T = 1 the route program takes 0.031 ms with rounds, rank or a 10-barrier variant alike (its cost is
+  // not its algorithm; BENCHMARKS.md batch C), so rounds stays.
+  // Batch D: T = 1 folded (routing inside upGate, 3 programs): GPU whole forward 0.0947 vs 0.0950 ms (a tie: the
+  // routing costs inside upGate what the route program cost), throughput 0.0886 vs 0.1027 (interleaved, 3 rounds);
+  // T = 2 folded loses (0.133 vs 0.127 GPU, 0.122 vs 0.118 throughput), so it is the choice at T = 1 only.
+  {where: QWEN3, minTokens: 1, maxTokens: 1,
+   tiles: {upNv: 8, upKs: 32, downNv: 2, downKs: 128, upRows: 16, ...ROUTE, fold: true},
+   source: 'BENCHMARKS.md H200 batch A (launch-shape sweep, T = 1); batch D (folded vs 4 programs)'},
+  {where: QWEN3, minTokens: 2, maxTokens: 2, tiles: {upNv: 32, upKs: 8, downNv: 4, downKs: 64, upRows: 16, ...ROUTE},
+   source: 'BENCHMARKS.md H200 batch A (launch-shape sweep, T = 2)'},
+  {where: QWEN3, minTokens: 3, maxTokens: 4, tiles: {upNv: 16, upKs: 16, downNv: 8, downKs: 32, upRows: 16, ...ROUTE},
+   source: 'BENCHMARKS.md H200 batch A (launch-shape sweep, T = 4)'},
+  {where: QWEN3, minTokens: 5, maxTokens: 16, tiles: {upNv: 16, upKs: 16, downNv: 8, downKs: 32, upRows: 4, ...ROUTE},
+   source: 'BENCHMARKS.md H200 batch A (launch-shape sweep, T = 8 and 16)'},
+  {where: QWEN3, minTokens: 17, maxTokens: 32, tiles: {upNv: 32, upKs: 8, downNv: 16, downKs: 16, upRows: 16, ...ROUTE},
+   source: 'BENCHMARKS.md H200 run 2 (launch-shape sweep, T = 16; above the default decode limit of 16)'},
+  // Any shape: narrow column tiles at small T put more workgroups on the GPU (few active experts); wider ones reuse
+  // each token row over more columns as T grows.
+  {minTokens: 1, maxTokens: 2, tiles: {upNv: 8, upKs: 32, downNv: 4, downKs: 64, upRows: 16, ...ROUTE},
+   source: 'BENCHMARKS.md H200 run 1 (defaults)'},
+  {minTokens: 3, maxTokens: 32, tiles: {upNv: 16, upKs: 16, downNv: 8, downKs: 32, upRows: 16, ...ROUTE},
+   source: 'BENCHMARKS.md H200 run 1 (defaults)'},
+];
+
+/** The tuned launch shapes for a layer shape and T (the table always has an entry for any shape). */
+export function tunedDecodeTiles(s: Pick<DecodeShape, 'T' | 'H' | 'I' | 'E' | 'K'>,
+                                 table: readonly DecodeTuning[] = DECODE_TUNING): DecodeTiles {
+  for (const entry of table) {
+    if (s.T < entry.minTokens || s.T > entry.maxTokens) continue;
+    const w = entry.where;
+    if (w != null && ((w.H != null && w.H !== s.H) || (w.I != null && w.I !== s.I) || (w.E != null && w.E !== s.E) ||
+                      (w.K != null && w.K !== s.K))) {
+      continue;
+    }
+    return entry.tiles;
+  }
+  throw new Error(`webgpu decode: no tuning entry for T = ${s.T} (DECODE_TUNING must cover every T it allows)`);
+}
