@@ -15,6 +15,7 @@ export type {GemmConfig, GemmShape, MatrixConfig, TileChoice} from './kernels/we
 export {MOE_WEBGPU_GEMM_HALF_MATRICES, MOE_WEBGPU_GEMM_PRESET, MOE_WEBGPU_MAX_STORAGE_BINDING_BYTES} from
   './kernels/webgpu/flags_webgpu.js';
 export {HALF_MATRIX_FEATURES, halfMatrixShape, hoistEnableDirectives} from './kernels/webgpu/half_matrices.js';
+export {BatchedGemmProgram} from './kernels/webgpu/batched_gemm_webgpu.js';
 export {fusedMoeForward, fusedMoeForwardWithRouting} from './layers/fused_moe_forward.js';
 export {selectMoeForward} from './layers/backend_selection.js';
 export type {MoeForwardSelection} from './layers/backend_selection.js';

@@ -388,8 +388,8 @@ ${this.streamMainLoop()}
 
   /** Matrix epilogue: vec4 of Cs row m, vector column q of the tile. */
   private static csVec(m: string, q: string): string {
-    return `vec4<f32>(Cs[${m} * TN + ${q} * 4], Cs[${m} * TN + ${q} * 4 + 1], Cs[${m} * TN + ${q} * 4 + 2], ` +
-        `Cs[${m} * TN + ${q} * 4 + 3])`;
+    const at = (j: number) => `Cs[${m} * TN + (${q}) * 4${j > 0 ? ` + ${j}` : ''}]`;
+    return `vec4<f32>(${[0, 1, 2, 3].map(at).join(', ')})`;
   }
 
   private matrixEpilogue(): string {

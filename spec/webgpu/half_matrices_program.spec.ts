@@ -1,0 +1,105 @@
+// The half-matrix (subgroup-matrix) grouped GEMM program on SwiftShader, which has no subgroup matrices: its
+// three matrix builtins are replaced, in the generated WGSL, by an emulation in which each of a subgroup's 32
+// invocations computes 8 of a 16 x 16 tile's elements from the same workgroup tiles (f16 read as f32). Everything
+// else is the program as generated: the staged loads and the packed decode into As / Bs, the subgroups' column
+// split, the result tile Cs and the epilogues (bias, SwiGLU x row scale, rows in no segment, an empty expert, a
+// partial K step and partial column tiles), checked against a float64 reference. The builtins themselves and the
+// f16 rounding run on the H200 only (bench/webgpu_formats_bench.ts BENCH_HALF_MATRICES: difference vs exact).
+import * as tf from '@tensorflow/tfjs-core';
+import * as internal from 'tfjs-moe/internal';
+
+import {recordError, rng} from '../helpers/util.js';
+import {describeWebGPU} from './webgpu_env.js';
+
+/** The generated WGSL with the subgroup-matrix builtins emulated per invocation (see the file comment). */
+function emulate(code: string): string {
+  return code.replace(/^\s*enable (f16|subgroups|chromium_experimental_subgroup_matrix);\s*$/gm, '')
+      .replace(/\bf16\b/g, 'f32')
+      .replace(/subgroupAdd\(1u\) == 32u/, 'true')
+      .replace(/var (acc\d+_\d+) = subgroup_matrix_result<f32, 16, 16>\(\);/g, 'var $1 : array<f32, 8>;')
+      .replace(/let (\w+) = subgroupMatrixLoad<subgroup_matrix_\w+<f32, 16, 16>>\(&\w+, ([^;]*), false, u32\(\w+\)\);/g,
+               'let $1 = $2;')
+      .replace(/(acc\d+_\d+) = subgroupMatrixMultiplyAccumulate\((\w+), (\w+), \w+\);/g,
+               `for (var t = 0u; t < 8u; t++) {
+                 let e = (u32(lid) % 32u) * 8u + t;
+                 var s = 0.0;
+                 for (var q = 0u; q < 16u; q++) { s += As[$2 + (e / 16u) * u32(TK) + q] * Bs[$3 + q * u32(TN) + e % 16u]; }
+                 $1[t] += s;
+               }`)
+      .replace(/subgroupMatrixStore\(&Cs, ([^;]*), (acc\d+_\d+), false, u32\(TN\)\);/g,
+               `for (var t = 0u; t < 8u; t++) {
+                 let e = (u32(lid) % 32u) * 8u + t;
+                 Cs[$1 + (e / 16u) * u32(TN) + e % 16u] = $2[t];
+               }`);
+}
+
+interface Backend {
+  runWebGPUProgram(p: unknown, inputs: tf.TensorInfo[], dtype: string, uniforms: unknown[]): tf.TensorInfo;
+  read(dataId: object): Promise<Float32Array>;
+  disposeData(dataId: object): void;
+}
+
+describeWebGPU('webgpu half-matrix GEMM program (subgroup matrices emulated)', () => {
+  // SwiftShader allows 32 KiB of workgroup memory and the emulation holds the f16 tiles as f32: tiles that fit.
+  const cases: Array<{format: 'float32' | 'int4', swiglu: boolean, tm: number, tn: number}> = [
+    {format: 'int4', swiglu: false, tm: 16, tn: 128},
+    {format: 'int4', swiglu: true, tm: 32, tn: 64},
+    {format: 'float32', swiglu: false, tm: 32, tn: 64},
+    {format: 'float32', swiglu: true, tm: 16, tn: 128},
+  ];
+  for (const c of cases) {
+    it(`${c.format}, ${c.swiglu ? 'SwiGLU x scale' : 'plain'}, ${c.tm} x ${c.tn} tiles, vs float64`, async () => {
+      const rand = rng(90 + c.tm + c.tn + +c.swiglu);
+      const R = 40, E = 3, K = 72, N = 48, offsets = [3, 20, 20, 37];  // rows 0-2 and 37-39 in no segment, expert 1 empty
+      const KW = K / 8, G = Math.ceil(K / 32);
+      const x = Float32Array.from({length: R * K}, () => rand() - 0.5);
+      const words = Int32Array.from({length: E * KW * N}, () => (rand() * 4294967296) | 0);
+      const scales = Float32Array.from({length: E * G * N}, () => 0.05 + 0.1 * rand());
+      const wf = Float32Array.from({length: E * K * N}, () => rand() - 0.5);
+      const weight = (e: number, k: number, n: number) => c.format === 'float32' ? wf[(e * K + k) * N + n] :
+          scales[(e * G + Math.floor(k / 32)) * N + n] * (((words[(e * KW + (k >> 3)) * N + n] >>> (4 * (k & 7))) & 15) - 8);
+      const bias = Float32Array.from({length: E * N}, () => rand() - 0.5);
+      const scale = Float32Array.from({length: R}, () => rand() - 0.5);
+      const packed = c.format === 'int4' ?
+          {format: 'int4' as const, transposed: false, zeroPoint: false, groupSize: 32, numExperts: E, depth: K, width: N} :
+          undefined;
+      const program = new internal.BatchedGemmProgram({numRows: R, depth: K, width: N, numExperts: E,
+        transposeRhs: false, hasBias: true, swiglu: c.swiglu, hasScale: c.swiglu, packed},
+        {kind: 'matrix', tm: c.tm, tn: c.tn, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true});
+      const code = emulate(program.getUserCode());
+      expect(code).not.toMatch(/subgroup_matrix|subgroupMatrix/);
+      program.getUserCode = () => code;
+      program.shaderKey += '_emulated';
+      const before = tf.memory().numTensors;
+      const inputs = [tf.tensor2d(x, [R, K]),
+        ...(packed ? [tf.tensor3d(words, [E, KW, N], 'int32'), tf.tensor3d(scales, [E, G, N])] : [tf.tensor3d(wf, [E, K, N])]),
+        tf.tensor1d(offsets, 'int32'), tf.tensor2d(bias, [E, N]), ...(c.swiglu ? [tf.tensor1d(scale)] : [])];
+      const backend = tf.backend() as unknown as Backend;
+      const out = backend.runWebGPUProgram(program, inputs, 'float32', [{type: 'int32', data: [program.colTiles]}]);
+      const got = await backend.read(out.dataId);
+      backend.disposeData(out.dataId);
+      tf.dispose(inputs);
+      expect(tf.memory().numTensors).toBe(before);
+      const W = c.swiglu ? N / 2 : N;
+      let num = 0, den = 0;
+      for (let r = 0; r < R; r++) {
+        const e = offsets.findIndex((o, j) => j < E && r >= o && r < offsets[j + 1]);
+        const h = new Float64Array(N);
+        for (let n = 0; e >= 0 && n < N; n++) {
+          let s = bias[e * N + n];
+          for (let k = 0; k < K; k++) s += x[r * K + k] * weight(e, k, n);
+          h[n] = s;
+        }
+        for (let j = 0; j < W; j++) {
+          const want = e < 0 ? 0 : c.swiglu ? h[j] / (1 + Math.exp(-h[j])) * h[W + j] * scale[r] : h[j];
+          if (e < 0) expect(got[r * W + j]).withContext(`row ${r} in no segment`).toBe(0);
+          num += (got[r * W + j] - want) ** 2;
+          den += want ** 2;
+        }
+      }
+      const err = Math.sqrt(num / den);
+      recordError('webgpu half-matrix program (emulated matrices)', err);
+      expect(err).toBeLessThan(1e-5);
+    }, 300_000);
+  }
+});
