@@ -52,7 +52,7 @@ const device = await adapter.requestDevice({requiredFeatures: need.concat(adapte
                    maxComputeWorkgroupStorageSize: adapter.limits.maxComputeWorkgroupStorageSize}});
 
 /** WGSL: TM x TN tile per workgroup, 4 subgroups of 32 each own TN/4 columns. */
-function shader(TM, TN, {M, N: SN, K: SK}) {
+function shader(TM, TN, {M, N: SN, K: SK}, R, K, N) {
   const TK = 32, cols = TN / 4;
   const rt = TM / M, ct = cols / SN;
   const tiles = [];
@@ -62,14 +62,13 @@ function shader(TM, TN, {M, N: SN, K: SK}) {
   return `
 enable f16;
 enable chromium_experimental_subgroup_matrix;
-diagnostic(off, subgroup_uniformity);
 @group(0) @binding(0) var<storage, read> A : array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> W : array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read> S : array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> C : array<f32>;
-override R : u32;
-override K : u32;
-override N : u32;
+const R = ${R}u;
+const K = ${K}u;
+const N = ${N}u;
 const TM = ${TM}u;
 const TN = ${TN}u;
 const TK = ${TK}u;
@@ -160,14 +159,14 @@ for (const [E, R, K, N] of PROBLEMS) {
       try {
         device.pushErrorScope('validation');
         step(`module TM ${TM}`);
-        const module = device.createShaderModule({code: shader(TM, 128, pick)});
+        const module = device.createShaderModule({code: shader(TM, 128, pick, R, K, N)});
         step('compilation info');
         const info = await module.getCompilationInfo();
         const errs = info.messages.filter(m => m.type === 'error').map(m => `${m.lineNum}:${m.linePos} ${m.message}`);
         if (errs.length) throw new Error(`compile: ${errs.join('; ')}`);
         step(`pipeline (${info.messages.length} messages)`);
         const pipeline = device.createComputePipeline({layout: 'auto',
-          compute: {module, entryPoint: 'main', constants: {R, K, N}}});
+          compute: {module, entryPoint: 'main'}});
         step('run');
         const bind = device.createBindGroup({layout: pipeline.getBindGroupLayout(0),
           entries: [A, Wb, Sb, C].map((b, i) => ({binding: i, resource: {buffer: b}}))});
