@@ -323,15 +323,22 @@ async function runStack(layers: number, f: FormatRow): Promise<Record<string, un
 async function halfMatrixRow(gemms: () => tf.Tensor, layerCall: () => tf.Tensor, n: number, reps: number):
     Promise<Record<string, unknown>> {
   const out: Record<string, unknown> = {};
+  // The exact output stays alive until the half one is read, so that a half program that failed to run cannot
+  // hand back the exact result in a recycled buffer (batch F's false zero difference); validation errors are caught.
   const exact = gemms();
   const exactData = await exact.data();
-  exact.dispose();
+  const device = (tf.backend() as unknown as {device: {pushErrorScope(f: string): void,
+    popErrorScope(): Promise<{message: string} | null>}}).device;
   tf.env().set(MOE_WEBGPU_GEMM_HALF_MATRICES, true);
   try {
+    device.pushErrorScope('validation');
     const got = gemms();
     const data = await got.data();
     got.dispose();
+    const error = await device.popErrorScope();
+    if (error != null) out.validationError = error.message.slice(0, 600);
     out.relDiffVsExact = relL2(data, Float64Array.from(exactData));
+    exact.dispose();
     out.gemms = (await throughput(gemms, n, reps)).ms;
     out.layer = (await throughput(layerCall, n, reps)).ms;
     const presets: Record<string, number | string> = {};

@@ -62,8 +62,8 @@ export interface StreamConfig {
   unroll: number;
 }
 /**
- * Tiled on subgroup matrices (half_matrices.ts; never by default): TM x TN tiles, TK = 32 per staged step, 4
- * subgroups of 32 each owning TN/4 columns, in matrices of sm x sk times sk x sn (the device's shape).
+ * Tiled on subgroup matrices (half_matrices.ts; never by default): TM x TN tiles, TK = 32 per staged step, one
+ * subgroup of 32 per workgroup, in matrices of sm x sk times sk x sn (the device's shape).
  */
 export interface MatrixConfig {
   kind: 'matrix';
@@ -84,7 +84,7 @@ export function tileCols(c: GemmConfig): number {
   return c.kind === 'stream' ? c.nv * 4 : c.kind === 'matrix' ? c.tn : c.wx * c.rn * c.vec;
 }
 export function threads(c: GemmConfig): number {
-  return c.kind === 'stream' ? c.nv * c.ks : c.kind === 'matrix' ? 4 * HALF_MATRIX_SUBGROUP : c.wx * c.wy;
+  return c.kind === 'stream' ? c.nv * c.ks : c.kind === 'matrix' ? HALF_MATRIX_SUBGROUP : c.wx * c.wy;
 }
 
 /** Workgroup memory of a tiled or matrix config: its tiles (f32, or f16 tiles + the f32 result tile) + the scan. */
@@ -120,11 +120,12 @@ export const GEMM_PRESETS: Record<string, GemmConfig> = {
   r64x128np: {kind: 'tiled', wx: 16, wy: 8, rm: 8, rn: 2, tk: 16, vec: 4, av: 4},
   r128x128np: {kind: 'tiled', wx: 16, wy: 16, rm: 8, rn: 2, tk: 16, vec: 4, av: 4},
   // Subgroup matrices (sm/sn/sk are the device's, filled in by chooseGemmConfig).
+  m16x64: {kind: 'matrix', tm: 16, tn: 64, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true},
   m16x128: {kind: 'matrix', tm: 16, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true},
-  m32x128: {kind: 'matrix', tm: 32, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true},
-  m64x128: {kind: 'matrix', tm: 64, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true},
-  m64x64: {kind: 'matrix', tm: 64, tn: 64, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true},
-  m128x64: {kind: 'matrix', tm: 128, tn: 64, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true},
+  m32x64: {kind: 'matrix', tm: 32, tn: 64, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true},
+  m32x128: {kind: 'matrix', tm: 32, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: false},
+  m64x64: {kind: 'matrix', tm: 64, tn: 64, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: false},
+  m64x64p: {kind: 'matrix', tm: 64, tn: 64, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true},
 };
 
 /** Forces one preset for every batchedGemm on webgpu (benchmarks compare them); null restores the heuristic. */
@@ -148,11 +149,12 @@ export interface TileChoice {
  * rows per expert tiled32 was 2.4x faster than stream16); the register-blocked tiles took both tiled rows on the
  * H200 (batch E, BENCHMARKS.md issue 15, the two expert GEMMs of Qwen3-30B-A3B): at 16 rows per expert r32x128
  * 1.30-1.60 ms vs tiled32 1.85-2.53 (float32, float16, int8, int4 g32), at 256 r64x256 10.9-12.0 ms vs tiled64
- * 14.2-15.8.
+ * 14.2-15.8; batch F: at 16 rows r16x128 beat r32x128 on four formats of five (1.31-1.66 vs 1.37-1.74 ms).
  */
 export const GEMM_TILE_TABLE: Record<string, readonly TileChoice[]> = {
   default: [
     {maxRowsPerExpert: 4, preset: 'stream8'},
+    {maxRowsPerExpert: 24, preset: 'r16x128'},
     {maxRowsPerExpert: 48, preset: 'r32x128'},
     {maxRowsPerExpert: Infinity, preset: 'r64x256'},
   ],
@@ -160,9 +162,9 @@ export const GEMM_TILE_TABLE: Record<string, readonly TileChoice[]> = {
 
 /** Rows per expert -> matrix preset, where the half-matrix program may run (the stream rows keep streaming). */
 export const MATRIX_TILE_TABLE: readonly TileChoice[] = [
-  {maxRowsPerExpert: 16, preset: 'm16x128'},
-  {maxRowsPerExpert: 48, preset: 'm32x128'},
-  {maxRowsPerExpert: Infinity, preset: 'm64x128'},
+  {maxRowsPerExpert: 24, preset: 'm16x128'},
+  {maxRowsPerExpert: 48, preset: 'm32x64'},
+  {maxRowsPerExpert: Infinity, preset: 'm64x64'},
 ];
 
 /**
@@ -222,7 +224,7 @@ function matrixConfig(s: GemmShape, maxWorkgroupStorage: number, h: HalfMatrixSh
     name = MATRIX_TILE_TABLE.find(c => rowsPerExpert <= c.maxRowsPerExpert)!.preset;
   }
   const c = {...(GEMM_PRESETS[name] as MatrixConfig), sm: h.m, sn: h.n, sk: h.k};
-  const fits = c.tm % c.sm === 0 && (c.tn / 4) % c.sn === 0 && c.tk % c.sk === 0 && (c.tn / 2) % 4 === 0;
+  const fits = c.tm % c.sm === 0 && c.tn % c.sn === 0 && c.tk % c.sk === 0 && (c.tn / 2) % 4 === 0;
   return fits && workgroupBytes(c) <= maxWorkgroupStorage ? c : null;
 }
 

@@ -312,16 +312,18 @@ ${this.streamMainLoop()}
 
   /**
    * Tiled program on subgroup matrices (half_matrices.ts): the staged loads write f16 tiles As [TM][TK] and Bs
-   * [TK][TN] (row-major, as subgroupMatrixLoad reads them); subgroup g multiplies all TM rows by its TN/4 columns in sm x sk times sk x sn matrices with f32
-   * accumulation; the results go through an f32 tile Cs [TM][TN] to the same epilogues as the tiled program
-   * (bias, SwiGLU pairs, rows past the segment, zero rows). A subgroup that is not 32 wide writes NaN.
+   * [TK][TN] (row-major, as subgroupMatrixLoad reads them); the workgroup is one subgroup, which multiplies the
+   * whole tile in sm x sk times sk x sn matrices with f32 accumulation (the matrix builtins need workgroup-uniform
+   * offsets: Tint rejects a per-subgroup column offset, H200 batch F); the results go through an f32 tile Cs
+   * [TM][TN] to the same epilogues as the tiled program (bias, SwiGLU pairs, rows past the segment, zero rows).
+   * A subgroup that is not 32 wide writes NaN.
    */
   private matrixCode(c: MatrixConfig): string {
     const tnv = c.tn / 4;
     const packed = this.shape.packed;
     const loads = stagedTileLoads({tm: c.tm, tk: c.tk, tnv, wgs: threads(c), av: 1, half: true,
       swiglu: this.shape.swiglu === true, packed, rhs: packed != null ? 'packed' : 'float'});
-    const cols = c.tn / 4, rt = c.tm / c.sm, ct = cols / c.sn;
+    const rt = c.tm / c.sm, ct = c.tn / c.sn;
     const tiles: Array<[number, number]> = [];
     for (let i = 0; i < rt; i++) for (let j = 0; j < ct; j++) tiles.push([i, j]);
     const left = `subgroup_matrix_left<f16, ${c.sk}, ${c.sm}>`, right = `subgroup_matrix_right<f16, ${c.sn}, ${c.sk}>`;
@@ -331,7 +333,7 @@ ${this.streamMainLoop()}
                 `let a${i} = subgroupMatrixLoad<${left}>(&As, ${i * c.sm}u * u32(TK) + kk, false, u32(TK));`).join(`
               `)}
               ${Array.from({length: ct}, (_, j) =>
-                `let b${j} = subgroupMatrixLoad<${right}>(&Bs, kk * u32(TN) + sgCol + ${j * c.sn}u, false, u32(TN));`).join(`
+                `let b${j} = subgroupMatrixLoad<${right}>(&Bs, kk * u32(TN) + ${j * c.sn}u, false, u32(TN));`).join(`
               `)}
               ${tiles.map(([i, j]) => `acc${i}_${j} = subgroupMatrixMultiplyAccumulate(a${i}, b${j}, acc${i}_${j});`).join(`
               `)}
@@ -368,13 +370,12 @@ ${this.streamMainLoop()}
       fn main(index : i32) {
         ${this.prologue()}
         let NV = N / VEC;
-        let sgCol = u32(lid / ${HALF_MATRIX_SUBGROUP}) * ${cols}u;
         if (mode == MODE_EXPERT) {
           ${tiles.map(([i, j]) => `var acc${i}_${j} = ${res}();`).join(`
           `)}
           ${loads.regs}${body}
           ${tiles.map(([i, j]) =>
-            `subgroupMatrixStore(&Cs, ${i * c.sm}u * u32(TN) + sgCol + ${j * c.sn}u, acc${i}_${j}, false, u32(TN));`).join(`
+            `subgroupMatrixStore(&Cs, ${i * c.sm}u * u32(TN) + ${j * c.sn}u, acc${i}_${j}, false, u32(TN));`).join(`
           `)}
         }
         workgroupBarrier();
