@@ -338,14 +338,21 @@ async function halfMatrixRow(gemms: () => tf.Tensor, layerCall: () => tf.Tensor,
     const error = await device.popErrorScope();
     if (error != null) out.validationError = error.message.slice(0, 600);
     out.relDiffVsExact = relL2(data, Float64Array.from(exactData));
-    exact.dispose();
     out.gemms = (await throughput(gemms, n, reps)).ms;
     out.layer = (await throughput(layerCall, n, reps)).ms;
-    const presets: Record<string, number | string> = {};
+    // Each preset: one checked call (validation errors, difference vs exact) before its timing.
+    const presets: Record<string, unknown> = {};
     for (const preset of MATRIX_PRESETS) {
       setWebGPUGemmPreset(preset);
       try {
-        presets[preset] = (await throughput(gemms, n, reps)).ms;
+        device.pushErrorScope('validation');
+        const y = gemms();
+        const yData = await y.data();
+        y.dispose();
+        const error = await device.popErrorScope();
+        const diff = relL2(yData, Float64Array.from(exactData));
+        presets[preset] = error != null ? `invalid: ${error.message.slice(0, 300)}` :
+            {ms: (await throughput(gemms, n, reps)).ms, relDiffVsExact: diff};
       } catch (e) {
         presets[preset] = `error: ${(e as Error).message.slice(0, 300)}`;
       }
@@ -355,6 +362,7 @@ async function halfMatrixRow(gemms: () => tf.Tensor, layerCall: () => tf.Tensor,
   } catch (e) {
     out.error = (e as Error).message.slice(0, 600);
   } finally {
+    exact.dispose();
     tf.env().set(MOE_WEBGPU_GEMM_HALF_MATRICES, false);
     setWebGPUGemmPreset(null);
   }

@@ -47,9 +47,9 @@ describe('half-matrix GEMM variant (gate and choice)', () => {
     const at = (rows: number, o: Partial<internal.GemmShape> = {}) => internal.chooseGemmConfig(shape(rows, o), storage,
         'default', h);
     expect(at(128).kind).withContext('1 row per expert: stream').toBe('stream');
-    expect(at(2048)).toEqual(jasmine.objectContaining({kind: 'matrix', tm: 16, tn: 128, sm: 16}));
-    expect(at(4096)).toEqual(jasmine.objectContaining({kind: 'matrix', tm: 32}));
-    expect(at(32768)).toEqual(jasmine.objectContaining({kind: 'matrix', tm: 64}));
+    const first = internal.GEMM_PRESETS[internal.MATRIX_TILE_TABLE[0].preset] as internal.MatrixConfig;
+    expect(at(2048) as internal.MatrixConfig).toEqual({...first, sm: 16, sn: 16, sk: 16});
+    expect(at(32768)).toEqual(jasmine.objectContaining({kind: 'matrix'}));
     expect(at(2048, {transposeRhs: true, swiglu: false}).kind).withContext('transposed').toBe('tiled');
     expect(at(2048, {depth: 2046}).kind).withContext('K % 4 != 0').not.toBe('matrix');
     for (const name of Object.keys(internal.GEMM_PRESETS)) {
@@ -58,7 +58,7 @@ describe('half-matrix GEMM variant (gate and choice)', () => {
         expect(internal.workgroupBytes(c)).withContext(`${name} fits 48 KiB`).toBeLessThanOrEqual(storage);
       }
     }
-    expect(internal.chooseGemmConfig(shape(32768), 16 * 1024, 'default', h).kind).withContext('16 KiB: no room')
+    expect(internal.chooseGemmConfig(shape(32768), 8 * 1024, 'default', h).kind).withContext('8 KiB: no room')
         .toBe('tiled');
     internal.setWebGPUGemmPreset('m64x64');
     expect(at(2048)).toEqual(jasmine.objectContaining({kind: 'matrix', tm: 64, tn: 64}));
@@ -66,14 +66,16 @@ describe('half-matrix GEMM variant (gate and choice)', () => {
         .withContext('a matrix preset without matrices: the heuristic').toBe('tiled');
   });
 
-  it('moves enable directives to the top of a module, once per device, other modules unchanged', () => {
+  it('moves enable and diagnostic directives to the top of a module, once per device, other modules unchanged', () => {
     const seen: string[] = [];
     const device = {createShaderModule: (d: {code: string}) => { seen.push(d.code); return d; }};
     internal.hoistEnableDirectives(device);
     internal.hoistEnableDirectives(device);
-    device.createShaderModule({code: 'struct U { a : f32, };\n      enable f16;\n  enable subgroups, f16;\nfn main() {}'});
+    device.createShaderModule({code: 'struct U { a : f32, };\n      enable f16;\n  enable subgroups, f16;\n' +
+        '  diagnostic(off, chromium.subgroup_matrix_uniformity);\nfn main() {}'});
     device.createShaderModule({code: 'fn main() { let enabled = 1; }'});
-    expect(seen[0]).toBe('enable f16;\nenable subgroups, f16;\nstruct U { a : f32, };\n\n\nfn main() {}');
+    expect(seen[0]).toBe('enable f16;\nenable subgroups, f16;\ndiagnostic(off, chromium.subgroup_matrix_uniformity);\n' +
+        'struct U { a : f32, };\n\n\n\nfn main() {}');
     expect(seen[1]).toBe('fn main() { let enabled = 1; }');
   });
 });

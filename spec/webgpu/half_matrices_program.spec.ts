@@ -13,7 +13,7 @@ import {describeWebGPU} from './webgpu_env.js';
 
 /** The generated WGSL with the subgroup-matrix builtins emulated per invocation (see the file comment). */
 function emulate(code: string): string {
-  return code.replace(/^\s*enable (f16|subgroups|chromium_experimental_subgroup_matrix);\s*$/gm, '')
+  return code.replace(/^\s*(enable (f16|subgroups|chromium_experimental_subgroup_matrix)|diagnostic\([^)]*\));\s*$/gm, '')
       .replace(/\bf16\b/g, 'f32')
       .replace(/subgroupAdd\(1u\) == 32u/, 'true')
       .replace(/var (acc\d+_\d+) = subgroup_matrix_result<f32, 16, 16>\(\);/g, 'var $1 : array<f32, 8>;')
@@ -41,14 +41,19 @@ interface Backend {
 
 describeWebGPU('webgpu half-matrix GEMM program (subgroup matrices emulated)', () => {
   // SwiftShader allows 32 KiB of workgroup memory and the emulation holds the f16 tiles as f32: tiles that fit.
-  const cases: Array<{format: 'float32' | 'int4', swiglu: boolean, tm: number, tn: number}> = [
-    {format: 'int4', swiglu: false, tm: 16, tn: 128},
-    {format: 'int4', swiglu: true, tm: 32, tn: 64},
-    {format: 'float32', swiglu: false, tm: 32, tn: 64},
-    {format: 'float32', swiglu: true, tm: 16, tn: 128},
+  // subgroups 4: the tiles staged by 128 invocations, each subgroup multiplying the whole tile (split false) or
+  // its quarter of the columns (split true).
+  const cases: Array<{format: 'float32' | 'int4', swiglu: boolean, tm: number, tn: number, subgroups: 1 | 4,
+                      split: boolean}> = [
+    {format: 'int4', swiglu: false, tm: 16, tn: 128, subgroups: 1, split: false},
+    {format: 'int4', swiglu: true, tm: 32, tn: 64, subgroups: 4, split: false},
+    {format: 'float32', swiglu: false, tm: 32, tn: 64, subgroups: 1, split: false},
+    {format: 'float32', swiglu: true, tm: 16, tn: 128, subgroups: 4, split: true},
+    {format: 'int4', swiglu: true, tm: 16, tn: 128, subgroups: 4, split: true},
   ];
   for (const c of cases) {
-    it(`${c.format}, ${c.swiglu ? 'SwiGLU x scale' : 'plain'}, ${c.tm} x ${c.tn} tiles, vs float64`, async () => {
+    it(`${c.format}, ${c.swiglu ? 'SwiGLU x scale' : 'plain'}, ${c.tm} x ${c.tn} tiles, ${c.subgroups} subgroup(s)` +
+       `${c.split ? ' splitting the columns' : ''}, vs float64`, async () => {
       const rand = rng(90 + c.tm + c.tn + +c.swiglu);
       const R = 40, E = 3, K = 72, N = 48, offsets = [3, 20, 20, 37];  // rows 0-2 and 37-39 in no segment, expert 1 empty
       const KW = K / 8, G = Math.ceil(K / 32);
@@ -65,7 +70,8 @@ describeWebGPU('webgpu half-matrix GEMM program (subgroup matrices emulated)', (
           undefined;
       const program = new internal.BatchedGemmProgram({numRows: R, depth: K, width: N, numExperts: E,
         transposeRhs: false, hasBias: true, swiglu: c.swiglu, hasScale: c.swiglu, packed},
-        {kind: 'matrix', tm: c.tm, tn: c.tn, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true});
+        {kind: 'matrix', tm: c.tm, tn: c.tn, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: c.subgroups,
+          split: c.split});
       const code = emulate(program.getUserCode());
       expect(code).not.toMatch(/subgroup_matrix|subgroupMatrix/);
       program.getUserCode = () => code;

@@ -62,8 +62,11 @@ export interface StreamConfig {
   unroll: number;
 }
 /**
- * Tiled on subgroup matrices (half_matrices.ts; never by default): TM x TN tiles, TK = 32 per staged step, one
- * subgroup of 32 per workgroup, in matrices of sm x sk times sk x sn (the device's shape).
+ * Tiled on subgroup matrices (half_matrices.ts; never by default): TM x TN tiles, TK = 32 per staged step, in
+ * matrices of sm x sk times sk x sn (the device's shape). `subgroups` of 32 stage the tiles together; the matrix
+ * builtins need workgroup-uniform offsets, so with split false every subgroup multiplies the whole tile (the same
+ * result written by each), with split true subgroup g takes columns [g TN/s, (g+1) TN/s) and the program turns
+ * off the uniformity diagnostic for its per-subgroup offsets.
  */
 export interface MatrixConfig {
   kind: 'matrix';
@@ -74,6 +77,8 @@ export interface MatrixConfig {
   sn: number;
   sk: number;
   prefetch: boolean;
+  subgroups: 1 | 4;
+  split: boolean;
 }
 export type GemmConfig = TiledConfig | StreamConfig | MatrixConfig;
 
@@ -84,7 +89,7 @@ export function tileCols(c: GemmConfig): number {
   return c.kind === 'stream' ? c.nv * 4 : c.kind === 'matrix' ? c.tn : c.wx * c.rn * c.vec;
 }
 export function threads(c: GemmConfig): number {
-  return c.kind === 'stream' ? c.nv * c.ks : c.kind === 'matrix' ? HALF_MATRIX_SUBGROUP : c.wx * c.wy;
+  return c.kind === 'stream' ? c.nv * c.ks : c.kind === 'matrix' ? c.subgroups * HALF_MATRIX_SUBGROUP : c.wx * c.wy;
 }
 
 /** Workgroup memory of a tiled or matrix config: its tiles (f32, or f16 tiles + the f32 result tile) + the scan. */
@@ -120,12 +125,16 @@ export const GEMM_PRESETS: Record<string, GemmConfig> = {
   r64x128np: {kind: 'tiled', wx: 16, wy: 8, rm: 8, rn: 2, tk: 16, vec: 4, av: 4},
   r128x128np: {kind: 'tiled', wx: 16, wy: 16, rm: 8, rn: 2, tk: 16, vec: 4, av: 4},
   // Subgroup matrices (sm/sn/sk are the device's, filled in by chooseGemmConfig).
-  m16x64: {kind: 'matrix', tm: 16, tn: 64, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true},
-  m16x128: {kind: 'matrix', tm: 16, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true},
-  m32x64: {kind: 'matrix', tm: 32, tn: 64, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true},
-  m32x128: {kind: 'matrix', tm: 32, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: false},
-  m64x64: {kind: 'matrix', tm: 64, tn: 64, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: false},
-  m64x64p: {kind: 'matrix', tm: 64, tn: 64, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true},
+  m16x64: {kind: 'matrix', tm: 16, tn: 64, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 1, split: false},
+  m16x128: {kind: 'matrix', tm: 16, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 1, split: false},
+  m32x64: {kind: 'matrix', tm: 32, tn: 64, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 1, split: false},
+  m64x64: {kind: 'matrix', tm: 64, tn: 64, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: false, subgroups: 1, split: false},
+  m16x64r4: {kind: 'matrix', tm: 16, tn: 64, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4, split: false},
+  m32x64r4: {kind: 'matrix', tm: 32, tn: 64, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4, split: false},
+  m16x128s4: {kind: 'matrix', tm: 16, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4, split: true},
+  m32x128s4: {kind: 'matrix', tm: 32, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4, split: true},
+  m64x128s4: {kind: 'matrix', tm: 64, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4, split: true},
+  m64x64s4: {kind: 'matrix', tm: 64, tn: 64, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4, split: true},
 };
 
 /** Forces one preset for every batchedGemm on webgpu (benchmarks compare them); null restores the heuristic. */
@@ -160,11 +169,13 @@ export const GEMM_TILE_TABLE: Record<string, readonly TileChoice[]> = {
   ],
 };
 
-/** Rows per expert -> matrix preset, where the half-matrix program may run (the stream rows keep streaming). */
+/**
+ * Rows per expert -> matrix preset, where the half-matrix program may run (the stream rows keep streaming). H200
+ * batch G (one subgroup per workgroup): m16x64 was the fastest at 16 and 256 rows per expert (int4 g32 GEMMs 1.99 /
+ * 18.3 ms, slower than the exact r16x128 / r64x256: 1.60 / 11.96), larger tiles slower still.
+ */
 export const MATRIX_TILE_TABLE: readonly TileChoice[] = [
-  {maxRowsPerExpert: 24, preset: 'm16x128'},
-  {maxRowsPerExpert: 48, preset: 'm32x64'},
-  {maxRowsPerExpert: Infinity, preset: 'm64x64'},
+  {maxRowsPerExpert: Infinity, preset: 'm16x64'},
 ];
 
 /**
@@ -224,7 +235,8 @@ function matrixConfig(s: GemmShape, maxWorkgroupStorage: number, h: HalfMatrixSh
     name = MATRIX_TILE_TABLE.find(c => rowsPerExpert <= c.maxRowsPerExpert)!.preset;
   }
   const c = {...(GEMM_PRESETS[name] as MatrixConfig), sm: h.m, sn: h.n, sk: h.k};
-  const fits = c.tm % c.sm === 0 && c.tn % c.sn === 0 && c.tk % c.sk === 0 && (c.tn / 2) % 4 === 0;
+  const fits = c.tm % c.sm === 0 && (c.tn / (c.split ? c.subgroups : 1)) % c.sn === 0 && c.tk % c.sk === 0 &&
+      (c.tn / 2) % 4 === 0;
   return fits && workgroupBytes(c) <= maxWorkgroupStorage ? c : null;
 }
 

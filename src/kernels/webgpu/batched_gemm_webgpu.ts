@@ -323,7 +323,10 @@ ${this.streamMainLoop()}
     const packed = this.shape.packed;
     const loads = stagedTileLoads({tm: c.tm, tk: c.tk, tnv, wgs: threads(c), av: 1, half: true,
       swiglu: this.shape.swiglu === true, packed, rhs: packed != null ? 'packed' : 'float'});
-    const rt = c.tm / c.sm, ct = c.tn / c.sn;
+    const cols = c.split ? c.tn / c.subgroups : c.tn;
+    const rt = c.tm / c.sm, ct = cols / c.sn;
+    // Per-subgroup column offset (split), else 0: every subgroup multiplies the whole tile.
+    const sg = c.split ? ' + sgCol' : '';
     const tiles: Array<[number, number]> = [];
     for (let i = 0; i < rt; i++) for (let j = 0; j < ct; j++) tiles.push([i, j]);
     const left = `subgroup_matrix_left<f16, ${c.sk}, ${c.sm}>`, right = `subgroup_matrix_right<f16, ${c.sn}, ${c.sk}>`;
@@ -333,7 +336,7 @@ ${this.streamMainLoop()}
                 `let a${i} = subgroupMatrixLoad<${left}>(&As, ${i * c.sm}u * u32(TK) + kk, false, u32(TK));`).join(`
               `)}
               ${Array.from({length: ct}, (_, j) =>
-                `let b${j} = subgroupMatrixLoad<${right}>(&Bs, kk * u32(TN) + ${j * c.sn}u, false, u32(TN));`).join(`
+                `let b${j} = subgroupMatrixLoad<${right}>(&Bs, kk * u32(TN)${sg} + ${j * c.sn}u, false, u32(TN));`).join(`
               `)}
               ${tiles.map(([i, j]) => `acc${i}_${j} = subgroupMatrixMultiplyAccumulate(a${i}, b${j}, acc${i}_${j});`).join(`
               `)}
@@ -357,7 +360,9 @@ ${this.streamMainLoop()}
     return `
       enable f16;
       enable subgroups;
-      enable chromium_experimental_subgroup_matrix;
+      enable chromium_experimental_subgroup_matrix;${c.split ? `
+      diagnostic(off, chromium.subgroup_matrix_uniformity);
+      diagnostic(off, subgroup_uniformity);` : ''}
       const TM = ${c.tm};
       const TN = ${c.tn};
       const TK = ${c.tk};
@@ -369,13 +374,14 @@ ${this.streamMainLoop()}
       var<workgroup> Cs : array<f32, ${c.tm * c.tn}>;
       fn main(index : i32) {
         ${this.prologue()}
-        let NV = N / VEC;
+        let NV = N / VEC;${c.split ? `
+        let sgCol = u32(lid / ${HALF_MATRIX_SUBGROUP}) * ${cols}u;` : ''}
         if (mode == MODE_EXPERT) {
           ${tiles.map(([i, j]) => `var acc${i}_${j} = ${res}();`).join(`
           `)}
           ${loads.regs}${body}
           ${tiles.map(([i, j]) =>
-            `subgroupMatrixStore(&Cs, ${i * c.sm}u * u32(TN) + ${j * c.sn}u, acc${i}_${j}, false, u32(TN));`).join(`
+            `subgroupMatrixStore(&Cs, ${i * c.sm}u * u32(TN)${sg} + ${j * c.sn}u, acc${i}_${j}, false, u32(TN));`).join(`
           `)}
         }
         workgroupBarrier();

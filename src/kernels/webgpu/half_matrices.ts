@@ -66,7 +66,7 @@ export function halfMatrixShape(device: DeviceLike): HalfMatrixShape | null {
 const hoisted = new WeakSet<object>();
 
 /**
- * tfjs prepends its own declarations to a program's code, but WGSL wants `enable` directives first: wrap the
+ * tfjs prepends its own declarations to a program's code, but WGSL wants directives (`enable`, `diagnostic`) first: wrap the
  * device's createShaderModule once so that they move to the top (other modules pass through unchanged).
  */
 export function hoistEnableDirectives(device: {createShaderModule(d: {code: string}): unknown}): void {
@@ -75,7 +75,7 @@ export function hoistEnableDirectives(device: {createShaderModule(d: {code: stri
   const create = device.createShaderModule.bind(device);
   device.createShaderModule = (d: {code: string}) => {
     const directives: string[] = [];
-    const code = d.code.replace(/^[ \t]*enable [a-z0-9_, ]+;[ \t]*$/gm, line => {
+    const code = d.code.replace(/^[ \t]*(enable [a-z0-9_, ]+|diagnostic\([a-z0-9_., ]+\));[ \t]*$/gm, line => {
       directives.push(line.trim());
       return '';
     });
