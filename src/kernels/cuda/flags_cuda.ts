@@ -14,23 +14,35 @@ export const MOE_CUDA_PDL = 'MOE_CUDA_PDL';
  * 'stream' / 'stream8' (default, but at decode sizes the weight-streaming kernel with 4 / 8 columns per warp
  * instead of 16-row tensor-core tiles, the token-owned down GEMM with the combine at T * k * 8 <= E, and int4
  * expert weights read natively (W4A16); slower than the default on the H200: BENCHMARKS.md); 'mma32' (default with
- * 16 x 32 tensor-core tiles at decode sizes instead of 16 x 64).
+ * 16 x 32 tensor-core tiles at decode sizes instead of 16 x 64); 'deep' / 'k128' (default with the 16 x 64 decode
+ * tiles' pipeline 8 stages of 64 along K, or 4 stages of 128, instead of 4 of 64).
  */
 export const MOE_CUDA_GEMM_TILES = 'MOE_CUDA_GEMM_TILES';
-export const CUDA_GEMM_TILE_CHOICES = ['default', 'previous', 'stream', 'stream8', 'mma32'] as const;
+export const CUDA_GEMM_TILE_CHOICES = ['default', 'previous', 'stream', 'stream8', 'mma32', 'deep', 'k128'] as const;
+/**
+ * The layer's decode fusions (T <= 16): 'all' (default), 'route' (router GEMM + routing + permute in one kernel),
+ * 'combine' (the weighted combine in the down GEMM's last tile per column), 'none' (separate kernels).
+ */
+export const MOE_CUDA_FUSE = 'MOE_CUDA_FUSE';
+export const CUDA_FUSE_CHOICES = ['all', 'route', 'combine', 'none'] as const;
 
-export function registerCudaFlags(): void {
+function registerChoiceFlag(name: string, choices: readonly string[]): void {
   const env = tf.env();
-  env.registerFlag(MOE_CUDA_PDL, () => true);
-  let valid: string = 'default';
-  env.registerFlag(MOE_CUDA_GEMM_TILES, () => 'default', value => {
-    if ((CUDA_GEMM_TILE_CHOICES as readonly unknown[]).includes(value)) {
+  let valid: string = choices[0];
+  env.registerFlag(name, () => choices[0], value => {
+    if ((choices as readonly unknown[]).includes(value)) {
       valid = value as string;
     } else {
-      env.set(MOE_CUDA_GEMM_TILES, valid);  // tfjs stores the value before this hook runs: put the last good one back
-      throw new Error(`${MOE_CUDA_GEMM_TILES} must be one of ${CUDA_GEMM_TILE_CHOICES.join(', ')}, got ${describeValue(value)}`);
+      env.set(name, valid);  // tfjs stores the value before this hook runs: put the last good one back
+      throw new Error(`${name} must be one of ${choices.join(', ')}, got ${describeValue(value)}`);
     }
   });
+}
+
+export function registerCudaFlags(): void {
+  tf.env().registerFlag(MOE_CUDA_PDL, () => true);
+  registerChoiceFlag(MOE_CUDA_GEMM_TILES, CUDA_GEMM_TILE_CHOICES);
+  registerChoiceFlag(MOE_CUDA_FUSE, CUDA_FUSE_CHOICES);
 }
 
 let pushed: string | null = null;
@@ -40,8 +52,9 @@ export function syncCudaTuning(addon: CudaAddon): void {
   const env = tf.env();
   const pdl = env.getBool(MOE_CUDA_PDL);
   const gemmTiles = env.get(MOE_CUDA_GEMM_TILES) as string;
-  const key = `${pdl}/${gemmTiles}`;
+  const fuse = env.get(MOE_CUDA_FUSE) as string;
+  const key = `${pdl}/${gemmTiles}/${fuse}`;
   if (key === pushed) return;
-  addon.setTuning({pdl, gemmTiles});
+  addon.setTuning({pdl, gemmTiles, fuse});
   pushed = key;
 }

@@ -1,6 +1,7 @@
 // Grouped GEMM math core on tensor cores (bf16/f16 operands, f32 accumulation).
 #pragma once
 
+#include "gemm_combine_tail.cuh"
 #include "gemm_epilogue.cuh"
 #include "gemm_ptx.cuh"
 #include "gemm_scheduler.cuh"
@@ -38,8 +39,11 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
   Elem* Bs = As + STAGES * BM * LDS;
 
   const RowTile tile = findRowTile<BM>(p, blockIdx.x);
-  if (!tile.valid) return;
   const int n0 = blockIdx.y * BN;
+  if (!tile.valid) {
+    if (EPI == Epilogue::kStore && p.combineOut != nullptr) combineTail<BN, NT>(p, n0);
+    return;
+  }
   const int tid = threadIdx.x;
   const Elem* A = static_cast<const Elem*>(p.A);
   const Elem* B = static_cast<const Elem*>(p.B) + static_cast<long long>(tile.expert) * p.N * p.K;
@@ -169,6 +173,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
       }
     }
   }
+  if (EPI == Epilogue::kStore && p.combineOut != nullptr) combineTail<BN, NT>(p, n0);
 }
 
 }  // namespace gemm

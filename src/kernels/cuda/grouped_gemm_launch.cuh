@@ -4,6 +4,7 @@
 
 #include "gemm_stream.cuh"
 #include "grouped_gemm.cuh"
+#include "moe_kernels.h"
 
 namespace moe {
 namespace gemm {
@@ -84,8 +85,13 @@ void launchMmaEpi(const GemmProblem& p, bool vec, cudaStream_t stream) {
   }
   switch (chooseMmaTile(p.rowsPerSegmentHint > 0 ? p.rowsPerSegmentHint : p.M, p.N)) {
     case MmaTile::k16x64:
-      if (tuning().decodeGemm == DecodeGemm::kMma32) launchMmaConfig<Elem, OutT, 16, 32, 64, 1, 2, 4, EPI, true>(p, stream);
-      else launchMmaConfig<Elem, OutT, 16, 64, 64, 1, 4, 4, EPI, true>(p, stream);
+      // Decode: each block streams its expert's 64 weight rows once; the pipeline depth sets the bytes in flight.
+      switch (tuning().decodeGemm) {
+        case DecodeGemm::kMma32: launchMmaConfig<Elem, OutT, 16, 32, 64, 1, 2, 4, EPI, true>(p, stream); break;
+        case DecodeGemm::kMmaDeep: launchMmaConfig<Elem, OutT, 16, 64, 64, 1, 4, 8, EPI, true>(p, stream); break;
+        case DecodeGemm::kMmaK128: launchMmaConfig<Elem, OutT, 16, 64, 128, 1, 4, 4, EPI, true>(p, stream); break;
+        default: launchMmaConfig<Elem, OutT, 16, 64, 64, 1, 4, 4, EPI, true>(p, stream); break;
+      }
       break;
     case MmaTile::k32x128:
       launchMmaConfig<Elem, OutT, 32, 128, 64, 1, 4, 4, EPI, true>(p, stream);
@@ -100,6 +106,11 @@ void launchMmaEpi(const GemmProblem& p, bool vec, cudaStream_t stream) {
       launchMmaConfig<Elem, OutT, 128, 128, 32, 2, 4, 4, EPI, true>(p, stream);
       break;
   }
+}
+
+// MOE_CUDA_GEMM_TILES 'stream' / 'stream8': the weight-streaming decode kernels.
+inline bool streamingDecode() {
+  return tuning().decodeGemm == DecodeGemm::kStream4 || tuning().decodeGemm == DecodeGemm::kStream8;
 }
 
 inline bool aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15) == 0; }
@@ -134,7 +145,7 @@ void launchStreamEpi(const GemmProblem& p, cudaStream_t stream) {
 // default 48 KB, whole gate/up groups for SwiGLU.
 template <typename Elem>
 bool useStreamGemm(const GemmProblem& p, bool vec) {
-  if (tuning().decodeGemm == DecodeGemm::kMma || previousTiles() || !vec || p.kSplit > 1) return false;
+  if (!streamingDecode() || previousTiles() || !vec || p.kSplit > 1) return false;
   const int hint = p.rowsPerSegmentHint > 0 ? p.rowsPerSegmentHint : p.M;
   if (hint > kStreamMaxRowsPerSegment) return false;
   if (StreamConfig<Elem, 8>::smemBytes(p.K) > 48 * 1024) return false;
@@ -144,7 +155,7 @@ bool useStreamGemm(const GemmProblem& p, bool vec) {
 template <typename Elem>
 bool combineSupported(const GemmProblem& p) {
   const bool vec = p.K % 8 == 0 && p.lda % 8 == 0 && aligned16(p.A) && aligned16(p.B);
-  return vec && tuning().decodeGemm != DecodeGemm::kMma && !previousTiles() && p.topK >= 1 &&
+  return vec && streamingDecode() && !previousTiles() && p.topK >= 1 &&
          streamCombineSmemBytes<Elem>(p.K, p.topK) <= 48 * 1024;
 }
 
@@ -159,6 +170,12 @@ void launchStreamCombine(const GemmProblem& p, cudaStream_t stream) {
   else launchKernel("streamCombineKernel", streamCombineKernel<Elem, COLS, 16>, grid, kStreamWarps * 32, smem, stream, p);
 }
 
+// GemmProblem.combineOut on a kernel without the combine tail: the GEMM, then the combine kernel (the same sums).
+inline void combineAfter(const GemmProblem& p, cudaStream_t stream) {
+  launchCombine(static_cast<const float*>(p.C), p.M, p.ldc, p.pairRow, p.pairWeight, p.pairExpert, p.combineTokens,
+                p.topK, p.seg.numExperts, p.combineBias, p.weightsApplied, p.identityX, p.combineOut, stream);
+}
+
 template <typename Elem>
 void launchMmaGemm(const GemmProblem& p, cudaStream_t stream) {
   if (p.epilogue == Epilogue::kCombine) {
@@ -166,6 +183,13 @@ void launchMmaGemm(const GemmProblem& p, cudaStream_t stream) {
     return;
   }
   const bool vec = p.K % 8 == 0 && p.lda % 8 == 0 && aligned16(p.A) && aligned16(p.B);
+  if (p.combineOut != nullptr && useStreamGemm<Elem>(p, vec)) {
+    GemmProblem q = p;
+    q.combineOut = nullptr;
+    launchMmaGemm<Elem>(q, stream);
+    combineAfter(p, stream);
+    return;
+  }
   if (useStreamGemm<Elem>(p, vec)) {
     switch (p.epilogue) {
       case Epilogue::kStore:

@@ -204,6 +204,10 @@ void MoeLayer::ensureWorkspace(int T) {
   weights_.ensure(R * 4);
   sharedScale_.ensure(cap * 4);
   perm_.ensure((E + (E + 1) + kTileClasses * (E + 1) + R + R + E) * 4);
+  // The fused decode kernels' completion counters (one for the route kernel, one per down GEMM column tile of at
+  // least 16 columns): zero here, and each launch leaves them zero.
+  counters_.ensure((1 + ceilDiv(D_, 16)) * sizeof(int));
+  MOE_CUDA(cudaMemsetAsync(counters_.as(), 0, counters_.bytes(), stream_));
   h_.ensure(R * intermediatePadded_ * eb);
   y_.ensure(R * D_ * 4);
   if (cfg_.latent > 0) {
@@ -255,46 +259,64 @@ void MoeLayer::enqueue(int T) {
     gate.aCopy = xCompute_.as();
     gate.aCopyElem = elem;
   }
-  const int split = gateSplit(T);
-  if (split > 1) {
-    // Few output tiles (N = E is small): slice K so the router fills the GPU; partial sums reduced in order.
-    gate.C = gatePartial_.as();
-    gate.kSplit = split;
-    gate.bias = nullptr;  // added once, by the reduction
-    gate.rowsPerSegmentHint = 64;
-    launchGroupedGemm(gate, stream_);
-    launchSplitKReduce(gatePartial_.as<float>(), split, T, gateCols_, routerBias, logits_.as<float>(), stream_);
-  } else {
-    launchGroupedGemm(gate, stream_);
-  }
-
-  // Every launch from here on follows a kernel on this stream: they may use programmatic dependent launch, which
-  // hides part of the gap between consecutive small kernels at decode sizes (H100, bf16 T=1: 0.0547 -> 0.0528 ms
-  // graph, 0.0620 -> 0.0557 stream). At T=256 it cost 2% (0.5295 -> 0.5410: the next GEMM's blocks take SM slots
-  // early and wait), so only for few tokens. Not while profiling: the stage events sit between the kernels there.
-  PdlScope pdl(marks_ == nullptr && T <= kPdlMaxTokens);
-  mark("router GEMM");
-  // 2. routing
   int* ids = ids_.as<int>();
   float* weights = weights_.as<float>();
   float* sharedScale = cfg_.sharedGate ? sharedScale_.as<float>() : nullptr;
   const float* corr = cfg_.useCorrectionBias ? gateBias_.as<float>() : nullptr;
-  if (cfg_.topkMethod == TopkMethod::kNoauxTc) {
-    launchMoeScores(logits_.as<float>(), T, routed, gateCols_, corr, routing_, nullptr, ids, weights, sharedScale,
-                    stream_);
-  } else {
-    launchTopkSelect(logits_.as<float>(), T, routed, gateCols_, corr, routing_, ids, weights, sharedScale, stream_);
-  }
-
-  mark("routing");
-  // 3. permute (alignment 1: tiles handle partial segments); identity experts' ids (>= E) get no row
   int* pb = perm_.as<int>();
   PermuteBuffers perm{pb, pb + E, pb + E + (E + 1), nullptr, nullptr, nullptr};
   perm.rowToPair = perm.tilePrefix + kTileClasses * (E + 1);
   perm.rowMap = perm.rowToPair + R;
   perm.scratch = perm.rowMap + R;
-  launchPermute(ids, T, k, E, 1, R, perm, stream_);
-
+  const bool noaux = cfg_.topkMethod == TopkMethod::kNoauxTc;
+  DecodeRouteArgs route;
+  route.routed = routed;
+  route.numExperts = E;
+  route.corr = corr;
+  route.rp = routing_;
+  route.noaux = noaux;
+  route.ids = ids;
+  route.weights = weights;
+  route.sharedGate = sharedScale;
+  route.R = R;
+  route.perm = perm;
+  route.counter = counters_.as<int>();
+  const int split = gateSplit(T);
+  // 1-3 in one kernel at decode sizes (no split): the router GEMM's last block routes and permutes.
+  const bool fusedRoute = split == 1 && tuning().fuseRoute && marks_ == nullptr && decodeRouteFits(gate, route);
+  if (fusedRoute) {
+    launchDecodeRoute(gate, route, stream_);
+  } else {
+    if (split > 1) {
+      // Few output tiles (N = E is small): slice K so the router fills the GPU; partial sums reduced in order.
+      gate.C = gatePartial_.as();
+      gate.kSplit = split;
+      gate.bias = nullptr;  // added once, by the reduction
+      gate.rowsPerSegmentHint = 64;
+      launchGroupedGemm(gate, stream_);
+      launchSplitKReduce(gatePartial_.as<float>(), split, T, gateCols_, routerBias, logits_.as<float>(), stream_);
+    } else {
+      launchGroupedGemm(gate, stream_);
+    }
+  }
+  // Every launch from here on follows a kernel on this stream: they may use programmatic dependent launch, which
+  // hides part of the gap between consecutive small kernels at decode sizes (H100, bf16 T=1: 0.0547 -> 0.0528 ms
+  // graph, 0.0620 -> 0.0557 stream). At T=256 it cost 2% (0.5295 -> 0.5410: the next GEMM's blocks take SM slots
+  // early and wait), so only for few tokens. Not while profiling: the stage events sit between the kernels there.
+  PdlScope pdl(marks_ == nullptr && T <= kPdlMaxTokens);
+  if (!fusedRoute) {
+    mark("router GEMM");
+    // 2. routing
+    if (noaux) {
+      launchMoeScores(logits_.as<float>(), T, routed, gateCols_, corr, routing_, nullptr, ids, weights, sharedScale,
+                      stream_);
+    } else {
+      launchTopkSelect(logits_.as<float>(), T, routed, gateCols_, corr, routing_, ids, weights, sharedScale, stream_);
+    }
+    mark("routing");
+    // 3. permute (alignment 1: tiles handle partial segments); identity experts' ids (>= E) get no row
+    launchPermute(ids, T, k, E, 1, R, perm, stream_);
+  }
   mark("permute");
   // 4. expert input in the compute dtype (latent: fc1 first)
   const void* xe = half ? xCompute_.as() : x;  // converted with the router GEMM
@@ -383,6 +405,21 @@ void MoeLayer::enqueue(int T) {
   owned.identityX = cfg_.zeroExperts > 0 ? x : nullptr;
   if (half && static_cast<long long>(R) * kTokenOwnedDownFactor <= E && combineInGemmSupported(owned)) {
     launchGroupedGemm(owned, stream_);
+    mark("down GEMM");
+  } else if (half && tuning().fuseCombine && marks_ == nullptr && T <= kPdlMaxTokens) {
+    // The combine in the down GEMM's last tile per column (no combine launch).
+    GemmProblem tail = dn;
+    tail.combineOut = routedOut;
+    tail.combineBias = owned.bias;
+    tail.combineTokens = T;
+    tail.tileCounters = counters_.as<int>() + 1;
+    tail.pairRow = perm.rowMap;
+    tail.pairExpert = ids;
+    tail.pairWeight = weights;
+    tail.topK = k;
+    tail.weightsApplied = weightsApplied;
+    tail.identityX = owned.identityX;
+    launchGroupedGemm(tail, stream_);
     mark("down GEMM");
   } else {
     launchGroupedGemm(dn, stream_);

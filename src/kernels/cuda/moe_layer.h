@@ -136,7 +136,7 @@ class MoeLayer {
   // expert's SwiGLU output
   int capT_ = -1;
   DeviceBuffer dX_, dOut_, xCompute_, logits_, gatePartial_, ids_, weights_, sharedScale_, perm_, h_, y_, latentF_,
-      latentE_, sharedHidden_;
+      latentE_, sharedHidden_, counters_;
   std::map<int, cudaGraphExec_t> graphs_;
   int graphsTuning_ = 0;  // tuning().generation the graphs were captured under
   PinnedStaging staging_, outStaging_;
