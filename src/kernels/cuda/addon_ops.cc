@@ -52,16 +52,22 @@ napi_value Status(napi_env env, napi_callback_info) {
   });
 }
 
-// setTuning({pdl, gemmTiles, fuse}): the tfjs flags MOE_CUDA_PDL, MOE_CUDA_GEMM_TILES and MOE_CUDA_FUSE
+// setTuning({pdl, gemmTiles, fuse, int4Mma}): the tfjs flags MOE_CUDA_PDL, MOE_CUDA_GEMM_TILES, MOE_CUDA_FUSE and
+// MOE_CUDA_INT4_MMA
 // (kernels/cuda/flags_cuda.ts).
 napi_value SetTuning(napi_env env, napi_callback_info info) {
   return entry(env, info, 1, "setTuning", [&](Args& a) {
-    napi_value pdlV, tilesV, fuseV;
+    napi_value pdlV, tilesV, fuseV, int4V;
     NAPI(napi_get_named_property(env, a.v[0], "pdl", &pdlV));
+    NAPI(napi_get_named_property(env, a.v[0], "int4Mma", &int4V));
     NAPI(napi_get_named_property(env, a.v[0], "gemmTiles", &tilesV));
     NAPI(napi_get_named_property(env, a.v[0], "fuse", &fuseV));
     bool pdl;
     if (napi_get_value_bool(env, pdlV, &pdl) != napi_ok) throw ArgError("setTuning: argument 'pdl' must be a boolean");
+    bool int4Mma;
+    if (napi_get_value_bool(env, int4V, &int4Mma) != napi_ok) {
+      throw ArgError("setTuning: argument 'int4Mma' must be a boolean");
+    }
     auto text = [&](napi_value v, const char* name) {
       char buf[32];
       size_t len = 0;
@@ -88,12 +94,13 @@ napi_value SetTuning(napi_env env, napi_callback_info info) {
     const bool fuseRoute = fuse == "all" || fuse == "route", fuseCombine = fuse == "all" || fuse == "combine";
     moe::Tuning& t = moe::tuning();
     if (t.pdl != pdl || t.previousTiles != (tiles == "previous") || t.decodeGemm != tile->second ||
-        t.fuseRoute != fuseRoute || t.fuseCombine != fuseCombine) {
+        t.fuseRoute != fuseRoute || t.fuseCombine != fuseCombine || t.int4Mma != int4Mma) {
       t.pdl = pdl;
       t.previousTiles = tiles == "previous";
       t.decodeGemm = tile->second;
       t.fuseRoute = fuseRoute;
       t.fuseCombine = fuseCombine;
+      t.int4Mma = int4Mma;
       t.generation++;
     }
     napi_value u;

@@ -26,6 +26,12 @@ export const CUDA_GEMM_TILE_CHOICES = ['default', 'previous', 'stream', 'stream8
 export const MOE_CUDA_FUSE = 'MOE_CUDA_FUSE';
 export const CUDA_FUSE_CHOICES = ['all', 'route', 'combine', 'none'] as const;
 
+/**
+ * int4 expert weights read natively by the tensor-core GEMM tiles at decode and mid sizes (W4A16: codes dequantized
+ * in registers; default true); false: those tiles read the dequantized copy (A/B).
+ */
+export const MOE_CUDA_INT4_MMA = 'MOE_CUDA_INT4_MMA';
+
 function registerChoiceFlag(name: string, choices: readonly string[]): void {
   const env = tf.env();
   let valid: string = choices[0];
@@ -43,6 +49,7 @@ export function registerCudaFlags(): void {
   tf.env().registerFlag(MOE_CUDA_PDL, () => true);
   registerChoiceFlag(MOE_CUDA_GEMM_TILES, CUDA_GEMM_TILE_CHOICES);
   registerChoiceFlag(MOE_CUDA_FUSE, CUDA_FUSE_CHOICES);
+  tf.env().registerFlag(MOE_CUDA_INT4_MMA, () => true);
 }
 
 let pushed: string | null = null;
@@ -53,8 +60,9 @@ export function syncCudaTuning(addon: CudaAddon): void {
   const pdl = env.getBool(MOE_CUDA_PDL);
   const gemmTiles = env.get(MOE_CUDA_GEMM_TILES) as string;
   const fuse = env.get(MOE_CUDA_FUSE) as string;
-  const key = `${pdl}/${gemmTiles}/${fuse}`;
+  const int4Mma = env.getBool(MOE_CUDA_INT4_MMA);
+  const key = `${pdl}/${gemmTiles}/${fuse}/${int4Mma}`;
   if (key === pushed) return;
-  addon.setTuning({pdl, gemmTiles, fuse});
+  addon.setTuning({pdl, gemmTiles, fuse, int4Mma});
   pushed = key;
 }

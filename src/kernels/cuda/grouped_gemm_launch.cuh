@@ -29,10 +29,10 @@ inline dim3 gridFor(const GemmProblem& p, int bm, int bn) {
 }
 
 template <typename Elem, typename OutT, int BM, int BN, int BK, int WARPS_M, int WARPS_N, int STAGES, Epilogue EPI,
-          bool VEC>
+          bool VEC, int BITS = 16>
 void launchMmaConfig(const GemmProblem& p, cudaStream_t stream) {
-  using Cfg = MmaConfig<Elem, BM, BN, BK, WARPS_M, WARPS_N, STAGES>;
-  auto kernel = mmaGemmKernel<Elem, OutT, BM, BN, BK, WARPS_M, WARPS_N, STAGES, EPI, VEC>;
+  using Cfg = MmaConfig<Elem, BM, BN, BK, WARPS_M, WARPS_N, STAGES, BITS>;
+  auto kernel = mmaGemmKernel<Elem, OutT, BM, BN, BK, WARPS_M, WARPS_N, STAGES, EPI, VEC, BITS>;
   static bool smemRaised = false;
   raiseSmemLimit(kernel, Cfg::kSmemBytes, smemRaised);
   const dim3 grid = gridFor(p, BM, BN);
@@ -113,6 +113,25 @@ inline bool streamingDecode() {
   return tuning().decodeGemm == DecodeGemm::kStream4 || tuning().decodeGemm == DecodeGemm::kStream8;
 }
 
+// W4A16 on tensor cores: the int4 copy of B dequantized in registers, up to the 64 x 128 tiles (more rows per
+// expert are compute-bound: the dequantized copy feeds the prefill tiles). Swiglu and store epilogues only.
+constexpr int kInt4MmaMaxRowsPerSegment = 96;
+
+template <typename Elem, typename OutT, Epilogue EPI>
+void launchMmaInt4Epi(const GemmProblem& p, cudaStream_t stream) {
+  switch (chooseMmaTile(p.rowsPerSegmentHint > 0 ? p.rowsPerSegmentHint : p.M, p.N)) {
+    case MmaTile::k16x64:
+      launchMmaConfig<Elem, OutT, 16, 64, 64, 1, 4, 4, EPI, true, 4>(p, stream);
+      break;
+    case MmaTile::k32x128:
+      launchMmaConfig<Elem, OutT, 32, 128, 64, 1, 4, 4, EPI, true, 4>(p, stream);
+      break;
+    default:
+      launchMmaConfig<Elem, OutT, 64, 128, 32, 2, 4, 4, EPI, true, 4>(p, stream);
+      break;
+  }
+}
+
 inline bool aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15) == 0; }
 
 // With MOE_CUDA_GEMM_TILES 'stream' / 'stream8', up to this many expected rows per expert the half-precision GEMMs
@@ -189,6 +208,18 @@ void launchMmaGemm(const GemmProblem& p, cudaStream_t stream) {
     launchMmaGemm<Elem>(q, stream);
     combineAfter(p, stream);
     return;
+  }
+  const int hint = p.rowsPerSegmentHint > 0 ? p.rowsPerSegmentHint : p.M;
+  if (tuning().int4Mma && !streamingDecode() && !previousTiles() && vec && p.bInt4 != nullptr && p.bScales != nullptr &&
+      p.K % 32 == 0 && p.groupSize > 0 && p.groupSize % 32 == 0 && hint <= kInt4MmaMaxRowsPerSegment && p.kSplit <= 1) {
+    if (p.epilogue == Epilogue::kSwiglu && p.out != DType::kFloat32) {
+      launchMmaInt4Epi<Elem, Elem, Epilogue::kSwiglu>(p, stream);
+      return;
+    }
+    if (p.epilogue == Epilogue::kStore && p.out == DType::kFloat32) {
+      launchMmaInt4Epi<Elem, float, Epilogue::kStore>(p, stream);
+      return;
+    }
   }
   if (useStreamGemm<Elem>(p, vec)) {
     switch (p.epilogue) {

@@ -121,6 +121,9 @@ struct Tuning {
   // weighted combine in the down GEMM's last tile per column.
   bool fuseRoute = true;
   bool fuseCombine = true;
+  // int4 expert copies read by the tensor-core tiles at decode and mid sizes (W4A16, tfjs flag MOE_CUDA_INT4_MMA);
+  // off: those tiles read the dequantized copy.
+  bool int4Mma = true;
   int generation = 0;
 };
 inline Tuning& tuning() {
