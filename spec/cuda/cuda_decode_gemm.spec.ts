@@ -110,10 +110,11 @@ describe('CUDA decode weight-streaming GEMM', () => {
                }
              }
              // The fusions change no sum: the route kernel runs the routing kernels' code, the combine tail the
-             // combine kernel's; deeper pipelines only reorder loads.
-             for (const name of ['default/none', 'default/route', 'default/combine', 'deep', 'k128']) {
+             // combine kernel's; 8 stages only reorder loads. 128-deep K tiles may pad K with more zero steps.
+             for (const name of ['default/none', 'default/route', 'default/combine', 'deep']) {
                expect(relError(outs[name], outs.default)).withContext(`${name} vs default`).toBe(0);
              }
+             expect(relError(outs.k128, outs.default)).withContext('k128 vs default').toBeLessThan(1e-6);
              expect(relError(outs['stream/none'], outs.stream)).withContext('stream unfused vs fused').toBe(0);
              expect(relError(outs.stream, outs.default)).withContext('4 columns vs mma').toBeLessThan(AGREE[dtype]);
              expect(relError(outs.stream8, outs.default)).withContext('8 columns vs mma').toBeLessThan(AGREE[dtype]);
