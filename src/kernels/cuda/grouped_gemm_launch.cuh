@@ -121,7 +121,9 @@ template <typename Elem, typename OutT, Epilogue EPI>
 void launchMmaInt4Epi(const GemmProblem& p, cudaStream_t stream) {
   switch (chooseMmaTile(p.rowsPerSegmentHint > 0 ? p.rowsPerSegmentHint : p.M, p.N)) {
     case MmaTile::k16x64:
-      launchMmaConfig<Elem, OutT, 16, 64, 64, 1, 4, 4, EPI, true, 4>(p, stream);
+      // A stage of int4 codes is a quarter of the bf16 bytes: deeper K steps keep as many bytes in flight.
+      if (tuning().decodeGemm == DecodeGemm::kMmaDeep) launchMmaConfig<Elem, OutT, 16, 64, 256, 1, 4, 4, EPI, true, 4>(p, stream);
+      else launchMmaConfig<Elem, OutT, 16, 64, 128, 1, 4, 4, EPI, true, 4>(p, stream);
       break;
     case MmaTile::k32x128:
       launchMmaConfig<Elem, OutT, 32, 128, 64, 1, 4, 4, EPI, true, 4>(p, stream);

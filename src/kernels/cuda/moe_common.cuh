@@ -111,7 +111,8 @@ __device__ __forceinline__ void awaitPredecessor() {
 // The half-precision GEMM at decode sizes: 16-row tensor-core tiles 64 columns wide (default: faster on the H200
 // than streaming, BENCHMARKS.md) or 32 wide (twice the blocks: A/B), or the weight-streaming kernel with 4 or 8
 // columns per warp (which also reads int4 copies: W4A16).
-// kMmaDeep / kMmaK128: the 16 x 64 tiles with 8 stages of 64, or 4 stages of 128, along K in flight (A/B).
+// kMmaDeep / kMmaK128: the 16 x 64 tiles with 8 stages of 64, or 4 stages of 128, along K in flight (A/B); kMmaDeep
+// also takes the int4 16 x 64 tiles from 128-deep to 256-deep K steps.
 enum class DecodeGemm : int { kMma = 0, kStream4 = 1, kStream8 = 2, kMma32 = 3, kMmaDeep = 4, kMmaK128 = 5 };
 struct Tuning {
   bool pdl = true;             // programmatic dependent launch in the layer at decode sizes
