@@ -9,7 +9,8 @@
  * 'default' comparison is the separate down GEMM + combine kernel. The decode fusions (MOE_CUDA_FUSE: router GEMM +
  * routing + permute in one kernel at T <= 16, the combine in the down GEMM's last tile per column at T <= 32) and
  * the deeper decode pipelines ('deep', 'k128') are checked against the reference and must equal the unfused /
- * default output exactly (the same sums in the same order). Pending without CUDA.
+ * default output exactly (the same sums in the same order), as must the down GEMM's L2 prefetch of its weights
+ * under programmatic dependent launch (TFJS_MOE_CUDA_L2_PREFETCH=1). Pending without CUDA.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {CudaComputeDtype, cudaStatus, MOE_CUDA_FUSE, MOE_CUDA_GEMM_TILES} from 'tfjs-moe';
@@ -92,14 +93,16 @@ describe('CUDA decode weight-streaming GEMM', () => {
            const before = tf.memory().numTensors;
            const outs: Record<string, Float32Array> = {};
            try {
-             const variants: Array<[string, string]> = [
+             const variants: Array<[string, string, boolean?]> = [
                ['default', 'all'], ['stream', 'all'], ['stream8', 'all'], ['mma32', 'all'], ['deep', 'all'],
                ['k128', 'all'], ['default', 'none'], ['default', 'route'], ['default', 'combine'], ['stream', 'none'],
+               ['default', 'all', true],
              ];
-             for (const [tiles, fuse] of variants) {
+             for (const [tiles, fuse, prefetch] of variants) {
                env.set(MOE_CUDA_GEMM_TILES, tiles);
                env.set(MOE_CUDA_FUSE, fuse);
-               const name = fuse === 'all' ? tiles : `${tiles}/${fuse}`;
+               process.env.TFJS_MOE_CUDA_L2_PREFETCH = prefetch ? '1' : '0';
+               const name = prefetch ? 'prefetch' : fuse === 'all' ? tiles : `${tiles}/${fuse}`;
                for (let call = 0; call < 2; call++) {  // the second call replays the CUDA graph
                  const out = layer.apply(xT, weights);
                  outs[name] = (await out.data()) as Float32Array;
@@ -111,7 +114,7 @@ describe('CUDA decode weight-streaming GEMM', () => {
              }
              // The fusions change no sum: the route kernel runs the routing kernels' code, the combine tail the
              // combine kernel's; 8 stages only reorder loads. 128-deep K tiles may pad K with more zero steps.
-             for (const name of ['default/none', 'default/route', 'default/combine', 'deep']) {
+             for (const name of ['default/none', 'default/route', 'default/combine', 'deep', 'prefetch']) {
                expect(relError(outs[name], outs.default)).withContext(`${name} vs default`).toBe(0);
              }
              expect(relError(outs.k128, outs.default)).withContext('k128 vs default').toBeLessThan(1e-6);
@@ -123,6 +126,7 @@ describe('CUDA decode weight-streaming GEMM', () => {
            } finally {
              env.set(MOE_CUDA_GEMM_TILES, 'default');
              env.set(MOE_CUDA_FUSE, 'all');
+             delete process.env.TFJS_MOE_CUDA_L2_PREFETCH;
              layer.dispose();
              xT.dispose();
              tf.dispose(Object.values(weights) as tf.Tensor[]);

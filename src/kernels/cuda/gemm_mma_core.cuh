@@ -52,6 +52,34 @@ __device__ __forceinline__ uint32_t dequant2(uint32_t byte, uint32_t biasPair, u
   return r;
 }
 
+// GemmProblem.prefetchB: before waiting for the previous kernel, ask L2 for this block's weight rows. The segments
+// were written two kernels back (see prefetchB), so they are read through L2 (__ldcg), never a stale L1 line.
+template <int BM, int BN, int BITS, typename Elem>
+__device__ __forceinline__ void prefetchWeightTile(const GemmProblem& p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const int E = p.seg.numExperts;
+  const int* prefix = p.seg.tilePrefix + tileClassOf(BM) * (E + 1);
+  const int tileIdx = blockIdx.x;
+  if (tileIdx >= __ldcg(prefix + E)) return;
+  int lo = 0, hi = E - 1;
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) >> 1;
+    if (__ldcg(prefix + mid) <= tileIdx) lo = mid; else hi = mid - 1;
+  }
+  // Only the expert's first row tile asks: the others read the same weights.
+  if (tileIdx != __ldcg(prefix + lo)) return;
+  const size_t rowBytes = BITS == 4 ? static_cast<size_t>(p.K) / 2 : static_cast<size_t>(p.K) * sizeof(Elem);
+  const char* base = BITS == 4 ? reinterpret_cast<const char*>(p.bInt4) : static_cast<const char*>(p.B);
+  base += static_cast<size_t>(lo) * p.N * rowBytes;
+  const int n0 = blockIdx.y * BN;
+  if (rowBytes < 16) return;
+  for (int r = threadIdx.x; r < BN && n0 + r < p.N; r += blockDim.x) {
+    const char* row = base + static_cast<size_t>(n0 + r) * rowBytes;
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(row), "r"(static_cast<unsigned>(rowBytes & ~size_t(15))) : "memory");
+  }
+#endif
+}
+
 template <typename Elem>
 __device__ __forceinline__ uint32_t pairOf(float v) {
   const Elem h = ElemTraits<Elem>::fromFloat(v);
@@ -65,6 +93,7 @@ template <typename Elem, typename OutT, int BM, int BN, int BK, int WARPS_M, int
           bool VEC, int BITS = 16>
 __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
     mmaGemmKernel(const GemmProblem p) {
+  if (VEC && p.prefetchB) prefetchWeightTile<BM, BN, BITS, Elem>(p);
   awaitPredecessor();
   using Cfg = MmaConfig<Elem, BM, BN, BK, WARPS_M, WARPS_N, STAGES, BITS>;
   constexpr bool Q = BITS == 4;

@@ -67,6 +67,10 @@ struct GemmProblem {
   // weighted combine of that tile's columns for tokens 0 .. combineTokens - 1 into combineOut [combineTokens][ldc]
   // (combineElement over C's rows: pairRow, pairWeight, pairExpert, topK, weightsApplied, identityX as for kCombine;
   // combineBias the [E][N] down bias, weighted). Saves the combine kernel's launch at decode sizes.
+  // Segmented mma tiles: before waiting for the previous kernel (programmatic dependent launch), each expert's
+  // first row tile asks L2 for its weight rows. Only for a GEMM whose segments were written before the previous
+  // kernel began (the decode down GEMM: the permute ran before the up_gate GEMM), and weights that fit in L2.
+  bool prefetchB = false;
   float* combineOut = nullptr;
   const float* combineBias = nullptr;
   int combineTokens = 0;

@@ -413,6 +413,10 @@ void MoeLayer::enqueue(int T) {
   } else if (half && tuning().fuseCombine && marks_ == nullptr && T <= kPdlMaxTokens) {
     // The combine in the down GEMM's last tile per column (no combine launch).
     GemmProblem tail = dn;
+    // TFJS_MOE_CUDA_L2_PREFETCH=1 (A/B): the down GEMM's blocks, launched early under PDL while the up_gate GEMM
+    // streams, ask L2 for their weights when all active experts' down weights fit in about two thirds of L2.
+    const long long downBytes = static_cast<long long>(std::min(E, R)) * D_ * intermediatePadded_ * dtypeBytes(elem);
+    tail.prefetchB = l2Prefetch_ && pdlSupported() && downBytes <= (32ll << 20);
     tail.combineOut = routedOut;
     tail.combineBias = owned.bias;
     tail.combineTokens = T;
@@ -511,6 +515,7 @@ std::vector<std::pair<std::string, float>> MoeLayer::profile(const float* x, int
 
 void MoeLayer::run(int T, bool useGraph, bool mapped) {
   // mapped: x is read from, y written to the mapped pinned buffers by copy kernels around the chain.
+  if (!useGraph) l2Prefetch_ = l2PrefetchEnv();
   auto body = [&] {
     if (mapped) launchCopy(mappedX_, dX_.as<float>(), static_cast<long long>(T) * cfg_.hidden, stream_);
     enqueue(T);
@@ -523,9 +528,10 @@ void MoeLayer::run(int T, bool useGraph, bool mapped) {
     body();
     return;
   }
-  if (graphsTuning_ != tuning().generation) {  // captured with other PDL / tile settings
+  if (graphsTuning_ != tuning().generation || l2Prefetch_ != l2PrefetchEnv()) {  // captured with other settings
     dropGraphs();
     graphsTuning_ = tuning().generation;
+    l2Prefetch_ = l2PrefetchEnv();
   }
   const int key = mapped ? -T : T;
   auto it = graphs_.find(key);
@@ -549,6 +555,11 @@ void MoeLayer::run(int T, bool useGraph, bool mapped) {
     return;  // the eager run already produced the output
   }
   MOE_CUDA(cudaGraphLaunch(it->second, stream_));
+}
+
+bool MoeLayer::l2PrefetchEnv() {
+  const char* v = std::getenv("TFJS_MOE_CUDA_L2_PREFETCH");
+  return v != nullptr && v[0] == '1';
 }
 
 bool MoeLayer::mappedIo() {

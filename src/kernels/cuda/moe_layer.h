@@ -112,6 +112,8 @@ class MoeLayer {
   void mark(const char* stage);  // records an event after a stage while profiling
   void run(int T, bool useGraph, bool mapped = false);
   static bool mappedIo();
+  static bool l2PrefetchEnv();
+  bool l2Prefetch_ = false;  // TFJS_MOE_CUDA_L2_PREFETCH as the graphs were captured
   void ensureMapped();
   GemmProblem dense(const void* A, int lda, const void* B, DType elem, int M, int N, int K) const;
   int gateSplit(int T) const;  // split-K factor of the router GEMM
