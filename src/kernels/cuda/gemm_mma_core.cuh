@@ -154,6 +154,8 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
     }
   }
 
+  const bool streamOnce = VEC && p.bStreamOnce;
+  const uint64_t policy = streamOnce ? evictFirstPolicy() : 0;
   auto loadStage = [&](int stage, int kt) {
     const int k0 = kt * BK;
     Elem* as = As + stage * BM * LDS;
@@ -180,7 +182,9 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
         if (Q_CHUNKS % NT != 0 && c >= Q_CHUNKS) break;
         const int slot = c % (BK / 32), k = k0 + slot * 32;  // K % 32 == 0: a chunk is wholly in or out
         const bool ok = qRow[i] != nullptr && k < p.K;
-        cpAsync16(qs + (c / (BK / 32)) * QROW + slot * 4, ok ? static_cast<const void*>(qRow[i] + k / 8) : p.bInt4, ok);
+        const void* src = ok ? static_cast<const void*>(qRow[i] + k / 8) : p.bInt4;
+        if (streamOnce) cpAsync16Policy(qs + (c / (BK / 32)) * QROW + slot * 4, src, ok, policy);
+        else cpAsync16(qs + (c / (BK / 32)) * QROW + slot * 4, src, ok);
       }
 #pragma unroll
       for (int i = 0; i < S_IT; i++) {
@@ -200,7 +204,8 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
         Elem* dst = bs + (c / KCH) * LDS + kc;
         if (VEC) {
           const bool ok = bRow[i] != nullptr && k < p.K;
-          cpAsync16(dst, ok ? bRow[i] + k : B, ok);
+          if (streamOnce) cpAsync16Policy(dst, ok ? bRow[i] + k : B, ok, policy);
+          else cpAsync16(dst, ok ? bRow[i] + k : B, ok);
         } else {
 #pragma unroll
           for (int e = 0; e < 8; e++) dst[e] = (bRow[i] != nullptr && k + e < p.K) ? bRow[i][k + e] : zero;

@@ -71,6 +71,8 @@ struct GemmProblem {
   // first row tile asks L2 for its weight rows. Only for a GEMM whose segments were written before the previous
   // kernel began (the decode down GEMM: the permute ran before the up_gate GEMM), and weights that fit in L2.
   bool prefetchB = false;
+  // B is read once (mma tiles): its loads are marked evict-first in L2 (keeps a following GEMM's prefetch in L2).
+  bool bStreamOnce = false;
   float* combineOut = nullptr;
   const float* combineBias = nullptr;
   int combineTokens = 0;

@@ -372,6 +372,11 @@ void MoeLayer::enqueue(int T) {
     g.groupSize = q.groupSize;
   };
   useInt4(up, upGateQ_);
+  // With the down GEMM's L2 prefetch (below): the up_gate weights, read once, must not evict what it asked for.
+  const long long downBytes = static_cast<long long>(std::min(E, R)) * D_ * intermediatePadded_ * dtypeBytes(elem);
+  const bool prefetchDown = l2Prefetch_ && half && tuning().fuseCombine && marks_ == nullptr && T <= kPdlMaxTokens &&
+                            pdlSupported() && downBytes <= (32ll << 20);
+  up.bStreamOnce = prefetchDown;
   launchGroupedGemm(up, stream_);
 
   mark("up_gate GEMM + SwiGLU");
@@ -391,6 +396,7 @@ void MoeLayer::enqueue(int T) {
   dn.K = intermediatePadded_;
   dn.epilogue = Epilogue::kStore;
   dn.bInt4 = nullptr;
+  dn.bStreamOnce = false;
   useInt4(dn, downQ_);
   float* routedOut = cfg_.latent > 0 ? latentF_.as<float>() : out;
   // 6. combine (+ weighted down bias, + w * x for identity experts), then the latent fc2. At the fewest tokens (each expert's weights read by
@@ -415,8 +421,7 @@ void MoeLayer::enqueue(int T) {
     GemmProblem tail = dn;
     // TFJS_MOE_CUDA_L2_PREFETCH=1 (A/B): the down GEMM's blocks, launched early under PDL while the up_gate GEMM
     // streams, ask L2 for their weights when all active experts' down weights fit in about two thirds of L2.
-    const long long downBytes = static_cast<long long>(std::min(E, R)) * D_ * intermediatePadded_ * dtypeBytes(elem);
-    tail.prefetchB = l2Prefetch_ && pdlSupported() && downBytes <= (32ll << 20);
+    tail.prefetchB = prefetchDown;
     tail.combineOut = routedOut;
     tail.combineBias = owned.bias;
     tail.combineTokens = T;
