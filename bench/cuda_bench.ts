@@ -17,7 +17,8 @@
  * Usage: node cuda_bench.js [--out file.json] [--dtypes float32,bfloat16] [--tokens 1,16,256,4096] [--iters 20]
  *   [--e2e-iters 15] [--chain 4] [--flags '{"MOE_CUDA_PDL": false, "MOE_CUDA_GEMM_TILES": "previous"}'] (tfjs flags, for A/B)
  *   [--kernel-only] (kernel times and stage profile only: for A/B runs) [--ab '[{"MOE_CUDA_FUSE": "none"}, ...]']
- *   (with --kernel-only: each flag set's kernel times too, same weights) [--ncu] (with --kernel-only: one eager
+ *   (with --kernel-only: each flag set's kernel times too, same weights; 'env:NAME' keys set environment variables)
+ *   [--ncu] (with --kernel-only: one eager
  *   forward and one graph replay per T, nothing else: what ncu profiles)
  * The end-to-end parts per mode: dataSync, the native call (alloc = its output arrays, uploadHost, wait = kernels +
  * the sliced download with the output's page faults and copy-out overlapped), the output tensor, and gc = V8
@@ -146,12 +147,19 @@ async function main() {
         console.log(`kernel-only ${dtype} T=${T}: graph ${row.kernelGraphMs.toFixed(4)} ms, stream ${row.kernelStreamMs.toFixed(4)} ms, ` +
                     `floor ${row.floorMs.toFixed(4)}; ${Object.entries(row.stages).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ')}`);
         // --ab: more flag sets measured on the same runner (one weight upload for all), then the flags put back.
+        // A key 'env:NAME' sets the environment variable NAME instead (the addon's TFJS_MOE_CUDA_* switches).
         for (const variant of abVariants) {
-          const before = Object.fromEntries(Object.keys(variant).map(n => [n, tf.env().get(n)]));
-          for (const [n, v] of Object.entries(variant)) tf.env().set(n, v);
+          const before = Object.fromEntries(Object.keys(variant).map(
+              n => [n, n.startsWith('env:') ? process.env[n.slice(4)] : tf.env().get(n)]));
+          const put = (n: string, v: unknown) => {
+            if (!n.startsWith('env:')) tf.env().set(n, v as number | boolean | string);
+            else if (v === undefined) delete process.env[n.slice(4)];
+            else process.env[n.slice(4)] = String(v);
+          };
+          for (const [n, v] of Object.entries(variant)) put(n, v);
           const g = runner.benchmark(x, T, {warmup: 5, iters, useGraph: true});
           const st = runner.benchmark(x, T, {warmup: 3, iters, useGraph: false});
-          for (const [n, v] of Object.entries(before)) tf.env().set(n, v);
+          for (const [n, v] of Object.entries(before)) put(n, v);
           const ab = {dtype, T, flags: variant, kernelGraphMs: median(g), kernelStreamMs: median(st), ...fl};
           results.push(ab);
           console.log(`kernel-only ${dtype} T=${T} ${JSON.stringify(variant)}: graph ${ab.kernelGraphMs.toFixed(4)} ms, ` +

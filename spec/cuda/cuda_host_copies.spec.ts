@@ -2,9 +2,7 @@
  * The host copy paths of one layer across changing T (CudaFusedMoe.apply, CUDA graphs on): small forwards copy x
  * and y inside the graph through the workspace's pinned buffers, large ones through threaded pinned staging and
  * the sliced download. Growing the workspace re-captures the graphs; a small T after a large one must still use
- * buffers the graphs know. With TFJS_MOE_CUDA_MAPPED_IO=1, forwards of up to 16 tokens move x and y through mapped
- * pinned buffers by copy kernels inside the graph instead. Every output against the float64 reference (float32:
- * 1e-4, bfloat16 3e-2). Pending without CUDA.
+ * buffers the graphs know. Every output against the float64 reference (float32: 1e-4). Pending without CUDA.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {cudaStatus} from 'tfjs-moe';
@@ -50,45 +48,4 @@ describe('CUDA host copies across T', () => {
       tf.dispose(Object.values(weights) as tf.Tensor[]);
     }
   });
-
-  it('TFJS_MOE_CUDA_MAPPED_IO=1: T <= 16 through mapped pinned buffers (copy kernels in the graph) equals the copied path',
-     async () => {
-       const H = 256, rand = rng(5160);
-       const cfg: RefMoeConfig = {numExperts: 16, topK: 4, intermediateSize: 40, topkMethod: 'greedy', nGroup: 1,
-         topkGroup: 1, routedScalingFactor: 1, renormalize: true, useCorrectionBias: false, latentSize: null,
-         withBias: false, probInAdvance: false, sharedExpertIntermediateSize: 0, sharedExpertGate: false};
-       const w = randomMoeWeights(rand, H, cfg);
-       const weights = Object.fromEntries(Object.entries(w).map(([n, v]) => [n, tf.tensor1d(v)])) as CudaMoeWeightTensors;
-       const layer = new CudaFusedMoe({hidden: H, ...cfg, computeDtype: 'bfloat16'});
-       const before = tf.memory().numTensors;
-       const saved = process.env.TFJS_MOE_CUDA_MAPPED_IO;
-       try {
-         for (const T of [1, 16, 5, 17, 1]) {  // 17: past the mapped buffers, the copied path
-           const x = randn(rand, T * H);
-           const xT = tf.tensor2d(x, [T, H]);
-           const ref = refFusedMoE(x, T, H, w as unknown as RefMoeWeights, cfg);
-           const outs: Float32Array[] = [];
-           for (const mapped of ['0', '1']) {
-             process.env.TFJS_MOE_CUDA_MAPPED_IO = mapped;
-             for (let call = 0; call < 2; call++) {  // capture, then replay
-               const out = layer.apply(xT, weights);
-               const data = (await out.data()) as Float32Array;
-               out.dispose();
-               const err = relError(data, ref);
-               recordError('cuda host copies bfloat16 (mapped)', err);
-               expect(err).withContext(`T ${T} mapped ${mapped} call ${call}`).toBeLessThan(3e-2);
-               outs.push(data);
-             }
-           }
-           for (const o of outs) expect(relError(o, outs[0])).withContext(`T ${T}: every path the same output`).toBe(0);
-           xT.dispose();
-         }
-         expect(tf.memory().numTensors).toBe(before);
-       } finally {
-         if (saved === undefined) delete process.env.TFJS_MOE_CUDA_MAPPED_IO;
-         else process.env.TFJS_MOE_CUDA_MAPPED_IO = saved;
-         layer.dispose();
-         tf.dispose(Object.values(weights) as tf.Tensor[]);
-       }
-     });
 });

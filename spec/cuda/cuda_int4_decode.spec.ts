@@ -65,7 +65,7 @@ describe('CUDA native int4 experts (W4A16 decode GEMMs)', () => {
                const ref = refFusedMoE(x, T, H, refWeights as unknown as RefMoeWeights, c.cfg);
                const xT = tf.tensor2d(x, [T, H]);
                const outs: Record<string, Float32Array> = {};
-               for (const [tiles, int4Mma] of [['stream', true], ['default', true], ['deep', true], ['default', false]] as const) {
+               for (const [tiles, int4Mma] of [['stream', true], ['default', true], ['deep', true], ['shallow', true], ['default', false]] as const) {
                  env.set(MOE_CUDA_GEMM_TILES, tiles);
                  env.set(MOE_CUDA_INT4_MMA, int4Mma);
                  const name = `${tiles}${int4Mma ? '' : '/dequantized'}`;
@@ -79,8 +79,9 @@ describe('CUDA native int4 experts (W4A16 decode GEMMs)', () => {
                // The tensor-core tiles on the codes vs on the dequantized copy: weights within an ulp of each other.
                expect(relError(outs.default, outs['default/dequantized'])).withContext(`T ${T} int4 vs dequantized`)
                    .toBeLessThan(AGREE[dtype]);
-               // 'deep': the int4 16 x 64 tiles with 256-deep K steps (same products, more zero padding at most).
+               // 'deep' / 'shallow': the int4 16 x 64 tiles with 256- / 128-deep K steps (same products, other padding).
                expect(relError(outs.deep, outs.default)).withContext(`T ${T} deep vs default`).toBeLessThan(1e-6);
+               expect(relError(outs.shallow, outs.default)).withContext(`T ${T} shallow vs default`).toBeLessThan(1e-6);
                xT.dispose();
              }
            } finally {

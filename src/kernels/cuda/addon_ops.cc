@@ -81,15 +81,15 @@ napi_value SetTuning(napi_env env, napi_callback_info info) {
         {"default", moe::DecodeGemm::kMma},      {"previous", moe::DecodeGemm::kMma},
         {"stream", moe::DecodeGemm::kStream4},   {"stream8", moe::DecodeGemm::kStream8},
         {"mma32", moe::DecodeGemm::kMma32},      {"deep", moe::DecodeGemm::kMmaDeep},
-        {"k128", moe::DecodeGemm::kMmaK128},
+        {"k128", moe::DecodeGemm::kMmaK128},     {"shallow", moe::DecodeGemm::kMmaShallow},
     };
     const auto* tile = std::find_if(std::begin(kTiles), std::end(kTiles), [&](const auto& c) { return tiles == c.first; });
     if (tile == std::end(kTiles)) {
       throw ArgError("setTuning: argument 'gemmTiles' must be 'default', 'previous', 'stream', 'stream8', 'mma32', "
-                     "'deep' or 'k128', got '" + tiles + "'");
+                     "'deep', 'k128' or 'shallow', got '" + tiles + "'");
     }
     if (fuse != "all" && fuse != "route" && fuse != "combine" && fuse != "none") {
-      throw ArgError("setTuning: argument 'fuse' must be 'all', 'route', 'combine' or 'none', got '" + fuse + "'");
+      throw ArgError("setTuning: argument 'fuse' must be 'none', 'all', 'route' or 'combine', got '" + fuse + "'");
     }
     const bool fuseRoute = fuse == "all" || fuse == "route", fuseCombine = fuse == "all" || fuse == "combine";
     moe::Tuning& t = moe::tuning();

@@ -6,9 +6,10 @@
 
 namespace moe {
 
-// out[t][d]: the k rows of token t summed in slot order, in float32. y is read through L2 (__ldcg): in the GEMM's
-// tail the rows were written by other blocks of the same grid. With identityX, a slot with no row (rowMap -1: a
+// out[t][d]: the k rows of token t summed in slot order, in float32. kViaL2: y is read through L2 (__ldcg), as the
+// GEMM's tail must (other blocks of the same grid wrote the rows). With identityX, a slot with no row (rowMap -1: a
 // zero-computation expert's) adds w * identityX[t] instead.
+template <bool kViaL2>
 __device__ __forceinline__ float combineElement(const float* __restrict__ y, int R, int D, const int* __restrict__ rowMap,
                                                 const float* __restrict__ weights, const int* __restrict__ ids, int t,
                                                 int d, int k, int E, const float* __restrict__ bias, bool weightsApplied,
@@ -18,7 +19,7 @@ __device__ __forceinline__ float combineElement(const float* __restrict__ y, int
     const int row = rowMap[t * k + j];
     const float w = weights[t * k + j];
     if (row >= 0 && row < R) {
-      const float v = __ldcg(y + static_cast<long long>(row) * D + d);
+      const float v = kViaL2 ? __ldcg(y + static_cast<long long>(row) * D + d) : y[static_cast<long long>(row) * D + d];
       acc += weightsApplied ? v : w * v;
       if (bias) {
         const int e = ids[t * k + j];

@@ -19,7 +19,7 @@ constexpr size_t kRouteStaticBytes = sizeof(float) * gemm::kFewRowsWarps * kRout
                                      sizeof(int) * (permute::kSmallPairs + 2 * permute::kSmallExperts + 1 +
                                                     (kTileClasses + 1) * permute::kScanThreads);
 
-size_t routeWarpBytes(int routed, int nGroup) { return (routing::perWarpBytes(routed, nGroup) + 15) & ~size_t(15); }
+size_t routeWarpBytes(int routed, const RoutingParams& rp) { return (routing::routeScratchBytes(routed, rp) + 15) & ~size_t(15); }
 size_t routeLogitBytes(int T, int ld) { return (static_cast<size_t>(T) * ld * sizeof(float) + 15) & ~size_t(15); }
 
 template <int MAXM>
@@ -71,13 +71,13 @@ bool decodeRouteFits(const GemmProblem& gate, const DecodeRouteArgs& a) {
   const bool vec = gate.K % 4 == 0 && gate.lda % 4 == 0 && (reinterpret_cast<uintptr_t>(gate.A) & 15) == 0 &&
                    (reinterpret_cast<uintptr_t>(gate.B) & 15) == 0;
   if (!vec || T * a.rp.k > permute::kSmallPairs || a.numExperts > permute::kSmallExperts) return false;
-  const size_t dyn = routeLogitBytes(T, gate.ldc) + gemm::kFewRowsWarps * routeWarpBytes(a.routed, a.rp.nGroup);
+  const size_t dyn = routeLogitBytes(T, gate.ldc) + gemm::kFewRowsWarps * routeWarpBytes(a.routed, a.rp);
   return dyn + kRouteStaticBytes <= 48 * 1024;
 }
 
 void launchDecodeRoute(const GemmProblem& gate, const DecodeRouteArgs& a, cudaStream_t stream) {
   if (!decodeRouteFits(gate, a)) throw std::invalid_argument("decode route: the problem does not fit the fused kernel");
-  const size_t logitBytes = routeLogitBytes(gate.M, gate.ldc), warpBytes = routeWarpBytes(a.routed, a.rp.nGroup);
+  const size_t logitBytes = routeLogitBytes(gate.M, gate.ldc), warpBytes = routeWarpBytes(a.routed, a.rp);
   const size_t dyn = logitBytes + gemm::kFewRowsWarps * warpBytes;
   auto kernel = gate.M <= 4 ? decodeRouteKernel<4> : decodeRouteKernel<16>;
   launchKernel("decodeRouteKernel", kernel, gate.N, kRouteThreads, dyn, stream, gate, a, logitBytes, warpBytes);

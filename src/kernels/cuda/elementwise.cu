@@ -31,15 +31,7 @@ __global__ void combineKernel(const float* __restrict__ y, int R, int D, const i
   for (long long idx = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; idx < total;
        idx += static_cast<long long>(gridDim.x) * blockDim.x) {
     const int t = static_cast<int>(idx / D), d = static_cast<int>(idx % D);
-    out[idx] = combineElement(y, R, D, rowMap, weights, ids, t, d, k, E, bias, weightsApplied, identityX);
-  }
-}
-
-__global__ void copyKernel(const float* __restrict__ src, float* __restrict__ dst, long long n) {
-  awaitPredecessor();
-  for (long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<long long>(gridDim.x) * blockDim.x) {
-    dst[i] = src[i];
+    out[idx] = combineElement<false>(y, R, D, rowMap, weights, ids, t, d, k, E, bias, weightsApplied, identityX);
   }
 }
 
@@ -86,11 +78,6 @@ void launchCombine(const float* y, int R, int D, const int* rowMap, const float*
   if (n == 0) return;
   launchKernel("combineKernel", combineKernel, gridFor(n, 256), 256, 0, stream, y, R, D, rowMap, weights, ids, T, k,
                E, bias, weightsApplied, identityX, out);
-}
-
-void launchCopy(const float* src, float* dst, long long n, cudaStream_t stream) {
-  if (n == 0) return;
-  launchKernel("copyKernel", copyKernel, gridFor(n, 256), 256, 0, stream, src, dst, n);
 }
 
 void launchConvert(const float* in, void* out, DType elem, long long n, cudaStream_t stream) {

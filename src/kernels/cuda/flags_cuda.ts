@@ -14,17 +14,19 @@ export const MOE_CUDA_PDL = 'MOE_CUDA_PDL';
  * 'stream' / 'stream8' (default, but at decode sizes the weight-streaming kernel with 4 / 8 columns per warp
  * instead of 16-row tensor-core tiles, the token-owned down GEMM with the combine at T * k * 8 <= E, and int4
  * expert weights read natively (W4A16); slower than the default on the H200: BENCHMARKS.md); 'mma32' (default with
- * 16 x 32 tensor-core tiles at decode sizes instead of 16 x 64); 'deep' / 'k128' (default with the 16 x 64 decode
- * tiles' pipeline 8 stages of 64 along K, or 4 stages of 128, instead of 4 of 64).
+ * 16 x 32 tensor-core tiles at decode sizes instead of 16 x 64); 'deep' / 'k128' / 'shallow' (default with the 16 x 64
+ * decode tiles' pipeline forced to 8 stages of 64 along K (int4: 4 of 256), 4 of 128, or 4 of 64 (int4: 4 of 128);
+ * the default takes the deeper one when the grid has fewer than two blocks per SM).
  */
 export const MOE_CUDA_GEMM_TILES = 'MOE_CUDA_GEMM_TILES';
-export const CUDA_GEMM_TILE_CHOICES = ['default', 'previous', 'stream', 'stream8', 'mma32', 'deep', 'k128'] as const;
+export const CUDA_GEMM_TILE_CHOICES = ['default', 'previous', 'stream', 'stream8', 'mma32', 'deep', 'k128', 'shallow'] as const;
 /**
- * The layer's decode fusions (T <= 16): 'all' (default), 'route' (router GEMM + routing + permute in one kernel),
- * 'combine' (the weighted combine in the down GEMM's last tile per column), 'none' (separate kernels).
+ * The layer's decode fusions: 'none' (default: separate kernels, chained by programmatic dependent launch), 'route'
+ * (router GEMM + routing + permute in one kernel, T <= 16), 'combine' (the weighted combine in the down GEMM's last
+ * tile per column, T <= 32), 'all' (both). A/B: slower than 'none' on the H200 so far (BENCHMARKS.md).
  */
 export const MOE_CUDA_FUSE = 'MOE_CUDA_FUSE';
-export const CUDA_FUSE_CHOICES = ['all', 'route', 'combine', 'none'] as const;
+export const CUDA_FUSE_CHOICES = ['none', 'all', 'route', 'combine'] as const;
 
 /**
  * int4 expert weights read natively by the tensor-core GEMM tiles at decode and mid sizes (W4A16: codes dequantized

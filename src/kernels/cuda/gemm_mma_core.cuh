@@ -120,7 +120,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
   const RowTile tile = findRowTile<BM>(p, blockIdx.x);
   const int n0 = blockIdx.y * BN;
   if (!tile.valid) {
-    if (EPI == Epilogue::kStore && p.combineOut != nullptr) combineTail<BN, NT>(p, n0);
+    if (EPI == Epilogue::kStore && p.combineOut != nullptr) combineTail<BN>(p, n0);
     return;
   }
   const int tid = threadIdx.x;
@@ -316,7 +316,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
       }
     }
   }
-  if (EPI == Epilogue::kStore && p.combineOut != nullptr) combineTail<BN, NT>(p, n0);
+  if (EPI == Epilogue::kStore && p.combineOut != nullptr) combineTail<BN>(p, n0);
 }
 
 }  // namespace gemm

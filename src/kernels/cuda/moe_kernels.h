@@ -79,9 +79,6 @@ void launchCombine(const float* y, int R, int D, const int* rowMap, const float*
                    int k, int E, const float* bias, bool weightsApplied, const float* identityX, float* out,
                    cudaStream_t stream);
 
-// dst[i] = src[i] for n floats, as a kernel (either side may be mapped pinned host memory).
-void launchCopy(const float* src, float* dst, long long n, cudaStream_t stream);
-
 // float32 -> elem (a copy when elem is float32).
 void launchConvert(const float* in, void* out, DType elem, long long n, cudaStream_t stream);
 

@@ -22,8 +22,6 @@ constexpr int kPdlMaxTokens = 32;
 // The down GEMM is token-owned (combine fused) while R * this <= E: then the T*k pairs hit almost only distinct
 // experts (T = 1, 2 at E = 128, k = 8), so streaming each pair's expert reads hardly any weight twice.
 constexpr long long kTokenOwnedDownFactor = 8;
-// Host forwards of up to this many tokens may use the mapped pinned buffers (TFJS_MOE_CUDA_MAPPED_IO=1).
-constexpr int kMappedMaxTokens = 16;
 
 void require(bool ok, const std::string& what) {
   if (!ok) throw std::invalid_argument("FusedMoE cuda: " + what);
@@ -175,8 +173,6 @@ void MoeLayer::packInt4(Int4Device& dst, const Int4Weight& src, int count, int K
 MoeLayer::~MoeLayer() {
   (void)cudaStreamSynchronize(stream_);  // the stream may still run a forward that reads the weights
   for (auto& [t, g] : graphs_) (void)cudaGraphExecDestroy(g);
-  if (mappedX_) (void)cudaFreeHost(mappedX_);
-  if (mappedY_) (void)cudaFreeHost(mappedY_);
 }
 
 void MoeLayer::dropGraphs() {
@@ -518,17 +514,9 @@ std::vector<std::pair<std::string, float>> MoeLayer::profile(const float* x, int
   return out;
 }
 
-void MoeLayer::run(int T, bool useGraph, bool mapped) {
-  // mapped: x is read from, y written to the mapped pinned buffers by copy kernels around the chain.
+void MoeLayer::run(int T, bool useGraph) {
   if (!useGraph) l2Prefetch_ = l2PrefetchEnv();
-  auto body = [&] {
-    if (mapped) launchCopy(mappedX_, dX_.as<float>(), static_cast<long long>(T) * cfg_.hidden, stream_);
-    enqueue(T);
-    if (mapped) {
-      PdlScope pdl(T <= kPdlMaxTokens);
-      launchCopy(dOut_.as<float>(), mappedY_, static_cast<long long>(T) * cfg_.hidden, stream_);
-    }
-  };
+  auto body = [&] { enqueue(T); };
   if (!useGraph) {
     body();
     return;
@@ -538,8 +526,7 @@ void MoeLayer::run(int T, bool useGraph, bool mapped) {
     graphsTuning_ = tuning().generation;
     l2Prefetch_ = l2PrefetchEnv();
   }
-  const int key = mapped ? -T : T;
-  auto it = graphs_.find(key);
+  auto it = graphs_.find(T);
   if (it == graphs_.end()) {
     body();  // one eager run first: one-time setup (smem opt-ins) stays out of the capture
     cudaGraph_t graph = nullptr;
@@ -556,7 +543,7 @@ void MoeLayer::run(int T, bool useGraph, bool mapped) {
     const cudaError_t st = cudaGraphInstantiate(&exec, graph, 0);
     (void)cudaGraphDestroy(graph);
     MOE_CUDA(st);
-    it = graphs_.emplace(key, exec).first;
+    it = graphs_.emplace(T, exec).first;
     return;  // the eager run already produced the output
   }
   MOE_CUDA(cudaGraphLaunch(it->second, stream_));
@@ -567,49 +554,12 @@ bool MoeLayer::l2PrefetchEnv() {
   return v != nullptr && v[0] == '1';
 }
 
-bool MoeLayer::mappedIo() {
-  const char* v = std::getenv("TFJS_MOE_CUDA_MAPPED_IO");  // read per forward: the specs switch it
-  return v != nullptr && v[0] == '1';
-}
-
-void MoeLayer::ensureMapped() {
-  if (mappedX_ != nullptr) return;
-  const size_t bytes = static_cast<size_t>(kMappedMaxTokens) * cfg_.hidden * sizeof(float);
-  void* a = nullptr;
-  void* b = nullptr;
-  MOE_CUDA(cudaHostAlloc(&a, bytes, cudaHostAllocMapped));
-  const cudaError_t st = cudaHostAlloc(&b, bytes, cudaHostAllocMapped);
-  if (st != cudaSuccess) (void)cudaFreeHost(a);
-  MOE_CUDA(st);
-  mappedX_ = static_cast<float*>(a);  // unified addressing: the host pointer is the device's too
-  mappedY_ = static_cast<float*>(b);
-}
-
 void MoeLayer::forward(const float* x, int T, float* out, int* ids, bool useGraph, HostCopy copy) {
   if (T == 0) return;
   using Clock = std::chrono::steady_clock;
   const auto t0 = Clock::now();
   ensureWorkspace(T);
   const size_t bytes = static_cast<size_t>(T) * cfg_.hidden * sizeof(float);
-  if (copy == HostCopy::kStaged && T <= kMappedMaxTokens && mappedIo()) {
-    // A few tokens: x and y cross the link inside the graph (two copy kernels on mapped pinned memory) instead of
-    // a DMA enqueued each way (a few microseconds of driver time each).
-    ensureMapped();
-    std::memcpy(mappedX_, x, bytes);
-    const auto t1 = Clock::now();
-    run(T, useGraph, true);
-    if (ids) {
-      MOE_CUDA(cudaMemcpyAsync(ids, ids_.as(), static_cast<size_t>(T) * cfg_.topK * sizeof(int),
-                               cudaMemcpyDeviceToHost, stream_));
-    }
-    MOE_CUDA(cudaStreamSynchronize(stream_));
-    std::memcpy(out, mappedY_, bytes);
-    const auto t2 = Clock::now();
-    timings_.uploadHostMs = std::chrono::duration<double, std::milli>(t1 - t0).count();
-    timings_.waitMs = std::chrono::duration<double, std::milli>(t2 - t1).count();
-    timings_.copyOutMs = 0;
-    return;
-  }
   if (copy == HostCopy::kPageable) {
     MOE_CUDA(cudaMemcpyAsync(dX_.as(), x, bytes, cudaMemcpyHostToDevice, stream_));
   } else {

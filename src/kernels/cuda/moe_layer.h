@@ -110,11 +110,9 @@ class MoeLayer {
   void dropGraphs();
   void enqueue(int T);  // reads dX_, writes dOut_
   void mark(const char* stage);  // records an event after a stage while profiling
-  void run(int T, bool useGraph, bool mapped = false);
-  static bool mappedIo();
+  void run(int T, bool useGraph);
   static bool l2PrefetchEnv();
   bool l2Prefetch_ = false;  // TFJS_MOE_CUDA_L2_PREFETCH as the graphs were captured
-  void ensureMapped();
   GemmProblem dense(const void* A, int lda, const void* B, DType elem, int M, int N, int K) const;
   int gateSplit(int T) const;  // split-K factor of the router GEMM
 
@@ -144,9 +142,6 @@ class MoeLayer {
   std::map<int, cudaGraphExec_t> graphs_;
   int graphsTuning_ = 0;  // tuning().generation the graphs were captured under
   PinnedStaging staging_, outStaging_;
-  // Mapped pinned x / y of few-token host forwards (TFJS_MOE_CUDA_MAPPED_IO=1), kMappedMaxTokens rows each.
-  float* mappedX_ = nullptr;
-  float* mappedY_ = nullptr;
   SlicedDownload download_;
   ForwardTimings timings_;
   std::vector<std::pair<std::string, cudaEvent_t>>* marks_ = nullptr;

@@ -6,7 +6,7 @@ namespace moe {
 namespace {
 
 constexpr int kWarps = 4;
-using routing::perWarpBytes;
+using routing::routeScratchBytes;
 
 __global__ void topkSelectKernel(const float* __restrict__ logits, int T, int E, int ld, const float* __restrict__ bias,
                                  RoutingParams rp, int* __restrict__ ids, float* __restrict__ weights,
@@ -37,7 +37,7 @@ __global__ void moeScoresKernel(const float* __restrict__ logits, int T, int E, 
 void launchTopkSelect(const float* logits, int T, int E, int ld, const float* bias, const RoutingParams& rp, int* ids,
                       float* weights, float* sharedGate, cudaStream_t stream) {
   if (T == 0) return;
-  const size_t warpBytes = perWarpBytes(E, rp.nGroup);
+  const size_t warpBytes = routeScratchBytes(E, rp);
   const size_t smem = warpBytes * kWarps;
   if (smem > 48 * 1024) {
     MOE_CUDA(cudaFuncSetAttribute(topkSelectKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
@@ -49,7 +49,7 @@ void launchTopkSelect(const float* logits, int T, int E, int ld, const float* bi
 void launchMoeScores(const float* logits, int T, int E, int ld, const float* bias, const RoutingParams& rp,
                      float* scores, int* ids, float* weights, float* sharedGate, cudaStream_t stream) {
   if (T == 0) return;
-  const size_t warpBytes = perWarpBytes(E, rp.nGroup);
+  const size_t warpBytes = routeScratchBytes(E, rp);
   const size_t smem = warpBytes * kWarps;
   if (smem > 48 * 1024) {
     MOE_CUDA(cudaFuncSetAttribute(moeScoresKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));

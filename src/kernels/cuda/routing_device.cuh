@@ -68,18 +68,24 @@ __device__ __forceinline__ float warpMax(float v) {
 __host__ __device__ inline size_t perWarpBytes(int E, int extraFloats) {
   return (static_cast<size_t>(E) + extraFloats) * 4 + ((static_cast<size_t>(E) + extraFloats + 3) & ~size_t(3));
 }
+// The per-token scratch of the routing bodies below: [E] scores, [nGroup] group scores, [k] chosen weights, then
+// the taken / kept bytes.
+__host__ __device__ inline size_t routeScratchBytes(int E, const RoutingParams& rp) {
+  return perWarpBytes(E, rp.nGroup + rp.k);
+}
 
 
 // Softmax routing (greedy, group_limited_greedy) and PhiMoE's sparsemixer of token t (its logits in row):
-// weights = chosen p (renormalised: / max(sum + eps, 1e-12)) * rsf. ws: the warp's perWarpBytes(E, rp.nGroup).
+// weights = chosen p (renormalised: / max(sum + eps, 1e-12)) * rsf. ws: the warp's routeScratchBytes(E, rp).
 __device__ __forceinline__ void softmaxRouteToken(const float* row, int t, int E, const float* __restrict__ bias,
                                                   const RoutingParams& rp, int* __restrict__ ids,
                                                   float* __restrict__ weights, float* __restrict__ sharedGate,
                                                   unsigned char* ws, int lane) {
   const int k = rp.k;
-  float* p = reinterpret_cast<float*>(ws);  // [E] probabilities, then [nGroup] group scores
+  float* p = reinterpret_cast<float*>(ws);  // [E] probabilities, [nGroup] group scores, [k] chosen weights
   float* groupScore = p + E;
-  unsigned char* taken = reinterpret_cast<unsigned char*>(groupScore + rp.nGroup);  // [E] experts, then [nGroup] kept
+  float* chosen = groupScore + rp.nGroup;  // the weights stay here until the end: no global read-back
+  unsigned char* taken = reinterpret_cast<unsigned char*>(chosen + k);  // [E] experts, then [nGroup] kept
   unsigned char* kept = taken + E;
   for (int e = lane; e < E; e += 32) taken[e] = 0;
   __syncwarp();
@@ -101,7 +107,7 @@ __device__ __forceinline__ void softmaxRouteToken(const float* row, int t, int E
       if (lane == 0) {
         taken[best.i] = 1;
         ids[t * k + j] = best.i;
-        weights[t * k + j] = 1.f / s;
+        chosen[j] = 1.f / s;
       }
       __syncwarp();
     }
@@ -141,25 +147,27 @@ __device__ __forceinline__ void softmaxRouteToken(const float* row, int t, int E
       if (lane == 0) {
         taken[best.i] = 1;
         ids[t * k + j] = best.i;
-        weights[t * k + j] = p[best.i];
+        chosen[j] = p[best.i];
       }
       __syncwarp();
     }
   }
-  if (lane == 0) {
-    if (rp.renormalize) {
-      float chosenSum = 0.f;
-      for (int j = 0; j < k; j++) chosenSum += weights[t * k + j];
-      // ERNIE's clamp: a bias may pick experts whose p underflowed to 0 (0/0). A comparison, not fmaxf, so that a
-      // NaN sum stays NaN (sparsemixer: one round's NaN weight makes the other's NaN too, as on every backend).
-      const float sum = chosenSum + rp.renormalizeEpsilon;
-      const float denom = sum < 1e-12f ? 1e-12f : sum;
-      for (int j = 0; j < k; j++) weights[t * k + j] = weights[t * k + j] / denom * rp.routedScalingFactor;
-    } else {
-      for (int j = 0; j < k; j++) weights[t * k + j] *= rp.routedScalingFactor;
-    }
-    if (sharedGate) sharedGate[t] = sigmoidf(row[E]);
+  float scale = rp.routedScalingFactor;
+  if (lane == 0 && rp.renormalize) {
+    float chosenSum = 0.f;
+    for (int j = 0; j < k; j++) chosenSum += chosen[j];  // in slot order
+    // ERNIE's clamp: a bias may pick experts whose p underflowed to 0 (0/0). A comparison, not fmaxf, so that a
+    // NaN sum stays NaN (sparsemixer: one round's NaN weight makes the other's NaN too, as on every backend).
+    const float sum = chosenSum + rp.renormalizeEpsilon;
+    scale = sum < 1e-12f ? 1e-12f : sum;
   }
+  if (rp.renormalize) {
+    const float denom = __shfl_sync(0xffffffffu, scale, 0);
+    for (int j = lane; j < k; j += 32) weights[t * k + j] = chosen[j] / denom * rp.routedScalingFactor;
+  } else {
+    for (int j = lane; j < k; j += 32) weights[t * k + j] = chosen[j] * scale;
+  }
+  if (lane == 0 && sharedGate) sharedGate[t] = sigmoidf(row[E]);
 }
 
 // Top two of scores b[begin, end) across the warp (a total order: the same pair as a serial scan).
@@ -188,15 +196,16 @@ __device__ __forceinline__ void warpTopTwo(const float* b, int begin, int end, i
   }
 }
 
-// noaux_tc routing of token t (section 2). scores may be null. ws: the warp's perWarpBytes(E, rp.nGroup).
+// noaux_tc routing of token t (section 2). scores may be null. ws: the warp's routeScratchBytes(E, rp).
 __device__ __forceinline__ void noauxRouteToken(const float* row, int t, int E, const float* __restrict__ bias,
                                                 const RoutingParams& rp, float* __restrict__ scores,
                                                 int* __restrict__ ids, float* __restrict__ weights,
                                                 float* __restrict__ sharedGate, unsigned char* ws, int lane) {
   const int nGroup = rp.nGroup, topkGroup = rp.topkGroup, k = rp.k;
-  float* b = reinterpret_cast<float*>(ws);  // [E] biased scores, then [nGroup] group scores
+  float* b = reinterpret_cast<float*>(ws);  // [E] biased scores, [nGroup] group scores, [k] chosen weights
   float* groupScore = b + E;
-  unsigned char* taken = reinterpret_cast<unsigned char*>(groupScore + nGroup);  // [E] experts, then [nGroup] kept
+  float* chosen = groupScore + nGroup;
+  unsigned char* taken = reinterpret_cast<unsigned char*>(chosen + k);  // [E] experts, then [nGroup] kept
   unsigned char* kept = taken + E;
   const int perGroup = E / nGroup;
 
@@ -258,15 +267,13 @@ __device__ __forceinline__ void noauxRouteToken(const float* row, int t, int E, 
         taken[best.i] = 1;
         const float v = sigmoidf(row[best.i]);
         ids[t * k + j] = best.i;
-        weights[t * k + j] = v;
+        chosen[j] = v;
         chosenSum += v;
       }
       __syncwarp();
     }
-    if (lane == 0) {
-      const float denom = rp.renormalize ? chosenSum + rp.renormalizeEpsilon : 1.f;
-      for (int j = 0; j < k; j++) weights[t * k + j] = weights[t * k + j] / denom * rp.routedScalingFactor;
-    }
+    const float denom = __shfl_sync(0xffffffffu, rp.renormalize ? chosenSum + rp.renormalizeEpsilon : 1.f, 0);
+    for (int j = lane; j < k; j += 32) weights[t * k + j] = chosen[j] / denom * rp.routedScalingFactor;
   }
   if (lane == 0 && sharedGate) sharedGate[t] = sigmoidf(row[E]);
 }
