@@ -25,9 +25,12 @@ struct CombineTailArgs {
 
 // The last block's work, out of line (it runs once per column tile; inlined it would cost the mainloop registers).
 // The sums are combineElement's, term by term in slot order; only the loads are issued ahead.
-static __device__ __noinline__ void combineTailWork(const CombineTailArgs a) {
-  __shared__ int sRow[kTailMaxPairs], sExpert[kTailMaxPairs];
-  __shared__ float sWeight[kTailMaxPairs];
+// scratch: the kernel's own (dynamic) shared memory, free once its mainloop is done: at least 3 * kTailMaxPairs
+// words (static arrays here would add to every GEMM kernel's shared memory and break its 48 KB budget).
+static __device__ __noinline__ void combineTailWork(const CombineTailArgs a, int* scratch) {
+  int* sRow = scratch;
+  int* sExpert = scratch + kTailMaxPairs;
+  float* sWeight = reinterpret_cast<float*>(scratch + 2 * kTailMaxPairs);
   const int pairs = a.T * a.k;
   if (a.k > kTailMaxSlots || pairs > kTailMaxPairs) {
     for (int i = threadIdx.x; i < a.T * a.cols; i += blockDim.x) {
@@ -73,7 +76,7 @@ static __device__ __noinline__ void combineTailWork(const CombineTailArgs a) {
 
 // Called by every block of the grid (tiles without rows too, so the count is the grid's height), block-uniformly.
 template <int BN>
-__device__ __forceinline__ void combineTail(const GemmProblem& p, int n0) {
+__device__ __forceinline__ void combineTail(const GemmProblem& p, int n0, void* scratch) {
   __shared__ int lastBlock;
   __threadfence();  // this block's rows of C before its count
   __syncthreads();
@@ -86,7 +89,8 @@ __device__ __forceinline__ void combineTail(const GemmProblem& p, int n0) {
   __threadfence();
   combineTailWork(CombineTailArgs{static_cast<const float*>(p.C), p.combineOut, n0, min(BN, p.N - n0),
                                   p.combineTokens, p.topK, p.M, p.ldc, p.seg.numExperts, p.pairRow, p.pairWeight,
-                                  p.pairExpert, p.combineBias, p.weightsApplied, p.identityX});
+                                  p.pairExpert, p.combineBias, p.weightsApplied, p.identityX},
+                  static_cast<int*>(scratch));
 }
 
 }  // namespace gemm

@@ -96,6 +96,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
   if (VEC && p.prefetchB) prefetchWeightTile<BM, BN, BITS, Elem>(p);
   awaitPredecessor();
   using Cfg = MmaConfig<Elem, BM, BN, BK, WARPS_M, WARPS_N, STAGES, BITS>;
+  static_assert(Cfg::kSmemBytes >= 3 * kTailMaxPairs * 4, "the combine tail reuses the pipeline's shared memory");
   constexpr bool Q = BITS == 4;
   static_assert(!Q || (VEC && BK % 32 == 0), "int4 tiles: vector loads, whole 32-code slots");
   constexpr int QROW = Cfg::kCodeRowWords, QSL = Cfg::kSlots;
@@ -120,7 +121,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
   const RowTile tile = findRowTile<BM>(p, blockIdx.x);
   const int n0 = blockIdx.y * BN;
   if (!tile.valid) {
-    if (EPI == Epilogue::kStore && p.combineOut != nullptr) combineTail<BN>(p, n0);
+    if (EPI == Epilogue::kStore && p.combineOut != nullptr) combineTail<BN>(p, n0, smemRaw);
     return;
   }
   const int tid = threadIdx.x;
@@ -316,7 +317,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
       }
     }
   }
-  if (EPI == Epilogue::kStore && p.combineOut != nullptr) combineTail<BN>(p, n0);
+  if (EPI == Epilogue::kStore && p.combineOut != nullptr) combineTail<BN>(p, n0, smemRaw);
 }
 
 }  // namespace gemm

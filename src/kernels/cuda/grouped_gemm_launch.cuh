@@ -11,10 +11,15 @@ namespace gemm {
 
 // Above 48 KB a kernel must opt in to dynamic shared memory. `done` is the caller's per-configuration flag
 // (a static in each launch template instantiation: kernels of one signature share a function-pointer type).
+// The kernel's static shared memory counts against the same 48 KB.
 template <typename Kernel>
 void raiseSmemLimit(Kernel kernel, int bytes, bool& done) {
-  if (!done && bytes > 48 * 1024) {
-    MOE_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+  if (!done) {
+    cudaFuncAttributes attr{};
+    MOE_CUDA(cudaFuncGetAttributes(&attr, kernel));
+    if (bytes + attr.sharedSizeBytes > 48 * 1024) {
+      MOE_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+    }
   }
   done = true;
 }
