@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "addon_napi.h"
+#include "gemm_sm90.h"
 #include "moe_kernels.h"
 #include "moe_layer.h"
 
@@ -52,7 +53,8 @@ napi_value Status(napi_env env, napi_callback_info) {
   });
 }
 
-// setTuning({pdl, gemmTiles}): the tfjs flags MOE_CUDA_PDL and MOE_CUDA_GEMM_TILES (kernels/cuda/flags_cuda.ts).
+// setTuning({pdl, gemmTiles, wgmma?}): the tfjs flags MOE_CUDA_PDL, MOE_CUDA_GEMM_TILES and MOE_CUDA_WGMMA
+// (kernels/cuda/flags_cuda.ts).
 napi_value SetTuning(napi_env env, napi_callback_info info) {
   return entry(env, info, 1, "setTuning", [&](Args& a) {
     napi_value pdlV, tilesV;
@@ -74,7 +76,28 @@ napi_value SetTuning(napi_env env, napi_callback_info info) {
                                  : tiles == "stream8" ? moe::DecodeGemm::kStream8
                                  : tiles == "mma32"   ? moe::DecodeGemm::kMma32
                                                       : moe::DecodeGemm::kMma;
+    // Optional 'wgmma' ('auto' | 'on' | 'off'): the sm_90a GEMM's switch (gemm_sm90.h).
+    moe::Sm90Gemm wgmma = moe::sm90Tuning().mode;
+    bool hasWgmma = false;
+    NAPI(napi_has_named_property(env, a.v[0], "wgmma", &hasWgmma));
+    if (hasWgmma) {
+      napi_value wgmmaV;
+      NAPI(napi_get_named_property(env, a.v[0], "wgmma", &wgmmaV));
+      size_t wlen = 0;
+      if (napi_get_value_string_utf8(env, wgmmaV, buf, sizeof(buf), &wlen) != napi_ok) {
+        throw ArgError("setTuning: argument 'wgmma' must be a string");
+      }
+      const std::string w(buf, wlen);
+      if (w != "auto" && w != "on" && w != "off") {
+        throw ArgError("setTuning: argument 'wgmma' must be 'auto', 'on' or 'off', got '" + w + "'");
+      }
+      wgmma = w == "on" ? moe::Sm90Gemm::kOn : w == "off" ? moe::Sm90Gemm::kOff : moe::Sm90Gemm::kAuto;
+    }
     moe::Tuning& t = moe::tuning();
+    if (moe::sm90Tuning().mode != wgmma) {
+      moe::sm90Tuning().mode = wgmma;
+      t.generation++;  // layers drop graphs captured with the other GEMM
+    }
     if (t.pdl != pdl || t.previousTiles != (tiles == "previous") || t.decodeGemm != decode) {
       t.pdl = pdl;
       t.previousTiles = tiles == "previous";

@@ -18,6 +18,12 @@ export const MOE_CUDA_PDL = 'MOE_CUDA_PDL';
  */
 export const MOE_CUDA_GEMM_TILES = 'MOE_CUDA_GEMM_TILES';
 export const CUDA_GEMM_TILE_CHOICES = ['default', 'previous', 'stream', 'stream8', 'mma32'] as const;
+/**
+ * The sm_90a wgmma grouped GEMM (gemm_sm90.cuh) on an sm_90 device: 'auto' (default) where its tile table measured it
+ * faster than the mma.sync GEMM (prefill sizes), 'on' for every half-precision GEMM it can run, 'off' never.
+ */
+export const MOE_CUDA_WGMMA = 'MOE_CUDA_WGMMA';
+export const CUDA_WGMMA_CHOICES = ['auto', 'on', 'off'] as const;
 
 export function registerCudaFlags(): void {
   const env = tf.env();
@@ -31,6 +37,15 @@ export function registerCudaFlags(): void {
       throw new Error(`${MOE_CUDA_GEMM_TILES} must be one of ${CUDA_GEMM_TILE_CHOICES.join(', ')}, got ${describeValue(value)}`);
     }
   });
+  let validWgmma: string = 'auto';
+  env.registerFlag(MOE_CUDA_WGMMA, () => 'auto', value => {
+    if ((CUDA_WGMMA_CHOICES as readonly unknown[]).includes(value)) {
+      validWgmma = value as string;
+    } else {
+      env.set(MOE_CUDA_WGMMA, validWgmma);
+      throw new Error(`${MOE_CUDA_WGMMA} must be one of ${CUDA_WGMMA_CHOICES.join(', ')}, got ${describeValue(value)}`);
+    }
+  });
 }
 
 let pushed: string | null = null;
@@ -40,8 +55,9 @@ export function syncCudaTuning(addon: CudaAddon): void {
   const env = tf.env();
   const pdl = env.getBool(MOE_CUDA_PDL);
   const gemmTiles = env.get(MOE_CUDA_GEMM_TILES) as string;
-  const key = `${pdl}/${gemmTiles}`;
+  const wgmma = env.get(MOE_CUDA_WGMMA) as string;
+  const key = `${pdl}/${gemmTiles}/${wgmma}`;
   if (key === pushed) return;
-  addon.setTuning({pdl, gemmTiles});
+  addon.setTuning({pdl, gemmTiles, wgmma});
   pushed = key;
 }

@@ -1,0 +1,177 @@
+// Instantiations and host launcher of the sm_90a wgmma grouped GEMM. Built with -gencode arch=compute_90a,code=sm_90a
+// only (scripts/build-cuda.mjs): the kernels are empty for any other architecture, and the launcher checks the device.
+#include <cudaTypedefs.h>
+
+#include "gemm_sm90.cuh"
+#include "gemm_sm90.h"
+
+namespace moe {
+
+Sm90Tuning& sm90Tuning() {
+  static Sm90Tuning t;
+  return t;
+}
+
+namespace {
+
+using sm90::Sm90Config;
+
+struct Sm90Choice {
+  int bm, bn, stages;
+  const char* name;
+};
+// Index = the configuration's number for sm90Tuning().forceConfig.
+constexpr Sm90Choice kConfigs[] = {
+    {128, 128, 6, "128x128x6"},
+    {128, 256, 4, "128x256x4"},
+    {64, 256, 5, "64x256x5"},
+    {64, 128, 8, "64x128x8"},
+};
+
+// Tile choice as data: the first row whose bound admits the expected rows per expert wins; a row with config -1
+// leaves the problem to the mma.sync GEMM under 'auto'. Measured on the H200 (BENCHMARKS.md).
+struct Sm90Row {
+  int maxRowsPerSegment;
+  int config;
+};
+constexpr Sm90Row kTable[] = {
+    {96, -1},
+    {1 << 30, 0},
+};
+// 'on' (every shape): tiles as wide as the rows allow.
+constexpr Sm90Row kTableOn[] = {
+    {64, 3},
+    {1 << 30, 0},
+};
+
+PFN_cuTensorMapEncodeTiled_v12000 encoder() {
+  static PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) != cudaSuccess ||
+        q != cudaDriverEntryPointSuccess) {
+      (void)cudaGetLastError();
+      return static_cast<PFN_cuTensorMapEncodeTiled_v12000>(nullptr);
+    }
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
+  }();
+  return fn;
+}
+
+// B [rows = experts * N][K] as a 2D tensor map, boxes of 64 K elements x bn rows, 128-byte swizzle. Rows past the
+// last expert read as zeros; a box that crosses into the next expert only fills columns >= N, which no epilogue
+// stores.
+CUtensorMap weightMap(const GemmProblem& p, int bn) {
+  const int experts = p.seg.offsets ? p.seg.numExperts : 1;
+  CUtensorMap map;
+  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(p.K), static_cast<cuuint64_t>(experts) * p.N};
+  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(p.K) * 2};
+  const cuuint32_t box[2] = {static_cast<cuuint32_t>(sm90::kBK), static_cast<cuuint32_t>(bn)};
+  const cuuint32_t elementStrides[2] = {1, 1};
+  const CUresult r = encoder()(&map, p.elem == DType::kBFloat16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+                               2, const_cast<void*>(p.B), dims, strides, box, elementStrides, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                               CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (r != CUDA_SUCCESS) throw CudaError("cuTensorMapEncodeTiled failed (" + std::to_string(static_cast<int>(r)) + ")");
+  return map;
+}
+
+template <typename Elem, typename OutT, Epilogue EPI, int BM, int BN, int STAGES>
+void launchConfig(const GemmProblem& p, cudaStream_t stream) {
+  using Cfg = Sm90Config<BM, BN, STAGES>;
+  auto kernel = sm90::wgmmaGemmKernel<Elem, OutT, EPI, BM, BN, STAGES>;
+  static bool raised = false;
+  if (!raised) {
+    MOE_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes));
+    raised = true;
+  }
+  static int sms = 0;
+  if (sms == 0) {
+    int dev = 0;
+    MOE_CUDA(cudaGetDevice(&dev));
+    MOE_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  }
+  const int colTiles = ceilDiv(p.N, BN);
+  const long long tiles =
+      static_cast<long long>(p.seg.offsets ? maxRowTiles(p.M, p.seg.numExperts, BM) : ceilDiv(p.M, BM)) * colTiles;
+  const int grid = static_cast<int>(std::min<long long>(tiles, sms));
+  if (grid == 0) return;
+  launchKernel("wgmmaGemmKernel", kernel, dim3(grid), dim3(sm90::kThreads), Cfg::kSmemBytes, stream, p, weightMap(p, BN));
+}
+
+template <typename Elem, typename OutT, Epilogue EPI>
+void launchEpi(const GemmProblem& p, int config, cudaStream_t stream) {
+  switch (config) {
+    case 0: launchConfig<Elem, OutT, EPI, 128, 128, 6>(p, stream); break;
+    case 1: launchConfig<Elem, OutT, EPI, 128, 256, 4>(p, stream); break;
+    case 2: launchConfig<Elem, OutT, EPI, 64, 256, 5>(p, stream); break;
+    default: launchConfig<Elem, OutT, EPI, 64, 128, 8>(p, stream); break;
+  }
+}
+
+template <typename Elem>
+void launchElem(const GemmProblem& p, int config, cudaStream_t stream) {
+  switch (p.epilogue) {
+    case Epilogue::kStore: launchEpi<Elem, float, Epilogue::kStore>(p, config, stream); break;
+    case Epilogue::kAccumulate: launchEpi<Elem, float, Epilogue::kAccumulate>(p, config, stream); break;
+    case Epilogue::kSwiglu:
+      if (p.out == DType::kFloat32) launchEpi<Elem, float, Epilogue::kSwiglu>(p, config, stream);
+      else launchEpi<Elem, Elem, Epilogue::kSwiglu>(p, config, stream);
+      break;
+    case Epilogue::kCombine: break;  // refused by the caller
+  }
+}
+
+// sm_90 exactly (sm_90a code runs on no other device), the kernel image present, the driver's tensor-map encoder.
+bool deviceReady() {
+  static const bool ready = [] {
+    int dev = 0, major = 0, minor = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) return (void)cudaGetLastError(), false;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) {
+      return (void)cudaGetLastError(), false;
+    }
+    if (major != 9 || minor != 0) return false;
+    cudaFuncAttributes attr;
+    if (cudaFuncGetAttributes(&attr, sm90::wgmmaGemmKernel<__nv_bfloat16, float, Epilogue::kStore, 128, 128, 6>) != cudaSuccess) {
+      return (void)cudaGetLastError(), false;
+    }
+    return attr.binaryVersion >= 90 && encoder() != nullptr;
+  }();
+  return ready;
+}
+
+bool aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15) == 0; }
+
+}  // namespace
+
+int sm90ConfigCount() { return static_cast<int>(sizeof(kConfigs) / sizeof(kConfigs[0])); }
+const char* sm90ConfigName(int index) {
+  return index >= 0 && index < sm90ConfigCount() ? kConfigs[index].name : "?";
+}
+
+bool launchGroupedGemmSm90(const GemmProblem& p, cudaStream_t stream) {
+  const Sm90Tuning& t = sm90Tuning();
+  if (t.mode == Sm90Gemm::kOff) return false;
+  if (p.elem == DType::kFloat32 || p.epilogue == Epilogue::kCombine || p.kSplit > 1 || p.aCopy != nullptr) return false;
+  if (p.K % 8 != 0 || p.lda % 8 != 0 || !aligned16(p.A) || !aligned16(p.B) || p.M <= 0 || p.N <= 0 || p.K <= 0) return false;
+  if (static_cast<long long>(p.seg.offsets ? p.seg.numExperts : 1) * p.N >= (1LL << 31)) return false;
+  if (!deviceReady()) return false;
+  int config = t.forceConfig;
+  if (config < 0 || config >= sm90ConfigCount()) {
+    const int rows = p.rowsPerSegmentHint > 0 ? p.rowsPerSegmentHint : p.M;
+    config = -1;
+    const Sm90Row* table = t.mode == Sm90Gemm::kOn ? kTableOn : kTable;
+    for (int i = 0;; i++) {
+      if (rows <= table[i].maxRowsPerSegment) {
+        config = table[i].config;
+        break;
+      }
+    }
+    if (config < 0) return false;
+  }
+  if (p.elem == DType::kBFloat16) launchElem<__nv_bfloat16>(p, config, stream);
+  else launchElem<__half>(p, config, stream);
+  return true;
+}
+
+}  // namespace moe
