@@ -49,6 +49,7 @@ napi_value Status(napi_env env, napi_callback_info) {
     setProp(env, o, "computeCapability", str(env, std::to_string(prop.major) + "." + std::to_string(prop.minor)));
     setProp(env, o, "memoryBytes", num(env, static_cast<double>(prop.totalGlobalMem)));
     setProp(env, o, "multiprocessors", num(env, prop.multiProcessorCount));
+    setProp(env, o, "wgmma", boolv(env, moe::sm90GemmReady()));
     return o;
   });
 }

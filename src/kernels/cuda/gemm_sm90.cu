@@ -144,6 +144,8 @@ bool aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15)
 
 }  // namespace
 
+bool sm90GemmReady() { return deviceReady(); }
+
 int sm90ConfigCount() { return static_cast<int>(sizeof(kConfigs) / sizeof(kConfigs[0])); }
 const char* sm90ConfigName(int index) {
   return index >= 0 && index < sm90ConfigCount() ? kConfigs[index].name : "?";

@@ -20,6 +20,10 @@ Sm90Tuning& sm90Tuning();
 // (half operands, K % 8 == 0, lda % 8 == 0, 16-byte aligned A and B, no split-K, kStore/kSwiglu/kAccumulate).
 bool launchGroupedGemmSm90(const GemmProblem& p, cudaStream_t stream);
 
+// Whether the wgmma GEMM can run here at all: an sm_90 device, sm_90a code in this build, the driver's tensor-map
+// encoder (cudaStatus().wgmma).
+bool sm90GemmReady();
+
 // The kernel configurations, for the harness: count and a name per index ("128x256x4" = BM x BN x stages).
 int sm90ConfigCount();
 const char* sm90ConfigName(int index);

@@ -29,6 +29,8 @@ export interface CudaStatus {
   computeCapability?: string;
   memoryBytes?: number;
   multiprocessors?: number;
+  /** Whether the sm_90a wgmma grouped GEMM can run: an sm_90 device and an addon built with sm_90a code. */
+  wgmma?: boolean;
   /** CUDA runtime version the addon was built with, as cudaRuntimeGetVersion reports it (e.g. 12080 = 12.8). */
   runtimeVersion?: number;
   /** Newest CUDA version the installed driver supports, as cudaDriverGetVersion reports it (0: no driver). */
