@@ -75,6 +75,13 @@ __device__ __forceinline__ TileCoord tileAt(const GemmProblem& p, int t, int col
   return c;
 }
 
+// Two adjacent outputs in one store (the same roundings as two scalar stores).
+__device__ __forceinline__ void storePair(float* dst, float a, float b) { *reinterpret_cast<float2*>(dst) = make_float2(a, b); }
+__device__ __forceinline__ void storePair(__nv_bfloat16* dst, float a, float b) {
+  *reinterpret_cast<__nv_bfloat162*>(dst) = __floats2bfloat162_rn(a, b);
+}
+__device__ __forceinline__ void storePair(__half* dst, float a, float b) { *reinterpret_cast<__half2*>(dst) = __floats2half2_rn(a, b); }
+
 template <typename Elem, typename OutT, Epilogue EPI, int BM, int BN, int STAGES>
 __global__ void __launch_bounds__(kThreads, 1) wgmmaGemmKernel(const GemmProblem p, const __grid_constant__ CUtensorMap bMap) {
 #ifdef MOE_SM90A
@@ -153,6 +160,8 @@ __global__ void __launch_bounds__(kThreads, 1) wgmmaGemmKernel(const GemmProblem
   const int colOff = (c % Cfg::kWgCols) * WN;
   const int warp = wt / 32, lane = wt % 32;
   using E = gemm::Epi<OutT, EPI>;
+  // Output pairs (columns 2t, 2t+1 of a fragment) as one store: rows start on a pair boundary.
+  const bool pairedOut = p.ldc % 2 == 0 && (reinterpret_cast<uintptr_t>(p.C) % (2 * sizeof(OutT))) == 0;
   float acc[WN / 2];
   int it = 0;
   for (int t = blockIdx.x; t < total; t += gridDim.x) {
@@ -187,21 +196,40 @@ __global__ void __launch_bounds__(kThreads, 1) wgmmaGemmKernel(const GemmProblem
     for (int half = 0; half < 2; half++) {
       const int r = tc.rowStart + rowOff + warp * 16 + g + half * 8;
       if (r >= tc.rowEnd) continue;
+      OutT* C = static_cast<OutT*>(p.C) + static_cast<long long>(r) * p.ldc;
       if (EPI == Epilogue::kSwiglu) {
-        // Interleave width 8: n8 block 2j holds gate columns, block 2j+1 the matching up columns.
+        // Interleave width 8: n8 block 2j holds gate columns, block 2j+1 the matching up columns; a thread's two
+        // outputs are adjacent and go out as one pair where the row is aligned for it.
         const float sc = E::rowScale(p, r);
 #pragma unroll
         for (int j = 0; j < WN / 16; j++) {
           const int gcol = tc.n0 + colOff + j * 16 + 2 * t4;
           const int i = (gcol / 16) * 8 + 2 * t4;
-          E::swiglu(p, bias, r, sc, gcol, gcol + 8, i, acc[8 * j + half * 2], acc[8 * j + 4 + half * 2]);
-          E::swiglu(p, bias, r, sc, gcol + 1, gcol + 9, i + 1, acc[8 * j + half * 2 + 1], acc[8 * j + 4 + half * 2 + 1]);
+          const float g0 = acc[8 * j + half * 2], g1 = acc[8 * j + half * 2 + 1];
+          const float u0 = acc[8 * j + 4 + half * 2], u1 = acc[8 * j + 4 + half * 2 + 1];
+          if (pairedOut && gcol + 1 < p.N) {
+            storePair(C + i, E::swigluValue(p, bias, sc, gcol, gcol + 8, g0, u0),
+                      E::swigluValue(p, bias, sc, gcol + 1, gcol + 9, g1, u1));
+          } else {
+            E::swiglu(p, bias, r, sc, gcol, gcol + 8, i, g0, u0);
+            E::swiglu(p, bias, r, sc, gcol + 1, gcol + 9, i + 1, g1, u1);
+          }
         }
       } else {
 #pragma unroll
         for (int j = 0; j < WN / 8; j++) {
           const int col = tc.n0 + colOff + j * 8 + 2 * t4;
-          E::store2(p, bias, r, col, acc[4 * j + half * 2], acc[4 * j + half * 2 + 1]);
+          const float v0 = acc[4 * j + half * 2], v1 = acc[4 * j + half * 2 + 1];
+          if (pairedOut && col + 1 < p.N) {
+            if (EPI == Epilogue::kAccumulate) {
+              const float2 c = *reinterpret_cast<const float2*>(C + col);
+              storePair(C + col, c.x + v0, c.y + v1);
+            } else {
+              storePair(C + col, v0 + (bias ? bias[col] : 0.f), v1 + (bias ? bias[col + 1] : 0.f));
+            }
+          } else {
+            E::store2(p, bias, r, col, v0, v1);
+          }
         }
       }
     }
