@@ -58,27 +58,36 @@ PFN_cuTensorMapEncodeTiled_v12000 encoder() {
   return fn;
 }
 
-// B [rows = experts * N][K] as a 2D tensor map, boxes of 64 K elements x bn rows, 128-byte swizzle. Rows past the
-// last expert read as zeros; a box that crosses into the next expert only fills columns >= N, which no epilogue
-// stores.
-CUtensorMap weightMap(const GemmProblem& p, int bn) {
-  const int experts = p.seg.offsets ? p.seg.numExperts : 1;
+// A [rows][K] half matrix (row stride ld elements) as a 2D tensor map: boxes of 64 K elements x boxRows rows,
+// 128-byte swizzle, elements past the matrix read as zeros.
+CUtensorMap tileMap(const GemmProblem& p, const void* base, long long rows, int ld, int boxRows) {
   CUtensorMap map;
-  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(p.K), static_cast<cuuint64_t>(experts) * p.N};
-  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(p.K) * 2};
-  const cuuint32_t box[2] = {static_cast<cuuint32_t>(sm90::kBK), static_cast<cuuint32_t>(bn)};
+  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(p.K), static_cast<cuuint64_t>(rows)};
+  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(ld) * 2};
+  const cuuint32_t box[2] = {static_cast<cuuint32_t>(sm90::kBK), static_cast<cuuint32_t>(boxRows)};
   const cuuint32_t elementStrides[2] = {1, 1};
   const CUresult r = encoder()(&map, p.elem == DType::kBFloat16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
-                               2, const_cast<void*>(p.B), dims, strides, box, elementStrides, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                               2, const_cast<void*>(base), dims, strides, box, elementStrides, CU_TENSOR_MAP_INTERLEAVE_NONE,
                                CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   if (r != CUDA_SUCCESS) throw CudaError("cuTensorMapEncodeTiled failed (" + std::to_string(static_cast<int>(r)) + ")");
   return map;
 }
+// B [experts * N][K]: rows past the last expert read as zeros; a box that crosses into the next expert only fills
+// columns >= N, which no epilogue stores.
+CUtensorMap weightMap(const GemmProblem& p, int bn) {
+  return tileMap(p, p.B, static_cast<long long>(p.seg.offsets ? p.seg.numExperts : 1) * p.N, p.K, bn);
+}
 
-template <typename Elem, typename OutT, Epilogue EPI, int BM, int BN, int STAGES>
+// Whether the activation rows come by TMA too: no gather, the sm90Tuning switch on, the gathered-rows kernel left for
+// kSwiglu (whose A is gathered in the layer; the dense shared-expert up_gate keeps cp.async, one instantiation less).
+bool activationsByTma(const GemmProblem& p) {
+  return sm90Tuning().activationTma && p.aRowIndex == nullptr && p.epilogue != Epilogue::kSwiglu;
+}
+
+template <typename Elem, typename OutT, Epilogue EPI, int BM, int BN, int STAGES, bool A_TMA>
 void launchConfig(const GemmProblem& p, cudaStream_t stream) {
   using Cfg = Sm90Config<BM, BN, STAGES>;
-  auto kernel = sm90::wgmmaGemmKernel<Elem, OutT, EPI, BM, BN, STAGES>;
+  auto kernel = sm90::wgmmaGemmKernel<Elem, OutT, EPI, BM, BN, STAGES, A_TMA>;
   static bool raised = false;
   if (!raised) {
     MOE_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes));
@@ -95,16 +104,26 @@ void launchConfig(const GemmProblem& p, cudaStream_t stream) {
       static_cast<long long>(p.seg.offsets ? maxRowTiles(p.M, p.seg.numExperts, BM) : ceilDiv(p.M, BM)) * colTiles;
   const int grid = static_cast<int>(std::min<long long>(tiles, sms));
   if (grid == 0) return;
-  launchKernel("wgmmaGemmKernel", kernel, dim3(grid), dim3(sm90::kThreads), Cfg::kSmemBytes, stream, p, weightMap(p, BN));
+  const CUtensorMap bMap = weightMap(p, BN);
+  launchKernel("wgmmaGemmKernel", kernel, dim3(grid), dim3(sm90::kThreads), Cfg::kSmemBytes, stream, p, bMap,
+               A_TMA ? tileMap(p, p.A, p.M, p.lda, BM) : bMap);
+}
+
+template <typename Elem, typename OutT, Epilogue EPI, int BM, int BN, int STAGES>
+void launchShape(const GemmProblem& p, cudaStream_t stream) {
+  if constexpr (EPI != Epilogue::kSwiglu) {
+    if (activationsByTma(p)) return launchConfig<Elem, OutT, EPI, BM, BN, STAGES, true>(p, stream);
+  }
+  launchConfig<Elem, OutT, EPI, BM, BN, STAGES, false>(p, stream);
 }
 
 template <typename Elem, typename OutT, Epilogue EPI>
 void launchEpi(const GemmProblem& p, int config, cudaStream_t stream) {
   switch (config) {
-    case 0: launchConfig<Elem, OutT, EPI, 128, 128, 6>(p, stream); break;
-    case 1: launchConfig<Elem, OutT, EPI, 128, 256, 4>(p, stream); break;
-    case 2: launchConfig<Elem, OutT, EPI, 64, 256, 5>(p, stream); break;
-    default: launchConfig<Elem, OutT, EPI, 64, 128, 8>(p, stream); break;
+    case 0: launchShape<Elem, OutT, EPI, 128, 128, 6>(p, stream); break;
+    case 1: launchShape<Elem, OutT, EPI, 128, 256, 4>(p, stream); break;
+    case 2: launchShape<Elem, OutT, EPI, 64, 256, 5>(p, stream); break;
+    default: launchShape<Elem, OutT, EPI, 64, 128, 8>(p, stream); break;
   }
 }
 
@@ -132,7 +151,7 @@ bool deviceReady() {
     }
     if (major != 9 || minor != 0) return false;
     cudaFuncAttributes attr;
-    if (cudaFuncGetAttributes(&attr, sm90::wgmmaGemmKernel<__nv_bfloat16, float, Epilogue::kStore, 128, 128, 6>) != cudaSuccess) {
+    if (cudaFuncGetAttributes(&attr, sm90::wgmmaGemmKernel<__nv_bfloat16, float, Epilogue::kStore, 128, 128, 6, false>) != cudaSuccess) {
       return (void)cudaGetLastError(), false;
     }
     return attr.binaryVersion >= 90 && encoder() != nullptr;

@@ -82,8 +82,11 @@ __device__ __forceinline__ void storePair(__nv_bfloat16* dst, float a, float b) 
 }
 __device__ __forceinline__ void storePair(__half* dst, float a, float b) { *reinterpret_cast<__half2*>(dst) = __floats2half2_rn(a, b); }
 
-template <typename Elem, typename OutT, Epilogue EPI, int BM, int BN, int STAGES>
-__global__ void __launch_bounds__(kThreads, 1) wgmmaGemmKernel(const GemmProblem p, const __grid_constant__ CUtensorMap bMap) {
+// A_TMA: the activation rows are not gathered (no row index), so they too come as one TMA box per stage (aMap: A
+// [M][K], boxes of 64 x BM; rows past the segment are loaded but never stored, rows past M read as zeros).
+template <typename Elem, typename OutT, Epilogue EPI, int BM, int BN, int STAGES, bool A_TMA>
+__global__ void __launch_bounds__(kThreads, 1)
+    wgmmaGemmKernel(const GemmProblem p, const __grid_constant__ CUtensorMap bMap, const __grid_constant__ CUtensorMap aMap) {
 #ifdef MOE_SM90A
   using Cfg = Sm90Config<BM, BN, STAGES>;
   constexpr int WN = Cfg::kWN;
@@ -100,11 +103,13 @@ __global__ void __launch_bounds__(kThreads, 1) wgmmaGemmKernel(const GemmProblem
   const int wg = __shfl_sync(0xffffffffu, static_cast<int>(threadIdx.x) / 128, 0), wt = threadIdx.x % 128;
   if (threadIdx.x == 0) {
     for (int s = 0; s < STAGES; s++) {
-      barInit(&full[s], 128 + 1);  // the producers' cp.async arrivals + the TMA issuer's expect_tx arrival
+      // The producers' cp.async arrivals (gathered rows) + the TMA issuer's expect_tx arrival.
+      barInit(&full[s], A_TMA ? 1 : 128 + 1);
       barInit(&empty[s], 8);       // one per consumer warp
     }
     barInitFence();
     prefetchTensorMap(&bMap);
+    if (A_TMA) prefetchTensorMap(&aMap);
   }
   __syncthreads();
 
@@ -115,6 +120,22 @@ __global__ void __launch_bounds__(kThreads, 1) wgmmaGemmKernel(const GemmProblem
   if (wg == 0) {
     // ---- producer ----
     if (kSetMaxRegs) setMaxRegs<40>(false);
+    if (A_TMA) {
+      if (wt != 0) return;
+      int it = 0;
+      for (int t = blockIdx.x; t < total; t += gridDim.x) {
+        const TileCoord tc = tileAt<BM>(p, t, colTiles, BN);
+        const int bRow0 = tc.expert * p.N + tc.n0;
+        for (int kt = 0; kt < KT; kt++, it++) {
+          const int s = it % STAGES;
+          barWait(&empty[s], ((it / STAGES) & 1) ^ 1);
+          barArriveExpectTx(&full[s], Cfg::kStageBytes);
+          tmaLoad2d(aTile(s), &aMap, kt * kBK, tc.rowStart, &full[s]);
+          tmaLoad2d(bTile(s), &bMap, kt * kBK, bRow0, &full[s]);
+        }
+      }
+      return;
+    }
     const Elem* A = static_cast<const Elem*>(p.A);
     constexpr int ROWS_PER_PASS = 128 / 8;  // 8 threads per 128-byte row
     constexpr int PASSES = BM / ROWS_PER_PASS;
@@ -171,7 +192,7 @@ __global__ void __launch_bounds__(kThreads, 1) wgmmaGemmKernel(const GemmProblem
       const int s = it % STAGES;
       barWait(&full[s], (it / STAGES) & 1);
       if (hasRows) {
-        fenceProxyAsync();
+        if (!A_TMA) fenceProxyAsync();
         wgmmaFence();
         const uint32_t a = smemAddr(aTile(s)) + rowOff * 128;
         const uint32_t b = smemAddr(bTile(s)) + colOff * 128;

@@ -12,6 +12,7 @@ enum class Sm90Gemm : int { kOff = 0, kAuto = 1, kOn = 2 };
 struct Sm90Tuning {
   Sm90Gemm mode = Sm90Gemm::kAuto;
   int forceConfig = -1;  // index into the configuration list (benchmark harness), -1: the table's choice
+  bool activationTma = true;  // rows that need no gather come by TMA (false: cp.async, for A/B timing)
 };
 Sm90Tuning& sm90Tuning();
 
