@@ -29,19 +29,24 @@ constexpr Sm90Choice kConfigs[] = {
 };
 
 // Tile choice as data: the first row whose bound admits the expected rows per expert wins; a row with config -1
-// leaves the problem to the mma.sync GEMM under 'auto'. Measured on the H200 (BENCHMARKS.md).
+// leaves the problem to the mma.sync GEMM under 'auto'. Measured on the H200, Qwen3-30B-A3B expert GEMMs (batch E,
+// BENCHMARKS.md): T = 256 (32 expected rows) up_gate 0.211 ms on 64x256 / 64x128 vs 0.228 mma.sync, down 0.112
+// vs 0.125; T = 1024 and 4096 128x256 (up_gate 0.254 / 0.587 vs 0.373 / 0.943). Decode sizes keep the mma.sync
+// 16-row tiles (the layer at T = 1 and 16 was no faster with 64-row wgmma tiles).
 struct Sm90Row {
   int maxRowsPerSegment;
   int config;
 };
 constexpr Sm90Row kTable[] = {
-    {96, -1},
-    {1 << 30, 0},
+    {8, -1},
+    {96, 2},
+    {1 << 30, 1},
 };
 // 'on' (every shape): tiles as wide as the rows allow.
 constexpr Sm90Row kTableOn[] = {
-    {64, 3},
-    {1 << 30, 0},
+    {8, 3},
+    {96, 2},
+    {1 << 30, 1},
 };
 
 PFN_cuTensorMapEncodeTiled_v12000 encoder() {
@@ -88,10 +93,14 @@ template <typename Elem, typename OutT, Epilogue EPI, int BM, int BN, int STAGES
 void launchConfig(const GemmProblem& p, cudaStream_t stream) {
   using Cfg = Sm90Config<BM, BN, STAGES>;
   auto kernel = sm90::wgmmaGemmKernel<Elem, OutT, EPI, BM, BN, STAGES, A_TMA>;
-  static bool raised = false;
-  if (!raised) {
-    MOE_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes));
-    raised = true;
+  // Room for the segment tables in shared memory where it fits (the kernel reads them from global memory otherwise).
+  constexpr int kMaxSmem = 227 * 1024;
+  const int smem = Cfg::kSmemBytes + sm90::segmentTableBytes(p) <= kMaxSmem ? Cfg::kSmemBytes + sm90::segmentTableBytes(p)
+                                                                              : Cfg::kSmemBytes;
+  static int raised = 0;
+  if (smem > raised) {
+    MOE_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    raised = smem;
   }
   static int sms = 0;
   if (sms == 0) {
@@ -105,7 +114,7 @@ void launchConfig(const GemmProblem& p, cudaStream_t stream) {
   const int grid = static_cast<int>(std::min<long long>(tiles, sms));
   if (grid == 0) return;
   const CUtensorMap bMap = weightMap(p, BN);
-  launchKernel("wgmmaGemmKernel", kernel, dim3(grid), dim3(sm90::kThreads), Cfg::kSmemBytes, stream, p, bMap,
+  launchKernel("wgmmaGemmKernel", kernel, dim3(grid), dim3(sm90::kThreads), smem, stream, p, bMap,
                A_TMA ? tileMap(p, p.A, p.M, p.lda, BM) : bMap);
 }
 

@@ -41,15 +41,26 @@ struct TileCoord {
   int expert, rowStart, rowEnd, n0;
 };
 
+// The segment tables a block searches: the expert row offsets [E+1] and the tile prefix of this tile height [E+1],
+// in shared memory when the launch gave room for them (segmentTableBytes), else in global memory.
+struct SegmentTables {
+  const int* offsets;
+  const int* prefix;
+};
+
+__host__ __device__ inline int segmentTableBytes(const GemmProblem& p) {
+  return p.seg.offsets ? 2 * (p.seg.numExperts + 1) * static_cast<int>(sizeof(int)) : 0;
+}
+
 template <int BM>
-__device__ __forceinline__ int tileCount(const GemmProblem& p, int colTiles) {
+__device__ __forceinline__ int tileCount(const GemmProblem& p, const SegmentTables& seg, int colTiles) {
   if (p.seg.offsets == nullptr) return (p.M + BM - 1) / BM * colTiles;
-  return p.seg.tilePrefix[tileClassOf(BM) * (p.seg.numExperts + 1) + p.seg.numExperts] * colTiles;
+  return seg.prefix[p.seg.numExperts] * colTiles;
 }
 
 // Tile t of the list: experts in order; within an expert column tile major, row tile minor.
 template <int BM>
-__device__ __forceinline__ TileCoord tileAt(const GemmProblem& p, int t, int colTiles, int BN) {
+__device__ __forceinline__ TileCoord tileAt(const GemmProblem& p, const SegmentTables& seg, int t, int colTiles, int BN) {
   TileCoord c{0, 0, p.M, 0};
   if (p.seg.offsets == nullptr) {
     const int rowTiles = (p.M + BM - 1) / BM;
@@ -58,7 +69,7 @@ __device__ __forceinline__ TileCoord tileAt(const GemmProblem& p, int t, int col
     return c;
   }
   const int E = p.seg.numExperts;
-  const int* prefix = p.seg.tilePrefix + tileClassOf(BM) * (E + 1);
+  const int* prefix = seg.prefix;
   const int q = t / colTiles;
   // The last expert whose first tile is at or before q (empty experts share their successor's prefix).
   int lo = 0, hi = E - 1;
@@ -69,8 +80,8 @@ __device__ __forceinline__ TileCoord tileAt(const GemmProblem& p, int t, int col
   const int rowTiles = prefix[lo + 1] - prefix[lo];
   const int local = t - prefix[lo] * colTiles;
   c.expert = lo;
-  c.rowStart = p.seg.offsets[lo] + (local % rowTiles) * BM;
-  c.rowEnd = min(p.seg.offsets[lo + 1], p.M);
+  c.rowStart = seg.offsets[lo] + (local % rowTiles) * BM;
+  c.rowEnd = min(seg.offsets[lo + 1], p.M);
   c.n0 = (local / rowTiles) * BN;
   return c;
 }
@@ -111,10 +122,24 @@ __global__ void __launch_bounds__(kThreads, 1)
     prefetchTensorMap(&bMap);
     if (A_TMA) prefetchTensorMap(&aMap);
   }
+  // Every tile's lookup is a binary search over the segment tables: from shared memory it costs no L2 round trips
+  // in the consumers' gap between two tiles.
+  SegmentTables seg{p.seg.offsets, p.seg.offsets ? p.seg.tilePrefix + tileClassOf(BM) * (p.seg.numExperts + 1) : nullptr};
+  uint32_t dynamicSmem;
+  asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(dynamicSmem));
+  if (p.seg.offsets && dynamicSmem >= static_cast<uint32_t>(Cfg::kSmemBytes + segmentTableBytes(p))) {
+    int* tables = reinterpret_cast<int*>(empty + STAGES);
+    const int n = p.seg.numExperts + 1;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+      tables[i] = seg.offsets[i];
+      tables[n + i] = seg.prefix[i];
+    }
+    seg = SegmentTables{tables, tables + n};
+  }
   __syncthreads();
 
   const int colTiles = (p.N + BN - 1) / BN;
-  const int total = tileCount<BM>(p, colTiles);
+  const int total = tileCount<BM>(p, seg, colTiles);
   const int KT = (p.K + kBK - 1) / kBK;
 
   if (wg == 0) {
@@ -124,7 +149,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       if (wt != 0) return;
       int it = 0;
       for (int t = blockIdx.x; t < total; t += gridDim.x) {
-        const TileCoord tc = tileAt<BM>(p, t, colTiles, BN);
+        const TileCoord tc = tileAt<BM>(p, seg, t, colTiles, BN);
         const int bRow0 = tc.expert * p.N + tc.n0;
         for (int kt = 0; kt < KT; kt++, it++) {
           const int s = it % STAGES;
@@ -142,7 +167,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int chunk = wt % 8;
     int it = 0;
     for (int t = blockIdx.x; t < total; t += gridDim.x) {
-      const TileCoord tc = tileAt<BM>(p, t, colTiles, BN);
+      const TileCoord tc = tileAt<BM>(p, seg, t, colTiles, BN);
       const Elem* aRow[PASSES];
 #pragma unroll
       for (int i = 0; i < PASSES; i++) {
@@ -186,8 +211,17 @@ __global__ void __launch_bounds__(kThreads, 1)
   float acc[WN / 2];
   int it = 0;
   for (int t = blockIdx.x; t < total; t += gridDim.x) {
-    const TileCoord tc = tileAt<BM>(p, t, colTiles, BN);
+    const TileCoord tc = tileAt<BM>(p, seg, t, colTiles, BN);
     const bool hasRows = __shfl_sync(0xffffffffu, tc.rowStart + rowOff < tc.rowEnd ? 1 : 0, 0) != 0;
+    // This thread's two epilogue rows, and their SwiGLU row scales loaded now (their latency hides under the mainloop).
+    const int row0 = tc.rowStart + rowOff + warp * 16 + lane / 4;
+    float rowScale[2] = {1.f, 1.f};
+    if (EPI == Epilogue::kSwiglu) {
+#pragma unroll
+      for (int h = 0; h < 2; h++) {
+        if (row0 + 8 * h < tc.rowEnd) rowScale[h] = E::rowScale(p, row0 + 8 * h);
+      }
+    }
     for (int kt = 0; kt < KT; kt++, it++) {
       const int s = it % STAGES;
       barWait(&full[s], (it / STAGES) & 1);
@@ -215,13 +249,13 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int g = lane / 4, t4 = lane % 4;
 #pragma unroll
     for (int half = 0; half < 2; half++) {
-      const int r = tc.rowStart + rowOff + warp * 16 + g + half * 8;
+      const int r = row0 + half * 8;
       if (r >= tc.rowEnd) continue;
       OutT* C = static_cast<OutT*>(p.C) + static_cast<long long>(r) * p.ldc;
       if (EPI == Epilogue::kSwiglu) {
         // Interleave width 8: n8 block 2j holds gate columns, block 2j+1 the matching up columns; a thread's two
         // outputs are adjacent and go out as one pair where the row is aligned for it.
-        const float sc = E::rowScale(p, r);
+        const float sc = rowScale[half];
 #pragma unroll
         for (int j = 0; j < WN / 16; j++) {
           const int gcol = tc.n0 + colOff + j * 16 + 2 * t4;

@@ -5,9 +5,9 @@
 
 namespace moe {
 
-// MOE_CUDA_WGMMA (kernels/cuda/flags_cuda.ts): 'auto' runs the wgmma GEMM on an sm_90 device where the tile table
-// below measured it faster than the mma.sync GEMM; 'on' wherever it can run (prefill-sized or not: specs run every
-// shape through it); 'off' never.
+// MOE_CUDA_WGMMA (kernels/cuda/flags_cuda.ts): 'auto' runs the wgmma GEMM on an sm_90 device where its tile table
+// (gemm_sm90.cu) measured it faster than the mma.sync GEMM (more than 8 expected rows per expert); 'on' wherever it
+// can run (decode sizes too: specs run every shape through it); 'off' never.
 enum class Sm90Gemm : int { kOff = 0, kAuto = 1, kOn = 2 };
 struct Sm90Tuning {
   Sm90Gemm mode = Sm90Gemm::kAuto;
