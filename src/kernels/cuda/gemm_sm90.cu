@@ -89,6 +89,16 @@ bool activationsByTma(const GemmProblem& p) {
   return sm90Tuning().activationTma && p.aRowIndex == nullptr && p.epilogue != Epilogue::kSwiglu;
 }
 
+int smCount() {
+  static const int sms = [] {
+    int dev = 0, n = 0;
+    MOE_CUDA(cudaGetDevice(&dev));
+    MOE_CUDA(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
+    return n;
+  }();
+  return sms;
+}
+
 template <typename Elem, typename OutT, Epilogue EPI, int BM, int BN, int STAGES, bool A_TMA>
 void launchConfig(const GemmProblem& p, cudaStream_t stream) {
   using Cfg = Sm90Config<BM, BN, STAGES>;
@@ -102,16 +112,10 @@ void launchConfig(const GemmProblem& p, cudaStream_t stream) {
     MOE_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     raised = smem;
   }
-  static int sms = 0;
-  if (sms == 0) {
-    int dev = 0;
-    MOE_CUDA(cudaGetDevice(&dev));
-    MOE_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  }
   const int colTiles = ceilDiv(p.N, BN);
   const long long tiles =
       static_cast<long long>(p.seg.offsets ? maxRowTiles(p.M, p.seg.numExperts, BM) : ceilDiv(p.M, BM)) * colTiles;
-  const int grid = static_cast<int>(std::min<long long>(tiles, sms));
+  const int grid = static_cast<int>(std::min<long long>(tiles, smCount()));
   if (grid == 0) return;
   const CUtensorMap bMap = weightMap(p, BN);
   launchKernel("wgmmaGemmKernel", kernel, dim3(grid), dim3(sm90::kThreads), smem, stream, p, bMap,
@@ -198,6 +202,13 @@ bool launchGroupedGemmSm90(const GemmProblem& p, cudaStream_t stream) {
       }
     }
     if (config < 0) return false;
+    // 'auto': a problem of fewer tiles than SMs (a small dense GEMM: a shared expert at a few tokens) streams its
+    // weights faster on the mma.sync GEMM's many small tiles.
+    if (t.mode == Sm90Gemm::kAuto) {
+      const Sm90Choice& c = kConfigs[config];
+      const long long rowTiles = p.seg.offsets ? maxRowTiles(p.M, p.seg.numExperts, c.bm) : ceilDiv(p.M, c.bm);
+      if (rowTiles * ceilDiv(p.N, c.bn) < smCount()) return false;
+    }
   }
   if (p.elem == DType::kBFloat16) launchElem<__nv_bfloat16>(p, config, stream);
   else launchElem<__half>(p, config, stream);
