@@ -246,7 +246,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     // Accumulator layout of m64nN: warp w holds rows 16w + lane/4 (+8), n8 block j columns 8j + 2(lane%4) (+1):
     // acc[4j + 0/1] row r, acc[4j + 2/3] row r + 8. The same fragment as mma.sync's m16n8.
     const float* bias = p.bias ? p.bias + static_cast<long long>(tc.expert) * p.N : nullptr;
-    const int g = lane / 4, t4 = lane % 4;
+    const int t4 = lane % 4;
 #pragma unroll
     for (int half = 0; half < 2; half++) {
       const int r = row0 + half * 8;
