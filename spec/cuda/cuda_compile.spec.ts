@@ -1,6 +1,7 @@
 /**
- * CI compile check of the CUDA sources (no GPU needed): every .cu to PTX (sm_80; sm_90a for the wgmma GEMM) and the C++ glue
- * through g++ -fsyntax-only, via `node scripts/build-cuda.mjs --check`. Pending, with the reason, without nvcc.
+ * CI compile check of the CUDA sources (no GPU needed): every .cu to PTX (sm_80; sm_90a for the wgmma GEMM) and
+ * the C++ glue through g++ -fsyntax-only, via `node scripts/build-cuda.mjs --check`. Pending, with the reason,
+ * without nvcc.
  */
 import {execFileSync} from 'node:child_process';
 import {existsSync} from 'node:fs';
