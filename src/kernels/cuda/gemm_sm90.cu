@@ -71,9 +71,11 @@ CUtensorMap tileMap(const GemmProblem& p, const void* base, long long rows, int 
   const cuuint64_t strides[1] = {static_cast<cuuint64_t>(ld) * 2};
   const cuuint32_t box[2] = {static_cast<cuuint32_t>(sm90::kBK), static_cast<cuuint32_t>(boxRows)};
   const cuuint32_t elementStrides[2] = {1, 1};
-  const CUresult r = encoder()(&map, p.elem == DType::kBFloat16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
-                               2, const_cast<void*>(base), dims, strides, box, elementStrides, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                               CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  const CUtensorMapDataType type =
+      p.elem == DType::kBFloat16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+  const CUresult r = encoder()(&map, type, 2, const_cast<void*>(base), dims, strides, box, elementStrides,
+                               CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                               CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   if (r != CUDA_SUCCESS) throw CudaError("cuTensorMapEncodeTiled failed (" + std::to_string(static_cast<int>(r)) + ")");
   return map;
 }
@@ -105,8 +107,8 @@ void launchConfig(const GemmProblem& p, cudaStream_t stream) {
   auto kernel = sm90::wgmmaGemmKernel<Elem, OutT, EPI, BM, BN, STAGES, A_TMA>;
   // Room for the segment tables in shared memory where it fits (the kernel reads them from global memory otherwise).
   constexpr int kMaxSmem = 227 * 1024;
-  const int smem = Cfg::kSmemBytes + sm90::segmentTableBytes(p) <= kMaxSmem ? Cfg::kSmemBytes + sm90::segmentTableBytes(p)
-                                                                              : Cfg::kSmemBytes;
+  const int withTables = Cfg::kSmemBytes + sm90::segmentTableBytes(p);
+  const int smem = withTables <= kMaxSmem ? withTables : Cfg::kSmemBytes;
   static int raised = 0;
   if (smem > raised) {
     MOE_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
@@ -164,7 +166,8 @@ bool deviceReady() {
     }
     if (major != 9 || minor != 0) return false;
     cudaFuncAttributes attr;
-    if (cudaFuncGetAttributes(&attr, sm90::wgmmaGemmKernel<__nv_bfloat16, float, Epilogue::kStore, 128, 128, 6, false>) != cudaSuccess) {
+    auto probe = sm90::wgmmaGemmKernel<__nv_bfloat16, float, Epilogue::kStore, 128, 128, 6, false>;
+    if (cudaFuncGetAttributes(&attr, probe) != cudaSuccess) {
       return (void)cudaGetLastError(), false;
     }
     return attr.binaryVersion >= 90 && encoder() != nullptr;
@@ -187,7 +190,8 @@ bool launchGroupedGemmSm90(const GemmProblem& p, cudaStream_t stream) {
   const Sm90Tuning& t = sm90Tuning();
   if (t.mode == Sm90Gemm::kOff) return false;
   if (p.elem == DType::kFloat32 || p.epilogue == Epilogue::kCombine || p.kSplit > 1 || p.aCopy != nullptr) return false;
-  if (p.K % 8 != 0 || p.lda % 8 != 0 || !aligned16(p.A) || !aligned16(p.B) || p.M <= 0 || p.N <= 0 || p.K <= 0) return false;
+  if (p.K % 8 != 0 || p.lda % 8 != 0 || !aligned16(p.A) || !aligned16(p.B)) return false;
+  if (p.M <= 0 || p.N <= 0 || p.K <= 0) return false;
   if (static_cast<long long>(p.seg.offsets ? p.seg.numExperts : 1) * p.N >= (1LL << 31)) return false;
   if (!deviceReady()) return false;
   int config = t.forceConfig;

@@ -60,7 +60,8 @@ __device__ __forceinline__ int tileCount(const GemmProblem& p, const SegmentTabl
 
 // Tile t of the list: experts in order; within an expert column tile major, row tile minor.
 template <int BM>
-__device__ __forceinline__ TileCoord tileAt(const GemmProblem& p, const SegmentTables& seg, int t, int colTiles, int BN) {
+__device__ __forceinline__ TileCoord tileAt(const GemmProblem& p, const SegmentTables& seg, int t, int colTiles,
+                                            int BN) {
   TileCoord c{0, 0, p.M, 0};
   if (p.seg.offsets == nullptr) {
     const int rowTiles = (p.M + BM - 1) / BM;
@@ -87,23 +88,29 @@ __device__ __forceinline__ TileCoord tileAt(const GemmProblem& p, const SegmentT
 }
 
 // Two adjacent outputs in one store (the same roundings as two scalar stores).
-__device__ __forceinline__ void storePair(float* dst, float a, float b) { *reinterpret_cast<float2*>(dst) = make_float2(a, b); }
+__device__ __forceinline__ void storePair(float* dst, float a, float b) {
+  *reinterpret_cast<float2*>(dst) = make_float2(a, b);
+}
 __device__ __forceinline__ void storePair(__nv_bfloat16* dst, float a, float b) {
   *reinterpret_cast<__nv_bfloat162*>(dst) = __floats2bfloat162_rn(a, b);
 }
-__device__ __forceinline__ void storePair(__half* dst, float a, float b) { *reinterpret_cast<__half2*>(dst) = __floats2half2_rn(a, b); }
+__device__ __forceinline__ void storePair(__half* dst, float a, float b) {
+  *reinterpret_cast<__half2*>(dst) = __floats2half2_rn(a, b);
+}
 
 // A_TMA: the activation rows are not gathered (no row index), so they too come as one TMA box per stage (aMap: A
 // [M][K], boxes of 64 x BM; rows past the segment are loaded but never stored, rows past M read as zeros).
 template <typename Elem, typename OutT, Epilogue EPI, int BM, int BN, int STAGES, bool A_TMA>
 __global__ void __launch_bounds__(kThreads, 1)
-    wgmmaGemmKernel(const GemmProblem p, const __grid_constant__ CUtensorMap bMap, const __grid_constant__ CUtensorMap aMap) {
+    wgmmaGemmKernel(const GemmProblem p, const __grid_constant__ CUtensorMap bMap,
+                    const __grid_constant__ CUtensorMap aMap) {
 #ifdef MOE_SM90A
   using Cfg = Sm90Config<BM, BN, STAGES>;
   constexpr int WN = Cfg::kWN;
   awaitPredecessor();
   extern __shared__ unsigned char smemRaw[];
-  unsigned char* smem = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smemRaw) + 1023) & ~uintptr_t(1023));
+  unsigned char* smem =
+      reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smemRaw) + 1023) & ~uintptr_t(1023));
   uint64_t* full = reinterpret_cast<uint64_t*>(smem + STAGES * Cfg::kStageBytes);
   uint64_t* empty = full + STAGES;
   auto aTile = [&](int s) { return smem + s * Cfg::kStageBytes; };
@@ -124,7 +131,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
   // Every tile's lookup is a binary search over the segment tables: from shared memory it costs no L2 round trips
   // in the consumers' gap between two tiles.
-  SegmentTables seg{p.seg.offsets, p.seg.offsets ? p.seg.tilePrefix + tileClassOf(BM) * (p.seg.numExperts + 1) : nullptr};
+  SegmentTables seg{p.seg.offsets,
+                    p.seg.offsets ? p.seg.tilePrefix + tileClassOf(BM) * (p.seg.numExperts + 1) : nullptr};
   uint32_t dynamicSmem;
   asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(dynamicSmem));
   if (p.seg.offsets && dynamicSmem >= static_cast<uint32_t>(Cfg::kSmemBytes + segmentTableBytes(p))) {
