@@ -20,7 +20,7 @@ export const MOE_CUDA_GEMM_TILES = 'MOE_CUDA_GEMM_TILES';
 export const CUDA_GEMM_TILE_CHOICES = ['default', 'previous', 'stream', 'stream8', 'mma32'] as const;
 /**
  * The sm_90a wgmma grouped GEMM (gemm_sm90.cuh) on an sm_90 device: 'auto' (default) where its tile table measured it
- * faster than the mma.sync GEMM (more than 8 expected rows per expert: T >= 256 of a 128-expert top-8 layer), 'on' for
+ * faster than the mma.sync GEMM (more than 8 expected rows per expert: T > 64 of a 128-expert top-8 layer), 'on' for
  * every half-precision GEMM it can run, 'off' never.
  */
 export const MOE_CUDA_WGMMA = 'MOE_CUDA_WGMMA';

@@ -28,25 +28,26 @@ constexpr Sm90Choice kConfigs[] = {
     {64, 128, 8, "64x128x8"},
 };
 
-// Tile choice as data: the first row whose bound admits the expected rows per expert wins; a row with config -1
-// leaves the problem to the mma.sync GEMM under 'auto'. Measured on the H200, Qwen3-30B-A3B expert GEMMs (batch E,
-// BENCHMARKS.md): T = 256 (32 expected rows) up_gate 0.211 ms on 64x256 / 64x128 vs 0.228 mma.sync, down 0.112
-// vs 0.125; T = 1024 and 4096 128x256 (up_gate 0.254 / 0.587 vs 0.373 / 0.943). Decode sizes keep the mma.sync
-// 16-row tiles (the layer at T = 1 and 16 was no faster with 64-row wgmma tiles).
+// Tile choice as data: the first row whose bound admits the expected rows per expert wins, with one configuration
+// for the SwiGLU GEMM (up_gate: long K, bf16 out) and one for the others (down: short K, float32 out); -1 leaves the
+// problem to the mma.sync GEMM under 'auto'. Measured on the H200, Qwen3-30B-A3B expert GEMMs (batch F,
+// BENCHMARKS.md): up_gate 64x256 at T = 256 / 1024 / 4096 (0.203 / 0.243 / 0.532 ms vs mma.sync 0.223 / 0.368 /
+// 0.934); down 64x256 at T = 256 (0.106 vs 0.123), 128x128 at 1024 / 4096 (0.126 / 0.344 vs 0.223 / 0.571).
+// Decode sizes keep the mma.sync 16-row tiles (the layer at T = 1 and 16 was no faster with 64-row wgmma tiles).
 struct Sm90Row {
   int maxRowsPerSegment;
-  int config;
+  int swigluConfig, otherConfig;
 };
 constexpr Sm90Row kTable[] = {
-    {8, -1},
-    {96, 2},
-    {1 << 30, 1},
+    {8, -1, -1},
+    {96, 2, 2},
+    {1 << 30, 2, 0},
 };
-// 'on' (every shape): tiles as wide as the rows allow.
+// 'on' (every shape): the same, and 64x128 tiles at decode sizes.
 constexpr Sm90Row kTableOn[] = {
-    {8, 3},
-    {96, 2},
-    {1 << 30, 1},
+    {8, 3, 3},
+    {96, 2, 2},
+    {1 << 30, 2, 0},
 };
 
 PFN_cuTensorMapEncodeTiled_v12000 encoder() {
@@ -201,7 +202,7 @@ bool launchGroupedGemmSm90(const GemmProblem& p, cudaStream_t stream) {
     const Sm90Row* table = t.mode == Sm90Gemm::kOn ? kTableOn : kTable;
     for (int i = 0;; i++) {
       if (rows <= table[i].maxRowsPerSegment) {
-        config = table[i].config;
+        config = p.epilogue == Epilogue::kSwiglu ? table[i].swigluConfig : table[i].otherConfig;
         break;
       }
     }
