@@ -207,6 +207,9 @@ bool launchGroupedGemmSm90(const GemmProblem& p, cudaStream_t stream) {
       }
     }
     if (config < 0) return false;
+    // 'auto': a layer with int4 expert weights leaves the rows the int4 (W4A16) kernels serve to them (they read a
+    // quarter of the bytes); this GEMM reads the dequantized copy.
+    if (t.mode == Sm90Gemm::kAuto && p.bInt4 != nullptr && rows <= 96) return false;
     // 'auto': a problem of fewer tiles than SMs (a small dense GEMM: a shared expert at a few tokens) streams its
     // weights faster on the mma.sync GEMM's many small tiles.
     if (t.mode == Sm90Gemm::kAuto) {
