@@ -29,6 +29,8 @@ const TAKEN: Case[] = [
   {name: 'sparsemixer eps 0.1', args: () => ({topkMethod: 'sparsemixer', topK: 2, sparsemixerEpsilon: 0.1})},
   {name: 'router bias, expert biases', args: () => ({routerBias: true, withBias: true})},
   {name: 'routingWeightOn input, router bias', args: () => ({routingWeightOn: 'input', routerBias: true})},
+  {name: 'probInAdvance, expert biases', args: () => ({probInAdvance: true, withBias: true})},
+  {name: 'routingWeightOn activation, zero experts', args: E => ({routingWeightOn: 'activation', zeroExperts: E / 4})},
   {name: 'int8 g32 experts, biases', args: () => ({expertWeightFormat: 'int8', quantGroupSize: 32, withBias: true})},
   {name: 'int4 g32 experts', args: () => ({expertWeightFormat: 'int4', quantGroupSize: 32})},
   {name: 'int8 per column', args: () => ({expertWeightFormat: 'int8'})},
@@ -39,7 +41,6 @@ const TAKEN: Case[] = [
 /** Options it leaves to the op chain. */
 const DECLINED: Case[] = [
   {name: 'noaux_tc', args: () => ({topkMethod: 'noaux_tc'})},
-  {name: 'probInAdvance', args: () => ({probInAdvance: true})},
   {name: 'latent', args: () => ({latentSize: 6})},
   {name: 'shared experts', args: () => ({sharedExpertIntermediateSize: 5})},
   {name: 'clamped SwiGLU', args: () => ({activation: 'clamped_swiglu'})},

@@ -6,7 +6,7 @@
  * tensors made, registered and freed per forward, which at decode (T = 1, a few milliseconds of GEMMs) was a
  * visible share of the time.
  *
- * It takes a call when the cpu backend is active, no gradient tape records (its steps have no gradients), the
+ * It takes a call when a host backend is active ('cpu', or tfjs-backend-wasm's 'wasm': the same kernels run there), no gradient tape records (its steps have no gradients), the
  * caller does not need the routing back (load balancing), and the options and weights are ones it has steps for
  * (cpuLayerUnsupportedReason); otherwise it returns null having done nothing, and the caller runs the op chain.
  */
@@ -17,7 +17,7 @@ import {isQuantizedExpertWeights, QuantizedExpertWeights} from '../../executor/e
 import {registerKernelPathLayerForward} from '../../executor/layer_executor.js';
 import type {FusedMoEOptions, FusedMoEWeights} from '../../executor/layer_schema.js';
 import type {ExpertWeightData, ExpertWeightLayout} from '../expert_weight_formats.js';
-import {readFloat32, readInt32} from '../host_data.js';
+import {HOST_KERNEL_BACKENDS, readFloat32, readInt32} from '../host_data.js';
 import {PLAIN_SWIGLU} from '../kernel_names.js';
 import {wasmBatchedGemm, wasmBatchedGemmQuantized, wasmBatchedGemmSwiglu, wasmBatchedGemmSwigluQuantized} from
     '../wasm/batched_gemm_wasm.js';
@@ -28,10 +28,13 @@ import {moeCombineImpl} from './moe_combine_impl.js';
 import {moePermuteImpl} from './moe_permute_impl.js';
 import {moeTopkSelectImpl} from './moe_topk_select_impl.js';
 
-/** An expert projection as the kernels read it: float32 [E,K,N], or packed codes with their layout. */
+/**
+ * An expert projection as the kernels read it: float32 [E,K,N], or packed codes with their layout; the host arrays
+ * read when a step needs them (the wasm GEMMs only when they pack an expert).
+ */
 type ExpertProjection =
-    {kind: 'float', values: Float32Array, dataId: object} |
-    {kind: 'packed', layout: ExpertWeightLayout, data: ExpertWeightData, dataId: object};
+    {kind: 'float', values: () => Float32Array, dataId: object} |
+    {kind: 'packed', layout: ExpertWeightLayout, data: () => ExpertWeightData, dataId: object};
 
 /** The flag that turns this path off (the op chain then runs every cpu forward): for comparisons. */
 export const MOE_CPU_LAYER_FORWARD = 'MOE_CPU_LAYER_FORWARD';
@@ -45,13 +48,12 @@ export function cpuLayerForwardCount(): number {
 
 /**
  * Why the whole-layer path does not take this call (the op chain runs it), or null when it does. Options it has no
- * step for: noaux_tc routing, probInAdvance, latent projections, shared experts, activations other than SwiGLU;
+ * step for: noaux_tc routing, latent projections, shared experts, activations other than SwiGLU;
  * expert weights other than float32 [E,K,N] tensors and non-transposed QuantizedExpertWeights.
  */
 export function cpuLayerUnsupportedReason(x: Tensor2D, w: FusedMoEWeights, o: FusedMoEOptions): string | null {
   if (x.shape[0] === 0) return 'no tokens';
   if (o.topkMethod === 'noaux_tc') return 'noaux_tc routing';
-  if (o.probInAdvance) return 'probInAdvance';
   if (o.latentSize != null) return 'latent projections';
   if (o.sharedExpertIntermediateSize > 0) return 'shared experts';
   if (o.activation !== 'swiglu') return `activation '${o.activation}'`;
@@ -72,17 +74,21 @@ function projectionProblem(w: unknown, shape: [number, number, number]): string 
   return w.format === 'float32' && w.values.dtype !== 'float32' ? 'values dtype' : null;
 }
 
+function floatProjection(backend: unknown, w: Tensor): ExpertProjection {
+  return {kind: 'float', values: () => readFloat32(backend, w), dataId: w.dataId};
+}
+
 function readProjection(backend: unknown, w: Tensor | QuantizedExpertWeights): ExpertProjection {
-  if (w instanceof tf.Tensor) return {kind: 'float', values: readFloat32(backend, w), dataId: w.dataId};
-  if (w.format === 'float32') return {kind: 'float', values: readFloat32(backend, w.values), dataId: w.values.dataId};
+  if (w instanceof tf.Tensor) return floatProjection(backend, w);
+  if (w.format === 'float32') return floatProjection(backend, w.values);
   const [numExperts, depth, width] = w.shape;
   const layout: ExpertWeightLayout = {format: w.format, numExperts, depth, width, transposed: false,
     groupSize: w.groupSize, zeroPoint: w.zeroPoint};
-  const data: ExpertWeightData = {
+  const data = (): ExpertWeightData => ({
     values: readInt32(backend, w.values),
     scales: w.scales == null ? null : w.format === 'mxfp4' ? readInt32(backend, w.scales) : readFloat32(backend, w.scales),
     zeroPoints: w.zeroPoints == null ? null : readFloat32(backend, w.zeroPoints),
-  };
+  });
   return {kind: 'packed', layout, data, dataId: w.values.dataId};
 }
 
@@ -91,25 +97,25 @@ function gemm(backend: unknown, lhs: Float32Array, rows: number, k: number, w: E
               n: number, offsets: Int32Array): Float32Array {
   if (w.kind === 'float') {
     return wasmBatchedGemm(backend, lhs, rows, k, w.values, w.dataId, numExperts, n, offsets, false, null) ??
-        batchedGemmImpl(lhs, rows, k, w.values, numExperts, n, offsets, false, null);
+        batchedGemmImpl(lhs, rows, k, w.values(), numExperts, n, offsets, false, null);
   }
   return wasmBatchedGemmQuantized(backend, lhs, rows, w.layout, w.data, w.dataId, offsets, null) ??
-      batchedGemmQuantizedImpl(lhs, rows, w.layout, w.data, offsets, null);
+      batchedGemmQuantizedImpl(lhs, rows, w.layout, w.data(), offsets, null);
 }
 
-/** batchedGemmSwiglu's cpu kernel (plain SwiGLU, no row scale) on host arrays: [rows, intermediate]. */
+/** batchedGemmSwiglu's cpu kernel (plain SwiGLU times the row scale) on host arrays: [rows, intermediate]. */
 function gemmSwiglu(backend: unknown, lhs: Float32Array, rows: number, k: number, w: ExpertProjection,
-                    numExperts: number, intermediate: number, offsets: Int32Array, bias: Float32Array | null):
-    Float32Array {
+                    numExperts: number, intermediate: number, offsets: Int32Array, bias: Float32Array | null,
+                    scale: Float32Array | null): Float32Array {
   if (w.kind === 'float') {
     return wasmBatchedGemmSwiglu(backend, lhs, rows, k, w.values, w.dataId, numExperts, intermediate, offsets, false,
-                                 bias, null) ??
-        fusedSwigluScaleImpl(batchedGemmImpl(lhs, rows, k, w.values, numExperts, 2 * intermediate, offsets, false, bias),
-                             rows, intermediate, null, PLAIN_SWIGLU);
+                                 bias, scale) ??
+        fusedSwigluScaleImpl(batchedGemmImpl(lhs, rows, k, w.values(), numExperts, 2 * intermediate, offsets, false, bias),
+                             rows, intermediate, scale, PLAIN_SWIGLU);
   }
-  return wasmBatchedGemmSwigluQuantized(backend, lhs, rows, w.layout, w.data, w.dataId, offsets, bias, null) ??
-      fusedSwigluScaleImpl(batchedGemmQuantizedImpl(lhs, rows, w.layout, w.data, offsets, bias), rows, intermediate,
-                           null);
+  return wasmBatchedGemmSwigluQuantized(backend, lhs, rows, w.layout, w.data, w.dataId, offsets, bias, scale) ??
+      fusedSwigluScaleImpl(batchedGemmQuantizedImpl(lhs, rows, w.layout, w.data(), offsets, bias), rows, intermediate,
+                           scale);
 }
 
 /**
@@ -126,8 +132,7 @@ export function cpuLayerForward(x: Tensor2D, w: FusedMoEWeights, o: FusedMoEOpti
   // The router also scores the Z identity experts: [T, E+Z].
   const gate = w.gate_weight as Tensor2D;
   const scored = gate.shape[1];
-  const logits = gemm(backend, xs, T, H, {kind: 'float', values: readFloat32(backend, gate), dataId: gate.dataId}, 1,
-                      scored, Int32Array.of(0, T));
+  const logits = gemm(backend, xs, T, H, floatProjection(backend, gate), 1, scored, Int32Array.of(0, T));
   if (o.routerBias) {
     // tf.add on the cpu backend: the float32 sum.
     const bias = readFloat32(backend, w.gate_bias as Tensor);
@@ -144,25 +149,33 @@ export function cpuLayerForward(x: Tensor2D, w: FusedMoEWeights, o: FusedMoEOpti
   const upGate = readProjection(backend, w.up_gate_proj_weight);
   const down = readProjection(backend, w.down_proj_weight);
   const upBias = o.withBias ? readFloat32(backend, w.up_gate_proj_bias as Tensor) : null;
-  const activated = gemmSwiglu(backend, permutedX, numRows, H, upGate, E, I, expertOffsets, upBias);
+  // probInAdvance: each permuted row's routing weight (weightPerRow: alignment 1 gives every row one slot).
+  let rowScale: Float32Array | null = null;
+  if (o.probInAdvance) {
+    rowScale = new Float32Array(numRows);
+    for (let i = 0; i < T * k; i++) if (rowMap[i] >= 0) rowScale[rowMap[i]] = topkWeights[i];
+  }
+  const activated = gemmSwiglu(backend, permutedX, numRows, H, upGate, E, I, expertOffsets, upBias, rowScale);
   const projected = gemm(backend, activated, numRows, I, down, E, H, expertOffsets);
   const downBias = o.withBias ? readFloat32(backend, w.down_proj_bias as Tensor) : null;
   const out = moeCombineImpl(projected, numRows, H, rowMap, topkWeights, topkIds, T, k, downBias,
-                             downBias == null ? 0 : E, onInput, o.zeroExperts > 0 ? xs : null);
+                             downBias == null ? 0 : E, o.probInAdvance || onInput, o.zeroExperts > 0 ? xs : null);
   forwards++;
   return tf.tensor2d(out, [T, H]);
 }
 
-/** Whether the path may run now: cpu active, flag on, no gradient tape. */
+/** Whether the path may run now: a host backend active ('cpu', 'wasm'), flag on, no gradient tape. */
 function layerPathActive(): boolean {
-  if (tf.getBackend() !== 'cpu' || !tf.env().getBool(MOE_CPU_LAYER_FORWARD)) return false;
+  if (!HOST_KERNEL_BACKENDS.includes(tf.getBackend()) || !tf.env().getBool(MOE_CPU_LAYER_FORWARD)) return false;
   return (tf.engine() as unknown as {state: {gradientDepth: number}}).state.gradientDepth === 0;
 }
 
 /** Registers the flag and plugs the path into the cpu kernel path of the layer (src/register_all.ts, once). */
 export function registerCpuLayerForward(): void {
   tf.env().registerFlag(MOE_CPU_LAYER_FORWARD, () => true);
-  registerKernelPathLayerForward('cpu', {
-    forward: (x, w, o, context) => layerPathActive() && !context.needsRouting ? cpuLayerForward(x, w, o) : null,
-  });
+  for (const backendName of HOST_KERNEL_BACKENDS) {
+    registerKernelPathLayerForward(backendName, {
+      forward: (x, w, o, context) => layerPathActive() && !context.needsRouting ? cpuLayerForward(x, w, o) : null,
+    });
+  }
 }
