@@ -87,7 +87,7 @@ function runExpertCall(c: ExpertCall): Float32Array | null {
   // Only the segment rows [first, last) travel; offsets are rebased to them.
   const bytes = padded(rows * k * 4) + padded(rows * c.outCols * 4) + padded((c.numExperts + 1) * 4) +
       padded(c.numExperts * 4) + padded((c.bias?.length ?? 0) * 4) + padded(c.scale != null ? rows * 4 : 0) +
-      threads * scratchFloats * 4;
+      padded(4) + threads * scratchFloats * 4;
   if (arena == null) arena = new CallArena(rt);
   if (!arena.reset(bytes)) return null;
   const lhsAt = arena.take(rows * k * 4), outAt = arena.take(rows * c.outCols * 4);
@@ -95,6 +95,9 @@ function runExpertCall(c: ExpertCall): Float32Array | null {
   const biasAt = c.bias != null ? arena.take(c.bias.length * 4) : 0;
   const scaleAt = c.scale != null ? arena.take(rows * 4) : 0;
   const scratchAt = arena.take(threads * scratchFloats * 4);
+  // The counter the threads take work items from (moe_kernels.c claim), zero before every call.
+  const workAt = arena.take(4);
+  rt.i32(workAt, 1)[0] = 0;
   rt.f32(lhsAt, rows * k).set(c.lhs.subarray(first * k, last * k));
   const rebased = rt.i32(offsetsAt, c.numExperts + 1);
   for (let e = 0; e <= c.numExperts; e++) rebased[e] = c.offsets[e] - first;
@@ -104,7 +107,7 @@ function runExpertCall(c: ExpertCall): Float32Array | null {
   const common = [lhsAt, k, outAt, c.outCols, offsetsAt, c.numExperts, weightsAt, biasAt,
     WASM_FORMATS[c.layout.format], c.layout.group];
   // The kernel picks its thread's slice of the scratch block.
-  rt.run(c.entry, [...common, ...(c.entry === 'moe_gemm' ? [] : [scaleAt]), scratchAt], threads);
+  rt.run(c.entry, [...common, ...(c.entry === 'moe_gemm' ? [] : [scaleAt]), scratchAt, workAt], threads);
   out.set(rt.f32(outAt, rows * c.outCols), first * c.outCols);
   return out;
 }

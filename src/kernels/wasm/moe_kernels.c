@@ -11,8 +11,8 @@
 // decode path (a row streams each panel once from memory) and the prefill path (a block of ROW_BLOCK rows is
 // multiplied against a panel that stays in L1/L2), so a cached expert never needs a second copy.
 //
-// Threads split every expert's panels (not the experts): each thread streams its share of every active expert,
-// which balances decode (few experts, one row each) as well as prefill.
+// Threads take every expert's panels (not the experts) in chunks, first come first served: each thread streams
+// part of every active expert, which balances decode (few experts, one row each) as well as prefill.
 //
 // Named parameters, fixed per build: PANEL (columns per panel, the register tiles' width), ROW_BLOCK (rows that
 // share one pass over a panel). The build variants (threads: shared memory and atomics, or not) compile this
@@ -606,11 +606,13 @@ static inline int scratch_floats(int k) {
 }
 EXPORT(scratch_floats_per_thread) int scratch_floats_per_thread(int k) { return scratch_floats(k); }
 
-// Panels [first, last) of this thread's share of `panels`.
-static inline void thread_share(int panels, int thread, int threads, int* first, int* last) {
-  *first = (int)((long)panels * thread / threads);
-  *last = (int)((long)panels * (thread + 1) / threads);
-}
+// Work items: each row block of every segment, its panels in chunks of CHUNK_PANELS, in order. The threads take
+// them first come first served from a counter in memory (zeroed by the caller before the call), so a thread that
+// shares its core with another process takes fewer: a static split would make the call wait for it. A panel is
+// still computed whole by one thread with the same code, so results do not depend on the thread count.
+#define CHUNK_PANELS 4
+
+static inline int claim(int32_t* work) { return __atomic_fetch_add(work, 1, __ATOMIC_RELAXED); }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Entry points (one call per thread; thread 0 of 1 runs everything)
@@ -620,26 +622,29 @@ static inline void thread_share(int panels, int thread, int threads, int* first,
 // `group` codes per scale, bias [E,n] or 0, scratch: scratch_floats(k) per thread.
 EXPORT(moe_gemm)
 void moe_gemm(const float* lhs, int k, float* out, int n, const int32_t* offsets, int num_experts,
-              const uint32_t* weights, const float* bias, int format, int group, float* scratch, int thread,
-              int threads) {
-  const int panels = panel_count(n);
-  int first, last;
-  thread_share(panels, thread, threads, &first, &last);
+              const uint32_t* weights, const float* bias, int format, int group, float* scratch, int32_t* work,
+              int thread, int threads) {
+  (void)threads;
+  const int panels = panel_count(n), chunks = (panels + CHUNK_PANELS - 1) / CHUNK_PANELS;
   scratch += (long)thread * scratch_floats(k);
   float* apack = scratch + 2 * ROW_BLOCK * PANEL;
   float* dq = apack + ROW_BLOCK * k;
   int16_t* xs = (int16_t*)(dq + dq_floats(k));
   float* x_scale = dq + dq_floats(k) + INT_ROWS * k;
+  int item = 0, ticket = claim(work);
   for (int e = 0; e < num_experts; e++) {
     const int seg_start = offsets[e], seg_end = offsets[e + 1];
     if (seg_start >= seg_end) continue;
     const uint8_t* w = (const uint8_t*)(uintptr_t)weights[e];
-    for (int r0 = seg_start; r0 < seg_end; r0 += ROW_BLOCK) {
+    for (int r0 = seg_start; r0 < seg_end; r0 += ROW_BLOCK, item += chunks) {
+      if (ticket >= item + chunks) continue;  // none of this block's chunks is this thread's
       const int rows = seg_end - r0 < ROW_BLOCK ? seg_end - r0 : ROW_BLOCK;
       const float* a = lhs + (long)r0 * k;
       pack_rows(a, k, rows, k, apack);
       const float* rows_scale = split_rows(format, a, rows, k, xs, x_scale);
-      for (int p = first; p < last; p++) {
+      for (int p = 0; p < panels; p++) {
+        if (item + p / CHUNK_PANELS != ticket) continue;
+        if (p % CHUNK_PANELS == CHUNK_PANELS - 1 || p == panels - 1) ticket = claim(work);
         panel_tiles(format, group, w, panels, p, a, apack, k, rows, k, scratch, dq, xs, rows_scale);
         const int c0 = p * PANEL;
         const int valid = n - c0 < PANEL ? n - c0 : PANEL;
@@ -662,8 +667,9 @@ void moe_gemm(const float* lhs, int k, float* out, int n, const int32_t* offsets
 EXPORT(moe_gemm_swiglu)
 void moe_gemm_swiglu(const float* lhs, int k, float* out, int intermediate, const int32_t* offsets,
                      int num_experts, const uint32_t* weights, const float* bias, int format, int group,
-                     const float* scale, float* scratch, int thread, int threads) {
-  const int panels = panel_count(intermediate);
+                     const float* scale, float* scratch, int32_t* work, int thread, int threads) {
+  (void)threads;
+  const int panels = panel_count(intermediate), chunks = (panels + CHUNK_PANELS - 1) / CHUNK_PANELS;
   scratch += (long)thread * scratch_floats(k);
   float* gate_tile = scratch;
   float* up_tile = scratch + ROW_BLOCK * PANEL;
@@ -672,19 +678,21 @@ void moe_gemm_swiglu(const float* lhs, int k, float* out, int intermediate, cons
   int16_t* xs = (int16_t*)(dq + dq_floats(k));
   float* x_scale = dq + dq_floats(k) + INT_ROWS * k;
   const int n = 2 * intermediate;
-  int first, last;
-  thread_share(panels, thread, threads, &first, &last);
+  int item = 0, ticket = claim(work);
   for (int e = 0; e < num_experts; e++) {
     const int seg_start = offsets[e], seg_end = offsets[e + 1];
     if (seg_start >= seg_end) continue;
     const uint8_t* w = (const uint8_t*)(uintptr_t)weights[e];
     const uint8_t* up_w = w + panels_bytes(format, k, group, panels);
-    for (int r0 = seg_start; r0 < seg_end; r0 += ROW_BLOCK) {
+    for (int r0 = seg_start; r0 < seg_end; r0 += ROW_BLOCK, item += chunks) {
+      if (ticket >= item + chunks) continue;  // none of this block's chunks is this thread's
       const int rows = seg_end - r0 < ROW_BLOCK ? seg_end - r0 : ROW_BLOCK;
       const float* a = lhs + (long)r0 * k;
       pack_rows(a, k, rows, k, apack);
       const float* rows_scale = split_rows(format, a, rows, k, xs, x_scale);
-      for (int p = first; p < last; p++) {
+      for (int p = 0; p < panels; p++) {
+        if (item + p / CHUNK_PANELS != ticket) continue;
+        if (p % CHUNK_PANELS == CHUNK_PANELS - 1 || p == panels - 1) ticket = claim(work);
         panel_tiles(format, group, w, panels, p, a, apack, k, rows, k, gate_tile, dq, xs, rows_scale);
         panel_tiles(format, group, up_w, panels, p, a, apack, k, rows, k, up_tile, dq, xs, rows_scale);
         const int c0 = p * PANEL;
