@@ -6,9 +6,12 @@
  */
 import type {DecodeShape, DecodeTiles} from './decode_programs.js';
 
+/** What an entry can be keyed by: the layer shape, T and the bits per code of the routed weights (float32: 32). */
+export type DecodeTuningKey = Pick<DecodeShape, 'T' | 'H' | 'I' | 'E' | 'K'> & {bits?: number};
+
 export interface DecodeTuning {
-  /** Shape fields the entry is measured for (absent: any shape). */
-  where?: Partial<Pick<DecodeShape, 'H' | 'I' | 'E' | 'K'>>;
+  /** Fields the entry is measured for (absent: any; bits absent: any format). */
+  where?: Partial<Omit<DecodeTuningKey, 'T'>>;
   /** Inclusive token range. */
   minTokens: number;
   maxTokens: number;
@@ -17,7 +20,8 @@ export interface DecodeTuning {
   source: string;
 }
 
-const QWEN3 = {H: 2048, I: 768, E: 128, K: 8};
+// The float32 rows (bits 32): packed weights stream fewer bytes per k and take their own rows or the any-shape defaults.
+const QWEN3 = {H: 2048, I: 768, E: 128, K: 8, bits: 32};
 
 const ROUTE = {routerPartials: 16384, routeLanes: 256, routeTopk: 'rounds'} as const;
 
@@ -52,13 +56,13 @@ export const DECODE_TUNING: readonly DecodeTuning[] = [
 ];
 
 /** The tuned launch shapes for a layer shape and T (the table always has an entry for any shape). */
-export function tunedDecodeTiles(s: Pick<DecodeShape, 'T' | 'H' | 'I' | 'E' | 'K'>,
-                                 table: readonly DecodeTuning[] = DECODE_TUNING): DecodeTiles {
+export function tunedDecodeTiles(s: DecodeTuningKey, table: readonly DecodeTuning[] = DECODE_TUNING): DecodeTiles {
+  const bits = s.bits ?? 32;
   for (const entry of table) {
     if (s.T < entry.minTokens || s.T > entry.maxTokens) continue;
     const w = entry.where;
     if (w != null && ((w.H != null && w.H !== s.H) || (w.I != null && w.I !== s.I) || (w.E != null && w.E !== s.E) ||
-                      (w.K != null && w.K !== s.K))) {
+                      (w.K != null && w.K !== s.K) || (w.bits != null && w.bits !== bits))) {
       continue;
     }
     return entry.tiles;
