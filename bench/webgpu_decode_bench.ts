@@ -311,6 +311,17 @@ async function t1Variants(layer: FusedMoE): Promise<Record<string, unknown>> {
     fourPrograms_itemsU2: {...tuned, fold: false, downFlat: true, downUnroll: 2},
     fourPrograms_itemsU4: {...tuned, fold: false, downFlat: true, downUnroll: 4},
     up16x16_itemsU2: {...tuned, upNv: 16, upKs: 16, downFlat: true, downUnroll: 2},
+    upU2_itemsU2: {...tuned, upUnroll: 2, downFlat: true, downUnroll: 2},
+    upU4_itemsU4: {...tuned, upUnroll: 4, downFlat: true, downUnroll: 4},
+    fourPrograms_upU2_itemsU2: {...tuned, fold: false, upUnroll: 2, downFlat: true, downUnroll: 2},
+    // Fewer router splits: fewer partial logits for the route to sum (HS 32 -> 8 / 16), fewer router workgroups.
+    fourPrograms_hs8: {...tuned, fold: false, routerPartials: 1024},
+    fourPrograms_hs16: {...tuned, fold: false, routerPartials: 2048},
+    hs8_itemsU2: {...tuned, routerPartials: 1024, downFlat: true, downUnroll: 2},
+    // A smaller route workgroup (cheaper barriers, more experts per lane).
+    fourPrograms_route32: {...tuned, fold: false, routeThreads: 32},
+    fourPrograms_route64: {...tuned, fold: false, routeThreads: 64},
+    fourPrograms_route32_itemsU2: {...tuned, fold: false, routeThreads: 32, downFlat: true, downUnroll: 2},
   };
   const out: Record<string, unknown> = {};
   const thr: Record<string, number[]> = {};
@@ -341,6 +352,14 @@ async function t1Variants(layer: FusedMoE): Promise<Record<string, unknown>> {
   for (const [name, skip] of Object.entries(skips)) marginal[name] = await wholeForwardMs(apply, 15, skip);
   setWebGPUDecodeTiles({...variants.fourPrograms!, downFlat: true, downUnroll: 2});
   marginal.itemsU2_onlyDown = await wholeForwardMs(apply, 15, ['routerLogits', 'route', 'upGate']);
+  marginal.itemsU4_onlyDown = await (async () => {
+    setWebGPUDecodeTiles({...variants.fourPrograms!, downFlat: true, downUnroll: 4});
+    return wholeForwardMs(apply, 15, ['routerLogits', 'route', 'upGate']);
+  })();
+  setWebGPUDecodeTiles({...variants.fourPrograms!, routeThreads: 32});
+  marginal.route32_onlyRoute = await wholeForwardMs(apply, 15, ['routerLogits', 'upGate', 'down']);
+  marginal.route32_noRoute = await wholeForwardMs(apply, 15, ['route']);
+  marginal.route32_all = await wholeForwardMs(apply, 15);
   setWebGPUDecodeTiles(null);
   out.marginalWholeForwardMs = marginal;
   out.emptyDispatchMs = await emptyDispatchMs();

@@ -199,7 +199,8 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
          try {
            const xg = randn(rand, 4 * 8);
            for (const routeLanes of [1, 16]) {
-             const tiles = {upNv: 8, upKs: 32, downNv: 4, downKs: 64, routeTopk: 'rank' as const, routeLanes};
+             const tiles = {upNv: 8, upKs: 32, downNv: 4, downKs: 64, routeTopk: 'rank' as const, routeLanes,
+                            routeThreads: routeLanes === 16 ? 32 : 256};
              internal.setWebGPUDecodeTiles(tiles);
              const input = tf.tensor2d(xg, [4, 8]);
              const out = grouped.layer.apply(input) as tf.Tensor;
@@ -274,6 +275,10 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
       downFlat: 'yes' as unknown as boolean})).toThrowError(/downFlat must be a boolean, got "yes"/);
     expect(() => internal.setWebGPUDecodeTiles({upNv: 8, upKs: 32, downNv: 4, downKs: 64, downUnroll: 3}))
         .toThrowError(/downUnroll must be 1, 2 or 4, got 3/);
+    expect(() => internal.setWebGPUDecodeTiles({upNv: 8, upKs: 32, downNv: 4, downKs: 64, upUnroll: 8}))
+        .toThrowError(/upUnroll must be 1, 2 or 4, got 8/);
+    expect(() => internal.setWebGPUDecodeTiles({upNv: 8, upKs: 32, downNv: 4, downKs: 64, routeThreads: 48}))
+        .toThrowError(/routeThreads must be a power of two in \[1, 256\], got 48/);
     expect(() => moe.setWebGPUDecodeMaxTokens(33)).toThrowError(/argument 'n' must be an integer in \[0, 32\], got 33/);
     expect(() => moe.setWebGPUDecodeMaxTokens(1.5)).toThrowError(/argument 'n'/);
     expect(() => internal.setWebGPUDecodeTiles({upNv: 8, upKs: 16, downNv: 4, downKs: 64}))
@@ -317,8 +322,9 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
     moe.setWebGPUDecodeMaxTokens(defaultMaxTokens);
     // The route program's top-k both ways: K rounds of a lane arg-max, and by rank (with two lanes per token).
     // And folded: every upGate workgroup routes with the same code (3 programs).
+    // A route workgroup of 4 threads (one lane per token, every expert serially) too.
     const variants: Array<internal.DecodeTilesOverride | null> = [null, {upNv: 8, upKs: 32, downNv: 4, downKs: 64, routeTopk: 'rank' as const, routeLanes: 2},
-                      FOLD_TILES];
+                      FOLD_TILES, {upNv: 8, upKs: 32, downNv: 4, downKs: 64, routeThreads: 4}];
     try {
       for (const tiles of variants) {
         internal.setWebGPUDecodeTiles(tiles);
@@ -478,7 +484,7 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
        }
      }, SLOW_MS);
 
-  it('float weights with the down program on items (downFlat, unroll 1/2/4) match the reference', async () => {
+  it('float weights with the down program on items (downFlat, unroll 1/2/4) and upGate unrolled match the reference', async () => {
     const rand = rng(8080);
     const H = 16, T = 3;
     const {layer, data} = randomLayer({numExperts: 6, topK: 3, moeIntermediateSize: 12, withBias: true,
@@ -486,7 +492,9 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
     const x = randn(rand, T * H);
     try {
       for (const downUnroll of [1, 2, 4]) {
-        internal.setWebGPUDecodeTiles({upNv: 8, upKs: 32, downNv: 2, downKs: 128, downFlat: true, downUnroll});
+        // upUnroll with the shared expert's stream too; H4 = 4 over 32 k-lanes: most unrolled steps past H4.
+        internal.setWebGPUDecodeTiles({upNv: 8, upKs: 32, downNv: 2, downKs: 128, downFlat: true, downUnroll,
+                                       upUnroll: downUnroll});
         const input = tf.tensor2d(x, [T, H]);
         const out = layer.apply(input) as tf.Tensor;
         const got = await out.data();

@@ -106,6 +106,10 @@ export function setWebGPUDecodeTiles(tiles: DecodeTilesOverride | null): void {
     if (r != null && !(Number.isInteger(r) && r >= 1 && r <= DECODE_TOKEN_CAP)) {
       throw new Error(`setWebGPUDecodeTiles: upRows must be an integer in [1, ${DECODE_TOKEN_CAP}], got ${r}`);
     }
+    const rt = tiles.routeThreads;
+    if (rt != null && !(Number.isInteger(Math.log2(rt)) && rt >= 1 && rt <= 256)) {
+      throw new Error(`setWebGPUDecodeTiles: routeThreads must be a power of two in [1, 256], got ${rt}`);
+    }
     const lanes = tiles.routeLanes;
     if (lanes != null && !(Number.isInteger(Math.log2(lanes)) && lanes >= 1 && lanes <= 256)) {
       throw new Error(`setWebGPUDecodeTiles: routeLanes must be a power of two in [1, 256], got ${lanes}`);
@@ -115,9 +119,11 @@ export function setWebGPUDecodeTiles(tiles: DecodeTilesOverride | null): void {
         throw new Error(`setWebGPUDecodeTiles: ${key} must be a boolean, got ${JSON.stringify(tiles[key])}`);
       }
     }
-    const u = tiles.downUnroll;
-    if (u != null && !(u === 1 || u === 2 || u === 4)) {
-      throw new Error(`setWebGPUDecodeTiles: downUnroll must be 1, 2 or 4, got ${u}`);
+    for (const key of ['downUnroll', 'upUnroll'] as const) {
+      const u = tiles[key];
+      if (u != null && !(u === 1 || u === 2 || u === 4)) {
+        throw new Error(`setWebGPUDecodeTiles: ${key} must be 1, 2 or 4, got ${u}`);
+      }
     }
     if (tiles.routeTopk != null && tiles.routeTopk !== 'rounds' && tiles.routeTopk !== 'rank') {
       throw new Error(`setWebGPUDecodeTiles: routeTopk must be 'rounds' or 'rank', got ${JSON.stringify(tiles.routeTopk)}`);
@@ -145,7 +151,8 @@ function sameTiles(a: DecodeTiles, b: DecodeTiles): boolean {
   return a.upNv === b.upNv && a.upKs === b.upKs && a.downNv === b.downNv && a.downKs === b.downKs &&
       a.upRows === b.upRows && a.routerPartials === b.routerPartials && a.routeLanes === b.routeLanes &&
       a.routeTopk === b.routeTopk && !!a.fold === !!b.fold && !!a.downFlat === !!b.downFlat &&
-      (a.downUnroll ?? 1) === (b.downUnroll ?? 1);
+      (a.downUnroll ?? 1) === (b.downUnroll ?? 1) && (a.upUnroll ?? 1) === (b.upUnroll ?? 1) &&
+      (a.routeThreads ?? 256) === (b.routeThreads ?? 256);
 }
 
 /**

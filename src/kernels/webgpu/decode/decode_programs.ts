@@ -82,6 +82,13 @@ export interface DecodeTiles {
   downFlat?: boolean;
   /** downCombine with items: items per lane whose loads are issued before their FMAs (absent: 1). */
   downUnroll?: number;
+  /** upGate, float weights: k-steps per lane whose loads are issued before their FMAs (absent: 1). */
+  upUnroll?: number;
+  /**
+   * route: threads of its one workgroup (a power of two, at least T; absent: 256). Fewer threads, cheaper
+   * barriers; the folded variant routes with all 256 of upGate's.
+   */
+  routeThreads?: number;
 }
 
 export const DECODE_THREADS = 256;
@@ -288,7 +295,8 @@ export function routerLogitsCode(s: DecodeShape, t: DecodeTiles): string {
 
 /** Program 2: routing and the counting sort, one workgroup. Binding order: work, route, [correctionBias]. */
 export function routeCode(s: DecodeShape, t: DecodeTiles): string {
-  const r = routeParts(s, t, 'route', f => `work[W_SLOTW + ${f}]`);
+  const nt = Math.max(t.routeThreads ?? DECODE_THREADS, 1 << Math.ceil(Math.log2(s.T)));
+  const r = routeParts(s, t, 'route', f => `work[W_SLOTW + ${f}]`, nt);
   return `${PRELUDE}${layoutConsts(s, t)}
   @group(0) @binding(0) var<storage, read_write> work : array<f32>;
   @group(0) @binding(1) var<storage, read_write> route : array<i32>;
@@ -297,7 +305,7 @@ export function routeCode(s: DecodeShape, t: DecodeTiles): string {
   const K = ${s.K};
   ${r.decls}
 
-  @compute @workgroup_size(256)
+  @compute @workgroup_size(${nt})
   fn main(@builtin(local_invocation_index) li : u32) {
     let lid = i32(li);
     ${r.body}
@@ -309,15 +317,15 @@ export function routeCode(s: DecodeShape, t: DecodeTiles): string {
  * layout into the array `routeOut` and slot f's weight into `slotWeight(f)` (the route program: the buffers; the
  * folded upGate program: workgroup arrays).
  */
-function routeParts(s: DecodeShape, t: DecodeTiles, routeOut: string, slotWeight: (f: string) => string):
-    {decls: string, body: string} {
+function routeParts(s: DecodeShape, t: DecodeTiles, routeOut: string, slotWeight: (f: string) => string,
+                    nt = DECODE_THREADS): {decls: string, body: string} {
   const {hs} = routerSplits(s, t);
   const grouped = s.method === 'grouped';
   const G = s.nGroup, GK = s.topkGroup, GSIZE = Math.floor(s.E / s.nGroup);
   const bias = (e: string) => s.hasCorrectionBias ? `cbias[${e}]` : '0.0';
-  const chunk = Math.ceil(s.E / 256);
+  const chunk = Math.ceil(s.E / nt);
   // Threads per token: a power of two, every token at once.
-  const tpt = Math.min(1 << Math.floor(Math.log2(256 / s.T)), t.routeLanes);
+  const tpt = Math.min(1 << Math.floor(Math.log2(nt / s.T)), t.routeLanes);
   const weight = grouped ?
       `${s.renormalize ? 'p / (total + 1e-20)' : 'p'} * ${f32Const(s.routedScalingFactor)}` :
       (s.renormalize ? 'p / max(total, 1e-12)' : 'p');
@@ -328,8 +336,8 @@ function routeParts(s: DecodeShape, t: DecodeTiles, routeOut: string, slotWeight
   const GK = ${GK};
   const GSIZE = ${GSIZE};
   const CHUNK = ${chunk};
-  const NT = 256;
-  const CH = ${Math.ceil(s.T * s.E / 256)};
+  const NT = ${nt};
+  const CH = ${Math.ceil(s.T * s.E / nt)};
   const TPT = ${tpt};
   const VPL = ${Math.ceil(s.E / tpt)};
   ${RANKING_SNIPPET}
@@ -602,7 +610,29 @@ export function upGateCode(s: DecodeShape, t: DecodeTiles, fold = false): string
   const tilesE = Math.ceil(I4 / (NVW / 2));
   const maxActive = Math.min(s.E, s.T * s.K);
   // The streaming loop, once per weight binding (WGSL has no storage pointers as arguments).
-  const stream = (buf: string, base: string, n4: string) => `
+  const UU = Math.max(1, Math.floor(t.upUnroll ?? 1));
+  // U k-steps' loads before their FMAs (a step past H4 loads a valid address and adds nothing).
+  const unrolled = (buf: string, base: string, width: string) => {
+    const us = Array.from({length: UU}, (_, u) => u);
+    return `
+        for (var kb = s; kb < H4; kb += KS * ${UU}) {${us.map(u => `
+          let k${u} = kb + ${u} * KS;
+          let wi${u} = ${base} + min(k${u}, H4 - 1) * 4 * ${width} + n4;
+          let w${u}0 = ${buf}[wi${u}];
+          let w${u}1 = ${buf}[wi${u} + ${width}];
+          let w${u}2 = ${buf}[wi${u} + 2 * ${width}];
+          let w${u}3 = ${buf}[wi${u} + 3 * ${width}];`).join('')}
+          for (var i = 0; i < TM; i++) {
+            if (i < rows) {${us.map(u => `
+              if (k${u} < H4) {
+                let a = x[tok[i] * H4 + k${u}];
+                acc[i] += a.x * w${u}0 + a.y * w${u}1 + a.z * w${u}2 + a.w * w${u}3;
+              }`).join('')}
+            }
+          }
+        }`;
+  };
+  const stream = (buf: string, base: string, n4: string) => UU > 1 ? unrolled(buf, base, n4) : `
         for (var k4 = s; k4 < H4; k4 += KS) {
           let wi = ${base} + k4 * 4 * ${n4} + n4;
           let w0 = ${buf}[wi];
