@@ -32,29 +32,11 @@ import {CudaActivation, CudaFusedMoe, CudaMoeRunner, CudaMoeWeightTensors} from 
 
 import {findModelShape} from '../demo/model_shapes.js';
 import {median} from './stats.js';
+import {arg, uniform} from './bench_data.js';
 
 // Qwen3-30B-A3B's layer from the shared model table (demo/model_shapes.js).
 const {hidden: H, intermediate: I, numExperts: E, topK: K} = findModelShape('qwen3')!;
 const BANDWIDTH = 4.15e12, BF16_FLOPS = 770e12;
-
-function arg(name: string, dflt: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : dflt;
-}
-
-/** Uniform values in [-a, a) from a xorshift stream (fast enough for the 600M weights of the layer). */
-function uniform(n: number, a: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0 || 1;
-  const scale = (2 * a) / 4294967296;
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13; s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5; s >>>= 0;
-    out[i] = s * scale - a;
-  }
-  return out;
-}
 
 
 /** 'int4' below: bfloat16 compute with int4 experts (group 32, symmetric): codes + float32 scales per weight. */

@@ -13,6 +13,7 @@ import * as moe from 'tfjs-moe';
 import {FusedMoE, FusedMoEArgs} from 'tfjs-moe';
 
 import {refFusedMoE} from '../spec/reference/moe_reference.js';
+import {rand, randn} from './bench_data.js';
 
 const H = 256, T = 64;
 const ARGS: FusedMoEArgs = {numExperts: 16, topK: 4, moeIntermediateSize: 128, withBias: true,
@@ -25,18 +26,6 @@ const VARIANTS: Array<{label: string, format: moe.ExpertWeightFormat, groupSize?
   {label: 'int4 g32', format: 'int4'}, {label: 'int4 g128 zp', format: 'int4', groupSize: 128, zeroPoint: true},
   {label: 'mxfp4', format: 'mxfp4'},
 ];
-
-function rand(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
-    return s / 4294967296;
-  };
-}
-
-function randn(r: () => number, n: number, scale: number): Float32Array {
-  return Float32Array.from({length: n}, () => (r() + r() + r() - 1.5) * 2 * scale);
-}
 
 function relError(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let d = 0, m = 0;

@@ -13,27 +13,9 @@ import {CudaFusedMoeConfig, CudaMoeRunner, CudaMoeWeightArrays} from 'tfjs-moe/i
 
 import {findModelShape} from '../demo/model_shapes.js';
 import {median} from './stats.js';
+import {arg, uniform} from './bench_data.js';
 
 const {hidden: H, intermediate: I, numExperts: E, topK: K} = findModelShape('qwen3')!;
-
-function arg(name: string, dflt: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : dflt;
-}
-
-/** Uniform values in [-a, a) from a xorshift stream. */
-function uniform(n: number, a: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0 || 1;
-  const scale = (2 * a) / 4294967296;
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13; s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5; s >>>= 0;
-    out[i] = s * scale - a;
-  }
-  return out;
-}
 
 type Config = Omit<CudaFusedMoeConfig, 'hidden' | 'numExperts' | 'intermediateSize' | 'computeDtype'>;
 const Z = E / 2;

@@ -10,6 +10,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import {version_cpu} from '@tensorflow/tfjs-backend-cpu';
 import * as moe from 'tfjs-moe';
 import {FusedMoE, FusedMoEArgs} from 'tfjs-moe';
+import {rand, randn} from './bench_data.js';
 
 const H = 2048, I = 768;
 const args = process.argv.slice(2);
@@ -26,18 +27,6 @@ const VARIANTS: Array<{label: string, format: moe.ExpertWeightFormat, groupSize?
   {label: 'int4 g128 zero point (GPTQ)', format: 'int4', groupSize: 128, zeroPoint: true, bound: null},
   {label: 'mxfp4', format: 'mxfp4', bound: 0.2},
 ];
-
-function rand(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
-    return s / 4294967296;
-  };
-}
-
-function randn(r: () => number, n: number, scale: number): Float32Array {
-  return Float32Array.from({length: n}, () => (r() + r() + r() - 1.5) * 2 * scale);
-}
 
 function relL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let d = 0, m = 0;
