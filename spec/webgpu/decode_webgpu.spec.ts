@@ -484,14 +484,14 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
        }
      }, SLOW_MS);
 
-  it('float weights with the down program on items (downFlat, unroll 1/2/4) and upGate unrolled match the reference', async () => {
+  it('float weights with the down program on items (downFlat, unroll 1 and 4) and upGate unrolled match the reference', async () => {
     const rand = rng(8080);
     const H = 16, T = 3;
     const {layer, data} = randomLayer({numExperts: 6, topK: 3, moeIntermediateSize: 12, withBias: true,
       sharedExpertIntermediateSize: 8, backend: 'webgpu'}, H, rand);
     const x = randn(rand, T * H);
     try {
-      for (const downUnroll of [1, 2, 4]) {
+      for (const downUnroll of [1, 4]) {
         // upUnroll with the shared expert's stream too; H4 = 4 over 32 k-lanes: most unrolled steps past H4.
         internal.setWebGPUDecodeTiles({upNv: 8, upKs: 32, downNv: 2, downKs: 128, downFlat: true, downUnroll,
                                        upUnroll: downUnroll});
