@@ -288,9 +288,25 @@ async function emptyDispatchMs(): Promise<Record<string, number>> {
 }
 
 /**
- * Float32 T = 1 (issue 14's GPU target): down-program variants (k-lanes on items of all contributors, unrolled,
- * other column tiles), folded or 4 programs, by GPU time of the whole forward (one pass) and per program, with
- * interleaved throughput; then the marginal cost of each program (whole forward with programs left out: the
+ * Keeps the GPU busy for about `ms` (forwards queued in batches, one read per batch): the H200 lowers its clocks
+ * when idle (batch E: a layer timed right after seconds of host work took up to 3x its warm time), so every timed
+ * section starts warm.
+ */
+async function warmGpu(run: () => tf.Tensor, ms: number): Promise<void> {
+  const t0 = performance.now();
+  do {
+    const outs: tf.Tensor[] = [];
+    for (let i = 0; i < 50; i++) outs.push(run());
+    await outs[outs.length - 1].data();
+    tf.dispose(outs);
+  } while (!QUICK && performance.now() - t0 < ms);
+}
+
+/**
+ * Float32 T = 1 (issue 14's GPU target): launch variants (the router's partial logits summed spread over the
+ * route's threads, the router unrolled, fewer splits, a smaller route workgroup; folded or 4 programs) by GPU
+ * time of the whole forward (one pass), interleaved: every variant once per round, medians over the rounds; per
+ * program and throughput; then the marginal cost of each program (whole forward with programs left out: the
  * others read the buffers the previous forward left) and of empty dispatches.
  */
 async function t1Variants(layer: FusedMoE): Promise<Record<string, unknown>> {
@@ -298,37 +314,34 @@ async function t1Variants(layer: FusedMoE): Promise<Record<string, unknown>> {
   const x = tf.randomNormal([1, H]) as tf.Tensor2D;
   const apply = () => layer.apply(x) as tf.Tensor;
   const tuned = tunedDecodeTiles({T: 1, H, I, E, K});
+  const four = {...tuned, fold: false};
+  const spread = {routeLoads: 'spread' as const};
   const variants: Record<string, DecodeTilesOverride | null> = {
     table: null,
-    fourPrograms: {...tuned, fold: false},
-    itemsU1: {...tuned, downFlat: true, downUnroll: 1},
-    itemsU2: {...tuned, downFlat: true, downUnroll: 2},
-    itemsU4: {...tuned, downFlat: true, downUnroll: 4},
-    itemsU2_down4x64: {...tuned, downNv: 4, downKs: 64, downFlat: true, downUnroll: 2},
-    itemsU4_down4x64: {...tuned, downNv: 4, downKs: 64, downFlat: true, downUnroll: 4},
-    itemsU2_down1x256: {...tuned, downNv: 1, downKs: 256, downFlat: true, downUnroll: 2},
-    itemsU4_down8x32: {...tuned, downNv: 8, downKs: 32, downFlat: true, downUnroll: 4},
-    fourPrograms_itemsU2: {...tuned, fold: false, downFlat: true, downUnroll: 2},
-    fourPrograms_itemsU4: {...tuned, fold: false, downFlat: true, downUnroll: 4},
-    up16x16_itemsU2: {...tuned, upNv: 16, upKs: 16, downFlat: true, downUnroll: 2},
-    upU2_itemsU2: {...tuned, upUnroll: 2, downFlat: true, downUnroll: 2},
-    upU4_itemsU4: {...tuned, upUnroll: 4, downFlat: true, downUnroll: 4},
-    fourPrograms_upU2_itemsU2: {...tuned, fold: false, upUnroll: 2, downFlat: true, downUnroll: 2},
-    // Fewer router splits: fewer partial logits for the route to sum (HS 32 -> 8 / 16), fewer router workgroups.
-    fourPrograms_hs8: {...tuned, fold: false, routerPartials: 1024},
-    fourPrograms_hs16: {...tuned, fold: false, routerPartials: 2048},
-    hs8_itemsU2: {...tuned, routerPartials: 1024, downFlat: true, downUnroll: 2},
-    // A smaller route workgroup (cheaper barriers, more experts per lane).
-    fourPrograms_route32: {...tuned, fold: false, routeThreads: 32},
-    fourPrograms_route64: {...tuned, fold: false, routeThreads: 64},
-    fourPrograms_route32_itemsU2: {...tuned, fold: false, routeThreads: 32, downFlat: true, downUnroll: 2},
+    fourPrograms: four,
+    spread: {...tuned, ...spread},
+    fourPrograms_spread: {...four, ...spread},
+    spread_ru4: {...tuned, ...spread, routerUnroll: 4},
+    spread_ru8: {...tuned, ...spread, routerUnroll: 8},
+    fourPrograms_spread_ru4: {...four, ...spread, routerUnroll: 4},
+    fourPrograms_spread_ru8: {...four, ...spread, routerUnroll: 8},
+    fourPrograms_spread_route64: {...four, ...spread, routeThreads: 64},
+    fourPrograms_spread_route64_ru8: {...four, ...spread, routeThreads: 64, routerUnroll: 8},
+    // Fewer splits: fewer partials to sum, more row steps per router lane (unrolled: one latency for 8 of them).
+    spread_hs16_ru8: {...tuned, ...spread, routerPartials: 2048, routerUnroll: 8},
+    fourPrograms_spread_hs16_ru8: {...four, ...spread, routerPartials: 2048, routerUnroll: 8},
+    fourPrograms_spread_hs8_ru16: {...four, ...spread, routerPartials: 1024, routerUnroll: 16},
+    fourPrograms_route64: {...four, routeThreads: 64},
+    ru8: {...tuned, routerUnroll: 8},
   };
+  await warmGpu(apply, 800);
   const out: Record<string, unknown> = {};
-  const thr: Record<string, number[]> = {};
+  const thr: Record<string, number[]> = {}, whole: Record<string, number[]> = {};
   for (let r = 0; r < (QUICK ? 1 : 3); r++) {
     for (const [name, tiles] of Object.entries(variants)) {
       setWebGPUDecodeTiles(tiles);
       (thr[name] ??= []).push((await timeIt(apply, 100, 3)).throughputMs);
+      (whole[name] ??= []).push(await wholeForwardMs(apply, 7));
     }
   }
   setWebGPUDecodeMaxTokens(0);
@@ -339,27 +352,20 @@ async function t1Variants(layer: FusedMoE): Promise<Record<string, unknown>> {
     setWebGPUDecodeTiles(tiles);
     const a = apply(), got = await a.data();
     a.dispose();
-    out[name] = {wholeForwardMs: await wholeForwardMs(apply, 15), perProgram: await perProgramMs(apply),
-      throughputMs: median(thr[name]), vsChainRelDiff: relMaxDiff(got, want)};
+    out[name] = {wholeForwardMs: median(whole[name]), wholeForwardRounds: whole[name],
+      perProgram: await perProgramMs(apply, 7), throughputMs: median(thr[name]), vsChainRelDiff: relMaxDiff(got, want)};
     say(`T=1 variant ${name}: ${JSON.stringify(out[name])}`);
   }
-  // Marginal costs, 4 programs with the table's other tiles.
-  setWebGPUDecodeTiles(variants.fourPrograms);
+  // Marginal costs: 4 programs with the table's tiles, and with spread loads.
   const skips: Record<string, string[]> = {all: [], noRouterLogits: ['routerLogits'], noRoute: ['route'],
-    noRouting: ['routerLogits', 'route'], onlyUpGate: ['routerLogits', 'route', 'down'], onlyDown: ['routerLogits', 'route', 'upGate'],
+    onlyUpGate: ['routerLogits', 'route', 'down'], onlyDown: ['routerLogits', 'route', 'upGate'],
     onlyRoute: ['routerLogits', 'upGate', 'down'], onlyRouterLogits: ['route', 'upGate', 'down']};
   const marginal: Record<string, number> = {};
-  for (const [name, skip] of Object.entries(skips)) marginal[name] = await wholeForwardMs(apply, 15, skip);
-  setWebGPUDecodeTiles({...variants.fourPrograms!, downFlat: true, downUnroll: 2});
-  marginal.itemsU2_onlyDown = await wholeForwardMs(apply, 15, ['routerLogits', 'route', 'upGate']);
-  marginal.itemsU4_onlyDown = await (async () => {
-    setWebGPUDecodeTiles({...variants.fourPrograms!, downFlat: true, downUnroll: 4});
-    return wholeForwardMs(apply, 15, ['routerLogits', 'route', 'upGate']);
-  })();
-  setWebGPUDecodeTiles({...variants.fourPrograms!, routeThreads: 32});
-  marginal.route32_onlyRoute = await wholeForwardMs(apply, 15, ['routerLogits', 'upGate', 'down']);
-  marginal.route32_noRoute = await wholeForwardMs(apply, 15, ['route']);
-  marginal.route32_all = await wholeForwardMs(apply, 15);
+  for (const [label, tiles] of [['', four], ['spread_', {...four, ...spread}],
+    ['spread_ru8_', {...four, ...spread, routerUnroll: 8}]] as const) {
+    setWebGPUDecodeTiles(tiles);
+    for (const [name, skip] of Object.entries(skips)) marginal[label + name] = await wholeForwardMs(apply, 9, skip);
+  }
   setWebGPUDecodeTiles(null);
   out.marginalWholeForwardMs = marginal;
   out.emptyDispatchMs = await emptyDispatchMs();
@@ -420,6 +426,7 @@ async function packedRows(labels: string[], tokens: number[], out: Record<string
       row.bytesFloorMs = 1e3 * (active * perExpert + 4 * H * E) / COPY_BYTES_PER_S;
       const n = QUICK ? 2 : 50;
       setWebGPUDecodeMaxTokens(0);
+      await warmGpu(apply, 300);
       row.before = await timeIt(apply, n, 3);
       const b = apply(), want = await b.data();
       b.dispose();
@@ -429,6 +436,7 @@ async function packedRows(labels: string[], tokens: number[], out: Record<string
       a.dispose();
       row.decodePrograms = decodeDispatchCount() - before;
       row.decodeVsChainRelDiff = relMaxDiff(got, want);
+      await warmGpu(apply, 300);
       if (T === 1) {
         const ref = referenceLayer(xData, T, gate, up, down);
         row.relL2VsFloat64 = relL2(got, ref);
@@ -441,29 +449,26 @@ async function packedRows(labels: string[], tokens: number[], out: Record<string
         // Launch-shape candidates (throughput and whole-forward GPU time), the table's first.
         const tuned = tunedDecodeTiles({T, H, I, E, K, bits: f.format === 'int8' ? 8 : f.format.endsWith('16') ? 16 : 4});
         const cands: Record<string, DecodeTilesOverride> = T === 1 ? {
-          table: tuned, fold: {...tuned, fold: true}, up16x16: {...tuned, upNv: 16, upKs: 16},
-          up32x8: {...tuned, upNv: 32, upKs: 8}, up4x64: {...tuned, upNv: 4, upKs: 64},
-          down4x64: {...tuned, downNv: 4, downKs: 64}, down8x32: {...tuned, downNv: 8, downKs: 32},
+          table: tuned, fourPrograms: {...tuned, fold: false}, bits: {...tuned, exponentBits: true},
+          spread: {...tuned, routeLoads: 'spread'}, bits_spread: {...tuned, exponentBits: true, routeLoads: 'spread'},
+          up8x32: {...tuned, upNv: 8, upKs: 32}, down2x128: {...tuned, downNv: 2, downKs: 128},
           down1x256: {...tuned, downNv: 1, downKs: 256},
-          fold_up16x16_down4x64: {...tuned, fold: true, upNv: 16, upKs: 16, downNv: 4, downKs: 64},
+          fourPrograms_bits_spread_route64: {...tuned, fold: false, exponentBits: true, routeLoads: 'spread', routeThreads: 64},
         } : {
-          table: tuned, up32x8: {...tuned, upNv: 32, upKs: 8}, up8x32: {...tuned, upNv: 8, upKs: 32},
-          rows2: {...tuned, upRows: 2}, rows8: {...tuned, upRows: 8}, rows16: {...tuned, upRows: 16},
-          down4x64: {...tuned, downNv: 4, downKs: 64}, down16x16: {...tuned, downNv: 16, downKs: 16},
-          down2x128: {...tuned, downNv: 2, downKs: 128},
+          table: tuned, bits: {...tuned, exponentBits: true}, rows1: {...tuned, upRows: 1}, rows4: {...tuned, upRows: 4},
+          bits_rows1: {...tuned, exponentBits: true, upRows: 1}, up32x8: {...tuned, upNv: 32, upKs: 8},
+          down16x16: {...tuned, downNv: 16, downKs: 16}, down4x64: {...tuned, downNv: 4, downKs: 64},
         };
         const sweep: Record<string, {thr: number, gpu: number}> = {};
-        const thr: Record<string, number[]> = {};
+        const thr: Record<string, number[]> = {}, gpu: Record<string, number[]> = {};
         for (let r = 0; r < (QUICK ? 1 : 3); r++) {
           for (const [name, tiles] of Object.entries(cands)) {
             setWebGPUDecodeTiles(tiles);
-            (thr[name] ??= []).push((await timeIt(apply, 30, 2)).throughputMs);
+            (thr[name] ??= []).push((await timeIt(apply, 50, 2)).throughputMs);
+            (gpu[name] ??= []).push(await wholeForwardMs(apply, 3));
           }
         }
-        for (const [name, tiles] of Object.entries(cands)) {
-          setWebGPUDecodeTiles(tiles);
-          sweep[name] = {thr: median(thr[name]), gpu: await wholeForwardMs(apply, 5)};
-        }
+        for (const name of Object.keys(cands)) sweep[name] = {thr: median(thr[name]), gpu: median(gpu[name])};
         setWebGPUDecodeTiles(null);
         row.tileSweep = sweep;
       }
@@ -495,6 +500,13 @@ async function packedStack(n: number): Promise<Record<string, unknown>> {
     for (const [label, maxT] of [['after (decode path)', 32], ['before (op chain)', 0]] as const) {
       setWebGPUDecodeMaxTokens(maxT);
       for (let i = 0; i < 2; i++) { const y = step(x0); await y.data(); y.dispose(); }
+      // Warm clocks: 20 tokens queued before timing.
+      {
+        let y: tf.Tensor = step(x0);
+        for (let i = 0; i < (QUICK ? 1 : 20); i++) { const z = step(y); y.dispose(); y = z; }
+        await y.data();
+        y.dispose();
+      }
       stack.setupS = (performance.now() - t0) / 1e3;
       const lat: number[] = [], enq: number[] = [];
       let x: tf.Tensor = x0.clone();

@@ -200,7 +200,7 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
            const xg = randn(rand, 4 * 8);
            for (const routeLanes of [1, 16]) {
              const tiles = {upNv: 8, upKs: 32, downNv: 4, downKs: 64, routeTopk: 'rank' as const, routeLanes,
-                            routeThreads: routeLanes === 16 ? 32 : 256};
+                            routeThreads: routeLanes === 16 ? 32 : 256, routeLoads: 'spread' as const};
              internal.setWebGPUDecodeTiles(tiles);
              const input = tf.tensor2d(xg, [4, 8]);
              const out = grouped.layer.apply(input) as tf.Tensor;
@@ -277,6 +277,10 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
         .toThrowError(/downUnroll must be 1, 2 or 4, got 3/);
     expect(() => internal.setWebGPUDecodeTiles({upNv: 8, upKs: 32, downNv: 4, downKs: 64, upUnroll: 8}))
         .toThrowError(/upUnroll must be 1, 2 or 4, got 8/);
+    expect(() => internal.setWebGPUDecodeTiles({upNv: 8, upKs: 32, downNv: 4, downKs: 64,
+      routeLoads: 'all' as unknown as 'loop'})).toThrowError(/routeLoads must be 'loop' or 'spread', got "all"/);
+    expect(() => internal.setWebGPUDecodeTiles({upNv: 8, upKs: 32, downNv: 4, downKs: 64, routerUnroll: 0}))
+        .toThrowError(/routerUnroll must be an integer in \[1, 16\], got 0/);
     expect(() => internal.setWebGPUDecodeTiles({upNv: 8, upKs: 32, downNv: 4, downKs: 64, routeThreads: 48}))
         .toThrowError(/routeThreads must be a power of two in \[1, 256\], got 48/);
     expect(() => moe.setWebGPUDecodeMaxTokens(33)).toThrowError(/argument 'n' must be an integer in \[0, 32\], got 33/);
@@ -322,9 +326,12 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
     moe.setWebGPUDecodeMaxTokens(defaultMaxTokens);
     // The route program's top-k both ways: K rounds of a lane arg-max, and by rank (with two lanes per token).
     // And folded: every upGate workgroup routes with the same code (3 programs).
-    // A route workgroup of 4 threads (one lane per token, every expert serially) too.
-    const variants: Array<internal.DecodeTilesOverride | null> = [null, {upNv: 8, upKs: 32, downNv: 4, downKs: 64, routeTopk: 'rank' as const, routeLanes: 2},
-                      FOLD_TILES, {upNv: 8, upKs: 32, downNv: 4, downKs: 64, routeThreads: 4}];
+    // A route workgroup of 4 threads (one lane per token, every expert serially) too; the partial logits summed
+    // spread over the threads (4 programs and folded; 32 threads: one thread per logit), the router unrolled.
+    const base = {upNv: 8, upKs: 32, downNv: 4, downKs: 64};
+    const variants: Array<internal.DecodeTilesOverride | null> = [null, {...base, routeTopk: 'rank' as const, routeLanes: 2},
+                      FOLD_TILES, {...base, routeThreads: 4}, {...base, routeLoads: 'spread' as const, routerUnroll: 3},
+                      {...FOLD_TILES, routeLoads: 'spread' as const}, {...base, routeLoads: 'spread' as const, routeThreads: 32}];
     try {
       for (const tiles of variants) {
         internal.setWebGPUDecodeTiles(tiles);
@@ -446,6 +453,13 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
          ['int4 g32 zero point folded at T = 1, float items unrolled', {label: 'int4 g32 zp', format: 'int4', zeroPoint: true},
           {numExperts: 6, topK: 2, moeIntermediateSize: 36}, 1,
           {upNv: 8, upKs: 32, downNv: 4, downKs: 64, fold: true, downUnroll: 2}],
+         // Integer codes by exponent bits (no int -> float conversion): the same exact values.
+         ['int4 g64 zero point, exponent-bit codes', {label: 'int4 g64 zp', format: 'int4', groupSize: 64, zeroPoint: true},
+          {numExperts: 5, topK: 2, moeIntermediateSize: 36}, 3, {upNv: 8, upKs: 32, downNv: 4, downKs: 64, exponentBits: true}],
+         ['int8 g8, exponent-bit codes', {label: 'int8 g8', format: 'int8', groupSize: 8},
+          {numExperts: 5, topK: 2, moeIntermediateSize: 36}, 3, {upNv: 8, upKs: 32, downNv: 4, downKs: 64, exponentBits: true}],
+         ['int4 g32, exponent-bit codes', {label: 'int4 g32', format: 'int4'},
+          {numExperts: 5, topK: 2, moeIntermediateSize: 36}, 1, {upNv: 8, upKs: 32, downNv: 2, downKs: 128, exponentBits: true}],
        ];
        for (const [label, v, args, T, tiles] of cases) {
          const rand = rng(label.length * 13);
@@ -481,6 +495,32 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
            internal.setWebGPUDecodeTiles(null);
            layer.dispose();
          }
+       }
+     }, SLOW_MS);
+
+  it('router partial logits summed spread over the route threads (several splits per thread) and the router unrolled',
+     async () => {
+       // H = 64: 4 router splits; T * E = 12 logits: 256 threads give 4 per logit (one split each), 32 threads 2
+       // per logit (2 splits each); routerUnroll 4 runs past each split's 2 row steps per lane.
+       const rand = rng(2024);
+       const H = 64, T = 2;
+       const {layer, data} = randomLayer({numExperts: 6, topK: 2, moeIntermediateSize: 8, backend: 'webgpu'}, H, rand);
+       const x = randn(rand, T * H);
+       try {
+         for (const extra of [{routeThreads: 32}, {routerUnroll: 4}, {fold: true, routerUnroll: 2}]) {
+           const tiles = {upNv: 8, upKs: 32, downNv: 4, downKs: 64, routeLoads: 'spread' as const, ...extra};
+           internal.setWebGPUDecodeTiles(tiles);
+           const input = tf.tensor2d(x, [T, H]);
+           const out = layer.apply(input) as tf.Tensor;
+           const got = await out.data();
+           tf.dispose([input, out]);
+           const err = relError(got, referenceOutput(layer.options, data, x, T, H));
+           recordError('webgpu decode: spread router partials', err);
+           expect(err).withContext(JSON.stringify(tiles)).toBeLessThan(TOLERANCE);
+         }
+       } finally {
+         internal.setWebGPUDecodeTiles(null);
+         layer.dispose();
        }
      }, SLOW_MS);
 

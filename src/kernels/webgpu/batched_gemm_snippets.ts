@@ -1,6 +1,6 @@
 /** WGSL snippets of the grouped GEMM programs (batched_gemm_webgpu.ts): the tile schedule shared by both, and loads. */
 import {codesPerWord, ExpertWeightLayout, hasScales} from '../expert_weight_formats.js';
-import {wordDecoder} from './quantized_webgpu.js';
+import {wordDecoder, WordDecoderOptions} from './quantized_webgpu.js';
 
 /** The tile schedule (see the file comment). Defines findTile(tile) filling tileInfo = [expert, rowStart, rowEnd, mode]. */
 export function scheduleSnippet(numExperts: number, wgs: number, tm: number): string {
@@ -193,9 +193,10 @@ export function packedStepConsts(l: ExpertWeightLayout, depth = 'K'): string {
  * otherwise every weight is decoded exactly as docs/formats.md 3. k >= K reads zero words and zero lhs (the
  * padding codes of int4 do not decode to 0).
  */
-export function packedStep(l: ExpertWeightLayout, names: PackedStepNames = GEMM_STEP_NAMES): string {
+export function packedStep(l: ExpertWeightLayout, names: PackedStepNames = GEMM_STEP_NAMES,
+                           decoder: WordDecoderOptions = {}): string {
   const P = codesPerWord(l.format), WR = STREAM_WORD_ROWS, KB = P * WR;
-  const d = wordDecoder(l);
+  const d = wordDecoder(l, decoder);
   const scaled = hasScales(l.format);
   const perStep = !scaled || l.groupSize % KB === 0;
   const words = Array.from({length: WR}, (_, r) => `

@@ -106,6 +106,13 @@ export function setWebGPUDecodeTiles(tiles: DecodeTilesOverride | null): void {
     if (r != null && !(Number.isInteger(r) && r >= 1 && r <= DECODE_TOKEN_CAP)) {
       throw new Error(`setWebGPUDecodeTiles: upRows must be an integer in [1, ${DECODE_TOKEN_CAP}], got ${r}`);
     }
+    if (tiles.routeLoads != null && tiles.routeLoads !== 'loop' && tiles.routeLoads !== 'spread') {
+      throw new Error(`setWebGPUDecodeTiles: routeLoads must be 'loop' or 'spread', got ${JSON.stringify(tiles.routeLoads)}`);
+    }
+    const ru = tiles.routerUnroll;
+    if (ru != null && !(Number.isInteger(ru) && ru >= 1 && ru <= 16)) {
+      throw new Error(`setWebGPUDecodeTiles: routerUnroll must be an integer in [1, 16], got ${ru}`);
+    }
     const rt = tiles.routeThreads;
     if (rt != null && !(Number.isInteger(Math.log2(rt)) && rt >= 1 && rt <= 256)) {
       throw new Error(`setWebGPUDecodeTiles: routeThreads must be a power of two in [1, 256], got ${rt}`);
@@ -114,7 +121,7 @@ export function setWebGPUDecodeTiles(tiles: DecodeTilesOverride | null): void {
     if (lanes != null && !(Number.isInteger(Math.log2(lanes)) && lanes >= 1 && lanes <= 256)) {
       throw new Error(`setWebGPUDecodeTiles: routeLanes must be a power of two in [1, 256], got ${lanes}`);
     }
-    for (const key of ['fold', 'downFlat'] as const) {
+    for (const key of ['fold', 'downFlat', 'exponentBits'] as const) {
       if (tiles[key] != null && typeof tiles[key] !== 'boolean') {
         throw new Error(`setWebGPUDecodeTiles: ${key} must be a boolean, got ${JSON.stringify(tiles[key])}`);
       }
@@ -152,7 +159,8 @@ function sameTiles(a: DecodeTiles, b: DecodeTiles): boolean {
       a.upRows === b.upRows && a.routerPartials === b.routerPartials && a.routeLanes === b.routeLanes &&
       a.routeTopk === b.routeTopk && !!a.fold === !!b.fold && !!a.downFlat === !!b.downFlat &&
       (a.downUnroll ?? 1) === (b.downUnroll ?? 1) && (a.upUnroll ?? 1) === (b.upUnroll ?? 1) &&
-      (a.routeThreads ?? 256) === (b.routeThreads ?? 256);
+      (a.routeThreads ?? 256) === (b.routeThreads ?? 256) && !!a.exponentBits === !!b.exponentBits &&
+      (a.routeLoads ?? 'loop') === (b.routeLoads ?? 'loop') && (a.routerUnroll ?? 1) === (b.routerUnroll ?? 1);
 }
 
 /**

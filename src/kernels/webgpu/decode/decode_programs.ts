@@ -89,6 +89,17 @@ export interface DecodeTiles {
    * barriers; the folded variant routes with all 256 of upGate's.
    */
   routeThreads?: number;
+  /** Packed int8 / int4 codes to floats by exponent bits, no conversion instruction (WordDecoderOptions). */
+  exponentBits?: boolean;
+  /**
+   * route (and folded routing): the router's partial logits summed by all threads, each loading its share of one
+   * logit's splits with every load issued before the first add, then added across threads in workgroup memory
+   * ('spread', where T * E <= the threads), or each thread looping over the splits ('loop'; absent: 'loop'). A loop
+   * of dependent loads pays a memory latency per split (H200 batch E: the route's time grows ~0.33 us per split).
+   */
+  routeLoads?: 'loop' | 'spread';
+  /** routerLogits: row steps per lane whose loads are issued before their FMAs (absent: 1, a loop). */
+  routerUnroll?: number;
 }
 
 export const DECODE_THREADS = 256;
@@ -134,7 +145,7 @@ export function decodeLayout(s: DecodeShape, t: DecodeTiles): DecodeLayout {
 /** Shared memory the route program needs (bytes), to compare with the device's limit. */
 export function routeSharedBytes(s: DecodeShape): number {
   const groups = s.method === 'grouped' ? s.T * s.nGroup * 2 : 0;
-  return 4 * (2 * s.T * s.E + 2 * s.T * s.K + s.E * 2 + 3 * DECODE_THREADS + 3 * s.T + groups + s.T);
+  return 4 * (2 * s.T * s.E + 2 * s.T * s.K + s.E * 2 + 4 * DECODE_THREADS + 3 * s.T + groups + s.T);
 }
 
 /** Rows the upGate program reduces per pass through shared memory (16 B per thread and row). */
@@ -179,14 +190,14 @@ function packedSteps(packed: ExpertWeightLayout, depth: number): number {
  * s, KS, TM, rows). `depth` K, `width4` N / 4 and `col` the vec4 column are WGSL expressions.
  */
 function packedStream(packed: ExpertWeightLayout, depth: string, width4: string, col: string,
-                      names: PackedStepNames): string {
+                      names: PackedStepNames, t: DecodeTiles): string {
   return `
         {${packedStepConsts(packed, depth)}
           let NV = ${width4};
           let K4 = (${depth}) / 4;
           let n = ${col};
           let wBase = expert * KW * NV + n;
-          for (var step = s; step < steps; step += KS) {${packedStep(packed, names)}
+          for (var step = s; step < steps; step += KS) {${packedStep(packed, names, {exponentBits: t.exponentBits})}
           }
         }`;
 }
@@ -237,6 +248,7 @@ function layoutConsts(s: DecodeShape, t: DecodeTiles): string {
 /** Program 1: partial router (and shared-gate) logits. Binding order: gate, work, [sharedGate]. */
 export function routerLogitsCode(s: DecodeShape, t: DecodeTiles): string {
   const {hs, hsGate} = routerSplits(s, t);
+  const ru = Math.max(1, Math.floor(t.routerUnroll ?? 1));
   return `${PRELUDE}${layoutConsts(s, t)}
   @group(0) @binding(0) var<storage, read> gate : array<f32>;
   @group(0) @binding(1) var<storage, read_write> work : array<f32>;
@@ -272,12 +284,23 @@ export function routerLogitsCode(s: DecodeShape, t: DecodeTiles): string {
     let h0 = split * rows;
     let h1 = min(H, h0 + rows);
     var acc : array<f32, T>;
-    if (c < n) {
+    if (c < n) {${ru > 1 ? `
+      // RU row steps' loads (router and x) before their FMAs; a step past h1 loads row H - 1 and adds nothing.
+      for (var hb = h0 + hl; hb < h1; hb += 8 * ${ru}) {${Array.from({length: ru}, (_, u) => `
+        let hu${u} = hb + ${8 * u};
+        let hc${u} = min(hu${u}, H - 1);
+        var wv${u} = 0.0;
+        if (isGate) { wv${u} = gate[hc${u} * E + c]; } ${s.sharedGate ? `else { wv${u} = sgate[hc${u}]; }` : ''}`).join('')}
+        for (var t = 0; t < T; t++) {${Array.from({length: ru}, (_, u) => `
+          let p${u} = x[t * H + hc${u}] * wv${u};`).join('')}
+          acc[t] += ${Array.from({length: ru}, (_, u) => `select(0.0, p${u}, hu${u} < h1)`).join(' + ')};
+        }
+      }` : `
       for (var h = h0 + hl; h < h1; h += 8) {
         var wv = 0.0;
         if (isGate) { wv = gate[h * E + c]; } ${s.sharedGate ? 'else { wv = sgate[h]; }' : ''}
         for (var t = 0; t < T; t++) { acc[t] += x[t * H + h] * wv; }
-      }
+      }`}
     }
     for (var t = 0; t < T; t++) {
       red[lid] = acc[t];
@@ -324,6 +347,9 @@ function routeParts(s: DecodeShape, t: DecodeTiles, routeOut: string, slotWeight
   const G = s.nGroup, GK = s.topkGroup, GSIZE = Math.floor(s.E / s.nGroup);
   const bias = (e: string) => s.hasCorrectionBias ? `cbias[${e}]` : '0.0';
   const chunk = Math.ceil(s.E / nt);
+  // Spread partial loads: r threads per logit, q loads each (written out; a loop where they would not fit).
+  const r = Math.min(hs, Math.floor(nt / (s.T * s.E)));
+  const spread = t.routeLoads === 'spread' && r >= 1 && Math.ceil(hs / r) <= 64 ? {r, q: Math.ceil(hs / r)} : null;
   // Threads per token: a power of two, every token at once.
   const tpt = Math.min(1 << Math.floor(Math.log2(nt / s.T)), t.routeLanes);
   const weight = grouped ?
@@ -376,6 +402,7 @@ function routeParts(s: DecodeShape, t: DecodeTiles, routeOut: string, slotWeight
   var<workgroup> rowMax : array<f32, T>;
   var<workgroup> rowSum : array<f32, T>;
   var<workgroup> rowFlag : array<i32, T>;
+  ${spread != null ? 'var<workgroup> partSum : array<f32, NT>;' : ''}
   ${grouped ? `var<workgroup> gscore : array<f32, ${s.T * G}>;
   var<workgroup> gkept : array<i32, ${s.T * G}>;` : ''}`;
   const body = `
@@ -383,7 +410,7 @@ function routeParts(s: DecodeShape, t: DecodeTiles, routeOut: string, slotWeight
     let tok = lid / TPT;
     let lane = lid % TPT;
     let valid = tok < T;
-    // The router's partial sums: split-outer, so each thread has CH independent loads in flight per split.
+${spread == null ? `    // The router's partial sums: split-outer, so each thread has CH independent loads in flight per split.
     var part = array<f32, CH>();
     for (var p = 0; p < HS; p++) {
       for (var c = 0; c < CH; c++) {
@@ -394,7 +421,24 @@ function routeParts(s: DecodeShape, t: DecodeTiles, routeOut: string, slotWeight
     for (var c = 0; c < CH; c++) {
       let i = lid + c * NT;
       if (i < T * E) { prob[i] = part[c]; }
+    }` : `    // The router's partial sums spread: SR threads per logit, each loading splits g, g + SR, ... (written out:
+    // one load latency), then the SR sums added in workgroup memory.
+    {
+      let o = lid % (T * E);
+      let g = lid / (T * E);
+      var v = 0.0;
+      if (g < ${spread.r}) {${Array.from({length: spread.q}, (_, q) => `
+        let v${q} = select(0.0, work[W_LOGITS + min(g + ${q * spread.r}, HS - 1) * T * E + o], g + ${q * spread.r} < HS);`).join('')}
+        v = ${Array.from({length: spread.q}, (_, q) => `v${q}`).join(' + ')};
+      }
+      partSum[lid] = v;
     }
+    workgroupBarrier();
+    for (var i = lid; i < T * E; i += NT) {
+      var sum = 0.0;
+      for (var g = 0; g < ${spread.r}; g++) { sum += partSum[g * T * E + i]; }
+      prob[i] = sum;
+    }`}
     for (var e = lid; e < E; e += NT) { atomicStore(&counts[e], 0); }
     workgroupBarrier();
     ${grouped ? `
@@ -648,7 +692,7 @@ export function upGateCode(s: DecodeShape, t: DecodeTiles, fold = false): string
         }`;
   const routedStream = s.upPacked == null ? stream('upGate', 'expert * H4 * 4 * (2 * I4)', '(2 * I4)') :
       packedStream(s.upPacked, 'H4 * 4', '2 * I4', 'n4',
-                   {lhs: 'x', lhsRow: i => `tok[${i}]`, accumulate: (i, v) => `acc[${i}] += ${v};`});
+                   {lhs: 'x', lhsRow: i => `tok[${i}]`, accumulate: (i, v) => `acc[${i}] += ${v};`}, t);
   return `${PRELUDE}${layoutConsts(s, t)}
   ${weightDecls(s.upPacked, 'upGate', 'up', b)}
   @group(0) @binding(${b('route')}) var<storage, read_write> route : array<i32>;
@@ -818,7 +862,8 @@ export function downCode(s: DecodeShape, t: DecodeTiles): string {
             let rowD = slotR[j];
             let wt = slotW[j];
             let wBase = expert * KW * NV + n;${packedStep(l, {lhs: 'act', lhsRow: () => 'rowD',
-                                                                accumulate: (_, v) => `acc += ${v} * wt;`})}
+                                                                accumulate: (_, v) => `acc += ${v} * wt;`},
+                                                          {exponentBits: t.exponentBits})}
           }
         }`;
   const routed = s.downPacked != null ? packedItems(s.downPacked) : items ? floatItems() : `

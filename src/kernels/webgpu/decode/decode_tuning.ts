@@ -47,6 +47,19 @@ export const DECODE_TUNING: readonly DecodeTuning[] = [
    source: 'BENCHMARKS.md H200 batch A (launch-shape sweep, T = 8 and 16)'},
   {where: QWEN3, minTokens: 17, maxTokens: 32, tiles: {upNv: 32, upKs: 8, downNv: 16, downKs: 16, upRows: 16, ...ROUTE},
    source: 'BENCHMARKS.md H200 run 2 (launch-shape sweep, T = 16; above the default decode limit of 16)'},
+  // Packed experts on the Qwen3 shape, H200 batch E (layer-level candidates at T = 1 and 16 by GPU time of the
+  // whole forward; that run's clocks were still ramping after the host built each layer, so F re-measures): T = 1
+  // folded with up16x16_down4x64 (int4 g32 0.105 ms vs 0.155 for the any-shape default in the same sweep, the
+  // halves ~0.081 whichever); T = 5-16: 2 rows in registers (int4 g32 0.261 vs 0.289 with 16, float16 0.353 vs 0.383;
+  // experts hold 1-2 rows at T = 16 and every row decodes its codes again).
+  ...[4, 8, 16].flatMap(bits => [
+    {where: {...QWEN3, bits}, minTokens: 1, maxTokens: 1,
+     tiles: {upNv: 16, upKs: 16, downNv: 4, downKs: 64, upRows: 16, ...ROUTE, fold: true},
+     source: 'BENCHMARKS.md H200 session 3 batch E (packed T = 1 candidates)'},
+    {where: {...QWEN3, bits}, minTokens: 5, maxTokens: 16,
+     tiles: {upNv: 16, upKs: 16, downNv: 8, downKs: 32, upRows: 2, ...ROUTE},
+     source: 'BENCHMARKS.md H200 session 3 batch E (packed T = 16 candidates)'},
+  ]),
   // Any shape: narrow column tiles at small T put more workgroups on the GPU (few active experts); wider ones reuse
   // each token row over more columns as T grows.
   {minTokens: 1, maxTokens: 2, tiles: {upNv: 8, upKs: 32, downNv: 4, downKs: 64, upRows: 16, ...ROUTE},
