@@ -379,7 +379,8 @@ function toQuantized(p: HostPacked): QuantizedExpertWeights {
   const per = p.format === 'int8' ? 4 : p.format === 'int4' || p.format === 'mxfp4' ? 8 : 2;
   const G = p.groupSize > 0 ? Math.ceil(kd / p.groupSize) : 0;
   return {format: p.format, shape: p.shape, transposed: false, groupSize: p.groupSize, zeroPoint: p.zeroPoint,
-    values: tf.tensor3d(p.values as Int32Array, [e, Math.ceil(kd / per), n], 'int32'),
+    values: p.format === 'float32' ? tf.tensor3d(p.values as Float32Array, p.shape) :
+        tf.tensor3d(p.values as Int32Array, [e, Math.ceil(kd / per), n], 'int32'),
     scales: p.scales == null ? undefined : p.format === 'mxfp4' ?
         tf.tensor3d(p.scales as Int32Array, [e, G, Math.ceil(n / 4)], 'int32') : tf.tensor3d(p.scales as Float32Array, [e, G, n]),
     zeroPoints: p.zeroPoints == null ? undefined : tf.tensor3d(p.zeroPoints, [e, G, n])};
@@ -447,17 +448,22 @@ async function packedRows(labels: string[], tokens: number[], out: Record<string
       if (T === 1 || T === 16) row.gpuPerProgram = await perProgramMs(apply, 5);
       if ((T === 1 || T === 16) && PACKED.indexOf(label) < PACKED_SWEEP) {
         // Launch-shape candidates (throughput and whole-forward GPU time), the table's first.
-        const tuned = tunedDecodeTiles({T, H, I, E, K, bits: f.format === 'int8' ? 8 : f.format.endsWith('16') ? 16 : 4});
+        const tuned = tunedDecodeTiles({T, H, I, E, K, bits: f.format === 'float32' ? 32 : f.format === 'int8' ? 8 :
+                                        f.format.endsWith('16') ? 16 : 4});
         const cands: Record<string, DecodeTilesOverride> = T === 1 ? {
           table: tuned, fourPrograms: {...tuned, fold: false}, bits: {...tuned, exponentBits: true},
           spread: {...tuned, routeLoads: 'spread'}, bits_spread: {...tuned, exponentBits: true, routeLoads: 'spread'},
           up8x32: {...tuned, upNv: 8, upKs: 32}, down2x128: {...tuned, downNv: 2, downKs: 128},
-          down1x256: {...tuned, downNv: 1, downKs: 256},
+          down1x256: {...tuned, downNv: 1, downKs: 256}, bits_spread_ru8: {...tuned, exponentBits: true,
+                                                                            routeLoads: 'spread', routerUnroll: 8},
           fourPrograms_bits_spread_route64: {...tuned, fold: false, exponentBits: true, routeLoads: 'spread', routeThreads: 64},
         } : {
           table: tuned, bits: {...tuned, exponentBits: true}, rows1: {...tuned, upRows: 1}, rows4: {...tuned, upRows: 4},
           bits_rows1: {...tuned, exponentBits: true, upRows: 1}, up32x8: {...tuned, upNv: 32, upKs: 8},
           down16x16: {...tuned, downNv: 16, downKs: 16}, down4x64: {...tuned, downNv: 4, downKs: 64},
+          // The router at T = 16: 32 row steps per lane in a loop (a memory latency each), unrolled by 8.
+          ru8: {...tuned, routerUnroll: 8}, bits_ru8: {...tuned, exponentBits: true, routerUnroll: 8},
+          bits_rows1_ru8: {...tuned, exponentBits: true, upRows: 1, routerUnroll: 8},
         };
         const sweep: Record<string, {thr: number, gpu: number}> = {};
         const thr: Record<string, number[]> = {}, gpu: Record<string, number[]> = {};
