@@ -42,7 +42,9 @@ const QUICK = process.env.BENCH_QUICK === '1';
 /** Seconds the run may take (run.sh's timeout); the launch-shape sweeps are skipped past half of it. */
 const BUDGET_S = Number(process.env.BENCH_BUDGET_S ?? 1e9);
 const SWEEP_T = (process.env.BENCH_SWEEP_T ?? '1,2,4,8,16').split(',').filter(s => s !== '').map(Number);
-const T1_VARIANTS = process.env.BENCH_T1_VARIANTS === '1';
+/** '1': every T = 1 variant; 'confirm': the table against batch D's T = 1 choice and 4 programs only. */
+const T1_VARIANTS = process.env.BENCH_T1_VARIANTS === '1' || process.env.BENCH_T1_VARIANTS === 'confirm';
+const T1_CONFIRM = process.env.BENCH_T1_VARIANTS === 'confirm';
 const PACKED = (process.env.BENCH_PACKED ?? '').split(',').filter(s => s !== '');
 /** T of the first listed format, and of the others; launch-shape candidates for the first BENCH_PACKED_SWEEP formats. */
 const PACKED_T = (process.env.BENCH_PACKED_T ?? '1,2,4,8,16').split(',').filter(s => s !== '').map(Number);
@@ -316,7 +318,9 @@ async function t1Variants(layer: FusedMoE): Promise<Record<string, unknown>> {
   const tuned = tunedDecodeTiles({T: 1, H, I, E, K});
   const four = {...tuned, fold: false};
   const spread = {routeLoads: 'spread' as const};
-  const variants: Record<string, DecodeTilesOverride | null> = {
+  const batchD: DecodeTilesOverride = {upNv: 8, upKs: 32, downNv: 2, downKs: 128, upRows: 16, routerPartials: 16384,
+    routeLanes: 256, routeTopk: 'rounds', fold: true};
+  const variants: Record<string, DecodeTilesOverride | null> = T1_CONFIRM ? {table: null, batchD, fourPrograms: four} : {
     table: null,
     fourPrograms: four,
     spread: {...tuned, ...spread},
