@@ -78,18 +78,20 @@ export interface DecodeTiles {
   /**
    * downCombine: the k-lanes take (contributor, k-step) items of all K contributors in turn (every lane the same
    * count) instead of every contributor's k-steps s, s + KS, ... (absent: false; packed weights always take items).
+   * Float32 on the H200 (BENCHMARKS.md session 3 batch E): slower in the forward at T = 1 (0.038 vs 0.031 ms).
    */
   downFlat?: boolean;
   /** downCombine with items: items per lane whose loads are issued before their FMAs (absent: 1). */
   downUnroll?: number;
-  /** upGate, float weights: k-steps per lane whose loads are issued before their FMAs (absent: 1). */
+  /** upGate, float weights: k-steps per lane whose loads are issued before their FMAs (absent: 1; batch E: a tie). */
   upUnroll?: number;
   /**
    * route: threads of its one workgroup (a power of two, at least T; absent: 256). Fewer threads, cheaper
    * barriers; the folded variant routes with all 256 of upGate's.
    */
   routeThreads?: number;
-  /** Packed int8 / int4 codes to floats by exponent bits, no conversion instruction (WordDecoderOptions). */
+  /** Packed int8 / int4 codes to floats by exponent bits, no conversion instruction (WordDecoderOptions; batch F: a
+   * tie for int4, slower for int8 at T = 16). */
   exponentBits?: boolean;
   /**
    * route (and folded routing): the router's partial logits summed by all threads, each loading its share of one
