@@ -16,7 +16,9 @@
  *    weights of the experts a uniform router is expected to hit (E * (1 - (1 - k/E)^T)) + router + x + out.
  * Usage: node cuda_bench.js [--out file.json] [--dtypes float32,bfloat16] [--tokens 1,16,256,4096] [--iters 20]
  *   [--e2e-iters 15] [--chain 4] [--flags '{"MOE_CUDA_PDL": false, "MOE_CUDA_GEMM_TILES": "previous"}'] (tfjs flags, for A/B)
- *   [--kernel-only] (kernel times and stage profile only: for A/B runs) [--ncu] (with --kernel-only: one eager
+ *   [--kernel-only] (kernel times and stage profile only: for A/B runs) [--ab '[{"MOE_CUDA_FUSE": "none"}, ...]']
+ *   (with --kernel-only: each flag set's kernel times too, same weights; 'env:NAME' keys set environment variables)
+ *   [--ncu] (with --kernel-only: one eager
  *   forward and one graph replay per T, nothing else: what ncu profiles)
  * The end-to-end parts per mode: dataSync, the native call (alloc = its output arrays, uploadHost, wait = kernels +
  * the sliced download with the output's page faults and copy-out overlapped), the output tensor, and gc = V8
@@ -92,6 +94,7 @@ async function main() {
   const e2eIters = Number(arg('e2e-iters', '15'));
   const chain = Number(arg('chain', '4'));
   const kernelOnly = process.argv.includes('--kernel-only');
+  const abVariants = JSON.parse(arg('ab', '[]')) as Array<Record<string, number | boolean | string>>;
   const ncuMode = process.argv.includes('--ncu');
   const gcEntries: Array<{start: number, duration: number}> = [];
   const gcObserver = new PerformanceObserver(list => {
@@ -143,6 +146,25 @@ async function main() {
         results.push(row);
         console.log(`kernel-only ${dtype} T=${T}: graph ${row.kernelGraphMs.toFixed(4)} ms, stream ${row.kernelStreamMs.toFixed(4)} ms, ` +
                     `floor ${row.floorMs.toFixed(4)}; ${Object.entries(row.stages).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ')}`);
+        // --ab: more flag sets measured on the same runner (one weight upload for all), then the flags put back.
+        // A key 'env:NAME' sets the environment variable NAME instead (the addon's TFJS_MOE_CUDA_* switches).
+        for (const variant of abVariants) {
+          const before = Object.fromEntries(Object.keys(variant).map(
+              n => [n, n.startsWith('env:') ? process.env[n.slice(4)] : tf.env().get(n)]));
+          const put = (n: string, v: unknown) => {
+            if (!n.startsWith('env:')) tf.env().set(n, v as number | boolean | string);
+            else if (v === undefined) delete process.env[n.slice(4)];
+            else process.env[n.slice(4)] = String(v);
+          };
+          for (const [n, v] of Object.entries(variant)) put(n, v);
+          const g = runner.benchmark(x, T, {warmup: 5, iters, useGraph: true});
+          const st = runner.benchmark(x, T, {warmup: 3, iters, useGraph: false});
+          for (const [n, v] of Object.entries(before)) put(n, v);
+          const ab = {dtype, T, flags: variant, kernelGraphMs: median(g), kernelStreamMs: median(st), ...fl};
+          results.push(ab);
+          console.log(`kernel-only ${dtype} T=${T} ${JSON.stringify(variant)}: graph ${ab.kernelGraphMs.toFixed(4)} ms, ` +
+                      `stream ${ab.kernelStreamMs.toFixed(4)} ms`);
+        }
         continue;
       }
       const xT = tf.tensor2d(x, [T, H]);

@@ -6,10 +6,14 @@
  * longer than one 16-row tile (a router that sends most tokens to one expert), partial column tiles (H = 200),
  * biases, probInAdvance, a gated shared expert (dense problem), latent projections; and the token-owned down GEMM
  * that applies the weighted combine itself (T * k * 8 <= E: T = 1, 2 of a 128-expert top-8 layer), whose
- * 'default' comparison is the separate down GEMM + combine kernel. Pending without CUDA.
+ * 'default' comparison is the separate down GEMM + combine kernel. The decode fusions (MOE_CUDA_FUSE: router GEMM +
+ * routing + permute in one kernel at T <= 16, the combine in the down GEMM's last tile per column at T <= 32) and
+ * the deeper decode pipelines ('deep', 'k128') are checked against the reference and must equal the unfused /
+ * default output exactly (the same sums in the same order), as must the down GEMM's L2 prefetch of its weights
+ * under programmatic dependent launch (TFJS_MOE_CUDA_L2_PREFETCH=1). Pending without CUDA.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import {CudaComputeDtype, cudaStatus, MOE_CUDA_GEMM_TILES} from 'tfjs-moe';
+import {CudaComputeDtype, cudaStatus, MOE_CUDA_FUSE, MOE_CUDA_GEMM_TILES} from 'tfjs-moe';
 import {CudaFusedMoe, CudaMoeWeightTensors} from 'tfjs-moe/internal';
 
 import {randn, recordError, relError, rng} from '../helpers/util.js';
@@ -46,6 +50,14 @@ const CASES: Case[] = [
   {name: 'T = 1, token-owned down GEMM + combine: latent projections, gated shared expert', T: 1, H: 96,
     cfg: config({numExperts: 16, topK: 2, intermediateSize: 40, latentSize: 64, sharedExpertIntermediateSize: 72,
       sharedExpertGate: true})},
+  // noaux_tc (sigmoid) with groups of >= 32 experts: the warp finds each group's top two together (one group of 64,
+  // Llama-4 / LFM2 style; two groups of 32, DeepSeek style), inside the fused route kernel at T <= 16.
+  {name: 'T = 1, noaux_tc one group of 64 + correction bias', T: 1, H: 128,
+    cfg: config({numExperts: 64, topK: 4, intermediateSize: 40, topkMethod: 'noaux_tc', useCorrectionBias: true,
+      routedScalingFactor: 2.5})},
+  {name: 'T = 13, noaux_tc two groups of 32, one kept', T: 13, H: 128,
+    cfg: config({numExperts: 64, topK: 4, intermediateSize: 40, topkMethod: 'noaux_tc', nGroup: 2, topkGroup: 1,
+      useCorrectionBias: true})},
   {name: 'T = 2, gated shared expert and latent projections', T: 2, H: 96,
     cfg: config({numExperts: 16, topK: 2, intermediateSize: 40, latentSize: 64, sharedExpertIntermediateSize: 72,
       sharedExpertGate: true})},
@@ -81,23 +93,42 @@ describe('CUDA decode weight-streaming GEMM', () => {
            const before = tf.memory().numTensors;
            const outs: Record<string, Float32Array> = {};
            try {
-             for (const tiles of ['default', 'stream', 'stream8', 'mma32']) {
+             const variants: Array<[string, string, boolean?]> = [
+               ['default', 'none'], ['stream', 'none'], ['stream8', 'none'], ['mma32', 'none'], ['deep', 'none'],
+               ['k128', 'none'], ['shallow', 'none'], ['default', 'all'], ['default', 'route'], ['default', 'combine'],
+               ['stream', 'all'], ['default', 'all', true],
+             ];
+             for (const [tiles, fuse, prefetch] of variants) {
                env.set(MOE_CUDA_GEMM_TILES, tiles);
+               env.set(MOE_CUDA_FUSE, fuse);
+               process.env.TFJS_MOE_CUDA_L2_PREFETCH = prefetch ? '1' : '0';
+               const name = prefetch ? 'prefetch' : fuse === 'none' ? tiles : `${tiles}/${fuse}`;
                for (let call = 0; call < 2; call++) {  // the second call replays the CUDA graph
                  const out = layer.apply(xT, weights);
-                 outs[tiles] = (await out.data()) as Float32Array;
+                 outs[name] = (await out.data()) as Float32Array;
                  out.dispose();
-                 const err = relError(outs[tiles], ref);
+                 const err = relError(outs[name], ref);
                  recordError(`cuda decode GEMM ${dtype}`, err);
-                 expect(err).withContext(`${tiles} call ${call}`).toBeLessThan(BOUND[dtype]);
+                 expect(err).withContext(`${name} call ${call}`).toBeLessThan(BOUND[dtype]);
                }
              }
+             // The fusions change no sum: the route kernel runs the routing kernels' code, the combine tail the
+             // combine kernel's; the prefetch only asks L2 early. The pipeline depths may pad K with more zero steps.
+             for (const name of ['default/all', 'default/route', 'default/combine', 'prefetch']) {
+               expect(relError(outs[name], outs.default)).withContext(`${name} vs default`).toBe(0);
+             }
+             for (const name of ['deep', 'k128', 'shallow']) {
+               expect(relError(outs[name], outs.default)).withContext(`${name} vs default`).toBeLessThan(1e-6);
+             }
+             expect(relError(outs['stream/all'], outs.stream)).withContext('stream fused vs unfused').toBe(0);
              expect(relError(outs.stream, outs.default)).withContext('4 columns vs mma').toBeLessThan(AGREE[dtype]);
              expect(relError(outs.stream8, outs.default)).withContext('8 columns vs mma').toBeLessThan(AGREE[dtype]);
              expect(relError(outs.mma32, outs.default)).withContext('16x32 vs 16x64 tiles').toBeLessThan(AGREE[dtype]);
              expect(tf.memory().numTensors).toBe(before);
            } finally {
              env.set(MOE_CUDA_GEMM_TILES, 'default');
+             env.set(MOE_CUDA_FUSE, 'none');
+             delete process.env.TFJS_MOE_CUDA_L2_PREFETCH;
              layer.dispose();
              xT.dispose();
              tf.dispose(Object.values(weights) as tf.Tensor[]);

@@ -7,7 +7,7 @@
  * after a change, which re-captures the CUDA graphs). GPU specs pending, with the reason, without CUDA.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import {cudaStatus, FusedMoE, MOE_CUDA_GEMM_TILES, MOE_CUDA_PDL} from 'tfjs-moe';
+import {cudaStatus, FusedMoE, MOE_CUDA_FUSE, MOE_CUDA_GEMM_TILES, MOE_CUDA_PDL} from 'tfjs-moe';
 import {CudaActivation, CudaFusedMoe, CudaMoeRunner, CudaMoeWeightTensors, cudaLayerExecutor} from 'tfjs-moe/internal';
 
 import {randn, recordError, relError, rng} from '../helpers/util.js';
@@ -42,8 +42,11 @@ describe('CUDA tfjs flags', () => {
   it('are registered with their defaults and reject a bad tile choice, naming the flag', () => {
     expect(tf.env().getBool(MOE_CUDA_PDL)).toBe(true);
     expect(tf.env().get(MOE_CUDA_GEMM_TILES)).toBe('default');
-    expect(() => tf.env().set(MOE_CUDA_GEMM_TILES, 'fastest')).toThrowError(/MOE_CUDA_GEMM_TILES must be one of default, previous, stream, stream8, mma32, got "fastest"/);
+    expect(() => tf.env().set(MOE_CUDA_GEMM_TILES, 'fastest')).toThrowError(/MOE_CUDA_GEMM_TILES must be one of default, previous, stream, stream8, mma32, deep, k128, shallow, got "fastest"/);
     expect(tf.env().get(MOE_CUDA_GEMM_TILES)).toBe('default');
+    expect(tf.env().get(MOE_CUDA_FUSE)).toBe('none');
+    expect(() => tf.env().set(MOE_CUDA_FUSE, 'some')).toThrowError(/MOE_CUDA_FUSE must be one of none, all, route, combine, got "some"/);
+    expect(tf.env().get(MOE_CUDA_FUSE)).toBe('none');
   });
 });
 

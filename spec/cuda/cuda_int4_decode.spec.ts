@@ -1,14 +1,13 @@
 /**
  * Native int4 experts on CUDA (W4A16): a layer given int4 QuantizedExpertWeights keeps the packed codes and group
- * scales (and zero points) on the GPU and its decode GEMMs (the weight-streaming kernel, the token-owned down GEMM
- * with the combine) dequantize them in the mainloop; the tensor-core paths (more rows per expert) read the
- * dequantized copy. Every output against the float64 reference evaluated on the format's own dequantized weights
- * (refDequantize), in float16 (5e-3) and bfloat16 (3e-2), at T that take each path, with the streaming kernels
- * on (MOE_CUDA_GEMM_TILES 'stream', where the int4 copy is read) and off (default: the dequantized copy only).
- * Pending without CUDA.
+ * scales (and zero points) on the GPU. Its GEMMs read them: the weight-streaming kernels and the token-owned down
+ * GEMM under MOE_CUDA_GEMM_TILES 'stream', and by default the tensor-core tiles up to 64 x 128 (the B fragments
+ * dequantized in registers; MOE_CUDA_INT4_MMA false makes them read the dequantized copy, as the prefill tiles always
+ * do). Every output against the float64 reference evaluated on the format's own dequantized weights (refDequantize),
+ * in float16 (5e-3) and bfloat16 (3e-2), at T that take each path. Pending without CUDA.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import {CudaComputeDtype, cudaStatus, MOE_CUDA_GEMM_TILES, quantizeExpertWeightsFromArray} from 'tfjs-moe';
+import {CudaComputeDtype, cudaStatus, MOE_CUDA_GEMM_TILES, MOE_CUDA_INT4_MMA, quantizeExpertWeightsFromArray} from 'tfjs-moe';
 import {CudaFusedMoe, CudaMoeWeightTensors} from 'tfjs-moe/internal';
 
 import {randn, recordError, relError, rng} from '../helpers/util.js';
@@ -19,6 +18,7 @@ import {randomMoeWeights} from './moe_weights.js';
 
 const status = cudaStatus();
 const BOUND: Record<string, number> = {bfloat16: 3e-2, float16: 5e-3};
+const AGREE: Record<string, number> = {bfloat16: 1e-2, float16: 2e-3};
 
 function config(E: number, k: number, I: number): RefMoeConfig {
   return {numExperts: E, topK: k, intermediateSize: I, topkMethod: 'greedy', nGroup: 1, topkGroup: 1,
@@ -38,7 +38,7 @@ describe('CUDA native int4 experts (W4A16 decode GEMMs)', () => {
   ];
   for (const dtype of ['float16', 'bfloat16'] as CudaComputeDtype[]) {
     for (const [ci, c] of cases.entries()) {
-      it(`${c.name} [${dtype}]: T = 1 (token-owned down), 3 (streaming), 300 (tensor cores) vs the reference`,
+      it(`${c.name} [${dtype}]: T = 1 (token-owned down), 3 (streaming), 300, 1500 (tensor cores on codes and on the dequantized copy) vs the reference`,
          async () => {
            const rand = rng(7300 + ci);
            const H = c.H, E = c.cfg.numExperts, I = c.cfg.intermediateSize;
@@ -59,24 +59,34 @@ describe('CUDA native int4 experts (W4A16 decode GEMMs)', () => {
            const layer = new CudaFusedMoe({hidden: H, ...c.cfg, computeDtype: dtype});
            const env = tf.env();
            try {
-             for (const T of [1, 3, 300]) {
+             // T = 1, 3: 16 x 64 tiles (or streaming); 300: 32 x 128; 1500: 64 x 128 (BK 32): every int4 tile shape.
+             for (const T of [1, 3, 300, 1500]) {
                const x = randn(rand, T * H);
                const ref = refFusedMoE(x, T, H, refWeights as unknown as RefMoeWeights, c.cfg);
                const xT = tf.tensor2d(x, [T, H]);
                const outs: Record<string, Float32Array> = {};
-               for (const tiles of ['stream', 'default']) {
+               for (const [tiles, int4Mma] of [['stream', true], ['default', true], ['deep', true], ['shallow', true], ['default', false]] as const) {
                  env.set(MOE_CUDA_GEMM_TILES, tiles);
+                 env.set(MOE_CUDA_INT4_MMA, int4Mma);
+                 const name = `${tiles}${int4Mma ? '' : '/dequantized'}`;
                  const out = layer.apply(xT, tensors as CudaMoeWeightTensors);
-                 outs[tiles] = (await out.data()) as Float32Array;
+                 outs[name] = (await out.data()) as Float32Array;
                  out.dispose();
-                 const err = relError(outs[tiles], ref);
+                 const err = relError(outs[name], ref);
                  recordError(`cuda int4 ${dtype}`, err);
-                 expect(err).withContext(`T ${T} ${tiles}`).toBeLessThan(BOUND[dtype]);
+                 expect(err).withContext(`T ${T} ${name}`).toBeLessThan(BOUND[dtype]);
                }
+               // The tensor-core tiles on the codes vs on the dequantized copy: weights within an ulp of each other.
+               expect(relError(outs.default, outs['default/dequantized'])).withContext(`T ${T} int4 vs dequantized`)
+                   .toBeLessThan(AGREE[dtype]);
+               // 'deep' / 'shallow': the int4 16 x 64 tiles with 256- / 128-deep K steps (same products, other padding).
+               expect(relError(outs.deep, outs.default)).withContext(`T ${T} deep vs default`).toBeLessThan(1e-6);
+               expect(relError(outs.shallow, outs.default)).withContext(`T ${T} shallow vs default`).toBeLessThan(1e-6);
                xT.dispose();
              }
            } finally {
              env.set(MOE_CUDA_GEMM_TILES, 'default');
+             env.set(MOE_CUDA_INT4_MMA, true);
              layer.dispose();
              tf.dispose(Object.values(tensors).filter(t => t instanceof tf.Tensor) as tf.Tensor[]);
              tf.dispose([upQ.values, upQ.scales!, downQ.values, downQ.scales!]);

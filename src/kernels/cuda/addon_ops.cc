@@ -52,33 +52,55 @@ napi_value Status(napi_env env, napi_callback_info) {
   });
 }
 
-// setTuning({pdl, gemmTiles}): the tfjs flags MOE_CUDA_PDL and MOE_CUDA_GEMM_TILES (kernels/cuda/flags_cuda.ts).
+// setTuning({pdl, gemmTiles, fuse, int4Mma}): the tfjs flags MOE_CUDA_PDL, MOE_CUDA_GEMM_TILES, MOE_CUDA_FUSE and
+// MOE_CUDA_INT4_MMA
+// (kernels/cuda/flags_cuda.ts).
 napi_value SetTuning(napi_env env, napi_callback_info info) {
   return entry(env, info, 1, "setTuning", [&](Args& a) {
-    napi_value pdlV, tilesV;
+    napi_value pdlV, tilesV, fuseV, int4V;
     NAPI(napi_get_named_property(env, a.v[0], "pdl", &pdlV));
+    NAPI(napi_get_named_property(env, a.v[0], "int4Mma", &int4V));
     NAPI(napi_get_named_property(env, a.v[0], "gemmTiles", &tilesV));
+    NAPI(napi_get_named_property(env, a.v[0], "fuse", &fuseV));
     bool pdl;
     if (napi_get_value_bool(env, pdlV, &pdl) != napi_ok) throw ArgError("setTuning: argument 'pdl' must be a boolean");
-    char buf[32];
-    size_t len = 0;
-    if (napi_get_value_string_utf8(env, tilesV, buf, sizeof(buf), &len) != napi_ok) {
-      throw ArgError("setTuning: argument 'gemmTiles' must be a string");
+    bool int4Mma;
+    if (napi_get_value_bool(env, int4V, &int4Mma) != napi_ok) {
+      throw ArgError("setTuning: argument 'int4Mma' must be a boolean");
     }
-    const std::string tiles(buf, len);
-    if (tiles != "default" && tiles != "previous" && tiles != "stream" && tiles != "stream8" && tiles != "mma32") {
-      throw ArgError("setTuning: argument 'gemmTiles' must be 'default', 'previous', 'stream', 'stream8' or 'mma32', "
-                     "got '" + tiles + "'");
+    auto text = [&](napi_value v, const char* name) {
+      char buf[32];
+      size_t len = 0;
+      if (napi_get_value_string_utf8(env, v, buf, sizeof(buf), &len) != napi_ok) {
+        throw ArgError(std::string("setTuning: argument '") + name + "' must be a string");
+      }
+      return std::string(buf, len);
+    };
+    const std::string tiles = text(tilesV, "gemmTiles"), fuse = text(fuseV, "fuse");
+    static const std::pair<const char*, moe::DecodeGemm> kTiles[] = {
+        {"default", moe::DecodeGemm::kMma},      {"previous", moe::DecodeGemm::kMma},
+        {"stream", moe::DecodeGemm::kStream4},   {"stream8", moe::DecodeGemm::kStream8},
+        {"mma32", moe::DecodeGemm::kMma32},      {"deep", moe::DecodeGemm::kMmaDeep},
+        {"k128", moe::DecodeGemm::kMmaK128},     {"shallow", moe::DecodeGemm::kMmaShallow},
+    };
+    const auto* tile = std::find_if(std::begin(kTiles), std::end(kTiles), [&](const auto& c) { return tiles == c.first; });
+    if (tile == std::end(kTiles)) {
+      throw ArgError("setTuning: argument 'gemmTiles' must be 'default', 'previous', 'stream', 'stream8', 'mma32', "
+                     "'deep', 'k128' or 'shallow', got '" + tiles + "'");
     }
-    const moe::DecodeGemm decode = tiles == "stream"  ? moe::DecodeGemm::kStream4
-                                 : tiles == "stream8" ? moe::DecodeGemm::kStream8
-                                 : tiles == "mma32"   ? moe::DecodeGemm::kMma32
-                                                      : moe::DecodeGemm::kMma;
+    if (fuse != "all" && fuse != "route" && fuse != "combine" && fuse != "none") {
+      throw ArgError("setTuning: argument 'fuse' must be 'none', 'all', 'route' or 'combine', got '" + fuse + "'");
+    }
+    const bool fuseRoute = fuse == "all" || fuse == "route", fuseCombine = fuse == "all" || fuse == "combine";
     moe::Tuning& t = moe::tuning();
-    if (t.pdl != pdl || t.previousTiles != (tiles == "previous") || t.decodeGemm != decode) {
+    if (t.pdl != pdl || t.previousTiles != (tiles == "previous") || t.decodeGemm != tile->second ||
+        t.fuseRoute != fuseRoute || t.fuseCombine != fuseCombine || t.int4Mma != int4Mma) {
       t.pdl = pdl;
       t.previousTiles = tiles == "previous";
-      t.decodeGemm = decode;
+      t.decodeGemm = tile->second;
+      t.fuseRoute = fuseRoute;
+      t.fuseCombine = fuseCombine;
+      t.int4Mma = int4Mma;
       t.generation++;
     }
     napi_value u;

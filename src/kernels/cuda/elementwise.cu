@@ -1,4 +1,5 @@
 // Memory-bound kernels: SwiGLU (plain or clamped) x scale, the weighted combine, dtype conversion, and the one-time weight packing.
+#include "combine_device.cuh"
 #include "moe_kernels.h"
 
 namespace moe {
@@ -20,8 +21,7 @@ __global__ void swigluKernel(const float* __restrict__ x, int R, int I, const fl
   }
 }
 
-// One thread per (token, column): the k rows are summed in slot order, in float32. With identityX, a slot with no
-// row (rowMap -1: a zero-computation expert's, section 11.5) adds w * identityX[t] instead.
+// One thread per (token, column): combineElement.
 __global__ void combineKernel(const float* __restrict__ y, int R, int D, const int* __restrict__ rowMap,
                               const float* __restrict__ weights, const int* __restrict__ ids, int T, int k, int E,
                               const float* __restrict__ bias, bool weightsApplied, const float* __restrict__ identityX,
@@ -31,22 +31,7 @@ __global__ void combineKernel(const float* __restrict__ y, int R, int D, const i
   for (long long idx = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; idx < total;
        idx += static_cast<long long>(gridDim.x) * blockDim.x) {
     const int t = static_cast<int>(idx / D), d = static_cast<int>(idx % D);
-    float acc = 0.f;
-    for (int j = 0; j < k; j++) {
-      const int row = rowMap[t * k + j];
-      const float w = weights[t * k + j];
-      if (row >= 0 && row < R) {
-        const float v = y[static_cast<long long>(row) * D + d];
-        acc += weightsApplied ? v : w * v;
-        if (bias) {
-          const int e = ids[t * k + j];
-          if (e >= 0 && e < E) acc += w * bias[static_cast<long long>(e) * D + d];
-        }
-      } else if (identityX && row == -1) {
-        acc += w * identityX[static_cast<long long>(t) * D + d];  // weighted in every mode, no bias
-      }
-    }
-    out[idx] = acc;
+    out[idx] = combineElement<false>(y, R, D, rowMap, weights, ids, t, d, k, E, bias, weightsApplied, identityX);
   }
 }
 

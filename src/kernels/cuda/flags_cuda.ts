@@ -14,23 +14,44 @@ export const MOE_CUDA_PDL = 'MOE_CUDA_PDL';
  * 'stream' / 'stream8' (default, but at decode sizes the weight-streaming kernel with 4 / 8 columns per warp
  * instead of 16-row tensor-core tiles, the token-owned down GEMM with the combine at T * k * 8 <= E, and int4
  * expert weights read natively (W4A16); slower than the default on the H200: BENCHMARKS.md); 'mma32' (default with
- * 16 x 32 tensor-core tiles at decode sizes instead of 16 x 64).
+ * 16 x 32 tensor-core tiles at decode sizes instead of 16 x 64); 'deep' / 'k128' / 'shallow' (default with the 16 x 64
+ * decode tiles' pipeline forced to 8 stages of 64 along K (int4: 4 of 256), 4 of 128, or 4 of 64 (int4: 4 of 128);
+ * the default takes the deeper one when the grid has fewer than two blocks per SM).
  */
 export const MOE_CUDA_GEMM_TILES = 'MOE_CUDA_GEMM_TILES';
-export const CUDA_GEMM_TILE_CHOICES = ['default', 'previous', 'stream', 'stream8', 'mma32'] as const;
+export const CUDA_GEMM_TILE_CHOICES = ['default', 'previous', 'stream', 'stream8', 'mma32', 'deep', 'k128', 'shallow'] as const;
+/**
+ * The layer's decode fusions: 'none' (default: separate kernels, chained by programmatic dependent launch), 'route'
+ * (router GEMM + routing + permute in one kernel, T <= 16), 'combine' (the weighted combine in the down GEMM's last
+ * tile per column, T <= 32), 'all' (both). A/B: slower than 'none' on the H200 so far (BENCHMARKS.md).
+ */
+export const MOE_CUDA_FUSE = 'MOE_CUDA_FUSE';
+export const CUDA_FUSE_CHOICES = ['none', 'all', 'route', 'combine'] as const;
 
-export function registerCudaFlags(): void {
+/**
+ * int4 expert weights read natively by the tensor-core GEMM tiles at decode and mid sizes (W4A16: codes dequantized
+ * in registers; default true); false: those tiles read the dequantized copy (A/B).
+ */
+export const MOE_CUDA_INT4_MMA = 'MOE_CUDA_INT4_MMA';
+
+function registerChoiceFlag(name: string, choices: readonly string[]): void {
   const env = tf.env();
-  env.registerFlag(MOE_CUDA_PDL, () => true);
-  let valid: string = 'default';
-  env.registerFlag(MOE_CUDA_GEMM_TILES, () => 'default', value => {
-    if ((CUDA_GEMM_TILE_CHOICES as readonly unknown[]).includes(value)) {
+  let valid: string = choices[0];
+  env.registerFlag(name, () => choices[0], value => {
+    if ((choices as readonly unknown[]).includes(value)) {
       valid = value as string;
     } else {
-      env.set(MOE_CUDA_GEMM_TILES, valid);  // tfjs stores the value before this hook runs: put the last good one back
-      throw new Error(`${MOE_CUDA_GEMM_TILES} must be one of ${CUDA_GEMM_TILE_CHOICES.join(', ')}, got ${describeValue(value)}`);
+      env.set(name, valid);  // tfjs stores the value before this hook runs: put the last good one back
+      throw new Error(`${name} must be one of ${choices.join(', ')}, got ${describeValue(value)}`);
     }
   });
+}
+
+export function registerCudaFlags(): void {
+  tf.env().registerFlag(MOE_CUDA_PDL, () => true);
+  registerChoiceFlag(MOE_CUDA_GEMM_TILES, CUDA_GEMM_TILE_CHOICES);
+  registerChoiceFlag(MOE_CUDA_FUSE, CUDA_FUSE_CHOICES);
+  tf.env().registerFlag(MOE_CUDA_INT4_MMA, () => true);
 }
 
 let pushed: string | null = null;
@@ -40,8 +61,10 @@ export function syncCudaTuning(addon: CudaAddon): void {
   const env = tf.env();
   const pdl = env.getBool(MOE_CUDA_PDL);
   const gemmTiles = env.get(MOE_CUDA_GEMM_TILES) as string;
-  const key = `${pdl}/${gemmTiles}`;
+  const fuse = env.get(MOE_CUDA_FUSE) as string;
+  const int4Mma = env.getBool(MOE_CUDA_INT4_MMA);
+  const key = `${pdl}/${gemmTiles}/${fuse}/${int4Mma}`;
   if (key === pushed) return;
-  addon.setTuning({pdl, gemmTiles});
+  addon.setTuning({pdl, gemmTiles, fuse, int4Mma});
   pushed = key;
 }

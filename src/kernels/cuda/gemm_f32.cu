@@ -1,4 +1,5 @@
 // float32 (FMA, no TF32) instantiations of the grouped GEMM, and the element-type dispatch.
+#include "gemm_few_rows.cuh"
 #include "grouped_gemm_launch.cuh"
 #include "moe_kernels.h"
 
@@ -18,55 +19,10 @@ void launchFmaConfig(const GemmProblem& p, cudaStream_t stream) {
   launchKernel("fmaGemmKernel", fmaGemmKernel<BM, BN, BK, TM, EPI, VEC>, grid, (BN / 8) * (BM / TM), 0, stream, p);
 }
 
-// Dense float32 GEMM with a few rows (the router at decode): one block per output column, its 8 warps each
-// stream an interleaved eighth of that column's weights with independent float4 loads, partial sums reduced in
-// a fixed order. The tiled kernel would leave most of the GPU idle here, and one warp per column is latency-bound.
-constexpr int kFewRowsWarps = 8;
 template <int MAXM>
 __global__ void __launch_bounds__(kFewRowsWarps * 32) denseFewRowsKernel(const GemmProblem p) {
   awaitPredecessor();
-  __shared__ float partial[kFewRowsWarps][MAXM];
-  const int n = blockIdx.x, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const float* A = static_cast<const float*>(p.A);
-  const float* b = static_cast<const float*>(p.B) + static_cast<long long>(n) * p.K;
-  float acc[MAXM];
-#pragma unroll
-  for (int m = 0; m < MAXM; m++) acc[m] = 0.f;
-#pragma unroll 2
-  for (int k = (warp * 32 + lane) * 4; k < p.K; k += kFewRowsWarps * 128) {
-    const float4 bv = *reinterpret_cast<const float4*>(b + k);
-#pragma unroll
-    for (int m = 0; m < MAXM; m++) {
-      if (m < p.M) {
-        const float4 av = *reinterpret_cast<const float4*>(A + static_cast<long long>(m) * p.lda + k);
-        acc[m] = fmaf(av.x, bv.x, fmaf(av.y, bv.y, fmaf(av.z, bv.z, fmaf(av.w, bv.w, acc[m]))));
-      }
-    }
-  }
-#pragma unroll
-  for (int m = 0; m < MAXM; m++) {
-    float v = acc[m];
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    if (lane == 0) partial[warp][m] = v;
-  }
-  __syncthreads();
-  if (p.aCopy != nullptr) {
-    // This block's share of the A conversion (A is dense here: lda == K).
-    const long long total = static_cast<long long>(p.M) * p.K;
-    for (long long i = static_cast<long long>(n) * blockDim.x + threadIdx.x; i < total;
-         i += static_cast<long long>(gridDim.x) * blockDim.x) {
-      if (p.aCopyElem == DType::kBFloat16) static_cast<__nv_bfloat16*>(p.aCopy)[i] = __float2bfloat16_rn(A[i]);
-      else static_cast<__half*>(p.aCopy)[i] = __float2half_rn(A[i]);
-    }
-  }
-  for (int m = threadIdx.x; m < p.M && m < MAXM; m += blockDim.x) {
-    float v = 0.f;
-#pragma unroll
-    for (int w = 0; w < kFewRowsWarps; w++) v += partial[w][m];
-    float* C = static_cast<float*>(p.C) + static_cast<long long>(m) * p.ldc;
-    C[n] = v + (p.bias ? p.bias[n] : 0.f);
-  }
+  denseFewRowsColumn<MAXM>(p, blockIdx.x, gridDim.x);
 }
 
 template <Epilogue EPI>
@@ -111,6 +67,20 @@ bool combineInGemmSupported(const GemmProblem& p) {
 
 void launchGroupedGemm(const GemmProblem& p, cudaStream_t stream) {
   if (p.M == 0 || p.N == 0) return;
+  if (p.combineOut != nullptr) {
+    if (p.epilogue != Epilogue::kStore || p.out != DType::kFloat32 || p.seg.offsets == nullptr || p.N != p.ldc ||
+        p.tileCounters == nullptr || p.pairRow == nullptr || p.pairWeight == nullptr || p.pairExpert == nullptr ||
+        p.topK < 1 || p.kSplit > 1) {
+      throw std::invalid_argument("grouped GEMM: combineOut is for segmented float32 kStore with N == ldc and the pair maps");
+    }
+    if (p.elem == DType::kFloat32) {  // the FMA core has no combine tail
+      GemmProblem q = p;
+      q.combineOut = nullptr;
+      launchGroupedGemm(q, stream);
+      gemm::combineAfter(p, stream);
+      return;
+    }
+  }
   if (p.epilogue == Epilogue::kCombine && (p.elem == DType::kFloat32 || p.out != DType::kFloat32)) {
     throw std::invalid_argument("grouped GEMM: kCombine is for half-precision operands writing float32");
   }

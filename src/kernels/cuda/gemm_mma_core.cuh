@@ -1,6 +1,9 @@
 // Grouped GEMM math core on tensor cores (bf16/f16 operands, f32 accumulation).
 #pragma once
 
+#include <type_traits>
+
+#include "gemm_combine_tail.cuh"
 #include "gemm_epilogue.cuh"
 #include "gemm_ptx.cuh"
 #include "gemm_scheduler.cuh"
@@ -9,21 +12,96 @@ namespace moe {
 namespace gemm {
 
 // ---- tensor-core core ----
-template <typename Elem, int BM, int BN, int BK, int WARPS_M, int WARPS_N, int STAGES>
+// BITS 16: B is Elem [E][N][K]. BITS 4 (W4A16): B is the int4 copy (GemmProblem.bInt4: [E][N][K/8] words of 8 codes,
+// group scales and zero points [E][N][K/groupSize]); a stage holds code rows of BK/8 words and each row's scale
+// (and zero) for every 32 values of K, and the B fragments are dequantized in registers (see dequant2).
+template <typename Elem, int BM, int BN, int BK, int WARPS_M, int WARPS_N, int STAGES, int BITS = 16>
 struct MmaConfig {
   static constexpr int kThreads = WARPS_M * WARPS_N * 32;
   static constexpr int kRowStride = BK + 8;  // +16 bytes: the 8 rows an ldmatrix reads land on distinct banks
-  static constexpr int kSmemBytes = STAGES * (BM + BN) * kRowStride * static_cast<int>(sizeof(Elem));
+  static constexpr int kCodeRowWords = BK / 8 + 4;  // +4 words: the 8 code rows of a fragment on distinct banks
+  static constexpr int kSlots = BK / 32;            // scale (zero) slots per code row and stage
+  static constexpr int kBStageBytes =
+      BITS == 16 ? BN * kRowStride * static_cast<int>(sizeof(Elem)) : BN * (kCodeRowWords + 2 * kSlots) * 4;
+  static constexpr int kSmemBytes = STAGES * (BM * kRowStride * static_cast<int>(sizeof(Elem)) + kBStageBytes);
 };
+
+__device__ __forceinline__ void cpAsync4(void* smem, const void* gmem, bool valid) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(s), "l"(gmem), "r"(valid ? 4 : 0));
+}
+
+// Two int4 codes (the low and high nibble of `byte`: K values 2t and 2t+1 of a fragment) -> s * (c - z) as a
+// packed pair in Elem. 128 + c (bf16) or 1024 + c (f16) is formed exactly by OR-ing c into the mantissa of 128 /
+// 1024, minus (128 + z) gives c - z exactly (small integers), and one multiply by the group scale rounds once more
+// (the dequantized copy rounds s * (c - z) once: the results differ by at most an ulp of the weight).
+template <typename Elem>
+__device__ __forceinline__ uint32_t dequant2(uint32_t byte, uint32_t biasPair, uint32_t scalePair) {
+  constexpr uint32_t kMagic = std::is_same<Elem, __nv_bfloat16>::value ? 0x43004300u : 0x64006400u;
+  const uint32_t v = (byte & 0xFu) | ((byte & 0xF0u) << 12) | kMagic;
+  uint32_t r;
+  if constexpr (std::is_same<Elem, __nv_bfloat16>::value) {
+    const __nv_bfloat162 d = __hsub2(*reinterpret_cast<const __nv_bfloat162*>(&v), *reinterpret_cast<const __nv_bfloat162*>(&biasPair));
+    const __nv_bfloat162 w = __hmul2(d, *reinterpret_cast<const __nv_bfloat162*>(&scalePair));
+    r = *reinterpret_cast<const uint32_t*>(&w);
+  } else {
+    const __half2 d = __hsub2(*reinterpret_cast<const __half2*>(&v), *reinterpret_cast<const __half2*>(&biasPair));
+    const __half2 w = __hmul2(d, *reinterpret_cast<const __half2*>(&scalePair));
+    r = *reinterpret_cast<const uint32_t*>(&w);
+  }
+  return r;
+}
+
+// GemmProblem.prefetchB: before waiting for the previous kernel, ask L2 for this block's weight rows. The segments
+// were written two kernels back (see prefetchB), so they are read through L2 (__ldcg), never a stale L1 line.
+template <int BM, int BN, int BITS, typename Elem>
+__device__ __forceinline__ void prefetchWeightTile(const GemmProblem& p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const int E = p.seg.numExperts;
+  const int* prefix = p.seg.tilePrefix + tileClassOf(BM) * (E + 1);
+  const int tileIdx = blockIdx.x;
+  if (tileIdx >= __ldcg(prefix + E)) return;
+  int lo = 0, hi = E - 1;
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) >> 1;
+    if (__ldcg(prefix + mid) <= tileIdx) lo = mid; else hi = mid - 1;
+  }
+  // Only the expert's first row tile asks: the others read the same weights.
+  if (tileIdx != __ldcg(prefix + lo)) return;
+  const size_t rowBytes = BITS == 4 ? static_cast<size_t>(p.K) / 2 : static_cast<size_t>(p.K) * sizeof(Elem);
+  const char* base = BITS == 4 ? reinterpret_cast<const char*>(p.bInt4) : static_cast<const char*>(p.B);
+  base += static_cast<size_t>(lo) * p.N * rowBytes;
+  const int n0 = blockIdx.y * BN;
+  if (rowBytes < 16) return;
+  for (int r = threadIdx.x; r < BN && n0 + r < p.N; r += blockDim.x) {
+    const char* row = base + static_cast<size_t>(n0 + r) * rowBytes;
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(row), "r"(static_cast<unsigned>(rowBytes & ~size_t(15))) : "memory");
+  }
+#endif
+}
+
+template <typename Elem>
+__device__ __forceinline__ uint32_t pairOf(float v) {
+  const Elem h = ElemTraits<Elem>::fromFloat(v);
+  const uint16_t b = *reinterpret_cast<const uint16_t*>(&h);
+  return static_cast<uint32_t>(b) | (static_cast<uint32_t>(b) << 16);
+}
 
 // VEC: K % 8 == 0, lda % 8 == 0 and 16-byte aligned bases, so every 16-byte chunk is wholly in or out of
 // bounds and cp.async can move it; otherwise elements are loaded one by one (odd test shapes only).
 template <typename Elem, typename OutT, int BM, int BN, int BK, int WARPS_M, int WARPS_N, int STAGES, Epilogue EPI,
-          bool VEC>
+          bool VEC, int BITS = 16>
 __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
     mmaGemmKernel(const GemmProblem p) {
+  if (VEC && p.prefetchB) prefetchWeightTile<BM, BN, BITS, Elem>(p);
   awaitPredecessor();
-  using Cfg = MmaConfig<Elem, BM, BN, BK, WARPS_M, WARPS_N, STAGES>;
+  using Cfg = MmaConfig<Elem, BM, BN, BK, WARPS_M, WARPS_N, STAGES, BITS>;
+  static_assert(Cfg::kSmemBytes >= 3 * kTailMaxPairs * 4, "the combine tail reuses the pipeline's shared memory");
+  constexpr bool Q = BITS == 4;
+  static_assert(!Q || (VEC && BK % 32 == 0), "int4 tiles: vector loads, whole 32-code slots");
+  constexpr int QROW = Cfg::kCodeRowWords, QSL = Cfg::kSlots;
+  constexpr int Q_CHUNKS = BN * (BK / 32), Q_IT = (Q_CHUNKS + Cfg::kThreads - 1) / Cfg::kThreads;
+  constexpr int S_ENTRIES = BN * QSL, S_IT = (S_ENTRIES + Cfg::kThreads - 1) / Cfg::kThreads;
   constexpr int NT = Cfg::kThreads;
   constexpr int WM = BM / WARPS_M, WN = BN / WARPS_N;
   constexpr int MI = WM / 16, NI = WN / 8;
@@ -36,10 +114,16 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
   extern __shared__ __align__(16) unsigned char smemRaw[];
   Elem* As = reinterpret_cast<Elem*>(smemRaw);
   Elem* Bs = As + STAGES * BM * LDS;
+  // int4: per stage [BN][QROW] code words, then [BN][QSL] scales, then [BN][QSL] zeros
+  uint32_t* Bq = reinterpret_cast<uint32_t*>(As + STAGES * BM * LDS);
+  constexpr int QSTAGE = BN * (QROW + 2 * QSL);
 
   const RowTile tile = findRowTile<BM>(p, blockIdx.x);
-  if (!tile.valid) return;
   const int n0 = blockIdx.y * BN;
+  if (!tile.valid) {
+    if (EPI == Epilogue::kStore && p.combineOut != nullptr) combineTail<BN>(p, n0, smemRaw);
+    return;
+  }
   const int tid = threadIdx.x;
   const Elem* A = static_cast<const Elem*>(p.A);
   const Elem* B = static_cast<const Elem*>(p.B) + static_cast<long long>(tile.expert) * p.N * p.K;
@@ -49,8 +133,30 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
   const Elem* aRow[A_IT];
   const Elem* bRow[B_IT];
   gatherRows<A_IT, NT, KCH, A_CHUNKS>(p, tile, A, tid, aRow);
-  weightRows<B_IT, NT, KCH, B_CHUNKS>(p, n0, B, tid, bRow);
+  if constexpr (!Q) weightRows<B_IT, NT, KCH, B_CHUNKS>(p, n0, B, tid, bRow);
+  // int4: the code rows and scale rows this thread loads (null past N)
+  const int kWords = p.K / 8, groups = Q ? (p.K + p.groupSize - 1) / p.groupSize : 0;
+  const uint32_t* qRow[Q ? Q_IT : 1];
+  const float* sRow[Q ? S_IT : 1];
+  const float* zRow[Q ? S_IT : 1];
+  if constexpr (Q) {
+    const long long base = static_cast<long long>(tile.expert) * p.N;
+#pragma unroll
+    for (int i = 0; i < Q_IT; i++) {
+      const int c = tid + i * NT, n = n0 + c / (BK / 32);
+      qRow[i] = (c < Q_CHUNKS && n < p.N) ? reinterpret_cast<const uint32_t*>(p.bInt4) + (base + n) * kWords : nullptr;
+    }
+#pragma unroll
+    for (int i = 0; i < S_IT; i++) {
+      const int c = tid + i * NT, n = n0 + c / QSL;
+      const bool ok = c < S_ENTRIES && n < p.N;
+      sRow[i] = ok ? p.bScales + (base + n) * groups : nullptr;
+      zRow[i] = ok && p.bZeros ? p.bZeros + (base + n) * groups : nullptr;
+    }
+  }
 
+  const bool streamOnce = VEC && p.bStreamOnce;
+  const uint64_t policy = streamOnce ? evictFirstPolicy() : 0;
   auto loadStage = [&](int stage, int kt) {
     const int k0 = kt * BK;
     Elem* as = As + stage * BM * LDS;
@@ -69,18 +175,42 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
         for (int e = 0; e < 8; e++) dst[e] = (aRow[i] != nullptr && k + e < p.K) ? aRow[i][k + e] : zero;
       }
     }
+    if constexpr (Q) {
+      uint32_t* qs = Bq + stage * QSTAGE;
 #pragma unroll
-    for (int i = 0; i < B_IT; i++) {
-      const int c = tid + i * NT;
-      if (B_CHUNKS % NT != 0 && c >= B_CHUNKS) break;
-      const int kc = (c % KCH) * 8, k = k0 + kc;
-      Elem* dst = bs + (c / KCH) * LDS + kc;
-      if (VEC) {
-        const bool ok = bRow[i] != nullptr && k < p.K;
-        cpAsync16(dst, ok ? bRow[i] + k : B, ok);
-      } else {
+      for (int i = 0; i < Q_IT; i++) {
+        const int c = tid + i * NT;
+        if (Q_CHUNKS % NT != 0 && c >= Q_CHUNKS) break;
+        const int slot = c % (BK / 32), k = k0 + slot * 32;  // K % 32 == 0: a chunk is wholly in or out
+        const bool ok = qRow[i] != nullptr && k < p.K;
+        const void* src = ok ? static_cast<const void*>(qRow[i] + k / 8) : p.bInt4;
+        if (streamOnce) cpAsync16Policy(qs + (c / (BK / 32)) * QROW + slot * 4, src, ok, policy);
+        else cpAsync16(qs + (c / (BK / 32)) * QROW + slot * 4, src, ok);
+      }
 #pragma unroll
-        for (int e = 0; e < 8; e++) dst[e] = (bRow[i] != nullptr && k + e < p.K) ? bRow[i][k + e] : zero;
+      for (int i = 0; i < S_IT; i++) {
+        const int c = tid + i * NT;
+        if (S_ENTRIES % NT != 0 && c >= S_ENTRIES) break;
+        const int slot = c % QSL, k = k0 + slot * 32, g = k / p.groupSize;
+        const bool ok = sRow[i] != nullptr && k < p.K;
+        cpAsync4(qs + BN * QROW + c, ok ? sRow[i] + g : p.bScales, ok);
+        if (p.bZeros) cpAsync4(qs + BN * (QROW + QSL) + c, ok ? zRow[i] + g : p.bZeros, ok);
+      }
+    } else {
+#pragma unroll
+      for (int i = 0; i < B_IT; i++) {
+        const int c = tid + i * NT;
+        if (B_CHUNKS % NT != 0 && c >= B_CHUNKS) break;
+        const int kc = (c % KCH) * 8, k = k0 + kc;
+        Elem* dst = bs + (c / KCH) * LDS + kc;
+        if (VEC) {
+          const bool ok = bRow[i] != nullptr && k < p.K;
+          if (streamOnce) cpAsync16Policy(dst, ok ? bRow[i] + k : B, ok, policy);
+          else cpAsync16(dst, ok ? bRow[i] + k : B, ok);
+        } else {
+#pragma unroll
+          for (int e = 0; e < 8; e++) dst[e] = (bRow[i] != nullptr && k + e < p.K) ? bRow[i][k + e] : zero;
+        }
       }
     }
   };
@@ -122,14 +252,32 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
       for (int mi = 0; mi < MI; mi++) {
         ldmatrixX4(af[mi], as + (mi * 16 + (lane % 16)) * LDS + ks * 16 + (lane / 16) * 8);
       }
+      if constexpr (Q) {
+        // Thread (g, t) needs column g of each n8 block at K 2t, 2t+1 (word 0 of the step) and 2t+8, 2t+9 (word 1).
+        const uint32_t* qs = Bq + (kt % STAGES) * QSTAGE;
 #pragma unroll
-      for (int nj = 0; nj < NI / 2; nj++) {
-        uint32_t r[4];
-        ldmatrixX4(r, bs + (nj * 16 + (lane / 16) * 8 + (lane % 8)) * LDS + ks * 16 + ((lane / 8) % 2) * 8);
-        bf[2 * nj][0] = r[0];
-        bf[2 * nj][1] = r[1];
-        bf[2 * nj + 1][0] = r[2];
-        bf[2 * nj + 1][1] = r[3];
+        for (int ni = 0; ni < NI; ni++) {
+          const int n = wn * WN + ni * 8 + lane / 4;
+          const uint2 w = *reinterpret_cast<const uint2*>(qs + n * QROW + ks * 2);
+          const int e = n * QSL + (ks * 16) / 32;
+          const float* sc = reinterpret_cast<const float*>(qs + BN * QROW);
+          const uint32_t scale = pairOf<Elem>(sc[e]);
+          const uint32_t bias = pairOf<Elem>((std::is_same<Elem, __nv_bfloat16>::value ? 128.f : 1024.f) +
+                                             (p.bZeros ? sc[BN * QSL + e] : 8.f));
+          const int shift = 8 * (lane % 4);
+          bf[ni][0] = dequant2<Elem>(w.x >> shift, bias, scale);
+          bf[ni][1] = dequant2<Elem>(w.y >> shift, bias, scale);
+        }
+      } else {
+#pragma unroll
+        for (int nj = 0; nj < NI / 2; nj++) {
+          uint32_t r[4];
+          ldmatrixX4(r, bs + (nj * 16 + (lane / 16) * 8 + (lane % 8)) * LDS + ks * 16 + ((lane / 8) % 2) * 8);
+          bf[2 * nj][0] = r[0];
+          bf[2 * nj][1] = r[1];
+          bf[2 * nj + 1][0] = r[2];
+          bf[2 * nj + 1][1] = r[3];
+        }
       }
 #pragma unroll
       for (int mi = 0; mi < MI; mi++)
@@ -169,6 +317,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
       }
     }
   }
+  if (EPI == Epilogue::kStore && p.combineOut != nullptr) combineTail<BN>(p, n0, smemRaw);
 }
 
 }  // namespace gemm

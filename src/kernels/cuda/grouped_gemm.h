@@ -62,6 +62,21 @@ struct GemmProblem {
   // kCombine: a pair whose expert id is >= seg.numExperts (a zero-computation expert) adds w * identityX[t][n]
   // ([M][ldc] float32) when set, as the combine kernel does.
   const float* identityX = nullptr;
+  // kStore over segments writing float32 (the decode down GEMM): when combineOut is set, the last block to finish
+  // each column tile (counted in tileCounters[blockIdx.y]: zero before the launch, left zero) also writes the
+  // weighted combine of that tile's columns for tokens 0 .. combineTokens - 1 into combineOut [combineTokens][ldc]
+  // (combineElement over C's rows: pairRow, pairWeight, pairExpert, topK, weightsApplied, identityX as for kCombine;
+  // combineBias the [E][N] down bias, weighted). Saves the combine kernel's launch at decode sizes.
+  // Segmented mma tiles: before waiting for the previous kernel (programmatic dependent launch), each expert's
+  // first row tile asks L2 for its weight rows. Only for a GEMM whose segments were written before the previous
+  // kernel began (the decode down GEMM: the permute ran before the up_gate GEMM), and weights that fit in L2.
+  bool prefetchB = false;
+  // B is read once (mma tiles): its loads are marked evict-first in L2 (keeps a following GEMM's prefetch in L2).
+  bool bStreamOnce = false;
+  float* combineOut = nullptr;
+  const float* combineBias = nullptr;
+  int combineTokens = 0;
+  int* tileCounters = nullptr;
   // Optional int4 copy of B for the weight-streaming kernel (decode, W4A16): codes [E][N][K/8] int32 words, 8 codes
   // along K per word, the lowest k in the lowest bits; w = scale * (code - zero), scales and zeros [E][N][K/groupSize]
   // float32 (zeros null: 8). Needs K and groupSize multiples of 32. The tensor-core paths read B.

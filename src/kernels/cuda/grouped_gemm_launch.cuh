@@ -4,16 +4,22 @@
 
 #include "gemm_stream.cuh"
 #include "grouped_gemm.cuh"
+#include "moe_kernels.h"
 
 namespace moe {
 namespace gemm {
 
 // Above 48 KB a kernel must opt in to dynamic shared memory. `done` is the caller's per-configuration flag
 // (a static in each launch template instantiation: kernels of one signature share a function-pointer type).
+// The kernel's static shared memory counts against the same 48 KB.
 template <typename Kernel>
 void raiseSmemLimit(Kernel kernel, int bytes, bool& done) {
-  if (!done && bytes > 48 * 1024) {
-    MOE_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+  if (!done) {
+    cudaFuncAttributes attr{};
+    MOE_CUDA(cudaFuncGetAttributes(&attr, kernel));
+    if (bytes + attr.sharedSizeBytes > 48 * 1024) {
+      MOE_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+    }
   }
   done = true;
 }
@@ -28,10 +34,10 @@ inline dim3 gridFor(const GemmProblem& p, int bm, int bn) {
 }
 
 template <typename Elem, typename OutT, int BM, int BN, int BK, int WARPS_M, int WARPS_N, int STAGES, Epilogue EPI,
-          bool VEC>
+          bool VEC, int BITS = 16>
 void launchMmaConfig(const GemmProblem& p, cudaStream_t stream) {
-  using Cfg = MmaConfig<Elem, BM, BN, BK, WARPS_M, WARPS_N, STAGES>;
-  auto kernel = mmaGemmKernel<Elem, OutT, BM, BN, BK, WARPS_M, WARPS_N, STAGES, EPI, VEC>;
+  using Cfg = MmaConfig<Elem, BM, BN, BK, WARPS_M, WARPS_N, STAGES, BITS>;
+  auto kernel = mmaGemmKernel<Elem, OutT, BM, BN, BK, WARPS_M, WARPS_N, STAGES, EPI, VEC, BITS>;
   static bool smemRaised = false;
   raiseSmemLimit(kernel, Cfg::kSmemBytes, smemRaised);
   const dim3 grid = gridFor(p, BM, BN);
@@ -42,6 +48,25 @@ void launchMmaConfig(const GemmProblem& p, cudaStream_t stream) {
 // The tfjs flag MOE_CUDA_GEMM_TILES = 'previous' restores the tile choice from before the 128x256 prefill tiles,
 // for A/B timing.
 inline bool previousTiles() { return tuning().previousTiles; }
+
+inline int smCount() {
+  static const int n = [] {
+    int dev = 0, c = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&c, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return 132;
+    }
+    return c;
+  }();
+  return n;
+}
+
+// Decode tiles: a grid of fewer than about two blocks per SM (one token of a top-8 layer: 8 experts x 24 column
+// tiles) leaves each block alone on its SM, so each must keep more weight bytes in flight: the deeper-K variant.
+inline bool fewDecodeBlocks(const GemmProblem& p, int bn) {
+  const long long experts = p.seg.offsets != nullptr ? std::min<long long>(p.seg.numExperts, p.M) : 1;
+  return experts * ceilDiv(p.N, bn) < 2LL * smCount();
+}
 
 // The tensor-core tile shapes the launcher instantiates (BM x BN, BK, warps, stages are fixed per shape below).
 enum class MmaTile { k16x64, k32x128, k64x128, k128x256, k128x128 };
@@ -84,8 +109,17 @@ void launchMmaEpi(const GemmProblem& p, bool vec, cudaStream_t stream) {
   }
   switch (chooseMmaTile(p.rowsPerSegmentHint > 0 ? p.rowsPerSegmentHint : p.M, p.N)) {
     case MmaTile::k16x64:
-      if (tuning().decodeGemm == DecodeGemm::kMma32) launchMmaConfig<Elem, OutT, 16, 32, 64, 1, 2, 4, EPI, true>(p, stream);
-      else launchMmaConfig<Elem, OutT, 16, 64, 64, 1, 4, 4, EPI, true>(p, stream);
+      // Decode: each block streams its expert's 64 weight rows once; the pipeline depth sets the bytes in flight.
+      switch (tuning().decodeGemm) {
+        case DecodeGemm::kMma32: launchMmaConfig<Elem, OutT, 16, 32, 64, 1, 2, 4, EPI, true>(p, stream); break;
+        case DecodeGemm::kMmaDeep: launchMmaConfig<Elem, OutT, 16, 64, 64, 1, 4, 8, EPI, true>(p, stream); break;
+        case DecodeGemm::kMmaK128: launchMmaConfig<Elem, OutT, 16, 64, 128, 1, 4, 4, EPI, true>(p, stream); break;
+        case DecodeGemm::kMmaShallow: launchMmaConfig<Elem, OutT, 16, 64, 64, 1, 4, 4, EPI, true>(p, stream); break;
+        default:
+          if (fewDecodeBlocks(p, 64)) launchMmaConfig<Elem, OutT, 16, 64, 128, 1, 4, 4, EPI, true>(p, stream);
+          else launchMmaConfig<Elem, OutT, 16, 64, 64, 1, 4, 4, EPI, true>(p, stream);
+          break;
+      }
       break;
     case MmaTile::k32x128:
       launchMmaConfig<Elem, OutT, 32, 128, 64, 1, 4, 4, EPI, true>(p, stream);
@@ -98,6 +132,37 @@ void launchMmaEpi(const GemmProblem& p, bool vec, cudaStream_t stream) {
       break;
     case MmaTile::k128x128:
       launchMmaConfig<Elem, OutT, 128, 128, 32, 2, 4, 4, EPI, true>(p, stream);
+      break;
+  }
+}
+
+// MOE_CUDA_GEMM_TILES 'stream' / 'stream8': the weight-streaming decode kernels.
+inline bool streamingDecode() {
+  return tuning().decodeGemm == DecodeGemm::kStream4 || tuning().decodeGemm == DecodeGemm::kStream8;
+}
+
+// W4A16 on tensor cores: the int4 copy of B dequantized in registers, up to the 64 x 128 tiles (more rows per
+// expert are compute-bound: the dequantized copy feeds the prefill tiles). Swiglu and store epilogues only.
+constexpr int kInt4MmaMaxRowsPerSegment = 96;
+
+template <typename Elem, typename OutT, Epilogue EPI>
+void launchMmaInt4Epi(const GemmProblem& p, cudaStream_t stream) {
+  switch (chooseMmaTile(p.rowsPerSegmentHint > 0 ? p.rowsPerSegmentHint : p.M, p.N)) {
+    case MmaTile::k16x64:
+      // A stage of int4 codes is a quarter of the bf16 bytes: deeper K steps keep as many bytes in flight, the
+      // deepest where the grid is small (H200 batch E, one token: 0.0493 vs 0.0657 ms; 16 tokens: 0.286 vs 0.254).
+      if (tuning().decodeGemm == DecodeGemm::kMmaDeep ||
+          (tuning().decodeGemm == DecodeGemm::kMma && fewDecodeBlocks(p, 64))) {
+        launchMmaConfig<Elem, OutT, 16, 64, 256, 1, 4, 4, EPI, true, 4>(p, stream);
+      } else {
+        launchMmaConfig<Elem, OutT, 16, 64, 128, 1, 4, 4, EPI, true, 4>(p, stream);
+      }
+      break;
+    case MmaTile::k32x128:
+      launchMmaConfig<Elem, OutT, 32, 128, 64, 1, 4, 4, EPI, true, 4>(p, stream);
+      break;
+    default:
+      launchMmaConfig<Elem, OutT, 64, 128, 32, 2, 4, 4, EPI, true, 4>(p, stream);
       break;
   }
 }
@@ -134,7 +199,7 @@ void launchStreamEpi(const GemmProblem& p, cudaStream_t stream) {
 // default 48 KB, whole gate/up groups for SwiGLU.
 template <typename Elem>
 bool useStreamGemm(const GemmProblem& p, bool vec) {
-  if (tuning().decodeGemm == DecodeGemm::kMma || previousTiles() || !vec || p.kSplit > 1) return false;
+  if (!streamingDecode() || previousTiles() || !vec || p.kSplit > 1) return false;
   const int hint = p.rowsPerSegmentHint > 0 ? p.rowsPerSegmentHint : p.M;
   if (hint > kStreamMaxRowsPerSegment) return false;
   if (StreamConfig<Elem, 8>::smemBytes(p.K) > 48 * 1024) return false;
@@ -144,7 +209,7 @@ bool useStreamGemm(const GemmProblem& p, bool vec) {
 template <typename Elem>
 bool combineSupported(const GemmProblem& p) {
   const bool vec = p.K % 8 == 0 && p.lda % 8 == 0 && aligned16(p.A) && aligned16(p.B);
-  return vec && tuning().decodeGemm != DecodeGemm::kMma && !previousTiles() && p.topK >= 1 &&
+  return vec && streamingDecode() && !previousTiles() && p.topK >= 1 &&
          streamCombineSmemBytes<Elem>(p.K, p.topK) <= 48 * 1024;
 }
 
@@ -159,6 +224,12 @@ void launchStreamCombine(const GemmProblem& p, cudaStream_t stream) {
   else launchKernel("streamCombineKernel", streamCombineKernel<Elem, COLS, 16>, grid, kStreamWarps * 32, smem, stream, p);
 }
 
+// GemmProblem.combineOut on a kernel without the combine tail: the GEMM, then the combine kernel (the same sums).
+inline void combineAfter(const GemmProblem& p, cudaStream_t stream) {
+  launchCombine(static_cast<const float*>(p.C), p.M, p.ldc, p.pairRow, p.pairWeight, p.pairExpert, p.combineTokens,
+                p.topK, p.seg.numExperts, p.combineBias, p.weightsApplied, p.identityX, p.combineOut, stream);
+}
+
 template <typename Elem>
 void launchMmaGemm(const GemmProblem& p, cudaStream_t stream) {
   if (p.epilogue == Epilogue::kCombine) {
@@ -166,6 +237,25 @@ void launchMmaGemm(const GemmProblem& p, cudaStream_t stream) {
     return;
   }
   const bool vec = p.K % 8 == 0 && p.lda % 8 == 0 && aligned16(p.A) && aligned16(p.B);
+  if (p.combineOut != nullptr && useStreamGemm<Elem>(p, vec)) {
+    GemmProblem q = p;
+    q.combineOut = nullptr;
+    launchMmaGemm<Elem>(q, stream);
+    combineAfter(p, stream);
+    return;
+  }
+  const int hint = p.rowsPerSegmentHint > 0 ? p.rowsPerSegmentHint : p.M;
+  if (tuning().int4Mma && !streamingDecode() && !previousTiles() && vec && p.bInt4 != nullptr && p.bScales != nullptr &&
+      p.K % 32 == 0 && p.groupSize > 0 && p.groupSize % 32 == 0 && hint <= kInt4MmaMaxRowsPerSegment && p.kSplit <= 1) {
+    if (p.epilogue == Epilogue::kSwiglu && p.out != DType::kFloat32) {
+      launchMmaInt4Epi<Elem, Elem, Epilogue::kSwiglu>(p, stream);
+      return;
+    }
+    if (p.epilogue == Epilogue::kStore && p.out == DType::kFloat32) {
+      launchMmaInt4Epi<Elem, float, Epilogue::kStore>(p, stream);
+      return;
+    }
+  }
   if (useStreamGemm<Elem>(p, vec)) {
     switch (p.epilogue) {
       case Epilogue::kStore:

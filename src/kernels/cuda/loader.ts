@@ -62,7 +62,7 @@ export interface CudaAddon {
           k: number, E: number, bias: Float32Array | null, weightsApplied: boolean,
           identityInput: Float32Array | null): Float32Array;
   layerCreate(config: Record<string, unknown>, weights: Record<string, unknown>): object;
-  setTuning(tuning: {pdl: boolean, gemmTiles: string}): void;
+  setTuning(tuning: {pdl: boolean, gemmTiles: string, fuse: string, int4Mma: boolean}): void;
   /** output: how y reaches the host (CudaHostOutput in cuda_fused_moe.ts). */
   /** out: for 'staged', a Float32Array of T * H that y is written into (returned as output), or null for a new one. */
   layerForward(handle: object, x: Float32Array, T: number, useGraph: boolean, wantIds: boolean,

@@ -111,11 +111,22 @@ __device__ __forceinline__ void awaitPredecessor() {
 // The half-precision GEMM at decode sizes: 16-row tensor-core tiles 64 columns wide (default: faster on the H200
 // than streaming, BENCHMARKS.md) or 32 wide (twice the blocks: A/B), or the weight-streaming kernel with 4 or 8
 // columns per warp (which also reads int4 copies: W4A16).
-enum class DecodeGemm : int { kMma = 0, kStream4 = 1, kStream8 = 2, kMma32 = 3 };
+// kMmaDeep / kMmaK128: the 16 x 64 tiles with 8 stages of 64, or 4 stages of 128, along K in flight (A/B); kMmaDeep
+// also takes the int4 16 x 64 tiles from 128-deep to 256-deep K steps.
+// kMma (default) picks the 16 x 64 pipeline by the grid's size; kMmaShallow forces 4 stages of 64 (int4: of 128).
+enum class DecodeGemm : int { kMma = 0, kStream4 = 1, kStream8 = 2, kMma32 = 3, kMmaDeep = 4, kMmaK128 = 5, kMmaShallow = 6 };
 struct Tuning {
   bool pdl = true;             // programmatic dependent launch in the layer at decode sizes
   bool previousTiles = false;  // the GEMM tile choice from before the 128x256 prefill tiles (and the streaming GEMM)
   DecodeGemm decodeGemm = DecodeGemm::kMma;
+  // Decode fusions in the layer (tfjs flag MOE_CUDA_FUSE, A/B): router GEMM + routing + permute in one kernel, and
+  // the weighted combine in the down GEMM's last tile per column. Off by default: H200 batch E measured both slower
+  // than the separate kernels under PDL (BENCHMARKS.md).
+  bool fuseRoute = false;
+  bool fuseCombine = false;
+  // int4 expert copies read by the tensor-core tiles at decode and mid sizes (W4A16, tfjs flag MOE_CUDA_INT4_MMA);
+  // off: those tiles read the dequantized copy.
+  bool int4Mma = true;
   int generation = 0;
 };
 inline Tuning& tuning() {

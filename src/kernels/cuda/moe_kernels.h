@@ -41,6 +41,25 @@ struct PermuteBuffers {
 void launchPermute(const int* ids, int T, int k, int E, int alignment, int R, const PermuteBuffers& out,
                    cudaStream_t stream);
 
+// Decode (T <= 16): the router GEMM, routing and the permute in one kernel (decode_route.cu). gate is the router's
+// dense float32 problem (M = T rows of x, N = ldc = the logit columns, written to gate.C); the routing reads those
+// logits as launchTopkSelect / launchMoeScores do and the permute writes `perm` as launchPermute does (alignment 1).
+struct DecodeRouteArgs {
+  int routed = 0;      // experts the routing chooses among (E + zero experts)
+  int numExperts = 0;  // E: the experts with FFN rows (the permute's)
+  const float* corr = nullptr;  // correction bias [routed] or null
+  RoutingParams rp;
+  bool noaux = false;  // noaux_tc, else softmax / sparsemixer
+  int* ids = nullptr;
+  float* weights = nullptr;
+  float* sharedGate = nullptr;
+  int R = 0;           // rows of the permutation (T * k)
+  PermuteBuffers perm{};
+  int* counter = nullptr;  // one int, zero before the launch; left zero
+};
+bool decodeRouteFits(const GemmProblem& gate, const DecodeRouteArgs& a);
+void launchDecodeRoute(const GemmProblem& gate, const DecodeRouteArgs& a, cudaStream_t stream);
+
 // Offsets + tile prefix for caller-given segments: expertOffsets [E+1] (areOffsets) or tokensPerExpert [E].
 void launchSegmentsFrom(const int* segments, bool areOffsets, int E, int* offsets, int* tilePrefix,
                         cudaStream_t stream);

@@ -204,6 +204,10 @@ void MoeLayer::ensureWorkspace(int T) {
   weights_.ensure(R * 4);
   sharedScale_.ensure(cap * 4);
   perm_.ensure((E + (E + 1) + kTileClasses * (E + 1) + R + R + E) * 4);
+  // The fused decode kernels' completion counters (one for the route kernel, one per down GEMM column tile of at
+  // least 16 columns): zero here, and each launch leaves them zero.
+  counters_.ensure((1 + ceilDiv(D_, 16)) * sizeof(int));
+  MOE_CUDA(cudaMemsetAsync(counters_.as(), 0, counters_.bytes(), stream_));
   h_.ensure(R * intermediatePadded_ * eb);
   y_.ensure(R * D_ * 4);
   if (cfg_.latent > 0) {
@@ -255,46 +259,64 @@ void MoeLayer::enqueue(int T) {
     gate.aCopy = xCompute_.as();
     gate.aCopyElem = elem;
   }
-  const int split = gateSplit(T);
-  if (split > 1) {
-    // Few output tiles (N = E is small): slice K so the router fills the GPU; partial sums reduced in order.
-    gate.C = gatePartial_.as();
-    gate.kSplit = split;
-    gate.bias = nullptr;  // added once, by the reduction
-    gate.rowsPerSegmentHint = 64;
-    launchGroupedGemm(gate, stream_);
-    launchSplitKReduce(gatePartial_.as<float>(), split, T, gateCols_, routerBias, logits_.as<float>(), stream_);
-  } else {
-    launchGroupedGemm(gate, stream_);
-  }
-
-  // Every launch from here on follows a kernel on this stream: they may use programmatic dependent launch, which
-  // hides part of the gap between consecutive small kernels at decode sizes (H100, bf16 T=1: 0.0547 -> 0.0528 ms
-  // graph, 0.0620 -> 0.0557 stream). At T=256 it cost 2% (0.5295 -> 0.5410: the next GEMM's blocks take SM slots
-  // early and wait), so only for few tokens. Not while profiling: the stage events sit between the kernels there.
-  PdlScope pdl(marks_ == nullptr && T <= kPdlMaxTokens);
-  mark("router GEMM");
-  // 2. routing
   int* ids = ids_.as<int>();
   float* weights = weights_.as<float>();
   float* sharedScale = cfg_.sharedGate ? sharedScale_.as<float>() : nullptr;
   const float* corr = cfg_.useCorrectionBias ? gateBias_.as<float>() : nullptr;
-  if (cfg_.topkMethod == TopkMethod::kNoauxTc) {
-    launchMoeScores(logits_.as<float>(), T, routed, gateCols_, corr, routing_, nullptr, ids, weights, sharedScale,
-                    stream_);
-  } else {
-    launchTopkSelect(logits_.as<float>(), T, routed, gateCols_, corr, routing_, ids, weights, sharedScale, stream_);
-  }
-
-  mark("routing");
-  // 3. permute (alignment 1: tiles handle partial segments); identity experts' ids (>= E) get no row
   int* pb = perm_.as<int>();
   PermuteBuffers perm{pb, pb + E, pb + E + (E + 1), nullptr, nullptr, nullptr};
   perm.rowToPair = perm.tilePrefix + kTileClasses * (E + 1);
   perm.rowMap = perm.rowToPair + R;
   perm.scratch = perm.rowMap + R;
-  launchPermute(ids, T, k, E, 1, R, perm, stream_);
-
+  const bool noaux = cfg_.topkMethod == TopkMethod::kNoauxTc;
+  DecodeRouteArgs route;
+  route.routed = routed;
+  route.numExperts = E;
+  route.corr = corr;
+  route.rp = routing_;
+  route.noaux = noaux;
+  route.ids = ids;
+  route.weights = weights;
+  route.sharedGate = sharedScale;
+  route.R = R;
+  route.perm = perm;
+  route.counter = counters_.as<int>();
+  const int split = gateSplit(T);
+  // 1-3 in one kernel at decode sizes (no split): the router GEMM's last block routes and permutes.
+  const bool fusedRoute = split == 1 && tuning().fuseRoute && marks_ == nullptr && decodeRouteFits(gate, route);
+  if (fusedRoute) {
+    launchDecodeRoute(gate, route, stream_);
+  } else {
+    if (split > 1) {
+      // Few output tiles (N = E is small): slice K so the router fills the GPU; partial sums reduced in order.
+      gate.C = gatePartial_.as();
+      gate.kSplit = split;
+      gate.bias = nullptr;  // added once, by the reduction
+      gate.rowsPerSegmentHint = 64;
+      launchGroupedGemm(gate, stream_);
+      launchSplitKReduce(gatePartial_.as<float>(), split, T, gateCols_, routerBias, logits_.as<float>(), stream_);
+    } else {
+      launchGroupedGemm(gate, stream_);
+    }
+  }
+  // Every launch from here on follows a kernel on this stream: they may use programmatic dependent launch, which
+  // hides part of the gap between consecutive small kernels at decode sizes (H100, bf16 T=1: 0.0547 -> 0.0528 ms
+  // graph, 0.0620 -> 0.0557 stream). At T=256 it cost 2% (0.5295 -> 0.5410: the next GEMM's blocks take SM slots
+  // early and wait), so only for few tokens. Not while profiling: the stage events sit between the kernels there.
+  PdlScope pdl(marks_ == nullptr && T <= kPdlMaxTokens);
+  if (!fusedRoute) {
+    mark("router GEMM");
+    // 2. routing
+    if (noaux) {
+      launchMoeScores(logits_.as<float>(), T, routed, gateCols_, corr, routing_, nullptr, ids, weights, sharedScale,
+                      stream_);
+    } else {
+      launchTopkSelect(logits_.as<float>(), T, routed, gateCols_, corr, routing_, ids, weights, sharedScale, stream_);
+    }
+    mark("routing");
+    // 3. permute (alignment 1: tiles handle partial segments); identity experts' ids (>= E) get no row
+    launchPermute(ids, T, k, E, 1, R, perm, stream_);
+  }
   mark("permute");
   // 4. expert input in the compute dtype (latent: fc1 first)
   const void* xe = half ? xCompute_.as() : x;  // converted with the router GEMM
@@ -346,6 +368,11 @@ void MoeLayer::enqueue(int T) {
     g.groupSize = q.groupSize;
   };
   useInt4(up, upGateQ_);
+  // With the down GEMM's L2 prefetch (below): the up_gate weights, read once, must not evict what it asked for.
+  const long long downBytes = static_cast<long long>(std::min(E, R)) * D_ * intermediatePadded_ * dtypeBytes(elem);
+  const bool prefetchDown = l2Prefetch_ && half && tuning().fuseCombine && marks_ == nullptr && T <= kPdlMaxTokens &&
+                            pdlSupported() && downBytes <= (32ll << 20);
+  up.bStreamOnce = prefetchDown;
   launchGroupedGemm(up, stream_);
 
   mark("up_gate GEMM + SwiGLU");
@@ -365,6 +392,7 @@ void MoeLayer::enqueue(int T) {
   dn.K = intermediatePadded_;
   dn.epilogue = Epilogue::kStore;
   dn.bInt4 = nullptr;
+  dn.bStreamOnce = false;
   useInt4(dn, downQ_);
   float* routedOut = cfg_.latent > 0 ? latentF_.as<float>() : out;
   // 6. combine (+ weighted down bias, + w * x for identity experts), then the latent fc2. At the fewest tokens (each expert's weights read by
@@ -383,6 +411,24 @@ void MoeLayer::enqueue(int T) {
   owned.identityX = cfg_.zeroExperts > 0 ? x : nullptr;
   if (half && static_cast<long long>(R) * kTokenOwnedDownFactor <= E && combineInGemmSupported(owned)) {
     launchGroupedGemm(owned, stream_);
+    mark("down GEMM");
+  } else if (half && tuning().fuseCombine && marks_ == nullptr && T <= kPdlMaxTokens) {
+    // The combine in the down GEMM's last tile per column (no combine launch).
+    GemmProblem tail = dn;
+    // TFJS_MOE_CUDA_L2_PREFETCH=1 (A/B): the down GEMM's blocks, launched early under PDL while the up_gate GEMM
+    // streams, ask L2 for their weights when all active experts' down weights fit in about two thirds of L2.
+    tail.prefetchB = prefetchDown;
+    tail.combineOut = routedOut;
+    tail.combineBias = owned.bias;
+    tail.combineTokens = T;
+    tail.tileCounters = counters_.as<int>() + 1;
+    tail.pairRow = perm.rowMap;
+    tail.pairExpert = ids;
+    tail.pairWeight = weights;
+    tail.topK = k;
+    tail.weightsApplied = weightsApplied;
+    tail.identityX = owned.identityX;
+    launchGroupedGemm(tail, stream_);
     mark("down GEMM");
   } else {
     launchGroupedGemm(dn, stream_);
@@ -469,21 +515,24 @@ std::vector<std::pair<std::string, float>> MoeLayer::profile(const float* x, int
 }
 
 void MoeLayer::run(int T, bool useGraph) {
+  if (!useGraph) l2Prefetch_ = l2PrefetchEnv();
+  auto body = [&] { enqueue(T); };
   if (!useGraph) {
-    enqueue(T);
+    body();
     return;
   }
-  if (graphsTuning_ != tuning().generation) {  // captured with other PDL / tile settings
+  if (graphsTuning_ != tuning().generation || l2Prefetch_ != l2PrefetchEnv()) {  // captured with other settings
     dropGraphs();
     graphsTuning_ = tuning().generation;
+    l2Prefetch_ = l2PrefetchEnv();
   }
   auto it = graphs_.find(T);
   if (it == graphs_.end()) {
-    enqueue(T);  // one eager run first: one-time setup (smem opt-ins) stays out of the capture
+    body();  // one eager run first: one-time setup (smem opt-ins) stays out of the capture
     cudaGraph_t graph = nullptr;
     MOE_CUDA(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
     try {
-      enqueue(T);
+      body();
     } catch (...) {
       (void)cudaStreamEndCapture(stream_, &graph);
       if (graph) (void)cudaGraphDestroy(graph);
@@ -498,6 +547,11 @@ void MoeLayer::run(int T, bool useGraph) {
     return;  // the eager run already produced the output
   }
   MOE_CUDA(cudaGraphLaunch(it->second, stream_));
+}
+
+bool MoeLayer::l2PrefetchEnv() {
+  const char* v = std::getenv("TFJS_MOE_CUDA_L2_PREFETCH");
+  return v != nullptr && v[0] == '1';
 }
 
 void MoeLayer::forward(const float* x, int T, float* out, int* ids, bool useGraph, HostCopy copy) {

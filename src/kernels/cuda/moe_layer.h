@@ -111,6 +111,8 @@ class MoeLayer {
   void enqueue(int T);  // reads dX_, writes dOut_
   void mark(const char* stage);  // records an event after a stage while profiling
   void run(int T, bool useGraph);
+  static bool l2PrefetchEnv();
+  bool l2Prefetch_ = false;  // TFJS_MOE_CUDA_L2_PREFETCH as the graphs were captured
   GemmProblem dense(const void* A, int lda, const void* B, DType elem, int M, int N, int K) const;
   int gateSplit(int T) const;  // split-K factor of the router GEMM
 
@@ -136,7 +138,7 @@ class MoeLayer {
   // expert's SwiGLU output
   int capT_ = -1;
   DeviceBuffer dX_, dOut_, xCompute_, logits_, gatePartial_, ids_, weights_, sharedScale_, perm_, h_, y_, latentF_,
-      latentE_, sharedHidden_;
+      latentE_, sharedHidden_, counters_;
   std::map<int, cudaGraphExec_t> graphs_;
   int graphsTuning_ = 0;  // tuning().generation the graphs were captured under
   PinnedStaging staging_, outStaging_;

@@ -1,62 +1,12 @@
 // Dispatch (docs/semantics.md section 3): a stable counting sort of the (token, slot) pairs by expert.
 // Small problems (decode) run as one block; larger ones as count -> segments -> place, where each expert's
 // block ranks its pairs with warp ballots, so the order within an expert is the pairs' flat order without atomics.
-#include "moe_kernels.h"
+#include "permute_device.cuh"
 
 namespace moe {
 namespace {
 
-constexpr int kScanThreads = 256;
-constexpr int kSmallPairs = 256;   // at or below this many pairs, one block does everything
-constexpr int kSmallExperts = 2048;
-
-// Exclusive block scan of kTileClasses + 1 running sums; each thread owns a contiguous run of experts.
-// lengthOf(e) gives segment e's row count; writes offsets[0..E] (starting at base) and tilePrefix.
-template <typename LengthOf>
-__device__ void scanSegments(int E, int base, LengthOf lengthOf, int* offsets, int* tilePrefix) {
-  __shared__ int partial[kTileClasses + 1][kScanThreads];
-  const int tid = threadIdx.x, nt = blockDim.x;
-  const int per = (E + nt - 1) / nt, begin = min(E, tid * per), end = min(E, begin + per);
-  int sums[kTileClasses + 1] = {0, 0, 0, 0, 0};
-  for (int e = begin; e < end; e++) {
-    const int len = lengthOf(e);
-    sums[0] += len;
-#pragma unroll
-    for (int c = 0; c < kTileClasses; c++) sums[c + 1] += (len + (16 << c) - 1) / (16 << c);
-  }
-#pragma unroll
-  for (int c = 0; c <= kTileClasses; c++) partial[c][tid] = sums[c];
-  __syncthreads();
-  // Hillis-Steele inclusive scan over the threads, then shift to exclusive.
-  for (int o = 1; o < nt; o <<= 1) {
-    int v[kTileClasses + 1];
-#pragma unroll
-    for (int c = 0; c <= kTileClasses; c++) v[c] = tid >= o ? partial[c][tid - o] : 0;
-    __syncthreads();
-#pragma unroll
-    for (int c = 0; c <= kTileClasses; c++) partial[c][tid] += v[c];
-    __syncthreads();
-  }
-  int run[kTileClasses + 1];
-#pragma unroll
-  for (int c = 0; c <= kTileClasses; c++) run[c] = partial[c][tid] - sums[c];
-  for (int e = begin; e < end; e++) {
-    offsets[e] = base + run[0];
-#pragma unroll
-    for (int c = 0; c < kTileClasses; c++) tilePrefix[c * (E + 1) + e] = run[c + 1];
-    const int len = lengthOf(e);
-    run[0] += len;
-#pragma unroll
-    for (int c = 0; c < kTileClasses; c++) run[c + 1] += (len + (16 << c) - 1) / (16 << c);
-  }
-  if (tid == nt - 1) {
-    offsets[E] = base + run[0];
-#pragma unroll
-    for (int c = 0; c < kTileClasses; c++) tilePrefix[c * (E + 1) + E] = run[c + 1];
-  }
-}
-
-__device__ __forceinline__ int alignUp(int v, int a) { return (v + a - 1) / a * a; }
+using namespace permute;
 
 __global__ void countKernel(const int* __restrict__ ids, int n, int E, int* __restrict__ counts, int* __restrict__ rowMap) {
   awaitPredecessor();
@@ -121,39 +71,11 @@ __global__ void placeKernel(const int* __restrict__ ids, int n, int E, const int
   }
 }
 
-// Everything in one block, for a few pairs: thread e walks the (shared-memory) ids and appends its pairs.
 __global__ void permuteSmallKernel(const int* __restrict__ ids, int n, int E, int alignment, int R,
                                    int* __restrict__ tokensPerExpert, int* __restrict__ offsets,
                                    int* __restrict__ tilePrefix, int* __restrict__ rowToPair, int* __restrict__ rowMap) {
   awaitPredecessor();
-  __shared__ int sIds[kSmallPairs];
-  __shared__ int sCounts[kSmallExperts];
-  __shared__ int sOffsets[kSmallExperts + 1];
-  for (int i = threadIdx.x; i < n; i += blockDim.x) sIds[i] = ids[i];
-  for (int e = threadIdx.x; e < E; e += blockDim.x) sCounts[e] = 0;
-  __syncthreads();
-  for (int i = threadIdx.x; i < n; i += blockDim.x) {
-    const int e = sIds[i];
-    if (e >= 0 && e < E) atomicAdd(&sCounts[e], 1);
-    else rowMap[i] = -1;
-  }
-  __syncthreads();
-  for (int e = threadIdx.x; e < E; e += blockDim.x) tokensPerExpert[e] = sCounts[e];
-  scanSegments(E, 0, [&](int e) { return alignUp(sCounts[e], alignment); }, sOffsets, tilePrefix);
-  __syncthreads();
-  for (int e = threadIdx.x; e <= E; e += blockDim.x) offsets[e] = sOffsets[e];
-  for (int r = sOffsets[E] + threadIdx.x; r < R; r += blockDim.x) rowToPair[r] = -1;
-  for (int e = threadIdx.x; e < E; e += blockDim.x) {
-    int row = sOffsets[e];
-    for (int i = 0; i < n; i++) {
-      if (sIds[i] == e) {
-        rowToPair[row] = i;
-        rowMap[i] = row;
-        row++;
-      }
-    }
-    for (; row < sOffsets[e + 1]; row++) rowToPair[row] = -1;
-  }
+  permuteSmallBlock(ids, n, E, alignment, R, tokensPerExpert, offsets, tilePrefix, rowToPair, rowMap);
 }
 
 __global__ void gatherRowsKernel(const float* __restrict__ x, int D, const int* __restrict__ rowToPair, int k, int R,

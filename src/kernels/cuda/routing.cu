@@ -1,75 +1,13 @@
-// Routing kernels: one warp per token, the token's scores in shared memory, top-k by repeated warp argmax.
-// Every top-k here orders by larger value first, NaN below everything (NaN never wins), ties to lower index.
-#include "moe_kernels.h"
+// Routing kernels: one warp per token, the token's scores in shared memory, top-k by repeated warp argmax
+// (the per-token bodies are in routing_device.cuh).
+#include "routing_device.cuh"
 
 namespace moe {
 namespace {
 
 constexpr int kWarps = 4;
+using routing::routeScratchBytes;
 
-struct Cand {
-  float v;
-  int i;  // -1: nothing
-};
-
-__device__ __forceinline__ bool better(const Cand& a, const Cand& b) {
-  if (a.i < 0) return false;
-  if (b.i < 0) return true;
-  const bool na = isnan(a.v), nb = isnan(b.v);
-  if (na != nb) return nb;
-  if (!na && a.v != b.v) return a.v > b.v;
-  return a.i < b.i;
-}
-
-__device__ __forceinline__ Cand warpBest(Cand c) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) {
-    Cand other{__shfl_xor_sync(0xffffffffu, c.v, o), __shfl_xor_sync(0xffffffffu, c.i, o)};
-    if (better(other, c)) c = other;
-  }
-  return c;
-}
-
-// The best of n candidates across the warp: key(i) for every i that skip(i) does not rule out (-1: none).
-template <typename Key, typename Skip>
-__device__ __forceinline__ Cand warpArgBest(int n, int lane, Key key, Skip skip) {
-  Cand best{0.f, -1};
-  for (int i = lane; i < n; i += 32) {
-    if (skip(i)) continue;
-    const Cand c{key(i), i};
-    if (better(c, best)) best = c;
-  }
-  return warpBest(best);
-}
-
-// Marks the `count` best of n group scores in kept[] (ties to the lower group).
-__device__ __forceinline__ void keepBestGroups(const float* groupScore, int n, int count, unsigned char* kept,
-                                               int lane) {
-  for (int j = 0; j < count; j++) {
-    const Cand best = warpArgBest(n, lane, [&](int g) { return groupScore[g]; }, [&](int g) { return kept[g] != 0; });
-    if (lane == 0) kept[best.i] = 1;
-    __syncwarp();
-  }
-}
-
-__device__ __forceinline__ float warpSum(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-__device__ __forceinline__ float warpMax(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
-
-// Per-warp shared memory: values [E] floats, then taken [E] bytes (rounded to 4).
-inline size_t perWarpBytes(int E, int extraFloats) {
-  return (static_cast<size_t>(E) + extraFloats) * 4 + ((static_cast<size_t>(E) + extraFloats + 3) & ~size_t(3));
-}
-
-// Softmax routing (greedy, group_limited_greedy) and PhiMoE's sparsemixer, per token:
-// weights = chosen p (renormalised: / max(sum + eps, 1e-12)) * rsf.
 __global__ void topkSelectKernel(const float* __restrict__ logits, int T, int E, int ld, const float* __restrict__ bias,
                                  RoutingParams rp, int* __restrict__ ids, float* __restrict__ weights,
                                  float* __restrict__ sharedGate, size_t warpBytes) {
@@ -78,91 +16,8 @@ __global__ void topkSelectKernel(const float* __restrict__ logits, int T, int E,
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int t = blockIdx.x * kWarps + warp;
   if (t >= T) return;  // no block-wide barrier below
-  const int k = rp.k;
-  float* p = reinterpret_cast<float*>(smem + warp * warpBytes);  // [E] probabilities, then [nGroup] group scores
-  float* groupScore = p + E;
-  unsigned char* taken = reinterpret_cast<unsigned char*>(groupScore + rp.nGroup);  // [E] experts, then [nGroup] kept
-  unsigned char* kept = taken + E;
-  const float* row = logits + static_cast<long long>(t) * ld;
-  for (int e = lane; e < E; e += 32) taken[e] = 0;
-  __syncwarp();
-
-  if (rp.sparsemixer) {
-    // Two rounds; round 2 excludes round 1's expert. Each round: m = the best eligible logit, the eligible logits
-    // with (m - l) / max(|l|, m) > 2 eps masked (a NaN ratio keeps l), weight = softmax of the rest at m's expert.
-    const float threshold = 2.f * rp.sparsemixerEpsilon;
-    for (int j = 0; j < 2; j++) {
-      const Cand best = warpArgBest(E, lane, [&](int e) { return row[e]; }, [&](int e) { return taken[e] != 0; });
-      const float m = best.v;
-      float s = 0.f;
-      for (int e = lane; e < E; e += 32) {
-        if (taken[e]) continue;
-        const float l = row[e];
-        if (!((m - l) / fmaxf(fabsf(l), m) > threshold)) s += expf(l - m);
-      }
-      s = warpSum(s);
-      if (lane == 0) {
-        taken[best.i] = 1;
-        ids[t * k + j] = best.i;
-        weights[t * k + j] = 1.f / s;
-      }
-      __syncwarp();
-    }
-  } else {
-    float m = -INFINITY;
-    for (int e = lane; e < E; e += 32) m = fmaxf(m, row[e]);
-    m = warpMax(m);
-    float s = 0.f;
-    for (int e = lane; e < E; e += 32) {
-      const float v = expf(row[e] - m);
-      p[e] = v;
-      s += v;
-    }
-    s = warpSum(s);
-    for (int e = lane; e < E; e += 32) p[e] = p[e] / s;
-    __syncwarp();
-    if (rp.nGroup > 1) {
-      // group_limited_greedy: groups ranked by their best p (NaN ignored); experts of dropped groups score 0
-      // (not -inf: with k above the kept experts they are chosen, at weight 0).
-      const int perGroup = E / rp.nGroup;
-      for (int g = lane; g < rp.nGroup; g += 32) {
-        float gm = -INFINITY;
-        for (int e = g * perGroup; e < (g + 1) * perGroup; e++) gm = p[e] > gm ? p[e] : gm;
-        groupScore[g] = gm;
-        kept[g] = 0;
-      }
-      __syncwarp();
-      keepBestGroups(groupScore, rp.nGroup, rp.topkGroup, kept, lane);
-      for (int e = lane; e < E; e += 32) {
-        if (!kept[e / perGroup]) p[e] = 0.f;
-      }
-      __syncwarp();
-    }
-    for (int j = 0; j < k; j++) {
-      const Cand best = warpArgBest(E, lane, [&](int e) { return bias ? p[e] + bias[e] : p[e]; },
-                                    [&](int e) { return taken[e] != 0; });
-      if (lane == 0) {
-        taken[best.i] = 1;
-        ids[t * k + j] = best.i;
-        weights[t * k + j] = p[best.i];
-      }
-      __syncwarp();
-    }
-  }
-  if (lane == 0) {
-    if (rp.renormalize) {
-      float chosenSum = 0.f;
-      for (int j = 0; j < k; j++) chosenSum += weights[t * k + j];
-      // ERNIE's clamp: a bias may pick experts whose p underflowed to 0 (0/0). A comparison, not fmaxf, so that a
-      // NaN sum stays NaN (sparsemixer: one round's NaN weight makes the other's NaN too, as on every backend).
-      const float sum = chosenSum + rp.renormalizeEpsilon;
-      const float denom = sum < 1e-12f ? 1e-12f : sum;
-      for (int j = 0; j < k; j++) weights[t * k + j] = weights[t * k + j] / denom * rp.routedScalingFactor;
-    } else {
-      for (int j = 0; j < k; j++) weights[t * k + j] *= rp.routedScalingFactor;
-    }
-    if (sharedGate) sharedGate[t] = sigmoidf(row[E]);
-  }
+  routing::softmaxRouteToken(logits + static_cast<long long>(t) * ld, t, E, bias, rp, ids, weights, sharedGate,
+                             smem + warp * warpBytes, lane);
 }
 
 __global__ void moeScoresKernel(const float* __restrict__ logits, int T, int E, int ld, const float* __restrict__ bias,
@@ -173,68 +28,8 @@ __global__ void moeScoresKernel(const float* __restrict__ logits, int T, int E, 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int t = blockIdx.x * kWarps + warp;
   if (t >= T) return;
-  const int nGroup = rp.nGroup, topkGroup = rp.topkGroup, k = rp.k;
-  float* b = reinterpret_cast<float*>(smem + warp * warpBytes);  // [E] biased scores, then [nGroup] group scores
-  float* groupScore = b + E;
-  unsigned char* taken = reinterpret_cast<unsigned char*>(groupScore + nGroup);  // [E] experts, then [nGroup] kept
-  unsigned char* kept = taken + E;
-  const float* row = logits + static_cast<long long>(t) * ld;
-  const int perGroup = E / nGroup;
-
-  for (int e = lane; e < E; e += 32) {
-    const float sc = sigmoidf(row[e]);
-    if (scores) scores[static_cast<long long>(t) * E + e] = sc;
-    b[e] = sc + (bias ? bias[e] : 0.f);
-    taken[e] = 0;
-  }
-  __syncwarp();
-  bool anyFinite = false;
-  for (int g = lane; g < nGroup; g += 32) {
-    Cand first{0.f, -1}, second{0.f, -1};
-    for (int e = g * perGroup; e < (g + 1) * perGroup; e++) {
-      const Cand c{b[e], e};
-      if (better(c, first)) {
-        second = first;
-        first = c;
-      } else if (better(c, second)) {
-        second = c;
-      }
-    }
-    const float gs = perGroup == 1 ? first.v : first.v + second.v;
-    groupScore[g] = gs;
-    kept[g] = 0;
-    anyFinite |= isfinite(gs);
-  }
-  anyFinite = __any_sync(0xffffffffu, anyFinite);
-  __syncwarp();
-
-  if (!anyFinite) {  // FastDeploy's fallback: the first k experts, equal weights
-    for (int j = lane; j < k; j += 32) {
-      ids[t * k + j] = j;
-      weights[t * k + j] = 1.f / k;
-    }
-  } else {
-    keepBestGroups(groupScore, nGroup, topkGroup, kept, lane);
-    float chosenSum = 0.f;
-    for (int j = 0; j < k; j++) {
-      // Experts of dropped groups never compete, not even against a NaN of a kept group.
-      const Cand best = warpArgBest(E, lane, [&](int e) { return b[e]; },
-                                    [&](int e) { return taken[e] != 0 || !kept[e / perGroup]; });
-      if (lane == 0) {
-        taken[best.i] = 1;
-        const float v = sigmoidf(row[best.i]);
-        ids[t * k + j] = best.i;
-        weights[t * k + j] = v;
-        chosenSum += v;
-      }
-      __syncwarp();
-    }
-    if (lane == 0) {
-      const float denom = rp.renormalize ? chosenSum + rp.renormalizeEpsilon : 1.f;
-      for (int j = 0; j < k; j++) weights[t * k + j] = weights[t * k + j] / denom * rp.routedScalingFactor;
-    }
-  }
-  if (lane == 0 && sharedGate) sharedGate[t] = sigmoidf(row[E]);
+  routing::noauxRouteToken(logits + static_cast<long long>(t) * ld, t, E, bias, rp, scores, ids, weights, sharedGate,
+                           smem + warp * warpBytes, lane);
 }
 
 }  // namespace
@@ -242,7 +37,7 @@ __global__ void moeScoresKernel(const float* __restrict__ logits, int T, int E, 
 void launchTopkSelect(const float* logits, int T, int E, int ld, const float* bias, const RoutingParams& rp, int* ids,
                       float* weights, float* sharedGate, cudaStream_t stream) {
   if (T == 0) return;
-  const size_t warpBytes = perWarpBytes(E, rp.nGroup);
+  const size_t warpBytes = routeScratchBytes(E, rp);
   const size_t smem = warpBytes * kWarps;
   if (smem > 48 * 1024) {
     MOE_CUDA(cudaFuncSetAttribute(topkSelectKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
@@ -254,7 +49,7 @@ void launchTopkSelect(const float* logits, int T, int E, int ld, const float* bi
 void launchMoeScores(const float* logits, int T, int E, int ld, const float* bias, const RoutingParams& rp,
                      float* scores, int* ids, float* weights, float* sharedGate, cudaStream_t stream) {
   if (T == 0) return;
-  const size_t warpBytes = perWarpBytes(E, rp.nGroup);
+  const size_t warpBytes = routeScratchBytes(E, rp);
   const size_t smem = warpBytes * kWarps;
   if (smem > 48 * 1024) {
     MOE_CUDA(cudaFuncSetAttribute(moeScoresKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
