@@ -65,7 +65,9 @@ const HALF_MATRICES = process.env.BENCH_HALF_MATRICES === '1';
 const MATRIX_PRESETS = (process.env.BENCH_MATRIX_SWEEP ?? '').split(',').filter(Boolean);
 
 const nextWord = xorshiftWords(0x9e3779b9);
-const randomPacked = (f: FormatRow, Kd: number, N: number, std: number) => randomPackedWeights(f, E, Kd, N, std, nextWord);
+/** Random packed weights [E,Kd,N] of the benchmark shape, from its seeded word stream (webgpu_decode_bench.ts too). */
+export const randomPacked = (f: FormatRow, Kd: number, N: number, std: number) =>
+  randomPackedWeights(f, E, Kd, N, std, nextWord);
 
 function disposeWeights(q: QuantizedExpertWeights | tf.Tensor3D): void {
   if (q instanceof tf.Tensor) q.dispose();
