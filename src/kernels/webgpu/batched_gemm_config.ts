@@ -171,11 +171,13 @@ export const GEMM_TILE_TABLE: Record<string, readonly TileChoice[]> = {
 
 /**
  * Rows per expert -> matrix preset, where the half-matrix program may run (the stream rows keep streaming). H200
- * batch G (one subgroup per workgroup): m16x64 was the fastest at 16 and 256 rows per expert (int4 g32 GEMMs 1.99 /
- * 18.3 ms, slower than the exact r16x128 / r64x256: 1.60 / 11.96), larger tiles slower still.
+ * batch H (int4 g32, the two GEMMs): 4 subgroups splitting the columns were the fastest, m16x128s4 1.70 ms at 16
+ * rows per expert and m64x128s4 12.36 ms at 256 (one subgroup m16x64: 1.98 / 18.6; exact r16x128 / r64x256 in the
+ * same run 1.61 / 11.80, so the flag stays off by default).
  */
 export const MATRIX_TILE_TABLE: readonly TileChoice[] = [
-  {maxRowsPerExpert: Infinity, preset: 'm16x64'},
+  {maxRowsPerExpert: 24, preset: 'm16x128s4'},
+  {maxRowsPerExpert: Infinity, preset: 'm64x128s4'},
 ];
 
 /**
