@@ -17,6 +17,8 @@
  *
  * Run (writes bench/results/cpu_bench.json, or $OUT): see BENCHMARKS.md.
  *   BENCH_WIDTHS=quarter,full  BENCH_T=1,16,256  BENCH_THREADS=1,2  BENCH_FORMATS=float32,int8,int4
+ *   BENCH_OURS=layer (default: what a FusedMoE layer with backend 'cpu' runs, the cpu whole-layer forward) or ops
+ *   (fusedMoeForward, the op chain)
  */
 import * as tf from '@tensorflow/tfjs';
 import {execSync} from 'node:child_process';
@@ -27,7 +29,7 @@ import * as ort from 'onnxruntime-node';
 import * as ortWeb from 'onnxruntime-web';
 
 import {clearWasmWeightCache, quantizeExpertWeightsFromArray, wasmStatus} from '../src/index.js';
-import {fusedMoeForward} from '../src/internal.js';
+import {fusedMoeForward, selectMoeForward} from '../src/internal.js';
 import type {FusedMoEOptions, FusedMoEWeights, QuantizedExpertWeights} from '../src/index.js';
 import {moeBenchOptions, relDiff, uniform} from './cpu_bench_common.js';
 import {MoeLayerArrays, ortMoeModelBytes, PackedProjection, writeOrtMoeModel, writeOrtQMoeModel} from
@@ -42,6 +44,7 @@ const threadCounts = (process.env.BENCH_THREADS ?? '1,2').split(',').map(Number)
 const formats = (process.env.BENCH_FORMATS ?? 'float32,int8,int4').split(',') as Array<'float32' | 'int8' | 'int4'>;
 const GROUP = 32;
 const outDir = process.env.OUT ?? 'bench/results';
+const oursPath = process.env.BENCH_OURS ?? 'layer';
 
 function reps(T: number, H: number): number {
   const work = T * H;
@@ -135,8 +138,14 @@ async function benchWidth(width: string): Promise<Row[]> {
     upGate: uniform(E * H * 2 * I, 1 / Math.sqrt(H), 2), down: uniform(E * I * H, 1 / Math.sqrt(I), 3)};
   const inputs = new Map(tokens.map(T => [T, uniform(T * H, 1, 100 + T)]));
   const gateWeight = tf.tensor2d(w.gate, [H, E]);
+  const owner = {};
+  const layerForward = selectMoeForward('cpu').forward;
+  const run = oursPath === 'ops' ? (x: tf.Tensor2D, weights: FusedMoEWeights, options: FusedMoEOptions) =>
+      fusedMoeForward(x, weights, options) :
+      (x: tf.Tensor2D, weights: FusedMoEWeights, options: FusedMoEOptions) =>
+          layerForward(x, weights, options, {owner}) as tf.Tensor2D;
   const forward = (weights: FusedMoEWeights, options: FusedMoEOptions) => (x: Float32Array, T: number) => {
-    const y = tf.tidy(() => fusedMoeForward(tf.tensor2d(x, [T, H]), weights, options));
+    const y = tf.tidy(() => run(tf.tensor2d(x, [T, H]), weights, options));
     const data = y.dataSync() as Float32Array;
     y.dispose();
     return data;
@@ -208,7 +217,7 @@ async function main(): Promise<void> {
   const status = wasmStatus();
   if (!status.available) throw new Error(`wasm kernels unavailable: ${status.reason}`);
   const machine = {cpu: cpus()[0]?.model, cores: cpus().length, node: process.version,
-    ort: ort.env.versions?.common, loadBefore: execSync('uptime').toString().trim()};
+    ort: ort.env.versions?.common, ours: oursPath, loadBefore: execSync('uptime').toString().trim()};
   console.log(JSON.stringify(machine));
   const rows: Row[] = [];
   for (const width of widths) rows.push(...await benchWidth(width));

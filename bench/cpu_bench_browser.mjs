@@ -44,7 +44,8 @@ try {
   const done = new Promise(r => resolveDone = r);
   await page.exposeFunction('__benchReport', r => resolveDone(r));
   await page.goto(`${server.url}/index.html${query ? `?${query}` : ''}`);
-  result = await Promise.race([done, new Promise(r => setTimeout(() => r({error: 'timeout'}), TIMEOUT_MS))]);
+  // unref: the pending timer must not keep the process alive once the page has reported.
+  result = await Promise.race([done, new Promise(r => setTimeout(() => r({error: 'timeout'}), TIMEOUT_MS).unref())]);
   result.browser = await browser.context.browser()?.version();
 } finally {
   await browser.close();

@@ -12,7 +12,7 @@ import * as ort from 'onnxruntime-web/wasm';
 
 import {quantizeExpertWeightsFromArray, wasmReady} from '../src/index.js';
 import type {FusedMoEOptions, FusedMoEWeights, QuantizedExpertWeights} from '../src/index.js';
-import {fusedMoeForward} from '../src/internal.js';
+import {selectMoeForward} from '../src/internal.js';
 import {moeBenchOptions, relDiff, uniform} from './cpu_bench_common.js';
 import {MoeLayerArrays, ortMoeModelBytes, ortQMoeModelBytes, PackedProjection} from './onnx_moe_model.js';
 import {median} from './stats.js';
@@ -46,6 +46,9 @@ async function run(): Promise<unknown> {
   const w: MoeLayerArrays = {H, I, E, k: K, gate: uniform(H * E, 1 / Math.sqrt(H), 1),
     upGate: uniform(E * H * 2 * I, 1 / Math.sqrt(H), 2), down: uniform(E * I * H, 1 / Math.sqrt(I), 3)};
   const gate = tf.tensor2d(w.gate, [H, E]);
+  // What a FusedMoE layer with backend 'cpu' runs (the cpu whole-layer forward).
+  const layerForward = selectMoeForward('cpu').forward;
+  const owner = {};
   const rows: Row[] = [];
   for (const format of formats) {
     let weights: FusedMoEWeights, options: FusedMoEOptions, model: Uint8Array, label: string = format;
@@ -68,7 +71,7 @@ async function run(): Promise<unknown> {
       const ortCall = async () =>
         (await session.run({input: new ort.Tensor('float32', x, [T, H])})).output.data as Float32Array;
       const ours = () => {
-        const y = tf.tidy(() => fusedMoeForward(tf.tensor2d(x, [T, H]), weights, options));
+        const y = tf.tidy(() => layerForward(tf.tensor2d(x, [T, H]), weights, options, {owner}) as tf.Tensor);
         const data = y.dataSync() as Float32Array;
         y.dispose();
         return data;

@@ -12,17 +12,25 @@
  *    the read of each token's output (latency) and pipelined (tokens queued), tokens/s;
  *  - before timing: the decode path against the float64 reference (small layers, every option) and against the op
  *    chain on the Qwen3 layer, on this GPU.
+ *  - BENCH_T1_VARIANTS=1: float32 T = 1 launch variants of the down program (items, unroll, column tiles; folded or
+ *    4 programs) by GPU time of the whole forward and per program, and the marginal GPU cost of each program (the
+ *    forward with programs left out) and of empty dispatches (issue 14's T = 1 GPU target);
+ *  - BENCH_PACKED=labels (bench/webgpu_formats_bench.ts FORMATS): the layer with packed experts (random codes) at
+ *    BENCH_PACKED_T, op chain vs decode path, GPU time, error against the float64 reference on the dequantized
+ *    weights at T = 1, launch-shape candidates at T = 1 and 16; BENCH_PACKED_STACK=n an n-layer stack in the first
+ *    listed format (issue 15's model scale).
  * Build and run: see BENCHMARKS.md (esbuild bundle into .device/, run with the device's node; writes
  * $OUT/webgpu_decode_bench.json and .log). BENCH_STACK=n sets the stack depth (0: skip).
  */
 import * as tf from '@tensorflow/tfjs';
 import {mkdirSync, writeFileSync} from 'node:fs';
 
-import {FusedMoE, FusedMoEArgs, setWebGPUDecodeMaxTokens} from '../src/index.js';
+import {FusedMoE, FusedMoEArgs, QuantizedExpertWeights, setWebGPUDecodeMaxTokens} from '../src/index.js';
 import {decodeDispatchCount, setWebGPUDecodeTiles, timeDecodePrograms, tunedDecodeTiles} from '../src/internal.js';
 import type {DecodeTilesOverride} from '../src/kernels/webgpu/decode/decode_forward.js';
 import {selectMoeForward} from '../src/layers/backend_selection.js';
 import {refFusedMoE} from '../spec/reference/moe_reference.js';
+import {FORMATS, FormatRow, HostPacked, randomPacked, referenceLayer, relL2} from './webgpu_formats_bench.js';
 
 const [H, I, E, K] = (process.env.BENCH_SHAPE ?? '2048,768,128,8').split(',').map(Number);
 const TOKENS = (process.env.BENCH_T ?? '1,2,4,8,16,32').split(',').map(Number);
@@ -34,6 +42,15 @@ const QUICK = process.env.BENCH_QUICK === '1';
 /** Seconds the run may take (run.sh's timeout); the launch-shape sweeps are skipped past half of it. */
 const BUDGET_S = Number(process.env.BENCH_BUDGET_S ?? 1e9);
 const SWEEP_T = (process.env.BENCH_SWEEP_T ?? '1,2,4,8,16').split(',').filter(s => s !== '').map(Number);
+/** '1': every T = 1 variant; 'confirm': the table against batch D's T = 1 choice and 4 programs only. */
+const T1_VARIANTS = process.env.BENCH_T1_VARIANTS === '1' || process.env.BENCH_T1_VARIANTS === 'confirm';
+const T1_CONFIRM = process.env.BENCH_T1_VARIANTS === 'confirm';
+const PACKED = (process.env.BENCH_PACKED ?? '').split(',').filter(s => s !== '');
+/** T of the first listed format, and of the others; launch-shape candidates for the first BENCH_PACKED_SWEEP formats. */
+const PACKED_T = (process.env.BENCH_PACKED_T ?? '1,2,4,8,16').split(',').filter(s => s !== '').map(Number);
+const PACKED_T_REST = (process.env.BENCH_PACKED_T_REST ?? '1,16').split(',').filter(s => s !== '').map(Number);
+const PACKED_SWEEP = Number(process.env.BENCH_PACKED_SWEEP ?? 3);
+const PACKED_STACK = Number(process.env.BENCH_PACKED_STACK ?? 0);
 /** The tiles main chose before the tuning table (H200 run 2's defaults), timed beside the table's choice. */
 const RUN2_TILES = (T: number): DecodeTilesOverride => ({upRows: 16, routerPartials: 16384, routeLanes: 256,
   routeTopk: 'rounds', ...(T <= 2 ? {upNv: 8, upKs: 32, downNv: 4, downKs: 64} : {upNv: 16, upKs: 16, downNv: 8, downKs: 32})});
@@ -202,6 +219,336 @@ function qwenLayer(base: {gate: tf.Tensor2D, up: tf.Tensor3D, down: tf.Tensor3D}
     kernelInitializer: init as unknown as FusedMoEArgs['kernelInitializer'], backend: 'webgpu'}).buildFor(H);
 }
 
+/** Medians of whole-forward GPU times (one timed pass per forward), with the programs in `skip` left out. */
+async function wholeForwardMs(apply: () => tf.Tensor, reps: number, skip: string[] = []): Promise<number> {
+  const t: number[] = [];
+  for (let r = 0; r < (QUICK ? 1 : reps); r++) {
+    t.push((await timeDecodePrograms(() => { apply().dispose(); }, 4, true, skip))[0][1]);
+  }
+  return median(t);
+}
+
+async function perProgramMs(apply: () => tf.Tensor, reps = 9): Promise<Record<string, number>> {
+  const perProgram: Record<string, number[]> = {};
+  for (let r = 0; r < (QUICK ? 1 : reps); r++) {
+    const times = await timeDecodePrograms(() => { apply().dispose(); });
+    for (const [name, ms] of times) (perProgram[name] ??= []).push(ms);
+  }
+  const gpu: Record<string, number> = {};
+  for (const [name, ms] of Object.entries(perProgram)) gpu[name] = median(ms);
+  gpu.sum = Object.values(gpu).reduce((s, v) => s + v, 0);
+  return gpu;
+}
+
+function relMaxDiff(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  let maxDiff = 0, maxRef = 0;
+  for (let i = 0; i < want.length; i++) {
+    maxDiff = Math.max(maxDiff, Math.abs(got[i] - want[i]));
+    maxRef = Math.max(maxRef, Math.abs(want[i]));
+  }
+  return maxDiff / maxRef;
+}
+
+/** GPU time of n dispatches of an empty program (and of a 1-workgroup program writing one shared word) in one pass. */
+async function emptyDispatchMs(): Promise<Record<string, number>> {
+  const device = (tf.backend() as unknown as {device: any}).device;
+  const make = (code: string) => device.createComputePipeline({layout: 'auto',
+    compute: {module: device.createShaderModule({code}), entryPoint: 'main'}});
+  const empty = make('@compute @workgroup_size(256) fn main() {}');
+  const writer = make(`@group(0) @binding(0) var<storage, read_write> b : array<u32>;
+    @compute @workgroup_size(256) fn main(@builtin(local_invocation_index) i : u32) { if (i == 0u) { b[0] = b[0] + 1u; } }`);
+  const buf = device.createBuffer({size: 16, usage: 0x80});
+  const group = device.createBindGroup({layout: writer.getBindGroupLayout(0), entries: [{binding: 0, resource: {buffer: buf}}]});
+  const out: Record<string, number> = {};
+  for (const [name, pipe, n, wgs] of [['empty x1', empty, 1, 1], ['empty x4', empty, 4, 1], ['empty 512 wgs x1', empty, 1, 512],
+    ['dependent writer x1', writer, 1, 1], ['dependent writer x4', writer, 4, 1]] as const) {
+    const t: number[] = [];
+    for (let r = 0; r < (QUICK ? 1 : 9); r++) {
+      const qs = device.createQuerySet({type: 'timestamp', count: 2});
+      const resolve = device.createBuffer({size: 16, usage: 0x200 | 0x04});
+      const read = device.createBuffer({size: 16, usage: 0x01 | 0x08});
+      const enc = device.createCommandEncoder();
+      const pass = enc.beginComputePass({timestampWrites: {querySet: qs, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1}});
+      pass.setPipeline(pipe);
+      if (pipe === writer) pass.setBindGroup(0, group);
+      for (let i = 0; i < n; i++) pass.dispatchWorkgroups(wgs);
+      pass.end();
+      enc.resolveQuerySet(qs, 0, 2, resolve, 0);
+      enc.copyBufferToBuffer(resolve, 0, read, 0, 16);
+      device.queue.submit([enc.finish()]);
+      await read.mapAsync(0x01);
+      const stamps = new BigUint64Array(read.getMappedRange().slice(0));
+      read.unmap();
+      t.push(Number(stamps[1] - stamps[0]) / 1e6);
+      [resolve, read].forEach(b => b.destroy());
+      qs.destroy();
+    }
+    out[name] = median(t);
+  }
+  buf.destroy();
+  return out;
+}
+
+/**
+ * Keeps the GPU busy for about `ms` (forwards queued in batches, one read per batch): the H200 lowers its clocks
+ * when idle (batch E: a layer timed right after seconds of host work took up to 3x its warm time), so every timed
+ * section starts warm.
+ */
+async function warmGpu(run: () => tf.Tensor, ms: number): Promise<void> {
+  const t0 = performance.now();
+  do {
+    const outs: tf.Tensor[] = [];
+    for (let i = 0; i < 50; i++) outs.push(run());
+    await outs[outs.length - 1].data();
+    tf.dispose(outs);
+  } while (!QUICK && performance.now() - t0 < ms);
+}
+
+/**
+ * Float32 T = 1 (issue 14's GPU target): launch variants (the router's partial logits summed spread over the
+ * route's threads, the router unrolled, fewer splits, a smaller route workgroup; folded or 4 programs) by GPU
+ * time of the whole forward (one pass), interleaved: every variant once per round, medians over the rounds; per
+ * program and throughput; then the marginal cost of each program (whole forward with programs left out: the
+ * others read the buffers the previous forward left) and of empty dispatches.
+ */
+async function t1Variants(layer: FusedMoE): Promise<Record<string, unknown>> {
+  setWebGPUDecodeMaxTokens(32);
+  const x = tf.randomNormal([1, H]) as tf.Tensor2D;
+  const apply = () => layer.apply(x) as tf.Tensor;
+  const tuned = tunedDecodeTiles({T: 1, H, I, E, K});
+  const four = {...tuned, fold: false};
+  const spread = {routeLoads: 'spread' as const};
+  const batchD: DecodeTilesOverride = {upNv: 8, upKs: 32, downNv: 2, downKs: 128, upRows: 16, routerPartials: 16384,
+    routeLanes: 256, routeTopk: 'rounds', fold: true};
+  const variants: Record<string, DecodeTilesOverride | null> = T1_CONFIRM ? {table: null, batchD, fourPrograms: four} : {
+    table: null,
+    fourPrograms: four,
+    spread: {...tuned, ...spread},
+    fourPrograms_spread: {...four, ...spread},
+    spread_ru4: {...tuned, ...spread, routerUnroll: 4},
+    spread_ru8: {...tuned, ...spread, routerUnroll: 8},
+    fourPrograms_spread_ru4: {...four, ...spread, routerUnroll: 4},
+    fourPrograms_spread_ru8: {...four, ...spread, routerUnroll: 8},
+    fourPrograms_spread_route64: {...four, ...spread, routeThreads: 64},
+    fourPrograms_spread_route64_ru8: {...four, ...spread, routeThreads: 64, routerUnroll: 8},
+    // Fewer splits: fewer partials to sum, more row steps per router lane (unrolled: one latency for 8 of them).
+    spread_hs16_ru8: {...tuned, ...spread, routerPartials: 2048, routerUnroll: 8},
+    fourPrograms_spread_hs16_ru8: {...four, ...spread, routerPartials: 2048, routerUnroll: 8},
+    fourPrograms_spread_hs8_ru16: {...four, ...spread, routerPartials: 1024, routerUnroll: 16},
+    fourPrograms_route64: {...four, routeThreads: 64},
+    ru8: {...tuned, routerUnroll: 8},
+  };
+  await warmGpu(apply, 800);
+  const out: Record<string, unknown> = {};
+  const thr: Record<string, number[]> = {}, whole: Record<string, number[]> = {};
+  for (let r = 0; r < (QUICK ? 1 : 3); r++) {
+    for (const [name, tiles] of Object.entries(variants)) {
+      setWebGPUDecodeTiles(tiles);
+      (thr[name] ??= []).push((await timeIt(apply, 100, 3)).throughputMs);
+      (whole[name] ??= []).push(await wholeForwardMs(apply, 7));
+    }
+  }
+  setWebGPUDecodeMaxTokens(0);
+  const chain = apply(), want = await chain.data();
+  chain.dispose();
+  setWebGPUDecodeMaxTokens(32);
+  for (const [name, tiles] of Object.entries(variants)) {
+    setWebGPUDecodeTiles(tiles);
+    const a = apply(), got = await a.data();
+    a.dispose();
+    out[name] = {wholeForwardMs: median(whole[name]), wholeForwardRounds: whole[name],
+      perProgram: await perProgramMs(apply, 7), throughputMs: median(thr[name]), vsChainRelDiff: relMaxDiff(got, want)};
+    say(`T=1 variant ${name}: ${JSON.stringify(out[name])}`);
+  }
+  // Marginal costs: 4 programs with the table's tiles, and with spread loads.
+  const skips: Record<string, string[]> = {all: [], noRouterLogits: ['routerLogits'], noRoute: ['route'],
+    onlyUpGate: ['routerLogits', 'route', 'down'], onlyDown: ['routerLogits', 'route', 'upGate'],
+    onlyRoute: ['routerLogits', 'upGate', 'down'], onlyRouterLogits: ['route', 'upGate', 'down']};
+  const marginal: Record<string, number> = {};
+  for (const [label, tiles] of [['', four], ['spread_', {...four, ...spread}],
+    ['spread_ru8_', {...four, ...spread, routerUnroll: 8}]] as const) {
+    setWebGPUDecodeTiles(tiles);
+    for (const [name, skip] of Object.entries(skips)) marginal[label + name] = await wholeForwardMs(apply, 9, skip);
+  }
+  setWebGPUDecodeTiles(null);
+  out.marginalWholeForwardMs = marginal;
+  out.emptyDispatchMs = await emptyDispatchMs();
+  say(`T=1 marginal ${JSON.stringify(marginal)} empty ${JSON.stringify(out.emptyDispatchMs)}`);
+  x.dispose();
+  return out;
+}
+
+function toQuantized(p: HostPacked): QuantizedExpertWeights {
+  const [e, kd, n] = p.shape;
+  const per = p.format === 'int8' ? 4 : p.format === 'int4' || p.format === 'mxfp4' ? 8 : 2;
+  const G = p.groupSize > 0 ? Math.ceil(kd / p.groupSize) : 0;
+  return {format: p.format, shape: p.shape, transposed: false, groupSize: p.groupSize, zeroPoint: p.zeroPoint,
+    values: p.format === 'float32' ? tf.tensor3d(p.values as Float32Array, p.shape) :
+        tf.tensor3d(p.values as Int32Array, [e, Math.ceil(kd / per), n], 'int32'),
+    scales: p.scales == null ? undefined : p.format === 'mxfp4' ?
+        tf.tensor3d(p.scales as Int32Array, [e, G, Math.ceil(n / 4)], 'int32') : tf.tensor3d(p.scales as Float32Array, [e, G, n]),
+    zeroPoints: p.zeroPoints == null ? undefined : tf.tensor3d(p.zeroPoints, [e, G, n])};
+}
+
+/** A Qwen3 layer whose experts are the given packed codes (its own GPU copy) and router `gate`. */
+function packedQwenLayer(f: FormatRow, up: HostPacked, down: HostPacked, gate: Float32Array): FusedMoE {
+  const q = {up_gate_proj_weight: toQuantized(up), down_proj_weight: toQuantized(down)};
+  const layer = new FusedMoE({numExperts: E, topK: K, moeIntermediateSize: I, expertWeightFormat: f.format,
+    quantGroupSize: f.format === 'int8' && f.groupSize == null ? null : f.groupSize ?? null,
+    quantZeroPoint: f.zeroPoint ?? false, backend: 'webgpu'}).buildFor(H, q);
+  tf.dispose([q.up_gate_proj_weight, q.down_proj_weight] as unknown as tf.TensorContainer);
+  const g = tf.tensor2d(gate, [H, E]);
+  layer.setNamedWeights({gate_weight: g});
+  g.dispose();
+  return layer;
+}
+
+function packedBytesPerExpert(p: HostPacked): number {
+  return (p.values.length + (p.scales?.length ?? 0) + (p.zeroPoints?.length ?? 0)) * 4 / E;
+}
+
+/** Issue 15 through the decode path: the listed formats at tokens, op chain vs decode, into out. */
+async function packedRows(labels: string[], tokens: number[], out: Record<string, unknown>): Promise<void> {
+  const gate = randArray(H * E, 0.05);
+  for (const label of labels) {
+    const f = FORMATS.find(v => v.label === label);
+    if (f == null) throw new Error(`BENCH_PACKED: unknown format ${label}`);
+    const t0 = performance.now();
+    const up = randomPacked(f, H, 2 * I, 0.02), down = randomPacked(f, I, H, 0.02);
+    const layer = packedQwenLayer(f, up, down, gate);
+    const perExpert = packedBytesPerExpert(up) + packedBytesPerExpert(down);
+    const rows: Array<Record<string, unknown>> = [];
+    out[label] = {bytesPerExpert: perExpert, setupS: (performance.now() - t0) / 1e3, rows};
+    for (const T of tokens) {
+      const xData = randArray(T * H, 1);
+      const x = tf.tensor2d(xData, [T, H]);
+      const apply = () => layer.apply(x) as tf.Tensor;
+      const row: Record<string, unknown> = {T};
+      const ids = tf.tidy(() => tf.topk(tf.matMul(x, layer.namedWeights().gate_weight as tf.Tensor2D), K).indices);
+      const active = new Set(await ids.data()).size;
+      ids.dispose();
+      row.activeExperts = active;
+      row.bytesFloorMs = 1e3 * (active * perExpert + 4 * H * E) / COPY_BYTES_PER_S;
+      const n = QUICK ? 2 : 50;
+      setWebGPUDecodeMaxTokens(0);
+      await warmGpu(apply, 300);
+      row.before = await timeIt(apply, n, 3);
+      const b = apply(), want = await b.data();
+      b.dispose();
+      setWebGPUDecodeMaxTokens(32);
+      const before = decodeDispatchCount();
+      const a = apply(), got = await a.data();
+      a.dispose();
+      row.decodePrograms = decodeDispatchCount() - before;
+      row.decodeVsChainRelDiff = relMaxDiff(got, want);
+      await warmGpu(apply, 300);
+      if (T === 1) {
+        const ref = referenceLayer(xData, T, gate, up, down);
+        row.relL2VsFloat64 = relL2(got, ref);
+        row.chainRelL2VsFloat64 = relL2(want, ref);
+      }
+      row.after = await timeIt(apply, n, 5);
+      row.gpuWholeForwardMs = await wholeForwardMs(apply, 9);
+      if (T === 1 || T === 16) row.gpuPerProgram = await perProgramMs(apply, 5);
+      if ((T === 1 || T === 16) && PACKED.indexOf(label) < PACKED_SWEEP) {
+        // Launch-shape candidates (throughput and whole-forward GPU time), the table's first.
+        const tuned = tunedDecodeTiles({T, H, I, E, K, bits: f.format === 'float32' ? 32 : f.format === 'int8' ? 8 :
+                                        f.format.endsWith('16') ? 16 : 4});
+        const cands: Record<string, DecodeTilesOverride> = T === 1 ? {
+          table: tuned, fourPrograms: {...tuned, fold: false}, bits: {...tuned, exponentBits: true},
+          spread: {...tuned, routeLoads: 'spread'}, bits_spread: {...tuned, exponentBits: true, routeLoads: 'spread'},
+          up8x32: {...tuned, upNv: 8, upKs: 32}, down2x128: {...tuned, downNv: 2, downKs: 128},
+          down1x256: {...tuned, downNv: 1, downKs: 256}, bits_spread_ru8: {...tuned, exponentBits: true,
+                                                                            routeLoads: 'spread', routerUnroll: 8},
+          fourPrograms_bits_spread_route64: {...tuned, fold: false, exponentBits: true, routeLoads: 'spread', routeThreads: 64},
+        } : {
+          table: tuned, bits: {...tuned, exponentBits: true}, rows1: {...tuned, upRows: 1}, rows4: {...tuned, upRows: 4},
+          bits_rows1: {...tuned, exponentBits: true, upRows: 1}, up32x8: {...tuned, upNv: 32, upKs: 8},
+          down16x16: {...tuned, downNv: 16, downKs: 16}, down4x64: {...tuned, downNv: 4, downKs: 64},
+          // The router at T = 16: 32 row steps per lane in a loop (a memory latency each), unrolled by 8.
+          ru8: {...tuned, routerUnroll: 8}, bits_ru8: {...tuned, exponentBits: true, routerUnroll: 8},
+          bits_rows1_ru8: {...tuned, exponentBits: true, upRows: 1, routerUnroll: 8},
+        };
+        const sweep: Record<string, {thr: number, gpu: number}> = {};
+        const thr: Record<string, number[]> = {}, gpu: Record<string, number[]> = {};
+        for (let r = 0; r < (QUICK ? 1 : 3); r++) {
+          for (const [name, tiles] of Object.entries(cands)) {
+            setWebGPUDecodeTiles(tiles);
+            (thr[name] ??= []).push((await timeIt(apply, 50, 2)).throughputMs);
+            (gpu[name] ??= []).push(await wholeForwardMs(apply, 3));
+          }
+        }
+        for (const name of Object.keys(cands)) sweep[name] = {thr: median(thr[name]), gpu: median(gpu[name])};
+        setWebGPUDecodeTiles(null);
+        row.tileSweep = sweep;
+      }
+      say(`packed ${label} T=${T} ${JSON.stringify(row)}`);
+      rows.push(row);
+      x.dispose();
+      save();
+    }
+    layer.dispose();
+  }
+}
+
+/** The MoE part of the model at PACKED[0]'s format: n layers resident, decoded one token at a time. */
+async function packedStack(n: number): Promise<Record<string, unknown>> {
+  const f = FORMATS.find(v => v.label === PACKED[0])!;
+  const t0 = performance.now();
+  const up = randomPacked(f, H, 2 * I, 0.02), down = randomPacked(f, I, H, 0.02);
+  const layers: FusedMoE[] = [];
+  try {
+    for (let l = 0; l < n; l++) layers.push(packedQwenLayer(f, up, down, randArray(H * E, 0.05)));
+    const x0 = tf.randomNormal([1, H]).mul(0.5) as tf.Tensor2D;
+    const step = (x: tf.Tensor) => tf.tidy(() => {
+      let y = x;
+      for (const layer of layers) y = layer.apply(y) as tf.Tensor;
+      return y;
+    });
+    const stack: Record<string, unknown> = {format: f.label, layers: n, setupS: 0,
+      floorMsPerToken: 1e3 * n * K * (packedBytesPerExpert(up) + packedBytesPerExpert(down)) / COPY_BYTES_PER_S};
+    for (const [label, maxT] of [['after (decode path)', 32], ['before (op chain)', 0]] as const) {
+      setWebGPUDecodeMaxTokens(maxT);
+      for (let i = 0; i < 2; i++) { const y = step(x0); await y.data(); y.dispose(); }
+      // Warm clocks: 20 tokens queued before timing.
+      {
+        let y: tf.Tensor = step(x0);
+        for (let i = 0; i < (QUICK ? 1 : 20); i++) { const z = step(y); y.dispose(); y = z; }
+        await y.data();
+        y.dispose();
+      }
+      stack.setupS = (performance.now() - t0) / 1e3;
+      const lat: number[] = [], enq: number[] = [];
+      let x: tf.Tensor = x0.clone();
+      for (let i = 0; i < (QUICK ? 2 : 20); i++) {
+        const t1 = performance.now();
+        const y = step(x);
+        enq.push(performance.now() - t1);
+        await y.data();
+        lat.push(performance.now() - t1);
+        x.dispose();
+        x = y;
+      }
+      const t2 = performance.now();
+      for (let i = 0; i < (QUICK ? 2 : 20); i++) { const y = step(x); x.dispose(); x = y; }
+      await x.data();
+      const pipelined = (performance.now() - t2) / (QUICK ? 2 : 20);
+      x.dispose();
+      stack[label] = {msPerToken: median(lat), tokensPerS: 1e3 / median(lat), enqueueMsPerToken: median(enq),
+                      pipelinedMsPerToken: pipelined};
+      say(`packed stack ${label}: ${JSON.stringify(stack[label])}`);
+      setWebGPUDecodeMaxTokens(32);
+      stack.programsPerToken = programsPerForward(() => step(x0));
+    }
+    x0.dispose();
+    return stack;
+  } catch (e) {
+    return {error: (e as Error).message, layersBuilt: layers.length};
+  } finally {
+    for (const l of layers) l.dispose();
+  }
+}
+
 async function main(): Promise<void> {
   mkdirSync(outDir, {recursive: true});
   results.adapter = await setupWebGPU();
@@ -260,6 +607,10 @@ async function main(): Promise<void> {
     results.entriesT1 = byEntry;
     say(`T=1 by entry (warm, interleaved): ${JSON.stringify(byEntry)}`);
     x.dispose();
+    save();
+  }
+  if (T1_VARIANTS) {
+    results.t1Variants = await t1Variants(layer);
     save();
   }
   const rows: Array<Record<string, unknown>> = [];
@@ -427,6 +778,19 @@ async function main(): Promise<void> {
   }
   layer.dispose();
   save();
+  if (PACKED.length > 0) {
+    // The first format, its model-scale stack, then the others (in budget order).
+    const packed: Record<string, unknown> = {};
+    results.packed = packed;
+    await packedRows(PACKED.slice(0, 1), PACKED_T, packed);
+    save();
+    if (PACKED_STACK > 0) {
+      results.packedStack = await packedStack(PACKED_STACK);
+      save();
+    }
+    await packedRows(PACKED.slice(1), PACKED_T_REST, packed);
+    save();
+  }
 
   if (STACK > 0) {
     const layers: FusedMoE[] = [];

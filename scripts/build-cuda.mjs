@@ -5,7 +5,8 @@
 //   --out DIR          write DIR/tfjs_moe_cuda.node instead (e.g. when node_modules is read-only); point the
 //                      loader at it with TFJS_MOE_CUDA_ADDON=DIR/tfjs_moe_cuda.node.
 // Drives nvcc and g++ directly (no cmake-js/node-gyp, which would try to download Node headers), links the CUDA
-// runtime statically, and embeds machine code for sm_80, sm_86, sm_89, sm_90 plus compute_90 PTX.
+// runtime statically, and embeds machine code for sm_80, sm_86, sm_89, sm_90 plus compute_90 PTX (the wgmma GEMM,
+// gemm_sm90.cu: sm_90a machine code only).
 //   --check            compile-only check for CI: every .cu to PTX for one architecture, the C++ glue with
 //                      -fsyntax-only; writes nothing outside a temp folder.
 //   TFJS_MOE_CUDA_ARCHS=90,80   restrict the architectures (a development shortcut; releases use the default).
@@ -64,6 +65,10 @@ if (!check && !cudaLib) fail(`libcudart_static.a was not found under ${cudaHome}
 const archs = (process.env.TFJS_MOE_CUDA_ARCHS || '80,86,89,90').split(',').map(s => s.trim()).filter(Boolean);
 const gencode = [...archs.flatMap(a => ['-gencode', `arch=compute_${a},code=sm_${a}`]),
   '-gencode', `arch=compute_${archs.includes('90') ? '90' : archs[archs.length - 1]},code=compute_${archs.includes('90') ? '90' : archs[archs.length - 1]}`];
+// The wgmma GEMM (gemm_*sm90*.cu) uses sm_90a-only instructions: compiled for sm_90a alone (no PTX: sm_90a code runs
+// on no other device), or, without 90 in the list, for the list as the others (its kernels are empty there).
+const isSm90aFile = f => /sm90/.test(f);
+const sm90aGencode = archs.includes('90') ? ['-gencode', 'arch=compute_90a,code=sm_90a'] : gencode;
 const cuFiles = readdirSync(srcDir).filter(f => f.endsWith('.cu'));
 const ccFiles = readdirSync(srcDir).filter(f => f.endsWith('.cc'));
 const common = ['-std=c++17', '-O3', `-I${srcDir}`];
@@ -94,7 +99,8 @@ try {
     const tmp = mkdtempSync(join(tmpdir(), 'tfjs-moe-cuda-check-'));
     try {
       await parallel([
-        ...cuFiles.map(f => [nvcc, [...common, '-arch=sm_80', '-ptx', join(srcDir, f), '-o', join(tmp, `${f}.ptx`)], `nvcc -ptx ${f}`]),
+        ...cuFiles.map(f => [nvcc, [...common, isSm90aFile(f) ? '-arch=sm_90a' : '-arch=sm_80', '-ptx', join(srcDir, f), '-o',
+          join(tmp, `${f}.ptx`)], `nvcc -ptx ${f}`]),
         ...ccFiles.map(f => ['g++', [...cxx, '-fsyntax-only', join(srcDir, f)], `g++ -fsyntax-only ${f}`]),
       ], width);
     } finally {
@@ -109,7 +115,8 @@ try {
     mkdirSync(outDir, {recursive: true});
     console.log(`build:cuda: nvcc ${nvcc}, archs ${archs.join(',')} (+PTX), node headers ${nodeInclude}, ${width} jobs`);
     await parallel([
-      ...cuFiles.map(f => [nvcc, [...common, ...gencode, '-Xcompiler', '-fPIC', '-c', join(srcDir, f), '-o', join(objDir, `${f}.o`)], `nvcc ${f}`]),
+      ...cuFiles.map(f => [nvcc, [...common, ...(isSm90aFile(f) ? sm90aGencode : gencode), '-Xcompiler', '-fPIC', '-c', join(srcDir, f), '-o',
+        join(objDir, `${f}.o`)], `nvcc ${f}`]),
       ...ccFiles.map(f => ['g++', [...cxx, '-c', join(srcDir, f), '-o', join(objDir, `${f}.o`)], `g++ ${f}`]),
     ], width);
     const objects = [...cuFiles, ...ccFiles].map(f => join(objDir, `${f}.o`));

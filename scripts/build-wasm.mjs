@@ -13,13 +13,15 @@ const SOURCE = 'src/kernels/wasm/moe_kernels.c';
 const OUTPUT = 'src/kernels/wasm/moe_kernels_wasm.ts';
 const CLANG = process.env.CLANG || 'clang';
 
+// Atomics in both variants (the threads take work from a counter in memory; atomic instructions are valid on a
+// plain memory too), so that the two still differ only in the memory import's shared flag.
 const COMMON = [
-  '--target=wasm32', '-msimd128', '-mbulk-memory', '-O3', '-nostdlib', '-Wall', '-Werror',
+  '--target=wasm32', '-msimd128', '-mbulk-memory', '-matomics', '-O3', '-nostdlib', '-Wall', '-Werror',
   '-Wl,--no-entry', '-Wl,--import-memory', '-Wl,--max-memory=4294967296', '-Wl,--export=__heap_base',
   '-Wl,--strip-all',
 ];
 /** single: plain memory (pages that are not cross-origin isolated); threads: shared memory for worker threads. */
-const VARIANTS = {single: [], threads: ['-matomics', '-Wl,--shared-memory']};
+const VARIANTS = {single: [], threads: ['-Wl,--shared-memory']};
 
 export function clangVersion() {
   return execFileSync(CLANG, ['--version'], {encoding: 'utf8'}).split('\n')[0].trim();

@@ -20,6 +20,8 @@ export type {CudaForwardResult, CudaHostOutput, CudaFusedMoeConfig, CudaMoeWeigh
     './kernels/cuda/cuda_fused_moe.js';
 export {cudaLayerExecutor, registerCudaLayerExecutor} from './kernels/cuda/cuda_layer_executor.js';
 export {unsupportedByCuda} from './executor/layer_schema.js';
+export {cpuLayerForward, cpuLayerForwardCount, cpuLayerUnsupportedReason, MOE_CPU_LAYER_FORWARD} from
+    './kernels/cpu/layer_forward.js';
 export {decodeDispatchCount, decodePlanCount, setWebGPUDecodeTiles, timeDecodePrograms} from
     './kernels/webgpu/decode/decode_forward.js';
 export type {DecodeTiles} from './kernels/webgpu/decode/decode_programs.js';

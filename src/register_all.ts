@@ -1,12 +1,14 @@
 /**
  * Every registration side effect of the package, in one place (src/index.ts imports this first): our kernels for
- * 'cpu' and 'webgpu' (registering for 'webgpu' needs nothing from tfjs-backend-webgpu), their gradients, the tfjs
- * flags the kernels read, the webgpu decode path (kernels/webgpu/decode), and the optional CUDA layer executor
+ * 'cpu', 'wasm' (tfjs-backend-wasm) and 'webgpu' (registering for 'webgpu' needs nothing from tfjs-backend-webgpu), their gradients, the tfjs
+ * flags the kernels read, the cpu and webgpu whole-layer forwards (kernels/cpu/layer_forward.ts,
+ * kernels/webgpu/decode), and the optional CUDA layer executor
  * (browser-safe: it touches Node only when a layer asks for backend 'cuda').
  */
 import {registerMoeGradients} from './gradients/register_all.js';
 import {registerQuantizedCompositeFlags} from './kernels/composite/quantized_composite.js';
-import {registerHostKernels} from './kernels/cpu/register_all.js';
+import {registerCpuLayerForward} from './kernels/cpu/layer_forward.js';
+import {HOST_KERNEL_BACKENDS, registerHostKernels} from './kernels/cpu/register_all.js';
 import {registerCudaLayerExecutor} from './kernels/cuda/cuda_layer_executor.js';
 import {registerCudaFlags} from './kernels/cuda/flags_cuda.js';
 import {registerWasmRuntime} from './kernels/wasm/runtime.js';
@@ -17,7 +19,8 @@ import {registerOpFlags} from './ops/dispatch.js';
 registerOpFlags();
 registerQuantizedCompositeFlags();
 registerWasmRuntime();
-registerHostKernels('cpu');
+for (const backendName of HOST_KERNEL_BACKENDS) registerHostKernels(backendName);
+registerCpuLayerForward();
 registerWebGPUKernels();
 registerWebGPUDecode();
 registerMoeGradients();

@@ -1,6 +1,7 @@
 /**
- * CI compile check of the CUDA sources (no GPU needed): every .cu to PTX for one architecture and the C++ glue
- * through g++ -fsyntax-only, via `node scripts/build-cuda.mjs --check`. Pending, with the reason, without nvcc.
+ * CI compile check of the CUDA sources (no GPU needed): every .cu to PTX (sm_80; sm_90a for the wgmma GEMM) and
+ * the C++ glue through g++ -fsyntax-only, via `node scripts/build-cuda.mjs --check`. Pending, with the reason,
+ * without nvcc.
  */
 import {execFileSync} from 'node:child_process';
 import {existsSync} from 'node:fs';
@@ -14,7 +15,7 @@ function findNvcc(): string | null {
 }
 
 describe('CUDA sources', () => {
-  it('compile (nvcc -ptx for sm_80, g++ -fsyntax-only for the addon glue)', () => {
+  it('compile (nvcc -ptx for sm_80 and sm_90a, g++ -fsyntax-only for the addon glue)', () => {
     if (findNvcc() == null && process.env.CUDA_HOME == null) pending('nvcc is not installed here: the compile check needs the CUDA toolkit');
     const out = execFileSync(process.execPath, ['scripts/build-cuda.mjs', '--check'], {encoding: 'utf8', stdio: 'pipe'});
     expect(out).toMatch(/CUDA and \d+ C\+\+ sources compile/);

@@ -36,7 +36,8 @@ describe('wasm kernels over int8 / int4 expert weights (f32-accumulation bound 1
     it(`${op}: wasm path, random shapes, 1 to 40 rows per expert, both orientations, bias`, async () => {
       for (const [i, {v, kMultiple}] of WASM_VARIANTS.entries()) {
         const calls = {wasm: 0, total: 0};
-        // At most 2 rows per expert: mostly the one-row decode tile; up to 40: the dequantized panel.
+        // At most 2 rows per expert: the integer decode tiles; up to 40: integer tiles for blocks of up to 7 rows,
+        // the dequantized panel under the float tiles from 8 (row blocks past 32 as well).
         await checkGemmCases('cpu wasm', 41 + i, 4, {E: 6, K: 2 * kMultiple + 64, N: 37, rows: 2},
                              c => runTracked(c, calls), rng(41 + i + (swiglu ? 100 : 0)), {kMultiple, swiglu}, [v]);
         await checkGemmCases('cpu wasm', 51 + i, 4, {E: 4, K: 2 * kMultiple + 64, N: 37, rows: 40},

@@ -9,21 +9,10 @@ import {FusedMoE, FusedMoEArgs} from 'tfjs-moe';
 
 import {expectNoLeak, expectThrowsNoLeak, recordError, relError, rng} from '../helpers/util.js';
 import {LayerFormatVariant, LAYER_FORMAT_VARIANTS, layerFormatArgs} from './layer_formats_cases.js';
-import {applyAndRead, randn, randomLayer, referenceOutput, WeightData} from './layer_util.js';
+import {applyAndRead, dequantizedWeights, randn, randomLayer, referenceOutput} from './layer_util.js';
 
 const H = 40;
 const BASE: FusedMoEArgs = {numExperts: 4, topK: 2, moeIntermediateSize: 24, withBias: true, sharedExpertIntermediateSize: 6};
-
-/** The layer's weights as the reference wants them, the expert weights dequantized. */
-async function dequantizedWeights(layer: FusedMoE): Promise<WeightData> {
-  const data: WeightData = {};
-  for (const [name, w] of Object.entries(layer.namedWeights())) {
-    const t = w instanceof tf.Tensor ? w : moe.dequantizeExpertWeights(w as moe.QuantizedExpertWeights);
-    data[name] = await t.data() as Float32Array;
-    if (t !== w) t.dispose();
-  }
-  return data;
-}
 
 async function checkFormat(v: LayerFormatVariant, layerBackend: 'cpu' | 'composite', seed: number): Promise<void> {
   const rand = rng(seed);

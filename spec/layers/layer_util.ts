@@ -1,5 +1,6 @@
 /** Helpers for the FusedMoE specs: random layers, their weights as the float64 reference wants them. */
 import * as tf from '@tensorflow/tfjs-core';
+import * as moe from 'tfjs-moe';
 import {FusedMoE, FusedMoEArgs, FusedMoEOptions} from 'tfjs-moe';
 
 import {randn, relError} from '../helpers/util.js';
@@ -55,6 +56,17 @@ export function referenceOutput(o: FusedMoEOptions, d: WeightData, x: Float32Arr
 export async function readWeights(layer: FusedMoE): Promise<WeightData> {
   const data: WeightData = {};
   for (const [name, t] of Object.entries(layer.namedWeights())) data[name] = await (t as tf.Tensor).data() as Float32Array;
+  return data;
+}
+
+/** The layer's weights as the reference wants them, packed expert weights dequantized (docs/formats.md). */
+export async function dequantizedWeights(layer: FusedMoE): Promise<WeightData> {
+  const data: WeightData = {};
+  for (const [name, w] of Object.entries(layer.namedWeights())) {
+    const t = w instanceof tf.Tensor ? w : moe.dequantizeExpertWeights(w as moe.QuantizedExpertWeights);
+    data[name] = await t.data() as Float32Array;
+    if (t !== w) t.dispose();
+  }
   return data;
 }
 

@@ -9,7 +9,8 @@ import * as internal from 'tfjs-moe/internal';
 import type {FusedMoEArgs} from 'tfjs-moe';
 
 import {countBackendReads, recordError, relError, rng} from '../helpers/util.js';
-import {randn, randomLayer, referenceOutput} from '../layers/layer_util.js';
+import {LAYER_FORMAT_VARIANTS, LayerFormatVariant, layerFormatArgs} from '../layers/layer_formats_cases.js';
+import {randn, randomLayer, referenceOutput, WeightData} from '../layers/layer_util.js';
 import {describeWebGPU} from './webgpu_env.js';
 
 const SLOW_MS = 300_000;
@@ -61,6 +62,33 @@ const CASES: Case[] = [
    args: {numExperts: 300, topK: 4, moeIntermediateSize: 4}, H: 4, T: [2]},
 ];
 
+/**
+ * A layer whose routed experts are stored in format v (quantized on the GPU from random float32), and its weights
+ * as float32 with the experts dequantized: what the float64 reference is evaluated on (docs/formats.md).
+ */
+async function packedLayer(args: FusedMoEArgs, H: number, v: LayerFormatVariant, rand: () => number):
+    Promise<{layer: moe.FusedMoE, data: WeightData}> {
+  const layer = new moe.FusedMoE({...args, ...layerFormatArgs(v), backend: 'webgpu'}).buildFor(H);
+  const values: Record<string, tf.Tensor | moe.QuantizedExpertWeights> = {};
+  for (const spec of moe.weightSpecs(layer.options, H)) {
+    const scale = spec.name === 'gate_weight' ? 0.8 : spec.name.endsWith('bias') ? 0.2 : 0.4;
+    const w = tf.tensor(randn(rand, spec.shape.reduce((a, b) => a * b, 1), scale), spec.shape);
+    const routed = spec.name === 'up_gate_proj_weight' || spec.name === 'down_proj_weight';
+    values[spec.name] = routed && v.format !== 'float32' ? await moe.quantizeExpertWeightsAsync(w as tf.Tensor3D,
+        v.format, {groupSize: v.groupSize, zeroPoint: v.zeroPoint}) : w;
+    if (values[spec.name] !== w) w.dispose();
+  }
+  layer.setNamedWeights(values);
+  tf.dispose(Object.values(values) as unknown as tf.TensorContainer);
+  const data: WeightData = {};
+  for (const [name, w] of Object.entries(layer.namedWeights())) {
+    const t = w instanceof tf.Tensor ? w : moe.dequantizeExpertWeights(w as moe.QuantizedExpertWeights);
+    data[name] = await t.data() as Float32Array;
+    if (t !== w) t.dispose();
+  }
+  return {layer, data};
+}
+
 describe('webgpu decode tuning table (decode_tuning.ts)', () => {
   it('covers every T the path allows, for any shape, with valid launch shapes', () => {
     const shapes = [{H: 2048, I: 768, E: 128, K: 8}, {H: 16, I: 8, E: 6, K: 2}, {H: 2048, I: 768, E: 64, K: 8}];
@@ -95,6 +123,11 @@ describe('webgpu decode tuning table (decode_tuning.ts)', () => {
     expect(internal.tunedDecodeTiles({T: 4, H: 16, I: 4, E: 4, K: 2}, table).upRows).toBe(16);
     expect(() => internal.tunedDecodeTiles({T: 33, H: 8, I: 4, E: 4, K: 2}, table))
         .toThrowError(/no tuning entry for T = 33/);
+    // bits: an entry for 4-bit codes is not taken by float32 weights (bits 32, also when absent).
+    const byBits = [{...table[0], where: {bits: 4}}, table[1]];
+    expect(internal.tunedDecodeTiles({T: 4, H: 8, I: 4, E: 4, K: 2, bits: 4}, byBits).upRows).toBe(3);
+    expect(internal.tunedDecodeTiles({T: 4, H: 8, I: 4, E: 4, K: 2}, byBits).upRows).toBe(16);
+    expect(internal.tunedDecodeTiles({T: 4, H: 8, I: 4, E: 4, K: 2, bits: 8}, byBits).upRows).toBe(16);
   });
 });
 
@@ -166,7 +199,8 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
          try {
            const xg = randn(rand, 4 * 8);
            for (const routeLanes of [1, 16]) {
-             const tiles = {upNv: 8, upKs: 32, downNv: 4, downKs: 64, routeTopk: 'rank' as const, routeLanes};
+             const tiles = {upNv: 8, upKs: 32, downNv: 4, downKs: 64, routeTopk: 'rank' as const, routeLanes,
+                            routeThreads: routeLanes === 16 ? 32 : 256, routeLoads: 'spread' as const};
              internal.setWebGPUDecodeTiles(tiles);
              const input = tf.tensor2d(xg, [4, 8]);
              const out = grouped.layer.apply(input) as tf.Tensor;
@@ -237,6 +271,18 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
   it('rejects bad settings with an error naming the argument', () => {
     expect(() => internal.setWebGPUDecodeTiles({upNv: 8, upKs: 32, downNv: 4, downKs: 64,
       fold: 1 as unknown as boolean})).toThrowError(/fold must be a boolean, got 1/);
+    expect(() => internal.setWebGPUDecodeTiles({upNv: 8, upKs: 32, downNv: 4, downKs: 64,
+      downFlat: 'yes' as unknown as boolean})).toThrowError(/downFlat must be a boolean, got "yes"/);
+    expect(() => internal.setWebGPUDecodeTiles({upNv: 8, upKs: 32, downNv: 4, downKs: 64, downUnroll: 3}))
+        .toThrowError(/downUnroll must be 1, 2 or 4, got 3/);
+    expect(() => internal.setWebGPUDecodeTiles({upNv: 8, upKs: 32, downNv: 4, downKs: 64, upUnroll: 8}))
+        .toThrowError(/upUnroll must be 1, 2 or 4, got 8/);
+    expect(() => internal.setWebGPUDecodeTiles({upNv: 8, upKs: 32, downNv: 4, downKs: 64,
+      routeLoads: 'all' as unknown as 'loop'})).toThrowError(/routeLoads must be 'loop' or 'spread', got "all"/);
+    expect(() => internal.setWebGPUDecodeTiles({upNv: 8, upKs: 32, downNv: 4, downKs: 64, routerUnroll: 0}))
+        .toThrowError(/routerUnroll must be an integer in \[1, 16\], got 0/);
+    expect(() => internal.setWebGPUDecodeTiles({upNv: 8, upKs: 32, downNv: 4, downKs: 64, routeThreads: 48}))
+        .toThrowError(/routeThreads must be a power of two in \[1, 256\], got 48/);
     expect(() => moe.setWebGPUDecodeMaxTokens(33)).toThrowError(/argument 'n' must be an integer in \[0, 32\], got 33/);
     expect(() => moe.setWebGPUDecodeMaxTokens(1.5)).toThrowError(/argument 'n'/);
     expect(() => internal.setWebGPUDecodeTiles({upNv: 8, upKs: 16, downNv: 4, downKs: 64}))
@@ -280,8 +326,12 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
     moe.setWebGPUDecodeMaxTokens(defaultMaxTokens);
     // The route program's top-k both ways: K rounds of a lane arg-max, and by rank (with two lanes per token).
     // And folded: every upGate workgroup routes with the same code (3 programs).
-    const variants: Array<internal.DecodeTilesOverride | null> = [null, {upNv: 8, upKs: 32, downNv: 4, downKs: 64, routeTopk: 'rank' as const, routeLanes: 2},
-                      FOLD_TILES];
+    // A route workgroup of 4 threads (one lane per token, every expert serially) too; the partial logits summed
+    // spread over the threads (4 programs and folded; 32 threads: one thread per logit), the router unrolled.
+    const base = {upNv: 8, upKs: 32, downNv: 4, downKs: 64};
+    const variants: Array<internal.DecodeTilesOverride | null> = [null, {...base, routeTopk: 'rank' as const, routeLanes: 2},
+                      FOLD_TILES, {...base, routeThreads: 4}, {...base, routeLoads: 'spread' as const, routerUnroll: 3},
+                      {...FOLD_TILES, routeLoads: 'spread' as const}, {...base, routeLoads: 'spread' as const, routeThreads: 32}];
     try {
       for (const tiles of variants) {
         internal.setWebGPUDecodeTiles(tiles);
@@ -359,6 +409,146 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
     layer.dispose();
   }, SLOW_MS);
 
+  // Packed expert weights, every format of docs/formats.md (the word decoders in the up/down stream loops): the
+  // float64 reference on the format's own dequantized weights. H = 40, I = 36: partial stream steps (32 codes for
+  // 4-bit formats), partial groups (int4 g32 / g64 over 40, g128 over 36), int8 g8 decoded weight by weight.
+  const PACKED_VARIANTS: LayerFormatVariant[] = [...LAYER_FORMAT_VARIANTS.filter(v => v.format !== 'float32'),
+    {label: 'int4 g128', format: 'int4', groupSize: 128}];
+  it('packed expert weights, every format: match the float64 reference on the dequantized weights in 4 programs',
+     async () => {
+       const H = 40, args = {numExperts: 5, topK: 2, moeIntermediateSize: 36};
+       for (const [i, v] of PACKED_VARIANTS.entries()) {
+         const rand = rng(600 + i);
+         const baseline = tf.memory().numTensors;
+         const {layer, data} = await packedLayer(args, H, v, rand);
+         const withWeights = tf.memory().numTensors;
+         // T = 3 (an expert with several rows) on every format; T = 1 with two of them.
+         for (const T of v.label === 'int4 g32' || v.label === 'float16' ? [1, 3] : [3]) {
+           const x = randn(rand, T * H);
+           const input = tf.tensor2d(x, [T, H]);
+           const dispatched = internal.decodeDispatchCount();
+           const {result: out, programs} = countTfjsPrograms(() => layer.apply(input) as tf.Tensor);
+           expect(programs).withContext(`${v.label}: tfjs programs per forward`).toBe(0);
+           expect(internal.decodeDispatchCount() - dispatched).withContext(`${v.label}: decode programs`).toBe(4);
+           const got = await out.data();
+           tf.dispose([input, out]);
+           expect(tf.memory().numTensors).withContext('tensors after a forward').toBe(withWeights);
+           const err = relError(got, referenceOutput(layer.options, data, x, T, H));
+           recordError(`webgpu decode packed: ${v.label}`, err);
+           expect(err).withContext(`${v.label}, T = ${T}`).toBeLessThan(TOLERANCE);
+         }
+         layer.dispose();
+         expect(tf.memory().numTensors).withContext(v.label).toBe(baseline);
+       }
+     }, SLOW_MS);
+
+  it('packed expert weights with options: biases, probInAdvance, a shared expert, folded; new weights rebuild',
+     async () => {
+       const cases: Array<[string, LayerFormatVariant, FusedMoEArgs, number, internal.DecodeTilesOverride | null]> = [
+         ['mxfp4, expert biases (gpt-oss-like)', {label: 'mxfp4', format: 'mxfp4'},
+          {numExperts: 4, topK: 2, moeIntermediateSize: 36, withBias: true}, 2, null],
+         ['int8, probInAdvance, gated shared expert', {label: 'int8', format: 'int8'},
+          {numExperts: 6, topK: 3, moeIntermediateSize: 8, probInAdvance: true, sharedExpertIntermediateSize: 8,
+           sharedExpertGate: true}, 2, null],
+         ['int4 g32 zero point folded at T = 1, float items unrolled', {label: 'int4 g32 zp', format: 'int4', zeroPoint: true},
+          {numExperts: 6, topK: 2, moeIntermediateSize: 36}, 1,
+          {upNv: 8, upKs: 32, downNv: 4, downKs: 64, fold: true, downUnroll: 2}],
+         // Integer codes by exponent bits (no int -> float conversion): the same exact values.
+         ['int4 g64 zero point, exponent-bit codes', {label: 'int4 g64 zp', format: 'int4', groupSize: 64, zeroPoint: true},
+          {numExperts: 5, topK: 2, moeIntermediateSize: 36}, 3, {upNv: 8, upKs: 32, downNv: 4, downKs: 64, exponentBits: true}],
+         ['int8 g8, exponent-bit codes', {label: 'int8 g8', format: 'int8', groupSize: 8},
+          {numExperts: 5, topK: 2, moeIntermediateSize: 36}, 3, {upNv: 8, upKs: 32, downNv: 4, downKs: 64, exponentBits: true}],
+         ['int4 g32, exponent-bit codes', {label: 'int4 g32', format: 'int4'},
+          {numExperts: 5, topK: 2, moeIntermediateSize: 36}, 1, {upNv: 8, upKs: 32, downNv: 2, downKs: 128, exponentBits: true}],
+       ];
+       for (const [label, v, args, T, tiles] of cases) {
+         const rand = rng(label.length * 13);
+         const H = 40;
+         const {layer, data} = await packedLayer(args, H, v, rand);
+         internal.setWebGPUDecodeTiles(tiles);
+         try {
+           const x = randn(rand, T * H);
+           const run = async () => {
+             const input = tf.tensor2d(x, [T, H]);
+             const dispatched = internal.decodeDispatchCount();
+             const out = layer.apply(input) as tf.Tensor;
+             expect(internal.decodeDispatchCount() - dispatched).withContext(label).toBe(tiles?.fold ? 3 : 4);
+             const got = await out.data();
+             tf.dispose([input, out]);
+             return got;
+           };
+           const err = relError(await run(), referenceOutput(layer.options, data, x, T, H));
+           recordError(`webgpu decode packed: ${label}`, err);
+           expect(err).withContext(label).toBeLessThan(TOLERANCE);
+           if (label.startsWith('mxfp4')) {
+             // New packed weights (new tensors): the plan is rebuilt on them.
+             const fresh = await packedLayer(args, H, v, rng(4));
+             const w = fresh.layer.namedWeights();
+             layer.setNamedWeights({up_gate_proj_weight: w.up_gate_proj_weight, down_proj_weight: w.down_proj_weight});
+             const err2 = relError(await run(), referenceOutput(layer.options,
+                 {...data, up_gate_proj_weight: fresh.data.up_gate_proj_weight, down_proj_weight: fresh.data.down_proj_weight},
+                 x, T, H));
+             expect(err2).withContext(`${label}: after new weights`).toBeLessThan(TOLERANCE);
+             fresh.layer.dispose();
+           }
+         } finally {
+           internal.setWebGPUDecodeTiles(null);
+           layer.dispose();
+         }
+       }
+     }, SLOW_MS);
+
+  it('router partial logits summed spread over the route threads (several splits per thread) and the router unrolled',
+     async () => {
+       // H = 64: 4 router splits; T * E = 12 logits: 256 threads give 4 per logit (one split each), 32 threads 2
+       // per logit (2 splits each); routerUnroll 4 runs past each split's 2 row steps per lane.
+       const rand = rng(2024);
+       const H = 64, T = 2;
+       const {layer, data} = randomLayer({numExperts: 6, topK: 2, moeIntermediateSize: 8, backend: 'webgpu'}, H, rand);
+       const x = randn(rand, T * H);
+       try {
+         for (const extra of [{routeThreads: 32}, {routerUnroll: 4}, {fold: true, routerUnroll: 2}]) {
+           const tiles = {upNv: 8, upKs: 32, downNv: 4, downKs: 64, routeLoads: 'spread' as const, ...extra};
+           internal.setWebGPUDecodeTiles(tiles);
+           const input = tf.tensor2d(x, [T, H]);
+           const out = layer.apply(input) as tf.Tensor;
+           const got = await out.data();
+           tf.dispose([input, out]);
+           const err = relError(got, referenceOutput(layer.options, data, x, T, H));
+           recordError('webgpu decode: spread router partials', err);
+           expect(err).withContext(JSON.stringify(tiles)).toBeLessThan(TOLERANCE);
+         }
+       } finally {
+         internal.setWebGPUDecodeTiles(null);
+         layer.dispose();
+       }
+     }, SLOW_MS);
+
+  it('float weights with the down program on items (downFlat, unroll 1 and 4) and upGate unrolled match the reference', async () => {
+    const rand = rng(8080);
+    const H = 16, T = 3;
+    const {layer, data} = randomLayer({numExperts: 6, topK: 3, moeIntermediateSize: 12, withBias: true,
+      sharedExpertIntermediateSize: 8, backend: 'webgpu'}, H, rand);
+    const x = randn(rand, T * H);
+    try {
+      for (const downUnroll of [1, 4]) {
+        // upUnroll with the shared expert's stream too; H4 = 4 over 32 k-lanes: most unrolled steps past H4.
+        internal.setWebGPUDecodeTiles({upNv: 8, upKs: 32, downNv: 2, downKs: 128, downFlat: true, downUnroll,
+                                       upUnroll: downUnroll});
+        const input = tf.tensor2d(x, [T, H]);
+        const out = layer.apply(input) as tf.Tensor;
+        const got = await out.data();
+        tf.dispose([input, out]);
+        const err = relError(got, referenceOutput(layer.options, data, x, T, H));
+        recordError('webgpu decode: down items', err);
+        expect(err).withContext(`unroll ${downUnroll}`).toBeLessThan(TOLERANCE);
+      }
+    } finally {
+      internal.setWebGPUDecodeTiles(null);
+      layer.dispose();
+    }
+  }, SLOW_MS);
+
   const fallbacks: Array<[string, FusedMoEArgs, number, () => void]> = [
     ['latent projections', {numExperts: 4, topK: 2, moeIntermediateSize: 4, latentSize: 4}, 2, () => undefined],
     ['T above the decode limit', {numExperts: 4, topK: 2, moeIntermediateSize: 4}, 5,
@@ -378,6 +568,27 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
     ['routingWeightOn input (Llama-4)', {numExperts: 4, topK: 2, moeIntermediateSize: 4, topkMethod: 'noaux_tc',
       renormalize: false, routingWeightOn: 'input'}, 2, () => undefined],
   ];
+  it('falls back to the op chain for packed weights needing more storage bindings than the device allows', async () => {
+    // int4 with zero points and expert biases: the down program would bind codes, scales, zero points, route, act,
+    // work, bias, x and the output (9 > WebGPU's default 8).
+    const limit = (tf.backend() as unknown as {device: {limits: {maxStorageBuffersPerShaderStage: number}}})
+        .device.limits.maxStorageBuffersPerShaderStage;
+    if (limit > 8) pending(`this device allows ${limit} storage bindings (the fallback needs 8)`);
+    const rand = rng(99);
+    const H = 8, T = 2;
+    const {layer, data} = await packedLayer({numExperts: 4, topK: 2, moeIntermediateSize: 8, withBias: true}, H,
+                                            {label: 'int4 g32 zp', format: 'int4', zeroPoint: true}, rand);
+    const x = randn(rand, T * H);
+    const input = tf.tensor2d(x, [T, H]);
+    const dispatched = internal.decodeDispatchCount();
+    const out = layer.apply(input) as tf.Tensor;
+    expect(internal.decodeDispatchCount()).withContext('no decode program').toBe(dispatched);
+    const got = await out.data();
+    tf.dispose([input, out]);
+    expect(relError(got, referenceOutput(layer.options, data, x, T, H))).toBeLessThan(TOLERANCE);
+    layer.dispose();
+  }, SLOW_MS);
+
   for (const [label, args, T, setup] of fallbacks) {
     it(`falls back to the op chain for ${label} and still matches the reference`, async () => {
       const rand = rng(label.length);

@@ -7,6 +7,13 @@
  */
 import type {DataType, KernelBackend, TensorInfo} from '@tensorflow/tfjs-core';
 
+/**
+ * The tfjs backends our host kernels are registered for at import (src/register_all.ts): 'cpu', and
+ * @tensorflow/tfjs-backend-wasm's 'wasm', whose tensors read back synchronously as well (registering needs nothing
+ * from that package; it is not a dependency).
+ */
+export const HOST_KERNEL_BACKENDS: readonly string[] = ['cpu', 'wasm'];
+
 /** KernelFunc receives its backend untyped; every host backend implements KernelBackend. */
 type AnyBackend = unknown;
 

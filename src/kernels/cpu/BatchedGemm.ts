@@ -16,12 +16,14 @@ export function batchedGemmHost(inputs: BatchedGemmInputs, backend: unknown, att
   const n = transposeRhs ? rhs.shape[1] : rhs.shape[2];
   // Segments first: a bad offset must fail before any work.
   const offsets = segmentOffsets('batchedGemm', readInt32(backend, segments), segmentsAreOffsets, numExperts, numRows);
-  const lhsValues = readFloat32(backend, lhs), rhsValues = readFloat32(backend, rhs);
+  const lhsValues = readFloat32(backend, lhs);
+  // Read only where needed: the wasm path reads the weights when it packs experts, not on every call.
+  const rhsValues = () => readFloat32(backend, rhs);
   const biasValues = bias == null ? null : readFloat32(backend, bias);
   const out =
       wasmBatchedGemm(backend, lhsValues, numRows, k, rhsValues, rhs.dataId, numExperts, n, offsets, transposeRhs,
                       biasValues) ??
-      batchedGemmImpl(lhsValues, numRows, k, rhsValues, numExperts, n, offsets, transposeRhs, biasValues);
+      batchedGemmImpl(lhsValues, numRows, k, rhsValues(), numExperts, n, offsets, transposeRhs, biasValues);
   return {out, width: n};
 }
 

@@ -24,7 +24,7 @@ export const batchedGemmSwiglu: KernelFunc = ({inputs, backend, attrs}) => {
   // The wasm epilogue computes plain SwiGLU only: the clamped variant runs the JavaScript pair.
   const plain = gemmAttrs.activation == null || gemmAttrs.activation === 'swiglu';
   const fused = !plain ? null : wasmBatchedGemmSwiglu(
-      backend, readFloat32(backend, lhs), numRows, k, readFloat32(backend, rhs), rhs.dataId, numExperts, width / 2,
+      backend, readFloat32(backend, lhs), numRows, k, () => readFloat32(backend, rhs), rhs.dataId, numExperts, width / 2,
       offsets, gemmAttrs.transposeRhs, bias == null ? null : readFloat32(backend, bias), scaleValues);
   if (fused != null) return makeOutput(backend, [numRows, width / 2], 'float32', fused);
   const {out: h} = batchedGemmHost(gemmInputs, backend, gemmAttrs);

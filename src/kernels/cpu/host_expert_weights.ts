@@ -3,10 +3,15 @@ import type {ExpertWeightData, ExpertWeightLayout} from '../expert_weight_format
 import type {ExpertWeightInputs, ExpertWeightLayoutAttrs} from '../kernel_names_quantized.js';
 import {readFloat32, readInt32} from '../host_data.js';
 
+export function expertWeightLayout(attrs: ExpertWeightLayoutAttrs): ExpertWeightLayout {
+  const {format, numExperts, depth, width, transposed, groupSize, zeroPoint} = attrs;
+  return {format, numExperts, depth, width, transposed, groupSize, zeroPoint};
+}
+
 export function readExpertWeights(backend: unknown, inputs: ExpertWeightInputs, attrs: ExpertWeightLayoutAttrs):
     {layout: ExpertWeightLayout, data: ExpertWeightData} {
-  const {format, numExperts, depth, width, transposed, groupSize, zeroPoint} = attrs;
-  const layout: ExpertWeightLayout = {format, numExperts, depth, width, transposed, groupSize, zeroPoint};
+  const layout = expertWeightLayout(attrs);
+  const {format} = attrs;
   const data: ExpertWeightData = {
     values: format === 'float32' ? readFloat32(backend, inputs.values) : readInt32(backend, inputs.values),
     scales: inputs.scales == null ? null :

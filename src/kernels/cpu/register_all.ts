@@ -3,6 +3,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type {KernelConfig} from '@tensorflow/tfjs-core';
 
+export {HOST_KERNEL_BACKENDS} from '../host_data.js';
+
 import {batchedGemmConfig} from './BatchedGemm.js';
 import {quantizedHostKernelConfigs} from './BatchedGemmQuantized.js';
 import {batchedGemmSwigluConfig} from './BatchedGemmSwiglu.js';

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "addon_napi.h"
+#include "gemm_sm90.h"
 #include "moe_kernels.h"
 #include "moe_layer.h"
 
@@ -48,12 +49,13 @@ napi_value Status(napi_env env, napi_callback_info) {
     setProp(env, o, "computeCapability", str(env, std::to_string(prop.major) + "." + std::to_string(prop.minor)));
     setProp(env, o, "memoryBytes", num(env, static_cast<double>(prop.totalGlobalMem)));
     setProp(env, o, "multiprocessors", num(env, prop.multiProcessorCount));
+    setProp(env, o, "wgmma", boolv(env, moe::sm90GemmReady()));
     return o;
   });
 }
 
-// setTuning({pdl, gemmTiles, fuse, int4Mma}): the tfjs flags MOE_CUDA_PDL, MOE_CUDA_GEMM_TILES, MOE_CUDA_FUSE and
-// MOE_CUDA_INT4_MMA
+// setTuning({pdl, gemmTiles, fuse, int4Mma, wgmma?}): the tfjs flags MOE_CUDA_PDL, MOE_CUDA_GEMM_TILES, MOE_CUDA_FUSE,
+// MOE_CUDA_INT4_MMA and MOE_CUDA_WGMMA
 // (kernels/cuda/flags_cuda.ts).
 napi_value SetTuning(napi_env env, napi_callback_info info) {
   return entry(env, info, 1, "setTuning", [&](Args& a) {
@@ -92,7 +94,24 @@ napi_value SetTuning(napi_env env, napi_callback_info info) {
       throw ArgError("setTuning: argument 'fuse' must be 'none', 'all', 'route' or 'combine', got '" + fuse + "'");
     }
     const bool fuseRoute = fuse == "all" || fuse == "route", fuseCombine = fuse == "all" || fuse == "combine";
+    // Optional 'wgmma' ('auto' | 'on' | 'off'): the sm_90a GEMM's switch (gemm_sm90.h).
+    moe::Sm90Gemm wgmma = moe::sm90Tuning().mode;
+    bool hasWgmma = false;
+    NAPI(napi_has_named_property(env, a.v[0], "wgmma", &hasWgmma));
+    if (hasWgmma) {
+      napi_value wgmmaV;
+      NAPI(napi_get_named_property(env, a.v[0], "wgmma", &wgmmaV));
+      const std::string w = text(wgmmaV, "wgmma");
+      if (w != "auto" && w != "on" && w != "off") {
+        throw ArgError("setTuning: argument 'wgmma' must be 'auto', 'on' or 'off', got '" + w + "'");
+      }
+      wgmma = w == "on" ? moe::Sm90Gemm::kOn : w == "off" ? moe::Sm90Gemm::kOff : moe::Sm90Gemm::kAuto;
+    }
     moe::Tuning& t = moe::tuning();
+    if (moe::sm90Tuning().mode != wgmma) {
+      moe::sm90Tuning().mode = wgmma;
+      t.generation++;  // layers drop graphs captured with the other GEMM
+    }
     if (t.pdl != pdl || t.previousTiles != (tiles == "previous") || t.decodeGemm != tile->second ||
         t.fuseRoute != fuseRoute || t.fuseCombine != fuseCombine || t.int4Mma != int4Mma) {
       t.pdl = pdl;

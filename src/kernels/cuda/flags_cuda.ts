@@ -27,6 +27,13 @@ export const CUDA_GEMM_TILE_CHOICES = ['default', 'previous', 'stream', 'stream8
  */
 export const MOE_CUDA_FUSE = 'MOE_CUDA_FUSE';
 export const CUDA_FUSE_CHOICES = ['none', 'all', 'route', 'combine'] as const;
+/**
+ * The sm_90a wgmma grouped GEMM (gemm_sm90.cuh) on an sm_90 device: 'auto' (default) where its tile table measured it
+ * faster than the mma.sync GEMM (more than 8 expected rows per expert: T > 64 of a 128-expert top-8 layer), 'on' for
+ * every half-precision GEMM it can run, 'off' never.
+ */
+export const MOE_CUDA_WGMMA = 'MOE_CUDA_WGMMA';
+export const CUDA_WGMMA_CHOICES = ['auto', 'on', 'off'] as const;
 
 /**
  * int4 expert weights read natively by the tensor-core GEMM tiles at decode and mid sizes (W4A16: codes dequantized
@@ -51,6 +58,7 @@ export function registerCudaFlags(): void {
   tf.env().registerFlag(MOE_CUDA_PDL, () => true);
   registerChoiceFlag(MOE_CUDA_GEMM_TILES, CUDA_GEMM_TILE_CHOICES);
   registerChoiceFlag(MOE_CUDA_FUSE, CUDA_FUSE_CHOICES);
+  registerChoiceFlag(MOE_CUDA_WGMMA, CUDA_WGMMA_CHOICES);
   tf.env().registerFlag(MOE_CUDA_INT4_MMA, () => true);
 }
 
@@ -63,8 +71,9 @@ export function syncCudaTuning(addon: CudaAddon): void {
   const gemmTiles = env.get(MOE_CUDA_GEMM_TILES) as string;
   const fuse = env.get(MOE_CUDA_FUSE) as string;
   const int4Mma = env.getBool(MOE_CUDA_INT4_MMA);
-  const key = `${pdl}/${gemmTiles}/${fuse}/${int4Mma}`;
+  const wgmma = env.get(MOE_CUDA_WGMMA) as string;
+  const key = `${pdl}/${gemmTiles}/${fuse}/${int4Mma}/${wgmma}`;
   if (key === pushed) return;
-  addon.setTuning({pdl, gemmTiles, fuse, int4Mma});
+  addon.setTuning({pdl, gemmTiles, fuse, int4Mma, wgmma});
   pushed = key;
 }

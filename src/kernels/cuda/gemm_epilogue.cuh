@@ -31,6 +31,12 @@ struct Epi {
   static __device__ __forceinline__ void swiglu(const GemmProblem& p, const float* bias, int r, float rowScale, int gcol,
                                                 int ucol, int i, float g, float u) {
     if (gcol >= p.N) return;
+    OutT* C = static_cast<OutT*>(p.C) + static_cast<long long>(r) * p.ldc;
+    C[i] = ElemTraits<OutT>::fromFloat(swigluValue(p, bias, rowScale, gcol, ucol, g, u));
+  }
+  // The value swiglu() stores (before the conversion to OutT), for kernels that store two outputs at once.
+  static __device__ __forceinline__ float swigluValue(const GemmProblem& p, const float* bias, float rowScale, int gcol,
+                                                      int ucol, float g, float u) {
     if (p.scaleInput) {
       // routingWeightOn 'input': W (w x) = w (W x), so the weight scales the accumulators before bias and activation.
       g *= rowScale;
@@ -41,8 +47,7 @@ struct Epi {
       g += bias[gcol];
       u += bias[ucol];
     }
-    OutT* C = static_cast<OutT*>(p.C) + static_cast<long long>(r) * p.ldc;
-    C[i] = ElemTraits<OutT>::fromFloat(swigluOf(g, u, p.activation) * rowScale);
+    return swigluOf(g, u, p.activation) * rowScale;
   }
   static __device__ __forceinline__ float rowScale(const GemmProblem& p, int r) {
     if (p.scale == nullptr) return 1.f;

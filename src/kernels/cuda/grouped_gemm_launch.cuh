@@ -2,6 +2,7 @@
 // instantiations compile in parallel; each .cu defines one launchGroupedGemm<Elem>.
 #pragma once
 
+#include "gemm_sm90.h"
 #include "gemm_stream.cuh"
 #include "grouped_gemm.cuh"
 #include "moe_kernels.h"
@@ -274,6 +275,8 @@ void launchMmaGemm(const GemmProblem& p, cudaStream_t stream) {
         break;
     }
   }
+  // sm_90: the wgmma GEMM (gemm_sm90.cuh) where its tile table takes the problem.
+  if (vec && launchGroupedGemmSm90(p, stream)) return;
   switch (p.epilogue) {
     case Epilogue::kStore:
       if (p.out != DType::kFloat32) throw std::invalid_argument("grouped GEMM: kStore writes float32");

@@ -29,6 +29,8 @@ export interface CudaStatus {
   computeCapability?: string;
   memoryBytes?: number;
   multiprocessors?: number;
+  /** Whether the sm_90a wgmma grouped GEMM can run: an sm_90 device and an addon built with sm_90a code. */
+  wgmma?: boolean;
   /** CUDA runtime version the addon was built with, as cudaRuntimeGetVersion reports it (e.g. 12080 = 12.8). */
   runtimeVersion?: number;
   /** Newest CUDA version the installed driver supports, as cudaDriverGetVersion reports it (0: no driver). */
@@ -62,7 +64,7 @@ export interface CudaAddon {
           k: number, E: number, bias: Float32Array | null, weightsApplied: boolean,
           identityInput: Float32Array | null): Float32Array;
   layerCreate(config: Record<string, unknown>, weights: Record<string, unknown>): object;
-  setTuning(tuning: {pdl: boolean, gemmTiles: string, fuse: string, int4Mma: boolean}): void;
+  setTuning(tuning: {pdl: boolean, gemmTiles: string, fuse: string, int4Mma: boolean, wgmma?: string}): void;
   /** output: how y reaches the host (CudaHostOutput in cuda_fused_moe.ts). */
   /** out: for 'staged', a Float32Array of T * H that y is written into (returned as output), or null for a new one. */
   layerForward(handle: object, x: Float32Array, T: number, useGraph: boolean, wantIds: boolean,

@@ -8,7 +8,7 @@
  * packed in wasm memory between calls (weight_cache.ts), keyed by the weight tensor's dataId.
  */
 import type {ExpertWeightData, ExpertWeightLayout} from '../expert_weight_formats.js';
-import {ExpertSource, packedExperts, PackLayout, WASM_FORMATS} from './weight_cache.js';
+import {ExpertArrays, ExpertSource, packedExperts, PackLayout, WASM_FORMATS} from './weight_cache.js';
 import {ThreadedEntry, wasmRuntime, WasmRuntime} from './runtime.js';
 
 /** The per-call arrays, laid out in one block of wasm memory. */
@@ -87,7 +87,7 @@ function runExpertCall(c: ExpertCall): Float32Array | null {
   // Only the segment rows [first, last) travel; offsets are rebased to them.
   const bytes = padded(rows * k * 4) + padded(rows * c.outCols * 4) + padded((c.numExperts + 1) * 4) +
       padded(c.numExperts * 4) + padded((c.bias?.length ?? 0) * 4) + padded(c.scale != null ? rows * 4 : 0) +
-      threads * scratchFloats * 4;
+      padded(4) + threads * scratchFloats * 4;
   if (arena == null) arena = new CallArena(rt);
   if (!arena.reset(bytes)) return null;
   const lhsAt = arena.take(rows * k * 4), outAt = arena.take(rows * c.outCols * 4);
@@ -95,6 +95,9 @@ function runExpertCall(c: ExpertCall): Float32Array | null {
   const biasAt = c.bias != null ? arena.take(c.bias.length * 4) : 0;
   const scaleAt = c.scale != null ? arena.take(rows * 4) : 0;
   const scratchAt = arena.take(threads * scratchFloats * 4);
+  // The counter the threads take work items from (moe_kernels.c claim), zero before every call.
+  const workAt = arena.take(4);
+  rt.i32(workAt, 1)[0] = 0;
   rt.f32(lhsAt, rows * k).set(c.lhs.subarray(first * k, last * k));
   const rebased = rt.i32(offsetsAt, c.numExperts + 1);
   for (let e = 0; e <= c.numExperts; e++) rebased[e] = c.offsets[e] - first;
@@ -104,7 +107,7 @@ function runExpertCall(c: ExpertCall): Float32Array | null {
   const common = [lhsAt, k, outAt, c.outCols, offsetsAt, c.numExperts, weightsAt, biasAt,
     WASM_FORMATS[c.layout.format], c.layout.group];
   // The kernel picks its thread's slice of the scratch block.
-  rt.run(c.entry, [...common, ...(c.entry === 'moe_gemm' ? [] : [scaleAt]), scratchAt], threads);
+  rt.run(c.entry, [...common, ...(c.entry === 'moe_gemm' ? [] : [scaleAt]), scratchAt, workAt], threads);
   out.set(rt.f32(outAt, rows * c.outCols), first * c.outCols);
   return out;
 }
@@ -112,13 +115,16 @@ function runExpertCall(c: ExpertCall): Float32Array | null {
 const floatLayout = (k: number, n: number, transposed: boolean, halves: boolean): PackLayout =>
   ({k, n, transposed, halves, format: 'float32', group: 0});
 
-/** batchedGemm (semantics doc section 4) on host arrays; offsets validated [E+1]. */
+/**
+ * batchedGemm (semantics doc section 4) on host arrays; offsets validated [E+1]. rhs reads the weights' host array
+ * (called only when an expert is not packed yet).
+ */
 export function wasmBatchedGemm(
-    backend: unknown, lhs: Float32Array, numRows: number, k: number, rhs: Float32Array, rhsDataId: object,
+    backend: unknown, lhs: Float32Array, numRows: number, k: number, rhs: () => Float32Array, rhsDataId: object,
     numExperts: number, n: number, offsets: Int32Array, transposeRhs: boolean, bias: Float32Array | null):
     Float32Array | null {
-  return runExpertCall({backend, lhs, numRows, k, source: {weights: rhs}, rhsDataId, numExperts, offsets, bias,
-    scale: null, outCols: n, layout: floatLayout(k, n, transposeRhs, false), entry: 'moe_gemm'});
+  return runExpertCall({backend, lhs, numRows, k, source: () => ({weights: rhs()}), rhsDataId, numExperts, offsets,
+    bias, scale: null, outCols: n, layout: floatLayout(k, n, transposeRhs, false), entry: 'moe_gemm'});
 }
 
 /**
@@ -126,10 +132,11 @@ export function wasmBatchedGemm(
  * transposeRhs; gate columns first), bias [E,2I] or null, scale [R] or null; offsets validated [E+1]. Returns [R,I].
  */
 export function wasmBatchedGemmSwiglu(
-    backend: unknown, lhs: Float32Array, numRows: number, k: number, rhs: Float32Array, rhsDataId: object,
+    backend: unknown, lhs: Float32Array, numRows: number, k: number, rhs: () => Float32Array, rhsDataId: object,
     numExperts: number, intermediate: number, offsets: Int32Array, transposeRhs: boolean, bias: Float32Array | null,
     scale: Float32Array | null): Float32Array | null {
-  return runExpertCall({backend, lhs, numRows, k, source: {weights: rhs}, rhsDataId, numExperts, offsets, bias, scale,
+  return runExpertCall({backend, lhs, numRows, k, source: () => ({weights: rhs()}), rhsDataId, numExperts, offsets,
+    bias, scale,
     outCols: intermediate, layout: floatLayout(k, 2 * intermediate, transposeRhs, true), entry: 'moe_gemm_swiglu'});
 }
 
@@ -146,26 +153,30 @@ function quantizedLayout(l: ExpertWeightLayout, halves: boolean): PackLayout | n
 
 /**
  * BatchedGemmQuantized on host arrays (docs/formats.md section 8): the product with the weights' dequantized
- * values, or null when this format runs in JavaScript. valuesDataId: the codes tensor's dataId.
+ * values, or null when this format runs in JavaScript. data reads the codes and scales (called only when an expert
+ * is not packed yet); valuesDataId: the codes tensor's dataId.
  */
 export function wasmBatchedGemmQuantized(
-    backend: unknown, lhs: Float32Array, numRows: number, l: ExpertWeightLayout, d: ExpertWeightData,
+    backend: unknown, lhs: Float32Array, numRows: number, l: ExpertWeightLayout, data: () => ExpertWeightData,
     valuesDataId: object, offsets: Int32Array, bias: Float32Array | null): Float32Array | null {
   const layout = quantizedLayout(l, false);
-  if (layout == null || d.scales == null) return null;
-  return runExpertCall({backend, lhs, numRows, k: l.depth, source: {words: d.values as Int32Array,
-    scales: d.scales as Float32Array}, rhsDataId: valuesDataId, numExperts: l.numExperts, offsets, bias, scale: null,
-    outCols: l.width, layout, entry: 'moe_gemm'});
+  if (layout == null) return null;
+  return runExpertCall({backend, lhs, numRows, k: l.depth, source: () => codesOf(data()), rhsDataId: valuesDataId,
+    numExperts: l.numExperts, offsets, bias, scale: null, outCols: l.width, layout, entry: 'moe_gemm'});
 }
 
 /** BatchedGemmSwigluQuantized on host arrays ([R, N/2], gate columns first), or null as wasmBatchedGemmQuantized. */
 export function wasmBatchedGemmSwigluQuantized(
-    backend: unknown, lhs: Float32Array, numRows: number, l: ExpertWeightLayout, d: ExpertWeightData,
+    backend: unknown, lhs: Float32Array, numRows: number, l: ExpertWeightLayout, data: () => ExpertWeightData,
     valuesDataId: object, offsets: Int32Array, bias: Float32Array | null, scale: Float32Array | null):
     Float32Array | null {
   const layout = quantizedLayout(l, true);
-  if (layout == null || d.scales == null) return null;
-  return runExpertCall({backend, lhs, numRows, k: l.depth, source: {words: d.values as Int32Array,
-    scales: d.scales as Float32Array}, rhsDataId: valuesDataId, numExperts: l.numExperts, offsets, bias, scale,
-    outCols: l.width / 2, layout, entry: 'moe_gemm_swiglu'});
+  if (layout == null) return null;
+  return runExpertCall({backend, lhs, numRows, k: l.depth, source: () => codesOf(data()), rhsDataId: valuesDataId,
+    numExperts: l.numExperts, offsets, bias, scale, outCols: l.width / 2, layout, entry: 'moe_gemm_swiglu'});
+}
+
+/** The codes and scales of an int8 / int4 tensor (both formats have scales: the op validated them). */
+function codesOf(d: ExpertWeightData): ExpertArrays {
+  return {words: d.values as Int32Array, scales: d.scales as Float32Array};
 }

@@ -11,20 +11,20 @@
 // decode path (a row streams each panel once from memory) and the prefill path (a block of ROW_BLOCK rows is
 // multiplied against a panel that stays in L1/L2), so a cached expert never needs a second copy.
 //
-// Threads split every expert's panels (not the experts): each thread streams its share of every active expert,
-// which balances decode (few experts, one row each) as well as prefill.
+// Threads take every expert's panels (not the experts) in chunks, first come first served: each thread streams
+// part of every active expert, which balances decode (few experts, one row each) as well as prefill.
 //
 // Named parameters, fixed per build: PANEL (columns per panel, the register tiles' width), ROW_BLOCK (rows that
 // share one pass over a panel). The build variants (threads: shared memory and atomics, or not) compile this
 // same source.
 //
 // Low-bit formats keep the panel order (PANEL columns, gate and up halves apart) with codes in place of floats:
-// per panel, per group of K, the group's codes then (after all panels) each group's PANEL scales. One row (decode)
-// Every row is split into two int16 halves (x = S * (hi + lo / 2^15), exact to 2^-29 of its largest value) and
-// multiplied with the codes in int32 (no per-weight conversion), two rows per pass over a panel's codes, the
-// scale applied once per group. A block with a row that has a non-finite value (or only tiny ones) runs in
-// float32: one row streams the codes, several dequantize the panel in L1-sized slices (w = s * q,
-// docs/formats.md's rounding) for the float tiles.
+// per panel, per group of K, the group's codes then (after all panels) each group's PANEL scales. Blocks of up to
+// INT_ROWS rows (decode, small prefill segments) split every row into two int16 halves (x = S * (hi + lo / 2^15),
+// exact to 2^-29 of its largest value) and multiply them with the codes in int32 (no per-weight conversion), two
+// rows per pass over a panel's codes, the scale applied once per group. Larger blocks, and blocks with a row that
+// has a non-finite value (or only tiny ones), run in float32: one row streams the codes, several dequantize the
+// panel in L1-sized slices (w = s * q, docs/formats.md's rounding) for the float tiles.
 
 #include <stdint.h>
 #include <wasm_simd128.h>
@@ -305,51 +305,43 @@ static void row_block_tiles(const float* a, const float* ap, int lda, int rows, 
     INT8_PAIRS(hi_, w2, w3);                                                                        \
   } while (0)
 
-// An i16x8 pair vector as two f32x4 of (k0 c, k1 c, k0 c+1, k1 c+1) for its columns c = 0, 2 (of 4).
-#define PAIRS_TO_F32(w, f0, f1)                                     \
-  do {                                                              \
-    f0 = wasm_f32x4_convert_i32x4(wasm_i32x4_extend_low_i16x8(w));  \
-    f1 = wasm_f32x4_convert_i32x4(wasm_i32x4_extend_high_i16x8(w)); \
+// An i16x8 pair vector's codes as float32, k-major: f0 = its k0 codes of columns c..c+3, f1 = its k1 codes. Shifts
+// of the i32 lanes, not extend + convert: clang folds those into an i16 -> f32 conversion that wasm lacks and
+// scalarizes (per element an extract and a scalar convert, measured 6x slower).
+#define PAIRS_TO_F32(w, f0, f1)                                                       \
+  do {                                                                                \
+    f0 = wasm_f32x4_convert_i32x4(wasm_i32x4_shr(wasm_i32x4_shl(w, 16), 16));         \
+    f1 = wasm_f32x4_convert_i32x4(wasm_i32x4_shr(w, 16));                             \
   } while (0)
 
-// Lanes (k0 c, k1 c, k0 c+1, k1 c+1) of a and b (columns c..c+1, c+2..c+3) summed over the pair: 4 columns.
-static inline v128_t pair_sum(v128_t a, v128_t b) {
-  return wasm_f32x4_add(wasm_i32x4_shuffle(a, b, 0, 2, 4, 6), wasm_i32x4_shuffle(a, b, 1, 3, 5, 7));
-}
-
 // Decode of one row whose values are not all finite or are tiny (x_split below declines them): in float32, the
-// codes converted as they stream, the scale applied once per group. (a + kk) as a pair [x_k, x_k+1, x_k, x_k+1].
+// codes converted as they stream, the scale applied once per group.
 static inline void q_tile_1_float(int format, const float* a, const uint8_t* codes, const float* scales, int k,
                                   int group, float* tile) {
   v128_t acc0 = wasm_f32x4_splat(0), acc1 = acc0;
   for (int k0 = 0; k0 < k; k0 += group, scales += PANEL) {
-    // Per column pair, both k parities: lanes as PAIRS_TO_F32's.
-    v128_t p0 = wasm_f32x4_splat(0), p1 = p0, p2 = p0, p3 = p0;
+    v128_t p0 = wasm_f32x4_splat(0), p1 = p0;
     for (int kk = k0; kk < k0 + group; kk += format == FORMAT_INT8 ? 2 : 4, codes += 16) {
       const v128_t q = wasm_v128_load(codes);
       v128_t w0, w1, w2, w3, f0, f1;
-      const v128_t x01 = wasm_v128_load64_splat(a + kk);
       if (format == FORMAT_INT8) {
         INT8_PAIRS(q, w0, w1);
       } else {
         INT4_PAIRS(q, w0, w1, w2, w3);
-        const v128_t x23 = wasm_v128_load64_splat(a + kk + 2);
+        const v128_t x2 = wasm_v128_load32_splat(a + kk + 2), x3 = wasm_v128_load32_splat(a + kk + 3);
         PAIRS_TO_F32(w2, f0, f1);
-        p0 = wasm_f32x4_add(p0, wasm_f32x4_mul(x23, f0));
-        p1 = wasm_f32x4_add(p1, wasm_f32x4_mul(x23, f1));
+        p0 = wasm_f32x4_add(p0, wasm_f32x4_add(wasm_f32x4_mul(x2, f0), wasm_f32x4_mul(x3, f1)));
         PAIRS_TO_F32(w3, f0, f1);
-        p2 = wasm_f32x4_add(p2, wasm_f32x4_mul(x23, f0));
-        p3 = wasm_f32x4_add(p3, wasm_f32x4_mul(x23, f1));
+        p1 = wasm_f32x4_add(p1, wasm_f32x4_add(wasm_f32x4_mul(x2, f0), wasm_f32x4_mul(x3, f1)));
       }
+      const v128_t x0 = wasm_v128_load32_splat(a + kk), x1 = wasm_v128_load32_splat(a + kk + 1);
       PAIRS_TO_F32(w0, f0, f1);
-      p0 = wasm_f32x4_add(p0, wasm_f32x4_mul(x01, f0));
-      p1 = wasm_f32x4_add(p1, wasm_f32x4_mul(x01, f1));
+      p0 = wasm_f32x4_add(p0, wasm_f32x4_add(wasm_f32x4_mul(x0, f0), wasm_f32x4_mul(x1, f1)));
       PAIRS_TO_F32(w1, f0, f1);
-      p2 = wasm_f32x4_add(p2, wasm_f32x4_mul(x01, f0));
-      p3 = wasm_f32x4_add(p3, wasm_f32x4_mul(x01, f1));
+      p1 = wasm_f32x4_add(p1, wasm_f32x4_add(wasm_f32x4_mul(x0, f0), wasm_f32x4_mul(x1, f1)));
     }
-    acc0 = wasm_f32x4_add(acc0, wasm_f32x4_mul(pair_sum(p0, p1), wasm_v128_load(scales)));
-    acc1 = wasm_f32x4_add(acc1, wasm_f32x4_mul(pair_sum(p2, p3), wasm_v128_load(scales + 4)));
+    acc0 = wasm_f32x4_add(acc0, wasm_f32x4_mul(p0, wasm_v128_load(scales)));
+    acc1 = wasm_f32x4_add(acc1, wasm_f32x4_mul(p1, wasm_v128_load(scales + 4)));
   }
   wasm_v128_store(tile, acc0);
   wasm_v128_store(tile + 4, acc1);
@@ -458,14 +450,13 @@ static float x_split(const float* a, int k, int16_t* xs) {
 Q_TILE_INT(1)
 Q_TILE_INT(2)
 
-// Stores a step's pair vector w times the scales (s01: columns 0-3, as pairs) as float32 rows k0 and k1 of
-// [k][PANEL] at dst + column offset c (0 or 4).
+// Stores a step's pair vector w times the scales s of its 4 columns as float32 rows k0 and k1 of [k][PANEL] at dst
+// (+ the column offset, 0 or 4).
 static inline void store_pairs(v128_t w, v128_t s, float* dst) {
   v128_t f0, f1;
   PAIRS_TO_F32(w, f0, f1);
-  // f0 = (k0 c, k1 c, k0 c+1, k1 c+1), f1 the same for c+2, c+3.
-  wasm_v128_store(dst, wasm_f32x4_mul(s, wasm_i32x4_shuffle(f0, f1, 0, 2, 4, 6)));
-  wasm_v128_store(dst + PANEL, wasm_f32x4_mul(s, wasm_i32x4_shuffle(f0, f1, 1, 3, 5, 7)));
+  wasm_v128_store(dst, wasm_f32x4_mul(s, f0));
+  wasm_v128_store(dst + PANEL, wasm_f32x4_mul(s, f1));
 }
 
 // Several rows: the panel as float32 [k][PANEL] at dst, w = s * q (one rounding, as docs/formats.md).
@@ -493,10 +484,12 @@ static void dequantize_panel(int format, const uint8_t* codes, const float* scal
 // float32, in L1 with the row block.
 #define DQ_SLICE 256
 
-// Rows per block that the integer tiles take: all of them (measured on the full-width Qwen3 layer at T = 256,
-// 16 rows per expert: 20% faster than dequantizing each panel once for the float tiles). Blocks with a row that
-// cannot be split dequantize instead.
-#define INT_ROWS ROW_BLOCK
+// Rows per block up to which the integer tiles take the block; larger blocks dequantize the panel for the float
+// tiles. Measured on Qwen3-30B-A3B's expert shapes (moe_gemm alone, int8 and int4 g32, 1 thread): up to 6 rows
+// the integer tiles are as fast or faster (they read each code once per 2 rows, the float tiles' panel has to be
+// written first), from 8 rows the dequantized panel is faster (16 rows: 47 vs 56 ms for the up projection of 16
+// experts, the float tiles' 4 rows per pass against the integer tiles' 2).
+#define INT_ROWS 7
 
 // tile[0 .. rows * PANEL) for panel p of one packed half (`panels` panels at w) in any format; dq: k * PANEL
 // floats of scratch for a dequantized panel; xs, x_scale: the block's rows split by x_split when
@@ -613,11 +606,13 @@ static inline int scratch_floats(int k) {
 }
 EXPORT(scratch_floats_per_thread) int scratch_floats_per_thread(int k) { return scratch_floats(k); }
 
-// Panels [first, last) of this thread's share of `panels`.
-static inline void thread_share(int panels, int thread, int threads, int* first, int* last) {
-  *first = (int)((long)panels * thread / threads);
-  *last = (int)((long)panels * (thread + 1) / threads);
-}
+// Work items: each row block of every segment, its panels in chunks of CHUNK_PANELS, in order. The threads take
+// them first come first served from a counter in memory (zeroed by the caller before the call), so a thread that
+// shares its core with another process takes fewer: a static split would make the call wait for it. A panel is
+// still computed whole by one thread with the same code, so results do not depend on the thread count.
+#define CHUNK_PANELS 4
+
+static inline int claim(int32_t* work) { return __atomic_fetch_add(work, 1, __ATOMIC_RELAXED); }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Entry points (one call per thread; thread 0 of 1 runs everything)
@@ -627,26 +622,29 @@ static inline void thread_share(int panels, int thread, int threads, int* first,
 // `group` codes per scale, bias [E,n] or 0, scratch: scratch_floats(k) per thread.
 EXPORT(moe_gemm)
 void moe_gemm(const float* lhs, int k, float* out, int n, const int32_t* offsets, int num_experts,
-              const uint32_t* weights, const float* bias, int format, int group, float* scratch, int thread,
-              int threads) {
-  const int panels = panel_count(n);
-  int first, last;
-  thread_share(panels, thread, threads, &first, &last);
+              const uint32_t* weights, const float* bias, int format, int group, float* scratch, int32_t* work,
+              int thread, int threads) {
+  (void)threads;
+  const int panels = panel_count(n), chunks = (panels + CHUNK_PANELS - 1) / CHUNK_PANELS;
   scratch += (long)thread * scratch_floats(k);
   float* apack = scratch + 2 * ROW_BLOCK * PANEL;
   float* dq = apack + ROW_BLOCK * k;
   int16_t* xs = (int16_t*)(dq + dq_floats(k));
   float* x_scale = dq + dq_floats(k) + INT_ROWS * k;
+  int item = 0, ticket = claim(work);
   for (int e = 0; e < num_experts; e++) {
     const int seg_start = offsets[e], seg_end = offsets[e + 1];
     if (seg_start >= seg_end) continue;
     const uint8_t* w = (const uint8_t*)(uintptr_t)weights[e];
-    for (int r0 = seg_start; r0 < seg_end; r0 += ROW_BLOCK) {
+    for (int r0 = seg_start; r0 < seg_end; r0 += ROW_BLOCK, item += chunks) {
+      if (ticket >= item + chunks) continue;  // none of this block's chunks is this thread's
       const int rows = seg_end - r0 < ROW_BLOCK ? seg_end - r0 : ROW_BLOCK;
       const float* a = lhs + (long)r0 * k;
       pack_rows(a, k, rows, k, apack);
       const float* rows_scale = split_rows(format, a, rows, k, xs, x_scale);
-      for (int p = first; p < last; p++) {
+      for (int p = 0; p < panels; p++) {
+        if (item + p / CHUNK_PANELS != ticket) continue;
+        if (p % CHUNK_PANELS == CHUNK_PANELS - 1 || p == panels - 1) ticket = claim(work);
         panel_tiles(format, group, w, panels, p, a, apack, k, rows, k, scratch, dq, xs, rows_scale);
         const int c0 = p * PANEL;
         const int valid = n - c0 < PANEL ? n - c0 : PANEL;
@@ -669,8 +667,9 @@ void moe_gemm(const float* lhs, int k, float* out, int n, const int32_t* offsets
 EXPORT(moe_gemm_swiglu)
 void moe_gemm_swiglu(const float* lhs, int k, float* out, int intermediate, const int32_t* offsets,
                      int num_experts, const uint32_t* weights, const float* bias, int format, int group,
-                     const float* scale, float* scratch, int thread, int threads) {
-  const int panels = panel_count(intermediate);
+                     const float* scale, float* scratch, int32_t* work, int thread, int threads) {
+  (void)threads;
+  const int panels = panel_count(intermediate), chunks = (panels + CHUNK_PANELS - 1) / CHUNK_PANELS;
   scratch += (long)thread * scratch_floats(k);
   float* gate_tile = scratch;
   float* up_tile = scratch + ROW_BLOCK * PANEL;
@@ -679,19 +678,21 @@ void moe_gemm_swiglu(const float* lhs, int k, float* out, int intermediate, cons
   int16_t* xs = (int16_t*)(dq + dq_floats(k));
   float* x_scale = dq + dq_floats(k) + INT_ROWS * k;
   const int n = 2 * intermediate;
-  int first, last;
-  thread_share(panels, thread, threads, &first, &last);
+  int item = 0, ticket = claim(work);
   for (int e = 0; e < num_experts; e++) {
     const int seg_start = offsets[e], seg_end = offsets[e + 1];
     if (seg_start >= seg_end) continue;
     const uint8_t* w = (const uint8_t*)(uintptr_t)weights[e];
     const uint8_t* up_w = w + panels_bytes(format, k, group, panels);
-    for (int r0 = seg_start; r0 < seg_end; r0 += ROW_BLOCK) {
+    for (int r0 = seg_start; r0 < seg_end; r0 += ROW_BLOCK, item += chunks) {
+      if (ticket >= item + chunks) continue;  // none of this block's chunks is this thread's
       const int rows = seg_end - r0 < ROW_BLOCK ? seg_end - r0 : ROW_BLOCK;
       const float* a = lhs + (long)r0 * k;
       pack_rows(a, k, rows, k, apack);
       const float* rows_scale = split_rows(format, a, rows, k, xs, x_scale);
-      for (int p = first; p < last; p++) {
+      for (int p = 0; p < panels; p++) {
+        if (item + p / CHUNK_PANELS != ticket) continue;
+        if (p % CHUNK_PANELS == CHUNK_PANELS - 1 || p == panels - 1) ticket = claim(work);
         panel_tiles(format, group, w, panels, p, a, apack, k, rows, k, gate_tile, dq, xs, rows_scale);
         panel_tiles(format, group, up_w, panels, p, a, apack, k, rows, k, up_tile, dq, xs, rows_scale);
         const int c0 = p * PANEL;

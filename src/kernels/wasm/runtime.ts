@@ -40,10 +40,11 @@ export interface MoeWasmExports {
   pack_expert_quantized(words: number, scales: number, dst: number, format: number, k: number, n: number,
                         group: number, transposed: number, halves: number): void;
   moe_gemm(lhs: number, k: number, out: number, n: number, offsets: number, numExperts: number, weights: number,
-           bias: number, format: number, group: number, scratch: number, thread: number, threads: number): void;
+           bias: number, format: number, group: number, scratch: number, work: number, thread: number,
+           threads: number): void;
   moe_gemm_swiglu(lhs: number, k: number, out: number, intermediate: number, offsets: number, numExperts: number,
                   weights: number, bias: number, format: number, group: number, scale: number, scratch: number,
-                  thread: number, threads: number): void;
+                  work: number, thread: number, threads: number): void;
 }
 
 /** Entry points a pool thread can run: every one takes (..., thread, threads) last. */

@@ -28,10 +28,16 @@ export interface PackLayout {
 }
 
 /**
- * Where an expert's weights come from: float32 [E,K,N] (or [E,N,K]), or a packed format's int32 code words and
+ * An expert weight tensor's host arrays: float32 [E,K,N] (or [E,N,K]), or a packed format's int32 code words and
  * float32 scales (docs/formats.md section 2; each expert's words and scales are contiguous in both layouts).
  */
-export type ExpertSource = {weights: Float32Array} | {words: Int32Array, scales: Float32Array};
+export type ExpertArrays = {weights: Float32Array} | {words: Int32Array, scales: Float32Array};
+
+/**
+ * Where an expert's weights come from: read only when an expert has to be packed (a backend whose synchronous
+ * read copies, such as tfjs-backend-wasm's, would otherwise copy the whole tensor on every call).
+ */
+export type ExpertSource = () => ExpertArrays;
 
 interface Entry extends PackLayout {
   dataId: object;
@@ -66,7 +72,9 @@ function freeEntry(rt: WasmRuntime, e: Entry): void {
 /** Frees the entries whose tensors their backend has disposed (when the backend can tell). */
 function sweep(rt: WasmRuntime): void {
   entries = entries.filter(e => {
-    const data = (e.backend as {data?: {has?: (id: object) => boolean}}).data;
+    // The cpu backend's data storage; tfjs-backend-wasm's is dataIdMap.
+    const b = e.backend as {data?: {has?: (id: object) => boolean}, dataIdMap?: {has?: (id: object) => boolean}};
+    const data = b.data ?? b.dataIdMap;
     if (typeof data?.has !== 'function' || data.has(e.dataId)) return true;
     freeEntry(rt, e);
     return false;
@@ -102,7 +110,7 @@ function makeRoom(rt: WasmRuntime, bytes: number, now: number): boolean {
 }
 
 /** Copies expert x of `source` into wasm memory at `staging` and packs it at dst. */
-function packExpert(rt: WasmRuntime, source: ExpertSource, numExperts: number, layout: PackLayout, x: number,
+function packExpert(rt: WasmRuntime, source: ExpertArrays, numExperts: number, layout: PackLayout, x: number,
                     staging: number, dst: number): void {
   const transposed = layout.transposed ? 1 : 0, halves = layout.halves ? 1 : 0;
   if ('weights' in source) {
@@ -120,7 +128,7 @@ function packExpert(rt: WasmRuntime, source: ExpertSource, numExperts: number, l
 }
 
 /** Bytes of staging one expert of `source` needs. */
-function stagingBytes(source: ExpertSource, numExperts: number): number {
+function stagingBytes(source: ExpertArrays, numExperts: number): number {
   if ('weights' in source) return source.weights.length / numExperts * 4;
   return Math.ceil(source.words.length / numExperts / 16) * 64 + source.scales.length / numExperts * 4;
 }
@@ -142,7 +150,8 @@ export function packedExperts(rt: WasmRuntime, backend: unknown, dataId: object,
     entries.push(entry);
   }
   const result = new Uint32Array(numExperts);
-  const expertBytes = stagingBytes(source, numExperts);
+  let arrays: ExpertArrays | null = null;
+  let expertBytes = 0;
   let staging = 0;
   try {
     for (let x = 0; x < numExperts; x++) {
@@ -155,11 +164,13 @@ export function packedExperts(rt: WasmRuntime, backend: unknown, dataId: object,
         residentBytes += entry.bytesPerExpert;
         entry.offsets[x] = dst;
         if (staging === 0) {
+          arrays = source();
+          expertBytes = stagingBytes(arrays, numExperts);
           const s = rt.alloc(expertBytes);
           if (s == null) return null;
           staging = s;
         }
-        packExpert(rt, source, numExperts, layout, x, staging, dst);
+        packExpert(rt, arrays!, numExperts, layout, x, staging, dst);
       }
       result[x] = entry.offsets[x];
     }

@@ -1,6 +1,6 @@
 /** WGSL snippets of the grouped GEMM programs (batched_gemm_webgpu.ts): the tile schedule shared by both, and loads. */
 import {codesPerWord, ExpertWeightLayout, hasScales} from '../expert_weight_formats.js';
-import {wordDecoder} from './quantized_webgpu.js';
+import {wordDecoder, WordDecoderOptions} from './quantized_webgpu.js';
 
 /** The tile schedule (see the file comment). Defines findTile(tile) filling tileInfo = [expert, rowStart, rowEnd, mode]. */
 export function scheduleSnippet(numExperts: number, wgs: number, tm: number): string {
@@ -156,17 +156,47 @@ function groupTerms(l: ExpertWeightLayout, g: string): {scale: string | null, ze
   return {scale: d.groupScale?.(...args) ?? null, zero: d.groupZero?.(...args) ?? 'vec4<f32>(0.0)'};
 }
 
+/** Where a packed stream step reads its rows and adds its sums (the grouped GEMM's names by default). */
+export interface PackedStepNames {
+  /** The vec4 lhs array. */
+  lhs: string;
+  /** The lhs row of tile row i (a WGSL expression of i). */
+  lhsRow: (i: string) => string;
+  /** WGSL statement adding the vec4 sum v of tile row i. */
+  accumulate: (i: string, v: string) => string;
+}
+
+const GEMM_STEP_NAMES: PackedStepNames = {lhs: 'lhs', lhsRow: i => `rowStart + ${i}`,
+                                          accumulate: (i, v) => `acc[${i}] += ${v};`};
+
 /**
- * Stream program, packed [E,K,N] weights: lane s takes steps s, s + KS, ... of KB values of k, loading its
- * STREAM_WORD_ROWS vec4 words per step before any arithmetic. When a step lies in one scale group (groupSize a
- * multiple of KB, which holds for every int4 / mxfp4 group, and int8 per column with K % 16 == 0) the codes are
- * summed unscaled and the group's scale multiplies that sum once (s * sum(a * (c - z)), the same value as
- * sum(a * s * (c - z)) up to float32 rounding); otherwise every weight is decoded exactly as docs/formats.md 3.
- * k >= K reads zero words and zero lhs (the padding codes of int4 do not decode to 0).
+ * The constants of a packed stream step along a depth of `depth` (a WGSL expression): P, KB, GROUP, KW, G and
+ * steps = KB-steps along the depth.
  */
-export function packedStreamStep(l: ExpertWeightLayout): string {
+export function packedStepConsts(l: ExpertWeightLayout, depth = 'K'): string {
+  const P = codesPerWord(l.format);
+  return `
+          const P = ${P};
+          const KB = ${P * STREAM_WORD_ROWS};
+          const GROUP = ${Math.max(1, l.groupSize)};
+          let KW = (${depth} + P - 1) / P;
+          let G = (${depth} + GROUP - 1) / GROUP;
+          let steps = (${depth} + KB - 1) / KB;`;
+}
+
+/**
+ * One stream step `step` of packed [E,K,N] weights (packedStepConsts in scope; also expert, the vec4 column n of
+ * NV, wBase = expert * KW * NV + n, K4, TM and rows): its STREAM_WORD_ROWS vec4 words loaded before any arithmetic,
+ * then each row's sum. When a step lies in one scale group (groupSize a multiple of KB, which holds for every int4
+ * / mxfp4 group, and int8 per column with K % 16 == 0) the codes are summed unscaled and the group's scale
+ * multiplies that sum once (s * sum(a * (c - z)), the same value as sum(a * s * (c - z)) up to float32 rounding);
+ * otherwise every weight is decoded exactly as docs/formats.md 3. k >= K reads zero words and zero lhs (the
+ * padding codes of int4 do not decode to 0).
+ */
+export function packedStep(l: ExpertWeightLayout, names: PackedStepNames = GEMM_STEP_NAMES,
+                           decoder: WordDecoderOptions = {}): string {
   const P = codesPerWord(l.format), WR = STREAM_WORD_ROWS, KB = P * WR;
-  const d = wordDecoder(l);
+  const d = wordDecoder(l, decoder);
   const scaled = hasScales(l.format);
   const perStep = !scaled || l.groupSize % KB === 0;
   const words = Array.from({length: WR}, (_, r) => `
@@ -183,22 +213,9 @@ export function packedStreamStep(l: ExpertWeightLayout): string {
     });
     return `
                     p += mat4x4<f32>(${cols.join(`,
-                                     `)}) * select(vec4<f32>(0.0), lhs[ab + ${q}], a0 + ${q} < K4);`;
+                                     `)}) * select(vec4<f32>(0.0), ${names.lhs}[ab + ${q}], a0 + ${q} < K4);`;
   }).join('');
   return `
-        if (mode == MODE_EXPERT) {
-          const P = ${P};
-          const KB = ${KB};
-          const GROUP = ${Math.max(1, l.groupSize)};
-          let KW = (K + P - 1) / P;
-          let G = (K + GROUP - 1) / GROUP;
-          let steps = (K + KB - 1) / KB;
-          let wBase = expert * KW * NV + nv;
-          let n = nv;
-          for (var sb = 0; sb < steps; sb += KS * U) {
-            for (var u = 0; u < U; u++) {
-              let step = sb + u * KS + s;
-              if (step < steps && colOk) {
                 let kw0 = step * ${WR};
                 let k0 = step * KB;
                 let a0 = step * (KB / 4);${words}
@@ -206,11 +223,25 @@ export function packedStreamStep(l: ExpertWeightLayout): string {
                 ${perStep ? `let z = ${step.zero};` : ''}
                 for (var i = 0; i < TM; i++) {
                   if (i < rows) {
-                    let ab = (rowStart + i) * K4 + a0;
+                    let ab = (${names.lhsRow('i')}) * K4 + a0;
                     var p = vec4<f32>(0.0);${quads}
-                    acc[i] += p${perStep && scaled ? ' * sc' : ''};
+                    ${names.accumulate('i', `p${perStep && scaled ? ' * sc' : ''}`)}
                   }
-                }
+                }`;
+}
+
+/**
+ * Stream program, packed [E,K,N] weights: lane s takes steps s, s + KS, ... of KB values of k (packedStep).
+ */
+export function packedStreamStep(l: ExpertWeightLayout): string {
+  return `
+        if (mode == MODE_EXPERT) {${packedStepConsts(l)}
+          let wBase = expert * KW * NV + nv;
+          let n = nv;
+          for (var sb = 0; sb < steps; sb += KS * U) {
+            for (var u = 0; u < U; u++) {
+              let step = sb + u * KS + s;
+              if (step < steps && colOk) {${packedStep(l)}
               }
             }
           }

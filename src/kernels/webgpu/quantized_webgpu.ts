@@ -152,8 +152,19 @@ export interface WordDecoder {
   groupZero: ((expert: string, g: string, groups: string, nv: string, numVec: string) => string) | null;
 }
 
-export function wordDecoder(l: ExpertWeightLayout): WordDecoder {
+/** How the word decoders turn integer codes into floats. */
+export interface WordDecoderOptions {
+  /**
+   * int8 / int4 codes without an int -> float conversion instruction (a slow one on some GPUs): the code u as the
+   * low mantissa bits of 2^23 (bits 0x4b000000 | u, the float 2^23 + u exactly), minus 2^23 and the offset: the same
+   * exact small integer as the conversion gives (absent: false, the conversion).
+   */
+  exponentBits?: boolean;
+}
+
+export function wordDecoder(l: ExpertWeightLayout, options: WordDecoderOptions = {}): WordDecoder {
   const perWord = codesPerWord(l.format);
+  const bits = options.exponentBits === true;
   const u = (v: number) => `vec4<u32>(${v}u)`;
   const index = (expert: string, g: string, groups: string, nv: string, numVec: string) =>
       `(${expert} * ${groups} + ${g}) * ${numVec} + ${nv}`;
@@ -166,12 +177,17 @@ export function wordDecoder(l: ExpertWeightLayout): WordDecoder {
       return {perWord, snippet: '', groupScale: null, groupZero: null,
               codeRow: (c, j) => `bitcast<vec4<f32>>(${j === 0 ? `${c} << ${u(16)}` : `${c} & ${u(0xffff0000)}`})`};
     case 'int8':
+      // exponentBits: the byte XOR 0x80 is q + 128 in [0, 255]; 2^23 + q + 128 minus 2^23 + 128 is q.
       return {perWord, snippet: '', groupScale: floatScale, groupZero: null,
-              codeRow: (c, j) => `vec4<f32>(bitcast<vec4<i32>>(${c} << ${u(24 - 8 * j)}) >> ${u(24)})`};
+              codeRow: bits ? (c, j) => `(bitcast<vec4<f32>>(((${c} >> ${u(8 * j)}) & ${u(0xff)}) ^ ${u(0x4b000080)}) - ` +
+                                       'vec4<f32>(8388736.0))' :
+                  (c, j) => `vec4<f32>(bitcast<vec4<i32>>(${c} << ${u(24 - 8 * j)}) >> ${u(24)})`};
     case 'int4':
       return {perWord, snippet: '', groupScale: floatScale,
               groupZero: l.zeroPoint ? (...a) => `zeros[${index(...a)}]` : () => 'vec4<f32>(8.0)',
-              codeRow: (c, j, z) => `(vec4<f32>((${c} >> ${u(4 * j)}) & ${u(15)}) - ${z})`};
+              codeRow: bits ? (c, j, z) => `(bitcast<vec4<f32>>(((${c} >> ${u(4 * j)}) & ${u(15)}) | ${u(0x4b000000)}) - ` +
+                                          `(vec4<f32>(8388608.0) + ${z}))` :
+                  (c, j, z) => `(vec4<f32>((${c} >> ${u(4 * j)}) & ${u(15)}) - ${z})`};
     case 'mxfp4':
       return {perWord, snippet: MXFP4_SNIPPET, groupZero: null,
               groupScale: (...a) => `e8m0Bytes(bitcast<u32>(scales[${index(...a)}]))`,

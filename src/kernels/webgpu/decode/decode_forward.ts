@@ -13,6 +13,8 @@
  *   same shapes and launch shapes (decode_tuning.ts). Everything baked into a shader is in its key; no uniforms.
  * - Intermediate buffers are reused across calls: the queue runs a layer's forwards in order, and WebGPU orders
  *   the dispatches of a pass that touch the same storage buffer.
+ * - Packed expert weights (docs/formats.md) are read as they are stored: the up/down programs decode the codes in
+ *   their loads (decode_programs.ts), no dequantized copy exists.
  * - The path runs where it is correct and measured to be faster: webgpu active, our kernels not bypassed, no
  *   gradient tape, T <= the decode limit (setWebGPUDecodeMaxTokens), and the options and shapes listed in
  *   decodeUnsupportedReason; anything else returns null and the caller runs the op chain.
@@ -21,7 +23,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import type {DataId, Tensor, Tensor2D, TensorInfo} from '@tensorflow/tfjs-core';
 
 import {registerKernelPathLayerForward} from '../../../executor/layer_executor.js';
-import {isQuantizedExpertWeights} from '../../../executor/expert_weights.js';
+import {bitsPerCode, ExpertWeightLayout, isQuantizedExpertWeights, QuantizedExpertWeights} from
+    '../../../executor/expert_weights.js';
 import type {FusedMoEOptions, FusedMoEWeights} from '../../../executor/layer_schema.js';
 import {maxStorageBindingBytes} from '../expert_ranges.js';
 import {MOE_WEBGPU_DECODE_MAX_TOKENS, MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES} from '../flags_webgpu.js';
@@ -103,12 +106,31 @@ export function setWebGPUDecodeTiles(tiles: DecodeTilesOverride | null): void {
     if (r != null && !(Number.isInteger(r) && r >= 1 && r <= DECODE_TOKEN_CAP)) {
       throw new Error(`setWebGPUDecodeTiles: upRows must be an integer in [1, ${DECODE_TOKEN_CAP}], got ${r}`);
     }
+    if (tiles.routeLoads != null && tiles.routeLoads !== 'loop' && tiles.routeLoads !== 'spread') {
+      throw new Error(`setWebGPUDecodeTiles: routeLoads must be 'loop' or 'spread', got ${JSON.stringify(tiles.routeLoads)}`);
+    }
+    const ru = tiles.routerUnroll;
+    if (ru != null && !(Number.isInteger(ru) && ru >= 1 && ru <= 16)) {
+      throw new Error(`setWebGPUDecodeTiles: routerUnroll must be an integer in [1, 16], got ${ru}`);
+    }
+    const rt = tiles.routeThreads;
+    if (rt != null && !(Number.isInteger(Math.log2(rt)) && rt >= 1 && rt <= 256)) {
+      throw new Error(`setWebGPUDecodeTiles: routeThreads must be a power of two in [1, 256], got ${rt}`);
+    }
     const lanes = tiles.routeLanes;
     if (lanes != null && !(Number.isInteger(Math.log2(lanes)) && lanes >= 1 && lanes <= 256)) {
       throw new Error(`setWebGPUDecodeTiles: routeLanes must be a power of two in [1, 256], got ${lanes}`);
     }
-    if (tiles.fold != null && typeof tiles.fold !== 'boolean') {
-      throw new Error(`setWebGPUDecodeTiles: fold must be a boolean, got ${JSON.stringify(tiles.fold)}`);
+    for (const key of ['fold', 'downFlat', 'exponentBits'] as const) {
+      if (tiles[key] != null && typeof tiles[key] !== 'boolean') {
+        throw new Error(`setWebGPUDecodeTiles: ${key} must be a boolean, got ${JSON.stringify(tiles[key])}`);
+      }
+    }
+    for (const key of ['downUnroll', 'upUnroll'] as const) {
+      const u = tiles[key];
+      if (u != null && !(u === 1 || u === 2 || u === 4)) {
+        throw new Error(`setWebGPUDecodeTiles: ${key} must be 1, 2 or 4, got ${u}`);
+      }
     }
     if (tiles.routeTopk != null && tiles.routeTopk !== 'rounds' && tiles.routeTopk !== 'rank') {
       throw new Error(`setWebGPUDecodeTiles: routeTopk must be 'rounds' or 'rank', got ${JSON.stringify(tiles.routeTopk)}`);
@@ -125,15 +147,20 @@ export function setWebGPUDecodeTiles(tiles: DecodeTilesOverride | null): void {
 }
 
 /** The launch shapes of a call: the benchmark's override, else the tuned table (decode_tuning.ts). */
-export function chooseDecodeTiles(s: Pick<DecodeShape, 'T' | 'H' | 'I' | 'E' | 'K'>): DecodeTiles {
-  const tuned = tunedDecodeTiles(s);
+export function chooseDecodeTiles(s: Pick<DecodeShape, 'T' | 'H' | 'I' | 'E' | 'K'> &
+                                  Partial<Pick<DecodeShape, 'upPacked'>>): DecodeTiles {
+  const bits = s.upPacked == null ? 32 : bitsPerCode(s.upPacked.format);
+  const tuned = tunedDecodeTiles({T: s.T, H: s.H, I: s.I, E: s.E, K: s.K, bits});
   return tilesOverride == null ? tuned : {...tuned, ...tilesOverride};
 }
 
 function sameTiles(a: DecodeTiles, b: DecodeTiles): boolean {
   return a.upNv === b.upNv && a.upKs === b.upKs && a.downNv === b.downNv && a.downKs === b.downKs &&
       a.upRows === b.upRows && a.routerPartials === b.routerPartials && a.routeLanes === b.routeLanes &&
-      a.routeTopk === b.routeTopk && !!a.fold === !!b.fold;
+      a.routeTopk === b.routeTopk && !!a.fold === !!b.fold && !!a.downFlat === !!b.downFlat &&
+      (a.downUnroll ?? 1) === (b.downUnroll ?? 1) && (a.upUnroll ?? 1) === (b.upUnroll ?? 1) &&
+      (a.routeThreads ?? 256) === (b.routeThreads ?? 256) && !!a.exponentBits === !!b.exponentBits &&
+      (a.routeLoads ?? 'loop') === (b.routeLoads ?? 'loop') && (a.routerUnroll ?? 1) === (b.routerUnroll ?? 1);
 }
 
 /**
@@ -152,8 +179,9 @@ export function decodeUnsupportedReason(x: Tensor2D, w: FusedMoEWeights, o: Fuse
   const maxTokens = webgpuDecodeMaxTokens();
   if (T < 1 || T > maxTokens) return `T = ${T} outside [1, ${maxTokens}]`;
   if (o.latentSize != null) return 'latent projections (the op chain runs them)';
-  if (isQuantizedExpertWeights(w.up_gate_proj_weight) || isQuantizedExpertWeights(w.down_proj_weight)) {
-    return 'packed expert weights (the op chain runs them)';
+  for (const name of ['up_gate_proj_weight', 'down_proj_weight'] as const) {
+    const v = w[name];
+    if (isQuantizedExpertWeights(v) && v.transposed) return `${name} in the [E,N,K] layout (the op chain runs it)`;
   }
   // The routing options of docs/semantics.md section 11 run on the op chain (the decode route program has none).
   if (o.topkMethod === 'group_limited_greedy') return 'group_limited_greedy routing (the op chain runs it)';
@@ -170,23 +198,36 @@ export function decodeUnsupportedReason(x: Tensor2D, w: FusedMoEWeights, o: Fuse
   if (T * o.topK >= 65536) return 'too many rows';
   const device = (tf.backend() as unknown as WebGPUBackendInternals).device;
   const limit = maxStorageBindingBytes();
-  for (const name of ['up_gate_proj_weight', 'down_proj_weight', 'shared_up_gate_proj_weight'] as const) {
-    const t = w[name] as Tensor | undefined;
-    if (t != null && t.size * 4 > limit) return `${name} exceeds one storage binding`;
+  for (const [name, part] of WEIGHT_PARTS) {
+    const t = weightPart(w, name, part) as Tensor | undefined;
+    if (t != null && t.size * 4 > limit) return `${name}${part === 'tensor' || part === 'values' ? '' : ` ${part}`} exceeds one storage binding`;
   }
-  const shape = decodeShape(T, H, o);
+  const shape = decodeShape(T, H, o, w);
   const storage = device.limits.maxComputeWorkgroupStorageSize;
   if (routeSharedBytes(shape) > storage || gemmSharedBytes(shape, chooseDecodeTiles(shape)) > storage) {
     return 'more workgroup storage than the device has';
   }
+  // group(1) (x, output) counts for every program.
+  const bindings = Math.max(upGateBindings(shape).length, downBindings(shape).length) + 2;
+  const maxBindings = device.limits.maxStorageBuffersPerShaderStage;
+  if (bindings > maxBindings) return `${bindings} storage bindings in one program (the device allows ${maxBindings})`;
   return null;
 }
 
-function decodeShape(T: number, H: number, o: FusedMoEOptions): DecodeShape {
+/** The packed layout of a routed weight ([E,K,N]), or null for float32 weights. */
+function packedLayout(v: FusedMoEWeights['up_gate_proj_weight']): ExpertWeightLayout | null {
+  if (!isQuantizedExpertWeights(v) || v.format === 'float32') return null;
+  const [numExperts, depth, width] = v.shape;
+  return {format: v.format, numExperts, depth, width, transposed: false, groupSize: v.groupSize,
+    zeroPoint: v.zeroPoint};
+}
+
+function decodeShape(T: number, H: number, o: FusedMoEOptions, w: FusedMoEWeights): DecodeShape {
   return {T, H, E: o.numExperts, K: o.topK, I: o.moeIntermediateSize, S: o.sharedExpertIntermediateSize,
     sharedGate: o.sharedExpertGate, method: o.topkMethod === 'noaux_tc' ? 'grouped' : 'softmax',
     hasCorrectionBias: o.useCorrectionBias, renormalize: o.renormalize, nGroup: o.nGroup, topkGroup: o.topkGroup,
-    routedScalingFactor: o.routedScalingFactor, withBias: o.withBias, probInAdvance: o.probInAdvance};
+    routedScalingFactor: o.routedScalingFactor, withBias: o.withBias, probInAdvance: o.probInAdvance,
+    upPacked: packedLayout(w.up_gate_proj_weight), downPacked: packedLayout(w.down_proj_weight)};
 }
 
 type BindingKind = 'read' | 'rw';
@@ -259,9 +300,24 @@ interface Plan {
   callGroups: WeakMap<GPUBufferLike, WeakMap<GPUBufferLike, GPUBindGroupLike>>;
 }
 
-const WEIGHT_ORDER = ['gate_weight', 'gate_correction_bias', 'up_gate_proj_weight', 'up_gate_proj_bias',
-  'down_proj_weight', 'down_proj_bias', 'shared_up_gate_proj_weight', 'shared_down_proj_weight',
-  'shared_expert_gate_weight'] as const;
+type WeightName = 'gate_weight' | 'gate_correction_bias' | 'up_gate_proj_weight' | 'up_gate_proj_bias' |
+    'down_proj_weight' | 'down_proj_bias' | 'shared_up_gate_proj_weight' | 'shared_down_proj_weight' |
+    'shared_expert_gate_weight';
+/** A weight's tensor, or a part of the routed weights (values: the float tensor, or the packed codes). */
+type WeightPart = 'tensor' | keyof Pick<QuantizedExpertWeights, 'values' | 'scales' | 'zeroPoints'>;
+const WEIGHT_PARTS: ReadonlyArray<readonly [WeightName, WeightPart]> = [['gate_weight', 'tensor'],
+  ['gate_correction_bias', 'tensor'], ['up_gate_proj_weight', 'values'], ['up_gate_proj_weight', 'scales'],
+  ['up_gate_proj_weight', 'zeroPoints'], ['up_gate_proj_bias', 'tensor'], ['down_proj_weight', 'values'],
+  ['down_proj_weight', 'scales'], ['down_proj_weight', 'zeroPoints'], ['down_proj_bias', 'tensor'],
+  ['shared_up_gate_proj_weight', 'tensor'], ['shared_down_proj_weight', 'tensor'],
+  ['shared_expert_gate_weight', 'tensor']];
+
+function weightPart(w: FusedMoEWeights, name: WeightName, part: WeightPart): TensorInfo | undefined {
+  const v = w[name] as unknown;
+  if (v == null) return undefined;
+  if (isQuantizedExpertWeights(v)) return part === 'tensor' ? undefined : v[part];
+  return part === 'tensor' || part === 'values' ? v as TensorInfo : undefined;
+}
 
 const plansByOwner = new WeakMap<object, Map<number, Plan>>();
 let livePlans = 0;
@@ -305,10 +361,15 @@ function buildPlan(backend: WebGPUBackendInternals, s: DecodeShape, o: FusedMoEO
   const make = (elements: number) =>
       device.createBuffer({size: Math.max(16, elements * 4), usage: STORAGE | COPY_SRC | COPY_DST});
   const work = make(l.workSize), route = make(l.routeSize), act = make(l.actSize * 4);
-  const wb = (name: typeof WEIGHT_ORDER[number]) => buffers[WEIGHT_ORDER.indexOf(name)];
+  const wb = (name: WeightName, part: WeightPart = 'tensor') =>
+    buffers[WEIGHT_PARTS.findIndex(([n, p]) => n === name && p === part)];
   const named: Record<string, GPUBufferLike> = {work, route, act, gate: wb('gate_weight'),
-    cbias: wb('gate_correction_bias'), upGate: wb('up_gate_proj_weight'), upBias: wb('up_gate_proj_bias'),
-    down: wb('down_proj_weight'), downBias: wb('down_proj_bias'), sharedUpGate: wb('shared_up_gate_proj_weight'),
+    cbias: wb('gate_correction_bias'), upGate: wb('up_gate_proj_weight', 'values'),
+    upPacked: wb('up_gate_proj_weight', 'values'), upScales: wb('up_gate_proj_weight', 'scales'),
+    upZeros: wb('up_gate_proj_weight', 'zeroPoints'), upBias: wb('up_gate_proj_bias'),
+    down: wb('down_proj_weight', 'values'), downPacked: wb('down_proj_weight', 'values'),
+    downScales: wb('down_proj_weight', 'scales'), downZeros: wb('down_proj_weight', 'zeroPoints'),
+    downBias: wb('down_proj_bias'), sharedUpGate: wb('shared_up_gate_proj_weight'),
     sharedDown: wb('shared_down_proj_weight'), sgate: wb('shared_expert_gate_weight')};
   const rw = new Set(['work', 'route', 'act']);
   const key = `${JSON.stringify(s)}|${JSON.stringify(tiles)}`;
@@ -345,20 +406,23 @@ interface Timing {
   capacity: number;
   /** One pass (and one timing) per forward holding all its programs, instead of one per program. */
   wholeForward: boolean;
+  /** Programs not dispatched (a benchmark's marginal costs; the next ones read the buffers of an earlier forward). */
+  skip: readonly string[];
 }
 let timing: Timing | null = null;
 
 /**
  * Runs fn with every decode program timed (timestamp queries; needs the 'timestamp-query' feature on the device)
  * and resolves to [program name, ms] in dispatch order; with wholeForward, each forward's programs share one timed
- * pass (named 'forward'). For benchmarks; the forwards inside fn run as usual.
+ * pass (named 'forward'). For benchmarks; the forwards inside fn run as usual, except that the programs named in
+ * `skip` are left out (what the others cost without them; their results then come from an earlier forward's buffers).
  */
-export async function timeDecodePrograms(fn: () => void, capacity = 64, wholeForward = false):
-    Promise<Array<[string, number]>> {
+export async function timeDecodePrograms(fn: () => void, capacity = 64, wholeForward = false,
+                                         skip: readonly string[] = []): Promise<Array<[string, number]>> {
   const backend = tf.backend() as unknown as WebGPUBackendInternals;
   const device = backend.device;
   timing = {querySet: device.createQuerySet({type: 'timestamp', count: 2 * capacity}), names: [], capacity,
-    wholeForward};
+    wholeForward, skip};
   const t = timing;
   try {
     fn();
@@ -398,8 +462,9 @@ function planServes(plan: Plan | undefined, H: number, w: FusedMoEWeights, o: Fu
       plan.bindingLimit !== maxStorageBindingBytes()) {
     return false;
   }
-  for (let i = 0; i < WEIGHT_ORDER.length; i++) {
-    if (((w[WEIGHT_ORDER[i]] as TensorInfo | undefined)?.dataId ?? null) !== plan.weightIds[i]) return false;
+  for (let i = 0; i < WEIGHT_PARTS.length; i++) {
+    const [name, part] = WEIGHT_PARTS[i];
+    if ((weightPart(w, name, part)?.dataId ?? null) !== plan.weightIds[i]) return false;
   }
   return true;
 }
@@ -413,13 +478,13 @@ function planFor(backend: WebGPUBackendInternals, x: Tensor2D, w: FusedMoEWeight
   // The checks ran when the plan was built, for these very options and weights; only the T limit can change.
   if (planServes(cached, H, w, o, backend.device)) return T <= webgpuDecodeMaxTokens() ? cached : null;
   if (decodeUnsupportedReason(x, w, o) != null) return null;
-  const weights = WEIGHT_ORDER.map(name => w[name] as TensorInfo | undefined);
+  const weights = WEIGHT_PARTS.map(([name, part]) => weightPart(w, name, part));
   const buffers = weights.map(t => t == null ? null : bufferOf(backend, t));
   if (cached != null) {
     destroyPlan(cached);
     plans!.delete(T);
   }
-  const plan = buildPlan(backend, decodeShape(T, H, o), o, buffers, weights.map(t => t?.dataId ?? null));
+  const plan = buildPlan(backend, decodeShape(T, H, o, w), o, buffers, weights.map(t => t?.dataId ?? null));
   if (plans == null) plansByOwner.set(owner, plans = new Map());
   plans.set(T, plan);
   return plan;
@@ -464,6 +529,7 @@ export function webgpuDecodeForward(x: Tensor2D, w: FusedMoEWeights, o: FusedMoE
   };
   const whole = timed != null && timed.wholeForward && timed.names.length < timed.capacity ? timedPass('forward') : null;
   for (const p of plan.programs) {
+    if (timed != null && timed.skip.includes(p.name)) continue;
     let pass: PassLike;
     if (whole != null) {
       pass = whole;

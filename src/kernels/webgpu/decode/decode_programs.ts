@@ -17,10 +17,17 @@
  * Folded (tiles.fold, the table's choice where measured faster): no program 2; every upGate workgroup runs its
  * code into workgroup memory and workgroup 0 writes the route buffer and slot weights for program 4.
  *
+ * Packed expert weights (docs/formats.md, [E,K,N] layout): programs 3 and 4 decode the codes in their stream loops
+ * with the grouped GEMM's packed step (batched_gemm_snippets.ts packedStep, wordDecoder of quantized_webgpu.ts: one
+ * source for every format), the layout in the shape (and so in the pipeline key).
+ *
  * Buffers (decode_forward.ts allocates them per layer and T): `work` f32 (partial logits, slot weights, partial
  * shared-gate logits), `route` i32 (layout in RouteLayout), `act` vec4 (expert activations [T*k, I] in row order,
  * then the shared expert's [T, S]). group(1) is per call: binding 0 = x, binding 1 = the output tensor's buffer.
  */
+import {codesPerWord, ExpertWeightLayout, hasScales} from '../../expert_weight_formats.js';
+import {packedStep, PackedStepNames, packedStepConsts, STREAM_WORD_ROWS} from '../batched_gemm_snippets.js';
+import {wordDecoder} from '../quantized_webgpu.js';
 import {RANKING_SNIPPET} from '../webgpu_util.js';
 
 export interface DecodeShape {
@@ -41,6 +48,9 @@ export interface DecodeShape {
   routedScalingFactor: number;
   withBias: boolean;
   probInAdvance: boolean;
+  /** The routed experts' packed layouts ([E,K,N]; null: float32 weights). */
+  upPacked: ExpertWeightLayout | null;
+  downPacked: ExpertWeightLayout | null;
 }
 
 /** Tunable launch shapes (data: the bench picks them). */
@@ -65,6 +75,33 @@ export interface DecodeTiles {
    * small at small T; it removes a dispatch that waits on the one before.
    */
   fold?: boolean;
+  /**
+   * downCombine: the k-lanes take (contributor, k-step) items of all K contributors in turn (every lane the same
+   * count) instead of every contributor's k-steps s, s + KS, ... (absent: false; packed weights always take items).
+   * Float32 on the H200 (BENCHMARKS.md session 3 batch E): slower in the forward at T = 1 (0.038 vs 0.031 ms).
+   */
+  downFlat?: boolean;
+  /** downCombine with items: items per lane whose loads are issued before their FMAs (absent: 1). */
+  downUnroll?: number;
+  /** upGate, float weights: k-steps per lane whose loads are issued before their FMAs (absent: 1; batch E: a tie). */
+  upUnroll?: number;
+  /**
+   * route: threads of its one workgroup (a power of two, at least T; absent: 256). Fewer threads, cheaper
+   * barriers; the folded variant routes with all 256 of upGate's.
+   */
+  routeThreads?: number;
+  /** Packed int8 / int4 codes to floats by exponent bits, no conversion instruction (WordDecoderOptions; batch F: a
+   * tie for int4, slower for int8 at T = 16). */
+  exponentBits?: boolean;
+  /**
+   * route (and folded routing): the router's partial logits summed by all threads, each loading its share of one
+   * logit's splits with every load issued before the first add, then added across threads in workgroup memory
+   * ('spread', where T * E <= the threads), or each thread looping over the splits ('loop'; absent: 'loop'). A loop
+   * of dependent loads pays a memory latency per split (H200 batch E: the route's time grows ~0.33 us per split).
+   */
+  routeLoads?: 'loop' | 'spread';
+  /** routerLogits: row steps per lane whose loads are issued before their FMAs (absent: 1, a loop). */
+  routerUnroll?: number;
 }
 
 export const DECODE_THREADS = 256;
@@ -110,7 +147,7 @@ export function decodeLayout(s: DecodeShape, t: DecodeTiles): DecodeLayout {
 /** Shared memory the route program needs (bytes), to compare with the device's limit. */
 export function routeSharedBytes(s: DecodeShape): number {
   const groups = s.method === 'grouped' ? s.T * s.nGroup * 2 : 0;
-  return 4 * (2 * s.T * s.E + 2 * s.T * s.K + s.E * 2 + 3 * DECODE_THREADS + 3 * s.T + groups + s.T);
+  return 4 * (2 * s.T * s.E + 2 * s.T * s.K + s.E * 2 + 4 * DECODE_THREADS + 3 * s.T + groups + s.T);
 }
 
 /** Rows the upGate program reduces per pass through shared memory (16 B per thread and row). */
@@ -120,7 +157,51 @@ function upReduceRows(s: DecodeShape, t: DecodeTiles): number {
 
 /** Shared memory of the largest of the other three programs (bytes). */
 export function gemmSharedBytes(s: DecodeShape, t: DecodeTiles): number {
-  return Math.max(upReduceRows(s, t) * DECODE_THREADS * 16 + 16, DECODE_THREADS * 16);
+  return Math.max(upReduceRows(s, t) * DECODE_THREADS * 16 + 16, DECODE_THREADS * 16 + 12 * s.K);
+}
+
+/** The binding names of a routed weight: the float tensor, or the packed codes, scales and zero points. */
+function weightBindings(packed: ExpertWeightLayout | null, float: string, prefix: string): string[] {
+  if (packed == null) return [float];
+  return [`${prefix}Packed`, ...(hasScales(packed.format) ? [`${prefix}Scales`] : []),
+          ...(packed.zeroPoint ? [`${prefix}Zeros`] : [])];
+}
+
+/**
+ * WGSL declarations of a routed weight's bindings: the float tensor as vec4, or the names the word decoders read
+ * (packed, scales, zeros: vec4 of four columns; mxfp4 scales one word of four E8M0 bytes per vec4 column) and
+ * the decoder's helper functions.
+ */
+function weightDecls(packed: ExpertWeightLayout | null, float: string, prefix: string, b: (n: string) => number):
+    string {
+  if (packed == null) return `@group(0) @binding(${b(float)}) var<storage, read> ${float} : array<vec4<f32>>;`;
+  const scales = packed.format === 'mxfp4' ? 'array<u32>' : 'array<vec4<f32>>';
+  return `@group(0) @binding(${b(`${prefix}Packed`)}) var<storage, read> packed : array<vec4<u32>>;
+  ${hasScales(packed.format) ? `@group(0) @binding(${b(`${prefix}Scales`)}) var<storage, read> scales : ${scales};` : ''}
+  ${packed.zeroPoint ? `@group(0) @binding(${b(`${prefix}Zeros`)}) var<storage, read> zeros : array<vec4<f32>>;` : ''}
+  ${wordDecoder(packed).snippet}`;
+}
+
+/** KB-steps of packed codes along a depth (STREAM_WORD_ROWS words of a column per step). */
+function packedSteps(packed: ExpertWeightLayout, depth: number): number {
+  return Math.ceil(depth / (codesPerWord(packed.format) * STREAM_WORD_ROWS));
+}
+
+/**
+ * A packed stream over one expert's [K,N] codes: lane s takes steps s, s + KS, ... (packedStep; in scope: expert,
+ * s, KS, TM, rows). `depth` K, `width4` N / 4 and `col` the vec4 column are WGSL expressions.
+ */
+function packedStream(packed: ExpertWeightLayout, depth: string, width4: string, col: string,
+                      names: PackedStepNames, t: DecodeTiles): string {
+  return `
+        {${packedStepConsts(packed, depth)}
+          let NV = ${width4};
+          let K4 = (${depth}) / 4;
+          let n = ${col};
+          let wBase = expert * KW * NV + n;
+          for (var step = s; step < steps; step += KS) {${packedStep(packed, names, {exponentBits: t.exponentBits})}
+          }
+        }`;
 }
 
 export function upGateDispatch(s: DecodeShape, t: DecodeTiles): number {
@@ -169,6 +250,7 @@ function layoutConsts(s: DecodeShape, t: DecodeTiles): string {
 /** Program 1: partial router (and shared-gate) logits. Binding order: gate, work, [sharedGate]. */
 export function routerLogitsCode(s: DecodeShape, t: DecodeTiles): string {
   const {hs, hsGate} = routerSplits(s, t);
+  const ru = Math.max(1, Math.floor(t.routerUnroll ?? 1));
   return `${PRELUDE}${layoutConsts(s, t)}
   @group(0) @binding(0) var<storage, read> gate : array<f32>;
   @group(0) @binding(1) var<storage, read_write> work : array<f32>;
@@ -204,12 +286,23 @@ export function routerLogitsCode(s: DecodeShape, t: DecodeTiles): string {
     let h0 = split * rows;
     let h1 = min(H, h0 + rows);
     var acc : array<f32, T>;
-    if (c < n) {
+    if (c < n) {${ru > 1 ? `
+      // RU row steps' loads (router and x) before their FMAs; a step past h1 loads row H - 1 and adds nothing.
+      for (var hb = h0 + hl; hb < h1; hb += 8 * ${ru}) {${Array.from({length: ru}, (_, u) => `
+        let hu${u} = hb + ${8 * u};
+        let hc${u} = min(hu${u}, H - 1);
+        var wv${u} = 0.0;
+        if (isGate) { wv${u} = gate[hc${u} * E + c]; } ${s.sharedGate ? `else { wv${u} = sgate[hc${u}]; }` : ''}`).join('')}
+        for (var t = 0; t < T; t++) {${Array.from({length: ru}, (_, u) => `
+          let p${u} = x[t * H + hc${u}] * wv${u};`).join('')}
+          acc[t] += ${Array.from({length: ru}, (_, u) => `select(0.0, p${u}, hu${u} < h1)`).join(' + ')};
+        }
+      }` : `
       for (var h = h0 + hl; h < h1; h += 8) {
         var wv = 0.0;
         if (isGate) { wv = gate[h * E + c]; } ${s.sharedGate ? 'else { wv = sgate[h]; }' : ''}
         for (var t = 0; t < T; t++) { acc[t] += x[t * H + h] * wv; }
-      }
+      }`}
     }
     for (var t = 0; t < T; t++) {
       red[lid] = acc[t];
@@ -227,7 +320,8 @@ export function routerLogitsCode(s: DecodeShape, t: DecodeTiles): string {
 
 /** Program 2: routing and the counting sort, one workgroup. Binding order: work, route, [correctionBias]. */
 export function routeCode(s: DecodeShape, t: DecodeTiles): string {
-  const r = routeParts(s, t, 'route', f => `work[W_SLOTW + ${f}]`);
+  const nt = Math.max(t.routeThreads ?? DECODE_THREADS, 1 << Math.ceil(Math.log2(s.T)));
+  const r = routeParts(s, t, 'route', f => `work[W_SLOTW + ${f}]`, nt);
   return `${PRELUDE}${layoutConsts(s, t)}
   @group(0) @binding(0) var<storage, read_write> work : array<f32>;
   @group(0) @binding(1) var<storage, read_write> route : array<i32>;
@@ -236,7 +330,7 @@ export function routeCode(s: DecodeShape, t: DecodeTiles): string {
   const K = ${s.K};
   ${r.decls}
 
-  @compute @workgroup_size(256)
+  @compute @workgroup_size(${nt})
   fn main(@builtin(local_invocation_index) li : u32) {
     let lid = i32(li);
     ${r.body}
@@ -248,15 +342,18 @@ export function routeCode(s: DecodeShape, t: DecodeTiles): string {
  * layout into the array `routeOut` and slot f's weight into `slotWeight(f)` (the route program: the buffers; the
  * folded upGate program: workgroup arrays).
  */
-function routeParts(s: DecodeShape, t: DecodeTiles, routeOut: string, slotWeight: (f: string) => string):
-    {decls: string, body: string} {
+function routeParts(s: DecodeShape, t: DecodeTiles, routeOut: string, slotWeight: (f: string) => string,
+                    nt = DECODE_THREADS): {decls: string, body: string} {
   const {hs} = routerSplits(s, t);
   const grouped = s.method === 'grouped';
   const G = s.nGroup, GK = s.topkGroup, GSIZE = Math.floor(s.E / s.nGroup);
   const bias = (e: string) => s.hasCorrectionBias ? `cbias[${e}]` : '0.0';
-  const chunk = Math.ceil(s.E / 256);
+  const chunk = Math.ceil(s.E / nt);
+  // Spread partial loads: r threads per logit, q loads each (written out; a loop where they would not fit).
+  const r = Math.min(hs, Math.floor(nt / (s.T * s.E)));
+  const spread = t.routeLoads === 'spread' && r >= 1 && Math.ceil(hs / r) <= 64 ? {r, q: Math.ceil(hs / r)} : null;
   // Threads per token: a power of two, every token at once.
-  const tpt = Math.min(1 << Math.floor(Math.log2(256 / s.T)), t.routeLanes);
+  const tpt = Math.min(1 << Math.floor(Math.log2(nt / s.T)), t.routeLanes);
   const weight = grouped ?
       `${s.renormalize ? 'p / (total + 1e-20)' : 'p'} * ${f32Const(s.routedScalingFactor)}` :
       (s.renormalize ? 'p / max(total, 1e-12)' : 'p');
@@ -267,8 +364,8 @@ function routeParts(s: DecodeShape, t: DecodeTiles, routeOut: string, slotWeight
   const GK = ${GK};
   const GSIZE = ${GSIZE};
   const CHUNK = ${chunk};
-  const NT = 256;
-  const CH = ${Math.ceil(s.T * s.E / 256)};
+  const NT = ${nt};
+  const CH = ${Math.ceil(s.T * s.E / nt)};
   const TPT = ${tpt};
   const VPL = ${Math.ceil(s.E / tpt)};
   ${RANKING_SNIPPET}
@@ -307,6 +404,7 @@ function routeParts(s: DecodeShape, t: DecodeTiles, routeOut: string, slotWeight
   var<workgroup> rowMax : array<f32, T>;
   var<workgroup> rowSum : array<f32, T>;
   var<workgroup> rowFlag : array<i32, T>;
+  ${spread != null ? 'var<workgroup> partSum : array<f32, NT>;' : ''}
   ${grouped ? `var<workgroup> gscore : array<f32, ${s.T * G}>;
   var<workgroup> gkept : array<i32, ${s.T * G}>;` : ''}`;
   const body = `
@@ -314,7 +412,7 @@ function routeParts(s: DecodeShape, t: DecodeTiles, routeOut: string, slotWeight
     let tok = lid / TPT;
     let lane = lid % TPT;
     let valid = tok < T;
-    // The router's partial sums: split-outer, so each thread has CH independent loads in flight per split.
+${spread == null ? `    // The router's partial sums: split-outer, so each thread has CH independent loads in flight per split.
     var part = array<f32, CH>();
     for (var p = 0; p < HS; p++) {
       for (var c = 0; c < CH; c++) {
@@ -325,7 +423,24 @@ function routeParts(s: DecodeShape, t: DecodeTiles, routeOut: string, slotWeight
     for (var c = 0; c < CH; c++) {
       let i = lid + c * NT;
       if (i < T * E) { prob[i] = part[c]; }
+    }` : `    // The router's partial sums spread: SR threads per logit, each loading splits g, g + SR, ... (written out:
+    // one load latency), then the SR sums added in workgroup memory.
+    {
+      let o = lid % (T * E);
+      let g = lid / (T * E);
+      var v = 0.0;
+      if (g < ${spread.r}) {${Array.from({length: spread.q}, (_, q) => `
+        let v${q} = select(0.0, work[W_LOGITS + min(g + ${q * spread.r}, HS - 1) * T * E + o], g + ${q * spread.r} < HS);`).join('')}
+        v = ${Array.from({length: spread.q}, (_, q) => `v${q}`).join(' + ')};
+      }
+      partSum[lid] = v;
     }
+    workgroupBarrier();
+    for (var i = lid; i < T * E; i += NT) {
+      var sum = 0.0;
+      for (var g = 0; g < ${spread.r}; g++) { sum += partSum[g * T * E + i]; }
+      prob[i] = sum;
+    }`}
     for (var e = lid; e < E; e += NT) { atomicStore(&counts[e], 0); }
     workgroupBarrier();
     ${grouped ? `
@@ -514,11 +629,11 @@ ${t.routeTopk === 'rank' ? `    // Top-k by rank: each (token, expert) counts th
 }
 
 /**
- * Program 3 binding order: upGate, route, act, [upBias], [work (probInAdvance)], [sharedUpGate]; folded (it routes
+ * Program 3 binding order: upGate (or its packed parts), route, act, [upBias], [work (probInAdvance)], [sharedUpGate]; folded (it routes
  * too): upGate, route, act, [upBias], work, [sharedUpGate], [correctionBias].
  */
 export function upGateBindings(s: DecodeShape, fold = false): string[] {
-  return ['upGate', 'route', 'act', ...(s.withBias ? ['upBias'] : []), ...(s.probInAdvance || fold ? ['work'] : []),
+  return [...weightBindings(s.upPacked, 'upGate', 'up'), 'route', 'act', ...(s.withBias ? ['upBias'] : []), ...(s.probInAdvance || fold ? ['work'] : []),
           ...(s.S > 0 ? ['sharedUpGate'] : []), ...(fold && s.hasCorrectionBias ? ['cbias'] : [])];
 }
 
@@ -541,7 +656,29 @@ export function upGateCode(s: DecodeShape, t: DecodeTiles, fold = false): string
   const tilesE = Math.ceil(I4 / (NVW / 2));
   const maxActive = Math.min(s.E, s.T * s.K);
   // The streaming loop, once per weight binding (WGSL has no storage pointers as arguments).
-  const stream = (buf: string, base: string, n4: string) => `
+  const UU = Math.max(1, Math.floor(t.upUnroll ?? 1));
+  // U k-steps' loads before their FMAs (a step past H4 loads a valid address and adds nothing).
+  const unrolled = (buf: string, base: string, width: string) => {
+    const us = Array.from({length: UU}, (_, u) => u);
+    return `
+        for (var kb = s; kb < H4; kb += KS * ${UU}) {${us.map(u => `
+          let k${u} = kb + ${u} * KS;
+          let wi${u} = ${base} + min(k${u}, H4 - 1) * 4 * ${width} + n4;
+          let w${u}0 = ${buf}[wi${u}];
+          let w${u}1 = ${buf}[wi${u} + ${width}];
+          let w${u}2 = ${buf}[wi${u} + 2 * ${width}];
+          let w${u}3 = ${buf}[wi${u} + 3 * ${width}];`).join('')}
+          for (var i = 0; i < TM; i++) {
+            if (i < rows) {${us.map(u => `
+              if (k${u} < H4) {
+                let a = x[tok[i] * H4 + k${u}];
+                acc[i] += a.x * w${u}0 + a.y * w${u}1 + a.z * w${u}2 + a.w * w${u}3;
+              }`).join('')}
+            }
+          }
+        }`;
+  };
+  const stream = (buf: string, base: string, n4: string) => UU > 1 ? unrolled(buf, base, n4) : `
         for (var k4 = s; k4 < H4; k4 += KS) {
           let wi = ${base} + k4 * 4 * ${n4} + n4;
           let w0 = ${buf}[wi];
@@ -555,8 +692,11 @@ export function upGateCode(s: DecodeShape, t: DecodeTiles, fold = false): string
             }
           }
         }`;
+  const routedStream = s.upPacked == null ? stream('upGate', 'expert * H4 * 4 * (2 * I4)', '(2 * I4)') :
+      packedStream(s.upPacked, 'H4 * 4', '2 * I4', 'n4',
+                   {lhs: 'x', lhsRow: i => `tok[${i}]`, accumulate: (i, v) => `acc[${i}] += ${v};`}, t);
   return `${PRELUDE}${layoutConsts(s, t)}
-  @group(0) @binding(${b('upGate')}) var<storage, read> upGate : array<vec4<f32>>;
+  ${weightDecls(s.upPacked, 'upGate', 'up', b)}
   @group(0) @binding(${b('route')}) var<storage, read_write> route : array<i32>;
   @group(0) @binding(${b('act')}) var<storage, read_write> act : array<vec4<f32>>;
   ${s.withBias ? `@group(0) @binding(${b('upBias')}) var<storage, read> upBias : array<vec4<f32>>;` : ''}
@@ -631,7 +771,7 @@ export function upGateCode(s: DecodeShape, t: DecodeTiles, fold = false): string
       var acc = array<vec4<f32>, TM>();
       if (colOk) {
         if (isShared) {${s.S > 0 ? stream('sharedUpGate', '0', '(2 * S4)') : ''}
-        } else {${stream('upGate', 'expert * H4 * 4 * (2 * I4)', '(2 * I4)')}
+        } else {${routedStream}
         }
       }
       for (var i0 = 0; i0 < rows; i0 += RB) {
@@ -664,25 +804,79 @@ export function upGateCode(s: DecodeShape, t: DecodeTiles, fold = false): string
   }`;
 }
 
-/** Program 4 binding order: down, route, act, work, [downBias], [sharedDown]. */
+/** Program 4 binding order: down (or its packed parts), route, act, work, [downBias], [sharedDown]. */
 export function downBindings(s: DecodeShape): string[] {
-  return ['down', 'route', 'act', 'work', ...(s.withBias ? ['downBias'] : []), ...(s.S > 0 ? ['sharedDown'] : [])];
+  return [...weightBindings(s.downPacked, 'down', 'down'), 'route', 'act', 'work', ...(s.withBias ? ['downBias'] : []),
+          ...(s.S > 0 ? ['sharedDown'] : [])];
+}
+
+/** Whether the down program's k-lanes take (contributor, k-step) items (DecodeTiles.downFlat). */
+function downTakesItems(s: DecodeShape, t: DecodeTiles): boolean {
+  return t.downFlat === true || s.downPacked != null;
 }
 
 export function downCode(s: DecodeShape, t: DecodeTiles): string {
   const names = downBindings(s);
   const b = (n: string) => names.indexOf(n);
   const {hsGate} = routerSplits(s, t);
-  const NV = t.downNv, KS = t.downKs;
+  const NVW = t.downNv, KS = t.downKs;
   const H4 = s.H / 4, I4 = s.I / 4, S4 = s.S / 4;
+  const items = downTakesItems(s, t);
+  const U = Math.max(1, Math.floor(t.downUnroll ?? 1));
   const stream = (buf: string, base: string, actBase: string, len: string, scale: string) => `
         for (var i4 = s; i4 < ${len}; i4 += KS) {
           let a = act[${actBase} + i4] * ${scale};
           let wi = ${base} + i4 * 4 * H4 + c4;
           acc += a.x * ${buf}[wi] + a.y * ${buf}[wi + H4] + a.z * ${buf}[wi + 2 * H4] + a.w * ${buf}[wi + 3 * H4];
         }`;
+  // Items q = (contributor j, k-step) of the token's TOPK contributors, q = s, s + KS, ...: every lane the same
+  // count whatever K and the steps per contributor. Float weights: U items' loads before their FMAs.
+  const floatItems = () => {
+    const one = (u: number) => `
+          let q${u} = q0 + ${u} * KS;
+          let in${u} = q${u} < TOPK * STEPS;
+          let j${u} = select(0, q${u} / STEPS, in${u});
+          let i${u} = select(0, q${u} - j${u} * STEPS, in${u});
+          let a${u} = select(vec4<f32>(0.0), act[slotR[j${u}] * I4 + i${u}] * slotW[j${u}], in${u});
+          let wi${u} = (slotE[j${u}] * I4 + i${u}) * 4 * H4 + c4;
+          let w${u}0 = down[wi${u}];
+          let w${u}1 = down[wi${u} + H4];
+          let w${u}2 = down[wi${u} + 2 * H4];
+          let w${u}3 = down[wi${u} + 3 * H4];`;
+    const fma = (u: number) => `
+          acc += a${u}.x * w${u}0 + a${u}.y * w${u}1 + a${u}.z * w${u}2 + a${u}.w * w${u}3;`;
+    const us = Array.from({length: U}, (_, u) => u);
+    return `
+        const STEPS = I4;
+        for (var q0 = s; q0 < TOPK * STEPS; q0 += KS * ${U}) {${us.map(one).join('')}${us.map(fma).join('')}
+        }`;
+  };
+  const packedItems = (l: ExpertWeightLayout) => `
+        {${packedStepConsts(l, 'I4 * 4')}
+          let NV = H4;
+          let K4 = I4;
+          let n = c4;
+          let rows = 1;
+          for (var q = s; q < TOPK * steps; q += KS) {
+            let j = q / steps;
+            let step = q - j * steps;
+            let expert = slotE[j];
+            let rowD = slotR[j];
+            let wt = slotW[j];
+            let wBase = expert * KW * NV + n;${packedStep(l, {lhs: 'act', lhsRow: () => 'rowD',
+                                                                accumulate: (_, v) => `acc += ${v} * wt;`},
+                                                          {exponentBits: t.exponentBits})}
+          }
+        }`;
+  const routed = s.downPacked != null ? packedItems(s.downPacked) : items ? floatItems() : `
+      for (var j = 0; j < TOPK; j++) {
+        let e = slotE[j];
+        let r = slotR[j];
+        let wt = slotW[j];
+        ${stream('down', 'e * I4 * 4 * H4', 'r * I4', 'I4', 'wt')}
+      }`;
   return `${PRELUDE}${layoutConsts(s, t)}
-  @group(0) @binding(${b('down')}) var<storage, read> down : array<vec4<f32>>;
+  ${weightDecls(s.downPacked, 'down', 'down', b)}
   @group(0) @binding(${b('route')}) var<storage, read_write> route : array<i32>;
   @group(0) @binding(${b('act')}) var<storage, read_write> act : array<vec4<f32>>;
   @group(0) @binding(${b('work')}) var<storage, read_write> work : array<f32>;
@@ -690,34 +884,39 @@ export function downCode(s: DecodeShape, t: DecodeTiles): string {
   ${s.S > 0 ? `@group(0) @binding(${b('sharedDown')}) var<storage, read> sharedDown : array<vec4<f32>>;` : ''}
   @group(1) @binding(1) var<storage, read_write> out : array<vec4<f32>>;
   const T = ${s.T};
-  const K = ${s.K};
+  const TOPK = ${s.K};
   const H4 = ${H4};
   const I4 = ${I4};
   const S4 = ${Math.max(1, S4)};
-  const NV = ${NV};
+  const NVW = ${NVW};
   const KS = ${KS};
-  const TILES = ${Math.ceil(H4 / NV)};
+  const TM = 1;
+  const TILES = ${Math.ceil(H4 / NVW)};
   const HSG = ${Math.max(1, hsGate)};
   var<workgroup> red : array<vec4<f32>, 256>;
+  // The token's contributors: expert, activation row and weight (1 with probInAdvance: applied in upGate).
+  var<workgroup> slotE : array<i32, TOPK>;
+  var<workgroup> slotR : array<i32, TOPK>;
+  var<workgroup> slotW : array<f32, TOPK>;
 
   @compute @workgroup_size(256)
   fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index) li : u32) {
     let w = i32(wid.x);
     let lid = i32(li);
     let t = w / TILES;
-    let cl = lid % NV;
-    let s = lid / NV;
-    let c4 = (w % TILES) * NV + cl;
+    let cl = lid % NVW;
+    let s = lid / NVW;
+    let c4 = (w % TILES) * NVW + cl;
     let ok = c4 < H4;
+    for (var j = lid; j < TOPK; j += 256) {
+      let f = t * TOPK + j;
+      slotE[j] = route[R_SLOT_EXPERT + f];
+      slotR[j] = route[R_SLOT_ROW + f];
+      slotW[j] = ${s.probInAdvance ? '1.0' : 'work[W_SLOTW + f]'};
+    }
+    workgroupBarrier();
     var acc = vec4<f32>(0.0);
-    if (ok) {
-      for (var j = 0; j < K; j++) {
-        let f = t * K + j;
-        let e = route[R_SLOT_EXPERT + f];
-        let r = route[R_SLOT_ROW + f];
-        ${s.probInAdvance ? 'let wt = 1.0;' : 'let wt = work[W_SLOTW + f];'}
-        ${stream('down', 'e * I4 * 4 * H4', 'r * I4', 'I4', 'wt')}
-      }
+    if (ok) {${routed}
       ${s.S > 0 ? `
       var g = 1.0;
       ${s.sharedGate ? `
@@ -729,15 +928,15 @@ export function downCode(s: DecodeShape, t: DecodeTiles): string {
     red[lid] = acc;
     workgroupBarrier();
     for (var st = KS / 2; st > 0; st = st / 2) {
-      if (s < st) { red[lid] += red[lid + st * NV]; }
+      if (s < st) { red[lid] += red[lid + st * NVW]; }
       workgroupBarrier();
     }
     if (s == 0 && ok) {
       var v = red[cl];
       ${s.withBias ? `
-      for (var j = 0; j < K; j++) {
-        let f = t * K + j;
-        v += work[W_SLOTW + f] * downBias[route[R_SLOT_EXPERT + f] * H4 + c4];
+      for (var j = 0; j < TOPK; j++) {
+        let f = t * TOPK + j;
+        v += work[W_SLOTW + f] * downBias[slotE[j] * H4 + c4];
       }` : ''}
       out[t * H4 + c4] = v;
     }

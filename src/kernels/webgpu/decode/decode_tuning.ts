@@ -6,9 +6,12 @@
  */
 import type {DecodeShape, DecodeTiles} from './decode_programs.js';
 
+/** What an entry can be keyed by: the layer shape, T and the bits per code of the routed weights (float32: 32). */
+export type DecodeTuningKey = Pick<DecodeShape, 'T' | 'H' | 'I' | 'E' | 'K'> & {bits?: number};
+
 export interface DecodeTuning {
-  /** Shape fields the entry is measured for (absent: any shape). */
-  where?: Partial<Pick<DecodeShape, 'H' | 'I' | 'E' | 'K'>>;
+  /** Fields the entry is measured for (absent: any; bits absent: any format). */
+  where?: Partial<Omit<DecodeTuningKey, 'T'>>;
   /** Inclusive token range. */
   minTokens: number;
   maxTokens: number;
@@ -17,9 +20,12 @@ export interface DecodeTuning {
   source: string;
 }
 
-const QWEN3 = {H: 2048, I: 768, E: 128, K: 8};
+// The float32 rows (bits 32): packed weights stream fewer bytes per k and take their own rows or the any-shape defaults.
+const QWEN3 = {H: 2048, I: 768, E: 128, K: 8, bits: 32};
 
 const ROUTE = {routerPartials: 16384, routeLanes: 256, routeTopk: 'rounds'} as const;
+/** T = 1 routing (session 3 batch F): 16 router splits, their loads at once, the router's row steps unrolled. */
+const ROUTE_T1 = {routerPartials: 2048, routeLoads: 'spread', routerUnroll: 8} as const;
 
 export const DECODE_TUNING: readonly DecodeTuning[] = [
   // Qwen3-30B-A3B, H200 batch A sweep (throughput, ms; every candidate once per round, medians of 3 rounds).
@@ -32,9 +38,12 @@ export const DECODE_TUNING: readonly DecodeTuning[] = [
   // Batch D: T = 1 folded (routing inside upGate, 3 programs): GPU whole forward 0.0947 vs 0.0950 ms (a tie: the
   // routing costs inside upGate what the route program cost), throughput 0.0886 vs 0.1027 (interleaved, 3 rounds);
   // T = 2 folded loses (0.133 vs 0.127 GPU, 0.122 vs 0.118 throughput), so it is the choice at T = 1 only.
+  // Session 3 batch F (GPU time of the whole forward, 3 interleaved rounds after a warm-up): the router's partial
+  // logits loaded all at once spread over the routing threads, the router's row steps unrolled by 8 and 16 router
+  // splits: 0.0865 ms (folded; 4 programs 0.0887) vs 0.0952 for batch D's choice.
   {where: QWEN3, minTokens: 1, maxTokens: 1,
-   tiles: {upNv: 8, upKs: 32, downNv: 2, downKs: 128, upRows: 16, ...ROUTE, fold: true},
-   source: 'BENCHMARKS.md H200 batch A (launch-shape sweep, T = 1); batch D (folded vs 4 programs)'},
+   tiles: {upNv: 8, upKs: 32, downNv: 2, downKs: 128, upRows: 16, ...ROUTE, fold: true, ...ROUTE_T1},
+   source: 'BENCHMARKS.md H200 batch A (launch-shape sweep, T = 1); batch D (folded vs 4 programs); session 3 batch F'},
   {where: QWEN3, minTokens: 2, maxTokens: 2, tiles: {upNv: 32, upKs: 8, downNv: 4, downKs: 64, upRows: 16, ...ROUTE},
    source: 'BENCHMARKS.md H200 batch A (launch-shape sweep, T = 2)'},
   {where: QWEN3, minTokens: 3, maxTokens: 4, tiles: {upNv: 16, upKs: 16, downNv: 8, downKs: 32, upRows: 16, ...ROUTE},
@@ -43,6 +52,19 @@ export const DECODE_TUNING: readonly DecodeTuning[] = [
    source: 'BENCHMARKS.md H200 batch A (launch-shape sweep, T = 8 and 16)'},
   {where: QWEN3, minTokens: 17, maxTokens: 32, tiles: {upNv: 32, upKs: 8, downNv: 16, downKs: 16, upRows: 16, ...ROUTE},
    source: 'BENCHMARKS.md H200 run 2 (launch-shape sweep, T = 16; above the default decode limit of 16)'},
+  // Packed experts on the Qwen3 shape. T = 1: folded, up16x16_down4x64 (batch E's candidates; batch F: int4 g32
+  // whole forward 0.057 ms, float16 0.082), with the float32 row's routing (the same router and route code).
+  // T = 5-16 (batch F, GPU time of the whole forward at T = 16): 2 rows in registers for 4- and 8-bit codes (int4 g32
+  // 0.259 ms vs 0.268 with 4 rows, 0.265 with 1; int8 0.257 best), 4 for the halves (float16 0.345 vs 0.352 with 2);
+  // exponent-bit codes tied (int4 0.256) or lost (int8 0.270), unrolling the router lost at T = 16 (0.29).
+  ...[4, 8, 16].flatMap(bits => [
+    {where: {...QWEN3, bits}, minTokens: 1, maxTokens: 1,
+     tiles: {upNv: 16, upKs: 16, downNv: 4, downKs: 64, upRows: 16, ...ROUTE, fold: true, ...ROUTE_T1},
+     source: 'BENCHMARKS.md H200 session 3 batches E and F (packed T = 1)'},
+    {where: {...QWEN3, bits}, minTokens: 5, maxTokens: 16,
+     tiles: {upNv: 16, upKs: 16, downNv: 8, downKs: 32, upRows: bits === 16 ? 4 : 2, ...ROUTE},
+     source: 'BENCHMARKS.md H200 session 3 batch F (packed T = 16 candidates)'},
+  ]),
   // Any shape: narrow column tiles at small T put more workgroups on the GPU (few active experts); wider ones reuse
   // each token row over more columns as T grows.
   {minTokens: 1, maxTokens: 2, tiles: {upNv: 8, upKs: 32, downNv: 4, downKs: 64, upRows: 16, ...ROUTE},
@@ -52,13 +74,13 @@ export const DECODE_TUNING: readonly DecodeTuning[] = [
 ];
 
 /** The tuned launch shapes for a layer shape and T (the table always has an entry for any shape). */
-export function tunedDecodeTiles(s: Pick<DecodeShape, 'T' | 'H' | 'I' | 'E' | 'K'>,
-                                 table: readonly DecodeTuning[] = DECODE_TUNING): DecodeTiles {
+export function tunedDecodeTiles(s: DecodeTuningKey, table: readonly DecodeTuning[] = DECODE_TUNING): DecodeTiles {
+  const bits = s.bits ?? 32;
   for (const entry of table) {
     if (s.T < entry.minTokens || s.T > entry.maxTokens) continue;
     const w = entry.where;
     if (w != null && ((w.H != null && w.H !== s.H) || (w.I != null && w.I !== s.I) || (w.E != null && w.E !== s.E) ||
-                      (w.K != null && w.K !== s.K))) {
+                      (w.K != null && w.K !== s.K) || (w.bits != null && w.bits !== bits))) {
       continue;
     }
     return entry.tiles;

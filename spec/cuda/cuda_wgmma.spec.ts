@@ -1,0 +1,90 @@
+/**
+ * The sm_90a wgmma grouped GEMM (src/kernels/cuda/gemm_sm90.cuh) inside the CUDA layer, against the float64
+ * reference: MOE_CUDA_WGMMA 'on' sends every half-precision GEMM of the forward through it (the expert GEMMs with
+ * the row gather and SwiGLU x scale epilogue, the dense shared-expert GEMMs with kAccumulate, decode-sized
+ * segments on 64-row tiles), 'auto' only the prefill-sized ones. Shapes reach partial row tiles, partial column
+ * tiles, K not a multiple of the 64-wide k tile, empty experts. The flag itself is checked everywhere; the GEMM
+ * runs only on an sm_90 device with an addon built with sm_90a code (cudaStatus().wgmma), pending elsewhere.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import {CudaComputeDtype, cudaStatus, MOE_CUDA_WGMMA} from 'tfjs-moe';
+import {CudaFusedMoe, CudaMoeWeightTensors} from 'tfjs-moe/internal';
+
+import {randn, recordError, relError, rng} from '../helpers/util.js';
+import {refFusedMoE, RefMoeConfig, RefMoeOptions, RefMoeWeights} from '../reference/moe_reference.js';
+import {randomMoeWeights} from './moe_weights.js';
+
+const BOUND: Partial<Record<CudaComputeDtype, number>> = {bfloat16: 3e-2, float16: 5e-3};
+
+function config(over: Partial<RefMoeOptions> & {numExperts: number, topK: number, intermediateSize: number}): RefMoeOptions {
+  return {
+    topkMethod: 'greedy', nGroup: 1, topkGroup: 1, routedScalingFactor: 1, renormalize: true, useCorrectionBias: false,
+    latentSize: null, withBias: false, probInAdvance: false, sharedExpertIntermediateSize: 0, sharedExpertGate: false,
+    ...over,
+  };
+}
+
+const CASES: Array<{name: string, T: number, H: number, cfg: RefMoeOptions}> = [
+  {name: 'prefill: 128-row tiles, short last tiles', T: 512, H: 256, cfg: config({numExperts: 8, topK: 2, intermediateSize: 192})},
+  {name: 'K % 64 != 0, partial column tiles, biases', T: 300, H: 200, cfg: config({numExperts: 6, topK: 3, intermediateSize: 104, withBias: true})},
+  {name: 'empty experts, probInAdvance, shared expert (dense kAccumulate)', T: 130, H: 128,
+    cfg: config({numExperts: 64, topK: 2, intermediateSize: 64, probInAdvance: true, sharedExpertIntermediateSize: 96})},
+  {name: 'routing weight on the input, clamped SwiGLU', T: 200, H: 64,
+    cfg: config({numExperts: 4, topK: 2, intermediateSize: 136, routingWeightOn: 'input', activation: 'clamped_swiglu',
+      swigluAlpha: 1.702, swigluLimit: 7})},
+  {name: 'decode T=1', T: 1, H: 256, cfg: config({numExperts: 16, topK: 4, intermediateSize: 64})},
+];
+
+const status = cudaStatus();
+
+describe('MOE_CUDA_WGMMA', () => {
+  it('is registered with its default and rejects a bad value, naming the flag', () => {
+    expect(tf.env().get(MOE_CUDA_WGMMA)).toBe('auto');
+    expect(() => tf.env().set(MOE_CUDA_WGMMA, 'fast')).toThrowError(/MOE_CUDA_WGMMA must be one of auto, on, off, got "fast"/);
+    expect(tf.env().get(MOE_CUDA_WGMMA)).toBe('auto');
+  });
+});
+
+describe('CUDA wgmma grouped GEMM (sm_90a) in the layer vs the float64 reference', () => {
+  beforeEach(() => {
+    if (!status.available) pending(`CUDA unavailable (${status.code}): ${status.reason}`);
+    if (!status.wgmma) {
+      pending(`the wgmma GEMM needs an sm_90 device and an addon with sm_90a code (device ${status.device}, ` +
+              `compute capability ${status.computeCapability}); it runs on the H200`);
+    }
+  });
+  afterEach(() => tf.env().set(MOE_CUDA_WGMMA, 'auto'));
+
+  for (const mode of ['on', 'auto']) {
+    for (const dtype of ['bfloat16', 'float16'] as CudaComputeDtype[]) {
+      for (const [ci, c] of CASES.entries()) {
+        it(`${c.name} [${dtype}, ${mode}] (T=${c.T}, H=${c.H})`, async () => {
+          tf.env().set(MOE_CUDA_WGMMA, mode);
+          const rand = rng(4000 + ci);
+          const w = randomMoeWeights(rand, c.H, c.cfg as RefMoeConfig);  // greedy routing in every case
+          const weights: Record<string, tf.Tensor> = {};
+          for (const [name, v] of Object.entries(w)) weights[name] = tf.tensor1d(v);
+          const layer = new CudaFusedMoe({hidden: c.H, ...c.cfg, computeDtype: dtype});
+          try {
+            // The second call replays the CUDA graph the first captured.
+            for (let call = 0; call < 2; call++) {
+              const x = randn(rand, c.T * c.H);
+              const xT = tf.tensor2d(x, [c.T, c.H]);
+              const before = tf.memory().numTensors;
+              const out = layer.apply(xT, weights as unknown as CudaMoeWeightTensors);
+              expect(tf.memory().numTensors).toBe(before + 1);
+              const got = await out.data();
+              tf.dispose([xT, out]);
+              const err = relError(got, refFusedMoE(x, c.T, c.H, w as unknown as RefMoeWeights, c.cfg));
+              recordError(`cuda wgmma layer ${dtype}`, err);
+              expect(err).withContext(`call ${call}`).toBeLessThan(BOUND[dtype]!);
+            }
+          } finally {
+            layer.dispose();
+            tf.dispose(Object.values(weights));
+          }
+        });
+      }
+    }
+  }
+});

@@ -1,0 +1,227 @@
+// Instantiations and host launcher of the sm_90a wgmma grouped GEMM. Built with -gencode arch=compute_90a,code=sm_90a
+// only (scripts/build-cuda.mjs): the kernels are empty for any other architecture, and the launcher checks the device.
+#include <cudaTypedefs.h>
+
+#include "gemm_sm90.cuh"
+#include "gemm_sm90.h"
+
+namespace moe {
+
+Sm90Tuning& sm90Tuning() {
+  static Sm90Tuning t;
+  return t;
+}
+
+namespace {
+
+using sm90::Sm90Config;
+
+struct Sm90Choice {
+  int bm, bn, stages;
+  const char* name;
+};
+// Index = the configuration's number for sm90Tuning().forceConfig.
+constexpr Sm90Choice kConfigs[] = {
+    {128, 128, 6, "128x128x6"},
+    {128, 256, 4, "128x256x4"},
+    {64, 256, 5, "64x256x5"},
+    {64, 128, 8, "64x128x8"},
+};
+
+// Tile choice as data: the first row whose bound admits the expected rows per expert wins, with one configuration
+// for the SwiGLU GEMM (up_gate: long K, bf16 out) and one for the others (down: short K, float32 out); -1 leaves the
+// problem to the mma.sync GEMM under 'auto'. Measured on the H200, Qwen3-30B-A3B expert GEMMs (batch F,
+// BENCHMARKS.md): up_gate 64x256 at T = 256 / 1024 / 4096 (0.203 / 0.243 / 0.532 ms vs mma.sync 0.223 / 0.368 /
+// 0.934); down 64x256 at T = 256 (0.106 vs 0.123), 128x128 at 1024 / 4096 (0.126 / 0.344 vs 0.223 / 0.571).
+// Decode sizes keep the mma.sync 16-row tiles (the layer at T = 1 and 16 was no faster with 64-row wgmma tiles).
+struct Sm90Row {
+  int maxRowsPerSegment;
+  int swigluConfig, otherConfig;
+};
+constexpr Sm90Row kTable[] = {
+    {8, -1, -1},
+    {96, 2, 2},
+    {1 << 30, 2, 0},
+};
+// 'on' (every shape): the same, and 64x128 tiles at decode sizes.
+constexpr Sm90Row kTableOn[] = {
+    {8, 3, 3},
+    {96, 2, 2},
+    {1 << 30, 2, 0},
+};
+
+PFN_cuTensorMapEncodeTiled_v12000 encoder() {
+  static PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) != cudaSuccess ||
+        q != cudaDriverEntryPointSuccess) {
+      (void)cudaGetLastError();
+      return static_cast<PFN_cuTensorMapEncodeTiled_v12000>(nullptr);
+    }
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
+  }();
+  return fn;
+}
+
+// A [rows][K] half matrix (row stride ld elements) as a 2D tensor map: boxes of 64 K elements x boxRows rows,
+// 128-byte swizzle, elements past the matrix read as zeros.
+CUtensorMap tileMap(const GemmProblem& p, const void* base, long long rows, int ld, int boxRows) {
+  CUtensorMap map;
+  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(p.K), static_cast<cuuint64_t>(rows)};
+  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(ld) * 2};
+  const cuuint32_t box[2] = {static_cast<cuuint32_t>(sm90::kBK), static_cast<cuuint32_t>(boxRows)};
+  const cuuint32_t elementStrides[2] = {1, 1};
+  const CUtensorMapDataType type =
+      p.elem == DType::kBFloat16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+  const CUresult r = encoder()(&map, type, 2, const_cast<void*>(base), dims, strides, box, elementStrides,
+                               CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                               CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (r != CUDA_SUCCESS) throw CudaError("cuTensorMapEncodeTiled failed (" + std::to_string(static_cast<int>(r)) + ")");
+  return map;
+}
+// B [experts * N][K]: rows past the last expert read as zeros; a box that crosses into the next expert only fills
+// columns >= N, which no epilogue stores.
+CUtensorMap weightMap(const GemmProblem& p, int bn) {
+  return tileMap(p, p.B, static_cast<long long>(p.seg.offsets ? p.seg.numExperts : 1) * p.N, p.K, bn);
+}
+
+// Whether the activation rows come by TMA too: no gather, the sm90Tuning switch on, the gathered-rows kernel left for
+// kSwiglu (whose A is gathered in the layer; the dense shared-expert up_gate keeps cp.async, one instantiation less).
+bool activationsByTma(const GemmProblem& p) {
+  return sm90Tuning().activationTma && p.aRowIndex == nullptr && p.epilogue != Epilogue::kSwiglu;
+}
+
+int smCount() {
+  static const int sms = [] {
+    int dev = 0, n = 0;
+    MOE_CUDA(cudaGetDevice(&dev));
+    MOE_CUDA(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
+    return n;
+  }();
+  return sms;
+}
+
+template <typename Elem, typename OutT, Epilogue EPI, int BM, int BN, int STAGES, bool A_TMA>
+void launchConfig(const GemmProblem& p, cudaStream_t stream) {
+  using Cfg = Sm90Config<BM, BN, STAGES>;
+  auto kernel = sm90::wgmmaGemmKernel<Elem, OutT, EPI, BM, BN, STAGES, A_TMA>;
+  // Room for the segment tables in shared memory where it fits (the kernel reads them from global memory otherwise).
+  constexpr int kMaxSmem = 227 * 1024;
+  const int withTables = Cfg::kSmemBytes + sm90::segmentTableBytes(p);
+  const int smem = withTables <= kMaxSmem ? withTables : Cfg::kSmemBytes;
+  static int raised = 0;
+  if (smem > raised) {
+    MOE_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    raised = smem;
+  }
+  const int colTiles = ceilDiv(p.N, BN);
+  const long long tiles =
+      static_cast<long long>(p.seg.offsets ? maxRowTiles(p.M, p.seg.numExperts, BM) : ceilDiv(p.M, BM)) * colTiles;
+  const int grid = static_cast<int>(std::min<long long>(tiles, smCount()));
+  if (grid == 0) return;
+  const CUtensorMap bMap = weightMap(p, BN);
+  launchKernel("wgmmaGemmKernel", kernel, dim3(grid), dim3(sm90::kThreads), smem, stream, p, bMap,
+               A_TMA ? tileMap(p, p.A, p.M, p.lda, BM) : bMap);
+}
+
+template <typename Elem, typename OutT, Epilogue EPI, int BM, int BN, int STAGES>
+void launchShape(const GemmProblem& p, cudaStream_t stream) {
+  if constexpr (EPI != Epilogue::kSwiglu) {
+    if (activationsByTma(p)) return launchConfig<Elem, OutT, EPI, BM, BN, STAGES, true>(p, stream);
+  }
+  launchConfig<Elem, OutT, EPI, BM, BN, STAGES, false>(p, stream);
+}
+
+template <typename Elem, typename OutT, Epilogue EPI>
+void launchEpi(const GemmProblem& p, int config, cudaStream_t stream) {
+  switch (config) {
+    case 0: launchShape<Elem, OutT, EPI, 128, 128, 6>(p, stream); break;
+    case 1: launchShape<Elem, OutT, EPI, 128, 256, 4>(p, stream); break;
+    case 2: launchShape<Elem, OutT, EPI, 64, 256, 5>(p, stream); break;
+    default: launchShape<Elem, OutT, EPI, 64, 128, 8>(p, stream); break;
+  }
+}
+
+template <typename Elem>
+void launchElem(const GemmProblem& p, int config, cudaStream_t stream) {
+  switch (p.epilogue) {
+    case Epilogue::kStore: launchEpi<Elem, float, Epilogue::kStore>(p, config, stream); break;
+    case Epilogue::kAccumulate: launchEpi<Elem, float, Epilogue::kAccumulate>(p, config, stream); break;
+    case Epilogue::kSwiglu:
+      if (p.out == DType::kFloat32) launchEpi<Elem, float, Epilogue::kSwiglu>(p, config, stream);
+      else launchEpi<Elem, Elem, Epilogue::kSwiglu>(p, config, stream);
+      break;
+    case Epilogue::kCombine: break;  // refused by the caller
+  }
+}
+
+// sm_90 exactly (sm_90a code runs on no other device), the kernel image present, the driver's tensor-map encoder.
+bool deviceReady() {
+  static const bool ready = [] {
+    int dev = 0, major = 0, minor = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) return (void)cudaGetLastError(), false;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) {
+      return (void)cudaGetLastError(), false;
+    }
+    if (major != 9 || minor != 0) return false;
+    cudaFuncAttributes attr;
+    auto probe = sm90::wgmmaGemmKernel<__nv_bfloat16, float, Epilogue::kStore, 128, 128, 6, false>;
+    if (cudaFuncGetAttributes(&attr, probe) != cudaSuccess) {
+      return (void)cudaGetLastError(), false;
+    }
+    return attr.binaryVersion >= 90 && encoder() != nullptr;
+  }();
+  return ready;
+}
+
+bool aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15) == 0; }
+
+}  // namespace
+
+bool sm90GemmReady() { return deviceReady(); }
+
+int sm90ConfigCount() { return static_cast<int>(sizeof(kConfigs) / sizeof(kConfigs[0])); }
+const char* sm90ConfigName(int index) {
+  return index >= 0 && index < sm90ConfigCount() ? kConfigs[index].name : "?";
+}
+
+bool launchGroupedGemmSm90(const GemmProblem& p, cudaStream_t stream) {
+  const Sm90Tuning& t = sm90Tuning();
+  if (t.mode == Sm90Gemm::kOff) return false;
+  if (p.elem == DType::kFloat32 || p.epilogue == Epilogue::kCombine || p.kSplit > 1 || p.aCopy != nullptr) return false;
+  if (p.combineOut != nullptr) return false;  // the decode down GEMM's combine tail is the mma.sync kernels'
+  if (p.K % 8 != 0 || p.lda % 8 != 0 || !aligned16(p.A) || !aligned16(p.B)) return false;
+  if (p.M <= 0 || p.N <= 0 || p.K <= 0) return false;
+  if (static_cast<long long>(p.seg.offsets ? p.seg.numExperts : 1) * p.N >= (1LL << 31)) return false;
+  if (!deviceReady()) return false;
+  int config = t.forceConfig;
+  if (config < 0 || config >= sm90ConfigCount()) {
+    const int rows = p.rowsPerSegmentHint > 0 ? p.rowsPerSegmentHint : p.M;
+    config = -1;
+    const Sm90Row* table = t.mode == Sm90Gemm::kOn ? kTableOn : kTable;
+    for (int i = 0;; i++) {
+      if (rows <= table[i].maxRowsPerSegment) {
+        config = p.epilogue == Epilogue::kSwiglu ? table[i].swigluConfig : table[i].otherConfig;
+        break;
+      }
+    }
+    if (config < 0) return false;
+    // 'auto': a layer with int4 expert weights leaves the rows the int4 (W4A16) kernels serve to them (they read a
+    // quarter of the bytes); this GEMM reads the dequantized copy.
+    if (t.mode == Sm90Gemm::kAuto && p.bInt4 != nullptr && rows <= 96) return false;
+    // 'auto': a problem of fewer tiles than SMs (a small dense GEMM: a shared expert at a few tokens) streams its
+    // weights faster on the mma.sync GEMM's many small tiles.
+    if (t.mode == Sm90Gemm::kAuto) {
+      const Sm90Choice& c = kConfigs[config];
+      const long long rowTiles = p.seg.offsets ? maxRowTiles(p.M, p.seg.numExperts, c.bm) : ceilDiv(p.M, c.bm);
+      if (rowTiles * ceilDiv(p.N, c.bn) < smCount()) return false;
+    }
+  }
+  if (p.elem == DType::kBFloat16) launchElem<__nv_bfloat16>(p, config, stream);
+  else launchElem<__half>(p, config, stream);
+  return true;
+}
+
+}  // namespace moe
