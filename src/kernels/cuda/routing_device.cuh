@@ -53,6 +53,56 @@ __device__ __forceinline__ void keepBestGroups(const float* groupScore, int n, i
   }
 }
 
+// Register top-k: each candidate as one 64-bit key whose unsigned order is better()'s order (the value's bits made
+// monotonic, NaN just above "nothing" = 0, ties to the lower index through ~index), V keys per lane. A round is a
+// lane max over registers and a 5-step warp max: no shared-memory scan per round (the warp argmax rounds cost about
+// 1 us each on the one warp of a decode token).
+__device__ __forceinline__ unsigned long long orderKey(float v, int e) {
+  unsigned int o = 0u;  // NaN
+  if (!isnan(v)) {
+    const unsigned int u = __float_as_uint(v == 0.f ? 0.f : v);  // -0 ties with +0, as in better()
+    o = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+  }
+  return (static_cast<unsigned long long>(o) << 32) | static_cast<unsigned int>(~e);
+}
+
+template <int V, typename Score, typename Eligible>
+__device__ __forceinline__ void topkRegisters(int E, int k, int lane, Score score, Eligible eligible, int* picked) {
+  unsigned long long keys[V];
+#pragma unroll
+  for (int i = 0; i < V; i++) {
+    const int e = lane + 32 * i;
+    keys[i] = e < E && eligible(e) ? orderKey(score(e), e) : 0ull;
+  }
+  for (int j = 0; j < k; j++) {
+    unsigned long long mine = 0ull;
+#pragma unroll
+    for (int i = 0; i < V; i++) mine = keys[i] > mine ? keys[i] : mine;
+    unsigned long long top = mine;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      const unsigned long long other = __shfl_xor_sync(0xffffffffu, top, o);
+      top = other > top ? other : top;
+    }
+    if (top != 0ull && mine == top) {
+#pragma unroll
+      for (int i = 0; i < V; i++) keys[i] = keys[i] == top ? 0ull : keys[i];
+    }
+    if (lane == 0) picked[j] = top == 0ull ? -1 : static_cast<int>(~static_cast<unsigned int>(top & 0xffffffffull));
+  }
+}
+
+// The k best eligible experts into picked[] (lane 0 writes), in order; false when E is too large for registers.
+template <typename Score, typename Eligible>
+__device__ __forceinline__ bool topkInRegisters(int E, int k, int lane, Score score, Eligible eligible, int* picked) {
+  if (E <= 32) topkRegisters<1>(E, k, lane, score, eligible, picked);
+  else if (E <= 64) topkRegisters<2>(E, k, lane, score, eligible, picked);
+  else if (E <= 128) topkRegisters<4>(E, k, lane, score, eligible, picked);
+  else if (E <= 256) topkRegisters<8>(E, k, lane, score, eligible, picked);
+  else return false;
+  return true;
+}
+
 __device__ __forceinline__ float warpSum(float v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -68,10 +118,10 @@ __device__ __forceinline__ float warpMax(float v) {
 __host__ __device__ inline size_t perWarpBytes(int E, int extraFloats) {
   return (static_cast<size_t>(E) + extraFloats) * 4 + ((static_cast<size_t>(E) + extraFloats + 3) & ~size_t(3));
 }
-// The per-token scratch of the routing bodies below: [E] scores, [nGroup] group scores, [k] chosen weights, then
-// the taken / kept bytes.
+// The per-token scratch of the routing bodies below: [E] scores, [nGroup] group scores, [k] chosen weights, [k]
+// picked experts, then the taken / kept bytes.
 __host__ __device__ inline size_t routeScratchBytes(int E, const RoutingParams& rp) {
-  return perWarpBytes(E, rp.nGroup + rp.k);
+  return perWarpBytes(E, rp.nGroup + 2 * rp.k);
 }
 
 
@@ -85,7 +135,8 @@ __device__ __forceinline__ void softmaxRouteToken(const float* row, int t, int E
   float* p = reinterpret_cast<float*>(ws);  // [E] probabilities, [nGroup] group scores, [k] chosen weights
   float* groupScore = p + E;
   float* chosen = groupScore + rp.nGroup;  // the weights stay here until the end: no global read-back
-  unsigned char* taken = reinterpret_cast<unsigned char*>(chosen + k);  // [E] experts, then [nGroup] kept
+  int* picked = reinterpret_cast<int*>(chosen + k);
+  unsigned char* taken = reinterpret_cast<unsigned char*>(picked + k);  // [E] experts, then [nGroup] kept
   unsigned char* kept = taken + E;
   for (int e = lane; e < E; e += 32) taken[e] = 0;
   __syncwarp();
@@ -141,16 +192,24 @@ __device__ __forceinline__ void softmaxRouteToken(const float* row, int t, int E
       }
       __syncwarp();
     }
-    for (int j = 0; j < k; j++) {
-      const Cand best = warpArgBest(E, lane, [&](int e) { return bias ? p[e] + bias[e] : p[e]; },
-                                    [&](int e) { return taken[e] != 0; });
-      if (lane == 0) {
-        taken[best.i] = 1;
-        ids[t * k + j] = best.i;
-        chosen[j] = p[best.i];
+    auto key = [&](int e) { return bias ? p[e] + bias[e] : p[e]; };
+    if (!topkInRegisters(E, k, lane, key, [](int) { return true; }, picked)) {
+      for (int j = 0; j < k; j++) {
+        const Cand best = warpArgBest(E, lane, key, [&](int e) { return taken[e] != 0; });
+        if (lane == 0) {
+          taken[best.i] = 1;
+          picked[j] = best.i;
+        }
+        __syncwarp();
       }
-      __syncwarp();
     }
+    __syncwarp();
+    for (int j = lane; j < k; j += 32) {
+      const int e = picked[j];
+      ids[t * k + j] = e;
+      chosen[j] = p[e];
+    }
+    __syncwarp();
   }
   float scale = rp.routedScalingFactor;
   if (lane == 0 && rp.renormalize) {
@@ -205,7 +264,8 @@ __device__ __forceinline__ void noauxRouteToken(const float* row, int t, int E, 
   float* b = reinterpret_cast<float*>(ws);  // [E] biased scores, [nGroup] group scores, [k] chosen weights
   float* groupScore = b + E;
   float* chosen = groupScore + nGroup;
-  unsigned char* taken = reinterpret_cast<unsigned char*>(chosen + k);  // [E] experts, then [nGroup] kept
+  int* picked = reinterpret_cast<int*>(chosen + k);
+  unsigned char* taken = reinterpret_cast<unsigned char*>(picked + k);  // [E] experts, then [nGroup] kept
   unsigned char* kept = taken + E;
   const int perGroup = E / nGroup;
 
@@ -258,19 +318,29 @@ __device__ __forceinline__ void noauxRouteToken(const float* row, int t, int E, 
     }
   } else {
     keepBestGroups(groupScore, nGroup, topkGroup, kept, lane);
-    float chosenSum = 0.f;
-    for (int j = 0; j < k; j++) {
-      // Experts of dropped groups never compete, not even against a NaN of a kept group.
-      const Cand best = warpArgBest(E, lane, [&](int e) { return b[e]; },
-                                    [&](int e) { return taken[e] != 0 || !kept[e / perGroup]; });
-      if (lane == 0) {
-        taken[best.i] = 1;
-        const float v = sigmoidf(row[best.i]);
-        ids[t * k + j] = best.i;
-        chosen[j] = v;
-        chosenSum += v;
+    // Experts of dropped groups never compete, not even against a NaN of a kept group.
+    if (!topkInRegisters(E, k, lane, [&](int e) { return b[e]; }, [&](int e) { return kept[e / perGroup] != 0; },
+                         picked)) {
+      for (int j = 0; j < k; j++) {
+        const Cand best = warpArgBest(E, lane, [&](int e) { return b[e]; },
+                                      [&](int e) { return taken[e] != 0 || !kept[e / perGroup]; });
+        if (lane == 0) {
+          taken[best.i] = 1;
+          picked[j] = best.i;
+        }
+        __syncwarp();
       }
-      __syncwarp();
+    }
+    __syncwarp();
+    for (int j = lane; j < k; j += 32) {
+      const int e = picked[j];
+      ids[t * k + j] = e;
+      chosen[j] = sigmoidf(row[e]);
+    }
+    __syncwarp();
+    float chosenSum = 0.f;
+    if (lane == 0) {
+      for (int j = 0; j < k; j++) chosenSum += chosen[j];  // in slot order
     }
     const float denom = __shfl_sync(0xffffffffu, rp.renormalize ? chosenSum + rp.renormalizeEpsilon : 1.f, 0);
     for (int j = lane; j < k; j += 32) weights[t * k + j] = chosen[j] / denom * rp.routedScalingFactor;
