@@ -30,6 +30,7 @@ import {decodeDispatchCount, setWebGPUDecodeTiles, timeDecodePrograms, tunedDeco
 import type {DecodeTilesOverride} from '../src/kernels/webgpu/decode/decode_forward.js';
 import {selectMoeForward} from '../src/layers/backend_selection.js';
 import {refFusedMoE} from '../spec/reference/moe_reference.js';
+import {toQuantized} from './random_packed.js';
 import {FORMATS, FormatRow, HostPacked, randomPacked, referenceLayer, relL2} from './webgpu_formats_bench.js';
 
 const [H, I, E, K] = (process.env.BENCH_SHAPE ?? '2048,768,128,8').split(',').map(Number);
@@ -378,21 +379,11 @@ async function t1Variants(layer: FusedMoE): Promise<Record<string, unknown>> {
   return out;
 }
 
-function toQuantized(p: HostPacked): QuantizedExpertWeights {
-  const [e, kd, n] = p.shape;
-  const per = p.format === 'int8' ? 4 : p.format === 'int4' || p.format === 'mxfp4' ? 8 : 2;
-  const G = p.groupSize > 0 ? Math.ceil(kd / p.groupSize) : 0;
-  return {format: p.format, shape: p.shape, transposed: false, groupSize: p.groupSize, zeroPoint: p.zeroPoint,
-    values: p.format === 'float32' ? tf.tensor3d(p.values as Float32Array, p.shape) :
-        tf.tensor3d(p.values as Int32Array, [e, Math.ceil(kd / per), n], 'int32'),
-    scales: p.scales == null ? undefined : p.format === 'mxfp4' ?
-        tf.tensor3d(p.scales as Int32Array, [e, G, Math.ceil(n / 4)], 'int32') : tf.tensor3d(p.scales as Float32Array, [e, G, n]),
-    zeroPoints: p.zeroPoints == null ? undefined : tf.tensor3d(p.zeroPoints, [e, G, n])};
-}
-
 /** A Qwen3 layer whose experts are the given packed codes (its own GPU copy) and router `gate`. */
 function packedQwenLayer(f: FormatRow, up: HostPacked, down: HostPacked, gate: Float32Array): FusedMoE {
-  const q = {up_gate_proj_weight: toQuantized(up), down_proj_weight: toQuantized(down)};
+  // Packed formats only here, so toQuantized gives QuantizedExpertWeights (a float32 row would be a tensor).
+  const q = {up_gate_proj_weight: toQuantized(up) as QuantizedExpertWeights,
+    down_proj_weight: toQuantized(down) as QuantizedExpertWeights};
   const layer = new FusedMoE({numExperts: E, topK: K, moeIntermediateSize: I, expertWeightFormat: f.format,
     quantGroupSize: f.format === 'int8' && f.groupSize == null ? null : f.groupSize ?? null,
     quantZeroPoint: f.zeroPoint ?? false, backend: 'webgpu'}).buildFor(H, q);
