@@ -66,6 +66,11 @@ interface Row {
   wasmCpuMs: number;
   jsMs: number | null;
   ortWebMs: number | null;
+  /** The SIMD build wasmMs ran ('relaxed' where the engine accepts it: node --experimental-wasm-relaxed-simd). */
+  simd: string;
+  /** With relaxed SIMD: the plain build in the same alternation (ORT, relaxed, plain), else null. */
+  plainMs: number | null;
+  plainCpuMs: number | null;
   ratio: number;
   relDiffVsOrt: number;
 }
@@ -111,6 +116,16 @@ async function sideBySide(width: string, format: string, H: number, I: number, m
       await ortCall();
       ours(x, T);
       const ortTimes: number[] = [], ourTimes: number[] = [], ortCpu: number[] = [], ourCpu: number[] = [];
+      const plainTimes: number[] = [], plainCpu: number[] = [];
+      const plain = (fn: () => unknown) => () => {
+        tf.env().set('MOE_WASM_RELAXED_SIMD', false);
+        try {
+          return fn();
+        } finally {
+          tf.env().set('MOE_WASM_RELAXED_SIMD', true);
+        }
+      };
+      if (relaxed) plain(() => ours(x, T))();
       for (let r = 0; r < reps(T, H); r++) {
         const [ow, oc] = await timedCpu(ortCall);
         const [tw, tc] = await timedCpu(() => ours(x, T));
@@ -118,13 +133,23 @@ async function sideBySide(width: string, format: string, H: number, I: number, m
         ortCpu.push(oc);
         ourTimes.push(tw);
         ourCpu.push(tc);
+        if (relaxed) {
+          const [pw, pc] = await timedCpu(plain(() => ours(x, T)));
+          plainTimes.push(pw);
+          plainCpu.push(pc);
+        }
       }
       const o = median(ortTimes), wasmMs = median(ourTimes);
       const row: Row = {width, format, H, I, T, threads, ortMs: o, wasmMs, ortCpuMs: median(ortCpu),
-        wasmCpuMs: median(ourCpu), ...extra(T, threads), ratio: wasmMs / o, relDiffVsOrt: relDiff(out, ortOut)};
+        wasmCpuMs: median(ourCpu), ...extra(T, threads), simd: relaxed ? 'relaxed' : 'plain',
+        plainMs: relaxed ? median(plainTimes) : null, plainCpuMs: relaxed ? median(plainCpu) : null,
+        ratio: wasmMs / o, relDiffVsOrt: relDiff(out, ortOut)};
       console.log(`  ${width} ${format} T=${T} threads=${threads}: ORT ${o.toFixed(2)} ms, tfjs-moe wasm ` +
-          `${wasmMs.toFixed(2)} ms${row.jsMs != null ? `, js ${row.jsMs.toFixed(1)} ms` : ''}; ratio to ORT ` +
-          `${row.ratio.toFixed(2)}; max |diff| / max |ORT| ${row.relDiffVsOrt.toExponential(1)}`);
+          `(${row.simd}) ${wasmMs.toFixed(2)} ms${row.plainMs != null ? `, plain ${row.plainMs.toFixed(2)} ms` : ''}` +
+          `${row.jsMs != null ? `, js ${row.jsMs.toFixed(1)} ms` : ''}; ratio to ORT ` +
+          `${row.ratio.toFixed(2)}; max |diff| / max |ORT| ${row.relDiffVsOrt.toExponential(1)}` +
+          (threads === 1 ? `; CPU ms ORT ${row.ortCpuMs.toFixed(1)}, ours ${row.wasmCpuMs.toFixed(1)}` +
+              `${row.plainCpuMs != null ? `, plain ${row.plainCpuMs.toFixed(1)}` : ''}` : ''));
       rows.push(row);
     }
     await session.release();
@@ -212,24 +237,30 @@ async function benchWidth(width: string): Promise<Row[]> {
   return rows;
 }
 
+/** Whether the relaxed-SIMD build runs (then the plain one is timed next to it). */
+let relaxed = false;
+
 async function main(): Promise<void> {
   await tf.setBackend('cpu');
   const status = wasmStatus();
   if (!status.available) throw new Error(`wasm kernels unavailable: ${status.reason}`);
-  const machine = {cpu: cpus()[0]?.model, cores: cpus().length, node: process.version,
+  relaxed = status.simd === 'relaxed';
+  const machine = {cpu: cpus()[0]?.model, cores: cpus().length, node: process.version, simd: status.simd,
     ort: ort.env.versions?.common, ours: oursPath, loadBefore: execSync('uptime').toString().trim()};
   console.log(JSON.stringify(machine));
   const rows: Row[] = [];
   for (const width of widths) rows.push(...await benchWidth(width));
   const loadAfter = execSync('uptime').toString().trim();
   console.log(`load after: ${loadAfter}`);
-  console.log('\n| layer | format | T | threads | ORT ms | tfjs-moe wasm ms | ratio | CPU ms ORT / ours (ratio) | ' +
-      'tfjs-moe JS ms | ORT-web ms (ratio) | max diff vs ORT |');
-  console.log('|---|---|---|---|---|---|---|---|---|---|---|');
+  console.log(`\n| layer | format | T | threads | ORT ms | tfjs-moe wasm (${relaxed ? 'relaxed' : 'plain'}) ms | ratio | ` +
+      'CPU ms ORT / ours (ratio) | plain SIMD ms (ratio; CPU ratio) | tfjs-moe JS ms | ORT-web ms (ratio) | max diff vs ORT |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
     console.log(`| ${r.width} (H ${r.H}, I ${r.I}) | ${r.format} | ${r.T} | ${r.threads} | ${r.ortMs.toFixed(2)} | ` +
         `${r.wasmMs.toFixed(2)} | ${r.ratio.toFixed(2)} | ` +
         `${r.threads === 1 ? `${r.ortCpuMs.toFixed(1)} / ${r.wasmCpuMs.toFixed(1)} (${(r.wasmCpuMs / r.ortCpuMs).toFixed(2)})` : '-'} | ` +
+        `${r.plainMs != null ? `${r.plainMs.toFixed(2)} (${(r.plainMs / r.ortMs).toFixed(2)}` +
+            `${r.threads === 1 ? `; ${(r.plainCpuMs! / r.ortCpuMs).toFixed(2)}` : ''})` : '-'} | ` +
         `${r.jsMs?.toFixed(1) ?? '-'} | ` +
         `${r.ortWebMs != null ? `${r.ortWebMs.toFixed(2)} (${(r.wasmMs / r.ortWebMs).toFixed(2)})` : '-'} | ` +
         `${r.relDiffVsOrt.toExponential(1)} |`);

@@ -15,8 +15,9 @@ export const SYSTEM_PACKAGES = [
     present: {file: '/usr/lib/chromium/vk_swiftshader_icd.json'}},
   {name: 'libvulkan1', neededFor: 'the Vulkan loader dawn.node (the webgpu package) opens (only a recommendation of chromium)',
     present: {library: 'libvulkan.so.1'}},
-  {name: 'clang', neededFor: 'compiling the WebAssembly SIMD kernels', present: {command: 'clang'}},
-  {name: 'lld', neededFor: 'linking the WebAssembly kernels (wasm-ld)', present: {command: 'wasm-ld'}},
+  {name: 'clang-19', neededFor: 'compiling the WebAssembly SIMD kernels (relaxed SIMD needs clang 16 or newer)',
+    present: {command: 'clang-19'}},
+  {name: 'lld-19', neededFor: 'linking the WebAssembly kernels (wasm-ld)', present: {command: 'wasm-ld-19'}},
 ];
 
 function onPath(command) {

@@ -5,7 +5,9 @@ import {describeOpConformance} from '../ops/op_conformance.js';
 
 describeOpConformance('browser webgpu', {backend: 'webgpu', composite: false, scale: 'small'});
 describeOpConformance('browser webgpu composite', {backend: 'webgpu', composite: true, scale: 'small'});
-describeOpConformance('browser cpu wasm', {backend: 'cpu', composite: false, scale: 'small', wasm: true});
+// Chromium runs relaxed SIMD by default: both wasm builds run here.
+describeOpConformance('browser cpu wasm', {backend: 'cpu', composite: false, scale: 'small', wasm: true, simd: 'relaxed'});
+describeOpConformance('browser cpu wasm plain', {backend: 'cpu', composite: false, scale: 'small', wasm: true, simd: 'plain'});
 describeOpConformance('browser cpu js', {backend: 'cpu', composite: false, scale: 'small', wasm: false});
 
 describeLayerConformance('browser webgpu kernels', {backend: 'webgpu', layerBackend: 'webgpu', small: true});

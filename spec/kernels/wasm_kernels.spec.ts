@@ -10,8 +10,8 @@ import {expectNoLeak, randn, relError, rng, withFlags} from '../helpers/util.js'
 
 function hasClang(): boolean {
   try {
-    execFileSync(process.env.CLANG || 'clang', ['--version'], {stdio: 'ignore'});
-    execFileSync('wasm-ld', ['--version'], {stdio: 'ignore'});
+    execFileSync(process.env.CLANG || 'clang-19', ['--version'], {stdio: 'ignore'});
+    execFileSync('wasm-ld-19', ['--version'], {stdio: 'ignore'});
     return true;
   } catch {
     return false;
@@ -45,7 +45,7 @@ async function run(c: Case): Promise<Float32Array> {
 
 describe('wasm kernels', () => {
   it('the shipped module (src/kernels/wasm/moe_kernels_wasm.ts) is what a rebuild of moe_kernels.c gives', () => {
-    if (!hasClang()) pending('clang / wasm-ld not installed here (.ci/run installs them, so CI checks this)');
+    if (!hasClang()) pending('clang-19 / wasm-ld-19 not installed here (.ci/run installs them, so CI checks this)');
     try {
       execFileSync(process.execPath, ['scripts/build-wasm.mjs', '--check'], {encoding: 'utf8', stdio: 'pipe'});
     } catch (e) {

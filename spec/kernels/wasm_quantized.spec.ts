@@ -33,19 +33,25 @@ function runTracked(c: GemmCase, packedCalls: {wasm: number, total: number}): tf
 describe('wasm kernels over int8 / int4 expert weights (f32-accumulation bound 1e-5 vs float64)', () => {
   for (const swiglu of [false, true]) {
     const op = swiglu ? 'batchedGemmSwiglu' : 'batchedGemm';
-    it(`${op}: wasm path, random shapes, 1 to 40 rows per expert, both orientations, bias`, async () => {
-      for (const [i, {v, kMultiple}] of WASM_VARIANTS.entries()) {
-        const calls = {wasm: 0, total: 0};
-        // At most 2 rows per expert: the integer decode tiles; up to 40: integer tiles for blocks of up to 7 rows,
-        // the dequantized panel under the float tiles from 8 (row blocks past 32 as well).
-        await checkGemmCases('cpu wasm', 41 + i, 4, {E: 6, K: 2 * kMultiple + 64, N: 37, rows: 2},
-                             c => runTracked(c, calls), rng(41 + i + (swiglu ? 100 : 0)), {kMultiple, swiglu}, [v]);
-        await checkGemmCases('cpu wasm', 51 + i, 4, {E: 4, K: 2 * kMultiple + 64, N: 37, rows: 40},
-                             c => runTracked(c, calls), rng(51 + i + (swiglu ? 100 : 0)), {kMultiple, swiglu}, [v]);
-        // Cases whose experts all have no rows pack nothing; every other one must have run in wasm.
-        expect(calls.wasm).withContext(`${v.label}: calls that packed experts in wasm memory`).toBeGreaterThan(0);
-      }
-    }, SLOW);
+    // Both SIMD builds (scripts/run-specs.mjs turns relaxed SIMD on in Node 20).
+    for (const simd of ['relaxed', 'plain'] as const) {
+      it(`${op}: wasm path (${simd} SIMD), random shapes, 1 to 40 rows per expert, both orientations, bias`, async () => {
+        await withFlags({MOE_WASM_RELAXED_SIMD: simd === 'relaxed'}, async () => {
+          expect(moe.wasmStatus().simd).withContext('the build that runs').toBe(simd);
+          for (const [i, {v, kMultiple}] of WASM_VARIANTS.entries()) {
+            const calls = {wasm: 0, total: 0};
+            // At most 2 rows per expert: the integer decode tiles; up to 40: integer tiles for blocks of up to 7
+            // rows, the dequantized panel under the float tiles from 8 (row blocks past 32 as well).
+            await checkGemmCases('cpu wasm', 41 + i, 4, {E: 6, K: 2 * kMultiple + 64, N: 37, rows: 2},
+                                 c => runTracked(c, calls), rng(41 + i + (swiglu ? 100 : 0)), {kMultiple, swiglu}, [v]);
+            await checkGemmCases('cpu wasm', 51 + i, 4, {E: 4, K: 2 * kMultiple + 64, N: 37, rows: 40},
+                                 c => runTracked(c, calls), rng(51 + i + (swiglu ? 100 : 0)), {kMultiple, swiglu}, [v]);
+            // Cases whose experts all have no rows pack nothing; every other one must have run in wasm.
+            expect(calls.wasm).withContext(`${v.label}: calls that packed experts in wasm memory`).toBeGreaterThan(0);
+          }
+        });
+      }, SLOW);
+    }
 
     it(`${op}: the JavaScript fallback (MOE_WASM false), the same cases`, async () => {
       await withFlags({MOE_WASM: false}, async () => {

@@ -136,16 +136,16 @@ describe('the test command', () => {
     expect(ci.join('\n')).not.toContain('apt-get');
   });
 
-  it('has one table of the system packages it needs: chromium, libvulkan1, clang, lld', () => {
+  it('has one table of the system packages it needs: chromium, libvulkan1, clang-19, lld-19', () => {
     const text = readFileSync('scripts/setup.mjs', 'utf8');
-    for (const name of ['chromium', 'libvulkan1', 'clang', 'lld']) expect(text).toContain(`{name: '${name}'`);
+    for (const name of ['chromium', 'libvulkan1', 'clang-19', 'lld-19']) expect(text).toContain(`{name: '${name}'`);
   });
 
   it('set-up names the missing packages and stops where it cannot install them', () => {
     // An empty PATH hides clang and wasm-ld (and apt-get): what a machine without them looks like.
     const {code, out} = run('scripts/setup.mjs', ['--check'], {PATH: ''});
     expect(code).toBe(1);
-    expect(out).toMatch(/setup: missing system packages: .*clang lld/);
+    expect(out).toMatch(/setup: missing system packages: .*clang-19 lld-19/);
     expect(out).toContain('apt-get install --no-install-recommends');
   });
 });

@@ -16,6 +16,12 @@ export interface OpConformanceOptions {
    * fallback (flag MOE_WASM); absent leaves the flag as it is.
    */
   wasm?: boolean;
+  /**
+   * With wasm true: which SIMD build runs (flag MOE_WASM_RELAXED_SIMD). 'relaxed' asserts the engine runs the
+   * relaxed-SIMD build (Chromium; Node 20 with --experimental-wasm-relaxed-simd, which scripts/run-specs.mjs turns
+   * on); 'plain' forces the plain build; absent leaves the flag as it is.
+   */
+  simd?: 'plain' | 'relaxed';
 }
 
 /** Tolerances of the developers' guide (float32 storage). */
@@ -60,7 +66,12 @@ export function useSuiteBackend(suite: string, opts: OpConformanceOptions): void
   let unavailable: string | null = null;
   let previousTimeout = 0;
   let previousWasm: boolean | null = null;
+  let previousSimd: boolean | null = null;
   beforeAll(async () => {
+    if (opts.simd != null) {
+      previousSimd = tf.env().getBool('MOE_WASM_RELAXED_SIMD');
+      tf.env().set('MOE_WASM_RELAXED_SIMD', opts.simd === 'relaxed');
+    }
     if (opts.wasm != null) {
       previousWasm = tf.env().getBool('MOE_WASM');
       tf.env().set('MOE_WASM', opts.wasm);
@@ -80,6 +91,7 @@ export function useSuiteBackend(suite: string, opts: OpConformanceOptions): void
   });
   afterAll(async () => {
     if (previousWasm != null) tf.env().set('MOE_WASM', previousWasm);
+    if (previousSimd != null) tf.env().set('MOE_WASM_RELAXED_SIMD', previousSimd);
     jasmine.DEFAULT_TIMEOUT_INTERVAL = previousTimeout;
     if (previousBackend !== '' && tf.getBackend() !== previousBackend) await tf.setBackend(previousBackend);
   });
@@ -91,6 +103,7 @@ export function useSuiteBackend(suite: string, opts: OpConformanceOptions): void
     it('runs the WebAssembly SIMD kernels (every engine the suite runs on supports SIMD)', () => {
       const status = wasmStatus();
       expect(status.available).withContext(`wasm status: ${JSON.stringify(status)}`).toBeTrue();
+      if (opts.simd != null) expect(status.simd).withContext(`wasm status: ${JSON.stringify(status)}`).toBe(opts.simd);
     });
   }
   if (!opts.composite) {

@@ -165,21 +165,33 @@ void pack_expert_quantized(const int32_t* words, const float* scales, uint8_t* d
 // One tile per row count up to 4, so that a block's rows pass over the panel ceil(rows / 4) times; wider tiles
 // (6 rows, or k unrolled) measured slower: V8 runs out of the 16 xmm registers and spills.
 
+// c + a * b. The relaxed build (MOE_RELAXED_SIMD, compiled with -mrelaxed-simd) uses f32x4.relaxed_madd, which
+// the engine runs as one fused multiply-add (one rounding) where the CPU has FMA, else as a multiply and an add
+// (two roundings, as the plain build): half the floating-point instructions of the tiles, which are bound by the
+// core's instruction throughput, not by memory, at 4 or more rows per block.
+static inline v128_t madd(v128_t a, v128_t b, v128_t c) {
+#ifdef MOE_RELAXED_SIMD
+  return wasm_f32x4_relaxed_madd(a, b, c);
+#else
+  return wasm_f32x4_add(c, wasm_f32x4_mul(a, b));
+#endif
+}
+
 // Decode: one row streams the panel; two accumulator pairs hide the add latency.
 static inline void tile_1(const float* a, const float* b, int k, float* tile) {
   v128_t c0 = wasm_f32x4_splat(0), c1 = c0, d0 = c0, d1 = c0;
   int kk = 0;
   for (; kk + 2 <= k; kk += 2, b += 2 * PANEL) {
     const v128_t x0 = wasm_v128_load32_splat(a + kk), x1 = wasm_v128_load32_splat(a + kk + 1);
-    c0 = wasm_f32x4_add(c0, wasm_f32x4_mul(x0, wasm_v128_load(b)));
-    c1 = wasm_f32x4_add(c1, wasm_f32x4_mul(x0, wasm_v128_load(b + 4)));
-    d0 = wasm_f32x4_add(d0, wasm_f32x4_mul(x1, wasm_v128_load(b + 8)));
-    d1 = wasm_f32x4_add(d1, wasm_f32x4_mul(x1, wasm_v128_load(b + 12)));
+    c0 = madd(x0, wasm_v128_load(b), c0);
+    c1 = madd(x0, wasm_v128_load(b + 4), c1);
+    d0 = madd(x1, wasm_v128_load(b + 8), d0);
+    d1 = madd(x1, wasm_v128_load(b + 12), d1);
   }
   if (kk < k) {
     const v128_t x0 = wasm_v128_load32_splat(a + kk);
-    c0 = wasm_f32x4_add(c0, wasm_f32x4_mul(x0, wasm_v128_load(b)));
-    c1 = wasm_f32x4_add(c1, wasm_f32x4_mul(x0, wasm_v128_load(b + 4)));
+    c0 = madd(x0, wasm_v128_load(b), c0);
+    c1 = madd(x0, wasm_v128_load(b + 4), c1);
   }
   wasm_v128_store(tile, wasm_f32x4_add(c0, d0));
   wasm_v128_store(tile + 4, wasm_f32x4_add(c1, d1));
@@ -191,10 +203,10 @@ static inline void tile_2(const float* a, int lda, const float* b, int k, float*
   for (int kk = 0; kk < k; kk++, b += PANEL) {
     const v128_t b0 = wasm_v128_load(b), b1 = wasm_v128_load(b + 4);
     const v128_t x0 = wasm_v128_load32_splat(a + kk), x1 = wasm_v128_load32_splat(a1 + kk);
-    c00 = wasm_f32x4_add(c00, wasm_f32x4_mul(x0, b0));
-    c01 = wasm_f32x4_add(c01, wasm_f32x4_mul(x0, b1));
-    c10 = wasm_f32x4_add(c10, wasm_f32x4_mul(x1, b0));
-    c11 = wasm_f32x4_add(c11, wasm_f32x4_mul(x1, b1));
+    c00 = madd(x0, b0, c00);
+    c01 = madd(x0, b1, c01);
+    c10 = madd(x1, b0, c10);
+    c11 = madd(x1, b1, c11);
   }
   wasm_v128_store(tile, c00);
   wasm_v128_store(tile + 4, c01);
@@ -209,14 +221,14 @@ static inline void tile_3(const float* a, int lda, const float* b, int k, float*
   for (int kk = 0; kk < k; kk++, b += PANEL) {
     const v128_t b0 = wasm_v128_load(b), b1 = wasm_v128_load(b + 4);
     v128_t x = wasm_v128_load32_splat(a + kk);
-    c00 = wasm_f32x4_add(c00, wasm_f32x4_mul(x, b0));
-    c01 = wasm_f32x4_add(c01, wasm_f32x4_mul(x, b1));
+    c00 = madd(x, b0, c00);
+    c01 = madd(x, b1, c01);
     x = wasm_v128_load32_splat(a1 + kk);
-    c10 = wasm_f32x4_add(c10, wasm_f32x4_mul(x, b0));
-    c11 = wasm_f32x4_add(c11, wasm_f32x4_mul(x, b1));
+    c10 = madd(x, b0, c10);
+    c11 = madd(x, b1, c11);
     x = wasm_v128_load32_splat(a2 + kk);
-    c20 = wasm_f32x4_add(c20, wasm_f32x4_mul(x, b0));
-    c21 = wasm_f32x4_add(c21, wasm_f32x4_mul(x, b1));
+    c20 = madd(x, b0, c20);
+    c21 = madd(x, b1, c21);
   }
   wasm_v128_store(tile, c00);
   wasm_v128_store(tile + 4, c01);
@@ -235,17 +247,17 @@ static inline void tile_4p(const float* ap, const float* b, int k, float* tile) 
   for (int kk = 0; kk < k; kk++, b += PANEL, ap += 4) {
     const v128_t b0 = wasm_v128_load(b), b1 = wasm_v128_load(b + 4);
     v128_t x = wasm_v128_load32_splat(ap);
-    c00 = wasm_f32x4_add(c00, wasm_f32x4_mul(x, b0));
-    c01 = wasm_f32x4_add(c01, wasm_f32x4_mul(x, b1));
+    c00 = madd(x, b0, c00);
+    c01 = madd(x, b1, c01);
     x = wasm_v128_load32_splat(ap + 1);
-    c10 = wasm_f32x4_add(c10, wasm_f32x4_mul(x, b0));
-    c11 = wasm_f32x4_add(c11, wasm_f32x4_mul(x, b1));
+    c10 = madd(x, b0, c10);
+    c11 = madd(x, b1, c11);
     x = wasm_v128_load32_splat(ap + 2);
-    c20 = wasm_f32x4_add(c20, wasm_f32x4_mul(x, b0));
-    c21 = wasm_f32x4_add(c21, wasm_f32x4_mul(x, b1));
+    c20 = madd(x, b0, c20);
+    c21 = madd(x, b1, c21);
     x = wasm_v128_load32_splat(ap + 3);
-    c30 = wasm_f32x4_add(c30, wasm_f32x4_mul(x, b0));
-    c31 = wasm_f32x4_add(c31, wasm_f32x4_mul(x, b1));
+    c30 = madd(x, b0, c30);
+    c31 = madd(x, b1, c31);
   }
   wasm_v128_store(tile, c00);
   wasm_v128_store(tile + 4, c01);

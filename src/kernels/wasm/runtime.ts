@@ -1,7 +1,12 @@
 /**
- * The WebAssembly SIMD runtime behind the cpu kernels: loads the module shipped in moe_kernels_wasm.ts (detecting
- * SIMD support by validating it, not by guessing from the platform), owns its linear memory, and hands the
- * kernels a synchronous `run` that spreads one call over the thread pool where there is one.
+ * The WebAssembly SIMD runtime behind the cpu kernels: loads the modules shipped in moe_kernels_wasm.ts (detecting
+ * SIMD and relaxed SIMD by validating them, not by guessing from the platform), owns their linear memory, and
+ * hands the kernels a synchronous `run` that spreads one call over the thread pool where there is one.
+ *
+ * Two SIMD levels of the same source: 'plain' (128-bit SIMD) and 'relaxed' (its tiles' multiply-adds as
+ * f32x4.relaxed_madd, a fused multiply-add where the CPU has one: on by default in Chromium and Node 22+, behind
+ * --experimental-wasm-relaxed-simd in Node 20). Both are instantiated on one memory (they pack weights alike, so
+ * one weight cache serves both) and a call runs the level the flag picks.
  *
  * Flags (tf.env()):
  *   MOE_WASM (bool, default true): false forces the JavaScript kernels.
@@ -9,10 +14,13 @@
  *     only in Node (worker_threads, shared memory, the calling thread waiting with Atomics.wait); a browser page
  *     runs single-threaded (its main thread may not block).
  *   MOE_WASM_CACHE_MB (number, default 3072): bytes of packed expert weights kept in wasm memory (weight_cache.ts).
+ *   MOE_WASM_RELAXED_SIMD (bool, default true): run the relaxed-SIMD build where the engine accepts it; false runs
+ *     the plain one (results then round every product, as the JavaScript kernels do: docs/semantics.md).
  */
 import * as tf from '@tensorflow/tfjs-core';
 
-import {sharedMemoryFlagOffset, threadsWasmBase64} from './moe_kernels_wasm.js';
+import {plainSharedMemoryFlagOffset, plainThreadsWasmBase64, relaxedSharedMemoryFlagOffset, relaxedThreadsWasmBase64}
+    from './moe_kernels_wasm.js';
 import {registerWeightCacheSweeper} from '../weight_caches.js';
 import {startThreadPool, ThreadPool} from './thread_pool.js';
 import {sweepWasmWeightCache} from './weight_cache.js';
@@ -26,6 +34,7 @@ export function registerWasmRuntime(): void {
   tf.env().registerFlag('MOE_WASM', () => true);
   tf.env().registerFlag('MOE_WASM_THREADS', () => defaultThreads());
   tf.env().registerFlag('MOE_WASM_CACHE_MB', () => 3072);
+  tf.env().registerFlag('MOE_WASM_RELAXED_SIMD', () => true);
 }
 
 const PAGE = 65536;
@@ -47,6 +56,10 @@ export interface MoeWasmExports {
                   work: number, thread: number, threads: number): void;
 }
 
+/** The module builds, in the order the thread pool's workers hold them. */
+export type SimdLevel = 'plain' | 'relaxed';
+export const SIMD_LEVELS: readonly SimdLevel[] = ['plain', 'relaxed'];
+
 /** Entry points a pool thread can run: every one takes (..., thread, threads) last. */
 export type ThreadedEntry = 'moe_gemm' | 'moe_gemm_swiglu';
 
@@ -56,6 +69,10 @@ export interface WasmStatus {
   /** Why the JavaScript kernels run instead (when not available). */
   reason?: string;
   variant?: 'single' | 'threads';
+  /** The SIMD level the next call runs ('relaxed' only where the engine accepts it and the flag allows it). */
+  simd?: SimdLevel;
+  /** Whether this engine accepts the relaxed-SIMD build. */
+  relaxedSimd?: boolean;
   /** Threads a kernel call may use now (MOE_WASM_THREADS as far as the platform allows). */
   threads?: number;
   /** Threads the last kernel call ran on (small calls run on one). */
@@ -93,19 +110,35 @@ interface Block {
 }
 
 export class WasmRuntime {
-  readonly exports: MoeWasmExports;
+  private readonly instances: Partial<Record<SimdLevel, MoeWasmExports>> = {};
   private readonly free: Block[] = [];
   private top: number;
   private pool: ThreadPool | null = null;
   private poolFailed: string | null = null;
   private lastCallThreads = 0;
 
-  constructor(readonly module: WebAssembly.Module, readonly memory: WebAssembly.Memory,
+  /** modules: the plain build, and the relaxed one when this engine accepts it. */
+  constructor(readonly modules: Partial<Record<SimdLevel, WebAssembly.Module>>, readonly memory: WebAssembly.Memory,
               readonly variant: 'single' | 'threads') {
-    const instance = new WebAssembly.Instance(module, {env: {memory}});
-    this.exports = instance.exports as unknown as MoeWasmExports;
-    const heapBase = (instance.exports.__heap_base as WebAssembly.Global).value as number;
+    let heapBase = 0;
+    for (const level of SIMD_LEVELS) {
+      const module = modules[level];
+      if (module == null) continue;
+      const instance = new WebAssembly.Instance(module, {env: {memory}});
+      this.instances[level] = instance.exports as unknown as MoeWasmExports;
+      heapBase = Math.max(heapBase, (instance.exports.__heap_base as WebAssembly.Global).value as number);
+    }
     this.top = Math.ceil(heapBase / ALIGN) * ALIGN;
+  }
+
+  /** The SIMD level a call runs now: relaxed where accepted, unless the flag says otherwise. */
+  simd(): SimdLevel {
+    return this.instances.relaxed != null && tf.env().getBool('MOE_WASM_RELAXED_SIMD') ? 'relaxed' : 'plain';
+  }
+
+  /** The exports of the level a call runs now (packing and sizes are the same in both). */
+  get exports(): MoeWasmExports {
+    return this.instances[this.simd()]!;
   }
 
   get buffer(): ArrayBuffer {
@@ -186,7 +219,7 @@ export class WasmRuntime {
       this.pool?.stop();
       this.pool = null;
       try {
-        this.pool = startThreadPool(this.module, this.memory, wanted - 1);
+        this.pool = startThreadPool(SIMD_LEVELS.map(l => this.modules[l] ?? null), this.memory, wanted - 1);
       } catch (e) {
         this.poolFailed = (e as Error).message;
         return 1;
@@ -198,15 +231,18 @@ export class WasmRuntime {
   /** Runs `entry(...args, thread, threads)` on every thread; returns when all are done. */
   run(entry: ThreadedEntry, args: number[], threads: number): void {
     this.lastCallThreads = threads > 1 && this.pool != null ? threads : 1;
+    const level = this.simd();
+    const fn = this.instances[level]![entry] as (...a: number[]) => void;
     if (threads > 1 && this.pool != null) {
-      this.pool.run(entry, args, threads, () => (this.exports[entry] as (...a: number[]) => void)(...args, 0, threads));
+      this.pool.run(entry, SIMD_LEVELS.indexOf(level), args, threads, () => fn(...args, 0, threads));
       return;
     }
-    (this.exports[entry] as (...a: number[]) => void)(...args, 0, 1);
+    fn(...args, 0, 1);
   }
 
   status(): WasmStatus {
-    return {available: true, variant: this.variant, threads: this.threads(), lastCallThreads: this.lastCallThreads,
+    return {available: true, variant: this.variant, simd: this.simd(), relaxedSimd: this.instances.relaxed != null,
+      threads: this.threads(), lastCallThreads: this.lastCallThreads,
       ...(this.poolFailed != null ? {reason: `threads unavailable: ${this.poolFailed}`} : {})};
   }
 }
@@ -226,31 +262,42 @@ function initialise(): void {
     return;
   }
   const variant = canShareMemory() ? 'threads' : 'single';
-  const bytes = decodeBase64(threadsWasmBase64);
-  // The single build is the threads build with a plain (not shared) memory import (scripts/build-wasm.mjs).
-  if (variant === 'single') bytes[sharedMemoryFlagOffset] &= ~2;
-  if (!WebAssembly.validate(bytes)) {
+  const build = (base64: string, flagOffset: number) => {
+    const bytes = decodeBase64(base64);
+    // The single build is the threads build with a plain (not shared) memory import (scripts/build-wasm.mjs).
+    if (variant === 'single') bytes[flagOffset] &= ~2;
+    return bytes;
+  };
+  const plain = build(plainThreadsWasmBase64, plainSharedMemoryFlagOffset);
+  if (!WebAssembly.validate(plain)) {
     unavailable = 'this WebAssembly engine does not support 128-bit SIMD (the module does not validate)';
     return;
   }
+  const relaxed = build(relaxedThreadsWasmBase64, relaxedSharedMemoryFlagOffset);
+  const binaries: Partial<Record<SimdLevel, Uint8Array<ArrayBuffer>>> = {plain};
+  if (WebAssembly.validate(relaxed)) binaries.relaxed = relaxed;
   const memory = new WebAssembly.Memory({initial: 16, maximum: MAX_PAGES, ...(variant === 'threads' ? {shared: true} : {})});
-  let module: WebAssembly.Module;
+  const modules: Partial<Record<SimdLevel, WebAssembly.Module>> = {};
   try {
-    module = new WebAssembly.Module(bytes);
+    for (const level of SIMD_LEVELS) {
+      const bytes = binaries[level];
+      if (bytes != null) modules[level] = new WebAssembly.Module(bytes);
+    }
   } catch (e) {
     // Browsers refuse to compile large modules synchronously on the main thread: compile in the background and
     // run the JavaScript kernels until it is done.
     if (!(e instanceof RangeError)) throw e;
     unavailable = 'the WebAssembly module is still compiling';
-    pending = WebAssembly.compile(bytes).then(m => {
-      runtime = new WasmRuntime(m, memory, variant);
-      unavailable = null;
-    }, (err: Error) => {
-      unavailable = `compiling the WebAssembly module failed: ${err.message}`;
-    });
+    pending = Promise.all(SIMD_LEVELS.map(l => binaries[l] != null ? WebAssembly.compile(binaries[l]) : null))
+        .then(([p, r]) => {
+          runtime = new WasmRuntime({plain: p!, ...(r != null ? {relaxed: r} : {})}, memory, variant);
+          unavailable = null;
+        }, (err: Error) => {
+          unavailable = `compiling the WebAssembly module failed: ${err.message}`;
+        });
     return;
   }
-  runtime = new WasmRuntime(module, memory, variant);
+  runtime = new WasmRuntime(modules, memory, variant);
 }
 
 let initialised = false;

@@ -2,8 +2,8 @@
  * Worker threads for the wasm kernels in Node. A tfjs kernel must return synchronously, so the calling thread
  * publishes a call in a shared control block, runs its own share (thread 0), and blocks in Atomics.wait until
  * the workers are done. Idle workers sleep in Atomics.wait (no CPU) and are unref'd (they never keep a process
- * alive). Each worker instantiates the same module on the same shared memory; the kernels use no C stack, so
- * the instances share nothing but the arrays the call names.
+ * alive). Each worker instantiates the same modules (one per SIMD level) on the same shared memory; the kernels
+ * use no C stack, so the instances share nothing but the arrays the call names.
  */
 
 // Control block (Int32 slots).
@@ -13,8 +13,9 @@ const READY = 2;       // workers started
 const FAILED = 3;      // a worker's call threw
 const ENTRY = 4;       // index into ENTRIES; -1 stops the workers
 const THREADS = 5;     // threads of the current call (workers with index >= THREADS - 1 sit it out)
-const ARGC = 6;
-const ARGS = 7;
+const MODULE = 6;     // index into the modules the pool was started with
+const ARGC = 7;
+const ARGS = 8;
 const MAX_ARGS = 16;
 const CONTROL_SLOTS = ARGS + MAX_ARGS;
 
@@ -24,10 +25,13 @@ const START_TIMEOUT_MS = 20_000;
 // Runs in every worker (CommonJS, eval'd by Node's Worker): `index` is the worker's thread number minus 1.
 const WORKER_SOURCE = `
 const {workerData} = require('worker_threads');
-const {module, memory, control, index} = workerData;
+const {modules, memory, control, index} = workerData;
 const c = new Int32Array(control);
-const exports = new WebAssembly.Instance(module, {env: {memory}}).exports;
-const entries = ${JSON.stringify(ENTRIES)}.map(name => exports[name]);
+const entries = modules.map(module => {
+  if (module == null) return null;
+  const exports = new WebAssembly.Instance(module, {env: {memory}}).exports;
+  return ${JSON.stringify(ENTRIES)}.map(name => exports[name]);
+});
 Atomics.add(c, ${READY}, 1);
 Atomics.notify(c, ${READY});
 let seen = 0;
@@ -41,7 +45,7 @@ for (;;) {
   try {
     const args = [];
     for (let i = 0; i < c[${ARGC}]; i++) args.push(c[${ARGS} + i] >>> 0);
-    entries[entry](...args, index + 1, threads);
+    entries[c[${MODULE}]][entry](...args, index + 1, threads);
   } catch (e) {
     Atomics.store(c, ${FAILED}, 1);
   }
@@ -59,12 +63,14 @@ type WorkerCtor = new (source: string, options: {eval: true, workerData: unknown
 export interface ThreadPool {
   /** Workers (the calling thread is not one of them). */
   readonly size: number;
-  /** Runs `entry` on threads 1..threads-1 and `own()` (thread 0) here; returns when all are done. */
-  run(entry: string, args: number[], threads: number, own: () => void): void;
+  /** Runs `entry` of modules[module] on threads 1..threads-1 and `own()` (thread 0) here; returns when all are done. */
+  run(entry: string, module: number, args: number[], threads: number, own: () => void): void;
   stop(): void;
 }
 
-export function startThreadPool(module: WebAssembly.Module, memory: WebAssembly.Memory, size: number): ThreadPool {
+/** modules: the builds a call may name (null where this engine has none). */
+export function startThreadPool(modules: Array<WebAssembly.Module | null>, memory: WebAssembly.Memory,
+                                size: number): ThreadPool {
   const proc = (globalThis as {process?: {getBuiltinModule?: (id: string) => unknown}}).process;
   const wt = proc?.getBuiltinModule?.('worker_threads') as {Worker?: WorkerCtor} | undefined;
   if (wt?.Worker == null) throw new Error('worker_threads is not available');
@@ -73,7 +79,7 @@ export function startThreadPool(module: WebAssembly.Module, memory: WebAssembly.
   const workers: WorkerLike[] = [];
   let workerError: Error | null = null;
   for (let index = 0; index < size; index++) {
-    const worker = new wt.Worker(WORKER_SOURCE, {eval: true, workerData: {module, memory, control, index}});
+    const worker = new wt.Worker(WORKER_SOURCE, {eval: true, workerData: {modules, memory, control, index}});
     worker.on('error', e => {
       workerError = e;
     });
@@ -97,12 +103,14 @@ export function startThreadPool(module: WebAssembly.Module, memory: WebAssembly.
   }
   return {
     size,
-    run(entry, args, threads, own) {
+    run(entry, module, args, threads, own) {
       if (workerError != null) throw new Error(`a wasm worker thread failed: ${workerError.message}`);
       if (args.length > MAX_ARGS) throw new Error(`thread pool: ${args.length} arguments (at most ${MAX_ARGS})`);
       const index = ENTRIES.indexOf(entry);
       if (index < 0) throw new Error(`thread pool: unknown entry point ${entry}`);
+      if (modules[module] == null) throw new Error(`thread pool: no module ${module}`);
       Atomics.store(c, ENTRY, index);
+      c[MODULE] = module;
       c[THREADS] = threads;
       c[ARGC] = args.length;
       for (let i = 0; i < args.length; i++) c[ARGS + i] = args[i] | 0;
