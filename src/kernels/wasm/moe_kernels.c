@@ -492,9 +492,11 @@ static void dequantize_panel(int format, const uint8_t* codes, const float* scal
   }
 }
 
-// k per dequantized slice of a panel (rounded to whole groups; a group larger than this is one slice): 8 KB of
-// float32, in L1 with the row block.
-#define DQ_SLICE 256
+// k per dequantized slice of a panel (rounded to whole groups; a group larger than this is one slice): 4 KB of
+// float32, in L1 with the row block's slice (16 rows: 8 KB). Measured (bench/cpu_gemm_micro.ts shapes, int8 g32,
+// relaxed build, 8 / 16 / 32 rows per expert): 128 gives 17.3 / 20.5-20.8 / 23.0 GMAC/s, 256 gave 16.0 /
+// 17.5-19.8 / 22.3, 64 and 96 no better than 128.
+#define DQ_SLICE 128
 
 // Rows per block up to which the integer tiles take the block; larger blocks dequantize the panel for the float
 // tiles. Measured on Qwen3-30B-A3B's expert shapes (moe_gemm alone, int8 and int4 g32, 1 thread): up to 6 rows
