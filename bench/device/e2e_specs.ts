@@ -6,10 +6,10 @@ jasmine.DEFAULT_TIMEOUT_INTERVAL = process.env.TFJS_MOE_SPEC_SCALE === 'small' ?
 
 import '../../spec/helpers/setup.js';
 import '../../spec/helpers/report_errors.js';
-import '../../spec/cuda/cuda_fused_moe.spec.js';
-import '../../spec/cuda/cuda_layer_executor.spec.js';
-import '../../spec/cuda/cuda_device_activation.spec.js';
-import '../../spec/cuda/cuda_host_copies.spec.js';
-import '../../spec/cuda/cuda_unsupported_options.spec.js';
-import '../../spec/layers/fused_moe_device.spec.js';
 import './device_status.spec.js';
+import '../../spec/cuda/cuda_host_copies.spec.js';
+import '../../spec/cuda/cuda_device_activation.spec.js';
+import '../../spec/layers/fused_moe_device.spec.js';
+import '../../spec/cuda/cuda_layer_executor.spec.js';
+import '../../spec/cuda/cuda_unsupported_options.spec.js';
+import '../../spec/cuda/cuda_fused_moe.spec.js';

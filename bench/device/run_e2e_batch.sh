@@ -37,7 +37,7 @@ for step in ${STEPS:-specs after before malloc gc}; do
   [ "$(left)" -le 4 ] && { note "out of budget before $step"; break; }
   case $step in
     specs)
-      t=$(lim ${SPECS_TIMEOUT:-30})
+      t=$(lim ${SPECS_TIMEOUT:-34})
       (cd specs && TFJS_MOE_CUDA_ADDON="$W/after.node" timeout "$t" node run-specs.mjs > "$OUT/specs.log" 2>&1
        note "specs exit $?") &
       a=$!
