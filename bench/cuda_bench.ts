@@ -9,7 +9,9 @@
  *    tfjs input ('staged', the default), the output downloaded into a new pinned block ('pinned'), a pinned input
  *    (a previous forward's pinned output, 'pinnedIn'), and A/B switches of the staged path: 'trace' (GPU events:
  *    upload, kernels, download), 'oldSplit' (one copy slice per thread), 'smallPageable' (small inputs straight
- *    from pageable memory), 'hugePages' (the output array on transparent huge pages); 'layerApply':
+ *    from pageable memory), 'hugePages' (the output array on transparent huge pages), 'prefaultLate' (the output's
+ *    page faults taken from the download on, not from the start), 'prefault16' / 'prefault4' (threads for them),
+ *    'chunk256' / 'chunk4096' (the copies' chunk in KiB); 'layerApply':
  *    CudaFusedMoe.apply(tensor) -> tensor, the path of the FusedMoE layer's cuda executor; 'fusedMoE': the
  *    FusedMoE layer's apply() with backend 'cuda';
  *  - a stack of --stack FusedMoE layers (their own GPU weights): apply() layer after layer (host tensors between
@@ -99,7 +101,8 @@ async function main() {
   const iters = Number(arg('iters', '20'));
   const e2eIters = Number(arg('e2e-iters', '15'));
   const stackSize = Number(arg('stack', '4'));
-  const modes = arg('modes', 'staged,pageable,pinnedIn,trace,oldSplit,smallPageable,hugePages').split(',');
+  const modes = arg('modes', 'staged,pageable,pinnedIn,trace,oldSplit,smallPageable,hugePages,prefaultLate,' +
+                    'prefault16,prefault4,chunk256,chunk4096').split(',');
   const latency = CudaMoeRunner.hostCopyBandwidth(T1_BYTES, 50);
   console.log(`host<->device, ${T1_BYTES} B (one T = 1 row), GB/s: ${JSON.stringify(latency)}`);
   const kernelOnly = process.argv.includes('--kernel-only');
@@ -193,7 +196,9 @@ async function main() {
       const modeEnv: Record<string, Record<string, string>> = {
         staged: {}, pageable: {}, pinned: {}, pinnedIn: {}, trace: {TFJS_MOE_CUDA_TRACE: '1'},
         oldSplit: {TFJS_MOE_CUDA_COPY_CHUNK_KIB: '0'}, smallPageable: {TFJS_MOE_CUDA_SMALL_UPLOAD: 'pageable'},
-        hugePages: {TFJS_MOE_CUDA_HUGEPAGES: '1'},
+        hugePages: {TFJS_MOE_CUDA_HUGEPAGES: '1'}, prefaultLate: {TFJS_MOE_CUDA_PREFAULT: 'late'},
+        prefault16: {TFJS_MOE_CUDA_PREFAULT_THREADS: '16'}, prefault4: {TFJS_MOE_CUDA_PREFAULT_THREADS: '4'},
+        chunk256: {TFJS_MOE_CUDA_COPY_CHUNK_KIB: '256'}, chunk4096: {TFJS_MOE_CUDA_COPY_CHUNK_KIB: '4096'},
       };
       for (const mode of modes) {
         const parts: Record<string, number[]> = {total: [], dataSync: [], native: [], alloc: [], uploadHost: [],

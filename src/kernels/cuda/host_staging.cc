@@ -270,7 +270,10 @@ void SlicedDownload::prefault(void* dst, size_t bytes) {
   waitPrefault();
   // Above kParallelMinBytes on up to 8 threads; a mid-size array on one (its faults cost tens of microseconds,
   // against a forward of hundreds); a few pages not at all (posting the job would cost more).
-  const int n = bytes >= kParallelMinBytes ? std::min(8, threadsFor(bytes)) : bytes >= kPrefaultMinBytes ? 1 : 0;
+  // TFJS_MOE_CUDA_PREFAULT_THREADS: benchmark A/B of the large arrays' thread count.
+  int most = 8;
+  if (const char* v = std::getenv("TFJS_MOE_CUDA_PREFAULT_THREADS")) most = std::max(1, std::atoi(v));
+  const int n = bytes >= kParallelMinBytes ? std::min(most, threadsFor(bytes)) : bytes >= kPrefaultMinBytes ? 1 : 0;
   if (n == 0) return;
   if (adviseHugePages() && bytes >= (size_t(4) << 20)) {
     const uintptr_t huge = uintptr_t(2) << 20, lo = reinterpret_cast<uintptr_t>(dst), hi = lo + bytes;

@@ -570,8 +570,12 @@ void MoeLayer::forward(const float* x, int T, float* out, int* ids, bool useGrap
     for (cudaEvent_t& e : trace_) MOE_CUDA(cudaEventCreate(&e));
   }
   if (trace) MOE_CUDA(cudaEventRecord(trace_[0], stream_));
-  // A fresh output array's page faults start now on helper threads, overlapping the upload and the kernels.
-  if (copy == HostCopy::kStaged) download_.prefault(out, bytes);
+  // A fresh output array's page faults start now on helper threads, overlapping the upload and the kernels
+  // (TFJS_MOE_CUDA_PREFAULT=late: only once the download is enqueued, benchmark A/B).
+  const char* prefaultEnv = std::getenv("TFJS_MOE_CUDA_PREFAULT");
+  if (copy == HostCopy::kStaged && (prefaultEnv == nullptr || std::strcmp(prefaultEnv, "late") != 0)) {
+    download_.prefault(out, bytes);
+  }
   Clock::time_point t1, t2;
   try {
     if (copy == HostCopy::kPageable) {
