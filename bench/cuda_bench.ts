@@ -11,7 +11,8 @@
  *    upload, kernels, download), 'oldSplit' (one copy slice per thread), 'smallPageable' (small inputs straight
  *    from pageable memory), 'hugePages' (the output array on transparent huge pages), 'prefaultLate' (the output's
  *    page faults taken from the download on, not from the start), 'prefault16' / 'prefault4' (threads for them),
- *    'chunk256' / 'chunk4096' (the copies' chunk in KiB); 'layerApply':
+ *    'chunk256' / 'chunk4096' (the copies' chunk in KiB), 'registerIn' / 'registerOut' (x / y page-locked for the
+ *    call and copied by DMA directly); 'layerApply':
  *    CudaFusedMoe.apply(tensor) -> tensor, the path of the FusedMoE layer's cuda executor; 'fusedMoE': the
  *    FusedMoE layer's apply() with backend 'cuda';
  *  - a stack of --stack FusedMoE layers (their own GPU weights): apply() layer after layer (host tensors between
@@ -102,7 +103,7 @@ async function main() {
   const e2eIters = Number(arg('e2e-iters', '15'));
   const stackSize = Number(arg('stack', '4'));
   const modes = arg('modes', 'staged,pageable,pinnedIn,trace,oldSplit,smallPageable,hugePages,prefaultLate,' +
-                    'prefault16,prefault4,chunk256,chunk4096').split(',');
+                    'prefault16,prefault4,chunk256,chunk4096,registerIn,registerOut').split(',');
   const latency = CudaMoeRunner.hostCopyBandwidth(T1_BYTES, 50);
   console.log(`host<->device, ${T1_BYTES} B (one T = 1 row), GB/s: ${JSON.stringify(latency)}`);
   const kernelOnly = process.argv.includes('--kernel-only');
@@ -199,10 +200,11 @@ async function main() {
         hugePages: {TFJS_MOE_CUDA_HUGEPAGES: '1'}, prefaultLate: {TFJS_MOE_CUDA_PREFAULT: 'late'},
         prefault16: {TFJS_MOE_CUDA_PREFAULT_THREADS: '16'}, prefault4: {TFJS_MOE_CUDA_PREFAULT_THREADS: '4'},
         chunk256: {TFJS_MOE_CUDA_COPY_CHUNK_KIB: '256'}, chunk4096: {TFJS_MOE_CUDA_COPY_CHUNK_KIB: '4096'},
+        registerIn: {TFJS_MOE_CUDA_REGISTER: 'in'}, registerOut: {TFJS_MOE_CUDA_REGISTER: 'out'},
       };
       for (const mode of modes) {
         const parts: Record<string, number[]> = {total: [], dataSync: [], native: [], alloc: [], uploadHost: [],
-          launch: [], wait: [], prefault: [], prefaultWait: [], outside: [], tensor: [], dispose: [], gpuUpload: [],
+          launch: [], wait: [], prefault: [], prefaultWait: [], register: [], outside: [], tensor: [], dispose: [], gpuUpload: [],
           gpuKernel: [], gpuDownload: []};
         let loopStart = 0;
         // 'pinned in': x is a previous forward's pinned output, as in a stack of layers through host tensors.
@@ -233,6 +235,7 @@ async function main() {
           parts.wait.push(t.waitMs);
           parts.prefault.push(t.prefaultMs);
           parts.prefaultWait.push(t.prefaultWaitMs);
+          parts.register.push(t.registerMs);
           // JS and N-API around the native forward: the output array's allocation, argument checks, the result.
           parts.outside.push(s2 - s1 - t.uploadHostMs - t.waitMs - t.allocMs);
           parts.tensor.push(s3 - s2);

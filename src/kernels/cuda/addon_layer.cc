@@ -250,6 +250,7 @@ napi_value LayerLastTimings(napi_env env, napi_callback_info info) {
     setProp(env, o, "launchMs", num(env, t.launchMs));
     setProp(env, o, "prefaultMs", num(env, t.prefaultMs));
     setProp(env, o, "prefaultWaitMs", num(env, t.prefaultWaitMs));
+    setProp(env, o, "registerMs", num(env, t.registerMs));
     setProp(env, o, "gpuUploadMs", num(env, t.gpuUploadMs));
     setProp(env, o, "gpuKernelMs", num(env, t.gpuKernelMs));
     setProp(env, o, "gpuDownloadMs", num(env, t.gpuDownloadMs));

@@ -225,6 +225,8 @@ export interface CudaForwardTimings {
   launchMs: number;
   prefaultMs: number;
   prefaultWaitMs: number;
+  /** TFJS_MOE_CUDA_REGISTER (A/B): page-locking the caller's arrays for the call. */
+  registerMs: number;
   gpuUploadMs: number;
   gpuKernelMs: number;
   gpuDownloadMs: number;

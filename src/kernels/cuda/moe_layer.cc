@@ -573,7 +573,29 @@ void MoeLayer::forward(const float* x, int T, float* out, int* ids, bool useGrap
   // A fresh output array's page faults start now on helper threads, overlapping the upload and the kernels
   // (TFJS_MOE_CUDA_PREFAULT=late: only once the download is enqueued, benchmark A/B).
   const char* prefaultEnv = std::getenv("TFJS_MOE_CUDA_PREFAULT");
-  if (copy == HostCopy::kStaged && (prefaultEnv == nullptr || std::strcmp(prefaultEnv, "late") != 0)) {
+  // TFJS_MOE_CUDA_REGISTER='in' / 'out' / 'in,out' (benchmark A/B): page-lock the caller's large x / y for this
+  // call (cudaHostRegister) and copy by DMA straight from / into them instead of through the staging buffers.
+  const char* regEnv = std::getenv("TFJS_MOE_CUDA_REGISTER");
+  const bool large = copy == HostCopy::kStaged && bytes >= (size_t(1) << 20);
+  const bool regIn = large && regEnv != nullptr && std::strstr(regEnv, "in") != nullptr;
+  const bool regOut = large && regEnv != nullptr && std::strstr(regEnv, "out") != nullptr;
+  const auto r0 = Clock::now();
+  if (regIn) MOE_CUDA(cudaHostRegister(const_cast<float*>(x), bytes, cudaHostRegisterDefault));
+  if (regOut) {
+    const cudaError_t st = cudaHostRegister(out, bytes, cudaHostRegisterDefault);
+    if (st != cudaSuccess && regIn) (void)cudaHostUnregister(const_cast<float*>(x));
+    MOE_CUDA(st);
+  }
+  timings_.registerMs = ms(r0, Clock::now());
+  struct Unregister {  // after the stream is done with them (every path below synchronizes first)
+    const float* x;
+    float* out;
+    ~Unregister() {
+      if (x != nullptr) (void)cudaHostUnregister(const_cast<float*>(x));
+      if (out != nullptr) (void)cudaHostUnregister(out);
+    }
+  } unregister{regIn ? x : nullptr, regOut ? out : nullptr};
+  if (copy == HostCopy::kStaged && !regOut && (prefaultEnv == nullptr || std::strcmp(prefaultEnv, "late") != 0)) {
     download_.prefault(out, bytes);
   }
   Clock::time_point t1, t2;
@@ -602,7 +624,7 @@ void MoeLayer::forward(const float* x, int T, float* out, int* ids, bool useGrap
     MOE_CUDA(cudaStreamSynchronize(stream_));
   } else {
     // Chunked: each chunk copied out of pinned landing once its DMA is done, into pages faulted in ahead.
-    void* landing = copy == HostCopy::kStaged ? outStaging_.ensure(bytes) : out;
+    void* landing = copy == HostCopy::kStaged && !regOut ? outStaging_.ensure(bytes) : out;
     download_.run(out, dOut_.as(), bytes, landing, stream_, trace ? trace_[3] : nullptr);
   }
   const auto t3 = Clock::now();

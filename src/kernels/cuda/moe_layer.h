@@ -77,6 +77,7 @@ struct ForwardTimings {
   double launchMs = 0;      // the graph launch (or eager enqueue) alone, host side
   double prefaultMs = 0;    // the output array's prefault on helper threads (overlapping upload and kernels)
   double prefaultWaitMs = 0;  // how long the download waited for that prefault
+  double registerMs = 0;    // TFJS_MOE_CUDA_REGISTER: page-locking the caller's arrays
   // With TFJS_MOE_CUDA_TRACE=1 (else -1): GPU milliseconds of the upload, the kernels and the download (events).
   double gpuUploadMs = -1, gpuKernelMs = -1, gpuDownloadMs = -1;
 };
