@@ -11,10 +11,10 @@
  *    upload, kernels, download), 'oldSplit' (one copy slice per thread), 'smallPageable' (small inputs straight
  *    from pageable memory), 'hugePages' (the output array on transparent huge pages), 'prefaultLate' (the output's
  *    page faults taken from the download on, not from the start), 'prefault16' / 'prefault4' (threads for them),
- *    'chunk256' / 'chunk4096' (the copies' chunk in KiB), 'registerIn' / 'registerOut' (x / y page-locked for the
- *    call and copied by DMA directly); 'layerApply':
+ *    'chunk256' / 'chunk4096' (the copies' chunk in KiB), 'registerIn' / 'registerOut' / 'registerInOut' (x / y
+ *    page-locked for the call and copied by DMA directly); 'layerApply':
  *    CudaFusedMoe.apply(tensor) -> tensor, the path of the FusedMoE layer's cuda executor; 'fusedMoE': the
- *    FusedMoE layer's apply() with backend 'cuda';
+ *    FusedMoE layer's apply() with backend 'cuda' (and the part of it inside the cuda executor's forward);
  *  - a stack of --stack FusedMoE layers (their own GPU weights): apply() layer after layer (host tensors between
  *    layers) and applyDevice() (one upload, the layers on the GPU, one download), and its target:
  *    layers * kernel + the one-layer copy allowance;
@@ -37,8 +37,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import {version_cpu} from '@tensorflow/tfjs-backend-cpu';
 import {writeFileSync} from 'node:fs';
 import {PerformanceObserver, performance} from 'node:perf_hooks';
-import {CudaComputeDtype, cudaStatus, FusedMoE} from 'tfjs-moe';
-import {CudaActivation, CudaFusedMoe, CudaMoeRunner, CudaMoeWeightTensors} from 'tfjs-moe/internal';
+import {CudaComputeDtype, cudaStatus, FusedMoE, registerMoeLayerExecutor} from 'tfjs-moe';
+import {CudaActivation, CudaFusedMoe, CudaMoeRunner, CudaMoeWeightTensors, cudaLayerExecutor} from 'tfjs-moe/internal';
 
 import {findModelShape} from '../demo/model_shapes.js';
 import {median} from './stats.js';
@@ -88,12 +88,26 @@ function int4Weight(dequantized: Float32Array, Kd: number, N: number, seed: numb
   return {codes, scales, zeroPoints: null, groupSize: INT4_GROUP};
 }
 
+/** Milliseconds spent inside the cuda layer executor's forward during the last FusedMoE call (timing wrapper). */
+let executorMs = 0;
+function timeCudaExecutor(): void {
+  registerMoeLayerExecutor('cuda', {...cudaLayerExecutor, forward: (x, w, o, c) => {
+    const t0 = performance.now();
+    try {
+      return cudaLayerExecutor.forward(x, w, o, c);
+    } finally {
+      executorMs += performance.now() - t0;
+    }
+  }});
+}
+
 async function main() {
   const status = cudaStatus();
   console.log(JSON.stringify(status));
   if (!status.available) throw new Error(`CUDA unavailable: ${status.reason}`);
   console.log(`tfjs-backend-cpu ${version_cpu}`);
   await tf.setBackend('cpu');
+  timeCudaExecutor();
   for (const [name, value] of Object.entries(JSON.parse(arg('flags', '{}')) as Record<string, number | boolean | string>)) {
     tf.env().set(name, value);
   }
@@ -102,8 +116,7 @@ async function main() {
   const iters = Number(arg('iters', '20'));
   const e2eIters = Number(arg('e2e-iters', '15'));
   const stackSize = Number(arg('stack', '4'));
-  const modes = arg('modes', 'staged,pageable,pinnedIn,trace,oldSplit,smallPageable,hugePages,prefaultLate,' +
-                    'prefault16,prefault4,chunk256,chunk4096,registerIn,registerOut').split(',');
+  const modes = arg('modes', 'staged,pageable,pinnedIn,trace,oldSplit,registerIn,registerOut,registerInOut').split(',');
   const latency = CudaMoeRunner.hostCopyBandwidth(T1_BYTES, 50);
   console.log(`host<->device, ${T1_BYTES} B (one T = 1 row), GB/s: ${JSON.stringify(latency)}`);
   const kernelOnly = process.argv.includes('--kernel-only');
@@ -201,7 +214,10 @@ async function main() {
         prefault16: {TFJS_MOE_CUDA_PREFAULT_THREADS: '16'}, prefault4: {TFJS_MOE_CUDA_PREFAULT_THREADS: '4'},
         chunk256: {TFJS_MOE_CUDA_COPY_CHUNK_KIB: '256'}, chunk4096: {TFJS_MOE_CUDA_COPY_CHUNK_KIB: '4096'},
         registerIn: {TFJS_MOE_CUDA_REGISTER: 'in'}, registerOut: {TFJS_MOE_CUDA_REGISTER: 'out'},
+        registerInOut: {TFJS_MOE_CUDA_REGISTER: 'in,out'},
       };
+      // A warm-up pass first (discarded): the first mode measured after a change of T read JIT and clock warm-up.
+      for (let i = 0; i < 2 * e2eIters; i++) tf.tensor2d(runner.forwardWithRouting(x, T).output, [T, H]).dispose();
       for (const mode of modes) {
         const parts: Record<string, number[]> = {total: [], dataSync: [], native: [], alloc: [], uploadHost: [],
           launch: [], wait: [], prefault: [], prefaultWait: [], register: [], outside: [], tensor: [], dispose: [], gpuUpload: [],
@@ -254,17 +270,20 @@ async function main() {
       for (const [name, call] of [['layerApply', () => layerMoe!.apply(xT, weightTensors)],
                                   ['fusedMoE', () => stack[0].apply(xT) as tf.Tensor]] as const) {
         if (name === 'fusedMoE' && stack.length === 0) continue;
-        const totals: number[] = [];
+        const totals: number[] = [], inExecutor: number[] = [];
         let loopStart = 0;
         for (let i = 0; i < e2eIters + 2; i++) {
+          executorMs = 0;
           const s0 = performance.now();
           const out = call();
           totals.push(performance.now() - s0);
+          inExecutor.push(executorMs);
           out.dispose();
           if (i === 1) loopStart = performance.now();
         }
         const gc = await gcMsIn(loopStart, performance.now(), e2eIters);
-        e2e[name] = {total: median(totals.slice(2)), gc};
+        // executor: the time inside the cuda executor's forward (the layer's own JS is total - executor).
+        e2e[name] = {total: median(totals.slice(2)), executor: median(inExecutor.slice(2)), gc};
       }
       // A stack of `stackSize` FusedMoE layers (each its own weights on the GPU): through host tensors (apply per
       // layer) and device-resident (applyDevice: one upload, the layers on the GPU, one download).
