@@ -98,6 +98,13 @@ function timeCudaExecutor(): void {
     } finally {
       executorMs += performance.now() - t0;
     }
+  }, forwardDevice: (x, w, o, c) => {
+    const t0 = performance.now();
+    try {
+      return cudaLayerExecutor.forwardDevice!(x, w, o, c);
+    } finally {
+      executorMs += performance.now() - t0;
+    }
   }});
 }
 
@@ -288,6 +295,8 @@ async function main() {
       // A stack of `stackSize` FusedMoE layers (each its own weights on the GPU): through host tensors (apply per
       // layer) and device-resident (applyDevice: one upload, the layers on the GPU, one download).
       const hostStack: number[] = [], deviceStack: number[] = [], uploadOnly: number[] = [], downloadOnly: number[] = [];
+      // The device stack's host side: until every layer is enqueued, and the part of that inside the executor.
+      const deviceEnqueue: number[] = [], deviceExecutor: number[] = [];
       for (let i = 0; i < (stack.length > 0 ? e2eIters + 1 : 0); i++) {
         const s0 = performance.now();
         let y = xT;
@@ -299,12 +308,15 @@ async function main() {
         const s1 = performance.now();
         y.dispose();
         const s2 = performance.now();
+        executorMs = 0;
         let act = stack[0].applyDevice(xT);
         for (const layer of stack.slice(1)) {
           const next = layer.applyDevice(act);
           act.dispose();
           act = next;
         }
+        const inExecutor = executorMs;
+        const s3a = performance.now();
         const yd = act.toTensor();
         const s3 = performance.now();
         act.dispose();
@@ -320,6 +332,8 @@ async function main() {
         if (i === 0) continue;
         hostStack.push(s1 - s0);
         deviceStack.push(s3 - s2);
+        deviceEnqueue.push(s3a - s2);
+        deviceExecutor.push(inExecutor);
         uploadOnly.push(s5 - s4);
         downloadOnly.push(s6 - s5);
       }
@@ -330,6 +344,7 @@ async function main() {
       const device = {stackLayers: stack.length, hostStackMs: median(hostStack), deviceStackMs: median(deviceStack),
         perLayerMs: median(deviceStack) / stack.length, uploadMs: median(uploadOnly), downloadMs: median(downloadOnly),
         layersMs: median(deviceStack) - median(uploadOnly) - median(downloadOnly),
+        enqueueMs: median(deviceEnqueue), executorMs: median(deviceExecutor),
         targetMs: stack.length * kernel + (targetMs - kernel)};
       const stages = runner.profile(x, T, 10);
       const f = floorMs(T, dtype);
