@@ -41,7 +41,7 @@ specs() {  # folder, timeout, label
   grep -E 'passed, .* failed' "$OUT/$3.log" | sed "s/^/$3: /" >> "$S"
   grep -E '^FAILED|^SUITE FAILURE|^GLOBAL' "$OUT/$3.log" | head -20 >> "$S"
 }
-MODES=staged,pageable,pinnedIn,trace,oldSplit,registerIn,registerOut,registerInOut
+MODES=staged,pageable,pinnedIn,trace,oldSplit,registerIn,registerOut,registerInOut,slice128
 for step in ${STEPS:-specs after malloc before layer}; do
   [ "$(left)" -le 4 ] && { note "out of budget before $step"; break; }
   case $step in

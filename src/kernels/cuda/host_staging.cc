@@ -31,8 +31,13 @@ constexpr size_t kMaxFreeBytes = size_t(1) << 30;
 int threadsFor(size_t bytes) {
   if (bytes < kParallelMinBytes) return 1;
   const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  return static_cast<int>(std::min<size_t>({static_cast<size_t>(kMaxThreads), static_cast<size_t>(hw),
-                                            bytes / kSliceMinBytes}));
+  // TFJS_MOE_CUDA_COPY_SLICE_KIB (benchmark A/B): the bytes per copy thread (default 512 KiB).
+  size_t slice = kSliceMinBytes;
+  if (const char* v = std::getenv("TFJS_MOE_CUDA_COPY_SLICE_KIB")) {
+    slice = std::max<size_t>(4, std::strtoull(v, nullptr, 10)) << 10;
+  }
+  return static_cast<int>(std::max<size_t>(1, std::min<size_t>({static_cast<size_t>(kMaxThreads),
+                                                                static_cast<size_t>(hw), bytes / slice})));
 }
 
 // Long-lived helper threads for the host copies: starting 15 std::threads per copy cost tens of microseconds each,
