@@ -51,9 +51,9 @@ describe('CUDA host copies across T', () => {
     }
   });
 
-  it('every copy switch (chunks of 4 KiB / 300 KiB / one per thread, pageable small uploads, huge pages, trace, ' +
-     'late or one-thread prefault, x and y page-locked, a thread per 128 KiB) ' +
-     'matches the reference at T = 1, 700, 2100', async () => {
+  it('every copy switch (chunks of 4 KiB / 300 KiB / one per thread, pageable or staged small uploads, huge pages, ' +
+     'trace, late or one-thread prefault, x and y page-locked, a thread per 128 KiB) ' +
+     'matches the reference at T = 1, 100, 700, 2100', async () => {
     const H = 512, rand = rng(5160);
     const cfg: RefMoeConfig = {numExperts: 8, topK: 2, intermediateSize: 32, topkMethod: 'greedy', nGroup: 1,
       topkGroup: 1, routedScalingFactor: 1, renormalize: true, useCorrectionBias: false, latentSize: null,
@@ -62,11 +62,13 @@ describe('CUDA host copies across T', () => {
     const runner = new CudaMoeRunner({hidden: H, ...cfg, computeDtype: 'float32'}, w);
     const switches: Array<Record<string, string>> = [{}, {TFJS_MOE_CUDA_COPY_CHUNK_KIB: '4'},
       {TFJS_MOE_CUDA_COPY_CHUNK_KIB: '300'}, {TFJS_MOE_CUDA_COPY_CHUNK_KIB: '0'},
-      {TFJS_MOE_CUDA_SMALL_UPLOAD: 'pageable'}, {TFJS_MOE_CUDA_HUGEPAGES: '1'}, {TFJS_MOE_CUDA_TRACE: '1'},
+      {TFJS_MOE_CUDA_SMALL_UPLOAD: 'pageable'}, {TFJS_MOE_CUDA_SMALL_UPLOAD: 'staged'}, {TFJS_MOE_CUDA_HUGEPAGES: '1'},
+      {TFJS_MOE_CUDA_TRACE: '1'},
       {TFJS_MOE_CUDA_PREFAULT: 'late'}, {TFJS_MOE_CUDA_PREFAULT_THREADS: '1'}, {TFJS_MOE_CUDA_REGISTER: 'in,out'},
       {TFJS_MOE_CUDA_COPY_SLICE_KIB: '128'}];
     try {
-      for (const T of [1, 700, process.env.TFJS_MOE_SPEC_SCALE === 'small' ? 900 : 2100]) {
+      // 2 KiB (pageable path), 200 KiB (staged, one thread), 1.4 MiB and 4.3 MiB (threaded chunks).
+      for (const T of [1, 100, 700, process.env.TFJS_MOE_SPEC_SCALE === 'small' ? 900 : 2100]) {
         const x = randn(rand, T * H);
         const ref = refFusedMoE(x, T, H, w as unknown as RefMoeWeights, cfg);
         for (const env of switches) {
