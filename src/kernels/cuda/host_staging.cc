@@ -335,8 +335,10 @@ void SlicedDownload::run(void* dst, const void* src, size_t bytes, void* landing
     if (copy) std::memcpy(dst, landing, bytes);
     return;
   }
-  // Not prefaulted ahead (an activation's download): start it now, it still overlaps the kernels' tail.
-  if (copy && !prefault_) prefault(dst, bytes);
+  // Not prefaulted ahead (an activation's download, with no kernels left to hide behind): each copy thread
+  // faults in its chunk's pages while that chunk's DMA is still running (a separate prefault, which must end
+  // before any copy, measured 6.4 against 5.1 ms for 32 MiB in batch J).
+  const bool touchHere = copy && !prefault_;
   const size_t chunk = chunkBytes(bytes, n);
   const int chunks = static_cast<int>((bytes + chunk - 1) / chunk);
   try {
@@ -362,12 +364,13 @@ void SlicedDownload::run(void* dst, const void* src, size_t bytes, void* landing
   std::atomic<int> failed{static_cast<int>(cudaSuccess)};
   WorkerPool::copies().run(n, [&](int) {
     for (int c = next.fetch_add(1); c < chunks; c = next.fetch_add(1)) {
+      const size_t b = chunk * c, e = std::min(bytes, b + chunk);
+      if (touchHere) touchPages(static_cast<char*>(dst) + b, e - b);  // only this thread writes this chunk
       const cudaError_t st = cudaEventSynchronize(events_[c]);
       if (st != cudaSuccess) {
         failed.store(static_cast<int>(st));
         continue;
       }
-      const size_t b = chunk * c, e = std::min(bytes, b + chunk);
       if (copy) std::memcpy(static_cast<char*>(dst) + b, static_cast<const char*>(landing) + b, e - b);
     }
   });

@@ -59,7 +59,8 @@ struct PrefaultJob;
 // (each chunk's completion recorded by an event), and helper threads copy each chunk out of `landing` as soon as
 // it landed, in order, so the copy-out trails the DMA by one chunk. A fresh `dst`'s page faults are taken earlier,
 // while the GPU is busy: prefault() starts them on helper threads (call it before the upload), run() waits for
-// them before any chunk is copied. Whatever was enqueued on `stream` before run() (the kernels) runs first.
+// them before any chunk is copied; without one, each copy thread faults in its chunk's pages while that chunk's
+// DMA runs. Whatever was enqueued on `stream` before run() (the kernels) runs first.
 // Small copies are one DMA + memcpy.
 class SlicedDownload {
  public:
