@@ -1,4 +1,5 @@
 // float32 (FMA, no TF32) instantiations of the grouped GEMM, and the element-type dispatch.
+#include "gemm_dense_f32.cuh"
 #include "gemm_few_rows.cuh"
 #include "grouped_gemm_launch.cuh"
 #include "moe_kernels.h"
@@ -102,6 +103,12 @@ void launchGroupedGemm(const GemmProblem& p, cudaStream_t stream) {
     const int threads = gemm::kFewRowsWarps * 32;
     auto kernel = p.M <= 4 ? gemm::denseFewRowsKernel<4> : p.M <= 16 ? gemm::denseFewRowsKernel<16> : gemm::denseFewRowsKernel<32>;
     launchKernel("denseFewRowsKernel", kernel, p.N, threads, 0, stream, p);
+    return;
+  }
+  if (vec && p.seg.offsets == nullptr && p.aRowIndex == nullptr && p.epilogue == Epilogue::kStore &&
+      p.M >= kDenseF32MinRows && !legacyPrefillKernels()) {
+    const dim3 grid(ceilDiv(p.M, gemm::kDenseF32Rows), ceilDiv(p.N, gemm::kDenseF32Cols), p.kSplit > 1 ? p.kSplit : 1);
+    launchKernel("denseF32GemmKernel", gemm::denseF32GemmKernel, grid, gemm::kDenseF32Threads, 0, stream, p);
     return;
   }
   if (p.aCopy != nullptr) {

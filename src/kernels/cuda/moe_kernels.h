@@ -79,6 +79,14 @@ void launchCombine(const float* y, int R, int D, const int* rowMap, const float*
                    int k, int E, const float* bias, bool weightsApplied, const float* identityX, float* out,
                    cudaStream_t stream);
 
+// TFJS_MOE_CUDA_PREFILL_LEGACY=1 (for A/B timing): the dense float32 GEMM, permute and combine kernels from before
+// the many-rows ones (gemm_dense_f32.cuh, the one-pass permute, the vectorized combine). Read at each launch (the
+// layer recaptures its graphs when it changes).
+bool legacyPrefillKernels();
+// Dense float32 problems of at least this many rows take the 128x128 FMA tiles (gemm_dense_f32.cuh); fewer rows fill
+// too few blocks of that size.
+constexpr int kDenseF32MinRows = 1024;
+
 // float32 -> elem (a copy when elem is float32).
 void launchConvert(const float* in, void* out, DType elem, long long n, cudaStream_t stream);
 

@@ -220,9 +220,12 @@ void MoeLayer::ensureWorkspace(int T) {
 
 int MoeLayer::gateSplit(int T) const {
   if (T <= 32 || cfg_.hidden % 4 != 0) return 1;  // the few-rows kernel, or element-wise loads: no split
-  const int tiles = ceilDiv(T, 64) * ceilDiv(gateCols_, 128);
+  const bool denseTiles = T >= kDenseF32MinRows && !legacyPrefillKernels();  // 128-row tiles (gemm_dense_f32.cuh)
+  const int tiles = ceilDiv(T, denseTiles ? 128 : 64) * ceilDiv(gateCols_, 128);
   const int want = ceilDiv(2 * 132, tiles);  // about two blocks per SM of an H100
-  return std::max(1, std::min({want, cfg_.hidden / 128, 16}));
+  const int split = std::max(1, std::min({want, cfg_.hidden / 128, 16}));
+  // No empty trailing slices (their blocks would only write zeros for the reduction to read).
+  return denseTiles ? ceilDiv(cfg_.hidden, kSplitChunk(cfg_.hidden, split)) : split;
 }
 
 GemmProblem MoeLayer::dense(const void* A, int lda, const void* B, DType elem, int M, int N, int K) const {
@@ -521,10 +524,12 @@ void MoeLayer::run(int T, bool useGraph) {
     body();
     return;
   }
-  if (graphsTuning_ != tuning().generation || l2Prefetch_ != l2PrefetchEnv()) {  // captured with other settings
+  if (graphsTuning_ != tuning().generation || l2Prefetch_ != l2PrefetchEnv() ||
+      legacyPrefill_ != legacyPrefillKernels()) {  // captured with other settings
     dropGraphs();
     graphsTuning_ = tuning().generation;
     l2Prefetch_ = l2PrefetchEnv();
+    legacyPrefill_ = legacyPrefillKernels();
   }
   auto it = graphs_.find(T);
   if (it == graphs_.end()) {
