@@ -525,11 +525,11 @@ void MoeLayer::run(int T, bool useGraph) {
     return;
   }
   if (graphsTuning_ != tuning().generation || l2Prefetch_ != l2PrefetchEnv() ||
-      legacyPrefill_ != legacyPrefillKernels()) {  // captured with other settings
+      envSwitches_ != kernelEnvSwitches()) {  // captured with other settings
     dropGraphs();
     graphsTuning_ = tuning().generation;
     l2Prefetch_ = l2PrefetchEnv();
-    legacyPrefill_ = legacyPrefillKernels();
+    envSwitches_ = kernelEnvSwitches();
   }
   auto it = graphs_.find(T);
   if (it == graphs_.end()) {
@@ -552,6 +552,17 @@ void MoeLayer::run(int T, bool useGraph) {
     return;  // the eager run already produced the output
   }
   MOE_CUDA(cudaGraphLaunch(it->second, stream_));
+}
+
+// The A/B environment switches the launchers read at each launch (moe_kernels.h, gemm_sm90.cu).
+std::string MoeLayer::kernelEnvSwitches() {
+  std::string key;
+  for (const char* name : {"TFJS_MOE_CUDA_PREFILL_LEGACY", "TFJS_MOE_CUDA_WGMMA_INT4"}) {
+    const char* v = std::getenv(name);
+    key += v ? v : "-";
+    key += ';';
+  }
+  return key;
 }
 
 bool MoeLayer::l2PrefetchEnv() {

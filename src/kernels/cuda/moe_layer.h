@@ -113,7 +113,8 @@ class MoeLayer {
   void run(int T, bool useGraph);
   static bool l2PrefetchEnv();
   bool l2Prefetch_ = false;  // TFJS_MOE_CUDA_L2_PREFETCH as the graphs were captured
-  bool legacyPrefill_ = false;  // legacyPrefillKernels() as the graphs were captured
+  static std::string kernelEnvSwitches();
+  std::string envSwitches_;  // kernelEnvSwitches() as the graphs were captured
   GemmProblem dense(const void* A, int lda, const void* B, DType elem, int M, int N, int K) const;
   int gateSplit(int T) const;  // split-K factor of the router GEMM
 
