@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <numeric>
 #include <random>
+#include <type_traits>
 #include <vector>
 
 #include "gemm_sm90.h"
@@ -74,8 +75,8 @@ __global__ void refKernel(const T* A, int lda, const int* rowIndex, int rowDiv, 
 }
 
 // The W4A16 mode of checkCase (gInt4Config >= 0): B is replaced by the dequantized values of random int4 codes
-// (group scales, optional non-integer zero points), computed as the layer's copy is (float32 (c - z) * s, one
-// conversion), and the int4 kernel (launchGroupedGemmSm90Int4, that configuration forced) reads the codes.
+// (group scales, optional non-integer zero points), computed as the kernel's packed half arithmetic does, and the
+// int4 kernel (launchGroupedGemmSm90Int4, that configuration forced) reads the codes.
 int gInt4Config = -1;
 bool gInt4Zeros = false;
 constexpr int kInt4Group = 32;
@@ -91,8 +92,12 @@ __global__ void dequantKernel(const uint32_t* codes, const float* scales, const 
     const long long row = i / K;
     const int k = (int)(i % K);
     const unsigned c = (codes[row * (K / 8) + k / 8] >> (4 * (k % 8))) & 15u;
+    // As the kernel's packed half arithmetic: (base + c) - half(base + z) exactly, times half(s), one rounding.
+    const float base = std::is_same<T, __nv_bfloat16>::value ? 128.f : 1024.f;
     const float z = zeros ? zeros[row * G + k / kInt4Group] : 8.f;
-    B[i] = ElemTraits<T>::fromFloat(__fmul_rn(__fsub_rn((float)c, z), scales[row * G + k / kInt4Group]));
+    const float d = (base + (float)c) - ElemTraits<T>::toFloat(ElemTraits<T>::fromFloat(base + z));
+    const float s = ElemTraits<T>::toFloat(ElemTraits<T>::fromFloat(scales[row * G + k / kInt4Group]));
+    B[i] = ElemTraits<T>::fromFloat(__fmul_rn(d, s));
   }
 }
 

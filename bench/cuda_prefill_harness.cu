@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <stdexcept>
@@ -100,7 +101,7 @@ static void denseGemm(const float* x, const float* B, const float* bias, int M, 
 }
 
 static void checkDense(std::mt19937& rng, int M, int N, int K, int split, bool withBias, DType copyElem, int sampleRows) {
-  const std::string name = "dense M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" + std::to_string(K) +
+  const std::string name = std::string(denseF32Core() == DenseF32Core::kFma ? "fma " : "tf32x3 ") + "M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" + std::to_string(K) +
                            " split=" + std::to_string(split) + (withBias ? " bias" : "") +
                            (copyElem == DType::kBFloat16 ? " copy bf16" : copyElem == DType::kFloat16 ? " copy f16" : "");
   const auto x = randn(rng, static_cast<size_t>(M) * K), B = randn(rng, static_cast<size_t>(N) * K, 0.05f);
@@ -301,8 +302,8 @@ static void timeStages(std::mt19937& rng, int T) {
   }, 20, 9);
   CK(cudaDeviceSynchronize());
   printf("time T=%d (%s kernels): router GEMM (split %d, + reduce + bf16 copy of x) %.4f ms, permute %.4f ms, "
-         "combine %.4f ms, sum %.4f ms\n", T, legacy ? "legacy" : "new", split, router, permute, combine,
-         router + permute + combine);
+         "combine %.4f ms, sum %.4f ms\n", T, legacy ? "legacy" : denseF32Core() == DenseF32Core::kFma ? "new, fma" : "new, tf32x3",
+         split, router, permute, combine, router + permute + combine);
 }
 
 int main(int argc, char** argv) {
@@ -322,12 +323,17 @@ int main(int argc, char** argv) {
   if (check) {
     // M >= kDenseF32MinRows: the 128x128 tiles; partial row / column tiles, K slices of kSplitChunk with an empty
     // tail slice, the copy with several column tiles, f16 copy, bias without split.
-    if (!small) checkDense(rng, 4096, 128, 2048, layerSplit(4096, 2048, 128), false, DType::kBFloat16, 200);
-    checkDense(rng, 1100, 129, 132, 3, false, DType::kBFloat16, small ? 64 : 0);
-    checkDense(rng, 1024, 200, 100, 1, true, DType::kFloat16, small ? 64 : 0);
-    checkDense(rng, 1030, 300, 68, 1, true, DType::kBFloat16, small ? 64 : 0);
-    checkDense(rng, 1500, 64, 1024, 16, false, DType::kFloat32, small ? 64 : 300);
-    checkDense(rng, 1025, 7, 4, 2, false, DType::kBFloat16, 0);  // more slices than K needs: empty slices write zeros
+    for (const char* core : {"tf32x3", "fma"}) {  // both math cores (TFJS_MOE_CUDA_DENSE_F32)
+      setenv("TFJS_MOE_CUDA_DENSE_F32", core, 1);
+      if (!small) checkDense(rng, 4096, 128, 2048, layerSplit(4096, 2048, 128), false, DType::kBFloat16, 200);
+      checkDense(rng, 1100, 129, 132, 3, false, DType::kBFloat16, small ? 64 : 0);
+      checkDense(rng, 300, 128, 2048, layerSplit(300, 2048, 128), false, DType::kBFloat16, small ? 32 : 0);
+      checkDense(rng, 1024, 200, 100, 1, true, DType::kFloat16, small ? 64 : 0);
+      checkDense(rng, 1030, 300, 68, 1, true, DType::kBFloat16, small ? 64 : 0);
+      checkDense(rng, 1500, 64, 1024, 16, false, DType::kFloat32, small ? 64 : 300);
+      checkDense(rng, 1025, 7, 4, 2, false, DType::kBFloat16, 0);  // more slices than K needs: empty slices write zeros
+    }
+    unsetenv("TFJS_MOE_CUDA_DENSE_F32");
     // The one-pass permute: several chunks (> 16384 pairs), invalid ids, alignment, many experts, the old path
     // above 1024 experts, the one-block path at <= 256 pairs.
     if (!small) checkPermute(rng, 4096, 8, 128, 1, 0.0);
@@ -349,6 +355,11 @@ int main(int argc, char** argv) {
   if (timing) {
     timeStages(rng, 4096);
     timeStages(rng, 256);
+    if (!legacyPrefillKernels()) {
+      setenv("TFJS_MOE_CUDA_DENSE_F32", "fma", 1);
+      timeStages(rng, 4096);
+      unsetenv("TFJS_MOE_CUDA_DENSE_F32");
+    }
   }
   return failures ? 1 : 0;
 }

@@ -1,6 +1,7 @@
 /**
- * The CUDA layer at prefill sizes (T >= 1024) against the float64 reference: the router's dense float32 GEMM on
- * 128x128 tiles with split-K and the half copy of x written from its tiles (gemm_dense_f32.cuh), the one-pass permute
+ * The CUDA layer at prefill sizes (T >= 256) against the float64 reference: the router's dense float32 GEMM on
+ * 128x128 tiles with split-K (TF32 x 3 and exact FMA cores) and the half copy of x written from its tiles
+ * (gemm_dense_f32.cuh), the one-pass permute
  * (more than 16384 pairs: several chunks) and the vectorized combine (with biases, probInAdvance, latent fc1/fc2
  * on the same dense GEMM). Kernel-level checks of the same kernels (random shapes, invalid ids, exact permutation,
  * memcheck) are bench/cuda_prefill_harness.cu; this spec checks them inside the forward. Pending without CUDA.
@@ -30,6 +31,8 @@ const CASES: Array<{name: string, T: number, H: number, dtype: CudaComputeDtype,
     cfg: config({numExperts: 8, topK: 2, intermediateSize: 40, probInAdvance: true})},
   {name: 'latent fc1/fc2 on the dense GEMM', T: 1024, H: 136, dtype: 'float32',
     cfg: config({numExperts: 6, topK: 2, intermediateSize: 24, latentSize: 64})},
+  {name: 'T = 300: 16 K slices of 128-row tiles', T: 300, H: 2048, dtype: 'bfloat16',
+    cfg: config({numExperts: 32, topK: 4, intermediateSize: 16})},
   {name: 'H % 4 != 0 (element-wise loads: the previous kernels)', T: 1050, H: 90, dtype: 'float32',
     cfg: config({numExperts: 5, topK: 2, intermediateSize: 16})},
 ];

@@ -1,4 +1,6 @@
 // float32 (FMA, no TF32) instantiations of the grouped GEMM, and the element-type dispatch.
+#include <cstring>
+
 #include "gemm_dense_f32.cuh"
 #include "gemm_few_rows.cuh"
 #include "grouped_gemm_launch.cuh"
@@ -60,6 +62,11 @@ void launchSplitKReduce(const float* partial, int kSplit, int M, int N, const fl
                N, bias, out);
 }
 
+DenseF32Core denseF32Core() {
+  const char* v = std::getenv("TFJS_MOE_CUDA_DENSE_F32");
+  return v != nullptr && std::strcmp(v, "fma") == 0 ? DenseF32Core::kFma : DenseF32Core::kTf32x3;
+}
+
 bool combineInGemmSupported(const GemmProblem& p) {
   if (p.elem == DType::kBFloat16) return combineSupportedBf16(p);
   if (p.elem == DType::kFloat16) return combineSupportedF16(p);
@@ -108,7 +115,11 @@ void launchGroupedGemm(const GemmProblem& p, cudaStream_t stream) {
   if (vec && p.seg.offsets == nullptr && p.aRowIndex == nullptr && p.epilogue == Epilogue::kStore &&
       p.M >= kDenseF32MinRows && !legacyPrefillKernels()) {
     const dim3 grid(ceilDiv(p.M, gemm::kDenseF32Rows), ceilDiv(p.N, gemm::kDenseF32Cols), p.kSplit > 1 ? p.kSplit : 1);
-    launchKernel("denseF32GemmKernel", gemm::denseF32GemmKernel, grid, gemm::kDenseF32Threads, 0, stream, p);
+    if (denseF32Core() == DenseF32Core::kTf32x3) {
+      launchKernel("denseF32Tf32x3Kernel", gemm::denseF32Tf32x3Kernel, grid, gemm::kDenseF32Threads, 0, stream, p);
+    } else {
+      launchKernel("denseF32GemmKernel", gemm::denseF32GemmKernel, grid, gemm::kDenseF32Threads, 0, stream, p);
+    }
     return;
   }
   if (p.aCopy != nullptr) {

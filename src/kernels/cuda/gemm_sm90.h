@@ -29,8 +29,8 @@ bool launchGroupedGemmSm90(const GemmProblem& p, cudaStream_t stream);
 
 // The W4A16 wgmma GEMM (B from GemmProblem.bInt4, dequantized into shared memory by the producer warpgroup): launches
 // p and returns true for half operands with int4 codes, K % 64 == 0, groupSize 32 or a multiple of 64, and between 9
-// and 96 expected rows per expert (where reading a quarter of the bytes pays); false otherwise (nothing launched).
-// Off with MOE_CUDA_WGMMA 'off' or MOE_CUDA_INT4_MMA off.
+// and 96 expected rows per expert; false otherwise (nothing launched). Off by default (see int4ConfigFromEnv in
+// gemm_sm90.cu: TFJS_MOE_CUDA_WGMMA_INT4 selects it for A/B), and with MOE_CUDA_WGMMA 'off' or MOE_CUDA_INT4_MMA off.
 bool launchGroupedGemmSm90Int4(const GemmProblem& p, cudaStream_t stream);
 
 // Whether the wgmma GEMM can run here at all: an sm_90 device, sm_90a code in this build, the driver's tensor-map

@@ -83,9 +83,13 @@ void launchCombine(const float* y, int R, int D, const int* rowMap, const float*
 // the many-rows ones (gemm_dense_f32.cuh, the one-pass permute, the vectorized combine). Read at each launch (the
 // layer recaptures its graphs when it changes).
 bool legacyPrefillKernels();
-// Dense float32 problems of at least this many rows take the 128x128 FMA tiles (gemm_dense_f32.cuh); fewer rows fill
+// Dense float32 problems of at least this many rows take the 128x128 tiles (gemm_dense_f32.cuh); fewer rows fill
 // too few blocks of that size.
-constexpr int kDenseF32MinRows = 1024;
+constexpr int kDenseF32MinRows = 256;
+// Their math core: TF32 x 3 on tensor cores (default), or exact FMA with TFJS_MOE_CUDA_DENSE_F32=fma (A/B; read at
+// each launch).
+enum class DenseF32Core { kFma, kTf32x3 };
+DenseF32Core denseF32Core();
 
 // float32 -> elem (a copy when elem is float32).
 void launchConvert(const float* in, void* out, DType elem, long long n, cudaStream_t stream);
