@@ -100,11 +100,23 @@ static void denseGemm(const float* x, const float* B, const float* bias, int M, 
   }
 }
 
-static void checkDense(std::mt19937& rng, int M, int N, int K, int split, bool withBias, DType copyElem, int sampleRows) {
-  const std::string name = std::string(denseF32Core() == DenseF32Core::kFma ? "fma " : "tf32x3 ") + "M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" + std::to_string(K) +
+static void checkDense(std::mt19937& rng, int M, int N, int K, int split, bool withBias, DType copyElem, int sampleRows,
+                       bool infWeights = false) {
+  const std::string name = std::string(infWeights ? "inf weights, " : "") +
+                           (denseF32Core() == DenseF32Core::kFma && !infWeights ? "fma " : !infWeights ? "tf32x3 " : "") +
+                           "M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" + std::to_string(K) +
                            " split=" + std::to_string(split) + (withBias ? " bias" : "") +
                            (copyElem == DType::kBFloat16 ? " copy bf16" : copyElem == DType::kFloat16 ? " copy f16" : "");
-  const auto x = randn(rng, static_cast<size_t>(M) * K), B = randn(rng, static_cast<size_t>(N) * K, 0.05f);
+  const auto x = randn(rng, static_cast<size_t>(M) * K);
+  auto B = randn(rng, static_cast<size_t>(N) * K, 0.05f);
+  // Non-finite weights (the layer then holds an ExactDenseF32Scope): +-inf in a few columns, one NaN; the outputs
+  // must be IEEE float32's (+-inf, NaN where the float64 sum is), which the split TF32 products would not give.
+  if (infWeights) {
+    B[0] = INFINITY;
+    B[static_cast<size_t>(1) * K + 3] = -INFINITY;
+    B[static_cast<size_t>(N - 1) * K + K - 1] = NAN;
+  }
+  const ExactDenseF32Scope exact(infWeights);
   const auto bias = randn(rng, N);
   Dev<float> dx(x), dB(B), dbias(bias), partial(static_cast<size_t>(std::max(split, 1)) * M * N), logits(static_cast<size_t>(M) * N);
   const bool copy = copyElem != DType::kFloat32;
@@ -134,9 +146,16 @@ static void checkDense(std::mt19937& rng, int M, int N, int K, int split, bool w
         ref += t;
         mag += std::fabs(t);
       }
-      const double err = std::fabs(got[static_cast<size_t>(r) * N + n] - ref), bound = 1e-5 * mag + 1e-30;
+      const double g = got[static_cast<size_t>(r) * N + n];
+      if (!std::isfinite(ref) || !std::isfinite(g)) {  // the same non-finite value (NaN, or inf of the same sign)
+        if (!((std::isnan(ref) && std::isnan(g)) || (std::isinf(ref) && g == ref)) && bad++ < 3) {
+          printf("  r=%d n=%d got %.9g ref %.9g\n", r, n, g, ref);
+        }
+        continue;
+      }
+      const double err = std::fabs(g - ref), bound = 1e-5 * mag + 1e-30;
       worst = std::max(worst, err / bound);
-      if (!(err <= bound) && bad++ < 3) printf("  r=%d n=%d got %.9g ref %.9g\n", r, n, got[static_cast<size_t>(r) * N + n], ref);
+      if (!(err <= bound) && bad++ < 3) printf("  r=%d n=%d got %.9g ref %.9g\n", r, n, g, ref);
     }
   }
   if (bad) fail(name + ": " + std::to_string(bad) + " outputs out of bound");
@@ -333,6 +352,7 @@ int main(int argc, char** argv) {
       checkDense(rng, 1500, 64, 1024, 16, false, DType::kFloat32, small ? 64 : 300);
       checkDense(rng, 1025, 7, 4, 2, false, DType::kBFloat16, 0);  // more slices than K needs: empty slices write zeros
     }
+    checkDense(rng, 1024, 130, 256, 4, true, DType::kBFloat16, small ? 32 : 128, true);  // non-finite weights: FMA
     unsetenv("TFJS_MOE_CUDA_DENSE_F32");
     // The one-pass permute: several chunks (> 16384 pairs), invalid ids, alignment, many experts, the old path
     // above 1024 experts, the one-block path at <= 256 pairs.

@@ -62,7 +62,15 @@ void launchSplitKReduce(const float* partial, int kSplit, int M, int N, const fl
                N, bias, out);
 }
 
+static bool& exactDenseF32() {
+  static thread_local bool exact = false;
+  return exact;
+}
+ExactDenseF32Scope::ExactDenseF32Scope(bool on) : previous(exactDenseF32()) { exactDenseF32() = previous || on; }
+ExactDenseF32Scope::~ExactDenseF32Scope() { exactDenseF32() = previous; }
+
 DenseF32Core denseF32Core() {
+  if (exactDenseF32()) return DenseF32Core::kFma;
   const char* v = std::getenv("TFJS_MOE_CUDA_DENSE_F32");
   return v != nullptr && std::strcmp(v, "fma") == 0 ? DenseF32Core::kFma : DenseF32Core::kTf32x3;
 }

@@ -90,6 +90,15 @@ constexpr int kDenseF32MinRows = 256;
 // each launch).
 enum class DenseF32Core { kFma, kTf32x3 };
 DenseF32Core denseF32Core();
+// While one with `on` lives (this thread), dense float32 GEMMs take the FMA core whatever the default (the layer's,
+// when its dense weights hold a non-finite value, which TF32 x 3 would not propagate as IEEE float32 does).
+struct ExactDenseF32Scope {
+  bool previous;
+  explicit ExactDenseF32Scope(bool on);
+  ~ExactDenseF32Scope();
+  ExactDenseF32Scope(const ExactDenseF32Scope&) = delete;
+  ExactDenseF32Scope& operator=(const ExactDenseF32Scope&) = delete;
+};
 
 // float32 -> elem (a copy when elem is float32).
 void launchConvert(const float* in, void* out, DType elem, long long n, cudaStream_t stream);

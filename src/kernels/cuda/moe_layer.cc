@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -70,6 +71,17 @@ MoeLayer::MoeLayer(const LayerConfig& cfg, const LayerWeights& w, cudaStream_t s
   require(S == 0 || (w.sharedUpGateProjWeight && w.sharedDownProjWeight), "sharedExpertIntermediateSize needs shared weights");
   require(!cfg.sharedGate || (S > 0 && w.sharedExpertGateWeight), "sharedExpertGate needs shared experts and their gate weight");
 
+  {
+    // TF32 x 3 (the dense float32 core) splits each operand: an infinite weight's zero remainder times an infinite
+    // part gives NaN where float32 gives +-inf, so a layer with a non-finite dense weight keeps the FMA core.
+    auto finite = [](const float* v, size_t n) {
+      return v == nullptr || std::all_of(v, v + n, [](float x) { return std::isfinite(x); });
+    };
+    denseWeightsFinite_ = finite(w.gateWeight, static_cast<size_t>(H) * routed) &&
+                          finite(w.sharedExpertGateWeight, cfg.sharedGate ? H : 0) &&
+                          finite(w.fc1LatentProjWeight, static_cast<size_t>(H) * L) &&
+                          finite(w.fc2LatentProjWeight, static_cast<size_t>(L) * H);
+  }
   {
     const DType elem = cfg.compute;
     D_ = L > 0 ? L : H;
@@ -252,6 +264,7 @@ void MoeLayer::enqueue(int T) {
   const bool half = elem != DType::kFloat32;
   const float* x = dX_.as<float>();
   float* out = dOut_.as<float>();
+  const ExactDenseF32Scope exactDense(!denseWeightsFinite_);
 
   // 1. router logits in float32 (+ gate_bias; the shared-expert gate logit in column E+Z)
   GemmProblem gate = dense(x, H, gateT_.as(), DType::kFloat32, T, gateCols_, H);
