@@ -50,6 +50,12 @@ export interface TiledConfig {
    * behind them) and stored into shared memory after; default off.
    */
   prefetch?: boolean;
+  /**
+   * int8 / int4 codes decoded without the int -> float conversion (wordDecoder's exponentBits: same exact values;
+   * the conversion runs at a quarter of the FMA rate on NVIDIA, and the tile decodes each weight once per row
+   * tile); default off.
+   */
+  eb?: boolean;
 }
 export interface StreamConfig {
   kind: 'stream';
@@ -77,8 +83,24 @@ export interface MatrixConfig {
   sn: number;
   sk: number;
   prefetch: boolean;
-  subgroups: 1 | 4;
+  subgroups: 1 | 4 | 8;
   split: boolean;
+  /** With split: the subgroups form rowGroups rows of subgroups / rowGroups column blocks (default 1). */
+  rowGroups?: 1 | 2;
+  /** Row strides of As (TK + 8) and Bs (TN + 8) halves, so a matrix load's rows fall in distinct banks. */
+  pad?: boolean;
+  /**
+   * Decode in f16 (symmetric int4: (0x6400 | c) as a half is 1024 + c, minus 1032 is c - 8 exactly, times the
+   * scale rounded to f16; float16: the word's two halves as they are), two values per 32-bit operation, no int ->
+   * float or f32 -> f16 conversions per weight; other formats decode in f32 as without it.
+   */
+  hd?: boolean;
+  /**
+   * Benchmark probes (wrong results, never chosen by the table): 'nob' stages no weight tile (bounds the matrix
+   * program without its weight loads and decode), 'nost' stages neither tile (the matrix multiplies, barriers and
+   * epilogue alone).
+   */
+  probe?: 'nob' | 'nost';
 }
 export type GemmConfig = TiledConfig | StreamConfig | MatrixConfig;
 
@@ -94,7 +116,8 @@ export function threads(c: GemmConfig): number {
 
 /** Workgroup memory of a tiled or matrix config: its tiles (f32, or f16 tiles + the f32 result tile) + the scan. */
 export function workgroupBytes(c: TiledConfig | MatrixConfig): number {
-  const tiles = c.kind === 'matrix' ? c.tk * (c.tm + c.tn) * 2 + c.tm * c.tn * 4 :
+  const pad = c.kind === 'matrix' && c.pad === true ? 8 : 0;
+  const tiles = c.kind === 'matrix' ? (c.tm * (c.tk + pad) + c.tk * (c.tn + pad)) * 2 + c.tm * c.tn * 4 :
       c.tk * (tileRows(c) + tileCols(c)) * 4;
   return tiles + threads(c) * 4 + 64;
 }
@@ -135,7 +158,34 @@ export const GEMM_PRESETS: Record<string, GemmConfig> = {
   m32x128s4: {kind: 'matrix', tm: 32, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4, split: true},
   m64x128s4: {kind: 'matrix', tm: 64, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4, split: true},
   m64x64s4: {kind: 'matrix', tm: 64, tn: 64, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4, split: true},
+  // Session 4: padded strides (p), f16 decode (h), and the probes n (no weight tile) / z (no tiles) of the h kind.
+  ...matrixVariants('m16x128s4'),
+  ...matrixVariants('m32x128s4'),
+  ...matrixVariants('m64x128s4'),
+  ...matrixVariants('m16x64s4'),
+  ...matrixVariants('m32x64s4'),
+  // 8 subgroups (256 invocations stage the tiles), in 2 rows x 4 column blocks or 8 column blocks.
+  m64x128s8h: {kind: 'matrix', tm: 64, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 8,
+               split: true, rowGroups: 2, pad: true, hd: true},
+  m32x128s8h: {kind: 'matrix', tm: 32, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 8,
+               split: true, rowGroups: 2, pad: true, hd: true},
+  m16x256s8h: {kind: 'matrix', tm: 16, tn: 256, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 8,
+               split: true, pad: true, hd: true},
+  r16x128e: {kind: 'tiled', wx: 16, wy: 4, rm: 4, rn: 2, tk: 16, vec: 4, av: 4, prefetch: true, eb: true},
+  r32x128e: {kind: 'tiled', wx: 16, wy: 8, rm: 4, rn: 2, tk: 16, vec: 4, av: 4, prefetch: true, eb: true},
+  r64x256e: {kind: 'tiled', wx: 32, wy: 8, rm: 8, rn: 2, tk: 16, vec: 4, av: 4, prefetch: true, eb: true},
+  r64x128e: {kind: 'tiled', wx: 16, wy: 8, rm: 8, rn: 2, tk: 16, vec: 4, av: 4, prefetch: true, eb: true},
 };
+
+/** The p / h / n / z variants of a 4-subgroup split matrix preset named m{TM}x{TN}s4 (see MatrixConfig). */
+function matrixVariants(name: string): Record<string, MatrixConfig> {
+  const [tm, tn] = name.slice(1, -2).split('x').map(Number);
+  const base: MatrixConfig = {kind: 'matrix', tm, tn, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
+                              split: true};
+  return {[`${name}p`]: {...base, pad: true}, [`${name}h`]: {...base, pad: true, hd: true},
+          [`${name}n`]: {...base, pad: true, hd: true, probe: 'nob'},
+          [`${name}z`]: {...base, pad: true, hd: true, probe: 'nost'}};
+}
 
 /** Forces one preset for every batchedGemm on webgpu (benchmarks compare them); null restores the heuristic. */
 export function setWebGPUGemmPreset(name: string | null): void {
@@ -237,7 +287,9 @@ function matrixConfig(s: GemmShape, maxWorkgroupStorage: number, h: HalfMatrixSh
     name = MATRIX_TILE_TABLE.find(c => rowsPerExpert <= c.maxRowsPerExpert)!.preset;
   }
   const c = {...(GEMM_PRESETS[name] as MatrixConfig), sm: h.m, sn: h.n, sk: h.k};
-  const fits = c.tm % c.sm === 0 && (c.tn / (c.split ? c.subgroups : 1)) % c.sn === 0 && c.tk % c.sk === 0 &&
+  const rowGroups = c.split ? c.rowGroups ?? 1 : 1;
+  const fits = (c.tm / rowGroups) % c.sm === 0 && (c.tn / (c.split ? c.subgroups / rowGroups : 1)) % c.sn === 0 &&
+      c.tk % c.sk === 0 &&
       (c.tn / 2) % 4 === 0;
   return fits && workgroupBytes(c) <= maxWorkgroupStorage ? c : null;
 }

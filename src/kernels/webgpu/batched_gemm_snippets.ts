@@ -252,8 +252,17 @@ export interface StagedTile {
   wgs: number;
   /** 4: As holds vec4 of 4 rows (TM % 4 == 0). */
   av: 1 | 4;
-  /** As / Bs are f16 scalars (the subgroup-matrix program: As [TM][TK], Bs [TK][TN], row-major); av must be 1. */
+  /**
+   * As / Bs are f16 scalars (the subgroup-matrix program: As [TM][SA], Bs [TK][SB], row-major, the strides SA >= TK
+   * and SB >= TN WGSL constants in scope); av must be 1.
+   */
   half?: boolean;
+  /** With half: decode to f16 directly (MatrixConfig.hd: symmetric int4 and float16; others as without it). */
+  halfDecode?: boolean;
+  /** With half: 'nob' leaves the weight tile unstaged, 'nost' both tiles (MatrixConfig.probe). */
+  probe?: 'nob' | 'nost';
+  /** int8 / int4 codes without the int -> float conversion (TiledConfig.eb). */
+  exponentBits?: boolean;
   swiglu: boolean;
   /** 'float': vec4 rhs [E,K,N]; 'packed': the word decoders (TK a multiple of their P); 'none': lhs only. */
   rhs: 'float' | 'packed' | 'none';
@@ -269,20 +278,26 @@ export interface StagedTile {
  */
 export function stagedTileLoads(t: StagedTile): StagedLoads {
   const la = Math.ceil(t.tm * t.tk / 4 / t.wgs);
+  // Half tiles: the lhs vec4 as two packed f32 -> f16 pairs (HALF_PAIR_SNIPPET), four scalars of As.
   const aStore = t.av === 4 ?
       (j: number) => `As[(kq * 4 + ${j}) * (TM / 4) + m / 4][m % 4] = v.${'xyzw'[j]};` :
-      t.half ? (j: number) => `As[m * TK + kq * 4 + ${j}] = f16(v.${'xyzw'[j]});` :
+      t.half ? (j: number) => `As[m * SA + kq * 4 + ${j}] = ${j < 2 ? 'hl' : 'hh'}.${'xy'[j % 2]};` :
       (j: number) => `As[(kq * 4 + ${j}) * TM + m] = v.${'xyzw'[j]};`;
-  // A vec4 of Bs: one vec4 element, or four f16 scalars (subgroupMatrixLoad reads arrays of scalars).
-  const bStore = (index: string, value: string) => !t.half ? `Bs[${index}] = ${value};` : `{
-                let o = (${index}) * 4;
+  const aPairs = t.half ? `
+              let hl = toHalf2(v.xy);
+              let hh = toHalf2(v.zw);` : '';
+  // A vec4 of Bs at tile row `row`, vector column `nv`: one vec4 element, or four f16 scalars (subgroupMatrixLoad
+  // reads arrays of scalars; the four are adjacent, one 8-byte store where the compiler merges them).
+  const bStore = (row: string, nv: string, value: string) => !t.half ? `Bs[(${row}) * TNV + ${nv}] = ${value};` : `{
+                let o = (${row}) * SB + (${nv}) * 4;
                 let h = vec4<f16>(${value});
                 Bs[o] = h.x;
                 Bs[o + 1] = h.y;
                 Bs[o + 2] = h.z;
                 Bs[o + 3] = h.w;
               }`;
-  const lhsFetch = `
+  const stageA = t.probe !== 'nost', stageB = t.probe == null;
+  let lhsFetch = `
           for (var l = 0; l < ${la}; l++) {
             let idx = lid + l * WGS;
             let m = idx % TM;
@@ -293,18 +308,23 @@ export function stagedTileLoads(t: StagedTile): StagedLoads {
             if (idx < TM * TK / 4 && r < rowEnd && k < K) { v = lhs[(r * K + k) / 4]; }
             ra[l] = v;
           }`;
-  const lhsStore = `
+  let lhsStore = `
           for (var l = 0; l < ${la}; l++) {
             let idx = lid + l * WGS;
             if (idx < TM * TK / 4) {
               let m = idx % TM;
               let kq = idx / TM;
-              let v = ra[l];
+              let v = ra[l];${aPairs}
               ${[0, 1, 2, 3].map(aStore).join('\n              ')}
             }
           }`;
+  if (!stageA) {
+    lhsFetch = '';
+    lhsStore = '';
+  }
   if (t.rhs === 'none') return {regs: `var ra : array<vec4<f32>, ${la}>;`, fetch: lhsFetch, store: lhsStore};
   const l = t.packed;
+  if (!stageB) return {regs: `var ra : array<vec4<f32>, ${la}>;`, fetch: lhsFetch, store: lhsStore};
   if (t.rhs === 'float' || l == null) {
     const lb = Math.ceil(t.tk * t.tnv / t.wgs);
     return {
@@ -324,26 +344,28 @@ export function stagedTileLoads(t: StagedTile): StagedLoads {
       store: lhsStore + `
           for (var l = 0; l < ${lb}; l++) {
             let idx = lid + l * WGS;
-            if (idx < TK * TNV) { ${bStore('idx', 'rb[l]')} }
+            if (idx < TK * TNV) { ${t.half ? bStore('idx / TNV', 'idx % TNV', 'rb[l]') : 'Bs[idx] = rb[l];'} }
           }`,
     };
   }
   const P = codesPerWord(l.format);
   const lb = Math.ceil(t.tk / P * t.tnv / t.wgs);
-  const d = wordDecoder(l);
+  const d = wordDecoder(l, {exponentBits: t.exponentBits === true});
   const scaled = hasScales(l.format);
   // Every practical group is whole words (groupSize % P == 0): one scale per loaded word, fetched with it.
   const perWord = !scaled || l.groupSize % P === 0;
   const wordTerms = groupTerms(l, 'kw * P / GROUP');
   const fetchScale = perWord && wordTerms.scale != null;
   const fetchZero = perWord && l.zeroPoint;
-  const rows = Array.from({length: P}, (_, j) => {
+  const halfDecode = t.half === true && t.halfDecode === true && perWord &&
+      (l.format === 'float16' || (l.format === 'int4' && !l.zeroPoint));
+  const rows = halfDecode ? halfDecodedRows(l) : Array.from({length: P}, (_, j) => {
     const g = perWord ? null : groupTerms(l, `(kw * P + ${j}) / GROUP`);
     const z = perWord ? (fetchZero ? 'rz[l]' : wordTerms.zero) : g!.zero;
     const code = d.codeRow('rc[l]', j, z);
     const value = !scaled ? code : `${perWord ? 'rs[l]' : g!.scale} * ${code}`;
     return `
-              ${bStore(`(kwl * P + ${j}) * TNV + nv`, `select(vec4<f32>(0.0), ${value}, kw * P + ${j} < K)`)}`;
+              ${bStore(`kwl * P + ${j}`, 'nv', `select(vec4<f32>(0.0), ${value}, kw * P + ${j} < K)`)}`;
   }).join('');
   return {
     regs: `var ra : array<vec4<f32>, ${la}>;
@@ -384,4 +406,53 @@ export function stagedTileLoads(t: StagedTile): StagedLoads {
             }
           }`,
   };
+}
+
+/**
+ * WGSL helpers of the half tiles (declared by the matrix program): `toHalf2` rounds two f32 to f16 in one packing
+ * operation, `halfPair` reads a word as its two halves (low first). spec/webgpu/half_matrices_program.spec.ts
+ * replaces both bodies when it emulates the matrices in f32.
+ */
+export const HALF_PAIR_SNIPPET = `
+      fn toHalf2(v : vec2<f32>) -> vec2<f16> { return bitcast<vec2<f16>>(pack2x16float(v)); }
+      fn halfPair(u : u32) -> vec2<f16> { return bitcast<vec2<f16>>(u); }`;
+
+/**
+ * The f16 decode of one vec4 word load rc[l] (4 columns x P codes) into P rows of Bs (StagedTile.halfDecode).
+ * float16: each word is rows 2 kw' and 2 kw' + 1 of its column, as they are. Symmetric int4: the masked word
+ * (w >> 4j) & 0x000f000f holds codes j and j + 4; with 0x64006400 its halves are 1024 + c, exact, and minus 1032
+ * c - 8, exact; times the group's scale rounded to f16 (one rounding more than the f32 decode). Rows k >= K are
+ * zeros.
+ */
+function halfDecodedRows(l: ExpertWeightLayout): string {
+  const store = (row: string, q: string[], ok: string) => `
+              {
+                let o = (${row}) * SB + nv * 4;
+                let h = select(vec4<f16>(0.0), vec4<f16>(${q.join(', ')}), ${ok});
+                Bs[o] = h.x;
+                Bs[o + 1] = h.y;
+                Bs[o + 2] = h.z;
+                Bs[o + 3] = h.w;
+              }`;
+  const cols = ['x', 'y', 'z', 'w'];
+  if (l.format === 'float16') {
+    return `
+              let p0 = halfPair(rc[l].x);
+              let p1 = halfPair(rc[l].y);
+              let p2 = halfPair(rc[l].z);
+              let p3 = halfPair(rc[l].w);` +
+        store('kwl * 2', cols.map((_, c) => `p${c}.x`), 'kw * 2 < K') +
+        store('kwl * 2 + 1', cols.map((_, c) => `p${c}.y`), 'kw * 2 + 1 < K');
+  }
+  let out = `
+              let s16 = vec4<f16>(rs[l]);`;
+  for (let j = 0; j < 4; j++) {
+    out += `
+              let m${j} = ((rc[l] >> vec4<u32>(${4 * j}u)) & vec4<u32>(0x000f000fu)) | vec4<u32>(0x64006400u);` +
+        cols.map((c, i) => `
+              let q${j}${c} = (halfPair(m${j}.${c}) - vec2<f16>(1032.0)) * s16.${c};`).join('') +
+        store(`kwl * 8 + ${j}`, cols.map(c => `q${j}${c}.x`), `kw * 8 + ${j} < K`) +
+        store(`kwl * 8 + ${j + 4}`, cols.map(c => `q${j}${c}.y`), `kw * 8 + ${j + 4} < K`);
+  }
+  return out;
 }

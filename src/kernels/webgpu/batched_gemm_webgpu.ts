@@ -20,8 +20,8 @@
 import {codesPerWord, hasScales} from '../expert_weight_formats.js';
 import {GemmConfig, GemmShape, MatrixConfig, maxTiles, StreamConfig, threads, tileCols, TiledConfig, tileRows}
   from './batched_gemm_config.js';
-import {packedStreamStep, scheduleSnippet, stagedTileLoads, STREAM_WORD_ROWS, tiledLhsLoad, tiledRhsLoad}
-  from './batched_gemm_snippets.js';
+import {HALF_PAIR_SNIPPET, packedStreamStep, scheduleSnippet, stagedTileLoads, STREAM_WORD_ROWS, tiledLhsLoad,
+  tiledRhsLoad} from './batched_gemm_snippets.js';
 import {swigluSnippet, swigluUniforms} from './fused_swiglu_scale_webgpu.js';
 import {HALF_MATRIX_SUBGROUP} from './half_matrices.js';
 import {layoutKey, weightDecoderSnippet, weightVariableNames, wordDecoder} from './quantized_webgpu.js';
@@ -90,9 +90,11 @@ export class BatchedGemmProgram implements WebGPUProgram {
     this.dispatch = flatDispatch(this.colTiles * maxTiles(shape.numRows, shape.numExperts, tileRows(config)));
     const cfgKey = config.kind === 'stream' ?
         `stream_tm${config.tm}_nv${config.nv}_ks${config.ks}_u${config.unroll}` : config.kind === 'matrix' ?
-        `matrix_${config.tm}x${config.tn}_tk${config.tk}_s${config.sm}x${config.sn}x${config.sk}_pf${+config.prefetch}` :
+        `matrix_${config.tm}x${config.tn}_tk${config.tk}_s${config.sm}x${config.sn}x${config.sk}_pf${+config.prefetch}` +
+        `_g${config.subgroups}${config.split ? `s${config.rowGroups ?? 1}` : 'r'}_pad${+(config.pad ?? false)}_hd${+(config.hd ?? false)}` +
+        (config.probe != null ? `_${config.probe}` : '') :
         `tiled_${config.wx}x${config.wy}_rm${config.rm}_rn${config.rn}_tk${config.tk}_v${config.vec}_a${lhsVec}` +
-        `_av${config.av ?? 1}_pf${+(config.prefetch ?? false)}`;
+        `_av${config.av ?? 1}_pf${+(config.prefetch ?? false)}${config.eb === true ? '_eb' : ''}`;
     this.shaderKey = `moeBatchedGemm_${cfgKey}_E${shape.numExperts}_t${+shape.transposeRhs}_b${+shape.hasBias}` +
         `_sw${+swiglu}_sc${+hasScale}${activation === 'swiglu' ? '' : `_${activation}`}` +
         (packed != null ? `_p${layoutKey(packed)}_w${this.wordLoads ? STREAM_WORD_ROWS : 0}` : '');
@@ -250,7 +252,7 @@ ${this.streamMainLoop()}
     const prefetch = lhsStaged && rhsStaged && c.prefetch === true;
     const staged = lhsStaged ? stagedTileLoads({
       tm, tk: c.tk, tnv, wgs: c.wx * c.wy, av, swiglu: this.shape.swiglu === true, packed,
-      rhs: !rhsStaged ? 'none' : packed != null ? 'packed' : 'float',
+      rhs: !rhsStaged ? 'none' : packed != null ? 'packed' : 'float', exponentBits: c.eb === true,
     }) : {regs: '', fetch: '', store: tiledLhsLoad()};
     const loads = rhsStaged ? staged : {...staged, store: staged.store +
         tiledRhsLoad(this.shape.transposeRhs, this.shape.swiglu === true, c.vec, vt, packed != null)};
@@ -322,21 +324,27 @@ ${this.streamMainLoop()}
     const tnv = c.tn / 4;
     const packed = this.shape.packed;
     const loads = stagedTileLoads({tm: c.tm, tk: c.tk, tnv, wgs: threads(c), av: 1, half: true,
-      swiglu: this.shape.swiglu === true, packed, rhs: packed != null ? 'packed' : 'float'});
-    const cols = c.split ? c.tn / c.subgroups : c.tn;
-    const rt = c.tm / c.sm, ct = cols / c.sn;
-    // Per-subgroup column offset (split), else 0: every subgroup multiplies the whole tile.
+      halfDecode: c.hd === true, probe: c.probe, swiglu: this.shape.swiglu === true, packed,
+      rhs: packed != null ? 'packed' : 'float'});
+    const pad = c.pad === true ? 8 : 0;
+    // split: subgroup g takes rows block g / colGroups and columns block g % colGroups; else the whole tile.
+    const rowGroups = c.split ? c.rowGroups ?? 1 : 1;
+    const colGroups = c.split ? c.subgroups / rowGroups : 1;
+    const cols = c.tn / colGroups, rows = c.tm / rowGroups;
+    const rt = rows / c.sm, ct = cols / c.sn;
+    // Per-subgroup column and row offsets (split), else 0: every subgroup multiplies the whole tile.
     const sg = c.split ? ' + sgCol' : '';
+    const sgA = rowGroups > 1 ? ' + sgRowA' : '', sgC = rowGroups > 1 ? ' + sgRowC' : '';
     const tiles: Array<[number, number]> = [];
     for (let i = 0; i < rt; i++) for (let j = 0; j < ct; j++) tiles.push([i, j]);
     const left = `subgroup_matrix_left<f16, ${c.sk}, ${c.sm}>`, right = `subgroup_matrix_right<f16, ${c.sn}, ${c.sk}>`;
     const res = `subgroup_matrix_result<f32, ${c.sn}, ${c.sm}>`;
     const steps = `for (var kk = 0u; kk < u32(TK); kk += ${c.sk}u) {
               ${Array.from({length: rt}, (_, i) =>
-                `let a${i} = subgroupMatrixLoad<${left}>(&As, ${i * c.sm}u * u32(TK) + kk, false, u32(TK));`).join(`
+                `let a${i} = subgroupMatrixLoad<${left}>(&As, ${i * c.sm}u * u32(SA)${sgA} + kk, false, u32(SA));`).join(`
               `)}
               ${Array.from({length: ct}, (_, j) =>
-                `let b${j} = subgroupMatrixLoad<${right}>(&Bs, kk * u32(TN)${sg} + ${j * c.sn}u, false, u32(TN));`).join(`
+                `let b${j} = subgroupMatrixLoad<${right}>(&Bs, kk * u32(SB)${sg} + ${j * c.sn}u, false, u32(SB));`).join(`
               `)}
               ${tiles.map(([i, j]) => `acc${i}_${j} = subgroupMatrixMultiplyAccumulate(a${i}, b${j}, acc${i}_${j});`).join(`
               `)}
@@ -369,19 +377,24 @@ ${this.streamMainLoop()}
       const TNV = ${tnv};
       const VEC = 4;
       const WGS = ${threads(c)};
-      var<workgroup> As : array<f16, ${c.tk * c.tm}>;
-      var<workgroup> Bs : array<f16, ${c.tk * c.tn}>;
+      const SA = ${c.tk + pad};
+      const SB = ${c.tn + pad};
+      var<workgroup> As : array<f16, ${c.tm * (c.tk + pad)}>;
+      var<workgroup> Bs : array<f16, ${c.tk * (c.tn + pad)}>;${HALF_PAIR_SNIPPET}
       var<workgroup> Cs : array<f32, ${c.tm * c.tn}>;
       fn main(index : i32) {
         ${this.prologue()}
         let NV = N / VEC;${c.split ? `
-        let sgCol = u32(lid / ${HALF_MATRIX_SUBGROUP}) * ${cols}u;` : ''}
+        let sgCol = (u32(lid / ${HALF_MATRIX_SUBGROUP}) % ${colGroups}u) * ${cols}u;` : ''}${rowGroups > 1 ? `
+        let sgRow = (u32(lid / ${HALF_MATRIX_SUBGROUP}) / ${colGroups}u) * ${rows}u;
+        let sgRowA = sgRow * u32(SA);
+        let sgRowC = sgRow * u32(TN);` : ''}
         if (mode == MODE_EXPERT) {
           ${tiles.map(([i, j]) => `var acc${i}_${j} = ${res}();`).join(`
           `)}
           ${loads.regs}${body}
           ${tiles.map(([i, j]) =>
-            `subgroupMatrixStore(&Cs, ${i * c.sm}u * u32(TN)${sg} + ${j * c.sn}u, acc${i}_${j}, false, u32(TN));`).join(`
+            `subgroupMatrixStore(&Cs, ${i * c.sm}u * u32(TN)${sgC}${sg} + ${j * c.sn}u, acc${i}_${j}, false, u32(TN));`).join(`
           `)}
         }
         workgroupBarrier();
