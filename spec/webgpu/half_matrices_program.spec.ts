@@ -29,10 +29,10 @@ function emulate(code: string): string {
                  for (var q = 0u; q < 16u; q++) { s += As[$2 + (e / 16u) * u32(SA) + q] * Bs[$3 + q * u32(SB) + e % 16u]; }
                  $1[t] += s;
                }`)
-      .replace(/subgroupMatrixStore\(&Cs, ([^;]*), (acc\d+_\d+), false, u32\(TN\)\);/g,
+      .replace(/subgroupMatrixStore\(&Cs, ([^;]*), (acc\d+_\d+), false, u32\((\w+)\)\);/g,
                `for (var t = 0u; t < 8u; t++) {
                  let e = (u32(lid) % 32u) * 8u + t;
-                 Cs[$1 + (e / 16u) * u32(TN) + e % 16u] = $2[t];
+                 Cs[$1 + (e / 16u) * u32($3) + e % 16u] = $2[t];
                }`);
 }
 
@@ -48,7 +48,8 @@ describeWebGPU('webgpu half-matrix GEMM program (subgroup matrices emulated)', (
   // its quarter of the columns (split true).
   // pad / hd (session 4): padded row strides and the f16 decode of symmetric int4 and float16 words.
   const cases: Array<{format: 'float32' | 'int4' | 'float16', swiglu: boolean, tm: number, tn: number,
-                      subgroups: 1 | 4 | 8, split: boolean, rowGroups?: 1 | 2, pad?: boolean, hd?: boolean}> = [
+                      subgroups: 1 | 4 | 8, split: boolean, rowGroups?: 1 | 2, pad?: boolean, hd?: boolean,
+                      epilogue?: 'subgroup'}> = [
     {format: 'int4', swiglu: false, tm: 16, tn: 128, subgroups: 1, split: false},
     {format: 'int4', swiglu: true, tm: 32, tn: 64, subgroups: 4, split: false},
     {format: 'float32', swiglu: false, tm: 32, tn: 64, subgroups: 1, split: false},
@@ -57,10 +58,15 @@ describeWebGPU('webgpu half-matrix GEMM program (subgroup matrices emulated)', (
     {format: 'int4', swiglu: true, tm: 16, tn: 128, subgroups: 4, split: true, pad: true, hd: true},
     {format: 'float16', swiglu: false, tm: 32, tn: 64, subgroups: 4, split: true, pad: true, hd: true},
     {format: 'int4', swiglu: true, tm: 32, tn: 64, subgroups: 8, split: true, rowGroups: 2, pad: true, hd: true},
+    // Each subgroup writes its own results (its column block: gate then up columns with SwiGLU).
+    {format: 'int4', swiglu: true, tm: 32, tn: 64, subgroups: 8, split: true, rowGroups: 2, pad: true, hd: true,
+      epilogue: 'subgroup'},
+    {format: 'float32', swiglu: false, tm: 32, tn: 64, subgroups: 4, split: true, rowGroups: 2, epilogue: 'subgroup'},
   ];
   for (const c of cases) {
     it(`${c.format}, ${c.swiglu ? 'SwiGLU x scale' : 'plain'}, ${c.tm} x ${c.tn} tiles, ${c.subgroups} subgroup(s)` +
-       `${c.split ? ` splitting the columns${c.rowGroups === 2 ? ' and rows' : ''}` : ''}${c.pad ? ', padded strides' : ''}${c.hd ? ', f16 decode' : ''}, ` +
+       `${c.split ? ` splitting the columns${c.rowGroups === 2 ? ' and rows' : ''}` : ''}` +
+       `${c.epilogue ? ', own epilogue per subgroup' : ''}${c.pad ? ', padded strides' : ''}${c.hd ? ', f16 decode' : ''}, ` +
        'vs float64', async () => {
       const rand = rng(90 + c.tm + c.tn + +c.swiglu);
       const R = 40, E = 3, K = 72, N = 48, offsets = [3, 20, 20, 37];  // rows 0-2 and 37-39 in no segment, expert 1 empty
@@ -84,7 +90,7 @@ describeWebGPU('webgpu half-matrix GEMM program (subgroup matrices emulated)', (
       const program = new internal.BatchedGemmProgram({numRows: R, depth: K, width: N, numExperts: E,
         transposeRhs: false, hasBias: true, swiglu: c.swiglu, hasScale: c.swiglu, packed},
         {kind: 'matrix', tm: c.tm, tn: c.tn, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: c.subgroups,
-          split: c.split, rowGroups: c.rowGroups, pad: c.pad, hd: c.hd});
+          split: c.split, rowGroups: c.rowGroups, pad: c.pad, hd: c.hd, epilogue: c.epilogue});
       const code = emulate(program.getUserCode());
       expect(code).not.toMatch(/subgroup_matrix|subgroupMatrix/);
       program.getUserCode = () => code;

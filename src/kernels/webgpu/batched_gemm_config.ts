@@ -87,6 +87,12 @@ export interface MatrixConfig {
   split: boolean;
   /** With split: the subgroups form rowGroups rows of subgroups / rowGroups column blocks (default 1). */
   rowGroups?: 1 | 2;
+  /**
+   * With split: 'subgroup' = each subgroup writes its own results through a 16-row scratch of its columns (its
+   * column block holds gate then up columns for SwiGLU), instead of the whole f32 result tile Cs [TM][TN]: less
+   * workgroup memory, so larger tiles fit.
+   */
+  epilogue?: 'tile' | 'subgroup';
   /** Row strides of As (TK + 8) and Bs (TN + 8) halves, so a matrix load's rows fall in distinct banks. */
   pad?: boolean;
   /**
@@ -117,7 +123,9 @@ export function threads(c: GemmConfig): number {
 /** Workgroup memory of a tiled or matrix config: its tiles (f32, or f16 tiles + the f32 result tile) + the scan. */
 export function workgroupBytes(c: TiledConfig | MatrixConfig): number {
   const pad = c.kind === 'matrix' && c.pad === true ? 8 : 0;
-  const tiles = c.kind === 'matrix' ? (c.tm * (c.tk + pad) + c.tk * (c.tn + pad)) * 2 + c.tm * c.tn * 4 :
+  const result = c.kind !== 'matrix' ? 0 : c.split && c.epilogue === 'subgroup' ?
+      c.sm * c.tn * (c.rowGroups ?? 1) * 4 : c.tm * c.tn * 4;
+  const tiles = c.kind === 'matrix' ? (c.tm * (c.tk + pad) + c.tk * (c.tn + pad)) * 2 + result :
       c.tk * (tileRows(c) + tileCols(c)) * 4;
   return tiles + threads(c) * 4 + 64;
 }
@@ -169,6 +177,15 @@ export const GEMM_PRESETS: Record<string, GemmConfig> = {
                split: true, rowGroups: 2, pad: true, hd: true},
   m32x128s8h: {kind: 'matrix', tm: 32, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 8,
                split: true, rowGroups: 2, pad: true, hd: true},
+  // The subgroup epilogue (e): 128-row tiles fit.
+  m128x128s8e: {kind: 'matrix', tm: 128, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 8,
+                split: true, rowGroups: 2, pad: true, hd: true, epilogue: 'subgroup'},
+  m64x128s8e: {kind: 'matrix', tm: 64, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 8,
+               split: true, rowGroups: 2, pad: true, hd: true, epilogue: 'subgroup'},
+  m128x128s4e: {kind: 'matrix', tm: 128, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
+                split: true, rowGroups: 2, pad: true, hd: true, epilogue: 'subgroup'},
+  m16x128s4e: {kind: 'matrix', tm: 16, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
+               split: true, pad: true, hd: true, epilogue: 'subgroup'},
   m16x256s8h: {kind: 'matrix', tm: 16, tn: 256, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 8,
                split: true, pad: true, hd: true},
   r16x128e: {kind: 'tiled', wx: 16, wy: 4, rm: 4, rn: 2, tk: 16, vec: 4, av: 4, prefetch: true, eb: true},

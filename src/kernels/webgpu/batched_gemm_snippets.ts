@@ -120,8 +120,20 @@ export function tiledRhsLoad(transposeRhs: boolean, swiglu: boolean, vec: number
         }`;
 }
 
-/** Tiled rhs loads: the vec4 column n of tile column nv, and whether it exists (with SwiGLU: gate/up halves). */
-function tileColumn(swiglu: boolean): string {
+/**
+ * Tiled rhs loads: the vec4 column n of tile column nv, and whether it exists (with SwiGLU: gate/up halves; with
+ * `blocks` > 1 each of that many column blocks of the tile holds its own gate half and then the matching up half).
+ */
+function tileColumn(swiglu: boolean, blocks = 1): string {
+  if (swiglu && blocks > 1) {
+    return `
+          // Column block nv / BW of the tile: gate columns, then the matching up columns.
+          let bw = TNV / ${blocks};
+          let w = nv % bw;
+          let logical = colTile * (TNV / 2) + (nv / bw) * (bw / 2) + w % (bw / 2);
+          let n = select(logical, NV / 2 + logical, w >= bw / 2);
+          let colOk = logical < NV / 2;`;
+  }
   return swiglu ? `
           // First half of the tile: gate columns; second half: the matching up columns.
           let logical = colTile * (TNV / 2) + nv % (TNV / 2);
@@ -263,6 +275,8 @@ export interface StagedTile {
   probe?: 'nob' | 'nost';
   /** int8 / int4 codes without the int -> float conversion (TiledConfig.eb). */
   exponentBits?: boolean;
+  /** With swiglu: column blocks that each hold gate then up columns (tileColumn; default 1: the tile's halves). */
+  swigluBlocks?: number;
   swiglu: boolean;
   /** 'float': vec4 rhs [E,K,N]; 'packed': the word decoders (TK a multiple of their P); 'none': lhs only. */
   rhs: 'float' | 'packed' | 'none';
@@ -336,7 +350,7 @@ export function stagedTileLoads(t: StagedTile): StagedLoads {
             let kk = idx / TNV;
             let nv = idx % TNV;
             let k = kf + kk;
-            ${tileColumn(t.swiglu)}
+            ${tileColumn(t.swiglu, t.swigluBlocks)}
             var v = vec4<f32>(0.0);
             if (idx < TK * TNV && k < K && colOk) { v = rhs[(expert * K + k) * NV + n]; }
             rb[l] = v;
@@ -381,7 +395,7 @@ export function stagedTileLoads(t: StagedTile): StagedLoads {
             let idx = lid + l * WGS;
             let kwl = idx / TNV;
             let nv = idx % TNV;
-            ${tileColumn(t.swiglu)}
+            ${tileColumn(t.swiglu, t.swigluBlocks)}
             let kw = kf / P + kwl;
             var c = vec4<u32>(0u);${fetchScale ? `
             var sc = vec4<f32>(0.0);` : ''}${fetchZero ? `
@@ -401,7 +415,7 @@ export function stagedTileLoads(t: StagedTile): StagedLoads {
             if (idx < (TK / P) * TNV) {
               let kwl = idx / TNV;
               let nv = idx % TNV;
-              ${perWord ? '' : `${tileColumn(t.swiglu)}`}
+              ${perWord ? '' : `${tileColumn(t.swiglu, t.swigluBlocks)}`}
               let kw = k0 / P + kwl;${rows}
             }
           }`,

@@ -323,13 +323,14 @@ ${this.streamMainLoop()}
   private matrixCode(c: MatrixConfig): string {
     const tnv = c.tn / 4;
     const packed = this.shape.packed;
-    const loads = stagedTileLoads({tm: c.tm, tk: c.tk, tnv, wgs: threads(c), av: 1, half: true,
-      halfDecode: c.hd === true, probe: c.probe, swiglu: this.shape.swiglu === true, packed,
-      rhs: packed != null ? 'packed' : 'float'});
     const pad = c.pad === true ? 8 : 0;
     // split: subgroup g takes rows block g / colGroups and columns block g % colGroups; else the whole tile.
     const rowGroups = c.split ? c.rowGroups ?? 1 : 1;
     const colGroups = c.split ? c.subgroups / rowGroups : 1;
+    const own = c.split && c.epilogue === 'subgroup';
+    const loads = stagedTileLoads({tm: c.tm, tk: c.tk, tnv, wgs: threads(c), av: 1, half: true,
+      halfDecode: c.hd === true, probe: c.probe, swiglu: this.shape.swiglu === true, packed,
+      rhs: packed != null ? 'packed' : 'float', swigluBlocks: own ? colGroups : 1});
     const cols = c.tn / colGroups, rows = c.tm / rowGroups;
     const rt = rows / c.sm, ct = cols / c.sn;
     // Per-subgroup column and row offsets (split), else 0: every subgroup multiplies the whole tile.
@@ -365,7 +366,7 @@ ${this.streamMainLoop()}
             ${steps}
             workgroupBarrier();
           }`;
-    return `
+    const head = `
       enable f16;
       enable subgroups;
       enable chromium_experimental_subgroup_matrix;${c.split ? `
@@ -379,16 +380,42 @@ ${this.streamMainLoop()}
       const WGS = ${threads(c)};
       const SA = ${c.tk + pad};
       const SB = ${c.tn + pad};
+      const CW = ${cols};
       var<workgroup> As : array<f16, ${c.tm * (c.tk + pad)}>;
       var<workgroup> Bs : array<f16, ${c.tk * (c.tn + pad)}>;${HALF_PAIR_SNIPPET}
-      var<workgroup> Cs : array<f32, ${c.tm * c.tn}>;
+      var<workgroup> Cs : array<f32, ${own ? c.subgroups * c.sm * cols : c.tm * c.tn}>;
       fn main(index : i32) {
         ${this.prologue()}
         let NV = N / VEC;${c.split ? `
         let sgCol = (u32(lid / ${HALF_MATRIX_SUBGROUP}) % ${colGroups}u) * ${cols}u;` : ''}${rowGroups > 1 ? `
         let sgRow = (u32(lid / ${HALF_MATRIX_SUBGROUP}) / ${colGroups}u) * ${rows}u;
         let sgRowA = sgRow * u32(SA);
-        let sgRowC = sgRow * u32(TN);` : ''}
+        let sgRowC = sgRow * u32(TN);` : ''}`;
+    // The layout assumes 32-wide subgroups; any other width shows as NaN outputs (built at run time: WGSL rejects
+    // NaN constants).
+    const wide = `
+        let wide = subgroupAdd(1u) == ${HALF_MATRIX_SUBGROUP}u;
+        let nan = bitcast<f32>(0x7fc00000u | (u32(lid) & 0u));`;
+    if (own) {
+      return `${head}${wide}
+        if (mode == MODE_EXPERT) {
+          ${tiles.map(([i, j]) => `var acc${i}_${j} = ${res}();`).join(`
+          `)}
+          ${loads.regs}${body}
+          let sgBase = u32(lid / ${HALF_MATRIX_SUBGROUP}) * ${c.sm * cols}u;
+          let lane = lid % ${HALF_MATRIX_SUBGROUP};${Array.from({length: rt}, (_, i) => `
+          ${Array.from({length: ct}, (_, j) =>
+            `subgroupMatrixStore(&Cs, sgBase + ${j * c.sn}u, acc${i}_${j}, false, u32(CW));`).join(`
+          `)}
+          workgroupBarrier();
+          ${this.matrixOwnStore(`${rowGroups > 1 ? 'i32(sgRow) + ' : ''}${i * c.sm}`, c.sm, cols)}
+          workgroupBarrier();`).join('')}
+        } else if (mode == MODE_ZERO) {
+          ${this.matrixZeroStore()}
+        }
+      }`;
+    }
+    return `${head}
         if (mode == MODE_EXPERT) {
           ${tiles.map(([i, j]) => `var acc${i}_${j} = ${res}();`).join(`
           `)}
@@ -397,13 +424,58 @@ ${this.streamMainLoop()}
             `subgroupMatrixStore(&Cs, ${i * c.sm}u * u32(TN)${sgC}${sg} + ${j * c.sn}u, acc${i}_${j}, false, u32(TN));`).join(`
           `)}
         }
-        workgroupBarrier();
-        // The layout assumes 32-wide subgroups; any other width shows as NaN outputs (built at run time: WGSL
-        // rejects NaN constants).
-        let wide = subgroupAdd(1u) == ${HALF_MATRIX_SUBGROUP}u;
-        let nan = bitcast<f32>(0x7fc00000u | (u32(lid) & 0u));
+        workgroupBarrier();${wide}
         ${this.shape.swiglu ? this.matrixSwigluEpilogue() : this.matrixEpilogue()}
       }`;
+  }
+
+  /**
+   * Subgroup epilogue (MatrixConfig.epilogue 'subgroup'): the subgroup's 32 invocations write the `rows` x `cols`
+   * results in its scratch Cs[sgBase ..] (row stride CW = cols) to tile rows `row0` + m of its column block; with
+   * SwiGLU the block's first half holds gate columns and its second half the matching up columns.
+   */
+  private matrixOwnStore(row0: string, rows: number, cols: number): string {
+    const at = (m: string, q: string) => `vec4<f32>(${[0, 1, 2, 3].map(j =>
+        `Cs[sgBase + u32(${m}) * u32(CW) + u32(${q}) * 4u${j > 0 ? ` + ${j}u` : ''}]`).join(', ')})`;
+    if (this.shape.swiglu) {
+      const bias = this.shape.hasBias ? 'g += bias[expert * NV + logical]; u += bias[expert * NV + IV + logical];' : '';
+      return `for (var idx = lane; idx < ${rows * cols / 8}; idx += ${HALF_MATRIX_SUBGROUP}) {
+            let m = idx / ${cols / 8};
+            let q = idx % ${cols / 8};
+            let r = rowStart + ${row0} + m;
+            let IV = NV / 2;
+            let logical = colTile * (TNV / 2) + i32(sgCol) / 8 + q;
+            if (r < rowEnd && logical < IV) {
+              var g = ${at('m', 'q')};
+              var u = ${at('m', `q + ${cols / 8}`)};
+              ${bias}
+              result[r * IV + logical] = select(vec4<f32>(nan), swiglu4(g, u)${this.scaleTerm('r')}, wide);
+            }
+          }`;
+    }
+    const bias = this.shape.hasBias ? 'v += bias[expert * NV + nv];' : '';
+    return `for (var idx = lane; idx < ${rows * cols / 4}; idx += ${HALF_MATRIX_SUBGROUP}) {
+            let m = idx / ${cols / 4};
+            let q = idx % ${cols / 4};
+            let r = rowStart + ${row0} + m;
+            let nv = colTile * TNV + i32(sgCol) / 4 + q;
+            if (r < rowEnd && nv < NV) {
+              var v = ${at('m', 'q')};
+              ${bias}
+              result[r * NV + nv] = select(vec4<f32>(nan), v, wide);
+            }
+          }`;
+  }
+
+  /** Zeros for a tile of rows in no segment (the subgroup epilogue's other mode). */
+  private matrixZeroStore(): string {
+    const width = this.shape.swiglu ? 'TNV / 2' : 'TNV';
+    const total = this.shape.swiglu ? 'NV / 2' : 'NV';
+    return `for (var idx = lid; idx < TM * (${width}); idx += WGS) {
+            let r = rowStart + idx / (${width});
+            let col = colTile * (${width}) + idx % (${width});
+            if (r < rowEnd && col < ${total}) { result[r * (${total}) + col] = vec4<f32>(0.0); }
+          }`;
   }
 
   /** Matrix epilogue: vec4 of Cs row m, vector column q of the tile. */
