@@ -356,6 +356,10 @@ async function halfMatrixRow(gemms: () => tf.Tensor, layerCall: () => tf.Tensor,
     out.relDiffVsExact = relL2(data, Float64Array.from(exactData));
     out.gemms = (await throughput(gemms, n, reps)).ms;
     out.layer = (await throughput(layerCall, n, reps)).ms;
+    if (!LEAN) {
+      out.layerGpuMs = await gpuMs(layerCall);
+      out.gemmsGpuMs = await gpuMs(gemms);
+    }
     // Each preset: one checked call (validation errors, difference vs exact) before its timing.
     const presets: Record<string, unknown> = {};
     for (const preset of MATRIX_PRESETS) {
@@ -501,6 +505,8 @@ export async function runFormatsBench(ort: OrtHooks | null): Promise<void> {
             row.ortMs = first.ms;
             row.ortVsOurs = (row.ortMs as number) / (row.layer as {ms: number}).ms;
             row.ortVsOursLatency = (row.ortMs as number) / (row.layerLatencyMs as number);
+            const half = row.half as {layer?: number} | undefined;
+            if (half?.layer != null) (half as Record<string, unknown>).ortVsLayer = (row.ortMs as number) / half.layer;
             if (row.want != null) row.ortRelErr = relL2(first.output, row.want as Float64Array);
           } catch (e) {
             row.ortError = (e as Error).message;

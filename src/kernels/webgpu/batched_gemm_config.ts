@@ -50,12 +50,6 @@ export interface TiledConfig {
    * behind them) and stored into shared memory after; default off.
    */
   prefetch?: boolean;
-  /**
-   * int8 / int4 codes decoded without the int -> float conversion (wordDecoder's exponentBits: same exact values;
-   * the conversion runs at a quarter of the FMA rate on NVIDIA, and the tile decodes each weight once per row
-   * tile); default off.
-   */
-  eb?: boolean;
 }
 export interface StreamConfig {
   kind: 'stream';
@@ -182,16 +176,21 @@ export const GEMM_PRESETS: Record<string, GemmConfig> = {
                 split: true, rowGroups: 2, pad: true, hd: true, epilogue: 'subgroup'},
   m64x128s8e: {kind: 'matrix', tm: 64, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 8,
                split: true, rowGroups: 2, pad: true, hd: true, epilogue: 'subgroup'},
+  m128x128s8en: {kind: 'matrix', tm: 128, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 8,
+                 split: true, rowGroups: 2, pad: true, hd: true, epilogue: 'subgroup', probe: 'nob'},
+  m128x128s8ez: {kind: 'matrix', tm: 128, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 8,
+                 split: true, rowGroups: 2, pad: true, hd: true, epilogue: 'subgroup', probe: 'nost'},
   m128x128s4e: {kind: 'matrix', tm: 128, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
                 split: true, rowGroups: 2, pad: true, hd: true, epilogue: 'subgroup'},
   m16x128s4e: {kind: 'matrix', tm: 16, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
                split: true, pad: true, hd: true, epilogue: 'subgroup'},
+  // TK = 64: half the barriers per k.
+  m16x128s4hk: {kind: 'matrix', tm: 16, tn: 128, tk: 64, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
+                split: true, pad: true, hd: true},
+  m64x128s8ek: {kind: 'matrix', tm: 64, tn: 128, tk: 64, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 8,
+                split: true, rowGroups: 2, pad: true, hd: true, epilogue: 'subgroup'},
   m16x256s8h: {kind: 'matrix', tm: 16, tn: 256, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 8,
                split: true, pad: true, hd: true},
-  r16x128e: {kind: 'tiled', wx: 16, wy: 4, rm: 4, rn: 2, tk: 16, vec: 4, av: 4, prefetch: true, eb: true},
-  r32x128e: {kind: 'tiled', wx: 16, wy: 8, rm: 4, rn: 2, tk: 16, vec: 4, av: 4, prefetch: true, eb: true},
-  r64x256e: {kind: 'tiled', wx: 32, wy: 8, rm: 8, rn: 2, tk: 16, vec: 4, av: 4, prefetch: true, eb: true},
-  r64x128e: {kind: 'tiled', wx: 16, wy: 8, rm: 8, rn: 2, tk: 16, vec: 4, av: 4, prefetch: true, eb: true},
 };
 
 /** The p / h / n / z variants of a 4-subgroup split matrix preset named m{TM}x{TN}s4 (see MatrixConfig). */
@@ -239,12 +238,15 @@ export const GEMM_TILE_TABLE: Record<string, readonly TileChoice[]> = {
 /**
  * Rows per expert -> matrix preset, where the half-matrix program may run (the stream rows keep streaming). H200
  * batch H (int4 g32, the two GEMMs): 4 subgroups splitting the columns were the fastest, m16x128s4 1.70 ms at 16
- * rows per expert and m64x128s4 12.36 ms at 256 (one subgroup m16x64: 1.98 / 18.6; exact r16x128 / r64x256 in the
- * same run 1.61 / 11.80, so the flag stays off by default).
+ * rows per expert and m64x128s4 12.36 ms at 256 (exact r16x128 / r64x256 in the same run 1.61 / 11.80). Session 4,
+ * batch I: padded strides and the f16 decode made it pay: m16x128s4h 1.18 ms at 16 rows (exact 1.65), at 256
+ * rows m64x128s4h 8.43 and, with each subgroup writing its own results, 128-row tiles m128x128s8e 7.30 (exact
+ * 11.91); float16 1.07 / 6.19 (exact 1.43 / 11.19).
  */
 export const MATRIX_TILE_TABLE: readonly TileChoice[] = [
-  {maxRowsPerExpert: 24, preset: 'm16x128s4'},
-  {maxRowsPerExpert: Infinity, preset: 'm64x128s4'},
+  {maxRowsPerExpert: 24, preset: 'm16x128s4h'},
+  {maxRowsPerExpert: 96, preset: 'm64x128s4h'},
+  {maxRowsPerExpert: Infinity, preset: 'm128x128s8e'},
 ];
 
 /**

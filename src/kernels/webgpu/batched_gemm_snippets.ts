@@ -273,8 +273,6 @@ export interface StagedTile {
   halfDecode?: boolean;
   /** With half: 'nob' leaves the weight tile unstaged, 'nost' both tiles (MatrixConfig.probe). */
   probe?: 'nob' | 'nost';
-  /** int8 / int4 codes without the int -> float conversion (TiledConfig.eb). */
-  exponentBits?: boolean;
   /** With swiglu: column blocks that each hold gate then up columns (tileColumn; default 1: the tile's halves). */
   swigluBlocks?: number;
   swiglu: boolean;
@@ -334,11 +332,19 @@ export function stagedTileLoads(t: StagedTile): StagedLoads {
           }`;
   if (!stageA) {
     lhsFetch = '';
-    lhsStore = '';
+    // The probes keep every binding referenced (an unreferenced one drops out of the pipeline's layout).
+    lhsStore = `
+          if (K < 0) { As[0] = f16(lhs[0].x); }`;
   }
   if (t.rhs === 'none') return {regs: `var ra : array<vec4<f32>, ${la}>;`, fetch: lhsFetch, store: lhsStore};
   const l = t.packed;
-  if (!stageB) return {regs: `var ra : array<vec4<f32>, ${la}>;`, fetch: lhsFetch, store: lhsStore};
+  if (!stageB) {
+    const touch = l == null ? ['rhs[0].x'] : ['f32(packed[0].x)',
+      ...(hasScales(l.format) ? [l.format === 'mxfp4' ? 'f32(scales[0])' : 'scales[0].x'] : []),
+      ...(l.zeroPoint ? ['zeros[0].x'] : [])];
+    return {regs: `var ra : array<vec4<f32>, ${la}>;`, fetch: lhsFetch, store: lhsStore + `
+          if (K < 0) { Bs[0] = f16(${touch.join(' + ')}); }`};
+  }
   if (t.rhs === 'float' || l == null) {
     const lb = Math.ceil(t.tk * t.tnv / t.wgs);
     return {
@@ -364,7 +370,7 @@ export function stagedTileLoads(t: StagedTile): StagedLoads {
   }
   const P = codesPerWord(l.format);
   const lb = Math.ceil(t.tk / P * t.tnv / t.wgs);
-  const d = wordDecoder(l, {exponentBits: t.exponentBits === true});
+  const d = wordDecoder(l);
   const scaled = hasScales(l.format);
   // Every practical group is whole words (groupSize % P == 0): one scale per loaded word, fetched with it.
   const perWord = !scaled || l.groupSize % P === 0;
