@@ -47,7 +47,7 @@ describeWebGPU('webgpu half-matrix GEMM program (subgroup matrices emulated)', (
   // subgroups 4: the tiles staged by 128 invocations, each subgroup multiplying the whole tile (split false) or
   // its quarter of the columns (split true).
   // pad / hd (session 4): padded row strides and the f16 decode of symmetric int4 and float16 words.
-  const cases: Array<{format: 'float32' | 'int4' | 'float16', swiglu: boolean, tm: number, tn: number,
+  const cases: Array<{format: 'float32' | 'int4' | 'float16' | 'int8', swiglu: boolean, tm: number, tn: number,
                       subgroups: 1 | 4 | 8, split: boolean, rowGroups?: 1 | 2, pad?: boolean, hd?: boolean,
                       epilogue?: 'subgroup'}> = [
     {format: 'int4', swiglu: false, tm: 16, tn: 128, subgroups: 1, split: false},
@@ -62,6 +62,7 @@ describeWebGPU('webgpu half-matrix GEMM program (subgroup matrices emulated)', (
     {format: 'int4', swiglu: true, tm: 32, tn: 64, subgroups: 8, split: true, rowGroups: 2, pad: true, hd: true,
       epilogue: 'subgroup'},
     {format: 'float32', swiglu: false, tm: 32, tn: 64, subgroups: 4, split: true, rowGroups: 2, epilogue: 'subgroup'},
+    {format: 'int8', swiglu: false, tm: 16, tn: 128, subgroups: 4, split: true, pad: true, hd: true},
   ];
   for (const c of cases) {
     it(`${c.format}, ${c.swiglu ? 'SwiGLU x scale' : 'plain'}, ${c.tm} x ${c.tn} tiles, ${c.subgroups} subgroup(s)` +
@@ -70,7 +71,7 @@ describeWebGPU('webgpu half-matrix GEMM program (subgroup matrices emulated)', (
        'vs float64', async () => {
       const rand = rng(90 + c.tm + c.tn + +c.swiglu);
       const R = 40, E = 3, K = 72, N = 48, offsets = [3, 20, 20, 37];  // rows 0-2 and 37-39 in no segment, expert 1 empty
-      const KW = K / (c.format === 'float16' ? 2 : 8), G = Math.ceil(K / 32);
+      const KW = K / (c.format === 'float16' ? 2 : c.format === 'int8' ? 4 : 8), G = Math.ceil(K / 32);
       const x = Float32Array.from({length: R * K}, () => rand() - 0.5);
       // float16: halves with exponents 2^-3 .. 2^1 (both signs), two per word (k even in the low half).
       const half = () => ((rand() < 0.5 ? 0x8000 : 0) | ((12 + Math.floor(rand() * 5)) << 10) |
@@ -82,11 +83,13 @@ describeWebGPU('webgpu half-matrix GEMM program (subgroup matrices emulated)', (
       const wf = Float32Array.from({length: E * K * N}, () => rand() - 0.5);
       const weight = (e: number, k: number, n: number) => c.format === 'float32' ? wf[(e * K + k) * N + n] :
           c.format === 'float16' ? halfValue(words[(e * KW + (k >> 1)) * N + n] >>> (16 * (k & 1)) & 0xffff) :
+          c.format === 'int8' ? scales[(e * G + Math.floor(k / 32)) * N + n] *
+              ((words[(e * KW + (k >> 2)) * N + n] << (24 - 8 * (k & 3))) >> 24) :
           scales[(e * G + Math.floor(k / 32)) * N + n] * (((words[(e * KW + (k >> 3)) * N + n] >>> (4 * (k & 7))) & 15) - 8);
       const bias = Float32Array.from({length: E * N}, () => rand() - 0.5);
       const scale = Float32Array.from({length: R}, () => rand() - 0.5);
       const packed = c.format === 'float32' ? undefined : {format: c.format, transposed: false, zeroPoint: false,
-          groupSize: c.format === 'int4' ? 32 : 0, numExperts: E, depth: K, width: N};
+          groupSize: c.format === 'float16' ? 0 : 32, numExperts: E, depth: K, width: N};
       const program = new internal.BatchedGemmProgram({numRows: R, depth: K, width: N, numExperts: E,
         transposeRhs: false, hasBias: true, swiglu: c.swiglu, hasScale: c.swiglu, packed},
         {kind: 'matrix', tm: c.tm, tn: c.tn, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: c.subgroups,
@@ -97,7 +100,8 @@ describeWebGPU('webgpu half-matrix GEMM program (subgroup matrices emulated)', (
       program.shaderKey += '_emulated';
       const before = tf.memory().numTensors;
       const inputs = [tf.tensor2d(x, [R, K]),
-        ...(c.format === 'int4' ? [tf.tensor3d(words, [E, KW, N], 'int32'), tf.tensor3d(scales, [E, G, N])] :
+        ...(c.format === 'int4' || c.format === 'int8' ?
+            [tf.tensor3d(words, [E, KW, N], 'int32'), tf.tensor3d(scales, [E, G, N])] :
             c.format === 'float16' ? [tf.tensor3d(words, [E, KW, N], 'int32')] : [tf.tensor3d(wf, [E, K, N])]),
         tf.tensor1d(offsets, 'int32'), tf.tensor2d(bias, [E, N]), ...(c.swiglu ? [tf.tensor1d(scale)] : [])];
       const backend = tf.backend() as unknown as Backend;

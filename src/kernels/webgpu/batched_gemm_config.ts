@@ -91,8 +91,8 @@ export interface MatrixConfig {
   pad?: boolean;
   /**
    * Decode in f16 (symmetric int4: (0x6400 | c) as a half is 1024 + c, minus 1032 is c - 8 exactly, times the
-   * scale rounded to f16; float16: the word's two halves as they are), two values per 32-bit operation, no int ->
-   * float or f32 -> f16 conversions per weight; other formats decode in f32 as without it.
+   * scale rounded to f16; int8 likewise; float16: the word's two halves as they are), two values per 32-bit
+   * operation, no int -> float or f32 -> f16 conversions per weight; other formats decode in f32 as without it.
    */
   hd?: boolean;
   /**

@@ -269,7 +269,7 @@ export interface StagedTile {
    * and SB >= TN WGSL constants in scope); av must be 1.
    */
   half?: boolean;
-  /** With half: decode to f16 directly (MatrixConfig.hd: symmetric int4 and float16; others as without it). */
+  /** With half: decode to f16 directly (MatrixConfig.hd: symmetric int4, int8 and float16; others as without it). */
   halfDecode?: boolean;
   /** With half: 'nob' leaves the weight tile unstaged, 'nost' both tiles (MatrixConfig.probe). */
   probe?: 'nob' | 'nost';
@@ -378,7 +378,7 @@ export function stagedTileLoads(t: StagedTile): StagedLoads {
   const fetchScale = perWord && wordTerms.scale != null;
   const fetchZero = perWord && l.zeroPoint;
   const halfDecode = t.half === true && t.halfDecode === true && perWord &&
-      (l.format === 'float16' || (l.format === 'int4' && !l.zeroPoint));
+      (l.format === 'float16' || l.format === 'int8' || (l.format === 'int4' && !l.zeroPoint));
   const rows = halfDecode ? halfDecodedRows(l) : Array.from({length: P}, (_, j) => {
     const g = perWord ? null : groupTerms(l, `(kw * P + ${j}) / GROUP`);
     const z = perWord ? (fetchZero ? 'rz[l]' : wordTerms.zero) : g!.zero;
@@ -441,8 +441,8 @@ export const HALF_PAIR_SNIPPET = `
  * The f16 decode of one vec4 word load rc[l] (4 columns x P codes) into P rows of Bs (StagedTile.halfDecode).
  * float16: each word is rows 2 kw' and 2 kw' + 1 of its column, as they are. Symmetric int4: the masked word
  * (w >> 4j) & 0x000f000f holds codes j and j + 4; with 0x64006400 its halves are 1024 + c, exact, and minus 1032
- * c - 8, exact; times the group's scale rounded to f16 (one rounding more than the f32 decode). Rows k >= K are
- * zeros.
+ * c - 8, exact; int8 likewise with bytes j and j + 2 (1024 + 128 + q, minus 1152); times the group's scale
+ * rounded to f16 (one rounding more than the f32 decode). Rows k >= K are zeros.
  */
 function halfDecodedRows(l: ExpertWeightLayout): string {
   const store = (row: string, q: string[], ok: string) => `
@@ -464,15 +464,21 @@ function halfDecodedRows(l: ExpertWeightLayout): string {
         store('kwl * 2', cols.map((_, c) => `p${c}.x`), 'kw * 2 < K') +
         store('kwl * 2 + 1', cols.map((_, c) => `p${c}.y`), 'kw * 2 + 1 < K');
   }
+  // Codes j and j + P/2 of each word in one 32-bit lane pair: int4 nibbles, int8 bytes (XOR 0x80: offset binary,
+  // 1024 + 128 + c as a half).
+  const P = codesPerWord(l.format), pairs = P / 2, bits = 32 / P;
+  const mask = l.format === 'int8' ? '0x00ff00ffu' : '0x000f000fu';
+  const flip = l.format === 'int8' ? ' ^ vec4<u32>(0x00800080u)' : '';
+  const offset = l.format === 'int8' ? '1152.0' : '1032.0';
   let out = `
               let s16 = vec4<f16>(rs[l]);`;
-  for (let j = 0; j < 4; j++) {
+  for (let j = 0; j < pairs; j++) {
     out += `
-              let m${j} = ((rc[l] >> vec4<u32>(${4 * j}u)) & vec4<u32>(0x000f000fu)) | vec4<u32>(0x64006400u);` +
-        cols.map((c, i) => `
-              let q${j}${c} = (halfPair(m${j}.${c}) - vec2<f16>(1032.0)) * s16.${c};`).join('') +
-        store(`kwl * 8 + ${j}`, cols.map(c => `q${j}${c}.x`), `kw * 8 + ${j} < K`) +
-        store(`kwl * 8 + ${j + 4}`, cols.map(c => `q${j}${c}.y`), `kw * 8 + ${j + 4} < K`);
+              let m${j} = (((rc[l] >> vec4<u32>(${bits * j}u)) & vec4<u32>(${mask}))${flip}) | vec4<u32>(0x64006400u);` +
+        cols.map(c => `
+              let q${j}${c} = (halfPair(m${j}.${c}) - vec2<f16>(${offset})) * s16.${c};`).join('') +
+        store(`kwl * P + ${j}`, cols.map(c => `q${j}${c}.x`), `kw * P + ${j} < K`) +
+        store(`kwl * P + ${j + pairs}`, cols.map(c => `q${j}${c}.y`), `kw * P + ${j + pairs} < K`);
   }
   return out;
 }
