@@ -166,6 +166,12 @@ export const GEMM_PRESETS: Record<string, GemmConfig> = {
   ...matrixVariants('m64x128s4'),
   ...matrixVariants('m16x64s4'),
   ...matrixVariants('m32x64s4'),
+  ...matrixVariants('m16x256s4'),
+  // Without the register prefetch (fewer registers: more workgroups per SM).
+  m16x128s4h0: {kind: 'matrix', tm: 16, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: false, subgroups: 4,
+                split: true, pad: true, hd: true},
+  m128x128s8e0: {kind: 'matrix', tm: 128, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: false, subgroups: 8,
+                 split: true, rowGroups: 2, pad: true, hd: true, epilogue: 'subgroup'},
   // 8 subgroups (256 invocations stage the tiles), in 2 rows x 4 column blocks or 8 column blocks.
   m64x128s8h: {kind: 'matrix', tm: 64, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 8,
                split: true, rowGroups: 2, pad: true, hd: true},
