@@ -95,6 +95,8 @@ export interface MatrixConfig {
    * operation, no int -> float or f32 -> f16 conversions per weight; other formats decode in f32 as without it.
    */
   hd?: boolean;
+  /** The lhs tile's global reads k fastest across invocations (default: rows fastest). */
+  lhsKFast?: boolean;
   /**
    * Benchmark probes (wrong results, never chosen by the table): 'nob' stages no weight tile (bounds the matrix
    * program without its weight loads and decode), 'nost' stages neither tile (the matrix multiplies, barriers and
@@ -172,6 +174,15 @@ export const GEMM_PRESETS: Record<string, GemmConfig> = {
                 split: true, pad: true, hd: true},
   m128x128s8e0: {kind: 'matrix', tm: 128, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: false, subgroups: 8,
                  split: true, rowGroups: 2, pad: true, hd: true, epilogue: 'subgroup'},
+  // The lhs tile read k fastest (l).
+  m128x128s8e0l: {kind: 'matrix', tm: 128, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: false, subgroups: 8,
+                  split: true, rowGroups: 2, pad: true, hd: true, epilogue: 'subgroup', lhsKFast: true},
+  m128x128s8el: {kind: 'matrix', tm: 128, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 8,
+                 split: true, rowGroups: 2, pad: true, hd: true, epilogue: 'subgroup', lhsKFast: true},
+  m64x128s4hl: {kind: 'matrix', tm: 64, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
+                split: true, pad: true, hd: true, lhsKFast: true},
+  m16x128s4hl: {kind: 'matrix', tm: 16, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
+                split: true, pad: true, hd: true, lhsKFast: true},
   // 8 subgroups (256 invocations stage the tiles), in 2 rows x 4 column blocks or 8 column blocks.
   m64x128s8h: {kind: 'matrix', tm: 64, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 8,
                split: true, rowGroups: 2, pad: true, hd: true},
@@ -247,12 +258,13 @@ export const GEMM_TILE_TABLE: Record<string, readonly TileChoice[]> = {
  * rows per expert and m64x128s4 12.36 ms at 256 (exact r16x128 / r64x256 in the same run 1.61 / 11.80). Session 4,
  * batch I: padded strides and the f16 decode made it pay: m16x128s4h 1.18 ms at 16 rows (exact 1.65), at 256
  * rows m64x128s4h 8.43 and, with each subgroup writing its own results, 128-row tiles m128x128s8e 7.30 (exact
- * 11.91); float16 1.07 / 6.19 (exact 1.43 / 11.19).
+ * 11.91); float16 1.07 / 6.19 (exact 1.43 / 11.19). Batch J: without the register prefetch the 128-row tiles took
+ * 6.60 ms against 7.84 (same process); at 64 rows per expert (T = 1024) the 64- and 128-row kinds tied (2.62-2.74).
  */
 export const MATRIX_TILE_TABLE: readonly TileChoice[] = [
   {maxRowsPerExpert: 24, preset: 'm16x128s4h'},
   {maxRowsPerExpert: 96, preset: 'm64x128s4h'},
-  {maxRowsPerExpert: Infinity, preset: 'm128x128s8e'},
+  {maxRowsPerExpert: Infinity, preset: 'm128x128s8e0'},
 ];
 
 /**

@@ -271,6 +271,8 @@ export interface StagedTile {
   half?: boolean;
   /** With half: decode to f16 directly (MatrixConfig.hd: symmetric int4, int8 and float16; others as without it). */
   halfDecode?: boolean;
+  /** With half: the lhs tile read k fastest across threads (MatrixConfig.lhsKFast). */
+  lhsKFast?: boolean;
   /** With half: 'nob' leaves the weight tile unstaged, 'nost' both tiles (MatrixConfig.probe). */
   probe?: 'nob' | 'nost';
   /** With swiglu: column blocks that each hold gate then up columns (tileColumn; default 1: the tile's halves). */
@@ -309,11 +311,15 @@ export function stagedTileLoads(t: StagedTile): StagedLoads {
                 Bs[o + 3] = h.w;
               }`;
   const stageA = t.probe !== 'nost', stageB = t.probe == null;
+  // Row fastest across threads (the transposed f32 stores hit distinct banks), or with lhsKFast k fastest (a row's
+  // TK values are one contiguous read: whole 32-byte sectors when TM rows would each take half of one).
+  const lhsIndex = t.lhsKFast === true ? `let m = idx / (TK / 4);
+            let kq = idx % (TK / 4);` : `let m = idx % TM;
+            let kq = idx / TM;`;
   let lhsFetch = `
           for (var l = 0; l < ${la}; l++) {
             let idx = lid + l * WGS;
-            let m = idx % TM;
-            let kq = idx / TM;
+            ${lhsIndex}
             let r = rowStart + m;
             let k = kf + kq * 4;
             var v = vec4<f32>(0.0);
@@ -324,8 +330,7 @@ export function stagedTileLoads(t: StagedTile): StagedLoads {
           for (var l = 0; l < ${la}; l++) {
             let idx = lid + l * WGS;
             if (idx < TM * TK / 4) {
-              let m = idx % TM;
-              let kq = idx / TM;
+              ${lhsIndex}
               let v = ra[l];${aPairs}
               ${[0, 1, 2, 3].map(aStore).join('\n              ')}
             }

@@ -92,7 +92,7 @@ export class BatchedGemmProgram implements WebGPUProgram {
         `stream_tm${config.tm}_nv${config.nv}_ks${config.ks}_u${config.unroll}` : config.kind === 'matrix' ?
         `matrix_${config.tm}x${config.tn}_tk${config.tk}_s${config.sm}x${config.sn}x${config.sk}_pf${+config.prefetch}` +
         `_g${config.subgroups}${config.split ? `s${config.rowGroups ?? 1}` : 'r'}_pad${+(config.pad ?? false)}_hd${+(config.hd ?? false)}` +
-        (config.probe != null ? `_${config.probe}` : '') :
+        (config.lhsKFast === true ? '_lk' : '') + (config.probe != null ? `_${config.probe}` : '') :
         `tiled_${config.wx}x${config.wy}_rm${config.rm}_rn${config.rn}_tk${config.tk}_v${config.vec}_a${lhsVec}` +
         `_av${config.av ?? 1}_pf${+(config.prefetch ?? false)}`;
     this.shaderKey = `moeBatchedGemm_${cfgKey}_E${shape.numExperts}_t${+shape.transposeRhs}_b${+shape.hasBias}` +
@@ -329,7 +329,8 @@ ${this.streamMainLoop()}
     const colGroups = c.split ? c.subgroups / rowGroups : 1;
     const own = c.split && c.epilogue === 'subgroup';
     const loads = stagedTileLoads({tm: c.tm, tk: c.tk, tnv, wgs: threads(c), av: 1, half: true,
-      halfDecode: c.hd === true, probe: c.probe, swiglu: this.shape.swiglu === true, packed,
+      halfDecode: c.hd === true, lhsKFast: c.lhsKFast === true, probe: c.probe, swiglu: this.shape.swiglu === true,
+      packed,
       rhs: packed != null ? 'packed' : 'float', swigluBlocks: own ? colGroups : 1});
     const cols = c.tn / colGroups, rows = c.tm / rowGroups;
     const rt = rows / c.sm, ct = cols / c.sn;
