@@ -260,11 +260,14 @@ export const GEMM_TILE_TABLE: Record<string, readonly TileChoice[]> = {
  * rows m64x128s4h 8.43 and, with each subgroup writing its own results, 128-row tiles m128x128s8e 7.30 (exact
  * 11.91); float16 1.07 / 6.19 (exact 1.43 / 11.19). Batch J: without the register prefetch the 128-row tiles took
  * 6.60 ms against 7.84 (same process); at 64 rows per expert (T = 1024) the 64- and 128-row kinds tied (2.62-2.74).
+ * Batch K: reading the activation tile k first (whole sectors) took the 128-row tiles to 5.51 ms (7.11 with
+ * prefetch and rows first) and m64x128s4h to 7.51 (8.40 in J); at 16 rows it tied (1.089 / 1.090), so that row keeps
+ * its preset.
  */
 export const MATRIX_TILE_TABLE: readonly TileChoice[] = [
   {maxRowsPerExpert: 24, preset: 'm16x128s4h'},
-  {maxRowsPerExpert: 96, preset: 'm64x128s4h'},
-  {maxRowsPerExpert: Infinity, preset: 'm128x128s8e0'},
+  {maxRowsPerExpert: 96, preset: 'm64x128s4hl'},
+  {maxRowsPerExpert: Infinity, preset: 'm128x128s8e0l'},
 ];
 
 /**
