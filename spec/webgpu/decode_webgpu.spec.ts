@@ -422,8 +422,12 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
          const baseline = tf.memory().numTensors;
          const {layer, data} = await packedLayer(args, H, v, rand);
          const withWeights = tf.memory().numTensors;
-         // T = 3 (an expert with several rows) on every format; T = 1 with two of them.
-         for (const T of v.label === 'int4 g32' || v.label === 'float16' ? [1, 3] : [3]) {
+         // T = 3 (an expert with several rows) on every format, also with each quad of codes decoded once for 2 rows
+         // in registers (an expert with 3 rows streams twice); T = 1 with two of them.
+         const once: internal.DecodeTilesOverride = {upNv: 16, upKs: 16, downNv: 8, downKs: 32, upRows: 2, decodeOnce: true};
+         for (const [T, tiles] of [...(v.label === 'int4 g32' || v.label === 'float16' ? [[1, null] as const] : []),
+                                   [3, null] as const, [3, once] as const]) {
+           internal.setWebGPUDecodeTiles(tiles);
            const x = randn(rand, T * H);
            const input = tf.tensor2d(x, [T, H]);
            const dispatched = internal.decodeDispatchCount();
@@ -435,8 +439,9 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
            expect(tf.memory().numTensors).withContext('tensors after a forward').toBe(withWeights);
            const err = relError(got, referenceOutput(layer.options, data, x, T, H));
            recordError(`webgpu decode packed: ${v.label}`, err);
-           expect(err).withContext(`${v.label}, T = ${T}`).toBeLessThan(TOLERANCE);
+           expect(err).withContext(`${v.label}, T = ${T}, ${JSON.stringify(tiles)}`).toBeLessThan(TOLERANCE);
          }
+         internal.setWebGPUDecodeTiles(null);
          layer.dispose();
          expect(tf.memory().numTensors).withContext(v.label).toBe(baseline);
        }

@@ -121,7 +121,7 @@ export function setWebGPUDecodeTiles(tiles: DecodeTilesOverride | null): void {
     if (lanes != null && !(Number.isInteger(Math.log2(lanes)) && lanes >= 1 && lanes <= 256)) {
       throw new Error(`setWebGPUDecodeTiles: routeLanes must be a power of two in [1, 256], got ${lanes}`);
     }
-    for (const key of ['fold', 'downFlat', 'exponentBits'] as const) {
+    for (const key of ['fold', 'downFlat', 'exponentBits', 'decodeOnce'] as const) {
       if (tiles[key] != null && typeof tiles[key] !== 'boolean') {
         throw new Error(`setWebGPUDecodeTiles: ${key} must be a boolean, got ${JSON.stringify(tiles[key])}`);
       }

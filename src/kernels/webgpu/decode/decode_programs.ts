@@ -94,6 +94,11 @@ export interface DecodeTiles {
    * tie for int4, slower for int8 at T = 16). */
   exponentBits?: boolean;
   /**
+   * upGate, packed weights: each quad of codes decoded once for all the rows in registers (PackedStepOptions
+   * decodeOnce) instead of once per row (absent: false).
+   */
+  decodeOnce?: boolean;
+  /**
    * route (and folded routing): the router's partial logits summed by all threads, each loading its share of one
    * logit's splits with every load issued before the first add, then added across threads in workgroup memory
    * ('spread', where T * E <= the threads), or each thread looping over the splits ('loop'; absent: 'loop'). A loop
@@ -199,7 +204,8 @@ function packedStream(packed: ExpertWeightLayout, depth: string, width4: string,
           let K4 = (${depth}) / 4;
           let n = ${col};
           let wBase = expert * KW * NV + n;
-          for (var step = s; step < steps; step += KS) {${packedStep(packed, names, {exponentBits: t.exponentBits})}
+          for (var step = s; step < steps; step += KS) {${packedStep(packed, names, {exponentBits: t.exponentBits,
+                                                                     decodeOnce: t.decodeOnce})}
           }
         }`;
 }
