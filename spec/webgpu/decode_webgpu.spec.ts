@@ -512,7 +512,7 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
        const {layer, data} = randomLayer({numExperts: 6, topK: 2, moeIntermediateSize: 8, backend: 'webgpu'}, H, rand);
        const x = randn(rand, T * H);
        try {
-         for (const extra of [{routeThreads: 32}, {routerUnroll: 4}, {fold: true, routerUnroll: 2}]) {
+         for (const extra of [{routeThreads: 32}, {routerUnroll: 4}, {fold: true, routerUnroll: 2}, {routerVec4: true}]) {
            const tiles = {upNv: 8, upKs: 32, downNv: 4, downKs: 64, routeLoads: 'spread' as const, ...extra};
            internal.setWebGPUDecodeTiles(tiles);
            const input = tf.tensor2d(x, [T, H]);
@@ -528,6 +528,31 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
          layer.dispose();
        }
      }, SLOW_MS);
+
+  it('the router reading x as vec4 (routerVec4): uneven splits of row quads, a gated shared expert, folded', async () => {
+    // H = 20: 5 row quads in 2 router splits (3 + 2) and 2 shared-gate splits; T = 5 and 2 (folded).
+    const rand = rng(4242);
+    const H = 20;
+    const {layer, data} = randomLayer({numExperts: 6, topK: 2, moeIntermediateSize: 8, sharedExpertIntermediateSize: 4,
+      sharedExpertGate: true, backend: 'webgpu'}, H, rand);
+    try {
+      for (const [T, fold] of [[5, false], [2, true]] as const) {
+        const tiles = {upNv: 8, upKs: 32, downNv: 4, downKs: 64, routerVec4: true, fold};
+        internal.setWebGPUDecodeTiles(tiles);
+        const x = randn(rand, T * H);
+        const input = tf.tensor2d(x, [T, H]);
+        const out = layer.apply(input) as tf.Tensor;
+        const got = await out.data();
+        tf.dispose([input, out]);
+        const err = relError(got, referenceOutput(layer.options, data, x, T, H));
+        recordError('webgpu decode: router vec4', err);
+        expect(err).withContext(JSON.stringify(tiles)).toBeLessThan(TOLERANCE);
+      }
+    } finally {
+      internal.setWebGPUDecodeTiles(null);
+      layer.dispose();
+    }
+  }, SLOW_MS);
 
   it('float weights with the down program on items (downFlat, unroll 1 and 4) and upGate unrolled match the reference', async () => {
     const rand = rng(8080);

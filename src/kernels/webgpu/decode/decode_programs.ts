@@ -107,6 +107,11 @@ export interface DecodeTiles {
   routeLoads?: 'loop' | 'spread';
   /** routerLogits: row steps per lane whose loads are issued before their FMAs (absent: 1, a loop). */
   routerUnroll?: number;
+  /**
+   * routerLogits: each lane step takes 4 rows of H and reads x as vec4, T + 4 loads per 4 rows instead of 4 (T + 1)
+   * (absent: false; needs H % 4 == 0, which the decode path requires anyway; routerUnroll does not apply).
+   */
+  routerVec4?: boolean;
 }
 
 export const DECODE_THREADS = 256;
@@ -256,6 +261,7 @@ function layoutConsts(s: DecodeShape, t: DecodeTiles): string {
 /** Program 1: partial router (and shared-gate) logits. Binding order: gate, work, [sharedGate]. */
 export function routerLogitsCode(s: DecodeShape, t: DecodeTiles): string {
   const {hs, hsGate} = routerSplits(s, t);
+  if (t.routerVec4 === true) return routerLogitsVec4Code(s, t, hs, hsGate);
   const ru = Math.max(1, Math.floor(t.routerUnroll ?? 1));
   return `${PRELUDE}${layoutConsts(s, t)}
   @group(0) @binding(0) var<storage, read> gate : array<f32>;
@@ -309,6 +315,67 @@ export function routerLogitsCode(s: DecodeShape, t: DecodeTiles): string {
         if (isGate) { wv = gate[h * E + c]; } ${s.sharedGate ? 'else { wv = sgate[h]; }' : ''}
         for (var t = 0; t < T; t++) { acc[t] += x[t * H + h] * wv; }
       }`}
+    }
+    for (var t = 0; t < T; t++) {
+      red[lid] = acc[t];
+      workgroupBarrier();
+      if (hl == 0 && c < n) {
+        var v = 0.0;
+        for (var l = 0; l < 8; l++) { v += red[l * 32 + cl]; }
+        if (isGate) { work[W_LOGITS + (split * T + t) * E + c] = v; }
+        else { work[W_SGATE + split * T + t] = v; }
+      }
+      workgroupBarrier();
+    }
+  }`;
+}
+
+/** routerLogits with x read as vec4 (DecodeTiles.routerVec4): the same splits and partials, in quads of rows. */
+function routerLogitsVec4Code(s: DecodeShape, t: DecodeTiles, hs: number, hsGate: number): string {
+  return `${PRELUDE}${layoutConsts(s, t)}
+  @group(0) @binding(0) var<storage, read> gate : array<f32>;
+  @group(0) @binding(1) var<storage, read_write> work : array<f32>;
+  ${s.sharedGate ? '@group(0) @binding(2) var<storage, read> sgate : array<vec4<f32>>;' : ''}
+  @group(1) @binding(0) var<storage, read> x : array<vec4<f32>>;
+  const T = ${s.T};
+  const H4 = ${s.H / 4};
+  const E = ${s.E};
+  const HS = ${hs};
+  const HSG = ${Math.max(1, hsGate)};
+  const CG = ${Math.ceil(s.E / 32)};
+  var<workgroup> red : array<f32, 256>;
+
+  @compute @workgroup_size(256)
+  fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index) li : u32) {
+    let w = i32(wid.x);
+    let lid = i32(li);
+    let cl = lid % 32;
+    let hl = lid / 32;
+    let isGate = w < CG * HS;
+    var c = cl;
+    var split = 0;
+    var n = 1;
+    var quads = (H4 + HSG - 1) / HSG;
+    if (isGate) {
+      c = (w / HS) * 32 + cl;
+      split = w % HS;
+      n = E;
+      quads = (H4 + HS - 1) / HS;
+    } else {
+      split = w - CG * HS;
+    }
+    let q0 = split * quads;
+    let q1 = min(H4, q0 + quads);
+    var acc : array<f32, T>;
+    if (c < n) {
+      for (var q = q0 + hl; q < q1; q += 8) {
+        var wv = vec4<f32>(0.0);
+        if (isGate) {
+          let h = 4 * q * E + c;
+          wv = vec4<f32>(gate[h], gate[h + E], gate[h + 2 * E], gate[h + 3 * E]);
+        } ${s.sharedGate ? 'else { wv = sgate[q]; }' : ''}
+        for (var t = 0; t < T; t++) { acc[t] += dot(x[t * H4 + q], wv); }
+      }
     }
     for (var t = 0; t < T; t++) {
       red[lid] = acc[t];
