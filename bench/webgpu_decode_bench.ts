@@ -30,6 +30,7 @@ import {decodeDispatchCount, setWebGPUDecodeTiles, timeDecodePrograms, tunedDeco
 import type {DecodeTilesOverride} from '../src/kernels/webgpu/decode/decode_forward.js';
 import {selectMoeForward} from '../src/layers/backend_selection.js';
 import {refFusedMoE} from '../spec/reference/moe_reference.js';
+import {ortQMoeHooks} from './ort_qmoe.js';
 import {toQuantized} from './random_packed.js';
 import {FORMATS, FormatRow, HostPacked, randomPacked, referenceLayer, relL2} from './webgpu_formats_bench.js';
 
@@ -52,6 +53,10 @@ const PACKED_T = (process.env.BENCH_PACKED_T ?? '1,2,4,8,16').split(',').filter(
 const PACKED_T_REST = (process.env.BENCH_PACKED_T_REST ?? '1,16').split(',').filter(s => s !== '').map(Number);
 const PACKED_SWEEP = Number(process.env.BENCH_PACKED_SWEEP ?? 3);
 const PACKED_STACK = Number(process.env.BENCH_PACKED_STACK ?? 0);
+/** Packed formats whose layer also runs as ORT's QMoE in this process (ort_qmoe.ts; '' none), on BENCH_ORT_EP. */
+const ORT_FORMATS = (process.env.BENCH_ORT ?? '').split(',').filter(s => s !== '');
+/** BENCH_ENTRIES=0: skip the float32 T = 1 timing by entry (layer.apply, call, forward, readback floor). */
+const ENTRIES = process.env.BENCH_ENTRIES !== '0';
 /** The tiles main chose before the tuning table (H200 run 2's defaults), timed beside the table's choice. */
 const RUN2_TILES = (T: number): DecodeTilesOverride => ({upRows: 16, routerPartials: 16384, routeLanes: 256,
   routeTopk: 'rounds', ...(T <= 2 ? {upNv: 8, upKs: 32, downNv: 4, downKs: 64} : {upNv: 16, upKs: 16, downNv: 8, downKs: 32})});
@@ -398,6 +403,32 @@ function packedBytesPerExpert(p: HostPacked): number {
   return (p.values.length + (p.scales?.length ?? 0) + (p.zeroPoints?.length ?? 0)) * 4 / E;
 }
 
+/**
+ * Launch candidates of the packed rows at T = 16 (BENCH_T16_SET: 'session4' (default), the decode-once rows and
+ * the router at T = 16; 'session3', batch F's set).
+ */
+function T16_CANDIDATES(tuned: DecodeTilesOverride): Record<string, DecodeTilesOverride> {
+  if (process.env.BENCH_T16_SET === 'session3') {
+    return {table: tuned, bits: {...tuned, exponentBits: true}, rows1: {...tuned, upRows: 1}, rows4: {...tuned, upRows: 4},
+      bits_rows1: {...tuned, exponentBits: true, upRows: 1}, up32x8: {...tuned, upNv: 32, upKs: 8},
+      down16x16: {...tuned, downNv: 16, downKs: 16}, down4x64: {...tuned, downNv: 4, downKs: 64},
+      ru8: {...tuned, routerUnroll: 8}, bits_ru8: {...tuned, exponentBits: true, routerUnroll: 8},
+      bits_rows1_ru8: {...tuned, exponentBits: true, upRows: 1, routerUnroll: 8}};
+  }
+  // Session 4: each quad of codes decoded once for all rows in registers (2-16 rows: fewer passes over the weights
+  // for experts with more rows, more registers), the router reading x as vec4 and with more splits (the T = 16
+  // router ran 32 workgroups).
+  const once = {...tuned, decodeOnce: true};
+  return {table: tuned, once2: {...once, upRows: 2}, once4: {...once, upRows: 4}, once8: {...once, upRows: 8},
+    once16: {...once, upRows: 16}, once4_bits: {...once, upRows: 4, exponentBits: true},
+    once4_up32x8: {...once, upRows: 4, upNv: 32, upKs: 8}, once4_up8x32: {...once, upRows: 4, upNv: 8, upKs: 32},
+    rv4: {...tuned, routerVec4: true}, rp32k: {...tuned, routerPartials: 32768},
+    rp64k: {...tuned, routerPartials: 65536}, rv4_rp32k: {...tuned, routerVec4: true, routerPartials: 32768},
+    rv4_rp64k: {...tuned, routerVec4: true, routerPartials: 65536},
+    once4_rv4_rp32k: {...once, upRows: 4, routerVec4: true, routerPartials: 32768},
+    once4_down4x64: {...once, upRows: 4, downNv: 4, downKs: 64}};
+}
+
 /** Issue 15 through the decode path: the listed formats at tokens, op chain vs decode, into out. */
 async function packedRows(labels: string[], tokens: number[], out: Record<string, unknown>): Promise<void> {
   const gate = randArray(H * E, 0.05);
@@ -410,6 +441,14 @@ async function packedRows(labels: string[], tokens: number[], out: Record<string
     const perExpert = packedBytesPerExpert(up) + packedBytesPerExpert(down);
     const rows: Array<Record<string, unknown>> = [];
     out[label] = {bytesPerExpert: perExpert, setupS: (performance.now() - t0) / 1e3, rows};
+    const ort = ORT_FORMATS.includes(label) ? ortQMoeHooks({H, I, E, K}, process.env.BENCH_ORT_EP ?? 'webgpu', [label]) :
+        null;
+    let ortRun: Awaited<ReturnType<NonNullable<typeof ort>['prepare']>> = null;
+    try {
+      ortRun = ort == null ? null : await ort.prepare(f, gate, up, down);
+    } catch (e) {
+      (out[label] as Record<string, unknown>).ortError = (e as Error).message.slice(0, 400);
+    }
     for (const T of tokens) {
       const xData = randArray(T * H, 1);
       const x = tf.tensor2d(xData, [T, H]);
@@ -433,12 +472,25 @@ async function packedRows(labels: string[], tokens: number[], out: Record<string
       row.decodePrograms = decodeDispatchCount() - before;
       row.decodeVsChainRelDiff = relMaxDiff(got, want);
       await warmGpu(apply, 300);
-      if (T === 1) {
-        const ref = referenceLayer(xData, T, gate, up, down);
+      const ref = T === 1 || ortRun != null ? referenceLayer(xData, T, gate, up, down) : null;
+      if (ref != null) {
         row.relL2VsFloat64 = relL2(got, ref);
         row.chainRelL2VsFloat64 = relL2(want, ref);
       }
       row.after = await timeIt(apply, n, 5);
+      if (ortRun != null && ref != null) {
+        // ORT's QMoE on the same codes, scales, router and x, in this process, between our timed rows.
+        try {
+          const o = await ortRun(xData, T);
+          row.ort = {ms: o.ms, relL2VsFloat64: relL2(o.output, ref),
+                     oursOverOrt: (row.after as Timing).throughputMs / o.ms,
+                     ortOverOurs: o.ms / (row.after as Timing).throughputMs};
+          await warmGpu(apply, 300);
+          row.afterOrt = await timeIt(apply, n, 5);
+        } catch (e) {
+          row.ort = {error: (e as Error).message.slice(0, 400)};
+        }
+      }
       row.gpuWholeForwardMs = await wholeForwardMs(apply, 9);
       if (T === 1 || T === 16) row.gpuPerProgram = await perProgramMs(apply, 5);
       if ((T === 1 || T === 16) && PACKED.indexOf(label) < PACKED_SWEEP) {
@@ -453,23 +505,30 @@ async function packedRows(labels: string[], tokens: number[], out: Record<string
                                                                             routeLoads: 'spread', routerUnroll: 8},
           fourPrograms_bits_spread_route64: {...tuned, fold: false, exponentBits: true, routeLoads: 'spread', routeThreads: 64},
         } : {
-          table: tuned, bits: {...tuned, exponentBits: true}, rows1: {...tuned, upRows: 1}, rows4: {...tuned, upRows: 4},
-          bits_rows1: {...tuned, exponentBits: true, upRows: 1}, up32x8: {...tuned, upNv: 32, upKs: 8},
-          down16x16: {...tuned, downNv: 16, downKs: 16}, down4x64: {...tuned, downNv: 4, downKs: 64},
-          // The router at T = 16: 32 row steps per lane in a loop (a memory latency each), unrolled by 8.
-          ru8: {...tuned, routerUnroll: 8}, bits_ru8: {...tuned, exponentBits: true, routerUnroll: 8},
-          bits_rows1_ru8: {...tuned, exponentBits: true, upRows: 1, routerUnroll: 8},
+          ...T16_CANDIDATES(tuned),
         };
-        const sweep: Record<string, {thr: number, gpu: number}> = {};
+        const sweep: Record<string, {thr: number, gpu: number, perProgram?: Record<string, number>, relDiff?: number}> = {};
         const thr: Record<string, number[]> = {}, gpu: Record<string, number[]> = {};
+        const perProgram: Record<string, Record<string, number>> = {}, diffs: Record<string, number> = {};
         for (let r = 0; r < (QUICK ? 1 : 3); r++) {
           for (const [name, tiles] of Object.entries(cands)) {
             setWebGPUDecodeTiles(tiles);
+            if (r === 0) {
+              // Each candidate's output against the table's (the op chain's above): a candidate that does not run
+              // cannot pass as fast.
+              const c = apply(), cg = await c.data();
+              c.dispose();
+              diffs[name] = relMaxDiff(cg, got);
+            }
             (thr[name] ??= []).push((await timeIt(apply, 50, 2)).throughputMs);
             (gpu[name] ??= []).push(await wholeForwardMs(apply, 3));
+            if (r === 1 && T === 16) perProgram[name] = await perProgramMs(apply, 3);
           }
         }
-        for (const name of Object.keys(cands)) sweep[name] = {thr: median(thr[name]), gpu: median(gpu[name])};
+        for (const name of Object.keys(cands)) {
+          sweep[name] = {thr: median(thr[name]), gpu: median(gpu[name]), perProgram: perProgram[name],
+                         relDiff: diffs[name]};
+        }
         setWebGPUDecodeTiles(null);
         row.tileSweep = sweep;
       }
@@ -479,6 +538,7 @@ async function packedRows(labels: string[], tokens: number[], out: Record<string
       save();
     }
     layer.dispose();
+    await ort?.release();
   }
 }
 
@@ -587,7 +647,7 @@ async function main(): Promise<void> {
       'readback floor (tf.add [1,H] + data())': () => tf.add(x, x),
     };
     const rounds: Record<string, Timing[]> = {};
-    for (let r = 0; r < (QUICK ? 1 : 7); r++) {
+    for (let r = 0; r < (QUICK ? 1 : ENTRIES ? 7 : 0); r++) {
       for (const [name, fn] of Object.entries(entries)) (rounds[name] ??= []).push(await timeIt(fn, 100, 3));
     }
     const byEntry: Record<string, Timing> = {};

@@ -422,11 +422,13 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
          const baseline = tf.memory().numTensors;
          const {layer, data} = await packedLayer(args, H, v, rand);
          const withWeights = tf.memory().numTensors;
-         // T = 3 (an expert with several rows) on every format, also with each quad of codes decoded once for 2 rows
-         // in registers (an expert with 3 rows streams twice); T = 1 with two of them.
+         // T = 3 (an expert with several rows) on every format; T = 1 with two of them. Each quad of codes decoded
+         // once for 2 rows in registers (an expert with 3 rows streams twice) on one format of each kind of step: no
+         // scales, a scale per weight, per step, zero points (mxfp4: the options case below).
          const once: internal.DecodeTilesOverride = {upNv: 16, upKs: 16, downNv: 8, downKs: 32, upRows: 2, decodeOnce: true};
+         const onceToo = ['float16', 'int8 g8', 'int4 g32', 'int4 g64 zp'].includes(v.label);
          for (const [T, tiles] of [...(v.label === 'int4 g32' || v.label === 'float16' ? [[1, null] as const] : []),
-                                   [3, null] as const, [3, once] as const]) {
+                                   [3, null] as const, ...(onceToo ? [[3, once] as const] : [])]) {
            internal.setWebGPUDecodeTiles(tiles);
            const x = randn(rand, T * H);
            const input = tf.tensor2d(x, [T, H]);
@@ -463,6 +465,10 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
           {numExperts: 5, topK: 2, moeIntermediateSize: 36}, 3, {upNv: 8, upKs: 32, downNv: 4, downKs: 64, exponentBits: true}],
          ['int8 g8, exponent-bit codes', {label: 'int8 g8', format: 'int8', groupSize: 8},
           {numExperts: 5, topK: 2, moeIntermediateSize: 36}, 3, {upNv: 8, upKs: 32, downNv: 4, downKs: 64, exponentBits: true}],
+         // mxfp4 codes as float16 patterns (0.5 a half subnormal), every code of a word, decoded once for 2 rows.
+         ['float16-pattern mxfp4 codes, decoded once', {label: 'mxfp4', format: 'mxfp4'},
+          {numExperts: 5, topK: 2, moeIntermediateSize: 36}, 3,
+          {upNv: 8, upKs: 32, downNv: 4, downKs: 64, e2m1Half: true, decodeOnce: true, upRows: 2}],
          ['int4 g32, exponent-bit codes', {label: 'int4 g32', format: 'int4'},
           {numExperts: 5, topK: 2, moeIntermediateSize: 36}, 1, {upNv: 8, upKs: 32, downNv: 2, downKs: 128, exponentBits: true}],
        ];

@@ -195,6 +195,8 @@ export function packedStep(l: ExpertWeightLayout, names: PackedStepNames = GEMM_
                            options: PackedStepOptions = {}): string {
   const P = codesPerWord(l.format), WR = STREAM_WORD_ROWS, KB = P * WR;
   const d = wordDecoder(l, options);
+  // The decoder's power-of-two factor (exact), applied to a sum before its scale (never overflowing with it).
+  const factor = (v: string) => d.codeFactor == null || d.codeFactor === 1 ? v : `(${v} * ${d.codeFactor.toFixed(1)})`;
   const scaled = hasScales(l.format);
   const perStep = !scaled || l.groupSize % KB === 0;
   const words = Array.from({length: WR}, (_, r) => `
@@ -206,7 +208,7 @@ export function packedStep(l: ExpertWeightLayout, names: PackedStepNames = GEMM_
     const c = `c${Math.floor(kk / P)}`, j = kk % P;
     if (perStep) return d.codeRow(c, j, 'z');
     const g = groupTerms(l, `(k0 + ${kk}) / GROUP`);
-    return `${g.scale} * ${d.codeRow(c, j, g.zero)}`;
+    return `${g.scale} * ${factor(d.codeRow(c, j, g.zero))}`;
   }).join(`,
                                      `)})`;
   const lhsQuad = (ab: string, q: number) => `select(vec4<f32>(0.0), ${names.lhs}[${ab} + ${q}], a0 + ${q} < K4)`;
@@ -216,7 +218,7 @@ export function packedStep(l: ExpertWeightLayout, names: PackedStepNames = GEMM_
                 let a0 = step * (KB / 4);${words}
                 ${perStep && scaled ? `let sc = ${step.scale};` : ''}
                 ${perStep ? `let z = ${step.zero};` : ''}`;
-  const sum = (v: string) => `${v}${perStep && scaled ? ' * sc' : ''}`;
+  const sum = (v: string) => `${perStep ? factor(v) : v}${perStep && scaled ? ' * sc' : ''}`;
   if (options.decodeOnce === true) {
     const quads = Array.from({length: KB / 4}, (_, q) => `
                 {

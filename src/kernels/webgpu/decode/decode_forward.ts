@@ -121,7 +121,7 @@ export function setWebGPUDecodeTiles(tiles: DecodeTilesOverride | null): void {
     if (lanes != null && !(Number.isInteger(Math.log2(lanes)) && lanes >= 1 && lanes <= 256)) {
       throw new Error(`setWebGPUDecodeTiles: routeLanes must be a power of two in [1, 256], got ${lanes}`);
     }
-    for (const key of ['fold', 'downFlat', 'exponentBits', 'decodeOnce', 'routerVec4'] as const) {
+    for (const key of ['fold', 'downFlat', 'exponentBits', 'decodeOnce', 'routerVec4', 'e2m1Half'] as const) {
       if (tiles[key] != null && typeof tiles[key] !== 'boolean') {
         throw new Error(`setWebGPUDecodeTiles: ${key} must be a boolean, got ${JSON.stringify(tiles[key])}`);
       }
@@ -161,7 +161,7 @@ function sameTiles(a: DecodeTiles, b: DecodeTiles): boolean {
       (a.downUnroll ?? 1) === (b.downUnroll ?? 1) && (a.upUnroll ?? 1) === (b.upUnroll ?? 1) &&
       (a.routeThreads ?? 256) === (b.routeThreads ?? 256) && !!a.exponentBits === !!b.exponentBits &&
       (a.routeLoads ?? 'loop') === (b.routeLoads ?? 'loop') && (a.routerUnroll ?? 1) === (b.routerUnroll ?? 1) &&
-      !!a.decodeOnce === !!b.decodeOnce && !!a.routerVec4 === !!b.routerVec4;
+      !!a.decodeOnce === !!b.decodeOnce && !!a.routerVec4 === !!b.routerVec4 && !!a.e2m1Half === !!b.e2m1Half;
 }
 
 /**

@@ -27,7 +27,7 @@
  */
 import {codesPerWord, ExpertWeightLayout, hasScales} from '../../expert_weight_formats.js';
 import {packedStep, PackedStepNames, packedStepConsts, STREAM_WORD_ROWS} from '../batched_gemm_snippets.js';
-import {wordDecoder} from '../quantized_webgpu.js';
+import {wordDecoder, WordDecoderOptions} from '../quantized_webgpu.js';
 import {RANKING_SNIPPET} from '../webgpu_util.js';
 
 export interface DecodeShape {
@@ -98,6 +98,8 @@ export interface DecodeTiles {
    * decodeOnce) instead of once per row (absent: false).
    */
   decodeOnce?: boolean;
+  /** mxfp4 codes as float16 bit patterns, two per unpack2x16float (WordDecoderOptions e2m1Half; absent: false). */
+  e2m1Half?: boolean;
   /**
    * route (and folded routing): the router's partial logits summed by all threads, each loading its share of one
    * logit's splits with every load issued before the first add, then added across threads in workgroup memory
@@ -182,14 +184,19 @@ function weightBindings(packed: ExpertWeightLayout | null, float: string, prefix
  * (packed, scales, zeros: vec4 of four columns; mxfp4 scales one word of four E8M0 bytes per vec4 column) and
  * the decoder's helper functions.
  */
-function weightDecls(packed: ExpertWeightLayout | null, float: string, prefix: string, b: (n: string) => number):
-    string {
+function weightDecls(packed: ExpertWeightLayout | null, float: string, prefix: string, b: (n: string) => number,
+                     options: WordDecoderOptions): string {
   if (packed == null) return `@group(0) @binding(${b(float)}) var<storage, read> ${float} : array<vec4<f32>>;`;
   const scales = packed.format === 'mxfp4' ? 'array<u32>' : 'array<vec4<f32>>';
   return `@group(0) @binding(${b(`${prefix}Packed`)}) var<storage, read> packed : array<vec4<u32>>;
   ${hasScales(packed.format) ? `@group(0) @binding(${b(`${prefix}Scales`)}) var<storage, read> scales : ${scales};` : ''}
   ${packed.zeroPoint ? `@group(0) @binding(${b(`${prefix}Zeros`)}) var<storage, read> zeros : array<vec4<f32>>;` : ''}
-  ${wordDecoder(packed).snippet}`;
+  ${wordDecoder(packed, options).snippet}`;
+}
+
+/** The word decoder's options of the tiles (both expert programs). */
+function stepOptions(t: DecodeTiles): WordDecoderOptions {
+  return {exponentBits: t.exponentBits, e2m1Half: t.e2m1Half};
 }
 
 /** KB-steps of packed codes along a depth (STREAM_WORD_ROWS words of a column per step). */
@@ -209,7 +216,7 @@ function packedStream(packed: ExpertWeightLayout, depth: string, width4: string,
           let K4 = (${depth}) / 4;
           let n = ${col};
           let wBase = expert * KW * NV + n;
-          for (var step = s; step < steps; step += KS) {${packedStep(packed, names, {exponentBits: t.exponentBits,
+          for (var step = s; step < steps; step += KS) {${packedStep(packed, names, {...stepOptions(t),
                                                                      decodeOnce: t.decodeOnce})}
           }
         }`;
@@ -769,7 +776,7 @@ export function upGateCode(s: DecodeShape, t: DecodeTiles, fold = false): string
       packedStream(s.upPacked, 'H4 * 4', '2 * I4', 'n4',
                    {lhs: 'x', lhsRow: i => `tok[${i}]`, accumulate: (i, v) => `acc[${i}] += ${v};`}, t);
   return `${PRELUDE}${layoutConsts(s, t)}
-  ${weightDecls(s.upPacked, 'upGate', 'up', b)}
+  ${weightDecls(s.upPacked, 'upGate', 'up', b, stepOptions(t))}
   @group(0) @binding(${b('route')}) var<storage, read_write> route : array<i32>;
   @group(0) @binding(${b('act')}) var<storage, read_write> act : array<vec4<f32>>;
   ${s.withBias ? `@group(0) @binding(${b('upBias')}) var<storage, read> upBias : array<vec4<f32>>;` : ''}
@@ -938,7 +945,7 @@ export function downCode(s: DecodeShape, t: DecodeTiles): string {
             let wt = slotW[j];
             let wBase = expert * KW * NV + n;${packedStep(l, {lhs: 'act', lhsRow: () => 'rowD',
                                                                 accumulate: (_, v) => `acc += ${v} * wt;`},
-                                                          {exponentBits: t.exponentBits})}
+                                                          stepOptions(t))}
           }
         }`;
   const routed = s.downPacked != null ? packedItems(s.downPacked) : items ? floatItems() : `
@@ -949,7 +956,7 @@ export function downCode(s: DecodeShape, t: DecodeTiles): string {
         ${stream('down', 'e * I4 * 4 * H4', 'r * I4', 'I4', 'wt')}
       }`;
   return `${PRELUDE}${layoutConsts(s, t)}
-  ${weightDecls(s.downPacked, 'down', 'down', b)}
+  ${weightDecls(s.downPacked, 'down', 'down', b, stepOptions(t))}
   @group(0) @binding(${b('route')}) var<storage, read_write> route : array<i32>;
   @group(0) @binding(${b('act')}) var<storage, read_write> act : array<vec4<f32>>;
   @group(0) @binding(${b('work')}) var<storage, read_write> work : array<f32>;
