@@ -404,28 +404,47 @@ function packedBytesPerExpert(p: HostPacked): number {
 }
 
 /**
- * Launch candidates of the packed rows at T = 16 (BENCH_T16_SET: 'session4' (default), the decode-once rows and
- * the router at T = 16; 'session3', batch F's set).
+ * Launch candidates of the packed rows at T = 1 and 16, the table's first (BENCH_CANDIDATES: 'session4' (default):
+ * the decode-once rows, the router at T = 16, mxfp4's float16-pattern codes, the full set for the first format
+ * and a short one for the others; 'session3': batch F's sets).
  */
-function T16_CANDIDATES(tuned: DecodeTilesOverride): Record<string, DecodeTilesOverride> {
-  if (process.env.BENCH_T16_SET === 'session3') {
-    return {table: tuned, bits: {...tuned, exponentBits: true}, rows1: {...tuned, upRows: 1}, rows4: {...tuned, upRows: 4},
+function packedCandidates(tuned: DecodeTilesOverride, T: number, format: string, first: boolean):
+    Record<string, DecodeTilesOverride> {
+  if (process.env.BENCH_CANDIDATES === 'session3') {
+    return T === 1 ? {
+      table: tuned, fourPrograms: {...tuned, fold: false}, bits: {...tuned, exponentBits: true},
+      spread: {...tuned, routeLoads: 'spread'}, bits_spread: {...tuned, exponentBits: true, routeLoads: 'spread'},
+      up8x32: {...tuned, upNv: 8, upKs: 32}, down2x128: {...tuned, downNv: 2, downKs: 128},
+      down1x256: {...tuned, downNv: 1, downKs: 256}, bits_spread_ru8: {...tuned, exponentBits: true,
+                                                                        routeLoads: 'spread', routerUnroll: 8},
+      fourPrograms_bits_spread_route64: {...tuned, fold: false, exponentBits: true, routeLoads: 'spread', routeThreads: 64},
+    } : {
+      table: tuned, bits: {...tuned, exponentBits: true}, rows1: {...tuned, upRows: 1}, rows4: {...tuned, upRows: 4},
       bits_rows1: {...tuned, exponentBits: true, upRows: 1}, up32x8: {...tuned, upNv: 32, upKs: 8},
       down16x16: {...tuned, downNv: 16, downKs: 16}, down4x64: {...tuned, downNv: 4, downKs: 64},
+      // The router at T = 16: 32 row steps per lane in a loop (a memory latency each), unrolled by 8.
       ru8: {...tuned, routerUnroll: 8}, bits_ru8: {...tuned, exponentBits: true, routerUnroll: 8},
-      bits_rows1_ru8: {...tuned, exponentBits: true, upRows: 1, routerUnroll: 8}};
+      bits_rows1_ru8: {...tuned, exponentBits: true, upRows: 1, routerUnroll: 8},
+    };
   }
-  // Session 4: each quad of codes decoded once for all rows in registers (2-16 rows: fewer passes over the weights
-  // for experts with more rows, more registers), the router reading x as vec4 and with more splits (the T = 16
-  // router ran 32 workgroups).
+  const half = format === 'mxfp4' ? {...tuned, e2m1Half: true} : null;
+  if (T === 1) {
+    return {table: tuned, rv4: {...tuned, routerVec4: true}, ...(half == null ? {} : {half, half_rv4: {...half, routerVec4: true}})};
+  }
+  // T = 16: each quad of codes decoded once for all rows in registers (2-16 rows: fewer passes over the weights for
+  // experts with more rows, more registers), the router reading x as vec4 and with more splits (it ran 32
+  // workgroups at T = 16).
   const once = {...tuned, decodeOnce: true};
-  return {table: tuned, once2: {...once, upRows: 2}, once4: {...once, upRows: 4}, once8: {...once, upRows: 8},
-    once16: {...once, upRows: 16}, once4_bits: {...once, upRows: 4, exponentBits: true},
+  const short: Record<string, DecodeTilesOverride> = {table: tuned, once2: {...once, upRows: 2},
+    once4: {...once, upRows: 4}, once4_rv4_rp32k: {...once, upRows: 4, routerVec4: true, routerPartials: 32768},
+    ...(half == null ? {} : {half, half_once4: {...once, upRows: 4, e2m1Half: true}})};
+  if (!first) return short;
+  return {...short, once8: {...once, upRows: 8}, once16: {...once, upRows: 16},
+    once4_bits: {...once, upRows: 4, exponentBits: true},
     once4_up32x8: {...once, upRows: 4, upNv: 32, upKs: 8}, once4_up8x32: {...once, upRows: 4, upNv: 8, upKs: 32},
     rv4: {...tuned, routerVec4: true}, rp32k: {...tuned, routerPartials: 32768},
     rp64k: {...tuned, routerPartials: 65536}, rv4_rp32k: {...tuned, routerVec4: true, routerPartials: 32768},
     rv4_rp64k: {...tuned, routerVec4: true, routerPartials: 65536},
-    once4_rv4_rp32k: {...once, upRows: 4, routerVec4: true, routerPartials: 32768},
     once4_down4x64: {...once, upRows: 4, downNv: 4, downKs: 64}};
 }
 
@@ -497,16 +516,7 @@ async function packedRows(labels: string[], tokens: number[], out: Record<string
         // Launch-shape candidates (throughput and whole-forward GPU time), the table's first.
         const tuned = tunedDecodeTiles({T, H, I, E, K, bits: f.format === 'float32' ? 32 : f.format === 'int8' ? 8 :
                                         f.format.endsWith('16') ? 16 : 4});
-        const cands: Record<string, DecodeTilesOverride> = T === 1 ? {
-          table: tuned, fourPrograms: {...tuned, fold: false}, bits: {...tuned, exponentBits: true},
-          spread: {...tuned, routeLoads: 'spread'}, bits_spread: {...tuned, exponentBits: true, routeLoads: 'spread'},
-          up8x32: {...tuned, upNv: 8, upKs: 32}, down2x128: {...tuned, downNv: 2, downKs: 128},
-          down1x256: {...tuned, downNv: 1, downKs: 256}, bits_spread_ru8: {...tuned, exponentBits: true,
-                                                                            routeLoads: 'spread', routerUnroll: 8},
-          fourPrograms_bits_spread_route64: {...tuned, fold: false, exponentBits: true, routeLoads: 'spread', routeThreads: 64},
-        } : {
-          ...T16_CANDIDATES(tuned),
-        };
+        const cands = packedCandidates(tuned, T, f.format, PACKED.indexOf(label) === 0);
         const sweep: Record<string, {thr: number, gpu: number, perProgram?: Record<string, number>, relDiff?: number}> = {};
         const thr: Record<string, number[]> = {}, gpu: Record<string, number[]> = {};
         const perProgram: Record<string, Record<string, number>> = {}, diffs: Record<string, number> = {};
