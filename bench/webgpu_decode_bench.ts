@@ -437,7 +437,10 @@ function packedCandidates(tuned: DecodeTilesOverride, T: number, format: string,
   const once = {...tuned, decodeOnce: true};
   const short: Record<string, DecodeTilesOverride> = {table: tuned, once2: {...once, upRows: 2},
     once4: {...once, upRows: 4}, once4_rv4_rp32k: {...once, upRows: 4, routerVec4: true, routerPartials: 32768},
-    ...(half == null ? {} : {half, half_once4: {...once, upRows: 4, e2m1Half: true}})};
+    once4_dbe: {...once, upRows: 4, downByExpert: true},
+    once4_dbe_rv4_rp32k: {...once, upRows: 4, downByExpert: true, routerVec4: true, routerPartials: 32768},
+    ...(half == null ? {} : {half, half_once4: {...once, upRows: 4, e2m1Half: true},
+                             half_once4_dbe: {...once, upRows: 4, e2m1Half: true, downByExpert: true}})};
   if (!first) return short;
   return {...short, once8: {...once, upRows: 8}, once16: {...once, upRows: 16},
     once4_bits: {...once, upRows: 4, exponentBits: true},
@@ -445,7 +448,12 @@ function packedCandidates(tuned: DecodeTilesOverride, T: number, format: string,
     rv4: {...tuned, routerVec4: true}, rp32k: {...tuned, routerPartials: 32768},
     rp64k: {...tuned, routerPartials: 65536}, rv4_rp32k: {...tuned, routerVec4: true, routerPartials: 32768},
     rv4_rp64k: {...tuned, routerVec4: true, routerPartials: 65536},
-    once4_down4x64: {...once, upRows: 4, downNv: 4, downKs: 64}};
+    once4_down4x64: {...once, upRows: 4, downNv: 4, downKs: 64},
+    // The down program per expert (5 programs): rows in registers, column tiles.
+    once4_dbe2: {...once, upRows: 4, downByExpert: true, downRows: 2},
+    once4_dbe8: {...once, upRows: 4, downByExpert: true, downRows: 8},
+    once4_dbe_16x16: {...once, upRows: 4, downByExpert: true, downNv: 16, downKs: 16},
+    once4_dbe_4x64: {...once, upRows: 4, downByExpert: true, downNv: 4, downKs: 64}};
 }
 
 /** Issue 15 through the decode path: the listed formats at tokens, op chain vs decode, into out. */

@@ -509,6 +509,50 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
        }
      }, SLOW_MS);
 
+  it('packed down weights per active expert (downByExpert) and the combine program match the reference', async () => {
+    // 5 programs (4 folded); downRows 1 / 2 over experts with up to 3+ rows (several passes); biases with and
+    // without probInAdvance; a shared expert keeps the per-token down program (4 programs).
+    const base = {upNv: 8, upKs: 32, downNv: 4, downKs: 64, downByExpert: true};
+    const cases: Array<[string, LayerFormatVariant, FusedMoEArgs, number, internal.DecodeTilesOverride, number]> = [
+      ['int4 g32, biases', {label: 'int4 g32', format: 'int4'},
+       {numExperts: 5, topK: 2, moeIntermediateSize: 36, withBias: true}, 3,
+       {...base, downRows: 2, decodeOnce: true, upRows: 2}, 5],
+      ['int4 g64 zp, downRows 1', {label: 'int4 g64 zp', format: 'int4', groupSize: 64, zeroPoint: true},
+       {numExperts: 4, topK: 2, moeIntermediateSize: 36}, 4, {...base, downRows: 1}, 5],
+      ['int8 g8, probInAdvance, biases', {label: 'int8 g8', format: 'int8', groupSize: 8},
+       {numExperts: 5, topK: 2, moeIntermediateSize: 36, probInAdvance: true, withBias: true}, 3, base, 5],
+      ['float16 folded at T = 1', {label: 'float16', format: 'float16'}, {numExperts: 5, topK: 2, moeIntermediateSize: 36},
+       1, {...base, fold: true}, 4],
+      ['float16-pattern mxfp4 codes', {label: 'mxfp4', format: 'mxfp4'}, {numExperts: 5, topK: 3, moeIntermediateSize: 36},
+       3, {...base, e2m1Half: true}, 5],
+      ['int8 with a shared expert (per-token down)', {label: 'int8', format: 'int8'},
+       {numExperts: 5, topK: 2, moeIntermediateSize: 36, sharedExpertIntermediateSize: 8}, 2, base, 4],
+    ];
+    for (const [label, v, args, T, tiles, programs] of cases) {
+      const rand = rng(label.length * 17 + T);
+      const H = 40;
+      const baseline = tf.memory().numTensors;
+      const {layer, data} = await packedLayer(args, H, v, rand);
+      internal.setWebGPUDecodeTiles(tiles);
+      try {
+        const x = randn(rand, T * H);
+        const input = tf.tensor2d(x, [T, H]);
+        const dispatched = internal.decodeDispatchCount();
+        const out = layer.apply(input) as tf.Tensor;
+        expect(internal.decodeDispatchCount() - dispatched).withContext(`${label}: programs`).toBe(programs);
+        const got = await out.data();
+        tf.dispose([input, out]);
+        const err = relError(got, referenceOutput(layer.options, data, x, T, H));
+        recordError(`webgpu decode packed: down by expert, ${label}`, err);
+        expect(err).withContext(label).toBeLessThan(TOLERANCE);
+      } finally {
+        internal.setWebGPUDecodeTiles(null);
+        layer.dispose();
+      }
+      expect(tf.memory().numTensors).withContext(label).toBe(baseline);
+    }
+  }, SLOW_MS);
+
   it('router partial logits summed spread over the route threads (several splits per thread) and the router unrolled',
      async () => {
        // H = 64: 4 router splits; T * E = 12 logits: 256 threads give 4 per logit (one split each), 32 threads 2

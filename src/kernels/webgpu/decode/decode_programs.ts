@@ -101,6 +101,15 @@ export interface DecodeTiles {
   /** mxfp4 codes as float16 bit patterns, two per unpack2x16float (WordDecoderOptions e2m1Half; absent: false). */
   e2m1Half?: boolean;
   /**
+   * Packed down weights, no shared expert: the down program per (active expert, column tile) like upGate, each quad
+   * of codes decoded once for up to downRows of the expert's rows in registers, its rows written to a [T * K, H]
+   * buffer, and a fifth program (combine) summing each token's K rows weighted, and the biases (absent: false: per
+   * token, every contributor's codes decoded again for each token routed to the expert).
+   */
+  downByExpert?: boolean;
+  /** downByExpert: rows of an expert in registers at once (absent: 4). */
+  downRows?: number;
+  /**
    * route (and folded routing): the router's partial logits summed by all threads, each loading its share of one
    * logit's splits with every load issued before the first add, then added across threads in workgroup memory
    * ('spread', where T * E <= the threads), or each thread looping over the splits ('loop'; absent: 'loop'). A loop
@@ -167,9 +176,21 @@ function upReduceRows(s: DecodeShape, t: DecodeTiles): number {
   return Math.max(1, Math.min(s.T, t.upRows, t.upKs, 4));
 }
 
+/** Rows the expert-major down program keeps in registers and reduces per pass (16 B per thread and row). */
+function downRowsOf(s: DecodeShape, t: DecodeTiles): {tm: number, rb: number} {
+  const tm = Math.max(1, Math.min(s.T, Math.floor(t.downRows ?? 4)));
+  return {tm, rb: Math.max(1, Math.min(tm, t.downKs, 4))};
+}
+
+/** Whether the down program runs per active expert, with the combine program after it (DecodeTiles.downByExpert). */
+export function downRunsByExpert(s: DecodeShape, t: DecodeTiles): boolean {
+  return t.downByExpert === true && s.downPacked != null && s.S === 0;
+}
+
 /** Shared memory of the largest of the other three programs (bytes). */
 export function gemmSharedBytes(s: DecodeShape, t: DecodeTiles): number {
-  return Math.max(upReduceRows(s, t) * DECODE_THREADS * 16 + 16, DECODE_THREADS * 16 + 12 * s.K);
+  return Math.max(upReduceRows(s, t) * DECODE_THREADS * 16 + 16, DECODE_THREADS * 16 + 12 * s.K,
+                  downRunsByExpert(s, t) ? downRowsOf(s, t).rb * DECODE_THREADS * 16 + 16 : 0);
 }
 
 /** The binding names of a routed weight: the float tensor, or the packed codes, scales and zero points. */
@@ -229,7 +250,13 @@ export function upGateDispatch(s: DecodeShape, t: DecodeTiles): number {
 }
 
 export function downDispatch(s: DecodeShape, t: DecodeTiles): number {
-  return s.T * Math.ceil(s.H / 4 / t.downNv);
+  const tiles = Math.ceil(s.H / 4 / t.downNv);
+  return downRunsByExpert(s, t) ? Math.min(s.E, s.T * s.K) * tiles : s.T * tiles;
+}
+
+/** The combine program after an expert-major down: one thread per (token, vec4 column). */
+export function combineDispatch(s: DecodeShape): number {
+  return Math.ceil(s.T * s.H / 4 / DECODE_THREADS);
 }
 
 export function routerDispatch(s: DecodeShape, t: DecodeTiles): number {
@@ -1020,5 +1047,129 @@ export function downCode(s: DecodeShape, t: DecodeTiles): string {
       }` : ''}
       out[t * H4 + c4] = v;
     }
+  }`;
+}
+
+
+/** Expert-major down program binding order: down's packed parts, route, act, part (at most 6: within 8 with group 1). */
+export function downExpertBindings(s: DecodeShape): string[] {
+  return [...weightBindings(s.downPacked, 'down', 'down'), 'route', 'act', 'part'];
+}
+
+/**
+ * Program 4 per active expert (DecodeTiles.downByExpert): workgroup (unit, column tile) streams the unit's packed
+ * [I, H] codes once for up to TM of its rows (each quad decoded once for them all), the k-lanes' sums reduced in
+ * workgroup memory, and writes row r's vec4s to part[r * H4 + c4] (the combine program weights them).
+ */
+export function downExpertCode(s: DecodeShape, t: DecodeTiles): string {
+  const l = s.downPacked!;
+  const names = downExpertBindings(s);
+  const b = (n: string) => names.indexOf(n);
+  const NVW = t.downNv, KS = t.downKs;
+  const H4 = s.H / 4, I4 = s.I / 4;
+  const {tm, rb} = downRowsOf(s, t);
+  const tiles = Math.ceil(H4 / NVW);
+  return `${PRELUDE}${layoutConsts(s, t)}
+  ${weightDecls(l, 'down', 'down', b, stepOptions(t))}
+  @group(0) @binding(${b('route')}) var<storage, read_write> route : array<i32>;
+  @group(0) @binding(${b('act')}) var<storage, read_write> act : array<vec4<f32>>;
+  @group(0) @binding(${b('part')}) var<storage, read_write> part : array<vec4<f32>>;
+  const T = ${s.T};
+  const K = ${s.K};
+  const H4 = ${H4};
+  const I4 = ${I4};
+  const NVW = ${NVW};
+  const KS = ${KS};
+  const TM = ${tm};
+  const RB = ${rb};
+  const TILES = ${tiles};
+  var<workgroup> unitInfo : array<i32, 4>;
+  var<workgroup> red : array<vec4<f32>, ${rb * 256}>;
+
+  @compute @workgroup_size(256)
+  fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index) li : u32) {
+    let w = i32(wid.x);
+    let lid = i32(li);
+    let unit = w / TILES;
+    let colTile = w % TILES;
+    if (lid == 0) {
+      unitInfo[0] = 0; unitInfo[1] = 0; unitInfo[2] = 0; unitInfo[3] = 0;
+      if (unit < route[R_NACT]) {
+        unitInfo[1] = route[R_ACT_EXPERT + unit];
+        unitInfo[2] = route[R_ACT_START + unit];
+        unitInfo[3] = route[R_ACT_START + unit + 1];
+      }
+    }
+    let m = workgroupUniformLoad(&unitInfo);
+    let expert = m[1];
+    let rowStart = m[2];
+    let rowEnd = m[3];
+    let cl = lid % NVW;
+    let s = lid / NVW;
+    let c4 = colTile * NVW + cl;
+    let colOk = c4 < H4;
+    for (var r0 = rowStart; r0 < rowEnd; r0 += TM) {
+      let rows = min(TM, rowEnd - r0);
+      // Explicitly zeroed: a declaration in a loop body was seen to keep the previous iteration's values.
+      var acc = array<vec4<f32>, TM>();
+      if (colOk) {${packedStream(l, 'I4 * 4', 'H4', 'c4',
+                                   {lhs: 'act', lhsRow: i => `r0 + ${i}`, accumulate: (i, v) => `acc[${i}] += ${v};`},
+                                   {...t, decodeOnce: true})}
+      }
+      for (var i0 = 0; i0 < rows; i0 += RB) {
+        for (var q = 0; q < RB; q++) {
+          if (i0 + q < rows) { red[q * 256 + lid] = acc[i0 + q]; }
+        }
+        workgroupBarrier();
+        let q = lid / NVW;
+        let c = lid % NVW;
+        let cc = colTile * NVW + c;
+        if (q < RB && i0 + q < rows && cc < H4) {
+          var v = vec4<f32>(0.0);
+          for (var k = 0; k < KS; k++) { v += red[q * 256 + k * NVW + c]; }
+          let r = r0 + i0 + q;
+          part[r * H4 + cc] = v;
+        }
+        workgroupBarrier();
+      }
+    }
+  }`;
+}
+
+/** Combine program binding order: route, work, part, [downBias]. */
+export function combineBindings(s: DecodeShape): string[] {
+  return ['route', 'work', 'part', ...(s.withBias ? ['downBias'] : [])];
+}
+
+/**
+ * Program 5 after an expert-major down: out[t] = the sum of token t's K rows times their routing weights (1 with
+ * probInAdvance: applied in upGate), and the weighted down biases.
+ */
+export function combineCode(s: DecodeShape, t: DecodeTiles): string {
+  const names = combineBindings(s);
+  const b = (n: string) => names.indexOf(n);
+  return `${PRELUDE}${layoutConsts(s, t)}
+  @group(0) @binding(${b('route')}) var<storage, read_write> route : array<i32>;
+  @group(0) @binding(${b('work')}) var<storage, read_write> work : array<f32>;
+  @group(0) @binding(${b('part')}) var<storage, read_write> part : array<vec4<f32>>;
+  ${s.withBias ? `@group(0) @binding(${b('downBias')}) var<storage, read> downBias : array<vec4<f32>>;` : ''}
+  @group(1) @binding(1) var<storage, read_write> out : array<vec4<f32>>;
+  const T = ${s.T};
+  const K = ${s.K};
+  const H4 = ${s.H / 4};
+
+  @compute @workgroup_size(256)
+  fn main(@builtin(global_invocation_id) gid : vec3<u32>) {
+    let i = i32(gid.x);
+    if (i >= T * H4) { return; }
+    let t = i / H4;
+    let c4 = i - t * H4;
+    var v = vec4<f32>(0.0);
+    for (var j = 0; j < K; j++) {
+      let f = t * K + j;
+      v += part[route[R_SLOT_ROW + f] * H4 + c4]${s.probInAdvance ? '' : ' * work[W_SLOTW + f]'};${s.withBias ? `
+      v += work[W_SLOTW + f] * downBias[route[R_SLOT_EXPERT + f] * H4 + c4];` : ''}
+    }
+    out[i] = v;
   }`;
 }
