@@ -439,6 +439,8 @@ function packedCandidates(tuned: DecodeTilesOverride, T: number, format: string,
     once4: {...once, upRows: 4}, once4_rv4_rp32k: {...once, upRows: 4, routerVec4: true, routerPartials: 32768},
     once4_dbe: {...once, upRows: 4, downByExpert: true},
     once4_dbe_rv4_rp32k: {...once, upRows: 4, downByExpert: true, routerVec4: true, routerPartials: 32768},
+    once4_dbe_rv4_rp32k_sp: {...once, upRows: 4, downByExpert: true, routerVec4: true, routerPartials: 32768,
+                             routeLoads: 'spread'},
     ...(half == null ? {} : {half, half_once4: {...once, upRows: 4, e2m1Half: true},
                              half_once4_dbe: {...once, upRows: 4, e2m1Half: true, downByExpert: true}})};
   if (!first) return short;
@@ -448,6 +450,8 @@ function packedCandidates(tuned: DecodeTilesOverride, T: number, format: string,
     rv4: {...tuned, routerVec4: true}, rp32k: {...tuned, routerPartials: 32768},
     rp64k: {...tuned, routerPartials: 65536}, rv4_rp32k: {...tuned, routerVec4: true, routerPartials: 32768},
     rv4_rp64k: {...tuned, routerVec4: true, routerPartials: 65536},
+    // The route's partial loads all at once (T * E > its threads): 8 / 16 splits.
+    sp: {...tuned, routeLoads: 'spread'}, rv4_rp32k_sp: {...tuned, routerVec4: true, routerPartials: 32768, routeLoads: 'spread'},
     once4_down4x64: {...once, upRows: 4, downNv: 4, downKs: 64},
     // The down program per expert (5 programs): rows in registers, column tiles.
     once4_dbe2: {...once, upRows: 4, downByExpert: true, downRows: 2},

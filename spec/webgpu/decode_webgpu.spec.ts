@@ -556,13 +556,15 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
   it('router partial logits summed spread over the route threads (several splits per thread) and the router unrolled',
      async () => {
        // H = 64: 4 router splits; T * E = 12 logits: 256 threads give 4 per logit (one split each), 32 threads 2
-       // per logit (2 splits each); routerUnroll 4 runs past each split's 2 row steps per lane.
+       // per logit (2 splits each), 4 threads 3 logits each (all 12 loads of their 4 splits at once); routerUnroll 4
+       // runs past each split's 2 row steps per lane.
        const rand = rng(2024);
        const H = 64, T = 2;
        const {layer, data} = randomLayer({numExperts: 6, topK: 2, moeIntermediateSize: 8, backend: 'webgpu'}, H, rand);
        const x = randn(rand, T * H);
        try {
-         for (const extra of [{routeThreads: 32}, {routerUnroll: 4}, {fold: true, routerUnroll: 2}, {routerVec4: true}]) {
+         for (const extra of [{routeThreads: 32}, {routeThreads: 4}, {routerUnroll: 4}, {fold: true, routerUnroll: 2},
+                              {routerVec4: true}]) {
            const tiles = {upNv: 8, upKs: 32, downNv: 4, downKs: 64, routeLoads: 'spread' as const, ...extra};
            internal.setWebGPUDecodeTiles(tiles);
            const input = tf.tensor2d(x, [T, H]);

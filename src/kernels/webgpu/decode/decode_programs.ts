@@ -112,7 +112,8 @@ export interface DecodeTiles {
   /**
    * route (and folded routing): the router's partial logits summed by all threads, each loading its share of one
    * logit's splits with every load issued before the first add, then added across threads in workgroup memory
-   * ('spread', where T * E <= the threads), or each thread looping over the splits ('loop'; absent: 'loop'). A loop
+   * ('spread', where T * E <= the threads; with more logits, each thread's loads of its logits' splits all written
+   * out before the adds, where at most 256), or each thread looping over the splits ('loop'; absent: 'loop'). A loop
    * of dependent loads pays a memory latency per split (H200 batch E: the route's time grows ~0.33 us per split).
    */
   routeLoads?: 'loop' | 'spread';
@@ -459,6 +460,9 @@ function routeParts(s: DecodeShape, t: DecodeTiles, routeOut: string, slotWeight
   // Spread partial loads: r threads per logit, q loads each (written out; a loop where they would not fit).
   const r = Math.min(hs, Math.floor(nt / (s.T * s.E)));
   const spread = t.routeLoads === 'spread' && r >= 1 && Math.ceil(hs / r) <= 64 ? {r, q: Math.ceil(hs / r)} : null;
+  // Spread with more logits than threads: every load of a thread's logits at once (where at most 256 of them).
+  const chunkLogits = Math.ceil(s.T * s.E / nt);
+  const allAtOnce = t.routeLoads === 'spread' && r < 1 && chunkLogits * hs <= 256;
   // Threads per token: a power of two, every token at once.
   const tpt = Math.min(1 << Math.floor(Math.log2(nt / s.T)), t.routeLanes);
   const weight = grouped ?
@@ -519,7 +523,14 @@ function routeParts(s: DecodeShape, t: DecodeTiles, routeOut: string, slotWeight
     let tok = lid / TPT;
     let lane = lid % TPT;
     let valid = tok < T;
-${spread == null ? `    // The router's partial sums: split-outer, so each thread has CH independent loads in flight per split.
+${spread == null && allAtOnce ? `    // The router's partial sums, more logits than threads: each thread's CH x HS loads written out (one load
+    // latency), then added in split order.
+    {${Array.from({length: chunkLogits}, (_, c) => `
+      let i${c} = min(lid + ${c * nt}, T * E - 1);${Array.from({length: hs}, (_, p) => `
+      let v${c}_${p} = work[W_LOGITS + ${p * s.T * s.E} + i${c}];`).join('')}`).join('')}${
+      Array.from({length: chunkLogits}, (_, c) => `
+      if (lid + ${c * nt} < T * E) { prob[i${c}] = ${Array.from({length: hs}, (_, p) => `v${c}_${p}`).join(' + ')}; }`).join('')}
+    }` : spread == null ? `    // The router's partial sums: split-outer, so each thread has CH independent loads in flight per split.
     var part = array<f32, CH>();
     for (var p = 0; p < HS; p++) {
       for (var c = 0; c < CH; c++) {
