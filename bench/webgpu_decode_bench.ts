@@ -35,7 +35,7 @@ import {toQuantized} from './random_packed.js';
 import {FORMATS, FormatRow, HostPacked, randomPacked, referenceLayer, relL2} from './webgpu_formats_bench.js';
 
 const [H, I, E, K] = (process.env.BENCH_SHAPE ?? '2048,768,128,8').split(',').map(Number);
-const TOKENS = (process.env.BENCH_T ?? '1,2,4,8,16,32').split(',').map(Number);
+const TOKENS = (process.env.BENCH_T ?? '1,2,4,8,16,32').split(',').filter(s => s !== '').map(Number);
 const LARGE_T = (process.env.BENCH_LARGE_T ?? '256,4096').split(',').filter(s => s !== '').map(Number);
 const STACK = Number(process.env.BENCH_STACK ?? 48);
 const STARTED = performance.now();
