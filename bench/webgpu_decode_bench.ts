@@ -404,9 +404,9 @@ function packedBytesPerExpert(p: HostPacked): number {
 }
 
 /**
- * Launch candidates of the packed rows at T = 1 and 16, the table's first (BENCH_CANDIDATES: 'session4' (default):
- * the decode-once rows, the router at T = 16, mxfp4's float16-pattern codes, the full set for the first format
- * and a short one for the others; 'session3': batch F's sets).
+ * Launch candidates of the packed rows at T = 1 and 16, the table's first, the full set for the first format and
+ * a short one for the others (BENCH_CANDIDATES: absent: session 4 batch J's; 'batchI': batch I's; 'session3':
+ * batch F's sets).
  */
 function packedCandidates(tuned: DecodeTilesOverride, T: number, format: string, first: boolean):
     Record<string, DecodeTilesOverride> {
@@ -427,6 +427,26 @@ function packedCandidates(tuned: DecodeTilesOverride, T: number, format: string,
       bits_rows1_ru8: {...tuned, exponentBits: true, upRows: 1, routerUnroll: 8},
     };
   }
+  if (process.env.BENCH_CANDIDATES === 'batchI') return batchICandidates(tuned, T, format, first);
+  // Session 4 batch J: the table (batch I's choices) against batch I's table (before) in the same run, int4 codes
+  // as float16 patterns, the down program per expert (5 programs), the route's loads at once.
+  const before: DecodeTilesOverride = {...tuned, decodeOnce: false, e2m1Half: false,
+    ...(T === 16 && !format.endsWith('16') ? {upRows: 2, routerPartials: 16384} : {})};
+  const i4h: Record<string, DecodeTilesOverride> = format === 'int4' ? {i4h: {...tuned, int4Half: true}} : {};
+  if (T === 1) return {table: tuned, before, ...i4h};
+  const dbe = {...tuned, downByExpert: true};
+  const short: Record<string, DecodeTilesOverride> = {table: tuned, before, dbe, ...i4h,
+    ...(format === 'int4' ? {i4h_dbe: {...dbe, int4Half: true}} as Record<string, DecodeTilesOverride> : {})};
+  if (!first) return short;
+  return {...short, sp: {...tuned, routeLoads: 'spread'}, rp16k_sp: {...tuned, routerPartials: 16384, routeLoads: 'spread'},
+    dbe2: {...dbe, downRows: 2}, dbe8: {...dbe, downRows: 8}, dbe_16x16: {...dbe, downNv: 16, downKs: 16},
+    dbe_4x64: {...dbe, downNv: 4, downKs: 64}, i4h_dbe_sp: {...dbe, int4Half: true, routeLoads: 'spread'},
+    i4h_rows4: {...tuned, int4Half: true, upRows: 4}, i4h_bits: {...tuned, int4Half: true, exponentBits: true}};
+}
+
+/** Batch I's candidates (session 4): decode-once rows, the router at T = 16, mxfp4's float16-pattern codes. */
+function batchICandidates(tuned: DecodeTilesOverride, T: number, format: string, first: boolean):
+    Record<string, DecodeTilesOverride> {
   const half = format === 'mxfp4' ? {...tuned, e2m1Half: true} : null;
   if (T === 1) {
     return {table: tuned, rv4: {...tuned, routerVec4: true}, ...(half == null ? {} : {half, half_rv4: {...half, routerVec4: true}})};
@@ -502,12 +522,13 @@ async function packedRows(labels: string[], tokens: number[], out: Record<string
       a.dispose();
       row.decodePrograms = decodeDispatchCount() - before;
       row.decodeVsChainRelDiff = relMaxDiff(got, want);
-      await warmGpu(apply, 300);
+      // The host reference first: seconds of host work lower the GPU's clocks (batch I timed 1.27 ms after it).
       const ref = T === 1 || ortRun != null ? referenceLayer(xData, T, gate, up, down) : null;
       if (ref != null) {
         row.relL2VsFloat64 = relL2(got, ref);
         row.chainRelL2VsFloat64 = relL2(want, ref);
       }
+      await warmGpu(apply, 300);
       row.after = await timeIt(apply, n, 5);
       if (ortRun != null && ref != null) {
         // ORT's QMoE on the same codes, scales, router and x, in this process, between our timed rows.

@@ -469,6 +469,13 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
          ['float16-pattern mxfp4 codes, decoded once', {label: 'mxfp4', format: 'mxfp4'},
           {numExperts: 5, topK: 2, moeIntermediateSize: 36}, 3,
           {upNv: 8, upKs: 32, downNv: 4, downKs: 64, e2m1Half: true, decodeOnce: true, upRows: 2}],
+         // int4 codes as float16 patterns 1024 + c (two per unpack): zero points, partial groups (g128 over 36 / 40).
+         ['int4 g64 zero point, float16-pattern codes, decoded once', {label: 'int4 g64 zp', format: 'int4', groupSize: 64,
+           zeroPoint: true}, {numExperts: 5, topK: 2, moeIntermediateSize: 36}, 3,
+          {upNv: 8, upKs: 32, downNv: 4, downKs: 64, int4Half: true, decodeOnce: true, upRows: 2}],
+         ['int4 g128, float16-pattern codes, down per expert', {label: 'int4 g128', format: 'int4', groupSize: 128},
+          {numExperts: 5, topK: 2, moeIntermediateSize: 36}, 3,
+          {upNv: 8, upKs: 32, downNv: 4, downKs: 64, int4Half: true, downByExpert: true}],
          ['int4 g32, exponent-bit codes', {label: 'int4 g32', format: 'int4'},
           {numExperts: 5, topK: 2, moeIntermediateSize: 36}, 1, {upNv: 8, upKs: 32, downNv: 2, downKs: 128, exponentBits: true}],
        ];
@@ -483,7 +490,8 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
              const input = tf.tensor2d(x, [T, H]);
              const dispatched = internal.decodeDispatchCount();
              const out = layer.apply(input) as tf.Tensor;
-             expect(internal.decodeDispatchCount() - dispatched).withContext(label).toBe(tiles?.fold ? 3 : 4);
+             expect(internal.decodeDispatchCount() - dispatched).withContext(label)
+                 .toBe((tiles?.fold ? 3 : 4) + (tiles?.downByExpert ? 1 : 0));
              const got = await out.data();
              tf.dispose([input, out]);
              return got;

@@ -168,6 +168,11 @@ export interface WordDecoderOptions {
    * unpack2x16float; codeFactor 2^14 (absent: false, the float32 bits built per code).
    */
   e2m1Half?: boolean;
+  /**
+   * int4 codes as float16 bit patterns 0x6400 | c (the half 1024 + c exactly), two codes of a word (j, j + 4) per
+   * unpack2x16float, minus 1024 + z in float32 (exact) (absent: false).
+   */
+  int4Half?: boolean;
 }
 
 // E2M1 codes j and j + 4 of a word shifted so that code j's bits start at bit 9: the two float16 bit patterns.
@@ -197,6 +202,15 @@ export function wordDecoder(l: ExpertWeightLayout, options: WordDecoderOptions =
                                        'vec4<f32>(8388736.0))' :
                   (c, j) => `vec4<f32>(bitcast<vec4<i32>>(${c} << ${u(24 - 8 * j)}) >> ${u(24)})`};
     case 'int4':
+      if (options.int4Half === true) {
+        return {perWord, snippet: '', groupScale: floatScale,
+                groupZero: l.zeroPoint ? (...a) => `zeros[${index(...a)}]` : () => 'vec4<f32>(8.0)',
+                codeRow: (c, j, z) => {
+                  const pair = `((${c} >> ${u(4 * (j % 4))}) & ${u(0x000f000f)}) | ${u(0x64006400)}`;
+                  return `(vec4<f32>(${['x', 'y', 'z', 'w'].map(p => `unpack2x16float((${pair}).${p}).${j < 4 ? 'x' : 'y'}`)}) - ` +
+                         `(vec4<f32>(1024.0) + ${z}))`;
+                }};
+      }
       return {perWord, snippet: '', groupScale: floatScale,
               groupZero: l.zeroPoint ? (...a) => `zeros[${index(...a)}]` : () => 'vec4<f32>(8.0)',
               codeRow: bits ? (c, j, z) => `(bitcast<vec4<f32>>(((${c} >> ${u(4 * j)}) & ${u(15)}) | ${u(0x4b000000)}) - ` +

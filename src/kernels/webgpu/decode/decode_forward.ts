@@ -124,7 +124,8 @@ export function setWebGPUDecodeTiles(tiles: DecodeTilesOverride | null): void {
     if (lanes != null && !(Number.isInteger(Math.log2(lanes)) && lanes >= 1 && lanes <= 256)) {
       throw new Error(`setWebGPUDecodeTiles: routeLanes must be a power of two in [1, 256], got ${lanes}`);
     }
-    for (const key of ['fold', 'downFlat', 'exponentBits', 'decodeOnce', 'routerVec4', 'e2m1Half', 'downByExpert'] as const) {
+    for (const key of ['fold', 'downFlat', 'exponentBits', 'decodeOnce', 'routerVec4', 'e2m1Half', 'int4Half',
+                       'downByExpert'] as const) {
       if (tiles[key] != null && typeof tiles[key] !== 'boolean') {
         throw new Error(`setWebGPUDecodeTiles: ${key} must be a boolean, got ${JSON.stringify(tiles[key])}`);
       }
@@ -157,15 +158,17 @@ export function chooseDecodeTiles(s: Pick<DecodeShape, 'T' | 'H' | 'I' | 'E' | '
   return tilesOverride == null ? tuned : {...tuned, ...tilesOverride};
 }
 
+/** The value an absent optional tile field stands for (DecodeTiles' docs). */
+const TILE_DEFAULTS: {readonly [k in keyof DecodeTiles]?: unknown} = {fold: false, downFlat: false, downUnroll: 1,
+  upUnroll: 1, routeThreads: 256, exponentBits: false, routeLoads: 'loop', routerUnroll: 1, decodeOnce: false,
+  routerVec4: false, e2m1Half: false, int4Half: false, downByExpert: false, downRows: 4};
+
 function sameTiles(a: DecodeTiles, b: DecodeTiles): boolean {
-  return a.upNv === b.upNv && a.upKs === b.upKs && a.downNv === b.downNv && a.downKs === b.downKs &&
-      a.upRows === b.upRows && a.routerPartials === b.routerPartials && a.routeLanes === b.routeLanes &&
-      a.routeTopk === b.routeTopk && !!a.fold === !!b.fold && !!a.downFlat === !!b.downFlat &&
-      (a.downUnroll ?? 1) === (b.downUnroll ?? 1) && (a.upUnroll ?? 1) === (b.upUnroll ?? 1) &&
-      (a.routeThreads ?? 256) === (b.routeThreads ?? 256) && !!a.exponentBits === !!b.exponentBits &&
-      (a.routeLoads ?? 'loop') === (b.routeLoads ?? 'loop') && (a.routerUnroll ?? 1) === (b.routerUnroll ?? 1) &&
-      !!a.decodeOnce === !!b.decodeOnce && !!a.routerVec4 === !!b.routerVec4 && !!a.e2m1Half === !!b.e2m1Half &&
-      !!a.downByExpert === !!b.downByExpert && (a.downRows ?? 4) === (b.downRows ?? 4);
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)] as Array<keyof DecodeTiles>);
+  for (const k of keys) {
+    if ((a[k] ?? TILE_DEFAULTS[k]) !== (b[k] ?? TILE_DEFAULTS[k])) return false;
+  }
+  return true;
 }
 
 /**

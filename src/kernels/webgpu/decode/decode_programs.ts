@@ -100,6 +100,8 @@ export interface DecodeTiles {
   decodeOnce?: boolean;
   /** mxfp4 codes as float16 bit patterns, two per unpack2x16float (WordDecoderOptions e2m1Half; absent: false). */
   e2m1Half?: boolean;
+  /** int4 codes as float16 bit patterns 1024 + c, two per unpack2x16float (WordDecoderOptions int4Half; absent: false). */
+  int4Half?: boolean;
   /**
    * Packed down weights, no shared expert: the down program per (active expert, column tile) like upGate, each quad
    * of codes decoded once for up to downRows of the expert's rows in registers, its rows written to a [T * K, H]
@@ -218,7 +220,7 @@ function weightDecls(packed: ExpertWeightLayout | null, float: string, prefix: s
 
 /** The word decoder's options of the tiles (both expert programs). */
 function stepOptions(t: DecodeTiles): WordDecoderOptions {
-  return {exponentBits: t.exponentBits, e2m1Half: t.e2m1Half};
+  return {exponentBits: t.exponentBits, e2m1Half: t.e2m1Half, int4Half: t.int4Half};
 }
 
 /** KB-steps of packed codes along a depth (STREAM_WORD_ROWS words of a column per step). */
