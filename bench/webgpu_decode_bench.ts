@@ -405,8 +405,8 @@ function packedBytesPerExpert(p: HostPacked): number {
 
 /**
  * Launch candidates of the packed rows at T = 1 and 16, the table's first, the full set for the first format and
- * a short one for the others (BENCH_CANDIDATES: absent: session 4 batch J's; 'batchI': batch I's; 'session3':
- * batch F's sets).
+ * a short one for the others (BENCH_CANDIDATES: absent: session 4 batch J's; 'confirm': the table and the
+ * session-3 table; 'batchI': batch I's; 'session3': batch F's sets).
  */
 function packedCandidates(tuned: DecodeTilesOverride, T: number, format: string, first: boolean):
     Record<string, DecodeTilesOverride> {
@@ -428,9 +428,14 @@ function packedCandidates(tuned: DecodeTilesOverride, T: number, format: string,
     };
   }
   if (process.env.BENCH_CANDIDATES === 'batchI') return batchICandidates(tuned, T, format, first);
+  if (process.env.BENCH_CANDIDATES === 'confirm') {
+    // The final table against the session-3 table ('before') only.
+    return {table: tuned, before: {...tuned, decodeOnce: false, e2m1Half: false, int4Half: false,
+      ...(T === 16 && !format.endsWith('16') ? {upRows: 2, routerPartials: 16384} : {})}};
+  }
   // Session 4 batch J: the table (batch I's choices) against batch I's table (before) in the same run, int4 codes
   // as float16 patterns, the down program per expert (5 programs), the route's loads at once.
-  const before: DecodeTilesOverride = {...tuned, decodeOnce: false, e2m1Half: false,
+  const before: DecodeTilesOverride = {...tuned, decodeOnce: false, e2m1Half: false, int4Half: false,
     ...(T === 16 && !format.endsWith('16') ? {upRows: 2, routerPartials: 16384} : {})};
   const i4h: Record<string, DecodeTilesOverride> = format === 'int4' ? {i4h: {...tuned, int4Half: true}} : {};
   if (T === 1) return {table: tuned, before, ...i4h};
