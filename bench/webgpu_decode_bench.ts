@@ -429,9 +429,12 @@ function packedCandidates(tuned: DecodeTilesOverride, T: number, format: string,
   }
   if (process.env.BENCH_CANDIDATES === 'batchI') return batchICandidates(tuned, T, format, first);
   if (process.env.BENCH_CANDIDATES === 'confirm') {
-    // The final table against the session-3 table ('before') only.
-    return {table: tuned, before: {...tuned, decodeOnce: false, e2m1Half: false, int4Half: false,
-      ...(T === 16 && !format.endsWith('16') ? {upRows: 2, routerPartials: 16384} : {})}};
+    // The final table against the session-3 table ('before'); for the first format at T = 16 also 2 packed steps /
+    // items per loop iteration in upGate / down.
+    const confirm: Record<string, DecodeTilesOverride> = {table: tuned, before: {...tuned, decodeOnce: false,
+      e2m1Half: false, int4Half: false, ...(T === 16 && !format.endsWith('16') ? {upRows: 2, routerPartials: 16384} : {})}};
+    return first && T === 16 ? {...confirm, u2: {...tuned, upUnroll: 2}, d2: {...tuned, downUnroll: 2},
+                                u2d2: {...tuned, upUnroll: 2, downUnroll: 2}} : confirm;
   }
   // Session 4 batch J: the table (batch I's choices) against batch I's table (before) in the same run, int4 codes
   // as float16 patterns, the down program per expert (5 programs), the route's loads at once.

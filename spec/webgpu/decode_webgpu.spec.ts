@@ -457,14 +457,16 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
          ['int8, probInAdvance, gated shared expert', {label: 'int8', format: 'int8'},
           {numExperts: 6, topK: 3, moeIntermediateSize: 8, probInAdvance: true, sharedExpertIntermediateSize: 8,
            sharedExpertGate: true}, 2, null],
-         ['int4 g32 zero point folded at T = 1, float items unrolled', {label: 'int4 g32 zp', format: 'int4', zeroPoint: true},
+         ['int4 g32 zero point folded at T = 1, steps and items unrolled', {label: 'int4 g32 zp', format: 'int4', zeroPoint: true},
           {numExperts: 6, topK: 2, moeIntermediateSize: 36}, 1,
-          {upNv: 8, upKs: 32, downNv: 4, downKs: 64, fold: true, downUnroll: 2}],
+          {upNv: 8, upKs: 32, downNv: 4, downKs: 64, fold: true, downUnroll: 2, upUnroll: 2}],
          // Integer codes by exponent bits (no int -> float conversion): the same exact values.
          ['int4 g64 zero point, exponent-bit codes', {label: 'int4 g64 zp', format: 'int4', groupSize: 64, zeroPoint: true},
           {numExperts: 5, topK: 2, moeIntermediateSize: 36}, 3, {upNv: 8, upKs: 32, downNv: 4, downKs: 64, exponentBits: true}],
-         ['int8 g8, exponent-bit codes', {label: 'int8 g8', format: 'int8', groupSize: 8},
-          {numExperts: 5, topK: 2, moeIntermediateSize: 36}, 3, {upNv: 8, upKs: 32, downNv: 4, downKs: 64, exponentBits: true}],
+         // ... and 4 steps / items per loop iteration in both expert programs.
+         ['int8 g8, exponent-bit codes, unrolled', {label: 'int8 g8', format: 'int8', groupSize: 8},
+          {numExperts: 5, topK: 2, moeIntermediateSize: 36}, 3,
+          {upNv: 8, upKs: 32, downNv: 4, downKs: 64, exponentBits: true, upUnroll: 4, downUnroll: 4}],
          // mxfp4 codes as float16 patterns (0.5 a half subnormal), every code of a word, decoded once for 2 rows.
          ['float16-pattern mxfp4 codes, decoded once', {label: 'mxfp4', format: 'mxfp4'},
           {numExperts: 5, topK: 2, moeIntermediateSize: 36}, 3,

@@ -81,9 +81,15 @@ export interface DecodeTiles {
    * Float32 on the H200 (BENCHMARKS.md session 3 batch E): slower in the forward at T = 1 (0.038 vs 0.031 ms).
    */
   downFlat?: boolean;
-  /** downCombine with items: items per lane whose loads are issued before their FMAs (absent: 1). */
+  /**
+   * downCombine with items: items per lane whose loads are issued before their FMAs (absent: 1); packed weights:
+   * items per iteration of a loop with a constant inner bound.
+   */
   downUnroll?: number;
-  /** upGate, float weights: k-steps per lane whose loads are issued before their FMAs (absent: 1; batch E: a tie). */
+  /**
+   * upGate, float weights: k-steps per lane whose loads are issued before their FMAs (absent: 1; batch E: a tie);
+   * packed weights: steps per iteration of a loop with a constant inner bound.
+   */
   upUnroll?: number;
   /**
    * route: threads of its one workgroup (a power of two, at least T; absent: 256). Fewer threads, cheaper
@@ -233,16 +239,25 @@ function packedSteps(packed: ExpertWeightLayout, depth: number): number {
  * s, KS, TM, rows). `depth` K, `width4` N / 4 and `col` the vec4 column are WGSL expressions.
  */
 function packedStream(packed: ExpertWeightLayout, depth: string, width4: string, col: string,
-                      names: PackedStepNames, t: DecodeTiles): string {
+                      names: PackedStepNames, t: DecodeTiles, unroll = 1): string {
+  const step = packedStep(packed, names, {...stepOptions(t), decodeOnce: t.decodeOnce});
+  // unroll > 1: that many steps per iteration of a loop with a constant inner bound (the compiler may interleave
+  // their loads with the previous step's arithmetic).
   return `
         {${packedStepConsts(packed, depth)}
           let NV = ${width4};
           let K4 = (${depth}) / 4;
           let n = ${col};
-          let wBase = expert * KW * NV + n;
-          for (var step = s; step < steps; step += KS) {${packedStep(packed, names, {...stepOptions(t),
-                                                                     decodeOnce: t.decodeOnce})}
-          }
+          let wBase = expert * KW * NV + n;${unroll > 1 ? `
+          for (var sb = s; sb < steps; sb += KS * ${unroll}) {
+            for (var u = 0; u < ${unroll}; u++) {
+              let step = sb + u * KS;
+              if (step < steps) {${step}
+              }
+            }
+          }` : `
+          for (var step = s; step < steps; step += KS) {${step}
+          }`}
         }`;
 }
 
@@ -814,7 +829,7 @@ export function upGateCode(s: DecodeShape, t: DecodeTiles, fold = false): string
         }`;
   const routedStream = s.upPacked == null ? stream('upGate', 'expert * H4 * 4 * (2 * I4)', '(2 * I4)') :
       packedStream(s.upPacked, 'H4 * 4', '2 * I4', 'n4',
-                   {lhs: 'x', lhsRow: i => `tok[${i}]`, accumulate: (i, v) => `acc[${i}] += ${v};`}, t);
+                   {lhs: 'x', lhsRow: i => `tok[${i}]`, accumulate: (i, v) => `acc[${i}] += ${v};`}, t, UU);
   return `${PRELUDE}${layoutConsts(s, t)}
   ${weightDecls(s.upPacked, 'upGate', 'up', b, stepOptions(t))}
   @group(0) @binding(${b('route')}) var<storage, read_write> route : array<i32>;
@@ -976,8 +991,18 @@ export function downCode(s: DecodeShape, t: DecodeTiles): string {
           let NV = H4;
           let K4 = I4;
           let n = c4;
-          let rows = 1;
-          for (var q = s; q < TOPK * steps; q += KS) {
+          let rows = 1;${U > 1 ? `
+          for (var q0 = s; q0 < TOPK * steps; q0 += KS * ${U}) {
+            for (var u = 0; u < ${U}; u++) {
+              let q = q0 + u * KS;
+              if (q < TOPK * steps) {${packedItem(l)}
+              }
+            }
+          }` : `
+          for (var q = s; q < TOPK * steps; q += KS) {${packedItem(l)}
+          }`}
+        }`;
+  const packedItem = (l: ExpertWeightLayout) => `
             let j = q / steps;
             let step = q - j * steps;
             let expert = slotE[j];
@@ -985,9 +1010,7 @@ export function downCode(s: DecodeShape, t: DecodeTiles): string {
             let wt = slotW[j];
             let wBase = expert * KW * NV + n;${packedStep(l, {lhs: 'act', lhsRow: () => 'rowD',
                                                                 accumulate: (_, v) => `acc += ${v} * wt;`},
-                                                          stepOptions(t))}
-          }
-        }`;
+                                                          stepOptions(t))}`;
   const routed = s.downPacked != null ? packedItems(s.downPacked) : items ? floatItems() : `
       for (var j = 0; j < TOPK; j++) {
         let e = slotE[j];
