@@ -64,6 +64,8 @@ const LEAN = process.env.BENCH_LEAN === '1';
 // L2 difference from the exact program's (whose own error vs float64 is ~3e-7).
 const HALF_MATRICES = process.env.BENCH_HALF_MATRICES === '1';
 const MATRIX_PRESETS = (process.env.BENCH_MATRIX_SWEEP ?? '').split(',').filter(Boolean);
+// BENCH_PROFILE_T=4096,...: at these T also the GPU time of each program of one layer forward (tf.profile).
+const PROFILE_T = (process.env.BENCH_PROFILE_T ?? '').split(',').filter(Boolean).map(Number);
 
 const nextWord = xorshiftWords(0x9e3779b9);
 /** Random packed weights [E,Kd,N] of the benchmark shape, from its seeded word stream (webgpu_decode_bench.ts too). */
@@ -322,6 +324,18 @@ async function runStack(layers: number, f: FormatRow): Promise<Record<string, un
   return out;
 }
 
+/**
+ * GPU ms per kernel name of one forward (tf.profile's timestamp queries; the first of two calls warms the
+ * pipelines), summed over the kernel's calls, largest first: where the time outside the expert GEMMs goes.
+ */
+async function programTimes(run: () => tf.Tensor): Promise<Array<[string, number]>> {
+  run().dispose();
+  const p = await tf.profile(() => { run().dispose(); });
+  const byName = new Map<string, number>();
+  for (const k of p.kernels) byName.set(k.name, (byName.get(k.name) ?? 0) + Number(k.kernelTimeMs));
+  return [...byName].sort((a, b) => b[1] - a[1]).map(([name, ms]) => [name, Math.round(ms * 1e4) / 1e4]);
+}
+
 /** The half-matrix program against the exact one on the same call: times, presets, output difference. */
 async function halfMatrixRow(gemms: () => tf.Tensor, layerCall: () => tf.Tensor, n: number, reps: number):
     Promise<Record<string, unknown>> {
@@ -343,6 +357,10 @@ async function halfMatrixRow(gemms: () => tf.Tensor, layerCall: () => tf.Tensor,
     out.relDiffVsExact = relL2(data, Float64Array.from(exactData));
     out.gemms = (await throughput(gemms, n, reps)).ms;
     out.layer = (await throughput(layerCall, n, reps)).ms;
+    if (!LEAN) {
+      out.layerGpuMs = await gpuMs(layerCall);
+      out.gemmsGpuMs = await gpuMs(gemms);
+    }
     // Each preset: one checked call (validation errors, difference vs exact) before its timing.
     const presets: Record<string, unknown> = {};
     for (const preset of MATRIX_PRESETS) {
@@ -356,6 +374,8 @@ async function halfMatrixRow(gemms: () => tf.Tensor, layerCall: () => tf.Tensor,
         const diff = relL2(yData, Float64Array.from(exactData));
         presets[preset] = error != null ? `invalid: ${error.message.slice(0, 300)}` :
             {ms: (await throughput(gemms, n, reps)).ms, relDiffVsExact: diff};
+        // Printed as it goes: a crash in a later preset keeps the earlier ones.
+        say(`  matrix preset ${preset}: ${JSON.stringify(presets[preset])}`);
       } catch (e) {
         presets[preset] = `error: ${(e as Error).message.slice(0, 300)}`;
       }
@@ -460,6 +480,7 @@ export async function runFormatsBench(ort: OrtHooks | null): Promise<void> {
         }
         setWebGPUGemmPreset(null);
         row.gemmsByPreset = presets;
+        if (PROFILE_T.includes(T)) row.programs = await programTimes(() => forward(x, layer));
         if (HALF_MATRICES && T >= 64) row.half = await halfMatrixRow(gemms, () => forward(x, layer), n, reps);
         const gm = row.gemms as {ms: number};
         row.gemmsGBs = bytes / gm.ms / 1e6;
@@ -479,6 +500,8 @@ export async function runFormatsBench(ort: OrtHooks | null): Promise<void> {
             row.ortMs = first.ms;
             row.ortVsOurs = (row.ortMs as number) / (row.layer as {ms: number}).ms;
             row.ortVsOursLatency = (row.ortMs as number) / (row.layerLatencyMs as number);
+            const half = row.half as {layer?: number} | undefined;
+            if (half?.layer != null) (half as Record<string, unknown>).ortVsLayer = (row.ortMs as number) / half.layer;
             if (row.want != null) row.ortRelErr = relL2(first.output, row.want as Float64Array);
           } catch (e) {
             row.ortError = (e as Error).message;

@@ -49,7 +49,8 @@ export {registerCudaKernels, unregisterCudaKernels} from './kernels/cuda/registe
 export {CudaActivation} from './kernels/cuda/cuda_fused_moe.js';
 export type {CudaComputeDtype} from './kernels/cuda/cuda_fused_moe.js';
 export {MOE_CUDA_FUSE, MOE_CUDA_GEMM_TILES, MOE_CUDA_INT4_MMA, MOE_CUDA_PDL, MOE_CUDA_WGMMA} from './kernels/cuda/flags_cuda.js';
-export {MOE_WEBGPU_DECODE_MAX_TOKENS, MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES} from './kernels/webgpu/flags_webgpu.js';
+export {MOE_WEBGPU_DECODE_MAX_TOKENS, MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES, MOE_WEBGPU_GEMM_HALF_MATRICES}
+  from './kernels/webgpu/flags_webgpu.js';
 export {setWebGPUDecodeMaxTokens, webgpuDecodeMaxTokens} from './kernels/webgpu/decode/decode_forward.js';
 export * from './formats.js';
 // Internals the specs and benchmarks use (sharding, GEMM presets, CUDA runners) are in 'tfjs-moe/internal'.

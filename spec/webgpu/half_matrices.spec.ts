@@ -17,14 +17,17 @@ const FULL = {
 
 describe('half-matrix GEMM variant (gate and choice)', () => {
   afterEach(() => {
-    tf.env().set(internal.MOE_WEBGPU_GEMM_HALF_MATRICES, false);
+    tf.env().set(internal.MOE_WEBGPU_GEMM_HALF_MATRICES, true);
     internal.setWebGPUGemmPreset(null);
   });
 
   it('runs only with the flag, every feature, 32-wide subgroups and a square f16 -> f32 matrix', () => {
-    expect(internal.halfMatrixShape(FULL)).withContext('flag off (the default)').toBeNull();
+    expect(internal.halfMatrixShape(FULL)).withContext('flag on (the default)').toEqual({m: 16, n: 16, k: 16});
+    tf.env().set(internal.MOE_WEBGPU_GEMM_HALF_MATRICES, false);
+    expect(internal.halfMatrixShape(FULL)).withContext('flag off: the exact tiles').toBeNull();
     tf.env().set(internal.MOE_WEBGPU_GEMM_HALF_MATRICES, true);
-    expect(internal.halfMatrixShape(FULL)).toEqual({m: 16, n: 16, k: 16});
+    expect(internal.halfMatrixShape({features: new Set(['shader-f16', 'subgroups', 'timestamp-query']),
+      adapterInfo: FULL.adapterInfo})).withContext('a device without the features (as tfjs creates one)').toBeNull();
     for (const f of internal.HALF_MATRIX_FEATURES) {
       const features = new Set([...FULL.features].filter(x => x !== f));
       expect(internal.halfMatrixShape({...FULL, features})).withContext(`without ${f}`).toBeNull();
@@ -52,6 +55,11 @@ describe('half-matrix GEMM variant (gate and choice)', () => {
     expect(at(32768)).toEqual(jasmine.objectContaining({kind: 'matrix'}));
     expect(at(2048, {transposeRhs: true, swiglu: false}).kind).withContext('transposed').toBe('tiled');
     expect(at(2048, {depth: 2046}).kind).withContext('K % 4 != 0').not.toBe('matrix');
+    for (const row of internal.MATRIX_TILE_TABLE) {
+      const c = internal.GEMM_PRESETS[row.preset] as internal.MatrixConfig;
+      expect(c.kind).withContext(row.preset).toBe('matrix');
+      expect(c.probe).withContext(`${row.preset}: the table takes no probe`).toBeUndefined();
+    }
     for (const name of Object.keys(internal.GEMM_PRESETS)) {
       const c = internal.GEMM_PRESETS[name];
       if (c.kind === 'matrix') {

@@ -15,6 +15,9 @@ import {describeWebGPU} from './webgpu_env.js';
 function emulate(code: string): string {
   return code.replace(/^\s*(enable (f16|subgroups|chromium_experimental_subgroup_matrix)|diagnostic\([^)]*\));\s*$/gm, '')
       .replace(/\bf16\b/g, 'f32')
+      // The half helpers (HALF_PAIR_SNIPPET): f32 needs no rounding, and a word's halves are read as f32.
+      .replace(/bitcast<vec2<f32>>\(pack2x16float\(v\)\)/, 'v')
+      .replace(/bitcast<vec2<f32>>\(u\)/, 'unpack2x16float(u)')
       .replace(/subgroupAdd\(1u\) == 32u/, 'true')
       .replace(/var (acc\d+_\d+) = subgroup_matrix_result<f32, 16, 16>\(\);/g, 'var $1 : array<f32, 8>;')
       .replace(/let (\w+) = subgroupMatrixLoad<subgroup_matrix_\w+<f32, 16, 16>>\(&\w+, ([^;]*), false, u32\(\w+\)\);/g,
@@ -23,13 +26,13 @@ function emulate(code: string): string {
                `for (var t = 0u; t < 8u; t++) {
                  let e = (u32(lid) % 32u) * 8u + t;
                  var s = 0.0;
-                 for (var q = 0u; q < 16u; q++) { s += As[$2 + (e / 16u) * u32(TK) + q] * Bs[$3 + q * u32(TN) + e % 16u]; }
+                 for (var q = 0u; q < 16u; q++) { s += As[$2 + (e / 16u) * u32(SA) + q] * Bs[$3 + q * u32(SB) + e % 16u]; }
                  $1[t] += s;
                }`)
-      .replace(/subgroupMatrixStore\(&Cs, ([^;]*), (acc\d+_\d+), false, u32\(TN\)\);/g,
+      .replace(/subgroupMatrixStore\(&Cs, ([^;]*), (acc\d+_\d+), false, u32\((\w+)\)\);/g,
                `for (var t = 0u; t < 8u; t++) {
                  let e = (u32(lid) % 32u) * 8u + t;
-                 Cs[$1 + (e / 16u) * u32(TN) + e % 16u] = $2[t];
+                 Cs[$1 + (e / 16u) * u32($3) + e % 16u] = $2[t];
                }`);
 }
 
@@ -43,42 +46,65 @@ describeWebGPU('webgpu half-matrix GEMM program (subgroup matrices emulated)', (
   // SwiftShader allows 32 KiB of workgroup memory and the emulation holds the f16 tiles as f32: tiles that fit.
   // subgroups 4: the tiles staged by 128 invocations, each subgroup multiplying the whole tile (split false) or
   // its quarter of the columns (split true).
-  const cases: Array<{format: 'float32' | 'int4', swiglu: boolean, tm: number, tn: number, subgroups: 1 | 4,
-                      split: boolean}> = [
+  // pad / hd (session 4): padded row strides and the f16 decode of symmetric int4 and float16 words.
+  const cases: Array<{format: 'float32' | 'int4' | 'float16' | 'int8', swiglu: boolean, tm: number, tn: number,
+                      subgroups: 1 | 4 | 8, split: boolean, rowGroups?: 1 | 2, pad?: boolean, hd?: boolean,
+                      epilogue?: 'subgroup', prefetch?: false, lhsKFast?: true}> = [
     {format: 'int4', swiglu: false, tm: 16, tn: 128, subgroups: 1, split: false},
     {format: 'int4', swiglu: true, tm: 32, tn: 64, subgroups: 4, split: false},
     {format: 'float32', swiglu: false, tm: 32, tn: 64, subgroups: 1, split: false},
     {format: 'float32', swiglu: true, tm: 16, tn: 128, subgroups: 4, split: true},
-    {format: 'int4', swiglu: true, tm: 16, tn: 128, subgroups: 4, split: true},
+    {format: 'int4', swiglu: true, tm: 16, tn: 128, subgroups: 4, split: true, pad: true, hd: true},
+    {format: 'float16', swiglu: false, tm: 32, tn: 64, subgroups: 4, split: true, pad: true, hd: true},
+    {format: 'int4', swiglu: true, tm: 32, tn: 64, subgroups: 8, split: true, rowGroups: 2, pad: true, hd: true,
+      prefetch: false},
+    // Each subgroup writes its own results (its column block: gate then up columns with SwiGLU).
+    {format: 'int4', swiglu: true, tm: 32, tn: 64, subgroups: 8, split: true, rowGroups: 2, pad: true, hd: true,
+      epilogue: 'subgroup', lhsKFast: true},
+    {format: 'float32', swiglu: false, tm: 32, tn: 64, subgroups: 4, split: true, rowGroups: 2, epilogue: 'subgroup'},
+    {format: 'int8', swiglu: false, tm: 16, tn: 128, subgroups: 4, split: true, pad: true, hd: true},
   ];
   for (const c of cases) {
     it(`${c.format}, ${c.swiglu ? 'SwiGLU x scale' : 'plain'}, ${c.tm} x ${c.tn} tiles, ${c.subgroups} subgroup(s)` +
-       `${c.split ? ' splitting the columns' : ''}, vs float64`, async () => {
+       `${c.split ? ` splitting the columns${c.rowGroups === 2 ? ' and rows' : ''}` : ''}` +
+       `${c.epilogue ? ', own epilogue per subgroup' : ''}${c.prefetch === false ? ', no prefetch' : ''}` +
+       `${c.lhsKFast ? ', lhs read k first' : ''}${c.pad ? ', padded strides' : ''}${c.hd ? ', f16 decode' : ''}, ` +
+       'vs float64', async () => {
       const rand = rng(90 + c.tm + c.tn + +c.swiglu);
       const R = 40, E = 3, K = 72, N = 48, offsets = [3, 20, 20, 37];  // rows 0-2 and 37-39 in no segment, expert 1 empty
-      const KW = K / 8, G = Math.ceil(K / 32);
+      const KW = K / (c.format === 'float16' ? 2 : c.format === 'int8' ? 4 : 8), G = Math.ceil(K / 32);
       const x = Float32Array.from({length: R * K}, () => rand() - 0.5);
-      const words = Int32Array.from({length: E * KW * N}, () => (rand() * 4294967296) | 0);
+      // float16: halves with exponents 2^-3 .. 2^1 (both signs), two per word (k even in the low half).
+      const half = () => ((rand() < 0.5 ? 0x8000 : 0) | ((12 + Math.floor(rand() * 5)) << 10) |
+                          Math.floor(rand() * 1024));
+      const words = Int32Array.from({length: E * KW * N}, () => c.format === 'float16' ? half() | (half() << 16) :
+          (rand() * 4294967296) | 0);
+      const halfValue = (h: number) => (h & 0x8000 ? -1 : 1) * (1 + (h & 1023) / 1024) * 2 ** (((h >> 10) & 31) - 15);
       const scales = Float32Array.from({length: E * G * N}, () => 0.05 + 0.1 * rand());
       const wf = Float32Array.from({length: E * K * N}, () => rand() - 0.5);
       const weight = (e: number, k: number, n: number) => c.format === 'float32' ? wf[(e * K + k) * N + n] :
+          c.format === 'float16' ? halfValue(words[(e * KW + (k >> 1)) * N + n] >>> (16 * (k & 1)) & 0xffff) :
+          c.format === 'int8' ? scales[(e * G + Math.floor(k / 32)) * N + n] *
+              ((words[(e * KW + (k >> 2)) * N + n] << (24 - 8 * (k & 3))) >> 24) :
           scales[(e * G + Math.floor(k / 32)) * N + n] * (((words[(e * KW + (k >> 3)) * N + n] >>> (4 * (k & 7))) & 15) - 8);
       const bias = Float32Array.from({length: E * N}, () => rand() - 0.5);
       const scale = Float32Array.from({length: R}, () => rand() - 0.5);
-      const packed = c.format === 'int4' ?
-          {format: 'int4' as const, transposed: false, zeroPoint: false, groupSize: 32, numExperts: E, depth: K, width: N} :
-          undefined;
+      const packed = c.format === 'float32' ? undefined : {format: c.format, transposed: false, zeroPoint: false,
+          groupSize: c.format === 'float16' ? 0 : 32, numExperts: E, depth: K, width: N};
       const program = new internal.BatchedGemmProgram({numRows: R, depth: K, width: N, numExperts: E,
         transposeRhs: false, hasBias: true, swiglu: c.swiglu, hasScale: c.swiglu, packed},
-        {kind: 'matrix', tm: c.tm, tn: c.tn, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: c.subgroups,
-          split: c.split});
+        {kind: 'matrix', tm: c.tm, tn: c.tn, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: c.prefetch ?? true,
+          subgroups: c.subgroups,
+          split: c.split, rowGroups: c.rowGroups, pad: c.pad, hd: c.hd, epilogue: c.epilogue, lhsKFast: c.lhsKFast});
       const code = emulate(program.getUserCode());
       expect(code).not.toMatch(/subgroup_matrix|subgroupMatrix/);
       program.getUserCode = () => code;
       program.shaderKey += '_emulated';
       const before = tf.memory().numTensors;
       const inputs = [tf.tensor2d(x, [R, K]),
-        ...(packed ? [tf.tensor3d(words, [E, KW, N], 'int32'), tf.tensor3d(scales, [E, G, N])] : [tf.tensor3d(wf, [E, K, N])]),
+        ...(c.format === 'int4' || c.format === 'int8' ?
+            [tf.tensor3d(words, [E, KW, N], 'int32'), tf.tensor3d(scales, [E, G, N])] :
+            c.format === 'float16' ? [tf.tensor3d(words, [E, KW, N], 'int32')] : [tf.tensor3d(wf, [E, K, N])]),
         tf.tensor1d(offsets, 'int32'), tf.tensor2d(bias, [E, N]), ...(c.swiglu ? [tf.tensor1d(scale)] : [])];
       const backend = tf.backend() as unknown as Backend;
       const out = backend.runWebGPUProgram(program, inputs, 'float32', [{type: 'int32', data: [program.colTiles]}]);

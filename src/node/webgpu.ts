@@ -40,7 +40,9 @@ export interface InitWebGPUForNodeOptions {
    * Optional device features the tfjs device is created with when the adapter has them (tfjs itself asks only for
    * timestamp-query), e.g. `['shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix']` for the
    * MOE_WEBGPU_GEMM_HALF_MATRICES path (on NVIDIA with dawnOptions
-   * `'enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia'`). Default none.
+   * `'enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia'`). Default none. With those three the
+   * tiled expert GEMMs run on subgroup matrices by default: f16 products, not exact (docs/semantics.md section
+   * 10); set that flag false to keep the exact float32 tiles.
    */
   features?: string[];
 }

@@ -77,8 +77,32 @@ export interface MatrixConfig {
   sn: number;
   sk: number;
   prefetch: boolean;
-  subgroups: 1 | 4;
+  subgroups: 1 | 4 | 8;
   split: boolean;
+  /** With split: the subgroups form rowGroups rows of subgroups / rowGroups column blocks (default 1). */
+  rowGroups?: 1 | 2;
+  /**
+   * With split: 'subgroup' = each subgroup writes its own results through a 16-row scratch of its columns (its
+   * column block holds gate then up columns for SwiGLU), instead of the whole f32 result tile Cs [TM][TN]: less
+   * workgroup memory, so larger tiles fit.
+   */
+  epilogue?: 'tile' | 'subgroup';
+  /** Row strides of As (TK + 8) and Bs (TN + 8) halves, so a matrix load's rows fall in distinct banks. */
+  pad?: boolean;
+  /**
+   * Decode in f16 (symmetric int4: (0x6400 | c) as a half is 1024 + c, minus 1032 is c - 8 exactly, times the
+   * scale rounded to f16; int8 likewise; float16: the word's two halves as they are), two values per 32-bit
+   * operation, no int -> float or f32 -> f16 conversions per weight; other formats decode in f32 as without it.
+   */
+  hd?: boolean;
+  /** The lhs tile's global reads k fastest across invocations (default: rows fastest). */
+  lhsKFast?: boolean;
+  /**
+   * Benchmark probes (wrong results, never chosen by the table): 'nob' stages no weight tile (bounds the matrix
+   * program without its weight loads and decode), 'nost' stages neither tile (the matrix multiplies, barriers and
+   * epilogue alone).
+   */
+  probe?: 'nob' | 'nost';
 }
 export type GemmConfig = TiledConfig | StreamConfig | MatrixConfig;
 
@@ -94,7 +118,10 @@ export function threads(c: GemmConfig): number {
 
 /** Workgroup memory of a tiled or matrix config: its tiles (f32, or f16 tiles + the f32 result tile) + the scan. */
 export function workgroupBytes(c: TiledConfig | MatrixConfig): number {
-  const tiles = c.kind === 'matrix' ? c.tk * (c.tm + c.tn) * 2 + c.tm * c.tn * 4 :
+  const pad = c.kind === 'matrix' && c.pad === true ? 8 : 0;
+  const result = c.kind !== 'matrix' ? 0 : c.split && c.epilogue === 'subgroup' ?
+      c.sm * c.tn * (c.rowGroups ?? 1) * 4 : c.tm * c.tn * 4;
+  const tiles = c.kind === 'matrix' ? (c.tm * (c.tk + pad) + c.tk * (c.tn + pad)) * 2 + result :
       c.tk * (tileRows(c) + tileCols(c)) * 4;
   return tiles + threads(c) * 4 + 64;
 }
@@ -135,7 +162,63 @@ export const GEMM_PRESETS: Record<string, GemmConfig> = {
   m32x128s4: {kind: 'matrix', tm: 32, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4, split: true},
   m64x128s4: {kind: 'matrix', tm: 64, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4, split: true},
   m64x64s4: {kind: 'matrix', tm: 64, tn: 64, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4, split: true},
+  // Session 4: padded strides (p), f16 decode (h), and the probes n (no weight tile) / z (no tiles) of the h kind.
+  ...matrixVariants('m16x128s4'),
+  ...matrixVariants('m32x128s4'),
+  ...matrixVariants('m64x128s4'),
+  ...matrixVariants('m16x64s4'),
+  ...matrixVariants('m32x64s4'),
+  ...matrixVariants('m16x256s4'),
+  // Without the register prefetch (fewer registers: more workgroups per SM).
+  m16x128s4h0: {kind: 'matrix', tm: 16, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: false, subgroups: 4,
+                split: true, pad: true, hd: true},
+  m128x128s8e0: {kind: 'matrix', tm: 128, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: false, subgroups: 8,
+                 split: true, rowGroups: 2, pad: true, hd: true, epilogue: 'subgroup'},
+  // The lhs tile read k fastest (l).
+  m128x128s8e0l: {kind: 'matrix', tm: 128, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: false, subgroups: 8,
+                  split: true, rowGroups: 2, pad: true, hd: true, epilogue: 'subgroup', lhsKFast: true},
+  m128x128s8el: {kind: 'matrix', tm: 128, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 8,
+                 split: true, rowGroups: 2, pad: true, hd: true, epilogue: 'subgroup', lhsKFast: true},
+  m64x128s4hl: {kind: 'matrix', tm: 64, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
+                split: true, pad: true, hd: true, lhsKFast: true},
+  m16x128s4hl: {kind: 'matrix', tm: 16, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
+                split: true, pad: true, hd: true, lhsKFast: true},
+  // 8 subgroups (256 invocations stage the tiles), in 2 rows x 4 column blocks or 8 column blocks.
+  m64x128s8h: {kind: 'matrix', tm: 64, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 8,
+               split: true, rowGroups: 2, pad: true, hd: true},
+  m32x128s8h: {kind: 'matrix', tm: 32, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 8,
+               split: true, rowGroups: 2, pad: true, hd: true},
+  // The subgroup epilogue (e): 128-row tiles fit.
+  m128x128s8e: {kind: 'matrix', tm: 128, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 8,
+                split: true, rowGroups: 2, pad: true, hd: true, epilogue: 'subgroup'},
+  m64x128s8e: {kind: 'matrix', tm: 64, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 8,
+               split: true, rowGroups: 2, pad: true, hd: true, epilogue: 'subgroup'},
+  m128x128s8en: {kind: 'matrix', tm: 128, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 8,
+                 split: true, rowGroups: 2, pad: true, hd: true, epilogue: 'subgroup', probe: 'nob'},
+  m128x128s8ez: {kind: 'matrix', tm: 128, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 8,
+                 split: true, rowGroups: 2, pad: true, hd: true, epilogue: 'subgroup', probe: 'nost'},
+  m128x128s4e: {kind: 'matrix', tm: 128, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
+                split: true, rowGroups: 2, pad: true, hd: true, epilogue: 'subgroup'},
+  m16x128s4e: {kind: 'matrix', tm: 16, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
+               split: true, pad: true, hd: true, epilogue: 'subgroup'},
+  // TK = 64: half the barriers per k.
+  m16x128s4hk: {kind: 'matrix', tm: 16, tn: 128, tk: 64, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
+                split: true, pad: true, hd: true},
+  m64x128s8ek: {kind: 'matrix', tm: 64, tn: 128, tk: 64, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 8,
+                split: true, rowGroups: 2, pad: true, hd: true, epilogue: 'subgroup'},
+  m16x256s8h: {kind: 'matrix', tm: 16, tn: 256, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 8,
+               split: true, pad: true, hd: true},
 };
+
+/** The p / h / n / z variants of a 4-subgroup split matrix preset named m{TM}x{TN}s4 (see MatrixConfig). */
+function matrixVariants(name: string): Record<string, MatrixConfig> {
+  const [tm, tn] = name.slice(1, -2).split('x').map(Number);
+  const base: MatrixConfig = {kind: 'matrix', tm, tn, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
+                              split: true};
+  return {[`${name}p`]: {...base, pad: true}, [`${name}h`]: {...base, pad: true, hd: true},
+          [`${name}n`]: {...base, pad: true, hd: true, probe: 'nob'},
+          [`${name}z`]: {...base, pad: true, hd: true, probe: 'nost'}};
+}
 
 /** Forces one preset for every batchedGemm on webgpu (benchmarks compare them); null restores the heuristic. */
 export function setWebGPUGemmPreset(name: string | null): void {
@@ -172,12 +255,19 @@ export const GEMM_TILE_TABLE: Record<string, readonly TileChoice[]> = {
 /**
  * Rows per expert -> matrix preset, where the half-matrix program may run (the stream rows keep streaming). H200
  * batch H (int4 g32, the two GEMMs): 4 subgroups splitting the columns were the fastest, m16x128s4 1.70 ms at 16
- * rows per expert and m64x128s4 12.36 ms at 256 (one subgroup m16x64: 1.98 / 18.6; exact r16x128 / r64x256 in the
- * same run 1.61 / 11.80, so the flag stays off by default).
+ * rows per expert and m64x128s4 12.36 ms at 256 (exact r16x128 / r64x256 in the same run 1.61 / 11.80). Session 4,
+ * batch I: padded strides and the f16 decode made it pay: m16x128s4h 1.18 ms at 16 rows (exact 1.65), at 256
+ * rows m64x128s4h 8.43 and, with each subgroup writing its own results, 128-row tiles m128x128s8e 7.30 (exact
+ * 11.91); float16 1.07 / 6.19 (exact 1.43 / 11.19). Batch J: without the register prefetch the 128-row tiles took
+ * 6.60 ms against 7.84 (same process); at 64 rows per expert (T = 1024) the 64- and 128-row kinds tied (2.62-2.74).
+ * Batch K: reading the activation tile k first (whole sectors) took the 128-row tiles to 5.51 ms (7.11 with
+ * prefetch and rows first) and m64x128s4h to 7.51 (8.40 in J); at 16 rows it tied (1.089 / 1.090), so that row keeps
+ * its preset.
  */
 export const MATRIX_TILE_TABLE: readonly TileChoice[] = [
-  {maxRowsPerExpert: 24, preset: 'm16x128s4'},
-  {maxRowsPerExpert: Infinity, preset: 'm64x128s4'},
+  {maxRowsPerExpert: 24, preset: 'm16x128s4h'},
+  {maxRowsPerExpert: 96, preset: 'm64x128s4hl'},
+  {maxRowsPerExpert: Infinity, preset: 'm128x128s8e0l'},
 ];
 
 /**
@@ -237,7 +327,9 @@ function matrixConfig(s: GemmShape, maxWorkgroupStorage: number, h: HalfMatrixSh
     name = MATRIX_TILE_TABLE.find(c => rowsPerExpert <= c.maxRowsPerExpert)!.preset;
   }
   const c = {...(GEMM_PRESETS[name] as MatrixConfig), sm: h.m, sn: h.n, sk: h.k};
-  const fits = c.tm % c.sm === 0 && (c.tn / (c.split ? c.subgroups : 1)) % c.sn === 0 && c.tk % c.sk === 0 &&
+  const rowGroups = c.split ? c.rowGroups ?? 1 : 1;
+  const fits = (c.tm / rowGroups) % c.sm === 0 && (c.tn / (c.split ? c.subgroups / rowGroups : 1)) % c.sn === 0 &&
+      c.tk % c.sk === 0 &&
       (c.tn / 2) % 4 === 0;
   return fits && workgroupBytes(c) <= maxWorkgroupStorage ? c : null;
 }

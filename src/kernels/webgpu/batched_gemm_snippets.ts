@@ -120,8 +120,20 @@ export function tiledRhsLoad(transposeRhs: boolean, swiglu: boolean, vec: number
         }`;
 }
 
-/** Tiled rhs loads: the vec4 column n of tile column nv, and whether it exists (with SwiGLU: gate/up halves). */
-function tileColumn(swiglu: boolean): string {
+/**
+ * Tiled rhs loads: the vec4 column n of tile column nv, and whether it exists (with SwiGLU: gate/up halves; with
+ * `blocks` > 1 each of that many column blocks of the tile holds its own gate half and then the matching up half).
+ */
+function tileColumn(swiglu: boolean, blocks = 1): string {
+  if (swiglu && blocks > 1) {
+    return `
+          // Column block nv / BW of the tile: gate columns, then the matching up columns.
+          let bw = TNV / ${blocks};
+          let w = nv % bw;
+          let logical = colTile * (TNV / 2) + (nv / bw) * (bw / 2) + w % (bw / 2);
+          let n = select(logical, NV / 2 + logical, w >= bw / 2);
+          let colOk = logical < NV / 2;`;
+  }
   return swiglu ? `
           // First half of the tile: gate columns; second half: the matching up columns.
           let logical = colTile * (TNV / 2) + nv % (TNV / 2);
@@ -279,8 +291,19 @@ export interface StagedTile {
   wgs: number;
   /** 4: As holds vec4 of 4 rows (TM % 4 == 0). */
   av: 1 | 4;
-  /** As / Bs are f16 scalars (the subgroup-matrix program: As [TM][TK], Bs [TK][TN], row-major); av must be 1. */
+  /**
+   * As / Bs are f16 scalars (the subgroup-matrix program: As [TM][SA], Bs [TK][SB], row-major, the strides SA >= TK
+   * and SB >= TN WGSL constants in scope); av must be 1.
+   */
   half?: boolean;
+  /** With half: decode to f16 directly (MatrixConfig.hd: symmetric int4, int8 and float16; others as without it). */
+  halfDecode?: boolean;
+  /** With half: the lhs tile read k fastest across threads (MatrixConfig.lhsKFast). */
+  lhsKFast?: boolean;
+  /** With half: 'nob' leaves the weight tile unstaged, 'nost' both tiles (MatrixConfig.probe). */
+  probe?: 'nob' | 'nost';
+  /** With swiglu: column blocks that each hold gate then up columns (tileColumn; default 1: the tile's halves). */
+  swigluBlocks?: number;
   swiglu: boolean;
   /** 'float': vec4 rhs [E,K,N]; 'packed': the word decoders (TK a multiple of their P); 'none': lhs only. */
   rhs: 'float' | 'packed' | 'none';
@@ -296,42 +319,64 @@ export interface StagedTile {
  */
 export function stagedTileLoads(t: StagedTile): StagedLoads {
   const la = Math.ceil(t.tm * t.tk / 4 / t.wgs);
+  // Half tiles: the lhs vec4 as two packed f32 -> f16 pairs (HALF_PAIR_SNIPPET), four scalars of As.
   const aStore = t.av === 4 ?
       (j: number) => `As[(kq * 4 + ${j}) * (TM / 4) + m / 4][m % 4] = v.${'xyzw'[j]};` :
-      t.half ? (j: number) => `As[m * TK + kq * 4 + ${j}] = f16(v.${'xyzw'[j]});` :
+      t.half ? (j: number) => `As[m * SA + kq * 4 + ${j}] = ${j < 2 ? 'hl' : 'hh'}.${'xy'[j % 2]};` :
       (j: number) => `As[(kq * 4 + ${j}) * TM + m] = v.${'xyzw'[j]};`;
-  // A vec4 of Bs: one vec4 element, or four f16 scalars (subgroupMatrixLoad reads arrays of scalars).
-  const bStore = (index: string, value: string) => !t.half ? `Bs[${index}] = ${value};` : `{
-                let o = (${index}) * 4;
+  const aPairs = t.half ? `
+              let hl = toHalf2(v.xy);
+              let hh = toHalf2(v.zw);` : '';
+  // A vec4 of Bs at tile row `row`, vector column `nv`: one vec4 element, or four f16 scalars (subgroupMatrixLoad
+  // reads arrays of scalars; the four are adjacent, one 8-byte store where the compiler merges them).
+  const bStore = (row: string, nv: string, value: string) => !t.half ? `Bs[(${row}) * TNV + ${nv}] = ${value};` : `{
+                let o = (${row}) * SB + (${nv}) * 4;
                 let h = vec4<f16>(${value});
                 Bs[o] = h.x;
                 Bs[o + 1] = h.y;
                 Bs[o + 2] = h.z;
                 Bs[o + 3] = h.w;
               }`;
-  const lhsFetch = `
+  const stageA = t.probe !== 'nost', stageB = t.probe == null;
+  // Row fastest across threads (the transposed f32 stores hit distinct banks), or with lhsKFast k fastest (a row's
+  // TK values are one contiguous read: whole 32-byte sectors when TM rows would each take half of one).
+  const lhsIndex = t.lhsKFast === true ? `let m = idx / (TK / 4);
+            let kq = idx % (TK / 4);` : `let m = idx % TM;
+            let kq = idx / TM;`;
+  let lhsFetch = `
           for (var l = 0; l < ${la}; l++) {
             let idx = lid + l * WGS;
-            let m = idx % TM;
-            let kq = idx / TM;
+            ${lhsIndex}
             let r = rowStart + m;
             let k = kf + kq * 4;
             var v = vec4<f32>(0.0);
             if (idx < TM * TK / 4 && r < rowEnd && k < K) { v = lhs[(r * K + k) / 4]; }
             ra[l] = v;
           }`;
-  const lhsStore = `
+  let lhsStore = `
           for (var l = 0; l < ${la}; l++) {
             let idx = lid + l * WGS;
             if (idx < TM * TK / 4) {
-              let m = idx % TM;
-              let kq = idx / TM;
-              let v = ra[l];
+              ${lhsIndex}
+              let v = ra[l];${aPairs}
               ${[0, 1, 2, 3].map(aStore).join('\n              ')}
             }
           }`;
+  if (!stageA) {
+    lhsFetch = '';
+    // The probes keep every binding referenced (an unreferenced one drops out of the pipeline's layout).
+    lhsStore = `
+          if (K < 0) { As[0] = f16(lhs[0].x); }`;
+  }
   if (t.rhs === 'none') return {regs: `var ra : array<vec4<f32>, ${la}>;`, fetch: lhsFetch, store: lhsStore};
   const l = t.packed;
+  if (!stageB) {
+    const touch = l == null ? ['rhs[0].x'] : ['f32(packed[0].x)',
+      ...(hasScales(l.format) ? [l.format === 'mxfp4' ? 'f32(scales[0])' : 'scales[0].x'] : []),
+      ...(l.zeroPoint ? ['zeros[0].x'] : [])];
+    return {regs: `var ra : array<vec4<f32>, ${la}>;`, fetch: lhsFetch, store: lhsStore + `
+          if (K < 0) { Bs[0] = f16(${touch.join(' + ')}); }`};
+  }
   if (t.rhs === 'float' || l == null) {
     const lb = Math.ceil(t.tk * t.tnv / t.wgs);
     return {
@@ -343,7 +388,7 @@ export function stagedTileLoads(t: StagedTile): StagedLoads {
             let kk = idx / TNV;
             let nv = idx % TNV;
             let k = kf + kk;
-            ${tileColumn(t.swiglu)}
+            ${tileColumn(t.swiglu, t.swigluBlocks)}
             var v = vec4<f32>(0.0);
             if (idx < TK * TNV && k < K && colOk) { v = rhs[(expert * K + k) * NV + n]; }
             rb[l] = v;
@@ -351,7 +396,7 @@ export function stagedTileLoads(t: StagedTile): StagedLoads {
       store: lhsStore + `
           for (var l = 0; l < ${lb}; l++) {
             let idx = lid + l * WGS;
-            if (idx < TK * TNV) { ${bStore('idx', 'rb[l]')} }
+            if (idx < TK * TNV) { ${t.half ? bStore('idx / TNV', 'idx % TNV', 'rb[l]') : 'Bs[idx] = rb[l];'} }
           }`,
     };
   }
@@ -364,13 +409,15 @@ export function stagedTileLoads(t: StagedTile): StagedLoads {
   const wordTerms = groupTerms(l, 'kw * P / GROUP');
   const fetchScale = perWord && wordTerms.scale != null;
   const fetchZero = perWord && l.zeroPoint;
-  const rows = Array.from({length: P}, (_, j) => {
+  const halfDecode = t.half === true && t.halfDecode === true && perWord &&
+      (l.format === 'float16' || l.format === 'int8' || (l.format === 'int4' && !l.zeroPoint));
+  const rows = halfDecode ? halfDecodedRows(l) : Array.from({length: P}, (_, j) => {
     const g = perWord ? null : groupTerms(l, `(kw * P + ${j}) / GROUP`);
     const z = perWord ? (fetchZero ? 'rz[l]' : wordTerms.zero) : g!.zero;
     const code = d.codeRow('rc[l]', j, z);
     const value = !scaled ? code : `${perWord ? 'rs[l]' : g!.scale} * ${code}`;
     return `
-              ${bStore(`(kwl * P + ${j}) * TNV + nv`, `select(vec4<f32>(0.0), ${value}, kw * P + ${j} < K)`)}`;
+              ${bStore(`kwl * P + ${j}`, 'nv', `select(vec4<f32>(0.0), ${value}, kw * P + ${j} < K)`)}`;
   }).join('');
   return {
     regs: `var ra : array<vec4<f32>, ${la}>;
@@ -386,7 +433,7 @@ export function stagedTileLoads(t: StagedTile): StagedLoads {
             let idx = lid + l * WGS;
             let kwl = idx / TNV;
             let nv = idx % TNV;
-            ${tileColumn(t.swiglu)}
+            ${tileColumn(t.swiglu, t.swigluBlocks)}
             let kw = kf / P + kwl;
             var c = vec4<u32>(0u);${fetchScale ? `
             var sc = vec4<f32>(0.0);` : ''}${fetchZero ? `
@@ -406,9 +453,64 @@ export function stagedTileLoads(t: StagedTile): StagedLoads {
             if (idx < (TK / P) * TNV) {
               let kwl = idx / TNV;
               let nv = idx % TNV;
-              ${perWord ? '' : `${tileColumn(t.swiglu)}`}
+              ${perWord ? '' : `${tileColumn(t.swiglu, t.swigluBlocks)}`}
               let kw = k0 / P + kwl;${rows}
             }
           }`,
   };
+}
+
+/**
+ * WGSL helpers of the half tiles (declared by the matrix program): `toHalf2` rounds two f32 to f16 in one packing
+ * operation, `halfPair` reads a word as its two halves (low first). spec/webgpu/half_matrices_program.spec.ts
+ * replaces both bodies when it emulates the matrices in f32.
+ */
+export const HALF_PAIR_SNIPPET = `
+      fn toHalf2(v : vec2<f32>) -> vec2<f16> { return bitcast<vec2<f16>>(pack2x16float(v)); }
+      fn halfPair(u : u32) -> vec2<f16> { return bitcast<vec2<f16>>(u); }`;
+
+/**
+ * The f16 decode of one vec4 word load rc[l] (4 columns x P codes) into P rows of Bs (StagedTile.halfDecode).
+ * float16: each word is rows 2 kw' and 2 kw' + 1 of its column, as they are. Symmetric int4: the masked word
+ * (w >> 4j) & 0x000f000f holds codes j and j + 4; with 0x64006400 its halves are 1024 + c, exact, and minus 1032
+ * c - 8, exact; int8 likewise with bytes j and j + 2 (1024 + 128 + q, minus 1152); times the group's scale
+ * rounded to f16 (one rounding more than the f32 decode). Rows k >= K are zeros.
+ */
+function halfDecodedRows(l: ExpertWeightLayout): string {
+  const store = (row: string, q: string[], ok: string) => `
+              {
+                let o = (${row}) * SB + nv * 4;
+                let h = select(vec4<f16>(0.0), vec4<f16>(${q.join(', ')}), ${ok});
+                Bs[o] = h.x;
+                Bs[o + 1] = h.y;
+                Bs[o + 2] = h.z;
+                Bs[o + 3] = h.w;
+              }`;
+  const cols = ['x', 'y', 'z', 'w'];
+  if (l.format === 'float16') {
+    return `
+              let p0 = halfPair(rc[l].x);
+              let p1 = halfPair(rc[l].y);
+              let p2 = halfPair(rc[l].z);
+              let p3 = halfPair(rc[l].w);` +
+        store('kwl * 2', cols.map((_, c) => `p${c}.x`), 'kw * 2 < K') +
+        store('kwl * 2 + 1', cols.map((_, c) => `p${c}.y`), 'kw * 2 + 1 < K');
+  }
+  // Codes j and j + P/2 of each word in one 32-bit lane pair: int4 nibbles, int8 bytes (XOR 0x80: offset binary,
+  // 1024 + 128 + c as a half).
+  const P = codesPerWord(l.format), pairs = P / 2, bits = 32 / P;
+  const mask = l.format === 'int8' ? '0x00ff00ffu' : '0x000f000fu';
+  const flip = l.format === 'int8' ? ' ^ vec4<u32>(0x00800080u)' : '';
+  const offset = l.format === 'int8' ? '1152.0' : '1032.0';
+  let out = `
+              let s16 = vec4<f16>(rs[l]);`;
+  for (let j = 0; j < pairs; j++) {
+    out += `
+              let m${j} = (((rc[l] >> vec4<u32>(${bits * j}u)) & vec4<u32>(${mask}))${flip}) | vec4<u32>(0x64006400u);` +
+        cols.map(c => `
+              let q${j}${c} = (halfPair(m${j}.${c}) - vec2<f16>(${offset})) * s16.${c};`).join('') +
+        store(`kwl * P + ${j}`, cols.map(c => `q${j}${c}.x`), `kw * P + ${j} < K`) +
+        store(`kwl * P + ${j + pairs}`, cols.map(c => `q${j}${c}.y`), `kw * P + ${j + pairs} < K`);
+  }
+  return out;
 }

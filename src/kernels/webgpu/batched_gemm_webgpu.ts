@@ -20,8 +20,8 @@
 import {codesPerWord, hasScales} from '../expert_weight_formats.js';
 import {GemmConfig, GemmShape, MatrixConfig, maxTiles, StreamConfig, threads, tileCols, TiledConfig, tileRows}
   from './batched_gemm_config.js';
-import {packedStreamStep, scheduleSnippet, stagedTileLoads, STREAM_WORD_ROWS, tiledLhsLoad, tiledRhsLoad}
-  from './batched_gemm_snippets.js';
+import {HALF_PAIR_SNIPPET, packedStreamStep, scheduleSnippet, stagedTileLoads, STREAM_WORD_ROWS, tiledLhsLoad,
+  tiledRhsLoad} from './batched_gemm_snippets.js';
 import {swigluSnippet, swigluUniforms} from './fused_swiglu_scale_webgpu.js';
 import {HALF_MATRIX_SUBGROUP} from './half_matrices.js';
 import {layoutKey, weightDecoderSnippet, weightVariableNames, wordDecoder} from './quantized_webgpu.js';
@@ -90,7 +90,9 @@ export class BatchedGemmProgram implements WebGPUProgram {
     this.dispatch = flatDispatch(this.colTiles * maxTiles(shape.numRows, shape.numExperts, tileRows(config)));
     const cfgKey = config.kind === 'stream' ?
         `stream_tm${config.tm}_nv${config.nv}_ks${config.ks}_u${config.unroll}` : config.kind === 'matrix' ?
-        `matrix_${config.tm}x${config.tn}_tk${config.tk}_s${config.sm}x${config.sn}x${config.sk}_pf${+config.prefetch}` :
+        `matrix_${config.tm}x${config.tn}_tk${config.tk}_s${config.sm}x${config.sn}x${config.sk}_pf${+config.prefetch}` +
+        `_g${config.subgroups}${config.split ? `s${config.rowGroups ?? 1}` : 'r'}_pad${+(config.pad ?? false)}_hd${+(config.hd ?? false)}` +
+        (config.lhsKFast === true ? '_lk' : '') + (config.probe != null ? `_${config.probe}` : '') :
         `tiled_${config.wx}x${config.wy}_rm${config.rm}_rn${config.rn}_tk${config.tk}_v${config.vec}_a${lhsVec}` +
         `_av${config.av ?? 1}_pf${+(config.prefetch ?? false)}`;
     this.shaderKey = `moeBatchedGemm_${cfgKey}_E${shape.numExperts}_t${+shape.transposeRhs}_b${+shape.hasBias}` +
@@ -321,22 +323,30 @@ ${this.streamMainLoop()}
   private matrixCode(c: MatrixConfig): string {
     const tnv = c.tn / 4;
     const packed = this.shape.packed;
+    const pad = c.pad === true ? 8 : 0;
+    // split: subgroup g takes rows block g / colGroups and columns block g % colGroups; else the whole tile.
+    const rowGroups = c.split ? c.rowGroups ?? 1 : 1;
+    const colGroups = c.split ? c.subgroups / rowGroups : 1;
+    const own = c.split && c.epilogue === 'subgroup';
     const loads = stagedTileLoads({tm: c.tm, tk: c.tk, tnv, wgs: threads(c), av: 1, half: true,
-      swiglu: this.shape.swiglu === true, packed, rhs: packed != null ? 'packed' : 'float'});
-    const cols = c.split ? c.tn / c.subgroups : c.tn;
-    const rt = c.tm / c.sm, ct = cols / c.sn;
-    // Per-subgroup column offset (split), else 0: every subgroup multiplies the whole tile.
+      halfDecode: c.hd === true, lhsKFast: c.lhsKFast === true, probe: c.probe, swiglu: this.shape.swiglu === true,
+      packed,
+      rhs: packed != null ? 'packed' : 'float', swigluBlocks: own ? colGroups : 1});
+    const cols = c.tn / colGroups, rows = c.tm / rowGroups;
+    const rt = rows / c.sm, ct = cols / c.sn;
+    // Per-subgroup column and row offsets (split), else 0: every subgroup multiplies the whole tile.
     const sg = c.split ? ' + sgCol' : '';
+    const sgA = rowGroups > 1 ? ' + sgRowA' : '', sgC = rowGroups > 1 ? ' + sgRowC' : '';
     const tiles: Array<[number, number]> = [];
     for (let i = 0; i < rt; i++) for (let j = 0; j < ct; j++) tiles.push([i, j]);
     const left = `subgroup_matrix_left<f16, ${c.sk}, ${c.sm}>`, right = `subgroup_matrix_right<f16, ${c.sn}, ${c.sk}>`;
     const res = `subgroup_matrix_result<f32, ${c.sn}, ${c.sm}>`;
     const steps = `for (var kk = 0u; kk < u32(TK); kk += ${c.sk}u) {
               ${Array.from({length: rt}, (_, i) =>
-                `let a${i} = subgroupMatrixLoad<${left}>(&As, ${i * c.sm}u * u32(TK) + kk, false, u32(TK));`).join(`
+                `let a${i} = subgroupMatrixLoad<${left}>(&As, ${i * c.sm}u * u32(SA)${sgA} + kk, false, u32(SA));`).join(`
               `)}
               ${Array.from({length: ct}, (_, j) =>
-                `let b${j} = subgroupMatrixLoad<${right}>(&Bs, kk * u32(TN)${sg} + ${j * c.sn}u, false, u32(TN));`).join(`
+                `let b${j} = subgroupMatrixLoad<${right}>(&Bs, kk * u32(SB)${sg} + ${j * c.sn}u, false, u32(SB));`).join(`
               `)}
               ${tiles.map(([i, j]) => `acc${i}_${j} = subgroupMatrixMultiplyAccumulate(a${i}, b${j}, acc${i}_${j});`).join(`
               `)}
@@ -357,7 +367,7 @@ ${this.streamMainLoop()}
             ${steps}
             workgroupBarrier();
           }`;
-    return `
+    const head = `
       enable f16;
       enable subgroups;
       enable chromium_experimental_subgroup_matrix;${c.split ? `
@@ -369,28 +379,104 @@ ${this.streamMainLoop()}
       const TNV = ${tnv};
       const VEC = 4;
       const WGS = ${threads(c)};
-      var<workgroup> As : array<f16, ${c.tk * c.tm}>;
-      var<workgroup> Bs : array<f16, ${c.tk * c.tn}>;
-      var<workgroup> Cs : array<f32, ${c.tm * c.tn}>;
+      const SA = ${c.tk + pad};
+      const SB = ${c.tn + pad};
+      const CW = ${cols};
+      var<workgroup> As : array<f16, ${c.tm * (c.tk + pad)}>;
+      var<workgroup> Bs : array<f16, ${c.tk * (c.tn + pad)}>;${HALF_PAIR_SNIPPET}
+      var<workgroup> Cs : array<f32, ${own ? c.subgroups * c.sm * cols : c.tm * c.tn}>;
       fn main(index : i32) {
         ${this.prologue()}
         let NV = N / VEC;${c.split ? `
-        let sgCol = u32(lid / ${HALF_MATRIX_SUBGROUP}) * ${cols}u;` : ''}
+        let sgCol = (u32(lid / ${HALF_MATRIX_SUBGROUP}) % ${colGroups}u) * ${cols}u;` : ''}${rowGroups > 1 ? `
+        let sgRow = (u32(lid / ${HALF_MATRIX_SUBGROUP}) / ${colGroups}u) * ${rows}u;
+        let sgRowA = sgRow * u32(SA);
+        let sgRowC = sgRow * u32(TN);` : ''}`;
+    // The layout assumes 32-wide subgroups; any other width shows as NaN outputs (built at run time: WGSL rejects
+    // NaN constants).
+    const wide = `
+        let wide = subgroupAdd(1u) == ${HALF_MATRIX_SUBGROUP}u;
+        let nan = bitcast<f32>(0x7fc00000u | (u32(lid) & 0u));`;
+    if (own) {
+      return `${head}${wide}
+        if (mode == MODE_EXPERT) {
+          ${tiles.map(([i, j]) => `var acc${i}_${j} = ${res}();`).join(`
+          `)}
+          ${loads.regs}${body}
+          let sgBase = u32(lid / ${HALF_MATRIX_SUBGROUP}) * ${c.sm * cols}u;
+          let lane = lid % ${HALF_MATRIX_SUBGROUP};${Array.from({length: rt}, (_, i) => `
+          ${Array.from({length: ct}, (_, j) =>
+            `subgroupMatrixStore(&Cs, sgBase + ${j * c.sn}u, acc${i}_${j}, false, u32(CW));`).join(`
+          `)}
+          workgroupBarrier();
+          ${this.matrixOwnStore(`${rowGroups > 1 ? 'i32(sgRow) + ' : ''}${i * c.sm}`, c.sm, cols)}
+          workgroupBarrier();`).join('')}
+        } else if (mode == MODE_ZERO) {
+          ${this.matrixZeroStore()}
+        }
+      }`;
+    }
+    return `${head}
         if (mode == MODE_EXPERT) {
           ${tiles.map(([i, j]) => `var acc${i}_${j} = ${res}();`).join(`
           `)}
           ${loads.regs}${body}
           ${tiles.map(([i, j]) =>
-            `subgroupMatrixStore(&Cs, ${i * c.sm}u * u32(TN)${sg} + ${j * c.sn}u, acc${i}_${j}, false, u32(TN));`).join(`
+            `subgroupMatrixStore(&Cs, ${i * c.sm}u * u32(TN)${sgC}${sg} + ${j * c.sn}u, acc${i}_${j}, false, u32(TN));`).join(`
           `)}
         }
-        workgroupBarrier();
-        // The layout assumes 32-wide subgroups; any other width shows as NaN outputs (built at run time: WGSL
-        // rejects NaN constants).
-        let wide = subgroupAdd(1u) == ${HALF_MATRIX_SUBGROUP}u;
-        let nan = bitcast<f32>(0x7fc00000u | (u32(lid) & 0u));
+        workgroupBarrier();${wide}
         ${this.shape.swiglu ? this.matrixSwigluEpilogue() : this.matrixEpilogue()}
       }`;
+  }
+
+  /**
+   * Subgroup epilogue (MatrixConfig.epilogue 'subgroup'): the subgroup's 32 invocations write the `rows` x `cols`
+   * results in its scratch Cs[sgBase ..] (row stride CW = cols) to tile rows `row0` + m of its column block; with
+   * SwiGLU the block's first half holds gate columns and its second half the matching up columns.
+   */
+  private matrixOwnStore(row0: string, rows: number, cols: number): string {
+    const at = (m: string, q: string) => `vec4<f32>(${[0, 1, 2, 3].map(j =>
+        `Cs[sgBase + u32(${m}) * u32(CW) + u32(${q}) * 4u${j > 0 ? ` + ${j}u` : ''}]`).join(', ')})`;
+    if (this.shape.swiglu) {
+      const bias = this.shape.hasBias ? 'g += bias[expert * NV + logical]; u += bias[expert * NV + IV + logical];' : '';
+      return `for (var idx = lane; idx < ${rows * cols / 8}; idx += ${HALF_MATRIX_SUBGROUP}) {
+            let m = idx / ${cols / 8};
+            let q = idx % ${cols / 8};
+            let r = rowStart + ${row0} + m;
+            let IV = NV / 2;
+            let logical = colTile * (TNV / 2) + i32(sgCol) / 8 + q;
+            if (r < rowEnd && logical < IV) {
+              var g = ${at('m', 'q')};
+              var u = ${at('m', `q + ${cols / 8}`)};
+              ${bias}
+              result[r * IV + logical] = select(vec4<f32>(nan), swiglu4(g, u)${this.scaleTerm('r')}, wide);
+            }
+          }`;
+    }
+    const bias = this.shape.hasBias ? 'v += bias[expert * NV + nv];' : '';
+    return `for (var idx = lane; idx < ${rows * cols / 4}; idx += ${HALF_MATRIX_SUBGROUP}) {
+            let m = idx / ${cols / 4};
+            let q = idx % ${cols / 4};
+            let r = rowStart + ${row0} + m;
+            let nv = colTile * TNV + i32(sgCol) / 4 + q;
+            if (r < rowEnd && nv < NV) {
+              var v = ${at('m', 'q')};
+              ${bias}
+              result[r * NV + nv] = select(vec4<f32>(nan), v, wide);
+            }
+          }`;
+  }
+
+  /** Zeros for a tile of rows in no segment (the subgroup epilogue's other mode). */
+  private matrixZeroStore(): string {
+    const width = this.shape.swiglu ? 'TNV / 2' : 'TNV';
+    const total = this.shape.swiglu ? 'NV / 2' : 'NV';
+    return `for (var idx = lid; idx < TM * (${width}); idx += WGS) {
+            let r = rowStart + idx / (${width});
+            let col = colTile * (${width}) + idx % (${width});
+            if (r < rowEnd && col < ${total}) { result[r * (${total}) + col] = vec4<f32>(0.0); }
+          }`;
   }
 
   /** Matrix epilogue: vec4 of Cs row m, vector column q of the tile. */

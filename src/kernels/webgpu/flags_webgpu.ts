@@ -17,7 +17,9 @@ export const MOE_WEBGPU_DECODE_MAX_TOKENS = 'MOE_WEBGPU_DECODE_MAX_TOKENS';
 
 /**
  * The tiled grouped GEMMs multiply on subgroup matrices (tensor cores) in f16 with f32 accumulation where the device
- * has the features (half_matrices.ts): faster, not exact (~3e-4 relative error on a layer). Default off.
+ * has the features (half_matrices.ts; a device tfjs creates itself never has them: in Node initWebGPUForNode's
+ * `features`): 1.4-1.8x faster on the H200, not exact (4e-4 to 6e-4 relative from the exact result on a Qwen3 layer,
+ * docs/semantics.md section 10). Default on; false keeps the exact float32 tiles on every device.
  */
 export const MOE_WEBGPU_GEMM_HALF_MATRICES = 'MOE_WEBGPU_GEMM_HALF_MATRICES';
 
@@ -32,7 +34,7 @@ export const MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES = 'MOE_WEBGPU_DECODE_SUBMIT_DIS
 export function registerWebGPUFlags(): void {
   const env = tf.env();
   env.registerFlag(MOE_WEBGPU_GEMM_PRESET, () => '');
-  env.registerFlag(MOE_WEBGPU_GEMM_HALF_MATRICES, () => false);
+  env.registerFlag(MOE_WEBGPU_GEMM_HALF_MATRICES, () => true);
   env.registerFlag(MOE_WEBGPU_MAX_STORAGE_BINDING_BYTES, () => 0);
   env.registerFlag(MOE_WEBGPU_DECODE_MAX_TOKENS, () => 16);
   env.registerFlag(MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES, () => 8);

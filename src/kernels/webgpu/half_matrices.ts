@@ -1,9 +1,11 @@
 /**
  * The tiled grouped GEMM on subgroup matrices (Dawn's chromium-experimental-subgroup-matrix: Vulkan cooperative
  * matrices, the tensor cores on NVIDIA): f16 tiles in workgroup memory, f32 accumulation. Not exact: activations
- * and dequantized weights are rounded to f16 once each (about 1e-3 relative error per product, ~3e-4 on a layer's
- * output, against 1.4e-2 for ONNX Runtime's int8-activation QMoE), so it runs only when MOE_WEBGPU_GEMM_HALF_MATRICES
- * is on and the device has the features (initWebGPUForNode's `features`), never by default.
+ * and dequantized weights are rounded to f16 (symmetric int4: the scale too, before its product), about 1e-3
+ * relative error per product, 4e-4 to 6e-4 on a layer's output, against 1.4e-2 for ONNX Runtime's int8-activation
+ * QMoE. It runs where MOE_WEBGPU_GEMM_HALF_MATRICES is on (the default) and the device has the features, which
+ * only a device created with them has (initWebGPUForNode's `features`; tfjs's own device never): detected per
+ * device, never assumed; the flag off keeps the exact tiles.
  */
 import * as tf from '@tensorflow/tfjs-core';
 
