@@ -30,11 +30,12 @@ import {decodeDispatchCount, setWebGPUDecodeTiles, timeDecodePrograms, tunedDeco
 import type {DecodeTilesOverride} from '../src/kernels/webgpu/decode/decode_forward.js';
 import {selectMoeForward} from '../src/layers/backend_selection.js';
 import {refFusedMoE} from '../spec/reference/moe_reference.js';
+import {ortQMoeHooks} from './ort_qmoe.js';
 import {toQuantized} from './random_packed.js';
 import {FORMATS, FormatRow, HostPacked, randomPacked, referenceLayer, relL2} from './webgpu_formats_bench.js';
 
 const [H, I, E, K] = (process.env.BENCH_SHAPE ?? '2048,768,128,8').split(',').map(Number);
-const TOKENS = (process.env.BENCH_T ?? '1,2,4,8,16,32').split(',').map(Number);
+const TOKENS = (process.env.BENCH_T ?? '1,2,4,8,16,32').split(',').filter(s => s !== '').map(Number);
 const LARGE_T = (process.env.BENCH_LARGE_T ?? '256,4096').split(',').filter(s => s !== '').map(Number);
 const STACK = Number(process.env.BENCH_STACK ?? 48);
 const STARTED = performance.now();
@@ -52,6 +53,10 @@ const PACKED_T = (process.env.BENCH_PACKED_T ?? '1,2,4,8,16').split(',').filter(
 const PACKED_T_REST = (process.env.BENCH_PACKED_T_REST ?? '1,16').split(',').filter(s => s !== '').map(Number);
 const PACKED_SWEEP = Number(process.env.BENCH_PACKED_SWEEP ?? 3);
 const PACKED_STACK = Number(process.env.BENCH_PACKED_STACK ?? 0);
+/** Packed formats whose layer also runs as ORT's QMoE in this process (ort_qmoe.ts; '' none), on BENCH_ORT_EP. */
+const ORT_FORMATS = (process.env.BENCH_ORT ?? '').split(',').filter(s => s !== '');
+/** BENCH_ENTRIES=0: skip the float32 T = 1 timing by entry (layer.apply, call, forward, readback floor). */
+const ENTRIES = process.env.BENCH_ENTRIES !== '0';
 /** The tiles main chose before the tuning table (H200 run 2's defaults), timed beside the table's choice. */
 const RUN2_TILES = (T: number): DecodeTilesOverride => ({upRows: 16, routerPartials: 16384, routeLanes: 256,
   routeTopk: 'rounds', ...(T <= 2 ? {upNv: 8, upKs: 32, downNv: 4, downKs: 64} : {upNv: 16, upKs: 16, downNv: 8, downKs: 32})});
@@ -398,6 +403,91 @@ function packedBytesPerExpert(p: HostPacked): number {
   return (p.values.length + (p.scales?.length ?? 0) + (p.zeroPoints?.length ?? 0)) * 4 / E;
 }
 
+/**
+ * Launch candidates of the packed rows at T = 1 and 16, the table's first, the full set for the first format and
+ * a short one for the others (BENCH_CANDIDATES: absent: session 4 batch J's; 'confirm': the table and the
+ * session-3 table; 'batchI': batch I's; 'session3': batch F's sets).
+ */
+function packedCandidates(tuned: DecodeTilesOverride, T: number, format: string, first: boolean):
+    Record<string, DecodeTilesOverride> {
+  if (process.env.BENCH_CANDIDATES === 'session3') {
+    return T === 1 ? {
+      table: tuned, fourPrograms: {...tuned, fold: false}, bits: {...tuned, exponentBits: true},
+      spread: {...tuned, routeLoads: 'spread'}, bits_spread: {...tuned, exponentBits: true, routeLoads: 'spread'},
+      up8x32: {...tuned, upNv: 8, upKs: 32}, down2x128: {...tuned, downNv: 2, downKs: 128},
+      down1x256: {...tuned, downNv: 1, downKs: 256}, bits_spread_ru8: {...tuned, exponentBits: true,
+                                                                        routeLoads: 'spread', routerUnroll: 8},
+      fourPrograms_bits_spread_route64: {...tuned, fold: false, exponentBits: true, routeLoads: 'spread', routeThreads: 64},
+    } : {
+      table: tuned, bits: {...tuned, exponentBits: true}, rows1: {...tuned, upRows: 1}, rows4: {...tuned, upRows: 4},
+      bits_rows1: {...tuned, exponentBits: true, upRows: 1}, up32x8: {...tuned, upNv: 32, upKs: 8},
+      down16x16: {...tuned, downNv: 16, downKs: 16}, down4x64: {...tuned, downNv: 4, downKs: 64},
+      // The router at T = 16: 32 row steps per lane in a loop (a memory latency each), unrolled by 8.
+      ru8: {...tuned, routerUnroll: 8}, bits_ru8: {...tuned, exponentBits: true, routerUnroll: 8},
+      bits_rows1_ru8: {...tuned, exponentBits: true, upRows: 1, routerUnroll: 8},
+    };
+  }
+  if (process.env.BENCH_CANDIDATES === 'batchI') return batchICandidates(tuned, T, format, first);
+  if (process.env.BENCH_CANDIDATES === 'confirm') {
+    // The final table against the session-3 table ('before'); for the first format at T = 16 also 2 packed steps /
+    // items per loop iteration in upGate / down.
+    const confirm: Record<string, DecodeTilesOverride> = {table: tuned, before: {...tuned, decodeOnce: false,
+      e2m1Half: false, int4Half: false, ...(T === 16 && !format.endsWith('16') ? {upRows: 2, routerPartials: 16384} : {})}};
+    return first && T === 16 ? {...confirm, u2: {...tuned, upUnroll: 2}, d2: {...tuned, downUnroll: 2},
+                                u2d2: {...tuned, upUnroll: 2, downUnroll: 2}} : confirm;
+  }
+  // Session 4 batch J: the table (batch I's choices) against batch I's table (before) in the same run, int4 codes
+  // as float16 patterns, the down program per expert (5 programs), the route's loads at once.
+  const before: DecodeTilesOverride = {...tuned, decodeOnce: false, e2m1Half: false, int4Half: false,
+    ...(T === 16 && !format.endsWith('16') ? {upRows: 2, routerPartials: 16384} : {})};
+  const i4h: Record<string, DecodeTilesOverride> = format === 'int4' ? {i4h: {...tuned, int4Half: true}} : {};
+  if (T === 1) return {table: tuned, before, ...i4h};
+  const dbe = {...tuned, downByExpert: true};
+  const short: Record<string, DecodeTilesOverride> = {table: tuned, before, dbe, ...i4h,
+    ...(format === 'int4' ? {i4h_dbe: {...dbe, int4Half: true}} as Record<string, DecodeTilesOverride> : {})};
+  if (!first) return short;
+  return {...short, sp: {...tuned, routeLoads: 'spread'}, rp16k_sp: {...tuned, routerPartials: 16384, routeLoads: 'spread'},
+    dbe2: {...dbe, downRows: 2}, dbe8: {...dbe, downRows: 8}, dbe_16x16: {...dbe, downNv: 16, downKs: 16},
+    dbe_4x64: {...dbe, downNv: 4, downKs: 64}, i4h_dbe_sp: {...dbe, int4Half: true, routeLoads: 'spread'},
+    i4h_rows4: {...tuned, int4Half: true, upRows: 4}, i4h_bits: {...tuned, int4Half: true, exponentBits: true}};
+}
+
+/** Batch I's candidates (session 4): decode-once rows, the router at T = 16, mxfp4's float16-pattern codes. */
+function batchICandidates(tuned: DecodeTilesOverride, T: number, format: string, first: boolean):
+    Record<string, DecodeTilesOverride> {
+  const half = format === 'mxfp4' ? {...tuned, e2m1Half: true} : null;
+  if (T === 1) {
+    return {table: tuned, rv4: {...tuned, routerVec4: true}, ...(half == null ? {} : {half, half_rv4: {...half, routerVec4: true}})};
+  }
+  // T = 16: each quad of codes decoded once for all rows in registers (2-16 rows: fewer passes over the weights for
+  // experts with more rows, more registers), the router reading x as vec4 and with more splits (it ran 32
+  // workgroups at T = 16).
+  const once = {...tuned, decodeOnce: true};
+  const short: Record<string, DecodeTilesOverride> = {table: tuned, once2: {...once, upRows: 2},
+    once4: {...once, upRows: 4}, once4_rv4_rp32k: {...once, upRows: 4, routerVec4: true, routerPartials: 32768},
+    once4_dbe: {...once, upRows: 4, downByExpert: true},
+    once4_dbe_rv4_rp32k: {...once, upRows: 4, downByExpert: true, routerVec4: true, routerPartials: 32768},
+    once4_dbe_rv4_rp32k_sp: {...once, upRows: 4, downByExpert: true, routerVec4: true, routerPartials: 32768,
+                             routeLoads: 'spread'},
+    ...(half == null ? {} : {half, half_once4: {...once, upRows: 4, e2m1Half: true},
+                             half_once4_dbe: {...once, upRows: 4, e2m1Half: true, downByExpert: true}})};
+  if (!first) return short;
+  return {...short, once8: {...once, upRows: 8}, once16: {...once, upRows: 16},
+    once4_bits: {...once, upRows: 4, exponentBits: true},
+    once4_up32x8: {...once, upRows: 4, upNv: 32, upKs: 8}, once4_up8x32: {...once, upRows: 4, upNv: 8, upKs: 32},
+    rv4: {...tuned, routerVec4: true}, rp32k: {...tuned, routerPartials: 32768},
+    rp64k: {...tuned, routerPartials: 65536}, rv4_rp32k: {...tuned, routerVec4: true, routerPartials: 32768},
+    rv4_rp64k: {...tuned, routerVec4: true, routerPartials: 65536},
+    // The route's partial loads all at once (T * E > its threads): 8 / 16 splits.
+    sp: {...tuned, routeLoads: 'spread'}, rv4_rp32k_sp: {...tuned, routerVec4: true, routerPartials: 32768, routeLoads: 'spread'},
+    once4_down4x64: {...once, upRows: 4, downNv: 4, downKs: 64},
+    // The down program per expert (5 programs): rows in registers, column tiles.
+    once4_dbe2: {...once, upRows: 4, downByExpert: true, downRows: 2},
+    once4_dbe8: {...once, upRows: 4, downByExpert: true, downRows: 8},
+    once4_dbe_16x16: {...once, upRows: 4, downByExpert: true, downNv: 16, downKs: 16},
+    once4_dbe_4x64: {...once, upRows: 4, downByExpert: true, downNv: 4, downKs: 64}};
+}
+
 /** Issue 15 through the decode path: the listed formats at tokens, op chain vs decode, into out. */
 async function packedRows(labels: string[], tokens: number[], out: Record<string, unknown>): Promise<void> {
   const gate = randArray(H * E, 0.05);
@@ -410,6 +500,14 @@ async function packedRows(labels: string[], tokens: number[], out: Record<string
     const perExpert = packedBytesPerExpert(up) + packedBytesPerExpert(down);
     const rows: Array<Record<string, unknown>> = [];
     out[label] = {bytesPerExpert: perExpert, setupS: (performance.now() - t0) / 1e3, rows};
+    const ort = ORT_FORMATS.includes(label) ? ortQMoeHooks({H, I, E, K}, process.env.BENCH_ORT_EP ?? 'webgpu', [label]) :
+        null;
+    let ortRun: Awaited<ReturnType<NonNullable<typeof ort>['prepare']>> = null;
+    try {
+      ortRun = ort == null ? null : await ort.prepare(f, gate, up, down);
+    } catch (e) {
+      (out[label] as Record<string, unknown>).ortError = (e as Error).message.slice(0, 400);
+    }
     for (const T of tokens) {
       const xData = randArray(T * H, 1);
       const x = tf.tensor2d(xData, [T, H]);
@@ -432,44 +530,56 @@ async function packedRows(labels: string[], tokens: number[], out: Record<string
       a.dispose();
       row.decodePrograms = decodeDispatchCount() - before;
       row.decodeVsChainRelDiff = relMaxDiff(got, want);
-      await warmGpu(apply, 300);
-      if (T === 1) {
-        const ref = referenceLayer(xData, T, gate, up, down);
+      // The host reference first: seconds of host work lower the GPU's clocks (batch I timed 1.27 ms after it).
+      const ref = T === 1 || ortRun != null ? referenceLayer(xData, T, gate, up, down) : null;
+      if (ref != null) {
         row.relL2VsFloat64 = relL2(got, ref);
         row.chainRelL2VsFloat64 = relL2(want, ref);
       }
+      await warmGpu(apply, 300);
       row.after = await timeIt(apply, n, 5);
+      if (ortRun != null && ref != null) {
+        // ORT's QMoE on the same codes, scales, router and x, in this process, between our timed rows.
+        try {
+          const o = await ortRun(xData, T);
+          row.ort = {ms: o.ms, relL2VsFloat64: relL2(o.output, ref),
+                     oursOverOrt: (row.after as Timing).throughputMs / o.ms,
+                     ortOverOurs: o.ms / (row.after as Timing).throughputMs};
+          await warmGpu(apply, 300);
+          row.afterOrt = await timeIt(apply, n, 5);
+        } catch (e) {
+          row.ort = {error: (e as Error).message.slice(0, 400)};
+        }
+      }
       row.gpuWholeForwardMs = await wholeForwardMs(apply, 9);
       if (T === 1 || T === 16) row.gpuPerProgram = await perProgramMs(apply, 5);
       if ((T === 1 || T === 16) && PACKED.indexOf(label) < PACKED_SWEEP) {
         // Launch-shape candidates (throughput and whole-forward GPU time), the table's first.
         const tuned = tunedDecodeTiles({T, H, I, E, K, bits: f.format === 'float32' ? 32 : f.format === 'int8' ? 8 :
                                         f.format.endsWith('16') ? 16 : 4});
-        const cands: Record<string, DecodeTilesOverride> = T === 1 ? {
-          table: tuned, fourPrograms: {...tuned, fold: false}, bits: {...tuned, exponentBits: true},
-          spread: {...tuned, routeLoads: 'spread'}, bits_spread: {...tuned, exponentBits: true, routeLoads: 'spread'},
-          up8x32: {...tuned, upNv: 8, upKs: 32}, down2x128: {...tuned, downNv: 2, downKs: 128},
-          down1x256: {...tuned, downNv: 1, downKs: 256}, bits_spread_ru8: {...tuned, exponentBits: true,
-                                                                            routeLoads: 'spread', routerUnroll: 8},
-          fourPrograms_bits_spread_route64: {...tuned, fold: false, exponentBits: true, routeLoads: 'spread', routeThreads: 64},
-        } : {
-          table: tuned, bits: {...tuned, exponentBits: true}, rows1: {...tuned, upRows: 1}, rows4: {...tuned, upRows: 4},
-          bits_rows1: {...tuned, exponentBits: true, upRows: 1}, up32x8: {...tuned, upNv: 32, upKs: 8},
-          down16x16: {...tuned, downNv: 16, downKs: 16}, down4x64: {...tuned, downNv: 4, downKs: 64},
-          // The router at T = 16: 32 row steps per lane in a loop (a memory latency each), unrolled by 8.
-          ru8: {...tuned, routerUnroll: 8}, bits_ru8: {...tuned, exponentBits: true, routerUnroll: 8},
-          bits_rows1_ru8: {...tuned, exponentBits: true, upRows: 1, routerUnroll: 8},
-        };
-        const sweep: Record<string, {thr: number, gpu: number}> = {};
+        const cands = packedCandidates(tuned, T, f.format, PACKED.indexOf(label) === 0);
+        const sweep: Record<string, {thr: number, gpu: number, perProgram?: Record<string, number>, relDiff?: number}> = {};
         const thr: Record<string, number[]> = {}, gpu: Record<string, number[]> = {};
+        const perProgram: Record<string, Record<string, number>> = {}, diffs: Record<string, number> = {};
         for (let r = 0; r < (QUICK ? 1 : 3); r++) {
           for (const [name, tiles] of Object.entries(cands)) {
             setWebGPUDecodeTiles(tiles);
+            if (r === 0) {
+              // Each candidate's output against the table's (the op chain's above): a candidate that does not run
+              // cannot pass as fast.
+              const c = apply(), cg = await c.data();
+              c.dispose();
+              diffs[name] = relMaxDiff(cg, got);
+            }
             (thr[name] ??= []).push((await timeIt(apply, 50, 2)).throughputMs);
             (gpu[name] ??= []).push(await wholeForwardMs(apply, 3));
+            if (r === 1 && T === 16) perProgram[name] = await perProgramMs(apply, 3);
           }
         }
-        for (const name of Object.keys(cands)) sweep[name] = {thr: median(thr[name]), gpu: median(gpu[name])};
+        for (const name of Object.keys(cands)) {
+          sweep[name] = {thr: median(thr[name]), gpu: median(gpu[name]), perProgram: perProgram[name],
+                         relDiff: diffs[name]};
+        }
         setWebGPUDecodeTiles(null);
         row.tileSweep = sweep;
       }
@@ -479,6 +589,7 @@ async function packedRows(labels: string[], tokens: number[], out: Record<string
       save();
     }
     layer.dispose();
+    await ort?.release();
   }
 }
 
@@ -587,7 +698,7 @@ async function main(): Promise<void> {
       'readback floor (tf.add [1,H] + data())': () => tf.add(x, x),
     };
     const rounds: Record<string, Timing[]> = {};
-    for (let r = 0; r < (QUICK ? 1 : 7); r++) {
+    for (let r = 0; r < (QUICK ? 1 : ENTRIES ? 7 : 0); r++) {
       for (const [name, fn] of Object.entries(entries)) (rounds[name] ??= []).push(await timeIt(fn, 100, 3));
     }
     const byEntry: Record<string, Timing> = {};

@@ -22,6 +22,7 @@ import {MOE_WEBGPU_GEMM_HALF_MATRICES} from '../src/kernels/webgpu/flags_webgpu.
 import {DeviceLike, HALF_MATRIX_FEATURES, halfMatrixShape} from '../src/kernels/webgpu/half_matrices.js';
 import {initWebGPUForNode} from '../src/node.js';
 import {refDequantize} from '../spec/reference/expert_formats_reference.js';
+import type {OrtHooks} from './ort_qmoe.js';
 import {FormatRow, HostPacked, randomPackedWeights, toQuantized, xorshiftWords} from './random_packed.js';
 import {median} from './stats.js';
 
@@ -391,12 +392,6 @@ async function halfMatrixRow(gemms: () => tf.Tensor, layerCall: () => tf.Tensor,
   return out;
 }
 
-export type OrtRunner = (x: Float32Array, T: number) => Promise<{output: Float32Array, ms: number}>;
-export interface OrtHooks {
-  /** Builds the QMoE session for these weights (null when the format has no QMoE counterpart). */
-  prepare(f: FormatRow, gate: Float32Array, up: HostPacked, down: HostPacked): Promise<OrtRunner | null>;
-  release(): Promise<void>;
-}
 
 export async function runFormatsBench(ort: OrtHooks | null): Promise<void> {
   mkdirSync(outDir, {recursive: true});

@@ -422,8 +422,14 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
          const baseline = tf.memory().numTensors;
          const {layer, data} = await packedLayer(args, H, v, rand);
          const withWeights = tf.memory().numTensors;
-         // T = 3 (an expert with several rows) on every format; T = 1 with two of them.
-         for (const T of v.label === 'int4 g32' || v.label === 'float16' ? [1, 3] : [3]) {
+         // T = 3 (an expert with several rows) on every format; T = 1 with two of them. Each quad of codes decoded
+         // once for 2 rows in registers (an expert with 3 rows streams twice) on one format of each kind of step: no
+         // scales, a scale per weight, per step, zero points (mxfp4: the options case below).
+         const once: internal.DecodeTilesOverride = {upNv: 16, upKs: 16, downNv: 8, downKs: 32, upRows: 2, decodeOnce: true};
+         const onceToo = ['float16', 'int8 g8', 'int4 g32', 'int4 g64 zp'].includes(v.label);
+         for (const [T, tiles] of [...(v.label === 'int4 g32' || v.label === 'float16' ? [[1, null] as const] : []),
+                                   [3, null] as const, ...(onceToo ? [[3, once] as const] : [])]) {
+           internal.setWebGPUDecodeTiles(tiles);
            const x = randn(rand, T * H);
            const input = tf.tensor2d(x, [T, H]);
            const dispatched = internal.decodeDispatchCount();
@@ -435,8 +441,9 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
            expect(tf.memory().numTensors).withContext('tensors after a forward').toBe(withWeights);
            const err = relError(got, referenceOutput(layer.options, data, x, T, H));
            recordError(`webgpu decode packed: ${v.label}`, err);
-           expect(err).withContext(`${v.label}, T = ${T}`).toBeLessThan(TOLERANCE);
+           expect(err).withContext(`${v.label}, T = ${T}, ${JSON.stringify(tiles)}`).toBeLessThan(TOLERANCE);
          }
+         internal.setWebGPUDecodeTiles(null);
          layer.dispose();
          expect(tf.memory().numTensors).withContext(v.label).toBe(baseline);
        }
@@ -450,14 +457,29 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
          ['int8, probInAdvance, gated shared expert', {label: 'int8', format: 'int8'},
           {numExperts: 6, topK: 3, moeIntermediateSize: 8, probInAdvance: true, sharedExpertIntermediateSize: 8,
            sharedExpertGate: true}, 2, null],
-         ['int4 g32 zero point folded at T = 1, float items unrolled', {label: 'int4 g32 zp', format: 'int4', zeroPoint: true},
+         ['int4 g32 zero point folded at T = 1, steps and items unrolled', {label: 'int4 g32 zp', format: 'int4', zeroPoint: true},
           {numExperts: 6, topK: 2, moeIntermediateSize: 36}, 1,
-          {upNv: 8, upKs: 32, downNv: 4, downKs: 64, fold: true, downUnroll: 2}],
+          {upNv: 8, upKs: 32, downNv: 4, downKs: 64, fold: true, downUnroll: 2, upUnroll: 2}],
          // Integer codes by exponent bits (no int -> float conversion): the same exact values.
          ['int4 g64 zero point, exponent-bit codes', {label: 'int4 g64 zp', format: 'int4', groupSize: 64, zeroPoint: true},
           {numExperts: 5, topK: 2, moeIntermediateSize: 36}, 3, {upNv: 8, upKs: 32, downNv: 4, downKs: 64, exponentBits: true}],
-         ['int8 g8, exponent-bit codes', {label: 'int8 g8', format: 'int8', groupSize: 8},
-          {numExperts: 5, topK: 2, moeIntermediateSize: 36}, 3, {upNv: 8, upKs: 32, downNv: 4, downKs: 64, exponentBits: true}],
+         // ... and 4 steps / items per loop iteration in both expert programs.
+         ['int8 g8, exponent-bit codes, unrolled', {label: 'int8 g8', format: 'int8', groupSize: 8},
+          {numExperts: 5, topK: 2, moeIntermediateSize: 36}, 3,
+          {upNv: 8, upKs: 32, downNv: 4, downKs: 64, exponentBits: true, upUnroll: 4, downUnroll: 4}],
+         // mxfp4 codes as float16 patterns (0.5 a half subnormal), every code of a word, decoded once for 2 rows.
+         ['float16-pattern mxfp4 codes, decoded once', {label: 'mxfp4', format: 'mxfp4'},
+          {numExperts: 5, topK: 2, moeIntermediateSize: 36}, 3,
+          {upNv: 8, upKs: 32, downNv: 4, downKs: 64, e2m1Half: true, decodeOnce: true, upRows: 2}],
+         // int4 codes as float16 patterns 1024 + c (two per unpack): zero points, partial groups (g128 over 36 / 40).
+         ['int4 g64 zero point, float16-pattern codes, decoded once, down per expert 1 row at a time',
+          {label: 'int4 g64 zp', format: 'int4', groupSize: 64, zeroPoint: true},
+          {numExperts: 5, topK: 2, moeIntermediateSize: 36}, 3,
+          {upNv: 8, upKs: 32, downNv: 4, downKs: 64, int4Half: true, decodeOnce: true, upRows: 2, downByExpert: true,
+           downRows: 1}],
+         ['int4 g128, float16-pattern codes, down per expert', {label: 'int4 g128', format: 'int4', groupSize: 128},
+          {numExperts: 5, topK: 2, moeIntermediateSize: 36}, 3,
+          {upNv: 8, upKs: 32, downNv: 4, downKs: 64, int4Half: true, downByExpert: true}],
          ['int4 g32, exponent-bit codes', {label: 'int4 g32', format: 'int4'},
           {numExperts: 5, topK: 2, moeIntermediateSize: 36}, 1, {upNv: 8, upKs: 32, downNv: 2, downKs: 128, exponentBits: true}],
        ];
@@ -472,7 +494,8 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
              const input = tf.tensor2d(x, [T, H]);
              const dispatched = internal.decodeDispatchCount();
              const out = layer.apply(input) as tf.Tensor;
-             expect(internal.decodeDispatchCount() - dispatched).withContext(label).toBe(tiles?.fold ? 3 : 4);
+             expect(internal.decodeDispatchCount() - dispatched).withContext(label)
+                 .toBe((tiles?.fold ? 3 : 4) + (tiles?.downByExpert ? 1 : 0));
              const got = await out.data();
              tf.dispose([input, out]);
              return got;
@@ -498,16 +521,58 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
        }
      }, SLOW_MS);
 
+  it('packed down weights per active expert (downByExpert) and the combine program match the reference', async () => {
+    // 5 programs (4 folded); downRows 2 over experts with up to 3 rows (two passes; downRows 1 and zero points: the
+    // options case above); biases with probInAdvance; a shared expert keeps the per-token down program (4 programs).
+    const base = {upNv: 8, upKs: 32, downNv: 4, downKs: 64, downByExpert: true};
+    const cases: Array<[string, LayerFormatVariant, FusedMoEArgs, number, internal.DecodeTilesOverride, number]> = [
+      ['int8 g8, probInAdvance, biases', {label: 'int8 g8', format: 'int8', groupSize: 8},
+       {numExperts: 5, topK: 2, moeIntermediateSize: 36, probInAdvance: true, withBias: true}, 3,
+       {...base, downRows: 2}, 5],
+      ['float16 folded at T = 1', {label: 'float16', format: 'float16'}, {numExperts: 5, topK: 2, moeIntermediateSize: 36},
+       1, {...base, fold: true}, 4],
+      ['float16-pattern mxfp4 codes', {label: 'mxfp4', format: 'mxfp4'}, {numExperts: 5, topK: 3, moeIntermediateSize: 36},
+       3, {...base, e2m1Half: true}, 5],
+      ['int8 with a shared expert (per-token down)', {label: 'int8', format: 'int8'},
+       {numExperts: 5, topK: 2, moeIntermediateSize: 36, sharedExpertIntermediateSize: 8}, 2, base, 4],
+    ];
+    for (const [label, v, args, T, tiles, programs] of cases) {
+      const rand = rng(label.length * 17 + T);
+      const H = 40;
+      const baseline = tf.memory().numTensors;
+      const {layer, data} = await packedLayer(args, H, v, rand);
+      internal.setWebGPUDecodeTiles(tiles);
+      try {
+        const x = randn(rand, T * H);
+        const input = tf.tensor2d(x, [T, H]);
+        const dispatched = internal.decodeDispatchCount();
+        const out = layer.apply(input) as tf.Tensor;
+        expect(internal.decodeDispatchCount() - dispatched).withContext(`${label}: programs`).toBe(programs);
+        const got = await out.data();
+        tf.dispose([input, out]);
+        const err = relError(got, referenceOutput(layer.options, data, x, T, H));
+        recordError(`webgpu decode packed: down by expert, ${label}`, err);
+        expect(err).withContext(label).toBeLessThan(TOLERANCE);
+      } finally {
+        internal.setWebGPUDecodeTiles(null);
+        layer.dispose();
+      }
+      expect(tf.memory().numTensors).withContext(label).toBe(baseline);
+    }
+  }, SLOW_MS);
+
   it('router partial logits summed spread over the route threads (several splits per thread) and the router unrolled',
      async () => {
        // H = 64: 4 router splits; T * E = 12 logits: 256 threads give 4 per logit (one split each), 32 threads 2
-       // per logit (2 splits each); routerUnroll 4 runs past each split's 2 row steps per lane.
+       // per logit (2 splits each), 4 threads 3 logits each (all 12 loads of their 4 splits at once); routerUnroll 4
+       // runs past each split's 2 row steps per lane.
        const rand = rng(2024);
        const H = 64, T = 2;
        const {layer, data} = randomLayer({numExperts: 6, topK: 2, moeIntermediateSize: 8, backend: 'webgpu'}, H, rand);
        const x = randn(rand, T * H);
        try {
-         for (const extra of [{routeThreads: 32}, {routerUnroll: 4}, {fold: true, routerUnroll: 2}]) {
+         for (const extra of [{routeThreads: 32}, {routeThreads: 4}, {routerUnroll: 4}, {fold: true, routerUnroll: 2},
+                              {routerVec4: true}]) {
            const tiles = {upNv: 8, upKs: 32, downNv: 4, downKs: 64, routeLoads: 'spread' as const, ...extra};
            internal.setWebGPUDecodeTiles(tiles);
            const input = tf.tensor2d(x, [T, H]);
@@ -523,6 +588,31 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
          layer.dispose();
        }
      }, SLOW_MS);
+
+  it('the router reading x as vec4 (routerVec4): uneven splits of row quads, a gated shared expert, folded', async () => {
+    // H = 20: 5 row quads in 2 router splits (3 + 2) and 2 shared-gate splits; T = 5 and 2 (folded).
+    const rand = rng(4242);
+    const H = 20;
+    const {layer, data} = randomLayer({numExperts: 6, topK: 2, moeIntermediateSize: 8, sharedExpertIntermediateSize: 4,
+      sharedExpertGate: true, backend: 'webgpu'}, H, rand);
+    try {
+      for (const [T, fold] of [[5, false], [2, true]] as const) {
+        const tiles = {upNv: 8, upKs: 32, downNv: 4, downKs: 64, routerVec4: true, fold};
+        internal.setWebGPUDecodeTiles(tiles);
+        const x = randn(rand, T * H);
+        const input = tf.tensor2d(x, [T, H]);
+        const out = layer.apply(input) as tf.Tensor;
+        const got = await out.data();
+        tf.dispose([input, out]);
+        const err = relError(got, referenceOutput(layer.options, data, x, T, H));
+        recordError('webgpu decode: router vec4', err);
+        expect(err).withContext(JSON.stringify(tiles)).toBeLessThan(TOLERANCE);
+      }
+    } finally {
+      internal.setWebGPUDecodeTiles(null);
+      layer.dispose();
+    }
+  }, SLOW_MS);
 
   it('float weights with the down program on items (downFlat, unroll 1 and 4) and upGate unrolled match the reference', async () => {
     const rand = rng(8080);

@@ -184,6 +184,16 @@ export function packedStepConsts(l: ExpertWeightLayout, depth = 'K'): string {
           let steps = (${depth} + KB - 1) / KB;`;
 }
 
+/** How a packed stream step is generated (the word decoder's options and the loop order). */
+export interface PackedStepOptions extends WordDecoderOptions {
+  /**
+   * Decode each quad of codes once and apply it to every row (rows the inner loop, a vec4 partial sum per row in
+   * registers) instead of decoding it again for each row (absent: false). The same FMAs in the same order per row,
+   * so the same values.
+   */
+  decodeOnce?: boolean;
+}
+
 /**
  * One stream step `step` of packed [E,K,N] weights (packedStepConsts in scope; also expert, the vec4 column n of
  * NV, wBase = expert * KW * NV + n, K4, TM and rows): its STREAM_WORD_ROWS vec4 words loaded before any arithmetic,
@@ -194,38 +204,55 @@ export function packedStepConsts(l: ExpertWeightLayout, depth = 'K'): string {
  * padding codes of int4 do not decode to 0).
  */
 export function packedStep(l: ExpertWeightLayout, names: PackedStepNames = GEMM_STEP_NAMES,
-                           decoder: WordDecoderOptions = {}): string {
+                           options: PackedStepOptions = {}): string {
   const P = codesPerWord(l.format), WR = STREAM_WORD_ROWS, KB = P * WR;
-  const d = wordDecoder(l, decoder);
+  const d = wordDecoder(l, options);
+  // The decoder's power-of-two factor (exact), applied to a sum before its scale (never overflowing with it).
+  const factor = (v: string) => d.codeFactor == null || d.codeFactor === 1 ? v : `(${v} * ${d.codeFactor.toFixed(1)})`;
   const scaled = hasScales(l.format);
   const perStep = !scaled || l.groupSize % KB === 0;
   const words = Array.from({length: WR}, (_, r) => `
                 var c${r} = vec4<u32>(0u);
                 if (kw0 + ${r} < KW) { c${r} = bitcast<vec4<u32>>(packed[wBase + (kw0 + ${r}) * NV]); }`).join('');
   const step = groupTerms(l, 'step * KB / GROUP');
-  const quads = Array.from({length: KB / 4}, (_, q) => {
-    const cols = [0, 1, 2, 3].map(t => {
-      const kk = 4 * q + t;
-      const c = `c${Math.floor(kk / P)}`, j = kk % P;
-      if (perStep) return d.codeRow(c, j, 'z');
-      const g = groupTerms(l, `(k0 + ${kk}) / GROUP`);
-      return `${g.scale} * ${d.codeRow(c, j, g.zero)}`;
-    });
-    return `
-                    p += mat4x4<f32>(${cols.join(`,
-                                     `)}) * select(vec4<f32>(0.0), ${names.lhs}[ab + ${q}], a0 + ${q} < K4);`;
-  }).join('');
-  return `
+  const quad = (q: number) => `mat4x4<f32>(${[0, 1, 2, 3].map(t => {
+    const kk = 4 * q + t;
+    const c = `c${Math.floor(kk / P)}`, j = kk % P;
+    if (perStep) return d.codeRow(c, j, 'z');
+    const g = groupTerms(l, `(k0 + ${kk}) / GROUP`);
+    return `${g.scale} * ${factor(d.codeRow(c, j, g.zero))}`;
+  }).join(`,
+                                     `)})`;
+  const lhsQuad = (ab: string, q: number) => `select(vec4<f32>(0.0), ${names.lhs}[${ab} + ${q}], a0 + ${q} < K4)`;
+  const head = `
                 let kw0 = step * ${WR};
                 let k0 = step * KB;
                 let a0 = step * (KB / 4);${words}
                 ${perStep && scaled ? `let sc = ${step.scale};` : ''}
-                ${perStep ? `let z = ${step.zero};` : ''}
+                ${perStep ? `let z = ${step.zero};` : ''}`;
+  const sum = (v: string) => `${perStep ? factor(v) : v}${perStep && scaled ? ' * sc' : ''}`;
+  if (options.decodeOnce === true) {
+    const quads = Array.from({length: KB / 4}, (_, q) => `
+                {
+                  let dq = ${quad(q)};
+                  for (var i = 0; i < TM; i++) {
+                    if (i < rows) { p[i] += dq * ${lhsQuad(`(${names.lhsRow('i')}) * K4 + a0`, q)}; }
+                  }
+                }`).join('');
+    return `${head}
+                var p = array<vec4<f32>, TM>();${quads}
+                for (var i = 0; i < TM; i++) {
+                  if (i < rows) { ${names.accumulate('i', sum('p[i]'))} }
+                }`;
+  }
+  const quads = Array.from({length: KB / 4}, (_, q) => `
+                    p += ${quad(q)} * ${lhsQuad('ab', q)};`).join('');
+  return `${head}
                 for (var i = 0; i < TM; i++) {
                   if (i < rows) {
                     let ab = (${names.lhsRow('i')}) * K4 + a0;
                     var p = vec4<f32>(0.0);${quads}
-                    ${names.accumulate('i', `p${perStep && scaled ? ' * sc' : ''}`)}
+                    ${names.accumulate('i', sum('p'))}
                   }
                 }`;
 }

@@ -150,6 +150,8 @@ export interface WordDecoder {
   groupScale: ((expert: string, g: string, groups: string, nv: string, numVec: string) => string) | null;
   /** The same for zero points (int4 with zero point), else the constant 8 (int4) or null. */
   groupZero: ((expert: string, g: string, groups: string, nv: string, numVec: string) => string) | null;
+  /** codeRow's values times this power of two are the codes' values (absent: 1). */
+  codeFactor?: number;
 }
 
 /** How the word decoders turn integer codes into floats. */
@@ -160,7 +162,24 @@ export interface WordDecoderOptions {
    * exact small integer as the conversion gives (absent: false, the conversion).
    */
   exponentBits?: boolean;
+  /**
+   * mxfp4 codes as float16 bit patterns: sign to bit 15, the 3 exponent/mantissa bits to bits 11-9, so that the
+   * half is the E2M1 value times 2^-14 exactly (E2M1's 0.5 a half subnormal), two codes of a word (j, j + 4) per
+   * unpack2x16float; codeFactor 2^14 (absent: false, the float32 bits built per code).
+   */
+  e2m1Half?: boolean;
+  /**
+   * int4 codes as float16 bit patterns 0x6400 | c (the half 1024 + c exactly), two codes of a word (j, j + 4) per
+   * unpack2x16float, minus 1024 + z in float32 (exact) (absent: false).
+   */
+  int4Half?: boolean;
 }
+
+// E2M1 codes j and j + 4 of a word shifted so that code j's bits start at bit 9: the two float16 bit patterns.
+const E2M1_HALF_SNIPPET = `
+      fn e2m1HalfBits(t : vec4<u32>) -> vec4<u32> {
+        return (t & vec4<u32>(0x0e000e00u)) | ((t << vec4<u32>(3u)) & vec4<u32>(0x80008000u));
+      }`;
 
 export function wordDecoder(l: ExpertWeightLayout, options: WordDecoderOptions = {}): WordDecoder {
   const perWord = codesPerWord(l.format);
@@ -183,12 +202,28 @@ export function wordDecoder(l: ExpertWeightLayout, options: WordDecoderOptions =
                                        'vec4<f32>(8388736.0))' :
                   (c, j) => `vec4<f32>(bitcast<vec4<i32>>(${c} << ${u(24 - 8 * j)}) >> ${u(24)})`};
     case 'int4':
+      if (options.int4Half === true) {
+        return {perWord, snippet: '', groupScale: floatScale,
+                groupZero: l.zeroPoint ? (...a) => `zeros[${index(...a)}]` : () => 'vec4<f32>(8.0)',
+                codeRow: (c, j, z) => {
+                  const pair = `((${c} >> ${u(4 * (j % 4))}) & ${u(0x000f000f)}) | ${u(0x64006400)}`;
+                  return `(vec4<f32>(${['x', 'y', 'z', 'w'].map(p => `unpack2x16float((${pair}).${p}).${j < 4 ? 'x' : 'y'}`)}) - ` +
+                         `(vec4<f32>(1024.0) + ${z}))`;
+                }};
+      }
       return {perWord, snippet: '', groupScale: floatScale,
               groupZero: l.zeroPoint ? (...a) => `zeros[${index(...a)}]` : () => 'vec4<f32>(8.0)',
               codeRow: bits ? (c, j, z) => `(bitcast<vec4<f32>>(((${c} >> ${u(4 * j)}) & ${u(15)}) | ${u(0x4b000000)}) - ` +
                                           `(vec4<f32>(8388608.0) + ${z}))` :
                   (c, j, z) => `(vec4<f32>((${c} >> ${u(4 * j)}) & ${u(15)}) - ${z})`};
     case 'mxfp4':
+      if (options.e2m1Half === true) {
+        const shift = (j: number) => 4 * (j % 4) <= 9 ? `<< ${u(9 - 4 * (j % 4))}` : `>> ${u(4 * (j % 4) - 9)}`;
+        return {perWord, snippet: MXFP4_SNIPPET + E2M1_HALF_SNIPPET, groupZero: null, codeFactor: 16384,
+                groupScale: (...a) => `e8m0Bytes(bitcast<u32>(scales[${index(...a)}]))`,
+                codeRow: (c, j) => `vec4<f32>(${['x', 'y', 'z', 'w'].map(p =>
+                    `unpack2x16float(e2m1HalfBits(${c} ${shift(j)}).${p}).${j < 4 ? 'x' : 'y'}`)})`};
+      }
       return {perWord, snippet: MXFP4_SNIPPET, groupZero: null,
               groupScale: (...a) => `e8m0Bytes(bitcast<u32>(scales[${index(...a)}]))`,
               codeRow: (c, j) => `e2m1x4((${c} >> ${u(4 * j)}) & ${u(15)})`};

@@ -28,7 +28,8 @@ import {bitsPerCode, ExpertWeightLayout, isQuantizedExpertWeights, QuantizedExpe
 import type {FusedMoEOptions, FusedMoEWeights} from '../../../executor/layer_schema.js';
 import {maxStorageBindingBytes} from '../expert_ranges.js';
 import {MOE_WEBGPU_DECODE_MAX_TOKENS, MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES} from '../flags_webgpu.js';
-import {DecodeShape, DecodeTiles, decodeLayout, downBindings, downCode, downDispatch, foldedSharedBytes,
+import {combineBindings, combineCode, combineDispatch, DecodeShape, DecodeTiles, decodeLayout, downBindings, downCode,
+  downDispatch, downExpertBindings, downExpertCode, downRunsByExpert, foldedSharedBytes,
   gemmSharedBytes, routeCode,
   routerDispatch, routerLogitsCode, routeSharedBytes, upGateBindings, upGateCode, upGateDispatch}
   from './decode_programs.js';
@@ -102,9 +103,11 @@ export function setWebGPUDecodeTiles(tiles: DecodeTilesOverride | null): void {
     if (p != null && !(Number.isInteger(p) && p >= 1)) {
       throw new Error(`setWebGPUDecodeTiles: routerPartials must be a positive integer, got ${p}`);
     }
-    const r = tiles.upRows;
-    if (r != null && !(Number.isInteger(r) && r >= 1 && r <= DECODE_TOKEN_CAP)) {
-      throw new Error(`setWebGPUDecodeTiles: upRows must be an integer in [1, ${DECODE_TOKEN_CAP}], got ${r}`);
+    for (const key of ['upRows', 'downRows'] as const) {
+      const r = tiles[key];
+      if (r != null && !(Number.isInteger(r) && r >= 1 && r <= DECODE_TOKEN_CAP)) {
+        throw new Error(`setWebGPUDecodeTiles: ${key} must be an integer in [1, ${DECODE_TOKEN_CAP}], got ${r}`);
+      }
     }
     if (tiles.routeLoads != null && tiles.routeLoads !== 'loop' && tiles.routeLoads !== 'spread') {
       throw new Error(`setWebGPUDecodeTiles: routeLoads must be 'loop' or 'spread', got ${JSON.stringify(tiles.routeLoads)}`);
@@ -121,7 +124,8 @@ export function setWebGPUDecodeTiles(tiles: DecodeTilesOverride | null): void {
     if (lanes != null && !(Number.isInteger(Math.log2(lanes)) && lanes >= 1 && lanes <= 256)) {
       throw new Error(`setWebGPUDecodeTiles: routeLanes must be a power of two in [1, 256], got ${lanes}`);
     }
-    for (const key of ['fold', 'downFlat', 'exponentBits'] as const) {
+    for (const key of ['fold', 'downFlat', 'exponentBits', 'decodeOnce', 'routerVec4', 'e2m1Half', 'int4Half',
+                       'downByExpert'] as const) {
       if (tiles[key] != null && typeof tiles[key] !== 'boolean') {
         throw new Error(`setWebGPUDecodeTiles: ${key} must be a boolean, got ${JSON.stringify(tiles[key])}`);
       }
@@ -154,13 +158,17 @@ export function chooseDecodeTiles(s: Pick<DecodeShape, 'T' | 'H' | 'I' | 'E' | '
   return tilesOverride == null ? tuned : {...tuned, ...tilesOverride};
 }
 
+/** The value an absent optional tile field stands for (DecodeTiles' docs). */
+const TILE_DEFAULTS: {readonly [k in keyof DecodeTiles]?: unknown} = {fold: false, downFlat: false, downUnroll: 1,
+  upUnroll: 1, routeThreads: 256, exponentBits: false, routeLoads: 'loop', routerUnroll: 1, decodeOnce: false,
+  routerVec4: false, e2m1Half: false, int4Half: false, downByExpert: false, downRows: 4};
+
 function sameTiles(a: DecodeTiles, b: DecodeTiles): boolean {
-  return a.upNv === b.upNv && a.upKs === b.upKs && a.downNv === b.downNv && a.downKs === b.downKs &&
-      a.upRows === b.upRows && a.routerPartials === b.routerPartials && a.routeLanes === b.routeLanes &&
-      a.routeTopk === b.routeTopk && !!a.fold === !!b.fold && !!a.downFlat === !!b.downFlat &&
-      (a.downUnroll ?? 1) === (b.downUnroll ?? 1) && (a.upUnroll ?? 1) === (b.upUnroll ?? 1) &&
-      (a.routeThreads ?? 256) === (b.routeThreads ?? 256) && !!a.exponentBits === !!b.exponentBits &&
-      (a.routeLoads ?? 'loop') === (b.routeLoads ?? 'loop') && (a.routerUnroll ?? 1) === (b.routerUnroll ?? 1);
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)] as Array<keyof DecodeTiles>);
+  for (const k of keys) {
+    if ((a[k] ?? TILE_DEFAULTS[k]) !== (b[k] ?? TILE_DEFAULTS[k])) return false;
+  }
+  return true;
 }
 
 /**
@@ -360,10 +368,13 @@ function buildPlan(backend: WebGPUBackendInternals, s: DecodeShape, o: FusedMoEO
   const l = decodeLayout(s, tiles);
   const make = (elements: number) =>
       device.createBuffer({size: Math.max(16, elements * 4), usage: STORAGE | COPY_SRC | COPY_DST});
+  const byExpert = downRunsByExpert(s, tiles);
   const work = make(l.workSize), route = make(l.routeSize), act = make(l.actSize * 4);
+  // The expert-major down program's rows [T * K, H] (its combine program sums each token's).
+  const part = byExpert ? make(s.T * s.K * s.H) : null;
   const wb = (name: WeightName, part: WeightPart = 'tensor') =>
     buffers[WEIGHT_PARTS.findIndex(([n, p]) => n === name && p === part)];
-  const named: Record<string, GPUBufferLike> = {work, route, act, gate: wb('gate_weight'),
+  const named: Record<string, GPUBufferLike> = {work, route, act, ...(part == null ? {} : {part}), gate: wb('gate_weight'),
     cbias: wb('gate_correction_bias'), upGate: wb('up_gate_proj_weight', 'values'),
     upPacked: wb('up_gate_proj_weight', 'values'), upScales: wb('up_gate_proj_weight', 'scales'),
     upZeros: wb('up_gate_proj_weight', 'zeroPoints'), upBias: wb('up_gate_proj_bias'),
@@ -371,7 +382,7 @@ function buildPlan(backend: WebGPUBackendInternals, s: DecodeShape, o: FusedMoEO
     downScales: wb('down_proj_weight', 'scales'), downZeros: wb('down_proj_weight', 'zeroPoints'),
     downBias: wb('down_proj_bias'), sharedUpGate: wb('shared_up_gate_proj_weight'),
     sharedDown: wb('shared_down_proj_weight'), sgate: wb('shared_expert_gate_weight')};
-  const rw = new Set(['work', 'route', 'act']);
+  const rw = new Set(['work', 'route', 'act', 'part']);
   const key = `${JSON.stringify(s)}|${JSON.stringify(tiles)}`;
   const program = (name: string, code: () => string, bindings: string[], workgroups: number): Program => {
     const kinds = bindings.map(b => rw.has(b) ? 'rw' : 'read') as BindingKind[];
@@ -388,7 +399,9 @@ function buildPlan(backend: WebGPUBackendInternals, s: DecodeShape, o: FusedMoEO
                         upGateDispatch(s, tiles))] :
         [program('route', () => routeCode(s, tiles), ['work', 'route', ...(s.hasCorrectionBias ? ['cbias'] : [])], 1),
          program('upGate', () => upGateCode(s, tiles), upGateBindings(s), upGateDispatch(s, tiles))]),
-    program('down', () => downCode(s, tiles), downBindings(s), downDispatch(s, tiles)),
+    ...(byExpert ? [program('downExpert', () => downExpertCode(s, tiles), downExpertBindings(s), downDispatch(s, tiles)),
+                    program('combine', () => combineCode(s, tiles), combineBindings(s), combineDispatch(s))] :
+        [program('down', () => downCode(s, tiles), downBindings(s), downDispatch(s, tiles))]),
   ];
   const maxWg = device.limits.maxComputeWorkgroupsPerDimension;
   for (const p of programs) {
@@ -396,7 +409,7 @@ function buildPlan(backend: WebGPUBackendInternals, s: DecodeShape, o: FusedMoEO
   }
   livePlans++;
   return {T: s.T, H: s.H, tiles, options: o, override: tilesOverride, device, bindingLimit: maxStorageBindingBytes(),
-    programs, weightIds: ids, owned: [work, route, act], callGroups: new WeakMap()};
+    programs, weightIds: ids, owned: [work, route, act, ...(part == null ? [] : [part])], callGroups: new WeakMap()};
 }
 
 /** Optional per-program GPU timing (benchmarks): each program in its own pass with timestamp writes. */

@@ -27,7 +27,7 @@
  */
 import {codesPerWord, ExpertWeightLayout, hasScales} from '../../expert_weight_formats.js';
 import {packedStep, PackedStepNames, packedStepConsts, STREAM_WORD_ROWS} from '../batched_gemm_snippets.js';
-import {wordDecoder} from '../quantized_webgpu.js';
+import {wordDecoder, WordDecoderOptions} from '../quantized_webgpu.js';
 import {RANKING_SNIPPET} from '../webgpu_util.js';
 
 export interface DecodeShape {
@@ -81,9 +81,15 @@ export interface DecodeTiles {
    * Float32 on the H200 (BENCHMARKS.md session 3 batch E): slower in the forward at T = 1 (0.038 vs 0.031 ms).
    */
   downFlat?: boolean;
-  /** downCombine with items: items per lane whose loads are issued before their FMAs (absent: 1). */
+  /**
+   * downCombine with items: items per lane whose loads are issued before their FMAs (absent: 1); packed weights:
+   * items per iteration of a loop with a constant inner bound.
+   */
   downUnroll?: number;
-  /** upGate, float weights: k-steps per lane whose loads are issued before their FMAs (absent: 1; batch E: a tie). */
+  /**
+   * upGate, float weights: k-steps per lane whose loads are issued before their FMAs (absent: 1; batch E: a tie);
+   * packed weights: steps per iteration of a loop with a constant inner bound.
+   */
   upUnroll?: number;
   /**
    * route: threads of its one workgroup (a power of two, at least T; absent: 256). Fewer threads, cheaper
@@ -94,14 +100,38 @@ export interface DecodeTiles {
    * tie for int4, slower for int8 at T = 16). */
   exponentBits?: boolean;
   /**
+   * upGate, packed weights: each quad of codes decoded once for all the rows in registers (PackedStepOptions
+   * decodeOnce) instead of once per row (absent: false).
+   */
+  decodeOnce?: boolean;
+  /** mxfp4 codes as float16 bit patterns, two per unpack2x16float (WordDecoderOptions e2m1Half; absent: false). */
+  e2m1Half?: boolean;
+  /** int4 codes as float16 bit patterns 1024 + c, two per unpack2x16float (WordDecoderOptions int4Half; absent: false). */
+  int4Half?: boolean;
+  /**
+   * Packed down weights, no shared expert: the down program per (active expert, column tile) like upGate, each quad
+   * of codes decoded once for up to downRows of the expert's rows in registers, its rows written to a [T * K, H]
+   * buffer, and a fifth program (combine) summing each token's K rows weighted, and the biases (absent: false: per
+   * token, every contributor's codes decoded again for each token routed to the expert).
+   */
+  downByExpert?: boolean;
+  /** downByExpert: rows of an expert in registers at once (absent: 4). */
+  downRows?: number;
+  /**
    * route (and folded routing): the router's partial logits summed by all threads, each loading its share of one
    * logit's splits with every load issued before the first add, then added across threads in workgroup memory
-   * ('spread', where T * E <= the threads), or each thread looping over the splits ('loop'; absent: 'loop'). A loop
+   * ('spread', where T * E <= the threads; with more logits, each thread's loads of its logits' splits all written
+   * out before the adds, where at most 256), or each thread looping over the splits ('loop'; absent: 'loop'). A loop
    * of dependent loads pays a memory latency per split (H200 batch E: the route's time grows ~0.33 us per split).
    */
   routeLoads?: 'loop' | 'spread';
   /** routerLogits: row steps per lane whose loads are issued before their FMAs (absent: 1, a loop). */
   routerUnroll?: number;
+  /**
+   * routerLogits: each lane step takes 4 rows of H and reads x as vec4, T + 4 loads per 4 rows instead of 4 (T + 1)
+   * (absent: false; needs H % 4 == 0, which the decode path requires anyway; routerUnroll does not apply).
+   */
+  routerVec4?: boolean;
 }
 
 export const DECODE_THREADS = 256;
@@ -155,9 +185,21 @@ function upReduceRows(s: DecodeShape, t: DecodeTiles): number {
   return Math.max(1, Math.min(s.T, t.upRows, t.upKs, 4));
 }
 
+/** Rows the expert-major down program keeps in registers and reduces per pass (16 B per thread and row). */
+function downRowsOf(s: DecodeShape, t: DecodeTiles): {tm: number, rb: number} {
+  const tm = Math.max(1, Math.min(s.T, Math.floor(t.downRows ?? 4)));
+  return {tm, rb: Math.max(1, Math.min(tm, t.downKs, 4))};
+}
+
+/** Whether the down program runs per active expert, with the combine program after it (DecodeTiles.downByExpert). */
+export function downRunsByExpert(s: DecodeShape, t: DecodeTiles): boolean {
+  return t.downByExpert === true && s.downPacked != null && s.S === 0;
+}
+
 /** Shared memory of the largest of the other three programs (bytes). */
 export function gemmSharedBytes(s: DecodeShape, t: DecodeTiles): number {
-  return Math.max(upReduceRows(s, t) * DECODE_THREADS * 16 + 16, DECODE_THREADS * 16 + 12 * s.K);
+  return Math.max(upReduceRows(s, t) * DECODE_THREADS * 16 + 16, DECODE_THREADS * 16 + 12 * s.K,
+                  downRunsByExpert(s, t) ? downRowsOf(s, t).rb * DECODE_THREADS * 16 + 16 : 0);
 }
 
 /** The binding names of a routed weight: the float tensor, or the packed codes, scales and zero points. */
@@ -172,14 +214,19 @@ function weightBindings(packed: ExpertWeightLayout | null, float: string, prefix
  * (packed, scales, zeros: vec4 of four columns; mxfp4 scales one word of four E8M0 bytes per vec4 column) and
  * the decoder's helper functions.
  */
-function weightDecls(packed: ExpertWeightLayout | null, float: string, prefix: string, b: (n: string) => number):
-    string {
+function weightDecls(packed: ExpertWeightLayout | null, float: string, prefix: string, b: (n: string) => number,
+                     options: WordDecoderOptions): string {
   if (packed == null) return `@group(0) @binding(${b(float)}) var<storage, read> ${float} : array<vec4<f32>>;`;
   const scales = packed.format === 'mxfp4' ? 'array<u32>' : 'array<vec4<f32>>';
   return `@group(0) @binding(${b(`${prefix}Packed`)}) var<storage, read> packed : array<vec4<u32>>;
   ${hasScales(packed.format) ? `@group(0) @binding(${b(`${prefix}Scales`)}) var<storage, read> scales : ${scales};` : ''}
   ${packed.zeroPoint ? `@group(0) @binding(${b(`${prefix}Zeros`)}) var<storage, read> zeros : array<vec4<f32>>;` : ''}
-  ${wordDecoder(packed).snippet}`;
+  ${wordDecoder(packed, options).snippet}`;
+}
+
+/** The word decoder's options of the tiles (both expert programs). */
+function stepOptions(t: DecodeTiles): WordDecoderOptions {
+  return {exponentBits: t.exponentBits, e2m1Half: t.e2m1Half, int4Half: t.int4Half};
 }
 
 /** KB-steps of packed codes along a depth (STREAM_WORD_ROWS words of a column per step). */
@@ -192,15 +239,25 @@ function packedSteps(packed: ExpertWeightLayout, depth: number): number {
  * s, KS, TM, rows). `depth` K, `width4` N / 4 and `col` the vec4 column are WGSL expressions.
  */
 function packedStream(packed: ExpertWeightLayout, depth: string, width4: string, col: string,
-                      names: PackedStepNames, t: DecodeTiles): string {
+                      names: PackedStepNames, t: DecodeTiles, unroll = 1): string {
+  const step = packedStep(packed, names, {...stepOptions(t), decodeOnce: t.decodeOnce});
+  // unroll > 1: that many steps per iteration of a loop with a constant inner bound (the compiler may interleave
+  // their loads with the previous step's arithmetic).
   return `
         {${packedStepConsts(packed, depth)}
           let NV = ${width4};
           let K4 = (${depth}) / 4;
           let n = ${col};
-          let wBase = expert * KW * NV + n;
-          for (var step = s; step < steps; step += KS) {${packedStep(packed, names, {exponentBits: t.exponentBits})}
-          }
+          let wBase = expert * KW * NV + n;${unroll > 1 ? `
+          for (var sb = s; sb < steps; sb += KS * ${unroll}) {
+            for (var u = 0; u < ${unroll}; u++) {
+              let step = sb + u * KS;
+              if (step < steps) {${step}
+              }
+            }
+          }` : `
+          for (var step = s; step < steps; step += KS) {${step}
+          }`}
         }`;
 }
 
@@ -211,7 +268,13 @@ export function upGateDispatch(s: DecodeShape, t: DecodeTiles): number {
 }
 
 export function downDispatch(s: DecodeShape, t: DecodeTiles): number {
-  return s.T * Math.ceil(s.H / 4 / t.downNv);
+  const tiles = Math.ceil(s.H / 4 / t.downNv);
+  return downRunsByExpert(s, t) ? Math.min(s.E, s.T * s.K) * tiles : s.T * tiles;
+}
+
+/** The combine program after an expert-major down: one thread per (token, vec4 column). */
+export function combineDispatch(s: DecodeShape): number {
+  return Math.ceil(s.T * s.H / 4 / DECODE_THREADS);
 }
 
 export function routerDispatch(s: DecodeShape, t: DecodeTiles): number {
@@ -250,6 +313,7 @@ function layoutConsts(s: DecodeShape, t: DecodeTiles): string {
 /** Program 1: partial router (and shared-gate) logits. Binding order: gate, work, [sharedGate]. */
 export function routerLogitsCode(s: DecodeShape, t: DecodeTiles): string {
   const {hs, hsGate} = routerSplits(s, t);
+  if (t.routerVec4 === true) return routerLogitsVec4Code(s, t, hs, hsGate);
   const ru = Math.max(1, Math.floor(t.routerUnroll ?? 1));
   return `${PRELUDE}${layoutConsts(s, t)}
   @group(0) @binding(0) var<storage, read> gate : array<f32>;
@@ -318,6 +382,67 @@ export function routerLogitsCode(s: DecodeShape, t: DecodeTiles): string {
   }`;
 }
 
+/** routerLogits with x read as vec4 (DecodeTiles.routerVec4): the same splits and partials, in quads of rows. */
+function routerLogitsVec4Code(s: DecodeShape, t: DecodeTiles, hs: number, hsGate: number): string {
+  return `${PRELUDE}${layoutConsts(s, t)}
+  @group(0) @binding(0) var<storage, read> gate : array<f32>;
+  @group(0) @binding(1) var<storage, read_write> work : array<f32>;
+  ${s.sharedGate ? '@group(0) @binding(2) var<storage, read> sgate : array<vec4<f32>>;' : ''}
+  @group(1) @binding(0) var<storage, read> x : array<vec4<f32>>;
+  const T = ${s.T};
+  const H4 = ${s.H / 4};
+  const E = ${s.E};
+  const HS = ${hs};
+  const HSG = ${Math.max(1, hsGate)};
+  const CG = ${Math.ceil(s.E / 32)};
+  var<workgroup> red : array<f32, 256>;
+
+  @compute @workgroup_size(256)
+  fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index) li : u32) {
+    let w = i32(wid.x);
+    let lid = i32(li);
+    let cl = lid % 32;
+    let hl = lid / 32;
+    let isGate = w < CG * HS;
+    var c = cl;
+    var split = 0;
+    var n = 1;
+    var quads = (H4 + HSG - 1) / HSG;
+    if (isGate) {
+      c = (w / HS) * 32 + cl;
+      split = w % HS;
+      n = E;
+      quads = (H4 + HS - 1) / HS;
+    } else {
+      split = w - CG * HS;
+    }
+    let q0 = split * quads;
+    let q1 = min(H4, q0 + quads);
+    var acc : array<f32, T>;
+    if (c < n) {
+      for (var q = q0 + hl; q < q1; q += 8) {
+        var wv = vec4<f32>(0.0);
+        if (isGate) {
+          let h = 4 * q * E + c;
+          wv = vec4<f32>(gate[h], gate[h + E], gate[h + 2 * E], gate[h + 3 * E]);
+        } ${s.sharedGate ? 'else { wv = sgate[q]; }' : ''}
+        for (var t = 0; t < T; t++) { acc[t] += dot(x[t * H4 + q], wv); }
+      }
+    }
+    for (var t = 0; t < T; t++) {
+      red[lid] = acc[t];
+      workgroupBarrier();
+      if (hl == 0 && c < n) {
+        var v = 0.0;
+        for (var l = 0; l < 8; l++) { v += red[l * 32 + cl]; }
+        if (isGate) { work[W_LOGITS + (split * T + t) * E + c] = v; }
+        else { work[W_SGATE + split * T + t] = v; }
+      }
+      workgroupBarrier();
+    }
+  }`;
+}
+
 /** Program 2: routing and the counting sort, one workgroup. Binding order: work, route, [correctionBias]. */
 export function routeCode(s: DecodeShape, t: DecodeTiles): string {
   const nt = Math.max(t.routeThreads ?? DECODE_THREADS, 1 << Math.ceil(Math.log2(s.T)));
@@ -352,6 +477,9 @@ function routeParts(s: DecodeShape, t: DecodeTiles, routeOut: string, slotWeight
   // Spread partial loads: r threads per logit, q loads each (written out; a loop where they would not fit).
   const r = Math.min(hs, Math.floor(nt / (s.T * s.E)));
   const spread = t.routeLoads === 'spread' && r >= 1 && Math.ceil(hs / r) <= 64 ? {r, q: Math.ceil(hs / r)} : null;
+  // Spread with more logits than threads: every load of a thread's logits at once (where at most 256 of them).
+  const chunkLogits = Math.ceil(s.T * s.E / nt);
+  const allAtOnce = t.routeLoads === 'spread' && r < 1 && chunkLogits * hs <= 256;
   // Threads per token: a power of two, every token at once.
   const tpt = Math.min(1 << Math.floor(Math.log2(nt / s.T)), t.routeLanes);
   const weight = grouped ?
@@ -412,7 +540,14 @@ function routeParts(s: DecodeShape, t: DecodeTiles, routeOut: string, slotWeight
     let tok = lid / TPT;
     let lane = lid % TPT;
     let valid = tok < T;
-${spread == null ? `    // The router's partial sums: split-outer, so each thread has CH independent loads in flight per split.
+${spread == null && allAtOnce ? `    // The router's partial sums, more logits than threads: each thread's CH x HS loads written out (one load
+    // latency), then added in split order.
+    {${Array.from({length: chunkLogits}, (_, c) => `
+      let i${c} = min(lid + ${c * nt}, T * E - 1);${Array.from({length: hs}, (_, p) => `
+      let v${c}_${p} = work[W_LOGITS + ${p * s.T * s.E} + i${c}];`).join('')}`).join('')}${
+      Array.from({length: chunkLogits}, (_, c) => `
+      if (lid + ${c * nt} < T * E) { prob[i${c}] = ${Array.from({length: hs}, (_, p) => `v${c}_${p}`).join(' + ')}; }`).join('')}
+    }` : spread == null ? `    // The router's partial sums: split-outer, so each thread has CH independent loads in flight per split.
     var part = array<f32, CH>();
     for (var p = 0; p < HS; p++) {
       for (var c = 0; c < CH; c++) {
@@ -694,9 +829,9 @@ export function upGateCode(s: DecodeShape, t: DecodeTiles, fold = false): string
         }`;
   const routedStream = s.upPacked == null ? stream('upGate', 'expert * H4 * 4 * (2 * I4)', '(2 * I4)') :
       packedStream(s.upPacked, 'H4 * 4', '2 * I4', 'n4',
-                   {lhs: 'x', lhsRow: i => `tok[${i}]`, accumulate: (i, v) => `acc[${i}] += ${v};`}, t);
+                   {lhs: 'x', lhsRow: i => `tok[${i}]`, accumulate: (i, v) => `acc[${i}] += ${v};`}, t, UU);
   return `${PRELUDE}${layoutConsts(s, t)}
-  ${weightDecls(s.upPacked, 'upGate', 'up', b)}
+  ${weightDecls(s.upPacked, 'upGate', 'up', b, stepOptions(t))}
   @group(0) @binding(${b('route')}) var<storage, read_write> route : array<i32>;
   @group(0) @binding(${b('act')}) var<storage, read_write> act : array<vec4<f32>>;
   ${s.withBias ? `@group(0) @binding(${b('upBias')}) var<storage, read> upBias : array<vec4<f32>>;` : ''}
@@ -856,8 +991,18 @@ export function downCode(s: DecodeShape, t: DecodeTiles): string {
           let NV = H4;
           let K4 = I4;
           let n = c4;
-          let rows = 1;
-          for (var q = s; q < TOPK * steps; q += KS) {
+          let rows = 1;${U > 1 ? `
+          for (var q0 = s; q0 < TOPK * steps; q0 += KS * ${U}) {
+            for (var u = 0; u < ${U}; u++) {
+              let q = q0 + u * KS;
+              if (q < TOPK * steps) {${packedItem(l)}
+              }
+            }
+          }` : `
+          for (var q = s; q < TOPK * steps; q += KS) {${packedItem(l)}
+          }`}
+        }`;
+  const packedItem = (l: ExpertWeightLayout) => `
             let j = q / steps;
             let step = q - j * steps;
             let expert = slotE[j];
@@ -865,9 +1010,7 @@ export function downCode(s: DecodeShape, t: DecodeTiles): string {
             let wt = slotW[j];
             let wBase = expert * KW * NV + n;${packedStep(l, {lhs: 'act', lhsRow: () => 'rowD',
                                                                 accumulate: (_, v) => `acc += ${v} * wt;`},
-                                                          {exponentBits: t.exponentBits})}
-          }
-        }`;
+                                                          stepOptions(t))}`;
   const routed = s.downPacked != null ? packedItems(s.downPacked) : items ? floatItems() : `
       for (var j = 0; j < TOPK; j++) {
         let e = slotE[j];
@@ -876,7 +1019,7 @@ export function downCode(s: DecodeShape, t: DecodeTiles): string {
         ${stream('down', 'e * I4 * 4 * H4', 'r * I4', 'I4', 'wt')}
       }`;
   return `${PRELUDE}${layoutConsts(s, t)}
-  ${weightDecls(s.downPacked, 'down', 'down', b)}
+  ${weightDecls(s.downPacked, 'down', 'down', b, stepOptions(t))}
   @group(0) @binding(${b('route')}) var<storage, read_write> route : array<i32>;
   @group(0) @binding(${b('act')}) var<storage, read_write> act : array<vec4<f32>>;
   @group(0) @binding(${b('work')}) var<storage, read_write> work : array<f32>;
@@ -940,5 +1083,129 @@ export function downCode(s: DecodeShape, t: DecodeTiles): string {
       }` : ''}
       out[t * H4 + c4] = v;
     }
+  }`;
+}
+
+
+/** Expert-major down program binding order: down's packed parts, route, act, part (at most 6: within 8 with group 1). */
+export function downExpertBindings(s: DecodeShape): string[] {
+  return [...weightBindings(s.downPacked, 'down', 'down'), 'route', 'act', 'part'];
+}
+
+/**
+ * Program 4 per active expert (DecodeTiles.downByExpert): workgroup (unit, column tile) streams the unit's packed
+ * [I, H] codes once for up to TM of its rows (each quad decoded once for them all), the k-lanes' sums reduced in
+ * workgroup memory, and writes row r's vec4s to part[r * H4 + c4] (the combine program weights them).
+ */
+export function downExpertCode(s: DecodeShape, t: DecodeTiles): string {
+  const l = s.downPacked!;
+  const names = downExpertBindings(s);
+  const b = (n: string) => names.indexOf(n);
+  const NVW = t.downNv, KS = t.downKs;
+  const H4 = s.H / 4, I4 = s.I / 4;
+  const {tm, rb} = downRowsOf(s, t);
+  const tiles = Math.ceil(H4 / NVW);
+  return `${PRELUDE}${layoutConsts(s, t)}
+  ${weightDecls(l, 'down', 'down', b, stepOptions(t))}
+  @group(0) @binding(${b('route')}) var<storage, read_write> route : array<i32>;
+  @group(0) @binding(${b('act')}) var<storage, read_write> act : array<vec4<f32>>;
+  @group(0) @binding(${b('part')}) var<storage, read_write> part : array<vec4<f32>>;
+  const T = ${s.T};
+  const K = ${s.K};
+  const H4 = ${H4};
+  const I4 = ${I4};
+  const NVW = ${NVW};
+  const KS = ${KS};
+  const TM = ${tm};
+  const RB = ${rb};
+  const TILES = ${tiles};
+  var<workgroup> unitInfo : array<i32, 4>;
+  var<workgroup> red : array<vec4<f32>, ${rb * 256}>;
+
+  @compute @workgroup_size(256)
+  fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index) li : u32) {
+    let w = i32(wid.x);
+    let lid = i32(li);
+    let unit = w / TILES;
+    let colTile = w % TILES;
+    if (lid == 0) {
+      unitInfo[0] = 0; unitInfo[1] = 0; unitInfo[2] = 0; unitInfo[3] = 0;
+      if (unit < route[R_NACT]) {
+        unitInfo[1] = route[R_ACT_EXPERT + unit];
+        unitInfo[2] = route[R_ACT_START + unit];
+        unitInfo[3] = route[R_ACT_START + unit + 1];
+      }
+    }
+    let m = workgroupUniformLoad(&unitInfo);
+    let expert = m[1];
+    let rowStart = m[2];
+    let rowEnd = m[3];
+    let cl = lid % NVW;
+    let s = lid / NVW;
+    let c4 = colTile * NVW + cl;
+    let colOk = c4 < H4;
+    for (var r0 = rowStart; r0 < rowEnd; r0 += TM) {
+      let rows = min(TM, rowEnd - r0);
+      // Explicitly zeroed: a declaration in a loop body was seen to keep the previous iteration's values.
+      var acc = array<vec4<f32>, TM>();
+      if (colOk) {${packedStream(l, 'I4 * 4', 'H4', 'c4',
+                                   {lhs: 'act', lhsRow: i => `r0 + ${i}`, accumulate: (i, v) => `acc[${i}] += ${v};`},
+                                   {...t, decodeOnce: true})}
+      }
+      for (var i0 = 0; i0 < rows; i0 += RB) {
+        for (var q = 0; q < RB; q++) {
+          if (i0 + q < rows) { red[q * 256 + lid] = acc[i0 + q]; }
+        }
+        workgroupBarrier();
+        let q = lid / NVW;
+        let c = lid % NVW;
+        let cc = colTile * NVW + c;
+        if (q < RB && i0 + q < rows && cc < H4) {
+          var v = vec4<f32>(0.0);
+          for (var k = 0; k < KS; k++) { v += red[q * 256 + k * NVW + c]; }
+          let r = r0 + i0 + q;
+          part[r * H4 + cc] = v;
+        }
+        workgroupBarrier();
+      }
+    }
+  }`;
+}
+
+/** Combine program binding order: route, work, part, [downBias]. */
+export function combineBindings(s: DecodeShape): string[] {
+  return ['route', 'work', 'part', ...(s.withBias ? ['downBias'] : [])];
+}
+
+/**
+ * Program 5 after an expert-major down: out[t] = the sum of token t's K rows times their routing weights (1 with
+ * probInAdvance: applied in upGate), and the weighted down biases.
+ */
+export function combineCode(s: DecodeShape, t: DecodeTiles): string {
+  const names = combineBindings(s);
+  const b = (n: string) => names.indexOf(n);
+  return `${PRELUDE}${layoutConsts(s, t)}
+  @group(0) @binding(${b('route')}) var<storage, read_write> route : array<i32>;
+  @group(0) @binding(${b('work')}) var<storage, read_write> work : array<f32>;
+  @group(0) @binding(${b('part')}) var<storage, read_write> part : array<vec4<f32>>;
+  ${s.withBias ? `@group(0) @binding(${b('downBias')}) var<storage, read> downBias : array<vec4<f32>>;` : ''}
+  @group(1) @binding(1) var<storage, read_write> out : array<vec4<f32>>;
+  const T = ${s.T};
+  const K = ${s.K};
+  const H4 = ${s.H / 4};
+
+  @compute @workgroup_size(256)
+  fn main(@builtin(global_invocation_id) gid : vec3<u32>) {
+    let i = i32(gid.x);
+    if (i >= T * H4) { return; }
+    let t = i / H4;
+    let c4 = i - t * H4;
+    var v = vec4<f32>(0.0);
+    for (var j = 0; j < K; j++) {
+      let f = t * K + j;
+      v += part[route[R_SLOT_ROW + f] * H4 + c4]${s.probInAdvance ? '' : ' * work[W_SLOTW + f]'};${s.withBias ? `
+      v += work[W_SLOTW + f] * downBias[route[R_SLOT_EXPERT + f] * H4 + c4];` : ''}
+    }
+    out[i] = v;
   }`;
 }

@@ -24,6 +24,11 @@ export interface DecodeTuning {
 const QWEN3 = {H: 2048, I: 768, E: 128, K: 8, bits: 32};
 
 const ROUTE = {routerPartials: 16384, routeLanes: 256, routeTopk: 'rounds'} as const;
+/**
+ * The word decoders' choices: mxfp4 and int4 codes as float16 bit patterns, two per unpack2x16float (session 4
+ * batches I and J; other formats ignore them).
+ */
+const DECODERS = {e2m1Half: true, int4Half: true} as const;
 /** T = 1 routing (session 3 batch F): 16 router splits, their loads at once, the router's row steps unrolled. */
 const ROUTE_T1 = {routerPartials: 2048, routeLoads: 'spread', routerUnroll: 8} as const;
 
@@ -57,19 +62,28 @@ export const DECODE_TUNING: readonly DecodeTuning[] = [
   // T = 5-16 (batch F, GPU time of the whole forward at T = 16): 2 rows in registers for 4- and 8-bit codes (int4 g32
   // 0.259 ms vs 0.268 with 4 rows, 0.265 with 1; int8 0.257 best), 4 for the halves (float16 0.345 vs 0.352 with 2);
   // exponent-bit codes tied (int4 0.256) or lost (int8 0.270), unrolling the router lost at T = 16 (0.29).
+  // Session 4 batch I (T = 16, GPU time of the whole forward): int4 g32 with each quad of codes decoded once for 2
+  // rows 0.249 ms vs 0.261 (4 rows 0.263, 8 0.301, 16 0.419), 32 router splits (routerPartials 32768) 0.257; int8
+  // decoded once 0.260 vs 0.263; the halves lose with it (float16 0.354 vs 0.343); mxfp4's float16-pattern codes
+  // (DECODERS) T = 1 0.161 vs 0.311 ms, T = 16 0.232 vs 0.452. Batch J (same run as batch I's table): the table
+  // int4 g32 T = 16 0.240 vs 0.258, with int4 codes as float16 patterns 0.228 (thr. 0.220; T = 1 0.0486 vs 0.0502);
+  // mxfp4 T = 16 0.231 vs 0.444, T = 1 0.048 vs 0.065; int8 0.256 vs 0.266; the down program per expert lost
+  // everywhere (int4 0.293, its downExpert 0.12 ms vs the per-token down's 0.07), as did the route's loads at once.
   ...[4, 8, 16].flatMap(bits => [
     {where: {...QWEN3, bits}, minTokens: 1, maxTokens: 1,
-     tiles: {upNv: 16, upKs: 16, downNv: 4, downKs: 64, upRows: 16, ...ROUTE, fold: true, ...ROUTE_T1},
-     source: 'BENCHMARKS.md H200 session 3 batches E and F (packed T = 1)'},
+     tiles: {upNv: 16, upKs: 16, downNv: 4, downKs: 64, upRows: 16, ...ROUTE, fold: true, ...ROUTE_T1, ...DECODERS},
+     source: 'BENCHMARKS.md H200 session 3 batches E and F (packed T = 1); session 4 batches I and J (codes)'},
     {where: {...QWEN3, bits}, minTokens: 5, maxTokens: 16,
-     tiles: {upNv: 16, upKs: 16, downNv: 8, downKs: 32, upRows: bits === 16 ? 4 : 2, ...ROUTE},
-     source: 'BENCHMARKS.md H200 session 3 batch F (packed T = 16 candidates)'},
+     tiles: bits === 16 ? {upNv: 16, upKs: 16, downNv: 8, downKs: 32, upRows: 4, ...ROUTE} :
+         {upNv: 16, upKs: 16, downNv: 8, downKs: 32, upRows: 2, ...ROUTE, routerPartials: 32768, decodeOnce: true,
+          ...DECODERS},
+     source: 'BENCHMARKS.md H200 session 3 batch F (packed T = 16 candidates); session 4 batches I and J'},
   ]),
   // Any shape: narrow column tiles at small T put more workgroups on the GPU (few active experts); wider ones reuse
   // each token row over more columns as T grows.
-  {minTokens: 1, maxTokens: 2, tiles: {upNv: 8, upKs: 32, downNv: 4, downKs: 64, upRows: 16, ...ROUTE},
+  {minTokens: 1, maxTokens: 2, tiles: {upNv: 8, upKs: 32, downNv: 4, downKs: 64, upRows: 16, ...ROUTE, ...DECODERS},
    source: 'BENCHMARKS.md H200 run 1 (defaults)'},
-  {minTokens: 3, maxTokens: 32, tiles: {upNv: 16, upKs: 16, downNv: 8, downKs: 32, upRows: 16, ...ROUTE},
+  {minTokens: 3, maxTokens: 32, tiles: {upNv: 16, upKs: 16, downNv: 8, downKs: 32, upRows: 16, ...ROUTE, ...DECODERS},
    source: 'BENCHMARKS.md H200 run 1 (defaults)'},
 ];
 
