@@ -10,7 +10,9 @@
  * routing + permute in one kernel at T <= 16, the combine in the down GEMM's last tile per column at T <= 32) and
  * the deeper decode pipelines ('deep', 'k128') are checked against the reference and must equal the unfused /
  * default output exactly (the same sums in the same order), as must the down GEMM's L2 prefetch of its weights
- * under programmatic dependent launch (TFJS_MOE_CUDA_L2_PREFETCH=1). Pending without CUDA.
+ * under programmatic dependent launch (TFJS_MOE_CUDA_L2_PREFETCH=1), the down GEMM's weight loads issued before
+ * its wait ('preload') and routing + permute in one block (MOE_CUDA_FUSE 'permute'); the one-wave 16 x 32 tiles 256
+ * deep ('mma32-deep', with 'preload': 'tuned') sum in the same order as the default. Pending without CUDA.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {CudaComputeDtype, cudaStatus, MOE_CUDA_FUSE, MOE_CUDA_GEMM_TILES} from 'tfjs-moe';
@@ -58,6 +60,9 @@ const CASES: Case[] = [
   {name: 'T = 13, noaux_tc two groups of 32, one kept', T: 13, H: 128,
     cfg: config({numExperts: 64, topK: 4, intermediateSize: 40, topkMethod: 'noaux_tc', nGroup: 2, topkGroup: 1,
       useCorrectionBias: true})},
+  // K = 1040 (up_gate) takes several 256-deep steps of the one-wave 16 x 32 tiles ('mma32-deep'), the last one partial.
+  {name: 'T = 1, H = 1040: deep 16 x 32 tiles over several K steps', T: 1, H: 1040,
+    cfg: config({numExperts: 32, topK: 4, intermediateSize: 64})},
   {name: 'T = 2, gated shared expert and latent projections', T: 2, H: 96,
     cfg: config({numExperts: 16, topK: 2, intermediateSize: 40, latentSize: 64, sharedExpertIntermediateSize: 72,
       sharedExpertGate: true})},
@@ -96,7 +101,8 @@ describe('CUDA decode weight-streaming GEMM', () => {
              const variants: Array<[string, string, boolean?]> = [
                ['default', 'none'], ['stream', 'none'], ['stream8', 'none'], ['mma32', 'none'], ['deep', 'none'],
                ['k128', 'none'], ['shallow', 'none'], ['default', 'all'], ['default', 'route'], ['default', 'combine'],
-               ['stream', 'all'], ['default', 'all', true],
+               ['stream', 'all'], ['default', 'all', true], ['preload', 'none'], ['mma32-deep', 'none'],
+               ['tuned', 'none'], ['default', 'permute'], ['tuned', 'permute'],
              ];
              for (const [tiles, fuse, prefetch] of variants) {
                env.set(MOE_CUDA_GEMM_TILES, tiles);
@@ -114,10 +120,13 @@ describe('CUDA decode weight-streaming GEMM', () => {
              }
              // The fusions change no sum: the route kernel runs the routing kernels' code, the combine tail the
              // combine kernel's; the prefetch only asks L2 early. The pipeline depths may pad K with more zero steps.
-             for (const name of ['default/all', 'default/route', 'default/combine', 'prefetch']) {
+             // 'preload' only moves the down GEMM's first weight loads before its wait; 'permute' runs the routing
+             // kernels' code and the one-block permute in one kernel.
+             for (const name of ['default/all', 'default/route', 'default/combine', 'prefetch', 'preload', 'default/permute']) {
                expect(relError(outs[name], outs.default)).withContext(`${name} vs default`).toBe(0);
              }
-             for (const name of ['deep', 'k128', 'shallow']) {
+             expect(relError(outs['tuned/permute'], outs.tuned)).withContext('tuned/permute vs tuned').toBe(0);
+             for (const name of ['deep', 'k128', 'shallow', 'mma32-deep', 'tuned']) {
                expect(relError(outs[name], outs.default)).withContext(`${name} vs default`).toBeLessThan(1e-6);
              }
              expect(relError(outs['stream/all'], outs.stream)).withContext('stream fused vs unfused').toBe(0);

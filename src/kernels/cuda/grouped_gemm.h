@@ -71,6 +71,10 @@ struct GemmProblem {
   // first row tile asks L2 for its weight rows. Only for a GEMM whose segments were written before the previous
   // kernel began (the decode down GEMM: the permute ran before the up_gate GEMM), and weights that fit in L2.
   bool prefetchB = false;
+  // Segmented mma tiles: the tile lookup and the first stages' B loads go before waiting for the previous kernel
+  // (programmatic dependent launch; A's loads wait). Only for a GEMM whose segments were written before the previous
+  // kernel began and whose B no kernel writes (the decode down GEMM).
+  bool preloadB = false;
   // B is read once (mma tiles): its loads are marked evict-first in L2 (keeps a following GEMM's prefetch in L2).
   bool bStreamOnce = false;
   float* combineOut = nullptr;

@@ -114,7 +114,14 @@ __device__ __forceinline__ void awaitPredecessor() {
 // kMmaDeep / kMmaK128: the 16 x 64 tiles with 8 stages of 64, or 4 stages of 128, along K in flight (A/B); kMmaDeep
 // also takes the int4 16 x 64 tiles from 128-deep to 256-deep K steps.
 // kMma (default) picks the 16 x 64 pipeline by the grid's size; kMmaShallow forces 4 stages of 64 (int4: of 128).
-enum class DecodeGemm : int { kMma = 0, kStream4 = 1, kStream8 = 2, kMma32 = 3, kMmaDeep = 4, kMmaK128 = 5, kMmaShallow = 6 };
+// kMmaPreload: kMma, and the decode down GEMM's blocks issue their tile lookup and first weight stages before waiting
+// for the up_gate GEMM (GemmProblem.preloadB). kMma32Deep: kMma, but a decode GEMM whose 16 x 32 tiles fit one wave
+// at three blocks per SM (one token's up_gate) takes them 256 deep along K, so every SM streams the same bytes.
+// kMmaTuned: both. kInt4Previous: kMma, with the int4 16 x 64 bf16 tiles' previous fragment decode (A/B).
+enum class DecodeGemm : int {
+  kMma = 0, kStream4 = 1, kStream8 = 2, kMma32 = 3, kMmaDeep = 4, kMmaK128 = 5, kMmaShallow = 6,
+  kMmaPreload = 7, kMma32Deep = 8, kMmaTuned = 9, kInt4Previous = 10
+};
 struct Tuning {
   bool pdl = true;             // programmatic dependent launch in the layer at decode sizes
   bool previousTiles = false;  // the GEMM tile choice from before the 128x256 prefill tiles (and the streaming GEMM)
@@ -124,6 +131,8 @@ struct Tuning {
   // than the separate kernels under PDL (BENCHMARKS.md).
   bool fuseRoute = false;
   bool fuseCombine = false;
+  // Routing + permute in one block after the router GEMM (MOE_CUDA_FUSE 'permute'), T <= 16.
+  bool fuseRoutePermute = false;
   // int4 expert copies read by the tensor-core tiles at decode and mid sizes (W4A16, tfjs flag MOE_CUDA_INT4_MMA);
   // off: those tiles read the dequantized copy.
   bool int4Mma = true;
@@ -132,6 +141,15 @@ struct Tuning {
 inline Tuning& tuning() {
   static Tuning t;
   return t;
+}
+// The decode tile choices that pick the 16 x 64 pipeline depth by the grid's size (kMma and its variants above).
+inline bool autoDecodeDepth() {
+  const DecodeGemm d = tuning().decodeGemm;
+  return d == DecodeGemm::kMma || d == DecodeGemm::kMmaPreload || d == DecodeGemm::kMma32Deep ||
+         d == DecodeGemm::kMmaTuned || d == DecodeGemm::kInt4Previous;
+}
+inline bool preloadDecodeDown() {
+  return tuning().decodeGemm == DecodeGemm::kMmaPreload || tuning().decodeGemm == DecodeGemm::kMmaTuned;
 }
 
 // PDL is used only inside a PdlScope (the layer's enqueue, where every launch follows a kernel on the same

@@ -306,6 +306,11 @@ void MoeLayer::enqueue(int T) {
   PdlScope pdl(marks_ == nullptr && T <= kPdlMaxTokens);
   if (!fusedRoute) {
     mark("router GEMM");
+  }
+  // 2-3 in one block at decode sizes (MOE_CUDA_FUSE 'permute'): one single-block launch fewer on the critical path.
+  if (!fusedRoute && tuning().fuseRoutePermute && marks_ == nullptr && routePermuteFits(T, route)) {
+    launchRoutePermute(logits_.as<float>(), T, gateCols_, route, stream_);
+  } else if (!fusedRoute) {
     // 2. routing
     if (noaux) {
       launchMoeScores(logits_.as<float>(), T, routed, gateCols_, corr, routing_, nullptr, ids, weights, sharedScale,
@@ -393,6 +398,9 @@ void MoeLayer::enqueue(int T) {
   dn.epilogue = Epilogue::kStore;
   dn.bInt4 = nullptr;
   dn.bStreamOnce = false;
+  // The segments were written before the up_gate GEMM began and nothing writes B: under PDL the down GEMM's blocks
+  // start loading weights while up_gate finishes (MOE_CUDA_GEMM_TILES 'preload' / 'tuned').
+  dn.preloadB = preloadDecodeDown() && T <= kPdlMaxTokens;
   useInt4(dn, downQ_);
   float* routedOut = cfg_.latent > 0 ? latentF_.as<float>() : out;
   // 6. combine (+ weighted down bias, + w * x for identity experts), then the latent fc2. At the fewest tokens (each expert's weights read by
