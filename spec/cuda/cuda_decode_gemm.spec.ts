@@ -10,9 +10,10 @@
  * routing + permute in one kernel at T <= 16, the combine in the down GEMM's last tile per column at T <= 32) and
  * the deeper decode pipelines ('deep', 'k128') are checked against the reference and must equal the unfused /
  * default output exactly (the same sums in the same order), as must the down GEMM's L2 prefetch of its weights
- * under programmatic dependent launch (TFJS_MOE_CUDA_L2_PREFETCH=1), the down GEMM's weight loads issued before
- * its wait ('preload') and routing + permute in one block (MOE_CUDA_FUSE 'permute'); the one-wave 16 x 32 tiles 256
- * deep ('mma32-deep', with 'preload': 'tuned') sum in the same order as the default. Pending without CUDA.
+ * under programmatic dependent launch (TFJS_MOE_CUDA_L2_PREFETCH=1), the up_gate GEMM's L2 prefetch of the down
+ * weights (TFJS_MOE_CUDA_L2_PREFETCH=2), the down GEMM's weight loads issued before its wait ('preload') and routing +
+ * permute in one block (MOE_CUDA_FUSE 'permute'); the one-wave 16 x 32 tiles 256 deep ('mma32-deep', with 'preload':
+ * 'tuned') sum in the same order as the default. Pending without CUDA.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {CudaComputeDtype, cudaStatus, MOE_CUDA_FUSE, MOE_CUDA_GEMM_TILES} from 'tfjs-moe';
@@ -98,17 +99,19 @@ describe('CUDA decode weight-streaming GEMM', () => {
            const before = tf.memory().numTensors;
            const outs: Record<string, Float32Array> = {};
            try {
-             const variants: Array<[string, string, boolean?]> = [
+             // The third entry sets TFJS_MOE_CUDA_L2_PREFETCH: '1' the down GEMM's own L2 prefetch (with the combine
+             // tail), '2' the up_gate GEMM asking L2 for the down weights of its experts.
+             const variants: Array<[string, string, string?]> = [
                ['default', 'none'], ['stream', 'none'], ['stream8', 'none'], ['mma32', 'none'], ['deep', 'none'],
                ['k128', 'none'], ['shallow', 'none'], ['default', 'all'], ['default', 'route'], ['default', 'combine'],
-               ['stream', 'all'], ['default', 'all', true], ['preload', 'none'], ['mma32-deep', 'none'],
-               ['tuned', 'none'], ['default', 'permute'], ['tuned', 'permute'],
+               ['stream', 'all'], ['default', 'all', '1'], ['preload', 'none'], ['mma32-deep', 'none'],
+               ['tuned', 'none'], ['default', 'permute'], ['tuned', 'permute'], ['default', 'none', '2'],
              ];
              for (const [tiles, fuse, prefetch] of variants) {
                env.set(MOE_CUDA_GEMM_TILES, tiles);
                env.set(MOE_CUDA_FUSE, fuse);
-               process.env.TFJS_MOE_CUDA_L2_PREFETCH = prefetch ? '1' : '0';
-               const name = prefetch ? 'prefetch' : fuse === 'none' ? tiles : `${tiles}/${fuse}`;
+               process.env.TFJS_MOE_CUDA_L2_PREFETCH = prefetch ?? '0';
+               const name = prefetch ? `prefetch${prefetch}` : fuse === 'none' ? tiles : `${tiles}/${fuse}`;
                for (let call = 0; call < 2; call++) {  // the second call replays the CUDA graph
                  const out = layer.apply(xT, weights);
                  outs[name] = (await out.data()) as Float32Array;
@@ -122,7 +125,8 @@ describe('CUDA decode weight-streaming GEMM', () => {
              // combine kernel's; the prefetch only asks L2 early. The pipeline depths may pad K with more zero steps.
              // 'preload' only moves the down GEMM's first weight loads before its wait; 'permute' runs the routing
              // kernels' code and the one-block permute in one kernel.
-             for (const name of ['default/all', 'default/route', 'default/combine', 'prefetch', 'preload', 'default/permute']) {
+             for (const name of ['default/all', 'default/route', 'default/combine', 'prefetch1', 'prefetch2', 'preload',
+               'default/permute']) {
                expect(relError(outs[name], outs.default)).withContext(`${name} vs default`).toBe(0);
              }
              expect(relError(outs['tuned/permute'], outs.tuned)).withContext('tuned/permute vs tuned').toBe(0);

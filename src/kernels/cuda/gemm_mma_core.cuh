@@ -132,6 +132,22 @@ __device__ __forceinline__ void prefetchWeightTile(const GemmProblem& p) {
 #endif
 }
 
+// GemmProblem.prefetchNext: this block's share of its expert's next-GEMM weights, asked of L2 in 4 KB pieces.
+template <int NT>
+__device__ __forceinline__ void prefetchNextWeights(const GemmProblem& p, int expert) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const long long bytes = p.prefetchNextBytes;
+  const long long slice = ((bytes + gridDim.y - 1) / gridDim.y + 15) & ~15ll;
+  const long long start = static_cast<long long>(blockIdx.y) * slice;
+  const char* base = static_cast<const char*>(p.prefetchNext) + static_cast<long long>(expert) * bytes;
+  for (long long off = start + static_cast<long long>(threadIdx.x) * 4096; off < start + slice && off < bytes;
+       off += static_cast<long long>(NT) * 4096) {
+    const long long n = min(min(4096ll, start + slice - off), bytes - off) & ~15ll;
+    if (n > 0) asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(base + off), "r"(static_cast<unsigned>(n)) : "memory");
+  }
+#endif
+}
+
 // VEC: K % 8 == 0, lda % 8 == 0 and 16-byte aligned bases, so every 16-byte chunk is wholly in or out of
 // bounds and cp.async can move it; otherwise elements are loaded one by one (odd test shapes only).
 template <typename Elem, typename OutT, int BM, int BN, int BK, int WARPS_M, int WARPS_N, int STAGES, Epilogue EPI,
@@ -175,6 +191,10 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
     return;
   }
   const int tid = threadIdx.x;
+  if (VEC && p.prefetchNext != nullptr && p.seg.offsets != nullptr &&
+      tile.rowStart == __ldcg(p.seg.offsets + tile.expert)) {
+    prefetchNextWeights<Cfg::kThreads>(p, tile.expert);
+  }
   const Elem* A = static_cast<const Elem*>(p.A);
   const Elem* B = static_cast<const Elem*>(p.B) + static_cast<long long>(tile.expert) * p.N * p.K;
   const Elem zero = ElemTraits<Elem>::fromFloat(0.f);

@@ -111,8 +111,8 @@ class MoeLayer {
   void enqueue(int T);  // reads dX_, writes dOut_
   void mark(const char* stage);  // records an event after a stage while profiling
   void run(int T, bool useGraph);
-  static bool l2PrefetchEnv();
-  bool l2Prefetch_ = false;  // TFJS_MOE_CUDA_L2_PREFETCH as the graphs were captured
+  static int l2PrefetchEnv();
+  int l2Prefetch_ = 0;  // TFJS_MOE_CUDA_L2_PREFETCH as the graphs were captured (0, 1, 2)
   GemmProblem dense(const void* A, int lda, const void* B, DType elem, int M, int N, int K) const;
   int gateSplit(int T) const;  // split-K factor of the router GEMM
 
