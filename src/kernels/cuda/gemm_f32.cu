@@ -25,12 +25,6 @@ __global__ void __launch_bounds__(kFewRowsWarps * 32) denseFewRowsKernel(const G
   denseFewRowsColumn<MAXM>(p, blockIdx.x, gridDim.x);
 }
 
-template <int MAXM, int NCOL>
-__global__ void __launch_bounds__(kFewRowsWarps * 32) denseFewRowsColsKernel(const GemmProblem p) {
-  awaitPredecessor();
-  denseFewRowsColumns<MAXM, NCOL>(p, blockIdx.x * NCOL, gridDim.x);
-}
-
 template <Epilogue EPI>
 void launchFmaEpi(const GemmProblem& p, bool vec, cudaStream_t stream) {
   if (!vec) {
@@ -106,13 +100,8 @@ void launchGroupedGemm(const GemmProblem& p, cudaStream_t stream) {
   }
   if (vec && p.kSplit <= 1 && p.seg.offsets == nullptr && p.M <= 32 && p.epilogue == Epilogue::kStore) {
     const int threads = gemm::kFewRowsWarps * 32;
-    if (p.M <= 4) {
-      launchKernel("denseFewRowsKernel", gemm::denseFewRowsKernel<4>, p.N, threads, 0, stream, p);
-    } else {
-      // Above 4 rows A's reads dominate: 4 columns per block read them once (denseFewRowsColumns).
-      auto kernel = p.M <= 16 ? gemm::denseFewRowsColsKernel<16, 4> : gemm::denseFewRowsColsKernel<32, 4>;
-      launchKernel("denseFewRowsColsKernel", kernel, ceilDiv(p.N, 4), threads, 0, stream, p);
-    }
+    auto kernel = p.M <= 4 ? gemm::denseFewRowsKernel<4> : p.M <= 16 ? gemm::denseFewRowsKernel<16> : gemm::denseFewRowsKernel<32>;
+    launchKernel("denseFewRowsKernel", kernel, p.N, threads, 0, stream, p);
     return;
   }
   if (p.aCopy != nullptr) {
