@@ -84,19 +84,17 @@ napi_value SetTuning(napi_env env, napi_callback_info info) {
         {"stream", moe::DecodeGemm::kStream4},   {"stream8", moe::DecodeGemm::kStream8},
         {"mma32", moe::DecodeGemm::kMma32},      {"deep", moe::DecodeGemm::kMmaDeep},
         {"k128", moe::DecodeGemm::kMmaK128},     {"shallow", moe::DecodeGemm::kMmaShallow},
-        {"preload", moe::DecodeGemm::kMmaPreload}, {"mma32-deep", moe::DecodeGemm::kMma32Deep},
-        {"tuned", moe::DecodeGemm::kMmaTuned},   {"int4-previous", moe::DecodeGemm::kInt4Previous},
+        {"no-preload", moe::DecodeGemm::kMmaNoPreload}, {"int4-previous", moe::DecodeGemm::kInt4Previous},
     };
     const auto* tile = std::find_if(std::begin(kTiles), std::end(kTiles), [&](const auto& c) { return tiles == c.first; });
     if (tile == std::end(kTiles)) {
       throw ArgError("setTuning: argument 'gemmTiles' must be 'default', 'previous', 'stream', 'stream8', 'mma32', "
-                     "'deep', 'k128', 'shallow', 'preload', 'mma32-deep', 'tuned' or 'int4-previous', got '" + tiles + "'");
+                     "'deep', 'k128', 'shallow', 'no-preload' or 'int4-previous', got '" + tiles + "'");
     }
-    if (fuse != "all" && fuse != "route" && fuse != "combine" && fuse != "none" && fuse != "permute") {
-      throw ArgError("setTuning: argument 'fuse' must be 'none', 'all', 'route', 'combine' or 'permute', got '" + fuse + "'");
+    if (fuse != "all" && fuse != "route" && fuse != "combine" && fuse != "none") {
+      throw ArgError("setTuning: argument 'fuse' must be 'none', 'all', 'route' or 'combine', got '" + fuse + "'");
     }
     const bool fuseRoute = fuse == "all" || fuse == "route", fuseCombine = fuse == "all" || fuse == "combine";
-    const bool fuseRoutePermute = fuse == "permute";
     // Optional 'wgmma' ('auto' | 'on' | 'off'): the sm_90a GEMM's switch (gemm_sm90.h).
     moe::Sm90Gemm wgmma = moe::sm90Tuning().mode;
     bool hasWgmma = false;
@@ -116,9 +114,7 @@ napi_value SetTuning(napi_env env, napi_callback_info info) {
       t.generation++;  // layers drop graphs captured with the other GEMM
     }
     if (t.pdl != pdl || t.previousTiles != (tiles == "previous") || t.decodeGemm != tile->second ||
-        t.fuseRoute != fuseRoute || t.fuseCombine != fuseCombine || t.int4Mma != int4Mma ||
-        t.fuseRoutePermute != fuseRoutePermute) {
-      t.fuseRoutePermute = fuseRoutePermute;
+        t.fuseRoute != fuseRoute || t.fuseCombine != fuseCombine || t.int4Mma != int4Mma) {
       t.pdl = pdl;
       t.previousTiles = tiles == "previous";
       t.decodeGemm = tile->second;

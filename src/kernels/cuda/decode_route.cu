@@ -60,43 +60,7 @@ __global__ void __launch_bounds__(kRouteThreads) decodeRouteKernel(const GemmPro
                              a.perm.tilePrefix, a.perm.rowToPair, a.perm.rowMap);
 }
 
-// Routing and the permute in one block, the router GEMM left to its own kernel (the router GEMM's columns spread
-// over 128 blocks; the two tails are single-block and latency-bound, so one launch fewer on the critical path).
-__global__ void __launch_bounds__(kRouteThreads) routePermuteKernel(const float* __restrict__ logits, int T, int ld,
-                                                                    DecodeRouteArgs a, size_t warpBytes) {
-  awaitPredecessor();
-  extern __shared__ __align__(16) unsigned char smem[];
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  unsigned char* ws = smem + warp * warpBytes;
-  for (int t = warp; t < T; t += gemm::kFewRowsWarps) {
-    const float* row = logits + static_cast<long long>(t) * ld;
-    if (a.noaux) {
-      routing::noauxRouteToken(row, t, a.routed, a.corr, a.rp, nullptr, a.ids, a.weights, a.sharedGate, ws, lane);
-    } else {
-      routing::softmaxRouteToken(row, t, a.routed, a.corr, a.rp, a.ids, a.weights, a.sharedGate, ws, lane);
-    }
-    __syncwarp();
-  }
-  __syncthreads();  // the ids in global memory, visible to the whole block
-  permute::permuteSmallBlock(a.ids, T * a.rp.k, a.numExperts, 1, a.R, a.perm.tokensPerExpert, a.perm.offsets,
-                             a.perm.tilePrefix, a.perm.rowToPair, a.perm.rowMap);
-}
-
 }  // namespace
-
-bool routePermuteFits(int T, const DecodeRouteArgs& a) {
-  if (T < 1 || T > kRouteMaxTokens || T * a.rp.k > permute::kSmallPairs || a.numExperts > permute::kSmallExperts) {
-    return false;
-  }
-  return gemm::kFewRowsWarps * routeWarpBytes(a.routed, a.rp) + kRouteStaticBytes <= 48 * 1024;
-}
-
-void launchRoutePermute(const float* logits, int T, int ld, const DecodeRouteArgs& a, cudaStream_t stream) {
-  if (!routePermuteFits(T, a)) throw std::invalid_argument("route + permute: the problem does not fit the fused kernel");
-  const size_t warpBytes = routeWarpBytes(a.routed, a.rp);
-  launchKernel("routePermuteKernel", routePermuteKernel, 1, kRouteThreads, gemm::kFewRowsWarps * warpBytes, stream,
-               logits, T, ld, a, warpBytes);
-}
 
 bool decodeRouteFits(const GemmProblem& gate, const DecodeRouteArgs& a) {
   const int T = gate.M;

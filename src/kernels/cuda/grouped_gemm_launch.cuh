@@ -69,14 +69,6 @@ inline bool fewDecodeBlocks(const GemmProblem& p, int bn) {
   return experts * ceilDiv(p.N, bn) < 2LL * smCount();
 }
 
-// 16 x 32 tiles 256 deep in 3 stages (76 KB of shared memory: three blocks per SM): when they all fit in one wave,
-// every SM streams about the same bytes (one token's up_gate: 8 x 48 tiles on 132 SMs, where 8 x 24 tiles of 16 x 64
-// leave 60 SMs with two blocks and 72 with one).
-inline bool oneWave16x32(const GemmProblem& p) {
-  const long long experts = p.seg.offsets != nullptr ? std::min<long long>(p.seg.numExperts, p.M) : 1;
-  return p.K >= 512 && experts * ceilDiv(p.N, 32) <= 3LL * smCount();
-}
-
 // The tensor-core tile shapes the launcher instantiates (BM x BN, BK, warps, stages are fixed per shape below).
 enum class MmaTile { k16x64, k32x128, k64x128, k128x256, k128x128 };
 
@@ -124,13 +116,6 @@ void launchMmaEpi(const GemmProblem& p, bool vec, cudaStream_t stream) {
         case DecodeGemm::kMmaDeep: launchMmaConfig<Elem, OutT, 16, 64, 64, 1, 4, 8, EPI, true>(p, stream); break;
         case DecodeGemm::kMmaK128: launchMmaConfig<Elem, OutT, 16, 64, 128, 1, 4, 4, EPI, true>(p, stream); break;
         case DecodeGemm::kMmaShallow: launchMmaConfig<Elem, OutT, 16, 64, 64, 1, 4, 4, EPI, true>(p, stream); break;
-        case DecodeGemm::kMma32Deep:
-        case DecodeGemm::kMmaTuned:
-          if (oneWave16x32(p)) {
-            launchMmaConfig<Elem, OutT, 16, 32, 256, 1, 2, 3, EPI, true>(p, stream);
-            break;
-          }
-          [[fallthrough]];
         default:
           if (fewDecodeBlocks(p, 64)) launchMmaConfig<Elem, OutT, 16, 64, 128, 1, 4, 4, EPI, true>(p, stream);
           else launchMmaConfig<Elem, OutT, 16, 64, 64, 1, 4, 4, EPI, true>(p, stream);

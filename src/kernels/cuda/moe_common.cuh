@@ -114,13 +114,13 @@ __device__ __forceinline__ void awaitPredecessor() {
 // kMmaDeep / kMmaK128: the 16 x 64 tiles with 8 stages of 64, or 4 stages of 128, along K in flight (A/B); kMmaDeep
 // also takes the int4 16 x 64 tiles from 128-deep to 256-deep K steps.
 // kMma (default) picks the 16 x 64 pipeline by the grid's size; kMmaShallow forces 4 stages of 64 (int4: of 128).
-// kMmaPreload: kMma, and the decode down GEMM's blocks issue their tile lookup and first weight stages before waiting
-// for the up_gate GEMM (GemmProblem.preloadB). kMma32Deep: kMma, but a decode GEMM whose 16 x 32 tiles fit one wave
-// at three blocks per SM (one token's up_gate) takes them 256 deep along K, so every SM streams the same bytes.
-// kMmaTuned: both. kInt4Previous: kMma, with the int4 16 x 64 bf16 tiles' previous fragment decode (A/B).
+// The mma choices have the decode down GEMM's blocks issue their tile lookup and first weight stages before waiting
+// for the up_gate GEMM (GemmProblem.preloadB; H200 batch I: T = 1 0.0446 -> 0.0432 ms, T = 16 0.2533 -> 0.2500), but
+// kMmaNoPreload (A/B) and kInt4Previous: kMma as in session 3, the latter also with the int4 16 x 64 bf16 tiles'
+// previous fragment decode.
 enum class DecodeGemm : int {
   kMma = 0, kStream4 = 1, kStream8 = 2, kMma32 = 3, kMmaDeep = 4, kMmaK128 = 5, kMmaShallow = 6,
-  kMmaPreload = 7, kMma32Deep = 8, kMmaTuned = 9, kInt4Previous = 10
+  kMmaNoPreload = 7, kInt4Previous = 8
 };
 struct Tuning {
   bool pdl = true;             // programmatic dependent launch in the layer at decode sizes
@@ -131,8 +131,6 @@ struct Tuning {
   // than the separate kernels under PDL (BENCHMARKS.md).
   bool fuseRoute = false;
   bool fuseCombine = false;
-  // Routing + permute in one block after the router GEMM (MOE_CUDA_FUSE 'permute'), T <= 16.
-  bool fuseRoutePermute = false;
   // int4 expert copies read by the tensor-core tiles at decode and mid sizes (W4A16, tfjs flag MOE_CUDA_INT4_MMA);
   // off: those tiles read the dequantized copy.
   bool int4Mma = true;
@@ -145,11 +143,12 @@ inline Tuning& tuning() {
 // The decode tile choices that pick the 16 x 64 pipeline depth by the grid's size (kMma and its variants above).
 inline bool autoDecodeDepth() {
   const DecodeGemm d = tuning().decodeGemm;
-  return d == DecodeGemm::kMma || d == DecodeGemm::kMmaPreload || d == DecodeGemm::kMma32Deep ||
-         d == DecodeGemm::kMmaTuned || d == DecodeGemm::kInt4Previous;
+  return d == DecodeGemm::kMma || d == DecodeGemm::kMmaNoPreload || d == DecodeGemm::kInt4Previous;
 }
 inline bool preloadDecodeDown() {
-  return tuning().decodeGemm == DecodeGemm::kMmaPreload || tuning().decodeGemm == DecodeGemm::kMmaTuned;
+  const DecodeGemm d = tuning().decodeGemm;
+  return !tuning().previousTiles && (d == DecodeGemm::kMma || d == DecodeGemm::kMma32 || d == DecodeGemm::kMmaDeep ||
+                                     d == DecodeGemm::kMmaK128 || d == DecodeGemm::kMmaShallow);
 }
 
 // PDL is used only inside a PdlScope (the layer's enqueue, where every launch follows a kernel on the same

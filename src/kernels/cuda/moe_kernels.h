@@ -59,9 +59,6 @@ struct DecodeRouteArgs {
 };
 bool decodeRouteFits(const GemmProblem& gate, const DecodeRouteArgs& a);
 void launchDecodeRoute(const GemmProblem& gate, const DecodeRouteArgs& a, cudaStream_t stream);
-// Routing + permute in one block after the router GEMM (MOE_CUDA_FUSE 'permute'): logits [T][ld]; a.counter unused.
-bool routePermuteFits(int T, const DecodeRouteArgs& a);
-void launchRoutePermute(const float* logits, int T, int ld, const DecodeRouteArgs& a, cudaStream_t stream);
 
 // Offsets + tile prefix for caller-given segments: expertOffsets [E+1] (areOffsets) or tokensPerExpert [E].
 void launchSegmentsFrom(const int* segments, bool areOffsets, int E, int* offsets, int* tilePrefix,

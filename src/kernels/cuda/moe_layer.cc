@@ -306,11 +306,6 @@ void MoeLayer::enqueue(int T) {
   PdlScope pdl(marks_ == nullptr && T <= kPdlMaxTokens);
   if (!fusedRoute) {
     mark("router GEMM");
-  }
-  // 2-3 in one block at decode sizes (MOE_CUDA_FUSE 'permute'): one single-block launch fewer on the critical path.
-  if (!fusedRoute && tuning().fuseRoutePermute && marks_ == nullptr && routePermuteFits(T, route)) {
-    launchRoutePermute(logits_.as<float>(), T, gateCols_, route, stream_);
-  } else if (!fusedRoute) {
     // 2. routing
     if (noaux) {
       launchMoeScores(logits_.as<float>(), T, routed, gateCols_, corr, routing_, nullptr, ids, weights, sharedScale,
@@ -406,7 +401,7 @@ void MoeLayer::enqueue(int T) {
   dn.bStreamOnce = false;
   dn.prefetchNext = nullptr;
   // The segments were written before the up_gate GEMM began and nothing writes B: under PDL the down GEMM's blocks
-  // start loading weights while up_gate finishes (MOE_CUDA_GEMM_TILES 'preload' / 'tuned').
+  // start loading weights while up_gate finishes (MOE_CUDA_GEMM_TILES 'no-preload' turns it off).
   dn.preloadB = preloadDecodeDown() && T <= kPdlMaxTokens;
   useInt4(dn, downQ_);
   float* routedOut = cfg_.latent > 0 ? latentF_.as<float>() : out;
@@ -564,11 +559,12 @@ void MoeLayer::run(int T, bool useGraph) {
   MOE_CUDA(cudaGraphLaunch(it->second, stream_));
 }
 
-// '1': the down GEMM's blocks ask L2 for their weights (with the combine tail); '2': the up_gate GEMM's blocks ask L2
-// for the down weights of their experts (one token). A/B switches.
+// Unset or '2' (default): the up_gate GEMM's blocks ask L2 for the down weights of their experts when those fit (one
+// token; H200 batch I: T = 1 0.0446 -> 0.0424 ms). '1': instead the down GEMM's own blocks ask (with the combine
+// tail; measured no faster). '0': neither. A/B switches.
 int MoeLayer::l2PrefetchEnv() {
   const char* v = std::getenv("TFJS_MOE_CUDA_L2_PREFETCH");
-  return v == nullptr ? 0 : v[0] == '1' ? 1 : v[0] == '2' ? 2 : 0;
+  return v == nullptr || v[0] == '\0' ? 2 : v[0] == '1' ? 1 : v[0] == '2' ? 2 : 0;
 }
 
 void MoeLayer::forward(const float* x, int T, float* out, int* ids, bool useGraph, HostCopy copy) {
