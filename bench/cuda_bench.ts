@@ -7,15 +7,24 @@
  *    where the time goes (dataSync, the native call's host-side upload, its wait for kernels + download, the output
  *    tensor), for: the copy path from before pinned staging ('pageable'), pinned staging both ways with a pageable
  *    tfjs input ('staged', the default), the output downloaded into a new pinned block ('pinned'), a pinned input
- *    (a previous forward's pinned output, 'pinnedIn'), and device-resident activations
- *    (CudaActivation through a chain of layers: per layer, and the chain's one upload + one download); and
- *    'layerApply': CudaFusedMoe.apply(tensor) -> tensor, the path of the FusedMoE layer's cuda executor;
+ *    (a previous forward's pinned output, 'pinnedIn'), and A/B switches of the staged path: 'trace' (GPU events:
+ *    upload, kernels, download), 'oldSplit' (one copy slice per thread), 'smallPageable' (small inputs straight
+ *    from pageable memory), 'hugePages' (the output array on transparent huge pages), 'prefaultLate' (the output's
+ *    page faults taken from the download on, not from the start), 'prefault16' / 'prefault4' (threads for them),
+ *    'chunk256' / 'chunk4096' (the copies' chunk in KiB), 'registerIn' / 'registerOut' / 'registerInOut' (x / y
+ *    page-locked for the call and copied by DMA directly), 'slice128' (a copy thread per 128 KiB, not 512);
+ *    'layerApply':
+ *    CudaFusedMoe.apply(tensor) -> tensor, the path of the FusedMoE layer's cuda executor; 'fusedMoE': the
+ *    FusedMoE layer's apply() with backend 'cuda' (and the part of it inside the cuda executor's forward);
+ *  - a stack of --stack FusedMoE layers (their own GPU weights): apply() layer after layer (host tensors between
+ *    layers) and applyDevice() (one upload, the layers on the GPU, one download), and its target:
+ *    layers * kernel + the one-layer copy allowance;
  *  - the host<->device link (pinned and pageable copies of 32 MiB) and the end-to-end target per T:
  *    kernel + 2 * (bytes(x) / H2D + bytes(y) / D2H) at the pinned speeds;
  *  - the floor: max(bytes / 4.15 TB/s, flops / 770 TFLOP/s) (H200, ../shared/device/README.md), bytes = the
  *    weights of the experts a uniform router is expected to hit (E * (1 - (1 - k/E)^T)) + router + x + out.
  * Usage: node cuda_bench.js [--out file.json] [--dtypes float32,bfloat16] [--tokens 1,16,256,4096] [--iters 20]
- *   [--e2e-iters 15] [--chain 4] [--flags '{"MOE_CUDA_PDL": false, "MOE_CUDA_GEMM_TILES": "previous"}'] (tfjs flags, for A/B)
+ *   [--e2e-iters 15] [--stack 4] [--modes staged,pageable,...] [--flags '{"MOE_CUDA_PDL": false, "MOE_CUDA_GEMM_TILES": "previous"}'] (tfjs flags, for A/B)
  *   [--kernel-only] (kernel times and stage profile only: for A/B runs) [--ab '[{"MOE_CUDA_FUSE": "none"}, ...]']
  *   (with --kernel-only: each flag set's kernel times too, same weights; 'env:NAME' keys set environment variables)
  *   [--ncu] (with --kernel-only: one eager
@@ -29,8 +38,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import {version_cpu} from '@tensorflow/tfjs-backend-cpu';
 import {writeFileSync} from 'node:fs';
 import {PerformanceObserver, performance} from 'node:perf_hooks';
-import {CudaComputeDtype, cudaStatus} from 'tfjs-moe';
-import {CudaActivation, CudaFusedMoe, CudaMoeRunner, CudaMoeWeightTensors} from 'tfjs-moe/internal';
+import {CudaComputeDtype, cudaStatus, FusedMoE, registerMoeLayerExecutor} from 'tfjs-moe';
+import {CudaActivation, CudaFusedMoe, CudaMoeRunner, CudaMoeWeightTensors, cudaLayerExecutor} from 'tfjs-moe/internal';
 
 import {findModelShape} from '../demo/model_shapes.js';
 import {median} from './stats.js';
@@ -44,6 +53,7 @@ const BANDWIDTH = 4.15e12, BF16_FLOPS = 770e12;
 /** 'int4' below: bfloat16 compute with int4 experts (group 32, symmetric): codes + float32 scales per weight. */
 type BenchDtype = CudaComputeDtype | 'int4';
 const INT4_GROUP = 32;
+const T1_BYTES = H * 4;
 
 function floorMs(T: number, dtype: BenchDtype) {
   const eb = dtype === 'float32' ? 4 : dtype === 'int4' ? 0.5 + 4 / INT4_GROUP : 2;
@@ -79,12 +89,33 @@ function int4Weight(dequantized: Float32Array, Kd: number, N: number, seed: numb
   return {codes, scales, zeroPoints: null, groupSize: INT4_GROUP};
 }
 
+/** Milliseconds spent inside the cuda layer executor's forward during the last FusedMoE call (timing wrapper). */
+let executorMs = 0;
+function timeCudaExecutor(): void {
+  registerMoeLayerExecutor('cuda', {...cudaLayerExecutor, forward: (x, w, o, c) => {
+    const t0 = performance.now();
+    try {
+      return cudaLayerExecutor.forward(x, w, o, c);
+    } finally {
+      executorMs += performance.now() - t0;
+    }
+  }, forwardDevice: (x, w, o, c) => {
+    const t0 = performance.now();
+    try {
+      return cudaLayerExecutor.forwardDevice!(x, w, o, c);
+    } finally {
+      executorMs += performance.now() - t0;
+    }
+  }});
+}
+
 async function main() {
   const status = cudaStatus();
   console.log(JSON.stringify(status));
   if (!status.available) throw new Error(`CUDA unavailable: ${status.reason}`);
   console.log(`tfjs-backend-cpu ${version_cpu}`);
   await tf.setBackend('cpu');
+  timeCudaExecutor();
   for (const [name, value] of Object.entries(JSON.parse(arg('flags', '{}')) as Record<string, number | boolean | string>)) {
     tf.env().set(name, value);
   }
@@ -92,7 +123,10 @@ async function main() {
   const tokens = arg('tokens', '1,16,256,4096').split(',').map(Number);
   const iters = Number(arg('iters', '20'));
   const e2eIters = Number(arg('e2e-iters', '15'));
-  const chain = Number(arg('chain', '4'));
+  const stackSize = Number(arg('stack', '4'));
+  const modes = arg('modes', 'staged,pageable,pinnedIn,trace,oldSplit,registerIn,registerOut,registerInOut').split(',');
+  const latency = CudaMoeRunner.hostCopyBandwidth(T1_BYTES, 50);
+  console.log(`host<->device, ${T1_BYTES} B (one T = 1 row), GB/s: ${JSON.stringify(latency)}`);
   const kernelOnly = process.argv.includes('--kernel-only');
   const abVariants = JSON.parse(arg('ab', '[]')) as Array<Record<string, number | boolean | string>>;
   const ncuMode = process.argv.includes('--ncu');
@@ -130,6 +164,16 @@ async function main() {
         CudaMoeWeightTensors;
     const layerMoe = kernelOnly ? null :
         new CudaFusedMoe({hidden: H, numExperts: E, topK: K, intermediateSize: I, computeDtype: compute});
+    // FusedMoE layers (backend 'cuda') over the same weight tensors: each uploads its own GPU copy on first use.
+    const layerWeights = {gate_weight: tf.tensor2d(weights.gateWeight, [H, E]),
+      up_gate_proj_weight: tf.tensor3d(weights.upGateProjWeight, [E, H, 2 * I]),
+      down_proj_weight: tf.tensor3d(weights.downProjWeight, [E, I, H])};
+    const stack = kernelOnly || dtype === 'int4' ? [] : Array.from({length: Math.max(1, stackSize)}, (_, l) => {
+      const layer = new FusedMoE({numExperts: E, topK: K, moeIntermediateSize: I, backend: 'cuda', computeDtype: compute,
+        kernelInitializer: 'zeros', name: `moe_stack_${l}`}).buildFor(H);
+      layer.setNamedWeights(layerWeights);
+      return layer;
+    });
     for (const T of tokens) {
       const x = uniform(T * H, 1, 100 + T);
       if (ncuMode) {
@@ -169,14 +213,30 @@ async function main() {
       }
       const xT = tf.tensor2d(x, [T, H]);
       const e2e: Record<string, Record<string, number>> = {};
-      for (const mode of ['pageable', 'staged', 'pinned', 'pinnedIn'] as const) {
-        const parts: Record<string, number[]> =
-            {total: [], dataSync: [], alloc: [], uploadHost: [], wait: [], copyOut: [], native: [], tensor: []};
+      // Host copy paths and A/B switches of the same native forward ('env' sets the addon's variables for that
+      // mode only): the trace adds GPU events (upload, kernels, download), so it is its own mode.
+      const modeEnv: Record<string, Record<string, string>> = {
+        staged: {}, pageable: {}, pinned: {}, pinnedIn: {}, trace: {TFJS_MOE_CUDA_TRACE: '1'},
+        oldSplit: {TFJS_MOE_CUDA_COPY_CHUNK_KIB: '0'}, smallPageable: {TFJS_MOE_CUDA_SMALL_UPLOAD: 'pageable'},
+        hugePages: {TFJS_MOE_CUDA_HUGEPAGES: '1'}, prefaultLate: {TFJS_MOE_CUDA_PREFAULT: 'late'},
+        prefault16: {TFJS_MOE_CUDA_PREFAULT_THREADS: '16'}, prefault4: {TFJS_MOE_CUDA_PREFAULT_THREADS: '4'},
+        chunk256: {TFJS_MOE_CUDA_COPY_CHUNK_KIB: '256'}, chunk4096: {TFJS_MOE_CUDA_COPY_CHUNK_KIB: '4096'},
+        registerIn: {TFJS_MOE_CUDA_REGISTER: 'in'}, registerOut: {TFJS_MOE_CUDA_REGISTER: 'out'},
+        registerInOut: {TFJS_MOE_CUDA_REGISTER: 'in,out'}, slice128: {TFJS_MOE_CUDA_COPY_SLICE_KIB: '128'},
+      };
+      // A warm-up pass first (discarded): the first mode measured after a change of T read JIT and clock warm-up.
+      for (let i = 0; i < 2 * e2eIters; i++) tf.tensor2d(runner.forwardWithRouting(x, T).output, [T, H]).dispose();
+      for (const mode of modes) {
+        const parts: Record<string, number[]> = {total: [], dataSync: [], native: [], alloc: [], uploadHost: [],
+          launch: [], wait: [], prefault: [], prefaultWait: [], register: [], outside: [], tensor: [], dispose: [], gpuUpload: [],
+          gpuKernel: [], gpuDownload: []};
         let loopStart = 0;
         // 'pinned in': x is a previous forward's pinned output, as in a stack of layers through host tensors.
         const input = mode === 'pinnedIn' ?
             tf.tensor2d(runner.forwardWithRouting(x, T, {output: 'pinned'}).output, [T, H]) : xT;
-        const output = mode === 'pinnedIn' ? 'staged' : mode;
+        const output = mode === 'pinned' || mode === 'pageable' ? mode : 'staged';
+        const env = modeEnv[mode] ?? {};
+        for (const [k, v] of Object.entries(env)) process.env[k] = v;
         for (let i = 0; i < e2eIters + 2; i++) {
           const s0 = performance.now();
           const data = input.dataSync() as Float32Array;
@@ -185,81 +245,115 @@ async function main() {
           const s2 = performance.now();
           const out = tf.tensor2d(r.output, [T, H]);
           const s3 = performance.now();
-          const t = runner.lastTimings();
           out.dispose();
+          const s4 = performance.now();
+          const t = runner.lastTimings();
           if (i < 2) continue;  // the first calls allocate staging and pool blocks
           if (i === 2) loopStart = s0;
           parts.total.push(s3 - s0);
-          parts.alloc.push(t.allocMs);
           parts.dataSync.push(s1 - s0);
           parts.native.push(s2 - s1);
+          parts.alloc.push(t.allocMs);
           parts.uploadHost.push(t.uploadHostMs);
+          parts.launch.push(t.launchMs);
           parts.wait.push(t.waitMs);
-          parts.copyOut.push(t.copyOutMs);
+          parts.prefault.push(t.prefaultMs);
+          parts.prefaultWait.push(t.prefaultWaitMs);
+          parts.register.push(t.registerMs);
+          // JS and N-API around the native forward: the output array's allocation, argument checks, the result.
+          parts.outside.push(s2 - s1 - t.uploadHostMs - t.waitMs - t.allocMs);
           parts.tensor.push(s3 - s2);
+          parts.dispose.push(s4 - s3);
+          parts.gpuUpload.push(t.gpuUploadMs);
+          parts.gpuKernel.push(t.gpuKernelMs);
+          parts.gpuDownload.push(t.gpuDownloadMs);
         }
+        for (const k of Object.keys(env)) delete process.env[k];
         if (input !== xT) input.dispose();
         const gc = await gcMsIn(loopStart, performance.now(), e2eIters);
         e2e[mode] = {...Object.fromEntries(Object.entries(parts).map(([k, v]) => [k, median(v)])), gc};
       }
-      // Through CudaFusedMoe.apply (tensor in, tensor out), as the layer's cuda executor runs it.
-      {
-        const totals: number[] = [];
+      // Through CudaFusedMoe.apply (tensor in, tensor out), as the layer's cuda executor runs it, and through the
+      // FusedMoE layer itself (layer.apply with backend 'cuda': what a user calls).
+      for (const [name, call] of [['layerApply', () => layerMoe!.apply(xT, weightTensors)],
+                                  ['fusedMoE', () => stack[0].apply(xT) as tf.Tensor]] as const) {
+        if (name === 'fusedMoE' && stack.length === 0) continue;
+        const totals: number[] = [], inExecutor: number[] = [];
         let loopStart = 0;
         for (let i = 0; i < e2eIters + 2; i++) {
+          executorMs = 0;
           const s0 = performance.now();
-          const out = layerMoe!.apply(xT, weightTensors);
+          const out = call();
           totals.push(performance.now() - s0);
+          inExecutor.push(executorMs);
           out.dispose();
           if (i === 1) loopStart = performance.now();
         }
         const gc = await gcMsIn(loopStart, performance.now(), e2eIters);
-        e2e.layerApply = {total: median(totals.slice(2)), gc};
+        // executor: the time inside the cuda executor's forward (the layer's own JS is total - executor).
+        e2e[name] = {total: median(totals.slice(2)), executor: median(inExecutor.slice(2)), gc};
       }
-      // Device-resident: one upload, `chain` layers on the GPU, one download (the same layer applied `chain` times).
-      const chainTotal: number[] = [], perLayer: number[] = [], uploadOnly: number[] = [], downloadOnly: number[] = [];
-      for (let i = 0; i < e2eIters + 1; i++) {
+      // A stack of `stackSize` FusedMoE layers (each its own weights on the GPU): through host tensors (apply per
+      // layer) and device-resident (applyDevice: one upload, the layers on the GPU, one download).
+      const hostStack: number[] = [], deviceStack: number[] = [], uploadOnly: number[] = [], downloadOnly: number[] = [];
+      // The device stack's host side: until every layer is enqueued, and the part of that inside the executor.
+      const deviceEnqueue: number[] = [], deviceExecutor: number[] = [];
+      for (let i = 0; i < (stack.length > 0 ? e2eIters + 1 : 0); i++) {
         const s0 = performance.now();
-        let act = CudaActivation.fromTensor(xT);
+        let y = xT;
+        for (const layer of stack) {
+          const next = layer.apply(y) as tf.Tensor2D;
+          if (y !== xT) y.dispose();
+          y = next;
+        }
         const s1 = performance.now();
-        for (let l = 0; l < chain; l++) {
-          const next = runner.forwardDevice(act, {useGraph: true}).output;
+        y.dispose();
+        const s2 = performance.now();
+        executorMs = 0;
+        let act = stack[0].applyDevice(xT);
+        for (const layer of stack.slice(1)) {
+          const next = layer.applyDevice(act);
           act.dispose();
           act = next;
         }
-        const y = act.toTensor();
-        const s2 = performance.now();
-        act.dispose();
-        y.dispose();
-        // The upload and the download alone (the upload returns once done, so the download waits for nothing else).
+        const inExecutor = executorMs;
+        const s3a = performance.now();
+        const yd = act.toTensor();
         const s3 = performance.now();
-        const lone = CudaActivation.fromTensor(xT);
+        act.dispose();
+        yd.dispose();
+        // The upload and the download alone (the upload returns once done, so the download waits for nothing else).
         const s4 = performance.now();
-        const back = lone.toTensor();
+        const lone = CudaActivation.fromTensor(xT);
         const s5 = performance.now();
+        const back = lone.toTensor();
+        const s6 = performance.now();
         lone.dispose();
         back.dispose();
         if (i === 0) continue;
-        chainTotal.push(s2 - s0);
-        perLayer.push((s2 - s1) / chain);  // includes the one download, spread over the chain
-        uploadOnly.push(s4 - s3);
-        downloadOnly.push(s5 - s4);
+        hostStack.push(s1 - s0);
+        deviceStack.push(s3 - s2);
+        deviceEnqueue.push(s3a - s2);
+        deviceExecutor.push(inExecutor);
+        uploadOnly.push(s5 - s4);
+        downloadOnly.push(s6 - s5);
       }
       xT.dispose();
       const kernel = median(graph);
       const xBytes = T * H * 4;
       const targetMs = kernel + 2 * (xBytes / (link.pinnedH2D * 1e9) + xBytes / (link.pinnedD2H * 1e9)) * 1e3;
-      const device = {chainLayers: chain, chainTotalMs: median(chainTotal), perLayerMs: median(perLayer),
-        uploadMs: median(uploadOnly), downloadMs: median(downloadOnly),
-        layersMs: median(chainTotal) - median(uploadOnly) - median(downloadOnly)};
+      const device = {stackLayers: stack.length, hostStackMs: median(hostStack), deviceStackMs: median(deviceStack),
+        perLayerMs: median(deviceStack) / stack.length, uploadMs: median(uploadOnly), downloadMs: median(downloadOnly),
+        layersMs: median(deviceStack) - median(uploadOnly) - median(downloadOnly),
+        enqueueMs: median(deviceEnqueue), executorMs: median(deviceExecutor),
+        targetMs: stack.length * kernel + (targetMs - kernel)};
       const stages = runner.profile(x, T, 10);
       const f = floorMs(T, dtype);
       const row = {
-        dtype, T, kernelGraphMs: kernel, kernelStreamMs: median(stream), endToEndTfjsMs: e2e.staged.total,
-        endToEndPageableMs: e2e.pageable.total, endToEndPinnedMs: e2e.pinned.total, endToEndPinnedInMs: e2e.pinnedIn.total,
+        dtype, T, kernelGraphMs: kernel, kernelStreamMs: median(stream), endToEndTfjsMs: e2e.staged?.total,
         e2e, device, targetMs,
         targetMet: {...Object.fromEntries(Object.entries(e2e).map(([m, p]) => [m, p.total <= targetMs])),
-          deviceChain: device.chainTotalMs <= chain * kernel + (targetMs - kernel)},
+          deviceStack: device.deviceStackMs <= device.targetMs},
         ...f, ratioToFloor: kernel / f.floorMs, uploadMs, stages,
       };
       results.push(row);
@@ -267,21 +361,21 @@ async function main() {
     }
     runner.dispose();
     layerMoe?.dispose();
+    stack.forEach(l => l.dispose());
+    tf.dispose(Object.values(layerWeights));
     tf.dispose(Object.values(weightTensors) as tf.Tensor[]);
   }
   const out = arg('out', '');
-  if (out) writeFileSync(out, JSON.stringify({device: status.device, H, I, E, k: K, link, results}, null, 1));
+  if (out) writeFileSync(out, JSON.stringify({device: status.device, H, I, E, k: K, link, latency, results}, null, 1));
   gcObserver.disconnect();
   if (kernelOnly) return;
-  console.log('\n dtype     |     T | kernel (graph) ms | kernel (stream) ms | e2e pageable | e2e staged | e2e pinned in | ' +
-              'device/layer | target ms | floor ms | x floor');
-  for (const r of results as Array<Record<string, number | string>>) {
-    const d = r.device as unknown as Record<string, number>;
-    console.log(` ${String(r.dtype).padEnd(9)} | ${String(r.T).padStart(5)} | ${(r.kernelGraphMs as number).toFixed(4).padStart(17)} | ` +
-        `${(r.kernelStreamMs as number).toFixed(4).padStart(18)} | ${(r.endToEndPageableMs as number).toFixed(3).padStart(12)} | ` +
-        `${(r.endToEndTfjsMs as number).toFixed(3).padStart(10)} | ${(r.endToEndPinnedInMs as number).toFixed(3).padStart(13)} | ` +
-        `${d.perLayerMs.toFixed(3).padStart(12)} | ${(r.targetMs as number).toFixed(3).padStart(9)} | ` +
-        `${(r.floorMs as number).toFixed(4).padStart(8)} | ${(r.ratioToFloor as number).toFixed(2).padStart(7)}`);
+  console.log('\n dtype     |     T | kernel ms | staged | pageable | fusedMoE | target | stack host | stack device | stack target | floor');
+  for (const r of results as Array<Record<string, unknown>>) {
+    const e = r.e2e as Record<string, Record<string, number>>, d = r.device as Record<string, number>;
+    const f = (v: number | undefined, w: number) => (v == null ? '-' : v.toFixed(3)).padStart(w);
+    console.log(` ${String(r.dtype).padEnd(9)} | ${String(r.T).padStart(5)} | ${f(r.kernelGraphMs as number, 9)} | ` +
+        `${f(e.staged?.total, 6)} | ${f(e.pageable?.total, 8)} | ${f(e.fusedMoE?.total, 8)} | ${f(r.targetMs as number, 6)} | ` +
+        `${f(d.hostStackMs, 10)} | ${f(d.deviceStackMs, 12)} | ${f(d.targetMs, 12)} | ${f(r.floorMs as number, 5)}`);
   }
   for (const r of results as Array<Record<string, unknown>>) {
     const parts = Object.entries(r.e2e as Record<string, Record<string, number>>).map(([m, p]) =>

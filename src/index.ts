@@ -32,7 +32,8 @@ export type {OptionSpec} from './executor/layer_schema.js';
 export type {ExpertWeightName, RoutingWeightOn} from './executor/layer_schema.js';
 export type {MoeTopkSelectOptions} from './ops/moe_topk_select.js';
 export {getMoeLayerExecutor, registerMoeLayerExecutor, unregisterMoeLayerExecutor} from './executor/layer_executor.js';
-export type {MoeForwardContext, MoeForwardFn, MoeForwardResult, MoeLayerExecutor} from './executor/layer_executor.js';
+export type {DeviceActivation, MoeDeviceForwardFn, MoeForwardContext, MoeForwardFn, MoeForwardResult, MoeLayerExecutor} from
+    './executor/layer_executor.js';
 export {routeTokens} from './layers/fused_moe_forward.js';
 export type {LoadBalancingOptions} from './layers/load_balancing.js';
 export {loadHuggingFaceMoe} from './io/hf_import.js';
@@ -45,6 +46,7 @@ export type {RawSafetensor, ReadSafetensorsOptions, SafetensorsDtype, Safetensor
 export {cudaStatus} from './kernels/cuda/loader.js';
 export type {CudaStatus, CudaUnavailableCode} from './kernels/cuda/loader.js';
 export {registerCudaKernels, unregisterCudaKernels} from './kernels/cuda/register_all.js';
+export {CudaActivation} from './kernels/cuda/cuda_fused_moe.js';
 export type {CudaComputeDtype} from './kernels/cuda/cuda_fused_moe.js';
 export {MOE_CUDA_FUSE, MOE_CUDA_GEMM_TILES, MOE_CUDA_INT4_MMA, MOE_CUDA_PDL, MOE_CUDA_WGMMA} from './kernels/cuda/flags_cuda.js';
 export {MOE_WEBGPU_DECODE_MAX_TOKENS, MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES} from './kernels/webgpu/flags_webgpu.js';

@@ -91,6 +91,56 @@ describe('CUDA end to end: device-resident activations, pinned copies, routing i
     weights.forEach(w => tf.dispose(Object.values(w) as tf.Tensor[]));
   });
 
+  it('FusedMoE.applyDevice: a stack of three layers on the GPU matches the reference; a large activation reads back',
+     async () => {
+       const H = 512, T = 700, rand = rng(9150);  // 1.4 MB activations: the chunked upload and download
+       const args = {numExperts: 8, topK: 2, moeIntermediateSize: 32, backend: 'cuda' as const};
+       const c = config(8, 2, 32);
+       const ws = [0, 1, 2].map(() => randomWeights(rand, H, c));
+       const layers = ws.map(w => {
+         const layer = new FusedMoE({...args, kernelInitializer: 'zeros'}).buildFor(H);
+         const values = {gate_weight: tf.tensor2d(w.gateWeight, [H, 8]),
+           up_gate_proj_weight: tf.tensor3d(w.upGateProjWeight, [8, H, 64]),
+           down_proj_weight: tf.tensor3d(w.downProjWeight, [8, 32, H])};
+         layer.setNamedWeights(values);
+         tf.dispose(Object.values(values));
+         return layer;
+       });
+       const x = randn(rand, T * H);
+       let ref: ArrayLike<number> = x;
+       for (const w of ws) ref = refFusedMoE(toFloat32(ref), T, H, w as unknown as RefMoeWeights, c);
+       const xT = tf.tensor3d(x, [1, T, H]);
+       const before = tf.memory().numTensors;
+       for (let call = 0; call < 2; call++) {
+         let act = layers[0].applyDevice(xT);
+         for (const layer of layers.slice(1)) {
+           const next = layer.applyDevice(act);
+           act.dispose();
+           act = next;
+         }
+         expect(act).toBeInstanceOf(CudaActivation);
+         expect(act.shape).toEqual([T, H]);
+         const y = act.toTensor([1, T, H]);
+         act.dispose();
+         const err = relError(await y.data(), ref);
+         recordError('cuda FusedMoE.applyDevice stack float32', err);
+         expect(err).withContext(`call ${call}`).toBeLessThan(1e-4);
+         y.dispose();
+       }
+       // The same layers through apply() (host tensors between layers) give the same values.
+       let host: tf.Tensor = xT;
+       for (const layer of layers) {
+         const next = layer.apply(host) as tf.Tensor;
+         if (host !== xT) host.dispose();
+         host = next;
+       }
+       expect(relError(await host.data(), ref)).toBeLessThan(1e-4);
+       host.dispose();
+       expect(tf.memory().numTensors).toBe(before);
+       xT.dispose();
+       layers.forEach(l => l.dispose());
+     });
+
   it('rejects an activation of the wrong width and a non-activation, naming the argument', () => {
     const H = 16, c = config(4, 2, 8);
     const w = toTensors(randomWeights(rng(3), H, c));

@@ -2,11 +2,13 @@
  * The host copy paths of one layer across changing T (CudaFusedMoe.apply, CUDA graphs on): small forwards copy x
  * and y inside the graph through the workspace's pinned buffers, large ones through threaded pinned staging and
  * the sliced download. Growing the workspace re-captures the graphs; a small T after a large one must still use
- * buffers the graphs know. Every output against the float64 reference (float32: 1e-4). Pending without CUDA.
+ * buffers the graphs know. The copies' A/B switches (chunk size, small uploads from pageable memory, huge pages,
+ * the GPU trace) give the same outputs, and the trace's timings are there. Every output against the float64
+ * reference (float32: 1e-4). Pending without CUDA.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {cudaStatus} from 'tfjs-moe';
-import {CudaFusedMoe, CudaMoeWeightTensors} from 'tfjs-moe/internal';
+import {CudaFusedMoe, CudaMoeRunner, CudaMoeWeightTensors} from 'tfjs-moe/internal';
 
 import {randn, recordError, relError, rng} from '../helpers/util.js';
 import {refFusedMoE, RefMoeConfig, RefMoeWeights} from '../reference/moe_reference.js';
@@ -46,6 +48,54 @@ describe('CUDA host copies across T', () => {
     } finally {
       layer.dispose();
       tf.dispose(Object.values(weights) as tf.Tensor[]);
+    }
+  });
+
+  it('every copy switch (chunks of 4 KiB / 300 KiB / one per thread, pageable or staged small uploads, huge pages, ' +
+     'trace, late or one-thread prefault, x and y page-locked, a thread per 128 KiB) ' +
+     'matches the reference at T = 1, 100, 700, 2100', async () => {
+    const H = 512, rand = rng(5160);
+    const cfg: RefMoeConfig = {numExperts: 8, topK: 2, intermediateSize: 32, topkMethod: 'greedy', nGroup: 1,
+      topkGroup: 1, routedScalingFactor: 1, renormalize: true, useCorrectionBias: false, latentSize: null,
+      withBias: false, probInAdvance: false, sharedExpertIntermediateSize: 0, sharedExpertGate: false};
+    const w = randomMoeWeights(rand, H, cfg);
+    const runner = new CudaMoeRunner({hidden: H, ...cfg, computeDtype: 'float32'}, w);
+    const switches: Array<Record<string, string>> = [{}, {TFJS_MOE_CUDA_COPY_CHUNK_KIB: '4'},
+      {TFJS_MOE_CUDA_COPY_CHUNK_KIB: '300'}, {TFJS_MOE_CUDA_COPY_CHUNK_KIB: '0'},
+      {TFJS_MOE_CUDA_SMALL_UPLOAD: 'pageable'}, {TFJS_MOE_CUDA_SMALL_UPLOAD: 'staged'}, {TFJS_MOE_CUDA_HUGEPAGES: '1'},
+      {TFJS_MOE_CUDA_TRACE: '1'},
+      {TFJS_MOE_CUDA_PREFAULT: 'late'}, {TFJS_MOE_CUDA_PREFAULT_THREADS: '1'}, {TFJS_MOE_CUDA_REGISTER: 'in,out'},
+      {TFJS_MOE_CUDA_COPY_SLICE_KIB: '128'}];
+    try {
+      // 2 KiB (pageable path), 200 KiB (staged, one thread), 1.4 MiB and 4.3 MiB (threaded chunks).
+      for (const T of [1, 100, 700, process.env.TFJS_MOE_SPEC_SCALE === 'small' ? 900 : 2100]) {
+        const x = randn(rand, T * H);
+        const ref = refFusedMoE(x, T, H, w as unknown as RefMoeWeights, cfg);
+        for (const env of switches) {
+          for (const [k, v] of Object.entries(env)) process.env[k] = v;
+          try {
+            for (let call = 0; call < 2; call++) {
+              const y = runner.forwardWithRouting(x, T).output;
+              const err = relError(y, ref);
+              recordError('cuda host copy switches float32', err);
+              expect(err).withContext(`T ${T} ${JSON.stringify(env)} call ${call}`).toBeLessThan(1e-4);
+              const t = runner.lastTimings();
+              if (env.TFJS_MOE_CUDA_TRACE === '1') {
+                expect(t.gpuKernelMs).withContext('traced kernel ms').toBeGreaterThan(0);
+                expect(t.gpuUploadMs).toBeGreaterThanOrEqual(0);
+                expect(t.gpuDownloadMs).toBeGreaterThan(0);
+              } else {
+                expect(t.gpuKernelMs).toBe(-1);
+              }
+              expect(t.waitMs).toBeGreaterThanOrEqual(t.launchMs);
+            }
+          } finally {
+            for (const k of Object.keys(env)) delete process.env[k];
+          }
+        }
+      }
+    } finally {
+      runner.dispose();
     }
   });
 });

@@ -31,11 +31,36 @@ export interface MoeForwardResult {
 export type MoeForwardFn = (x: tf.Tensor2D, weights: FusedMoEWeights, options: FusedMoEOptions,
                             context?: MoeForwardContext) => tf.Tensor2D | MoeForwardResult;
 
+/**
+ * An activation [T, H] float32 that an executor keeps on its device between layers (the CUDA addon's
+ * CudaActivation), so that a stack of layers pays one upload and one download. Nothing comes back to the host until
+ * read() or toTensor(); dispose() frees the device memory (garbage collection does otherwise).
+ */
+export interface DeviceActivation {
+  readonly shape: [number, number];
+  readonly disposed: boolean;
+  /** Downloads the values (waits for the work that writes them). */
+  read(): Float32Array;
+  /** read() as a new tensor of `shape` (default [T, H]). */
+  toTensor(shape?: number[]): tf.Tensor;
+  dispose(): void;
+}
+
+/**
+ * The forward with the activations on the executor's device: x (a DeviceActivation this executor returned, or a
+ * float32 tensor [T,H], uploaded) -> a new DeviceActivation [T,H] that the caller owns (may return before the work
+ * is done: reading it waits).
+ */
+export type MoeDeviceForwardFn = (x: tf.Tensor2D | DeviceActivation, weights: FusedMoEWeights,
+                                  options: FusedMoEOptions, context?: MoeForwardContext) => DeviceActivation;
+
 /** An implementation of the whole layer forward that a module outside the core (e.g. the CUDA addon) provides. */
 export interface MoeLayerExecutor {
   /** Whether it can run now; `reason` says what is missing when it cannot (shown to the user verbatim). */
   availability(): {available: boolean, reason?: string};
   forward: MoeForwardFn;
+  /** Optional: the forward on device-resident activations (FusedMoE.applyDevice). */
+  forwardDevice?: MoeDeviceForwardFn;
   /** Frees what the executor keeps for a layer (called when that layer is disposed). */
   release?(owner: object): void;
 }

@@ -11,14 +11,15 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
-import {getMoeLayerExecutor, kernelPathLayerForward, MoeForwardFn, releaseExecutorState} from
+import {getMoeLayerExecutor, kernelPathLayerForward, MoeDeviceForwardFn, MoeForwardFn, releaseExecutorState} from
     '../executor/layer_executor.js';
 import type {MoeLayerBackend} from '../executor/layer_schema.js';
 import {ALL_MOE_KERNELS, getKernelPath, hasMoeKernels, withCompositeKernels} from '../ops/dispatch.js';
 import {releaseDisposedWeightCopies} from '../ops/weight_caches.js';
 import {fusedMoeForwardWithRouting} from './fused_moe_forward.js';
 
-export type {MoeForwardContext, MoeForwardFn, MoeForwardResult, MoeLayerExecutor} from '../executor/layer_executor.js';
+export type {DeviceActivation, MoeDeviceForwardFn, MoeForwardContext, MoeForwardFn, MoeForwardResult, MoeLayerExecutor} from
+    '../executor/layer_executor.js';
 export {getMoeLayerExecutor, registerMoeLayerExecutor, unregisterMoeLayerExecutor} from '../executor/layer_executor.js';
 
 /** Frees what executors and kernels keep for `owner` (FusedMoE.dispose calls this after disposing its weights). */
@@ -77,4 +78,18 @@ export function selectMoeForward(backend: MoeLayerBackend): MoeForwardSelection 
       return {path: `executor:${backend}`, forward: executor!.forward};
     }
   }
+}
+
+/**
+ * The device-resident forward of a backend (FusedMoE.applyDevice): only an executor that keeps activations on its
+ * device has one; anything else fails naming the backend.
+ */
+export function selectMoeDeviceForward(backend: MoeLayerBackend): MoeDeviceForwardFn {
+  const selection = selectMoeForward(backend);  // an unavailable executor fails here, with its reason
+  const executor = selection.path.startsWith('executor:') ? getMoeLayerExecutor(backend) : undefined;
+  if (executor?.forwardDevice == null) {
+    throw new Error(`FusedMoE: applyDevice needs a backend whose executor keeps activations on its device ` +
+        `(backend 'cuda'); this layer's backend '${backend}' runs '${selection.path}', use apply()`);
+  }
+  return executor.forwardDevice;
 }

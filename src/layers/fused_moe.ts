@@ -9,7 +9,8 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import {ExpertWeightName, OPTION_TABLE} from '../executor/layer_schema.js';
 import {describeValue} from '../ops/limits.js';
 import type {QuantizedExpertWeights, QuantizeExpertWeightsOptions} from '../ops/quantize_expert_weights.js';
-import {MoeForwardResult, MoeForwardSelection, releaseMoeLayerState, selectMoeForward} from './backend_selection.js';
+import {DeviceActivation, MoeForwardResult, MoeForwardSelection, releaseMoeLayerState, selectMoeDeviceForward,
+  selectMoeForward} from './backend_selection.js';
 import {ExpertWeightStore, isExpertWeightName} from './expert_weight_store.js';
 import {FusedMoEArgs, FusedMoEOptions, FusedMoEWeightName, FusedMoEWeights, Initializer, OPTION_KEYS, resolveInitializer,
   resolveOptions, serializeInitializer, weightSpecs} from './fused_moe_config.js';
@@ -294,6 +295,44 @@ export class FusedMoE extends tfl.layers.Layer {
       throw new Error(`FusedMoE '${this.name}': updateCorrectionBias: argument 'rate' must be a finite number, got ${rate}`);
     }
     return this.balancer.updateCorrectionBias(rate, variable.read() as tf.Tensor1D, v => variable.write(v));
+  }
+
+  /**
+   * The forward with the activations kept on the device of the layer's executor (backend 'cuda'): x is a float32
+   * tensor [T,H] or [B,S,H] (uploaded) or the DeviceActivation [T,H] that a previous layer's applyDevice returned;
+   * the result is a new DeviceActivation [T,H] that the caller owns: pass it to the next layer, read it with
+   * read() / toTensor(shape), dispose() it. A stack of layers then pays one upload and one download. Inference
+   * only: load balancing (expert loads, aux loss, bias updates) needs apply().
+   */
+  applyDevice(x: tf.Tensor | DeviceActivation): DeviceActivation {
+    if (!this.built) throw new Error(`FusedMoE '${this.name}': the layer is not built yet (call build() or apply())`);
+    const hidden = this.hiddenSize!;
+    const forwardDevice = selectMoeDeviceForward(this.options.backend);
+    if (this.balancer.active) {
+      throw new Error(`FusedMoE '${this.name}': applyDevice does not run load balancing (recordExpertLoad, ` +
+          'auxLossCoef, biasUpdateRate); use apply()');
+    }
+    const weights = this.namedWeights();
+    checkWeightsReadable(this.name, flatWeights(weights));
+    if (!(x instanceof tf.Tensor)) {
+      const shape = (x as DeviceActivation | null)?.shape;
+      if (!Array.isArray(shape) || shape.length !== 2 || shape[1] !== hidden || x.disposed) {
+        throw new Error(`FusedMoE '${this.name}': input must be a float32 tf.Tensor or a live DeviceActivation ` +
+            `[T,${hidden}], got ${x != null && x.disposed === true ? 'a disposed DeviceActivation' : describeValue(x)}`);
+      }
+      return forwardDevice(x, weights, this.options, {owner: this});
+    }
+    checkInput(this.name, x);
+    if (x.rank < 2 || x.rank > 3 || x.shape[x.rank - 1] !== hidden || x.dtype !== 'float32') {
+      throw new Error(`FusedMoE '${this.name}': input must be a float32 tensor [T,${hidden}] or [B,S,${hidden}], ` +
+          `got a ${x.dtype} tensor of shape [${x.shape}]`);
+    }
+    const flat = (x.rank === 2 ? x : tf.reshape(x, [-1, hidden])) as tf.Tensor2D;
+    try {
+      return forwardDevice(flat, weights, this.options, {owner: this});
+    } finally {
+      if (flat !== x) flat.dispose();
+    }
   }
 
   override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Record<string, unknown>): tf.Tensor {

@@ -1,8 +1,11 @@
 // The addon's layer handle API: a MoeLayer (moe_layer.h) created from the layer config and weights, run, timed,
 // profiled and freed through an external handle; and device-resident activations ([T, H] float32 on the GPU) that
 // consecutive layers pass to each other without a host round trip.
+#include <malloc.h>
+
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 
 #include "addon_napi.h"
 #include "moe_layer.h"
@@ -233,7 +236,8 @@ napi_value LayerForward(napi_env env, napi_callback_info info) {
   });
 }
 
-// layerLastTimings(handle) -> {uploadHostMs, waitMs} of the last host forward
+// layerLastTimings(handle) -> {uploadHostMs, waitMs, launchMs, prefaultMs, prefaultWaitMs, gpu*Ms} of the last
+// host forward (moe::ForwardTimings)
 napi_value LayerLastTimings(napi_env env, napi_callback_info info) {
   return entry(env, info, 1, "layerLastTimings", [&](Args& a) {
     const moe::ForwardTimings& t = handleOf(a)->layer->lastTimings();
@@ -243,6 +247,13 @@ napi_value LayerLastTimings(napi_env env, napi_callback_info info) {
     setProp(env, o, "waitMs", num(env, t.waitMs));
     setProp(env, o, "copyOutMs", num(env, t.copyOutMs));
     setProp(env, o, "allocMs", num(env, lastAllocMs()));
+    setProp(env, o, "launchMs", num(env, t.launchMs));
+    setProp(env, o, "prefaultMs", num(env, t.prefaultMs));
+    setProp(env, o, "prefaultWaitMs", num(env, t.prefaultWaitMs));
+    setProp(env, o, "registerMs", num(env, t.registerMs));
+    setProp(env, o, "gpuUploadMs", num(env, t.gpuUploadMs));
+    setProp(env, o, "gpuKernelMs", num(env, t.gpuKernelMs));
+    setProp(env, o, "gpuDownloadMs", num(env, t.gpuDownloadMs));
     return o;
   });
 }
@@ -444,6 +455,13 @@ napi_value LayerResidentBytes(napi_env env, napi_callback_info info) {
 }  // namespace
 
 void defineLayer(napi_env env, napi_value exports) {
+  // TFJS_MOE_CUDA_MALLOC_REUSE=1 (benchmark A/B, process-wide): glibc serves large blocks from its heap instead of
+  // fresh mmaps, so a new output array reuses the pages of one V8 freed (no page faults); freed memory stays in the
+  // heap up to the trim threshold.
+  if (const char* v = std::getenv("TFJS_MOE_CUDA_MALLOC_REUSE"); v != nullptr && v[0] == '1') {
+    (void)mallopt(M_MMAP_MAX, 0);
+    (void)mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  }
   const napi_property_descriptor props[] = {
       {"layerCreate", nullptr, LayerCreate, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"layerForward", nullptr, LayerForward, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

@@ -14,6 +14,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 
 import {isQuantizedExpertWeights, QuantizedExpertWeights} from '../../executor/expert_weights.js';
+import type {DeviceActivation} from '../../executor/layer_executor.js';
 import {MOE_COMPUTE_DTYPES, MoeComputeDtype, OPTION_TABLE, RoutingWeightOn, SwigluActivation, TopkMethod} from
   '../../executor/layer_schema.js';
 import {dequantizeExpertWeightsImpl} from '../cpu/dequantize_expert_weights_impl.js';
@@ -144,7 +145,7 @@ function nativeConfig(config: CudaFusedMoeConfig): Record<string, unknown> {
  * consecutive layers pass it without a host round trip. Work on it is ordered on the addon's one stream; read()
  * waits for it. dispose() frees the GPU memory (stream-ordered; garbage collection frees it otherwise).
  */
-export class CudaActivation {
+export class CudaActivation implements DeviceActivation {
   private handle: object | null;
 
   private constructor(handle: object, readonly shape: [number, number]) {
@@ -210,6 +211,27 @@ export interface CudaForwardResult<Out> {
   topkIds?: Int32Array;
 }
 
+/**
+ * Host milliseconds of the last host forward (benchmarks): until x's copy was enqueued (uploadHostMs), then until y
+ * was in its array (waitMs, which holds launchMs, the graph launch); allocMs the native output arrays; prefaultMs
+ * the output array's page faults taken on helper threads meanwhile, prefaultWaitMs how long the download waited
+ * for them. With TFJS_MOE_CUDA_TRACE=1 the GPU milliseconds of the upload, kernels and download (else -1).
+ */
+export interface CudaForwardTimings {
+  uploadHostMs: number;
+  waitMs: number;
+  copyOutMs: number;
+  allocMs: number;
+  launchMs: number;
+  prefaultMs: number;
+  prefaultWaitMs: number;
+  /** TFJS_MOE_CUDA_REGISTER (A/B): page-locking the caller's arrays for the call. */
+  registerMs: number;
+  gpuUploadMs: number;
+  gpuKernelMs: number;
+  gpuDownloadMs: number;
+}
+
 /** Native forward on host arrays: the lowest level, also used by the benchmarks. */
 export class CudaMoeRunner {
   private handle: object | null;
@@ -259,7 +281,7 @@ export class CudaMoeRunner {
   }
 
   /** Host milliseconds of the last host forward: until x's copy was enqueued, then until y was on the host. */
-  lastTimings(): {uploadHostMs: number, waitMs: number, copyOutMs: number, allocMs: number} {
+  lastTimings(): CudaForwardTimings {
     return getCudaAddon().layerLastTimings(this.live());
   }
 

@@ -6,7 +6,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -21,6 +23,8 @@ namespace {
 // Below this a copy is one memcpy/DMA: thread start-up (tens of microseconds) would cost more than it saves.
 constexpr size_t kParallelMinBytes = size_t(1) << 20;
 constexpr size_t kSliceMinBytes = size_t(512) << 10;
+constexpr size_t kPrefaultMinBytes = size_t(64) << 10;
+constexpr size_t kInlineUploadBytes = size_t(64) << 10;
 constexpr int kMaxThreads = 16;  // page faults on a fresh output array dominate its copy: they scale with threads
 // Free pinned blocks kept for reuse (page-locking is slow: about a millisecond per tens of MiB).
 constexpr size_t kMaxFreeBytes = size_t(1) << 30;
@@ -28,71 +32,82 @@ constexpr size_t kMaxFreeBytes = size_t(1) << 30;
 int threadsFor(size_t bytes) {
   if (bytes < kParallelMinBytes) return 1;
   const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  return static_cast<int>(std::min<size_t>({static_cast<size_t>(kMaxThreads), static_cast<size_t>(hw),
-                                            bytes / kSliceMinBytes}));
+  // TFJS_MOE_CUDA_COPY_SLICE_KIB (benchmark A/B): the bytes per copy thread (default 512 KiB).
+  size_t slice = kSliceMinBytes;
+  if (const char* v = std::getenv("TFJS_MOE_CUDA_COPY_SLICE_KIB")) {
+    slice = std::max<size_t>(4, std::strtoull(v, nullptr, 10)) << 10;
+  }
+  return static_cast<int>(std::max<size_t>(1, std::min<size_t>({static_cast<size_t>(kMaxThreads),
+                                                                static_cast<size_t>(hw), bytes / slice})));
 }
 
 // Long-lived helper threads for the host copies: starting 15 std::threads per copy cost tens of microseconds each,
-// twice per forward. One job at a time (the layer's forward runs on the JS thread); the caller takes part.
+// twice per forward. Jobs queue in order; run() has the caller take part and returns when its job is done, post()
+// returns at once (wait() later).
 class WorkerPool {
  public:
-  static WorkerPool& instance() {
+  struct Job {
+    std::function<void(int)> body;
+    int n = 0;
+    int pending = 0;  // guarded by the pool's mu_
+    std::atomic<int> next{0};
+  };
+  // The copies (run on the JS thread with the caller taking part), and the output prefaults (posted ahead).
+  static WorkerPool& copies() {
     static WorkerPool* pool = new WorkerPool();  // never destroyed: its threads sleep until the process ends
+    return *pool;
+  }
+  static WorkerPool& prefaults() {
+    static WorkerPool* pool = new WorkerPool();
     return *pool;
   }
   // Runs body(i) for every i in [0, n), on the caller and the pool's threads; returns when all are done.
   void run(int n, const std::function<void(int)>& body) {
-    std::lock_guard<std::mutex> one(runMu_);
-    ensureThreads(n - 1);
+    auto job = post(n, body, n - 1);
+    work(*job);
+    wait(*job);
+  }
+  // Queues body(i) for i in [0, n) on up to `threads` helper threads.
+  std::shared_ptr<Job> post(int n, std::function<void(int)> body, int threads) {
     auto job = std::make_shared<Job>();
-    job->body = &body;
+    job->body = std::move(body);
     job->n = n;
     job->pending = n;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      job_ = job;
-      generation_++;
+      while (threads_ < threads) {
+        std::thread([this] { loop(); }).detach();
+        threads_++;
+      }
+      queue_.push_back(job);
     }
     cv_.notify_all();
-    work(*job);
+    return job;
+  }
+  void wait(Job& job) {
     std::unique_lock<std::mutex> lock(mu_);
-    doneCv_.wait(lock, [&] { return job->pending == 0; });
-    job_.reset();
+    doneCv_.wait(lock, [&] { return job.pending == 0; });
   }
 
  private:
-  // One run's tasks: a thread that wakes late holds its own reference and finds no index left, so it never
-  // calls a later run's body with this one's indices.
-  struct Job {
-    const std::function<void(int)>* body = nullptr;
-    int n = 0;
-    int pending = 0;  // guarded by mu_
-    std::atomic<int> next{0};
-  };
-
-  void ensureThreads(int want) {
-    while (threads_ < want) {
-      std::thread([this, seen = generation_]() mutable { loop(seen); }).detach();
-      threads_++;
-    }
-  }
-  void loop(unsigned long long seen) {
+  void loop() {
+    std::unique_lock<std::mutex> lock(mu_);
     for (;;) {
-      std::shared_ptr<Job> job;
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [&] { return generation_ != seen; });
-        seen = generation_;
-        job = job_;
-      }
-      if (job) work(*job);
+      cv_.wait(lock, [&] { return !queue_.empty(); });
+      std::shared_ptr<Job> job = queue_.front();
+      lock.unlock();
+      work(*job);
+      lock.lock();
+      // Every index is taken: later arrivals go on to the next job (the taken ones finish on their threads).
+      auto it = std::find(queue_.begin(), queue_.end(), job);
+      if (it != queue_.end()) queue_.erase(it);
     }
   }
-  // Takes indices until none are left; the last one to finish wakes the caller.
+  // Takes indices until none are left; the last one to finish wakes the waiters.
   void work(Job& job) {
     int done = 0;
     for (int i = job.next.fetch_add(1); i < job.n; i = job.next.fetch_add(1)) {
-      (*job.body)(i);
+      job.body(i);
       done++;
     }
     if (done == 0) return;
@@ -101,23 +116,19 @@ class WorkerPool {
     if (job.pending == 0) doneCv_.notify_all();
   }
 
-  std::mutex runMu_, mu_;
+  std::mutex mu_;
   std::condition_variable cv_, doneCv_;
-  std::shared_ptr<Job> job_;
-  unsigned long long generation_ = 0;
+  std::deque<std::shared_ptr<Job>> queue_;
   int threads_ = 0;
 };
 
-// Runs body(begin, end) over [0, bytes) split into `n` 64-byte-aligned slices, one per pool task.
-template <typename F>
-void forSlices(size_t bytes, int n, F body) {
-  const size_t per = (bytes / n + 63) / 64 * 64;
-  const std::function<void(int)> task = [&](int i) {
-    const size_t b = std::min(bytes, per * i), e = std::min(bytes, per * (i + 1));
-    if (b < e) body(b, e);
-  };
-  if (n <= 1) task(0);
-  else WorkerPool::instance().run(n, task);
+// The chunk the copies move at a time: small enough that the first DMA starts early and the copy-out trails the
+// last DMA by little; TFJS_MOE_CUDA_COPY_CHUNK_KIB (benchmark A/B; 0 = one slice per thread, the earlier split).
+size_t chunkBytes(size_t bytes, int threads) {
+  size_t c = std::min(size_t(1) << 20, std::max(size_t(256) << 10, bytes / 32));
+  if (const char* v = std::getenv("TFJS_MOE_CUDA_COPY_CHUNK_KIB")) c = static_cast<size_t>(std::strtoull(v, nullptr, 10)) << 10;
+  if (c == 0) c = (bytes / threads + 63) / 64 * 64;
+  return std::max<size_t>(c, 4096);
 }
 
 // Writes one byte per page of [p, p + bytes): the page faults of fresh memory, taken ahead of the copy.
@@ -212,81 +223,160 @@ void* PinnedStaging::ensure(size_t bytes) {
 
 void uploadStaged(void* dst, const void* src, size_t bytes, cudaStream_t stream, PinnedStaging& staging) {
   if (bytes == 0) return;
-  if (bytes < kParallelMinBytes || isPinnedHost(src)) {
+  if (isPinnedHost(src)) {
     MOE_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream));
-    return;
-  }
-  char* stage = static_cast<char*>(staging.ensure(bytes));
-  const int n = threadsFor(bytes);
-  std::vector<cudaError_t> status(n, cudaSuccess);
-  const size_t per = (bytes / n + 63) / 64 * 64;
-  forSlices(bytes, n, [&](size_t b, size_t e) {
-    std::memcpy(stage + b, static_cast<const char*>(src) + b, e - b);
-    // cudaMemcpyAsync is thread-safe; the slices are disjoint, so their order on the stream does not matter.
-    status[b / per] = cudaMemcpyAsync(static_cast<char*>(dst) + b, stage + b, e - b, cudaMemcpyHostToDevice, stream);
-  });
-  for (cudaError_t s : status) MOE_CUDA(s);
-}
-
-SlicedDownload::~SlicedDownload() {
-  for (cudaEvent_t e : events_) (void)cudaEventDestroy(e);
-}
-
-void SlicedDownload::run(void* dst, const void* src, size_t bytes, void* landing, cudaStream_t stream) {
-  if (bytes == 0) {
-    MOE_CUDA(cudaStreamSynchronize(stream));
     return;
   }
   const int n = threadsFor(bytes);
   if (n <= 1) {
-    MOE_CUDA(cudaMemcpyAsync(landing, src, bytes, cudaMemcpyDeviceToHost, stream));
-    MOE_CUDA(cudaStreamSynchronize(stream));
-    if (landing != dst) std::memcpy(dst, landing, bytes);
+    // A few KiB go straight from pageable memory (the driver puts them in its command stream: 3.5 us for 8 KiB
+    // against 6.5 staged, H200 batch J); mid-size ones through staging, whose DMA is asynchronous where the
+    // driver's pageable path is not (9.9 against 12.5 us for 128 KiB). TFJS_MOE_CUDA_SMALL_UPLOAD=pageable /
+    // staged: one path for every small size (benchmark A/B).
+    const char* v = std::getenv("TFJS_MOE_CUDA_SMALL_UPLOAD");
+    const bool pageable = v != nullptr ? std::strcmp(v, "pageable") == 0 : bytes <= kInlineUploadBytes;
+    if (pageable) {
+      MOE_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream));
+      return;
+    }
+    void* stage = staging.ensure(bytes);
+    std::memcpy(stage, src, bytes);
+    MOE_CUDA(cudaMemcpyAsync(dst, stage, bytes, cudaMemcpyHostToDevice, stream));
     return;
   }
-  while (static_cast<int>(events_.size()) < n) {
-    cudaEvent_t e;
-    MOE_CUDA(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
-    events_.push_back(e);
-  }
-  const size_t per = (bytes / n + 63) / 64 * 64;
-  for (int i = 0; i < n; i++) {
-    const size_t b = std::min(bytes, per * i), e = std::min(bytes, per * (i + 1));
-    if (b < e) {
-      MOE_CUDA(cudaMemcpyAsync(static_cast<char*>(landing) + b, static_cast<const char*>(src) + b, e - b,
-                               cudaMemcpyDeviceToHost, stream));
+  char* stage = static_cast<char*>(staging.ensure(bytes));
+  const size_t chunk = chunkBytes(bytes, n);
+  const int chunks = static_cast<int>((bytes + chunk - 1) / chunk);
+  std::atomic<int> next{0};
+  std::atomic<int> failed{static_cast<int>(cudaSuccess)};
+  WorkerPool::copies().run(n, [&](int) {
+    for (int c = next.fetch_add(1); c < chunks; c = next.fetch_add(1)) {
+      const size_t b = chunk * c, e = std::min(bytes, b + chunk);
+      std::memcpy(stage + b, static_cast<const char*>(src) + b, e - b);
+      // cudaMemcpyAsync is thread-safe; the chunks are disjoint, so their order on the stream does not matter.
+      const cudaError_t st =
+          cudaMemcpyAsync(static_cast<char*>(dst) + b, stage + b, e - b, cudaMemcpyHostToDevice, stream);
+      if (st != cudaSuccess) failed.store(static_cast<int>(st));
     }
-    MOE_CUDA(cudaEventRecord(events_[i], stream));
-  }
+  });
+  MOE_CUDA(static_cast<cudaError_t>(failed.load()));
+}
+
+// An output array's prefault, running on the prefault pool: the job, and when it started and ended.
+struct PrefaultJob {
+  std::shared_ptr<WorkerPool::Job> job;
+  void* dst = nullptr;
+  std::chrono::steady_clock::time_point start;
+  std::atomic<long long> endNs{0};  // steady-clock nanoseconds at which its last range was done
+};
+
+SlicedDownload::~SlicedDownload() {
+  waitPrefault();
+  for (cudaEvent_t e : events_) (void)cudaEventDestroy(e);
+}
+
+void SlicedDownload::prefault(void* dst, size_t bytes) {
+  waitPrefault();
+  // Above kParallelMinBytes on up to 8 threads; a mid-size array on one (its faults cost tens of microseconds,
+  // against a forward of hundreds); a few pages not at all (posting the job would cost more).
+  // TFJS_MOE_CUDA_PREFAULT_THREADS: benchmark A/B of the large arrays' thread count.
+  int most = 8;
+  if (const char* v = std::getenv("TFJS_MOE_CUDA_PREFAULT_THREADS")) most = std::max(1, std::atoi(v));
+  const int n = bytes >= kParallelMinBytes ? std::min(most, threadsFor(bytes)) : bytes >= kPrefaultMinBytes ? 1 : 0;
+  if (n == 0) return;
   if (adviseHugePages() && bytes >= (size_t(4) << 20)) {
     const uintptr_t huge = uintptr_t(2) << 20, lo = reinterpret_cast<uintptr_t>(dst), hi = lo + bytes;
     const uintptr_t a = (lo + huge - 1) & ~(huge - 1), z = hi & ~(huge - 1);
     if (z > a) (void)madvise(reinterpret_cast<void*>(a), z - a, MADV_HUGEPAGE);
   }
-  std::vector<cudaError_t> status(n, cudaSuccess);
-  const bool copy = landing != dst;
-  forSlices(bytes, n, [&](size_t b, size_t e) {
-    if (copy) touchPages(static_cast<char*>(dst) + b, e - b);
-    const int i = static_cast<int>(b / per);
-    status[i] = cudaEventSynchronize(events_[i]);
-    if (status[i] == cudaSuccess && copy) {
-      std::memcpy(static_cast<char*>(dst) + b, static_cast<const char*>(landing) + b, e - b);
-    }
-  });
-  for (cudaError_t s : status) MOE_CUDA(s);
-  // Errors of the kernels before the copy surface here, as a synchronize would report them.
-  MOE_CUDA(cudaStreamSynchronize(stream));
+  auto p = std::make_shared<PrefaultJob>();
+  p->dst = dst;
+  p->start = std::chrono::steady_clock::now();
+  const size_t per = (bytes / n + 4095) / 4096 * 4096;
+  PrefaultJob* raw = p.get();  // outlives the job: waitPrefault() waits before dropping it
+  p->job = WorkerPool::prefaults().post(n, [raw, dst, bytes, per](int i) {
+    const size_t b = std::min(bytes, per * i), e = std::min(bytes, per * (i + 1));
+    if (b < e) touchPages(static_cast<char*>(dst) + b, e - b);
+    const long long now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+        std::chrono::steady_clock::now().time_since_epoch()).count();
+    long long seen = raw->endNs.load();
+    while (seen < now && !raw->endNs.compare_exchange_weak(seen, now)) {}
+  }, n);
+  prefault_ = std::move(p);
 }
 
-void parallelCopy(void* dst, const void* src, size_t bytes) {
-  const int n = threadsFor(bytes);
-  if (n <= 1) {
-    if (bytes) std::memcpy(dst, src, bytes);
+void SlicedDownload::waitPrefault() {
+  if (!prefault_) return;
+  const auto w0 = std::chrono::steady_clock::now();
+  WorkerPool::prefaults().wait(*prefault_->job);
+  const auto w1 = std::chrono::steady_clock::now();
+  prefaultWaitMs_ = std::chrono::duration<double, std::milli>(w1 - w0).count();
+  prefaultMs_ = (prefault_->endNs.load() - std::chrono::duration_cast<std::chrono::nanoseconds>(
+                     prefault_->start.time_since_epoch()).count()) / 1e6;
+  prefault_.reset();
+}
+
+void SlicedDownload::run(void* dst, const void* src, size_t bytes, void* landing, cudaStream_t stream,
+                         cudaEvent_t after) {
+  prefaultMs_ = prefaultWaitMs_ = 0;
+  if (prefault_ && (prefault_->dst != dst || bytes == 0)) waitPrefault();
+  if (bytes == 0) {
+    MOE_CUDA(cudaStreamSynchronize(stream));
     return;
   }
-  forSlices(bytes, n, [&](size_t b, size_t e) {
-    std::memcpy(static_cast<char*>(dst) + b, static_cast<const char*>(src) + b, e - b);
+  const int n = threadsFor(bytes);
+  const bool copy = landing != dst;
+  if (n <= 1) {
+    MOE_CUDA(cudaMemcpyAsync(landing, src, bytes, cudaMemcpyDeviceToHost, stream));
+    if (after != nullptr) MOE_CUDA(cudaEventRecord(after, stream));
+    const cudaError_t st = cudaStreamSynchronize(stream);
+    waitPrefault();  // before the copy into dst, and before an error leaves dst to the caller
+    MOE_CUDA(st);
+    if (copy) std::memcpy(dst, landing, bytes);
+    return;
+  }
+  // Not prefaulted ahead (an activation's download, with no kernels left to hide behind): each copy thread
+  // faults in its chunk's pages while that chunk's DMA is still running (a separate prefault, which must end
+  // before any copy, measured 6.4 against 5.1 ms for 32 MiB in batch J).
+  const bool touchHere = copy && !prefault_;
+  const size_t chunk = chunkBytes(bytes, n);
+  const int chunks = static_cast<int>((bytes + chunk - 1) / chunk);
+  try {
+    while (static_cast<int>(events_.size()) < chunks) {
+      cudaEvent_t e;
+      MOE_CUDA(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+      events_.push_back(e);
+    }
+    for (int c = 0; c < chunks; c++) {
+      const size_t b = chunk * c, e = std::min(bytes, b + chunk);
+      MOE_CUDA(cudaMemcpyAsync(static_cast<char*>(landing) + b, static_cast<const char*>(src) + b, e - b,
+                               cudaMemcpyDeviceToHost, stream));
+      MOE_CUDA(cudaEventRecord(events_[c], stream));
+    }
+    if (after != nullptr) MOE_CUDA(cudaEventRecord(after, stream));
+  } catch (...) {
+    waitPrefault();
+    throw;
+  }
+  // No chunk is copied into dst before its prefault (which writes a byte per page) is over.
+  waitPrefault();
+  std::atomic<int> next{0};
+  std::atomic<int> failed{static_cast<int>(cudaSuccess)};
+  WorkerPool::copies().run(n, [&](int) {
+    for (int c = next.fetch_add(1); c < chunks; c = next.fetch_add(1)) {
+      const size_t b = chunk * c, e = std::min(bytes, b + chunk);
+      if (touchHere) touchPages(static_cast<char*>(dst) + b, e - b);  // only this thread writes this chunk
+      const cudaError_t st = cudaEventSynchronize(events_[c]);
+      if (st != cudaSuccess) {
+        failed.store(static_cast<int>(st));
+        continue;
+      }
+      if (copy) std::memcpy(static_cast<char*>(dst) + b, static_cast<const char*>(landing) + b, e - b);
+    }
   });
+  MOE_CUDA(static_cast<cudaError_t>(failed.load()));
+  // Errors of the kernels before the copy surface here, as a synchronize would report them.
+  MOE_CUDA(cudaStreamSynchronize(stream));
 }
 
 }  // namespace moe

@@ -9,6 +9,7 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <memory>
 #include <mutex>
 #include <vector>
 
@@ -46,29 +47,39 @@ class PinnedStaging {
   size_t capacity_ = 0;
 };
 
-// Enqueues host -> device of `bytes` on `stream`. A pageable source is copied through `staging` in slices by
-// several threads, each slice's DMA enqueued once it is staged; the caller keeps `staging` untouched until the
-// stream has passed the copy. Returns when the host side is done.
+// Enqueues host -> device of `bytes` on `stream`. A pageable source is copied through `staging` in chunks taken in
+// order by several threads, each chunk's DMA enqueued once it is staged (the first DMA starts after one chunk's
+// memcpy, not after the whole copy); the caller keeps `staging` untouched until the stream has passed the copy.
+// Returns when the host side is done.
 void uploadStaged(void* dst, const void* src, size_t bytes, cudaStream_t stream, PinnedStaging& staging);
 
-// Host memcpy split over a few threads when it is large.
-void parallelCopy(void* dst, const void* src, size_t bytes);
+struct PrefaultJob;
 
-// Enqueues device -> host of `bytes` from `src` into the pinned `landing` in slices (each slice's completion
-// recorded by an event of `events`), then, on the caller and pool threads, touches each slice of the pageable
-// `dst` (a fresh array's page faults happen while the GPU is still busy) and copies each slice out of `landing`
-// as soon as its DMA is done. Returns when `dst` holds the data; whatever was enqueued before on `stream` (the
-// kernels) runs first. Small copies are one DMA + memcpy.
+// Downloads `bytes` from `src` into the pageable `dst` through the pinned `landing`: the DMA is enqueued in chunks
+// (each chunk's completion recorded by an event), and helper threads copy each chunk out of `landing` as soon as
+// it landed, in order, so the copy-out trails the DMA by one chunk. A fresh `dst`'s page faults are taken earlier,
+// while the GPU is busy: prefault() starts them on helper threads (call it before the upload), run() waits for
+// them before any chunk is copied; without one, each copy thread faults in its chunk's pages while that chunk's
+// DMA runs. Whatever was enqueued on `stream` before run() (the kernels) runs first.
+// Small copies are one DMA + memcpy.
 class SlicedDownload {
  public:
   SlicedDownload() = default;
   ~SlicedDownload();
   SlicedDownload(const SlicedDownload&) = delete;
   SlicedDownload& operator=(const SlicedDownload&) = delete;
-  void run(void* dst, const void* src, size_t bytes, void* landing, cudaStream_t stream);
+  void prefault(void* dst, size_t bytes);
+  // `after`, when given, is recorded once the whole download is enqueued (a trace's timing event).
+  void run(void* dst, const void* src, size_t bytes, void* landing, cudaStream_t stream, cudaEvent_t after = nullptr);
+  // Host milliseconds of the last run's prefault (its own duration, on the helper threads) and of the wait for it.
+  double lastPrefaultMs() const { return prefaultMs_; }
+  double lastPrefaultWaitMs() const { return prefaultWaitMs_; }
 
  private:
+  void waitPrefault();
   std::vector<cudaEvent_t> events_;
+  std::shared_ptr<PrefaultJob> prefault_;
+  double prefaultMs_ = 0, prefaultWaitMs_ = 0;
 };
 
 }  // namespace moe

@@ -70,7 +70,9 @@ export interface CudaAddon {
   layerForward(handle: object, x: Float32Array, T: number, useGraph: boolean, wantIds: boolean,
                output: 'staged' | 'pinned' | 'pageable', out: Float32Array | null): {output: Float32Array, topkIds?: Int32Array};
   layerForwardDevice(handle: object, x: object, useGraph: boolean, wantIds: boolean): {output: object, topkIds?: Int32Array};
-  layerLastTimings(handle: object): {uploadHostMs: number, waitMs: number, copyOutMs: number, allocMs: number};
+  layerLastTimings(handle: object): {uploadHostMs: number, waitMs: number, copyOutMs: number, allocMs: number,
+    launchMs: number, prefaultMs: number, prefaultWaitMs: number, registerMs: number, gpuUploadMs: number, gpuKernelMs: number,
+    gpuDownloadMs: number};
   activationUpload(x: Float32Array, rows: number, cols: number): object;
   /** out: a Float32Array of rows * cols to download into (returned), or null for a new one. */
   activationDownload(activation: object, out: Float32Array | null): Float32Array;

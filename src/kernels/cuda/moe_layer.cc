@@ -173,6 +173,9 @@ void MoeLayer::packInt4(Int4Device& dst, const Int4Weight& src, int count, int K
 MoeLayer::~MoeLayer() {
   (void)cudaStreamSynchronize(stream_);  // the stream may still run a forward that reads the weights
   for (auto& [t, g] : graphs_) (void)cudaGraphExecDestroy(g);
+  for (cudaEvent_t e : trace_) {
+    if (e != nullptr) (void)cudaEventDestroy(e);
+  }
 }
 
 void MoeLayer::dropGraphs() {
@@ -570,32 +573,90 @@ int MoeLayer::l2PrefetchEnv() {
 void MoeLayer::forward(const float* x, int T, float* out, int* ids, bool useGraph, HostCopy copy) {
   if (T == 0) return;
   using Clock = std::chrono::steady_clock;
+  auto ms = [](Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double, std::milli>(b - a).count(); };
   const auto t0 = Clock::now();
   ensureWorkspace(T);
   const size_t bytes = static_cast<size_t>(T) * cfg_.hidden * sizeof(float);
-  if (copy == HostCopy::kPageable) {
-    MOE_CUDA(cudaMemcpyAsync(dX_.as(), x, bytes, cudaMemcpyHostToDevice, stream_));
-  } else {
-    uploadStaged(dX_.as(), x, bytes, stream_, staging_);
+  const char* traceEnv = std::getenv("TFJS_MOE_CUDA_TRACE");
+  const bool trace = traceEnv != nullptr && traceEnv[0] == '1';
+  if (trace && trace_[0] == nullptr) {
+    for (cudaEvent_t& e : trace_) MOE_CUDA(cudaEventCreate(&e));
   }
-  const auto t1 = Clock::now();
-  run(T, useGraph);
-  if (ids) {
-    MOE_CUDA(cudaMemcpyAsync(ids, ids_.as(), static_cast<size_t>(T) * cfg_.topK * sizeof(int),
-                             cudaMemcpyDeviceToHost, stream_));
+  if (trace) MOE_CUDA(cudaEventRecord(trace_[0], stream_));
+  // A fresh output array's page faults start now on helper threads, overlapping the upload and the kernels
+  // (TFJS_MOE_CUDA_PREFAULT=late: only once the download is enqueued, benchmark A/B).
+  const char* prefaultEnv = std::getenv("TFJS_MOE_CUDA_PREFAULT");
+  // TFJS_MOE_CUDA_REGISTER='in' / 'out' / 'in,out' (benchmark A/B): page-lock the caller's large x / y for this
+  // call (cudaHostRegister) and copy by DMA straight from / into them instead of through the staging buffers.
+  const char* regEnv = std::getenv("TFJS_MOE_CUDA_REGISTER");
+  const bool large = copy == HostCopy::kStaged && bytes >= (size_t(1) << 20);
+  const bool regIn = large && regEnv != nullptr && std::strstr(regEnv, "in") != nullptr;
+  const bool regOut = large && regEnv != nullptr && std::strstr(regEnv, "out") != nullptr;
+  const auto r0 = Clock::now();
+  if (regIn) MOE_CUDA(cudaHostRegister(const_cast<float*>(x), bytes, cudaHostRegisterDefault));
+  if (regOut) {
+    const cudaError_t st = cudaHostRegister(out, bytes, cudaHostRegisterDefault);
+    if (st != cudaSuccess && regIn) (void)cudaHostUnregister(const_cast<float*>(x));
+    MOE_CUDA(st);
+  }
+  timings_.registerMs = ms(r0, Clock::now());
+  struct Unregister {  // after the stream is done with them (every path below synchronizes first)
+    const float* x;
+    float* out;
+    ~Unregister() {
+      if (x != nullptr) (void)cudaHostUnregister(const_cast<float*>(x));
+      if (out != nullptr) (void)cudaHostUnregister(out);
+    }
+  } unregister{regIn ? x : nullptr, regOut ? out : nullptr};
+  if (copy == HostCopy::kStaged && !regOut && (prefaultEnv == nullptr || std::strcmp(prefaultEnv, "late") != 0)) {
+    download_.prefault(out, bytes);
+  }
+  Clock::time_point t1, t2;
+  try {
+    if (copy == HostCopy::kPageable) {
+      MOE_CUDA(cudaMemcpyAsync(dX_.as(), x, bytes, cudaMemcpyHostToDevice, stream_));
+    } else {
+      uploadStaged(dX_.as(), x, bytes, stream_, staging_);
+    }
+    t1 = Clock::now();
+    if (trace) MOE_CUDA(cudaEventRecord(trace_[1], stream_));
+    run(T, useGraph);
+    if (trace) MOE_CUDA(cudaEventRecord(trace_[2], stream_));
+    t2 = Clock::now();
+    if (ids) {
+      MOE_CUDA(cudaMemcpyAsync(ids, ids_.as(), static_cast<size_t>(T) * cfg_.topK * sizeof(int),
+                               cudaMemcpyDeviceToHost, stream_));
+    }
+  } catch (...) {
+    download_.run(out, dOut_.as(), 0, out, stream_);  // waits for the prefault (it writes into out)
+    throw;
   }
   if (copy == HostCopy::kPageable) {
     MOE_CUDA(cudaMemcpyAsync(out, dOut_.as(), bytes, cudaMemcpyDeviceToHost, stream_));
+    if (trace) MOE_CUDA(cudaEventRecord(trace_[3], stream_));
     MOE_CUDA(cudaStreamSynchronize(stream_));
   } else {
-    // Sliced: the output's pages are faulted in while the kernels run, each slice copied out once it landed.
-    void* landing = copy == HostCopy::kStaged ? outStaging_.ensure(bytes) : out;
-    download_.run(out, dOut_.as(), bytes, landing, stream_);
+    // Chunked: each chunk copied out of pinned landing once its DMA is done, into pages faulted in ahead.
+    void* landing = copy == HostCopy::kStaged && !regOut ? outStaging_.ensure(bytes) : out;
+    download_.run(out, dOut_.as(), bytes, landing, stream_, trace ? trace_[3] : nullptr);
   }
-  const auto t2 = Clock::now();
-  timings_.uploadHostMs = std::chrono::duration<double, std::milli>(t1 - t0).count();
-  timings_.waitMs = std::chrono::duration<double, std::milli>(t2 - t1).count();
+  const auto t3 = Clock::now();
+  timings_.uploadHostMs = ms(t0, t1);
+  timings_.launchMs = ms(t1, t2);
+  timings_.waitMs = ms(t1, t3);
   timings_.copyOutMs = 0;
+  timings_.prefaultMs = download_.lastPrefaultMs();
+  timings_.prefaultWaitMs = download_.lastPrefaultWaitMs();
+  timings_.gpuUploadMs = timings_.gpuKernelMs = timings_.gpuDownloadMs = -1;
+  if (trace) {
+    float a = 0, k = 0, d = 0;
+    MOE_CUDA(cudaEventElapsedTime(&a, trace_[0], trace_[1]));
+    MOE_CUDA(cudaEventElapsedTime(&k, trace_[1], trace_[2]));
+    MOE_CUDA(cudaEventElapsedTime(&d, trace_[2], trace_[3]));
+    timings_.gpuUploadMs = a;
+    timings_.gpuKernelMs = k;
+    timings_.gpuDownloadMs = d;
+  }
 }
 
 void MoeLayer::forwardDevice(const float* x, int T, float* out, int* ids, bool useGraph) {

@@ -72,8 +72,14 @@ struct LayerWeights {
 // Where the host time of the last forward went (milliseconds, steady clock), for the end-to-end benchmark.
 struct ForwardTimings {
   double uploadHostMs = 0;  // until the input's copy was enqueued (staging memcpy included)
-  double waitMs = 0;        // from then until the output was in host memory (kernels and download)
+  double waitMs = 0;        // from then until the output was in host memory (launch, kernels and download)
   double copyOutMs = 0;     // 0 since the copy-out overlaps the download (part of waitMs)
+  double launchMs = 0;      // the graph launch (or eager enqueue) alone, host side
+  double prefaultMs = 0;    // the output array's prefault on helper threads (overlapping upload and kernels)
+  double prefaultWaitMs = 0;  // how long the download waited for that prefault
+  double registerMs = 0;    // TFJS_MOE_CUDA_REGISTER: page-locking the caller's arrays
+  // With TFJS_MOE_CUDA_TRACE=1 (else -1): GPU milliseconds of the upload, the kernels and the download (events).
+  double gpuUploadMs = -1, gpuKernelMs = -1, gpuDownloadMs = -1;
 };
 
 // How a host forward moves y (x always goes through pinned staging unless kPageable): kStaged downloads into a
@@ -143,6 +149,7 @@ class MoeLayer {
   int graphsTuning_ = 0;  // tuning().generation the graphs were captured under
   PinnedStaging staging_, outStaging_;
   SlicedDownload download_;
+  cudaEvent_t trace_[4] = {};  // TFJS_MOE_CUDA_TRACE: before upload, before kernels, after kernels, after download
   ForwardTimings timings_;
   std::vector<std::pair<std::string, cudaEvent_t>>* marks_ = nullptr;
 };

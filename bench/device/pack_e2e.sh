@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Packs the end-to-end GPU run (issue 16 item 4) into DEST: the addon of this tree and, when BEFORE names one, an
+# addon to compare with (both in one xz stream: they share their device code), the e2e spec subset and the
+# memcheck set with a jasmine runner, the benchmark, run_e2e_batch.sh as run.sh. From the worktree root after
+# `node scripts/build.mjs` and the CUDA build.
+set -euo pipefail
+DEST=${1:?usage: pack_e2e.sh DEST}
+ADDON=${ADDON:-build/Release/tfjs_moe_cuda.node}
+W=$(mktemp -d)
+trap 'rm -rf "$W"' EXIT
+mkdir -p "$W/p/specs/build/spec" "$W/p/memcheck/build/spec" "$W/a"
+echo '{"type": "module"}' | tee "$W/p/package.json" "$W/p/specs/package.json" > "$W/p/memcheck/package.json"
+ESB=node_modules/.bin/esbuild
+BANNER="import {createRequire as __cr} from 'module'; import {fileURLToPath as __fu} from 'url'; import {dirname as __dn} from 'path'; const require = __cr(import.meta.url); const __filename = __fu(import.meta.url); const __dirname = __dn(__filename);"
+common=(--bundle --platform=node --format=esm --alias:tfjs-moe=./dist/esm --log-level=warning "--banner:js=$BANNER"
+        --external:webgpu "--external:*.node")
+$ESB bench/device/e2e_specs.ts "${common[@]}" --outfile="$W/p/specs/build/spec/cuda_e2e.spec.js"
+mkdir -p "$W/p/layer_specs/build/spec"
+echo '{"type": "module"}' > "$W/p/layer_specs/package.json"
+$ESB bench/device/e2e_layer_specs.ts "${common[@]}" --outfile="$W/p/layer_specs/build/spec/cuda_e2e_layer.spec.js"
+$ESB bench/device/memcheck_specs.ts "${common[@]}" --outfile="$W/p/memcheck/build/spec/cuda_memcheck.spec.js"
+$ESB scripts/run-specs.mjs "${common[@]}" --outfile="$W/p/specs/run-specs.mjs"
+cp "$W/p/specs/run-specs.mjs" "$W/p/memcheck/"
+cp "$W/p/specs/run-specs.mjs" "$W/p/layer_specs/"
+cp -r node_modules/jasmine-core/lib/jasmine-core "$W/p/layer_specs/jasmine-core"
+cp -r node_modules/jasmine-core/lib/jasmine-core "$W/p/specs/jasmine-core"
+cp -r node_modules/jasmine-core/lib/jasmine-core "$W/p/memcheck/jasmine-core"
+$ESB bench/cuda_bench.ts "${common[@]}" --outfile="$W/p/cuda_bench.mjs"
+git log --oneline -1 > "$W/p/commit.txt"
+cp "$ADDON" "$W/a/after.node"
+[ -n "${BEFORE:-}" ] && cp "$BEFORE" "$W/a/before.node"
+mkdir -p "$DEST"
+tar -C "$W/a" -cf - . | xz -9e -T2 > "$DEST/addons.tar.xz"
+tar -C "$W/p" -cf - . | xz -9 -T2 > "$DEST/pack.tar.xz"
+cp bench/device/run_e2e_batch.sh "$DEST/run.sh"
+du -sh "$DEST" "$DEST"/*

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The end-to-end GPU batch (issue 16 item 4), packed by pack_e2e.sh. From the project root:
+# OUT=... bash .device/run/e2e/run.sh. Every step under `timeout`, clipped to what is left of BUDGET seconds.
+# Steps (STEPS): specs (the e2e CUDA subset + the memcheck set, side by side), after (this tree's addon: the
+# copy modes, the layer paths, a 4-layer stack), malloc (the same with TFJS_MOE_CUDA_MALLOC_REUSE=1), before (the
+# comparison addon, same benchmark and device code), layer (the layer conformance on the cuda executor), gc
+# (--trace-gc at T = 4096; not in the default list).
+set -uo pipefail
+BUDGET=${BUDGET:-86}
+T0=$(date +%s)
+D=$(cd "$(dirname "$0")" && pwd)
+OUT=${OUT:-/tmp/out-e2e}
+mkdir -p "$OUT"
+[ -f .device/env.sh ] && source .device/env.sh >/dev/null 2>&1
+W=$(mktemp -d /tmp/e2e-batch.XXXX)
+xz -dc "$D/pack.tar.xz" | tar -C "$W" -xf -
+xz -dc "$D/addons.tar.xz" | tar -C "$W" -xf -
+S="$OUT/summary.txt"
+left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
+lim() { local want=$1 l; l=$(( $(left) - 2 )); [ "$l" -lt "$want" ] && want=$l; [ "$want" -lt 1 ] && want=1; echo "$want"; }
+note() { echo "[$(( $(date +%s) - T0 )) s] $*" | tee -a "$S"; }
+{
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader
+  echo "nproc $(nproc); node $(node --version); kernel $(uname -r); $(ldd --version 2>&1 | head -1)"
+  echo "THP $(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null)"
+  cat "$W/commit.txt"
+} > "$OUT/env.txt" 2>&1
+cat "$OUT/env.txt" | tee -a "$S"
+cd "$W"
+bench() {  # label, addon, timeout, args... (env before the call applies)
+  local label=$1 addon=$2 t; t=$(lim "$3"); shift 3
+  TFJS_MOE_CUDA_ADDON="$W/$addon" timeout "$t" node ${NODE_FLAGS:-} cuda_bench.mjs "$@" --out "$OUT/bench_$label.json" \
+      > "$OUT/bench_$label.log" 2>&1
+  note "bench $label exit $? (limit $t)"
+  grep -v '^{' "$OUT/bench_$label.log" | grep -v -e '^===' -e 'Hi, looks like' -e '^$' | tail -40 >> "$S"
+}
+specs() {  # folder, timeout, label
+  local t; t=$(lim "$2")
+  (cd "$1" && TFJS_MOE_CUDA_ADDON="$W/after.node" SPEC_TIMING=1 timeout "$t" node run-specs.mjs > "$OUT/$3.log" 2>&1
+   note "$3 exit $? (limit $t)")
+  grep -E 'passed, .* failed' "$OUT/$3.log" | sed "s/^/$3: /" >> "$S"
+  grep -E '^FAILED|^SUITE FAILURE|^GLOBAL' "$OUT/$3.log" | head -20 >> "$S"
+}
+MODES=staged,pageable,pinnedIn,trace,oldSplit,registerIn,registerOut,registerInOut,slice128
+for step in ${STEPS:-specs after malloc before layer}; do
+  [ "$(left)" -le 4 ] && { note "out of budget before $step"; break; }
+  case $step in
+    specs)
+      specs specs ${SPECS_TIMEOUT:-26} specs &
+      a=$!
+      t=$(lim ${SPECS_TIMEOUT:-26})
+      (cd memcheck && TFJS_MOE_CUDA_ADDON="$W/after.node" TFJS_MOE_SPEC_SCALE=small timeout "$t" compute-sanitizer \
+          --tool memcheck --leak-check no --error-exitcode 3 node run-specs.mjs > "$OUT/memcheck.log" 2>&1
+       note "memcheck exit $?") &
+      b=$!
+      wait $a $b
+      grep -E 'ERROR SUMMARY|passed, .* failed|^FAILED' "$OUT/memcheck.log" | head -10 | sed 's/^/memcheck: /' >> "$S" ;;
+    after) bench after after.node ${AFTER_TIMEOUT:-18} --dtypes bfloat16 --tokens 1,16,256,4096 --e2e-iters 10 --stack 4 \
+        --modes $MODES ;;
+    malloc) TFJS_MOE_CUDA_MALLOC_REUSE=1 bench malloc after.node ${MALLOC_TIMEOUT:-16} --dtypes bfloat16 \
+        --tokens 1,16,256,4096 --e2e-iters 10 --stack 4 --modes $MODES ;;
+    before) [ -f before.node ] && bench before before.node ${BEFORE_TIMEOUT:-12} --dtypes bfloat16 --tokens 1,16,256,4096 \
+        --e2e-iters 10 --stack 4 --modes staged,pageable ;;
+    layer) specs layer_specs ${LAYER_TIMEOUT:-40} layer_specs ;;
+    gc) NODE_FLAGS=--trace-gc bench gc after.node ${GC_TIMEOUT:-8} --dtypes bfloat16 --tokens 4096 --e2e-iters 10 --stack 1 \
+        --modes staged
+        grep -c -E 'Scavenge|Mark-Compact|Mark-sweep' "$OUT/bench_gc.log" | sed 's/^/gc lines: /' >> "$S" ;;
+  esac
+done
+note "done"
