@@ -16,14 +16,23 @@
 #include <cstdio>
 #include <numeric>
 #include <random>
+#include <type_traits>
 #include <vector>
 
 #include "gemm_sm90.h"
 #include "grouped_gemm.h"
 
 namespace moe {
+#ifdef HARNESS_SM90_ONLY
+// -DHARNESS_SM90_ONLY: links gemm_sm90.o alone (a smaller binary for the GPU batch): no mma.sync comparisons.
+void launchGroupedGemmBf16(const GemmProblem&, cudaStream_t) {}
+void launchGroupedGemmF16(const GemmProblem&, cudaStream_t) {}
+constexpr bool kWithMma = false;
+#else
 void launchGroupedGemmBf16(const GemmProblem& p, cudaStream_t stream);
 void launchGroupedGemmF16(const GemmProblem& p, cudaStream_t stream);
+constexpr bool kWithMma = true;
+#endif
 }  // namespace moe
 using namespace moe;
 
@@ -63,6 +72,33 @@ __global__ void refKernel(const T* A, int lda, const int* rowIndex, int rowDiv, 
   }
   ref[(long long)i * N + n] = s;
   absdot[(long long)i * N + n] = a;
+}
+
+// The W4A16 mode of checkCase (gInt4Config >= 0): B is replaced by the dequantized values of random int4 codes
+// (group scales, optional non-integer zero points), computed as the kernel's packed half arithmetic does, and the
+// int4 kernel (launchGroupedGemmSm90Int4, that configuration forced) reads the codes.
+int gInt4Config = -1;
+bool gInt4Zeros = false;
+constexpr int kInt4Group = 32;
+__global__ void codesKernel(uint32_t* p, long long n, unsigned seed) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+    p[i] = hashU((unsigned)i * 2654435761u + seed) ^ hashU((unsigned)i + seed * 7u);
+}
+template <typename T>
+__global__ void dequantKernel(const uint32_t* codes, const float* scales, const float* zeros, long long rows, int K,
+                              T* B) {
+  const int G = K / kInt4Group;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < rows * K; i += (long long)gridDim.x * blockDim.x) {
+    const long long row = i / K;
+    const int k = (int)(i % K);
+    const unsigned c = (codes[row * (K / 8) + k / 8] >> (4 * (k % 8))) & 15u;
+    // As the kernel's packed half arithmetic: (base + c) - half(base + z) exactly, times half(s), one rounding.
+    const float base = std::is_same<T, __nv_bfloat16>::value ? 128.f : 1024.f;
+    const float z = zeros ? zeros[row * G + k / kInt4Group] : 8.f;
+    const float d = (base + (float)c) - ElemTraits<T>::toFloat(ElemTraits<T>::fromFloat(base + z));
+    const float s = ElemTraits<T>::toFloat(ElemTraits<T>::fromFloat(scales[row * G + k / kInt4Group]));
+    B[i] = ElemTraits<T>::fromFloat(__fmul_rn(d, s));
+  }
 }
 
 struct Routing {
@@ -135,6 +171,20 @@ void checkCase(const Case& c, int config, std::mt19937& rng) {
   const int E = c.dense ? 1 : c.E;
   T* B = dalloc<T>((size_t)E * c.N * c.K);
   fill(B, (long long)E * c.N * c.K, 23, 1.f / std::sqrt((float)c.K));
+  uint32_t* codes = nullptr;
+  float *qScales = nullptr, *qZeros = nullptr;
+  if (gInt4Config >= 0) {
+    const long long rowsEN = (long long)E * c.N, G = c.K / kInt4Group;
+    codes = dalloc<uint32_t>(rowsEN * c.K / 8);
+    codesKernel<<<1024, 256>>>(codes, rowsEN * c.K / 8, 31);
+    std::vector<float> sc(rowsEN * G), zp(gInt4Zeros ? rowsEN * G : 0);
+    for (auto& v : sc) v = std::uniform_real_distribution<float>(0.5f, 1.5f)(rng) / (4.f * std::sqrt((float)c.K));
+    for (auto& v : zp) v = std::uniform_real_distribution<float>(6.f, 9.f)(rng);
+    qScales = upload(sc);
+    if (gInt4Zeros) qZeros = upload(zp);
+    dequantKernel<T><<<1024, 256>>>(codes, qScales, qZeros, rowsEN, c.K, B);
+    CK(cudaGetLastError());
+  }
   std::vector<float> biasH(c.bias ? (size_t)E * c.N : 0);
   for (auto& b : biasH) b = std::uniform_real_distribution<float>(-0.5f, 0.5f)(rng);
   float* bias = c.bias ? upload(biasH) : nullptr;
@@ -165,7 +215,16 @@ void checkCase(const Case& c, int config, std::mt19937& rng) {
   p.group = swigluGroup(c.elem); p.epilogue = c.epi;
   p.rowsPerSegmentHint = c.dense ? R : std::max(1, 2 * R / std::max(1, std::min(c.E, R)));
   bool ran = true;
-  if (config >= 0) {
+  if (gInt4Config >= 0) {
+    p.bInt4 = reinterpret_cast<const int32_t*>(codes);
+    p.bScales = qScales;
+    p.bZeros = qZeros;
+    p.groupSize = kInt4Group;
+    sm90Tuning().mode = Sm90Gemm::kOn;
+    sm90Tuning().int4Config = kSm90Int4Forced + gInt4Config;
+    ran = launchGroupedGemmSm90Int4(p, 0);
+    sm90Tuning().int4Config = -1;
+  } else if (config >= 0) {
     sm90Tuning().mode = Sm90Gemm::kOn;
     sm90Tuning().forceConfig = config;
     ran = launchGroupedGemmSm90(p, 0);
@@ -175,7 +234,8 @@ void checkCase(const Case& c, int config, std::mt19937& rng) {
   }
   cudaError_t st = cudaDeviceSynchronize();
   if (!ran || st != cudaSuccess) {
-    printf("FAIL %-28s %-10s %s\n", c.name, config >= 0 ? sm90ConfigName(config) : "mma.sync", ran ? cudaGetErrorString(st) : "not run");
+    printf("FAIL %-28s %-10s %s\n", c.name, gInt4Config >= 0 ? (gInt4Config ? "int4 64x256x4" : "int4 64x128x6") :
+           config >= 0 ? sm90ConfigName(config) : "mma.sync", ran ? cudaGetErrorString(st) : "not run");
     failures++;
     if (st != cudaSuccess) exit(3);
     return;
@@ -236,12 +296,14 @@ void checkCase(const Case& c, int config, std::mt19937& rng) {
     }
   }
   printf("%s %-28s %-10s R=%d N=%d K=%d checked %lld worst err/bound %.3f%s\n", bad ? "FAIL" : "ok  ", c.name,
+         gInt4Config >= 0 ? (gInt4Config ? (gInt4Zeros ? "int4z 64x256" : "int4 64x256") : (gInt4Zeros ? "int4z 64x128" : "int4 64x128")) :
          config >= 0 ? sm90ConfigName(config) : "mma.sync", R, c.N, c.K, checked, worst, bad ? " <-- MISMATCH" : "");
   if (bad) failures++;
   cudaFree(A); cudaFree(B); cudaFree(C); cudaFree(ref); cudaFree(absd); cudaFree(dRows); cudaFree(dExps);
   if (bias) cudaFree(bias);
   if (scale) cudaFree(scale);
   if (offsets) { cudaFree(offsets); cudaFree(prefix); cudaFree(rowToPair); }
+  if (codes) { cudaFree(codes); cudaFree(qScales); if (qZeros) cudaFree(qZeros); }
 }
 
 // Timing of the Qwen3-30B-A3B layer's two expert GEMMs at T tokens: mma.sync vs each wgmma config.
@@ -280,14 +342,37 @@ void timeShapes(int T, std::mt19937& rng, int reps) {
     flat.A = aFlat; flat.aRowIndex = nullptr; flat.out = DType::kFloat32; flat.C = cFlat; flat.ldc = 2 * I;
     flat.scale = nullptr; flat.scaleIndex = nullptr; flat.epilogue = Epilogue::kStore;
   }
+  // int4 g32 codes of both weights (random; the timing does not depend on the values): the W4A16 kernels at mid
+  // sizes, configs sm90ConfigCount() + 0 / 1 = the wgmma int4 kernel, -2 = the mma.sync W4A16 tiles.
+  const bool int4 = T <= 1024;
+  uint32_t *qUp = nullptr, *qDn = nullptr;
+  float *sUp = nullptr, *sDn = nullptr;
+  GemmProblem upQ = up, dnQ = dn;
+  if (int4) {
+    qUp = dalloc<uint32_t>((size_t)E * 2 * I * H / 8); codesKernel<<<1024, 256>>>(qUp, (long long)E * 2 * I * H / 8, 7);
+    qDn = dalloc<uint32_t>((size_t)E * H * I / 8); codesKernel<<<1024, 256>>>(qDn, (long long)E * H * I / 8, 8);
+    sUp = dalloc<float>((size_t)E * 2 * I * H / kInt4Group); fill(sUp, (long long)E * 2 * I * H / kInt4Group, 9, 0.01f);
+    sDn = dalloc<float>((size_t)E * H * I / kInt4Group); fill(sDn, (long long)E * H * I / kInt4Group, 10, 0.01f);
+    upQ.bInt4 = reinterpret_cast<const int32_t*>(qUp); upQ.bScales = sUp; upQ.groupSize = kInt4Group;
+    dnQ.bInt4 = reinterpret_cast<const int32_t*>(qDn); dnQ.bScales = sDn; dnQ.groupSize = kInt4Group;
+  }
   const char* names[] = {"up_gate", "down", "down-cpA", "upflat-tma", "upflat-cpA"};
   for (int which = 0; which < (T >= 4096 ? 5 : 3); which++) {
     const GemmProblem& p = which == 0 ? up : which <= 2 ? dn : flat;
     const double flops = which == 0 || which >= 3 ? upFlops : dnFlops;
     sm90Tuning().activationTma = which != 2 && which != 4;  // 2, 4: rows by cp.async
-    for (int config = which >= 2 ? 0 : -1; config < sm90ConfigCount(); config++) {
+    const int lastConfig = sm90ConfigCount() + (int4 && which <= 1 ? 2 : 0);
+    for (int config = which >= 2 || !kWithMma ? 0 : int4 ? -2 : -1; config < lastConfig; config++) {
+      const GemmProblem& pq = which == 0 ? upQ : dnQ;
       auto launch = [&] {
-        if (config < 0) { sm90Tuning().mode = Sm90Gemm::kOff; launchGroupedGemmBf16(p, s); }
+        if (config == -2) { sm90Tuning().mode = Sm90Gemm::kOff; launchGroupedGemmBf16(pq, s); }
+        else if (config < 0) { sm90Tuning().mode = Sm90Gemm::kOff; launchGroupedGemmBf16(p, s); }
+        else if (config >= sm90ConfigCount()) {
+          sm90Tuning().mode = Sm90Gemm::kOn;
+          sm90Tuning().int4Config = kSm90Int4Forced + config - sm90ConfigCount();
+          launchGroupedGemmSm90Int4(pq, s);
+          sm90Tuning().int4Config = -1;
+        }
         else { sm90Tuning().mode = Sm90Gemm::kOn; sm90Tuning().forceConfig = config; launchGroupedGemmSm90(p, s); }
       };
       // CUDA graph of `iters` launches, replayed
@@ -306,14 +391,17 @@ void timeShapes(int T, std::mt19937& rng, int reps) {
       }
       std::sort(ms.begin(), ms.end());
       const double med = ms[ms.size() / 2];
-      printf("time T=%d %-10s %-10s %.4f ms  %.0f TFLOP/s (min %.4f)\n", T, names[which],
-             config < 0 ? "mma.sync" : sm90ConfigName(config), med, flops / med / 1e9, ms[0]);
+      const char* cname = config == -2 ? "int4 mma.sync" : config < 0 ? "mma.sync" :
+                          config == sm90ConfigCount() ? "int4 wgmma 64x128x6" : config > sm90ConfigCount() ? "int4 wgmma 64x256x4" :
+                          sm90ConfigName(config);
+      printf("time T=%d %-10s %-10s %.4f ms  %.0f TFLOP/s (min %.4f)\n", T, names[which], cname, med, flops / med / 1e9, ms[0]);
       CK(cudaGraphExecDestroy(ge)); CK(cudaGraphDestroy(g));
     }
   }
   sm90Tuning().forceConfig = -1;
   sm90Tuning().activationTma = true;
   if (aFlat) { cudaFree(aFlat); cudaFree(cFlat); }
+  if (int4) { cudaFree(qUp); cudaFree(qDn); cudaFree(sUp); cudaFree(sDn); }
   cudaFree(x); cudaFree(wUp); cudaFree(wDn); cudaFree(h); cudaFree(y); cudaFree(w); cudaFree(offsets); cudaFree(prefix); cudaFree(r2p);
 }
 
@@ -389,13 +477,32 @@ int main(int argc, char** argv) {
     for (int pass = 0; pass < (tmaA ? 2 : 1); pass++) {
       sm90Tuning().activationTma = pass == 0;
       if (tmaA) printf("  (activation rows by %s)\n", pass == 0 ? "TMA" : "cp.async");
-      for (int config = pass == 0 ? -1 : 0; config < sm90ConfigCount(); config++) {
+      for (int config = pass == 0 && kWithMma ? -1 : 0; config < sm90ConfigCount(); config++) {
         if (c.elem == DType::kBFloat16) checkCase<__nv_bfloat16>(c, config, rng);
         else checkCase<__half>(c, config, rng);
       }
     }
     sm90Tuning().activationTma = true;
   }
+  // The W4A16 wgmma kernel (K % 64 == 0 cases; both configurations, with and without zero points), plus odd N.
+  const Case int4Cases[] = {
+      {"int4 odd N bias empty", DType::kBFloat16, Epilogue::kStore, DType::kFloat32, 300, 3, 9, 200, 128, true, false, true, false, 0.5, 4, 0},
+      {"int4 f16 swiglu odd", DType::kFloat16, Epilogue::kSwiglu, DType::kFloat16, 90, 2, 5, 208, 192, true, false, true, true, 0.0, 0, 0},
+  };
+  std::vector<const Case*> q;
+  for (const Case& c : cases) if (c.K % 64 == 0) q.push_back(&c);
+  for (const Case& c : int4Cases) q.push_back(&c);
+  for (const Case* c : q) {
+    if (small && c->T * c->k > 4096) continue;
+    for (int zeros = 0; zeros < 2; zeros++) {
+      for (gInt4Config = 0; gInt4Config < 2; gInt4Config++) {
+        gInt4Zeros = zeros == 1;
+        if (c->elem == DType::kBFloat16) checkCase<__nv_bfloat16>(*c, 0, rng);
+        else checkCase<__half>(*c, 0, rng);
+      }
+    }
+  }
+  gInt4Config = -1;
   printf("correctness: %d failing\n", failures);
   if (timing) {
     timeShapes(4096, rng, 9);

@@ -19,4 +19,5 @@ import '../../spec/cuda/cuda_family_semantics.spec.js';
 import '../../spec/cuda/cuda_families.spec.js';
 import '../../spec/cuda/cuda_unsupported_options.spec.js';
 import '../../spec/cuda/cuda_wgmma.spec.js';
+import '../../spec/cuda/cuda_prefill_kernels.spec.js';
 import './device_status.spec.js';

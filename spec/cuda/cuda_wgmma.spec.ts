@@ -8,11 +8,10 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {CudaComputeDtype, cudaStatus, MOE_CUDA_WGMMA} from 'tfjs-moe';
-import {CudaFusedMoe, CudaMoeWeightTensors} from 'tfjs-moe/internal';
 
-import {randn, recordError, relError, rng} from '../helpers/util.js';
-import {refFusedMoE, RefMoeConfig, RefMoeOptions, RefMoeWeights} from '../reference/moe_reference.js';
-import {randomMoeWeights} from './moe_weights.js';
+import {rng} from '../helpers/util.js';
+import {RefMoeOptions} from '../reference/moe_reference.js';
+import {expectLayerMatchesReference} from './moe_weights.js';
 
 const BOUND: Partial<Record<CudaComputeDtype, number>> = {bfloat16: 3e-2, float16: 5e-3};
 
@@ -60,29 +59,9 @@ describe('CUDA wgmma grouped GEMM (sm_90a) in the layer vs the float64 reference
       for (const [ci, c] of CASES.entries()) {
         it(`${c.name} [${dtype}, ${mode}] (T=${c.T}, H=${c.H})`, async () => {
           tf.env().set(MOE_CUDA_WGMMA, mode);
-          const rand = rng(4000 + ci);
-          const w = randomMoeWeights(rand, c.H, c.cfg as RefMoeConfig);  // greedy routing in every case
-          const weights: Record<string, tf.Tensor> = {};
-          for (const [name, v] of Object.entries(w)) weights[name] = tf.tensor1d(v);
-          const layer = new CudaFusedMoe({hidden: c.H, ...c.cfg, computeDtype: dtype});
-          try {
-            // The second call replays the CUDA graph the first captured.
-            for (let call = 0; call < 2; call++) {
-              const x = randn(rand, c.T * c.H);
-              const xT = tf.tensor2d(x, [c.T, c.H]);
-              const before = tf.memory().numTensors;
-              const out = layer.apply(xT, weights as unknown as CudaMoeWeightTensors);
-              expect(tf.memory().numTensors).toBe(before + 1);
-              const got = await out.data();
-              tf.dispose([xT, out]);
-              const err = relError(got, refFusedMoE(x, c.T, c.H, w as unknown as RefMoeWeights, c.cfg));
-              recordError(`cuda wgmma layer ${dtype}`, err);
-              expect(err).withContext(`call ${call}`).toBeLessThan(BOUND[dtype]!);
-            }
-          } finally {
-            layer.dispose();
-            tf.dispose(Object.values(weights));
-          }
+          // greedy routing in every case
+          await expectLayerMatchesReference(rng(4000 + ci), c.T, c.H, c.cfg, dtype, BOUND[dtype]!,
+                                            `cuda wgmma layer ${dtype}`);
         });
       }
     }

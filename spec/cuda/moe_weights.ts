@@ -1,6 +1,10 @@
 /** Random FusedMoE weights for a config (the CUDA specs' layers): every tensor the config needs, scaled ~1/sqrt(fan-in). */
-import {randn} from '../helpers/util.js';
-import {RefMoeConfig} from '../reference/moe_reference.js';
+import * as tf from '@tensorflow/tfjs-core';
+import {CudaComputeDtype} from 'tfjs-moe';
+import {CudaFusedMoe, CudaMoeWeightTensors} from 'tfjs-moe/internal';
+
+import {randn, recordError, relError} from '../helpers/util.js';
+import {refFusedMoE, RefMoeConfig, RefMoeOptions, RefMoeWeights} from '../reference/moe_reference.js';
 
 export function randomMoeWeights(rand: () => number, H: number, cfg: RefMoeConfig): Record<string, Float32Array> {
   const E = cfg.numExperts, I = cfg.intermediateSize, L = cfg.latentSize, D = L ?? H, S = cfg.sharedExpertIntermediateSize;
@@ -24,4 +28,33 @@ export function randomMoeWeights(rand: () => number, H: number, cfg: RefMoeConfi
   }
   if (cfg.sharedExpertGate) w.sharedExpertGateWeight = randn(rand, H, 1 / Math.sqrt(H));
   return w;
+}
+
+/**
+ * Two forwards of a CudaFusedMoe layer (the second replays the CUDA graph the first captured) on random x against
+ * the float64 reference: no tensor leaks, relative error below `bound` (recorded under `label`).
+ */
+export async function expectLayerMatchesReference(rand: () => number, T: number, H: number, cfg: RefMoeOptions,
+                                                  dtype: CudaComputeDtype, bound: number, label: string) {
+  const w = randomMoeWeights(rand, H, cfg as RefMoeConfig);
+  const weights: Record<string, tf.Tensor> = {};
+  for (const [name, v] of Object.entries(w)) weights[name] = tf.tensor1d(v);
+  const layer = new CudaFusedMoe({hidden: H, ...cfg, computeDtype: dtype});
+  try {
+    for (let call = 0; call < 2; call++) {
+      const x = randn(rand, T * H);
+      const xT = tf.tensor2d(x, [T, H]);
+      const before = tf.memory().numTensors;
+      const out = layer.apply(xT, weights as unknown as CudaMoeWeightTensors);
+      expect(tf.memory().numTensors).toBe(before + 1);
+      const got = await out.data();
+      tf.dispose([xT, out]);
+      const err = relError(got, refFusedMoE(x, T, H, w as unknown as RefMoeWeights, cfg));
+      recordError(label, err);
+      expect(err).withContext(`call ${call}`).toBeLessThan(bound);
+    }
+  } finally {
+    layer.dispose();
+    tf.dispose(Object.values(weights));
+  }
 }

@@ -6,6 +6,11 @@
 
 namespace moe {
 
+// One slot's term: the combine kernels all add it this way, so their sums agree bit for bit.
+__device__ __forceinline__ float combineSlot(float acc, float v, float w, bool weightsApplied) {
+  return acc + (weightsApplied ? v : w * v);
+}
+
 // out[t][d]: the k rows of token t summed in slot order, in float32. kViaL2: y is read through L2 (__ldcg), as the
 // GEMM's tail must (other blocks of the same grid wrote the rows). With identityX, a slot with no row (rowMap -1: a
 // zero-computation expert's) adds w * identityX[t] instead.
@@ -20,7 +25,7 @@ __device__ __forceinline__ float combineElement(const float* __restrict__ y, int
     const float w = weights[t * k + j];
     if (row >= 0 && row < R) {
       const float v = kViaL2 ? __ldcg(y + static_cast<long long>(row) * D + d) : y[static_cast<long long>(row) * D + d];
-      acc += weightsApplied ? v : w * v;
+      acc = combineSlot(acc, v, w, weightsApplied);
       if (bias) {
         const int e = ids[t * k + j];
         if (e >= 0 && e < E) acc += w * bias[static_cast<long long>(e) * D + d];

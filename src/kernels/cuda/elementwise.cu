@@ -35,6 +35,65 @@ __global__ void combineKernel(const float* __restrict__ y, int R, int D, const i
   }
 }
 
+// D % 4 == 0 and k <= KMAX: one thread per (token, 4 columns). The slots' rows and weights are read once per 4
+// columns and the k row loads are issued together (the scalar kernel's dependent loop kept one in flight: 58% of the
+// H200's copy bandwidth at T = 4096); y is read once, so its loads stream past L1 and L2 (evict-first). Each column
+// is the same slot-order float32 sum as combineElement.
+template <int KMAX>
+__global__ void combineVec4Kernel(const float* __restrict__ y, int R, int D, const int* __restrict__ rowMap,
+                                  const float* __restrict__ weights, const int* __restrict__ ids, int T, int k, int E,
+                                  const float* __restrict__ bias, bool weightsApplied,
+                                  const float* __restrict__ identityX, float* __restrict__ out) {
+  awaitPredecessor();
+  const int D4 = D / 4;
+  const long long total = static_cast<long long>(T) * D4;
+  for (long long idx = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; idx < total;
+       idx += static_cast<long long>(gridDim.x) * blockDim.x) {
+    const int t = static_cast<int>(idx / D4), d = static_cast<int>(idx % D4) * 4;
+    int row[KMAX];
+    float w[KMAX];
+    float4 v[KMAX];
+#pragma unroll
+    for (int j = 0; j < KMAX; j++) {
+      row[j] = j < k ? rowMap[t * k + j] : -2;
+      w[j] = j < k ? weights[t * k + j] : 0.f;
+    }
+#pragma unroll
+    for (int j = 0; j < KMAX; j++) {
+      if (row[j] >= 0 && row[j] < R) v[j] = __ldcs(reinterpret_cast<const float4*>(y + static_cast<long long>(row[j]) * D + d));
+      else v[j] = make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+    float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+    for (int j = 0; j < KMAX; j++) {
+      if (j >= k) break;
+      if (row[j] >= 0 && row[j] < R) {
+        acc.x = combineSlot(acc.x, v[j].x, w[j], weightsApplied);
+        acc.y = combineSlot(acc.y, v[j].y, w[j], weightsApplied);
+        acc.z = combineSlot(acc.z, v[j].z, w[j], weightsApplied);
+        acc.w = combineSlot(acc.w, v[j].w, w[j], weightsApplied);
+        if (bias) {
+          const int e = ids[t * k + j];
+          if (e >= 0 && e < E) {
+            const float4 b = *reinterpret_cast<const float4*>(bias + static_cast<long long>(e) * D + d);
+            acc.x += w[j] * b.x;
+            acc.y += w[j] * b.y;
+            acc.z += w[j] * b.z;
+            acc.w += w[j] * b.w;
+          }
+        }
+      } else if (identityX && row[j] == -1) {
+        const float4 xv = *reinterpret_cast<const float4*>(identityX + static_cast<long long>(t) * D + d);
+        acc.x += w[j] * xv.x;
+        acc.y += w[j] * xv.y;
+        acc.z += w[j] * xv.z;
+        acc.w += w[j] * xv.w;
+      }
+    }
+    *reinterpret_cast<float4*>(out + static_cast<long long>(t) * D + d) = acc;
+  }
+}
+
 template <typename Elem>
 __global__ void convertKernel(const float* __restrict__ in, Elem* __restrict__ out, long long n) {
   awaitPredecessor();
@@ -76,6 +135,13 @@ void launchCombine(const float* y, int R, int D, const int* rowMap, const float*
                    cudaStream_t stream) {
   const long long n = static_cast<long long>(T) * D;
   if (n == 0) return;
+  const bool aligned = (reinterpret_cast<uintptr_t>(y) | reinterpret_cast<uintptr_t>(out) |
+                        reinterpret_cast<uintptr_t>(bias) | reinterpret_cast<uintptr_t>(identityX)) % 16 == 0;
+  if (D % 4 == 0 && k <= 8 && aligned && !legacyPrefillKernels()) {
+    launchKernel("combineVec4Kernel", combineVec4Kernel<8>, gridFor(n / 4, 256), 256, 0, stream, y, R, D, rowMap,
+                 weights, ids, T, k, E, bias, weightsApplied, identityX, out);
+    return;
+  }
   launchKernel("combineKernel", combineKernel, gridFor(n, 256), 256, 0, stream, y, R, D, rowMap, weights, ids, T, k,
                E, bias, weightsApplied, identityX, out);
 }
@@ -102,6 +168,11 @@ void launchPackWeights(const float* src, int K, int N, void* dst, DType elem, in
   else if (elem == DType::kBFloat16) packKernel<<<grid, block, 0, stream>>>(src, K, N, static_cast<__nv_bfloat16*>(dst), Nout, Kout, group);
   else packKernel<<<grid, block, 0, stream>>>(src, K, N, static_cast<__half*>(dst), Nout, Kout, group);
   MOE_LAUNCHED("packKernel");
+}
+
+bool legacyPrefillKernels() {
+  const char* v = std::getenv("TFJS_MOE_CUDA_PREFILL_LEGACY");
+  return v != nullptr && v[0] == '1';
 }
 
 }  // namespace moe

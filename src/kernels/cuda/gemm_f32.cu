@@ -1,4 +1,7 @@
 // float32 (FMA, no TF32) instantiations of the grouped GEMM, and the element-type dispatch.
+#include <cstring>
+
+#include "gemm_dense_f32.cuh"
 #include "gemm_few_rows.cuh"
 #include "grouped_gemm_launch.cuh"
 #include "moe_kernels.h"
@@ -59,6 +62,19 @@ void launchSplitKReduce(const float* partial, int kSplit, int M, int N, const fl
                N, bias, out);
 }
 
+static bool& exactDenseF32() {
+  static thread_local bool exact = false;
+  return exact;
+}
+ExactDenseF32Scope::ExactDenseF32Scope(bool on) : previous(exactDenseF32()) { exactDenseF32() = previous || on; }
+ExactDenseF32Scope::~ExactDenseF32Scope() { exactDenseF32() = previous; }
+
+DenseF32Core denseF32Core() {
+  if (exactDenseF32()) return DenseF32Core::kFma;
+  const char* v = std::getenv("TFJS_MOE_CUDA_DENSE_F32");
+  return v != nullptr && std::strcmp(v, "fma") == 0 ? DenseF32Core::kFma : DenseF32Core::kTf32x3;
+}
+
 bool combineInGemmSupported(const GemmProblem& p) {
   if (p.elem == DType::kBFloat16) return combineSupportedBf16(p);
   if (p.elem == DType::kFloat16) return combineSupportedF16(p);
@@ -102,6 +118,16 @@ void launchGroupedGemm(const GemmProblem& p, cudaStream_t stream) {
     const int threads = gemm::kFewRowsWarps * 32;
     auto kernel = p.M <= 4 ? gemm::denseFewRowsKernel<4> : p.M <= 16 ? gemm::denseFewRowsKernel<16> : gemm::denseFewRowsKernel<32>;
     launchKernel("denseFewRowsKernel", kernel, p.N, threads, 0, stream, p);
+    return;
+  }
+  if (vec && p.seg.offsets == nullptr && p.aRowIndex == nullptr && p.epilogue == Epilogue::kStore &&
+      p.M >= kDenseF32MinRows && !legacyPrefillKernels()) {
+    const dim3 grid(ceilDiv(p.M, gemm::kDenseF32Rows), ceilDiv(p.N, gemm::kDenseF32Cols), p.kSplit > 1 ? p.kSplit : 1);
+    if (denseF32Core() == DenseF32Core::kTf32x3) {
+      launchKernel("denseF32Tf32x3Kernel", gemm::denseF32Tf32x3Kernel, grid, gemm::kDenseF32Threads, 0, stream, p);
+    } else {
+      launchKernel("denseF32GemmKernel", gemm::denseF32GemmKernel, grid, gemm::kDenseF32Threads, 0, stream, p);
+    }
     return;
   }
   if (p.aCopy != nullptr) {

@@ -2,6 +2,9 @@
 // only (scripts/build-cuda.mjs): the kernels are empty for any other architecture, and the launcher checks the device.
 #include <cudaTypedefs.h>
 
+#include <cstdlib>
+#include <cstring>
+
 #include "gemm_sm90.cuh"
 #include "gemm_sm90.h"
 
@@ -102,10 +105,10 @@ int smCount() {
   return sms;
 }
 
-template <typename Elem, typename OutT, Epilogue EPI, int BM, int BN, int STAGES, bool A_TMA>
+template <typename Elem, typename OutT, Epilogue EPI, int BM, int BN, int STAGES, bool A_TMA, bool INT4 = false>
 void launchConfig(const GemmProblem& p, cudaStream_t stream) {
-  using Cfg = Sm90Config<BM, BN, STAGES>;
-  auto kernel = sm90::wgmmaGemmKernel<Elem, OutT, EPI, BM, BN, STAGES, A_TMA>;
+  using Cfg = Sm90Config<BM, BN, STAGES, INT4>;
+  auto kernel = sm90::wgmmaGemmKernel<Elem, OutT, EPI, BM, BN, STAGES, A_TMA, INT4>;
   // Room for the segment tables in shared memory where it fits (the kernel reads them from global memory otherwise).
   constexpr int kMaxSmem = 227 * 1024;
   const int withTables = Cfg::kSmemBytes + sm90::segmentTableBytes(p);
@@ -120,7 +123,9 @@ void launchConfig(const GemmProblem& p, cudaStream_t stream) {
       static_cast<long long>(p.seg.offsets ? maxRowTiles(p.M, p.seg.numExperts, BM) : ceilDiv(p.M, BM)) * colTiles;
   const int grid = static_cast<int>(std::min<long long>(tiles, smCount()));
   if (grid == 0) return;
-  const CUtensorMap bMap = weightMap(p, BN);
+  CUtensorMap bMap;
+  if (INT4) std::memset(&bMap, 0, sizeof(bMap));  // the int4 producer reads the codes itself
+  else bMap = weightMap(p, BN);
   launchKernel("wgmmaGemmKernel", kernel, dim3(grid), dim3(sm90::kThreads), smem, stream, p, bMap,
                A_TMA ? tileMap(p, p.A, p.M, p.lda, BM) : bMap);
 }
@@ -140,6 +145,26 @@ void launchEpi(const GemmProblem& p, int config, cudaStream_t stream) {
     case 1: launchShape<Elem, OutT, EPI, 128, 256, 4>(p, stream); break;
     case 2: launchShape<Elem, OutT, EPI, 64, 256, 5>(p, stream); break;
     default: launchShape<Elem, OutT, EPI, 64, 128, 8>(p, stream); break;
+  }
+}
+
+// The int4 (W4A16) configurations: index 0 = 64x128x6, 1 = 64x256x4 (Sm90Tuning.int4Config).
+template <typename Elem, typename OutT, Epilogue EPI>
+void launchInt4Epi(const GemmProblem& p, int config, cudaStream_t stream) {
+  if (config == 0) launchConfig<Elem, OutT, EPI, 64, 128, 6, false, true>(p, stream);
+  else launchConfig<Elem, OutT, EPI, 64, 256, 4, false, true>(p, stream);
+}
+
+template <typename Elem>
+void launchInt4Elem(const GemmProblem& p, int config, cudaStream_t stream) {
+  switch (p.epilogue) {
+    case Epilogue::kStore: launchInt4Epi<Elem, float, Epilogue::kStore>(p, config, stream); break;
+    case Epilogue::kAccumulate: launchInt4Epi<Elem, float, Epilogue::kAccumulate>(p, config, stream); break;
+    case Epilogue::kSwiglu:
+      if (p.out == DType::kFloat32) launchInt4Epi<Elem, float, Epilogue::kSwiglu>(p, config, stream);
+      else launchInt4Epi<Elem, Elem, Epilogue::kSwiglu>(p, config, stream);
+      break;
+    case Epilogue::kCombine: break;  // refused by the caller
   }
 }
 
@@ -185,6 +210,42 @@ bool sm90GemmReady() { return deviceReady(); }
 int sm90ConfigCount() { return static_cast<int>(sizeof(kConfigs) / sizeof(kConfigs[0])); }
 const char* sm90ConfigName(int index) {
   return index >= 0 && index < sm90ConfigCount() ? kConfigs[index].name : "?";
+}
+
+// TFJS_MOE_CUDA_WGMMA_INT4 (A/B timing): '1' / '2' run int4 problems of 9..96 rows per expert on the 64x128x6 /
+// 64x256x4 int4 configuration; unset or '0': not at all (H200 batch I, T = 256: its producer-side dequantization
+// made the layer 0.499 ms against 0.366 on the mma.sync W4A16 tiles). Read at each launch.
+static int int4ConfigFromEnv() {
+  const char* v = std::getenv("TFJS_MOE_CUDA_WGMMA_INT4");
+  if (v == nullptr) return -1;
+  return v[0] == '1' ? 0 : v[0] == '2' ? 1 : -1;
+}
+
+bool launchGroupedGemmSm90Int4(const GemmProblem& p, cudaStream_t stream) {
+  const Sm90Tuning& t = sm90Tuning();
+  if (t.mode == Sm90Gemm::kOff || !tuning().int4Mma) return false;
+  if (p.bInt4 == nullptr || p.bScales == nullptr || p.elem == DType::kFloat32 || p.epilogue == Epilogue::kCombine ||
+      p.kSplit > 1 || p.combineOut != nullptr || p.aCopy != nullptr) {
+    return false;
+  }
+  if (p.K <= 0 || p.K % kBK64 != 0 || p.lda % 8 != 0 || !aligned16(p.A) || p.M <= 0 || p.N <= 0) return false;
+  if (p.groupSize != 32 && (p.groupSize <= 0 || p.groupSize % kBK64 != 0)) return false;
+  if (static_cast<long long>(p.seg.offsets ? p.seg.numExperts : 1) * p.N >= (1LL << 31)) return false;
+  int config;
+  if (t.int4Config >= kSm90Int4Forced) {
+    config = t.int4Config - kSm90Int4Forced;
+  } else {
+    // Expected rows per expert: above 96 the GEMM is bound by the tensor cores and reads the dequantized copy
+    // (launchGroupedGemmSm90); at decode sizes (8 or fewer) the streaming int4 kernels serve it.
+    const int rows = p.rowsPerSegmentHint > 0 ? p.rowsPerSegmentHint : p.M;
+    if (rows <= 8 || rows > 96) return false;
+    config = t.int4Config >= 0 ? t.int4Config : int4ConfigFromEnv();
+    if (config < 0) return false;
+  }
+  if (!deviceReady()) return false;
+  if (p.elem == DType::kBFloat16) launchInt4Elem<__nv_bfloat16>(p, config, stream);
+  else launchInt4Elem<__half>(p, config, stream);
+  return true;
 }
 
 bool launchGroupedGemmSm90(const GemmProblem& p, cudaStream_t stream) {

@@ -9,6 +9,8 @@
 // Numerics: bf16/f16 products accumulated in f32, then bias / SwiGLU x scale / store exactly as the mma.sync core.
 #pragma once
 
+#include <type_traits>
+
 #include "gemm_epilogue.cuh"
 #include "gemm_scheduler.cuh"
 #include "gemm_sm90_ptx.cuh"
@@ -22,13 +24,19 @@ constexpr int kThreads = 3 * 128;   // producer + two consumer warpgroups
 // registers of a 384-thread block without spills, so the transfer buys nothing yet.
 constexpr bool kSetMaxRegs = false;
 
-template <int BM, int BN, int STAGES>
+// INT4 (W4A16): B comes as int4 codes (GemmProblem.bInt4), copied by the producer into a ring of raw stages (per
+// weight row: 8 code words, up to 2 group scales and 2 zero points for the 64-deep k tile) and dequantized from there
+// into the swizzled half tile the wgmma reads.
+constexpr int kInt4RawRowBytes = 32 + 8 + 8;
+
+template <int BM, int BN, int STAGES, bool INT4 = false>
 struct Sm90Config {
   static constexpr int kATileBytes = BM * kBK * 2;
   static constexpr int kBTileBytes = BN * kBK * 2;
   static constexpr int kStageBytes = kATileBytes + kBTileBytes;
+  static constexpr int kRawStageBytes = INT4 ? BN * kInt4RawRowBytes : 0;
   // 1024 bytes of slack: the swizzled tiles need 1024-byte alignment, dynamic shared memory guarantees 16.
-  static constexpr int kSmemBytes = STAGES * kStageBytes + 2 * STAGES * 8 + 1024;
+  static constexpr int kSmemBytes = STAGES * (kStageBytes + kRawStageBytes) + 2 * STAGES * 8 + 1024;
   // Two consumer warpgroups: 128-row tiles split by rows, 64-row tiles by columns.
   static constexpr int kWgRows = BM == 128 ? 2 : 1;
   static constexpr int kWgCols = 2 / kWgRows;
@@ -98,20 +106,62 @@ __device__ __forceinline__ void storePair(__half* dst, float a, float b) {
   *reinterpret_cast<__half2*>(dst) = __floats2half2_rn(a, b);
 }
 
+// Eight int4 codes of one word (the lowest k in the lowest bits) -> s * (c - z) in Elem, 16 bytes in k order, in
+// packed half arithmetic (about 19 instructions a word: the dequantization is the producer warpgroup's bound). OR-ing
+// a code pair into the mantissas of 128 (bf16) / 1024 (f16) forms 128 + c exactly; minus the pair 128 + z gives c - z
+// exactly (z rounded to the half type at 128, exact for integer zero points); one multiply by the group scale in the
+// half type rounds once. (The dequantized copy rounds s * (c - z) once in float32: the two differ by at most an ulp
+// of the weight, as for the mma.sync W4A16 tiles.) Pairs come out as (k_i, k_i+4) and are regrouped by byte permutes.
+template <typename Elem>
+__device__ __forceinline__ uint4 dequantWord(uint32_t w, uint32_t biasPair, uint32_t scalePair) {
+  constexpr bool kBf16 = std::is_same<Elem, __nv_bfloat16>::value;
+  constexpr uint32_t kMagic = kBf16 ? 0x43004300u : 0x64006400u;
+  uint32_t r[4];
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    const uint32_t q = ((w >> (4 * i)) & 0x000F000Fu) | kMagic;
+    if constexpr (kBf16) {
+      const __nv_bfloat162 d = __hsub2(*reinterpret_cast<const __nv_bfloat162*>(&q), *reinterpret_cast<const __nv_bfloat162*>(&biasPair));
+      const __nv_bfloat162 v = __hmul2(d, *reinterpret_cast<const __nv_bfloat162*>(&scalePair));
+      r[i] = *reinterpret_cast<const uint32_t*>(&v);
+    } else {
+      const __half2 d = __hsub2(*reinterpret_cast<const __half2*>(&q), *reinterpret_cast<const __half2*>(&biasPair));
+      const __half2 v = __hmul2(d, *reinterpret_cast<const __half2*>(&scalePair));
+      r[i] = *reinterpret_cast<const uint32_t*>(&v);
+    }
+  }
+  return make_uint4(__byte_perm(r[0], r[1], 0x5410), __byte_perm(r[2], r[3], 0x5410), __byte_perm(r[0], r[1], 0x7632),
+                    __byte_perm(r[2], r[3], 0x7632));
+}
+// A float as the same value in both halves of an Elem pair.
+template <typename Elem>
+__device__ __forceinline__ uint32_t halfPair(float v) {
+  if constexpr (std::is_same<Elem, __nv_bfloat16>::value) {
+    const __nv_bfloat162 h = __float2bfloat162_rn(v);
+    return *reinterpret_cast<const uint32_t*>(&h);
+  } else {
+    const __half2 h = __float2half2_rn(v);
+    return *reinterpret_cast<const uint32_t*>(&h);
+  }
+}
+
 // A_TMA: the activation rows are not gathered (no row index), so they too come as one TMA box per stage (aMap: A
 // [M][K], boxes of 64 x BM; rows past the segment are loaded but never stored, rows past M read as zeros).
-template <typename Elem, typename OutT, Epilogue EPI, int BM, int BN, int STAGES, bool A_TMA>
+// INT4: B from the int4 copy (K % 64 == 0, groupSize 32 or a multiple of 64; bMap unused), activations by cp.async.
+template <typename Elem, typename OutT, Epilogue EPI, int BM, int BN, int STAGES, bool A_TMA, bool INT4 = false>
 __global__ void __launch_bounds__(kThreads, 1)
     wgmmaGemmKernel(const GemmProblem p, const __grid_constant__ CUtensorMap bMap,
                     const __grid_constant__ CUtensorMap aMap) {
 #ifdef MOE_SM90A
-  using Cfg = Sm90Config<BM, BN, STAGES>;
+  static_assert(!(INT4 && A_TMA), "the int4 producer gathers the activation rows itself");
+  using Cfg = Sm90Config<BM, BN, STAGES, INT4>;
   constexpr int WN = Cfg::kWN;
   awaitPredecessor();
   extern __shared__ unsigned char smemRaw[];
   unsigned char* smem =
       reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smemRaw) + 1023) & ~uintptr_t(1023));
-  uint64_t* full = reinterpret_cast<uint64_t*>(smem + STAGES * Cfg::kStageBytes);
+  unsigned char* raw = smem + STAGES * Cfg::kStageBytes;  // INT4: the raw code stages
+  uint64_t* full = reinterpret_cast<uint64_t*>(raw + STAGES * Cfg::kRawStageBytes);
   uint64_t* empty = full + STAGES;
   auto aTile = [&](int s) { return smem + s * Cfg::kStageBytes; };
   auto bTile = [&](int s) { return smem + s * Cfg::kStageBytes + Cfg::kATileBytes; };
@@ -121,12 +171,13 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int wg = __shfl_sync(0xffffffffu, static_cast<int>(threadIdx.x) / 128, 0), wt = threadIdx.x % 128;
   if (threadIdx.x == 0) {
     for (int s = 0; s < STAGES; s++) {
-      // The producers' cp.async arrivals (gathered rows) + the TMA issuer's expect_tx arrival.
-      barInit(&full[s], A_TMA ? 1 : 128 + 1);
+      // The producers' cp.async arrivals (gathered rows) + the TMA issuer's expect_tx arrival; INT4: the cp.async
+      // arrivals + one arrival per producer thread once its dequantized rows are stored.
+      barInit(&full[s], A_TMA ? 1 : INT4 ? 128 + 128 : 128 + 1);
       barInit(&empty[s], 8);       // one per consumer warp
     }
     barInitFence();
-    prefetchTensorMap(&bMap);
+    if (!INT4) prefetchTensorMap(&bMap);
     if (A_TMA) prefetchTensorMap(&aMap);
   }
   // Every tile's lookup is a binary search over the segment tables: from shared memory it costs no L2 round trips
@@ -184,23 +235,106 @@ __global__ void __launch_bounds__(kThreads, 1)
         aRow[i] = src >= 0 ? A + static_cast<long long>(src) * p.lda : nullptr;
       }
       const int bRow0 = tc.expert * p.N + tc.n0;
-      for (int kt = 0; kt < KT; kt++, it++) {
-        const int s = it % STAGES;
-        barWait(&empty[s], ((it / STAGES) & 1) ^ 1);
-        if (wt == 0) {
-          barArriveExpectTx(&full[s], Cfg::kBTileBytes);
-          tmaLoad2d(bTile(s), &bMap, kt * kBK, bRow0, &full[s]);
-        }
-        const int k = kt * kBK + chunk * 8;
-        const uint32_t aBase = smemAddr(aTile(s));
+      if constexpr (INT4) {
+        // Thread wt owns weight rows wt, wt + 128, ...: it copies their codes and scales into the raw stage DEPTH k
+        // tiles ahead, and dequantizes only what it copied itself, so the raw ring needs no barrier. Its groups of
+        // cp.async: one per k tile (the gathered A rows of tile kt ride in tile kt + DEPTH's group).
+        constexpr int RPT = BN / 128, DEPTH = STAGES - 1;
+        const int words = p.K / 8, groups = p.K / p.groupSize;
+        const bool twoSlots = p.groupSize == 32;  // else one scale covers the 64-deep k tile
+        const uint32_t* qRow[RPT];
+        const float* sRow[RPT];
+        const float* zRow[RPT];
 #pragma unroll
-        for (int i = 0; i < PASSES; i++) {
-          const int row = wt / 8 + i * ROWS_PER_PASS;
-          const uint32_t dst = aBase + row * 128 + ((chunk ^ (row & 7)) << 4);
-          const bool ok = aRow[i] != nullptr && k < p.K;
-          cpAsync16(dst, ok ? aRow[i] + k : A, ok);
+        for (int r = 0; r < RPT; r++) {
+          const int n = tc.n0 + wt + r * 128;
+          const long long row = static_cast<long long>(tc.expert) * p.N + n;
+          qRow[r] = n < p.N ? reinterpret_cast<const uint32_t*>(p.bInt4) + row * words : nullptr;
+          sRow[r] = n < p.N ? p.bScales + row * groups : nullptr;
+          zRow[r] = n < p.N && p.bZeros ? p.bZeros + row * groups : nullptr;
         }
-        cpAsyncArriveNoinc(&full[s]);
+        const int itBase = it;
+        auto issueRaw = [&](int kt) {
+          const uint32_t rs = smemAddr(raw + ((itBase + kt) % STAGES) * Cfg::kRawStageBytes);
+#pragma unroll
+          for (int r = 0; r < RPT; r++) {
+            const int nl = wt + r * 128;
+            const bool ok = qRow[r] != nullptr;
+            const uint32_t* q = ok ? qRow[r] + kt * 8 : reinterpret_cast<const uint32_t*>(p.bInt4);
+            cpAsync16(rs + nl * 32, q, ok);
+            cpAsync16(rs + nl * 32 + 16, q + 4, ok);
+            const int g = (kt * kBK) / p.groupSize;
+            const float* sc = ok ? sRow[r] + g : p.bScales;
+            if (twoSlots) cpAsyncSmall<8>(rs + BN * 32 + nl * 8, sc, ok);
+            else cpAsyncSmall<4>(rs + BN * 32 + nl * 8, sc, ok);
+            if (p.bZeros) {
+              const float* zp = zRow[r] != nullptr ? zRow[r] + g : p.bZeros;
+              if (twoSlots) cpAsyncSmall<8>(rs + BN * 40 + nl * 8, zp, ok);
+              else cpAsyncSmall<4>(rs + BN * 40 + nl * 8, zp, ok);
+            }
+          }
+        };
+        for (int kt = 0; kt < DEPTH; kt++) {
+          if (kt < KT) issueRaw(kt);
+          cpAsyncCommit();
+        }
+        for (int kt = 0; kt < KT; kt++, it++) {
+          const int s = it % STAGES;
+          barWait(&empty[s], ((it / STAGES) & 1) ^ 1);
+          const int k = kt * kBK + chunk * 8;
+          const uint32_t aBase = smemAddr(aTile(s));
+#pragma unroll
+          for (int i = 0; i < PASSES; i++) {
+            const int row = wt / 8 + i * ROWS_PER_PASS;
+            const uint32_t dst = aBase + row * 128 + ((chunk ^ (row & 7)) << 4);
+            const bool ok = aRow[i] != nullptr && k < p.K;
+            cpAsync16(dst, ok ? aRow[i] + k : A, ok);
+          }
+          cpAsyncArriveNoinc(&full[s]);
+          if (kt + DEPTH < KT) issueRaw(kt + DEPTH);
+          cpAsyncCommit();
+          cpAsyncWaitGroup<DEPTH>();  // this thread's raw stage kt has landed
+          const unsigned char* rs = raw + (it % STAGES) * Cfg::kRawStageBytes;
+          unsigned char* bs = bTile(s);
+#pragma unroll
+          for (int r = 0; r < RPT; r++) {
+            const int nl = wt + r * 128;
+            const uint4 c0 = *reinterpret_cast<const uint4*>(rs + nl * 32);
+            const uint4 c1 = *reinterpret_cast<const uint4*>(rs + nl * 32 + 16);
+            const float2 sc = *reinterpret_cast<const float2*>(rs + BN * 32 + nl * 8);
+            float2 zp = make_float2(8.f, 8.f);
+            if (p.bZeros) zp = *reinterpret_cast<const float2*>(rs + BN * 40 + nl * 8);
+            constexpr float kBase = std::is_same<Elem, __nv_bfloat16>::value ? 128.f : 1024.f;
+            const uint32_t s0 = halfPair<Elem>(sc.x), s1 = twoSlots ? halfPair<Elem>(sc.y) : s0;
+            const uint32_t z0 = halfPair<Elem>(kBase + zp.x), z1 = twoSlots ? halfPair<Elem>(kBase + zp.y) : z0;
+            const uint32_t w[8] = {c0.x, c0.y, c0.z, c0.w, c1.x, c1.y, c1.z, c1.w};
+            unsigned char* dstRow = bs + nl * 128;
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+              *reinterpret_cast<uint4*>(dstRow + ((j ^ (nl & 7)) << 4)) = dequantWord<Elem>(w[j], j < 4 ? z0 : z1, j < 4 ? s0 : s1);
+            }
+          }
+          barArrive(&full[s]);
+        }
+      } else {
+        for (int kt = 0; kt < KT; kt++, it++) {
+          const int s = it % STAGES;
+          barWait(&empty[s], ((it / STAGES) & 1) ^ 1);
+          if (wt == 0) {
+            barArriveExpectTx(&full[s], Cfg::kBTileBytes);
+            tmaLoad2d(bTile(s), &bMap, kt * kBK, bRow0, &full[s]);
+          }
+          const int k = kt * kBK + chunk * 8;
+          const uint32_t aBase = smemAddr(aTile(s));
+#pragma unroll
+          for (int i = 0; i < PASSES; i++) {
+            const int row = wt / 8 + i * ROWS_PER_PASS;
+            const uint32_t dst = aBase + row * 128 + ((chunk ^ (row & 7)) << 4);
+            const bool ok = aRow[i] != nullptr && k < p.K;
+            cpAsync16(dst, ok ? aRow[i] + k : A, ok);
+          }
+          cpAsyncArriveNoinc(&full[s]);
+        }
       }
     }
     cpAsyncWaitAll();

@@ -65,6 +65,27 @@ __device__ __forceinline__ void cpAsync16(uint32_t dst, const void* src, bool va
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0) : "memory");
 #endif
 }
+// 4 or 8 bytes (zeros when !valid), through L1: the int4 GEMM's group scales.
+template <int BYTES>
+__device__ __forceinline__ void cpAsyncSmall(uint32_t dst, const void* src, bool valid) {
+  static_assert(BYTES == 4 || BYTES == 8, "cp.async.ca size");
+#ifdef MOE_SM90A
+  asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n" ::"r"(dst), "l"(src), "n"(BYTES), "r"(valid ? BYTES : 0)
+               : "memory");
+#endif
+}
+__device__ __forceinline__ void cpAsyncCommit() {
+#ifdef MOE_SM90A
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+// Until at most N of this thread's committed groups are still in flight.
+template <int N>
+__device__ __forceinline__ void cpAsyncWaitGroup() {
+#ifdef MOE_SM90A
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+#endif
+}
 __device__ __forceinline__ void cpAsyncWaitAll() {
 #ifdef MOE_SM90A
   asm volatile("cp.async.wait_all;\n" ::: "memory");

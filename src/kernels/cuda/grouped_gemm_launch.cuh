@@ -252,6 +252,8 @@ void launchMmaGemm(const GemmProblem& p, cudaStream_t stream) {
     return;
   }
   const int hint = p.rowsPerSegmentHint > 0 ? p.rowsPerSegmentHint : p.M;
+  // sm_90: int4 experts at mid sizes on the W4A16 wgmma GEMM (gemm_sm90.h; it declines decode and prefill sizes).
+  if (vec && p.bInt4 != nullptr && launchGroupedGemmSm90Int4(p, stream)) return;
   if (tuning().int4Mma && !streamingDecode() && !previousTiles() && vec && p.bInt4 != nullptr && p.bScales != nullptr &&
       p.K % 32 == 0 && p.groupSize > 0 && p.groupSize % 32 == 0 && hint <= kInt4MmaMaxRowsPerSegment && p.kSplit <= 1) {
     if (p.epilogue == Epilogue::kSwiglu && p.out != DType::kFloat32) {

@@ -79,6 +79,27 @@ void launchCombine(const float* y, int R, int D, const int* rowMap, const float*
                    int k, int E, const float* bias, bool weightsApplied, const float* identityX, float* out,
                    cudaStream_t stream);
 
+// TFJS_MOE_CUDA_PREFILL_LEGACY=1 (for A/B timing): the dense float32 GEMM, permute and combine kernels from before
+// the many-rows ones (gemm_dense_f32.cuh, the one-pass permute, the vectorized combine). Read at each launch (the
+// layer recaptures its graphs when it changes).
+bool legacyPrefillKernels();
+// Dense float32 problems of at least this many rows take the 128x128 tiles (gemm_dense_f32.cuh); fewer rows fill
+// too few blocks of that size.
+constexpr int kDenseF32MinRows = 256;
+// Their math core: TF32 x 3 on tensor cores (default), or exact FMA with TFJS_MOE_CUDA_DENSE_F32=fma (A/B; read at
+// each launch).
+enum class DenseF32Core { kFma, kTf32x3 };
+DenseF32Core denseF32Core();
+// While one with `on` lives (this thread), dense float32 GEMMs take the FMA core whatever the default (the layer's,
+// when its dense weights hold a non-finite value, which TF32 x 3 would not propagate as IEEE float32 does).
+struct ExactDenseF32Scope {
+  bool previous;
+  explicit ExactDenseF32Scope(bool on);
+  ~ExactDenseF32Scope();
+  ExactDenseF32Scope(const ExactDenseF32Scope&) = delete;
+  ExactDenseF32Scope& operator=(const ExactDenseF32Scope&) = delete;
+};
+
 // float32 -> elem (a copy when elem is float32).
 void launchConvert(const float* in, void* out, DType elem, long long n, cudaStream_t stream);
 

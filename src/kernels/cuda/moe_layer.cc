@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -70,6 +71,17 @@ MoeLayer::MoeLayer(const LayerConfig& cfg, const LayerWeights& w, cudaStream_t s
   require(S == 0 || (w.sharedUpGateProjWeight && w.sharedDownProjWeight), "sharedExpertIntermediateSize needs shared weights");
   require(!cfg.sharedGate || (S > 0 && w.sharedExpertGateWeight), "sharedExpertGate needs shared experts and their gate weight");
 
+  {
+    // TF32 x 3 (the dense float32 core) splits each operand: an infinite weight's zero remainder times an infinite
+    // part gives NaN where float32 gives +-inf, so a layer with a non-finite dense weight keeps the FMA core.
+    auto finite = [](const float* v, size_t n) {
+      return v == nullptr || std::all_of(v, v + n, [](float x) { return std::isfinite(x); });
+    };
+    denseWeightsFinite_ = finite(w.gateWeight, static_cast<size_t>(H) * routed) &&
+                          finite(w.sharedExpertGateWeight, cfg.sharedGate ? H : 0) &&
+                          finite(w.fc1LatentProjWeight, static_cast<size_t>(H) * L) &&
+                          finite(w.fc2LatentProjWeight, static_cast<size_t>(L) * H);
+  }
   {
     const DType elem = cfg.compute;
     D_ = L > 0 ? L : H;
@@ -223,9 +235,12 @@ void MoeLayer::ensureWorkspace(int T) {
 
 int MoeLayer::gateSplit(int T) const {
   if (T <= 32 || cfg_.hidden % 4 != 0) return 1;  // the few-rows kernel, or element-wise loads: no split
-  const int tiles = ceilDiv(T, 64) * ceilDiv(gateCols_, 128);
+  const bool denseTiles = T >= kDenseF32MinRows && !legacyPrefillKernels();  // 128-row tiles (gemm_dense_f32.cuh)
+  const int tiles = ceilDiv(T, denseTiles ? 128 : 64) * ceilDiv(gateCols_, 128);
   const int want = ceilDiv(2 * 132, tiles);  // about two blocks per SM of an H100
-  return std::max(1, std::min({want, cfg_.hidden / 128, 16}));
+  const int split = std::max(1, std::min({want, cfg_.hidden / 128, 16}));
+  // No empty trailing slices (their blocks would only write zeros for the reduction to read).
+  return denseTiles ? ceilDiv(cfg_.hidden, kSplitChunk(cfg_.hidden, split)) : split;
 }
 
 GemmProblem MoeLayer::dense(const void* A, int lda, const void* B, DType elem, int M, int N, int K) const {
@@ -252,6 +267,7 @@ void MoeLayer::enqueue(int T) {
   const bool half = elem != DType::kFloat32;
   const float* x = dX_.as<float>();
   float* out = dOut_.as<float>();
+  const ExactDenseF32Scope exactDense(!denseWeightsFinite_);
 
   // 1. router logits in float32 (+ gate_bias; the shared-expert gate logit in column E+Z)
   GemmProblem gate = dense(x, H, gateT_.as(), DType::kFloat32, T, gateCols_, H);
@@ -534,10 +550,12 @@ void MoeLayer::run(int T, bool useGraph) {
     body();
     return;
   }
-  if (graphsTuning_ != tuning().generation || l2Prefetch_ != l2PrefetchEnv()) {  // captured with other settings
+  if (graphsTuning_ != tuning().generation || l2Prefetch_ != l2PrefetchEnv() ||
+      envSwitches_ != kernelEnvSwitches()) {  // captured with other settings
     dropGraphs();
     graphsTuning_ = tuning().generation;
     l2Prefetch_ = l2PrefetchEnv();
+    envSwitches_ = kernelEnvSwitches();
   }
   auto it = graphs_.find(T);
   if (it == graphs_.end()) {
@@ -560,6 +578,17 @@ void MoeLayer::run(int T, bool useGraph) {
     return;  // the eager run already produced the output
   }
   MOE_CUDA(cudaGraphLaunch(it->second, stream_));
+}
+
+// The A/B environment switches the launchers read at each launch (moe_kernels.h, gemm_sm90.cu).
+std::string MoeLayer::kernelEnvSwitches() {
+  std::string key;
+  for (const char* name : {"TFJS_MOE_CUDA_PREFILL_LEGACY", "TFJS_MOE_CUDA_WGMMA_INT4", "TFJS_MOE_CUDA_DENSE_F32"}) {
+    const char* v = std::getenv(name);
+    key += v ? v : "-";
+    key += ';';
+  }
+  return key;
 }
 
 // Unset or '2' (default): the up_gate GEMM's blocks ask L2 for the down weights of their experts when those fit (one

@@ -119,6 +119,9 @@ class MoeLayer {
   void run(int T, bool useGraph);
   static int l2PrefetchEnv();
   int l2Prefetch_ = 0;  // TFJS_MOE_CUDA_L2_PREFETCH as the graphs were captured (0, 1, 2)
+  bool denseWeightsFinite_ = true;  // router / latent weights all finite: the dense float32 GEMMs may use TF32 x 3
+  static std::string kernelEnvSwitches();
+  std::string envSwitches_;  // kernelEnvSwitches() as the graphs were captured
   GemmProblem dense(const void* A, int lda, const void* B, DType elem, int M, int N, int K) const;
   int gateSplit(int T) const;  // split-K factor of the router GEMM
 

@@ -12,10 +12,11 @@ constexpr int kSmallPairs = 256;   // at or below this many pairs, one block doe
 constexpr int kSmallExperts = 2048;
 
 // Exclusive block scan of kTileClasses + 1 running sums; each thread owns a contiguous run of experts.
-// lengthOf(e) gives segment e's row count; writes offsets[0..E] (starting at base) and tilePrefix.
-template <typename LengthOf>
+// lengthOf(e) gives segment e's row count; writes offsets[0..E] (starting at base) and tilePrefix. Blocks of up to
+// MAX_THREADS threads.
+template <int MAX_THREADS = kScanThreads, typename LengthOf>
 __device__ void scanSegments(int E, int base, LengthOf lengthOf, int* offsets, int* tilePrefix) {
-  __shared__ int partial[kTileClasses + 1][kScanThreads];
+  __shared__ int partial[kTileClasses + 1][MAX_THREADS];
   const int tid = threadIdx.x, nt = blockDim.x;
   const int per = (E + nt - 1) / nt, begin = min(E, tid * per), end = min(E, begin + per);
   int sums[kTileClasses + 1] = {0, 0, 0, 0, 0};
