@@ -10,7 +10,9 @@
  * routing + permute in one kernel at T <= 16, the combine in the down GEMM's last tile per column at T <= 32) and
  * the deeper decode pipelines ('deep', 'k128') are checked against the reference and must equal the unfused /
  * default output exactly (the same sums in the same order), as must the down GEMM's L2 prefetch of its weights
- * under programmatic dependent launch (TFJS_MOE_CUDA_L2_PREFETCH=1). Pending without CUDA.
+ * under programmatic dependent launch (TFJS_MOE_CUDA_L2_PREFETCH=1), the default L2 prefetch of the down weights by
+ * the up_gate GEMM (TFJS_MOE_CUDA_L2_PREFETCH=0 turns it off) and the down GEMM's weight loads issued before its wait
+ * (MOE_CUDA_GEMM_TILES 'no-preload' turns them off). Pending without CUDA.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {CudaComputeDtype, cudaStatus, MOE_CUDA_FUSE, MOE_CUDA_GEMM_TILES} from 'tfjs-moe';
@@ -58,6 +60,9 @@ const CASES: Case[] = [
   {name: 'T = 13, noaux_tc two groups of 32, one kept', T: 13, H: 128,
     cfg: config({numExperts: 64, topK: 4, intermediateSize: 40, topkMethod: 'noaux_tc', nGroup: 2, topkGroup: 1,
       useCorrectionBias: true})},
+  // K = 1040 (up_gate): several 128-deep K steps, the last one partial.
+  {name: 'T = 1, H = 1040: several K steps, the last one partial', T: 1, H: 1040,
+    cfg: config({numExperts: 32, topK: 4, intermediateSize: 64})},
   {name: 'T = 2, gated shared expert and latent projections', T: 2, H: 96,
     cfg: config({numExperts: 16, topK: 2, intermediateSize: 40, latentSize: 64, sharedExpertIntermediateSize: 72,
       sharedExpertGate: true})},
@@ -93,16 +98,20 @@ describe('CUDA decode weight-streaming GEMM', () => {
            const before = tf.memory().numTensors;
            const outs: Record<string, Float32Array> = {};
            try {
-             const variants: Array<[string, string, boolean?]> = [
+             // The third entry sets TFJS_MOE_CUDA_L2_PREFETCH: '0' no L2 prefetch, '1' the down GEMM's own (with the
+             // combine tail); unset, the default: the up_gate GEMM asks L2 for the down weights of its experts.
+             const variants: Array<[string, string, string?]> = [
                ['default', 'none'], ['stream', 'none'], ['stream8', 'none'], ['mma32', 'none'], ['deep', 'none'],
                ['k128', 'none'], ['shallow', 'none'], ['default', 'all'], ['default', 'route'], ['default', 'combine'],
-               ['stream', 'all'], ['default', 'all', true],
+               ['stream', 'all'], ['default', 'all', '1'], ['no-preload', 'none'], ['default', 'none', '0'],
+               ['no-preload', 'none', '0'],
              ];
              for (const [tiles, fuse, prefetch] of variants) {
                env.set(MOE_CUDA_GEMM_TILES, tiles);
                env.set(MOE_CUDA_FUSE, fuse);
-               process.env.TFJS_MOE_CUDA_L2_PREFETCH = prefetch ? '1' : '0';
-               const name = prefetch ? 'prefetch' : fuse === 'none' ? tiles : `${tiles}/${fuse}`;
+               if (prefetch === undefined) delete process.env.TFJS_MOE_CUDA_L2_PREFETCH;
+               else process.env.TFJS_MOE_CUDA_L2_PREFETCH = prefetch;
+               const name = `${tiles}${fuse === 'none' ? '' : `/${fuse}`}${prefetch ? `/prefetch${prefetch}` : ''}`;
                for (let call = 0; call < 2; call++) {  // the second call replays the CUDA graph
                  const out = layer.apply(xT, weights);
                  outs[name] = (await out.data()) as Float32Array;
@@ -114,7 +123,9 @@ describe('CUDA decode weight-streaming GEMM', () => {
              }
              // The fusions change no sum: the route kernel runs the routing kernels' code, the combine tail the
              // combine kernel's; the prefetch only asks L2 early. The pipeline depths may pad K with more zero steps.
-             for (const name of ['default/all', 'default/route', 'default/combine', 'prefetch']) {
+             // 'no-preload' only moves the down GEMM's first weight loads after its wait.
+             for (const name of ['default/all', 'default/route', 'default/combine', 'default/all/prefetch1',
+               'default/prefetch0', 'no-preload', 'no-preload/prefetch0']) {
                expect(relError(outs[name], outs.default)).withContext(`${name} vs default`).toBe(0);
              }
              for (const name of ['deep', 'k128', 'shallow']) {

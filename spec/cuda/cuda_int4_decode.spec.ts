@@ -3,7 +3,8 @@
  * scales (and zero points) on the GPU. Its GEMMs read them: the weight-streaming kernels and the token-owned down
  * GEMM under MOE_CUDA_GEMM_TILES 'stream', and by default the tensor-core tiles up to 64 x 128 (the B fragments
  * dequantized in registers; MOE_CUDA_INT4_MMA false makes them read the dequantized copy, as the prefill tiles always
- * do). Every output against the float64 reference evaluated on the format's own dequantized weights (refDequantize),
+ * do; the fragments take two integer instructions per pair of weights, A's 8-value groups permuted to match;
+ * 'int4-previous' is the earlier decode, A/B). Every output against the float64 reference evaluated on the format's own dequantized weights (refDequantize),
  * in float16 (5e-3) and bfloat16 (3e-2), at T that take each path. Pending without CUDA.
  */
 import * as tf from '@tensorflow/tfjs-core';
@@ -65,7 +66,8 @@ describe('CUDA native int4 experts (W4A16 decode GEMMs)', () => {
                const ref = refFusedMoE(x, T, H, refWeights as unknown as RefMoeWeights, c.cfg);
                const xT = tf.tensor2d(x, [T, H]);
                const outs: Record<string, Float32Array> = {};
-               for (const [tiles, int4Mma] of [['stream', true], ['default', true], ['deep', true], ['shallow', true], ['default', false]] as const) {
+               for (const [tiles, int4Mma] of [['stream', true], ['default', true], ['deep', true], ['shallow', true], ['default', false],
+                 ['int4-previous', true]] as const) {
                  env.set(MOE_CUDA_GEMM_TILES, tiles);
                  env.set(MOE_CUDA_INT4_MMA, int4Mma);
                  const name = `${tiles}${int4Mma ? '' : '/dequantized'}`;
@@ -82,6 +84,10 @@ describe('CUDA native int4 experts (W4A16 decode GEMMs)', () => {
                // 'deep' / 'shallow': the int4 16 x 64 tiles with 256- / 128-deep K steps (same products, other padding).
                expect(relError(outs.deep, outs.default)).withContext(`T ${T} deep vs default`).toBeLessThan(1e-6);
                expect(relError(outs.shallow, outs.default)).withContext(`T ${T} shallow vs default`).toBeLessThan(1e-6);
+               // 'int4-previous': the previous fragment decode (bf16 16 x 64 tiles): the same weights, the products
+               // of each 16-value step paired in another order.
+               expect(relError(outs['int4-previous'], outs.default)).withContext(`T ${T} previous decode vs default`)
+                   .toBeLessThan(1e-5);
                xT.dispose();
              }
            } finally {

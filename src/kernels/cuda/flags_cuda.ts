@@ -16,10 +16,13 @@ export const MOE_CUDA_PDL = 'MOE_CUDA_PDL';
  * expert weights read natively (W4A16); slower than the default on the H200: BENCHMARKS.md); 'mma32' (default with
  * 16 x 32 tensor-core tiles at decode sizes instead of 16 x 64); 'deep' / 'k128' / 'shallow' (default with the 16 x 64
  * decode tiles' pipeline forced to 8 stages of 64 along K (int4: 4 of 256), 4 of 128, or 4 of 64 (int4: 4 of 128);
- * the default takes the deeper one when the grid has fewer than two blocks per SM).
+ * the default takes the deeper one when the grid has fewer than two blocks per SM); 'no-preload' (default, but the
+ * decode down GEMM waits for the up_gate GEMM before its first weight loads, as in session 3), 'int4-previous'
+ * ('no-preload', with the previous int4 fragment decode in the bf16 16 x 64 tiles).
  */
 export const MOE_CUDA_GEMM_TILES = 'MOE_CUDA_GEMM_TILES';
-export const CUDA_GEMM_TILE_CHOICES = ['default', 'previous', 'stream', 'stream8', 'mma32', 'deep', 'k128', 'shallow'] as const;
+export const CUDA_GEMM_TILE_CHOICES =
+    ['default', 'previous', 'stream', 'stream8', 'mma32', 'deep', 'k128', 'shallow', 'no-preload', 'int4-previous'] as const;
 /**
  * The layer's decode fusions: 'none' (default: separate kernels, chained by programmatic dependent launch), 'route'
  * (router GEMM + routing + permute in one kernel, T <= 16), 'combine' (the weighted combine in the down GEMM's last

@@ -14,7 +14,7 @@ namespace gemm {
 // ---- tensor-core core ----
 // BITS 16: B is Elem [E][N][K]. BITS 4 (W4A16): B is the int4 copy (GemmProblem.bInt4: [E][N][K/8] words of 8 codes,
 // group scales and zero points [E][N][K/groupSize]); a stage holds code rows of BK/8 words and each row's scale
-// (and zero) for every 32 values of K, and the B fragments are dequantized in registers (see dequant2).
+// (and zero) for every 32 values of K, and the B fragments are dequantized in registers (see dequantPair).
 template <typename Elem, int BM, int BN, int BK, int WARPS_M, int WARPS_N, int STAGES, int BITS = 16>
 struct MmaConfig {
   static constexpr int kThreads = WARPS_M * WARPS_N * 32;
@@ -31,14 +31,19 @@ __device__ __forceinline__ void cpAsync4(void* smem, const void* gmem, bool vali
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(s), "l"(gmem), "r"(valid ? 4 : 0));
 }
 
-// Two int4 codes (the low and high nibble of `byte`: K values 2t and 2t+1 of a fragment) -> s * (c - z) as a
-// packed pair in Elem. 128 + c (bf16) or 1024 + c (f16) is formed exactly by OR-ing c into the mantissa of 128 /
-// 1024, minus (128 + z) gives c - z exactly (small integers), and one multiply by the group scale rounds once more
-// (the dequantized copy rounds s * (c - z) once: the results differ by at most an ulp of the weight).
+// W4A16 fragments with two integer instructions per pair of weights. Thread (g, t) of an m16n8k16 mma holds, in
+// each B register, the K positions 2t and 2t+1 (low, high half). The int4 copy packs 8 codes per word, code i at
+// nibble i; instead of moving nibbles 2t and 2t+1 together (shifts and masks per pair), thread t takes nibbles t
+// and t+4 with one shift and one lop3: (w >> 4t) & 0x000F000F lands them in the two mantissas of a bf16 (f16) pair
+// whose OR-ed exponent makes the values 128 + c (1024 + c) exactly. The tile's A rows are permuted in shared memory
+// to the same order within every 8 K values (permuteAStage), so the mma pairs the same products as before.
+// Then minus (128 + z) gives c - z exactly (small integers) and one multiply by the group scale rounds once (the
+// dequantized copy rounds s * (c - z) once from the float scale: the results differ by at most an ulp of the weight).
 template <typename Elem>
-__device__ __forceinline__ uint32_t dequant2(uint32_t byte, uint32_t biasPair, uint32_t scalePair) {
+__device__ __forceinline__ uint32_t dequantPair(uint32_t word, int shift, uint32_t biasPair, uint32_t scalePair) {
   constexpr uint32_t kMagic = std::is_same<Elem, __nv_bfloat16>::value ? 0x43004300u : 0x64006400u;
-  const uint32_t v = (byte & 0xFu) | ((byte & 0xF0u) << 12) | kMagic;
+  uint32_t v;
+  asm("lop3.b32 %0, %1, %2, %3, 0xEA;\n" : "=r"(v) : "r"(word >> shift), "n"(0x000F000F), "n"(kMagic));
   uint32_t r;
   if constexpr (std::is_same<Elem, __nv_bfloat16>::value) {
     const __nv_bfloat162 d = __hsub2(*reinterpret_cast<const __nv_bfloat162*>(&v), *reinterpret_cast<const __nv_bfloat162*>(&biasPair));
@@ -50,6 +55,53 @@ __device__ __forceinline__ uint32_t dequant2(uint32_t byte, uint32_t biasPair, u
     r = *reinterpret_cast<const uint32_t*>(&w);
   }
   return r;
+}
+
+// The order dequantPair's fragments expect A in: within every 8 K values, position 2t holds K t and 2t+1 holds K t+4
+// ([0 4 1 5 2 6 3 7]), so the pair an ldmatrix gives thread t is (A[t], A[t+4]). In place on one landed stage, for its
+// first `rows` rows (the others are zero-filled and stay zero); four byte permutes per 16 bytes.
+template <int LDS, int KCH, int NT, typename Elem>
+__device__ __forceinline__ void permuteAStage(Elem* as, int rows, int tid) {
+  for (int c = tid; c < rows * KCH; c += NT) {
+    uint4* p = reinterpret_cast<uint4*>(as + (c / KCH) * LDS + (c % KCH) * 8);
+    const uint4 v = *p;
+    uint4 o;
+    o.x = __byte_perm(v.x, v.z, 0x5410);
+    o.y = __byte_perm(v.x, v.z, 0x7632);
+    o.z = __byte_perm(v.y, v.w, 0x5410);
+    o.w = __byte_perm(v.y, v.w, 0x7632);
+    *p = o;
+  }
+}
+
+template <typename Elem>
+__device__ __forceinline__ uint32_t pairOf2(float v) {
+  uint32_t r;
+  if constexpr (std::is_same<Elem, __nv_bfloat16>::value) {
+    const __nv_bfloat162 h = __floats2bfloat162_rn(v, v);
+    r = *reinterpret_cast<const uint32_t*>(&h);
+  } else {
+    const __half2 h = __floats2half2_rn(v, v);
+    r = *reinterpret_cast<const uint32_t*>(&h);
+  }
+  return r;
+}
+
+// BITS 5 (A/B only, MOE_CUDA_GEMM_TILES 'int4-previous'): the same int4 tiles with the previous fragment decode, one
+// pair of nibbles 2t, 2t+1 at a time (about 3.5 integer instructions per weight; bf16 decode tiles only).
+template <typename Elem>
+__device__ __forceinline__ uint32_t dequant2(uint32_t byte, uint32_t biasPair, uint32_t scalePair) {
+  constexpr uint32_t kMagic = std::is_same<Elem, __nv_bfloat16>::value ? 0x43004300u : 0x64006400u;
+  const uint32_t v = (byte & 0xFu) | ((byte & 0xF0u) << 12) | kMagic;
+  const __nv_bfloat162 d = __hsub2(*reinterpret_cast<const __nv_bfloat162*>(&v), *reinterpret_cast<const __nv_bfloat162*>(&biasPair));
+  const __nv_bfloat162 w = __hmul2(d, *reinterpret_cast<const __nv_bfloat162*>(&scalePair));
+  return *reinterpret_cast<const uint32_t*>(&w);
+}
+template <typename Elem>
+__device__ __forceinline__ uint32_t pairOf(float v) {
+  const Elem h = ElemTraits<Elem>::fromFloat(v);
+  const uint16_t b = *reinterpret_cast<const uint16_t*>(&h);
+  return static_cast<uint32_t>(b) | (static_cast<uint32_t>(b) << 16);
 }
 
 // GemmProblem.prefetchB: before waiting for the previous kernel, ask L2 for this block's weight rows. The segments
@@ -68,8 +120,8 @@ __device__ __forceinline__ void prefetchWeightTile(const GemmProblem& p) {
   }
   // Only the expert's first row tile asks: the others read the same weights.
   if (tileIdx != __ldcg(prefix + lo)) return;
-  const size_t rowBytes = BITS == 4 ? static_cast<size_t>(p.K) / 2 : static_cast<size_t>(p.K) * sizeof(Elem);
-  const char* base = BITS == 4 ? reinterpret_cast<const char*>(p.bInt4) : static_cast<const char*>(p.B);
+  const size_t rowBytes = BITS != 16 ? static_cast<size_t>(p.K) / 2 : static_cast<size_t>(p.K) * sizeof(Elem);
+  const char* base = BITS != 16 ? reinterpret_cast<const char*>(p.bInt4) : static_cast<const char*>(p.B);
   base += static_cast<size_t>(lo) * p.N * rowBytes;
   const int n0 = blockIdx.y * BN;
   if (rowBytes < 16) return;
@@ -80,11 +132,20 @@ __device__ __forceinline__ void prefetchWeightTile(const GemmProblem& p) {
 #endif
 }
 
-template <typename Elem>
-__device__ __forceinline__ uint32_t pairOf(float v) {
-  const Elem h = ElemTraits<Elem>::fromFloat(v);
-  const uint16_t b = *reinterpret_cast<const uint16_t*>(&h);
-  return static_cast<uint32_t>(b) | (static_cast<uint32_t>(b) << 16);
+// GemmProblem.prefetchNext: this block's share of its expert's next-GEMM weights, asked of L2 in 4 KB pieces.
+template <int NT>
+__device__ __forceinline__ void prefetchNextWeights(const GemmProblem& p, int expert) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const long long bytes = p.prefetchNextBytes;
+  const long long slice = ((bytes + gridDim.y - 1) / gridDim.y + 15) & ~15ll;
+  const long long start = static_cast<long long>(blockIdx.y) * slice;
+  const char* base = static_cast<const char*>(p.prefetchNext) + static_cast<long long>(expert) * bytes;
+  for (long long off = start + static_cast<long long>(threadIdx.x) * 4096; off < start + slice && off < bytes;
+       off += static_cast<long long>(NT) * 4096) {
+    const long long n = min(min(4096ll, start + slice - off), bytes - off) & ~15ll;
+    if (n > 0) asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(base + off), "r"(static_cast<unsigned>(n)) : "memory");
+  }
+#endif
 }
 
 // VEC: K % 8 == 0, lda % 8 == 0 and 16-byte aligned bases, so every 16-byte chunk is wholly in or out of
@@ -94,10 +155,14 @@ template <typename Elem, typename OutT, int BM, int BN, int BK, int WARPS_M, int
 __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
     mmaGemmKernel(const GemmProblem p) {
   if (VEC && p.prefetchB) prefetchWeightTile<BM, BN, BITS, Elem>(p);
-  awaitPredecessor();
+  // GemmProblem.preloadB: the tile lookup and the first stages' weights do not depend on the previous kernel, so a
+  // block placed early (programmatic dependent launch) issues them before it waits; only A waits.
+  const bool early = VEC && p.preloadB;
+  if (!early) awaitPredecessor();
   using Cfg = MmaConfig<Elem, BM, BN, BK, WARPS_M, WARPS_N, STAGES, BITS>;
   static_assert(Cfg::kSmemBytes >= 3 * kTailMaxPairs * 4, "the combine tail reuses the pipeline's shared memory");
-  constexpr bool Q = BITS == 4;
+  constexpr bool Q = BITS != 16, QPREV = BITS == 5;
+  static_assert(BITS == 16 || BITS == 4 || (QPREV && std::is_same<Elem, __nv_bfloat16>::value), "B element bits");
   static_assert(!Q || (VEC && BK % 32 == 0), "int4 tiles: vector loads, whole 32-code slots");
   constexpr int QROW = Cfg::kCodeRowWords, QSL = Cfg::kSlots;
   constexpr int Q_CHUNKS = BN * (BK / 32), Q_IT = (Q_CHUNKS + Cfg::kThreads - 1) / Cfg::kThreads;
@@ -121,10 +186,15 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
   const RowTile tile = findRowTile<BM>(p, blockIdx.x);
   const int n0 = blockIdx.y * BN;
   if (!tile.valid) {
+    if (early) awaitPredecessor();
     if (EPI == Epilogue::kStore && p.combineOut != nullptr) combineTail<BN>(p, n0, smemRaw);
     return;
   }
   const int tid = threadIdx.x;
+  if (VEC && p.prefetchNext != nullptr && p.seg.offsets != nullptr &&
+      tile.rowStart == __ldcg(p.seg.offsets + tile.expert)) {
+    prefetchNextWeights<Cfg::kThreads>(p, tile.expert);
+  }
   const Elem* A = static_cast<const Elem*>(p.A);
   const Elem* B = static_cast<const Elem*>(p.B) + static_cast<long long>(tile.expert) * p.N * p.K;
   const Elem zero = ElemTraits<Elem>::fromFloat(0.f);
@@ -132,7 +202,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
   // The rows each thread loads are the same for every k step: resolve the gather once.
   const Elem* aRow[A_IT];
   const Elem* bRow[B_IT];
-  gatherRows<A_IT, NT, KCH, A_CHUNKS>(p, tile, A, tid, aRow);
+  if (!early) gatherRows<A_IT, NT, KCH, A_CHUNKS>(p, tile, A, tid, aRow);
   if constexpr (!Q) weightRows<B_IT, NT, KCH, B_CHUNKS>(p, n0, B, tid, bRow);
   // int4: the code rows and scale rows this thread loads (null past N)
   const int kWords = p.K / 8, groups = Q ? (p.K + p.groupSize - 1) / p.groupSize : 0;
@@ -157,10 +227,9 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
 
   const bool streamOnce = VEC && p.bStreamOnce;
   const uint64_t policy = streamOnce ? evictFirstPolicy() : 0;
-  auto loadStage = [&](int stage, int kt) {
+  auto loadA = [&](int stage, int kt) {
     const int k0 = kt * BK;
     Elem* as = As + stage * BM * LDS;
-    Elem* bs = Bs + stage * BN * LDS;
 #pragma unroll
     for (int i = 0; i < A_IT; i++) {
       const int c = tid + i * NT;
@@ -175,6 +244,10 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
         for (int e = 0; e < 8; e++) dst[e] = (aRow[i] != nullptr && k + e < p.K) ? aRow[i][k + e] : zero;
       }
     }
+  };
+  auto loadB = [&](int stage, int kt) {
+    const int k0 = kt * BK;
+    Elem* bs = Bs + stage * BN * LDS;
     if constexpr (Q) {
       uint32_t* qs = Bq + stage * QSTAGE;
 #pragma unroll
@@ -215,6 +288,11 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
     }
   };
 
+  auto loadStage = [&](int stage, int kt) {
+    loadA(stage, kt);
+    loadB(stage, kt);
+  };
+
   const int warp = tid / 32, lane = tid % 32;
   const int wm = warp / WARPS_N, wn = warp % WARPS_N;
   float acc[MI][NI][4];
@@ -225,14 +303,33 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
 #pragma unroll
       for (int q = 0; q < 4; q++) acc[mi][ni][q] = 0.f;
 
+  // int4: the scale and bias (128 + zero, or 1024 + zero) pairs of the current 32-value slot, per n8 block
+  constexpr float kMagicValue = std::is_same<Elem, __nv_bfloat16>::value ? 128.f : 1024.f;
+  const uint32_t kBias8 = Q ? pairOf2<Elem>(kMagicValue + 8.f) : 0u;
+  uint32_t scalePair[Q ? NI : 1], biasPair[Q ? NI : 1];
   const int KT = (p.K + BK - 1) / BK;
   // The last tile of a segment is often short (at T=4096 about half the experts end in a tile of a few rows):
   // warps whose rows all lie past the segment's end skip the math (they still load and synchronize).
   const bool warpHasRows = tile.rowStart + wm * WM < tile.rowEnd;
+  if (early) {
+    // The prologue's weight loads join the first stage's group: cpAsyncWait<STAGES - 2> at k step 0 covers them.
 #pragma unroll
-  for (int s = 0; s < STAGES - 1; s++) {
-    if (s < KT) loadStage(s, s);
-    cpAsyncCommit();
+    for (int s = 0; s < STAGES - 1; s++) {
+      if (s < KT) loadB(s, s);
+    }
+    awaitPredecessor();
+    gatherRows<A_IT, NT, KCH, A_CHUNKS>(p, tile, A, tid, aRow);
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; s++) {
+      if (s < KT) loadA(s, s);
+      cpAsyncCommit();
+    }
+  } else {
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; s++) {
+      if (s < KT) loadStage(s, s);
+      cpAsyncCommit();
+    }
   }
   for (int kt = 0; kt < KT; kt++) {
     cpAsyncWait<STAGES - 2>();
@@ -240,6 +337,10 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
     const int pf = kt + STAGES - 1;
     if (pf < KT) loadStage(pf % STAGES, pf);
     cpAsyncCommit();
+    if constexpr (Q && !QPREV) {
+      permuteAStage<LDS, KCH, NT>(As + (kt % STAGES) * BM * LDS, min(BM, tile.rowEnd - tile.rowStart), tid);
+      __syncthreads();
+    }
     if (!warpHasRows) continue;
 
     const Elem* as = As + (kt % STAGES) * BM * LDS + (wm * WM) * LDS;
@@ -252,8 +353,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
       for (int mi = 0; mi < MI; mi++) {
         ldmatrixX4(af[mi], as + (mi * 16 + (lane % 16)) * LDS + ks * 16 + (lane / 16) * 8);
       }
-      if constexpr (Q) {
-        // Thread (g, t) needs column g of each n8 block at K 2t, 2t+1 (word 0 of the step) and 2t+8, 2t+9 (word 1).
+      if constexpr (QPREV) {
         const uint32_t* qs = Bq + (kt % STAGES) * QSTAGE;
 #pragma unroll
         for (int ni = 0; ni < NI; ni++) {
@@ -262,11 +362,31 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
           const int e = n * QSL + (ks * 16) / 32;
           const float* sc = reinterpret_cast<const float*>(qs + BN * QROW);
           const uint32_t scale = pairOf<Elem>(sc[e]);
-          const uint32_t bias = pairOf<Elem>((std::is_same<Elem, __nv_bfloat16>::value ? 128.f : 1024.f) +
-                                             (p.bZeros ? sc[BN * QSL + e] : 8.f));
+          const uint32_t bias = pairOf<Elem>(128.f + (p.bZeros ? sc[BN * QSL + e] : 8.f));
           const int shift = 8 * (lane % 4);
           bf[ni][0] = dequant2<Elem>(w.x >> shift, bias, scale);
           bf[ni][1] = dequant2<Elem>(w.y >> shift, bias, scale);
+        }
+      } else if constexpr (Q) {
+        // Column g of each n8 block: the step's two code words (K 0-7, 8-15 of the step), nibbles t and t+4 of
+        // each (dequantPair); the scale (and zero) pairs once per 32-value slot, i.e. every other step.
+        const uint32_t* qs = Bq + (kt % STAGES) * QSTAGE;
+        const float* sc = reinterpret_cast<const float*>(qs + BN * QROW);
+        if (ks % 2 == 0) {
+#pragma unroll
+          for (int ni = 0; ni < NI; ni++) {
+            const int e = (wn * WN + ni * 8 + lane / 4) * QSL + ks / 2;
+            scalePair[ni] = pairOf2<Elem>(sc[e]);
+            biasPair[ni] = p.bZeros ? pairOf2<Elem>(kMagicValue + sc[BN * QSL + e]) : kBias8;
+          }
+        }
+        const int shift = 4 * (lane % 4);
+#pragma unroll
+        for (int ni = 0; ni < NI; ni++) {
+          const int n = wn * WN + ni * 8 + lane / 4;
+          const uint2 w = *reinterpret_cast<const uint2*>(qs + n * QROW + ks * 2);
+          bf[ni][0] = dequantPair<Elem>(w.x, shift, biasPair[ni], scalePair[ni]);
+          bf[ni][1] = dequantPair<Elem>(w.y, shift, biasPair[ni], scalePair[ni]);
         }
       } else {
 #pragma unroll

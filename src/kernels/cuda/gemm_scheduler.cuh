@@ -24,17 +24,18 @@ __device__ __forceinline__ RowTile findRowTile(const GemmProblem& p, int tileIdx
   }
   const int numExperts = p.seg.numExperts;
   const int* prefix = p.seg.tilePrefix + tileClassOf(BM) * (numExperts + 1);
-  if (tileIdx >= prefix[numExperts]) return t;
+  // Through L2 (__ldcg): with GemmProblem.preloadB this runs before the wait for the previous kernel.
+  if (tileIdx >= __ldcg(prefix + numExperts)) return t;
   // The last expert whose first tile is at or before tileIdx; empty experts share their successor's prefix
   // and so are never chosen.
   int lo = 0, hi = numExperts - 1;
   while (lo < hi) {
     const int mid = (lo + hi + 1) >> 1;
-    if (prefix[mid] <= tileIdx) lo = mid; else hi = mid - 1;
+    if (__ldcg(prefix + mid) <= tileIdx) lo = mid; else hi = mid - 1;
   }
   t.expert = lo;
-  t.rowStart = p.seg.offsets[lo] + (tileIdx - prefix[lo]) * BM;
-  t.rowEnd = min(p.seg.offsets[lo + 1], p.M);
+  t.rowStart = __ldcg(p.seg.offsets + lo) + (tileIdx - __ldcg(prefix + lo)) * BM;
+  t.rowEnd = min(__ldcg(p.seg.offsets + lo + 1), p.M);
   t.valid = t.rowStart < t.rowEnd;
   return t;
 }

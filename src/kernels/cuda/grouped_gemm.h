@@ -71,6 +71,16 @@ struct GemmProblem {
   // first row tile asks L2 for its weight rows. Only for a GEMM whose segments were written before the previous
   // kernel began (the decode down GEMM: the permute ran before the up_gate GEMM), and weights that fit in L2.
   bool prefetchB = false;
+  // Segmented mma tiles: the tile lookup and the first stages' B loads go before waiting for the previous kernel
+  // (programmatic dependent launch; A's loads wait). Only for a GEMM whose segments were written before the previous
+  // kernel began and whose B no kernel writes (the decode down GEMM).
+  bool preloadB = false;
+  // Segmented mma tiles (the decode up_gate GEMM at one token, TFJS_MOE_CUDA_L2_PREFETCH=2): each expert's first row
+  // tiles ask L2 for the next GEMM's weights of the same expert, prefetchNextBytes contiguous bytes per expert at
+  // prefetchNext, split over the column tiles; the streamed DRAM is busier while this GEMM ramps and drains, and the
+  // down GEMM then reads L2.
+  const void* prefetchNext = nullptr;
+  long long prefetchNextBytes = 0;
   // B is read once (mma tiles): its loads are marked evict-first in L2 (keeps a following GEMM's prefetch in L2).
   bool bStreamOnce = false;
   float* combineOut = nullptr;

@@ -150,10 +150,16 @@ template <typename Elem, typename OutT, Epilogue EPI>
 void launchMmaInt4Epi(const GemmProblem& p, cudaStream_t stream) {
   switch (chooseMmaTile(p.rowsPerSegmentHint > 0 ? p.rowsPerSegmentHint : p.M, p.N)) {
     case MmaTile::k16x64:
+      if constexpr (std::is_same<Elem, __nv_bfloat16>::value) {
+        if (tuning().decodeGemm == DecodeGemm::kInt4Previous) {  // A/B: the previous fragment decode
+          if (fewDecodeBlocks(p, 64)) launchMmaConfig<Elem, OutT, 16, 64, 256, 1, 4, 4, EPI, true, 5>(p, stream);
+          else launchMmaConfig<Elem, OutT, 16, 64, 128, 1, 4, 4, EPI, true, 5>(p, stream);
+          break;
+        }
+      }
       // A stage of int4 codes is a quarter of the bf16 bytes: deeper K steps keep as many bytes in flight, the
       // deepest where the grid is small (H200 batch E, one token: 0.0493 vs 0.0657 ms; 16 tokens: 0.286 vs 0.254).
-      if (tuning().decodeGemm == DecodeGemm::kMmaDeep ||
-          (tuning().decodeGemm == DecodeGemm::kMma && fewDecodeBlocks(p, 64))) {
+      if (tuning().decodeGemm == DecodeGemm::kMmaDeep || (autoDecodeDepth() && fewDecodeBlocks(p, 64))) {
         launchMmaConfig<Elem, OutT, 16, 64, 256, 1, 4, 4, EPI, true, 4>(p, stream);
       } else {
         launchMmaConfig<Elem, OutT, 16, 64, 128, 1, 4, 4, EPI, true, 4>(p, stream);

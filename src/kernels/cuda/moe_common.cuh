@@ -114,7 +114,14 @@ __device__ __forceinline__ void awaitPredecessor() {
 // kMmaDeep / kMmaK128: the 16 x 64 tiles with 8 stages of 64, or 4 stages of 128, along K in flight (A/B); kMmaDeep
 // also takes the int4 16 x 64 tiles from 128-deep to 256-deep K steps.
 // kMma (default) picks the 16 x 64 pipeline by the grid's size; kMmaShallow forces 4 stages of 64 (int4: of 128).
-enum class DecodeGemm : int { kMma = 0, kStream4 = 1, kStream8 = 2, kMma32 = 3, kMmaDeep = 4, kMmaK128 = 5, kMmaShallow = 6 };
+// The mma choices have the decode down GEMM's blocks issue their tile lookup and first weight stages before waiting
+// for the up_gate GEMM (GemmProblem.preloadB; H200 batch I: T = 1 0.0446 -> 0.0432 ms, T = 16 0.2533 -> 0.2500), but
+// kMmaNoPreload (A/B) and kInt4Previous: kMma as in session 3, the latter also with the int4 16 x 64 bf16 tiles'
+// previous fragment decode.
+enum class DecodeGemm : int {
+  kMma = 0, kStream4 = 1, kStream8 = 2, kMma32 = 3, kMmaDeep = 4, kMmaK128 = 5, kMmaShallow = 6,
+  kMmaNoPreload = 7, kInt4Previous = 8
+};
 struct Tuning {
   bool pdl = true;             // programmatic dependent launch in the layer at decode sizes
   bool previousTiles = false;  // the GEMM tile choice from before the 128x256 prefill tiles (and the streaming GEMM)
@@ -132,6 +139,16 @@ struct Tuning {
 inline Tuning& tuning() {
   static Tuning t;
   return t;
+}
+// The decode tile choices that pick the 16 x 64 pipeline depth by the grid's size (kMma and its variants above).
+inline bool autoDecodeDepth() {
+  const DecodeGemm d = tuning().decodeGemm;
+  return d == DecodeGemm::kMma || d == DecodeGemm::kMmaNoPreload || d == DecodeGemm::kInt4Previous;
+}
+inline bool preloadDecodeDown() {
+  const DecodeGemm d = tuning().decodeGemm;
+  return !tuning().previousTiles && (d == DecodeGemm::kMma || d == DecodeGemm::kMma32 || d == DecodeGemm::kMmaDeep ||
+                                     d == DecodeGemm::kMmaK128 || d == DecodeGemm::kMmaShallow);
 }
 
 // PDL is used only inside a PdlScope (the layer's enqueue, where every launch follows a kernel on the same

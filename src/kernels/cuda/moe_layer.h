@@ -117,8 +117,8 @@ class MoeLayer {
   void enqueue(int T);  // reads dX_, writes dOut_
   void mark(const char* stage);  // records an event after a stage while profiling
   void run(int T, bool useGraph);
-  static bool l2PrefetchEnv();
-  bool l2Prefetch_ = false;  // TFJS_MOE_CUDA_L2_PREFETCH as the graphs were captured
+  static int l2PrefetchEnv();
+  int l2Prefetch_ = 0;  // TFJS_MOE_CUDA_L2_PREFETCH as the graphs were captured (0, 1, 2)
   bool denseWeightsFinite_ = true;  // router / latent weights all finite: the dense float32 GEMMs may use TF32 x 3
   static std::string kernelEnvSwitches();
   std::string envSwitches_;  // kernelEnvSwitches() as the graphs were captured
