@@ -3,7 +3,7 @@ import './register_all.js';
 
 export {registerHostKernels} from './kernels/cpu/register_all.js';
 export {wasmReady, wasmStatus} from './kernels/wasm/runtime.js';
-export type {WasmStatus} from './kernels/wasm/runtime.js';
+export type {SimdLevel, WasmStatus} from './kernels/wasm/runtime.js';
 export {clearWasmWeightCache, wasmWeightCacheBytes} from './kernels/wasm/weight_cache.js';
 
 export {moeTopkSelect} from './ops/moe_topk_select.js';

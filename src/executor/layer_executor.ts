@@ -43,6 +43,7 @@ export interface DeviceActivation {
   read(): Float32Array;
   /** read() as a new tensor of `shape` (default [T, H]). */
   toTensor(shape?: number[]): tf.Tensor;
+  /** Frees the device memory now (idempotent); read() and toTensor() throw after it. */
   dispose(): void;
 }
 

@@ -152,6 +152,7 @@ export class CudaActivation implements DeviceActivation {
     this.handle = handle;
   }
 
+  /** Uploads `rows * cols` float32 values, row-major, as a [rows, cols] activation on the GPU. */
   static fromHost(x: Float32Array, rows: number, cols: number): CudaActivation {
     return new CudaActivation(getCudaAddon().activationUpload(x, rows, cols), [rows, cols]);
   }
@@ -185,6 +186,7 @@ export class CudaActivation implements DeviceActivation {
     return this.handle == null;
   }
 
+  /** Frees the GPU memory now (idempotent; stream-ordered after the work that reads it). */
   dispose(): void {
     if (this.handle != null) getCudaAddon().activationDispose(this.handle);
     this.handle = null;

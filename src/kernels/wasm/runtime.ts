@@ -56,8 +56,9 @@ export interface MoeWasmExports {
                   work: number, thread: number, threads: number): void;
 }
 
-/** The module builds, in the order the thread pool's workers hold them. */
+/** Which build of the wasm kernels runs: plain 128-bit SIMD, or relaxed SIMD (FMA in the GEMM tiles). */
 export type SimdLevel = 'plain' | 'relaxed';
+/** The module builds, in the order the thread pool's workers hold them. */
 export const SIMD_LEVELS: readonly SimdLevel[] = ['plain', 'relaxed'];
 
 /** Entry points a pool thread can run: every one takes (..., thread, threads) last. */
