@@ -248,6 +248,16 @@ bool launchGroupedGemmSm90Int4(const GemmProblem& p, cudaStream_t stream) {
   return true;
 }
 
+// TFJS_MOE_CUDA_SM90_TILES (A/B timing of the tile table in the whole layer): '<swiglu>,<other>' configuration
+// indices (kConfigs) replacing the table's choice for every problem the table gives to this GEMM; unset: the table.
+// Read at each launch, so one process can time several choices on the same weights (cuda_bench --ab 'env:...').
+static int tilesFromEnv(bool swiglu) {
+  const char* v = std::getenv("TFJS_MOE_CUDA_SM90_TILES");
+  if (v == nullptr || v[0] < '0' || v[0] > '9' || v[1] != ',' || v[2] < '0' || v[2] > '9') return -1;
+  const int c = (swiglu ? v[0] : v[2]) - '0';
+  return c < sm90ConfigCount() ? c : -1;
+}
+
 bool launchGroupedGemmSm90(const GemmProblem& p, cudaStream_t stream) {
   const Sm90Tuning& t = sm90Tuning();
   if (t.mode == Sm90Gemm::kOff) return false;
@@ -269,6 +279,8 @@ bool launchGroupedGemmSm90(const GemmProblem& p, cudaStream_t stream) {
       }
     }
     if (config < 0) return false;
+    const int fromEnv = tilesFromEnv(p.epilogue == Epilogue::kSwiglu);
+    if (fromEnv >= 0) config = fromEnv;
     // 'auto': a layer with int4 expert weights leaves the rows the int4 (W4A16) kernels serve to them (they read a
     // quarter of the bytes); this GEMM reads the dequantized copy.
     if (t.mode == Sm90Gemm::kAuto && p.bInt4 != nullptr && rows <= 96) return false;
