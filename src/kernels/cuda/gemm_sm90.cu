@@ -35,7 +35,9 @@ constexpr Sm90Choice kConfigs[] = {
 // for the SwiGLU GEMM (up_gate: long K, bf16 out) and one for the others (down: short K, float32 out); -1 leaves the
 // problem to the mma.sync GEMM under 'auto'. Measured on the H200, Qwen3-30B-A3B expert GEMMs (batch F,
 // BENCHMARKS.md): up_gate 64x256 at T = 256 / 1024 / 4096 (0.203 / 0.243 / 0.532 ms vs mma.sync 0.223 / 0.368 /
-// 0.934); down 64x256 at T = 256 (0.106 vs 0.123), 128x128 at 1024 / 4096 (0.126 / 0.344 vs 0.223 / 0.571).
+// 0.934); down 64x256 at T = 256 (0.106 vs 0.123), 128x128 at 1024 / 4096 (0.126 / 0.344 vs 0.223 / 0.571); from
+// session 5 (batch M, whole layer, TFJS_MOE_CUDA_SM90_TILES A/B) down 128x256 above 96 rows: T = 4096 layer 0.9543 ->
+// 0.9361 bf16, 0.9586 -> 0.9433 int4.
 // Decode sizes keep the mma.sync 16-row tiles (the layer at T = 1 and 16 was no faster with 64-row wgmma tiles).
 struct Sm90Row {
   int maxRowsPerSegment;
@@ -44,7 +46,7 @@ struct Sm90Row {
 constexpr Sm90Row kTable[] = {
     {8, -1, -1},
     {96, 2, 2},
-    {1 << 30, 2, 0},
+    {1 << 30, 2, 1},
 };
 // 'on' (every shape): the same, and 64x128 tiles at decode sizes.
 constexpr Sm90Row kTableOn[] = {
