@@ -50,11 +50,6 @@ export interface TiledConfig {
    * behind them) and stored into shared memory after; default off.
    */
   prefetch?: boolean;
-  /**
-   * Stage the lhs tile k fastest across threads (a row's TK values are one contiguous read), as the matrix
-   * presets' lhsKFast; default rows fastest (conflict-free transposed shared stores).
-   */
-  lhsKFast?: boolean;
 }
 export interface StreamConfig {
   kind: 'stream';
@@ -156,9 +151,6 @@ export const GEMM_PRESETS: Record<string, GemmConfig> = {
   r128x128k32: {kind: 'tiled', wx: 16, wy: 16, rm: 8, rn: 2, tk: 32, vec: 4, av: 4, prefetch: true},
   r64x128np: {kind: 'tiled', wx: 16, wy: 8, rm: 8, rn: 2, tk: 16, vec: 4, av: 4},
   r128x128np: {kind: 'tiled', wx: 16, wy: 16, rm: 8, rn: 2, tk: 16, vec: 4, av: 4},
-  // Session 5 candidates for T = 4096 on the exact path: the lhs tile read k first (l), as the matrix kind's.
-  r64x256l: {kind: 'tiled', wx: 32, wy: 8, rm: 8, rn: 2, tk: 16, vec: 4, av: 4, prefetch: true, lhsKFast: true},
-  r128x128l: {kind: 'tiled', wx: 16, wy: 16, rm: 8, rn: 2, tk: 16, vec: 4, av: 4, prefetch: true, lhsKFast: true},
   // Subgroup matrices (sm/sn/sk are the device's, filled in by chooseGemmConfig).
   m16x64: {kind: 'matrix', tm: 16, tn: 64, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 1, split: false},
   m16x128: {kind: 'matrix', tm: 16, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 1, split: false},

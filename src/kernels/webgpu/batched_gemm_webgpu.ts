@@ -94,7 +94,7 @@ export class BatchedGemmProgram implements WebGPUProgram {
         `_g${config.subgroups}${config.split ? `s${config.rowGroups ?? 1}` : 'r'}_pad${+(config.pad ?? false)}_hd${+(config.hd ?? false)}` +
         (config.lhsKFast === true ? '_lk' : '') + (config.probe != null ? `_${config.probe}` : '') :
         `tiled_${config.wx}x${config.wy}_rm${config.rm}_rn${config.rn}_tk${config.tk}_v${config.vec}_a${lhsVec}` +
-        `_av${config.av ?? 1}_pf${+(config.prefetch ?? false)}${config.lhsKFast === true ? '_lk' : ''}`;
+        `_av${config.av ?? 1}_pf${+(config.prefetch ?? false)}`;
     this.shaderKey = `moeBatchedGemm_${cfgKey}_E${shape.numExperts}_t${+shape.transposeRhs}_b${+shape.hasBias}` +
         `_sw${+swiglu}_sc${+hasScale}${activation === 'swiglu' ? '' : `_${activation}`}` +
         (packed != null ? `_p${layoutKey(packed)}_w${this.wordLoads ? STREAM_WORD_ROWS : 0}` : '');
@@ -251,7 +251,7 @@ ${this.streamMainLoop()}
     const av = lhsStaged && c.av === 4 && c.rm % 4 === 0 ? 4 : 1;
     const prefetch = lhsStaged && rhsStaged && c.prefetch === true;
     const staged = lhsStaged ? stagedTileLoads({
-      tm, tk: c.tk, tnv, wgs: c.wx * c.wy, av, swiglu: this.shape.swiglu === true, packed, lhsKFast: c.lhsKFast === true,
+      tm, tk: c.tk, tnv, wgs: c.wx * c.wy, av, swiglu: this.shape.swiglu === true, packed,
       rhs: !rhsStaged ? 'none' : packed != null ? 'packed' : 'float',
     }) : {regs: '', fetch: '', store: tiledLhsLoad()};
     const loads = rhsStaged ? staged : {...staged, store: staged.store +
