@@ -213,6 +213,25 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
          } finally {
            grouped.layer.dispose();
          }
+         // 40 experts: one lane per token holds all 40 top-k candidates (above 32 the route keeps its loop), two
+         // lanes hold 20 each (in registers, taken as bits 0-19).
+         const wide = randomLayer({numExperts: 40, topK: 3, moeIntermediateSize: 4, backend: 'webgpu'}, 8, rand);
+         try {
+           const xw = randn(rand, 4 * 8);
+           for (const [routeThreads, routeLanes] of [[4, 256], [8, 2]]) {
+             const tiles = {upNv: 8, upKs: 32, downNv: 4, downKs: 64, routeThreads, routeLanes};
+             internal.setWebGPUDecodeTiles(tiles);
+             const input = tf.tensor2d(xw, [4, 8]);
+             const out = wide.layer.apply(input) as tf.Tensor;
+             const got = await out.data();
+             tf.dispose([input, out]);
+             const err = relError(got, referenceOutput(wide.layer.options, wide.data, xw, 4, 8));
+             recordError('webgpu decode: launch shapes', err);
+             expect(err).withContext(JSON.stringify(tiles)).toBeLessThan(TOLERANCE);
+           }
+         } finally {
+           wide.layer.dispose();
+         }
        } finally {
          internal.setWebGPUDecodeTiles(null);
          layer.dispose();
