@@ -417,8 +417,12 @@ function packedCandidates(tuned: DecodeTilesOverride, T: number, format: string,
     // items per loop iteration in upGate / down.
     const confirm: Record<string, DecodeTilesOverride> = {table: tuned, before: {...tuned, decodeOnce: false,
       e2m1Half: false, int4Half: false, ...(T === 16 && !format.endsWith('16') ? {upRows: 2, routerPartials: 16384} : {})}};
+    // Session 5: with the route's top-k in registers, more router splits (a shorter router, more partials for the
+    // route to sum), their loads spread.
     return first && T === 16 ? {...confirm, u2: {...tuned, upUnroll: 2}, d2: {...tuned, downUnroll: 2},
-                                u2d2: {...tuned, upUnroll: 2, downUnroll: 2}} : confirm;
+                                u2d2: {...tuned, upUnroll: 2, downUnroll: 2}, rp64k: {...tuned, routerPartials: 65536},
+                                rp64k_sp: {...tuned, routerPartials: 65536, routeLoads: 'spread'},
+                                sp: {...tuned, routeLoads: 'spread'}} : confirm;
   }
   // Session 4 batch J: the table (batch I's choices) against batch I's table (before) in the same run, int4 codes
   // as float16 patterns, the down program per expert (5 programs), the route's loads at once.
