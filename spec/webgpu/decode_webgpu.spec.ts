@@ -213,8 +213,7 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
          } finally {
            grouped.layer.dispose();
          }
-         // 40 experts: one lane per token holds all 40 top-k candidates (above 32 the route keeps its loop), two
-         // lanes hold 20 each (in registers, taken as bits 0-19).
+         // 40 experts with one route lane per token (its top-k loop over all 40 candidates) and with two (20 each).
          const wide = randomLayer({numExperts: 40, topK: 3, moeIntermediateSize: 4, backend: 'webgpu'}, 8, rand);
          try {
            const xw = randn(rand, 4 * 8);

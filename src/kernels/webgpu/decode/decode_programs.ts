@@ -485,27 +485,6 @@ function routeParts(s: DecodeShape, t: DecodeTiles, routeOut: string, slotWeight
   const weight = grouped ?
       `${s.renormalize ? 'p / (total + 1e-20)' : 'p'} * ${f32Const(s.routedScalingFactor)}` :
       (s.renormalize ? 'p / max(total, 1e-12)' : 'p');
-  const vpl = Math.ceil(s.E / tpt);
-  // The end of a top-k round (both forms): the lane arg-max reduction, the winner marked taken (\`markTaken\`), slot j.
-  const roundTail = (markTaken: string) => `      redV[lid] = bv;
-      redI[lid] = bi;
-      workgroupBarrier();
-      for (var st = TPT / 2; st > 0; st = st / 2) {
-        if (lane < st && ranksBefore(redV[lid + st], redI[lid + st], redV[lid], redI[lid])) {
-          redV[lid] = redV[lid + st];
-          redI[lid] = redI[lid + st];
-        }
-        workgroupBarrier();
-      }
-      let win = redI[lid - lane];
-      workgroupBarrier();
-${markTaken}
-      if (valid && lane == 0) {
-        chosenE[tok * K + j] = win;
-        chosenP[tok * K + j] = prob[tok * E + win];
-      }
-    }
-`;
   const decls = `
   const E = ${s.E};
   const HS = ${hs};
@@ -516,7 +495,7 @@ ${markTaken}
   const NT = ${nt};
   const CH = ${Math.ceil(s.T * s.E / nt)};
   const TPT = ${tpt};
-  const VPL = ${vpl};
+  const VPL = ${Math.ceil(s.E / tpt)};
   ${RANKING_SNIPPET}
   var<workgroup> redV : array<f32, NT>;
   var<workgroup> redI : array<i32, NT>;
@@ -691,20 +670,7 @@ ${t.routeTopk === 'rank' ? `    // Top-k by rank: each (token, expert) counts th
         }
       }
     }
-` : vpl <= 32 ? `    // Top-k: k rounds of an arg-max over each token's TPT lanes. A lane's VPL candidates are loaded into
-    // registers once (written out, taken ones as bits): on the H200 a round that re-read them from workgroup
-    // memory with a private taken array cost ~2.5 us, the 8 rounds 2/3 of the program (bench/webgpu_route_profile.ts).
-    // Experts of dropped groups never compete (not even against a kept NaN; docs/semantics.md 2.5).
-    let tokC = min(tok, T - 1);${Array.from({length: vpl}, (_, v) => `
-    let e${v} = lane + ${v * tpt};
-    let ok${v} = valid && e${v} < E${grouped ? ` && gkept[tokC * G + min(e${v}, E - 1) / GSIZE] != 0` : ''};
-    let s${v} = sel[tokC * E + min(e${v}, E - 1)];`).join('')}
-    var taken = 0u;
-    for (var j = 0; j < K; j++) {
-      var bv = 0.0;
-      var bi = -1;${Array.from({length: vpl}, (_, v) => `
-      if (ok${v} && (taken & ${(2 ** v) >>> 0}u) == 0u && ranksBefore(s${v}, e${v}, bv, bi)) { bv = s${v}; bi = e${v}; }`).join('')}
-${roundTail('      if (win >= 0 && win % TPT == lane) { taken = taken | (1u << u32(win / TPT)); }')}` : `    // Top-k: k rounds of an arg-max over each token's TPT lanes (VPL experts per lane).
+` : `    // Top-k: k rounds of an arg-max over each token's TPT lanes (VPL experts per lane).
     var taken = array<bool, VPL>();
     for (var j = 0; j < K; j++) {
       var bv = 0.0;
@@ -718,7 +684,25 @@ ${roundTail('      if (win >= 0 && win % TPT == lane) { taken = taken | (1u << u
           bi = e;
         }
       }
-${roundTail('      for (var v = 0; v < VPL; v++) { if (lane + v * TPT == win) { taken[v] = true; } }')}`}    workgroupBarrier();
+      redV[lid] = bv;
+      redI[lid] = bi;
+      workgroupBarrier();
+      for (var st = TPT / 2; st > 0; st = st / 2) {
+        if (lane < st && ranksBefore(redV[lid + st], redI[lid + st], redV[lid], redI[lid])) {
+          redV[lid] = redV[lid + st];
+          redI[lid] = redI[lid + st];
+        }
+        workgroupBarrier();
+      }
+      let win = redI[lid - lane];
+      workgroupBarrier();
+      for (var v = 0; v < VPL; v++) { if (lane + v * TPT == win) { taken[v] = true; } }
+      if (valid && lane == 0) {
+        chosenE[tok * K + j] = win;
+        chosenP[tok * K + j] = prob[tok * E + win];
+      }
+    }
+`}    workgroupBarrier();
     for (var f = lid; f < T * K; f += NT) {
       let t = f / K;
       var total = 0.0;
