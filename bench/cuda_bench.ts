@@ -24,7 +24,8 @@
  *  - the floor: max(bytes / 4.15 TB/s, flops / 770 TFLOP/s) (H200, ../shared/device/README.md), bytes = the
  *    weights of the experts a uniform router is expected to hit (E * (1 - (1 - k/E)^T)) + router + x + out.
  * Usage: node cuda_bench.js [--out file.json] [--dtypes float32,bfloat16] [--tokens 1,16,256,4096] [--iters 20]
- *   [--e2e-iters 15] [--stack 4] [--modes staged,pageable,...] [--flags '{"MOE_CUDA_PDL": false, "MOE_CUDA_GEMM_TILES": "previous"}'] (tfjs flags, for A/B)
+ *   [--e2e-iters 15] [--layer-warmup 40] (untimed calls of the layer paths and the stack first; 4 at T >= 1024)
+ *   [--stack 4] [--modes staged,pageable,...] [--flags '{"MOE_CUDA_PDL": false, "MOE_CUDA_GEMM_TILES": "previous"}'] (tfjs flags, for A/B)
  *   [--kernel-only] (kernel times and stage profile only: for A/B runs) [--ab '[{"MOE_CUDA_FUSE": "none"}, ...]']
  *   (with --kernel-only: each flag set's kernel times too, same weights; 'env:NAME' keys set environment variables)
  *   [--ncu] (with --kernel-only: one eager
@@ -124,6 +125,9 @@ async function main() {
   const iters = Number(arg('iters', '20'));
   const e2eIters = Number(arg('e2e-iters', '15'));
   const stackSize = Number(arg('stack', '4'));
+  // Untimed calls of the layer paths and the stack before their timed ones (fewer at large T, where a call is long).
+  const layerWarmup = Number(arg('layer-warmup', '40'));
+  const warmCalls = (T: number) => T >= 1024 ? Math.min(layerWarmup, 4) : layerWarmup;
   const modes = arg('modes', 'staged,pageable,pinnedIn,trace,oldSplit,registerIn,registerOut,registerInOut').split(',');
   const latency = CudaMoeRunner.hostCopyBandwidth(T1_BYTES, 50);
   console.log(`host<->device, ${T1_BYTES} B (one T = 1 row), GB/s: ${JSON.stringify(latency)}`);
@@ -280,6 +284,9 @@ async function main() {
         if (name === 'fusedMoE' && stack.length === 0) continue;
         const totals: number[] = [], inExecutor: number[] = [];
         let loopStart = 0;
+        // Warm calls first (discarded): the layer's JavaScript (tfjs-layers' apply, the executor) runs in V8's
+        // interpreter for its first calls, which is what 12 timed calls alone measured (session 4's 75-180 us).
+        for (let i = 0; i < warmCalls(T); i++) call().dispose();
         for (let i = 0; i < e2eIters + 2; i++) {
           executorMs = 0;
           const s0 = performance.now();
@@ -298,6 +305,23 @@ async function main() {
       const hostStack: number[] = [], deviceStack: number[] = [], uploadOnly: number[] = [], downloadOnly: number[] = [];
       // The device stack's host side: until every layer is enqueued, and the part of that inside the executor.
       const deviceEnqueue: number[] = [], deviceExecutor: number[] = [];
+      for (let i = 0; i < (stack.length > 0 ? warmCalls(T) : 0); i++) {  // warm calls, as for the layer paths
+        let act = stack[0].applyDevice(xT);
+        for (const layer of stack.slice(1)) {
+          const next = layer.applyDevice(act);
+          act.dispose();
+          act = next;
+        }
+        act.toTensor().dispose();
+        act.dispose();
+        let y = xT;
+        for (const layer of stack) {
+          const next = layer.apply(y) as tf.Tensor2D;
+          if (y !== xT) y.dispose();
+          y = next;
+        }
+        y.dispose();
+      }
       for (let i = 0; i < (stack.length > 0 ? e2eIters + 1 : 0); i++) {
         const s0 = performance.now();
         let y = xT;

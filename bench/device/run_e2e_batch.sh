@@ -4,7 +4,11 @@
 # Steps (STEPS): specs (the e2e CUDA subset + the memcheck set, side by side), after (this tree's addon: the
 # copy modes, the layer paths, a 4-layer stack), malloc (the same with TFJS_MOE_CUDA_MALLOC_REUSE=1), before (the
 # comparison addon, same benchmark and device code), layer (the layer conformance on the cuda executor), gc
-# (--trace-gc at T = 4096; not in the default list).
+# (--trace-gc at T = 4096; not in the default list), mallocspecs (the specs step again with
+# TFJS_MOE_CUDA_MALLOC_REUSE=1: is the opt-in allocator switch correct; not in the default list). MODES: the copy
+# modes of after / malloc. copymemcpy: after's benchmark with TFJS_MOE_CUDA_DEVICE_COPY=memcpy (the device-resident
+# forward's copies as cudaMemcpyAsync, as before session 5); mainlike: also TFJS_MOE_CUDA_POOL_KEEP_MIB=0 (main's
+# host behaviour, without a second addon in the folder).
 set -uo pipefail
 BUDGET=${BUDGET:-86}
 T0=$(date +%s)
@@ -34,29 +38,35 @@ bench() {  # label, addon, timeout, args... (env before the call applies)
   note "bench $label exit $? (limit $t)"
   grep -v '^{' "$OUT/bench_$label.log" | grep -v -e '^===' -e 'Hi, looks like' -e '^$' | tail -40 >> "$S"
 }
-specs() {  # folder, timeout, label
+specs() {  # folder, timeout, label (env before the call applies)
   local t; t=$(lim "$2")
   (cd "$1" && TFJS_MOE_CUDA_ADDON="$W/after.node" SPEC_TIMING=1 timeout "$t" node run-specs.mjs > "$OUT/$3.log" 2>&1
    note "$3 exit $? (limit $t)")
   grep -E 'passed, .* failed' "$OUT/$3.log" | sed "s/^/$3: /" >> "$S"
   grep -E '^FAILED|^SUITE FAILURE|^GLOBAL' "$OUT/$3.log" | head -20 >> "$S"
 }
-MODES=staged,pageable,pinnedIn,trace,oldSplit,registerIn,registerOut,registerInOut,slice128
+MODES=${MODES:-staged,pageable,pinnedIn,trace,oldSplit,registerIn,registerOut,registerInOut,slice128}
 for step in ${STEPS:-specs after malloc before layer}; do
   [ "$(left)" -le 4 ] && { note "out of budget before $step"; break; }
   case $step in
-    specs)
-      specs specs ${SPECS_TIMEOUT:-26} specs &
+    specs|mallocspecs)
+      p=; [ $step = mallocspecs ] && { p=malloc_; export TFJS_MOE_CUDA_MALLOC_REUSE=1; }
+      specs specs ${SPECS_TIMEOUT:-26} ${p}specs &
       a=$!
       t=$(lim ${SPECS_TIMEOUT:-26})
       (cd memcheck && TFJS_MOE_CUDA_ADDON="$W/after.node" TFJS_MOE_SPEC_SCALE=small timeout "$t" compute-sanitizer \
-          --tool memcheck --leak-check no --error-exitcode 3 node run-specs.mjs > "$OUT/memcheck.log" 2>&1
-       note "memcheck exit $?") &
+          --tool memcheck --leak-check no --error-exitcode 3 node run-specs.mjs > "$OUT/${p}memcheck.log" 2>&1
+       note "${p}memcheck exit $?") &
       b=$!
       wait $a $b
-      grep -E 'ERROR SUMMARY|passed, .* failed|^FAILED' "$OUT/memcheck.log" | head -10 | sed 's/^/memcheck: /' >> "$S" ;;
+      unset TFJS_MOE_CUDA_MALLOC_REUSE
+      grep -E 'ERROR SUMMARY|passed, .* failed|^FAILED' "$OUT/${p}memcheck.log" | head -10 | sed "s/^/${p}memcheck: /" >> "$S" ;;
     after) bench after after.node ${AFTER_TIMEOUT:-18} --dtypes bfloat16 --tokens 1,16,256,4096 --e2e-iters 10 --stack 4 \
         --modes $MODES ;;
+    mainlike) TFJS_MOE_CUDA_DEVICE_COPY=memcpy TFJS_MOE_CUDA_POOL_KEEP_MIB=0 bench mainlike after.node ${AFTER_TIMEOUT:-18} \
+        --dtypes bfloat16 --tokens 1,16,256,4096 --e2e-iters 10 --stack 4 --modes staged ;;
+    copymemcpy) TFJS_MOE_CUDA_DEVICE_COPY=memcpy bench copymemcpy after.node ${AFTER_TIMEOUT:-18} --dtypes bfloat16 \
+        --tokens 1,16,256,4096 --e2e-iters 10 --stack 4 --modes staged ;;
     malloc) TFJS_MOE_CUDA_MALLOC_REUSE=1 bench malloc after.node ${MALLOC_TIMEOUT:-16} --dtypes bfloat16 \
         --tokens 1,16,256,4096 --e2e-iters 10 --stack 4 --modes $MODES ;;
     before) [ -f before.node ] && bench before before.node ${BEFORE_TIMEOUT:-12} --dtypes bfloat16 --tokens 1,16,256,4096 \

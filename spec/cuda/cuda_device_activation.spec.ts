@@ -66,24 +66,31 @@ describe('CUDA end to end: device-resident activations, pinned copies, routing i
     for (let l = 0; l < 3; l++) ref = refFusedMoE(toFloat32(ref), T, H, ws[l] as unknown as RefMoeWeights, cfgs[l]);
     const xT = tf.tensor2d(x, [T, H]);
     const before = tf.memory().numTensors;
-    for (let call = 0; call < 2; call++) {  // the second call replays the captured graphs
-      let act = layers[0].applyDevice(xT, weights[0]);
-      for (let l = 1; l < 3; l++) {
-        const next = layers[l].applyDevice(act, weights[l]);
+    // The second call replays the captured graphs; the third copies into and out of them by cudaMemcpyAsync
+    // (TFJS_MOE_CUDA_DEVICE_COPY=memcpy, the A/B of the default copy kernel).
+    try {
+      for (let call = 0; call < 3; call++) {
+        if (call === 2) process.env.TFJS_MOE_CUDA_DEVICE_COPY = 'memcpy';
+        let act = layers[0].applyDevice(xT, weights[0]);
+        for (let l = 1; l < 3; l++) {
+          const next = layers[l].applyDevice(act, weights[l]);
+          act.dispose();
+          act = next;
+        }
+        expect(act.shape).toEqual([T, H]);
+        const got = act.read();
+        const out = act.toTensor([T, H]);
         act.dispose();
-        act = next;
+        expect(act.disposed).toBe(true);
+        expect(() => act.read()).toThrowError(/CudaActivation: used after dispose\(\)/);
+        const err = relError(got, ref);
+        recordError('cuda device-resident chain float32', err);
+        expect(err).withContext(`call ${call}`).toBeLessThan(1e-4);
+        expect(relError(await out.data(), ref)).toBeLessThan(1e-4);
+        out.dispose();
       }
-      expect(act.shape).toEqual([T, H]);
-      const got = act.read();
-      const out = act.toTensor([T, H]);
-      act.dispose();
-      expect(act.disposed).toBe(true);
-      expect(() => act.read()).toThrowError(/CudaActivation: used after dispose\(\)/);
-      const err = relError(got, ref);
-      recordError('cuda device-resident chain float32', err);
-      expect(err).withContext(`call ${call}`).toBeLessThan(1e-4);
-      expect(relError(await out.data(), ref)).toBeLessThan(1e-4);
-      out.dispose();
+    } finally {
+      delete process.env.TFJS_MOE_CUDA_DEVICE_COPY;
     }
     expect(tf.memory().numTensors).toBe(before);
     xT.dispose();

@@ -146,3 +146,39 @@ describe('wasm kernels over int8 / int4: rows the integer tiles cannot take', ()
     }
   });
 });
+
+describe('wasm kernels over int8: groups with tiny scales', () => {
+  // The relaxed build converts int8 panels for the float tiles by a byte shuffle into the top byte (c * 2^24) and
+  // scales by s * 2^-24; a group with a scale below 2^-102 would make that subnormal and inexact, so it takes the
+  // pair conversion (without that check this spec fails: 1.9e-5). Weights about 1e-35 next to normal ones, 16 rows
+  // per expert (the dequantized panel), both builds, against the reference on the dequantized weights.
+  it('tiny-scale experts and columns match the float64 reference (both SIMD builds)', async () => {
+    const rand = rng(91);
+    const E = 2, K = 256, N = 24, R = 32;
+    const w = randn(rand, E * K * N);
+    // Expert 0 tiny throughout; expert 1 tiny in its even columns only (each column its own scales).
+    for (let e = 0; e < E; e++) {
+      for (let k = 0; k < K; k++) {
+        for (let n = 0; n < N; n++) if (e === 0 || n % 2 === 0) w[(e * K + k) * N + n] *= 1e-35;
+      }
+    }
+    const q = moe.quantizeExpertWeightsFromArray(w, [E, K, N], 'int8', {groupSize: 32});
+    const deq = Float32Array.from(refDequantize(await refPacked(q)));
+    const x = randn(rand, R * K);
+    const lhs = tf.tensor2d(x, [R, K]), segments = tf.tensor1d([16, 16], 'int32');
+    const expected = refBatchedGemm(x, R, K, deq, E, N, Int32Array.from([0, 16, 32]), false, null);
+    for (const simd of ['relaxed', 'plain'] as const) {
+      await withFlags({MOE_WASM_RELAXED_SIMD: simd === 'relaxed'}, async () => {
+        expect(moe.wasmStatus().simd).withContext('the build that runs').toBe(simd);
+        const got = await moe.batchedGemm(lhs, q, segments).data() as Float32Array;
+        expect(relError(got.subarray(0, 16 * N), expected.subarray(0, 16 * N))).withContext(`${simd}: expert 0`)
+            .toBeLessThan(1e-5);
+        const even = (a: Float32Array | Float64Array) => Array.from(a.subarray(16 * N)).filter((_, i) => i % 2 === 0);
+        expect(relError(even(got), even(expected))).withContext(`${simd}: expert 1, tiny columns`).toBeLessThan(1e-5);
+        expect(relError(got.subarray(16 * N), expected.subarray(16 * N))).withContext(`${simd}: expert 1`)
+            .toBeLessThan(1e-5);
+      });
+    }
+    tf.dispose([lhs, segments, q as unknown as tf.TensorContainer]);
+  });
+});

@@ -4,6 +4,8 @@
 
 #include <node_api.h>
 
+#include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <stdexcept>
@@ -172,9 +174,28 @@ inline napi_value boolv(napi_env env, bool b) {
 }
 
 // ---- device transfers on the addon's op stream ----
+// Freed stream-ordered memory the device's default pool keeps across synchronisations. The pool's own default (0)
+// hands everything back at each synchronisation, so the next call's cudaMallocAsync maps fresh memory: a
+// device-resident stack's new activation per layer, each call after the download (session 4: 70-90 us of host
+// time per layer enqueued at T <= 16). TFJS_MOE_CUDA_POOL_KEEP_MIB (read once, at the stream's creation) sets it
+// for A/B; 0 is the pool's default.
+inline uint64_t poolKeepBytes() {
+  const char* v = std::getenv("TFJS_MOE_CUDA_POOL_KEEP_MIB");
+  const uint64_t mib = v != nullptr && v[0] != '\0' ? std::strtoull(v, nullptr, 10) : 1024;
+  return mib << 20;
+}
+
 inline cudaStream_t opStream() {
   static cudaStream_t s = nullptr;
-  if (s == nullptr) MOE_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  if (s == nullptr) {
+    MOE_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    int device = 0;
+    cudaMemPool_t pool = nullptr;
+    MOE_CUDA(cudaGetDevice(&device));
+    MOE_CUDA(cudaDeviceGetDefaultMemPool(&pool, device));
+    uint64_t keep = poolKeepBytes();
+    MOE_CUDA(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
+  }
   return s;
 }
 

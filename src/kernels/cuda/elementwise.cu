@@ -159,6 +159,11 @@ void launchConvert(const float* in, void* out, DType elem, long long n, cudaStre
   }
 }
 
+void launchDeviceCopy(const float* in, float* out, long long n, cudaStream_t stream) {
+  if (n == 0) return;
+  launchKernel("convertKernel", convertKernel<float>, gridFor(n, 256), 256, 0, stream, in, out, n);
+}
+
 void launchPackWeights(const float* src, int K, int N, void* dst, DType elem, int Nout, int Kout, int group,
                        cudaStream_t stream) {
   if (Nout == 0 || Kout == 0) return;

@@ -103,6 +103,10 @@ struct ExactDenseF32Scope {
 // float32 -> elem (a copy when elem is float32).
 void launchConvert(const float* in, void* out, DType elem, long long n, cudaStream_t stream);
 
+// n floats copied by a kernel on `stream`: the device-resident forward's copies into and out of the layer's graph
+// buffers stay on the compute engine between graph launches (cudaMemcpyAsync there: TFJS_MOE_CUDA_DEVICE_COPY=memcpy).
+void launchDeviceCopy(const float* in, float* out, long long n, cudaStream_t stream);
+
 // Packs one expert's float32 [K][N] (in x out) matrix into elem [Nout][Kout] (K contiguous) for the grouped
 // GEMM: dst row n reads source column colOf(n) (see packColumn), columns/rows past the source are zeros.
 // group > 0 interleaves gate/up column blocks of width `group` (the SwiGLU epilogue's order) for a source

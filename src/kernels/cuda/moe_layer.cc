@@ -691,11 +691,18 @@ void MoeLayer::forward(const float* x, int T, float* out, int* ids, bool useGrap
 void MoeLayer::forwardDevice(const float* x, int T, float* out, int* ids, bool useGraph) {
   if (T == 0) return;
   ensureWorkspace(T);
-  // The graphs read dX_ and write dOut_; two device copies (16 us each at T = 4096) keep one graph per T.
-  const size_t bytes = static_cast<size_t>(T) * cfg_.hidden * sizeof(float);
-  MOE_CUDA(cudaMemcpyAsync(dX_.as(), x, bytes, cudaMemcpyDeviceToDevice, stream_));
+  // The graphs read dX_ and write dOut_; two device copies (16 us each at T = 4096) keep one graph per T. By
+  // default they are kernels; TFJS_MOE_CUDA_DEVICE_COPY=memcpy (A/B) enqueues them as cudaMemcpyAsync instead.
+  const long long n = static_cast<long long>(T) * cfg_.hidden;
+  const char* copyEnv = std::getenv("TFJS_MOE_CUDA_DEVICE_COPY");
+  const bool byMemcpy = copyEnv != nullptr && std::strcmp(copyEnv, "memcpy") == 0;
+  auto copy = [&](float* dst, const float* src) {
+    if (byMemcpy) MOE_CUDA(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
+    else launchDeviceCopy(src, dst, n, stream_);
+  };
+  copy(dX_.as<float>(), x);
   run(T, useGraph);
-  MOE_CUDA(cudaMemcpyAsync(out, dOut_.as(), bytes, cudaMemcpyDeviceToDevice, stream_));
+  copy(out, dOut_.as<float>());
   if (ids) {
     MOE_CUDA(cudaMemcpyAsync(ids, ids_.as(), static_cast<size_t>(T) * cfg_.topK * sizeof(int),
                              cudaMemcpyDeviceToHost, stream_));
