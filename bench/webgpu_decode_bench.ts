@@ -417,8 +417,8 @@ function packedCandidates(tuned: DecodeTilesOverride, T: number, format: string,
     // items per loop iteration in upGate / down.
     const confirm: Record<string, DecodeTilesOverride> = {table: tuned, before: {...tuned, decodeOnce: false,
       e2m1Half: false, int4Half: false, ...(T === 16 && !format.endsWith('16') ? {upRows: 2, routerPartials: 16384} : {})}};
-    // Session 5: with the route's top-k in registers, more router splits (a shorter router, more partials for the
-    // route to sum), their loads spread.
+    // Session 5 (batch M): more router splits (a shorter router, more partials for the route to sum), the route's
+    // loads spread.
     return first && T === 16 ? {...confirm, u2: {...tuned, upUnroll: 2}, d2: {...tuned, downUnroll: 2},
                                 u2d2: {...tuned, upUnroll: 2, downUnroll: 2}, rp64k: {...tuned, routerPartials: 65536},
                                 rp64k_sp: {...tuned, routerPartials: 65536, routeLoads: 'spread'},
