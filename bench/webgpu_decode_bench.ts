@@ -32,6 +32,7 @@ import {selectMoeForward} from '../src/layers/backend_selection.js';
 import {refFusedMoE} from '../spec/reference/moe_reference.js';
 import {ortQMoeHooks} from './ort_qmoe.js';
 import {toQuantized} from './random_packed.js';
+import {timePassMs} from './webgpu_pass_timing.js';
 import {FORMATS, FormatRow, HostPacked, randomPacked, referenceLayer, relL2} from './webgpu_formats_bench.js';
 
 const [H, I, E, K] = (process.env.BENCH_SHAPE ?? '2048,768,128,8').split(',').map(Number);
@@ -270,24 +271,7 @@ async function emptyDispatchMs(): Promise<Record<string, number>> {
     ['dependent writer x1', writer, 1, 1], ['dependent writer x4', writer, 4, 1]] as const) {
     const t: number[] = [];
     for (let r = 0; r < (QUICK ? 1 : 9); r++) {
-      const qs = device.createQuerySet({type: 'timestamp', count: 2});
-      const resolve = device.createBuffer({size: 16, usage: 0x200 | 0x04});
-      const read = device.createBuffer({size: 16, usage: 0x01 | 0x08});
-      const enc = device.createCommandEncoder();
-      const pass = enc.beginComputePass({timestampWrites: {querySet: qs, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1}});
-      pass.setPipeline(pipe);
-      if (pipe === writer) pass.setBindGroup(0, group);
-      for (let i = 0; i < n; i++) pass.dispatchWorkgroups(wgs);
-      pass.end();
-      enc.resolveQuerySet(qs, 0, 2, resolve, 0);
-      enc.copyBufferToBuffer(resolve, 0, read, 0, 16);
-      device.queue.submit([enc.finish()]);
-      await read.mapAsync(0x01);
-      const stamps = new BigUint64Array(read.getMappedRange().slice(0));
-      read.unmap();
-      t.push(Number(stamps[1] - stamps[0]) / 1e6);
-      [resolve, read].forEach(b => b.destroy());
-      qs.destroy();
+      t.push(await timePassMs(device, pipe, pipe === writer ? group : null, n, wgs));
     }
     out[name] = median(t);
   }
@@ -433,8 +417,12 @@ function packedCandidates(tuned: DecodeTilesOverride, T: number, format: string,
     // items per loop iteration in upGate / down.
     const confirm: Record<string, DecodeTilesOverride> = {table: tuned, before: {...tuned, decodeOnce: false,
       e2m1Half: false, int4Half: false, ...(T === 16 && !format.endsWith('16') ? {upRows: 2, routerPartials: 16384} : {})}};
+    // Session 5 (batch M): more router splits (a shorter router, more partials for the route to sum), the route's
+    // loads spread.
     return first && T === 16 ? {...confirm, u2: {...tuned, upUnroll: 2}, d2: {...tuned, downUnroll: 2},
-                                u2d2: {...tuned, upUnroll: 2, downUnroll: 2}} : confirm;
+                                u2d2: {...tuned, upUnroll: 2, downUnroll: 2}, rp64k: {...tuned, routerPartials: 65536},
+                                rp64k_sp: {...tuned, routerPartials: 65536, routeLoads: 'spread'},
+                                sp: {...tuned, routeLoads: 'spread'}} : confirm;
   }
   // Session 4 batch J: the table (batch I's choices) against batch I's table (before) in the same run, int4 codes
   // as float16 patterns, the down program per expert (5 programs), the route's loads at once.

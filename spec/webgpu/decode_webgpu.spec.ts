@@ -213,6 +213,24 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
          } finally {
            grouped.layer.dispose();
          }
+         // 40 experts with one route lane per token (its top-k loop over all 40 candidates) and with two (20 each).
+         const wide = randomLayer({numExperts: 40, topK: 3, moeIntermediateSize: 4, backend: 'webgpu'}, 8, rand);
+         try {
+           const xw = randn(rand, 4 * 8);
+           for (const [routeThreads, routeLanes] of [[4, 256], [8, 2]]) {
+             const tiles = {upNv: 8, upKs: 32, downNv: 4, downKs: 64, routeThreads, routeLanes};
+             internal.setWebGPUDecodeTiles(tiles);
+             const input = tf.tensor2d(xw, [4, 8]);
+             const out = wide.layer.apply(input) as tf.Tensor;
+             const got = await out.data();
+             tf.dispose([input, out]);
+             const err = relError(got, referenceOutput(wide.layer.options, wide.data, xw, 4, 8));
+             recordError('webgpu decode: launch shapes', err);
+             expect(err).withContext(JSON.stringify(tiles)).toBeLessThan(TOLERANCE);
+           }
+         } finally {
+           wide.layer.dispose();
+         }
        } finally {
          internal.setWebGPUDecodeTiles(null);
          layer.dispose();
