@@ -30,6 +30,13 @@ __device__ __forceinline__ void cpAsync4(void* smem, const void* gmem, bool vali
   const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(s), "l"(gmem), "r"(valid ? 4 : 0));
 }
+// BYTES 4, 8 or 16 (cp.async's sizes); invalid: zero-filled, nothing read.
+template <int BYTES>
+__device__ __forceinline__ void cpAsyncN(void* smem, const void* gmem, bool valid) {
+  static_assert(BYTES == 4 || BYTES == 8 || BYTES == 16, "cp.async size");
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n" ::"r"(s), "l"(gmem), "n"(BYTES), "r"(valid ? BYTES : 0));
+}
 
 // W4A16 fragments with two integer instructions per pair of weights. Thread (g, t) of an m16n8k16 mma holds, in
 // each B register, the K positions 2t and 2t+1 (low, high half). The int4 copy packs 8 codes per word, code i at
@@ -167,6 +174,9 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
   constexpr int QROW = Cfg::kCodeRowWords, QSL = Cfg::kSlots;
   constexpr int Q_CHUNKS = BN * (BK / 32), Q_IT = (Q_CHUNKS + Cfg::kThreads - 1) / Cfg::kThreads;
   constexpr int S_ENTRIES = BN * QSL, S_IT = (S_ENTRIES + Cfg::kThreads - 1) / Cfg::kThreads;
+  // GemmProblem.int4ScaleVectors: a code row's QSL scales (zeros) of a stage in vectors of SV floats.
+  constexpr int SV = QSL >= 4 ? 4 : (QSL >= 1 ? QSL : 1);
+  constexpr int SV_CHUNKS = BN * QSL / SV, SV_IT = (SV_CHUNKS + Cfg::kThreads - 1) / Cfg::kThreads;
   constexpr int NT = Cfg::kThreads;
   constexpr int WM = BM / WARPS_M, WN = BN / WARPS_N;
   constexpr int MI = WM / 16, NI = WN / 8;
@@ -209,8 +219,16 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
   const uint32_t* qRow[Q ? Q_IT : 1];
   const float* sRow[Q ? S_IT : 1];
   const float* zRow[Q ? S_IT : 1];
+  // Vector scale loads: groupSize 32 and whole stages make a row's slots of a stage QSL consecutive groups.
+  const bool scaleVec = BITS == 4 && VEC && p.int4ScaleVectors && p.groupSize == 32 && p.K % BK == 0;
+  long long svRow[Q ? SV_IT : 1];  // element offset of the row's first group in bScales / bZeros; -1 past N
   if constexpr (Q) {
     const long long base = static_cast<long long>(tile.expert) * p.N;
+#pragma unroll
+    for (int i = 0; i < SV_IT; i++) {
+      const int c = tid + i * NT, n = n0 + c / (QSL / SV);
+      svRow[i] = (c < SV_CHUNKS && n < p.N) ? (base + n) * groups : -1;
+    }
 #pragma unroll
     for (int i = 0; i < Q_IT; i++) {
       const int c = tid + i * NT, n = n0 + c / (BK / 32);
@@ -260,14 +278,27 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
         if (streamOnce) cpAsync16Policy(qs + (c / (BK / 32)) * QROW + slot * 4, src, ok, policy);
         else cpAsync16(qs + (c / (BK / 32)) * QROW + slot * 4, src, ok);
       }
+      if (scaleVec) {
 #pragma unroll
-      for (int i = 0; i < S_IT; i++) {
-        const int c = tid + i * NT;
-        if (S_ENTRIES % NT != 0 && c >= S_ENTRIES) break;
-        const int slot = c % QSL, k = k0 + slot * 32, g = k / p.groupSize;
-        const bool ok = sRow[i] != nullptr && k < p.K;
-        cpAsync4(qs + BN * QROW + c, ok ? sRow[i] + g : p.bScales, ok);
-        if (p.bZeros) cpAsync4(qs + BN * (QROW + QSL) + c, ok ? zRow[i] + g : p.bZeros, ok);
+        for (int i = 0; i < SV_IT; i++) {
+          const int c = tid + i * NT;
+          if (SV_CHUNKS % NT != 0 && c >= SV_CHUNKS) break;
+          const int r = c / (QSL / SV), part = c % (QSL / SV);
+          const long long g = svRow[i] + k0 / 32 + part * SV;
+          const bool ok = svRow[i] >= 0;
+          cpAsyncN<SV * 4>(qs + BN * QROW + r * QSL + part * SV, ok ? p.bScales + g : p.bScales, ok);
+          if (p.bZeros) cpAsyncN<SV * 4>(qs + BN * (QROW + QSL) + r * QSL + part * SV, ok ? p.bZeros + g : p.bZeros, ok);
+        }
+      } else {
+#pragma unroll
+        for (int i = 0; i < S_IT; i++) {
+          const int c = tid + i * NT;
+          if (S_ENTRIES % NT != 0 && c >= S_ENTRIES) break;
+          const int slot = c % QSL, k = k0 + slot * 32, g = k / p.groupSize;
+          const bool ok = sRow[i] != nullptr && k < p.K;
+          cpAsync4(qs + BN * QROW + c, ok ? sRow[i] + g : p.bScales, ok);
+          if (p.bZeros) cpAsync4(qs + BN * (QROW + QSL) + c, ok ? zRow[i] + g : p.bZeros, ok);
+        }
       }
     } else {
 #pragma unroll
