@@ -25,6 +25,7 @@ runner.env.clearReporters();
 runner.env.addReporter({
   suiteStarted(s) { if (s.fullName.split(' ').length >= 1) suiteStart = Date.now(); },
   specDone(r) {
+    if (process.env.SPEC_TIMING === 'spec' && r.duration != null) console.log(`    [${(r.duration / 1000).toFixed(1)} s] ${r.fullName}`);
     if (r.status === 'passed') passed++;
     else if (r.status === 'failed') {
       failed++;
