@@ -24,6 +24,10 @@ struct MmaConfig {
   static constexpr int kBStageBytes =
       BITS == 16 ? BN * kRowStride * static_cast<int>(sizeof(Elem)) : BN * (kCodeRowWords + 2 * kSlots) * 4;
   static constexpr int kSmemBytes = STAGES * (BM * kRowStride * static_cast<int>(sizeof(Elem)) + kBStageBytes);
+  // int4 without zero points (GemmProblem.int4ScaleVectors and bZeros null): no zero slots in a stage, so the 16 x 64
+  // decode tiles fit five blocks per SM instead of four.
+  static constexpr int kSmemBytesNoZeros =
+      BITS == 16 ? kSmemBytes : STAGES * (BM * kRowStride * static_cast<int>(sizeof(Elem)) + BN * (kCodeRowWords + kSlots) * 4);
 };
 
 __device__ __forceinline__ void cpAsync4(void* smem, const void* gmem, bool valid) {
@@ -167,7 +171,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
   const bool early = VEC && p.preloadB;
   if (!early) awaitPredecessor();
   using Cfg = MmaConfig<Elem, BM, BN, BK, WARPS_M, WARPS_N, STAGES, BITS>;
-  static_assert(Cfg::kSmemBytes >= 3 * kTailMaxPairs * 4, "the combine tail reuses the pipeline's shared memory");
+  static_assert(Cfg::kSmemBytesNoZeros >= 3 * kTailMaxPairs * 4, "the combine tail reuses the pipeline's shared memory");
   constexpr bool Q = BITS != 16, QPREV = BITS == 5;
   static_assert(BITS == 16 || BITS == 4 || (QPREV && std::is_same<Elem, __nv_bfloat16>::value), "B element bits");
   static_assert(!Q || (VEC && BK % 32 == 0), "int4 tiles: vector loads, whole 32-code slots");
@@ -191,7 +195,8 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
   Elem* Bs = As + STAGES * BM * LDS;
   // int4: per stage [BN][QROW] code words, then [BN][QSL] scales, then [BN][QSL] zeros
   uint32_t* Bq = reinterpret_cast<uint32_t*>(As + STAGES * BM * LDS);
-  constexpr int QSTAGE = BN * (QROW + 2 * QSL);
+  // (the zero slots only with zero points under int4ScaleVectors: the launcher sized shared memory to match)
+  const int QSTAGE = BN * (QROW + (BITS == 4 && p.int4ScaleVectors && p.bZeros == nullptr ? 1 : 2) * QSL);
 
   const RowTile tile = findRowTile<BM>(p, blockIdx.x);
   const int n0 = blockIdx.y * BN;

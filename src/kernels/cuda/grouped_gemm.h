@@ -95,7 +95,8 @@ struct GemmProblem {
   const float* bZeros = nullptr;
   int groupSize = 0;
   // int4 tensor-core tiles: with groupSize 32 each code row's scales (zeros) of a stage are consecutive, loaded as
-  // vectors instead of one 4-byte copy and a division per group (set by the launcher: bScales / bZeros 16-byte aligned).
+  // vectors instead of one 4-byte copy and a division per group, and a stage without zero points keeps no zero slots
+  // (set by the launcher: bScales / bZeros 16-byte aligned).
   bool int4ScaleVectors = false;
 };
 

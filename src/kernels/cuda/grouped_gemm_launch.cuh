@@ -46,7 +46,8 @@ void launchMmaConfig(const GemmProblem& p, cudaStream_t stream) {
   raiseSmemLimit(kernel, Cfg::kSmemBytes, smemRaised);
   const dim3 grid = gridFor(p, BM, BN);
   if (grid.x == 0 || grid.y == 0) return;
-  launchKernel("mmaGemmKernel", kernel, grid, Cfg::kThreads, Cfg::kSmemBytes, stream, p);
+  const int smem = BITS == 4 && p.int4ScaleVectors && p.bZeros == nullptr ? Cfg::kSmemBytesNoZeros : Cfg::kSmemBytes;
+  launchKernel("mmaGemmKernel", kernel, grid, Cfg::kThreads, smem, stream, p);
 }
 
 // The tfjs flag MOE_CUDA_GEMM_TILES = 'previous' restores the tile choice from before the 128x256 prefill tiles,
@@ -243,7 +244,7 @@ inline void combineAfter(const GemmProblem& p, cudaStream_t stream) {
 }
 
 // GemmProblem.int4ScaleVectors where the scale (zero) arrays allow it; TFJS_MOE_CUDA_INT4_SCALE_LOADS=each keeps the
-// 4-byte loads (A/B switch, read at each launch).
+// session-4 tiles (4-byte scale loads, zero slots in every stage; A/B switch, read at each launch).
 inline bool int4ScaleVectors(const GemmProblem& p) {
   const char* v = std::getenv("TFJS_MOE_CUDA_INT4_SCALE_LOADS");
   if (v != nullptr && std::strcmp(v, "each") == 0) return false;
