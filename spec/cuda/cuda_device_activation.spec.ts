@@ -42,7 +42,7 @@ describe('CUDA tfjs flags', () => {
   it('are registered with their defaults and reject a bad tile choice, naming the flag', () => {
     expect(tf.env().getBool(MOE_CUDA_PDL)).toBe(true);
     expect(tf.env().get(MOE_CUDA_GEMM_TILES)).toBe('default');
-    expect(() => tf.env().set(MOE_CUDA_GEMM_TILES, 'fastest')).toThrowError(/MOE_CUDA_GEMM_TILES must be one of default, previous, stream, stream8, mma32, deep, k128, shallow, no-preload, int4-previous, got "fastest"/);
+    expect(() => tf.env().set(MOE_CUDA_GEMM_TILES, 'fastest')).toThrowError(/MOE_CUDA_GEMM_TILES must be one of default, previous, stream, stream8, mma32, deep, k128, shallow, no-preload, int4-previous, int4-wide, got "fastest"/);
     expect(tf.env().get(MOE_CUDA_GEMM_TILES)).toBe('default');
     expect(tf.env().get(MOE_CUDA_FUSE)).toBe('none');
     expect(() => tf.env().set(MOE_CUDA_FUSE, 'some')).toThrowError(/MOE_CUDA_FUSE must be one of none, all, route, combine, got "some"/);

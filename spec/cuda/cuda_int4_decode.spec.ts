@@ -36,6 +36,8 @@ describe('CUDA native int4 experts (W4A16 decode GEMMs)', () => {
     {name: 'symmetric, group 32', groupSize: 32, zeroPoint: false, H: 128, cfg: config(64, 2, 96)},
     {name: 'zero points, group 64, biases', groupSize: 64, zeroPoint: true, H: 192,
       cfg: {...config(32, 4, 64), withBias: true}},
+    // K = 128 in both GEMMs: whole 128-deep stages, so the scales and zero points load as vectors there
+    {name: 'zero points, group 32', groupSize: 32, zeroPoint: true, H: 128, cfg: config(16, 2, 128)},
   ];
   for (const dtype of ['float16', 'bfloat16'] as CudaComputeDtype[]) {
     for (const [ci, c] of cases.entries()) {
@@ -67,7 +69,7 @@ describe('CUDA native int4 experts (W4A16 decode GEMMs)', () => {
                const xT = tf.tensor2d(x, [T, H]);
                const outs: Record<string, Float32Array> = {};
                for (const [tiles, int4Mma] of [['stream', true], ['default', true], ['deep', true], ['shallow', true], ['default', false],
-                 ['int4-previous', true]] as const) {
+                 ['int4-previous', true], ['int4-wide', true]] as const) {
                  env.set(MOE_CUDA_GEMM_TILES, tiles);
                  env.set(MOE_CUDA_INT4_MMA, int4Mma);
                  const name = `${tiles}${int4Mma ? '' : '/dequantized'}`;
@@ -78,12 +80,29 @@ describe('CUDA native int4 experts (W4A16 decode GEMMs)', () => {
                  recordError(`cuda int4 ${dtype}`, err);
                  expect(err).withContext(`T ${T} ${name}`).toBeLessThan(BOUND[dtype]);
                }
+               // The group scales (zeros) one 4-byte load each instead of vectors (A/B switch): the same products.
+               // ('shallow': 128-deep stages at T = 1, 3, where 'default' takes 256-deep ones on this small grid.)
+               env.set(MOE_CUDA_INT4_MMA, true);
+               for (const tiles of ['default', 'shallow']) {
+                 env.set(MOE_CUDA_GEMM_TILES, tiles);
+                 process.env.TFJS_MOE_CUDA_INT4_SCALE_LOADS = 'each';
+                 try {
+                   const out = layer.apply(xT, tensors as CudaMoeWeightTensors);
+                   const each = (await out.data()) as Float32Array;
+                   out.dispose();
+                   expect(relError(each, outs[tiles])).withContext(`T ${T} ${tiles}: scale loads each vs vectors`).toBe(0);
+                 } finally {
+                   delete process.env.TFJS_MOE_CUDA_INT4_SCALE_LOADS;
+                 }
+               }
                // The tensor-core tiles on the codes vs on the dequantized copy: weights within an ulp of each other.
                expect(relError(outs.default, outs['default/dequantized'])).withContext(`T ${T} int4 vs dequantized`)
                    .toBeLessThan(AGREE[dtype]);
                // 'deep' / 'shallow': the int4 16 x 64 tiles with 256- / 128-deep K steps (same products, other padding).
                expect(relError(outs.deep, outs.default)).withContext(`T ${T} deep vs default`).toBeLessThan(1e-6);
                expect(relError(outs.shallow, outs.default)).withContext(`T ${T} shallow vs default`).toBeLessThan(1e-6);
+               // 'int4-wide': the 16-row int4 tiles 128 columns wide (T = 1, 3; the others take the default tiles).
+               expect(relError(outs['int4-wide'], outs.default)).withContext(`T ${T} wide vs default`).toBeLessThan(1e-6);
                // 'int4-previous': the previous fragment decode (bf16 16 x 64 tiles): the same weights, the products
                // of each 16-value step paired in another order.
                expect(relError(outs['int4-previous'], outs.default)).withContext(`T ${T} previous decode vs default`)

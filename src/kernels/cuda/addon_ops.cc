@@ -85,11 +85,12 @@ napi_value SetTuning(napi_env env, napi_callback_info info) {
         {"mma32", moe::DecodeGemm::kMma32},      {"deep", moe::DecodeGemm::kMmaDeep},
         {"k128", moe::DecodeGemm::kMmaK128},     {"shallow", moe::DecodeGemm::kMmaShallow},
         {"no-preload", moe::DecodeGemm::kMmaNoPreload}, {"int4-previous", moe::DecodeGemm::kInt4Previous},
+        {"int4-wide", moe::DecodeGemm::kInt4Wide},
     };
     const auto* tile = std::find_if(std::begin(kTiles), std::end(kTiles), [&](const auto& c) { return tiles == c.first; });
     if (tile == std::end(kTiles)) {
       throw ArgError("setTuning: argument 'gemmTiles' must be 'default', 'previous', 'stream', 'stream8', 'mma32', "
-                     "'deep', 'k128', 'shallow', 'no-preload' or 'int4-previous', got '" + tiles + "'");
+                     "'deep', 'k128', 'shallow', 'no-preload', 'int4-previous' or 'int4-wide', got '" + tiles + "'");
     }
     if (fuse != "all" && fuse != "route" && fuse != "combine" && fuse != "none") {
       throw ArgError("setTuning: argument 'fuse' must be 'none', 'all', 'route' or 'combine', got '" + fuse + "'");

@@ -18,11 +18,12 @@ export const MOE_CUDA_PDL = 'MOE_CUDA_PDL';
  * decode tiles' pipeline forced to 8 stages of 64 along K (int4: 4 of 256), 4 of 128, or 4 of 64 (int4: 4 of 128);
  * the default takes the deeper one when the grid has fewer than two blocks per SM); 'no-preload' (default, but the
  * decode down GEMM waits for the up_gate GEMM before its first weight loads, as in session 3), 'int4-previous'
- * ('no-preload', with the previous int4 fragment decode in the bf16 16 x 64 tiles).
+ * ('no-preload', with the previous int4 fragment decode in the bf16 16 x 64 tiles), 'int4-wide' (default, but int4
+ * 16-row tiles 128 columns wide with 8 warps).
  */
 export const MOE_CUDA_GEMM_TILES = 'MOE_CUDA_GEMM_TILES';
 export const CUDA_GEMM_TILE_CHOICES =
-    ['default', 'previous', 'stream', 'stream8', 'mma32', 'deep', 'k128', 'shallow', 'no-preload', 'int4-previous'] as const;
+    ['default', 'previous', 'stream', 'stream8', 'mma32', 'deep', 'k128', 'shallow', 'no-preload', 'int4-previous', 'int4-wide'] as const;
 /**
  * The layer's decode fusions: 'none' (default: separate kernels, chained by programmatic dependent launch), 'route'
  * (router GEMM + routing + permute in one kernel, T <= 16), 'combine' (the weighted combine in the down GEMM's last

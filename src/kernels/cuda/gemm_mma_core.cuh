@@ -24,11 +24,22 @@ struct MmaConfig {
   static constexpr int kBStageBytes =
       BITS == 16 ? BN * kRowStride * static_cast<int>(sizeof(Elem)) : BN * (kCodeRowWords + 2 * kSlots) * 4;
   static constexpr int kSmemBytes = STAGES * (BM * kRowStride * static_cast<int>(sizeof(Elem)) + kBStageBytes);
+  // int4 without zero points (GemmProblem.int4ScaleVectors and bZeros null): no zero slots in a stage, so the 16 x 64
+  // decode tiles fit five blocks per SM instead of four.
+  static constexpr int kSmemBytesNoZeros =
+      BITS == 16 ? kSmemBytes : STAGES * (BM * kRowStride * static_cast<int>(sizeof(Elem)) + BN * (kCodeRowWords + kSlots) * 4);
 };
 
 __device__ __forceinline__ void cpAsync4(void* smem, const void* gmem, bool valid) {
   const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(s), "l"(gmem), "r"(valid ? 4 : 0));
+}
+// BYTES 4, 8 or 16 (cp.async's sizes); invalid: zero-filled, nothing read.
+template <int BYTES>
+__device__ __forceinline__ void cpAsyncN(void* smem, const void* gmem, bool valid) {
+  static_assert(BYTES == 4 || BYTES == 8 || BYTES == 16, "cp.async size");
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n" ::"r"(s), "l"(gmem), "n"(BYTES), "r"(valid ? BYTES : 0));
 }
 
 // W4A16 fragments with two integer instructions per pair of weights. Thread (g, t) of an m16n8k16 mma holds, in
@@ -160,13 +171,16 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
   const bool early = VEC && p.preloadB;
   if (!early) awaitPredecessor();
   using Cfg = MmaConfig<Elem, BM, BN, BK, WARPS_M, WARPS_N, STAGES, BITS>;
-  static_assert(Cfg::kSmemBytes >= 3 * kTailMaxPairs * 4, "the combine tail reuses the pipeline's shared memory");
+  static_assert(Cfg::kSmemBytesNoZeros >= 3 * kTailMaxPairs * 4, "the combine tail reuses the pipeline's shared memory");
   constexpr bool Q = BITS != 16, QPREV = BITS == 5;
   static_assert(BITS == 16 || BITS == 4 || (QPREV && std::is_same<Elem, __nv_bfloat16>::value), "B element bits");
   static_assert(!Q || (VEC && BK % 32 == 0), "int4 tiles: vector loads, whole 32-code slots");
   constexpr int QROW = Cfg::kCodeRowWords, QSL = Cfg::kSlots;
   constexpr int Q_CHUNKS = BN * (BK / 32), Q_IT = (Q_CHUNKS + Cfg::kThreads - 1) / Cfg::kThreads;
   constexpr int S_ENTRIES = BN * QSL, S_IT = (S_ENTRIES + Cfg::kThreads - 1) / Cfg::kThreads;
+  // GemmProblem.int4ScaleVectors: a code row's QSL scales (zeros) of a stage in vectors of SV floats.
+  constexpr int SV = QSL >= 4 ? 4 : (QSL >= 1 ? QSL : 1);
+  constexpr int SV_CHUNKS = BN * QSL / SV, SV_IT = (SV_CHUNKS + Cfg::kThreads - 1) / Cfg::kThreads;
   constexpr int NT = Cfg::kThreads;
   constexpr int WM = BM / WARPS_M, WN = BN / WARPS_N;
   constexpr int MI = WM / 16, NI = WN / 8;
@@ -181,7 +195,8 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
   Elem* Bs = As + STAGES * BM * LDS;
   // int4: per stage [BN][QROW] code words, then [BN][QSL] scales, then [BN][QSL] zeros
   uint32_t* Bq = reinterpret_cast<uint32_t*>(As + STAGES * BM * LDS);
-  constexpr int QSTAGE = BN * (QROW + 2 * QSL);
+  // (the zero slots only with zero points under int4ScaleVectors: the launcher sized shared memory to match)
+  const int QSTAGE = BN * (QROW + (BITS == 4 && p.int4ScaleVectors && p.bZeros == nullptr ? 1 : 2) * QSL);
 
   const RowTile tile = findRowTile<BM>(p, blockIdx.x);
   const int n0 = blockIdx.y * BN;
@@ -209,8 +224,16 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
   const uint32_t* qRow[Q ? Q_IT : 1];
   const float* sRow[Q ? S_IT : 1];
   const float* zRow[Q ? S_IT : 1];
+  // Vector scale loads: groupSize 32 and whole stages make a row's slots of a stage QSL consecutive groups.
+  const bool scaleVec = BITS == 4 && VEC && p.int4ScaleVectors && p.groupSize == 32 && p.K % BK == 0;
+  long long svRow[Q ? SV_IT : 1];  // element offset of the row's first group in bScales / bZeros; -1 past N
   if constexpr (Q) {
     const long long base = static_cast<long long>(tile.expert) * p.N;
+#pragma unroll
+    for (int i = 0; i < SV_IT; i++) {
+      const int c = tid + i * NT, n = n0 + c / (QSL / SV);
+      svRow[i] = (c < SV_CHUNKS && n < p.N) ? (base + n) * groups : -1;
+    }
 #pragma unroll
     for (int i = 0; i < Q_IT; i++) {
       const int c = tid + i * NT, n = n0 + c / (BK / 32);
@@ -260,14 +283,27 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
         if (streamOnce) cpAsync16Policy(qs + (c / (BK / 32)) * QROW + slot * 4, src, ok, policy);
         else cpAsync16(qs + (c / (BK / 32)) * QROW + slot * 4, src, ok);
       }
+      if (scaleVec) {
 #pragma unroll
-      for (int i = 0; i < S_IT; i++) {
-        const int c = tid + i * NT;
-        if (S_ENTRIES % NT != 0 && c >= S_ENTRIES) break;
-        const int slot = c % QSL, k = k0 + slot * 32, g = k / p.groupSize;
-        const bool ok = sRow[i] != nullptr && k < p.K;
-        cpAsync4(qs + BN * QROW + c, ok ? sRow[i] + g : p.bScales, ok);
-        if (p.bZeros) cpAsync4(qs + BN * (QROW + QSL) + c, ok ? zRow[i] + g : p.bZeros, ok);
+        for (int i = 0; i < SV_IT; i++) {
+          const int c = tid + i * NT;
+          if (SV_CHUNKS % NT != 0 && c >= SV_CHUNKS) break;
+          const int r = c / (QSL / SV), part = c % (QSL / SV);
+          const long long g = svRow[i] + k0 / 32 + part * SV;
+          const bool ok = svRow[i] >= 0;
+          cpAsyncN<SV * 4>(qs + BN * QROW + r * QSL + part * SV, ok ? p.bScales + g : p.bScales, ok);
+          if (p.bZeros) cpAsyncN<SV * 4>(qs + BN * (QROW + QSL) + r * QSL + part * SV, ok ? p.bZeros + g : p.bZeros, ok);
+        }
+      } else {
+#pragma unroll
+        for (int i = 0; i < S_IT; i++) {
+          const int c = tid + i * NT;
+          if (S_ENTRIES % NT != 0 && c >= S_ENTRIES) break;
+          const int slot = c % QSL, k = k0 + slot * 32, g = k / p.groupSize;
+          const bool ok = sRow[i] != nullptr && k < p.K;
+          cpAsync4(qs + BN * QROW + c, ok ? sRow[i] + g : p.bScales, ok);
+          if (p.bZeros) cpAsync4(qs + BN * (QROW + QSL) + c, ok ? zRow[i] + g : p.bZeros, ok);
+        }
       }
     } else {
 #pragma unroll

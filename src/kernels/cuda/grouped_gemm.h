@@ -94,6 +94,10 @@ struct GemmProblem {
   const float* bScales = nullptr;
   const float* bZeros = nullptr;
   int groupSize = 0;
+  // int4 tensor-core tiles: with groupSize 32 each code row's scales (zeros) of a stage are consecutive, loaded as
+  // vectors instead of one 4-byte copy and a division per group, and a stage without zero points keeps no zero slots
+  // (set by the launcher: bScales / bZeros 16-byte aligned).
+  bool int4ScaleVectors = false;
 };
 
 // The interleave width of gate/up columns the kernels of each element type expect for kSwiglu.

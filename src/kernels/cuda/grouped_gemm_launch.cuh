@@ -2,6 +2,9 @@
 // instantiations compile in parallel; each .cu defines one launchGroupedGemm<Elem>.
 #pragma once
 
+#include <cstdlib>
+#include <cstring>
+
 #include "gemm_sm90.h"
 #include "gemm_stream.cuh"
 #include "grouped_gemm.cuh"
@@ -43,7 +46,8 @@ void launchMmaConfig(const GemmProblem& p, cudaStream_t stream) {
   raiseSmemLimit(kernel, Cfg::kSmemBytes, smemRaised);
   const dim3 grid = gridFor(p, BM, BN);
   if (grid.x == 0 || grid.y == 0) return;
-  launchKernel("mmaGemmKernel", kernel, grid, Cfg::kThreads, Cfg::kSmemBytes, stream, p);
+  const int smem = BITS == 4 && p.int4ScaleVectors && p.bZeros == nullptr ? Cfg::kSmemBytesNoZeros : Cfg::kSmemBytes;
+  launchKernel("mmaGemmKernel", kernel, grid, Cfg::kThreads, smem, stream, p);
 }
 
 // The tfjs flag MOE_CUDA_GEMM_TILES = 'previous' restores the tile choice from before the 128x256 prefill tiles,
@@ -159,7 +163,9 @@ void launchMmaInt4Epi(const GemmProblem& p, cudaStream_t stream) {
       }
       // A stage of int4 codes is a quarter of the bf16 bytes: deeper K steps keep as many bytes in flight, the
       // deepest where the grid is small (H200 batch E, one token: 0.0493 vs 0.0657 ms; 16 tokens: 0.286 vs 0.254).
-      if (tuning().decodeGemm == DecodeGemm::kMmaDeep || (autoDecodeDepth() && fewDecodeBlocks(p, 64))) {
+      if (tuning().decodeGemm == DecodeGemm::kInt4Wide) {
+        launchMmaConfig<Elem, OutT, 16, 128, 128, 1, 8, 4, EPI, true, 4>(p, stream);
+      } else if (tuning().decodeGemm == DecodeGemm::kMmaDeep || (autoDecodeDepth() && fewDecodeBlocks(p, 64))) {
         launchMmaConfig<Elem, OutT, 16, 64, 256, 1, 4, 4, EPI, true, 4>(p, stream);
       } else {
         launchMmaConfig<Elem, OutT, 16, 64, 128, 1, 4, 4, EPI, true, 4>(p, stream);
@@ -237,6 +243,14 @@ inline void combineAfter(const GemmProblem& p, cudaStream_t stream) {
                 p.topK, p.seg.numExperts, p.combineBias, p.weightsApplied, p.identityX, p.combineOut, stream);
 }
 
+// GemmProblem.int4ScaleVectors where the scale (zero) arrays allow it; TFJS_MOE_CUDA_INT4_SCALE_LOADS=each keeps the
+// session-4 tiles (4-byte scale loads, zero slots in every stage; A/B switch, read at each launch).
+inline bool int4ScaleVectors(const GemmProblem& p) {
+  const char* v = std::getenv("TFJS_MOE_CUDA_INT4_SCALE_LOADS");
+  if (v != nullptr && std::strcmp(v, "each") == 0) return false;
+  return p.groupSize == 32 && aligned16(p.bScales) && (p.bZeros == nullptr || aligned16(p.bZeros));
+}
+
 template <typename Elem>
 void launchMmaGemm(const GemmProblem& p, cudaStream_t stream) {
   if (p.epilogue == Epilogue::kCombine) {
@@ -256,12 +270,14 @@ void launchMmaGemm(const GemmProblem& p, cudaStream_t stream) {
   if (vec && p.bInt4 != nullptr && launchGroupedGemmSm90Int4(p, stream)) return;
   if (tuning().int4Mma && !streamingDecode() && !previousTiles() && vec && p.bInt4 != nullptr && p.bScales != nullptr &&
       p.K % 32 == 0 && p.groupSize > 0 && p.groupSize % 32 == 0 && hint <= kInt4MmaMaxRowsPerSegment && p.kSplit <= 1) {
+    GemmProblem q = p;
+    q.int4ScaleVectors = int4ScaleVectors(p);
     if (p.epilogue == Epilogue::kSwiglu && p.out != DType::kFloat32) {
-      launchMmaInt4Epi<Elem, Elem, Epilogue::kSwiglu>(p, stream);
+      launchMmaInt4Epi<Elem, Elem, Epilogue::kSwiglu>(q, stream);
       return;
     }
     if (p.epilogue == Epilogue::kStore && p.out == DType::kFloat32) {
-      launchMmaInt4Epi<Elem, float, Epilogue::kStore>(p, stream);
+      launchMmaInt4Epi<Elem, float, Epilogue::kStore>(q, stream);
       return;
     }
   }

@@ -117,10 +117,11 @@ __device__ __forceinline__ void awaitPredecessor() {
 // The mma choices have the decode down GEMM's blocks issue their tile lookup and first weight stages before waiting
 // for the up_gate GEMM (GemmProblem.preloadB; H200 batch I: T = 1 0.0446 -> 0.0432 ms, T = 16 0.2533 -> 0.2500), but
 // kMmaNoPreload (A/B) and kInt4Previous: kMma as in session 3, the latter also with the int4 16 x 64 bf16 tiles'
-// previous fragment decode.
+// previous fragment decode. kInt4Wide (A/B): kMma, but the int4 16-row tiles 128 columns wide with 8 warps (half the
+// A re-reads per weight byte, more warps per SM; half the blocks, so not for one token).
 enum class DecodeGemm : int {
   kMma = 0, kStream4 = 1, kStream8 = 2, kMma32 = 3, kMmaDeep = 4, kMmaK128 = 5, kMmaShallow = 6,
-  kMmaNoPreload = 7, kInt4Previous = 8
+  kMmaNoPreload = 7, kInt4Previous = 8, kInt4Wide = 9
 };
 struct Tuning {
   bool pdl = true;             // programmatic dependent launch in the layer at decode sizes
@@ -143,12 +144,13 @@ inline Tuning& tuning() {
 // The decode tile choices that pick the 16 x 64 pipeline depth by the grid's size (kMma and its variants above).
 inline bool autoDecodeDepth() {
   const DecodeGemm d = tuning().decodeGemm;
-  return d == DecodeGemm::kMma || d == DecodeGemm::kMmaNoPreload || d == DecodeGemm::kInt4Previous;
+  return d == DecodeGemm::kMma || d == DecodeGemm::kMmaNoPreload || d == DecodeGemm::kInt4Previous ||
+         d == DecodeGemm::kInt4Wide;
 }
 inline bool preloadDecodeDown() {
   const DecodeGemm d = tuning().decodeGemm;
   return !tuning().previousTiles && (d == DecodeGemm::kMma || d == DecodeGemm::kMma32 || d == DecodeGemm::kMmaDeep ||
-                                     d == DecodeGemm::kMmaK128 || d == DecodeGemm::kMmaShallow);
+                                     d == DecodeGemm::kMmaK128 || d == DecodeGemm::kMmaShallow || d == DecodeGemm::kInt4Wide);
 }
 
 // PDL is used only inside a PdlScope (the layer's enqueue, where every launch follows a kernel on the same
