@@ -51,13 +51,18 @@ const {hidden: H, intermediate: I, numExperts: E, topK: K} = findModelShape('qwe
 const BANDWIDTH = 4.15e12, BF16_FLOPS = 770e12;
 
 
-/** 'int4' below: bfloat16 compute with int4 experts (group 32, symmetric): codes + float32 scales per weight. */
-type BenchDtype = CudaComputeDtype | 'int4';
+/**
+ * 'int4' below: bfloat16 compute with int4 experts (group 32, symmetric): codes + float32 scales per weight. 'int8':
+ * bfloat16 compute with int8 experts, one scale per column (the format's default); 'int8-g32': groups of 32.
+ */
+type BenchDtype = CudaComputeDtype | 'int4' | 'int8' | 'int8-g32';
 const INT4_GROUP = 32;
+const int8Group = (dtype: BenchDtype, Kd: number) => dtype === 'int8-g32' ? 32 : Kd;
 const T1_BYTES = H * 4;
 
 function floorMs(T: number, dtype: BenchDtype) {
-  const eb = dtype === 'float32' ? 4 : dtype === 'int4' ? 0.5 + 4 / INT4_GROUP : 2;
+  const eb = dtype === 'float32' ? 4 : dtype === 'int4' ? 0.5 + 4 / INT4_GROUP : dtype === 'int8' ? 1 + (8 * I + 4 * H) / (3 * H * I) :
+      dtype === 'int8-g32' ? 1 + 4 / 32 : 2;
   const activeExperts = E * (1 - Math.pow(1 - K / E, T));
   const bytes = activeExperts * 3 * H * I * eb + H * E * 4 + 2 * T * H * 4;
   const flops = 2 * T * K * 3 * H * I + 2 * T * H * E;
@@ -88,6 +93,36 @@ function int4Weight(dequantized: Float32Array, Kd: number, N: number, seed: numb
     }
   }
   return {codes, scales, zeroPoints: null, groupSize: INT4_GROUP};
+}
+
+/**
+ * Random int8 codes in [-127, 127] and scales of an [E, Kd, N] weight (groups of `group` along Kd); writes the
+ * dequantized values into `dequantized` (docs/formats.md: w = s * q).
+ */
+function int8Weight(dequantized: Float32Array, Kd: number, N: number, group: number, seed: number) {
+  const kw = Kd / 4, G = Kd / group;
+  const codes = new Int32Array(E * kw * N);
+  let s = seed * 2654435761 >>> 0 || 1;
+  for (let i = 0; i < codes.length; i++) {
+    let word = 0;
+    for (let b = 0; b < 4; b++) {
+      s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
+      word |= ((s % 255) - 127 & 255) << (8 * b);
+    }
+    codes[i] = word;
+  }
+  const scales = uniform(E * G * N, Math.sqrt(3 / Kd) / 127, seed + 1).map(Math.abs);
+  for (let e = 0; e < E; e++) {
+    for (let w = 0; w < kw; w++) {
+      for (let n = 0; n < N; n++) {
+        const word = codes[(e * kw + w) * N + n];
+        const scale = scales[(e * G + ((4 * w / group) | 0)) * N + n];  // a word's 4 codes share a group
+        const base = (e * Kd + 4 * w) * N + n;
+        for (let j = 0; j < 4; j++) dequantized[base + j * N] = Math.fround(scale * ((word << (24 - 8 * j)) >> 24));
+      }
+    }
+  }
+  return {codes, scales, groupSize: group};
 }
 
 /** Milliseconds spent inside the cuda layer executor's forward during the last FusedMoE call (timing wrapper). */
@@ -154,11 +189,15 @@ async function main() {
   console.log(`weights generated in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   const results: Record<string, unknown>[] = [];
   for (const dtype of dtypes) {
-    const compute: CudaComputeDtype = dtype === 'int4' ? 'bfloat16' : dtype;
-    // int4: random codes and scales; the float32 weights are overwritten with their dequantized values (the copy
-    // the tensor-core paths read), so 'int4' goes last in --dtypes.
+    const quantized = dtype === 'int4' || dtype === 'int8' || dtype === 'int8-g32';
+    const compute: CudaComputeDtype = quantized ? 'bfloat16' : dtype as CudaComputeDtype;
+    // int4 / int8: random codes and scales; the float32 weights are overwritten with their dequantized values (the
+    // copy the other paths read), so the packed dtypes go last in --dtypes.
     const int4 = dtype === 'int4' ? {upGateProjInt4: int4Weight(weights.upGateProjWeight, H, 2 * I, 11),
-      downProjInt4: int4Weight(weights.downProjWeight, I, H, 12)} : {};
+      downProjInt4: int4Weight(weights.downProjWeight, I, H, 12)} :
+        dtype === 'int8' || dtype === 'int8-g32' ?
+        {upGateProjInt8: int8Weight(weights.upGateProjWeight, H, 2 * I, int8Group(dtype, H), 13),
+          downProjInt8: int8Weight(weights.downProjWeight, I, H, int8Group(dtype, I), 14)} : {};
     const u0 = performance.now();
     const runner = new CudaMoeRunner({hidden: H, numExperts: E, topK: K, intermediateSize: I, computeDtype: compute},
                                      {...weights, ...int4});
@@ -172,7 +211,7 @@ async function main() {
     const layerWeights = {gate_weight: tf.tensor2d(weights.gateWeight, [H, E]),
       up_gate_proj_weight: tf.tensor3d(weights.upGateProjWeight, [E, H, 2 * I]),
       down_proj_weight: tf.tensor3d(weights.downProjWeight, [E, I, H])};
-    const stack = kernelOnly || dtype === 'int4' ? [] : Array.from({length: Math.max(1, stackSize)}, (_, l) => {
+    const stack = kernelOnly || quantized ? [] : Array.from({length: Math.max(1, stackSize)}, (_, l) => {
       const layer = new FusedMoE({numExperts: E, topK: K, moeIntermediateSize: I, backend: 'cuda', computeDtype: compute,
         kernelInitializer: 'zeros', name: `moe_stack_${l}`}).buildFor(H);
       layer.setNamedWeights(layerWeights);

@@ -180,6 +180,27 @@ void launchMmaInt4Epi(const GemmProblem& p, cudaStream_t stream) {
   }
 }
 
+// W8A16 on tensor cores: the int8 copy of B dequantized in registers, the int4 rows of the tile table (a stage of
+// int8 codes is half the bf16 bytes: 64-deep stages, 128-deep where the grid is small, as the bf16 tiles' choice).
+template <typename Elem, typename OutT, Epilogue EPI>
+void launchMmaInt8Epi(const GemmProblem& p, cudaStream_t stream) {
+  switch (chooseMmaTile(p.rowsPerSegmentHint > 0 ? p.rowsPerSegmentHint : p.M, p.N)) {
+    case MmaTile::k16x64:
+      if (tuning().decodeGemm == DecodeGemm::kMmaDeep || (autoDecodeDepth() && fewDecodeBlocks(p, 64))) {
+        launchMmaConfig<Elem, OutT, 16, 64, 128, 1, 4, 4, EPI, true, 8>(p, stream);
+      } else {
+        launchMmaConfig<Elem, OutT, 16, 64, 64, 1, 4, 4, EPI, true, 8>(p, stream);
+      }
+      break;
+    case MmaTile::k32x128:
+      launchMmaConfig<Elem, OutT, 32, 128, 64, 1, 4, 4, EPI, true, 8>(p, stream);
+      break;
+    default:
+      launchMmaConfig<Elem, OutT, 64, 128, 64, 2, 4, 3, EPI, true, 8>(p, stream);
+      break;
+  }
+}
+
 inline bool aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15) == 0; }
 
 // With MOE_CUDA_GEMM_TILES 'stream' / 'stream8', up to this many expected rows per expert the half-precision GEMMs
@@ -268,6 +289,21 @@ void launchMmaGemm(const GemmProblem& p, cudaStream_t stream) {
   const int hint = p.rowsPerSegmentHint > 0 ? p.rowsPerSegmentHint : p.M;
   // sm_90: int4 experts at mid sizes on the W4A16 wgmma GEMM (gemm_sm90.h; it declines decode and prefill sizes).
   if (vec && p.bInt4 != nullptr && launchGroupedGemmSm90Int4(p, stream)) return;
+  // int8 experts (W8A16) at decode and mid sizes; larger segments read the dequantized copy (compute-bound there).
+  if (!streamingDecode() && !previousTiles() && vec && p.bInt8 != nullptr && p.bInt4 == nullptr && p.bScales != nullptr &&
+      p.bZeros == nullptr && p.K % 32 == 0 && p.groupSize > 0 && p.groupSize % 32 == 0 &&
+      hint <= kInt4MmaMaxRowsPerSegment && p.kSplit <= 1) {
+    GemmProblem q = p;
+    q.int4ScaleVectors = int4ScaleVectors(p);
+    if (p.epilogue == Epilogue::kSwiglu && p.out != DType::kFloat32) {
+      launchMmaInt8Epi<Elem, Elem, Epilogue::kSwiglu>(q, stream);
+      return;
+    }
+    if (p.epilogue == Epilogue::kStore && p.out == DType::kFloat32) {
+      launchMmaInt8Epi<Elem, float, Epilogue::kStore>(q, stream);
+      return;
+    }
+  }
   if (tuning().int4Mma && !streamingDecode() && !previousTiles() && vec && p.bInt4 != nullptr && p.bScales != nullptr &&
       p.K % 32 == 0 && p.groupSize > 0 && p.groupSize % 32 == 0 && hint <= kInt4MmaMaxRowsPerSegment && p.kSplit <= 1) {
     GemmProblem q = p;

@@ -141,6 +141,15 @@ MoeLayer::MoeLayer(const LayerConfig& cfg, const LayerWeights& w, cudaStream_t s
       packInt4(upGateQ_, w.upGateProjInt4, E, D_, 2 * I, 2 * intermediatePadded_, D_, group_);
       packInt4(downQ_, w.downProjInt4, E, I, D_, D_, intermediatePadded_, 0);
     }
+    // int8 copies for the tensor-core tiles: K and the groups in whole 32-code slots.
+    auto int8Fits = [&](const Int8Weight& q, int Kout) {
+      return elem != DType::kFloat32 && q.codes && q.scales && q.groupSize > 0 && q.groupSize % 32 == 0 &&
+             Kout % 32 == 0;
+    };
+    if (!upGateQ_.present() && int8Fits(w.upGateProjInt8, D_) && int8Fits(w.downProjInt8, intermediatePadded_)) {
+      packInt8(upGateQ8_, w.upGateProjInt8, E, D_, 2 * I, 2 * intermediatePadded_, D_, group_);
+      packInt8(downQ8_, w.downProjInt8, E, I, D_, D_, intermediatePadded_, 0);
+    }
     if (S > 0) {
       packStacked(sharedUpGate_, w.sharedUpGateProjWeight, 1, H, 2 * S, 2 * sharedPadded_, H, group_, elem, stream_);
       packStacked(sharedDown_, w.sharedDownProjWeight, 1, S, H, H, sharedPadded_, 0, elem, stream_);
@@ -182,6 +191,52 @@ void MoeLayer::packInt4(Int4Device& dst, const Int4Weight& src, int count, int K
   }
 }
 
+// [count][ceil(K/4)][N] codes and [count][G][N] scales -> [count][Nout][Kout/4] words and [count][Nout][Kout/gs]
+// scales, output row n reading source column packColumn(n, N, group) (group 0: n itself). Within each 32-value slot
+// word 2t + j holds the codes of k = 16j + 2t, 2t + 1, 2t + 8, 2t + 9 (lowest byte first): the four values thread t
+// of an m16n8k16 mma needs for step j (gemm_mma_core.cuh, dequantInt8). Rows past the source and k past K are zero
+// codes with scale 0.
+void MoeLayer::packInt8(Int4Device& dst, const Int8Weight& src, int count, int K, int N, int Nout, int Kout,
+                        int group) {
+  const int gs = src.groupSize, kw = ceilDiv(K, 4), kwOut = Kout / 4, g = ceilDiv(K, gs), gOut = ceilDiv(Kout, gs);
+  std::vector<int32_t> codes(static_cast<size_t>(count) * Nout * kwOut, 0);
+  std::vector<float> scales(static_cast<size_t>(count) * Nout * gOut, 0.f);
+  std::vector<uint8_t> column(static_cast<size_t>(kwOut) * 4);
+  for (int e = 0; e < count; e++) {
+    for (int n = 0; n < Nout; n++) {
+      const int col = group > 0 ? packColumn(n, N, group) : (n < N ? n : -1);
+      if (col < 0) continue;
+      const size_t row = static_cast<size_t>(e) * Nout + n;
+      std::fill(column.begin(), column.end(), 0);
+      for (int w = 0; w < kw; w++) {
+        const uint32_t word = static_cast<uint32_t>(src.codes[(static_cast<size_t>(e) * kw + w) * N + col]);
+        for (int b = 0; b < 4 && 4 * w + b < K; b++) column[4 * w + b] = static_cast<uint8_t>(word >> (8 * b));
+      }
+      int32_t* out = codes.data() + row * kwOut;
+      for (int slot = 0; slot < Kout / 32; slot++) {
+        for (int j = 0; j < 2; j++) {
+          for (int t = 0; t < 4; t++) {
+            const uint8_t* c = column.data() + slot * 32 + 16 * j + 2 * t;
+            out[slot * 8 + 2 * t + j] = static_cast<int32_t>(static_cast<uint32_t>(c[0]) | (static_cast<uint32_t>(c[1]) << 8) |
+                                                            (static_cast<uint32_t>(c[8]) << 16) | (static_cast<uint32_t>(c[9]) << 24));
+          }
+        }
+      }
+      for (int q = 0; q < g; q++) scales[row * gOut + q] = src.scales[(static_cast<size_t>(e) * g + q) * N + col];
+    }
+  }
+  dst.groupSize = gs;
+  dst.codes.ensure(codes.size() * 4);
+  MOE_CUDA(cudaMemcpy(dst.codes.as(), codes.data(), codes.size() * 4, cudaMemcpyHostToDevice));
+  dst.scales.ensure(scales.size() * 4);
+  MOE_CUDA(cudaMemcpy(dst.scales.as(), scales.data(), scales.size() * 4, cudaMemcpyHostToDevice));
+}
+
+bool MoeLayer::nativeFormatsOff() {
+  const char* v = std::getenv("TFJS_MOE_CUDA_FORMATS");
+  return v != nullptr && std::strcmp(v, "copy") == 0;
+}
+
 MoeLayer::~MoeLayer() {
   (void)cudaStreamSynchronize(stream_);  // the stream may still run a forward that reads the weights
   for (auto& [t, g] : graphs_) (void)cudaGraphExecDestroy(g);
@@ -199,7 +254,8 @@ size_t MoeLayer::residentBytes() const {
   return gateT_.bytes() + gateBias_.bytes() + routerBias_.bytes() + upGate_.bytes() + upGateBias_.bytes() + down_.bytes() +
          downBias_.bytes() + fc1T_.bytes() + fc2T_.bytes() + sharedUpGate_.bytes() + sharedDown_.bytes() +
          upGateQ_.codes.bytes() + upGateQ_.scales.bytes() + upGateQ_.zeros.bytes() + downQ_.codes.bytes() +
-         downQ_.scales.bytes() + downQ_.zeros.bytes();
+         downQ_.scales.bytes() + downQ_.zeros.bytes() + upGateQ8_.codes.bytes() + upGateQ8_.scales.bytes() +
+         downQ8_.codes.bytes() + downQ8_.scales.bytes();
 }
 
 void MoeLayer::ensureWorkspace(int T) {
@@ -387,6 +443,15 @@ void MoeLayer::enqueue(int T) {
     g.groupSize = q.groupSize;
   };
   useInt4(up, upGateQ_);
+  const bool int8Codes = upGateQ8_.present() && !nativeFormatsOff();
+  auto useInt8 = [&](GemmProblem& g, const Int4Device& q) {
+    if (!int8Codes) return;
+    g.bInt8 = q.codes.as<int32_t>();
+    g.bScales = q.scales.as<float>();
+    g.bZeros = nullptr;
+    g.groupSize = q.groupSize;
+  };
+  useInt8(up, upGateQ8_);
   // With the down GEMM's L2 prefetch (below): the up_gate weights, read once, must not evict what it asked for.
   const long long downBytes = static_cast<long long>(std::min(E, R)) * D_ * intermediatePadded_ * dtypeBytes(elem);
   const bool prefetchDown = l2Prefetch_ == 1 && half && tuning().fuseCombine && marks_ == nullptr && T <= kPdlMaxTokens &&
@@ -394,8 +459,9 @@ void MoeLayer::enqueue(int T) {
   up.bStreamOnce = prefetchDown;
   if (l2Prefetch_ == 2 && half && marks_ == nullptr && T <= kPdlMaxTokens && downBytes <= (32ll << 20)) {
     const bool codes = downQ_.present() && tuning().int4Mma;
-    up.prefetchNext = codes ? downQ_.codes.as() : down_.as();
-    up.prefetchNextBytes = static_cast<long long>(D_) * intermediatePadded_ * (codes ? 1 : 2 * dtypeBytes(elem)) / 2;
+    // bytes per weight, doubled: int4 1, int8 2, the copy 2 * dtypeBytes
+    up.prefetchNext = codes ? downQ_.codes.as() : int8Codes ? downQ8_.codes.as() : down_.as();
+    up.prefetchNextBytes = static_cast<long long>(D_) * intermediatePadded_ * (codes ? 1 : int8Codes ? 2 : 2 * dtypeBytes(elem)) / 2;
     up.bStreamOnce = true;
   }
   launchGroupedGemm(up, stream_);
@@ -417,12 +483,14 @@ void MoeLayer::enqueue(int T) {
   dn.K = intermediatePadded_;
   dn.epilogue = Epilogue::kStore;
   dn.bInt4 = nullptr;
+  dn.bInt8 = nullptr;
   dn.bStreamOnce = false;
   dn.prefetchNext = nullptr;
   // The segments were written before the up_gate GEMM began and nothing writes B: under PDL the down GEMM's blocks
   // start loading weights while up_gate finishes (MOE_CUDA_GEMM_TILES 'no-preload' turns it off).
   dn.preloadB = preloadDecodeDown() && T <= kPdlMaxTokens;
   useInt4(dn, downQ_);
+  useInt8(dn, downQ8_);
   float* routedOut = cfg_.latent > 0 ? latentF_.as<float>() : out;
   // 6. combine (+ weighted down bias, + w * x for identity experts), then the latent fc2. At the fewest tokens (each expert's weights read by
   // one token) the down GEMM is token-owned and does the combine itself: one kernel and no [R, D] round trip.
@@ -584,7 +652,7 @@ void MoeLayer::run(int T, bool useGraph) {
 std::string MoeLayer::kernelEnvSwitches() {
   std::string key;
   for (const char* name : {"TFJS_MOE_CUDA_PREFILL_LEGACY", "TFJS_MOE_CUDA_WGMMA_INT4", "TFJS_MOE_CUDA_DENSE_F32",
-                           "TFJS_MOE_CUDA_SM90_TILES", "TFJS_MOE_CUDA_INT4_SCALE_LOADS"}) {
+                           "TFJS_MOE_CUDA_SM90_TILES", "TFJS_MOE_CUDA_INT4_SCALE_LOADS", "TFJS_MOE_CUDA_FORMATS"}) {
     const char* v = std::getenv(name);
     key += v ? v : "-";
     key += ';';

@@ -50,6 +50,14 @@ struct Int4Weight {
   int groupSize = 0;
 };
 
+// An int8 expert weight as docs/formats.md stores it in the [E, K, N] layout: codes int32 [E][ceil(K/4)][N] (four
+// two's complement codes per word), scales float32 [E][G][N], G = ceil(K / groupSize); w = s * code.
+struct Int8Weight {
+  const int32_t* codes = nullptr;
+  const float* scales = nullptr;
+  int groupSize = 0;
+};
+
 // Host float32 arrays in the layer's (FastDeploy, [in, out]) layouts; absent ones are null.
 struct LayerWeights {
   const float* gateWeight = nullptr;          // [H, E+Z]
@@ -67,6 +75,8 @@ struct LayerWeights {
   // Optional int4 copies of the expert weights (half compute dtypes): the decode GEMMs stream these (W4A16); the
   // float32 arrays above (their dequantized values) still feed the tensor-core paths.
   Int4Weight upGateProjInt4, downProjInt4;
+  // Optional int8 copies (half compute dtypes): the tensor-core tiles read them at decode and mid sizes (W8A16).
+  Int8Weight upGateProjInt8, downProjInt8;
 };
 
 // Where the host time of the last forward went (milliseconds, steady clock), for the end-to-end benchmark.
@@ -143,6 +153,11 @@ class MoeLayer {
     bool present() const { return codes.bytes() > 0; }
   } upGateQ_, downQ_;
   void packInt4(Int4Device& dst, const Int4Weight& src, int count, int K, int N, int Nout, int Kout, int group);
+  // int8 copies (codes in the fragment order of GemmProblem.bInt8; zeros unused), see packInt8
+  Int4Device upGateQ8_, downQ8_;
+  void packInt8(Int4Device& dst, const Int8Weight& src, int count, int K, int N, int Nout, int Kout, int group);
+  // TFJS_MOE_CUDA_FORMATS=copy (A/B): the GEMMs read the dequantized copy instead of the int8 codes.
+  static bool nativeFormatsOff();
   // workspace, sized for capT_ tokens; xCompute_: x in the compute dtype (bf16/f16 runs), sharedHidden_: the shared
   // expert's SwiGLU output
   int capT_ = -1;
