@@ -181,6 +181,21 @@ napi_value LayerCreate(napi_env env, napi_callback_info info) {
     };
     w.upGateProjInt8 = int8("upGateProjInt8", D, 2 * I);
     w.downProjInt8 = int8("downProjInt8", I, D);
+    // Optional mxfp4 copies {codes: Int32Array [E][ceil(K/8)][N], scales: Int32Array [E][ceil(K/32)][ceil(N/4)]
+    // (E8M0 bytes)}.
+    auto mxfp4 = [&](const char* key, size_t K, size_t N) {
+      moe::Mxfp4Weight q;
+      napi_value v = prop(env, wo, key);
+      if (isNullish(env, v)) return q;
+      const std::string where = std::string("weights.") + key;
+      wa.v = {prop(env, v, "codes")};
+      q.codes = typed<int32_t>(wa, 0, (where + ".codes").c_str(), napi_int32_array, E * ((K + 7) / 8) * N).data;
+      wa.v = {prop(env, v, "scales")};
+      q.scales = typed<int32_t>(wa, 0, (where + ".scales").c_str(), napi_int32_array, E * ((K + 31) / 32) * ((N + 3) / 4)).data;
+      return q;
+    };
+    w.upGateProjMxfp4 = mxfp4("upGateProjMxfp4", D, 2 * I);
+    w.downProjMxfp4 = mxfp4("downProjMxfp4", I, D);
 
     auto* h = new LayerHandle{std::make_unique<moe::MoeLayer>(cfg, w, opStream())};
     napi_value ext;

@@ -16,7 +16,9 @@ namespace gemm {
 // group scales and zero points [E][N][K/groupSize]); a stage holds code rows of BK/8 words and each row's scale
 // (and zero) for every 32 values of K, and the B fragments are dequantized in registers (see dequantPair). BITS 8
 // (W8A16): B is the int8 copy (GemmProblem.bInt8: [E][N][K/4] words in fragment order, group scales [E][N][K/groupSize]);
-// a stage holds code rows of BK/4 words and a scale per 32 values of K (see dequantInt8).
+// a stage holds code rows of BK/4 words and a scale per 32 values of K (see dequantInt8). BITS kMxfp4Bits: B is the
+// mxfp4 copy (GemmProblem.bFp4: int4's code layout and stages without zero slots, E2M1 codes; see dequantFp4).
+constexpr int kMxfp4Bits = 6;
 template <typename Elem, int BM, int BN, int BK, int WARPS_M, int WARPS_N, int STAGES, int BITS = 16>
 struct MmaConfig {
   static constexpr int kThreads = WARPS_M * WARPS_N * 32;
@@ -25,7 +27,7 @@ struct MmaConfig {
   static constexpr int kCodeRowWords = BITS == 8 ? BK / 4 + 8 : BK / 8 + 4;
   static constexpr int kSlots = BK / 32;            // scale (zero) slots per code row and stage
   static constexpr int kBStageBytes = BITS == 16 ? BN * kRowStride * static_cast<int>(sizeof(Elem))
-                                      : BN * (kCodeRowWords + (BITS == 8 ? 1 : 2) * kSlots) * 4;
+                                      : BN * (kCodeRowWords + (BITS == 8 || BITS == kMxfp4Bits ? 1 : 2) * kSlots) * 4;
   static constexpr int kSmemBytes = STAGES * (BM * kRowStride * static_cast<int>(sizeof(Elem)) + kBStageBytes);
   // int4 without zero points (GemmProblem.int4ScaleVectors and bZeros null): no zero slots in a stage, so the 16 x 64
   // decode tiles fit five blocks per SM instead of four.
@@ -110,6 +112,27 @@ __device__ __forceinline__ void dequantInt8(uint32_t word, float scale, uint32_t
   }
 }
 
+// mxfp4 fragments: nibbles t and t+4 of a code word (A permuted as for int4, permuteAStage). An E2M1 code's three
+// magnitude bits placed at float32 bits 24..22 give E2M1(c) * 2^-126 exactly (exponent field e, one mantissa bit;
+// e = 0 the subnormal 0 or 2^-127), its sign bit at bit 31; times 2^126, then times the block scale 2^(b-127), both
+// exact (two significant bits) except where float32 overflows, as docs/formats.md's product; rounded to Elem: the
+// dequantized copy's weights bit for bit.
+template <typename Elem>
+__device__ __forceinline__ uint32_t dequantFp4(uint32_t word, int shift, float scale) {
+  const uint32_t c0 = (word >> shift) & 0xFu, c1 = (word >> (shift + 16)) & 0xFu;
+  const float w0 = __uint_as_float(((c0 & 7u) << 22) | ((c0 & 8u) << 28)) * 0x1p126f * scale;
+  const float w1 = __uint_as_float(((c1 & 7u) << 22) | ((c1 & 8u) << 28)) * 0x1p126f * scale;
+  uint32_t r;
+  if constexpr (std::is_same<Elem, __nv_bfloat16>::value) {
+    const __nv_bfloat162 h = __floats2bfloat162_rn(w0, w1);
+    r = *reinterpret_cast<const uint32_t*>(&h);
+  } else {
+    const __half2 h = __floats2half2_rn(w0, w1);
+    r = *reinterpret_cast<const uint32_t*>(&h);
+  }
+  return r;
+}
+
 template <typename Elem>
 __device__ __forceinline__ uint32_t pairOf2(float v) {
   uint32_t r;
@@ -159,6 +182,7 @@ __device__ __forceinline__ void prefetchWeightTile(const GemmProblem& p) {
   const size_t rowBytes = BITS == 8 ? static_cast<size_t>(p.K)
                           : BITS != 16 ? static_cast<size_t>(p.K) / 2 : static_cast<size_t>(p.K) * sizeof(Elem);
   const char* base = BITS == 8 ? reinterpret_cast<const char*>(p.bInt8)
+                     : BITS == kMxfp4Bits ? reinterpret_cast<const char*>(p.bFp4)
                      : BITS != 16 ? reinterpret_cast<const char*>(p.bInt4) : static_cast<const char*>(p.B);
   base += static_cast<size_t>(lo) * p.N * rowBytes;
   const int n0 = blockIdx.y * BN;
@@ -200,7 +224,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
   using Cfg = MmaConfig<Elem, BM, BN, BK, WARPS_M, WARPS_N, STAGES, BITS>;
   static_assert(Cfg::kSmemBytesNoZeros >= 3 * kTailMaxPairs * 4, "the combine tail reuses the pipeline's shared memory");
   constexpr bool Q = BITS != 16, QPREV = BITS == 5;
-  static_assert(BITS == 16 || BITS == 4 || BITS == 8 || (QPREV && std::is_same<Elem, __nv_bfloat16>::value), "B element bits");
+  static_assert(BITS == 16 || BITS == 4 || BITS == 8 || BITS == kMxfp4Bits || (QPREV && std::is_same<Elem, __nv_bfloat16>::value), "B element bits");
   static_assert(!Q || (VEC && BK % 32 == 0), "int4 / int8 tiles: vector loads, whole 32-code slots");
   constexpr int QROW = Cfg::kCodeRowWords, QSL = Cfg::kSlots;
   // Codes per 32-bit word and per 16-byte chunk; chunks per code row and stage.
@@ -226,7 +250,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
   // int4: per stage [BN][QROW] code words, then [BN][QSL] scales, then [BN][QSL] zeros
   uint32_t* Bq = reinterpret_cast<uint32_t*>(As + STAGES * BM * LDS);
   // (the zero slots only with zero points under int4ScaleVectors: the launcher sized shared memory to match)
-  const int QSTAGE = BN * (QROW + (BITS == 8 || (BITS == 4 && p.int4ScaleVectors && p.bZeros == nullptr) ? 1 : 2) * QSL);
+  const int QSTAGE = BN * (QROW + (BITS == 8 || BITS == kMxfp4Bits || (BITS == 4 && p.int4ScaleVectors && p.bZeros == nullptr) ? 1 : 2) * QSL);
 
   const RowTile tile = findRowTile<BM>(p, blockIdx.x);
   const int n0 = blockIdx.y * BN;
@@ -255,7 +279,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
   const float* sRow[Q ? S_IT : 1];
   const float* zRow[Q ? S_IT : 1];
   // Vector scale loads: groupSize 32 and whole stages make a row's slots of a stage QSL consecutive groups.
-  const bool scaleVec = (BITS == 4 || BITS == 8) && VEC && p.int4ScaleVectors && p.groupSize == 32 && p.K % BK == 0;
+  const bool scaleVec = (BITS == 4 || BITS == 8 || BITS == kMxfp4Bits) && VEC && p.int4ScaleVectors && p.groupSize == 32 && p.K % BK == 0;
   long long svRow[Q ? SV_IT : 1];  // element offset of the row's first group in bScales / bZeros; -1 past N
   if constexpr (Q) {
     const long long base = static_cast<long long>(tile.expert) * p.N;
@@ -267,7 +291,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
 #pragma unroll
     for (int i = 0; i < Q_IT; i++) {
       const int c = tid + i * NT, n = n0 + c / QCH;
-      const int32_t* codes = BITS == 8 ? p.bInt8 : p.bInt4;
+      const int32_t* codes = BITS == 8 ? p.bInt8 : BITS == kMxfp4Bits ? p.bFp4 : p.bInt4;
       qRow[i] = (c < Q_CHUNKS && n < p.N) ? reinterpret_cast<const uint32_t*>(codes) + (base + n) * kWords : nullptr;
     }
 #pragma unroll
@@ -310,7 +334,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
         if (Q_CHUNKS % NT != 0 && c >= Q_CHUNKS) break;
         const int part = c % QCH, k = k0 + part * QCODES;  // K % 32 == 0: a chunk is wholly in or out
         const bool ok = qRow[i] != nullptr && k < p.K;
-        const void* src = ok ? static_cast<const void*>(qRow[i] + k / QPW) : static_cast<const void*>(BITS == 8 ? p.bInt8 : p.bInt4);
+        const void* src = ok ? static_cast<const void*>(qRow[i] + k / QPW) : static_cast<const void*>(BITS == 8 ? p.bInt8 : BITS == kMxfp4Bits ? p.bFp4 : p.bInt4);
         if (streamOnce) cpAsync16Policy(qs + (c / QCH) * QROW + part * 4, src, ok, policy);
         else cpAsync16(qs + (c / QCH) * QROW + part * 4, src, ok);
       }
@@ -375,7 +399,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
   const uint32_t kBias8 = Q ? pairOf2<Elem>(kMagicValue + 8.f) : 0u;
   uint32_t scalePair[Q ? NI : 1], biasPair[Q ? NI : 1];
   // int8: the group scale of the current slot and the slot's two code words (steps 2j, 2j+1), per n8 block
-  float scale8[BITS == 8 ? NI : 1];
+  float scale8[BITS == 8 || BITS == kMxfp4Bits ? NI : 1];
   uint2 code8[BITS == 8 ? NI : 1];
   const int KT = (p.K + BK - 1) / BK;
   // The last tile of a segment is often short (at T=4096 about half the experts end in a tile of a few rows):
@@ -407,7 +431,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
     const int pf = kt + STAGES - 1;
     if (pf < KT) loadStage(pf % STAGES, pf);
     cpAsyncCommit();
-    if constexpr (BITS == 4) {
+    if constexpr (BITS == 4 || BITS == kMxfp4Bits) {
       permuteAStage<LDS, KCH, NT>(As + (kt % STAGES) * BM * LDS, min(BM, tile.rowEnd - tile.rowStart), tid);
       __syncthreads();
     }
@@ -453,6 +477,23 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
 #pragma unroll
         for (int ni = 0; ni < NI; ni++) {
           dequantInt8<Elem>(ks % 2 == 0 ? code8[ni].x : code8[ni].y, scale8[ni], bf[ni][0], bf[ni][1]);
+        }
+      } else if constexpr (BITS == kMxfp4Bits) {
+        // Column g of each n8 block: the step's two code words, nibbles t and t+4 of each; the block scale once per
+        // 32-value slot.
+        const uint32_t* qs = Bq + (kt % STAGES) * QSTAGE;
+        if (ks % 2 == 0) {
+          const float* sc = reinterpret_cast<const float*>(qs + BN * QROW);
+#pragma unroll
+          for (int ni = 0; ni < NI; ni++) scale8[ni] = sc[(wn * WN + ni * 8 + lane / 4) * QSL + ks / 2];
+        }
+        const int shift = 4 * (lane % 4);
+#pragma unroll
+        for (int ni = 0; ni < NI; ni++) {
+          const int n = wn * WN + ni * 8 + lane / 4;
+          const uint2 w = *reinterpret_cast<const uint2*>(qs + n * QROW + ks * 2);
+          bf[ni][0] = dequantFp4<Elem>(w.x, shift, scale8[ni]);
+          bf[ni][1] = dequantFp4<Elem>(w.y, shift, scale8[ni]);
         }
       } else if constexpr (Q) {
         // Column g of each n8 block: the step's two code words (K 0-7, 8-15 of the step), nibbles t and t+4 of

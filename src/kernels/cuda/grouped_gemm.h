@@ -102,6 +102,10 @@ struct GemmProblem {
   // codes of each 16-value K step in fragment order (word t holds k 2t, 2t+1, 2t+8, 2t+9), w = scale * code with
   // bScales [E][N][K/groupSize] (no zero points). Needs K and groupSize multiples of 32; bInt4 must be null.
   const int32_t* bInt8 = nullptr;
+  // Optional mxfp4 copy of B for the tensor-core tiles: E2M1 codes in bInt4's layout ([E][N][K/8] words, 8 codes per
+  // word, the lowest k lowest), w = E2M1(code) * scale with bScales [E][N][K/32] float32 (2^(b-127) of each block's
+  // E8M0 byte b, NaN for 255). Needs K % 32 == 0 and groupSize 32; bInt4 and bInt8 must be null.
+  const int32_t* bFp4 = nullptr;
 };
 
 // The interleave width of gate/up columns the kernels of each element type expect for kSwiglu.

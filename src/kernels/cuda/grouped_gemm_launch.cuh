@@ -201,6 +201,27 @@ void launchMmaInt8Epi(const GemmProblem& p, cudaStream_t stream) {
   }
 }
 
+// mxfp4 experts on tensor cores: int4's code layout and tile rows (E2M1 decode, no zero slots).
+template <typename Elem, typename OutT, Epilogue EPI>
+void launchMmaFp4Epi(const GemmProblem& p, cudaStream_t stream) {
+  constexpr int B = kMxfp4Bits;
+  switch (chooseMmaTile(p.rowsPerSegmentHint > 0 ? p.rowsPerSegmentHint : p.M, p.N)) {
+    case MmaTile::k16x64:
+      if (tuning().decodeGemm == DecodeGemm::kMmaDeep || (autoDecodeDepth() && fewDecodeBlocks(p, 64))) {
+        launchMmaConfig<Elem, OutT, 16, 64, 256, 1, 4, 4, EPI, true, B>(p, stream);
+      } else {
+        launchMmaConfig<Elem, OutT, 16, 64, 128, 1, 4, 4, EPI, true, B>(p, stream);
+      }
+      break;
+    case MmaTile::k32x128:
+      launchMmaConfig<Elem, OutT, 32, 128, 64, 1, 4, 4, EPI, true, B>(p, stream);
+      break;
+    default:
+      launchMmaConfig<Elem, OutT, 64, 128, 32, 2, 4, 4, EPI, true, B>(p, stream);
+      break;
+  }
+}
+
 inline bool aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15) == 0; }
 
 // With MOE_CUDA_GEMM_TILES 'stream' / 'stream8', up to this many expected rows per expert the half-precision GEMMs
@@ -289,18 +310,21 @@ void launchMmaGemm(const GemmProblem& p, cudaStream_t stream) {
   const int hint = p.rowsPerSegmentHint > 0 ? p.rowsPerSegmentHint : p.M;
   // sm_90: int4 experts at mid sizes on the W4A16 wgmma GEMM (gemm_sm90.h; it declines decode and prefill sizes).
   if (vec && p.bInt4 != nullptr && launchGroupedGemmSm90Int4(p, stream)) return;
-  // int8 experts (W8A16) at decode and mid sizes; larger segments read the dequantized copy (compute-bound there).
-  if (!streamingDecode() && !previousTiles() && vec && p.bInt8 != nullptr && p.bInt4 == nullptr && p.bScales != nullptr &&
-      p.bZeros == nullptr && p.K % 32 == 0 && p.groupSize > 0 && p.groupSize % 32 == 0 &&
-      hint <= kInt4MmaMaxRowsPerSegment && p.kSplit <= 1) {
+  // int8 / mxfp4 experts at decode and mid sizes; larger segments read the dequantized copy (compute-bound there).
+  const bool int8 = p.bInt8 != nullptr && p.groupSize > 0 && p.groupSize % 32 == 0;
+  const bool fp4 = p.bFp4 != nullptr && p.groupSize == 32;
+  if ((int8 || fp4) && !streamingDecode() && !previousTiles() && vec && p.bInt4 == nullptr && p.bScales != nullptr &&
+      p.bZeros == nullptr && p.K % 32 == 0 && hint <= kInt4MmaMaxRowsPerSegment && p.kSplit <= 1) {
     GemmProblem q = p;
     q.int4ScaleVectors = int4ScaleVectors(p);
     if (p.epilogue == Epilogue::kSwiglu && p.out != DType::kFloat32) {
-      launchMmaInt8Epi<Elem, Elem, Epilogue::kSwiglu>(q, stream);
+      if (int8) launchMmaInt8Epi<Elem, Elem, Epilogue::kSwiglu>(q, stream);
+      else launchMmaFp4Epi<Elem, Elem, Epilogue::kSwiglu>(q, stream);
       return;
     }
     if (p.epilogue == Epilogue::kStore && p.out == DType::kFloat32) {
-      launchMmaInt8Epi<Elem, float, Epilogue::kStore>(q, stream);
+      if (int8) launchMmaInt8Epi<Elem, float, Epilogue::kStore>(q, stream);
+      else launchMmaFp4Epi<Elem, float, Epilogue::kStore>(q, stream);
       return;
     }
   }

@@ -150,6 +150,12 @@ MoeLayer::MoeLayer(const LayerConfig& cfg, const LayerWeights& w, cudaStream_t s
       packInt8(upGateQ8_, w.upGateProjInt8, E, D_, 2 * I, 2 * intermediatePadded_, D_, group_);
       packInt8(downQ8_, w.downProjInt8, E, I, D_, D_, intermediatePadded_, 0);
     }
+    // mxfp4 copies: K in whole 32-code blocks, no source word mixing real and padding codes.
+    if (elem != DType::kFloat32 && w.upGateProjMxfp4.codes && w.upGateProjMxfp4.scales && w.downProjMxfp4.codes &&
+        w.downProjMxfp4.scales && D_ % 32 == 0 && intermediatePadded_ % 32 == 0 && I % 8 == 0) {
+      packMxfp4(upGateFp4_, w.upGateProjMxfp4, E, D_, 2 * I, 2 * intermediatePadded_, D_, group_);
+      packMxfp4(downFp4_, w.downProjMxfp4, E, I, D_, D_, intermediatePadded_, 0);
+    }
     if (S > 0) {
       packStacked(sharedUpGate_, w.sharedUpGateProjWeight, 1, H, 2 * S, 2 * sharedPadded_, H, group_, elem, stream_);
       packStacked(sharedDown_, w.sharedDownProjWeight, 1, S, H, H, sharedPadded_, 0, elem, stream_);
@@ -232,6 +238,26 @@ void MoeLayer::packInt8(Int4Device& dst, const Int8Weight& src, int count, int K
   MOE_CUDA(cudaMemcpy(dst.scales.as(), scales.data(), scales.size() * 4, cudaMemcpyHostToDevice));
 }
 
+// Codes as packInt4 copies them; block scales: E8M0 byte (e, g, n) -> 2^(b - 127) (b 0: the subnormal 2^-127; 255:
+// NaN). Rows past the source and blocks past K get scale 0 and zero codes.
+void MoeLayer::packMxfp4(Int4Device& dst, const Mxfp4Weight& src, int count, int K, int N, int Nout, int Kout,
+                         int group) {
+  std::vector<float> scales;
+  const int g = ceilDiv(K, 32), nw = ceilDiv(N, 4);
+  scales.resize(static_cast<size_t>(count) * g * N);
+  for (int e = 0; e < count; e++) {
+    for (int q = 0; q < g; q++) {
+      for (int n = 0; n < N; n++) {
+        const uint32_t word = static_cast<uint32_t>(src.scales[(static_cast<size_t>(e) * g + q) * nw + n / 4]);
+        const int b = static_cast<int>((word >> (8 * (n % 4))) & 0xFFu);
+        scales[(static_cast<size_t>(e) * g + q) * N + n] = b == 255 ? std::nanf("") : std::ldexp(1.f, b - 127);
+      }
+    }
+  }
+  const Int4Weight asInt4{src.codes, scales.data(), nullptr, 32};
+  packInt4(dst, asInt4, count, K, N, Nout, Kout, group);
+}
+
 bool MoeLayer::nativeFormatsOff() {
   const char* v = std::getenv("TFJS_MOE_CUDA_FORMATS");
   return v != nullptr && std::strcmp(v, "copy") == 0;
@@ -255,7 +281,8 @@ size_t MoeLayer::residentBytes() const {
          downBias_.bytes() + fc1T_.bytes() + fc2T_.bytes() + sharedUpGate_.bytes() + sharedDown_.bytes() +
          upGateQ_.codes.bytes() + upGateQ_.scales.bytes() + upGateQ_.zeros.bytes() + downQ_.codes.bytes() +
          downQ_.scales.bytes() + downQ_.zeros.bytes() + upGateQ8_.codes.bytes() + upGateQ8_.scales.bytes() +
-         downQ8_.codes.bytes() + downQ8_.scales.bytes();
+         downQ8_.codes.bytes() + downQ8_.scales.bytes() + upGateFp4_.codes.bytes() + upGateFp4_.scales.bytes() +
+         downFp4_.codes.bytes() + downFp4_.scales.bytes();
 }
 
 void MoeLayer::ensureWorkspace(int T) {
@@ -452,6 +479,15 @@ void MoeLayer::enqueue(int T) {
     g.groupSize = q.groupSize;
   };
   useInt8(up, upGateQ8_);
+  const bool fp4Codes = upGateFp4_.present() && !nativeFormatsOff();
+  auto useFp4 = [&](GemmProblem& g, const Int4Device& q) {
+    if (!fp4Codes) return;
+    g.bFp4 = q.codes.as<int32_t>();
+    g.bScales = q.scales.as<float>();
+    g.bZeros = nullptr;
+    g.groupSize = 32;
+  };
+  useFp4(up, upGateFp4_);
   // With the down GEMM's L2 prefetch (below): the up_gate weights, read once, must not evict what it asked for.
   const long long downBytes = static_cast<long long>(std::min(E, R)) * D_ * intermediatePadded_ * dtypeBytes(elem);
   const bool prefetchDown = l2Prefetch_ == 1 && half && tuning().fuseCombine && marks_ == nullptr && T <= kPdlMaxTokens &&
@@ -460,8 +496,9 @@ void MoeLayer::enqueue(int T) {
   if (l2Prefetch_ == 2 && half && marks_ == nullptr && T <= kPdlMaxTokens && downBytes <= (32ll << 20)) {
     const bool codes = downQ_.present() && tuning().int4Mma;
     // bytes per weight, doubled: int4 1, int8 2, the copy 2 * dtypeBytes
-    up.prefetchNext = codes ? downQ_.codes.as() : int8Codes ? downQ8_.codes.as() : down_.as();
-    up.prefetchNextBytes = static_cast<long long>(D_) * intermediatePadded_ * (codes ? 1 : int8Codes ? 2 : 2 * dtypeBytes(elem)) / 2;
+    up.prefetchNext = codes ? downQ_.codes.as() : int8Codes ? downQ8_.codes.as() : fp4Codes ? downFp4_.codes.as() : down_.as();
+    up.prefetchNextBytes = static_cast<long long>(D_) * intermediatePadded_ *
+                           (codes || fp4Codes ? 1 : int8Codes ? 2 : 2 * dtypeBytes(elem)) / 2;
     up.bStreamOnce = true;
   }
   launchGroupedGemm(up, stream_);
@@ -484,6 +521,7 @@ void MoeLayer::enqueue(int T) {
   dn.epilogue = Epilogue::kStore;
   dn.bInt4 = nullptr;
   dn.bInt8 = nullptr;
+  dn.bFp4 = nullptr;
   dn.bStreamOnce = false;
   dn.prefetchNext = nullptr;
   // The segments were written before the up_gate GEMM began and nothing writes B: under PDL the down GEMM's blocks
@@ -491,6 +529,7 @@ void MoeLayer::enqueue(int T) {
   dn.preloadB = preloadDecodeDown() && T <= kPdlMaxTokens;
   useInt4(dn, downQ_);
   useInt8(dn, downQ8_);
+  useFp4(dn, downFp4_);
   float* routedOut = cfg_.latent > 0 ? latentF_.as<float>() : out;
   // 6. combine (+ weighted down bias, + w * x for identity experts), then the latent fc2. At the fewest tokens (each expert's weights read by
   // one token) the down GEMM is token-owned and does the combine itself: one kernel and no [R, D] round trip.

@@ -1,8 +1,9 @@
 /**
- * Native int8 experts on CUDA (W8A16): a layer given int8 QuantizedExpertWeights (half compute dtypes, groups of a
- * multiple of 32 codes) keeps the codes and group scales on the GPU, and its tensor-core tiles up to 64 x 128 read
- * them, each code turned into s * q in float32 and rounded to the compute dtype in registers (the weights of the
- * dequantized copy, bit for bit); the prefill tiles and the 'stream' kernels read the dequantized copy.
+ * Native int8 and mxfp4 experts on CUDA: a layer given int8 (groups of a multiple of 32 codes) or mxfp4
+ * QuantizedExpertWeights (half compute dtypes) keeps the codes and block scales on the GPU, and its tensor-core tiles
+ * up to 64 x 128 read them, each code turned into its float32 weight (s * q; E2M1 * 2^(b-127)) and rounded to the
+ * compute dtype in registers (the weights of the dequantized copy, bit for bit); the prefill tiles and the 'stream'
+ * kernels read the dequantized copy.
  * TFJS_MOE_CUDA_FORMATS=copy makes every GEMM read the copy (A/B). Every output against the float64 reference
  * evaluated on the format's own dequantized weights (refDequantize), in float16 (5e-3) and bfloat16 (3e-2), at T that
  * take each int8 tile shape, and against the copy path (same weights, so only float32 summation order differs).
@@ -25,16 +26,19 @@ const AGREE = 1e-5;
 
 const config = greedyMoeConfig;
 
-describe('CUDA native int8 experts (W8A16 tensor-core GEMMs)', () => {
+describe('CUDA native int8 / mxfp4 experts (tensor-core GEMMs)', () => {
   beforeEach(() => {
     if (!status.available) pending(`CUDA unavailable (${status.code}): ${status.reason}`);
   });
 
   const cases = [
-    {name: 'group 32', groupSize: 32 as number | undefined, H: 128, cfg: config(64, 2, 96)},
-    {name: 'one scale per column, biases', groupSize: undefined, H: 192, cfg: {...config(32, 4, 64), withBias: true}},
+    {name: 'int8 group 32', format: 'int8' as const, groupSize: 32 as number | undefined, H: 128, cfg: config(64, 2, 96)},
+    {name: 'int8 one scale per column, biases', format: 'int8' as const, groupSize: undefined, H: 192,
+      cfg: {...config(32, 4, 64), withBias: true}},
     // groups of 16 codes: no native tiles, the dequantized copy everywhere (still exact to the reference)
-    {name: 'group 16 (dequantized copy)', groupSize: 16, H: 64, cfg: config(16, 2, 64)},
+    {name: 'int8 group 16 (dequantized copy)', format: 'int8' as const, groupSize: 16, H: 64, cfg: config(16, 2, 64)},
+    {name: 'mxfp4', format: 'mxfp4' as const, groupSize: undefined, H: 128, cfg: config(64, 2, 96)},
+    {name: 'mxfp4, biases', format: 'mxfp4' as const, groupSize: undefined, H: 192, cfg: {...config(32, 4, 64), withBias: true}},
   ];
   for (const dtype of ['float16', 'bfloat16'] as CudaComputeDtype[]) {
     for (const [ci, c] of cases.entries()) {
@@ -44,10 +48,10 @@ describe('CUDA native int8 experts (W8A16 tensor-core GEMMs)', () => {
            const H = c.H, E = c.cfg.numExperts, I = c.cfg.intermediateSize;
            const w = randomMoeWeights(rand, H, c.cfg);
            const opts = c.groupSize == null ? {} : {groupSize: c.groupSize};
-           const upQ = quantizeExpertWeightsFromArray(w.upGateProjWeight, [E, H, 2 * I], 'int8', opts);
-           const downQ = quantizeExpertWeightsFromArray(w.downProjWeight, [E, I, H], 'int8', opts);
+           const upQ = quantizeExpertWeightsFromArray(w.upGateProjWeight, [E, H, 2 * I], c.format, opts);
+           const downQ = quantizeExpertWeightsFromArray(w.downProjWeight, [E, I, H], c.format, opts);
            const deq = (q: typeof upQ) => Float32Array.from(refDequantize({
-             format: 'int8', shape: q.shape, transposed: false, groupSize: q.groupSize, zeroPoint: false,
+             format: c.format, shape: q.shape, transposed: false, groupSize: q.groupSize, zeroPoint: false,
              values: q.values.dataSync(), scales: q.scales!.dataSync()}));
            const refWeights = {...w, upGateProjWeight: deq(upQ), downProjWeight: deq(downQ)};
            const tensors = packedWeightTensors(w, upQ, downQ);
@@ -75,13 +79,13 @@ describe('CUDA native int8 experts (W8A16 tensor-core GEMMs)', () => {
                  env.set(MOE_CUDA_GEMM_TILES, tiles);
                  outs[tiles] = run(xT);
                  const err = relError(outs[tiles], ref);
-                 recordError(`cuda int8 ${dtype}`, err);
+                 recordError(`cuda ${c.format} ${dtype}`, err);
                  expect(err).withContext(`T ${T} ${tiles}`).toBeLessThan(BOUND[dtype]);
                }
                env.set(MOE_CUDA_GEMM_TILES, 'default');
                outs.copy = run(xT, 'copy');
                expect(relError(outs.copy, ref)).withContext(`T ${T} copy`).toBeLessThan(BOUND[dtype]);
-               expect(relError(outs.default, outs.copy)).withContext(`T ${T} int8 codes vs dequantized copy`)
+               expect(relError(outs.default, outs.copy)).withContext(`T ${T} codes vs dequantized copy`)
                    .toBeLessThan(AGREE);
                expect(relError(outs.deep, outs.default)).withContext(`T ${T} deep vs default`).toBeLessThan(AGREE);
                expect(relError(outs.shallow, outs.default)).withContext(`T ${T} shallow vs default`).toBeLessThan(AGREE);
@@ -97,7 +101,7 @@ describe('CUDA native int8 experts (W8A16 tensor-core GEMMs)', () => {
     }
   }
 
-  it('rejects int8 arrays of the wrong size, naming the argument', () => {
+  it('rejects int8 / mxfp4 arrays of the wrong size, naming the argument', () => {
     const H = 64, E = 4, I = 32;
     const cfg = {hidden: H, numExperts: E, topK: 2, intermediateSize: I, computeDtype: 'bfloat16' as const};
     const weights = {gateWeight: new Float32Array(H * E), upGateProjWeight: new Float32Array(E * H * 2 * I),
@@ -107,5 +111,8 @@ describe('CUDA native int8 experts (W8A16 tensor-core GEMMs)', () => {
         .toThrowError(/weights\.upGateProjInt8\.codes.*must have/);
     expect(() => new CudaMoeRunner(cfg, {...weights, upGateProjInt8: {...good, groupSize: 0}}))
         .toThrowError(/weights\.upGateProjInt8\.groupSize must be a positive integer/);
+    const fp4 = {codes: new Int32Array(E * (H / 8) * 2 * I), scales: new Int32Array(E * (H / 32) * (2 * I / 4))};
+    expect(() => new CudaMoeRunner(cfg, {...weights, downProjMxfp4: {...fp4, scales: new Int32Array(5)}}))
+        .toThrowError(/weights\.downProjMxfp4\.scales.*must have/);
   });
 });
