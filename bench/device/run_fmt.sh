@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The cudafmt GPU batch (packed by bench/device/pack_fmt.sh): cwd = the batch folder, $OUT = results.
-# Steps: specs (int8 + int4 + decode GEMM suites), cuda_bench kernel-only bf16 / int8 / int8-g32 / int4 at
+# Steps: specs (int8 / mxfp4 + int4 + decode GEMM suites), cuda_bench kernel-only bf16 / int8 / int8-g32 / mxfp4 / int4 at
 # T = 1, 16, 256, 4096 with the dequantized-copy A/B (TFJS_MOE_CUDA_FORMATS=copy), memcheck of the same spec set.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
@@ -15,7 +15,7 @@ echo "=== specs $(date +%T)"
 timeout 70 node run-specs.mjs > "$OUT/specs.log" 2>&1
 grep -E 'FAILED|passed, ' "$OUT/specs.log" | head -20
 echo "=== bench $(date +%T)"
-timeout 110 node cuda_bench.mjs --kernel-only --dtypes bfloat16,int8,int8-g32,int4 --tokens 1,16,256,4096 \
+timeout 130 node build/spec/cuda_bench.js --kernel-only --dtypes bfloat16,int8,int8-g32,mxfp4,int4 --tokens 1,16,256,4096 \
     --ab '[{"env:TFJS_MOE_CUDA_FORMATS": "copy"}]' --out "$OUT/cudafmt_s6_N.json" > "$OUT/bench.log" 2>&1
 grep -E '^kernel-only' "$OUT/bench.log"
 tail -3 "$OUT/bench.log"
