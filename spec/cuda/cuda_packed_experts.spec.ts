@@ -3,8 +3,8 @@
  * QuantizedExpertWeights (half compute dtypes) keeps the codes and block scales on the GPU, and its tensor-core tiles
  * up to 64 x 128 read them, each code turned into its float32 weight (s * q; E2M1 * 2^(b-127)) and rounded to the
  * compute dtype in registers (the weights of the dequantized copy, bit for bit); the prefill tiles and the 'stream'
- * kernels read the dequantized copy.
- * TFJS_MOE_CUDA_FORMATS=copy makes every GEMM read the copy (A/B). Every output against the float64 reference
+ * kernels read the dequantized copy, and int8 by default only up to 8 rows per expert (TFJS_MOE_CUDA_FORMATS=mma96
+ * up to 96, as mxfp4). TFJS_MOE_CUDA_FORMATS=copy makes every GEMM read the copy (A/B). Every output against the float64 reference
  * evaluated on the format's own dequantized weights (refDequantize), in float16 (5e-3) and bfloat16 (3e-2), at T that
  * take each int8 tile shape, and against the copy path (same weights, so only float32 summation order differs).
  * Pending without CUDA.
@@ -42,7 +42,7 @@ describe('CUDA native int8 / mxfp4 experts (tensor-core GEMMs)', () => {
   ];
   for (const dtype of ['float16', 'bfloat16'] as CudaComputeDtype[]) {
     for (const [ci, c] of cases.entries()) {
-      it(`${c.name} [${dtype}]: T = 1, 3 (16 x 64), 300 (32 x 128), 1500 (64 x 128) vs the reference and the copy path`,
+      it(`${c.name} [${dtype}]: T = 1, 3 (16 x 64), 300 (32 x 128), 1500 (64 x 128; int8 with 'mma96') vs the reference and the copy path`,
          async () => {
            const rand = rng(8300 + ci);
            const H = c.H, E = c.cfg.numExperts, I = c.cfg.intermediateSize;
@@ -85,7 +85,11 @@ describe('CUDA native int8 / mxfp4 experts (tensor-core GEMMs)', () => {
                env.set(MOE_CUDA_GEMM_TILES, 'default');
                outs.copy = run(xT, 'copy');
                expect(relError(outs.copy, ref)).withContext(`T ${T} copy`).toBeLessThan(BOUND[dtype]);
+               outs.mma96 = run(xT, 'mma96');
+               expect(relError(outs.mma96, ref)).withContext(`T ${T} mma96`).toBeLessThan(BOUND[dtype]);
                expect(relError(outs.default, outs.copy)).withContext(`T ${T} codes vs dequantized copy`)
+                   .toBeLessThan(AGREE);
+               expect(relError(outs.mma96, outs.copy)).withContext(`T ${T} codes (mma96) vs dequantized copy`)
                    .toBeLessThan(AGREE);
                expect(relError(outs.deep, outs.default)).withContext(`T ${T} deep vs default`).toBeLessThan(AGREE);
                expect(relError(outs.shallow, outs.default)).withContext(`T ${T} shallow vs default`).toBeLessThan(AGREE);

@@ -293,6 +293,23 @@ inline bool int4ScaleVectors(const GemmProblem& p) {
   return p.groupSize == 32 && aligned16(p.bScales) && (p.bZeros == nullptr || aligned16(p.bZeros));
 }
 
+// Up to how many expected rows per expert the int8 / mxfp4 codes feed the tensor-core tiles (more: the dequantized
+// copy, whose bf16 GEMMs are faster there). H200 batch N, Qwen3-30B-A3B layer: int8 at T = 16 (1 row per expert)
+// 0.2155 ms vs the copy's 0.2497, at T = 256 (16 rows) 0.3645 (g32 0.4044) vs 0.3624.
+struct PackedMmaRows {
+  int int8;
+  int mxfp4;
+};
+constexpr PackedMmaRows kPackedMmaMaxRows{8, kInt4MmaMaxRowsPerSegment};
+
+// TFJS_MOE_CUDA_FORMATS (A/B, read at each launch; 'copy' is read by the layer): 'mma96' / 'mma8' set both limits.
+inline int packedMmaMaxRows(bool int8) {
+  const char* v = std::getenv("TFJS_MOE_CUDA_FORMATS");
+  if (v != nullptr && std::strcmp(v, "mma96") == 0) return kInt4MmaMaxRowsPerSegment;
+  if (v != nullptr && std::strcmp(v, "mma8") == 0) return 8;
+  return int8 ? kPackedMmaMaxRows.int8 : kPackedMmaMaxRows.mxfp4;
+}
+
 template <typename Elem>
 void launchMmaGemm(const GemmProblem& p, cudaStream_t stream) {
   if (p.epilogue == Epilogue::kCombine) {
@@ -310,11 +327,11 @@ void launchMmaGemm(const GemmProblem& p, cudaStream_t stream) {
   const int hint = p.rowsPerSegmentHint > 0 ? p.rowsPerSegmentHint : p.M;
   // sm_90: int4 experts at mid sizes on the W4A16 wgmma GEMM (gemm_sm90.h; it declines decode and prefill sizes).
   if (vec && p.bInt4 != nullptr && launchGroupedGemmSm90Int4(p, stream)) return;
-  // int8 / mxfp4 experts at decode and mid sizes; larger segments read the dequantized copy (compute-bound there).
+  // int8 / mxfp4 experts up to their row limit (packedMmaMaxRows); more rows read the dequantized copy.
   const bool int8 = p.bInt8 != nullptr && p.groupSize > 0 && p.groupSize % 32 == 0;
   const bool fp4 = p.bFp4 != nullptr && p.groupSize == 32;
   if ((int8 || fp4) && !streamingDecode() && !previousTiles() && vec && p.bInt4 == nullptr && p.bScales != nullptr &&
-      p.bZeros == nullptr && p.K % 32 == 0 && hint <= kInt4MmaMaxRowsPerSegment && p.kSplit <= 1) {
+      p.bZeros == nullptr && p.K % 32 == 0 && hint <= packedMmaMaxRows(int8) && p.kSplit <= 1) {
     GemmProblem q = p;
     q.int4ScaleVectors = int4ScaleVectors(p);
     if (p.epilogue == Epilogue::kSwiglu && p.out != DType::kFloat32) {

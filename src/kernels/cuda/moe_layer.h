@@ -168,7 +168,8 @@ class MoeLayer {
   // mxfp4 copies: int4's code layout, the block scales as float32 2^(b-127) (see packMxfp4)
   Int4Device upGateFp4_, downFp4_;
   void packMxfp4(Int4Device& dst, const Mxfp4Weight& src, int count, int K, int N, int Nout, int Kout, int group);
-  // TFJS_MOE_CUDA_FORMATS=copy (A/B): the GEMMs read the dequantized copy instead of the int8 / mxfp4 codes.
+  // TFJS_MOE_CUDA_FORMATS=copy (A/B): the GEMMs read the dequantized copy instead of the int8 / mxfp4 codes (other
+  // values, read by the launcher, set how many rows per expert the codes serve: grouped_gemm_launch.cuh).
   static bool nativeFormatsOff();
   // workspace, sized for capT_ tokens; xCompute_: x in the compute dtype (bf16/f16 runs), sharedHidden_: the shared
   // expert's SwiGLU output
