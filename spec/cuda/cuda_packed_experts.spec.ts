@@ -3,8 +3,9 @@
  * QuantizedExpertWeights (half compute dtypes) keeps the codes and block scales on the GPU, and its tensor-core tiles
  * up to 64 x 128 read them, each code turned into its float32 weight (s * q; E2M1 * 2^(b-127)) and rounded to the
  * compute dtype in registers (the weights of the dequantized copy, bit for bit); the prefill tiles and the 'stream'
- * kernels read the dequantized copy, and int8 by default only up to 8 rows per expert (TFJS_MOE_CUDA_FORMATS=mma96
- * up to 96, as mxfp4). TFJS_MOE_CUDA_FORMATS=copy makes every GEMM read the copy (A/B). Every output against the float64 reference
+ * kernels read the dequantized copy, and by default so do segments of more than 8 rows and, for mxfp4, one-token grids
+ * (TFJS_MOE_CUDA_FORMATS=mma96: the codes up to 96 rows on every grid, so each tile shape runs here).
+ * TFJS_MOE_CUDA_FORMATS=copy makes every GEMM read the copy (A/B). Every output against the float64 reference
  * evaluated on the format's own dequantized weights (refDequantize), in float16 (5e-3) and bfloat16 (3e-2), at T that
  * take each int8 tile shape, and against the copy path (same weights, so only float32 summation order differs).
  * Pending without CUDA.
@@ -42,7 +43,7 @@ describe('CUDA native int8 / mxfp4 experts (tensor-core GEMMs)', () => {
   ];
   for (const dtype of ['float16', 'bfloat16'] as CudaComputeDtype[]) {
     for (const [ci, c] of cases.entries()) {
-      it(`${c.name} [${dtype}]: T = 1, 3 (16 x 64), 300 (32 x 128), 1500 (64 x 128; int8 with 'mma96') vs the reference and the copy path`,
+      it(`${c.name} [${dtype}]: T = 1, 3 (16 x 64), 300 (32 x 128), 1500 (64 x 128; with 'mma96') vs the reference and the copy path`,
          async () => {
            const rand = rng(8300 + ci);
            const H = c.H, E = c.cfg.numExperts, I = c.cfg.intermediateSize;
@@ -115,7 +116,7 @@ describe('CUDA native int8 / mxfp4 experts (tensor-core GEMMs)', () => {
         .toThrowError(/weights\.upGateProjInt8\.codes.*must have/);
     expect(() => new CudaMoeRunner(cfg, {...weights, upGateProjInt8: {...good, groupSize: 0}}))
         .toThrowError(/weights\.upGateProjInt8\.groupSize must be a positive integer/);
-    const fp4 = {codes: new Int32Array(E * (H / 8) * 2 * I), scales: new Int32Array(E * (H / 32) * (2 * I / 4))};
+    const fp4 = {codes: new Int32Array(E * (I / 8) * H), scales: new Int32Array(E * (I / 32) * (H / 4))};  // down: K = I
     expect(() => new CudaMoeRunner(cfg, {...weights, downProjMxfp4: {...fp4, scales: new Int32Array(5)}}))
         .toThrowError(/weights\.downProjMxfp4\.scales.*must have/);
   });

@@ -180,16 +180,17 @@ void launchMmaInt4Epi(const GemmProblem& p, cudaStream_t stream) {
   }
 }
 
-// W8A16 on tensor cores: the int8 copy of B dequantized in registers, the int4 rows of the tile table (a stage of
-// int8 codes is half the bf16 bytes: 64-deep stages, 128-deep where the grid is small, as the bf16 tiles' choice).
+// W8A16 on tensor cores: the int8 copy of B dequantized in registers, the int4 rows of the tile table. The 16 x 64
+// tiles take 128-deep stages (H200 batch O, T = 16: 0.2102 / 0.2009 ms per column / g32 vs 0.2169 / 0.2364 with
+// 64-deep ones; MOE_CUDA_GEMM_TILES 'shallow' keeps those, A/B).
 template <typename Elem, typename OutT, Epilogue EPI>
 void launchMmaInt8Epi(const GemmProblem& p, cudaStream_t stream) {
   switch (chooseMmaTile(p.rowsPerSegmentHint > 0 ? p.rowsPerSegmentHint : p.M, p.N)) {
     case MmaTile::k16x64:
-      if (tuning().decodeGemm == DecodeGemm::kMmaDeep || (autoDecodeDepth() && fewDecodeBlocks(p, 64))) {
-        launchMmaConfig<Elem, OutT, 16, 64, 128, 1, 4, 4, EPI, true, 8>(p, stream);
-      } else {
+      if (tuning().decodeGemm == DecodeGemm::kMmaShallow) {
         launchMmaConfig<Elem, OutT, 16, 64, 64, 1, 4, 4, EPI, true, 8>(p, stream);
+      } else {
+        launchMmaConfig<Elem, OutT, 16, 64, 128, 1, 4, 4, EPI, true, 8>(p, stream);
       }
       break;
     case MmaTile::k32x128:
@@ -293,21 +294,25 @@ inline bool int4ScaleVectors(const GemmProblem& p) {
   return p.groupSize == 32 && aligned16(p.bScales) && (p.bZeros == nullptr || aligned16(p.bZeros));
 }
 
-// Up to how many expected rows per expert the int8 / mxfp4 codes feed the tensor-core tiles (more: the dequantized
-// copy, whose bf16 GEMMs are faster there). H200 batch N, Qwen3-30B-A3B layer: int8 at T = 16 (1 row per expert)
-// 0.2155 ms vs the copy's 0.2497, at T = 256 (16 rows) 0.3645 (g32 0.4044) vs 0.3624.
-struct PackedMmaRows {
-  int int8;
-  int mxfp4;
+// Where the int8 / mxfp4 codes feed the tensor-core tiles: up to maxRows expected rows per expert, and on grids of
+// fewer than two blocks per SM (fewDecodeBlocks: one token) only if smallGrids; elsewhere the dequantized copy's bf16
+// GEMMs were faster. H200 batches N and O, Qwen3-30B-A3B layer, codes vs copy (ms): int8 T = 1 0.0409 / 0.0412 (g32
+// 0.0391 / 0.0414), T = 16 0.2169 / 0.2492, T = 256 (16 rows) 0.3664 / 0.3637 (g32 0.4056 / 0.3637); mxfp4 T = 1
+// 0.0438 / 0.0412, T = 16 0.2264 / 0.2491, T = 256 0.4076 / 0.3624.
+struct PackedMmaLimits {
+  int maxRows;
+  bool smallGrids;
 };
-constexpr PackedMmaRows kPackedMmaMaxRows{8, kInt4MmaMaxRowsPerSegment};
+constexpr PackedMmaLimits kInt8MmaLimits{8, true}, kMxfp4MmaLimits{8, false};
 
-// TFJS_MOE_CUDA_FORMATS (A/B, read at each launch; 'copy' is read by the layer): 'mma96' / 'mma8' set both limits.
-inline int packedMmaMaxRows(bool int8) {
+// TFJS_MOE_CUDA_FORMATS (A/B, read at each launch; 'copy' is read by the layer): 'mma96' / 'mma8' take the codes up
+// to 96 / 8 rows per expert on every grid, for both formats.
+inline bool packedMmaApplies(const GemmProblem& p, bool int8, int hint) {
   const char* v = std::getenv("TFJS_MOE_CUDA_FORMATS");
-  if (v != nullptr && std::strcmp(v, "mma96") == 0) return kInt4MmaMaxRowsPerSegment;
-  if (v != nullptr && std::strcmp(v, "mma8") == 0) return 8;
-  return int8 ? kPackedMmaMaxRows.int8 : kPackedMmaMaxRows.mxfp4;
+  PackedMmaLimits l = int8 ? kInt8MmaLimits : kMxfp4MmaLimits;
+  if (v != nullptr && std::strcmp(v, "mma96") == 0) l = {kInt4MmaMaxRowsPerSegment, true};
+  if (v != nullptr && std::strcmp(v, "mma8") == 0) l = {8, true};
+  return hint <= l.maxRows && (l.smallGrids || !fewDecodeBlocks(p, 64));
 }
 
 template <typename Elem>
@@ -327,11 +332,11 @@ void launchMmaGemm(const GemmProblem& p, cudaStream_t stream) {
   const int hint = p.rowsPerSegmentHint > 0 ? p.rowsPerSegmentHint : p.M;
   // sm_90: int4 experts at mid sizes on the W4A16 wgmma GEMM (gemm_sm90.h; it declines decode and prefill sizes).
   if (vec && p.bInt4 != nullptr && launchGroupedGemmSm90Int4(p, stream)) return;
-  // int8 / mxfp4 experts up to their row limit (packedMmaMaxRows); more rows read the dequantized copy.
+  // int8 / mxfp4 experts where packedMmaApplies; elsewhere they read the dequantized copy.
   const bool int8 = p.bInt8 != nullptr && p.groupSize > 0 && p.groupSize % 32 == 0;
   const bool fp4 = p.bFp4 != nullptr && p.groupSize == 32;
   if ((int8 || fp4) && !streamingDecode() && !previousTiles() && vec && p.bInt4 == nullptr && p.bScales != nullptr &&
-      p.bZeros == nullptr && p.K % 32 == 0 && hint <= packedMmaMaxRows(int8) && p.kSplit <= 1) {
+      p.bZeros == nullptr && p.K % 32 == 0 && p.kSplit <= 1 && packedMmaApplies(p, int8, hint)) {
     GemmProblem q = p;
     q.int4ScaleVectors = int4ScaleVectors(p);
     if (p.epilogue == Epilogue::kSwiglu && p.out != DType::kFloat32) {

@@ -496,9 +496,13 @@ void MoeLayer::enqueue(int T) {
   if (l2Prefetch_ == 2 && half && marks_ == nullptr && T <= kPdlMaxTokens && downBytes <= (32ll << 20)) {
     const bool codes = downQ_.present() && tuning().int4Mma;
     // bytes per weight, doubled: int4 1, int8 2, the copy 2 * dtypeBytes
-    up.prefetchNext = codes ? downQ_.codes.as() : int8Codes ? downQ8_.codes.as() : fp4Codes ? downFp4_.codes.as() : down_.as();
+    // (this is the one-token case, where the mxfp4 GEMMs read the copy unless TFJS_MOE_CUDA_FORMATS says otherwise:
+    // kMxfp4MmaLimits in grouped_gemm_launch.cuh)
+    const char* formats = std::getenv("TFJS_MOE_CUDA_FORMATS");
+    const bool fp4Down = fp4Codes && formats != nullptr && (std::strcmp(formats, "mma96") == 0 || std::strcmp(formats, "mma8") == 0);
+    up.prefetchNext = codes ? downQ_.codes.as() : int8Codes ? downQ8_.codes.as() : fp4Down ? downFp4_.codes.as() : down_.as();
     up.prefetchNextBytes = static_cast<long long>(D_) * intermediatePadded_ *
-                           (codes || fp4Codes ? 1 : int8Codes ? 2 : 2 * dtypeBytes(elem)) / 2;
+                           (codes || fp4Down ? 1 : int8Codes ? 2 : 2 * dtypeBytes(elem)) / 2;
     up.bStreamOnce = true;
   }
   launchGroupedGemm(up, stream_);
