@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The cudafmt GPU batch (packed by bench/device/pack_fmt.sh): cwd = the batch folder, $OUT = results.
 # Steps: specs (int8 / mxfp4 + int4 + decode GEMM suites), cuda_bench kernel-only bf16 / int8 / int8-g32 / mxfp4 / int4 at
-# T = 1, 16, 256, 4096 with A/B: the dequantized copy (TFJS_MOE_CUDA_FORMATS=copy), the packed tiles up to 96 / 8 rows
-# per expert ('mma96' / 'mma8'), 128-deep 16 x 64 int8 stages (MOE_CUDA_GEMM_TILES 'deep'); memcheck of the same spec set.
+# T = 1, 16, 256, 4096 with A/B ($AB): the dequantized copy (TFJS_MOE_CUDA_FORMATS=copy), the packed tiles up to 8 rows
+# per expert on every grid ('mma8'), 64-deep 16 x 64 int8 stages (MOE_CUDA_GEMM_TILES 'shallow'); batch O ran 'mma96',
+# 'mma8' and 'deep'. Then memcheck of the same spec set.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
@@ -17,8 +18,8 @@ timeout 70 node run-specs.mjs > "$OUT/specs.log" 2>&1
 grep -E 'FAILED|passed, ' "$OUT/specs.log" | head -20
 echo "=== bench $(date +%T)"
 timeout 150 node build/spec/cuda_bench.js --kernel-only --dtypes bfloat16,int8,int8-g32,mxfp4,int4 --tokens 1,16,256,4096 \
-    --ab '[{"env:TFJS_MOE_CUDA_FORMATS": "copy"}, {"env:TFJS_MOE_CUDA_FORMATS": "mma96"}, {"env:TFJS_MOE_CUDA_FORMATS": "mma8"}, {"MOE_CUDA_GEMM_TILES": "deep"}]' \
-    --out "$OUT/cudafmt_s6_${BATCH:-O}.json" > "$OUT/bench.log" 2>&1
+    --ab "${AB:-[{\"env:TFJS_MOE_CUDA_FORMATS\": \"copy\"}, {\"env:TFJS_MOE_CUDA_FORMATS\": \"mma8\"}, {\"MOE_CUDA_GEMM_TILES\": \"shallow\"}]}" \
+    --out "$OUT/cudafmt_s6_${BATCH:-P}.json" > "$OUT/bench.log" 2>&1
 grep -E '^kernel-only' "$OUT/bench.log"
 tail -3 "$OUT/bench.log"
 echo "=== memcheck $(date +%T)"
