@@ -17,8 +17,10 @@ echo "=== specs $(date +%T)"
 timeout 70 node run-specs.mjs > "$OUT/specs.log" 2>&1
 grep -E 'FAILED|passed, ' "$OUT/specs.log" | head -20
 echo "=== bench $(date +%T)"
+AB_DEFAULT='[{"env:TFJS_MOE_CUDA_FORMATS": "copy"}, {"env:TFJS_MOE_CUDA_FORMATS": "mma8"}, {"MOE_CUDA_GEMM_TILES": "shallow"}]'
+AB=${AB:-$AB_DEFAULT}
 timeout 150 node build/spec/cuda_bench.js --kernel-only --dtypes bfloat16,int8,int8-g32,mxfp4,int4 --tokens 1,16,256,4096 \
-    --ab "${AB:-[{\"env:TFJS_MOE_CUDA_FORMATS\": \"copy\"}, {\"env:TFJS_MOE_CUDA_FORMATS\": \"mma8\"}, {\"MOE_CUDA_GEMM_TILES\": \"shallow\"}]}" \
+    --ab "$AB" \
     --out "$OUT/cudafmt_s6_${BATCH:-P}.json" > "$OUT/bench.log" 2>&1
 grep -E '^kernel-only' "$OUT/bench.log"
 tail -3 "$OUT/bench.log"
