@@ -326,7 +326,7 @@ void SlicedDownload::run(void* dst, const void* src, size_t bytes, void* landing
   }
   const int n = threadsFor(bytes);
   const bool copy = landing != dst;
-  if (n <= 1) {
+  if (n <= 1 || !copy) {  // pinned dst: one DMA straight into it
     MOE_CUDA(cudaMemcpyAsync(landing, src, bytes, cudaMemcpyDeviceToHost, stream));
     if (after != nullptr) MOE_CUDA(cudaEventRecord(after, stream));
     const cudaError_t st = cudaStreamSynchronize(stream);
