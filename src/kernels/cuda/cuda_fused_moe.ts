@@ -122,15 +122,22 @@ function uninitializedFloat32(n: number): Float32Array {
 /**
  * Outputs of at least this many bytes come from the addon's pool of pinned arrays (addon_napi.h OutputPool): the
  * GPU writes them directly and their memory is reused once they are collected. Smaller ones are new arrays.
+ * TFJS_MOE_CUDA_OUTPUT_POOL_MIN_KIB (A/B, read per call, at least 64) moves the threshold.
  */
 const POOLED_OUTPUT_MIN_BYTES = 1 << 20;
+const NEVER_POOLED_BELOW_BYTES = 64 << 10;
 
 /**
  * The output array argument for a native call: null (the addon takes a pooled array) when the output is large and
  * pooling is safe here, else a new uninitialized array.
  */
 function outputArgument(n: number): Float32Array | null {
-  return n * 4 >= POOLED_OUTPUT_MIN_BYTES && pooledOutputMarker() != null ? null : uninitializedFloat32(n);
+  const bytes = n * 4;
+  if (bytes < NEVER_POOLED_BELOW_BYTES) return uninitializedFloat32(n);  // no environment read on small calls
+  const kib = (globalThis as {process?: {env?: Record<string, string | undefined>}}).process?.env
+      ?.TFJS_MOE_CUDA_OUTPUT_POOL_MIN_KIB;
+  const min = kib ? Math.max(NEVER_POOLED_BELOW_BYTES, Number(kib) * 1024) : POOLED_OUTPUT_MIN_BYTES;
+  return bytes >= min && pooledOutputMarker() != null ? null : uninitializedFloat32(n);
 }
 
 /** Marks an array the addon handed out over pooled memory (see pooledOutputMarker). */
