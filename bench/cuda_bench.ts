@@ -14,7 +14,8 @@
  *    'chunk256' / 'chunk4096' (the copies' chunk in KiB), 'registerIn' / 'registerOut' / 'registerInOut' (x / y
  *    page-locked for the call and copied by DMA directly), 'slice128' (a copy thread per 128 KiB, not 512),
  *    'noPool' (no pooled output arrays: TFJS_MOE_CUDA_OUTPUT_POOL_MIB=0, the output path before session 6),
- *    'pool64' (outputs pooled from 64 KiB, not 1 MiB);
+ *    'pool64' (outputs pooled from 64 KiB, not 1 MiB), 'ntStores' (x staged with non-temporal stores),
+ *    'slice1024' / 'slice2048' (a copy thread per 1 / 2 MiB);
  *    'layerApply':
  *    CudaFusedMoe.apply(tensor) -> tensor, the path of the FusedMoE layer's cuda executor; 'fusedMoE': the
  *    FusedMoE layer's apply() with backend 'cuda' (and the part of it inside the cuda executor's forward);
@@ -230,6 +231,8 @@ async function main() {
         registerIn: {TFJS_MOE_CUDA_REGISTER: 'in'}, registerOut: {TFJS_MOE_CUDA_REGISTER: 'out'},
         registerInOut: {TFJS_MOE_CUDA_REGISTER: 'in,out'}, slice128: {TFJS_MOE_CUDA_COPY_SLICE_KIB: '128'},
         noPool: {TFJS_MOE_CUDA_OUTPUT_POOL_MIB: '0'}, pool64: {TFJS_MOE_CUDA_OUTPUT_POOL_MIN_KIB: '64'},
+        ntStores: {TFJS_MOE_CUDA_COPY_STORES: 'stream'}, slice1024: {TFJS_MOE_CUDA_COPY_SLICE_KIB: '1024'},
+        slice2048: {TFJS_MOE_CUDA_COPY_SLICE_KIB: '2048'},
       };
       // A warm-up pass first (discarded): the first mode measured after a change of T read JIT and clock warm-up.
       for (let i = 0; i < 2 * e2eIters; i++) tf.tensor2d(runner.forwardWithRouting(x, T).output, [T, H]).dispose();

@@ -68,7 +68,7 @@ describe('CUDA host copies across T', () => {
       {TFJS_MOE_CUDA_TRACE: '1'},
       {TFJS_MOE_CUDA_PREFAULT: 'late'}, {TFJS_MOE_CUDA_PREFAULT_THREADS: '1'}, {TFJS_MOE_CUDA_REGISTER: 'in,out'},
       {TFJS_MOE_CUDA_COPY_SLICE_KIB: '128'}, {TFJS_MOE_CUDA_OUTPUT_POOL_MIB: '0'},
-      {TFJS_MOE_CUDA_OUTPUT_POOL_MIN_KIB: '2048'}];
+      {TFJS_MOE_CUDA_OUTPUT_POOL_MIN_KIB: '2048'}, {TFJS_MOE_CUDA_COPY_STORES: 'stream'}];
     try {
       // 2 KiB (pageable path), 200 KiB (staged, one thread), 1.4 MiB and 4.3 MiB (threaded chunks).
       for (const T of [1, 100, 700, process.env.TFJS_MOE_SPEC_SCALE === 'small' ? 900 : 2100]) {
