@@ -186,6 +186,10 @@ class OutputPool {
   napi_value acquire(napi_env env, size_t bytes, void** data) {
     const size_t cap = capBytes();
     if (cap == 0 || bytes == 0 || bytes < minBytes() || refused_) return nullptr;
+    if (!hooked_) {  // a worker's env ends before the process: its blocks go back then
+      NAPI(napi_add_env_cleanup_hook(env, teardown, this));
+      hooked_ = true;
+    }
     Entry* best = nullptr;
     for (Entry* e : entries_) {
       if (!collected(env, e)) continue;
@@ -271,9 +275,17 @@ class OutputPool {
     if (--e->pendingFinalizers == 0 && e->retired) delete e;
   }
 
+  // The env is ending (no JavaScript runs any more): every block goes back, the entries once their finalizers ran.
+  static void teardown(void* arg) {
+    OutputPool* p = static_cast<OutputPool*>(arg);
+    for (Entry* e : p->entries_) e->ref = nullptr;  // the env's references go with it
+    while (!p->entries_.empty()) p->retire(p->entries_.size() - 1);
+    p->hooked_ = false;
+  }
+
   std::vector<Entry*> entries_;
   size_t heldBytes_ = 0;
-  bool refused_ = false;
+  bool refused_ = false, hooked_ = false;
   Stats stats_;
 };
 
