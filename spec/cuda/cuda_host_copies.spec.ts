@@ -53,8 +53,9 @@ describe('CUDA host copies across T', () => {
     }
   });
 
-  it('every copy switch (chunks of 4 KiB / 300 KiB / one per thread, pageable or staged small uploads, huge pages, ' +
-     'trace, late or one-thread prefault, x and y page-locked, a thread per 128 KiB) ' +
+  it('every copy switch (chunks of 4 KiB / 300 KiB / one per thread, pageable or staged small uploads, no huge pages, ' +
+     'trace, late or one-thread prefault, x and y page-locked, a thread per 128 KiB, the output pool, pooled from ' +
+     '2 MiB only, non-temporal or plain staging stores at every size) ' +
      'matches the reference at T = 1, 100, 700, 2100', async () => {
     const H = 512, rand = rng(5160);
     const cfg: RefMoeConfig = {numExperts: 8, topK: 2, intermediateSize: 32, topkMethod: 'greedy', nGroup: 1,
@@ -64,11 +65,12 @@ describe('CUDA host copies across T', () => {
     const runner = new CudaMoeRunner({hidden: H, ...cfg, computeDtype: 'float32'}, w);
     const switches: Array<Record<string, string>> = [{}, {TFJS_MOE_CUDA_COPY_CHUNK_KIB: '4'},
       {TFJS_MOE_CUDA_COPY_CHUNK_KIB: '300'}, {TFJS_MOE_CUDA_COPY_CHUNK_KIB: '0'},
-      {TFJS_MOE_CUDA_SMALL_UPLOAD: 'pageable'}, {TFJS_MOE_CUDA_SMALL_UPLOAD: 'staged'}, {TFJS_MOE_CUDA_HUGEPAGES: '1'},
+      {TFJS_MOE_CUDA_SMALL_UPLOAD: 'pageable'}, {TFJS_MOE_CUDA_SMALL_UPLOAD: 'staged'}, {TFJS_MOE_CUDA_HUGEPAGES: '0'},
       {TFJS_MOE_CUDA_TRACE: '1'},
       {TFJS_MOE_CUDA_PREFAULT: 'late'}, {TFJS_MOE_CUDA_PREFAULT_THREADS: '1'}, {TFJS_MOE_CUDA_REGISTER: 'in,out'},
-      {TFJS_MOE_CUDA_COPY_SLICE_KIB: '128'}, {TFJS_MOE_CUDA_OUTPUT_POOL_MIB: '0'},
-      {TFJS_MOE_CUDA_OUTPUT_POOL_MIN_KIB: '2048'}, {TFJS_MOE_CUDA_COPY_STORES: 'stream'}];
+      {TFJS_MOE_CUDA_COPY_SLICE_KIB: '128'}, {TFJS_MOE_CUDA_OUTPUT_POOL_MIB: '256'},
+      {TFJS_MOE_CUDA_OUTPUT_POOL_MIB: '256', TFJS_MOE_CUDA_OUTPUT_POOL_MIN_KIB: '2048'},
+      {TFJS_MOE_CUDA_COPY_STORES: 'stream'}, {TFJS_MOE_CUDA_COPY_STORES: 'plain'}];
     try {
       // 2 KiB (pageable path), 200 KiB (staged, one thread), 1.4 MiB and 4.3 MiB (threaded chunks).
       for (const T of [1, 100, 700, process.env.TFJS_MOE_SPEC_SCALE === 'small' ? 900 : 2100]) {
@@ -102,8 +104,8 @@ describe('CUDA host copies across T', () => {
     }
   });
 
-  it('pooled outputs (1 MiB or more): held ones keep their values while later forwards run, collected ones are ' +
-     'reused, and they are not transferable (a clone copies them)', async () => {
+  it('pooled outputs (opt-in, 1 MiB or more): held ones keep their values while later forwards run, collected ' +
+     'ones are reused, and they are not transferable (a clone copies them)', async () => {
     const H = 512, T = 700, rand = rng(5170);
     const cfg: RefMoeConfig = {numExperts: 8, topK: 2, intermediateSize: 32, topkMethod: 'greedy', nGroup: 1,
       topkGroup: 1, routedScalingFactor: 1, renormalize: true, useCorrectionBias: false, latentSize: null,
@@ -112,6 +114,8 @@ describe('CUDA host copies across T', () => {
     const runner = new CudaMoeRunner({hidden: H, ...cfg, computeDtype: 'float32'}, w);
     setFlagsFromString('--expose-gc');
     const gc = runInNewContext('gc') as () => void;
+    const prior = process.env.TFJS_MOE_CUDA_OUTPUT_POOL_MIB;
+    process.env.TFJS_MOE_CUDA_OUTPUT_POOL_MIB = '256';
     try {
       const xs = [randn(rand, T * H), randn(rand, T * H)];
       const refs = xs.map(x => refFusedMoE(x, T, H, w as unknown as RefMoeWeights, cfg));
@@ -145,7 +149,11 @@ describe('CUDA host copies across T', () => {
       } finally {
         act.dispose();
       }
+      delete process.env.TFJS_MOE_CUDA_OUTPUT_POOL_MIB;
+      expect((runner.forwardWithRouting(xs[0], T) as {pooled?: boolean}).pooled).withContext('off by default').toBe(false);
     } finally {
+      if (prior === undefined) delete process.env.TFJS_MOE_CUDA_OUTPUT_POOL_MIB;
+      else process.env.TFJS_MOE_CUDA_OUTPUT_POOL_MIB = prior;
       runner.dispose();
     }
   });

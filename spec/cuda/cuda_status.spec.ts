@@ -88,21 +88,25 @@ describe('CUDA entry points without CUDA', () => {
 });
 
 describe('pooled CUDA output arrays (no GPU needed)', () => {
-  it('are offered only where a buffer can be marked untransferable and cannot be moved by ArrayBuffer.transfer, ' +
-     'and a marked buffer is copied, not moved, by structuredClone', () => {
+  it('are offered only when asked for (TFJS_MOE_CUDA_OUTPUT_POOL_MIB), where a buffer can be marked ' +
+     'untransferable and cannot be moved by ArrayBuffer.transfer; a marked buffer is copied by structuredClone', () => {
     const transfer = (ArrayBuffer.prototype as {transfer?: unknown}).transfer;
-    const mark = pooledOutputMarker();
-    expect(mark != null).toBe(typeof transfer !== 'function');
-    if (mark == null) return;
-    const a = new Float32Array([1, 2, 3]);
-    mark(a.buffer);
-    const b = structuredClone(a, {transfer: [a.buffer]});
-    expect(a.length).withContext('the marked buffer stays attached').toBe(3);
-    expect(Array.from(b)).toEqual([1, 2, 3]);
     const prior = process.env.TFJS_MOE_CUDA_OUTPUT_POOL_MIB;
-    process.env.TFJS_MOE_CUDA_OUTPUT_POOL_MIB = '0';
     try {
-      expect(pooledOutputMarker()).withContext('TFJS_MOE_CUDA_OUTPUT_POOL_MIB=0').toBeNull();
+      for (const off of [undefined, '0', '']) {
+        if (off === undefined) delete process.env.TFJS_MOE_CUDA_OUTPUT_POOL_MIB;
+        else process.env.TFJS_MOE_CUDA_OUTPUT_POOL_MIB = off;
+        expect(pooledOutputMarker()).withContext(`TFJS_MOE_CUDA_OUTPUT_POOL_MIB=${off}`).toBeNull();
+      }
+      process.env.TFJS_MOE_CUDA_OUTPUT_POOL_MIB = '256';
+      const mark = pooledOutputMarker();
+      expect(mark != null).toBe(typeof transfer !== 'function');
+      if (mark == null) return;
+      const a = new Float32Array([1, 2, 3]);
+      mark(a.buffer);
+      const b = structuredClone(a, {transfer: [a.buffer]});
+      expect(a.length).withContext('the marked buffer stays attached').toBe(3);
+      expect(Array.from(b)).toEqual([1, 2, 3]);
     } finally {
       if (prior === undefined) delete process.env.TFJS_MOE_CUDA_OUTPUT_POOL_MIB;
       else process.env.TFJS_MOE_CUDA_OUTPUT_POOL_MIB = prior;

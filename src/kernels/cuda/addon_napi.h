@@ -156,7 +156,7 @@ inline napi_value newPinnedFloat32(napi_env env, size_t n, float** data) {
   return out;
 }
 
-// ---- pooled output arrays ----
+// ---- pooled output arrays (opt-in) ----
 // Large output arrays (a host forward's y, an activation's download) in pinned blocks that a later call reuses once
 // the array is garbage collected. The device writes into them directly (no staging copy-out) and no call takes a
 // fresh array's page faults, nor V8's unmapping of it: at T = 4096 (32 MiB) those were 1.7 ms waited for and 2.5 ms
@@ -166,7 +166,11 @@ inline napi_value newPinnedFloat32(napi_env env, size_t n, float** data) {
 // lets happen (so finalizers alone would give no block back). The JS side marks each such buffer untransferable:
 // a transfer would move the block to a buffer this reference does not see. Where ArrayBuffer.prototype.transfer
 // exists (newer Node) JS does not ask for pooled arrays at all.
-// TFJS_MOE_CUDA_OUTPUT_POOL_MIB: the most pinned memory the pool holds (default 256; 0: off, today's staged arrays);
+// Opt-in: the collections that free the arrays come seldom in a synchronous loop (V8 collects under external memory
+// pressure only: every ~19 calls at T = 4096, over a hundred at T = 256, H200 batch N), so a pool of a few blocks
+// misses most calls, and a miss that grows the pool pays cudaHostAlloc (0.8 ms for 2 MiB): as the default it made
+// T = 256 slower (0.74 -> 1.42 ms) while T = 4096 gained (5.5 -> 3.9-5.2).
+// TFJS_MOE_CUDA_OUTPUT_POOL_MIB: the most pinned memory the pool holds (default 0: off, new arrays through staging);
 // TFJS_MOE_CUDA_OUTPUT_POOL_MIN_KIB: the smallest array pooled (default 1024). Both read per call (A/B).
 class OutputPool {
  public:
@@ -178,7 +182,7 @@ class OutputPool {
     const char* v = std::getenv(name);
     return v != nullptr && v[0] != '\0' ? static_cast<size_t>(std::strtoull(v, nullptr, 10)) << shift : fallback;
   }
-  static size_t capBytes() { return envBytes("TFJS_MOE_CUDA_OUTPUT_POOL_MIB", size_t(256) << 20, 20); }
+  static size_t capBytes() { return envBytes("TFJS_MOE_CUDA_OUTPUT_POOL_MIB", 0, 20); }
   static size_t minBytes() { return envBytes("TFJS_MOE_CUDA_OUTPUT_POOL_MIN_KIB", size_t(1) << 20, 10); }
 
   // An ArrayBuffer of `bytes` over a pooled pinned block (its data in *data), or nullptr when the array is too

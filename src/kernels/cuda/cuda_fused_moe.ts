@@ -120,8 +120,9 @@ function uninitializedFloat32(n: number): Float32Array {
 }
 
 /**
- * Outputs of at least this many bytes come from the addon's pool of pinned arrays (addon_napi.h OutputPool): the
- * GPU writes them directly and their memory is reused once they are collected. Smaller ones are new arrays.
+ * With the output pool on (opt-in, TFJS_MOE_CUDA_OUTPUT_POOL_MIB), outputs of at least this many bytes come from
+ * the addon's pool of pinned arrays (addon_napi.h OutputPool): the GPU writes them directly and their memory is
+ * reused once they are collected. Smaller ones, and all without the pool, are new arrays.
  * TFJS_MOE_CUDA_OUTPUT_POOL_MIN_KIB (A/B, read per call, at least 64) moves the threshold.
  */
 const POOLED_OUTPUT_MIN_BYTES = 1 << 20;
@@ -229,10 +230,10 @@ export class CudaActivation implements DeviceActivation {
 }
 
 /**
- * How a host forward's output reaches the host: 'staged' (the default: an output of 1 MiB or more is a pooled
- * pinned array the GPU writes directly, its memory reused by a later call once the array is collected, and the
- * array is marked untransferable; a smaller one is downloaded into pinned staging, then copied by several threads
- * into a new array), 'pinned' (a new array over a pinned block, downloaded into directly; the
+ * How a host forward's output reaches the host: 'staged' (the default: downloaded into pinned staging, then copied
+ * by several threads into a new array; with TFJS_MOE_CUDA_OUTPUT_POOL_MIB set, an output of 1 MiB or more is a
+ * pooled pinned array the GPU writes directly, reused by a later call once the array is collected, and marked
+ * untransferable), 'pinned' (a new array over a pinned block, downloaded into directly; the
  * block returns to a pool only when the array is garbage collected, so a synchronous loop page-locks new memory
  * each call), 'pageable' (the path from before pinned staging, for x too; benchmark A/B only).
  */

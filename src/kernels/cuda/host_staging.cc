@@ -141,12 +141,15 @@ void touchPages(char* p, size_t bytes) {
   for (size_t off = 0; off < bytes; off += page) reinterpret_cast<volatile char*>(p)[off] = 0;
 }
 
-// Copies into pinned staging that only the DMA reads next. TFJS_MOE_CUDA_COPY_STORES=stream (benchmark A/B) uses
-// non-temporal stores: the staging lines are not read into the cache first (half the memory traffic of a plain
-// copy when the data does not stay in the cache); the fence makes them visible before the DMA is enqueued.
-bool streamStores() {
+// Copies into pinned staging that only the DMA reads next. Large (threaded) uploads use non-temporal stores: the
+// staging lines are not read into the cache first (half the memory traffic of a plain copy, which is what bounds a
+// large upload's staging); the fence makes them visible before the DMA is enqueued. A small upload's data stays
+// in the cache, where a plain copy is quicker. TFJS_MOE_CUDA_COPY_STORES=plain / stream (benchmark A/B): one kind
+// for every size.
+bool streamStores(bool threaded) {
   const char* v = std::getenv("TFJS_MOE_CUDA_COPY_STORES");
-  return v != nullptr && std::strcmp(v, "stream") == 0;
+  if (v == nullptr || v[0] == '\0') return threaded;
+  return std::strcmp(v, "stream") == 0;
 }
 
 void copyToStaging(char* dst, const char* src, size_t bytes, bool nonTemporal) {
@@ -174,14 +177,18 @@ void copyToStaging(char* dst, const char* src, size_t bytes, bool nonTemporal) {
   std::memcpy(dst, src, bytes);
 }
 
-// TFJS_MOE_CUDA_HUGEPAGES=1 (benchmark A/B): ask for transparent huge pages on the 2 MiB-aligned interior of a
-// large output array before its first touch (512x fewer faults where the kernel's THP mode allows it).
-bool adviseHugePages() {
-  static const bool on = [] {
-    const char* v = std::getenv("TFJS_MOE_CUDA_HUGEPAGES");
-    return v != nullptr && v[0] == '1';
-  }();
-  return on;
+// A fresh output array of 4 MiB or more asks for transparent huge pages on its 2 MiB-aligned interior before its
+// first touch: 512x fewer page faults (each zeroes 2 MiB in the kernel instead of trapping per 4 KiB) and, when V8
+// frees the array, an unmap of a few huge pages instead of thousands of small ones (this host kind, THP
+// 'madvise': 32 MiB faulted in 2.5 vs 22.7 ms on one thread, unmapped in 0.09 vs 3.6 ms). Where THP is off the
+// advice does nothing. TFJS_MOE_CUDA_HUGEPAGES=0 (benchmark A/B, read per call): no advice.
+void adviseHugePages(void* dst, size_t bytes) {
+  if (bytes < (size_t(4) << 20)) return;
+  const char* v = std::getenv("TFJS_MOE_CUDA_HUGEPAGES");
+  if (v != nullptr && v[0] == '0') return;
+  const uintptr_t huge = uintptr_t(2) << 20, lo = reinterpret_cast<uintptr_t>(dst), hi = lo + bytes;
+  const uintptr_t a = (lo + huge - 1) & ~(huge - 1), z = hi & ~(huge - 1);
+  if (z > a) (void)madvise(reinterpret_cast<void*>(a), z - a, MADV_HUGEPAGE);
 }
 
 }  // namespace
@@ -277,7 +284,7 @@ void uploadStaged(void* dst, const void* src, size_t bytes, cudaStream_t stream,
       return;
     }
     void* stage = staging.ensure(bytes);
-    copyToStaging(static_cast<char*>(stage), static_cast<const char*>(src), bytes, streamStores());
+    copyToStaging(static_cast<char*>(stage), static_cast<const char*>(src), bytes, streamStores(false));
     MOE_CUDA(cudaMemcpyAsync(dst, stage, bytes, cudaMemcpyHostToDevice, stream));
     return;
   }
@@ -286,7 +293,7 @@ void uploadStaged(void* dst, const void* src, size_t bytes, cudaStream_t stream,
   const int chunks = static_cast<int>((bytes + chunk - 1) / chunk);
   std::atomic<int> next{0};
   std::atomic<int> failed{static_cast<int>(cudaSuccess)};
-  const bool nonTemporal = streamStores();
+  const bool nonTemporal = streamStores(true);
   WorkerPool::copies().run(n, [&](int) {
     for (int c = next.fetch_add(1); c < chunks; c = next.fetch_add(1)) {
       const size_t b = chunk * c, e = std::min(bytes, b + chunk);
@@ -322,11 +329,7 @@ void SlicedDownload::prefault(void* dst, size_t bytes) {
   if (const char* v = std::getenv("TFJS_MOE_CUDA_PREFAULT_THREADS")) most = std::max(1, std::atoi(v));
   const int n = bytes >= kParallelMinBytes ? std::min(most, threadsFor(bytes)) : bytes >= kPrefaultMinBytes ? 1 : 0;
   if (n == 0) return;
-  if (adviseHugePages() && bytes >= (size_t(4) << 20)) {
-    const uintptr_t huge = uintptr_t(2) << 20, lo = reinterpret_cast<uintptr_t>(dst), hi = lo + bytes;
-    const uintptr_t a = (lo + huge - 1) & ~(huge - 1), z = hi & ~(huge - 1);
-    if (z > a) (void)madvise(reinterpret_cast<void*>(a), z - a, MADV_HUGEPAGE);
-  }
+  adviseHugePages(dst, bytes);
   auto p = std::make_shared<PrefaultJob>();
   p->dst = dst;
   p->start = std::chrono::steady_clock::now();
@@ -377,6 +380,7 @@ void SlicedDownload::run(void* dst, const void* src, size_t bytes, void* landing
   // faults in its chunk's pages while that chunk's DMA is still running (a separate prefault, which must end
   // before any copy, measured 6.4 against 5.1 ms for 32 MiB in batch J).
   const bool touchHere = copy && !prefault_;
+  if (touchHere) adviseHugePages(dst, bytes);
   const size_t chunk = chunkBytes(bytes, n);
   const int chunks = static_cast<int>((bytes + chunk - 1) / chunk);
   try {

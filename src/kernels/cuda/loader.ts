@@ -182,14 +182,15 @@ export function getCudaAddon(): CudaAddon {
 let untransferable: ((buffer: ArrayBuffer) => void) | null | undefined;
 
 /**
- * Node's worker_threads.markAsUntransferable where pooled output arrays are safe, else null. The addon reuses a
+ * Node's worker_threads.markAsUntransferable where pooled output arrays are asked for (TFJS_MOE_CUDA_OUTPUT_POOL_MIB)
+ * and safe, else null. The addon reuses a
  * pooled array's memory once the array is collected, so its memory must stay with that array: marking it
  * untransferable makes postMessage / structuredClone copy it instead of moving it. ArrayBuffer.prototype.transfer
  * (newer Node) would move it regardless, so where it exists no array is pooled.
  */
 export function pooledOutputMarker(): ((buffer: ArrayBuffer) => void) | null {
-  // TFJS_MOE_CUDA_OUTPUT_POOL_MIB=0 (A/B): no pooled arrays, new ones as before the pool (read per call).
-  if (nodeProcess()?.env?.TFJS_MOE_CUDA_OUTPUT_POOL_MIB === '0') return null;
+  // Opt-in (read per call): TFJS_MOE_CUDA_OUTPUT_POOL_MIB > 0, the pool's size (addon_napi.h OutputPool says why).
+  if (!(Number(nodeProcess()?.env?.TFJS_MOE_CUDA_OUTPUT_POOL_MIB ?? 0) > 0)) return null;
   if (untransferable === undefined) {
     const threads = nodeProcess()?.getBuiltinModule?.('worker_threads') as
         {markAsUntransferable?: (o: object) => void} | undefined;
