@@ -16,7 +16,8 @@
  *    'pool' (the opt-in output pool: TFJS_MOE_CUDA_OUTPUT_POOL_MIB=256), 'pool64' (the same from 64 KiB, not 1 MiB),
  *    'ntStores' / 'plainStores' (x staged with non-temporal / plain stores at every size; the default: non-temporal
  *    above 1 MiB), 'stagedB' / 'plainStoresB' (repeats, for the noise), 'slice1024' / 'slice2048' (a copy thread
- *    per 1 / 2 MiB), 'slice2048nt' (2 MiB per thread, non-temporal at every size);
+ *    per 1 / 2 MiB), 'slice2048nt' (2 MiB per thread, non-temporal at every size), 'prefaultHuge' /
+ *    'prefaultHuge16' (the prefault's threads take aligned 2 MiB blocks; on 8 / 16 threads);
  *    'layerApply':
  *    CudaFusedMoe.apply(tensor) -> tensor, the path of the FusedMoE layer's cuda executor; 'fusedMoE': the
  *    FusedMoE layer's apply() with backend 'cuda' (and the part of it inside the cuda executor's forward);
@@ -237,6 +238,8 @@ async function main() {
         stagedB: {}, plainStoresB: {TFJS_MOE_CUDA_COPY_STORES: 'plain'},
         slice1024: {TFJS_MOE_CUDA_COPY_SLICE_KIB: '1024'}, slice2048: {TFJS_MOE_CUDA_COPY_SLICE_KIB: '2048'},
         slice2048nt: {TFJS_MOE_CUDA_COPY_SLICE_KIB: '2048', TFJS_MOE_CUDA_COPY_STORES: 'stream'},
+        prefaultHuge: {TFJS_MOE_CUDA_PREFAULT_SPLIT: 'huge'},
+        prefaultHuge16: {TFJS_MOE_CUDA_PREFAULT_SPLIT: 'huge', TFJS_MOE_CUDA_PREFAULT_THREADS: '16'},
       };
       // A warm-up pass first (discarded): the first mode measured after a change of T read JIT and clock warm-up.
       for (let i = 0; i < 2 * e2eIters; i++) tf.tensor2d(runner.forwardWithRouting(x, T).output, [T, H]).dispose();

@@ -333,10 +333,18 @@ void SlicedDownload::prefault(void* dst, size_t bytes) {
   auto p = std::make_shared<PrefaultJob>();
   p->dst = dst;
   p->start = std::chrono::steady_clock::now();
-  const size_t per = (bytes / n + 4095) / 4096 * 4096;
+  // One slice per thread; TFJS_MOE_CUDA_PREFAULT_SPLIT=huge (benchmark A/B): the threads take the array's aligned
+  // 2 MiB blocks one at a time instead (a huge page is faulted by one thread, not shared by two neighbouring slices).
+  const char* split = std::getenv("TFJS_MOE_CUDA_PREFAULT_SPLIT");
+  const bool byHuge = split != nullptr && std::strcmp(split, "huge") == 0 && bytes >= (size_t(4) << 20);
+  const size_t huge = size_t(2) << 20, lo = reinterpret_cast<uintptr_t>(dst), base = lo & ~(huge - 1);
+  const size_t per = byHuge ? huge : (bytes / n + 4095) / 4096 * 4096;
+  const size_t first = byHuge ? lo - base : 0;  // the first block starts before dst
+  const int items = byHuge ? static_cast<int>((first + bytes + huge - 1) / huge) : n;
   PrefaultJob* raw = p.get();  // outlives the job: waitPrefault() waits before dropping it
-  p->job = WorkerPool::prefaults().post(n, [raw, dst, bytes, per](int i) {
-    const size_t b = std::min(bytes, per * i), e = std::min(bytes, per * (i + 1));
+  p->job = WorkerPool::prefaults().post(items, [raw, dst, bytes, per, first](int i) {
+    const size_t b = std::min(bytes, per * i > first ? per * i - first : 0);
+    const size_t e = std::min(bytes, per * (i + 1) - first);
     if (b < e) touchPages(static_cast<char*>(dst) + b, e - b);
     const long long now = std::chrono::duration_cast<std::chrono::nanoseconds>(
         std::chrono::steady_clock::now().time_since_epoch()).count();
