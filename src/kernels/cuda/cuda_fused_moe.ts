@@ -134,11 +134,12 @@ const NEVER_POOLED_BELOW_BYTES = 64 << 10;
  */
 function outputArgument(n: number): Float32Array | null {
   const bytes = n * 4;
-  if (bytes < NEVER_POOLED_BELOW_BYTES) return uninitializedFloat32(n);  // no environment read on small calls
+  // No environment read on small calls, one without the pool.
+  if (bytes < NEVER_POOLED_BELOW_BYTES || pooledOutputMarker() == null) return uninitializedFloat32(n);
   const kib = (globalThis as {process?: {env?: Record<string, string | undefined>}}).process?.env
       ?.TFJS_MOE_CUDA_OUTPUT_POOL_MIN_KIB;
   const min = kib ? Math.max(NEVER_POOLED_BELOW_BYTES, Number(kib) * 1024) : POOLED_OUTPUT_MIN_BYTES;
-  return bytes >= min && pooledOutputMarker() != null ? null : uninitializedFloat32(n);
+  return bytes >= min ? null : uninitializedFloat32(n);
 }
 
 /** Marks an array the addon handed out over pooled memory (see pooledOutputMarker). */
