@@ -397,7 +397,12 @@ export async function runFormatsBench(ort: OrtHooks | null): Promise<void> {
   mkdirSync(outDir, {recursive: true});
   // BENCH_DAWN_OPTIONS: more dawn.node options (e.g. enable-dawn-features=disable_robustness for an A/B).
   const extra = process.env.BENCH_DAWN_OPTIONS?.split(' ').filter(Boolean) ?? [];
-  if (HALF_MATRICES) extra.push('enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia');
+  if (HALF_MATRICES) {
+    // One enable-dawn-features option: dawn.node keeps only the last value of an option given twice.
+    const at = extra.findIndex(o => o.startsWith('enable-dawn-features='));
+    const toggles = 'allow_unsafe_apis,vulkan_enable_f16_on_nvidia';
+    if (at >= 0) extra[at] += `,${toggles}`; else extra.push(`enable-dawn-features=${toggles}`);
+  }
   const status = await initWebGPUForNode({dawnOptions: ['disable-dawn-features=timestamp_quantization', ...extra],
     features: HALF_MATRICES ? [...HALF_MATRIX_FEATURES] : [],
     powerPreference: 'high-performance'});

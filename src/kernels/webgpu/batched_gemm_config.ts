@@ -98,6 +98,11 @@ export interface MatrixConfig {
   /** The lhs tile's global reads k fastest across invocations (default: rows fastest). */
   lhsKFast?: boolean;
   /**
+   * With prefetch: how many TK steps ahead the global loads run (default 1), one register set per step in flight.
+   * Few rows per expert leave each step only a few matrix multiplies to hide its loads' latency behind.
+   */
+  depth?: 1 | 2 | 3 | 4;
+  /**
    * Benchmark probes (wrong results, never chosen by the table): 'nob' stages no weight tile (bounds the matrix
    * program without its weight loads and decode), 'nost' stages neither tile (the matrix multiplies, barriers and
    * epilogue alone).
@@ -126,7 +131,7 @@ export function workgroupBytes(c: TiledConfig | MatrixConfig): number {
   return tiles + threads(c) * 4 + 64;
 }
 
-export const GEMM_PRESETS: Record<string, GemmConfig> = {
+const GEMM_PRESETS_BASE: Record<string, GemmConfig> = {
   stream8: {kind: 'stream', tm: 8, nv: 16, ks: 16, unroll: 2},
   stream16: {kind: 'stream', tm: 16, nv: 16, ks: 16, unroll: 2},
   tiled16: {kind: 'tiled', wx: 32, wy: 4, rm: 4, rn: 1, tk: 16, vec: 4},
@@ -209,6 +214,24 @@ export const GEMM_PRESETS: Record<string, GemmConfig> = {
   m16x256s8h: {kind: 'matrix', tm: 16, tn: 256, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 8,
                split: true, pad: true, hd: true},
 };
+
+export const GEMM_PRESETS: Record<string, GemmConfig> = {
+  ...GEMM_PRESETS_BASE,
+  // Session 6: loads 2-4 TK steps ahead (depth), named by a trailing digit.
+  ...deeper('m16x128s4h', [2, 3, 4]),
+  ...deeper('m16x128s4hl', [2, 4]),
+  ...deeper('m16x64s4h', [2, 4]),
+  ...deeper('m16x128s4hk', [2]),
+  ...deeper('m32x128s8h', [2]),
+  ...deeper('m64x128s4hl', [2]),
+  ...deeper('m128x128s8el', [2]),
+};
+
+/** Copies of a matrix preset with its loads `depth` steps ahead, named name + depth (MatrixConfig.depth). */
+function deeper(name: string, depths: Array<2 | 3 | 4>): Record<string, MatrixConfig> {
+  const base = GEMM_PRESETS_BASE[name] as MatrixConfig;
+  return Object.fromEntries(depths.map(d => [`${name}${d}`, {...base, prefetch: true, depth: d}]));
+}
 
 /** The p / h / n / z variants of a 4-subgroup split matrix preset named m{TM}x{TN}s4 (see MatrixConfig). */
 function matrixVariants(name: string): Record<string, MatrixConfig> {
