@@ -5,7 +5,9 @@
  * the Qwen3-30B-A3B layer with int4 g32 experts: after a warm-up, n calls are enqueued with a clock read around
  * each op (JavaScript time only: nothing waits for the GPU until the last read), then the same loop runs under the
  * V8 sampling profiler (node:inspector), whose hottest functions are written with the times.
- * Env: BENCH_T (256), BENCH_N (40), BENCH_SHAPE (H,I,E,K), BENCH_HALF_MATRICES=1 (the subgroup-matrix device).
+ * Env: BENCH_T (256), BENCH_N (40), BENCH_SHAPE (H,I,E,K), BENCH_HALF_MATRICES=1 (the subgroup-matrix device),
+ * BENCH_TF_FLAGS (a JSON object of tfjs flags set first, e.g. {"WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE": 60}),
+ * BENCH_FORMAT ('int4 g32' or 'float16').
  * Build: an esbuild bundle as the formats bench (BENCHMARKS.md); writes $OUT/webgpu_host_profile.json.
  */
 import * as tf from '@tensorflow/tfjs';
@@ -60,8 +62,11 @@ async function main(): Promise<void> {
     features: HALF ? [...HALF_MATRIX_FEATURES] : [], powerPreference: 'high-performance'});
   if (!status.available) throw new Error(`no WebGPU: ${status.reason}`);
   tf.env().set(MOE_WEBGPU_GEMM_HALF_MATRICES, HALF);
+  const flags = JSON.parse(process.env.BENCH_TF_FLAGS ?? '{}') as Record<string, number | boolean>;
+  for (const [k, v] of Object.entries(flags)) tf.env().set(k, v);
   const next = xorshiftWords(0x51ed270b);
-  const f = {label: 'int4 g32', format: 'int4' as const, groupSize: 32};
+  const f = process.env.BENCH_FORMAT === 'float16' ? {label: 'float16', format: 'float16' as const} :
+      {label: 'int4 g32', format: 'int4' as const, groupSize: 32};
   const up = toQuantized(randomPackedWeights(f, E, H, 2 * I, 0.02, next)) as QuantizedExpertWeights;
   const down = toQuantized(randomPackedWeights(f, E, I, H, 0.02, next)) as QuantizedExpertWeights;
   const gate = tf.tensor2d(Float32Array.from({length: H * E}, () => ((next() / 4294967296) - 0.5) * 0.1), [H, E]);
@@ -118,10 +123,12 @@ async function main(): Promise<void> {
   session.disconnect();
   const stages = Object.fromEntries(STAGES.map(s => [s, median(ms[s])]));
   const out = {date: new Date().toISOString(), adapter: status.adapterInfo, shape: {H, I, E, K}, T, n: N, half: HALF,
+               format: f.label, flags,
                ...plain, stageMedianMs: stages, profiled, hot: hottest(profile, 40)};
   console.log(JSON.stringify({...out, hot: undefined}));
   console.log(JSON.stringify(out.hot.self.slice(0, 20)));
-  writeFileSync(`${outDir}/webgpu_host_profile${HALF ? '_half' : ''}.json`, JSON.stringify(out, null, 1));
+  writeFileSync(`${outDir}/webgpu_host_profile${HALF ? '_half' : ''}${process.env.BENCH_TAG ?? ''}.json`,
+                JSON.stringify(out, null, 1));
   tf.dispose([gate, x, ...[up, down].flatMap(q => [q.values, q.scales, q.zeroPoints])]
       .filter(t => t != null) as tf.Tensor[]);
 }

@@ -256,6 +256,13 @@ export function setWebGPUGemmPreset(name: string | null): void {
 export interface TileChoice {
   maxRowsPerExpert: number;
   preset: keyof typeof GEMM_PRESETS;
+  /** Only for these weight formats (a packed layout's format, 'float32' for float weights); default every format. */
+  formats?: readonly string[];
+}
+
+/** Whether a table row applies to this GEMM's weights (TileChoice.formats). */
+function rowApplies(c: TileChoice, s: GemmShape): boolean {
+  return c.formats == null || c.formats.includes(s.packed?.format ?? 'float32');
 }
 
 /**
@@ -285,9 +292,11 @@ export const GEMM_TILE_TABLE: Record<string, readonly TileChoice[]> = {
  * 6.60 ms against 7.84 (same process); at 64 rows per expert (T = 1024) the 64- and 128-row kinds tied (2.62-2.74).
  * Batch K: reading the activation tile k first (whole sectors) took the 128-row tiles to 5.51 ms (7.11 with
  * prefetch and rows first) and m64x128s4h to 7.51 (8.40 in J); at 16 rows it tied (1.089 / 1.090), so that row keeps
- * its preset.
+ * its preset. Session 6, batch N (T = 256, the two GEMMs): loads 2 steps ahead took float16 from 0.951 to 0.886 ms
+ * (m16x128s4h2) but not int4 g32 (1.145 -> 1.159; 3 steps 1.125, 4 steps 1.944), hence a float16 row.
  */
 export const MATRIX_TILE_TABLE: readonly TileChoice[] = [
+  {maxRowsPerExpert: 24, preset: 'm16x128s4h2', formats: ['float16']},
   {maxRowsPerExpert: 24, preset: 'm16x128s4h'},
   {maxRowsPerExpert: 96, preset: 'm64x128s4hl'},
   {maxRowsPerExpert: Infinity, preset: 'm128x128s8e0l'},
@@ -347,7 +356,7 @@ function matrixConfig(s: GemmShape, maxWorkgroupStorage: number, h: HalfMatrixSh
     name = presetOverride;
   } else {
     if (rowsPerExpert <= GEMM_TILE_TABLE.default[0].maxRowsPerExpert) return null;
-    name = MATRIX_TILE_TABLE.find(c => rowsPerExpert <= c.maxRowsPerExpert)!.preset;
+    name = MATRIX_TILE_TABLE.find(c => rowsPerExpert <= c.maxRowsPerExpert && rowApplies(c, s))!.preset;
   }
   const c = {...(GEMM_PRESETS[name] as MatrixConfig), sm: h.m, sn: h.n, sk: h.k};
   const rowGroups = c.split ? c.rowGroups ?? 1 : 1;
