@@ -364,8 +364,9 @@ async function halfMatrixRow(gemms: () => tf.Tensor, layerCall: () => tf.Tensor,
     // Each preset: one checked call (validation errors, difference vs exact) before its timing.
     const presets: Record<string, unknown> = {};
     for (const preset of MATRIX_PRESETS) {
-      setWebGPUGemmPreset(preset);
       try {
+        // Inside the try: a misspelt name costs its own entry, not the presets timed before it (batch N, session 6).
+        setWebGPUGemmPreset(preset);
         device.pushErrorScope('validation');
         const y = gemms();
         const yData = await y.data();

@@ -101,7 +101,7 @@ export interface MatrixConfig {
    * With prefetch: how many TK steps ahead the global loads run (default 1), one register set per step in flight.
    * Few rows per expert leave each step only a few matrix multiplies to hide its loads' latency behind.
    */
-  depth?: 1 | 2 | 3 | 4;
+  depth?: 1 | 2 | 3;
   /**
    * Benchmark probes (wrong results, never chosen by the table): 'nob' stages no weight tile (bounds the matrix
    * program without its weight loads and decode), 'nost' stages neither tile (the matrix multiplies, barriers and
@@ -217,18 +217,16 @@ const GEMM_PRESETS_BASE: Record<string, GemmConfig> = {
 
 export const GEMM_PRESETS: Record<string, GemmConfig> = {
   ...GEMM_PRESETS_BASE,
-  // Session 6: loads 2-4 TK steps ahead (depth), named by a trailing digit.
-  ...deeper('m16x128s4h', [2, 3, 4]),
-  ...deeper('m16x128s4hl', [2, 4]),
-  ...deeper('m16x64s4h', [2, 4]),
-  ...deeper('m16x128s4hk', [2]),
-  ...deeper('m32x128s8h', [2]),
-  ...deeper('m64x128s4hl', [2]),
+  // Session 6: loads 2 or 3 TK steps ahead (depth), named by a trailing digit. H200 batches N / O, the two GEMMs at
+  // T = 256: float16 m16x128s4h 1.028 -> 2 steps 0.945, 3 steps 0.962 ms (O, medians of 3 interleaved); int4 g32
+  // 1.092 -> 1.108 / 1.079 (O), 4 steps 1.944 (N); T = 4096 int4 g32 m128x128s8el2 5.262 vs m128x128s8e0l 5.315 (N).
+  // 4 steps and batch N's other deep variants (k-first lhs, 64 columns, TK 64, 32 rows) lost by 20-100%: dropped.
+  ...deeper('m16x128s4h', [2, 3]),
   ...deeper('m128x128s8el', [2]),
 };
 
 /** Copies of a matrix preset with its loads `depth` steps ahead, named name + depth (MatrixConfig.depth). */
-function deeper(name: string, depths: Array<2 | 3 | 4>): Record<string, MatrixConfig> {
+function deeper(name: string, depths: Array<2 | 3>): Record<string, MatrixConfig> {
   const base = GEMM_PRESETS_BASE[name] as MatrixConfig;
   return Object.fromEntries(depths.map(d => [`${name}${d}`, {...base, prefetch: true, depth: d}]));
 }
@@ -292,8 +290,9 @@ export const GEMM_TILE_TABLE: Record<string, readonly TileChoice[]> = {
  * 6.60 ms against 7.84 (same process); at 64 rows per expert (T = 1024) the 64- and 128-row kinds tied (2.62-2.74).
  * Batch K: reading the activation tile k first (whole sectors) took the 128-row tiles to 5.51 ms (7.11 with
  * prefetch and rows first) and m64x128s4h to 7.51 (8.40 in J); at 16 rows it tied (1.089 / 1.090), so that row keeps
- * its preset. Session 6, batch N (T = 256, the two GEMMs): loads 2 steps ahead took float16 from 0.951 to 0.886 ms
- * (m16x128s4h2) but not int4 g32 (1.145 -> 1.159; 3 steps 1.125, 4 steps 1.944), hence a float16 row.
+ * its preset. Session 6 (T = 256, the two GEMMs): loads 2 steps ahead took float16 from 0.951 to 0.886 ms
+ * (m16x128s4h2; batch N) and from 1.028 to 0.945 (batch O, medians of 3 interleaved), but not int4 g32 (N: 1.145 ->
+ * 1.159, 3 steps 1.125, 4 steps 1.944; O: 1.092 -> 1.108), hence a float16 row.
  */
 export const MATRIX_TILE_TABLE: readonly TileChoice[] = [
   {maxRowsPerExpert: 24, preset: 'm16x128s4h2', formats: ['float16']},
