@@ -410,6 +410,7 @@ function packedCandidates(tuned: DecodeTilesOverride, T: number, format: string,
   }
   if (process.env.BENCH_CANDIDATES === 'batchI') return batchICandidates(tuned, T, format, first);
   if (process.env.BENCH_CANDIDATES === 's6') return session6Candidates(tuned, T, first);
+  if (process.env.BENCH_CANDIDATES === 's6o') return session6Confirm(tuned, T, first);
   if (process.env.BENCH_CANDIDATES === 'confirm') {
     // The final table against the session-3 table ('before'); for the first format at T = 16 also 2 packed steps /
     // items per loop iteration in upGate / down.
@@ -459,6 +460,20 @@ function session6Candidates(tuned: DecodeTilesOverride, T: number, first: boolea
     ksm_dbe32x8: {...route, downByExpert: true, downNv: 32, downKs: 8},
     ksm_dbe64x4_r2: {...route, downByExpert: true, downNv: 64, downKs: 4, downRows: 2},
     ksm_down16x16: {...route, downNv: 16, downKs: 16}};
+}
+
+/**
+ * Session 6 batch O: the table (batch N's route) against session 5's route; for the first format at T = 16 the
+ * expert programs' cheaper variants on top of it (codes by exponent bits, two steps per loop, one row in registers,
+ * more k-lanes, the down program unrolled or with more k-lanes).
+ */
+function session6Confirm(tuned: DecodeTilesOverride, T: number, first: boolean): Record<string, DecodeTilesOverride> {
+  const s5 = {...tuned, routeTopk: 'rounds', routeSubgroups: false, routePlace: 'loop'} as const;
+  if (T === 1) return {table: tuned, s5, four: {...tuned, fold: false}};
+  if (!first) return {table: tuned, s5};
+  return {table: tuned, s5, eb: {...tuned, exponentBits: true, int4Half: false}, u2: {...tuned, upUnroll: 2},
+    rows1: {...tuned, upRows: 1}, up8x32: {...tuned, upNv: 8, upKs: 32}, d2: {...tuned, downUnroll: 2},
+    down4x64: {...tuned, downNv: 4, downKs: 64}};
 }
 
 /** Batch I's candidates (session 4): decode-once rows, the router at T = 16, mxfp4's float16-pattern codes. */

@@ -12,6 +12,10 @@
  */
 import {writeFileSync} from 'fs';
 
+import type {ExpertWeightLayout} from '../src/executor/expert_weights.js';
+import {packedStep, packedStepConsts} from '../src/kernels/webgpu/batched_gemm_snippets.js';
+import {wordDecoder, WordDecoderOptions} from '../src/kernels/webgpu/quantized_webgpu.js';
+
 import {timePassMs} from './webgpu_pass_timing.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
@@ -30,9 +34,57 @@ interface Probe {
   pair?: boolean;
   /** Contiguous read of the expert's words (thread i: words i, i + 256, ...), no tile layout. */
   linear?: boolean;
+  /**
+   * The decode programs' real packed step (int4 g32, decode_programs.ts packedStream) for this many rows of x
+   * instead of the XOR: the arithmetic's cost over the loads' (with the group scales read as upGate does).
+   */
+  rows?: number;
+  /** With rows: the word decoder's options (absent: int4 codes as float16 patterns, as the table). */
+  decoder?: WordDecoderOptions;
+  /** With rows: each quad of codes decoded once for all rows (the table's choice; absent: true). */
+  decodeOnce?: boolean;
+}
+
+/** The probe with the real int4 g32 step: weights [E, K = 8 * wr, N = 4 * nv], x [rows, K], one output per thread. */
+function mathCode(p: Probe): string {
+  const l: ExpertWeightLayout = {format: 'int4', numExperts: ACTIVE, depth: 8 * p.wr, width: 4 * p.nv, transposed: false,
+    groupSize: 32, zeroPoint: false};
+  const options = p.decoder ?? {int4Half: true};
+  const step = packedStep(l, {lhs: 'x', lhsRow: i => `${i}`, accumulate: (i, v) => `acc[${i}] += ${v};`},
+                          {...options, decodeOnce: p.decodeOnce ?? true});
+  return `
+  @group(0) @binding(0) var<storage, read> packed : array<vec4<u32>>;
+  @group(0) @binding(1) var<storage, read> scales : array<vec4<f32>>;
+  @group(0) @binding(2) var<storage, read> x : array<vec4<f32>>;
+  @group(0) @binding(3) var<storage, read_write> out : array<vec4<f32>>;
+  ${wordDecoder(l, options).snippet}
+  const TM = ${p.rows};
+  @compute @workgroup_size(256)
+  fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index) li : u32) {
+    let lid = i32(li);
+    let w = i32(wid.x);
+    let expert = w / ${p.nv / p.nvw};
+    let cl = lid % ${p.nvw};
+    let s = lid / ${p.nvw};
+    let KS = ${p.ks};
+    let rows = TM;
+    var acc = array<vec4<f32>, TM>();
+    {${packedStepConsts(l, `${8 * p.wr}`)}
+      let NV = ${p.nv};
+      let K4 = ${2 * p.wr};
+      let n = (w % ${p.nv / p.nvw}) * ${p.nvw} + cl;
+      let wBase = expert * KW * NV + n;
+      for (var step = s; step < steps; step += KS) {${step}
+      }
+    }
+    var v = vec4<f32>(0.0);
+    for (var i = 0; i < TM; i++) { v += acc[i]; }
+    if (v.x == 1.2345e-30) { out[lid] = v; }
+  }`;
 }
 
 function probeCode(p: Probe): string {
+  if (p.rows != null) return mathCode(p);
   const tiles = p.nv / p.nvw;
   if (p.linear) {
     const chunk = p.wr * p.nv / tiles;
@@ -102,6 +154,15 @@ const PROBES: Record<string, Probe> = {
   'down 64x4 wrs4 pair': {...DOWN, nvw: 64, ks: 4, wrs: 4, pair: true},
   'down 128x2 wrs4': {...DOWN, nvw: 128, ks: 2, wrs: 4},
   'down linear (8 chunks per expert)': {...DOWN, nvw: 64, ks: 4, wrs: 4, linear: true},
+  // Batch O: the real packed step (upGate's tile 16 x 16, int4 g32 with its scales).
+  'up 16x16 step, 1 row': {...UP, nvw: 16, ks: 16, wrs: 4, rows: 1},
+  'up 16x16 step, 2 rows': {...UP, nvw: 16, ks: 16, wrs: 4, rows: 2},
+  'up 16x16 step, 4 rows': {...UP, nvw: 16, ks: 16, wrs: 4, rows: 4},
+  'up 16x16 step, 2 rows, exponent bits': {...UP, nvw: 16, ks: 16, wrs: 4, rows: 2, decoder: {exponentBits: true}},
+  'up 16x16 step, 2 rows, conversion': {...UP, nvw: 16, ks: 16, wrs: 4, rows: 2, decoder: {}},
+  'up 16x16 step, 2 rows, decoded per row': {...UP, nvw: 16, ks: 16, wrs: 4, rows: 2, decodeOnce: false},
+  'up 32x8 step, 2 rows': {...UP, nvw: 32, ks: 8, wrs: 4, rows: 2},
+  'up 8x32 step, 2 rows': {...UP, nvw: 8, ks: 32, wrs: 4, rows: 2},
 };
 
 async function main(): Promise<void> {
@@ -130,12 +191,22 @@ async function main(): Promise<void> {
     buf.unmap();
   }
   const outBuf = device.createBuffer({size: 4096, usage: 0x80});
+  // int4 g32 scales (one vec4 of f32 per group of 32 k and 4 columns: 1/8 of the codes' words) and 4 rows of x.
+  const filled = (bytes: number, value: number) => {
+    const b = device.createBuffer({size: bytes, usage: 0x80, mappedAtCreation: true});
+    new Float32Array(b.getMappedRange()).fill(value);
+    b.unmap();
+    return b;
+  };
+  const scaleBuf = filled(words * 16 / 4, 0.01), xBuf = filled(4 * 8 * UP.wr * 4, 0.5);
   const only = process.env.BENCH_ONLY;  // a substring of the row names (local dry runs)
   for (const [name, p] of Object.entries(PROBES).filter(([n]) => only == null || n.includes(only))) {
     const pipe = device.createComputePipeline({layout: 'auto',
       compute: {module: device.createShaderModule({code: probeCode(p)}), entryPoint: 'main'}});
-    const group = device.createBindGroup({layout: pipe.getBindGroupLayout(0), entries: [
-      {binding: 0, resource: {buffer: buf}}, {binding: 1, resource: {buffer: outBuf}}]});
+    const group = device.createBindGroup({layout: pipe.getBindGroupLayout(0), entries: p.rows == null ? [
+      {binding: 0, resource: {buffer: buf}}, {binding: 1, resource: {buffer: outBuf}}] : [
+      {binding: 0, resource: {buffer: buf}}, {binding: 1, resource: {buffer: scaleBuf}},
+      {binding: 2, resource: {buffer: xBuf}}, {binding: 3, resource: {buffer: outBuf}}]});
     const wgs = ACTIVE * (p.nv / p.nvw);
     for (let i = 0; i < 3; i++) await timePassMs(device, pipe, group, 4, wgs);
     const ms: number[] = [];
