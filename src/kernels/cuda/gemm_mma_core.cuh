@@ -15,12 +15,9 @@ namespace gemm {
 // BITS 16: B is Elem [E][N][K]. BITS 4 (W4A16): B is the int4 copy (GemmProblem.bInt4: [E][N][K/8] words of 8 codes,
 // group scales and zero points [E][N][K/groupSize]); a stage holds code rows of BK/8 words and each row's scale
 // (and zero) for every 32 values of K, and the B fragments are dequantized in registers (see dequantPair).
-// WARPS_K > 1 splits each stage's K steps over that many groups of WARPS_M x WARPS_N warps, whose partial sums meet
-// in shared memory before the epilogue: more warps (and half the instructions per warp) on the same tile, for decode
-// grids that leave one or two blocks per SM.
-template <typename Elem, int BM, int BN, int BK, int WARPS_M, int WARPS_N, int STAGES, int BITS = 16, int WARPS_K = 1>
+template <typename Elem, int BM, int BN, int BK, int WARPS_M, int WARPS_N, int STAGES, int BITS = 16>
 struct MmaConfig {
-  static constexpr int kThreads = WARPS_M * WARPS_N * WARPS_K * 32;
+  static constexpr int kThreads = WARPS_M * WARPS_N * 32;
   static constexpr int kRowStride = BK + 8;  // +16 bytes: the 8 rows an ldmatrix reads land on distinct banks
   static constexpr int kCodeRowWords = BK / 8 + 4;  // +4 words: the 8 code rows of a fragment on distinct banks
   static constexpr int kSlots = BK / 32;            // scale (zero) slots per code row and stage
@@ -165,15 +162,15 @@ __device__ __forceinline__ void prefetchNextWeights(const GemmProblem& p, int ex
 // VEC: K % 8 == 0, lda % 8 == 0 and 16-byte aligned bases, so every 16-byte chunk is wholly in or out of
 // bounds and cp.async can move it; otherwise elements are loaded one by one (odd test shapes only).
 template <typename Elem, typename OutT, int BM, int BN, int BK, int WARPS_M, int WARPS_N, int STAGES, Epilogue EPI,
-          bool VEC, int BITS = 16, int WARPS_K = 1>
-__global__ void __launch_bounds__(WARPS_M* WARPS_N* WARPS_K * 32)
+          bool VEC, int BITS = 16>
+__global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
     mmaGemmKernel(const GemmProblem p) {
   if (VEC && p.prefetchB) prefetchWeightTile<BM, BN, BITS, Elem>(p);
   // GemmProblem.preloadB: the tile lookup and the first stages' weights do not depend on the previous kernel, so a
   // block placed early (programmatic dependent launch) issues them before it waits; only A waits.
   const bool early = VEC && p.preloadB;
   if (!early) awaitPredecessor();
-  using Cfg = MmaConfig<Elem, BM, BN, BK, WARPS_M, WARPS_N, STAGES, BITS, WARPS_K>;
+  using Cfg = MmaConfig<Elem, BM, BN, BK, WARPS_M, WARPS_N, STAGES, BITS>;
   static_assert(Cfg::kSmemBytesNoZeros >= 3 * kTailMaxPairs * 4, "the combine tail reuses the pipeline's shared memory");
   constexpr bool Q = BITS != 16, QPREV = BITS == 5;
   static_assert(BITS == 16 || BITS == 4 || (QPREV && std::is_same<Elem, __nv_bfloat16>::value), "B element bits");
@@ -332,10 +329,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N* WARPS_K * 32)
     loadB(stage, kt);
   };
 
-  // warp: the warp's place in the WARPS_M x WARPS_N grid; wk: its slice of each stage's K steps (WARPS_K).
-  constexpr int KS = BK / 16 / WARPS_K;  // K steps per slice and stage
-  static_assert(BK / 16 % WARPS_K == 0 && (!Q || KS % 2 == 0), "K slices of whole steps (int4: whole 32-value slots)");
-  const int warp = tid / 32 % (WARPS_M * WARPS_N), wk = tid / 32 / (WARPS_M * WARPS_N), lane = tid % 32;
+  const int warp = tid / 32, lane = tid % 32;
   const int wm = warp / WARPS_N, wn = warp % WARPS_N;
   float acc[MI][NI][4];
 #pragma unroll
@@ -388,8 +382,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N* WARPS_K * 32)
     const Elem* as = As + (kt % STAGES) * BM * LDS + (wm * WM) * LDS;
     const Elem* bs = Bs + (kt % STAGES) * BN * LDS + (wn * WN) * LDS;
 #pragma unroll
-    for (int kq = 0; kq < KS; kq++) {
-      const int ks = wk * KS + kq;
+    for (int ks = 0; ks < BK / 16; ks++) {
       uint32_t af[MI][4];
       uint32_t bf[NI][2];
 #pragma unroll
@@ -415,7 +408,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N* WARPS_K * 32)
         // each (dequantPair); the scale (and zero) pairs once per 32-value slot, i.e. every other step.
         const uint32_t* qs = Bq + (kt % STAGES) * QSTAGE;
         const float* sc = reinterpret_cast<const float*>(qs + BN * QROW);
-        if (kq % 2 == 0) {
+        if (ks % 2 == 0) {
 #pragma unroll
           for (int ni = 0; ni < NI; ni++) {
             const int e = (wn * WN + ni * 8 + lane / 4) * QSL + ks / 2;
@@ -449,36 +442,6 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N* WARPS_K * 32)
     }
   }
   cpAsyncWait<0>();
-  if constexpr (WARPS_K > 1) {
-    // The slices' partial sums, added in slice order into slice 0's accumulators ([value][warp lane] in shared
-    // memory, free once the pipeline drained: consecutive lanes on consecutive banks).
-    constexpr int PER = MI * NI * 4, LANES = WARPS_M * WARPS_N * 32;
-    static_assert((WARPS_K - 1) * PER * LANES * 4 <= Cfg::kSmemBytesNoZeros, "split-K partials fit the pipeline's smem");
-    float* part = reinterpret_cast<float*>(smemRaw);
-    const int slot = warp * 32 + lane;
-    __syncthreads();
-    if (wk > 0) {
-#pragma unroll
-      for (int mi = 0; mi < MI; mi++)
-#pragma unroll
-        for (int ni = 0; ni < NI; ni++)
-#pragma unroll
-          for (int q = 0; q < 4; q++) part[((wk - 1) * PER + (mi * NI + ni) * 4 + q) * LANES + slot] = acc[mi][ni][q];
-    }
-    __syncthreads();
-    if (wk == 0) {
-#pragma unroll
-      for (int w = 1; w < WARPS_K; w++)
-#pragma unroll
-        for (int mi = 0; mi < MI; mi++)
-#pragma unroll
-          for (int ni = 0; ni < NI; ni++)
-#pragma unroll
-            for (int q = 0; q < 4; q++) acc[mi][ni][q] += part[((w - 1) * PER + (mi * NI + ni) * 4 + q) * LANES + slot];
-    }
-    // The combine tail below reuses the same shared memory.
-    __syncthreads();
-  }
 
   // Fragment layout: thread (g = lane/4, t = lane%4) holds rows g and g+8, columns 2t and 2t+1 of each n8 block.
   const float* bias = p.bias ? p.bias + static_cast<long long>(tile.expert) * p.N : nullptr;
@@ -489,7 +452,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N* WARPS_K * 32)
 #pragma unroll
     for (int half = 0; half < 2; half++) {
       const int r = tile.rowStart + wm * WM + mi * 16 + g + half * 8;
-      if (r >= tile.rowEnd || wk != 0) continue;  // (WARPS_K: slice 0 holds the sums)
+      if (r >= tile.rowEnd) continue;
       if (EPI == Epilogue::kSwiglu) {
         // Interleave width 8: n8 block 2j holds gate columns, block 2j+1 the matching up columns.
         const float s = E::rowScale(p, r);

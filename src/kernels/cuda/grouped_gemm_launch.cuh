@@ -38,10 +38,10 @@ inline dim3 gridFor(const GemmProblem& p, int bm, int bn) {
 }
 
 template <typename Elem, typename OutT, int BM, int BN, int BK, int WARPS_M, int WARPS_N, int STAGES, Epilogue EPI,
-          bool VEC, int BITS = 16, int WARPS_K = 1>
+          bool VEC, int BITS = 16>
 void launchMmaConfig(const GemmProblem& p, cudaStream_t stream) {
-  using Cfg = MmaConfig<Elem, BM, BN, BK, WARPS_M, WARPS_N, STAGES, BITS, WARPS_K>;
-  auto kernel = mmaGemmKernel<Elem, OutT, BM, BN, BK, WARPS_M, WARPS_N, STAGES, EPI, VEC, BITS, WARPS_K>;
+  using Cfg = MmaConfig<Elem, BM, BN, BK, WARPS_M, WARPS_N, STAGES, BITS>;
+  auto kernel = mmaGemmKernel<Elem, OutT, BM, BN, BK, WARPS_M, WARPS_N, STAGES, EPI, VEC, BITS>;
   static bool smemRaised = false;
   raiseSmemLimit(kernel, Cfg::kSmemBytes, smemRaised);
   const dim3 grid = gridFor(p, BM, BN);
@@ -71,20 +71,6 @@ inline int smCount() {
 inline bool fewDecodeBlocks(const GemmProblem& p, int bn) {
   const long long experts = p.seg.offsets != nullptr ? std::min<long long>(p.seg.numExperts, p.M) : 1;
   return experts * ceilDiv(p.N, bn) < 2LL * smCount();
-}
-
-// TFJS_MOE_CUDA_DECODE_SPLIT_K (A/B switch, read at each launch): '2' gives the 16 x 64 decode tiles of grids with
-// few blocks (one token: fewDecodeBlocks) two K slices of 4 warps each (MmaConfig WARPS_K), '2all' also the int4
-// tiles of larger decode grids; '2x32': on few-block grids, 16 x 32 tiles of two K slices of 2 warps (twice the
-// blocks, a quarter of each warp's share of today's 16 x 64 tile); unset or '1': one slice.
-// At one token the decode GEMMs are bound by each warp's dependent instruction chain, not by DRAM (H200 batch N,
-// ncu: int4 up_gate 22.9 us at 20% of DRAM peak, 0.25 issued per scheduler, 1.6 blocks per SM).
-inline int decodeSplitK(bool fewBlocks) {
-  const char* v = std::getenv("TFJS_MOE_CUDA_DECODE_SPLIT_K");
-  if (v == nullptr) return 1;
-  if (std::strcmp(v, "2all") == 0) return 2;
-  if (std::strcmp(v, "2x32") == 0 && fewBlocks) return 3;
-  return std::strcmp(v, "2") == 0 && fewBlocks ? 2 : 1;
 }
 
 // The tensor-core tile shapes the launcher instantiates (BM x BN, BK, warps, stages are fixed per shape below).
@@ -135,14 +121,8 @@ void launchMmaEpi(const GemmProblem& p, bool vec, cudaStream_t stream) {
         case DecodeGemm::kMmaK128: launchMmaConfig<Elem, OutT, 16, 64, 128, 1, 4, 4, EPI, true>(p, stream); break;
         case DecodeGemm::kMmaShallow: launchMmaConfig<Elem, OutT, 16, 64, 64, 1, 4, 4, EPI, true>(p, stream); break;
         default:
-          if (fewDecodeBlocks(p, 64)) {
-            const int split = decodeSplitK(true);
-            if (split == 2) launchMmaConfig<Elem, OutT, 16, 64, 128, 1, 4, 4, EPI, true, 16, 2>(p, stream);
-            else if (split == 3) launchMmaConfig<Elem, OutT, 16, 32, 128, 1, 2, 4, EPI, true, 16, 2>(p, stream);
-            else launchMmaConfig<Elem, OutT, 16, 64, 128, 1, 4, 4, EPI, true>(p, stream);
-          } else {
-            launchMmaConfig<Elem, OutT, 16, 64, 64, 1, 4, 4, EPI, true>(p, stream);
-          }
+          if (fewDecodeBlocks(p, 64)) launchMmaConfig<Elem, OutT, 16, 64, 128, 1, 4, 4, EPI, true>(p, stream);
+          else launchMmaConfig<Elem, OutT, 16, 64, 64, 1, 4, 4, EPI, true>(p, stream);
           break;
       }
       break;
@@ -186,12 +166,7 @@ void launchMmaInt4Epi(const GemmProblem& p, cudaStream_t stream) {
       if (tuning().decodeGemm == DecodeGemm::kInt4Wide) {
         launchMmaConfig<Elem, OutT, 16, 128, 128, 1, 8, 4, EPI, true, 4>(p, stream);
       } else if (tuning().decodeGemm == DecodeGemm::kMmaDeep || (autoDecodeDepth() && fewDecodeBlocks(p, 64))) {
-        const int split = decodeSplitK(fewDecodeBlocks(p, 64));
-        if (split == 2) launchMmaConfig<Elem, OutT, 16, 64, 256, 1, 4, 4, EPI, true, 4, 2>(p, stream);
-        else if (split == 3) launchMmaConfig<Elem, OutT, 16, 32, 256, 1, 2, 4, EPI, true, 4, 2>(p, stream);
-        else launchMmaConfig<Elem, OutT, 16, 64, 256, 1, 4, 4, EPI, true, 4>(p, stream);
-      } else if (decodeSplitK(false) == 2) {
-        launchMmaConfig<Elem, OutT, 16, 64, 128, 1, 4, 4, EPI, true, 4, 2>(p, stream);
+        launchMmaConfig<Elem, OutT, 16, 64, 256, 1, 4, 4, EPI, true, 4>(p, stream);
       } else {
         launchMmaConfig<Elem, OutT, 16, 64, 128, 1, 4, 4, EPI, true, 4>(p, stream);
       }

@@ -584,8 +584,7 @@ void MoeLayer::run(int T, bool useGraph) {
 std::string MoeLayer::kernelEnvSwitches() {
   std::string key;
   for (const char* name : {"TFJS_MOE_CUDA_PREFILL_LEGACY", "TFJS_MOE_CUDA_WGMMA_INT4", "TFJS_MOE_CUDA_DENSE_F32",
-                           "TFJS_MOE_CUDA_SM90_TILES", "TFJS_MOE_CUDA_INT4_SCALE_LOADS",
-                           "TFJS_MOE_CUDA_DECODE_SPLIT_K"}) {
+                           "TFJS_MOE_CUDA_SM90_TILES", "TFJS_MOE_CUDA_INT4_SCALE_LOADS"}) {
     const char* v = std::getenv(name);
     key += v ? v : "-";
     key += ';';
