@@ -45,8 +45,17 @@ __global__ void splitKReduceKernel(const float* __restrict__ partial, int kSplit
   awaitPredecessor();
   for (long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; i < slab;
        i += static_cast<long long>(gridDim.x) * blockDim.x) {
+    // Eight slabs' loads in flight at a time (up to 64 slices at T = 256), summed in slice order.
     float v = 0.f;
-    for (int z = 0; z < kSplit; z++) v += partial[z * slab + i];
+    int z = 0;
+    for (; z + 8 <= kSplit; z += 8) {
+      float part[8];
+#pragma unroll
+      for (int j = 0; j < 8; j++) part[j] = partial[(z + j) * slab + i];
+#pragma unroll
+      for (int j = 0; j < 8; j++) v += part[j];
+    }
+    for (; z < kSplit; z++) v += partial[z * slab + i];
     out[i] = v + (bias ? bias[i % N] : 0.f);
   }
 }
@@ -72,7 +81,22 @@ ExactDenseF32Scope::~ExactDenseF32Scope() { exactDenseF32() = previous; }
 DenseF32Core denseF32Core() {
   if (exactDenseF32()) return DenseF32Core::kFma;
   const char* v = std::getenv("TFJS_MOE_CUDA_DENSE_F32");
-  return v != nullptr && std::strcmp(v, "fma") == 0 ? DenseF32Core::kFma : DenseF32Core::kTf32x3;
+  if (v != nullptr && std::strcmp(v, "fma") == 0) return DenseF32Core::kFma;
+  if (v != nullptr && std::strcmp(v, "tf32x3-warp") == 0) return DenseF32Core::kTf32x3Warp;
+  if (v != nullptr && std::strcmp(v, "tf32x3-1block") == 0) return DenseF32Core::kTf32x3OneBlock;
+  return DenseF32Core::kTf32x3;
+}
+
+template <bool STAGED_SPLIT, int MIN_BLOCKS>
+static void launchDenseTf32x3(const GemmProblem& p, dim3 grid, cudaStream_t stream) {
+  auto kernel = gemm::denseF32Tf32x3Kernel<STAGED_SPLIT, MIN_BLOCKS>;
+  constexpr int smem = gemm::denseTf32x3SmemBytes(STAGED_SPLIT);
+  static const bool raised = [&] {
+    MOE_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    return true;
+  }();
+  (void)raised;
+  launchKernel("denseF32Tf32x3Kernel", kernel, grid, gemm::kDenseF32Threads, smem, stream, p);
 }
 
 bool combineInGemmSupported(const GemmProblem& p) {
@@ -83,6 +107,7 @@ bool combineInGemmSupported(const GemmProblem& p) {
 
 void launchGroupedGemm(const GemmProblem& p, cudaStream_t stream) {
   if (p.M == 0 || p.N == 0) return;
+  if (p.combineAdd != nullptr) throw std::invalid_argument("grouped GEMM: combineAdd is launchGroupedGemmSm90's alone");
   if (p.combineOut != nullptr) {
     if (p.epilogue != Epilogue::kStore || p.out != DType::kFloat32 || p.seg.offsets == nullptr || p.N != p.ldc ||
         p.tileCounters == nullptr || p.pairRow == nullptr || p.pairWeight == nullptr || p.pairExpert == nullptr ||
@@ -123,8 +148,13 @@ void launchGroupedGemm(const GemmProblem& p, cudaStream_t stream) {
   if (vec && p.seg.offsets == nullptr && p.aRowIndex == nullptr && p.epilogue == Epilogue::kStore &&
       p.M >= kDenseF32MinRows && !legacyPrefillKernels()) {
     const dim3 grid(ceilDiv(p.M, gemm::kDenseF32Rows), ceilDiv(p.N, gemm::kDenseF32Cols), p.kSplit > 1 ? p.kSplit : 1);
-    if (denseF32Core() == DenseF32Core::kTf32x3) {
-      launchKernel("denseF32Tf32x3Kernel", gemm::denseF32Tf32x3Kernel, grid, gemm::kDenseF32Threads, 0, stream, p);
+    const DenseF32Core core = denseF32Core();
+    if (core == DenseF32Core::kTf32x3) {
+      launchDenseTf32x3<true, 2>(p, grid, stream);
+    } else if (core == DenseF32Core::kTf32x3OneBlock) {
+      launchDenseTf32x3<true, 1>(p, grid, stream);
+    } else if (core == DenseF32Core::kTf32x3Warp) {
+      launchDenseTf32x3<false, 1>(p, grid, stream);
     } else {
       launchKernel("denseF32GemmKernel", gemm::denseF32GemmKernel, grid, gemm::kDenseF32Threads, 0, stream, p);
     }

@@ -265,6 +265,11 @@ bool launchGroupedGemmSm90(const GemmProblem& p, cudaStream_t stream) {
   if (t.mode == Sm90Gemm::kOff) return false;
   if (p.elem == DType::kFloat32 || p.epilogue == Epilogue::kCombine || p.kSplit > 1 || p.aCopy != nullptr) return false;
   if (p.combineOut != nullptr) return false;  // the decode down GEMM's combine tail is the mma.sync kernels'
+  if (p.combineAdd != nullptr && (p.epilogue != Epilogue::kStore || p.out != DType::kFloat32 ||
+                                  p.seg.offsets == nullptr || p.rowToPair == nullptr || p.pairWeight == nullptr ||
+                                  p.topK < 1)) {
+    return false;
+  }
   if (p.K % 8 != 0 || p.lda % 8 != 0 || !aligned16(p.A) || !aligned16(p.B)) return false;
   if (p.M <= 0 || p.N <= 0 || p.K <= 0) return false;
   if (static_cast<long long>(p.seg.offsets ? p.seg.numExperts : 1) * p.N >= (1LL << 31)) return false;
