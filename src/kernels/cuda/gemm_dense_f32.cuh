@@ -16,16 +16,6 @@ namespace gemm {
 
 constexpr int kDenseF32Rows = 128, kDenseF32Cols = 128, kDenseF32Threads = 256, kDenseF32BK = 16;
 
-__device__ __forceinline__ uint32_t toTf32(float v) {
-  uint32_t r;
-  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(v));
-  return r;
-}
-// v = high + low: both TF32 (the low part is what the high part's rounding left, itself rounded to TF32).
-__device__ __forceinline__ void splitTf32(float v, uint32_t& high, uint32_t& low) {
-  high = toTf32(v);
-  low = toTf32(v - __uint_as_float(high));
-}
 // The global -> register -> shared staging both cores share: per k tile each thread loads IT float4s of A rows and
 // of B rows (4 consecutive k), and stores them k-major (As[k][m], Bs[k][n], row stride LDS floats). Column-0 blocks
 // also write A converted to p.aCopyElem into p.aCopy (lda == K) as they store a tile: the K slices partition A, so
@@ -69,6 +59,7 @@ struct DenseTileStaging {
     }
   }
   __device__ __forceinline__ void store(const GemmProblem& p, float (*As)[LDS], float (*Bs)[LDS], int kt, int tid) {
+    const int k = kBegin + kt * BK + kq;
 #pragma unroll
     for (int i = 0; i < IT; i++) {
       const int r = (tid + i * NT) / KCH;
@@ -80,59 +71,39 @@ struct DenseTileStaging {
       Bs[kq + 1][r] = bReg[i].y;
       Bs[kq + 2][r] = bReg[i].z;
       Bs[kq + 3][r] = bReg[i].w;
-      copyRow(p, i, kt, r);
-    }
-  }
-  // The TF32 x 3 core's staging: each element split once here (TF32 high part and remainder, splitTf32) into the
-  // hi / lo tiles, instead of by every warp that reads it as a fragment.
-  __device__ __forceinline__ void storeSplit(const GemmProblem& p, uint32_t (*AsHi)[LDS], uint32_t (*AsLo)[LDS],
-                                             uint32_t (*BsHi)[LDS], uint32_t (*BsLo)[LDS], int kt, int tid) {
-#pragma unroll
-    for (int i = 0; i < IT; i++) {
-      const int r = (tid + i * NT) / KCH;
-      const float a[4] = {aReg[i].x, aReg[i].y, aReg[i].z, aReg[i].w};
-      const float b[4] = {bReg[i].x, bReg[i].y, bReg[i].z, bReg[i].w};
-#pragma unroll
-      for (int c = 0; c < 4; c++) {
-        splitTf32(a[c], AsHi[kq + c][r], AsLo[kq + c][r]);
-        splitTf32(b[c], BsHi[kq + c][r], BsLo[kq + c][r]);
-      }
-      copyRow(p, i, kt, r);
-    }
-  }
-  // Column-0 blocks: A's four staged values of row r also go to aCopy in the half type.
-  __device__ __forceinline__ void copyRow(const GemmProblem& p, int i, int kt, int r) {
-    const int k = kBegin + kt * BK + kq;
-    if (copyA && aRow[i] != nullptr && k < kEnd) {
-      const long long at = static_cast<long long>(m0 + r) * p.K + k;
-      if (p.aCopyElem == DType::kBFloat16) {
-        __nv_bfloat162* dst = reinterpret_cast<__nv_bfloat162*>(static_cast<__nv_bfloat16*>(p.aCopy) + at);
-        dst[0] = __floats2bfloat162_rn(aReg[i].x, aReg[i].y);
-        dst[1] = __floats2bfloat162_rn(aReg[i].z, aReg[i].w);
-      } else {
-        __half2* dst = reinterpret_cast<__half2*>(static_cast<__half*>(p.aCopy) + at);
-        dst[0] = __floats2half2_rn(aReg[i].x, aReg[i].y);
-        dst[1] = __floats2half2_rn(aReg[i].z, aReg[i].w);
+      if (copyA && aRow[i] != nullptr && k < kEnd) {
+        const long long at = static_cast<long long>(m0 + r) * p.K + k;
+        if (p.aCopyElem == DType::kBFloat16) {
+          __nv_bfloat162* dst = reinterpret_cast<__nv_bfloat162*>(static_cast<__nv_bfloat16*>(p.aCopy) + at);
+          dst[0] = __floats2bfloat162_rn(aReg[i].x, aReg[i].y);
+          dst[1] = __floats2bfloat162_rn(aReg[i].z, aReg[i].w);
+        } else {
+          __half2* dst = reinterpret_cast<__half2*>(static_cast<__half*>(p.aCopy) + at);
+          dst[0] = __floats2half2_rn(aReg[i].x, aReg[i].y);
+          dst[1] = __floats2half2_rn(aReg[i].z, aReg[i].w);
+        }
       }
     }
   }
 };
 
 // The double-buffered k loop both cores share: compute(buf) multiplies the tile in buffer buf while the next tile's
-// global loads are in flight; store(buf, kt) puts the loaded tile kt into buffer buf.
-template <int LDS, typename Store, typename Compute>
-__device__ __forceinline__ void denseMainLoop(DenseTileStaging<LDS>& st, Store&& store, Compute&& compute) {
+// global loads are in flight.
+template <int LDS, typename Compute>
+__device__ __forceinline__ void denseMainLoop(const GemmProblem& p, DenseTileStaging<LDS>& st,
+                                              float (*As)[kDenseF32BK][LDS], float (*Bs)[kDenseF32BK][LDS], int tid,
+                                              Compute&& compute) {
   const int KT = st.tiles();
   if (KT > 0) {
     st.load(0);
-    store(0, 0);
+    st.store(p, As[0], Bs[0], 0, tid);
   }
   __syncthreads();
   for (int kt = 0; kt < KT; kt++) {
     const int buf = kt & 1;
     if (kt + 1 < KT) st.load(kt + 1);
     compute(buf);
-    if (kt + 1 < KT) store(buf ^ 1, kt + 1);
+    if (kt + 1 < KT) st.store(p, As[buf ^ 1], Bs[buf ^ 1], kt + 1, tid);
     __syncthreads();
   }
 }
@@ -162,7 +133,7 @@ __global__ void __launch_bounds__(kDenseF32Threads) denseF32GemmKernel(const Gem
 #pragma unroll
     for (int j = 0; j < 8; j++) acc[i][j] = 0.f;
 
-  denseMainLoop(st, [&](int buf, int kt) { st.store(p, As[buf], Bs[buf], kt, tid); }, [&](int buf) {
+  denseMainLoop(p, st, As, Bs, tid, [&](int buf) {
 #pragma unroll
     for (int k = 0; k < BK; k++) {
       const float4 a0 = *reinterpret_cast<const float4*>(&As[buf][k][ty * 4]);
@@ -194,11 +165,16 @@ __global__ void __launch_bounds__(kDenseF32Threads) denseF32GemmKernel(const Gem
   }
 }
 
-// The TF32 x 3 kernel's dynamic shared memory: double-buffered A and B tiles, twice that with the staged split.
-constexpr int denseTf32x3SmemBytes(bool stagedSplit) {
-  return (stagedSplit ? 8 : 4) * kDenseF32BK * (kDenseF32Rows + 8) * 4;
+__device__ __forceinline__ uint32_t toTf32(float v) {
+  uint32_t r;
+  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(v));
+  return r;
 }
-
+// v = high + low: both TF32 (the low part is what the high part's rounding left, itself rounded to TF32).
+__device__ __forceinline__ void splitTf32(float v, uint32_t& high, uint32_t& low) {
+  high = toTf32(v);
+  low = toTf32(v - __uint_as_float(high));
+}
 __device__ __forceinline__ void mmaTf32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
   asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
                "{%0,%1,%2,%3};\n"
@@ -207,23 +183,12 @@ __device__ __forceinline__ void mmaTf32(float (&d)[4], const uint32_t (&a)[4], c
 }
 
 // 8 warps as 2 (rows) x 4 (columns), each a 64 x 32 block of m16n8k8 tiles; fragments read straight from the k-major
-// tiles (row stride 136: the 32 lanes of a fragment read hit 32 banks). STAGED_SPLIT: the tiles hold each element's
-// TF32 parts, split once while staging (the default); otherwise float tiles that every warp splits as it reads its
-// fragments (4 column warps split the same A values, 2 row warps the same B values: the cvt work bounded the kernel;
-// TFJS_MOE_CUDA_DENSE_F32=tf32x3-warp for A/B). The same parts and instruction order either way: bitwise the same
-// logits. Dynamic shared memory: denseTf32x3SmemBytes.
-// MIN_BLOCKS 2 caps the registers at 128 (a few spill) so that two blocks share an SM.
-template <bool STAGED_SPLIT, int MIN_BLOCKS>
-__global__ void __launch_bounds__(kDenseF32Threads, MIN_BLOCKS) denseF32Tf32x3Kernel(const GemmProblem p) {
+// tiles (row stride 136: the 32 lanes of a fragment read hit 32 banks).
+__global__ void __launch_bounds__(kDenseF32Threads) denseF32Tf32x3Kernel(const GemmProblem p) {
   awaitPredecessor();
   constexpr int BK = kDenseF32BK, LDS = kDenseF32Rows + 8;
-  using Tile = uint32_t[BK][LDS];
-  extern __shared__ __align__(16) unsigned char denseSmem[];
-  Tile* tiles = reinterpret_cast<Tile*>(denseSmem);  // [2] A, [2] B, then (staged) [2] A remainders, [2] B remainders
-  Tile* aHi = tiles;
-  Tile* bHi = tiles + 2;
-  Tile* aLo = tiles + 4;
-  Tile* bLo = tiles + 6;
+  __shared__ __align__(16) float As[2][BK][LDS];
+  __shared__ __align__(16) float Bs[2][BK][LDS];
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   const int wm = (warp / 4) * 64, wn = (warp % 4) * 32, g = lane / 4, t = lane % 4;
   DenseTileStaging<LDS> st;
@@ -236,40 +201,24 @@ __global__ void __launch_bounds__(kDenseF32Threads, MIN_BLOCKS) denseF32Tf32x3Ke
 #pragma unroll
       for (int c = 0; c < 4; c++) acc[i][j][c] = 0.f;
 
-  // One element's TF32 parts from buffer buf of tile pair (hi, lo) at (k, mn).
-  auto parts = [&](Tile* hi, Tile* lo, int buf, int k, int mn, uint32_t& h, uint32_t& l) {
-    if constexpr (STAGED_SPLIT) {
-      h = hi[buf][k][mn];
-      l = lo[buf][k][mn];
-    } else {
-      splitTf32(__uint_as_float(hi[buf][k][mn]), h, l);
-    }
-  };
-  auto store = [&](int buf, int kt) {
-    if constexpr (STAGED_SPLIT) {
-      st.storeSplit(p, aHi[buf], aLo[buf], bHi[buf], bLo[buf], kt, tid);
-    } else {
-      st.store(p, reinterpret_cast<float(*)[LDS]>(aHi[buf]), reinterpret_cast<float(*)[LDS]>(bHi[buf]), kt, tid);
-    }
-  };
-  denseMainLoop(st, store, [&](int buf) {
+  denseMainLoop(p, st, As, Bs, tid, [&](int buf) {
 #pragma unroll
     for (int k0 = 0; k0 < BK; k0 += 8) {
       uint32_t bh[4][2], bl[4][2];
 #pragma unroll
       for (int ni = 0; ni < 4; ni++) {
         const int n = wn + ni * 8 + g;
-        parts(bHi, bLo, buf, k0 + t, n, bh[ni][0], bl[ni][0]);
-        parts(bHi, bLo, buf, k0 + t + 4, n, bh[ni][1], bl[ni][1]);
+        splitTf32(Bs[buf][k0 + t][n], bh[ni][0], bl[ni][0]);
+        splitTf32(Bs[buf][k0 + t + 4][n], bh[ni][1], bl[ni][1]);
       }
 #pragma unroll
       for (int mi = 0; mi < 4; mi++) {
         const int m = wm + mi * 16 + g;
         uint32_t ah[4], al[4];
-        parts(aHi, aLo, buf, k0 + t, m, ah[0], al[0]);
-        parts(aHi, aLo, buf, k0 + t, m + 8, ah[1], al[1]);
-        parts(aHi, aLo, buf, k0 + t + 4, m, ah[2], al[2]);
-        parts(aHi, aLo, buf, k0 + t + 4, m + 8, ah[3], al[3]);
+        splitTf32(As[buf][k0 + t][m], ah[0], al[0]);
+        splitTf32(As[buf][k0 + t][m + 8], ah[1], al[1]);
+        splitTf32(As[buf][k0 + t + 4][m], ah[2], al[2]);
+        splitTf32(As[buf][k0 + t + 4][m + 8], ah[3], al[3]);
 #pragma unroll
         for (int ni = 0; ni < 4; ni++) {
           mmaTf32(acc[mi][ni], al, bh[ni]);  // the small terms first

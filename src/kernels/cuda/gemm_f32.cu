@@ -81,22 +81,7 @@ ExactDenseF32Scope::~ExactDenseF32Scope() { exactDenseF32() = previous; }
 DenseF32Core denseF32Core() {
   if (exactDenseF32()) return DenseF32Core::kFma;
   const char* v = std::getenv("TFJS_MOE_CUDA_DENSE_F32");
-  if (v != nullptr && std::strcmp(v, "fma") == 0) return DenseF32Core::kFma;
-  if (v != nullptr && std::strcmp(v, "tf32x3-warp") == 0) return DenseF32Core::kTf32x3Warp;
-  if (v != nullptr && std::strcmp(v, "tf32x3-1block") == 0) return DenseF32Core::kTf32x3OneBlock;
-  return DenseF32Core::kTf32x3;
-}
-
-template <bool STAGED_SPLIT, int MIN_BLOCKS>
-static void launchDenseTf32x3(const GemmProblem& p, dim3 grid, cudaStream_t stream) {
-  auto kernel = gemm::denseF32Tf32x3Kernel<STAGED_SPLIT, MIN_BLOCKS>;
-  constexpr int smem = gemm::denseTf32x3SmemBytes(STAGED_SPLIT);
-  static const bool raised = [&] {
-    MOE_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    return true;
-  }();
-  (void)raised;
-  launchKernel("denseF32Tf32x3Kernel", kernel, grid, gemm::kDenseF32Threads, smem, stream, p);
+  return v != nullptr && std::strcmp(v, "fma") == 0 ? DenseF32Core::kFma : DenseF32Core::kTf32x3;
 }
 
 bool combineInGemmSupported(const GemmProblem& p) {
@@ -148,13 +133,8 @@ void launchGroupedGemm(const GemmProblem& p, cudaStream_t stream) {
   if (vec && p.seg.offsets == nullptr && p.aRowIndex == nullptr && p.epilogue == Epilogue::kStore &&
       p.M >= kDenseF32MinRows && !legacyPrefillKernels()) {
     const dim3 grid(ceilDiv(p.M, gemm::kDenseF32Rows), ceilDiv(p.N, gemm::kDenseF32Cols), p.kSplit > 1 ? p.kSplit : 1);
-    const DenseF32Core core = denseF32Core();
-    if (core == DenseF32Core::kTf32x3) {
-      launchDenseTf32x3<true, 2>(p, grid, stream);
-    } else if (core == DenseF32Core::kTf32x3OneBlock) {
-      launchDenseTf32x3<true, 1>(p, grid, stream);
-    } else if (core == DenseF32Core::kTf32x3Warp) {
-      launchDenseTf32x3<false, 1>(p, grid, stream);
+    if (denseF32Core() == DenseF32Core::kTf32x3) {
+      launchKernel("denseF32Tf32x3Kernel", gemm::denseF32Tf32x3Kernel, grid, gemm::kDenseF32Threads, 0, stream, p);
     } else {
       launchKernel("denseF32GemmKernel", gemm::denseF32GemmKernel, grid, gemm::kDenseF32Threads, 0, stream, p);
     }

@@ -87,10 +87,8 @@ bool legacyPrefillKernels();
 // too few blocks of that size.
 constexpr int kDenseF32MinRows = 256;
 // Their math core: TF32 x 3 on tensor cores (default), or exact FMA with TFJS_MOE_CUDA_DENSE_F32=fma (A/B; read at
-// each launch); for A/B timing of the TF32 x 3 kernel's variants (same logits bitwise): 'tf32x3-warp' splits the
-// operands as the fragments are read (session 5's kernel), 'tf32x3-1block' is the default's split at staging at one
-// block per SM (no register cap).
-enum class DenseF32Core { kFma, kTf32x3, kTf32x3Warp, kTf32x3OneBlock };
+// each launch).
+enum class DenseF32Core { kFma, kTf32x3 };
 DenseF32Core denseF32Core();
 // While one with `on` lives (this thread), dense float32 GEMMs take the FMA core whatever the default (the layer's,
 // when its dense weights hold a non-finite value, which TF32 x 3 would not propagate as IEEE float32 does).
