@@ -29,7 +29,6 @@ constexpr Sm90Choice kConfigs[] = {
     {128, 256, 4, "128x256x4"},
     {64, 256, 5, "64x256x5"},
     {64, 128, 8, "64x128x8"},
-    {64, 256, 5, "64x256x5pp"},  // ping-pong consumers (gemm_sm90.cuh Sm90Config PP)
 };
 
 // Tile choice as data: the first row whose bound admits the expected rows per expert wins, with one configuration
@@ -38,8 +37,8 @@ constexpr Sm90Choice kConfigs[] = {
 // BENCHMARKS.md): up_gate 64x256 at T = 256 / 1024 / 4096 (0.203 / 0.243 / 0.532 ms vs mma.sync 0.223 / 0.368 /
 // 0.934); down 64x256 at T = 256 (0.106 vs 0.123), 128x128 at 1024 / 4096 (0.126 / 0.344 vs 0.223 / 0.571); from
 // session 5 (batch M, whole layer, TFJS_MOE_CUDA_SM90_TILES A/B) down 128x256 above 96 rows: T = 4096 layer 0.9543 ->
-// 0.9361 bf16, 0.9586 -> 0.9433 int4; from session 6 (batch N, same A/B) 64x128 for both GEMMs at 9..96 rows, as
-// batch M had measured it too: T = 256 bf16 layer 0.3635 -> 0.3560 ms (M: 0.3631 -> 0.3565).
+// 0.9361 bf16, 0.9586 -> 0.9433 int4; from session 6 (batches N and O, same A/B) 64x128 for both GEMMs at 9..96
+// rows, as batch M had measured it too: T = 256 bf16 layer 0.3635 -> 0.3560 ms (M: 0.3631 -> 0.3565).
 // Decode sizes keep the mma.sync 16-row tiles (the layer at T = 1 and 16 was no faster with 64-row wgmma tiles).
 struct Sm90Row {
   int maxRowsPerSegment;
@@ -109,11 +108,10 @@ int smCount() {
   return sms;
 }
 
-template <typename Elem, typename OutT, Epilogue EPI, int BM, int BN, int STAGES, bool A_TMA, bool INT4 = false,
-          bool PP = false>
+template <typename Elem, typename OutT, Epilogue EPI, int BM, int BN, int STAGES, bool A_TMA, bool INT4 = false>
 void launchConfig(const GemmProblem& p, cudaStream_t stream) {
-  using Cfg = Sm90Config<BM, BN, STAGES, INT4, PP>;
-  auto kernel = sm90::wgmmaGemmKernel<Elem, OutT, EPI, BM, BN, STAGES, A_TMA, INT4, PP>;
+  using Cfg = Sm90Config<BM, BN, STAGES, INT4>;
+  auto kernel = sm90::wgmmaGemmKernel<Elem, OutT, EPI, BM, BN, STAGES, A_TMA, INT4>;
   // Room for the segment tables in shared memory where it fits (the kernel reads them from global memory otherwise).
   constexpr int kMaxSmem = 227 * 1024;
   const int withTables = Cfg::kSmemBytes + sm90::segmentTableBytes(p);
@@ -135,12 +133,12 @@ void launchConfig(const GemmProblem& p, cudaStream_t stream) {
                A_TMA ? tileMap(p, p.A, p.M, p.lda, BM) : bMap);
 }
 
-template <typename Elem, typename OutT, Epilogue EPI, int BM, int BN, int STAGES, bool PP = false>
+template <typename Elem, typename OutT, Epilogue EPI, int BM, int BN, int STAGES>
 void launchShape(const GemmProblem& p, cudaStream_t stream) {
   if constexpr (EPI != Epilogue::kSwiglu) {
-    if (activationsByTma(p)) return launchConfig<Elem, OutT, EPI, BM, BN, STAGES, true, false, PP>(p, stream);
+    if (activationsByTma(p)) return launchConfig<Elem, OutT, EPI, BM, BN, STAGES, true>(p, stream);
   }
-  launchConfig<Elem, OutT, EPI, BM, BN, STAGES, false, false, PP>(p, stream);
+  launchConfig<Elem, OutT, EPI, BM, BN, STAGES, false>(p, stream);
 }
 
 template <typename Elem, typename OutT, Epilogue EPI>
@@ -149,7 +147,6 @@ void launchEpi(const GemmProblem& p, int config, cudaStream_t stream) {
     case 0: launchShape<Elem, OutT, EPI, 128, 128, 6>(p, stream); break;
     case 1: launchShape<Elem, OutT, EPI, 128, 256, 4>(p, stream); break;
     case 2: launchShape<Elem, OutT, EPI, 64, 256, 5>(p, stream); break;
-    case 4: launchShape<Elem, OutT, EPI, 64, 256, 5, true>(p, stream); break;
     default: launchShape<Elem, OutT, EPI, 64, 128, 8>(p, stream); break;
   }
 }

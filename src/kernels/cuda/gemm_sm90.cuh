@@ -29,24 +29,19 @@ constexpr bool kSetMaxRegs = false;
 // into the swizzled half tile the wgmma reads.
 constexpr int kInt4RawRowBytes = 32 + 8 + 8;
 
-// PP (ping-pong, 64-row tiles): each consumer warpgroup owns every other tile of the block, all BN columns, and the
-// two take turns at the mainloop (an order barrier pair), so one's epilogue overlaps the other's wgmma; otherwise both
-// share each tile (128-row tiles split by rows, 64-row tiles by columns) and the tensor cores idle in the epilogue.
-template <int BM, int BN, int STAGES, bool INT4 = false, bool PP = false>
+template <int BM, int BN, int STAGES, bool INT4 = false>
 struct Sm90Config {
   static constexpr int kATileBytes = BM * kBK * 2;
   static constexpr int kBTileBytes = BN * kBK * 2;
   static constexpr int kStageBytes = kATileBytes + kBTileBytes;
   static constexpr int kRawStageBytes = INT4 ? BN * kInt4RawRowBytes : 0;
   // 1024 bytes of slack: the swizzled tiles need 1024-byte alignment, dynamic shared memory guarantees 16.
-  // The barriers: full and empty per stage, then the ping-pong order pair.
-  static constexpr int kSmemBytes = STAGES * (kStageBytes + kRawStageBytes) + (2 * STAGES + 2) * 8 + 1024;
-  // Two consumer warpgroups: 128-row tiles split by rows, 64-row tiles by columns (PP: not split).
+  static constexpr int kSmemBytes = STAGES * (kStageBytes + kRawStageBytes) + 2 * STAGES * 8 + 1024;
+  // Two consumer warpgroups: 128-row tiles split by rows, 64-row tiles by columns.
   static constexpr int kWgRows = BM == 128 ? 2 : 1;
   static constexpr int kWgCols = 2 / kWgRows;
-  static constexpr int kWN = PP ? BN : BN / kWgCols;  // wgmma N of one consumer warpgroup
+  static constexpr int kWN = BN / kWgCols;  // wgmma N of one consumer warpgroup
   static_assert(BM == 64 || BM == 128, "BM");
-  static_assert(!PP || (BM == 64 && !INT4), "ping-pong: 64-row tiles of half weights");
   static_assert(kWN == 64 || kWN == 128 || kWN == 256, "wgmma N");
 };
 
@@ -153,14 +148,13 @@ __device__ __forceinline__ uint32_t halfPair(float v) {
 // A_TMA: the activation rows are not gathered (no row index), so they too come as one TMA box per stage (aMap: A
 // [M][K], boxes of 64 x BM; rows past the segment are loaded but never stored, rows past M read as zeros).
 // INT4: B from the int4 copy (K % 64 == 0, groupSize 32 or a multiple of 64; bMap unused), activations by cp.async.
-template <typename Elem, typename OutT, Epilogue EPI, int BM, int BN, int STAGES, bool A_TMA, bool INT4 = false,
-          bool PP = false>
+template <typename Elem, typename OutT, Epilogue EPI, int BM, int BN, int STAGES, bool A_TMA, bool INT4 = false>
 __global__ void __launch_bounds__(kThreads, 1)
     wgmmaGemmKernel(const GemmProblem p, const __grid_constant__ CUtensorMap bMap,
                     const __grid_constant__ CUtensorMap aMap) {
 #ifdef MOE_SM90A
   static_assert(!(INT4 && A_TMA), "the int4 producer gathers the activation rows itself");
-  using Cfg = Sm90Config<BM, BN, STAGES, INT4, PP>;
+  using Cfg = Sm90Config<BM, BN, STAGES, INT4>;
   constexpr int WN = Cfg::kWN;
   awaitPredecessor();
   extern __shared__ unsigned char smemRaw[];
@@ -169,7 +163,6 @@ __global__ void __launch_bounds__(kThreads, 1)
   unsigned char* raw = smem + STAGES * Cfg::kStageBytes;  // INT4: the raw code stages
   uint64_t* full = reinterpret_cast<uint64_t*>(raw + STAGES * Cfg::kRawStageBytes);
   uint64_t* empty = full + STAGES;
-  uint64_t* order = empty + STAGES;  // PP: order[c] completes a phase when the other warpgroup's mainloop of a tile ends
   auto aTile = [&](int s) { return smem + s * Cfg::kStageBytes; };
   auto bTile = [&](int s) { return smem + s * Cfg::kStageBytes + Cfg::kATileBytes; };
 
@@ -181,11 +174,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       // The producers' cp.async arrivals (gathered rows) + the TMA issuer's expect_tx arrival; INT4: the cp.async
       // arrivals + one arrival per producer thread once its dequantized rows are stored.
       barInit(&full[s], A_TMA ? 1 : INT4 ? 128 + 128 : 128 + 1);
-      barInit(&empty[s], PP ? 4 : 8);  // one per consumer warp of the warpgroup(s) reading the stage
-    }
-    if (PP) {
-      barInit(&order[0], 4);
-      barInit(&order[1], 4);
+      barInit(&empty[s], 8);       // one per consumer warp
     }
     barInitFence();
     if (!INT4) prefetchTensorMap(&bMap);
@@ -198,7 +187,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   uint32_t dynamicSmem;
   asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(dynamicSmem));
   if (p.seg.offsets && dynamicSmem >= static_cast<uint32_t>(Cfg::kSmemBytes + segmentTableBytes(p))) {
-    int* tables = reinterpret_cast<int*>(order + 2);
+    int* tables = reinterpret_cast<int*>(empty + STAGES);
     const int n = p.seg.numExperts + 1;
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
       tables[i] = seg.offsets[i];
@@ -355,19 +344,15 @@ __global__ void __launch_bounds__(kThreads, 1)
   // ---- consumers ----
   if (kSetMaxRegs) setMaxRegs<232>(true);
   const int c = wg - 1;
-  const int rowOff = PP ? 0 : (c / Cfg::kWgCols) * 64;
-  const int colOff = PP ? 0 : (c % Cfg::kWgCols) * WN;
+  const int rowOff = (c / Cfg::kWgCols) * 64;
+  const int colOff = (c % Cfg::kWgCols) * WN;
   const int warp = wt / 32, lane = wt % 32;
   using E = gemm::Epi<OutT, EPI>;
   // Output pairs (columns 2t, 2t+1 of a fragment) as one store: rows start on a pair boundary.
   const bool pairedOut = p.ldc % 2 == 0 && (reinterpret_cast<uintptr_t>(p.C) % (2 * sizeof(OutT))) == 0;
   float acc[WN / 2];
-  int it = 0, own = 0, local = 0;
-  for (int t = blockIdx.x; t < total; t += gridDim.x, local++) {
-    if (PP && (local & 1) != c) {  // the other warpgroup's tile: its KT stages pass by
-      it += KT;
-      continue;
-    }
+  int it = 0;
+  for (int t = blockIdx.x; t < total; t += gridDim.x) {
     const TileCoord tc = tileAt<BM>(p, seg, t, colTiles, BN);
     const bool hasRows = __shfl_sync(0xffffffffu, tc.rowStart + rowOff < tc.rowEnd ? 1 : 0, 0) != 0;
     // This thread's two epilogue rows, and their SwiGLU row scales loaded now (their latency hides under the mainloop).
@@ -391,10 +376,6 @@ __global__ void __launch_bounds__(kThreads, 1)
         }
       }
     }
-    // PP: wait for the other warpgroup's mainloop of the previous tile (warpgroup 1 before each of its tiles,
-    // warpgroup 0 from its second): the stages of this tile follow that one's in the ring, so each full-barrier wait
-    // below is at most one phase ahead.
-    if (PP && (c == 1 || own > 0)) barWait(&order[c], (c == 1 ? own : own - 1) & 1);
     for (int kt = 0; kt < KT; kt++, it++) {
       const int s = it % STAGES;
       barWait(&full[s], (it / STAGES) & 1);
@@ -412,8 +393,6 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
       if (kt > 0 && lane == 0) barArrive(&empty[(it - 1) % STAGES]);
     }
-    if (PP && lane == 0) barArrive(&order[c ^ 1]);
-    own++;
     wgmmaWait<0>();
     if (lane == 0) barArrive(&empty[(it - 1) % STAGES]);
     if (!hasRows) continue;
