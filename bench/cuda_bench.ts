@@ -9,10 +9,15 @@
  *    tfjs input ('staged', the default), the output downloaded into a new pinned block ('pinned'), a pinned input
  *    (a previous forward's pinned output, 'pinnedIn'), and A/B switches of the staged path: 'trace' (GPU events:
  *    upload, kernels, download), 'oldSplit' (one copy slice per thread), 'smallPageable' (small inputs straight
- *    from pageable memory), 'hugePages' (the output array on transparent huge pages), 'prefaultLate' (the output's
+ *    from pageable memory), 'noHugePages' (no transparent huge pages asked for on a large output array), 'prefaultLate' (the output's
  *    page faults taken from the download on, not from the start), 'prefault16' / 'prefault4' (threads for them),
  *    'chunk256' / 'chunk4096' (the copies' chunk in KiB), 'registerIn' / 'registerOut' / 'registerInOut' (x / y
- *    page-locked for the call and copied by DMA directly), 'slice128' (a copy thread per 128 KiB, not 512);
+ *    page-locked for the call and copied by DMA directly), 'slice128' (a copy thread per 128 KiB, not 512),
+ *    'pool' (the opt-in output pool: TFJS_MOE_CUDA_OUTPUT_POOL_MIB=256), 'pool64' (the same from 64 KiB, not 1 MiB),
+ *    'ntStores' / 'plainStores' (x staged with non-temporal / plain stores at every size; the default: non-temporal
+ *    above 1 MiB), 'stagedB' / 'plainStoresB' (repeats, for the noise), 'slice1024' / 'slice2048' (a copy thread
+ *    per 1 / 2 MiB), 'slice2048nt' (2 MiB per thread, non-temporal at every size), 'prefaultHuge' /
+ *    'prefaultHuge16' (the prefault's threads take aligned 2 MiB blocks; on 8 / 16 threads);
  *    'layerApply':
  *    CudaFusedMoe.apply(tensor) -> tensor, the path of the FusedMoE layer's cuda executor; 'fusedMoE': the
  *    FusedMoE layer's apply() with backend 'cuda' (and the part of it inside the cuda executor's forward);
@@ -222,11 +227,19 @@ async function main() {
       const modeEnv: Record<string, Record<string, string>> = {
         staged: {}, pageable: {}, pinned: {}, pinnedIn: {}, trace: {TFJS_MOE_CUDA_TRACE: '1'},
         oldSplit: {TFJS_MOE_CUDA_COPY_CHUNK_KIB: '0'}, smallPageable: {TFJS_MOE_CUDA_SMALL_UPLOAD: 'pageable'},
-        hugePages: {TFJS_MOE_CUDA_HUGEPAGES: '1'}, prefaultLate: {TFJS_MOE_CUDA_PREFAULT: 'late'},
+        noHugePages: {TFJS_MOE_CUDA_HUGEPAGES: '0'}, prefaultLate: {TFJS_MOE_CUDA_PREFAULT: 'late'},
         prefault16: {TFJS_MOE_CUDA_PREFAULT_THREADS: '16'}, prefault4: {TFJS_MOE_CUDA_PREFAULT_THREADS: '4'},
         chunk256: {TFJS_MOE_CUDA_COPY_CHUNK_KIB: '256'}, chunk4096: {TFJS_MOE_CUDA_COPY_CHUNK_KIB: '4096'},
         registerIn: {TFJS_MOE_CUDA_REGISTER: 'in'}, registerOut: {TFJS_MOE_CUDA_REGISTER: 'out'},
         registerInOut: {TFJS_MOE_CUDA_REGISTER: 'in,out'}, slice128: {TFJS_MOE_CUDA_COPY_SLICE_KIB: '128'},
+        pool: {TFJS_MOE_CUDA_OUTPUT_POOL_MIB: '256'},
+        pool64: {TFJS_MOE_CUDA_OUTPUT_POOL_MIB: '256', TFJS_MOE_CUDA_OUTPUT_POOL_MIN_KIB: '64'},
+        ntStores: {TFJS_MOE_CUDA_COPY_STORES: 'stream'}, plainStores: {TFJS_MOE_CUDA_COPY_STORES: 'plain'},
+        stagedB: {}, plainStoresB: {TFJS_MOE_CUDA_COPY_STORES: 'plain'},
+        slice1024: {TFJS_MOE_CUDA_COPY_SLICE_KIB: '1024'}, slice2048: {TFJS_MOE_CUDA_COPY_SLICE_KIB: '2048'},
+        slice2048nt: {TFJS_MOE_CUDA_COPY_SLICE_KIB: '2048', TFJS_MOE_CUDA_COPY_STORES: 'stream'},
+        prefaultHuge: {TFJS_MOE_CUDA_PREFAULT_SPLIT: 'huge'},
+        prefaultHuge16: {TFJS_MOE_CUDA_PREFAULT_SPLIT: 'huge', TFJS_MOE_CUDA_PREFAULT_THREADS: '16'},
       };
       // A warm-up pass first (discarded): the first mode measured after a change of T read JIT and clock warm-up.
       for (let i = 0; i < 2 * e2eIters; i++) tf.tensor2d(runner.forwardWithRouting(x, T).output, [T, H]).dispose();
@@ -378,7 +391,7 @@ async function main() {
         e2e, device, targetMs,
         targetMet: {...Object.fromEntries(Object.entries(e2e).map(([m, p]) => [m, p.total <= targetMs])),
           deviceStack: device.deviceStackMs <= device.targetMs},
-        ...f, ratioToFloor: kernel / f.floorMs, uploadMs, stages,
+        ...f, ratioToFloor: kernel / f.floorMs, uploadMs, stages, outputPool: CudaMoeRunner.outputPoolStats(),
       };
       results.push(row);
       console.log(JSON.stringify(row));

@@ -29,6 +29,7 @@ import {FusedMoE, FusedMoEArgs, QuantizedExpertWeights, setWebGPUDecodeMaxTokens
 import {decodeDispatchCount, setWebGPUDecodeTiles, timeDecodePrograms, tunedDecodeTiles} from '../src/internal.js';
 import type {DecodeTilesOverride} from '../src/kernels/webgpu/decode/decode_forward.js';
 import {selectMoeForward} from '../src/layers/backend_selection.js';
+import {initWebGPUForNode} from '../src/node/webgpu.js';
 import {refFusedMoE} from '../spec/reference/moe_reference.js';
 import {ortQMoeHooks} from './ort_qmoe.js';
 import {toQuantized} from './random_packed.js';
@@ -75,24 +76,20 @@ function save(): void {
   writeFileSync(`${outDir}/webgpu_decode_bench.log`, log.join('\n') + '\n');
 }
 
+/**
+ * The tfjs device through the package's bootstrap, with the device features of BENCH_FEATURES (comma-separated;
+ * default 'subgroups', as initWebGPUForNode's default; '' none: the decode route without subgroups).
+ */
 async function setupWebGPU(): Promise<Record<string, unknown>> {
-  const {create, globals} = await import('webgpu');
-  Object.assign(globalThis, globals);
-  let gpu: ReturnType<typeof create>;
-  try {
-    gpu = create(['disable-dawn-features=timestamp_quantization']);
-  } catch {
-    gpu = create([]);
-  }
-  Object.defineProperty(globalThis, 'navigator', {value: {gpu}, configurable: true, writable: true});
-  const adapter = await gpu.requestAdapter({powerPreference: 'high-performance'});
-  if (adapter == null) throw new Error('no WebGPU adapter');
-  await import('@tensorflow/tfjs-backend-webgpu');
-  if (!(await tf.setBackend('webgpu'))) throw new Error('tfjs webgpu backend failed to initialize');
-  const info = adapter.info;
-  return {vendor: info.vendor, architecture: info.architecture, device: info.device, description: info.description,
-          maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
-          maxComputeWorkgroupStorageSize: adapter.limits.maxComputeWorkgroupStorageSize};
+  const features = (process.env.BENCH_FEATURES ?? 'subgroups').split(',').filter(f => f !== '');
+  const status = await initWebGPUForNode({dawnOptions: ['disable-dawn-features=timestamp_quantization'], features,
+    powerPreference: 'high-performance', adapter: QUICK ? 'any' : 'hardware'});
+  if (!status.available) throw new Error(`no WebGPU: ${status.reason}`);
+  const device = (tf.backend() as unknown as {device: {features: Iterable<string>,
+    limits: {maxComputeWorkgroupStorageSize: number}}}).device;
+  return {...status.adapterInfo, maxStorageBufferBindingSize: status.limits?.maxStorageBufferBindingSize,
+          maxComputeWorkgroupStorageSize: device.limits.maxComputeWorkgroupStorageSize,
+          deviceFeatures: [...device.features].sort()};
 }
 
 function median(xs: number[]): number {
@@ -412,6 +409,8 @@ function packedCandidates(tuned: DecodeTilesOverride, T: number, format: string,
     };
   }
   if (process.env.BENCH_CANDIDATES === 'batchI') return batchICandidates(tuned, T, format, first);
+  if (process.env.BENCH_CANDIDATES === 's6') return session6Candidates(tuned, T, first);
+  if (process.env.BENCH_CANDIDATES === 's6o') return session6Confirm(tuned, T, first);
   if (process.env.BENCH_CANDIDATES === 'confirm') {
     // The final table against the session-3 table ('before'); for the first format at T = 16 also 2 packed steps /
     // items per loop iteration in upGate / down.
@@ -438,6 +437,43 @@ function packedCandidates(tuned: DecodeTilesOverride, T: number, format: string,
     dbe2: {...dbe, downRows: 2}, dbe8: {...dbe, downRows: 8}, dbe_16x16: {...dbe, downNv: 16, downKs: 16},
     dbe_4x64: {...dbe, downNv: 4, downKs: 64}, i4h_dbe_sp: {...dbe, int4Half: true, routeLoads: 'spread'},
     i4h_rows4: {...tuned, int4Half: true, upRows: 4}, i4h_bits: {...tuned, int4Half: true, exponentBits: true}};
+}
+
+/**
+ * Session 6: the route's top-k with candidates in registers ('keys'), its lane reductions by subgroup shuffles,
+ * the mask placement, with more router splits; wider GEMM column tiles (more k-steps per lane) and the expert-major
+ * down program with wide tiles (each expert's codes read once, not once per token).
+ */
+function session6Candidates(tuned: DecodeTilesOverride, T: number, first: boolean): Record<string, DecodeTilesOverride> {
+  const route = {...tuned, routeTopk: 'keys', routeSubgroups: true, routePlace: 'mask'} as const;
+  if (T === 1) {
+    return {table: tuned, keys_mask: {...tuned, routeTopk: 'keys', routePlace: 'mask'},
+            four_sg: {...route, fold: false}, four: {...tuned, fold: false}};
+  }
+  const base: Record<string, DecodeTilesOverride> = {table: tuned, ksm: route};
+  if (!first) return base;
+  return {...base, keys: {...tuned, routeTopk: 'keys'}, keys_sg: {...tuned, routeTopk: 'keys', routeSubgroups: true},
+    mask: {...tuned, routePlace: 'mask'}, rounds_sg_mask: {...tuned, routeSubgroups: true, routePlace: 'mask'},
+    ksm_rp64k: {...route, routerPartials: 65536}, ksm_rp64k_sp: {...route, routerPartials: 65536, routeLoads: 'spread'},
+    ksm_up32x8: {...route, upNv: 32, upKs: 8}, ksm_up64x4: {...route, upNv: 64, upKs: 4},
+    ksm_dbe64x4: {...route, downByExpert: true, downNv: 64, downKs: 4},
+    ksm_dbe32x8: {...route, downByExpert: true, downNv: 32, downKs: 8},
+    ksm_dbe64x4_r2: {...route, downByExpert: true, downNv: 64, downKs: 4, downRows: 2},
+    ksm_down16x16: {...route, downNv: 16, downKs: 16}};
+}
+
+/**
+ * Session 6 batch O: the table (batch N's route) against session 5's route; for the first format at T = 16 the
+ * expert programs' cheaper variants on top of it (codes by exponent bits, two steps per loop, one row in registers,
+ * more k-lanes, the down program unrolled or with more k-lanes).
+ */
+function session6Confirm(tuned: DecodeTilesOverride, T: number, first: boolean): Record<string, DecodeTilesOverride> {
+  const s5 = {...tuned, routeTopk: 'rounds', routeSubgroups: false, routePlace: 'loop'} as const;
+  if (T === 1) return {table: tuned, s5, four: {...tuned, fold: false}};
+  if (!first) return {table: tuned, s5};
+  return {table: tuned, s5, eb: {...tuned, exponentBits: true, int4Half: false}, u2: {...tuned, upUnroll: 2},
+    rows1: {...tuned, upRows: 1}, up8x32: {...tuned, upNv: 8, upKs: 32}, d2: {...tuned, downUnroll: 2},
+    down4x64: {...tuned, downNv: 4, downKs: 64}};
 }
 
 /** Batch I's candidates (session 4): decode-once rows, the router at T = 16, mxfp4's float16-pattern codes. */

@@ -3,6 +3,7 @@
 // exists, a micro GEMM with subgroup matrices (f16 inputs, f32 accumulation; C = A B, 4096^3) checked against a
 // float64 product on sampled outputs: its TFLOP/s is the ceiling a tensor-core tiled program could reach.
 // Run: node bench/webgpu_features_probe.mjs [outDir]   (raw WebGPU, no tfjs; `webgpu` must resolve.)
+// PROBE_GEMM=0: features, limits and configurations only (no micro GEMM).
 import {create, globals} from 'webgpu';
 import {mkdirSync, writeFileSync} from 'node:fs';
 
@@ -40,6 +41,9 @@ for (const opts of TOGGLES) {
     probe.features = [...adapter.features].sort();
     probe.info = plain(adapter.info ?? {});
     probe.maxWorkgroupStorage = adapter.limits.maxComputeWorkgroupStorageSize;
+    const limits = {};
+    for (const k in adapter.limits) if (typeof adapter.limits[k] === 'number') limits[k] = adapter.limits[k];
+    probe.limits = limits;
     const want = ['shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix'].filter(f => adapter.features.has(f));
     probe.requested = want;
     if (want.includes('chromium-experimental-subgroup-matrix') && want.includes('shader-f16') &&
@@ -52,6 +56,7 @@ for (const opts of TOGGLES) {
   report.probes.push(probe);
   console.log(`probe ${JSON.stringify(probe.opts)}: ${probe.error ?? probe.features.join(' ')}`);
   console.log(`  info ${JSON.stringify(probe.info)}`);
+  console.log(`  limits ${JSON.stringify(probe.limits)}`);
   save();
 }
 
@@ -102,7 +107,7 @@ function halfValue(h) {
   return e === 0 ? s * m * 2 ** -24 : s * (1 + m / 1024) * 2 ** (e - 15);
 }
 
-if (best != null) {
+if (best != null && process.env.PROBE_GEMM !== '0') {
   const {adapter, want, opts} = best;
   console.log(`subgroup matrices with ${JSON.stringify(opts)}`);
   try {

@@ -364,8 +364,9 @@ async function halfMatrixRow(gemms: () => tf.Tensor, layerCall: () => tf.Tensor,
     // Each preset: one checked call (validation errors, difference vs exact) before its timing.
     const presets: Record<string, unknown> = {};
     for (const preset of MATRIX_PRESETS) {
-      setWebGPUGemmPreset(preset);
       try {
+        // Inside the try: a misspelt name costs its own entry, not the presets timed before it (batch N, session 6).
+        setWebGPUGemmPreset(preset);
         device.pushErrorScope('validation');
         const y = gemms();
         const yData = await y.data();
@@ -397,7 +398,12 @@ export async function runFormatsBench(ort: OrtHooks | null): Promise<void> {
   mkdirSync(outDir, {recursive: true});
   // BENCH_DAWN_OPTIONS: more dawn.node options (e.g. enable-dawn-features=disable_robustness for an A/B).
   const extra = process.env.BENCH_DAWN_OPTIONS?.split(' ').filter(Boolean) ?? [];
-  if (HALF_MATRICES) extra.push('enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia');
+  if (HALF_MATRICES) {
+    // One enable-dawn-features option: dawn.node keeps only the last value of an option given twice.
+    const at = extra.findIndex(o => o.startsWith('enable-dawn-features='));
+    const toggles = 'allow_unsafe_apis,vulkan_enable_f16_on_nvidia';
+    if (at >= 0) extra[at] += `,${toggles}`; else extra.push(`enable-dawn-features=${toggles}`);
+  }
   const status = await initWebGPUForNode({dawnOptions: ['disable-dawn-features=timestamp_quantization', ...extra],
     features: HALF_MATRICES ? [...HALF_MATRIX_FEATURES] : [],
     powerPreference: 'high-performance'});

@@ -28,22 +28,28 @@ const T16: DecodeTiles = {upNv: 16, upKs: 16, downNv: 8, downKs: 32, upRows: 2, 
   routeTopk: 'rounds'};
 const T1: DecodeTiles = {...T16, upRows: 16, routerPartials: 2048, routeLoads: 'spread', routerUnroll: 8};
 
+// Session 6: the top-k's candidates in registers ('keys'), the lane reductions by subgroup shuffles (SG: the
+// adapter's subgroup size, set in main; 0 without the feature), the mask placement.
+const KSM: DecodeTiles = {...T16, routeTopk: 'keys', routeSubgroups: true, routePlace: 'mask'};
+const SG = {subgroupSize: 0};
 const VARIANTS: Record<string, [DecodeShape, DecodeTiles]> = {
   't16_table (16 splits, loop loads)': [QWEN, T16],
+  't16_keys_sg_mask': [QWEN, KSM],
+  't16_keys': [QWEN, {...T16, routeTopk: 'keys'}],
+  't16_keys_sg': [QWEN, {...T16, routeTopk: 'keys', routeSubgroups: true}],
+  't16_mask': [QWEN, {...T16, routePlace: 'mask'}],
+  't16_rounds_sg_mask': [QWEN, {...T16, routeSubgroups: true, routePlace: 'mask'}],
+  't16_keys_sg_mask_k1': [{...QWEN, K: 1}, KSM],
+  't16_keys_sg_mask_k4': [{...QWEN, K: 4}, KSM],
+  't16_keys_sg_mask_splits1': [QWEN, {...KSM, routerPartials: 2048}],
+  't16_keys_sg_mask_splits32_spread': [QWEN, {...KSM, routerPartials: 65536, routeLoads: 'spread'}],
+  't16_keys_sg_mask_spread': [QWEN, {...KSM, routeLoads: 'spread'}],
+  't1_keys_sg_mask': [{...QWEN, T: 1}, {...T1, routeTopk: 'keys', routeSubgroups: true, routePlace: 'mask'}],
   't16_splits1': [QWEN, {...T16, routerPartials: 2048}],
-  't16_splits8': [QWEN, {...T16, routerPartials: 16384}],
-  't16_splits32': [QWEN, {...T16, routerPartials: 65536}],
   't16_splits32_spread': [QWEN, {...T16, routerPartials: 65536, routeLoads: 'spread'}],
   't16_spread': [QWEN, {...T16, routeLoads: 'spread'}],
   't16_k1': [{...QWEN, K: 1}, T16],
-  't16_k2': [{...QWEN, K: 2}, T16],
   't16_k4': [{...QWEN, K: 4}, T16],
-  't16_rank': [QWEN, {...T16, routeTopk: 'rank'}],
-  't16_lanes8': [QWEN, {...T16, routeLanes: 8}],
-  't16_lanes4': [QWEN, {...T16, routeLanes: 4}],
-  't16_threads128': [QWEN, {...T16, routeThreads: 128}],
-  't16_threads64': [QWEN, {...T16, routeThreads: 64}],
-  't16_splits1_k1': [{...QWEN, K: 1}, {...T16, routerPartials: 2048}],
   't1_table': [{...QWEN, T: 1}, T1],
   't1_k1': [{...QWEN, T: 1, K: 1}, T1],
 };
@@ -79,10 +85,12 @@ async function main(): Promise<void> {
     gpu = create([]);
   }
   const adapter = await gpu.requestAdapter({powerPreference: 'high-performance'});
-  const device = await adapter.requestDevice({requiredFeatures: ['timestamp-query'],
+  const subgroups = process.env.BENCH_FEATURES !== '' && adapter.features.has('subgroups');
+  SG.subgroupSize = subgroups ? adapter.info.subgroupMinSize : 0;
+  const device = await adapter.requestDevice({requiredFeatures: ['timestamp-query', ...(subgroups ? ['subgroups'] : [])],
     requiredLimits: {maxComputeWorkgroupStorageSize: adapter.limits.maxComputeWorkgroupStorageSize}});
   const results: Record<string, unknown> = {date: new Date().toISOString(), adapter: adapter.info?.description ??
-    adapter.info?.device, rows: {}};
+    adapter.info?.device, subgroupSize: SG.subgroupSize, rows: {}};
   const rows = results.rows as Record<string, unknown>;
 
   const timePass = (pipe: any, group: any, n: number) => timePassMs(device, pipe, group, n);
@@ -137,12 +145,14 @@ async function main(): Promise<void> {
   console.log(JSON.stringify(rows));
 
   const programs: Array<[string, DecodeShape, DecodeTiles, string]> = [];
-  for (const [name, [s, t]] of Object.entries(VARIANTS)) programs.push([name, s, t, routeCode(s, t)]);
-  for (const [shape, [s, t]] of [['t16', VARIANTS['t16_table (16 splits, loop loads)']], ['t1', VARIANTS.t1_table]] as const) {
+  for (const [name, [s0, t]] of Object.entries(VARIANTS)) {
+    const s = {...s0, ...SG};
+    programs.push([name, s, t, routeCode(s, t)]);
+  }
+  for (const [shape, [s0, t]] of [['t16', VARIANTS['t16_table (16 splits, loop loads)']], ['t16ksm', VARIANTS.t16_keys_sg_mask]] as const) {
+    const s = {...s0, ...SG};
     for (const [cut, marker, probe] of CUTS) programs.push([`${shape} cut: ${cut}`, s, t, cutRoute(routeCode(s, t), marker, probe)]);
   }
-  // Last: batch L's run ended (segfault) on the first of these, with buffers destroyed after each row.
-  for (const T of [8, 4]) programs.push([`t${T}_table`, {...QWEN, T}, T16, routeCode({...QWEN, T}, T16)]);
   const only = process.env.BENCH_ONLY;  // a substring of the row names (local dry runs)
   for (const [name, s, t, code] of programs.filter(p => only == null || p[0].includes(only))) {
     const l = decodeLayout(s, t);
@@ -156,6 +166,7 @@ async function main(): Promise<void> {
       {binding: 0, resource: {buffer: work}}, {binding: 1, resource: {buffer: route}}]});
     rows[name] = await measure(pipe, group);
     console.log(name, JSON.stringify(rows[name]));
+    writeFileSync(`${outDir}/webgpu_route_profile.json`, JSON.stringify(results, null, 1));
     // Not destroyed: a few small buffers for the process's life (SwiftShader dry runs crashed destroying them).
   }
   writeFileSync(`${outDir}/webgpu_route_profile.json`, JSON.stringify(results, null, 1));

@@ -23,6 +23,7 @@ export {CUDA_MOE_WEIGHT_NAMES, CudaActivation, CudaFusedMoe, CudaMoeRunner} from
 export type {CudaForwardResult, CudaHostOutput, CudaFusedMoeConfig, CudaMoeWeightArrays, CudaMoeWeightName, CudaMoeWeightTensors} from
     './kernels/cuda/cuda_fused_moe.js';
 export {cudaLayerExecutor, registerCudaLayerExecutor} from './kernels/cuda/cuda_layer_executor.js';
+export {pooledOutputMarker} from './kernels/cuda/loader.js';
 export {unsupportedByCuda} from './executor/layer_schema.js';
 export {cpuLayerForward, cpuLayerForwardCount, cpuLayerUnsupportedReason, MOE_CPU_LAYER_FORWARD} from
     './kernels/cpu/layer_forward.js';

@@ -8,7 +8,8 @@
 # TFJS_MOE_CUDA_MALLOC_REUSE=1: is the opt-in allocator switch correct; not in the default list). MODES: the copy
 # modes of after / malloc. copymemcpy: after's benchmark with TFJS_MOE_CUDA_DEVICE_COPY=memcpy (the device-resident
 # forward's copies as cudaMemcpyAsync, as before session 5); mainlike: also TFJS_MOE_CUDA_POOL_KEEP_MIB=0 (main's
-# host behaviour, without a second addon in the folder).
+# host behaviour, without a second addon in the folder). oldhost: after's benchmark without session 6's host
+# defaults (TFJS_MOE_CUDA_HUGEPAGES=0 TFJS_MOE_CUDA_COPY_STORES=plain).
 set -uo pipefail
 BUDGET=${BUDGET:-86}
 T0=$(date +%s)
@@ -64,6 +65,8 @@ for step in ${STEPS:-specs after malloc before layer}; do
     after) bench after after.node ${AFTER_TIMEOUT:-18} --dtypes bfloat16 --tokens 1,16,256,4096 --e2e-iters 10 --stack 4 \
         --modes $MODES ;;
     mainlike) TFJS_MOE_CUDA_DEVICE_COPY=memcpy TFJS_MOE_CUDA_POOL_KEEP_MIB=0 bench mainlike after.node ${AFTER_TIMEOUT:-18} \
+        --dtypes bfloat16 --tokens 1,16,256,4096 --e2e-iters 10 --stack 4 --modes staged ;;
+    oldhost) TFJS_MOE_CUDA_HUGEPAGES=0 TFJS_MOE_CUDA_COPY_STORES=plain bench oldhost after.node ${AFTER_TIMEOUT:-18} \
         --dtypes bfloat16 --tokens 1,16,256,4096 --e2e-iters 10 --stack 4 --modes staged ;;
     copymemcpy) TFJS_MOE_CUDA_DEVICE_COPY=memcpy bench copymemcpy after.node ${AFTER_TIMEOUT:-18} --dtypes bfloat16 \
         --tokens 1,16,256,4096 --e2e-iters 10 --stack 4 --modes staged ;;

@@ -7,8 +7,10 @@
  * reference (float32: 1e-4). Pending without CUDA.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import {setFlagsFromString} from 'node:v8';
+import {runInNewContext} from 'node:vm';
 import {cudaStatus} from 'tfjs-moe';
-import {CudaFusedMoe, CudaMoeRunner, CudaMoeWeightTensors} from 'tfjs-moe/internal';
+import {CudaActivation, CudaFusedMoe, CudaMoeRunner, CudaMoeWeightTensors} from 'tfjs-moe/internal';
 
 import {randn, recordError, relError, rng} from '../helpers/util.js';
 import {refFusedMoE, RefMoeConfig, RefMoeWeights} from '../reference/moe_reference.js';
@@ -51,8 +53,9 @@ describe('CUDA host copies across T', () => {
     }
   });
 
-  it('every copy switch (chunks of 4 KiB / 300 KiB / one per thread, pageable or staged small uploads, huge pages, ' +
-     'trace, late or one-thread prefault, x and y page-locked, a thread per 128 KiB) ' +
+  it('every copy switch (chunks of 4 KiB / 300 KiB / one per thread, pageable or staged small uploads, no huge pages, ' +
+     'trace, late or one-thread prefault, x and y page-locked, a thread per 128 KiB, the output pool, pooled from ' +
+     '2 MiB only, non-temporal or plain staging stores at every size, the prefault by 2 MiB blocks) ' +
      'matches the reference at T = 1, 100, 700, 2100', async () => {
     const H = 512, rand = rng(5160);
     const cfg: RefMoeConfig = {numExperts: 8, topK: 2, intermediateSize: 32, topkMethod: 'greedy', nGroup: 1,
@@ -62,10 +65,13 @@ describe('CUDA host copies across T', () => {
     const runner = new CudaMoeRunner({hidden: H, ...cfg, computeDtype: 'float32'}, w);
     const switches: Array<Record<string, string>> = [{}, {TFJS_MOE_CUDA_COPY_CHUNK_KIB: '4'},
       {TFJS_MOE_CUDA_COPY_CHUNK_KIB: '300'}, {TFJS_MOE_CUDA_COPY_CHUNK_KIB: '0'},
-      {TFJS_MOE_CUDA_SMALL_UPLOAD: 'pageable'}, {TFJS_MOE_CUDA_SMALL_UPLOAD: 'staged'}, {TFJS_MOE_CUDA_HUGEPAGES: '1'},
+      {TFJS_MOE_CUDA_SMALL_UPLOAD: 'pageable'}, {TFJS_MOE_CUDA_SMALL_UPLOAD: 'staged'}, {TFJS_MOE_CUDA_HUGEPAGES: '0'},
       {TFJS_MOE_CUDA_TRACE: '1'},
       {TFJS_MOE_CUDA_PREFAULT: 'late'}, {TFJS_MOE_CUDA_PREFAULT_THREADS: '1'}, {TFJS_MOE_CUDA_REGISTER: 'in,out'},
-      {TFJS_MOE_CUDA_COPY_SLICE_KIB: '128'}];
+      {TFJS_MOE_CUDA_COPY_SLICE_KIB: '128'}, {TFJS_MOE_CUDA_OUTPUT_POOL_MIB: '256'},
+      {TFJS_MOE_CUDA_OUTPUT_POOL_MIB: '256', TFJS_MOE_CUDA_OUTPUT_POOL_MIN_KIB: '2048'},
+      {TFJS_MOE_CUDA_COPY_STORES: 'stream'}, {TFJS_MOE_CUDA_COPY_STORES: 'plain'},
+      {TFJS_MOE_CUDA_PREFAULT_SPLIT: 'huge'}];
     try {
       // 2 KiB (pageable path), 200 KiB (staged, one thread), 1.4 MiB and 4.3 MiB (threaded chunks).
       for (const T of [1, 100, 700, process.env.TFJS_MOE_SPEC_SCALE === 'small' ? 900 : 2100]) {
@@ -95,6 +101,60 @@ describe('CUDA host copies across T', () => {
         }
       }
     } finally {
+      runner.dispose();
+    }
+  });
+
+  it('pooled outputs (opt-in, 1 MiB or more): held ones keep their values while later forwards run, collected ' +
+     'ones are reused, and they are not transferable (a clone copies them)', async () => {
+    const H = 512, T = 700, rand = rng(5170);
+    const cfg: RefMoeConfig = {numExperts: 8, topK: 2, intermediateSize: 32, topkMethod: 'greedy', nGroup: 1,
+      topkGroup: 1, routedScalingFactor: 1, renormalize: true, useCorrectionBias: false, latentSize: null,
+      withBias: false, probInAdvance: false, sharedExpertIntermediateSize: 0, sharedExpertGate: false};
+    const w = randomMoeWeights(rand, H, cfg);
+    const runner = new CudaMoeRunner({hidden: H, ...cfg, computeDtype: 'float32'}, w);
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const prior = process.env.TFJS_MOE_CUDA_OUTPUT_POOL_MIB;
+    process.env.TFJS_MOE_CUDA_OUTPUT_POOL_MIB = '256';
+    try {
+      const xs = [randn(rand, T * H), randn(rand, T * H)];
+      const refs = xs.map(x => refFusedMoE(x, T, H, w as unknown as RefMoeWeights, cfg));
+      const held = runner.forwardWithRouting(xs[0], T);
+      // Where ArrayBuffer.prototype.transfer exists (Node >= 21) nothing is pooled: a transfer would move the block.
+      const poolable = typeof (ArrayBuffer.prototype as {transfer?: unknown}).transfer !== 'function';
+      expect((held as {pooled?: boolean}).pooled).withContext('a 1.4 MiB output is pooled').toBe(poolable);
+      expect(relError(held.output, refs[0])).toBeLessThan(1e-4);
+      if (!poolable) return;
+      const heldCopy = held.output.slice();
+      const before = CudaMoeRunner.outputPoolStats();
+      for (let call = 0; call < 6; call++) {
+        const y = runner.forwardWithRouting(xs[1], T).output;
+        const err = relError(y, refs[1]);
+        recordError('cuda pooled outputs float32', err);
+        expect(err).withContext(`call ${call}`).toBeLessThan(1e-4);
+        gc();  // the output above is unreachable now: its block is free for the next call
+      }
+      const after = CudaMoeRunner.outputPoolStats();
+      expect(after.reused - before.reused).withContext('calls that reused a collected block').toBeGreaterThanOrEqual(5);
+      expect(after.allocated - before.allocated).withContext('blocks allocated meanwhile').toBeLessThanOrEqual(1);
+      expect(held.output).toEqual(heldCopy);
+      expect(relError(held.output, refs[0])).toBeLessThan(1e-4);
+      const clone = structuredClone(held.output, {transfer: [held.output.buffer]});
+      expect(held.output.length).withContext('still attached after a transfer attempt').toBe(T * H);
+      expect(clone).toEqual(heldCopy);
+      // An activation's download comes from the same pool.
+      const act = CudaActivation.fromHost(xs[0], T, H);
+      try {
+        expect(act.read()).toEqual(new Float32Array(xs[0]));
+      } finally {
+        act.dispose();
+      }
+      delete process.env.TFJS_MOE_CUDA_OUTPUT_POOL_MIB;
+      expect((runner.forwardWithRouting(xs[0], T) as {pooled?: boolean}).pooled).withContext('off by default').toBe(false);
+    } finally {
+      if (prior === undefined) delete process.env.TFJS_MOE_CUDA_OUTPUT_POOL_MIB;
+      else process.env.TFJS_MOE_CUDA_OUTPUT_POOL_MIB = prior;
       runner.dispose();
     }
   });

@@ -9,7 +9,7 @@ import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
 import {cudaStatus, registerCudaKernels} from 'tfjs-moe';
-import {CudaFusedMoe, CudaMoeRunner} from 'tfjs-moe/internal';
+import {CudaFusedMoe, CudaMoeRunner, pooledOutputMarker} from 'tfjs-moe/internal';
 
 import {expectThrowsNoLeak} from '../helpers/util.js';
 
@@ -84,6 +84,33 @@ describe('CUDA entry points without CUDA', () => {
     const w = {gateWeight: tf.ones([4, 2]), upGateProjWeight: tf.ones([2, 4, 4]), downProjWeight: tf.ones([2, 2, 4])};
     expectThrowsNoLeak(() => layer.apply(x, w), /CUDA is not available/);
     tf.dispose([x, ...Object.values(w)]);
+  });
+});
+
+describe('pooled CUDA output arrays (no GPU needed)', () => {
+  it('are offered only when asked for (TFJS_MOE_CUDA_OUTPUT_POOL_MIB), where a buffer can be marked ' +
+     'untransferable and cannot be moved by ArrayBuffer.transfer; a marked buffer is copied by structuredClone', () => {
+    const transfer = (ArrayBuffer.prototype as {transfer?: unknown}).transfer;
+    const prior = process.env.TFJS_MOE_CUDA_OUTPUT_POOL_MIB;
+    try {
+      for (const off of [undefined, '0', '']) {
+        if (off === undefined) delete process.env.TFJS_MOE_CUDA_OUTPUT_POOL_MIB;
+        else process.env.TFJS_MOE_CUDA_OUTPUT_POOL_MIB = off;
+        expect(pooledOutputMarker()).withContext(`TFJS_MOE_CUDA_OUTPUT_POOL_MIB=${off}`).toBeNull();
+      }
+      process.env.TFJS_MOE_CUDA_OUTPUT_POOL_MIB = '256';
+      const mark = pooledOutputMarker();
+      expect(mark != null).toBe(typeof transfer !== 'function');
+      if (mark == null) return;
+      const a = new Float32Array([1, 2, 3]);
+      mark(a.buffer);
+      const b = structuredClone(a, {transfer: [a.buffer]});
+      expect(a.length).withContext('the marked buffer stays attached').toBe(3);
+      expect(Array.from(b)).toEqual([1, 2, 3]);
+    } finally {
+      if (prior === undefined) delete process.env.TFJS_MOE_CUDA_OUTPUT_POOL_MIB;
+      else process.env.TFJS_MOE_CUDA_OUTPUT_POOL_MIB = prior;
+    }
   });
 });
 

@@ -101,7 +101,8 @@ describe('webgpu decode tuning table (decode_tuning.ts)', () => {
         }
         expect(t.upRows).toBeGreaterThanOrEqual(1);
         expect(t.routerPartials).toBeGreaterThanOrEqual(1);
-        expect(['rounds', 'rank']).toContain(t.routeTopk);
+        expect(['rounds', 'keys', 'rank']).toContain(t.routeTopk);
+        expect([undefined, 'loop', 'mask']).toContain(t.routePlace);
         expect(Number.isInteger(Math.log2(t.routeLanes))).toBeTrue();
         expect([undefined, true, false]).toContain(t.fold);
       }
@@ -313,6 +314,12 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
         .toThrowError(/routerPartials must be a positive integer, got 2.5/);
     expect(() => internal.setWebGPUDecodeTiles({upNv: 8, upKs: 32, downNv: 4, downKs: 64, routeLanes: 3}))
         .toThrowError(/routeLanes must be a power of two in \[1, 256\], got 3/);
+    expect(() => internal.setWebGPUDecodeTiles({upNv: 8, upKs: 32, downNv: 4, downKs: 64,
+      routeTopk: 'heap' as 'keys'})).toThrowError(/routeTopk must be 'rounds', 'keys' or 'rank', got "heap"/);
+    expect(() => internal.setWebGPUDecodeTiles({upNv: 8, upKs: 32, downNv: 4, downKs: 64,
+      routePlace: 'scan' as 'mask'})).toThrowError(/routePlace must be 'loop' or 'mask', got "scan"/);
+    expect(() => internal.setWebGPUDecodeTiles({upNv: 8, upKs: 32, downNv: 4, downKs: 64,
+      routeSubgroups: 1 as unknown as boolean})).toThrowError(/routeSubgroups must be a boolean, got 1/);
   });
 
   it('breaks routing ties toward the lower expert and treats a NaN token like the op chain does (also folded)', async () => {

@@ -50,8 +50,16 @@ describe('half-matrix GEMM variant (gate and choice)', () => {
     const at = (rows: number, o: Partial<internal.GemmShape> = {}) => internal.chooseGemmConfig(shape(rows, o), storage,
         'default', h);
     expect(at(128).kind).withContext('1 row per expert: stream').toBe('stream');
-    const first = internal.GEMM_PRESETS[internal.MATRIX_TILE_TABLE[0].preset] as internal.MatrixConfig;
-    expect(at(2048) as internal.MatrixConfig).toEqual({...first, sm: 16, sn: 16, sk: 16});
+    // The first row for 16 rows per expert and these weights (rows may name formats).
+    const firstFor = (format: string) => internal.GEMM_PRESETS[internal.MATRIX_TILE_TABLE.find(r =>
+        16 <= r.maxRowsPerExpert && (r.formats == null || r.formats.includes(format)))!.preset] as internal.MatrixConfig;
+    expect(at(2048) as internal.MatrixConfig).toEqual({...firstFor('float32'), sm: 16, sn: 16, sk: 16});
+    for (const format of ['float16', 'int4'] as const) {
+      const packed = {format, transposed: false, zeroPoint: false, groupSize: format === 'int4' ? 32 : 0,
+                      numExperts: 128, depth: 2048, width: 1536};
+      expect(at(2048, {packed}) as internal.MatrixConfig).withContext(format)
+          .toEqual({...firstFor(format), sm: 16, sn: 16, sk: 16});
+    }
     expect(at(32768)).toEqual(jasmine.objectContaining({kind: 'matrix'}));
     expect(at(2048, {transposeRhs: true, swiglu: false}).kind).withContext('transposed').toBe('tiled');
     expect(at(2048, {depth: 2046}).kind).withContext('K % 4 != 0').not.toBe('matrix');

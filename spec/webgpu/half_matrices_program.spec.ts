@@ -49,7 +49,7 @@ describeWebGPU('webgpu half-matrix GEMM program (subgroup matrices emulated)', (
   // pad / hd (session 4): padded row strides and the f16 decode of symmetric int4 and float16 words.
   const cases: Array<{format: 'float32' | 'int4' | 'float16' | 'int8', swiglu: boolean, tm: number, tn: number,
                       subgroups: 1 | 4 | 8, split: boolean, rowGroups?: 1 | 2, pad?: boolean, hd?: boolean,
-                      epilogue?: 'subgroup', prefetch?: false, lhsKFast?: true}> = [
+                      epilogue?: 'subgroup', prefetch?: false, lhsKFast?: true, depth?: 2}> = [
     {format: 'int4', swiglu: false, tm: 16, tn: 128, subgroups: 1, split: false},
     {format: 'int4', swiglu: true, tm: 32, tn: 64, subgroups: 4, split: false},
     {format: 'float32', swiglu: false, tm: 32, tn: 64, subgroups: 1, split: false},
@@ -63,12 +63,14 @@ describeWebGPU('webgpu half-matrix GEMM program (subgroup matrices emulated)', (
       epilogue: 'subgroup', lhsKFast: true},
     {format: 'float32', swiglu: false, tm: 32, tn: 64, subgroups: 4, split: true, rowGroups: 2, epilogue: 'subgroup'},
     {format: 'int8', swiglu: false, tm: 16, tn: 128, subgroups: 4, split: true, pad: true, hd: true},
+    // Loads 2 steps ahead, the float16 table row (K = 72: 3 steps, so the last round runs one stage of two).
+    {format: 'float16', swiglu: true, tm: 16, tn: 128, subgroups: 4, split: true, pad: true, hd: true, depth: 2},
   ];
   for (const c of cases) {
     it(`${c.format}, ${c.swiglu ? 'SwiGLU x scale' : 'plain'}, ${c.tm} x ${c.tn} tiles, ${c.subgroups} subgroup(s)` +
        `${c.split ? ` splitting the columns${c.rowGroups === 2 ? ' and rows' : ''}` : ''}` +
        `${c.epilogue ? ', own epilogue per subgroup' : ''}${c.prefetch === false ? ', no prefetch' : ''}` +
-       `${c.lhsKFast ? ', lhs read k first' : ''}${c.pad ? ', padded strides' : ''}${c.hd ? ', f16 decode' : ''}, ` +
+       `${c.lhsKFast ? ', lhs read k first' : ''}${c.depth ? `, loads ${c.depth} steps ahead` : ''}${c.pad ? ', padded strides' : ''}${c.hd ? ', f16 decode' : ''}, ` +
        'vs float64', async () => {
       const rand = rng(90 + c.tm + c.tn + +c.swiglu);
       const R = 40, E = 3, K = 72, N = 48, offsets = [3, 20, 20, 37];  // rows 0-2 and 37-39 in no segment, expert 1 empty
@@ -95,7 +97,8 @@ describeWebGPU('webgpu half-matrix GEMM program (subgroup matrices emulated)', (
         transposeRhs: false, hasBias: true, swiglu: c.swiglu, hasScale: c.swiglu, packed},
         {kind: 'matrix', tm: c.tm, tn: c.tn, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: c.prefetch ?? true,
           subgroups: c.subgroups,
-          split: c.split, rowGroups: c.rowGroups, pad: c.pad, hd: c.hd, epilogue: c.epilogue, lhsKFast: c.lhsKFast});
+          split: c.split, rowGroups: c.rowGroups, pad: c.pad, hd: c.hd, epilogue: c.epilogue, lhsKFast: c.lhsKFast,
+          depth: c.depth});
       const code = emulate(program.getUserCode());
       expect(code).not.toMatch(/subgroup_matrix|subgroupMatrix/);
       program.getUserCode = () => code;

@@ -44,6 +44,9 @@ describe('initWebGPUForNode', () => {
       const status = await initWebGPUForNode();
       expect(status.available).toBe(true);
       expect(tf.getBackend()).toBe('webgpu');
+      // The default `features`: the tfjs device has subgroups where the adapter lists them.
+      const device = (tf.backend() as unknown as {device: {features: {has(f: string): boolean}}}).device;
+      expect(device.features.has('subgroups')).toBe(status.features?.includes('subgroups') === true);
     } finally {
       await tf.setBackend('cpu');
     }

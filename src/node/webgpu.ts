@@ -40,7 +40,8 @@ export interface InitWebGPUForNodeOptions {
    * Optional device features the tfjs device is created with when the adapter has them (tfjs itself asks only for
    * timestamp-query), e.g. `['shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix']` for the
    * MOE_WEBGPU_GEMM_HALF_MATRICES path (on NVIDIA with dawnOptions
-   * `'enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia'`). Default none. With those three the
+   * `'enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia'`). Default `['subgroups']` (the decode
+   * path's routing reduces with subgroup shuffles where the device has them; tfjs's own programs ignore it). With those three the
    * tiled expert GEMMs run on subgroup matrices by default: f16 products, not exact (docs/semantics.md section
    * 10); set that flag false to keep the exact float32 tiles.
    */
@@ -76,6 +77,9 @@ interface AdapterLike {
   requestDevice?(descriptor?: {requiredFeatures?: Iterable<string>}): Promise<unknown>;
   limits?: {maxStorageBufferBindingSize?: number, maxBufferSize?: number};
 }
+
+/** The optional features the tfjs device asks for when initWebGPUForNode's `features` is absent (where the adapter has them). */
+const DEFAULT_DEVICE_FEATURES = ['subgroups'];
 
 let pending: Promise<WebGPUForNodeStatus> | null = null;
 
@@ -118,7 +122,7 @@ async function init(options: InitWebGPUForNodeOptions): Promise<WebGPUForNodeSta
     const {create, globals} = await import('webgpu') as unknown as
         {create(options: string[]): GpuLike, globals: Record<string, unknown>};
     Object.assign(globalThis, globals);
-    gpu = withDeviceFeatures(create(options.dawnOptions ?? []), options.features ?? []);
+    gpu = withDeviceFeatures(create(options.dawnOptions ?? []), options.features ?? DEFAULT_DEVICE_FEATURES);
     // tfjs-backend-webgpu reads navigator.gpu; Node 20 has no navigator, newer Nodes a getter without gpu.
     Object.defineProperty(globalThis, 'navigator', {value: {gpu}, configurable: true, writable: true});
   } catch (e) {

@@ -19,13 +19,13 @@ import type {FusedMoEOptions, FusedMoEWeights} from '../../executor/layer_schema
 import type {ExpertWeightData, ExpertWeightLayout} from '../expert_weight_formats.js';
 import {HOST_KERNEL_BACKENDS, readFloat32, readInt32} from '../host_data.js';
 import {PLAIN_SWIGLU} from '../kernel_names.js';
-import {wasmBatchedGemm, wasmBatchedGemmQuantized, wasmBatchedGemmSwiglu, wasmBatchedGemmSwigluQuantized} from
-    '../wasm/batched_gemm_wasm.js';
+import {LayerSteps, wasmBatchedGemm, wasmBatchedGemmQuantized, wasmBatchedGemmSwiglu, wasmBatchedGemmSwigluQuantized}
+    from '../wasm/batched_gemm_wasm.js';
 import {batchedGemmImpl} from './batched_gemm_impl.js';
 import {batchedGemmQuantizedImpl} from './batched_gemm_quantized_impl.js';
 import {fusedSwigluScaleImpl} from './fused_swiglu_scale_impl.js';
 import {moeCombineImpl} from './moe_combine_impl.js';
-import {moePermuteImpl} from './moe_permute_impl.js';
+import {moePermuteImpl, moePermuteIndex} from './moe_permute_impl.js';
 import {moeTopkSelectImpl} from './moe_topk_select_impl.js';
 
 /**
@@ -103,6 +103,27 @@ function gemm(backend: unknown, lhs: Float32Array, rows: number, k: number, w: E
       batchedGemmQuantizedImpl(lhs, rows, w.layout, w.data(), offsets, null);
 }
 
+/**
+ * The wasm GEMM with the layer's permute or combine done on its rows in wasm memory (LayerSteps), or null when
+ * the wasm kernels do not take it (the caller then runs the separate steps).
+ */
+function wasmGemmSteps(backend: unknown, lhs: Float32Array, rows: number, k: number, w: ExpertProjection,
+                       numExperts: number, n: number, offsets: Int32Array, steps: LayerSteps): Float32Array | null {
+  return w.kind === 'float' ?
+      wasmBatchedGemm(backend, lhs, rows, k, w.values, w.dataId, numExperts, n, offsets, false, null, steps) :
+      wasmBatchedGemmQuantized(backend, lhs, rows, w.layout, w.data, w.dataId, offsets, null, steps);
+}
+
+/** wasmGemmSteps for the up projection + SwiGLU (gemmSwiglu's wasm kernels). */
+function wasmGemmSwigluSteps(backend: unknown, lhs: Float32Array, rows: number, k: number, w: ExpertProjection,
+                             numExperts: number, intermediate: number, offsets: Int32Array, bias: Float32Array | null,
+                             scale: Float32Array | null, steps: LayerSteps): Float32Array | null {
+  return w.kind === 'float' ?
+      wasmBatchedGemmSwiglu(backend, lhs, rows, k, w.values, w.dataId, numExperts, intermediate, offsets, false, bias,
+                            scale, steps) :
+      wasmBatchedGemmSwigluQuantized(backend, lhs, rows, w.layout, w.data, w.dataId, offsets, bias, scale, steps);
+}
+
 /** batchedGemmSwiglu's cpu kernel (plain SwiGLU times the row scale) on host arrays: [rows, intermediate]. */
 function gemmSwiglu(backend: unknown, lhs: Float32Array, rows: number, k: number, w: ExpertProjection,
                     numExperts: number, intermediate: number, offsets: Int32Array, bias: Float32Array | null,
@@ -144,8 +165,7 @@ export function cpuLayerForward(x: Tensor2D, w: FusedMoEWeights, o: FusedMoEOpti
       logits, T, scored, selectionBias, k, o.renormalize, o.renormalizeEpsilon ?? 0, o.routedScalingFactor, o.nGroup,
       o.topkGroup, sparsemixer ? 'sparsemixer' : 'greedy', sparsemixer ? o.sparsemixerEpsilon : 0.01);
   const onInput = o.routingWeightOn === 'input';
-  const {permutedX, numRows, expertOffsets, rowMap} =
-      moePermuteImpl(xs, T, H, topkIds, k, E, 1, onInput ? topkWeights : null, o.zeroExperts);
+  const {numRows, expertOffsets, rowMap} = moePermuteIndex(topkIds, T, k, E, 1, o.zeroExperts);
   const upGate = readProjection(backend, w.up_gate_proj_weight);
   const down = readProjection(backend, w.down_proj_weight);
   const upBias = o.withBias ? readFloat32(backend, w.up_gate_proj_bias as Tensor) : null;
@@ -155,11 +175,30 @@ export function cpuLayerForward(x: Tensor2D, w: FusedMoEWeights, o: FusedMoEOpti
     rowScale = new Float32Array(numRows);
     for (let i = 0; i < T * k; i++) if (rowMap[i] >= 0) rowScale[rowMap[i]] = topkWeights[i];
   }
-  const activated = gemmSwiglu(backend, permutedX, numRows, H, upGate, E, I, expertOffsets, upBias, rowScale);
-  const projected = gemm(backend, activated, numRows, I, down, E, H, expertOffsets);
+  // The wasm GEMMs gather the permuted rows from x themselves (rows that are not weighted first: the permute's
+  // copy is a plain one); else the permute's rows as the op chain makes them.
+  let activated: Float32Array | null = null;
+  if (!onInput) {
+    const gather = new Int32Array(numRows);
+    for (let i = 0; i < T * k; i++) if (rowMap[i] >= 0) gather[rowMap[i]] = Math.floor(i / k);
+    activated = wasmGemmSwigluSteps(backend, xs, numRows, H, upGate, E, I, expertOffsets, upBias, rowScale, {gather});
+  }
+  if (activated == null) {
+    const {permutedX} = moePermuteImpl(xs, T, H, topkIds, k, E, 1, onInput ? topkWeights : null, o.zeroExperts);
+    activated = gemmSwiglu(backend, permutedX, numRows, H, upGate, E, I, expertOffsets, upBias, rowScale);
+  }
   const downBias = o.withBias ? readFloat32(backend, w.down_proj_bias as Tensor) : null;
-  const out = moeCombineImpl(projected, numRows, H, rowMap, topkWeights, topkIds, T, k, downBias,
-                             downBias == null ? 0 : E, o.probInAdvance || onInput, o.zeroExperts > 0 ? xs : null);
+  const weightsApplied = o.probInAdvance || onInput;
+  // Without biases and identity slots the wasm kernels combine the down projection's rows where it wrote them.
+  let out = downBias == null && o.zeroExperts === 0 ?
+      wasmGemmSteps(backend, activated, numRows, I, down, E, H, expertOffsets,
+                    {combine: {rowMap, topkWeights, tokens: T, topK: k, weightsApplied}}) :
+      null;
+  if (out == null) {
+    const projected = gemm(backend, activated, numRows, I, down, E, H, expertOffsets);
+    out = moeCombineImpl(projected, numRows, H, rowMap, topkWeights, topkIds, T, k, downBias,
+                         downBias == null ? 0 : E, weightsApplied, o.zeroExperts > 0 ? xs : null);
+  }
   forwards++;
   return tf.tensor2d(out, [T, H]);
 }

@@ -188,7 +188,8 @@ double& lastAllocMs() {
   return ms;
 }
 
-// layerForward(handle, x, T, useGraph, wantIds, output, out) -> {output: Float32Array [T*H], topkIds?: Int32Array [T*k]}.
+// layerForward(handle, x, T, useGraph, wantIds, output, out) -> {output: Float32Array [T*H], pooled: boolean,
+// topkIds?: Int32Array [T*k]} (pooled: output is a pooled array, OutputPool).
 // output: how y reaches the host: 'staged' (pinned staging, then a threaded copy into a new array), 'pinned' (a new
 // array over a pinned block, downloaded into directly), 'pageable' (the path from before pinned staging, x too;
 // benchmark A/B only).
@@ -217,7 +218,11 @@ napi_value LayerForward(napi_env env, napi_callback_info info) {
       throw ArgError("layerForward: argument 'out' is for output 'staged' only");
     }
     float* out;
+    // 'staged' without an array: a pooled pinned one when it is large (downloaded into directly), else a new one.
+    napi_value pooled = given.data == nullptr && copy == moe::HostCopy::kStaged ? newPooledFloat32(env, n, &out) : nullptr;
+    if (pooled != nullptr) copy = moe::HostCopy::kPinned;
     napi_value outV = given.data != nullptr         ? a.v[6]
+                    : pooled != nullptr              ? pooled
                     : copy == moe::HostCopy::kPinned ? newPinnedFloat32(env, n, &out)
                     : copy == moe::HostCopy::kStaged ? newUninitializedFloat32(env, n, &out)
                                                      : newTyped<float>(env, n, &out);
@@ -226,6 +231,7 @@ napi_value LayerForward(napi_env env, napi_callback_info info) {
     napi_value result, idsV;
     NAPI(napi_create_object(env, &result));
     setProp(env, result, "output", outV);
+    setProp(env, result, "pooled", boolv(env, pooled != nullptr));
     if (wantIds) {
       idsV = newTyped<int>(env, static_cast<size_t>(T) * h->layer->topK(), &ids);
       setProp(env, result, "topkIds", idsV);
@@ -306,8 +312,8 @@ napi_value ActivationUpload(napi_env env, napi_callback_info info) {
   });
 }
 
-// activationDownload(handle, out) -> Float32Array [rows*cols] (out when given), after everything enqueued before it
-// (through pinned staging)
+// activationDownload(handle, out) -> Float32Array [rows*cols] (out when given; else a pooled array when large, see
+// OutputPool), after everything enqueued before it (through pinned staging unless pooled)
 napi_value ActivationDownload(napi_env env, napi_callback_info info) {
   return entry(env, info, 2, "activationDownload", [&](Args& a) {
     ActivationHandle* h = activationOf(a, 0);
@@ -315,9 +321,12 @@ napi_value ActivationDownload(napi_env env, napi_callback_info info) {
     auto given = typed<float>(a, 1, "out", napi_float32_array, n, true);
     static moe::PinnedStaging* staging = new moe::PinnedStaging();
     static moe::SlicedDownload* sliced = new moe::SlicedDownload();
-    float* landing = static_cast<float*>(staging->ensure(n * sizeof(float)));
     float* out = given.data;
-    napi_value outV = out != nullptr ? a.v[1] : newUninitializedFloat32(env, n, &out);
+    napi_value outV = out != nullptr ? a.v[1] : newPooledFloat32(env, n, &out);
+    const bool pooled = out != nullptr && given.data == nullptr;
+    if (outV == nullptr) outV = newUninitializedFloat32(env, n, &out);
+    // A pooled array is pinned: the DMA lands in it directly.
+    float* landing = pooled ? out : static_cast<float*>(staging->ensure(n * sizeof(float)));
     sliced->run(out, h->data.as(), n * sizeof(float), landing, opStream());
     return outV;
   });
@@ -452,6 +461,20 @@ napi_value LayerResidentBytes(napi_env env, napi_callback_info info) {
 }
 
 
+// outputPoolStats() -> {allocated, reused, declined, heldBytes}: the output pool's counters on this thread
+napi_value OutputPoolStats(napi_env env, napi_callback_info info) {
+  return entry(env, info, 0, "outputPoolStats", [&](Args&) {
+    const OutputPool& p = OutputPool::forThread();
+    napi_value o;
+    NAPI(napi_create_object(env, &o));
+    setProp(env, o, "allocated", num(env, p.stats().allocated));
+    setProp(env, o, "reused", num(env, p.stats().reused));
+    setProp(env, o, "declined", num(env, p.stats().declined));
+    setProp(env, o, "heldBytes", num(env, static_cast<double>(p.heldBytes())));
+    return o;
+  });
+}
+
 }  // namespace
 
 void defineLayer(napi_env env, napi_value exports) {
@@ -475,6 +498,7 @@ void defineLayer(napi_env env, napi_value exports) {
       {"layerProfile", nullptr, LayerProfile, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"layerDispose", nullptr, LayerDispose, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"layerResidentBytes", nullptr, LayerResidentBytes, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"outputPoolStats", nullptr, OutputPoolStats, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };
   NAPI(napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props));
 }

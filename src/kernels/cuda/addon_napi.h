@@ -156,6 +156,154 @@ inline napi_value newPinnedFloat32(napi_env env, size_t n, float** data) {
   return out;
 }
 
+// ---- pooled output arrays (opt-in) ----
+// Large output arrays (a host forward's y, an activation's download) in pinned blocks that a later call reuses once
+// the array is garbage collected. The device writes into them directly (no staging copy-out) and no call takes a
+// fresh array's page faults, nor V8's unmapping of it: at T = 4096 (32 MiB) those were 1.7 ms waited for and 2.5 ms
+// of GC per call by default (H200 batch J), the cost TFJS_MOE_CUDA_MALLOC_REUSE removes process-wide. Reuse is
+// decided by a weak reference to the ArrayBuffer, which reads empty from the collection that freed it on: Node runs
+// an external buffer's finalizer only when the event loop turns, which a synchronous decode or prefill loop never
+// lets happen (so finalizers alone would give no block back). The JS side marks each such buffer untransferable:
+// a transfer would move the block to a buffer this reference does not see. Where ArrayBuffer.prototype.transfer
+// exists (newer Node) JS does not ask for pooled arrays at all.
+// Opt-in: the collections that free the arrays come seldom in a synchronous loop (V8 collects under external memory
+// pressure only: every ~19 calls at T = 4096, over a hundred at T = 256, H200 batch N), so a pool of a few blocks
+// misses most calls, and a miss that grows the pool pays cudaHostAlloc (0.8 ms for 2 MiB): as the default it made
+// T = 256 slower (0.74 -> 1.42 ms) while T = 4096 gained (5.5 -> 3.9-5.2).
+// TFJS_MOE_CUDA_OUTPUT_POOL_MIB: the most pinned memory the pool holds (default 0: off, new arrays through staging);
+// TFJS_MOE_CUDA_OUTPUT_POOL_MIN_KIB: the smallest array pooled (default 1024). Both read per call (A/B).
+class OutputPool {
+ public:
+  static OutputPool& forThread() {  // an env's JS and its finalizers run on one thread
+    static thread_local OutputPool* pool = new OutputPool();  // kept: finalizers may still reach it at teardown
+    return *pool;
+  }
+  static size_t envBytes(const char* name, size_t fallback, int shift) {
+    const char* v = std::getenv(name);
+    return v != nullptr && v[0] != '\0' ? static_cast<size_t>(std::strtoull(v, nullptr, 10)) << shift : fallback;
+  }
+  static size_t capBytes() { return envBytes("TFJS_MOE_CUDA_OUTPUT_POOL_MIB", 0, 20); }
+  static size_t minBytes() { return envBytes("TFJS_MOE_CUDA_OUTPUT_POOL_MIN_KIB", size_t(1) << 20, 10); }
+
+  // An ArrayBuffer of `bytes` over a pooled pinned block (its data in *data), or nullptr when the array is too
+  // small, the pool is off or full, or the runtime refuses external buffers (a V8 sandbox).
+  napi_value acquire(napi_env env, size_t bytes, void** data) {
+    const size_t cap = capBytes();
+    if (cap == 0 || bytes == 0 || bytes < minBytes() || refused_) return nullptr;
+    if (!hooked_) {  // a worker's env ends before the process: its blocks go back then
+      NAPI(napi_add_env_cleanup_hook(env, teardown, this));
+      hooked_ = true;
+    }
+    Entry* best = nullptr;
+    for (Entry* e : entries_) {
+      if (!collected(env, e)) continue;
+      if (e->capacity >= bytes && e->capacity <= 2 * bytes + 4096 && (best == nullptr || e->capacity < best->capacity)) {
+        best = e;
+      }
+    }
+    if (best == nullptr) {
+      // Room for a new block: free blocks that do not fit go back to the pinned pool, oldest first.
+      for (size_t i = 0; i < entries_.size() && heldBytes_ + bytes > cap;) {
+        if (entries_[i]->ref == nullptr) retire(i);
+        else i++;
+      }
+      if (heldBytes_ + bytes > cap) {
+        stats_.declined++;
+        return nullptr;
+      }
+      best = new Entry();
+      best->block = moe::PinnedPool::instance().acquire(bytes, &best->capacity);
+      heldBytes_ += best->capacity;
+      entries_.push_back(best);
+      stats_.allocated++;
+    } else {
+      stats_.reused++;
+    }
+    napi_value ab;
+    if (napi_create_external_arraybuffer(env, best->block, bytes, finalize, best, &ab) != napi_ok) {
+      const napi_extended_error_info* info;
+      (void)napi_get_last_error_info(env, &info);  // clears the failed call's error state
+      refused_ = true;
+      return nullptr;
+    }
+    best->pendingFinalizers++;
+    NAPI(napi_create_reference(env, ab, 0, &best->ref));
+    int64_t adjusted;
+    // Tells V8 the array holds the block, so that an unreachable one is collected (and its block reused) soon.
+    NAPI(napi_adjust_external_memory(env, static_cast<int64_t>(best->capacity), &adjusted));
+    *data = best->block;
+    return ab;
+  }
+
+  struct Stats {
+    double allocated = 0, reused = 0, declined = 0;
+  };
+  const Stats& stats() const { return stats_; }
+  size_t heldBytes() const { return heldBytes_; }
+
+ private:
+  struct Entry {
+    void* block = nullptr;
+    size_t capacity = 0;
+    napi_ref ref = nullptr;  // weak, to the array handed out last; nullptr once seen collected
+    int pendingFinalizers = 0;
+    bool retired = false;
+  };
+
+  // Whether e's last array is gone (then e is free): its weak reference reads empty.
+  bool collected(napi_env env, Entry* e) {
+    if (e->ref == nullptr) return true;
+    napi_value v = nullptr;
+    if (napi_get_reference_value(env, e->ref, &v) != napi_ok || v != nullptr) return false;
+    (void)napi_delete_reference(env, e->ref);
+    e->ref = nullptr;
+    int64_t adjusted;
+    (void)napi_adjust_external_memory(env, -static_cast<int64_t>(e->capacity), &adjusted);
+    return true;
+  }
+
+  // Drops free entry i: its block goes back now (no array over it is reachable), the entry itself once the
+  // finalizers of its earlier arrays have run.
+  void retire(size_t i) {
+    Entry* e = entries_[i];
+    entries_.erase(entries_.begin() + static_cast<std::ptrdiff_t>(i));
+    heldBytes_ -= e->capacity;
+    moe::PinnedPool::instance().release(e->block, e->capacity);
+    e->block = nullptr;
+    e->retired = true;
+    if (e->pendingFinalizers == 0) delete e;
+  }
+
+  static void finalize(napi_env, void*, void* hint) {
+    Entry* e = static_cast<Entry*>(hint);
+    if (--e->pendingFinalizers == 0 && e->retired) delete e;
+  }
+
+  // The env is ending (no JavaScript runs any more): every block goes back, the entries once their finalizers ran.
+  static void teardown(void* arg) {
+    OutputPool* p = static_cast<OutputPool*>(arg);
+    for (Entry* e : p->entries_) e->ref = nullptr;  // the env's references go with it
+    while (!p->entries_.empty()) p->retire(p->entries_.size() - 1);
+    p->hooked_ = false;
+  }
+
+  std::vector<Entry*> entries_;
+  size_t heldBytes_ = 0;
+  bool refused_ = false, hooked_ = false;
+  Stats stats_;
+};
+
+// A pooled Float32Array of n elements (see OutputPool), or nullptr (the caller makes a plain one).
+inline napi_value newPooledFloat32(napi_env env, size_t n, float** data) {
+  void* block = nullptr;
+  napi_value ab = OutputPool::forThread().acquire(env, n * sizeof(float), &block);
+  if (ab == nullptr) return nullptr;
+  napi_value out;
+  NAPI(napi_create_typedarray(env, napi_float32_array, n, ab, 0, &out));
+  *data = static_cast<float*>(block);
+  return out;
+}
+
 inline void setProp(napi_env env, napi_value obj, const char* key, napi_value v) { NAPI(napi_set_named_property(env, obj, key, v)); }
 inline napi_value num(napi_env env, double d) {
   napi_value v;

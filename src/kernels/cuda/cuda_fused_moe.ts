@@ -20,7 +20,7 @@ import {MOE_COMPUTE_DTYPES, MoeComputeDtype, OPTION_TABLE, RoutingWeightOn, Swig
 import {dequantizeExpertWeightsImpl} from '../cpu/dequantize_expert_weights_impl.js';
 import {describeValue} from '../describe_value.js';
 import {syncCudaTuning} from './flags_cuda.js';
-import {getCudaAddon} from './loader.js';
+import {getCudaAddon, pooledOutputMarker} from './loader.js';
 
 /** The CUDA GEMMs' operand type: exact 'float32' FMA, or 'bfloat16' / 'float16' tensor cores, float32 accumulation. */
 export type CudaComputeDtype = MoeComputeDtype;
@@ -119,6 +119,35 @@ function uninitializedFloat32(n: number): Float32Array {
   return new Float32Array(bytes.buffer, bytes.byteOffset, n);
 }
 
+/**
+ * With the output pool on (opt-in, TFJS_MOE_CUDA_OUTPUT_POOL_MIB), outputs of at least this many bytes come from
+ * the addon's pool of pinned arrays (addon_napi.h OutputPool): the GPU writes them directly and their memory is
+ * reused once they are collected. Smaller ones, and all without the pool, are new arrays.
+ * TFJS_MOE_CUDA_OUTPUT_POOL_MIN_KIB (A/B, read per call, at least 64) moves the threshold.
+ */
+const POOLED_OUTPUT_MIN_BYTES = 1 << 20;
+const NEVER_POOLED_BELOW_BYTES = 64 << 10;
+
+/**
+ * The output array argument for a native call: null (the addon takes a pooled array) when the output is large and
+ * pooling is safe here, else a new uninitialized array.
+ */
+function outputArgument(n: number): Float32Array | null {
+  const bytes = n * 4;
+  // No environment read on small calls, one without the pool.
+  if (bytes < NEVER_POOLED_BELOW_BYTES || pooledOutputMarker() == null) return uninitializedFloat32(n);
+  const kib = (globalThis as {process?: {env?: Record<string, string | undefined>}}).process?.env
+      ?.TFJS_MOE_CUDA_OUTPUT_POOL_MIN_KIB;
+  const min = kib ? Math.max(NEVER_POOLED_BELOW_BYTES, Number(kib) * 1024) : POOLED_OUTPUT_MIN_BYTES;
+  return bytes >= min ? null : uninitializedFloat32(n);
+}
+
+/** Marks an array the addon handed out over pooled memory (see pooledOutputMarker). */
+function markPooled(a: Float32Array): Float32Array {
+  pooledOutputMarker()?.(a.buffer as ArrayBuffer);
+  return a;
+}
+
 /** The int4 arrays of a packed expert weight in the layer's [E,K,N] layout, or null for any other weight. */
 function int4Arrays(w: tf.Tensor | QuantizedExpertWeights | null | undefined): CudaInt4Arrays | null {
   if (w == null || !isQuantizedExpertWeights(w) || w.format !== 'int4' || w.transposed || w.scales == null) return null;
@@ -174,7 +203,9 @@ export class CudaActivation implements DeviceActivation {
 
   /** Downloads the values (waits for the work that writes them). */
   read(): Float32Array {
-    return getCudaAddon().activationDownload(this.live(), uninitializedFloat32(this.shape[0] * this.shape[1]));
+    const out = outputArgument(this.shape[0] * this.shape[1]);
+    const y = getCudaAddon().activationDownload(this.live(), out);
+    return out == null ? markPooled(y) : y;
   }
 
   /** read() as a new tensor of `shape` (default [rows, cols]). */
@@ -201,7 +232,9 @@ export class CudaActivation implements DeviceActivation {
 
 /**
  * How a host forward's output reaches the host: 'staged' (the default: downloaded into pinned staging, then copied
- * by several threads into a new array), 'pinned' (a new array over a pinned block, downloaded into directly; the
+ * by several threads into a new array; with TFJS_MOE_CUDA_OUTPUT_POOL_MIB set, an output of 1 MiB or more is a
+ * pooled pinned array the GPU writes directly, reused by a later call once the array is collected, and marked
+ * untransferable), 'pinned' (a new array over a pinned block, downloaded into directly; the
  * block returns to a pool only when the array is garbage collected, so a synchronous loop page-locks new memory
  * each call), 'pageable' (the path from before pinned staging, for x too; benchmark A/B only).
  */
@@ -259,8 +292,10 @@ export class CudaMoeRunner {
     const addon = getCudaAddon();
     syncCudaTuning(addon);
     const output = options.output ?? 'staged';
-    return addon.layerForward(this.live(), x, numTokens, options.useGraph ?? true, options.wantIds ?? false, output,
-                              output === 'staged' ? uninitializedFloat32(numTokens * this.hidden) : null);
+    const r = addon.layerForward(this.live(), x, numTokens, options.useGraph ?? true, options.wantIds ?? false, output,
+                                 output === 'staged' ? outputArgument(numTokens * this.hidden) : null);
+    if (r.pooled) markPooled(r.output);
+    return r;
   }
 
   /** The forward on a device-resident activation [T, H] -> a new one (enqueued; not waited for unless wantIds). */
@@ -280,6 +315,11 @@ export class CudaMoeRunner {
   static hostCopyBandwidth(bytes: number, iters = 10):
       {pinnedH2D: number, pinnedD2H: number, pageableH2D: number, pageableD2H: number} {
     return getCudaAddon().hostCopyBandwidth(bytes, iters);
+  }
+
+  /** The pool of large output arrays on this thread: blocks allocated, reused, requests declined, bytes held. */
+  static outputPoolStats(): {allocated: number, reused: number, declined: number, heldBytes: number} {
+    return getCudaAddon().outputPoolStats();
   }
 
   /** Host milliseconds of the last host forward: until x's copy was enqueued, then until y was on the host. */

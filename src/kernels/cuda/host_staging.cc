@@ -17,6 +17,10 @@
 
 #include "moe_common.cuh"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace moe {
 namespace {
 
@@ -137,14 +141,54 @@ void touchPages(char* p, size_t bytes) {
   for (size_t off = 0; off < bytes; off += page) reinterpret_cast<volatile char*>(p)[off] = 0;
 }
 
-// TFJS_MOE_CUDA_HUGEPAGES=1 (benchmark A/B): ask for transparent huge pages on the 2 MiB-aligned interior of a
-// large output array before its first touch (512x fewer faults where the kernel's THP mode allows it).
-bool adviseHugePages() {
-  static const bool on = [] {
-    const char* v = std::getenv("TFJS_MOE_CUDA_HUGEPAGES");
-    return v != nullptr && v[0] == '1';
-  }();
-  return on;
+// Copies into pinned staging that only the DMA reads next. Large (threaded) uploads use non-temporal stores: the
+// staging lines are not read into the cache first (less memory traffic than a plain copy; H200 batch O, same
+// process: T = 4096 staging 1.11-1.19 vs 1.37 ms, T = 256 0.145-0.173 vs 0.187); the fence makes them visible
+// before the DMA is enqueued. A small upload's data stays in the cache, where a plain copy is quicker. TFJS_MOE_CUDA_COPY_STORES=plain / stream (benchmark A/B): one kind
+// for every size.
+bool streamStores(bool threaded) {
+  const char* v = std::getenv("TFJS_MOE_CUDA_COPY_STORES");
+  if (v == nullptr || v[0] == '\0') return threaded;
+  return std::strcmp(v, "stream") == 0;
+}
+
+void copyToStaging(char* dst, const char* src, size_t bytes, bool nonTemporal) {
+#if defined(__SSE2__)
+  if (nonTemporal && bytes >= 4096) {
+    const size_t head = (16 - (reinterpret_cast<uintptr_t>(dst) & 15)) & 15;
+    std::memcpy(dst, src, head);
+    size_t i = head;
+    for (; i + 64 <= bytes; i += 64) {
+      const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i));
+      const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i + 16));
+      const __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i + 32));
+      const __m128i d = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i + 48));
+      _mm_stream_si128(reinterpret_cast<__m128i*>(dst + i), a);
+      _mm_stream_si128(reinterpret_cast<__m128i*>(dst + i + 16), b);
+      _mm_stream_si128(reinterpret_cast<__m128i*>(dst + i + 32), c);
+      _mm_stream_si128(reinterpret_cast<__m128i*>(dst + i + 48), d);
+    }
+    std::memcpy(dst + i, src + i, bytes - i);
+    _mm_sfence();
+    return;
+  }
+#endif
+  (void)nonTemporal;
+  std::memcpy(dst, src, bytes);
+}
+
+// A fresh output array of 4 MiB or more asks for transparent huge pages on its 2 MiB-aligned interior before its
+// first touch: 512x fewer page faults and, when V8 frees the array, an unmap of a few huge pages instead of
+// thousands of small ones (H200 host, THP 'madvise', batch O: a T = 4096 call 6.16 -> 3.87 ms, the GC's unmapping
+// 2.4 -> 0.76 ms; the faults themselves stay costly there, 2.6 ms on 8 threads, as the VM backs fresh memory).
+// Where THP is off the advice does nothing. TFJS_MOE_CUDA_HUGEPAGES=0 (benchmark A/B, read per call): no advice.
+void adviseHugePages(void* dst, size_t bytes) {
+  if (bytes < (size_t(4) << 20)) return;
+  const char* v = std::getenv("TFJS_MOE_CUDA_HUGEPAGES");
+  if (v != nullptr && v[0] == '0') return;
+  const uintptr_t huge = uintptr_t(2) << 20, lo = reinterpret_cast<uintptr_t>(dst), hi = lo + bytes;
+  const uintptr_t a = (lo + huge - 1) & ~(huge - 1), z = hi & ~(huge - 1);
+  if (z > a) (void)madvise(reinterpret_cast<void*>(a), z - a, MADV_HUGEPAGE);
 }
 
 }  // namespace
@@ -240,7 +284,7 @@ void uploadStaged(void* dst, const void* src, size_t bytes, cudaStream_t stream,
       return;
     }
     void* stage = staging.ensure(bytes);
-    std::memcpy(stage, src, bytes);
+    copyToStaging(static_cast<char*>(stage), static_cast<const char*>(src), bytes, streamStores(false));
     MOE_CUDA(cudaMemcpyAsync(dst, stage, bytes, cudaMemcpyHostToDevice, stream));
     return;
   }
@@ -249,10 +293,11 @@ void uploadStaged(void* dst, const void* src, size_t bytes, cudaStream_t stream,
   const int chunks = static_cast<int>((bytes + chunk - 1) / chunk);
   std::atomic<int> next{0};
   std::atomic<int> failed{static_cast<int>(cudaSuccess)};
+  const bool nonTemporal = streamStores(true);
   WorkerPool::copies().run(n, [&](int) {
     for (int c = next.fetch_add(1); c < chunks; c = next.fetch_add(1)) {
       const size_t b = chunk * c, e = std::min(bytes, b + chunk);
-      std::memcpy(stage + b, static_cast<const char*>(src) + b, e - b);
+      copyToStaging(stage + b, static_cast<const char*>(src) + b, e - b, nonTemporal);
       // cudaMemcpyAsync is thread-safe; the chunks are disjoint, so their order on the stream does not matter.
       const cudaError_t st =
           cudaMemcpyAsync(static_cast<char*>(dst) + b, stage + b, e - b, cudaMemcpyHostToDevice, stream);
@@ -284,18 +329,22 @@ void SlicedDownload::prefault(void* dst, size_t bytes) {
   if (const char* v = std::getenv("TFJS_MOE_CUDA_PREFAULT_THREADS")) most = std::max(1, std::atoi(v));
   const int n = bytes >= kParallelMinBytes ? std::min(most, threadsFor(bytes)) : bytes >= kPrefaultMinBytes ? 1 : 0;
   if (n == 0) return;
-  if (adviseHugePages() && bytes >= (size_t(4) << 20)) {
-    const uintptr_t huge = uintptr_t(2) << 20, lo = reinterpret_cast<uintptr_t>(dst), hi = lo + bytes;
-    const uintptr_t a = (lo + huge - 1) & ~(huge - 1), z = hi & ~(huge - 1);
-    if (z > a) (void)madvise(reinterpret_cast<void*>(a), z - a, MADV_HUGEPAGE);
-  }
+  adviseHugePages(dst, bytes);
   auto p = std::make_shared<PrefaultJob>();
   p->dst = dst;
   p->start = std::chrono::steady_clock::now();
-  const size_t per = (bytes / n + 4095) / 4096 * 4096;
+  // One slice per thread; TFJS_MOE_CUDA_PREFAULT_SPLIT=huge (benchmark A/B): the threads take the array's aligned
+  // 2 MiB blocks one at a time instead (a huge page is faulted by one thread, not shared by two neighbouring slices).
+  const char* split = std::getenv("TFJS_MOE_CUDA_PREFAULT_SPLIT");
+  const bool byHuge = split != nullptr && std::strcmp(split, "huge") == 0 && bytes >= (size_t(4) << 20);
+  const size_t huge = size_t(2) << 20, lo = reinterpret_cast<uintptr_t>(dst), base = lo & ~(huge - 1);
+  const size_t per = byHuge ? huge : (bytes / n + 4095) / 4096 * 4096;
+  const size_t first = byHuge ? lo - base : 0;  // the first block starts before dst
+  const int items = byHuge ? static_cast<int>((first + bytes + huge - 1) / huge) : n;
   PrefaultJob* raw = p.get();  // outlives the job: waitPrefault() waits before dropping it
-  p->job = WorkerPool::prefaults().post(n, [raw, dst, bytes, per](int i) {
-    const size_t b = std::min(bytes, per * i), e = std::min(bytes, per * (i + 1));
+  p->job = WorkerPool::prefaults().post(items, [raw, dst, bytes, per, first](int i) {
+    const size_t b = std::min(bytes, per * i > first ? per * i - first : 0);
+    const size_t e = std::min(bytes, per * (i + 1) - first);
     if (b < e) touchPages(static_cast<char*>(dst) + b, e - b);
     const long long now = std::chrono::duration_cast<std::chrono::nanoseconds>(
         std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -326,7 +375,7 @@ void SlicedDownload::run(void* dst, const void* src, size_t bytes, void* landing
   }
   const int n = threadsFor(bytes);
   const bool copy = landing != dst;
-  if (n <= 1) {
+  if (n <= 1 || !copy) {  // pinned dst: one DMA straight into it
     MOE_CUDA(cudaMemcpyAsync(landing, src, bytes, cudaMemcpyDeviceToHost, stream));
     if (after != nullptr) MOE_CUDA(cudaEventRecord(after, stream));
     const cudaError_t st = cudaStreamSynchronize(stream);
@@ -339,6 +388,7 @@ void SlicedDownload::run(void* dst, const void* src, size_t bytes, void* landing
   // faults in its chunk's pages while that chunk's DMA is still running (a separate prefault, which must end
   // before any copy, measured 6.4 against 5.1 ms for 32 MiB in batch J).
   const bool touchHere = copy && !prefault_;
+  if (touchHere) adviseHugePages(dst, bytes);
   const size_t chunk = chunkBytes(bytes, n);
   const int chunks = static_cast<int>((bytes + chunk - 1) / chunk);
   try {

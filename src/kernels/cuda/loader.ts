@@ -67,14 +67,16 @@ export interface CudaAddon {
   setTuning(tuning: {pdl: boolean, gemmTiles: string, fuse: string, int4Mma: boolean, wgmma?: string}): void;
   /** output: how y reaches the host (CudaHostOutput in cuda_fused_moe.ts). */
   /** out: for 'staged', a Float32Array of T * H that y is written into (returned as output), or null for a new one. */
+  /** pooled: output is a pooled pinned array (out was null and it was large enough; addon_napi.h OutputPool). */
   layerForward(handle: object, x: Float32Array, T: number, useGraph: boolean, wantIds: boolean,
-               output: 'staged' | 'pinned' | 'pageable', out: Float32Array | null): {output: Float32Array, topkIds?: Int32Array};
+               output: 'staged' | 'pinned' | 'pageable', out: Float32Array | null):
+      {output: Float32Array, pooled: boolean, topkIds?: Int32Array};
   layerForwardDevice(handle: object, x: object, useGraph: boolean, wantIds: boolean): {output: object, topkIds?: Int32Array};
   layerLastTimings(handle: object): {uploadHostMs: number, waitMs: number, copyOutMs: number, allocMs: number,
     launchMs: number, prefaultMs: number, prefaultWaitMs: number, registerMs: number, gpuUploadMs: number, gpuKernelMs: number,
     gpuDownloadMs: number};
   activationUpload(x: Float32Array, rows: number, cols: number): object;
-  /** out: a Float32Array of rows * cols to download into (returned), or null for a new one. */
+  /** out: a Float32Array of rows * cols to download into (returned), or null for a new (pooled when large) one. */
   activationDownload(activation: object, out: Float32Array | null): Float32Array;
   activationDispose(activation: object): void;
   hostCopyBandwidth(bytes: number, iters: number):
@@ -84,6 +86,8 @@ export interface CudaAddon {
   layerProfile(handle: object, x: Float32Array, T: number, iters: number): Record<string, number>;
   layerDispose(handle: object): void;
   layerResidentBytes(handle: object): number;
+  /** The output pool's counters on this thread (benchmarks and specs). */
+  outputPoolStats(): {allocated: number, reused: number, declined: number, heldBytes: number};
 }
 
 const ADDON_RELATIVE = 'build/Release/tfjs_moe_cuda.node';
@@ -173,4 +177,26 @@ export function getCudaAddon(): CudaAddon {
   if (loaded == null) loaded = load();
   if (loaded.addon == null) throw new Error(`tfjs-moe CUDA is not available: ${loaded.status.reason}`);
   return loaded.addon;
+}
+
+let untransferable: ((buffer: ArrayBuffer) => void) | null | undefined;
+
+/**
+ * Node's worker_threads.markAsUntransferable where pooled output arrays are asked for (TFJS_MOE_CUDA_OUTPUT_POOL_MIB)
+ * and safe, else null. The addon reuses a
+ * pooled array's memory once the array is collected, so its memory must stay with that array: marking it
+ * untransferable makes postMessage / structuredClone copy it instead of moving it. ArrayBuffer.prototype.transfer
+ * (newer Node) would move it regardless, so where it exists no array is pooled.
+ */
+export function pooledOutputMarker(): ((buffer: ArrayBuffer) => void) | null {
+  // Opt-in (read per call): TFJS_MOE_CUDA_OUTPUT_POOL_MIB > 0, the pool's size (addon_napi.h OutputPool says why).
+  if (!(Number(nodeProcess()?.env?.TFJS_MOE_CUDA_OUTPUT_POOL_MIB ?? 0) > 0)) return null;
+  if (untransferable === undefined) {
+    const threads = nodeProcess()?.getBuiltinModule?.('worker_threads') as
+        {markAsUntransferable?: (o: object) => void} | undefined;
+    const transfer = (ArrayBuffer.prototype as {transfer?: unknown}).transfer;
+    untransferable = threads?.markAsUntransferable != null && typeof transfer !== 'function' ?
+        threads.markAsUntransferable : null;
+  }
+  return untransferable;
 }

@@ -776,3 +776,40 @@ void moe_gemm_swiglu(const float* lhs, int k, float* out, int intermediate, cons
     }
   }
 }
+
+// The weighted combine (docs/semantics.md section 6) of rows y [*, hidden] in this memory into out [tokens,
+// hidden]: out[t] = sum over slots j = 0..top_k-1, in that order, of w[t, j] * y[row_map[t, j]] (weights_applied:
+// the rows are weighted already, the plain sum), each product and each sum rounded to float32 (a multiply then
+// an add, never fused: the same floats as the JavaScript combine, moe_combine_impl.ts). Every row_map entry is a
+// row of y (the caller combines identity slots and biases in JavaScript). Single-threaded: a few milliseconds at
+// T = 256 where the GEMMs take hundreds, and the rows of y stay where the down projection wrote them.
+EXPORT(moe_combine)
+void moe_combine(const float* y, int hidden, const int32_t* row_map, const float* weights, int tokens, int top_k,
+                 int weights_applied, float* out) {
+  const int vec = hidden & ~3;
+  for (int t = 0; t < tokens; t++) {
+    float* o = out + (long)t * hidden;
+    for (int j = 0; j < top_k; j++) {
+      const float* r = y + (long)row_map[t * top_k + j] * hidden;
+      const float w = weights[t * top_k + j];
+      const v128_t ws = wasm_f32x4_splat(w);
+      if (j == 0) {
+        // 0 + p is p (and +0 for p = -0, as the JavaScript sum from 0 gives).
+        for (int d = 0; d < vec; d += 4) {
+          const v128_t p = weights_applied ? wasm_v128_load(r + d) : wasm_f32x4_mul(ws, wasm_v128_load(r + d));
+          wasm_v128_store(o + d, wasm_f32x4_add(wasm_f32x4_splat(0), p));
+        }
+        for (int d = vec; d < hidden; d++) o[d] = 0.0f + (weights_applied ? r[d] : w * r[d]);
+        continue;
+      }
+      for (int d = 0; d < vec; d += 4) {
+        const v128_t p = weights_applied ? wasm_v128_load(r + d) : wasm_f32x4_mul(ws, wasm_v128_load(r + d));
+        wasm_v128_store(o + d, wasm_f32x4_add(wasm_v128_load(o + d), p));
+      }
+      for (int d = vec; d < hidden; d++) {
+        const float p = weights_applied ? r[d] : w * r[d];
+        o[d] = o[d] + p;
+      }
+    }
+  }
+}

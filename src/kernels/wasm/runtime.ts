@@ -54,6 +54,8 @@ export interface MoeWasmExports {
   moe_gemm_swiglu(lhs: number, k: number, out: number, intermediate: number, offsets: number, numExperts: number,
                   weights: number, bias: number, format: number, group: number, scale: number, scratch: number,
                   work: number, thread: number, threads: number): void;
+  moe_combine(y: number, hidden: number, rowMap: number, weights: number, tokens: number, topK: number,
+              weightsApplied: number, out: number): void;
 }
 
 /** Which build of the wasm kernels runs: plain 128-bit SIMD, or relaxed SIMD (FMA in the GEMM tiles). */

@@ -98,6 +98,11 @@ export interface MatrixConfig {
   /** The lhs tile's global reads k fastest across invocations (default: rows fastest). */
   lhsKFast?: boolean;
   /**
+   * With prefetch: how many TK steps ahead the global loads run (default 1), one register set per step in flight.
+   * Few rows per expert leave each step only a few matrix multiplies to hide its loads' latency behind.
+   */
+  depth?: 1 | 2 | 3;
+  /**
    * Benchmark probes (wrong results, never chosen by the table): 'nob' stages no weight tile (bounds the matrix
    * program without its weight loads and decode), 'nost' stages neither tile (the matrix multiplies, barriers and
    * epilogue alone).
@@ -126,7 +131,7 @@ export function workgroupBytes(c: TiledConfig | MatrixConfig): number {
   return tiles + threads(c) * 4 + 64;
 }
 
-export const GEMM_PRESETS: Record<string, GemmConfig> = {
+const GEMM_PRESETS_BASE: Record<string, GemmConfig> = {
   stream8: {kind: 'stream', tm: 8, nv: 16, ks: 16, unroll: 2},
   stream16: {kind: 'stream', tm: 16, nv: 16, ks: 16, unroll: 2},
   tiled16: {kind: 'tiled', wx: 32, wy: 4, rm: 4, rn: 1, tk: 16, vec: 4},
@@ -210,6 +215,22 @@ export const GEMM_PRESETS: Record<string, GemmConfig> = {
                split: true, pad: true, hd: true},
 };
 
+export const GEMM_PRESETS: Record<string, GemmConfig> = {
+  ...GEMM_PRESETS_BASE,
+  // Session 6: loads 2 or 3 TK steps ahead (depth), named by a trailing digit. H200 batches N / O, the two GEMMs at
+  // T = 256: float16 m16x128s4h 1.028 -> 2 steps 0.945, 3 steps 0.962 ms (O, medians of 3 interleaved); int4 g32
+  // 1.092 -> 1.108 / 1.079 (O), 4 steps 1.944 (N); T = 4096 int4 g32 m128x128s8el2 5.262 vs m128x128s8e0l 5.315 (N).
+  // 4 steps and batch N's other deep variants (k-first lhs, 64 columns, TK 64, 32 rows) lost by 20-100%: dropped.
+  ...deeper('m16x128s4h', [2, 3]),
+  ...deeper('m128x128s8el', [2]),
+};
+
+/** Copies of a matrix preset with its loads `depth` steps ahead, named name + depth (MatrixConfig.depth). */
+function deeper(name: string, depths: Array<2 | 3>): Record<string, MatrixConfig> {
+  const base = GEMM_PRESETS_BASE[name] as MatrixConfig;
+  return Object.fromEntries(depths.map(d => [`${name}${d}`, {...base, prefetch: true, depth: d}]));
+}
+
 /** The p / h / n / z variants of a 4-subgroup split matrix preset named m{TM}x{TN}s4 (see MatrixConfig). */
 function matrixVariants(name: string): Record<string, MatrixConfig> {
   const [tm, tn] = name.slice(1, -2).split('x').map(Number);
@@ -233,6 +254,13 @@ export function setWebGPUGemmPreset(name: string | null): void {
 export interface TileChoice {
   maxRowsPerExpert: number;
   preset: keyof typeof GEMM_PRESETS;
+  /** Only for these weight formats (a packed layout's format, 'float32' for float weights); default every format. */
+  formats?: readonly string[];
+}
+
+/** Whether a table row applies to this GEMM's weights (TileChoice.formats). */
+function rowApplies(c: TileChoice, s: GemmShape): boolean {
+  return c.formats == null || c.formats.includes(s.packed?.format ?? 'float32');
 }
 
 /**
@@ -262,9 +290,12 @@ export const GEMM_TILE_TABLE: Record<string, readonly TileChoice[]> = {
  * 6.60 ms against 7.84 (same process); at 64 rows per expert (T = 1024) the 64- and 128-row kinds tied (2.62-2.74).
  * Batch K: reading the activation tile k first (whole sectors) took the 128-row tiles to 5.51 ms (7.11 with
  * prefetch and rows first) and m64x128s4h to 7.51 (8.40 in J); at 16 rows it tied (1.089 / 1.090), so that row keeps
- * its preset.
+ * its preset. Session 6 (T = 256, the two GEMMs): loads 2 steps ahead took float16 from 0.951 to 0.886 ms
+ * (m16x128s4h2; batch N) and from 1.028 to 0.945 (batch O, medians of 3 interleaved), but not int4 g32 (N: 1.145 ->
+ * 1.159, 3 steps 1.125, 4 steps 1.944; O: 1.092 -> 1.108), hence a float16 row.
  */
 export const MATRIX_TILE_TABLE: readonly TileChoice[] = [
+  {maxRowsPerExpert: 24, preset: 'm16x128s4h2', formats: ['float16']},
   {maxRowsPerExpert: 24, preset: 'm16x128s4h'},
   {maxRowsPerExpert: 96, preset: 'm64x128s4hl'},
   {maxRowsPerExpert: Infinity, preset: 'm128x128s8e0l'},
@@ -324,7 +355,7 @@ function matrixConfig(s: GemmShape, maxWorkgroupStorage: number, h: HalfMatrixSh
     name = presetOverride;
   } else {
     if (rowsPerExpert <= GEMM_TILE_TABLE.default[0].maxRowsPerExpert) return null;
-    name = MATRIX_TILE_TABLE.find(c => rowsPerExpert <= c.maxRowsPerExpert)!.preset;
+    name = MATRIX_TILE_TABLE.find(c => rowsPerExpert <= c.maxRowsPerExpert && rowApplies(c, s))!.preset;
   }
   const c = {...(GEMM_PRESETS[name] as MatrixConfig), sm: h.m, sn: h.n, sk: h.k};
   const rowGroups = c.split ? c.rowGroups ?? 1 : 1;

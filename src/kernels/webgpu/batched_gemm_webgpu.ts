@@ -92,7 +92,7 @@ export class BatchedGemmProgram implements WebGPUProgram {
         `stream_tm${config.tm}_nv${config.nv}_ks${config.ks}_u${config.unroll}` : config.kind === 'matrix' ?
         `matrix_${config.tm}x${config.tn}_tk${config.tk}_s${config.sm}x${config.sn}x${config.sk}_pf${+config.prefetch}` +
         `_g${config.subgroups}${config.split ? `s${config.rowGroups ?? 1}` : 'r'}_pad${+(config.pad ?? false)}_hd${+(config.hd ?? false)}` +
-        (config.lhsKFast === true ? '_lk' : '') + (config.probe != null ? `_${config.probe}` : '') :
+        (config.lhsKFast === true ? '_lk' : '') + ((config.depth ?? 1) > 1 ? `_d${config.depth}` : '') + (config.probe != null ? `_${config.probe}` : '') :
         `tiled_${config.wx}x${config.wy}_rm${config.rm}_rn${config.rn}_tk${config.tk}_v${config.vec}_a${lhsVec}` +
         `_av${config.av ?? 1}_pf${+(config.prefetch ?? false)}`;
     this.shaderKey = `moeBatchedGemm_${cfgKey}_E${shape.numExperts}_t${+shape.transposeRhs}_b${+shape.hasBias}` +
@@ -351,7 +351,8 @@ ${this.streamMainLoop()}
               ${tiles.map(([i, j]) => `acc${i}_${j} = subgroupMatrixMultiplyAccumulate(a${i}, b${j}, acc${i}_${j});`).join(`
               `)}
             }`;
-    const body = c.prefetch ? `
+    const depth = c.prefetch ? c.depth ?? 1 : 1;
+    const body = depth > 1 ? BatchedGemmProgram.deepPipeline(loads, steps, depth) : c.prefetch ? `
           var kf = 0;${loads.fetch}
           for (var k0 = 0; k0 < K; k0 += TK) {${loads.store}
             workgroupBarrier();
@@ -402,7 +403,7 @@ ${this.streamMainLoop()}
         if (mode == MODE_EXPERT) {
           ${tiles.map(([i, j]) => `var acc${i}_${j} = ${res}();`).join(`
           `)}
-          ${loads.regs}${body}
+          ${loads.regs}${depth > 1 ? BatchedGemmProgram.stageRegisters(loads.regs, depth) : ''}${body}
           let sgBase = u32(lid / ${HALF_MATRIX_SUBGROUP}) * ${c.sm * cols}u;
           let lane = lid % ${HALF_MATRIX_SUBGROUP};${Array.from({length: rt}, (_, i) => `
           ${Array.from({length: ct}, (_, j) =>
@@ -420,7 +421,7 @@ ${this.streamMainLoop()}
         if (mode == MODE_EXPERT) {
           ${tiles.map(([i, j]) => `var acc${i}_${j} = ${res}();`).join(`
           `)}
-          ${loads.regs}${body}
+          ${loads.regs}${depth > 1 ? BatchedGemmProgram.stageRegisters(loads.regs, depth) : ''}${body}
           ${tiles.map(([i, j]) =>
             `subgroupMatrixStore(&Cs, ${i * c.sm}u * u32(TN)${sgC}${sg} + ${j * c.sn}u, acc${i}_${j}, false, u32(TN));`).join(`
           `)}
@@ -428,6 +429,54 @@ ${this.streamMainLoop()}
         workgroupBarrier();${wide}
         ${this.shape.swiglu ? this.matrixSwigluEpilogue() : this.matrixEpilogue()}
       }`;
+  }
+
+  /**
+   * The register sets of stages 1 .. depth - 1 of a deep pipeline: copies of the staged loads' arrays (ra, rb, rc,
+   * rs, rz) renamed with the stage's number; stage 0 keeps the original names.
+   */
+  private static stageRegisters(regs: string, depth: number): string {
+    const arrays = regs.match(/var (ra|rb|rc|rs|rz) : [^;]*;/g) ?? [];
+    let out = '';
+    for (let s = 1; s < depth; s++) {
+      out += arrays.map(a => `
+        ${a.replace(/^var (\w+)/, `var $1${s}`)}`).join('');
+    }
+    return out;
+  }
+
+  /**
+   * The k loop with the global loads `depth` TK steps ahead (MatrixConfig.depth): unrolled by depth, stage s owns
+   * register set s (no dynamic register indexing), and its step stores set s, then refills it with the loads of
+   * the step depth TK later before its multiplies. Every condition is on uniform values (K, k0), so the barriers
+   * stay in uniform control flow.
+   */
+  private static deepPipeline(loads: {fetch: string, store: string}, steps: string, depth: number): string {
+    const stage = (text: string, s: number) => s === 0 ? text : text.replace(/\b(ra|rb|rc|rs|rz)\[/g, `$1${s}[`);
+    let prologue = `
+          var kf = 0;${loads.fetch}`;
+    let loop = '';
+    for (let s = 1; s < depth; s++) {
+      prologue += `
+          kf = ${s} * TK;
+          if (kf < K) {${stage(loads.fetch, s)}
+          }`;
+    }
+    for (let s = 0; s < depth; s++) {
+      loop += `
+            let ks${s} = k0 + ${s} * TK;
+            if (ks${s} < K) {${stage(loads.store, s).replace(/\bk0\b/g, `ks${s}`)}
+              workgroupBarrier();
+              kf = ks${s} + ${depth} * TK;
+              if (kf < K) {${stage(loads.fetch, s)}
+              }
+              ${steps}
+              workgroupBarrier();
+            }`;
+    }
+    return `${prologue}
+          for (var k0 = 0; k0 < K; k0 += ${depth} * TK) {${loop}
+          }`;
   }
 
   /**

@@ -48,6 +48,11 @@ export function setDeviceAdapterInfo(device: object, info: AdapterInfoLike): voi
       resultComponentType: c.resultComponentType, M: c.M, N: c.N, K: c.K}))});
 }
 
+/** The adapter info recorded for a device by setDeviceAdapterInfo (undefined: none recorded). */
+export function recordedAdapterInfo(device: object): AdapterInfoLike | undefined {
+  return adapterInfos.get(device);
+}
+
 /**
  * The matrix shape the half-matrix program uses on this device, or null where it must not run: flag off, a
  * feature missing, subgroups not exactly 32 wide, or no f16 -> f32 configuration with M = N = K (16 preferred).

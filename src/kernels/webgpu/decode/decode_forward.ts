@@ -9,8 +9,8 @@
  * - Per layer (the calling layer, `owner`) and T, a plan keeps the intermediate buffers (`work`, `route`, `act`),
  *   the bind groups of the weights and the {x, output} bind groups (group 1) by buffer. A plan is rebuilt when a
  *   weight's data changes (a variable write gives it a new dataId), the options object or the tiles change; a call
- *   its plan serves skips every check (they ran when it was built). Pipelines are shared by every layer with the
- *   same shapes and launch shapes (decode_tuning.ts). Everything baked into a shader is in its key; no uniforms.
+ *   its plan serves skips every check (they ran when it was built). A pipeline's key is its WGSL (and binding
+ *   kinds): every layer and launch shape (decode_tuning.ts) producing the same code shares it; no uniforms.
  * - Intermediate buffers are reused across calls: the queue runs a layer's forwards in order, and WebGPU orders
  *   the dispatches of a pass that touch the same storage buffer.
  * - Packed expert weights (docs/formats.md) are read as they are stored: the up/down programs decode the codes in
@@ -27,6 +27,7 @@ import {bitsPerCode, ExpertWeightLayout, isQuantizedExpertWeights, QuantizedExpe
     '../../../executor/expert_weights.js';
 import type {FusedMoEOptions, FusedMoEWeights} from '../../../executor/layer_schema.js';
 import {maxStorageBindingBytes} from '../expert_ranges.js';
+import {recordedAdapterInfo} from '../half_matrices.js';
 import {MOE_WEBGPU_DECODE_MAX_TOKENS, MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES} from '../flags_webgpu.js';
 import {combineBindings, combineCode, combineDispatch, DecodeShape, DecodeTiles, decodeLayout, downBindings, downCode,
   downDispatch, downExpertBindings, downExpertCode, downRunsByExpert, foldedSharedBytes,
@@ -42,6 +43,8 @@ type GPUBindGroupLike = any;
 type GPUPipelineLike = any;
 type GPULayoutLike = any;
 interface GPUDeviceLike {
+  features?: {has(name: string): boolean};
+  adapterInfo?: {subgroupMinSize?: number};
   limits: {maxComputeWorkgroupStorageSize: number, maxStorageBufferBindingSize: number,
     maxComputeWorkgroupsPerDimension: number, maxStorageBuffersPerShaderStage: number};
   createBuffer(d: {size: number, usage: number}): GPUBufferLike;
@@ -125,7 +128,7 @@ export function setWebGPUDecodeTiles(tiles: DecodeTilesOverride | null): void {
       throw new Error(`setWebGPUDecodeTiles: routeLanes must be a power of two in [1, 256], got ${lanes}`);
     }
     for (const key of ['fold', 'downFlat', 'exponentBits', 'decodeOnce', 'routerVec4', 'e2m1Half', 'int4Half',
-                       'downByExpert'] as const) {
+                       'downByExpert', 'routeSubgroups'] as const) {
       if (tiles[key] != null && typeof tiles[key] !== 'boolean') {
         throw new Error(`setWebGPUDecodeTiles: ${key} must be a boolean, got ${JSON.stringify(tiles[key])}`);
       }
@@ -136,8 +139,11 @@ export function setWebGPUDecodeTiles(tiles: DecodeTilesOverride | null): void {
         throw new Error(`setWebGPUDecodeTiles: ${key} must be 1, 2 or 4, got ${u}`);
       }
     }
-    if (tiles.routeTopk != null && tiles.routeTopk !== 'rounds' && tiles.routeTopk !== 'rank') {
-      throw new Error(`setWebGPUDecodeTiles: routeTopk must be 'rounds' or 'rank', got ${JSON.stringify(tiles.routeTopk)}`);
+    if (tiles.routeTopk != null && !['rounds', 'keys', 'rank'].includes(tiles.routeTopk)) {
+      throw new Error(`setWebGPUDecodeTiles: routeTopk must be 'rounds', 'keys' or 'rank', got ${JSON.stringify(tiles.routeTopk)}`);
+    }
+    if (tiles.routePlace != null && tiles.routePlace !== 'loop' && tiles.routePlace !== 'mask') {
+      throw new Error(`setWebGPUDecodeTiles: routePlace must be 'loop' or 'mask', got ${JSON.stringify(tiles.routePlace)}`);
     }
     for (const [nv, ks, who] of [[tiles.upNv, tiles.upKs, 'up'], [tiles.downNv, tiles.downKs, 'down']] as const) {
       const pairs = who === 'up' ? 2 : 1;  // up tiles hold gate and up columns in pairs
@@ -161,7 +167,8 @@ export function chooseDecodeTiles(s: Pick<DecodeShape, 'T' | 'H' | 'I' | 'E' | '
 /** The value an absent optional tile field stands for (DecodeTiles' docs). */
 const TILE_DEFAULTS: {readonly [k in keyof DecodeTiles]?: unknown} = {fold: false, downFlat: false, downUnroll: 1,
   upUnroll: 1, routeThreads: 256, exponentBits: false, routeLoads: 'loop', routerUnroll: 1, decodeOnce: false,
-  routerVec4: false, e2m1Half: false, int4Half: false, downByExpert: false, downRows: 4};
+  routerVec4: false, e2m1Half: false, int4Half: false, downByExpert: false, downRows: 4, routeSubgroups: false,
+  routePlace: 'loop'};
 
 function sameTiles(a: DecodeTiles, b: DecodeTiles): boolean {
   const keys = new Set([...Object.keys(a), ...Object.keys(b)] as Array<keyof DecodeTiles>);
@@ -210,7 +217,7 @@ export function decodeUnsupportedReason(x: Tensor2D, w: FusedMoEWeights, o: Fuse
     const t = weightPart(w, name, part) as Tensor | undefined;
     if (t != null && t.size * 4 > limit) return `${name}${part === 'tensor' || part === 'values' ? '' : ` ${part}`} exceeds one storage binding`;
   }
-  const shape = decodeShape(T, H, o, w);
+  const shape = decodeShape(T, H, o, w, device);
   const storage = device.limits.maxComputeWorkgroupStorageSize;
   if (routeSharedBytes(shape) > storage || gemmSharedBytes(shape, chooseDecodeTiles(shape)) > storage) {
     return 'more workgroup storage than the device has';
@@ -230,8 +237,19 @@ function packedLayout(v: FusedMoEWeights['up_gate_proj_weight']): ExpertWeightLa
     zeroPoint: v.zeroPoint};
 }
 
-function decodeShape(T: number, H: number, o: FusedMoEOptions, w: FusedMoEWeights): DecodeShape {
-  return {T, H, E: o.numExperts, K: o.topK, I: o.moeIntermediateSize, S: o.sharedExpertIntermediateSize,
+/**
+ * The device's smallest subgroup size where it has the `subgroups` feature, else 0 (tfjs's own device is created
+ * without it; initWebGPUForNode's `features` adds it).
+ */
+function subgroupSizeOf(device: GPUDeviceLike): number {
+  if (device.features?.has('subgroups') !== true) return 0;
+  const size = device.adapterInfo?.subgroupMinSize ?? recordedAdapterInfo(device)?.subgroupMinSize ?? 0;
+  return Number.isInteger(size) && size >= 1 ? size : 0;
+}
+
+function decodeShape(T: number, H: number, o: FusedMoEOptions, w: FusedMoEWeights, device: GPUDeviceLike):
+    DecodeShape {
+  return {T, H, subgroupSize: subgroupSizeOf(device), E: o.numExperts, K: o.topK, I: o.moeIntermediateSize, S: o.sharedExpertIntermediateSize,
     sharedGate: o.sharedExpertGate, method: o.topkMethod === 'noaux_tc' ? 'grouped' : 'softmax',
     hasCorrectionBias: o.useCorrectionBias, renormalize: o.renormalize, nGroup: o.nGroup, topkGroup: o.topkGroup,
     routedScalingFactor: o.routedScalingFactor, withBias: o.withBias, probInAdvance: o.probInAdvance,
@@ -383,10 +401,11 @@ function buildPlan(backend: WebGPUBackendInternals, s: DecodeShape, o: FusedMoEO
     downBias: wb('down_proj_bias'), sharedUpGate: wb('shared_up_gate_proj_weight'),
     sharedDown: wb('shared_down_proj_weight'), sgate: wb('shared_expert_gate_weight')};
   const rw = new Set(['work', 'route', 'act', 'part']);
-  const key = `${JSON.stringify(s)}|${JSON.stringify(tiles)}`;
   const program = (name: string, code: () => string, bindings: string[], workgroups: number): Program => {
     const kinds = bindings.map(b => rw.has(b) ? 'rw' : 'read') as BindingKind[];
-    const p = pipelineFor(device, `${name}|${key}`, code, kinds);
+    // Keyed by the WGSL itself: launch shapes that leave a program's code unchanged share its pipeline.
+    const wgsl = code();
+    const p = pipelineFor(device, `${kinds.join(',')}|${wgsl}`, () => wgsl, kinds);
     const bindGroup = device.createBindGroup({layout: p.layout0,
       entries: bindings.map((b, i) => ({binding: i, resource: {buffer: named[b]}}))});
     return {name, pipeline: p.pipeline, bindGroup, workgroups};
@@ -497,7 +516,7 @@ function planFor(backend: WebGPUBackendInternals, x: Tensor2D, w: FusedMoEWeight
     destroyPlan(cached);
     plans!.delete(T);
   }
-  const plan = buildPlan(backend, decodeShape(T, H, o, w), o, buffers, weights.map(t => t?.dataId ?? null));
+  const plan = buildPlan(backend, decodeShape(T, H, o, w, backend.device), o, buffers, weights.map(t => t?.dataId ?? null));
   if (plans == null) plansByOwner.set(owner, plans = new Map());
   plans.set(T, plan);
   return plan;

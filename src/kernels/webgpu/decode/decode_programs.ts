@@ -51,6 +51,11 @@ export interface DecodeShape {
   /** The routed experts' packed layouts ([E,K,N]; null: float32 weights). */
   upPacked: ExpertWeightLayout | null;
   downPacked: ExpertWeightLayout | null;
+  /**
+   * The device's smallest subgroup size where it has the `subgroups` feature (absent or 0: none); the route
+   * program's lane reductions may then use subgroup shuffles (DecodeTiles.routeSubgroups).
+   */
+  subgroupSize?: number;
 }
 
 /** Tunable launch shapes (data: the bench picks them). */
@@ -65,8 +70,23 @@ export interface DecodeTiles {
   upRows: number;
   /** route: at most this many lanes per token in its reductions (a power of two; fewer lanes, fewer barriers). */
   routeLanes: number;
-  /** route: top-k as K rounds of a lane arg-max, or by each expert's rank (no rounds, E comparisons a pair). */
-  routeTopk: 'rounds' | 'rank';
+  /**
+   * route: top-k as K rounds of a lane arg-max ('rounds': each lane loops over its candidates in workgroup memory;
+   * 'keys': each lane's candidates as (order key, expert) pairs in registers, its best by a compare tree), or by
+   * each expert's rank (no rounds, E comparisons a pair). All three select the same experts (one total order).
+   */
+  routeTopk: 'rounds' | 'keys' | 'rank';
+  /**
+   * route: the token lanes' reductions (softmax max and sum, the 'keys' top-k rounds) by subgroup shuffles, no
+   * workgroup memory or barriers, where the device has subgroups (DecodeShape.subgroupSize; a token's lanes then
+   * at most that many); elsewhere the workgroup-memory reductions (absent: false). Bitwise the same results.
+   */
+  routeSubgroups?: boolean;
+  /**
+   * route: each slot's row within its expert from a bit mask of the expert's tokens (a token's slots hold
+   * distinct experts, T <= 32), one popcount, instead of a loop over the earlier slots ('loop'; absent: 'loop').
+   */
+  routePlace?: 'loop' | 'mask';
   /** routerLogits: the most partial logits (splits x T x E) it leaves for the route program to sum. */
   routerPartials: number;
   /**
@@ -135,6 +155,8 @@ export interface DecodeTiles {
 }
 
 export const DECODE_THREADS = 256;
+/** The 'keys' top-k's most candidates per lane (registers); a token with more per lane takes the rounds. */
+const MAX_KEY_CANDIDATES = 32;
 
 export function routerSplits(s: DecodeShape, t: DecodeTiles): {hs: number, hsGate: number} {
   // Enough workgroups to have the router matrix in flight at once, few enough partials for one workgroup to sum.
@@ -177,7 +199,13 @@ export function decodeLayout(s: DecodeShape, t: DecodeTiles): DecodeLayout {
 /** Shared memory the route program needs (bytes), to compare with the device's limit. */
 export function routeSharedBytes(s: DecodeShape): number {
   const groups = s.method === 'grouped' ? s.T * s.nGroup * 2 : 0;
-  return 4 * (2 * s.T * s.E + 2 * s.T * s.K + s.E * 2 + 4 * DECODE_THREADS + 3 * s.T + groups + s.T);
+  // keys top-k's pair per thread and the mask placement's word per expert counted whether used or not.
+  return 4 * (2 * s.T * s.E + 2 * s.T * s.K + s.E * 3 + 6 * DECODE_THREADS + 3 * s.T + groups + s.T);
+}
+
+/** Whether the route program reduces over a token's lanes with subgroup shuffles (DecodeTiles.routeSubgroups). */
+export function routeUsesSubgroups(s: DecodeShape, t: DecodeTiles): boolean {
+  return t.routeSubgroups === true && (s.subgroupSize ?? 0) >= 1;
 }
 
 /** Rows the upGate program reduces per pass through shared memory (16 B per thread and row). */
@@ -446,8 +474,9 @@ function routerLogitsVec4Code(s: DecodeShape, t: DecodeTiles, hs: number, hsGate
 /** Program 2: routing and the counting sort, one workgroup. Binding order: work, route, [correctionBias]. */
 export function routeCode(s: DecodeShape, t: DecodeTiles): string {
   const nt = Math.max(t.routeThreads ?? DECODE_THREADS, 1 << Math.ceil(Math.log2(s.T)));
-  const r = routeParts(s, t, 'route', f => `work[W_SLOTW + ${f}]`, nt);
-  return `${PRELUDE}${layoutConsts(s, t)}
+  const sg = routeUsesSubgroups(s, t);
+  const r = routeParts(s, t, 'route', f => `work[W_SLOTW + ${f}]`, nt, sg);
+  return `${sg ? 'enable subgroups;\n  diagnostic(off, subgroup_uniformity);' : ''}${PRELUDE}${layoutConsts(s, t)}
   @group(0) @binding(0) var<storage, read_write> work : array<f32>;
   @group(0) @binding(1) var<storage, read_write> route : array<i32>;
   ${s.hasCorrectionBias ? '@group(0) @binding(2) var<storage, read> cbias : array<f32>;' : ''}
@@ -456,7 +485,8 @@ export function routeCode(s: DecodeShape, t: DecodeTiles): string {
   ${r.decls}
 
   @compute @workgroup_size(${nt})
-  fn main(@builtin(local_invocation_index) li : u32) {
+  fn main(@builtin(local_invocation_index) li : u32${sg ? `, @builtin(subgroup_invocation_id) sgLane : u32,
+          @builtin(subgroup_size) sgSize : u32` : ''}) {
     let lid = i32(li);
     ${r.body}
   }`;
@@ -468,7 +498,7 @@ export function routeCode(s: DecodeShape, t: DecodeTiles): string {
  * folded upGate program: workgroup arrays).
  */
 function routeParts(s: DecodeShape, t: DecodeTiles, routeOut: string, slotWeight: (f: string) => string,
-                    nt = DECODE_THREADS): {decls: string, body: string} {
+                    nt = DECODE_THREADS, subgroups = false): {decls: string, body: string} {
   const {hs} = routerSplits(s, t);
   const grouped = s.method === 'grouped';
   const G = s.nGroup, GK = s.topkGroup, GSIZE = Math.floor(s.E / s.nGroup);
@@ -480,8 +510,17 @@ function routeParts(s: DecodeShape, t: DecodeTiles, routeOut: string, slotWeight
   // Spread with more logits than threads: every load of a thread's logits at once (where at most 256 of them).
   const chunkLogits = Math.ceil(s.T * s.E / nt);
   const allAtOnce = t.routeLoads === 'spread' && r < 1 && chunkLogits * hs <= 256;
-  // Threads per token: a power of two, every token at once.
-  const tpt = Math.min(1 << Math.floor(Math.log2(nt / s.T)), t.routeLanes);
+  // Threads per token: a power of two, every token at once (with subgroups: within one subgroup).
+  const tpt = Math.min(1 << Math.floor(Math.log2(nt / s.T)), t.routeLanes,
+                       subgroups ? 1 << Math.floor(Math.log2(s.subgroupSize!)) : Infinity);
+  const vpl = Math.ceil(s.E / tpt);
+  // More candidates per lane than registers should hold: the rounds in workgroup memory instead.
+  const keys = t.routeTopk === 'keys' && vpl <= MAX_KEY_CANDIDATES;
+  const mask = t.routePlace === 'mask';
+  // Butterfly over the token's lanes (xor partners stay within an aligned block of TPT subgroup lanes).
+  const butterfly = (v: string, combine: (a: string, b: string) => string) =>
+      Array.from({length: Math.log2(tpt)}, (_, i) => tpt >> (i + 1)).map(m => `
+    ${v} = ${combine(v, `subgroupShuffleXor(${v}, ${m}u)`)};`).join('');
   const weight = grouped ?
       `${s.renormalize ? 'p / (total + 1e-20)' : 'p'} * ${f32Const(s.routedScalingFactor)}` :
       (s.renormalize ? 'p / max(total, 1e-12)' : 'p');
@@ -499,7 +538,16 @@ function routeParts(s: DecodeShape, t: DecodeTiles, routeOut: string, slotWeight
   ${RANKING_SNIPPET}
   var<workgroup> redV : array<f32, NT>;
   var<workgroup> redI : array<i32, NT>;
-  // Reductions over the TPT lanes of each token (lanes are contiguous threads; every thread takes part).
+  ${subgroups ? `// Reductions over the TPT lanes of each token (aligned blocks of subgroup lanes; every thread takes part):
+  // the xor butterfly adds in the workgroup-memory tree's order (up to commutation), so the same bits.
+  fn laneMax(v0 : f32, rl : i32) -> f32 {
+    var v = v0;${butterfly('v', (a, b) => `max(${a}, ${b})`)}
+    return v;
+  }
+  fn laneSum(v0 : f32, rl : i32) -> f32 {
+    var v = v0;${butterfly('v', (a, b) => `${a} + ${b}`)}
+    return v;
+  }` : `// Reductions over the TPT lanes of each token (lanes are contiguous threads; every thread takes part).
   fn laneMax(v : f32, lid : i32) -> f32 {
     redV[lid] = v;
     workgroupBarrier();
@@ -521,7 +569,22 @@ function routeParts(s: DecodeShape, t: DecodeTiles, routeOut: string, slotWeight
     let r = redV[lid - lid % TPT];
     workgroupBarrier();
     return r;
+  }`}
+  ${keys ? `// An expert's place in ranksBefore's order as (key, expert): larger key first, then the smaller expert; NaN
+  // after every number (key 0), -0 as +0; a candidate out of the race is (0, NOT_E), after every NaN.
+  const NOT_E = 0xffffffffu;
+  fn rankKey(v : f32) -> u32 {
+    if (isnan(v)) { return 0u; }
+    var b = bitcast<u32>(v);
+    if (b == 0x80000000u) { b = 0u; }
+    return select(~b, b | 0x80000000u, (b & 0x80000000u) == 0u);
   }
+  fn better(a : vec2<u32>, b : vec2<u32>) -> vec2<u32> {
+    return select(b, a, a.x > b.x || (a.x == b.x && a.y < b.y));
+  }
+  ${subgroups ? '' : 'var<workgroup> redK : array<vec2<u32>, NT>;'}` : ''}
+  ${mask ? 'var<workgroup> tokMask : array<atomic<u32>, E>;' : ''}
+  ${subgroups ? 'var<workgroup> subgroupCount : atomic<u32>;' : ''}
   var<workgroup> prob : array<f32, ${s.T * s.E}>;
   var<workgroup> sel : array<f32, ${s.T * s.E}>;
   var<workgroup> chosenE : array<i32, ${s.T * s.K}>;
@@ -535,10 +598,46 @@ function routeParts(s: DecodeShape, t: DecodeTiles, routeOut: string, slotWeight
   ${spread != null ? 'var<workgroup> partSum : array<f32, NT>;' : ''}
   ${grouped ? `var<workgroup> gscore : array<f32, ${s.T * G}>;
   var<workgroup> gkept : array<i32, ${s.T * G}>;` : ''}`;
+  // Top-k 'keys': VPL candidates per lane in registers, a compare tree for the lane's best, then the lanes' best.
+  const cands = Array.from({length: vpl}, (_, v) => v);
+  const tree = (xs: string[]): string => xs.length === 1 ? xs[0] :
+      `better(${tree(xs.slice(0, xs.length >> 1))}, ${tree(xs.slice(xs.length >> 1))})`;
+  const keysTopk = `    // Top-k: k rounds of an arg-max over each token's TPT lanes, the lane's VPL candidates in registers.
+    let outOfRace = vec2<u32>(0u, NOT_E);${cands.map(v => `
+    var cand${v} = outOfRace;
+    {
+      let e = lane + ${v * tpt};
+      // Experts of dropped groups never compete (not even against a kept NaN; docs/semantics.md 2.5).
+      if (valid && e < E${grouped ? ' && gkept[tok * G + e / GSIZE] != 0' : ''}) { cand${v} = vec2<u32>(rankKey(sel[tok * E + e]), u32(e)); }
+    }`).join('')}
+    for (var j = 0; j < K; j++) {
+      var best = ${tree(cands.map(v => `cand${v}`))};${subgroups ? butterfly('best', (a, b) => `better(${a}, ${b})`) : `
+      redK[rl] = best;
+      workgroupBarrier();
+      for (var st = TPT / 2; st > 0; st = st / 2) {
+        if (lane < st) { redK[rl] = better(redK[rl], redK[rl + st]); }
+        workgroupBarrier();
+      }
+      best = redK[rl - lane];
+      workgroupBarrier();`}${cands.map(v => `
+      if (cand${v}.y == best.y) { cand${v} = outOfRace; }`).join('')}
+      if (valid && lane == 0) {
+        let win = select(i32(best.y), -1, best.y == NOT_E);
+        chosenE[tok * K + j] = win;
+        chosenP[tok * K + j] = prob[tok * E + max(win, 0)];
+      }
+    }
+`;
   const body = `
-    let inf = infF32();
-    let tok = lid / TPT;
-    let lane = lid % TPT;
+    let inf = infF32();${subgroups ? `
+    // This thread's place among the token lanes: its subgroup's index (taken in arrival order) and its lane there.
+    var subgroupBase = 0u;
+    if (subgroupElect()) { subgroupBase = atomicAdd(&subgroupCount, 1u); }
+    subgroupBase = subgroupBroadcastFirst(subgroupBase);
+    let rl = i32(subgroupBase * sgSize + sgLane);` : `
+    let rl = lid;`}
+    let tok = rl / TPT;
+    let lane = rl % TPT;
     let valid = tok < T;
 ${spread == null && allAtOnce ? `    // The router's partial sums, more logits than threads: each thread's CH x HS loads written out (one load
     // latency), then added in split order.
@@ -576,7 +675,7 @@ ${spread == null && allAtOnce ? `    // The router's partial sums, more logits t
       for (var g = 0; g < ${spread.r}; g++) { sum += partSum[g * T * E + i]; }
       prob[i] = sum;
     }`}
-    for (var e = lid; e < E; e += NT) { atomicStore(&counts[e], 0); }
+    for (var e = lid; e < E; e += NT) { atomicStore(&counts[e], 0);${mask ? ' atomicStore(&tokMask[e], 0u);' : ''} }
     workgroupBarrier();
     ${grouped ? `
     for (var i = lid; i < T * E; i += NT) {
@@ -626,14 +725,14 @@ ${spread == null && allAtOnce ? `    // The router's partial sums, more logits t
         if (isnan(l)) { nan = 1.0; } else { m = max(m, l); }
       }
     }
-    m = laneMax(m, lid);
-    nan = laneMax(nan, lid);
+    m = laneMax(m, rl);
+    nan = laneMax(nan, rl);
     var sum = 0.0;
     for (var v = 0; v < VPL; v++) {
       let e = lane + v * TPT;
       if (valid && e < E) { sum += exp(prob[tok * E + e] - m); }
     }
-    sum = laneSum(sum, lid);
+    sum = laneSum(sum, rl);
     if (valid && lane == 0) {
       rowMax[tok] = m;
       rowSum[tok] = sum;
@@ -670,7 +769,7 @@ ${t.routeTopk === 'rank' ? `    // Top-k by rank: each (token, expert) counts th
         }
       }
     }
-` : `    // Top-k: k rounds of an arg-max over each token's TPT lanes (VPL experts per lane).
+` : keys ? keysTopk : `    // Top-k: k rounds of an arg-max over each token's TPT lanes (VPL experts per lane).
     var taken = array<bool, VPL>();
     for (var j = 0; j < K; j++) {
       var bv = 0.0;
@@ -684,17 +783,17 @@ ${t.routeTopk === 'rank' ? `    // Top-k by rank: each (token, expert) counts th
           bi = e;
         }
       }
-      redV[lid] = bv;
-      redI[lid] = bi;
+      redV[rl] = bv;
+      redI[rl] = bi;
       workgroupBarrier();
       for (var st = TPT / 2; st > 0; st = st / 2) {
-        if (lane < st && ranksBefore(redV[lid + st], redI[lid + st], redV[lid], redI[lid])) {
-          redV[lid] = redV[lid + st];
-          redI[lid] = redI[lid + st];
+        if (lane < st && ranksBefore(redV[rl + st], redI[rl + st], redV[rl], redI[rl])) {
+          redV[rl] = redV[rl + st];
+          redI[rl] = redI[rl + st];
         }
         workgroupBarrier();
       }
-      let win = redI[lid - lane];
+      let win = redI[rl - lane];
       workgroupBarrier();
       for (var v = 0; v < VPL; v++) { if (lane + v * TPT == win) { taken[v] = true; } }
       if (valid && lane == 0) {
@@ -714,7 +813,8 @@ ${t.routeTopk === 'rank' ? `    // Top-k by rank: each (token, expert) counts th
       chosenE[f] = e;
       work[W_SLOTW + f] = w;
       route[R_SLOT_EXPERT + f] = e;
-      atomicAdd(&counts[e], 1);
+      atomicAdd(&counts[e], 1);${mask ? `
+      atomicOr(&tokMask[e], 1u << u32(t));` : ''}
     }
     workgroupBarrier();
     // Exclusive scan of (count | active << 16): row offsets and the index of each active expert.
@@ -755,8 +855,10 @@ ${t.routeTopk === 'rank' ? `    // Top-k by rank: each (token, expert) counts th
     // Stable placement: rows of an expert in (token, slot) order.
     for (var f = lid; f < T * K; f += NT) {
       let e = chosenE[f];
-      var r = offs[e];
-      for (var f2 = 0; f2 < f; f2++) { if (chosenE[f2] == e) { r++; } }
+      var r = offs[e];${mask ? `
+      // A token's slots hold distinct experts: the expert's earlier rows are its earlier tokens'.
+      r += i32(countOneBits(atomicLoad(&tokMask[e]) & ((1u << u32(f / K)) - 1u)));` : `
+      for (var f2 = 0; f2 < f; f2++) { if (chosenE[f2] == e) { r++; } }`}
       route[R_SLOT_ROW + f] = r;
       route[R_ROW_SLOT + r] = f;
     }`;
