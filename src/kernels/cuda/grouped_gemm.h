@@ -98,6 +98,13 @@ struct GemmProblem {
   // vectors instead of one 4-byte copy and a division per group, and a stage without zero points keeps no zero slots
   // (set by the launcher: bScales / bZeros 16-byte aligned).
   bool int4ScaleVectors = false;
+  // kStore over segments writing float32, wgmma GEMM only (launchGroupedGemmSm90: the prefill down GEMM): when
+  // combineAdd is set, row r is not stored to C but added into combineAdd[q / topK][n] ([tokens][ldc], zeroed before),
+  // q = rowToPair[r], as (weightsApplied ? acc : w acc) + (bias ? w bias[e][n] : 0) with w = pairWeight[q]: the
+  // weighted combine of semantics section 6 without the [R, N] intermediate. Float32 atomic adds: a token's k slots
+  // are summed in no fixed order.
+  float* combineAdd = nullptr;
+  const int* rowToPair = nullptr;
 };
 
 // The interleave width of gate/up columns the kernels of each element type expect for kSwiglu.
