@@ -45,8 +45,17 @@ __global__ void splitKReduceKernel(const float* __restrict__ partial, int kSplit
   awaitPredecessor();
   for (long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; i < slab;
        i += static_cast<long long>(gridDim.x) * blockDim.x) {
+    // Eight slabs' loads in flight at a time (up to 64 slices at T = 256), summed in slice order.
     float v = 0.f;
-    for (int z = 0; z < kSplit; z++) v += partial[z * slab + i];
+    int z = 0;
+    for (; z + 8 <= kSplit; z += 8) {
+      float part[8];
+#pragma unroll
+      for (int j = 0; j < 8; j++) part[j] = partial[(z + j) * slab + i];
+#pragma unroll
+      for (int j = 0; j < 8; j++) v += part[j];
+    }
+    for (; z < kSplit; z++) v += partial[z * slab + i];
     out[i] = v + (bias ? bias[i % N] : 0.f);
   }
 }
@@ -83,6 +92,7 @@ bool combineInGemmSupported(const GemmProblem& p) {
 
 void launchGroupedGemm(const GemmProblem& p, cudaStream_t stream) {
   if (p.M == 0 || p.N == 0) return;
+  if (p.combineAdd != nullptr) throw std::invalid_argument("grouped GEMM: combineAdd is launchGroupedGemmSm90's alone");
   if (p.combineOut != nullptr) {
     if (p.epilogue != Epilogue::kStore || p.out != DType::kFloat32 || p.seg.offsets == nullptr || p.N != p.ldc ||
         p.tileCounters == nullptr || p.pairRow == nullptr || p.pairWeight == nullptr || p.pairExpert == nullptr ||

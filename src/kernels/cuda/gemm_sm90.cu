@@ -37,7 +37,8 @@ constexpr Sm90Choice kConfigs[] = {
 // BENCHMARKS.md): up_gate 64x256 at T = 256 / 1024 / 4096 (0.203 / 0.243 / 0.532 ms vs mma.sync 0.223 / 0.368 /
 // 0.934); down 64x256 at T = 256 (0.106 vs 0.123), 128x128 at 1024 / 4096 (0.126 / 0.344 vs 0.223 / 0.571); from
 // session 5 (batch M, whole layer, TFJS_MOE_CUDA_SM90_TILES A/B) down 128x256 above 96 rows: T = 4096 layer 0.9543 ->
-// 0.9361 bf16, 0.9586 -> 0.9433 int4.
+// 0.9361 bf16, 0.9586 -> 0.9433 int4; from session 6 (batches N and O, same A/B) 64x128 for both GEMMs at 9..96
+// rows, as batch M had measured it too: T = 256 bf16 layer 0.3635 -> 0.3560 ms (M: 0.3631 -> 0.3565).
 // Decode sizes keep the mma.sync 16-row tiles (the layer at T = 1 and 16 was no faster with 64-row wgmma tiles).
 struct Sm90Row {
   int maxRowsPerSegment;
@@ -45,7 +46,7 @@ struct Sm90Row {
 };
 constexpr Sm90Row kTable[] = {
     {8, -1, -1},
-    {96, 2, 2},
+    {96, 3, 3},
     {1 << 30, 2, 1},
 };
 // 'on' (every shape): the same, and 64x128 tiles at decode sizes.
@@ -265,6 +266,11 @@ bool launchGroupedGemmSm90(const GemmProblem& p, cudaStream_t stream) {
   if (t.mode == Sm90Gemm::kOff) return false;
   if (p.elem == DType::kFloat32 || p.epilogue == Epilogue::kCombine || p.kSplit > 1 || p.aCopy != nullptr) return false;
   if (p.combineOut != nullptr) return false;  // the decode down GEMM's combine tail is the mma.sync kernels'
+  if (p.combineAdd != nullptr && (p.epilogue != Epilogue::kStore || p.out != DType::kFloat32 ||
+                                  p.seg.offsets == nullptr || p.rowToPair == nullptr || p.pairWeight == nullptr ||
+                                  p.topK < 1)) {
+    return false;
+  }
   if (p.K % 8 != 0 || p.lda % 8 != 0 || !aligned16(p.A) || !aligned16(p.B)) return false;
   if (p.M <= 0 || p.N <= 0 || p.K <= 0) return false;
   if (static_cast<long long>(p.seg.offsets ? p.seg.numExperts : 1) * p.N >= (1LL << 31)) return false;

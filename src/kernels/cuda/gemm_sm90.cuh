@@ -364,6 +364,18 @@ __global__ void __launch_bounds__(kThreads, 1)
         if (row0 + 8 * h < tc.rowEnd) rowScale[h] = E::rowScale(p, row0 + 8 * h);
       }
     }
+    // combineAdd: the token each epilogue row adds into, and its routing weight (rowScale).
+    int addToken[2] = {0, 0};
+    if (EPI == Epilogue::kStore && p.combineAdd != nullptr) {
+#pragma unroll
+      for (int h = 0; h < 2; h++) {
+        if (row0 + 8 * h < tc.rowEnd) {
+          const int q = p.rowToPair[row0 + 8 * h];
+          addToken[h] = q / p.topK;
+          rowScale[h] = p.pairWeight[q];
+        }
+      }
+    }
     for (int kt = 0; kt < KT; kt++, it++) {
       const int s = it % STAGES;
       barWait(&full[s], (it / STAGES) & 1);
@@ -410,6 +422,22 @@ __global__ void __launch_bounds__(kThreads, 1)
           } else {
             E::swiglu(p, bias, r, sc, gcol, gcol + 8, i, g0, u0);
             E::swiglu(p, bias, r, sc, gcol + 1, gcol + 9, i + 1, g1, u1);
+          }
+        }
+      } else if (EPI == Epilogue::kStore && p.combineAdd != nullptr) {
+        float* dst = p.combineAdd + static_cast<long long>(addToken[half]) * p.ldc;
+        const float w = rowScale[half], s = p.weightsApplied ? 1.f : w;
+        const bool pairedAdd = p.ldc % 2 == 0 && (reinterpret_cast<uintptr_t>(p.combineAdd) % 8) == 0;
+#pragma unroll
+        for (int j = 0; j < WN / 8; j++) {
+          const int col = tc.n0 + colOff + j * 8 + 2 * t4;
+          const float v0 = s * acc[4 * j + half * 2] + (bias && col < p.N ? w * bias[col] : 0.f);
+          const float v1 = s * acc[4 * j + half * 2 + 1] + (bias && col + 1 < p.N ? w * bias[col + 1] : 0.f);
+          if (pairedAdd && col + 1 < p.N) {
+            atomicAdd(reinterpret_cast<float2*>(dst + col), make_float2(v0, v1));
+          } else {
+            if (col < p.N) atomicAdd(dst + col, v0);
+            if (col + 1 < p.N) atomicAdd(dst + col + 1, v1);
           }
         }
       } else {

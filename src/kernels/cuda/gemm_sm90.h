@@ -24,7 +24,8 @@ Sm90Tuning& sm90Tuning();
 // Launches p on the wgmma kernel and returns true, or returns false (nothing launched) when the device is not
 // sm_90, the addon has no sm_90a code, the mode or the table says no, or p is outside what the kernel takes
 // (half operands, K % 8 == 0, lda % 8 == 0, 16-byte aligned A and B, no split-K, kStore/kSwiglu/kAccumulate, no
-// combine tail). prefetchB / bStreamOnce (mma.sync hints) are ignored.
+// combine tail). prefetchB / bStreamOnce (mma.sync hints) are ignored. The only launcher that takes
+// GemmProblem.combineAdd (segmented float32 kStore with rowToPair, pairWeight and topK).
 bool launchGroupedGemmSm90(const GemmProblem& p, cudaStream_t stream);
 
 // The W4A16 wgmma GEMM (B from GemmProblem.bInt4, dequantized into shared memory by the producer warpgroup): launches

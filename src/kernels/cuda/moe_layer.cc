@@ -7,10 +7,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <string>
 
+#include "gemm_sm90.h"
 #include "moe_kernels.h"
 
 namespace moe {
@@ -20,6 +22,8 @@ int roundUp(int v, int m) { return (v + m - 1) / m * m; }
 
 // Up to this many tokens the layer's kernels are launched with programmatic dependent launch (see enqueue).
 constexpr int kPdlMaxTokens = 32;
+// The router GEMM's largest split-K factor (gateSplit): T = 256 on 128-row tiles fills 128 blocks of two k tiles.
+constexpr int kGateSplitMax = 64;
 // The down GEMM is token-owned (combine fused) while R * this <= E: then the T*k pairs hit almost only distinct
 // experts (T = 1, 2 at E = 128, k = 8), so streaming each pair's expert reads hardly any weight twice.
 constexpr long long kTokenOwnedDownFactor = 8;
@@ -297,7 +301,13 @@ void MoeLayer::ensureWorkspace(int T) {
   dOut_.ensure(cap * H * 4);
   if (cfg_.compute != DType::kFloat32) xCompute_.ensure(cap * H * eb);
   logits_.ensure(static_cast<size_t>(cap) * gateCols_ * 4);
-  gatePartial_.ensure(static_cast<size_t>(16) * cap * gateCols_ * 4);  // gateSplit() is at most 16
+  // The router's split-K slabs: the most split x rows of any T up to the capacity, at the largest cap
+  // (TFJS_MOE_CUDA_GATE_SPLIT_MAX only lowers it). Above 2^16 rows the split is 1.
+  size_t slabRows = cap;
+  for (int t = 1; t <= std::min(cap, 1 << 16); t++) {
+    slabRows = std::max(slabRows, static_cast<size_t>(gateSplit(t, kGateSplitMax)) * t);
+  }
+  gatePartial_.ensure(slabRows * gateCols_ * 4);
   ids_.ensure(R * 4);
   weights_.ensure(R * 4);
   sharedScale_.ensure(cap * 4);
@@ -316,12 +326,23 @@ void MoeLayer::ensureWorkspace(int T) {
   capT_ = cap;
 }
 
-int MoeLayer::gateSplit(int T) const {
+// TFJS_MOE_CUDA_GATE_SPLIT_MAX (A/B timing, read at each launch): the router's largest split-K factor, 1 ..
+// kGateSplitMax (session 5: 16, which left T = 256 at 32 blocks of 8 k tiles each).
+static int gateSplitMaxEnv() {
+  const char* v = std::getenv("TFJS_MOE_CUDA_GATE_SPLIT_MAX");
+  const int n = v ? std::atoi(v) : 0;
+  return n >= 1 && n <= kGateSplitMax ? n : kGateSplitMax;
+}
+
+int MoeLayer::gateSplit(int T) const { return gateSplit(T, gateSplitMaxEnv()); }
+
+int MoeLayer::gateSplit(int T, int maxSplit) const {
   if (T <= 32 || cfg_.hidden % 4 != 0) return 1;  // the few-rows kernel, or element-wise loads: no split
   const bool denseTiles = T >= kDenseF32MinRows && !legacyPrefillKernels();  // 128-row tiles (gemm_dense_f32.cuh)
   const int tiles = ceilDiv(T, denseTiles ? 128 : 64) * ceilDiv(gateCols_, 128);
   const int want = ceilDiv(2 * 132, tiles);  // about two blocks per SM of an H100
-  const int split = std::max(1, std::min({want, cfg_.hidden / 128, 16}));
+  // Slices of at least 32 k (one kSplitChunk) on the dense tiles; the older 64-row kernel keeps 128.
+  const int split = std::max(1, std::min({want, cfg_.hidden / (denseTiles ? 32 : 128), denseTiles ? maxSplit : 16}));
   // No empty trailing slices (their blocks would only write zeros for the reduction to read).
   return denseTiles ? ceilDiv(cfg_.hidden, kSplitChunk(cfg_.hidden, split)) : split;
 }
@@ -570,7 +591,7 @@ void MoeLayer::enqueue(int T) {
     tail.identityX = owned.identityX;
     launchGroupedGemm(tail, stream_);
     mark("down GEMM");
-  } else {
+  } else if (!downCombineAdd(half, T, routedOut, dn, perm.rowToPair, weights, weightsApplied)) {
     launchGroupedGemm(dn, stream_);
     mark("down GEMM");
     launchCombine(y_.as<float>(), R, D_, perm.rowMap, weights, ids, T, k, E,
@@ -605,6 +626,31 @@ void MoeLayer::enqueue(int T) {
     launchGroupedGemm(sd, stream_);
   }
   mark("shared experts");
+}
+
+// TFJS_MOE_CUDA_DOWN_COMBINE (A/B timing, read at each launch): '0' keeps the prefill down GEMM's [R, D] float32
+// rows and the combine kernel; unset: the wgmma down GEMM adds its weighted rows into the output itself.
+static bool downCombineEnv() {
+  const char* v = std::getenv("TFJS_MOE_CUDA_DOWN_COMBINE");
+  return v == nullptr || v[0] != '0';
+}
+
+bool MoeLayer::downCombineAdd(bool half, int T, float* routedOut, const GemmProblem& dn, const int* rowToPair,
+                              const float* weights, bool weightsApplied) {
+  // Identity experts' w * x terms are the combine kernel's; decode sizes keep their own fused paths.
+  if (!half || cfg_.zeroExperts > 0 || T <= kPdlMaxTokens || !downCombineEnv()) return false;
+  GemmProblem add = dn;
+  add.combineAdd = routedOut;
+  add.rowToPair = rowToPair;
+  add.pairWeight = weights;
+  add.topK = cfg_.topK;
+  add.weightsApplied = weightsApplied;
+  add.bias = cfg_.withBias ? downBias_.as<float>() : nullptr;
+  // Zeroed first: tokens without rows (every slot an invalid id) keep 0. Wasted if the wgmma GEMM declines.
+  MOE_CUDA(cudaMemsetAsync(routedOut, 0, static_cast<size_t>(T) * D_ * sizeof(float), stream_));
+  if (!launchGroupedGemmSm90(add, stream_)) return false;
+  mark("down GEMM");
+  return true;
 }
 
 void MoeLayer::mark(const char* stage) {
@@ -695,7 +741,8 @@ void MoeLayer::run(int T, bool useGraph) {
 std::string MoeLayer::kernelEnvSwitches() {
   std::string key;
   for (const char* name : {"TFJS_MOE_CUDA_PREFILL_LEGACY", "TFJS_MOE_CUDA_WGMMA_INT4", "TFJS_MOE_CUDA_DENSE_F32",
-                           "TFJS_MOE_CUDA_SM90_TILES", "TFJS_MOE_CUDA_INT4_SCALE_LOADS", "TFJS_MOE_CUDA_FORMATS"}) {
+                           "TFJS_MOE_CUDA_SM90_TILES", "TFJS_MOE_CUDA_INT4_SCALE_LOADS",
+                           "TFJS_MOE_CUDA_GATE_SPLIT_MAX", "TFJS_MOE_CUDA_DOWN_COMBINE", "TFJS_MOE_CUDA_FORMATS"}) {
     const char* v = std::getenv(name);
     key += v ? v : "-";
     key += ';';

@@ -143,6 +143,11 @@ class MoeLayer {
   std::string envSwitches_;  // kernelEnvSwitches() as the graphs were captured
   GemmProblem dense(const void* A, int lda, const void* B, DType elem, int M, int N, int K) const;
   int gateSplit(int T) const;  // split-K factor of the router GEMM
+  int gateSplit(int T, int maxSplit) const;
+  // The prefill down GEMM with the weighted combine in its epilogue (GemmProblem.combineAdd, wgmma only): launches it
+  // into routedOut and returns true, or returns false (then the down GEMM and the combine kernel run as before).
+  bool downCombineAdd(bool half, int T, float* routedOut, const GemmProblem& dn, const int* rowToPair,
+                      const float* weights, bool weightsApplied);
 
   LayerConfig cfg_;
   int D_ = 0;     // expert input width: L in latent mode, else H
