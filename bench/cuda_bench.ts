@@ -56,13 +56,20 @@ const {hidden: H, intermediate: I, numExperts: E, topK: K} = findModelShape('qwe
 const BANDWIDTH = 4.15e12, BF16_FLOPS = 770e12;
 
 
-/** 'int4' below: bfloat16 compute with int4 experts (group 32, symmetric): codes + float32 scales per weight. */
-type BenchDtype = CudaComputeDtype | 'int4';
+/**
+ * 'int4' below: bfloat16 compute with int4 experts (group 32, symmetric): codes + float32 scales per weight. 'int8':
+ * bfloat16 compute with int8 experts, one scale per column (the format's default); 'int8-g32': groups of 32;
+ * 'mxfp4': bfloat16 compute with mxfp4 experts (E2M1 codes, an E8M0 scale per 32; the floor counts the format's
+ * 0.53 bytes per weight, the GPU reads its scales as float32: 0.625).
+ */
+type BenchDtype = CudaComputeDtype | 'int4' | 'int8' | 'int8-g32' | 'mxfp4';
 const INT4_GROUP = 32;
+const int8Group = (dtype: BenchDtype, Kd: number) => dtype === 'int8-g32' ? 32 : Kd;
 const T1_BYTES = H * 4;
 
 function floorMs(T: number, dtype: BenchDtype) {
-  const eb = dtype === 'float32' ? 4 : dtype === 'int4' ? 0.5 + 4 / INT4_GROUP : 2;
+  const eb = dtype === 'float32' ? 4 : dtype === 'int4' ? 0.5 + 4 / INT4_GROUP : dtype === 'int8' ? 1 + (8 * I + 4 * H) / (3 * H * I) :
+      dtype === 'int8-g32' ? 1 + 4 / 32 : dtype === 'mxfp4' ? 0.5 + 1 / 32 : 2;
   const activeExperts = E * (1 - Math.pow(1 - K / E, T));
   const bytes = activeExperts * 3 * H * I * eb + H * E * 4 + 2 * T * H * 4;
   const flops = 2 * T * K * 3 * H * I + 2 * T * H * E;
@@ -73,7 +80,7 @@ function floorMs(T: number, dtype: BenchDtype) {
  * Random int4 codes and scales of an [E, Kd, N] weight (group INT4_GROUP along Kd, zero 8); writes the dequantized
  * values into `dequantized` (docs/formats.md: w = s * (c - 8)).
  */
-function int4Weight(dequantized: Float32Array, Kd: number, N: number, seed: number) {
+function int4Weight(dequantized: Float32Array, Kd: number, N: number, seed: number, decode = true) {
   const kw = Kd / 8, G = Kd / INT4_GROUP;
   const codes = new Int32Array(E * kw * N);
   let s = seed * 2654435761 >>> 0 || 1;
@@ -82,7 +89,7 @@ function int4Weight(dequantized: Float32Array, Kd: number, N: number, seed: numb
     codes[i] = s | 0;
   }
   const scales = uniform(E * G * N, Math.sqrt(3 / Kd) / 7, seed + 1).map(Math.abs);
-  for (let e = 0; e < E; e++) {
+  for (let e = 0; decode && e < E; e++) {
     for (let w = 0; w < kw; w++) {
       for (let n = 0; n < N; n++) {
         const word = codes[(e * kw + w) * N + n];
@@ -93,6 +100,64 @@ function int4Weight(dequantized: Float32Array, Kd: number, N: number, seed: numb
     }
   }
   return {codes, scales, zeroPoints: null, groupSize: INT4_GROUP};
+}
+
+/**
+ * Random int8 codes in [-127, 127] and scales of an [E, Kd, N] weight (groups of `group` along Kd); writes the
+ * dequantized values into `dequantized` (docs/formats.md: w = s * q).
+ */
+function int8Weight(dequantized: Float32Array, Kd: number, N: number, group: number, seed: number) {
+  const kw = Kd / 4, G = Kd / group;
+  const codes = new Int32Array(E * kw * N);
+  let s = seed * 2654435761 >>> 0 || 1;
+  for (let i = 0; i < codes.length; i++) {
+    let word = 0;
+    for (let b = 0; b < 4; b++) {
+      s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
+      word |= ((s % 255) - 127 & 255) << (8 * b);
+    }
+    codes[i] = word;
+  }
+  const scales = uniform(E * G * N, Math.sqrt(3 / Kd) / 127, seed + 1).map(Math.abs);
+  for (let e = 0; e < E; e++) {
+    for (let w = 0; w < kw; w++) {
+      for (let n = 0; n < N; n++) {
+        const word = codes[(e * kw + w) * N + n];
+        const scale = scales[(e * G + ((4 * w / group) | 0)) * N + n];  // a word's 4 codes share a group
+        const base = (e * Kd + 4 * w) * N + n;
+        for (let j = 0; j < 4; j++) dequantized[base + j * N] = Math.fround(scale * ((word << (24 - 8 * j)) >> 24));
+      }
+    }
+  }
+  return {codes, scales, groupSize: group};
+}
+
+/**
+ * Random mxfp4 codes and E8M0 scales (2^-8 or 2^-7 per block, about the uniform weights' range over E2M1's 6) of an
+ * [E, Kd, N] weight; writes the dequantized values (docs/formats.md: w = E2M1(c) * 2^(b - 127)).
+ */
+function mxfp4Weight(dequantized: Float32Array, Kd: number, N: number, seed: number) {
+  const E2M1 = [0, 0.5, 1, 1.5, 2, 3, 4, 6, -0, -0.5, -1, -1.5, -2, -3, -4, -6];
+  const kw = Kd / 8, G = Kd / 32, nw = Math.ceil(N / 4);
+  const codes = int4Weight(new Float32Array(0), Kd, N, seed, false).codes;
+  const scales = new Int32Array(E * G * nw);
+  let s = (seed + 7) * 2654435761 >>> 0 || 1;
+  for (let i = 0; i < scales.length; i++) {
+    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
+    scales[i] = 0x77777777 + (s & 0x01010101);  // bytes 119 or 120
+  }
+  for (let e = 0; e < E; e++) {
+    for (let w = 0; w < kw; w++) {
+      for (let n = 0; n < N; n++) {
+        const word = codes[(e * kw + w) * N + n];
+        const b = (scales[(e * G + ((w / 4) | 0)) * nw + (n >> 2)] >>> (8 * (n & 3))) & 255;
+        const scale = 2 ** (b - 127);
+        const base = (e * Kd + 8 * w) * N + n;
+        for (let j = 0; j < 8; j++) dequantized[base + j * N] = E2M1[(word >>> (4 * j)) & 15] * scale;
+      }
+    }
+  }
+  return {codes, scales};
 }
 
 /** Milliseconds spent inside the cuda layer executor's forward during the last FusedMoE call (timing wrapper). */
@@ -159,11 +224,17 @@ async function main() {
   console.log(`weights generated in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   const results: Record<string, unknown>[] = [];
   for (const dtype of dtypes) {
-    const compute: CudaComputeDtype = dtype === 'int4' ? 'bfloat16' : dtype;
-    // int4: random codes and scales; the float32 weights are overwritten with their dequantized values (the copy
-    // the tensor-core paths read), so 'int4' goes last in --dtypes.
+    const quantized = dtype === 'int4' || dtype === 'int8' || dtype === 'int8-g32' || dtype === 'mxfp4';
+    const compute: CudaComputeDtype = quantized ? 'bfloat16' : dtype as CudaComputeDtype;
+    // int4 / int8: random codes and scales; the float32 weights are overwritten with their dequantized values (the
+    // copy the other paths read), so the packed dtypes go last in --dtypes.
     const int4 = dtype === 'int4' ? {upGateProjInt4: int4Weight(weights.upGateProjWeight, H, 2 * I, 11),
-      downProjInt4: int4Weight(weights.downProjWeight, I, H, 12)} : {};
+      downProjInt4: int4Weight(weights.downProjWeight, I, H, 12)} :
+        dtype === 'int8' || dtype === 'int8-g32' ?
+        {upGateProjInt8: int8Weight(weights.upGateProjWeight, H, 2 * I, int8Group(dtype, H), 13),
+          downProjInt8: int8Weight(weights.downProjWeight, I, H, int8Group(dtype, I), 14)} :
+        dtype === 'mxfp4' ? {upGateProjMxfp4: mxfp4Weight(weights.upGateProjWeight, H, 2 * I, 15),
+          downProjMxfp4: mxfp4Weight(weights.downProjWeight, I, H, 16)} : {};
     const u0 = performance.now();
     const runner = new CudaMoeRunner({hidden: H, numExperts: E, topK: K, intermediateSize: I, computeDtype: compute},
                                      {...weights, ...int4});
@@ -177,7 +248,7 @@ async function main() {
     const layerWeights = {gate_weight: tf.tensor2d(weights.gateWeight, [H, E]),
       up_gate_proj_weight: tf.tensor3d(weights.upGateProjWeight, [E, H, 2 * I]),
       down_proj_weight: tf.tensor3d(weights.downProjWeight, [E, I, H])};
-    const stack = kernelOnly || dtype === 'int4' ? [] : Array.from({length: Math.max(1, stackSize)}, (_, l) => {
+    const stack = kernelOnly || quantized ? [] : Array.from({length: Math.max(1, stackSize)}, (_, l) => {
       const layer = new FusedMoE({numExperts: E, topK: K, moeIntermediateSize: I, backend: 'cuda', computeDtype: compute,
         kernelInitializer: 'zeros', name: `moe_stack_${l}`}).buildFor(H);
       layer.setNamedWeights(layerWeights);

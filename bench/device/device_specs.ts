@@ -15,6 +15,7 @@ import '../../spec/cuda/cuda_device_activation.spec.js';
 import '../../spec/cuda/cuda_decode_gemm.spec.js';
 import '../../spec/cuda/cuda_host_copies.spec.js';
 import '../../spec/cuda/cuda_int4_decode.spec.js';
+import '../../spec/cuda/cuda_packed_experts.spec.js';
 import '../../spec/cuda/cuda_family_semantics.spec.js';
 import '../../spec/cuda/cuda_families.spec.js';
 import '../../spec/cuda/cuda_unsupported_options.spec.js';

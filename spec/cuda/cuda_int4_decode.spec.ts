@@ -13,19 +13,15 @@ import {CudaFusedMoe, CudaMoeWeightTensors} from 'tfjs-moe/internal';
 
 import {randn, recordError, relError, rng} from '../helpers/util.js';
 import {refDequantize} from '../reference/expert_formats_reference.js';
-import {refFusedMoE, RefMoeConfig, RefMoeWeights} from '../reference/moe_reference.js';
+import {refFusedMoE, RefMoeWeights} from '../reference/moe_reference.js';
 
-import {randomMoeWeights} from './moe_weights.js';
+import {greedyMoeConfig, packedWeightTensors, randomMoeWeights} from './moe_weights.js';
 
 const status = cudaStatus();
 const BOUND: Record<string, number> = {bfloat16: 3e-2, float16: 5e-3};
 const AGREE: Record<string, number> = {bfloat16: 1e-2, float16: 2e-3};
 
-function config(E: number, k: number, I: number): RefMoeConfig {
-  return {numExperts: E, topK: k, intermediateSize: I, topkMethod: 'greedy', nGroup: 1, topkGroup: 1,
-    routedScalingFactor: 1, renormalize: true, useCorrectionBias: false, latentSize: null, withBias: false,
-    probInAdvance: false, sharedExpertIntermediateSize: 0, sharedExpertGate: false};
-}
+const config = greedyMoeConfig;
 
 describe('CUDA native int4 experts (W4A16 decode GEMMs)', () => {
   beforeEach(() => {
@@ -53,12 +49,7 @@ describe('CUDA native int4 experts (W4A16 decode GEMMs)', () => {
              format: 'int4', shape: q.shape, transposed: false, groupSize: q.groupSize, zeroPoint: q.zeroPoint,
              values: q.values.dataSync(), scales: q.scales!.dataSync(), zeroPoints: q.zeroPoints?.dataSync()}));
            const refWeights = {...w, upGateProjWeight: deq(upQ), downProjWeight: deq(downQ)};
-           const tensors: Record<string, unknown> = {};
-           for (const [n, v] of Object.entries(w)) {
-             if (n !== 'upGateProjWeight' && n !== 'downProjWeight') tensors[n] = tf.tensor1d(v);
-           }
-           tensors.upGateProjWeight = upQ;
-           tensors.downProjWeight = downQ;
+           const tensors = packedWeightTensors(w, upQ, downQ);
            const layer = new CudaFusedMoe({hidden: H, ...c.cfg, computeDtype: dtype});
            const env = tf.env();
            try {

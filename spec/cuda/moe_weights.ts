@@ -6,6 +6,24 @@ import {CudaFusedMoe, CudaMoeWeightTensors} from 'tfjs-moe/internal';
 import {randn, recordError, relError} from '../helpers/util.js';
 import {refFusedMoE, RefMoeConfig, RefMoeOptions, RefMoeWeights} from '../reference/moe_reference.js';
 
+/** A plain layer config (greedy softmax top-k, renormalised, no biases or shared experts): the packed-format specs'. */
+export function greedyMoeConfig(E: number, k: number, I: number): RefMoeConfig {
+  return {numExperts: E, topK: k, intermediateSize: I, topkMethod: 'greedy', nGroup: 1, topkGroup: 1,
+    routedScalingFactor: 1, renormalize: true, useCorrectionBias: false, latentSize: null, withBias: false,
+    probInAdvance: false, sharedExpertIntermediateSize: 0, sharedExpertGate: false};
+}
+
+/** The layer's weights as tensors, with the two expert weights replaced by packed ones (the rest 1-d float32). */
+export function packedWeightTensors(w: Record<string, Float32Array>, upGate: object, down: object): Record<string, unknown> {
+  const tensors: Record<string, unknown> = {};
+  for (const [n, v] of Object.entries(w)) {
+    if (n !== 'upGateProjWeight' && n !== 'downProjWeight') tensors[n] = tf.tensor1d(v);
+  }
+  tensors.upGateProjWeight = upGate;
+  tensors.downProjWeight = down;
+  return tensors;
+}
+
 export function randomMoeWeights(rand: () => number, H: number, cfg: RefMoeConfig): Record<string, Float32Array> {
   const E = cfg.numExperts, I = cfg.intermediateSize, L = cfg.latentSize, D = L ?? H, S = cfg.sharedExpertIntermediateSize;
   const w: Record<string, Float32Array> = {

@@ -148,9 +148,10 @@ napi_value LayerCreate(napi_env env, napi_callback_info info) {
       w.sharedDownProjWeight = weight("sharedDownProjWeight", S * H, true);
     }
     if (cfg.sharedGate) w.sharedExpertGateWeight = weight("sharedExpertGateWeight", H, true);
-    // Optional int4 copies {codes: Int32Array [E][ceil(K/8)][N], scales: Float32Array [E][G][N], zeroPoints:
-    // Float32Array | null, groupSize} of the expert weights (docs/formats.md, [E, K, N] layout).
-    auto int4 = [&](const char* key, size_t K, size_t N) {
+    // Optional packed copies of the expert weights (docs/formats.md, [E, K, N] layout): int4 {codes: Int32Array
+    // [E][ceil(K/8)][N], scales: Float32Array [E][G][N], zeroPoints: Float32Array | null, groupSize}, int8 {codes:
+    // Int32Array [E][ceil(K/4)][N], scales, groupSize} (no zero points).
+    auto packed = [&](const char* key, size_t K, size_t N, size_t codesPerWord, bool zeroPoints) {
       moe::Int4Weight q;
       napi_value v = prop(env, wo, key);
       if (isNullish(env, v)) return q;
@@ -162,15 +163,39 @@ napi_value LayerCreate(napi_env env, napi_callback_info info) {
       q.groupSize = static_cast<int>(gs);
       const size_t G = (K + q.groupSize - 1) / q.groupSize;
       wa.v = {prop(env, v, "codes")};
-      q.codes = typed<int32_t>(wa, 0, (where + ".codes").c_str(), napi_int32_array, E * ((K + 7) / 8) * N).data;
+      q.codes = typed<int32_t>(wa, 0, (where + ".codes").c_str(), napi_int32_array,
+                               E * ((K + codesPerWord - 1) / codesPerWord) * N).data;
       wa.v = {prop(env, v, "scales")};
       q.scales = typed<float>(wa, 0, (where + ".scales").c_str(), napi_float32_array, E * G * N).data;
-      wa.v = {prop(env, v, "zeroPoints")};
-      q.zeros = typed<float>(wa, 0, (where + ".zeroPoints").c_str(), napi_float32_array, E * G * N, true).data;
+      if (zeroPoints) {
+        wa.v = {prop(env, v, "zeroPoints")};
+        q.zeros = typed<float>(wa, 0, (where + ".zeroPoints").c_str(), napi_float32_array, E * G * N, true).data;
+      }
       return q;
     };
-    w.upGateProjInt4 = int4("upGateProjInt4", D, 2 * I);
-    w.downProjInt4 = int4("downProjInt4", I, D);
+    w.upGateProjInt4 = packed("upGateProjInt4", D, 2 * I, 8, true);
+    w.downProjInt4 = packed("downProjInt4", I, D, 8, true);
+    auto int8 = [&](const char* key, size_t K, size_t N) {
+      const moe::Int4Weight q = packed(key, K, N, 4, false);
+      return moe::Int8Weight{q.codes, q.scales, q.groupSize};
+    };
+    w.upGateProjInt8 = int8("upGateProjInt8", D, 2 * I);
+    w.downProjInt8 = int8("downProjInt8", I, D);
+    // Optional mxfp4 copies {codes: Int32Array [E][ceil(K/8)][N], scales: Int32Array [E][ceil(K/32)][ceil(N/4)]
+    // (E8M0 bytes)}.
+    auto mxfp4 = [&](const char* key, size_t K, size_t N) {
+      moe::Mxfp4Weight q;
+      napi_value v = prop(env, wo, key);
+      if (isNullish(env, v)) return q;
+      const std::string where = std::string("weights.") + key;
+      wa.v = {prop(env, v, "codes")};
+      q.codes = typed<int32_t>(wa, 0, (where + ".codes").c_str(), napi_int32_array, E * ((K + 7) / 8) * N).data;
+      wa.v = {prop(env, v, "scales")};
+      q.scales = typed<int32_t>(wa, 0, (where + ".scales").c_str(), napi_int32_array, E * ((K + 31) / 32) * ((N + 3) / 4)).data;
+      return q;
+    };
+    w.upGateProjMxfp4 = mxfp4("upGateProjMxfp4", D, 2 * I);
+    w.downProjMxfp4 = mxfp4("downProjMxfp4", I, D);
 
     auto* h = new LayerHandle{std::make_unique<moe::MoeLayer>(cfg, w, opStream())};
     napi_value ext;

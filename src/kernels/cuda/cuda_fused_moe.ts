@@ -81,8 +81,28 @@ export interface CudaInt4Arrays {
   zeroPoints: Float32Array | null;
   groupSize: number;
 }
+/**
+ * An int8 expert weight's host arrays in the [E, K, N] layout of docs/formats.md (codes int32 [E, ceil(K/4), N], four
+ * two's complement codes per word; scales float32 [E, G, N]): the native layer keeps them for its tensor-core GEMMs at
+ * decode and mid sizes, which dequantize in the mainloop (W8A16), next to the dequantized copy the prefill tiles read.
+ */
+export interface CudaInt8Arrays {
+  codes: Int32Array;
+  scales: Float32Array;
+  groupSize: number;
+}
+/**
+ * An mxfp4 expert weight's host arrays in the [E, K, N] layout of docs/formats.md (E2M1 codes int32 [E, ceil(K/8), N],
+ * E8M0 block scales int32 [E, ceil(K/32), ceil(N/4)], four bytes per word): kept as the int8 arrays are.
+ */
+export interface CudaMxfp4Arrays {
+  codes: Int32Array;
+  scales: Int32Array;
+}
 export type CudaMoeWeightArrays = Partial<Record<CudaMoeWeightName, Float32Array | null>> &
-    {upGateProjInt4?: CudaInt4Arrays | null, downProjInt4?: CudaInt4Arrays | null};
+    {upGateProjInt4?: CudaInt4Arrays | null, downProjInt4?: CudaInt4Arrays | null,
+      upGateProjInt8?: CudaInt8Arrays | null, downProjInt8?: CudaInt8Arrays | null,
+      upGateProjMxfp4?: CudaMxfp4Arrays | null, downProjMxfp4?: CudaMxfp4Arrays | null};
 /** Expert weights may be packed (docs/formats.md): they are decoded to float32 once, at upload. */
 export type CudaMoeWeightTensors = Partial<Record<CudaMoeWeightName, tf.Tensor | QuantizedExpertWeights | null>>;
 
@@ -153,6 +173,18 @@ function int4Arrays(w: tf.Tensor | QuantizedExpertWeights | null | undefined): C
   if (w == null || !isQuantizedExpertWeights(w) || w.format !== 'int4' || w.transposed || w.scales == null) return null;
   return {codes: w.values.dataSync() as Int32Array, scales: w.scales.dataSync() as Float32Array,
     zeroPoints: w.zeroPoints == null ? null : w.zeroPoints.dataSync() as Float32Array, groupSize: w.groupSize};
+}
+
+/** The int8 arrays of a packed expert weight in the layer's [E,K,N] layout, or null for any other weight. */
+function int8Arrays(w: tf.Tensor | QuantizedExpertWeights | null | undefined): CudaInt8Arrays | null {
+  if (w == null || !isQuantizedExpertWeights(w) || w.format !== 'int8' || w.transposed || w.scales == null) return null;
+  return {codes: w.values.dataSync() as Int32Array, scales: w.scales.dataSync() as Float32Array, groupSize: w.groupSize};
+}
+
+/** The mxfp4 arrays of a packed expert weight in the layer's [E,K,N] layout, or null for any other weight. */
+function mxfp4Arrays(w: tf.Tensor | QuantizedExpertWeights | null | undefined): CudaMxfp4Arrays | null {
+  if (w == null || !isQuantizedExpertWeights(w) || w.format !== 'mxfp4' || w.transposed || w.scales == null) return null;
+  return {codes: w.values.dataSync() as Int32Array, scales: w.scales.dataSync() as Int32Array};
 }
 
 const NATIVE_KEYS = ['hidden', ...OPTION_TABLE.filter(o => o.native).map(o => o.name)];
@@ -436,6 +468,10 @@ export class CudaFusedMoe {
     if ((this.config.computeDtype ?? 'float32') !== 'float32') {
       arrays.upGateProjInt4 = int4Arrays(weights.upGateProjWeight);
       arrays.downProjInt4 = int4Arrays(weights.downProjWeight);
+      arrays.upGateProjInt8 = int8Arrays(weights.upGateProjWeight);
+      arrays.downProjInt8 = int8Arrays(weights.downProjWeight);
+      arrays.upGateProjMxfp4 = mxfp4Arrays(weights.upGateProjWeight);
+      arrays.downProjMxfp4 = mxfp4Arrays(weights.downProjWeight);
     }
     const next = new CudaMoeRunner(this.config, arrays);  // built before the old one goes: a failure keeps it
     this.runner?.dispose();

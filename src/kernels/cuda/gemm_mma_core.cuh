@@ -14,15 +14,20 @@ namespace gemm {
 // ---- tensor-core core ----
 // BITS 16: B is Elem [E][N][K]. BITS 4 (W4A16): B is the int4 copy (GemmProblem.bInt4: [E][N][K/8] words of 8 codes,
 // group scales and zero points [E][N][K/groupSize]); a stage holds code rows of BK/8 words and each row's scale
-// (and zero) for every 32 values of K, and the B fragments are dequantized in registers (see dequantPair).
+// (and zero) for every 32 values of K, and the B fragments are dequantized in registers (see dequantPair). BITS 8
+// (W8A16): B is the int8 copy (GemmProblem.bInt8: [E][N][K/4] words in fragment order, group scales [E][N][K/groupSize]);
+// a stage holds code rows of BK/4 words and a scale per 32 values of K (see dequantInt8). BITS kMxfp4Bits: B is the
+// mxfp4 copy (GemmProblem.bFp4: int4's code layout and stages without zero slots, E2M1 codes; see dequantFp4).
+constexpr int kMxfp4Bits = 6;
 template <typename Elem, int BM, int BN, int BK, int WARPS_M, int WARPS_N, int STAGES, int BITS = 16>
 struct MmaConfig {
   static constexpr int kThreads = WARPS_M * WARPS_N * 32;
   static constexpr int kRowStride = BK + 8;  // +16 bytes: the 8 rows an ldmatrix reads land on distinct banks
-  static constexpr int kCodeRowWords = BK / 8 + 4;  // +4 words: the 8 code rows of a fragment on distinct banks
+  // +4 words (int4), +8 (int8, read as 8-byte pairs by half warps): the 8 code rows of a fragment on distinct banks
+  static constexpr int kCodeRowWords = BITS == 8 ? BK / 4 + 8 : BK / 8 + 4;
   static constexpr int kSlots = BK / 32;            // scale (zero) slots per code row and stage
-  static constexpr int kBStageBytes =
-      BITS == 16 ? BN * kRowStride * static_cast<int>(sizeof(Elem)) : BN * (kCodeRowWords + 2 * kSlots) * 4;
+  static constexpr int kBStageBytes = BITS == 16 ? BN * kRowStride * static_cast<int>(sizeof(Elem))
+                                      : BN * (kCodeRowWords + (BITS == 8 || BITS == kMxfp4Bits ? 1 : 2) * kSlots) * 4;
   static constexpr int kSmemBytes = STAGES * (BM * kRowStride * static_cast<int>(sizeof(Elem)) + kBStageBytes);
   // int4 without zero points (GemmProblem.int4ScaleVectors and bZeros null): no zero slots in a stage, so the 16 x 64
   // decode tiles fit five blocks per SM instead of four.
@@ -85,6 +90,49 @@ __device__ __forceinline__ void permuteAStage(Elem* as, int rows, int tid) {
   }
 }
 
+// W8A16 fragments: one int8 code word holds the four K positions thread t of an m16n8k16 mma needs for one B column
+// (k 2t, 2t+1 for the low register, 2t+8, 2t+9 for the high one: the pack order of GemmProblem.bInt8). Each code
+// becomes float32 exactly (its byte, offset by 128, as the mantissa of 2^23, minus 2^23 + 128), is multiplied by the
+// group scale in float32 (the one rounding of docs/formats.md, w = s * q) and rounded to Elem: bit for bit the
+// weight the dequantized copy holds.
+template <typename Elem>
+__device__ __forceinline__ void dequantInt8(uint32_t word, float scale, uint32_t& lo, uint32_t& hi) {
+  const uint32_t u = word ^ 0x80808080u;
+  float w[4];
+#pragma unroll
+  for (int i = 0; i < 4; i++) w[i] = (__uint_as_float(__byte_perm(u, 0x4B000000u, 0x7440u + i)) - 8388736.f) * scale;
+  if constexpr (std::is_same<Elem, __nv_bfloat16>::value) {
+    const __nv_bfloat162 a = __floats2bfloat162_rn(w[0], w[1]), b = __floats2bfloat162_rn(w[2], w[3]);
+    lo = *reinterpret_cast<const uint32_t*>(&a);
+    hi = *reinterpret_cast<const uint32_t*>(&b);
+  } else {
+    const __half2 a = __floats2half2_rn(w[0], w[1]), b = __floats2half2_rn(w[2], w[3]);
+    lo = *reinterpret_cast<const uint32_t*>(&a);
+    hi = *reinterpret_cast<const uint32_t*>(&b);
+  }
+}
+
+// mxfp4 fragments: nibbles t and t+4 of a code word (A permuted as for int4, permuteAStage). An E2M1 code's three
+// magnitude bits placed at float32 bits 24..22 give E2M1(c) * 2^-126 exactly (exponent field e, one mantissa bit;
+// e = 0 the subnormal 0 or 2^-127), its sign bit at bit 31; times 2^126, then times the block scale 2^(b-127), both
+// exact (two significant bits) except where float32 overflows, as docs/formats.md's product; rounded to Elem: the
+// dequantized copy's weights bit for bit.
+template <typename Elem>
+__device__ __forceinline__ uint32_t dequantFp4(uint32_t word, int shift, float scale) {
+  const uint32_t c0 = (word >> shift) & 0xFu, c1 = (word >> (shift + 16)) & 0xFu;
+  const float w0 = __uint_as_float(((c0 & 7u) << 22) | ((c0 & 8u) << 28)) * 0x1p126f * scale;
+  const float w1 = __uint_as_float(((c1 & 7u) << 22) | ((c1 & 8u) << 28)) * 0x1p126f * scale;
+  uint32_t r;
+  if constexpr (std::is_same<Elem, __nv_bfloat16>::value) {
+    const __nv_bfloat162 h = __floats2bfloat162_rn(w0, w1);
+    r = *reinterpret_cast<const uint32_t*>(&h);
+  } else {
+    const __half2 h = __floats2half2_rn(w0, w1);
+    r = *reinterpret_cast<const uint32_t*>(&h);
+  }
+  return r;
+}
+
 template <typename Elem>
 __device__ __forceinline__ uint32_t pairOf2(float v) {
   uint32_t r;
@@ -131,8 +179,11 @@ __device__ __forceinline__ void prefetchWeightTile(const GemmProblem& p) {
   }
   // Only the expert's first row tile asks: the others read the same weights.
   if (tileIdx != __ldcg(prefix + lo)) return;
-  const size_t rowBytes = BITS != 16 ? static_cast<size_t>(p.K) / 2 : static_cast<size_t>(p.K) * sizeof(Elem);
-  const char* base = BITS != 16 ? reinterpret_cast<const char*>(p.bInt4) : static_cast<const char*>(p.B);
+  const size_t rowBytes = BITS == 8 ? static_cast<size_t>(p.K)
+                          : BITS != 16 ? static_cast<size_t>(p.K) / 2 : static_cast<size_t>(p.K) * sizeof(Elem);
+  const char* base = BITS == 8 ? reinterpret_cast<const char*>(p.bInt8)
+                     : BITS == kMxfp4Bits ? reinterpret_cast<const char*>(p.bFp4)
+                     : BITS != 16 ? reinterpret_cast<const char*>(p.bInt4) : static_cast<const char*>(p.B);
   base += static_cast<size_t>(lo) * p.N * rowBytes;
   const int n0 = blockIdx.y * BN;
   if (rowBytes < 16) return;
@@ -173,10 +224,13 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
   using Cfg = MmaConfig<Elem, BM, BN, BK, WARPS_M, WARPS_N, STAGES, BITS>;
   static_assert(Cfg::kSmemBytesNoZeros >= 3 * kTailMaxPairs * 4, "the combine tail reuses the pipeline's shared memory");
   constexpr bool Q = BITS != 16, QPREV = BITS == 5;
-  static_assert(BITS == 16 || BITS == 4 || (QPREV && std::is_same<Elem, __nv_bfloat16>::value), "B element bits");
-  static_assert(!Q || (VEC && BK % 32 == 0), "int4 tiles: vector loads, whole 32-code slots");
+  static_assert(BITS == 16 || BITS == 4 || BITS == 8 || BITS == kMxfp4Bits || (QPREV && std::is_same<Elem, __nv_bfloat16>::value), "B element bits");
+  static_assert(!Q || (VEC && BK % 32 == 0), "int4 / int8 tiles: vector loads, whole 32-code slots");
   constexpr int QROW = Cfg::kCodeRowWords, QSL = Cfg::kSlots;
-  constexpr int Q_CHUNKS = BN * (BK / 32), Q_IT = (Q_CHUNKS + Cfg::kThreads - 1) / Cfg::kThreads;
+  // Codes per 32-bit word and per 16-byte chunk; chunks per code row and stage.
+  constexpr int QPW = BITS == 8 ? 4 : 8, QCODES = 4 * QPW, QCH = BK / QCODES;
+  static_assert(BITS != 8 || QROW % 32 == 8 || QROW % 32 == 24, "int8 code rows: a half warp's pairs on distinct banks");
+  constexpr int Q_CHUNKS = BN * QCH, Q_IT = (Q_CHUNKS + Cfg::kThreads - 1) / Cfg::kThreads;
   constexpr int S_ENTRIES = BN * QSL, S_IT = (S_ENTRIES + Cfg::kThreads - 1) / Cfg::kThreads;
   // GemmProblem.int4ScaleVectors: a code row's QSL scales (zeros) of a stage in vectors of SV floats.
   constexpr int SV = QSL >= 4 ? 4 : (QSL >= 1 ? QSL : 1);
@@ -196,7 +250,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
   // int4: per stage [BN][QROW] code words, then [BN][QSL] scales, then [BN][QSL] zeros
   uint32_t* Bq = reinterpret_cast<uint32_t*>(As + STAGES * BM * LDS);
   // (the zero slots only with zero points under int4ScaleVectors: the launcher sized shared memory to match)
-  const int QSTAGE = BN * (QROW + (BITS == 4 && p.int4ScaleVectors && p.bZeros == nullptr ? 1 : 2) * QSL);
+  const int QSTAGE = BN * (QROW + (BITS == 8 || BITS == kMxfp4Bits || (BITS == 4 && p.int4ScaleVectors && p.bZeros == nullptr) ? 1 : 2) * QSL);
 
   const RowTile tile = findRowTile<BM>(p, blockIdx.x);
   const int n0 = blockIdx.y * BN;
@@ -220,12 +274,12 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
   if (!early) gatherRows<A_IT, NT, KCH, A_CHUNKS>(p, tile, A, tid, aRow);
   if constexpr (!Q) weightRows<B_IT, NT, KCH, B_CHUNKS>(p, n0, B, tid, bRow);
   // int4: the code rows and scale rows this thread loads (null past N)
-  const int kWords = p.K / 8, groups = Q ? (p.K + p.groupSize - 1) / p.groupSize : 0;
+  const int kWords = p.K / QPW, groups = Q ? (p.K + p.groupSize - 1) / p.groupSize : 0;
   const uint32_t* qRow[Q ? Q_IT : 1];
   const float* sRow[Q ? S_IT : 1];
   const float* zRow[Q ? S_IT : 1];
   // Vector scale loads: groupSize 32 and whole stages make a row's slots of a stage QSL consecutive groups.
-  const bool scaleVec = BITS == 4 && VEC && p.int4ScaleVectors && p.groupSize == 32 && p.K % BK == 0;
+  const bool scaleVec = (BITS == 4 || BITS == 8 || BITS == kMxfp4Bits) && VEC && p.int4ScaleVectors && p.groupSize == 32 && p.K % BK == 0;
   long long svRow[Q ? SV_IT : 1];  // element offset of the row's first group in bScales / bZeros; -1 past N
   if constexpr (Q) {
     const long long base = static_cast<long long>(tile.expert) * p.N;
@@ -236,8 +290,9 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
     }
 #pragma unroll
     for (int i = 0; i < Q_IT; i++) {
-      const int c = tid + i * NT, n = n0 + c / (BK / 32);
-      qRow[i] = (c < Q_CHUNKS && n < p.N) ? reinterpret_cast<const uint32_t*>(p.bInt4) + (base + n) * kWords : nullptr;
+      const int c = tid + i * NT, n = n0 + c / QCH;
+      const int32_t* codes = BITS == 8 ? p.bInt8 : BITS == kMxfp4Bits ? p.bFp4 : p.bInt4;
+      qRow[i] = (c < Q_CHUNKS && n < p.N) ? reinterpret_cast<const uint32_t*>(codes) + (base + n) * kWords : nullptr;
     }
 #pragma unroll
     for (int i = 0; i < S_IT; i++) {
@@ -277,11 +332,11 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
       for (int i = 0; i < Q_IT; i++) {
         const int c = tid + i * NT;
         if (Q_CHUNKS % NT != 0 && c >= Q_CHUNKS) break;
-        const int slot = c % (BK / 32), k = k0 + slot * 32;  // K % 32 == 0: a chunk is wholly in or out
+        const int part = c % QCH, k = k0 + part * QCODES;  // K % 32 == 0: a chunk is wholly in or out
         const bool ok = qRow[i] != nullptr && k < p.K;
-        const void* src = ok ? static_cast<const void*>(qRow[i] + k / 8) : p.bInt4;
-        if (streamOnce) cpAsync16Policy(qs + (c / (BK / 32)) * QROW + slot * 4, src, ok, policy);
-        else cpAsync16(qs + (c / (BK / 32)) * QROW + slot * 4, src, ok);
+        const void* src = ok ? static_cast<const void*>(qRow[i] + k / QPW) : static_cast<const void*>(BITS == 8 ? p.bInt8 : BITS == kMxfp4Bits ? p.bFp4 : p.bInt4);
+        if (streamOnce) cpAsync16Policy(qs + (c / QCH) * QROW + part * 4, src, ok, policy);
+        else cpAsync16(qs + (c / QCH) * QROW + part * 4, src, ok);
       }
       if (scaleVec) {
 #pragma unroll
@@ -343,6 +398,9 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
   constexpr float kMagicValue = std::is_same<Elem, __nv_bfloat16>::value ? 128.f : 1024.f;
   const uint32_t kBias8 = Q ? pairOf2<Elem>(kMagicValue + 8.f) : 0u;
   uint32_t scalePair[Q ? NI : 1], biasPair[Q ? NI : 1];
+  // int8: the group scale of the current slot and the slot's two code words (steps 2j, 2j+1), per n8 block
+  float scale8[BITS == 8 || BITS == kMxfp4Bits ? NI : 1];
+  uint2 code8[BITS == 8 ? NI : 1];
   const int KT = (p.K + BK - 1) / BK;
   // The last tile of a segment is often short (at T=4096 about half the experts end in a tile of a few rows):
   // warps whose rows all lie past the segment's end skip the math (they still load and synchronize).
@@ -373,7 +431,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
     const int pf = kt + STAGES - 1;
     if (pf < KT) loadStage(pf % STAGES, pf);
     cpAsyncCommit();
-    if constexpr (Q && !QPREV) {
+    if constexpr (BITS == 4 || BITS == kMxfp4Bits) {
       permuteAStage<LDS, KCH, NT>(As + (kt % STAGES) * BM * LDS, min(BM, tile.rowEnd - tile.rowStart), tid);
       __syncthreads();
     }
@@ -402,6 +460,40 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
           const int shift = 8 * (lane % 4);
           bf[ni][0] = dequant2<Elem>(w.x >> shift, bias, scale);
           bf[ni][1] = dequant2<Elem>(w.y >> shift, bias, scale);
+        }
+      } else if constexpr (BITS == 8) {
+        // Column g of each n8 block: word 2t (even step) or 2t+1 (odd step) of the 32-value slot, read as a pair
+        // with the slot's scale every other step.
+        const uint32_t* qs = Bq + (kt % STAGES) * QSTAGE;
+        if (ks % 2 == 0) {
+          const float* sc = reinterpret_cast<const float*>(qs + BN * QROW);
+#pragma unroll
+          for (int ni = 0; ni < NI; ni++) {
+            const int n = wn * WN + ni * 8 + lane / 4;
+            scale8[ni] = sc[n * QSL + ks / 2];
+            code8[ni] = *reinterpret_cast<const uint2*>(qs + n * QROW + (ks / 2) * 8 + 2 * (lane % 4));
+          }
+        }
+#pragma unroll
+        for (int ni = 0; ni < NI; ni++) {
+          dequantInt8<Elem>(ks % 2 == 0 ? code8[ni].x : code8[ni].y, scale8[ni], bf[ni][0], bf[ni][1]);
+        }
+      } else if constexpr (BITS == kMxfp4Bits) {
+        // Column g of each n8 block: the step's two code words, nibbles t and t+4 of each; the block scale once per
+        // 32-value slot.
+        const uint32_t* qs = Bq + (kt % STAGES) * QSTAGE;
+        if (ks % 2 == 0) {
+          const float* sc = reinterpret_cast<const float*>(qs + BN * QROW);
+#pragma unroll
+          for (int ni = 0; ni < NI; ni++) scale8[ni] = sc[(wn * WN + ni * 8 + lane / 4) * QSL + ks / 2];
+        }
+        const int shift = 4 * (lane % 4);
+#pragma unroll
+        for (int ni = 0; ni < NI; ni++) {
+          const int n = wn * WN + ni * 8 + lane / 4;
+          const uint2 w = *reinterpret_cast<const uint2*>(qs + n * QROW + ks * 2);
+          bf[ni][0] = dequantFp4<Elem>(w.x, shift, scale8[ni]);
+          bf[ni][1] = dequantFp4<Elem>(w.y, shift, scale8[ni]);
         }
       } else if constexpr (Q) {
         // Column g of each n8 block: the step's two code words (K 0-7, 8-15 of the step), nibbles t and t+4 of

@@ -98,6 +98,14 @@ struct GemmProblem {
   // vectors instead of one 4-byte copy and a division per group, and a stage without zero points keeps no zero slots
   // (set by the launcher: bScales / bZeros 16-byte aligned).
   bool int4ScaleVectors = false;
+  // Optional int8 copy of B for the tensor-core tiles (W8A16): [E][N][K/4] words of 4 codes (two's complement), the
+  // codes of each 16-value K step in fragment order (word t holds k 2t, 2t+1, 2t+8, 2t+9), w = scale * code with
+  // bScales [E][N][K/groupSize] (no zero points). Needs K and groupSize multiples of 32; bInt4 must be null.
+  const int32_t* bInt8 = nullptr;
+  // Optional mxfp4 copy of B for the tensor-core tiles: E2M1 codes in bInt4's layout ([E][N][K/8] words, 8 codes per
+  // word, the lowest k lowest), w = E2M1(code) * scale with bScales [E][N][K/32] float32 (2^(b-127) of each block's
+  // E8M0 byte b, NaN for 255). Needs K % 32 == 0 and groupSize 32; bInt4 and bInt8 must be null.
+  const int32_t* bFp4 = nullptr;
   // kStore over segments writing float32, wgmma GEMM only (launchGroupedGemmSm90: the prefill down GEMM): when
   // combineAdd is set, row r is not stored to C but added into combineAdd[q / topK][n] ([tokens][ldc], zeroed before),
   // q = rowToPair[r], as (weightsApplied ? acc : w acc) + (bias ? w bias[e][n] : 0) with w = pairWeight[q]: the

@@ -180,6 +180,49 @@ void launchMmaInt4Epi(const GemmProblem& p, cudaStream_t stream) {
   }
 }
 
+// W8A16 on tensor cores: the int8 copy of B dequantized in registers, the int4 rows of the tile table. The 16 x 64
+// tiles take 128-deep stages (H200 batch O, T = 16: 0.2102 / 0.2009 ms per column / g32 vs 0.2169 / 0.2364 with
+// 64-deep ones; MOE_CUDA_GEMM_TILES 'shallow' keeps those, A/B).
+template <typename Elem, typename OutT, Epilogue EPI>
+void launchMmaInt8Epi(const GemmProblem& p, cudaStream_t stream) {
+  switch (chooseMmaTile(p.rowsPerSegmentHint > 0 ? p.rowsPerSegmentHint : p.M, p.N)) {
+    case MmaTile::k16x64:
+      if (tuning().decodeGemm == DecodeGemm::kMmaShallow) {
+        launchMmaConfig<Elem, OutT, 16, 64, 64, 1, 4, 4, EPI, true, 8>(p, stream);
+      } else {
+        launchMmaConfig<Elem, OutT, 16, 64, 128, 1, 4, 4, EPI, true, 8>(p, stream);
+      }
+      break;
+    case MmaTile::k32x128:
+      launchMmaConfig<Elem, OutT, 32, 128, 64, 1, 4, 4, EPI, true, 8>(p, stream);
+      break;
+    default:
+      launchMmaConfig<Elem, OutT, 64, 128, 64, 2, 4, 3, EPI, true, 8>(p, stream);
+      break;
+  }
+}
+
+// mxfp4 experts on tensor cores: int4's code layout and tile rows (E2M1 decode, no zero slots).
+template <typename Elem, typename OutT, Epilogue EPI>
+void launchMmaFp4Epi(const GemmProblem& p, cudaStream_t stream) {
+  constexpr int B = kMxfp4Bits;
+  switch (chooseMmaTile(p.rowsPerSegmentHint > 0 ? p.rowsPerSegmentHint : p.M, p.N)) {
+    case MmaTile::k16x64:
+      if (tuning().decodeGemm == DecodeGemm::kMmaDeep || (autoDecodeDepth() && fewDecodeBlocks(p, 64))) {
+        launchMmaConfig<Elem, OutT, 16, 64, 256, 1, 4, 4, EPI, true, B>(p, stream);
+      } else {
+        launchMmaConfig<Elem, OutT, 16, 64, 128, 1, 4, 4, EPI, true, B>(p, stream);
+      }
+      break;
+    case MmaTile::k32x128:
+      launchMmaConfig<Elem, OutT, 32, 128, 64, 1, 4, 4, EPI, true, B>(p, stream);
+      break;
+    default:
+      launchMmaConfig<Elem, OutT, 64, 128, 32, 2, 4, 4, EPI, true, B>(p, stream);
+      break;
+  }
+}
+
 inline bool aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15) == 0; }
 
 // With MOE_CUDA_GEMM_TILES 'stream' / 'stream8', up to this many expected rows per expert the half-precision GEMMs
@@ -251,6 +294,27 @@ inline bool int4ScaleVectors(const GemmProblem& p) {
   return p.groupSize == 32 && aligned16(p.bScales) && (p.bZeros == nullptr || aligned16(p.bZeros));
 }
 
+// Where the int8 / mxfp4 codes feed the tensor-core tiles: up to maxRows expected rows per expert, and on grids of
+// fewer than two blocks per SM (fewDecodeBlocks: one token) only if smallGrids; elsewhere the dequantized copy's bf16
+// GEMMs were faster. H200 batches N and O, Qwen3-30B-A3B layer, codes vs copy (ms): int8 T = 1 0.0409 / 0.0412 (g32
+// 0.0391 / 0.0414), T = 16 0.2169 / 0.2492, T = 256 (16 rows) 0.3664 / 0.3637 (g32 0.4056 / 0.3637); mxfp4 T = 1
+// 0.0438 / 0.0412, T = 16 0.2264 / 0.2491, T = 256 0.4076 / 0.3624.
+struct PackedMmaLimits {
+  int maxRows;
+  bool smallGrids;
+};
+constexpr PackedMmaLimits kInt8MmaLimits{8, true}, kMxfp4MmaLimits{8, false};
+
+// TFJS_MOE_CUDA_FORMATS (A/B, read at each launch; 'copy' is read by the layer): 'mma96' / 'mma8' take the codes up
+// to 96 / 8 rows per expert on every grid, for both formats.
+inline bool packedMmaApplies(const GemmProblem& p, bool int8, int hint) {
+  const char* v = std::getenv("TFJS_MOE_CUDA_FORMATS");
+  PackedMmaLimits l = int8 ? kInt8MmaLimits : kMxfp4MmaLimits;
+  if (v != nullptr && std::strcmp(v, "mma96") == 0) l = {kInt4MmaMaxRowsPerSegment, true};
+  if (v != nullptr && std::strcmp(v, "mma8") == 0) l = {8, true};
+  return hint <= l.maxRows && (l.smallGrids || !fewDecodeBlocks(p, 64));
+}
+
 template <typename Elem>
 void launchMmaGemm(const GemmProblem& p, cudaStream_t stream) {
   if (p.epilogue == Epilogue::kCombine) {
@@ -268,6 +332,24 @@ void launchMmaGemm(const GemmProblem& p, cudaStream_t stream) {
   const int hint = p.rowsPerSegmentHint > 0 ? p.rowsPerSegmentHint : p.M;
   // sm_90: int4 experts at mid sizes on the W4A16 wgmma GEMM (gemm_sm90.h; it declines decode and prefill sizes).
   if (vec && p.bInt4 != nullptr && launchGroupedGemmSm90Int4(p, stream)) return;
+  // int8 / mxfp4 experts where packedMmaApplies; elsewhere they read the dequantized copy.
+  const bool int8 = p.bInt8 != nullptr && p.groupSize > 0 && p.groupSize % 32 == 0;
+  const bool fp4 = p.bFp4 != nullptr && p.groupSize == 32;
+  if ((int8 || fp4) && !streamingDecode() && !previousTiles() && vec && p.bInt4 == nullptr && p.bScales != nullptr &&
+      p.bZeros == nullptr && p.K % 32 == 0 && p.kSplit <= 1 && packedMmaApplies(p, int8, hint)) {
+    GemmProblem q = p;
+    q.int4ScaleVectors = int4ScaleVectors(p);
+    if (p.epilogue == Epilogue::kSwiglu && p.out != DType::kFloat32) {
+      if (int8) launchMmaInt8Epi<Elem, Elem, Epilogue::kSwiglu>(q, stream);
+      else launchMmaFp4Epi<Elem, Elem, Epilogue::kSwiglu>(q, stream);
+      return;
+    }
+    if (p.epilogue == Epilogue::kStore && p.out == DType::kFloat32) {
+      if (int8) launchMmaInt8Epi<Elem, float, Epilogue::kStore>(q, stream);
+      else launchMmaFp4Epi<Elem, float, Epilogue::kStore>(q, stream);
+      return;
+    }
+  }
   if (tuning().int4Mma && !streamingDecode() && !previousTiles() && vec && p.bInt4 != nullptr && p.bScales != nullptr &&
       p.K % 32 == 0 && p.groupSize > 0 && p.groupSize % 32 == 0 && hint <= kInt4MmaMaxRowsPerSegment && p.kSplit <= 1) {
     GemmProblem q = p;

@@ -145,6 +145,21 @@ MoeLayer::MoeLayer(const LayerConfig& cfg, const LayerWeights& w, cudaStream_t s
       packInt4(upGateQ_, w.upGateProjInt4, E, D_, 2 * I, 2 * intermediatePadded_, D_, group_);
       packInt4(downQ_, w.downProjInt4, E, I, D_, D_, intermediatePadded_, 0);
     }
+    // int8 copies for the tensor-core tiles: K and the groups in whole 32-code slots.
+    auto int8Fits = [&](const Int8Weight& q, int Kout) {
+      return elem != DType::kFloat32 && q.codes && q.scales && q.groupSize > 0 && q.groupSize % 32 == 0 &&
+             Kout % 32 == 0;
+    };
+    if (!upGateQ_.present() && int8Fits(w.upGateProjInt8, D_) && int8Fits(w.downProjInt8, intermediatePadded_)) {
+      packInt8(upGateQ8_, w.upGateProjInt8, E, D_, 2 * I, 2 * intermediatePadded_, D_, group_);
+      packInt8(downQ8_, w.downProjInt8, E, I, D_, D_, intermediatePadded_, 0);
+    }
+    // mxfp4 copies: K in whole 32-code blocks, no source word mixing real and padding codes.
+    if (elem != DType::kFloat32 && w.upGateProjMxfp4.codes && w.upGateProjMxfp4.scales && w.downProjMxfp4.codes &&
+        w.downProjMxfp4.scales && D_ % 32 == 0 && intermediatePadded_ % 32 == 0 && I % 8 == 0) {
+      packMxfp4(upGateFp4_, w.upGateProjMxfp4, E, D_, 2 * I, 2 * intermediatePadded_, D_, group_);
+      packMxfp4(downFp4_, w.downProjMxfp4, E, I, D_, D_, intermediatePadded_, 0);
+    }
     if (S > 0) {
       packStacked(sharedUpGate_, w.sharedUpGateProjWeight, 1, H, 2 * S, 2 * sharedPadded_, H, group_, elem, stream_);
       packStacked(sharedDown_, w.sharedDownProjWeight, 1, S, H, H, sharedPadded_, 0, elem, stream_);
@@ -186,6 +201,72 @@ void MoeLayer::packInt4(Int4Device& dst, const Int4Weight& src, int count, int K
   }
 }
 
+// [count][ceil(K/4)][N] codes and [count][G][N] scales -> [count][Nout][Kout/4] words and [count][Nout][Kout/gs]
+// scales, output row n reading source column packColumn(n, N, group) (group 0: n itself). Within each 32-value slot
+// word 2t + j holds the codes of k = 16j + 2t, 2t + 1, 2t + 8, 2t + 9 (lowest byte first): the four values thread t
+// of an m16n8k16 mma needs for step j (gemm_mma_core.cuh, dequantInt8). Rows past the source and k past K are zero
+// codes with scale 0.
+void MoeLayer::packInt8(Int4Device& dst, const Int8Weight& src, int count, int K, int N, int Nout, int Kout,
+                        int group) {
+  const int gs = src.groupSize, kw = ceilDiv(K, 4), kwOut = Kout / 4, g = ceilDiv(K, gs), gOut = ceilDiv(Kout, gs);
+  std::vector<int32_t> codes(static_cast<size_t>(count) * Nout * kwOut, 0);
+  std::vector<float> scales(static_cast<size_t>(count) * Nout * gOut, 0.f);
+  std::vector<uint8_t> column(static_cast<size_t>(kwOut) * 4);
+  for (int e = 0; e < count; e++) {
+    for (int n = 0; n < Nout; n++) {
+      const int col = group > 0 ? packColumn(n, N, group) : (n < N ? n : -1);
+      if (col < 0) continue;
+      const size_t row = static_cast<size_t>(e) * Nout + n;
+      std::fill(column.begin(), column.end(), 0);
+      for (int w = 0; w < kw; w++) {
+        const uint32_t word = static_cast<uint32_t>(src.codes[(static_cast<size_t>(e) * kw + w) * N + col]);
+        for (int b = 0; b < 4 && 4 * w + b < K; b++) column[4 * w + b] = static_cast<uint8_t>(word >> (8 * b));
+      }
+      int32_t* out = codes.data() + row * kwOut;
+      for (int slot = 0; slot < Kout / 32; slot++) {
+        for (int j = 0; j < 2; j++) {
+          for (int t = 0; t < 4; t++) {
+            const uint8_t* c = column.data() + slot * 32 + 16 * j + 2 * t;
+            out[slot * 8 + 2 * t + j] = static_cast<int32_t>(static_cast<uint32_t>(c[0]) | (static_cast<uint32_t>(c[1]) << 8) |
+                                                            (static_cast<uint32_t>(c[8]) << 16) | (static_cast<uint32_t>(c[9]) << 24));
+          }
+        }
+      }
+      for (int q = 0; q < g; q++) scales[row * gOut + q] = src.scales[(static_cast<size_t>(e) * g + q) * N + col];
+    }
+  }
+  dst.groupSize = gs;
+  dst.codes.ensure(codes.size() * 4);
+  MOE_CUDA(cudaMemcpy(dst.codes.as(), codes.data(), codes.size() * 4, cudaMemcpyHostToDevice));
+  dst.scales.ensure(scales.size() * 4);
+  MOE_CUDA(cudaMemcpy(dst.scales.as(), scales.data(), scales.size() * 4, cudaMemcpyHostToDevice));
+}
+
+// Codes as packInt4 copies them; block scales: E8M0 byte (e, g, n) -> 2^(b - 127) (b 0: the subnormal 2^-127; 255:
+// NaN). Rows past the source and blocks past K get scale 0 and zero codes.
+void MoeLayer::packMxfp4(Int4Device& dst, const Mxfp4Weight& src, int count, int K, int N, int Nout, int Kout,
+                         int group) {
+  std::vector<float> scales;
+  const int g = ceilDiv(K, 32), nw = ceilDiv(N, 4);
+  scales.resize(static_cast<size_t>(count) * g * N);
+  for (int e = 0; e < count; e++) {
+    for (int q = 0; q < g; q++) {
+      for (int n = 0; n < N; n++) {
+        const uint32_t word = static_cast<uint32_t>(src.scales[(static_cast<size_t>(e) * g + q) * nw + n / 4]);
+        const int b = static_cast<int>((word >> (8 * (n % 4))) & 0xFFu);
+        scales[(static_cast<size_t>(e) * g + q) * N + n] = b == 255 ? std::nanf("") : std::ldexp(1.f, b - 127);
+      }
+    }
+  }
+  const Int4Weight asInt4{src.codes, scales.data(), nullptr, 32};
+  packInt4(dst, asInt4, count, K, N, Nout, Kout, group);
+}
+
+bool MoeLayer::nativeFormatsOff() {
+  const char* v = std::getenv("TFJS_MOE_CUDA_FORMATS");
+  return v != nullptr && std::strcmp(v, "copy") == 0;
+}
+
 MoeLayer::~MoeLayer() {
   (void)cudaStreamSynchronize(stream_);  // the stream may still run a forward that reads the weights
   for (auto& [t, g] : graphs_) (void)cudaGraphExecDestroy(g);
@@ -203,7 +284,9 @@ size_t MoeLayer::residentBytes() const {
   return gateT_.bytes() + gateBias_.bytes() + routerBias_.bytes() + upGate_.bytes() + upGateBias_.bytes() + down_.bytes() +
          downBias_.bytes() + fc1T_.bytes() + fc2T_.bytes() + sharedUpGate_.bytes() + sharedDown_.bytes() +
          upGateQ_.codes.bytes() + upGateQ_.scales.bytes() + upGateQ_.zeros.bytes() + downQ_.codes.bytes() +
-         downQ_.scales.bytes() + downQ_.zeros.bytes();
+         downQ_.scales.bytes() + downQ_.zeros.bytes() + upGateQ8_.codes.bytes() + upGateQ8_.scales.bytes() +
+         downQ8_.codes.bytes() + downQ8_.scales.bytes() + upGateFp4_.codes.bytes() + upGateFp4_.scales.bytes() +
+         downFp4_.codes.bytes() + downFp4_.scales.bytes();
 }
 
 void MoeLayer::ensureWorkspace(int T) {
@@ -408,6 +491,24 @@ void MoeLayer::enqueue(int T) {
     g.groupSize = q.groupSize;
   };
   useInt4(up, upGateQ_);
+  const bool int8Codes = upGateQ8_.present() && !nativeFormatsOff();
+  auto useInt8 = [&](GemmProblem& g, const Int4Device& q) {
+    if (!int8Codes) return;
+    g.bInt8 = q.codes.as<int32_t>();
+    g.bScales = q.scales.as<float>();
+    g.bZeros = nullptr;
+    g.groupSize = q.groupSize;
+  };
+  useInt8(up, upGateQ8_);
+  const bool fp4Codes = upGateFp4_.present() && !nativeFormatsOff();
+  auto useFp4 = [&](GemmProblem& g, const Int4Device& q) {
+    if (!fp4Codes) return;
+    g.bFp4 = q.codes.as<int32_t>();
+    g.bScales = q.scales.as<float>();
+    g.bZeros = nullptr;
+    g.groupSize = 32;
+  };
+  useFp4(up, upGateFp4_);
   // With the down GEMM's L2 prefetch (below): the up_gate weights, read once, must not evict what it asked for.
   const long long downBytes = static_cast<long long>(std::min(E, R)) * D_ * intermediatePadded_ * dtypeBytes(elem);
   const bool prefetchDown = l2Prefetch_ == 1 && half && tuning().fuseCombine && marks_ == nullptr && T <= kPdlMaxTokens &&
@@ -415,8 +516,14 @@ void MoeLayer::enqueue(int T) {
   up.bStreamOnce = prefetchDown;
   if (l2Prefetch_ == 2 && half && marks_ == nullptr && T <= kPdlMaxTokens && downBytes <= (32ll << 20)) {
     const bool codes = downQ_.present() && tuning().int4Mma;
-    up.prefetchNext = codes ? downQ_.codes.as() : down_.as();
-    up.prefetchNextBytes = static_cast<long long>(D_) * intermediatePadded_ * (codes ? 1 : 2 * dtypeBytes(elem)) / 2;
+    // bytes per weight, doubled: int4 1, int8 2, the copy 2 * dtypeBytes
+    // (this is the one-token case, where the mxfp4 GEMMs read the copy unless TFJS_MOE_CUDA_FORMATS says otherwise:
+    // kMxfp4MmaLimits in grouped_gemm_launch.cuh)
+    const char* formats = std::getenv("TFJS_MOE_CUDA_FORMATS");
+    const bool fp4Down = fp4Codes && formats != nullptr && (std::strcmp(formats, "mma96") == 0 || std::strcmp(formats, "mma8") == 0);
+    up.prefetchNext = codes ? downQ_.codes.as() : int8Codes ? downQ8_.codes.as() : fp4Down ? downFp4_.codes.as() : down_.as();
+    up.prefetchNextBytes = static_cast<long long>(D_) * intermediatePadded_ *
+                           (codes || fp4Down ? 1 : int8Codes ? 2 : 2 * dtypeBytes(elem)) / 2;
     up.bStreamOnce = true;
   }
   launchGroupedGemm(up, stream_);
@@ -438,12 +545,16 @@ void MoeLayer::enqueue(int T) {
   dn.K = intermediatePadded_;
   dn.epilogue = Epilogue::kStore;
   dn.bInt4 = nullptr;
+  dn.bInt8 = nullptr;
+  dn.bFp4 = nullptr;
   dn.bStreamOnce = false;
   dn.prefetchNext = nullptr;
   // The segments were written before the up_gate GEMM began and nothing writes B: under PDL the down GEMM's blocks
   // start loading weights while up_gate finishes (MOE_CUDA_GEMM_TILES 'no-preload' turns it off).
   dn.preloadB = preloadDecodeDown() && T <= kPdlMaxTokens;
   useInt4(dn, downQ_);
+  useInt8(dn, downQ8_);
+  useFp4(dn, downFp4_);
   float* routedOut = cfg_.latent > 0 ? latentF_.as<float>() : out;
   // 6. combine (+ weighted down bias, + w * x for identity experts), then the latent fc2. At the fewest tokens (each expert's weights read by
   // one token) the down GEMM is token-owned and does the combine itself: one kernel and no [R, D] round trip.
@@ -631,7 +742,7 @@ std::string MoeLayer::kernelEnvSwitches() {
   std::string key;
   for (const char* name : {"TFJS_MOE_CUDA_PREFILL_LEGACY", "TFJS_MOE_CUDA_WGMMA_INT4", "TFJS_MOE_CUDA_DENSE_F32",
                            "TFJS_MOE_CUDA_SM90_TILES", "TFJS_MOE_CUDA_INT4_SCALE_LOADS",
-                           "TFJS_MOE_CUDA_GATE_SPLIT_MAX", "TFJS_MOE_CUDA_DOWN_COMBINE"}) {
+                           "TFJS_MOE_CUDA_GATE_SPLIT_MAX", "TFJS_MOE_CUDA_DOWN_COMBINE", "TFJS_MOE_CUDA_FORMATS"}) {
     const char* v = std::getenv(name);
     key += v ? v : "-";
     key += ';';

@@ -50,6 +50,21 @@ struct Int4Weight {
   int groupSize = 0;
 };
 
+// An int8 expert weight as docs/formats.md stores it in the [E, K, N] layout: codes int32 [E][ceil(K/4)][N] (four
+// two's complement codes per word), scales float32 [E][G][N], G = ceil(K / groupSize); w = s * code.
+struct Int8Weight {
+  const int32_t* codes = nullptr;
+  const float* scales = nullptr;
+  int groupSize = 0;
+};
+
+// An mxfp4 expert weight in the [E, K, N] layout: E2M1 codes int32 [E][ceil(K/8)][N] (int4's packing), E8M0 block
+// scales int32 [E][ceil(K/32)][ceil(N/4)] (four bytes per word along N); w = E2M1(code) * 2^(b - 127), NaN for b 255.
+struct Mxfp4Weight {
+  const int32_t* codes = nullptr;
+  const int32_t* scales = nullptr;
+};
+
 // Host float32 arrays in the layer's (FastDeploy, [in, out]) layouts; absent ones are null.
 struct LayerWeights {
   const float* gateWeight = nullptr;          // [H, E+Z]
@@ -67,6 +82,10 @@ struct LayerWeights {
   // Optional int4 copies of the expert weights (half compute dtypes): the decode GEMMs stream these (W4A16); the
   // float32 arrays above (their dequantized values) still feed the tensor-core paths.
   Int4Weight upGateProjInt4, downProjInt4;
+  // Optional int8 copies (half compute dtypes): the tensor-core tiles read them at decode and mid sizes (W8A16).
+  Int8Weight upGateProjInt8, downProjInt8;
+  // Optional mxfp4 copies (half compute dtypes), read as the int8 copies are.
+  Mxfp4Weight upGateProjMxfp4, downProjMxfp4;
 };
 
 // Where the host time of the last forward went (milliseconds, steady clock), for the end-to-end benchmark.
@@ -148,6 +167,15 @@ class MoeLayer {
     bool present() const { return codes.bytes() > 0; }
   } upGateQ_, downQ_;
   void packInt4(Int4Device& dst, const Int4Weight& src, int count, int K, int N, int Nout, int Kout, int group);
+  // int8 copies (codes in the fragment order of GemmProblem.bInt8; zeros unused), see packInt8
+  Int4Device upGateQ8_, downQ8_;
+  void packInt8(Int4Device& dst, const Int8Weight& src, int count, int K, int N, int Nout, int Kout, int group);
+  // mxfp4 copies: int4's code layout, the block scales as float32 2^(b-127) (see packMxfp4)
+  Int4Device upGateFp4_, downFp4_;
+  void packMxfp4(Int4Device& dst, const Mxfp4Weight& src, int count, int K, int N, int Nout, int Kout, int group);
+  // TFJS_MOE_CUDA_FORMATS=copy (A/B): the GEMMs read the dequantized copy instead of the int8 / mxfp4 codes (other
+  // values, read by the launcher, set how many rows per expert the codes serve: grouped_gemm_launch.cuh).
+  static bool nativeFormatsOff();
   // workspace, sized for capT_ tokens; xCompute_: x in the compute dtype (bf16/f16 runs), sharedHidden_: the shared
   // expert's SwiGLU output
   int capT_ = -1;
