@@ -4,7 +4,7 @@
  * in ONE run:
  *  - throughput (n forwards queued, one read), JavaScript enqueue time per forward, latency (forward + await data())
  *    at T = 1, 2, 4, 8, 16, 32 (the crossover), and the layer at T = 256 and 4096 (the op chain either way);
- *  - GPU time per program (timestamp queries: tf.time for the chain, timeDecodePrograms for ours) at T = 1, 2 and
+ *  - GPU time per program (timestamp queries: tf.time for the chain, timeEncodedPrograms for ours) at T = 1, 2 and
  *    16; at T <= 2 the folded variant (3 programs: routing inside upGate) against the 4 programs;
  *  - programs per forward (tfjs's runWebGPUProgram calls + our dispatches);
  *  - the decode tiles (setWebGPUDecodeTiles) at T = 1 and 16;
@@ -26,7 +26,7 @@ import * as tf from '@tensorflow/tfjs';
 import {mkdirSync, writeFileSync} from 'node:fs';
 
 import {FusedMoE, FusedMoEArgs, QuantizedExpertWeights, setWebGPUDecodeMaxTokens} from '../src/index.js';
-import {decodeDispatchCount, setWebGPUDecodeTiles, timeDecodePrograms, tunedDecodeTiles} from '../src/internal.js';
+import {decodeDispatchCount, setWebGPUDecodeTiles, timeEncodedPrograms, tunedDecodeTiles} from '../src/internal.js';
 import type {DecodeTilesOverride} from '../src/kernels/webgpu/decode/decode_forward.js';
 import {selectMoeForward} from '../src/layers/backend_selection.js';
 import {initWebGPUForNode} from '../src/node/webgpu.js';
@@ -227,7 +227,7 @@ function qwenLayer(base: {gate: tf.Tensor2D, up: tf.Tensor3D, down: tf.Tensor3D}
 async function wholeForwardMs(apply: () => tf.Tensor, reps: number, skip: string[] = []): Promise<number> {
   const t: number[] = [];
   for (let r = 0; r < (QUICK ? 1 : reps); r++) {
-    t.push((await timeDecodePrograms(() => { apply().dispose(); }, 4, true, skip))[0][1]);
+    t.push((await timeEncodedPrograms(() => { apply().dispose(); }, 4, true, skip))[0][1]);
   }
   return median(t);
 }
@@ -235,7 +235,7 @@ async function wholeForwardMs(apply: () => tf.Tensor, reps: number, skip: string
 async function perProgramMs(apply: () => tf.Tensor, reps = 9): Promise<Record<string, number>> {
   const perProgram: Record<string, number[]> = {};
   for (let r = 0; r < (QUICK ? 1 : reps); r++) {
-    const times = await timeDecodePrograms(() => { apply().dispose(); });
+    const times = await timeEncodedPrograms(() => { apply().dispose(); });
     for (const [name, ms] of times) (perProgram[name] ??= []).push(ms);
   }
   const gpu: Record<string, number> = {};
@@ -794,7 +794,7 @@ async function main(): Promise<void> {
       const perProgramMs = async (): Promise<Record<string, number>> => {
         const perProgram: Record<string, number[]> = {};
         for (let r = 0; r < (QUICK ? 1 : 9); r++) {
-          const times = await timeDecodePrograms(() => { apply().dispose(); });
+          const times = await timeEncodedPrograms(() => { apply().dispose(); });
           for (const [name, ms] of times) (perProgram[name] ??= []).push(ms);
         }
         const gpu: Record<string, number> = {};
@@ -809,7 +809,7 @@ async function main(): Promise<void> {
       // The whole forward in one timed pass (what the GPU spends on it back to back; per-program passes add gaps).
       const whole: number[] = [];
       for (let r = 0; r < (QUICK ? 1 : 9); r++) {
-        whole.push((await timeDecodePrograms(() => { apply().dispose(); }, 4, true))[0][1]);
+        whole.push((await timeEncodedPrograms(() => { apply().dispose(); }, 4, true))[0][1]);
       }
       row.gpuAfterWholeForwardMs = median(whole);
       // The folded variant (routing inside upGate, 3 programs) against the 4 programs on the table's tiles:
@@ -828,7 +828,7 @@ async function main(): Promise<void> {
           setWebGPUDecodeTiles({...tunedDecodeTiles({T, H, I, E, K}), fold});
           const wholeF: number[] = [];
           for (let r = 0; r < (QUICK ? 1 : 9); r++) {
-            wholeF.push((await timeDecodePrograms(() => { apply().dispose(); }, 4, true))[0][1]);
+            wholeF.push((await timeEncodedPrograms(() => { apply().dispose(); }, 4, true))[0][1]);
           }
           const a = apply(), got = await a.data();
           setWebGPUDecodeMaxTokens(0);

@@ -14,8 +14,9 @@
 import * as tf from '@tensorflow/tfjs';
 import {mkdirSync, writeFileSync} from 'node:fs';
 
-import {batchedGemm, batchedGemmSwiglu, moeCombine, moePermute, moeTopkSelect, QuantizedExpertWeights}
+import {batchedGemm, batchedGemmSwiglu, FusedMoE, moeCombine, moePermute, moeTopkSelect, QuantizedExpertWeights}
   from '../src/index.js';
+import {selectMoeForward} from '../src/internal.js';
 import {expertWeightBytes} from '../src/formats.js';
 import {setWebGPUGemmPreset} from '../src/kernels/webgpu/batched_gemm_config.js';
 import {MOE_WEBGPU_GEMM_HALF_MATRICES} from '../src/kernels/webgpu/flags_webgpu.js';
@@ -66,6 +67,10 @@ const HALF_MATRICES = process.env.BENCH_HALF_MATRICES === '1';
 const MATRIX_PRESETS = (process.env.BENCH_MATRIX_SWEEP ?? '').split(',').filter(Boolean);
 // BENCH_PROFILE_T=4096,...: at these T also the GPU time of each program of one layer forward (tf.profile).
 const PROFILE_T = (process.env.BENCH_PROFILE_T ?? '').split(',').filter(Boolean).map(Number);
+// BENCH_LAYER_FORWARD=1: the layer rows run the FusedMoE layer's webgpu forward (the same weights, its own copy)
+// instead of the op chain: at T > 16 the prefill path, which replays the op chain's programs (its GPU time under
+// tf.time is the op chain's: the path steps aside for tfjs's timers).
+const LAYER_FORWARD = process.env.BENCH_LAYER_FORWARD === '1';
 
 const nextWord = xorshiftWords(0x9e3779b9);
 /** Random packed weights [E,Kd,N] of the benchmark shape, from its seeded word stream (webgpu_decode_bench.ts too). */
@@ -197,9 +202,27 @@ interface Layer {
   gate: tf.Tensor2D;
   up: QuantizedExpertWeights | tf.Tensor3D;
   down: QuantizedExpertWeights | tf.Tensor3D;
+  /** With BENCH_LAYER_FORWARD=1: the same weights in a FusedMoE layer, whose forward the layer rows run. */
+  fused?: FusedMoE;
+}
+
+/** The FusedMoE layer holding w's weights (a copy). */
+function fusedLayer(w: Layer, f: FormatRow): FusedMoE {
+  const layer = new FusedMoE({numExperts: E, topK: K, moeIntermediateSize: I, expertWeightFormat: f.format,
+    quantGroupSize: f.groupSize ?? null, quantZeroPoint: f.zeroPoint ?? false, backend: 'webgpu'})
+      .buildFor(H);
+  layer.setNamedWeights({gate_weight: w.gate, up_gate_proj_weight: w.up, down_proj_weight: w.down});
+  return layer;
 }
 
 function forward(x: tf.Tensor2D, w: Layer): tf.Tensor2D {
+  const fused = w.fused;
+  if (fused != null) {
+    return tf.tidy(() => {
+      const r = selectMoeForward('webgpu').forward(x, fused.namedWeights(), fused.options, {owner: fused});
+      return r instanceof tf.Tensor ? r : r.output;
+    });
+  }
   return tf.tidy(() => {
     const logits = tf.matMul(x, w.gate) as tf.Tensor2D;
     const {topkIds, topkWeights} = moeTopkSelect(logits, null, K, true);
@@ -436,6 +459,7 @@ export async function runFormatsBench(ort: OrtHooks | null): Promise<void> {
     const t0 = performance.now();
     const upHost = randomPacked(f, H, 2 * I, 0.02), downHost = randomPacked(f, I, H, 0.02);
     const layer: Layer = {gate, up: toQuantized(upHost), down: toQuantized(downHost)};
+    if (LAYER_FORWARD) layer.fused = fusedLayer(layer, f);
     const opts = {groupSize: f.groupSize, zeroPoint: f.zeroPoint};
     const bytesPerExpert = (expertWeightBytes([E, H, 2 * I], f.format, opts) +
                             expertWeightBytes([E, I, H], f.format, opts)) / E;
@@ -524,6 +548,7 @@ export async function runFormatsBench(ort: OrtHooks | null): Promise<void> {
     }
     disposeWeights(layer.up);
     disposeWeights(layer.down);
+    layer.fused?.dispose();
     await ort?.release();
   }
   results.rows = rows;

@@ -30,11 +30,11 @@ const outDir = process.env.OUT ?? 'bench/results';
 
 const STAGES = ['router', 'topk', 'permute', 'upGate', 'down', 'combine'] as const;
 
-interface ProfileNode {id: number, callFrame: {functionName: string, url: string, lineNumber: number},
+export interface ProfileNode {id: number, callFrame: {functionName: string, url: string, lineNumber: number},
                      children?: number[]}
 
 /** Self and inclusive ms per function of a V8 profile, the largest first. */
-function hottest(p: {nodes: ProfileNode[], samples: number[], timeDeltas: number[]}, top: number) {
+export function hottest(p: {nodes: ProfileNode[], samples: number[], timeDeltas: number[]}, top: number) {
   const parent = new Map<number, number>();
   const byId = new Map(p.nodes.map(n => [n.id, n]));
   for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
@@ -54,6 +54,22 @@ function hottest(p: {nodes: ProfileNode[], samples: number[], timeDeltas: number
   const list = (m: Map<string, number>) => [...m].sort((a, b) => b[1] - a[1]).slice(0, top)
       .map(([k, us]) => [k, Math.round(us) / 1e3]);
   return {self: list(self), total: list(total)};
+}
+
+/** fn's result and V8's sampling profile (50 us interval) of the time it ran. */
+export async function underProfiler<T>(fn: () => Promise<T>):
+    Promise<{result: T, profile: Parameters<typeof hottest>[0]}> {
+  const session = new Session();
+  session.connect();
+  const post = (method: string, params?: object) => new Promise<unknown>((resolve, reject) =>
+    session.post(method, params ?? {}, (e, r) => e != null ? reject(e) : resolve(r)));
+  await post('Profiler.enable');
+  await post('Profiler.setSamplingInterval', {interval: 50});
+  await post('Profiler.start');
+  const result = await fn();
+  const {profile} = await post('Profiler.stop') as {profile: Parameters<typeof hottest>[0]};
+  session.disconnect();
+  return {result, profile};
 }
 
 async function main(): Promise<void> {
@@ -111,16 +127,7 @@ async function main(): Promise<void> {
     return {enqueueMs: enqueue, callMs: (performance.now() - t0) / N};
   };
   const plain = await loop(true);
-  const session = new Session();
-  session.connect();
-  const post = (method: string, params?: object) => new Promise<unknown>((resolve, reject) =>
-    session.post(method, params ?? {}, (e, r) => e != null ? reject(e) : resolve(r)));
-  await post('Profiler.enable');
-  await post('Profiler.setSamplingInterval', {interval: 50});
-  await post('Profiler.start');
-  const profiled = await loop(false);
-  const {profile} = await post('Profiler.stop') as {profile: Parameters<typeof hottest>[0]};
-  session.disconnect();
+  const {result: profiled, profile} = await underProfiler(() => loop(false));
   const stages = Object.fromEntries(STAGES.map(s => [s, median(ms[s])]));
   const out = {date: new Date().toISOString(), adapter: status.adapterInfo, shape: {H, I, E, K}, T, n: N, half: HALF,
                format: f.label, flags,
@@ -133,7 +140,10 @@ async function main(): Promise<void> {
       .filter(t => t != null) as tf.Tensor[]);
 }
 
-main().then(() => process.exit(0), e => {
-  console.error(e);
-  process.exit(1);
-});
+// Run when this is the entry (bundled as webgpu_host_profile.mjs); webgpu_prefill_bench.ts imports hottest.
+if (/webgpu_host_profile\.[mc]?js$/.test(process.argv[1] ?? '')) {
+  main().then(() => process.exit(0), e => {
+    console.error(e);
+    process.exit(1);
+  });
+}

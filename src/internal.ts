@@ -12,7 +12,7 @@ export type {ExpertRange} from './kernels/webgpu/expert_ranges.js';
 export {chooseGemmConfig, GEMM_PRESETS, GEMM_TILE_TABLE, MATRIX_TILE_TABLE, setWebGPUGemmPreset, workgroupBytes} from
   './kernels/webgpu/batched_gemm_config.js';
 export type {GemmConfig, GemmShape, MatrixConfig, TileChoice} from './kernels/webgpu/batched_gemm_config.js';
-export {MOE_WEBGPU_GEMM_HALF_MATRICES, MOE_WEBGPU_GEMM_PRESET, MOE_WEBGPU_MAX_STORAGE_BINDING_BYTES} from
+export {MOE_WEBGPU_GEMM_HALF_MATRICES, MOE_WEBGPU_GEMM_PRESET, MOE_WEBGPU_MAX_STORAGE_BINDING_BYTES, MOE_WEBGPU_PREFILL_REPLAY} from
   './kernels/webgpu/flags_webgpu.js';
 export {HALF_MATRIX_FEATURES, halfMatrixShape, hoistEnableDirectives} from './kernels/webgpu/half_matrices.js';
 export {BatchedGemmProgram} from './kernels/webgpu/batched_gemm_webgpu.js';
@@ -27,8 +27,11 @@ export {pooledOutputMarker} from './kernels/cuda/loader.js';
 export {unsupportedByCuda} from './executor/layer_schema.js';
 export {cpuLayerForward, cpuLayerForwardCount, cpuLayerUnsupportedReason, MOE_CPU_LAYER_FORWARD} from
     './kernels/cpu/layer_forward.js';
-export {decodeDispatchCount, decodePlanCount, setWebGPUDecodeTiles, timeDecodePrograms} from
+export {decodeDispatchCount, decodePlanCount, setWebGPUDecodeTiles} from
     './kernels/webgpu/decode/decode_forward.js';
+export {timeEncodedPrograms} from './kernels/webgpu/encoded_forward.js';
+export {prefillDeclinedReason, prefillDispatchCount, prefillPlanCount} from
+    './kernels/webgpu/prefill/prefill_forward.js';
 export type {DecodeTiles} from './kernels/webgpu/decode/decode_programs.js';
 export type {DecodeTilesOverride} from './kernels/webgpu/decode/decode_forward.js';
 export {DECODE_TUNING, tunedDecodeTiles} from './kernels/webgpu/decode/decode_tuning.js';

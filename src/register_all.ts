@@ -2,7 +2,7 @@
  * Every registration side effect of the package, in one place (src/index.ts imports this first): our kernels for
  * 'cpu', 'wasm' (tfjs-backend-wasm) and 'webgpu' (registering for 'webgpu' needs nothing from tfjs-backend-webgpu), their gradients, the tfjs
  * flags the kernels read, the cpu and webgpu whole-layer forwards (kernels/cpu/layer_forward.ts,
- * kernels/webgpu/decode), and the optional CUDA layer executor
+ * kernels/webgpu/layer_forward.ts: decode and prefill), and the optional CUDA layer executor
  * (browser-safe: it touches Node only when a layer asks for backend 'cuda').
  */
 import {registerMoeGradients} from './gradients/register_all.js';
@@ -12,7 +12,7 @@ import {HOST_KERNEL_BACKENDS, registerHostKernels} from './kernels/cpu/register_
 import {registerCudaLayerExecutor} from './kernels/cuda/cuda_layer_executor.js';
 import {registerCudaFlags} from './kernels/cuda/flags_cuda.js';
 import {registerWasmRuntime} from './kernels/wasm/runtime.js';
-import {registerWebGPUDecode} from './kernels/webgpu/decode/decode_forward.js';
+import {registerWebGPULayerForward} from './kernels/webgpu/layer_forward.js';
 import {registerWebGPUKernels} from './kernels/webgpu/register_all.js';
 import {registerOpFlags} from './ops/dispatch.js';
 
@@ -22,7 +22,7 @@ registerWasmRuntime();
 for (const backendName of HOST_KERNEL_BACKENDS) registerHostKernels(backendName);
 registerCpuLayerForward();
 registerWebGPUKernels();
-registerWebGPUDecode();
+registerWebGPULayerForward();
 registerMoeGradients();
 registerCudaFlags();
 registerCudaLayerExecutor();

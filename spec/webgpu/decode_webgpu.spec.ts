@@ -9,25 +9,12 @@ import * as internal from 'tfjs-moe/internal';
 import type {FusedMoEArgs} from 'tfjs-moe';
 
 import {countBackendReads, recordError, relError, rng} from '../helpers/util.js';
-import {LAYER_FORMAT_VARIANTS, LayerFormatVariant, layerFormatArgs} from '../layers/layer_formats_cases.js';
+import {LAYER_FORMAT_VARIANTS, LayerFormatVariant, packedLayer} from '../layers/layer_formats_cases.js';
 import {randn, randomLayer, referenceOutput, WeightData} from '../layers/layer_util.js';
-import {describeWebGPU} from './webgpu_env.js';
+import {countTfjsPrograms, describeWebGPU} from './webgpu_env.js';
 
 const SLOW_MS = 300_000;
 const TOLERANCE = 1e-4;
-
-/** Counts tfjs's own program dispatches during fn (ours are counted by decodeDispatchCount). */
-function countTfjsPrograms<T>(fn: () => T): {result: T, programs: number} {
-  const backend = tf.backend() as unknown as {runWebGPUProgram: (...a: unknown[]) => unknown};
-  const original = backend.runWebGPUProgram;
-  let programs = 0;
-  backend.runWebGPUProgram = function(this: unknown, ...a: unknown[]) { programs++; return original.apply(this, a); };
-  try {
-    return {result: fn(), programs};
-  } finally {
-    backend.runWebGPUProgram = original;
-  }
-}
 
 interface Case {
   label: string;
@@ -61,33 +48,6 @@ const CASES: Case[] = [
   {label: '300 experts (two experts per thread in the offsets scan)',
    args: {numExperts: 300, topK: 4, moeIntermediateSize: 4}, H: 4, T: [2]},
 ];
-
-/**
- * A layer whose routed experts are stored in format v (quantized on the GPU from random float32), and its weights
- * as float32 with the experts dequantized: what the float64 reference is evaluated on (docs/formats.md).
- */
-async function packedLayer(args: FusedMoEArgs, H: number, v: LayerFormatVariant, rand: () => number):
-    Promise<{layer: moe.FusedMoE, data: WeightData}> {
-  const layer = new moe.FusedMoE({...args, ...layerFormatArgs(v), backend: 'webgpu'}).buildFor(H);
-  const values: Record<string, tf.Tensor | moe.QuantizedExpertWeights> = {};
-  for (const spec of moe.weightSpecs(layer.options, H)) {
-    const scale = spec.name === 'gate_weight' ? 0.8 : spec.name.endsWith('bias') ? 0.2 : 0.4;
-    const w = tf.tensor(randn(rand, spec.shape.reduce((a, b) => a * b, 1), scale), spec.shape);
-    const routed = spec.name === 'up_gate_proj_weight' || spec.name === 'down_proj_weight';
-    values[spec.name] = routed && v.format !== 'float32' ? await moe.quantizeExpertWeightsAsync(w as tf.Tensor3D,
-        v.format, {groupSize: v.groupSize, zeroPoint: v.zeroPoint}) : w;
-    if (values[spec.name] !== w) w.dispose();
-  }
-  layer.setNamedWeights(values);
-  tf.dispose(Object.values(values) as unknown as tf.TensorContainer);
-  const data: WeightData = {};
-  for (const [name, w] of Object.entries(layer.namedWeights())) {
-    const t = w instanceof tf.Tensor ? w : moe.dequantizeExpertWeights(w as moe.QuantizedExpertWeights);
-    data[name] = await t.data() as Float32Array;
-    if (t !== w) t.dispose();
-  }
-  return {layer, data};
-}
 
 describe('webgpu decode tuning table (decode_tuning.ts)', () => {
   it('covers every T the path allows, for any shape, with valid launch shapes', () => {

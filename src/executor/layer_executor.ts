@@ -100,8 +100,12 @@ export function getMoeLayerExecutor(name: string): MoeLayerExecutor | undefined 
  * path, kernels/webgpu/decode): forward returns null when it does not take the call, having done nothing.
  */
 export interface KernelPathLayerForward {
-  forward(x: tf.Tensor2D, weights: FusedMoEWeights, options: FusedMoEOptions, context: MoeForwardContext):
-      tf.Tensor2D | null;
+  /**
+   * y, or null to let the op chain run. `opChain` runs the layer's op chain (what runs on null): a backend may run it
+   * itself (the webgpu prefill path records its programs).
+   */
+  forward(x: tf.Tensor2D, weights: FusedMoEWeights, options: FusedMoEOptions, context: MoeForwardContext,
+          opChain: () => tf.Tensor2D): tf.Tensor2D | null;
   /** Frees what it keeps for a layer (called when that layer is disposed). */
   release?(owner: object): void;
 }

@@ -35,10 +35,11 @@ export interface MoeForwardSelection {
   forward: MoeForwardFn;
 }
 
-// The backend's whole-layer forward where it takes the call (webgpu decode), else the ops.
+// The backend's whole-layer forward where it takes the call (webgpu decode and prefill), else the ops.
 const kernels: MoeForwardFn = (x, w, o, context) =>
     (context != null && getKernelPath() !== 'composite' ?
-         kernelPathLayerForward(tf.getBackend())?.forward(x, w, o, context) : null) ??
+         kernelPathLayerForward(tf.getBackend())?.forward(x, w, o, context,
+                                                          () => fusedMoeForwardWithRouting(x, w, o).output) : null) ??
     fusedMoeForwardWithRouting(x, w, o);
 const composite: MoeForwardFn = (x, w, o) => withCompositeKernels(() => fusedMoeForwardWithRouting(x, w, o));
 

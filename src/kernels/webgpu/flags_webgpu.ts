@@ -24,12 +24,19 @@ export const MOE_WEBGPU_DECODE_MAX_TOKENS = 'MOE_WEBGPU_DECODE_MAX_TOKENS';
 export const MOE_WEBGPU_GEMM_HALF_MATRICES = 'MOE_WEBGPU_GEMM_HALF_MATRICES';
 
 /**
- * A decode forward submits the queue once the open pass holds at least this many dispatches (0: tfjs's own
+ * A whole-layer forward (decode or prefill) submits the queue once the open pass holds at least this many dispatches (0: tfjs's own
  * WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE, 15). Earlier submissions let the GPU start on a token's first layers while
  * JavaScript enqueues the rest: default 8 (every second layer), measured on the H200 (BENCHMARKS.md, session 2
  * batch B: a 48-layer stack reads each token after 4.67 ms with 8, 4.99 with 4, 8.86 with tfjs's 15).
  */
 export const MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES = 'MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES';
+
+/**
+ * FusedMoE forwards that the decode path does not take (prefill) replay the op chain's programs, recorded on a
+ * layer's first call at each T, encoded directly on the device (kernels/webgpu/prefill; bit for bit the op chain's
+ * output, without tfjs's per-program host work). Default on; false runs the op chain through tfjs (A/B).
+ */
+export const MOE_WEBGPU_PREFILL_REPLAY = 'MOE_WEBGPU_PREFILL_REPLAY';
 
 export function registerWebGPUFlags(): void {
   const env = tf.env();
@@ -38,4 +45,5 @@ export function registerWebGPUFlags(): void {
   env.registerFlag(MOE_WEBGPU_MAX_STORAGE_BINDING_BYTES, () => 0);
   env.registerFlag(MOE_WEBGPU_DECODE_MAX_TOKENS, () => 16);
   env.registerFlag(MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES, () => 8);
+  env.registerFlag(MOE_WEBGPU_PREFILL_REPLAY, () => true);
 }

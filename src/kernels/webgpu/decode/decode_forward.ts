@@ -1,18 +1,13 @@
 /**
  * The whole-layer FusedMoE forward for decode on webgpu: four programs (decode_programs.ts; three when the tiles
- * fold routing into upGate) encoded directly on the tfjs backend's device and command encoder, so a forward costs
- * four dispatches and a handful of JavaScript
- * calls instead of a dozen tfjs ops (each with engine bookkeeping, a uniform buffer and a bind group).
+ * fold routing into upGate) encoded directly on the tfjs backend's device and command encoder (encoded_forward.ts),
+ * so a forward costs four dispatches and a handful of JavaScript calls instead of a dozen tfjs ops.
  *
- * - Input and output are ordinary tfjs tensors: x's buffer is read where tfjs keeps it, the output is a fresh
- *   tfjs tensor whose buffer the last program writes. Nothing is read back to JS.
  * - Per layer (the calling layer, `owner`) and T, a plan keeps the intermediate buffers (`work`, `route`, `act`),
  *   the bind groups of the weights and the {x, output} bind groups (group 1) by buffer. A plan is rebuilt when a
  *   weight's data changes (a variable write gives it a new dataId), the options object or the tiles change; a call
  *   its plan serves skips every check (they ran when it was built). A pipeline's key is its WGSL (and binding
  *   kinds): every layer and launch shape (decode_tuning.ts) producing the same code shares it; no uniforms.
- * - Intermediate buffers are reused across calls: the queue runs a layer's forwards in order, and WebGPU orders
- *   the dispatches of a pass that touch the same storage buffer.
  * - Packed expert weights (docs/formats.md) are read as they are stored: the up/down programs decode the codes in
  *   their loads (decode_programs.ts), no dequantized copy exists.
  * - The path runs where it is correct and measured to be faster: webgpu active, our kernels not bypassed, no
@@ -22,63 +17,21 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type {DataId, Tensor, Tensor2D, TensorInfo} from '@tensorflow/tfjs-core';
 
-import {registerKernelPathLayerForward} from '../../../executor/layer_executor.js';
 import {bitsPerCode, ExpertWeightLayout, isQuantizedExpertWeights, QuantizedExpertWeights} from
     '../../../executor/expert_weights.js';
 import type {FusedMoEOptions, FusedMoEWeights} from '../../../executor/layer_schema.js';
 import {maxStorageBindingBytes} from '../expert_ranges.js';
 import {recordedAdapterInfo} from '../half_matrices.js';
-import {MOE_WEBGPU_DECODE_MAX_TOKENS, MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES} from '../flags_webgpu.js';
+import {bufferOf, CallBindGroups, encodeForward, EncodedPlan, EncodedPlans, EncodedProgram, GPUBufferLike,
+  GPUDeviceLike, GPULayoutLike, GPUPipelineLike, STORAGE, COPY_SRC, COPY_DST, WebGPUBackendInternals} from
+    '../encoded_forward.js';
+import {MOE_WEBGPU_DECODE_MAX_TOKENS} from '../flags_webgpu.js';
 import {combineBindings, combineCode, combineDispatch, DecodeShape, DecodeTiles, decodeLayout, downBindings, downCode,
   downDispatch, downExpertBindings, downExpertCode, downRunsByExpert, foldedSharedBytes,
   gemmSharedBytes, routeCode,
   routerDispatch, routerLogitsCode, routeSharedBytes, upGateBindings, upGateCode, upGateDispatch}
   from './decode_programs.js';
 import {tunedDecodeTiles} from './decode_tuning.js';
-
-// WebGPU objects, typed structurally (this package's tsconfig carries no WebGPU type declarations).
-/* eslint-disable @typescript-eslint/no-explicit-any */
-type GPUBufferLike = any;
-type GPUBindGroupLike = any;
-type GPUPipelineLike = any;
-type GPULayoutLike = any;
-interface GPUDeviceLike {
-  features?: {has(name: string): boolean};
-  adapterInfo?: {subgroupMinSize?: number};
-  limits: {maxComputeWorkgroupStorageSize: number, maxStorageBufferBindingSize: number,
-    maxComputeWorkgroupsPerDimension: number, maxStorageBuffersPerShaderStage: number};
-  createBuffer(d: {size: number, usage: number}): GPUBufferLike;
-  createBindGroup(d: unknown): GPUBindGroupLike;
-  createBindGroupLayout(d: unknown): GPULayoutLike;
-  createPipelineLayout(d: unknown): GPULayoutLike;
-  createShaderModule(d: {code: string}): unknown;
-  createComputePipeline(d: unknown): GPUPipelineLike;
-  createQuerySet(d: unknown): any;
-  createCommandEncoder(): any;
-  queue: {submit(buffers: unknown[]): void};
-}
-interface PassLike {
-  setPipeline(p: GPUPipelineLike): void;
-  setBindGroup(i: number, g: GPUBindGroupLike): void;
-  dispatchWorkgroups(x: number): void;
-  end(): void;
-}
-/** The parts of tfjs-backend-webgpu's WebGPUBackend (4.22) this path touches. */
-interface WebGPUBackendInternals {
-  device: GPUDeviceLike;
-  commandEncoder: {beginComputePass(d?: unknown): PassLike} | null;
-  computePassEncoder: PassLike | null;
-  dispatchCountInPass: number;
-  commandQueueOwnedIds: WeakSet<DataId>;
-  tensorMap: {get(id: DataId): {resource: GPUBufferLike}};
-  ensureCommandEncoderReady(): void;
-  endComputePassEncoder(): void;
-  submitQueue(): void;
-  uploadToGPU(id: DataId): void;
-  makeTensorInfo(shape: number[], dtype: 'float32'): TensorInfo;
-}
-
-const STORAGE = 0x80, COPY_SRC = 0x04, COPY_DST = 0x08, QUERY_RESOLVE = 0x200, MAP_READ = 0x01;
 
 /** The most tokens the programs are written for (the crossover itself is the MOE_WEBGPU_DECODE_MAX_TOKENS flag). */
 export const DECODE_TOKEN_CAP = 32;
@@ -297,15 +250,7 @@ function pipelineFor(device: GPUDeviceLike, key: string, code: () => string, kin
   return p;
 }
 
-interface Program {
-  name: string;
-  pipeline: GPUPipelineLike;
-  bindGroup: GPUBindGroupLike;
-  workgroups: number;
-}
-
-interface Plan {
-  T: number;
+interface Plan extends EncodedPlan {
   H: number;
   tiles: DecodeTiles;
   /** What the plan was checked and built for: a call with the same ones skips the checks (the fast path). */
@@ -314,16 +259,6 @@ interface Plan {
   device: GPUDeviceLike;
   /** maxStorageBindingBytes() when built (a flag specs lower to force the sharded op chain). */
   bindingLimit: number;
-  programs: Program[];
-  /** The weights' dataIds (null: absent): a variable write gives its tensor a new one. */
-  weightIds: Array<DataId | null>;
-  owned: GPUBufferLike[];
-  /**
-   * {x, output} bind groups by x's and the output's buffer. tfjs's buffer manager hands out the same few buffers
-   * again and again, so after the first tokens every call finds its group here; a destroyed buffer is never
-   * handed out again, so its entries are only unreachable (weak keys).
-   */
-  callGroups: WeakMap<GPUBufferLike, WeakMap<GPUBufferLike, GPUBindGroupLike>>;
 }
 
 type WeightName = 'gate_weight' | 'gate_correction_bias' | 'up_gate_proj_weight' | 'up_gate_proj_bias' |
@@ -345,38 +280,16 @@ function weightPart(w: FusedMoEWeights, name: WeightName, part: WeightPart): Ten
   return part === 'tensor' || part === 'values' ? v as TensorInfo : undefined;
 }
 
-const plansByOwner = new WeakMap<object, Map<number, Plan>>();
-let livePlans = 0;
+const decodePlans = new EncodedPlans<Plan>();
 
 /** How many per-layer plans hold GPU buffers now (specs check that dispose frees them). */
 export function decodePlanCount(): number {
-  return livePlans;
-}
-
-function destroyPlan(plan: Plan): void {
-  // A forward of this plan may still sit in tfjs's open command encoder: a buffer destroyed before its submission
-  // makes the submit invalid (seen when the bench switched tiles right after an unread forward). Submit it first.
-  const backend = tf.findBackend('webgpu') as unknown as WebGPUBackendInternals | undefined;
-  if (backend?.commandEncoder != null) {
-    backend.endComputePassEncoder();
-    backend.submitQueue();
-  }
-  for (const b of plan.owned) b.destroy();
-  plan.owned = [];
-  livePlans--;
+  return decodePlans.count();
 }
 
 /** Frees what the decode path keeps for a layer (its disposal calls this). */
 export function releaseDecodeState(owner: object): void {
-  const plans = plansByOwner.get(owner);
-  if (plans == null) return;
-  for (const plan of plans.values()) destroyPlan(plan);
-  plansByOwner.delete(owner);
-}
-
-function bufferOf(backend: WebGPUBackendInternals, t: TensorInfo): GPUBufferLike {
-  backend.uploadToGPU(t.dataId);
-  return backend.tensorMap.get(t.dataId).resource;
+  decodePlans.release(owner);
 }
 
 function buildPlan(backend: WebGPUBackendInternals, s: DecodeShape, o: FusedMoEOptions,
@@ -401,14 +314,19 @@ function buildPlan(backend: WebGPUBackendInternals, s: DecodeShape, o: FusedMoEO
     downBias: wb('down_proj_bias'), sharedUpGate: wb('shared_up_gate_proj_weight'),
     sharedDown: wb('shared_down_proj_weight'), sgate: wb('shared_expert_gate_weight')};
   const rw = new Set(['work', 'route', 'act', 'part']);
-  const program = (name: string, code: () => string, bindings: string[], workgroups: number): Program => {
+  const cache = deviceCache(device);
+  const size = s.T * s.H * 4;
+  // group(1): x and the output, the same for every program of the forward.
+  const callGroup = new CallBindGroups(device, cache.callLayout, (x, output) => [
+    {binding: 0, resource: {buffer: x, size}}, {binding: 1, resource: {buffer: output, size}}]);
+  const program = (name: string, code: () => string, bindings: string[], workgroups: number): EncodedProgram => {
     const kinds = bindings.map(b => rw.has(b) ? 'rw' : 'read') as BindingKind[];
     // Keyed by the WGSL itself: launch shapes that leave a program's code unchanged share its pipeline.
     const wgsl = code();
     const p = pipelineFor(device, `${kinds.join(',')}|${wgsl}`, () => wgsl, kinds);
     const bindGroup = device.createBindGroup({layout: p.layout0,
       entries: bindings.map((b, i) => ({binding: i, resource: {buffer: named[b]}}))});
-    return {name, pipeline: p.pipeline, bindGroup, workgroups};
+    return {name, pipeline: p.pipeline, groups: [bindGroup, callGroup], workgroups: [workgroups, 1, 1]};
   };
   const fold = decodeFolds(s, tiles, device.limits);
   const programs = [
@@ -424,67 +342,17 @@ function buildPlan(backend: WebGPUBackendInternals, s: DecodeShape, o: FusedMoEO
   ];
   const maxWg = device.limits.maxComputeWorkgroupsPerDimension;
   for (const p of programs) {
-    if (p.workgroups > maxWg) throw new Error(`webgpu decode: ${p.name} needs ${p.workgroups} workgroups (> ${maxWg})`);
+    const n = p.workgroups[0];
+    if (n > maxWg) throw new Error(`webgpu decode: ${p.name} needs ${n} workgroups (> ${maxWg})`);
   }
-  livePlans++;
-  return {T: s.T, H: s.H, tiles, options: o, override: tilesOverride, device, bindingLimit: maxStorageBindingBytes(),
-    programs, weightIds: ids, owned: [work, route, act, ...(part == null ? [] : [part])], callGroups: new WeakMap()};
+  return {T: s.T, H: s.H, outShape: [s.T, s.H], tiles, options: o, override: tilesOverride, device,
+    bindingLimit: maxStorageBindingBytes(), programs, weightIds: ids,
+    owned: [work, route, act, ...(part == null ? [] : [part])]};
 }
 
-/** Optional per-program GPU timing (benchmarks): each program in its own pass with timestamp writes. */
-interface Timing {
-  querySet: any;
-  names: string[];
-  capacity: number;
-  /** One pass (and one timing) per forward holding all its programs, instead of one per program. */
-  wholeForward: boolean;
-  /** Programs not dispatched (a benchmark's marginal costs; the next ones read the buffers of an earlier forward). */
-  skip: readonly string[];
-}
-let timing: Timing | null = null;
-
-/**
- * Runs fn with every decode program timed (timestamp queries; needs the 'timestamp-query' feature on the device)
- * and resolves to [program name, ms] in dispatch order; with wholeForward, each forward's programs share one timed
- * pass (named 'forward'). For benchmarks; the forwards inside fn run as usual, except that the programs named in
- * `skip` are left out (what the others cost without them; their results then come from an earlier forward's buffers).
- */
-export async function timeDecodePrograms(fn: () => void, capacity = 64, wholeForward = false,
-                                         skip: readonly string[] = []): Promise<Array<[string, number]>> {
-  const backend = tf.backend() as unknown as WebGPUBackendInternals;
-  const device = backend.device;
-  timing = {querySet: device.createQuerySet({type: 'timestamp', count: 2 * capacity}), names: [], capacity,
-    wholeForward, skip};
-  const t = timing;
-  try {
-    fn();
-  } finally {
-    timing = null;
-  }
-  backend.ensureCommandEncoderReady();
-  backend.endComputePassEncoder();
-  backend.submitQueue();
-  const n = t.names.length;
-  const resolve = device.createBuffer({size: Math.max(16, 16 * n), usage: QUERY_RESOLVE | COPY_SRC});
-  const read = device.createBuffer({size: Math.max(16, 16 * n), usage: MAP_READ | COPY_DST});
-  const enc = device.createCommandEncoder();
-  if (n > 0) {
-    enc.resolveQuerySet(t.querySet, 0, 2 * n, resolve, 0);
-    enc.copyBufferToBuffer(resolve, 0, read, 0, 16 * n);
-  }
-  device.queue.submit([enc.finish()]);
-  await read.mapAsync(MAP_READ);
-  const stamps = new BigUint64Array(read.getMappedRange().slice(0));
-  read.unmap();
-  [resolve, read].forEach(b => b.destroy());
-  t.querySet.destroy();
-  return t.names.map((name, i) => [name, Number(stamps[2 * i + 1] - stamps[2 * i]) / 1e6]);
-}
-
-let dispatchCounter = 0;
 /** Programs this path has dispatched so far (specs count programs per forward with it). */
 export function decodeDispatchCount(): number {
-  return dispatchCounter;
+  return decodePlans.dispatches;
 }
 
 /** Whether a plan built earlier serves this call as is (same options object, tiles, device and weight data). */
@@ -505,37 +373,16 @@ function planServes(plan: Plan | undefined, H: number, w: FusedMoEWeights, o: Fu
 function planFor(backend: WebGPUBackendInternals, x: Tensor2D, w: FusedMoEWeights, o: FusedMoEOptions,
                  owner: object): Plan | null {
   const [T, H] = x.shape;
-  let plans = plansByOwner.get(owner);
-  const cached = plans?.get(T);
+  const cached = decodePlans.get(owner, T);
   // The checks ran when the plan was built, for these very options and weights; only the T limit can change.
   if (planServes(cached, H, w, o, backend.device)) return T <= webgpuDecodeMaxTokens() ? cached : null;
   if (decodeUnsupportedReason(x, w, o) != null) return null;
   const weights = WEIGHT_PARTS.map(([name, part]) => weightPart(w, name, part));
   const buffers = weights.map(t => t == null ? null : bufferOf(backend, t));
-  if (cached != null) {
-    destroyPlan(cached);
-    plans!.delete(T);
-  }
+  decodePlans.delete(owner, T);
   const plan = buildPlan(backend, decodeShape(T, H, o, w, backend.device), o, buffers, weights.map(t => t?.dataId ?? null));
-  if (plans == null) plansByOwner.set(owner, plans = new Map());
-  plans.set(T, plan);
+  decodePlans.set(owner, T, plan);
   return plan;
-}
-
-function callGroupFor(backend: WebGPUBackendInternals, plan: Plan, xBuffer: GPUBufferLike,
-                      outBuffer: GPUBufferLike): GPUBindGroupLike {
-  let byOut = plan.callGroups.get(xBuffer);
-  if (byOut == null) plan.callGroups.set(xBuffer, byOut = new WeakMap());
-  let group = byOut.get(outBuffer);
-  if (group == null) {
-    const size = plan.T * plan.H * 4;
-    group = backend.device.createBindGroup({layout: deviceCache(backend.device).callLayout, entries: [
-      {binding: 0, resource: {buffer: xBuffer, size}},
-      {binding: 1, resource: {buffer: outBuffer, size}},
-    ]});
-    byOut.set(outBuffer, group);
-  }
-  return group;
 }
 
 /**
@@ -547,67 +394,5 @@ export function webgpuDecodeForward(x: Tensor2D, w: FusedMoEWeights, o: FusedMoE
   const backend = tf.backend() as unknown as WebGPUBackendInternals;
   const plan = planFor(backend, x, w, o, owner);
   if (plan == null) return null;
-  const out = backend.makeTensorInfo([plan.T, plan.H], 'float32');
-  const callGroup = callGroupFor(backend, plan, bufferOf(backend, x), bufferOf(backend, out));
-  backend.ensureCommandEncoderReady();
-  const timed = timing;
-  if (timed != null) backend.endComputePassEncoder();
-  let groupSetOn: PassLike | null = null;
-  const timedPass = (name: string): PassLike => {
-    const i = timed!.names.length;
-    timed!.names.push(name);
-    return backend.commandEncoder!.beginComputePass({timestampWrites: {querySet: timed!.querySet,
-      beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1}});
-  };
-  const whole = timed != null && timed.wholeForward && timed.names.length < timed.capacity ? timedPass('forward') : null;
-  for (const p of plan.programs) {
-    if (timed != null && timed.skip.includes(p.name)) continue;
-    let pass: PassLike;
-    if (whole != null) {
-      pass = whole;
-    } else if (timed != null && timed.names.length < timed.capacity) {
-      pass = timedPass(p.name);
-    } else {
-      pass = backend.computePassEncoder ??= backend.commandEncoder!.beginComputePass();
-    }
-    pass.setPipeline(p.pipeline);
-    pass.setBindGroup(0, p.bindGroup);
-    // A pass keeps its bind groups across pipelines: group 1 (x, output) once per pass and forward.
-    if (groupSetOn !== pass) {
-      pass.setBindGroup(1, callGroup);
-      groupSetOn = pass;
-    }
-    pass.dispatchWorkgroups(p.workgroups);
-    if (pass !== backend.computePassEncoder && pass !== whole) pass.end();
-  }
-  whole?.end();
-  dispatchCounter += plan.programs.length;
-  // As tfjs does for its own programs: buffers in a pending command buffer are not recycled before submission.
-  const owned = backend.commandQueueOwnedIds;
-  owned.add(x.dataId);
-  owned.add(out.dataId);
-  for (const id of plan.weightIds) if (id != null) owned.add(id);
-  backend.dispatchCountInPass += plan.programs.length;
-  const env = tf.env();
-  const submitAt = env.getNumber(MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES) ||
-      env.getNumber('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE');
-  if (backend.dispatchCountInPass >= submitAt) {
-    backend.endComputePassEncoder();
-    backend.submitQueue();
-  }
-  return tf.engine().makeTensorFromTensorInfo(out) as Tensor2D;
-}
-
-/** Whether the decode path may run now: webgpu active, no gradient tape (its programs have no gradient). */
-function decodeActive(): boolean {
-  if (tf.getBackend() !== 'webgpu') return false;
-  return (tf.engine() as unknown as {state: {gradientDepth: number}}).state.gradientDepth === 0;
-}
-
-/** Plugs the decode path into the webgpu kernel path of the layer (src/register_all.ts calls this once). */
-export function registerWebGPUDecode(): void {
-  registerKernelPathLayerForward('webgpu', {
-    forward: (x, w, o, context) => decodeActive() ? webgpuDecodeForward(x, w, o, context.owner) : null,
-    release: releaseDecodeState,
-  });
+  return encodeForward(backend, plan, x, decodePlans);
 }
