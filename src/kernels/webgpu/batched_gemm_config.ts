@@ -108,6 +108,32 @@ export interface MatrixConfig {
    * epilogue alone).
    */
   probe?: 'nob' | 'nost';
+  /**
+   * 2: As and Bs are double-buffered, so a TK step stores the next step's tiles into the other buffer after its
+   * multiplies and needs one barrier instead of two (with prefetch, depth 1); default 1.
+   */
+  buffers?: 1 | 2;
+  /**
+   * The device's 16 x 8 x 16 matrices (N = 8, the shape of one tensor-core instruction) instead of its square
+   * ones; the preset runs only where the device lists that configuration (HalfMatrixShape.n8).
+   */
+  n8?: boolean;
+  /**
+   * Row matrices of a tile past its segment's last row are neither loaded nor multiplied, so a tall tile over a
+   * short segment (the last tile of a ragged one) pays the tensor-core work of its rows only, while its weight
+   * tile is still staged once for all of them.
+   */
+  rowSkip?: boolean;
+  /**
+   * Where K is a multiple of TK (the program checks, and the shader key says which), the f16-decoded weight rows
+   * are stored without their k < K selects.
+   */
+  wholeSteps?: boolean;
+  /**
+   * Benchmark probe (never in a table): this many bytes of workgroup memory that the program holds but does not
+   * use, so the same code runs with fewer workgroups per SM (whether occupancy bounds it).
+   */
+  reserveBytes?: number;
 }
 export type GemmConfig = TiledConfig | StreamConfig | MatrixConfig;
 
@@ -126,9 +152,9 @@ export function workgroupBytes(c: TiledConfig | MatrixConfig): number {
   const pad = c.kind === 'matrix' && c.pad === true ? 8 : 0;
   const result = c.kind !== 'matrix' ? 0 : c.split && c.epilogue === 'subgroup' ?
       c.sm * c.tn * (c.rowGroups ?? 1) * 4 : c.tm * c.tn * 4;
-  const tiles = c.kind === 'matrix' ? (c.tm * (c.tk + pad) + c.tk * (c.tn + pad)) * 2 + result :
+  const tiles = c.kind === 'matrix' ? (c.tm * (c.tk + pad) + c.tk * (c.tn + pad)) * 2 * (c.buffers ?? 1) + result :
       c.tk * (tileRows(c) + tileCols(c)) * 4;
-  return tiles + threads(c) * 4 + 64;
+  return tiles + threads(c) * 4 + 64 + (c.kind === 'matrix' ? c.reserveBytes ?? 0 : 0);
 }
 
 const GEMM_PRESETS_BASE: Record<string, GemmConfig> = {
@@ -223,7 +249,38 @@ export const GEMM_PRESETS: Record<string, GemmConfig> = {
   // 4 steps and batch N's other deep variants (k-first lhs, 64 columns, TK 64, 32 rows) lost by 20-100%: dropped.
   ...deeper('m16x128s4h', [2, 3]),
   ...deeper('m128x128s8el', [2]),
+  // Session 7: double-buffered tiles, one barrier per TK step (b), and the 16 x 8 x 16 matrices (q).
+  ...variantsOf('m16x128s4h', {b: {buffers: 2}, q: {n8: true}, bq: {buffers: 2, n8: true}, u: {wholeSteps: true},
+                               '2u': {depth: 2, wholeSteps: true}}),
+  ...variantsOf('m16x128s4hl', {b: {buffers: 2}}),
+  ...variantsOf('m16x128s4e', {b: {buffers: 2}}),
+  ...variantsOf('m32x128s4h', {b: {buffers: 2}}),
+  ...variantsOf('m64x128s8e', {lb: {buffers: 2, lhsKFast: true}}),
+  ...variantsOf('m128x128s8e0l', {q: {n8: true}}),
+  // Occupancy probes (R: KiB of workgroup memory held unused) and TK = 16 (t: half the tiles' memory).
+  ...variantsOf('m16x128s4h', {R4: {reserveBytes: 4096}, R8: {reserveBytes: 8192}, R16: {reserveBytes: 16384},
+                               t: {tk: 16}, t3: {tk: 16, depth: 3}}),
+  // Taller tiles that skip their empty row matrices (r): each expert's weights staged about once at T = 256.
+  ...variantsOf('m32x128s4h', {r: {rowSkip: true}, rb: {rowSkip: true, buffers: 2}}),
+  ...variantsOf('m32x64s4h', {r: {rowSkip: true}}),
+  ...variantsOf('m32x128s8h', {r: {rowSkip: true}}),
+  m32x128s4er: {kind: 'matrix', tm: 32, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
+                split: true, pad: true, hd: true, epilogue: 'subgroup', rowSkip: true},
+  m48x128s4er: {kind: 'matrix', tm: 48, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
+                split: true, pad: true, hd: true, epilogue: 'subgroup', rowSkip: true},
+  m32x128s4eru: {kind: 'matrix', tm: 32, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
+                 split: true, pad: true, hd: true, epilogue: 'subgroup', rowSkip: true, wholeSteps: true},
+  m32x128s4er2: {kind: 'matrix', tm: 32, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
+                 split: true, pad: true, hd: true, epilogue: 'subgroup', rowSkip: true, depth: 2},
+  m32x128s4erb: {kind: 'matrix', tm: 32, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
+                 split: true, pad: true, hd: true, epilogue: 'subgroup', rowSkip: true, buffers: 2},
 };
+
+/** Copies of a matrix preset with some parameters changed, named name + suffix. */
+function variantsOf(name: string, changes: Record<string, Partial<MatrixConfig>>): Record<string, MatrixConfig> {
+  const base = GEMM_PRESETS_BASE[name] as MatrixConfig;
+  return Object.fromEntries(Object.entries(changes).map(([suffix, c]) => [`${name}${suffix}`, {...base, ...c}]));
+}
 
 /** Copies of a matrix preset with its loads `depth` steps ahead, named name + depth (MatrixConfig.depth). */
 function deeper(name: string, depths: Array<2 | 3>): Record<string, MatrixConfig> {
@@ -256,11 +313,14 @@ export interface TileChoice {
   preset: keyof typeof GEMM_PRESETS;
   /** Only for these weight formats (a packed layout's format, 'float32' for float weights); default every format. */
   formats?: readonly string[];
+  /** Only for the GEMM with (true) or without (false) the SwiGLU epilogue; default both. */
+  swiglu?: boolean;
 }
 
-/** Whether a table row applies to this GEMM's weights (TileChoice.formats). */
+/** Whether a table row applies to this GEMM's weights and epilogue (TileChoice.formats, swiglu). */
 function rowApplies(c: TileChoice, s: GemmShape): boolean {
-  return c.formats == null || c.formats.includes(s.packed?.format ?? 'float32');
+  return (c.formats == null || c.formats.includes(s.packed?.format ?? 'float32')) &&
+      (c.swiglu == null || c.swiglu === (s.swiglu === true));
 }
 
 /**
@@ -296,9 +356,12 @@ export const GEMM_TILE_TABLE: Record<string, readonly TileChoice[]> = {
  */
 export const MATRIX_TILE_TABLE: readonly TileChoice[] = [
   {maxRowsPerExpert: 24, preset: 'm16x128s4h2', formats: ['float16']},
+  {maxRowsPerExpert: 24, preset: 'm16x128s4h3', swiglu: true},
   {maxRowsPerExpert: 24, preset: 'm16x128s4h'},
   {maxRowsPerExpert: 96, preset: 'm64x128s4hl'},
-  {maxRowsPerExpert: Infinity, preset: 'm128x128s8e0l'},
+  {maxRowsPerExpert: Infinity, preset: 'm128x128s8el2', formats: ['float16']},
+  {maxRowsPerExpert: Infinity, preset: 'm128x128s8e0l', swiglu: true},
+  {maxRowsPerExpert: Infinity, preset: 'm128x128s8el2'},
 ];
 
 /**
@@ -357,7 +420,9 @@ function matrixConfig(s: GemmShape, maxWorkgroupStorage: number, h: HalfMatrixSh
     if (rowsPerExpert <= GEMM_TILE_TABLE.default[0].maxRowsPerExpert) return null;
     name = MATRIX_TILE_TABLE.find(c => rowsPerExpert <= c.maxRowsPerExpert && rowApplies(c, s))!.preset;
   }
-  const c = {...(GEMM_PRESETS[name] as MatrixConfig), sm: h.m, sn: h.n, sk: h.k};
+  const preset = GEMM_PRESETS[name] as MatrixConfig;
+  if (preset.n8 === true && h.n8 !== true) return null;
+  const c = {...preset, sm: h.m, sn: preset.n8 === true ? 8 : h.n, sk: h.k};
   const rowGroups = c.split ? c.rowGroups ?? 1 : 1;
   const fits = (c.tm / rowGroups) % c.sm === 0 && (c.tn / (c.split ? c.subgroups / rowGroups : 1)) % c.sn === 0 &&
       c.tk % c.sk === 0 &&
