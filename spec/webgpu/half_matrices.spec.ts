@@ -67,7 +67,10 @@ describe('half-matrix GEMM variant (gate and choice)', () => {
       expect(at(2048, {packed, swiglu: false, width: 2048, depth: 768}) as internal.MatrixConfig)
           .withContext(`${format}, the down GEMM`).toEqual({...firstFor(format, false), sm: 16, sn: 16, sk: 16});
     }
-    expect(firstFor('int4')).withContext('int4: its own row for the SwiGLU GEMM').not.toEqual(firstFor('int4', false));
+    const int4 = {format: 'int4' as const, transposed: false, zeroPoint: false, groupSize: 32, numExperts: 128,
+                  depth: 2048, width: 1536};
+    expect(at(32768, {packed: int4})).withContext('int4 at 256 rows per expert: a row for the SwiGLU GEMM')
+        .not.toEqual(at(32768, {packed: int4, swiglu: false, width: 2048, depth: 768}));
     expect(at(32768)).toEqual(jasmine.objectContaining({kind: 'matrix'}));
     expect(at(2048, {transposeRhs: true, swiglu: false}).kind).withContext('transposed').toBe('tiled');
     expect(at(2048, {depth: 2046}).kind).withContext('K % 4 != 0').not.toBe('matrix');
@@ -85,6 +88,10 @@ describe('half-matrix GEMM variant (gate and choice)', () => {
     }
     expect(internal.chooseGemmConfig(shape(32768), 8 * 1024, 'default', h).kind).withContext('8 KiB: no room')
         .toBe('tiled');
+    // Presets that differ only in their epilogue are different programs (their shader keys differ).
+    const key = (name: string) => new internal.BatchedGemmProgram(shape(2048),
+        {...internal.GEMM_PRESETS[name] as internal.MatrixConfig, sm: 16, sn: 16, sk: 16}).shaderKey;
+    expect(new Set(['m32x128s4h', 'm32x128s4er', 'm32x128s4hr', 'm32x128s4sru', 'm32x128s4eru'].map(key)).size).toBe(5);
     internal.setWebGPUGemmPreset('m16x128s4hq');
     expect(at(2048).kind).withContext('16 x 8 x 16 preset where the device lists no such shape').not.toBe('matrix');
     expect(internal.chooseGemmConfig(shape(2048), storage, 'default', {...h, n8: true}))

@@ -54,7 +54,7 @@ describeWebGPU('webgpu half-matrix GEMM program (subgroup matrices emulated)', (
   // pad / hd (session 4): padded row strides and the f16 decode of symmetric int4 and float16 words.
   const cases: Array<{format: 'float32' | 'int4' | 'float16' | 'int8', swiglu: boolean, tm: number, tn: number,
                       subgroups: 1 | 4 | 8, split: boolean, rowGroups?: 1 | 2, pad?: boolean, hd?: boolean,
-                      epilogue?: 'subgroup', prefetch?: false, lhsKFast?: true, depth?: 2, buffers?: 2,
+                      epilogue?: 'subgroup' | 'serial', prefetch?: false, lhsKFast?: true, depth?: 2, buffers?: 2,
                       sn?: 8, rowSkip?: true, offsets?: number[], wholeSteps?: true, depth_?: number}> = [
     {format: 'int4', swiglu: false, tm: 16, tn: 128, subgroups: 1, split: false},
     {format: 'int4', swiglu: true, tm: 32, tn: 64, subgroups: 4, split: false},
@@ -76,17 +76,18 @@ describeWebGPU('webgpu half-matrix GEMM program (subgroup matrices emulated)', (
     {format: 'int4', swiglu: true, tm: 16, tn: 64, subgroups: 4, split: true, pad: true, hd: true, buffers: 2},
     {format: 'float16', swiglu: false, tm: 16, tn: 64, subgroups: 4, split: true, pad: true, hd: true,
       epilogue: 'subgroup', lhsKFast: true, buffers: 2, sn: 8},
-    // Empty row matrices skipped: expert 0's 9 rows leave the second row matrix of its 32-row tile empty.
+    // Empty row matrices skipped: expert 0's 9 rows leave the second row matrix of its 32-row tile empty; the
+    // subgroups write their results in turn through one scratch.
+    {format: 'int4', swiglu: false, tm: 32, tn: 64, subgroups: 4, split: true, pad: true, hd: true,
+      epilogue: 'serial', rowSkip: true, offsets: [3, 12, 12, 37]},
+    // The table's kind at 16 rows per expert; K = 64, two whole TK steps: decoded rows stored without k < K selects.
     {format: 'int4', swiglu: true, tm: 32, tn: 64, subgroups: 4, split: true, pad: true, hd: true,
-      epilogue: 'subgroup', rowSkip: true, offsets: [3, 12, 12, 37]},
-    // K = 64, two whole TK steps: the decoded rows stored without their k < K selects.
-    {format: 'int4', swiglu: false, tm: 16, tn: 64, subgroups: 4, split: true, pad: true, hd: true, wholeSteps: true,
-      depth_: 64},
+      epilogue: 'subgroup', rowSkip: true, wholeSteps: true, depth_: 64, offsets: [3, 12, 12, 37]},
   ];
   for (const c of cases) {
     it(`${c.format}, ${c.swiglu ? 'SwiGLU x scale' : 'plain'}, ${c.tm} x ${c.tn} tiles, ${c.subgroups} subgroup(s)` +
        `${c.split ? ` splitting the columns${c.rowGroups === 2 ? ' and rows' : ''}` : ''}` +
-       `${c.epilogue ? ', own epilogue per subgroup' : ''}${c.prefetch === false ? ', no prefetch' : ''}` +
+       `${c.epilogue === 'subgroup' ? ', own epilogue per subgroup' : c.epilogue === 'serial' ? ', subgroups in turn through one scratch' : ''}${c.prefetch === false ? ', no prefetch' : ''}` +
        `${c.lhsKFast ? ', lhs read k first' : ''}${c.depth ? `, loads ${c.depth} steps ahead` : ''}${c.pad ? ', padded strides' : ''}${c.hd ? ', f16 decode' : ''}` +
        `${c.buffers ? ', double-buffered' : ''}${c.sn ? `, 16 x ${c.sn} x 16 matrices` : ''}` +
        `${c.rowSkip ? ', empty row matrices skipped' : ''}${c.wholeSteps ? `, K = ${c.depth_}: no k < K selects` : ''}, ` +

@@ -84,9 +84,10 @@ export interface MatrixConfig {
   /**
    * With split: 'subgroup' = each subgroup writes its own results through a 16-row scratch of its columns (its
    * column block holds gate then up columns for SwiGLU), instead of the whole f32 result tile Cs [TM][TN]: less
-   * workgroup memory, so larger tiles fit.
+   * workgroup memory, so larger tiles fit. 'serial': the same, the subgroups taking turns in one scratch of a
+   * subgroup's block (a few barriers per tile for a quarter of that memory: more workgroups per SM).
    */
-  epilogue?: 'tile' | 'subgroup';
+  epilogue?: 'tile' | 'subgroup' | 'serial';
   /** Row strides of As (TK + 8) and Bs (TN + 8) halves, so a matrix load's rows fall in distinct banks. */
   pad?: boolean;
   /**
@@ -151,7 +152,8 @@ export function threads(c: GemmConfig): number {
 export function workgroupBytes(c: TiledConfig | MatrixConfig): number {
   const pad = c.kind === 'matrix' && c.pad === true ? 8 : 0;
   const result = c.kind !== 'matrix' ? 0 : c.split && c.epilogue === 'subgroup' ?
-      c.sm * c.tn * (c.rowGroups ?? 1) * 4 : c.tm * c.tn * 4;
+      c.sm * c.tn * (c.rowGroups ?? 1) * 4 : c.split && c.epilogue === 'serial' ?
+      c.sm * c.tn / (c.subgroups / (c.rowGroups ?? 1)) * 4 : c.tm * c.tn * 4;
   const tiles = c.kind === 'matrix' ? (c.tm * (c.tk + pad) + c.tk * (c.tn + pad)) * 2 * (c.buffers ?? 1) + result :
       c.tk * (tileRows(c) + tileCols(c)) * 4;
   return tiles + threads(c) * 4 + 64 + (c.kind === 'matrix' ? c.reserveBytes ?? 0 : 0);
@@ -270,6 +272,19 @@ export const GEMM_PRESETS: Record<string, GemmConfig> = {
                 split: true, pad: true, hd: true, epilogue: 'subgroup', rowSkip: true},
   m32x128s4eru: {kind: 'matrix', tm: 32, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
                  split: true, pad: true, hd: true, epilogue: 'subgroup', rowSkip: true, wholeSteps: true},
+  // One scratch for the subgroups in turn (s): 2 KiB of results instead of 8.
+  m16x128s4su: {kind: 'matrix', tm: 16, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
+                split: true, pad: true, hd: true, epilogue: 'serial', wholeSteps: true},
+  m16x128s4s3u: {kind: 'matrix', tm: 16, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
+                 split: true, pad: true, hd: true, epilogue: 'serial', wholeSteps: true, depth: 3},
+  m32x128s4sru: {kind: 'matrix', tm: 32, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
+                 split: true, pad: true, hd: true, epilogue: 'serial', rowSkip: true, wholeSteps: true},
+  m32x128s4sr2u: {kind: 'matrix', tm: 32, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
+                  split: true, pad: true, hd: true, epilogue: 'serial', rowSkip: true, wholeSteps: true, depth: 2},
+  m32x128s4eru2: {kind: 'matrix', tm: 32, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
+                  split: true, pad: true, hd: true, epilogue: 'subgroup', rowSkip: true, wholeSteps: true, depth: 2},
+  m32x256s8sru: {kind: 'matrix', tm: 32, tn: 256, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 8,
+                 split: true, pad: true, hd: true, epilogue: 'serial', rowSkip: true, wholeSteps: true},
   m32x128s4er2: {kind: 'matrix', tm: 32, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
                  split: true, pad: true, hd: true, epilogue: 'subgroup', rowSkip: true, depth: 2},
   m32x128s4erb: {kind: 'matrix', tm: 32, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
@@ -355,11 +370,16 @@ export const GEMM_TILE_TABLE: Record<string, readonly TileChoice[]> = {
  * 1.159, 3 steps 1.125, 4 steps 1.944; O: 1.092 -> 1.108), hence a float16 row.
  */
 export const MATRIX_TILE_TABLE: readonly TileChoice[] = [
-  {maxRowsPerExpert: 24, preset: 'm16x128s4h2', formats: ['float16']},
-  {maxRowsPerExpert: 24, preset: 'm16x128s4h3', swiglu: true},
+  // Session 7 (H200 batch b2, the two GEMMs' GPU time at T = 256, medians of 7 interleaved rounds): 32-row tiles
+  // that skip empty row matrices stage each expert's weights about once: int4 g32 0.946 -> 0.793 ms
+  // (m32x128s4eru), float16 0.802 -> 0.736 (m32x128s4er).
+  {maxRowsPerExpert: 24, preset: 'm32x128s4eru', formats: ['int4']},
+  {maxRowsPerExpert: 24, preset: 'm32x128s4er', formats: ['float16']},
   {maxRowsPerExpert: 24, preset: 'm16x128s4h'},
   {maxRowsPerExpert: 96, preset: 'm64x128s4hl'},
-  {maxRowsPerExpert: Infinity, preset: 'm128x128s8el2', formats: ['float16']},
+  // T = 4096 (b1, b2): float16 m128x128s8el 4.47 ms (e0l 5.00, el2 4.62); int4 g32 down GEMM m128x128s8el2 1.60
+  // (e0l 1.74), its SwiGLU GEMM e0l 3.31 (el2 3.38).
+  {maxRowsPerExpert: Infinity, preset: 'm128x128s8el', formats: ['float16']},
   {maxRowsPerExpert: Infinity, preset: 'm128x128s8e0l', swiglu: true},
   {maxRowsPerExpert: Infinity, preset: 'm128x128s8el2'},
 ];

@@ -97,7 +97,8 @@ export class BatchedGemmProgram implements WebGPUProgram {
         `_g${config.subgroups}${config.split ? `s${config.rowGroups ?? 1}` : 'r'}_pad${+(config.pad ?? false)}_hd${+(config.hd ?? false)}` +
         (config.lhsKFast === true ? '_lk' : '') + ((config.depth ?? 1) > 1 ? `_d${config.depth}` : '') + (config.probe != null ? `_${config.probe}` : '') +
         ((config.buffers ?? 1) > 1 ? `_b${config.buffers}` : '') + (config.rowSkip === true ? '_rs' : '') +
-        (this.wholeSteps ? '_ws' : '') + (config.reserveBytes ? `_rv${config.reserveBytes}` : '') :
+        (this.wholeSteps ? '_ws' : '') + (config.reserveBytes ? `_rv${config.reserveBytes}` : '') +
+        (config.split && (config.epilogue ?? 'tile') !== 'tile' ? `_ep${config.epilogue}` : '') :
         `tiled_${config.wx}x${config.wy}_rm${config.rm}_rn${config.rn}_tk${config.tk}_v${config.vec}_a${lhsVec}` +
         `_av${config.av ?? 1}_pf${+(config.prefetch ?? false)}`;
     this.shaderKey = `moeBatchedGemm_${cfgKey}_E${shape.numExperts}_t${+shape.transposeRhs}_b${+shape.hasBias}` +
@@ -332,7 +333,9 @@ ${this.streamMainLoop()}
     // split: subgroup g takes rows block g / colGroups and columns block g % colGroups; else the whole tile.
     const rowGroups = c.split ? c.rowGroups ?? 1 : 1;
     const colGroups = c.split ? c.subgroups / rowGroups : 1;
-    const own = c.split && c.epilogue === 'subgroup';
+    // serial: the subgroups take turns in one scratch of a subgroup's block (a quarter or an eighth of the memory).
+    const serial = c.split && c.epilogue === 'serial';
+    const own = c.split && (c.epilogue === 'subgroup' || serial);
     const loads = stagedTileLoads({tm: c.tm, tk: c.tk, tnv, wgs: threads(c), av: 1, half: true,
       wholeSteps: this.wholeSteps,
       halfDecode: c.hd === true, lhsKFast: c.lhsKFast === true, probe: c.probe, swiglu: this.shape.swiglu === true,
@@ -412,7 +415,7 @@ ${this.streamMainLoop()}
       const B_BUF = ${c.tk * (c.tn + pad)};
       var<workgroup> As : array<f16, ${buffers} * A_BUF>;
       var<workgroup> Bs : array<f16, ${buffers} * B_BUF>;${HALF_PAIR_SNIPPET}
-      var<workgroup> Cs : array<f32, ${own ? c.subgroups * c.sm * cols : c.tm * c.tn}>;${c.reserveBytes ? `
+      var<workgroup> Cs : array<f32, ${serial ? c.sm * cols : own ? c.subgroups * c.sm * cols : c.tm * c.tn}>;${c.reserveBytes ? `
       var<workgroup> reserved : array<u32, ${Math.ceil(c.reserveBytes / 4)}>;` : ''}
       fn main(index : i32) {${c.reserveBytes ? `
         if (uniforms.colTiles < 0) { reserved[0] = 0u; }` : ''}
@@ -433,14 +436,28 @@ ${this.streamMainLoop()}
           ${tiles.map(([i, j]) => `var acc${i}_${j} = ${res}();`).join(`
           `)}
           ${loads.regs}${depth > 1 ? BatchedGemmProgram.stageRegisters(loads.regs, depth) : ''}${body}
-          let sgBase = u32(lid / ${HALF_MATRIX_SUBGROUP}) * ${c.sm * cols}u;
-          let lane = lid % ${HALF_MATRIX_SUBGROUP};${Array.from({length: rt}, (_, i) => `
-          ${Array.from({length: ct}, (_, j) =>
-            `subgroupMatrixStore(&Cs, sgBase + ${j * c.sn}u, acc${i}_${j}, false, u32(CW));`).join(`
-          `)}
+          let sgBase = ${serial ? '0u' : `u32(lid / ${HALF_MATRIX_SUBGROUP}) * ${c.sm * cols}u`};
+          let lane = lid % ${HALF_MATRIX_SUBGROUP};${Array.from({length: rt}, (_, i) => {
+            const stores = Array.from({length: ct}, (_, j) =>
+              `subgroupMatrixStore(&Cs, sgBase + ${j * c.sn}u, acc${i}_${j}, false, u32(CW));`).join(`
+          `);
+            const out = this.matrixOwnStore(`${rowGroups > 1 ? 'i32(sgRow) + ' : ''}${i * c.sm}`, c.sm, cols);
+            return serial ? `
+          for (var turn = 0u; turn < ${c.subgroups}u; turn++) {
+            if (u32(lid / ${HALF_MATRIX_SUBGROUP}) == turn) {
+              ${stores}
+            }
+            workgroupBarrier();
+            if (u32(lid / ${HALF_MATRIX_SUBGROUP}) == turn) {
+              ${out}
+            }
+            workgroupBarrier();
+          }` : `
+          ${stores}
           workgroupBarrier();
-          ${this.matrixOwnStore(`${rowGroups > 1 ? 'i32(sgRow) + ' : ''}${i * c.sm}`, c.sm, cols)}
-          workgroupBarrier();`).join('')}
+          ${out}
+          workgroupBarrier();`;
+          }).join('')}
         } else if (mode == MODE_ZERO) {
           ${this.matrixZeroStore()}
         }
