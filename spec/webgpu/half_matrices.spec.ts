@@ -22,7 +22,10 @@ describe('half-matrix GEMM variant (gate and choice)', () => {
   });
 
   it('runs only with the flag, every feature, 32-wide subgroups and a square f16 -> f32 matrix', () => {
-    expect(internal.halfMatrixShape(FULL)).withContext('flag on (the default)').toEqual({m: 16, n: 16, k: 16});
+    expect(internal.halfMatrixShape(FULL)).withContext('flag on (the default)').toEqual({m: 16, n: 16, k: 16, n8: true});
+    expect(internal.halfMatrixShape({...FULL, adapterInfo: {...FULL.adapterInfo, subgroupMatrixConfigs:
+      FULL.adapterInfo.subgroupMatrixConfigs.filter(c => c.N === 16)}})).withContext('no 16 x 8 x 16 configuration')
+        .toEqual({m: 16, n: 16, k: 16});
     tf.env().set(internal.MOE_WEBGPU_GEMM_HALF_MATRICES, false);
     expect(internal.halfMatrixShape(FULL)).withContext('flag off: the exact tiles').toBeNull();
     tf.env().set(internal.MOE_WEBGPU_GEMM_HALF_MATRICES, true);
@@ -51,15 +54,23 @@ describe('half-matrix GEMM variant (gate and choice)', () => {
         'default', h);
     expect(at(128).kind).withContext('1 row per expert: stream').toBe('stream');
     // The first row for 16 rows per expert and these weights (rows may name formats).
-    const firstFor = (format: string) => internal.GEMM_PRESETS[internal.MATRIX_TILE_TABLE.find(r =>
-        16 <= r.maxRowsPerExpert && (r.formats == null || r.formats.includes(format)))!.preset] as internal.MatrixConfig;
+    // Rows may name formats and the GEMM (with or without the SwiGLU epilogue).
+    const firstFor = (format: string, swiglu = true) => internal.GEMM_PRESETS[internal.MATRIX_TILE_TABLE.find(r =>
+        16 <= r.maxRowsPerExpert && (r.formats == null || r.formats.includes(format)) &&
+        (r.swiglu == null || r.swiglu === swiglu))!.preset] as internal.MatrixConfig;
     expect(at(2048) as internal.MatrixConfig).toEqual({...firstFor('float32'), sm: 16, sn: 16, sk: 16});
     for (const format of ['float16', 'int4'] as const) {
       const packed = {format, transposed: false, zeroPoint: false, groupSize: format === 'int4' ? 32 : 0,
                       numExperts: 128, depth: 2048, width: 1536};
       expect(at(2048, {packed}) as internal.MatrixConfig).withContext(format)
           .toEqual({...firstFor(format), sm: 16, sn: 16, sk: 16});
+      expect(at(2048, {packed, swiglu: false, width: 2048, depth: 768}) as internal.MatrixConfig)
+          .withContext(`${format}, the down GEMM`).toEqual({...firstFor(format, false), sm: 16, sn: 16, sk: 16});
     }
+    const int4 = {format: 'int4' as const, transposed: false, zeroPoint: false, groupSize: 32, numExperts: 128,
+                  depth: 2048, width: 1536};
+    expect(at(32768, {packed: int4})).withContext('int4 at 256 rows per expert: a row for the SwiGLU GEMM')
+        .not.toEqual(at(32768, {packed: int4, swiglu: false, width: 2048, depth: 768}));
     expect(at(32768)).toEqual(jasmine.objectContaining({kind: 'matrix'}));
     expect(at(2048, {transposeRhs: true, swiglu: false}).kind).withContext('transposed').toBe('tiled');
     expect(at(2048, {depth: 2046}).kind).withContext('K % 4 != 0').not.toBe('matrix');
@@ -67,6 +78,7 @@ describe('half-matrix GEMM variant (gate and choice)', () => {
       const c = internal.GEMM_PRESETS[row.preset] as internal.MatrixConfig;
       expect(c.kind).withContext(row.preset).toBe('matrix');
       expect(c.probe).withContext(`${row.preset}: the table takes no probe`).toBeUndefined();
+      expect(c.reserveBytes).withContext(`${row.preset}: the table takes no probe`).toBeUndefined();
     }
     for (const name of Object.keys(internal.GEMM_PRESETS)) {
       const c = internal.GEMM_PRESETS[name];
@@ -76,6 +88,14 @@ describe('half-matrix GEMM variant (gate and choice)', () => {
     }
     expect(internal.chooseGemmConfig(shape(32768), 8 * 1024, 'default', h).kind).withContext('8 KiB: no room')
         .toBe('tiled');
+    // Presets that differ only in their epilogue are different programs (their shader keys differ).
+    const key = (name: string) => new internal.BatchedGemmProgram(shape(2048),
+        {...internal.GEMM_PRESETS[name] as internal.MatrixConfig, sm: 16, sn: 16, sk: 16}).shaderKey;
+    expect(new Set(['m32x128s4h', 'm32x128s4er', 'm32x128s4hr', 'm32x128s4sru', 'm32x128s4eru'].map(key)).size).toBe(5);
+    internal.setWebGPUGemmPreset('m16x128s4hq');
+    expect(at(2048).kind).withContext('16 x 8 x 16 preset where the device lists no such shape').not.toBe('matrix');
+    expect(internal.chooseGemmConfig(shape(2048), storage, 'default', {...h, n8: true}))
+        .withContext('16 x 8 x 16 preset').toEqual(jasmine.objectContaining({kind: 'matrix', sm: 16, sn: 8, sk: 16}));
     internal.setWebGPUGemmPreset('m64x64');
     expect(at(2048)).toEqual(jasmine.objectContaining({kind: 'matrix', tm: 64, tn: 64}));
     expect(internal.chooseGemmConfig(shape(2048), storage, 'default', null).kind)

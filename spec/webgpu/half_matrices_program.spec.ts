@@ -11,28 +11,33 @@ import * as internal from 'tfjs-moe/internal';
 import {recordError, rng} from '../helpers/util.js';
 import {describeWebGPU} from './webgpu_env.js';
 
-/** The generated WGSL with the subgroup-matrix builtins emulated per invocation (see the file comment). */
-function emulate(code: string): string {
+/**
+ * The generated WGSL with the subgroup-matrix builtins emulated per invocation (see the file comment); sn: the
+ * matrices' N (16, or 8 for the 16 x 8 x 16 shape), each invocation holding sn / 2 of a result's 16 x sn elements.
+ */
+function emulate(code: string, sn = 16): string {
+  const per = sn / 2;
   return code.replace(/^\s*(enable (f16|subgroups|chromium_experimental_subgroup_matrix)|diagnostic\([^)]*\));\s*$/gm, '')
       .replace(/\bf16\b/g, 'f32')
       // The half helpers (HALF_PAIR_SNIPPET): f32 needs no rounding, and a word's halves are read as f32.
       .replace(/bitcast<vec2<f32>>\(pack2x16float\(v\)\)/, 'v')
       .replace(/bitcast<vec2<f32>>\(u\)/, 'unpack2x16float(u)')
       .replace(/subgroupAdd\(1u\) == 32u/, 'true')
-      .replace(/var (acc\d+_\d+) = subgroup_matrix_result<f32, 16, 16>\(\);/g, 'var $1 : array<f32, 8>;')
-      .replace(/let (\w+) = subgroupMatrixLoad<subgroup_matrix_\w+<f32, 16, 16>>\(&\w+, ([^;]*), false, u32\(\w+\)\);/g,
+      .replace(new RegExp(`var (acc\\d+_\\d+) = subgroup_matrix_result<f32, ${sn}, 16>\\(\\);`, 'g'),
+               `var $1 : array<f32, ${per}>;`)
+      .replace(/let (\w+) = subgroupMatrixLoad<subgroup_matrix_\w+<f32, \d+, \d+>>\(&\w+, ([^;]*), false, u32\(\w+\)\);/g,
                'let $1 = $2;')
       .replace(/(acc\d+_\d+) = subgroupMatrixMultiplyAccumulate\((\w+), (\w+), \w+\);/g,
-               `for (var t = 0u; t < 8u; t++) {
-                 let e = (u32(lid) % 32u) * 8u + t;
+               `for (var t = 0u; t < ${per}u; t++) {
+                 let e = (u32(lid) % 32u) * ${per}u + t;
                  var s = 0.0;
-                 for (var q = 0u; q < 16u; q++) { s += As[$2 + (e / 16u) * u32(SA) + q] * Bs[$3 + q * u32(SB) + e % 16u]; }
+                 for (var q = 0u; q < 16u; q++) { s += As[$2 + (e / ${sn}u) * u32(SA) + q] * Bs[$3 + q * u32(SB) + e % ${sn}u]; }
                  $1[t] += s;
                }`)
       .replace(/subgroupMatrixStore\(&Cs, ([^;]*), (acc\d+_\d+), false, u32\((\w+)\)\);/g,
-               `for (var t = 0u; t < 8u; t++) {
-                 let e = (u32(lid) % 32u) * 8u + t;
-                 Cs[$1 + (e / 16u) * u32($3) + e % 16u] = $2[t];
+               `for (var t = 0u; t < ${per}u; t++) {
+                 let e = (u32(lid) % 32u) * ${per}u + t;
+                 Cs[$1 + (e / ${sn}u) * u32($3) + e % ${sn}u] = $2[t];
                }`);
 }
 
@@ -49,7 +54,8 @@ describeWebGPU('webgpu half-matrix GEMM program (subgroup matrices emulated)', (
   // pad / hd (session 4): padded row strides and the f16 decode of symmetric int4 and float16 words.
   const cases: Array<{format: 'float32' | 'int4' | 'float16' | 'int8', swiglu: boolean, tm: number, tn: number,
                       subgroups: 1 | 4 | 8, split: boolean, rowGroups?: 1 | 2, pad?: boolean, hd?: boolean,
-                      epilogue?: 'subgroup', prefetch?: false, lhsKFast?: true, depth?: 2}> = [
+                      epilogue?: 'subgroup' | 'serial', prefetch?: false, lhsKFast?: true, depth?: 2, buffers?: 2,
+                      sn?: 8, rowSkip?: true, offsets?: number[], wholeSteps?: true, depth_?: number}> = [
     {format: 'int4', swiglu: false, tm: 16, tn: 128, subgroups: 1, split: false},
     {format: 'int4', swiglu: true, tm: 32, tn: 64, subgroups: 4, split: false},
     {format: 'float32', swiglu: false, tm: 32, tn: 64, subgroups: 1, split: false},
@@ -65,15 +71,30 @@ describeWebGPU('webgpu half-matrix GEMM program (subgroup matrices emulated)', (
     {format: 'int8', swiglu: false, tm: 16, tn: 128, subgroups: 4, split: true, pad: true, hd: true},
     // Loads 2 steps ahead, the float16 table row (K = 72: 3 steps, so the last round runs one stage of two).
     {format: 'float16', swiglu: true, tm: 16, tn: 128, subgroups: 4, split: true, pad: true, hd: true, depth: 2},
+    // Session 7: double-buffered tiles (one barrier per step), and the 16 x 8 x 16 matrices.
+    // (64 columns: the doubled tiles, held as f32 here, fit SwiftShader's 32 KiB.)
+    {format: 'int4', swiglu: true, tm: 16, tn: 64, subgroups: 4, split: true, pad: true, hd: true, buffers: 2},
+    {format: 'float16', swiglu: false, tm: 16, tn: 64, subgroups: 4, split: true, pad: true, hd: true,
+      epilogue: 'subgroup', lhsKFast: true, buffers: 2, sn: 8},
+    // Empty row matrices skipped: expert 0's 9 rows leave the second row matrix of its 32-row tile empty; the
+    // subgroups write their results in turn through one scratch.
+    {format: 'int4', swiglu: false, tm: 32, tn: 64, subgroups: 4, split: true, pad: true, hd: true,
+      epilogue: 'serial', rowSkip: true, offsets: [3, 12, 12, 37]},
+    // The table's kind at 16 rows per expert; K = 64, two whole TK steps: decoded rows stored without k < K selects.
+    {format: 'int4', swiglu: true, tm: 32, tn: 64, subgroups: 4, split: true, pad: true, hd: true,
+      epilogue: 'subgroup', rowSkip: true, wholeSteps: true, depth_: 64, offsets: [3, 12, 12, 37]},
   ];
   for (const c of cases) {
     it(`${c.format}, ${c.swiglu ? 'SwiGLU x scale' : 'plain'}, ${c.tm} x ${c.tn} tiles, ${c.subgroups} subgroup(s)` +
        `${c.split ? ` splitting the columns${c.rowGroups === 2 ? ' and rows' : ''}` : ''}` +
-       `${c.epilogue ? ', own epilogue per subgroup' : ''}${c.prefetch === false ? ', no prefetch' : ''}` +
-       `${c.lhsKFast ? ', lhs read k first' : ''}${c.depth ? `, loads ${c.depth} steps ahead` : ''}${c.pad ? ', padded strides' : ''}${c.hd ? ', f16 decode' : ''}, ` +
+       `${c.epilogue === 'subgroup' ? ', own epilogue per subgroup' : c.epilogue === 'serial' ? ', subgroups in turn through one scratch' : ''}${c.prefetch === false ? ', no prefetch' : ''}` +
+       `${c.lhsKFast ? ', lhs read k first' : ''}${c.depth ? `, loads ${c.depth} steps ahead` : ''}${c.pad ? ', padded strides' : ''}${c.hd ? ', f16 decode' : ''}` +
+       `${c.buffers ? ', double-buffered' : ''}${c.sn ? `, 16 x ${c.sn} x 16 matrices` : ''}` +
+       `${c.rowSkip ? ', empty row matrices skipped' : ''}${c.wholeSteps ? `, K = ${c.depth_}: no k < K selects` : ''}, ` +
        'vs float64', async () => {
       const rand = rng(90 + c.tm + c.tn + +c.swiglu);
-      const R = 40, E = 3, K = 72, N = 48, offsets = [3, 20, 20, 37];  // rows 0-2 and 37-39 in no segment, expert 1 empty
+      // Rows 0-2 and 37-39 in no segment, expert 1 empty.
+      const R = 40, E = 3, K = c.depth_ ?? 72, N = 48, offsets = c.offsets ?? [3, 20, 20, 37];
       const KW = K / (c.format === 'float16' ? 2 : c.format === 'int8' ? 4 : 8), G = Math.ceil(K / 32);
       const x = Float32Array.from({length: R * K}, () => rand() - 0.5);
       // float16: halves with exponents 2^-3 .. 2^1 (both signs), two per word (k even in the low half).
@@ -95,11 +116,12 @@ describeWebGPU('webgpu half-matrix GEMM program (subgroup matrices emulated)', (
           groupSize: c.format === 'float16' ? 0 : 32, numExperts: E, depth: K, width: N};
       const program = new internal.BatchedGemmProgram({numRows: R, depth: K, width: N, numExperts: E,
         transposeRhs: false, hasBias: true, swiglu: c.swiglu, hasScale: c.swiglu, packed},
-        {kind: 'matrix', tm: c.tm, tn: c.tn, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: c.prefetch ?? true,
+        {kind: 'matrix', tm: c.tm, tn: c.tn, tk: 32, sm: 16, sn: c.sn ?? 16, sk: 16, prefetch: c.prefetch ?? true,
           subgroups: c.subgroups,
           split: c.split, rowGroups: c.rowGroups, pad: c.pad, hd: c.hd, epilogue: c.epilogue, lhsKFast: c.lhsKFast,
-          depth: c.depth});
-      const code = emulate(program.getUserCode());
+          depth: c.depth, buffers: c.buffers, n8: c.sn === 8, rowSkip: c.rowSkip, wholeSteps: c.wholeSteps});
+      expect(program.shaderKey.includes('_ws')).withContext('whole steps in the key').toBe(c.wholeSteps === true);
+      const code = emulate(program.getUserCode(), c.sn ?? 16);
       expect(code).not.toMatch(/subgroup_matrix|subgroupMatrix/);
       program.getUserCode = () => code;
       program.shaderKey += '_emulated';

@@ -84,9 +84,10 @@ export interface MatrixConfig {
   /**
    * With split: 'subgroup' = each subgroup writes its own results through a 16-row scratch of its columns (its
    * column block holds gate then up columns for SwiGLU), instead of the whole f32 result tile Cs [TM][TN]: less
-   * workgroup memory, so larger tiles fit.
+   * workgroup memory, so larger tiles fit. 'serial': the same, the subgroups taking turns in one scratch of a
+   * subgroup's block (a few barriers per tile for a quarter of that memory: more workgroups per SM).
    */
-  epilogue?: 'tile' | 'subgroup';
+  epilogue?: 'tile' | 'subgroup' | 'serial';
   /** Row strides of As (TK + 8) and Bs (TN + 8) halves, so a matrix load's rows fall in distinct banks. */
   pad?: boolean;
   /**
@@ -108,6 +109,32 @@ export interface MatrixConfig {
    * epilogue alone).
    */
   probe?: 'nob' | 'nost';
+  /**
+   * 2: As and Bs are double-buffered, so a TK step stores the next step's tiles into the other buffer after its
+   * multiplies and needs one barrier instead of two (with prefetch, depth 1); default 1.
+   */
+  buffers?: 1 | 2;
+  /**
+   * The device's 16 x 8 x 16 matrices (N = 8, the shape of one tensor-core instruction) instead of its square
+   * ones; the preset runs only where the device lists that configuration (HalfMatrixShape.n8).
+   */
+  n8?: boolean;
+  /**
+   * Row matrices of a tile past its segment's last row are neither loaded nor multiplied, so a tall tile over a
+   * short segment (the last tile of a ragged one) pays the tensor-core work of its rows only, while its weight
+   * tile is still staged once for all of them.
+   */
+  rowSkip?: boolean;
+  /**
+   * Where K is a multiple of TK (the program checks, and the shader key says which), the f16-decoded weight rows
+   * are stored without their k < K selects.
+   */
+  wholeSteps?: boolean;
+  /**
+   * Benchmark probe (never in a table): this many bytes of workgroup memory that the program holds but does not
+   * use, so the same code runs with fewer workgroups per SM (whether occupancy bounds it).
+   */
+  reserveBytes?: number;
 }
 export type GemmConfig = TiledConfig | StreamConfig | MatrixConfig;
 
@@ -125,10 +152,11 @@ export function threads(c: GemmConfig): number {
 export function workgroupBytes(c: TiledConfig | MatrixConfig): number {
   const pad = c.kind === 'matrix' && c.pad === true ? 8 : 0;
   const result = c.kind !== 'matrix' ? 0 : c.split && c.epilogue === 'subgroup' ?
-      c.sm * c.tn * (c.rowGroups ?? 1) * 4 : c.tm * c.tn * 4;
-  const tiles = c.kind === 'matrix' ? (c.tm * (c.tk + pad) + c.tk * (c.tn + pad)) * 2 + result :
+      c.sm * c.tn * (c.rowGroups ?? 1) * 4 : c.split && c.epilogue === 'serial' ?
+      c.sm * c.tn / (c.subgroups / (c.rowGroups ?? 1)) * 4 : c.tm * c.tn * 4;
+  const tiles = c.kind === 'matrix' ? (c.tm * (c.tk + pad) + c.tk * (c.tn + pad)) * 2 * (c.buffers ?? 1) + result :
       c.tk * (tileRows(c) + tileCols(c)) * 4;
-  return tiles + threads(c) * 4 + 64;
+  return tiles + threads(c) * 4 + 64 + (c.kind === 'matrix' ? c.reserveBytes ?? 0 : 0);
 }
 
 const GEMM_PRESETS_BASE: Record<string, GemmConfig> = {
@@ -223,7 +251,51 @@ export const GEMM_PRESETS: Record<string, GemmConfig> = {
   // 4 steps and batch N's other deep variants (k-first lhs, 64 columns, TK 64, 32 rows) lost by 20-100%: dropped.
   ...deeper('m16x128s4h', [2, 3]),
   ...deeper('m128x128s8el', [2]),
+  // Session 7: double-buffered tiles, one barrier per TK step (b), and the 16 x 8 x 16 matrices (q).
+  ...variantsOf('m16x128s4h', {b: {buffers: 2}, q: {n8: true}, bq: {buffers: 2, n8: true}, u: {wholeSteps: true},
+                               '2u': {depth: 2, wholeSteps: true}}),
+  ...variantsOf('m16x128s4hl', {b: {buffers: 2}}),
+  ...variantsOf('m16x128s4e', {b: {buffers: 2}}),
+  ...variantsOf('m32x128s4h', {b: {buffers: 2}}),
+  ...variantsOf('m64x128s8e', {lb: {buffers: 2, lhsKFast: true}}),
+  ...variantsOf('m128x128s8e0l', {q: {n8: true}}),
+  // Occupancy probes (R: KiB of workgroup memory held unused) and TK = 16 (t: half the tiles' memory).
+  ...variantsOf('m16x128s4h', {R4: {reserveBytes: 4096}, R8: {reserveBytes: 8192}, R16: {reserveBytes: 16384},
+                               t: {tk: 16}, t3: {tk: 16, depth: 3}}),
+  // Taller tiles that skip their empty row matrices (r): each expert's weights staged about once at T = 256.
+  ...variantsOf('m32x128s4h', {r: {rowSkip: true}, rb: {rowSkip: true, buffers: 2}}),
+  ...variantsOf('m32x64s4h', {r: {rowSkip: true}}),
+  ...variantsOf('m32x128s8h', {r: {rowSkip: true}}),
+  m32x128s4er: {kind: 'matrix', tm: 32, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
+                split: true, pad: true, hd: true, epilogue: 'subgroup', rowSkip: true},
+  m48x128s4er: {kind: 'matrix', tm: 48, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
+                split: true, pad: true, hd: true, epilogue: 'subgroup', rowSkip: true},
+  m32x128s4eru: {kind: 'matrix', tm: 32, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
+                 split: true, pad: true, hd: true, epilogue: 'subgroup', rowSkip: true, wholeSteps: true},
+  // One scratch for the subgroups in turn (s): 2 KiB of results instead of 8.
+  m16x128s4su: {kind: 'matrix', tm: 16, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
+                split: true, pad: true, hd: true, epilogue: 'serial', wholeSteps: true},
+  m16x128s4s3u: {kind: 'matrix', tm: 16, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
+                 split: true, pad: true, hd: true, epilogue: 'serial', wholeSteps: true, depth: 3},
+  m32x128s4sru: {kind: 'matrix', tm: 32, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
+                 split: true, pad: true, hd: true, epilogue: 'serial', rowSkip: true, wholeSteps: true},
+  m32x128s4sr2u: {kind: 'matrix', tm: 32, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
+                  split: true, pad: true, hd: true, epilogue: 'serial', rowSkip: true, wholeSteps: true, depth: 2},
+  m32x128s4eru2: {kind: 'matrix', tm: 32, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
+                  split: true, pad: true, hd: true, epilogue: 'subgroup', rowSkip: true, wholeSteps: true, depth: 2},
+  m32x256s8sru: {kind: 'matrix', tm: 32, tn: 256, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 8,
+                 split: true, pad: true, hd: true, epilogue: 'serial', rowSkip: true, wholeSteps: true},
+  m32x128s4er2: {kind: 'matrix', tm: 32, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
+                 split: true, pad: true, hd: true, epilogue: 'subgroup', rowSkip: true, depth: 2},
+  m32x128s4erb: {kind: 'matrix', tm: 32, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
+                 split: true, pad: true, hd: true, epilogue: 'subgroup', rowSkip: true, buffers: 2},
 };
+
+/** Copies of a matrix preset with some parameters changed, named name + suffix. */
+function variantsOf(name: string, changes: Record<string, Partial<MatrixConfig>>): Record<string, MatrixConfig> {
+  const base = GEMM_PRESETS_BASE[name] as MatrixConfig;
+  return Object.fromEntries(Object.entries(changes).map(([suffix, c]) => [`${name}${suffix}`, {...base, ...c}]));
+}
 
 /** Copies of a matrix preset with its loads `depth` steps ahead, named name + depth (MatrixConfig.depth). */
 function deeper(name: string, depths: Array<2 | 3>): Record<string, MatrixConfig> {
@@ -256,11 +328,14 @@ export interface TileChoice {
   preset: keyof typeof GEMM_PRESETS;
   /** Only for these weight formats (a packed layout's format, 'float32' for float weights); default every format. */
   formats?: readonly string[];
+  /** Only for the GEMM with (true) or without (false) the SwiGLU epilogue; default both. */
+  swiglu?: boolean;
 }
 
-/** Whether a table row applies to this GEMM's weights (TileChoice.formats). */
+/** Whether a table row applies to this GEMM's weights and epilogue (TileChoice.formats, swiglu). */
 function rowApplies(c: TileChoice, s: GemmShape): boolean {
-  return c.formats == null || c.formats.includes(s.packed?.format ?? 'float32');
+  return (c.formats == null || c.formats.includes(s.packed?.format ?? 'float32')) &&
+      (c.swiglu == null || c.swiglu === (s.swiglu === true));
 }
 
 /**
@@ -295,10 +370,18 @@ export const GEMM_TILE_TABLE: Record<string, readonly TileChoice[]> = {
  * 1.159, 3 steps 1.125, 4 steps 1.944; O: 1.092 -> 1.108), hence a float16 row.
  */
 export const MATRIX_TILE_TABLE: readonly TileChoice[] = [
-  {maxRowsPerExpert: 24, preset: 'm16x128s4h2', formats: ['float16']},
+  // Session 7 (H200 batch b2, the two GEMMs' GPU time at T = 256, medians of 7 interleaved rounds): 32-row tiles
+  // that skip empty row matrices stage each expert's weights about once: int4 g32 0.946 -> 0.793 ms
+  // (m32x128s4eru), float16 0.802 -> 0.736 (m32x128s4er).
+  {maxRowsPerExpert: 24, preset: 'm32x128s4eru', formats: ['int4']},
+  {maxRowsPerExpert: 24, preset: 'm32x128s4er', formats: ['float16']},
   {maxRowsPerExpert: 24, preset: 'm16x128s4h'},
   {maxRowsPerExpert: 96, preset: 'm64x128s4hl'},
-  {maxRowsPerExpert: Infinity, preset: 'm128x128s8e0l'},
+  // T = 4096 (b1, b2): float16 m128x128s8el 4.47 ms (e0l 5.00, el2 4.62); int4 g32 down GEMM m128x128s8el2 1.60
+  // (e0l 1.74), its SwiGLU GEMM e0l 3.31 (el2 3.38).
+  {maxRowsPerExpert: Infinity, preset: 'm128x128s8el', formats: ['float16']},
+  {maxRowsPerExpert: Infinity, preset: 'm128x128s8e0l', swiglu: true},
+  {maxRowsPerExpert: Infinity, preset: 'm128x128s8el2'},
 ];
 
 /**
@@ -357,7 +440,9 @@ function matrixConfig(s: GemmShape, maxWorkgroupStorage: number, h: HalfMatrixSh
     if (rowsPerExpert <= GEMM_TILE_TABLE.default[0].maxRowsPerExpert) return null;
     name = MATRIX_TILE_TABLE.find(c => rowsPerExpert <= c.maxRowsPerExpert && rowApplies(c, s))!.preset;
   }
-  const c = {...(GEMM_PRESETS[name] as MatrixConfig), sm: h.m, sn: h.n, sk: h.k};
+  const preset = GEMM_PRESETS[name] as MatrixConfig;
+  if (preset.n8 === true && h.n8 !== true) return null;
+  const c = {...preset, sm: h.m, sn: preset.n8 === true ? 8 : h.n, sk: h.k};
   const rowGroups = c.split ? c.rowGroups ?? 1 : 1;
   const fits = (c.tm / rowGroups) % c.sm === 0 && (c.tn / (c.split ? c.subgroups / rowGroups : 1)) % c.sn === 0 &&
       c.tk % c.sk === 0 &&

@@ -300,6 +300,8 @@ export interface StagedTile {
   halfDecode?: boolean;
   /** With half: the lhs tile read k fastest across threads (MatrixConfig.lhsKFast). */
   lhsKFast?: boolean;
+  /** With halfDecode: K is a multiple of TK, so the decoded rows need no k < K selects (MatrixConfig.wholeSteps). */
+  wholeSteps?: boolean;
   /** With half: 'nob' leaves the weight tile unstaged, 'nost' both tiles (MatrixConfig.probe). */
   probe?: 'nob' | 'nost';
   /** With swiglu: column blocks that each hold gate then up columns (tileColumn; default 1: the tile's halves). */
@@ -411,7 +413,7 @@ export function stagedTileLoads(t: StagedTile): StagedLoads {
   const fetchZero = perWord && l.zeroPoint;
   const halfDecode = t.half === true && t.halfDecode === true && perWord &&
       (l.format === 'float16' || l.format === 'int8' || (l.format === 'int4' && !l.zeroPoint));
-  const rows = halfDecode ? halfDecodedRows(l) : Array.from({length: P}, (_, j) => {
+  const rows = halfDecode ? halfDecodedRows(l, t.wholeSteps === true) : Array.from({length: P}, (_, j) => {
     const g = perWord ? null : groupTerms(l, `(kw * P + ${j}) / GROUP`);
     const z = perWord ? (fetchZero ? 'rz[l]' : wordTerms.zero) : g!.zero;
     const code = d.codeRow('rc[l]', j, z);
@@ -476,11 +478,11 @@ export const HALF_PAIR_SNIPPET = `
  * c - 8, exact; int8 likewise with bytes j and j + 2 (1024 + 128 + q, minus 1152); times the group's scale
  * rounded to f16 (one rounding more than the f32 decode). Rows k >= K are zeros.
  */
-function halfDecodedRows(l: ExpertWeightLayout): string {
+function halfDecodedRows(l: ExpertWeightLayout, wholeSteps: boolean): string {
   const store = (row: string, q: string[], ok: string) => `
               {
                 let o = (${row}) * SB + nv * 4;
-                let h = select(vec4<f16>(0.0), vec4<f16>(${q.join(', ')}), ${ok});
+                let h = ${wholeSteps ? `vec4<f16>(${q.join(', ')})` : `select(vec4<f16>(0.0), vec4<f16>(${q.join(', ')}), ${ok})`};
                 Bs[o] = h.x;
                 Bs[o + 1] = h.y;
                 Bs[o + 2] = h.z;

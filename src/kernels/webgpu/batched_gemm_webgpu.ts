@@ -43,6 +43,8 @@ export class BatchedGemmProgram implements WebGPUProgram {
   readonly colTiles: number;
   /** Packed weights decoded a vec4 of words at a time (else one weight at a time, or float weights). */
   private readonly wordLoads: boolean;
+  /** MatrixConfig.wholeSteps where K % TK == 0. */
+  private readonly wholeSteps: boolean;
   private readonly shape: GemmShape;
   private readonly config: GemmConfig;
 
@@ -71,6 +73,7 @@ export class BatchedGemmProgram implements WebGPUProgram {
     const rhsNames = packed != null ? weightVariableNames(packed) : ['rhs'];
     const rhsComponents = packed == null ? [rhsVec] :
         rhsNames.map(n => this.wordLoads && !(n === 'scales' && packed.format === 'mxfp4') ? 4 : 1);
+    this.wholeSteps = config.kind === 'matrix' && config.wholeSteps === true && shape.depth % config.tk === 0;
     this.variableNames = ['lhs', ...rhsNames, 'offsets'];
     this.variableComponents = [lhsVec, ...rhsComponents, 1];
     if (shape.hasBias) {
@@ -92,7 +95,10 @@ export class BatchedGemmProgram implements WebGPUProgram {
         `stream_tm${config.tm}_nv${config.nv}_ks${config.ks}_u${config.unroll}` : config.kind === 'matrix' ?
         `matrix_${config.tm}x${config.tn}_tk${config.tk}_s${config.sm}x${config.sn}x${config.sk}_pf${+config.prefetch}` +
         `_g${config.subgroups}${config.split ? `s${config.rowGroups ?? 1}` : 'r'}_pad${+(config.pad ?? false)}_hd${+(config.hd ?? false)}` +
-        (config.lhsKFast === true ? '_lk' : '') + ((config.depth ?? 1) > 1 ? `_d${config.depth}` : '') + (config.probe != null ? `_${config.probe}` : '') :
+        (config.lhsKFast === true ? '_lk' : '') + ((config.depth ?? 1) > 1 ? `_d${config.depth}` : '') + (config.probe != null ? `_${config.probe}` : '') +
+        ((config.buffers ?? 1) > 1 ? `_b${config.buffers}` : '') + (config.rowSkip === true ? '_rs' : '') +
+        (this.wholeSteps ? '_ws' : '') + (config.reserveBytes ? `_rv${config.reserveBytes}` : '') +
+        (config.split && (config.epilogue ?? 'tile') !== 'tile' ? `_ep${config.epilogue}` : '') :
         `tiled_${config.wx}x${config.wy}_rm${config.rm}_rn${config.rn}_tk${config.tk}_v${config.vec}_a${lhsVec}` +
         `_av${config.av ?? 1}_pf${+(config.prefetch ?? false)}`;
     this.shaderKey = `moeBatchedGemm_${cfgKey}_E${shape.numExperts}_t${+shape.transposeRhs}_b${+shape.hasBias}` +
@@ -327,8 +333,11 @@ ${this.streamMainLoop()}
     // split: subgroup g takes rows block g / colGroups and columns block g % colGroups; else the whole tile.
     const rowGroups = c.split ? c.rowGroups ?? 1 : 1;
     const colGroups = c.split ? c.subgroups / rowGroups : 1;
-    const own = c.split && c.epilogue === 'subgroup';
+    // serial: the subgroups take turns in one scratch of a subgroup's block (a quarter or an eighth of the memory).
+    const serial = c.split && c.epilogue === 'serial';
+    const own = c.split && (c.epilogue === 'subgroup' || serial);
     const loads = stagedTileLoads({tm: c.tm, tk: c.tk, tnv, wgs: threads(c), av: 1, half: true,
+      wholeSteps: this.wholeSteps,
       halfDecode: c.hd === true, lhsKFast: c.lhsKFast === true, probe: c.probe, swiglu: this.shape.swiglu === true,
       packed,
       rhs: packed != null ? 'packed' : 'float', swigluBlocks: own ? colGroups : 1});
@@ -341,18 +350,37 @@ ${this.streamMainLoop()}
     for (let i = 0; i < rt; i++) for (let j = 0; j < ct; j++) tiles.push([i, j]);
     const left = `subgroup_matrix_left<f16, ${c.sk}, ${c.sm}>`, right = `subgroup_matrix_right<f16, ${c.sn}, ${c.sk}>`;
     const res = `subgroup_matrix_result<f32, ${c.sn}, ${c.sm}>`;
-    const steps = `for (var kk = 0u; kk < u32(TK); kk += ${c.sk}u) {
-              ${Array.from({length: rt}, (_, i) =>
-                `let a${i} = subgroupMatrixLoad<${left}>(&As, ${i * c.sm}u * u32(SA)${sgA} + kk, false, u32(SA));`).join(`
+    // Double buffers (MatrixConfig.buffers): the multiplies read buffer aCur / bCur (offsets in halves).
+    const buffers = c.prefetch && (c.depth ?? 1) === 1 && c.buffers === 2 ? 2 : 1;
+    const bufA = buffers === 2 ? ' + u32(aCur)' : '', bufB = buffers === 2 ? ' + u32(bCur)' : '';
+    const aLoad = (i: number) =>
+      `let a${i} = subgroupMatrixLoad<${left}>(&As, ${i * c.sm}u * u32(SA)${sgA}${bufA} + kk, false, u32(SA));`;
+    const bLoads = Array.from({length: ct}, (_, j) =>
+      `let b${j} = subgroupMatrixLoad<${right}>(&Bs, kk * u32(SB)${sg}${bufB} + ${j * c.sn}u, false, u32(SB));`).join(`
+              `);
+    const products = (i: number) => Array.from({length: ct}, (_, j) =>
+      `acc${i}_${j} = subgroupMatrixMultiplyAccumulate(a${i}, b${j}, acc${i}_${j});`).join(`
+              `);
+    // rowSkip: row matrix i > 0 only where the tile has rows there (a uniform condition per subgroup).
+    const rowsPast = (i: number) => `u32(rowEnd - rowStart) > ${i * c.sm}u${rowGroups > 1 ? ' + sgRow' : ''}`;
+    const steps = c.rowSkip === true ? `for (var kk = 0u; kk < u32(TK); kk += ${c.sk}u) {
+              ${bLoads}
+              ${Array.from({length: rt}, (_, i) => i === 0 && rowGroups === 1 ? `${aLoad(i)}
+              ${products(i)}` : `if (${rowsPast(i)}) {
+                ${aLoad(i)}
+                ${products(i)}
+              }`).join(`
               `)}
-              ${Array.from({length: ct}, (_, j) =>
-                `let b${j} = subgroupMatrixLoad<${right}>(&Bs, kk * u32(SB)${sg} + ${j * c.sn}u, false, u32(SB));`).join(`
+            }` : `for (var kk = 0u; kk < u32(TK); kk += ${c.sk}u) {
+              ${Array.from({length: rt}, (_, i) => aLoad(i)).join(`
               `)}
+              ${bLoads}
               ${tiles.map(([i, j]) => `acc${i}_${j} = subgroupMatrixMultiplyAccumulate(a${i}, b${j}, acc${i}_${j});`).join(`
               `)}
             }`;
     const depth = c.prefetch ? c.depth ?? 1 : 1;
-    const body = depth > 1 ? BatchedGemmProgram.deepPipeline(loads, steps, depth) : c.prefetch ? `
+    const body = buffers === 2 ? BatchedGemmProgram.doubleBuffered(loads, steps) :
+        depth > 1 ? BatchedGemmProgram.deepPipeline(loads, steps, depth) : c.prefetch ? `
           var kf = 0;${loads.fetch}
           for (var k0 = 0; k0 < K; k0 += TK) {${loads.store}
             workgroupBarrier();
@@ -383,10 +411,14 @@ ${this.streamMainLoop()}
       const SA = ${c.tk + pad};
       const SB = ${c.tn + pad};
       const CW = ${cols};
-      var<workgroup> As : array<f16, ${c.tm * (c.tk + pad)}>;
-      var<workgroup> Bs : array<f16, ${c.tk * (c.tn + pad)}>;${HALF_PAIR_SNIPPET}
-      var<workgroup> Cs : array<f32, ${own ? c.subgroups * c.sm * cols : c.tm * c.tn}>;
-      fn main(index : i32) {
+      const A_BUF = ${c.tm * (c.tk + pad)};
+      const B_BUF = ${c.tk * (c.tn + pad)};
+      var<workgroup> As : array<f16, ${buffers} * A_BUF>;
+      var<workgroup> Bs : array<f16, ${buffers} * B_BUF>;${HALF_PAIR_SNIPPET}
+      var<workgroup> Cs : array<f32, ${serial ? c.sm * cols : own ? c.subgroups * c.sm * cols : c.tm * c.tn}>;${c.reserveBytes ? `
+      var<workgroup> reserved : array<u32, ${Math.ceil(c.reserveBytes / 4)}>;` : ''}
+      fn main(index : i32) {${c.reserveBytes ? `
+        if (uniforms.colTiles < 0) { reserved[0] = 0u; }` : ''}
         ${this.prologue()}
         let NV = N / VEC;${c.split ? `
         let sgCol = (u32(lid / ${HALF_MATRIX_SUBGROUP}) % ${colGroups}u) * ${cols}u;` : ''}${rowGroups > 1 ? `
@@ -404,14 +436,28 @@ ${this.streamMainLoop()}
           ${tiles.map(([i, j]) => `var acc${i}_${j} = ${res}();`).join(`
           `)}
           ${loads.regs}${depth > 1 ? BatchedGemmProgram.stageRegisters(loads.regs, depth) : ''}${body}
-          let sgBase = u32(lid / ${HALF_MATRIX_SUBGROUP}) * ${c.sm * cols}u;
-          let lane = lid % ${HALF_MATRIX_SUBGROUP};${Array.from({length: rt}, (_, i) => `
-          ${Array.from({length: ct}, (_, j) =>
-            `subgroupMatrixStore(&Cs, sgBase + ${j * c.sn}u, acc${i}_${j}, false, u32(CW));`).join(`
-          `)}
+          let sgBase = ${serial ? '0u' : `u32(lid / ${HALF_MATRIX_SUBGROUP}) * ${c.sm * cols}u`};
+          let lane = lid % ${HALF_MATRIX_SUBGROUP};${Array.from({length: rt}, (_, i) => {
+            const stores = Array.from({length: ct}, (_, j) =>
+              `subgroupMatrixStore(&Cs, sgBase + ${j * c.sn}u, acc${i}_${j}, false, u32(CW));`).join(`
+          `);
+            const out = this.matrixOwnStore(`${rowGroups > 1 ? 'i32(sgRow) + ' : ''}${i * c.sm}`, c.sm, cols);
+            return serial ? `
+          for (var turn = 0u; turn < ${c.subgroups}u; turn++) {
+            if (u32(lid / ${HALF_MATRIX_SUBGROUP}) == turn) {
+              ${stores}
+            }
+            workgroupBarrier();
+            if (u32(lid / ${HALF_MATRIX_SUBGROUP}) == turn) {
+              ${out}
+            }
+            workgroupBarrier();
+          }` : `
+          ${stores}
           workgroupBarrier();
-          ${this.matrixOwnStore(`${rowGroups > 1 ? 'i32(sgRow) + ' : ''}${i * c.sm}`, c.sm, cols)}
-          workgroupBarrier();`).join('')}
+          ${out}
+          workgroupBarrier();`;
+          }).join('')}
         } else if (mode == MODE_ZERO) {
           ${this.matrixZeroStore()}
         }
@@ -476,6 +522,34 @@ ${this.streamMainLoop()}
     }
     return `${prologue}
           for (var k0 = 0; k0 < K; k0 += ${depth} * TK) {${loop}
+          }`;
+  }
+
+  /**
+   * The k loop on double-buffered tiles (MatrixConfig.buffers 2), unrolled by two so that every buffer offset is
+   * a constant (H200 batch b1: with offsets computed from k0 the GEMMs took 2.0 ms against 0.98): a step issues
+   * the global loads of the next one, multiplies from its buffer, stores the loaded registers into the other
+   * buffer, then one barrier. The next step reads what was stored before it, and a buffer is overwritten only
+   * after every subgroup passed the barrier that followed its last reads. The store's k0 is the loaded step's (kf).
+   */
+  private static doubleBuffered(loads: {fetch: string, store: string}, steps: string): string {
+    const into = (a: string, b: string, k: string) => loads.store.replace(/\bAs\[/g, `As[${a} + `)
+        .replace(/\bBs\[/g, `Bs[${b} + `).replace(/\bk0\b/g, k);
+    const from = (a: string, b: string) => steps.replace(/u32\(aCur\)/g, a).replace(/u32\(bCur\)/g, b);
+    const step = (k: string, cur: 0 | 1) => `
+            kf = ${k} + TK;
+            if (kf < K) {${loads.fetch}
+            }
+            ${cur === 0 ? from('0u', '0u') : from('u32(A_BUF)', 'u32(B_BUF)')}
+            if (kf < K) {${cur === 0 ? into('A_BUF', 'B_BUF', 'kf') : into('0', '0', 'kf')}
+            }
+            workgroupBarrier();`;
+    return `
+          var kf = 0;${loads.fetch}${into('0', '0', 'kf')}
+          workgroupBarrier();
+          for (var k0 = 0; k0 < K; k0 += 2 * TK) {${step('k0', 0)}
+            if (k0 + TK < K) {${step('(k0 + TK)', 1)}
+            }
           }`;
   }
 

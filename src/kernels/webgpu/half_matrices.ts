@@ -21,6 +21,8 @@ export interface HalfMatrixShape {
   m: number;
   n: number;
   k: number;
+  /** The device also lists f16 -> f32 at 16 x 8 x 16 (MatrixConfig.n8). */
+  n8?: boolean;
 }
 
 interface MatrixConfigInfo {
@@ -67,7 +69,9 @@ export function halfMatrixShape(device: DeviceLike): HalfMatrixShape | null {
   const square = [...(info.subgroupMatrixConfigs ?? [])].filter(c => c.componentType === 'f16' &&
       c.resultComponentType === 'f32' && c.M === c.N && c.N === c.K && (c.M === 16 || c.M === 8));
   const best = square.find(c => c.M === 16) ?? square[0];
-  return best == null ? null : {m: best.M!, n: best.N!, k: best.K!};
+  const n8 = best?.M === 16 && [...(info.subgroupMatrixConfigs ?? [])].some(c => c.componentType === 'f16' &&
+      c.resultComponentType === 'f32' && c.M === 16 && c.N === 8 && c.K === 16);
+  return best == null ? null : {m: best.M!, n: best.N!, k: best.K!, ...(n8 ? {n8} : {})};
 }
 
 const hoisted = new WeakSet<object>();
