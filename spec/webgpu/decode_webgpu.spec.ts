@@ -505,6 +505,21 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
          ['int4 g128, float16-pattern codes, down per expert', {label: 'int4 g128', format: 'int4', groupSize: 128},
           {numExperts: 5, topK: 2, moeIntermediateSize: 36}, 3,
           {upNv: 8, upKs: 32, downNv: 4, downKs: 64, int4Half: true, downByExpert: true}],
+         // int4 codes as 1 + c / 16, the zero point off each row's lhs sum once per step (a partial last step: the
+         // padding words decode to 1, their lhs is 0); each lane's next words loaded before the current step's FMAs.
+         ['int4 g32 zero point, unit codes (halves), decoded once, prefetched',
+          {label: 'int4 g32 zp', format: 'int4', zeroPoint: true}, {numExperts: 5, topK: 2, moeIntermediateSize: 36}, 3,
+          {upNv: 8, upKs: 32, downNv: 4, downKs: 64, int4Unit: 'half', decodeOnce: true, upRows: 2, prefetch: true}],
+         ['int4 g64, unit codes (float bits), prefetched, down per expert', {label: 'int4 g64', format: 'int4', groupSize: 64},
+          {numExperts: 5, topK: 2, moeIntermediateSize: 36}, 3,
+          {upNv: 8, upKs: 32, downNv: 4, downKs: 64, int4Unit: 'bits', prefetch: true, downByExpert: true}],
+         ['int4 g128 zero point, unit codes (halves), folded, prefetched',
+          {label: 'int4 g128 zp', format: 'int4', groupSize: 128, zeroPoint: true},
+          {numExperts: 5, topK: 2, moeIntermediateSize: 36}, 1,
+          {upNv: 16, upKs: 16, downNv: 8, downKs: 32, int4Unit: 'half', fold: true, prefetch: true}],
+         ['float16, prefetched, 4 rows in registers', {label: 'float16', format: 'float16'},
+          {numExperts: 5, topK: 2, moeIntermediateSize: 36}, 3,
+          {upNv: 16, upKs: 16, downNv: 8, downKs: 32, upRows: 4, prefetch: true}],
          ['int4 g32, exponent-bit codes', {label: 'int4 g32', format: 'int4'},
           {numExperts: 5, topK: 2, moeIntermediateSize: 36}, 1, {upNv: 8, upKs: 32, downNv: 2, downKs: 128, exponentBits: true}],
        ];

@@ -26,7 +26,7 @@
  * then the shared expert's [T, S]). group(1) is per call: binding 0 = x, binding 1 = the output tensor's buffer.
  */
 import {codesPerWord, ExpertWeightLayout, hasScales} from '../../expert_weight_formats.js';
-import {packedStep, PackedStepNames, packedStepConsts, STREAM_WORD_ROWS} from '../batched_gemm_snippets.js';
+import {packedStep, PackedStepNames, packedStepConsts, packedWords, STREAM_WORD_ROWS} from '../batched_gemm_snippets.js';
 import {wordDecoder, WordDecoderOptions} from '../quantized_webgpu.js';
 import {RANKING_SNIPPET} from '../webgpu_util.js';
 
@@ -128,6 +128,18 @@ export interface DecodeTiles {
   e2m1Half?: boolean;
   /** int4 codes as float16 bit patterns 1024 + c, two per unpack2x16float (WordDecoderOptions int4Half; absent: false). */
   int4Half?: boolean;
+  /**
+   * int4 codes as 1 + c / 16, the zero point subtracted once per step from each row's lhs sum instead of from
+   * every code (WordDecoderOptions int4Unit: 'half' two per unpack2x16float, 'bits' float32 bits per code; absent:
+   * off; wins over int4Half and exponentBits where a step lies in one scale group). Sums in another order: see
+   * docs/semantics.md.
+   */
+  int4Unit?: 'half' | 'bits';
+  /**
+   * Both expert programs, packed weights: each lane loads its next step's (or item's) words before the current
+   * step's arithmetic, so their latency overlaps it (absent: false; two steps' words in registers).
+   */
+  prefetch?: boolean;
   /**
    * Packed down weights, no shared expert: the down program per (active expert, column tile) like upGate, each quad
    * of codes decoded once for up to downRows of the expert's rows in registers, its rows written to a [T * K, H]
@@ -254,7 +266,7 @@ function weightDecls(packed: ExpertWeightLayout | null, float: string, prefix: s
 
 /** The word decoder's options of the tiles (both expert programs). */
 function stepOptions(t: DecodeTiles): WordDecoderOptions {
-  return {exponentBits: t.exponentBits, e2m1Half: t.e2m1Half, int4Half: t.int4Half};
+  return {exponentBits: t.exponentBits, e2m1Half: t.e2m1Half, int4Half: t.int4Half, int4Unit: t.int4Unit};
 }
 
 /** KB-steps of packed codes along a depth (STREAM_WORD_ROWS words of a column per step). */
@@ -268,7 +280,21 @@ function packedSteps(packed: ExpertWeightLayout, depth: number): number {
  */
 function packedStream(packed: ExpertWeightLayout, depth: string, width4: string, col: string,
                       names: PackedStepNames, t: DecodeTiles, unroll = 1): string {
-  const step = packedStep(packed, names, {...stepOptions(t), decodeOnce: t.decodeOnce});
+  const prefetch = t.prefetch === true && unroll === 1;
+  const step = packedStep(packed, names, {...stepOptions(t), decodeOnce: t.decodeOnce, preloaded: prefetch});
+  if (prefetch) {
+    return `
+        {${packedStepConsts(packed, depth)}
+          let NV = ${width4};
+          let K4 = (${depth}) / 4;
+          let n = ${col};
+          let wBase = expert * KW * NV + n;${packedWords('s * 4', 'wBase', 'nw')}
+          for (var step = s; step < steps; step += KS) {
+            ${Array.from({length: STREAM_WORD_ROWS}, (_, r) => `let c${r} = nw${r};`).join(' ')}${
+            packedWords('(step + KS) * 4', 'wBase', 'nw', false)}${step}
+          }
+        }`;
+  }
   // unroll > 1: that many steps per iteration of a loop with a constant inner bound (the compiler may interleave
   // their loads with the previous step's arithmetic).
   return `
@@ -1088,12 +1114,27 @@ export function downCode(s: DecodeShape, t: DecodeTiles): string {
         for (var q0 = s; q0 < TOPK * STEPS; q0 += KS * ${U}) {${us.map(one).join('')}${us.map(fma).join('')}
         }`;
   };
+  const prefetch = t.prefetch === true && U === 1;
+  // Item qn's words into nw0.. (prefetch; past the last item they stay: no step reads them).
+  const itemWords = (qn: string) => `
+          {
+            let qn = ${qn};
+            if (qn < TOPK * steps) {
+              let jn = qn / steps;
+              let wn = slotE[jn] * KW * NV + n;${packedWords('(qn - jn * steps) * 4', 'wn', 'nw', false)}
+            }
+          }`;
   const packedItems = (l: ExpertWeightLayout) => `
         {${packedStepConsts(l, 'I4 * 4')}
           let NV = H4;
           let K4 = I4;
           let n = c4;
-          let rows = 1;${U > 1 ? `
+          let rows = 1;${prefetch ? `
+          ${Array.from({length: STREAM_WORD_ROWS}, (_, r) => `var nw${r} = vec4<u32>(0u);`).join(' ')}${itemWords('s')}
+          for (var q = s; q < TOPK * steps; q += KS) {
+            ${Array.from({length: STREAM_WORD_ROWS}, (_, r) => `let c${r} = nw${r};`).join(' ')}${itemWords('q + KS')}${
+            packedItem(l)}
+          }` : U > 1 ? `
           for (var q0 = s; q0 < TOPK * steps; q0 += KS * ${U}) {
             for (var u = 0; u < ${U}; u++) {
               let q = q0 + u * KS;
@@ -1112,7 +1153,7 @@ export function downCode(s: DecodeShape, t: DecodeTiles): string {
             let wt = slotW[j];
             let wBase = expert * KW * NV + n;${packedStep(l, {lhs: 'act', lhsRow: () => 'rowD',
                                                                 accumulate: (_, v) => `acc += ${v} * wt;`},
-                                                          stepOptions(t))}`;
+                                                          {...stepOptions(t), preloaded: prefetch})}`;
   const routed = s.downPacked != null ? packedItems(s.downPacked) : items ? floatItems() : `
       for (var j = 0; j < TOPK; j++) {
         let e = slotE[j];
