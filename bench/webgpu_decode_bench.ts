@@ -479,18 +479,32 @@ function session6Confirm(tuned: DecodeTilesOverride, T: number, first: boolean):
 
 /**
  * Session 7: int4 codes as 1 + c / 16 with the zero point taken off each row's lhs sum once per step (halves or
- * float32 bits), and each lane's next words loaded before the current step's arithmetic (prefetch; every packed
- * format).
+ * float32 bits), each lane's next words loaded before the current step's arithmetic (prefetch, per program; every
+ * packed format) and whole steps read without bounds checks (unchecked). BENCH_S7=a: batch 1's set.
  */
 function session7Candidates(tuned: DecodeTilesOverride, T: number, format: string, first: boolean):
     Record<string, DecodeTilesOverride> {
-  const pf = {...tuned, prefetch: true};
-  if (format !== 'int4') return {table: tuned, pf};
-  const unit = {uh: {...tuned, int4Unit: 'half'}, ub: {...tuned, int4Unit: 'bits'}, pf,
-                uh_pf: {...pf, int4Unit: 'half'}, ub_pf: {...pf, int4Unit: 'bits'}} as const;
-  if (T === 1 || !first) return {table: tuned, ...unit};
-  return {table: tuned, ...unit, uh_pf_r4: {...pf, int4Unit: 'half', upRows: 4},
-          uh_pf_up8x32: {...pf, int4Unit: 'half', upNv: 8, upKs: 32}};
+  if (process.env.BENCH_S7 === 'a') {
+    const pf = {...tuned, upPrefetch: true, downPrefetch: true};
+    if (format !== 'int4') return {table: tuned, pf};
+    const unit = {uh: {...tuned, int4Unit: 'half'}, ub: {...tuned, int4Unit: 'bits'}, pf,
+                  uh_pf: {...pf, int4Unit: 'half'}, ub_pf: {...pf, int4Unit: 'bits'}} as const;
+    if (T === 1 || !first) return {table: tuned, ...unit};
+    return {table: tuned, ...unit, uh_pf_r4: {...pf, int4Unit: 'half', upRows: 4},
+            uh_pf_up8x32: {...pf, int4Unit: 'half', upNv: 8, upKs: 32}};
+  }
+  // Batch 2: unchecked steps, the down program's prefetch alone, upGate's rows of x in workgroup memory (sx).
+  const uc = {...tuned, unchecked: true};
+  const dpf = {...tuned, downPrefetch: true};
+  if (format !== 'int4') {
+    return {table: tuned, dpf, uc, uc_dpf: {...uc, downPrefetch: true}, sx_uc_dpf: {...uc, downPrefetch: true, upStageX: true}};
+  }
+  const unit = {uh: {...tuned, int4Unit: 'half'}, uc, uh_uc: {...uc, int4Unit: 'half'}} as const;
+  if (T === 1) return {table: tuned, ...unit, sx: {...tuned, upStageX: true}};
+  if (!first) return {table: tuned, ...unit};
+  return {table: tuned, ...unit, dpf, uh_uc_dpf: {...uc, int4Unit: 'half', downPrefetch: true},
+          sx: {...tuned, upStageX: true}, uh_uc_sx: {...uc, int4Unit: 'half', upStageX: true},
+          uc_sx: {...uc, upStageX: true}, uh_uc_sx_dpf: {...uc, int4Unit: 'half', upStageX: true, downPrefetch: true}};
 }
 
 /** Batch I's candidates (session 4): decode-once rows, the router at T = 16, mxfp4's float16-pattern codes. */

@@ -43,8 +43,10 @@ interface Probe {
   decoder?: WordDecoderOptions;
   /** With rows: each quad of codes decoded once for all rows (the table's choice; absent: true). */
   decodeOnce?: boolean;
-  /** With rows: the next step's words loaded before the current step's arithmetic (DecodeTiles.prefetch). */
+  /** With rows: the next step's words loaded before the current step's arithmetic (DecodeTiles.upPrefetch). */
   prefetch?: boolean;
+  /** With rows: the words and x read without bounds checks (DecodeTiles.unchecked). */
+  unchecked?: boolean;
 }
 
 /** The probe with the real int4 g32 step: weights [E, K = 8 * wr, N = 4 * nv], x [rows, K], one output per thread. */
@@ -53,7 +55,8 @@ function mathCode(p: Probe): string {
     groupSize: 32, zeroPoint: false};
   const options = p.decoder ?? {int4Half: true};
   const step = packedStep(l, {lhs: 'x', lhsRow: i => `${i}`, accumulate: (i, v) => `acc[${i}] += ${v};`},
-                          {...options, decodeOnce: p.decodeOnce ?? true, preloaded: p.prefetch});
+                          {...options, decodeOnce: p.decodeOnce ?? true, preloaded: p.prefetch,
+                           wholeSteps: p.unchecked});
   const words = (r: string) => Array.from({length: STREAM_WORD_ROWS}, (_, i) => `let c${i} = ${r}${i};`).join(' ');
   return `
   @group(0) @binding(0) var<storage, read> packed : array<vec4<u32>>;
@@ -178,6 +181,13 @@ const PROBES: Record<string, Probe> = {
                                                      decoder: {int4Unit: 'half'}, prefetch: true},
   's7 up 16x16 step, 2 rows, unit halves, prefetch': {...UP, nvw: 16, ks: 16, wrs: 4, rows: 2,
                                                       decoder: {int4Unit: 'half'}, prefetch: true},
+  's7b up 16x16 step, 1 row (table)': {...UP, nvw: 16, ks: 16, wrs: 4, rows: 1},
+  's7b up 16x16 step, 1 row, unchecked': {...UP, nvw: 16, ks: 16, wrs: 4, rows: 1, unchecked: true},
+  's7b up 16x16 step, 1 row, unit halves, unchecked': {...UP, nvw: 16, ks: 16, wrs: 4, rows: 1, unchecked: true,
+                                                      decoder: {int4Unit: 'half'}},
+  's7b up 16x16 step, 2 rows (table)': {...UP, nvw: 16, ks: 16, wrs: 4, rows: 2},
+  's7b up 16x16 step, 2 rows, unit halves, unchecked': {...UP, nvw: 16, ks: 16, wrs: 4, rows: 2, unchecked: true,
+                                                       decoder: {int4Unit: 'half'}},
 };
 
 async function main(): Promise<void> {

@@ -197,16 +197,23 @@ export interface PackedStepOptions extends WordDecoderOptions {
    * step loads them first).
    */
   preloaded?: boolean;
+  /**
+   * The depth is a multiple of KB, so no step reaches past it: the words and lhs are read without bounds checks
+   * (absent: false, each checked).
+   */
+  wholeSteps?: boolean;
 }
 
 /**
  * WGSL loading the STREAM_WORD_ROWS vec4 words of the step at word row `kw0` (expressions; KW, NV in scope) into
  * `${v}0` .. (declared with `var` when `declare`), zero past KW.
  */
-export function packedWords(kw0: string, wBase: string, v = 'c', declare = true): string {
-  return Array.from({length: STREAM_WORD_ROWS}, (_, r) => `
+export function packedWords(kw0: string, wBase: string, v = 'c', declare = true, checked = true): string {
+  const load = (r: number) => `bitcast<vec4<u32>>(packed[${wBase} + (${kw0} + ${r}) * NV])`;
+  return Array.from({length: STREAM_WORD_ROWS}, (_, r) => checked ? `
                 ${declare ? 'var ' : ''}${v}${r} = vec4<u32>(0u);
-                if (${kw0} + ${r} < KW) { ${v}${r} = bitcast<vec4<u32>>(packed[${wBase} + (${kw0} + ${r}) * NV]); }`).join('');
+                if (${kw0} + ${r} < KW) { ${v}${r} = ${load(r)}; }` : `
+                ${declare ? 'let ' : ''}${v}${r} = ${load(r)};`).join('');
 }
 
 /**
@@ -228,7 +235,8 @@ export function packedStep(l: ExpertWeightLayout, names: PackedStepNames = GEMM_
   const factor = (v: string) => d.codeFactor == null || d.codeFactor === 1 ? v : `(${v} * ${d.codeFactor.toFixed(1)})`;
   // Unit codes (1 + c / 16): the step also sums each row's lhs, and its zero point comes off that sum once.
   const unit = d.unitCodes === true;
-  const words = options.preloaded === true ? '' : packedWords('kw0', 'wBase');
+  const whole = options.wholeSteps === true;
+  const words = options.preloaded === true ? '' : packedWords('kw0', 'wBase', 'c', true, !whole);
   const step = groupTerms(l, 'step * KB / GROUP');
   const quad = (q: number) => `mat4x4<f32>(${[0, 1, 2, 3].map(t => {
     const kk = 4 * q + t;
@@ -238,7 +246,8 @@ export function packedStep(l: ExpertWeightLayout, names: PackedStepNames = GEMM_
     return `${g.scale} * ${factor(d.codeRow(c, j, g.zero))}`;
   }).join(`,
                                      `)})`;
-  const lhsQuad = (ab: string, q: number) => `select(vec4<f32>(0.0), ${names.lhs}[${ab} + ${q}], a0 + ${q} < K4)`;
+  const lhsQuad = (ab: string, q: number) => whole ? `${names.lhs}[${ab} + ${q}]` :
+      `select(vec4<f32>(0.0), ${names.lhs}[${ab} + ${q}], a0 + ${q} < K4)`;
   const head = `
                 let kw0 = step * ${WR};
                 let k0 = step * KB;

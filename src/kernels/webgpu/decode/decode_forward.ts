@@ -128,7 +128,7 @@ export function setWebGPUDecodeTiles(tiles: DecodeTilesOverride | null): void {
       throw new Error(`setWebGPUDecodeTiles: routeLanes must be a power of two in [1, 256], got ${lanes}`);
     }
     for (const key of ['fold', 'downFlat', 'exponentBits', 'decodeOnce', 'routerVec4', 'e2m1Half', 'int4Half',
-                       'downByExpert', 'routeSubgroups', 'prefetch'] as const) {
+                       'downByExpert', 'routeSubgroups', 'upPrefetch', 'downPrefetch', 'unchecked', 'upStageX'] as const) {
       if (tiles[key] != null && typeof tiles[key] !== 'boolean') {
         throw new Error(`setWebGPUDecodeTiles: ${key} must be a boolean, got ${JSON.stringify(tiles[key])}`);
       }
@@ -171,7 +171,7 @@ export function chooseDecodeTiles(s: Pick<DecodeShape, 'T' | 'H' | 'I' | 'E' | '
 const TILE_DEFAULTS: {readonly [k in keyof DecodeTiles]?: unknown} = {fold: false, downFlat: false, downUnroll: 1,
   upUnroll: 1, routeThreads: 256, exponentBits: false, routeLoads: 'loop', routerUnroll: 1, decodeOnce: false,
   routerVec4: false, e2m1Half: false, int4Half: false, downByExpert: false, downRows: 4, routeSubgroups: false,
-  routePlace: 'loop', int4Unit: undefined, prefetch: false};
+  routePlace: 'loop', int4Unit: undefined, upPrefetch: false, downPrefetch: false, unchecked: false, upStageX: false};
 
 function sameTiles(a: DecodeTiles, b: DecodeTiles): boolean {
   const keys = new Set([...Object.keys(a), ...Object.keys(b)] as Array<keyof DecodeTiles>);

@@ -136,10 +136,21 @@ export interface DecodeTiles {
    */
   int4Unit?: 'half' | 'bits';
   /**
-   * Both expert programs, packed weights: each lane loads its next step's (or item's) words before the current
-   * step's arithmetic, so their latency overlaps it (absent: false; two steps' words in registers).
+   * upGate / down, packed weights: each lane loads its next step's (down: item's) words before the current step's
+   * arithmetic, so their latency overlaps it (absent: false; two steps' words in registers).
    */
-  prefetch?: boolean;
+  upPrefetch?: boolean;
+  downPrefetch?: boolean;
+  /**
+   * upGate, packed weights: the pass's rows of x copied into workgroup memory once (the reduction's array, free
+   * until the stream ends) and read from there, where they fit in 16 KB (absent: false, read from x).
+   */
+  upStageX?: boolean;
+  /**
+   * Both expert programs, packed weights: where the depth (H for upGate, I for down) is a multiple of a step's
+   * values, the words and lhs are read without bounds checks (PackedStepOptions wholeSteps; absent: false).
+   */
+  unchecked?: boolean;
   /**
    * Packed down weights, no shared expert: the down program per (active expert, column tile) like upGate, each quad
    * of codes decoded once for up to downRows of the expert's rows in registers, its rows written to a [T * K, H]
@@ -225,6 +236,12 @@ function upReduceRows(s: DecodeShape, t: DecodeTiles): number {
   return Math.max(1, Math.min(s.T, t.upRows, t.upKs, 4));
 }
 
+/** Whether upGate stages its rows of x in workgroup memory (DecodeTiles.upStageX): vec4s of it, else 0. */
+function upStagedX(s: DecodeShape, t: DecodeTiles): number {
+  const v = Math.min(s.T, t.upRows) * s.H / 4;
+  return t.upStageX === true && s.upPacked != null && v * 16 <= 16384 ? v : 0;
+}
+
 /** Rows the expert-major down program keeps in registers and reduces per pass (16 B per thread and row). */
 function downRowsOf(s: DecodeShape, t: DecodeTiles): {tm: number, rb: number} {
   const tm = Math.max(1, Math.min(s.T, Math.floor(t.downRows ?? 4)));
@@ -238,7 +255,7 @@ export function downRunsByExpert(s: DecodeShape, t: DecodeTiles): boolean {
 
 /** Shared memory of the largest of the other three programs (bytes). */
 export function gemmSharedBytes(s: DecodeShape, t: DecodeTiles): number {
-  return Math.max(upReduceRows(s, t) * DECODE_THREADS * 16 + 16, DECODE_THREADS * 16 + 12 * s.K,
+  return Math.max(Math.max(upReduceRows(s, t) * DECODE_THREADS, upStagedX(s, t)) * 16 + 16, DECODE_THREADS * 16 + 12 * s.K,
                   downRunsByExpert(s, t) ? downRowsOf(s, t).rb * DECODE_THREADS * 16 + 16 : 0);
 }
 
@@ -269,6 +286,11 @@ function stepOptions(t: DecodeTiles): WordDecoderOptions {
   return {exponentBits: t.exponentBits, e2m1Half: t.e2m1Half, int4Half: t.int4Half, int4Unit: t.int4Unit};
 }
 
+/** Whether a packed stream along `depth` takes its steps unchecked (DecodeTiles.unchecked). */
+function wholeSteps(packed: ExpertWeightLayout, depth: number, t: DecodeTiles): boolean {
+  return t.unchecked === true && depth % (codesPerWord(packed.format) * STREAM_WORD_ROWS) === 0;
+}
+
 /** KB-steps of packed codes along a depth (STREAM_WORD_ROWS words of a column per step). */
 function packedSteps(packed: ExpertWeightLayout, depth: number): number {
   return Math.ceil(depth / (codesPerWord(packed.format) * STREAM_WORD_ROWS));
@@ -279,9 +301,11 @@ function packedSteps(packed: ExpertWeightLayout, depth: number): number {
  * s, KS, TM, rows). `depth` K, `width4` N / 4 and `col` the vec4 column are WGSL expressions.
  */
 function packedStream(packed: ExpertWeightLayout, depth: string, width4: string, col: string,
-                      names: PackedStepNames, t: DecodeTiles, unroll = 1): string {
-  const prefetch = t.prefetch === true && unroll === 1;
-  const step = packedStep(packed, names, {...stepOptions(t), decodeOnce: t.decodeOnce, preloaded: prefetch});
+                      names: PackedStepNames, t: DecodeTiles, unroll: number, whole: boolean,
+                      prefetchAsked: boolean | undefined): string {
+  const prefetch = prefetchAsked === true && unroll === 1;
+  const step = packedStep(packed, names, {...stepOptions(t), decodeOnce: t.decodeOnce, preloaded: prefetch,
+                                          wholeSteps: whole});
   if (prefetch) {
     return `
         {${packedStepConsts(packed, depth)}
@@ -955,9 +979,12 @@ export function upGateCode(s: DecodeShape, t: DecodeTiles, fold = false): string
             }
           }
         }`;
+  const staged = upStagedX(s, t);
   const routedStream = s.upPacked == null ? stream('upGate', 'expert * H4 * 4 * (2 * I4)', '(2 * I4)') :
       packedStream(s.upPacked, 'H4 * 4', '2 * I4', 'n4',
-                   {lhs: 'x', lhsRow: i => `tok[${i}]`, accumulate: (i, v) => `acc[${i}] += ${v};`}, t, UU);
+                   {lhs: staged > 0 ? 'red' : 'x', lhsRow: i => staged > 0 ? i : `tok[${i}]`,
+                    accumulate: (i, v) => `acc[${i}] += ${v};`}, t, UU,
+                   wholeSteps(s.upPacked, s.H, t), t.upPrefetch);
   return `${PRELUDE}${layoutConsts(s, t)}
   ${weightDecls(s.upPacked, 'upGate', 'up', b, stepOptions(t))}
   @group(0) @binding(${b('route')}) var<storage, read_write> route : array<i32>;
@@ -985,7 +1012,7 @@ export function upGateCode(s: DecodeShape, t: DecodeTiles, fold = false): string
   const TILES_E = ${tilesE};
   const EXPERT_WGS = ${maxActive * tilesE};
   var<workgroup> unitInfo : array<i32, 4>;
-  var<workgroup> red : array<vec4<f32>, ${RB * 256}>;
+  var<workgroup> red : array<vec4<f32>, ${Math.max(RB * 256, staged)}>;
   fn silu4(g : vec4<f32>) -> vec4<f32> { return g / (vec4<f32>(1.0) + exp(-g)); }
 
   @compute @workgroup_size(256)
@@ -1031,12 +1058,19 @@ export function upGateCode(s: DecodeShape, t: DecodeTiles, fold = false): string
         if (i < rows) { tok[i] = select(${routeIn}[R_ROW_SLOT + r0 + i] / K, r0 + i, isShared); }
       }
       // Explicitly zeroed: a declaration in a loop body was seen to keep the previous iteration's values.
-      var acc = array<vec4<f32>, TM>();
+      var acc = array<vec4<f32>, TM>();${staged > 0 ? `
+      // The rows of x into red (the previous pass's reduction ended with a barrier).
+      for (var v = lid; v < TM * H4; v += 256) {
+        let i = v / H4;
+        if (i < rows) { red[v] = x[tok[i] * H4 + v % H4]; }
+      }
+      workgroupBarrier();` : ''}
       if (colOk) {
         if (isShared) {${s.S > 0 ? stream('sharedUpGate', '0', '(2 * S4)') : ''}
         } else {${routedStream}
         }
-      }
+      }${staged > 0 ? `
+      workgroupBarrier();` : ''}
       for (var i0 = 0; i0 < rows; i0 += RB) {
         for (var q = 0; q < RB; q++) {
           if (i0 + q < rows) { red[q * 256 + lid] = acc[i0 + q]; }
@@ -1114,7 +1148,7 @@ export function downCode(s: DecodeShape, t: DecodeTiles): string {
         for (var q0 = s; q0 < TOPK * STEPS; q0 += KS * ${U}) {${us.map(one).join('')}${us.map(fma).join('')}
         }`;
   };
-  const prefetch = t.prefetch === true && U === 1;
+  const prefetch = t.downPrefetch === true && U === 1;
   // Item qn's words into nw0.. (prefetch; past the last item they stay: no step reads them).
   const itemWords = (qn: string) => `
           {
@@ -1153,7 +1187,8 @@ export function downCode(s: DecodeShape, t: DecodeTiles): string {
             let wt = slotW[j];
             let wBase = expert * KW * NV + n;${packedStep(l, {lhs: 'act', lhsRow: () => 'rowD',
                                                                 accumulate: (_, v) => `acc += ${v} * wt;`},
-                                                          {...stepOptions(t), preloaded: prefetch})}`;
+                                                          {...stepOptions(t), preloaded: prefetch,
+                                                           wholeSteps: wholeSteps(l, s.I, t)})}`;
   const routed = s.downPacked != null ? packedItems(s.downPacked) : items ? floatItems() : `
       for (var j = 0; j < TOPK; j++) {
         let e = slotE[j];
@@ -1293,7 +1328,7 @@ export function downExpertCode(s: DecodeShape, t: DecodeTiles): string {
       var acc = array<vec4<f32>, TM>();
       if (colOk) {${packedStream(l, 'I4 * 4', 'H4', 'c4',
                                    {lhs: 'act', lhsRow: i => `r0 + ${i}`, accumulate: (i, v) => `acc[${i}] += ${v};`},
-                                   {...t, decodeOnce: true})}
+                                   {...t, decodeOnce: true}, 1, wholeSteps(l, s.I, t), t.downPrefetch)}
       }
       for (var i0 = 0; i0 < rows; i0 += RB) {
         for (var q = 0; q < RB; q++) {
