@@ -411,6 +411,7 @@ function packedCandidates(tuned: DecodeTilesOverride, T: number, format: string,
   if (process.env.BENCH_CANDIDATES === 'batchI') return batchICandidates(tuned, T, format, first);
   if (process.env.BENCH_CANDIDATES === 's6') return session6Candidates(tuned, T, first);
   if (process.env.BENCH_CANDIDATES === 's6o') return session6Confirm(tuned, T, first);
+  if (process.env.BENCH_CANDIDATES === 's7') return session7Candidates(tuned, T, format, first);
   if (process.env.BENCH_CANDIDATES === 'confirm') {
     // The final table against the session-3 table ('before'); for the first format at T = 16 also 2 packed steps /
     // items per loop iteration in upGate / down.
@@ -474,6 +475,36 @@ function session6Confirm(tuned: DecodeTilesOverride, T: number, first: boolean):
   return {table: tuned, s5, eb: {...tuned, exponentBits: true, int4Half: false}, u2: {...tuned, upUnroll: 2},
     rows1: {...tuned, upRows: 1}, up8x32: {...tuned, upNv: 8, upKs: 32}, d2: {...tuned, downUnroll: 2},
     down4x64: {...tuned, downNv: 4, downKs: 64}};
+}
+
+/**
+ * Session 7: int4 codes as 1 + c / 16 with the zero point taken off each row's lhs sum once per step (halves or
+ * float32 bits), each lane's next words loaded before the current step's arithmetic (prefetch, per program; every
+ * packed format) and whole steps read without bounds checks (unchecked). BENCH_S7=a: batch 1's set.
+ */
+function session7Candidates(tuned: DecodeTilesOverride, T: number, format: string, first: boolean):
+    Record<string, DecodeTilesOverride> {
+  if (process.env.BENCH_S7 === 'a') {
+    const pf = {...tuned, upPrefetch: true, downPrefetch: true};
+    if (format !== 'int4') return {table: tuned, pf};
+    const unit = {uh: {...tuned, int4Unit: 'half'}, ub: {...tuned, int4Unit: 'bits'}, pf,
+                  uh_pf: {...pf, int4Unit: 'half'}, ub_pf: {...pf, int4Unit: 'bits'}} as const;
+    if (T === 1 || !first) return {table: tuned, ...unit};
+    return {table: tuned, ...unit, uh_pf_r4: {...pf, int4Unit: 'half', upRows: 4},
+            uh_pf_up8x32: {...pf, int4Unit: 'half', upNv: 8, upKs: 32}};
+  }
+  // Batch 2: unchecked steps, the down program's prefetch alone, upGate's rows of x in workgroup memory (sx).
+  const uc = {...tuned, unchecked: true};
+  const dpf = {...tuned, downPrefetch: true};
+  if (format !== 'int4') {
+    return {table: tuned, dpf, uc, uc_dpf: {...uc, downPrefetch: true}, sx_uc_dpf: {...uc, downPrefetch: true, upStageX: true}};
+  }
+  const unit = {uh: {...tuned, int4Unit: 'half'}, uc, uh_uc: {...uc, int4Unit: 'half'}} as const;
+  if (T === 1) return {table: tuned, ...unit, sx: {...tuned, upStageX: true}};
+  if (!first) return {table: tuned, ...unit};
+  return {table: tuned, ...unit, dpf, uh_uc_dpf: {...uc, int4Unit: 'half', downPrefetch: true},
+          sx: {...tuned, upStageX: true}, uh_uc_sx: {...uc, int4Unit: 'half', upStageX: true},
+          uc_sx: {...uc, upStageX: true}, uh_uc_sx_dpf: {...uc, int4Unit: 'half', upStageX: true, downPrefetch: true}};
 }
 
 /** Batch I's candidates (session 4): decode-once rows, the router at T = 16, mxfp4's float16-pattern codes. */
@@ -555,7 +586,8 @@ async function packedRows(labels: string[], tokens: number[], out: Record<string
       row.decodePrograms = decodeDispatchCount() - before;
       row.decodeVsChainRelDiff = relMaxDiff(got, want);
       // The host reference first: seconds of host work lower the GPU's clocks (batch I timed 1.27 ms after it).
-      const ref = T === 1 || ortRun != null ? referenceLayer(xData, T, gate, up, down) : null;
+      const ref = T === 1 || ortRun != null || (process.env.BENCH_CANDIDATES === 's7' && f.format === 'int4') ?
+          referenceLayer(xData, T, gate, up, down) : null;
       if (ref != null) {
         row.relL2VsFloat64 = relL2(got, ref);
         row.chainRelL2VsFloat64 = relL2(want, ref);
@@ -582,11 +614,15 @@ async function packedRows(labels: string[], tokens: number[], out: Record<string
         const tuned = tunedDecodeTiles({T, H, I, E, K, bits: f.format === 'float32' ? 32 : f.format === 'int8' ? 8 :
                                         f.format.endsWith('16') ? 16 : 4});
         const cands = packedCandidates(tuned, T, f.format, PACKED.indexOf(label) === 0);
-        const sweep: Record<string, {thr: number, gpu: number, perProgram?: Record<string, number>, relDiff?: number}> = {};
+        const sweep: Record<string, {thr: number, gpu: number, perProgram?: Record<string, number>, relDiff?: number,
+                                     relL2VsFloat64?: number}> = {};
         const thr: Record<string, number[]> = {}, gpu: Record<string, number[]> = {};
         const perProgram: Record<string, Record<string, number>> = {}, diffs: Record<string, number> = {};
+        const refErr: Record<string, number> = {};
         for (let r = 0; r < (QUICK ? 1 : 3); r++) {
-          for (const [name, tiles] of Object.entries(cands)) {
+          // Every other round in reverse order (the position bias).
+          const order = r % 2 === 0 ? Object.entries(cands) : Object.entries(cands).reverse();
+          for (const [name, tiles] of order) {
             setWebGPUDecodeTiles(tiles);
             if (r === 0) {
               // Each candidate's output against the table's (the op chain's above): a candidate that does not run
@@ -594,6 +630,7 @@ async function packedRows(labels: string[], tokens: number[], out: Record<string
               const c = apply(), cg = await c.data();
               c.dispose();
               diffs[name] = relMaxDiff(cg, got);
+              if (ref != null) refErr[name] = relL2(cg, ref);
             }
             (thr[name] ??= []).push((await timeIt(apply, 50, 2)).throughputMs);
             (gpu[name] ??= []).push(await wholeForwardMs(apply, 3));
@@ -602,7 +639,7 @@ async function packedRows(labels: string[], tokens: number[], out: Record<string
         }
         for (const name of Object.keys(cands)) {
           sweep[name] = {thr: median(thr[name]), gpu: median(gpu[name]), perProgram: perProgram[name],
-                         relDiff: diffs[name]};
+                         relDiff: diffs[name], relL2VsFloat64: refErr[name]};
         }
         setWebGPUDecodeTiles(null);
         row.tileSweep = sweep;

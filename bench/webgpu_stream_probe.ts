@@ -13,7 +13,7 @@
 import {writeFileSync} from 'fs';
 
 import type {ExpertWeightLayout} from '../src/executor/expert_weights.js';
-import {packedStep, packedStepConsts} from '../src/kernels/webgpu/batched_gemm_snippets.js';
+import {packedStep, packedStepConsts, packedWords, STREAM_WORD_ROWS} from '../src/kernels/webgpu/batched_gemm_snippets.js';
 import {wordDecoder, WordDecoderOptions} from '../src/kernels/webgpu/quantized_webgpu.js';
 
 import {timePassMs} from './webgpu_pass_timing.js';
@@ -43,6 +43,10 @@ interface Probe {
   decoder?: WordDecoderOptions;
   /** With rows: each quad of codes decoded once for all rows (the table's choice; absent: true). */
   decodeOnce?: boolean;
+  /** With rows: the next step's words loaded before the current step's arithmetic (DecodeTiles.upPrefetch). */
+  prefetch?: boolean;
+  /** With rows: the words and x read without bounds checks (DecodeTiles.unchecked). */
+  unchecked?: boolean;
 }
 
 /** The probe with the real int4 g32 step: weights [E, K = 8 * wr, N = 4 * nv], x [rows, K], one output per thread. */
@@ -51,7 +55,9 @@ function mathCode(p: Probe): string {
     groupSize: 32, zeroPoint: false};
   const options = p.decoder ?? {int4Half: true};
   const step = packedStep(l, {lhs: 'x', lhsRow: i => `${i}`, accumulate: (i, v) => `acc[${i}] += ${v};`},
-                          {...options, decodeOnce: p.decodeOnce ?? true});
+                          {...options, decodeOnce: p.decodeOnce ?? true, preloaded: p.prefetch,
+                           wholeSteps: p.unchecked});
+  const words = (r: string) => Array.from({length: STREAM_WORD_ROWS}, (_, i) => `let c${i} = ${r}${i};`).join(' ');
   return `
   @group(0) @binding(0) var<storage, read> packed : array<vec4<u32>>;
   @group(0) @binding(1) var<storage, read> scales : array<vec4<f32>>;
@@ -73,9 +79,12 @@ function mathCode(p: Probe): string {
       let NV = ${p.nv};
       let K4 = ${2 * p.wr};
       let n = (w % ${p.nv / p.nvw}) * ${p.nvw} + cl;
-      let wBase = expert * KW * NV + n;
+      let wBase = expert * KW * NV + n;${p.prefetch ? `${packedWords('s * 4', 'wBase', 'nw')}
+      for (var step = s; step < steps; step += KS) {
+        ${words('nw')}${packedWords('(step + KS) * 4', 'wBase', 'nw', false)}${step}
+      }` : `
       for (var step = s; step < steps; step += KS) {${step}
-      }
+      }`}
     }
     var v = vec4<f32>(0.0);
     for (var i = 0; i < TM; i++) { v += acc[i]; }
@@ -163,6 +172,22 @@ const PROBES: Record<string, Probe> = {
   'up 16x16 step, 2 rows, decoded per row': {...UP, nvw: 16, ks: 16, wrs: 4, rows: 2, decodeOnce: false},
   'up 32x8 step, 2 rows': {...UP, nvw: 32, ks: 8, wrs: 4, rows: 2},
   'up 8x32 step, 2 rows': {...UP, nvw: 8, ks: 32, wrs: 4, rows: 2},
+  // Session 7: int4 codes as 1 + c / 16 (the zero point off the lhs sum per step), the next step's words prefetched.
+  's7 up 16x16 step, 1 row (table)': {...UP, nvw: 16, ks: 16, wrs: 4, rows: 1},
+  's7 up 16x16 step, 1 row, unit halves': {...UP, nvw: 16, ks: 16, wrs: 4, rows: 1, decoder: {int4Unit: 'half'}},
+  's7 up 16x16 step, 1 row, unit bits': {...UP, nvw: 16, ks: 16, wrs: 4, rows: 1, decoder: {int4Unit: 'bits'}},
+  's7 up 16x16 step, 1 row, prefetch': {...UP, nvw: 16, ks: 16, wrs: 4, rows: 1, prefetch: true},
+  's7 up 16x16 step, 1 row, unit halves, prefetch': {...UP, nvw: 16, ks: 16, wrs: 4, rows: 1,
+                                                     decoder: {int4Unit: 'half'}, prefetch: true},
+  's7 up 16x16 step, 2 rows, unit halves, prefetch': {...UP, nvw: 16, ks: 16, wrs: 4, rows: 2,
+                                                      decoder: {int4Unit: 'half'}, prefetch: true},
+  's7b up 16x16 step, 1 row (table)': {...UP, nvw: 16, ks: 16, wrs: 4, rows: 1},
+  's7b up 16x16 step, 1 row, unchecked': {...UP, nvw: 16, ks: 16, wrs: 4, rows: 1, unchecked: true},
+  's7b up 16x16 step, 1 row, unit halves, unchecked': {...UP, nvw: 16, ks: 16, wrs: 4, rows: 1, unchecked: true,
+                                                      decoder: {int4Unit: 'half'}},
+  's7b up 16x16 step, 2 rows (table)': {...UP, nvw: 16, ks: 16, wrs: 4, rows: 2},
+  's7b up 16x16 step, 2 rows, unit halves, unchecked': {...UP, nvw: 16, ks: 16, wrs: 4, rows: 2, unchecked: true,
+                                                       decoder: {int4Unit: 'half'}},
 };
 
 async function main(): Promise<void> {

@@ -436,7 +436,8 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
 
   it('packed expert weights with options: biases, probInAdvance, a shared expert, folded; new weights rebuild',
      async () => {
-       const cases: Array<[string, LayerFormatVariant, FusedMoEArgs, number, internal.DecodeTilesOverride | null]> = [
+       const cases: Array<[string, LayerFormatVariant, FusedMoEArgs, number, internal.DecodeTilesOverride | null,
+                           number?]> = [
          ['mxfp4, expert biases (gpt-oss-like)', {label: 'mxfp4', format: 'mxfp4'},
           {numExperts: 4, topK: 2, moeIntermediateSize: 36, withBias: true}, 2, null],
          ['int8, probInAdvance, gated shared expert', {label: 'int8', format: 'int8'},
@@ -465,12 +466,39 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
          ['int4 g128, float16-pattern codes, down per expert', {label: 'int4 g128', format: 'int4', groupSize: 128},
           {numExperts: 5, topK: 2, moeIntermediateSize: 36}, 3,
           {upNv: 8, upKs: 32, downNv: 4, downKs: 64, int4Half: true, downByExpert: true}],
+         // int4 codes as 1 + c / 16, the zero point off each row's lhs sum once per step (a partial last step: the
+         // padding words decode to 1, their lhs is 0); each lane's next words loaded before the current step's FMAs.
+         ['int4 g32 zero point, unit codes (halves), decoded once, prefetched',
+          {label: 'int4 g32 zp', format: 'int4', zeroPoint: true}, {numExperts: 5, topK: 2, moeIntermediateSize: 36}, 3,
+          {upNv: 8, upKs: 32, downNv: 4, downKs: 64, int4Unit: 'half', decodeOnce: true, upRows: 2, upPrefetch: true, downPrefetch: true}],
+         ['int4 g64, unit codes (float bits), prefetched, down per expert', {label: 'int4 g64', format: 'int4', groupSize: 64},
+          {numExperts: 5, topK: 2, moeIntermediateSize: 36}, 3,
+          {upNv: 8, upKs: 32, downNv: 4, downKs: 64, int4Unit: 'bits', upPrefetch: true, downPrefetch: true, downByExpert: true}],
+         ['int4 g128 zero point, unit codes (halves), folded, prefetched',
+          {label: 'int4 g128 zp', format: 'int4', groupSize: 128, zeroPoint: true},
+          {numExperts: 5, topK: 2, moeIntermediateSize: 36}, 1,
+          {upNv: 16, upKs: 16, downNv: 8, downKs: 32, int4Unit: 'half', fold: true, upPrefetch: true, downPrefetch: true}],
+         ['float16, prefetched, 4 rows in registers', {label: 'float16', format: 'float16'},
+          {numExperts: 5, topK: 2, moeIntermediateSize: 36}, 3,
+          {upNv: 16, upKs: 16, downNv: 8, downKs: 32, upRows: 4, upPrefetch: true, downPrefetch: true}],
+         // H = 64, I = 32: whole steps, read unchecked.
+         ['int4 g32 zero point, unit codes (halves), unchecked steps, prefetched',
+          {label: 'int4 g32 zp', format: 'int4', zeroPoint: true}, {numExperts: 5, topK: 2, moeIntermediateSize: 32}, 3,
+          {upNv: 8, upKs: 32, downNv: 4, downKs: 64, int4Unit: 'half', decodeOnce: true, upRows: 2, upPrefetch: true,
+           downPrefetch: true, unchecked: true}, 64],
+         // upGate's rows of x staged in workgroup memory: 2 rows per pass over experts of up to 3 rows (two passes).
+         ['bfloat16, unchecked steps, rows of x staged', {label: 'bfloat16', format: 'bfloat16'},
+          {numExperts: 5, topK: 2, moeIntermediateSize: 32}, 5,
+          {upNv: 16, upKs: 16, downNv: 8, downKs: 32, upRows: 2, unchecked: true, upStageX: true}, 64],
+         ['int4 g32, unit codes (halves), rows of x staged, folded', {label: 'int4 g32', format: 'int4'},
+          {numExperts: 5, topK: 2, moeIntermediateSize: 36}, 1,
+          {upNv: 16, upKs: 16, downNv: 8, downKs: 32, int4Unit: 'half', upStageX: true, fold: true}],
          ['int4 g32, exponent-bit codes', {label: 'int4 g32', format: 'int4'},
           {numExperts: 5, topK: 2, moeIntermediateSize: 36}, 1, {upNv: 8, upKs: 32, downNv: 2, downKs: 128, exponentBits: true}],
        ];
-       for (const [label, v, args, T, tiles] of cases) {
+       for (const [label, v, args, T, tiles, hidden] of cases) {
          const rand = rng(label.length * 13);
-         const H = 40;
+         const H = hidden ?? 40;
          const {layer, data} = await packedLayer(args, H, v, rand);
          internal.setWebGPUDecodeTiles(tiles);
          try {

@@ -192,6 +192,28 @@ export interface PackedStepOptions extends WordDecoderOptions {
    * so the same values.
    */
   decodeOnce?: boolean;
+  /**
+   * The step's words c0.. are already in scope (loaded ahead by the caller with packedWords; absent: false, the
+   * step loads them first).
+   */
+  preloaded?: boolean;
+  /**
+   * The depth is a multiple of KB, so no step reaches past it: the words and lhs are read without bounds checks
+   * (absent: false, each checked).
+   */
+  wholeSteps?: boolean;
+}
+
+/**
+ * WGSL loading the STREAM_WORD_ROWS vec4 words of the step at word row `kw0` (expressions; KW, NV in scope) into
+ * `${v}0` .. (declared with `var` when `declare`), zero past KW.
+ */
+export function packedWords(kw0: string, wBase: string, v = 'c', declare = true, checked = true): string {
+  const load = (r: number) => `bitcast<vec4<u32>>(packed[${wBase} + (${kw0} + ${r}) * NV])`;
+  return Array.from({length: STREAM_WORD_ROWS}, (_, r) => checked ? `
+                ${declare ? 'var ' : ''}${v}${r} = vec4<u32>(0u);
+                if (${kw0} + ${r} < KW) { ${v}${r} = ${load(r)}; }` : `
+                ${declare ? 'let ' : ''}${v}${r} = ${load(r)};`).join('');
 }
 
 /**
@@ -206,14 +228,15 @@ export interface PackedStepOptions extends WordDecoderOptions {
 export function packedStep(l: ExpertWeightLayout, names: PackedStepNames = GEMM_STEP_NAMES,
                            options: PackedStepOptions = {}): string {
   const P = codesPerWord(l.format), WR = STREAM_WORD_ROWS, KB = P * WR;
-  const d = wordDecoder(l, options);
-  // The decoder's power-of-two factor (exact), applied to a sum before its scale (never overflowing with it).
-  const factor = (v: string) => d.codeFactor == null || d.codeFactor === 1 ? v : `(${v} * ${d.codeFactor.toFixed(1)})`;
   const scaled = hasScales(l.format);
   const perStep = !scaled || l.groupSize % KB === 0;
-  const words = Array.from({length: WR}, (_, r) => `
-                var c${r} = vec4<u32>(0u);
-                if (kw0 + ${r} < KW) { c${r} = bitcast<vec4<u32>>(packed[wBase + (kw0 + ${r}) * NV]); }`).join('');
+  const d = wordDecoder(l, perStep ? options : {...options, int4Unit: undefined});
+  // The decoder's power-of-two factor (exact), applied to a sum before its scale (never overflowing with it).
+  const factor = (v: string) => d.codeFactor == null || d.codeFactor === 1 ? v : `(${v} * ${d.codeFactor.toFixed(1)})`;
+  // Unit codes (1 + c / 16): the step also sums each row's lhs, and its zero point comes off that sum once.
+  const unit = d.unitCodes === true;
+  const whole = options.wholeSteps === true;
+  const words = options.preloaded === true ? '' : packedWords('kw0', 'wBase', 'c', true, !whole);
   const step = groupTerms(l, 'step * KB / GROUP');
   const quad = (q: number) => `mat4x4<f32>(${[0, 1, 2, 3].map(t => {
     const kk = 4 * q + t;
@@ -223,36 +246,50 @@ export function packedStep(l: ExpertWeightLayout, names: PackedStepNames = GEMM_
     return `${g.scale} * ${factor(d.codeRow(c, j, g.zero))}`;
   }).join(`,
                                      `)})`;
-  const lhsQuad = (ab: string, q: number) => `select(vec4<f32>(0.0), ${names.lhs}[${ab} + ${q}], a0 + ${q} < K4)`;
+  const lhsQuad = (ab: string, q: number) => whole ? `${names.lhs}[${ab} + ${q}]` :
+      `select(vec4<f32>(0.0), ${names.lhs}[${ab} + ${q}], a0 + ${q} < K4)`;
   const head = `
                 let kw0 = step * ${WR};
                 let k0 = step * KB;
                 let a0 = step * (KB / 4);${words}
                 ${perStep && scaled ? `let sc = ${step.scale};` : ''}
                 ${perStep ? `let z = ${step.zero};` : ''}`;
-  const sum = (v: string) => `${perStep ? factor(v) : v}${perStep && scaled ? ' * sc' : ''}`;
+  // unit: s * 16 * (sum(a * v) - (1 + z / 16) * sum(a)), the subtraction once per step and row.
+  const unsum = (v: string, sx: string) => unit ? `((${v} - ${sx} * (vec4<f32>(1.0) + z * 0.0625)) * 16.0)` : v;
+  const sum = (v: string, sx = '') => `${perStep ? factor(unsum(v, sx)) : v}${perStep && scaled ? ' * sc' : ''}`;
+  const lhsSum = (sx: string) => unit ? `
+                    ${sx} += (a.x + a.y) + (a.z + a.w);` : '';
   if (options.decodeOnce === true) {
     const quads = Array.from({length: KB / 4}, (_, q) => `
                 {
                   let dq = ${quad(q)};
                   for (var i = 0; i < TM; i++) {
-                    if (i < rows) { p[i] += dq * ${lhsQuad(`(${names.lhsRow('i')}) * K4 + a0`, q)}; }
+                    if (i < rows) {${unit ? `
+                      let a = ${lhsQuad(`(${names.lhsRow('i')}) * K4 + a0`, q)};
+                      p[i] += dq * a;${lhsSum('sx[i]')}
+                    ` : ` p[i] += dq * ${lhsQuad(`(${names.lhsRow('i')}) * K4 + a0`, q)}; `}}
                   }
                 }`).join('');
     return `${head}
-                var p = array<vec4<f32>, TM>();${quads}
+                var p = array<vec4<f32>, TM>();${unit ? `
+                var sx = array<f32, TM>();` : ''}${quads}
                 for (var i = 0; i < TM; i++) {
-                  if (i < rows) { ${names.accumulate('i', sum('p[i]'))} }
+                  if (i < rows) { ${names.accumulate('i', sum('p[i]', 'sx[i]'))} }
                 }`;
   }
-  const quads = Array.from({length: KB / 4}, (_, q) => `
+  const quads = Array.from({length: KB / 4}, (_, q) => unit ? `
+                    {
+                      let a = ${lhsQuad('ab', q)};
+                      p += ${quad(q)} * a;${lhsSum('sx')}
+                    }` : `
                     p += ${quad(q)} * ${lhsQuad('ab', q)};`).join('');
   return `${head}
                 for (var i = 0; i < TM; i++) {
                   if (i < rows) {
                     let ab = (${names.lhsRow('i')}) * K4 + a0;
-                    var p = vec4<f32>(0.0);${quads}
-                    ${names.accumulate('i', sum('p'))}
+                    var p = vec4<f32>(0.0);${unit ? `
+                    var sx = 0.0;` : ''}${quads}
+                    ${names.accumulate('i', sum('p', 'sx'))}
                   }
                 }`;
 }

@@ -152,6 +152,11 @@ export interface WordDecoder {
   groupZero: ((expert: string, g: string, groups: string, nv: string, numVec: string) => string) | null;
   /** codeRow's values times this power of two are the codes' values (absent: 1). */
   codeFactor?: number;
+  /**
+   * codeRow gives 1 + c / 16 (exact, the zero point not subtracted): a sum over one scale group is
+   * 16 * (sum(a * v) - (1 + z / 16) * sum(a)) (int4Unit; absent: false).
+   */
+  unitCodes?: boolean;
 }
 
 /** How the word decoders turn integer codes into floats. */
@@ -173,6 +178,13 @@ export interface WordDecoderOptions {
    * unpack2x16float, minus 1024 + z in float32 (exact) (absent: false).
    */
   int4Half?: boolean;
+  /**
+   * int4 codes as 1 + c / 16, exact, with no zero point subtracted per code (WordDecoder.unitCodes: the step
+   * subtracts it once per group from the lhs sum): 'half' two codes (j, j + 4) as the float16 bit patterns
+   * 0x3c00 | c << 6 per unpack2x16float, 'bits' each code as the float32 bits 0x3f800000 | c << 19 (absent: off).
+   * Only for steps within one scale group (packedStep falls back to the decoders above otherwise).
+   */
+  int4Unit?: 'half' | 'bits';
 }
 
 // E2M1 codes j and j + 4 of a word shifted so that code j's bits start at bit 9: the two float16 bit patterns.
@@ -202,6 +214,19 @@ export function wordDecoder(l: ExpertWeightLayout, options: WordDecoderOptions =
                                        'vec4<f32>(8388736.0))' :
                   (c, j) => `vec4<f32>(bitcast<vec4<i32>>(${c} << ${u(24 - 8 * j)}) >> ${u(24)})`};
     case 'int4':
+      if (options.int4Unit != null) {
+        // Nibble j at bits 4j (and 4j + 16 for the pair) moved to the top of the mantissa: bits 6-9 of a half,
+        // bits 19-22 of a float.
+        const half = options.int4Unit === 'half';
+        const to = half ? 6 : 19, from = (j: number) => 4 * (half ? j % 4 : j);
+        const shift = (c: string, j: number) => from(j) <= to ? `(${c} << ${u(to - from(j))})` : `(${c} >> ${u(from(j) - to)})`;
+        return {perWord, snippet: '', groupScale: floatScale, unitCodes: true,
+                groupZero: l.zeroPoint ? (...a) => `zeros[${index(...a)}]` : () => 'vec4<f32>(8.0)',
+                codeRow: half ? (c, j) => {
+                  const pair = `(${shift(c, j)} & ${u(0x03c003c0)}) | ${u(0x3c003c00)}`;
+                  return `vec4<f32>(${['x', 'y', 'z', 'w'].map(p => `unpack2x16float((${pair}).${p}).${j < 4 ? 'x' : 'y'}`)})`;
+                } : (c, j) => `bitcast<vec4<f32>>((${shift(c, j)} & ${u(0x00780000)}) | ${u(0x3f800000)})`};
+      }
       if (options.int4Half === true) {
         return {perWord, snippet: '', groupScale: floatScale,
                 groupZero: l.zeroPoint ? (...a) => `zeros[${index(...a)}]` : () => 'vec4<f32>(8.0)',

@@ -81,7 +81,7 @@ export function setWebGPUDecodeTiles(tiles: DecodeTilesOverride | null): void {
       throw new Error(`setWebGPUDecodeTiles: routeLanes must be a power of two in [1, 256], got ${lanes}`);
     }
     for (const key of ['fold', 'downFlat', 'exponentBits', 'decodeOnce', 'routerVec4', 'e2m1Half', 'int4Half',
-                       'downByExpert', 'routeSubgroups'] as const) {
+                       'downByExpert', 'routeSubgroups', 'upPrefetch', 'downPrefetch', 'unchecked', 'upStageX'] as const) {
       if (tiles[key] != null && typeof tiles[key] !== 'boolean') {
         throw new Error(`setWebGPUDecodeTiles: ${key} must be a boolean, got ${JSON.stringify(tiles[key])}`);
       }
@@ -94,6 +94,9 @@ export function setWebGPUDecodeTiles(tiles: DecodeTilesOverride | null): void {
     }
     if (tiles.routeTopk != null && !['rounds', 'keys', 'rank'].includes(tiles.routeTopk)) {
       throw new Error(`setWebGPUDecodeTiles: routeTopk must be 'rounds', 'keys' or 'rank', got ${JSON.stringify(tiles.routeTopk)}`);
+    }
+    if (tiles.int4Unit != null && tiles.int4Unit !== 'half' && tiles.int4Unit !== 'bits') {
+      throw new Error(`setWebGPUDecodeTiles: int4Unit must be 'half' or 'bits', got ${JSON.stringify(tiles.int4Unit)}`);
     }
     if (tiles.routePlace != null && tiles.routePlace !== 'loop' && tiles.routePlace !== 'mask') {
       throw new Error(`setWebGPUDecodeTiles: routePlace must be 'loop' or 'mask', got ${JSON.stringify(tiles.routePlace)}`);
@@ -121,7 +124,7 @@ export function chooseDecodeTiles(s: Pick<DecodeShape, 'T' | 'H' | 'I' | 'E' | '
 const TILE_DEFAULTS: {readonly [k in keyof DecodeTiles]?: unknown} = {fold: false, downFlat: false, downUnroll: 1,
   upUnroll: 1, routeThreads: 256, exponentBits: false, routeLoads: 'loop', routerUnroll: 1, decodeOnce: false,
   routerVec4: false, e2m1Half: false, int4Half: false, downByExpert: false, downRows: 4, routeSubgroups: false,
-  routePlace: 'loop'};
+  routePlace: 'loop', int4Unit: undefined, upPrefetch: false, downPrefetch: false, unchecked: false, upStageX: false};
 
 function sameTiles(a: DecodeTiles, b: DecodeTiles): boolean {
   const keys = new Set([...Object.keys(a), ...Object.keys(b)] as Array<keyof DecodeTiles>);

@@ -26,7 +26,7 @@
  * then the shared expert's [T, S]). group(1) is per call: binding 0 = x, binding 1 = the output tensor's buffer.
  */
 import {codesPerWord, ExpertWeightLayout, hasScales} from '../../expert_weight_formats.js';
-import {packedStep, PackedStepNames, packedStepConsts, STREAM_WORD_ROWS} from '../batched_gemm_snippets.js';
+import {packedStep, PackedStepNames, packedStepConsts, packedWords, STREAM_WORD_ROWS} from '../batched_gemm_snippets.js';
 import {wordDecoder, WordDecoderOptions} from '../quantized_webgpu.js';
 import {RANKING_SNIPPET} from '../webgpu_util.js';
 
@@ -129,6 +129,29 @@ export interface DecodeTiles {
   /** int4 codes as float16 bit patterns 1024 + c, two per unpack2x16float (WordDecoderOptions int4Half; absent: false). */
   int4Half?: boolean;
   /**
+   * int4 codes as 1 + c / 16, the zero point subtracted once per step from each row's lhs sum instead of from
+   * every code (WordDecoderOptions int4Unit: 'half' two per unpack2x16float, 'bits' float32 bits per code; absent:
+   * off; wins over int4Half and exponentBits where a step lies in one scale group). Sums in another order: see
+   * docs/semantics.md.
+   */
+  int4Unit?: 'half' | 'bits';
+  /**
+   * upGate / down, packed weights: each lane loads its next step's (down: item's) words before the current step's
+   * arithmetic, so their latency overlaps it (absent: false; two steps' words in registers).
+   */
+  upPrefetch?: boolean;
+  downPrefetch?: boolean;
+  /**
+   * upGate, packed weights: the pass's rows of x copied into workgroup memory once (the reduction's array, free
+   * until the stream ends) and read from there, where they fit in 16 KB (absent: false, read from x).
+   */
+  upStageX?: boolean;
+  /**
+   * Both expert programs, packed weights: where the depth (H for upGate, I for down) is a multiple of a step's
+   * values, the words and lhs are read without bounds checks (PackedStepOptions wholeSteps; absent: false).
+   */
+  unchecked?: boolean;
+  /**
    * Packed down weights, no shared expert: the down program per (active expert, column tile) like upGate, each quad
    * of codes decoded once for up to downRows of the expert's rows in registers, its rows written to a [T * K, H]
    * buffer, and a fifth program (combine) summing each token's K rows weighted, and the biases (absent: false: per
@@ -213,6 +236,12 @@ function upReduceRows(s: DecodeShape, t: DecodeTiles): number {
   return Math.max(1, Math.min(s.T, t.upRows, t.upKs, 4));
 }
 
+/** Whether upGate stages its rows of x in workgroup memory (DecodeTiles.upStageX): vec4s of it, else 0. */
+function upStagedX(s: DecodeShape, t: DecodeTiles): number {
+  const v = Math.min(s.T, t.upRows) * s.H / 4;
+  return t.upStageX === true && s.upPacked != null && v * 16 <= 16384 ? v : 0;
+}
+
 /** Rows the expert-major down program keeps in registers and reduces per pass (16 B per thread and row). */
 function downRowsOf(s: DecodeShape, t: DecodeTiles): {tm: number, rb: number} {
   const tm = Math.max(1, Math.min(s.T, Math.floor(t.downRows ?? 4)));
@@ -226,7 +255,7 @@ export function downRunsByExpert(s: DecodeShape, t: DecodeTiles): boolean {
 
 /** Shared memory of the largest of the other three programs (bytes). */
 export function gemmSharedBytes(s: DecodeShape, t: DecodeTiles): number {
-  return Math.max(upReduceRows(s, t) * DECODE_THREADS * 16 + 16, DECODE_THREADS * 16 + 12 * s.K,
+  return Math.max(Math.max(upReduceRows(s, t) * DECODE_THREADS, upStagedX(s, t)) * 16 + 16, DECODE_THREADS * 16 + 12 * s.K,
                   downRunsByExpert(s, t) ? downRowsOf(s, t).rb * DECODE_THREADS * 16 + 16 : 0);
 }
 
@@ -254,7 +283,12 @@ function weightDecls(packed: ExpertWeightLayout | null, float: string, prefix: s
 
 /** The word decoder's options of the tiles (both expert programs). */
 function stepOptions(t: DecodeTiles): WordDecoderOptions {
-  return {exponentBits: t.exponentBits, e2m1Half: t.e2m1Half, int4Half: t.int4Half};
+  return {exponentBits: t.exponentBits, e2m1Half: t.e2m1Half, int4Half: t.int4Half, int4Unit: t.int4Unit};
+}
+
+/** Whether a packed stream along `depth` takes its steps unchecked (DecodeTiles.unchecked). */
+function wholeSteps(packed: ExpertWeightLayout, depth: number, t: DecodeTiles): boolean {
+  return t.unchecked === true && depth % (codesPerWord(packed.format) * STREAM_WORD_ROWS) === 0;
 }
 
 /** KB-steps of packed codes along a depth (STREAM_WORD_ROWS words of a column per step). */
@@ -267,8 +301,24 @@ function packedSteps(packed: ExpertWeightLayout, depth: number): number {
  * s, KS, TM, rows). `depth` K, `width4` N / 4 and `col` the vec4 column are WGSL expressions.
  */
 function packedStream(packed: ExpertWeightLayout, depth: string, width4: string, col: string,
-                      names: PackedStepNames, t: DecodeTiles, unroll = 1): string {
-  const step = packedStep(packed, names, {...stepOptions(t), decodeOnce: t.decodeOnce});
+                      names: PackedStepNames, t: DecodeTiles, unroll: number, whole: boolean,
+                      prefetchAsked: boolean | undefined): string {
+  const prefetch = prefetchAsked === true && unroll === 1;
+  const step = packedStep(packed, names, {...stepOptions(t), decodeOnce: t.decodeOnce, preloaded: prefetch,
+                                          wholeSteps: whole});
+  if (prefetch) {
+    return `
+        {${packedStepConsts(packed, depth)}
+          let NV = ${width4};
+          let K4 = (${depth}) / 4;
+          let n = ${col};
+          let wBase = expert * KW * NV + n;${packedWords('s * 4', 'wBase', 'nw')}
+          for (var step = s; step < steps; step += KS) {
+            ${Array.from({length: STREAM_WORD_ROWS}, (_, r) => `let c${r} = nw${r};`).join(' ')}${
+            packedWords('(step + KS) * 4', 'wBase', 'nw', false)}${step}
+          }
+        }`;
+  }
   // unroll > 1: that many steps per iteration of a loop with a constant inner bound (the compiler may interleave
   // their loads with the previous step's arithmetic).
   return `
@@ -929,9 +979,12 @@ export function upGateCode(s: DecodeShape, t: DecodeTiles, fold = false): string
             }
           }
         }`;
+  const staged = upStagedX(s, t);
   const routedStream = s.upPacked == null ? stream('upGate', 'expert * H4 * 4 * (2 * I4)', '(2 * I4)') :
       packedStream(s.upPacked, 'H4 * 4', '2 * I4', 'n4',
-                   {lhs: 'x', lhsRow: i => `tok[${i}]`, accumulate: (i, v) => `acc[${i}] += ${v};`}, t, UU);
+                   {lhs: staged > 0 ? 'red' : 'x', lhsRow: i => staged > 0 ? i : `tok[${i}]`,
+                    accumulate: (i, v) => `acc[${i}] += ${v};`}, t, UU,
+                   wholeSteps(s.upPacked, s.H, t), t.upPrefetch);
   return `${PRELUDE}${layoutConsts(s, t)}
   ${weightDecls(s.upPacked, 'upGate', 'up', b, stepOptions(t))}
   @group(0) @binding(${b('route')}) var<storage, read_write> route : array<i32>;
@@ -959,7 +1012,7 @@ export function upGateCode(s: DecodeShape, t: DecodeTiles, fold = false): string
   const TILES_E = ${tilesE};
   const EXPERT_WGS = ${maxActive * tilesE};
   var<workgroup> unitInfo : array<i32, 4>;
-  var<workgroup> red : array<vec4<f32>, ${RB * 256}>;
+  var<workgroup> red : array<vec4<f32>, ${Math.max(RB * 256, staged)}>;
   fn silu4(g : vec4<f32>) -> vec4<f32> { return g / (vec4<f32>(1.0) + exp(-g)); }
 
   @compute @workgroup_size(256)
@@ -1005,12 +1058,19 @@ export function upGateCode(s: DecodeShape, t: DecodeTiles, fold = false): string
         if (i < rows) { tok[i] = select(${routeIn}[R_ROW_SLOT + r0 + i] / K, r0 + i, isShared); }
       }
       // Explicitly zeroed: a declaration in a loop body was seen to keep the previous iteration's values.
-      var acc = array<vec4<f32>, TM>();
+      var acc = array<vec4<f32>, TM>();${staged > 0 ? `
+      // The rows of x into red (the previous pass's reduction ended with a barrier).
+      for (var v = lid; v < TM * H4; v += 256) {
+        let i = v / H4;
+        if (i < rows) { red[v] = x[tok[i] * H4 + v % H4]; }
+      }
+      workgroupBarrier();` : ''}
       if (colOk) {
         if (isShared) {${s.S > 0 ? stream('sharedUpGate', '0', '(2 * S4)') : ''}
         } else {${routedStream}
         }
-      }
+      }${staged > 0 ? `
+      workgroupBarrier();` : ''}
       for (var i0 = 0; i0 < rows; i0 += RB) {
         for (var q = 0; q < RB; q++) {
           if (i0 + q < rows) { red[q * 256 + lid] = acc[i0 + q]; }
@@ -1088,12 +1148,27 @@ export function downCode(s: DecodeShape, t: DecodeTiles): string {
         for (var q0 = s; q0 < TOPK * STEPS; q0 += KS * ${U}) {${us.map(one).join('')}${us.map(fma).join('')}
         }`;
   };
+  const prefetch = t.downPrefetch === true && U === 1;
+  // Item qn's words into nw0.. (prefetch; past the last item they stay: no step reads them).
+  const itemWords = (qn: string) => `
+          {
+            let qn = ${qn};
+            if (qn < TOPK * steps) {
+              let jn = qn / steps;
+              let wn = slotE[jn] * KW * NV + n;${packedWords('(qn - jn * steps) * 4', 'wn', 'nw', false)}
+            }
+          }`;
   const packedItems = (l: ExpertWeightLayout) => `
         {${packedStepConsts(l, 'I4 * 4')}
           let NV = H4;
           let K4 = I4;
           let n = c4;
-          let rows = 1;${U > 1 ? `
+          let rows = 1;${prefetch ? `
+          ${Array.from({length: STREAM_WORD_ROWS}, (_, r) => `var nw${r} = vec4<u32>(0u);`).join(' ')}${itemWords('s')}
+          for (var q = s; q < TOPK * steps; q += KS) {
+            ${Array.from({length: STREAM_WORD_ROWS}, (_, r) => `let c${r} = nw${r};`).join(' ')}${itemWords('q + KS')}${
+            packedItem(l)}
+          }` : U > 1 ? `
           for (var q0 = s; q0 < TOPK * steps; q0 += KS * ${U}) {
             for (var u = 0; u < ${U}; u++) {
               let q = q0 + u * KS;
@@ -1112,7 +1187,8 @@ export function downCode(s: DecodeShape, t: DecodeTiles): string {
             let wt = slotW[j];
             let wBase = expert * KW * NV + n;${packedStep(l, {lhs: 'act', lhsRow: () => 'rowD',
                                                                 accumulate: (_, v) => `acc += ${v} * wt;`},
-                                                          stepOptions(t))}`;
+                                                          {...stepOptions(t), preloaded: prefetch,
+                                                           wholeSteps: wholeSteps(l, s.I, t)})}`;
   const routed = s.downPacked != null ? packedItems(s.downPacked) : items ? floatItems() : `
       for (var j = 0; j < TOPK; j++) {
         let e = slotE[j];
@@ -1252,7 +1328,7 @@ export function downExpertCode(s: DecodeShape, t: DecodeTiles): string {
       var acc = array<vec4<f32>, TM>();
       if (colOk) {${packedStream(l, 'I4 * 4', 'H4', 'c4',
                                    {lhs: 'act', lhsRow: i => `r0 + ${i}`, accumulate: (i, v) => `acc[${i}] += ${v};`},
-                                   {...t, decodeOnce: true})}
+                                   {...t, decodeOnce: true}, 1, wholeSteps(l, s.I, t), t.downPrefetch)}
       }
       for (var i0 = 0; i0 < rows; i0 += RB) {
         for (var q = 0; q < RB; q++) {
