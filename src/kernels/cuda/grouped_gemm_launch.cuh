@@ -150,6 +150,28 @@ inline bool streamingDecode() {
 // expert are compute-bound: the dequantized copy feeds the prefill tiles). Swiglu and store epilogues only.
 constexpr int kInt4MmaMaxRowsPerSegment = 96;
 
+// TFJS_MOE_CUDA_INT4_TILES (A/B timing of the int4 tiles at 17..40 expected rows per expert, bf16): '16x64' the
+// decode tiles (128-deep stages), 'w8' 32x128 with 8 warps (1 x 8), 'k128' 32x128 with 128-deep stages (3),
+// 's6' 32x128 with six 64-deep stages, 'wide' 32x256 with 8 warps; unset: 32x128, 4 warps, four 64-deep stages.
+// TFJS_MOE_CUDA_CODE_PREFETCH (A/B, read at each launch): '128' / '256' = GemmProblem.codePrefetchBytes of the int4
+// tiles; unset: 0.
+inline int codePrefetchFromEnv() {
+  const char* v = std::getenv("TFJS_MOE_CUDA_CODE_PREFETCH");
+  if (v == nullptr) return 0;
+  return std::strcmp(v, "256") == 0 ? 256 : std::strcmp(v, "128") == 0 ? 128 : 0;
+}
+enum class Int4Tiles { kDefault, k16x64, kWarps8, kK128, kStages6, kWide };
+inline Int4Tiles int4TilesFromEnv() {
+  const char* v = std::getenv("TFJS_MOE_CUDA_INT4_TILES");
+  if (v == nullptr) return Int4Tiles::kDefault;
+  if (std::strcmp(v, "16x64") == 0) return Int4Tiles::k16x64;
+  if (std::strcmp(v, "w8") == 0) return Int4Tiles::kWarps8;
+  if (std::strcmp(v, "k128") == 0) return Int4Tiles::kK128;
+  if (std::strcmp(v, "s6") == 0) return Int4Tiles::kStages6;
+  if (std::strcmp(v, "wide") == 0) return Int4Tiles::kWide;
+  return Int4Tiles::kDefault;
+}
+
 template <typename Elem, typename OutT, Epilogue EPI>
 void launchMmaInt4Epi(const GemmProblem& p, cudaStream_t stream) {
   switch (chooseMmaTile(p.rowsPerSegmentHint > 0 ? p.rowsPerSegmentHint : p.M, p.N)) {
@@ -172,6 +194,17 @@ void launchMmaInt4Epi(const GemmProblem& p, cudaStream_t stream) {
       }
       break;
     case MmaTile::k32x128:
+      if constexpr (std::is_same<Elem, __nv_bfloat16>::value) {
+        // A/B (TFJS_MOE_CUDA_INT4_TILES, read at each launch): other shapes of the 32-row int4 tiles.
+        switch (int4TilesFromEnv()) {
+          case Int4Tiles::k16x64: launchMmaConfig<Elem, OutT, 16, 64, 128, 1, 4, 4, EPI, true, 4>(p, stream); return;
+          case Int4Tiles::kWarps8: launchMmaConfig<Elem, OutT, 32, 128, 64, 1, 8, 4, EPI, true, 4>(p, stream); return;
+          case Int4Tiles::kK128: launchMmaConfig<Elem, OutT, 32, 128, 128, 1, 4, 3, EPI, true, 4>(p, stream); return;
+          case Int4Tiles::kStages6: launchMmaConfig<Elem, OutT, 32, 128, 64, 1, 4, 6, EPI, true, 4>(p, stream); return;
+          case Int4Tiles::kWide: launchMmaConfig<Elem, OutT, 32, 256, 64, 1, 8, 4, EPI, true, 4>(p, stream); return;
+          case Int4Tiles::kDefault: break;
+        }
+      }
       launchMmaConfig<Elem, OutT, 32, 128, 64, 1, 4, 4, EPI, true, 4>(p, stream);
       break;
     default:
@@ -339,6 +372,7 @@ void launchMmaGemm(const GemmProblem& p, cudaStream_t stream) {
       p.bZeros == nullptr && p.K % 32 == 0 && p.kSplit <= 1 && packedMmaApplies(p, int8, hint)) {
     GemmProblem q = p;
     q.int4ScaleVectors = int4ScaleVectors(p);
+    q.codePrefetchBytes = codePrefetchFromEnv();
     if (p.epilogue == Epilogue::kSwiglu && p.out != DType::kFloat32) {
       if (int8) launchMmaInt8Epi<Elem, Elem, Epilogue::kSwiglu>(q, stream);
       else launchMmaFp4Epi<Elem, Elem, Epilogue::kSwiglu>(q, stream);
@@ -354,6 +388,7 @@ void launchMmaGemm(const GemmProblem& p, cudaStream_t stream) {
       p.K % 32 == 0 && p.groupSize > 0 && p.groupSize % 32 == 0 && hint <= kInt4MmaMaxRowsPerSegment && p.kSplit <= 1) {
     GemmProblem q = p;
     q.int4ScaleVectors = int4ScaleVectors(p);
+    q.codePrefetchBytes = codePrefetchFromEnv();
     if (p.epilogue == Epilogue::kSwiglu && p.out != DType::kFloat32) {
       launchMmaInt4Epi<Elem, Elem, Epilogue::kSwiglu>(q, stream);
       return;
