@@ -15,7 +15,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
 cp commit.txt "$OUT/" 2>/dev/null
 BATCH=${BATCH:-B}
 echo "=== specs $(date +%T)"
-timeout ${SPEC_S:-55} node run-specs.mjs cuda_fmt > "$OUT/specs.log" 2>&1
+timeout ${SPEC_S:-55} node run-specs.mjs build/spec/cuda_fmt.spec.js > "$OUT/specs.log" 2>&1
 grep -E 'FAILED|passed, ' "$OUT/specs.log" | head -20
 echo "=== bench $(date +%T)"
 # 'old' = the int4 32 x 128 tiles and code loads of session 6; 'nopf' = the new tiles without the code prefetch.
@@ -41,7 +41,7 @@ for v in ${NCU_VARIANTS:-}; do
 done
 echo "=== memcheck $(date +%T)"
 TFJS_MOE_SPEC_SCALE=small timeout ${MEMCHECK_S:-35} compute-sanitizer --tool memcheck --leak-check no --error-exitcode 3 \
-    node run-specs.mjs cuda_memcheck > "$OUT/memcheck.log" 2>&1
+    node run-specs.mjs build/spec/cuda_memcheck.spec.js > "$OUT/memcheck.log" 2>&1
 echo "compute-sanitizer exit code $?"
 grep -E 'ERROR SUMMARY|passed, .* failed|========= (Invalid|Program hit)' "$OUT/memcheck.log" | head -12
 echo "=== done $(date +%T)"
