@@ -33,6 +33,7 @@
  *   [--stack 4] [--modes staged,pageable,...] [--flags '{"MOE_CUDA_PDL": false, "MOE_CUDA_GEMM_TILES": "previous"}'] (tfjs flags, for A/B)
  *   [--kernel-only] (kernel times and stage profile only: for A/B runs) [--ab '[{"MOE_CUDA_FUSE": "none"}, ...]']
  *   (with --kernel-only: each flag set's kernel times too, same weights; 'env:NAME' keys set environment variables)
+ *   [--ab-stages] (with --ab: each flag set's stage profile too)
  *   [--ncu] (with --kernel-only: one eager
  *   forward and one graph replay per T, nothing else: what ncu profiles)
  * The end-to-end parts per mode: dataSync, the native call (alloc = its output arrays, uploadHost, wait = kernels +
@@ -204,6 +205,7 @@ async function main() {
   const kernelOnly = process.argv.includes('--kernel-only');
   const abVariants = JSON.parse(arg('ab', '[]')) as Array<Record<string, number | boolean | string>>;
   const ncuMode = process.argv.includes('--ncu');
+  const abStages = process.argv.includes('--ab-stages');
   const gcEntries: Array<{start: number, duration: number}> = [];
   const gcObserver = new PerformanceObserver(list => {
     for (const e of list.getEntries()) gcEntries.push({start: e.startTime, duration: e.duration});
@@ -283,11 +285,13 @@ async function main() {
           for (const [n, v] of Object.entries(variant)) put(n, v);
           const g = runner.benchmark(x, T, {warmup: 5, iters, useGraph: true});
           const st = runner.benchmark(x, T, {warmup: 3, iters, useGraph: false});
+          const stages = abStages ? runner.profile(x, T, 10) : undefined;
           for (const [n, v] of Object.entries(before)) put(n, v);
-          const ab = {dtype, T, flags: variant, kernelGraphMs: median(g), kernelStreamMs: median(st), ...fl};
+          const ab = {dtype, T, flags: variant, kernelGraphMs: median(g), kernelStreamMs: median(st), ...fl, stages};
           results.push(ab);
           console.log(`kernel-only ${dtype} T=${T} ${JSON.stringify(variant)}: graph ${ab.kernelGraphMs.toFixed(4)} ms, ` +
-                      `stream ${ab.kernelStreamMs.toFixed(4)} ms`);
+                      `stream ${ab.kernelStreamMs.toFixed(4)} ms` +
+                      (stages ? `; ${Object.entries(stages).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ')}` : ''));
         }
         continue;
       }

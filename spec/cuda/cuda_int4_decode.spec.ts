@@ -53,8 +53,8 @@ describe('CUDA native int4 experts (W4A16 decode GEMMs)', () => {
            const layer = new CudaFusedMoe({hidden: H, ...c.cfg, computeDtype: dtype});
            const env = tf.env();
            try {
-             // T = 1, 3: 16 x 64 tiles (or streaming); 300: 32 x 128; 1500: 64 x 128 (BK 32): every int4 tile shape.
-             for (const T of [1, 3, 300, 1500]) {
+             // T = 1, 3: 16 x 64 tiles (or streaming); 100, 300: 32 x 128; 1500: 64 x 128 (BK 32): every int4 tile shape.
+             for (const T of ci === 2 ? [1, 3, 100, 300, 1500] : [1, 3, 300, 1500]) {
                const x = randn(rand, T * H);
                const ref = refFusedMoE(x, T, H, refWeights as unknown as RefMoeWeights, c.cfg);
                const xT = tf.tensor2d(x, [T, H]);
@@ -84,6 +84,22 @@ describe('CUDA native int4 experts (W4A16 decode GEMMs)', () => {
                    expect(relError(each, outs[tiles])).withContext(`T ${T} ${tiles}: scale loads each vs vectors`).toBe(0);
                  } finally {
                    delete process.env.TFJS_MOE_CUDA_INT4_SCALE_LOADS;
+                 }
+               }
+               // A/B switches: TFJS_MOE_CUDA_INT4_TILES=k64 (bf16), the 32-row int4 tiles with 64-deep stages (T where
+               // those run: 300 in the first case, 100 in the last), and TFJS_MOE_CUDA_CODE_PREFETCH (L2 prefetch sizes
+               // of the code loads): the same products in the same order.
+               env.set(MOE_CUDA_GEMM_TILES, 'default');
+               for (const [name, value] of [['INT4_TILES', 'k64'], ['CODE_PREFETCH', '0'], ['CODE_PREFETCH', '128']]) {
+                 process.env[`TFJS_MOE_CUDA_${name}`] = value;
+                 try {
+                   const out = layer.apply(xT, tensors as CudaMoeWeightTensors);
+                   const o = (await out.data()) as Float32Array;
+                   out.dispose();
+                   expect(relError(o, ref)).withContext(`T ${T} ${name} ${value}`).toBeLessThan(BOUND[dtype]);
+                   expect(relError(o, outs.default)).withContext(`T ${T} ${name} ${value} vs default`).toBeLessThan(1e-6);
+                 } finally {
+                   delete process.env[`TFJS_MOE_CUDA_${name}`];
                  }
                }
                // The tensor-core tiles on the codes vs on the dequantized copy: weights within an ulp of each other.

@@ -88,6 +88,10 @@ describe('CUDA native int8 / mxfp4 experts (tensor-core GEMMs)', () => {
                expect(relError(outs.copy, ref)).withContext(`T ${T} copy`).toBeLessThan(BOUND[dtype]);
                outs.mma96 = run(xT, 'mma96');
                expect(relError(outs.mma96, ref)).withContext(`T ${T} mma96`).toBeLessThan(BOUND[dtype]);
+               // 'mma96deep' (bf16): 'mma96' with 128-deep 32 x 128 tiles (T = 300): the same products in the same order.
+               const deep = run(xT, 'mma96deep');
+               expect(relError(deep, ref)).withContext(`T ${T} mma96deep`).toBeLessThan(BOUND[dtype]);
+               expect(relError(deep, outs.mma96)).withContext(`T ${T} mma96deep vs mma96`).toBeLessThan(1e-6);
                expect(relError(outs.default, outs.copy)).withContext(`T ${T} codes vs dequantized copy`)
                    .toBeLessThan(AGREE);
                expect(relError(outs.mma96, outs.copy)).withContext(`T ${T} codes (mma96) vs dequantized copy`)

@@ -335,8 +335,11 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
         const int part = c % QCH, k = k0 + part * QCODES;  // K % 32 == 0: a chunk is wholly in or out
         const bool ok = qRow[i] != nullptr && k < p.K;
         const void* src = ok ? static_cast<const void*>(qRow[i] + k / QPW) : static_cast<const void*>(BITS == 8 ? p.bInt8 : BITS == kMxfp4Bits ? p.bFp4 : p.bInt4);
-        if (streamOnce) cpAsync16Policy(qs + (c / QCH) * QROW + part * 4, src, ok, policy);
-        else cpAsync16(qs + (c / QCH) * QROW + part * 4, src, ok);
+        uint32_t* dst = qs + (c / QCH) * QROW + part * 4;
+        if (streamOnce) cpAsync16Policy(dst, src, ok, policy);
+        else if (p.codePrefetchBytes == 256) cpAsync16Prefetch<256>(dst, src, ok);
+        else if (p.codePrefetchBytes == 128) cpAsync16Prefetch<128>(dst, src, ok);
+        else cpAsync16(dst, src, ok);
       }
       if (scaleVec) {
 #pragma unroll

@@ -12,6 +12,19 @@ __device__ __forceinline__ void cpAsync16(void* smem, const void* gmem, bool val
   const int bytes = valid ? 16 : 0;  // 0: the 16 bytes are zero-filled, nothing is read
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(bytes));
 }
+// The same asking L2 to fetch the BYTES (128 or 256) around the 16 (.L2::128B / ::256B prefetch size); 0: cpAsync16.
+template <int BYTES>
+__device__ __forceinline__ void cpAsync16Prefetch(void* smem, const void* gmem, bool valid) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  const int bytes = valid ? 16 : 0;
+  if constexpr (BYTES == 256) {
+    asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(bytes));
+  } else if constexpr (BYTES == 128) {
+    asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(bytes));
+  } else {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(bytes));
+  }
+}
 // The same with an L2 eviction policy (createpolicy): weights streamed once are marked evict-first, so they do not
 // push out lines another kernel asked L2 to keep (GemmProblem.prefetchB).
 __device__ __forceinline__ void cpAsync16Policy(void* smem, const void* gmem, bool valid, uint64_t policy) {

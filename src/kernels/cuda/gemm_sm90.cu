@@ -261,20 +261,21 @@ static int tilesFromEnv(bool swiglu) {
   return c < sm90ConfigCount() ? c : -1;
 }
 
-bool launchGroupedGemmSm90(const GemmProblem& p, cudaStream_t stream) {
+// The configuration launchGroupedGemmSm90 runs p on, or -1 where it declines.
+static int chooseConfig(const GemmProblem& p) {
   const Sm90Tuning& t = sm90Tuning();
-  if (t.mode == Sm90Gemm::kOff) return false;
-  if (p.elem == DType::kFloat32 || p.epilogue == Epilogue::kCombine || p.kSplit > 1 || p.aCopy != nullptr) return false;
-  if (p.combineOut != nullptr) return false;  // the decode down GEMM's combine tail is the mma.sync kernels'
+  if (t.mode == Sm90Gemm::kOff) return -1;
+  if (p.elem == DType::kFloat32 || p.epilogue == Epilogue::kCombine || p.kSplit > 1 || p.aCopy != nullptr) return -1;
+  if (p.combineOut != nullptr) return -1;  // the decode down GEMM's combine tail is the mma.sync kernels'
   if (p.combineAdd != nullptr && (p.epilogue != Epilogue::kStore || p.out != DType::kFloat32 ||
                                   p.seg.offsets == nullptr || p.rowToPair == nullptr || p.pairWeight == nullptr ||
                                   p.topK < 1)) {
-    return false;
+    return -1;
   }
-  if (p.K % 8 != 0 || p.lda % 8 != 0 || !aligned16(p.A) || !aligned16(p.B)) return false;
-  if (p.M <= 0 || p.N <= 0 || p.K <= 0) return false;
-  if (static_cast<long long>(p.seg.offsets ? p.seg.numExperts : 1) * p.N >= (1LL << 31)) return false;
-  if (!deviceReady()) return false;
+  if (p.K % 8 != 0 || p.lda % 8 != 0 || !aligned16(p.A) || !aligned16(p.B)) return -1;
+  if (p.M <= 0 || p.N <= 0 || p.K <= 0) return -1;
+  if (static_cast<long long>(p.seg.offsets ? p.seg.numExperts : 1) * p.N >= (1LL << 31)) return -1;
+  if (!deviceReady()) return -1;
   int config = t.forceConfig;
   if (config < 0 || config >= sm90ConfigCount()) {
     const int rows = p.rowsPerSegmentHint > 0 ? p.rowsPerSegmentHint : p.M;
@@ -286,20 +287,28 @@ bool launchGroupedGemmSm90(const GemmProblem& p, cudaStream_t stream) {
         break;
       }
     }
-    if (config < 0) return false;
+    if (config < 0) return -1;
     const int fromEnv = tilesFromEnv(p.epilogue == Epilogue::kSwiglu);
     if (fromEnv >= 0) config = fromEnv;
     // 'auto': a layer with int4 expert weights leaves the rows the int4 (W4A16) kernels serve to them (they read a
     // quarter of the bytes); this GEMM reads the dequantized copy.
-    if (t.mode == Sm90Gemm::kAuto && p.bInt4 != nullptr && rows <= 96) return false;
+    if (t.mode == Sm90Gemm::kAuto && p.bInt4 != nullptr && rows <= 96) return -1;
     // 'auto': a problem of fewer tiles than SMs (a small dense GEMM: a shared expert at a few tokens) streams its
     // weights faster on the mma.sync GEMM's many small tiles.
     if (t.mode == Sm90Gemm::kAuto) {
       const Sm90Choice& c = kConfigs[config];
       const long long rowTiles = p.seg.offsets ? maxRowTiles(p.M, p.seg.numExperts, c.bm) : ceilDiv(p.M, c.bm);
-      if (rowTiles * ceilDiv(p.N, c.bn) < smCount()) return false;
+      if (rowTiles * ceilDiv(p.N, c.bn) < smCount()) return -1;
     }
   }
+  return config;
+}
+
+bool sm90GemmTakes(const GemmProblem& p) { return chooseConfig(p) >= 0; }
+
+bool launchGroupedGemmSm90(const GemmProblem& p, cudaStream_t stream) {
+  const int config = chooseConfig(p);
+  if (config < 0) return false;
   if (p.elem == DType::kBFloat16) launchElem<__nv_bfloat16>(p, config, stream);
   else launchElem<__half>(p, config, stream);
   return true;

@@ -27,6 +27,8 @@ Sm90Tuning& sm90Tuning();
 // combine tail). prefetchB / bStreamOnce (mma.sync hints) are ignored. The only launcher that takes
 // GemmProblem.combineAdd (segmented float32 kStore with rowToPair, pairWeight and topK).
 bool launchGroupedGemmSm90(const GemmProblem& p, cudaStream_t stream);
+// Whether launchGroupedGemmSm90 would launch p (nothing launched).
+bool sm90GemmTakes(const GemmProblem& p);
 
 // The W4A16 wgmma GEMM (B from GemmProblem.bInt4, dequantized into shared memory by the producer warpgroup): launches
 // p and returns true for half operands with int4 codes, K % 64 == 0, groupSize 32 or a multiple of 64, and between 9

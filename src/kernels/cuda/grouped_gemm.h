@@ -98,6 +98,10 @@ struct GemmProblem {
   // vectors instead of one 4-byte copy and a division per group, and a stage without zero points keeps no zero slots
   // (set by the launcher: bScales / bZeros 16-byte aligned).
   bool int4ScaleVectors = false;
+  // int4 mma tiles: the code loads ask L2 for 0 (their 32-byte sectors only), 128 or 256 bytes around each (cp.async
+  // .L2::128B / ::256B): a stage reads 16-64 bytes of each code row, the next stages the bytes after them. Set by the
+  // launcher (int4CodePrefetchBytes; TFJS_MOE_CUDA_CODE_PREFETCH for A/B).
+  int codePrefetchBytes = 0;
   // Optional int8 copy of B for the tensor-core tiles (W8A16): [E][N][K/4] words of 4 codes (two's complement), the
   // codes of each 16-value K step in fragment order (word t holds k 2t, 2t+1, 2t+8, 2t+9), w = scale * code with
   // bScales [E][N][K/groupSize] (no zero points). Needs K and groupSize multiples of 32; bInt4 must be null.

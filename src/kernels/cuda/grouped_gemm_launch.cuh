@@ -150,6 +150,26 @@ inline bool streamingDecode() {
 // expert are compute-bound: the dequantized copy feeds the prefill tiles). Swiglu and store epilogues only.
 constexpr int kInt4MmaMaxRowsPerSegment = 96;
 
+// GemmProblem.codePrefetchBytes of the packed-code tiles: TFJS_MOE_CUDA_CODE_PREFETCH '0' / '128' / '256' (A/B, read
+// at each launch), unset: defaultBytes.
+inline int codePrefetchFromEnv(int defaultBytes) {
+  const char* v = std::getenv("TFJS_MOE_CUDA_CODE_PREFETCH");
+  if (v == nullptr) return defaultBytes;
+  return std::strcmp(v, "256") == 0 ? 256 : std::strcmp(v, "128") == 0 ? 128 : 0;
+}
+// The int4 tiles above the 16-row decode tiles read 16-64 bytes of each code row per stage: L2 fetches 256 around
+// them, the bytes the next stages read (batch A: 0.3030 / 0.3038 -> 0.3010 / 0.3021 ms with the 128-deep 32 x 128
+// tiles; no change with the 64-deep ones, 0.3114 / 0.3115).
+inline int int4CodePrefetchBytes(int rowsPerSegment, int n) {
+  return chooseMmaTile(rowsPerSegment, n) == MmaTile::k16x64 ? 0 : 256;
+}
+// TFJS_MOE_CUDA_INT4_TILES=k64 (A/B timing, read at each launch, bf16): the 32 x 128 int4 tiles of before session 7
+// (four 64-deep stages).
+inline bool int4TilesK64() {
+  const char* v = std::getenv("TFJS_MOE_CUDA_INT4_TILES");
+  return v != nullptr && std::strcmp(v, "k64") == 0;
+}
+
 template <typename Elem, typename OutT, Epilogue EPI>
 void launchMmaInt4Epi(const GemmProblem& p, cudaStream_t stream) {
   switch (chooseMmaTile(p.rowsPerSegmentHint > 0 ? p.rowsPerSegmentHint : p.M, p.N)) {
@@ -172,12 +192,30 @@ void launchMmaInt4Epi(const GemmProblem& p, cudaStream_t stream) {
       }
       break;
     case MmaTile::k32x128:
-      launchMmaConfig<Elem, OutT, 32, 128, 64, 1, 4, 4, EPI, true, 4>(p, stream);
+      // 128-deep stages (three): a stage reads 64 bytes of each code row, not 32, and the 32 rows share each decoded
+      // fragment over twice the K per barrier. H200 batch A (session 7, cudapre), Qwen3-30B-A3B int4 g32 T = 256
+      // (hint 32): layer 0.3114 / 0.3127 -> 0.3030 / 0.3038 ms (up_gate 0.1808 -> 0.1713), 0.3010 / 0.3021 with the
+      // 256-byte code prefetch; 8 warps (1 x 8) 0.352, six 64-deep stages 0.378, 32 x 256 0.324, the 16 x 64 tiles
+      // 0.366, the W4A16 wgmma GEMM 0.457.
+      if constexpr (std::is_same<Elem, __nv_bfloat16>::value) {
+        if (int4TilesK64()) {
+          launchMmaConfig<Elem, OutT, 32, 128, 64, 1, 4, 4, EPI, true, 4>(p, stream);
+          break;
+        }
+      }
+      launchMmaConfig<Elem, OutT, 32, 128, 128, 1, 4, 3, EPI, true, 4>(p, stream);
       break;
     default:
       launchMmaConfig<Elem, OutT, 64, 128, 32, 2, 4, 4, EPI, true, 4>(p, stream);
       break;
   }
+}
+
+// TFJS_MOE_CUDA_FORMATS=mma96deep (A/B, bf16): the int8 / mxfp4 codes up to 96 rows per expert, with three 128-deep
+// stages in the 32 x 128 tiles (the int4 tiles' shape since session 7).
+inline bool packedDeepTiles() {
+  const char* v = std::getenv("TFJS_MOE_CUDA_FORMATS");
+  return v != nullptr && std::strcmp(v, "mma96deep") == 0;
 }
 
 // W8A16 on tensor cores: the int8 copy of B dequantized in registers, the int4 rows of the tile table. The 16 x 64
@@ -194,6 +232,12 @@ void launchMmaInt8Epi(const GemmProblem& p, cudaStream_t stream) {
       }
       break;
     case MmaTile::k32x128:
+      if constexpr (std::is_same<Elem, __nv_bfloat16>::value) {
+        if (packedDeepTiles()) {
+          launchMmaConfig<Elem, OutT, 32, 128, 128, 1, 4, 3, EPI, true, 8>(p, stream);
+          break;
+        }
+      }
       launchMmaConfig<Elem, OutT, 32, 128, 64, 1, 4, 4, EPI, true, 8>(p, stream);
       break;
     default:
@@ -215,6 +259,12 @@ void launchMmaFp4Epi(const GemmProblem& p, cudaStream_t stream) {
       }
       break;
     case MmaTile::k32x128:
+      if constexpr (std::is_same<Elem, __nv_bfloat16>::value) {
+        if (packedDeepTiles()) {
+          launchMmaConfig<Elem, OutT, 32, 128, 128, 1, 4, 3, EPI, true, B>(p, stream);
+          break;
+        }
+      }
       launchMmaConfig<Elem, OutT, 32, 128, 64, 1, 4, 4, EPI, true, B>(p, stream);
       break;
     default:
@@ -306,11 +356,11 @@ struct PackedMmaLimits {
 constexpr PackedMmaLimits kInt8MmaLimits{8, true}, kMxfp4MmaLimits{8, false};
 
 // TFJS_MOE_CUDA_FORMATS (A/B, read at each launch; 'copy' is read by the layer): 'mma96' / 'mma8' take the codes up
-// to 96 / 8 rows per expert on every grid, for both formats.
+// to 96 / 8 rows per expert on every grid, for both formats; 'mma96deep' as 'mma96' with 128-deep 32 x 128 tiles.
 inline bool packedMmaApplies(const GemmProblem& p, bool int8, int hint) {
   const char* v = std::getenv("TFJS_MOE_CUDA_FORMATS");
   PackedMmaLimits l = int8 ? kInt8MmaLimits : kMxfp4MmaLimits;
-  if (v != nullptr && std::strcmp(v, "mma96") == 0) l = {kInt4MmaMaxRowsPerSegment, true};
+  if (v != nullptr && (std::strcmp(v, "mma96") == 0 || std::strcmp(v, "mma96deep") == 0)) l = {kInt4MmaMaxRowsPerSegment, true};
   if (v != nullptr && std::strcmp(v, "mma8") == 0) l = {8, true};
   return hint <= l.maxRows && (l.smallGrids || !fewDecodeBlocks(p, 64));
 }
@@ -354,6 +404,7 @@ void launchMmaGemm(const GemmProblem& p, cudaStream_t stream) {
       p.K % 32 == 0 && p.groupSize > 0 && p.groupSize % 32 == 0 && hint <= kInt4MmaMaxRowsPerSegment && p.kSplit <= 1) {
     GemmProblem q = p;
     q.int4ScaleVectors = int4ScaleVectors(p);
+    q.codePrefetchBytes = codePrefetchFromEnv(int4CodePrefetchBytes(hint, p.N));
     if (p.epilogue == Epilogue::kSwiglu && p.out != DType::kFloat32) {
       launchMmaInt4Epi<Elem, Elem, Epilogue::kSwiglu>(q, stream);
       return;

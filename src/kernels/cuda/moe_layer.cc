@@ -646,9 +646,11 @@ bool MoeLayer::downCombineAdd(bool half, int T, float* routedOut, const GemmProb
   add.topK = cfg_.topK;
   add.weightsApplied = weightsApplied;
   add.bias = cfg_.withBias ? downBias_.as<float>() : nullptr;
-  // Zeroed first: tokens without rows (every slot an invalid id) keep 0. Wasted if the wgmma GEMM declines.
+  // Zeroed first: tokens without rows (every slot an invalid id) keep 0. Not where the wgmma GEMM declines (int4
+  // codes at up to 96 rows per expert: the mma.sync tiles and the combine kernel).
+  if (!sm90GemmTakes(add)) return false;
   MOE_CUDA(cudaMemsetAsync(routedOut, 0, static_cast<size_t>(T) * D_ * sizeof(float), stream_));
-  if (!launchGroupedGemmSm90(add, stream_)) return false;
+  if (!launchGroupedGemmSm90(add, stream_)) throw std::logic_error("the wgmma GEMM declined a problem it takes");
   mark("down GEMM");
   return true;
 }
@@ -742,7 +744,8 @@ std::string MoeLayer::kernelEnvSwitches() {
   std::string key;
   for (const char* name : {"TFJS_MOE_CUDA_PREFILL_LEGACY", "TFJS_MOE_CUDA_WGMMA_INT4", "TFJS_MOE_CUDA_DENSE_F32",
                            "TFJS_MOE_CUDA_SM90_TILES", "TFJS_MOE_CUDA_INT4_SCALE_LOADS",
-                           "TFJS_MOE_CUDA_GATE_SPLIT_MAX", "TFJS_MOE_CUDA_DOWN_COMBINE", "TFJS_MOE_CUDA_FORMATS"}) {
+                           "TFJS_MOE_CUDA_GATE_SPLIT_MAX", "TFJS_MOE_CUDA_DOWN_COMBINE", "TFJS_MOE_CUDA_FORMATS",
+                           "TFJS_MOE_CUDA_INT4_TILES", "TFJS_MOE_CUDA_CODE_PREFETCH"}) {
     const char* v = std::getenv(name);
     key += v ? v : "-";
     key += ';';
