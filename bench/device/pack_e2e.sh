@@ -32,5 +32,13 @@ cp "$ADDON" "$W/a/after.node"
 mkdir -p "$DEST"
 tar -C "$W/a" -cf - . | xz -9e -T2 > "$DEST/addons.tar.xz"
 tar -C "$W/p" -cf - . | xz -9 -T2 > "$DEST/pack.tar.xz"
-cp bench/device/run_e2e_batch.sh "$DEST/run.sh"
+# run.sh: the batch with the STEPS / MODES / ROUNDS / *_TIMEOUT given to this script baked in as its defaults.
+cp bench/device/run_e2e_batch.sh "$DEST/batch.sh"
+{
+  echo '#!/usr/bin/env bash'
+  for v in STEPS MODES ROUNDS STACK_MODES SPECS_TIMEOUT AFTER_TIMEOUT MALLOC_TIMEOUT; do
+    [ -n "${!v:-}" ] && echo "export $v=\${$v:-'${!v}'}"
+  done
+  echo 'exec bash "$(dirname "$0")/batch.sh" "$@"'
+} > "$DEST/run.sh"
 du -sh "$DEST" "$DEST"/*

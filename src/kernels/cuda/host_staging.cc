@@ -84,6 +84,7 @@ class WorkerPool {
         threads_++;
       }
       queue_.push_back(job);
+      queued_.store(static_cast<int>(queue_.size()), std::memory_order_release);
     }
     cv_.notify_all();
     return job;
@@ -94,9 +95,33 @@ class WorkerPool {
   }
 
  private:
+  // TFJS_MOE_CUDA_POOL_SPIN_US (benchmark A/B, default 0): how long an idle helper polls for the next job before
+  // it sleeps. Waking a sleeping vCPU costs tens of microseconds on the H200 host (a VM), which a 2 MiB upload pays
+  // on each of its threads; a helper still polling when the next call's copy arrives starts at once.
+  static long long spinNs() {
+    const char* v = std::getenv("TFJS_MOE_CUDA_POOL_SPIN_US");
+    return v == nullptr ? 0 : std::strtoll(v, nullptr, 10) * 1000;
+  }
   void loop() {
     std::unique_lock<std::mutex> lock(mu_);
     for (;;) {
+      if (queue_.empty()) {
+        if (const long long spin = spinNs(); spin > 0) {
+          lock.unlock();
+          const auto until = std::chrono::steady_clock::now() + std::chrono::nanoseconds(spin);
+          for (int i = 0; queued_.load(std::memory_order_acquire) == 0; i++) {
+#if defined(__SSE2__)
+            _mm_pause();
+#endif
+            // Now and then: the clock, and the CPU handed to whoever else is runnable (the JS thread).
+            if ((i & 63) == 63) {
+              if (std::chrono::steady_clock::now() >= until) break;
+              std::this_thread::yield();
+            }
+          }
+          lock.lock();
+        }
+      }
       cv_.wait(lock, [&] { return !queue_.empty(); });
       std::shared_ptr<Job> job = queue_.front();
       lock.unlock();
@@ -105,6 +130,7 @@ class WorkerPool {
       // Every index is taken: later arrivals go on to the next job (the taken ones finish on their threads).
       auto it = std::find(queue_.begin(), queue_.end(), job);
       if (it != queue_.end()) queue_.erase(it);
+      queued_.store(static_cast<int>(queue_.size()), std::memory_order_release);
     }
   }
   // Takes indices until none are left; the last one to finish wakes the waiters.
@@ -123,6 +149,7 @@ class WorkerPool {
   std::mutex mu_;
   std::condition_variable cv_, doneCv_;
   std::deque<std::shared_ptr<Job>> queue_;
+  std::atomic<int> queued_{0};  // queue_.size(), read by polling helpers without the lock
   int threads_ = 0;
 };
 
@@ -265,11 +292,37 @@ void* PinnedStaging::ensure(size_t bytes) {
   return ptr_;
 }
 
-void uploadStaged(void* dst, const void* src, size_t bytes, cudaStream_t stream, PinnedStaging& staging) {
-  if (bytes == 0) return;
+MappedHostBuffer::~MappedHostBuffer() {
+  if (host_ != nullptr) (void)cudaFreeHost(host_);
+}
+
+bool MappedHostBuffer::ensure(size_t bytes) {
+  if (bytes <= capacity_) return false;
+  if (host_ != nullptr) (void)cudaFreeHost(host_);
+  host_ = device_ = nullptr;
+  capacity_ = 0;
+  void* p = nullptr;
+  MOE_CUDA(cudaHostAlloc(&p, bytes, cudaHostAllocMapped | cudaHostAllocPortable));
+  void* d = nullptr;
+  const cudaError_t st = cudaHostGetDevicePointer(&d, p, 0);
+  if (st != cudaSuccess) (void)cudaFreeHost(p);
+  MOE_CUDA(st);
+  host_ = p;
+  device_ = d;
+  capacity_ = bytes;
+  return true;
+}
+
+size_t mappedCopyMaxBytes() {
+  const char* v = std::getenv("TFJS_MOE_CUDA_MAPPED_KIB");
+  return v == nullptr || v[0] == '\0' ? size_t(256) << 10 : static_cast<size_t>(std::strtoull(v, nullptr, 10)) << 10;
+}
+
+bool uploadStaged(void* dst, const void* src, size_t bytes, cudaStream_t stream, PinnedStaging& staging) {
+  if (bytes == 0) return false;
   if (isPinnedHost(src)) {
     MOE_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream));
-    return;
+    return true;
   }
   const int n = threadsFor(bytes);
   if (n <= 1) {
@@ -279,14 +332,14 @@ void uploadStaged(void* dst, const void* src, size_t bytes, cudaStream_t stream,
     // staged: one path for every small size (benchmark A/B).
     const char* v = std::getenv("TFJS_MOE_CUDA_SMALL_UPLOAD");
     const bool pageable = v != nullptr ? std::strcmp(v, "pageable") == 0 : bytes <= kInlineUploadBytes;
-    if (pageable) {
+    if (pageable) {  // the driver has read src when this returns
       MOE_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream));
-      return;
+      return false;
     }
     void* stage = staging.ensure(bytes);
     copyToStaging(static_cast<char*>(stage), static_cast<const char*>(src), bytes, streamStores(false));
     MOE_CUDA(cudaMemcpyAsync(dst, stage, bytes, cudaMemcpyHostToDevice, stream));
-    return;
+    return false;
   }
   char* stage = static_cast<char*>(staging.ensure(bytes));
   const size_t chunk = chunkBytes(bytes, n);
@@ -305,6 +358,7 @@ void uploadStaged(void* dst, const void* src, size_t bytes, cudaStream_t stream,
     }
   });
   MOE_CUDA(static_cast<cudaError_t>(failed.load()));
+  return false;
 }
 
 // An output array's prefault, running on the prefault pool: the job, and when it started and ended.
