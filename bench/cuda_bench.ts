@@ -11,9 +11,10 @@
  *    upload, kernels, download), 'oldSplit' (one copy slice per thread), 'smallPageable' (small inputs straight
  *    from pageable memory), 'noHugePages' (no transparent huge pages asked for on a large output array), 'prefaultLate' (the output's
  *    page faults taken from the download on, not from the start), 'prefault16' / 'prefault4' (threads for them),
- *    'chunk256' / 'chunk4096' (the copies' chunk in KiB), 'registerIn' / 'registerOut' / 'registerInOut' (x / y
+ *    'chunk64' / 'chunk128' / 'chunk256' / 'chunk4096' (the copies' chunk in KiB), 'registerIn' / 'registerOut' / 'registerInOut' (x / y
  *    page-locked for the call and copied by DMA directly), 'slice128' (a copy thread per 128 KiB, not 512),
- *    'pool' (the opt-in output pool: TFJS_MOE_CUDA_OUTPUT_POOL_MIB=256), 'pool64' (the same from 64 KiB, not 1 MiB),
+ *    'pool' (the opt-in output pool: TFJS_MOE_CUDA_OUTPUT_POOL_MIB=256), 'noOverlap' / 'traceNoOverlap' (the
+ *    copy-out waits for the whole prefault of a large output first, as before), 'pool64' (the same from 64 KiB, not 1 MiB),
  *    'ntStores' / 'plainStores' (x staged with non-temporal / plain stores at every size; the default: non-temporal
  *    above 1 MiB), 'stagedB' / 'plainStoresB' (repeats, for the noise), 'slice1024' / 'slice2048' (a copy thread
  *    per 1 / 2 MiB), 'slice2048nt' (2 MiB per thread, non-temporal at every size), 'prefaultHuge' /
@@ -21,8 +22,10 @@
  *    'traceNoMapped' (small forwards through DMAs, not the mapped blocks; without / with the trace), 'mapped4M'
  *    (the mapped blocks up to 4 MiB, T <= 512), 'spin100' / 'spin300' / 'traceSpin300' (idle copy helpers poll
  *    that long before they sleep); --rounds R repeats the modes R times, interleaved; --stack-modes
- *    default,noMapped,uploadSync,before: the device stack again under those switches (small downloads through a
- *    mapped block or a DMA; uploads not waited for or waited for), interleaved over the rounds;
+ *    default,noMapped,uploadSync,deviceGraph,noOverlap,graphSpin,before: the device stack again under those
+ *    switches (small downloads through a mapped block or a DMA; uploads not waited for or waited for; a layer's
+ *    copies as nodes of its graph, not separate launches; a large download's page faults taken by its copy threads
+ *    only; the graph with polling helpers; the first, second and fourth as before), interleaved over the rounds;
  *    'layerApply':
  *    CudaFusedMoe.apply(tensor) -> tensor, the path of the FusedMoE layer's cuda executor; 'fusedMoE': the
  *    FusedMoE layer's apply() with backend 'cuda' (and the part of it inside the cuda executor's forward);
@@ -308,9 +311,11 @@ async function main() {
         noHugePages: {TFJS_MOE_CUDA_HUGEPAGES: '0'}, prefaultLate: {TFJS_MOE_CUDA_PREFAULT: 'late'},
         prefault16: {TFJS_MOE_CUDA_PREFAULT_THREADS: '16'}, prefault4: {TFJS_MOE_CUDA_PREFAULT_THREADS: '4'},
         chunk256: {TFJS_MOE_CUDA_COPY_CHUNK_KIB: '256'}, chunk4096: {TFJS_MOE_CUDA_COPY_CHUNK_KIB: '4096'},
+        chunk64: {TFJS_MOE_CUDA_COPY_CHUNK_KIB: '64'}, chunk128: {TFJS_MOE_CUDA_COPY_CHUNK_KIB: '128'},
         registerIn: {TFJS_MOE_CUDA_REGISTER: 'in'}, registerOut: {TFJS_MOE_CUDA_REGISTER: 'out'},
         registerInOut: {TFJS_MOE_CUDA_REGISTER: 'in,out'}, slice128: {TFJS_MOE_CUDA_COPY_SLICE_KIB: '128'},
-        pool: {TFJS_MOE_CUDA_OUTPUT_POOL_MIB: '256'},
+        pool: {TFJS_MOE_CUDA_OUTPUT_POOL_MIB: '256'}, noOverlap: {TFJS_MOE_CUDA_PREFAULT_OVERLAP: '0'},
+        traceNoOverlap: {TFJS_MOE_CUDA_TRACE: '1', TFJS_MOE_CUDA_PREFAULT_OVERLAP: '0'},
         pool64: {TFJS_MOE_CUDA_OUTPUT_POOL_MIB: '256', TFJS_MOE_CUDA_OUTPUT_POOL_MIN_KIB: '64'},
         ntStores: {TFJS_MOE_CUDA_COPY_STORES: 'stream'}, plainStores: {TFJS_MOE_CUDA_COPY_STORES: 'plain'},
         stagedB: {}, plainStoresB: {TFJS_MOE_CUDA_COPY_STORES: 'plain'},
@@ -489,7 +494,9 @@ async function main() {
       // --stack-modes: the device-resident stack again under A/B switches, interleaved over --rounds.
       const stackModeEnv: Record<string, Record<string, string>> = {default: {},
         noMapped: {TFJS_MOE_CUDA_MAPPED_KIB: '0'}, uploadSync: {TFJS_MOE_CUDA_UPLOAD_SYNC: '1'},
-        before: {TFJS_MOE_CUDA_MAPPED_KIB: '0', TFJS_MOE_CUDA_UPLOAD_SYNC: '1'}};
+        deviceGraph: {TFJS_MOE_CUDA_DEVICE_GRAPH: '1'}, noOverlap: {TFJS_MOE_CUDA_PREFAULT_OVERLAP: '0'},
+        graphSpin: {TFJS_MOE_CUDA_DEVICE_GRAPH: '1', TFJS_MOE_CUDA_POOL_SPIN_US: '300'},
+        before: {TFJS_MOE_CUDA_MAPPED_KIB: '0', TFJS_MOE_CUDA_UPLOAD_SYNC: '1', TFJS_MOE_CUDA_PREFAULT_OVERLAP: '0'}};
       const stackAb: Record<string, number[]> = {};
       const stackOrder = Array.from({length: rounds}, (_, r) => r % 2 === 0 ? stackModes : [...stackModes].reverse()).flat();
       for (const mode of stack.length > 0 ? stackOrder : []) {
@@ -497,7 +504,13 @@ async function main() {
         for (const [k, v] of Object.entries(env)) process.env[k] = v;
         for (let i = 0; i < e2eIters + 2; i++) {
           const s0 = performance.now();
-          let act = stack[0].applyDevice(xT);
+          let act: ReturnType<FusedMoE["applyDevice"]>;
+          try {
+            act = stack[0].applyDevice(xT);
+          } catch (e) {
+            console.log(`stack mode ${mode} T=${T}: ${(e as Error).message}`);
+            break;
+          }
           for (const layer of stack.slice(1)) {
             const next = layer.applyDevice(act);
             act.dispose();

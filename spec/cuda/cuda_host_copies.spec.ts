@@ -55,7 +55,8 @@ describe('CUDA host copies across T', () => {
 
   it('every copy switch (chunks of 4 KiB / 300 KiB / one per thread, pageable or staged small uploads, no huge pages, ' +
      'trace, late or one-thread prefault, x and y page-locked, a thread per 128 KiB, the output pool, pooled from ' +
-     '2 MiB only, non-temporal or plain staging stores at every size, the prefault by 2 MiB blocks) ' +
+     '2 MiB only, non-temporal or plain staging stores at every size, the prefault by 2 MiB blocks, small forwards ' +
+     'through DMAs or mapped blocks up to 4 MiB, the whole prefault before the copy-out, polling helpers) ' +
      'matches the reference at T = 1, 100, 700, 2100', async () => {
     const H = 512, rand = rng(5160);
     const cfg: RefMoeConfig = {numExperts: 8, topK: 2, intermediateSize: 32, topkMethod: 'greedy', nGroup: 1,
@@ -71,7 +72,8 @@ describe('CUDA host copies across T', () => {
       {TFJS_MOE_CUDA_COPY_SLICE_KIB: '128'}, {TFJS_MOE_CUDA_OUTPUT_POOL_MIB: '256'},
       {TFJS_MOE_CUDA_OUTPUT_POOL_MIB: '256', TFJS_MOE_CUDA_OUTPUT_POOL_MIN_KIB: '2048'},
       {TFJS_MOE_CUDA_COPY_STORES: 'stream'}, {TFJS_MOE_CUDA_COPY_STORES: 'plain'},
-      {TFJS_MOE_CUDA_PREFAULT_SPLIT: 'huge'}, {TFJS_MOE_CUDA_MAPPED_KIB: '0'}, {TFJS_MOE_CUDA_MAPPED_KIB: '4096'}];
+      {TFJS_MOE_CUDA_PREFAULT_SPLIT: 'huge'}, {TFJS_MOE_CUDA_MAPPED_KIB: '0'}, {TFJS_MOE_CUDA_MAPPED_KIB: '4096'},
+      {TFJS_MOE_CUDA_PREFAULT_OVERLAP: '0'}, {TFJS_MOE_CUDA_POOL_SPIN_US: '300'}];
     try {
       // 2 KiB (pageable path), 200 KiB (staged, one thread), 1.4 MiB and 4.3 MiB (threaded chunks).
       for (const T of [1, 100, 700, process.env.TFJS_MOE_SPEC_SCALE === 'small' ? 900 : 2100]) {

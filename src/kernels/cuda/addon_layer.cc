@@ -377,8 +377,14 @@ napi_value ActivationDownload(napi_env env, napi_callback_info info) {
     napi_value outV = out != nullptr ? a.v[1] : newPooledFloat32(env, n, &out);
     const bool pooled = out != nullptr && given.data == nullptr;
     if (outV == nullptr) outV = newUninitializedFloat32(env, n, &out);
-    // A pooled array is pinned: the DMA lands in it directly.
+    // A pooled array is pinned: the DMA lands in it directly. A new one's page faults start now on helper threads,
+    // while the GPU may still run the layers enqueued before this download (a device-resident stack); the copy-out
+    // takes each block once it is in (TFJS_MOE_CUDA_PREFAULT_OVERLAP=0: the copy threads fault their own chunks).
     float* landing = pooled ? out : static_cast<float*>(staging->ensure(n * sizeof(float)));
+    const char* overlapEnv = std::getenv("TFJS_MOE_CUDA_PREFAULT_OVERLAP");
+    if (!pooled && given.data == nullptr && (overlapEnv == nullptr || overlapEnv[0] != '0')) {
+      sliced->prefault(out, n * sizeof(float));
+    }
     sliced->run(out, h->data.as(), n * sizeof(float), landing, opStream());
     return outV;
   });

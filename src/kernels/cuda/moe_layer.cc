@@ -269,7 +269,7 @@ bool MoeLayer::nativeFormatsOff() {
 
 MoeLayer::~MoeLayer() {
   (void)cudaStreamSynchronize(stream_);  // the stream may still run a forward that reads the weights
-  for (auto& [t, g] : graphs_) (void)cudaGraphExecDestroy(g);
+  dropGraphs();
   for (cudaEvent_t e : trace_) {
     if (e != nullptr) (void)cudaEventDestroy(e);
   }
@@ -278,6 +278,11 @@ MoeLayer::~MoeLayer() {
 void MoeLayer::dropGraphs() {
   for (auto& [t, g] : graphs_) (void)cudaGraphExecDestroy(g);
   graphs_.clear();
+  for (auto& [t, g] : deviceGraphs_) {
+    if (g.exec != nullptr) (void)cudaGraphExecDestroy(g.exec);
+    if (g.graph != nullptr) (void)cudaGraphDestroy(g.graph);
+  }
+  deviceGraphs_.clear();
 }
 
 size_t MoeLayer::residentBytes() const {
@@ -712,13 +717,7 @@ void MoeLayer::run(int T, bool useGraph, const float* hostIn, float* hostOut) {
     body();
     return;
   }
-  if (graphsTuning_ != tuning().generation || l2Prefetch_ != l2PrefetchEnv() ||
-      envSwitches_ != kernelEnvSwitches()) {  // captured with other settings
-    dropGraphs();
-    graphsTuning_ = tuning().generation;
-    l2Prefetch_ = l2PrefetchEnv();
-    envSwitches_ = kernelEnvSwitches();
-  }
+  graphSettingsChanged();
   const int key = hostIn != nullptr ? ~T : T;  // the copying graphs under negative keys
   auto it = graphs_.find(key);
   if (it == graphs_.end()) {
@@ -741,6 +740,104 @@ void MoeLayer::run(int T, bool useGraph, const float* hostIn, float* hostOut) {
     return;  // the eager run already produced the output
   }
   MOE_CUDA(cudaGraphLaunch(it->second, stream_));
+}
+
+bool MoeLayer::graphSettingsChanged() {
+  if (graphsTuning_ == tuning().generation && l2Prefetch_ == l2PrefetchEnv() && envSwitches_ == kernelEnvSwitches()) {
+    return false;
+  }
+  dropGraphs();  // captured with other settings
+  graphsTuning_ = tuning().generation;
+  l2Prefetch_ = l2PrefetchEnv();
+  envSwitches_ = kernelEnvSwitches();
+  return true;
+}
+
+namespace {
+// The kernel node that one launchDeviceCopy(in, out, n) captures (its function and launch shape), read from a graph
+// of that launch alone.
+cudaKernelNodeParams deviceCopyNode(const float* in, float* out, long long n, cudaStream_t stream) {
+  cudaGraph_t g = nullptr;
+  MOE_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  try {
+    launchDeviceCopy(in, out, n, stream);
+  } catch (...) {
+    (void)cudaStreamEndCapture(stream, &g);
+    if (g) (void)cudaGraphDestroy(g);
+    throw;
+  }
+  MOE_CUDA(cudaStreamEndCapture(stream, &g));
+  cudaGraphNode_t node = nullptr;
+  size_t count = 1;
+  cudaKernelNodeParams p = {};
+  cudaError_t st = cudaGraphGetNodes(g, &node, &count);
+  cudaGraphNodeType type = cudaGraphNodeTypeEmpty;
+  if (st == cudaSuccess && count == 1) st = cudaGraphNodeGetType(node, &type);
+  if (st == cudaSuccess && count == 1 && type == cudaGraphNodeTypeKernel) st = cudaGraphKernelNodeGetParams(node, &p);
+  (void)cudaGraphDestroy(g);
+  MOE_CUDA(st);
+  if (count != 1 || type != cudaGraphNodeTypeKernel) throw CudaError("deviceCopyNode: expected one kernel node");
+  p.kernelParams = nullptr;  // they pointed into the destroyed graph; set at each use
+  p.extra = nullptr;
+  return p;
+}
+}  // namespace
+
+void MoeLayer::runDeviceGraph(int T, const float* x, float* out) {
+  graphSettingsChanged();
+  long long n = static_cast<long long>(T) * cfg_.hidden;
+  const float* dX = dX_.as<float>();
+  float* dOut = dOut_.as<float>();
+  auto it = deviceGraphs_.find(T);
+  if (it == deviceGraphs_.end()) {
+    // The eager run first (one-time setup stays out of the capture); it also produces this call's output.
+    launchDeviceCopy(x, dX_.as<float>(), n, stream_);
+    enqueue(T);
+    launchDeviceCopy(dOut_.as<float>(), out, n, stream_);
+    DeviceGraph d;
+    try {
+      d.inParams = deviceCopyNode(x, dX_.as<float>(), n, stream_);
+      d.outParams = deviceCopyNode(dOut_.as<float>(), out, n, stream_);
+      cudaGraph_t body = nullptr;
+      MOE_CUDA(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+      try {
+        enqueue(T);
+      } catch (...) {
+        (void)cudaStreamEndCapture(stream_, &body);
+        if (body) (void)cudaGraphDestroy(body);
+        throw;
+      }
+      MOE_CUDA(cudaStreamEndCapture(stream_, &body));
+      MOE_CUDA(cudaGraphCreate(&d.graph, 0));
+      cudaGraphNode_t child = nullptr;
+      void* inArgs[] = {&x, &dX, &n};
+      void* outArgs[] = {&dOut, &out, &n};
+      d.inParams.kernelParams = inArgs;
+      d.outParams.kernelParams = outArgs;
+      cudaError_t st = cudaGraphAddKernelNode(&d.in, d.graph, nullptr, 0, &d.inParams);
+      if (st == cudaSuccess) st = cudaGraphAddChildGraphNode(&child, d.graph, &d.in, 1, body);  // copies the body
+      (void)cudaGraphDestroy(body);
+      if (st == cudaSuccess) st = cudaGraphAddKernelNode(&d.out, d.graph, &child, 1, &d.outParams);
+      if (st == cudaSuccess) st = cudaGraphInstantiate(&d.exec, d.graph, 0);
+      d.inParams.kernelParams = d.outParams.kernelParams = nullptr;
+      MOE_CUDA(st);
+    } catch (...) {
+      if (d.exec != nullptr) (void)cudaGraphExecDestroy(d.exec);
+      if (d.graph != nullptr) (void)cudaGraphDestroy(d.graph);
+      throw;
+    }
+    deviceGraphs_.emplace(T, d);
+    return;
+  }
+  DeviceGraph& d = it->second;
+  void* inArgs[] = {&x, &dX, &n};
+  void* outArgs[] = {&dOut, &out, &n};
+  cudaKernelNodeParams in = d.inParams, o = d.outParams;
+  in.kernelParams = inArgs;
+  o.kernelParams = outArgs;
+  MOE_CUDA(cudaGraphExecKernelNodeSetParams(d.exec, d.in, &in));
+  MOE_CUDA(cudaGraphExecKernelNodeSetParams(d.exec, d.out, &o));
+  MOE_CUDA(cudaGraphLaunch(d.exec, stream_));
 }
 
 // The A/B environment switches the launchers read at each launch (moe_kernels.h, gemm_sm90.cu).
@@ -900,9 +997,16 @@ void MoeLayer::forwardDevice(const float* x, int T, float* out, int* ids, bool u
     if (byMemcpy) MOE_CUDA(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
     else launchDeviceCopy(src, dst, n, stream_);
   };
-  copy(dX_.as<float>(), x);
-  run(T, useGraph);
-  copy(out, dOut_.as<float>());
+  // TFJS_MOE_CUDA_DEVICE_GRAPH=1 (A/B): with graphs, the copies are nodes of one graph with the layer's (one
+  // launch per layer instead of three).
+  const char* graphEnv = std::getenv("TFJS_MOE_CUDA_DEVICE_GRAPH");
+  if (useGraph && !byMemcpy && graphEnv != nullptr && graphEnv[0] == '1') {
+    runDeviceGraph(T, x, out);
+  } else {
+    copy(dX_.as<float>(), x);
+    run(T, useGraph);
+    copy(out, dOut_.as<float>());
+  }
   if (ids) {
     MOE_CUDA(cudaMemcpyAsync(ids, ids_.as(), static_cast<size_t>(T) * cfg_.topK * sizeof(int),
                              cudaMemcpyDeviceToHost, stream_));

@@ -188,6 +188,18 @@ class MoeLayer {
   DeviceBuffer dX_, dOut_, xCompute_, logits_, gatePartial_, ids_, weights_, sharedScale_, perm_, h_, y_, latentF_,
       latentE_, sharedHidden_, counters_;
   std::map<int, cudaGraphExec_t> graphs_;
+  // A device-resident forward's graph per T: the copy of the activation into dX_, the layer's graph as a child, the
+  // copy of dOut_ into the next activation; the two copy nodes are re-pointed at each launch (the activations move).
+  struct DeviceGraph {
+    cudaGraph_t graph = nullptr;
+    cudaGraphExec_t exec = nullptr;
+    cudaGraphNode_t in = nullptr, out = nullptr;
+    cudaKernelNodeParams inParams = {}, outParams = {};
+  };
+  std::map<int, DeviceGraph> deviceGraphs_;
+  // Launches the device graph for T with x -> out (the first call runs eagerly and captures it).
+  void runDeviceGraph(int T, const float* x, float* out);
+  bool graphSettingsChanged();  // drops the graphs captured under other settings
   int graphsTuning_ = 0;  // tuning().generation the graphs were captured under
   PinnedStaging staging_, outStaging_;
   MappedHostBuffer mappedIn_, mappedOut_;  // x and y of a small forward, read and written by its graph
