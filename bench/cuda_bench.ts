@@ -11,13 +11,21 @@
  *    upload, kernels, download), 'oldSplit' (one copy slice per thread), 'smallPageable' (small inputs straight
  *    from pageable memory), 'noHugePages' (no transparent huge pages asked for on a large output array), 'prefaultLate' (the output's
  *    page faults taken from the download on, not from the start), 'prefault16' / 'prefault4' (threads for them),
- *    'chunk256' / 'chunk4096' (the copies' chunk in KiB), 'registerIn' / 'registerOut' / 'registerInOut' (x / y
+ *    'chunk64' / 'chunk128' / 'chunk256' / 'chunk4096' (the copies' chunk in KiB), 'registerIn' / 'registerOut' / 'registerInOut' (x / y
  *    page-locked for the call and copied by DMA directly), 'slice128' (a copy thread per 128 KiB, not 512),
- *    'pool' (the opt-in output pool: TFJS_MOE_CUDA_OUTPUT_POOL_MIB=256), 'pool64' (the same from 64 KiB, not 1 MiB),
+ *    'pool' (the opt-in output pool: TFJS_MOE_CUDA_OUTPUT_POOL_MIB=256), 'noOverlap' / 'traceNoOverlap' (the
+ *    copy-out waits for the whole prefault of a large output first, as before), 'pool64' (the same from 64 KiB, not 1 MiB),
  *    'ntStores' / 'plainStores' (x staged with non-temporal / plain stores at every size; the default: non-temporal
  *    above 1 MiB), 'stagedB' / 'plainStoresB' (repeats, for the noise), 'slice1024' / 'slice2048' (a copy thread
  *    per 1 / 2 MiB), 'slice2048nt' (2 MiB per thread, non-temporal at every size), 'prefaultHuge' /
- *    'prefaultHuge16' (the prefault's threads take aligned 2 MiB blocks; on 8 / 16 threads);
+ *    'prefaultHuge16' (the prefault's threads take aligned 2 MiB blocks; on 8 / 16 threads); 'noMapped' /
+ *    'traceNoMapped' (small forwards through DMAs, not the mapped blocks; without / with the trace), 'mapped4M'
+ *    (the mapped blocks up to 4 MiB, T <= 512), 'spin100' / 'spin300' / 'traceSpin300' (idle copy helpers poll
+ *    that long before they sleep); --rounds R repeats the modes R times, interleaved; --stack-modes
+ *    default,noMapped,uploadSync,deviceGraph,noOverlap,graphSpin,before: the device stack again under those
+ *    switches (small downloads through a mapped block or a DMA; uploads not waited for or waited for; a layer's
+ *    copies as nodes of its graph, not separate launches; a large download's page faults taken by its copy threads
+ *    only; the graph with polling helpers; the first, second and fourth as before), interleaved over the rounds;
  *    'layerApply':
  *    CudaFusedMoe.apply(tensor) -> tensor, the path of the FusedMoE layer's cuda executor; 'fusedMoE': the
  *    FusedMoE layer's apply() with backend 'cuda' (and the part of it inside the cuda executor's forward);
@@ -199,6 +207,8 @@ async function main() {
   // Untimed calls of the layer paths and the stack before their timed ones (fewer at large T, where a call is long).
   const layerWarmup = Number(arg('layer-warmup', '40'));
   const warmCalls = (T: number) => T >= 1024 ? Math.min(layerWarmup, 4) : layerWarmup;
+  const rounds = Math.max(1, Number(arg('rounds', '1')));
+  const stackModes = arg('stack-modes', '').split(',').filter(m => m !== '');
   const modes = arg('modes', 'staged,pageable,pinnedIn,trace,oldSplit,registerIn,registerOut,registerInOut').split(',');
   const latency = CudaMoeRunner.hostCopyBandwidth(T1_BYTES, 50);
   console.log(`host<->device, ${T1_BYTES} B (one T = 1 row), GB/s: ${JSON.stringify(latency)}`);
@@ -305,9 +315,11 @@ async function main() {
         noHugePages: {TFJS_MOE_CUDA_HUGEPAGES: '0'}, prefaultLate: {TFJS_MOE_CUDA_PREFAULT: 'late'},
         prefault16: {TFJS_MOE_CUDA_PREFAULT_THREADS: '16'}, prefault4: {TFJS_MOE_CUDA_PREFAULT_THREADS: '4'},
         chunk256: {TFJS_MOE_CUDA_COPY_CHUNK_KIB: '256'}, chunk4096: {TFJS_MOE_CUDA_COPY_CHUNK_KIB: '4096'},
+        chunk64: {TFJS_MOE_CUDA_COPY_CHUNK_KIB: '64'}, chunk128: {TFJS_MOE_CUDA_COPY_CHUNK_KIB: '128'},
         registerIn: {TFJS_MOE_CUDA_REGISTER: 'in'}, registerOut: {TFJS_MOE_CUDA_REGISTER: 'out'},
         registerInOut: {TFJS_MOE_CUDA_REGISTER: 'in,out'}, slice128: {TFJS_MOE_CUDA_COPY_SLICE_KIB: '128'},
-        pool: {TFJS_MOE_CUDA_OUTPUT_POOL_MIB: '256'},
+        pool: {TFJS_MOE_CUDA_OUTPUT_POOL_MIB: '256'}, noOverlap: {TFJS_MOE_CUDA_PREFAULT_OVERLAP: '0'},
+        traceNoOverlap: {TFJS_MOE_CUDA_TRACE: '1', TFJS_MOE_CUDA_PREFAULT_OVERLAP: '0'},
         pool64: {TFJS_MOE_CUDA_OUTPUT_POOL_MIB: '256', TFJS_MOE_CUDA_OUTPUT_POOL_MIN_KIB: '64'},
         ntStores: {TFJS_MOE_CUDA_COPY_STORES: 'stream'}, plainStores: {TFJS_MOE_CUDA_COPY_STORES: 'plain'},
         stagedB: {}, plainStoresB: {TFJS_MOE_CUDA_COPY_STORES: 'plain'},
@@ -315,13 +327,43 @@ async function main() {
         slice2048nt: {TFJS_MOE_CUDA_COPY_SLICE_KIB: '2048', TFJS_MOE_CUDA_COPY_STORES: 'stream'},
         prefaultHuge: {TFJS_MOE_CUDA_PREFAULT_SPLIT: 'huge'},
         prefaultHuge16: {TFJS_MOE_CUDA_PREFAULT_SPLIT: 'huge', TFJS_MOE_CUDA_PREFAULT_THREADS: '16'},
+        noMapped: {TFJS_MOE_CUDA_MAPPED_KIB: '0'}, traceNoMapped: {TFJS_MOE_CUDA_TRACE: '1', TFJS_MOE_CUDA_MAPPED_KIB: '0'},
+        mapped4M: {TFJS_MOE_CUDA_MAPPED_KIB: '4096'}, spin100: {TFJS_MOE_CUDA_POOL_SPIN_US: '100'},
+        spin300: {TFJS_MOE_CUDA_POOL_SPIN_US: '300'}, traceSpin300: {TFJS_MOE_CUDA_TRACE: '1', TFJS_MOE_CUDA_POOL_SPIN_US: '300'},
       };
+      // The host paths against each other, bit for bit: the DMA path (mapped off), the default, the mapped blocks
+      // up to 4 MiB, pinned output, pageable (all the same kernels on the same x).
+      const exactness: Record<string, boolean> = {};
+      {
+        const withEnv = (env: Record<string, string>, output: 'staged' | 'pinned' | 'pageable' = 'staged') => {
+          for (const [k, v] of Object.entries(env)) process.env[k] = v;
+          try {
+            runner.forwardWithRouting(x, T, {output});  // a first call captures
+            return runner.forwardWithRouting(x, T, {output}).output.slice();
+          } finally {
+            for (const k of Object.keys(env)) delete process.env[k];
+          }
+        };
+        const dma = withEnv({TFJS_MOE_CUDA_MAPPED_KIB: '0'});
+        const same = (y: Float32Array) => y.length === dma.length &&
+            new Uint32Array(y.buffer, y.byteOffset, y.length).every((v, i) => v === new Uint32Array(dma.buffer)[i]);
+        exactness.default = same(withEnv({}));
+        exactness.mapped4M = same(withEnv({TFJS_MOE_CUDA_MAPPED_KIB: '4096'}));
+        exactness.pinned = same(withEnv({}, 'pinned'));
+        exactness.pageable = same(withEnv({}, 'pageable'));
+        exactness.spin300 = same(withEnv({TFJS_MOE_CUDA_POOL_SPIN_US: '300'}));
+        console.log(`${dtype} T=${T} outputs equal to the DMA path's bit for bit: ${JSON.stringify(exactness)}`);
+      }
       // A warm-up pass first (discarded): the first mode measured after a change of T read JIT and clock warm-up.
       for (let i = 0; i < 2 * e2eIters; i++) tf.tensor2d(runner.forwardWithRouting(x, T).output, [T, H]).dispose();
-      for (const mode of modes) {
-        const parts: Record<string, number[]> = {total: [], dataSync: [], native: [], alloc: [], uploadHost: [],
-          launch: [], wait: [], prefault: [], prefaultWait: [], register: [], outside: [], tensor: [], dispose: [], gpuUpload: [],
-          gpuKernel: [], gpuDownload: []};
+      // --rounds R: every mode's loop R times, the order of the modes reversed every other round (A/B interleaved
+      // in one process against the position bias); the medians are over all rounds.
+      const partsOf: Record<string, Record<string, number[]>> = {}, gcOf: Record<string, number[]> = {};
+      const order = Array.from({length: rounds}, (_, r) => r % 2 === 0 ? modes : [...modes].reverse()).flat();
+      for (const mode of order) {
+        const parts: Record<string, number[]> = partsOf[mode] ??= {total: [], dataSync: [], native: [], alloc: [],
+          uploadHost: [], launch: [], wait: [], prefault: [], prefaultWait: [], register: [], outside: [], tensor: [],
+          dispose: [], gpuUpload: [], gpuKernel: [], gpuDownload: []};
         let loopStart = 0;
         // 'pinned in': x is a previous forward's pinned output, as in a stack of layers through host tensors.
         const input = mode === 'pinnedIn' ?
@@ -362,8 +404,11 @@ async function main() {
         }
         for (const k of Object.keys(env)) delete process.env[k];
         if (input !== xT) input.dispose();
-        const gc = await gcMsIn(loopStart, performance.now(), e2eIters);
-        e2e[mode] = {...Object.fromEntries(Object.entries(parts).map(([k, v]) => [k, median(v)])), gc};
+        (gcOf[mode] ??= []).push(await gcMsIn(loopStart, performance.now(), e2eIters));
+      }
+      for (const mode of modes) {
+        e2e[mode] = {...Object.fromEntries(Object.entries(partsOf[mode]).map(([k, v]) => [k, median(v)])),
+          gc: median(gcOf[mode])};
       }
       // Through CudaFusedMoe.apply (tensor in, tensor out), as the layer's cuda executor runs it, and through the
       // FusedMoE layer itself (layer.apply with backend 'cuda': what a user calls).
@@ -434,7 +479,7 @@ async function main() {
         const s3 = performance.now();
         act.dispose();
         yd.dispose();
-        // The upload and the download alone (the upload returns once done, so the download waits for nothing else).
+        // The upload and the download alone (the download waits for the upload, which is not waited for itself).
         const s4 = performance.now();
         const lone = CudaActivation.fromTensor(xT);
         const s5 = performance.now();
@@ -450,6 +495,39 @@ async function main() {
         uploadOnly.push(s5 - s4);
         downloadOnly.push(s6 - s5);
       }
+      // --stack-modes: the device-resident stack again under A/B switches, interleaved over --rounds.
+      const stackModeEnv: Record<string, Record<string, string>> = {default: {},
+        noMapped: {TFJS_MOE_CUDA_MAPPED_KIB: '0'}, uploadSync: {TFJS_MOE_CUDA_UPLOAD_SYNC: '1'},
+        deviceGraph: {TFJS_MOE_CUDA_DEVICE_GRAPH: '1'}, noOverlap: {TFJS_MOE_CUDA_PREFAULT_OVERLAP: '0'},
+        graphSpin: {TFJS_MOE_CUDA_DEVICE_GRAPH: '1', TFJS_MOE_CUDA_POOL_SPIN_US: '300'},
+        before: {TFJS_MOE_CUDA_MAPPED_KIB: '0', TFJS_MOE_CUDA_UPLOAD_SYNC: '1', TFJS_MOE_CUDA_PREFAULT_OVERLAP: '0'}};
+      const stackAb: Record<string, number[]> = {};
+      const stackOrder = Array.from({length: rounds}, (_, r) => r % 2 === 0 ? stackModes : [...stackModes].reverse()).flat();
+      for (const mode of stack.length > 0 ? stackOrder : []) {
+        const env = stackModeEnv[mode] ?? {};
+        for (const [k, v] of Object.entries(env)) process.env[k] = v;
+        for (let i = 0; i < e2eIters + 2; i++) {
+          const s0 = performance.now();
+          let act: ReturnType<FusedMoE["applyDevice"]>;
+          try {
+            act = stack[0].applyDevice(xT);
+          } catch (e) {
+            console.log(`stack mode ${mode} T=${T}: ${(e as Error).message}`);
+            break;
+          }
+          for (const layer of stack.slice(1)) {
+            const next = layer.applyDevice(act);
+            act.dispose();
+            act = next;
+          }
+          const yd = act.toTensor();
+          const s1 = performance.now();
+          act.dispose();
+          yd.dispose();
+          if (i >= 2) (stackAb[mode] ??= []).push(s1 - s0);
+        }
+        for (const k of Object.keys(env)) delete process.env[k];
+      }
       xT.dispose();
       const kernel = median(graph);
       const xBytes = T * H * 4;
@@ -458,11 +536,12 @@ async function main() {
         perLayerMs: median(deviceStack) / stack.length, uploadMs: median(uploadOnly), downloadMs: median(downloadOnly),
         layersMs: median(deviceStack) - median(uploadOnly) - median(downloadOnly),
         enqueueMs: median(deviceEnqueue), executorMs: median(deviceExecutor),
-        targetMs: stack.length * kernel + (targetMs - kernel)};
+        targetMs: stack.length * kernel + (targetMs - kernel),
+        modes: Object.fromEntries(Object.entries(stackAb).map(([m, v]) => [m, median(v)]))};
       const stages = runner.profile(x, T, 10);
       const f = floorMs(T, dtype);
       const row = {
-        dtype, T, kernelGraphMs: kernel, kernelStreamMs: median(stream), endToEndTfjsMs: e2e.staged?.total,
+        dtype, T, kernelGraphMs: kernel, kernelStreamMs: median(stream), endToEndTfjsMs: e2e.staged?.total, exactness,
         e2e, device, targetMs,
         targetMet: {...Object.fromEntries(Object.entries(e2e).map(([m, p]) => [m, p.total <= targetMs])),
           deviceStack: device.deviceStackMs <= device.targetMs},

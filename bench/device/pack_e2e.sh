@@ -26,11 +26,35 @@ cp -r node_modules/jasmine-core/lib/jasmine-core "$W/p/layer_specs/jasmine-core"
 cp -r node_modules/jasmine-core/lib/jasmine-core "$W/p/specs/jasmine-core"
 cp -r node_modules/jasmine-core/lib/jasmine-core "$W/p/memcheck/jasmine-core"
 $ESB bench/cuda_bench.ts "${common[@]}" --outfile="$W/p/cuda_bench.mjs"
+# DEVICE_SPECS=1: every CUDA spec (device_specs.ts) as two bundles run side by side (the layer conformance spec,
+# the slowest, alone in one), for the batch step devspecs; their family fixtures are read relative to the folder.
+if [ "${DEVICE_SPECS:-0}" = 1 ]; then
+  trap 'rm -rf "$W" bench/device/.devspecs_*.ts' EXIT
+  grep -v "cuda_fused_moe.spec" bench/device/device_specs.ts > bench/device/.devspecs_rest.ts
+  grep -v -E "^import '\.\./\.\./spec/cuda/|^import '\./device_status" bench/device/device_specs.ts > bench/device/.devspecs_layer.ts
+  echo "import '../../spec/cuda/cuda_fused_moe.spec.js';" >> bench/device/.devspecs_layer.ts
+  for part in rest layer; do
+    mkdir -p "$W/p/dev_$part/build/spec" "$W/p/dev_$part/spec/fixtures"
+    echo '{"type": "module"}' > "$W/p/dev_$part/package.json"
+    $ESB bench/device/.devspecs_$part.ts "${common[@]}" --outfile="$W/p/dev_$part/build/spec/cuda_device_$part.spec.js"
+    cp "$W/p/specs/run-specs.mjs" "$W/p/dev_$part/"
+    cp -r node_modules/jasmine-core/lib/jasmine-core "$W/p/dev_$part/jasmine-core"
+    cp spec/fixtures/*.json "$W/p/dev_$part/spec/fixtures/"
+  done
+fi
 git log --oneline -1 > "$W/p/commit.txt"
 cp "$ADDON" "$W/a/after.node"
 [ -n "${BEFORE:-}" ] && cp "$BEFORE" "$W/a/before.node"
 mkdir -p "$DEST"
 tar -C "$W/a" -cf - . | xz -9e -T2 > "$DEST/addons.tar.xz"
 tar -C "$W/p" -cf - . | xz -9 -T2 > "$DEST/pack.tar.xz"
-cp bench/device/run_e2e_batch.sh "$DEST/run.sh"
+# run.sh: the batch with the STEPS / MODES / ROUNDS / *_TIMEOUT given to this script baked in as its defaults.
+cp bench/device/run_e2e_batch.sh "$DEST/batch.sh"
+{
+  echo '#!/usr/bin/env bash'
+  for v in STEPS MODES ROUNDS STACK_MODES SPECS_TIMEOUT AFTER_TIMEOUT MALLOC_TIMEOUT; do
+    [ -n "${!v:-}" ] && echo "export $v=\${$v:-'${!v}'}"
+  done
+  echo 'exec bash "$(dirname "$0")/batch.sh" "$@"'
+} > "$DEST/run.sh"
 du -sh "$DEST" "$DEST"/*

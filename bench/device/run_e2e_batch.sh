@@ -5,13 +5,15 @@
 # copy modes, the layer paths, a 4-layer stack), malloc (the same with TFJS_MOE_CUDA_MALLOC_REUSE=1), before (the
 # comparison addon, same benchmark and device code), layer (the layer conformance on the cuda executor), gc
 # (--trace-gc at T = 4096; not in the default list), mallocspecs (the specs step again with
-# TFJS_MOE_CUDA_MALLOC_REUSE=1: is the opt-in allocator switch correct; not in the default list). MODES: the copy
+# TFJS_MOE_CUDA_MALLOC_REUSE=1: is the opt-in allocator switch correct; not in the default list), devspecs (every
+# CUDA spec in two processes + the memcheck set, side by side; packed with DEVICE_SPECS=1). MODES: the copy
 # modes of after / malloc. copymemcpy: after's benchmark with TFJS_MOE_CUDA_DEVICE_COPY=memcpy (the device-resident
 # forward's copies as cudaMemcpyAsync, as before session 5); mainlike: also TFJS_MOE_CUDA_POOL_KEEP_MIB=0 (main's
 # host behaviour, without a second addon in the folder). oldhost: after's benchmark without session 6's host
-# defaults (TFJS_MOE_CUDA_HUGEPAGES=0 TFJS_MOE_CUDA_COPY_STORES=plain).
+# defaults (TFJS_MOE_CUDA_HUGEPAGES=0 TFJS_MOE_CUDA_COPY_STORES=plain). ROUNDS: after's modes repeated, interleaved;
+# STACK_MODES: after's device-stack A/B switches (cuda_bench --stack-modes).
 set -uo pipefail
-BUDGET=${BUDGET:-86}
+BUDGET=${BUDGET:-${LANE_BUDGET:-86}}
 T0=$(date +%s)
 D=$(cd "$(dirname "$0")" && pwd)
 OUT=${OUT:-/tmp/out-e2e}
@@ -46,6 +48,12 @@ specs() {  # folder, timeout, label (env before the call applies)
   grep -E 'passed, .* failed' "$OUT/$3.log" | sed "s/^/$3: /" >> "$S"
   grep -E '^FAILED|^SUITE FAILURE|^GLOBAL' "$OUT/$3.log" | head -20 >> "$S"
 }
+memcheck() {  # timeout, log label: the memcheck spec set under compute-sanitizer
+  (cd memcheck && TFJS_MOE_CUDA_ADDON="$W/after.node" TFJS_MOE_SPEC_SCALE=small timeout "$1" compute-sanitizer \
+      --tool memcheck --leak-check no --error-exitcode 3 node run-specs.mjs > "$OUT/$2.log" 2>&1
+   note "$2 exit $?")
+  grep -E 'ERROR SUMMARY|passed, .* failed|^FAILED' "$OUT/$2.log" | head -10 | sed "s/^/$2: /" >> "$S"
+}
 MODES=${MODES:-staged,pageable,pinnedIn,trace,oldSplit,registerIn,registerOut,registerInOut,slice128}
 for step in ${STEPS:-specs after malloc before layer}; do
   [ "$(left)" -le 4 ] && { note "out of budget before $step"; break; }
@@ -54,16 +62,12 @@ for step in ${STEPS:-specs after malloc before layer}; do
       p=; [ $step = mallocspecs ] && { p=malloc_; export TFJS_MOE_CUDA_MALLOC_REUSE=1; }
       specs specs ${SPECS_TIMEOUT:-26} ${p}specs &
       a=$!
-      t=$(lim ${SPECS_TIMEOUT:-26})
-      (cd memcheck && TFJS_MOE_CUDA_ADDON="$W/after.node" TFJS_MOE_SPEC_SCALE=small timeout "$t" compute-sanitizer \
-          --tool memcheck --leak-check no --error-exitcode 3 node run-specs.mjs > "$OUT/${p}memcheck.log" 2>&1
-       note "${p}memcheck exit $?") &
+      memcheck "$(lim ${SPECS_TIMEOUT:-26})" ${p}memcheck &
       b=$!
       wait $a $b
-      unset TFJS_MOE_CUDA_MALLOC_REUSE
-      grep -E 'ERROR SUMMARY|passed, .* failed|^FAILED' "$OUT/${p}memcheck.log" | head -10 | sed "s/^/${p}memcheck: /" >> "$S" ;;
+      unset TFJS_MOE_CUDA_MALLOC_REUSE ;;
     after) bench after after.node ${AFTER_TIMEOUT:-18} --dtypes bfloat16 --tokens 1,16,256,4096 --e2e-iters 10 --stack 4 \
-        --modes $MODES ;;
+        --modes $MODES --rounds ${ROUNDS:-1} ${STACK_MODES:+--stack-modes $STACK_MODES} ;;
     mainlike) TFJS_MOE_CUDA_DEVICE_COPY=memcpy TFJS_MOE_CUDA_POOL_KEEP_MIB=0 bench mainlike after.node ${AFTER_TIMEOUT:-18} \
         --dtypes bfloat16 --tokens 1,16,256,4096 --e2e-iters 10 --stack 4 --modes staged ;;
     oldhost) TFJS_MOE_CUDA_HUGEPAGES=0 TFJS_MOE_CUDA_COPY_STORES=plain bench oldhost after.node ${AFTER_TIMEOUT:-18} \
@@ -75,6 +79,14 @@ for step in ${STEPS:-specs after malloc before layer}; do
     before) [ -f before.node ] && bench before before.node ${BEFORE_TIMEOUT:-12} --dtypes bfloat16 --tokens 1,16,256,4096 \
         --e2e-iters 10 --stack 4 --modes staged,pageable ;;
     layer) specs layer_specs ${LAYER_TIMEOUT:-40} layer_specs ;;
+    devspecs)  # every CUDA spec (packed with DEVICE_SPECS=1) in two processes, and the memcheck set, side by side
+      specs dev_rest ${SPECS_TIMEOUT:-90} device_specs_rest &
+      a=$!
+      specs dev_layer ${SPECS_TIMEOUT:-90} device_specs_layer &
+      b=$!
+      memcheck "$(lim ${SPECS_TIMEOUT:-90})" memcheck &
+      c=$!
+      wait $a $b $c ;;
     gc) NODE_FLAGS=--trace-gc bench gc after.node ${GC_TIMEOUT:-8} --dtypes bfloat16 --tokens 4096 --e2e-iters 10 --stack 1 \
         --modes staged
         grep -c -E 'Scavenge|Mark-Compact|Mark-sweep' "$OUT/bench_gc.log" | sed 's/^/gc lines: /' >> "$S" ;;

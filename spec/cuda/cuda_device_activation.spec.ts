@@ -98,6 +98,57 @@ describe('CUDA end to end: device-resident activations, pinned copies, routing i
     weights.forEach(w => tf.dispose(Object.values(w) as tf.Tensor[]));
   });
 
+  it('device-resident forwards: the one-graph path (copies as re-pointed graph nodes) equals the separate launches ' +
+     'bit for bit as T changes and activations move; an upload (not waited for) keeps its values when the caller ' +
+     'overwrites x at once; small and large downloads (mapped block or DMA) agree', () => {
+    const H = 128, rand = rng(9150);
+    const cfg = config(8, 2, 32);
+    const ws = [randomWeights(rand, H, cfg), randomWeights(rand, H, cfg)];
+    const runners = ws.map(w => new CudaMoeRunner({hidden: H, ...cfg, computeDtype: 'float32'}, w));
+    try {
+      for (const T of [1, 5, 300, 2, 300, 1]) {
+        const x = randn(rand, T * H);
+        const xCopy = x.slice();
+        const chain = (env: Record<string, string>) => {
+          for (const [k, v] of Object.entries(env)) process.env[k] = v;
+          try {
+            const outs: Float32Array[] = [];
+            for (let call = 0; call < 3; call++) {  // capture, replay, replay with other activations
+              const src = x.slice();
+              const up = CudaActivation.fromHost(src, T, H);
+              src.fill(Number.NaN);  // the upload must have taken its copy already
+              const mid = runners[0].forwardDevice(up).output;
+              const y = runners[1].forwardDevice(mid).output;
+              up.dispose();
+              mid.dispose();
+              outs.push(y.read());
+              y.dispose();
+            }
+            return outs;
+          } finally {
+            for (const k of Object.keys(env)) delete process.env[k];
+          }
+        };
+        const launches = chain({TFJS_MOE_CUDA_UPLOAD_SYNC: '1', TFJS_MOE_CUDA_MAPPED_KIB: '0'});
+        const byDefault = chain({});
+        const graph = chain({TFJS_MOE_CUDA_DEVICE_GRAPH: '1'});
+        for (let call = 0; call < 3; call++) {
+          expect(byDefault[call]).withContext(`T ${T} call ${call}`).toEqual(launches[call]);
+          expect(graph[call]).withContext(`T ${T} call ${call}`).toEqual(launches[call]);
+          expect(launches[call]).withContext(`T ${T} call ${call} vs call 0`).toEqual(launches[0]);
+        }
+        const ref = refFusedMoE(toFloat32(refFusedMoE(x, T, H, ws[0] as unknown as RefMoeWeights, cfg)), T, H,
+                                ws[1] as unknown as RefMoeWeights, cfg);
+        const err = relError(graph[2], ref);
+        recordError('cuda device graph chain float32', err);
+        expect(err).withContext(`T ${T}`).toBeLessThan(1e-4);
+        expect(x).toEqual(xCopy);
+      }
+    } finally {
+      runners.forEach(r => r.dispose());
+    }
+  });
+
   it('FusedMoE.applyDevice: a stack of three layers on the GPU matches the reference; a large activation reads back',
      async () => {
        const H = 512, T = 700, rand = rng(9150);  // 1.4 MB activations: the chunked upload and download

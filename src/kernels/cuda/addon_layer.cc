@@ -6,8 +6,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 
 #include "addon_napi.h"
+#include "moe_kernels.h"
 #include "moe_layer.h"
 
 namespace moe_napi {
@@ -324,15 +326,28 @@ moe::PinnedStaging& uploadStaging() {
   return *s;
 }
 
-// activationUpload(x, rows, cols) -> handle (x copied to the GPU; returns once x may be reused)
+// Recorded after the last upload's DMA: the next upload waits for it before it writes the staging buffer again.
+cudaEvent_t& uploadDone() {
+  static cudaEvent_t e = nullptr;
+  return e;
+}
+
+// activationUpload(x, rows, cols) -> handle (x copied to the GPU, enqueued; returns once x may be reused). A copy
+// of x that the DMA reads later (pinned staging) is not waited for: the upload overlaps what the caller enqueues
+// next (the first layer of a stack). TFJS_MOE_CUDA_UPLOAD_SYNC=1 (benchmark A/B): wait for every upload.
 napi_value ActivationUpload(napi_env env, napi_callback_info info) {
   return entry(env, info, 3, "activationUpload", [&](Args& a) {
     const int rows = integer(a, 1, "rows", 0), cols = integer(a, 2, "cols", 1);
     auto x = typed<float>(a, 0, "x", napi_float32_array, static_cast<size_t>(rows) * cols);
     ActivationHandle* h;
     napi_value ext = newActivation(env, rows, cols, &h);
-    moe::uploadStaged(h->data.as(), x.data, x.length * sizeof(float), opStream(), uploadStaging());
-    finish();  // the staging buffer is reused by the next upload
+    cudaEvent_t& done = uploadDone();
+    if (done == nullptr) MOE_CUDA(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
+    MOE_CUDA(cudaEventSynchronize(done));  // the previous upload's DMA has read the staging buffer
+    const bool readsX = moe::uploadStaged(h->data.as(), x.data, x.length * sizeof(float), opStream(), uploadStaging());
+    const char* syncEnv = std::getenv("TFJS_MOE_CUDA_UPLOAD_SYNC");
+    if (readsX || (syncEnv != nullptr && syncEnv[0] == '1')) finish();  // the DMA reads x itself (pinned)
+    else MOE_CUDA(cudaEventRecord(done, opStream()));
     return ext;
   });
 }
@@ -346,12 +361,30 @@ napi_value ActivationDownload(napi_env env, napi_callback_info info) {
     auto given = typed<float>(a, 1, "out", napi_float32_array, n, true);
     static moe::PinnedStaging* staging = new moe::PinnedStaging();
     static moe::SlicedDownload* sliced = new moe::SlicedDownload();
+    // Small: a copy kernel writes the values into a mapped block (no DMA and its latency), then one memcpy.
+    static moe::MappedHostBuffer* mapped = new moe::MappedHostBuffer();
+    if (n * sizeof(float) <= moe::mappedCopyMaxBytes()) {
+      float* out = given.data;
+      napi_value outV = out != nullptr ? a.v[1] : newUninitializedFloat32(env, n, &out);
+      (void)mapped->ensure(std::max(n * sizeof(float), moe::mappedCopyMaxBytes()));
+      moe::launchDeviceCopy(h->data.as<float>(), static_cast<float*>(mapped->device()), static_cast<long long>(n),
+                            opStream());
+      finish();
+      std::memcpy(out, mapped->host(), n * sizeof(float));
+      return outV;
+    }
     float* out = given.data;
     napi_value outV = out != nullptr ? a.v[1] : newPooledFloat32(env, n, &out);
     const bool pooled = out != nullptr && given.data == nullptr;
     if (outV == nullptr) outV = newUninitializedFloat32(env, n, &out);
-    // A pooled array is pinned: the DMA lands in it directly.
+    // A pooled array is pinned: the DMA lands in it directly. A new one's page faults start now on helper threads,
+    // while the GPU may still run the layers enqueued before this download (a device-resident stack); the copy-out
+    // takes each block once it is in (TFJS_MOE_CUDA_PREFAULT_OVERLAP=0: the copy threads fault their own chunks).
     float* landing = pooled ? out : static_cast<float*>(staging->ensure(n * sizeof(float)));
+    const char* overlapEnv = std::getenv("TFJS_MOE_CUDA_PREFAULT_OVERLAP");
+    if (!pooled && given.data == nullptr && (overlapEnv == nullptr || overlapEnv[0] != '0')) {
+      sliced->prefault(out, n * sizeof(float));
+    }
     sliced->run(out, h->data.as(), n * sizeof(float), landing, opStream());
     return outV;
   });

@@ -84,6 +84,7 @@ class WorkerPool {
         threads_++;
       }
       queue_.push_back(job);
+      queued_.store(static_cast<int>(queue_.size()), std::memory_order_release);
     }
     cv_.notify_all();
     return job;
@@ -94,9 +95,33 @@ class WorkerPool {
   }
 
  private:
+  // TFJS_MOE_CUDA_POOL_SPIN_US (benchmark A/B, default 0): how long an idle helper polls for the next job before
+  // it sleeps. Waking a sleeping vCPU costs tens of microseconds on the H200 host (a VM), which a 2 MiB upload pays
+  // on each of its threads; a helper still polling when the next call's copy arrives starts at once.
+  static long long spinNs() {
+    const char* v = std::getenv("TFJS_MOE_CUDA_POOL_SPIN_US");
+    return v == nullptr ? 0 : std::strtoll(v, nullptr, 10) * 1000;
+  }
   void loop() {
     std::unique_lock<std::mutex> lock(mu_);
     for (;;) {
+      if (queue_.empty()) {
+        if (const long long spin = spinNs(); spin > 0) {
+          lock.unlock();
+          const auto until = std::chrono::steady_clock::now() + std::chrono::nanoseconds(spin);
+          for (int i = 0; queued_.load(std::memory_order_acquire) == 0; i++) {
+#if defined(__SSE2__)
+            _mm_pause();
+#endif
+            // Now and then: the clock, and the CPU handed to whoever else is runnable (the JS thread).
+            if ((i & 63) == 63) {
+              if (std::chrono::steady_clock::now() >= until) break;
+              std::this_thread::yield();
+            }
+          }
+          lock.lock();
+        }
+      }
       cv_.wait(lock, [&] { return !queue_.empty(); });
       std::shared_ptr<Job> job = queue_.front();
       lock.unlock();
@@ -105,6 +130,7 @@ class WorkerPool {
       // Every index is taken: later arrivals go on to the next job (the taken ones finish on their threads).
       auto it = std::find(queue_.begin(), queue_.end(), job);
       if (it != queue_.end()) queue_.erase(it);
+      queued_.store(static_cast<int>(queue_.size()), std::memory_order_release);
     }
   }
   // Takes indices until none are left; the last one to finish wakes the waiters.
@@ -123,6 +149,7 @@ class WorkerPool {
   std::mutex mu_;
   std::condition_variable cv_, doneCv_;
   std::deque<std::shared_ptr<Job>> queue_;
+  std::atomic<int> queued_{0};  // queue_.size(), read by polling helpers without the lock
   int threads_ = 0;
 };
 
@@ -265,11 +292,37 @@ void* PinnedStaging::ensure(size_t bytes) {
   return ptr_;
 }
 
-void uploadStaged(void* dst, const void* src, size_t bytes, cudaStream_t stream, PinnedStaging& staging) {
-  if (bytes == 0) return;
+MappedHostBuffer::~MappedHostBuffer() {
+  if (host_ != nullptr) (void)cudaFreeHost(host_);
+}
+
+bool MappedHostBuffer::ensure(size_t bytes) {
+  if (bytes <= capacity_) return false;
+  if (host_ != nullptr) (void)cudaFreeHost(host_);
+  host_ = device_ = nullptr;
+  capacity_ = 0;
+  void* p = nullptr;
+  MOE_CUDA(cudaHostAlloc(&p, bytes, cudaHostAllocMapped | cudaHostAllocPortable));
+  void* d = nullptr;
+  const cudaError_t st = cudaHostGetDevicePointer(&d, p, 0);
+  if (st != cudaSuccess) (void)cudaFreeHost(p);
+  MOE_CUDA(st);
+  host_ = p;
+  device_ = d;
+  capacity_ = bytes;
+  return true;
+}
+
+size_t mappedCopyMaxBytes() {
+  const char* v = std::getenv("TFJS_MOE_CUDA_MAPPED_KIB");
+  return v == nullptr || v[0] == '\0' ? size_t(256) << 10 : static_cast<size_t>(std::strtoull(v, nullptr, 10)) << 10;
+}
+
+bool uploadStaged(void* dst, const void* src, size_t bytes, cudaStream_t stream, PinnedStaging& staging) {
+  if (bytes == 0) return false;
   if (isPinnedHost(src)) {
     MOE_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream));
-    return;
+    return true;
   }
   const int n = threadsFor(bytes);
   if (n <= 1) {
@@ -279,14 +332,14 @@ void uploadStaged(void* dst, const void* src, size_t bytes, cudaStream_t stream,
     // staged: one path for every small size (benchmark A/B).
     const char* v = std::getenv("TFJS_MOE_CUDA_SMALL_UPLOAD");
     const bool pageable = v != nullptr ? std::strcmp(v, "pageable") == 0 : bytes <= kInlineUploadBytes;
-    if (pageable) {
+    if (pageable) {  // the driver has read src when this returns
       MOE_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream));
-      return;
+      return false;
     }
     void* stage = staging.ensure(bytes);
     copyToStaging(static_cast<char*>(stage), static_cast<const char*>(src), bytes, streamStores(false));
     MOE_CUDA(cudaMemcpyAsync(dst, stage, bytes, cudaMemcpyHostToDevice, stream));
-    return;
+    return false;
   }
   char* stage = static_cast<char*>(staging.ensure(bytes));
   const size_t chunk = chunkBytes(bytes, n);
@@ -305,6 +358,7 @@ void uploadStaged(void* dst, const void* src, size_t bytes, cudaStream_t stream,
     }
   });
   MOE_CUDA(static_cast<cudaError_t>(failed.load()));
+  return false;
 }
 
 // An output array's prefault, running on the prefault pool: the job, and when it started and ended.
@@ -313,6 +367,37 @@ struct PrefaultJob {
   void* dst = nullptr;
   std::chrono::steady_clock::time_point start;
   std::atomic<long long> endNs{0};  // steady-clock nanoseconds at which its last range was done
+  void markEnd() {
+    const long long now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+        std::chrono::steady_clock::now().time_since_epoch()).count();
+    long long seen = endNs.load();
+    while (seen < now && !endNs.compare_exchange_weak(seen, now)) {}
+  }
+  // Claimed blocks (unless TFJS_MOE_CUDA_PREFAULT_OVERLAP=0): the array cut at multiples of `block` (addresses),
+  // each faulted in by whichever thread claims it first, a prefault helper or the copy-out of a chunk in it, so that
+  // the copy-out need not wait for the whole prefault (at T = 4096 its 2.6 ms outlast the upload and the kernels).
+  size_t bytes = 0, block = 0, first = 0;  // first: where dst lies in its first block
+  int blocks = 0;
+  std::unique_ptr<std::atomic<int>[]> state;  // per block: 0 untouched, 1 being faulted in, 2 done
+  // The blocks overlapping [dst + b, dst + e).
+  int blockOf(size_t off) const { return static_cast<int>((first + off) / block); }
+  // Faults block k in, or waits until the thread that claimed it has; either way it is in on return.
+  void fault(int k) {
+    int expect = 0;
+    if (state[k].compare_exchange_strong(expect, 1, std::memory_order_acq_rel)) {
+      const size_t b = std::min(bytes, block * k > first ? block * k - first : 0);
+      const size_t e = std::min(bytes, block * (k + 1) - first);
+      if (b < e) touchPages(static_cast<char*>(dst) + b, e - b);
+      state[k].store(2, std::memory_order_release);
+      return;
+    }
+    for (int i = 0; state[k].load(std::memory_order_acquire) != 2; i++) {
+#if defined(__SSE2__)
+      _mm_pause();
+#endif
+      if ((i & 63) == 63) std::this_thread::yield();
+    }
+  }
 };
 
 SlicedDownload::~SlicedDownload() {
@@ -338,6 +423,23 @@ void SlicedDownload::prefault(void* dst, size_t bytes) {
   const char* split = std::getenv("TFJS_MOE_CUDA_PREFAULT_SPLIT");
   const bool byHuge = split != nullptr && std::strcmp(split, "huge") == 0 && bytes >= (size_t(4) << 20);
   const size_t huge = size_t(2) << 20, lo = reinterpret_cast<uintptr_t>(dst), base = lo & ~(huge - 1);
+  const char* overlapEnv = std::getenv("TFJS_MOE_CUDA_PREFAULT_OVERLAP");
+  if (n > 1 && !byHuge && (overlapEnv == nullptr || overlapEnv[0] != '0')) {
+    // Claimed blocks: the huge pages of an advised array, else 256 KiB (a chunk's copy-out claims few).
+    p->bytes = bytes;
+    p->block = bytes >= (size_t(4) << 20) ? huge : size_t(256) << 10;
+    p->first = lo % p->block;
+    p->blocks = static_cast<int>((p->first + bytes + p->block - 1) / p->block);
+    p->state.reset(new std::atomic<int>[p->blocks]);
+    for (int k = 0; k < p->blocks; k++) p->state[k].store(0, std::memory_order_relaxed);
+    PrefaultJob* raw = p.get();
+    p->job = WorkerPool::prefaults().post(p->blocks, [raw](int k) {
+      raw->fault(k);
+      raw->markEnd();
+    }, n);
+    prefault_ = std::move(p);
+    return;
+  }
   const size_t per = byHuge ? huge : (bytes / n + 4095) / 4096 * 4096;
   const size_t first = byHuge ? lo - base : 0;  // the first block starts before dst
   const int items = byHuge ? static_cast<int>((first + bytes + huge - 1) / huge) : n;
@@ -346,10 +448,7 @@ void SlicedDownload::prefault(void* dst, size_t bytes) {
     const size_t b = std::min(bytes, per * i > first ? per * i - first : 0);
     const size_t e = std::min(bytes, per * (i + 1) - first);
     if (b < e) touchPages(static_cast<char*>(dst) + b, e - b);
-    const long long now = std::chrono::duration_cast<std::chrono::nanoseconds>(
-        std::chrono::steady_clock::now().time_since_epoch()).count();
-    long long seen = raw->endNs.load();
-    while (seen < now && !raw->endNs.compare_exchange_weak(seen, now)) {}
+    raw->markEnd();
   }, n);
   prefault_ = std::move(p);
 }
@@ -408,14 +507,19 @@ void SlicedDownload::run(void* dst, const void* src, size_t bytes, void* landing
     waitPrefault();
     throw;
   }
-  // No chunk is copied into dst before its prefault (which writes a byte per page) is over.
-  waitPrefault();
+  // No chunk is copied into dst before its prefault (which writes a byte per page) is over: the whole prefault, or
+  // with claimed blocks the blocks under the chunk (faulted in here when no helper has started them).
+  PrefaultJob* claimed = prefault_ && prefault_->state ? prefault_.get() : nullptr;
+  if (claimed == nullptr) waitPrefault();
   std::atomic<int> next{0};
   std::atomic<int> failed{static_cast<int>(cudaSuccess)};
   WorkerPool::copies().run(n, [&](int) {
     for (int c = next.fetch_add(1); c < chunks; c = next.fetch_add(1)) {
       const size_t b = chunk * c, e = std::min(bytes, b + chunk);
       if (touchHere) touchPages(static_cast<char*>(dst) + b, e - b);  // only this thread writes this chunk
+      if (claimed != nullptr) {
+        for (int k = claimed->blockOf(b); k <= claimed->blockOf(e - 1); k++) claimed->fault(k);
+      }
       const cudaError_t st = cudaEventSynchronize(events_[c]);
       if (st != cudaSuccess) {
         failed.store(static_cast<int>(st));
@@ -424,6 +528,7 @@ void SlicedDownload::run(void* dst, const void* src, size_t bytes, void* landing
       if (copy) std::memcpy(static_cast<char*>(dst) + b, static_cast<const char*>(landing) + b, e - b);
     }
   });
+  waitPrefault();  // with claimed blocks: every block is in by now; this ends the job
   MOE_CUDA(static_cast<cudaError_t>(failed.load()));
   // Errors of the kernels before the copy surface here, as a synchronize would report them.
   MOE_CUDA(cudaStreamSynchronize(stream));

@@ -47,11 +47,36 @@ class PinnedStaging {
   size_t capacity_ = 0;
 };
 
+// A page-locked host block mapped into the device's address space, which kernels read and write directly. A
+// small forward copies x in and y out with kernels of its CUDA graph instead of DMAs: on the H200 host a DMA costs
+// 6-9 us of latency each way, more than the whole allowance of the end-to-end target at T <= 16.
+class MappedHostBuffer {
+ public:
+  MappedHostBuffer() = default;
+  ~MappedHostBuffer();
+  MappedHostBuffer(const MappedHostBuffer&) = delete;
+  MappedHostBuffer& operator=(const MappedHostBuffer&) = delete;
+  // Grows to at least `bytes` (contents are not kept); returns true when the block moved.
+  bool ensure(size_t bytes);
+  void* host() const { return host_; }
+  void* device() const { return device_; }
+
+ private:
+  void* host_ = nullptr;
+  void* device_ = nullptr;
+  size_t capacity_ = 0;
+};
+
+// The largest copy (bytes) that goes through mapped blocks and copy kernels instead of DMAs: 256 KiB unless
+// TFJS_MOE_CUDA_MAPPED_KIB says otherwise (0: never; benchmark A/B, read per call).
+size_t mappedCopyMaxBytes();
+
 // Enqueues host -> device of `bytes` on `stream`. A pageable source is copied through `staging` in chunks taken in
 // order by several threads, each chunk's DMA enqueued once it is staged (the first DMA starts after one chunk's
 // memcpy, not after the whole copy); the caller keeps `staging` untouched until the stream has passed the copy.
-// Returns when the host side is done.
-void uploadStaged(void* dst, const void* src, size_t bytes, cudaStream_t stream, PinnedStaging& staging);
+// Returns when the host side is done: true when the enqueued DMA reads `src` itself (it is pinned), so that `src`
+// must stay untouched until the stream has passed the copy.
+bool uploadStaged(void* dst, const void* src, size_t bytes, cudaStream_t stream, PinnedStaging& staging);
 
 struct PrefaultJob;
 

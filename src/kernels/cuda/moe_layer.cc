@@ -269,7 +269,7 @@ bool MoeLayer::nativeFormatsOff() {
 
 MoeLayer::~MoeLayer() {
   (void)cudaStreamSynchronize(stream_);  // the stream may still run a forward that reads the weights
-  for (auto& [t, g] : graphs_) (void)cudaGraphExecDestroy(g);
+  dropGraphs();
   for (cudaEvent_t e : trace_) {
     if (e != nullptr) (void)cudaEventDestroy(e);
   }
@@ -278,6 +278,11 @@ MoeLayer::~MoeLayer() {
 void MoeLayer::dropGraphs() {
   for (auto& [t, g] : graphs_) (void)cudaGraphExecDestroy(g);
   graphs_.clear();
+  for (auto& [t, g] : deviceGraphs_) {
+    if (g.exec != nullptr) (void)cudaGraphExecDestroy(g.exec);
+    if (g.graph != nullptr) (void)cudaGraphDestroy(g.graph);
+  }
+  deviceGraphs_.clear();
 }
 
 size_t MoeLayer::residentBytes() const {
@@ -702,21 +707,21 @@ std::vector<std::pair<std::string, float>> MoeLayer::profile(const float* x, int
   return out;
 }
 
-void MoeLayer::run(int T, bool useGraph) {
+void MoeLayer::run(int T, bool useGraph, const float* hostIn, float* hostOut) {
   if (!useGraph) l2Prefetch_ = l2PrefetchEnv();
-  auto body = [&] { enqueue(T); };
+  const long long n = static_cast<long long>(T) * cfg_.hidden;
+  auto body = [&] {
+    if (hostIn != nullptr) launchDeviceCopy(hostIn, dX_.as<float>(), n, stream_);
+    enqueue(T);
+    if (hostOut != nullptr) launchDeviceCopy(dOut_.as<float>(), hostOut, n, stream_);
+  };
   if (!useGraph) {
     body();
     return;
   }
-  if (graphsTuning_ != tuning().generation || l2Prefetch_ != l2PrefetchEnv() ||
-      envSwitches_ != kernelEnvSwitches()) {  // captured with other settings
-    dropGraphs();
-    graphsTuning_ = tuning().generation;
-    l2Prefetch_ = l2PrefetchEnv();
-    envSwitches_ = kernelEnvSwitches();
-  }
-  auto it = graphs_.find(T);
+  graphSettingsChanged();
+  const int key = hostIn != nullptr ? ~T : T;  // the copying graphs under negative keys
+  auto it = graphs_.find(key);
   if (it == graphs_.end()) {
     body();  // one eager run first: one-time setup (smem opt-ins) stays out of the capture
     cudaGraph_t graph = nullptr;
@@ -733,10 +738,108 @@ void MoeLayer::run(int T, bool useGraph) {
     const cudaError_t st = cudaGraphInstantiate(&exec, graph, 0);
     (void)cudaGraphDestroy(graph);
     MOE_CUDA(st);
-    it = graphs_.emplace(T, exec).first;
+    it = graphs_.emplace(key, exec).first;
     return;  // the eager run already produced the output
   }
   MOE_CUDA(cudaGraphLaunch(it->second, stream_));
+}
+
+bool MoeLayer::graphSettingsChanged() {
+  if (graphsTuning_ == tuning().generation && l2Prefetch_ == l2PrefetchEnv() && envSwitches_ == kernelEnvSwitches()) {
+    return false;
+  }
+  dropGraphs();  // captured with other settings
+  graphsTuning_ = tuning().generation;
+  l2Prefetch_ = l2PrefetchEnv();
+  envSwitches_ = kernelEnvSwitches();
+  return true;
+}
+
+namespace {
+// The kernel node that one launchDeviceCopy(in, out, n) captures (its function and launch shape), read from a graph
+// of that launch alone.
+cudaKernelNodeParams deviceCopyNode(const float* in, float* out, long long n, cudaStream_t stream) {
+  cudaGraph_t g = nullptr;
+  MOE_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  try {
+    launchDeviceCopy(in, out, n, stream);
+  } catch (...) {
+    (void)cudaStreamEndCapture(stream, &g);
+    if (g) (void)cudaGraphDestroy(g);
+    throw;
+  }
+  MOE_CUDA(cudaStreamEndCapture(stream, &g));
+  cudaGraphNode_t node = nullptr;
+  size_t count = 1;
+  cudaKernelNodeParams p = {};
+  cudaError_t st = cudaGraphGetNodes(g, &node, &count);
+  cudaGraphNodeType type = cudaGraphNodeTypeEmpty;
+  if (st == cudaSuccess && count == 1) st = cudaGraphNodeGetType(node, &type);
+  if (st == cudaSuccess && count == 1 && type == cudaGraphNodeTypeKernel) st = cudaGraphKernelNodeGetParams(node, &p);
+  (void)cudaGraphDestroy(g);
+  MOE_CUDA(st);
+  if (count != 1 || type != cudaGraphNodeTypeKernel) throw CudaError("deviceCopyNode: expected one kernel node");
+  p.kernelParams = nullptr;  // they pointed into the destroyed graph; set at each use
+  p.extra = nullptr;
+  return p;
+}
+}  // namespace
+
+void MoeLayer::runDeviceGraph(int T, const float* x, float* out) {
+  graphSettingsChanged();
+  long long n = static_cast<long long>(T) * cfg_.hidden;
+  const float* dX = dX_.as<float>();
+  float* dOut = dOut_.as<float>();
+  auto it = deviceGraphs_.find(T);
+  if (it == deviceGraphs_.end()) {
+    // The eager run first (one-time setup stays out of the capture); it also produces this call's output.
+    launchDeviceCopy(x, dX_.as<float>(), n, stream_);
+    enqueue(T);
+    launchDeviceCopy(dOut_.as<float>(), out, n, stream_);
+    DeviceGraph d;
+    try {
+      d.inParams = deviceCopyNode(x, dX_.as<float>(), n, stream_);
+      d.outParams = deviceCopyNode(dOut_.as<float>(), out, n, stream_);
+      cudaGraph_t body = nullptr;
+      MOE_CUDA(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+      try {
+        enqueue(T);
+      } catch (...) {
+        (void)cudaStreamEndCapture(stream_, &body);
+        if (body) (void)cudaGraphDestroy(body);
+        throw;
+      }
+      MOE_CUDA(cudaStreamEndCapture(stream_, &body));
+      MOE_CUDA(cudaGraphCreate(&d.graph, 0));
+      cudaGraphNode_t child = nullptr;
+      void* inArgs[] = {&x, &dX, &n};
+      void* outArgs[] = {&dOut, &out, &n};
+      d.inParams.kernelParams = inArgs;
+      d.outParams.kernelParams = outArgs;
+      cudaError_t st = cudaGraphAddKernelNode(&d.in, d.graph, nullptr, 0, &d.inParams);
+      if (st == cudaSuccess) st = cudaGraphAddChildGraphNode(&child, d.graph, &d.in, 1, body);  // copies the body
+      (void)cudaGraphDestroy(body);
+      if (st == cudaSuccess) st = cudaGraphAddKernelNode(&d.out, d.graph, &child, 1, &d.outParams);
+      if (st == cudaSuccess) st = cudaGraphInstantiate(&d.exec, d.graph, 0);
+      d.inParams.kernelParams = d.outParams.kernelParams = nullptr;
+      MOE_CUDA(st);
+    } catch (...) {
+      if (d.exec != nullptr) (void)cudaGraphExecDestroy(d.exec);
+      if (d.graph != nullptr) (void)cudaGraphDestroy(d.graph);
+      throw;
+    }
+    deviceGraphs_.emplace(T, d);
+    return;
+  }
+  DeviceGraph& d = it->second;
+  void* inArgs[] = {&x, &dX, &n};
+  void* outArgs[] = {&dOut, &out, &n};
+  cudaKernelNodeParams in = d.inParams, o = d.outParams;
+  in.kernelParams = inArgs;
+  o.kernelParams = outArgs;
+  MOE_CUDA(cudaGraphExecKernelNodeSetParams(d.exec, d.in, &in));
+  MOE_CUDA(cudaGraphExecKernelNodeSetParams(d.exec, d.out, &o));
+  MOE_CUDA(cudaGraphLaunch(d.exec, stream_));
 }
 
 // The A/B environment switches the launchers read at each launch (moe_kernels.h, gemm_sm90.cu).
@@ -783,6 +886,35 @@ void MoeLayer::forward(const float* x, int T, float* out, int* ids, bool useGrap
   const bool large = copy == HostCopy::kStaged && bytes >= (size_t(1) << 20);
   const bool regIn = large && regEnv != nullptr && std::strstr(regEnv, "in") != nullptr;
   const bool regOut = large && regEnv != nullptr && std::strstr(regEnv, "out") != nullptr;
+  // Small: x and y pass through mapped host blocks that the graph's first and last kernels read and write (one
+  // launch, one wait, no DMA); the host copies them in and out (a few KiB).
+  if (copy == HostCopy::kStaged && useGraph && !regIn && !regOut && bytes <= mappedCopyMaxBytes()) {
+    // Sized once for the largest mapped forward: the graphs hold the blocks, so a move drops them.
+    const size_t cap = std::max(bytes, mappedCopyMaxBytes());
+    if (mappedIn_.ensure(cap) | mappedOut_.ensure(cap)) dropGraphs();
+    if (prefaultEnv == nullptr || std::strcmp(prefaultEnv, "late") != 0) download_.prefault(out, bytes);
+    Clock::time_point t1, t2;
+    try {
+      std::memcpy(mappedIn_.host(), x, bytes);
+      t1 = Clock::now();
+      if (trace) MOE_CUDA(cudaEventRecord(trace_[1], stream_));
+      run(T, true, static_cast<const float*>(mappedIn_.device()), static_cast<float*>(mappedOut_.device()));
+      if (trace) MOE_CUDA(cudaEventRecord(trace_[2], stream_));
+      t2 = Clock::now();
+      if (ids) {
+        MOE_CUDA(cudaMemcpyAsync(ids, ids_.as(), static_cast<size_t>(T) * cfg_.topK * sizeof(int),
+                                 cudaMemcpyDeviceToHost, stream_));
+      }
+      if (trace) MOE_CUDA(cudaEventRecord(trace_[3], stream_));
+    } catch (...) {
+      download_.run(out, dOut_.as(), 0, out, stream_);  // waits for the prefault (it writes into out)
+      throw;
+    }
+    download_.run(out, dOut_.as(), 0, out, stream_);  // the stream's end, then the prefault's
+    std::memcpy(out, mappedOut_.host(), bytes);
+    finishTimings(t0, t1, t2, Clock::now(), trace);
+    return;
+  }
   const auto r0 = Clock::now();
   if (regIn) MOE_CUDA(cudaHostRegister(const_cast<float*>(x), bytes, cudaHostRegisterDefault));
   if (regOut) {
@@ -831,7 +963,13 @@ void MoeLayer::forward(const float* x, int T, float* out, int* ids, bool useGrap
     void* landing = copy == HostCopy::kStaged && !regOut ? outStaging_.ensure(bytes) : out;
     download_.run(out, dOut_.as(), bytes, landing, stream_, trace ? trace_[3] : nullptr);
   }
-  const auto t3 = Clock::now();
+  finishTimings(t0, t1, t2, Clock::now(), trace);
+}
+
+void MoeLayer::finishTimings(std::chrono::steady_clock::time_point t0, std::chrono::steady_clock::time_point t1,
+                             std::chrono::steady_clock::time_point t2, std::chrono::steady_clock::time_point t3,
+                             bool trace) {
+  auto ms = [](auto a, auto b) { return std::chrono::duration<double, std::milli>(b - a).count(); };
   timings_.uploadHostMs = ms(t0, t1);
   timings_.launchMs = ms(t1, t2);
   timings_.waitMs = ms(t1, t3);
@@ -862,9 +1000,16 @@ void MoeLayer::forwardDevice(const float* x, int T, float* out, int* ids, bool u
     if (byMemcpy) MOE_CUDA(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
     else launchDeviceCopy(src, dst, n, stream_);
   };
-  copy(dX_.as<float>(), x);
-  run(T, useGraph);
-  copy(out, dOut_.as<float>());
+  // TFJS_MOE_CUDA_DEVICE_GRAPH=1 (A/B): with graphs, the copies are nodes of one graph with the layer's (one
+  // launch per layer instead of three).
+  const char* graphEnv = std::getenv("TFJS_MOE_CUDA_DEVICE_GRAPH");
+  if (useGraph && !byMemcpy && graphEnv != nullptr && graphEnv[0] == '1') {
+    runDeviceGraph(T, x, out);
+  } else {
+    copy(dX_.as<float>(), x);
+    run(T, useGraph);
+    copy(out, dOut_.as<float>());
+  }
   if (ids) {
     MOE_CUDA(cudaMemcpyAsync(ids, ids_.as(), static_cast<size_t>(T) * cfg_.topK * sizeof(int),
                              cudaMemcpyDeviceToHost, stream_));

@@ -2,6 +2,7 @@
 // packed for the grouped GEMM, the whole chain enqueued in one call (optionally replayed as a CUDA graph per T).
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <string>
 #include <utility>
@@ -135,7 +136,12 @@ class MoeLayer {
   void dropGraphs();
   void enqueue(int T);  // reads dX_, writes dOut_
   void mark(const char* stage);  // records an event after a stage while profiling
-  void run(int T, bool useGraph);
+  // hostIn / hostOut (device pointers of mapped host blocks, both or neither): the graph also copies x in from
+  // hostIn and y out to hostOut with kernels (its own graph per T).
+  void run(int T, bool useGraph, const float* hostIn = nullptr, float* hostOut = nullptr);
+  // timings_ of a host forward: started at t0, x enqueued at t1, the kernels at t2, y on the host at t3.
+  void finishTimings(std::chrono::steady_clock::time_point t0, std::chrono::steady_clock::time_point t1,
+                     std::chrono::steady_clock::time_point t2, std::chrono::steady_clock::time_point t3, bool trace);
   static int l2PrefetchEnv();
   int l2Prefetch_ = 0;  // TFJS_MOE_CUDA_L2_PREFETCH as the graphs were captured (0, 1, 2)
   bool denseWeightsFinite_ = true;  // router / latent weights all finite: the dense float32 GEMMs may use TF32 x 3
@@ -182,8 +188,21 @@ class MoeLayer {
   DeviceBuffer dX_, dOut_, xCompute_, logits_, gatePartial_, ids_, weights_, sharedScale_, perm_, h_, y_, latentF_,
       latentE_, sharedHidden_, counters_;
   std::map<int, cudaGraphExec_t> graphs_;
+  // A device-resident forward's graph per T: the copy of the activation into dX_, the layer's graph as a child, the
+  // copy of dOut_ into the next activation; the two copy nodes are re-pointed at each launch (the activations move).
+  struct DeviceGraph {
+    cudaGraph_t graph = nullptr;
+    cudaGraphExec_t exec = nullptr;
+    cudaGraphNode_t in = nullptr, out = nullptr;
+    cudaKernelNodeParams inParams = {}, outParams = {};
+  };
+  std::map<int, DeviceGraph> deviceGraphs_;
+  // Launches the device graph for T with x -> out (the first call runs eagerly and captures it).
+  void runDeviceGraph(int T, const float* x, float* out);
+  bool graphSettingsChanged();  // drops the graphs captured under other settings
   int graphsTuning_ = 0;  // tuning().generation the graphs were captured under
   PinnedStaging staging_, outStaging_;
+  MappedHostBuffer mappedIn_, mappedOut_;  // x and y of a small forward, read and written by its graph
   SlicedDownload download_;
   cudaEvent_t trace_[4] = {};  // TFJS_MOE_CUDA_TRACE: before upload, before kernels, after kernels, after download
   ForwardTimings timings_;
