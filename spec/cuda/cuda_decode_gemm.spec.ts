@@ -100,23 +100,18 @@ describe('CUDA decode weight-streaming GEMM', () => {
            try {
              // The third entry sets TFJS_MOE_CUDA_L2_PREFETCH: '0' no L2 prefetch, '1' the down GEMM's own (with the
              // combine tail); unset, the default: the up_gate GEMM asks L2 for the down weights of its experts.
-             // The fourth sets TFJS_MOE_CUDA_DECODE_GEMV ('half': the warp-per-column GEMV kernel, gemm_gemv.cuh).
-             const variants: Array<[string, string, string?, string?]> = [
+             const variants: Array<[string, string, string?]> = [
                ['default', 'none'], ['stream', 'none'], ['stream8', 'none'], ['mma32', 'none'], ['deep', 'none'],
                ['k128', 'none'], ['shallow', 'none'], ['default', 'all'], ['default', 'route'], ['default', 'combine'],
                ['stream', 'all'], ['default', 'all', '1'], ['no-preload', 'none'], ['default', 'none', '0'],
-               ['no-preload', 'none', '0'], ['default', 'none', undefined, 'half'], ['default', 'combine', undefined, 'half'],
-               ['no-preload', 'none', undefined, 'half'],
+               ['no-preload', 'none', '0'],
              ];
-             for (const [tiles, fuse, prefetch, gemv] of variants) {
+             for (const [tiles, fuse, prefetch] of variants) {
                env.set(MOE_CUDA_GEMM_TILES, tiles);
                env.set(MOE_CUDA_FUSE, fuse);
                if (prefetch === undefined) delete process.env.TFJS_MOE_CUDA_L2_PREFETCH;
                else process.env.TFJS_MOE_CUDA_L2_PREFETCH = prefetch;
-               if (gemv === undefined) delete process.env.TFJS_MOE_CUDA_DECODE_GEMV;
-               else process.env.TFJS_MOE_CUDA_DECODE_GEMV = gemv;
-               const name = `${tiles}${fuse === 'none' ? '' : `/${fuse}`}${prefetch ? `/prefetch${prefetch}` : ''}` +
-                   `${gemv ? '/gemv' : ''}`;
+               const name = `${tiles}${fuse === 'none' ? '' : `/${fuse}`}${prefetch ? `/prefetch${prefetch}` : ''}`;
                for (let call = 0; call < 2; call++) {  // the second call replays the CUDA graph
                  const out = layer.apply(xT, weights);
                  outs[name] = (await out.data()) as Float32Array;
@@ -137,10 +132,6 @@ describe('CUDA decode weight-streaming GEMM', () => {
                expect(relError(outs[name], outs.default)).withContext(`${name} vs default`).toBeLessThan(1e-6);
              }
              expect(relError(outs['stream/all'], outs.stream)).withContext('stream fused vs unfused').toBe(0);
-             // The GEMV kernel: its combine tail and its weight loads before the wait change no sum.
-             expect(relError(outs['default/combine/gemv'], outs['default/gemv'])).withContext('gemv combine tail').toBe(0);
-             expect(relError(outs['no-preload/gemv'], outs['default/gemv'])).withContext('gemv no-preload').toBe(0);
-             expect(relError(outs['default/gemv'], outs.default)).withContext('gemv vs mma').toBeLessThan(AGREE[dtype]);
              expect(relError(outs.stream, outs.default)).withContext('4 columns vs mma').toBeLessThan(AGREE[dtype]);
              expect(relError(outs.stream8, outs.default)).withContext('8 columns vs mma').toBeLessThan(AGREE[dtype]);
              expect(relError(outs.mma32, outs.default)).withContext('16x32 vs 16x64 tiles').toBeLessThan(AGREE[dtype]);
@@ -149,7 +140,6 @@ describe('CUDA decode weight-streaming GEMM', () => {
              env.set(MOE_CUDA_GEMM_TILES, 'default');
              env.set(MOE_CUDA_FUSE, 'none');
              delete process.env.TFJS_MOE_CUDA_L2_PREFETCH;
-             delete process.env.TFJS_MOE_CUDA_DECODE_GEMV;
              layer.dispose();
              xT.dispose();
              tf.dispose(Object.values(weights) as tf.Tensor[]);

@@ -55,28 +55,5 @@ struct Epi {
   }
 };
 
-// The epilogue of a block whose results sit in shared memory (the CUDA-core decode kernels): res [rows][BN] floats
-// for columns n0 .. n0 + BN - 1 of rows r0 .. r0 + rows - 1, applied by the block's NT threads. For kSwiglu, BN is a
-// multiple of 16: packed columns n0 + 16j + q (q < 8) are gate columns, n0 + 16j + 8 + q their up partners.
-template <typename OutT, Epilogue EPI, int BN, int NT>
-__device__ __forceinline__ void epilogueFromShared(const GemmProblem& p, const float* bias, int r0, int rows, int n0,
-                                                   const float* res, int tid) {
-  using E = Epi<OutT, EPI>;
-  if (EPI == Epilogue::kSwiglu) {
-    for (int idx = tid; idx < rows * (BN / 2); idx += NT) {
-      const int r = idx / (BN / 2), j = (idx % (BN / 2)) / 8, q = idx % 8;
-      const int gcol = n0 + 16 * j + q;
-      const int i = (gcol / 16) * 8 + q;
-      E::swiglu(p, bias, r0 + r, E::rowScale(p, r0 + r), gcol, gcol + 8, i, res[r * BN + 16 * j + q],
-                res[r * BN + 16 * j + 8 + q]);
-    }
-  } else {
-    for (int idx = tid; idx < rows * (BN / 2); idx += NT) {
-      const int r = idx / (BN / 2), c = 2 * (idx % (BN / 2));
-      E::store2(p, bias, r0 + r, n0 + c, res[r * BN + c], res[r * BN + c + 1]);
-    }
-  }
-}
-
 }  // namespace gemm
 }  // namespace moe

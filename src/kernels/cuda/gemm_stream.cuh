@@ -221,7 +221,22 @@ __global__ void __launch_bounds__(kStreamWarps * 32) streamGemmKernel(const Gemm
         if (lane == 0) res[r * BN + warp * COLS + c] = acc[c][r];
     __syncthreads();
 
-    epilogueFromShared<OutT, EPI, BN, NT>(p, bias, r0, rows, n0, res, tid);
+    using E = Epi<OutT, EPI>;
+    if (EPI == Epilogue::kSwiglu) {
+      // Packed columns n0 + 16j + q (q < 8) are gate columns, n0 + 16j + 8 + q their up partners.
+      for (int idx = tid; idx < rows * (BN / 2); idx += NT) {
+        const int r = idx / (BN / 2), j = (idx % (BN / 2)) / 8, q = idx % 8;
+        const int gcol = n0 + 16 * j + q;
+        const int i = (gcol / 16) * 8 + q;
+        E::swiglu(p, bias, r0 + r, E::rowScale(p, r0 + r), gcol, gcol + 8, i, res[r * BN + 16 * j + q],
+                  res[r * BN + 16 * j + 8 + q]);
+      }
+    } else {
+      for (int idx = tid; idx < rows * (BN / 2); idx += NT) {
+        const int r = idx / (BN / 2), c = 2 * (idx % (BN / 2));
+        E::store2(p, bias, r0 + r, n0 + c, res[r * BN + c], res[r * BN + c + 1]);
+      }
+    }
     __syncthreads();  // As and res are rewritten by the next pass
   }
 }

@@ -5,7 +5,6 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "gemm_gemv.cuh"
 #include "gemm_sm90.h"
 #include "gemm_stream.cuh"
 #include "grouped_gemm.cuh"
@@ -316,85 +315,6 @@ inline bool packedMmaApplies(const GemmProblem& p, bool int8, int hint) {
   return hint <= l.maxRows && (l.smallGrids || !fewDecodeBlocks(p, 64));
 }
 
-// The warp-per-column GEMV kernel (gemm_gemv.cuh) at decode sizes. TFJS_MOE_CUDA_DECODE_GEMV (A/B, read at each
-// launch, part of the layer's graph key): a comma list of the formats that take it, 'int4' (or 'int4c4': 4 columns
-// per warp), 'int8', 'half' (half-precision weights without packed codes), or 'all'; up to kGemvMaxRowsPerSegment
-// expected rows per expert (T <= 16 of a 128-expert top-8 layer).
-constexpr int kGemvMaxRowsPerSegment = 2;
-
-inline bool gemvEnv(const char* format) {
-  const char* v = std::getenv("TFJS_MOE_CUDA_DECODE_GEMV");
-  if (v == nullptr) return false;
-  if (std::strcmp(v, "all") == 0) return true;
-  const size_t n = std::strlen(format);
-  for (const char* s = v; *s != '\0';) {
-    const char* e = std::strchr(s, ',');
-    const size_t len = e ? static_cast<size_t>(e - s) : std::strlen(s);
-    if ((len == n && std::strncmp(s, format, n) == 0) || (std::strcmp(format, "int4") == 0 && len == 6 &&
-                                                          std::strncmp(s, "int4c4", 6) == 0)) {
-      return true;
-    }
-    if (!e) break;
-    s = e + 1;
-  }
-  return false;
-}
-
-template <typename Elem>
-bool gemvApplies(const GemmProblem& p, bool vec, int hint) {
-  if (!vec || p.kSplit > 1 || p.seg.offsets == nullptr || hint > kGemvMaxRowsPerSegment || previousTiles() ||
-      streamingDecode()) {
-    return false;
-  }
-  const bool int4 = p.bInt4 != nullptr && p.bScales != nullptr && tuning().int4Mma && p.K % 32 == 0 &&
-                    p.groupSize > 0 && p.groupSize % 32 == 0 && aligned16(p.bInt4);
-  const bool int8 = p.bInt4 == nullptr && p.bInt8 != nullptr && p.bScales != nullptr && p.bZeros == nullptr &&
-                    p.K % 32 == 0 && p.groupSize > 0 && p.groupSize % 32 == 0 && aligned16(p.bInt8);
-  const bool half = p.bInt4 == nullptr && p.bInt8 == nullptr && p.bFp4 == nullptr;
-  if (!(int4 ? gemvEnv("int4") : int8 ? gemvEnv("int8") : half && gemvEnv("half"))) return false;
-  if (GemvConfig<Elem, 8>::smemBytes(p.K) > 48 * 1024) return false;
-  if (p.epilogue == Epilogue::kSwiglu) return p.N % 16 == 0;
-  return p.epilogue == Epilogue::kStore && p.out == DType::kFloat32;
-}
-
-template <typename Elem, typename OutT, Epilogue EPI, int BITS, bool ZEROS, int COLS = (BITS == 8 ? 4 : 8)>
-void launchGemvConfig(const GemmProblem& p, cudaStream_t stream) {
-  using Cfg = GemvConfig<Elem, COLS>;
-  const dim3 grid = gridFor(p, kGemvTileRows, Cfg::kBN);
-  if (grid.x == 0 || grid.y == 0) return;
-  launchKernel("gemvGemmKernel", gemvGemmKernel<Elem, OutT, COLS, EPI, BITS, ZEROS>, grid, Cfg::kThreads,
-               Cfg::smemBytes(p.K), stream, p);
-}
-
-template <typename Elem, int BITS, bool ZEROS>
-void launchGemvEpi(const GemmProblem& p, cudaStream_t stream) {
-  if (p.epilogue == Epilogue::kSwiglu) {
-    if (p.out == DType::kFloat32) launchGemvConfig<Elem, float, Epilogue::kSwiglu, BITS, ZEROS>(p, stream);
-    else launchGemvConfig<Elem, Elem, Epilogue::kSwiglu, BITS, ZEROS>(p, stream);
-  } else {
-    launchGemvConfig<Elem, float, Epilogue::kStore, BITS, ZEROS>(p, stream);
-  }
-}
-
-// TFJS_MOE_CUDA_DECODE_GEMV=int4c4 (A/B): symmetric int4 with 4 columns per warp (113 registers instead of 207: twice
-// the blocks per SM, half the loads in flight per warp).
-inline bool gemvFourColumns() {
-  const char* v = std::getenv("TFJS_MOE_CUDA_DECODE_GEMV");
-  return v != nullptr && std::strcmp(v, "int4c4") == 0;
-}
-
-template <typename Elem>
-void launchGemv(const GemmProblem& p, cudaStream_t stream) {
-  if (p.bInt4 == nullptr && p.bInt8 != nullptr) launchGemvEpi<Elem, 8, false>(p, stream);
-  else if (p.bInt4 == nullptr) launchGemvEpi<Elem, 16, false>(p, stream);
-  else if (p.bZeros == nullptr && gemvFourColumns() && p.epilogue == Epilogue::kSwiglu && p.out != DType::kFloat32) {
-    launchGemvConfig<Elem, Elem, Epilogue::kSwiglu, 4, false, 4>(p, stream);
-  } else if (p.bZeros == nullptr && gemvFourColumns() && p.epilogue == Epilogue::kStore) {
-    launchGemvConfig<Elem, float, Epilogue::kStore, 4, false, 4>(p, stream);
-  } else if (p.bZeros == nullptr) launchGemvEpi<Elem, 4, false>(p, stream);
-  else launchGemvEpi<Elem, 4, true>(p, stream);
-}
-
 template <typename Elem>
 void launchMmaGemm(const GemmProblem& p, cudaStream_t stream) {
   if (p.epilogue == Epilogue::kCombine) {
@@ -410,10 +330,6 @@ void launchMmaGemm(const GemmProblem& p, cudaStream_t stream) {
     return;
   }
   const int hint = p.rowsPerSegmentHint > 0 ? p.rowsPerSegmentHint : p.M;
-  if (gemvApplies<Elem>(p, vec, hint)) {
-    launchGemv<Elem>(p, stream);
-    return;
-  }
   // sm_90: int4 experts at mid sizes on the W4A16 wgmma GEMM (gemm_sm90.h; it declines decode and prefill sizes).
   if (vec && p.bInt4 != nullptr && launchGroupedGemmSm90Int4(p, stream)) return;
   // int8 / mxfp4 experts where packedMmaApplies; elsewhere they read the dequantized copy.
