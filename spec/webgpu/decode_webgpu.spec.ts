@@ -11,7 +11,8 @@ import type {FusedMoEArgs} from 'tfjs-moe';
 import {countBackendReads, recordError, relError, rng} from '../helpers/util.js';
 import {LAYER_FORMAT_VARIANTS, LayerFormatVariant, packedLayer} from '../layers/layer_formats_cases.js';
 import {randn, randomLayer, referenceOutput, WeightData} from '../layers/layer_util.js';
-import {countTfjsPrograms, describeWebGPU} from './webgpu_env.js';
+import {countTfjsPrograms} from './program_count.js';
+import {describeWebGPU} from './webgpu_env.js';
 
 const SLOW_MS = 300_000;
 const TOLERANCE = 1e-4;

@@ -13,7 +13,8 @@ import type {FusedMoEArgs} from 'tfjs-moe';
 import {countBackendReads, randInt, recordError, relError, rng} from '../helpers/util.js';
 import {LayerFormatVariant, packedLayer} from '../layers/layer_formats_cases.js';
 import {applyAndRead, randn, randomLayer, referenceOutput} from '../layers/layer_util.js';
-import {countTfjsPrograms, describeWebGPU} from './webgpu_env.js';
+import {countTfjsPrograms} from './program_count.js';
+import {describeWebGPU} from './webgpu_env.js';
 
 const SLOW_MS = 300_000;
 const TOLERANCE = 1e-4;
