@@ -19,7 +19,8 @@ import {batchedGemm, batchedGemmSwiglu, FusedMoE, moeCombine, moePermute, moeTop
 import {selectMoeForward} from '../src/internal.js';
 import {expertWeightBytes} from '../src/formats.js';
 import {setWebGPUGemmPreset} from '../src/kernels/webgpu/batched_gemm_config.js';
-import {MOE_WEBGPU_GEMM_HALF_MATRICES} from '../src/kernels/webgpu/flags_webgpu.js';
+import {MOE_WEBGPU_GEMM_HALF_MATRICES, MOE_WEBGPU_ROUTER_SPLIT_K} from '../src/kernels/webgpu/flags_webgpu.js';
+import {routerLogits} from '../src/ops/router_logits.js';
 import {DeviceLike, HALF_MATRIX_FEATURES, halfMatrixShape} from '../src/kernels/webgpu/half_matrices.js';
 import {initWebGPUForNode} from '../src/node.js';
 import {refDequantize} from '../spec/reference/expert_formats_reference.js';
@@ -224,7 +225,8 @@ function forward(x: tf.Tensor2D, w: Layer): tf.Tensor2D {
     });
   }
   return tf.tidy(() => {
-    const logits = tf.matMul(x, w.gate) as tf.Tensor2D;
+    // The layer's own router op (our split-K program on webgpu unless MOE_WEBGPU_ROUTER_SPLIT_K is 0).
+    const logits = routerLogits(x, w.gate);
     const {topkIds, topkWeights} = moeTopkSelect(logits, null, K, true);
     const {permutedX, expertOffsets, rowMap} = moePermute(x, topkIds, E);
     const act = batchedGemmSwiglu(permutedX, w.up as QuantizedExpertWeights, expertOffsets);
@@ -383,6 +385,25 @@ async function halfMatrixRow(gemms: () => tf.Tensor, layerCall: () => tf.Tensor,
     if (!LEAN) {
       out.layerGpuMs = await gpuMs(layerCall);
       out.gemmsGpuMs = await gpuMs(gemms);
+    }
+    // BENCH_ROUTER_AB=0,...: the layer again with MOE_WEBGPU_ROUTER_SPLIT_K at each value (0: tf.matMul), in the
+    // same process, then the default again (the A/B's drift).
+    const routerAb = (process.env.BENCH_ROUTER_AB ?? '').split(',').filter(Boolean).map(Number);
+    if (routerAb.length > 0) {
+      const byValue: Record<string, unknown> = {};
+      const initial = tf.env().get(MOE_WEBGPU_ROUTER_SPLIT_K);
+      for (const v of [...routerAb, initial as number]) {
+        tf.env().set(MOE_WEBGPU_ROUTER_SPLIT_K, v);
+        try {
+          const key = v === initial ? `${v} (default, again)` : String(v);
+          byValue[key] = {layer: (await throughput(layerCall, n, reps)).ms,
+                          ...(LEAN ? {} : {layerGpuMs: await gpuMs(layerCall)})};
+        } finally {
+          tf.env().set(MOE_WEBGPU_ROUTER_SPLIT_K, initial);
+        }
+      }
+      out.routerAb = byValue;
+      say(`  router A/B (MOE_WEBGPU_ROUTER_SPLIT_K): ${JSON.stringify(byValue)}`);
     }
     // Each preset: one checked call (validation errors, difference vs exact) before its timing.
     const presets: Record<string, unknown> = {};

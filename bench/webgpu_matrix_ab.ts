@@ -17,7 +17,8 @@ import {mkdirSync, writeFileSync} from 'node:fs';
 import {batchedGemm, batchedGemmSwiglu, moeCombine, moePermute, moeTopkSelect, QuantizedExpertWeights}
   from '../src/index.js';
 import {setWebGPUGemmPreset} from '../src/kernels/webgpu/batched_gemm_config.js';
-import {MOE_WEBGPU_GEMM_HALF_MATRICES} from '../src/kernels/webgpu/flags_webgpu.js';
+import {MOE_WEBGPU_GEMM_HALF_MATRICES, MOE_WEBGPU_ROUTER_SPLIT_K} from '../src/kernels/webgpu/flags_webgpu.js';
+import {routerLogits} from '../src/ops/router_logits.js';
 import {DeviceLike, HALF_MATRIX_FEATURES, halfMatrixShape} from '../src/kernels/webgpu/half_matrices.js';
 import {initWebGPUForNode} from '../src/node.js';
 import {FormatRow, HostPacked, randomPackedWeights, toQuantized, xorshiftWords} from './random_packed.js';
@@ -35,6 +36,10 @@ const ROUNDS = Number(process.env.AB_ROUNDS ?? 5);
 const REPS = Number(process.env.AB_REPS ?? 3);
 const REF_ROWS = Number(process.env.AB_REF_ROWS ?? 32);
 const outDir = process.env.OUT ?? 'bench/results';
+// AB_ROUTER=0,264,...: the router (routerLogits) under each MOE_WEBGPU_ROUTER_SPLIT_K value (0: tf.matMul): its
+// logits against float64 on AB_ROUTER_ROWS rows, its GPU time alone and the layer's sum, interleaved rounds.
+const ROUTER_VALUES = (process.env.AB_ROUTER ?? '').split(',').filter(Boolean).map(Number);
+const ROUTER_ROWS = Number(process.env.AB_ROUTER_ROWS ?? 64);
 const nextWord = xorshiftWords(0x5eed1234);
 const log: string[] = [];
 function say(line: string): void {
@@ -115,6 +120,55 @@ function referenceRow(x: Float32Array, r: number, wu: Float64Array, wd: Float64A
   return y;
 }
 
+/** AB_ROUTER: each value's logits vs float64, then its router and layer GPU times in interleaved rounds. */
+async function routerAb(x: tf.Tensor2D, xData: Float32Array, gate: tf.Tensor2D, gateData: Float32Array, T: number,
+                        forward: () => tf.Tensor): Promise<Record<string, unknown>> {
+  const rowsChecked = Math.min(ROUTER_ROWS, T);
+  const want = new Float64Array(rowsChecked * E);
+  for (let t = 0; t < rowsChecked; t++) {
+    for (let k = 0; k < H; k++) {
+      const xv = xData[t * H + k];
+      for (let e = 0; e < E; e++) want[t * E + e] += xv * gateData[k * E + e];
+    }
+  }
+  const initial = tf.env().get(MOE_WEBGPU_ROUTER_SPLIT_K) as number;
+  const withValue = async <R>(v: number, fn: () => Promise<R>): Promise<R> => {
+    tf.env().set(MOE_WEBGPU_ROUTER_SPLIT_K, v);
+    try {
+      return await fn();
+    } finally {
+      tf.env().set(MOE_WEBGPU_ROUTER_SPLIT_K, initial);
+    }
+  };
+  const out: Record<string, unknown> = {rowsChecked};
+  const sum = (t: Record<string, number>) => Object.values(t).reduce((a, b) => a + b, 0);
+  const samples: Record<number, {router: number[], layer: number[]}> = {};
+  for (const v of ROUTER_VALUES) {
+    const got = await withValue(v, async () => {
+      const l = routerLogits(x, gate);
+      const d = await l.data() as Float32Array;
+      l.dispose();
+      return d;
+    });
+    out[`vsRef_${v}`] = relL2(got.subarray(0, rowsChecked * E), want);
+    samples[v] = {router: [], layer: []};
+    await withValue(v, () => kernelTimes(forward));  // warm
+  }
+  say(`T=${T} router logits vs float64 ${JSON.stringify(out)}`);
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const v of r % 2 === 0 ? ROUTER_VALUES : [...ROUTER_VALUES].reverse()) {
+      samples[v].router.push(sum(await withValue(v, () => kernelTimes(() => routerLogits(x, gate)))));
+      samples[v].layer.push(sum(await withValue(v, () => kernelTimes(forward))));
+    }
+  }
+  for (const v of ROUTER_VALUES) {
+    out[`timing_${v}`] = {routerGpuMs: median(samples[v].router), layerGpuMs: median(samples[v].layer),
+                          layerRounds: samples[v].layer};
+    say(`T=${T} router ${v}: router ${median(samples[v].router).toFixed(4)} ms, layer ${median(samples[v].layer).toFixed(4)} ms`);
+  }
+  return out;
+}
+
 async function main(): Promise<void> {
   mkdirSync(outDir, {recursive: true});
   const status = await initWebGPUForNode({dawnOptions: ['disable-dawn-features=timestamp_quantization',
@@ -140,14 +194,14 @@ async function main(): Promise<void> {
       const xData = Float32Array.from({length: T * H}, () => ((nextWord() / 4294967296) - 0.5) * 3.4);
       const x = tf.tensor2d(xData, [T, H]);
       const forward = () => tf.tidy(() => {
-        const {topkIds, topkWeights} = moeTopkSelect(tf.matMul(x, gate) as tf.Tensor2D, null, K, true);
+        const {topkIds, topkWeights} = moeTopkSelect(routerLogits(x, gate), null, K, true);
         const {permutedX, expertOffsets, rowMap} = moePermute(x, topkIds, E);
         const act = batchedGemmSwiglu(permutedX, up, expertOffsets);
         return moeCombine(batchedGemm(act, down, expertOffsets), rowMap, topkWeights,
                           topkIds);
       });
       const routed = tf.tidy(() => {
-        const {topkIds} = moeTopkSelect(tf.matMul(x, gate) as tf.Tensor2D, null, K, true);
+        const {topkIds} = moeTopkSelect(routerLogits(x, gate), null, K, true);
         const {permutedX, expertOffsets} = moePermute(x, topkIds, E);
         return {px: permutedX, offsets: expertOffsets};
       });
@@ -166,6 +220,7 @@ async function main(): Promise<void> {
           say(`${f.label} T=${T} layer ${JSON.stringify(row.layerPrograms)} sum ${(row.layerGpuMs as number).toFixed(4)}`);
           save();
         }
+        if (ROUTER_VALUES.length > 0) row.router = await routerAb(x, xData, gate, gateData, T, forward);
         // Sampled rows and their float64 reference.
         const px = await routed.px.data() as Float32Array;
         const offsets = Array.from(await routed.offsets.data());

@@ -83,6 +83,9 @@ describeWebGPU('webgpu half-matrix GEMM program (subgroup matrices emulated)', (
     // The table's kind at 16 rows per expert; K = 64, two whole TK steps: decoded rows stored without k < K selects.
     {format: 'int4', swiglu: true, tm: 32, tn: 64, subgroups: 4, split: true, pad: true, hd: true,
       epilogue: 'subgroup', rowSkip: true, wholeSteps: true, depth_: 64, offsets: [3, 12, 12, 37]},
+    // Session 8: the serial epilogue over 32-row tiles without the register prefetch (the ...sru0 presets).
+    {format: 'int4', swiglu: true, tm: 32, tn: 64, subgroups: 4, split: true, pad: true, hd: true,
+      epilogue: 'serial', rowSkip: true, wholeSteps: true, prefetch: false, depth_: 64, offsets: [3, 12, 12, 37]},
   ];
   for (const c of cases) {
     it(`${c.format}, ${c.swiglu ? 'SwiGLU x scale' : 'plain'}, ${c.tm} x ${c.tn} tiles, ${c.subgroups} subgroup(s)` +

@@ -235,6 +235,34 @@ describeWebGPU('webgpu kernels', () => {
     }
   }, SLOW);
 
+  it('batchedGemm of one expert (the router) takes the split-K program: chunks, edges, clamped segments', async () => {
+    const rand = rng(405);
+    // K past several chunks, rows past one 32-row tile, N past one 128-column tile and N below it; offsets with
+    // rows outside the segment, out of range (clamped), and counts.
+    const cases: Array<{R: number, K: number, N: number, seg: number[], counts: boolean}> = [
+      {R: 70, K: 260, N: 136, seg: [5, 61], counts: false},
+      {R: 9, K: 8, N: 20, seg: [-3, 50], counts: false},
+      {R: 33, K: 132, N: 8, seg: [40], counts: true},
+    ];
+    for (const c of cases) {
+      const lhs = randn(rand, c.R * c.K), rhs = randn(rand, c.K * c.N);
+      const before = tf.memory().numTensors;
+      const lt = tf.tensor2d(lhs, [c.R, c.K]), rt = tf.tensor3d(rhs, [1, c.K, c.N]);
+      const st = tf.tensor1d(c.seg, 'int32');
+      const out = moe.batchedGemm(lt, rt, st);
+      const [got] = await readAll(out, lt, rt, st);
+      expect(tf.memory().numTensors).toBe(before);
+      const lo = c.counts ? 0 : Math.min(Math.max(c.seg[0], 0), c.R);
+      const hi = c.counts ? Math.min(Math.max(c.seg[0], 0), c.R) : Math.max(lo, Math.min(Math.max(c.seg[1], 0), c.R));
+      const want = refBatchedGemm(lhs, c.R, c.K, rhs, 1, c.N, [lo, hi], false, null);
+      const ctx = JSON.stringify(c);
+      expect(relError(got, want)).withContext(ctx).toBeLessThan(GEMM_TOL);
+      // Rows outside the segment are exactly zero.
+      expect(got.slice(0, lo * c.N).every(v => v === 0) && got.slice(hi * c.N).every(v => v === 0))
+          .withContext(ctx).toBeTrue();
+    }
+  }, SLOW);
+
   it('fusedSwigluScale matches the reference (vec4 and scalar widths, with and without scale)', async () => {
     const rand = rng(505);
     for (const [R, I] of [[1, 1], [5, 3], [7, 8], [33, 12], [4, 130]]) {

@@ -281,6 +281,14 @@ export const GEMM_PRESETS: Record<string, GemmConfig> = {
                  split: true, pad: true, hd: true, epilogue: 'serial', rowSkip: true, wholeSteps: true},
   m32x128s4sr2u: {kind: 'matrix', tm: 32, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
                   split: true, pad: true, hd: true, epilogue: 'serial', rowSkip: true, wholeSteps: true, depth: 2},
+  // Session 8: without the register prefetch (0): fewer registers per invocation, so more workgroups per SM (the
+  // tiles are bound by how many an SM holds, session 7), for the serial and the subgroup epilogue.
+  m32x128s4sru0: {kind: 'matrix', tm: 32, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: false, subgroups: 4,
+                  split: true, pad: true, hd: true, epilogue: 'serial', rowSkip: true, wholeSteps: true},
+  m32x128s4eru0: {kind: 'matrix', tm: 32, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: false, subgroups: 4,
+                  split: true, pad: true, hd: true, epilogue: 'subgroup', rowSkip: true, wholeSteps: true},
+  m16x128s4su0: {kind: 'matrix', tm: 16, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: false, subgroups: 4,
+                 split: true, pad: true, hd: true, epilogue: 'serial', wholeSteps: true},
   m32x128s4eru2: {kind: 'matrix', tm: 32, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
                   split: true, pad: true, hd: true, epilogue: 'subgroup', rowSkip: true, wholeSteps: true, depth: 2},
   m32x256s8sru: {kind: 'matrix', tm: 32, tn: 256, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 8,

@@ -38,6 +38,13 @@ export const MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES = 'MOE_WEBGPU_DECODE_SUBMIT_DIS
  */
 export const MOE_WEBGPU_PREFILL_REPLAY = 'MOE_WEBGPU_PREFILL_REPLAY';
 
+/**
+ * The router's logits (routerLogits: x [T,H] @ gate [H,E]) on webgpu go through batchedGemm's one-expert split-K
+ * program (split_k_gemm_webgpu.ts, exact float32) aiming at this many workgroups; 0: tf.matMul (A/B). Any
+ * one-expert float GEMM of at most 512 columns without bias takes that program while this is on.
+ */
+export const MOE_WEBGPU_ROUTER_SPLIT_K = 'MOE_WEBGPU_ROUTER_SPLIT_K';
+
 export function registerWebGPUFlags(): void {
   const env = tf.env();
   env.registerFlag(MOE_WEBGPU_GEMM_PRESET, () => '');
@@ -46,4 +53,5 @@ export function registerWebGPUFlags(): void {
   env.registerFlag(MOE_WEBGPU_DECODE_MAX_TOKENS, () => 16);
   env.registerFlag(MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES, () => 8);
   env.registerFlag(MOE_WEBGPU_PREFILL_REPLAY, () => true);
+  env.registerFlag(MOE_WEBGPU_ROUTER_SPLIT_K, () => 264);
 }

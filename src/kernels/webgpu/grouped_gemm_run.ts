@@ -5,6 +5,7 @@
  * program variant (batched_gemm_config.ts), and whether the epilogue can be fused (else the plain GEMM program
  * and the SwiGLU program one after the other). As tfjs-backend-webgpu's BatchMatMul_impl.ts does for matMul.
  */
+import * as tf from '@tensorflow/tfjs-core';
 import type {TensorInfo} from '@tensorflow/tfjs-core';
 
 import type {ExpertWeightLayout} from '../expert_weight_formats.js';
@@ -15,6 +16,7 @@ import {gemmByWeightRanges, weightsNeedRanges} from './expert_ranges.js';
 import {FusedSwigluScaleProgram, swigluUniformData} from './fused_swiglu_scale_webgpu.js';
 import {DeviceLike, halfMatrixShape, hoistEnableDirectives} from './half_matrices.js';
 import {segmentBounds} from './segment_bounds_webgpu.js';
+import {runSplitKGemm, splitKApplies, splitKTarget} from './split_k_gemm_webgpu.js';
 import {disposeIntermediate, WebGPUBackendLike} from './webgpu_util.js';
 
 export interface GroupedGemmInputs {
@@ -65,6 +67,12 @@ export function runGroupedGemm(backend: WebGPUBackendLike, inputs: GroupedGemmIn
     } finally {
       disposeIntermediate(backend, zeroLhs, zeroRhs);
     }
+  }
+  // One expert, few columns, deep K (the router): split over K, exact, the bounds computed in its sum program.
+  const target = splitKTarget(name => tf.env().get(name));
+  if (splitKApplies(target, {numExperts, depth, width, transposeRhs, hasBias: bias != null, swiglu,
+                             packed: packed != null})) {
+    return runSplitKGemm(backend, lhs, rhs, segments, segmentsAreOffsets, target);
   }
   // Every program below reads monotone bounds in [0, R] (section 4's rule for invalid segments), never the caller's.
   const bounds = segmentBounds(backend, segments, segmentsAreOffsets, numExperts, numRows);
