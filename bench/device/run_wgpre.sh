@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The wgpre GPU batch (packed by bench/device/pack_wgpre.sh), run from the repo root: $OUT = results.
 # 1. webgpu_matrix_ab: the GEMM variants (serial epilogues never run before, no register prefetch, float16
-#    without k selects, 256 columns) and the router's split-K program vs tf.matMul, every output vs float64;
+#    without k selects, 256 columns, TK = 64, the lhs read k first) and the router's split-K program vs tf.matMul, every output vs float64;
 # 2. the formats bench with ORT's QMoE (the session-7 final command; int4 g32 only by default: float16 weights
 #    take long to draw) plus the layer with the router on tf.matMul in the same process (BENCH_ROUTER_AB=0).
 set -uo pipefail
@@ -13,14 +13,14 @@ nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader |
 echo "=== matrix A/B $(date +%T)"
 mkdir -p "$OUT/ab"
 OUT=$OUT/ab AB_FORMATS='int4 g32,float16' AB_T=256 AB_ROUNDS=${AB_ROUNDS:-5} AB_ROUTER=${AB_ROUTER:-0,264,132,528} \
-  AB_VARIANTS=${AB_VARIANTS:-'256:table,m32x128s4eru,m32x128s4er,m32x128s4sru,m32x128s4sru0,m32x128s4eru0,m16x128s4su,m32x128s4sr2u,m32x256s8sru'} \
-  timeout ${AB_TIMEOUT:-60} node "$HERE/webgpu_matrix_ab.mjs" > "$OUT/ab/stdout.log" 2>&1
+  AB_VARIANTS=${AB_VARIANTS:-'256:table,m32x128s4eru,m32x128s4er,m32x128s4sru,m32x128s4sru0,m32x128s4eru0,m16x128s4su,m32x128s4sr2u,m32x256s8sru,m16x128s4sku,m32x128s4srku,m32x128s4erul,m32x128s4srul'} \
+  timeout ${AB_TIMEOUT:-66} node "$HERE/webgpu_matrix_ab.mjs" > "$OUT/ab/stdout.log" 2>&1
 echo "exit $?"
 grep -E 'gemms [0-9]|router|check' "$OUT/ab/stdout.log" | cut -c1-240
 echo "=== formats bench + ORT $(date +%T)"
 mkdir -p "$OUT/qmoe"
 OUT=$OUT/qmoe BENCH_HALF_MATRICES=1 BENCH_PRESETS=0 BENCH_FORMATS="${QMOE_FORMATS:-int4 g32}" BENCH_T=${QMOE_T:-256,4096} \
-  BENCH_ORT_FORMATS="int4 g32" BENCH_ROUTER_AB=0 timeout ${QMOE_TIMEOUT:-45} node "$HERE/webgpu_qmoe_bench.mjs" > "$OUT/qmoe/stdout.log" 2>&1
+  BENCH_ORT_FORMATS="int4 g32" BENCH_ROUTER_AB=0 timeout ${QMOE_TIMEOUT:-40} node "$HERE/webgpu_qmoe_bench.mjs" > "$OUT/qmoe/stdout.log" 2>&1
 echo "exit $?"
 node -e "const d=JSON.parse(require('fs').readFileSync('$OUT/qmoe/webgpu_formats_bench.json','utf8'));for(const r of d.rows){const h=r.half||{};console.log(r.format,r.T,'layer',r.layer&&r.layer.ms.toFixed(3),'half layer',h.layer&&h.layer.toFixed(3),'gpu',h.layerGpuMs&&h.layerGpuMs.toFixed(3),'gemms gpu',h.gemmsGpuMs&&h.gemmsGpuMs.toFixed(3),'ort',r.ortMs&&r.ortMs.toFixed(2),'routerAb',JSON.stringify(h.routerAb))}" 2>&1 | cut -c1-400
 echo "=== done $(date +%T)"

@@ -55,7 +55,7 @@ describeWebGPU('webgpu half-matrix GEMM program (subgroup matrices emulated)', (
   const cases: Array<{format: 'float32' | 'int4' | 'float16' | 'int8', swiglu: boolean, tm: number, tn: number,
                       subgroups: 1 | 4 | 8, split: boolean, rowGroups?: 1 | 2, pad?: boolean, hd?: boolean,
                       epilogue?: 'subgroup' | 'serial', prefetch?: false, lhsKFast?: true, depth?: 2, buffers?: 2,
-                      sn?: 8, rowSkip?: true, offsets?: number[], wholeSteps?: true, depth_?: number}> = [
+                      sn?: 8, rowSkip?: true, offsets?: number[], wholeSteps?: true, depth_?: number, tk?: 64}> = [
     {format: 'int4', swiglu: false, tm: 16, tn: 128, subgroups: 1, split: false},
     {format: 'int4', swiglu: true, tm: 32, tn: 64, subgroups: 4, split: false},
     {format: 'float32', swiglu: false, tm: 32, tn: 64, subgroups: 1, split: false},
@@ -86,6 +86,9 @@ describeWebGPU('webgpu half-matrix GEMM program (subgroup matrices emulated)', (
     // Session 8: the serial epilogue over 32-row tiles without the register prefetch (the ...sru0 presets).
     {format: 'int4', swiglu: true, tm: 32, tn: 64, subgroups: 4, split: true, pad: true, hd: true,
       epilogue: 'serial', rowSkip: true, wholeSteps: true, prefetch: false, depth_: 64, offsets: [3, 12, 12, 37]},
+    // TK = 64 (two groups of 32 per step), the lhs tile read k first, the serial epilogue, K = 128: two steps.
+    {format: 'int4', swiglu: true, tm: 32, tn: 64, subgroups: 4, split: true, pad: true, hd: true,
+      epilogue: 'serial', rowSkip: true, wholeSteps: true, lhsKFast: true, tk: 64, depth_: 128, offsets: [3, 12, 12, 37]},
   ];
   for (const c of cases) {
     it(`${c.format}, ${c.swiglu ? 'SwiGLU x scale' : 'plain'}, ${c.tm} x ${c.tn} tiles, ${c.subgroups} subgroup(s)` +
@@ -93,7 +96,8 @@ describeWebGPU('webgpu half-matrix GEMM program (subgroup matrices emulated)', (
        `${c.epilogue === 'subgroup' ? ', own epilogue per subgroup' : c.epilogue === 'serial' ? ', subgroups in turn through one scratch' : ''}${c.prefetch === false ? ', no prefetch' : ''}` +
        `${c.lhsKFast ? ', lhs read k first' : ''}${c.depth ? `, loads ${c.depth} steps ahead` : ''}${c.pad ? ', padded strides' : ''}${c.hd ? ', f16 decode' : ''}` +
        `${c.buffers ? ', double-buffered' : ''}${c.sn ? `, 16 x ${c.sn} x 16 matrices` : ''}` +
-       `${c.rowSkip ? ', empty row matrices skipped' : ''}${c.wholeSteps ? `, K = ${c.depth_}: no k < K selects` : ''}, ` +
+       `${c.rowSkip ? ', empty row matrices skipped' : ''}${c.wholeSteps ? `, K = ${c.depth_}: no k < K selects` : ''}` +
+       `${c.tk ? `, TK = ${c.tk}` : ''}, ` +
        'vs float64', async () => {
       const rand = rng(90 + c.tm + c.tn + +c.swiglu);
       // Rows 0-2 and 37-39 in no segment, expert 1 empty.
@@ -119,7 +123,7 @@ describeWebGPU('webgpu half-matrix GEMM program (subgroup matrices emulated)', (
           groupSize: c.format === 'float16' ? 0 : 32, numExperts: E, depth: K, width: N};
       const program = new internal.BatchedGemmProgram({numRows: R, depth: K, width: N, numExperts: E,
         transposeRhs: false, hasBias: true, swiglu: c.swiglu, hasScale: c.swiglu, packed},
-        {kind: 'matrix', tm: c.tm, tn: c.tn, tk: 32, sm: 16, sn: c.sn ?? 16, sk: 16, prefetch: c.prefetch ?? true,
+        {kind: 'matrix', tm: c.tm, tn: c.tn, tk: c.tk ?? 32, sm: 16, sn: c.sn ?? 16, sk: 16, prefetch: c.prefetch ?? true,
           subgroups: c.subgroups,
           split: c.split, rowGroups: c.rowGroups, pad: c.pad, hd: c.hd, epilogue: c.epilogue, lhsKFast: c.lhsKFast,
           depth: c.depth, buffers: c.buffers, n8: c.sn === 8, rowSkip: c.rowSkip, wholeSteps: c.wholeSteps});

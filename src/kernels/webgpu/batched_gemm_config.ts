@@ -289,6 +289,16 @@ export const GEMM_PRESETS: Record<string, GemmConfig> = {
                   split: true, pad: true, hd: true, epilogue: 'subgroup', rowSkip: true, wholeSteps: true},
   m16x128s4su0: {kind: 'matrix', tm: 16, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: false, subgroups: 4,
                  split: true, pad: true, hd: true, epilogue: 'serial', wholeSteps: true},
+  // TK = 64 with the serial epilogue (k): twice the loads in flight per barrier pair, within ~22 KiB at 16 rows;
+  // and the lhs tile read k fastest (l) at 32 rows.
+  m16x128s4sku: {kind: 'matrix', tm: 16, tn: 128, tk: 64, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
+                 split: true, pad: true, hd: true, epilogue: 'serial', wholeSteps: true},
+  m32x128s4srku: {kind: 'matrix', tm: 32, tn: 128, tk: 64, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
+                  split: true, pad: true, hd: true, epilogue: 'serial', rowSkip: true, wholeSteps: true},
+  m32x128s4erul: {kind: 'matrix', tm: 32, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
+                  split: true, pad: true, hd: true, epilogue: 'subgroup', rowSkip: true, wholeSteps: true, lhsKFast: true},
+  m32x128s4srul: {kind: 'matrix', tm: 32, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
+                  split: true, pad: true, hd: true, epilogue: 'serial', rowSkip: true, wholeSteps: true, lhsKFast: true},
   m32x128s4eru2: {kind: 'matrix', tm: 32, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
                   split: true, pad: true, hd: true, epilogue: 'subgroup', rowSkip: true, wholeSteps: true, depth: 2},
   m32x256s8sru: {kind: 'matrix', tm: 32, tn: 256, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 8,
