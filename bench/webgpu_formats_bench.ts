@@ -362,7 +362,8 @@ async function programTimes(run: () => tf.Tensor): Promise<Array<[string, number
 }
 
 /** The half-matrix program against the exact one on the same call: times, presets, output difference. */
-async function halfMatrixRow(gemms: () => tf.Tensor, layerCall: () => tf.Tensor, n: number, reps: number):
+async function halfMatrixRow(gemms: () => tf.Tensor, layerCall: () => tf.Tensor, n: number, reps: number,
+                             label = ''):
     Promise<Record<string, unknown>> {
   const out: Record<string, unknown> = {};
   // The exact output stays alive until the half one is read, so that a half program that failed to run cannot
@@ -387,23 +388,30 @@ async function halfMatrixRow(gemms: () => tf.Tensor, layerCall: () => tf.Tensor,
       out.gemmsGpuMs = await gpuMs(gemms);
     }
     // BENCH_ROUTER_AB=0,...: the layer again with MOE_WEBGPU_ROUTER_SPLIT_K at each value (0: tf.matMul), in the
-    // same process, then the default again (the A/B's drift).
-    const routerAb = (process.env.BENCH_ROUTER_AB ?? '').split(',').filter(Boolean).map(Number);
-    if (routerAb.length > 0) {
+    // same process, then the default again (the A/B's drift). BENCH_LAYER_AB='int4 g32=m32x128s4eru:0;...': per
+    // format, the layer under a forced GEMM preset and router value (an earlier session's choices), then the
+    // defaults again.
+    const routerAb = (process.env.BENCH_ROUTER_AB ?? '').split(',').filter(Boolean).map(v => `:${v}`);
+    const layerAb = (process.env.BENCH_LAYER_AB ?? '').split(';').filter(Boolean).map(e => e.split('='))
+        .filter(([l]) => l === label).map(([, v]) => v);
+    const combos = [...routerAb, ...layerAb];
+    if (combos.length > 0) {
       const byValue: Record<string, unknown> = {};
-      const initial = tf.env().get(MOE_WEBGPU_ROUTER_SPLIT_K);
-      for (const v of [...routerAb, initial as number]) {
-        tf.env().set(MOE_WEBGPU_ROUTER_SPLIT_K, v);
+      const initial = tf.env().get(MOE_WEBGPU_ROUTER_SPLIT_K) as number;
+      for (const combo of [...combos, 'defaults, again']) {
+        const [preset, router] = combo === 'defaults, again' ? ['', String(initial)] : combo.split(':');
+        tf.env().set(MOE_WEBGPU_ROUTER_SPLIT_K, Number(router === '' || router == null ? initial : router));
+        setWebGPUGemmPreset(preset === '' ? null : preset);
         try {
-          const key = v === initial ? `${v} (default, again)` : String(v);
-          byValue[key] = {layer: (await throughput(layerCall, n, reps)).ms,
-                          ...(LEAN ? {} : {layerGpuMs: await gpuMs(layerCall)})};
+          byValue[combo] = {layer: (await throughput(layerCall, n, reps)).ms,
+                            ...(LEAN ? {} : {layerGpuMs: await gpuMs(layerCall), gemmsGpuMs: await gpuMs(gemms)})};
         } finally {
           tf.env().set(MOE_WEBGPU_ROUTER_SPLIT_K, initial);
+          setWebGPUGemmPreset(null);
         }
       }
       out.routerAb = byValue;
-      say(`  router A/B (MOE_WEBGPU_ROUTER_SPLIT_K): ${JSON.stringify(byValue)}`);
+      say(`  layer A/B (preset:router): ${JSON.stringify(byValue)}`);
     }
     // Each preset: one checked call (validation errors, difference vs exact) before its timing.
     const presets: Record<string, unknown> = {};
@@ -532,7 +540,7 @@ export async function runFormatsBench(ort: OrtHooks | null): Promise<void> {
         setWebGPUGemmPreset(null);
         row.gemmsByPreset = presets;
         if (PROFILE_T.includes(T)) row.programs = await programTimes(() => forward(x, layer));
-        if (HALF_MATRICES && T >= 64) row.half = await halfMatrixRow(gemms, () => forward(x, layer), n, reps);
+        if (HALF_MATRICES && T >= 64) row.half = await halfMatrixRow(gemms, () => forward(x, layer), n, reps, f.label);
         const gm = row.gemms as {ms: number};
         row.gemmsGBs = bytes / gm.ms / 1e6;
         row.gemmsVsFloor = gm.ms / floorMs;
