@@ -363,7 +363,7 @@ async function programTimes(run: () => tf.Tensor): Promise<Array<[string, number
 
 /** The half-matrix program against the exact one on the same call: times, presets, output difference. */
 async function halfMatrixRow(gemms: () => tf.Tensor, layerCall: () => tf.Tensor, n: number, reps: number,
-                             label = ''):
+                             label = '', T = 0):
     Promise<Record<string, unknown>> {
   const out: Record<string, unknown> = {};
   // The exact output stays alive until the half one is read, so that a half program that failed to run cannot
@@ -390,10 +390,10 @@ async function halfMatrixRow(gemms: () => tf.Tensor, layerCall: () => tf.Tensor,
     // BENCH_ROUTER_AB=0,...: the layer again with MOE_WEBGPU_ROUTER_SPLIT_K at each value (0: tf.matMul), in the
     // same process, then the default again (the A/B's drift). BENCH_LAYER_AB='int4 g32=m32x128s4eru:0;...': per
     // format, the layer under a forced GEMM preset and router value (an earlier session's choices), then the
-    // defaults again.
+    // defaults again; only up to 24 rows per expert (the rows of the table that changed in session 8).
     const routerAb = (process.env.BENCH_ROUTER_AB ?? '').split(',').filter(Boolean).map(v => `:${v}`);
     const layerAb = (process.env.BENCH_LAYER_AB ?? '').split(';').filter(Boolean).map(e => e.split('='))
-        .filter(([l]) => l === label).map(([, v]) => v);
+        .filter(([l]) => l === label && T * K / E <= 24).map(([, v]) => v);
     const combos = [...routerAb, ...layerAb];
     if (combos.length > 0) {
       const byValue: Record<string, unknown> = {};
@@ -540,7 +540,7 @@ export async function runFormatsBench(ort: OrtHooks | null): Promise<void> {
         setWebGPUGemmPreset(null);
         row.gemmsByPreset = presets;
         if (PROFILE_T.includes(T)) row.programs = await programTimes(() => forward(x, layer));
-        if (HALF_MATRICES && T >= 64) row.half = await halfMatrixRow(gemms, () => forward(x, layer), n, reps, f.label);
+        if (HALF_MATRICES && T >= 64) row.half = await halfMatrixRow(gemms, () => forward(x, layer), n, reps, f.label, T);
         const gm = row.gemms as {ms: number};
         row.gemmsGBs = bytes / gm.ms / 1e6;
         row.gemmsVsFloor = gm.ms / floorMs;

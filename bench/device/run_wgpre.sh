@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The wgpre GPU batch (packed by bench/device/pack_wgpre.sh), run from the repo root: $OUT = results.
-# 1. webgpu_matrix_ab: the GEMM variants (serial epilogues never run before, no register prefetch, float16
-#    without k selects, 256 columns, TK = 64, the lhs read k first) and the router's split-K program vs tf.matMul, every output vs float64;
-# 2. the formats bench with ORT's QMoE (the session-7 final command; int4 g32 only by default: float16 weights
-#    take long to draw) plus the layer with the router on tf.matMul in the same process (BENCH_ROUTER_AB=0).
+# 1. webgpu_matrix_ab (T = 256; int4 g32, float16, int8 g128, bfloat16): the tile table against the session-7
+#    presets and the serial-epilogue candidates, every output vs float64; the router's split-K vs tf.matMul;
+# 2. the formats bench with ORT's QMoE (the session-7 final command) through the FusedMoE layer (the replayed
+#    prefill path, BENCH_LAYER_FORWARD=1), with the layer under the session-7 presets and tf.matMul's router in
+#    the same process (BENCH_LAYER_AB, BENCH_ROUTER_AB=0).
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -12,15 +13,15 @@ cp "$HERE/commit.txt" "$OUT/" 2>/dev/null
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader | tee "$OUT/gpu.txt"
 echo "=== matrix A/B $(date +%T)"
 mkdir -p "$OUT/ab"
-OUT=$OUT/ab AB_FORMATS='int4 g32,float16' AB_T=256 AB_ROUNDS=${AB_ROUNDS:-5} AB_ROUTER=${AB_ROUTER:-0,264,132,528} \
-  AB_VARIANTS=${AB_VARIANTS:-'256:table,m32x128s4eru,m32x128s4er,m32x128s4sru,m32x128s4sru0,m32x128s4eru0,m16x128s4su,m32x128s4sr2u,m32x256s8sru,m16x128s4sku,m32x128s4srku,m32x128s4erul,m32x128s4srul'} \
-  timeout ${AB_TIMEOUT:-66} node "$HERE/webgpu_matrix_ab.mjs" > "$OUT/ab/stdout.log" 2>&1
+OUT=$OUT/ab AB_FORMATS=${AB_FORMATS:-'int4 g32,float16,int8 g128,bfloat16'} AB_T=256 AB_ROUNDS=${AB_ROUNDS:-5} AB_ROUTER=${AB_ROUTER:-0,264} \
+  AB_VARIANTS=${AB_VARIANTS:-'256:table,m32x128s4eru,m32x128s4er,m16x128s4h,m32x256s8sru,m32x128s4sr2u,m32x256s8srul,m32x256s8sr2u,m32x128s4sr2ul,m32x128s4srul'} \
+  timeout ${AB_TIMEOUT:-50} node "$HERE/webgpu_matrix_ab.mjs" > "$OUT/ab/stdout.log" 2>&1
 echo "exit $?"
 grep -E 'gemms [0-9]|router|check' "$OUT/ab/stdout.log" | cut -c1-240
 echo "=== formats bench + ORT $(date +%T)"
 mkdir -p "$OUT/qmoe"
-OUT=$OUT/qmoe BENCH_HALF_MATRICES=1 BENCH_PRESETS=0 BENCH_FORMATS="${QMOE_FORMATS:-int4 g32}" BENCH_T=${QMOE_T:-256,4096} \
-  BENCH_ORT_FORMATS="int4 g32" BENCH_ROUTER_AB=0 timeout ${QMOE_TIMEOUT:-40} node "$HERE/webgpu_qmoe_bench.mjs" > "$OUT/qmoe/stdout.log" 2>&1
+OUT=$OUT/qmoe BENCH_HALF_MATRICES=1 BENCH_PRESETS=0 BENCH_FORMATS="${QMOE_FORMATS:-int4 g32,float16}" BENCH_LAYER_FORWARD=${QMOE_LAYER_FORWARD:-1} BENCH_T=${QMOE_T:-256,4096} \
+  BENCH_ORT_FORMATS="int4 g32" BENCH_ROUTER_AB=0 BENCH_LAYER_AB="${QMOE_LAYER_AB:-int4 g32=m32x128s4eru:0;float16=m32x128s4er:0}" timeout ${QMOE_TIMEOUT:-55} node "$HERE/webgpu_qmoe_bench.mjs" > "$OUT/qmoe/stdout.log" 2>&1
 echo "exit $?"
-node -e "const d=JSON.parse(require('fs').readFileSync('$OUT/qmoe/webgpu_formats_bench.json','utf8'));for(const r of d.rows){const h=r.half||{};console.log(r.format,r.T,'layer',r.layer&&r.layer.ms.toFixed(3),'half layer',h.layer&&h.layer.toFixed(3),'gpu',h.layerGpuMs&&h.layerGpuMs.toFixed(3),'gemms gpu',h.gemmsGpuMs&&h.gemmsGpuMs.toFixed(3),'ort',r.ortMs&&r.ortMs.toFixed(2),'routerAb',JSON.stringify(h.routerAb))}" 2>&1 | cut -c1-400
+node -e "const d=JSON.parse(require('fs').readFileSync('$OUT/qmoe/webgpu_formats_bench.json','utf8'));for(const r of d.rows){const h=r.half||{};console.log(r.format,r.T,'layer',r.layer&&r.layer.ms.toFixed(3),'half layer',h.layer&&h.layer.toFixed(3),'gpu',h.layerGpuMs&&h.layerGpuMs.toFixed(3),'gemms gpu',h.gemmsGpuMs&&h.gemmsGpuMs.toFixed(3),'ort',r.ortMs&&r.ortMs.toFixed(2),'routerAb',JSON.stringify(h.routerAb))}" 2>&1 | cut -c1-700
 echo "=== done $(date +%T)"

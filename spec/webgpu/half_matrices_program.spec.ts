@@ -89,6 +89,9 @@ describeWebGPU('webgpu half-matrix GEMM program (subgroup matrices emulated)', (
     // TK = 64 (two groups of 32 per step), the lhs tile read k first, the serial epilogue, K = 128: two steps.
     {format: 'int4', swiglu: true, tm: 32, tn: 64, subgroups: 4, split: true, pad: true, hd: true,
       epilogue: 'serial', rowSkip: true, wholeSteps: true, lhsKFast: true, tk: 64, depth_: 128, offsets: [3, 12, 12, 37]},
+    // 8 subgroups over the columns, in turn through one scratch (the m32x256s8sru kind at 128 columns), k first.
+    {format: 'float16', swiglu: true, tm: 32, tn: 128, subgroups: 8, split: true, pad: true, hd: true,
+      epilogue: 'serial', rowSkip: true, wholeSteps: true, lhsKFast: true, depth_: 64, offsets: [3, 12, 12, 37]},
   ];
   for (const c of cases) {
     it(`${c.format}, ${c.swiglu ? 'SwiGLU x scale' : 'plain'}, ${c.tm} x ${c.tn} tiles, ${c.subgroups} subgroup(s)` +

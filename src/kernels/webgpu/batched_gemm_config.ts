@@ -299,6 +299,14 @@ export const GEMM_PRESETS: Record<string, GemmConfig> = {
                   split: true, pad: true, hd: true, epilogue: 'subgroup', rowSkip: true, wholeSteps: true, lhsKFast: true},
   m32x128s4srul: {kind: 'matrix', tm: 32, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
                   split: true, pad: true, hd: true, epilogue: 'serial', rowSkip: true, wholeSteps: true, lhsKFast: true},
+  // Session 8 (after batch B1): the serial epilogue's winners with the lhs read k first and loads 2 steps ahead.
+  m32x256s8srul: {kind: 'matrix', tm: 32, tn: 256, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 8,
+                  split: true, pad: true, hd: true, epilogue: 'serial', rowSkip: true, wholeSteps: true, lhsKFast: true},
+  m32x256s8sr2u: {kind: 'matrix', tm: 32, tn: 256, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 8,
+                  split: true, pad: true, hd: true, epilogue: 'serial', rowSkip: true, wholeSteps: true, depth: 2},
+  m32x128s4sr2ul: {kind: 'matrix', tm: 32, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
+                   split: true, pad: true, hd: true, epilogue: 'serial', rowSkip: true, wholeSteps: true, depth: 2,
+                   lhsKFast: true},
   m32x128s4eru2: {kind: 'matrix', tm: 32, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
                   split: true, pad: true, hd: true, epilogue: 'subgroup', rowSkip: true, wholeSteps: true, depth: 2},
   m32x256s8sru: {kind: 'matrix', tm: 32, tn: 256, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 8,
@@ -390,9 +398,13 @@ export const GEMM_TILE_TABLE: Record<string, readonly TileChoice[]> = {
 export const MATRIX_TILE_TABLE: readonly TileChoice[] = [
   // Session 7 (H200 batch b2, the two GEMMs' GPU time at T = 256, medians of 7 interleaved rounds): 32-row tiles
   // that skip empty row matrices stage each expert's weights about once: int4 g32 0.946 -> 0.793 ms
-  // (m32x128s4eru), float16 0.802 -> 0.736 (m32x128s4er).
-  {maxRowsPerExpert: 24, preset: 'm32x128s4eru', formats: ['int4']},
-  {maxRowsPerExpert: 24, preset: 'm32x128s4er', formats: ['float16']},
+  // (m32x128s4eru), float16 0.802 -> 0.736 (m32x128s4er). Session 8 (batch B1, same measure, 5 rounds): the
+  // subgroups writing their results in turn through one 2 KiB scratch (13.6 KiB per workgroup instead of 19.6:
+  // more workgroups per SM) took int4 g32 0.793 -> 0.654 ms (m32x128s4sru), with loads 2 steps ahead its SwiGLU
+  // GEMM 0.410 -> 0.374; 256 columns over 8 subgroups (22.1 KiB, the lhs tile staged once per 256 columns) the
+  // down GEMM 0.277 -> 0.221 and float16 0.740 -> 0.549 (m32x256s8sru). TK = 64 and no register prefetch lost.
+  {maxRowsPerExpert: 24, preset: 'm32x128s4sr2u', formats: ['int4'], swiglu: true},
+  {maxRowsPerExpert: 24, preset: 'm32x256s8sru', formats: ['int4', 'float16', 'int8', 'bfloat16']},
   {maxRowsPerExpert: 24, preset: 'm16x128s4h'},
   {maxRowsPerExpert: 96, preset: 'm64x128s4hl'},
   // T = 4096 (b1, b2): float16 m128x128s8el 4.47 ms (e0l 5.00, el2 4.62); int4 g32 down GEMM m128x128s8el2 1.60
