@@ -16,8 +16,13 @@ import {disposeIntermediate, FLAT_LAYOUT, flatDispatch, WebGPUBackendLike, WebGP
 /** Rows and vec4 columns of one partials tile (256 invocations: 32 columns x 8 row groups of 4 rows). */
 const TILE_ROWS = 32;
 const TILE_VEC_COLS = 32;
-/** K chunks stay at least this deep (a chunk's loop is its only work), and K splits at most this many ways. */
+/**
+ * K chunks stay at least MIN_CHUNK deep (a chunk's loop is its only work) and at most MAX_CHUNK (each loop step
+ * waits on its loads: H200 batch B1, T = 4096 in chunks of 1024 made the router slower than tfjs's matMul), and K
+ * splits at most MAX_SPLITS ways (partials of splits x R x N floats).
+ */
 const MIN_CHUNK = 64;
+const MAX_CHUNK = 256;
 const MAX_SPLITS = 32;
 /** Widest N this path takes (a router's expert count; wider outputs have enough tiles without a split). */
 export const SPLIT_K_MAX_WIDTH = 512;
@@ -25,7 +30,8 @@ export const SPLIT_K_MAX_WIDTH = 512;
 /** How many K chunks (and how deep) for a GEMM of R rows, depth K, N columns, aiming at `target` workgroups. */
 export function splitKPlan(R: number, K: number, N: number, target: number): {splits: number, chunk: number} {
   const tiles = Math.ceil(R / TILE_ROWS) * Math.ceil(N / 4 / TILE_VEC_COLS);
-  const want = Math.max(1, Math.min(MAX_SPLITS, Math.floor(target / tiles), Math.floor(K / MIN_CHUNK)));
+  const want = Math.max(1, Math.min(MAX_SPLITS, Math.floor(target / tiles), Math.floor(K / MIN_CHUNK)),
+                       Math.min(MAX_SPLITS, Math.ceil(K / MAX_CHUNK)));
   const chunk = Math.ceil(K / want / 4) * 4;
   return {splits: Math.ceil(K / chunk), chunk};
 }
@@ -36,7 +42,7 @@ class SplitKPartialsProgram implements WebGPUProgram {
   variableComponents = [4, 4];
   outputShape: number[];
   outputComponent = 4;
-  shaderKey = 'moeSplitKPartials_r32_c32';
+  shaderKey = 'moeSplitKPartials_r32_c32_k8';
   dispatchLayout = FLAT_LAYOUT;
   dispatch: [number, number, number];
   workgroupSize: [number, number, number] = [256, 1, 1];
@@ -70,14 +76,24 @@ class SplitKPartialsProgram implements WebGPUProgram {
         let k0 = split * uniforms.chunk;
         let k1 = min(K, k0 + uniforms.chunk);${rows.map(i => `
         var acc${i} = vec4<f32>(0.0);`).join('')}
-        for (var k = k0; k < k1; k += 4) {
+        // Two k quads per step, their 16 loads issued together (the loop waits on loads, not FMAs); the second
+        // is skipped past the chunk's end (chunks are whole quads). Each accumulator sums its k in order.
+        for (var k = k0; k < k1; k += 8) {
+          let more = k + 4 < k1;
+          let kb = select(k, k + 4, more);
           let kq = k / 4;
           let w0 = rhs[k * NV + nc];
           let w1 = rhs[(k + 1) * NV + nc];
           let w2 = rhs[(k + 2) * NV + nc];
-          let w3 = rhs[(k + 3) * NV + nc];${rows.map(i => `
+          let w3 = rhs[(k + 3) * NV + nc];
+          let w4 = rhs[kb * NV + nc];
+          let w5 = rhs[(kb + 1) * NV + nc];
+          let w6 = rhs[(kb + 2) * NV + nc];
+          let w7 = rhs[(kb + 3) * NV + nc];${rows.map(i => `
           let a${i} = lhs[x${i} + kq];
-          acc${i} = acc${i} + a${i}.x * w0 + a${i}.y * w1 + a${i}.z * w2 + a${i}.w * w3;`).join('')}
+          let b${i} = lhs[x${i} + kb / 4];`).join('')}${rows.map(i => `
+          acc${i} = acc${i} + a${i}.x * w0 + a${i}.y * w1 + a${i}.z * w2 + a${i}.w * w3;
+          if (more) { acc${i} = acc${i} + b${i}.x * w4 + b${i}.y * w5 + b${i}.z * w6 + b${i}.w * w7; }`).join('')}
         }
         if (nv < NV) {${rows.map(i => `
           if (r0 + ${i} < R) { result[(split * R + r0 + ${i}) * NV + nv] = acc${i}; }`).join('')}
