@@ -83,10 +83,8 @@ describeWebGPU('webgpu half-matrix GEMM program (subgroup matrices emulated)', (
     // The table's kind at 16 rows per expert; K = 64, two whole TK steps: decoded rows stored without k < K selects.
     {format: 'int4', swiglu: true, tm: 32, tn: 64, subgroups: 4, split: true, pad: true, hd: true,
       epilogue: 'subgroup', rowSkip: true, wholeSteps: true, depth_: 64, offsets: [3, 12, 12, 37]},
-    // Session 8: the serial epilogue over 32-row tiles without the register prefetch (the ...sru0 presets).
-    {format: 'int4', swiglu: true, tm: 32, tn: 64, subgroups: 4, split: true, pad: true, hd: true,
-      epilogue: 'serial', rowSkip: true, wholeSteps: true, prefetch: false, depth_: 64, offsets: [3, 12, 12, 37]},
-    // TK = 64 (two groups of 32 per step), the lhs tile read k first, the serial epilogue, K = 128: two steps.
+    // Session 8: the serial epilogue with the lhs tile read k first (the m32x128s4srul kind), here at TK = 64
+    // (two groups of 32 per step, as m16x128s4hk), K = 128: two steps.
     {format: 'int4', swiglu: true, tm: 32, tn: 64, subgroups: 4, split: true, pad: true, hd: true,
       epilogue: 'serial', rowSkip: true, wholeSteps: true, lhsKFast: true, tk: 64, depth_: 128, offsets: [3, 12, 12, 37]},
     // 8 subgroups over the columns, in turn through one scratch (the m32x256s8sru kind at 128 columns), k first.

@@ -281,25 +281,11 @@ export const GEMM_PRESETS: Record<string, GemmConfig> = {
                  split: true, pad: true, hd: true, epilogue: 'serial', rowSkip: true, wholeSteps: true},
   m32x128s4sr2u: {kind: 'matrix', tm: 32, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
                   split: true, pad: true, hd: true, epilogue: 'serial', rowSkip: true, wholeSteps: true, depth: 2},
-  // Session 8: without the register prefetch (0): fewer registers per invocation, so more workgroups per SM (the
-  // tiles are bound by how many an SM holds, session 7), for the serial and the subgroup epilogue.
-  m32x128s4sru0: {kind: 'matrix', tm: 32, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: false, subgroups: 4,
-                  split: true, pad: true, hd: true, epilogue: 'serial', rowSkip: true, wholeSteps: true},
-  m32x128s4eru0: {kind: 'matrix', tm: 32, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: false, subgroups: 4,
-                  split: true, pad: true, hd: true, epilogue: 'subgroup', rowSkip: true, wholeSteps: true},
-  m16x128s4su0: {kind: 'matrix', tm: 16, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: false, subgroups: 4,
-                 split: true, pad: true, hd: true, epilogue: 'serial', wholeSteps: true},
-  // TK = 64 with the serial epilogue (k): twice the loads in flight per barrier pair, within ~22 KiB at 16 rows;
-  // and the lhs tile read k fastest (l) at 32 rows.
-  m16x128s4sku: {kind: 'matrix', tm: 16, tn: 128, tk: 64, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
-                 split: true, pad: true, hd: true, epilogue: 'serial', wholeSteps: true},
-  m32x128s4srku: {kind: 'matrix', tm: 32, tn: 128, tk: 64, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
-                  split: true, pad: true, hd: true, epilogue: 'serial', rowSkip: true, wholeSteps: true},
-  m32x128s4erul: {kind: 'matrix', tm: 32, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
-                  split: true, pad: true, hd: true, epilogue: 'subgroup', rowSkip: true, wholeSteps: true, lhsKFast: true},
+  // Session 8 (batches B1, B2): the serial epilogue's winners with the lhs read k first (l) and loads 2 steps
+  // ahead. Without the register prefetch (m32x128s4sru0 0.758 ms vs 0.654, B1) and with TK = 64 (m32x128s4srku
+  // 1.362) they lost: dropped (and m32x128s4erul, the subgroup epilogue read k first: 0.753).
   m32x128s4srul: {kind: 'matrix', tm: 32, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
                   split: true, pad: true, hd: true, epilogue: 'serial', rowSkip: true, wholeSteps: true, lhsKFast: true},
-  // Session 8 (after batch B1): the serial epilogue's winners with the lhs read k first and loads 2 steps ahead.
   m32x256s8srul: {kind: 'matrix', tm: 32, tn: 256, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 8,
                   split: true, pad: true, hd: true, epilogue: 'serial', rowSkip: true, wholeSteps: true, lhsKFast: true},
   m32x256s8sr2u: {kind: 'matrix', tm: 32, tn: 256, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 8,
