@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The wgpre GPU batch (packed by bench/device/pack_wgpre.sh), run from the repo root: $OUT = results.
-# 1. webgpu_matrix_ab (T = 256; int4 g32, float16, int8 g128, bfloat16): the tile table against the session-7
-#    presets and the serial-epilogue candidates, every output vs float64; the router's split-K vs tf.matMul;
-# 2. the formats bench with ORT's QMoE (the session-7 final command) through the FusedMoE layer (the replayed
-#    prefill path, BENCH_LAYER_FORWARD=1), with the layer under the session-7 presets and tf.matMul's router in
-#    the same process (BENCH_LAYER_AB, BENCH_ROUTER_AB=0).
+# Within LANE_BUDGET: 1. the formats bench with ORT's QMoE (the session-7 final command) through the FusedMoE
+# layer (the replayed prefill path, BENCH_LAYER_FORWARD=1), with the layer under the session-7 presets and
+# tf.matMul's router in the same process (BENCH_LAYER_AB, BENCH_ROUTER_AB=0); 2. in the time left,
+# webgpu_matrix_ab at T = 256: the tile table against the session-7 presets and the serial-epilogue candidates,
+# every output vs float64 (AB_ROUTER: also the router's split-K vs tf.matMul).
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
 HERE=$(cd "$(dirname "$0")" && pwd)
