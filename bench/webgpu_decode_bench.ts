@@ -412,6 +412,7 @@ function packedCandidates(tuned: DecodeTilesOverride, T: number, format: string,
   if (process.env.BENCH_CANDIDATES === 's6') return session6Candidates(tuned, T, first);
   if (process.env.BENCH_CANDIDATES === 's6o') return session6Confirm(tuned, T, first);
   if (process.env.BENCH_CANDIDATES === 's7') return session7Candidates(tuned, T, format, first);
+  if (process.env.BENCH_CANDIDATES === 's8') return session8Candidates(tuned, T, format, first);
   if (process.env.BENCH_CANDIDATES === 'confirm') {
     // The final table against the session-3 table ('before'); for the first format at T = 16 also 2 packed steps /
     // items per loop iteration in upGate / down.
@@ -507,6 +508,32 @@ function session7Candidates(tuned: DecodeTilesOverride, T: number, format: strin
           uc_sx: {...uc, upStageX: true}, uh_uc_sx_dpf: {...uc, int4Unit: 'half', upStageX: true, downPrefetch: true}};
 }
 
+/**
+ * Session 8: session 7's best (int4 unit codes as halves, unchecked steps: 'uh_uc') against the table, with the
+ * router's end reduction of 16 tokens per barrier pair (rr16) and, for the first format at T = 16, the expert
+ * programs' options on top (float bits, prefetch, rows in registers, router splits, down tiles). BENCH_S8=b: batch
+ * 2's confirmation set (the table against session 7's table, 'before').
+ */
+function session8Candidates(tuned: DecodeTilesOverride, T: number, format: string, first: boolean):
+    Record<string, DecodeTilesOverride> {
+  // Session 7's table (for BENCH_S8=b once the table has changed): no unit codes, checked steps, 1-token reductions.
+  const before: DecodeTilesOverride = {...tuned, int4Unit: undefined, unchecked: false, routerReduceRows: 1,
+                                       upInfoAtOnce: false};
+  if (process.env.BENCH_S8 === 'b') return {table: tuned, before};
+  const uc = {...tuned, unchecked: true};
+  const rr = {...uc, routerReduceRows: 16};
+  if (format !== 'int4') return T === 1 ? {table: tuned, uc} : {table: tuned, uc, rr16: {...tuned, routerReduceRows: 16}, uc_rr16: rr};
+  const uh = {...tuned, int4Unit: 'half'} as const;
+  if (T === 1) return {table: tuned, uh, uh_uc: {...uh, unchecked: true}, ub_uc: {...uc, int4Unit: 'bits'}};
+  const u = {...rr, int4Unit: 'half'} as const;
+  const base: Record<string, DecodeTilesOverride> = {table: tuned, uh_uc: {...uh, unchecked: true}, uh_uc_rr16: u};
+  if (!first) return base;
+  return {...base, rr16: {...tuned, routerReduceRows: 16}, ub_uc_rr16: {...rr, int4Unit: 'bits'},
+          u_pf: {...u, upPrefetch: true}, u_dpf: {...u, downPrefetch: true}, u_r1: {...u, upRows: 1},
+          u_r3: {...u, upRows: 3}, u_rp64k: {...u, routerPartials: 65536}, u_down16x16: {...u, downNv: 16, downKs: 16},
+          u_sx: {...u, upStageX: true}, u_io: {...u, upInfoAtOnce: true}, u_io_pf: {...u, upInfoAtOnce: true, upPrefetch: true}};
+}
+
 /** Batch I's candidates (session 4): decode-once rows, the router at T = 16, mxfp4's float16-pattern codes. */
 function batchICandidates(tuned: DecodeTilesOverride, T: number, format: string, first: boolean):
     Record<string, DecodeTilesOverride> {
@@ -586,7 +613,7 @@ async function packedRows(labels: string[], tokens: number[], out: Record<string
       row.decodePrograms = decodeDispatchCount() - before;
       row.decodeVsChainRelDiff = relMaxDiff(got, want);
       // The host reference first: seconds of host work lower the GPU's clocks (batch I timed 1.27 ms after it).
-      const ref = T === 1 || ortRun != null || (process.env.BENCH_CANDIDATES === 's7' && f.format === 'int4') ?
+      const ref = T === 1 || ortRun != null || (['s7', 's8'].includes(process.env.BENCH_CANDIDATES ?? '') && f.format === 'int4') ?
           referenceLayer(xData, T, gate, up, down) : null;
       if (ref != null) {
         row.relL2VsFloat64 = relL2(got, ref);

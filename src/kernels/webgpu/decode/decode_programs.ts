@@ -171,6 +171,18 @@ export interface DecodeTiles {
   /** routerLogits: row steps per lane whose loads are issued before their FMAs (absent: 1, a loop). */
   routerUnroll?: number;
   /**
+   * routerLogits: tokens whose partial sums go through workgroup memory per barrier pair at the end (at most 16:
+   * 16 KB; absent: 1). At T = 16 one token per round is 32 barriers and 16 serial passes per workgroup; the lanes'
+   * sums are added in the same order either way (bitwise the same partials).
+   */
+  routerReduceRows?: number;
+  /**
+   * upGate: thread 0 loads the active unit count and the unit's expert and row range at once (one round trip to
+   * the route buffer before the workgroup's uniform load) instead of the count first (absent: false). The same
+   * values.
+   */
+  upInfoAtOnce?: boolean;
+  /**
    * routerLogits: each lane step takes 4 rows of H and reads x as vec4, T + 4 loads per 4 rows instead of 4 (T + 1)
    * (absent: false; needs H % 4 == 0, which the decode path requires anyway; routerUnroll does not apply).
    */
@@ -393,6 +405,7 @@ export function routerLogitsCode(s: DecodeShape, t: DecodeTiles): string {
   const {hs, hsGate} = routerSplits(s, t);
   if (t.routerVec4 === true) return routerLogitsVec4Code(s, t, hs, hsGate);
   const ru = Math.max(1, Math.floor(t.routerUnroll ?? 1));
+  const rr = routerReduceRows(s, t);
   return `${PRELUDE}${layoutConsts(s, t)}
   @group(0) @binding(0) var<storage, read> gate : array<f32>;
   @group(0) @binding(1) var<storage, read_write> work : array<f32>;
@@ -404,7 +417,7 @@ export function routerLogitsCode(s: DecodeShape, t: DecodeTiles): string {
   const HS = ${hs};
   const HSG = ${Math.max(1, hsGate)};
   const CG = ${Math.ceil(s.E / 32)};
-  var<workgroup> red : array<f32, 256>;
+  var<workgroup> red : array<f32, ${256 * rr}>;
 
   @compute @workgroup_size(256)
   fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index) li : u32) {
@@ -445,9 +458,25 @@ export function routerLogitsCode(s: DecodeShape, t: DecodeTiles): string {
         if (isGate) { wv = gate[h * E + c]; } ${s.sharedGate ? 'else { wv = sgate[h]; }' : ''}
         for (var t = 0; t < T; t++) { acc[t] += x[t * H + h] * wv; }
       }`}
-    }
+    }${routerReduce(rr, 'acc')}
+  }`;
+}
+
+/** Tokens per reduction round of routerLogits (DecodeTiles.routerReduceRows). */
+function routerReduceRows(s: DecodeShape, t: DecodeTiles): number {
+  return Math.max(1, Math.min(s.T, Math.floor(t.routerReduceRows ?? 1), 16));
+}
+
+/**
+ * routerLogits' end: the 8 row lanes' sums of each (token, column) through workgroup memory, RR tokens per barrier
+ * pair; (token, column) sums spread over the threads, each adding its 8 lanes in lane order (the same sums whatever
+ * RR). In scope: T, E, acc (array<f32, T>), lid, cl, hl, c, n, isGate, split.
+ */
+function routerReduce(rr: number, acc: string): string {
+  if (rr === 1) {
+    return `
     for (var t = 0; t < T; t++) {
-      red[lid] = acc[t];
+      red[lid] = ${acc}[t];
       workgroupBarrier();
       if (hl == 0 && c < n) {
         var v = 0.0;
@@ -456,8 +485,28 @@ export function routerLogitsCode(s: DecodeShape, t: DecodeTiles): string {
         else { work[W_SGATE + split * T + t] = v; }
       }
       workgroupBarrier();
-    }
-  }`;
+    }`;
+  }
+  return `
+    let c0 = c - cl;
+    for (var t0 = 0; t0 < T; t0 += ${rr}) {
+      for (var r = 0; r < ${rr}; r++) {
+        if (t0 + r < T) { red[r * 256 + lid] = ${acc}[t0 + r]; }
+      }
+      workgroupBarrier();
+      for (var o = lid; o < ${rr * 32}; o += 256) {
+        let r = o / 32;
+        let col = o % 32;
+        let t = t0 + r;
+        if (t < T && c0 + col < n) {
+          var v = 0.0;
+          for (var l = 0; l < 8; l++) { v += red[r * 256 + l * 32 + col]; }
+          if (isGate) { work[W_LOGITS + (split * T + t) * E + c0 + col] = v; }
+          else { work[W_SGATE + split * T + t] = v; }
+        }
+      }
+      workgroupBarrier();
+    }`;
 }
 
 /** routerLogits with x read as vec4 (DecodeTiles.routerVec4): the same splits and partials, in quads of rows. */
@@ -1035,12 +1084,24 @@ export function upGateCode(s: DecodeShape, t: DecodeTiles, fold = false): string
       unitInfo[0] = 0; unitInfo[1] = 0; unitInfo[2] = 0; unitInfo[3] = 0;
       if (isShared) {
         unitInfo[0] = 1; unitInfo[3] = T;
-      } else if (unit < ${routeIn}[R_NACT]) {
+      }${t.upInfoAtOnce === true ? ` else {
+        // All four loads issued before the count is known (one round trip; unit < the most active units, so in
+        // bounds), kept by the selects.
+        let na = ${routeIn}[R_NACT];
+        let ue = ${routeIn}[R_ACT_EXPERT + unit];
+        let u0 = ${routeIn}[R_ACT_START + unit];
+        let u1 = ${routeIn}[R_ACT_START + unit + 1];
+        let on = unit < na;
+        unitInfo[0] = select(0, 1, on);
+        unitInfo[1] = select(0, ue, on);
+        unitInfo[2] = select(0, u0, on);
+        unitInfo[3] = select(0, u1, on);
+      }` : ` else if (unit < ${routeIn}[R_NACT]) {
         unitInfo[0] = 1;
         unitInfo[1] = ${routeIn}[R_ACT_EXPERT + unit];
         unitInfo[2] = ${routeIn}[R_ACT_START + unit];
         unitInfo[3] = ${routeIn}[R_ACT_START + unit + 1];
-      }
+      }`}
     }
     let m = workgroupUniformLoad(&unitInfo);
     let expert = m[1];
