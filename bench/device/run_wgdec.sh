@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The wgdec GPU batch (packed by bench/device/pack_wgdec.sh), run as `OUT=... ROOT=... bash .device/run/wgdec/run.sh`.
 # Steps: the decode spec set (vs float64 on the H200's WebGPU adapter), then the decode bench: int4 g32 at T = 16
-# and 1, float16 / bfloat16 / mxfp4 / int8 at T = 16, with the session-8 candidates (BENCH_CANDIDATES=s8; BENCH_S8=b:
+# and 1, float16 / bfloat16 at T = 16 (FORMATS=), with the session-8 candidates (BENCH_CANDIDATES=s8; BENCH_S8=b:
 # the confirmation set), interleaved rounds, each int4 candidate's output vs float64.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
@@ -15,14 +15,14 @@ cp "$HERE/commit.txt" "$OUT/" 2>/dev/null
 cd "$W"
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader | tee "$OUT/gpu.txt"
 echo "=== specs $(date +%T)"
-SPEC_TIMING=spec timeout ${SPEC_TIMEOUT:-35} node run-specs.mjs > "$OUT/specs.log" 2>&1
+SPEC_TIMING=spec timeout ${SPEC_TIMEOUT:-30} node run-specs.mjs > "$OUT/specs.log" 2>&1
 echo "exit $?"
 grep -E 'FAILED|SKIPPED|passed, ' "$OUT/specs.log" | head -12
 grep -E 'webgpu decode packed: .*(unit|unchecked|router)' "$OUT/specs.log" | head -6
 echo "=== decode bench $(date +%T)"
-OUT=$OUT BENCH_T= BENCH_LARGE_T= BENCH_STACK=0 BENCH_ENTRIES=0 BENCH_PACKED=${FORMATS:-'int4 g32,float16,bfloat16,mxfp4'} \
+OUT=$OUT BENCH_T= BENCH_LARGE_T= BENCH_STACK=0 BENCH_ENTRIES=0 BENCH_PACKED=${FORMATS:-'int4 g32,float16,bfloat16'} \
   BENCH_PACKED_T=16,1 BENCH_PACKED_T_REST=16 BENCH_PACKED_SWEEP=5 BENCH_CANDIDATES=s8 BENCH_S8=${S8:-} BENCH_TAG=${BATCH:-s8_wgdec} \
-  timeout ${DECODE_TIMEOUT:-60} node webgpu_decode_bench.mjs > "$OUT/decode_bench.log" 2>&1
+  timeout ${DECODE_TIMEOUT:-62} node webgpu_decode_bench.mjs > "$OUT/decode_bench.log" 2>&1
 echo "exit $?"
 node -e '
 const fs = require("fs");

@@ -183,6 +183,11 @@ export interface DecodeTiles {
    */
   upInfoAtOnce?: boolean;
   /**
+   * The per-token down program's workgroups in column-tile-major order (workgroup w: token w % T, tile w / T)
+   * instead of token-major (absent: false). The same sums; which workgroups run side by side changes.
+   */
+  downTileMajor?: boolean;
+  /**
    * routerLogits: each lane step takes 4 rows of H and reads x as vec4, T + 4 loads per 4 rows instead of 4 (T + 1)
    * (absent: false; needs H % 4 == 0, which the decode path requires anyway; routerUnroll does not apply).
    */
@@ -1285,10 +1290,13 @@ export function downCode(s: DecodeShape, t: DecodeTiles): string {
   fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index) li : u32) {
     let w = i32(wid.x);
     let lid = i32(li);
-    let t = w / TILES;
+    ${t.downTileMajor === true ? `// Column tile major: the tokens of one column tile run side by side, so the tokens routed to one expert
+    // read the same codes about together (L2 hits instead of a read per token).
+    let t = w % T;
+    let c4 = (w / T) * NVW + lid % NVW;` : `let t = w / TILES;
+    let c4 = (w % TILES) * NVW + lid % NVW;`}
     let cl = lid % NVW;
     let s = lid / NVW;
-    let c4 = (w % TILES) * NVW + cl;
     let ok = c4 < H4;
     for (var j = lid; j < TOPK; j += 256) {
       let f = t * TOPK + j;
