@@ -518,24 +518,29 @@ function session8Candidates(tuned: DecodeTilesOverride, T: number, format: strin
     Record<string, DecodeTilesOverride> {
   // Session 7's table (for BENCH_S8=b once the table has changed): no unit codes, checked steps, 1-token reductions.
   const before: DecodeTilesOverride = {...tuned, int4Unit: undefined, unchecked: false, routerReduceRows: 1,
-                                       upInfoAtOnce: false, downTileMajor: false};
+                                       upInfoAtOnce: false, downTileMajor: false, upRowCases: false};
   if (process.env.BENCH_S8 === 'b') return {table: tuned, before};
   const uc = {...tuned, unchecked: true};
   const rr = {...uc, routerReduceRows: 16};
   if (format !== 'int4') {
     return T === 1 ? {table: tuned, uc} : {table: tuned, uc, rr16: {...tuned, routerReduceRows: 16}, uc_rr16: rr,
-                                            uc_rr16_dtm: {...rr, downTileMajor: true}};
+                                            uc_rr16_dtm: {...rr, downTileMajor: true},
+                                            uc_rr16_do_rc: {...rr, decodeOnce: true, upRowCases: true}};
   }
   const uh = {...tuned, int4Unit: 'half'} as const;
-  if (T === 1) return {table: tuned, uh, uh_uc: {...uh, unchecked: true}, ub_uc: {...uc, int4Unit: 'bits'}};
+  if (T === 1) {
+    return {table: tuned, uh, uh_uc: {...uh, unchecked: true}, ub_uc: {...uc, int4Unit: 'bits'},
+            uh_uc_io: {...uh, unchecked: true, upInfoAtOnce: true}};
+  }
   const u = {...rr, int4Unit: 'half'} as const;
   const base: Record<string, DecodeTilesOverride> = {table: tuned, uh_uc: {...uh, unchecked: true}, uh_uc_rr16: u,
-                                                     u_dtm: {...u, downTileMajor: true}};
+                                                     u_dtm: {...u, downTileMajor: true}, u_rc: {...u, upRowCases: true}};
   if (!first) return base;
   return {...base, rr16: {...tuned, routerReduceRows: 16}, ub_uc_rr16: {...rr, int4Unit: 'bits'},
-          u_pf: {...u, upPrefetch: true}, u_dpf: {...u, downPrefetch: true}, u_r1: {...u, upRows: 1},
-          u_r3: {...u, upRows: 3}, u_rp64k: {...u, routerPartials: 65536}, u_down16x16: {...u, downNv: 16, downKs: 16},
-          u_io: {...u, upInfoAtOnce: true}, u_nd: {...u, decodeOnce: false}};
+          u_pf: {...u, upPrefetch: true}, u_dpf: {...u, downPrefetch: true}, u_rp64k: {...u, routerPartials: 65536},
+          u_io: {...u, upInfoAtOnce: true}, u_r3_rc: {...u, upRows: 3, upRowCases: true},
+          u_r4_rc: {...u, upRows: 4, upRowCases: true},
+          u_io_dtm_rc: {...u, upInfoAtOnce: true, downTileMajor: true, upRowCases: true}};
 }
 
 /** Batch I's candidates (session 4): decode-once rows, the router at T = 16, mxfp4's float16-pattern codes. */

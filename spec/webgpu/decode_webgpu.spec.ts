@@ -455,9 +455,9 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
           {numExperts: 5, topK: 2, moeIntermediateSize: 36}, 3,
           {upNv: 8, upKs: 32, downNv: 4, downKs: 64, exponentBits: true, upUnroll: 4, downUnroll: 4}],
          // mxfp4 codes as float16 patterns (0.5 a half subnormal), every code of a word, decoded once for 2 rows.
-         ['float16-pattern mxfp4 codes, decoded once', {label: 'mxfp4', format: 'mxfp4'},
+         ['float16-pattern mxfp4 codes, decoded once, row cases', {label: 'mxfp4', format: 'mxfp4'},
           {numExperts: 5, topK: 2, moeIntermediateSize: 36}, 3,
-          {upNv: 8, upKs: 32, downNv: 4, downKs: 64, e2m1Half: true, decodeOnce: true, upRows: 2}],
+          {upNv: 8, upKs: 32, downNv: 4, downKs: 64, e2m1Half: true, decodeOnce: true, upRows: 2, upRowCases: true}],
          // int4 codes as float16 patterns 1024 + c (two per unpack): zero points, partial groups (g128 over 36 / 40).
          ['int4 g64 zero point, float16-pattern codes, decoded once, down per expert 1 row at a time',
           {label: 'int4 g64 zp', format: 'int4', groupSize: 64, zeroPoint: true},
@@ -484,10 +484,11 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
           {upNv: 16, upKs: 16, downNv: 8, downKs: 32, upRows: 4, upPrefetch: true, downPrefetch: true}],
          // H = 64, I = 32: whole steps, read unchecked (upGate as the Qwen3 T = 16 table: unit codes, decoded once
          // for 2 rows, not prefetched); the router's partials reduced 2 tokens per round (T = 3: a partial round).
-         ['int4 g32 zero point, unit codes (halves), unchecked steps, down prefetched, router 2 tokens per reduction, unit info at once, down tile-major',
+         ['int4 g32 zero point, unit codes (halves), unchecked steps, down prefetched, router 2 tokens per reduction, unit info at once, down tile-major, row cases',
           {label: 'int4 g32 zp', format: 'int4', zeroPoint: true}, {numExperts: 5, topK: 2, moeIntermediateSize: 32}, 3,
           {upNv: 8, upKs: 32, downNv: 4, downKs: 64, int4Unit: 'half', decodeOnce: true, upRows: 2,
-           downPrefetch: true, unchecked: true, routerReduceRows: 2, upInfoAtOnce: true, downTileMajor: true}, 64],
+           downPrefetch: true, unchecked: true, routerReduceRows: 2, upInfoAtOnce: true, downTileMajor: true,
+           upRowCases: true}, 64],
          // upGate's rows of x staged in workgroup memory: 2 rows per pass over experts of up to 3 rows (two passes);
          // the router's partials of all 5 tokens in one reduction.
          ['bfloat16, unchecked steps, rows of x staged, router 5 tokens per reduction, down tile-major', {label: 'bfloat16', format: 'bfloat16'},

@@ -188,6 +188,12 @@ export interface DecodeTiles {
    */
   downTileMajor?: boolean;
   /**
+   * upGate with decodeOnce, packed weights: the step written out per row count 1..upRows (straight-line code on
+   * constant row indices, no row loop inside the step; PackedStepOptions rowCases) instead of the row loop
+   * (absent: false). The same sums.
+   */
+  upRowCases?: boolean;
+  /**
    * routerLogits: each lane step takes 4 rows of H and reads x as vec4, T + 4 loads per 4 rows instead of 4 (T + 1)
    * (absent: false; needs H % 4 == 0, which the decode path requires anyway; routerUnroll does not apply).
    */
@@ -319,10 +325,10 @@ function packedSteps(packed: ExpertWeightLayout, depth: number): number {
  */
 function packedStream(packed: ExpertWeightLayout, depth: string, width4: string, col: string,
                       names: PackedStepNames, t: DecodeTiles, unroll: number, whole: boolean,
-                      prefetchAsked: boolean | undefined): string {
+                      prefetchAsked: boolean | undefined, rowCases?: number): string {
   const prefetch = prefetchAsked === true && unroll === 1;
   const step = packedStep(packed, names, {...stepOptions(t), decodeOnce: t.decodeOnce, preloaded: prefetch,
-                                          wholeSteps: whole});
+                                          wholeSteps: whole, rowCases});
   if (prefetch) {
     return `
         {${packedStepConsts(packed, depth)}
@@ -1038,7 +1044,7 @@ export function upGateCode(s: DecodeShape, t: DecodeTiles, fold = false): string
       packedStream(s.upPacked, 'H4 * 4', '2 * I4', 'n4',
                    {lhs: staged > 0 ? 'red' : 'x', lhsRow: i => staged > 0 ? i : `tok[${i}]`,
                     accumulate: (i, v) => `acc[${i}] += ${v};`}, t, UU,
-                   wholeSteps(s.upPacked, s.H, t), t.upPrefetch);
+                   wholeSteps(s.upPacked, s.H, t), t.upPrefetch, t.upRowCases === true ? TM : undefined);
   return `${PRELUDE}${layoutConsts(s, t)}
   ${weightDecls(s.upPacked, 'upGate', 'up', b, stepOptions(t))}
   @group(0) @binding(${b('route')}) var<storage, read_write> route : array<i32>;
