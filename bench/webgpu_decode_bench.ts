@@ -520,6 +520,7 @@ function session8Candidates(tuned: DecodeTilesOverride, T: number, format: strin
   const before: DecodeTilesOverride = {...tuned, int4Unit: undefined, unchecked: false, routerReduceRows: 1,
                                        upInfoAtOnce: false, downTileMajor: false, upRowCases: false};
   if (process.env.BENCH_S8 === 'b') return {table: tuned, before};
+  if (process.env.BENCH_S8 === 'c') return session8c(tuned, T, format);
   const uc = {...tuned, unchecked: true};
   const rr = {...uc, routerReduceRows: 16};
   if (format !== 'int4') {
@@ -541,6 +542,22 @@ function session8Candidates(tuned: DecodeTilesOverride, T: number, format: strin
           u_io: {...u, upInfoAtOnce: true}, u_r3_rc: {...u, upRows: 3, upRowCases: true},
           u_r4_rc: {...u, upRows: 4, upRowCases: true},
           u_io_dtm_rc: {...u, upInfoAtOnce: true, downTileMajor: true, upRowCases: true}};
+}
+
+/**
+ * Session 8 batch 1b: the row cases (upRowCases, batch 1's winner) without the router's 16-token reduction, with
+ * unit info at once, tile-major down, 3 and 4 rows; the other formats with row cases (decode once for the halves).
+ */
+function session8c(tuned: DecodeTilesOverride, T: number, format: string): Record<string, DecodeTilesOverride> {
+  const rc = {...tuned, unchecked: true, upRowCases: true, decodeOnce: true};
+  if (format === 'int4') {
+    const u = {...rc, int4Unit: 'half'} as const;
+    if (T === 1) return {table: tuned, uh_uc: {...tuned, int4Unit: 'half', unchecked: true}};
+    return {table: tuned, u_rc: u, u_rc_rr16: {...u, routerReduceRows: 16}, u_rc_r3: {...u, upRows: 3},
+            u_rc_r4: {...u, upRows: 4}, u_rc_io: {...u, upInfoAtOnce: true}, u_rc_dtm: {...u, downTileMajor: true},
+            u_rc_io_dtm: {...u, upInfoAtOnce: true, downTileMajor: true}, uh_rc_checked: {...u, unchecked: false}};
+  }
+  return {table: tuned, uc_rc: rc, rc: {...rc, unchecked: false}, uc_rc_dtm: {...rc, downTileMajor: true}};
 }
 
 /** Batch I's candidates (session 4): decode-once rows, the router at T = 16, mxfp4's float16-pattern codes. */
