@@ -484,20 +484,21 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
           {upNv: 16, upKs: 16, downNv: 8, downKs: 32, upRows: 4, upPrefetch: true, downPrefetch: true}],
          // H = 64, I = 32: whole steps, read unchecked (upGate as the Qwen3 T = 16 table: unit codes, decoded once
          // for 2 rows, not prefetched); the router's partials reduced 2 tokens per round (T = 3: a partial round).
-         ['int4 g32 zero point, unit codes (halves), unchecked steps, down prefetched, router 2 tokens per reduction, unit info at once, down tile-major, row cases',
+         ['int4 g32 zero point, unit codes (halves), unchecked steps, down prefetched, router 2 tokens per reduction, unit info at once, down tile-major, row loops',
           {label: 'int4 g32 zp', format: 'int4', zeroPoint: true}, {numExperts: 5, topK: 2, moeIntermediateSize: 32}, 3,
           {upNv: 8, upKs: 32, downNv: 4, downKs: 64, int4Unit: 'half', decodeOnce: true, upRows: 2,
            downPrefetch: true, unchecked: true, routerReduceRows: 2, upInfoAtOnce: true, downTileMajor: true,
-           upRowCases: true}, 64],
+           upRowCases: true, upRowLoops: true}, 64],
          // upGate's rows of x staged in workgroup memory: 2 rows per pass over experts of up to 3 rows (two passes);
          // the router's partials of all 5 tokens in one reduction.
          ['bfloat16, unchecked steps, rows of x staged, router 5 tokens per reduction, down tile-major', {label: 'bfloat16', format: 'bfloat16'},
           {numExperts: 5, topK: 2, moeIntermediateSize: 32}, 5,
           {upNv: 16, upKs: 16, downNv: 8, downKs: 32, upRows: 2, unchecked: true, upStageX: true, routerReduceRows: 16,
            downTileMajor: true}, 64],
-         ['int4 g32, unit codes (halves), rows of x staged, folded, unit info at once', {label: 'int4 g32', format: 'int4'},
+         ['int4 g32, unit codes (halves), rows of x staged, folded, unit info at once, row cases', {label: 'int4 g32', format: 'int4'},
           {numExperts: 5, topK: 2, moeIntermediateSize: 36}, 1,
-          {upNv: 16, upKs: 16, downNv: 8, downKs: 32, int4Unit: 'half', upStageX: true, fold: true, upInfoAtOnce: true}],
+          {upNv: 16, upKs: 16, downNv: 8, downKs: 32, int4Unit: 'half', upStageX: true, fold: true, upInfoAtOnce: true,
+           decodeOnce: true, upRowCases: true}],
          ['int4 g32, exponent-bit codes', {label: 'int4 g32', format: 'int4'},
           {numExperts: 5, topK: 2, moeIntermediateSize: 36}, 1, {upNv: 8, upKs: 32, downNv: 2, downKs: 128, exponentBits: true}],
        ];

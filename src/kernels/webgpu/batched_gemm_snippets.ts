@@ -208,6 +208,8 @@ export interface PackedStepOptions extends WordDecoderOptions {
    * (absent: the row loop). The same FMAs in the same order per row.
    */
   rowCases?: number;
+  /** With rowCases: only the case of this many rows, unconditionally (the caller picked it by `rows`). */
+  rowCount?: number;
 }
 
 /**
@@ -281,6 +283,8 @@ export function packedStep(l: ExpertWeightLayout, names: PackedStepNames = GEMM_
                   ${names.accumulate(`${i}`, sum(`p${i}`, `sx${i}`))}`).join('')}
                 }`;
     };
+    if (options.rowCount != null) return `${head}
+                ${body(options.rowCount)}`;
     const cases = Array.from({length: options.rowCases}, (_, c) => c + 1);
     return `${head}
                 ${cases.map(r => r === options.rowCases ? `${r > 1 ? '{' : ''}${body(r)}${r > 1 ? '}' : ''}` :

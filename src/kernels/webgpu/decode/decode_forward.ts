@@ -86,7 +86,7 @@ export function setWebGPUDecodeTiles(tiles: DecodeTilesOverride | null): void {
     }
     for (const key of ['fold', 'downFlat', 'exponentBits', 'decodeOnce', 'routerVec4', 'e2m1Half', 'int4Half',
                        'downByExpert', 'routeSubgroups', 'upPrefetch', 'downPrefetch', 'unchecked', 'upStageX',
-                       'upInfoAtOnce', 'downTileMajor', 'upRowCases'] as const) {
+                       'upInfoAtOnce', 'downTileMajor', 'upRowCases', 'upRowLoops'] as const) {
       if (tiles[key] != null && typeof tiles[key] !== 'boolean') {
         throw new Error(`setWebGPUDecodeTiles: ${key} must be a boolean, got ${JSON.stringify(tiles[key])}`);
       }
@@ -130,7 +130,8 @@ const TILE_DEFAULTS: {readonly [k in keyof DecodeTiles]?: unknown} = {fold: fals
   upUnroll: 1, routeThreads: 256, exponentBits: false, routeLoads: 'loop', routerUnroll: 1, decodeOnce: false,
   routerVec4: false, e2m1Half: false, int4Half: false, downByExpert: false, downRows: 4, routeSubgroups: false,
   routePlace: 'loop', int4Unit: undefined, upPrefetch: false, downPrefetch: false, unchecked: false, upStageX: false,
-  routerReduceRows: 1, upInfoAtOnce: false, downTileMajor: false, upRowCases: false};
+  routerReduceRows: 1, upInfoAtOnce: false, downTileMajor: false, upRowCases: false,
+  upRowLoops: false};
 
 function sameTiles(a: DecodeTiles, b: DecodeTiles): boolean {
   const keys = new Set([...Object.keys(a), ...Object.keys(b)] as Array<keyof DecodeTiles>);

@@ -193,6 +193,8 @@ export interface DecodeTiles {
    * (absent: false). The same sums.
    */
   upRowCases?: boolean;
+  /** With upRowCases: one stream loop per row count, the count picked once per pass, not per step (absent: false). */
+  upRowLoops?: boolean;
   /**
    * routerLogits: each lane step takes 4 rows of H and reads x as vec4, T + 4 loads per 4 rows instead of 4 (T + 1)
    * (absent: false; needs H % 4 == 0, which the decode path requires anyway; routerUnroll does not apply).
@@ -327,8 +329,25 @@ function packedStream(packed: ExpertWeightLayout, depth: string, width4: string,
                       names: PackedStepNames, t: DecodeTiles, unroll: number, whole: boolean,
                       prefetchAsked: boolean | undefined, rowCases?: number): string {
   const prefetch = prefetchAsked === true && unroll === 1;
-  const step = packedStep(packed, names, {...stepOptions(t), decodeOnce: t.decodeOnce, preloaded: prefetch,
-                                          wholeSteps: whole, rowCases});
+  const options = {...stepOptions(t), decodeOnce: t.decodeOnce, preloaded: prefetch, wholeSteps: whole, rowCases};
+  const step = packedStep(packed, names, options);
+  if (rowCases != null && t.decodeOnce === true && t.upRowLoops === true && !prefetch && unroll === 1) {
+    // One stream loop per row count, picked once per pass (no branch inside the loop).
+    const loop = (r: number) => `
+          for (var step = s; step < steps; step += KS) {${packedStep(packed, names, {...options, rowCount: r})}
+          }`;
+    const cases = Array.from({length: rowCases}, (_, c) => c + 1);
+    return `
+        {${packedStepConsts(packed, depth)}
+          let NV = ${width4};
+          let K4 = (${depth}) / 4;
+          let n = ${col};
+          let wBase = expert * KW * NV + n;
+          ${cases.map(r => r === rowCases ? `{${loop(r)}
+          }` : `if (rows == ${r}) {${loop(r)}
+          } else `).join('')}
+        }`;
+  }
   if (prefetch) {
     return `
         {${packedStepConsts(packed, depth)}
