@@ -441,9 +441,10 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
                            number?]> = [
          ['mxfp4, expert biases (gpt-oss-like)', {label: 'mxfp4', format: 'mxfp4'},
           {numExperts: 4, topK: 2, moeIntermediateSize: 36, withBias: true}, 2, null],
-         ['int8, probInAdvance, gated shared expert', {label: 'int8', format: 'int8'},
+         // The router in token groups with the shared gate's splits (one token per workgroup).
+         ['int8, probInAdvance, gated shared expert, router token groups', {label: 'int8', format: 'int8'},
           {numExperts: 6, topK: 3, moeIntermediateSize: 8, probInAdvance: true, sharedExpertIntermediateSize: 8,
-           sharedExpertGate: true}, 2, null],
+           sharedExpertGate: true}, 2, {upNv: 8, upKs: 32, downNv: 4, downKs: 64, routerTokenGroups: 2}],
          ['int4 g32 zero point folded at T = 1, steps and items unrolled', {label: 'int4 g32 zp', format: 'int4', zeroPoint: true},
           {numExperts: 6, topK: 2, moeIntermediateSize: 36}, 1,
           {upNv: 8, upKs: 32, downNv: 4, downKs: 64, fold: true, downUnroll: 2, upUnroll: 2}],
@@ -484,17 +485,17 @@ describeWebGPU('webgpu decode path (whole layer in four programs)', () => {
           {upNv: 16, upKs: 16, downNv: 8, downKs: 32, upRows: 4, upPrefetch: true, downPrefetch: true}],
          // H = 64, I = 32: whole steps, read unchecked (upGate as the Qwen3 T = 16 table: unit codes, decoded once
          // for 2 rows, not prefetched); the router's partials reduced 2 tokens per round (T = 3: a partial round).
-         ['int4 g32 zero point, unit codes (halves), unchecked steps, down prefetched, router 2 tokens per reduction, unit info at once, down tile-major, row loops',
+         ['int4 g32 zero point, unit codes (halves), unchecked steps, down prefetched, router 2 tokens per reduction, unit info at once, down tile-major, row loops, router token groups',
           {label: 'int4 g32 zp', format: 'int4', zeroPoint: true}, {numExperts: 5, topK: 2, moeIntermediateSize: 32}, 3,
           {upNv: 8, upKs: 32, downNv: 4, downKs: 64, int4Unit: 'half', decodeOnce: true, upRows: 2,
            downPrefetch: true, unchecked: true, routerReduceRows: 2, upInfoAtOnce: true, downTileMajor: true,
-           upRowCases: true, upRowLoops: true}, 64],
+           upRowCases: true, upRowLoops: true, routerTokenGroups: 2}, 64],
          // upGate's rows of x staged in workgroup memory: 2 rows per pass over experts of up to 3 rows (two passes);
          // the router's partials of all 5 tokens in one reduction.
-         ['bfloat16, unchecked steps, rows of x staged, router 5 tokens per reduction, down tile-major', {label: 'bfloat16', format: 'bfloat16'},
+         ['bfloat16, unchecked steps, rows of x staged, router in 3 token groups, down tile-major', {label: 'bfloat16', format: 'bfloat16'},
           {numExperts: 5, topK: 2, moeIntermediateSize: 32}, 5,
           {upNv: 16, upKs: 16, downNv: 8, downKs: 32, upRows: 2, unchecked: true, upStageX: true, routerReduceRows: 16,
-           downTileMajor: true}, 64],
+           downTileMajor: true, routerTokenGroups: 3}, 64],
          ['int4 g32, unit codes (halves), rows of x staged, folded, unit info at once, row cases', {label: 'int4 g32', format: 'int4'},
           {numExperts: 5, topK: 2, moeIntermediateSize: 36}, 1,
           {upNv: 16, upKs: 16, downNv: 8, downKs: 32, int4Unit: 'half', upStageX: true, fold: true, upInfoAtOnce: true,

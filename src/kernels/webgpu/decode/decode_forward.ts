@@ -76,6 +76,10 @@ export function setWebGPUDecodeTiles(tiles: DecodeTilesOverride | null): void {
     if (rr != null && !(Number.isInteger(rr) && rr >= 1 && rr <= 16)) {
       throw new Error(`setWebGPUDecodeTiles: routerReduceRows must be an integer in [1, 16], got ${rr}`);
     }
+    const tgs = tiles.routerTokenGroups;
+    if (tgs != null && !(Number.isInteger(tgs) && tgs >= 1 && tgs <= DECODE_TOKEN_CAP)) {
+      throw new Error(`setWebGPUDecodeTiles: routerTokenGroups must be an integer in [1, ${DECODE_TOKEN_CAP}], got ${tgs}`);
+    }
     const rt = tiles.routeThreads;
     if (rt != null && !(Number.isInteger(Math.log2(rt)) && rt >= 1 && rt <= 256)) {
       throw new Error(`setWebGPUDecodeTiles: routeThreads must be a power of two in [1, 256], got ${rt}`);
@@ -131,7 +135,7 @@ const TILE_DEFAULTS: {readonly [k in keyof DecodeTiles]?: unknown} = {fold: fals
   routerVec4: false, e2m1Half: false, int4Half: false, downByExpert: false, downRows: 4, routeSubgroups: false,
   routePlace: 'loop', int4Unit: undefined, upPrefetch: false, downPrefetch: false, unchecked: false, upStageX: false,
   routerReduceRows: 1, upInfoAtOnce: false, downTileMajor: false, upRowCases: false,
-  upRowLoops: false};
+  upRowLoops: false, routerTokenGroups: 1};
 
 function sameTiles(a: DecodeTiles, b: DecodeTiles): boolean {
   const keys = new Set([...Object.keys(a), ...Object.keys(b)] as Array<keyof DecodeTiles>);

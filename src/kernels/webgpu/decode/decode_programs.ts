@@ -183,6 +183,11 @@ export interface DecodeTiles {
    */
   upInfoAtOnce?: boolean;
   /**
+   * routerLogits: workgroups per (split, column group), each taking ceil(T / this) of the tokens (absent: 1; not
+   * with routerVec4). At T = 16 the router runs 64 workgroups, half the H200's SMs; the same partials.
+   */
+  routerTokenGroups?: number;
+  /**
    * The per-token down program's workgroups in column-tile-major order (workgroup w: token w % T, tile w / T)
    * instead of token-major (absent: false). The same sums; which workgroups run side by side changes.
    */
@@ -399,7 +404,7 @@ export function combineDispatch(s: DecodeShape): number {
 
 export function routerDispatch(s: DecodeShape, t: DecodeTiles): number {
   const {hs, hsGate} = routerSplits(s, t);
-  return Math.ceil(s.E / 32) * hs + hsGate;
+  return (Math.ceil(s.E / 32) * hs + hsGate) * (t.routerVec4 === true ? 1 : routerTokenGroups(s, t));
 }
 
 const PRELUDE = `
@@ -436,6 +441,11 @@ export function routerLogitsCode(s: DecodeShape, t: DecodeTiles): string {
   if (t.routerVec4 === true) return routerLogitsVec4Code(s, t, hs, hsGate);
   const ru = Math.max(1, Math.floor(t.routerUnroll ?? 1));
   const rr = routerReduceRows(s, t);
+  const tg = routerTokenGroups(s, t);
+  // Token groups: workgroup wid = w * TG + g takes tokens tb = g * TT .. of the split and columns of w (TT tokens
+  // per workgroup; loads past T read token T - 1, their sums are not written).
+  const TT = Math.ceil(s.T / tg);
+  const xt = (t: string) => tg > 1 ? `min(tb + ${t}, T - 1)` : t;
   return `${PRELUDE}${layoutConsts(s, t)}
   @group(0) @binding(0) var<storage, read> gate : array<f32>;
   @group(0) @binding(1) var<storage, read_write> work : array<f32>;
@@ -447,11 +457,15 @@ export function routerLogitsCode(s: DecodeShape, t: DecodeTiles): string {
   const HS = ${hs};
   const HSG = ${Math.max(1, hsGate)};
   const CG = ${Math.ceil(s.E / 32)};
+  const TT = ${TT};
   var<workgroup> red : array<f32, ${256 * rr}>;
 
   @compute @workgroup_size(256)
-  fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index) li : u32) {
+  fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index) li : u32) {${tg > 1 ? `
+    let w = i32(wid.x) / ${tg};
+    let tb = (i32(wid.x) % ${tg}) * TT;` : `
     let w = i32(wid.x);
+    let tb = 0;`}
     let lid = i32(li);
     let cl = lid % 32;
     let hl = lid / 32;
@@ -470,7 +484,7 @@ export function routerLogitsCode(s: DecodeShape, t: DecodeTiles): string {
     }
     let h0 = split * rows;
     let h1 = min(H, h0 + rows);
-    var acc : array<f32, T>;
+    var acc : array<f32, TT>;
     if (c < n) {${ru > 1 ? `
       // RU row steps' loads (router and x) before their FMAs; a step past h1 loads row H - 1 and adds nothing.
       for (var hb = h0 + hl; hb < h1; hb += 8 * ${ru}) {${Array.from({length: ru}, (_, u) => `
@@ -478,23 +492,28 @@ export function routerLogitsCode(s: DecodeShape, t: DecodeTiles): string {
         let hc${u} = min(hu${u}, H - 1);
         var wv${u} = 0.0;
         if (isGate) { wv${u} = gate[hc${u} * E + c]; } ${s.sharedGate ? `else { wv${u} = sgate[hc${u}]; }` : ''}`).join('')}
-        for (var t = 0; t < T; t++) {${Array.from({length: ru}, (_, u) => `
-          let p${u} = x[t * H + hc${u}] * wv${u};`).join('')}
+        for (var t = 0; t < TT; t++) {${Array.from({length: ru}, (_, u) => `
+          let p${u} = x[${xt('t')} * H + hc${u}] * wv${u};`).join('')}
           acc[t] += ${Array.from({length: ru}, (_, u) => `select(0.0, p${u}, hu${u} < h1)`).join(' + ')};
         }
       }` : `
       for (var h = h0 + hl; h < h1; h += 8) {
         var wv = 0.0;
         if (isGate) { wv = gate[h * E + c]; } ${s.sharedGate ? 'else { wv = sgate[h]; }' : ''}
-        for (var t = 0; t < T; t++) { acc[t] += x[t * H + h] * wv; }
+        for (var t = 0; t < TT; t++) { acc[t] += x[${xt('t')} * H + h] * wv; }
       }`}
     }${routerReduce(rr, 'acc')}
   }`;
 }
 
-/** Tokens per reduction round of routerLogits (DecodeTiles.routerReduceRows). */
+/** Tokens per reduction round of routerLogits (DecodeTiles.routerReduceRows; at most its tokens per workgroup). */
 function routerReduceRows(s: DecodeShape, t: DecodeTiles): number {
-  return Math.max(1, Math.min(s.T, Math.floor(t.routerReduceRows ?? 1), 16));
+  return Math.max(1, Math.min(Math.ceil(s.T / routerTokenGroups(s, t)), Math.floor(t.routerReduceRows ?? 1), 16));
+}
+
+/** Workgroups per (split, column group) of routerLogits, each with its share of the tokens (routerTokenGroups). */
+function routerTokenGroups(s: DecodeShape, t: DecodeTiles): number {
+  return Math.max(1, Math.min(s.T, Math.floor(t.routerTokenGroups ?? 1)));
 }
 
 /**
@@ -505,34 +524,34 @@ function routerReduceRows(s: DecodeShape, t: DecodeTiles): number {
 function routerReduce(rr: number, acc: string): string {
   if (rr === 1) {
     return `
-    for (var t = 0; t < T; t++) {
+    for (var t = 0; t < TT; t++) {
       red[lid] = ${acc}[t];
       workgroupBarrier();
-      if (hl == 0 && c < n) {
+      if (hl == 0 && c < n && tb + t < T) {
         var v = 0.0;
         for (var l = 0; l < 8; l++) { v += red[l * 32 + cl]; }
-        if (isGate) { work[W_LOGITS + (split * T + t) * E + c] = v; }
-        else { work[W_SGATE + split * T + t] = v; }
+        if (isGate) { work[W_LOGITS + (split * T + tb + t) * E + c] = v; }
+        else { work[W_SGATE + split * T + tb + t] = v; }
       }
       workgroupBarrier();
     }`;
   }
   return `
     let c0 = c - cl;
-    for (var t0 = 0; t0 < T; t0 += ${rr}) {
+    for (var t0 = 0; t0 < TT; t0 += ${rr}) {
       for (var r = 0; r < ${rr}; r++) {
-        if (t0 + r < T) { red[r * 256 + lid] = ${acc}[t0 + r]; }
+        if (t0 + r < TT) { red[r * 256 + lid] = ${acc}[t0 + r]; }
       }
       workgroupBarrier();
       for (var o = lid; o < ${rr * 32}; o += 256) {
         let r = o / 32;
         let col = o % 32;
         let t = t0 + r;
-        if (t < T && c0 + col < n) {
+        if (t < TT && tb + t < T && c0 + col < n) {
           var v = 0.0;
           for (var l = 0; l < 8; l++) { v += red[r * 256 + l * 32 + col]; }
-          if (isGate) { work[W_LOGITS + (split * T + t) * E + c0 + col] = v; }
-          else { work[W_SGATE + split * T + t] = v; }
+          if (isGate) { work[W_LOGITS + (split * T + tb + t) * E + c0 + col] = v; }
+          else { work[W_SGATE + split * T + tb + t] = v; }
         }
       }
       workgroupBarrier();
