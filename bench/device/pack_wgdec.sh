@@ -15,7 +15,7 @@ common=(--bundle --minify --platform=node --format=esm --log-level=warning "--ba
         --external:webgpu --external:onnxruntime-node --external:onnxruntime-common "--external:*.node")
 $ESB bench/webgpu_decode_bench.ts "${common[@]}" --outfile="$S/webgpu_decode_bench.mjs"
 $ESB wgdec.spec=bench/device/wgdec_specs.ts "${common[@]}" --alias:tfjs-moe=./dist/esm --outdir="$S/build/spec"
-$ESB scripts/run-specs.mjs "${common[@]}" --outfile="$S/run-specs.mjs"
+$ESB bench/device/wgdec_run_specs.mjs "${common[@]}" --outfile="$S/run-specs.mjs"
 cp -r node_modules/jasmine-core/lib/jasmine-core "$S/jasmine-core"
 tar -C "$S" -cf - package.json build run-specs.mjs jasmine-core webgpu_decode_bench.mjs | xz -9e -T2 > "$DEST/bundle.tar.xz"
 rm -rf "$S"

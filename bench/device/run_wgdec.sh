@@ -16,17 +16,21 @@ cp "$HERE/commit.txt" "$OUT/" 2>/dev/null
 [ -f "$HERE/batch.env" ] && . "$HERE/batch.env"
 cd "$W"
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader | tee "$OUT/gpu.txt"
+# Steps within LANE_BUDGET (the lead's limit for the whole script): the specs first, the bench gets the rest.
+BUDGET=${LANE_BUDGET:-100}
+START=$SECONDS
 if [ "${SPEC_TIMEOUT:-30}" != 0 ]; then
   echo "=== specs $(date +%T)"
-  SPEC_TIMING=spec timeout ${SPEC_TIMEOUT:-30} node run-specs.mjs > "$OUT/specs.log" 2>&1
+  SPEC_FILTER=${SPEC_FILTER:-} timeout ${SPEC_TIMEOUT:-30} node run-specs.mjs > "$OUT/specs.log" 2>&1
   echo "exit $?"
-  grep -E 'FAILED|SKIPPED|passed, ' "$OUT/specs.log" | head -12
+  grep -E 'failed:|pending:|passed, ' "$OUT/specs.log" | head -12
   grep -E 'webgpu decode packed: .*(unit|unchecked|router)' "$OUT/specs.log" | head -6
 fi
 echo "=== decode bench $(date +%T)"
 OUT=$OUT BENCH_T= BENCH_LARGE_T= BENCH_STACK=0 BENCH_ENTRIES=0 BENCH_PACKED=${FORMATS:-'int4 g32,float16,bfloat16'} \
   BENCH_PACKED_T=16,1 BENCH_PACKED_T_REST=16 BENCH_PACKED_SWEEP=5 BENCH_CANDIDATES=s8 BENCH_S8=${S8:-} BENCH_ORT=${ORT:-} BENCH_TAG=${BATCH:-s8_wgdec} \
-  timeout ${DECODE_TIMEOUT:-62} node webgpu_decode_bench.mjs > "$OUT/decode_bench.log" 2>&1
+  timeout $(( ${DECODE_TIMEOUT:-62} < BUDGET - (SECONDS - START) - 6 ? ${DECODE_TIMEOUT:-62} : BUDGET - (SECONDS - START) - 6 )) \
+  node webgpu_decode_bench.mjs > "$OUT/decode_bench.log" 2>&1
 echo "exit $?"
 node -e '
 const fs = require("fs");
