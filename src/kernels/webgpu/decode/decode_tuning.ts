@@ -39,7 +39,9 @@ const DECODERS = {e2m1Half: true, int4Half: true} as const;
  * 4- and 8-bit codes at T = 5-16 (session 8 batches 1 and 1b, Qwen3 T = 16, GPU whole forward, interleaved rounds):
  * upGate's decode-once step written out per row count (upRowCases: upGate 0.112 -> 0.089 ms for int4 g32), whole
  * steps read unchecked, int4 codes as 1 + c / 16 (int4Unit; its rounding: docs/formats.md section 8). int4 g32
- * 0.2095 -> 0.1774 ms, mxfp4 0.212 -> 0.183, int8 0.234 -> 0.209. Not taken: the router's 16-token reduction, unit
+ * 0.2095 -> 0.1774 ms, mxfp4 0.212 -> 0.183, int8 0.234 -> 0.209; batch 2, old and new table in one run: 0.209 ->
+ * 0.176, 0.211 -> 0.187, 0.236 -> 0.209 (one stream loop per row count and the router in token groups: no gain).
+ * Not taken: the router's 16-token reduction, unit
  * info at once, the tile-major down, 3 rows (ties), prefetch and float-bit codes (slower). The halves keep checked
  * steps (bfloat16's down was slower unchecked: 0.110 vs 0.099 ms in both batches).
  */
