@@ -183,6 +183,57 @@ __device__ __forceinline__ void mmaTf32(float (&d)[4], const uint32_t (&a)[4], c
                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
+// One 16-deep k tile of a warp's 64 x 32 block (m16n8k8 tiles; lane = 4 g + t) in TF32 x 3, from a(m, k) / b(n, k)
+// (the block's shared-memory tiles, whatever their layout): per k8 step and accumulator, al*bh, ah*bl, ah*bh.
+template <typename ReadA, typename ReadB>
+__device__ __forceinline__ void tf32x3Tile(float (&acc)[4][4][4], int wm, int wn, int g, int t, ReadA&& a,
+                                           ReadB&& b) {
+#pragma unroll
+  for (int k0 = 0; k0 < kDenseF32BK; k0 += 8) {
+    uint32_t bh[4][2], bl[4][2];
+#pragma unroll
+    for (int ni = 0; ni < 4; ni++) {
+      const int n = wn + ni * 8 + g;
+      splitTf32(b(n, k0 + t), bh[ni][0], bl[ni][0]);
+      splitTf32(b(n, k0 + t + 4), bh[ni][1], bl[ni][1]);
+    }
+#pragma unroll
+    for (int mi = 0; mi < 4; mi++) {
+      const int m = wm + mi * 16 + g;
+      uint32_t ah[4], al[4];
+      splitTf32(a(m, k0 + t), ah[0], al[0]);
+      splitTf32(a(m + 8, k0 + t), ah[1], al[1]);
+      splitTf32(a(m, k0 + t + 4), ah[2], al[2]);
+      splitTf32(a(m + 8, k0 + t + 4), ah[3], al[3]);
+#pragma unroll
+      for (int ni = 0; ni < 4; ni++) {
+        mmaTf32(acc[mi][ni], al, bh[ni]);  // the small terms first
+        mmaTf32(acc[mi][ni], ah, bl[ni]);
+        mmaTf32(acc[mi][ni], ah, bh[ni]);
+      }
+    }
+  }
+}
+// The warp's accumulators (m16n8: c0, c1 at row g, columns 2t, 2t+1; c2, c3 at row g + 8) from row r0, column c0
+// into this K slice's slab of C.
+__device__ __forceinline__ void tf32x3Store(const GemmProblem& p, const float (&acc)[4][4][4], int r0, int c0, int g,
+                                            int t) {
+  const GemmProblem q = sliceOf(p);
+  using E = Epi<float, Epilogue::kStore>;
+#pragma unroll
+  for (int mi = 0; mi < 4; mi++) {
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+      const int r = r0 + mi * 16 + g + h * 8;
+      if (r >= p.M) continue;
+#pragma unroll
+      for (int ni = 0; ni < 4; ni++) {
+        E::store2(q, p.bias, r, c0 + ni * 8 + 2 * t, acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1]);
+      }
+    }
+  }
+}
+
 // 8 warps as 2 (rows) x 4 (columns), each a 64 x 32 block of m16n8k8 tiles; fragments read straight from the k-major
 // tiles (row stride 136: the 32 lanes of a fragment read hit 32 banks).
 __global__ void __launch_bounds__(kDenseF32Threads) denseF32Tf32x3Kernel(const GemmProblem p) {
@@ -203,49 +254,10 @@ __global__ void __launch_bounds__(kDenseF32Threads) denseF32Tf32x3Kernel(const G
       for (int c = 0; c < 4; c++) acc[i][j][c] = 0.f;
 
   denseMainLoop(p, st, As, Bs, tid, [&](int buf) {
-#pragma unroll
-    for (int k0 = 0; k0 < BK; k0 += 8) {
-      uint32_t bh[4][2], bl[4][2];
-#pragma unroll
-      for (int ni = 0; ni < 4; ni++) {
-        const int n = wn + ni * 8 + g;
-        splitTf32(Bs[buf][k0 + t][n], bh[ni][0], bl[ni][0]);
-        splitTf32(Bs[buf][k0 + t + 4][n], bh[ni][1], bl[ni][1]);
-      }
-#pragma unroll
-      for (int mi = 0; mi < 4; mi++) {
-        const int m = wm + mi * 16 + g;
-        uint32_t ah[4], al[4];
-        splitTf32(As[buf][k0 + t][m], ah[0], al[0]);
-        splitTf32(As[buf][k0 + t][m + 8], ah[1], al[1]);
-        splitTf32(As[buf][k0 + t + 4][m], ah[2], al[2]);
-        splitTf32(As[buf][k0 + t + 4][m + 8], ah[3], al[3]);
-#pragma unroll
-        for (int ni = 0; ni < 4; ni++) {
-          mmaTf32(acc[mi][ni], al, bh[ni]);  // the small terms first
-          mmaTf32(acc[mi][ni], ah, bl[ni]);
-          mmaTf32(acc[mi][ni], ah, bh[ni]);
-        }
-      }
-    }
+    tf32x3Tile(acc, wm, wn, g, t, [&](int m, int k) { return As[buf][k][m]; }, [&](int n, int k) { return Bs[buf][k][n]; });
   });
 
-  // Accumulator (m16n8): c0, c1 at row g, columns 2t, 2t+1; c2, c3 at row g + 8.
-  const GemmProblem q = sliceOf(p);
-  using E = Epi<float, Epilogue::kStore>;
-  const int n0 = blockIdx.y * kDenseF32Cols;
-#pragma unroll
-  for (int mi = 0; mi < 4; mi++) {
-#pragma unroll
-    for (int h = 0; h < 2; h++) {
-      const int r = st.m0 + wm + mi * 16 + g + h * 8;
-      if (r >= p.M) continue;
-#pragma unroll
-      for (int ni = 0; ni < 4; ni++) {
-        E::store2(q, p.bias, r, n0 + wn + ni * 8 + 2 * t, acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1]);
-      }
-    }
-  }
+  tf32x3Store(p, acc, st.m0 + wm, blockIdx.y * kDenseF32Cols + wn, g, t);
 }
 
 // The same TF32 x 3 products in the same order (bitwise the same outputs as denseF32Tf32x3Kernel), with the tiles
@@ -333,48 +345,11 @@ __global__ void __launch_bounds__(kDenseF32Threads, 2) denseF32Tf32x3PipeKernel(
         }
       }
     }
-#pragma unroll
-    for (int k0 = 0; k0 < BK; k0 += 8) {
-      uint32_t bh[4][2], bl[4][2];
-#pragma unroll
-      for (int ni = 0; ni < 4; ni++) {
-        const int n = wn + ni * 8 + g;
-        splitTf32(bs[n][k0 + t], bh[ni][0], bl[ni][0]);
-        splitTf32(bs[n][k0 + t + 4], bh[ni][1], bl[ni][1]);
-      }
-#pragma unroll
-      for (int mi = 0; mi < 4; mi++) {
-        const int m = wm + mi * 16 + g;
-        uint32_t ah[4], al[4];
-        splitTf32(as[m][k0 + t], ah[0], al[0]);
-        splitTf32(as[m + 8][k0 + t], ah[1], al[1]);
-        splitTf32(as[m][k0 + t + 4], ah[2], al[2]);
-        splitTf32(as[m + 8][k0 + t + 4], ah[3], al[3]);
-#pragma unroll
-        for (int ni = 0; ni < 4; ni++) {
-          mmaTf32(acc[mi][ni], al, bh[ni]);  // the small terms first, as denseF32Tf32x3Kernel
-          mmaTf32(acc[mi][ni], ah, bl[ni]);
-          mmaTf32(acc[mi][ni], ah, bh[ni]);
-        }
-      }
-    }
+    tf32x3Tile(acc, wm, wn, g, t, [&](int m, int k) { return as[m][k]; }, [&](int n, int k) { return bs[n][k]; });
   }
   cpAsyncWait<0>();
 
-  const GemmProblem q = sliceOf(p);
-  using E = Epi<float, Epilogue::kStore>;
-#pragma unroll
-  for (int mi = 0; mi < 4; mi++) {
-#pragma unroll
-    for (int h = 0; h < 2; h++) {
-      const int r = m0 + wm + mi * 16 + g + h * 8;
-      if (r >= p.M) continue;
-#pragma unroll
-      for (int ni = 0; ni < 4; ni++) {
-        E::store2(q, p.bias, r, n0 + wn + ni * 8 + 2 * t, acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1]);
-      }
-    }
-  }
+  tf32x3Store(p, acc, m0 + wm, n0 + wn, g, t);
 }
 
 }  // namespace gemm
