@@ -31,9 +31,9 @@ C24='{"env:TFJS_MOE_CUDA_SM90_TILES": "2,4"}'
 R='{"env:TFJS_MOE_CUDA_DENSE_F32": "tf32x3-regs"}'
 S16='{"env:TFJS_MOE_CUDA_GATE_SPLIT_MAX": "16"}'
 S32='{"env:TFJS_MOE_CUDA_GATE_SPLIT_MAX": "32"}'
-AB=${AB:-"[$R, $C41, $C44, $D, $C24, $S16, $S32, $R, $C41, $D]"}
+AB=${AB:-"[$R, $S16, $S32, $C41, $D, $C24, $R, $C41, $D, $C44]"}
 timeout $(cap ${BENCH_S:-40}) node build/spec/cuda_bench.js --kernel-only --ab-stages --dtypes ${DTYPES:-bfloat16} \
-    --tokens ${TOKENS:-256,4096} --ab "$AB" --out "$OUT/cuda_bench_s8_cudapre_${BATCH}.json" > "$OUT/bench.log" 2>&1
+    --tokens ${TOKENS:-4096,256} --ab "$AB" --out "$OUT/cuda_bench_s8_cudapre_${BATCH}.json" > "$OUT/bench.log" 2>&1
 echo "bench exit $?"
 grep -E '^kernel-only' "$OUT/bench.log" | sed -E 's/, (router|routing|permute)[^,]*//g'
 tail -2 "$OUT/bench.log"
@@ -43,7 +43,7 @@ TFJS_MOE_SPEC_SCALE=small timeout $(cap ${MEMCHECK_S:-25}) compute-sanitizer --t
 echo "compute-sanitizer exit code $?"
 grep -E 'ERROR SUMMARY|passed, .* failed|========= (Invalid|Program hit)' "$OUT/memcheck.log" | head -12
 # ncu runs: 'tag env regex launches' (env '-' = the defaults), one forward at T = 4096 each.
-NCU_RUNS=${NCU_RUNS:-"default - denseF32|splitKReduce|wgmmaGemmKernel 4
+NCU_RUNS=${NCU_RUNS:-"default - denseF32|splitKReduce|topkSelect|moeScores|permute|wgmmaGemmKernel 6
 cluster41 TFJS_MOE_CUDA_SM90_TILES=4,1 wgmmaGemmKernel 2
 regs TFJS_MOE_CUDA_DENSE_F32=tf32x3-regs denseF32 1"}
 while read -r tag env regex count; do
@@ -54,7 +54,7 @@ while read -r tag env regex count; do
   timeout $(cap ${NCU_S:-20}) ncu --clock-control none -k "regex:$regex" --launch-count "$count" --section SpeedOfLight \
       --section MemoryWorkloadAnalysis --section WarpStateStats --section SchedulerStats node build/spec/cuda_bench.js \
       --kernel-only --ncu --dtypes bfloat16 --tokens 4096 > "$OUT/ncu_4096_$tag.txt" 2>&1 )
-  grep -E 'wgmmaGemmKernel|denseF32|splitKReduce|Duration|DRAM Throughput|L2 Cache Throughput|Compute \(SM\)|L2 Hit|Issue Slots Busy|No Eligible|Warp Cycles Per Issued' \
+  grep -E 'wgmmaGemmKernel|denseF32|splitKReduce|topkSelect|moeScores|permute|Duration|DRAM Throughput|L2 Cache Throughput|Compute \(SM\)|L2 Hit|Issue Slots Busy|No Eligible|Warp Cycles Per Issued' \
       "$OUT/ncu_4096_$tag.txt" | cut -c1-150 | head -$(( 10 * count ))
 done <<< "$NCU_RUNS"
 echo "=== done $(date +%T), $(( $(date +%s) - T0 )) s"

@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <map>
 
 #include "gemm_sm90.cuh"
 #include "gemm_sm90.h"
@@ -111,32 +112,30 @@ int smCount() {
 }
 
 // How many clusters of CLUSTER blocks of this kernel the device runs at once (one block per SM: CLUSTER = 1 is
-// the SM count; pairs must sit in one GPC, which can leave an SM idle). Asked once per kernel and size.
+// the SM count; pairs must sit in one GPC, which can leave an SM idle). Asked once per kernel (at its first, eager
+// launch: the layer runs a forward before it captures one).
 template <int CLUSTER, typename Kernel>
 int residentClusters(Kernel kernel, int smem) {
   if (CLUSTER == 1) return smCount();
-  static const void* cachedKernel = nullptr;
-  static int cachedSmem = -1, cached = 0;
-  if (cachedKernel != reinterpret_cast<const void*>(kernel) || cachedSmem != smem) {
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(smCount() / CLUSTER * CLUSTER);
-    cfg.blockDim = dim3(sm90::kThreads);
-    cfg.dynamicSmemBytes = smem;
-    cudaLaunchAttribute attr;
-    attr.id = cudaLaunchAttributeClusterDimension;
-    attr.val.clusterDim.x = CLUSTER;
-    attr.val.clusterDim.y = 1;
-    attr.val.clusterDim.z = 1;
-    cfg.attrs = &attr;
-    cfg.numAttrs = 1;
-    int n = 0;
-    MOE_CUDA(cudaOccupancyMaxActiveClusters(&n, kernel, &cfg));
-    if (n <= 0) throw CudaError("wgmmaGemmKernel: no cluster of " + std::to_string(CLUSTER) + " blocks fits");
-    cached = n;
-    cachedSmem = smem;
-    cachedKernel = reinterpret_cast<const void*>(kernel);
-  }
-  return cached;
+  static std::map<const void*, int> known;
+  const auto it = known.find(reinterpret_cast<const void*>(kernel));
+  if (it != known.end()) return it->second;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(smCount() / CLUSTER * CLUSTER);
+  cfg.blockDim = dim3(sm90::kThreads);
+  cfg.dynamicSmemBytes = smem;
+  cudaLaunchAttribute attr;
+  attr.id = cudaLaunchAttributeClusterDimension;
+  attr.val.clusterDim.x = CLUSTER;
+  attr.val.clusterDim.y = 1;
+  attr.val.clusterDim.z = 1;
+  cfg.attrs = &attr;
+  cfg.numAttrs = 1;
+  int n = 0;
+  MOE_CUDA(cudaOccupancyMaxActiveClusters(&n, kernel, &cfg));
+  if (n <= 0) throw CudaError("wgmmaGemmKernel: no cluster of " + std::to_string(CLUSTER) + " blocks fits");
+  known.emplace(reinterpret_cast<const void*>(kernel), n);
+  return n;
 }
 
 template <typename Elem, typename OutT, Epilogue EPI, int BM, int BN, int STAGES, bool A_TMA, bool INT4 = false,
