@@ -52,6 +52,12 @@ constexpr Sm90Row kTable[] = {
     {96, 3, 3},
     {1 << 30, 2, 1},
 };
+// The table as session 7 shipped it (TFJS_MOE_CUDA_SM90_TABLE=s7, A/B timing of a table change in one process).
+constexpr Sm90Row kTableSession7[] = {
+    {8, -1, -1},
+    {96, 3, 3},
+    {1 << 30, 2, 1},
+};
 // 'on' (every shape): the same, and 64x128 tiles at decode sizes.
 constexpr Sm90Row kTableOn[] = {
     {8, 3, 3},
@@ -316,7 +322,9 @@ static int chooseConfig(const GemmProblem& p) {
   if (config < 0 || config >= sm90ConfigCount()) {
     const int rows = p.rowsPerSegmentHint > 0 ? p.rowsPerSegmentHint : p.M;
     config = -1;
-    const Sm90Row* table = t.mode == Sm90Gemm::kOn ? kTableOn : kTable;
+    const char* tableEnv = std::getenv("TFJS_MOE_CUDA_SM90_TABLE");
+    const bool session7 = tableEnv != nullptr && std::strcmp(tableEnv, "s7") == 0;
+    const Sm90Row* table = t.mode == Sm90Gemm::kOn ? kTableOn : session7 ? kTableSession7 : kTable;
     for (int i = 0;; i++) {
       if (rows <= table[i].maxRowsPerSegment) {
         config = p.epilogue == Epilogue::kSwiglu ? table[i].swigluConfig : table[i].otherConfig;
