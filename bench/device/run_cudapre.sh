@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The cudapre GPU batch (packed by `SPECS=bench/device/cudapre_specs.ts MEMCHECK_SPECS=bench/device/cudapre_memcheck_specs.ts
-# RUN=bench/device/run_cudapre.sh bash bench/device/pack_fmt.sh DEST`): the packed files next to this script, $OUT = results,
-# LANE_BUDGET = seconds for all of it. Steps: specs (cudapre_specs.ts), cuda_bench kernel-only ($DTYPES at $TOKENS)
-# with the A/B variants $AB (each variant's stage profile; the default repeated between variants: the bench's
-# position bias), ncu of the forward's kernels at T = 4096, compute-sanitizer memcheck of cudapre_memcheck_specs.ts,
-# then more ncu runs ($NCU_RUNS) while time is left.
+# RUN=bench/device/run_cudapre.sh bash bench/device/pack_fmt.sh DEST`): the packed files next to this script, $OUT =
+# results, LANE_BUDGET = seconds for all of it. Steps: specs (cudapre_specs.ts), cuda_bench kernel-only ($DTYPES at
+# $TOKENS) with the A/B variants $AB (each variant's stage profile; the default repeated between variants: the
+# bench's position bias), compute-sanitizer memcheck of cudapre_memcheck_specs.ts, then ncu runs ($NCU_RUNS: 'tag env
+# regex launches' lines, one forward at T = 4096 each) while time is left.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
@@ -19,34 +19,36 @@ cp "$HERE/commit.txt" "$W/" 2>/dev/null; cd "$W"
 export TFJS_MOE_CUDA_ADDON=/tmp/cudapre_addon.node
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader | tee "$OUT/gpu.txt"
 cp commit.txt "$OUT/" 2>/dev/null
-BATCH=${BATCH:-B1}
+BATCH=${BATCH:-B2}
 echo "=== specs $(date +%T)"
-timeout $(cap ${SPEC_S:-25}) node run-specs.mjs build/spec/cuda_fmt.spec.js > "$OUT/specs.log" 2>&1
+# TFJS_MOE_CUDA_ZERO_SIDE=2 (an A/B candidate: the output zeroed on a side stream from the up_gate launch) under the
+# specs, so the path the bench times is checked against the float64 reference too.
+TFJS_MOE_CUDA_ZERO_SIDE=${SPEC_ZERO_SIDE:-2} timeout $(cap ${SPEC_S:-25}) node run-specs.mjs build/spec/cuda_fmt.spec.js \
+    < /dev/null > "$OUT/specs.log" 2>&1
 echo "specs exit $?"
 grep -E 'FAILED|passed, |Error' "$OUT/specs.log" | head -20
 echo "=== bench $(date +%T)"
 D='{}'
-C41='{"env:TFJS_MOE_CUDA_SM90_TILES": "4,1"}'
-C44='{"env:TFJS_MOE_CUDA_SM90_TILES": "4,4"}'
-C24='{"env:TFJS_MOE_CUDA_SM90_TILES": "2,4"}'
 R='{"env:TFJS_MOE_CUDA_DENSE_F32": "tf32x3-regs"}'
-S16='{"env:TFJS_MOE_CUDA_GATE_SPLIT_MAX": "16"}'
-S32='{"env:TFJS_MOE_CUDA_GATE_SPLIT_MAX": "32"}'
-Z1='{"env:TFJS_MOE_CUDA_ZERO_SIDE": "1"}'
-AB=${AB:-"[$R, $S16, $S32, $C41, $D, $C24, $R, $C41, $D, $Z1, $C44]"}
-# The bench's baseline: the output zeroed on the layer stream (the side-stream zeroing is variant Z1).
-TFJS_MOE_CUDA_ZERO_SIDE=${BENCH_ZERO_SIDE:-0} timeout $(cap ${BENCH_S:-35}) node build/spec/cuda_bench.js --kernel-only --ab-stages --dtypes ${DTYPES:-bfloat16} \
-    --tokens ${TOKENS:-4096,256} --ab "$AB" --out "$OUT/cuda_bench_s8_cudapre_${BATCH}.json" > "$OUT/bench.log" 2>&1
+S64='{"env:TFJS_MOE_CUDA_GATE_SPLIT_MAX": "64"}'
+Z2='{"env:TFJS_MOE_CUDA_ZERO_SIDE": "2"}'
+# OLD: session 7's kernels (register-staged router tiles, 64 K slices); the default: this session's.
+OLD='{"env:TFJS_MOE_CUDA_DENSE_F32": "tf32x3-regs", "env:TFJS_MOE_CUDA_GATE_SPLIT_MAX": "64"}'
+AB=${AB:-"[$OLD, $Z2, $R, $S64, $D, $OLD, $Z2, $D]"}
+timeout $(cap ${BENCH_S:-30}) node build/spec/cuda_bench.js --kernel-only --ab-stages --dtypes ${DTYPES:-bfloat16,int4} \
+    --tokens ${TOKENS:-4096,256} --ab "$AB" --out "$OUT/cuda_bench_s8_cudapre_${BATCH}.json" < /dev/null > "$OUT/bench.log" 2>&1
 echo "bench exit $?"
-grep -E '^kernel-only' "$OUT/bench.log" | sed -E 's/, (router|routing|permute)[^,]*//g'
+grep -E '^kernel-only' "$OUT/bench.log" | sed -E 's/, (convert\/latent|combine\/latent|shared experts) [0-9.]*//g'
 tail -2 "$OUT/bench.log"
-# ncu runs: 'tag env regex launches' (env '-' = the defaults), one forward at T = 4096 each.
-NCU_RUNS=${NCU_RUNS:-"default - denseF32|splitKReduce|topkSelect|moeScores|permute|wgmmaGemmKernel 6
-cluster41 TFJS_MOE_CUDA_SM90_TILES=4,1 wgmmaGemmKernel 2
-regs TFJS_MOE_CUDA_DENSE_F32=tf32x3-regs denseF32 1"}
-ncu_run() {  # tag env regex count
-  local tag=$1 env=$2 regex=$3 count=$4
-  [ "$(left)" -lt 12 ] && { echo "ncu $tag skipped (time)"; return; }
+echo "=== memcheck $(date +%T)"
+TFJS_MOE_SPEC_SCALE=small timeout $(cap ${MEMCHECK_S:-20}) compute-sanitizer --tool memcheck --leak-check no --error-exitcode 3 \
+    node run-specs.mjs build/spec/cuda_memcheck.spec.js < /dev/null > "$OUT/memcheck.log" 2>&1
+echo "compute-sanitizer exit code $?"
+grep -E 'ERROR SUMMARY|passed, .* failed|========= (Invalid|Program hit)' "$OUT/memcheck.log" | head -12
+NCU_RUNS=${NCU_RUNS:-"default - denseF32|splitKReduce|topkSelect|moeScores|permute|wgmmaGemmKernel 6"}
+while read -r tag env regex count; do
+  [ -z "$tag" ] && continue
+  [ "$(left)" -lt 12 ] && { echo "ncu $tag skipped (time)"; continue; }
   echo "=== ncu $tag $(date +%T)"
   ( [ "$env" != - ] && export "$env"
   timeout $(cap ${NCU_S:-15}) ncu --clock-control none -k "regex:$regex" --launch-count "$count" --section SpeedOfLight \
@@ -54,18 +56,5 @@ ncu_run() {  # tag env regex count
       --kernel-only --ncu --dtypes bfloat16 --tokens 4096 < /dev/null > "$OUT/ncu_4096_$tag.txt" 2>&1 )
   grep -E 'wgmmaGemmKernel|denseF32|splitKReduce|topkSelect|moeScores|permute|Duration|DRAM Throughput|L2 Cache Throughput|Compute \(SM\)|L2 Hit|Issue Slots Busy|No Eligible|Warp Cycles Per Issued' \
       "$OUT/ncu_4096_$tag.txt" | cut -c1-150 | head -$(( 10 * count ))
-}
-first=1
-while read -r tag env regex count; do
-  [ -z "$tag" ] && continue
-  ncu_run "$tag" "$env" "$regex" "$count"
-  if [ $first = 1 ]; then
-    first=0
-    echo "=== memcheck $(date +%T)"
-    TFJS_MOE_SPEC_SCALE=small timeout $(cap ${MEMCHECK_S:-20}) compute-sanitizer --tool memcheck --leak-check no --error-exitcode 3 \
-        node run-specs.mjs build/spec/cuda_memcheck.spec.js < /dev/null > "$OUT/memcheck.log" 2>&1
-    echo "compute-sanitizer exit code $?"
-    grep -E 'ERROR SUMMARY|passed, .* failed|========= (Invalid|Program hit)' "$OUT/memcheck.log" | head -12
-  fi
 done <<< "$NCU_RUNS"
 echo "=== done $(date +%T), $(( $(date +%s) - T0 )) s"

@@ -22,8 +22,11 @@ int roundUp(int v, int m) { return (v + m - 1) / m * m; }
 
 // Up to this many tokens the layer's kernels are launched with programmatic dependent launch (see enqueue).
 constexpr int kPdlMaxTokens = 32;
-// The router GEMM's largest split-K factor (gateSplit): T = 256 on 128-row tiles fills 128 blocks of two k tiles.
-constexpr int kGateSplitMax = 64;
+// The router GEMM's largest split-K factor (gateSplit): T = 256 on 128-row tiles fills 64 blocks of four k tiles
+// (H200, session 8 batch B1b, the cp.async router kernel: T = 256 layer 0.3550 ms vs 0.3567-0.3580 at 64 slices;
+// session 6's batch N with the register-staged kernel: 0.3608 vs 0.3635). TFJS_MOE_CUDA_GATE_SPLIT_MAX may ask for up
+// to kGateSplitLimit (the partial-sum workspace is sized for it).
+constexpr int kGateSplitMax = 32, kGateSplitLimit = 64;
 // The down GEMM is token-owned (combine fused) while R * this <= E: then the T*k pairs hit almost only distinct
 // experts (T = 1, 2 at E = 128, k = 8), so streaming each pair's expert reads hardly any weight twice.
 constexpr long long kTokenOwnedDownFactor = 8;
@@ -316,7 +319,7 @@ void MoeLayer::ensureWorkspace(int T) {
   // (TFJS_MOE_CUDA_GATE_SPLIT_MAX only lowers it). Above 2^16 rows the split is 1.
   size_t slabRows = cap;
   for (int t = 1; t <= std::min(cap, 1 << 16); t++) {
-    slabRows = std::max(slabRows, static_cast<size_t>(gateSplit(t, kGateSplitMax)) * t);
+    slabRows = std::max(slabRows, static_cast<size_t>(gateSplit(t, kGateSplitLimit)) * t);
   }
   gatePartial_.ensure(slabRows * gateCols_ * 4);
   ids_.ensure(R * 4);
@@ -342,7 +345,7 @@ void MoeLayer::ensureWorkspace(int T) {
 static int gateSplitMaxEnv() {
   const char* v = std::getenv("TFJS_MOE_CUDA_GATE_SPLIT_MAX");
   const int n = v ? std::atoi(v) : 0;
-  return n >= 1 && n <= kGateSplitMax ? n : kGateSplitMax;
+  return n >= 1 && n <= kGateSplitLimit ? n : kGateSplitMax;
 }
 
 int MoeLayer::gateSplit(int T) const { return gateSplit(T, gateSplitMaxEnv()); }
@@ -381,18 +384,21 @@ static bool downCombineEnv() {
   return v == nullptr || v[0] != '0';
 }
 
-// TFJS_MOE_CUDA_ZERO_SIDE (A/B timing, read at each launch): '0' zeroes the output for the down GEMM's combine on
-// the layer's stream right before that GEMM (as in session 7); unset: on a side stream from the forward's start.
-static bool zeroSideEnv() {
+// TFJS_MOE_CUDA_ZERO_SIDE (A/B timing, read at each launch): where the output for the down GEMM's combine is zeroed.
+// Unset or '0': on the layer's stream right before that GEMM (the default); '1': on a side stream from the forward's
+// start (H200, session 8 batch B1b: slower, T = 4096 0.9143 vs 0.9056-0.9083 ms, T = 256 0.3612 vs 0.3567-0.3580:
+// the memset beside the router GEMM slowed it by more than the down GEMM gained); '2': on the side stream from the
+// up_gate GEMM's launch.
+static int zeroSideEnv() {
   const char* v = std::getenv("TFJS_MOE_CUDA_ZERO_SIDE");
-  return v == nullptr || v[0] != '0';
+  return v != nullptr && (v[0] == '1' || v[0] == '2') ? v[0] - '0' : 0;
 }
 
-// The output the prefill down GEMM adds into (downCombineAdd) zeroed on zeroStream_, forked from stream_ here and
-// joined before the down GEMM: the memset (33.5 MB at T = 4096 here, about 0.01 ms) then runs beside the router,
-// routing, permute and up_gate kernels instead of between up_gate and down. Returns whether it forked.
-bool MoeLayer::zeroRoutedEarly(bool half, int T, float* routedOut) {
-  if (!half || cfg_.zeroExperts > 0 || T <= kPdlMaxTokens || !downCombineEnv() || !zeroSideEnv()) return false;
+// The output the prefill down GEMM adds into (downCombineAdd) zeroed on zeroStream_, forked from stream_ here when
+// TFJS_MOE_CUDA_ZERO_SIDE names this point and joined before the down GEMM: the memset (33.5 MB at T = 4096 here,
+// about 0.01 ms) then runs beside other kernels instead of between up_gate and down. Returns whether it forked.
+bool MoeLayer::zeroRoutedEarly(bool half, int T, float* routedOut, int point) {
+  if (!half || cfg_.zeroExperts > 0 || T <= kPdlMaxTokens || !downCombineEnv() || zeroSideEnv() != point) return false;
   if (zeroStream_ == nullptr) {
     MOE_CUDA(cudaStreamCreateWithFlags(&zeroStream_, cudaStreamNonBlocking));
     MOE_CUDA(cudaEventCreateWithFlags(&zeroFork_, cudaEventDisableTiming));
@@ -415,7 +421,7 @@ void MoeLayer::enqueue(int T) {
   float* out = dOut_.as<float>();
   const ExactDenseF32Scope exactDense(!denseWeightsFinite_);
   float* routedOut = cfg_.latent > 0 ? latentF_.as<float>() : out;
-  const bool zeroedEarly = zeroRoutedEarly(half, T, routedOut);
+  bool zeroedEarly = zeroRoutedEarly(half, T, routedOut, 1);
 
   // 1. router logits in float32 (+ gate_bias; the shared-expert gate logit in column E+Z)
   GemmProblem gate = dense(x, H, gateT_.as(), DType::kFloat32, T, gateCols_, H);
@@ -570,6 +576,7 @@ void MoeLayer::enqueue(int T) {
                            (codes || fp4Down ? 1 : int8Codes ? 2 : 2 * dtypeBytes(elem)) / 2;
     up.bStreamOnce = true;
   }
+  zeroedEarly = zeroRoutedEarly(half, T, routedOut, 2) || zeroedEarly;
   launchGroupedGemm(up, stream_);
 
   mark("up_gate GEMM + SwiGLU");

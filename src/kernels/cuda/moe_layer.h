@@ -155,7 +155,7 @@ class MoeLayer {
   // zeroed: routedOut was zeroed by zeroRoutedEarly (else it is zeroed here, on stream_).
   bool downCombineAdd(bool half, int T, float* routedOut, bool zeroed, const GemmProblem& dn, const int* rowToPair,
                       const float* weights, bool weightsApplied);
-  bool zeroRoutedEarly(bool half, int T, float* routedOut);
+  bool zeroRoutedEarly(bool half, int T, float* routedOut, int point);
   // zeroRoutedEarly's side stream and its fork / join events (created on first use)
   cudaStream_t zeroStream_ = nullptr;
   cudaEvent_t zeroFork_ = nullptr, zeroJoin_ = nullptr;
