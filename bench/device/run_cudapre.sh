@@ -32,9 +32,10 @@ D='{}'
 R='{"env:TFJS_MOE_CUDA_DENSE_F32": "tf32x3-regs"}'
 S64='{"env:TFJS_MOE_CUDA_GATE_SPLIT_MAX": "64"}'
 Z2='{"env:TFJS_MOE_CUDA_ZERO_SIDE": "2"}'
-# OLD: session 7's kernels (register-staged router tiles, 64 K slices); the default: this session's.
-OLD='{"env:TFJS_MOE_CUDA_DENSE_F32": "tf32x3-regs", "env:TFJS_MOE_CUDA_GATE_SPLIT_MAX": "64"}'
-AB=${AB:-"[$OLD, $Z2, $R, $S64, $D, $OLD, $Z2, $D]"}
+P0='{"env:TFJS_MOE_CUDA_PERMUTE_VEC": "0"}'
+# OLD: session 7's kernels (register-staged router tiles, 64 K slices, scalar permute loads); the default: this session's.
+OLD='{"env:TFJS_MOE_CUDA_DENSE_F32": "tf32x3-regs", "env:TFJS_MOE_CUDA_GATE_SPLIT_MAX": "64", "env:TFJS_MOE_CUDA_PERMUTE_VEC": "0"}'
+AB=${AB:-"[$OLD, $Z2, $R, $S64, $P0, $D, $OLD, $Z2, $P0, $D]"}
 timeout $(cap ${BENCH_S:-30}) node build/spec/cuda_bench.js --kernel-only --ab-stages --dtypes ${DTYPES:-bfloat16,int4} \
     --tokens ${TOKENS:-4096,256} --ab "$AB" --out "$OUT/cuda_bench_s8_cudapre_${BATCH}.json" < /dev/null > "$OUT/bench.log" 2>&1
 echo "bench exit $?"

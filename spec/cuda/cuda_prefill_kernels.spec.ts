@@ -55,36 +55,46 @@ describe('CUDA layer at prefill sizes (dense router GEMM, one-pass permute, vect
 });
 
 // The router's TF32 x 3 core with its tiles by cp.async (the default) against the same core with register-staged
-// tiles (TFJS_MOE_CUDA_DENSE_F32=tf32x3-regs): the same products in the same order, so the same logits bitwise; a
-// float32 layer (no atomics in its combine) then gives bitwise the same output.
-describe('CUDA router GEMM: TF32 x 3 tiles by cp.async vs through registers', () => {
-  const ENV = 'TFJS_MOE_CUDA_DENSE_F32';
+// tiles (TFJS_MOE_CUDA_DENSE_F32=tf32x3-regs): the same products in the same order, so the same logits bitwise; and
+// the permute's vector id loads against its scalar loop (TFJS_MOE_CUDA_PERMUTE_VEC=0): the same rows. A float32 layer
+// (no atomics in its combine) then gives bitwise the same output.
+describe('CUDA prefill front: router cp.async tiles and permute vector loads vs the previous kernels', () => {
+  const ENVS = ['TFJS_MOE_CUDA_DENSE_F32', 'TFJS_MOE_CUDA_PERMUTE_VEC'];
+  const VARIANTS: Array<[string, Record<string, string>]> = [
+    ['default', {}], ['tf32x3-regs', {TFJS_MOE_CUDA_DENSE_F32: 'tf32x3-regs'}],
+    ['scalar permute', {TFJS_MOE_CUDA_PERMUTE_VEC: '0'}], ['default again', {}]];
   beforeEach(() => {
     if (!status.available) pending(`CUDA unavailable (${status.code}): ${status.reason}`);
   });
-  for (const [T, H, splitNote] of [[2100, 132, 'one slice'], [300, 2048, '64 K slices'], [513, 260, 'partial k tile']] as const) {
-    it(`gives bitwise the same layer output (T=${T}, H=${H}, ${splitNote})`, async () => {
-      const cfg = CASES[0].cfg;
+  for (const [T, H, note] of [[2100, 132, 'two permute chunks'], [300, 2048, '32 K slices'],
+                              [513, 260, 'partial k tile, pairs % 4 != 0 at k = 3']] as const) {
+    it(`gives bitwise the same layer output (T=${T}, H=${H}, ${note})`, async () => {
+      const cfg = T === 513 ? {...CASES[0].cfg, topK: 3} : CASES[0].cfg;
       const rand = rng(7200 + T);
       const w = randomMoeWeights(rand, H, cfg as RefMoeConfig);
       const weights = Object.fromEntries(Object.entries(w).map(([n, v]) => [n, tf.tensor1d(v)])) as
           unknown as CudaMoeWeightTensors;
       const xT = tf.tensor2d(randn(rand, T * H), [T, H]);
-      const saved = process.env[ENV];
+      const saved = ENVS.map(n => process.env[n]);
       const layer = new CudaFusedMoe({hidden: H, ...cfg, computeDtype: 'float32'});
       try {
         const outs: Float32Array[] = [];
-        for (const v of [undefined, 'tf32x3-regs', undefined]) {
-          if (v === undefined) delete process.env[ENV]; else process.env[ENV] = v;
+        for (const [, env] of VARIANTS) {
+          for (const n of ENVS) {
+            if (env[n] === undefined) delete process.env[n]; else process.env[n] = env[n];
+          }
           const out = layer.apply(xT, weights);
           outs.push(await out.data() as Float32Array);
           out.dispose();
         }
         const differing = (a: Float32Array, b: Float32Array) => a.reduce((n, v, i) => n + (Object.is(v, b[i]) ? 0 : 1), 0);
-        expect(differing(outs[0], outs[1])).withContext('default vs tf32x3-regs').toBe(0);
-        expect(differing(outs[0], outs[2])).withContext('default, twice').toBe(0);
+        for (let i = 1; i < VARIANTS.length; i++) {
+          expect(differing(outs[0], outs[i])).withContext(`default vs ${VARIANTS[i][0]}`).toBe(0);
+        }
       } finally {
-        if (saved === undefined) delete process.env[ENV]; else process.env[ENV] = saved;
+        ENVS.forEach((n, i) => {
+          if (saved[i] === undefined) delete process.env[n]; else process.env[n] = saved[i];
+        });
         layer.dispose();
         tf.dispose([xT, ...Object.values(weights as unknown as Record<string, tf.Tensor>)]);
       }

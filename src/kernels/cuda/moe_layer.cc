@@ -888,7 +888,8 @@ std::string MoeLayer::kernelEnvSwitches() {
   for (const char* name : {"TFJS_MOE_CUDA_PREFILL_LEGACY", "TFJS_MOE_CUDA_WGMMA_INT4", "TFJS_MOE_CUDA_DENSE_F32",
                            "TFJS_MOE_CUDA_SM90_TILES", "TFJS_MOE_CUDA_SM90_TABLE", "TFJS_MOE_CUDA_INT4_SCALE_LOADS",
                            "TFJS_MOE_CUDA_GATE_SPLIT_MAX", "TFJS_MOE_CUDA_DOWN_COMBINE", "TFJS_MOE_CUDA_FORMATS",
-                           "TFJS_MOE_CUDA_INT4_TILES", "TFJS_MOE_CUDA_CODE_PREFETCH", "TFJS_MOE_CUDA_ZERO_SIDE"}) {
+                           "TFJS_MOE_CUDA_INT4_TILES", "TFJS_MOE_CUDA_CODE_PREFETCH", "TFJS_MOE_CUDA_ZERO_SIDE",
+                           "TFJS_MOE_CUDA_PERMUTE_VEC"}) {
     const char* v = std::getenv(name);
     key += v ? v : "-";
     key += ';';
