@@ -21,9 +21,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
 cp commit.txt "$OUT/" 2>/dev/null
 BATCH=${BATCH:-B2}
 echo "=== specs $(date +%T)"
-# TFJS_MOE_CUDA_ZERO_SIDE=2 (an A/B candidate: the output zeroed on a side stream from the up_gate launch) under the
-# specs, so the path the bench times is checked against the float64 reference too.
-TFJS_MOE_CUDA_ZERO_SIDE=${SPEC_ZERO_SIDE:-2} timeout $(cap ${SPEC_S:-25}) node run-specs.mjs build/spec/cuda_fmt.spec.js \
+timeout $(cap ${SPEC_S:-25}) node run-specs.mjs build/spec/cuda_fmt.spec.js \
     < /dev/null > "$OUT/specs.log" 2>&1
 echo "specs exit $?"
 grep -E 'FAILED|passed, |Error' "$OUT/specs.log" | head -20
@@ -31,11 +29,11 @@ echo "=== bench $(date +%T)"
 D='{}'
 R='{"env:TFJS_MOE_CUDA_DENSE_F32": "tf32x3-regs"}'
 S64='{"env:TFJS_MOE_CUDA_GATE_SPLIT_MAX": "64"}'
-Z2='{"env:TFJS_MOE_CUDA_ZERO_SIDE": "2"}'
 P0='{"env:TFJS_MOE_CUDA_PERMUTE_VEC": "0"}'
 # OLD: session 7's kernels (register-staged router tiles, 64 K slices, scalar permute loads); the default: this session's.
 OLD='{"env:TFJS_MOE_CUDA_DENSE_F32": "tf32x3-regs", "env:TFJS_MOE_CUDA_GATE_SPLIT_MAX": "64", "env:TFJS_MOE_CUDA_PERMUTE_VEC": "0"}'
-AB=${AB:-"[$OLD, $Z2, $R, $S64, $P0, $D, $OLD, $Z2, $P0, $D]"}
+# (batch B2 also ran {"env:TFJS_MOE_CUDA_ZERO_SIDE": "2"}, a side-stream zeroing since removed: BENCHMARKS.md)
+AB=${AB:-"[$OLD, $R, $S64, $P0, $D, $OLD, $P0, $D]"}
 timeout $(cap ${BENCH_S:-30}) node build/spec/cuda_bench.js --kernel-only --ab-stages --dtypes ${DTYPES:-bfloat16,int4} \
     --tokens ${TOKENS:-4096,256} --ab "$AB" --out "$OUT/cuda_bench_s8_cudapre_${BATCH}.json" < /dev/null > "$OUT/bench.log" 2>&1
 echo "bench exit $?"

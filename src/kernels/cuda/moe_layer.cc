@@ -273,12 +273,6 @@ bool MoeLayer::nativeFormatsOff() {
 MoeLayer::~MoeLayer() {
   (void)cudaStreamSynchronize(stream_);  // the stream may still run a forward that reads the weights
   dropGraphs();
-  if (zeroStream_ != nullptr) {
-    (void)cudaStreamSynchronize(zeroStream_);
-    (void)cudaStreamDestroy(zeroStream_);
-    (void)cudaEventDestroy(zeroFork_);
-    (void)cudaEventDestroy(zeroJoin_);
-  }
   for (cudaEvent_t e : trace_) {
     if (e != nullptr) (void)cudaEventDestroy(e);
   }
@@ -377,40 +371,6 @@ GemmProblem MoeLayer::dense(const void* A, int lda, const void* B, DType elem, i
   return p;
 }
 
-// TFJS_MOE_CUDA_DOWN_COMBINE (A/B timing, read at each launch): '0' keeps the prefill down GEMM's [R, D] float32
-// rows and the combine kernel; unset: the wgmma down GEMM adds its weighted rows into the output itself.
-static bool downCombineEnv() {
-  const char* v = std::getenv("TFJS_MOE_CUDA_DOWN_COMBINE");
-  return v == nullptr || v[0] != '0';
-}
-
-// TFJS_MOE_CUDA_ZERO_SIDE (A/B timing, read at each launch): where the output for the down GEMM's combine is zeroed.
-// Unset or '0': on the layer's stream right before that GEMM (the default); '1': on a side stream from the forward's
-// start (H200, session 8 batch B1b: slower, T = 4096 0.9143 vs 0.9056-0.9083 ms, T = 256 0.3612 vs 0.3567-0.3580:
-// the memset beside the router GEMM slowed it by more than the down GEMM gained); '2': on the side stream from the
-// up_gate GEMM's launch.
-static int zeroSideEnv() {
-  const char* v = std::getenv("TFJS_MOE_CUDA_ZERO_SIDE");
-  return v != nullptr && (v[0] == '1' || v[0] == '2') ? v[0] - '0' : 0;
-}
-
-// The output the prefill down GEMM adds into (downCombineAdd) zeroed on zeroStream_, forked from stream_ here when
-// TFJS_MOE_CUDA_ZERO_SIDE names this point and joined before the down GEMM: the memset (33.5 MB at T = 4096 here,
-// about 0.01 ms) then runs beside other kernels instead of between up_gate and down. Returns whether it forked.
-bool MoeLayer::zeroRoutedEarly(bool half, int T, float* routedOut, int point) {
-  if (!half || cfg_.zeroExperts > 0 || T <= kPdlMaxTokens || !downCombineEnv() || zeroSideEnv() != point) return false;
-  if (zeroStream_ == nullptr) {
-    MOE_CUDA(cudaStreamCreateWithFlags(&zeroStream_, cudaStreamNonBlocking));
-    MOE_CUDA(cudaEventCreateWithFlags(&zeroFork_, cudaEventDisableTiming));
-    MOE_CUDA(cudaEventCreateWithFlags(&zeroJoin_, cudaEventDisableTiming));
-  }
-  MOE_CUDA(cudaEventRecord(zeroFork_, stream_));
-  MOE_CUDA(cudaStreamWaitEvent(zeroStream_, zeroFork_, 0));
-  MOE_CUDA(cudaMemsetAsync(routedOut, 0, static_cast<size_t>(T) * D_ * sizeof(float), zeroStream_));
-  MOE_CUDA(cudaEventRecord(zeroJoin_, zeroStream_));
-  return true;
-}
-
 void MoeLayer::enqueue(int T) {
   const int H = cfg_.hidden, E = cfg_.numExperts, k = cfg_.topK, R = T * k;
   const int routed = E + cfg_.zeroExperts;
@@ -420,8 +380,6 @@ void MoeLayer::enqueue(int T) {
   const float* x = dX_.as<float>();
   float* out = dOut_.as<float>();
   const ExactDenseF32Scope exactDense(!denseWeightsFinite_);
-  float* routedOut = cfg_.latent > 0 ? latentF_.as<float>() : out;
-  bool zeroedEarly = zeroRoutedEarly(half, T, routedOut, 1);
 
   // 1. router logits in float32 (+ gate_bias; the shared-expert gate logit in column E+Z)
   GemmProblem gate = dense(x, H, gateT_.as(), DType::kFloat32, T, gateCols_, H);
@@ -576,7 +534,6 @@ void MoeLayer::enqueue(int T) {
                            (codes || fp4Down ? 1 : int8Codes ? 2 : 2 * dtypeBytes(elem)) / 2;
     up.bStreamOnce = true;
   }
-  zeroedEarly = zeroRoutedEarly(half, T, routedOut, 2) || zeroedEarly;
   launchGroupedGemm(up, stream_);
 
   mark("up_gate GEMM + SwiGLU");
@@ -606,8 +563,7 @@ void MoeLayer::enqueue(int T) {
   useInt4(dn, downQ_);
   useInt8(dn, downQ8_);
   useFp4(dn, downFp4_);
-  // The side stream's zeroing done before anything writes routedOut (whichever path below writes it).
-  if (zeroedEarly) MOE_CUDA(cudaStreamWaitEvent(stream_, zeroJoin_, 0));
+  float* routedOut = cfg_.latent > 0 ? latentF_.as<float>() : out;
   // 6. combine (+ weighted down bias, + w * x for identity experts), then the latent fc2. At the fewest tokens (each expert's weights read by
   // one token) the down GEMM is token-owned and does the combine itself: one kernel and no [R, D] round trip.
   GemmProblem owned = dn;
@@ -643,7 +599,7 @@ void MoeLayer::enqueue(int T) {
     tail.identityX = owned.identityX;
     launchGroupedGemm(tail, stream_);
     mark("down GEMM");
-  } else if (!downCombineAdd(half, T, routedOut, zeroedEarly, dn, perm.rowToPair, weights, weightsApplied)) {
+  } else if (!downCombineAdd(half, T, routedOut, dn, perm.rowToPair, weights, weightsApplied)) {
     launchGroupedGemm(dn, stream_);
     mark("down GEMM");
     launchCombine(y_.as<float>(), R, D_, perm.rowMap, weights, ids, T, k, E,
@@ -680,7 +636,14 @@ void MoeLayer::enqueue(int T) {
   mark("shared experts");
 }
 
-bool MoeLayer::downCombineAdd(bool half, int T, float* routedOut, bool zeroed, const GemmProblem& dn, const int* rowToPair,
+// TFJS_MOE_CUDA_DOWN_COMBINE (A/B timing, read at each launch): '0' keeps the prefill down GEMM's [R, D] float32
+// rows and the combine kernel; unset: the wgmma down GEMM adds its weighted rows into the output itself.
+static bool downCombineEnv() {
+  const char* v = std::getenv("TFJS_MOE_CUDA_DOWN_COMBINE");
+  return v == nullptr || v[0] != '0';
+}
+
+bool MoeLayer::downCombineAdd(bool half, int T, float* routedOut, const GemmProblem& dn, const int* rowToPair,
                               const float* weights, bool weightsApplied) {
   // Identity experts' w * x terms are the combine kernel's; decode sizes keep their own fused paths.
   if (!half || cfg_.zeroExperts > 0 || T <= kPdlMaxTokens || !downCombineEnv()) return false;
@@ -694,7 +657,7 @@ bool MoeLayer::downCombineAdd(bool half, int T, float* routedOut, bool zeroed, c
   // Zeroed first: tokens without rows (every slot an invalid id) keep 0. Not where the wgmma GEMM declines (int4
   // codes at up to 96 rows per expert: the mma.sync tiles and the combine kernel).
   if (!sm90GemmTakes(add)) return false;
-  if (!zeroed) MOE_CUDA(cudaMemsetAsync(routedOut, 0, static_cast<size_t>(T) * D_ * sizeof(float), stream_));
+  MOE_CUDA(cudaMemsetAsync(routedOut, 0, static_cast<size_t>(T) * D_ * sizeof(float), stream_));
   if (!launchGroupedGemmSm90(add, stream_)) throw std::logic_error("the wgmma GEMM declined a problem it takes");
   mark("down GEMM");
   return true;
@@ -888,7 +851,7 @@ std::string MoeLayer::kernelEnvSwitches() {
   for (const char* name : {"TFJS_MOE_CUDA_PREFILL_LEGACY", "TFJS_MOE_CUDA_WGMMA_INT4", "TFJS_MOE_CUDA_DENSE_F32",
                            "TFJS_MOE_CUDA_SM90_TILES", "TFJS_MOE_CUDA_SM90_TABLE", "TFJS_MOE_CUDA_INT4_SCALE_LOADS",
                            "TFJS_MOE_CUDA_GATE_SPLIT_MAX", "TFJS_MOE_CUDA_DOWN_COMBINE", "TFJS_MOE_CUDA_FORMATS",
-                           "TFJS_MOE_CUDA_INT4_TILES", "TFJS_MOE_CUDA_CODE_PREFETCH", "TFJS_MOE_CUDA_ZERO_SIDE",
+                           "TFJS_MOE_CUDA_INT4_TILES", "TFJS_MOE_CUDA_CODE_PREFETCH",
                            "TFJS_MOE_CUDA_PERMUTE_VEC"}) {
     const char* v = std::getenv(name);
     key += v ? v : "-";

@@ -152,13 +152,8 @@ class MoeLayer {
   int gateSplit(int T, int maxSplit) const;
   // The prefill down GEMM with the weighted combine in its epilogue (GemmProblem.combineAdd, wgmma only): launches it
   // into routedOut and returns true, or returns false (then the down GEMM and the combine kernel run as before).
-  // zeroed: routedOut was zeroed by zeroRoutedEarly (else it is zeroed here, on stream_).
-  bool downCombineAdd(bool half, int T, float* routedOut, bool zeroed, const GemmProblem& dn, const int* rowToPair,
+  bool downCombineAdd(bool half, int T, float* routedOut, const GemmProblem& dn, const int* rowToPair,
                       const float* weights, bool weightsApplied);
-  bool zeroRoutedEarly(bool half, int T, float* routedOut, int point);
-  // zeroRoutedEarly's side stream and its fork / join events (created on first use)
-  cudaStream_t zeroStream_ = nullptr;
-  cudaEvent_t zeroFork_ = nullptr, zeroJoin_ = nullptr;
 
   LayerConfig cfg_;
   int D_ = 0;     // expert input width: L in latent mode, else H
