@@ -81,7 +81,9 @@ ExactDenseF32Scope::~ExactDenseF32Scope() { exactDenseF32() = previous; }
 DenseF32Core denseF32Core() {
   if (exactDenseF32()) return DenseF32Core::kFma;
   const char* v = std::getenv("TFJS_MOE_CUDA_DENSE_F32");
-  return v != nullptr && std::strcmp(v, "fma") == 0 ? DenseF32Core::kFma : DenseF32Core::kTf32x3;
+  if (v != nullptr && std::strcmp(v, "fma") == 0) return DenseF32Core::kFma;
+  if (v != nullptr && std::strcmp(v, "tf32x3-regs") == 0) return DenseF32Core::kTf32x3Regs;
+  return DenseF32Core::kTf32x3;
 }
 
 bool combineInGemmSupported(const GemmProblem& p) {
@@ -133,7 +135,17 @@ void launchGroupedGemm(const GemmProblem& p, cudaStream_t stream) {
   if (vec && p.seg.offsets == nullptr && p.aRowIndex == nullptr && p.epilogue == Epilogue::kStore &&
       p.M >= kDenseF32MinRows && !legacyPrefillKernels()) {
     const dim3 grid(ceilDiv(p.M, gemm::kDenseF32Rows), ceilDiv(p.N, gemm::kDenseF32Cols), p.kSplit > 1 ? p.kSplit : 1);
-    if (denseF32Core() == DenseF32Core::kTf32x3) {
+    const DenseF32Core core = denseF32Core();
+    if (core == DenseF32Core::kTf32x3) {
+      static const bool raised = [] {
+        MOE_CUDA(cudaFuncSetAttribute(gemm::denseF32Tf32x3PipeKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                      gemm::kDenseF32PipeSmem));
+        return true;
+      }();
+      (void)raised;
+      launchKernel("denseF32Tf32x3PipeKernel", gemm::denseF32Tf32x3PipeKernel, grid, gemm::kDenseF32Threads,
+                   gemm::kDenseF32PipeSmem, stream, p);
+    } else if (core == DenseF32Core::kTf32x3Regs) {
       launchKernel("denseF32Tf32x3Kernel", gemm::denseF32Tf32x3Kernel, grid, gemm::kDenseF32Threads, 0, stream, p);
     } else {
       launchKernel("denseF32GemmKernel", gemm::denseF32GemmKernel, grid, gemm::kDenseF32Threads, 0, stream, p);

@@ -22,8 +22,11 @@ int roundUp(int v, int m) { return (v + m - 1) / m * m; }
 
 // Up to this many tokens the layer's kernels are launched with programmatic dependent launch (see enqueue).
 constexpr int kPdlMaxTokens = 32;
-// The router GEMM's largest split-K factor (gateSplit): T = 256 on 128-row tiles fills 128 blocks of two k tiles.
-constexpr int kGateSplitMax = 64;
+// The router GEMM's largest split-K factor (gateSplit): T = 256 on 128-row tiles fills 64 blocks of four k tiles
+// (H200, session 8 batch B1b, the cp.async router kernel: T = 256 layer 0.3550 ms vs 0.3567-0.3580 at 64 slices;
+// session 6's batch N with the register-staged kernel: 0.3608 vs 0.3635). TFJS_MOE_CUDA_GATE_SPLIT_MAX may ask for up
+// to kGateSplitLimit (the partial-sum workspace is sized for it).
+constexpr int kGateSplitMax = 32, kGateSplitLimit = 64;
 // The down GEMM is token-owned (combine fused) while R * this <= E: then the T*k pairs hit almost only distinct
 // experts (T = 1, 2 at E = 128, k = 8), so streaming each pair's expert reads hardly any weight twice.
 constexpr long long kTokenOwnedDownFactor = 8;
@@ -310,7 +313,7 @@ void MoeLayer::ensureWorkspace(int T) {
   // (TFJS_MOE_CUDA_GATE_SPLIT_MAX only lowers it). Above 2^16 rows the split is 1.
   size_t slabRows = cap;
   for (int t = 1; t <= std::min(cap, 1 << 16); t++) {
-    slabRows = std::max(slabRows, static_cast<size_t>(gateSplit(t, kGateSplitMax)) * t);
+    slabRows = std::max(slabRows, static_cast<size_t>(gateSplit(t, kGateSplitLimit)) * t);
   }
   gatePartial_.ensure(slabRows * gateCols_ * 4);
   ids_.ensure(R * 4);
@@ -336,7 +339,7 @@ void MoeLayer::ensureWorkspace(int T) {
 static int gateSplitMaxEnv() {
   const char* v = std::getenv("TFJS_MOE_CUDA_GATE_SPLIT_MAX");
   const int n = v ? std::atoi(v) : 0;
-  return n >= 1 && n <= kGateSplitMax ? n : kGateSplitMax;
+  return n >= 1 && n <= kGateSplitLimit ? n : kGateSplitMax;
 }
 
 int MoeLayer::gateSplit(int T) const { return gateSplit(T, gateSplitMaxEnv()); }
@@ -846,9 +849,10 @@ void MoeLayer::runDeviceGraph(int T, const float* x, float* out) {
 std::string MoeLayer::kernelEnvSwitches() {
   std::string key;
   for (const char* name : {"TFJS_MOE_CUDA_PREFILL_LEGACY", "TFJS_MOE_CUDA_WGMMA_INT4", "TFJS_MOE_CUDA_DENSE_F32",
-                           "TFJS_MOE_CUDA_SM90_TILES", "TFJS_MOE_CUDA_INT4_SCALE_LOADS",
+                           "TFJS_MOE_CUDA_SM90_TILES", "TFJS_MOE_CUDA_SM90_TABLE", "TFJS_MOE_CUDA_INT4_SCALE_LOADS",
                            "TFJS_MOE_CUDA_GATE_SPLIT_MAX", "TFJS_MOE_CUDA_DOWN_COMBINE", "TFJS_MOE_CUDA_FORMATS",
-                           "TFJS_MOE_CUDA_INT4_TILES", "TFJS_MOE_CUDA_CODE_PREFETCH"}) {
+                           "TFJS_MOE_CUDA_INT4_TILES", "TFJS_MOE_CUDA_CODE_PREFETCH",
+                           "TFJS_MOE_CUDA_PERMUTE_VEC"}) {
     const char* v = std::getenv(name);
     key += v ? v : "-";
     key += ';';
