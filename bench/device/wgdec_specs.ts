@@ -7,3 +7,4 @@ jasmine.DEFAULT_TIMEOUT_INTERVAL = 120_000;
 import '../../spec/helpers/setup.js';
 import '../../spec/helpers/report_errors.js';
 import '../../spec/webgpu/decode_webgpu.spec.js';
+import '../../spec/webgpu/decode_webgpu_packed.spec.js';
