@@ -52,7 +52,7 @@ tar -C "$W/p" -cf - . | xz -9 -T2 > "$DEST/pack.tar.xz"
 cp bench/device/run_e2e_batch.sh "$DEST/batch.sh"
 {
   echo '#!/usr/bin/env bash'
-  for v in STEPS MODES ROUNDS STACK_MODES SPECS_TIMEOUT AFTER_TIMEOUT MALLOC_TIMEOUT; do
+  for v in STEPS MODES ROUNDS STACK_MODES LAYER_MODES SPECS_TIMEOUT AFTER_TIMEOUT MALLOC_TIMEOUT; do
     [ -n "${!v:-}" ] && echo "export $v=\${$v:-'${!v}'}"
   done
   echo 'exec bash "$(dirname "$0")/batch.sh" "$@"'

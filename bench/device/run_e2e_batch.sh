@@ -11,7 +11,8 @@
 # forward's copies as cudaMemcpyAsync, as before session 5); mainlike: also TFJS_MOE_CUDA_POOL_KEEP_MIB=0 (main's
 # host behaviour, without a second addon in the folder). oldhost: after's benchmark without session 6's host
 # defaults (TFJS_MOE_CUDA_HUGEPAGES=0 TFJS_MOE_CUDA_COPY_STORES=plain). ROUNDS: after's modes repeated, interleaved;
-# STACK_MODES: after's device-stack A/B switches (cuda_bench --stack-modes).
+# STACK_MODES: after's device-stack A/B switches (cuda_bench --stack-modes); LAYER_MODES: after's layer-path A/B
+# switches (cuda_bench --layer-modes).
 set -uo pipefail
 BUDGET=${BUDGET:-${LANE_BUDGET:-86}}
 T0=$(date +%s)
@@ -67,7 +68,8 @@ for step in ${STEPS:-specs after malloc before layer}; do
       wait $a $b
       unset TFJS_MOE_CUDA_MALLOC_REUSE ;;
     after) bench after after.node ${AFTER_TIMEOUT:-18} --dtypes bfloat16 --tokens 1,16,256,4096 --e2e-iters 10 --stack 4 \
-        --modes $MODES --rounds ${ROUNDS:-1} ${STACK_MODES:+--stack-modes $STACK_MODES} ;;
+        --modes $MODES --rounds ${ROUNDS:-1} ${STACK_MODES:+--stack-modes $STACK_MODES} \
+        ${LAYER_MODES:+--layer-modes $LAYER_MODES} ;;
     mainlike) TFJS_MOE_CUDA_DEVICE_COPY=memcpy TFJS_MOE_CUDA_POOL_KEEP_MIB=0 bench mainlike after.node ${AFTER_TIMEOUT:-18} \
         --dtypes bfloat16 --tokens 1,16,256,4096 --e2e-iters 10 --stack 4 --modes staged ;;
     oldhost) TFJS_MOE_CUDA_HUGEPAGES=0 TFJS_MOE_CUDA_COPY_STORES=plain bench oldhost after.node ${AFTER_TIMEOUT:-18} \

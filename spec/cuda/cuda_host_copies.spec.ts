@@ -56,7 +56,7 @@ describe('CUDA host copies across T', () => {
   it('every copy switch (chunks of 4 KiB / 300 KiB / one per thread, pageable or staged small uploads, no huge pages, ' +
      'trace, late or one-thread prefault, x and y page-locked, a thread per 128 KiB, the output pool, pooled from ' +
      '2 MiB only, non-temporal or plain staging stores at every size, the prefault by 2 MiB blocks, small forwards ' +
-     'through DMAs or mapped blocks up to 4 MiB, the whole prefault before the copy-out, polling helpers) ' +
+     'through DMAs or mapped blocks up to 4 MiB, helpers that sleep at once) ' +
      'matches the reference at T = 1, 100, 700, 2100', async () => {
     const H = 512, rand = rng(5160);
     const cfg: RefMoeConfig = {numExperts: 8, topK: 2, intermediateSize: 32, topkMethod: 'greedy', nGroup: 1,
@@ -73,7 +73,7 @@ describe('CUDA host copies across T', () => {
       {TFJS_MOE_CUDA_OUTPUT_POOL_MIB: '256', TFJS_MOE_CUDA_OUTPUT_POOL_MIN_KIB: '2048'},
       {TFJS_MOE_CUDA_COPY_STORES: 'stream'}, {TFJS_MOE_CUDA_COPY_STORES: 'plain'},
       {TFJS_MOE_CUDA_PREFAULT_SPLIT: 'huge'}, {TFJS_MOE_CUDA_MAPPED_KIB: '0'}, {TFJS_MOE_CUDA_MAPPED_KIB: '4096'},
-      {TFJS_MOE_CUDA_PREFAULT_OVERLAP: '0'}, {TFJS_MOE_CUDA_POOL_SPIN_US: '300'}];
+      {TFJS_MOE_CUDA_POOL_SPIN_US: '0'}];
     try {
       // 2 KiB (pageable path), 200 KiB (staged, one thread), 1.4 MiB and 4.3 MiB (threaded chunks).
       for (const T of [1, 100, 700, process.env.TFJS_MOE_SPEC_SCALE === 'small' ? 900 : 2100]) {
@@ -108,7 +108,8 @@ describe('CUDA host copies across T', () => {
     }
   });
 
-  it('small forwards through the mapped host blocks (x and y copied by the graph) equal the DMA path bit for bit, ' +
+  it('small forwards through the mapped host blocks (x and y copied by the graph, or read and written by the ' +
+     'layer\'s kernels themselves) equal the DMA path bit for bit, ' +
      'with routing ids, as T changes and the mapped limit grows (re-captured graphs), float32 and bfloat16', () => {
     const H = 256, rand = rng(5180);
     const cfg: RefMoeConfig = {numExperts: 8, topK: 2, intermediateSize: 32, topkMethod: 'greedy', nGroup: 1,
@@ -129,10 +130,23 @@ describe('CUDA host copies across T', () => {
             return [0, 1].map(() => runner.forwardWithRouting(x, T, {wantIds: true}));  // capture, then replay
           };
           const viaDma = run('0'), mapped = run(limit);
+          // TFJS_MOE_CUDA_MAPPED_DIRECT: the layer's own kernels read x / write y in the mapped blocks (where allowed).
+          const direct = ['in,out', 'out', 'in'].map(d => {
+            process.env.TFJS_MOE_CUDA_MAPPED_DIRECT = d;
+            try {
+              return run(limit);
+            } finally {
+              delete process.env.TFJS_MOE_CUDA_MAPPED_DIRECT;
+            }
+          });
           for (let call = 0; call < 2; call++) {
             const at = `${computeDtype} T ${T} limit ${limit ?? 'default'} call ${call}`;
             expect(mapped[call].output).withContext(at).toEqual(viaDma[call].output);
             expect(mapped[call].topkIds).withContext(at).toEqual(viaDma[call].topkIds!);
+            for (const d of direct) {
+              expect(d[call].output).withContext(`${at} direct`).toEqual(viaDma[call].output);
+              expect(d[call].topkIds).withContext(`${at} direct`).toEqual(viaDma[call].topkIds!);
+            }
           }
           if (computeDtype === 'float32') {
             const err = relError(mapped[1].output, refFusedMoE(x, T, H, w as unknown as RefMoeWeights, cfg));
@@ -145,6 +159,81 @@ describe('CUDA host copies across T', () => {
         else process.env.TFJS_MOE_CUDA_MAPPED_KIB = prior;
         runner.dispose();
       }
+    }
+  });
+
+  it('split forwards (start, host work, finish) equal the synchronous forward bit for bit on every copy path and ' +
+     'T, with ids; an open start is finished by the next call, a synchronous forward, the layer path or dispose; ' +
+     'the layer path with MOE_CUDA_SPLIT_FORWARD on and off leaves no tensor behind', () => {
+    const H = 256, rand = rng(5190);
+    const cfg: RefMoeConfig = {numExperts: 8, topK: 2, intermediateSize: 32, topkMethod: 'greedy', nGroup: 1,
+      topkGroup: 1, routedScalingFactor: 1, renormalize: true, useCorrectionBias: false, latentSize: null,
+      withBias: false, probInAdvance: false, sharedExpertIntermediateSize: 0, sharedExpertGate: false};
+    const w = randomMoeWeights(rand, H, cfg);
+    for (const computeDtype of ['float32', 'bfloat16'] as const) {
+      const runner = new CudaMoeRunner({hidden: H, ...cfg, computeDtype}, w);
+      try {
+        // 1 KiB (mapped), 300 KiB (one-thread staging), 2.3 / 1.1 MiB (threaded staging, sliced download).
+        for (const T of [1, 300, process.env.TFJS_MOE_SPEC_SCALE === 'small' ? 1100 : 2300, 2]) {
+          const x = randn(rand, T * H);
+          for (const output of ['staged', 'pinned', 'pageable'] as const) {
+            const at = `${computeDtype} T ${T} ${output}`;
+            const sync = runner.forwardWithRouting(x, T, {wantIds: true, output});
+            const again = runner.forwardWithRouting(x, T, {wantIds: true, output});  // graphs replayed
+            const started = runner.forwardStart(x, T, {wantIds: true, output});
+            expect(started).withContext(at).not.toBeNull();
+            runner.forwardFinish();
+            runner.forwardFinish();  // a second finish does nothing
+            expect(started!.output).withContext(at).toEqual(sync.output);
+            expect(started!.topkIds).withContext(at).toEqual(sync.topkIds!);
+            expect(again.output).withContext(at).toEqual(sync.output);
+            // Left open, then another start: the first is complete before the second begins.
+            const open = runner.forwardStart(x, T, {output})!;
+            const next = runner.forwardStart(x, T, {wantIds: true, output})!;
+            expect(open.output).withContext(`${at} open`).toEqual(sync.output);
+            runner.forwardFinish();
+            expect(next.output).withContext(`${at} next`).toEqual(sync.output);
+            // Left open, then a synchronous forward.
+            const open2 = runner.forwardStart(x, T, {output})!;
+            const y = runner.forwardWithRouting(x, T, {output}).output;
+            expect(open2.output).withContext(`${at} open2`).toEqual(sync.output);
+            expect(y).withContext(`${at} sync after open`).toEqual(sync.output);
+          }
+        }
+        const x = randn(rand, 5 * H);
+        const ref = runner.forwardWithRouting(x, 5).output;
+        const open = runner.forwardStart(x, 5)!;
+        runner.dispose();  // finishes it
+        expect(open.output).toEqual(ref);
+      } finally {
+        runner.dispose();
+      }
+    }
+    // The layer path (CudaFusedMoe.applyWithRouting) with the split on (default) and off.
+    const weights = Object.fromEntries(Object.entries(w).map(([n, v]) => [n, tf.tensor1d(v)])) as CudaMoeWeightTensors;
+    const layer = new CudaFusedMoe({hidden: H, ...cfg, computeDtype: 'bfloat16'});
+    const prior = tf.env().getBool('MOE_CUDA_SPLIT_FORWARD');
+    const before = tf.memory().numTensors;
+    try {
+      for (const T of [1, process.env.TFJS_MOE_SPEC_SCALE === 'small' ? 1100 : 2300, 3]) {
+        const xT = tf.tensor2d(randn(rand, T * H), [T, H]);
+        const outs = [true, false, true].map(split => {
+          tf.env().set('MOE_CUDA_SPLIT_FORWARD', split);
+          const r = layer.applyWithRouting(xT, weights, {wantIds: true});
+          const got = [r.output.dataSync().slice(), r.topkIds!.dataSync().slice()];
+          tf.dispose([r.output, r.topkIds!]);
+          return got;
+        });
+        expect(outs[0][0]).withContext(`layer T ${T}`).toEqual(outs[1][0]);
+        expect(outs[0][1]).withContext(`layer T ${T} ids`).toEqual(outs[1][1]);
+        expect(outs[2][0]).withContext(`layer T ${T} again`).toEqual(outs[1][0]);
+        xT.dispose();
+      }
+      expect(tf.memory().numTensors).toBe(before);
+    } finally {
+      tf.env().set('MOE_CUDA_SPLIT_FORWARD', prior);
+      layer.dispose();
+      tf.dispose(Object.values(weights) as tf.Tensor[]);
     }
   });
 

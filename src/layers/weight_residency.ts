@@ -27,9 +27,13 @@ function movableSynchronously(t: tf.Tensor): boolean {
 
 /** Throws, naming the weight and what to do, when a weight cannot move to the active backend synchronously. */
 export function checkWeightsReadable(layerName: string, weights: Record<string, tf.Tensor | undefined>): void {
+  const engine = tf.engine() as unknown as EngineInternals & {backend: tf.KernelBackend};
   const active = tf.getBackend();
   for (const [name, t] of Object.entries(weights)) {
-    if (t == null || movableSynchronously(t)) continue;
+    // On the active backend already (every call of a layer whose weights stay put): no registry name looked up.
+    if (t == null || engine.state.tensorInfo.get(t.dataId)?.backend === engine.backend || movableSynchronously(t)) {
+      continue;
+    }
     throw new Error(`FusedMoE '${layerName}': weight '${name}' lives on the '${backendOf(t)}' backend, and tfjs cannot ` +
         `move it to '${active}' here (a synchronous webgpu read needs OffscreenCanvas, absent in Node). Call ` +
         `'await layer.moveWeightsToBackend()' after tf.setBackend('${active}') to copy the weights over ` +
