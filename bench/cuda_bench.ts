@@ -12,7 +12,7 @@
  *    from pageable memory), 'noHugePages' (no transparent huge pages asked for on a large output array), 'prefaultLate' (the output's
  *    page faults taken from the download on, not from the start), 'prefault16' / 'prefault4' (threads for them),
  *    'chunk64' / 'chunk128' / 'chunk256' / 'chunk4096' (the copies' chunk in KiB), 'registerIn' / 'registerOut' / 'registerInOut' (x / y
- *    page-locked for the call and copied by DMA directly), 'slice128' (a copy thread per 128 KiB, not 512),
+ *    page-locked for the call and copied by DMA directly), 'slice128' (a copy thread per 128 KiB, not 256),
  *    'pool' (the opt-in output pool: TFJS_MOE_CUDA_OUTPUT_POOL_MIB=256), 'noOverlap' / 'traceNoOverlap' (the
  *    copy-out waits for the whole prefault of a large output first, as before), 'pool64' (the same from 64 KiB, not 1 MiB),
  *    'ntStores' / 'plainStores' (x staged with non-temporal / plain stores at every size; the default: non-temporal
@@ -21,15 +21,15 @@
  *    'prefaultHuge16' (the prefault's threads take aligned 2 MiB blocks; on 8 / 16 threads); 'noMapped' /
  *    'traceNoMapped' (small forwards through DMAs, not the mapped blocks; without / with the trace), 'mapped4M'
  *    (the mapped blocks up to 4 MiB, T <= 512), 'spin100' / 'spin0' / 'traceSpin0' (idle copy helpers poll
- *    100 / 0 us before they sleep; the default 300), 'direct' / 'directOut' / 'traceDirect' (small forwards: the
- *    layer's kernels read x and write y in the mapped blocks themselves), 'split' / 'splitDirect' / 'splitSpin0'
- *    (forwardStart, the output tensor, forwardFinish), 'slice256' (a copy thread per 256 KiB), 'fine' / 'splitFine'
- *    (a copy thread per 256 KiB, chunks of 128 KiB); --rounds R repeats
- *    the modes R times, interleaved; --stack-modes default,noMapped,uploadSync,spin0,before: the device stack
- *    again under those switches (small downloads through a mapped block or a DMA; uploads not waited for or
- *    waited for; helpers that sleep at once; the first, second and third as before), interleaved over the rounds;
- *    --layer-modes default,noSplit,spin0,direct,before: the layer paths below under those switches (the split
- *    forward off; helpers that sleep at once; the mapped blocks read by the kernels; split off and no polling);
+ *    100 / 0 us before they sleep; the default 300), 'split' / 'splitSpin0' / 'traceSplit' (forwardStart, the
+ *    output tensor, forwardFinish), 'slice512' (a copy thread per 512 KiB, not 256), 'fine' / 'splitFine' (chunks
+ *    of 128 KiB), 'old' / 'traceOld' (session 7's host defaults that remain switches: no polling, 512 KiB per copy
+ *    thread); --rounds R repeats the modes R times, interleaved; --stack-modes
+ *    default,noMapped,uploadSync,spin0,old,before: the device stack again under those switches (small downloads
+ *    through a mapped block or a DMA; uploads not waited for or waited for; helpers that sleep at once; session 7's
+ *    host defaults; the first three as in session 6), interleaved over the rounds; --layer-modes
+ *    default,noSplit,spin0,old: the layer paths below under those switches (the split forward off; helpers that
+ *    sleep at once; session 7's host defaults: split off, no polling, 512 KiB per copy thread);
  *    'layerApply':
  *    CudaFusedMoe.apply(tensor) -> tensor, the path of the FusedMoE layer's cuda executor; 'fusedMoE': the
  *    FusedMoE layer's apply() with backend 'cuda' (and the part of it inside the cuda executor's forward);
@@ -211,6 +211,9 @@ async function main() {
   // Untimed calls of the layer paths and the stack before their timed ones (fewer at large T, where a call is long).
   const layerWarmup = Number(arg('layer-warmup', '40'));
   const warmCalls = (T: number) => T >= 1024 ? Math.min(layerWarmup, 4) : layerWarmup;
+  // Timed calls per loop of the copy modes and the layer paths: 4x at T <= 16, where a call is short and its
+  // median moves by several microseconds between loops of --e2e-iters (H200 session 8 batch B1).
+  const itersAt = (T: number) => T <= 16 ? 4 * e2eIters : e2eIters;
   const rounds = Math.max(1, Number(arg('rounds', '1')));
   const stackModes = arg('stack-modes', '').split(',').filter(m => m !== '');
   const layerModes = arg('layer-modes', 'default').split(',').filter(m => m !== '');
@@ -334,13 +337,13 @@ async function main() {
         noMapped: {TFJS_MOE_CUDA_MAPPED_KIB: '0'}, traceNoMapped: {TFJS_MOE_CUDA_TRACE: '1', TFJS_MOE_CUDA_MAPPED_KIB: '0'},
         mapped4M: {TFJS_MOE_CUDA_MAPPED_KIB: '4096'}, spin100: {TFJS_MOE_CUDA_POOL_SPIN_US: '100'},
         spin0: {TFJS_MOE_CUDA_POOL_SPIN_US: '0'}, traceSpin0: {TFJS_MOE_CUDA_TRACE: '1', TFJS_MOE_CUDA_POOL_SPIN_US: '0'},
-        direct: {TFJS_MOE_CUDA_MAPPED_DIRECT: 'in,out'}, directOut: {TFJS_MOE_CUDA_MAPPED_DIRECT: 'out'},
-        traceDirect: {TFJS_MOE_CUDA_TRACE: '1', TFJS_MOE_CUDA_MAPPED_DIRECT: 'in,out'},
         // split*: forwardStart, the output tensor made while the GPU runs, forwardFinish (the layer path's default).
-        split: {}, splitDirect: {TFJS_MOE_CUDA_MAPPED_DIRECT: 'in,out'}, splitSpin0: {TFJS_MOE_CUDA_POOL_SPIN_US: '0'},
-        slice256: {TFJS_MOE_CUDA_COPY_SLICE_KIB: '256'},
-        fine: {TFJS_MOE_CUDA_COPY_SLICE_KIB: '256', TFJS_MOE_CUDA_COPY_CHUNK_KIB: '128'},
-        splitFine: {TFJS_MOE_CUDA_COPY_SLICE_KIB: '256', TFJS_MOE_CUDA_COPY_CHUNK_KIB: '128'},
+        split: {}, splitSpin0: {TFJS_MOE_CUDA_POOL_SPIN_US: '0'}, traceSplit: {TFJS_MOE_CUDA_TRACE: '1'},
+        slice512: {TFJS_MOE_CUDA_COPY_SLICE_KIB: '512'},
+        fine: {TFJS_MOE_CUDA_COPY_CHUNK_KIB: '128'}, splitFine: {TFJS_MOE_CUDA_COPY_CHUNK_KIB: '128'},
+        // The host defaults of session 7's final (main 8abb7be) that remain switchable: no polling, 512 KiB slices.
+        old: {TFJS_MOE_CUDA_POOL_SPIN_US: '0', TFJS_MOE_CUDA_COPY_SLICE_KIB: '512'},
+        traceOld: {TFJS_MOE_CUDA_TRACE: '1', TFJS_MOE_CUDA_POOL_SPIN_US: '0', TFJS_MOE_CUDA_COPY_SLICE_KIB: '512'},
       };
       // The host paths against each other, bit for bit: the DMA path (mapped off), the default, the mapped blocks
       // up to 4 MiB, pinned output, pageable (all the same kernels on the same x).
@@ -363,7 +366,6 @@ async function main() {
         exactness.pinned = same(withEnv({}, 'pinned'));
         exactness.pageable = same(withEnv({}, 'pageable'));
         exactness.spin0 = same(withEnv({TFJS_MOE_CUDA_POOL_SPIN_US: '0'}));
-        exactness.direct = same(withEnv({TFJS_MOE_CUDA_MAPPED_DIRECT: 'in,out'}));
         console.log(`${dtype} T=${T} outputs equal to the DMA path's bit for bit: ${JSON.stringify(exactness)}`);
       }
       // A warm-up pass first (discarded): the first mode measured after a change of T read JIT and clock warm-up.
@@ -383,8 +385,8 @@ async function main() {
         const output = mode === 'pinned' || mode === 'pageable' ? mode : 'staged';
         const env = modeEnv[mode] ?? {};
         for (const [k, v] of Object.entries(env)) process.env[k] = v;
-        const split = mode.startsWith('split');
-        for (let i = 0; i < e2eIters + 2; i++) {
+        const split = mode.startsWith('split') || mode === 'traceSplit';
+        for (let i = 0; i < itersAt(T) + 2; i++) {
           const s0 = performance.now();
           const data = input.dataSync() as Float32Array;
           const s1 = performance.now();
@@ -428,7 +430,7 @@ async function main() {
         }
         for (const k of Object.keys(env)) delete process.env[k];
         if (input !== xT) input.dispose();
-        (gcOf[mode] ??= []).push(await gcMsIn(loopStart, performance.now(), e2eIters));
+        (gcOf[mode] ??= []).push(await gcMsIn(loopStart, performance.now(), itersAt(T)));
       }
       for (const mode of modes) {
         e2e[mode] = {...Object.fromEntries(Object.entries(partsOf[mode]).map(([k, v]) => [k, median(v)])),
@@ -440,8 +442,7 @@ async function main() {
       // first mode's numbers are also e2e.layerApply / e2e.fusedMoE.
       const layerModeEnv: Record<string, Record<string, string | boolean>> = {default: {},
         noSplit: {'flag:MOE_CUDA_SPLIT_FORWARD': false}, spin0: {TFJS_MOE_CUDA_POOL_SPIN_US: '0'},
-        direct: {TFJS_MOE_CUDA_MAPPED_DIRECT: 'in,out'},
-        before: {'flag:MOE_CUDA_SPLIT_FORWARD': false, TFJS_MOE_CUDA_POOL_SPIN_US: '0'}};
+        old: {'flag:MOE_CUDA_SPLIT_FORWARD': false, TFJS_MOE_CUDA_POOL_SPIN_US: '0', TFJS_MOE_CUDA_COPY_SLICE_KIB: '512'}};
       const layerOrder = Array.from({length: rounds}, (_, r) => r % 2 === 0 ? layerModes : [...layerModes].reverse()).flat();
       const layerParts: Record<string, {total: number[], executor: number[], gc: number[]}> = {};
       let warmed = false;
@@ -463,7 +464,7 @@ async function main() {
           // Warm calls first (discarded): the layer's JavaScript (tfjs-layers' apply, the executor) runs in V8's
           // interpreter for its first calls, which is what 12 timed calls alone measured (session 4's 75-180 us).
           for (let i = 0; i < (warmed ? 4 : warmCalls(T)); i++) call().dispose();
-          for (let i = 0; i < e2eIters + 2; i++) {
+          for (let i = 0; i < itersAt(T) + 2; i++) {
             executorMs = 0;
             const s0 = performance.now();
             const out = call();
@@ -472,7 +473,7 @@ async function main() {
             out.dispose();
             if (i === 1) loopStart = performance.now();
           }
-          const gc = await gcMsIn(loopStart, performance.now(), e2eIters);
+          const gc = await gcMsIn(loopStart, performance.now(), itersAt(T));
           const key = `${name}:${lmode}`;
           const acc = layerParts[key] ??= {total: [], executor: [], gc: []};
           acc.total.push(...totals.slice(2));
@@ -556,7 +557,7 @@ async function main() {
       // --stack-modes: the device-resident stack again under A/B switches, interleaved over --rounds.
       const stackModeEnv: Record<string, Record<string, string>> = {default: {},
         noMapped: {TFJS_MOE_CUDA_MAPPED_KIB: '0'}, uploadSync: {TFJS_MOE_CUDA_UPLOAD_SYNC: '1'},
-        spin0: {TFJS_MOE_CUDA_POOL_SPIN_US: '0'},
+        spin0: {TFJS_MOE_CUDA_POOL_SPIN_US: '0'}, old: {TFJS_MOE_CUDA_POOL_SPIN_US: '0', TFJS_MOE_CUDA_COPY_SLICE_KIB: '512'},
         before: {TFJS_MOE_CUDA_MAPPED_KIB: '0', TFJS_MOE_CUDA_UPLOAD_SYNC: '1', TFJS_MOE_CUDA_POOL_SPIN_US: '0'}};
       const stackAb: Record<string, number[]> = {};
       const stackOrder = Array.from({length: rounds}, (_, r) => r % 2 === 0 ? stackModes : [...stackModes].reverse()).flat();

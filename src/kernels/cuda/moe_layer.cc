@@ -367,14 +367,14 @@ GemmProblem MoeLayer::dense(const void* A, int lda, const void* B, DType elem, i
   return p;
 }
 
-void MoeLayer::enqueue(int T, const float* xIn, float* outTo) {
+void MoeLayer::enqueue(int T) {
   const int H = cfg_.hidden, E = cfg_.numExperts, k = cfg_.topK, R = T * k;
   const int routed = E + cfg_.zeroExperts;
   const DType elem = cfg_.compute;
   const float* routerBias = cfg_.routerBias ? routerBias_.as<float>() : nullptr;
   const bool half = elem != DType::kFloat32;
-  const float* x = xIn != nullptr ? xIn : dX_.as<float>();
-  float* out = outTo != nullptr ? outTo : dOut_.as<float>();
+  const float* x = dX_.as<float>();
+  float* out = dOut_.as<float>();
   const ExactDenseF32Scope exactDense(!denseWeightsFinite_);
 
   // 1. router logits in float32 (+ gate_bias; the shared-expert gate logit in column E+Z)
@@ -710,21 +710,10 @@ std::vector<std::pair<std::string, float>> MoeLayer::profile(const float* x, int
 void MoeLayer::run(int T, bool useGraph, const float* hostIn, float* hostOut) {
   if (!useGraph) l2Prefetch_ = l2PrefetchEnv();
   const long long n = static_cast<long long>(T) * cfg_.hidden;
-  // TFJS_MOE_CUDA_MAPPED_DIRECT (A/B, read per call; part of the graphs' settings): 'in' / 'out' / 'in,out': the
-  // layer's kernels read x from / write y into the mapped blocks themselves instead of through a copy kernel each
-  // (one kernel boundary less per side). Only where every reader of x is the router GEMM (half compute dtypes:
-  // the experts read its converted copy) and every element of y is written once with a plain store (the decode
-  // combine paths: no shared experts, no latent projection, no atomics, T <= 32).
-  const char* directEnv = std::getenv("TFJS_MOE_CUDA_MAPPED_DIRECT");
-  const bool small = T <= kPdlMaxTokens;
-  const bool directIn = hostIn != nullptr && directEnv != nullptr && std::strstr(directEnv, "in") != nullptr &&
-                        small && cfg_.compute != DType::kFloat32 && cfg_.zeroExperts == 0;
-  const bool directOut = hostOut != nullptr && directEnv != nullptr && std::strstr(directEnv, "out") != nullptr &&
-                         small && cfg_.latent == 0 && sharedPadded_ == 0;
   auto body = [&] {
-    if (hostIn != nullptr && !directIn) launchDeviceCopy(hostIn, dX_.as<float>(), n, stream_);
-    enqueue(T, directIn ? hostIn : nullptr, directOut ? hostOut : nullptr);
-    if (hostOut != nullptr && !directOut) launchDeviceCopy(dOut_.as<float>(), hostOut, n, stream_);
+    if (hostIn != nullptr) launchDeviceCopy(hostIn, dX_.as<float>(), n, stream_);
+    enqueue(T);
+    if (hostOut != nullptr) launchDeviceCopy(dOut_.as<float>(), hostOut, n, stream_);
   };
   if (!useGraph) {
     body();
@@ -767,7 +756,7 @@ std::string MoeLayer::kernelEnvSwitches() {
   for (const char* name : {"TFJS_MOE_CUDA_PREFILL_LEGACY", "TFJS_MOE_CUDA_WGMMA_INT4", "TFJS_MOE_CUDA_DENSE_F32",
                            "TFJS_MOE_CUDA_SM90_TILES", "TFJS_MOE_CUDA_INT4_SCALE_LOADS",
                            "TFJS_MOE_CUDA_GATE_SPLIT_MAX", "TFJS_MOE_CUDA_DOWN_COMBINE", "TFJS_MOE_CUDA_FORMATS",
-                           "TFJS_MOE_CUDA_INT4_TILES", "TFJS_MOE_CUDA_CODE_PREFETCH", "TFJS_MOE_CUDA_MAPPED_DIRECT"}) {
+                           "TFJS_MOE_CUDA_INT4_TILES", "TFJS_MOE_CUDA_CODE_PREFETCH"}) {
     const char* v = std::getenv(name);
     key += v ? v : "-";
     key += ';';

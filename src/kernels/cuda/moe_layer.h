@@ -141,8 +141,7 @@ class MoeLayer {
  private:
   void ensureWorkspace(int T);
   void dropGraphs();
-  // Reads dX_ (xIn when given), writes dOut_ (outTo when given: a mapped host block's device pointer).
-  void enqueue(int T, const float* xIn = nullptr, float* outTo = nullptr);
+  void enqueue(int T);  // reads dX_, writes dOut_
   void mark(const char* stage);  // records an event after a stage while profiling
   // hostIn / hostOut (device pointers of mapped host blocks, both or neither): the graph also copies x in from
   // hostIn and y out to hostOut with kernels (its own graph per T).
