@@ -213,6 +213,16 @@ describe('CUDA host copies across T', () => {
         expect(outs[0][0]).withContext(`layer T ${T}`).toEqual(outs[1][0]);
         expect(outs[0][1]).withContext(`layer T ${T} ids`).toEqual(outs[1][1]);
         expect(outs[2][0]).withContext(`layer T ${T} again`).toEqual(outs[1][0]);
+        // Under tfjs's DEBUG flag (tensor() checks the values) the forward is not split.
+        tf.env().set('MOE_CUDA_SPLIT_FORWARD', true);
+        tf.env().set('DEBUG', true);
+        try {
+          const y = layer.apply(xT, weights);
+          expect(y.dataSync()).withContext(`layer T ${T} DEBUG`).toEqual(outs[1][0] as Float32Array);
+          y.dispose();
+        } finally {
+          tf.env().set('DEBUG', false);
+        }
         xT.dispose();
       }
       expect(tf.memory().numTensors).toBe(before);
