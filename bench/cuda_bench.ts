@@ -12,7 +12,7 @@
  *    from pageable memory), 'noHugePages' (no transparent huge pages asked for on a large output array), 'prefaultLate' (the output's
  *    page faults taken from the download on, not from the start), 'prefault16' / 'prefault4' (threads for them),
  *    'chunk64' / 'chunk128' / 'chunk256' / 'chunk4096' (the copies' chunk in KiB), 'registerIn' / 'registerOut' / 'registerInOut' (x / y
- *    page-locked for the call and copied by DMA directly), 'slice128' (a copy thread per 128 KiB, not 256),
+ *    page-locked for the call and copied by DMA directly), 'slice128' (a copy thread per 128 KiB, not 512),
  *    'pool' (the opt-in output pool: TFJS_MOE_CUDA_OUTPUT_POOL_MIB=256), 'noOverlap' / 'traceNoOverlap' (the
  *    copy-out waits for the whole prefault of a large output first, as before), 'pool64' (the same from 64 KiB, not 1 MiB),
  *    'ntStores' / 'plainStores' (x staged with non-temporal / plain stores at every size; the default: non-temporal
@@ -22,9 +22,9 @@
  *    'traceNoMapped' (small forwards through DMAs, not the mapped blocks; without / with the trace), 'mapped4M'
  *    (the mapped blocks up to 4 MiB, T <= 512), 'spin100' / 'spin0' / 'traceSpin0' (idle copy helpers poll
  *    100 / 0 us before they sleep; the default 300), 'split' / 'splitSpin0' / 'traceSplit' (forwardStart, the
- *    output tensor, forwardFinish), 'slice512' (a copy thread per 512 KiB, not 256), 'fine' / 'splitFine' (chunks
- *    of 128 KiB), 'old' / 'traceOld' (session 7's host defaults that remain switches: no polling, 512 KiB per copy
- *    thread); --rounds R repeats the modes R times, interleaved; --stack-modes
+ *    output tensor, forwardFinish), 'slice512' / 'slice256' (a copy thread per 512 / 256 KiB), 'fine' /
+ *    'splitFine' (chunks of 128 KiB), 'old' / 'traceOld' (session 7's host defaults that remain switches: no
+ *    polling, 512 KiB per copy thread); --rounds R repeats the modes R times, interleaved; --stack-modes
  *    default,noMapped,uploadSync,spin0,old,before: the device stack again under those switches (small downloads
  *    through a mapped block or a DMA; uploads not waited for or waited for; helpers that sleep at once; session 7's
  *    host defaults; the first three as in session 6), interleaved over the rounds; --layer-modes
@@ -339,7 +339,7 @@ async function main() {
         spin0: {TFJS_MOE_CUDA_POOL_SPIN_US: '0'}, traceSpin0: {TFJS_MOE_CUDA_TRACE: '1', TFJS_MOE_CUDA_POOL_SPIN_US: '0'},
         // split*: forwardStart, the output tensor made while the GPU runs, forwardFinish (the layer path's default).
         split: {}, splitSpin0: {TFJS_MOE_CUDA_POOL_SPIN_US: '0'}, traceSplit: {TFJS_MOE_CUDA_TRACE: '1'},
-        slice512: {TFJS_MOE_CUDA_COPY_SLICE_KIB: '512'},
+        slice512: {TFJS_MOE_CUDA_COPY_SLICE_KIB: '512'}, slice256: {TFJS_MOE_CUDA_COPY_SLICE_KIB: '256'},
         fine: {TFJS_MOE_CUDA_COPY_CHUNK_KIB: '128'}, splitFine: {TFJS_MOE_CUDA_COPY_CHUNK_KIB: '128'},
         // The host defaults of session 7's final (main 8abb7be) that remain switchable: no polling, 512 KiB slices.
         old: {TFJS_MOE_CUDA_POOL_SPIN_US: '0', TFJS_MOE_CUDA_COPY_SLICE_KIB: '512'},

@@ -26,9 +26,10 @@ namespace {
 
 // Below this a copy is one memcpy/DMA: thread start-up (tens of microseconds) would cost more than it saves.
 constexpr size_t kParallelMinBytes = size_t(1) << 20;
-// A copy thread per 256 KiB (up to kMaxThreads): a 2 MiB x (T = 256) is staged by 8 threads, not 4 (H200 session 8
-// batch B1, same process: its staging 0.117 -> 0.084 ms; 8 MiB and more already take all 16).
-constexpr size_t kSliceMinBytes = size_t(256) << 10;
+// A copy thread per 512 KiB (up to kMaxThreads). 256 KiB (8 threads for T = 256's 2 MiB x instead of 4) staged it in
+// 0.084 instead of 0.117 ms in H200 session 8 batch B1 and in 0.155 instead of 0.136 in B2 (a busier host, same
+// process each): not shown to pay, so not the default.
+constexpr size_t kSliceMinBytes = size_t(512) << 10;
 constexpr size_t kPrefaultMinBytes = size_t(64) << 10;
 constexpr size_t kInlineUploadBytes = size_t(64) << 10;
 constexpr int kMaxThreads = 16;  // page faults on a fresh output array dominate its copy: they scale with threads
@@ -38,7 +39,7 @@ constexpr size_t kMaxFreeBytes = size_t(1) << 30;
 int threadsFor(size_t bytes) {
   if (bytes < kParallelMinBytes) return 1;
   const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  // TFJS_MOE_CUDA_COPY_SLICE_KIB (benchmark A/B): the bytes per copy thread (default 256 KiB; 512 before).
+  // TFJS_MOE_CUDA_COPY_SLICE_KIB (benchmark A/B): the bytes per copy thread (default 512 KiB).
   size_t slice = kSliceMinBytes;
   if (const char* v = std::getenv("TFJS_MOE_CUDA_COPY_SLICE_KIB")) {
     slice = std::max<size_t>(4, std::strtoull(v, nullptr, 10)) << 10;
