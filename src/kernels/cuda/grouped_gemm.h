@@ -83,6 +83,10 @@ struct GemmProblem {
   long long prefetchNextBytes = 0;
   // B is read once (mma tiles): its loads are marked evict-first in L2 (keeps a following GEMM's prefetch in L2).
   bool bStreamOnce = false;
+  // Segmented mma tiles: blockIdx.x walks the column tiles and blockIdx.y the row tiles (the launcher swaps the
+  // grid), so the blocks resident together read all column tiles of a few experts, not one column tile of every
+  // expert. Not with combineOut (its tail counts blocks per blockIdx.y).
+  bool colTilesFirst = false;
   float* combineOut = nullptr;
   const float* combineBias = nullptr;
   int combineTokens = 0;

@@ -848,7 +848,9 @@ std::string MoeLayer::kernelEnvSwitches() {
   for (const char* name : {"TFJS_MOE_CUDA_PREFILL_LEGACY", "TFJS_MOE_CUDA_WGMMA_INT4", "TFJS_MOE_CUDA_DENSE_F32",
                            "TFJS_MOE_CUDA_SM90_TILES", "TFJS_MOE_CUDA_INT4_SCALE_LOADS",
                            "TFJS_MOE_CUDA_GATE_SPLIT_MAX", "TFJS_MOE_CUDA_DOWN_COMBINE", "TFJS_MOE_CUDA_FORMATS",
-                           "TFJS_MOE_CUDA_INT4_TILES", "TFJS_MOE_CUDA_CODE_PREFETCH"}) {
+                           "TFJS_MOE_CUDA_INT4_TILES", "TFJS_MOE_CUDA_CODE_PREFETCH",
+                           "TFJS_MOE_CUDA_FRAG_BUFS", "TFJS_MOE_CUDA_DECODE_STAGES",
+                           "TFJS_MOE_CUDA_DECODE_GRID", "TFJS_MOE_CUDA_DECODE_BN"}) {
     const char* v = std::getenv(name);
     key += v ? v : "-";
     key += ';';
