@@ -24,12 +24,13 @@ t=$(cap 40); timeout "$t" node run-specs.mjs > "$OUT/specs.log" 2>&1; stamp spec
 grep -E 'passed, .* failed|FAILED|Expected|T [0-9]' "$OUT/specs.log" | head -30 >> "$OUT/summary.txt"
 
 F='"env:TFJS_MOE_CUDA_FRAG_BUFS"'; S='"env:TFJS_MOE_CUDA_DECODE_STAGES"'; G='"env:TFJS_MOE_CUDA_DECODE_GRID"'
-ROUND=${AB:-"{$F:\"1\"},{},{$S:\"3\"},{$G:\"cols\"},{$S:\"k256x2\"},{$S:\"3\",$G:\"cols\"}"}
+N='"env:TFJS_MOE_CUDA_DECODE_BN"'; C='"env:TFJS_MOE_CUDA_DECODE_COMBINE"'
+ROUND=${AB:-"{$F:\"1\"},{},{$S:\"3\"},{$G:\"cols\"},{$S:\"k256x2\"},{$N:\"48\"},{$C:\"add\"},{$S:\"3\",$G:\"cols\"}"}
 t=$(cap 40)
 [ "$t" -gt 0 ] && timeout "$t" node cuda_bench.mjs --kernel-only --dtypes bfloat16,int4 --tokens 1,16 --iters 30 \
     --ab "[$ROUND,$ROUND,$ROUND]" --out "$OUT/ab.json" 2>&1 | grep -v "^{" > "$OUT/ab.log"; stamp ab ${PIPESTATUS[0]}
 # One line per dtype, T and flag set: the median over the rounds of the graph-replay kernel ms (ab.log has each).
-node -e '
+[ -f "$OUT/ab.json" ] && node -e '
 const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).results;
 const g = {};
 for (const x of r) { const k = `${x.dtype} T=${x.T} ${JSON.stringify(x.flags || {})}`; (g[k] = g[k] || []).push(x.kernelGraphMs); }

@@ -577,6 +577,26 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
           E::swiglu(p, bias, r, s, gcol + 1, gcol + 9, i + 1, acc[mi][2 * nj][half * 2 + 1],
                     acc[mi][2 * nj + 1][half * 2 + 1]);
         }
+      } else if (EPI == Epilogue::kStore && p.combineAdd != nullptr) {
+        // GemmProblem.combineAdd (the decode down GEMM under TFJS_MOE_CUDA_DECODE_COMBINE=add): the row's weighted
+        // term goes straight into its token's output row, zeroed by the permute, with float32 atomic adds.
+        const int q = p.rowToPair[r];
+        if (q < 0) continue;
+        float* dst = p.combineAdd + static_cast<long long>(q / p.topK) * p.ldc;
+        const float w = p.pairWeight[q], s = p.weightsApplied ? 1.f : w;
+        const bool pairedAdd = p.ldc % 2 == 0 && (reinterpret_cast<uintptr_t>(p.combineAdd) % 8) == 0;
+#pragma unroll
+        for (int ni = 0; ni < NI; ni++) {
+          const int col = n0 + wn * WN + ni * 8 + 2 * t4;
+          const float v0 = s * acc[mi][ni][half * 2] + (bias && col < p.N ? w * bias[col] : 0.f);
+          const float v1 = s * acc[mi][ni][half * 2 + 1] + (bias && col + 1 < p.N ? w * bias[col + 1] : 0.f);
+          if (pairedAdd && col + 1 < p.N) {
+            atomicAdd(reinterpret_cast<float2*>(dst + col), make_float2(v0, v1));
+          } else {
+            if (col < p.N) atomicAdd(dst + col, v0);
+            if (col + 1 < p.N) atomicAdd(dst + col + 1, v1);
+          }
+        }
       } else {
 #pragma unroll
         for (int ni = 0; ni < NI; ni++) {

@@ -481,6 +481,7 @@ void launchMmaGemm(const GemmProblem& p, cudaStream_t stream) {
     }
   }
   if (useStreamGemm<Elem>(p, vec)) {
+    if (p.combineAdd != nullptr) throw std::logic_error("grouped GEMM: the streaming kernels do not take combineAdd");
     switch (p.epilogue) {
       case Epilogue::kStore:
         if (p.out != DType::kFloat32) throw std::invalid_argument("grouped GEMM: kStore writes float32");
