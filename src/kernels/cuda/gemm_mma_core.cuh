@@ -578,7 +578,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
                     acc[mi][2 * nj + 1][half * 2 + 1]);
         }
       } else if (EPI == Epilogue::kStore && p.combineAdd != nullptr) {
-        // GemmProblem.combineAdd (the decode down GEMM under TFJS_MOE_CUDA_DECODE_COMBINE=add): the row's weighted
+        // GemmProblem.combineAdd (the decode down GEMM, MoeLayer::enqueue): the row's weighted
         // term goes straight into its token's output row, zeroed by the permute, with float32 atomic adds.
         const int q = p.rowToPair[r];
         if (q < 0) continue;

@@ -115,7 +115,7 @@ struct GemmProblem {
   // E8M0 byte b, NaN for 255). Needs K % 32 == 0 and groupSize 32; bInt4 and bInt8 must be null.
   const int32_t* bFp4 = nullptr;
   // kStore over segments writing float32, on the wgmma GEMM (launchGroupedGemmSm90: the prefill down GEMM) and the
-  // mma.sync tiles (the decode down GEMM under TFJS_MOE_CUDA_DECODE_COMBINE=add; not the streaming kernels): when
+  // mma.sync tiles (the decode down GEMM, MoeLayer::enqueue; not the streaming kernels): when
   // combineAdd is set, row r is not stored to C but added into combineAdd[q / topK][n] ([tokens][ldc], zeroed before),
   // q = rowToPair[r], as (weightsApplied ? acc : w acc) + (bias ? w bias[e][n] : 0) with w = pairWeight[q]: the
   // weighted combine of semantics section 6 without the [R, N] intermediate. Float32 atomic adds: a token's k slots

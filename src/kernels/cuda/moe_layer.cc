@@ -368,11 +368,12 @@ GemmProblem MoeLayer::dense(const void* A, int lda, const void* B, DType elem, i
   return p;
 }
 
-// TFJS_MOE_CUDA_DECODE_COMBINE (A/B timing, read at each launch): 'add' has the decode down GEMM add its weighted
-// rows into the output (MoeLayer::enqueue); unset: the combine kernel.
+// The decode down GEMM adds its weighted rows into the output itself (MoeLayer::enqueue; H200 batch B1, session 8,
+// Qwen3-30B-A3B layer: bf16 T = 1 0.0414 -> 0.0398 ms, T = 16 0.2438 -> 0.2427; int4 0.0377 -> 0.0363, 0.1771 ->
+// 0.1762). TFJS_MOE_CUDA_DECODE_COMBINE=kernel (A/B, read at each launch): the combine kernel, in slot order.
 static bool decodeCombineAddEnv() {
   const char* v = std::getenv("TFJS_MOE_CUDA_DECODE_COMBINE");
-  return v != nullptr && std::strcmp(v, "add") == 0;
+  return v == nullptr || std::strcmp(v, "kernel") != 0;
 }
 
 void MoeLayer::enqueue(int T) {
@@ -403,9 +404,9 @@ void MoeLayer::enqueue(int T) {
   perm.rowToPair = perm.tilePrefix + kTileClasses * (E + 1);
   perm.rowMap = perm.rowToPair + R;
   perm.scratch = perm.rowMap + R;
-  // TFJS_MOE_CUDA_DECODE_COMBINE=add (A/B): at decode sizes the down GEMM adds its weighted rows into the output
-  // itself (GemmProblem.combineAdd, float32 atomics on the mma.sync tiles) instead of the combine kernel; the
-  // one-block permute zeroes the output first. Not with identity experts (their w x terms are the combine
+  // At decode sizes the down GEMM adds its weighted rows into the output itself (GemmProblem.combineAdd, float32
+  // atomics on the mma.sync tiles; decodeCombineAddEnv) instead of the combine kernel; the one-block permute zeroes
+  // the output first. Not with identity experts (their w x terms are the combine
   // kernel's) or latent projections (the output buffer is fc1's until the down GEMM).
   const bool decodeAdd = half && T <= kPdlMaxTokens && decodeCombineAddEnv() && cfg_.zeroExperts == 0 && cfg_.latent == 0 &&
                          R <= 256 && E <= 2048 && !tuning().fuseCombine && tuning().decodeGemm != DecodeGemm::kStream4 &&
@@ -879,7 +880,7 @@ std::string MoeLayer::kernelEnvSwitches() {
                            "TFJS_MOE_CUDA_INT4_TILES", "TFJS_MOE_CUDA_CODE_PREFETCH",
                            "TFJS_MOE_CUDA_FRAG_BUFS", "TFJS_MOE_CUDA_DECODE_STAGES",
                            "TFJS_MOE_CUDA_DECODE_GRID", "TFJS_MOE_CUDA_DECODE_BN",
-                           "TFJS_MOE_CUDA_DECODE_COMBINE"}) {
+                           "TFJS_MOE_CUDA_DECODE_COMBINE", "TFJS_MOE_CUDA_DECODE_DOWN"}) {
     const char* v = std::getenv(name);
     key += v ? v : "-";
     key += ';';
