@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The cudadec lane's GPU batch (session 8): the decode spec set (the 16-row tiles' switches checked against the
-# float64 reference and against each other), the layer at T = 1 and 16 for bf16 and int4 with the new defaults A/B'd
-# against the old choices in one process (rounds interleaved), compute-sanitizer memcheck of the tiles' spec, ncu of
-# the decode GEMMs. Every step under its own timeout, cut to what LANE_BUDGET leaves; logs under $OUT as they go.
+# The cudadec lane's GPU batch (session 8): the layer at T = 1 and 16 for bf16 and int4 with the new defaults A/B'd
+# against the old choices in one process (rounds interleaved), the decode spec set (the 16-row tiles' switches
+# checked against the float64 reference and against each other; the tiles' spec first), compute-sanitizer memcheck
+# of the tiles' spec, ncu of the decode GEMMs where time is left. Every step under its own timeout, cut to what
+# LANE_BUDGET leaves; logs under $OUT as they go.
 # AB (a JSON list of --ab flag sets, one round) overrides the variants.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
@@ -20,16 +21,13 @@ export TFJS_MOE_CUDA_ADDON=$PWD/tfjs_moe_cuda.node
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader > "$OUT/gpu.txt" 2>&1
 cat commit.txt >> "$OUT/summary.txt"
 
-t=$(cap 50); SPEC_TIMING=1 timeout "$t" node run-specs.mjs > "$OUT/specs.log" 2>&1; stamp specs $?
-grep -E 'passed, .* failed|FAILED|Expected|T [0-9]|^  \[' "$OUT/specs.log" | head -30 >> "$OUT/summary.txt"
-
 F='"env:TFJS_MOE_CUDA_FRAG_BUFS"'; S='"env:TFJS_MOE_CUDA_DECODE_STAGES"'; G='"env:TFJS_MOE_CUDA_DECODE_GRID"'
 C='"env:TFJS_MOE_CUDA_DECODE_COMBINE"'; D='"env:TFJS_MOE_CUDA_DECODE_DOWN"'
 # {} = the new defaults; the first set = main's choices (one fragment set, the combine kernel, row tiles first, four
 # int4 stages); then each new choice reverted alone, and the down GEMM's 128-deep stages on top of the defaults.
 OLD="{$F:\"1\",$C:\"kernel\",$G:\"rows\",$S:\"4\"}"
 ROUND=${AB:-"$OLD,{},{$C:\"kernel\"},{$G:\"rows\"},{$S:\"4\"},{$F:\"1\"},{$D:\"k128\"}"}
-t=$(cap 30)
+t=$(cap 25)
 [ "$t" -gt 0 ] && timeout "$t" node cuda_bench.mjs --kernel-only --dtypes bfloat16,int4 --tokens 1,16 --iters 30 \
     --ab "[$ROUND,$ROUND,$ROUND]" --out "$OUT/ab.json" 2>&1 | grep -v "^{" > "$OUT/ab.log"; stamp ab ${PIPESTATUS[0]}
 # One line per dtype, T and flag set: the median over the rounds of the graph-replay kernel ms (ab.log has each).
@@ -40,7 +38,11 @@ for (const x of r) { const k = `${x.dtype} T=${x.T} ${JSON.stringify(x.flags || 
 for (const [k, v] of Object.entries(g)) { v.sort((a, b) => a - b); console.log(`${k}: ${v[v.length >> 1].toFixed(4)} (${v.map(t => t.toFixed(4)).join(" ")})`); }
 ' "$OUT/ab.json" >> "$OUT/summary.txt" 2>&1
 
-t=$(cap 25)
+t=$(cap 35); SPEC_TIMING=1 timeout "$t" node run-specs.mjs > "$OUT/specs.log" 2>&1; stamp specs $?
+grep -E 'passed, .* failed|FAILED|Expected|T [0-9]|^  \[' "$OUT/specs.log" | head -30 >> "$OUT/summary.txt"
+
+
+t=$(cap 15)
 if [ "$t" -gt 0 ]; then
   CUDADEC_SPECS='decode tiles' TFJS_MOE_SPEC_SCALE=small timeout "$t" compute-sanitizer --tool memcheck --leak-check no \
       --error-exitcode 3 node run-specs.mjs > "$OUT/memcheck.log" 2>&1; stamp memcheck $?
@@ -48,7 +50,7 @@ if [ "$t" -gt 0 ]; then
 fi
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null)
 t=$(cap 30)
-if [ -n "$NCU" ] && [ "$t" -gt 0 ]; then
+if [ -n "$NCU" ] && [ "$t" -gt 15 ]; then
   timeout "$t" "$NCU" --clock-control none -k regex:mmaGemmKernel -c 16 \
       --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
       --section WarpStateStats --section SchedulerStats \
