@@ -584,14 +584,21 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
         if (q < 0) continue;
         float* dst = p.combineAdd + static_cast<long long>(q / p.topK) * p.ldc;
         const float w = p.pairWeight[q], s = p.weightsApplied ? 1.f : w;
+        // float2 atomics exist from sm_90 on; the other devices add the two columns one by one.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
         const bool pairedAdd = p.ldc % 2 == 0 && (reinterpret_cast<uintptr_t>(p.combineAdd) % 8) == 0;
+#else
+        constexpr bool pairedAdd = false;
+#endif
 #pragma unroll
         for (int ni = 0; ni < NI; ni++) {
           const int col = n0 + wn * WN + ni * 8 + 2 * t4;
           const float v0 = s * acc[mi][ni][half * 2] + (bias && col < p.N ? w * bias[col] : 0.f);
           const float v1 = s * acc[mi][ni][half * 2 + 1] + (bias && col + 1 < p.N ? w * bias[col + 1] : 0.f);
           if (pairedAdd && col + 1 < p.N) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
             atomicAdd(reinterpret_cast<float2*>(dst + col), make_float2(v0, v1));
+#endif
           } else {
             if (col < p.N) atomicAdd(dst + col, v0);
             if (col + 1 < p.N) atomicAdd(dst + col + 1, v1);
