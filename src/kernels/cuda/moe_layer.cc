@@ -371,6 +371,14 @@ GemmProblem MoeLayer::dense(const void* A, int lda, const void* B, DType elem, i
   return p;
 }
 
+// The decode down GEMM adds its weighted rows into the output itself (MoeLayer::enqueue; H200 batch B1, session 8,
+// Qwen3-30B-A3B layer: bf16 T = 1 0.0414 -> 0.0398 ms, T = 16 0.2438 -> 0.2427; int4 0.0377 -> 0.0363, 0.1771 ->
+// 0.1762). TFJS_MOE_CUDA_DECODE_COMBINE=kernel (A/B, read at each launch): the combine kernel, in slot order.
+static bool decodeCombineAddEnv() {
+  const char* v = std::getenv("TFJS_MOE_CUDA_DECODE_COMBINE");
+  return v == nullptr || std::strcmp(v, "kernel") != 0;
+}
+
 void MoeLayer::enqueue(int T) {
   const int H = cfg_.hidden, E = cfg_.numExperts, k = cfg_.topK, R = T * k;
   const int routed = E + cfg_.zeroExperts;
@@ -399,6 +407,17 @@ void MoeLayer::enqueue(int T) {
   perm.rowToPair = perm.tilePrefix + kTileClasses * (E + 1);
   perm.rowMap = perm.rowToPair + R;
   perm.scratch = perm.rowMap + R;
+  // At decode sizes the down GEMM adds its weighted rows into the output itself (GemmProblem.combineAdd, float32
+  // atomics on the mma.sync tiles; decodeCombineAddEnv) instead of the combine kernel; the one-block permute zeroes
+  // the output first. Not with identity experts (their w x terms are the combine
+  // kernel's) or latent projections (the output buffer is fc1's until the down GEMM).
+  const bool decodeAdd = half && T <= kPdlMaxTokens && decodeCombineAddEnv() && cfg_.zeroExperts == 0 && cfg_.latent == 0 &&
+                         R <= 256 && E <= 2048 && !tuning().fuseCombine && tuning().decodeGemm != DecodeGemm::kStream4 &&
+                         tuning().decodeGemm != DecodeGemm::kStream8;
+  if (decodeAdd) {
+    perm.zeroOut = out;
+    perm.zeroFloats = static_cast<long long>(T) * D_;
+  }
   const bool noaux = cfg_.topkMethod == TopkMethod::kNoauxTc;
   DecodeRouteArgs route;
   route.routed = routed;
@@ -598,6 +617,16 @@ void MoeLayer::enqueue(int T) {
     tail.weightsApplied = weightsApplied;
     tail.identityX = owned.identityX;
     launchGroupedGemm(tail, stream_);
+    mark("down GEMM");
+  } else if (decodeAdd) {
+    GemmProblem add = dn;
+    add.combineAdd = routedOut;
+    add.rowToPair = perm.rowToPair;
+    add.pairWeight = weights;
+    add.topK = k;
+    add.weightsApplied = weightsApplied;
+    add.bias = cfg_.withBias ? downBias_.as<float>() : nullptr;
+    launchGroupedGemm(add, stream_);
     mark("down GEMM");
   } else if (!downCombineAdd(half, T, routedOut, dn, perm.rowToPair, weights, weightsApplied)) {
     launchGroupedGemm(dn, stream_);
@@ -852,7 +881,10 @@ std::string MoeLayer::kernelEnvSwitches() {
                            "TFJS_MOE_CUDA_SM90_TILES", "TFJS_MOE_CUDA_SM90_TABLE", "TFJS_MOE_CUDA_INT4_SCALE_LOADS",
                            "TFJS_MOE_CUDA_GATE_SPLIT_MAX", "TFJS_MOE_CUDA_DOWN_COMBINE", "TFJS_MOE_CUDA_FORMATS",
                            "TFJS_MOE_CUDA_INT4_TILES", "TFJS_MOE_CUDA_CODE_PREFETCH",
-                           "TFJS_MOE_CUDA_PERMUTE_VEC"}) {
+                           "TFJS_MOE_CUDA_PERMUTE_VEC",
+                           "TFJS_MOE_CUDA_FRAG_BUFS", "TFJS_MOE_CUDA_DECODE_STAGES",
+                           "TFJS_MOE_CUDA_DECODE_GRID", "TFJS_MOE_CUDA_DECODE_BN",
+                           "TFJS_MOE_CUDA_DECODE_COMBINE", "TFJS_MOE_CUDA_DECODE_DOWN"}) {
     const char* v = std::getenv(name);
     key += v ? v : "-";
     key += ';';
