@@ -22,8 +22,11 @@ int roundUp(int v, int m) { return (v + m - 1) / m * m; }
 
 // Up to this many tokens the layer's kernels are launched with programmatic dependent launch (see enqueue).
 constexpr int kPdlMaxTokens = 32;
-// The router GEMM's largest split-K factor (gateSplit): T = 256 on 128-row tiles fills 128 blocks of two k tiles.
-constexpr int kGateSplitMax = 64;
+// The router GEMM's largest split-K factor (gateSplit): T = 256 on 128-row tiles fills 64 blocks of four k tiles
+// (H200, session 8 batch B1b, the cp.async router kernel: T = 256 layer 0.3550 ms vs 0.3567-0.3580 at 64 slices;
+// session 6's batch N with the register-staged kernel: 0.3608 vs 0.3635). TFJS_MOE_CUDA_GATE_SPLIT_MAX may ask for up
+// to kGateSplitLimit (the partial-sum workspace is sized for it).
+constexpr int kGateSplitMax = 32, kGateSplitLimit = 64;
 // The down GEMM is token-owned (combine fused) while R * this <= E: then the T*k pairs hit almost only distinct
 // experts (T = 1, 2 at E = 128, k = 8), so streaming each pair's expert reads hardly any weight twice.
 constexpr long long kTokenOwnedDownFactor = 8;
@@ -309,7 +312,7 @@ void MoeLayer::ensureWorkspace(int T) {
   // (TFJS_MOE_CUDA_GATE_SPLIT_MAX only lowers it). Above 2^16 rows the split is 1.
   size_t slabRows = cap;
   for (int t = 1; t <= std::min(cap, 1 << 16); t++) {
-    slabRows = std::max(slabRows, static_cast<size_t>(gateSplit(t, kGateSplitMax)) * t);
+    slabRows = std::max(slabRows, static_cast<size_t>(gateSplit(t, kGateSplitLimit)) * t);
   }
   gatePartial_.ensure(slabRows * gateCols_ * 4);
   ids_.ensure(R * 4);
@@ -335,7 +338,7 @@ void MoeLayer::ensureWorkspace(int T) {
 static int gateSplitMaxEnv() {
   const char* v = std::getenv("TFJS_MOE_CUDA_GATE_SPLIT_MAX");
   const int n = v ? std::atoi(v) : 0;
-  return n >= 1 && n <= kGateSplitMax ? n : kGateSplitMax;
+  return n >= 1 && n <= kGateSplitLimit ? n : kGateSplitMax;
 }
 
 int MoeLayer::gateSplit(int T) const { return gateSplit(T, gateSplitMaxEnv()); }
@@ -367,6 +370,14 @@ GemmProblem MoeLayer::dense(const void* A, int lda, const void* B, DType elem, i
   return p;
 }
 
+// The decode down GEMM adds its weighted rows into the output itself (MoeLayer::enqueue; H200 batch B1, session 8,
+// Qwen3-30B-A3B layer: bf16 T = 1 0.0414 -> 0.0398 ms, T = 16 0.2438 -> 0.2427; int4 0.0377 -> 0.0363, 0.1771 ->
+// 0.1762). TFJS_MOE_CUDA_DECODE_COMBINE=kernel (A/B, read at each launch): the combine kernel, in slot order.
+static bool decodeCombineAddEnv() {
+  const char* v = std::getenv("TFJS_MOE_CUDA_DECODE_COMBINE");
+  return v == nullptr || std::strcmp(v, "kernel") != 0;
+}
+
 void MoeLayer::enqueue(int T) {
   const int H = cfg_.hidden, E = cfg_.numExperts, k = cfg_.topK, R = T * k;
   const int routed = E + cfg_.zeroExperts;
@@ -395,6 +406,17 @@ void MoeLayer::enqueue(int T) {
   perm.rowToPair = perm.tilePrefix + kTileClasses * (E + 1);
   perm.rowMap = perm.rowToPair + R;
   perm.scratch = perm.rowMap + R;
+  // At decode sizes the down GEMM adds its weighted rows into the output itself (GemmProblem.combineAdd, float32
+  // atomics on the mma.sync tiles; decodeCombineAddEnv) instead of the combine kernel; the one-block permute zeroes
+  // the output first. Not with identity experts (their w x terms are the combine
+  // kernel's) or latent projections (the output buffer is fc1's until the down GEMM).
+  const bool decodeAdd = half && T <= kPdlMaxTokens && decodeCombineAddEnv() && cfg_.zeroExperts == 0 && cfg_.latent == 0 &&
+                         R <= 256 && E <= 2048 && !tuning().fuseCombine && tuning().decodeGemm != DecodeGemm::kStream4 &&
+                         tuning().decodeGemm != DecodeGemm::kStream8;
+  if (decodeAdd) {
+    perm.zeroOut = out;
+    perm.zeroFloats = static_cast<long long>(T) * D_;
+  }
   const bool noaux = cfg_.topkMethod == TopkMethod::kNoauxTc;
   DecodeRouteArgs route;
   route.routed = routed;
@@ -595,6 +617,16 @@ void MoeLayer::enqueue(int T) {
     tail.identityX = owned.identityX;
     launchGroupedGemm(tail, stream_);
     mark("down GEMM");
+  } else if (decodeAdd) {
+    GemmProblem add = dn;
+    add.combineAdd = routedOut;
+    add.rowToPair = perm.rowToPair;
+    add.pairWeight = weights;
+    add.topK = k;
+    add.weightsApplied = weightsApplied;
+    add.bias = cfg_.withBias ? downBias_.as<float>() : nullptr;
+    launchGroupedGemm(add, stream_);
+    mark("down GEMM");
   } else if (!downCombineAdd(half, T, routedOut, dn, perm.rowToPair, weights, weightsApplied)) {
     launchGroupedGemm(dn, stream_);
     mark("down GEMM");
@@ -754,9 +786,13 @@ void MoeLayer::run(int T, bool useGraph, const float* hostIn, float* hostOut) {
 std::string MoeLayer::kernelEnvSwitches() {
   std::string key;
   for (const char* name : {"TFJS_MOE_CUDA_PREFILL_LEGACY", "TFJS_MOE_CUDA_WGMMA_INT4", "TFJS_MOE_CUDA_DENSE_F32",
-                           "TFJS_MOE_CUDA_SM90_TILES", "TFJS_MOE_CUDA_INT4_SCALE_LOADS",
+                           "TFJS_MOE_CUDA_SM90_TILES", "TFJS_MOE_CUDA_SM90_TABLE", "TFJS_MOE_CUDA_INT4_SCALE_LOADS",
                            "TFJS_MOE_CUDA_GATE_SPLIT_MAX", "TFJS_MOE_CUDA_DOWN_COMBINE", "TFJS_MOE_CUDA_FORMATS",
-                           "TFJS_MOE_CUDA_INT4_TILES", "TFJS_MOE_CUDA_CODE_PREFETCH"}) {
+                           "TFJS_MOE_CUDA_INT4_TILES", "TFJS_MOE_CUDA_CODE_PREFETCH",
+                           "TFJS_MOE_CUDA_PERMUTE_VEC",
+                           "TFJS_MOE_CUDA_FRAG_BUFS", "TFJS_MOE_CUDA_DECODE_STAGES",
+                           "TFJS_MOE_CUDA_DECODE_GRID", "TFJS_MOE_CUDA_DECODE_BN",
+                           "TFJS_MOE_CUDA_DECODE_COMBINE", "TFJS_MOE_CUDA_DECODE_DOWN"}) {
     const char* v = std::getenv(name);
     key += v ? v : "-";
     key += ';';
