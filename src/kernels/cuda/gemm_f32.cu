@@ -94,7 +94,13 @@ bool combineInGemmSupported(const GemmProblem& p) {
 
 void launchGroupedGemm(const GemmProblem& p, cudaStream_t stream) {
   if (p.M == 0 || p.N == 0) return;
-  if (p.combineAdd != nullptr) throw std::invalid_argument("grouped GEMM: combineAdd is launchGroupedGemmSm90's alone");
+  // combineAdd: the half-precision tiles only (the mma.sync decode tiles; the wgmma GEMM takes it through
+  // launchGroupedGemmSm90).
+  if (p.combineAdd != nullptr && (p.elem == DType::kFloat32 || p.epilogue != Epilogue::kStore || p.out != DType::kFloat32 ||
+                                  p.seg.offsets == nullptr || p.rowToPair == nullptr || p.pairWeight == nullptr ||
+                                  p.topK < 1 || p.combineOut != nullptr || p.kSplit > 1)) {
+    throw std::invalid_argument("grouped GEMM: combineAdd is for segmented half-precision float32 kStore with the pair maps");
+  }
   if (p.combineOut != nullptr) {
     if (p.epilogue != Epilogue::kStore || p.out != DType::kFloat32 || p.seg.offsets == nullptr || p.N != p.ldc ||
         p.tileCounters == nullptr || p.pairRow == nullptr || p.pairWeight == nullptr || p.pairExpert == nullptr ||

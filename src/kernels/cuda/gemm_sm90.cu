@@ -270,8 +270,8 @@ bool launchGroupedGemmSm90Int4(const GemmProblem& p, cudaStream_t stream) {
   const Sm90Tuning& t = sm90Tuning();
   if (t.mode == Sm90Gemm::kOff || !tuning().int4Mma) return false;
   if (p.bInt4 == nullptr || p.bScales == nullptr || p.elem == DType::kFloat32 || p.epilogue == Epilogue::kCombine ||
-      p.kSplit > 1 || p.combineOut != nullptr || p.aCopy != nullptr) {
-    return false;
+      p.kSplit > 1 || p.combineOut != nullptr || p.combineAdd != nullptr || p.aCopy != nullptr) {
+    return false;  // (its epilogue has no combineAdd: the mma.sync tiles take those)
   }
   if (p.K <= 0 || p.K % kBK64 != 0 || p.lda % 8 != 0 || !aligned16(p.A) || p.M <= 0 || p.N <= 0) return false;
   if (p.groupSize != 32 && (p.groupSize <= 0 || p.groupSize % kBK64 != 0)) return false;

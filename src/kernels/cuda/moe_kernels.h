@@ -35,6 +35,10 @@ struct PermuteBuffers {
   int* rowToPair;        // [R]: t*k + j of the pair in row r, -1 for padding and unused rows
   int* rowMap;           // [T*k]: the row of pair (t, j); -1 for an id outside [0, E)
   int* scratch;          // [E] (counts)
+  // Optional: zeroFloats floats at zeroOut set to 0 by the permute (the layer's output, for a down GEMM that adds
+  // into it: GemmProblem.combineAdd at decode sizes).
+  float* zeroOut = nullptr;
+  long long zeroFloats = 0;
 };
 // Stable counting sort of the pairs by expert (section 3); rows of expert e start at offsets[e], each segment
 // padded to a multiple of `alignment`. Ids outside [0, E) are dropped (never written out of bounds).

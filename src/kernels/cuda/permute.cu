@@ -198,8 +198,10 @@ __global__ void __launch_bounds__(kOnePassThreads) permuteOnePassKernel(const in
 
 __global__ void permuteSmallKernel(const int* __restrict__ ids, int n, int E, int alignment, int R,
                                    int* __restrict__ tokensPerExpert, int* __restrict__ offsets,
-                                   int* __restrict__ tilePrefix, int* __restrict__ rowToPair, int* __restrict__ rowMap) {
+                                   int* __restrict__ tilePrefix, int* __restrict__ rowToPair, int* __restrict__ rowMap,
+                                   float* __restrict__ zeroOut, long long zeroFloats) {
   awaitPredecessor();
+  zeroFillBlock(zeroOut, zeroFloats);
   permuteSmallBlock(ids, n, E, alignment, R, tokensPerExpert, offsets, tilePrefix, rowToPair, rowMap);
 }
 
@@ -227,8 +229,12 @@ void launchPermute(const int* ids, int T, int k, int E, int alignment, int R, co
   const int n = T * k;
   if (n <= kSmallPairs && E <= kSmallExperts) {
     launchKernel("permuteSmallKernel", permuteSmallKernel, 1, kScanThreads, 0, stream, ids, n, E, alignment, R,
-                 out.tokensPerExpert, out.offsets, out.tilePrefix, out.rowToPair, out.rowMap);
+                 out.tokensPerExpert, out.offsets, out.tilePrefix, out.rowToPair, out.rowMap, out.zeroOut,
+                 out.zeroFloats);
     return;
+  }
+  if (out.zeroOut != nullptr && out.zeroFloats > 0) {
+    throw std::logic_error("permute: zeroOut is filled by the one-block permute only (T * k <= 256 pairs)");
   }
   if (E > 0 && E <= kOnePassMaxExperts && !legacyPrefillKernels()) {
     // TFJS_MOE_CUDA_PERMUTE_VEC=0 (A/B timing, read at each launch): the scalar id loads of session 7.
