@@ -20,12 +20,16 @@
  *    per 1 / 2 MiB), 'slice2048nt' (2 MiB per thread, non-temporal at every size), 'prefaultHuge' /
  *    'prefaultHuge16' (the prefault's threads take aligned 2 MiB blocks; on 8 / 16 threads); 'noMapped' /
  *    'traceNoMapped' (small forwards through DMAs, not the mapped blocks; without / with the trace), 'mapped4M'
- *    (the mapped blocks up to 4 MiB, T <= 512), 'spin100' / 'spin300' / 'traceSpin300' (idle copy helpers poll
- *    that long before they sleep); --rounds R repeats the modes R times, interleaved; --stack-modes
- *    default,noMapped,uploadSync,deviceGraph,noOverlap,graphSpin,before: the device stack again under those
- *    switches (small downloads through a mapped block or a DMA; uploads not waited for or waited for; a layer's
- *    copies as nodes of its graph, not separate launches; a large download's page faults taken by its copy threads
- *    only; the graph with polling helpers; the first, second and fourth as before), interleaved over the rounds;
+ *    (the mapped blocks up to 4 MiB, T <= 512), 'spin100' / 'spin0' / 'traceSpin0' (idle copy helpers poll
+ *    100 / 0 us before they sleep; the default 300), 'split' / 'splitSpin0' / 'traceSplit' (forwardStart, the
+ *    output tensor, forwardFinish), 'slice512' / 'slice256' (a copy thread per 512 / 256 KiB), 'fine' /
+ *    'splitFine' (chunks of 128 KiB), 'old' / 'traceOld' (session 7's host defaults that remain switches: no
+ *    polling, 512 KiB per copy thread); --rounds R repeats the modes R times, interleaved; --stack-modes
+ *    default,noMapped,uploadSync,spin0,old,before: the device stack again under those switches (small downloads
+ *    through a mapped block or a DMA; uploads not waited for or waited for; helpers that sleep at once; session 7's
+ *    host defaults; the first three as in session 6), interleaved over the rounds; --layer-modes
+ *    default,noSplit,spin0,old: the layer paths below under those switches (the split forward off; helpers that
+ *    sleep at once; session 7's host defaults: split off, no polling, 512 KiB per copy thread);
  *    'layerApply':
  *    CudaFusedMoe.apply(tensor) -> tensor, the path of the FusedMoE layer's cuda executor; 'fusedMoE': the
  *    FusedMoE layer's apply() with backend 'cuda' (and the part of it inside the cuda executor's forward);
@@ -207,8 +211,12 @@ async function main() {
   // Untimed calls of the layer paths and the stack before their timed ones (fewer at large T, where a call is long).
   const layerWarmup = Number(arg('layer-warmup', '40'));
   const warmCalls = (T: number) => T >= 1024 ? Math.min(layerWarmup, 4) : layerWarmup;
+  // Timed calls per loop of the copy modes and the layer paths: 4x at T <= 16, where a call is short and its
+  // median moves by several microseconds between loops of --e2e-iters (H200 session 8 batch B1).
+  const itersAt = (T: number) => T <= 16 ? 4 * e2eIters : e2eIters;
   const rounds = Math.max(1, Number(arg('rounds', '1')));
   const stackModes = arg('stack-modes', '').split(',').filter(m => m !== '');
+  const layerModes = arg('layer-modes', 'default').split(',').filter(m => m !== '');
   const modes = arg('modes', 'staged,pageable,pinnedIn,trace,oldSplit,registerIn,registerOut,registerInOut').split(',');
   const latency = CudaMoeRunner.hostCopyBandwidth(T1_BYTES, 50);
   console.log(`host<->device, ${T1_BYTES} B (one T = 1 row), GB/s: ${JSON.stringify(latency)}`);
@@ -318,8 +326,7 @@ async function main() {
         chunk64: {TFJS_MOE_CUDA_COPY_CHUNK_KIB: '64'}, chunk128: {TFJS_MOE_CUDA_COPY_CHUNK_KIB: '128'},
         registerIn: {TFJS_MOE_CUDA_REGISTER: 'in'}, registerOut: {TFJS_MOE_CUDA_REGISTER: 'out'},
         registerInOut: {TFJS_MOE_CUDA_REGISTER: 'in,out'}, slice128: {TFJS_MOE_CUDA_COPY_SLICE_KIB: '128'},
-        pool: {TFJS_MOE_CUDA_OUTPUT_POOL_MIB: '256'}, noOverlap: {TFJS_MOE_CUDA_PREFAULT_OVERLAP: '0'},
-        traceNoOverlap: {TFJS_MOE_CUDA_TRACE: '1', TFJS_MOE_CUDA_PREFAULT_OVERLAP: '0'},
+        pool: {TFJS_MOE_CUDA_OUTPUT_POOL_MIB: '256'},
         pool64: {TFJS_MOE_CUDA_OUTPUT_POOL_MIB: '256', TFJS_MOE_CUDA_OUTPUT_POOL_MIN_KIB: '64'},
         ntStores: {TFJS_MOE_CUDA_COPY_STORES: 'stream'}, plainStores: {TFJS_MOE_CUDA_COPY_STORES: 'plain'},
         stagedB: {}, plainStoresB: {TFJS_MOE_CUDA_COPY_STORES: 'plain'},
@@ -329,7 +336,14 @@ async function main() {
         prefaultHuge16: {TFJS_MOE_CUDA_PREFAULT_SPLIT: 'huge', TFJS_MOE_CUDA_PREFAULT_THREADS: '16'},
         noMapped: {TFJS_MOE_CUDA_MAPPED_KIB: '0'}, traceNoMapped: {TFJS_MOE_CUDA_TRACE: '1', TFJS_MOE_CUDA_MAPPED_KIB: '0'},
         mapped4M: {TFJS_MOE_CUDA_MAPPED_KIB: '4096'}, spin100: {TFJS_MOE_CUDA_POOL_SPIN_US: '100'},
-        spin300: {TFJS_MOE_CUDA_POOL_SPIN_US: '300'}, traceSpin300: {TFJS_MOE_CUDA_TRACE: '1', TFJS_MOE_CUDA_POOL_SPIN_US: '300'},
+        spin0: {TFJS_MOE_CUDA_POOL_SPIN_US: '0'}, traceSpin0: {TFJS_MOE_CUDA_TRACE: '1', TFJS_MOE_CUDA_POOL_SPIN_US: '0'},
+        // split*: forwardStart, the output tensor made while the GPU runs, forwardFinish (the layer path's default).
+        split: {}, splitSpin0: {TFJS_MOE_CUDA_POOL_SPIN_US: '0'}, traceSplit: {TFJS_MOE_CUDA_TRACE: '1'},
+        slice512: {TFJS_MOE_CUDA_COPY_SLICE_KIB: '512'}, slice256: {TFJS_MOE_CUDA_COPY_SLICE_KIB: '256'},
+        fine: {TFJS_MOE_CUDA_COPY_CHUNK_KIB: '128'}, splitFine: {TFJS_MOE_CUDA_COPY_CHUNK_KIB: '128'},
+        // The host defaults of session 7's final (main 8abb7be) that remain switchable: no polling, 512 KiB slices.
+        old: {TFJS_MOE_CUDA_POOL_SPIN_US: '0', TFJS_MOE_CUDA_COPY_SLICE_KIB: '512'},
+        traceOld: {TFJS_MOE_CUDA_TRACE: '1', TFJS_MOE_CUDA_POOL_SPIN_US: '0', TFJS_MOE_CUDA_COPY_SLICE_KIB: '512'},
       };
       // The host paths against each other, bit for bit: the DMA path (mapped off), the default, the mapped blocks
       // up to 4 MiB, pinned output, pageable (all the same kernels on the same x).
@@ -351,7 +365,7 @@ async function main() {
         exactness.mapped4M = same(withEnv({TFJS_MOE_CUDA_MAPPED_KIB: '4096'}));
         exactness.pinned = same(withEnv({}, 'pinned'));
         exactness.pageable = same(withEnv({}, 'pageable'));
-        exactness.spin300 = same(withEnv({TFJS_MOE_CUDA_POOL_SPIN_US: '300'}));
+        exactness.spin0 = same(withEnv({TFJS_MOE_CUDA_POOL_SPIN_US: '0'}));
         console.log(`${dtype} T=${T} outputs equal to the DMA path's bit for bit: ${JSON.stringify(exactness)}`);
       }
       // A warm-up pass first (discarded): the first mode measured after a change of T read JIT and clock warm-up.
@@ -371,14 +385,26 @@ async function main() {
         const output = mode === 'pinned' || mode === 'pageable' ? mode : 'staged';
         const env = modeEnv[mode] ?? {};
         for (const [k, v] of Object.entries(env)) process.env[k] = v;
-        for (let i = 0; i < e2eIters + 2; i++) {
+        const split = mode.startsWith('split') || mode === 'traceSplit';
+        for (let i = 0; i < itersAt(T) + 2; i++) {
           const s0 = performance.now();
           const data = input.dataSync() as Float32Array;
           const s1 = performance.now();
-          const r = runner.forwardWithRouting(data, T, {useGraph: true, output});
-          const s2 = performance.now();
-          const out = tf.tensor2d(r.output, [T, H]);
-          const s3 = performance.now();
+          let r: {output: Float32Array}, out: tf.Tensor2D, s2: number, s3: number;
+          if (split) {  // the tensor made between the halves: 'tensor' is inside 'native' here
+            r = runner.forwardStart(data, T, {useGraph: true, output})!;
+            const m0 = performance.now();
+            out = tf.tensor2d(r.output, [T, H]);
+            const m1 = performance.now();
+            runner.forwardFinish();
+            s3 = performance.now();
+            s2 = s3 - (m1 - m0);
+          } else {
+            r = runner.forwardWithRouting(data, T, {useGraph: true, output});
+            s2 = performance.now();
+            out = tf.tensor2d(r.output, [T, H]);
+            s3 = performance.now();
+          }
           out.dispose();
           const s4 = performance.now();
           const t = runner.lastTimings();
@@ -404,35 +430,68 @@ async function main() {
         }
         for (const k of Object.keys(env)) delete process.env[k];
         if (input !== xT) input.dispose();
-        (gcOf[mode] ??= []).push(await gcMsIn(loopStart, performance.now(), e2eIters));
+        (gcOf[mode] ??= []).push(await gcMsIn(loopStart, performance.now(), itersAt(T)));
       }
       for (const mode of modes) {
         e2e[mode] = {...Object.fromEntries(Object.entries(partsOf[mode]).map(([k, v]) => [k, median(v)])),
           gc: median(gcOf[mode])};
       }
       // Through CudaFusedMoe.apply (tensor in, tensor out), as the layer's cuda executor runs it, and through the
-      // FusedMoE layer itself (layer.apply with backend 'cuda': what a user calls).
-      for (const [name, call] of [['layerApply', () => layerMoe!.apply(xT, weightTensors)],
-                                  ['fusedMoE', () => stack[0].apply(xT) as tf.Tensor]] as const) {
-        if (name === 'fusedMoE' && stack.length === 0) continue;
-        const totals: number[] = [], inExecutor: number[] = [];
-        let loopStart = 0;
-        // Warm calls first (discarded): the layer's JavaScript (tfjs-layers' apply, the executor) runs in V8's
-        // interpreter for its first calls, which is what 12 timed calls alone measured (session 4's 75-180 us).
-        for (let i = 0; i < warmCalls(T); i++) call().dispose();
-        for (let i = 0; i < e2eIters + 2; i++) {
-          executorMs = 0;
-          const s0 = performance.now();
-          const out = call();
-          totals.push(performance.now() - s0);
-          inExecutor.push(executorMs);
-          out.dispose();
-          if (i === 1) loopStart = performance.now();
+      // FusedMoE layer itself (layer.apply with backend 'cuda': what a user calls). --layer-modes: the same under A/B
+      // switches ('flag:NAME' keys set tfjs flags, others environment variables), interleaved over --rounds; the
+      // first mode's numbers are also e2e.layerApply / e2e.fusedMoE.
+      const layerModeEnv: Record<string, Record<string, string | boolean>> = {default: {},
+        noSplit: {'flag:MOE_CUDA_SPLIT_FORWARD': false}, spin0: {TFJS_MOE_CUDA_POOL_SPIN_US: '0'},
+        old: {'flag:MOE_CUDA_SPLIT_FORWARD': false, TFJS_MOE_CUDA_POOL_SPIN_US: '0', TFJS_MOE_CUDA_COPY_SLICE_KIB: '512'}};
+      const layerOrder = Array.from({length: rounds}, (_, r) => r % 2 === 0 ? layerModes : [...layerModes].reverse()).flat();
+      const layerParts: Record<string, {total: number[], executor: number[], gc: number[]}> = {};
+      let warmed = false;
+      for (const lmode of layerOrder) {
+        const env = layerModeEnv[lmode] ?? {};
+        const put = (k: string, v: string | boolean | undefined) => {
+          if (k.startsWith('flag:')) tf.env().set(k.slice(5), v as boolean);
+          else if (v === undefined) delete process.env[k];
+          else process.env[k] = String(v);
+        };
+        const prior = Object.fromEntries(Object.keys(env).map(
+            k => [k, k.startsWith('flag:') ? tf.env().getBool(k.slice(5)) : process.env[k]]));
+        for (const [k, v] of Object.entries(env)) put(k, v);
+        for (const [name, call] of [['layerApply', () => layerMoe!.apply(xT, weightTensors)],
+                                    ['fusedMoE', () => stack[0].apply(xT) as tf.Tensor]] as const) {
+          if (name === 'fusedMoE' && stack.length === 0) continue;
+          const totals: number[] = [], inExecutor: number[] = [];
+          let loopStart = 0;
+          // Warm calls first (discarded): the layer's JavaScript (tfjs-layers' apply, the executor) runs in V8's
+          // interpreter for its first calls, which is what 12 timed calls alone measured (session 4's 75-180 us).
+          for (let i = 0; i < (warmed ? 4 : warmCalls(T)); i++) call().dispose();
+          for (let i = 0; i < itersAt(T) + 2; i++) {
+            executorMs = 0;
+            const s0 = performance.now();
+            const out = call();
+            totals.push(performance.now() - s0);
+            inExecutor.push(executorMs);
+            out.dispose();
+            if (i === 1) loopStart = performance.now();
+          }
+          const gc = await gcMsIn(loopStart, performance.now(), itersAt(T));
+          const key = `${name}:${lmode}`;
+          const acc = layerParts[key] ??= {total: [], executor: [], gc: []};
+          acc.total.push(...totals.slice(2));
+          acc.executor.push(...inExecutor.slice(2));
+          acc.gc.push(gc);
         }
-        const gc = await gcMsIn(loopStart, performance.now(), e2eIters);
-        // executor: the time inside the cuda executor's forward (the layer's own JS is total - executor).
-        e2e[name] = {total: median(totals.slice(2)), executor: median(inExecutor.slice(2)), gc};
+        warmed = true;
+        for (const [k, v] of Object.entries(prior)) put(k, v);
       }
+      for (const [key, p] of Object.entries(layerParts)) {
+        const [name, lmode] = key.split(':');
+        // executor: the time inside the cuda executor's forward (the layer's own JS is total - executor).
+        const row = {total: median(p.total), executor: median(p.executor), gc: median(p.gc)};
+        e2e[lmode === layerModes[0] ? name : `${name}_${lmode}`] = row;
+        if (lmode === layerModes[0] && layerModes.length > 1) e2e[`${name}_${lmode}`] = row;
+      }
+      console.log(`${dtype} T=${T} layer paths: ` + Object.entries(layerParts).map(
+          ([k, p]) => `${k} ${median(p.total).toFixed(4)} (executor ${median(p.executor).toFixed(4)})`).join(', '));
       // A stack of `stackSize` FusedMoE layers (each its own weights on the GPU): through host tensors (apply per
       // layer) and device-resident (applyDevice: one upload, the layers on the GPU, one download).
       const hostStack: number[] = [], deviceStack: number[] = [], uploadOnly: number[] = [], downloadOnly: number[] = [];
@@ -498,9 +557,8 @@ async function main() {
       // --stack-modes: the device-resident stack again under A/B switches, interleaved over --rounds.
       const stackModeEnv: Record<string, Record<string, string>> = {default: {},
         noMapped: {TFJS_MOE_CUDA_MAPPED_KIB: '0'}, uploadSync: {TFJS_MOE_CUDA_UPLOAD_SYNC: '1'},
-        deviceGraph: {TFJS_MOE_CUDA_DEVICE_GRAPH: '1'}, noOverlap: {TFJS_MOE_CUDA_PREFAULT_OVERLAP: '0'},
-        graphSpin: {TFJS_MOE_CUDA_DEVICE_GRAPH: '1', TFJS_MOE_CUDA_POOL_SPIN_US: '300'},
-        before: {TFJS_MOE_CUDA_MAPPED_KIB: '0', TFJS_MOE_CUDA_UPLOAD_SYNC: '1', TFJS_MOE_CUDA_PREFAULT_OVERLAP: '0'}};
+        spin0: {TFJS_MOE_CUDA_POOL_SPIN_US: '0'}, old: {TFJS_MOE_CUDA_POOL_SPIN_US: '0', TFJS_MOE_CUDA_COPY_SLICE_KIB: '512'},
+        before: {TFJS_MOE_CUDA_MAPPED_KIB: '0', TFJS_MOE_CUDA_UPLOAD_SYNC: '1', TFJS_MOE_CUDA_POOL_SPIN_US: '0'}};
       const stackAb: Record<string, number[]> = {};
       const stackOrder = Array.from({length: rounds}, (_, r) => r % 2 === 0 ? stackModes : [...stackModes].reverse()).flat();
       for (const mode of stack.length > 0 ? stackOrder : []) {

@@ -412,6 +412,7 @@ function packedCandidates(tuned: DecodeTilesOverride, T: number, format: string,
   if (process.env.BENCH_CANDIDATES === 's6') return session6Candidates(tuned, T, first);
   if (process.env.BENCH_CANDIDATES === 's6o') return session6Confirm(tuned, T, first);
   if (process.env.BENCH_CANDIDATES === 's7') return session7Candidates(tuned, T, format, first);
+  if (process.env.BENCH_CANDIDATES === 's8') return session8Candidates(tuned, T, format, first);
   if (process.env.BENCH_CANDIDATES === 'confirm') {
     // The final table against the session-3 table ('before'); for the first format at T = 16 also 2 packed steps /
     // items per loop iteration in upGate / down.
@@ -507,6 +508,64 @@ function session7Candidates(tuned: DecodeTilesOverride, T: number, format: strin
           uc_sx: {...uc, upStageX: true}, uh_uc_sx_dpf: {...uc, int4Unit: 'half', upStageX: true, downPrefetch: true}};
 }
 
+/**
+ * Session 8: session 7's best (int4 unit codes as halves, unchecked steps: 'uh_uc') against the table, with the
+ * router's end reduction of 16 tokens per barrier pair (rr16) and, for the first format at T = 16, the expert
+ * programs' options on top (float bits, prefetch, rows in registers, router splits, down tiles). BENCH_S8=b: batch
+ * 2's confirmation set (the table against session 7's table, 'before').
+ */
+function session8Candidates(tuned: DecodeTilesOverride, T: number, format: string, first: boolean):
+    Record<string, DecodeTilesOverride> {
+  // Session 7's table (for BENCH_S8=b once the table has changed): no unit codes, checked steps, 1-token reductions.
+  const before: DecodeTilesOverride = {...tuned, int4Unit: undefined, unchecked: false, routerReduceRows: 1,
+                                       upInfoAtOnce: false, downTileMajor: false, upRowCases: false};
+  if (process.env.BENCH_S8 === 'b') return {table: tuned, before};
+  if (process.env.BENCH_S8 === 'c') return session8c(tuned, T, format);
+  if (process.env.BENCH_S8 === 'd') {
+    // Batch 2: the new table against session 7's; one stream loop per row count; the router in token groups.
+    // (60 s of device time: the first format's T = 16 only has the two new options.)
+    if (T === 1 || !first) return {table: tuned, before};
+    return {table: tuned, before, loops: {...tuned, upRowLoops: true}, tg4: {...tuned, routerTokenGroups: 4}};
+  }
+  const uc = {...tuned, unchecked: true};
+  const rr = {...uc, routerReduceRows: 16};
+  if (format !== 'int4') {
+    return T === 1 ? {table: tuned, uc} : {table: tuned, uc, rr16: {...tuned, routerReduceRows: 16}, uc_rr16: rr,
+                                            uc_rr16_dtm: {...rr, downTileMajor: true},
+                                            uc_rr16_do_rc: {...rr, decodeOnce: true, upRowCases: true}};
+  }
+  const uh = {...tuned, int4Unit: 'half'} as const;
+  if (T === 1) {
+    return {table: tuned, uh, uh_uc: {...uh, unchecked: true}, ub_uc: {...uc, int4Unit: 'bits'},
+            uh_uc_io: {...uh, unchecked: true, upInfoAtOnce: true}};
+  }
+  const u = {...rr, int4Unit: 'half'} as const;
+  const base: Record<string, DecodeTilesOverride> = {table: tuned, uh_uc: {...uh, unchecked: true}, uh_uc_rr16: u,
+                                                     u_dtm: {...u, downTileMajor: true}, u_rc: {...u, upRowCases: true}};
+  if (!first) return base;
+  return {...base, rr16: {...tuned, routerReduceRows: 16}, ub_uc_rr16: {...rr, int4Unit: 'bits'},
+          u_pf: {...u, upPrefetch: true}, u_dpf: {...u, downPrefetch: true}, u_rp64k: {...u, routerPartials: 65536},
+          u_io: {...u, upInfoAtOnce: true}, u_r3_rc: {...u, upRows: 3, upRowCases: true},
+          u_r4_rc: {...u, upRows: 4, upRowCases: true},
+          u_io_dtm_rc: {...u, upInfoAtOnce: true, downTileMajor: true, upRowCases: true}};
+}
+
+/**
+ * Session 8 batch 1b: the row cases (upRowCases, batch 1's winner) without the router's 16-token reduction, with
+ * unit info at once, tile-major down, 3 and 4 rows; the other formats with row cases (decode once for the halves).
+ */
+function session8c(tuned: DecodeTilesOverride, T: number, format: string): Record<string, DecodeTilesOverride> {
+  const rc = {...tuned, unchecked: true, upRowCases: true, decodeOnce: true};
+  if (format === 'int4') {
+    const u = {...rc, int4Unit: 'half'} as const;
+    if (T === 1) return {table: tuned, uh_uc: {...tuned, int4Unit: 'half', unchecked: true}};
+    return {table: tuned, u_rc: u, u_rc_rr16: {...u, routerReduceRows: 16}, u_rc_r3: {...u, upRows: 3},
+            u_rc_r4: {...u, upRows: 4}, u_rc_io: {...u, upInfoAtOnce: true}, u_rc_dtm: {...u, downTileMajor: true},
+            u_rc_io_dtm: {...u, upInfoAtOnce: true, downTileMajor: true}, uh_rc_checked: {...u, unchecked: false}};
+  }
+  return {table: tuned, uc_rc: rc, rc: {...rc, unchecked: false}, uc_rc_dtm: {...rc, downTileMajor: true}};
+}
+
 /** Batch I's candidates (session 4): decode-once rows, the router at T = 16, mxfp4's float16-pattern codes. */
 function batchICandidates(tuned: DecodeTilesOverride, T: number, format: string, first: boolean):
     Record<string, DecodeTilesOverride> {
@@ -586,7 +645,7 @@ async function packedRows(labels: string[], tokens: number[], out: Record<string
       row.decodePrograms = decodeDispatchCount() - before;
       row.decodeVsChainRelDiff = relMaxDiff(got, want);
       // The host reference first: seconds of host work lower the GPU's clocks (batch I timed 1.27 ms after it).
-      const ref = T === 1 || ortRun != null || (process.env.BENCH_CANDIDATES === 's7' && f.format === 'int4') ?
+      const ref = T === 1 || ortRun != null || (['s7', 's8'].includes(process.env.BENCH_CANDIDATES ?? '') && f.format === 'int4') ?
           referenceLayer(xData, T, gate, up, down) : null;
       if (ref != null) {
         row.relL2VsFloat64 = relL2(got, ref);

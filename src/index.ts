@@ -48,7 +48,7 @@ export type {CudaStatus, CudaUnavailableCode} from './kernels/cuda/loader.js';
 export {registerCudaKernels, unregisterCudaKernels} from './kernels/cuda/register_all.js';
 export {CudaActivation} from './kernels/cuda/cuda_fused_moe.js';
 export type {CudaComputeDtype} from './kernels/cuda/cuda_fused_moe.js';
-export {MOE_CUDA_FUSE, MOE_CUDA_GEMM_TILES, MOE_CUDA_INT4_MMA, MOE_CUDA_PDL, MOE_CUDA_WGMMA} from './kernels/cuda/flags_cuda.js';
+export {MOE_CUDA_FUSE, MOE_CUDA_GEMM_TILES, MOE_CUDA_INT4_MMA, MOE_CUDA_PDL, MOE_CUDA_SPLIT_FORWARD, MOE_CUDA_WGMMA} from './kernels/cuda/flags_cuda.js';
 export {MOE_WEBGPU_DECODE_MAX_TOKENS, MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES, MOE_WEBGPU_GEMM_HALF_MATRICES}
   from './kernels/webgpu/flags_webgpu.js';
 export {setWebGPUDecodeMaxTokens, webgpuDecodeMaxTokens} from './kernels/webgpu/decode/decode_forward.js';

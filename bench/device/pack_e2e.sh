@@ -14,11 +14,14 @@ ESB=node_modules/.bin/esbuild
 BANNER="import {createRequire as __cr} from 'module'; import {fileURLToPath as __fu} from 'url'; import {dirname as __dn} from 'path'; const require = __cr(import.meta.url); const __filename = __fu(import.meta.url); const __dirname = __dn(__filename);"
 common=(--bundle --platform=node --format=esm --alias:tfjs-moe=./dist/esm --log-level=warning "--banner:js=$BANNER"
         --external:webgpu "--external:*.node")
-$ESB bench/device/e2e_specs.ts "${common[@]}" --outfile="$W/p/specs/build/spec/cuda_e2e.spec.js"
+# SPECS_ENTRY: the spec subset (default e2e_specs.ts; e2e_changed_specs.ts: the copy paths and the layer only).
+$ESB bench/device/${SPECS_ENTRY:-e2e_specs.ts} "${common[@]}" --outfile="$W/p/specs/build/spec/cuda_e2e.spec.js"
 mkdir -p "$W/p/layer_specs/build/spec"
 echo '{"type": "module"}' > "$W/p/layer_specs/package.json"
 $ESB bench/device/e2e_layer_specs.ts "${common[@]}" --outfile="$W/p/layer_specs/build/spec/cuda_e2e_layer.spec.js"
-$ESB bench/device/memcheck_specs.ts "${common[@]}" --outfile="$W/p/memcheck/build/spec/cuda_memcheck.spec.js"
+# MEMCHECK_SPECS: the memcheck entry (default memcheck_specs.ts; e2e_memcheck_specs.ts: the host copies and
+# activations only).
+$ESB bench/device/${MEMCHECK_SPECS:-memcheck_specs.ts} "${common[@]}" --outfile="$W/p/memcheck/build/spec/cuda_memcheck.spec.js"
 $ESB scripts/run-specs.mjs "${common[@]}" --outfile="$W/p/specs/run-specs.mjs"
 cp "$W/p/specs/run-specs.mjs" "$W/p/memcheck/"
 cp "$W/p/specs/run-specs.mjs" "$W/p/layer_specs/"
@@ -42,6 +45,7 @@ if [ "${DEVICE_SPECS:-0}" = 1 ]; then
     cp spec/fixtures/*.json "$W/p/dev_$part/spec/fixtures/"
   done
 fi
+cp bench/device/cpuprof_summary.py "$W/p/"
 git log --oneline -1 > "$W/p/commit.txt"
 cp "$ADDON" "$W/a/after.node"
 [ -n "${BEFORE:-}" ] && cp "$BEFORE" "$W/a/before.node"
@@ -52,7 +56,7 @@ tar -C "$W/p" -cf - . | xz -9 -T2 > "$DEST/pack.tar.xz"
 cp bench/device/run_e2e_batch.sh "$DEST/batch.sh"
 {
   echo '#!/usr/bin/env bash'
-  for v in STEPS MODES ROUNDS STACK_MODES SPECS_TIMEOUT AFTER_TIMEOUT MALLOC_TIMEOUT; do
+  for v in STEPS MODES ROUNDS STACK_MODES LAYER_MODES SPECS_TIMEOUT MEMCHECK_TIMEOUT AFTER_TIMEOUT MALLOC_TIMEOUT PROF_TIMEOUT SPEC_TIMING; do
     [ -n "${!v:-}" ] && echo "export $v=\${$v:-'${!v}'}"
   done
   echo 'exec bash "$(dirname "$0")/batch.sh" "$@"'

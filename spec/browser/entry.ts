@@ -10,6 +10,7 @@ import './environment.js';
 import '../webgpu/kernels_webgpu.spec.js';
 import '../webgpu/forward_webgpu.spec.js';
 import '../webgpu/decode_webgpu.spec.js';
+import '../webgpu/decode_webgpu_packed.spec.js';
 import '../webgpu/quantized_webgpu.spec.js';
 import './conformance_browser.js';
 import '../gradients/webgpu_gradients.spec.js';

@@ -12,7 +12,9 @@
  * default output exactly (the same sums in the same order), as must the down GEMM's L2 prefetch of its weights
  * under programmatic dependent launch (TFJS_MOE_CUDA_L2_PREFETCH=1), the default L2 prefetch of the down weights by
  * the up_gate GEMM (TFJS_MOE_CUDA_L2_PREFETCH=0 turns it off) and the down GEMM's weight loads issued before its wait
- * (MOE_CUDA_GEMM_TILES 'no-preload' turns them off). Pending without CUDA.
+ * (MOE_CUDA_GEMM_TILES 'no-preload' turns them off); all of that with the combine kernel
+ * (TFJS_MOE_CUDA_DECODE_COMBINE=kernel), and then the default, where the down GEMM adds its rows into the output
+ * with float32 atomics (the same terms in an order that can change: within 1e-6). Pending without CUDA.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {CudaComputeDtype, cudaStatus, MOE_CUDA_FUSE, MOE_CUDA_GEMM_TILES} from 'tfjs-moe';
@@ -106,6 +108,9 @@ describe('CUDA decode weight-streaming GEMM', () => {
                ['stream', 'all'], ['default', 'all', '1'], ['no-preload', 'none'], ['default', 'none', '0'],
                ['no-preload', 'none', '0'],
              ];
+             // The variants with the combine kernel (slot order: the exact comparisons below); the decode default,
+             // the down GEMM adding its rows into the output with float32 atomics, is checked after them.
+             process.env.TFJS_MOE_CUDA_DECODE_COMBINE = 'kernel';
              for (const [tiles, fuse, prefetch] of variants) {
                env.set(MOE_CUDA_GEMM_TILES, tiles);
                env.set(MOE_CUDA_FUSE, fuse);
@@ -120,6 +125,18 @@ describe('CUDA decode weight-streaming GEMM', () => {
                  recordError(`cuda decode GEMM ${dtype}`, err);
                  expect(err).withContext(`${name} call ${call}`).toBeLessThan(BOUND[dtype]);
                }
+             }
+             delete process.env.TFJS_MOE_CUDA_DECODE_COMBINE;
+             env.set(MOE_CUDA_GEMM_TILES, 'default');
+             env.set(MOE_CUDA_FUSE, 'none');
+             delete process.env.TFJS_MOE_CUDA_L2_PREFETCH;
+             for (let call = 0; call < 2; call++) {
+               const out = layer.apply(xT, weights);
+               const added = (await out.data()) as Float32Array;
+               out.dispose();
+               expect(relError(added, ref)).withContext(`combine in the down GEMM, call ${call}`).toBeLessThan(BOUND[dtype]);
+               expect(relError(added, outs.default)).withContext(`combine in the down GEMM vs kernel, call ${call}`)
+                   .toBeLessThan(1e-6);
              }
              // The fusions change no sum: the route kernel runs the routing kernels' code, the combine tail the
              // combine kernel's; the prefetch only asks L2 early. The pipeline depths may pad K with more zero steps.
@@ -140,6 +157,7 @@ describe('CUDA decode weight-streaming GEMM', () => {
              env.set(MOE_CUDA_GEMM_TILES, 'default');
              env.set(MOE_CUDA_FUSE, 'none');
              delete process.env.TFJS_MOE_CUDA_L2_PREFETCH;
+             delete process.env.TFJS_MOE_CUDA_DECODE_COMBINE;
              layer.dispose();
              xT.dispose();
              tf.dispose(Object.values(weights) as tf.Tensor[]);

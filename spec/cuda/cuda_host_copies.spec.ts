@@ -19,6 +19,20 @@ import {randomMoeWeights} from './moe_weights.js';
 
 const status = cudaStatus();
 
+/**
+ * The first index where two arrays' bits differ, -1 when none (or the lengths when they differ): a large array's
+ * toEqual costs seconds in jasmine.
+ */
+function firstDifference(a: Float32Array | Int32Array | Uint8Array | undefined,
+                         b: Float32Array | Int32Array | Uint8Array | undefined): number {
+  if (a == null || b == null || a.length !== b.length) return Math.max(a?.length ?? 0, b?.length ?? 0);
+  const bits = (v: Float32Array | Int32Array | Uint8Array) =>
+      v.BYTES_PER_ELEMENT === 4 ? new Uint32Array(v.buffer, v.byteOffset, v.length) : v;
+  const x = bits(a), y = bits(b);
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return i;
+  return -1;
+}
+
 describe('CUDA host copies across T', () => {
   beforeEach(() => {
     if (!status.available) pending(`CUDA unavailable (${status.code}): ${status.reason}`);
@@ -56,7 +70,7 @@ describe('CUDA host copies across T', () => {
   it('every copy switch (chunks of 4 KiB / 300 KiB / one per thread, pageable or staged small uploads, no huge pages, ' +
      'trace, late or one-thread prefault, x and y page-locked, a thread per 128 KiB, the output pool, pooled from ' +
      '2 MiB only, non-temporal or plain staging stores at every size, the prefault by 2 MiB blocks, small forwards ' +
-     'through DMAs or mapped blocks up to 4 MiB, the whole prefault before the copy-out, polling helpers) ' +
+     'through DMAs or mapped blocks up to 4 MiB, helpers that sleep at once, a copy thread per 512 KiB) ' +
      'matches the reference at T = 1, 100, 700, 2100', async () => {
     const H = 512, rand = rng(5160);
     const cfg: RefMoeConfig = {numExperts: 8, topK: 2, intermediateSize: 32, topkMethod: 'greedy', nGroup: 1,
@@ -73,7 +87,7 @@ describe('CUDA host copies across T', () => {
       {TFJS_MOE_CUDA_OUTPUT_POOL_MIB: '256', TFJS_MOE_CUDA_OUTPUT_POOL_MIN_KIB: '2048'},
       {TFJS_MOE_CUDA_COPY_STORES: 'stream'}, {TFJS_MOE_CUDA_COPY_STORES: 'plain'},
       {TFJS_MOE_CUDA_PREFAULT_SPLIT: 'huge'}, {TFJS_MOE_CUDA_MAPPED_KIB: '0'}, {TFJS_MOE_CUDA_MAPPED_KIB: '4096'},
-      {TFJS_MOE_CUDA_PREFAULT_OVERLAP: '0'}, {TFJS_MOE_CUDA_POOL_SPIN_US: '300'}];
+      {TFJS_MOE_CUDA_POOL_SPIN_US: '0'}, {TFJS_MOE_CUDA_COPY_SLICE_KIB: '512'}];
     try {
       // 2 KiB (pageable path), 200 KiB (staged, one thread), 1.4 MiB and 4.3 MiB (threaded chunks).
       for (const T of [1, 100, 700, process.env.TFJS_MOE_SPEC_SCALE === 'small' ? 900 : 2100]) {
@@ -145,6 +159,91 @@ describe('CUDA host copies across T', () => {
         else process.env.TFJS_MOE_CUDA_MAPPED_KIB = prior;
         runner.dispose();
       }
+    }
+  });
+
+  it('split forwards (start, host work, finish) equal the synchronous forward bit for bit on every copy path and ' +
+     'T, with ids; an open start is finished by the next call, a synchronous forward, the layer path or dispose; ' +
+     'the layer path with MOE_CUDA_SPLIT_FORWARD on and off leaves no tensor behind', () => {
+    const H = 256, rand = rng(5190);
+    const cfg: RefMoeConfig = {numExperts: 8, topK: 2, intermediateSize: 32, topkMethod: 'greedy', nGroup: 1,
+      topkGroup: 1, routedScalingFactor: 1, renormalize: true, useCorrectionBias: false, latentSize: null,
+      withBias: false, probInAdvance: false, sharedExpertIntermediateSize: 0, sharedExpertGate: false};
+    const w = randomMoeWeights(rand, H, cfg);
+    for (const computeDtype of ['float32', 'bfloat16'] as const) {
+      const runner = new CudaMoeRunner({hidden: H, ...cfg, computeDtype}, w);
+      try {
+        // 1 KiB (mapped), 300 KiB (one-thread staging), 2.3 / 1.1 MiB (threaded staging, sliced download).
+        for (const T of [1, 300, process.env.TFJS_MOE_SPEC_SCALE === 'small' ? 1100 : 2300, 2]) {
+          const x = randn(rand, T * H);
+          for (const output of ['staged', 'pinned', 'pageable'] as const) {
+            const at = `${computeDtype} T ${T} ${output}`;
+            const sync = runner.forwardWithRouting(x, T, {wantIds: true, output});
+            const again = runner.forwardWithRouting(x, T, {wantIds: true, output});  // graphs replayed
+            const started = runner.forwardStart(x, T, {wantIds: true, output});
+            expect(started).withContext(at).not.toBeNull();
+            runner.forwardFinish();
+            runner.forwardFinish();  // a second finish does nothing
+            expect(firstDifference(started!.output, sync.output)).withContext(at).toBe(-1);
+            expect(firstDifference(started!.topkIds, sync.topkIds!)).withContext(at).toBe(-1);
+            expect(firstDifference(again.output, sync.output)).withContext(at).toBe(-1);
+            // Left open, then another start: the first is complete before the second begins.
+            const open = runner.forwardStart(x, T, {output})!;
+            const next = runner.forwardStart(x, T, {wantIds: true, output})!;
+            expect(firstDifference(open.output, sync.output)).withContext(`${at} open`).toBe(-1);
+            runner.forwardFinish();
+            expect(firstDifference(next.output, sync.output)).withContext(`${at} next`).toBe(-1);
+            // Left open, then a synchronous forward.
+            const open2 = runner.forwardStart(x, T, {output})!;
+            const y = runner.forwardWithRouting(x, T, {output}).output;
+            expect(firstDifference(open2.output, sync.output)).withContext(`${at} open2`).toBe(-1);
+            expect(firstDifference(y, sync.output)).withContext(`${at} sync after open`).toBe(-1);
+          }
+        }
+        const x = randn(rand, 5 * H);
+        const ref = runner.forwardWithRouting(x, 5).output;
+        const open = runner.forwardStart(x, 5)!;
+        runner.dispose();  // finishes it
+        expect(open.output).toEqual(ref);
+      } finally {
+        runner.dispose();
+      }
+    }
+    // The layer path (CudaFusedMoe.applyWithRouting) with the split on (default) and off.
+    const weights = Object.fromEntries(Object.entries(w).map(([n, v]) => [n, tf.tensor1d(v)])) as CudaMoeWeightTensors;
+    const layer = new CudaFusedMoe({hidden: H, ...cfg, computeDtype: 'bfloat16'});
+    const prior = tf.env().getBool('MOE_CUDA_SPLIT_FORWARD');
+    const before = tf.memory().numTensors;
+    try {
+      for (const T of [1, process.env.TFJS_MOE_SPEC_SCALE === 'small' ? 1100 : 2300, 3]) {
+        const xT = tf.tensor2d(randn(rand, T * H), [T, H]);
+        const outs = [true, false, true].map(split => {
+          tf.env().set('MOE_CUDA_SPLIT_FORWARD', split);
+          const r = layer.applyWithRouting(xT, weights, {wantIds: true});
+          const got = [r.output.dataSync().slice(), r.topkIds!.dataSync().slice()];
+          tf.dispose([r.output, r.topkIds!]);
+          return got;
+        });
+        expect(firstDifference(outs[0][0], outs[1][0])).withContext(`layer T ${T}`).toBe(-1);
+        expect(firstDifference(outs[0][1], outs[1][1])).withContext(`layer T ${T} ids`).toBe(-1);
+        expect(firstDifference(outs[2][0], outs[1][0])).withContext(`layer T ${T} again`).toBe(-1);
+        // Under tfjs's DEBUG flag (tensor() checks the values) the forward is not split.
+        tf.env().set('MOE_CUDA_SPLIT_FORWARD', true);
+        tf.env().set('DEBUG', true);
+        try {
+          const y = layer.apply(xT, weights);
+          expect(firstDifference(y.dataSync(), outs[1][0] as Float32Array)).withContext(`layer T ${T} DEBUG`).toBe(-1);
+          y.dispose();
+        } finally {
+          tf.env().set('DEBUG', false);
+        }
+        xT.dispose();
+      }
+      expect(tf.memory().numTensors).toBe(before);
+    } finally {
+      tf.env().set('MOE_CUDA_SPLIT_FORWARD', prior);
+      layer.dispose();
+      tf.dispose(Object.values(weights) as tf.Tensor[]);
     }
   });
 

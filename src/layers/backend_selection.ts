@@ -69,9 +69,10 @@ export function selectMoeForward(backend: MoeLayerBackend): MoeForwardSelection 
     }
     default: {
       const executor = getMoeLayerExecutor(backend);
+      const availability = executor?.availability();
       const reason = executor == null ?
           `no '${backend}' executor is registered (load the module that provides it, e.g. the tfjs-moe CUDA addon)` :
-          executor.availability().available ? null : (executor.availability().reason ?? 'unavailable, reason unknown');
+          availability!.available ? null : (availability!.reason ?? 'unavailable, reason unknown');
       if (reason != null) {
         const what = backend === 'cuda' ? 'the CUDA addon' : `the '${backend}' executor`;
         throw new Error(`FusedMoE: backend '${backend}' requested but ${what} is not available: ${reason}`);

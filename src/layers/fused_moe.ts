@@ -16,7 +16,7 @@ import {FusedMoEArgs, FusedMoEOptions, FusedMoEWeightName, FusedMoEWeights, Init
   resolveOptions, serializeInitializer, weightSpecs} from './fused_moe_config.js';
 import {checkArgKeys, checkForwardOutput, checkInput, checkNamedWeights, checkWeightSizes} from './fused_moe_checks.js';
 import {LOAD_BALANCING_KEYS, LoadBalancer, resolveLoadBalancing} from './load_balancing.js';
-import {checkWeightsReadable, moveVariablesToActiveBackend} from './weight_residency.js';
+import {checkWeightReadable, moveVariablesToActiveBackend} from './weight_residency.js';
 
 /** A Mixture-of-Experts feed-forward block as a tf.layers Layer (className 'FusedMoE'): routing, the routed SwiGLU experts,
  * combine, optional latent projections and shared experts, on the best path of the active backend (section 7 of
@@ -313,7 +313,7 @@ export class FusedMoE extends tfl.layers.Layer {
           'auxLossCoef, biasUpdateRate); use apply()');
     }
     const weights = this.namedWeights();
-    checkWeightsReadable(this.name, flatWeights(weights));
+    checkLayerWeightsReadable(this.name, weights);
     if (!(x instanceof tf.Tensor)) {
       const shape = (x as DeviceActivation | null)?.shape;
       if (!Array.isArray(shape) || shape.length !== 2 || shape[1] !== hidden || x.disposed) {
@@ -346,7 +346,7 @@ export class FusedMoE extends tfl.layers.Layer {
     // Chosen before any work so that an unavailable backend fails cleanly, with nothing allocated.
     const selection: MoeForwardSelection = selectMoeForward(this.options.backend);
     const weights = this.namedWeights();
-    checkWeightsReadable(this.name, flatWeights(weights));
+    checkLayerWeightsReadable(this.name, weights);
     if (this.packed != null && kwargs?.training === true && !this.warnedNotTrained) {
       this.warnedNotTrained = true;
       console.warn(`FusedMoE '${this.name}': expert weights stored as '${this.options.expertWeightFormat}' are not ` +
@@ -430,17 +430,22 @@ function sharedData(t: tf.Tensor): Initializer {
 }
 
 /** The weights as tensors by name, a packed weight's tensors as `<name>.values` etc. */
-function flatWeights(w: FusedMoEWeights): Record<string, tf.Tensor | undefined> {
-  const out: Record<string, tf.Tensor | undefined> = {};
-  for (const [name, v] of Object.entries(w)) {
+/**
+ * checkWeightReadable for every weight of the layer (a packed one's values, scales and zero points by part),
+ * walked in place: a decode step's JavaScript would otherwise build a record of them on every call.
+ */
+function checkLayerWeightsReadable(layerName: string, w: FusedMoEWeights): void {
+  const named = w as unknown as Record<string, tf.Tensor | QuantizedExpertWeights | null | undefined>;
+  for (const name in named) {
+    const v = named[name];
     if (v == null || v instanceof tf.Tensor) {
-      out[name] = v;
+      checkWeightReadable(layerName, v, name);
     } else {
-      const q = v as QuantizedExpertWeights;
-      Object.assign(out, {[`${name}.values`]: q.values, [`${name}.scales`]: q.scales, [`${name}.zeroPoints`]: q.zeroPoints});
+      checkWeightReadable(layerName, v.values, name, 'values');
+      checkWeightReadable(layerName, v.scales, name, 'scales');
+      checkWeightReadable(layerName, v.zeroPoints, name, 'zeroPoints');
     }
   }
-  return out;
 }
 
 function singleShape(inputShape: tfl.Shape | tfl.Shape[]): tfl.Shape {

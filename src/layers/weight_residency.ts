@@ -27,14 +27,24 @@ function movableSynchronously(t: tf.Tensor): boolean {
 
 /** Throws, naming the weight and what to do, when a weight cannot move to the active backend synchronously. */
 export function checkWeightsReadable(layerName: string, weights: Record<string, tf.Tensor | undefined>): void {
+  for (const [name, t] of Object.entries(weights)) checkWeightReadable(layerName, t, name);
+}
+
+/**
+ * checkWeightsReadable for one weight (name, and `part` of a packed one: '<name>.<part>' in the error). A layer
+ * checks every weight on every call: a tensor on the active backend passes without the registry lookup.
+ */
+export function checkWeightReadable(layerName: string, t: tf.Tensor | null | undefined, name: string, part?: string):
+    void {
+  if (t == null) return;
+  const engine = tf.engine() as unknown as EngineInternals & {backend: tf.KernelBackend};
+  if (engine.state.tensorInfo.get(t.dataId)?.backend === engine.backend || movableSynchronously(t)) return;
   const active = tf.getBackend();
-  for (const [name, t] of Object.entries(weights)) {
-    if (t == null || movableSynchronously(t)) continue;
-    throw new Error(`FusedMoE '${layerName}': weight '${name}' lives on the '${backendOf(t)}' backend, and tfjs cannot ` +
-        `move it to '${active}' here (a synchronous webgpu read needs OffscreenCanvas, absent in Node). Call ` +
-        `'await layer.moveWeightsToBackend()' after tf.setBackend('${active}') to copy the weights over ` +
-        'asynchronously, then call the layer');
-  }
+  throw new Error(`FusedMoE '${layerName}': weight '${part == null ? name : `${name}.${part}`}' lives on the ` +
+      `'${backendOf(t)}' backend, and tfjs cannot ` +
+      `move it to '${active}' here (a synchronous webgpu read needs OffscreenCanvas, absent in Node). Call ` +
+      `'await layer.moveWeightsToBackend()' after tf.setBackend('${active}') to copy the weights over ` +
+      'asynchronously, then call the layer');
 }
 
 /**

@@ -18,9 +18,23 @@ namespace {
 // ---- the layer ----
 struct LayerHandle {
   std::unique_ptr<moe::MoeLayer> layer;
+  // A split forward's arrays (layerForwardStart .. layerForwardFinish), held so that none is collected while the
+  // GPU, the prefault threads or the copy-out may still write it (x: a pinned x is read by the DMA itself).
+  napi_ref pending[3] = {nullptr, nullptr, nullptr};
+  void release(napi_env env) {
+    for (napi_ref& r : pending) {
+      if (r != nullptr) (void)napi_delete_reference(env, r);
+      r = nullptr;
+    }
+  }
 };
 
-void finalizeLayer(napi_env, void* data, void*) { delete static_cast<LayerHandle*>(data); }
+void finalizeLayer(napi_env env, void* data, void*) {
+  auto* h = static_cast<LayerHandle*>(data);
+  h->layer.reset();  // ends an open split forward (into its arrays, still held) before they are let go
+  h->release(env);
+  delete h;
+}
 
 LayerHandle* handleOf(const Args& a) {
   void* p = nullptr;
@@ -220,9 +234,15 @@ double& lastAllocMs() {
 // output: how y reaches the host: 'staged' (pinned staging, then a threaded copy into a new array), 'pinned' (a new
 // array over a pinned block, downloaded into directly), 'pageable' (the path from before pinned staging, x too;
 // benchmark A/B only).
-napi_value LayerForward(napi_env env, napi_callback_info info) {
-  return entry(env, info, 7, "layerForward", [&](Args& a) {
+// layerForwardStart(same arguments) -> the same object, its arrays not written yet: the forward is enqueued (x may be
+// reused on return); layerForwardFinish(handle) waits and fills them. JS makes the output tensor in between.
+napi_value layerForwardImpl(napi_env env, napi_callback_info info, bool split) {
+  return entry(env, info, 7, split ? "layerForwardStart" : "layerForward", [&](Args& a) {
     LayerHandle* h = handleOf(a);
+    if (h->layer->forwardPending()) {  // a start without its finish (an exception in between): finished now
+      h->layer->forwardEnd();
+      h->release(env);
+    }
     const int T = integer(a, 2, "T", 0);
     const size_t n = static_cast<size_t>(T) * h->layer->hidden();
     auto x = typed<float>(a, 1, "x", napi_float32_array, n);
@@ -264,8 +284,36 @@ napi_value LayerForward(napi_env env, napi_callback_info info) {
       setProp(env, result, "topkIds", idsV);
     }
     lastAllocMs() = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a0).count();
-    h->layer->forward(x.data, T, out, ids, useGraph, copy);
+    if (!split) {
+      h->layer->forward(x.data, T, out, ids, useGraph, copy);
+      return result;
+    }
+    h->layer->forwardBegin(x.data, T, out, ids, useGraph, copy);
+    if (h->layer->forwardPending()) {
+      NAPI(napi_create_reference(env, a.v[1], 1, &h->pending[0]));
+      NAPI(napi_create_reference(env, outV, 1, &h->pending[1]));
+      if (wantIds) NAPI(napi_create_reference(env, idsV, 1, &h->pending[2]));
+    }
     return result;
+  });
+}
+
+napi_value LayerForward(napi_env env, napi_callback_info info) { return layerForwardImpl(env, info, false); }
+napi_value LayerForwardStart(napi_env env, napi_callback_info info) { return layerForwardImpl(env, info, true); }
+
+// layerForwardFinish(handle): completes the forward layerForwardStart began (nothing when none is open).
+napi_value LayerForwardFinish(napi_env env, napi_callback_info info) {
+  return entry(env, info, 1, "layerForwardFinish", [&](Args& a) {
+    LayerHandle* h = handleOf(a);
+    struct Release {
+      LayerHandle* h;
+      napi_env env;
+      ~Release() { h->release(env); }
+    } release{h, env};
+    h->layer->forwardEnd();
+    napi_value u;
+    NAPI(napi_get_undefined(env, &u));
+    return u;
   });
 }
 
@@ -377,14 +425,8 @@ napi_value ActivationDownload(napi_env env, napi_callback_info info) {
     napi_value outV = out != nullptr ? a.v[1] : newPooledFloat32(env, n, &out);
     const bool pooled = out != nullptr && given.data == nullptr;
     if (outV == nullptr) outV = newUninitializedFloat32(env, n, &out);
-    // A pooled array is pinned: the DMA lands in it directly. A new one's page faults start now on helper threads,
-    // while the GPU may still run the layers enqueued before this download (a device-resident stack); the copy-out
-    // takes each block once it is in (TFJS_MOE_CUDA_PREFAULT_OVERLAP=0: the copy threads fault their own chunks).
+    // A pooled array is pinned: the DMA lands in it directly.
     float* landing = pooled ? out : static_cast<float*>(staging->ensure(n * sizeof(float)));
-    const char* overlapEnv = std::getenv("TFJS_MOE_CUDA_PREFAULT_OVERLAP");
-    if (!pooled && given.data == nullptr && (overlapEnv == nullptr || overlapEnv[0] != '0')) {
-      sliced->prefault(out, n * sizeof(float));
-    }
     sliced->run(out, h->data.as(), n * sizeof(float), landing, opStream());
     return outV;
   });
@@ -504,7 +546,9 @@ napi_value LayerDispose(napi_env env, napi_callback_info info) {
     if (napi_get_value_external(env, a.v[0], &p) != napi_ok || p == nullptr) {
       throw ArgError("layerDispose: argument 'handle' must be a layer handle from layerCreate");
     }
-    static_cast<LayerHandle*>(p)->layer.reset();
+    auto* h = static_cast<LayerHandle*>(p);
+    h->layer.reset();  // ends an open split forward first
+    h->release(env);
     napi_value u;
     NAPI(napi_get_undefined(env, &u));
     return u;
@@ -546,6 +590,8 @@ void defineLayer(napi_env env, napi_value exports) {
   const napi_property_descriptor props[] = {
       {"layerCreate", nullptr, LayerCreate, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"layerForward", nullptr, LayerForward, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"layerForwardStart", nullptr, LayerForwardStart, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"layerForwardFinish", nullptr, LayerForwardFinish, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"layerForwardDevice", nullptr, LayerForwardDevice, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"layerLastTimings", nullptr, LayerLastTimings, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"activationUpload", nullptr, ActivationUpload, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

@@ -19,7 +19,7 @@ import {MOE_COMPUTE_DTYPES, MoeComputeDtype, OPTION_TABLE, RoutingWeightOn, Swig
   '../../executor/layer_schema.js';
 import {dequantizeExpertWeightsImpl} from '../cpu/dequantize_expert_weights_impl.js';
 import {describeValue} from '../describe_value.js';
-import {syncCudaTuning} from './flags_cuda.js';
+import {MOE_CUDA_SPLIT_FORWARD, syncCudaTuning} from './flags_cuda.js';
 import {getCudaAddon, pooledOutputMarker} from './loader.js';
 
 /** The CUDA GEMMs' operand type: exact 'float32' FMA, or 'bfloat16' / 'float16' tensor cores, float32 accumulation. */
@@ -330,6 +330,30 @@ export class CudaMoeRunner {
     return r;
   }
 
+  /**
+   * forwardWithRouting in two halves, so that host work overlaps the GPU: the returned arrays are not written until
+   * forwardFinish() returns (read or write them only after it). The forward is enqueued and x may be reused on
+   * return. Another call on this runner finishes an open forward first. null when the addon predates the split
+   * (then call forwardWithRouting).
+   */
+  forwardStart(x: Float32Array, numTokens: number,
+               options: {useGraph?: boolean, wantIds?: boolean, output?: CudaHostOutput} = {}):
+      CudaForwardResult<Float32Array> | null {
+    const addon = getCudaAddon();
+    if (addon.layerForwardStart == null) return null;
+    syncCudaTuning(addon);
+    const output = options.output ?? 'staged';
+    const r = addon.layerForwardStart(this.live(), x, numTokens, options.useGraph ?? true, options.wantIds ?? false,
+                                      output, output === 'staged' ? outputArgument(numTokens * this.hidden) : null);
+    if (r.pooled) markPooled(r.output);
+    return r;
+  }
+
+  /** Waits for the forward forwardStart began and fills its arrays (nothing when none is open). */
+  forwardFinish(): void {
+    getCudaAddon().layerForwardFinish!(this.live());
+  }
+
   /** The forward on a device-resident activation [T, H] -> a new one (enqueued; not waited for unless wantIds). */
   forwardDevice(x: CudaActivation, options: {useGraph?: boolean, wantIds?: boolean} = {}):
       CudaForwardResult<CudaActivation> {
@@ -416,10 +440,27 @@ export class CudaFusedMoe {
     }
     this.syncWeights(weights);
     const numTokens = x.size / H;
-    const r = this.runner!.forwardWithRouting(x.dataSync() as Float32Array, numTokens, options);
-    const output = tf.tensor(r.output, x.shape, 'float32');
-    return r.topkIds == null ? {output} :
-        {output, topkIds: tf.tensor2d(r.topkIds, [numTokens, this.config.topK], 'int32')};
+    const runner = this.runner!;
+    const data = x.dataSync() as Float32Array;
+    // Split (MOE_CUDA_SPLIT_FORWARD, default): the tensors are made over the arrays while the GPU runs (a tfjs
+    // tensor keeps a float32 array without copying it), and returned only once the finish has filled them. Not
+    // under tfjs's DEBUG flag, whose tensor() reads the values (they are not there yet).
+    const env = tf.env();
+    const started = env.getBool(MOE_CUDA_SPLIT_FORWARD) && !env.getBool('DEBUG') ?
+        runner.forwardStart(data, numTokens, options) : null;
+    const r = started ?? runner.forwardWithRouting(data, numTokens, options);
+    let made: {output: tf.Tensor, topkIds?: tf.Tensor2D} | undefined;
+    try {
+      const output = tf.tensor(r.output, x.shape, 'float32');
+      made = {output};
+      if (r.topkIds != null) made.topkIds = tf.tensor2d(r.topkIds, [numTokens, this.config.topK], 'int32');
+      if (started != null) runner.forwardFinish();
+    } catch (e) {
+      if (started != null) runner.forwardFinish();  // no-op after a finish that threw; else the GPU completes first
+      if (made != null) tf.dispose([made.output, made.topkIds].filter(t => t != null) as tf.Tensor[]);
+      throw e;
+    }
+    return made;
   }
 
   /**

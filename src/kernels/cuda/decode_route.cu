@@ -56,6 +56,7 @@ __global__ void __launch_bounds__(kRouteThreads) decodeRouteKernel(const GemmPro
     __syncwarp();
   }
   __syncthreads();  // the ids in global memory, visible to the whole block
+  permute::zeroFillBlock(a.perm.zeroOut, a.perm.zeroFloats);
   permute::permuteSmallBlock(a.ids, T * a.rp.k, a.numExperts, 1, a.R, a.perm.tokensPerExpert, a.perm.offsets,
                              a.perm.tilePrefix, a.perm.rowToPair, a.perm.rowMap);
 }

@@ -45,6 +45,13 @@ export const CUDA_WGMMA_CHOICES = ['auto', 'on', 'off'] as const;
  */
 export const MOE_CUDA_INT4_MMA = 'MOE_CUDA_INT4_MMA';
 
+/**
+ * A host forward through CudaFusedMoe (the FusedMoE layer's 'cuda' backend) in two halves: the native call enqueues
+ * the forward and returns, the output tensor is made while the GPU runs, then a second call waits and fills it
+ * (default true); false: one synchronous call, the tensor made after it (A/B).
+ */
+export const MOE_CUDA_SPLIT_FORWARD = 'MOE_CUDA_SPLIT_FORWARD';
+
 function registerChoiceFlag(name: string, choices: readonly string[]): void {
   const env = tf.env();
   let valid: string = choices[0];
@@ -64,6 +71,7 @@ export function registerCudaFlags(): void {
   registerChoiceFlag(MOE_CUDA_FUSE, CUDA_FUSE_CHOICES);
   registerChoiceFlag(MOE_CUDA_WGMMA, CUDA_WGMMA_CHOICES);
   tf.env().registerFlag(MOE_CUDA_INT4_MMA, () => true);
+  tf.env().registerFlag(MOE_CUDA_SPLIT_FORWARD, () => true);
 }
 
 let pushed: string | null = null;

@@ -10,6 +10,7 @@
 #pragma once
 
 #include "gemm_epilogue.cuh"
+#include "gemm_ptx.cuh"
 
 namespace moe {
 namespace gemm {
@@ -182,6 +183,57 @@ __device__ __forceinline__ void mmaTf32(float (&d)[4], const uint32_t (&a)[4], c
                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
+// One 16-deep k tile of a warp's 64 x 32 block (m16n8k8 tiles; lane = 4 g + t) in TF32 x 3, from a(m, k) / b(n, k)
+// (the block's shared-memory tiles, whatever their layout): per k8 step and accumulator, al*bh, ah*bl, ah*bh.
+template <typename ReadA, typename ReadB>
+__device__ __forceinline__ void tf32x3Tile(float (&acc)[4][4][4], int wm, int wn, int g, int t, ReadA&& a,
+                                           ReadB&& b) {
+#pragma unroll
+  for (int k0 = 0; k0 < kDenseF32BK; k0 += 8) {
+    uint32_t bh[4][2], bl[4][2];
+#pragma unroll
+    for (int ni = 0; ni < 4; ni++) {
+      const int n = wn + ni * 8 + g;
+      splitTf32(b(n, k0 + t), bh[ni][0], bl[ni][0]);
+      splitTf32(b(n, k0 + t + 4), bh[ni][1], bl[ni][1]);
+    }
+#pragma unroll
+    for (int mi = 0; mi < 4; mi++) {
+      const int m = wm + mi * 16 + g;
+      uint32_t ah[4], al[4];
+      splitTf32(a(m, k0 + t), ah[0], al[0]);
+      splitTf32(a(m + 8, k0 + t), ah[1], al[1]);
+      splitTf32(a(m, k0 + t + 4), ah[2], al[2]);
+      splitTf32(a(m + 8, k0 + t + 4), ah[3], al[3]);
+#pragma unroll
+      for (int ni = 0; ni < 4; ni++) {
+        mmaTf32(acc[mi][ni], al, bh[ni]);  // the small terms first
+        mmaTf32(acc[mi][ni], ah, bl[ni]);
+        mmaTf32(acc[mi][ni], ah, bh[ni]);
+      }
+    }
+  }
+}
+// The warp's accumulators (m16n8: c0, c1 at row g, columns 2t, 2t+1; c2, c3 at row g + 8) from row r0, column c0
+// into this K slice's slab of C.
+__device__ __forceinline__ void tf32x3Store(const GemmProblem& p, const float (&acc)[4][4][4], int r0, int c0, int g,
+                                            int t) {
+  const GemmProblem q = sliceOf(p);
+  using E = Epi<float, Epilogue::kStore>;
+#pragma unroll
+  for (int mi = 0; mi < 4; mi++) {
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+      const int r = r0 + mi * 16 + g + h * 8;
+      if (r >= p.M) continue;
+#pragma unroll
+      for (int ni = 0; ni < 4; ni++) {
+        E::store2(q, p.bias, r, c0 + ni * 8 + 2 * t, acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1]);
+      }
+    }
+  }
+}
+
 // 8 warps as 2 (rows) x 4 (columns), each a 64 x 32 block of m16n8k8 tiles; fragments read straight from the k-major
 // tiles (row stride 136: the 32 lanes of a fragment read hit 32 banks).
 __global__ void __launch_bounds__(kDenseF32Threads) denseF32Tf32x3Kernel(const GemmProblem p) {
@@ -202,49 +254,102 @@ __global__ void __launch_bounds__(kDenseF32Threads) denseF32Tf32x3Kernel(const G
       for (int c = 0; c < 4; c++) acc[i][j][c] = 0.f;
 
   denseMainLoop(p, st, As, Bs, tid, [&](int buf) {
+    tf32x3Tile(acc, wm, wn, g, t, [&](int m, int k) { return As[buf][k][m]; }, [&](int n, int k) { return Bs[buf][k][n]; });
+  });
+
+  tf32x3Store(p, acc, st.m0 + wm, blockIdx.y * kDenseF32Cols + wn, g, t);
+}
+
+// The same TF32 x 3 products in the same order (bitwise the same outputs as denseF32Tf32x3Kernel), with the tiles
+// brought by cp.async into a ring of kDenseF32PipeStages row-major stages instead of through registers: a block keeps
+// three k tiles of loads in flight, where the register staging kept one (each 16-deep k tile waited for a global
+// round trip: the router at T = 4096 took 0.08 ms, about 4x its byte floor). Column-0 blocks convert their A
+// chunks to p.aCopy from shared memory once a stage has landed (each element once, as before).
+constexpr int kDenseF32PipeStages = 4, kDenseF32PipeLds = kDenseF32BK + 4;  // row stride 20: the fragment reads
+                                                                            // of a warp hit 32 banks
+constexpr int kDenseF32PipeSmem = kDenseF32PipeStages * 2 * kDenseF32Rows * kDenseF32PipeLds * 4;
+
+__global__ void __launch_bounds__(kDenseF32Threads, 2) denseF32Tf32x3PipeKernel(const GemmProblem p) {
+  awaitPredecessor();
+  constexpr int BM = kDenseF32Rows, BK = kDenseF32BK, LDS = kDenseF32PipeLds, S = kDenseF32PipeStages;
+  constexpr int KCH = BK / 4, IT = BM * KCH / kDenseF32Threads;  // 16-byte chunks per row, per thread per operand
+  extern __shared__ __align__(16) float pipeSmem[];
+  auto As = [&](int s) { return reinterpret_cast<float(*)[LDS]>(pipeSmem + s * 2 * BM * LDS); };
+  auto Bs = [&](int s) { return reinterpret_cast<float(*)[LDS]>(pipeSmem + (s * 2 + 1) * BM * LDS); };
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  const int wm = (warp / 4) * 64, wn = (warp % 4) * 32, g = lane / 4, t = lane % 4;
+  const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BM;
+  const int kChunk = p.kSplit > 1 ? kSplitChunk(p.K, p.kSplit) : p.K;
+  const int kBegin = blockIdx.z * kChunk, kEnd = min(p.K, kBegin + kChunk);
+  const int KT = kEnd > kBegin ? (kEnd - kBegin + BK - 1) / BK : 0;
+  const bool copyA = p.aCopy != nullptr && blockIdx.y == 0;
+  const float* A = static_cast<const float*>(p.A);
+  const float* B = static_cast<const float*>(p.B);
+  const int kq = (tid % KCH) * 4;
+  const float* aRow[IT];
+  const float* bRow[IT];
 #pragma unroll
-    for (int k0 = 0; k0 < BK; k0 += 8) {
-      uint32_t bh[4][2], bl[4][2];
+  for (int i = 0; i < IT; i++) {
+    const int r = (tid + i * kDenseF32Threads) / KCH;
+    aRow[i] = m0 + r < p.M ? A + static_cast<long long>(m0 + r) * p.lda : nullptr;
+    bRow[i] = n0 + r < p.N ? B + static_cast<long long>(n0 + r) * p.K : nullptr;
+  }
+  // K % 4 == 0 (the launcher's vec condition) and slices start on 32: a 4-float chunk is all in or all out.
+  auto issue = [&](int kt) {
+    const int k = kBegin + kt * BK + kq, s = kt % S;
 #pragma unroll
-      for (int ni = 0; ni < 4; ni++) {
-        const int n = wn + ni * 8 + g;
-        splitTf32(Bs[buf][k0 + t][n], bh[ni][0], bl[ni][0]);
-        splitTf32(Bs[buf][k0 + t + 4][n], bh[ni][1], bl[ni][1]);
-      }
+    for (int i = 0; i < IT; i++) {
+      const int r = (tid + i * kDenseF32Threads) / KCH;
+      const bool inK = k < kEnd;
+      cpAsync16(&As(s)[r][kq], aRow[i] != nullptr && inK ? aRow[i] + k : A, aRow[i] != nullptr && inK);
+      cpAsync16(&Bs(s)[r][kq], bRow[i] != nullptr && inK ? bRow[i] + k : B, bRow[i] != nullptr && inK);
+    }
+  };
 #pragma unroll
-      for (int mi = 0; mi < 4; mi++) {
-        const int m = wm + mi * 16 + g;
-        uint32_t ah[4], al[4];
-        splitTf32(As[buf][k0 + t][m], ah[0], al[0]);
-        splitTf32(As[buf][k0 + t][m + 8], ah[1], al[1]);
-        splitTf32(As[buf][k0 + t + 4][m], ah[2], al[2]);
-        splitTf32(As[buf][k0 + t + 4][m + 8], ah[3], al[3]);
+  for (int kt = 0; kt < S - 1; kt++) {
+    if (kt < KT) issue(kt);
+    cpAsyncCommit();
+  }
+  float acc[4][4][4];
 #pragma unroll
-        for (int ni = 0; ni < 4; ni++) {
-          mmaTf32(acc[mi][ni], al, bh[ni]);  // the small terms first
-          mmaTf32(acc[mi][ni], ah, bl[ni]);
-          mmaTf32(acc[mi][ni], ah, bh[ni]);
+  for (int i = 0; i < 4; i++)
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+#pragma unroll
+      for (int c = 0; c < 4; c++) acc[i][j][c] = 0.f;
+
+  for (int kt = 0; kt < KT; kt++) {
+    cpAsyncWait<S - 2>();  // this thread's copies of stage kt landed
+    __syncthreads();       // everyone's; and every thread is done with stage kt - 1, whose buffer is refilled now
+    if (kt + S - 1 < KT) issue(kt + S - 1);
+    cpAsyncCommit();
+    const int s = kt % S;
+    const float(*as)[LDS] = As(s);
+    const float(*bs)[LDS] = Bs(s);
+    if (copyA) {
+      const int k = kBegin + kt * BK + kq;
+#pragma unroll
+      for (int i = 0; i < IT; i++) {
+        const int r = (tid + i * kDenseF32Threads) / KCH;
+        if (aRow[i] == nullptr || k >= kEnd) continue;
+        const float4 v = *reinterpret_cast<const float4*>(&as[r][kq]);
+        const long long at = static_cast<long long>(m0 + r) * p.K + k;
+        if (p.aCopyElem == DType::kBFloat16) {
+          __nv_bfloat162* dst = reinterpret_cast<__nv_bfloat162*>(static_cast<__nv_bfloat16*>(p.aCopy) + at);
+          dst[0] = __floats2bfloat162_rn(v.x, v.y);
+          dst[1] = __floats2bfloat162_rn(v.z, v.w);
+        } else {
+          __half2* dst = reinterpret_cast<__half2*>(static_cast<__half*>(p.aCopy) + at);
+          dst[0] = __floats2half2_rn(v.x, v.y);
+          dst[1] = __floats2half2_rn(v.z, v.w);
         }
       }
     }
-  });
-
-  // Accumulator (m16n8): c0, c1 at row g, columns 2t, 2t+1; c2, c3 at row g + 8.
-  const GemmProblem q = sliceOf(p);
-  using E = Epi<float, Epilogue::kStore>;
-  const int n0 = blockIdx.y * kDenseF32Cols;
-#pragma unroll
-  for (int mi = 0; mi < 4; mi++) {
-#pragma unroll
-    for (int h = 0; h < 2; h++) {
-      const int r = st.m0 + wm + mi * 16 + g + h * 8;
-      if (r >= p.M) continue;
-#pragma unroll
-      for (int ni = 0; ni < 4; ni++) {
-        E::store2(q, p.bias, r, n0 + wn + ni * 8 + 2 * t, acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1]);
-      }
-    }
+    tf32x3Tile(acc, wm, wn, g, t, [&](int m, int k) { return as[m][k]; }, [&](int n, int k) { return bs[n][k]; });
   }
+  cpAsyncWait<0>();
+
+  tf32x3Store(p, acc, m0 + wm, n0 + wn, g, t);
 }
 
 }  // namespace gemm

@@ -81,7 +81,9 @@ ExactDenseF32Scope::~ExactDenseF32Scope() { exactDenseF32() = previous; }
 DenseF32Core denseF32Core() {
   if (exactDenseF32()) return DenseF32Core::kFma;
   const char* v = std::getenv("TFJS_MOE_CUDA_DENSE_F32");
-  return v != nullptr && std::strcmp(v, "fma") == 0 ? DenseF32Core::kFma : DenseF32Core::kTf32x3;
+  if (v != nullptr && std::strcmp(v, "fma") == 0) return DenseF32Core::kFma;
+  if (v != nullptr && std::strcmp(v, "tf32x3-regs") == 0) return DenseF32Core::kTf32x3Regs;
+  return DenseF32Core::kTf32x3;
 }
 
 bool combineInGemmSupported(const GemmProblem& p) {
@@ -92,7 +94,13 @@ bool combineInGemmSupported(const GemmProblem& p) {
 
 void launchGroupedGemm(const GemmProblem& p, cudaStream_t stream) {
   if (p.M == 0 || p.N == 0) return;
-  if (p.combineAdd != nullptr) throw std::invalid_argument("grouped GEMM: combineAdd is launchGroupedGemmSm90's alone");
+  // combineAdd: the half-precision tiles only (the mma.sync decode tiles; the wgmma GEMM takes it through
+  // launchGroupedGemmSm90).
+  if (p.combineAdd != nullptr && (p.elem == DType::kFloat32 || p.epilogue != Epilogue::kStore || p.out != DType::kFloat32 ||
+                                  p.seg.offsets == nullptr || p.rowToPair == nullptr || p.pairWeight == nullptr ||
+                                  p.topK < 1 || p.combineOut != nullptr || p.kSplit > 1)) {
+    throw std::invalid_argument("grouped GEMM: combineAdd is for segmented half-precision float32 kStore with the pair maps");
+  }
   if (p.combineOut != nullptr) {
     if (p.epilogue != Epilogue::kStore || p.out != DType::kFloat32 || p.seg.offsets == nullptr || p.N != p.ldc ||
         p.tileCounters == nullptr || p.pairRow == nullptr || p.pairWeight == nullptr || p.pairExpert == nullptr ||
@@ -133,7 +141,17 @@ void launchGroupedGemm(const GemmProblem& p, cudaStream_t stream) {
   if (vec && p.seg.offsets == nullptr && p.aRowIndex == nullptr && p.epilogue == Epilogue::kStore &&
       p.M >= kDenseF32MinRows && !legacyPrefillKernels()) {
     const dim3 grid(ceilDiv(p.M, gemm::kDenseF32Rows), ceilDiv(p.N, gemm::kDenseF32Cols), p.kSplit > 1 ? p.kSplit : 1);
-    if (denseF32Core() == DenseF32Core::kTf32x3) {
+    const DenseF32Core core = denseF32Core();
+    if (core == DenseF32Core::kTf32x3) {
+      static const bool raised = [] {
+        MOE_CUDA(cudaFuncSetAttribute(gemm::denseF32Tf32x3PipeKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                      gemm::kDenseF32PipeSmem));
+        return true;
+      }();
+      (void)raised;
+      launchKernel("denseF32Tf32x3PipeKernel", gemm::denseF32Tf32x3PipeKernel, grid, gemm::kDenseF32Threads,
+                   gemm::kDenseF32PipeSmem, stream, p);
+    } else if (core == DenseF32Core::kTf32x3Regs) {
       launchKernel("denseF32Tf32x3Kernel", gemm::denseF32Tf32x3Kernel, grid, gemm::kDenseF32Threads, 0, stream, p);
     } else {
       launchKernel("denseF32GemmKernel", gemm::denseF32GemmKernel, grid, gemm::kDenseF32Threads, 0, stream, p);

@@ -166,11 +166,10 @@ __device__ __forceinline__ uint32_t pairOf(float v) {
 // GemmProblem.prefetchB: before waiting for the previous kernel, ask L2 for this block's weight rows. The segments
 // were written two kernels back (see prefetchB), so they are read through L2 (__ldcg), never a stale L1 line.
 template <int BM, int BN, int BITS, typename Elem>
-__device__ __forceinline__ void prefetchWeightTile(const GemmProblem& p) {
+__device__ __forceinline__ void prefetchWeightTile(const GemmProblem& p, int tileIdx, int colTile) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   const int E = p.seg.numExperts;
   const int* prefix = p.seg.tilePrefix + tileClassOf(BM) * (E + 1);
-  const int tileIdx = blockIdx.x;
   if (tileIdx >= __ldcg(prefix + E)) return;
   int lo = 0, hi = E - 1;
   while (lo < hi) {
@@ -185,7 +184,7 @@ __device__ __forceinline__ void prefetchWeightTile(const GemmProblem& p) {
                      : BITS == kMxfp4Bits ? reinterpret_cast<const char*>(p.bFp4)
                      : BITS != 16 ? reinterpret_cast<const char*>(p.bInt4) : static_cast<const char*>(p.B);
   base += static_cast<size_t>(lo) * p.N * rowBytes;
-  const int n0 = blockIdx.y * BN;
+  const int n0 = colTile * BN;
   if (rowBytes < 16) return;
   for (int r = threadIdx.x; r < BN && n0 + r < p.N; r += blockDim.x) {
     const char* row = base + static_cast<size_t>(n0 + r) * rowBytes;
@@ -196,11 +195,11 @@ __device__ __forceinline__ void prefetchWeightTile(const GemmProblem& p) {
 
 // GemmProblem.prefetchNext: this block's share of its expert's next-GEMM weights, asked of L2 in 4 KB pieces.
 template <int NT>
-__device__ __forceinline__ void prefetchNextWeights(const GemmProblem& p, int expert) {
+__device__ __forceinline__ void prefetchNextWeights(const GemmProblem& p, int expert, int colTile, int colTiles) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   const long long bytes = p.prefetchNextBytes;
-  const long long slice = ((bytes + gridDim.y - 1) / gridDim.y + 15) & ~15ll;
-  const long long start = static_cast<long long>(blockIdx.y) * slice;
+  const long long slice = ((bytes + colTiles - 1) / colTiles + 15) & ~15ll;
+  const long long start = static_cast<long long>(colTile) * slice;
   const char* base = static_cast<const char*>(p.prefetchNext) + static_cast<long long>(expert) * bytes;
   for (long long off = start + static_cast<long long>(threadIdx.x) * 4096; off < start + slice && off < bytes;
        off += static_cast<long long>(NT) * 4096) {
@@ -212,11 +211,15 @@ __device__ __forceinline__ void prefetchNextWeights(const GemmProblem& p, int ex
 
 // VEC: K % 8 == 0, lda % 8 == 0 and 16-byte aligned bases, so every 16-byte chunk is wholly in or out of
 // bounds and cp.async can move it; otherwise elements are loaded one by one (odd test shapes only).
+// FRAG_BUFS: 1 or 2 register sets of mma fragments (2: the next K step's loaded while this one's mma run).
 template <typename Elem, typename OutT, int BM, int BN, int BK, int WARPS_M, int WARPS_N, int STAGES, Epilogue EPI,
-          bool VEC, int BITS = 16>
+          bool VEC, int BITS = 16, int FRAG_BUFS = 1>
 __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
     mmaGemmKernel(const GemmProblem p) {
-  if (VEC && p.prefetchB) prefetchWeightTile<BM, BN, BITS, Elem>(p);
+  const int rowTileIdx = p.colTilesFirst ? blockIdx.y : blockIdx.x;
+  const int colTile = p.colTilesFirst ? blockIdx.x : blockIdx.y;
+  const int colTiles = p.colTilesFirst ? gridDim.x : gridDim.y;
+  if (VEC && p.prefetchB) prefetchWeightTile<BM, BN, BITS, Elem>(p, rowTileIdx, colTile);
   // GemmProblem.preloadB: the tile lookup and the first stages' weights do not depend on the previous kernel, so a
   // block placed early (programmatic dependent launch) issues them before it waits; only A waits.
   const bool early = VEC && p.preloadB;
@@ -240,6 +243,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
   constexpr int MI = WM / 16, NI = WN / 8;
   constexpr int LDS = Cfg::kRowStride;
   static_assert(WM % 16 == 0 && WN % 16 == 0 && BK % 16 == 0, "tile shape");
+  static_assert(FRAG_BUFS == 1 || FRAG_BUFS == 2, "fragment buffers");
   constexpr int KCH = BK / 8;  // 16-byte chunks per tile row
   constexpr int A_CHUNKS = BM * KCH, A_IT = (A_CHUNKS + NT - 1) / NT;
   constexpr int B_CHUNKS = BN * KCH, B_IT = (B_CHUNKS + NT - 1) / NT;
@@ -252,8 +256,8 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
   // (the zero slots only with zero points under int4ScaleVectors: the launcher sized shared memory to match)
   const int QSTAGE = BN * (QROW + (BITS == 8 || BITS == kMxfp4Bits || (BITS == 4 && p.int4ScaleVectors && p.bZeros == nullptr) ? 1 : 2) * QSL);
 
-  const RowTile tile = findRowTile<BM>(p, blockIdx.x);
-  const int n0 = blockIdx.y * BN;
+  const RowTile tile = findRowTile<BM>(p, rowTileIdx);
+  const int n0 = colTile * BN;
   if (!tile.valid) {
     if (early) awaitPredecessor();
     if (EPI == Epilogue::kStore && p.combineOut != nullptr) combineTail<BN>(p, n0, smemRaw);
@@ -262,7 +266,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
   const int tid = threadIdx.x;
   if (VEC && p.prefetchNext != nullptr && p.seg.offsets != nullptr &&
       tile.rowStart == __ldcg(p.seg.offsets + tile.expert)) {
-    prefetchNextWeights<Cfg::kThreads>(p, tile.expert);
+    prefetchNextWeights<Cfg::kThreads>(p, tile.expert, colTile, colTiles);
   }
   const Elem* A = static_cast<const Elem*>(p.A);
   const Elem* B = static_cast<const Elem*>(p.B) + static_cast<long long>(tile.expert) * p.N * p.K;
@@ -442,10 +446,8 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
 
     const Elem* as = As + (kt % STAGES) * BM * LDS + (wm * WM) * LDS;
     const Elem* bs = Bs + (kt % STAGES) * BN * LDS + (wn * WN) * LDS;
-#pragma unroll
-    for (int ks = 0; ks < BK / 16; ks++) {
-      uint32_t af[MI][4];
-      uint32_t bf[NI][2];
+    // The A and B fragments of K step ks (16 values) of this stage: ldmatrix, or the code words dequantized.
+    auto loadFrags = [&](int ks, uint32_t (&af)[MI][4], uint32_t (&bf)[NI][2]) {
 #pragma unroll
       for (int mi = 0; mi < MI; mi++) {
         ldmatrixX4(af[mi], as + (mi * 16 + (lane % 16)) * LDS + ks * 16 + (lane / 16) * 8);
@@ -530,10 +532,26 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
           bf[2 * nj + 1][1] = r[3];
         }
       }
+    };
+    // FRAG_BUFS 2: step ks+1's fragments are loaded (and dequantized) before step ks's mma, so the shared-memory
+    // load latency of the next step overlaps this step's math (the loads and the mma are volatile asm: the compiler
+    // keeps their program order, so without this each step waits on its own loads).
+    uint32_t af[FRAG_BUFS][MI][4];
+    uint32_t bf[FRAG_BUFS][NI][2];
+    if constexpr (FRAG_BUFS == 2) loadFrags(0, af[0], bf[0]);
+#pragma unroll
+    for (int ks = 0; ks < BK / 16; ks++) {
+      constexpr int kLast = BK / 16 - 1;
+      const int cur = FRAG_BUFS == 2 ? ks % 2 : 0;
+      if constexpr (FRAG_BUFS == 2) {
+        if (ks < kLast) loadFrags(ks + 1, af[(ks + 1) % 2], bf[(ks + 1) % 2]);
+      } else {
+        loadFrags(ks, af[0], bf[0]);
+      }
 #pragma unroll
       for (int mi = 0; mi < MI; mi++)
 #pragma unroll
-        for (int ni = 0; ni < NI; ni++) Mma<Elem>::run(acc[mi][ni], af[mi], bf[ni]);
+        for (int ni = 0; ni < NI; ni++) Mma<Elem>::run(acc[mi][ni], af[cur][mi], bf[cur][ni]);
     }
   }
   cpAsyncWait<0>();
@@ -558,6 +576,33 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
           E::swiglu(p, bias, r, s, gcol, gcol + 8, i, acc[mi][2 * nj][half * 2], acc[mi][2 * nj + 1][half * 2]);
           E::swiglu(p, bias, r, s, gcol + 1, gcol + 9, i + 1, acc[mi][2 * nj][half * 2 + 1],
                     acc[mi][2 * nj + 1][half * 2 + 1]);
+        }
+      } else if (EPI == Epilogue::kStore && p.combineAdd != nullptr) {
+        // GemmProblem.combineAdd (the decode down GEMM, MoeLayer::enqueue): the row's weighted
+        // term goes straight into its token's output row, zeroed by the permute, with float32 atomic adds.
+        const int q = p.rowToPair[r];
+        if (q < 0) continue;
+        float* dst = p.combineAdd + static_cast<long long>(q / p.topK) * p.ldc;
+        const float w = p.pairWeight[q], s = p.weightsApplied ? 1.f : w;
+        // float2 atomics exist from sm_90 on; the other devices add the two columns one by one.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+        const bool pairedAdd = p.ldc % 2 == 0 && (reinterpret_cast<uintptr_t>(p.combineAdd) % 8) == 0;
+#else
+        constexpr bool pairedAdd = false;
+#endif
+#pragma unroll
+        for (int ni = 0; ni < NI; ni++) {
+          const int col = n0 + wn * WN + ni * 8 + 2 * t4;
+          const float v0 = s * acc[mi][ni][half * 2] + (bias && col < p.N ? w * bias[col] : 0.f);
+          const float v1 = s * acc[mi][ni][half * 2 + 1] + (bias && col + 1 < p.N ? w * bias[col + 1] : 0.f);
+          if (pairedAdd && col + 1 < p.N) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+            atomicAdd(reinterpret_cast<float2*>(dst + col), make_float2(v0, v1));
+#endif
+          } else {
+            if (col < p.N) atomicAdd(dst + col, v0);
+            if (col + 1 < p.N) atomicAdd(dst + col + 1, v1);
+          }
         }
       } else {
 #pragma unroll

@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <map>
 
 #include "gemm_sm90.cuh"
 #include "gemm_sm90.h"
@@ -20,15 +21,17 @@ namespace {
 using sm90::Sm90Config;
 
 struct Sm90Choice {
-  int bm, bn, stages;
+  int bm, bn, stages, cluster;
   const char* name;
 };
-// Index = the configuration's number for sm90Tuning().forceConfig.
+// Index = the configuration's number for sm90Tuning().forceConfig. cluster 2: blocks in pairs sharing the weight
+// tile by TMA multicast (gemm_sm90.cuh, CLUSTER), the tile list of height 2 bm.
 constexpr Sm90Choice kConfigs[] = {
-    {128, 128, 6, "128x128x6"},
-    {128, 256, 4, "128x256x4"},
-    {64, 256, 5, "64x256x5"},
-    {64, 128, 8, "64x128x8"},
+    {128, 128, 6, 1, "128x128x6"},
+    {128, 256, 4, 1, "128x256x4"},
+    {64, 256, 5, 1, "64x256x5"},
+    {64, 128, 8, 1, "64x128x8"},
+    {64, 256, 5, 2, "64x256x5 cluster 2"},
 };
 
 // Tile choice as data: the first row whose bound admits the expected rows per expert wins, with one configuration
@@ -45,6 +48,12 @@ struct Sm90Row {
   int swigluConfig, otherConfig;
 };
 constexpr Sm90Row kTable[] = {
+    {8, -1, -1},
+    {96, 3, 3},
+    {1 << 30, 2, 1},
+};
+// The table as session 7 shipped it (TFJS_MOE_CUDA_SM90_TABLE=s7, A/B timing of a table change in one process).
+constexpr Sm90Row kTableSession7[] = {
     {8, -1, -1},
     {96, 3, 3},
     {1 << 30, 2, 1},
@@ -108,10 +117,38 @@ int smCount() {
   return sms;
 }
 
-template <typename Elem, typename OutT, Epilogue EPI, int BM, int BN, int STAGES, bool A_TMA, bool INT4 = false>
+// How many clusters of CLUSTER blocks of this kernel the device runs at once (one block per SM: CLUSTER = 1 is
+// the SM count; pairs must sit in one GPC, which can leave an SM idle). Asked once per kernel (at its first, eager
+// launch: the layer runs a forward before it captures one).
+template <int CLUSTER, typename Kernel>
+int residentClusters(Kernel kernel, int smem) {
+  if (CLUSTER == 1) return smCount();
+  static std::map<const void*, int> known;
+  const auto it = known.find(reinterpret_cast<const void*>(kernel));
+  if (it != known.end()) return it->second;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(smCount() / CLUSTER * CLUSTER);
+  cfg.blockDim = dim3(sm90::kThreads);
+  cfg.dynamicSmemBytes = smem;
+  cudaLaunchAttribute attr;
+  attr.id = cudaLaunchAttributeClusterDimension;
+  attr.val.clusterDim.x = CLUSTER;
+  attr.val.clusterDim.y = 1;
+  attr.val.clusterDim.z = 1;
+  cfg.attrs = &attr;
+  cfg.numAttrs = 1;
+  int n = 0;
+  MOE_CUDA(cudaOccupancyMaxActiveClusters(&n, kernel, &cfg));
+  if (n <= 0) throw CudaError("wgmmaGemmKernel: no cluster of " + std::to_string(CLUSTER) + " blocks fits");
+  known.emplace(reinterpret_cast<const void*>(kernel), n);
+  return n;
+}
+
+template <typename Elem, typename OutT, Epilogue EPI, int BM, int BN, int STAGES, bool A_TMA, bool INT4 = false,
+          int CLUSTER = 1>
 void launchConfig(const GemmProblem& p, cudaStream_t stream) {
   using Cfg = Sm90Config<BM, BN, STAGES, INT4>;
-  auto kernel = sm90::wgmmaGemmKernel<Elem, OutT, EPI, BM, BN, STAGES, A_TMA, INT4>;
+  auto kernel = sm90::wgmmaGemmKernel<Elem, OutT, EPI, BM, BN, STAGES, A_TMA, INT4, CLUSTER>;
   // Room for the segment tables in shared memory where it fits (the kernel reads them from global memory otherwise).
   constexpr int kMaxSmem = 227 * 1024;
   const int withTables = Cfg::kSmemBytes + sm90::segmentTableBytes(p);
@@ -121,24 +158,28 @@ void launchConfig(const GemmProblem& p, cudaStream_t stream) {
     MOE_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     raised = smem;
   }
+  // Tiles of the list (height BM x CLUSTER: a cluster takes one), at most one per SM (per cluster of SMs the
+  // device can hold at once).
   const int colTiles = ceilDiv(p.N, BN);
+  const int listBm = BM * CLUSTER;
   const long long tiles =
-      static_cast<long long>(p.seg.offsets ? maxRowTiles(p.M, p.seg.numExperts, BM) : ceilDiv(p.M, BM)) * colTiles;
-  const int grid = static_cast<int>(std::min<long long>(tiles, smCount()));
+      static_cast<long long>(p.seg.offsets ? maxRowTiles(p.M, p.seg.numExperts, listBm) : ceilDiv(p.M, listBm)) *
+      colTiles;
+  const int grid = static_cast<int>(std::min<long long>(tiles, residentClusters<CLUSTER>(kernel, smem))) * CLUSTER;
   if (grid == 0) return;
   CUtensorMap bMap;
   if (INT4) std::memset(&bMap, 0, sizeof(bMap));  // the int4 producer reads the codes itself
-  else bMap = weightMap(p, BN);
-  launchKernel("wgmmaGemmKernel", kernel, dim3(grid), dim3(sm90::kThreads), smem, stream, p, bMap,
-               A_TMA ? tileMap(p, p.A, p.M, p.lda, BM) : bMap);
+  else bMap = weightMap(p, BN / CLUSTER);
+  launchKernelClustered("wgmmaGemmKernel", kernel, dim3(grid), dim3(sm90::kThreads), smem, stream, CLUSTER, p, bMap,
+                        A_TMA ? tileMap(p, p.A, p.M, p.lda, BM) : bMap);
 }
 
-template <typename Elem, typename OutT, Epilogue EPI, int BM, int BN, int STAGES>
+template <typename Elem, typename OutT, Epilogue EPI, int BM, int BN, int STAGES, int CLUSTER = 1>
 void launchShape(const GemmProblem& p, cudaStream_t stream) {
   if constexpr (EPI != Epilogue::kSwiglu) {
-    if (activationsByTma(p)) return launchConfig<Elem, OutT, EPI, BM, BN, STAGES, true>(p, stream);
+    if (activationsByTma(p)) return launchConfig<Elem, OutT, EPI, BM, BN, STAGES, true, false, CLUSTER>(p, stream);
   }
-  launchConfig<Elem, OutT, EPI, BM, BN, STAGES, false>(p, stream);
+  launchConfig<Elem, OutT, EPI, BM, BN, STAGES, false, false, CLUSTER>(p, stream);
 }
 
 template <typename Elem, typename OutT, Epilogue EPI>
@@ -147,6 +188,7 @@ void launchEpi(const GemmProblem& p, int config, cudaStream_t stream) {
     case 0: launchShape<Elem, OutT, EPI, 128, 128, 6>(p, stream); break;
     case 1: launchShape<Elem, OutT, EPI, 128, 256, 4>(p, stream); break;
     case 2: launchShape<Elem, OutT, EPI, 64, 256, 5>(p, stream); break;
+    case 4: launchShape<Elem, OutT, EPI, 64, 256, 5, 2>(p, stream); break;
     default: launchShape<Elem, OutT, EPI, 64, 128, 8>(p, stream); break;
   }
 }
@@ -228,8 +270,8 @@ bool launchGroupedGemmSm90Int4(const GemmProblem& p, cudaStream_t stream) {
   const Sm90Tuning& t = sm90Tuning();
   if (t.mode == Sm90Gemm::kOff || !tuning().int4Mma) return false;
   if (p.bInt4 == nullptr || p.bScales == nullptr || p.elem == DType::kFloat32 || p.epilogue == Epilogue::kCombine ||
-      p.kSplit > 1 || p.combineOut != nullptr || p.aCopy != nullptr) {
-    return false;
+      p.kSplit > 1 || p.combineOut != nullptr || p.combineAdd != nullptr || p.aCopy != nullptr) {
+    return false;  // (its epilogue has no combineAdd: the mma.sync tiles take those)
   }
   if (p.K <= 0 || p.K % kBK64 != 0 || p.lda % 8 != 0 || !aligned16(p.A) || p.M <= 0 || p.N <= 0) return false;
   if (p.groupSize != 32 && (p.groupSize <= 0 || p.groupSize % kBK64 != 0)) return false;
@@ -280,7 +322,9 @@ static int chooseConfig(const GemmProblem& p) {
   if (config < 0 || config >= sm90ConfigCount()) {
     const int rows = p.rowsPerSegmentHint > 0 ? p.rowsPerSegmentHint : p.M;
     config = -1;
-    const Sm90Row* table = t.mode == Sm90Gemm::kOn ? kTableOn : kTable;
+    const char* tableEnv = std::getenv("TFJS_MOE_CUDA_SM90_TABLE");
+    const bool session7 = tableEnv != nullptr && std::strcmp(tableEnv, "s7") == 0;
+    const Sm90Row* table = t.mode == Sm90Gemm::kOn ? kTableOn : session7 ? kTableSession7 : kTable;
     for (int i = 0;; i++) {
       if (rows <= table[i].maxRowsPerSegment) {
         config = p.epilogue == Epilogue::kSwiglu ? table[i].swigluConfig : table[i].otherConfig;

@@ -148,12 +148,19 @@ __device__ __forceinline__ uint32_t halfPair(float v) {
 // A_TMA: the activation rows are not gathered (no row index), so they too come as one TMA box per stage (aMap: A
 // [M][K], boxes of 64 x BM; rows past the segment are loaded but never stored, rows past M read as zeros).
 // INT4: B from the int4 copy (K % 64 == 0, groupSize 32 or a multiple of 64; bMap unused), activations by cp.async.
-template <typename Elem, typename OutT, Epilogue EPI, int BM, int BN, int STAGES, bool A_TMA, bool INT4 = false>
+// CLUSTER 2 (clusters of two blocks along the rows): the two blocks of a cluster take the two BM-row halves of one
+// 2 BM-row tile (the tile list of height 2 BM), so they need the same weight tile at every stage; each loads half
+// of it by TMA multicast into both, which halves the weight traffic from L2 (the bound of the up_gate GEMM at
+// 4096 tokens: 64-row tiles read each weight tile from L2 once per row tile). A stage is refilled once the
+// consumers of both blocks released it (they arrive on both blocks' empty barriers).
+template <typename Elem, typename OutT, Epilogue EPI, int BM, int BN, int STAGES, bool A_TMA, bool INT4 = false,
+          int CLUSTER = 1>
 __global__ void __launch_bounds__(kThreads, 1)
     wgmmaGemmKernel(const GemmProblem p, const __grid_constant__ CUtensorMap bMap,
                     const __grid_constant__ CUtensorMap aMap) {
 #ifdef MOE_SM90A
   static_assert(!(INT4 && A_TMA), "the int4 producer gathers the activation rows itself");
+  static_assert(CLUSTER == 1 || (CLUSTER == 2 && !INT4 && BM * CLUSTER <= 128), "cluster: bf16/f16, 2 x 64 rows");
   using Cfg = Sm90Config<BM, BN, STAGES, INT4>;
   constexpr int WN = Cfg::kWN;
   awaitPredecessor();
@@ -174,7 +181,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       // The producers' cp.async arrivals (gathered rows) + the TMA issuer's expect_tx arrival; INT4: the cp.async
       // arrivals + one arrival per producer thread once its dequantized rows are stored.
       barInit(&full[s], A_TMA ? 1 : INT4 ? 128 + 128 : 128 + 1);
-      barInit(&empty[s], 8);       // one per consumer warp
+      barInit(&empty[s], 8 * CLUSTER);  // one per consumer warp of each block of the cluster
     }
     barInitFence();
     if (!INT4) prefetchTensorMap(&bMap);
@@ -183,7 +190,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   // Every tile's lookup is a binary search over the segment tables: from shared memory it costs no L2 round trips
   // in the consumers' gap between two tiles.
   SegmentTables seg{p.seg.offsets,
-                    p.seg.offsets ? p.seg.tilePrefix + tileClassOf(BM) * (p.seg.numExperts + 1) : nullptr};
+                    p.seg.offsets ? p.seg.tilePrefix + tileClassOf(BM * CLUSTER) * (p.seg.numExperts + 1) : nullptr};
   uint32_t dynamicSmem;
   asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(dynamicSmem));
   if (p.seg.offsets && dynamicSmem >= static_cast<uint32_t>(Cfg::kSmemBytes + segmentTableBytes(p))) {
@@ -196,10 +203,38 @@ __global__ void __launch_bounds__(kThreads, 1)
     seg = SegmentTables{tables, tables + n};
   }
   __syncthreads();
+  // This block's rank in its cluster (blocks 2i, 2i + 1 form cluster i), and the barrier inits of both blocks
+  // visible before either multicasts into or arrives on the other.
+  const uint32_t rank = CLUSTER > 1 ? clusterRank() : 0;
+  if constexpr (CLUSTER > 1) clusterSync();
 
   const int colTiles = (p.N + BN - 1) / BN;
-  const int total = tileCount<BM>(p, seg, colTiles);
+  const int total = tileCount<BM * CLUSTER>(p, seg, colTiles);
   const int KT = (p.K + kBK - 1) / kBK;
+  const int firstTile = blockIdx.x / CLUSTER, tileStride = gridDim.x / CLUSTER;
+  // Tile t of the list (of height BM * CLUSTER), this block's BM rows of it.
+  auto coordOf = [&](int t) {
+    TileCoord c = tileAt<BM * CLUSTER>(p, seg, t, colTiles, BN);
+    c.rowStart += static_cast<int>(rank) * BM;
+    return c;
+  };
+  // The weight tile of stage s: one box, or this block's half of it multicast to both blocks.
+  auto loadB = [&](int s, int kt, int bRow0) {
+    if constexpr (CLUSTER == 1) {
+      tmaLoad2d(bTile(s), &bMap, kt * kBK, bRow0, &full[s]);
+    } else {
+      constexpr int kHalf = BN / CLUSTER;
+      tmaLoad2dMulticast(bTile(s) + rank * kHalf * 128, &bMap, kt * kBK, bRow0 + static_cast<int>(rank) * kHalf,
+                         &full[s], static_cast<uint16_t>((1u << CLUSTER) - 1));
+    }
+  };
+  // Cluster: the producer leaves only once the consumers of both blocks released every stage it filled (the
+  // peer still arrives on this block's barriers and multicasts into its shared memory until then).
+  auto producerTail = [&](int it) {
+    if constexpr (CLUSTER > 1) {
+      for (int j = it; j < it + STAGES; j++) barWait(&empty[j % STAGES], ((j / STAGES) & 1) ^ 1);
+    }
+  };
 
   if (wg == 0) {
     // ---- producer ----
@@ -207,17 +242,18 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (A_TMA) {
       if (wt != 0) return;
       int it = 0;
-      for (int t = blockIdx.x; t < total; t += gridDim.x) {
-        const TileCoord tc = tileAt<BM>(p, seg, t, colTiles, BN);
+      for (int t = firstTile; t < total; t += tileStride) {
+        const TileCoord tc = coordOf(t);
         const int bRow0 = tc.expert * p.N + tc.n0;
         for (int kt = 0; kt < KT; kt++, it++) {
           const int s = it % STAGES;
           barWait(&empty[s], ((it / STAGES) & 1) ^ 1);
           barArriveExpectTx(&full[s], Cfg::kStageBytes);
           tmaLoad2d(aTile(s), &aMap, kt * kBK, tc.rowStart, &full[s]);
-          tmaLoad2d(bTile(s), &bMap, kt * kBK, bRow0, &full[s]);
+          loadB(s, kt, bRow0);
         }
       }
+      producerTail(it);
       return;
     }
     const Elem* A = static_cast<const Elem*>(p.A);
@@ -225,8 +261,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     constexpr int PASSES = BM / ROWS_PER_PASS;
     const int chunk = wt % 8;
     int it = 0;
-    for (int t = blockIdx.x; t < total; t += gridDim.x) {
-      const TileCoord tc = tileAt<BM>(p, seg, t, colTiles, BN);
+    for (int t = firstTile; t < total; t += tileStride) {
+      const TileCoord tc = coordOf(t);
       const Elem* aRow[PASSES];
 #pragma unroll
       for (int i = 0; i < PASSES; i++) {
@@ -322,7 +358,7 @@ __global__ void __launch_bounds__(kThreads, 1)
           barWait(&empty[s], ((it / STAGES) & 1) ^ 1);
           if (wt == 0) {
             barArriveExpectTx(&full[s], Cfg::kBTileBytes);
-            tmaLoad2d(bTile(s), &bMap, kt * kBK, bRow0, &full[s]);
+            loadB(s, kt, bRow0);
           }
           const int k = kt * kBK + chunk * 8;
           const uint32_t aBase = smemAddr(aTile(s));
@@ -338,6 +374,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
     }
     cpAsyncWaitAll();
+    if (wt == 0) producerTail(it);
     return;
   }
 
@@ -351,9 +388,15 @@ __global__ void __launch_bounds__(kThreads, 1)
   // Output pairs (columns 2t, 2t+1 of a fragment) as one store: rows start on a pair boundary.
   const bool pairedOut = p.ldc % 2 == 0 && (reinterpret_cast<uintptr_t>(p.C) % (2 * sizeof(OutT))) == 0;
   float acc[WN / 2];
+  // A stage's buffers are free once this warp's wgmma on them retired: one arrival per warp on the stage's empty
+  // barrier of every block of the cluster (the peer's producer multicasts into this block's buffers too).
+  auto release = [&](int s) {
+    barArrive(&empty[s]);
+    if constexpr (CLUSTER > 1) barArriveCluster(&empty[s], rank ^ 1u);
+  };
   int it = 0;
-  for (int t = blockIdx.x; t < total; t += gridDim.x) {
-    const TileCoord tc = tileAt<BM>(p, seg, t, colTiles, BN);
+  for (int t = firstTile; t < total; t += tileStride) {
+    const TileCoord tc = coordOf(t);
     const bool hasRows = __shfl_sync(0xffffffffu, tc.rowStart + rowOff < tc.rowEnd ? 1 : 0, 0) != 0;
     // This thread's two epilogue rows, and their SwiGLU row scales loaded now (their latency hides under the mainloop).
     const int row0 = tc.rowStart + rowOff + warp * 16 + lane / 4;
@@ -391,10 +434,10 @@ __global__ void __launch_bounds__(kThreads, 1)
         wgmmaCommit();
         wgmmaWait<1>();  // the previous stage's wgmma retired: its buffers can be refilled
       }
-      if (kt > 0 && lane == 0) barArrive(&empty[(it - 1) % STAGES]);
+      if (kt > 0 && lane == 0) release((it - 1) % STAGES);
     }
     wgmmaWait<0>();
-    if (lane == 0) barArrive(&empty[(it - 1) % STAGES]);
+    if (lane == 0) release((it - 1) % STAGES);
     if (!hasRows) continue;
 
     // Accumulator layout of m64nN: warp w holds rows 16w + lane/4 (+8), n8 block j columns 8j + 2(lane%4) (+1):

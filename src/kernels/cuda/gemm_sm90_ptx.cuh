@@ -101,6 +101,41 @@ __device__ __forceinline__ void tmaLoad2d(void* dst, const CUtensorMap* map, int
       : "memory");
 #endif
 }
+// The same box written into the same shared-memory offset of every block of the cluster in ctaMask (TMA
+// multicast), completing on the barrier at bar's offset in each of them.
+__device__ __forceinline__ void tmaLoad2dMulticast(void* dst, const CUtensorMap* map, int c0, int c1, uint64_t* bar,
+                                                   uint16_t ctaMask) {
+#ifdef MOE_SM90A
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1, {%2, "
+      "%3}], [%4], %5;\n" ::"r"(smemAddr(dst)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(smemAddr(bar)), "h"(ctaMask)
+      : "memory");
+#endif
+}
+// One arrival on the barrier at bar's offset in block `rank` of this cluster.
+__device__ __forceinline__ void barArriveCluster(uint64_t* bar, uint32_t rank) {
+#ifdef MOE_SM90A
+  asm volatile(
+      "{\n.reg .b32 remote;\nmapa.shared::cluster.u32 remote, %0, %1;\n"
+      "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [remote];\n}\n" ::"r"(smemAddr(bar)),
+      "r"(rank)
+      : "memory");
+#endif
+}
+__device__ __forceinline__ uint32_t clusterRank() {
+  uint32_t r = 0;
+#ifdef MOE_SM90A
+  asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
+#endif
+  return r;
+}
+// Every thread of every block of the cluster (barrier inits made visible before a peer arrives on them remotely).
+__device__ __forceinline__ void clusterSync() {
+#ifdef MOE_SM90A
+  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+#endif
+}
 __device__ __forceinline__ void prefetchTensorMap(const CUtensorMap* map) {
 #ifdef MOE_SM90A
   asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(map)) : "memory");

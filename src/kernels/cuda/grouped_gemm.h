@@ -83,6 +83,10 @@ struct GemmProblem {
   long long prefetchNextBytes = 0;
   // B is read once (mma tiles): its loads are marked evict-first in L2 (keeps a following GEMM's prefetch in L2).
   bool bStreamOnce = false;
+  // Segmented mma tiles: blockIdx.x walks the column tiles and blockIdx.y the row tiles (the launcher swaps the
+  // grid), so the blocks resident together read all column tiles of a few experts, not one column tile of every
+  // expert. Not with combineOut (its tail counts blocks per blockIdx.y).
+  bool colTilesFirst = false;
   float* combineOut = nullptr;
   const float* combineBias = nullptr;
   int combineTokens = 0;
@@ -110,7 +114,8 @@ struct GemmProblem {
   // word, the lowest k lowest), w = E2M1(code) * scale with bScales [E][N][K/32] float32 (2^(b-127) of each block's
   // E8M0 byte b, NaN for 255). Needs K % 32 == 0 and groupSize 32; bInt4 and bInt8 must be null.
   const int32_t* bFp4 = nullptr;
-  // kStore over segments writing float32, wgmma GEMM only (launchGroupedGemmSm90: the prefill down GEMM): when
+  // kStore over segments writing float32, on the wgmma GEMM (launchGroupedGemmSm90: the prefill down GEMM) and the
+  // mma.sync tiles (the decode down GEMM, MoeLayer::enqueue; not the streaming kernels): when
   // combineAdd is set, row r is not stored to C but added into combineAdd[q / topK][n] ([tokens][ldc], zeroed before),
   // q = rowToPair[r], as (weightsApplied ? acc : w acc) + (bias ? w bias[e][n] : 0) with w = pairWeight[q]: the
   // weighted combine of semantics section 6 without the [R, N] intermediate. Float32 atomic adds: a token's k slots

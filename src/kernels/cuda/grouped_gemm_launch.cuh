@@ -37,23 +37,6 @@ inline dim3 gridFor(const GemmProblem& p, int bm, int bn) {
               static_cast<unsigned>(p.kSplit > 1 ? p.kSplit : 1));
 }
 
-template <typename Elem, typename OutT, int BM, int BN, int BK, int WARPS_M, int WARPS_N, int STAGES, Epilogue EPI,
-          bool VEC, int BITS = 16>
-void launchMmaConfig(const GemmProblem& p, cudaStream_t stream) {
-  using Cfg = MmaConfig<Elem, BM, BN, BK, WARPS_M, WARPS_N, STAGES, BITS>;
-  auto kernel = mmaGemmKernel<Elem, OutT, BM, BN, BK, WARPS_M, WARPS_N, STAGES, EPI, VEC, BITS>;
-  static bool smemRaised = false;
-  raiseSmemLimit(kernel, Cfg::kSmemBytes, smemRaised);
-  const dim3 grid = gridFor(p, BM, BN);
-  if (grid.x == 0 || grid.y == 0) return;
-  const int smem = BITS == 4 && p.int4ScaleVectors && p.bZeros == nullptr ? Cfg::kSmemBytesNoZeros : Cfg::kSmemBytes;
-  launchKernel("mmaGemmKernel", kernel, grid, Cfg::kThreads, smem, stream, p);
-}
-
-// The tfjs flag MOE_CUDA_GEMM_TILES = 'previous' restores the tile choice from before the 128x256 prefill tiles,
-// for A/B timing.
-inline bool previousTiles() { return tuning().previousTiles; }
-
 inline int smCount() {
   static const int n = [] {
     int dev = 0, c = 0;
@@ -66,12 +49,103 @@ inline int smCount() {
   return n;
 }
 
+// TFJS_MOE_CUDA_DECODE_BN=48 (A/B, read at each launch): on small grids (one token) a GEMM whose N is a multiple
+// of 48 takes 16 x 48 tiles of 3 warps: the up_gate GEMM of a top-8 layer with 2 I = 1536 then has 8 x 32 = 256
+// blocks, about two per SM of 132, instead of 192 (some SMs stream two tiles, others one). B1, T = 1: slower (bf16
+// 0.0414 -> 0.0437 ms, int4 0.0377 -> 0.0415).
+inline bool decodeNarrowTiles(const GemmProblem& p) {
+  const char* v = std::getenv("TFJS_MOE_CUDA_DECODE_BN");
+  return v != nullptr && std::strcmp(v, "48") == 0 && p.N % 48 == 0;
+}
+
+// The pipeline depth of the 16 x 64 tiles on grids of two or more blocks per SM (16 tokens). int4: three 128-deep
+// stages, not four (a quarter less shared memory: 7 blocks per SM instead of 5, more warps to issue the dequantize
+// from; H200 batch B1, T = 16: 0.1771 -> 0.1625 ms). bf16 keeps four 64-deep ones (three: 0.2438 -> 0.2508).
+// TFJS_MOE_CUDA_DECODE_STAGES (A/B, read at each launch): '3' / '4' force three / four stages for both.
+inline bool decodeThreeStages(bool int4) {
+  const char* v = std::getenv("TFJS_MOE_CUDA_DECODE_STAGES");
+  if (v != nullptr && std::strcmp(v, "3") == 0) return true;
+  if (v != nullptr && std::strcmp(v, "4") == 0) return false;
+  return int4;
+}
+// TFJS_MOE_CUDA_DECODE_DOWN=k128 (A/B, read at each launch, bf16 / f16 weights): on grids of two or more blocks per
+// SM, a GEMM of K <= 1024 (the down GEMM: K = I) takes four 128-deep stages instead of 64-deep ones (half the K
+// steps of a short K, so less of each block's time in its pipeline's ramp and drain).
+inline bool decodeShortKDeep(const GemmProblem& p) {
+  const char* v = std::getenv("TFJS_MOE_CUDA_DECODE_DOWN");
+  return v != nullptr && std::strcmp(v, "k128") == 0 && p.K <= 1024;
+}
+// TFJS_MOE_CUDA_DECODE_STAGES=k256x2 (A/B, bf16 / f16 weights): those tiles with two 256-deep stages (one in flight
+// while the other is read: 512 contiguous bytes of each weight row per load; 2 blocks per SM; B1, T = 16: 0.2584).
+inline bool decodeDeepTwoStages() {
+  const char* v = std::getenv("TFJS_MOE_CUDA_DECODE_STAGES");
+  return v != nullptr && std::strcmp(v, "k256x2") == 0;
+}
+
 // Decode tiles: a grid of fewer than about two blocks per SM (one token of a top-8 layer: 8 experts x 24 column
 // tiles) leaves each block alone on its SM, so each must keep more weight bytes in flight: the deeper-K variant.
 inline bool fewDecodeBlocks(const GemmProblem& p, int bn) {
   const long long experts = p.seg.offsets != nullptr ? std::min<long long>(p.seg.numExperts, p.M) : 1;
   return experts * ceilDiv(p.N, bn) < 2LL * smCount();
 }
+
+// The 16-row tiles' grid walks the column tiles first (GemmProblem.colTilesFirst) on small grids (one token): H200
+// batch B1 (session 8), Qwen3-30B-A3B layer, T = 1: bf16 0.0414 -> 0.0408 ms, int4 0.0377 -> 0.0374; at T = 16 it
+// was slower (0.2438 -> 0.2528, 0.1771 -> 0.1785), so larger grids keep the row tiles first.
+// TFJS_MOE_CUDA_DECODE_GRID (A/B, read at each launch): 'cols' / 'rows' force one order on every grid.
+inline bool decodeColTilesFirst(const GemmProblem& p, int bn) {
+  const char* v = std::getenv("TFJS_MOE_CUDA_DECODE_GRID");
+  if (v != nullptr && std::strcmp(v, "cols") == 0) return true;
+  if (v != nullptr && std::strcmp(v, "rows") == 0) return false;
+  return fewDecodeBlocks(p, bn);
+}
+
+// TFJS_MOE_CUDA_FRAG_BUFS=1 (A/B, read at each launch): the 16 x 64 decode tiles with one register set of mma
+// fragments, as before session 8; unset or '2': two (the next K step's fragments loaded during this step's mma).
+inline int decodeFragBuffers() {
+  const char* v = std::getenv("TFJS_MOE_CUDA_FRAG_BUFS");
+  return v != nullptr && std::strcmp(v, "1") == 0 ? 1 : 2;
+}
+
+template <typename Elem, typename OutT, int BM, int BN, int BK, int WARPS_M, int WARPS_N, int STAGES, Epilogue EPI,
+          bool VEC, int BITS, int FRAG_BUFS>
+void launchMmaKernel(const GemmProblem& p, cudaStream_t stream) {
+  using Cfg = MmaConfig<Elem, BM, BN, BK, WARPS_M, WARPS_N, STAGES, BITS>;
+  auto kernel = mmaGemmKernel<Elem, OutT, BM, BN, BK, WARPS_M, WARPS_N, STAGES, EPI, VEC, BITS, FRAG_BUFS>;
+  static bool smemRaised = false;
+  raiseSmemLimit(kernel, Cfg::kSmemBytes, smemRaised);
+  dim3 grid = gridFor(p, BM, BN);
+  if (grid.x == 0 || grid.y == 0) return;
+  const int smem = BITS == 4 && p.int4ScaleVectors && p.bZeros == nullptr ? Cfg::kSmemBytesNoZeros : Cfg::kSmemBytes;
+  if (BM == 16 && VEC && p.seg.offsets != nullptr && p.combineOut == nullptr && grid.z == 1 && grid.x <= 65535 &&
+      decodeColTilesFirst(p, BN)) {
+    GemmProblem q = p;
+    q.colTilesFirst = true;
+    launchKernel("mmaGemmKernel", kernel, dim3(grid.y, grid.x, 1), Cfg::kThreads, smem, stream, q);
+    return;
+  }
+  launchKernel("mmaGemmKernel", kernel, grid, Cfg::kThreads, smem, stream, p);
+}
+
+// The default 16 x 64 decode tiles of every format (4 warps, 4 stages; 3 / 2 under the DECODE_STAGES switches; 16 x 48
+// of 3 warps under DECODE_BN) double-buffer their fragments (decodeFragBuffers); the other shapes, the A/B variants among them, keep one set.
+template <typename Elem, typename OutT, int BM, int BN, int BK, int WARPS_M, int WARPS_N, int STAGES, Epilogue EPI,
+          bool VEC, int BITS = 16>
+void launchMmaConfig(const GemmProblem& p, cudaStream_t stream) {
+  constexpr bool kDecodeTile = VEC && BM == 16 && WARPS_M == 1 && ((BN == 64 && WARPS_N == 4) || (BN == 48 && WARPS_N == 3)) &&
+                                STAGES >= 2 && STAGES <= 4;
+  if constexpr (kDecodeTile) {
+    if (decodeFragBuffers() == 2) {
+      launchMmaKernel<Elem, OutT, BM, BN, BK, WARPS_M, WARPS_N, STAGES, EPI, VEC, BITS, 2>(p, stream);
+      return;
+    }
+  }
+  launchMmaKernel<Elem, OutT, BM, BN, BK, WARPS_M, WARPS_N, STAGES, EPI, VEC, BITS, 1>(p, stream);
+}
+
+// The tfjs flag MOE_CUDA_GEMM_TILES = 'previous' restores the tile choice from before the 128x256 prefill tiles,
+// for A/B timing.
+inline bool previousTiles() { return tuning().previousTiles; }
 
 // The tensor-core tile shapes the launcher instantiates (BM x BN, BK, warps, stages are fixed per shape below).
 enum class MmaTile { k16x64, k32x128, k64x128, k128x256, k128x128 };
@@ -121,7 +195,11 @@ void launchMmaEpi(const GemmProblem& p, bool vec, cudaStream_t stream) {
         case DecodeGemm::kMmaK128: launchMmaConfig<Elem, OutT, 16, 64, 128, 1, 4, 4, EPI, true>(p, stream); break;
         case DecodeGemm::kMmaShallow: launchMmaConfig<Elem, OutT, 16, 64, 64, 1, 4, 4, EPI, true>(p, stream); break;
         default:
-          if (fewDecodeBlocks(p, 64)) launchMmaConfig<Elem, OutT, 16, 64, 128, 1, 4, 4, EPI, true>(p, stream);
+          if (fewDecodeBlocks(p, 64) && decodeNarrowTiles(p)) launchMmaConfig<Elem, OutT, 16, 48, 128, 1, 3, 4, EPI, true>(p, stream);
+          else if (fewDecodeBlocks(p, 64)) launchMmaConfig<Elem, OutT, 16, 64, 128, 1, 4, 4, EPI, true>(p, stream);
+          else if (decodeThreeStages(false)) launchMmaConfig<Elem, OutT, 16, 64, 64, 1, 4, 3, EPI, true>(p, stream);
+          else if (decodeDeepTwoStages()) launchMmaConfig<Elem, OutT, 16, 64, 256, 1, 4, 2, EPI, true>(p, stream);
+          else if (decodeShortKDeep(p)) launchMmaConfig<Elem, OutT, 16, 64, 128, 1, 4, 4, EPI, true>(p, stream);
           else launchMmaConfig<Elem, OutT, 16, 64, 64, 1, 4, 4, EPI, true>(p, stream);
           break;
       }
@@ -185,8 +263,12 @@ void launchMmaInt4Epi(const GemmProblem& p, cudaStream_t stream) {
       // deepest where the grid is small (H200 batch E, one token: 0.0493 vs 0.0657 ms; 16 tokens: 0.286 vs 0.254).
       if (tuning().decodeGemm == DecodeGemm::kInt4Wide) {
         launchMmaConfig<Elem, OutT, 16, 128, 128, 1, 8, 4, EPI, true, 4>(p, stream);
+      } else if (autoDecodeDepth() && fewDecodeBlocks(p, 64) && decodeNarrowTiles(p)) {
+        launchMmaConfig<Elem, OutT, 16, 48, 256, 1, 3, 4, EPI, true, 4>(p, stream);
       } else if (tuning().decodeGemm == DecodeGemm::kMmaDeep || (autoDecodeDepth() && fewDecodeBlocks(p, 64))) {
         launchMmaConfig<Elem, OutT, 16, 64, 256, 1, 4, 4, EPI, true, 4>(p, stream);
+      } else if (decodeThreeStages(true)) {
+        launchMmaConfig<Elem, OutT, 16, 64, 128, 1, 4, 3, EPI, true, 4>(p, stream);
       } else {
         launchMmaConfig<Elem, OutT, 16, 64, 128, 1, 4, 4, EPI, true, 4>(p, stream);
       }
@@ -415,6 +497,7 @@ void launchMmaGemm(const GemmProblem& p, cudaStream_t stream) {
     }
   }
   if (useStreamGemm<Elem>(p, vec)) {
+    if (p.combineAdd != nullptr) throw std::logic_error("grouped GEMM: the streaming kernels do not take combineAdd");
     switch (p.epilogue) {
       case Epilogue::kStore:
         if (p.out != DType::kFloat32) throw std::invalid_argument("grouped GEMM: kStore writes float32");

@@ -26,6 +26,9 @@ namespace {
 
 // Below this a copy is one memcpy/DMA: thread start-up (tens of microseconds) would cost more than it saves.
 constexpr size_t kParallelMinBytes = size_t(1) << 20;
+// A copy thread per 512 KiB (up to kMaxThreads). 256 KiB (8 threads for T = 256's 2 MiB x instead of 4) staged it in
+// 0.084 instead of 0.117 ms in H200 session 8 batch B1 and in 0.155 instead of 0.136 in B2 (a busier host, same
+// process each): not shown to pay, so not the default.
 constexpr size_t kSliceMinBytes = size_t(512) << 10;
 constexpr size_t kPrefaultMinBytes = size_t(64) << 10;
 constexpr size_t kInlineUploadBytes = size_t(64) << 10;
@@ -95,12 +98,14 @@ class WorkerPool {
   }
 
  private:
-  // TFJS_MOE_CUDA_POOL_SPIN_US (benchmark A/B, default 0): how long an idle helper polls for the next job before
-  // it sleeps. Waking a sleeping vCPU costs tens of microseconds on the H200 host (a VM), which a 2 MiB upload pays
-  // on each of its threads; a helper still polling when the next call's copy arrives starts at once.
+  // How long an idle helper polls for the next job before it sleeps: 300 us unless TFJS_MOE_CUDA_POOL_SPIN_US says
+  // otherwise (0: sleep at once; benchmark A/B, read per idle spell). Waking a sleeping vCPU costs tens of
+  // microseconds on the H200 host (a VM), which a 2 MiB upload pays on each of its threads; a helper still polling
+  // when the next call's copy arrives starts at once. Back-to-back forwards (a decode or prefill loop) come well
+  // within 300 us of each other; an idle process stops polling after that.
   static long long spinNs() {
     const char* v = std::getenv("TFJS_MOE_CUDA_POOL_SPIN_US");
-    return v == nullptr ? 0 : std::strtoll(v, nullptr, 10) * 1000;
+    return v == nullptr || v[0] == '\0' ? 300000 : std::strtoll(v, nullptr, 10) * 1000;
   }
   void loop() {
     std::unique_lock<std::mutex> lock(mu_);
@@ -367,40 +372,10 @@ struct PrefaultJob {
   void* dst = nullptr;
   std::chrono::steady_clock::time_point start;
   std::atomic<long long> endNs{0};  // steady-clock nanoseconds at which its last range was done
-  void markEnd() {
-    const long long now = std::chrono::duration_cast<std::chrono::nanoseconds>(
-        std::chrono::steady_clock::now().time_since_epoch()).count();
-    long long seen = endNs.load();
-    while (seen < now && !endNs.compare_exchange_weak(seen, now)) {}
-  }
-  // Claimed blocks (unless TFJS_MOE_CUDA_PREFAULT_OVERLAP=0): the array cut at multiples of `block` (addresses),
-  // each faulted in by whichever thread claims it first, a prefault helper or the copy-out of a chunk in it, so that
-  // the copy-out need not wait for the whole prefault (at T = 4096 its 2.6 ms outlast the upload and the kernels).
-  size_t bytes = 0, block = 0, first = 0;  // first: where dst lies in its first block
-  int blocks = 0;
-  std::unique_ptr<std::atomic<int>[]> state;  // per block: 0 untouched, 1 being faulted in, 2 done
-  // The blocks overlapping [dst + b, dst + e).
-  int blockOf(size_t off) const { return static_cast<int>((first + off) / block); }
-  // Faults block k in, or waits until the thread that claimed it has; either way it is in on return.
-  void fault(int k) {
-    int expect = 0;
-    if (state[k].compare_exchange_strong(expect, 1, std::memory_order_acq_rel)) {
-      const size_t b = std::min(bytes, block * k > first ? block * k - first : 0);
-      const size_t e = std::min(bytes, block * (k + 1) - first);
-      if (b < e) touchPages(static_cast<char*>(dst) + b, e - b);
-      state[k].store(2, std::memory_order_release);
-      return;
-    }
-    for (int i = 0; state[k].load(std::memory_order_acquire) != 2; i++) {
-#if defined(__SSE2__)
-      _mm_pause();
-#endif
-      if ((i & 63) == 63) std::this_thread::yield();
-    }
-  }
 };
 
 SlicedDownload::~SlicedDownload() {
+  if (pending_.active) (void)cudaStreamSynchronize(pending_.stream);
   waitPrefault();
   for (cudaEvent_t e : events_) (void)cudaEventDestroy(e);
 }
@@ -423,23 +398,6 @@ void SlicedDownload::prefault(void* dst, size_t bytes) {
   const char* split = std::getenv("TFJS_MOE_CUDA_PREFAULT_SPLIT");
   const bool byHuge = split != nullptr && std::strcmp(split, "huge") == 0 && bytes >= (size_t(4) << 20);
   const size_t huge = size_t(2) << 20, lo = reinterpret_cast<uintptr_t>(dst), base = lo & ~(huge - 1);
-  const char* overlapEnv = std::getenv("TFJS_MOE_CUDA_PREFAULT_OVERLAP");
-  if (n > 1 && !byHuge && (overlapEnv == nullptr || overlapEnv[0] != '0')) {
-    // Claimed blocks: the huge pages of an advised array, else 256 KiB (a chunk's copy-out claims few).
-    p->bytes = bytes;
-    p->block = bytes >= (size_t(4) << 20) ? huge : size_t(256) << 10;
-    p->first = lo % p->block;
-    p->blocks = static_cast<int>((p->first + bytes + p->block - 1) / p->block);
-    p->state.reset(new std::atomic<int>[p->blocks]);
-    for (int k = 0; k < p->blocks; k++) p->state[k].store(0, std::memory_order_relaxed);
-    PrefaultJob* raw = p.get();
-    p->job = WorkerPool::prefaults().post(p->blocks, [raw](int k) {
-      raw->fault(k);
-      raw->markEnd();
-    }, n);
-    prefault_ = std::move(p);
-    return;
-  }
   const size_t per = byHuge ? huge : (bytes / n + 4095) / 4096 * 4096;
   const size_t first = byHuge ? lo - base : 0;  // the first block starts before dst
   const int items = byHuge ? static_cast<int>((first + bytes + huge - 1) / huge) : n;
@@ -448,7 +406,10 @@ void SlicedDownload::prefault(void* dst, size_t bytes) {
     const size_t b = std::min(bytes, per * i > first ? per * i - first : 0);
     const size_t e = std::min(bytes, per * (i + 1) - first);
     if (b < e) touchPages(static_cast<char*>(dst) + b, e - b);
-    raw->markEnd();
+    const long long now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+        std::chrono::steady_clock::now().time_since_epoch()).count();
+    long long seen = raw->endNs.load();
+    while (seen < now && !raw->endNs.compare_exchange_weak(seen, now)) {}
   }, n);
   prefault_ = std::move(p);
 }
@@ -466,72 +427,101 @@ void SlicedDownload::waitPrefault() {
 
 void SlicedDownload::run(void* dst, const void* src, size_t bytes, void* landing, cudaStream_t stream,
                          cudaEvent_t after) {
+  begin(dst, src, bytes, landing, stream, after);
+  end();
+}
+
+void SlicedDownload::begin(void* dst, const void* src, size_t bytes, void* landing, cudaStream_t stream,
+                           cudaEvent_t after) {
+  if (pending_.active) end();  // an earlier download left open (its caller failed in between)
   prefaultMs_ = prefaultWaitMs_ = 0;
-  if (prefault_ && (prefault_->dst != dst || bytes == 0)) waitPrefault();
+  if (prefault_ && prefault_->dst != dst) waitPrefault();
+  Pending p;
+  p.dst = dst;
+  p.landing = landing;
+  p.bytes = bytes;
+  p.stream = stream;
   if (bytes == 0) {
-    MOE_CUDA(cudaStreamSynchronize(stream));
+    pending_ = p;
+    pending_.active = true;
     return;
   }
   const int n = threadsFor(bytes);
+  p.threads = n;
   const bool copy = landing != dst;
   if (n <= 1 || !copy) {  // pinned dst: one DMA straight into it
     MOE_CUDA(cudaMemcpyAsync(landing, src, bytes, cudaMemcpyDeviceToHost, stream));
     if (after != nullptr) MOE_CUDA(cudaEventRecord(after, stream));
-    const cudaError_t st = cudaStreamSynchronize(stream);
-    waitPrefault();  // before the copy into dst, and before an error leaves dst to the caller
-    MOE_CUDA(st);
-    if (copy) std::memcpy(dst, landing, bytes);
+    p.single = true;
+    pending_ = p;
+    pending_.active = true;
     return;
   }
   // Not prefaulted ahead (an activation's download, with no kernels left to hide behind): each copy thread
   // faults in its chunk's pages while that chunk's DMA is still running (a separate prefault, which must end
   // before any copy, measured 6.4 against 5.1 ms for 32 MiB in batch J).
-  const bool touchHere = copy && !prefault_;
-  if (touchHere) adviseHugePages(dst, bytes);
-  const size_t chunk = chunkBytes(bytes, n);
-  const int chunks = static_cast<int>((bytes + chunk - 1) / chunk);
+  p.touchHere = !prefault_;
+  if (p.touchHere) adviseHugePages(dst, bytes);
+  p.chunk = chunkBytes(bytes, n);
+  p.chunks = static_cast<int>((bytes + p.chunk - 1) / p.chunk);
   try {
-    while (static_cast<int>(events_.size()) < chunks) {
+    while (static_cast<int>(events_.size()) < p.chunks) {
       cudaEvent_t e;
       MOE_CUDA(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
       events_.push_back(e);
     }
-    for (int c = 0; c < chunks; c++) {
-      const size_t b = chunk * c, e = std::min(bytes, b + chunk);
+    for (int c = 0; c < p.chunks; c++) {
+      const size_t b = p.chunk * c, e = std::min(bytes, b + p.chunk);
       MOE_CUDA(cudaMemcpyAsync(static_cast<char*>(landing) + b, static_cast<const char*>(src) + b, e - b,
                                cudaMemcpyDeviceToHost, stream));
       MOE_CUDA(cudaEventRecord(events_[c], stream));
     }
     if (after != nullptr) MOE_CUDA(cudaEventRecord(after, stream));
   } catch (...) {
+    (void)cudaStreamSynchronize(stream);  // no DMA into landing outlives this call
     waitPrefault();
     throw;
   }
-  // No chunk is copied into dst before its prefault (which writes a byte per page) is over: the whole prefault, or
-  // with claimed blocks the blocks under the chunk (faulted in here when no helper has started them).
-  PrefaultJob* claimed = prefault_ && prefault_->state ? prefault_.get() : nullptr;
-  if (claimed == nullptr) waitPrefault();
+  pending_ = p;
+  pending_.active = true;
+}
+
+void SlicedDownload::end() {
+  if (!pending_.active) return;
+  const Pending p = pending_;
+  pending_ = Pending();
+  if (p.bytes == 0) {
+    const cudaError_t st = cudaStreamSynchronize(p.stream);
+    waitPrefault();  // before an error leaves dst to the caller
+    MOE_CUDA(st);
+    return;
+  }
+  if (p.single) {
+    const cudaError_t st = cudaStreamSynchronize(p.stream);
+    waitPrefault();  // before the copy into dst, and before an error leaves dst to the caller
+    MOE_CUDA(st);
+    if (p.landing != p.dst) std::memcpy(p.dst, p.landing, p.bytes);
+    return;
+  }
+  // No chunk is copied into dst before its prefault (which writes a byte per page) is over.
+  waitPrefault();
   std::atomic<int> next{0};
   std::atomic<int> failed{static_cast<int>(cudaSuccess)};
-  WorkerPool::copies().run(n, [&](int) {
-    for (int c = next.fetch_add(1); c < chunks; c = next.fetch_add(1)) {
-      const size_t b = chunk * c, e = std::min(bytes, b + chunk);
-      if (touchHere) touchPages(static_cast<char*>(dst) + b, e - b);  // only this thread writes this chunk
-      if (claimed != nullptr) {
-        for (int k = claimed->blockOf(b); k <= claimed->blockOf(e - 1); k++) claimed->fault(k);
-      }
+  WorkerPool::copies().run(p.threads, [&](int) {
+    for (int c = next.fetch_add(1); c < p.chunks; c = next.fetch_add(1)) {
+      const size_t b = p.chunk * c, e = std::min(p.bytes, b + p.chunk);
+      if (p.touchHere) touchPages(static_cast<char*>(p.dst) + b, e - b);  // only this thread writes this chunk
       const cudaError_t st = cudaEventSynchronize(events_[c]);
       if (st != cudaSuccess) {
         failed.store(static_cast<int>(st));
         continue;
       }
-      if (copy) std::memcpy(static_cast<char*>(dst) + b, static_cast<const char*>(landing) + b, e - b);
+      std::memcpy(static_cast<char*>(p.dst) + b, static_cast<const char*>(p.landing) + b, e - b);
     }
   });
-  waitPrefault();  // with claimed blocks: every block is in by now; this ends the job
   MOE_CUDA(static_cast<cudaError_t>(failed.load()));
   // Errors of the kernels before the copy surface here, as a synchronize would report them.
-  MOE_CUDA(cudaStreamSynchronize(stream));
+  MOE_CUDA(cudaStreamSynchronize(p.stream));
 }
 
 }  // namespace moe

@@ -96,12 +96,28 @@ class SlicedDownload {
   void prefault(void* dst, size_t bytes);
   // `after`, when given, is recorded once the whole download is enqueued (a trace's timing event).
   void run(void* dst, const void* src, size_t bytes, void* landing, cudaStream_t stream, cudaEvent_t after = nullptr);
+  // run() in two halves: begin() enqueues the DMAs and returns; end() waits for them, copies each chunk out and
+  // synchronizes the stream (bytes 0: only that). The caller may do host work in between (a split forward: the
+  // output tensor is made while the GPU runs); dst and landing stay untouched until end() returns. A begin() with
+  // one still open ends that one first.
+  void begin(void* dst, const void* src, size_t bytes, void* landing, cudaStream_t stream, cudaEvent_t after = nullptr);
+  void end();
+  bool pending() const { return pending_.active; }
   // Host milliseconds of the last run's prefault (its own duration, on the helper threads) and of the wait for it.
   double lastPrefaultMs() const { return prefaultMs_; }
   double lastPrefaultWaitMs() const { return prefaultWaitMs_; }
 
  private:
   void waitPrefault();
+  struct Pending {
+    bool active = false, single = false, touchHere = false;
+    void* dst = nullptr;
+    void* landing = nullptr;
+    size_t bytes = 0, chunk = 0;
+    int threads = 0, chunks = 0;
+    cudaStream_t stream = nullptr;
+  };
+  Pending pending_;
   std::vector<cudaEvent_t> events_;
   std::shared_ptr<PrefaultJob> prefault_;
   double prefaultMs_ = 0, prefaultWaitMs_ = 0;

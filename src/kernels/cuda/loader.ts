@@ -71,6 +71,15 @@ export interface CudaAddon {
   layerForward(handle: object, x: Float32Array, T: number, useGraph: boolean, wantIds: boolean,
                output: 'staged' | 'pinned' | 'pageable', out: Float32Array | null):
       {output: Float32Array, pooled: boolean, topkIds?: Int32Array};
+  /**
+   * layerForward in two halves: the start enqueues the forward (x may be reused on return) and returns the arrays
+   * unwritten; the finish waits and fills them (the caller leaves them alone in between). Absent in addons built
+   * before them (the wrapper then calls layerForward).
+   */
+  layerForwardStart?(handle: object, x: Float32Array, T: number, useGraph: boolean, wantIds: boolean,
+                     output: 'staged' | 'pinned' | 'pageable', out: Float32Array | null):
+      {output: Float32Array, pooled: boolean, topkIds?: Int32Array};
+  layerForwardFinish?(handle: object): void;
   layerForwardDevice(handle: object, x: object, useGraph: boolean, wantIds: boolean): {output: object, topkIds?: Int32Array};
   layerLastTimings(handle: object): {uploadHostMs: number, waitMs: number, copyOutMs: number, allocMs: number,
     launchMs: number, prefaultMs: number, prefaultWaitMs: number, registerMs: number, gpuUploadMs: number, gpuKernelMs: number,

@@ -179,24 +179,37 @@ struct PdlScope {
 
 // Launches kernel<<<grid, block, smem, stream>>>(args...), with PDL when the scope allows it. `name` is for the
 // error message. Launch errors throw, like MOE_LAUNCHED.
+// clusterX > 1: thread-block clusters of clusterX blocks along x (grid.x a multiple of it).
 template <typename... KernelArgs, typename... Args>
-void launchKernel(const char* name, void (*kernel)(KernelArgs...), dim3 grid, dim3 block, size_t smem,
-                  cudaStream_t stream, Args&&... args) {
+void launchKernelClustered(const char* name, void (*kernel)(KernelArgs...), dim3 grid, dim3 block, size_t smem,
+                           cudaStream_t stream, int clusterX, Args&&... args) {
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = grid;
   cfg.blockDim = block;
   cfg.dynamicSmemBytes = smem;
   cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
+  cudaLaunchAttribute attr[2];
+  cfg.attrs = attr;
   if (pdlScopeFlag() && pdlSupported()) {
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = 1;
+    attr[cfg.numAttrs].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[cfg.numAttrs].val.programmaticStreamSerializationAllowed = 1;
+    cfg.numAttrs++;
+  }
+  if (clusterX > 1) {
+    attr[cfg.numAttrs].id = cudaLaunchAttributeClusterDimension;
+    attr[cfg.numAttrs].val.clusterDim.x = clusterX;
+    attr[cfg.numAttrs].val.clusterDim.y = 1;
+    attr[cfg.numAttrs].val.clusterDim.z = 1;
+    cfg.numAttrs++;
   }
   const cudaError_t st = cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
   if (st != cudaSuccess) checkCuda(st, name, __FILE__, __LINE__);
   checkCuda(cudaGetLastError(), name, __FILE__, __LINE__);
+}
+template <typename... KernelArgs, typename... Args>
+void launchKernel(const char* name, void (*kernel)(KernelArgs...), dim3 grid, dim3 block, size_t smem,
+                  cudaStream_t stream, Args&&... args) {
+  launchKernelClustered(name, kernel, grid, block, smem, stream, 1, std::forward<Args>(args)...);
 }
 
 }  // namespace moe

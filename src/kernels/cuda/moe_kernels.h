@@ -35,6 +35,10 @@ struct PermuteBuffers {
   int* rowToPair;        // [R]: t*k + j of the pair in row r, -1 for padding and unused rows
   int* rowMap;           // [T*k]: the row of pair (t, j); -1 for an id outside [0, E)
   int* scratch;          // [E] (counts)
+  // Optional: zeroFloats floats at zeroOut set to 0 by the permute (the layer's output, for a down GEMM that adds
+  // into it: GemmProblem.combineAdd at decode sizes).
+  float* zeroOut = nullptr;
+  long long zeroFloats = 0;
 };
 // Stable counting sort of the pairs by expert (section 3); rows of expert e start at offsets[e], each segment
 // padded to a multiple of `alignment`. Ids outside [0, E) are dropped (never written out of bounds).
@@ -86,9 +90,10 @@ bool legacyPrefillKernels();
 // Dense float32 problems of at least this many rows take the 128x128 tiles (gemm_dense_f32.cuh); fewer rows fill
 // too few blocks of that size.
 constexpr int kDenseF32MinRows = 256;
-// Their math core: TF32 x 3 on tensor cores (default), or exact FMA with TFJS_MOE_CUDA_DENSE_F32=fma (A/B; read at
-// each launch).
-enum class DenseF32Core { kFma, kTf32x3 };
+// Their math core: TF32 x 3 on tensor cores (default: tiles by cp.async), or exact FMA with
+// TFJS_MOE_CUDA_DENSE_F32=fma, or TF32 x 3 with the tiles staged through registers (session 4's kernel, the same
+// outputs bitwise) with TFJS_MOE_CUDA_DENSE_F32=tf32x3-regs (A/B; read at each launch).
+enum class DenseF32Core { kFma, kTf32x3, kTf32x3Regs };
 DenseF32Core denseF32Core();
 // While one with `on` lives (this thread), dense float32 GEMMs take the FMA core whatever the default (the layer's,
 // when its dense weights hold a non-finite value, which TF32 x 3 would not propagate as IEEE float32 does).

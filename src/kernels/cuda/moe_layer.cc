@@ -22,8 +22,11 @@ int roundUp(int v, int m) { return (v + m - 1) / m * m; }
 
 // Up to this many tokens the layer's kernels are launched with programmatic dependent launch (see enqueue).
 constexpr int kPdlMaxTokens = 32;
-// The router GEMM's largest split-K factor (gateSplit): T = 256 on 128-row tiles fills 128 blocks of two k tiles.
-constexpr int kGateSplitMax = 64;
+// The router GEMM's largest split-K factor (gateSplit): T = 256 on 128-row tiles fills 64 blocks of four k tiles
+// (H200, session 8 batch B1b, the cp.async router kernel: T = 256 layer 0.3550 ms vs 0.3567-0.3580 at 64 slices;
+// session 6's batch N with the register-staged kernel: 0.3608 vs 0.3635). TFJS_MOE_CUDA_GATE_SPLIT_MAX may ask for up
+// to kGateSplitLimit (the partial-sum workspace is sized for it).
+constexpr int kGateSplitMax = 32, kGateSplitLimit = 64;
 // The down GEMM is token-owned (combine fused) while R * this <= E: then the T*k pairs hit almost only distinct
 // experts (T = 1, 2 at E = 128, k = 8), so streaming each pair's expert reads hardly any weight twice.
 constexpr long long kTokenOwnedDownFactor = 8;
@@ -268,8 +271,12 @@ bool MoeLayer::nativeFormatsOff() {
 }
 
 MoeLayer::~MoeLayer() {
+  try {
+    forwardEnd();  // a split host forward left open: its output array is still the caller's
+  } catch (...) {
+  }
   (void)cudaStreamSynchronize(stream_);  // the stream may still run a forward that reads the weights
-  dropGraphs();
+  for (auto& [t, g] : graphs_) (void)cudaGraphExecDestroy(g);
   for (cudaEvent_t e : trace_) {
     if (e != nullptr) (void)cudaEventDestroy(e);
   }
@@ -278,11 +285,6 @@ MoeLayer::~MoeLayer() {
 void MoeLayer::dropGraphs() {
   for (auto& [t, g] : graphs_) (void)cudaGraphExecDestroy(g);
   graphs_.clear();
-  for (auto& [t, g] : deviceGraphs_) {
-    if (g.exec != nullptr) (void)cudaGraphExecDestroy(g.exec);
-    if (g.graph != nullptr) (void)cudaGraphDestroy(g.graph);
-  }
-  deviceGraphs_.clear();
 }
 
 size_t MoeLayer::residentBytes() const {
@@ -310,7 +312,7 @@ void MoeLayer::ensureWorkspace(int T) {
   // (TFJS_MOE_CUDA_GATE_SPLIT_MAX only lowers it). Above 2^16 rows the split is 1.
   size_t slabRows = cap;
   for (int t = 1; t <= std::min(cap, 1 << 16); t++) {
-    slabRows = std::max(slabRows, static_cast<size_t>(gateSplit(t, kGateSplitMax)) * t);
+    slabRows = std::max(slabRows, static_cast<size_t>(gateSplit(t, kGateSplitLimit)) * t);
   }
   gatePartial_.ensure(slabRows * gateCols_ * 4);
   ids_.ensure(R * 4);
@@ -336,7 +338,7 @@ void MoeLayer::ensureWorkspace(int T) {
 static int gateSplitMaxEnv() {
   const char* v = std::getenv("TFJS_MOE_CUDA_GATE_SPLIT_MAX");
   const int n = v ? std::atoi(v) : 0;
-  return n >= 1 && n <= kGateSplitMax ? n : kGateSplitMax;
+  return n >= 1 && n <= kGateSplitLimit ? n : kGateSplitMax;
 }
 
 int MoeLayer::gateSplit(int T) const { return gateSplit(T, gateSplitMaxEnv()); }
@@ -368,6 +370,14 @@ GemmProblem MoeLayer::dense(const void* A, int lda, const void* B, DType elem, i
   return p;
 }
 
+// The decode down GEMM adds its weighted rows into the output itself (MoeLayer::enqueue; H200 batch B1, session 8,
+// Qwen3-30B-A3B layer: bf16 T = 1 0.0414 -> 0.0398 ms, T = 16 0.2438 -> 0.2427; int4 0.0377 -> 0.0363, 0.1771 ->
+// 0.1762). TFJS_MOE_CUDA_DECODE_COMBINE=kernel (A/B, read at each launch): the combine kernel, in slot order.
+static bool decodeCombineAddEnv() {
+  const char* v = std::getenv("TFJS_MOE_CUDA_DECODE_COMBINE");
+  return v == nullptr || std::strcmp(v, "kernel") != 0;
+}
+
 void MoeLayer::enqueue(int T) {
   const int H = cfg_.hidden, E = cfg_.numExperts, k = cfg_.topK, R = T * k;
   const int routed = E + cfg_.zeroExperts;
@@ -396,6 +406,17 @@ void MoeLayer::enqueue(int T) {
   perm.rowToPair = perm.tilePrefix + kTileClasses * (E + 1);
   perm.rowMap = perm.rowToPair + R;
   perm.scratch = perm.rowMap + R;
+  // At decode sizes the down GEMM adds its weighted rows into the output itself (GemmProblem.combineAdd, float32
+  // atomics on the mma.sync tiles; decodeCombineAddEnv) instead of the combine kernel; the one-block permute zeroes
+  // the output first. Not with identity experts (their w x terms are the combine
+  // kernel's) or latent projections (the output buffer is fc1's until the down GEMM).
+  const bool decodeAdd = half && T <= kPdlMaxTokens && decodeCombineAddEnv() && cfg_.zeroExperts == 0 && cfg_.latent == 0 &&
+                         R <= 256 && E <= 2048 && !tuning().fuseCombine && tuning().decodeGemm != DecodeGemm::kStream4 &&
+                         tuning().decodeGemm != DecodeGemm::kStream8;
+  if (decodeAdd) {
+    perm.zeroOut = out;
+    perm.zeroFloats = static_cast<long long>(T) * D_;
+  }
   const bool noaux = cfg_.topkMethod == TopkMethod::kNoauxTc;
   DecodeRouteArgs route;
   route.routed = routed;
@@ -596,6 +617,16 @@ void MoeLayer::enqueue(int T) {
     tail.identityX = owned.identityX;
     launchGroupedGemm(tail, stream_);
     mark("down GEMM");
+  } else if (decodeAdd) {
+    GemmProblem add = dn;
+    add.combineAdd = routedOut;
+    add.rowToPair = perm.rowToPair;
+    add.pairWeight = weights;
+    add.topK = k;
+    add.weightsApplied = weightsApplied;
+    add.bias = cfg_.withBias ? downBias_.as<float>() : nullptr;
+    launchGroupedGemm(add, stream_);
+    mark("down GEMM");
   } else if (!downCombineAdd(half, T, routedOut, dn, perm.rowToPair, weights, weightsApplied)) {
     launchGroupedGemm(dn, stream_);
     mark("down GEMM");
@@ -669,6 +700,7 @@ void MoeLayer::mark(const char* stage) {
 }
 
 std::vector<std::pair<std::string, float>> MoeLayer::profile(const float* x, int T, int iters) {
+  forwardEnd();  // a split host forward left open completes first
   ensureWorkspace(std::max(T, 1));
   MOE_CUDA(cudaMemcpyAsync(dX_.as(), x, static_cast<size_t>(T) * cfg_.hidden * sizeof(float),
                            cudaMemcpyHostToDevice, stream_));
@@ -719,7 +751,13 @@ void MoeLayer::run(int T, bool useGraph, const float* hostIn, float* hostOut) {
     body();
     return;
   }
-  graphSettingsChanged();
+  if (graphsTuning_ != tuning().generation || l2Prefetch_ != l2PrefetchEnv() ||
+      envSwitches_ != kernelEnvSwitches()) {  // captured with other settings
+    dropGraphs();
+    graphsTuning_ = tuning().generation;
+    l2Prefetch_ = l2PrefetchEnv();
+    envSwitches_ = kernelEnvSwitches();
+  }
   const int key = hostIn != nullptr ? ~T : T;  // the copying graphs under negative keys
   auto it = graphs_.find(key);
   if (it == graphs_.end()) {
@@ -744,111 +782,17 @@ void MoeLayer::run(int T, bool useGraph, const float* hostIn, float* hostOut) {
   MOE_CUDA(cudaGraphLaunch(it->second, stream_));
 }
 
-bool MoeLayer::graphSettingsChanged() {
-  if (graphsTuning_ == tuning().generation && l2Prefetch_ == l2PrefetchEnv() && envSwitches_ == kernelEnvSwitches()) {
-    return false;
-  }
-  dropGraphs();  // captured with other settings
-  graphsTuning_ = tuning().generation;
-  l2Prefetch_ = l2PrefetchEnv();
-  envSwitches_ = kernelEnvSwitches();
-  return true;
-}
-
-namespace {
-// The kernel node that one launchDeviceCopy(in, out, n) captures (its function and launch shape), read from a graph
-// of that launch alone.
-cudaKernelNodeParams deviceCopyNode(const float* in, float* out, long long n, cudaStream_t stream) {
-  cudaGraph_t g = nullptr;
-  MOE_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-  try {
-    launchDeviceCopy(in, out, n, stream);
-  } catch (...) {
-    (void)cudaStreamEndCapture(stream, &g);
-    if (g) (void)cudaGraphDestroy(g);
-    throw;
-  }
-  MOE_CUDA(cudaStreamEndCapture(stream, &g));
-  cudaGraphNode_t node = nullptr;
-  size_t count = 1;
-  cudaKernelNodeParams p = {};
-  cudaError_t st = cudaGraphGetNodes(g, &node, &count);
-  cudaGraphNodeType type = cudaGraphNodeTypeEmpty;
-  if (st == cudaSuccess && count == 1) st = cudaGraphNodeGetType(node, &type);
-  if (st == cudaSuccess && count == 1 && type == cudaGraphNodeTypeKernel) st = cudaGraphKernelNodeGetParams(node, &p);
-  (void)cudaGraphDestroy(g);
-  MOE_CUDA(st);
-  if (count != 1 || type != cudaGraphNodeTypeKernel) throw CudaError("deviceCopyNode: expected one kernel node");
-  p.kernelParams = nullptr;  // they pointed into the destroyed graph; set at each use
-  p.extra = nullptr;
-  return p;
-}
-}  // namespace
-
-void MoeLayer::runDeviceGraph(int T, const float* x, float* out) {
-  graphSettingsChanged();
-  long long n = static_cast<long long>(T) * cfg_.hidden;
-  const float* dX = dX_.as<float>();
-  float* dOut = dOut_.as<float>();
-  auto it = deviceGraphs_.find(T);
-  if (it == deviceGraphs_.end()) {
-    // The eager run first (one-time setup stays out of the capture); it also produces this call's output.
-    launchDeviceCopy(x, dX_.as<float>(), n, stream_);
-    enqueue(T);
-    launchDeviceCopy(dOut_.as<float>(), out, n, stream_);
-    DeviceGraph d;
-    try {
-      d.inParams = deviceCopyNode(x, dX_.as<float>(), n, stream_);
-      d.outParams = deviceCopyNode(dOut_.as<float>(), out, n, stream_);
-      cudaGraph_t body = nullptr;
-      MOE_CUDA(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
-      try {
-        enqueue(T);
-      } catch (...) {
-        (void)cudaStreamEndCapture(stream_, &body);
-        if (body) (void)cudaGraphDestroy(body);
-        throw;
-      }
-      MOE_CUDA(cudaStreamEndCapture(stream_, &body));
-      MOE_CUDA(cudaGraphCreate(&d.graph, 0));
-      cudaGraphNode_t child = nullptr;
-      void* inArgs[] = {&x, &dX, &n};
-      void* outArgs[] = {&dOut, &out, &n};
-      d.inParams.kernelParams = inArgs;
-      d.outParams.kernelParams = outArgs;
-      cudaError_t st = cudaGraphAddKernelNode(&d.in, d.graph, nullptr, 0, &d.inParams);
-      if (st == cudaSuccess) st = cudaGraphAddChildGraphNode(&child, d.graph, &d.in, 1, body);  // copies the body
-      (void)cudaGraphDestroy(body);
-      if (st == cudaSuccess) st = cudaGraphAddKernelNode(&d.out, d.graph, &child, 1, &d.outParams);
-      if (st == cudaSuccess) st = cudaGraphInstantiate(&d.exec, d.graph, 0);
-      d.inParams.kernelParams = d.outParams.kernelParams = nullptr;
-      MOE_CUDA(st);
-    } catch (...) {
-      if (d.exec != nullptr) (void)cudaGraphExecDestroy(d.exec);
-      if (d.graph != nullptr) (void)cudaGraphDestroy(d.graph);
-      throw;
-    }
-    deviceGraphs_.emplace(T, d);
-    return;
-  }
-  DeviceGraph& d = it->second;
-  void* inArgs[] = {&x, &dX, &n};
-  void* outArgs[] = {&dOut, &out, &n};
-  cudaKernelNodeParams in = d.inParams, o = d.outParams;
-  in.kernelParams = inArgs;
-  o.kernelParams = outArgs;
-  MOE_CUDA(cudaGraphExecKernelNodeSetParams(d.exec, d.in, &in));
-  MOE_CUDA(cudaGraphExecKernelNodeSetParams(d.exec, d.out, &o));
-  MOE_CUDA(cudaGraphLaunch(d.exec, stream_));
-}
-
 // The A/B environment switches the launchers read at each launch (moe_kernels.h, gemm_sm90.cu).
 std::string MoeLayer::kernelEnvSwitches() {
   std::string key;
   for (const char* name : {"TFJS_MOE_CUDA_PREFILL_LEGACY", "TFJS_MOE_CUDA_WGMMA_INT4", "TFJS_MOE_CUDA_DENSE_F32",
-                           "TFJS_MOE_CUDA_SM90_TILES", "TFJS_MOE_CUDA_INT4_SCALE_LOADS",
+                           "TFJS_MOE_CUDA_SM90_TILES", "TFJS_MOE_CUDA_SM90_TABLE", "TFJS_MOE_CUDA_INT4_SCALE_LOADS",
                            "TFJS_MOE_CUDA_GATE_SPLIT_MAX", "TFJS_MOE_CUDA_DOWN_COMBINE", "TFJS_MOE_CUDA_FORMATS",
-                           "TFJS_MOE_CUDA_INT4_TILES", "TFJS_MOE_CUDA_CODE_PREFETCH"}) {
+                           "TFJS_MOE_CUDA_INT4_TILES", "TFJS_MOE_CUDA_CODE_PREFETCH",
+                           "TFJS_MOE_CUDA_PERMUTE_VEC",
+                           "TFJS_MOE_CUDA_FRAG_BUFS", "TFJS_MOE_CUDA_DECODE_STAGES",
+                           "TFJS_MOE_CUDA_DECODE_GRID", "TFJS_MOE_CUDA_DECODE_BN",
+                           "TFJS_MOE_CUDA_DECODE_COMBINE", "TFJS_MOE_CUDA_DECODE_DOWN"}) {
     const char* v = std::getenv(name);
     key += v ? v : "-";
     key += ';';
@@ -865,14 +809,24 @@ int MoeLayer::l2PrefetchEnv() {
 }
 
 void MoeLayer::forward(const float* x, int T, float* out, int* ids, bool useGraph, HostCopy copy) {
+  forwardBegin(x, T, out, ids, useGraph, copy);
+  forwardEnd();
+}
+
+void MoeLayer::forwardBegin(const float* x, int T, float* out, int* ids, bool useGraph, HostCopy copy) {
+  forwardEnd();  // one left open (its caller failed in between) ends first: its output is complete before this starts
   if (T == 0) return;
   using Clock = std::chrono::steady_clock;
   auto ms = [](Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double, std::milli>(b - a).count(); };
-  const auto t0 = Clock::now();
+  Pending p;
+  p.t0 = Clock::now();
   ensureWorkspace(T);
   const size_t bytes = static_cast<size_t>(T) * cfg_.hidden * sizeof(float);
+  p.out = out;
+  p.bytes = bytes;
   const char* traceEnv = std::getenv("TFJS_MOE_CUDA_TRACE");
   const bool trace = traceEnv != nullptr && traceEnv[0] == '1';
+  p.trace = trace;
   if (trace && trace_[0] == nullptr) {
     for (cudaEvent_t& e : trace_) MOE_CUDA(cudaEventCreate(&e));
   }
@@ -893,14 +847,13 @@ void MoeLayer::forward(const float* x, int T, float* out, int* ids, bool useGrap
     const size_t cap = std::max(bytes, mappedCopyMaxBytes());
     if (mappedIn_.ensure(cap) | mappedOut_.ensure(cap)) dropGraphs();
     if (prefaultEnv == nullptr || std::strcmp(prefaultEnv, "late") != 0) download_.prefault(out, bytes);
-    Clock::time_point t1, t2;
     try {
       std::memcpy(mappedIn_.host(), x, bytes);
-      t1 = Clock::now();
+      p.t1 = Clock::now();
       if (trace) MOE_CUDA(cudaEventRecord(trace_[1], stream_));
       run(T, true, static_cast<const float*>(mappedIn_.device()), static_cast<float*>(mappedOut_.device()));
       if (trace) MOE_CUDA(cudaEventRecord(trace_[2], stream_));
-      t2 = Clock::now();
+      p.t2 = Clock::now();
       if (ids) {
         MOE_CUDA(cudaMemcpyAsync(ids, ids_.as(), static_cast<size_t>(T) * cfg_.topK * sizeof(int),
                                  cudaMemcpyDeviceToHost, stream_));
@@ -910,9 +863,9 @@ void MoeLayer::forward(const float* x, int T, float* out, int* ids, bool useGrap
       download_.run(out, dOut_.as(), 0, out, stream_);  // waits for the prefault (it writes into out)
       throw;
     }
-    download_.run(out, dOut_.as(), 0, out, stream_);  // the stream's end, then the prefault's
-    std::memcpy(out, mappedOut_.host(), bytes);
-    finishTimings(t0, t1, t2, Clock::now(), trace);
+    download_.begin(out, dOut_.as(), 0, out, stream_);  // end(): the stream's end, then the prefault's
+    p.mapped = true;
+    pending_ = p;
     return;
   }
   const auto r0 = Clock::now();
@@ -923,47 +876,63 @@ void MoeLayer::forward(const float* x, int T, float* out, int* ids, bool useGrap
     MOE_CUDA(st);
   }
   timings_.registerMs = ms(r0, Clock::now());
-  struct Unregister {  // after the stream is done with them (every path below synchronizes first)
-    const float* x;
-    float* out;
-    ~Unregister() {
-      if (x != nullptr) (void)cudaHostUnregister(const_cast<float*>(x));
-      if (out != nullptr) (void)cudaHostUnregister(out);
-    }
-  } unregister{regIn ? x : nullptr, regOut ? out : nullptr};
+  // Unregistered after the stream is done with them (forwardEnd, or here on an error).
+  p.regX = regIn ? x : nullptr;
+  p.regOut = regOut ? out : nullptr;
+  auto unregister = [&] {
+    if (p.regX != nullptr) (void)cudaHostUnregister(const_cast<float*>(p.regX));
+    if (p.regOut != nullptr) (void)cudaHostUnregister(p.regOut);
+  };
   if (copy == HostCopy::kStaged && !regOut && (prefaultEnv == nullptr || std::strcmp(prefaultEnv, "late") != 0)) {
     download_.prefault(out, bytes);
   }
-  Clock::time_point t1, t2;
   try {
     if (copy == HostCopy::kPageable) {
       MOE_CUDA(cudaMemcpyAsync(dX_.as(), x, bytes, cudaMemcpyHostToDevice, stream_));
     } else {
       uploadStaged(dX_.as(), x, bytes, stream_, staging_);
     }
-    t1 = Clock::now();
+    p.t1 = Clock::now();
     if (trace) MOE_CUDA(cudaEventRecord(trace_[1], stream_));
     run(T, useGraph);
     if (trace) MOE_CUDA(cudaEventRecord(trace_[2], stream_));
-    t2 = Clock::now();
+    p.t2 = Clock::now();
     if (ids) {
       MOE_CUDA(cudaMemcpyAsync(ids, ids_.as(), static_cast<size_t>(T) * cfg_.topK * sizeof(int),
                                cudaMemcpyDeviceToHost, stream_));
     }
+    if (copy == HostCopy::kPageable) {
+      MOE_CUDA(cudaMemcpyAsync(out, dOut_.as(), bytes, cudaMemcpyDeviceToHost, stream_));
+      if (trace) MOE_CUDA(cudaEventRecord(trace_[3], stream_));
+      download_.begin(out, dOut_.as(), 0, out, stream_);  // end(): the stream's end
+    } else {
+      // Chunked: each chunk copied out of pinned landing once its DMA is done, into pages faulted in ahead.
+      void* landing = copy == HostCopy::kStaged && !regOut ? outStaging_.ensure(bytes) : out;
+      download_.begin(out, dOut_.as(), bytes, landing, stream_, trace ? trace_[3] : nullptr);
+    }
   } catch (...) {
-    download_.run(out, dOut_.as(), 0, out, stream_);  // waits for the prefault (it writes into out)
+    download_.run(out, dOut_.as(), 0, out, stream_);  // waits for the stream and the prefault (it writes into out)
+    unregister();
     throw;
   }
-  if (copy == HostCopy::kPageable) {
-    MOE_CUDA(cudaMemcpyAsync(out, dOut_.as(), bytes, cudaMemcpyDeviceToHost, stream_));
-    if (trace) MOE_CUDA(cudaEventRecord(trace_[3], stream_));
-    MOE_CUDA(cudaStreamSynchronize(stream_));
-  } else {
-    // Chunked: each chunk copied out of pinned landing once its DMA is done, into pages faulted in ahead.
-    void* landing = copy == HostCopy::kStaged && !regOut ? outStaging_.ensure(bytes) : out;
-    download_.run(out, dOut_.as(), bytes, landing, stream_, trace ? trace_[3] : nullptr);
-  }
-  finishTimings(t0, t1, t2, Clock::now(), trace);
+  pending_ = p;
+}
+
+void MoeLayer::forwardEnd() {
+  if (!pending_.active()) return;
+  const Pending p = pending_;
+  pending_ = Pending();
+  struct Unregister {  // after the stream is done with them (download_.end() synchronizes, also when it throws)
+    const float* x;
+    float* out;
+    ~Unregister() {
+      if (x != nullptr) (void)cudaHostUnregister(const_cast<float*>(x));
+      if (out != nullptr) (void)cudaHostUnregister(out);
+    }
+  } unregister{p.regX, p.regOut};
+  download_.end();
+  if (p.mapped) std::memcpy(p.out, mappedOut_.host(), p.bytes);
+  finishTimings(p.t0, p.t1, p.t2, std::chrono::steady_clock::now(), p.trace);
 }
 
 void MoeLayer::finishTimings(std::chrono::steady_clock::time_point t0, std::chrono::steady_clock::time_point t1,
@@ -989,6 +958,7 @@ void MoeLayer::finishTimings(std::chrono::steady_clock::time_point t0, std::chro
 }
 
 void MoeLayer::forwardDevice(const float* x, int T, float* out, int* ids, bool useGraph) {
+  forwardEnd();  // a split host forward left open completes first
   if (T == 0) return;
   ensureWorkspace(T);
   // The graphs read dX_ and write dOut_; two device copies (16 us each at T = 4096) keep one graph per T. By
@@ -1000,16 +970,9 @@ void MoeLayer::forwardDevice(const float* x, int T, float* out, int* ids, bool u
     if (byMemcpy) MOE_CUDA(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
     else launchDeviceCopy(src, dst, n, stream_);
   };
-  // TFJS_MOE_CUDA_DEVICE_GRAPH=1 (A/B): with graphs, the copies are nodes of one graph with the layer's (one
-  // launch per layer instead of three).
-  const char* graphEnv = std::getenv("TFJS_MOE_CUDA_DEVICE_GRAPH");
-  if (useGraph && !byMemcpy && graphEnv != nullptr && graphEnv[0] == '1') {
-    runDeviceGraph(T, x, out);
-  } else {
-    copy(dX_.as<float>(), x);
-    run(T, useGraph);
-    copy(out, dOut_.as<float>());
-  }
+  copy(dX_.as<float>(), x);
+  run(T, useGraph);
+  copy(out, dOut_.as<float>());
   if (ids) {
     MOE_CUDA(cudaMemcpyAsync(ids, ids_.as(), static_cast<size_t>(T) * cfg_.topK * sizeof(int),
                              cudaMemcpyDeviceToHost, stream_));
@@ -1018,6 +981,7 @@ void MoeLayer::forwardDevice(const float* x, int T, float* out, int* ids, bool u
 }
 
 std::vector<float> MoeLayer::benchmark(const float* x, int T, int warmup, int iters, bool useGraph) {
+  forwardEnd();  // a split host forward left open completes first
   ensureWorkspace(std::max(T, 1));
   MOE_CUDA(cudaMemcpyAsync(dX_.as(), x, static_cast<size_t>(T) * cfg_.hidden * sizeof(float),
                            cudaMemcpyHostToDevice, stream_));

@@ -120,6 +120,13 @@ class MoeLayer {
   // x: host [T, H] float32 -> out: host [T, H] float32 (pinned memory is copied directly), and when ids is not
   // null the routing ids [T, k] the forward used. Synchronous; CUDA errors throw.
   void forward(const float* x, int T, float* out, int* ids, bool useGraph, HostCopy copy = HostCopy::kStaged);
+  // forward() in two halves, so that the caller's host work overlaps the GPU (the addon makes the output tensor in
+  // between): forwardBegin() copies x in (x may be reused on return) and enqueues the kernels and the download;
+  // forwardEnd() waits and copies y into out (and ids) and returns. out and ids stay untouched by the caller in
+  // between. Any other use of the layer ends an open forward first (settle()); so does the destructor.
+  void forwardBegin(const float* x, int T, float* out, int* ids, bool useGraph, HostCopy copy = HostCopy::kStaged);
+  void forwardEnd();
+  bool forwardPending() const { return pending_.active(); }
   // x, out: device [T, H] float32 (enqueued on the stream, not waited for unless ids, host [T, k], is wanted).
   void forwardDevice(const float* x, int T, float* out, int* ids, bool useGraph);
   const ForwardTimings& lastTimings() const { return timings_; }
@@ -188,22 +195,21 @@ class MoeLayer {
   DeviceBuffer dX_, dOut_, xCompute_, logits_, gatePartial_, ids_, weights_, sharedScale_, perm_, h_, y_, latentF_,
       latentE_, sharedHidden_, counters_;
   std::map<int, cudaGraphExec_t> graphs_;
-  // A device-resident forward's graph per T: the copy of the activation into dX_, the layer's graph as a child, the
-  // copy of dOut_ into the next activation; the two copy nodes are re-pointed at each launch (the activations move).
-  struct DeviceGraph {
-    cudaGraph_t graph = nullptr;
-    cudaGraphExec_t exec = nullptr;
-    cudaGraphNode_t in = nullptr, out = nullptr;
-    cudaKernelNodeParams inParams = {}, outParams = {};
-  };
-  std::map<int, DeviceGraph> deviceGraphs_;
-  // Launches the device graph for T with x -> out (the first call runs eagerly and captures it).
-  void runDeviceGraph(int T, const float* x, float* out);
-  bool graphSettingsChanged();  // drops the graphs captured under other settings
   int graphsTuning_ = 0;  // tuning().generation the graphs were captured under
   PinnedStaging staging_, outStaging_;
   MappedHostBuffer mappedIn_, mappedOut_;  // x and y of a small forward, read and written by its graph
   SlicedDownload download_;
+  // The open half of a split host forward (forwardBegin .. forwardEnd).
+  struct Pending {
+    std::chrono::steady_clock::time_point t0, t1, t2;
+    float* out = nullptr;
+    size_t bytes = 0;
+    bool mapped = false, trace = false;
+    const float* regX = nullptr;  // TFJS_MOE_CUDA_REGISTER: unregistered at the end
+    float* regOut = nullptr;
+    bool active() const { return out != nullptr; }
+  };
+  Pending pending_;
   cudaEvent_t trace_[4] = {};  // TFJS_MOE_CUDA_TRACE: before upload, before kernels, after kernels, after download
   ForwardTimings timings_;
   std::vector<std::pair<std::string, cudaEvent_t>>* marks_ = nullptr;

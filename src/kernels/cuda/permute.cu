@@ -1,6 +1,9 @@
 // Dispatch (docs/semantics.md section 3): a stable counting sort of the (token, slot) pairs by expert.
 // Small problems (decode) run as one block; larger ones as count -> segments -> place, where each expert's
 // block ranks its pairs with warp ballots, so the order within an expert is the pairs' flat order without atomics.
+#include <cstdint>
+#include <cstdlib>
+
 #include "permute_device.cuh"
 
 namespace moe {
@@ -77,7 +80,11 @@ __global__ void placeKernel(const int* __restrict__ ids, int n, int E, const int
 // order within an expert is the pairs' flat order as in placeKernel. Block 0 also writes the segment tables and
 // the -1 rowMap entries of invalid ids. Four launches (memset, count, segments, place: 0.059 ms at T = 4096 on the
 // H200, placeKernel's two barriers per 1024 pairs the most of it) become one.
+// VEC (ids 16-byte aligned): the histogram reads four ids per load, and a thread's run of 16 comes in four 16-byte
+// loads into registers that both the count and the placement read (the scalar loop issued 16 dependent loads per
+// pass; the kernel is latency-bound on them: ncu at T = 4096, 28.6 cycles per issued instruction, 25 us).
 constexpr int kOnePassThreads = 1024, kOnePassMaxExperts = 1024, kOnePassRun = 16;
+template <bool VEC>
 __global__ void __launch_bounds__(kOnePassThreads) permuteOnePassKernel(const int* __restrict__ ids, int n, int E,
                                                                           int alignment, int R,
                                                                           int* __restrict__ tokensPerExpert,
@@ -92,11 +99,23 @@ __global__ void __launch_bounds__(kOnePassThreads) permuteOnePassKernel(const in
   const int e = blockIdx.x, tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   for (int x = tid; x < E; x += kOnePassThreads) counts[x] = 0;
   __syncthreads();
-  for (int i = tid; i < n; i += kOnePassThreads) {
-    const int id = ids[i];
+  auto countId = [&](int i, int id) {
     if (id >= 0 && id < E) atomicAdd(&counts[id], 1);
     else if (e == 0) rowMap[i] = -1;
+  };
+  int scalarFrom = 0;
+  if constexpr (VEC) {
+    const int4* ids4 = reinterpret_cast<const int4*>(ids);
+    for (int q = tid; q < n / 4; q += kOnePassThreads) {
+      const int4 v = ids4[q];
+      countId(4 * q, v.x);
+      countId(4 * q + 1, v.y);
+      countId(4 * q + 2, v.z);
+      countId(4 * q + 3, v.w);
+    }
+    scalarFrom = n / 4 * 4;
   }
+  for (int i = scalarFrom + tid; i < n; i += kOnePassThreads) countId(i, ids[i]);
   __syncthreads();
   if (warp == 0) {
     int s = 0;
@@ -114,7 +133,26 @@ __global__ void __launch_bounds__(kOnePassThreads) permuteOnePassKernel(const in
   for (int chunk = 0; chunk < n; chunk += kOnePassThreads * kOnePassRun) {
     const int begin = min(n, chunk + tid * kOnePassRun), end = min(n, begin + kOnePassRun);
     int mine = 0;
-    for (int i = begin; i < end; i++) mine += ids[i] == e;
+    int run[VEC ? kOnePassRun : 1];
+    if constexpr (VEC) {
+      if (end - begin == kOnePassRun) {  // begin is a multiple of 16: aligned
+#pragma unroll
+        for (int j = 0; j < kOnePassRun / 4; j++) {
+          const int4 v = reinterpret_cast<const int4*>(ids + begin)[j];
+          run[4 * j] = v.x;
+          run[4 * j + 1] = v.y;
+          run[4 * j + 2] = v.z;
+          run[4 * j + 3] = v.w;
+        }
+      } else {
+#pragma unroll
+        for (int j = 0; j < kOnePassRun; j++) run[j] = begin + j < end ? ids[begin + j] : -1;
+      }
+#pragma unroll
+      for (int j = 0; j < kOnePassRun; j++) mine += run[j] == e;
+    } else {
+      for (int i = begin; i < end; i++) mine += ids[i] == e;
+    }
     // exclusive block scan of `mine`
     int incl = mine;
     for (int o = 1; o < 32; o <<= 1) {
@@ -130,12 +168,23 @@ __global__ void __launch_bounds__(kOnePassThreads) permuteOnePassKernel(const in
       total += c;
     }
     int row = base + running + before + incl - mine;
-    for (int i = begin; i < end && mine > 0; i++) {
-      if (ids[i] == e) {
-        rowToPair[row] = i;
-        rowMap[i] = row;
-        row++;
-        mine--;
+    if constexpr (VEC) {
+#pragma unroll
+      for (int j = 0; j < kOnePassRun; j++) {
+        if (run[j] == e) {  // -1 past the end: never e
+          rowToPair[row] = begin + j;
+          rowMap[begin + j] = row;
+          row++;
+        }
+      }
+    } else {
+      for (int i = begin; i < end && mine > 0; i++) {
+        if (ids[i] == e) {
+          rowToPair[row] = i;
+          rowMap[i] = row;
+          row++;
+          mine--;
+        }
       }
     }
     running += total;
@@ -149,8 +198,10 @@ __global__ void __launch_bounds__(kOnePassThreads) permuteOnePassKernel(const in
 
 __global__ void permuteSmallKernel(const int* __restrict__ ids, int n, int E, int alignment, int R,
                                    int* __restrict__ tokensPerExpert, int* __restrict__ offsets,
-                                   int* __restrict__ tilePrefix, int* __restrict__ rowToPair, int* __restrict__ rowMap) {
+                                   int* __restrict__ tilePrefix, int* __restrict__ rowToPair, int* __restrict__ rowMap,
+                                   float* __restrict__ zeroOut, long long zeroFloats) {
   awaitPredecessor();
+  zeroFillBlock(zeroOut, zeroFloats);
   permuteSmallBlock(ids, n, E, alignment, R, tokensPerExpert, offsets, tilePrefix, rowToPair, rowMap);
 }
 
@@ -178,12 +229,20 @@ void launchPermute(const int* ids, int T, int k, int E, int alignment, int R, co
   const int n = T * k;
   if (n <= kSmallPairs && E <= kSmallExperts) {
     launchKernel("permuteSmallKernel", permuteSmallKernel, 1, kScanThreads, 0, stream, ids, n, E, alignment, R,
-                 out.tokensPerExpert, out.offsets, out.tilePrefix, out.rowToPair, out.rowMap);
+                 out.tokensPerExpert, out.offsets, out.tilePrefix, out.rowToPair, out.rowMap, out.zeroOut,
+                 out.zeroFloats);
     return;
   }
+  if (out.zeroOut != nullptr && out.zeroFloats > 0) {
+    throw std::logic_error("permute: zeroOut is filled by the one-block permute only (T * k <= 256 pairs)");
+  }
   if (E > 0 && E <= kOnePassMaxExperts && !legacyPrefillKernels()) {
-    launchKernel("permuteOnePassKernel", permuteOnePassKernel, E, kOnePassThreads, 0, stream, ids, n, E, alignment, R,
-                 out.tokensPerExpert, out.offsets, out.tilePrefix, out.rowToPair, out.rowMap);
+    // TFJS_MOE_CUDA_PERMUTE_VEC=0 (A/B timing, read at each launch): the scalar id loads of session 7.
+    const char* v = std::getenv("TFJS_MOE_CUDA_PERMUTE_VEC");
+    const bool vec = (reinterpret_cast<uintptr_t>(ids) & 15) == 0 && (v == nullptr || v[0] != '0');
+    launchKernel("permuteOnePassKernel", vec ? permuteOnePassKernel<true> : permuteOnePassKernel<false>, E,
+                 kOnePassThreads, 0, stream, ids, n, E, alignment, R, out.tokensPerExpert, out.offsets,
+                 out.tilePrefix, out.rowToPair, out.rowMap);
     return;
   }
   {

@@ -62,6 +62,18 @@ __device__ __forceinline__ int alignUp(int v, int a) { return (v + a - 1) / a * 
 
 // Everything in one block (of kScanThreads threads), for a few pairs: thread e walks the (shared-memory) ids and
 // appends its pairs. Also the tail of the fused decode route kernel (decode_route.cu).
+// PermuteBuffers.zeroOut: n floats set to 0 by this block (16-byte stores where the base is aligned).
+__device__ __forceinline__ void zeroFillBlock(float* __restrict__ out, long long n) {
+  if (out == nullptr || n <= 0) return;
+  long long i = 0;
+  if ((reinterpret_cast<uintptr_t>(out) & 15) == 0) {
+    float4* o4 = reinterpret_cast<float4*>(out);
+    for (long long j = threadIdx.x; j < n / 4; j += blockDim.x) o4[j] = make_float4(0.f, 0.f, 0.f, 0.f);
+    i = n / 4 * 4;
+  }
+  for (long long j = i + threadIdx.x; j < n; j += blockDim.x) out[j] = 0.f;
+}
+
 __device__ __forceinline__ void permuteSmallBlock(const int* __restrict__ ids, int n, int E, int alignment, int R,
                                                   int* __restrict__ tokensPerExpert, int* __restrict__ offsets,
                                                   int* __restrict__ tilePrefix, int* __restrict__ rowToPair,

@@ -202,6 +202,14 @@ export interface PackedStepOptions extends WordDecoderOptions {
    * (absent: false, each checked).
    */
   wholeSteps?: boolean;
+  /**
+   * With decodeOnce: TM (the rows in registers, a number): the step written out once per row count 1..TM, each
+   * case straight-line code on constant row indices (no per-quad row loop and its branches), picked by `rows`
+   * (absent: the row loop). The same FMAs in the same order per row.
+   */
+  rowCases?: number;
+  /** With rowCases: only the case of this many rows, unconditionally (the caller picked it by `rows`). */
+  rowCount?: number;
 }
 
 /**
@@ -259,6 +267,29 @@ export function packedStep(l: ExpertWeightLayout, names: PackedStepNames = GEMM_
   const sum = (v: string, sx = '') => `${perStep ? factor(unsum(v, sx)) : v}${perStep && scaled ? ' * sc' : ''}`;
   const lhsSum = (sx: string) => unit ? `
                     ${sx} += (a.x + a.y) + (a.z + a.w);` : '';
+  if (options.decodeOnce === true && options.rowCases != null && options.rowCases >= 1) {
+    const body = (r: number) => {
+      const rs = Array.from({length: r}, (_, i) => i);
+      const quads = Array.from({length: KB / 4}, (_, q) => `
+                  {
+                    let dq = ${quad(q)};${rs.map(i => `
+                    let v${i} = ${lhsQuad(`(${names.lhsRow(`${i}`)}) * K4 + a0`, q)};
+                    p${i} += dq * v${i};${unit ? `
+                    sx${i} += (v${i}.x + v${i}.y) + (v${i}.z + v${i}.w);` : ''}`).join('')}
+                  }`).join('');
+      return `{${rs.map(i => `
+                  var p${i} = vec4<f32>(0.0);${unit ? `
+                  var sx${i} = 0.0;` : ''}`).join('')}${quads}${rs.map(i => `
+                  ${names.accumulate(`${i}`, sum(`p${i}`, `sx${i}`))}`).join('')}
+                }`;
+    };
+    if (options.rowCount != null) return `${head}
+                ${body(options.rowCount)}`;
+    const cases = Array.from({length: options.rowCases}, (_, c) => c + 1);
+    return `${head}
+                ${cases.map(r => r === options.rowCases ? `${r > 1 ? '{' : ''}${body(r)}${r > 1 ? '}' : ''}` :
+                                  `if (rows == ${r}) ${body(r)} else `).join('')}`;
+  }
   if (options.decodeOnce === true) {
     const quads = Array.from({length: KB / 4}, (_, q) => `
                 {

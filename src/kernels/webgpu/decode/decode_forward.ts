@@ -72,6 +72,14 @@ export function setWebGPUDecodeTiles(tiles: DecodeTilesOverride | null): void {
     if (ru != null && !(Number.isInteger(ru) && ru >= 1 && ru <= 16)) {
       throw new Error(`setWebGPUDecodeTiles: routerUnroll must be an integer in [1, 16], got ${ru}`);
     }
+    const rr = tiles.routerReduceRows;
+    if (rr != null && !(Number.isInteger(rr) && rr >= 1 && rr <= 16)) {
+      throw new Error(`setWebGPUDecodeTiles: routerReduceRows must be an integer in [1, 16], got ${rr}`);
+    }
+    const tgs = tiles.routerTokenGroups;
+    if (tgs != null && !(Number.isInteger(tgs) && tgs >= 1 && tgs <= DECODE_TOKEN_CAP)) {
+      throw new Error(`setWebGPUDecodeTiles: routerTokenGroups must be an integer in [1, ${DECODE_TOKEN_CAP}], got ${tgs}`);
+    }
     const rt = tiles.routeThreads;
     if (rt != null && !(Number.isInteger(Math.log2(rt)) && rt >= 1 && rt <= 256)) {
       throw new Error(`setWebGPUDecodeTiles: routeThreads must be a power of two in [1, 256], got ${rt}`);
@@ -81,7 +89,8 @@ export function setWebGPUDecodeTiles(tiles: DecodeTilesOverride | null): void {
       throw new Error(`setWebGPUDecodeTiles: routeLanes must be a power of two in [1, 256], got ${lanes}`);
     }
     for (const key of ['fold', 'downFlat', 'exponentBits', 'decodeOnce', 'routerVec4', 'e2m1Half', 'int4Half',
-                       'downByExpert', 'routeSubgroups', 'upPrefetch', 'downPrefetch', 'unchecked', 'upStageX'] as const) {
+                       'downByExpert', 'routeSubgroups', 'upPrefetch', 'downPrefetch', 'unchecked', 'upStageX',
+                       'upInfoAtOnce', 'downTileMajor', 'upRowCases', 'upRowLoops'] as const) {
       if (tiles[key] != null && typeof tiles[key] !== 'boolean') {
         throw new Error(`setWebGPUDecodeTiles: ${key} must be a boolean, got ${JSON.stringify(tiles[key])}`);
       }
@@ -124,7 +133,9 @@ export function chooseDecodeTiles(s: Pick<DecodeShape, 'T' | 'H' | 'I' | 'E' | '
 const TILE_DEFAULTS: {readonly [k in keyof DecodeTiles]?: unknown} = {fold: false, downFlat: false, downUnroll: 1,
   upUnroll: 1, routeThreads: 256, exponentBits: false, routeLoads: 'loop', routerUnroll: 1, decodeOnce: false,
   routerVec4: false, e2m1Half: false, int4Half: false, downByExpert: false, downRows: 4, routeSubgroups: false,
-  routePlace: 'loop', int4Unit: undefined, upPrefetch: false, downPrefetch: false, unchecked: false, upStageX: false};
+  routePlace: 'loop', int4Unit: undefined, upPrefetch: false, downPrefetch: false, unchecked: false, upStageX: false,
+  routerReduceRows: 1, upInfoAtOnce: false, downTileMajor: false, upRowCases: false,
+  upRowLoops: false, routerTokenGroups: 1};
 
 function sameTiles(a: DecodeTiles, b: DecodeTiles): boolean {
   const keys = new Set([...Object.keys(a), ...Object.keys(b)] as Array<keyof DecodeTiles>);

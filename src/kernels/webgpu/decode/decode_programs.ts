@@ -171,6 +171,36 @@ export interface DecodeTiles {
   /** routerLogits: row steps per lane whose loads are issued before their FMAs (absent: 1, a loop). */
   routerUnroll?: number;
   /**
+   * routerLogits: tokens whose partial sums go through workgroup memory per barrier pair at the end (at most 16:
+   * 16 KB; absent: 1). At T = 16 one token per round is 32 barriers and 16 serial passes per workgroup; the lanes'
+   * sums are added in the same order either way (bitwise the same partials).
+   */
+  routerReduceRows?: number;
+  /**
+   * upGate: thread 0 loads the active unit count and the unit's expert and row range at once (one round trip to
+   * the route buffer before the workgroup's uniform load) instead of the count first (absent: false). The same
+   * values.
+   */
+  upInfoAtOnce?: boolean;
+  /**
+   * routerLogits: workgroups per (split, column group), each taking ceil(T / this) of the tokens (absent: 1; not
+   * with routerVec4). At T = 16 the router runs 64 workgroups, half the H200's SMs; the same partials.
+   */
+  routerTokenGroups?: number;
+  /**
+   * The per-token down program's workgroups in column-tile-major order (workgroup w: token w % T, tile w / T)
+   * instead of token-major (absent: false). The same sums; which workgroups run side by side changes.
+   */
+  downTileMajor?: boolean;
+  /**
+   * upGate with decodeOnce, packed weights: the step written out per row count 1..upRows (straight-line code on
+   * constant row indices, no row loop inside the step; PackedStepOptions rowCases) instead of the row loop
+   * (absent: false). The same sums.
+   */
+  upRowCases?: boolean;
+  /** With upRowCases: one stream loop per row count, the count picked once per pass, not per step (absent: false). */
+  upRowLoops?: boolean;
+  /**
    * routerLogits: each lane step takes 4 rows of H and reads x as vec4, T + 4 loads per 4 rows instead of 4 (T + 1)
    * (absent: false; needs H % 4 == 0, which the decode path requires anyway; routerUnroll does not apply).
    */
@@ -302,10 +332,27 @@ function packedSteps(packed: ExpertWeightLayout, depth: number): number {
  */
 function packedStream(packed: ExpertWeightLayout, depth: string, width4: string, col: string,
                       names: PackedStepNames, t: DecodeTiles, unroll: number, whole: boolean,
-                      prefetchAsked: boolean | undefined): string {
+                      prefetchAsked: boolean | undefined, rowCases?: number): string {
   const prefetch = prefetchAsked === true && unroll === 1;
-  const step = packedStep(packed, names, {...stepOptions(t), decodeOnce: t.decodeOnce, preloaded: prefetch,
-                                          wholeSteps: whole});
+  const options = {...stepOptions(t), decodeOnce: t.decodeOnce, preloaded: prefetch, wholeSteps: whole, rowCases};
+  const step = packedStep(packed, names, options);
+  if (rowCases != null && t.decodeOnce === true && t.upRowLoops === true && !prefetch && unroll === 1) {
+    // One stream loop per row count, picked once per pass (no branch inside the loop).
+    const loop = (r: number) => `
+          for (var step = s; step < steps; step += KS) {${packedStep(packed, names, {...options, rowCount: r})}
+          }`;
+    const cases = Array.from({length: rowCases}, (_, c) => c + 1);
+    return `
+        {${packedStepConsts(packed, depth)}
+          let NV = ${width4};
+          let K4 = (${depth}) / 4;
+          let n = ${col};
+          let wBase = expert * KW * NV + n;
+          ${cases.map(r => r === rowCases ? `{${loop(r)}
+          }` : `if (rows == ${r}) {${loop(r)}
+          } else `).join('')}
+        }`;
+  }
   if (prefetch) {
     return `
         {${packedStepConsts(packed, depth)}
@@ -357,7 +404,7 @@ export function combineDispatch(s: DecodeShape): number {
 
 export function routerDispatch(s: DecodeShape, t: DecodeTiles): number {
   const {hs, hsGate} = routerSplits(s, t);
-  return Math.ceil(s.E / 32) * hs + hsGate;
+  return (Math.ceil(s.E / 32) * hs + hsGate) * (t.routerVec4 === true ? 1 : routerTokenGroups(s, t));
 }
 
 const PRELUDE = `
@@ -393,6 +440,12 @@ export function routerLogitsCode(s: DecodeShape, t: DecodeTiles): string {
   const {hs, hsGate} = routerSplits(s, t);
   if (t.routerVec4 === true) return routerLogitsVec4Code(s, t, hs, hsGate);
   const ru = Math.max(1, Math.floor(t.routerUnroll ?? 1));
+  const rr = routerReduceRows(s, t);
+  const tg = routerTokenGroups(s, t);
+  // Token groups: workgroup wid = w * TG + g takes tokens tb = g * TT .. of the split and columns of w (TT tokens
+  // per workgroup; loads past T read token T - 1, their sums are not written).
+  const TT = Math.ceil(s.T / tg);
+  const xt = (t: string) => tg > 1 ? `min(tb + ${t}, T - 1)` : t;
   return `${PRELUDE}${layoutConsts(s, t)}
   @group(0) @binding(0) var<storage, read> gate : array<f32>;
   @group(0) @binding(1) var<storage, read_write> work : array<f32>;
@@ -404,11 +457,15 @@ export function routerLogitsCode(s: DecodeShape, t: DecodeTiles): string {
   const HS = ${hs};
   const HSG = ${Math.max(1, hsGate)};
   const CG = ${Math.ceil(s.E / 32)};
-  var<workgroup> red : array<f32, 256>;
+  const TT = ${TT};
+  var<workgroup> red : array<f32, ${256 * rr}>;
 
   @compute @workgroup_size(256)
-  fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index) li : u32) {
+  fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index) li : u32) {${tg > 1 ? `
+    let w = i32(wid.x) / ${tg};
+    let tb = (i32(wid.x) % ${tg}) * TT;` : `
     let w = i32(wid.x);
+    let tb = 0;`}
     let lid = i32(li);
     let cl = lid % 32;
     let hl = lid / 32;
@@ -427,7 +484,7 @@ export function routerLogitsCode(s: DecodeShape, t: DecodeTiles): string {
     }
     let h0 = split * rows;
     let h1 = min(H, h0 + rows);
-    var acc : array<f32, T>;
+    var acc : array<f32, TT>;
     if (c < n) {${ru > 1 ? `
       // RU row steps' loads (router and x) before their FMAs; a step past h1 loads row H - 1 and adds nothing.
       for (var hb = h0 + hl; hb < h1; hb += 8 * ${ru}) {${Array.from({length: ru}, (_, u) => `
@@ -435,29 +492,70 @@ export function routerLogitsCode(s: DecodeShape, t: DecodeTiles): string {
         let hc${u} = min(hu${u}, H - 1);
         var wv${u} = 0.0;
         if (isGate) { wv${u} = gate[hc${u} * E + c]; } ${s.sharedGate ? `else { wv${u} = sgate[hc${u}]; }` : ''}`).join('')}
-        for (var t = 0; t < T; t++) {${Array.from({length: ru}, (_, u) => `
-          let p${u} = x[t * H + hc${u}] * wv${u};`).join('')}
+        for (var t = 0; t < TT; t++) {${Array.from({length: ru}, (_, u) => `
+          let p${u} = x[${xt('t')} * H + hc${u}] * wv${u};`).join('')}
           acc[t] += ${Array.from({length: ru}, (_, u) => `select(0.0, p${u}, hu${u} < h1)`).join(' + ')};
         }
       }` : `
       for (var h = h0 + hl; h < h1; h += 8) {
         var wv = 0.0;
         if (isGate) { wv = gate[h * E + c]; } ${s.sharedGate ? 'else { wv = sgate[h]; }' : ''}
-        for (var t = 0; t < T; t++) { acc[t] += x[t * H + h] * wv; }
+        for (var t = 0; t < TT; t++) { acc[t] += x[${xt('t')} * H + h] * wv; }
       }`}
-    }
-    for (var t = 0; t < T; t++) {
-      red[lid] = acc[t];
+    }${routerReduce(rr, 'acc')}
+  }`;
+}
+
+/** Tokens per reduction round of routerLogits (DecodeTiles.routerReduceRows; at most its tokens per workgroup). */
+function routerReduceRows(s: DecodeShape, t: DecodeTiles): number {
+  return Math.max(1, Math.min(Math.ceil(s.T / routerTokenGroups(s, t)), Math.floor(t.routerReduceRows ?? 1), 16));
+}
+
+/** Workgroups per (split, column group) of routerLogits, each with its share of the tokens (routerTokenGroups). */
+function routerTokenGroups(s: DecodeShape, t: DecodeTiles): number {
+  return Math.max(1, Math.min(s.T, Math.floor(t.routerTokenGroups ?? 1)));
+}
+
+/**
+ * routerLogits' end: the 8 row lanes' sums of each (token, column) through workgroup memory, RR tokens per barrier
+ * pair; (token, column) sums spread over the threads, each adding its 8 lanes in lane order (the same sums whatever
+ * RR). In scope: T, E, acc (array<f32, T>), lid, cl, hl, c, n, isGate, split.
+ */
+function routerReduce(rr: number, acc: string): string {
+  if (rr === 1) {
+    return `
+    for (var t = 0; t < TT; t++) {
+      red[lid] = ${acc}[t];
       workgroupBarrier();
-      if (hl == 0 && c < n) {
+      if (hl == 0 && c < n && tb + t < T) {
         var v = 0.0;
         for (var l = 0; l < 8; l++) { v += red[l * 32 + cl]; }
-        if (isGate) { work[W_LOGITS + (split * T + t) * E + c] = v; }
-        else { work[W_SGATE + split * T + t] = v; }
+        if (isGate) { work[W_LOGITS + (split * T + tb + t) * E + c] = v; }
+        else { work[W_SGATE + split * T + tb + t] = v; }
       }
       workgroupBarrier();
-    }
-  }`;
+    }`;
+  }
+  return `
+    let c0 = c - cl;
+    for (var t0 = 0; t0 < TT; t0 += ${rr}) {
+      for (var r = 0; r < ${rr}; r++) {
+        if (t0 + r < TT) { red[r * 256 + lid] = ${acc}[t0 + r]; }
+      }
+      workgroupBarrier();
+      for (var o = lid; o < ${rr * 32}; o += 256) {
+        let r = o / 32;
+        let col = o % 32;
+        let t = t0 + r;
+        if (t < TT && tb + t < T && c0 + col < n) {
+          var v = 0.0;
+          for (var l = 0; l < 8; l++) { v += red[r * 256 + l * 32 + col]; }
+          if (isGate) { work[W_LOGITS + (split * T + tb + t) * E + c0 + col] = v; }
+          else { work[W_SGATE + split * T + tb + t] = v; }
+        }
+      }
+      workgroupBarrier();
+    }`;
 }
 
 /** routerLogits with x read as vec4 (DecodeTiles.routerVec4): the same splits and partials, in quads of rows. */
@@ -984,7 +1082,7 @@ export function upGateCode(s: DecodeShape, t: DecodeTiles, fold = false): string
       packedStream(s.upPacked, 'H4 * 4', '2 * I4', 'n4',
                    {lhs: staged > 0 ? 'red' : 'x', lhsRow: i => staged > 0 ? i : `tok[${i}]`,
                     accumulate: (i, v) => `acc[${i}] += ${v};`}, t, UU,
-                   wholeSteps(s.upPacked, s.H, t), t.upPrefetch);
+                   wholeSteps(s.upPacked, s.H, t), t.upPrefetch, t.upRowCases === true ? TM : undefined);
   return `${PRELUDE}${layoutConsts(s, t)}
   ${weightDecls(s.upPacked, 'upGate', 'up', b, stepOptions(t))}
   @group(0) @binding(${b('route')}) var<storage, read_write> route : array<i32>;
@@ -1035,12 +1133,24 @@ export function upGateCode(s: DecodeShape, t: DecodeTiles, fold = false): string
       unitInfo[0] = 0; unitInfo[1] = 0; unitInfo[2] = 0; unitInfo[3] = 0;
       if (isShared) {
         unitInfo[0] = 1; unitInfo[3] = T;
-      } else if (unit < ${routeIn}[R_NACT]) {
+      }${t.upInfoAtOnce === true ? ` else {
+        // All four loads issued before the count is known (one round trip; unit < the most active units, so in
+        // bounds), kept by the selects.
+        let na = ${routeIn}[R_NACT];
+        let ue = ${routeIn}[R_ACT_EXPERT + unit];
+        let u0 = ${routeIn}[R_ACT_START + unit];
+        let u1 = ${routeIn}[R_ACT_START + unit + 1];
+        let on = unit < na;
+        unitInfo[0] = select(0, 1, on);
+        unitInfo[1] = select(0, ue, on);
+        unitInfo[2] = select(0, u0, on);
+        unitInfo[3] = select(0, u1, on);
+      }` : ` else if (unit < ${routeIn}[R_NACT]) {
         unitInfo[0] = 1;
         unitInfo[1] = ${routeIn}[R_ACT_EXPERT + unit];
         unitInfo[2] = ${routeIn}[R_ACT_START + unit];
         unitInfo[3] = ${routeIn}[R_ACT_START + unit + 1];
-      }
+      }`}
     }
     let m = workgroupUniformLoad(&unitInfo);
     let expert = m[1];
@@ -1224,10 +1334,13 @@ export function downCode(s: DecodeShape, t: DecodeTiles): string {
   fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index) li : u32) {
     let w = i32(wid.x);
     let lid = i32(li);
-    let t = w / TILES;
+    ${t.downTileMajor === true ? `// Column tile major: the tokens of one column tile run side by side, so the tokens routed to one expert
+    // read the same codes about together (L2 hits instead of a read per token).
+    let t = w % T;
+    let c4 = (w / T) * NVW + lid % NVW;` : `let t = w / TILES;
+    let c4 = (w % TILES) * NVW + lid % NVW;`}
     let cl = lid % NVW;
     let s = lid / NVW;
-    let c4 = (w % TILES) * NVW + cl;
     let ok = c4 < H4;
     for (var j = lid; j < TOPK; j += 256) {
       let f = t * TOPK + j;

@@ -35,6 +35,17 @@ const ROUTE = {routerPartials: 16384, routeLanes: 256, routeTopk: 'keys', routeS
  * batches I and J; other formats ignore them).
  */
 const DECODERS = {e2m1Half: true, int4Half: true} as const;
+/**
+ * 4- and 8-bit codes at T = 5-16 (session 8 batches 1 and 1b, Qwen3 T = 16, GPU whole forward, interleaved rounds):
+ * upGate's decode-once step written out per row count (upRowCases: upGate 0.112 -> 0.089 ms for int4 g32), whole
+ * steps read unchecked, int4 codes as 1 + c / 16 (int4Unit; its rounding: docs/formats.md section 8). int4 g32
+ * 0.2095 -> 0.1774 ms, mxfp4 0.212 -> 0.183, int8 0.234 -> 0.209; batch 2, old and new table in one run: 0.209 ->
+ * 0.176, 0.211 -> 0.187, 0.236 -> 0.209 (one stream loop per row count and the router in token groups: no gain).
+ * Not taken: the router's 16-token reduction, unit
+ * info at once, the tile-major down, 3 rows (ties), prefetch and float-bit codes (slower). The halves keep checked
+ * steps (bfloat16's down was slower unchecked: 0.110 vs 0.099 ms in both batches).
+ */
+const LOWBIT_T16 = {unchecked: true, upRowCases: true, int4Unit: 'half'} as const;
 /** T = 1 routing (session 3 batch F): 16 router splits, their loads at once, the router's row steps unrolled. */
 const ROUTE_T1 = {routerPartials: 2048, routeLoads: 'spread', routerUnroll: 8} as const;
 
@@ -82,8 +93,9 @@ export const DECODE_TUNING: readonly DecodeTuning[] = [
     {where: {...QWEN3, bits}, minTokens: 5, maxTokens: 16,
      tiles: bits === 16 ? {upNv: 16, upKs: 16, downNv: 8, downKs: 32, upRows: 4, ...ROUTE} :
          {upNv: 16, upKs: 16, downNv: 8, downKs: 32, upRows: 2, ...ROUTE, routerPartials: 32768, decodeOnce: true,
-          ...DECODERS},
-     source: 'BENCHMARKS.md H200 session 3 batch F (packed T = 16 candidates); session 4 batches I and J'},
+          ...DECODERS, ...LOWBIT_T16},
+     source: 'BENCHMARKS.md H200 session 3 batch F (packed T = 16 candidates); session 4 batches I and J; ' +
+             'session 8 batches 1 and 1b'},
   ]),
   // Any shape: narrow column tiles at small T put more workgroups on the GPU (few active experts); wider ones reuse
   // each token row over more columns as T grows.
