@@ -390,7 +390,7 @@ export const MATRIX_TILE_TABLE: readonly TileChoice[] = [
   // GEMM 0.410 -> 0.374; 256 columns over 8 subgroups (22.1 KiB, the lhs tile staged once per 256 columns) the
   // down GEMM 0.277 -> 0.221 and float16 0.740 -> 0.549 (m32x256s8sru). TK = 64 and no register prefetch lost.
   {maxRowsPerExpert: 24, preset: 'm32x128s4sr2u', formats: ['int4'], swiglu: true},
-  {maxRowsPerExpert: 24, preset: 'm32x256s8sru', formats: ['int4', 'float16', 'int8', 'bfloat16']},
+  {maxRowsPerExpert: 24, preset: 'm32x256s8sru', formats: ['int4', 'float16']},
   {maxRowsPerExpert: 24, preset: 'm16x128s4h'},
   {maxRowsPerExpert: 96, preset: 'm64x128s4hl'},
   // T = 4096 (b1, b2): float16 m128x128s8el 4.47 ms (e0l 5.00, el2 4.62); int4 g32 down GEMM m128x128s8el2 1.60
