@@ -11,15 +11,17 @@ import * as tf from '@tensorflow/tfjs-core';
 import {HOST_KERNEL_BACKENDS} from '../kernels/host_data.js';
 import {BatchedGemm} from '../kernels/kernel_names.js';
 import {MOE_WEBGPU_ROUTER_SPLIT_K} from '../kernels/webgpu/flags_webgpu.js';
+import {ROUTER_SPLIT_K_MAX_TOKENS} from '../kernels/webgpu/split_k_gemm_webgpu.js';
 import {batchedGemm} from './batched_gemm.js';
 import {usesMoeKernel} from './dispatch.js';
 
 export function routerLogits(x: tf.Tensor2D, gateWeight: tf.Tensor2D): tf.Tensor2D {
   const backend = tf.getBackend();
-  // webgpu: while MOE_WEBGPU_ROUTER_SPLIT_K is on (registered with our webgpu kernels, so read only once
-  // usesMoeKernel says they are).
+  // webgpu: up to ROUTER_SPLIT_K_MAX_TOKENS tokens while MOE_WEBGPU_ROUTER_SPLIT_K is on (registered with our
+  // webgpu kernels, so read only once usesMoeKernel says they are).
   const ours = usesMoeKernel(BatchedGemm) && (HOST_KERNEL_BACKENDS.includes(backend) ||
-      (backend === 'webgpu' && Number(tf.env().get(MOE_WEBGPU_ROUTER_SPLIT_K)) > 0));
+      (backend === 'webgpu' && x.shape[0] <= ROUTER_SPLIT_K_MAX_TOKENS &&
+       Number(tf.env().get(MOE_WEBGPU_ROUTER_SPLIT_K)) > 0));
   if (!ours) return tf.matMul(x, gateWeight);
   const [numTokens] = x.shape;
   const [hidden, numExperts] = gateWeight.shape;

@@ -39,7 +39,7 @@ export const MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES = 'MOE_WEBGPU_DECODE_SUBMIT_DIS
 export const MOE_WEBGPU_PREFILL_REPLAY = 'MOE_WEBGPU_PREFILL_REPLAY';
 
 /**
- * The router's logits (routerLogits: x [T,H] @ gate [H,E]) on webgpu go through batchedGemm's one-expert split-K
+ * The router's logits (routerLogits: x [T,H] @ gate [H,E], T <= 512) on webgpu go through batchedGemm's one-expert split-K
  * program (split_k_gemm_webgpu.ts, exact float32) aiming at this many workgroups; 0: tf.matMul (A/B). Any
  * one-expert float GEMM of at most 512 columns without bias takes that program while this is on.
  */

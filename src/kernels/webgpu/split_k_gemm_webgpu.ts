@@ -24,6 +24,12 @@ const TILE_VEC_COLS = 32;
 const MIN_CHUNK = 64;
 const MAX_CHUNK = 256;
 const MAX_SPLITS = 32;
+/**
+ * The most tokens whose router logits take this program (routerLogits): measured faster than tfjs's matMul at
+ * T = 256 (H200 batch B1: 0.035 vs 0.069 ms) and slower at T = 4096 with its chunks then 1024 deep (layer 5.66 vs
+ * 5.50 ms); the shallower chunks since were not measured at 4096, so larger T keep tf.matMul.
+ */
+export const ROUTER_SPLIT_K_MAX_TOKENS = 512;
 /** Widest N this path takes (a router's expert count; wider outputs have enough tiles without a split). */
 export const SPLIT_K_MAX_WIDTH = 512;
 
