@@ -21,4 +21,6 @@ import '../../spec/cuda/cuda_families.spec.js';
 import '../../spec/cuda/cuda_unsupported_options.spec.js';
 import '../../spec/cuda/cuda_wgmma.spec.js';
 import '../../spec/cuda/cuda_prefill_kernels.spec.js';
+import '../../spec/cuda/cuda_decode_tiles.spec.js';
+import '../../spec/cuda/cuda_wgmma_cluster.spec.js';
 import './device_status.spec.js';

@@ -13,8 +13,9 @@
  * under programmatic dependent launch (TFJS_MOE_CUDA_L2_PREFETCH=1), the default L2 prefetch of the down weights by
  * the up_gate GEMM (TFJS_MOE_CUDA_L2_PREFETCH=0 turns it off) and the down GEMM's weight loads issued before its wait
  * (MOE_CUDA_GEMM_TILES 'no-preload' turns them off); all of that with the combine kernel
- * (TFJS_MOE_CUDA_DECODE_COMBINE=kernel), and then the default, where the down GEMM adds its rows into the output
- * with float32 atomics (the same terms in an order that can change: within 1e-6). Pending without CUDA.
+ * (TFJS_MOE_CUDA_DECODE_COMBINE=kernel, the default), and then the option TFJS_MOE_CUDA_DECODE_COMBINE=add, where
+ * the down GEMM adds its rows into the output with float32 atomics (the same terms in an order that can change:
+ * within 1e-6). Pending without CUDA.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {CudaComputeDtype, cudaStatus, MOE_CUDA_FUSE, MOE_CUDA_GEMM_TILES} from 'tfjs-moe';
@@ -108,8 +109,8 @@ describe('CUDA decode weight-streaming GEMM', () => {
                ['stream', 'all'], ['default', 'all', '1'], ['no-preload', 'none'], ['default', 'none', '0'],
                ['no-preload', 'none', '0'],
              ];
-             // The variants with the combine kernel (slot order: the exact comparisons below); the decode default,
-             // the down GEMM adding its rows into the output with float32 atomics, is checked after them.
+             // The variants with the combine kernel (slot order, the default: the exact comparisons below); the
+             // option of the down GEMM adding its rows into the output with float32 atomics is checked after them.
              process.env.TFJS_MOE_CUDA_DECODE_COMBINE = 'kernel';
              for (const [tiles, fuse, prefetch] of variants) {
                env.set(MOE_CUDA_GEMM_TILES, tiles);
@@ -126,7 +127,7 @@ describe('CUDA decode weight-streaming GEMM', () => {
                  expect(err).withContext(`${name} call ${call}`).toBeLessThan(BOUND[dtype]);
                }
              }
-             delete process.env.TFJS_MOE_CUDA_DECODE_COMBINE;
+             process.env.TFJS_MOE_CUDA_DECODE_COMBINE = 'add';
              env.set(MOE_CUDA_GEMM_TILES, 'default');
              env.set(MOE_CUDA_FUSE, 'none');
              delete process.env.TFJS_MOE_CUDA_L2_PREFETCH;

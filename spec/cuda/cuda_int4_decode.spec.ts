@@ -52,8 +52,8 @@ describe('CUDA native int4 experts (W4A16 decode GEMMs)', () => {
            const tensors = packedWeightTensors(w, upQ, downQ);
            const layer = new CudaFusedMoe({hidden: H, ...c.cfg, computeDtype: dtype});
            const env = tf.env();
-           // The combine kernel (slot order) for the exact comparisons below; the decode default adds the down
-           // GEMM's rows with atomics (cuda_decode_tiles.spec.ts checks it on int4 experts).
+           // The combine kernel (slot order, the default) for the exact comparisons below; the option of adding the
+           // down GEMM's rows with atomics is checked on int4 experts in cuda_decode_tiles.spec.ts.
            process.env.TFJS_MOE_CUDA_DECODE_COMBINE = 'kernel';
            try {
              // T = 1, 3: 16 x 64 tiles (or streaming); 100, 300: 32 x 128; 1500: 64 x 128 (BK 32): every int4 tile shape.

@@ -244,22 +244,29 @@ describeWebGPU('webgpu kernels', () => {
       {R: 9, K: 8, N: 20, seg: [-3, 50], counts: false},
       {R: 33, K: 132, N: 8, seg: [40], counts: true},
     ];
-    for (const c of cases) {
-      const lhs = randn(rand, c.R * c.K), rhs = randn(rand, c.K * c.N);
-      const before = tf.memory().numTensors;
-      const lt = tf.tensor2d(lhs, [c.R, c.K]), rt = tf.tensor3d(rhs, [1, c.K, c.N]);
-      const st = tf.tensor1d(c.seg, 'int32');
-      const out = moe.batchedGemm(lt, rt, st);
-      const [got] = await readAll(out, lt, rt, st);
-      expect(tf.memory().numTensors).toBe(before);
-      const lo = c.counts ? 0 : Math.min(Math.max(c.seg[0], 0), c.R);
-      const hi = c.counts ? Math.min(Math.max(c.seg[0], 0), c.R) : Math.max(lo, Math.min(Math.max(c.seg[1], 0), c.R));
-      const want = refBatchedGemm(lhs, c.R, c.K, rhs, 1, c.N, [lo, hi], false, null);
-      const ctx = JSON.stringify(c);
-      expect(relError(got, want)).withContext(ctx).toBeLessThan(GEMM_TOL);
-      // Rows outside the segment are exactly zero.
-      expect(got.slice(0, lo * c.N).every(v => v === 0) && got.slice(hi * c.N).every(v => v === 0))
-          .withContext(ctx).toBeTrue();
+    // The program is off by default (MOE_WEBGPU_ROUTER_SPLIT_K 0); on here at its measured setting.
+    const splitK = tf.env().get('MOE_WEBGPU_ROUTER_SPLIT_K');
+    tf.env().set('MOE_WEBGPU_ROUTER_SPLIT_K', 264);
+    try {
+      for (const c of cases) {
+        const lhs = randn(rand, c.R * c.K), rhs = randn(rand, c.K * c.N);
+        const before = tf.memory().numTensors;
+        const lt = tf.tensor2d(lhs, [c.R, c.K]), rt = tf.tensor3d(rhs, [1, c.K, c.N]);
+        const st = tf.tensor1d(c.seg, 'int32');
+        const out = moe.batchedGemm(lt, rt, st);
+        const [got] = await readAll(out, lt, rt, st);
+        expect(tf.memory().numTensors).toBe(before);
+        const lo = c.counts ? 0 : Math.min(Math.max(c.seg[0], 0), c.R);
+        const hi = c.counts ? Math.min(Math.max(c.seg[0], 0), c.R) : Math.max(lo, Math.min(Math.max(c.seg[1], 0), c.R));
+        const want = refBatchedGemm(lhs, c.R, c.K, rhs, 1, c.N, [lo, hi], false, null);
+        const ctx = JSON.stringify(c);
+        expect(relError(got, want)).withContext(ctx).toBeLessThan(GEMM_TOL);
+        // Rows outside the segment are exactly zero.
+        expect(got.slice(0, lo * c.N).every(v => v === 0) && got.slice(hi * c.N).every(v => v === 0))
+            .withContext(ctx).toBeTrue();
+      }
+    } finally {
+      tf.env().set('MOE_WEBGPU_ROUTER_SPLIT_K', splitK);
     }
   }, SLOW);
 

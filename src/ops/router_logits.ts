@@ -3,7 +3,8 @@
  * 'wasm': the same kernel on both, so both give the same logits) they come
  * from it, as one segment (WebAssembly SIMD, the weight packed once), because tfjs's cpu matMul is the slowest
  * stage of a cpu forward (at T = 256 it took longer than both expert GEMMs). On webgpu the same kernel takes it
- * as a one-expert GEMM split over H (split_k_gemm_webgpu.ts, exact) unless MOE_WEBGPU_ROUTER_SPLIT_K is 0.
+ * as a one-expert GEMM split over H (split_k_gemm_webgpu.ts, exact) where MOE_WEBGPU_ROUTER_SPLIT_K is on (off by
+ * default: see the flag).
  * Elsewhere, and on the composite path, tf.matMul. Both are differentiable (batchedGemm's gradient reaches gateWeight through the reshape).
  */
 import * as tf from '@tensorflow/tfjs-core';

@@ -370,12 +370,13 @@ GemmProblem MoeLayer::dense(const void* A, int lda, const void* B, DType elem, i
   return p;
 }
 
-// The decode down GEMM adds its weighted rows into the output itself (MoeLayer::enqueue; H200 batch B1, session 8,
-// Qwen3-30B-A3B layer: bf16 T = 1 0.0414 -> 0.0398 ms, T = 16 0.2438 -> 0.2427; int4 0.0377 -> 0.0363, 0.1771 ->
-// 0.1762). TFJS_MOE_CUDA_DECODE_COMBINE=kernel (A/B, read at each launch): the combine kernel, in slot order.
+// TFJS_MOE_CUDA_DECODE_COMBINE=add (A/B, read at each launch): the decode down GEMM adds its weighted rows into the
+// output itself with float32 atomics (H200 batch B1, session 8, Qwen3-30B-A3B layer: bf16 T = 1 0.0414 -> 0.0398 ms,
+// int4 0.0377 -> 0.0363). Not the default: the atomics' order changes from call to call, and decode, where a user
+// compares runs token by token, stays bitwise reproducible with the combine kernel's slot order.
 static bool decodeCombineAddEnv() {
   const char* v = std::getenv("TFJS_MOE_CUDA_DECODE_COMBINE");
-  return v == nullptr || std::strcmp(v, "kernel") != 0;
+  return v != nullptr && std::strcmp(v, "add") == 0;
 }
 
 void MoeLayer::enqueue(int T) {

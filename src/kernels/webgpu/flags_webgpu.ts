@@ -39,9 +39,11 @@ export const MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES = 'MOE_WEBGPU_DECODE_SUBMIT_DIS
 export const MOE_WEBGPU_PREFILL_REPLAY = 'MOE_WEBGPU_PREFILL_REPLAY';
 
 /**
- * The router's logits (routerLogits: x [T,H] @ gate [H,E], T <= 512) on webgpu go through batchedGemm's one-expert split-K
- * program (split_k_gemm_webgpu.ts, exact float32) aiming at this many workgroups; 0: tf.matMul (A/B). Any
- * one-expert float GEMM of at most 512 columns without bias takes that program while this is on.
+ * Above 0: the router's logits (routerLogits: x [T,H] @ gate [H,E], T <= 512) on webgpu go through batchedGemm's
+ * one-expert split-K program (split_k_gemm_webgpu.ts, exact float32) aiming at this many workgroups (264 measured
+ * best), and so does any one-expert float GEMM of at most 512 columns without bias. Default 0 (tf.matMul): on the
+ * H200 the program halves the router's GPU time at T = 256 (0.069 -> 0.035 ms) but the layer's throughput got worse
+ * (1.035 -> 1.615 ms in session 8's batch B1, 1.85 in its final run): the per-call host work costs more than it saves.
  */
 export const MOE_WEBGPU_ROUTER_SPLIT_K = 'MOE_WEBGPU_ROUTER_SPLIT_K';
 
@@ -53,5 +55,5 @@ export function registerWebGPUFlags(): void {
   env.registerFlag(MOE_WEBGPU_DECODE_MAX_TOKENS, () => 16);
   env.registerFlag(MOE_WEBGPU_DECODE_SUBMIT_DISPATCHES, () => 8);
   env.registerFlag(MOE_WEBGPU_PREFILL_REPLAY, () => true);
-  env.registerFlag(MOE_WEBGPU_ROUTER_SPLIT_K, () => 264);
+  env.registerFlag(MOE_WEBGPU_ROUTER_SPLIT_K, () => 0);
 }
