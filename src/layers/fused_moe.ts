@@ -429,7 +429,6 @@ function sharedData(t: tf.Tensor): Initializer {
   return {apply: () => tf.clone(t)} as unknown as Initializer;
 }
 
-/** The weights as tensors by name, a packed weight's tensors as `<name>.values` etc. */
 /**
  * checkWeightReadable for every weight of the layer (a packed one's values, scales and zero points by part),
  * walked in place: a decode step's JavaScript would otherwise build a record of them on every call.
