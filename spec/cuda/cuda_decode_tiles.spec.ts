@@ -39,7 +39,9 @@ const SWITCHES: Array<[Record<string, string>, number[], boolean]> = [
 
 describe('CUDA 16-row decode tiles: fragment buffers, stage depth, grid order, 48-wide tiles, the down GEMM\'s combine', () => {
   beforeEach(() => {
-    if (!status.available) pending(`CUDA unavailable (${status.code}): ${status.reason}`);
+    if (!status.available) {
+      pending(`CUDA unavailable (${status.code}): ${status.reason} (runs on the GPU machine)`);
+    }
   });
 
   const H = 512, cfg = greedyMoeConfig(64, 4, 192);

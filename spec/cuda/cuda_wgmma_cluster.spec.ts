@@ -20,7 +20,9 @@ describe('CUDA wgmma GEMM on clusters of two blocks (TMA multicast) in the layer
   const ENV = 'TFJS_MOE_CUDA_SM90_TILES';
   let saved: string | undefined;
   beforeEach(() => {
-    if (!status.available) pending(`CUDA unavailable (${status.code}): ${status.reason}`);
+    if (!status.available) {
+      pending(`CUDA unavailable (${status.code}): ${status.reason} (runs on the GPU machine)`);
+    }
     if (!status.wgmma) pending(`the wgmma GEMM needs an sm_90 device with sm_90a code (device ${status.device})`);
     saved = process.env[ENV];
     process.env[ENV] = '4,4';
