@@ -442,11 +442,12 @@ export class CudaFusedMoe {
     const numTokens = x.size / H;
     const runner = this.runner!;
     const data = x.dataSync() as Float32Array;
-    // Split (MOE_CUDA_SPLIT_FORWARD, default): the tensors are made over the arrays while the GPU runs (a tfjs
-    // tensor keeps a float32 array without copying it), and returned only once the finish has filled them. Not
-    // under tfjs's DEBUG flag, whose tensor() reads the values (they are not there yet).
+    // Split (MOE_CUDA_SPLIT_FORWARD, default): the tensors are made over the arrays while the GPU runs (tfjs's cpu
+    // backend keeps a float32 array without copying it), and returned only once the finish has filled them. Only on
+    // the cpu backend (wasm copies the values into its heap at tensor(), webgpu may upload them early), and not under
+    // tfjs's DEBUG flag, whose tensor() reads the values (they are not there yet).
     const env = tf.env();
-    const started = env.getBool(MOE_CUDA_SPLIT_FORWARD) && !env.getBool('DEBUG') ?
+    const started = env.getBool(MOE_CUDA_SPLIT_FORWARD) && !env.getBool('DEBUG') && tf.getBackend() === 'cpu' ?
         runner.forwardStart(data, numTokens, options) : null;
     const r = started ?? runner.forwardWithRouting(data, numTokens, options);
     let made: {output: tf.Tensor, topkIds?: tf.Tensor2D} | undefined;

@@ -48,7 +48,8 @@ export const MOE_CUDA_INT4_MMA = 'MOE_CUDA_INT4_MMA';
 /**
  * A host forward through CudaFusedMoe (the FusedMoE layer's 'cuda' backend) in two halves: the native call enqueues
  * the forward and returns, the output tensor is made while the GPU runs, then a second call waits and fills it
- * (default true); false: one synchronous call, the tensor made after it (A/B).
+ * (default true; only while tfjs's cpu backend is active, the one that keeps the array without copying it); false:
+ * one synchronous call, the tensor made after it (A/B).
  */
 export const MOE_CUDA_SPLIT_FORWARD = 'MOE_CUDA_SPLIT_FORWARD';
 
