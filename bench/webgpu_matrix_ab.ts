@@ -27,7 +27,8 @@ import {dequantizeExpertFast, relL2} from './webgpu_formats_bench.js';
 
 const [H, I, E, K] = (process.env.BENCH_SHAPE ?? '2048,768,128,8').split(',').map(Number);
 const FORMATS: FormatRow[] = [{label: 'int4 g32', format: 'int4', groupSize: 32}, {label: 'float16', format: 'float16'},
-  {label: 'int8 g128', format: 'int8', groupSize: 128}, {label: 'bfloat16', format: 'bfloat16'}];
+  {label: 'int8 g128', format: 'int8', groupSize: 128}, {label: 'bfloat16', format: 'bfloat16'},
+  {label: 'int8', format: 'int8'}];
 const ONLY = (process.env.AB_FORMATS ?? 'int4 g32,float16').split(',');
 const TOKENS = (process.env.AB_T ?? '256').split(',').map(Number);
 const VARIANTS: Record<number, string[]> = Object.fromEntries((process.env.AB_VARIANTS ?? '256:table')

@@ -59,9 +59,9 @@ describe('half-matrix GEMM variant (gate and choice)', () => {
         16 <= r.maxRowsPerExpert && (r.formats == null || r.formats.includes(format)) &&
         (r.swiglu == null || r.swiglu === swiglu))!.preset] as internal.MatrixConfig;
     expect(at(2048) as internal.MatrixConfig).toEqual({...firstFor('float32'), sm: 16, sn: 16, sk: 16});
-    for (const format of ['float16', 'int4'] as const) {
-      const packed = {format, transposed: false, zeroPoint: false, groupSize: format === 'int4' ? 32 : 0,
-                      numExperts: 128, depth: 2048, width: 1536};
+    const formats = [['float16', 0], ['int4', 32], ['bfloat16', 0], ['int8', 128], ['int8', 2048]] as const;
+    for (const [format, groupSize] of formats) {
+      const packed = {format, transposed: false, zeroPoint: false, groupSize, numExperts: 128, depth: 2048, width: 1536};
       expect(at(2048, {packed}) as internal.MatrixConfig).withContext(format)
           .toEqual({...firstFor(format), sm: 16, sn: 16, sk: 16});
       expect(at(2048, {packed, swiglu: false, width: 2048, depth: 768}) as internal.MatrixConfig)

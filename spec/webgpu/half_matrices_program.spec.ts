@@ -52,7 +52,7 @@ describeWebGPU('webgpu half-matrix GEMM program (subgroup matrices emulated)', (
   // subgroups 4: the tiles staged by 128 invocations, each subgroup multiplying the whole tile (split false) or
   // its quarter of the columns (split true).
   // pad / hd (session 4): padded row strides and the f16 decode of symmetric int4 and float16 words.
-  const cases: Array<{format: 'float32' | 'int4' | 'float16' | 'int8', swiglu: boolean, tm: number, tn: number,
+  const cases: Array<{format: 'float32' | 'int4' | 'float16' | 'int8' | 'bfloat16', swiglu: boolean, tm: number, tn: number,
                       subgroups: 1 | 4 | 8, split: boolean, rowGroups?: 1 | 2, pad?: boolean, hd?: boolean,
                       epilogue?: 'subgroup' | 'serial', prefetch?: false, lhsKFast?: true, depth?: 2, buffers?: 2,
                       sn?: 8, rowSkip?: true, offsets?: number[], wholeSteps?: true, depth_?: number, tk?: 64}> = [
@@ -90,6 +90,21 @@ describeWebGPU('webgpu half-matrix GEMM program (subgroup matrices emulated)', (
     // 8 subgroups over the columns, in turn through one scratch (the m32x256s8sru kind at 128 columns), k first.
     {format: 'float16', swiglu: true, tm: 32, tn: 128, subgroups: 8, split: true, pad: true, hd: true,
       epilogue: 'serial', rowSkip: true, wholeSteps: true, lhsKFast: true, depth_: 64, offsets: [3, 12, 12, 37]},
+    // Session 9: bfloat16 (decoded in f32, then rounded to f16) and int8 (the f16 decode) on the serial-epilogue
+    // kinds at up to 24 rows per expert: m32x256s8sru (at 128 columns), m32x128s4sr2u (64 columns; bfloat16
+    // at K = 72: a partial last step) and m32x128s4sr2ul.
+    {format: 'bfloat16', swiglu: true, tm: 32, tn: 128, subgroups: 8, split: true, pad: true, hd: true,
+      epilogue: 'serial', rowSkip: true, wholeSteps: true, depth_: 64, offsets: [3, 12, 12, 37]},
+    {format: 'bfloat16', swiglu: false, tm: 32, tn: 64, subgroups: 4, split: true, pad: true, hd: true,
+      epilogue: 'serial', rowSkip: true, depth: 2, offsets: [3, 12, 12, 37]},
+    {format: 'int8', swiglu: true, tm: 32, tn: 128, subgroups: 8, split: true, pad: true, hd: true,
+      epilogue: 'serial', rowSkip: true, wholeSteps: true, depth_: 64, offsets: [3, 12, 12, 37]},
+    {format: 'int8', swiglu: false, tm: 32, tn: 64, subgroups: 4, split: true, pad: true, hd: true,
+      epilogue: 'serial', rowSkip: true, wholeSteps: true, depth: 2, lhsKFast: true, depth_: 64,
+      offsets: [3, 12, 12, 37]},
+    // int8 decoded in f32 (hd off: the m32x256s8srf kind at 64 columns).
+    {format: 'int8', swiglu: false, tm: 32, tn: 64, subgroups: 4, split: true, pad: true, epilogue: 'serial',
+      rowSkip: true, wholeSteps: true, depth_: 64, offsets: [3, 12, 12, 37]},
   ];
   for (const c of cases) {
     it(`${c.format}, ${c.swiglu ? 'SwiGLU x scale' : 'plain'}, ${c.tm} x ${c.tn} tiles, ${c.subgroups} subgroup(s)` +
@@ -103,25 +118,31 @@ describeWebGPU('webgpu half-matrix GEMM program (subgroup matrices emulated)', (
       const rand = rng(90 + c.tm + c.tn + +c.swiglu);
       // Rows 0-2 and 37-39 in no segment, expert 1 empty.
       const R = 40, E = 3, K = c.depth_ ?? 72, N = 48, offsets = c.offsets ?? [3, 20, 20, 37];
-      const KW = K / (c.format === 'float16' ? 2 : c.format === 'int8' ? 4 : 8), G = Math.ceil(K / 32);
+      const KW = K / (c.format === 'float16' || c.format === 'bfloat16' ? 2 : c.format === 'int8' ? 4 : 8),
+          G = Math.ceil(K / 32);
       const x = Float32Array.from({length: R * K}, () => rand() - 0.5);
       // float16: halves with exponents 2^-3 .. 2^1 (both signs), two per word (k even in the low half).
       const half = () => ((rand() < 0.5 ? 0x8000 : 0) | ((12 + Math.floor(rand() * 5)) << 10) |
                           Math.floor(rand() * 1024));
+      // bfloat16: exponents 2^-3 .. 2^1 as well (within f16's range: the program rounds them to f16).
+      const brain = () => ((rand() < 0.5 ? 0x8000 : 0) | ((124 + Math.floor(rand() * 5)) << 7) |
+                           Math.floor(rand() * 128));
       const words = Int32Array.from({length: E * KW * N}, () => c.format === 'float16' ? half() | (half() << 16) :
-          (rand() * 4294967296) | 0);
+          c.format === 'bfloat16' ? brain() | (brain() << 16) : (rand() * 4294967296) | 0);
+      const brainValue = (b: number) => new Float32Array(Uint32Array.of(b << 16).buffer)[0];
       const halfValue = (h: number) => (h & 0x8000 ? -1 : 1) * (1 + (h & 1023) / 1024) * 2 ** (((h >> 10) & 31) - 15);
       const scales = Float32Array.from({length: E * G * N}, () => 0.05 + 0.1 * rand());
       const wf = Float32Array.from({length: E * K * N}, () => rand() - 0.5);
       const weight = (e: number, k: number, n: number) => c.format === 'float32' ? wf[(e * K + k) * N + n] :
           c.format === 'float16' ? halfValue(words[(e * KW + (k >> 1)) * N + n] >>> (16 * (k & 1)) & 0xffff) :
+          c.format === 'bfloat16' ? brainValue(words[(e * KW + (k >> 1)) * N + n] >>> (16 * (k & 1)) & 0xffff) :
           c.format === 'int8' ? scales[(e * G + Math.floor(k / 32)) * N + n] *
               ((words[(e * KW + (k >> 2)) * N + n] << (24 - 8 * (k & 3))) >> 24) :
           scales[(e * G + Math.floor(k / 32)) * N + n] * (((words[(e * KW + (k >> 3)) * N + n] >>> (4 * (k & 7))) & 15) - 8);
       const bias = Float32Array.from({length: E * N}, () => rand() - 0.5);
       const scale = Float32Array.from({length: R}, () => rand() - 0.5);
       const packed = c.format === 'float32' ? undefined : {format: c.format, transposed: false, zeroPoint: false,
-          groupSize: c.format === 'float16' ? 0 : 32, numExperts: E, depth: K, width: N};
+          groupSize: c.format === 'float16' || c.format === 'bfloat16' ? 0 : 32, numExperts: E, depth: K, width: N};
       const program = new internal.BatchedGemmProgram({numRows: R, depth: K, width: N, numExperts: E,
         transposeRhs: false, hasBias: true, swiglu: c.swiglu, hasScale: c.swiglu, packed},
         {kind: 'matrix', tm: c.tm, tn: c.tn, tk: c.tk ?? 32, sm: 16, sn: c.sn ?? 16, sk: 16, prefetch: c.prefetch ?? true,
@@ -137,7 +158,8 @@ describeWebGPU('webgpu half-matrix GEMM program (subgroup matrices emulated)', (
       const inputs = [tf.tensor2d(x, [R, K]),
         ...(c.format === 'int4' || c.format === 'int8' ?
             [tf.tensor3d(words, [E, KW, N], 'int32'), tf.tensor3d(scales, [E, G, N])] :
-            c.format === 'float16' ? [tf.tensor3d(words, [E, KW, N], 'int32')] : [tf.tensor3d(wf, [E, K, N])]),
+            c.format === 'float16' || c.format === 'bfloat16' ? [tf.tensor3d(words, [E, KW, N], 'int32')] :
+            [tf.tensor3d(wf, [E, K, N])]),
         tf.tensor1d(offsets, 'int32'), tf.tensor2d(bias, [E, N]), ...(c.swiglu ? [tf.tensor1d(scale)] : [])];
       const backend = tf.backend() as unknown as Backend;
       const out = backend.runWebGPUProgram(program, inputs, 'float32', [{type: 'int32', data: [program.colTiles]}]);
