@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The wgtile GPU batch (packed by bench/device/pack_wgtile.sh), run from the repo root: $OUT = results.
-# Within LANE_BUDGET, most important first: 1. webgpu_matrix_ab at T = 256 for bfloat16 and int8 (g128, per
-# column): the two expert GEMMs under the table (session 9: m32x256s8sru) against session 7's m16x128s4h and the
-# serial-epilogue candidates, every output vs float64; 2. the formats bench through the FusedMoE layer (replayed
-# prefill path) for those formats at T = 256, with m16x128s4h in the same process (BENCH_LAYER_AB); 3. the matrix
-# A/B of session 8's unmeasured candidates for int4 g32 and float16 (with the per-program layer times: what the
-# small programs outside the GEMMs cost); 4. in what is left, the layer bench for int4 g32 and float16.
+# The wgtile GPU batch (packed by `bench/device/pack_wgpre.sh DEST bench/device/run_wgtile.sh`), run from the repo
+# root: $OUT = results. Within LANE_BUDGET, most important first: 1. webgpu_matrix_ab at T = 256 for bfloat16 and
+# int8 (g128, per column): the two expert GEMMs under the table against session 7's m16x128s4h and the
+# serial-epilogue presets, every output vs float64 (batch B1 ran commit c4fe669, with candidates that lost and are
+# dropped since); 2. the formats bench through the FusedMoE layer (the replayed prefill path) for those formats at
+# T = 256, with m16x128s4h in the same process (BENCH_LAYER_AB); 3. the matrix A/B of the tiles for int4 g32 and
+# float16, with the per-program layer times (what the small programs outside the GEMMs cost); 4. in what is
+# left, the layer bench for int4 g32 and float16.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -33,7 +34,7 @@ layer() {  # layer DIR TIMEOUT FORMATS LAYER_AB
 
 echo "=== 1. matrix A/B bfloat16, int8 $(date +%T), $(left) s left"
 AB_FORMATS=${AB1_FORMATS:-'bfloat16,int8 g128,int8'} AB_ROUNDS=${AB_ROUNDS:-7} AB_LAYER=1 \
-  AB_VARIANTS=${AB1_VARIANTS:-'256:table,m16x128s4h,m32x128s4sru,m32x128s4sr2u,m32x256s8srul,m32x256s8sr2u,m32x128s4sr2ul,m32x256s8sr2ul,m32x256s8srf'} \
+  AB_VARIANTS=${AB1_VARIANTS:-'256:table,m16x128s4h,m32x256s8sru,m32x256s8srul,m32x256s8sr2ul'} \
   ab ab_bf16_int8 "$(cap ${AB1_TIMEOUT:-70})"
 
 L=$(left); echo "=== 2. layer bench bfloat16, int8 $(date +%T), $L s left"
@@ -42,7 +43,7 @@ L=$(left); echo "=== 2. layer bench bfloat16, int8 $(date +%T), $L s left"
 
 L=$(left); echo "=== 3. matrix A/B int4 g32, float16 $(date +%T), $L s left"
 [ "$L" -gt 12 ] && AB_FORMATS='int4 g32,float16' AB_ROUNDS=${AB_ROUNDS:-7} AB_LAYER=1 \
-  AB_VARIANTS=${AB3_VARIANTS:-'256:table,m32x256s8sru,m32x128s4sr2u,m32x256s8srul,m32x256s8sr2u,m32x128s4sr2ul,m32x256s8sr2ul'} \
+  AB_VARIANTS=${AB3_VARIANTS:-'256:table,m32x256s8sru,m32x128s4sr2u,m32x256s8srul,m32x256s8sr2ul'} \
   ab ab_int4_f16 "$(cap ${AB3_TIMEOUT:-40})"
 
 L=$(left); echo "=== 4. layer bench int4 g32, float16 $(date +%T), $L s left"

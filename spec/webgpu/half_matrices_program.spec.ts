@@ -90,19 +90,22 @@ describeWebGPU('webgpu half-matrix GEMM program (subgroup matrices emulated)', (
     // 8 subgroups over the columns, in turn through one scratch (the m32x256s8sru kind at 128 columns), k first.
     {format: 'float16', swiglu: true, tm: 32, tn: 128, subgroups: 8, split: true, pad: true, hd: true,
       epilogue: 'serial', rowSkip: true, wholeSteps: true, lhsKFast: true, depth_: 64, offsets: [3, 12, 12, 37]},
-    // Session 9: bfloat16 (decoded in f32, then rounded to f16) and int8 (the f16 decode) on the serial-epilogue
-    // kinds at up to 24 rows per expert: m32x256s8sru (at 128 columns), m32x128s4sr2u (64 columns; bfloat16
-    // at K = 72: a partial last step) and m32x128s4sr2ul.
+    // Session 9: the table's kinds at up to 24 rows per expert: bfloat16 (decoded in f32, then rounded to f16) and
+    // int8 (the f16 decode) on m32x256s8srul (here 128 columns), int4 on m32x256s8sr2ul; and at 64 columns over 4
+    // subgroups with loads 2 steps ahead (bfloat16 at K = 72: a partial last step).
     {format: 'bfloat16', swiglu: true, tm: 32, tn: 128, subgroups: 8, split: true, pad: true, hd: true,
-      epilogue: 'serial', rowSkip: true, wholeSteps: true, depth_: 64, offsets: [3, 12, 12, 37]},
+      epilogue: 'serial', rowSkip: true, wholeSteps: true, lhsKFast: true, depth_: 64, offsets: [3, 12, 12, 37]},
     {format: 'bfloat16', swiglu: false, tm: 32, tn: 64, subgroups: 4, split: true, pad: true, hd: true,
       epilogue: 'serial', rowSkip: true, depth: 2, offsets: [3, 12, 12, 37]},
     {format: 'int8', swiglu: true, tm: 32, tn: 128, subgroups: 8, split: true, pad: true, hd: true,
-      epilogue: 'serial', rowSkip: true, wholeSteps: true, depth_: 64, offsets: [3, 12, 12, 37]},
+      epilogue: 'serial', rowSkip: true, wholeSteps: true, lhsKFast: true, depth_: 64, offsets: [3, 12, 12, 37]},
     {format: 'int8', swiglu: false, tm: 32, tn: 64, subgroups: 4, split: true, pad: true, hd: true,
       epilogue: 'serial', rowSkip: true, wholeSteps: true, depth: 2, lhsKFast: true, depth_: 64,
       offsets: [3, 12, 12, 37]},
-    // int8 decoded in f32 (hd off: the m32x256s8srf kind at 64 columns).
+    {format: 'int4', swiglu: true, tm: 32, tn: 128, subgroups: 8, split: true, pad: true, hd: true,
+      epilogue: 'serial', rowSkip: true, wholeSteps: true, depth: 2, lhsKFast: true, depth_: 64,
+      offsets: [3, 12, 12, 37]},
+    // int8 decoded in f32 (hd off: codes through int -> float conversions, the scale in f32).
     {format: 'int8', swiglu: false, tm: 32, tn: 64, subgroups: 4, split: true, pad: true, epilogue: 'serial',
       rowSkip: true, wholeSteps: true, depth_: 64, offsets: [3, 12, 12, 37]},
   ];

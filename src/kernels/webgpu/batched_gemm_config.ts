@@ -288,22 +288,16 @@ export const GEMM_PRESETS: Record<string, GemmConfig> = {
                   split: true, pad: true, hd: true, epilogue: 'serial', rowSkip: true, wholeSteps: true, lhsKFast: true},
   m32x256s8srul: {kind: 'matrix', tm: 32, tn: 256, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 8,
                   split: true, pad: true, hd: true, epilogue: 'serial', rowSkip: true, wholeSteps: true, lhsKFast: true},
-  m32x256s8sr2u: {kind: 'matrix', tm: 32, tn: 256, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 8,
-                  split: true, pad: true, hd: true, epilogue: 'serial', rowSkip: true, wholeSteps: true, depth: 2},
-  m32x128s4sr2ul: {kind: 'matrix', tm: 32, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
-                   split: true, pad: true, hd: true, epilogue: 'serial', rowSkip: true, wholeSteps: true, depth: 2,
-                   lhsKFast: true},
   m32x128s4eru2: {kind: 'matrix', tm: 32, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
                   split: true, pad: true, hd: true, epilogue: 'subgroup', rowSkip: true, wholeSteps: true, depth: 2},
   m32x256s8sru: {kind: 'matrix', tm: 32, tn: 256, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 8,
                  split: true, pad: true, hd: true, epilogue: 'serial', rowSkip: true, wholeSteps: true},
-  // Session 9 candidates (batch B1): the 256-column tiles with loads 2 steps ahead and the lhs read k first, and
-  // with the f32 decode (hd off: int8 codes through int -> float conversions, the scale in f32).
+  // Session 9 (batch B1): the 256-column tiles with loads 2 steps ahead and the lhs read k first (int4's table
+  // row). Lost in B1 and dropped: m32x256s8sr2u and m32x128s4sr2ul (all four formats but int4's sr2u, beaten by
+  // sr2ul), and the 256-column tiles with int8 decoded in f32 (0.656 ms vs 0.614 with the f16 decode).
   m32x256s8sr2ul: {kind: 'matrix', tm: 32, tn: 256, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 8,
                    split: true, pad: true, hd: true, epilogue: 'serial', rowSkip: true, wholeSteps: true, depth: 2,
                    lhsKFast: true},
-  m32x256s8srf: {kind: 'matrix', tm: 32, tn: 256, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 8,
-                 split: true, pad: true, epilogue: 'serial', rowSkip: true, wholeSteps: true},
   m32x128s4er2: {kind: 'matrix', tm: 32, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
                  split: true, pad: true, hd: true, epilogue: 'subgroup', rowSkip: true, depth: 2},
   m32x128s4erb: {kind: 'matrix', tm: 32, tn: 128, tk: 32, sm: 16, sn: 16, sk: 16, prefetch: true, subgroups: 4,
@@ -396,9 +390,13 @@ export const MATRIX_TILE_TABLE: readonly TileChoice[] = [
   // more workgroups per SM) took int4 g32 0.793 -> 0.654 ms (m32x128s4sru), with loads 2 steps ahead its SwiGLU
   // GEMM 0.410 -> 0.374; 256 columns over 8 subgroups (22.1 KiB, the lhs tile staged once per 256 columns) the
   // down GEMM 0.277 -> 0.221 and float16 0.740 -> 0.549 (m32x256s8sru). TK = 64 and no register prefetch lost.
-  {maxRowsPerExpert: 24, preset: 'm32x128s4sr2u', formats: ['int4'], swiglu: true},
-  // Session 9 (batch B1): bfloat16 and int8 on the same tiles (their rows had kept m16x128s4h).
-  {maxRowsPerExpert: 24, preset: 'm32x256s8sru', formats: ['int4', 'float16', 'bfloat16', 'int8']},
+  // Session 9 (batch B1, same measure, 7 rounds; session 8's rows in the same process): the 256-column tiles with
+  // the lhs tile read k first took float16 0.549 -> 0.510 ms (m32x256s8srul), bfloat16 0.918 (m16x128s4h) -> 0.528,
+  // int8 g128 1.373 -> 0.591 and int8 per column 1.341 -> 0.592; int4 g32 0.593 -> 0.541 with loads 2 steps ahead
+  // as well (m32x256s8sr2ul, both GEMMs: 0.339 + 0.202). Loads 2 steps ahead lose for the 2- and 1-byte formats
+  // (float16 0.713, bfloat16 0.765, int8 0.90: twice their larger word loads in registers).
+  {maxRowsPerExpert: 24, preset: 'm32x256s8sr2ul', formats: ['int4']},
+  {maxRowsPerExpert: 24, preset: 'm32x256s8srul', formats: ['float16', 'bfloat16', 'int8']},
   {maxRowsPerExpert: 24, preset: 'm16x128s4h'},
   {maxRowsPerExpert: 96, preset: 'm64x128s4hl'},
   // T = 4096 (b1, b2): float16 m128x128s8el 4.47 ms (e0l 5.00, el2 4.62); int4 g32 down GEMM m128x128s8el2 1.60
