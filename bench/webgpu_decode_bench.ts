@@ -413,6 +413,7 @@ function packedCandidates(tuned: DecodeTilesOverride, T: number, format: string,
   if (process.env.BENCH_CANDIDATES === 's6o') return session6Confirm(tuned, T, first);
   if (process.env.BENCH_CANDIDATES === 's7') return session7Candidates(tuned, T, format, first);
   if (process.env.BENCH_CANDIDATES === 's8') return session8Candidates(tuned, T, format, first);
+  if (process.env.BENCH_CANDIDATES === 's9') return session9Candidates(tuned, T, first);
   if (process.env.BENCH_CANDIDATES === 'confirm') {
     // The final table against the session-3 table ('before'); for the first format at T = 16 also 2 packed steps /
     // items per loop iteration in upGate / down.
@@ -551,6 +552,31 @@ function session8Candidates(tuned: DecodeTilesOverride, T: number, format: strin
 }
 
 /**
+ * Session 9 (wgdec): the router's rows of x staged in workgroup memory (routerStageX) against the table, alone and
+ * with the router's loads issued at once (routerUnroll), more splits (routerPartials 65536: 32), fewer (16384 / 8192
+ * / 2048 with 2 / 4 / 16 token groups: 8 / 4 / 1 splits) and token groups; the route's loads spread. T = 1: table
+ * and staged; the other formats at T = 16 also staged in 2 token groups and with 16 splits.
+ */
+function session9Candidates(tuned: DecodeTilesOverride, T: number, first: boolean): Record<string, DecodeTilesOverride> {
+  const sx = {...tuned, routerStageX: true};
+  if (T === 1) return {table: tuned, sx};
+  // The halves' table has 8 splits (routerPartials 16384): 16 tokens' 256 rows do not fit staged (sx alone is the
+  // table's code); in 2 token groups or 16 splits they do.
+  if (!first) return {table: tuned, sx_tg2: {...sx, routerTokenGroups: 2}, sx_rp32k: {...sx, routerPartials: 32768}};
+  return {table: tuned, sx, sx_ru4: {...sx, routerUnroll: 4}, sx_ru16: {...sx, routerUnroll: 16},
+          sx_rp64k: {...sx, routerPartials: 65536}, sx_rp64k_ru8: {...sx, routerPartials: 65536, routerUnroll: 8},
+          sx_tg2: {...sx, routerTokenGroups: 2}, sx_tg4: {...sx, routerTokenGroups: 4},
+          sx_rp16k_tg2: {...sx, routerPartials: 16384, routerTokenGroups: 2},
+          // Fewer partials for the route to sum: 4 splits of 512 rows in 4 token groups, 1 split in 16 (one token
+          // per workgroup), the gate loads 8 / 16 row steps at once.
+          sx_rp8k_tg4_ru8: {...sx, routerPartials: 8192, routerTokenGroups: 4, routerUnroll: 8},
+          sx_rp2k_tg16_ru16: {...sx, routerPartials: 2048, routerTokenGroups: 16, routerUnroll: 16},
+          sx_rp8k_tg4_ru8_sp: {...sx, routerPartials: 8192, routerTokenGroups: 4, routerUnroll: 8, routeLoads: 'spread'},
+          sx_rp2k_tg16_ru16_sp: {...sx, routerPartials: 2048, routerTokenGroups: 16, routerUnroll: 16, routeLoads: 'spread'},
+          sx_sp: {...sx, routeLoads: 'spread'}};
+}
+
+/**
  * Session 8 batch 1b: the row cases (upRowCases, batch 1's winner) without the router's 16-token reduction, with
  * unit info at once, tile-major down, 3 and 4 rows; the other formats with row cases (decode once for the halves).
  */
@@ -645,7 +671,7 @@ async function packedRows(labels: string[], tokens: number[], out: Record<string
       row.decodePrograms = decodeDispatchCount() - before;
       row.decodeVsChainRelDiff = relMaxDiff(got, want);
       // The host reference first: seconds of host work lower the GPU's clocks (batch I timed 1.27 ms after it).
-      const ref = T === 1 || ortRun != null || (['s7', 's8'].includes(process.env.BENCH_CANDIDATES ?? '') && f.format === 'int4') ?
+      const ref = T === 1 || ortRun != null || (['s7', 's8', 's9'].includes(process.env.BENCH_CANDIDATES ?? '') && f.format === 'int4') ?
           referenceLayer(xData, T, gate, up, down) : null;
       if (ref != null) {
         row.relL2VsFloat64 = relL2(got, ref);

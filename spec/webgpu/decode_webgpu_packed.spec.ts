@@ -182,10 +182,8 @@ describeWebGPU('webgpu decode path, packed expert weights', () => {
     for (const [label, v, args, T, tiles, programs] of cases) {
       const rand = rng(label.length * 17 + T);
       const H = 40;
-      const baseline = tf.memory().numTensors;
-      const {layer, data} = await packedLayer(args, H, v, rand);
-      internal.setWebGPUDecodeTiles(tiles);
-      try {
+      await withPackedLayer(label, args, H, v, rand, async (layer, data) => {
+        internal.setWebGPUDecodeTiles(tiles);
         const x = randn(rand, T * H);
         const input = tf.tensor2d(x, [T, H]);
         const dispatched = internal.decodeDispatchCount();
@@ -193,14 +191,74 @@ describeWebGPU('webgpu decode path, packed expert weights', () => {
         expect(internal.decodeDispatchCount() - dispatched).withContext(`${label}: programs`).toBe(programs);
         const got = await out.data();
         tf.dispose([input, out]);
-        const err = relError(got, referenceOutput(layer.options, data, x, T, H));
-        recordError(`webgpu decode packed: down by expert, ${label}`, err);
-        expect(err).withContext(label).toBeLessThan(TOLERANCE);
-      } finally {
-        internal.setWebGPUDecodeTiles(null);
-        layer.dispose();
-      }
-      expect(tf.memory().numTensors).withContext(label).toBe(baseline);
+        expectReference(`down by expert, ${label}`, got, referenceOutput(layer.options, data, x, T, H));
+      });
     }
   }, SLOW_MS);
+
+  it('the router\'s rows of x staged (routerStageX): the same output bits as without, and the float64 reference',
+     async () => {
+       // Staging changes where x is read from, not the products or their order: the layer's output is bitwise the
+       // unstaged one. Cases: the shared gate's splits beside the router's, token groups with a partial last group
+       // (5 tokens in 2), row steps unrolled past each split's end (H = 40: 3 splits of 14 rows, 8 lanes).
+       const cases: Array<[string, LayerFormatVariant, FusedMoEArgs, number, internal.DecodeTilesOverride]> = [
+         ['int4 g32, unit codes, row cases, gated shared expert, 2 token groups, unrolled by 4',
+          {label: 'int4 g32', format: 'int4'},
+          {numExperts: 6, topK: 2, moeIntermediateSize: 32, sharedExpertIntermediateSize: 8, sharedExpertGate: true}, 5,
+          {upNv: 16, upKs: 16, downNv: 8, downKs: 32, upRows: 2, int4Unit: 'half', decodeOnce: true, upRowCases: true,
+           routerTokenGroups: 2, routerUnroll: 4}],
+         ['float16, 4 programs, 16-token reductions', {label: 'float16', format: 'float16'},
+          {numExperts: 5, topK: 2, moeIntermediateSize: 36}, 3,
+          {upNv: 8, upKs: 32, downNv: 4, downKs: 64, routerReduceRows: 16}],
+         ['int8 folded at T = 1, unrolled by 8', {label: 'int8', format: 'int8'},
+          {numExperts: 5, topK: 2, moeIntermediateSize: 36}, 1,
+          {upNv: 8, upKs: 32, downNv: 4, downKs: 64, fold: true, routerUnroll: 8}],
+       ];
+       for (const [label, v, args, T, tiles] of cases) {
+         const rand = rng(label.length * 7 + T);
+         const H = 40;
+         await withPackedLayer(label, args, H, v, rand, async (layer, data) => {
+           const x = randn(rand, T * H);
+           const run = async (t: internal.DecodeTilesOverride) => {
+             internal.setWebGPUDecodeTiles(t);
+             const input = tf.tensor2d(x, [T, H]);
+             const dispatched = internal.decodeDispatchCount();
+             const out = layer.apply(input) as tf.Tensor;
+             expect(internal.decodeDispatchCount() - dispatched).withContext(label).toBe(tiles.fold ? 3 : 4);
+             const got = await out.data();
+             tf.dispose([input, out]);
+             return got;
+           };
+           const plain = await run(tiles);
+           const staged = await run({...tiles, routerStageX: true});
+           expect(Array.from(staged)).withContext(`${label}: staged vs not`).toEqual(Array.from(plain));
+           expectReference(`router staged, ${label}`, staged, referenceOutput(layer.options, data, x, T, H));
+         });
+       }
+     }, SLOW_MS);
 });
+
+/**
+ * A packed layer for `body`; after it (passed or thrown) the tuned tiles are back and the layer's disposal frees
+ * every tensor it made.
+ */
+async function withPackedLayer(label: string, args: FusedMoEArgs, H: number, v: LayerFormatVariant, rand: () => number,
+                               body: (layer: Awaited<ReturnType<typeof packedLayer>>['layer'],
+                                      data: Awaited<ReturnType<typeof packedLayer>>['data']) => Promise<void>) {
+  const baseline = tf.memory().numTensors;
+  const {layer, data} = await packedLayer(args, H, v, rand);
+  try {
+    await body(layer, data);
+  } finally {
+    internal.setWebGPUDecodeTiles(null);
+    layer.dispose();
+  }
+  expect(tf.memory().numTensors).withContext(label).toBe(baseline);
+}
+
+/** The output against the float64 reference, recorded under `what`. */
+function expectReference(what: string, got: ArrayLike<number>, want: ArrayLike<number>): void {
+  const err = relError(got, want);
+  recordError(`webgpu decode packed: ${what}`, err);
+  expect(err).withContext(what).toBeLessThan(TOLERANCE);
+}

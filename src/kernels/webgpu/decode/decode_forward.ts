@@ -90,7 +90,7 @@ export function setWebGPUDecodeTiles(tiles: DecodeTilesOverride | null): void {
     }
     for (const key of ['fold', 'downFlat', 'exponentBits', 'decodeOnce', 'routerVec4', 'e2m1Half', 'int4Half',
                        'downByExpert', 'routeSubgroups', 'upPrefetch', 'downPrefetch', 'unchecked', 'upStageX',
-                       'upInfoAtOnce', 'downTileMajor', 'upRowCases', 'upRowLoops'] as const) {
+                       'upInfoAtOnce', 'downTileMajor', 'upRowCases', 'upRowLoops', 'routerStageX'] as const) {
       if (tiles[key] != null && typeof tiles[key] !== 'boolean') {
         throw new Error(`setWebGPUDecodeTiles: ${key} must be a boolean, got ${JSON.stringify(tiles[key])}`);
       }
@@ -135,7 +135,7 @@ const TILE_DEFAULTS: {readonly [k in keyof DecodeTiles]?: unknown} = {fold: fals
   routerVec4: false, e2m1Half: false, int4Half: false, downByExpert: false, downRows: 4, routeSubgroups: false,
   routePlace: 'loop', int4Unit: undefined, upPrefetch: false, downPrefetch: false, unchecked: false, upStageX: false,
   routerReduceRows: 1, upInfoAtOnce: false, downTileMajor: false, upRowCases: false,
-  upRowLoops: false, routerTokenGroups: 1};
+  upRowLoops: false, routerTokenGroups: 1, routerStageX: false};
 
 function sameTiles(a: DecodeTiles, b: DecodeTiles): boolean {
   const keys = new Set([...Object.keys(a), ...Object.keys(b)] as Array<keyof DecodeTiles>);

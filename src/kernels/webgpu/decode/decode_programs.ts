@@ -198,6 +198,13 @@ export interface DecodeTiles {
    * (absent: false). The same sums.
    */
   upRowCases?: boolean;
+  /**
+   * routerLogits: the workgroup's rows of x (its split, its tokens) staged in workgroup memory by one round of
+   * loads before the row loop, which then waits on the router's loads only (absent: false; not with routerVec4;
+   * where they fit beside the reduction's array). At T = 16 each lane's 16 row steps otherwise wait on T + 1 loads
+   * each. The same products in the same order (bitwise the same partials).
+   */
+  routerStageX?: boolean;
   /** With upRowCases: one stream loop per row count, the count picked once per pass, not per step (absent: false). */
   upRowLoops?: boolean;
   /**
@@ -446,6 +453,10 @@ export function routerLogitsCode(s: DecodeShape, t: DecodeTiles): string {
   // per workgroup; loads past T read token T - 1, their sums are not written).
   const TT = Math.ceil(s.T / tg);
   const xt = (t: string) => tg > 1 ? `min(tb + ${t}, T - 1)` : t;
+  const staged = routerStagedRows(s, t);
+  // x at token t and row h of the split (hu: the row step's unclamped row, below h1 wherever the value counts).
+  const xAt = (t: string, h: string, hu = h) => staged > 0 ? `xs[${t} * ROWS + min(${hu} - h0, ROWS - 1)]` :
+      `x[${xt(t)} * H + ${h}]`;
   return `${PRELUDE}${layoutConsts(s, t)}
   @group(0) @binding(0) var<storage, read> gate : array<f32>;
   @group(0) @binding(1) var<storage, read_write> work : array<f32>;
@@ -458,7 +469,9 @@ export function routerLogitsCode(s: DecodeShape, t: DecodeTiles): string {
   const HSG = ${Math.max(1, hsGate)};
   const CG = ${Math.ceil(s.E / 32)};
   const TT = ${TT};
-  var<workgroup> red : array<f32, ${256 * rr}>;
+  var<workgroup> red : array<f32, ${256 * rr}>;${staged > 0 ? `
+  const ROWS = ${staged};
+  var<workgroup> xs : array<f32, ${TT * staged}>;` : ''}
 
   @compute @workgroup_size(256)
   fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index) li : u32) {${tg > 1 ? `
@@ -483,7 +496,13 @@ export function routerLogitsCode(s: DecodeShape, t: DecodeTiles): string {
       split = w - CG * HS;
     }
     let h0 = split * rows;
-    let h1 = min(H, h0 + rows);
+    let h1 = min(H, h0 + rows);${staged > 0 ? `
+    // One round of x loads for the workgroup (rows past h1 hold 0 and are never added).
+    for (var i = lid; i < TT * ROWS; i += 256) {
+      let h = h0 + i % ROWS;
+      xs[i] = select(0.0, x[${xt('(i / ROWS)')} * H + min(h, H - 1)], h < h1);
+    }
+    workgroupBarrier();` : ''}
     var acc : array<f32, TT>;
     if (c < n) {${ru > 1 ? `
       // RU row steps' loads (router and x) before their FMAs; a step past h1 loads row H - 1 and adds nothing.
@@ -493,14 +512,14 @@ export function routerLogitsCode(s: DecodeShape, t: DecodeTiles): string {
         var wv${u} = 0.0;
         if (isGate) { wv${u} = gate[hc${u} * E + c]; } ${s.sharedGate ? `else { wv${u} = sgate[hc${u}]; }` : ''}`).join('')}
         for (var t = 0; t < TT; t++) {${Array.from({length: ru}, (_, u) => `
-          let p${u} = x[${xt('t')} * H + hc${u}] * wv${u};`).join('')}
+          let p${u} = ${xAt('t', `hc${u}`, `hu${u}`)} * wv${u};`).join('')}
           acc[t] += ${Array.from({length: ru}, (_, u) => `select(0.0, p${u}, hu${u} < h1)`).join(' + ')};
         }
       }` : `
       for (var h = h0 + hl; h < h1; h += 8) {
         var wv = 0.0;
         if (isGate) { wv = gate[h * E + c]; } ${s.sharedGate ? 'else { wv = sgate[h]; }' : ''}
-        for (var t = 0; t < TT; t++) { acc[t] += x[${xt('t')} * H + h] * wv; }
+        for (var t = 0; t < TT; t++) { acc[t] += ${xAt('t', 'h')} * wv; }
       }`}
     }${routerReduce(rr, 'acc')}
   }`;
@@ -509,6 +528,18 @@ export function routerLogitsCode(s: DecodeShape, t: DecodeTiles): string {
 /** Tokens per reduction round of routerLogits (DecodeTiles.routerReduceRows; at most its tokens per workgroup). */
 function routerReduceRows(s: DecodeShape, t: DecodeTiles): number {
   return Math.max(1, Math.min(Math.ceil(s.T / routerTokenGroups(s, t)), Math.floor(t.routerReduceRows ?? 1), 16));
+}
+
+/**
+ * Rows of the split routerLogits stages per token (DecodeTiles.routerStageX; the gate splits' rows, at least the
+ * shared gate's), or 0 where not asked for or the staged rows would not fit beside the reduction's array in 16 KB.
+ */
+function routerStagedRows(s: DecodeShape, t: DecodeTiles): number {
+  if (t.routerStageX !== true || t.routerVec4 === true) return 0;
+  const {hs, hsGate} = routerSplits(s, t);
+  const rows = Math.max(Math.ceil(s.H / hs), hsGate > 0 ? Math.ceil(s.H / hsGate) : 0);
+  const tokens = Math.ceil(s.T / routerTokenGroups(s, t));
+  return (tokens * rows + 256 * routerReduceRows(s, t)) * 4 <= 16384 ? rows : 0;
 }
 
 /** Workgroups per (split, column group) of routerLogits, each with its share of the tokens (routerTokenGroups). */
