@@ -557,7 +557,8 @@ function session8Candidates(tuned: DecodeTilesOverride, T: number, format: strin
  * / 2048 with 2 / 4 / 16 token groups: 8 / 4 / 1 splits) and token groups; the route's loads spread. T = 1: table
  * and staged; the other formats at T = 16 also staged in 2 token groups and with 16 splits.
  */
-function session9Candidates(tuned: DecodeTilesOverride, T: number, first: boolean): Record<string, DecodeTilesOverride> {
+function session9Candidates(tuned: DecodeTilesOverride, T: number, first: boolean):
+    Record<string, DecodeTilesOverride> {
   const sx = {...tuned, routerStageX: true};
   if (T === 1) return {table: tuned, sx};
   // The halves' table has 8 splits (routerPartials 16384): 16 tokens' 256 rows do not fit staged (sx alone is the
@@ -571,8 +572,10 @@ function session9Candidates(tuned: DecodeTilesOverride, T: number, first: boolea
           // per workgroup), the gate loads 8 / 16 row steps at once.
           sx_rp8k_tg4_ru8: {...sx, routerPartials: 8192, routerTokenGroups: 4, routerUnroll: 8},
           sx_rp2k_tg16_ru16: {...sx, routerPartials: 2048, routerTokenGroups: 16, routerUnroll: 16},
-          sx_rp8k_tg4_ru8_sp: {...sx, routerPartials: 8192, routerTokenGroups: 4, routerUnroll: 8, routeLoads: 'spread'},
-          sx_rp2k_tg16_ru16_sp: {...sx, routerPartials: 2048, routerTokenGroups: 16, routerUnroll: 16, routeLoads: 'spread'},
+          sx_rp8k_tg4_ru8_sp: {...sx, routerPartials: 8192, routerTokenGroups: 4, routerUnroll: 8,
+                               routeLoads: 'spread'},
+          sx_rp2k_tg16_ru16_sp: {...sx, routerPartials: 2048, routerTokenGroups: 16, routerUnroll: 16,
+                                 routeLoads: 'spread'},
           sx_sp: {...sx, routeLoads: 'spread'}};
 }
 

@@ -201,8 +201,9 @@ export interface DecodeTiles {
   /**
    * routerLogits: the workgroup's rows of x (its split, its tokens) staged in workgroup memory by one round of
    * loads before the row loop, which then waits on the router's loads only (absent: false; not with routerVec4;
-   * where they fit beside the reduction's array). At T = 16 each lane's 16 row steps otherwise wait on T + 1 loads
-   * each. The same products in the same order (bitwise the same partials).
+   * where they fit beside the reduction's array in 16 KB). The same products in the same order (bitwise the same
+   * partials). Alone no faster on the H200 (session 9 B1: the router's time is not its x loads); the T = 16 rows
+   * take it with the token groups / splits it was measured with (decode_tuning.ts).
    */
   routerStageX?: boolean;
   /** With upRowCases: one stream loop per row count, the count picked once per pass, not per step (absent: false). */

@@ -46,6 +46,18 @@ const DECODERS = {e2m1Half: true, int4Half: true} as const;
  * steps (bfloat16's down was slower unchecked: 0.110 vs 0.099 ms in both batches).
  */
 const LOWBIT_T16 = {unchecked: true, upRowCases: true, int4Unit: 'half'} as const;
+/**
+ * The router at T = 5-16 (session 9 batch B1, Qwen3 T = 16, interleaved rounds, thr. / GPU ms; the router program
+ * is the same for every code format of a row). 4- and 8-bit codes (32 router splits of the table): in 4 token
+ * groups (256 workgroups instead of 64) with x staged, int4 g32 0.1710 / 0.1798 -> 0.1682 / 0.1772 (router 0.020 ->
+ * 0.017 ms in its own pass; session 8 batch 2, without staging: GPU 0.1764 -> 0.1720). Staging alone: no gain (0.1744
+ * / 0.1822); 4 splits in 4 token groups 0.1686 / 0.1759, 32 splits 0.1759 / 0.1835, 1 split per token 0.1758 /
+ * 0.1856. The halves (8 splits in the table; 16 tokens' 256 rows do not fit staged): 16 splits, x staged, float16
+ * 0.3234 / 0.3288 -> 0.3201 / 0.3247, bfloat16 0.3046 / 0.3132 -> 0.3030 / 0.3084 (router 0.028 -> 0.022 ms).
+ * Staging is bitwise the table's partials; more token groups are too, other split counts change the sums' order.
+ */
+const ROUTER_LOWBIT_T16 = {routerTokenGroups: 4, routerStageX: true} as const;
+const ROUTER_HALF_T16 = {routerPartials: 32768, routerStageX: true} as const;
 /** T = 1 routing (session 3 batch F): 16 router splits, their loads at once, the router's row steps unrolled. */
 const ROUTE_T1 = {routerPartials: 2048, routeLoads: 'spread', routerUnroll: 8} as const;
 
@@ -91,11 +103,11 @@ export const DECODE_TUNING: readonly DecodeTuning[] = [
      tiles: {upNv: 16, upKs: 16, downNv: 4, downKs: 64, upRows: 16, ...ROUTE, fold: true, ...ROUTE_T1, ...DECODERS},
      source: 'BENCHMARKS.md H200 session 3 batches E and F (packed T = 1); session 4 batches I and J (codes)'},
     {where: {...QWEN3, bits}, minTokens: 5, maxTokens: 16,
-     tiles: bits === 16 ? {upNv: 16, upKs: 16, downNv: 8, downKs: 32, upRows: 4, ...ROUTE} :
+     tiles: bits === 16 ? {upNv: 16, upKs: 16, downNv: 8, downKs: 32, upRows: 4, ...ROUTE, ...ROUTER_HALF_T16} :
          {upNv: 16, upKs: 16, downNv: 8, downKs: 32, upRows: 2, ...ROUTE, routerPartials: 32768, decodeOnce: true,
-          ...DECODERS, ...LOWBIT_T16},
+          ...DECODERS, ...LOWBIT_T16, ...ROUTER_LOWBIT_T16},
      source: 'BENCHMARKS.md H200 session 3 batch F (packed T = 16 candidates); session 4 batches I and J; ' +
-             'session 8 batches 1 and 1b'},
+             'session 8 batches 1 and 1b; session 9 batch B1 (router)'},
   ]),
   // Any shape: narrow column tiles at small T put more workgroups on the GPU (few active experts); wider ones reuse
   // each token row over more columns as T grows.
