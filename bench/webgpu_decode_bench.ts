@@ -413,7 +413,7 @@ function packedCandidates(tuned: DecodeTilesOverride, T: number, format: string,
   if (process.env.BENCH_CANDIDATES === 's6o') return session6Confirm(tuned, T, first);
   if (process.env.BENCH_CANDIDATES === 's7') return session7Candidates(tuned, T, format, first);
   if (process.env.BENCH_CANDIDATES === 's8') return session8Candidates(tuned, T, format, first);
-  if (process.env.BENCH_CANDIDATES === 's9') return session9Candidates(tuned, T, first);
+  if (process.env.BENCH_CANDIDATES === 's9') return session9Candidates(tuned, T, format, first);
   if (process.env.BENCH_CANDIDATES === 'confirm') {
     // The final table against the session-3 table ('before'); for the first format at T = 16 also 2 packed steps /
     // items per loop iteration in upGate / down.
@@ -555,10 +555,19 @@ function session8Candidates(tuned: DecodeTilesOverride, T: number, format: strin
  * Session 9 (wgdec): the router's rows of x staged in workgroup memory (routerStageX) against the table, alone and
  * with the router's loads issued at once (routerUnroll), more splits (routerPartials 65536: 32), fewer (16384 / 8192
  * / 2048 with 2 / 4 / 16 token groups: 8 / 4 / 1 splits) and token groups; the route's loads spread. T = 1: table
- * and staged; the other formats at T = 16 also staged in 2 token groups and with 16 splits.
+ * and staged; the other formats at T = 16 also staged in 2 token groups and with 16 splits. BENCH_S9=b: the
+ * confirmation set (the table against session 8's).
  */
-function session9Candidates(tuned: DecodeTilesOverride, T: number, first: boolean):
+function session9Candidates(tuned: DecodeTilesOverride, T: number, format: string, first: boolean):
     Record<string, DecodeTilesOverride> {
+  if (process.env.BENCH_S9 === 'b') {
+    // The confirmation set: the table against session 8's (its router: 64 workgroups for 4- and 8-bit codes, 8
+    // splits for the halves, x not staged). T = 1 did not change.
+    if (T === 1) return {table: tuned};
+    const before = format.endsWith('16') ? {...tuned, routerPartials: 16384, routerStageX: false} :
+        {...tuned, routerTokenGroups: 1, routerStageX: false};
+    return {table: tuned, before};
+  }
   const sx = {...tuned, routerStageX: true};
   if (T === 1) return {table: tuned, sx};
   // The halves' table has 8 splits (routerPartials 16384): 16 tokens' 256 rows do not fit staged (sx alone is the

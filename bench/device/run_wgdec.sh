@@ -2,7 +2,8 @@
 # The wgdec GPU batch (packed by bench/device/pack_wgdec.sh), run as `OUT=... ROOT=... bash .device/run/wgdec/run.sh`.
 # Steps: the decode spec set (vs float64 on the H200's WebGPU adapter), then the decode bench: int4 g32 at T = 16
 # and 1, float16 / bfloat16 at T = 16 (FORMATS=), with a session's candidates (CANDS, default s9: BENCH_CANDIDATES;
-# s8 with S8=b: session 8's confirmation set), interleaved rounds, each int4 candidate's output vs float64.
+# S9=b: session 9's confirmation set; s8 with S8=b: session 8's), interleaved rounds, each int4 candidate's output
+# vs float64.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
@@ -28,7 +29,7 @@ if [ "${SPEC_TIMEOUT:-30}" != 0 ]; then
 fi
 echo "=== decode bench $(date +%T)"
 OUT=$OUT BENCH_T= BENCH_LARGE_T= BENCH_STACK=0 BENCH_ENTRIES=0 BENCH_PACKED=${FORMATS:-'int4 g32,float16,bfloat16'} \
-  BENCH_PACKED_T=16,1 BENCH_PACKED_T_REST=16 BENCH_PACKED_SWEEP=5 BENCH_CANDIDATES=${CANDS:-s9} BENCH_S8=${S8:-} BENCH_ORT=${ORT:-} BENCH_TAG=${BATCH:-s9_wgdec} \
+  BENCH_PACKED_T=16,1 BENCH_PACKED_T_REST=16 BENCH_PACKED_SWEEP=5 BENCH_CANDIDATES=${CANDS:-s9} BENCH_S8=${S8:-} BENCH_S9=${S9:-} BENCH_ORT=${ORT:-} BENCH_TAG=${BATCH:-s9_wgdec} \
   timeout $(( ${DECODE_TIMEOUT:-62} < BUDGET - (SECONDS - START) - 6 ? ${DECODE_TIMEOUT:-62} : BUDGET - (SECONDS - START) - 6 )) \
   node webgpu_decode_bench.mjs > "$OUT/decode_bench.log" 2>&1
 echo "exit $?"
