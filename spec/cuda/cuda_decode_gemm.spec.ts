@@ -15,7 +15,9 @@
  * (MOE_CUDA_GEMM_TILES 'no-preload' turns them off); all of that with the combine kernel
  * (TFJS_MOE_CUDA_DECODE_COMBINE=kernel, the default), and then the option TFJS_MOE_CUDA_DECODE_COMBINE=add, where
  * the down GEMM adds its rows into the output with float32 atomics (the same terms in an order that can change:
- * within 1e-6). Pending without CUDA.
+ * within 1e-6); the session-9 switches TFJS_MOE_CUDA_DECODE_FRONT=route2 (routing + permute in one block after the
+ * router GEMM) and TFJS_MOE_CUDA_DECODE_COMBINE=tail (the combine tail without MOE_CUDA_FUSE) exactly. Pending
+ * without CUDA.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {CudaComputeDtype, cudaStatus, MOE_CUDA_FUSE, MOE_CUDA_GEMM_TILES} from 'tfjs-moe';
@@ -138,6 +140,27 @@ describe('CUDA decode weight-streaming GEMM', () => {
                expect(relError(added, ref)).withContext(`combine in the down GEMM, call ${call}`).toBeLessThan(BOUND[dtype]);
                expect(relError(added, outs.default)).withContext(`combine in the down GEMM vs kernel, call ${call}`)
                    .toBeLessThan(1e-6);
+             }
+             // The session-9 decode switches: TFJS_MOE_CUDA_DECODE_FRONT=route2 (routing + permute as one block after
+             // the router GEMM, T <= 16) and TFJS_MOE_CUDA_DECODE_COMBINE=tail (the combine tail, its four-column
+             // loads where rows are 16-byte aligned): the routing kernels' and the combine kernel's sums.
+             const FRONT = 'TFJS_MOE_CUDA_DECODE_FRONT', COMBINE = 'TFJS_MOE_CUDA_DECODE_COMBINE';
+             for (const sw of [{[FRONT]: 'route2', [COMBINE]: 'kernel'}, {[COMBINE]: 'tail'},
+               {[FRONT]: 'route2', [COMBINE]: 'tail'}, {[FRONT]: 'route2:1', [COMBINE]: 'tail:2'}]) {
+               Object.assign(process.env, sw);
+               try {
+                 for (let call = 0; call < 2; call++) {
+                   const out = layer.apply(xT, weights);
+                   const o = (await out.data()) as Float32Array;
+                   out.dispose();
+                   const name = `${JSON.stringify(sw)} call ${call}`;
+                   expect(relError(o, ref)).withContext(name).toBeLessThan(BOUND[dtype]);
+                   expect(relError(o, outs.default)).withContext(`${name} vs default`).toBe(0);
+                 }
+               } finally {
+                 delete process.env[FRONT];
+                 process.env[COMBINE] = 'add';
+               }
              }
              // The fusions change no sum: the route kernel runs the routing kernels' code, the combine tail the
              // combine kernel's; the prefetch only asks L2 early. The pipeline depths may pad K with more zero steps.

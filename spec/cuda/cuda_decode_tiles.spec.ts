@@ -8,7 +8,9 @@
  * the output with float32 atomics (TFJS_MOE_CUDA_DECODE_COMBINE=add; the default is the combine kernel). With the
  * combine kernel none of the tile switches changes a product or the order of a sum (the stage depths only pad K
  * with more zero steps), so their outputs must equal each other; the atomic option sums the same terms in an order
- * that can change from call to call: within 1e-6 of them. All within the dtype's bound of the float64 reference.
+ * that can change from call to call: within 1e-6 of them. Session 9: routing + permute as one block after the router
+ * GEMM (TFJS_MOE_CUDA_DECODE_FRONT=route2) and the combine tail in the down GEMM (TFJS_MOE_CUDA_DECODE_COMBINE=tail),
+ * both exact. All within the dtype's bound of the float64 reference.
  * T = 1 takes the tiles of small grids (128-deep bf16 / 256-deep int4 stages; the up_gate GEMM's N = 384 the
  * 16 x 48 ones), T = 32 of 64 experts top-4 those of larger grids (64- / 128-deep), where the stage switches apply.
  * Pending without CUDA.
@@ -35,6 +37,9 @@ const SWITCHES: Array<[Record<string, string>, number[], boolean]> = [
   [{TFJS_MOE_CUDA_DECODE_STAGES: '3'}, [32], false], [{TFJS_MOE_CUDA_DECODE_STAGES: '4'}, [32], false],
   [{TFJS_MOE_CUDA_DECODE_STAGES: 'k256x2'}, [32], false], [{TFJS_MOE_CUDA_DECODE_DOWN: 'k128'}, [32], false],
   [{TFJS_MOE_CUDA_FRAG_BUFS: '1', TFJS_MOE_CUDA_DECODE_STAGES: '4', TFJS_MOE_CUDA_DECODE_GRID: 'rows'}, [1, 32], false],
+  // Session 9: routing + permute in one block after the router GEMM (T <= 16), the combine tail (T <= 32).
+  [{TFJS_MOE_CUDA_DECODE_FRONT: 'route2'}, [1], true], [{TFJS_MOE_CUDA_DECODE_COMBINE: 'tail'}, [1, 32], true],
+  [{TFJS_MOE_CUDA_DECODE_FRONT: 'route2', TFJS_MOE_CUDA_DECODE_COMBINE: 'tail'}, [1], true],
 ];
 
 describe('CUDA 16-row decode tiles: fragment buffers, stage depth, grid order, 48-wide tiles, the down GEMM\'s combine', () => {

@@ -1,8 +1,9 @@
-// The decode front of the layer in one kernel: router GEMM, routing and the permute. At T = 1 the three kernels
-// are about 20 us of latency-bound work (BENCHMARKS.md, session 2: router 4 us, routing 9 us, permute 4 us under
-// ncu, each launch waiting for the previous one). Here every block computes one router column as the few-rows
-// GEMM does; the last block to finish (a counter in global memory) reads all the logits back from L2, routes the
-// T tokens (one warp per token, the routing kernels' own per-token code) and runs the one-block permute.
+// The decode front of the layer in fewer kernels. At T = 1 the router GEMM, routing and permute kernels are
+// latency-bound work, each launch waiting for the previous one (BENCHMARKS.md, session 2: router 4 us, routing 9 us,
+// permute 4 us under ncu). decodeRouteKernel: every block computes one router column as the few-rows GEMM does;
+// the last block to finish (a counter in global memory) reads all the logits back from L2, routes the T tokens (one
+// warp per token, the routing kernels' own per-token code) and runs the one-block permute.
+// decodeRoutePermuteKernel: that tail alone, one block after the separate router GEMM.
 #include "gemm_few_rows.cuh"
 #include "permute_device.cuh"
 #include "routing_device.cuh"
@@ -21,6 +22,28 @@ constexpr size_t kRouteStaticBytes = sizeof(float) * gemm::kFewRowsWarps * kRout
 
 size_t routeWarpBytes(int routed, const RoutingParams& rp) { return (routing::routeScratchBytes(routed, rp) + 15) & ~size_t(15); }
 size_t routeLogitBytes(int T, int ld) { return (static_cast<size_t>(T) * ld * sizeof(float) + 15) & ~size_t(15); }
+
+// The T tokens routed (one warp per token, the routing kernels' own per-token code) and the one-block permute of
+// their pairs: the tail of both decode front kernels below. logits [T][ld] (shared or global memory); scratch:
+// kFewRowsWarps routing scratches of warpBytes.
+__device__ __forceinline__ void routeAndPermuteBlock(const float* logits, int T, int ld, const DecodeRouteArgs& a,
+                                                     unsigned char* scratch, size_t warpBytes) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  unsigned char* ws = scratch + warp * warpBytes;
+  for (int t = warp; t < T; t += gemm::kFewRowsWarps) {
+    const float* row = logits + static_cast<long long>(t) * ld;
+    if (a.noaux) {
+      routing::noauxRouteToken(row, t, a.routed, a.corr, a.rp, nullptr, a.ids, a.weights, a.sharedGate, ws, lane);
+    } else {
+      routing::softmaxRouteToken(row, t, a.routed, a.corr, a.rp, a.ids, a.weights, a.sharedGate, ws, lane);
+    }
+    __syncwarp();
+  }
+  __syncthreads();  // the ids in global memory, visible to the whole block
+  permute::zeroFillBlock(a.perm.zeroOut, a.perm.zeroFloats);
+  permute::permuteSmallBlock(a.ids, T * a.rp.k, a.numExperts, 1, a.R, a.perm.tokensPerExpert, a.perm.offsets,
+                             a.perm.tilePrefix, a.perm.rowToPair, a.perm.rowMap);
+}
 
 template <int MAXM>
 __global__ void __launch_bounds__(kRouteThreads) decodeRouteKernel(const GemmProblem gate, DecodeRouteArgs a,
@@ -44,21 +67,17 @@ __global__ void __launch_bounds__(kRouteThreads) decodeRouteKernel(const GemmPro
   const float* C = static_cast<const float*>(gate.C);
   for (int i = threadIdx.x; i < T * ld; i += blockDim.x) logits[i] = __ldcg(C + i);
   __syncthreads();
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  unsigned char* ws = smem + logitBytes + warp * warpBytes;
-  for (int t = warp; t < T; t += gemm::kFewRowsWarps) {
-    const float* row = logits + static_cast<long long>(t) * ld;
-    if (a.noaux) {
-      routing::noauxRouteToken(row, t, a.routed, a.corr, a.rp, nullptr, a.ids, a.weights, a.sharedGate, ws, lane);
-    } else {
-      routing::softmaxRouteToken(row, t, a.routed, a.corr, a.rp, a.ids, a.weights, a.sharedGate, ws, lane);
-    }
-    __syncwarp();
-  }
-  __syncthreads();  // the ids in global memory, visible to the whole block
-  permute::zeroFillBlock(a.perm.zeroOut, a.perm.zeroFloats);
-  permute::permuteSmallBlock(a.ids, T * a.rp.k, a.numExperts, 1, a.R, a.perm.tokensPerExpert, a.perm.offsets,
-                             a.perm.tilePrefix, a.perm.rowToPair, a.perm.rowMap);
+  routeAndPermuteBlock(logits, T, ld, a, smem + logitBytes, warpBytes);
+}
+
+// Routing + permute as one block after the router GEMM (TFJS_MOE_CUDA_DECODE_FRONT=route2): one launch fewer than
+// the routing and permute kernels, without the fused kernel's serial handoff (its last block's counter, fence and
+// re-read of the logits) in the router's grid.
+__global__ void __launch_bounds__(kRouteThreads) decodeRoutePermuteKernel(const float* __restrict__ logits, int T, int ld,
+                                                                          DecodeRouteArgs a, size_t warpBytes) {
+  awaitPredecessor();
+  extern __shared__ __align__(16) unsigned char smem[];
+  routeAndPermuteBlock(logits, T, ld, a, smem, warpBytes);
 }
 
 }  // namespace
@@ -82,6 +101,18 @@ void launchDecodeRoute(const GemmProblem& gate, const DecodeRouteArgs& a, cudaSt
   const size_t dyn = logitBytes + gemm::kFewRowsWarps * warpBytes;
   auto kernel = gate.M <= 4 ? decodeRouteKernel<4> : decodeRouteKernel<16>;
   launchKernel("decodeRouteKernel", kernel, gate.N, kRouteThreads, dyn, stream, gate, a, logitBytes, warpBytes);
+}
+
+bool decodeRoutePermuteFits(int T, const DecodeRouteArgs& a) {
+  if (T < 1 || T > kRouteMaxTokens || T * a.rp.k > permute::kSmallPairs || a.numExperts > permute::kSmallExperts) return false;
+  return gemm::kFewRowsWarps * routeWarpBytes(a.routed, a.rp) + kRouteStaticBytes <= 48 * 1024;
+}
+
+void launchDecodeRoutePermute(const float* logits, int T, int ld, const DecodeRouteArgs& a, cudaStream_t stream) {
+  if (!decodeRoutePermuteFits(T, a)) throw std::invalid_argument("decode route + permute: the problem does not fit one block");
+  const size_t warpBytes = routeWarpBytes(a.routed, a.rp);
+  launchKernel("decodeRoutePermuteKernel", decodeRoutePermuteKernel, 1, kRouteThreads, gemm::kFewRowsWarps * warpBytes,
+               stream, logits, T, ld, a, warpBytes);
 }
 
 }  // namespace moe

@@ -85,7 +85,7 @@ struct GemmProblem {
   bool bStreamOnce = false;
   // Segmented mma tiles: blockIdx.x walks the column tiles and blockIdx.y the row tiles (the launcher swaps the
   // grid), so the blocks resident together read all column tiles of a few experts, not one column tile of every
-  // expert. Not with combineOut (its tail counts blocks per blockIdx.y).
+  // expert (combineOut's tail then counts blocks per blockIdx.x).
   bool colTilesFirst = false;
   float* combineOut = nullptr;
   const float* combineBias = nullptr;

@@ -117,7 +117,7 @@ void launchMmaKernel(const GemmProblem& p, cudaStream_t stream) {
   dim3 grid = gridFor(p, BM, BN);
   if (grid.x == 0 || grid.y == 0) return;
   const int smem = BITS == 4 && p.int4ScaleVectors && p.bZeros == nullptr ? Cfg::kSmemBytesNoZeros : Cfg::kSmemBytes;
-  if (BM == 16 && VEC && p.seg.offsets != nullptr && p.combineOut == nullptr && grid.z == 1 && grid.x <= 65535 &&
+  if (BM == 16 && VEC && p.seg.offsets != nullptr && grid.z == 1 && grid.x <= 65535 &&
       decodeColTilesFirst(p, BN)) {
     GemmProblem q = p;
     q.colTilesFirst = true;

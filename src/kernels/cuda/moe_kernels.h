@@ -63,6 +63,9 @@ struct DecodeRouteArgs {
 };
 bool decodeRouteFits(const GemmProblem& gate, const DecodeRouteArgs& a);
 void launchDecodeRoute(const GemmProblem& gate, const DecodeRouteArgs& a, cudaStream_t stream);
+// The same routing + permute as one block after a separate router GEMM (logits [T][ld]), T <= 16.
+bool decodeRoutePermuteFits(int T, const DecodeRouteArgs& a);
+void launchDecodeRoutePermute(const float* logits, int T, int ld, const DecodeRouteArgs& a, cudaStream_t stream);
 
 // Offsets + tile prefix for caller-given segments: expertOffsets [E+1] (areOffsets) or tokensPerExpert [E].
 void launchSegmentsFrom(const int* segments, bool areOffsets, int E, int* offsets, int* tilePrefix,

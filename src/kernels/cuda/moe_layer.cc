@@ -379,6 +379,26 @@ static bool decodeCombineAddEnv() {
   return v != nullptr && std::strcmp(v, "add") == 0;
 }
 
+// The largest T of a decode switch's value: 'name' alone = every decode T (up to maxT), 'name:N' = T <= N, else 0.
+static int decodeSwitchTokens(const char* v, const char* name, int maxT) {
+  const size_t n = std::strlen(name);
+  if (v == nullptr || std::strncmp(v, name, n) != 0) return 0;
+  if (v[n] == '\0') return maxT;
+  return v[n] == ':' ? std::min(std::atoi(v + n + 1), maxT) : 0;
+}
+
+// TFJS_MOE_CUDA_DECODE_FRONT (A/B, read at each launch): 'route2' (or 'route2:N', T <= N) = the routing and the
+// permute of up to 16 tokens as one block after the router GEMM (decodeRoutePermuteKernel): one launch fewer, the
+// same sums. Unset: the routing and permute kernels.
+static int decodeFrontTokens() { return decodeSwitchTokens(std::getenv("TFJS_MOE_CUDA_DECODE_FRONT"), "route2", 16); }
+
+// TFJS_MOE_CUDA_DECODE_COMBINE=tail (or 'tail:N', T <= N; A/B, read at each launch): the combine in the decode down
+// GEMM's last block per column tile (gemm_combine_tail.cuh, as MOE_CUDA_FUSE 'combine' does): no combine launch, the
+// combine kernel's sums in slot order (bitwise the same output).
+static int decodeCombineTailTokens() {
+  return decodeSwitchTokens(std::getenv("TFJS_MOE_CUDA_DECODE_COMBINE"), "tail", kPdlMaxTokens);
+}
+
 void MoeLayer::enqueue(int T) {
   const int H = cfg_.hidden, E = cfg_.numExperts, k = cfg_.topK, R = T * k;
   const int routed = E + cfg_.zeroExperts;
@@ -454,7 +474,12 @@ void MoeLayer::enqueue(int T) {
   // graph, 0.0620 -> 0.0557 stream). At T=256 it cost 2% (0.5295 -> 0.5410: the next GEMM's blocks take SM slots
   // early and wait), so only for few tokens. Not while profiling: the stage events sit between the kernels there.
   PdlScope pdl(marks_ == nullptr && T <= kPdlMaxTokens);
-  if (!fusedRoute) {
+  const bool routePermute = !fusedRoute && split == 1 && T <= decodeFrontTokens() && decodeRoutePermuteFits(T, route);
+  if (routePermute) {
+    mark("router GEMM");  // the stage profile's "routing" is then routing + permute, its "permute" empty
+    launchDecodeRoutePermute(logits_.as<float>(), T, gateCols_, route, stream_);
+    mark("routing");
+  } else if (!fusedRoute) {
     mark("router GEMM");
     // 2. routing
     if (noaux) {
@@ -600,7 +625,7 @@ void MoeLayer::enqueue(int T) {
   if (half && static_cast<long long>(R) * kTokenOwnedDownFactor <= E && combineInGemmSupported(owned)) {
     launchGroupedGemm(owned, stream_);
     mark("down GEMM");
-  } else if (half && tuning().fuseCombine && marks_ == nullptr && T <= kPdlMaxTokens) {
+  } else if (half && (tuning().fuseCombine || T <= decodeCombineTailTokens()) && marks_ == nullptr && T <= kPdlMaxTokens) {
     // The combine in the down GEMM's last tile per column (no combine launch).
     GemmProblem tail = dn;
     // TFJS_MOE_CUDA_L2_PREFETCH=1 (A/B): the down GEMM's blocks, launched early under PDL while the up_gate GEMM
@@ -793,7 +818,7 @@ std::string MoeLayer::kernelEnvSwitches() {
                            "TFJS_MOE_CUDA_PERMUTE_VEC",
                            "TFJS_MOE_CUDA_FRAG_BUFS", "TFJS_MOE_CUDA_DECODE_STAGES",
                            "TFJS_MOE_CUDA_DECODE_GRID", "TFJS_MOE_CUDA_DECODE_BN",
-                           "TFJS_MOE_CUDA_DECODE_COMBINE", "TFJS_MOE_CUDA_DECODE_DOWN"}) {
+                           "TFJS_MOE_CUDA_DECODE_COMBINE", "TFJS_MOE_CUDA_DECODE_DOWN", "TFJS_MOE_CUDA_DECODE_FRONT"}) {
     const char* v = std::getenv(name);
     key += v ? v : "-";
     key += ';';
