@@ -5,7 +5,9 @@
 # compute-sanitizer memcheck of the tiles' spec, nsys of the one-token graph (kernel durations and
 # the gaps between them) where time is left. Every step under its own timeout, cut to what LANE_BUDGET leaves; logs
 # under $OUT as they go.
-# AB (a JSON list of --ab flag sets, one round) overrides the variants.
+# AB (a JSON list of --ab flag sets, one round) overrides the variants; SPECS=0 skips the spec and memcheck steps;
+# NCU_FRONT=1 adds ncu of the decode front and combine kernels (bf16, T = 1 and 16; default, then the routing +
+# permute block and the combine tail). run_cudadec_b2.sh sets them for the second batch.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
@@ -42,6 +44,23 @@ for (const x of r) { const k = `${x.dtype} T=${x.T} ${JSON.stringify(x.flags || 
 for (const [k, v] of Object.entries(g)) { v.sort((a, b) => a - b); console.log(`${k}: ${v[v.length >> 1].toFixed(4)} (${v.map(t => t.toFixed(4)).join(" ")})`); }
 ' "$OUT/ab.json" >> "$OUT/summary.txt" 2>&1
 
+NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null)
+if [ "${NCU_FRONT:-0}" = 1 ] && [ -n "$NCU" ]; then
+  K='regex:denseFewRows|topkSelect|permuteSmall|decodeRoute|combine|mmaGemmKernel'
+  for v in default route2-tail; do
+    t=$(cap 30)
+    [ "$t" -gt 10 ] || break
+    env_set=()
+    [ "$v" = route2-tail ] && env_set=(TFJS_MOE_CUDA_DECODE_FRONT=route2 TFJS_MOE_CUDA_DECODE_COMBINE=tail)
+    env "${env_set[@]}" timeout "$t" "$NCU" --clock-control none -k "$K" --section SpeedOfLight --section LaunchStats \
+        --section Occupancy node cuda_bench.mjs --ncu --kernel-only --dtypes bfloat16 --tokens 1,16 > "$OUT/ncu_$v.txt" 2>&1
+    stamp "ncu $v" $?
+    grep -E "^  [a-zA-Z_]+.*\(|Duration|DRAM Throughput|Registers Per|Achieved Occupancy|Grid Size|Block Size" \
+        "$OUT/ncu_$v.txt" > "$OUT/ncu_${v}_short.txt"
+  done
+fi
+
+if [ "${SPECS:-1}" = 1 ]; then
 t=$(cap 22); CUDADEC_SPECS='decode tiles|decode weight-streaming' SPEC_TIMING=1 timeout "$t" node run-specs.mjs \
     > "$OUT/specs.log" 2>&1; stamp specs $?
 grep -E 'passed, .* failed|FAILED|Expected|T [0-9]|^  \[' "$OUT/specs.log" | head -30 >> "$OUT/summary.txt"
@@ -53,6 +72,8 @@ if [ "$t" -gt 0 ]; then
       --error-exitcode 3 node run-specs.mjs > "$OUT/memcheck.log" 2>&1; stamp memcheck $?
   grep -E 'ERROR SUMMARY|passed, .* failed' "$OUT/memcheck.log" >> "$OUT/summary.txt"
 fi
+fi
+
 # Kernel durations and the gaps between them inside the one-token graph replay (default, then route2 + tail), where
 # nsys exists.
 NSYS=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -1)
