@@ -4,7 +4,8 @@
  * small grids (TFJS_MOE_CUDA_DECODE_GRID=rows / cols force an order), three 128-deep int4 stages on larger grids
  * (TFJS_MOE_CUDA_DECODE_STAGES=4 / 3 force a depth, k256x2 two 256-deep bf16 stages; TFJS_MOE_CUDA_DECODE_DOWN=k128
  * 128-deep bf16 stages for K <= 1024), 16 x 48 tiles on small grids
- * where N is a multiple of 48 (TFJS_MOE_CUDA_DECODE_BN=48), and the decode down GEMM adding its weighted rows into
+ * where N is a multiple of 48 (the default for half-precision weights since session 9; TFJS_MOE_CUDA_DECODE_BN=48
+ * also for int4 codes, '64' for neither), and the decode down GEMM adding its weighted rows into
  * the output with float32 atomics (TFJS_MOE_CUDA_DECODE_COMBINE=add; the default is the combine kernel). With the
  * combine kernel none of the tile switches changes a product or the order of a sum (the stage depths only pad K
  * with more zero steps), so their outputs must equal each other; the atomic option sums the same terms in an order
@@ -33,7 +34,7 @@ const KERNEL = {TFJS_MOE_CUDA_DECODE_COMBINE: 'kernel'};
 const SWITCHES: Array<[Record<string, string>, number[], boolean]> = [
   [{TFJS_MOE_CUDA_FRAG_BUFS: '1'}, [1, 32], true],
   [{TFJS_MOE_CUDA_DECODE_GRID: 'rows'}, [1], true], [{TFJS_MOE_CUDA_DECODE_GRID: 'cols'}, [32], true],
-  [{TFJS_MOE_CUDA_DECODE_BN: '48'}, [1], true],
+  [{TFJS_MOE_CUDA_DECODE_BN: '48'}, [1], true], [{TFJS_MOE_CUDA_DECODE_BN: '64'}, [1], true],
   [{TFJS_MOE_CUDA_DECODE_STAGES: '3'}, [32], false], [{TFJS_MOE_CUDA_DECODE_STAGES: '4'}, [32], false],
   [{TFJS_MOE_CUDA_DECODE_STAGES: 'k256x2'}, [32], false], [{TFJS_MOE_CUDA_DECODE_DOWN: 'k128'}, [32], false],
   [{TFJS_MOE_CUDA_FRAG_BUFS: '1', TFJS_MOE_CUDA_DECODE_STAGES: '4', TFJS_MOE_CUDA_DECODE_GRID: 'rows'}, [1, 32], false],

@@ -49,13 +49,17 @@ inline int smCount() {
   return n;
 }
 
-// TFJS_MOE_CUDA_DECODE_BN=48 (A/B, read at each launch): on small grids (one token) a GEMM whose N is a multiple
-// of 48 takes 16 x 48 tiles of 3 warps: the up_gate GEMM of a top-8 layer with 2 I = 1536 then has 8 x 32 = 256
-// blocks, about two per SM of 132, instead of 192 (some SMs stream two tiles, others one). B1, T = 1: slower (bf16
-// 0.0414 -> 0.0437 ms, int4 0.0377 -> 0.0415).
-inline bool decodeNarrowTiles(const GemmProblem& p) {
+// On small grids (one token) a GEMM whose N is a multiple of 48 takes 16 x 48 tiles of 3 warps: the up_gate GEMM of
+// a top-8 layer with 2 I = 1536 then has 8 x 32 = 256 blocks, about two per SM of 132, instead of 192 (some SMs
+// stream two tiles, others one). Half-precision weights by default: H200 session 9 batch B2, Qwen3-30B-A3B bf16
+// T = 1 0.0408 -> 0.0388 ms with the column-first grid (session 8's B1, rows first: 0.0414 -> 0.0437); int4 codes
+// keep 16 x 64 (0.0376 -> 0.0400). TFJS_MOE_CUDA_DECODE_BN (A/B, read at each launch): '48' = both, '64' = neither.
+inline bool decodeNarrowTiles(const GemmProblem& p, bool int4Codes) {
+  if (p.N % 48 != 0) return false;
   const char* v = std::getenv("TFJS_MOE_CUDA_DECODE_BN");
-  return v != nullptr && std::strcmp(v, "48") == 0 && p.N % 48 == 0;
+  if (v != nullptr && std::strcmp(v, "48") == 0) return true;
+  if (v != nullptr && std::strcmp(v, "64") == 0) return false;
+  return !int4Codes;
 }
 
 // The pipeline depth of the 16 x 64 tiles on grids of two or more blocks per SM (16 tokens). int4: three 128-deep
@@ -195,7 +199,7 @@ void launchMmaEpi(const GemmProblem& p, bool vec, cudaStream_t stream) {
         case DecodeGemm::kMmaK128: launchMmaConfig<Elem, OutT, 16, 64, 128, 1, 4, 4, EPI, true>(p, stream); break;
         case DecodeGemm::kMmaShallow: launchMmaConfig<Elem, OutT, 16, 64, 64, 1, 4, 4, EPI, true>(p, stream); break;
         default:
-          if (fewDecodeBlocks(p, 64) && decodeNarrowTiles(p)) launchMmaConfig<Elem, OutT, 16, 48, 128, 1, 3, 4, EPI, true>(p, stream);
+          if (fewDecodeBlocks(p, 64) && decodeNarrowTiles(p, false)) launchMmaConfig<Elem, OutT, 16, 48, 128, 1, 3, 4, EPI, true>(p, stream);
           else if (fewDecodeBlocks(p, 64)) launchMmaConfig<Elem, OutT, 16, 64, 128, 1, 4, 4, EPI, true>(p, stream);
           else if (decodeThreeStages(false)) launchMmaConfig<Elem, OutT, 16, 64, 64, 1, 4, 3, EPI, true>(p, stream);
           else if (decodeDeepTwoStages()) launchMmaConfig<Elem, OutT, 16, 64, 256, 1, 4, 2, EPI, true>(p, stream);
@@ -263,7 +267,7 @@ void launchMmaInt4Epi(const GemmProblem& p, cudaStream_t stream) {
       // deepest where the grid is small (H200 batch E, one token: 0.0493 vs 0.0657 ms; 16 tokens: 0.286 vs 0.254).
       if (tuning().decodeGemm == DecodeGemm::kInt4Wide) {
         launchMmaConfig<Elem, OutT, 16, 128, 128, 1, 8, 4, EPI, true, 4>(p, stream);
-      } else if (autoDecodeDepth() && fewDecodeBlocks(p, 64) && decodeNarrowTiles(p)) {
+      } else if (autoDecodeDepth() && fewDecodeBlocks(p, 64) && decodeNarrowTiles(p, true)) {
         launchMmaConfig<Elem, OutT, 16, 48, 256, 1, 3, 4, EPI, true, 4>(p, stream);
       } else if (tuning().decodeGemm == DecodeGemm::kMmaDeep || (autoDecodeDepth() && fewDecodeBlocks(p, 64))) {
         launchMmaConfig<Elem, OutT, 16, 64, 256, 1, 4, 4, EPI, true, 4>(p, stream);
