@@ -21,6 +21,7 @@ import '../../spec/cuda/cuda_families.spec.js';
 import '../../spec/cuda/cuda_unsupported_options.spec.js';
 import '../../spec/cuda/cuda_wgmma.spec.js';
 import '../../spec/cuda/cuda_prefill_kernels.spec.js';
+import '../../spec/cuda/cuda_prefill_front.spec.js';
 import '../../spec/cuda/cuda_decode_tiles.spec.js';
 import '../../spec/cuda/cuda_wgmma_cluster.spec.js';
 import './device_status.spec.js';

@@ -10,4 +10,5 @@ import '../../spec/helpers/setup.js';
 import '../../spec/helpers/report_errors.js';
 import '../../spec/cuda/cuda_kernels.spec.js';
 import '../../spec/cuda/cuda_prefill_kernels.spec.js';
+import '../../spec/cuda/cuda_prefill_front.spec.js';
 import '../../spec/cuda/cuda_wgmma.spec.js';

@@ -22,6 +22,12 @@ struct RoutingParams {
 // sharedGate, when set, receives sigmoid(logits[t][E]) (the layer keeps the shared-expert gate in column E).
 void launchTopkSelect(const float* logits, int T, int E, int ld, const float* bias, const RoutingParams& rp, int* ids,
                       float* weights, float* sharedGate, cudaStream_t stream);
+// The same from the router GEMM's split-K slabs (partial non-null: [kSplit][T][ld], GemmProblem.kSplit; logits then
+// unread and unwritten): each token's logits summed in slice order (+ routerBias, may be null) as launchSplitKReduce
+// sums them (bitwise the same) and routed: one kernel where the reduction and the top-k were two.
+void launchTopkSelectSplitK(const float* partial, int kSplit, const float* routerBias, const float* logits, int T,
+                            int E, int ld, const float* bias, const RoutingParams& rp, int* ids, float* weights,
+                            float* sharedGate, cudaStream_t stream);
 
 // noaux_tc routing (section 2). scores may be null (the layer does not need the dense sigmoid matrix).
 void launchMoeScores(const float* logits, int T, int E, int ld, const float* bias, const RoutingParams& rp,

@@ -399,6 +399,24 @@ static int decodeCombineTailTokens() {
   return decodeSwitchTokens(std::getenv("TFJS_MOE_CUDA_DECODE_COMBINE"), "tail", kPdlMaxTokens);
 }
 
+// An A/B switch of the prefill path, read at each launch: `on` / `off` as the variable's value, else the default.
+static bool envSwitch(const char* name, const char* on, const char* off, bool byDefault) {
+  const char* v = std::getenv(name);
+  if (v != nullptr && std::strcmp(v, on) == 0) return true;
+  if (v != nullptr && std::strcmp(v, off) == 0) return false;
+  return byDefault;
+}
+
+// TFJS_MOE_CUDA_GATE_REDUCE=topk|kernel: the router's split-K slabs are summed by the top-k kernel
+// (launchTopkSelectSplitK, the same sums), or by a reduction kernel before it: one node less. H200 session 9,
+// Qwen3-30B-A3B layer at T = 256 (graph replay): batch B1 bf16 0.3510 -> 0.3493 ms, int4 0.3005 -> 0.2980; batch B2
+// 0.3530 -> 0.3533, 0.3006 -> 0.3002 (router + routing stages 0.034 -> 0.030 in both); T = 4096 within the spread.
+constexpr bool kGateReduceInTopk = true;
+// TFJS_MOE_CUDA_PDL_FRONT=1|0: above kPdlMaxTokens too, the split-K reduction, the routing and the permute are
+// launched with programmatic dependent launch. Off: at most 0.001 ms at T = 256 in B1 and B2, no gain at 4096 (and
+// the expert GEMMs stay without it: in B1 the up_gate GEMM under PDL cost the layer 5% at T = 4096).
+constexpr bool kPdlFront = false;
+
 void MoeLayer::enqueue(int T) {
   const int H = cfg_.hidden, E = cfg_.numExperts, k = cfg_.topK, R = T * k;
   const int routed = E + cfg_.zeroExperts;
@@ -454,6 +472,15 @@ void MoeLayer::enqueue(int T) {
   const int split = gateSplit(T);
   // 1-3 in one kernel at decode sizes (no split): the router GEMM's last block routes and permutes.
   const bool fusedRoute = split == 1 && tuning().fuseRoute && marks_ == nullptr && decodeRouteFits(gate, route);
+  const bool reduceInTopk =
+      split > 1 && !noaux && envSwitch("TFJS_MOE_CUDA_GATE_REDUCE", "topk", "kernel", kGateReduceInTopk);
+  // Every launch after the router GEMM follows a kernel on this stream: they may use programmatic dependent launch,
+  // which hides part of the gap between consecutive small kernels at decode sizes (H100, bf16 T=1: 0.0547 -> 0.0528
+  // ms graph, 0.0620 -> 0.0557 stream). At T=256 it cost 2% (0.5295 -> 0.5410: the next GEMM's blocks take SM slots
+  // early and wait), so only for few tokens (the front's small kernels: kPdlFront). Not while profiling: the stage
+  // events sit between the kernels there.
+  const bool pdlFront =
+      marks_ == nullptr && (T <= kPdlMaxTokens || envSwitch("TFJS_MOE_CUDA_PDL_FRONT", "1", "0", kPdlFront));
   if (fusedRoute) {
     launchDecodeRoute(gate, route, stream_);
   } else {
@@ -464,15 +491,14 @@ void MoeLayer::enqueue(int T) {
       gate.bias = nullptr;  // added once, by the reduction
       gate.rowsPerSegmentHint = 64;
       launchGroupedGemm(gate, stream_);
-      launchSplitKReduce(gatePartial_.as<float>(), split, T, gateCols_, routerBias, logits_.as<float>(), stream_);
+      if (!reduceInTopk) {
+        PdlScope front(pdlFront);
+        launchSplitKReduce(gatePartial_.as<float>(), split, T, gateCols_, routerBias, logits_.as<float>(), stream_);
+      }
     } else {
       launchGroupedGemm(gate, stream_);
     }
   }
-  // Every launch from here on follows a kernel on this stream: they may use programmatic dependent launch, which
-  // hides part of the gap between consecutive small kernels at decode sizes (H100, bf16 T=1: 0.0547 -> 0.0528 ms
-  // graph, 0.0620 -> 0.0557 stream). At T=256 it cost 2% (0.5295 -> 0.5410: the next GEMM's blocks take SM slots
-  // early and wait), so only for few tokens. Not while profiling: the stage events sit between the kernels there.
   PdlScope pdl(marks_ == nullptr && T <= kPdlMaxTokens);
   const bool routePermute = !fusedRoute && split == 1 && T <= decodeFrontTokens() && decodeRoutePermuteFits(T, route);
   if (routePermute) {
@@ -480,11 +506,15 @@ void MoeLayer::enqueue(int T) {
     launchDecodeRoutePermute(logits_.as<float>(), T, gateCols_, route, stream_);
     mark("routing");
   } else if (!fusedRoute) {
+    PdlScope front(pdlFront);
     mark("router GEMM");
     // 2. routing
     if (noaux) {
       launchMoeScores(logits_.as<float>(), T, routed, gateCols_, corr, routing_, nullptr, ids, weights, sharedScale,
                       stream_);
+    } else if (reduceInTopk) {
+      launchTopkSelectSplitK(gatePartial_.as<float>(), split, routerBias, logits_.as<float>(), T, routed, gateCols_,
+                             corr, routing_, ids, weights, sharedScale, stream_);
     } else {
       launchTopkSelect(logits_.as<float>(), T, routed, gateCols_, corr, routing_, ids, weights, sharedScale, stream_);
     }
@@ -818,7 +848,8 @@ std::string MoeLayer::kernelEnvSwitches() {
                            "TFJS_MOE_CUDA_PERMUTE_VEC",
                            "TFJS_MOE_CUDA_FRAG_BUFS", "TFJS_MOE_CUDA_DECODE_STAGES",
                            "TFJS_MOE_CUDA_DECODE_GRID", "TFJS_MOE_CUDA_DECODE_BN",
-                           "TFJS_MOE_CUDA_DECODE_COMBINE", "TFJS_MOE_CUDA_DECODE_DOWN", "TFJS_MOE_CUDA_DECODE_FRONT"}) {
+                           "TFJS_MOE_CUDA_DECODE_COMBINE", "TFJS_MOE_CUDA_DECODE_DOWN", "TFJS_MOE_CUDA_DECODE_FRONT",
+                           "TFJS_MOE_CUDA_GATE_REDUCE", "TFJS_MOE_CUDA_PDL_FRONT"}) {
     const char* v = std::getenv(name);
     key += v ? v : "-";
     key += ';';
